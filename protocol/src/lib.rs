@@ -1,0 +1,20 @@
+//! The chatmesh wire contract shared by every service and client: names and their validation,
+//! client and server frames (protocol v1), NATS subject names and partitioning, the messages
+//! gateways and workers exchange over NATS request-reply, and the limits in force.
+//!
+//! Nothing here does I/O; every other crate depends on this one, so it stays small and fast to
+//! build.
+
+pub mod config;
+pub mod error;
+pub mod frames;
+pub mod limits;
+pub mod message;
+pub mod names;
+pub mod service;
+pub mod subjects;
+
+pub use config::MeshConfig;
+pub use error::{ApiError, ErrorCode};
+pub use limits::Limits;
+pub use names::{validate_msg_id, validate_name, NameError};

@@ -1,0 +1,105 @@
+//! A chat message as stored in JetStream, kept by workers and sent to clients.
+//!
+//! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`); the stream assigns `seq`, and
+//! the republished copy carries `prev` in `Nats-Last-Sequence`. A gateway builds the client
+//! frame by splicing the payload behind a `{"type":"message","room",..,"seq","prev",` prefix,
+//! so a message is never parsed on the fan-out path.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// What a gateway publishes to JetStream for one `send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    pub id: String,
+    pub from: String,
+    /// Milliseconds since the Unix epoch, set by the gateway that accepted the send.
+    pub ts: u64,
+    pub body: String,
+}
+
+/// A message as clients see it (a `message` frame without `type`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub room: String,
+    pub seq: u64,
+    pub prev: u64,
+    pub id: String,
+    pub from: String,
+    pub ts: u64,
+    pub body: String,
+}
+
+impl Message {
+    pub fn from_payload(room: &str, seq: u64, prev: u64, p: Payload) -> Self {
+        Self {
+            room: room.to_owned(),
+            seq,
+            prev,
+            id: p.id,
+            from: p.from,
+            ts: p.ts,
+            body: p.body,
+        }
+    }
+}
+
+/// Builds the `message` frame for `payload` (a JSON object) without parsing it.
+/// Returns `None` if the payload is not a JSON object.
+pub fn encode_message_frame(room: &str, seq: u64, prev: u64, payload: &[u8]) -> Option<Bytes> {
+    let rest = payload.strip_prefix(b"{")?;
+    if !payload.ends_with(b"}") || rest.len() < 2 {
+        return None;
+    }
+    let mut buf = BytesMut::with_capacity(48 + room.len() + payload.len());
+    buf.put_slice(b"{\"type\":\"message\",\"room\":\"");
+    // Room ids are validated to [A-Za-z0-9_-], so they need no escaping.
+    buf.put_slice(room.as_bytes());
+    buf.put_slice(b"\",\"seq\":");
+    buf.put_slice(itoa(seq).as_bytes());
+    buf.put_slice(b",\"prev\":");
+    buf.put_slice(itoa(prev).as_bytes());
+    buf.put_u8(b',');
+    buf.put_slice(rest);
+    Some(buf.freeze())
+}
+
+fn itoa(n: u64) -> String {
+    n.to_string()
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spliced_frame_is_the_full_message() {
+        let p = Payload {
+            id: "m\"1".into(),
+            from: "ann".into(),
+            ts: 17,
+            body: "<b>hi</b> \u{1F600}".into(),
+        };
+        let bytes = serde_json::to_vec(&p).unwrap();
+        let frame = encode_message_frame("general", 9, 4, &bytes).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        assert_eq!(v["type"], "message");
+        let m: Message = serde_json::from_value(v).unwrap();
+        assert_eq!(m, Message::from_payload("general", 9, 4, p));
+    }
+
+    #[test]
+    fn refuses_non_objects() {
+        assert!(encode_message_frame("r", 1, 0, b"[1]").is_none());
+        assert!(encode_message_frame("r", 1, 0, b"{}").is_none());
+        assert!(encode_message_frame("r", 1, 0, b"").is_none());
+    }
+}

@@ -1,0 +1,258 @@
+//! Request-reply messages between gateways and workers over NATS.
+//!
+//! A request goes to `chat.svc.<p>.<op>` where `p` is the partition of its key (the room, or
+//! the user for user-keyed operations), so the worker that owns the partition answers it and
+//! its caches stay the only writer's caches. Replies are [`Reply`]: `{"ok":..}` or
+//! `{"error":{"code","message"}}`. Authorisation of membership changes is decided by the
+//! worker (the `actor` field), in one place for every gateway.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::message::Message;
+
+/// The reply to any service request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    Ok(T),
+    Error(ApiError),
+}
+
+impl<T> From<Result<T, ApiError>> for Reply<T> {
+    fn from(r: Result<T, ApiError>) -> Self {
+        match r {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => Reply::Error(e),
+        }
+    }
+}
+
+impl<T> Reply<T> {
+    pub fn into_result(self) -> Result<T, ApiError> {
+        match self {
+            Reply::Ok(v) => Ok(v),
+            Reply::Error(e) => Err(e),
+        }
+    }
+}
+
+/// A service operation: its subject token, request and response types.
+pub trait Op {
+    /// Last token of the request subject.
+    const NAME: &'static str;
+    type Request: Serialize + for<'de> Deserialize<'de>;
+    type Response: Serialize + for<'de> Deserialize<'de>;
+}
+
+macro_rules! op {
+    ($ty:ident, $name:literal, $req:ty, $resp:ty) => {
+        #[doc = concat!("The `", $name, "` operation.")]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $ty;
+        impl Op for $ty {
+            const NAME: &'static str = $name;
+            type Request = $req;
+            type Response = $resp;
+        }
+    };
+}
+
+/// Kind of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    Public,
+    Private,
+    Dm,
+}
+
+/// A member's role in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRoomRequest {
+    pub room: String,
+    pub kind: RoomKind,
+    /// The creator; becomes owner.
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub room: String,
+    pub kind: RoomKind,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomUserRequest {
+    pub room: String,
+    pub user: String,
+}
+
+/// What a user may do in a room. Gateways cache it, keyed by (room, user), and drop it when
+/// a membership event for the room arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    pub kind: RoomKind,
+    /// The user's role, `None` if not a member.
+    pub role: Option<Role>,
+    /// Last seq the worker has stored for the room.
+    pub last_seq: u64,
+}
+
+impl Access {
+    /// May the user read the room (join live, history)?
+    pub fn can_read(&self) -> bool {
+        self.role.is_some() || self.kind == RoomKind::Public
+    }
+    /// May the user post to the room?
+    pub fn can_post(&self) -> bool {
+        self.role.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMemberRequest {
+    pub room: String,
+    pub user: String,
+    pub role: Role,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveMemberRequest {
+    pub room: String,
+    pub user: String,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRoomsRequest {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomListing {
+    pub room: String,
+    pub kind: RoomKind,
+    pub role: Option<Role>,
+    pub last_seq: u64,
+    pub unread: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomList {
+    pub rooms: Vec<RoomListing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmRequest {
+    pub a: String,
+    pub b: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmRoom {
+    pub room: String,
+}
+
+/// A page of stored messages, oldest first. With `after`, the page starts just above it
+/// (used to resume from the store); otherwise it ends just below `before` (or the latest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    pub room: String,
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    /// More messages exist beyond this page in the direction read.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetCursorRequest {
+    pub room: String,
+    pub user: String,
+    pub seq: u64,
+}
+
+/// A membership change, published on `chat.mem.<room>` after it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEvent {
+    pub room: String,
+    pub user: String,
+    /// The new role, `None` if removed.
+    pub role: Option<Role>,
+}
+
+/// An empty response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+op!(Register, "register", Credentials, UserInfo);
+op!(Login, "login", Credentials, UserInfo);
+op!(CreateRoom, "room_create", CreateRoomRequest, RoomInfo);
+op!(GetAccess, "access", RoomUserRequest, Access);
+op!(JoinRoom, "join", RoomUserRequest, Access);
+op!(AddMember, "member_add", AddMemberRequest, Done);
+op!(RemoveMember, "member_remove", RemoveMemberRequest, Done);
+op!(ListRooms, "rooms_list", ListRoomsRequest, RoomList);
+op!(OpenDm, "dm", DmRequest, DmRoom);
+op!(History, "history", HistoryRequest, HistoryPage);
+op!(SetCursor, "cursor", SetCursorRequest, Done);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn reply_wire_shape() {
+        let ok: Reply<UserInfo> = Reply::Ok(UserInfo { user: "a".into() });
+        assert_eq!(serde_json::to_string(&ok).unwrap(), r#"{"ok":{"user":"a"}}"#);
+        let err: Reply<Done> = Reply::Error(ApiError::conflict("taken"));
+        let s = serde_json::to_string(&err).unwrap();
+        assert_eq!(s, r#"{"error":{"code":"conflict","message":"taken"}}"#);
+        let back: Reply<Done> = serde_json::from_str(&s).unwrap();
+        assert_eq!(back.into_result().unwrap_err().code, ErrorCode::Conflict);
+    }
+
+    #[test]
+    fn access_rules() {
+        let a = Access {
+            kind: RoomKind::Public,
+            role: None,
+            last_seq: 0,
+        };
+        assert!(a.can_read() && !a.can_post());
+        let p = Access {
+            kind: RoomKind::Private,
+            role: None,
+            last_seq: 0,
+        };
+        assert!(!p.can_read());
+    }
+}
