@@ -1,1 +1,22 @@
-//! placeholder
+//! The chatmesh gateway: terminates WebSockets (protocol v1), maps rooms to NATS subjects,
+//! publishes sends to JetStream and fans out each room's live messages to local sessions.
+//! It holds no durable state: accounts, rooms and history live behind the workers' services.
+//!
+//! Start it with [`serve`] on a bound listener; tests bind `127.0.0.1:0`.
+
+pub mod access;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod fanout;
+pub mod http;
+pub mod jsread;
+pub mod publish;
+pub mod services;
+pub mod session;
+pub mod state;
+
+pub use config::GatewayConfig;
+pub use error::GatewayError;
+pub use http::serve;
+pub use state::AppState;

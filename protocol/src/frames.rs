@@ -22,14 +22,36 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 /// A validated client request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
-    Hello { token: String },
-    Join { room: String, since: Option<u64> },
-    Leave { room: String },
-    Send { room: String, id: String, body: String },
-    History { room: String, before: Option<u64>, limit: u32 },
-    Typing { room: String },
-    Read { room: String, seq: u64 },
-    Presence { room: String },
+    Hello {
+        token: String,
+    },
+    Join {
+        room: String,
+        since: Option<u64>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        id: String,
+        body: String,
+    },
+    History {
+        room: String,
+        before: Option<u64>,
+        limit: u32,
+    },
+    Typing {
+        room: String,
+    },
+    Read {
+        room: String,
+        seq: u64,
+    },
+    Presence {
+        room: String,
+    },
     Ping,
 }
 
@@ -43,14 +65,36 @@ pub struct FrameError {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Raw {
-    Hello { token: String },
-    Join { room: String, since: Option<u64> },
-    Leave { room: String },
-    Send { room: String, id: String, body: String },
-    History { room: String, before: Option<u64>, limit: Option<u32> },
-    Typing { room: String },
-    Read { room: String, seq: u64 },
-    Presence { room: String },
+    Hello {
+        token: String,
+    },
+    Join {
+        room: String,
+        since: Option<u64>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        id: String,
+        body: String,
+    },
+    History {
+        room: String,
+        before: Option<u64>,
+        limit: Option<u32>,
+    },
+    Typing {
+        room: String,
+    },
+    Read {
+        room: String,
+        seq: u64,
+    },
+    Presence {
+        room: String,
+    },
     Ping {},
 }
 
@@ -219,7 +263,8 @@ mod tests {
 
     #[test]
     fn parses_every_request_type() {
-        let (r, f) = parse(json!({"type":"send","ref":7,"room":"r1","id":"a","body":"hi"})).unwrap();
+        let (r, f) =
+            parse(json!({"type":"send","ref":7,"room":"r1","id":"a","body":"hi"})).unwrap();
         assert_eq!(r, Some(json!(7)));
         assert_eq!(
             f,
@@ -231,7 +276,9 @@ mod tests {
         );
         assert_eq!(parse(json!({"type":"ping"})).unwrap().1, ClientFrame::Ping);
         assert_eq!(
-            parse(json!({"type":"join","room":"r","since":5})).unwrap().1,
+            parse(json!({"type":"join","room":"r","since":5}))
+                .unwrap()
+                .1,
             ClientFrame::Join {
                 room: "r".into(),
                 since: Some(5)
@@ -258,7 +305,14 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
-        for text in ["", "nul", "[1]", "{\"type\":3}", "{}", "{\"type\":\"send\"}"] {
+        for text in [
+            "",
+            "nul",
+            "[1]",
+            "{\"type\":3}",
+            "{}",
+            "{\"type\":\"send\"}",
+        ] {
             let e = parse_client_frame(text.as_bytes(), &Limits::default()).unwrap_err();
             assert_eq!(e.error.code, ErrorCode::BadRequest, "{text}");
         }

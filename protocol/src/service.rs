@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn reply_wire_shape() {
         let ok: Reply<UserInfo> = Reply::Ok(UserInfo { user: "a".into() });
-        assert_eq!(serde_json::to_string(&ok).unwrap(), r#"{"ok":{"user":"a"}}"#);
+        assert_eq!(
+            serde_json::to_string(&ok).unwrap(),
+            r#"{"ok":{"user":"a"}}"#
+        );
         let err: Reply<Done> = Reply::Error(ApiError::conflict("taken"));
         let s = serde_json::to_string(&err).unwrap();
         assert_eq!(s, r#"{"error":{"code":"conflict","message":"taken"}}"#);

@@ -1,0 +1,203 @@
+//! Tokens: HS256 tokens issued to built-in accounts, or an external issuer's tokens checked
+//! against its JWKS (by `kid`). The gateway only ever sees a user name after this module.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::GatewayConfig;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    iat: u64,
+    iss: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Why a token was refused (all map to `unauthorized`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("token invalid: {0}")]
+    Invalid(String),
+    #[error("token subject is not a valid user name")]
+    BadSubject,
+    #[error("unknown key id")]
+    UnknownKey,
+    #[error("cannot read JWKS file: {0}")]
+    Jwks(String),
+}
+
+enum Verifier {
+    Hs256(DecodingKey),
+    Jwks(HashMap<String, (DecodingKey, Algorithm)>),
+}
+
+/// Issues and verifies tokens.
+pub struct Tokens {
+    issuer: String,
+    audience: Option<String>,
+    ttl_secs: u64,
+    encoding: Option<EncodingKey>,
+    verifier: Verifier,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+impl Tokens {
+    pub fn from_config(cfg: &GatewayConfig) -> Result<Self, AuthError> {
+        let (encoding, verifier) = match &cfg.jwks_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| AuthError::Jwks(e.to_string()))?;
+                let set: JwkSet =
+                    serde_json::from_str(&text).map_err(|e| AuthError::Jwks(e.to_string()))?;
+                let mut keys = HashMap::new();
+                for jwk in &set.keys {
+                    let (Some(kid), Ok(key)) =
+                        (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
+                    else {
+                        continue;
+                    };
+                    let alg = jwk
+                        .common
+                        .key_algorithm
+                        .and_then(|a| a.to_string().parse::<Algorithm>().ok())
+                        .unwrap_or(Algorithm::RS256);
+                    keys.insert(kid, (key, alg));
+                }
+                (None, Verifier::Jwks(keys))
+            }
+            None => (
+                Some(EncodingKey::from_secret(cfg.jwt_secret.as_bytes())),
+                Verifier::Hs256(DecodingKey::from_secret(cfg.jwt_secret.as_bytes())),
+            ),
+        };
+        Ok(Self {
+            issuer: cfg.jwt_issuer.clone(),
+            audience: cfg.jwt_audience.clone(),
+            ttl_secs: cfg.token_ttl_secs,
+            encoding,
+            verifier,
+        })
+    }
+
+    /// Issues a token for `user`; `None` when tokens come from an external issuer.
+    pub fn issue(&self, user: &str) -> Option<(String, u64)> {
+        let key = self.encoding.as_ref()?;
+        let now = now_secs();
+        let claims = Claims {
+            sub: user.to_owned(),
+            iat: now,
+            exp: now + self.ttl_secs,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()?;
+        Some((token, claims.exp))
+    }
+
+    /// Verifies a token and returns who it names.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let (key, alg) = match &self.verifier {
+            Verifier::Hs256(key) => (key, Algorithm::HS256),
+            Verifier::Jwks(keys) => {
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|e| AuthError::Invalid(e.to_string()))?;
+                let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+                let (key, alg) = keys.get(&kid).ok_or(AuthError::UnknownKey)?;
+                (key, *alg)
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = 5;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        chatmesh_protocol::validate_name("user", &data.claims.sub)
+            .map_err(|_| AuthError::BadSubject)?;
+        Ok(Identity {
+            user: data.claims.sub,
+            expires_at: data.claims.exp,
+        })
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(secret: &str) -> Tokens {
+        let cfg = GatewayConfig {
+            jwt_secret: secret.into(),
+            ..GatewayConfig::default()
+        };
+        Tokens::from_config(&cfg).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let t = tokens(&"k".repeat(32));
+        let (tok, exp) = t.issue("ann").unwrap();
+        let id = t.verify(&tok).unwrap();
+        assert_eq!(id.user, "ann");
+        assert_eq!(id.expires_at, exp);
+    }
+
+    #[test]
+    fn forged_and_garbage_tokens_fail() {
+        let (tok, _) = tokens(&"a".repeat(32)).issue("ann").unwrap();
+        assert!(tokens(&"b".repeat(32)).verify(&tok).is_err());
+        assert!(tokens(&"b".repeat(32)).verify("not.a.token").is_err());
+        assert!(tokens(&"b".repeat(32)).verify("").is_err());
+    }
+
+    #[test]
+    fn expired_tokens_fail() {
+        let secret = "s".repeat(32);
+        let claims = Claims {
+            sub: "ann".into(),
+            iat: 1,
+            exp: 1000,
+            iss: "chatmesh".into(),
+            aud: None,
+        };
+        let tok = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        assert!(tokens(&secret).verify(&tok).is_err());
+    }
+}

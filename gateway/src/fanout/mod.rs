@@ -1,0 +1,138 @@
+//! Room fan-out on one gateway: ONE core NATS subscription per room that has local members,
+//! the client frame encoded once per message, and a non-blocking offer of it to every local
+//! member's bounded queue.
+//!
+//! Each room has a task that reads `chat.live.<p>.<room>` (the stream's republish, carrying
+//! `Nats-Sequence` and `Nats-Last-Sequence`). It keeps the last seq it dispatched; a message
+//! whose `prev` is above it means core NATS dropped something (it is at-most-once), and the
+//! task fills the gap from JetStream before dispatching, so what every member receives is the
+//! room's complete, ordered stream.
+
+mod room;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chatmesh_protocol::ApiError;
+
+use crate::jsread::JsReader;
+use crate::session::link::{Out, SessionLink};
+pub use room::Room;
+
+/// The rooms with local members.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    nats: async_nats::Client,
+    reader: JsReader,
+    partitions: u32,
+    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+}
+
+impl Fanout {
+    pub fn new(nats: async_nats::Client, reader: JsReader, partitions: u32) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                nats,
+                reader,
+                partitions,
+                rooms: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn room(&self, name: &str) -> Arc<Room> {
+        let mut rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(room) = rooms.get(name) {
+            if !room.is_closed() {
+                return room.clone();
+            }
+        }
+        let room = Room::start(
+            Arc::from(name),
+            self.inner.nats.clone(),
+            self.inner.reader.clone(),
+            self.inner.partitions,
+        );
+        rooms.insert(room.name.clone(), room.clone());
+        metrics::gauge!("chatmesh_rooms_subscribed").set(rooms.len() as f64);
+        room
+    }
+
+    /// Adds a session to a room. Under the room's lock it queues `Track` and then `joined`
+    /// (built by `joined(last_seq)`), so no live frame can precede them, and returns the
+    /// `last_seq` the join starts from (at least `floor`): every message above it reaches
+    /// the session live. With `since`, live frames are held until the replay of
+    /// (since, last_seq] is done.
+    pub async fn join(
+        &self,
+        name: &str,
+        link: &Arc<SessionLink>,
+        gen: u64,
+        floor: u64,
+        since: Option<u64>,
+        joined: &(dyn Fn(u64) -> bytes::Bytes + Sync),
+    ) -> Result<u64, ApiError> {
+        // A room emptied and closed between lookup and add is replaced by a fresh one.
+        for _ in 0..3 {
+            let room = self.room(name);
+            room.ready().await?;
+            if let Some(last) = room.add(link, gen, floor, since, joined) {
+                return Ok(last);
+            }
+        }
+        Err(ApiError::unavailable("room is restarting, try again"))
+    }
+
+    /// Removes a session from a room; the room's subscription ends with its last member.
+    pub fn leave(&self, name: &str, session: u64) {
+        let room = {
+            let rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.get(name).cloned()
+        };
+        if let Some(room) = room {
+            room.remove(session);
+            self.reap(&room);
+        }
+    }
+
+    /// Removes every session of `user` from a room (membership revoked) and tells them.
+    pub fn evict_user(&self, name: &str, user: &str, left: impl Fn() -> bytes::Bytes) {
+        let room = {
+            let rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.get(name).cloned()
+        };
+        if let Some(room) = room {
+            for (link, gen) in room.remove_user(user) {
+                link.offer(Out::Untrack {
+                    room: room.name.clone(),
+                    gen,
+                });
+                link.offer(Out::Frame(left()));
+            }
+            self.reap(&room);
+        }
+    }
+
+    fn reap(&self, room: &Arc<Room>) {
+        let mut rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if room.close_if_empty() {
+            if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+                rooms.remove(&room.name);
+            }
+            metrics::gauge!("chatmesh_rooms_subscribed").set(rooms.len() as f64);
+        }
+    }
+
+    /// Stops every room task (drain).
+    pub fn shutdown(&self) {
+        let rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        for room in rooms.values() {
+            room.stop();
+        }
+    }
+}

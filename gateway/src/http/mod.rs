@@ -1,0 +1,112 @@
+//! The gateway's HTTP server: accept loop with a connection cap, routing, and a graceful
+//! drain that also covers upgraded WebSockets (hyper's own shutdown does not).
+
+mod api;
+mod reply;
+mod static_files;
+mod ws;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::state::AppState;
+pub use reply::Body;
+
+/// Serves HTTP and WebSockets on `listener` until `shutdown` resolves, then drains: stops
+/// accepting, closes every session with 1001 and waits for them (bounded by the config).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors or similar: keep serving what we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    metrics::counter!("chatmesh_accept_errors_total").increment(1);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state2 = state.clone();
+        let drain = state.drain.clone();
+        state.tasks.spawn(async move {
+            let svc = service_fn(move |req| route(state2.clone(), req));
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "http connection ended") },
+                _ = drain.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+    drain(&state).await;
+}
+
+async fn drain(state: &AppState) {
+    tracing::info!("draining: closing sessions with 1001");
+    state.drain.cancel();
+    state.fanout.shutdown();
+    state.tasks.close();
+    let deadline = Duration::from_millis(state.cfg.drain_timeout_ms);
+    if tokio::time::timeout(deadline, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain deadline passed with connections still open");
+    }
+}
+
+async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let response = match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => reply::text(200, "ok"),
+        (&Method::GET, ["readyz"]) => api::readyz(&state).await,
+        (&Method::GET, ["metrics"]) => match &state.metrics {
+            Some(handle) => reply::text(200, &handle.render()),
+            None => reply::text(404, "metrics are not enabled"),
+        },
+        (&Method::GET, ["v1", "ws"]) => ws::upgrade(state.clone(), req).await,
+        (_, ["v1", ..]) => api::handle(&state, req, &segments[1..]).await,
+        (&Method::GET, _) => static_files::serve(&state, &path).await,
+        _ => reply::error(&chatmesh_protocol::ApiError::not_found("no such endpoint")),
+    };
+    Ok(response)
+}
+
+/// A response with a fixed body.
+pub fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(http_body_util::BodyExt::boxed(Full::new(body.into())));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}

@@ -1,0 +1,50 @@
+//! The web client: static files with no build step, compiled into the binary (or read from
+//! `gateway.web_root` when set, for development), served with a strict CSP.
+
+use hyper::header::{HeaderValue, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
+use hyper::Response;
+
+use super::reply::{self, Body};
+use crate::state::AppState;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// (path, content type, contents) of every built-in file.
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/app.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/style.css"),
+    ),
+];
+
+pub async fn serve(state: &AppState, path: &str) -> Response<Body> {
+    let path = if path == "/" { "/index.html" } else { path };
+    let Some((name, content_type, builtin)) = FILES.iter().find(|(p, _, _)| *p == path) else {
+        return reply::error(&chatmesh_protocol::ApiError::not_found("no such file"));
+    };
+    let body = match &state.cfg.web_root {
+        Some(root) => match tokio::fs::read(root.join(name.trim_start_matches('/'))).await {
+            Ok(bytes) => bytes,
+            Err(_) => builtin.as_bytes().to_vec(),
+        },
+        None => builtin.as_bytes().to_vec(),
+    };
+    let mut resp = super::full(200, content_type, body);
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}

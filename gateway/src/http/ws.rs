@@ -1,0 +1,104 @@
+//! The WebSocket upgrade of `GET /v1/ws`: connection cap, subprotocol echo (fastwebsockets
+//! does not echo `Sec-WebSocket-Protocol`, and browsers fail without it), Origin check (it
+//! does not check Origin either), and optional `Authorization` header auth.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::{Request, Response};
+
+use chatmesh_protocol::{ApiError, ErrorCode};
+
+use super::reply::{self, Body};
+use crate::session::{self, Admission};
+use crate::state::AppState;
+
+/// The subprotocol of protocol v1.
+pub const SUBPROTOCOL: &str = "chatmesh.v1";
+
+pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Response<Body> {
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return reply::error(&ApiError::bad_request("expected a WebSocket upgrade"));
+    }
+    if state.drain.is_cancelled()
+        || state.sessions.load(Ordering::Relaxed) >= state.cfg.max_connections
+    {
+        metrics::counter!("chatmesh_connections_refused_total").increment(1);
+        return reply::error(&ApiError::new(
+            ErrorCode::Unavailable,
+            "gateway is at its connection limit",
+        ));
+    }
+    let offered = req
+        .headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    let refuse = (!origin_allowed(&state, &req)).then_some((1008, "origin not allowed"));
+    // A bad Authorization header is refused before the upgrade; no header means hello.
+    let identity = match req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => None,
+        Some(h) => match h
+            .strip_prefix("Bearer ")
+            .map(|t| state.tokens.verify(t.trim()))
+        {
+            Some(Ok(identity)) => Some(identity),
+            _ => {
+                return reply::error(&ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "invalid or expired token",
+                ))
+            }
+        },
+    };
+    let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => return reply::error(&ApiError::bad_request(format!("bad upgrade: {e}"))),
+    };
+    let state2 = state.clone();
+    state.tasks.spawn(async move {
+        match fut.await {
+            Ok(ws) => session::run(state2, ws.into_inner(), Admission { identity, refuse }).await,
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let mut response = response.map(|b| b.map_err(|never| match never {}).boxed());
+    if offered {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    response
+}
+
+/// Browsers send Origin; other clients usually do not. A browser page may connect when it
+/// was served by this host or its origin is configured.
+fn origin_allowed(state: &AppState, req: &Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let allowed = &state.cfg.allowed_origins;
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}

@@ -1,0 +1,74 @@
+//! A typed client for the workers' request-reply services. Each call goes to the subject of
+//! its key's partition, so the worker that owns the partition answers it.
+
+use std::time::Duration;
+
+use async_nats::client::RequestErrorKind;
+use chatmesh_protocol::service::{Op, Reply};
+use chatmesh_protocol::subjects::svc_subject;
+use chatmesh_protocol::ApiError;
+
+use crate::error::GatewayError;
+
+/// Calls worker services over NATS.
+#[derive(Debug, Clone)]
+pub struct Services {
+    nats: async_nats::Client,
+    partitions: u32,
+    timeout: Duration,
+}
+
+impl Services {
+    pub fn new(nats: async_nats::Client, partitions: u32, timeout: Duration) -> Self {
+        Self {
+            nats,
+            partitions,
+            timeout,
+        }
+    }
+
+    /// Calls `O` for the partition of `key` (a room, or a user for user-keyed operations).
+    /// The outer error is the transport's; the inner one is the service's answer.
+    pub async fn call<O: Op>(
+        &self,
+        key: &str,
+        req: &O::Request,
+    ) -> Result<Result<O::Response, ApiError>, GatewayError> {
+        let subject = svc_subject(self.partitions, key, O::NAME);
+        let payload = serde_json::to_vec(req).map_err(|e| GatewayError::BadReply {
+            op: O::NAME,
+            detail: e.to_string(),
+        })?;
+        let request = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(self.timeout));
+        let reply = self
+            .nats
+            .send_request(subject, request)
+            .await
+            .map_err(|e| match e.kind() {
+                RequestErrorKind::TimedOut | RequestErrorKind::NoResponders => {
+                    GatewayError::ServiceUnavailable { op: O::NAME }
+                }
+                _ => GatewayError::Nats(e.to_string()),
+            })?;
+        let reply: Reply<O::Response> =
+            serde_json::from_slice(&reply.payload).map_err(|e| GatewayError::BadReply {
+                op: O::NAME,
+                detail: e.to_string(),
+            })?;
+        Ok(reply.into_result())
+    }
+
+    /// Like [`Services::call`], folding transport failures into the protocol error a client
+    /// gets (logged here once).
+    pub async fn ask<O: Op>(&self, key: &str, req: &O::Request) -> Result<O::Response, ApiError> {
+        match self.call::<O>(key, req).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(op = O::NAME, error = %e, "worker service call failed");
+                Err(e.api())
+            }
+        }
+    }
+}

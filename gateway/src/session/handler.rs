@@ -1,0 +1,387 @@
+//! The requests of protocol v1, answered for one session.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chatmesh_protocol::frames::{error_frame, parse_client_frame, ClientFrame, Ref, ServerFrame};
+use chatmesh_protocol::message::{now_ms, Payload};
+use chatmesh_protocol::names::dedupe_id;
+use chatmesh_protocol::service::{History, HistoryRequest, JoinRoom, RoomKind, RoomUserRequest};
+use chatmesh_protocol::subjects::in_subject;
+use chatmesh_protocol::{ApiError, ErrorCode};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+use super::link::{Out, SessionLink};
+use super::replay::Replay;
+use crate::auth::Identity;
+use crate::publish::publish_with_retry;
+use crate::state::AppState;
+
+/// Sends of one session awaiting their PubAck at once.
+const MAX_INFLIGHT_SENDS: usize = 64;
+/// Window over which rate-limited frames are counted towards a 4008 close.
+const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The state of one authenticated (or not yet) session.
+pub struct Session {
+    pub state: Arc<AppState>,
+    pub link: Arc<SessionLink>,
+    identity: Option<Identity>,
+    /// Joined rooms and their join generation.
+    rooms: HashMap<Arc<str>, u64>,
+    next_gen: u64,
+    sends: DefaultDirectRateLimiter,
+    frames: DefaultDirectRateLimiter,
+    strikes: (Instant, u32),
+    inflight: Arc<Semaphore>,
+}
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+impl Session {
+    pub async fn new(
+        state: Arc<AppState>,
+        link: Arc<SessionLink>,
+        identity: Option<Identity>,
+    ) -> Self {
+        let l = &state.cfg.limits;
+        let sends = RateLimiter::direct(quota(l.sends_per_second, l.send_burst));
+        let fps = state.cfg.frames_per_second;
+        let frames = RateLimiter::direct(quota(fps, fps.saturating_mul(2)));
+        let mut session = Self {
+            state,
+            link,
+            identity: None,
+            rooms: HashMap::new(),
+            next_gen: 1,
+            sends,
+            frames,
+            strikes: (Instant::now(), 0),
+            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
+        };
+        if let Some(identity) = identity {
+            session.welcome(&None, identity).await;
+        }
+        session
+    }
+
+    pub fn authenticated(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    fn user(&self) -> &str {
+        self.identity
+            .as_ref()
+            .map(|i| i.user.as_str())
+            .unwrap_or("")
+    }
+
+    async fn reply(&self, text: String) {
+        self.link.send(Out::Frame(Bytes::from(text))).await;
+    }
+
+    async fn error(&self, r#ref: &Ref, error: &ApiError) {
+        metrics::counter!("chatmesh_errors_total", "code" => error.code.as_str()).increment(1);
+        self.reply(error_frame(r#ref, error)).await;
+    }
+
+    async fn welcome(&mut self, r#ref: &Ref, identity: Identity) {
+        let _ = self.link.user.set(Arc::from(identity.user.as_str()));
+        tracing::Span::current().record("user", identity.user.as_str());
+        let frame = ServerFrame::Welcome {
+            r#ref,
+            user: &identity.user,
+            session: &format!("{:x}", self.link.id),
+            limits: &self.state.cfg.limits,
+        };
+        self.reply(frame.encode()).await;
+        self.identity = Some(identity);
+    }
+
+    /// Leaves every room (the session is over).
+    pub fn finish(&mut self) {
+        for room in self.rooms.keys() {
+            self.state.fanout.leave(room, self.link.id);
+        }
+        self.rooms.clear();
+    }
+
+    pub async fn on_binary(&mut self) {
+        let e = ApiError::bad_request("binary frames are not supported; send JSON text frames");
+        self.error(&None, &e).await;
+    }
+
+    /// Counts a rate-limited frame; closes with 4008 when they go on.
+    async fn strike(&mut self, r#ref: &Ref) {
+        let now = Instant::now();
+        if now.duration_since(self.strikes.0) > STRIKE_WINDOW {
+            self.strikes = (now, 0);
+        }
+        self.strikes.1 += 1;
+        if self.strikes.1 >= self.state.cfg.rate_limit_strikes {
+            self.link.close(4008, "rate limit exceeded repeatedly");
+            return;
+        }
+        self.error(r#ref, &ApiError::new(ErrorCode::RateLimited, "slow down"))
+            .await;
+    }
+
+    pub async fn on_text(&mut self, text: &[u8]) {
+        metrics::counter!("chatmesh_frames_in_total").increment(1);
+        if self.frames.check().is_err() {
+            return self.strike(&None).await;
+        }
+        let (r#ref, frame) = match parse_client_frame(text, &self.state.cfg.limits) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.error(&e.r#ref, &e.error).await,
+        };
+        if !self.authenticated() {
+            return match frame {
+                ClientFrame::Hello { token } => self.hello(&r#ref, &token).await,
+                ClientFrame::Ping => {
+                    self.reply(ServerFrame::Pong { r#ref: &r#ref }.encode())
+                        .await
+                }
+                _ => {
+                    let e = ApiError::new(ErrorCode::Unauthorized, "send hello with a token first");
+                    self.error(&r#ref, &e).await;
+                    self.link.close(4001, "unauthorized");
+                }
+            };
+        }
+        match frame {
+            ClientFrame::Hello { token } => self.hello(&r#ref, &token).await,
+            ClientFrame::Ping => {
+                self.reply(ServerFrame::Pong { r#ref: &r#ref }.encode())
+                    .await
+            }
+            ClientFrame::Join { room, since } => {
+                if let Err(e) = self.join(&r#ref, &room, since).await {
+                    self.error(&r#ref, &e).await;
+                }
+            }
+            ClientFrame::Leave { room } => self.leave(&r#ref, &room).await,
+            ClientFrame::Send { room, id, body } => {
+                if self.sends.check().is_err() {
+                    return self.strike(&r#ref).await;
+                }
+                if let Err(e) = self.send(&r#ref, room, id, body).await {
+                    self.error(&r#ref, &e).await;
+                }
+            }
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            } => {
+                if let Err(e) = self.history(&r#ref, &room, before, limit).await {
+                    self.error(&r#ref, &e).await;
+                }
+            }
+            ClientFrame::Typing { .. }
+            | ClientFrame::Read { .. }
+            | ClientFrame::Presence { .. } => {
+                let e = ApiError::bad_request(
+                    "typing, read receipts and presence are not available in this version yet",
+                );
+                self.error(&r#ref, &e).await;
+            }
+        }
+    }
+
+    async fn hello(&mut self, r#ref: &Ref, token: &str) {
+        match self.state.tokens.verify(token) {
+            Ok(identity)
+                if self
+                    .identity
+                    .as_ref()
+                    .is_none_or(|i| i.user == identity.user) =>
+            {
+                self.welcome(r#ref, identity).await
+            }
+            Ok(_) => {
+                let e = ApiError::bad_request("a session cannot change its user");
+                self.error(r#ref, &e).await;
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "hello refused");
+                let e = ApiError::new(ErrorCode::Unauthorized, "invalid or expired token");
+                self.error(r#ref, &e).await;
+                self.link.close(4001, "unauthorized");
+            }
+        }
+    }
+
+    async fn join(&mut self, r#ref: &Ref, room: &str, since: Option<u64>) -> Result<(), ApiError> {
+        let user = self.user().to_owned();
+        if self.rooms.len() >= self.state.cfg.limits.max_rooms && !self.rooms.contains_key(room) {
+            return Err(ApiError::bad_request(format!(
+                "a session may join at most {} rooms",
+                self.state.cfg.limits.max_rooms
+            )));
+        }
+        let mut access = self.state.access.get(room, &user).await?;
+        if !access.can_read() {
+            return Err(ApiError::forbidden("not a member of this room"));
+        }
+        if access.role.is_none() && access.kind == RoomKind::Public {
+            let req = RoomUserRequest {
+                room: room.to_owned(),
+                user: user.clone(),
+            };
+            access = self.state.services.ask::<JoinRoom>(room, &req).await?;
+            self.state.access.put(room, &user, access.clone()).await;
+        }
+        let name: Arc<str> = Arc::from(room);
+        if self.rooms.remove(room).is_some() {
+            self.state.fanout.leave(room, self.link.id);
+        }
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let joined = |last_seq: u64| -> Bytes {
+            ServerFrame::Joined {
+                r#ref,
+                room,
+                last_seq,
+            }
+            .encode()
+            .into()
+        };
+        let last = self
+            .state
+            .fanout
+            .join(room, &self.link, gen, access.last_seq, since, &joined)
+            .await?;
+        self.rooms.insert(name.clone(), gen);
+        metrics::counter!("chatmesh_joins_total").increment(1);
+        if let Some(since) = since {
+            let replay = Replay {
+                room: name,
+                gen,
+                since,
+                until: last,
+            };
+            let (state, link) = (self.state.clone(), self.link.clone());
+            tokio::spawn(replay.run(state, link));
+        }
+        Ok(())
+    }
+
+    async fn leave(&mut self, r#ref: &Ref, room: &str) {
+        if let Some(gen) = self.rooms.remove(room) {
+            self.state.fanout.leave(room, self.link.id);
+            self.link
+                .send(Out::Untrack {
+                    room: Arc::from(room),
+                    gen,
+                })
+                .await;
+        }
+        self.reply(ServerFrame::Left { r#ref, room }.encode()).await;
+    }
+
+    async fn send(
+        &mut self,
+        r#ref: &Ref,
+        room: String,
+        id: String,
+        body: String,
+    ) -> Result<(), ApiError> {
+        let user = self.user().to_owned();
+        let access = self.state.access.get(&room, &user).await?;
+        if !access.can_post() {
+            return Err(ApiError::forbidden("only members may post to this room"));
+        }
+        let ts = now_ms();
+        let payload = Payload {
+            id,
+            from: user.clone(),
+            ts,
+            body,
+        };
+        let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
+        let permit = self
+            .inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal())?;
+        let (state, link, r#ref) = (self.state.clone(), self.link.clone(), r#ref.clone());
+        metrics::counter!("chatmesh_messages_in_total").increment(1);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let started = Instant::now();
+            let subject = in_subject(state.mesh.partitions, &room);
+            let msg_id = dedupe_id(&user, &payload.id);
+            let deadline = Duration::from_millis(state.cfg.publish_deadline_ms);
+            let frame =
+                match publish_with_retry(&state.js, subject, &msg_id, bytes.into(), deadline).await
+                {
+                    Ok(ack) => {
+                        metrics::histogram!("chatmesh_publish_ack_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        let ts = if ack.duplicate {
+                            original_ts(&state, ack.sequence).await.unwrap_or(ts)
+                        } else {
+                            ts
+                        };
+                        ServerFrame::Ack {
+                            r#ref: &r#ref,
+                            room: &room,
+                            id: &payload.id,
+                            seq: ack.sequence,
+                            ts,
+                        }
+                        .encode()
+                    }
+                    Err(e) => error_frame(&r#ref, &e),
+                };
+            link.send(Out::Frame(frame.into())).await;
+        });
+        Ok(())
+    }
+
+    async fn history(
+        &mut self,
+        r#ref: &Ref,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<(), ApiError> {
+        let access = self.state.access.get(room, self.user()).await?;
+        if !access.can_read() {
+            return Err(ApiError::forbidden("not a member of this room"));
+        }
+        let req = HistoryRequest {
+            room: room.to_owned(),
+            before,
+            after: None,
+            limit,
+        };
+        let page = self.state.services.ask::<History>(room, &req).await?;
+        let frame = ServerFrame::History {
+            r#ref,
+            room,
+            messages: &page.messages,
+            more: page.more,
+        };
+        self.reply(frame.encode()).await;
+        Ok(())
+    }
+}
+
+/// The `ts` of an already stored message (a resend gets the original's).
+async fn original_ts(state: &AppState, seq: u64) -> Option<u64> {
+    let payload = state.reader.get(seq).await.ok()?;
+    serde_json::from_slice::<Payload>(&payload)
+        .ok()
+        .map(|p| p.ts)
+}

@@ -1,0 +1,141 @@
+//! The backlog of a `join` with `since`: every message with seq in (since, last_seq], in
+//! order, read from the worker's store (which knows each message's `prev`, so it can tell a
+//! retention gap) and, above what the store has yet, from JetStream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chatmesh_protocol::frames::ServerFrame;
+use chatmesh_protocol::message::{encode_message_frame, Message, Payload};
+use chatmesh_protocol::service::{History, HistoryRequest};
+use chatmesh_protocol::subjects::in_subject;
+
+use super::link::{Out, SessionLink};
+use crate::state::AppState;
+
+const PAGE: u32 = 100;
+const JS_BATCH: usize = 256;
+/// A replay that cannot queue a frame for this long gives up (the session is stuck).
+const STALL: Duration = Duration::from_secs(30);
+
+/// What to replay.
+#[derive(Debug)]
+pub struct Replay {
+    pub room: Arc<str>,
+    pub gen: u64,
+    pub since: u64,
+    pub until: u64,
+}
+
+impl Replay {
+    /// Replays, then releases the room's held live frames.
+    pub async fn run(self, state: Arc<AppState>, link: Arc<SessionLink>) {
+        let sent = self.replay(&state, &link).await;
+        if sent.is_none() {
+            link.close(1013, "resume failed: reconnect and resume");
+            return;
+        }
+        let done = Out::ReplayDone {
+            room: self.room.clone(),
+            gen: self.gen,
+        };
+        let _ = tokio::time::timeout(STALL, link.send(done)).await;
+    }
+
+    /// Returns the last seq replayed, `None` if the session went away or a source failed.
+    async fn replay(&self, state: &AppState, link: &SessionLink) -> Option<u64> {
+        let mut cursor = self.since;
+        if cursor >= self.until {
+            return Some(cursor);
+        }
+        // 1. The store: everything it has persisted above `since`.
+        loop {
+            let req = HistoryRequest {
+                room: self.room.to_string(),
+                before: None,
+                after: Some(cursor),
+                limit: PAGE,
+            };
+            let page = match state.services.ask::<History>(&self.room, &req).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::debug!(room = %self.room, error = %e, "store unavailable for resume; using JetStream");
+                    break;
+                }
+            };
+            let more = page.more;
+            let n = page.messages.len();
+            for m in page.messages {
+                if m.seq > self.until {
+                    return Some(cursor);
+                }
+                if m.prev > cursor {
+                    let gap = ServerFrame::Gap {
+                        room: &self.room,
+                        from: cursor + 1,
+                        to: m.prev,
+                    };
+                    self.push(link, Out::Frame(gap.encode().into())).await?;
+                }
+                let seq = m.seq;
+                self.push(link, self.frame(&m)?).await?;
+                cursor = seq;
+            }
+            if !more || n == 0 || cursor >= self.until {
+                break;
+            }
+        }
+        // 2. JetStream: what the store has not persisted yet.
+        let subject = in_subject(state.mesh.partitions, &self.room);
+        while cursor < self.until {
+            let batch = match state.reader.batch(&subject, cursor + 1, JS_BATCH).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(room = %self.room, error = %e, "resume from JetStream failed");
+                    return None;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                if r.seq > self.until {
+                    return Some(cursor);
+                }
+                let frame = encode_message_frame(&self.room, r.seq, cursor, &r.payload)?;
+                self.push(link, self.out(r.seq, frame)).await?;
+                cursor = r.seq;
+            }
+        }
+        Some(cursor)
+    }
+
+    fn out(&self, seq: u64, frame: Bytes) -> Out {
+        Out::Replay {
+            room: self.room.clone(),
+            gen: self.gen,
+            seq,
+            frame,
+        }
+    }
+
+    fn frame(&self, m: &Message) -> Option<Out> {
+        let payload = serde_json::to_vec(&Payload {
+            id: m.id.clone(),
+            from: m.from.clone(),
+            ts: m.ts,
+            body: m.body.clone(),
+        })
+        .ok()?;
+        let frame = encode_message_frame(&self.room, m.seq, m.prev, &payload)?;
+        Some(self.out(m.seq, frame))
+    }
+
+    async fn push(&self, link: &SessionLink, out: Out) -> Option<()> {
+        match tokio::time::timeout(STALL, link.send(out)).await {
+            Ok(true) => Some(()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Everything a gateway's connections share, built once at start.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmesh_protocol::MeshConfig;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::AccessCache;
+use crate::auth::Tokens;
+use crate::config::GatewayConfig;
+use crate::error::GatewayError;
+use crate::fanout::Fanout;
+use crate::jsread::JsReader;
+use crate::services::Services;
+
+/// Shared state of one gateway.
+#[derive(Debug)]
+pub struct AppState {
+    pub cfg: GatewayConfig,
+    pub mesh: MeshConfig,
+    pub nats: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub services: Services,
+    pub tokens: Tokens,
+    pub access: AccessCache,
+    pub fanout: Fanout,
+    pub reader: JsReader,
+    pub metrics: Option<PrometheusHandle>,
+    /// Cancelled when the gateway drains: every session closes with 1001.
+    pub drain: CancellationToken,
+    /// Connections and sessions, awaited on drain.
+    pub tasks: TaskTracker,
+    pub sessions: AtomicUsize,
+    pub next_session: AtomicU64,
+}
+
+impl AppState {
+    /// Builds the state and starts the background listeners (membership changes).
+    pub async fn new(
+        cfg: GatewayConfig,
+        mesh: MeshConfig,
+        nats: async_nats::Client,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        let service_timeout = Duration::from_millis(cfg.service_timeout_ms);
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .backpressure_on_inflight(true)
+            .max_ack_inflight(4096)
+            .build(nats.clone());
+        let services = Services::new(nats.clone(), mesh.partitions, service_timeout);
+        let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Nats(e.to_string()))?;
+        let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
+        let fanout = Fanout::new(nats.clone(), reader.clone(), mesh.partitions);
+        let access = AccessCache::new(services.clone());
+        let state = Arc::new(Self {
+            cfg,
+            mesh,
+            nats,
+            js,
+            services,
+            tokens,
+            access,
+            fanout,
+            reader,
+            metrics,
+            drain: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            sessions: AtomicUsize::new(0),
+            next_session: AtomicU64::new(1),
+        });
+        crate::access::spawn_member_listener(state.clone()).await?;
+        Ok(state)
+    }
+}
