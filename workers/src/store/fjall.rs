@@ -1,0 +1,159 @@
+//! The embedded backend: one fjall 3 database with one keyspace. A [`WriteBatch`] becomes one
+//! fjall batch, committed on the blocking pool with `PersistMode::SyncData` (or buffered, per
+//! [`FsyncPolicy`]), so every batch costs at most one fsync however many keys it holds.
+//! Point reads and small scans run inline: they are served from memtables and the block
+//! cache in microseconds, and a hop to the blocking pool would cost more than they do.
+//!
+//! Reads go through a snapshot: fjall's plain `Keyspace::get`/`range` read at the newest
+//! sequence number and can see half of a batch that is being applied, a snapshot cannot.
+
+use std::ops::Range;
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+
+use super::{BatchOp, Direction, FsyncPolicy, KvPair, KvStore, StoreError, WriteBatch};
+
+/// Scans asking for more pairs than this run on the blocking pool.
+const INLINE_SCAN_LIMIT: usize = 256;
+/// Keys deleted per atomic chunk by `delete_range`.
+const DELETE_CHUNK: usize = 4096;
+const KEYSPACE: &str = "chat";
+
+/// A fjall database and its one keyspace. Clones share them.
+#[derive(Clone)]
+pub struct FjallStore {
+    db: Database,
+    ks: Keyspace,
+    persist: Option<PersistMode>,
+}
+
+impl FjallStore {
+    /// Opens (or creates) the database in `dir`. Blocks: call it from `spawn_blocking`.
+    pub fn open(dir: &Path, fsync: FsyncPolicy, cache_bytes: u64) -> Result<Self, StoreError> {
+        let open_err = |detail: String| StoreError::Open {
+            path: dir.display().to_string(),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let db = Database::builder(dir)
+            .cache_size(cache_bytes)
+            .open()
+            .map_err(|e| open_err(e.to_string()))?;
+        let ks = db
+            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(|e| open_err(e.to_string()))?;
+        let persist = match fsync {
+            FsyncPolicy::SyncData => Some(PersistMode::SyncData),
+            FsyncPolicy::Buffered => Some(PersistMode::Buffer),
+        };
+        Ok(Self { db, ks, persist })
+    }
+
+    fn commit(&self, ops: Vec<BatchOp>) -> Result<(), StoreError> {
+        let mut batch = self.db.batch().durability(self.persist);
+        for op in ops {
+            match op {
+                BatchOp::Put(k, v) => batch.insert(&self.ks, k, v),
+                BatchOp::Delete(k) => batch.remove(&self.ks, k),
+            }
+        }
+        Ok(batch.commit()?)
+    }
+
+    fn scan_blocking(
+        &self,
+        range: Range<Vec<u8>>,
+        dir: Direction,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        if range.start >= range.end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let iter = self.db.snapshot().range(&self.ks, range);
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = match dir {
+            Direction::Forward => Box::new(iter),
+            Direction::Reverse => Box::new(iter.rev()),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for guard in iter.take(limit) {
+            let (k, v) = guard.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn delete_range_blocking(&self, range: Range<Vec<u8>>) -> Result<u64, StoreError> {
+        let mut start = range.start;
+        let mut total = 0u64;
+        while start < range.end {
+            let mut keys = Vec::with_capacity(DELETE_CHUNK);
+            for guard in self
+                .ks
+                .range(start.clone()..range.end.clone())
+                .take(DELETE_CHUNK)
+            {
+                keys.push(guard.key()?.to_vec());
+            }
+            let Some(last) = keys.last().cloned() else {
+                break;
+            };
+            let n = keys.len();
+            self.commit(keys.into_iter().map(BatchOp::Delete).collect())?;
+            total += n as u64;
+            if n < DELETE_CHUNK {
+                break;
+            }
+            // The smallest key above `last`.
+            start = last;
+            start.push(0);
+        }
+        Ok(total)
+    }
+}
+
+/// Runs blocking fjall work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+impl KvStore for FjallStore {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.snapshot().get(&self.ks, key)?.map(|v| v.to_vec()))
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let this = self.clone();
+        blocking(move || this.commit(batch.into_ops())).await
+    }
+
+    async fn scan(
+        &self,
+        range: Range<Vec<u8>>,
+        dir: Direction,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        if limit <= INLINE_SCAN_LIMIT {
+            return self.scan_blocking(range, dir, limit);
+        }
+        let this = self.clone();
+        blocking(move || this.scan_blocking(range, dir, limit)).await
+    }
+
+    async fn delete_range(&self, range: Range<Vec<u8>>) -> Result<u64, StoreError> {
+        let this = self.clone();
+        blocking(move || this.delete_range_blocking(range)).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        blocking(move || Ok(db.persist(PersistMode::SyncAll)?)).await
+    }
+}

@@ -1,0 +1,163 @@
+//! The ordered key-value storage the chat model is written against: point reads, atomic write
+//! batches, bounded range scans in both directions and range deletes, nothing more.
+//!
+//! [`KvStore`] is the contract every backend implements and the conformance tests check;
+//! [`Store`] is the one place a backend is chosen. Methods are async because the networked
+//! backend (TiKV) is; the embedded fjall backend moves commits and large scans to the blocking
+//! pool so an fsync never stalls the runtime. Keys compare as raw bytes, so the model encodes
+//! numbers big-endian and fixed-width.
+
+pub mod fjall;
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::fjall::FjallStore;
+
+/// A key and its value, as a scan returns them.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// Why a storage operation failed. Never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("fjall: {0}")]
+    Fjall(#[from] ::fjall::Error),
+    #[error("opening the store at {path}: {detail}")]
+    Open { path: String, detail: String },
+    #[error("storage task failed: {0}")]
+    Task(String),
+    #[error("corrupt record at key {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+    /// An error of a cache loader, shared by every caller that waited for that load.
+    #[error("{0}")]
+    Shared(Arc<StoreError>),
+}
+
+/// When a committed write batch reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// `fdatasync` once per batch before the commit returns (group commit). Survives power loss.
+    #[default]
+    SyncData,
+    /// Hand the batch to the OS only. Survives a process crash, not a power loss.
+    Buffered,
+}
+
+/// Direction of a range scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending key order, starting at the range's start.
+    Forward,
+    /// Descending key order, starting just below the range's end.
+    Reverse,
+}
+
+/// One operation of a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// Puts and deletes applied atomically, in order, by [`KvStore::write`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(BatchOp::Put(key, value));
+    }
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push(BatchOp::Delete(key));
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    pub fn into_ops(self) -> Vec<BatchOp> {
+        self.ops
+    }
+}
+
+/// An ordered key-value store. Ranges are half-open (`start..end`); a range whose start is not
+/// below its end is empty.
+pub trait KvStore: Send + Sync {
+    /// The value of `key`, if any.
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    /// Applies every operation of `batch` or none; durable per the backend's fsync policy
+    /// when this returns.
+    fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// At most `limit` pairs of `range`, in `dir` order.
+    fn scan(
+        &self,
+        range: Range<Vec<u8>>,
+        dir: Direction,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<KvPair>, StoreError>> + Send;
+    /// Deletes every key of `range` and returns how many there were. Atomic per chunk of keys,
+    /// not as a whole: a crash midway leaves a prefix of the range deleted.
+    fn delete_range(
+        &self,
+        range: Range<Vec<u8>>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Makes everything written so far durable (used on shutdown).
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The configured storage backend. Cheap to clone; clones share the same database.
+#[derive(Clone)]
+pub enum Store {
+    Fjall(FjallStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Fjall(_) => f.write_str("Store::Fjall"),
+        }
+    }
+}
+
+impl KvStore for Store {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Fjall(s) => s.get(key).await,
+        }
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        match self {
+            Store::Fjall(s) => s.write(batch).await,
+        }
+    }
+    async fn scan(
+        &self,
+        range: Range<Vec<u8>>,
+        dir: Direction,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        match self {
+            Store::Fjall(s) => s.scan(range, dir, limit).await,
+        }
+    }
+    async fn delete_range(&self, range: Range<Vec<u8>>) -> Result<u64, StoreError> {
+        match self {
+            Store::Fjall(s) => s.delete_range(range).await,
+        }
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Fjall(s) => s.flush().await,
+        }
+    }
+}
