@@ -1,0 +1,154 @@
+//! The worker's moka caches, wrapping the model (never a backend):
+//!
+//! - room records: immutable once created, so only rooms that exist are cached;
+//! - access, the role of (room, user): [`Coherent`], dropped on every membership change;
+//! - room stats (last seq, count): inserted ONLY by the store writer, after its batch is
+//!   committed, so the writer's `prev` computation never reads a value a racing reader put
+//!   back; readers fall back to the store without inserting;
+//! - recent pages: loaded on demand, extended by the store writer after each batch, and
+//!   checked against the room's last seq on every read, so a page a racing load left behind
+//!   is noticed and dropped.
+
+mod coherent;
+mod page;
+
+use std::sync::Arc;
+
+use chatmesh_protocol::message::Message;
+use chatmesh_protocol::service::Role;
+use moka::future::Cache;
+
+use crate::config::WorkerConfig;
+use crate::model::{Model, RoomMeta, RoomStats};
+use crate::store::StoreError;
+
+pub use coherent::Coherent;
+pub use page::Page;
+
+/// Every cache of one worker.
+#[derive(Debug)]
+pub struct Caches {
+    rooms: Cache<String, Arc<RoomMeta>>,
+    access: Coherent<Option<Role>>,
+    stats: Cache<String, RoomStats>,
+    pages: Cache<String, Arc<Page>>,
+    page_len: usize,
+}
+
+enum RoomLoad {
+    Missing,
+    Store(StoreError),
+}
+
+impl Caches {
+    pub fn new(cfg: &WorkerConfig) -> Self {
+        let pages = Cache::builder()
+            .max_capacity(cfg.page_cache_mb.saturating_mul(1 << 20))
+            .weigher(|room: &String, page: &Arc<Page>| {
+                page.weight().saturating_add(room.len() as u32)
+            })
+            .build();
+        Self {
+            rooms: Cache::new(cfg.room_cache_entries),
+            access: Coherent::new(cfg.access_cache_entries),
+            stats: Cache::new(cfg.stats_cache_entries),
+            pages,
+            page_len: cfg.recent_page_len,
+        }
+    }
+
+    /// The record of `room`, if it exists.
+    pub async fn room(
+        &self,
+        model: &Model,
+        room: &str,
+    ) -> Result<Option<Arc<RoomMeta>>, StoreError> {
+        let got = self
+            .rooms
+            .try_get_with_by_ref(room, async {
+                match model.room(room).await {
+                    Ok(Some(meta)) => Ok(Arc::new(meta)),
+                    Ok(None) => Err(RoomLoad::Missing),
+                    Err(e) => Err(RoomLoad::Store(e)),
+                }
+            })
+            .await;
+        match got {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) => match &*e {
+                RoomLoad::Missing => Ok(None),
+                RoomLoad::Store(inner) => {
+                    Err(StoreError::Task(format!("loading room {room}: {inner}")))
+                }
+            },
+        }
+    }
+
+    /// `user`'s role in `room`, if a member.
+    pub async fn role(
+        &self,
+        model: &Model,
+        room: &str,
+        user: &str,
+    ) -> Result<Option<Role>, StoreError> {
+        self.access
+            .get_or_load(room, user, || model.role(room, user))
+            .await
+    }
+
+    /// Call after a membership change of (room, user) is stored.
+    pub async fn role_changed(&self, room: &str, user: &str) {
+        self.access.changed(room, user).await;
+    }
+
+    /// How far the store writer got in `room`; never caches what it reads from the store.
+    pub async fn stats(&self, model: &Model, room: &str) -> Result<RoomStats, StoreError> {
+        match self.stats.get(room).await {
+            Some(s) => Ok(s),
+            None => model.stats(room).await,
+        }
+    }
+
+    /// The recent page of `room` if it holds every message up to `last_seq`.
+    pub async fn page(
+        &self,
+        model: &Model,
+        room: &str,
+        last_seq: u64,
+    ) -> Result<Option<Arc<Page>>, StoreError> {
+        let page = self
+            .pages
+            .try_get_with_by_ref(room, async {
+                model
+                    .latest(room, self.page_len)
+                    .await
+                    .map(|m| Arc::new(Page::new(m)))
+            })
+            .await
+            .map_err(StoreError::Shared)?;
+        if page.last_seq() >= last_seq {
+            return Ok(Some(page));
+        }
+        // Loaded before the writer's latest batch: drop it, the next read loads a fresh one.
+        self.pages.invalidate(room).await;
+        Ok(None)
+    }
+
+    /// Store writer only: after `new` (oldest first) was committed with `stats`.
+    pub(crate) async fn stored(&self, room: &str, stats: RoomStats, new: &[Message]) {
+        self.stats.insert(room.to_owned(), stats).await;
+        if let Some(page) = self.pages.get(room).await {
+            match page.extended(new, self.page_len) {
+                Some(p) => self.pages.insert(room.to_owned(), Arc::new(p)).await,
+                None => self.pages.invalidate(room).await,
+            }
+        }
+    }
+
+    /// Store writer only: after a failed commit, forget every stat and page (the store may
+    /// hold more than they say).
+    pub(crate) fn reset_written(&self) {
+        self.stats.invalidate_all();
+        self.pages.invalidate_all();
+    }
+}

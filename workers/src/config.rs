@@ -1,0 +1,169 @@
+//! The worker's own settings (the `[worker]` section of the config file), with defaults that
+//! suit one machine. Settings every service must agree on live in
+//! [`chatmesh_protocol::MeshConfig`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::store::FsyncPolicy;
+
+/// Storage backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Embedded fjall database in `data_dir`.
+    #[default]
+    Fjall,
+}
+
+/// Settings of one worker process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Storage backend.
+    pub backend: Backend,
+    /// Directory of the embedded database.
+    pub data_dir: PathBuf,
+    /// When a write batch reaches the disk: `sync_data` (one fdatasync per batch) or `buffered`.
+    pub fsync: FsyncPolicy,
+    /// fjall block cache, MiB.
+    pub store_cache_mb: u64,
+    /// Most messages one store-writer batch holds (one fsync each).
+    pub batch_max_messages: usize,
+    /// How long a store writer waits for more messages after the first of a batch, ms.
+    pub batch_linger_ms: u64,
+    /// Seconds JetStream waits for a store writer's ack before redelivering.
+    pub ack_wait_secs: u64,
+    /// Messages kept per room in the recent-page cache.
+    pub recent_page_len: usize,
+    /// Size of the recent-page cache, MiB.
+    pub page_cache_mb: u64,
+    /// Entries of the (room, user) access cache.
+    pub access_cache_entries: u64,
+    /// Entries of the room record cache.
+    pub room_cache_entries: u64,
+    /// Entries of the room stats cache.
+    pub stats_cache_entries: u64,
+    /// Service requests handled at once (argon2 hashing included).
+    pub service_concurrency: usize,
+    /// argon2id memory cost, KiB (OWASP minimum: 19,456).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+    /// Most entries `rooms_list` returns.
+    pub rooms_list_max: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Fjall,
+            data_dir: PathBuf::from("data/worker"),
+            fsync: FsyncPolicy::SyncData,
+            store_cache_mb: 64,
+            batch_max_messages: 512,
+            batch_linger_ms: 2,
+            ack_wait_secs: 60,
+            recent_page_len: 128,
+            page_cache_mb: 64,
+            access_cache_entries: 200_000,
+            room_cache_entries: 100_000,
+            stats_cache_entries: 200_000,
+            service_concurrency: 64,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            rooms_list_max: 1_000,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Every problem with these settings, so a bad config is reported all at once.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |ok: bool, msg: &str| {
+            if !ok {
+                out.push(format!("worker.{msg}"));
+            }
+        };
+        check(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir must not be empty",
+        );
+        check(
+            (1..=100_000).contains(&self.store_cache_mb),
+            "store_cache_mb must be between 1 and 100000",
+        );
+        check(
+            (1..=10_000).contains(&self.batch_max_messages),
+            "batch_max_messages must be between 1 and 10000",
+        );
+        check(
+            self.batch_linger_ms <= 1_000,
+            "batch_linger_ms must be at most 1000",
+        );
+        check(
+            (5..=3_600).contains(&self.ack_wait_secs),
+            "ack_wait_secs must be between 5 and 3600",
+        );
+        check(
+            (1..=10_000).contains(&self.recent_page_len),
+            "recent_page_len must be between 1 and 10000",
+        );
+        check(self.page_cache_mb >= 1, "page_cache_mb must be at least 1");
+        check(
+            self.access_cache_entries >= 1,
+            "access_cache_entries must be at least 1",
+        );
+        check(
+            self.room_cache_entries >= 1,
+            "room_cache_entries must be at least 1",
+        );
+        check(
+            self.stats_cache_entries >= 1,
+            "stats_cache_entries must be at least 1",
+        );
+        check(
+            (1..=10_000).contains(&self.service_concurrency),
+            "service_concurrency must be between 1 and 10000",
+        );
+        check(
+            (8..=4 * 1024 * 1024).contains(&self.argon2_memory_kib),
+            "argon2_memory_kib must be between 8 and 4194304",
+        );
+        check(
+            (1..=100).contains(&self.argon2_iterations),
+            "argon2_iterations must be between 1 and 100",
+        );
+        check(
+            (1..=10_000).contains(&self.rooms_list_max),
+            "rooms_list_max must be between 1 and 10000",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_every_problem_is_reported() {
+        assert!(WorkerConfig::default().problems().is_empty());
+        let bad = WorkerConfig {
+            data_dir: PathBuf::new(),
+            batch_max_messages: 0,
+            service_concurrency: 0,
+            ..WorkerConfig::default()
+        };
+        assert_eq!(bad.problems().len(), 3, "{:?}", bad.problems());
+    }
+
+    #[test]
+    fn parses_partial_config_and_refuses_unknown_fields() {
+        let c: WorkerConfig = serde_json::from_str(r#"{"fsync":"buffered"}"#).unwrap();
+        assert_eq!(c.fsync, FsyncPolicy::Buffered);
+        assert!(serde_json::from_str::<WorkerConfig>(r#"{"fsynk":"buffered"}"#).is_err());
+    }
+}

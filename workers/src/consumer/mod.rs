@@ -1,0 +1,195 @@
+//! The store writer of one partition: a durable pull consumer `store-p{p}` on
+//! `chat.in.{p}.>` whose deliveries are written to the store in batches (one fsync each) and
+//! then acked with one `AckPolicy::All` ack.
+//!
+//! A room's `prev` chain is only right if the partition's messages are stored strictly in
+//! stream order, and a redelivery after a crash would arrive after newer messages. So every
+//! session starts by reading the partition's checkpoint from the store and recreating the
+//! consumer to deliver from `checkpoint + 1`; any delivery out of line (a gap in the consumer
+//! sequence, an error of the pull stream, a failed commit or ack) ends the session, and the
+//! next one starts again from the checkpoint. Redeliveries at or below it are skipped.
+//!
+//! The ack is a `double_ack`: one round trip per batch (not per message) buys knowing the
+//! server recorded it, so a lost ack restarts the session at once instead of stalling the
+//! partition until `ack_wait` runs out. Losing it is otherwise harmless: the checkpoint makes
+//! the redelivery a no-op.
+
+mod apply;
+mod setup;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::stream::Stream;
+use async_nats::jetstream::Message as JsMessage;
+use futures::StreamExt;
+use metrics::counter;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::cache::Caches;
+use crate::metrics as m;
+use crate::model::Model;
+use crate::store::StoreError;
+
+pub(crate) use setup::ConsumerSettings;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+
+/// Why a store-writer session ended (the next one starts from the checkpoint).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("consumer: {0}")]
+    Consumer(String),
+    #[error("delivery out of line: expected consumer seq {expected}, got {got}")]
+    Gap { expected: u64, got: u64 },
+    #[error("ack: {0}")]
+    Ack(String),
+}
+
+impl SessionError {
+    fn reason(&self) -> &'static str {
+        match self {
+            SessionError::Store(_) => "store",
+            SessionError::Consumer(_) => "consumer",
+            SessionError::Gap { .. } => "gap",
+            SessionError::Ack(_) => "ack",
+        }
+    }
+}
+
+/// What every partition's store writer shares.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pub model: Model,
+    pub caches: Arc<Caches>,
+    pub stream: Stream,
+    pub consumer: ConsumerSettings,
+    pub batch_max: usize,
+    pub linger: Duration,
+}
+
+/// Runs partition `p`'s store writer until `shutdown`; `ready` says whether it has a consumer.
+pub(crate) async fn run_partition(
+    w: Writer,
+    p: u32,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let result = session(&w, p, &ready, &shutdown, &mut backoff).await;
+        ready.store(false, Ordering::Release);
+        let Err(e) = result else { return };
+        warn!(partition = p, error = %e, "store writer restarts from its checkpoint");
+        counter!(m::WRITER_RESTARTS, "reason" => e.reason()).increment(1);
+        if matches!(e, SessionError::Store(_)) {
+            w.caches.reset_written();
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One consumer session; returns `Ok` only on shutdown.
+async fn session(
+    w: &Writer,
+    p: u32,
+    ready: &AtomicBool,
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+) -> Result<(), SessionError> {
+    let mut checkpoint = w.model.checkpoint(p).await?;
+    let consumer = setup::recreate(&w.stream, p, checkpoint + 1, w.consumer).await?;
+    let mut deliveries = consumer
+        .stream()
+        .max_messages_per_batch(w.batch_max)
+        .heartbeat(HEARTBEAT)
+        .expires(PULL_EXPIRES)
+        .messages()
+        .await
+        .map_err(|e| SessionError::Consumer(format!("pull: {e}")))?;
+    ready.store(true, Ordering::Release);
+    debug!(partition = p, checkpoint, "store writer consuming");
+    let mut next_dseq = 1u64;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            m = deliveries.next() => m,
+        };
+        let mut batch = vec![delivery(first)?];
+        let mut failure = None;
+        let deadline = tokio::time::Instant::now() + w.linger;
+        while batch.len() < w.batch_max {
+            // `timeout_at` polls the stream before the clock, so ready messages are taken
+            // even with a zero linger.
+            match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                Ok(next) => match delivery(next) {
+                    Ok(msg) => batch.push(msg),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                },
+                Err(_) => break,
+            }
+        }
+        let in_line = in_line_prefix(&batch, &mut next_dseq, &mut failure)?;
+        let batch = &batch[..in_line];
+        apply::persist(w, p, &mut checkpoint, batch).await?;
+        if let Some(last) = batch.last() {
+            last.double_ack()
+                .await
+                .map_err(|e| SessionError::Ack(e.to_string()))?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        *backoff = FIRST_BACKOFF;
+    }
+}
+
+fn delivery(
+    next: Option<Result<JsMessage, impl std::fmt::Display>>,
+) -> Result<JsMessage, SessionError> {
+    match next {
+        Some(Ok(msg)) => Ok(msg),
+        Some(Err(e)) => Err(SessionError::Consumer(format!("pull: {e}"))),
+        None => Err(SessionError::Consumer("pull stream ended".into())),
+    }
+}
+
+/// How many deliveries of `batch` come in line (consecutive consumer sequences); sets
+/// `failure` to a gap when one does not. A consumer seq below the expected one is a
+/// redelivery of something already received and stays in (the checkpoint skips it).
+fn in_line_prefix(
+    batch: &[JsMessage],
+    next_dseq: &mut u64,
+    failure: &mut Option<SessionError>,
+) -> Result<usize, SessionError> {
+    for (i, msg) in batch.iter().enumerate() {
+        let dseq = msg
+            .info()
+            .map_err(|e| SessionError::Consumer(format!("bad delivery metadata: {e}")))?
+            .consumer_sequence;
+        if dseq > *next_dseq {
+            *failure = Some(SessionError::Gap {
+                expected: *next_dseq,
+                got: dseq,
+            });
+            return Ok(i);
+        }
+        *next_dseq = (*next_dseq).max(dseq + 1);
+    }
+    Ok(batch.len())
+}

@@ -1,0 +1,52 @@
+//! (Re)creating a partition's durable pull consumer so that it delivers, in stream order, from
+//! the first message the store does not have yet. Deleting and creating is the only way: the
+//! server refuses to change a consumer's start position with an update.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{self, Config};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::{ConsumerErrorKind, Stream};
+use async_nats::jetstream::ErrorCode;
+use chatmesh_protocol::subjects::{in_partition_filter, store_consumer};
+
+use super::SessionError;
+
+/// Settings of a store-writer consumer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConsumerSettings {
+    pub ack_wait: Duration,
+    pub max_ack_pending: i64,
+}
+
+/// Deletes `store-p{p}` if it exists and creates it again starting at `start_seq`.
+pub(crate) async fn recreate(
+    stream: &Stream,
+    p: u32,
+    start_seq: u64,
+    s: ConsumerSettings,
+) -> Result<PullConsumer, SessionError> {
+    let name = store_consumer(p);
+    if let Err(e) = stream.delete_consumer(&name).await {
+        let missing = matches!(e.kind(), ConsumerErrorKind::JetStream(j)
+            if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND);
+        if !missing {
+            return Err(SessionError::Consumer(format!("deleting {name}: {e}")));
+        }
+    }
+    let config = Config {
+        durable_name: Some(name.clone()),
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: start_seq.max(1),
+        },
+        ack_policy: AckPolicy::All,
+        ack_wait: s.ack_wait,
+        filter_subject: in_partition_filter(p),
+        max_ack_pending: s.max_ack_pending,
+        ..Default::default()
+    };
+    stream
+        .create_consumer::<pull::Config>(config)
+        .await
+        .map_err(|e| SessionError::Consumer(format!("creating {name}: {e}")))
+}

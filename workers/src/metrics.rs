@@ -1,0 +1,39 @@
+//! Names of the worker's metrics, recorded through the `metrics` facade. The library never
+//! installs a recorder: the binary decides where metrics go (Prometheus in chatmesh).
+
+/// Store-writer batches committed.
+pub const BATCHES: &str = "chatmesh_worker_batches_total";
+/// Messages per committed batch (histogram).
+pub const BATCH_SIZE: &str = "chatmesh_worker_batch_messages";
+/// Seconds one batch commit took, fsync included (histogram).
+pub const STORE_COMMIT: &str = "chatmesh_worker_store_commit_seconds";
+/// Messages stored.
+pub const STORED: &str = "chatmesh_worker_messages_stored_total";
+/// Deliveries skipped because they were already stored (redeliveries).
+pub const SKIPPED: &str = "chatmesh_worker_messages_skipped_total";
+/// Stream messages that could not be decoded (skipped and acked).
+pub const DECODE_ERRORS: &str = "chatmesh_worker_decode_errors_total";
+/// Store-writer restarts from the checkpoint, label `reason`.
+pub const WRITER_RESTARTS: &str = "chatmesh_worker_writer_restarts_total";
+/// Service requests, labels `op` and `outcome` (`ok` or an error code).
+pub const REQUESTS: &str = "chatmesh_worker_requests_total";
+/// Seconds a service request took, label `op` (histogram).
+pub const REQUEST_SECONDS: &str = "chatmesh_worker_request_seconds";
+
+/// Registers descriptions of every metric with whatever recorder is installed.
+pub fn describe() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(BATCHES, "store-writer batches committed");
+    describe_histogram!(BATCH_SIZE, Unit::Count, "messages per committed batch");
+    describe_histogram!(STORE_COMMIT, Unit::Seconds, "duration of one batch commit");
+    describe_counter!(STORED, "messages stored");
+    describe_counter!(SKIPPED, "redelivered messages skipped as already stored");
+    describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
+    describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");
+    describe_counter!(REQUESTS, "service requests by op and outcome");
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "service request duration by op"
+    );
+}

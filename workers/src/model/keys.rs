@@ -1,0 +1,182 @@
+//! The key layout of the chat model: one tag byte, then fixed-width big-endian fields, so byte
+//! order is the order scans need. Room- and user-keyed records start with `hash16` (the top
+//! two bytes of FNV-1a 32 of the name) so that, on TiKV, rooms spread over regions instead of
+//! piling up in alphabetical order. Names are `[A-Za-z0-9_-]{1,64}`, so the `0x00` written
+//! after a name that is followed by more fields can never be part of the name.
+//!
+//! | record | key | value |
+//! | --- | --- | --- |
+//! | message | `m h16(room) room 00 be64(u64::MAX - seq)` | [`StoredMessage`](super::records::StoredMessage) |
+//! | room | `r h16(room) room` | [`RoomMeta`](super::records::RoomMeta) |
+//! | room stats | `s h16(room) room` | [`RoomStats`](super::records::RoomStats) (store writer only) |
+//! | member | `b h16(room) room 00 user` | [`Role`](chatmesh_protocol::service::Role) |
+//! | rooms of a user | `j h16(user) user 00 room` | `Role` (mirror of member) |
+//! | read cursor | `c h16(user) user 00 room` | [`Cursor`](super::records::Cursor) |
+//! | user | `u h16(user) user` | [`UserRecord`](super::records::UserRecord) |
+//! | public directory | `p room` | empty |
+//! | checkpoint | `k be32(partition)` | be64(last stream seq stored) |
+//!
+//! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
+
+use std::ops::Range;
+
+use chatmesh_protocol::subjects::fnv1a32;
+
+const MESSAGE: u8 = b'm';
+const ROOM: u8 = b'r';
+const STATS: u8 = b's';
+const MEMBER: u8 = b'b';
+const USER_ROOM: u8 = b'j';
+const CURSOR: u8 = b'c';
+const USER: u8 = b'u';
+const PUBLIC: u8 = b'p';
+const CHECKPOINT: u8 = b'k';
+
+/// The first two bytes of FNV-1a 32 of `name`.
+pub fn hash16(name: &str) -> [u8; 2] {
+    let h = fnv1a32(name.as_bytes()).to_be_bytes();
+    [h[0], h[1]]
+}
+
+fn named(tag: u8, name: &str, extra: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + name.len() + extra);
+    k.push(tag);
+    k.extend_from_slice(&hash16(name));
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn pair_prefix(tag: u8, a: &str, extra: usize) -> Vec<u8> {
+    let mut k = named(tag, a, 1 + extra);
+    k.push(0);
+    k
+}
+
+fn pair(tag: u8, a: &str, b: &str) -> Vec<u8> {
+    let mut k = pair_prefix(tag, a, b.len());
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// The smallest key greater than every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only an all-0xFF prefix gets here; none of ours is.
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+fn prefix_range(prefix: Vec<u8>) -> Range<Vec<u8>> {
+    let end = prefix_end(&prefix);
+    prefix..end
+}
+
+pub fn message(room: &str, seq: u64) -> Vec<u8> {
+    let mut k = pair_prefix(MESSAGE, room, 8);
+    k.extend_from_slice(&(u64::MAX - seq).to_be_bytes());
+    k
+}
+
+/// Every message key of `room`.
+pub fn messages_of(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(MESSAGE, room, 0))
+}
+
+/// The seq in a message key.
+pub fn seq_of_message(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::MAX - u64::from_be_bytes(tail))
+}
+
+pub fn room(room: &str) -> Vec<u8> {
+    named(ROOM, room, 0)
+}
+
+pub fn stats(room: &str) -> Vec<u8> {
+    named(STATS, room, 0)
+}
+
+pub fn member(room: &str, user: &str) -> Vec<u8> {
+    pair(MEMBER, room, user)
+}
+
+pub fn user_room(user: &str, room: &str) -> Vec<u8> {
+    pair(USER_ROOM, user, room)
+}
+
+/// Every `user_room` key of `user`.
+pub fn rooms_of(user: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(USER_ROOM, user, 0))
+}
+
+pub fn cursor(user: &str, room: &str) -> Vec<u8> {
+    pair(CURSOR, user, room)
+}
+
+/// Every cursor key of `user`.
+pub fn cursors_of(user: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(CURSOR, user, 0))
+}
+
+/// The name after the `00` of a two-name key (`user_room`, `cursor`, `member`).
+pub fn second_name(key: &[u8]) -> Option<&str> {
+    // Skip the tag and hash16: a hash byte may be 0.
+    let at = 3 + key.get(3..)?.iter().position(|b| *b == 0)?;
+    std::str::from_utf8(key.get(at + 1..)?).ok()
+}
+
+pub fn user(user: &str) -> Vec<u8> {
+    named(USER, user, 0)
+}
+
+pub fn public(room: &str) -> Vec<u8> {
+    let mut k = vec![PUBLIC];
+    k.extend_from_slice(room.as_bytes());
+    k
+}
+
+/// Every public directory key.
+pub fn public_all() -> Range<Vec<u8>> {
+    prefix_range(vec![PUBLIC])
+}
+
+/// The room of a public directory key.
+pub fn room_of_public(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(1..)?).ok()
+}
+
+pub fn checkpoint(partition: u32) -> Vec<u8> {
+    let mut k = vec![CHECKPOINT];
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_messages_sort_first_and_stay_inside_the_room() {
+        let range = messages_of("r1");
+        let (a, b) = (message("r1", 1), message("r1", 2));
+        assert!(b < a);
+        assert!(range.contains(&a) && range.contains(&b));
+        assert!(range.contains(&message("r1", u64::MAX)) && range.contains(&message("r1", 0)));
+        assert!(!range.contains(&message("r10", 5)));
+        assert_eq!(seq_of_message(&a), Some(1));
+    }
+
+    #[test]
+    fn index_keys_give_back_the_second_name() {
+        assert_eq!(second_name(&user_room("ann", "r-1")), Some("r-1"));
+        assert!(rooms_of("ann").contains(&user_room("ann", "zz")));
+        assert!(!rooms_of("ann").contains(&user_room("anna", "zz")));
+        assert_eq!(room_of_public(&public("lobby")), Some("lobby"));
+        assert_eq!(prefix_end(&[1, 0xff]), vec![2]);
+    }
+}

@@ -1,0 +1,120 @@
+//! Messages, room stats and the per-partition checkpoints of the store writers. Only the
+//! store writer puts these; everyone reads them.
+
+use chatmesh_protocol::message::Message;
+
+use super::records::{self, RoomStats, StoredMessage};
+use super::{keys, Model};
+use crate::store::{Direction, KvPair, KvStore, StoreError, WriteBatch};
+
+/// Which page of a room's history to read. With `after`, the page starts just above it;
+/// otherwise it ends just below `before` (or at the latest message). Both bound the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub before: Option<u64>,
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+impl Model {
+    /// The last stream seq whose message partition `p` has stored (0 if none).
+    pub async fn checkpoint(&self, p: u32) -> Result<u64, StoreError> {
+        let key = keys::checkpoint(p);
+        match self.store.get(&key).await? {
+            Some(v) => records::decode_u64(&key, &v),
+            None => Ok(0),
+        }
+    }
+
+    pub fn put_checkpoint(batch: &mut WriteBatch, p: u32, seq: u64) {
+        batch.put(keys::checkpoint(p), records::encode_u64(seq));
+    }
+
+    /// How far the store writer got in `room` (zeros for a room without messages).
+    pub async fn stats(&self, room: &str) -> Result<RoomStats, StoreError> {
+        Ok(self.get_json(&keys::stats(room)).await?.unwrap_or_default())
+    }
+
+    pub fn put_stats(batch: &mut WriteBatch, room: &str, stats: &RoomStats) {
+        batch.put(keys::stats(room), records::encode(stats));
+    }
+
+    /// Writes one message. Keyed by (room, seq): writing it again is harmless.
+    pub fn put_message(batch: &mut WriteBatch, room: &str, seq: u64, msg: &StoredMessage) {
+        batch.put(keys::message(room, seq), records::encode(msg));
+    }
+
+    /// A page of `room`'s history, oldest first, and whether more messages lie beyond it in
+    /// the direction read.
+    pub async fn history(
+        &self,
+        room: &str,
+        q: HistoryQuery,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        let all = keys::messages_of(room);
+        if q.limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        // Keys run newest first, so the key range of seqs (lo, hi) is [key(hi-1), key(lo+1)].
+        let start = match q.before {
+            Some(0 | 1) => return Ok((Vec::new(), false)),
+            Some(b) => keys::message(room, b - 1),
+            None => all.start,
+        };
+        if let Some(a) = q.after {
+            if a == u64::MAX || q.before.is_some_and(|b| b <= a + 1) {
+                return Ok((Vec::new(), false));
+            }
+            let mut end = keys::message(room, a + 1);
+            end.push(0);
+            let pairs = self
+                .store
+                .scan(start..end, Direction::Reverse, q.limit + 1)
+                .await?;
+            let more = pairs.len() > q.limit;
+            let msgs = decode_all(room, pairs.into_iter().take(q.limit))?;
+            return Ok((msgs, more));
+        }
+        let pairs = self
+            .store
+            .scan(start..all.end, Direction::Forward, q.limit + 1)
+            .await?;
+        let more = pairs.len() > q.limit;
+        let mut msgs = decode_all(room, pairs.into_iter().take(q.limit))?;
+        msgs.reverse();
+        Ok((msgs, more))
+    }
+
+    /// The latest `n` messages of `room`, oldest first.
+    pub async fn latest(&self, room: &str, n: usize) -> Result<Vec<Message>, StoreError> {
+        let q = HistoryQuery {
+            before: None,
+            after: None,
+            limit: n,
+        };
+        Ok(self.history(room, q).await?.0)
+    }
+
+    /// Position (`n`) of the newest stored message of `room` with seq <= `seq`; 0 if none.
+    pub async fn position_at(&self, room: &str, seq: u64) -> Result<u64, StoreError> {
+        let range = keys::message(room, seq)..keys::messages_of(room).end;
+        let pairs = self.store.scan(range, Direction::Forward, 1).await?;
+        match pairs.first() {
+            Some((k, v)) => Ok(records::decode::<StoredMessage>(k, v)?.n),
+            None => Ok(0),
+        }
+    }
+}
+
+fn decode_all(room: &str, pairs: impl Iterator<Item = KvPair>) -> Result<Vec<Message>, StoreError> {
+    pairs
+        .map(|(k, v)| {
+            let seq = keys::seq_of_message(&k).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                detail: "short message key".into(),
+            })?;
+            let stored: StoredMessage = records::decode(&k, &v)?;
+            Ok(stored.into_message(room, seq))
+        })
+        .collect()
+}

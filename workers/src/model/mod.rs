@@ -1,0 +1,66 @@
+//! The chat model, written once above [`KvStore`] for every backend: messages and their
+//! per-partition checkpoints, rooms and their stats, members and the reverse index of a
+//! user's rooms, users, read cursors. No rules live here (who may do what is the service
+//! layer's job) and no caching (the cache wraps the model, not the backends).
+
+pub mod keys;
+mod messages;
+pub mod records;
+mod rooms;
+mod users;
+
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::store::{KvStore, Store, StoreError, WriteBatch};
+
+pub use messages::HistoryQuery;
+pub use records::{Cursor, RoomMeta, RoomStats, StoredMessage, UserRecord};
+
+/// Data access for the chat model. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Model {
+    store: Store,
+}
+
+impl Model {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Commits `batch` atomically (one fsync with the default policy).
+    pub async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.store.write(batch).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.store.get(key).await? {
+            Some(bytes) => Ok(Some(records::decode(key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The id of the one DM room of users `a` and `b` (in either order): `dm_` and the hex of
+/// the first 12 bytes of sha256(min + "\n" + max). 27 characters, a valid room id.
+pub fn dm_room(a: &str, b: &str) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut h = Sha256::new();
+    h.update(lo.as_bytes());
+    h.update(b"\n");
+    h.update(hi.as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(27);
+    out.push_str("dm_");
+    for b in &digest[..12] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Prefix reserved for DM room ids: nobody may create a room with it.
+pub const DM_PREFIX: &str = "dm_";

@@ -1,0 +1,99 @@
+//! The values stored under the keys of [`super::keys`]: small JSON documents (readable with
+//! any tool, and new optional fields need no migration), except the checkpoint, a bare
+//! big-endian u64.
+
+use chatmesh_protocol::message::Message;
+use chatmesh_protocol::service::RoomKind;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+
+/// A message as stored; its room and seq are in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Seq of the room's previous message (0 for the first).
+    pub prev: u64,
+    /// 1-based position of the message in its room (the room's count once it was stored);
+    /// unread counts are differences of these.
+    pub n: u64,
+    pub id: String,
+    pub from: String,
+    pub ts: u64,
+    pub body: String,
+}
+
+impl StoredMessage {
+    pub fn into_message(self, room: &str, seq: u64) -> Message {
+        Message {
+            room: room.to_owned(),
+            seq,
+            prev: self.prev,
+            id: self.id,
+            from: self.from,
+            ts: self.ts,
+            body: self.body,
+        }
+    }
+}
+
+/// What a room is. Written once, when the room is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMeta {
+    pub kind: RoomKind,
+    /// The creator of a public or private room; `None` for a DM (both users are members).
+    pub owner: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// How far the store writer got in a room. Kept apart from [`RoomMeta`] so that the store
+/// writer is its only writer and never races a service request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomStats {
+    pub last_seq: u64,
+    pub count: u64,
+}
+
+/// An account of the built-in identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// argon2id hash in PHC string format.
+    pub hash: String,
+    pub created: u64,
+}
+
+/// A user's read position in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub seq: u64,
+    /// Position (`StoredMessage::n`) of the newest stored message with seq <= `seq`.
+    pub n: u64,
+    /// False if the room had not stored `seq` yet when the cursor was set, so messages
+    /// stored since may sit below the cursor and `n` must be looked up again.
+    pub exact: bool,
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain structs of strings and integers always serialise.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: e.to_string(),
+    })
+}
+
+pub fn encode_u64(v: u64) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
+}
+
+pub fn decode_u64(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: format!("expected 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}

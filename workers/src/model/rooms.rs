@@ -1,0 +1,93 @@
+//! Rooms, their members and the two indexes over them: the rooms of a user (for
+//! `rooms_list`) and the directory of public rooms. A member record and its mirror in the
+//! user's index are always written in the same batch.
+
+use chatmesh_protocol::service::{Role, RoomKind};
+
+use super::records::{self, RoomMeta};
+use super::{keys, Model};
+use crate::store::{Direction, KvPair, KvStore, StoreError, WriteBatch};
+
+impl Model {
+    pub async fn room(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
+        self.get_json(&keys::room(room)).await
+    }
+
+    /// Writes a new room record, and its directory entry if it is public.
+    pub fn put_room(batch: &mut WriteBatch, room: &str, meta: &RoomMeta) {
+        batch.put(keys::room(room), records::encode(meta));
+        if meta.kind == RoomKind::Public {
+            batch.put(keys::public(room), Vec::new());
+        }
+    }
+
+    /// `user`'s role in `room`, if a member.
+    pub async fn role(&self, room: &str, user: &str) -> Result<Option<Role>, StoreError> {
+        self.get_json(&keys::member(room, user)).await
+    }
+
+    /// Makes `user` a member of `room` with `role` (or changes the role).
+    pub fn put_member(batch: &mut WriteBatch, room: &str, user: &str, role: Role) {
+        let v = records::encode(&role);
+        batch.put(keys::member(room, user), v.clone());
+        batch.put(keys::user_room(user, room), v);
+    }
+
+    pub fn delete_member(batch: &mut WriteBatch, room: &str, user: &str) {
+        batch.delete(keys::member(room, user));
+        batch.delete(keys::user_room(user, room));
+    }
+
+    /// Up to `limit` rooms `user` is a member of, with the role, in key order.
+    pub async fn rooms_of(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Role)>, StoreError> {
+        let pairs = self
+            .store
+            .scan(keys::rooms_of(user), Direction::Forward, limit)
+            .await?;
+        named_roles(pairs)
+    }
+
+    /// Up to `limit` members of `room`, with their roles.
+    pub async fn members(
+        &self,
+        room: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Role)>, StoreError> {
+        let prefix = keys::member(room, "");
+        let end = keys::prefix_end(&prefix);
+        let pairs = self
+            .store
+            .scan(prefix..end, Direction::Forward, limit)
+            .await?;
+        named_roles(pairs)
+    }
+
+    /// Up to `limit` public rooms, by name.
+    pub async fn public_rooms(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let pairs = self
+            .store
+            .scan(keys::public_all(), Direction::Forward, limit)
+            .await?;
+        Ok(pairs
+            .iter()
+            .filter_map(|(k, _)| keys::room_of_public(k).map(str::to_owned))
+            .collect())
+    }
+}
+
+fn named_roles(pairs: Vec<KvPair>) -> Result<Vec<(String, Role)>, StoreError> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let name = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                detail: "index key without a second name".into(),
+            })?;
+            Ok((name.to_owned(), records::decode(&k, &v)?))
+        })
+        .collect()
+}

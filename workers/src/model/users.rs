@@ -1,0 +1,45 @@
+//! Users of the built-in identity provider and their read cursors.
+
+use super::records::{self, Cursor, UserRecord};
+use super::{keys, Model};
+use crate::store::{Direction, KvStore, StoreError, WriteBatch};
+
+impl Model {
+    pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.get_json(&keys::user(name)).await
+    }
+
+    pub fn put_user(batch: &mut WriteBatch, name: &str, rec: &UserRecord) {
+        batch.put(keys::user(name), records::encode(rec));
+    }
+
+    pub async fn cursor(&self, user: &str, room: &str) -> Result<Option<Cursor>, StoreError> {
+        self.get_json(&keys::cursor(user, room)).await
+    }
+
+    pub fn put_cursor(batch: &mut WriteBatch, user: &str, room: &str, cursor: &Cursor) {
+        batch.put(keys::cursor(user, room), records::encode(cursor));
+    }
+
+    /// Up to `limit` cursors of `user`, by room.
+    pub async fn cursors_of(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Cursor)>, StoreError> {
+        let pairs = self
+            .store
+            .scan(keys::cursors_of(user), Direction::Forward, limit)
+            .await?;
+        pairs
+            .into_iter()
+            .map(|(k, v)| {
+                let room = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    detail: "cursor key without a room".into(),
+                })?;
+                Ok((room.to_owned(), records::decode(&k, &v)?))
+            })
+            .collect()
+    }
+}

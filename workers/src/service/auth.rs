@@ -1,0 +1,72 @@
+//! `register` and `login` for the built-in accounts. Login answers the same `unauthorized`
+//! for an unknown user and a wrong password, after the same amount of hashing work.
+
+use chatmesh_protocol::message::now_ms;
+use chatmesh_protocol::service::{Credentials, UserInfo};
+use chatmesh_protocol::ApiError;
+
+use super::{valid, Service, LOCK_USER};
+use crate::model::{Model, UserRecord};
+use crate::store::WriteBatch;
+
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted, in bytes (bounds the hashing work a request can cause).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+impl Service {
+    /// Creates an account; `conflict` if the name is taken.
+    pub async fn register(&self, req: Credentials) -> Result<UserInfo, ApiError> {
+        valid("user name", &req.username)?;
+        if req.password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "password must have at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        if req.password.len() > MAX_PASSWORD_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "password must have at most {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        if self.model().user(&req.username).await?.is_some() {
+            return Err(taken());
+        }
+        // Hash before taking the lock: it is the slow part.
+        let hash = self.inner.passwords.hash(req.password).await?;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.username, "").await;
+        if self.model().user(&req.username).await?.is_some() {
+            return Err(taken());
+        }
+        let mut batch = WriteBatch::new();
+        let rec = UserRecord {
+            hash,
+            created: now_ms(),
+        };
+        Model::put_user(&mut batch, &req.username, &rec);
+        self.model().write(batch).await?;
+        Ok(UserInfo { user: req.username })
+    }
+
+    /// Checks a user's password.
+    pub async fn login(&self, req: Credentials) -> Result<UserInfo, ApiError> {
+        let denied = || {
+            ApiError::new(
+                chatmesh_protocol::ErrorCode::Unauthorized,
+                "invalid user name or password",
+            )
+        };
+        if valid("user name", &req.username).is_err() || req.password.len() > MAX_PASSWORD_BYTES {
+            return Err(denied());
+        }
+        let hash = self.model().user(&req.username).await?.map(|u| u.hash);
+        if self.inner.passwords.verify(req.password, hash).await? {
+            Ok(UserInfo { user: req.username })
+        } else {
+            Err(denied())
+        }
+    }
+}
+
+fn taken() -> ApiError {
+    ApiError::conflict("user name is taken")
+}

@@ -1,0 +1,142 @@
+//! Serving [`Service`] over NATS: one queue subscription (group `workers`) on
+//! `chat.svc.{p}.*` per owned partition, dispatch on the subject's last token, a JSON
+//! [`Reply`] to the request's reply subject (requests without one, such as fire-and-forget
+//! cursor updates, are executed and not answered).
+//!
+//! The task polling a subscription only reads and spawns: work runs on its own task under a
+//! semaphore shared by all partitions, so a slow request (argon2) never stalls the
+//! subscription, and the number of requests in progress stays bounded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::{Client, Message};
+use chatmesh_protocol::service::{self as ops, Op, Reply};
+use chatmesh_protocol::subjects::svc_partition_wildcard;
+use chatmesh_protocol::ApiError;
+use futures::StreamExt;
+use metrics::{counter, histogram};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::Service;
+use crate::error::WorkerError;
+use crate::metrics as m;
+
+/// Queue group of every worker's service subscriptions.
+pub const QUEUE_GROUP: &str = "workers";
+
+/// Answers partition `p`'s requests until `shutdown`, then lets those in progress finish.
+pub(crate) async fn serve_partition(
+    svc: Service,
+    nats: Client,
+    p: u32,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let subject = svc_partition_wildcard(p);
+    let mut sub = nats
+        .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
+        .await
+        .map_err(|e| WorkerError::Nats(format!("subscribing to {subject}: {e}")))?;
+    let mut tasks = JoinSet::new();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            msg = sub.next() => msg,
+        };
+        let Some(msg) = msg else {
+            return Err(WorkerError::Nats(format!("subscription {subject} closed")));
+        };
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            permit = limit.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { break };
+        tasks.spawn(handle(svc.clone(), nats.clone(), msg, permit));
+        while tasks.try_join_next().is_some() {}
+    }
+    if let Err(e) = sub.unsubscribe().await {
+        warn!(subject, error = %e, "unsubscribe failed");
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn handle(svc: Service, nats: Client, msg: Message, _permit: OwnedSemaphorePermit) {
+    let op = msg.subject.as_str().rsplit('.').next().unwrap_or("");
+    let (body, _) = svc.dispatch(op, &msg.payload).await;
+    if let Some(reply) = msg.reply {
+        if let Err(e) = nats.publish(reply, body.into()).await {
+            warn!(op, error = %e, "could not send a service reply");
+        }
+    }
+}
+
+impl Service {
+    /// Runs operation `op` on a JSON request and returns the JSON [`Reply`] and the outcome
+    /// (`ok` or an error code). A request that does not parse gets `bad_request`.
+    pub async fn dispatch(&self, op: &str, payload: &[u8]) -> (Vec<u8>, &'static str) {
+        match op {
+            ops::Register::NAME => call::<ops::Register, _>(payload, |r| self.register(r)).await,
+            ops::Login::NAME => call::<ops::Login, _>(payload, |r| self.login(r)).await,
+            ops::CreateRoom::NAME => {
+                call::<ops::CreateRoom, _>(payload, |r| self.room_create(r)).await
+            }
+            ops::GetAccess::NAME => call::<ops::GetAccess, _>(payload, |r| self.access(r)).await,
+            ops::JoinRoom::NAME => call::<ops::JoinRoom, _>(payload, |r| self.join(r)).await,
+            ops::AddMember::NAME => {
+                call::<ops::AddMember, _>(payload, |r| self.member_add(r)).await
+            }
+            ops::RemoveMember::NAME => {
+                call::<ops::RemoveMember, _>(payload, |r| self.member_remove(r)).await
+            }
+            ops::ListRooms::NAME => {
+                call::<ops::ListRooms, _>(payload, |r| self.rooms_list(r)).await
+            }
+            ops::OpenDm::NAME => call::<ops::OpenDm, _>(payload, |r| self.dm(r)).await,
+            ops::History::NAME => call::<ops::History, _>(payload, |r| self.history(r)).await,
+            ops::SetCursor::NAME => call::<ops::SetCursor, _>(payload, |r| self.cursor(r)).await,
+            _ => {
+                counter!(m::REQUESTS, "op" => "unknown", "outcome" => "bad_request").increment(1);
+                let reply: Reply<ops::Done> =
+                    Reply::Error(ApiError::bad_request("unknown operation"));
+                (encode(&reply), "bad_request")
+            }
+        }
+    }
+}
+
+async fn call<O: Op, Fut>(
+    payload: &[u8],
+    run: impl FnOnce(O::Request) -> Fut,
+) -> (Vec<u8>, &'static str)
+where
+    Fut: Future<Output = Result<O::Response, ApiError>>,
+{
+    let started = Instant::now();
+    let result = match serde_json::from_slice::<O::Request>(payload) {
+        Ok(req) => run(req).await,
+        Err(e) => Err(ApiError::bad_request(format!(
+            "invalid {} request: {e}",
+            O::NAME
+        ))),
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    counter!(m::REQUESTS, "op" => O::NAME, "outcome" => outcome).increment(1);
+    histogram!(m::REQUEST_SECONDS, "op" => O::NAME).record(started.elapsed().as_secs_f64());
+    (encode(&Reply::from(result)), outcome)
+}
+
+fn encode<T: serde::Serialize>(reply: &Reply<T>) -> Vec<u8> {
+    serde_json::to_vec(reply)
+        .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
+}

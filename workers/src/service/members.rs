@@ -1,0 +1,101 @@
+//! Adding and removing members. The rules, in one place for every gateway:
+//!
+//! - only the owner or an admin adds members; only the OWNER grants or takes away admin
+//!   (an admin may not mint or demote admins, so a rogue admin cannot take over a room);
+//!   nobody grants owner: a room has exactly one, its creator;
+//! - a member may remove itself; the owner or an admin may remove a member, and only the
+//!   owner may remove an admin; nobody removes the owner;
+//! - a DM has exactly its two users: no adds, no removes;
+//! - decisions read roles from the store under the room's lock, never from a cache.
+
+use chatmesh_protocol::service::{AddMemberRequest, Done, RemoveMemberRequest, Role, RoomKind};
+use chatmesh_protocol::ApiError;
+
+use super::{valid, Service, LOCK_ROOM};
+use crate::model::Model;
+use crate::store::WriteBatch;
+
+impl Service {
+    /// Adds `user` to the room with `role`, or changes its role.
+    pub async fn member_add(&self, req: AddMemberRequest) -> Result<Done, ApiError> {
+        valid("room", &req.room)?;
+        valid("user name", &req.user)?;
+        valid("user name", &req.actor)?;
+        if self.room_meta(&req.room).await?.kind == RoomKind::Dm {
+            return Err(ApiError::forbidden("a DM has exactly its two users"));
+        }
+        if req.role == Role::Owner {
+            return Err(ApiError::bad_request("a room has one owner: its creator"));
+        }
+        {
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let actor = self.model().role(&req.room, &req.actor).await?;
+            match (actor, req.role) {
+                (Some(Role::Owner), _) | (Some(Role::Admin), Role::Member) => {}
+                (Some(Role::Admin), _) => {
+                    return Err(ApiError::forbidden("only the owner may grant admin"))
+                }
+                _ => {
+                    return Err(ApiError::forbidden(
+                        "only the owner or an admin may add members",
+                    ))
+                }
+            }
+            if self.model().user(&req.user).await?.is_none() {
+                return Err(ApiError::not_found("no such user"));
+            }
+            match self.model().role(&req.room, &req.user).await? {
+                Some(Role::Owner) => {
+                    return Err(ApiError::forbidden("the owner's role cannot change"))
+                }
+                Some(Role::Admin) if actor != Some(Role::Owner) => {
+                    return Err(ApiError::forbidden("only the owner may change an admin"))
+                }
+                Some(current) if current == req.role => return Ok(Done {}),
+                _ => {}
+            }
+            let mut batch = WriteBatch::new();
+            Model::put_member(&mut batch, &req.room, &req.user, req.role);
+            self.model().write(batch).await?;
+        }
+        self.member_changed(&req.room, &req.user, Some(req.role))
+            .await;
+        Ok(Done {})
+    }
+
+    /// Removes `user` from the room.
+    pub async fn member_remove(&self, req: RemoveMemberRequest) -> Result<Done, ApiError> {
+        valid("room", &req.room)?;
+        valid("user name", &req.user)?;
+        valid("user name", &req.actor)?;
+        if self.room_meta(&req.room).await?.kind == RoomKind::Dm {
+            return Err(ApiError::forbidden("a DM has exactly its two users"));
+        }
+        {
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let target = self.model().role(&req.room, &req.user).await?;
+            let target = target.ok_or_else(|| ApiError::not_found("not a member"))?;
+            if target == Role::Owner {
+                return Err(ApiError::forbidden("the owner cannot be removed"));
+            }
+            if req.actor != req.user {
+                match (self.model().role(&req.room, &req.actor).await?, target) {
+                    (Some(Role::Owner), _) | (Some(Role::Admin), Role::Member) => {}
+                    (Some(Role::Admin), _) => {
+                        return Err(ApiError::forbidden("only the owner may remove an admin"))
+                    }
+                    _ => {
+                        return Err(ApiError::forbidden(
+                            "only the owner or an admin may remove members",
+                        ))
+                    }
+                }
+            }
+            let mut batch = WriteBatch::new();
+            Model::delete_member(&mut batch, &req.room, &req.user);
+            self.model().write(batch).await?;
+        }
+        self.member_changed(&req.room, &req.user, None).await;
+        Ok(Done {})
+    }
+}

@@ -1,0 +1,134 @@
+//! The worker's request-reply services (`protocol::service`): accounts, rooms, membership,
+//! history and cursors. [`Service`] holds the rules, decided here once for every gateway,
+//! and is callable in-process; `dispatch` serves it over NATS.
+//!
+//! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
+//! error is logged where it happens and answered as `internal`.
+
+mod auth;
+mod dispatch;
+mod history;
+mod locks;
+mod members;
+mod password;
+mod rooms;
+
+use std::sync::Arc;
+
+use async_nats::Client;
+use chatmesh_protocol::service::{MemberEvent, Role};
+use chatmesh_protocol::subjects::member_subject;
+use chatmesh_protocol::{validate_name, ApiError};
+use tracing::{error, warn};
+
+use crate::cache::Caches;
+use crate::config::WorkerConfig;
+use crate::error::WorkerError;
+use crate::model::{Model, RoomMeta};
+use crate::store::StoreError;
+
+pub(crate) use dispatch::serve_partition;
+use locks::KeyLocks;
+use password::{PasswordError, Passwords};
+
+/// Lock kinds of [`KeyLocks`].
+const LOCK_USER: u8 = b'u';
+const LOCK_ROOM: u8 = b'r';
+const LOCK_CURSOR: u8 = b'c';
+
+/// The service operations of one worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: Model,
+    caches: Arc<Caches>,
+    locks: KeyLocks,
+    passwords: Passwords,
+    events: Option<Client>,
+    rooms_list_max: usize,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        error!(error = %e, "service request failed in the store");
+        ApiError::internal()
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(e: PasswordError) -> Self {
+        error!(error = %e, "service request failed hashing a password");
+        ApiError::internal()
+    }
+}
+
+impl Service {
+    /// A service over `model` and `caches`. Membership events are published on `events`
+    /// (none in tests that run without NATS).
+    pub fn new(
+        model: Model,
+        caches: Arc<Caches>,
+        cfg: &WorkerConfig,
+        events: Option<Client>,
+    ) -> Result<Self, WorkerError> {
+        let passwords = Passwords::new(cfg.argon2_memory_kib, cfg.argon2_iterations)
+            .map_err(|e| WorkerError::Config(vec![format!("worker.argon2_*: {e}")]))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model,
+                caches,
+                locks: KeyLocks::new(),
+                passwords,
+                events,
+                rooms_list_max: cfg.rooms_list_max,
+            }),
+        })
+    }
+
+    fn model(&self) -> &Model {
+        &self.inner.model
+    }
+
+    fn caches(&self) -> &Caches {
+        &self.inner.caches
+    }
+
+    /// The room's record, or `not_found`.
+    async fn room_meta(&self, room: &str) -> Result<Arc<RoomMeta>, ApiError> {
+        self.caches()
+            .room(self.model(), room)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such room"))
+    }
+
+    /// After a membership change is stored: drop cached access here, tell the gateways.
+    async fn member_changed(&self, room: &str, user: &str, role: Option<Role>) {
+        self.caches().role_changed(room, user).await;
+        let Some(nats) = &self.inner.events else {
+            return;
+        };
+        let event = MemberEvent {
+            room: room.to_owned(),
+            user: user.to_owned(),
+            role,
+        };
+        let body = serde_json::to_vec(&event).unwrap_or_default();
+        if let Err(e) = nats.publish(member_subject(room), body.into()).await {
+            warn!(room, user, error = %e, "could not publish a membership event");
+        }
+    }
+}
+
+/// Checks a room id or user name, as `bad_request`.
+fn valid(what: &'static str, name: &str) -> Result<(), ApiError> {
+    validate_name(what, name).map_err(|e| ApiError::bad_request(e.to_string()))
+}

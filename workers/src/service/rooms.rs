@@ -1,0 +1,206 @@
+//! Rooms: create, access, join, DMs and the room list of a user.
+//!
+//! `rooms_list` gives the rooms the user is in (role, last seq, unread), then public rooms it
+//! is not in (role null, unread 0: unread counts are kept only for rooms one follows), at most
+//! `rooms_list_max` entries in all. Unread is the number of stored messages above the user's
+//! cursor: the room's message count minus the position of the newest message at or below
+//! the cursor, so it costs no scan (one is done only for a cursor set ahead of the store).
+
+use std::collections::HashSet;
+
+use chatmesh_protocol::message::now_ms;
+use chatmesh_protocol::service::{
+    Access, CreateRoomRequest, DmRequest, DmRoom, ListRoomsRequest, Role, RoomInfo, RoomKind,
+    RoomList, RoomListing, RoomUserRequest,
+};
+use chatmesh_protocol::ApiError;
+use tracing::{error, warn};
+
+use super::{valid, Service, LOCK_ROOM};
+use crate::model::{dm_room, Cursor, Model, RoomMeta, RoomStats, DM_PREFIX};
+use crate::store::WriteBatch;
+
+impl Service {
+    /// Creates a public or private room owned by the actor; `conflict` if it exists.
+    pub async fn room_create(&self, req: CreateRoomRequest) -> Result<RoomInfo, ApiError> {
+        valid("room", &req.room)?;
+        valid("user name", &req.actor)?;
+        if req.kind == RoomKind::Dm {
+            return Err(ApiError::bad_request(
+                "DM rooms are opened with the dm operation",
+            ));
+        }
+        if req.room.starts_with(DM_PREFIX) {
+            return Err(ApiError::bad_request(
+                "room ids starting with dm_ are reserved",
+            ));
+        }
+        {
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            if self.model().room(&req.room).await?.is_some() {
+                return Err(ApiError::conflict("room already exists"));
+            }
+            let meta = RoomMeta {
+                kind: req.kind,
+                owner: Some(req.actor.clone()),
+                created: now_ms(),
+            };
+            let mut batch = WriteBatch::new();
+            Model::put_room(&mut batch, &req.room, &meta);
+            Model::put_member(&mut batch, &req.room, &req.actor, Role::Owner);
+            self.model().write(batch).await?;
+        }
+        self.member_changed(&req.room, &req.actor, Some(Role::Owner))
+            .await;
+        Ok(RoomInfo {
+            room: req.room,
+            kind: req.kind,
+            owner: req.actor,
+        })
+    }
+
+    /// What `user` may do in `room`; `not_found` if there is no such room.
+    pub async fn access(&self, req: RoomUserRequest) -> Result<Access, ApiError> {
+        valid("room", &req.room)?;
+        valid("user name", &req.user)?;
+        let meta = self.room_meta(&req.room).await?;
+        let role = self
+            .caches()
+            .role(self.model(), &req.room, &req.user)
+            .await?;
+        let stats = self.caches().stats(self.model(), &req.room).await?;
+        Ok(Access {
+            kind: meta.kind,
+            role,
+            last_seq: stats.last_seq,
+        })
+    }
+
+    /// Makes the user a member of a public room (idempotent); `forbidden` for a private room
+    /// or DM it is not a member of.
+    pub async fn join(&self, req: RoomUserRequest) -> Result<Access, ApiError> {
+        let access = self.access(req.clone()).await?;
+        if access.role.is_some() {
+            return Ok(access);
+        }
+        if access.kind != RoomKind::Public {
+            return Err(ApiError::forbidden("this room is open to its members only"));
+        }
+        let added = {
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let role = self.model().role(&req.room, &req.user).await?;
+            if role.is_none() {
+                let mut batch = WriteBatch::new();
+                Model::put_member(&mut batch, &req.room, &req.user, Role::Member);
+                self.model().write(batch).await?;
+            }
+            role.is_none()
+        };
+        if added {
+            self.member_changed(&req.room, &req.user, Some(Role::Member))
+                .await;
+        }
+        self.access(req).await
+    }
+
+    /// The one DM room of two existing users, created on first use.
+    pub async fn dm(&self, req: DmRequest) -> Result<DmRoom, ApiError> {
+        valid("user name", &req.a)?;
+        valid("user name", &req.b)?;
+        if req.a == req.b {
+            return Err(ApiError::bad_request("a DM needs two different users"));
+        }
+        for user in [&req.a, &req.b] {
+            if self.model().user(user).await?.is_none() {
+                return Err(ApiError::not_found("no such user"));
+            }
+        }
+        let room = dm_room(&req.a, &req.b);
+        {
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &room, "").await;
+            if let Some(meta) = self.model().room(&room).await? {
+                if meta.kind == RoomKind::Dm {
+                    return Ok(DmRoom { room });
+                }
+                error!(room, "a non-DM room holds a DM room id");
+                return Err(ApiError::internal());
+            }
+            let meta = RoomMeta {
+                kind: RoomKind::Dm,
+                owner: None,
+                created: now_ms(),
+            };
+            let mut batch = WriteBatch::new();
+            Model::put_room(&mut batch, &room, &meta);
+            Model::put_member(&mut batch, &room, &req.a, Role::Member);
+            Model::put_member(&mut batch, &room, &req.b, Role::Member);
+            self.model().write(batch).await?;
+        }
+        for user in [&req.a, &req.b] {
+            self.member_changed(&room, user, Some(Role::Member)).await;
+        }
+        Ok(DmRoom { room })
+    }
+
+    /// The user's rooms, then public rooms it is not in (see the module docs).
+    pub async fn rooms_list(&self, req: ListRoomsRequest) -> Result<RoomList, ApiError> {
+        valid("user name", &req.user)?;
+        let max = self.inner.rooms_list_max;
+        let mine = self.model().rooms_of(&req.user, max).await?;
+        let mut rooms = Vec::with_capacity(mine.len());
+        for (room, role) in &mine {
+            let Some(meta) = self.caches().room(self.model(), room).await? else {
+                warn!(
+                    room,
+                    user = req.user,
+                    "membership of a room that does not exist"
+                );
+                continue;
+            };
+            let stats = self.caches().stats(self.model(), room).await?;
+            let cursor = self.model().cursor(&req.user, room).await?;
+            rooms.push(RoomListing {
+                room: room.clone(),
+                kind: meta.kind,
+                role: Some(*role),
+                last_seq: stats.last_seq,
+                unread: self.unread(room, stats, cursor).await?,
+            });
+        }
+        let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
+        if rooms.len() < max {
+            let public = self.model().public_rooms(max + mine.len()).await?;
+            for room in public.iter().filter(|r| !member_of.contains(r.as_str())) {
+                if rooms.len() >= max {
+                    break;
+                }
+                let stats = self.caches().stats(self.model(), room).await?;
+                rooms.push(RoomListing {
+                    room: room.clone(),
+                    kind: RoomKind::Public,
+                    role: None,
+                    last_seq: stats.last_seq,
+                    unread: 0,
+                });
+            }
+        }
+        Ok(RoomList { rooms })
+    }
+
+    async fn unread(
+        &self,
+        room: &str,
+        stats: RoomStats,
+        cursor: Option<Cursor>,
+    ) -> Result<u64, ApiError> {
+        Ok(match cursor {
+            None => stats.count,
+            Some(c) if c.seq >= stats.last_seq => 0,
+            Some(c) if c.exact => stats.count.saturating_sub(c.n),
+            Some(c) => {
+                let n = self.model().position_at(room, c.seq).await?;
+                stats.count.saturating_sub(n)
+            }
+        })
+    }
+}

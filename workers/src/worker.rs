@@ -1,0 +1,197 @@
+//! Starting and stopping a worker: ensure the stream, check the store belongs to it, start a
+//! store writer and a service listener per owned partition, and on shutdown stop them (each
+//! finishes what it is doing), then flush the store.
+//!
+//! Ownership in this version: one worker owns every partition. The per-partition tasks are
+//! the unit a later ownership scheme hands out.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::Client;
+use chatmesh_protocol::MeshConfig;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cache::Caches;
+use crate::config::WorkerConfig;
+use crate::consumer::{self, ConsumerSettings, Writer};
+use crate::error::WorkerError;
+use crate::model::Model;
+use crate::service::{serve_partition, Service};
+use crate::store::{KvStore, Store};
+use crate::streams::ensure_stream;
+
+const JS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running worker.
+#[derive(Debug)]
+pub struct Worker {
+    shutdown: CancellationToken,
+    tasks: JoinSet<Result<(), WorkerError>>,
+    writers_ready: Vec<Arc<AtomicBool>>,
+    nats: Client,
+    store: Store,
+    service: Service,
+}
+
+impl Worker {
+    /// Sets everything up and starts the partition tasks; returns once they run.
+    pub async fn start(
+        cfg: WorkerConfig,
+        mesh: MeshConfig,
+        nats: Client,
+        store: Store,
+    ) -> Result<Worker, WorkerError> {
+        let mut problems = cfg.problems();
+        problems.extend(mesh.problems());
+        if !problems.is_empty() {
+            return Err(WorkerError::Config(problems));
+        }
+        check_server(&nats)?;
+        crate::metrics::describe();
+        let js = jetstream::ContextBuilder::new()
+            .timeout(JS_TIMEOUT)
+            .build(nats.clone());
+        let mut stream = ensure_stream(&js, &mesh).await?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| WorkerError::Stream(format!("info: {e}")))?
+            .state
+            .last_sequence;
+        let model = Model::new(store.clone());
+        for partition in 0..mesh.partitions {
+            let checkpoint = model.checkpoint(partition).await?;
+            if checkpoint > last {
+                return Err(WorkerError::StreamBehindStore {
+                    partition,
+                    checkpoint,
+                    last,
+                });
+            }
+        }
+        let caches = Arc::new(Caches::new(&cfg));
+        let service = Service::new(model.clone(), caches.clone(), &cfg, Some(nats.clone()))?;
+        let writer = Writer {
+            model,
+            caches,
+            stream,
+            consumer: ConsumerSettings {
+                ack_wait: Duration::from_secs(cfg.ack_wait_secs),
+                max_ack_pending: i64::try_from(cfg.batch_max_messages * 4).unwrap_or(i64::MAX),
+            },
+            batch_max: cfg.batch_max_messages,
+            linger: Duration::from_millis(cfg.batch_linger_ms),
+        };
+        let shutdown = CancellationToken::new();
+        let limit = Arc::new(Semaphore::new(cfg.service_concurrency));
+        let mut tasks = JoinSet::new();
+        let mut writers_ready = Vec::new();
+        for p in 0..mesh.partitions {
+            let ready = Arc::new(AtomicBool::new(false));
+            writers_ready.push(ready.clone());
+            let (w, stop) = (writer.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                consumer::run_partition(w, p, ready, stop).await;
+                Ok(())
+            });
+            tasks.spawn(serve_partition(
+                service.clone(),
+                nats.clone(),
+                p,
+                limit.clone(),
+                shutdown.clone(),
+            ));
+        }
+        // Subscriptions must be registered at the server before we call ourselves started.
+        nats.flush()
+            .await
+            .map_err(|e| WorkerError::Nats(format!("flush: {e}")))?;
+        info!(partitions = mesh.partitions, "worker started");
+        Ok(Worker {
+            shutdown,
+            tasks,
+            writers_ready,
+            nats,
+            store,
+            service,
+        })
+    }
+
+    /// Connected to NATS and every store writer has its consumer.
+    pub fn ready(&self) -> bool {
+        self.nats.connection_state() == async_nats::connection::State::Connected
+            && self.writers_ready.iter().all(|r| r.load(Ordering::Acquire))
+    }
+
+    /// The services, for in-process callers.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Resolves when a partition task fails (they run until shutdown otherwise).
+    pub async fn failed(&mut self) -> WorkerError {
+        loop {
+            match self.tasks.join_next().await {
+                Some(Ok(Ok(()))) => continue,
+                Some(Ok(Err(e))) => return e,
+                Some(Err(e)) => return WorkerError::Task(e.to_string()),
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Stops every task (each finishes its current batch or request) and flushes the store.
+    pub async fn stop(mut self) -> Result<(), WorkerError> {
+        self.shutdown.cancel();
+        let mut first_error = None;
+        while let Some(res) = self.tasks.join_next().await {
+            let err = match res {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(e) => WorkerError::Task(e.to_string()),
+            };
+            first_error.get_or_insert(err);
+        }
+        self.store.flush().await?;
+        info!("worker stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Runs a worker until `shutdown` resolves (or a partition task fails), then stops it.
+pub async fn run(
+    cfg: WorkerConfig,
+    mesh: MeshConfig,
+    nats: Client,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let mut worker = Worker::start(cfg, mesh, nats, store).await?;
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        e = worker.failed() => Some(e),
+    };
+    let stopped = worker.stop().await;
+    match failure {
+        Some(e) => Err(e),
+        None => stopped,
+    }
+}
+
+/// Refuses servers older than 2.11 (they silently ignore settings chatmesh relies on).
+fn check_server(nats: &Client) -> Result<(), WorkerError> {
+    let found = nats.server_info().version;
+    let mut parts = found.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (2, 11) {
+        return Err(WorkerError::ServerTooOld { found });
+    }
+    Ok(())
+}
