@@ -4,8 +4,8 @@
 //!
 //! Layers, bottom up: [`store`] (the ordered-KV trait and its backends), [`model`] (the chat
 //! data model over the trait, written once), [`cache`] (moka caches wrapping the model),
-//! then the two users of all that: the per-partition store writer (`consumer`) and the
-//! [`service`]s. [`run`] wires them to NATS; the `chatmesh` binary calls it.
+//! then the two users of all that: the per-partition store writer ([`writer`] for the
+//! store side, `consumer` for the JetStream side) and the [`service`]s. [`run`] wires them to NATS; the `chatmesh` binary calls it.
 
 pub mod cache;
 pub mod config;
@@ -17,6 +17,7 @@ pub mod service;
 pub mod store;
 pub mod streams;
 mod worker;
+pub mod writer;
 
 pub use config::{Backend, FsyncPolicy, WorkerConfig};
 pub use error::WorkerError;

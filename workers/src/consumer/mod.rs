@@ -14,7 +14,6 @@
 //! partition until `ack_wait` runs out. Losing it is otherwise harmless: the checkpoint makes
 //! the redelivery a no-op.
 
-mod apply;
 mod setup;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +22,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Message as JsMessage;
+use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::subjects::room_of;
+use chatmesh_protocol::validate_name;
 use futures::StreamExt;
 use metrics::counter;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,7 @@ use crate::cache::Caches;
 use crate::metrics as m;
 use crate::model::Model;
 use crate::store::StoreError;
+use crate::writer::{store_batch, Delivery};
 
 pub(crate) use setup::ConsumerSettings;
 
@@ -146,7 +149,8 @@ async fn session(
         }
         let in_line = in_line_prefix(&batch, &mut next_dseq, &mut failure)?;
         let batch = &batch[..in_line];
-        apply::persist(w, p, &mut checkpoint, batch).await?;
+        let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
         if let Some(last) = batch.last() {
             last.double_ack()
                 .await
@@ -157,6 +161,21 @@ async fn session(
         }
         *backoff = FIRST_BACKOFF;
     }
+}
+
+/// A delivery's seq, room and payload (`None` if it is not a chat message).
+fn decode(msg: &JsMessage) -> Result<Delivery, SessionError> {
+    let seq = msg
+        .info()
+        .map_err(|e| SessionError::Consumer(format!("bad delivery metadata: {e}")))?
+        .stream_sequence;
+    let message = room_of(msg.subject.as_str())
+        .filter(|room| validate_name("room", room).is_ok())
+        .and_then(|room| {
+            let payload: Payload = serde_json::from_slice(&msg.payload).ok()?;
+            Some((room.to_owned(), payload))
+        });
+    Ok(Delivery { seq, message })
 }
 
 fn delivery(
