@@ -1,1 +1,13 @@
-//! placeholder
+//! The `chatmesh` command: configuration loading, the embedded one-machine mesh
+//! (`chatmesh up`: nats-server child + worker + gateway + fjall store) and the standalone
+//! `gateway` and `worker` services of a real deployment. `main.rs` only parses arguments
+//! and calls in here, so tests start the same mesh the command does.
+
+pub mod config;
+pub mod mesh;
+pub mod nats;
+pub mod services;
+pub mod signal;
+
+pub use config::Config;
+pub use mesh::{Mesh, MeshOptions};

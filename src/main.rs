@@ -1,1 +1,161 @@
-fn main() {}
+//! `chatmesh`: parse arguments, start tracing, run the chosen command, drain on signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use chatmesh::config::{Config, Role};
+use chatmesh::services::{ensure_stream, GatewayHandle, WorkerHandle};
+use chatmesh::{signal, Mesh, MeshOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "chatmesh",
+    version,
+    about = "A horizontally scalable chat backend on NATS JetStream"
+)]
+struct Cli {
+    /// Config file (TOML); `CHATMESH__SECTION__KEY` variables override it.
+    #[arg(long, short, global = true, env = "CHATMESH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only check the configuration, print every problem, and exit.
+    #[arg(long, global = true)]
+    check_config: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole mesh on one machine: nats-server child, worker, gateway, fjall store.
+    Up {
+        /// Data directory (NATS store, message store, token secret).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Gateway listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Fixed NATS client port (default: a free one).
+        #[arg(long)]
+        nats_port: Option<u16>,
+    },
+    /// One gateway against the NATS servers of `mesh.nats_urls`.
+    Gateway,
+    /// One worker against the NATS servers of `mesh.nats_urls`.
+    Worker,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(problems) => return report(&problems),
+    };
+    let role = match cli.command {
+        Command::Up { .. } => None,
+        Command::Gateway => Some(Role::Gateway),
+        Command::Worker => Some(Role::Worker),
+    };
+    if cli.check_config {
+        let problems = config.problems(role.unwrap_or(Role::Both));
+        if problems.is_empty() {
+            println!("configuration ok");
+            return ExitCode::SUCCESS;
+        }
+        return report(&problems);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return report(&[format!("cannot start the runtime: {e}")]),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up {
+                data,
+                listen,
+                nats_port,
+            } => up(config, data, listen, nats_port).await,
+            Command::Gateway => gateway(config).await,
+            Command::Worker => worker(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&[format!("{e:#}")]),
+    }
+}
+
+fn report(problems: &[String]) -> ExitCode {
+    for p in problems {
+        eprintln!("error: {p}");
+    }
+    ExitCode::FAILURE
+}
+
+async fn up(
+    config: Config,
+    data: PathBuf,
+    listen: String,
+    nats_port: Option<u16>,
+) -> anyhow::Result<()> {
+    let opts = MeshOptions {
+        data_dir: data.clone(),
+        listen,
+        nats_port,
+        config,
+    };
+    let mesh = Mesh::start(opts).await?;
+    println!("chatmesh is up");
+    println!("  web client:  {}/", mesh.url());
+    println!("  WebSocket:   {}", mesh.ws_url());
+    println!("  NATS:        {}", mesh.nats.url());
+    println!("  data:        {}", data.display());
+    println!("Press Ctrl-C to stop.");
+    signal::shutdown().await;
+    println!("draining…");
+    mesh.stop().await?;
+    println!("stopped");
+    Ok(())
+}
+
+async fn gateway(config: Config) -> anyhow::Result<()> {
+    check(&config, Role::Gateway)?;
+    let nats = chatmesh::nats::connect(&config.mesh.nats_urls, "chatmesh-gateway").await?;
+    ensure_stream(&config, &nats).await?;
+    let gw = GatewayHandle::start(&config, nats.clone()).await?;
+    tracing::info!(addr = %gw.addr, "gateway listening");
+    signal::shutdown().await;
+    gw.stop().await;
+    nats.drain().await?;
+    Ok(())
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    check(&config, Role::Worker)?;
+    let nats = chatmesh::nats::connect(&config.mesh.nats_urls, "chatmesh-worker").await?;
+    ensure_stream(&config, &nats).await?;
+    let w = WorkerHandle::start(&config, nats.clone()).await?;
+    tracing::info!("worker running");
+    signal::shutdown().await;
+    w.stop().await?;
+    nats.drain().await?;
+    Ok(())
+}
+
+fn check(config: &Config, role: Role) -> anyhow::Result<()> {
+    let problems = config.problems(role);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "bad configuration:\n  {}",
+        problems.join("\n  ")
+    );
+    Ok(())
+}

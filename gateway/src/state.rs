@@ -76,4 +76,36 @@ impl AppState {
         crate::access::spawn_member_listener(state.clone()).await?;
         Ok(state)
     }
+
+    /// Ready when NATS is connected, the stream answers, and a worker answers from its
+    /// store; otherwise what is missing.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        use async_nats::connection::State;
+        use chatmesh_protocol::service::{GetAccess, RoomUserRequest};
+        if self.drain.is_cancelled() {
+            return Err("draining");
+        }
+        if self.nats.connection_state() != State::Connected {
+            return Err("nats: not connected");
+        }
+        let stream = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.js
+                .get_stream_no_info(chatmesh_protocol::subjects::STREAM),
+        )
+        .await;
+        if !matches!(stream, Ok(Ok(_))) {
+            return Err("jetstream: stream not reachable");
+        }
+        // Any answer from a worker (not_found included) proves the worker and its store
+        // are up; only a transport failure means they are not.
+        let probe = RoomUserRequest {
+            room: "_readyz_probe".into(),
+            user: "_readyz".into(),
+        };
+        match self.services.call::<GetAccess>(&probe.room, &probe).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err("worker: not answering"),
+        }
+    }
 }

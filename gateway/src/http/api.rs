@@ -1,7 +1,5 @@
 //! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history.
 
-use std::time::Duration;
-
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -14,7 +12,6 @@ use chatmesh_protocol::service::{
     HistoryRequest, ListRooms, ListRoomsRequest, Login, OpenDm, Register, RemoveMember,
     RemoveMemberRequest, Role, RoomKind,
 };
-use chatmesh_protocol::subjects::STREAM;
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
 use super::reply::{self, Body};
@@ -259,26 +256,10 @@ async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answe
     ))
 }
 
-/// Ready when NATS is connected, the stream answers, and a worker answers from its store.
+/// `/readyz`: 200 when [`AppState::readiness`] holds, 503 with the reason otherwise.
 pub async fn readyz(state: &AppState) -> Response<Body> {
-    use async_nats::connection::State;
-    if state.drain.is_cancelled() {
-        return reply::text(503, "draining");
-    }
-    if state.nats.connection_state() != State::Connected {
-        return reply::text(503, "nats: not connected");
-    }
-    let stream =
-        tokio::time::timeout(Duration::from_secs(2), state.js.get_stream_no_info(STREAM)).await;
-    if !matches!(stream, Ok(Ok(_))) {
-        return reply::text(503, "jetstream: stream not reachable");
-    }
-    // Any answer from a worker (not_found included) proves the worker and its store are up.
-    match state.access.get("_readyz_probe", "_readyz").await {
-        Ok(_) => reply::text(200, "ready"),
-        Err(e) if e.code != ErrorCode::Unavailable && e.code != ErrorCode::Internal => {
-            reply::text(200, "ready")
-        }
-        Err(_) => reply::text(503, "worker: not answering"),
+    match state.readiness().await {
+        Ok(()) => reply::text(200, "ready"),
+        Err(why) => reply::text(503, why),
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use super::link::{Out, SessionLink};
 use super::replay::Replay;
 use crate::auth::Identity;
-use crate::publish::publish_with_retry;
+use crate::publish::Publish;
 use crate::state::AppState;
 
 /// Sends of one session awaiting their PubAck at once.
@@ -316,34 +316,34 @@ impl Session {
             .map_err(|_| ApiError::internal())?;
         let (state, link, r#ref) = (self.state.clone(), self.link.clone(), r#ref.clone());
         metrics::counter!("chatmesh_messages_in_total").increment(1);
+        let started = Instant::now();
+        let subject = in_subject(state.mesh.partitions, &room);
+        let msg_id = dedupe_id(&user, &payload.id);
+        // Queued now, in read order; only the wait for the PubAck is concurrent.
+        let publish = Publish::send(&state.js, subject, msg_id, bytes.into()).await;
         tokio::spawn(async move {
             let _permit = permit;
-            let started = Instant::now();
-            let subject = in_subject(state.mesh.partitions, &room);
-            let msg_id = dedupe_id(&user, &payload.id);
             let deadline = Duration::from_millis(state.cfg.publish_deadline_ms);
-            let frame =
-                match publish_with_retry(&state.js, subject, &msg_id, bytes.into(), deadline).await
-                {
-                    Ok(ack) => {
-                        metrics::histogram!("chatmesh_publish_ack_seconds")
-                            .record(started.elapsed().as_secs_f64());
-                        let ts = if ack.duplicate {
-                            original_ts(&state, ack.sequence).await.unwrap_or(ts)
-                        } else {
-                            ts
-                        };
-                        ServerFrame::Ack {
-                            r#ref: &r#ref,
-                            room: &room,
-                            id: &payload.id,
-                            seq: ack.sequence,
-                            ts,
-                        }
-                        .encode()
+            let frame = match publish.acked(&state.js, deadline).await {
+                Ok(ack) => {
+                    metrics::histogram!("chatmesh_publish_ack_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let ts = if ack.duplicate {
+                        original_ts(&state, ack.sequence).await.unwrap_or(ts)
+                    } else {
+                        ts
+                    };
+                    ServerFrame::Ack {
+                        r#ref: &r#ref,
+                        room: &room,
+                        id: &payload.id,
+                        seq: ack.sequence,
+                        ts,
                     }
-                    Err(e) => error_frame(&r#ref, &e),
-                };
+                    .encode()
+                }
+                Err(e) => error_frame(&r#ref, &e),
+            };
             link.send(Out::Frame(frame.into())).await;
         });
         Ok(())

@@ -93,6 +93,15 @@ impl Writer {
             }
         }
         let (code, reason) = link.close_reason().unwrap_or((1001, "server going away"));
+        // Frames queued before the close (e.g. the `error` that explains it) go out first;
+        // a slow consumer gets its close at once.
+        if code != 1013 {
+            while let Ok(out) = rx.try_recv() {
+                if self.apply(out, &mut buf) {
+                    break;
+                }
+            }
+        }
         put_close(&mut buf, code, reason);
         if write(&mut io, &buf).await.is_err() {
             return Stop::Broken;

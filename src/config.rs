@@ -1,0 +1,61 @@
+//! The config file and environment: defaults, then a TOML file, then `CHATMESH__SECTION__KEY`
+//! variables (e.g. `CHATMESH__GATEWAY__LISTEN=0.0.0.0:8080`). Every problem is reported at
+//! once; `--check-config` prints them and exits.
+
+use std::path::Path;
+
+use chatmesh_gateway::GatewayConfig;
+use chatmesh_protocol::MeshConfig;
+use chatmesh_workers::WorkerConfig;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub mesh: MeshConfig,
+    pub gateway: GatewayConfig,
+    pub worker: WorkerConfig,
+}
+
+/// Which sections a command uses (only those are checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Gateway,
+    Worker,
+    Both,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Vec<String>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(vec![format!(
+                    "config file {} does not exist",
+                    file.display()
+                )]);
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("CHATMESH__").split("__").lowercase(true));
+        figment
+            .extract::<Config>()
+            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    /// Every problem of the sections `role` uses.
+    pub fn problems(&self, role: Role) -> Vec<String> {
+        let mut out = self.mesh.problems();
+        if matches!(role, Role::Gateway | Role::Both) {
+            out.extend(self.gateway.problems());
+        }
+        if matches!(role, Role::Worker | Role::Both) {
+            out.extend(self.worker.problems());
+        }
+        out
+    }
+}

@@ -1,0 +1,129 @@
+//! The embedded one-machine mesh of `chatmesh up`: a nats-server child with its JetStream
+//! store inside the data dir, a worker with a fjall store inside the data dir, and a gateway.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use natsd::NatsServer;
+
+use crate::config::{Config, Role};
+use crate::services::{ensure_stream, GatewayHandle, WorkerHandle};
+
+/// How to start the mesh.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// Everything persistent lives here: `nats/`, `store/`, `jwt-secret`.
+    pub data_dir: PathBuf,
+    /// Gateway listen address (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// Fixed NATS client port; dynamic when `None`.
+    pub nats_port: Option<u16>,
+    pub config: Config,
+}
+
+/// A running embedded mesh.
+#[derive(Debug)]
+pub struct Mesh {
+    pub nats: NatsServer,
+    pub client: async_nats::Client,
+    pub gateway: GatewayHandle,
+    pub worker: WorkerHandle,
+    pub config: Config,
+}
+
+impl Mesh {
+    pub async fn start(opts: MeshOptions) -> anyhow::Result<Self> {
+        let data = &opts.data_dir;
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        let binary = tokio::task::spawn_blocking(natsd::ensure_installed)
+            .await?
+            .context("nats-server is not available")?;
+        let mut builder = NatsServer::builder()
+            .binary(binary)
+            .store_dir(data.join("nats"))
+            .server_name("chatmesh-embedded");
+        if let Some(port) = opts.nats_port {
+            builder = builder.port(port);
+        }
+        let nats = builder.start().await.context("starting nats-server")?;
+
+        let mut config = opts.config.clone();
+        config.mesh.nats_urls = vec![nats.url()];
+        config.gateway.listen = opts.listen.clone();
+        config.worker.data_dir = data.join("store");
+        if config.gateway.jwt_secret.is_empty() && config.gateway.jwks_file.is_none() {
+            config.gateway.jwt_secret = jwt_secret(data)?;
+        }
+        let problems = config.problems(Role::Both);
+        anyhow::ensure!(
+            problems.is_empty(),
+            "bad configuration:\n  {}",
+            problems.join("\n  ")
+        );
+
+        let client = crate::nats::connect(&config.mesh.nats_urls, "chatmesh-up").await?;
+        ensure_stream(&config, &client).await?;
+        let worker = WorkerHandle::start(&config, client.clone()).await?;
+        let gateway = GatewayHandle::start(&config, client.clone()).await?;
+        wait_ready(&gateway).await?;
+        Ok(Self {
+            nats,
+            client,
+            gateway,
+            worker,
+            config,
+        })
+    }
+
+    /// The gateway's HTTP base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.gateway.addr)
+    }
+
+    /// The WebSocket URL of protocol v1.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.gateway.addr)
+    }
+
+    /// Graceful stop: gateway drain (1001), worker flush, NATS drain, nats-server SIGTERM.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.gateway.stop().await;
+        let worker = self.worker.stop().await;
+        let _ = self.client.drain().await;
+        self.nats.stop().await;
+        worker
+    }
+}
+
+/// Waits until the gateway reports ready (worker services subscribed, stream reachable).
+async fn wait_ready(gateway: &GatewayHandle) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match gateway.state.readiness().await {
+            Ok(()) => return Ok(()),
+            Err(why) if tokio::time::Instant::now() > deadline => {
+                anyhow::bail!("the mesh did not become ready within 30 s: {why}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The HS256 secret of this data dir, created on first start (mode 0600).
+fn jwt_secret(data: &Path) -> anyhow::Result<String> {
+    let path = data.join("jwt-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_owned();
+        if secret.len() >= 32 {
+            return Ok(secret);
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(secret)
+}

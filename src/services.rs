@@ -1,0 +1,118 @@
+//! Starting and stopping one gateway or one worker inside this process, the same way for
+//! `chatmesh up`, the standalone commands and the tests.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context as _;
+use chatmesh_gateway::AppState;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn metrics() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &buckets)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// Creates or updates the message stream (idempotent; every service may call it).
+pub async fn ensure_stream(cfg: &Config, nats: &async_nats::Client) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(nats.clone());
+    chatmesh_workers::streams::ensure_stream(&js, &cfg.mesh)
+        .await
+        .context("creating the message stream")?;
+    Ok(())
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl GatewayHandle {
+    /// Binds `cfg.gateway.listen` and serves until [`GatewayHandle::stop`].
+    pub async fn start(cfg: &Config, nats: async_nats::Client) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&cfg.gateway.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.gateway.listen))?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(cfg.gateway.clone(), cfg.mesh.clone(), nats, metrics())
+            .await
+            .context("starting the gateway")?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(chatmesh_gateway::serve(
+            listener,
+            state.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// Drains: sessions get 1001, then the server returns.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), chatmesh_workers::WorkerError>>,
+}
+
+impl WorkerHandle {
+    /// Opens the store and starts consuming and serving.
+    pub async fn start(cfg: &Config, nats: async_nats::Client) -> anyhow::Result<Self> {
+        let store = chatmesh_workers::open_store(&cfg.worker)
+            .await
+            .context("opening the store")?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(chatmesh_workers::run(
+            cfg.worker.clone(),
+            cfg.mesh.clone(),
+            nats,
+            store,
+            stop.clone().cancelled_owned(),
+        ));
+        Ok(Self { stop, task })
+    }
+
+    /// Finishes the current batch, flushes the store and returns.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("worker task")??;
+        Ok(())
+    }
+
+    /// True once the worker stopped by itself (an error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}

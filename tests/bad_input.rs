@@ -1,0 +1,322 @@
+//! Bad input gets a clear error frame or close code, never a panic and never a lost
+//! message: each case of issue 2 item 7 against a real mesh.
+
+mod common;
+
+use anyhow::Result;
+use common::*;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Invalid JSON, non-objects and unknown types get `bad_request`; the connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_bad_request_and_the_session_lives() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    for raw in [
+        "{not json",
+        "[1,2]",
+        "42",
+        "{\"type\":\"teleport\"}",
+        "{\"type\":\"send\"}",
+        "{\"room\":\"x\"}",
+    ] {
+        a.send_raw(WsMessage::text(raw)).await?;
+        let e = a.next().await?;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("bad_request")),
+            "{raw}: {e}"
+        );
+    }
+    let e = a.request(json!({"type":"teleport"})).await?;
+    assert_eq!(e["code"], "bad_request", "ref is echoed on errors");
+    a.send_raw(WsMessage::binary(vec![1, 2, 3])).await?;
+    assert_eq!(a.next().await?["code"], "bad_request");
+    let pong = a.request(json!({"type":"ping"})).await?;
+    assert_eq!(pong["type"], "pong");
+    mesh.stop().await
+}
+
+/// Room and user names that could reach a NATS subject (dots, `*`, `>`, spaces, 65
+/// characters) are refused with `bad_request`, on the WebSocket and over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_names_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let long = "x".repeat(65);
+    for bad in ["a.b", "*", ">", "a b", "chat.in.>", long.as_str(), ""] {
+        for frame in [
+            json!({"type":"join","room":bad}),
+            json!({"type":"send","room":bad,"id":"1","body":"x"}),
+            json!({"type":"history","room":bad}),
+        ] {
+            let e = a.request(frame.clone()).await?;
+            assert_eq!(e["code"], "bad_request", "{frame} → {e}");
+        }
+        let (s, v) = api
+            .call(
+                "POST",
+                "/v1/rooms",
+                Some(&ann),
+                Some(json!({"room":bad,"kind":"public"})),
+            )
+            .await?;
+        assert_eq!(s, 400, "{bad:?}: {v}");
+        assert_eq!(v["error"]["code"], "bad_request");
+        let (s, _) = api
+            .call(
+                "POST",
+                "/v1/auth/register",
+                None,
+                Some(json!({"username":bad,"password":"long enough"})),
+            )
+            .await?;
+        assert_eq!(s, 400, "{bad:?}");
+    }
+    let e = a
+        .request(json!({"type":"send","room":"ok","id":"x".repeat(65),"body":"x"}))
+        .await?;
+    assert_eq!(e["code"], "bad_request", "message id over 64 chars");
+    mesh.stop().await
+}
+
+/// A body over `max_body_bytes` gets `too_large` and is not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_body_is_too_large() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "r", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let welcome_limit = 16 * 1024;
+    a.request(json!({"type":"join","room":"r"})).await?;
+    let e = a
+        .request(json!({"type":"send","room":"r","id":"big","body":"x".repeat(welcome_limit + 1)}))
+        .await?;
+    assert_eq!(e["code"], "too_large");
+    let ok = a
+        .request(json!({"type":"send","room":"r","id":"fits","body":"x".repeat(welcome_limit)}))
+        .await?;
+    assert_eq!(ok["type"], "ack");
+    let m = a.messages("r", 1).await?;
+    assert_eq!(m[0]["id"], "fits");
+    mesh.stop().await
+}
+
+/// A frame, or a message reassembled from fragments, over 64 KiB closes with 1009.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frames_and_messages_close_with_1009() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.send_raw(WsMessage::text("x".repeat(64 * 1024 + 1)))
+        .await?;
+    assert_eq!(a.ended().await, Ended::Closed(1009));
+
+    let mut b = Client::login(&mesh.ws_url(), &ann).await?;
+    let chunk = "y".repeat(40 * 1024);
+    use tokio_tungstenite::tungstenite::protocol::frame::{
+        coding::{Data, OpCode},
+        Frame, FrameHeader,
+    };
+    let frag = |op: OpCode, fin: bool| {
+        let header = FrameHeader {
+            is_final: fin,
+            opcode: op,
+            ..FrameHeader::default()
+        };
+        WsMessage::Frame(Frame::from_payload(
+            header,
+            chunk.clone().into_bytes().into(),
+        ))
+    };
+    b.send_raw(frag(OpCode::Data(Data::Text), false)).await?;
+    b.send_raw(frag(OpCode::Data(Data::Continue), true)).await?;
+    assert_eq!(b.ended().await, Ended::Closed(1009));
+
+    // A 64 KiB message in fragments is fine (it is just invalid JSON here).
+    let mut c = Client::login(&mesh.ws_url(), &ann).await?;
+    let half = "z".repeat(32 * 1024);
+    for (op, fin) in [
+        (OpCode::Data(Data::Text), false),
+        (OpCode::Data(Data::Continue), true),
+    ] {
+        let header = FrameHeader {
+            is_final: fin,
+            opcode: op,
+            ..FrameHeader::default()
+        };
+        c.send_raw(WsMessage::Frame(Frame::from_payload(
+            header,
+            half.clone().into_bytes().into(),
+        )))
+        .await?;
+    }
+    assert_eq!(c.next().await?["code"], "bad_request");
+    mesh.stop().await
+}
+
+/// Missing, forged and expired tokens, and requests before `hello`, get `unauthorized`
+/// then close 4001; bad bearer tokens get HTTP 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_close_with_4001() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.limits.hello_timeout_secs = 1;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+
+    let secret = mesh.config.gateway.jwt_secret.clone();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub":"ann","iss":"chatmesh","iat":1000,"exp":2000}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?;
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub":"ann","iss":"chatmesh","iat":1000,"exp":4_000_000_000u64}),
+        &jsonwebtoken::EncodingKey::from_secret(b"not the secret not the secret !!"),
+    )?;
+    for token in ["", "garbage", expired.as_str(), forged.as_str()] {
+        let mut c = Client::connect(&mesh.ws_url()).await?;
+        let e = c.request(json!({"type":"hello","token":token})).await?;
+        assert_eq!(e["code"], "unauthorized", "{token}");
+        assert_eq!(c.ended().await, Ended::Closed(4001));
+    }
+    let mut c = Client::connect(&mesh.ws_url()).await?;
+    let e = c.request(json!({"type":"join","room":"r"})).await?;
+    assert_eq!(e["code"], "unauthorized");
+    assert_eq!(c.ended().await, Ended::Closed(4001));
+    // hello missing entirely: closed after the hello timeout.
+    let mut c = Client::connect(&mesh.ws_url()).await?;
+    assert_eq!(c.ended().await, Ended::Closed(4001));
+
+    for token in [Some("garbage"), Some(expired.as_str()), None] {
+        let (s, v) = api.call("GET", "/v1/rooms", token, None).await?;
+        assert_eq!(s, 401, "{v}");
+        assert_eq!(v["error"]["code"], "unauthorized");
+    }
+    let (s, _) = api.call("GET", "/v1/rooms", Some(&ann), None).await?;
+    assert_eq!(s, 200);
+    mesh.stop().await
+}
+
+/// A non-member cannot join, post to or read a private room (`forbidden`, HTTP 403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_rooms_are_forbidden_to_non_members() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, eve) = (api.user("ann").await?, api.user("eve").await?);
+    api.room(&ann, "secret", "private").await?;
+    let mut e = Client::login(&mesh.ws_url(), &eve).await?;
+    for frame in [
+        json!({"type":"join","room":"secret"}),
+        json!({"type":"join","room":"secret","since":0}),
+        json!({"type":"history","room":"secret"}),
+        json!({"type":"send","room":"secret","id":"1","body":"let me in"}),
+    ] {
+        let r = e.request(frame.clone()).await?;
+        assert_eq!(r["code"], "forbidden", "{frame}");
+    }
+    let (s, v) = api
+        .call("GET", "/v1/rooms/secret/messages", Some(&eve), None)
+        .await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")));
+    let r = e.request(json!({"type":"join","room":"nowhere"})).await?;
+    assert_eq!(r["code"], "not_found");
+    // A member added by the owner may then join.
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/rooms/secret/members",
+            Some(&ann),
+            Some(json!({"user":"eve","role":"member"})),
+        )
+        .await?;
+    assert_eq!(s, 204);
+    let r = e.request(json!({"type":"join","room":"secret"})).await?;
+    assert_eq!(r["type"], "joined");
+    mesh.stop().await
+}
+
+/// A send flood gets `rate_limited`, and a flood that goes on is closed with 4008; every
+/// send that was acked is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_are_rate_limited_then_closed_with_4008() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), chatmesh::Config::default()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "flood", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"flood"})).await?;
+    for i in 0..400 {
+        if a.send_json(
+            json!({"type":"send","room":"flood","id":format!("f{i}"),"body":"spam","ref":i}),
+        )
+        .await
+        .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(a.ended().await, Ended::Closed(4008));
+    let frames: Vec<_> = a.backlog.drain(..).collect();
+    let limited = frames
+        .iter()
+        .filter(|f| f["code"] == "rate_limited")
+        .count();
+    let acked: Vec<_> = frames.iter().filter(|f| f["type"] == "ack").collect();
+    assert!(limited > 0, "some sends were rate limited");
+    // The burst (50) went through and was stored exactly once; acks still in flight when
+    // the session closed are not lost messages: a resend with the same id gets the seq.
+    let mut b = Client::login(&mesh.ws_url(), &ann).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stored = loop {
+        let h = b
+            .request(json!({"type":"history","room":"flood","limit":100}))
+            .await?;
+        let stored = h["messages"].as_array().unwrap().clone();
+        if stored.len() >= 50 || tokio::time::Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(stored.len() >= 50, "the burst was stored: {}", stored.len());
+    let mut ids: Vec<_> = stored
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), stored.len(), "no message stored twice");
+    for ack in &acked {
+        assert!(
+            ids.iter().any(|id| ack["id"] == id.as_str()),
+            "acked {} is stored",
+            ack["id"]
+        );
+    }
+    b.request(json!({"type":"join","room":"flood"})).await?;
+    let resend = b
+        .request(json!({"type":"send","room":"flood","id":"f0","body":"spam"}))
+        .await?;
+    let original = stored.iter().find(|m| m["id"] == "f0").expect("f0 stored");
+    assert_eq!(
+        resend["seq"], original["seq"],
+        "a resend after the close gets the original seq"
+    );
+    mesh.stop().await
+}

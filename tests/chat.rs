@@ -1,0 +1,208 @@
+//! End-to-end chat over a real mesh: nats-server child, worker with fjall, gateway, and
+//! protocol v1 clients over real WebSockets.
+
+mod common;
+
+use anyhow::Result;
+use common::*;
+use serde_json::json;
+
+/// Two clients exchange 1,000 messages: every one arrives once, in order, with an intact
+/// `prev` chain, and the acks carry the same seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_exchange_1000_messages_in_order() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "general", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    let ja = a.request(json!({"type":"join","room":"general"})).await?;
+    assert_eq!(ja["type"], "joined");
+    assert_eq!(ja["last_seq"], 0);
+    b.request(json!({"type":"join","room":"general"})).await?;
+
+    for i in 0..1000 {
+        let (c, id) = if i % 2 == 0 {
+            (&mut a, format!("a{i}"))
+        } else {
+            (&mut b, format!("b{i}"))
+        };
+        c.send_json(
+            json!({"type":"send","room":"general","id":id,"body":format!("hello {i}"),"ref":i}),
+        )
+        .await?;
+    }
+    let got_a = a.messages("general", 1000).await?;
+    let got_b = b.messages("general", 1000).await?;
+    assert_chain(&got_a, 0);
+    assert_chain(&got_b, 0);
+    assert_eq!(got_a, got_b, "both members see the same stream");
+    // Each sender's own messages keep their send order.
+    let bodies: Vec<u64> = got_a
+        .iter()
+        .filter(|m| m["from"] == "ann")
+        .map(|m| m["body"].as_str().unwrap()[6..].parse().unwrap())
+        .collect();
+    assert!(bodies.windows(2).all(|w| w[0] < w[1]));
+    // Every send was acked with the seq its message carries.
+    let mut acks = Vec::new();
+    while acks.len() < 500 {
+        acks.push(a.wait_for(|f| f["type"] == "ack").await?);
+    }
+    for ack in acks {
+        let m = got_a
+            .iter()
+            .find(|m| m["id"] == ack["id"])
+            .expect("acked message delivered");
+        assert_eq!(m["seq"], ack["seq"]);
+        assert_eq!(m["ts"], ack["ts"]);
+    }
+    mesh.stop().await
+}
+
+/// Resending the same id returns the original seq and delivers nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_gets_the_same_seq_and_no_duplicate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "r1", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"r1"})).await?;
+    let first = a
+        .request(json!({"type":"send","room":"r1","id":"same","body":"one"}))
+        .await?;
+    let again = a
+        .request(json!({"type":"send","room":"r1","id":"same","body":"two"}))
+        .await?;
+    assert_eq!(first["type"], "ack");
+    assert_eq!(again["seq"], first["seq"]);
+    assert_eq!(again["ts"], first["ts"]);
+    let marker = a
+        .request(json!({"type":"send","room":"r1","id":"next","body":"three"}))
+        .await?;
+    let msgs = a.messages("r1", 2).await?;
+    assert_eq!(msgs[0]["body"], "one");
+    assert_eq!(
+        msgs[1]["seq"], marker["seq"],
+        "no second copy of the resent message"
+    );
+    assert_eq!(msgs[1]["prev"], first["seq"]);
+    mesh.stop().await
+}
+
+/// A client that disconnects and rejoins with `since` gets exactly what it missed, then
+/// live messages, with no gap or duplicate at the seam, even while others keep sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_since_delivers_exactly_the_missed_messages() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "lobby", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"lobby"})).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    b.request(json!({"type":"join","room":"lobby"})).await?;
+    for i in 0..20 {
+        a.send_json(json!({"type":"send","room":"lobby","id":format!("x{i}"),"body":"before"}))
+            .await?;
+    }
+    let seen = b.messages("lobby", 20).await?;
+    let held = assert_chain(&seen, 0);
+    b.close().await;
+
+    for i in 0..300 {
+        a.send_json(json!({"type":"send","room":"lobby","id":format!("y{i}"),"body":"missed"}))
+            .await?;
+    }
+    // Wait until all 300 are stored (acked), then resume while more are being sent.
+    let mut acked = 0;
+    while acked < 320 {
+        a.wait_for(|f| f["type"] == "ack").await?;
+        acked += 1;
+    }
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    b.send_json(json!({"type":"join","room":"lobby","since":held,"ref":"j"}))
+        .await?;
+    for i in 0..100 {
+        a.send_json(json!({"type":"send","room":"lobby","id":format!("z{i}"),"body":"during"}))
+            .await?;
+    }
+    let joined = b.wait_for(|f| f["type"] == "joined").await?;
+    assert!(joined["last_seq"].as_u64().unwrap() >= held);
+    let got = b.messages("lobby", 400).await?;
+    assert_chain(&got, held);
+    let count = |body: &str| got.iter().filter(|m| m["body"] == body).count();
+    assert_eq!((count("missed"), count("during")), (300, 100));
+    // Nothing more arrives: send a marker and check it is the very next message.
+    a.send_json(json!({"type":"send","room":"lobby","id":"end","body":"end"}))
+        .await?;
+    let next = b.messages("lobby", 1).await?;
+    assert_eq!(next[0]["body"], "end");
+    assert_eq!(next[0]["prev"], got.last().unwrap()["seq"]);
+    mesh.stop().await
+}
+
+/// After stopping and restarting the whole mesh on the same data dir, history is intact
+/// and seqs continue from where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_a_full_restart_and_seqs_continue() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "keep", "private").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"keep"})).await?;
+    let mut last = 0;
+    for i in 0..120 {
+        let ack = a
+            .request(
+                json!({"type":"send","room":"keep","id":format!("m{i}"),"body":format!("b{i}")}),
+            )
+            .await?;
+        last = ack["seq"].as_u64().unwrap();
+    }
+    mesh.stop().await?;
+
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let joined = a.request(json!({"type":"join","room":"keep"})).await?;
+    assert_eq!(joined["last_seq"].as_u64(), Some(last));
+    // Page back through all of history over HTTP.
+    let mut all = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (s, v) = api
+            .call(
+                "GET",
+                &format!("/v1/rooms/keep/messages?limit=50{before}"),
+                Some(&ann),
+                None,
+            )
+            .await?;
+        assert_eq!(s, 200, "{v}");
+        let page = v["messages"].as_array().unwrap().clone();
+        before = format!("&before={}", page[0]["seq"]);
+        all.splice(0..0, page);
+        if v["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(all.len(), 120);
+    assert_chain(&all, 0);
+    assert_eq!(all[119]["body"], "b119");
+    let ack = a
+        .request(json!({"type":"send","room":"keep","id":"after","body":"after"}))
+        .await?;
+    assert!(ack["seq"].as_u64().unwrap() > last);
+    let m = a.messages("keep", 1).await?;
+    assert_eq!(m[0]["prev"].as_u64(), Some(last));
+    mesh.stop().await
+}
