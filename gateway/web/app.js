@@ -1,3 +1,1248 @@
-// chatmesh web client (protocol v1). Static, no build step.
+// chatmesh web client — app.js: the page itself. Owns the client state (rooms, messages,
+// pending sends, typing, presence, receipts), turns server frames into that state, and
+// renders it into the DOM built by index.html. HTTP lives in api.js, the socket in socket.js.
+//
+// Safety: every piece of user content (names, bodies, room ids) goes into the page through
+// textContent or attribute values, never as HTML.
 "use strict";
-document.getElementById("status").textContent = "chatmesh gateway is up";
+
+import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "/api.js";
+import { Connection } from "/socket.js";
+
+const HISTORY_PAGE = 50;
+const GAP_PAGE = 100;
+const GAP_ROUNDS = 20;
+const TYPING_SEND_EVERY_MS = 2500;
+const TYPING_SHOW_MS = 4000;
+const GROUP_WITHIN_MS = 5 * 60_000;
+const NEAR_EDGE_PX = 48;
+const DEFAULT_MAX_BODY = 16 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// Small DOM helpers
+
+const $ = (id) => document.getElementById(id);
+
+/** createElement with properties (className, textContent, hidden, …), data-* and children. */
+function h(tag, props, ...children) {
+  const node = document.createElement(tag);
+  if (props) {
+    for (const [k, v] of Object.entries(props)) {
+      if (v === undefined || v === null) continue;
+      if (k === "dataset") Object.assign(node.dataset, v);
+      else if (k === "attrs") for (const [a, av] of Object.entries(v)) node.setAttribute(a, av);
+      else node[k] = v;
+    }
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return node;
+}
+
+function show(node, visible) {
+  node.hidden = !visible;
+}
+
+function byteLength(s) {
+  return new TextEncoder().encode(s).length;
+}
+
+/** A client message id: time plus 64 random bits, printable ASCII, unique per sender. */
+function newMessageId() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${Date.now().toString(36)}-${hex}`;
+}
+
+function formatTime(ts) {
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return "";
+  const now = new Date();
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-user bits kept in the browser: unsent messages, what was seen, DM partners.
+
+function storageKey(what) {
+  return `chatmesh.${what}.${app.session ? app.session.user : ""}`;
+}
+
+function readJson(store, key, fallback) {
+  try {
+    const raw = store.getItem(key);
+    return raw ? JSON.parse(raw) : fallback;
+  } catch (_) {
+    return fallback;
+  }
+}
+
+function writeJson(store, key, value) {
+  try {
+    store.setItem(key, JSON.stringify(value));
+  } catch (_) {
+    // Storage full or disabled: the page still works, it just forgets more on reload.
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+class Room {
+  constructor(id) {
+    this.id = id;
+    this.kind = "public";
+    this.role = null; // null: not a member (a public room we could join)
+    this.lastSeq = 0; // server's last seq as far as we know
+    this.unread = 0;
+    this.joined = false; // joined on the current socket
+    this.joining = false;
+    this.joinError = null;
+    this.msgs = new Map(); // seq -> message
+    this.order = []; // held seqs, ascending
+    this.head = null; // newest seq up to which the prev chain is complete (null: not loaded)
+    this.more = false; // older history exists
+    this.loaded = false;
+    this.loadingOlder = false;
+    this.filling = false;
+    this.gapGivenUp = 0;
+    this.notes = []; // {at: seq, text}
+    this.pending = new Map(); // client id -> {id, body, state, seq, ts, error, created}
+    this.sending = false;
+    this.typing = new Map(); // user -> time until shown
+    this.lastTypingSent = 0;
+    this.online = null; // Set of users, null while unknown
+    this.receipts = new Map(); // user -> seq
+    this.readSent = 0;
+    this.seen = 0; // newest seq this user has seen here
+    this.nodes = new Map(); // "m:<seq>" / "p:<id>" -> <li>
+    this.peer = null; // the other user of a DM, when known
+  }
+
+  get member() {
+    return this.role !== null && this.role !== undefined;
+  }
+
+  get canManage() {
+    return (this.role === "owner" || this.role === "admin") && this.kind !== "dm";
+  }
+
+  get title() {
+    if (this.kind === "dm") return this.peer ? `@${this.peer}` : "direct message";
+    return `#${this.id}`;
+  }
+
+  newest() {
+    return this.order.length ? this.order[this.order.length - 1] : 0;
+  }
+
+  /** Inserts a message frame; false when that seq was already held. */
+  insert(m) {
+    const have = this.msgs.get(m.seq);
+    if (have) {
+      // A message known only from its ack learns its prev from the real frame.
+      if (have.prev === undefined && typeof m.prev === "number") have.prev = m.prev;
+      return false;
+    }
+    this.msgs.set(m.seq, m);
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.order[mid] < m.seq) lo = mid + 1;
+      else hi = mid;
+    }
+    this.order.splice(lo, 0, m.seq);
+    return true;
+  }
+
+  firstIndexAfter(seq) {
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.order[mid] <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+const app = {
+  session: null,
+  api: null,
+  conn: null,
+  connInfo: { state: "stopped" },
+  limits: null,
+  rooms: new Map(),
+  roomOrder: [],
+  current: null,
+  features: { typing: "unknown", read: "unknown", presence: "unknown" },
+  dmPeers: {},
+  seen: {},
+  tickTimer: null,
+  noticeTimer: null,
+  renderQueued: false,
+  dirty: new Set(),
+  stickToBottom: false,
+};
+
+function room(id) {
+  let r = app.rooms.get(id);
+  if (!r) {
+    r = new Room(id);
+    r.seen = app.seen[id] || 0;
+    r.peer = app.dmPeers[id] || null;
+    app.rooms.set(id, r);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering (batched: state changes mark parts dirty, one microtask redraws them)
+
+function render(...parts) {
+  for (const p of parts) app.dirty.add(p);
+  if (app.renderQueued) return;
+  app.renderQueued = true;
+  queueMicrotask(() => {
+    app.renderQueued = false;
+    const d = app.dirty;
+    app.dirty = new Set();
+    if (d.has("conn")) renderConn();
+    if (d.has("rooms")) renderRooms();
+    if (d.has("pane")) renderPane();
+    if (d.has("messages")) renderMessages();
+    if (d.has("typing")) renderTyping();
+    if (d.has("presence")) renderPresence();
+  });
+}
+
+function renderConn() {
+  const node = $("conn-state");
+  const { state, retryAt } = app.connInfo;
+  node.dataset.state = state;
+  let text = "";
+  if (state === "connecting") text = "connecting…";
+  else if (state === "connected") text = "connected";
+  else if (state === "reconnecting") {
+    const secs = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+    text = secs > 0 ? `reconnecting in ${secs}s` : "reconnecting…";
+  } else if (state === "offline") text = "offline";
+  node.textContent = text;
+  node.title = app.connInfo.close && app.connInfo.close.code
+    ? `last close: ${app.connInfo.close.code} ${app.connInfo.close.reason || ""}`.trim()
+    : "";
+  node.hidden = state === "stopped";
+}
+
+function roomItem(r) {
+  const active = app.current === r;
+  const badge = h("span", {
+    className: "badge",
+    textContent: r.unread > 99 ? "99+" : String(r.unread),
+    hidden: !(r.unread > 0) || active,
+    dataset: { testid: "unread" },
+    attrs: { "aria-label": `${r.unread} unread` },
+  });
+  const icon = r.kind === "dm" ? "@" : r.kind === "private" ? "🔒" : "#";
+  const name = r.kind === "dm" ? (r.peer || "direct message") : r.id;
+  const btn = h(
+    "button",
+    { type: "button", className: "room-btn", title: r.member ? r.id : `Join #${r.id}` },
+    h("span", { className: "kind", textContent: icon, attrs: { "aria-hidden": "true" } }),
+    h("span", { className: "name", textContent: name }),
+    r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
+  );
+  if (active) btn.setAttribute("aria-current", "true");
+  btn.addEventListener("click", () => selectRoom(r.id));
+  return h(
+    "li",
+    {
+      className: active ? "active" : "",
+      dataset: {
+        testid: "room-item",
+        room: r.id,
+        kind: r.kind,
+        role: r.role || "",
+        member: String(r.member),
+        unread: String(r.unread),
+      },
+    },
+    btn,
+  );
+}
+
+function renderRooms() {
+  const mine = [];
+  const others = [];
+  for (const id of app.roomOrder) {
+    const r = app.rooms.get(id);
+    if (!r) continue;
+    (r.member ? mine : others).push(roomItem(r));
+  }
+  if (!mine.length) {
+    mine.push(h("li", { className: "muted small empty", textContent: "You are in no room yet." }));
+  }
+  $("room-list").replaceChildren(...mine);
+  $("public-room-list").replaceChildren(...others);
+  show($("public-empty"), others.length === 0);
+  let total = 0;
+  for (const r of app.rooms.values()) if (r.member && r !== app.current) total += r.unread;
+  document.title = total > 0 ? `(${total}) chatmesh` : "chatmesh";
+}
+
+function renderPane() {
+  const r = app.current;
+  show($("no-room"), !r);
+  show($("room-pane"), !!r);
+  if (!r) return;
+  $("room-title").textContent = r.title;
+  const bits = [r.kind];
+  if (r.role) bits.push(`you: ${r.role}`);
+  if (r.joinError) bits.push(r.joinError);
+  else if (r.member && !r.joined) bits.push("not joined yet");
+  $("room-meta").textContent = bits.join(" · ");
+  show($("member-form"), r.canManage);
+  show($("leave-room"), r.member);
+  const input = $("message-input");
+  input.disabled = !r.member;
+  $("send-button").disabled = !r.member;
+  input.placeholder = r.member ? `Message ${r.title}` : "Join this room to write";
+}
+
+function seenMap(r) {
+  // user -> the newest held message at or before their receipt; shown under that message.
+  const out = new Map();
+  if (!r.receipts.size || !r.order.length) return out;
+  for (const [user, seq] of r.receipts) {
+    if (app.session && user === app.session.user) continue;
+    const i = r.firstIndexAfter(seq) - 1;
+    if (i < 0) continue;
+    const at = r.order[i];
+    if (!out.has(at)) out.set(at, []);
+    out.get(at).push(user);
+  }
+  return out;
+}
+
+function messageNode(r, key, m, state) {
+  let node = r.nodes.get(key);
+  if (!node) {
+    const when = new Date(m.ts || Date.now());
+    node = h(
+      "li",
+      { className: "msg", dataset: { testid: "message" } },
+      h(
+        "div",
+        { className: "meta" },
+        h("span", { className: "from", textContent: m.from }),
+        h("time", {
+          className: "ts",
+          textContent: formatTime(m.ts || Date.now()),
+          dateTime: Number.isNaN(when.getTime()) ? "" : when.toISOString(),
+          title: when.toLocaleString(),
+        }),
+        h("span", { className: "status" }),
+      ),
+      h("div", { className: "body", textContent: m.body }),
+      h("div", { className: "seen", hidden: true }),
+    );
+    r.nodes.set(key, node);
+  }
+  node.dataset.id = m.id || "";
+  node.dataset.from = m.from || "";
+  if (m.seq) node.dataset.seq = String(m.seq);
+  node.dataset.state = state;
+  node.classList.toggle("mine", !!app.session && m.from === app.session.user);
+  const status = node.querySelector(".status");
+  if (state === "pending") {
+    status.textContent = "sending…";
+    status.title = "waiting for the server to store it";
+  } else if (state === "failed") {
+    status.textContent = "not sent";
+    status.title = m.error || "";
+  } else if (state === "acked" && node.classList.contains("mine")) {
+    status.textContent = "✓";
+    status.title = `stored as #${m.seq}`;
+  } else {
+    status.textContent = "";
+    status.title = "";
+  }
+  return node;
+}
+
+function failedControls(r, p) {
+  const retry = h("button", { type: "button", className: "link", textContent: "retry" });
+  retry.addEventListener("click", () => {
+    p.state = "pending";
+    p.error = null;
+    saveOutbox();
+    render("messages");
+    pumpPending(r);
+  });
+  const drop = h("button", { type: "button", className: "link", textContent: "discard" });
+  drop.addEventListener("click", () => {
+    r.pending.delete(p.id);
+    r.nodes.delete(`p:${p.id}`);
+    saveOutbox();
+    render("messages");
+  });
+  return h("div", { className: "failed" }, `${p.error || "not sent"} — `, retry, " ", drop);
+}
+
+function renderMessages() {
+  const r = app.current;
+  const list = $("message-list");
+  if (!r) {
+    list.replaceChildren();
+    return;
+  }
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_EDGE_PX;
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  const items = [];
+  if (r.more || r.loadingOlder) {
+    const btn = h("button", {
+      type: "button",
+      id: "load-older",
+      className: "link",
+      textContent: r.loadingOlder ? "loading older messages…" : "load older messages",
+      disabled: r.loadingOlder,
+      dataset: { testid: "load-older" },
+    });
+    btn.addEventListener("click", () => loadOlder(r));
+    items.push(h("li", { className: "older" }, btn));
+  } else if (r.loaded && r.order.length) {
+    items.push(h("li", { className: "start muted small", textContent: `This is the start of ${r.title}.` }));
+  }
+  const seen = seenMap(r);
+  const notes = r.notes.slice().sort((a, b) => a.at - b.at);
+  let ni = 0;
+  let prevFrom = null;
+  let prevTs = 0;
+  const noteNode = (n) => h("li", { className: "note", textContent: n.text, dataset: { testid: "gap-note" } });
+  for (const seq of r.order) {
+    while (ni < notes.length && notes[ni].at <= seq) {
+      items.push(noteNode(notes[ni++]));
+      prevFrom = null;
+    }
+    const m = r.msgs.get(seq);
+    const node = messageNode(r, `m:${seq}`, m, "acked");
+    node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
+    prevFrom = m.from;
+    prevTs = m.ts;
+    const who = seen.get(seq);
+    const seenLine = node.querySelector(".seen");
+    seenLine.hidden = !who;
+    seenLine.textContent = who ? `seen by ${who.sort().join(", ")}` : "";
+    items.push(node);
+  }
+  while (ni < notes.length) items.push(noteNode(notes[ni++]));
+  for (const p of r.pending.values()) {
+    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, seq: p.seq, error: p.error };
+    const node = messageNode(r, `p:${p.id}`, m, p.state);
+    node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
+    prevFrom = m.from;
+    prevTs = m.ts;
+    const old = node.querySelector(".failed");
+    if (old) old.remove();
+    if (p.state === "failed") node.append(failedControls(r, p));
+    items.push(node);
+  }
+  if (!items.length || (items.length === 1 && !r.order.length && !r.pending.size)) {
+    items.push(h("li", {
+      className: "empty muted",
+      textContent: r.loaded || !r.member ? "No messages yet. Say hello!" : "loading…",
+    }));
+  }
+  list.replaceChildren(...items);
+  if (app.stickToBottom || atBottom) {
+    list.scrollTop = list.scrollHeight;
+    app.stickToBottom = false;
+  } else {
+    list.scrollTop = list.scrollHeight - fromBottom;
+  }
+  maybeRead(r);
+}
+
+function renderTyping() {
+  const node = $("typing-indicator");
+  node.dataset.supported = app.features.typing === "unsupported" ? "false"
+    : app.features.typing === "supported" ? "true" : "unknown";
+  const r = app.current;
+  const now = Date.now();
+  const who = [];
+  if (r) for (const [user, until] of r.typing) if (until > now) who.push(user);
+  who.sort();
+  let text = "";
+  if (who.length === 1) text = `${who[0]} is typing…`;
+  else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
+  else if (who.length > 2) text = `${who.length} people are typing…`;
+  node.textContent = text;
+  node.dataset.users = who.join(",");
+}
+
+function renderPresence() {
+  const list = $("presence-list");
+  const note = $("presence-note");
+  const r = app.current;
+  list.dataset.supported = app.features.presence === "unsupported" ? "false"
+    : app.features.presence === "supported" ? "true" : "unknown";
+  if (app.features.presence === "unsupported") {
+    list.replaceChildren();
+    note.textContent = "Presence is not available on this server yet.";
+    return;
+  }
+  if (!r || !r.member) {
+    list.replaceChildren();
+    note.textContent = r ? "Join the room to see who is here." : "";
+    return;
+  }
+  if (!r.online) {
+    list.replaceChildren();
+    note.textContent = r.joined ? "…" : "";
+    return;
+  }
+  const users = Array.from(r.online).sort();
+  list.replaceChildren(...users.map((u) => h(
+    "li",
+    { dataset: { testid: "presence-item", user: u } },
+    h("span", { className: "dot", attrs: { "aria-hidden": "true" } }),
+    h("span", { textContent: u }),
+    app.session && u === app.session.user ? h("span", { className: "muted", textContent: " (you)" }) : null,
+  )));
+  note.textContent = users.length ? "" : "Nobody is online here.";
+}
+
+function notice(text, where) {
+  const node = $(where === "side" ? "side-error" : "room-notice");
+  node.textContent = text;
+  show(node, !!text);
+  clearTimeout(node.hideTimer);
+  if (text) node.hideTimer = setTimeout(() => show(node, false), 6000);
+}
+
+function describe(err) {
+  if (err instanceof ApiError) {
+    if (err.status === 0) return "cannot reach the server";
+    if (err.status === 429) return "too many requests; try again in a moment";
+    return err.message || err.code;
+  }
+  return (err && err.message) || String(err);
+}
+
+// ---------------------------------------------------------------------------------------
+// Login and logout
+
+function showLogin(message) {
+  show($("login-view"), true);
+  show($("chat-view"), false);
+  show($("me"), false);
+  show($("logout"), false);
+  const err = $("login-error");
+  err.textContent = message || "";
+  show(err, !!message);
+  $("login-username").focus();
+}
+
+async function onLoginSubmit(ev) {
+  ev.preventDefault();
+  const mode = (ev.submitter && ev.submitter.value) || "login";
+  const username = $("login-username").value.trim();
+  const password = $("login-password").value;
+  const fail = (text) => {
+    const err = $("login-error");
+    err.textContent = text;
+    show(err, true);
+  };
+  if (!NAME_RE.test(username)) return fail("User names are 1–64 letters, digits, _ or -.");
+  if (mode === "register" && password.length < 8) return fail("Passwords need at least 8 characters.");
+  if (!password) return fail("Enter your password.");
+  const buttons = [$("login-submit"), $("register-submit")];
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    if (mode === "register") {
+      try {
+        await app.api.register(username, password);
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 409) return fail("That user name is taken.");
+        throw e;
+      }
+    }
+    let answer;
+    try {
+      answer = await app.api.login(username, password);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return fail("Wrong user name or password.");
+      throw e;
+    }
+    const session = { user: username, token: answer.token, expires_at: answer.expires_at };
+    saveSession(session);
+    $("login-password").value = "";
+    startSession(session);
+  } catch (e) {
+    fail(describe(e));
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+function startSession(session) {
+  app.session = session;
+  app.api.token = session.token;
+  app.rooms = new Map();
+  app.roomOrder = [];
+  app.current = null;
+  app.features = { typing: "unknown", read: "unknown", presence: "unknown" };
+  app.dmPeers = readJson(localStorage, storageKey("dmpeers"), {});
+  app.seen = readJson(sessionStorage, storageKey("seen"), {});
+  loadOutbox();
+  show($("login-view"), false);
+  show($("chat-view"), true);
+  $("me").textContent = session.user;
+  show($("me"), true);
+  show($("logout"), true);
+  app.conn = new Connection({
+    token: session.token,
+    onFrame,
+    onWelcome,
+    onState: onConnState,
+    onUnauthorized: () => endSession("Your session has expired. Please log in again."),
+  });
+  app.conn.start();
+  clearInterval(app.tickTimer);
+  app.tickTimer = setInterval(tick, 500);
+  render("conn", "rooms", "pane", "messages", "typing", "presence");
+  refreshRooms().then(() => {
+    const last = sessionStorage.getItem(storageKey("current"));
+    if (last && app.rooms.has(last) && !app.current) selectRoom(last);
+  });
+}
+
+/** Logs out (explicitly, or because the token was refused). */
+function endSession(message) {
+  if (app.conn) app.conn.stop();
+  app.conn = null;
+  clearInterval(app.tickTimer);
+  if (!message && app.session) {
+    sessionStorage.removeItem(storageKey("outbox"));
+    sessionStorage.removeItem(storageKey("current"));
+  }
+  clearSession();
+  app.session = null;
+  app.api.token = null;
+  app.rooms = new Map();
+  app.roomOrder = [];
+  app.current = null;
+  app.connInfo = { state: "stopped" };
+  renderConn();
+  $("message-list").replaceChildren();
+  showLogin(message);
+}
+
+// ---------------------------------------------------------------------------------------
+// Rooms over HTTP
+
+async function refreshRooms() {
+  let list;
+  try {
+    list = await app.api.rooms();
+  } catch (e) {
+    if (app.session) notice(`cannot load rooms: ${describe(e)}`, "side");
+    return;
+  }
+  if (!app.session) return;
+  const ids = [];
+  const keep = new Set();
+  for (const info of list) {
+    if (!info || typeof info.room !== "string" || keep.has(info.room)) continue;
+    const r = room(info.room);
+    r.kind = info.kind || r.kind;
+    r.role = info.role || null;
+    const serverLast = Number(info.last_seq) || 0;
+    r.lastSeq = Math.max(r.lastSeq, serverLast);
+    const unread = Number(info.unread) || 0;
+    if (r === app.current) r.unread = 0;
+    else r.unread = r.seen >= serverLast ? 0 : unread;
+    ids.push(r.id);
+    keep.add(r.id);
+  }
+  // Rooms we are no longer in (and that are not public) disappear.
+  for (const [id, r] of app.rooms) {
+    if (keep.has(id) || r.joining) continue;
+    if (r.joined && app.conn) app.conn.notify({ type: "leave", room: id });
+    app.rooms.delete(id);
+    if (app.current === r) app.current = null;
+  }
+  app.roomOrder = ids;
+  render("rooms", "pane", "messages", "presence", "typing");
+  joinMemberRooms();
+}
+
+function joinMemberRooms() {
+  if (!app.conn || !app.conn.connected) return;
+  for (const r of app.rooms.values()) if (r.member && !r.joined && !r.joining) joinRoom(r);
+}
+
+function selectRoom(id) {
+  const r = app.rooms.get(id);
+  if (!r) return;
+  app.current = r;
+  r.unread = 0;
+  app.stickToBottom = true;
+  sessionStorage.setItem(storageKey("current"), id);
+  render("rooms", "pane", "messages", "typing", "presence");
+  if (!r.joined) joinRoom(r);
+  else {
+    if (!r.loaded && r.head === null) loadLatest(r, r.lastSeq);
+    requestPresence(r);
+  }
+  if (r.member) $("message-input").focus();
+}
+
+async function onCreateRoom(ev) {
+  ev.preventDefault();
+  const name = $("new-room-name").value.trim();
+  const kind = $("new-room-kind").value;
+  if (!NAME_RE.test(name)) return notice("Room names are 1–64 letters, digits, _ or -.", "side");
+  try {
+    const res = await app.api.createRoom(name, kind);
+    const r = room((res && res.room) || name);
+    r.kind = (res && res.kind) || kind;
+    r.role = "owner";
+    if (!app.roomOrder.includes(r.id)) app.roomOrder.unshift(r.id);
+    $("new-room-name").value = "";
+    notice("", "side");
+    selectRoom(r.id);
+    refreshRooms();
+  } catch (e) {
+    notice(e.status === 409 ? `#${name} already exists.` : `cannot create #${name}: ${describe(e)}`, "side");
+  }
+}
+
+async function onStartDm(ev) {
+  ev.preventDefault();
+  const user = $("dm-user").value.trim();
+  if (!NAME_RE.test(user)) return notice("User names are 1–64 letters, digits, _ or -.", "side");
+  if (app.session && user === app.session.user) return notice("That is you.", "side");
+  try {
+    const res = await app.api.dm(user);
+    const r = room(res.room);
+    r.kind = "dm";
+    if (!r.role) r.role = "member";
+    r.peer = user;
+    app.dmPeers[r.id] = user;
+    writeJson(localStorage, storageKey("dmpeers"), app.dmPeers);
+    if (!app.roomOrder.includes(r.id)) app.roomOrder.unshift(r.id);
+    $("dm-user").value = "";
+    notice("", "side");
+    selectRoom(r.id);
+    refreshRooms();
+  } catch (e) {
+    notice(e.status === 404 ? `There is no user ${user}.` : `cannot message ${user}: ${describe(e)}`, "side");
+  }
+}
+
+async function onAddMember(ev) {
+  ev.preventDefault();
+  const r = app.current;
+  if (!r) return;
+  const user = $("member-user").value.trim();
+  const role = $("member-role").value;
+  if (!NAME_RE.test(user)) return notice("User names are 1–64 letters, digits, _ or -.");
+  try {
+    await app.api.addMember(r.id, user, role);
+    $("member-user").value = "";
+    notice(`${user} was added to ${r.title} as ${role}.`);
+  } catch (e) {
+    if (e.status === 404) notice(`There is no user ${user}.`);
+    else if (e.status === 403) notice("Only the owner and admins can add members.");
+    else notice(`cannot add ${user}: ${describe(e)}`);
+  }
+}
+
+async function onLeave() {
+  const r = app.current;
+  if (!r || !app.session) return;
+  try {
+    await app.api.removeMember(r.id, app.session.user);
+  } catch (e) {
+    if (e.status !== 404) {
+      notice(`cannot leave: ${describe(e)}`);
+      return;
+    }
+  }
+  if (app.conn && r.joined) app.conn.request({ type: "leave", room: r.id }).catch(() => {});
+  r.joined = false;
+  r.role = null;
+  for (const p of r.pending.values()) r.nodes.delete(`p:${p.id}`);
+  r.pending.clear();
+  saveOutbox();
+  app.current = null;
+  sessionStorage.removeItem(storageKey("current"));
+  if (r.kind !== "public") app.rooms.delete(r.id);
+  render("rooms", "pane", "messages", "typing", "presence");
+  refreshRooms();
+}
+
+// ---------------------------------------------------------------------------------------
+// The socket: joining, history, gaps
+
+function onConnState(state, info) {
+  app.connInfo = { state, ...info };
+  if (state !== "connected") {
+    for (const r of app.rooms.values()) {
+      r.joined = false;
+      r.joining = false;
+      r.sending = false;
+      r.filling = false;
+      r.loadingOlder = false;
+      r.typing.clear();
+      r.online = null;
+    }
+    render("pane", "typing", "presence", "messages");
+  }
+  render("conn");
+}
+
+function onWelcome(welcome) {
+  app.limits = welcome.limits || null;
+  // Refresh the list (it may have changed while we were away), then join every room we are in.
+  joinMemberRooms();
+  refreshRooms();
+}
+
+async function joinRoom(r) {
+  if (!app.conn || !app.conn.connected || r.joined || r.joining) return;
+  r.joining = true;
+  const frame = { type: "join", room: r.id };
+  if (r.head !== null) frame.since = r.head;
+  try {
+    const reply = await app.conn.request(frame);
+    r.joined = true;
+    r.joinError = null;
+    if (!r.member) {
+      r.role = "member"; // joining a public room makes us a member
+      refreshRooms();
+    }
+    r.lastSeq = Math.max(r.lastSeq, Number(reply.last_seq) || 0);
+    render("pane", "rooms");
+    if (r === app.current) requestPresence(r);
+    if (r.head === null) await loadLatest(r, Number(reply.last_seq) || 0);
+    else advanceHead(r);
+    pumpPending(r);
+  } catch (e) {
+    if (e.code === "disconnected") return; // joined again after the reconnect
+    r.joinError = e.code === "forbidden" ? "you are not a member of this room" : describe(e);
+    if (r === app.current) notice(`cannot join ${r.title}: ${r.joinError}`);
+  } finally {
+    r.joining = false;
+    render("pane", "messages");
+  }
+}
+
+async function loadLatest(r, lastSeq) {
+  try {
+    const page = await app.conn.request({ type: "history", room: r.id, limit: HISTORY_PAGE });
+    for (const m of page.messages || []) r.insert(m);
+    r.more = !!page.more;
+    r.loaded = true;
+    const msgs = page.messages || [];
+    const newest = msgs.length ? msgs[msgs.length - 1].seq : lastSeq;
+    r.head = Math.max(r.head || 0, newest || 0);
+    advanceHead(r);
+  } catch (e) {
+    if (e.code !== "disconnected") notice(`cannot load ${r.title}: ${describe(e)}`);
+  }
+  render("messages");
+}
+
+async function loadOlder(r) {
+  if (r.loadingOlder || !r.more || !app.conn || !app.conn.connected || !r.order.length) return;
+  r.loadingOlder = true;
+  render("messages");
+  try {
+    const page = await app.conn.request({
+      type: "history",
+      room: r.id,
+      before: r.order[0],
+      limit: HISTORY_PAGE,
+    });
+    for (const m of page.messages || []) r.insert(m);
+    r.more = !!page.more && (page.messages || []).length > 0;
+  } catch (e) {
+    if (e.code !== "disconnected") notice(`cannot load older messages: ${describe(e)}`);
+  } finally {
+    r.loadingOlder = false;
+    render("messages");
+  }
+}
+
+/**
+ * Moves `head` forward along the prev chain. A message whose prev is newer than head means
+ * messages are missing between them: fetch them with `history`.
+ */
+function advanceHead(r) {
+  if (r.head === null) return;
+  for (let i = r.firstIndexAfter(r.head); i < r.order.length; i++) {
+    const m = r.msgs.get(r.order[i]);
+    if (m.prev === undefined) break; // our own message known from its ack only
+    if (m.prev <= r.head || m.seq <= r.gapGivenUp) {
+      r.head = m.seq;
+      continue;
+    }
+    if (!r.filling) fillGap(r, m.seq);
+    break;
+  }
+}
+
+async function fillGap(r, upto) {
+  r.filling = true;
+  const stopAt = r.head;
+  let before = upto;
+  let lost = false;
+  try {
+    for (let round = 0; round < GAP_ROUNDS; round++) {
+      const page = await app.conn.request({ type: "history", room: r.id, before, limit: GAP_PAGE });
+      const msgs = page.messages || [];
+      for (const m of msgs) r.insert(m);
+      if (!msgs.length || !page.more || msgs[0].seq <= stopAt || msgs[0].prev <= stopAt) break;
+      before = msgs[0].seq;
+    }
+  } catch (e) {
+    lost = e.code === "disconnected"; // the re-join with since fills it instead
+    if (!lost) console.warn("chatmesh: gap fill failed", r.id, e);
+  }
+  r.filling = false;
+  if (lost) return;
+  // Whatever the history did not link is taken as is, so a broken chain cannot loop.
+  r.gapGivenUp = Math.max(r.gapGivenUp, upto);
+  advanceHead(r);
+  render("messages");
+}
+
+function onFrame(f) {
+  switch (f.type) {
+    case "message":
+      onMessage(f);
+      break;
+    case "typing":
+      onTyping(f);
+      break;
+    case "receipt":
+      onReceipt(f);
+      break;
+    case "presence":
+      onPresence(f);
+      break;
+    case "presence_diff":
+      onPresenceDiff(f);
+      break;
+    case "gap":
+      onGap(f);
+      break;
+    case "error":
+      if (f.code === "rate_limited") notice("You are sending too fast; slow down a little.");
+      else console.warn("chatmesh: server error", f.code, f.message);
+      break;
+    default:
+      break; // unknown frames are ignored (forward compatibility)
+  }
+}
+
+function onMessage(m) {
+  const r = app.rooms.get(m.room);
+  if (!r || typeof m.seq !== "number") return;
+  const me = app.session.user;
+  const fresh = r.insert(m);
+  if (m.from === me && r.pending.has(m.id)) {
+    // Our own message came back: the pending bubble becomes the stored message.
+    const node = r.nodes.get(`p:${m.id}`);
+    r.pending.delete(m.id);
+    r.nodes.delete(`p:${m.id}`);
+    if (node && !r.nodes.has(`m:${m.seq}`)) r.nodes.set(`m:${m.seq}`, node);
+    saveOutbox();
+  }
+  if (r.kind === "dm" && !r.peer && m.from !== me) {
+    r.peer = m.from;
+    app.dmPeers[r.id] = m.from;
+    writeJson(localStorage, storageKey("dmpeers"), app.dmPeers);
+    render("rooms", "pane");
+  }
+  r.typing.delete(m.from);
+  if (r.head !== null) advanceHead(r);
+  if (fresh && m.seq > r.lastSeq) {
+    r.lastSeq = m.seq;
+    if (m.from !== me && m.seq > r.seen && !isVisible(r)) {
+      r.unread += 1;
+      render("rooms");
+    }
+  }
+  if (r === app.current) render("messages", "typing");
+}
+
+function onTyping(f) {
+  app.features.typing = "supported";
+  const r = app.rooms.get(f.room);
+  if (!r || !app.session || f.user === app.session.user) return;
+  r.typing.set(f.user, Date.now() + TYPING_SHOW_MS);
+  if (r === app.current) render("typing");
+}
+
+function onReceipt(f) {
+  app.features.read = "supported";
+  const r = app.rooms.get(f.room);
+  if (!r || typeof f.seq !== "number") return;
+  r.receipts.set(f.user, Math.max(r.receipts.get(f.user) || 0, f.seq));
+  if (r === app.current) render("messages");
+}
+
+function onPresence(f) {
+  app.features.presence = "supported";
+  const r = app.rooms.get(f.room);
+  if (!r) return;
+  r.online = new Set(Array.isArray(f.online) ? f.online : []);
+  if (r === app.current) render("presence");
+}
+
+function onPresenceDiff(f) {
+  app.features.presence = "supported";
+  const r = app.rooms.get(f.room);
+  if (!r) return;
+  if (!r.online) r.online = new Set();
+  for (const u of f.joined || []) r.online.add(u);
+  for (const u of f.left || []) {
+    r.online.delete(u);
+    r.typing.delete(u);
+  }
+  if (r === app.current) render("presence", "typing");
+}
+
+function onGap(f) {
+  const r = app.rooms.get(f.room);
+  if (!r) return;
+  const span = f.from === f.to ? `Message #${f.from} is` : `Messages #${f.from}–#${f.to} are`;
+  r.notes.push({ at: f.from, text: `${span} no longer available.` });
+  if (r.head !== null && f.to > r.head) r.head = f.to;
+  advanceHead(r);
+  if (r === app.current) render("messages");
+}
+
+function requestPresence(r) {
+  if (app.features.presence === "unsupported" || !app.conn || !app.conn.connected || !r.joined) return;
+  app.conn.request({ type: "presence", room: r.id }).then(onPresence, (e) => {
+    if (e.code === "bad_request") {
+      if (app.features.presence !== "unsupported") {
+        console.info(`chatmesh: presence unavailable on this server (${e.message})`);
+      }
+      app.features.presence = "unsupported";
+    }
+    render("presence");
+  });
+}
+
+function isVisible(r) {
+  if (r !== app.current || document.visibilityState !== "visible") return false;
+  const list = $("message-list");
+  return list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_EDGE_PX;
+}
+
+/** Tells the server (and so the other members) how far we have read, when we can see it. */
+function maybeRead(r) {
+  if (!r || !r.member || !isVisible(r)) return;
+  const newest = r.newest();
+  if (newest > r.seen) {
+    r.seen = newest;
+    app.seen[r.id] = newest;
+    writeJson(sessionStorage, storageKey("seen"), app.seen);
+  }
+  if (r.unread) {
+    r.unread = 0;
+    render("rooms");
+  }
+  if (newest <= r.readSent || !r.joined || app.features.read === "unsupported") return;
+  if (app.conn.notify({ type: "read", room: r.id, seq: newest }, onReadError)) r.readSent = newest;
+}
+
+function onReadError(e) {
+  if (e.code === "bad_request" && app.features.read !== "unsupported") {
+    app.features.read = "unsupported";
+    console.info(`chatmesh: read receipts unavailable on this server (${e.message})`);
+  }
+}
+
+function onTypingError(e) {
+  if (e.code === "bad_request" && app.features.typing !== "unsupported") {
+    app.features.typing = "unsupported";
+    console.info(`chatmesh: typing indicator unavailable on this server (${e.message})`);
+    render("typing");
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sending: pending until acked, resent with the same id after a reconnect
+
+function saveOutbox() {
+  if (!app.session) return;
+  const out = [];
+  for (const r of app.rooms.values()) {
+    for (const p of r.pending.values()) {
+      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, created: p.created });
+    }
+  }
+  writeJson(sessionStorage, storageKey("outbox"), out);
+}
+
+function loadOutbox() {
+  const out = readJson(sessionStorage, storageKey("outbox"), []);
+  if (!Array.isArray(out)) return;
+  for (const p of out) {
+    if (!p || !NAME_RE.test(p.room) || typeof p.id !== "string" || typeof p.body !== "string") continue;
+    const r = room(p.room);
+    r.role = r.role || "member"; // corrected by the room list
+    r.pending.set(p.id, { id: p.id, body: p.body, state: "pending", created: p.created || Date.now() });
+  }
+}
+
+function onComposerSubmit(ev) {
+  ev.preventDefault();
+  const r = app.current;
+  const input = $("message-input");
+  const body = input.value;
+  if (!r || !r.member || !body.trim()) return;
+  const max = (app.limits && app.limits.max_body_bytes) || DEFAULT_MAX_BODY;
+  if (byteLength(body) > max) {
+    notice(`That message is too long (at most ${max} bytes).`);
+    return;
+  }
+  const p = { id: newMessageId(), body, state: "pending", created: Date.now() };
+  r.pending.set(p.id, p);
+  saveOutbox();
+  input.value = "";
+  autosize();
+  app.stickToBottom = true;
+  render("messages");
+  pumpPending(r);
+}
+
+/** Sends the room's pending messages one at a time, in order. */
+async function pumpPending(r) {
+  if (r.sending || !app.conn || !app.conn.connected || !r.joined) return;
+  r.sending = true;
+  try {
+    for (;;) {
+      const p = Array.from(r.pending.values()).find((x) => x.state === "pending");
+      if (!p || !app.conn || !app.conn.connected || !r.joined) return;
+      let ack;
+      try {
+        ack = await app.conn.request({ type: "send", room: r.id, id: p.id, body: p.body }, 20_000);
+      } catch (e) {
+        if (e.code === "disconnected") return; // resent (same id) after the reconnect
+        if (["timeout", "rate_limited", "unavailable", "internal"].includes(e.code)) {
+          // Transient: retry the same id shortly; the server dedupes it.
+          setTimeout(() => pumpPending(r), 2000);
+          return;
+        }
+        p.state = "failed";
+        p.error = e.code === "too_large" ? "too large" : e.code === "forbidden" ? "you may not post here" : describe(e);
+        saveOutbox();
+        render("messages");
+        continue;
+      }
+      onAck(r, p, ack);
+    }
+  } finally {
+    r.sending = false;
+  }
+}
+
+function onAck(r, p, ack) {
+  if (!r.pending.has(p.id)) return; // the message frame came first
+  if (r.msgs.has(ack.seq)) {
+    r.pending.delete(p.id);
+    r.nodes.delete(`p:${p.id}`);
+  } else {
+    p.state = "acked";
+    p.seq = ack.seq;
+    p.ts = ack.ts;
+  }
+  saveOutbox();
+  if (r === app.current) render("messages");
+}
+
+// ---------------------------------------------------------------------------------------
+// Composer, typing, timers, wiring
+
+function autosize() {
+  const input = $("message-input");
+  input.rows = Math.min(6, Math.max(1, input.value.split("\n").length));
+}
+
+function onComposerInput() {
+  autosize();
+  const r = app.current;
+  const input = $("message-input");
+  if (!r || !r.joined || !input.value || app.features.typing === "unsupported") return;
+  const now = Date.now();
+  if (now - r.lastTypingSent < TYPING_SEND_EVERY_MS) return;
+  r.lastTypingSent = now;
+  app.conn.notify({ type: "typing", room: r.id }, onTypingError);
+}
+
+function onComposerKey(ev) {
+  if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    $("composer").requestSubmit();
+  }
+}
+
+function tick() {
+  if (app.connInfo.state === "reconnecting") render("conn");
+  const r = app.current;
+  if (r && r.typing.size) {
+    const now = Date.now();
+    let changed = false;
+    for (const [u, until] of r.typing) {
+      if (until <= now) {
+        r.typing.delete(u);
+        changed = true;
+      }
+    }
+    if (changed) render("typing");
+  }
+}
+
+function onScroll() {
+  const r = app.current;
+  const list = $("message-list");
+  if (r && list.scrollTop < NEAR_EDGE_PX && r.more) loadOlder(r);
+  if (r) maybeRead(r);
+}
+
+function main() {
+  app.api = new Api(() => endSession("Your session has expired. Please log in again."));
+  $("login-form").addEventListener("submit", onLoginSubmit);
+  $("logout").addEventListener("click", () => endSession());
+  $("new-room-form").addEventListener("submit", onCreateRoom);
+  $("dm-form").addEventListener("submit", onStartDm);
+  $("member-form").addEventListener("submit", onAddMember);
+  $("leave-room").addEventListener("click", onLeave);
+  $("refresh-rooms").addEventListener("click", () => refreshRooms());
+  $("composer").addEventListener("submit", onComposerSubmit);
+  $("message-input").addEventListener("input", onComposerInput);
+  $("message-input").addEventListener("keydown", onComposerKey);
+  $("message-list").addEventListener("scroll", onScroll, { passive: true });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && app.current) maybeRead(app.current);
+  });
+  const session = loadSession();
+  if (session) startSession(session);
+  else showLogin();
+}
+
+main();

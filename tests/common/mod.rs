@@ -46,8 +46,12 @@ pub struct Api {
 
 impl Api {
     pub fn new(mesh: &Mesh) -> Self {
+        Self::at(&mesh.url())
+    }
+
+    pub fn at(base: &str) -> Self {
         Self {
-            base: mesh.url(),
+            base: base.to_owned(),
             http: reqwest::Client::new(),
         }
     }

@@ -86,9 +86,15 @@ async fn drive(state: Arc<AppState>, io: Io, admission: Admission, id: u64) {
         }
         session.finish();
     }
-    // Give the writer time to send its close frame, then drop everything.
-    link.close(1000, "");
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
+    // Give the writer time to send its close frame, then drop everything. Unless a reason
+    // was set already, a drain says 1001 and anything else is a normal close.
+    if state.drain.is_cancelled() {
+        link.close(1001, "server going away");
+    } else {
+        link.close(1000, "");
+    }
+    // A writer blocked on a slow peer finishes within its own write timeout.
+    if tokio::time::timeout(Duration::from_secs(35), &mut writer)
         .await
         .is_err()
     {

@@ -1,0 +1,155 @@
+//! The `chatmesh` binary as an operator runs it: `up` prints its URLs, serves the web
+//! client and the health endpoints, and drains on SIGTERM; `--check-config` reports every
+//! problem at once.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::*;
+
+fn chatmesh() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+}
+
+/// `chatmesh up` starts the embedded mesh, prints the web client URL, serves `/`, `/healthz`,
+/// `/readyz` and `/metrics`; SIGTERM closes sessions with 1001, stops the nats-server child
+/// and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_and_drains_on_sigterm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut child = chatmesh()
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut url = None;
+    while url.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await?
+            .context("up exited")?;
+        url = line
+            .trim()
+            .strip_prefix("web client:")
+            .map(|u| u.trim().trim_end_matches('/').to_owned());
+    }
+    let url = url.unwrap_or_default();
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{url}{path}")).send();
+    assert_eq!(get("/healthz").await?.status(), 200);
+    assert_eq!(get("/readyz").await?.status(), 200);
+    let page = get("/").await?;
+    assert_eq!(page.status(), 200);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .context("CSP header")?
+        .to_str()?
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(page.text().await?.contains("chatmesh"));
+
+    let api = Api::at(&url);
+    let token = api.user("ann").await?;
+    let ws = format!("{}/v1/ws", url.replacen("http", "ws", 1));
+    let mut client = Client::login(&ws, &token).await?;
+    let metrics = get("/metrics").await?.text().await?;
+    assert!(
+        metrics.contains("chatmesh_sessions"),
+        "metrics list sessions"
+    );
+
+    let nats_pids = child_pids(child.id());
+    assert!(!nats_pids.is_empty(), "a nats-server child runs");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert_eq!(client.ended().await, Ended::Closed(1001));
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    for pid in nats_pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),
+            "nats-server {pid} stopped"
+        );
+    }
+    Ok(())
+}
+
+/// `--check-config` lists every problem of the file and the environment, and exits non-zero;
+/// a good config passes.
+#[test]
+fn check_config_reports_every_problem() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[mesh]\npartitions = 0\n[gateway]\nlisten = \"nowhere\"\njwt_secret = \"short\"\n",
+    )?;
+    let out = chatmesh()
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .arg("gateway")
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    for needle in ["mesh.partitions", "gateway.listen", "gateway.jwt_secret"] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "[gateway]\nlisten_on = \"x\"\n")?;
+    let out = chatmesh()
+        .args(["--check-config", "--config"])
+        .arg(&unknown)
+        .arg("gateway")
+        .output()?;
+    assert!(!out.status.success(), "unknown keys are refused");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!("[gateway]\njwt_secret = \"{}\"\n", "s".repeat(40)),
+    )?;
+    let out = chatmesh()
+        .args(["--check-config", "--config"])
+        .arg(&good)
+        .arg("gateway")
+        .env("CHATMESH__GATEWAY__LISTEN", "127.0.0.1:9999")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = chatmesh()
+        .args(["--check-config", "--config"])
+        .arg(&good)
+        .arg("gateway")
+        .env("CHATMESH__GATEWAY__LISTEN", "not an address")
+        .output()?;
+    assert!(!out.status.success(), "the environment overrides the file");
+    Ok(())
+}
+
+fn child_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
