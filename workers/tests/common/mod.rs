@@ -13,6 +13,14 @@ use chatmesh_workers::model::Model;
 use chatmesh_workers::writer::{store_batch, Delivery};
 use chatmesh_workers::{open_store, Service, Store, WorkerConfig};
 
+/// Logs to the test output, filtered by `RUST_LOG` (nothing by default).
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// A config for tests: data in `dir`, argon2 at its cheapest (tests hash many passwords).
 pub fn config(dir: &std::path::Path) -> WorkerConfig {
     WorkerConfig {
@@ -92,3 +100,5 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+pub mod mesh;

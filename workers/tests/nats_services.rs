@@ -1,0 +1,154 @@
+//! The services over NATS request-reply against a real nats-server, as a gateway calls them
+//! (user-keyed and room-keyed subjects), plus membership events and stream setup.
+
+mod common;
+
+use std::time::Duration;
+
+use chatmesh_protocol::service::*;
+use chatmesh_protocol::subjects::{member_subject, svc_subject, STREAM};
+use chatmesh_protocol::ErrorCode;
+use chatmesh_workers::{ensure_stream, open_store, Worker};
+use common::mesh::{self, call, publish, PARTITIONS};
+use common::{config, eventually};
+use futures::StreamExt;
+
+fn creds(u: &str, p: &str) -> Credentials {
+    Credentials {
+        username: u.into(),
+        password: p.into(),
+    }
+}
+
+/// Register, login, create a private room, refused join, membership events, history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_answer_over_request_reply() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let mesh = mesh::mesh(server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&config(dir.path())).await.unwrap();
+    let worker = Worker::start(config(dir.path()), mesh, nats.clone(), store)
+        .await
+        .unwrap();
+
+    let ann = call::<Register>(&nats, "ann", &creds("ann", "ann password")).await;
+    assert_eq!(ann.unwrap().user, "ann");
+    call::<Register>(&nats, "bob", &creds("bob", "bob password"))
+        .await
+        .unwrap();
+    let again = call::<Register>(&nats, "ann", &creds("ann", "other password")).await;
+    assert_eq!(again.unwrap_err().code, ErrorCode::Conflict);
+    assert!(call::<Login>(&nats, "ann", &creds("ann", "ann password"))
+        .await
+        .is_ok());
+    let bad = call::<Login>(&nats, "ann", &creds("ann", "bob password")).await;
+    assert_eq!(bad.unwrap_err().code, ErrorCode::Unauthorized);
+
+    let mut events = nats.subscribe(member_subject("team")).await.unwrap();
+    nats.flush().await.unwrap();
+    let create = CreateRoomRequest {
+        room: "team".into(),
+        kind: RoomKind::Private,
+        actor: "ann".into(),
+    };
+    let info = call::<CreateRoom>(&nats, "team", &create).await.unwrap();
+    assert_eq!((info.kind, info.owner.as_str()), (RoomKind::Private, "ann"));
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let ev: MemberEvent = serde_json::from_slice(&ev.payload).unwrap();
+    assert_eq!((ev.user.as_str(), ev.role), ("ann", Some(Role::Owner)));
+
+    let bob_in = RoomUserRequest {
+        room: "team".into(),
+        user: "bob".into(),
+    };
+    let refused = call::<JoinRoom>(&nats, "team", &bob_in).await;
+    assert_eq!(refused.unwrap_err().code, ErrorCode::Forbidden);
+    let add = AddMemberRequest {
+        room: "team".into(),
+        user: "bob".into(),
+        role: Role::Member,
+        actor: "ann".into(),
+    };
+    call::<AddMember>(&nats, "team", &add).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let ev: MemberEvent = serde_json::from_slice(&ev.payload).unwrap();
+    assert_eq!((ev.user.as_str(), ev.role), ("bob", Some(Role::Member)));
+    let access = call::<JoinRoom>(&nats, "team", &bob_in).await.unwrap();
+    assert_eq!(access.role, Some(Role::Member));
+
+    let js = mesh::js(&nats);
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        seqs.push(publish(&js, "team", "ann", &format!("team-{i}")).await.0);
+    }
+    let page = eventually(10, "history to show 5 messages", || async {
+        let req = HistoryRequest {
+            room: "team".into(),
+            before: None,
+            after: None,
+            limit: 50,
+        };
+        let page = call::<History>(&nats, "team", &req).await.unwrap();
+        (page.messages.len() == 5).then_some(page)
+    })
+    .await;
+    assert!(!page.more);
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        seqs
+    );
+    let two = HistoryRequest {
+        room: "team".into(),
+        before: Some(seqs[4]),
+        after: None,
+        limit: 2,
+    };
+    let page = call::<History>(&nats, "team", &two).await.unwrap();
+    assert!(page.more);
+    assert_eq!(page.messages[1].seq, seqs[3]);
+
+    let list = call::<ListRooms>(&nats, "bob", &ListRoomsRequest { user: "bob".into() })
+        .await
+        .unwrap();
+    assert_eq!(list.rooms.len(), 1);
+    assert_eq!((list.rooms[0].last_seq, list.rooms[0].unread), (seqs[4], 5));
+
+    let junk = nats
+        .request(svc_subject(PARTITIONS, "team", "history"), "{]".into())
+        .await
+        .unwrap();
+    let junk: Reply<HistoryPage> = serde_json::from_slice(&junk.payload).unwrap();
+    assert_eq!(junk.into_result().unwrap_err().code, ErrorCode::BadRequest);
+
+    worker.stop().await.unwrap();
+}
+
+/// Ensuring the stream twice changes nothing; a changed retention is applied by update.
+#[tokio::test]
+async fn stream_setup_is_idempotent() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let js = mesh::js(&nats);
+    let mut mesh = mesh::mesh(server.url());
+    let mut first = ensure_stream(&js, &mesh).await.unwrap();
+    let before = first.info().await.unwrap().config.clone();
+    let mut s = ensure_stream(&js, &mesh).await.unwrap();
+    let cfg = s.info().await.unwrap().config.clone();
+    assert_eq!(cfg, before);
+    assert_eq!(cfg.name, STREAM);
+    assert!(cfg.allow_direct);
+    assert_eq!(cfg.republish.unwrap().destination, "chat.live.>");
+    mesh.stream_max_age_secs = 3_600;
+    let mut s = ensure_stream(&js, &mesh).await.unwrap();
+    assert_eq!(
+        s.info().await.unwrap().config.max_age,
+        Duration::from_secs(3_600)
+    );
+}
