@@ -89,7 +89,10 @@ async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<
         (&Method::GET, ["healthz"]) => reply::text(200, "ok"),
         (&Method::GET, ["readyz"]) => api::readyz(&state).await,
         (&Method::GET, ["metrics"]) => match &state.metrics {
-            Some(handle) => reply::text(200, &handle.render()),
+            Some(handle) => {
+                crate::procstat::record();
+                reply::text(200, &handle.render())
+            }
             None => reply::text(404, "metrics are not enabled"),
         },
         (&Method::GET, ["v1", "ws"]) => ws::upgrade(state.clone(), req).await,
