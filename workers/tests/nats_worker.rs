@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use chatmesh_protocol::subjects::in_subject;
 use chatmesh_workers::model::Model;
 use chatmesh_workers::{ensure_stream, open_store, Store, Worker};
 use common::mesh::{self, publish, stored_count, stored_exactly, Running};
@@ -23,8 +24,8 @@ async fn reopen(dir: &std::path::Path) -> Store {
     .await
 }
 
-/// 1,000 messages published before the worker starts (plus duplicates a resend produces)
-/// are all stored once, in order, with the prev chain JetStream's sequence implies.
+/// 1,000 messages published before the worker starts are all stored once, in order, with the
+/// prev chain JetStream's sequence implies; a resend is not stored again, garbage is skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_a_backlog_in_order() {
     let server = natsd::NatsServer::start_temp().await.unwrap();
@@ -41,6 +42,16 @@ async fn stores_a_backlog_in_order() {
     }
     let (seq, dup) = publish(&js, "general", "ann", "general-0").await;
     assert!(dup && seq == want["general"][0], "a resend keeps its seq");
+    // Garbage in the stream is skipped; the room's chain goes around it.
+    let garbage = js
+        .publish(in_subject(mesh::PARTITIONS, "general"), "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (seq, _) = publish(&js, "general", "ann", "general-1000").await;
+    assert_eq!(seq, garbage.sequence + 1);
+    want.entry("general".into()).or_default().push(seq);
 
     let dir = tempfile::tempdir().unwrap();
     let store = reopen(dir.path()).await;
