@@ -1,0 +1,359 @@
+// Real-browser test of the chatmesh web client: starts a whole mesh (`chatmesh up`), drives
+// two headless Debian Chromium pages with playwright-core, and checks registration, rooms,
+// typing, live messages, pending → acked, resend after a dropped connection, reload with
+// history, and that message bodies are shown as text (no HTML injection).
+//
+// Run: bash tests/browser/run.sh   (or `node --test` in this folder once the binary is built)
+// Env: CHATMESH_BIN (default target/debug/chatmesh), CHROMIUM (default /usr/bin/chromium).
+"use strict";
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "..", "..");
+const BIN = process.env.CHATMESH_BIN || path.join(ROOT, "target", "debug", "chatmesh");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const OUT = path.join(HERE, "output");
+const START_DEADLINE_MS = 90_000;
+const STEP_TIMEOUT_MS = 15_000;
+
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const log = (...args) => console.log("[browser-test]", ...args);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// The mesh: `chatmesh up` as a child, always stopped with SIGTERM by pid.
+
+const mesh = { child: null, dataDir: null, url: null, stderr: [], exited: null };
+
+function killMeshNow() {
+  if (mesh.child && mesh.exited === null) {
+    try {
+      process.kill(mesh.child.pid, "SIGTERM");
+    } catch (_) {
+      // already gone
+    }
+  }
+}
+process.on("exit", killMeshNow);
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    killMeshNow();
+    process.exit(130);
+  });
+}
+
+async function startMesh() {
+  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build --bin chatmesh`);
+  mesh.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chatmesh-browser-"));
+  const port = await freePort();
+  const child = spawn(BIN, ["up", "--data", mesh.dataDir, "--listen", `127.0.0.1:${port}`], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
+  });
+  mesh.child = child;
+  log(`started chatmesh up (pid ${child.pid}), data ${mesh.dataDir}`);
+  const logFile = fs.createWriteStream(path.join(OUT, "mesh.log"));
+  child.stderr.on("data", (d) => {
+    logFile.write(d);
+    mesh.stderr.push(d.toString());
+    if (mesh.stderr.length > 200) mesh.stderr.shift();
+  });
+  const exited = new Promise((resolve) => {
+    child.on("exit", (code, signal) => {
+      mesh.exited = { code, signal };
+      logFile.end();
+      resolve(mesh.exited);
+    });
+  });
+  mesh.exitedPromise = exited;
+  const deadline = Date.now() + START_DEADLINE_MS;
+  const url = await new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(
+      () => reject(new Error(`no "web client:" line within ${START_DEADLINE_MS} ms`)),
+      START_DEADLINE_MS,
+    );
+    child.stdout.on("data", (d) => {
+      logFile.write(d);
+      buf += d.toString();
+      const m = buf.match(/web client:\s+(http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1].endsWith("/") ? m[1] : `${m[1]}/`);
+      }
+    });
+    exited.then((e) => {
+      clearTimeout(timer);
+      reject(new Error(`chatmesh up exited early (${JSON.stringify(e)}):\n${mesh.stderr.join("")}`));
+    });
+  });
+  mesh.url = url;
+  for (;;) {
+    if (mesh.exited) throw new Error(`chatmesh up exited: ${mesh.stderr.join("")}`);
+    try {
+      const resp = await fetch(`${url}readyz`);
+      if (resp.status === 200) break;
+    } catch (_) {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url}readyz did not answer 200 in time`);
+    await sleep(200);
+  }
+  log(`mesh ready at ${url}`);
+  return url;
+}
+
+async function stopMesh() {
+  if (!mesh.child) return;
+  if (mesh.exited === null) {
+    process.kill(mesh.child.pid, "SIGTERM");
+    const done = await Promise.race([mesh.exitedPromise, sleep(15_000).then(() => null)]);
+    if (!done) {
+      log("chatmesh up did not stop within 15 s of SIGTERM; killing it");
+      process.kill(mesh.child.pid, "SIGKILL");
+      await mesh.exitedPromise;
+    }
+  }
+  log(`mesh stopped (${JSON.stringify(mesh.exited)})`);
+  fs.rmSync(mesh.dataDir, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------------------
+// Pages
+
+/** A page in its own browser context with everything odd it does recorded. */
+async function openUser(browser, name) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const user = { name, context, page, dialogs: [], errors: [] };
+  page.on("dialog", (d) => {
+    user.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  page.on("pageerror", (e) => user.errors.push(`pageerror: ${e.message}`));
+  page.on("response", (r) => {
+    if (r.status() >= 400) user.errors.push(`HTTP ${r.status()} for ${r.request().method()} ${r.url()}`);
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error") user.errors.push(`console: ${m.text()}`);
+  });
+  return user;
+}
+
+async function register(user, url) {
+  const { page } = user;
+  await page.goto(url);
+  await page.locator("#login-username").fill(user.name);
+  await page.locator("#login-password").fill(`${user.name}-password-1`);
+  await page.locator("#register-submit").click();
+  await page.locator("#chat-view").waitFor({ state: "visible" });
+  await waitConnected(user);
+  assert.equal(await page.locator("#me").textContent(), user.name);
+}
+
+async function waitConnected(user) {
+  await user.page.locator('#conn-state[data-state="connected"]').waitFor();
+}
+
+function messageWithBody(user, body) {
+  return user.page.locator("#message-list li.msg .body").filter({ hasText: body });
+}
+
+async function bodies(user) {
+  return user.page.locator("#message-list li.msg .body").allTextContents();
+}
+
+async function screenshot(user, label) {
+  const file = path.join(OUT, `${label}.png`);
+  await user.page.screenshot({ path: file });
+  log(`screenshot of ${user.name}: ${file}`);
+}
+
+// ---------------------------------------------------------------------------------------
+
+describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
+  let browser;
+  let url;
+  let alice;
+  let bob;
+  const roomName = "lobby";
+
+  before(async () => {
+    fs.mkdirSync(OUT, { recursive: true });
+    url = await startMesh();
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    log(`chromium ${browser.version()}`);
+    alice = await openUser(browser, "alice");
+    bob = await openUser(browser, "bob");
+  });
+
+  after(async () => {
+    try {
+      if (alice) await screenshot(alice, "alice").catch((e) => log(`no screenshot: ${e.message}`));
+      if (bob) await screenshot(bob, "bob").catch((e) => log(`no screenshot: ${e.message}`));
+      if (browser) await browser.close();
+    } finally {
+      await stopMesh();
+    }
+  });
+
+  it("serves the page with a strict CSP", async () => {
+    const resp = await fetch(url);
+    assert.equal(resp.status, 200);
+    const csp = resp.headers.get("content-security-policy") || "";
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  });
+
+  it("registers two users through the login form", async () => {
+    await register(alice, url);
+    await register(bob, url);
+  });
+
+  it("creates a public room and both users join it", async () => {
+    const a = alice.page;
+    await a.locator("#new-room-name").fill(roomName);
+    await a.locator("#new-room-kind").selectOption("public");
+    await a.locator("#new-room-submit").click();
+    await a.locator(`#room-list li[data-room="${roomName}"][data-role="owner"]`).waitFor();
+    await a.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+
+    const b = bob.page;
+    await b.locator("#refresh-rooms").click();
+    const item = b.locator(`#public-room-list li[data-room="${roomName}"]`);
+    await item.waitFor();
+    await item.locator("button").click();
+    await b.locator(`#room-list li[data-room="${roomName}"][data-member="true"]`).waitFor();
+    await b.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    await b.locator("#room-meta").filter({ hasText: "you: member" }).waitFor();
+  });
+
+  it("shows the typing indicator, then the message, pending → acked", async () => {
+    const text = "hello bob, this is alice";
+    const input = alice.page.locator("#message-input");
+    await input.click();
+    await input.pressSequentially(text, { delay: 15 });
+
+    // The other side sees "alice is typing…", unless the server refused typing frames.
+    const indicator = bob.page.locator("#typing-indicator");
+    const deadline = Date.now() + 6_000;
+    let outcome = null;
+    while (!outcome && Date.now() < deadline) {
+      if ((await indicator.textContent()).includes("alice is typing")) outcome = "shown";
+      else if ((await alice.page.locator("#typing-indicator").getAttribute("data-supported")) === "false") {
+        outcome = "unsupported";
+      } else await sleep(100);
+    }
+    if (outcome === "unsupported") {
+      log("SKIP typing-indicator assertion: the server answered the typing frame with an error");
+    } else {
+      assert.equal(outcome, "shown", "bob never saw 'alice is typing…'");
+    }
+
+    await input.press("Enter");
+    const mine = alice.page.locator("#message-list li.msg.mine").filter({ hasText: text });
+    await mine.waitFor();
+    await alice.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text }).waitFor();
+    const seq = Number(await mine.getAttribute("data-seq"));
+    assert.ok(seq > 0, "the acked message has a seq");
+
+    const theirs = messageWithBody(bob, text);
+    await theirs.waitFor();
+    const li = bob.page.locator("#message-list li.msg").filter({ hasText: text });
+    assert.equal(await li.getAttribute("data-from"), "alice");
+    assert.equal(Number(await li.getAttribute("data-seq")), seq);
+    if (outcome === "shown") {
+      // Sending a message ends that user's typing indicator.
+      await bob.page.locator("#typing-indicator").filter({ hasText: "alice is typing" }).waitFor({ state: "detached" }).catch(() => {});
+    }
+  });
+
+  it("shows HTML in a message body as literal text", async () => {
+    const evil = "<img src=x onerror=alert(1)>";
+    const input = bob.page.locator("#message-input");
+    await input.fill(evil);
+    await input.press("Enter");
+    for (const user of [alice, bob]) {
+      const body = user.page.locator("#message-list li.msg .body").filter({ hasText: evil });
+      await body.waitFor();
+      assert.equal(await body.textContent(), evil);
+      assert.equal(await user.page.locator("#message-list img").count(), 0, "an <img> was created");
+    }
+    await sleep(300); // an onerror handler would have fired by now
+    assert.deepEqual(alice.dialogs, []);
+    assert.deepEqual(bob.dialogs, []);
+  });
+
+  it("queues a message while offline and delivers it once after reconnecting", async () => {
+    const text = "sent while offline";
+    await bob.context.setOffline(true);
+    await bob.page.locator('#conn-state:not([data-state="connected"])').waitFor();
+    const input = bob.page.locator("#message-input");
+    await input.fill(text);
+    await input.press("Enter");
+    await bob.page.locator('#message-list li.msg.mine[data-state="pending"]').filter({ hasText: text }).waitFor();
+    await bob.context.setOffline(false);
+    await waitConnected(bob);
+    await bob.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text }).waitFor();
+    await messageWithBody(alice, text).waitFor();
+    await sleep(500);
+    assert.equal(await messageWithBody(alice, text).count(), 1, "alice got the resent message once");
+    assert.equal(await messageWithBody(bob, text).count(), 1, "bob shows it once");
+  });
+
+  it("keeps the login across a reload and shows the history", async () => {
+    await bob.page.reload();
+    await bob.page.locator("#chat-view").waitFor({ state: "visible" });
+    assert.equal(await bob.page.locator("#me").textContent(), "bob");
+    await waitConnected(bob);
+    await bob.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    await messageWithBody(bob, "hello bob, this is alice").waitFor();
+    await messageWithBody(bob, "<img src=x onerror=alert(1)>").waitFor();
+    await messageWithBody(bob, "sent while offline").waitFor();
+    assert.deepEqual(await bodies(bob), [
+      "hello bob, this is alice",
+      "<img src=x onerror=alert(1)>",
+      "sent while offline",
+    ]);
+    assert.equal(await bob.page.locator("#message-list img").count(), 0);
+  });
+
+  it("raised no page errors, console errors or dialogs", () => {
+    assert.deepEqual(alice.errors, []);
+    assert.deepEqual(bob.errors, []);
+    assert.deepEqual(alice.dialogs, []);
+    assert.deepEqual(bob.dialogs, []);
+  });
+});
