@@ -112,6 +112,13 @@ export class Api {
     );
   }
 
+  /** Resolves to {messages, more}: up to `limit` messages, newest last, older than `before`. */
+  messages(room, limit, before) {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (before) q.set("before", String(before));
+    return this.call("GET", `/v1/rooms/${encodeURIComponent(room)}/messages?${q}`);
+  }
+
   /** Resolves to {room}: the one DM room of the caller and `user`. */
   dm(user) {
     return this.call("POST", `/v1/dm/${encodeURIComponent(user)}`);

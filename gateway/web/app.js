@@ -107,7 +107,8 @@ class Room {
     this.order = []; // held seqs, ascending
     this.head = null; // newest seq up to which the prev chain is complete (null: not loaded)
     this.more = false; // older history exists
-    this.loaded = false;
+    this.loaded = false; // the first history page was fetched
+    this.loadingInitial = false;
     this.loadingOlder = false;
     this.filling = false;
     this.gapGivenUp = 0;
@@ -250,12 +251,12 @@ function roomItem(r) {
     dataset: { testid: "unread" },
     attrs: { "aria-label": `${r.unread} unread` },
   });
-  const icon = r.kind === "dm" ? "@" : r.kind === "private" ? "🔒" : "#";
+  const icon = r.kind === "dm" ? "@" : r.kind === "private" ? "" : "#";
   const name = r.kind === "dm" ? (r.peer || "direct message") : r.id;
   const btn = h(
     "button",
     { type: "button", className: "room-btn", title: r.member ? r.id : `Join #${r.id}` },
-    h("span", { className: "kind", textContent: icon, attrs: { "aria-hidden": "true" } }),
+    h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
     h("span", { className: "name", textContent: name }),
     r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
   );
@@ -306,7 +307,7 @@ function renderPane() {
   const bits = [r.kind];
   if (r.role) bits.push(`you: ${r.role}`);
   if (r.joinError) bits.push(r.joinError);
-  else if (r.member && !r.joined) bits.push("not joined yet");
+  else if (r.member && !r.joined && app.conn && app.conn.connected) bits.push("joining…");
   $("room-meta").textContent = bits.join(" · ");
   show($("member-form"), r.canManage);
   show($("leave-room"), r.member);
@@ -600,7 +601,7 @@ function startSession(session) {
   app.current = null;
   app.features = { typing: "unknown", read: "unknown", presence: "unknown" };
   app.dmPeers = readJson(localStorage, storageKey("dmpeers"), {});
-  app.seen = readJson(sessionStorage, storageKey("seen"), {});
+  app.seen = readJson(localStorage, storageKey("seen"), {});
   loadOutbox();
   show($("login-view"), false);
   show($("chat-view"), true);
@@ -664,6 +665,8 @@ async function refreshRooms() {
     const r = room(info.room);
     r.kind = info.kind || r.kind;
     r.role = info.role || null;
+    // Not in protocol v1's room list; used if a server adds the other user of a DM.
+    if (r.kind === "dm" && !r.peer && typeof info.peer === "string") r.peer = info.peer;
     const serverLast = Number(info.last_seq) || 0;
     r.lastSeq = Math.max(r.lastSeq, serverLast);
     const unread = Number(info.unread) || 0;
@@ -682,6 +685,19 @@ async function refreshRooms() {
   app.roomOrder = ids;
   render("rooms", "pane", "messages", "presence", "typing");
   joinMemberRooms();
+  for (const r of app.rooms.values()) if (r.kind === "dm" && !r.peer) findPeer(r);
+}
+
+/** Names a DM someone else opened with us: its recent messages tell who that is. */
+async function findPeer(r) {
+  if (r.peerLookedUp) return;
+  r.peerLookedUp = true;
+  try {
+    const page = await app.api.messages(r.id, 20);
+    for (const m of (page && page.messages) || []) learnPeer(r, m);
+  } catch (_) {
+    // Not important: the room is shown as "direct message" until someone writes.
+  }
 }
 
 function joinMemberRooms() {
@@ -699,7 +715,7 @@ function selectRoom(id) {
   render("rooms", "pane", "messages", "typing", "presence");
   if (!r.joined) joinRoom(r);
   else {
-    if (!r.loaded && r.head === null) loadLatest(r, r.lastSeq);
+    loadInitial(r);
     requestPresence(r);
   }
   if (r.member) $("message-input").focus();
@@ -802,6 +818,7 @@ function onConnState(state, info) {
       r.sending = false;
       r.filling = false;
       r.loadingOlder = false;
+      r.loadingInitial = false;
       r.typing.clear();
       r.online = null;
     }
@@ -812,6 +829,10 @@ function onConnState(state, info) {
 
 function onWelcome(welcome) {
   app.limits = welcome.limits || null;
+  // This gateway may be newer than the one that refused typing, read or presence before.
+  for (const k of Object.keys(app.features)) {
+    if (app.features[k] === "unsupported") app.features[k] = "unknown";
+  }
   // Refresh the list (it may have changed while we were away), then join every room we are in.
   joinMemberRooms();
   refreshRooms();
@@ -830,11 +851,17 @@ async function joinRoom(r) {
       r.role = "member"; // joining a public room makes us a member
       refreshRooms();
     }
-    r.lastSeq = Math.max(r.lastSeq, Number(reply.last_seq) || 0);
+    const lastSeq = Number(reply.last_seq) || 0;
+    r.lastSeq = Math.max(r.lastSeq, lastSeq);
+    // The first join anchors the prev chain at last_seq: live messages link to it, and a
+    // later re-join asks for everything after it (since). History is fetched when shown.
+    if (r.head === null) r.head = lastSeq;
+    advanceHead(r);
     render("pane", "rooms");
-    if (r === app.current) requestPresence(r);
-    if (r.head === null) await loadLatest(r, Number(reply.last_seq) || 0);
-    else advanceHead(r);
+    if (r === app.current) {
+      requestPresence(r);
+      if (!r.loaded) loadInitial(r);
+    }
     pumpPending(r);
   } catch (e) {
     if (e.code === "disconnected") return; // joined again after the reconnect
@@ -846,20 +873,39 @@ async function joinRoom(r) {
   }
 }
 
-async function loadLatest(r, lastSeq) {
+/** First page of a room when it is shown: the newest messages older than those held. */
+async function loadInitial(r) {
+  if (r.loaded || r.loadingInitial || !app.conn || !app.conn.connected) return;
+  r.loadingInitial = true;
   try {
-    const page = await app.conn.request({ type: "history", room: r.id, limit: HISTORY_PAGE });
-    for (const m of page.messages || []) r.insert(m);
+    const req = { type: "history", room: r.id, limit: HISTORY_PAGE };
+    if (r.order.length) req.before = r.order[0];
+    const page = await app.conn.request(req);
+    for (const m of page.messages || []) learn(r, m);
     r.more = !!page.more;
     r.loaded = true;
-    const msgs = page.messages || [];
-    const newest = msgs.length ? msgs[msgs.length - 1].seq : lastSeq;
-    r.head = Math.max(r.head || 0, newest || 0);
-    advanceHead(r);
   } catch (e) {
     if (e.code !== "disconnected") notice(`cannot load ${r.title}: ${describe(e)}`);
+  } finally {
+    r.loadingInitial = false;
+    render("messages");
   }
-  render("messages");
+}
+
+/** Inserts a message from a history page; true when it was new. */
+function learn(r, m) {
+  if (!m || typeof m.seq !== "number") return false;
+  learnPeer(r, m);
+  return r.insert(m);
+}
+
+/** A DM's other user is whoever else writes in it. */
+function learnPeer(r, m) {
+  if (r.kind !== "dm" || r.peer || !app.session || m.from === app.session.user) return;
+  r.peer = m.from;
+  app.dmPeers[r.id] = m.from;
+  writeJson(localStorage, storageKey("dmpeers"), app.dmPeers);
+  render("rooms", "pane");
 }
 
 async function loadOlder(r) {
@@ -873,7 +919,7 @@ async function loadOlder(r) {
       before: r.order[0],
       limit: HISTORY_PAGE,
     });
-    for (const m of page.messages || []) r.insert(m);
+    for (const m of page.messages || []) learn(r, m);
     r.more = !!page.more && (page.messages || []).length > 0;
   } catch (e) {
     if (e.code !== "disconnected") notice(`cannot load older messages: ${describe(e)}`);
@@ -910,7 +956,7 @@ async function fillGap(r, upto) {
     for (let round = 0; round < GAP_ROUNDS; round++) {
       const page = await app.conn.request({ type: "history", room: r.id, before, limit: GAP_PAGE });
       const msgs = page.messages || [];
-      for (const m of msgs) r.insert(m);
+      for (const m of msgs) learn(r, m);
       if (!msgs.length || !page.more || msgs[0].seq <= stopAt || msgs[0].prev <= stopAt) break;
       before = msgs[0].seq;
     }
@@ -968,12 +1014,7 @@ function onMessage(m) {
     if (node && !r.nodes.has(`m:${m.seq}`)) r.nodes.set(`m:${m.seq}`, node);
     saveOutbox();
   }
-  if (r.kind === "dm" && !r.peer && m.from !== me) {
-    r.peer = m.from;
-    app.dmPeers[r.id] = m.from;
-    writeJson(localStorage, storageKey("dmpeers"), app.dmPeers);
-    render("rooms", "pane");
-  }
+  learnPeer(r, m);
   r.typing.delete(m.from);
   if (r.head !== null) advanceHead(r);
   if (fresh && m.seq > r.lastSeq) {
@@ -1059,7 +1100,7 @@ function maybeRead(r) {
   if (newest > r.seen) {
     r.seen = newest;
     app.seen[r.id] = newest;
-    writeJson(sessionStorage, storageKey("seen"), app.seen);
+    writeJson(localStorage, storageKey("seen"), app.seen);
   }
   if (r.unread) {
     r.unread = 0;

@@ -73,17 +73,20 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
   });
 }
 
-async function startMesh() {
+/** Starts `chatmesh up`; a restart passes the port and keeps the data directory. */
+async function startMesh(port) {
   if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build --bin chatmesh`);
-  mesh.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chatmesh-browser-"));
-  const port = await freePort();
+  if (!mesh.dataDir) mesh.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chatmesh-browser-"));
+  port = port || (await freePort());
+  mesh.port = port;
+  mesh.exited = null;
   const child = spawn(BIN, ["up", "--data", mesh.dataDir, "--listen", `127.0.0.1:${port}`], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
   });
   mesh.child = child;
   log(`started chatmesh up (pid ${child.pid}), data ${mesh.dataDir}`);
-  const logFile = fs.createWriteStream(path.join(OUT, "mesh.log"));
+  const logFile = fs.createWriteStream(path.join(OUT, "mesh.log"), { flags: "a" });
   child.stderr.on("data", (d) => {
     logFile.write(d);
     mesh.stderr.push(d.toString());
@@ -134,7 +137,7 @@ async function startMesh() {
   return url;
 }
 
-async function stopMesh() {
+async function stopMesh({ keepData } = {}) {
   if (!mesh.child) return;
   if (mesh.exited === null) {
     process.kill(mesh.child.pid, "SIGTERM");
@@ -146,7 +149,7 @@ async function stopMesh() {
     }
   }
   log(`mesh stopped (${JSON.stringify(mesh.exited)})`);
-  fs.rmSync(mesh.dataDir, { recursive: true, force: true });
+  if (!keepData) fs.rmSync(mesh.dataDir, { recursive: true, force: true });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -348,6 +351,73 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
       "sent while offline",
     ]);
     assert.equal(await bob.page.locator("#message-list img").count(), 0);
+  });
+
+  it("rides out a restart of the whole mesh: reconnects, re-joins, resends", async () => {
+    const text = "written while the mesh was down";
+    await stopMesh({ keepData: true });
+    for (const user of [alice, bob]) {
+      await user.page.locator('#conn-state[data-state="reconnecting"]').waitFor();
+      assert.match(await user.page.locator("#conn-state").textContent(), /^reconnecting/);
+    }
+    const input = alice.page.locator("#message-input");
+    await input.fill(text);
+    await input.press("Enter");
+    await alice.page.locator('#message-list li.msg.mine[data-state="pending"]').filter({ hasText: text }).waitFor();
+    await startMesh(mesh.port);
+    // Backoff is capped at 10 s, so both pages are back within ~12 s of the restart.
+    for (const user of [alice, bob]) {
+      await user.page.locator('#conn-state[data-state="connected"]').waitFor({ timeout: 25_000 });
+    }
+    await alice.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text }).waitFor();
+    await messageWithBody(bob, text).waitFor();
+    await sleep(500);
+    assert.equal(await messageWithBody(bob, text).count(), 1);
+    assert.equal(await messageWithBody(alice, text).count(), 1);
+    // Browsers log refused WebSocket connections while the mesh was down: expected here.
+    for (const user of [alice, bob]) {
+      user.errors = user.errors.filter((e) => !/WebSocket connection to .* failed/.test(e));
+    }
+  });
+
+  it("opens a DM: the other side sees it with an unread count and the sender's name", async () => {
+    await alice.page.locator("#dm-user").fill("bob");
+    await alice.page.locator("#dm-submit").click();
+    await alice.page.locator("#room-title").filter({ hasText: "@bob" }).waitFor();
+    const input = alice.page.locator("#message-input");
+    await input.fill("psst, bob");
+    await input.press("Enter");
+    await alice.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: "psst, bob" }).waitFor();
+
+    await bob.page.locator("#refresh-rooms").click();
+    const item = bob.page.locator('#room-list li[data-kind="dm"]');
+    await item.filter({ hasText: "alice" }).waitFor();
+    assert.equal(await item.getAttribute("data-unread"), "1");
+    assert.equal(await item.locator('[data-testid="unread"]').textContent(), "1");
+    await item.locator("button").click();
+    await bob.page.locator("#room-title").filter({ hasText: "@alice" }).waitFor();
+    await messageWithBody(bob, "psst, bob").waitFor();
+    assert.equal(await item.getAttribute("data-unread"), "0");
+    for (const user of [alice, bob]) {
+      await user.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
+      await user.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    }
+  });
+
+  it("goes back to the login form when the server refuses the token (close 4001)", async () => {
+    const eve = await openUser(browser, "eve");
+    try {
+      await eve.page.goto(url);
+      await eve.page.evaluate(() => {
+        sessionStorage.setItem("chatmesh.session", JSON.stringify({ user: "eve", token: "not.a.token" }));
+      });
+      await eve.page.reload();
+      await eve.page.locator("#login-view").waitFor({ state: "visible" });
+      assert.match(await eve.page.locator("#login-error").textContent(), /expired/);
+      assert.equal(await eve.page.evaluate(() => sessionStorage.getItem("chatmesh.session")), null);
+    } finally {
+      await eve.context.close();
+    }
   });
 
   it("raised no page errors, console errors or dialogs", () => {
