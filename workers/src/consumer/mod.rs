@@ -189,8 +189,10 @@ fn delivery(
 }
 
 /// How many deliveries of `batch` come in line (consecutive consumer sequences); sets
-/// `failure` to a gap when one does not. A consumer seq below the expected one is a
-/// redelivery of something already received and stays in (the checkpoint skips it).
+/// `failure` to a gap when one does not: a delivery was lost on the way (e.g. across a
+/// reconnect), and acking past it with `AckPolicy::All` would drop it for good. nats-server
+/// gives a redelivery a new consumer seq (checked on 2.15.1), so redeliveries stay in line and
+/// the checkpoint skips them; a seq below the expected one is treated the same way.
 fn in_line_prefix(
     batch: &[JsMessage],
     next_dseq: &mut u64,
