@@ -41,6 +41,11 @@ pub struct GatewayConfig {
     pub rate_limit_strikes: u32,
     /// Directory of the web client's static files; `None` serves the built-in copy.
     pub web_root: Option<PathBuf>,
+    /// Seconds a gateway's presence entries live without a refresh (a crashed gateway's
+    /// users show offline within this); refreshed every third of it.
+    pub presence_ttl_secs: u64,
+    /// `typing` events a session may send per room per second (more are dropped).
+    pub typing_per_second: u32,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +66,8 @@ impl Default for GatewayConfig {
             frames_per_second: 100,
             rate_limit_strikes: 50,
             web_root: None,
+            presence_ttl_secs: 30,
+            typing_per_second: 1,
         }
     }
 }
@@ -102,6 +109,9 @@ impl GatewayConfig {
         }
         if l.outbound_queue < 16 || l.max_rooms == 0 {
             out.push("gateway.limits.outbound_queue must be ≥ 16 and max_rooms ≥ 1".into());
+        }
+        if self.presence_ttl_secs < 3 || self.presence_ttl_secs > 3600 {
+            out.push("gateway.presence_ttl_secs must be between 3 and 3600".into());
         }
         if self.max_connections == 0 || self.token_ttl_secs == 0 {
             out.push("gateway.max_connections and token_ttl_secs must be positive".into());

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod jsread;
+pub mod presence;
 pub mod procstat;
 pub mod publish;
 pub mod services;

@@ -13,13 +13,15 @@ use crate::access::AccessCache;
 use crate::auth::Tokens;
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, RoomEnv};
 use crate::jsread::JsReader;
 use crate::services::Services;
 
 /// Shared state of one gateway.
 #[derive(Debug)]
 pub struct AppState {
+    /// This gateway's id.
+    pub gateway: Arc<str>,
     pub cfg: GatewayConfig,
     pub mesh: MeshConfig,
     pub nats: async_nats::Client,
@@ -55,9 +57,20 @@ impl AppState {
         let services = Services::new(nats.clone(), mesh.partitions, service_timeout);
         let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Nats(e.to_string()))?;
         let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
-        let fanout = Fanout::new(nats.clone(), reader.clone(), mesh.partitions);
+        crate::presence::ensure_bucket(&js, mesh.replicas).await?;
+        let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
+        let fanout = Fanout::new(RoomEnv {
+            nats: nats.clone(),
+            js: js.clone(),
+            reader: reader.clone(),
+            partitions: mesh.partitions,
+            gateway: gateway.clone(),
+            presence_ttl: Duration::from_secs(cfg.presence_ttl_secs),
+            timeout: service_timeout,
+        });
         let access = AccessCache::new(services.clone());
         let state = Arc::new(Self {
+            gateway,
             cfg,
             mesh,
             nats,
@@ -108,4 +121,18 @@ impl AppState {
             Err(_) => Err("worker: not answering"),
         }
     }
+}
+
+/// A random id for this gateway process.
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
-use chatmesh_gateway::fanout::Fanout;
+use chatmesh_gateway::fanout::{Fanout, RoomEnv};
 use chatmesh_gateway::jsread::JsReader;
 use chatmesh_gateway::session::link::{Out, SessionLink};
 use chatmesh_protocol::subjects::{in_subject, live_subject, STREAM};
@@ -70,7 +70,15 @@ async fn a_dropped_live_message_is_filled_from_jetstream() -> Result<()> {
     let js = jetstream::new(nats.clone());
     stream_without_republish(&js).await?;
     let reader = JsReader::new(nats.clone(), &js, Duration::from_secs(5)).await?;
-    let fanout = Fanout::new(nats.clone(), reader, P);
+    let fanout = Fanout::new(RoomEnv {
+        nats: nats.clone(),
+        js: js.clone(),
+        reader,
+        partitions: P,
+        gateway: Arc::from("gw-test"),
+        presence_ttl: Duration::from_secs(30),
+        timeout: Duration::from_secs(5),
+    });
 
     let (tx, mut rx) = mpsc::channel(64);
     let link = Arc::new(SessionLink::new(1, tx, CancellationToken::new()));

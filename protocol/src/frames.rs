@@ -222,6 +222,26 @@ pub enum ServerFrame<'a> {
         from: u64,
         to: u64,
     },
+    Presence {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        r#ref: &'a Ref,
+        room: &'a str,
+        online: &'a [&'a str],
+    },
+    PresenceDiff {
+        room: &'a str,
+        joined: &'a [&'a str],
+        left: &'a [&'a str],
+    },
+    Typing {
+        room: &'a str,
+        user: &'a str,
+    },
+    Receipt {
+        room: &'a str,
+        user: &'a str,
+        seq: u64,
+    },
     Pong {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         r#ref: &'a Ref,

@@ -56,6 +56,20 @@ pub fn evt_subject(room: &str) -> String {
     format!("chat.evt.{room}")
 }
 
+/// KV bucket of presence: key `<room>.<gateway>` → the users of that room on that gateway,
+/// each key with a TTL its gateway refreshes (a crashed gateway's users expire).
+pub const PRESENCE_BUCKET: &str = "CHAT_PRESENCE";
+
+/// The KV key of a room's presence on one gateway.
+pub fn presence_key(room: &str, gateway: &str) -> String {
+    format!("{room}.{gateway}")
+}
+
+/// Core subject the presence bucket republishes every change (and expiry) of a room on.
+pub fn presence_live(room: &str) -> String {
+    format!("chat.pres.{room}.*")
+}
+
 /// Membership changes of a room, published by the worker that made them.
 pub fn member_subject(room: &str) -> String {
     format!("chat.mem.{room}")

@@ -12,12 +12,13 @@ mod room;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chatmesh_protocol::ApiError;
 
 use crate::jsread::JsReader;
 use crate::session::link::{Out, SessionLink};
-pub use room::Room;
+pub use room::{Room, EVENT_USER};
 
 /// The rooms with local members.
 #[derive(Debug, Clone)]
@@ -27,22 +28,38 @@ pub struct Fanout {
 
 #[derive(Debug)]
 struct Inner {
-    nats: async_nats::Client,
-    reader: JsReader,
-    partitions: u32,
+    env: RoomEnv,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
 }
 
+/// What every room task of a gateway needs.
+#[derive(Debug, Clone)]
+pub struct RoomEnv {
+    pub nats: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub reader: JsReader,
+    pub partitions: u32,
+    /// This gateway's id (its presence keys).
+    pub gateway: Arc<str>,
+    pub presence_ttl: Duration,
+    /// Timeout of reads at room start.
+    pub timeout: Duration,
+}
+
 impl Fanout {
-    pub fn new(nats: async_nats::Client, reader: JsReader, partitions: u32) -> Self {
+    pub fn new(env: RoomEnv) -> Self {
         Self {
             inner: Arc::new(Inner {
-                nats,
-                reader,
-                partitions,
+                env,
                 rooms: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The room if it has local members (its presence is known here).
+    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+        let rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.get(name).filter(|r| !r.is_closed()).cloned()
     }
 
     fn room(&self, name: &str) -> Arc<Room> {
@@ -52,12 +69,7 @@ impl Fanout {
                 return room.clone();
             }
         }
-        let room = Room::start(
-            Arc::from(name),
-            self.inner.nats.clone(),
-            self.inner.reader.clone(),
-            self.inner.partitions,
-        );
+        let room = Room::start(Arc::from(name), self.inner.env.clone());
         rooms.insert(room.name.clone(), room.clone());
         metrics::gauge!("chatmesh_rooms_subscribed").set(rooms.len() as f64);
         room

@@ -1,18 +1,25 @@
 //! One room on one gateway: its live subscription task and its local members.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use chatmesh_protocol::frames::ServerFrame;
 use chatmesh_protocol::message::encode_message_frame;
-use chatmesh_protocol::subjects::{in_subject, live_subject};
+use chatmesh_protocol::subjects::{evt_subject, in_subject, live_subject, presence_live};
 use chatmesh_protocol::ApiError;
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::RoomEnv;
 use crate::jsread::JsReader;
+use crate::presence::{self, PresenceState};
 use crate::session::link::{Out, SessionLink};
+
+/// Header naming the user an ephemeral event is from.
+pub const EVENT_USER: &str = "Chatmesh-User";
 
 /// Messages read from JetStream per request while filling a gap.
 const FILL_BATCH: usize = 256;
@@ -27,6 +34,7 @@ struct Member {
 struct State {
     members: Vec<Member>,
     closed: bool,
+    presence: PresenceState,
 }
 
 type Readiness = Option<Result<(), ApiError>>;
@@ -40,15 +48,12 @@ pub struct Room {
     last: AtomicU64,
     ready: watch::Receiver<Readiness>,
     stop: CancellationToken,
+    /// Local membership changed: republish presence.
+    dirty: Notify,
 }
 
 impl Room {
-    pub(super) fn start(
-        name: Arc<str>,
-        nats: async_nats::Client,
-        reader: JsReader,
-        partitions: u32,
-    ) -> Arc<Self> {
+    pub(super) fn start(name: Arc<str>, env: RoomEnv) -> Arc<Self> {
         let (ready_tx, ready) = watch::channel(None);
         let room = Arc::new(Self {
             name,
@@ -56,10 +61,11 @@ impl Room {
             last: AtomicU64::new(0),
             ready,
             stop: CancellationToken::new(),
+            dirty: Notify::new(),
         });
         let task = room.clone();
         tokio::spawn(async move {
-            task.run(nats, reader, partitions, ready_tx).await;
+            task.run(env, ready_tx).await;
         });
         room
     }
@@ -100,7 +106,10 @@ impl Room {
             return None;
         }
         let last = self.last.load(Ordering::Acquire).max(floor);
-        state.members.retain(|m| m.link.id != link.id);
+        if let Some(i) = state.members.iter().position(|m| m.link.id == link.id) {
+            let old = state.members.remove(i);
+            state.presence.session_left(user_of(&old.link));
+        }
         link.offer(Out::Track {
             room: self.name.clone(),
             gen,
@@ -108,15 +117,27 @@ impl Room {
             replay: since.is_some(),
         });
         link.offer(Out::Frame(joined(last)));
+        state.presence.session_joined(user_of(link));
         state.members.push(Member {
             link: link.clone(),
             gen,
         });
+        self.dirty.notify_one();
         Some(last)
     }
 
     pub(super) fn remove(&self, session: u64) {
-        self.write().members.retain(|m| m.link.id != session);
+        let mut state = self.write();
+        if let Some(i) = state.members.iter().position(|m| m.link.id == session) {
+            let old = state.members.remove(i);
+            state.presence.session_left(user_of(&old.link));
+            self.dirty.notify_one();
+        }
+    }
+
+    /// Everyone online in the room, as this gateway knows it.
+    pub fn online(&self) -> BTreeSet<String> {
+        self.read().presence.current()
     }
 
     pub(super) fn remove_user(&self, user: &str) -> Vec<(Arc<SessionLink>, u64)> {
@@ -129,6 +150,10 @@ impl Room {
             }
             !hit
         });
+        for _ in &out {
+            state.presence.session_left(user);
+        }
+        self.dirty.notify_one();
         out
     }
 
@@ -147,16 +172,11 @@ impl Room {
         self.stop.cancel();
     }
 
-    async fn run(
-        self: Arc<Self>,
-        nats: async_nats::Client,
-        reader: JsReader,
-        partitions: u32,
-        ready: watch::Sender<Readiness>,
-    ) {
-        let stored = in_subject(partitions, &self.name);
-        let mut sub = match self.subscribe(&nats, &reader, partitions, &stored).await {
-            Ok(sub) => sub,
+    async fn run(self: Arc<Self>, env: RoomEnv, ready: watch::Sender<Readiness>) {
+        let stored = in_subject(env.partitions, &self.name);
+        let subs = self.subscribe(&env, &stored).await;
+        let (mut live, mut events, mut pres) = match subs {
+            Ok(subs) => subs,
             Err(e) => {
                 self.write().closed = true;
                 let _ = ready.send(Some(Err(e)));
@@ -164,34 +184,124 @@ impl Room {
             }
         };
         let _ = ready.send(Some(Ok(())));
+        let mut published = BTreeSet::new();
+        let mut refresh = tokio::time::interval(env.presence_ttl / 3);
         loop {
-            let msg = tokio::select! {
+            tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,
-                msg = sub.next() => match msg {
-                    Some(msg) => msg,
+                msg = live.next() => match msg {
+                    Some(msg) => self.on_message(&env.reader, &stored, msg).await,
                     None => break,
                 },
-            };
-            self.on_message(&reader, &stored, msg).await;
+                Some(msg) = events.next() => self.on_event(msg),
+                Some(msg) = pres.next() => self.on_presence(&env, &msg),
+                _ = self.dirty.notified() => {
+                    let local = self.read().presence.local_users();
+                    if local != published {
+                        self.publish_presence(&env, &local).await;
+                        published = local;
+                    }
+                    self.announce();
+                }
+                _ = refresh.tick() => {
+                    if !published.is_empty() {
+                        self.publish_presence(&env, &published).await;
+                    }
+                }
+            }
         }
-        let _ = sub.unsubscribe().await;
+        if !published.is_empty() {
+            self.publish_presence(&env, &BTreeSet::new()).await;
+        }
+        let _ = live.unsubscribe().await;
         self.write().closed = true;
+    }
+
+    async fn publish_presence(&self, env: &RoomEnv, users: &BTreeSet<String>) {
+        let ttl = env.presence_ttl;
+        if let Err(e) = presence::publish(&env.js, &self.name, &env.gateway, users, ttl).await {
+            tracing::warn!(room = %self.name, error = %e, "presence update failed");
+        }
+    }
+
+    /// Another gateway's presence of this room changed (or expired).
+    fn on_presence(&self, env: &RoomEnv, msg: &async_nats::Message) {
+        let Some(gw) = msg.subject.as_str().rsplit('.').next() else {
+            return;
+        };
+        if gw != &*env.gateway {
+            let users = presence::parse_users(&msg.payload);
+            self.write().presence.set_remote(gw, users);
+            self.announce();
+        }
+    }
+
+    /// Tells local members who came and went since the last announcement.
+    fn announce(&self) {
+        let mut state = self.write();
+        let diff = state.presence.diff();
+        if diff.joined.is_empty() && diff.left.is_empty() {
+            return;
+        }
+        let joined: Vec<&str> = diff.joined.iter().map(String::as_str).collect();
+        let left: Vec<&str> = diff.left.iter().map(String::as_str).collect();
+        let frame = ServerFrame::PresenceDiff {
+            room: &self.name,
+            joined: &joined,
+            left: &left,
+        };
+        let frame = Bytes::from(frame.encode());
+        for m in &state.members {
+            m.link.offer(Out::Frame(frame.clone()));
+        }
+    }
+
+    /// An ephemeral event (typing, receipt): its payload is the client frame, sent to every
+    /// local member but the sender's own sessions for typing.
+    fn on_event(&self, msg: async_nats::Message) {
+        let from = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(EVENT_USER))
+            .map(|v| v.as_str().to_owned());
+        let skip_self = msg.payload.starts_with(b"{\"type\":\"typing\"");
+        let state = self.read();
+        for m in &state.members {
+            if skip_self && from.as_deref() == m.link.user.get().map(|u| &**u) {
+                continue;
+            }
+            m.link.offer(Out::Frame(msg.payload.clone()));
+        }
     }
 
     async fn subscribe(
         &self,
-        nats: &async_nats::Client,
-        reader: &JsReader,
-        partitions: u32,
+        env: &RoomEnv,
         stored: &str,
-    ) -> Result<async_nats::Subscriber, ApiError> {
+    ) -> Result<
+        (
+            async_nats::Subscriber,
+            async_nats::Subscriber,
+            async_nats::Subscriber,
+        ),
+        ApiError,
+    > {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
             tracing::warn!(room = %self.name, error = %e, "{what}");
             ApiError::unavailable("live delivery is unavailable, try again")
         };
-        let sub = nats
-            .subscribe(live_subject(partitions, &self.name))
+        let nats = &env.nats;
+        let live = nats
+            .subscribe(live_subject(env.partitions, &self.name))
+            .await
+            .map_err(|e| unavailable("room subscribe failed", &e))?;
+        let events = nats
+            .subscribe(evt_subject(&self.name))
+            .await
+            .map_err(|e| unavailable("room subscribe failed", &e))?;
+        let pres = nats
+            .subscribe(presence_live(&self.name))
             .await
             .map_err(|e| unavailable("room subscribe failed", &e))?;
         // The server must know the subscription before we read the starting seq, or a
@@ -199,12 +309,24 @@ impl Room {
         nats.flush()
             .await
             .map_err(|e| unavailable("flush failed", &e))?;
-        let last = reader
+        let last = env
+            .reader
             .last_seq(stored)
             .await
             .map_err(|e| unavailable("reading the room's last seq failed", &e))?;
         self.last.store(last, Ordering::Release);
-        Ok(sub)
+        match presence::snapshot(nats, &self.name, env.timeout).await {
+            Ok(all) => {
+                let mut state = self.write();
+                for (gw, users) in all {
+                    if gw != *env.gateway {
+                        state.presence.set_remote(&gw, users);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(room = %self.name, error = %e, "presence snapshot failed"),
+        }
+        Ok((live, events, pres))
     }
 
     async fn on_message(&self, reader: &JsReader, stored: &str, msg: async_nats::Message) {
@@ -269,4 +391,8 @@ impl Room {
         metrics::counter!("chatmesh_deliveries_total").increment(state.members.len() as u64);
         metrics::counter!("chatmesh_messages_out_total").increment(1);
     }
+}
+
+fn user_of(link: &SessionLink) -> &str {
+    link.user.get().map(|u| &**u).unwrap_or("")
 }

@@ -9,8 +9,10 @@ use bytes::Bytes;
 use chatmesh_protocol::frames::{error_frame, parse_client_frame, ClientFrame, Ref, ServerFrame};
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
-use chatmesh_protocol::service::{History, HistoryRequest, JoinRoom, RoomKind, RoomUserRequest};
-use chatmesh_protocol::subjects::in_subject;
+use chatmesh_protocol::service::{
+    History, HistoryRequest, JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
+};
+use chatmesh_protocol::subjects::{evt_subject, in_subject};
 use chatmesh_protocol::{ApiError, ErrorCode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
@@ -18,6 +20,7 @@ use tokio::sync::Semaphore;
 use super::link::{Out, SessionLink};
 use super::replay::Replay;
 use crate::auth::Identity;
+use crate::fanout::EVENT_USER;
 use crate::publish::Publish;
 use crate::state::AppState;
 
@@ -38,6 +41,8 @@ pub struct Session {
     frames: DefaultDirectRateLimiter,
     strikes: (Instant, u32),
     inflight: Arc<Semaphore>,
+    /// Last `typing` per room.
+    typed: HashMap<String, Instant>,
 }
 
 fn quota(per_second: u32, burst: u32) -> Quota {
@@ -66,6 +71,7 @@ impl Session {
             frames,
             strikes: (Instant::now(), 0),
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
+            typed: HashMap::new(),
         };
         if let Some(identity) = identity {
             session.welcome(&None, identity).await;
@@ -186,13 +192,20 @@ impl Session {
                     self.error(&r#ref, &e).await;
                 }
             }
-            ClientFrame::Typing { .. }
-            | ClientFrame::Read { .. }
-            | ClientFrame::Presence { .. } => {
-                let e = ApiError::bad_request(
-                    "typing, read receipts and presence are not available in this version yet",
-                );
-                self.error(&r#ref, &e).await;
+            ClientFrame::Typing { room } => {
+                if let Err(e) = self.typing(&room).await {
+                    self.error(&r#ref, &e).await;
+                }
+            }
+            ClientFrame::Read { room, seq } => {
+                if let Err(e) = self.read(&room, seq).await {
+                    self.error(&r#ref, &e).await;
+                }
+            }
+            ClientFrame::Presence { room } => {
+                if let Err(e) = self.presence(&r#ref, &room).await {
+                    self.error(&r#ref, &e).await;
+                }
             }
         }
     }
@@ -375,6 +388,95 @@ impl Session {
         };
         self.reply(frame.encode()).await;
         Ok(())
+    }
+}
+
+impl Session {
+    /// `typing`: members get `typing {room, user}`; never stored; at most
+    /// `typing_per_second` per room (more are dropped quietly, as clients send them freely).
+    async fn typing(&mut self, room: &str) -> Result<(), ApiError> {
+        let access = self.state.access.get(room, self.user()).await?;
+        if !access.can_post() {
+            return Err(ApiError::forbidden("only members may type here"));
+        }
+        let now = Instant::now();
+        let every = Duration::from_secs(1) / self.state.cfg.typing_per_second.max(1);
+        if self
+            .typed
+            .get(room)
+            .is_some_and(|t| now.duration_since(*t) < every)
+        {
+            return Ok(());
+        }
+        if self.typed.len() >= self.state.cfg.limits.max_rooms {
+            self.typed.clear();
+        }
+        self.typed.insert(room.to_owned(), now);
+        let frame = ServerFrame::Typing {
+            room,
+            user: self.user(),
+        }
+        .encode();
+        self.event(room, frame).await
+    }
+
+    /// `read`: persists the cursor (it only moves forward) and tells members `receipt`.
+    async fn read(&mut self, room: &str, seq: u64) -> Result<(), ApiError> {
+        let user = self.user().to_owned();
+        let access = self.state.access.get(room, &user).await?;
+        if !access.can_post() {
+            return Err(ApiError::forbidden("only members have read cursors"));
+        }
+        let req = SetCursorRequest {
+            room: room.to_owned(),
+            user: user.clone(),
+            seq,
+        };
+        self.state.services.ask::<SetCursor>(room, &req).await?;
+        let frame = ServerFrame::Receipt {
+            room,
+            user: &user,
+            seq,
+        }
+        .encode();
+        self.event(room, frame).await
+    }
+
+    /// `presence`: who is online in the room (known locally when the room has local members).
+    async fn presence(&mut self, r#ref: &Ref, room: &str) -> Result<(), ApiError> {
+        let access = self.state.access.get(room, self.user()).await?;
+        if !access.can_read() {
+            return Err(ApiError::forbidden("not a member of this room"));
+        }
+        let online = match self.state.fanout.get(room) {
+            Some(r) => r.online(),
+            None => {
+                let timeout = Duration::from_millis(self.state.cfg.service_timeout_ms);
+                let all = crate::presence::snapshot(&self.state.nats, room, timeout)
+                    .await
+                    .map_err(|e| e.api())?;
+                all.into_values().flatten().collect()
+            }
+        };
+        let online: Vec<&str> = online.iter().map(String::as_str).collect();
+        let frame = ServerFrame::Presence {
+            r#ref,
+            room,
+            online: &online,
+        };
+        self.reply(frame.encode()).await;
+        Ok(())
+    }
+
+    /// Publishes an ephemeral event frame to every gateway with members in `room`.
+    async fn event(&self, room: &str, frame: String) -> Result<(), ApiError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(EVENT_USER, self.user());
+        self.state
+            .nats
+            .publish_with_headers(evt_subject(room), headers, frame.into())
+            .await
+            .map_err(|_| ApiError::unavailable("event not sent"))
     }
 }
 

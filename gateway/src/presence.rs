@@ -1,0 +1,200 @@
+//! Presence: who has a session joined to a room, across every gateway.
+//!
+//! Each gateway writes ONE key per room it has local members in, `<room>.<gateway>` in the
+//! KV bucket `CHAT_PRESENCE`, holding that room's users on that gateway, with a per-key TTL
+//! (`Nats-TTL`) it refreshes at a third of the TTL. So a refresh costs one message per
+//! (room, gateway) — not per member — and a crashed gateway's users expire within the TTL.
+//! The bucket republishes every change and every expiry marker on `chat.pres.<room>.<gw>`,
+//! which each gateway's room task follows; a room's initial state is read with one batch
+//! direct get (`multi_last`), no consumer needed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream::Republish};
+use chatmesh_protocol::subjects::PRESENCE_BUCKET;
+use futures::StreamExt;
+
+use crate::error::GatewayError;
+
+/// Creates or updates the presence bucket (idempotent).
+pub async fn ensure_bucket(js: &jetstream::Context, replicas: usize) -> Result<(), GatewayError> {
+    let config = kv::Config {
+        bucket: PRESENCE_BUCKET.into(),
+        history: 1,
+        num_replicas: replicas,
+        storage: jetstream::stream::StorageType::Memory,
+        limit_markers: Some(Duration::from_secs(1)),
+        republish: Some(Republish {
+            source: format!("$KV.{PRESENCE_BUCKET}.>"),
+            destination: "chat.pres.>".into(),
+            headers_only: false,
+        }),
+        ..Default::default()
+    };
+    match js.create_key_value(config.clone()).await {
+        Ok(_) => Ok(()),
+        Err(_) => js
+            .update_key_value(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| GatewayError::JetStream(format!("presence bucket: {e}"))),
+    }
+}
+
+/// Writes this gateway's users of `room` with a TTL (an empty list expires like any other).
+pub async fn publish(
+    js: &jetstream::Context,
+    room: &str,
+    gateway: &str,
+    users: &BTreeSet<String>,
+    ttl: Duration,
+) -> Result<(), GatewayError> {
+    let subject = format!("$KV.{PRESENCE_BUCKET}.{room}.{gateway}");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
+    let payload = serde_json::to_vec(users).map_err(|e| GatewayError::Nats(e.to_string()))?;
+    js.publish_with_headers(subject, headers, payload.into())
+        .await
+        .map_err(|e| GatewayError::JetStream(e.to_string()))?;
+    Ok(())
+}
+
+/// Every gateway's users of `room` now, keyed by gateway.
+pub async fn snapshot(
+    nats: &async_nats::Client,
+    room: &str,
+    timeout: Duration,
+) -> Result<HashMap<String, BTreeSet<String>>, GatewayError> {
+    let inbox = nats.new_inbox();
+    let mut sub = nats
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| GatewayError::Nats(e.to_string()))?;
+    let req = serde_json::json!({ "multi_last": [format!("$KV.{PRESENCE_BUCKET}.{room}.*")], "batch": 10_000 });
+    nats.publish_with_reply(
+        format!("$JS.API.DIRECT.GET.KV_{PRESENCE_BUCKET}"),
+        inbox,
+        req.to_string().into(),
+    )
+    .await
+    .map_err(|e| GatewayError::Nats(e.to_string()))?;
+    let mut out = HashMap::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) => return Err(GatewayError::JetStream("presence read timed out".into())),
+        };
+        if msg.status.is_some_and(|s| s.as_u16() != 200) {
+            break;
+        }
+        let subject = msg.headers.as_ref().and_then(|h| h.get("Nats-Subject"));
+        if let Some(gw) = subject.and_then(|s| s.as_str().rsplit('.').next()) {
+            out.insert(gw.to_owned(), parse_users(&msg.payload));
+        }
+    }
+    Ok(out)
+}
+
+/// The users of a presence value; an empty payload (a delete or expiry marker) is none.
+pub fn parse_users(payload: &[u8]) -> BTreeSet<String> {
+    serde_json::from_slice(payload).unwrap_or_default()
+}
+
+/// A room's presence as one gateway sees it.
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Local users and how many local sessions each has in the room.
+    local: BTreeMap<String, usize>,
+    /// Other gateways' users.
+    remote: HashMap<String, BTreeSet<String>>,
+    /// What members were last told.
+    online: BTreeSet<String>,
+}
+
+/// A change of who is online.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub joined: Vec<String>,
+    pub left: Vec<String>,
+}
+
+impl PresenceState {
+    pub fn session_joined(&mut self, user: &str) {
+        *self.local.entry(user.to_owned()).or_default() += 1;
+    }
+
+    pub fn session_left(&mut self, user: &str) {
+        if let Some(n) = self.local.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.local.remove(user);
+            }
+        }
+    }
+
+    pub fn set_remote(&mut self, gateway: &str, users: BTreeSet<String>) {
+        if users.is_empty() {
+            self.remote.remove(gateway);
+        } else {
+            self.remote.insert(gateway.to_owned(), users);
+        }
+    }
+
+    /// This gateway's users (what it publishes).
+    pub fn local_users(&self) -> BTreeSet<String> {
+        self.local.keys().cloned().collect()
+    }
+
+    /// Everyone online in the room.
+    pub fn current(&self) -> BTreeSet<String> {
+        let mut all = self.local_users();
+        for users in self.remote.values() {
+            all.extend(users.iter().cloned());
+        }
+        all
+    }
+
+    /// What changed since the last call (empty if nothing did).
+    pub fn diff(&mut self) -> Diff {
+        let now = self.current();
+        let joined = now.difference(&self.online).cloned().collect();
+        let left = self.online.difference(&now).cloned().collect();
+        self.online = now;
+        Diff { joined, left }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(users: &[&str]) -> BTreeSet<String> {
+        users.iter().map(|u| u.to_string()).collect()
+    }
+
+    /// A user with two sessions, here and elsewhere, stays online until all are gone.
+    #[test]
+    fn online_until_every_session_is_gone() {
+        let mut p = PresenceState::default();
+        p.session_joined("ann");
+        p.session_joined("ann");
+        assert_eq!(p.diff().joined, ["ann"]);
+        p.set_remote("gw2", set(&["ann", "bob"]));
+        assert_eq!(
+            p.diff(),
+            Diff {
+                joined: vec!["bob".into()],
+                left: vec![]
+            }
+        );
+        p.session_left("ann");
+        p.session_left("ann");
+        assert_eq!(p.diff(), Diff::default(), "still online through gw2");
+        p.set_remote("gw2", BTreeSet::new());
+        assert_eq!(p.diff().left, ["ann", "bob"]);
+        assert!(p.local_users().is_empty());
+    }
+}

@@ -1,0 +1,436 @@
+//! The chat features of issue 3 over a real mesh: presence (also across gateways and after
+//! a gateway is killed), typing, read receipts and unread counts, DMs, roles, removal,
+//! and history paging.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use common::*;
+use serde_json::{json, Value};
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Presence: members see who joins and leaves; a user with two sessions stays online until
+/// both are gone; `presence` lists everyone online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_sessions() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"hall"})).await?;
+    let mut b1 = Client::login(&mesh.ws_url(), &bob).await?;
+    b1.request(json!({"type":"join","room":"hall"})).await?;
+    let d = a
+        .wait_for(|f| f["type"] == "presence_diff" && names(&f["joined"]).contains(&"bob".into()))
+        .await?;
+    assert_eq!(d["room"], "hall");
+    let p = a.request(json!({"type":"presence","room":"hall"})).await?;
+    assert_eq!(names(&p["online"]), ["ann", "bob"]);
+
+    let mut b2 = Client::login(&mesh.ws_url(), &bob).await?;
+    b2.request(json!({"type":"join","room":"hall"})).await?;
+    b1.close().await;
+    // bob is still online through b2: ann's presence still lists him after the close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let p = a.request(json!({"type":"presence","room":"hall"})).await?;
+    assert_eq!(names(&p["online"]), ["ann", "bob"]);
+    assert!(!a
+        .backlog
+        .iter()
+        .any(|f| f["type"] == "presence_diff" && names(&f["left"]).contains(&"bob".into())));
+    b2.request(json!({"type":"leave","room":"hall"})).await?;
+    a.wait_for(|f| f["type"] == "presence_diff" && names(&f["left"]) == ["bob"])
+        .await?;
+    let p = a.request(json!({"type":"presence","room":"hall"})).await?;
+    assert_eq!(names(&p["online"]), ["ann"]);
+    mesh.stop().await
+}
+
+/// A user on a second gateway process shows online on the first; when that gateway is
+/// killed with SIGKILL, the user shows offline within the presence TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_killed_gateway_go_offline_within_the_ttl() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.presence_ttl_secs = 3;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let (ann, cat) = (api.user("ann").await?, api.user("cat").await?);
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"hall"})).await?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut gw2 = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .arg("gateway")
+        .env(
+            "CHATMESH__MESH__NATS_URLS",
+            format!("[\"{}\"]", mesh.nats.url()),
+        )
+        .env("CHATMESH__GATEWAY__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "CHATMESH__GATEWAY__JWT_SECRET",
+            &mesh.config.gateway.jwt_secret,
+        )
+        .env("CHATMESH__GATEWAY__PRESENCE_TTL_SECS", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let gw2_url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + WAIT;
+    while reqwest::get(format!("{gw2_url}/readyz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "second gateway never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = Client::login(&format!("ws://127.0.0.1:{port}/v1/ws"), &cat).await?;
+    c.request(json!({"type":"join","room":"hall"})).await?;
+    a.wait_for(|f| f["type"] == "presence_diff" && names(&f["joined"]) == ["cat"])
+        .await?;
+    // cat sees ann, who is on the first gateway.
+    let p = c.request(json!({"type":"presence","room":"hall"})).await?;
+    assert_eq!(names(&p["online"]), ["ann", "cat"]);
+
+    Command::new("kill")
+        .args(["-KILL", &gw2.id().to_string()])
+        .status()?;
+    let killed = Instant::now();
+    let _ = gw2.wait();
+    a.wait_for(|f| f["type"] == "presence_diff" && names(&f["left"]) == ["cat"])
+        .await?;
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(3 + 2),
+        "offline after {took:?}, TTL 3 s"
+    );
+    mesh.stop().await
+}
+
+/// Typing reaches the other members (not the typist), is never stored, and is rate limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_is_ephemeral_and_rate_limited() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    a.request(json!({"type":"join","room":"hall"})).await?;
+    b.request(json!({"type":"join","room":"hall"})).await?;
+    for _ in 0..5 {
+        a.send_json(json!({"type":"typing","room":"hall"})).await?;
+    }
+    let t = b.wait_for(|f| f["type"] == "typing").await?;
+    assert_eq!(
+        (t["room"].as_str(), t["user"].as_str()),
+        (Some("hall"), Some("ann"))
+    );
+    // A marker message: everything sent before it has been fanned out when it arrives.
+    a.request(json!({"type":"send","room":"hall","id":"m","body":"marker"}))
+        .await?;
+    b.wait_for(|f| f["type"] == "message").await?;
+    a.wait_for(|f| f["type"] == "message").await?;
+    let typings = b.backlog.iter().filter(|f| f["type"] == "typing").count();
+    assert_eq!(typings, 0, "only one of five typing events went out");
+    assert!(
+        !a.backlog.iter().any(|f| f["type"] == "typing"),
+        "the typist does not get its own"
+    );
+    let h = b.request(json!({"type":"history","room":"hall"})).await?;
+    assert_eq!(
+        h["messages"].as_array().map(Vec::len),
+        Some(1),
+        "typing is not stored"
+    );
+    mesh.stop().await
+}
+
+/// `read` persists a cursor, members get `receipt`, and `GET /v1/rooms` counts unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_and_unread_counts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "hall", "public").await?;
+    api.room(&ann, "other", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    a.request(json!({"type":"join","room":"hall"})).await?;
+    b.request(json!({"type":"join","room":"hall"})).await?;
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        let ack = a
+            .request(json!({"type":"send","room":"hall","id":format!("m{i}"),"body":"x"}))
+            .await?;
+        seqs.push(ack["seq"].as_u64().unwrap());
+    }
+    let unread = |v: &Value, room: &str| {
+        v["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["room"] == room)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, v) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
+        let hall = unread(&v, "hall");
+        if hall["unread"] == 5 {
+            assert_eq!(hall["role"], "member");
+            assert_eq!(hall["last_seq"].as_u64(), seqs.last().copied());
+            assert!(
+                unread(&v, "other")["role"].is_null(),
+                "public rooms bob is not in come with role null"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "unread never reached 5: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.send_json(json!({"type":"read","room":"hall","seq":seqs[2]}))
+        .await?;
+    let r = a.wait_for(|f| f["type"] == "receipt").await?;
+    assert_eq!(
+        (r["user"].as_str(), r["seq"].as_u64()),
+        (Some("bob"), Some(seqs[2]))
+    );
+    let (_, v) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
+    assert_eq!(unread(&v, "hall")["unread"], 2);
+    // A cursor never moves back.
+    b.send_json(json!({"type":"read","room":"hall","seq":seqs[0]}))
+        .await?;
+    a.wait_for(|f| f["type"] == "receipt" && f["seq"] == seqs[0])
+        .await?;
+    let (_, v) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
+    assert_eq!(unread(&v, "hall")["unread"], 2);
+    mesh.stop().await
+}
+
+/// A DM is one room per pair, readable only by the two users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_are_private_to_the_pair() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob, eve) = (
+        api.user("ann").await?,
+        api.user("bob").await?,
+        api.user("eve").await?,
+    );
+    let (s, v) = api.call("POST", "/v1/dm/bob", Some(&ann), None).await?;
+    assert_eq!(s, 200, "{v}");
+    let room = v["room"].as_str().unwrap().to_owned();
+    let (_, v2) = api.call("POST", "/v1/dm/ann", Some(&bob), None).await?;
+    assert_eq!(
+        v2["room"],
+        room.as_str(),
+        "the one DM room of the two users"
+    );
+    let (s, _) = api.call("POST", "/v1/dm/nobody", Some(&ann), None).await?;
+    assert_eq!(s, 404);
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    a.request(json!({"type":"join","room":room})).await?;
+    b.request(json!({"type":"join","room":room})).await?;
+    a.request(json!({"type":"send","room":room,"id":"1","body":"psst"}))
+        .await?;
+    assert_eq!(b.messages(&room, 1).await?[0]["body"], "psst");
+    let mut e = Client::login(&mesh.ws_url(), &eve).await?;
+    for frame in [
+        json!({"type":"join","room":room}),
+        json!({"type":"history","room":room}),
+    ] {
+        assert_eq!(e.request(frame).await?["code"], "forbidden");
+    }
+    let (s, _) = api
+        .call(
+            "GET",
+            &format!("/v1/rooms/{room}/messages"),
+            Some(&eve),
+            None,
+        )
+        .await?;
+    assert_eq!(s, 403);
+    mesh.stop().await
+}
+
+/// Roles: admins may invite, members may not, only the owner makes admins; a removed member
+/// stops receiving the room's messages within a second and cannot read its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_invites_and_removal() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob, cat, dan) = (
+        api.user("ann").await?,
+        api.user("bob").await?,
+        api.user("cat").await?,
+        api.user("dan").await?,
+    );
+    api.room(&ann, "team", "private").await?;
+    let add = |token: String, user: &'static str, role: &'static str| {
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                "/v1/rooms/team/members",
+                Some(&token),
+                Some(json!({"user":user,"role":role})),
+            )
+            .await
+            .map(|r| r.0)
+        }
+    };
+    assert_eq!(add(ann.clone(), "bob", "admin").await?, 204);
+    assert_eq!(
+        add(bob.clone(), "cat", "member").await?,
+        204,
+        "an admin invites"
+    );
+    assert_eq!(
+        add(cat.clone(), "dan", "member").await?,
+        403,
+        "a member does not"
+    );
+    assert_eq!(
+        add(bob.clone(), "dan", "admin").await?,
+        403,
+        "only the owner makes admins"
+    );
+    let (s, _) = api
+        .call("DELETE", "/v1/rooms/team/members/ann", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 403, "nobody removes the owner");
+
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut c = Client::login(&mesh.ws_url(), &cat).await?;
+    a.request(json!({"type":"join","room":"team"})).await?;
+    c.request(json!({"type":"join","room":"team"})).await?;
+    a.request(json!({"type":"send","room":"team","id":"1","body":"before"}))
+        .await?;
+    c.messages("team", 1).await?;
+
+    let (s, _) = api
+        .call("DELETE", "/v1/rooms/team/members/cat", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204);
+    let removed = Instant::now();
+    c.wait_for(|f| f["type"] == "left" && f["room"] == "team")
+        .await?;
+    assert!(
+        removed.elapsed() < Duration::from_secs(1),
+        "evicted within a second"
+    );
+    a.request(json!({"type":"send","room":"team","id":"2","body":"after"}))
+        .await?;
+    let p = c.request(json!({"type":"ping"})).await?;
+    assert_eq!(p["type"], "pong");
+    assert!(!c
+        .backlog
+        .iter()
+        .any(|f| f["type"] == "message" && f["body"] == "after"));
+    assert_eq!(
+        c.request(json!({"type":"history","room":"team"})).await?["code"],
+        "forbidden"
+    );
+    assert_eq!(
+        c.request(json!({"type":"join","room":"team"})).await?["code"],
+        "forbidden"
+    );
+    let (s, _) = api
+        .call("GET", "/v1/rooms/team/messages", Some(&cat), None)
+        .await?;
+    assert_eq!(s, 403);
+    // A member may leave by removing itself.
+    let (s, _) = api
+        .call("DELETE", "/v1/rooms/team/members/bob", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 204);
+    let _ = dan;
+    mesh.stop().await
+}
+
+/// `history` pages backwards from any seq to the first message, oldest first per page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_back_to_the_first_message() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "log", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"log"})).await?;
+    for i in 0..230 {
+        a.send_json(json!({"type":"send","room":"log","id":format!("m{i}"),"body":format!("{i}")}))
+            .await?;
+    }
+    let all = a.messages("log", 230).await?;
+    let mut pages = Vec::new();
+    let mut before: Option<u64> = None;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut req = json!({"type":"history","room":"log","limit":40});
+        if let Some(b) = before {
+            req["before"] = json!(b);
+        }
+        let h = a.request(req).await?;
+        let msgs = h["messages"].as_array().unwrap().clone();
+        if before.is_none() && msgs.last().map(|m| &m["seq"]) != all.last().map(|m| &m["seq"]) {
+            assert!(
+                Instant::now() < deadline,
+                "the worker never stored everything"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert!(
+            msgs.windows(2)
+                .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()),
+            "oldest first"
+        );
+        before = msgs.first().and_then(|m| m["seq"].as_u64());
+        pages.push(msgs);
+        if h["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(pages.len(), 6, "230 messages in pages of 40");
+    let flat: Vec<Value> = pages.into_iter().rev().flatten().collect();
+    assert_eq!(
+        flat,
+        all.iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.as_object_mut().unwrap().remove("type");
+                m
+            })
+            .collect::<Vec<_>>()
+    );
+    mesh.stop().await
+}
