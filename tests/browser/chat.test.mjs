@@ -211,6 +211,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
   let url;
   let alice;
   let bob;
+  let carol;
   const roomName = "lobby";
 
   before(async () => {
@@ -404,6 +405,107 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     }
   });
 
+  // The next steps put a WebSocket route (playwright's routeWebSocket) between a third page
+  // and the real gateway. It forwards everything, but can drop a live message (to make a
+  // gap the client must fill from history), answer `presence`, swallow `typing`/`read`, and
+  // inject server frames (typing, receipt, presence_diff, gap) whether or not the server
+  // sends them yet. So the client's handling of those frames is tested in any case.
+  const proxy = { toPage: null, fromPage: [], dropFromAlice: 0, dropped: [] };
+
+  it("carol joins through a WebSocket route that records and injects frames", async () => {
+    carol = await openUser(browser, "carol");
+    await carol.page.routeWebSocket(/\/v1\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      proxy.toPage = (frame) => ws.send(JSON.stringify(frame));
+      ws.onMessage((text) => {
+        const f = JSON.parse(text);
+        proxy.fromPage.push(f);
+        if (f.type === "presence") {
+          ws.send(JSON.stringify({ type: "presence", ref: f.ref, room: f.room, online: ["alice", "carol"] }));
+        } else if (f.type !== "typing" && f.type !== "read") {
+          server.send(text);
+        }
+      });
+      server.onMessage((text) => {
+        const f = JSON.parse(text);
+        if (f.type === "message" && f.from === "alice" && proxy.dropFromAlice > 0) {
+          proxy.dropFromAlice -= 1;
+          proxy.dropped.push(f);
+          return;
+        }
+        ws.send(text);
+      });
+    });
+    await register(carol, url);
+    const item = carol.page.locator(`#public-room-list li[data-room="${roomName}"]`);
+    await item.locator("button").click();
+    await carol.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    await messageWithBody(carol, "hello bob, this is alice").waitFor();
+  });
+
+  it("shows presence from `presence` and `presence_diff`", async () => {
+    const names = () => carol.page.locator('#presence-list [data-testid="presence-item"]').evaluateAll(
+      (els) => els.map((e) => e.dataset.user),
+    );
+    await carol.page.locator('#presence-list [data-user="alice"]').waitFor();
+    assert.deepEqual(await names(), ["alice", "carol"]);
+    proxy.toPage({ type: "presence_diff", room: roomName, joined: ["dave"], left: ["alice"] });
+    await carol.page.locator('#presence-list [data-user="dave"]').waitFor();
+    assert.deepEqual(await names(), ["carol", "dave"]);
+  });
+
+  it("shows `typing` events for about 4 s and throttles its own typing frames", async () => {
+    proxy.toPage({ type: "typing", room: roomName, user: "alice" });
+    const indicator = carol.page.locator("#typing-indicator");
+    await indicator.filter({ hasText: "alice is typing…" }).waitFor();
+    const shownAt = Date.now();
+    await indicator.filter({ hasText: "alice is typing" }).waitFor({ state: "detached", timeout: 8_000 });
+    const shownMs = Date.now() - shownAt;
+    assert.ok(shownMs > 2_500 && shownMs < 6_500, `indicator shown for ${shownMs} ms`);
+
+    const before = proxy.fromPage.filter((f) => f.type === "typing").length;
+    const input = carol.page.locator("#message-input");
+    await input.click();
+    await input.pressSequentially("typing for a while…", { delay: 60 }); // ~1.2 s of typing
+    const sent = proxy.fromPage.filter((f) => f.type === "typing").slice(before);
+    assert.equal(sent.length, 1, "one typing frame per 2–3 s of typing");
+    assert.equal(sent[0].room, roomName);
+    await input.fill("");
+  });
+
+  it("sends `read` for the newest message it shows and renders `receipt` events", async () => {
+    const last = carol.page.locator("#message-list li.msg").last();
+    const newest = Number(await last.getAttribute("data-seq"));
+    const reads = proxy.fromPage.filter((f) => f.type === "read" && f.room === roomName);
+    assert.ok(reads.length > 0, "no read frame was sent");
+    assert.equal(reads[reads.length - 1].seq, newest);
+    proxy.toPage({ type: "receipt", room: roomName, user: "bob", seq: newest });
+    await last.locator(".seen").filter({ hasText: "seen by bob" }).waitFor();
+  });
+
+  it("fills a gap (prev ≠ last seq held) from history", async () => {
+    proxy.dropFromAlice = 1;
+    const input = alice.page.locator("#message-input");
+    for (const text of ["gap one (dropped on the way to carol)", "gap two"]) {
+      await input.fill(text);
+      await input.press("Enter");
+      await alice.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text }).waitFor();
+    }
+    await messageWithBody(carol, "gap two").waitFor();
+    await messageWithBody(carol, "gap one (dropped on the way to carol)").waitFor();
+    assert.equal(proxy.dropped.length, 1);
+    const all = await bodies(carol);
+    assert.deepEqual(all.slice(-2), ["gap one (dropped on the way to carol)", "gap two"]);
+    const fill = proxy.fromPage.find((f) => f.type === "history" && f.room === roomName && f.before > proxy.dropped[0].seq);
+    assert.ok(fill, "no history request filled the gap");
+  });
+
+  it("shows a note for a `gap` frame", async () => {
+    proxy.toPage({ type: "gap", room: roomName, from: 1, to: 2 });
+    await carol.page.locator('#message-list [data-testid="gap-note"]').filter({ hasText: "no longer available" }).waitFor();
+    await screenshot(carol, "carol");
+  });
+
   it("goes back to the login form when the server refuses the token (close 4001)", async () => {
     const eve = await openUser(browser, "eve");
     try {
@@ -423,6 +525,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
   it("raised no page errors, console errors or dialogs", () => {
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);
+    assert.deepEqual(carol.errors, []);
     assert.deepEqual(alice.dialogs, []);
     assert.deepEqual(bob.dialogs, []);
   });
