@@ -16,7 +16,7 @@ use chatmesh_protocol::MeshConfig;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cache::Caches;
 use crate::config::WorkerConfig;
@@ -188,6 +188,11 @@ pub async fn run(
 /// Refuses servers older than 2.11 (they silently ignore settings chatmesh relies on).
 fn check_server(nats: &Client) -> Result<(), WorkerError> {
     let found = nats.server_info().version;
+    if found.is_empty() {
+        // Not connected yet (a client built with `retry_on_initial_connect`): nothing to check.
+        warn!("nats-server version unknown at start; not checked");
+        return Ok(());
+    }
     let mut parts = found.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) < (2, 11) {

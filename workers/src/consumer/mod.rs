@@ -111,16 +111,24 @@ async fn session(
     shutdown: &CancellationToken,
     backoff: &mut Duration,
 ) -> Result<(), SessionError> {
-    let mut checkpoint = w.model.checkpoint(p).await?;
-    let consumer = setup::recreate(&w.stream, p, checkpoint + 1, w.consumer).await?;
-    let mut deliveries = consumer
-        .stream()
-        .max_messages_per_batch(w.batch_max)
-        .heartbeat(HEARTBEAT)
-        .expires(PULL_EXPIRES)
-        .messages()
-        .await
-        .map_err(|e| SessionError::Consumer(format!("pull: {e}")))?;
+    let setup = async {
+        let checkpoint = w.model.checkpoint(p).await?;
+        let consumer = setup::recreate(&w.stream, p, checkpoint + 1, w.consumer).await?;
+        let deliveries = consumer
+            .stream()
+            .max_messages_per_batch(w.batch_max)
+            .heartbeat(HEARTBEAT)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| SessionError::Consumer(format!("pull: {e}")))?;
+        Ok::<_, SessionError>((checkpoint, deliveries))
+    };
+    // Nothing is in flight yet: a shutdown may interrupt the setup (NATS may be down).
+    let (mut checkpoint, mut deliveries) = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        started = setup => started?,
+    };
     ready.store(true, Ordering::Release);
     debug!(partition = p, checkpoint, "store writer consuming");
     let mut next_dseq = 1u64;
