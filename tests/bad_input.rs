@@ -320,3 +320,35 @@ async fn floods_are_rate_limited_then_closed_with_4008() -> Result<()> {
     );
     mesh.stop().await
 }
+
+/// A session whose token expires is closed with 4001; a `hello` with a fresh token before
+/// then keeps it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_close_with_4001_when_the_token_expires() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.token_ttl_secs = 2;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let first = api.user("ann").await?;
+    let mut a = Client::login(&mesh.ws_url(), &first).await?;
+    let mut b = Client::login(&mesh.ws_url(), &first).await?;
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let fresh = api.user("ann").await?;
+    let w = b.request(json!({"type":"hello","token":fresh})).await?;
+    assert_eq!(w["type"], "welcome");
+    assert_eq!(a.ended().await, Ended::Closed(4001));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "not before the expiry"
+    );
+    // b was extended: still alive after a's token ran out.
+    assert_eq!(b.request(json!({"type":"ping"})).await?["type"], "pong");
+    assert_eq!(
+        b.ended().await,
+        Ended::Closed(4001),
+        "and closed when the new token runs out"
+    );
+    mesh.stop().await
+}

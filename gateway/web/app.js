@@ -326,6 +326,7 @@ function seenMap(r) {
     const i = r.firstIndexAfter(seq) - 1;
     if (i < 0) continue;
     const at = r.order[i];
+    if (r.msgs.get(at).from === user) continue; // "seen by" its own author says nothing
     if (!out.has(at)) out.set(at, []);
     out.get(at).push(user);
   }

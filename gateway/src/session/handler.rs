@@ -101,6 +101,7 @@ impl Session {
 
     async fn welcome(&mut self, r#ref: &Ref, identity: Identity) {
         let _ = self.link.user.set(Arc::from(identity.user.as_str()));
+        self.link.set_expiry(identity.expires_at);
         tracing::Span::current().record("user", identity.user.as_str());
         let frame = ServerFrame::Welcome {
             r#ref,

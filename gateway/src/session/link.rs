@@ -2,10 +2,11 @@
 //! it. The fan-out never waits on a session: it offers a frame, and a full queue closes the
 //! session as a slow consumer (1013) instead of stalling the room.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// What the writer task of a session is asked to do, in order.
@@ -51,6 +52,9 @@ pub struct SessionLink {
     tx: mpsc::Sender<Out>,
     kill: CancellationToken,
     close: OnceLock<(u16, &'static str)>,
+    /// Token expiry, seconds since the Unix epoch (0: not authenticated yet).
+    expires_at: AtomicU64,
+    expiry_changed: Notify,
 }
 
 impl SessionLink {
@@ -61,7 +65,25 @@ impl SessionLink {
             tx,
             kill,
             close: OnceLock::new(),
+            expires_at: AtomicU64::new(0),
+            expiry_changed: Notify::new(),
         }
+    }
+
+    /// Sets when the session's token expires (a new `hello` extends it).
+    pub fn set_expiry(&self, expires_at: u64) {
+        self.expires_at.store(expires_at, Ordering::Release);
+        self.expiry_changed.notify_one();
+    }
+
+    /// When the token expires (0: not authenticated yet).
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at.load(Ordering::Acquire)
+    }
+
+    /// Resolves when [`SessionLink::set_expiry`] is called.
+    pub async fn expiry_changed(&self) {
+        self.expiry_changed.notified().await
     }
 
     /// Queues `out` without waiting. A full queue closes the session with 1013.

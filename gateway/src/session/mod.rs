@@ -66,16 +66,8 @@ async fn drive(state: Arc<AppState>, io: Io, admission: Admission, id: u64) {
     // fastwebsockets refuses a frame whose length is >= this.
     ws.set_max_message_size(state.cfg.limits.max_message_bytes + 1);
 
-    let expires = admission
-        .identity
-        .as_ref()
-        .map(|i| deadline_of(i.expires_at));
     let writer = Writer::new(state.cfg.limits.outbound_queue);
-    let mut writer = tokio::spawn(
-        writer
-            .run(write_half, rx, link.clone(), expires)
-            .in_current_span(),
-    );
+    let mut writer = tokio::spawn(writer.run(write_half, rx, link.clone()).in_current_span());
     if let Some((code, reason)) = admission.refuse {
         link.close(code, reason);
     } else {
@@ -100,11 +92,6 @@ async fn drive(state: Arc<AppState>, io: Io, admission: Admission, id: u64) {
     {
         writer.abort();
     }
-}
-
-fn deadline_of(expires_at: u64) -> tokio::time::Instant {
-    let left = expires_at.saturating_sub(crate::auth::now_secs());
-    tokio::time::Instant::now() + Duration::from_secs(left)
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

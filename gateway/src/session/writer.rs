@@ -50,23 +50,33 @@ impl Writer {
         }
     }
 
-    /// Runs until the session is killed or the socket breaks. `expires` closes it with 4001.
+    /// Runs until the session is killed, its token expires (4001) or the socket breaks.
     pub async fn run<W: AsyncWrite + Unpin>(
         mut self,
         mut io: W,
         mut rx: mpsc::Receiver<Out>,
         link: Arc<SessionLink>,
-        expires: Option<tokio::time::Instant>,
     ) -> Stop {
-        let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let expiry = tokio::time::sleep_until(expiry_deadline(&link));
+        tokio::pin!(expiry);
         let mut buf = Vec::new();
         loop {
             let first = tokio::select! {
                 biased;
                 _ = link.killed().cancelled() => None,
-                _ = tokio::time::sleep_until(expires.unwrap_or(far)) => {
-                    link.close(4001, "token expired");
-                    None
+                _ = link.expiry_changed() => {
+                    expiry.as_mut().reset(expiry_deadline(&link));
+                    continue;
+                }
+                _ = &mut expiry => {
+                    let at = link.expires_at();
+                    if at != 0 && crate::auth::now_secs() >= at {
+                        link.close(4001, "token expired");
+                        None
+                    } else {
+                        expiry.as_mut().reset(expiry_deadline(&link));
+                        continue;
+                    }
                 }
                 out = rx.recv() => out,
             };
@@ -167,6 +177,15 @@ impl Writer {
             }
         }
         false
+    }
+}
+
+/// When the token runs out (far away before authentication).
+fn expiry_deadline(link: &SessionLink) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    match link.expires_at() {
+        0 => now + Duration::from_secs(365 * 24 * 3600),
+        at => now + Duration::from_secs(at.saturating_sub(crate::auth::now_secs())),
     }
 }
 
