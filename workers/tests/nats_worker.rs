@@ -1,6 +1,6 @@
 //! The store writer against a real nats-server: every published message is stored once, in
 //! stream order with an intact prev chain, also across a graceful stop and a crash of the
-//! worker in the middle of the stream.
+//! worker in the middle of the stream, and across a restart of nats-server itself.
 
 mod common;
 
@@ -135,4 +135,38 @@ async fn restarts_mid_stream_lose_and_duplicate_nothing() {
     .await;
     result.unwrap();
     third.stop().await.unwrap();
+}
+
+/// A nats-server restart under a running worker: the client reconnects, the store writers
+/// start new sessions from their checkpoints, and every message is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_nats_server_restart() {
+    let mut server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let mesh = mesh::mesh(server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = reopen(dir.path()).await;
+    let model = Model::new(store.clone());
+    let worker = Worker::start(config(dir.path()), mesh, nats.clone(), store)
+        .await
+        .unwrap();
+    let js = mesh::js(&nats);
+    let mut want: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for i in 0..1_000usize {
+        if i == 500 {
+            server.restart().await.unwrap();
+        }
+        let room = ROOMS[i % ROOMS.len()];
+        let (seq, _) = publish(&js, room, "cy", &format!("{room}-{i}")).await;
+        want.entry(room.to_owned()).or_default().push(seq);
+    }
+    let _: () = eventually(60, "every message stored after the restart", || async {
+        stored_exactly(&model, &want).await.ok()
+    })
+    .await;
+    eventually(30, "the worker to be ready again", || async {
+        worker.ready().then_some(())
+    })
+    .await;
+    worker.stop().await.unwrap();
 }
