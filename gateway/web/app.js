@@ -678,7 +678,7 @@ async function refreshRooms() {
   }
   // Rooms we are no longer in (and that are not public) disappear.
   for (const [id, r] of app.rooms) {
-    if (keep.has(id) || r.joining) continue;
+    if (keep.has(id) || r.joining || (r === app.current && r.kind === "public")) continue;
     if (r.joined && app.conn) app.conn.notify({ type: "leave", room: id });
     app.rooms.delete(id);
     if (app.current === r) app.current = null;
@@ -701,9 +701,12 @@ async function findPeer(r) {
   }
 }
 
+/** Joins every room we are in, and the shown one (a public room joins us to it). */
 function joinMemberRooms() {
   if (!app.conn || !app.conn.connected) return;
   for (const r of app.rooms.values()) if (r.member && !r.joined && !r.joining) joinRoom(r);
+  const cur = app.current;
+  if (cur && !cur.joined && !cur.joining && !cur.joinError) joinRoom(cur);
 }
 
 function selectRoom(id) {
@@ -714,7 +717,10 @@ function selectRoom(id) {
   app.stickToBottom = true;
   sessionStorage.setItem(storageKey("current"), id);
   render("rooms", "pane", "messages", "typing", "presence");
-  if (!r.joined) joinRoom(r);
+  if (!r.joined) {
+    r.joinError = null; // picking the room again is a retry
+    joinRoom(r);
+  }
   else {
     loadInitial(r);
     requestPresence(r);

@@ -26,8 +26,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
 fi
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
-if [ "$node_major" -lt 18 ]; then
-  echo "browser test: node $(node --version) is too old (need 18 or newer)" >&2
+if [ "$node_major" -lt 20 ]; then
+  echo "browser test: node $(node --version) is too old (playwright-core needs 20 or newer)" >&2
   exit 1
 fi
 
