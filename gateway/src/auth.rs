@@ -201,3 +201,60 @@ mod tests {
         assert!(tokens(&secret).verify(&tok).is_err());
     }
 }
+
+#[cfg(test)]
+mod jwks_tests {
+    use super::*;
+    use base64::Engine;
+
+    /// Tokens of an external issuer verify against its JWKS by `kid`; an unknown `kid`, a
+    /// wrong issuer or audience, or a key not in the set are refused, and no token is issued.
+    #[test]
+    fn external_issuer_tokens_verify_by_kid() {
+        let secret = b"an external issuer's shared secret";
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        let jwks =
+            serde_json::json!({"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": k}]});
+        let dir = std::env::temp_dir().join(format!("chatmesh-jwks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).unwrap();
+        let cfg = GatewayConfig {
+            jwks_file: Some(path),
+            jwt_issuer: "https://idp.example".into(),
+            jwt_audience: Some("chatmesh".into()),
+            ..GatewayConfig::default()
+        };
+        let tokens = Tokens::from_config(&cfg).unwrap();
+        assert!(
+            tokens.issue("ann").is_none(),
+            "an external issuer issues the tokens"
+        );
+        let sign = |kid: &str, iss: &str, aud: &str, key: &[u8]| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(kid.into());
+            let claims = serde_json::json!({"sub": "ann", "iss": iss, "aud": aud, "iat": now_secs(), "exp": now_secs() + 60});
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key)).unwrap()
+        };
+        let good = sign("k1", "https://idp.example", "chatmesh", secret);
+        assert_eq!(tokens.verify(&good).unwrap().user, "ann");
+        assert!(tokens
+            .verify(&sign("k2", "https://idp.example", "chatmesh", secret))
+            .is_err());
+        assert!(tokens
+            .verify(&sign("k1", "https://evil.example", "chatmesh", secret))
+            .is_err());
+        assert!(tokens
+            .verify(&sign("k1", "https://idp.example", "other", secret))
+            .is_err());
+        assert!(tokens
+            .verify(&sign(
+                "k1",
+                "https://idp.example",
+                "chatmesh",
+                b"another key"
+            ))
+            .is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
