@@ -358,8 +358,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     const text = "written while the mesh was down";
     await stopMesh({ keepData: true });
     for (const user of [alice, bob]) {
-      await user.page.locator('#conn-state[data-state="reconnecting"]').waitFor();
-      assert.match(await user.page.locator("#conn-state").textContent(), /^reconnecting/);
+      await user.page.locator('#conn-state[data-state="reconnecting"]').filter({ hasText: /^reconnecting/ }).waitFor();
     }
     const input = alice.page.locator("#message-input");
     await input.fill(text);
@@ -466,9 +465,16 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     const before = proxy.fromPage.filter((f) => f.type === "typing").length;
     const input = carol.page.locator("#message-input");
     await input.click();
+    const started = Date.now();
     await input.pressSequentially("typing for a while…", { delay: 60 }); // ~1.2 s of typing
+    const typedMs = Date.now() - started;
+    await sleep(100);
     const sent = proxy.fromPage.filter((f) => f.type === "typing").slice(before);
-    assert.equal(sent.length, 1, "one typing frame per 2–3 s of typing");
+    assert.ok(sent.length >= 1, "no typing frame was sent");
+    assert.ok(
+      sent.length <= 1 + Math.floor(typedMs / 2000),
+      `${sent.length} typing frames in ${typedMs} ms of typing: at most one per 2–3 s`,
+    );
     assert.equal(sent[0].room, roomName);
     await input.fill("");
   });
