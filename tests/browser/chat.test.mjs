@@ -409,7 +409,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
   // gap the client must fill from history), answer `presence`, swallow `typing`/`read`, and
   // inject server frames (typing, receipt, presence_diff, gap) whether or not the server
   // sends them yet. So the client's handling of those frames is tested in any case.
-  const proxy = { toPage: null, fromPage: [], dropFromAlice: 0, dropped: [] };
+  const proxy = { toPage: null, fromPage: [], dropFromAlice: 0, dropped: [], cutAfterSendOf: null, cutAck: null };
 
   it("carol joins through a WebSocket route that records and injects frames", async () => {
     carol = await openUser(browser, "carol");
@@ -431,6 +431,17 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
           proxy.dropFromAlice -= 1;
           proxy.dropped.push(f);
           return;
+        }
+        if (proxy.cutAfterSendOf) {
+          // Lose the ack (and our own copy) of that send, then drop the connection as a
+          // gateway shedding a slow consumer would (1013).
+          if (f.type === "message" && f.body === proxy.cutAfterSendOf) return;
+          if (f.type === "ack") {
+            proxy.cutAck = f;
+            proxy.cutAfterSendOf = null;
+            ws.close({ code: 1013, reason: "test: ack lost" });
+            return;
+          }
         }
         ws.send(text);
       });
@@ -504,6 +515,27 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.deepEqual(all.slice(-2), ["gap one (dropped on the way to carol)", "gap two"]);
     const fill = proxy.fromPage.find((f) => f.type === "history" && f.room === roomName && f.before > proxy.dropped[0].seq);
     assert.ok(fill, "no history request filled the gap");
+  });
+
+  it("resends an unacked message with the same id after close 1013; it is stored once", async () => {
+    const text = "resent with the same id";
+    proxy.cutAfterSendOf = text;
+    const input = carol.page.locator("#message-input");
+    await input.fill(text);
+    await input.press("Enter");
+    await carol.page.locator('#conn-state:not([data-state="connected"])').waitFor();
+    await waitConnected(carol);
+    const mine = carol.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text });
+    await mine.waitFor();
+    const sends = proxy.fromPage.filter((f) => f.type === "send" && f.body === text);
+    assert.ok(sends.length >= 2, `sent ${sends.length} time(s), expected a resend`);
+    assert.equal(new Set(sends.map((f) => f.id)).size, 1, "the resend must reuse the id");
+    assert.ok(proxy.cutAck, "the first ack was cut");
+    assert.equal(Number(await mine.getAttribute("data-seq")), proxy.cutAck.seq, "dedupe: same seq");
+    await messageWithBody(alice, text).waitFor();
+    await sleep(500);
+    assert.equal(await messageWithBody(alice, text).count(), 1);
+    assert.equal(await messageWithBody(carol, text).count(), 1);
   });
 
   it("shows a note for a `gap` frame", async () => {
