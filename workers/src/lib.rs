@@ -13,6 +13,7 @@ mod consumer;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod streams;
@@ -38,5 +39,12 @@ pub async fn open_store(cfg: &WorkerConfig) -> Result<Store, StoreError> {
                     .map_err(|e| StoreError::Task(e.to_string()))??;
             Ok(Store::Fjall(store))
         }
+        #[cfg(feature = "tikv")]
+        Backend::Tikv => Ok(Store::Tikv(store::TikvStore::connect(&cfg.tikv).await?)),
+        #[cfg(not(feature = "tikv"))]
+        Backend::Tikv => Err(StoreError::Open {
+            path: cfg.tikv.pd_endpoints.join(","),
+            detail: "this build has no TiKV backend: build with `--features tikv`".into(),
+        }),
     }
 }

@@ -19,6 +19,8 @@ pub const WRITER_RESTARTS: &str = "chatmesh_worker_writer_restarts_total";
 pub const REQUESTS: &str = "chatmesh_worker_requests_total";
 /// Seconds a service request took, label `op` (histogram).
 pub const REQUEST_SECONDS: &str = "chatmesh_worker_request_seconds";
+/// Messages deleted by retention.
+pub const RETENTION_DELETED: &str = "chatmesh_worker_retention_deleted_total";
 
 /// Registers descriptions of every metric with whatever recorder is installed.
 pub fn describe() {
@@ -27,6 +29,7 @@ pub fn describe() {
     describe_histogram!(BATCH_SIZE, Unit::Count, "messages per committed batch");
     describe_histogram!(STORE_COMMIT, Unit::Seconds, "duration of one batch commit");
     describe_counter!(STORED, "messages stored");
+    describe_counter!(RETENTION_DELETED, "messages deleted by retention");
     describe_counter!(SKIPPED, "redelivered messages skipped as already stored");
     describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
     describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");

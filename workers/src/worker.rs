@@ -78,6 +78,11 @@ impl Worker {
         }
         let caches = Arc::new(Caches::new(&cfg));
         let service = Service::new(model.clone(), caches.clone(), &cfg, Some(nats.clone()))?;
+        let retention = crate::retention::Retention::new(
+            model.clone(),
+            Some(caches.clone()),
+            cfg.retention.clone(),
+        );
         let writer = Writer {
             model,
             caches,
@@ -93,6 +98,11 @@ impl Worker {
         let limit = Arc::new(Semaphore::new(cfg.service_concurrency));
         let mut tasks = JoinSet::new();
         let mut writers_ready = Vec::new();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            crate::retention::run(retention, stop).await;
+            Ok(())
+        });
         for p in 0..mesh.partitions {
             let ready = Arc::new(AtomicBool::new(false));
             writers_ready.push(ready.clone());

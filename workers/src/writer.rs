@@ -85,6 +85,9 @@ pub async fn store_batch(
     if high == *checkpoint {
         return Ok(());
     }
+    // Messages first: on a backend without atomic batches (TiKV raw) a crash then leaves
+    // messages above the checkpoint, never a checkpoint or stats above missing messages.
+    write.barrier();
     rooms.retain(|_, (_, new)| !new.is_empty());
     let mut stored = 0usize;
     for (room, (stats, new)) in &rooms {

@@ -1,11 +1,10 @@
 //! The storage conformance suite on the fjall backend, plus what only an embedded store can
 //! show: data survives closing and reopening the database, under both fsync policies.
 
+#[macro_use]
 mod conformance;
 
-use std::sync::Arc;
-
-use chatmesh_workers::store::{Direction, FjallStore, FsyncPolicy, KvStore, WriteBatch};
+use chatmesh_workers::store::{Direction, FjallStore, FsyncPolicy, KvStore, Store, WriteBatch};
 
 fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> FjallStore {
     FjallStore::open(dir, fsync, 8 << 20).unwrap()
@@ -17,40 +16,15 @@ fn fresh() -> (tempfile::TempDir, FjallStore) {
     (dir, s)
 }
 
-/// Point reads, overwrites, deletes and in-batch ordering behave as the trait says.
-#[tokio::test]
-async fn point_ops() {
-    let (_d, s) = fresh();
-    conformance::point_ops(&s).await;
+async fn fresh_store() -> Option<conformance::suite::Harness> {
+    let (dir, s) = fresh();
+    Some(conformance::suite::Harness {
+        store: Store::Fjall(s),
+        _guard: Box::new(dir),
+    })
 }
 
-/// Range scans honour half-open bounds, direction, limits and byte order.
-#[tokio::test]
-async fn scans() {
-    let (_d, s) = fresh();
-    conformance::scans(&s).await;
-}
-
-/// One 50k-key batch lands whole and large scans see it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_batches() {
-    let (_d, s) = fresh();
-    conformance::large_batches(&s).await;
-}
-
-/// Range deletes remove exactly their range, over several chunks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_ranges() {
-    let (_d, s) = fresh();
-    conformance::delete_ranges(&s).await;
-}
-
-/// Concurrent batch writers all land and readers never see half a batch.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers() {
-    let (_d, s) = fresh();
-    conformance::concurrent_writers(Arc::new(s)).await;
-}
+conformance_suite!(fresh_store);
 
 /// Data written under either fsync policy is there after the database is dropped and opened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

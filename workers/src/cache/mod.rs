@@ -145,6 +145,11 @@ impl Caches {
         }
     }
 
+    /// Retention only: old messages of `room` were deleted; its page may hold some of them.
+    pub(crate) async fn trimmed(&self, room: &str) {
+        self.pages.invalidate(room).await;
+    }
+
     /// Store writer only: after a failed commit, forget every stat and page (the store may
     /// hold more than they say).
     pub(crate) fn reset_written(&self) {

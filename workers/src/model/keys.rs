@@ -101,6 +101,16 @@ pub fn stats(room: &str) -> Vec<u8> {
     named(STATS, room, 0)
 }
 
+/// Every room stats key (one per room that has stored messages).
+pub fn stats_all() -> Range<Vec<u8>> {
+    prefix_range(vec![STATS])
+}
+
+/// The room of a room stats key.
+pub fn room_of_stats(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(3..)?).ok()
+}
+
 pub fn member(room: &str, user: &str) -> Vec<u8> {
     pair(MEMBER, room, user)
 }

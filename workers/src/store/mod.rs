@@ -8,6 +8,9 @@
 //! numbers big-endian and fixed-width.
 
 pub mod fjall;
+pub mod reverse;
+#[cfg(feature = "tikv")]
+pub mod tikv;
 
 use std::future::Future;
 use std::ops::Range;
@@ -16,6 +19,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use self::fjall::FjallStore;
+#[cfg(feature = "tikv")]
+pub use self::tikv::TikvStore;
 
 /// A key and its value, as a scan returns them.
 pub type KvPair = (Vec<u8>, Vec<u8>);
@@ -27,6 +32,12 @@ pub enum StoreError {
     Fjall(#[from] ::fjall::Error),
     #[error("opening the store at {path}: {detail}")]
     Open { path: String, detail: String },
+    /// A networked backend's operation failed (TiKV: region errors, PD unreachable, ...).
+    #[error("{op}: {detail}")]
+    Backend { op: &'static str, detail: String },
+    /// A networked backend's operation did not finish in time.
+    #[error("{op} timed out after {after_ms} ms")]
+    Timeout { op: &'static str, after_ms: u64 },
     #[error("storage task failed: {0}")]
     Task(String),
     #[error("corrupt record at key {key}: {detail}")]
@@ -64,9 +75,16 @@ pub enum BatchOp {
 }
 
 /// Puts and deletes applied atomically, in order, by [`KvStore::write`].
+///
+/// A batch may be cut into stages with [`WriteBatch::barrier`]. A backend whose batches are
+/// atomic (fjall) ignores them; one whose batches are not (TiKV raw: `batch_put` is split by
+/// region and sent concurrently) applies the stages one after the other, so nothing of a
+/// later stage is stored before all of the earlier stages are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     ops: Vec<BatchOp>,
+    /// Indexes into `ops` where a new stage starts.
+    barriers: Vec<usize>,
 }
 
 impl WriteBatch {
@@ -87,6 +105,27 @@ impl WriteBatch {
     }
     pub fn into_ops(self) -> Vec<BatchOp> {
         self.ops
+    }
+    /// Ends the current stage: what was added so far is applied before what comes next.
+    pub fn barrier(&mut self) {
+        if self.barriers.last() != Some(&self.ops.len()) && !self.ops.is_empty() {
+            self.barriers.push(self.ops.len());
+        }
+    }
+    /// The operations, stage by stage (no empty stage).
+    pub fn into_stages(self) -> Vec<Vec<BatchOp>> {
+        let mut stages = Vec::with_capacity(self.barriers.len() + 1);
+        let mut ops = self.ops.into_iter();
+        let mut at = 0;
+        for b in self.barriers {
+            stages.push(ops.by_ref().take(b - at).collect());
+            at = b;
+        }
+        let rest: Vec<BatchOp> = ops.collect();
+        if !rest.is_empty() {
+            stages.push(rest);
+        }
+        stages
     }
 }
 
@@ -119,12 +158,28 @@ pub trait KvStore: Send + Sync {
 #[derive(Clone)]
 pub enum Store {
     Fjall(FjallStore),
+    #[cfg(feature = "tikv")]
+    Tikv(TikvStore),
+}
+
+impl Store {
+    /// Whether a reader can never see part of a [`WriteBatch`] (fjall: yes; TiKV raw: only
+    /// stage by stage, see [`WriteBatch::barrier`]).
+    pub fn atomic_batches(&self) -> bool {
+        match self {
+            Store::Fjall(_) => true,
+            #[cfg(feature = "tikv")]
+            Store::Tikv(_) => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Store::Fjall(_) => f.write_str("Store::Fjall"),
+            #[cfg(feature = "tikv")]
+            Store::Tikv(_) => f.write_str("Store::Tikv"),
         }
     }
 }
@@ -133,11 +188,15 @@ impl KvStore for Store {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Store::Fjall(s) => s.get(key).await,
+            #[cfg(feature = "tikv")]
+            Store::Tikv(s) => s.get(key).await,
         }
     }
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         match self {
             Store::Fjall(s) => s.write(batch).await,
+            #[cfg(feature = "tikv")]
+            Store::Tikv(s) => s.write(batch).await,
         }
     }
     async fn scan(
@@ -148,16 +207,22 @@ impl KvStore for Store {
     ) -> Result<Vec<KvPair>, StoreError> {
         match self {
             Store::Fjall(s) => s.scan(range, dir, limit).await,
+            #[cfg(feature = "tikv")]
+            Store::Tikv(s) => s.scan(range, dir, limit).await,
         }
     }
     async fn delete_range(&self, range: Range<Vec<u8>>) -> Result<u64, StoreError> {
         match self {
             Store::Fjall(s) => s.delete_range(range).await,
+            #[cfg(feature = "tikv")]
+            Store::Tikv(s) => s.delete_range(range).await,
         }
     }
     async fn flush(&self) -> Result<(), StoreError> {
         match self {
             Store::Fjall(s) => s.flush().await,
+            #[cfg(feature = "tikv")]
+            Store::Tikv(s) => s.flush().await,
         }
     }
 }

@@ -1,0 +1,270 @@
+//! Retention: deleting a room's oldest messages once they are older than a maximum age or
+//! beyond a maximum count, in the background, a bounded amount of work per step.
+//!
+//! Limits are global (`[worker.retention]`) with per-room overrides in the same section
+//! (`[worker.retention.rooms.<room>]`): config, not the room record, so an operator changes
+//! them without a service call and every worker agrees after a restart. Only the oldest end of
+//! a room is ever deleted, oldest first, and nothing else is rewritten: the remaining messages
+//! keep their `prev`, so a resume from a deleted seq sees the first remaining message's `prev`
+//! above its cursor and the gateway answers `gap`. Room stats (`last_seq`, `count`) are not
+//! touched: positions (`n`) and unread counts stay valid. Age is judged by the gateway's `ts`
+//! in seq order: deletion stops at the first message that is young enough.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::cache::Caches;
+use crate::model::{keys, records, Model, StoredMessage};
+use crate::store::{Direction, KvStore, StoreError, WriteBatch};
+
+/// Limits of one room; `None` takes the global value; 0 means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomRetention {
+    pub max_age_secs: Option<u64>,
+    pub max_messages: Option<u64>,
+}
+
+/// `[worker.retention]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Delete messages older than this (0: keep for ever).
+    pub max_age_secs: u64,
+    /// Keep at most this many messages per room (0: no limit).
+    pub max_messages: u64,
+    /// Pause between steps, ms.
+    pub interval_ms: u64,
+    /// Rooms looked at per step.
+    pub rooms_per_step: usize,
+    /// Messages deleted per step at most.
+    pub deletes_per_step: usize,
+    /// Per-room overrides, by room id.
+    pub rooms: BTreeMap<String, RoomRetention>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 0,
+            max_messages: 0,
+            interval_ms: 1_000,
+            rooms_per_step: 256,
+            deletes_per_step: 4_096,
+            rooms: BTreeMap::new(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Whether any room can have anything to delete.
+    pub fn enabled(&self) -> bool {
+        self.max_age_secs > 0
+            || self.max_messages > 0
+            || self.rooms.values().any(|r| {
+                r.max_age_secs.is_some_and(|v| v > 0) || r.max_messages.is_some_and(|v| v > 0)
+            })
+    }
+
+    /// (max age in ms, max messages) of `room`; 0 means unlimited.
+    pub fn limits(&self, room: &str) -> (u64, u64) {
+        let o = self.rooms.get(room).copied().unwrap_or_default();
+        let age = o.max_age_secs.unwrap_or(self.max_age_secs);
+        (
+            age.saturating_mul(1_000),
+            o.max_messages.unwrap_or(self.max_messages),
+        )
+    }
+
+    pub(crate) fn problems(&self, out: &mut Vec<String>) {
+        if !(10..=3_600_000).contains(&self.interval_ms) {
+            out.push("worker.retention.interval_ms must be between 10 and 3600000".into());
+        }
+        if !(1..=100_000).contains(&self.rooms_per_step)
+            || !(1..=1_000_000).contains(&self.deletes_per_step)
+        {
+            out.push(
+                "worker.retention.rooms_per_step (1..=100000) and deletes_per_step \
+                 (1..=1000000) are out of range"
+                    .into(),
+            );
+        }
+        for room in self.rooms.keys() {
+            if chatmesh_protocol::validate_name("room", room).is_err() {
+                out.push(format!("worker.retention.rooms: {room:?} is not a room id"));
+            }
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepReport {
+    pub rooms: usize,
+    pub deleted: u64,
+    /// The step reached the last room; the next one starts again from the first.
+    pub wrapped: bool,
+}
+
+/// The retention walker: it remembers where the last step stopped.
+#[derive(Debug)]
+pub struct Retention {
+    model: Model,
+    caches: Option<Arc<Caches>>,
+    cfg: RetentionConfig,
+    resume: Vec<u8>,
+}
+
+/// How many of the oldest messages are read at once while deleting.
+const READ_PAGE: usize = 256;
+
+impl Retention {
+    /// `caches`: the worker's, so deleted messages leave its recent pages.
+    pub fn new(model: Model, caches: Option<Arc<Caches>>, cfg: RetentionConfig) -> Self {
+        let resume = keys::stats_all().start;
+        Self {
+            model,
+            caches,
+            cfg,
+            resume,
+        }
+    }
+
+    /// Looks at up to `rooms_per_step` rooms and deletes at most `deletes_per_step` messages.
+    pub async fn step(&mut self, now_ms: u64) -> Result<StepReport, StoreError> {
+        let all = keys::stats_all();
+        let rooms = self
+            .model
+            .store()
+            .scan(
+                self.resume.clone()..all.end.clone(),
+                Direction::Forward,
+                self.cfg.rooms_per_step,
+            )
+            .await?;
+        let mut report = StepReport {
+            wrapped: rooms.len() < self.cfg.rooms_per_step,
+            ..StepReport::default()
+        };
+        let mut budget = self.cfg.deletes_per_step as u64;
+        for (key, value) in &rooms {
+            let Some(room) = keys::room_of_stats(key) else {
+                continue;
+            };
+            let stats: crate::model::RoomStats = records::decode(key, value)?;
+            let (max_age_ms, max_messages) = self.cfg.limits(room);
+            let cut_n = match max_messages {
+                0 => 0,
+                m => stats.count.saturating_sub(m),
+            };
+            let cut_ts = match max_age_ms {
+                0 => 0,
+                a => now_ms.saturating_sub(a),
+            };
+            let deleted = self.trim(room, cut_n, cut_ts, budget).await?;
+            budget -= deleted;
+            report.deleted += deleted;
+            report.rooms += 1;
+            if budget == 0 {
+                // The room may have more: the next step starts with it again.
+                self.resume = key.clone();
+                report.wrapped = false;
+                return Ok(report);
+            }
+            self.resume = key.clone();
+            self.resume.push(0);
+        }
+        if report.wrapped {
+            self.resume = all.start;
+        }
+        Ok(report)
+    }
+
+    /// Deletes `room`'s oldest messages while `n <= cut_n` or `ts < cut_ts`, at most `budget`.
+    async fn trim(
+        &self,
+        room: &str,
+        cut_n: u64,
+        cut_ts: u64,
+        budget: u64,
+    ) -> Result<u64, StoreError> {
+        if cut_n == 0 && cut_ts == 0 {
+            return Ok(0);
+        }
+        let range = keys::messages_of(room);
+        let mut deleted = 0u64;
+        // Probe the oldest message alone first: most rooms have nothing to delete.
+        let mut page = 1usize;
+        while deleted < budget {
+            let want = page.min(usize::try_from(budget - deleted).unwrap_or(usize::MAX));
+            let oldest = self
+                .model
+                .store()
+                .scan(range.clone(), Direction::Reverse, want)
+                .await?;
+            let mut batch = WriteBatch::new();
+            let mut done = oldest.len() < want;
+            for (k, v) in &oldest {
+                let m: StoredMessage = records::decode(k, v)?;
+                if m.n > cut_n && m.ts >= cut_ts {
+                    done = true;
+                    break;
+                }
+                batch.delete(k.clone());
+            }
+            let n = batch.len() as u64;
+            if n > 0 {
+                self.model.write(batch).await?;
+                deleted += n;
+            }
+            if done {
+                break;
+            }
+            page = READ_PAGE;
+        }
+        if deleted > 0 {
+            debug!(room, deleted, "retention deleted old messages");
+            if let Some(c) = &self.caches {
+                c.trimmed(room).await;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs retention steps until `shutdown`: back to back while a step finds work, else one
+/// step per `interval_ms`.
+pub async fn run(mut retention: Retention, shutdown: CancellationToken) {
+    if !retention.cfg.enabled() {
+        return;
+    }
+    let interval = Duration::from_millis(retention.cfg.interval_ms);
+    loop {
+        let busy = match retention.step(now_ms()).await {
+            Ok(r) => {
+                metrics::counter!(crate::metrics::RETENTION_DELETED).increment(r.deleted);
+                r.deleted > 0 && !r.wrapped
+            }
+            Err(e) => {
+                warn!(error = %e, "retention step failed");
+                false
+            }
+        };
+        let pause = if busy { Duration::ZERO } else { interval };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
