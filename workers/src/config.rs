@@ -118,6 +118,8 @@ pub struct WorkerConfig {
     pub tikv: TikvConfig,
     /// How long messages are kept in the store.
     pub retention: RetentionConfig,
+    /// How partitions are shared with other workers.
+    pub ownership: crate::ownership::OwnershipConfig,
 }
 
 impl Default for WorkerConfig {
@@ -141,6 +143,7 @@ impl Default for WorkerConfig {
             rooms_list_max: 1_000,
             tikv: TikvConfig::default(),
             retention: RetentionConfig::default(),
+            ownership: crate::ownership::OwnershipConfig::default(),
         }
     }
 }
@@ -211,6 +214,7 @@ impl WorkerConfig {
             self.tikv.problems(&mut out);
         }
         self.retention.problems(&mut out);
+        out.extend(self.ownership.problems());
         out
     }
 }

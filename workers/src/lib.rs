@@ -13,6 +13,7 @@ mod consumer;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod ownership;
 pub mod retention;
 pub mod service;
 pub mod store;

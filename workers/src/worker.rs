@@ -2,8 +2,9 @@
 //! store writer and a service listener per owned partition, and on shutdown stop them (each
 //! finishes what it is doing), then flush the store.
 //!
-//! Ownership in this version: one worker owns every partition. The per-partition tasks are
-//! the unit a later ownership scheme hands out.
+//! Which partitions run here is decided by [`crate::ownership`]: every partition (an
+//! embedded store) or a rendezvous share among live workers (a shared store), each held
+//! under a lease.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use crate::config::WorkerConfig;
 use crate::consumer::{self, ConsumerSettings, Writer};
 use crate::error::WorkerError;
 use crate::model::Model;
+use crate::ownership::SpawnPartition;
 use crate::service::{serve_partition, Service};
 use crate::store::{KvStore, Store};
 use crate::streams::ensure_stream;
@@ -35,6 +37,8 @@ pub struct Worker {
     shutdown: CancellationToken,
     tasks: JoinSet<Result<(), WorkerError>>,
     writers_ready: Vec<Arc<AtomicBool>>,
+    /// Partitions this worker runs now.
+    owned: Arc<[AtomicBool]>,
     nats: Client,
     store: Store,
     service: Service,
@@ -103,21 +107,59 @@ impl Worker {
             crate::retention::run(retention, stop).await;
             Ok(())
         });
-        for p in 0..mesh.partitions {
-            let ready = Arc::new(AtomicBool::new(false));
-            writers_ready.push(ready.clone());
-            let (w, stop) = (writer.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                consumer::run_partition(w, p, ready, stop).await;
-                Ok(())
-            });
-            tasks.spawn(serve_partition(
-                service.clone(),
-                nats.clone(),
-                p,
-                limit.clone(),
-                shutdown.clone(),
-            ));
+        for _ in 0..mesh.partitions {
+            writers_ready.push(Arc::new(AtomicBool::new(false)));
+        }
+        let owned: Arc<[AtomicBool]> = (0..mesh.partitions)
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        let spawn: SpawnPartition = {
+            let (ready, owned, nats) = (writers_ready.clone(), owned.clone(), nats.clone());
+            let service = service.clone();
+            Box::new(move |p, stop| {
+                let mut set = JoinSet::new();
+                let flag = ready[p as usize].clone();
+                let w = writer.clone();
+                let stop2 = stop.clone();
+                set.spawn(async move {
+                    consumer::run_partition(w, p, flag, stop2).await;
+                    Ok(())
+                });
+                set.spawn(serve_partition(
+                    service.clone(),
+                    nats.clone(),
+                    p,
+                    limit.clone(),
+                    stop.clone(),
+                ));
+                owned[p as usize].store(true, Ordering::Release);
+                let owned = owned.clone();
+                set.spawn(async move {
+                    stop.cancelled().await;
+                    owned[p as usize].store(false, Ordering::Release);
+                    Ok(())
+                });
+                set
+            })
+        };
+        let me = crate::ownership::new_worker_id();
+        info!(worker = %me, mode = ?cfg.ownership.mode, "partition ownership");
+        tasks.spawn(crate::ownership::run(
+            cfg.ownership.clone(),
+            js.clone(),
+            nats.clone(),
+            mesh.replicas,
+            mesh.partitions,
+            me,
+            spawn,
+            shutdown.clone(),
+        ));
+        // Wait (bounded) until the first partitions run, so callers can use us at once.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !owned.iter().any(|o| o.load(Ordering::Acquire))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Subscriptions must be registered at the server before we call ourselves started.
         nats.flush()
@@ -128,16 +170,34 @@ impl Worker {
             shutdown,
             tasks,
             writers_ready,
+            owned,
             nats,
             store,
             service,
         })
     }
 
-    /// Connected to NATS and every store writer has its consumer.
+    /// Connected to NATS, running at least one partition, and the store writer of every
+    /// partition it runs has its consumer.
     pub fn ready(&self) -> bool {
+        let mut running = self
+            .owned
+            .iter()
+            .zip(&self.writers_ready)
+            .filter(|(o, _)| o.load(Ordering::Acquire))
+            .peekable();
         self.nats.connection_state() == async_nats::connection::State::Connected
-            && self.writers_ready.iter().all(|r| r.load(Ordering::Acquire))
+            && running.peek().is_some()
+            && running.all(|(_, r)| r.load(Ordering::Acquire))
+    }
+
+    /// The partitions this worker runs now.
+    pub fn partitions(&self) -> Vec<u32> {
+        (0u32..)
+            .zip(self.owned.iter())
+            .filter(|(_, o)| o.load(Ordering::Acquire))
+            .map(|(p, _)| p)
+            .collect()
     }
 
     /// The services, for in-process callers.

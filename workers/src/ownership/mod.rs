@@ -1,0 +1,273 @@
+//! Which partitions this worker runs.
+//!
+//! Workers announce themselves in the KV bucket `CHAT_WORKERS` (one key each, with a TTL
+//! they refresh; the bucket republishes changes and expiry markers on `chat.workers.<id>`).
+//! With [`OwnershipMode::Shared`] each partition belongs to the live worker that ranks
+//! highest for it by rendezvous hashing, so a join or a death moves only the partitions it
+//! must. Wanting a partition is not enough to run it: the worker must hold the partition's
+//! lease (`CHAT_LEASES`, key `p<N>`, TTL, renewed by compare-and-set), so two workers never
+//! run one partition's store writer at once, and a dead owner's partitions move once its
+//! lease expires (within `lease_ttl_secs`). A leaving owner finishes its batch, then
+//! releases the lease at once. With [`OwnershipMode::All`] (an embedded store that only this
+//! worker can open) the worker takes every lease; a second worker waits as a standby.
+
+mod lease;
+mod registry;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::WorkerError;
+use lease::Leases;
+use registry::Registry;
+
+/// How partitions are shared between workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnershipMode {
+    /// This worker runs every partition (an embedded store: one writer per store).
+    #[default]
+    All,
+    /// Live workers share the partitions by rendezvous hashing (a shared store: TiKV).
+    Shared,
+}
+
+/// Ownership settings (`[worker.ownership]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OwnershipConfig {
+    pub mode: OwnershipMode,
+    /// Seconds a dead worker's registration and leases live; its partitions move after it.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for OwnershipConfig {
+    fn default() -> Self {
+        Self {
+            mode: OwnershipMode::All,
+            lease_ttl_secs: 6,
+        }
+    }
+}
+
+impl OwnershipConfig {
+    pub fn problems(&self) -> Vec<String> {
+        if (3..=300).contains(&self.lease_ttl_secs) {
+            Vec::new()
+        } else {
+            vec!["worker.ownership.lease_ttl_secs must be between 3 and 300".into()]
+        }
+    }
+}
+
+/// Starts a partition's tasks with the token that stops them.
+pub type SpawnPartition =
+    Box<dyn Fn(u32, CancellationToken) -> JoinSet<Result<(), WorkerError>> + Send + Sync>;
+
+/// A fresh id for this worker process.
+pub fn new_worker_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.write_u128(nanos);
+    format!("w{:016x}", h.finish())
+}
+
+/// The rendezvous owner of partition `p` among `workers`.
+pub fn rendezvous<'a>(workers: impl IntoIterator<Item = &'a str>, p: u32) -> Option<&'a str> {
+    workers.into_iter().max_by_key(|w| (score(w, p), *w))
+}
+
+fn score(worker: &str, p: u32) -> u64 {
+    // FNV-1a 64 over "worker:p".
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in worker
+        .bytes()
+        .chain(b":".iter().copied())
+        .chain(p.to_string().into_bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV alone mixes short keys poorly; murmur3's finalizer spreads every bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+struct Running {
+    stop: CancellationToken,
+    tasks: JoinSet<Result<(), WorkerError>>,
+    revision: u64,
+}
+
+/// Runs the ownership loop until `shutdown`, starting and stopping partitions as ownership
+/// changes. Returns the first partition task error, if any.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    cfg: OwnershipConfig,
+    js: jetstream::Context,
+    nats: async_nats::Client,
+    replicas: usize,
+    partitions: u32,
+    me: String,
+    spawn: SpawnPartition,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let ttl = Duration::from_secs(cfg.lease_ttl_secs);
+    let mut registry = Registry::start(&js, &nats, replicas, &me, ttl).await?;
+    let leases = Leases::open(&js, replicas, &me, ttl).await?;
+    let mut running: HashMap<u32, Running> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(ttl / 3));
+    let mut renew = tokio::time::interval(ttl / 3);
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            changed = registry.changed() => if let Err(e) = changed {
+                failure = Some(e);
+                break;
+            },
+            _ = renew.tick() => {
+                registry.heartbeat().await;
+                for (p, r) in running.iter_mut() {
+                    match leases.renew(*p, r.revision).await {
+                        Some(rev) => r.revision = rev,
+                        None => {
+                            warn!(partition = p, "lost the partition lease; stopping it");
+                            r.stop.cancel();
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let wanted: BTreeSet<u32> = match cfg.mode {
+            OwnershipMode::All => (0..partitions).collect(),
+            OwnershipMode::Shared => {
+                let live = registry.live();
+                (0..partitions)
+                    .filter(|p| {
+                        rendezvous(live.iter().map(String::as_str), *p) == Some(me.as_str())
+                    })
+                    .collect()
+            }
+        };
+        // Stop what we no longer want (or lost), then take what we want and can lease.
+        let stale: Vec<u32> = running
+            .iter()
+            .filter(|(p, r)| !wanted.contains(p) || r.stop.is_cancelled())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            if let Some(r) = running.remove(&p) {
+                if let Err(e) = stop(p, r, &leases).await {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        for p in wanted {
+            if running.contains_key(&p) {
+                continue;
+            }
+            if let Some(revision) = leases.acquire(p).await {
+                info!(partition = p, "partition acquired");
+                metrics::counter!("chatmesh_partition_acquired_total").increment(1);
+                let stop = CancellationToken::new();
+                let tasks = spawn(p, stop.clone());
+                running.insert(
+                    p,
+                    Running {
+                        stop,
+                        tasks,
+                        revision,
+                    },
+                );
+            }
+        }
+        metrics::gauge!("chatmesh_partitions_owned").set(running.len() as f64);
+        if let Some(e) = failed(&mut running) {
+            failure = Some(e);
+            break;
+        }
+    }
+    for (p, r) in running.drain() {
+        if let Err(e) = stop(p, r, &leases).await {
+            failure.get_or_insert(e);
+        }
+    }
+    registry.leave().await;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Stops a partition's tasks (each finishes what it is doing), then releases its lease.
+async fn stop(p: u32, mut r: Running, leases: &Leases) -> Result<(), WorkerError> {
+    r.stop.cancel();
+    let mut first = None;
+    while let Some(res) = r.tasks.join_next().await {
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first.get_or_insert(e);
+            }
+            Err(e) => {
+                first.get_or_insert(WorkerError::Task(e.to_string()));
+            }
+        }
+    }
+    leases.release(p, r.revision).await;
+    info!(partition = p, "partition released");
+    first.map_or(Ok(()), Err)
+}
+
+/// The error of a partition task that ended on its own, if any.
+fn failed(running: &mut HashMap<u32, Running>) -> Option<WorkerError> {
+    for r in running.values_mut() {
+        while let Some(res) = r.tasks.try_join_next() {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Some(e),
+                Err(e) => return Some(WorkerError::Task(e.to_string())),
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rendezvous hashing spreads partitions and moves only the leaver's on a departure.
+    #[test]
+    fn rendezvous_moves_only_what_it_must() {
+        let three = ["w-a", "w-b", "w-c"];
+        let owners: Vec<_> = (0..64).map(|p| rendezvous(three, p).unwrap()).collect();
+        for w in three {
+            let n = owners.iter().filter(|o| **o == w).count();
+            assert!(n > 8, "{w} owns {n} of 64");
+        }
+        let two = ["w-a", "w-c"];
+        for p in 0..64 {
+            let before = owners[p as usize];
+            let after = rendezvous(two, p).unwrap();
+            if before != "w-b" {
+                assert_eq!(before, after, "partition {p} moved without need");
+            }
+        }
+        assert_eq!(rendezvous(std::iter::empty::<&str>(), 3), None);
+    }
+}

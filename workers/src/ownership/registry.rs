@@ -1,0 +1,174 @@
+//! The live workers: one key per worker in the KV bucket `CHAT_WORKERS` with a TTL it
+//! refreshes. The bucket republishes every change and every expiry marker (an empty payload)
+//! on `chat.workers.<id>`, so each worker follows the set with one core subscription; the
+//! initial set is one batch direct get.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream::Republish};
+use futures::StreamExt;
+use tracing::warn;
+
+use crate::error::WorkerError;
+
+const BUCKET: &str = "CHAT_WORKERS";
+
+/// This worker's view of the live workers.
+pub struct Registry {
+    js: jetstream::Context,
+    me: String,
+    ttl: Duration,
+    sub: async_nats::Subscriber,
+    live: BTreeSet<String>,
+}
+
+impl Registry {
+    /// Creates the bucket if needed, registers this worker and reads the live set.
+    pub async fn start(
+        js: &jetstream::Context,
+        nats: &async_nats::Client,
+        replicas: usize,
+        me: &str,
+        ttl: Duration,
+    ) -> Result<Self, WorkerError> {
+        ensure_bucket(js, BUCKET, replicas, Some("chat.workers.>")).await?;
+        let sub = nats
+            .subscribe("chat.workers.*")
+            .await
+            .map_err(|e| WorkerError::Nats(format!("subscribing to the worker registry: {e}")))?;
+        nats.flush()
+            .await
+            .map_err(|e| WorkerError::Nats(format!("flush: {e}")))?;
+        let mut registry = Self {
+            js: js.clone(),
+            me: me.to_owned(),
+            ttl,
+            sub,
+            live: BTreeSet::new(),
+        };
+        registry.heartbeat().await;
+        registry.live = snapshot(nats, ttl).await?;
+        registry.live.insert(me.to_owned());
+        Ok(registry)
+    }
+
+    /// Refreshes this worker's registration.
+    pub async fn heartbeat(&self) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-TTL", format!("{}s", self.ttl.as_secs()).as_str());
+        let subject = format!("$KV.{BUCKET}.{}", self.me);
+        if let Err(e) = self
+            .js
+            .publish_with_headers(subject, headers, "up".into())
+            .await
+        {
+            warn!(error = %e, "worker heartbeat failed");
+        }
+    }
+
+    /// Waits for a change of the live set.
+    pub async fn changed(&mut self) -> Result<(), WorkerError> {
+        let msg = self
+            .sub
+            .next()
+            .await
+            .ok_or_else(|| WorkerError::Nats("worker registry subscription ended".into()))?;
+        let Some(id) = msg.subject.as_str().rsplit('.').next() else {
+            return Ok(());
+        };
+        if id == self.me {
+            return Ok(());
+        }
+        if msg.payload.is_empty() {
+            self.live.remove(id);
+        } else {
+            self.live.insert(id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The live workers, this one included.
+    pub fn live(&self) -> &BTreeSet<String> {
+        &self.live
+    }
+
+    /// Deregisters at once (a graceful stop), so others take over without waiting for the TTL.
+    pub async fn leave(&self) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("KV-Operation", "DEL");
+        let subject = format!("$KV.{BUCKET}.{}", self.me);
+        if let Ok(ack) = self
+            .js
+            .publish_with_headers(subject, headers, "".into())
+            .await
+        {
+            let _ = ack.await;
+        }
+    }
+}
+
+/// Creates or updates a KV bucket with per-key TTLs (and a republish of its changes).
+pub(super) async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+    republish_to: Option<&str>,
+) -> Result<(), WorkerError> {
+    let config = kv::Config {
+        bucket: bucket.into(),
+        history: 1,
+        num_replicas: replicas,
+        storage: jetstream::stream::StorageType::Memory,
+        limit_markers: Some(Duration::from_secs(1)),
+        republish: republish_to.map(|dest| Republish {
+            source: format!("$KV.{bucket}.>"),
+            destination: dest.into(),
+            headers_only: false,
+        }),
+        ..Default::default()
+    };
+    match js.create_key_value(config.clone()).await {
+        Ok(_) => Ok(()),
+        Err(_) => js
+            .update_key_value(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| WorkerError::Stream(format!("bucket {bucket}: {e}"))),
+    }
+}
+
+/// The workers registered now (keys whose latest value is not a delete or expiry marker).
+async fn snapshot(
+    nats: &async_nats::Client,
+    timeout: Duration,
+) -> Result<BTreeSet<String>, WorkerError> {
+    let inbox = nats.new_inbox();
+    let mut sub = nats
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| WorkerError::Nats(e.to_string()))?;
+    let req = serde_json::json!({ "multi_last": [format!("$KV.{BUCKET}.*")], "batch": 10_000 });
+    nats.publish_with_reply(
+        format!("$JS.API.DIRECT.GET.KV_{BUCKET}"),
+        inbox,
+        req.to_string().into(),
+    )
+    .await
+    .map_err(|e| WorkerError::Nats(e.to_string()))?;
+    let mut live = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        if msg.status.is_some_and(|s| s.as_u16() != 200) {
+            break;
+        }
+        let subject = msg.headers.as_ref().and_then(|h| h.get("Nats-Subject"));
+        if let (Some(id), false) = (
+            subject.and_then(|s| s.as_str().rsplit('.').next()),
+            msg.payload.is_empty(),
+        ) {
+            live.insert(id.to_owned());
+        }
+    }
+    Ok(live)
+}
