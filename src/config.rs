@@ -6,7 +6,8 @@ use std::path::Path;
 
 use chatmesh_gateway::GatewayConfig;
 use chatmesh_protocol::MeshConfig;
-use chatmesh_workers::WorkerConfig;
+use chatmesh_workers::ownership::OwnershipMode;
+use chatmesh_workers::{Backend, WorkerConfig};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,14 @@ impl Config {
         }
         if matches!(role, Role::Worker | Role::Both) {
             out.extend(self.worker.problems());
+            let shared = self.worker.ownership.mode == OwnershipMode::Shared;
+            if shared && self.worker.backend == Backend::Fjall {
+                out.push(
+                    "worker.ownership.mode = \"shared\" needs a store every worker reaches \
+                     (backend = \"tikv\"); an embedded fjall store is owned by one worker (mode = \"all\")"
+                        .into(),
+                );
+            }
         }
         out
     }

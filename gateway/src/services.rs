@@ -10,6 +10,9 @@ use chatmesh_protocol::ApiError;
 
 use crate::error::GatewayError;
 
+/// Pause between attempts while no worker answers a partition.
+const NO_RESPONDER_RETRY: Duration = Duration::from_millis(100);
+
 /// Calls worker services over NATS.
 #[derive(Debug, Clone)]
 pub struct Services {
@@ -39,25 +42,50 @@ impl Services {
             op: O::NAME,
             detail: e.to_string(),
         })?;
-        let request = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(self.timeout));
-        let reply = self
-            .nats
-            .send_request(subject, request)
-            .await
-            .map_err(|e| match e.kind() {
-                RequestErrorKind::TimedOut | RequestErrorKind::NoResponders => {
-                    GatewayError::ServiceUnavailable { op: O::NAME }
+        // While a partition moves between workers nobody answers for a moment: retry
+        // "no responders" (nothing was processed) until the timeout.
+        let give_up = tokio::time::Instant::now() + self.timeout;
+        let payload = bytes::Bytes::from(payload);
+        let reply = loop {
+            let request = async_nats::Request::new()
+                .payload(payload.clone())
+                .timeout(Some(self.timeout));
+            match self.nats.send_request(subject.clone(), request).await {
+                Ok(reply) => break reply,
+                Err(e)
+                    if e.kind() == RequestErrorKind::NoResponders
+                        && tokio::time::Instant::now() + NO_RESPONDER_RETRY < give_up =>
+                {
+                    tokio::time::sleep(NO_RESPONDER_RETRY).await;
                 }
-                _ => GatewayError::Nats(e.to_string()),
-            })?;
+                Err(e) => {
+                    return Err(match e.kind() {
+                        RequestErrorKind::TimedOut | RequestErrorKind::NoResponders => {
+                            GatewayError::ServiceUnavailable { op: O::NAME }
+                        }
+                        _ => GatewayError::Nats(e.to_string()),
+                    })
+                }
+            }
+        };
         let reply: Reply<O::Response> =
             serde_json::from_slice(&reply.payload).map_err(|e| GatewayError::BadReply {
                 op: O::NAME,
                 detail: e.to_string(),
             })?;
         Ok(reply.into_result())
+    }
+
+    /// Sends `O` without waiting for (or getting) an answer: for updates whose outcome the
+    /// caller does not need, at the cost of one publish.
+    pub async fn notify<O: Op>(&self, key: &str, req: &O::Request) {
+        let subject = svc_subject(self.partitions, key, O::NAME);
+        let Ok(payload) = serde_json::to_vec(req) else {
+            return;
+        };
+        if let Err(e) = self.nats.publish(subject, payload.into()).await {
+            tracing::debug!(op = O::NAME, error = %e, "service notification not sent");
+        }
     }
 
     /// Like [`Services::call`], folding transport failures into the protocol error a client

@@ -342,6 +342,13 @@ impl Session {
                 Ok(ack) => {
                     metrics::histogram!("chatmesh_publish_ack_seconds")
                         .record(started.elapsed().as_secs_f64());
+                    // What one sends is read: the sender's cursor moves to it.
+                    let cursor = SetCursorRequest {
+                        room: room.clone(),
+                        user: user.clone(),
+                        seq: ack.sequence,
+                    };
+                    state.services.notify::<SetCursor>(&room, &cursor).await;
                     let ts = if ack.duplicate {
                         original_ts(&state, ack.sequence).await.unwrap_or(ts)
                     } else {
