@@ -255,6 +255,19 @@ async fn direct_messages_are_private_to_the_pair() -> Result<()> {
         room.as_str(),
         "the one DM room of the two users"
     );
+    let (_, list) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
+    let dm = list["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room"] == room.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (dm["kind"].as_str(), dm["peer"].as_str()),
+        (Some("dm"), Some("ann")),
+        "{list}"
+    );
     let (s, _) = api.call("POST", "/v1/dm/nobody", Some(&ann), None).await?;
     assert_eq!(s, 404);
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;

@@ -157,6 +157,9 @@ pub struct RoomListing {
     pub role: Option<Role>,
     pub last_seq: u64,
     pub unread: u64,
+    /// For a DM: the other user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

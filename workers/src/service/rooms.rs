@@ -159,12 +159,23 @@ impl Service {
             };
             let stats = self.caches().stats(self.model(), room).await?;
             let cursor = self.model().cursor(&req.user, room).await?;
+            let peer = match meta.kind {
+                RoomKind::Dm => self
+                    .model()
+                    .members(room, 2)
+                    .await?
+                    .into_iter()
+                    .map(|(user, _)| user)
+                    .find(|user| *user != req.user),
+                _ => None,
+            };
             rooms.push(RoomListing {
                 room: room.clone(),
                 kind: meta.kind,
                 role: Some(*role),
                 last_seq: stats.last_seq,
                 unread: self.unread(room, stats, cursor).await?,
+                peer,
             });
         }
         let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
@@ -181,6 +192,7 @@ impl Service {
                     role: None,
                     last_seq: stats.last_seq,
                     unread: 0,
+                    peer: None,
                 });
             }
         }
