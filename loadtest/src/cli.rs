@@ -1,0 +1,192 @@
+//! Typed command line of `chatmesh-loadtest`: options every scenario shares (target, time,
+//! outputs, thresholds, generators) and one subcommand per scenario with its own sizes.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "chatmesh-loadtest",
+    version,
+    about = "Load tests of chatmesh (protocol v1) and raw NATS over WebSocket, on goose"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// What the generator speaks.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// chatmesh protocol v1 (HTTP accounts + WebSocket `chatmesh.v1`).
+    Chatmesh,
+    /// Plain NATS over a nats-server websocket listener (the comparison target).
+    NatsWs,
+}
+
+/// Options of every scenario.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Base URL: the gateway (`http://127.0.0.1:8080`) or, with `--protocol nats-ws`, the
+    /// nats-server websocket listener (`ws://127.0.0.1:8443`).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    #[arg(long, global = true, value_enum, default_value_t = Protocol::Chatmesh)]
+    pub protocol: Protocol,
+    /// Measured time once every connection is up (`30s`, `2m`, `1500ms`).
+    #[arg(long, global = true, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Sends scheduled before this much of the run are checked for loss but not timed.
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// After the last send, how long to wait for outstanding acks and deliveries.
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// goose users; each drives an equal share of the connections (a shard).
+    #[arg(long, global = true, default_value_t = 2)]
+    pub shards: usize,
+    /// Record 1 of every N deliveries in goose's report (all go into the HdrHistogram).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub goose_sample: u64,
+    /// Source addresses for client sockets, used in turn (loopback targets only):
+    /// 127.0.0.1 and 127.0.0.2..=127.0.0.N. 0 = one per 20,000 connections.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub source_ips: u8,
+    /// Concurrent account logins during setup (argon2 is slow on purpose).
+    #[arg(long, global = true, default_value_t = 8)]
+    pub setup_concurrency: usize,
+    /// Concurrent WebSocket handshakes per shard.
+    #[arg(long, global = true, default_value_t = 32)]
+    pub connect_concurrency: usize,
+    /// Prefix of account names; accounts are reused across runs (password below).
+    #[arg(long, global = true, default_value = "lt")]
+    pub user_prefix: String,
+    #[arg(long, global = true, default_value = "loadtest-password")]
+    pub password: String,
+    /// Run id (rooms and multi-generator coordination); default: random.
+    #[arg(long, global = true)]
+    pub run_id: Option<String>,
+    /// Output directory for summary.json, summary.md and goose's report.html.
+    #[arg(long, global = true, default_value = "target/loadtest")]
+    pub out: PathBuf,
+    /// SLO checks, e.g. `deliver.p99<50ms`, `loss==0`, `errors<=0`; repeatable.
+    #[arg(long = "threshold", global = true)]
+    pub thresholds: Vec<String>,
+    /// A previous summary.json: print the change of every figure.
+    #[arg(long, global = true)]
+    pub baseline: Option<PathBuf>,
+    /// Seconds between progress lines on stderr (0 = none).
+    #[arg(long, global = true, default_value_t = 2)]
+    pub progress_secs: u64,
+}
+
+/// The scenarios and their sizes.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// Rooms of S members; publishers at a fixed total rate (open model).
+    Fanout(FanoutArgs),
+    /// Ramp N connections, hold them idle, read memory per connection from /metrics.
+    Connect(ConnectArgs),
+    /// Pairs of users in DM rooms, one side sending at a fixed total rate.
+    Dm(DmArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Members per room (publishers included).
+    #[arg(long, default_value_t = 100)]
+    pub members: usize,
+    /// Total sends per second over all publishers.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 1)]
+    pub publishers_per_room: usize,
+    /// Body size in bytes (at least 32).
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Distinct accounts (0 = one per connection).
+    #[arg(long, default_value_t = 0)]
+    pub accounts: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Rooms the connections join (evenly).
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+    /// Distinct accounts (connections reuse them in turn).
+    #[arg(long, default_value_t = 500)]
+    pub accounts: usize,
+    /// New connections per second (0 = as fast as the handshakes go).
+    #[arg(long, default_value_t = 1000.0)]
+    pub ramp_rate: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DmArgs {
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+}
+
+impl Common {
+    /// Source address for the `i`-th connection, when the target is on loopback.
+    pub fn source_ip(&self, i: usize, total: usize) -> Option<IpAddr> {
+        let n = match self.source_ips {
+            0 => total.div_ceil(20_000).max(1),
+            n => usize::from(n),
+        };
+        if n <= 1 || !self.target.contains("127.0.0.1") {
+            return None;
+        }
+        let last = (i % n) as u8 + 1;
+        Some(IpAddr::from([127, 0, 0, last]))
+    }
+}
+
+/// `250ms`, `30s`, `2m`, `1h`, or bare seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {text:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("bad duration unit in {text:?}")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("bad duration {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("x").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! Turns a finished run into its [`Summary`], writes `summary.json` and `summary.md` next to
+//! goose's `goose-report.html`, prints the Markdown (and, with `--baseline`, the change of
+//! every figure), and checks the thresholds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::control::Phases;
+use crate::engine::Engine;
+use crate::stats::{Counters, Kind};
+use crate::summary::{Connections, Counts, Latency, Summary, TargetMemory, SCHEMA};
+use crate::threshold::Threshold;
+
+pub fn summarize(
+    engine: &Engine,
+    scenario: &str,
+    params: serde_json::Value,
+    setup_s: f64,
+    phases: Phases,
+    memory: Option<TargetMemory>,
+) -> Summary {
+    let c = &engine.counters;
+    let get = Counters::get;
+    let mut latency = BTreeMap::new();
+    if let Ok(h) = engine.hists.lock() {
+        for kind in Kind::ALL {
+            if !h.get(kind).is_empty() {
+                latency.insert(kind.name().to_owned(), Latency::of(h.get(kind)));
+            }
+        }
+    }
+    let secs = phases.measured_s.max(1e-9);
+    let mut rates = BTreeMap::new();
+    rates.insert("sent_per_s".into(), get(&c.sent) as f64 / secs);
+    rates.insert("acked_per_s".into(), get(&c.acked) as f64 / secs);
+    rates.insert("delivered_per_s".into(), get(&c.delivered) as f64 / secs);
+    let params = match params {
+        serde_json::Value::Object(m) => m.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    Summary {
+        schema: SCHEMA.into(),
+        run_id: engine.run_id.clone(),
+        scenario: scenario.into(),
+        protocol: format!("{:?}", engine.common.protocol).to_lowercase(),
+        target: engine.common.target.clone(),
+        generators: 1,
+        started_unix_s: phases.t0_us / 1_000_000,
+        params,
+        setup_s,
+        connect_s: phases.connect_s,
+        measured_s: phases.measured_s,
+        drain_s: phases.drain_s,
+        connections: Connections {
+            planned: engine.plan.conns.len() as u64,
+            held: get(&c.connections),
+            failed: get(&c.connect_failures),
+            dropped: get(&c.dropped_connections),
+        },
+        counts: Counts {
+            scheduled: engine.plan.scheduled(),
+            sent: get(&c.sent),
+            acked: get(&c.acked),
+            delivered: get(&c.delivered),
+            expected_deliveries: engine.plan.expected_deliveries(),
+            loss: get(&c.lost),
+            duplicates: get(&c.duplicates),
+            prev_breaks: get(&c.prev_breaks),
+            delivered_unacked: get(&c.delivered_unacked),
+            errors: c.error_total(),
+        },
+        rates,
+        latency_ms: latency,
+        errors: c.errors(),
+        target_memory: memory,
+        generator_rss_bytes: own_rss(),
+    }
+}
+
+/// Writes the summaries, prints them, compares with the baseline; `Ok(false)` on a breach.
+pub fn write(
+    summary: &Summary,
+    out: &Path,
+    baseline: Option<&Path>,
+    thresholds: &[Threshold],
+) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_vec_pretty(summary)?,
+    )?;
+    let md = summary.markdown();
+    std::fs::write(out.join("summary.md"), &md)?;
+    println!("{md}");
+    let figures = summary.figures();
+    if let Some(path) = baseline {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let base: Summary = serde_json::from_slice(&text).context("baseline is not a summary")?;
+        println!("{}", deltas(&base.figures(), &figures));
+    }
+    let breaches: Vec<String> = thresholds
+        .iter()
+        .filter_map(|t| t.check(&figures))
+        .collect();
+    for t in thresholds {
+        let verdict = if t.check(&figures).is_none() {
+            "ok  "
+        } else {
+            "FAIL"
+        };
+        println!("threshold {verdict} {}", t.text);
+    }
+    println!("reports: {}", out.display());
+    if !breaches.is_empty() {
+        eprintln!("thresholds breached:\n  {}", breaches.join("\n  "));
+    }
+    Ok(breaches.is_empty())
+}
+
+/// A table of every figure: baseline, now, change.
+pub fn deltas(base: &BTreeMap<String, f64>, now: &BTreeMap<String, f64>) -> String {
+    let mut s =
+        String::from("| figure | baseline | now | change |\n| --- | ---: | ---: | ---: |\n");
+    for (k, v) in now {
+        let Some(b) = base.get(k) else {
+            s += &format!("| {k} | — | {v:.3} | new |\n");
+            continue;
+        };
+        let change = if *b == 0.0 {
+            format!("{:+.3}", v - b)
+        } else {
+            format!("{:+.1}%", (v - b) / b.abs() * 100.0)
+        };
+        s += &format!("| {k} | {b:.3} | {v:.3} | {change} |\n");
+    }
+    s
+}
+
+fn own_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_show_every_figure() {
+        let base = BTreeMap::from([("loss".to_owned(), 0.0), ("deliver.p99".to_owned(), 10.0)]);
+        let now = BTreeMap::from([
+            ("loss".to_owned(), 0.0),
+            ("deliver.p99".to_owned(), 12.0),
+            ("x".to_owned(), 1.0),
+        ]);
+        let t = deltas(&base, &now);
+        assert!(t.contains("| deliver.p99 | 10.000 | 12.000 | +20.0% |"));
+        assert!(t.contains("| x | — | 1.000 | new |"));
+    }
+}

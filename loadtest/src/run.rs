@@ -1,0 +1,178 @@
+//! One run from start to verdict: setup (accounts, rooms), the plan, the goose attack with
+//! its controller, then the summary, reports, baseline deltas and threshold checks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures::{stream, StreamExt as _, TryStreamExt as _};
+use serde_json::json;
+
+use crate::cli::{Cli, Protocol, Scenario};
+use crate::engine::Engine;
+use crate::plan::Plan;
+use crate::report;
+use crate::setup::Api;
+use crate::summary::TargetMemory;
+
+/// Runs the scenario; returns whether every threshold held.
+pub async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let common = cli.common.clone();
+    let thresholds = common
+        .thresholds
+        .iter()
+        .map(|t| crate::threshold::Threshold::parse(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if common.protocol != Protocol::Chatmesh {
+        bail!("--protocol nats-ws is not available in this version of the harness");
+    }
+    let run_id = common
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    let api = Api::new(&common.target)?;
+    let setup_started = Instant::now();
+    let secs = common.duration.as_secs_f64();
+    let (scenario, params, accounts_needed) = describe(&cli.scenario);
+    let out = common.out.clone();
+    let (accounts, login_time) = crate::tokens::accounts(
+        &api,
+        &out,
+        &common.target,
+        &common.user_prefix,
+        &common.password,
+        accounts_needed,
+        common.setup_concurrency,
+    )
+    .await
+    .context("setting up accounts")?;
+    eprintln!(
+        "setup: {} accounts in {:.1} s (0 = all from the token cache)",
+        accounts.len(),
+        login_time.as_secs_f64()
+    );
+    let plan = match &cli.scenario {
+        Scenario::Fanout(a) => {
+            let names = rooms(&api, &accounts, &run_id, a.rooms).await?;
+            Plan::fanout(
+                names,
+                a.members,
+                a.publishers_per_room,
+                a.rate,
+                secs,
+                accounts.len(),
+                a.body_bytes,
+            )
+        }
+        Scenario::Connect(a) => {
+            let names = rooms(&api, &accounts, &run_id, a.rooms.max(1)).await?;
+            let per_room = a.connections.div_ceil(names.len());
+            let mut plan = Plan::fanout(names, per_room, 0, 0.0, secs, accounts.len(), 32);
+            plan.conns.truncate(a.connections);
+            for r in &mut plan.rooms {
+                r.members = 0;
+            }
+            plan.ramp_rate = a.ramp_rate;
+            plan
+        }
+        Scenario::Dm(a) => {
+            let names = dms(&api, &accounts, a.pairs).await?;
+            Plan::fanout(names, 2, 1, a.rate, secs, accounts.len(), a.body_bytes)
+        }
+    };
+    let setup_s = setup_started.elapsed().as_secs_f64();
+    let engine = Engine::new(common.clone(), run_id.clone(), plan, accounts)?;
+    let before = scrape(&api).await;
+    let after = Arc::new(std::sync::Mutex::new(None));
+    let hold = {
+        let (api, after) = (api.clone(), after.clone());
+        async move {
+            // Let the target's allocator settle before reading its memory.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let m = scrape(&api).await;
+            if let Ok(mut slot) = after.lock() {
+                *slot = m;
+            }
+        }
+    };
+    std::fs::create_dir_all(&out)?;
+    let goose_reports = vec![out.join("goose-report.html").display().to_string()];
+    let controller = tokio::spawn(crate::control::control(engine.clone(), hold));
+    crate::attack::run(engine.clone(), goose_reports).await?;
+    let phases = controller.await?;
+    let memory = match (before, after.lock().ok().and_then(|m| *m)) {
+        (Some(b), Some(a)) => Some(TargetMemory {
+            rss_before: b.0,
+            rss_after: a.0,
+            sessions_before: b.1,
+            sessions_after: a.1,
+            bytes_per_connection: (a.0 - b.0) / (a.1 - b.1).max(1.0),
+        }),
+        _ => None,
+    };
+    let summary = report::summarize(&engine, scenario, params, setup_s, phases, memory);
+    report::write(&summary, &out, common.baseline.as_deref(), &thresholds)
+}
+
+fn describe(s: &Scenario) -> (&'static str, serde_json::Value, usize) {
+    match s {
+        Scenario::Fanout(a) => {
+            let conns = a.rooms * a.members;
+            let accounts = if a.accounts == 0 {
+                conns
+            } else {
+                a.accounts.min(conns)
+            };
+            let p = json!({"rooms": a.rooms, "members": a.members, "rate": a.rate,
+                "publishers_per_room": a.publishers_per_room, "body_bytes": a.body_bytes, "accounts": accounts});
+            ("fanout", p, accounts.max(1))
+        }
+        Scenario::Connect(a) => {
+            let p = json!({"connections": a.connections, "rooms": a.rooms,
+                "accounts": a.accounts, "ramp_rate": a.ramp_rate});
+            ("connect", p, a.accounts.clamp(1, a.connections.max(1)))
+        }
+        Scenario::Dm(a) => {
+            let p = json!({"pairs": a.pairs, "rate": a.rate, "body_bytes": a.body_bytes});
+            ("dm", p, a.pairs * 2)
+        }
+    }
+}
+
+/// Public rooms `lt-<run>-<i>`, created by account 0.
+async fn rooms(
+    api: &Api,
+    accounts: &[(String, String)],
+    run: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let token = &accounts.first().context("no accounts")?.1;
+    let names: Vec<String> = (0..n).map(|i| format!("lt-{run}-{i}")).collect();
+    stream::iter(names.clone())
+        .map(|name| async move { api.room(token, &name).await })
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await?;
+    Ok(names)
+}
+
+/// The DM room of accounts `2i` and `2i+1`, for each pair.
+async fn dms(
+    api: &Api,
+    accounts: &[(String, String)],
+    pairs: usize,
+) -> anyhow::Result<Vec<String>> {
+    stream::iter(0..pairs)
+        .map(|i| async move { api.dm(&accounts[2 * i].1, &accounts[2 * i + 1].0).await })
+        .buffered(16)
+        .try_collect()
+        .await
+}
+
+/// `(resident bytes, sessions)` from the target's /metrics.
+async fn scrape(api: &Api) -> Option<(f64, f64)> {
+    let text = api.metrics().await.ok()?;
+    let rss = crate::setup::prom_value(&text, "chatmesh_process_resident_memory_bytes")?;
+    let sessions = crate::setup::prom_value(&text, "chatmesh_sessions").unwrap_or(0.0);
+    Some((rss, sessions))
+}

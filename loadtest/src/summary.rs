@@ -1,0 +1,206 @@
+//! The versioned JSON summary of a run (schema `chatmesh-loadtest/v1`: fields are only ever
+//! added), its flat figure names (`deliver.p99`, `loss`, …) used by thresholds and baselines,
+//! and the short Markdown summary for a CI job page.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Identifies the schema; bump the suffix only for an incompatible change.
+pub const SCHEMA: &str = "chatmesh-loadtest/v1";
+
+/// Latency percentiles of one operation, milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub p9999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            p9999: ms(h.value_at_quantile(0.9999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// Counts over the whole run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counts {
+    pub scheduled: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    pub expected_deliveries: u64,
+    /// Acked messages some member never received (member × message pairs).
+    pub loss: u64,
+    pub duplicates: u64,
+    /// `prev` ≠ last seq seen, as a client would detect a gap or reordering.
+    pub prev_breaks: u64,
+    pub delivered_unacked: u64,
+    pub errors: u64,
+}
+
+/// Connections of the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Connections {
+    pub planned: u64,
+    pub held: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+/// Memory read from the target's `/metrics` around the connect phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TargetMemory {
+    pub rss_before: f64,
+    pub rss_after: f64,
+    pub sessions_before: f64,
+    pub sessions_after: f64,
+    pub bytes_per_connection: f64,
+}
+
+/// One run's summary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub run_id: String,
+    pub scenario: String,
+    pub protocol: String,
+    pub target: String,
+    pub generators: u64,
+    pub started_unix_s: u64,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub setup_s: f64,
+    pub connect_s: f64,
+    pub measured_s: f64,
+    pub drain_s: f64,
+    pub connections: Connections,
+    pub counts: Counts,
+    /// Per second of the measured phase.
+    pub rates: BTreeMap<String, f64>,
+    pub latency_ms: BTreeMap<String, Latency>,
+    pub errors: BTreeMap<String, u64>,
+    pub target_memory: Option<TargetMemory>,
+    /// The generator process's own resident memory at the end.
+    pub generator_rss_bytes: u64,
+}
+
+impl Summary {
+    /// Flat figures: `deliver.p99` (ms), `loss`, `duplicates`, `errors`,
+    /// `delivered_per_s`, `connections.held`, `bytes_per_connection`, …
+    pub fn figures(&self) -> BTreeMap<String, f64> {
+        let mut f = BTreeMap::new();
+        for (op, l) in &self.latency_ms {
+            for (p, v) in [
+                ("p50", l.p50),
+                ("p90", l.p90),
+                ("p99", l.p99),
+                ("p999", l.p999),
+                ("p9999", l.p9999),
+                ("max", l.max),
+                ("mean", l.mean),
+            ] {
+                f.insert(format!("{op}.{p}"), v);
+            }
+            f.insert(format!("{op}.count"), l.count as f64);
+        }
+        let c = &self.counts;
+        for (k, v) in [
+            ("sent", c.sent),
+            ("acked", c.acked),
+            ("delivered", c.delivered),
+            ("loss", c.loss),
+            ("duplicates", c.duplicates),
+            ("prev_breaks", c.prev_breaks),
+            ("errors", c.errors),
+            ("connections.held", self.connections.held),
+            ("connections.failed", self.connections.failed),
+            ("connections.dropped", self.connections.dropped),
+        ] {
+            f.insert(k.to_owned(), v as f64);
+        }
+        for (k, v) in &self.rates {
+            f.insert(k.clone(), *v);
+        }
+        if let Some(m) = &self.target_memory {
+            f.insert("bytes_per_connection".into(), m.bytes_per_connection);
+        }
+        f
+    }
+
+    /// The Markdown summary.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "### chatmesh load test: `{}` ({}), run `{}`\n\n",
+            self.scenario, self.protocol, self.run_id
+        );
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s += &format!("Parameters: {}  \n", params.join(", "));
+        s += &format!(
+            "Connections: {} held, {} failed, {} dropped (of {}); setup {:.1} s, connect {:.1} s, measured {:.1} s\n\n",
+            self.connections.held, self.connections.failed, self.connections.dropped,
+            self.connections.planned, self.setup_s, self.connect_s, self.measured_s
+        );
+        s += "| operation | count | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms |\n";
+        s += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        for (op, l) in &self.latency_ms {
+            s += &format!(
+                "| {op} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                l.count, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max
+            );
+        }
+        let c = &self.counts;
+        s += &format!(
+            "\nSent {} · acked {} · delivered {} of {} expected · **loss {}** · **duplicates {}** · prev breaks {} · **errors {}**\n",
+            c.sent, c.acked, c.delivered, c.expected_deliveries, c.loss, c.duplicates, c.prev_breaks, c.errors
+        );
+        let rates: Vec<String> = self
+            .rates
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.0}"))
+            .collect();
+        s += &format!("\nRates: {}\n", rates.join(" · "));
+        if !self.errors.is_empty() {
+            let e: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("`{k}` {v}"))
+                .collect();
+            s += &format!("\nErrors by code: {}\n", e.join(", "));
+        }
+        if let Some(m) = &self.target_memory {
+            s += &format!(
+                "\nTarget memory: {:.0} B per connection (RSS {:.1} → {:.1} MiB, sessions {} → {})\n",
+                m.bytes_per_connection,
+                m.rss_before / 1048576.0,
+                m.rss_after / 1048576.0,
+                m.sessions_before,
+                m.sessions_after
+            );
+        }
+        s
+    }
+}
