@@ -11,9 +11,10 @@ use futures::{stream, StreamExt as _};
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 
-use crate::conn;
+use crate::cli::Protocol;
 use crate::engine::Engine;
 use crate::stats::{Counters, Hists, Kind, Sample};
+use crate::{conn, natsws};
 
 /// goose's method label for every WebSocket operation.
 const METHOD: &str = "WS";
@@ -29,6 +30,10 @@ pub async fn run(engine: Arc<Engine>, reports: Vec<String>) -> anyhow::Result<()
     config.report_file = reports;
     config.no_print_metrics = true;
     config.quiet = 1;
+    // No telnet or WebSocket controllers: runs are scripted, and parallel runs would clash
+    // on their fixed ports.
+    config.no_telnet = true;
+    config.no_websocket = true;
     let e1 = engine.clone();
     let connect: TransactionFunction =
         Arc::new(move |user| Box::pin(connect_shard(e1.clone(), user)));
@@ -76,7 +81,11 @@ async fn connect_shard(engine: Arc<Engine>, user: &mut GooseUser) -> Transaction
                     tokio::time::sleep_until(ramp_start + at).await;
                 }
                 let started = Instant::now();
-                (c, conn::open(&e, c).await, started.elapsed())
+                let opened = match e.common.protocol {
+                    Protocol::Chatmesh => conn::open(&e, c).await,
+                    Protocol::NatsWs => natsws::open(&e, c).await,
+                };
+                (c, opened, started.elapsed())
             }
         })
         .buffer_unordered(concurrency);
@@ -88,7 +97,11 @@ async fn connect_shard(engine: Arc<Engine>, user: &mut GooseUser) -> Transaction
                     record(user, sample, true, None).await?;
                 }
                 Counters::add(&engine.counters.connections, 1);
-                tokio::spawn(conn::run(engine.clone(), c, socket, last_seq, tx.clone()));
+                let (e, tx) = (engine.clone(), tx.clone());
+                match engine.common.protocol {
+                    Protocol::Chatmesh => tokio::spawn(conn::run(e, c, socket, last_seq, tx)),
+                    Protocol::NatsWs => tokio::spawn(natsws::run(e, c, socket, last_seq, tx)),
+                };
             }
             Err(why) => {
                 Counters::add(&engine.counters.connect_failures, 1);

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod control;
 pub mod engine;
 pub mod inbound;
+pub mod natsws;
 pub mod plan;
 pub mod report;
 pub mod run;

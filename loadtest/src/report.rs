@@ -44,7 +44,10 @@ pub fn summarize(
         schema: SCHEMA.into(),
         run_id: engine.run_id.clone(),
         scenario: scenario.into(),
-        protocol: format!("{:?}", engine.common.protocol).to_lowercase(),
+        protocol: match engine.common.protocol {
+            crate::cli::Protocol::Chatmesh => "chatmesh".into(),
+            crate::cli::Protocol::NatsWs => "nats-ws".into(),
+        },
         target: engine.common.target.clone(),
         generators: 1,
         started_unix_s: phases.t0_us / 1_000_000,

@@ -23,8 +23,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         .iter()
         .map(|t| crate::threshold::Threshold::parse(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if common.protocol != Protocol::Chatmesh {
-        bail!("--protocol nats-ws is not available in this version of the harness");
+    let nats = common.protocol == Protocol::NatsWs;
+    if nats && !matches!(cli.scenario, Scenario::Fanout(_) | Scenario::Connect(_)) {
+        bail!("--protocol nats-ws runs the fanout and connect scenarios only");
     }
     let run_id = common
         .run_id
@@ -35,17 +36,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let secs = common.duration.as_secs_f64();
     let (scenario, params, accounts_needed) = describe(&cli.scenario);
     let out = common.out.clone();
-    let (accounts, login_time) = crate::tokens::accounts(
-        &api,
-        &out,
-        &common.target,
-        &common.user_prefix,
-        &common.password,
-        accounts_needed,
-        common.setup_concurrency,
-    )
-    .await
-    .context("setting up accounts")?;
+    let (accounts, login_time) = if nats {
+        (vec![("nats".to_owned(), String::new())], Duration::ZERO)
+    } else {
+        crate::tokens::accounts(
+            &api,
+            &out,
+            &common.target,
+            &common.user_prefix,
+            &common.password,
+            accounts_needed,
+            common.setup_concurrency,
+        )
+        .await
+        .context("setting up accounts")?
+    };
     eprintln!(
         "setup: {} accounts in {:.1} s (0 = all from the token cache)",
         accounts.len(),
@@ -53,7 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     );
     let plan = match &cli.scenario {
         Scenario::Fanout(a) => {
-            let names = rooms(&api, &accounts, &run_id, a.rooms).await?;
+            let names = rooms(&api, &accounts, &run_id, a.rooms, nats).await?;
             Plan::fanout(
                 names,
                 a.members,
@@ -65,7 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             )
         }
         Scenario::Connect(a) => {
-            let names = rooms(&api, &accounts, &run_id, a.rooms.max(1)).await?;
+            let names = rooms(&api, &accounts, &run_id, a.rooms.max(1), nats).await?;
             let per_room = a.connections.div_ceil(names.len());
             let mut plan = Plan::fanout(names, per_room, 0, 0.0, secs, accounts.len(), 32);
             plan.conns.truncate(a.connections);
@@ -82,7 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     };
     let setup_s = setup_started.elapsed().as_secs_f64();
     let engine = Engine::new(common.clone(), run_id.clone(), plan, accounts)?;
-    let before = scrape(&api).await;
+    let before = if nats { None } else { scrape(&api).await };
     let after = Arc::new(std::sync::Mutex::new(None));
     let hold = {
         let (api, after) = (api.clone(), after.clone());
@@ -145,9 +150,13 @@ async fn rooms(
     accounts: &[(String, String)],
     run: &str,
     n: usize,
+    nats: bool,
 ) -> anyhow::Result<Vec<String>> {
     let token = &accounts.first().context("no accounts")?.1;
     let names: Vec<String> = (0..n).map(|i| format!("lt-{run}-{i}")).collect();
+    if nats {
+        return Ok(names);
+    }
     stream::iter(names.clone())
         .map(|name| async move { api.room(token, &name).await })
         .buffer_unordered(16)
