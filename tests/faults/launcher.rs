@@ -1,0 +1,152 @@
+//! A whole mesh in separate processes, started and stopped through `ops/mesh` (3 nats-server
+//! nodes, gateways, worker(s), HAProxy) in a temp data dir on its own 127.x.y.0/24 net, so
+//! these tests never touch a developer's mesh. Dropping it runs `ops/mesh down`, which signals
+//! only the pids it recorded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// Send limits high enough for resends after a reconnect (the defaults are per human).
+const ENV: &[(&str, &str)] = &[
+    ("CHATMESH__GATEWAY__LIMITS__SENDS_PER_SECOND", "10000"),
+    ("CHATMESH__GATEWAY__LIMITS__SEND_BURST", "10000"),
+    ("CHATMESH__GATEWAY__FRAMES_PER_SECOND", "10000"),
+    ("CHATMESH__GATEWAY__RATE_LIMIT_STRIKES", "100000"),
+    ("CHATMESH__WORKER__ARGON2_MEMORY_KIB", "1024"),
+    ("CHATMESH__WORKER__ARGON2_ITERATIONS", "1"),
+    ("RUST_LOG", "info,async_nats=warn"),
+];
+
+/// One mesh launched by `ops/mesh up`.
+pub struct MeshProc {
+    dir: tempfile::TempDir,
+    net: String,
+    pub gateways: u32,
+    pub workers: u32,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl MeshProc {
+    /// Starts 3 NATS nodes, `gateways` gateways, `workers` workers and HAProxy on `net`.
+    pub async fn up(net: &str, gateways: u32, workers: u32) -> Result<Self> {
+        let mesh = Self {
+            dir: tempfile::tempdir()?,
+            net: net.to_owned(),
+            gateways,
+            workers,
+        };
+        mesh.start_all().await?;
+        Ok(mesh)
+    }
+
+    /// `ops/mesh up` again on the same data dir (after [`MeshProc::down`]).
+    pub async fn start_all(&self) -> Result<()> {
+        let (g, w) = (self.gateways.to_string(), self.workers.to_string());
+        let mut args = vec![
+            "up",
+            "--nats",
+            "3",
+            "--gateways",
+            &g,
+            "--workers",
+            &w,
+            "--net",
+            &self.net,
+            "--bin",
+            env!("CARGO_BIN_EXE_chatmesh"),
+        ];
+        if self.workers > 1 {
+            args.push("--allow-multi-worker");
+        }
+        self.ops(&args).await.map(|_| ())
+    }
+
+    /// The HTTP base URL of the HAProxy entry point.
+    pub fn entry(&self) -> String {
+        format!("http://{}.2:8080", self.net)
+    }
+
+    /// Runs `ops/mesh <args> --data <dir>`; its stdout.
+    pub async fn ops(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = tokio::process::Command::new(root().join("ops/mesh"));
+        cmd.args(args).arg("--data").arg(self.dir.path());
+        for (k, v) in ENV {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+            .await
+            .context("ops/mesh took over 180 s")??;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "ops/mesh {args:?} failed: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+
+    pub async fn kill(&self, part: &str) -> Result<()> {
+        self.signal(part, "KILL").await
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`) to one part.
+    pub async fn signal(&self, part: &str, signal: &str) -> Result<()> {
+        self.ops(&["kill", part, "--signal", signal])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn start(&self, part: &str) -> Result<()> {
+        self.ops(&["start", part]).await.map(|_| ())
+    }
+
+    pub async fn down(&self) -> Result<()> {
+        self.ops(&["down"]).await.map(|_| ())
+    }
+
+    /// The part name (`nats-2`) of the NATS node leading stream CHAT.
+    pub async fn stream_leader(&self) -> Result<String> {
+        Ok(self.ops(&["leader"]).await?.trim().to_owned())
+    }
+
+    /// The gateway part with the most HAProxy sessions (the one whose death hurts most).
+    pub async fn busiest_gateway(&self) -> Result<(String, u64)> {
+        let url = format!("http://{}.2:8404/metrics", self.net);
+        let text = reqwest::get(&url).await?.text().await?;
+        let mut best = ("gateway-1".to_owned(), 0);
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("haproxy_server_current_sessions{") else {
+                continue;
+            };
+            let Some(n) = rest.split("server=\"gw").nth(1) else {
+                continue;
+            };
+            let idx: String = n.chars().take_while(char::is_ascii_digit).collect();
+            let count = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
+            if count > best.1 {
+                best = (format!("gateway-{idx}"), count);
+            }
+        }
+        Ok(best)
+    }
+}
+
+impl Drop for MeshProc {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(root().join("ops/mesh"))
+            .args(["down", "--data"])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
