@@ -19,6 +19,16 @@ pub struct Config {
     pub mesh: MeshConfig,
     pub gateway: GatewayConfig,
     pub worker: WorkerConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Where a process without an HTTP server of its own (a standalone worker) serves
+/// Prometheus metrics. Gateways serve `/metrics` on their own listener.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// e.g. `127.0.0.1:9464`; none by default.
+    pub listen: Option<String>,
 }
 
 /// Which sections a command uses (only those are checked).
@@ -53,6 +63,11 @@ impl Config {
         let mut out = self.mesh.problems();
         if matches!(role, Role::Gateway | Role::Both) {
             out.extend(self.gateway.problems());
+        }
+        if let Some(listen) = &self.metrics.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                out.push(format!("metrics.listen: {listen:?} is not an address"));
+            }
         }
         if matches!(role, Role::Worker | Role::Both) {
             out.extend(self.worker.problems());

@@ -140,6 +140,10 @@ async fn gateway(config: Config) -> anyhow::Result<()> {
 
 async fn worker(config: Config) -> anyhow::Result<()> {
     check(&config, Role::Worker)?;
+    if let Some(listen) = &config.metrics.listen {
+        chatmesh::services::serve_metrics(listen)?;
+        tracing::info!(%listen, "serving metrics");
+    }
     let nats = chatmesh::nats::connect(&config.mesh.nats_urls, "chatmesh-worker").await?;
     ensure_stream(&config, &nats).await?;
     let w = WorkerHandle::start(&config, nats.clone()).await?;

@@ -31,12 +31,35 @@ pub fn metrics() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Creates or updates the message stream (idempotent; every service may call it).
+/// Creates or updates the message stream (idempotent; every service may call it). While a
+/// NATS cluster is still electing leaders this times out, so it is retried for a minute.
 pub async fn ensure_stream(cfg: &Config, nats: &async_nats::Client) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(nats.clone());
-    chatmesh_workers::streams::ensure_stream(&js, &cfg.mesh)
-        .await
-        .context("creating the message stream")?;
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match chatmesh_workers::streams::ensure_stream(&js, &cfg.mesh).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(error = %e, "creating the message stream failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("creating the message stream"),
+        }
+    }
+}
+
+/// Serves this process's metrics at `listen` (any path), for services without an HTTP
+/// server of their own (a standalone worker).
+pub fn serve_metrics(listen: &str) -> anyhow::Result<()> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("metrics.listen: {listen:?} is not an address"))?;
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .context("starting the metrics listener")?;
     Ok(())
 }
 

@@ -153,3 +153,41 @@ fn child_pids(pid: u32) -> Vec<u32> {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
+
+/// A standalone `chatmesh worker` with `[metrics] listen` serves Prometheus metrics
+/// (its partitions included) and stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_worker_serves_metrics() -> Result<()> {
+    let nats = natsd::NatsServer::start_temp().await?;
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = chatmesh()
+        .arg("worker")
+        .env("CHATMESH__MESH__NATS_URLS", format!("[\"{}\"]", nats.url()))
+        .env("CHATMESH__WORKER__DATA_DIR", dir.path())
+        .env("CHATMESH__METRICS__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + WAIT;
+    let body = loop {
+        let got = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await;
+        if let Ok(resp) = got {
+            let text = resp.text().await?;
+            if text.contains("chatmesh_partitions_owned") {
+                break text;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no worker metrics");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("chatmesh_partitions_owned 16"), "{body}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}

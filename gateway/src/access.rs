@@ -46,14 +46,15 @@ impl AccessCache {
         };
         let result = self
             .cache
-            .try_get_with(key, async move {
-                services.ask::<GetAccess>(&req.room, &req).await
-            })
+            .entry(key)
+            .or_try_insert_with(async move { services.ask::<GetAccess>(&req.room, &req).await })
             .await;
         match result {
-            Ok(access) => {
-                metrics::counter!("chatmesh_access_lookups_total").increment(1);
-                Ok(access)
+            Ok(entry) => {
+                let outcome = if entry.is_fresh() { "miss" } else { "hit" };
+                metrics::counter!("chatmesh_cache_requests_total", "cache" => "access", "result" => outcome)
+                    .increment(1);
+                Ok(entry.into_value())
             }
             Err(e) => Err((*e).clone()),
         }

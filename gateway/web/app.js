@@ -611,6 +611,7 @@ function startSession(session) {
   show($("logout"), true);
   app.conn = new Connection({
     token: session.token,
+    user: session.user,
     onFrame,
     onWelcome,
     onState: onConnState,

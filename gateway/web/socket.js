@@ -32,7 +32,7 @@ export class FrameError extends Error {
  */
 export class Connection {
   constructor(opts) {
-    this.url = opts.url || Connection.defaultUrl();
+    this.url = opts.url || Connection.defaultUrl(opts.user);
     this.token = opts.token;
     this.onFrame = opts.onFrame || (() => {});
     this.onWelcome = opts.onWelcome || (() => {});
@@ -57,9 +57,11 @@ export class Connection {
     };
   }
 
-  static defaultUrl() {
+  // `?user=` lets a load balancer hash the user onto one gateway (the gateway ignores it).
+  static defaultUrl(user) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/v1/ws`;
+    const query = user ? `?user=${encodeURIComponent(user)}` : "";
+    return `${scheme}//${location.host}/v1/ws${query}`;
   }
 
   get connected() {

@@ -10,6 +10,8 @@ use chatmesh_protocol::message::encode_message_frame;
 use chatmesh_protocol::subjects::{evt_subject, in_subject, live_subject, presence_live};
 use chatmesh_protocol::ApiError;
 use futures::StreamExt;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -343,6 +345,15 @@ impl Room {
         }
         if prev > last {
             self.fill_gap(reader, stored, last, seq).await;
+        }
+        if let Some(stored_at) = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Time-Stamp"))
+            .and_then(|v| OffsetDateTime::parse(v.as_str(), &Rfc3339).ok())
+        {
+            let waited = (OffsetDateTime::now_utc() - stored_at).as_seconds_f64();
+            metrics::histogram!("chatmesh_fanout_seconds").record(waited.max(0.0));
         }
         self.dispatch(seq, prev, &msg.payload);
     }
