@@ -1,0 +1,206 @@
+//! Retention on a real (fjall) store: max messages and max age, globally and per room, in
+//! bounded steps; the remaining messages keep their `prev`, so a resume from a deleted seq
+//! is answered with a first message whose `prev` is above the cursor (the gateway's `gap`).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::service::{HistoryRequest, RoomKind};
+use chatmesh_workers::model::{HistoryQuery, Model, RoomMeta};
+use chatmesh_workers::retention::{Retention, RetentionConfig, RoomRetention};
+use chatmesh_workers::store::WriteBatch;
+use chatmesh_workers::writer::{store_batch, Delivery};
+use common::Local;
+
+const DAY_MS: u64 = 86_400_000;
+const NOW: u64 = 1_800_000_000_000;
+
+/// Stores `n` messages in each room, round robin, message i stamped `NOW - (n - i) minutes`.
+async fn fill(l: &Local, rooms: &[&str], n: u64) -> BTreeMap<String, Vec<u64>> {
+    let mut cp = 0;
+    let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let total = n * rooms.len() as u64;
+    let batch: Vec<Delivery> = (1..=total)
+        .map(|seq| {
+            let room = rooms[(seq % rooms.len() as u64) as usize];
+            seqs.entry(room.to_owned()).or_default().push(seq);
+            let ts = NOW - (total - seq) * 60_000;
+            let p = Payload {
+                id: format!("m{seq}"),
+                from: "ann".into(),
+                ts,
+                body: "b".into(),
+            };
+            Delivery {
+                seq,
+                message: Some((room.to_owned(), p)),
+            }
+        })
+        .collect();
+    for chunk in batch.chunks(500) {
+        store_batch(&l.model, &l.caches, 0, &mut cp, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    seqs
+}
+
+async fn stored(l: &Local, room: &str) -> Vec<(u64, u64)> {
+    let q = HistoryQuery {
+        before: None,
+        after: Some(0),
+        limit: 100_000,
+    };
+    let (msgs, _) = l.model.history(room, q).await.unwrap();
+    msgs.iter().map(|m| (m.seq, m.prev)).collect()
+}
+
+async fn run_to_end(r: &mut Retention) -> u64 {
+    let mut deleted = 0;
+    for _ in 0..10_000 {
+        let s = r.step(NOW).await.unwrap();
+        deleted += s.deleted;
+        if s.wrapped && s.deleted == 0 {
+            return deleted;
+        }
+    }
+    panic!("retention never settled");
+}
+
+/// A global max_messages keeps the newest N of every room, deleting at most
+/// `deletes_per_step` per step; the kept messages' prev chain is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_messages_keeps_the_newest_in_bounded_steps() {
+    let l = Local::new().await;
+    let seqs = fill(&l, &["a", "b", "c"], 1_000).await;
+    let before: Vec<(u64, u64)> = stored(&l, "a").await;
+    let cfg = RetentionConfig {
+        max_messages: 100,
+        deletes_per_step: 250,
+        ..RetentionConfig::default()
+    };
+    let mut r = Retention::new(l.model.clone(), Some(l.caches.clone()), cfg);
+    let first = r.step(NOW).await.unwrap();
+    assert_eq!(
+        first.deleted, 250,
+        "one step deletes at most deletes_per_step"
+    );
+    assert_eq!(run_to_end(&mut r).await + 250, 3 * 900);
+    for room in ["a", "b", "c"] {
+        let left = stored(&l, room).await;
+        assert_eq!(left.len(), 100);
+        assert_eq!(
+            left.iter().map(|m| m.0).collect::<Vec<_>>(),
+            seqs[room][900..]
+        );
+        assert_eq!(
+            l.model.stats(room).await.unwrap().count,
+            1_000,
+            "positions stay valid"
+        );
+    }
+    assert_eq!(
+        stored(&l, "a").await,
+        before[900..],
+        "seq and prev of kept messages unchanged"
+    );
+}
+
+/// Max age deletes what is older, oldest first; a per-room override wins over the global
+/// value, and 0 in an override means "keep everything".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_with_per_room_overrides() {
+    let l = Local::new().await;
+    fill(&l, &["old", "keep", "short"], 600).await;
+    // 1,800 messages one minute apart: the newest 10 hours are younger than 600 minutes.
+    let mut rooms = BTreeMap::new();
+    rooms.insert(
+        "keep".to_owned(),
+        RoomRetention {
+            max_age_secs: Some(0),
+            max_messages: None,
+        },
+    );
+    rooms.insert(
+        "short".to_owned(),
+        RoomRetention {
+            max_age_secs: None,
+            max_messages: Some(10),
+        },
+    );
+    let cfg = RetentionConfig {
+        max_age_secs: 600 * 60,
+        rooms,
+        ..RetentionConfig::default()
+    };
+    let mut r = Retention::new(l.model.clone(), None, cfg);
+    run_to_end(&mut r).await;
+    let old = stored(&l, "old").await;
+    assert_eq!(
+        old.len(),
+        201,
+        "the last 600 minutes (both ends kept) of 1,800"
+    );
+    assert_eq!(stored(&l, "keep").await.len(), 600);
+    assert_eq!(
+        stored(&l, "short").await.len(),
+        10,
+        "max age and max messages both apply"
+    );
+    let l2 = Local::new().await;
+    fill(&l2, &["x"], 10).await;
+    let cfg = RetentionConfig {
+        max_age_secs: 30 * DAY_MS / 1_000,
+        ..RetentionConfig::default()
+    };
+    assert_eq!(
+        run_to_end(&mut Retention::new(l2.model.clone(), None, cfg)).await,
+        0
+    );
+}
+
+/// A resume from a deleted seq: the history service returns the first kept message, whose
+/// `prev` is above the cursor, which is what makes the gateway send `gap`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_into_a_deleted_range_reveals_the_gap() {
+    let l = Local::new().await;
+    let seqs = fill(&l, &["room-1", "room-2"], 300).await;
+    let cfg = RetentionConfig {
+        max_messages: 50,
+        ..RetentionConfig::default()
+    };
+    run_to_end(&mut Retention::new(
+        l.model.clone(),
+        Some(l.caches.clone()),
+        cfg,
+    ))
+    .await;
+    let mut b = WriteBatch::new();
+    let meta = RoomMeta {
+        kind: RoomKind::Public,
+        owner: Some("ann".into()),
+        created: 1,
+    };
+    Model::put_room(&mut b, "room-1", &meta);
+    l.model.write(b).await.unwrap();
+    let cursor = seqs["room-1"][10];
+    let req = HistoryRequest {
+        room: "room-1".into(),
+        before: None,
+        after: Some(cursor),
+        limit: 20,
+    };
+    let page = l.service.history(req).await.unwrap();
+    let first = &page.messages[0];
+    assert_eq!(first.seq, seqs["room-1"][250]);
+    assert_eq!(
+        first.prev, seqs["room-1"][249],
+        "prev points into the deleted range"
+    );
+    assert!(
+        first.prev > cursor,
+        "prev above the cursor: the client is told about the gap"
+    );
+}
