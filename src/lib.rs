@@ -4,6 +4,7 @@
 //! and calls in here, so tests start the same mesh the command does.
 
 pub mod config;
+pub mod export;
 pub mod mesh;
 pub mod nats;
 pub mod services;

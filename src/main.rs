@@ -44,6 +44,32 @@ enum Command {
     Gateway,
     /// One worker against the NATS servers of `mesh.nats_urls`.
     Worker,
+    /// Write one room (record, members, messages) as JSON Lines; the worker must be stopped.
+    Export {
+        #[arg(long)]
+        room: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Store directory (default: `worker.data_dir`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Report progress on stderr every N messages.
+        #[arg(long, default_value_t = 10_000)]
+        progress_every: u64,
+    },
+    /// Read one `export` into the store; the worker must be stopped.
+    Import {
+        /// Input file (default: stdin).
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// Store directory (default: `worker.data_dir`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Report progress on stderr every N messages.
+        #[arg(long, default_value_t = 10_000)]
+        progress_every: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,7 +88,7 @@ fn main() -> ExitCode {
     let role = match cli.command {
         Command::Up { .. } => None,
         Command::Gateway => Some(Role::Gateway),
-        Command::Worker => Some(Role::Worker),
+        Command::Worker | Command::Export { .. } | Command::Import { .. } => Some(Role::Worker),
     };
     if cli.check_config {
         let problems = config.problems(role.unwrap_or(Role::Both));
@@ -85,6 +111,17 @@ fn main() -> ExitCode {
             } => up(config, data, listen, nats_port).await,
             Command::Gateway => gateway(config).await,
             Command::Worker => worker(config).await,
+            Command::Export {
+                room,
+                out,
+                data,
+                progress_every,
+            } => chatmesh::export::export(&config.worker, data, &room, out, progress_every).await,
+            Command::Import {
+                input,
+                data,
+                progress_every,
+            } => chatmesh::export::import(&config.worker, data, input, progress_every).await,
         }
     });
     match result {

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 mod consumer;
 pub mod error;
+pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod ownership;

@@ -39,7 +39,12 @@ impl FjallStore {
         let db = Database::builder(dir)
             .cache_size(cache_bytes)
             .open()
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| match e {
+                fjall::Error::Locked => StoreError::Locked {
+                    path: dir.display().to_string(),
+                },
+                e => open_err(e.to_string()),
+            })?;
         let ks = db
             .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(|e| open_err(e.to_string()))?;

@@ -38,6 +38,9 @@ pub enum StoreError {
     /// A networked backend's operation did not finish in time.
     #[error("{op} timed out after {after_ms} ms")]
     Timeout { op: &'static str, after_ms: u64 },
+    /// Another process (a running worker) holds the embedded database.
+    #[error("the store at {path} is locked by another process (stop the worker first)")]
+    Locked { path: String },
     #[error("storage task failed: {0}")]
     Task(String),
     #[error("corrupt record at key {key}: {detail}")]

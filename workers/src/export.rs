@@ -1,0 +1,240 @@
+//! Moving one room between deployments or backends: `export` writes the room's record,
+//! stats, members and messages as JSON Lines (one object per line, oldest message first,
+//! streamed page by page), `import` reads them back into a store. Meant for a stopped worker:
+//! the embedded store refuses a second opener, so a running worker's store is never touched.
+//!
+//! The output is deterministic (fields in a fixed order, members by name, messages by seq),
+//! so exporting an imported room again gives the same bytes. Messages keep their seq and
+//! `prev`: imported into another deployment, the target stream must already be past the
+//! room's last seq (see docs/STORAGE.md), or the store writer skips new messages as old.
+//! Import writes the room record and stats last, so an interrupted import can be run again.
+
+use std::io::{BufRead, Write};
+
+use chatmesh_protocol::service::Role;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{keys, records, Model, RoomMeta, RoomStats, StoredMessage};
+use crate::store::{Direction, KvStore, StoreError, WriteBatch};
+
+/// Version of the line format, in the first line.
+pub const FORMAT: u32 = 1;
+const PAGE: usize = 1_000;
+
+/// One line of an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Line {
+    /// First line: the room, its record (none for a room that only has messages) and stats.
+    Room {
+        format: u32,
+        room: String,
+        meta: Option<RoomMeta>,
+        stats: RoomStats,
+    },
+    Member {
+        user: String,
+        role: Role,
+    },
+    Message {
+        seq: u64,
+        prev: u64,
+        n: u64,
+        id: String,
+        from: String,
+        ts: u64,
+        body: String,
+    },
+}
+
+/// Why an export or import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no room {0} in this store")]
+    NoSuchRoom(String),
+    #[error("room {0} already exists in the target store; import refuses to merge")]
+    RoomExists(String),
+    #[error("line {line}: {detail}")]
+    Format { line: u64, detail: String },
+}
+
+/// What an export or import moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub members: u64,
+    pub messages: u64,
+}
+
+fn write_line<W: Write>(out: &mut W, line: &Line) -> Result<(), ExportError> {
+    serde_json::to_writer(&mut *out, line).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes `room` to `out`; calls `progress(messages so far)` every `every` messages.
+pub async fn export_room<W: Write>(
+    model: &Model,
+    room: &str,
+    out: &mut W,
+    every: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Moved, ExportError> {
+    let meta = model.room(room).await?;
+    let stats = model.stats(room).await?;
+    if meta.is_none() && stats.count == 0 {
+        return Err(ExportError::NoSuchRoom(room.to_owned()));
+    }
+    let head = Line::Room {
+        format: FORMAT,
+        room: room.to_owned(),
+        meta,
+        stats,
+    };
+    write_line(out, &head)?;
+    let mut moved = Moved::default();
+    let prefix = keys::member(room, "");
+    let mut range = prefix.clone()..keys::prefix_end(&prefix);
+    loop {
+        let page = model
+            .store()
+            .scan(range.clone(), Direction::Forward, PAGE)
+            .await?;
+        for (k, v) in &page {
+            let user = keys::second_name(k).unwrap_or_default().to_owned();
+            let role: Role = records::decode(k, v)?;
+            write_line(out, &Line::Member { user, role })?;
+            moved.members += 1;
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == PAGE => {
+                range.start = last.clone();
+                range.start.push(0);
+            }
+            _ => break,
+        }
+    }
+    // Keys run newest first: read backwards from the room's end for oldest first.
+    let mut range = keys::messages_of(room);
+    loop {
+        let page = model
+            .store()
+            .scan(range.clone(), Direction::Reverse, PAGE)
+            .await?;
+        for (k, v) in &page {
+            let seq = keys::seq_of_message(k).unwrap_or_default();
+            let m: StoredMessage = records::decode(k, v)?;
+            let line = Line::Message {
+                seq,
+                prev: m.prev,
+                n: m.n,
+                id: m.id,
+                from: m.from,
+                ts: m.ts,
+                body: m.body,
+            };
+            write_line(out, &line)?;
+            moved.messages += 1;
+            if every > 0 && moved.messages % every == 0 {
+                progress(moved.messages);
+            }
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == PAGE => range.end = last.clone(),
+            _ => break,
+        }
+    }
+    out.flush()?;
+    progress(moved.messages);
+    Ok(moved)
+}
+
+/// Reads one export from `input` into the store; refuses a room the store already has.
+pub async fn import_room<R: BufRead>(
+    model: &Model,
+    input: R,
+    every: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(String, Moved), ExportError> {
+    let mut lines = input.lines();
+    let bad = |line: u64, detail: String| ExportError::Format { line, detail };
+    let first = lines.next().ok_or_else(|| bad(1, "empty input".into()))??;
+    let (room, meta, stats) =
+        match serde_json::from_str(&first).map_err(|e| bad(1, e.to_string()))? {
+            Line::Room {
+                format: FORMAT,
+                room,
+                meta,
+                stats,
+            } => (room, meta, stats),
+            Line::Room { format, .. } => return Err(bad(1, format!("unknown format {format}"))),
+            _ => return Err(bad(1, "the first line must be the room".into())),
+        };
+    chatmesh_protocol::validate_name("room", &room).map_err(|e| bad(1, e.to_string()))?;
+    if model.room(&room).await?.is_some() || model.stats(&room).await?.count > 0 {
+        return Err(ExportError::RoomExists(room));
+    }
+    let mut moved = Moved::default();
+    let mut batch = WriteBatch::new();
+    let mut last: Option<(u64, u64)> = None;
+    for (i, text) in lines.enumerate() {
+        let no = i as u64 + 2;
+        let text = text?;
+        match serde_json::from_str(&text).map_err(|e| bad(no, e.to_string()))? {
+            Line::Member { user, role } => {
+                chatmesh_protocol::validate_name("user", &user)
+                    .map_err(|e| bad(no, e.to_string()))?;
+                Model::put_member(&mut batch, &room, &user, role);
+                moved.members += 1;
+            }
+            Line::Message {
+                seq,
+                prev,
+                n,
+                id,
+                from,
+                ts,
+                body,
+            } => {
+                if let Some((last_seq, last_n)) = last {
+                    if prev != last_seq || n <= last_n {
+                        return Err(bad(no, format!("seq {seq} does not continue the chain")));
+                    }
+                }
+                last = Some((seq, n));
+                let m = StoredMessage {
+                    prev,
+                    n,
+                    id,
+                    from,
+                    ts,
+                    body,
+                };
+                Model::put_message(&mut batch, &room, seq, &m);
+                moved.messages += 1;
+                if every > 0 && moved.messages % every == 0 {
+                    progress(moved.messages);
+                }
+            }
+            Line::Room { .. } => return Err(bad(no, "a second room line".into())),
+        }
+        if batch.len() >= PAGE {
+            model.write(std::mem::take(&mut batch)).await?;
+        }
+    }
+    if last.is_some_and(|(seq, _)| seq != stats.last_seq) {
+        return Err(bad(0, "the last message is not the room's last_seq".into()));
+    }
+    // Record and stats last: until they exist the import may be run again.
+    batch.barrier();
+    if let Some(meta) = &meta {
+        Model::put_room(&mut batch, &room, meta);
+    }
+    Model::put_stats(&mut batch, &room, &stats);
+    model.write(batch).await?;
+    progress(moved.messages);
+    Ok((room, moved))
+}
