@@ -2,15 +2,13 @@
 //! a room, and batches of messages after a sequence (a batch direct get, which needs no
 //! consumer, so resumes and gap fills cost no server state).
 //!
-//! async-nats 0.51 has no API for batch direct get (server ≥ 2.11), so the request goes to
-//! `$JS.API.DIRECT.GET.<stream>` on our own inbox; the batch ends with a `204 EOB` status.
+//! async-nats 0.51 has no API for batch direct get (server ≥ 2.11): see [`natskit`].
 
 use std::time::Duration;
 
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
 use chatmesh_protocol::subjects::STREAM;
-use futures::StreamExt;
 
 use crate::error::GatewayError;
 
@@ -62,58 +60,21 @@ impl JsReader {
         from: u64,
         batch: usize,
     ) -> Result<Vec<Retained>, GatewayError> {
-        let inbox = self.nats.new_inbox();
-        let mut sub = self
-            .nats
-            .subscribe(inbox.clone())
+        let ask = natskit::Batch::Next {
+            subject,
+            from,
+            batch,
+        };
+        let entries = natskit::direct_batch(&self.nats, STREAM, ask, self.timeout)
             .await
-            .map_err(|e| GatewayError::Nats(e.to_string()))?;
-        let req =
-            serde_json::json!({ "seq": from.max(1), "next_by_subj": subject, "batch": batch });
-        self.nats
-            .publish_with_reply(
-                format!("$JS.API.DIRECT.GET.{STREAM}"),
-                inbox,
-                req.to_string().into(),
-            )
-            .await
-            .map_err(|e| GatewayError::Nats(e.to_string()))?;
-        let mut out = Vec::with_capacity(batch.min(128));
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => break,
-                Err(_) => return Err(GatewayError::JetStream("direct get timed out".into())),
-            };
-            match msg.status.map(|s| s.as_u16()) {
-                // 404: nothing at or after `from`; 204: end of the batch.
-                Some(404) | Some(204) => break,
-                Some(status) if status != 200 => {
-                    return Err(GatewayError::JetStream(format!(
-                        "direct get: {status} {}",
-                        msg.description.unwrap_or_default()
-                    )))
-                }
-                _ => {}
-            }
-            let seq = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Sequence"))
-                .and_then(|v| v.as_str().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    GatewayError::JetStream("direct get reply without sequence".into())
-                })?;
-            out.push(Retained {
-                seq,
-                payload: msg.payload,
-            });
-            if out.len() >= batch {
-                break;
-            }
-        }
-        Ok(out)
+            .map_err(|e| GatewayError::JetStream(e.to_string()))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| Retained {
+                seq: e.seq,
+                payload: e.payload,
+            })
+            .collect())
     }
 
     /// The payload of the message with stream sequence `seq`.

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream::Republish};
 use chatmesh_protocol::subjects::PRESENCE_BUCKET;
-use futures::StreamExt;
 
 use crate::error::GatewayError;
 
@@ -51,10 +50,8 @@ pub async fn publish(
     ttl: Duration,
 ) -> Result<(), GatewayError> {
     let subject = format!("$KV.{PRESENCE_BUCKET}.{room}.{gateway}");
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
     let payload = serde_json::to_vec(users).map_err(|e| GatewayError::Nats(e.to_string()))?;
-    js.publish_with_headers(subject, headers, payload.into())
+    natskit::put_ttl(js, subject, payload.into(), ttl, natskit::Expect::Any)
         .await
         .map_err(|e| GatewayError::JetStream(e.to_string()))?;
     Ok(())
@@ -66,36 +63,21 @@ pub async fn snapshot(
     room: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, BTreeSet<String>>, GatewayError> {
-    let inbox = nats.new_inbox();
-    let mut sub = nats
-        .subscribe(inbox.clone())
+    let filter = format!("$KV.{PRESENCE_BUCKET}.{room}.*");
+    let ask = natskit::Batch::Last {
+        filter: &filter,
+        batch: 10_000,
+    };
+    let entries = natskit::direct_batch(nats, &format!("KV_{PRESENCE_BUCKET}"), ask, timeout)
         .await
-        .map_err(|e| GatewayError::Nats(e.to_string()))?;
-    let req = serde_json::json!({ "multi_last": [format!("$KV.{PRESENCE_BUCKET}.{room}.*")], "batch": 10_000 });
-    nats.publish_with_reply(
-        format!("$JS.API.DIRECT.GET.KV_{PRESENCE_BUCKET}"),
-        inbox,
-        req.to_string().into(),
-    )
-    .await
-    .map_err(|e| GatewayError::Nats(e.to_string()))?;
-    let mut out = HashMap::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
-            Ok(Some(msg)) => msg,
-            Ok(None) => break,
-            Err(_) => return Err(GatewayError::JetStream("presence read timed out".into())),
-        };
-        if msg.status.is_some_and(|s| s.as_u16() != 200) {
-            break;
-        }
-        let subject = msg.headers.as_ref().and_then(|h| h.get("Nats-Subject"));
-        if let Some(gw) = subject.and_then(|s| s.as_str().rsplit('.').next()) {
-            out.insert(gw.to_owned(), parse_users(&msg.payload));
-        }
-    }
-    Ok(out)
+        .map_err(|e| GatewayError::JetStream(e.to_string()))?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| {
+            let gw = e.subject.rsplit('.').next()?.to_owned();
+            Some((gw, parse_users(&e.payload)))
+        })
+        .collect())
 }
 
 /// The users of a presence value; an empty payload (a delete or expiry marker) is none.

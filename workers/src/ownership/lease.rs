@@ -77,23 +77,15 @@ impl Leases {
     }
 
     async fn write(&self, p: u32, expect: u64, holder: String) -> Option<u64> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-TTL", format!("{}s", self.ttl.as_secs()).as_str());
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            expect.to_string().as_str(),
+        let put = natskit::put_ttl(
+            &self.js,
+            Self::subject(p),
+            holder.into(),
+            self.ttl,
+            natskit::Expect::LastSeq(expect),
         );
-        if holder.is_empty() {
-            headers.insert("KV-Operation", "DEL");
-        }
-        let ack = self
-            .js
-            .publish_with_headers(Self::subject(p), headers, holder.into())
-            .await
-            .ok()?
-            .await;
-        match ack {
-            Ok(ack) => Some(ack.sequence),
+        match put.await {
+            Ok(seq) => Some(seq),
             Err(e) => {
                 debug!(partition = p, error = %e, "lease write refused");
                 None

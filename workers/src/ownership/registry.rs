@@ -55,14 +55,15 @@ impl Registry {
 
     /// Refreshes this worker's registration.
     pub async fn heartbeat(&self) {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-TTL", format!("{}s", self.ttl.as_secs()).as_str());
         let subject = format!("$KV.{BUCKET}.{}", self.me);
-        if let Err(e) = self
-            .js
-            .publish_with_headers(subject, headers, "up".into())
-            .await
-        {
+        let put = natskit::put_ttl(
+            &self.js,
+            subject,
+            "up".into(),
+            self.ttl,
+            natskit::Expect::Any,
+        );
+        if let Err(e) = put.await {
             warn!(error = %e, "worker heartbeat failed");
         }
     }
@@ -95,16 +96,15 @@ impl Registry {
 
     /// Deregisters at once (a graceful stop), so others take over without waiting for the TTL.
     pub async fn leave(&self) {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("KV-Operation", "DEL");
         let subject = format!("$KV.{BUCKET}.{}", self.me);
-        if let Ok(ack) = self
-            .js
-            .publish_with_headers(subject, headers, "".into())
-            .await
-        {
-            let _ = ack.await;
-        }
+        let _ = natskit::put_ttl(
+            &self.js,
+            subject,
+            bytes::Bytes::new(),
+            self.ttl,
+            natskit::Expect::Any,
+        )
+        .await;
     }
 }
 
@@ -143,32 +143,17 @@ async fn snapshot(
     nats: &async_nats::Client,
     timeout: Duration,
 ) -> Result<BTreeSet<String>, WorkerError> {
-    let inbox = nats.new_inbox();
-    let mut sub = nats
-        .subscribe(inbox.clone())
+    let filter = format!("$KV.{BUCKET}.*");
+    let ask = natskit::Batch::Last {
+        filter: &filter,
+        batch: 10_000,
+    };
+    let entries = natskit::direct_batch(nats, &format!("KV_{BUCKET}"), ask, timeout)
         .await
-        .map_err(|e| WorkerError::Nats(e.to_string()))?;
-    let req = serde_json::json!({ "multi_last": [format!("$KV.{BUCKET}.*")], "batch": 10_000 });
-    nats.publish_with_reply(
-        format!("$JS.API.DIRECT.GET.KV_{BUCKET}"),
-        inbox,
-        req.to_string().into(),
-    )
-    .await
-    .map_err(|e| WorkerError::Nats(e.to_string()))?;
-    let mut live = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
-        if msg.status.is_some_and(|s| s.as_u16() != 200) {
-            break;
-        }
-        let subject = msg.headers.as_ref().and_then(|h| h.get("Nats-Subject"));
-        if let (Some(id), false) = (
-            subject.and_then(|s| s.as_str().rsplit('.').next()),
-            msg.payload.is_empty(),
-        ) {
-            live.insert(id.to_owned());
-        }
-    }
-    Ok(live)
+        .map_err(|e| WorkerError::Nats(format!("reading the worker registry: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| !e.payload.is_empty())
+        .filter_map(|e| e.subject.rsplit('.').next().map(str::to_owned))
+        .collect())
 }

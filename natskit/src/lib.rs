@@ -1,0 +1,164 @@
+//! JetStream client helpers that async-nats 0.51 has no API for, used by gateways and
+//! workers alike:
+//! - [`direct_batch`]: a batch direct get (server ≥ 2.11) — `next_by_subj` from a sequence,
+//!   or `multi_last` over a subject filter — answered on our own inbox and ended by a
+//!   `204 EOB` status, with no consumer created;
+//! - [`put_ttl`]: a KV write with a per-key TTL (`Nats-TTL`, on a bucket with
+//!   `limit_markers`), optionally compare-and-set on the key's last sequence, or a delete.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+/// What can go wrong talking to JetStream here.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("nats: {0}")]
+    Nats(String),
+    #[error("direct get timed out")]
+    TimedOut,
+    #[error("direct get: status {status} {description}")]
+    Status { status: u16, description: String },
+    #[error("direct get reply without {0}")]
+    MissingHeader(&'static str),
+    #[error("write refused: {0}")]
+    Refused(String),
+}
+
+/// One message of a batch direct get.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Stream sequence.
+    pub seq: u64,
+    /// The message's own subject.
+    pub subject: String,
+    pub payload: Bytes,
+}
+
+/// What a batch direct get asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Batch<'a> {
+    /// Up to `batch` messages on `subject` with sequence ≥ `from`, in order.
+    Next {
+        subject: &'a str,
+        from: u64,
+        batch: usize,
+    },
+    /// The last message of every subject matching `filter` (at most `batch`).
+    Last { filter: &'a str, batch: usize },
+}
+
+/// Runs a batch direct get on `stream`; returns the messages in the order served.
+pub async fn direct_batch(
+    nats: &async_nats::Client,
+    stream: &str,
+    ask: Batch<'_>,
+    timeout: Duration,
+) -> Result<Vec<Entry>, Error> {
+    let (request, limit) = match ask {
+        Batch::Next {
+            subject,
+            from,
+            batch,
+        } => (
+            serde_json::json!({ "seq": from.max(1), "next_by_subj": subject, "batch": batch }),
+            batch,
+        ),
+        Batch::Last { filter, batch } => (
+            serde_json::json!({ "multi_last": [filter], "batch": batch }),
+            batch,
+        ),
+    };
+    let inbox = nats.new_inbox();
+    let mut sub = nats
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| Error::Nats(e.to_string()))?;
+    nats.publish_with_reply(
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        inbox,
+        request.to_string().into(),
+    )
+    .await
+    .map_err(|e| Error::Nats(e.to_string()))?;
+    let mut out = Vec::with_capacity(limit.min(128));
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < limit {
+        let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) => return Err(Error::TimedOut),
+        };
+        match msg.status.map(|s| s.as_u16()) {
+            // 404: nothing matches; 204: end of the batch.
+            Some(404) | Some(204) => break,
+            Some(status) if status != 200 => {
+                return Err(Error::Status {
+                    status,
+                    description: msg.description.unwrap_or_default(),
+                })
+            }
+            _ => {}
+        }
+        let header = |name: &'static str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+                .ok_or(Error::MissingHeader(name))
+        };
+        let seq = header("Nats-Sequence")?
+            .parse()
+            .map_err(|_| Error::MissingHeader("Nats-Sequence"))?;
+        let subject = header("Nats-Subject")?;
+        out.push(Entry {
+            seq,
+            subject,
+            payload: msg.payload,
+        });
+    }
+    Ok(out)
+}
+
+/// How a [`put_ttl`] may land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever the key holds.
+    Any,
+    /// Only if the key's last sequence is this (0: the key has no message).
+    LastSeq(u64),
+}
+
+/// Writes `value` to `subject` (a KV key's `$KV.<bucket>.<key>`) with a TTL; an empty value
+/// is written as a delete. Returns the new sequence (with [`Expect::Any`] the write is not
+/// awaited: `Ok(0)`).
+pub async fn put_ttl(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    value: Bytes,
+    ttl: Duration,
+    expect: Expect,
+) -> Result<u64, Error> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
+    if value.is_empty() {
+        headers.insert("KV-Operation", "DEL");
+    }
+    if let Expect::LastSeq(seq) = expect {
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            seq.to_string().as_str(),
+        );
+    }
+    let ack = js
+        .publish_with_headers(subject, headers, value)
+        .await
+        .map_err(|e| Error::Nats(e.to_string()))?;
+    if expect == Expect::Any {
+        return Ok(0);
+    }
+    ack.await
+        .map(|a| a.sequence)
+        .map_err(|e| Error::Refused(e.to_string()))
+}
