@@ -206,3 +206,70 @@ async fn history_survives_a_full_restart_and_seqs_continue() -> Result<()> {
     assert_eq!(m[0]["prev"].as_u64(), Some(last));
     mesh.stop().await
 }
+
+/// Resume across retention: messages the store has trimmed but JetStream still holds are
+/// replayed from JetStream (no gap); messages neither holds any more are reported with one
+/// `gap {from, to}` before the rest, and the chain after it is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_fills_store_trims_from_jetstream_and_reports_real_gaps() -> Result<()> {
+    for (js_per_room, expect_gap) in [(-1i64, false), (5, true)] {
+        let dir = tempfile::tempdir()?;
+        let mut config = fast_config();
+        config.worker.retention.max_messages = 10;
+        config.worker.retention.interval_ms = 50;
+        config.mesh.stream_max_msgs_per_room = js_per_room;
+        let mesh = start_mesh(dir.path(), config).await?;
+        let api = Api::new(&mesh);
+        let ann = api.user("ann").await?;
+        api.room(&ann, "old", "public").await?;
+        let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+        let mut seqs = Vec::new();
+        for i in 0..30 {
+            let ack = a
+                .request(
+                    json!({"type":"send","room":"old","id":format!("m{i}"),"body":format!("{i}")}),
+                )
+                .await?;
+            seqs.push(ack["seq"].as_u64().unwrap());
+        }
+        // Wait for retention to trim the store to the last 10.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let h = a
+                .request(json!({"type":"history","room":"old","limit":100}))
+                .await?;
+            let n = h["messages"].as_array().map(Vec::len).unwrap_or(0);
+            if n == 10 && h["more"] == false {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "store never trimmed: {n} left"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let mut b = Client::login(&mesh.ws_url(), &ann).await?;
+        b.request(json!({"type":"join","room":"old","since":0}))
+            .await?;
+        if expect_gap {
+            let gap = b.wait_for(|f| f["type"] == "gap").await?;
+            assert_eq!(
+                (gap["from"].as_u64(), gap["to"].as_u64()),
+                (Some(1), Some(seqs[19])),
+                "{gap}"
+            );
+            let rest = b.messages("old", 10).await?;
+            assert_eq!(rest[0]["seq"].as_u64(), Some(seqs[20]));
+            assert_chain(&rest, seqs[19]);
+        } else {
+            let all = b.messages("old", 30).await?;
+            assert_chain(&all, 0);
+            assert!(
+                !b.backlog.iter().any(|f| f["type"] == "gap"),
+                "no gap when JetStream has them"
+            );
+        }
+        mesh.stop().await?;
+    }
+    Ok(())
+}

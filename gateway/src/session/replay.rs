@@ -71,12 +71,16 @@ impl Replay {
                     return Some(cursor);
                 }
                 if m.prev > cursor {
-                    let gap = ServerFrame::Gap {
-                        room: &self.room,
-                        from: cursor + 1,
-                        to: m.prev,
-                    };
-                    self.push(link, Out::Frame(gap.encode().into())).await?;
+                    // The store no longer has (cursor, m.prev]: JetStream may still.
+                    cursor = self.fill_from_stream(state, link, cursor, m.seq).await?;
+                    if m.prev > cursor {
+                        let gap = ServerFrame::Gap {
+                            room: &self.room,
+                            from: cursor + 1,
+                            to: m.prev,
+                        };
+                        self.push(link, Out::Frame(gap.encode().into())).await?;
+                    }
                 }
                 let seq = m.seq;
                 self.push(link, self.frame(&m)?).await?;
@@ -87,8 +91,25 @@ impl Replay {
             }
         }
         // 2. JetStream: what the store has not persisted yet.
+        if cursor < self.until {
+            cursor = self
+                .fill_from_stream(state, link, cursor, self.until + 1)
+                .await?;
+        }
+        Some(cursor)
+    }
+
+    /// Replays the room's retained messages with seq in (cursor, below) from JetStream;
+    /// returns the new cursor.
+    async fn fill_from_stream(
+        &self,
+        state: &AppState,
+        link: &SessionLink,
+        mut cursor: u64,
+        below: u64,
+    ) -> Option<u64> {
         let subject = in_subject(state.mesh.partitions, &self.room);
-        while cursor < self.until {
+        while cursor + 1 < below {
             let batch = match state.reader.batch(&subject, cursor + 1, JS_BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -100,7 +121,7 @@ impl Replay {
                 break;
             }
             for r in batch {
-                if r.seq > self.until {
+                if r.seq >= below {
                     return Some(cursor);
                 }
                 let frame = encode_message_frame(&self.room, r.seq, cursor, &r.payload)?;
