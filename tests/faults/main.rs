@@ -2,11 +2,11 @@
 //! with an R3 stream, 2 gateways behind HAProxy, worker(s)), steady traffic through HAProxy
 //! checked message by message, and one part killed with SIGKILL while it flows.
 //!
-//! They need HAProxy and take a minute each, so they are `#[ignore]`d in the normal suite;
-//! run them (one at a time: each mesh uses its own 127.61.x.0/24 net, but 2 cores are few):
+//! They need HAProxy (the launcher installs it) and take a minute each, so `ops/test` leaves
+//! this binary out (a nextest filter) and CI runs it as its own step:
 //!
 //! ```sh
-//! cargo nextest run -p chatmesh --test faults --run-ignored only --no-capture -j 1
+//! cargo nextest run -p chatmesh --test faults --no-capture -j 1
 //! ```
 //!
 //! Each prints its measurements (reconnection time, time without acks) on stdout.
@@ -32,7 +32,6 @@ const RATE: u32 = 10;
 /// SIGKILL of the busiest gateway: its clients reconnect through HAProxy to the other one and
 /// resume; zero acked messages lost, zero duplicated, every `prev` chain unbroken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fault test: needs haproxy; run with --run-ignored only"]
 async fn gateway_sigkill_loses_and_duplicates_nothing() -> Result<()> {
     gateway_stop("127.61.1", "KILL").await
 }
@@ -40,7 +39,6 @@ async fn gateway_sigkill_loses_and_duplicates_nothing() -> Result<()> {
 /// SIGTERM of the busiest gateway (the zero-downtime upgrade step): it drains, its sessions
 /// get 1001 and move to the other gateway; nothing lost or duplicated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fault test: needs haproxy; run with --run-ignored only"]
 async fn gateway_drain_moves_clients_without_loss() -> Result<()> {
     gateway_stop("127.61.5", "TERM").await
 }
@@ -71,7 +69,6 @@ async fn gateway_stop(net: &str, signal: &str) -> Result<()> {
 /// SIGKILL of the NATS node leading stream CHAT: sends are retried with the same id through
 /// the election; zero acked messages lost; the time without any ack is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fault test: needs haproxy; run with --run-ignored only"]
 async fn stream_leader_sigkill_loses_no_acked_message() -> Result<()> {
     let mesh = MeshProc::up("127.61.2", 2, 1).await?;
     let run = Run::start(&mesh.entry(), "leaderkill", SENDERS, RECEIVERS, RATE).await?;
@@ -94,7 +91,6 @@ async fn stream_leader_sigkill_loses_no_acked_message() -> Result<()> {
 /// Stop the whole mesh (SIGTERM, in order) and start it again on the same data: the room's
 /// history holds every acked message with an unbroken chain, and new sends continue it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fault test: needs haproxy; run with --run-ignored only"]
 async fn whole_mesh_restart_keeps_history() -> Result<()> {
     let mesh = MeshProc::up("127.61.3", 2, 1).await?;
     let run = Run::start(&mesh.entry(), "restart", SENDERS, 1, RATE).await?;
@@ -171,7 +167,6 @@ async fn history_until(
 /// from its checkpoint and history holds every acked message, none twice. Two workers sharing
 /// partitions (`ownership.mode = "shared"`) need a shared store (TiKV) and are not run here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fault test: needs haproxy; run with --run-ignored only"]
 async fn worker_sigkill_keeps_history_complete() -> Result<()> {
     let mesh = MeshProc::up("127.61.4", 2, 1).await?;
     let run = Run::start(&mesh.entry(), "workerkill", SENDERS, RECEIVERS, RATE).await?;
