@@ -71,6 +71,9 @@ pub struct Common {
     /// Run id (rooms and multi-generator coordination); default: random.
     #[arg(long, global = true)]
     pub run_id: Option<String>,
+    /// Where account tokens are cached between runs (`tokens-<prefix>.json`).
+    #[arg(long, global = true, default_value = "target/loadtest")]
+    pub token_dir: PathBuf,
     /// Output directory for summary.json, summary.md and goose's report.html.
     #[arg(long, global = true, default_value = "target/loadtest")]
     pub out: PathBuf,

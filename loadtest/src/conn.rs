@@ -144,8 +144,8 @@ async fn read(engine: &Engine, c: usize, mut stream: SplitStream<Ws>, last: u64,
                 }
             }
             "ack" => {
-                // Ids are `<run>-k<k>`: unique per sender across runs, or JetStream's
-                // dedupe window would answer a reused id with an old seq.
+                // Ids are `<run>-<conn>-k<k>`: unique per sender across runs and rooms
+                // (protocol v1), or the gateway's dedupe answers with another send's seq.
                 let k = frame.id.as_deref().and_then(|id| id.rsplit_once("-k"));
                 let k = k.and_then(|(_, k)| k.parse::<u64>().ok());
                 let (Some(k), Some(p)) = (k, conn.publisher) else {
@@ -198,7 +198,7 @@ async fn publish(engine: Arc<Engine>, c: usize, p: PubPlan, mut sink: SplitSink<
             let k = p.k(i);
             let body = make_body(k, p.due(t0, i), size);
             let frame = format!(
-                r#"{{"type":"send","ref":{k},"room":"{room}","id":"{run}-k{k}","body":"{body}"}}"#
+                r#"{{"type":"send","ref":{k},"room":"{room}","id":"{run}-{c}-k{k}","body":"{body}"}}"#
             );
             if sink.feed(Message::text(frame)).await.is_err() {
                 engine.counters.error("send_failed");

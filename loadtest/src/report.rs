@@ -20,6 +20,7 @@ pub fn summarize(
     setup_s: f64,
     phases: Phases,
     memory: Option<TargetMemory>,
+    cpu_at_start: f64,
 ) -> Summary {
     let c = &engine.counters;
     let get = Counters::get;
@@ -79,6 +80,7 @@ pub fn summarize(
         errors: c.errors(),
         target_memory: memory,
         generator_rss_bytes: own_rss(),
+        generator_cpu_s: own_cpu_s() - cpu_at_start,
     }
 }
 
@@ -139,6 +141,22 @@ pub fn deltas(base: &BTreeMap<String, f64>, now: &BTreeMap<String, f64>) -> Stri
         s += &format!("| {k} | {b:.3} | {v:.3} | {change} |\n");
     }
     s
+}
+
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`.
+pub fn own_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
 }
 
 fn own_rss() -> u64 {

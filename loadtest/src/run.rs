@@ -41,7 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     } else {
         crate::tokens::accounts(
             &api,
-            &out,
+            &common.token_dir,
             &common.target,
             &common.user_prefix,
             &common.password,
@@ -102,6 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     };
     std::fs::create_dir_all(&out)?;
     let goose_reports = vec![out.join("goose-report.html").display().to_string()];
+    let cpu_at_start = report::own_cpu_s();
     let controller = tokio::spawn(crate::control::control(engine.clone(), hold));
     crate::attack::run(engine.clone(), goose_reports).await?;
     let phases = controller.await?;
@@ -115,7 +116,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         }),
         _ => None,
     };
-    let summary = report::summarize(&engine, scenario, params, setup_s, phases, memory);
+    let summary = report::summarize(
+        &engine,
+        scenario,
+        params,
+        setup_s,
+        phases,
+        memory,
+        cpu_at_start,
+    );
     report::write(&summary, &out, common.baseline.as_deref(), &thresholds)
 }
 

@@ -102,6 +102,10 @@ pub struct Summary {
     pub target_memory: Option<TargetMemory>,
     /// The generator process's own resident memory at the end.
     pub generator_rss_bytes: u64,
+    /// CPU seconds the generator used from the connect phase to the end (the load generator
+    /// needs about as much CPU as the server: compare them).
+    #[serde(default)]
+    pub generator_cpu_s: f64,
 }
 
 impl Summary {
@@ -144,6 +148,7 @@ impl Summary {
         if let Some(m) = &self.target_memory {
             f.insert("bytes_per_connection".into(), m.bytes_per_connection);
         }
+        f.insert("generator_cpu_s".into(), self.generator_cpu_s);
         f
     }
 
@@ -182,7 +187,11 @@ impl Summary {
             .iter()
             .map(|(k, v)| format!("{k} {v:.0}"))
             .collect();
-        s += &format!("\nRates: {}\n", rates.join(" · "));
+        s += &format!(
+            "\nRates: {} · generator CPU {:.1} s\n",
+            rates.join(" · "),
+            self.generator_cpu_s
+        );
         if !self.errors.is_empty() {
             let e: Vec<String> = self
                 .errors
