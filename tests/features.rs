@@ -456,3 +456,44 @@ async fn history_pages_back_to_the_first_message() -> Result<()> {
     );
     mesh.stop().await
 }
+
+/// Presence refreshes cost one message per (room, gateway), not per member: 40 sessions in
+/// a room produce about one presence write per refresh interval once they have joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_refresh_costs_one_message_per_room_and_gateway() -> Result<()> {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.presence_ttl_secs = 3; // a refresh every second
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let owner = api.user("owner").await?;
+    api.room(&owner, "big", "public").await?;
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let token = api.user(&format!("u{i}")).await?;
+        let mut c = Client::login(&mesh.ws_url(), &token).await?;
+        c.request(json!({"type":"join","room":"big"})).await?;
+        clients.push(c);
+    }
+    let nats = mesh.nats.connect().await?;
+    let mut writes = nats.subscribe("chat.pres.big.*").await?;
+    nats.flush().await?;
+    // Let the joins settle, then count the writes over 4 refresh intervals.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(10), writes.next()).await {}
+    let window = Instant::now() + Duration::from_secs(4);
+    let mut n = 0;
+    while let Ok(Some(_)) = tokio::time::timeout_at(window.into(), writes.next()).await {
+        n += 1;
+    }
+    assert!(
+        (2..=6).contains(&n),
+        "{n} presence writes in 4 s for 40 members"
+    );
+    let p = clients[0]
+        .request(json!({"type":"presence","room":"big"}))
+        .await?;
+    assert_eq!(names(&p["online"]).len(), 40);
+    mesh.stop().await
+}

@@ -25,6 +25,9 @@ pub fn fast_config() -> Config {
     c.gateway.limits.sends_per_second = 100_000;
     c.gateway.limits.send_burst = 100_000;
     c.gateway.frames_per_second = 100_000;
+    // Tests register many accounts; production-strength hashing would dominate their time.
+    c.worker.argon2_memory_kib = 64;
+    c.worker.argon2_iterations = 1;
     c
 }
 
