@@ -22,7 +22,8 @@ pub async fn ensure_bucket(js: &jetstream::Context, replicas: usize) -> Result<(
         bucket: PRESENCE_BUCKET.into(),
         history: 1,
         num_replicas: replicas,
-        storage: jetstream::stream::StorageType::Memory,
+        // File storage: a restarted single server keeps the bucket (and its republish).
+        storage: jetstream::stream::StorageType::File,
         limit_markers: Some(Duration::from_secs(1)),
         republish: Some(Republish {
             source: format!("$KV.{PRESENCE_BUCKET}.>"),

@@ -24,6 +24,9 @@ pub enum Error {
     MissingHeader(&'static str),
     #[error("write refused: {0}")]
     Refused(String),
+    /// A compare-and-set write found another last sequence: someone else wrote the key.
+    #[error("the key changed since the expected sequence")]
+    WrongLastSequence,
 }
 
 /// One message of a batch direct get.
@@ -158,7 +161,11 @@ pub async fn put_ttl(
     if expect == Expect::Any {
         return Ok(0);
     }
-    ack.await
-        .map(|a| a.sequence)
-        .map_err(|e| Error::Refused(e.to_string()))
+    ack.await.map(|a| a.sequence).map_err(|e| {
+        if e.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence {
+            Error::WrongLastSequence
+        } else {
+            Error::Refused(e.to_string())
+        }
+    })
 }

@@ -13,6 +13,17 @@ use crate::error::WorkerError;
 
 const BUCKET: &str = "CHAT_LEASES";
 
+/// What a renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Extended; the new revision.
+    Renewed(u64),
+    /// Another worker wrote the lease: it is theirs now.
+    Lost,
+    /// NATS did not answer; the lease may still be ours until its TTL runs out.
+    Unreachable,
+}
+
 /// The lease table, as seen by one worker.
 pub struct Leases {
     js: jetstream::Context,
@@ -66,9 +77,23 @@ impl Leases {
         self.write(p, expect, self.me.clone()).await
     }
 
-    /// Extends a held lease; `None` if it was lost.
-    pub async fn renew(&self, p: u32, revision: u64) -> Option<u64> {
-        self.write(p, revision, self.me.clone()).await
+    /// Extends a held lease.
+    pub async fn renew(&self, p: u32, revision: u64) -> Renewal {
+        let put = natskit::put_ttl(
+            &self.js,
+            Self::subject(p),
+            self.me.clone().into(),
+            self.ttl,
+            natskit::Expect::LastSeq(revision),
+        );
+        match put.await {
+            Ok(seq) => Renewal::Renewed(seq),
+            Err(natskit::Error::WrongLastSequence) => Renewal::Lost,
+            Err(e) => {
+                debug!(partition = p, error = %e, "lease renewal failed");
+                Renewal::Unreachable
+            }
+        }
     }
 
     /// Gives a held lease up at once.

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::WorkerError;
-use lease::Leases;
+use lease::{Leases, Renewal};
 use registry::Registry;
 
 /// How partitions are shared between workers.
@@ -111,6 +111,7 @@ struct Running {
     stop: CancellationToken,
     tasks: JoinSet<Result<(), WorkerError>>,
     revision: u64,
+    renewed: tokio::time::Instant,
 }
 
 /// Runs the ownership loop until `shutdown`, starting and stopping partitions as ownership
@@ -145,11 +146,21 @@ pub async fn run(
                 registry.heartbeat().await;
                 for (p, r) in running.iter_mut() {
                     match leases.renew(*p, r.revision).await {
-                        Some(rev) => r.revision = rev,
-                        None => {
-                            warn!(partition = p, "lost the partition lease; stopping it");
+                        Renewal::Renewed(rev) => {
+                            r.revision = rev;
+                            r.renewed = tokio::time::Instant::now();
+                        }
+                        Renewal::Lost => {
+                            warn!(partition = p, "another worker holds the partition lease; stopping it");
                             r.stop.cancel();
                         }
+                        // Nobody can take the lease before its TTL: keep running until then
+                        // (with a margin), so a NATS restart does not stop every partition.
+                        Renewal::Unreachable if r.renewed.elapsed() > ttl * 2 / 3 => {
+                            warn!(partition = p, "cannot renew the partition lease; stopping it");
+                            r.stop.cancel();
+                        }
+                        Renewal::Unreachable => {}
                     }
                 }
             }
@@ -188,12 +199,14 @@ pub async fn run(
                 metrics::counter!("chatmesh_partition_acquired_total").increment(1);
                 let stop = CancellationToken::new();
                 let tasks = spawn(p, stop.clone());
+                let renewed = tokio::time::Instant::now();
                 running.insert(
                     p,
                     Running {
                         stop,
                         tasks,
                         revision,
+                        renewed,
                     },
                 );
             }

@@ -119,7 +119,9 @@ pub(super) async fn ensure_bucket(
         bucket: bucket.into(),
         history: 1,
         num_replicas: replicas,
-        storage: jetstream::stream::StorageType::Memory,
+        // File storage: a restarted single server still has the registrations and leases
+        // (a memory bucket would vanish, and with it every lease).
+        storage: jetstream::stream::StorageType::File,
         limit_markers: Some(Duration::from_secs(1)),
         republish: republish_to.map(|dest| Republish {
             source: format!("$KV.{bucket}.>"),
