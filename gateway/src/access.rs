@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_protocol::frames::ServerFrame;
-use chatmesh_protocol::service::{Access, GetAccess, MemberEvent, RoomUserRequest};
+use chatmesh_protocol::service::{
+    Access, GetAccess, History, HistoryPage, HistoryRequest, MemberEvent, RoomUserRequest,
+};
 use chatmesh_protocol::subjects::MEMBER_ALL;
 use chatmesh_protocol::ApiError;
 use futures::StreamExt;
@@ -72,6 +74,27 @@ impl AccessCache {
             .invalidate(&(Arc::from(room), Arc::from(user)))
             .await;
     }
+}
+
+/// A page of `room`'s history for `user`, if the user may read the room.
+pub async fn read_history(
+    state: &AppState,
+    user: &str,
+    room: &str,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<HistoryPage, ApiError> {
+    let access = state.access.get(room, user).await?;
+    if !access.can_read() {
+        return Err(ApiError::forbidden("not a member of this room"));
+    }
+    let req = HistoryRequest {
+        room: room.to_owned(),
+        before,
+        after: None,
+        limit,
+    };
+    state.services.ask::<History>(room, &req).await
 }
 
 /// Listens to membership events: drops cached access and evicts removed users' sessions.

@@ -11,35 +11,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream::Republish};
+use async_nats::jetstream;
 use chatmesh_protocol::subjects::PRESENCE_BUCKET;
 
 use crate::error::GatewayError;
 
 /// Creates or updates the presence bucket (idempotent).
 pub async fn ensure_bucket(js: &jetstream::Context, replicas: usize) -> Result<(), GatewayError> {
-    let config = kv::Config {
-        bucket: PRESENCE_BUCKET.into(),
-        history: 1,
-        num_replicas: replicas,
-        // File storage: a restarted single server keeps the bucket (and its republish).
-        storage: jetstream::stream::StorageType::File,
-        limit_markers: Some(Duration::from_secs(1)),
-        republish: Some(Republish {
-            source: format!("$KV.{PRESENCE_BUCKET}.>"),
-            destination: "chat.pres.>".into(),
-            headers_only: false,
-        }),
-        ..Default::default()
-    };
-    match js.create_key_value(config.clone()).await {
-        Ok(_) => Ok(()),
-        Err(_) => js
-            .update_key_value(config)
-            .await
-            .map(|_| ())
-            .map_err(|e| GatewayError::JetStream(format!("presence bucket: {e}"))),
-    }
+    natskit::ensure_ttl_bucket(js, PRESENCE_BUCKET, replicas, Some("chat.pres"))
+        .await
+        .map_err(|e| GatewayError::JetStream(format!("presence bucket: {e}")))
 }
 
 /// Writes this gateway's users of `room` with a TTL (an empty list expires like any other).

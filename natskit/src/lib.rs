@@ -3,6 +3,8 @@
 //! - [`direct_batch`]: a batch direct get (server ≥ 2.11) — `next_by_subj` from a sequence,
 //!   or `multi_last` over a subject filter — answered on our own inbox and ended by a
 //!   `204 EOB` status, with no consumer created;
+//! - [`ensure_ttl_bucket`]: a KV bucket whose keys carry their own TTL, republishing every
+//!   change and expiry marker to core NATS when asked;
 //! - [`put_ttl`]: a KV write with a per-key TTL (`Nats-TTL`, on a bucket with
 //!   `limit_markers`), optionally compare-and-set on the key's last sequence, or a delete.
 
@@ -168,4 +170,37 @@ pub async fn put_ttl(
             Error::Refused(e.to_string())
         }
     })
+}
+
+/// Creates (or updates) KV bucket `bucket` for per-key TTLs (`limit_markers`), on file
+/// storage so a restarted single server keeps it; with `republish_to`, every change and every
+/// expiry marker (an empty payload) is republished on `<republish_to>.<key>`.
+pub async fn ensure_ttl_bucket(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+    republish_to: Option<&str>,
+) -> Result<(), Error> {
+    use async_nats::jetstream::{kv, stream};
+    let config = kv::Config {
+        bucket: bucket.into(),
+        history: 1,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        limit_markers: Some(Duration::from_secs(1)),
+        republish: republish_to.map(|dest| stream::Republish {
+            source: format!("$KV.{bucket}.>"),
+            destination: format!("{dest}.>"),
+            headers_only: false,
+        }),
+        ..Default::default()
+    };
+    match js.create_key_value(config.clone()).await {
+        Ok(_) => Ok(()),
+        Err(_) => js
+            .update_key_value(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Nats(format!("bucket {bucket}: {e}"))),
+    }
 }

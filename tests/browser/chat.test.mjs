@@ -413,7 +413,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
 
   it("carol joins through a WebSocket route that records and injects frames", async () => {
     carol = await openUser(browser, "carol");
-    await carol.page.routeWebSocket(/\/v1\/ws$/, (ws) => {
+    await carol.page.routeWebSocket(/\/v1\/ws(\?|$)/, (ws) => {
       const server = ws.connectToServer();
       proxy.toPage = (frame) => ws.send(JSON.stringify(frame));
       ws.onMessage((text) => {

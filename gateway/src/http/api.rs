@@ -8,9 +8,8 @@ use serde::Deserialize;
 
 use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use chatmesh_protocol::service::{
-    AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest, History,
-    HistoryRequest, ListRooms, ListRoomsRequest, Login, OpenDm, Register, RemoveMember,
-    RemoveMemberRequest, Role, RoomKind,
+    AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest, ListRooms,
+    ListRoomsRequest, Login, OpenDm, Register, RemoveMember, RemoveMemberRequest, Role, RoomKind,
 };
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
@@ -239,17 +238,7 @@ async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answe
     if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100"));
     }
-    let access = state.access.get(room, &user).await?;
-    if !access.can_read() {
-        return Err(ApiError::forbidden("not a member of this room"));
-    }
-    let req = HistoryRequest {
-        room: room.to_owned(),
-        before,
-        after: None,
-        limit,
-    };
-    let page = state.services.ask::<History>(room, &req).await?;
+    let page = crate::access::read_history(state, &user, room, before, limit).await?;
     Ok(reply::json(
         200,
         &serde_json::json!({ "messages": page.messages, "more": page.more }),

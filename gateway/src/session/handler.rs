@@ -10,7 +10,7 @@ use chatmesh_protocol::frames::{error_frame, parse_client_frame, ClientFrame, Re
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
 use chatmesh_protocol::service::{
-    History, HistoryRequest, JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
+    JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
 };
 use chatmesh_protocol::subjects::{evt_subject, in_subject};
 use chatmesh_protocol::{ApiError, ErrorCode};
@@ -377,17 +377,8 @@ impl Session {
         before: Option<u64>,
         limit: u32,
     ) -> Result<(), ApiError> {
-        let access = self.state.access.get(room, self.user()).await?;
-        if !access.can_read() {
-            return Err(ApiError::forbidden("not a member of this room"));
-        }
-        let req = HistoryRequest {
-            room: room.to_owned(),
-            before,
-            after: None,
-            limit,
-        };
-        let page = self.state.services.ask::<History>(room, &req).await?;
+        let page =
+            crate::access::read_history(&self.state, self.user(), room, before, limit).await?;
         let frame = ServerFrame::History {
             r#ref,
             room,

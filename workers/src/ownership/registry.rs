@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream::Republish};
+use async_nats::jetstream;
 use futures::StreamExt;
 use tracing::warn;
 
@@ -32,7 +32,7 @@ impl Registry {
         me: &str,
         ttl: Duration,
     ) -> Result<Self, WorkerError> {
-        ensure_bucket(js, BUCKET, replicas, Some("chat.workers.>")).await?;
+        ensure_bucket(js, BUCKET, replicas, Some("chat.workers")).await?;
         let sub = nats
             .subscribe("chat.workers.*")
             .await
@@ -115,29 +115,9 @@ pub(super) async fn ensure_bucket(
     replicas: usize,
     republish_to: Option<&str>,
 ) -> Result<(), WorkerError> {
-    let config = kv::Config {
-        bucket: bucket.into(),
-        history: 1,
-        num_replicas: replicas,
-        // File storage: a restarted single server still has the registrations and leases
-        // (a memory bucket would vanish, and with it every lease).
-        storage: jetstream::stream::StorageType::File,
-        limit_markers: Some(Duration::from_secs(1)),
-        republish: republish_to.map(|dest| Republish {
-            source: format!("$KV.{bucket}.>"),
-            destination: dest.into(),
-            headers_only: false,
-        }),
-        ..Default::default()
-    };
-    match js.create_key_value(config.clone()).await {
-        Ok(_) => Ok(()),
-        Err(_) => js
-            .update_key_value(config)
-            .await
-            .map(|_| ())
-            .map_err(|e| WorkerError::Stream(format!("bucket {bucket}: {e}"))),
-    }
+    natskit::ensure_ttl_bucket(js, bucket, replicas, republish_to)
+        .await
+        .map_err(|e| WorkerError::Stream(e.to_string()))
 }
 
 /// The workers registered now (keys whose latest value is not a delete or expiry marker).
