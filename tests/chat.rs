@@ -273,3 +273,32 @@ async fn resume_fills_store_trims_from_jetstream_and_reports_real_gaps() -> Resu
     }
     Ok(())
 }
+
+/// The same client id in two rooms is two messages (the dedupe key includes the room): each
+/// is acked with its own room's seq and stored, none is silently dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_in_two_rooms_is_two_messages() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "one", "public").await?;
+    api.room(&ann, "two", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.request(json!({"type":"join","room":"one"})).await?;
+    a.request(json!({"type":"join","room":"two"})).await?;
+    let first = a
+        .request(json!({"type":"send","room":"one","id":"same","body":"in one"}))
+        .await?;
+    let second = a
+        .request(json!({"type":"send","room":"two","id":"same","body":"in two"}))
+        .await?;
+    assert_ne!(first["seq"], second["seq"]);
+    assert_eq!(a.messages("one", 1).await?[0]["body"], "in one");
+    let two = a.messages("two", 1).await?;
+    assert_eq!(
+        (two[0]["body"].as_str(), &two[0]["seq"]),
+        (Some("in two"), &second["seq"])
+    );
+    mesh.stop().await
+}

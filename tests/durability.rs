@@ -65,7 +65,7 @@ async fn publish(js: &jetstream::Context, from: usize, to: usize) -> Result<Vec<
             };
             let msg = PublishMessage::build()
                 .payload(serde_json::to_vec(&payload)?.into())
-                .message_id(dedupe_id("ann", &id));
+                .message_id(dedupe_id("ann", room, &id));
             let ack = js.send_publish(in_subject(PARTITIONS, room), msg).await?;
             pending.push((room, ack));
         }

@@ -47,16 +47,20 @@ pub fn validate_msg_id(id: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// The JetStream `Nats-Msg-Id` of a client message: unique per (user, id). Ids made only of
-/// header-safe characters are used as they are; any other id is hex-encoded behind a `~`
-/// (which a plain id cannot contain), so no two ids map to the same header value and header
-/// parsing can never trim or split one.
-pub fn dedupe_id(user: &str, id: &str) -> String {
+/// The JetStream `Nats-Msg-Id` of a client message: unique per (user, room, id), so a resend
+/// to the same room dedupes while the same id in another room is another message (an id
+/// dedupe across rooms would ack a message with another room's seq and never store it).
+/// Users and rooms cannot contain `:`. Ids made only of header-safe characters are used as
+/// they are; any other id is hex-encoded behind a `~` (which a plain id cannot contain), so
+/// no two ids map to the same header value and header parsing can never trim or split one.
+pub fn dedupe_id(user: &str, room: &str, id: &str) -> String {
     let plain = id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-    let mut out = String::with_capacity(user.len() + 2 + id.len() * 2);
+    let mut out = String::with_capacity(user.len() + room.len() + 3 + id.len() * 2);
     out.push_str(user);
+    out.push(':');
+    out.push_str(room);
     out.push(':');
     if plain {
         out.push_str(id);
@@ -101,9 +105,10 @@ mod tests {
 
     #[test]
     fn dedupe_ids_do_not_collide() {
-        assert_eq!(dedupe_id("bob", "m1"), "bob:m1");
-        assert_ne!(dedupe_id("bob", " a"), dedupe_id("bob", "a"));
-        assert_ne!(dedupe_id("bob", "~61"), dedupe_id("bob", "a"));
-        assert_ne!(dedupe_id("bob", "a b"), dedupe_id("bob", "a_b"));
+        assert_eq!(dedupe_id("bob", "r", "m1"), "bob:r:m1");
+        assert_ne!(dedupe_id("bob", "r", " a"), dedupe_id("bob", "r", "a"));
+        assert_ne!(dedupe_id("bob", "r", "~61"), dedupe_id("bob", "r", "a"));
+        assert_ne!(dedupe_id("bob", "r", "a b"), dedupe_id("bob", "r", "a_b"));
+        assert_ne!(dedupe_id("bob", "r1", "a"), dedupe_id("bob", "r2", "a"));
     }
 }

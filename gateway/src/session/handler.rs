@@ -332,7 +332,7 @@ impl Session {
         metrics::counter!("chatmesh_messages_in_total").increment(1);
         let started = Instant::now();
         let subject = in_subject(state.mesh.partitions, &room);
-        let msg_id = dedupe_id(&user, &payload.id);
+        let msg_id = dedupe_id(&user, &room, &payload.id);
         // Queued now, in read order; only the wait for the PubAck is concurrent.
         let publish = Publish::send(&state.js, subject, msg_id, bytes.into()).await;
         tokio::spawn(async move {

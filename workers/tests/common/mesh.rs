@@ -34,7 +34,7 @@ pub async fn publish(js: &jetstream::Context, room: &str, user: &str, id: &str) 
     let payload = serde_json::to_vec(&super::payload(id, user, &format!("body of {id}"))).unwrap();
     let msg = PublishMessage::build()
         .payload(payload.into())
-        .message_id(dedupe_id(user, id));
+        .message_id(dedupe_id(user, room, id));
     let ack = js
         .send_publish(in_subject(PARTITIONS, room), msg)
         .await
