@@ -7,6 +7,7 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod cursors;
 pub mod error;
 pub mod fanout;
 pub mod http;

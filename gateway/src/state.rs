@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::access::AccessCache;
 use crate::auth::Tokens;
 use crate::config::GatewayConfig;
+use crate::cursors::OwnReads;
 use crate::error::GatewayError;
 use crate::fanout::{Fanout, RoomEnv};
 use crate::jsread::JsReader;
@@ -37,6 +38,8 @@ pub struct AppState {
     /// Connections and sessions, awaited on drain.
     pub tasks: TaskTracker,
     pub sessions: AtomicUsize,
+    /// Senders' own cursor moves, flushed to the workers once a second.
+    pub own_reads: OwnReads,
     pub next_session: AtomicU64,
 }
 
@@ -84,9 +87,13 @@ impl AppState {
             drain: CancellationToken::new(),
             tasks: TaskTracker::new(),
             sessions: AtomicUsize::new(0),
+            own_reads: OwnReads::default(),
             next_session: AtomicU64::new(1),
         });
         crate::access::spawn_member_listener(state.clone()).await?;
+        state
+            .own_reads
+            .spawn_flusher(state.services.clone(), state.drain.clone());
         Ok(state)
     }
 

@@ -343,12 +343,7 @@ impl Session {
                     metrics::histogram!("chatmesh_publish_ack_seconds")
                         .record(started.elapsed().as_secs_f64());
                     // What one sends is read: the sender's cursor moves to it.
-                    let cursor = SetCursorRequest {
-                        room: room.clone(),
-                        user: user.clone(),
-                        seq: ack.sequence,
-                    };
-                    state.services.notify::<SetCursor>(&room, &cursor).await;
+                    state.own_reads.sent(&room, &user, ack.sequence);
                     let ts = if ack.duplicate {
                         original_ts(&state, ack.sequence).await.unwrap_or(ts)
                     } else {
