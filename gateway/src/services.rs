@@ -37,6 +37,25 @@ impl Services {
         key: &str,
         req: &O::Request,
     ) -> Result<Result<O::Response, ApiError>, GatewayError> {
+        self.request::<O>(key, req, true).await
+    }
+
+    /// Like [`Services::call`] but without waiting out a missing responder: for probes that
+    /// must answer at once (readiness).
+    pub async fn call_once<O: Op>(
+        &self,
+        key: &str,
+        req: &O::Request,
+    ) -> Result<Result<O::Response, ApiError>, GatewayError> {
+        self.request::<O>(key, req, false).await
+    }
+
+    async fn request<O: Op>(
+        &self,
+        key: &str,
+        req: &O::Request,
+        retry: bool,
+    ) -> Result<Result<O::Response, ApiError>, GatewayError> {
         let subject = svc_subject(self.partitions, key, O::NAME);
         let payload = serde_json::to_vec(req).map_err(|e| GatewayError::BadReply {
             op: O::NAME,
@@ -53,7 +72,8 @@ impl Services {
             match self.nats.send_request(subject.clone(), request).await {
                 Ok(reply) => break reply,
                 Err(e)
-                    if e.kind() == RequestErrorKind::NoResponders
+                    if retry
+                        && e.kind() == RequestErrorKind::NoResponders
                         && tokio::time::Instant::now() + NO_RESPONDER_RETRY < give_up =>
                 {
                     tokio::time::sleep(NO_RESPONDER_RETRY).await;

@@ -123,7 +123,11 @@ impl AppState {
             room: "_readyz_probe".into(),
             user: "_readyz".into(),
         };
-        match self.services.call::<GetAccess>(&probe.room, &probe).await {
+        match self
+            .services
+            .call_once::<GetAccess>(&probe.room, &probe)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(_) => Err("worker: not answering"),
         }
