@@ -6,29 +6,7 @@ mod common;
 use chatmesh_protocol::service::*;
 use chatmesh_protocol::ErrorCode;
 use chatmesh_workers::model::HistoryQuery;
-use common::Local;
-
-fn creds(u: &str) -> Credentials {
-    Credentials {
-        username: u.into(),
-        password: "correct horse".into(),
-    }
-}
-
-async fn users(l: &Local, names: &[&str]) {
-    for n in names {
-        l.service.register(creds(n)).await.unwrap();
-    }
-}
-
-async fn create(l: &Local, room: &str, kind: RoomKind, actor: &str) {
-    let req = CreateRoomRequest {
-        room: room.into(),
-        kind,
-        actor: actor.into(),
-    };
-    l.service.room_create(req).await.unwrap();
-}
+use common::{code, create, users, Local};
 
 fn hist(room: &str, before: Option<u64>, after: Option<u64>, limit: u32) -> HistoryRequest {
     HistoryRequest {
@@ -37,10 +15,6 @@ fn hist(room: &str, before: Option<u64>, after: Option<u64>, limit: u32) -> Hist
         after,
         limit,
     }
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, chatmesh_protocol::ApiError>) -> ErrorCode {
-    r.unwrap_err().code
 }
 
 /// Paging back with `before` and forward with `after` visits every message once, in order,

@@ -6,33 +6,7 @@ mod common;
 use chatmesh_protocol::service::*;
 use chatmesh_protocol::ErrorCode;
 use chatmesh_workers::model::dm_room;
-use common::Local;
-
-fn creds(u: &str) -> Credentials {
-    Credentials {
-        username: u.into(),
-        password: "correct horse".into(),
-    }
-}
-
-async fn users(l: &Local, names: &[&str]) {
-    for n in names {
-        l.service.register(creds(n)).await.unwrap();
-    }
-}
-
-async fn create(l: &Local, room: &str, kind: RoomKind, actor: &str) {
-    let req = CreateRoomRequest {
-        room: room.into(),
-        kind,
-        actor: actor.into(),
-    };
-    l.service.room_create(req).await.unwrap();
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, chatmesh_protocol::ApiError>) -> ErrorCode {
-    r.unwrap_err().code
-}
+use common::{code, create, creds, users, Local};
 
 fn add(room: &str, user: &str, role: Role, actor: &str) -> AddMemberRequest {
     AddMemberRequest {

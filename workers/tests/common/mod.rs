@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::service::{CreateRoomRequest, Credentials, RoomKind};
+use chatmesh_protocol::ErrorCode;
 use chatmesh_workers::cache::Caches;
 use chatmesh_workers::model::Model;
 use chatmesh_workers::writer::{store_batch, Delivery};
@@ -99,6 +101,36 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Credentials with a valid password for user `u`.
+pub fn creds(u: &str) -> Credentials {
+    Credentials {
+        username: u.into(),
+        password: "correct horse".into(),
+    }
+}
+
+/// Registers each of `names`.
+pub async fn users(l: &Local, names: &[&str]) {
+    for n in names {
+        l.service.register(creds(n)).await.unwrap();
+    }
+}
+
+/// Creates `room` of `kind` owned by `actor`.
+pub async fn create(l: &Local, room: &str, kind: RoomKind, actor: &str) {
+    let req = CreateRoomRequest {
+        room: room.into(),
+        kind,
+        actor: actor.into(),
+    };
+    l.service.room_create(req).await.unwrap();
+}
+
+/// The error code of a failed service answer.
+pub fn code<T: std::fmt::Debug>(r: Result<T, chatmesh_protocol::ApiError>) -> ErrorCode {
+    r.unwrap_err().code
 }
 
 pub mod mesh;
