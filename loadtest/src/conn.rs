@@ -14,7 +14,7 @@ use crate::engine::{Engine, SampleTx};
 use crate::inbound::{make_body, now_us, parse_body, Inbound};
 use crate::plan::PubPlan;
 use crate::stats::{Counters, Kind, Sample};
-use crate::tracker::{MemberTracker, Seen};
+use crate::tracker::MemberTracker;
 use crate::ws::{self, Ws};
 
 /// Largest batch of samples sent to the recorder at once.
@@ -128,20 +128,7 @@ async fn read(engine: &Engine, c: usize, mut stream: SplitStream<Ws>, last: u64,
                     tracker.on_message(u64::MAX, seq, prev);
                     continue;
                 };
-                match tracker.on_message(k, seq, prev) {
-                    Seen::New => {
-                        Counters::add(&counters.delivered, 1);
-                        if due >= warm_until {
-                            let us = now_us().saturating_sub(due);
-                            batch.push(Sample {
-                                kind: Kind::Deliver,
-                                us,
-                            });
-                        }
-                    }
-                    Seen::Duplicate => Counters::add(&counters.duplicates, 1),
-                    Seen::Foreign => {}
-                }
+                tracker.deliver(k, seq, prev, due, warm_until, counters, &mut batch);
             }
             "ack" => {
                 // Ids are `<run>-<conn>-k<k>`: unique per sender across runs and rooms

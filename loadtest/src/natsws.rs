@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::engine::{Engine, SampleTx};
 use crate::inbound::{make_body, now_us, parse_body};
 use crate::stats::{Counters, Kind, Sample};
-use crate::tracker::{MemberTracker, Seen};
+use crate::tracker::MemberTracker;
 use crate::ws::{self, Ws, STEP_TIMEOUT};
 
 const CONNECT: &str = "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"echo\":true,\"headers\":false,\"name\":\"chatmesh-loadtest\"}\r\nPING\r\n";
@@ -183,20 +183,7 @@ async fn read(
                 }
                 let payload = std::str::from_utf8(&buf[start..start + len]).unwrap_or("");
                 if let Some((k, due)) = parse_body(payload) {
-                    match tracker.on_message(k, n + 1, n) {
-                        Seen::New => {
-                            Counters::add(&counters.delivered, 1);
-                            if due >= warm {
-                                let us = now_us().saturating_sub(due);
-                                batch.push(Sample {
-                                    kind: Kind::Deliver,
-                                    us,
-                                });
-                            }
-                        }
-                        Seen::Duplicate => Counters::add(&counters.duplicates, 1),
-                        Seen::Foreign => {}
-                    }
+                    tracker.deliver(k, n + 1, n, due, warm, counters, &mut batch);
                     n += 1;
                 }
                 at = start + len + 2;

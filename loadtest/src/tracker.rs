@@ -6,6 +6,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::inbound::now_us;
+use crate::stats::{Counters, Kind, Sample};
+
 /// The `k`s of one room that were acked, written by publishers, read by members at the end.
 #[derive(Debug)]
 pub struct AckedSet {
@@ -65,6 +68,35 @@ impl MemberTracker {
             received: vec![0; messages.div_ceil(64) as usize],
             last_seq,
             prev_breaks: 0,
+        }
+    }
+
+    /// Records delivery of message `k` (`seq`, `prev`, scheduled at `due` µs): counts it as
+    /// delivered or duplicated, and, once past `warm_from`, samples its latency into `batch`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver(
+        &mut self,
+        k: u64,
+        seq: u64,
+        prev: u64,
+        due: u64,
+        warm_from: u64,
+        counters: &Counters,
+        batch: &mut Vec<Sample>,
+    ) {
+        match self.on_message(k, seq, prev) {
+            Seen::New => {
+                Counters::add(&counters.delivered, 1);
+                if due >= warm_from {
+                    let us = now_us().saturating_sub(due);
+                    batch.push(Sample {
+                        kind: Kind::Deliver,
+                        us,
+                    });
+                }
+            }
+            Seen::Duplicate => Counters::add(&counters.duplicates, 1),
+            Seen::Foreign => {}
         }
     }
 
