@@ -21,10 +21,15 @@ pub const REQUESTS: &str = "chatmesh_worker_requests_total";
 pub const REQUEST_SECONDS: &str = "chatmesh_worker_request_seconds";
 /// Messages deleted by retention.
 pub const RETENTION_DELETED: &str = "chatmesh_worker_retention_deleted_total";
+/// 1 while this worker waits as a standby for the embedded store's lock, 0 once it runs.
+pub const STANDBY: &str = "chatmesh_worker_standby";
+/// Cache lookups, labels `cache` (`room`, `access`, `stats`, `page`) and `result` (`hit` or
+/// `miss`): the hit ratio of each of the worker's caches.
+pub const CACHE_REQUESTS: &str = "chatmesh_worker_cache_requests_total";
 
 /// Registers descriptions of every metric with whatever recorder is installed.
 pub fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(BATCHES, "store-writer batches committed");
     describe_histogram!(BATCH_SIZE, Unit::Count, "messages per committed batch");
     describe_histogram!(STORE_COMMIT, Unit::Seconds, "duration of one batch commit");
@@ -34,6 +39,14 @@ pub fn describe() {
     describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
     describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");
     describe_counter!(REQUESTS, "service requests by op and outcome");
+    describe_gauge!(
+        STANDBY,
+        "1 while waiting as a standby for the store lock, 0 when running"
+    );
+    describe_counter!(
+        CACHE_REQUESTS,
+        "worker cache lookups by cache and result (hit or miss)"
+    );
     describe_histogram!(
         REQUEST_SECONDS,
         Unit::Seconds,

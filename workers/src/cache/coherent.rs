@@ -49,12 +49,23 @@ impl<V: Clone + Send + Sync + 'static> Coherent<V> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<V, StoreError>>,
     {
+        Ok(self.lookup(a, b, load).await?.0)
+    }
+
+    /// [`Coherent::get_or_load`], also telling whether the value came from the cache (a hit)
+    /// rather than from `load`.
+    pub async fn lookup<F, Fut>(&self, a: &str, b: &str, load: F) -> Result<(V, bool), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<V, StoreError>>,
+    {
         let key = (a.to_owned(), b.to_owned());
         let epoch = self.epoch(a, b);
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
             let got = self
                 .cache
-                .try_get_with_by_ref(&key, async {
+                .entry_by_ref(&key)
+                .or_try_insert_with(async {
                     let stamp = epoch.load(Ordering::Acquire);
                     Ok::<_, StoreError>(Stamped {
                         value: load().await?,
@@ -63,13 +74,15 @@ impl<V: Clone + Send + Sync + 'static> Coherent<V> {
                 })
                 .await
                 .map_err(StoreError::Shared)?;
+            let hit = attempt == 0 && !got.is_fresh();
+            let got = got.into_value();
             if got.stamp == epoch.load(Ordering::Acquire) {
-                return Ok(got.value);
+                return Ok((got.value, hit));
             }
             self.cache.invalidate(&key).await;
         }
         // The stripe keeps changing under us: read through.
-        load().await
+        Ok((load().await?, false))
     }
 
     /// Call after a change of (a, b) is stored: later reads see it.

@@ -8,6 +8,9 @@
 //! - recent pages: loaded on demand, extended by the store writer after each batch, and
 //!   checked against the room's last seq on every read, so a page a racing load left behind
 //!   is noticed and dropped.
+//!
+//! Every lookup is counted in `chatmesh_worker_cache_requests_total{cache, result}` (the
+//! hit ratio of each cache, named like the gateway's `chatmesh_cache_requests_total`).
 
 mod coherent;
 mod page;
@@ -33,6 +36,14 @@ pub struct Caches {
     stats: Cache<String, RoomStats>,
     pages: Cache<String, Arc<Page>>,
     page_len: usize,
+}
+
+/// Books one lookup of `cache` in `chatmesh_worker_cache_requests_total` (a miss is a load
+/// from the store, or a cached value that could not answer).
+fn count(cache: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!(crate::metrics::CACHE_REQUESTS, "cache" => cache, "result" => result)
+        .increment(1);
 }
 
 enum RoomLoad {
@@ -65,7 +76,8 @@ impl Caches {
     ) -> Result<Option<Arc<RoomMeta>>, StoreError> {
         let got = self
             .rooms
-            .try_get_with_by_ref(room, async {
+            .entry_by_ref(room)
+            .or_try_insert_with(async {
                 match model.room(room).await {
                     Ok(Some(meta)) => Ok(Arc::new(meta)),
                     Ok(None) => Err(RoomLoad::Missing),
@@ -73,8 +85,10 @@ impl Caches {
                 }
             })
             .await;
+        // Rooms that do not exist are not cached: every lookup of one is a miss.
+        count("room", matches!(&got, Ok(e) if !e.is_fresh()));
         match got {
-            Ok(meta) => Ok(Some(meta)),
+            Ok(meta) => Ok(Some(meta.into_value())),
             Err(e) => match &*e {
                 RoomLoad::Missing => Ok(None),
                 RoomLoad::Store(inner) => {
@@ -91,9 +105,12 @@ impl Caches {
         room: &str,
         user: &str,
     ) -> Result<Option<Role>, StoreError> {
-        self.access
-            .get_or_load(room, user, || model.role(room, user))
-            .await
+        let (role, hit) = self
+            .access
+            .lookup(room, user, || model.role(room, user))
+            .await?;
+        count("access", hit);
+        Ok(role)
     }
 
     /// Call after a membership change of (room, user) is stored.
@@ -103,7 +120,9 @@ impl Caches {
 
     /// How far the store writer got in `room`; never caches what it reads from the store.
     pub async fn stats(&self, model: &Model, room: &str) -> Result<RoomStats, StoreError> {
-        match self.stats.get(room).await {
+        let cached = self.stats.get(room).await;
+        count("stats", cached.is_some());
+        match cached {
             Some(s) => Ok(s),
             None => model.stats(room).await,
         }
@@ -116,20 +135,32 @@ impl Caches {
         room: &str,
         last_seq: u64,
     ) -> Result<Option<Arc<Page>>, StoreError> {
-        let page = self
+        let entry = self
             .pages
-            .try_get_with_by_ref(room, async {
+            .entry_by_ref(room)
+            .or_try_insert_with(async {
                 model
                     .latest(room, self.page_len)
                     .await
                     .map(|m| Arc::new(Page::new(m)))
             })
             .await
-            .map_err(StoreError::Shared)?;
+            .map_err(StoreError::Shared);
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                count("page", false);
+                return Err(e);
+            }
+        };
+        let fresh = entry.is_fresh();
+        let page = entry.into_value();
         if page.last_seq() >= last_seq {
+            count("page", !fresh);
             return Ok(Some(page));
         }
         // Loaded before the writer's latest batch: drop it, the next read loads a fresh one.
+        count("page", false);
         self.pages.invalidate(room).await;
         Ok(None)
     }
