@@ -120,6 +120,10 @@ pub struct WorkerConfig {
     pub retention: RetentionConfig,
     /// How partitions are shared with other workers.
     pub ownership: crate::ownership::OwnershipConfig,
+    /// When another live process holds the embedded (fjall) store, wait as a hot standby and
+    /// take over once it is released (the OS releases it when that process dies), instead
+    /// of failing at start.
+    pub standby: bool,
 }
 
 impl Default for WorkerConfig {
@@ -144,6 +148,7 @@ impl Default for WorkerConfig {
             tikv: TikvConfig::default(),
             retention: RetentionConfig::default(),
             ownership: crate::ownership::OwnershipConfig::default(),
+            standby: false,
         }
     }
 }
@@ -212,6 +217,13 @@ impl WorkerConfig {
         );
         if self.backend == Backend::Tikv {
             self.tikv.problems(&mut out);
+            if self.standby {
+                out.push(
+                    "worker.standby waits for the lock of an embedded fjall store; with \
+                     backend = \"tikv\" every worker opens the store at once (no standby needed)"
+                        .into(),
+                );
+            }
         }
         self.retention.problems(&mut out);
         out.extend(self.ownership.problems());
@@ -233,6 +245,24 @@ mod tests {
             ..WorkerConfig::default()
         };
         assert_eq!(bad.problems().len(), 3, "{:?}", bad.problems());
+        let standby_tikv = WorkerConfig {
+            backend: Backend::Tikv,
+            standby: true,
+            ..WorkerConfig::default()
+        };
+        assert!(
+            standby_tikv
+                .problems()
+                .iter()
+                .any(|p| p.starts_with("worker.standby")),
+            "{:?}",
+            standby_tikv.problems()
+        );
+        let standby_fjall = WorkerConfig {
+            standby: true,
+            ..WorkerConfig::default()
+        };
+        assert!(standby_fjall.problems().is_empty());
     }
 
     #[test]

@@ -29,6 +29,62 @@ pub use store::{KvStore, Store, StoreError};
 pub use streams::ensure_stream;
 pub use worker::{run, Worker};
 
+/// How often a standby tries to take the embedded store's lock.
+pub const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Opens the configured store, waiting as a hot standby while another live process holds it
+/// (with `cfg.standby`; without it a locked store is an error, as in [`open_store`]). The
+/// lock is tried every [`STANDBY_RETRY`]; the OS releases it when its holder dies, so a
+/// standby takes over a killed worker's store at once. Gauge `chatmesh_worker_standby` is 1
+/// while waiting, 0 once the store is open. `None` when `stop` resolves first.
+pub async fn open_store_or_wait(
+    cfg: &WorkerConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Option<Store>, StoreError> {
+    crate::metrics::describe();
+    let gauge = ::metrics::gauge!(crate::metrics::STANDBY);
+    tokio::pin!(stop);
+    let mut waiting_since: Option<std::time::Instant> = None;
+    loop {
+        let next = tokio::time::Instant::now() + STANDBY_RETRY;
+        // Not raced against `stop`: an attempt takes at most ~200 ms (fjall's own retries),
+        // and a store opened by an abandoned attempt would be closed unflushed.
+        match open_store(cfg).await {
+            Ok(store) => {
+                gauge.set(0.0);
+                if let Some(since) = waiting_since {
+                    tracing::warn!(
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "store lock released: the standby opened the store and takes over"
+                    );
+                }
+                return Ok(Some(store));
+            }
+            Err(StoreError::Locked { path }) if cfg.standby => {
+                if waiting_since.is_none() {
+                    tracing::info!(
+                        %path,
+                        "store locked by another live worker: waiting as a standby, trying \
+                         the lock every {} ms",
+                        STANDBY_RETRY.as_millis()
+                    );
+                    waiting_since = Some(std::time::Instant::now());
+                    gauge.set(1.0);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            biased;
+            _ = &mut stop => {
+                tracing::info!("standby stopped before taking over the store");
+                return Ok(None);
+            }
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
 /// Opens the configured store backend.
 pub async fn open_store(cfg: &WorkerConfig) -> Result<Store, StoreError> {
     match cfg.backend {

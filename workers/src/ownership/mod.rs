@@ -27,6 +27,9 @@ use crate::error::WorkerError;
 use lease::{Leases, Renewal};
 use registry::Registry;
 
+/// How often leases held by others are tried again.
+const ACQUIRE_RETRY: Duration = Duration::from_millis(250);
+
 /// How partitions are shared between workers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,7 +134,9 @@ pub async fn run(
     let mut registry = Registry::start(&js, &nats, replicas, &me, ttl).await?;
     let leases = Leases::open(&js, replicas, &me, ttl).await?;
     let mut running: HashMap<u32, Running> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1).min(ttl / 3));
+    // How often a wanted partition whose lease someone else holds is tried again: a dead
+    // owner's lease is taken within this of expiring (the loop is cheap when all run).
+    let mut tick = tokio::time::interval(ACQUIRE_RETRY.min(ttl / 3));
     let mut renew = tokio::time::interval(ttl / 3);
     let mut failure = None;
     loop {
