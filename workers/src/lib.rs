@@ -49,7 +49,22 @@ pub async fn open_store_or_wait(
         let next = tokio::time::Instant::now() + STANDBY_RETRY;
         // Not raced against `stop`: an attempt takes at most ~200 ms (fjall's own retries),
         // and a store opened by an abandoned attempt would be closed unflushed.
-        match open_store(cfg).await {
+        let probe = (
+            cfg.data_dir.clone(),
+            cfg.standby && cfg.backend == Backend::Fjall,
+        );
+        let held = probe.1
+            && tokio::task::spawn_blocking(move || store::FjallStore::held_elsewhere(&probe.0))
+                .await
+                .unwrap_or(false);
+        let opened = if held {
+            Err(StoreError::Locked {
+                path: cfg.data_dir.display().to_string(),
+            })
+        } else {
+            open_store(cfg).await
+        };
+        match opened {
             Ok(store) => {
                 gauge.set(0.0);
                 if let Some(since) = waiting_since {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chatmesh_protocol::service::*;
 use chatmesh_protocol::ErrorCode;
 use chatmesh_workers::model::Model;
-use chatmesh_workers::store::WriteBatch;
+use chatmesh_workers::store::{FjallStore, WriteBatch};
 use chatmesh_workers::{open_store, open_store_or_wait, KvStore, StoreError, Worker};
 use common::mesh::{call, js, mesh, publish};
 use common::{config, creds, eventually};
@@ -93,6 +93,12 @@ async fn standby_waits_for_the_store_and_takes_it_over() {
     batch.put(b"k".to_vec(), b"written by the holder".to_vec());
     holder.write(batch).await.unwrap();
 
+    // The cheap probe a standby uses sees the holder (and stays right if fjall renames its
+    // lock file: then this fails).
+    assert!(FjallStore::held_elsewhere(dir.path()));
+    let empty = tempfile::tempdir().unwrap();
+    assert!(!FjallStore::held_elsewhere(empty.path()));
+
     // Not a standby: a clear error, immediately.
     let t = Instant::now();
     let err = open_store_or_wait(&cfg, std::future::pending())
@@ -154,6 +160,10 @@ async fn standby_waits_for_the_store_and_takes_it_over() {
         .unwrap()
         .expect("a store");
     let took = released.elapsed();
+    assert!(
+        FjallStore::held_elsewhere(dir.path()),
+        "the standby holds the store now"
+    );
     println!("standby opened the store {took:?} after the holder closed it");
     assert_eq!(
         store.get(b"k").await.unwrap().as_deref(),
