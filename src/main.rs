@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use chatmesh::config::{Config, Role};
@@ -43,7 +44,12 @@ enum Command {
     /// One gateway against the NATS servers of `mesh.nats_urls`.
     Gateway,
     /// One worker against the NATS servers of `mesh.nats_urls`.
-    Worker,
+    Worker {
+        /// Wait as a hot standby while another live worker holds the embedded store, and take
+        /// over when it is released (same as `[worker] standby = true`).
+        #[arg(long)]
+        standby: bool,
+    },
     /// Write one room (record, members, messages) as JSON Lines; the worker must be stopped.
     Export {
         #[arg(long)]
@@ -81,14 +87,19 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match Config::load(cli.config.as_deref()) {
+    let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(problems) => return report(&problems),
     };
+    if let Command::Worker { standby: true } = cli.command {
+        config.worker.standby = true;
+    }
     let role = match cli.command {
         Command::Up { .. } => None,
         Command::Gateway => Some(Role::Gateway),
-        Command::Worker | Command::Export { .. } | Command::Import { .. } => Some(Role::Worker),
+        Command::Worker { .. } | Command::Export { .. } | Command::Import { .. } => {
+            Some(Role::Worker)
+        }
     };
     if cli.check_config {
         let problems = config.problems(role.unwrap_or(Role::Both));
@@ -110,7 +121,7 @@ fn main() -> ExitCode {
                 nats_port,
             } => up(config, data, listen, nats_port).await,
             Command::Gateway => gateway(config).await,
-            Command::Worker => worker(config).await,
+            Command::Worker { .. } => worker(config).await,
             Command::Export {
                 room,
                 out,
@@ -183,9 +194,19 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     }
     let nats = chatmesh::nats::connect(&config.mesh.nats_urls, "chatmesh-worker").await?;
     ensure_stream(&config, &nats).await?;
-    let w = WorkerHandle::start(&config, nats.clone()).await?;
-    tracing::info!("worker running");
-    signal::shutdown().await;
+    // One signal future for both phases: a SIGTERM while standing by ends the wait.
+    let shutdown = signal::shutdown();
+    tokio::pin!(shutdown);
+    let store = chatmesh_workers::open_store_or_wait(&config.worker, &mut shutdown)
+        .await
+        .context("opening the store")?;
+    let Some(store) = store else {
+        nats.drain().await?;
+        return Ok(());
+    };
+    let w = WorkerHandle::with_store(&config, nats.clone(), store);
+    tracing::info!(standby = config.worker.standby, "worker running");
+    shutdown.await;
     w.stop().await?;
     nats.drain().await?;
     Ok(())

@@ -116,6 +116,16 @@ impl WorkerHandle {
         let store = chatmesh_workers::open_store(&cfg.worker)
             .await
             .context("opening the store")?;
+        Ok(Self::with_store(cfg, nats, store))
+    }
+
+    /// Starts consuming and serving on a store opened already (e.g. by a standby that
+    /// waited for it: [`chatmesh_workers::open_store_or_wait`]).
+    pub fn with_store(
+        cfg: &Config,
+        nats: async_nats::Client,
+        store: chatmesh_workers::Store,
+    ) -> Self {
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_workers::run(
             cfg.worker.clone(),
@@ -124,7 +134,7 @@ impl WorkerHandle {
             store,
             stop.clone().cancelled_owned(),
         ));
-        Ok(Self { stop, task })
+        Self { stop, task }
     }
 
     /// Finishes the current batch, flushes the store and returns.
