@@ -97,6 +97,10 @@ pub enum Scenario {
     Connect(ConnectArgs),
     /// Pairs of users in DM rooms, one side sending at a fixed total rate.
     Dm(DmArgs),
+    /// Readers paging pre-filled rooms' history backwards at a fixed total rate (open model).
+    History(HistoryArgs),
+    /// Mostly idle users; some chat (open model, checked as in fanout), some page history.
+    Mixed(MixedArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -142,6 +146,63 @@ pub struct DmArgs {
     pub rate: f64,
     #[arg(long, default_value_t = 64)]
     pub body_bytes: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HistoryArgs {
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Reader connections, spread evenly over the rooms.
+    #[arg(long, default_value_t = 20)]
+    pub readers: usize,
+    /// Messages each room holds before the run (sent during setup; a room already filled
+    /// for the same `--run-id` is reused).
+    #[arg(long, default_value_t = 2000)]
+    pub messages_per_room: u64,
+    /// Messages per page (the `history` frame's `limit`, 1–100).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub page: u64,
+    /// Total page requests per second over all readers.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Body size of the fill messages in bytes (at least 32).
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Distinct accounts (0 = one per reader).
+    #[arg(long, default_value_t = 0)]
+    pub accounts: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MixedArgs {
+    /// Connections (users), spread evenly over the rooms.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 20)]
+    pub rooms: usize,
+    /// Share of the users that send (publishers on the open-model schedule).
+    #[arg(long, default_value_t = 0.1)]
+    pub chatters_fraction: f64,
+    /// Share of the users that page history (never the same users as the chatters).
+    #[arg(long, default_value_t = 0.05)]
+    pub scrollers_fraction: f64,
+    /// Total sends per second over all chatters.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Total page requests per second over all scrollers.
+    #[arg(long, default_value_t = 50.0)]
+    pub history_rate: f64,
+    /// Messages each room holds before the run, for the scrollers.
+    #[arg(long, default_value_t = 500)]
+    pub messages_per_room: u64,
+    /// Messages per page (1–100).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub page: u64,
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Distinct accounts (0 = one per user).
+    #[arg(long, default_value_t = 0)]
+    pub accounts: usize,
 }
 
 impl Common {

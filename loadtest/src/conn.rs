@@ -50,15 +50,31 @@ pub async fn open(engine: &Engine, c: usize) -> anyhow::Result<(Ws, u64, [Sample
 pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: SampleTx) {
     let (sink, stream) = socket.split();
     let conn = &engine.plan.conns[c];
-    let publisher = conn.publisher;
-    let writer = publisher.map(|p| tokio::spawn(publish(engine.clone(), c, p, sink)));
-    read(&engine, c, stream, last_seq, tx).await;
+    let mut answers = None;
+    let writer = match (conn.publisher, conn.reader) {
+        (Some(p), _) => Some(tokio::spawn(publish(engine.clone(), c, p, sink))),
+        (None, Some(r)) => {
+            let (page_tx, page_rx) = tokio::sync::mpsc::channel(16);
+            answers = Some(page_tx);
+            let scroll = crate::history::scroll(engine.clone(), c, r, sink, page_rx, tx.clone());
+            Some(tokio::spawn(scroll))
+        }
+        (None, None) => None,
+    };
+    read(&engine, c, stream, last_seq, tx, answers).await;
     if let Some(w) = writer {
         w.abort();
     }
 }
 
-async fn read(engine: &Engine, c: usize, mut stream: SplitStream<Ws>, last: u64, tx: SampleTx) {
+async fn read(
+    engine: &Engine,
+    c: usize,
+    mut stream: SplitStream<Ws>,
+    last: u64,
+    tx: SampleTx,
+    answers: Option<crate::history::PageTx>,
+) {
     let conn = &engine.plan.conns[c];
     let room = &engine.plan.rooms[conn.room];
     let counters = &engine.counters;
@@ -119,6 +135,12 @@ async fn read(engine: &Engine, c: usize, mut stream: SplitStream<Ws>, last: u64,
             counters.error("unparsable_frame");
             continue;
         };
+        if let Some(a) = &answers {
+            if crate::history::is_answer(&frame.kind, frame.r#ref.as_ref()) {
+                // The scroller waits for it; a full queue only holds answers it gave up on.
+                let _ = a.try_send((now_us(), text.as_str().to_owned()));
+            }
+        }
         match frame.kind.as_ref() {
             "message" => {
                 let (Some(seq), Some(prev)) = (frame.seq, frame.prev) else {

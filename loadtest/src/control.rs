@@ -77,13 +77,16 @@ where
     }
 }
 
-/// Every scheduled send answered (ack or error) and every acked message delivered.
+/// Every scheduled send answered (ack or error), every acked message delivered, and every
+/// scheduled `history` page answered.
 fn settled(engine: &Engine) -> bool {
     let c = &engine.counters;
     let answered = Counters::get(&c.acked) + c.error_total();
     answered >= Counters::get(&c.sent)
         && Counters::get(&c.sent) >= engine.plan.scheduled()
         && Counters::get(&c.delivered) >= engine.plan.expected_deliveries()
+        && Counters::get(&c.history_pages) + Counters::get(&c.history_failed)
+            >= engine.plan.history_scheduled()
 }
 
 async fn print_progress(engine: &Engine, phase: &str, t0: u64) {

@@ -51,6 +51,8 @@ pub struct ConnPlan {
     pub account: usize,
     pub room: usize,
     pub publisher: Option<PubPlan>,
+    /// A history reader's schedule and checks (`history`, `mixed`).
+    pub reader: Option<crate::history::ReadPlan>,
 }
 
 /// Every connection and room of a run.
@@ -103,6 +105,7 @@ impl Plan {
                     account: c % accounts.max(1),
                     room: r,
                     publisher,
+                    reader: None,
                 });
             }
             let messages = per_pub * ppr as u64;
@@ -125,6 +128,17 @@ impl Plan {
     /// Sends scheduled in the whole run.
     pub fn scheduled(&self) -> u64 {
         self.rooms.iter().map(|r| r.messages).sum()
+    }
+
+    /// `history` page requests scheduled in the whole run (readers of rooms with members:
+    /// a generator that does not drive a room has its members set to 0).
+    pub fn history_scheduled(&self) -> u64 {
+        self.conns
+            .iter()
+            .filter(|c| self.rooms[c.room].members > 0)
+            .filter_map(|c| c.reader.as_ref())
+            .map(|r| r.schedule.count)
+            .sum()
     }
 
     /// Deliveries expected for the sends acked so far (every member of the room, once).

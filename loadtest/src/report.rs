@@ -37,6 +37,12 @@ pub fn summarize(
     rates.insert("sent_per_s".into(), get(&c.sent) as f64 / secs);
     rates.insert("acked_per_s".into(), get(&c.acked) as f64 / secs);
     rates.insert("delivered_per_s".into(), get(&c.delivered) as f64 / secs);
+    if engine.plan.history_scheduled() > 0 {
+        let pages = get(&c.history_pages) as f64;
+        rates.insert("pages_per_s".into(), pages / secs);
+        let messages = get(&c.history_messages) as f64;
+        rates.insert("messages_read_per_s".into(), messages / secs);
+    }
     let params = match params {
         serde_json::Value::Object(m) => m.into_iter().collect(),
         _ => BTreeMap::new(),
@@ -74,6 +80,11 @@ pub fn summarize(
             prev_breaks: get(&c.prev_breaks),
             delivered_unacked: get(&c.delivered_unacked),
             errors: c.error_total(),
+            history_scheduled: engine.plan.history_scheduled(),
+            history_pages: get(&c.history_pages),
+            history_messages: get(&c.history_messages),
+            history_walks: get(&c.history_walks),
+            history_failed: get(&c.history_failed),
         },
         rates,
         latency_ms: latency,

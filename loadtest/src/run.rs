@@ -84,6 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             let names = dms(&api, &accounts, a.pairs).await?;
             Plan::fanout(names, 2, 1, a.rate, secs, accounts.len(), a.body_bytes)
         }
+        Scenario::History(a) => crate::history::setup(&api, &common, &accounts, &run_id, a).await?,
+        Scenario::Mixed(a) => crate::mixed::setup(&api, &common, &accounts, &run_id, a).await?,
     };
     let setup_s = setup_started.elapsed().as_secs_f64();
     let engine = Engine::new(common.clone(), run_id.clone(), plan, accounts)?;
@@ -150,11 +152,35 @@ fn describe(s: &Scenario) -> (&'static str, serde_json::Value, usize) {
             let p = json!({"pairs": a.pairs, "rate": a.rate, "body_bytes": a.body_bytes});
             ("dm", p, a.pairs * 2)
         }
+        Scenario::History(a) => {
+            let accounts = if a.accounts == 0 {
+                a.readers
+            } else {
+                a.accounts.min(a.readers)
+            };
+            let p = json!({"rooms": a.rooms, "readers": a.readers,
+                "messages_per_room": a.messages_per_room, "page": a.page, "rate": a.rate,
+                "body_bytes": a.body_bytes, "accounts": accounts});
+            ("history", p, accounts.max(1))
+        }
+        Scenario::Mixed(a) => {
+            let accounts = if a.accounts == 0 {
+                a.users
+            } else {
+                a.accounts.min(a.users)
+            };
+            let p = json!({"users": a.users, "rooms": a.rooms,
+                "chatters_fraction": a.chatters_fraction,
+                "scrollers_fraction": a.scrollers_fraction, "rate": a.rate,
+                "history_rate": a.history_rate, "messages_per_room": a.messages_per_room,
+                "page": a.page, "body_bytes": a.body_bytes, "accounts": accounts});
+            ("mixed", p, accounts.max(1))
+        }
     }
 }
 
 /// Public rooms `lt-<run>-<i>`, created by account 0.
-async fn rooms(
+pub(crate) async fn rooms(
     api: &Api,
     accounts: &[(String, String)],
     run: &str,

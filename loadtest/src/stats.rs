@@ -26,10 +26,18 @@ pub enum Kind {
     Ack,
     /// Scheduled send time → message frame at a member.
     Deliver,
+    /// Scheduled time of a `history` page request → its `history` answer.
+    History,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Connect, Kind::Join, Kind::Ack, Kind::Deliver];
+    pub const ALL: [Kind; 5] = [
+        Kind::Connect,
+        Kind::Join,
+        Kind::Ack,
+        Kind::Deliver,
+        Kind::History,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,6 +45,7 @@ impl Kind {
             Kind::Join => "join",
             Kind::Ack => "ack",
             Kind::Deliver => "deliver",
+            Kind::History => "history",
         }
     }
 
@@ -87,6 +96,14 @@ pub struct Counters {
     pub lost: AtomicU64,
     pub delivered_unacked: AtomicU64,
     pub dropped_connections: AtomicU64,
+    /// `history` pages answered (whether or not they passed the checks).
+    pub history_pages: AtomicU64,
+    /// Messages in those pages.
+    pub history_messages: AtomicU64,
+    /// Walks that reached the room's first message with every page checked.
+    pub history_walks: AtomicU64,
+    /// `history` requests answered with an error or not answered in time.
+    pub history_failed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 

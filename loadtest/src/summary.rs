@@ -57,6 +57,21 @@ pub struct Counts {
     pub prev_breaks: u64,
     pub delivered_unacked: u64,
     pub errors: u64,
+    /// `history` page requests scheduled (`history`, `mixed`).
+    #[serde(default)]
+    pub history_scheduled: u64,
+    /// `history` pages answered, whether or not they passed the checks.
+    #[serde(default)]
+    pub history_pages: u64,
+    /// Messages in those pages.
+    #[serde(default)]
+    pub history_messages: u64,
+    /// Walks from the newest message to the room's first with every page checked good.
+    #[serde(default)]
+    pub history_walks: u64,
+    /// Page requests answered with an error or not answered in time.
+    #[serde(default)]
+    pub history_failed: u64,
 }
 
 /// Connections of the run.
@@ -136,6 +151,10 @@ impl Summary {
             ("duplicates", c.duplicates),
             ("prev_breaks", c.prev_breaks),
             ("errors", c.errors),
+            ("history_pages", c.history_pages),
+            ("history_messages", c.history_messages),
+            ("history_walks", c.history_walks),
+            ("history_failed", c.history_failed),
             ("connections.held", self.connections.held),
             ("connections.failed", self.connections.failed),
             ("connections.dropped", self.connections.dropped),
@@ -182,6 +201,12 @@ impl Summary {
             "\nSent {} · acked {} · delivered {} of {} expected · **loss {}** · **duplicates {}** · prev breaks {} · **errors {}**\n",
             c.sent, c.acked, c.delivered, c.expected_deliveries, c.loss, c.duplicates, c.prev_breaks, c.errors
         );
+        if c.history_scheduled > 0 {
+            s += &format!(
+                "\nHistory: {} pages of {} scheduled · {} messages read · {} full walks to the first message · {} failed\n",
+                c.history_pages, c.history_scheduled, c.history_messages, c.history_walks, c.history_failed
+            );
+        }
         let rates: Vec<String> = self
             .rates
             .iter()
