@@ -47,7 +47,7 @@ impl MeshProc {
     /// `ops/mesh up` again on the same data dir (after [`MeshProc::down`]).
     pub async fn start_all(&self) -> Result<()> {
         let (g, w) = (self.gateways.to_string(), self.workers.to_string());
-        let mut args = vec![
+        let args = vec![
             "up",
             "--nats",
             "3",
@@ -60,9 +60,6 @@ impl MeshProc {
             "--bin",
             env!("CARGO_BIN_EXE_chatmesh"),
         ];
-        if self.workers > 1 {
-            args.push("--allow-multi-worker");
-        }
         self.ops(&args).await.map(|_| ())
     }
 
@@ -113,6 +110,27 @@ impl MeshProc {
     /// The part name (`nats-2`) of the NATS node leading stream CHAT.
     pub async fn stream_leader(&self) -> Result<String> {
         Ok(self.ops(&["leader"]).await?.trim().to_owned())
+    }
+
+    /// Worker `i`'s gauges from its metrics listener (`ops/mesh` puts it on NET.(30+i):9464):
+    /// `chatmesh_worker_standby` (1 while waiting for the store lock) and
+    /// `chatmesh_partitions_owned`, each `None` until recorded.
+    pub async fn worker_gauges(&self, i: u32) -> Result<(Option<f64>, Option<f64>)> {
+        let url = format!("http://{}.{}:9464/metrics", self.net, 30 + i);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let text = client.get(&url).send().await?.text().await?;
+        let value = |name: &str| {
+            text.lines().find_map(|l| {
+                let (n, v) = l.split_once(' ')?;
+                (n == name).then(|| v.trim().parse::<f64>().ok()).flatten()
+            })
+        };
+        Ok((
+            value("chatmesh_worker_standby"),
+            value("chatmesh_partitions_owned"),
+        ))
     }
 
     /// The gateway part with the most HAProxy sessions (the one whose death hurts most).
