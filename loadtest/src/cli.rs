@@ -71,6 +71,18 @@ pub struct Common {
     /// Run id (rooms and multi-generator coordination); default: random.
     #[arg(long, global = true)]
     pub run_id: Option<String>,
+    /// Generator processes in this run, on this machine or others. Start each with the same
+    /// `--run-id`, scenario and sizes, its own `--generator`, and one `--coordinator`; they
+    /// meet at a start barrier and generator 0 writes the merged report.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub generators: usize,
+    /// This process's index among the generators (0 = the leader).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub generator: usize,
+    /// NATS URL the generators coordinate through (any nats-server they all reach, e.g. the
+    /// mesh's own `nats://127.0.0.1:4222`).
+    #[arg(long, global = true)]
+    pub coordinator: Option<String>,
     /// Where account tokens are cached between runs (`tokens-<prefix>.json`).
     #[arg(long, global = true, default_value = "target/loadtest")]
     pub token_dir: PathBuf,
@@ -83,6 +95,10 @@ pub struct Common {
     /// A previous summary.json: print the change of every figure.
     #[arg(long, global = true)]
     pub baseline: Option<PathBuf>,
+    /// With `--baseline`: fail when a figure got worse by more than this, e.g.
+    /// `deliver.p99=+200%`, `delivered_per_s=10%` (rates: a fall), `loss=0%`; repeatable.
+    #[arg(long = "max-regression", global = true)]
+    pub max_regressions: Vec<String>,
     /// Seconds between progress lines on stderr (0 = none).
     #[arg(long, global = true, default_value_t = 2)]
     pub progress_secs: u64,
@@ -206,6 +222,24 @@ pub struct MixedArgs {
 }
 
 impl Common {
+    /// This generator's share of the run, after checking the coordination flags.
+    pub fn share(&self) -> Result<crate::coord::Share, String> {
+        let share = crate::coord::Share {
+            generators: self.generators.max(1),
+            index: self.generator,
+        };
+        if share.index >= share.generators {
+            return Err(format!(
+                "--generator {} must be below --generators {}",
+                share.index, share.generators
+            ));
+        }
+        if share.generators > 1 && (self.coordinator.is_none() || self.run_id.is_none()) {
+            return Err("--generators > 1 needs --coordinator NATS_URL and the same --run-id on every generator".into());
+        }
+        Ok(share)
+    }
+
     /// Source address for the `i`-th connection, when the target is on loopback.
     pub fn source_ip(&self, i: usize, total: usize) -> Option<IpAddr> {
         let n = match self.source_ips {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::coord::Coordinator;
 use crate::engine::Engine;
 use crate::inbound::now_us;
 use crate::stats::Counters;
@@ -24,8 +25,14 @@ pub struct Phases {
     pub drain_s: f64,
 }
 
-/// Drives one run; `hold` runs while every connection is up (e.g. a /metrics scrape).
-pub async fn control<F>(engine: Arc<Engine>, hold: F) -> Phases
+/// Drives one run; `hold` runs while every connection is up (e.g. a /metrics scrape). With
+/// a coordinator, the start waits for every generator (the barrier); the coordinator is
+/// handed back for the results.
+pub async fn control<F>(
+    engine: Arc<Engine>,
+    hold: F,
+    mut coord: Option<Coordinator>,
+) -> (anyhow::Result<Phases>, Option<Coordinator>)
 where
     F: std::future::Future<Output = ()>,
 {
@@ -41,7 +48,7 @@ where
                     began.elapsed().as_secs_f64(),
                     Counters::get(&c.connections),
                     Counters::get(&c.connect_failures),
-                    engine.plan.conns.len()
+                    engine.own_conns().count()
                 );
             }
         }
@@ -51,7 +58,24 @@ where
         _ = connecting => {}
     }
     let connect_s = began.elapsed().as_secs_f64();
-    let t0 = now_us() + LEAD.as_micros() as u64;
+    let t0 = match coord.as_mut() {
+        None => now_us() + LEAD.as_micros() as u64,
+        Some(coord) => {
+            let c = &engine.counters;
+            let (held, failed) = (
+                Counters::get(&c.connections),
+                Counters::get(&c.connect_failures),
+            );
+            match coord.barrier(held, failed, LEAD, CONNECT_DEADLINE).await {
+                Ok(t0) => t0,
+                Err(e) => {
+                    // Nothing will be sent: let every connection task end.
+                    engine.stop.send_replace(true);
+                    return (Err(e), None);
+                }
+            }
+        }
+    };
     engine.start.send_replace(Some(t0));
     let end = engine.instant_of(t0 + engine.common.duration.as_micros() as u64);
     let run = async {
@@ -69,12 +93,13 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     engine.stop.send_replace(true);
-    Phases {
+    let phases = Phases {
         connect_s,
         t0_us: t0,
         measured_s,
         drain_s: drained.elapsed().as_secs_f64(),
-    }
+    };
+    (Ok(phases), coord)
 }
 
 /// Every scheduled send answered (ack or error), every acked message delivered, and every

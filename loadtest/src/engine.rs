@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::cli::{Common, Protocol};
+use crate::coord::Share;
 use crate::inbound::now_us;
 use crate::plan::Plan;
 use crate::stats::{Counters, Hists, Sample};
@@ -39,6 +40,8 @@ pub struct Engine {
     pub counters: Counters,
     pub hists: Mutex<Hists>,
     pub shards: Vec<Shard>,
+    /// The rooms this generator drives (all of them unless several generators share a run).
+    pub share: Share,
     ready: AtomicUsize,
     ready_notify: Notify,
     /// Scheduled start of the measured phase (unix µs), set once every shard is connected.
@@ -64,6 +67,7 @@ impl Engine {
                 }
             })
             .collect();
+        let share = common.share().map_err(anyhow::Error::msg)?;
         let ws_url = match common.protocol {
             Protocol::Chatmesh => crate::ws::chatmesh_ws_url(&common.target),
             Protocol::NatsWs => common.target.clone(),
@@ -76,6 +80,7 @@ impl Engine {
             counters: Counters::default(),
             hists: Mutex::new(Hists::new()?),
             shards,
+            share,
             ready: AtomicUsize::new(0),
             ready_notify: Notify::new(),
             start: watch::channel(None).0,
@@ -89,9 +94,17 @@ impl Engine {
         self.shards.len()
     }
 
-    /// Connection indices of shard `s`.
-    pub fn shard_conns(&self, s: usize) -> impl Iterator<Item = usize> {
-        (s..self.plan.conns.len()).step_by(self.shard_count())
+    /// Connection indices of shard `s` (of this generator's rooms).
+    pub fn shard_conns(&self, s: usize) -> impl Iterator<Item = usize> + '_ {
+        self.own_conns()
+            .enumerate()
+            .filter(move |(n, _)| n % self.shard_count() == s)
+            .map(|(_, c)| c)
+    }
+
+    /// Indices of the connections this generator opens.
+    pub fn own_conns(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.plan.conns.len()).filter(|&c| self.share.owns_room(self.plan.conns[c].room))
     }
 
     /// A shard has opened all its connections.

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 use crate::control::Phases;
 use crate::engine::Engine;
+use crate::regression::MaxRegression;
 use crate::stats::{Counters, Kind};
 use crate::summary::{Connections, Counts, Latency, Summary, TargetMemory, SCHEMA};
 use crate::threshold::Threshold;
@@ -64,7 +65,7 @@ pub fn summarize(
         measured_s: phases.measured_s,
         drain_s: phases.drain_s,
         connections: Connections {
-            planned: engine.plan.conns.len() as u64,
+            planned: engine.own_conns().count() as u64,
             held: get(&c.connections),
             failed: get(&c.connect_failures),
             dropped: get(&c.dropped_connections),
@@ -92,15 +93,19 @@ pub fn summarize(
         target_memory: memory,
         generator_rss_bytes: own_rss(),
         generator_cpu_s: own_cpu_s() - cpu_at_start,
+        generator_parts: Vec::new(),
     }
 }
 
-/// Writes the summaries, prints them, compares with the baseline; `Ok(false)` on a breach.
+/// Writes the summaries, prints them (and appends the Markdown to `$GITHUB_STEP_SUMMARY`
+/// when a CI job page is there), compares with the baseline; `Ok(false)` when a threshold
+/// or a regression rule is breached.
 pub fn write(
     summary: &Summary,
     out: &Path,
     baseline: Option<&Path>,
     thresholds: &[Threshold],
+    regressions: &[MaxRegression],
 ) -> anyhow::Result<bool> {
     std::fs::create_dir_all(out)?;
     std::fs::write(
@@ -111,15 +116,36 @@ pub fn write(
     std::fs::write(out.join("summary.md"), &md)?;
     println!("{md}");
     let figures = summary.figures();
+    let mut breaches: Vec<String> = Vec::new();
+    let mut page = md.clone();
     if let Some(path) = baseline {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let base: Summary = serde_json::from_slice(&text).context("baseline is not a summary")?;
-        println!("{}", deltas(&base.figures(), &figures));
+        let base = base.figures();
+        let table = deltas(&base, &figures);
+        println!("{table}");
+        page += &format!(
+            "\nChange against the baseline `{}`:\n\n{table}",
+            path.display()
+        );
+        for r in regressions {
+            let why = r.check(&base, &figures);
+            let verdict = if why.is_none() { "ok  " } else { "FAIL" };
+            println!("regression {verdict} {}", r.text);
+            breaches.extend(why);
+        }
+    } else if !regressions.is_empty() {
+        anyhow::bail!("--max-regression needs --baseline");
     }
-    let breaches: Vec<String> = thresholds
-        .iter()
-        .filter_map(|t| t.check(&figures))
-        .collect();
+    breaches.extend(thresholds.iter().filter_map(|t| t.check(&figures)));
+    if let Some(job_page) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(job_page)?;
+        writeln!(f, "{page}")?;
+    }
     for t in thresholds {
         let verdict = if t.check(&figures).is_none() {
             "ok  "

@@ -23,19 +23,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         .iter()
         .map(|t| crate::threshold::Threshold::parse(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let regressions = common
+        .max_regressions
+        .iter()
+        .map(|r| crate::regression::MaxRegression::parse(r))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !regressions.is_empty() && common.baseline.is_none() {
+        bail!("--max-regression needs --baseline FILE");
+    }
     let nats = common.protocol == Protocol::NatsWs;
     if nats && !matches!(cli.scenario, Scenario::Fanout(_) | Scenario::Connect(_)) {
         bail!("--protocol nats-ws runs the fanout and connect scenarios only");
     }
+    let share = common.share().map_err(anyhow::Error::msg)?;
     let run_id = common
         .run_id
         .clone()
         .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    // Subscribed before anything else, so no barrier or result message is missed.
+    let coord = match &common.coordinator {
+        Some(url) if share.generators > 1 => {
+            Some(crate::coord::Coordinator::connect(url, &run_id, share).await?)
+        }
+        _ => None,
+    };
     let api = Api::new(&common.target)?;
     let setup_started = Instant::now();
     let secs = common.duration.as_secs_f64();
     let (scenario, params, accounts_needed) = describe(&cli.scenario);
-    let out = common.out.clone();
+    // Several generators: each writes its own reports under `generator-<i>/`, the leader
+    // the merged one in `--out` itself.
+    let out = if share.generators > 1 {
+        common.out.join(format!("generator-{}", share.index))
+    } else {
+        common.out.clone()
+    };
     let (accounts, login_time) = if nats {
         (vec![("nats".to_owned(), String::new())], Duration::ZERO)
     } else {
@@ -87,6 +109,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         Scenario::History(a) => crate::history::setup(&api, &common, &accounts, &run_id, a).await?,
         Scenario::Mixed(a) => crate::mixed::setup(&api, &common, &accounts, &run_id, a).await?,
     };
+    let mut plan = plan;
+    crate::coord::take_share(&mut plan, share)?;
     let setup_s = setup_started.elapsed().as_secs_f64();
     let engine = Engine::new(common.clone(), run_id.clone(), plan, accounts)?;
     let before = if nats { None } else { scrape(&api).await };
@@ -105,9 +129,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&out)?;
     let goose_reports = vec![out.join("goose-report.html").display().to_string()];
     let cpu_at_start = report::own_cpu_s();
-    let controller = tokio::spawn(crate::control::control(engine.clone(), hold));
+    let controller = tokio::spawn(crate::control::control(engine.clone(), hold, coord));
     crate::attack::run(engine.clone(), goose_reports).await?;
-    let phases = controller.await?;
+    let (phases, coord) = controller.await?;
+    let phases = phases?;
     let memory = match (before, after.lock().ok().and_then(|m| *m)) {
         (Some(b), Some(a)) => Some(TargetMemory {
             rss_before: b.0,
@@ -127,7 +152,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         memory,
         cpu_at_start,
     );
-    report::write(&summary, &out, common.baseline.as_deref(), &thresholds)
+    let Some(mut coord) = coord else {
+        let baseline = common.baseline.as_deref();
+        return report::write(&summary, &out, baseline, &thresholds, &regressions);
+    };
+    // Coordinated: this generator's own report, then the leader merges every part.
+    let own = report::write(&summary, &out, None, &[], &[])?;
+    let part = crate::coord::Part::new(share.index, summary, &lock(&engine.hists)?)?;
+    let deadline = common.grace + RESULTS_DEADLINE;
+    if !share.is_leader() {
+        coord.send_part(&part, deadline).await?;
+        return Ok(own);
+    }
+    let mut parts = vec![part];
+    parts.extend(coord.collect_parts(deadline).await?);
+    let merged = crate::coord::merge(&parts)?;
+    eprintln!("merged report of {} generators:", parts.len());
+    let baseline = common.baseline.as_deref();
+    report::write(&merged, &common.out, baseline, &thresholds, &regressions)
+}
+
+/// How long after its own end the leader waits for the followers' results (on top of
+/// `--grace`: they started together, so they end within their own grace of each other).
+const RESULTS_DEADLINE: Duration = Duration::from_secs(120);
+
+fn lock<T: Clone>(m: &std::sync::Mutex<T>) -> anyhow::Result<T> {
+    m.lock()
+        .map(|g| g.clone())
+        .map_err(|_| anyhow::anyhow!("a recorder panicked"))
 }
 
 fn describe(s: &Scenario) -> (&'static str, serde_json::Value, usize) {

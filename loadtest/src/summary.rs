@@ -121,6 +121,22 @@ pub struct Summary {
     /// needs about as much CPU as the server: compare them).
     #[serde(default)]
     pub generator_cpu_s: f64,
+    /// With several generators (the leader's merged summary): what each one did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generator_parts: Vec<GeneratorPart>,
+}
+
+/// One generator's share of a coordinated run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GeneratorPart {
+    pub generator: u64,
+    pub target: String,
+    pub connections_held: u64,
+    pub connections_failed: u64,
+    pub delivered: u64,
+    pub target_memory: Option<TargetMemory>,
+    pub generator_rss_bytes: u64,
+    pub generator_cpu_s: f64,
 }
 
 impl Summary {
@@ -224,6 +240,26 @@ impl Summary {
                 .map(|(k, v)| format!("`{k}` {v}"))
                 .collect();
             s += &format!("\nErrors by code: {}\n", e.join(", "));
+        }
+        if !self.generator_parts.is_empty() {
+            s += &format!(
+                "\n{} generators:\n\n| generator | target | held | failed | delivered | target B/conn | CPU s |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n",
+                self.generators
+            );
+            for g in &self.generator_parts {
+                let per = g.target_memory.as_ref().map_or("—".to_owned(), |m| {
+                    format!("{:.0}", m.bytes_per_connection)
+                });
+                s += &format!(
+                    "| {} | {} | {} | {} | {} | {per} | {:.1} |\n",
+                    g.generator,
+                    g.target,
+                    g.connections_held,
+                    g.connections_failed,
+                    g.delivered,
+                    g.generator_cpu_s
+                );
+            }
         }
         if let Some(m) = &self.target_memory {
             s += &format!(

@@ -60,6 +60,9 @@ pub async fn accounts(
     cache.saved_unix_s = now_s();
     cache.tokens = all.iter().cloned().collect();
     std::fs::create_dir_all(out)?;
-    std::fs::write(&file, serde_json::to_vec(&cache)?)?;
+    // Write then rename: generators sharing a token directory never read half a file.
+    let tmp = file.with_extension(format!("json.{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec(&cache)?)?;
+    std::fs::rename(&tmp, &file)?;
     Ok((all, took))
 }
