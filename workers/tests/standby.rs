@@ -101,10 +101,9 @@ async fn standby_waits_for_the_store_and_takes_it_over() {
 
     // Not a standby: a clear error, immediately.
     let t = Instant::now();
-    let err = open_store_or_wait(&cfg, std::future::pending())
-        .await
-        .err()
-        .expect("a locked store is an error without standby");
+    let Err(err) = open_store_or_wait(&cfg, std::future::pending()).await else {
+        panic!("a locked store is an error without standby");
+    };
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     assert!(
         err.to_string().contains("locked by another process"),
