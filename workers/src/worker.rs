@@ -39,6 +39,8 @@ pub struct Worker {
     writers_ready: Vec<Arc<AtomicBool>>,
     /// Partitions this worker runs now.
     owned: Arc<[AtomicBool]>,
+    /// This worker's id in the registry and on its leases.
+    id: String,
     nats: Client,
     store: Store,
     service: Service,
@@ -150,7 +152,7 @@ impl Worker {
             nats.clone(),
             mesh.replicas,
             mesh.partitions,
-            me,
+            me.clone(),
             spawn,
             shutdown.clone(),
         ));
@@ -171,6 +173,7 @@ impl Worker {
             tasks,
             writers_ready,
             owned,
+            id: me,
             nats,
             store,
             service,
@@ -198,6 +201,11 @@ impl Worker {
             .filter(|(_, o)| o.load(Ordering::Acquire))
             .map(|(p, _)| p)
             .collect()
+    }
+
+    /// This worker's id (registry key, lease holder; rendezvous hashing ranks it).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The services, for in-process callers.
