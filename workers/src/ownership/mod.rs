@@ -131,8 +131,31 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let ttl = Duration::from_secs(cfg.lease_ttl_secs);
-    let mut registry = Registry::start(&js, &nats, replicas, &me, ttl).await?;
-    let leases = Leases::open(&js, replicas, &me, ttl).await?;
+    // The registry and lease buckets are R3 streams: right after a NATS cluster (re)start
+    // their Raft groups may have no leader yet. Retry until they answer (or shutdown) rather
+    // than leave a worker up that runs nothing.
+    let mut pause = Duration::from_millis(250);
+    let (mut registry, leases) = loop {
+        let setup = async {
+            let registry = Registry::start(&js, &nats, replicas, &me, ttl).await?;
+            let leases = Leases::open(&js, replicas, &me, ttl).await?;
+            Ok::<_, WorkerError>((registry, leases))
+        };
+        let failed = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            r = setup => match r {
+                Ok(ready) => break ready,
+                Err(e) => e,
+            },
+        };
+        warn!(error = %failed, retry_in = ?pause, "partition ownership cannot start yet");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    };
     let mut running: HashMap<u32, Running> = HashMap::new();
     // How often a wanted partition whose lease someone else holds is tried again: a dead
     // owner's lease is taken within this of expiring (the loop is cheap when all run).
