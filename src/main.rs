@@ -206,8 +206,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     };
     let w = WorkerHandle::with_store(&config, nats.clone(), store);
     tracing::info!(standby = config.worker.standby, "worker running");
-    shutdown.await;
-    w.stop().await?;
+    w.run_until(&mut shutdown).await?;
     nats.drain().await?;
     Ok(())
 }

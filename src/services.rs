@@ -144,6 +144,25 @@ impl WorkerHandle {
         Ok(())
     }
 
+    /// Runs until `shutdown` resolves, then stops gracefully; returns an error at once if the
+    /// worker stops by itself (a failed partition task), so that the process exits and a
+    /// supervisor or a standby takes over instead of a worker that runs nothing.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let ended = tokio::select! {
+            _ = shutdown => None,
+            r = &mut self.task => Some(r),
+        };
+        match ended {
+            None => self.stop().await,
+            Some(Ok(Ok(()))) => anyhow::bail!("the worker stopped by itself"),
+            Some(Ok(Err(e))) => Err(e).context("the worker failed"),
+            Some(Err(e)) => Err(e).context("worker task"),
+        }
+    }
+
     /// True once the worker stopped by itself (an error).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
