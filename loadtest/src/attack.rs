@@ -99,6 +99,9 @@ async fn connect_shard(engine: Arc<Engine>, user: &mut GooseUser) -> Transaction
                 Counters::add(&engine.counters.connections, 1);
                 let (e, tx) = (engine.clone(), tx.clone());
                 match engine.common.protocol {
+                    Protocol::Chatmesh if e.common.reconnect => {
+                        tokio::spawn(crate::resume::run(e, c, socket, last_seq, tx))
+                    }
                     Protocol::Chatmesh => tokio::spawn(conn::run(e, c, socket, last_seq, tx)),
                     Protocol::NatsWs => tokio::spawn(natsws::run(e, c, socket, last_seq, tx)),
                 };

@@ -99,6 +99,12 @@ pub struct Common {
     /// `deliver.p99=+200%`, `delivered_per_s=10%` (rates: a fall), `loss=0%`; repeatable.
     #[arg(long = "max-regression", global = true)]
     pub max_regressions: Vec<String>,
+    /// Clients reconnect when a connection is lost (through the same target, e.g. a load
+    /// balancer), resume with `join {since}` and resend unacked sends with the same id, as a
+    /// real client does: for measuring failover (fanout and dm only). Each reconnect is timed
+    /// (`reconnect`) and its cause counted in `errors`.
+    #[arg(long, global = true)]
+    pub reconnect: bool,
     /// Seconds between progress lines on stderr (0 = none).
     #[arg(long, global = true, default_value_t = 2)]
     pub progress_secs: u64,

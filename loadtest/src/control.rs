@@ -106,7 +106,13 @@ where
 /// scheduled `history` page answered.
 fn settled(engine: &Engine) -> bool {
     let c = &engine.counters;
-    let answered = Counters::get(&c.acked) + c.error_total();
+    // With `--reconnect` a lost connection answers no send: its sends go out again.
+    let errors = if engine.common.reconnect {
+        c.error_total() - c.connection_errors()
+    } else {
+        c.error_total()
+    };
+    let answered = Counters::get(&c.acked) + errors;
     answered >= Counters::get(&c.sent)
         && Counters::get(&c.sent) >= engine.plan.scheduled()
         && Counters::get(&c.delivered) >= engine.plan.expected_deliveries()

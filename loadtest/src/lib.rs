@@ -17,6 +17,7 @@ pub mod natsws;
 pub mod plan;
 pub mod regression;
 pub mod report;
+pub mod resume;
 pub mod run;
 pub mod setup;
 pub mod stats;

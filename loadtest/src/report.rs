@@ -88,6 +88,7 @@ pub fn summarize(
             history_failed: get(&c.history_failed),
         },
         rates,
+            resent: get(&c.resent),
         latency_ms: latency,
         errors: c.errors(),
         target_memory: memory,

@@ -35,6 +35,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     if nats && !matches!(cli.scenario, Scenario::Fanout(_) | Scenario::Connect(_)) {
         bail!("--protocol nats-ws runs the fanout and connect scenarios only");
     }
+    if common.reconnect && (nats || !matches!(cli.scenario, Scenario::Fanout(_) | Scenario::Dm(_)))
+    {
+        bail!("--reconnect works with the chatmesh protocol's fanout and dm scenarios");
+    }
     let share = common.share().map_err(anyhow::Error::msg)?;
     let run_id = common
         .run_id

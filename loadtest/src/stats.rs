@@ -28,15 +28,18 @@ pub enum Kind {
     Deliver,
     /// Scheduled time of a `history` page request → its `history` answer.
     History,
+    /// `--reconnect`: a lost connection → joined again with `since`.
+    Reconnect,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Connect,
         Kind::Join,
         Kind::Ack,
         Kind::Deliver,
         Kind::History,
+        Kind::Reconnect,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Ack => "ack",
             Kind::Deliver => "deliver",
             Kind::History => "history",
+            Kind::Reconnect => "reconnect",
         }
     }
 
@@ -96,6 +100,8 @@ pub struct Counters {
     pub lost: AtomicU64,
     pub delivered_unacked: AtomicU64,
     pub dropped_connections: AtomicU64,
+    /// `--reconnect`: sends written again, unchanged, after a reconnect.
+    pub resent: AtomicU64,
     /// `history` pages answered (whether or not they passed the checks).
     pub history_pages: AtomicU64,
     /// Messages in those pages.
@@ -134,6 +140,19 @@ impl Counters {
 
 #[cfg(test)]
 mod tests {
+
+    /// Errors that are a connection ending (`closed_<code>`, `connection_lost`,
+    /// `send_failed`), not an answer to a send.
+    pub fn connection_errors(&self) -> u64 {
+        self.errors()
+            .iter()
+            .filter(|(code, _)| {
+                code.starts_with("closed_")
+                    || matches!(code.as_str(), "connection_lost" | "send_failed")
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
     use super::*;
 
     #[test]
@@ -162,3 +181,7 @@ mod tests {
         assert_eq!(c.error_total(), 2);
     }
 }
+        c.error("closed_1001");
+        c.error("connection_lost");
+        assert_eq!(c.error_total(), 4);
+        assert_eq!(c.connection_errors(), 2);

@@ -72,6 +72,11 @@ pub struct Counts {
     /// Page requests answered with an error or not answered in time.
     #[serde(default)]
     pub history_failed: u64,
+    /// Pages answered before the measured phase ended (`pages_per_s` counts these).
+    #[serde(default)]
+    /// `--reconnect`: unacked sends written again with the same id after a reconnect.
+    #[serde(default)]
+    pub resent: u64,
 }
 
 /// Connections of the run.
@@ -172,6 +177,7 @@ impl Summary {
             ("history_walks", c.history_walks),
             ("history_failed", c.history_failed),
             ("connections.held", self.connections.held),
+            ("resent", c.resent),
             ("connections.failed", self.connections.failed),
             ("connections.dropped", self.connections.dropped),
         ] {

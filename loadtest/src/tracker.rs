@@ -100,6 +100,11 @@ impl MemberTracker {
         }
     }
 
+    /// The highest seq this member holds (what a resume asks `since`).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// Records message `k` with its `seq` and `prev`.
     pub fn on_message(&mut self, k: u64, seq: u64, prev: u64) -> Seen {
         if seq <= self.last_seq || prev != self.last_seq {

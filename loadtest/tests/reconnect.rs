@@ -1,0 +1,162 @@
+//! `--reconnect` against a real embedded mesh through a TCP relay the test can cut: every
+//! client connection is severed twice in the middle of a fan-out run, as a gateway crash
+//! would. The harness must reconnect, resume with `since`, resend unacked sends with their
+//! ids, and still find every acked message delivered to every member exactly once.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chatmesh::{Config, Mesh, MeshOptions};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Forwards every accepted connection to `to`; `cut()` severs all open ones.
+struct Relay {
+    addr: std::net::SocketAddr,
+    open: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("relay addr");
+        let open: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let conns = open.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                conns.lock().expect("relay list").push(pipe);
+            }
+        });
+        Self { addr, open, accept }
+    }
+
+    /// Drops every relayed connection (both sockets close at once).
+    fn cut(&self) -> usize {
+        let all: Vec<_> = self.open.lock().expect("relay list").drain(..).collect();
+        let n = all.iter().filter(|h| !h.is_finished()).count();
+        for h in all {
+            h.abort();
+        }
+        n
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_resume_exactly_after_their_connections_are_cut() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::default();
+    config.gateway.limits.sends_per_second = 100_000;
+    config.gateway.limits.send_burst = 100_000;
+    config.gateway.frames_per_second = 100_000;
+    config.worker.argon2_memory_kib = 64;
+    config.worker.argon2_iterations = 1;
+    let mesh = Mesh::start(MeshOptions {
+        data_dir: dir.path().join("mesh"),
+        listen: "127.0.0.1:0".into(),
+        nats_port: None,
+        config,
+    })
+    .await
+    .expect("mesh starts");
+    let relay = Relay::start(mesh.gateway.addr).await;
+    let out = dir.path().join("report");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatmesh-loadtest"))
+        .arg("--target")
+        .arg(format!("http://{}", relay.addr))
+        .arg("--out")
+        .arg(&out)
+        .arg("--token-dir")
+        .arg(dir.path().join("tokens"))
+        .args([
+            "--reconnect",
+            "--duration",
+            "8s",
+            "--warmup",
+            "1s",
+            "--grace",
+            "20s",
+        ])
+        .args(["--progress-secs", "1", "--threshold", "loss==0"])
+        .args([
+            "--threshold",
+            "duplicates==0",
+            "--threshold",
+            "prev_breaks==0",
+        ])
+        .args(["fanout", "--rooms", "2", "--members", "5", "--rate", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("loadtest binary runs");
+    let stderr = child.stderr.take().expect("stderr");
+    let (run_tx, mut run_rx) = tokio::sync::mpsc::channel::<()>(64);
+    let log = Arc::new(Mutex::new(String::new()));
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("[run]") {
+                let _ = run_tx.try_send(());
+            }
+            log2.lock().expect("log").push_str(&(line + "\n"));
+        }
+    });
+    // Two cuts inside the measured phase: after its 2nd and 5th progress second.
+    let mut cuts = Vec::new();
+    for after in [2, 3] {
+        for _ in 0..after {
+            tokio::time::timeout(Duration::from_secs(120), run_rx.recv())
+                .await
+                .expect("the run makes progress")
+                .expect("the harness is running");
+        }
+        cuts.push(relay.cut());
+    }
+    let done = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("the harness finishes")
+        .expect("harness output");
+    let log = log.lock().expect("log").clone();
+    assert!(
+        done.status.success(),
+        "harness failed ({}):\n{}\n{log}",
+        done.status,
+        String::from_utf8_lossy(&done.stdout)
+    );
+    // All ten WebSockets were open at each cut (and perhaps a metrics scrape).
+    assert!(cuts.iter().all(|&n| n >= 10), "cut {cuts:?}");
+    let s: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary"))
+            .expect("summary is JSON");
+    let c = &s["counts"];
+    assert_eq!(c["loss"], 0, "{s:#}");
+    assert_eq!(c["duplicates"], 0, "{s:#}");
+    assert_eq!(c["prev_breaks"], 0, "{s:#}");
+    assert_eq!(c["scheduled"], 800);
+    assert_eq!(c["acked"], 800, "{s:#}");
+    assert_eq!(c["delivered"], 4000, "{s:#}");
+    assert_eq!(s["connections"]["dropped"], 0);
+    // Every connection came back after each cut.
+    assert!(
+        s["latency_ms"]["reconnect"]["count"].as_u64() >= Some(20),
+        "{s:#}"
+    );
+    mesh.stop().await.expect("mesh stops");
+}
