@@ -142,6 +142,8 @@ pub fn write(
     if let Some(job_page) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::io::Write as _;
         let mut f = std::fs::OpenOptions::new()
+    // The page a CI job publishes: the summary, and the change against the baseline.
+    std::fs::write(out.join("report.md"), &page)?;
             .create(true)
             .append(true)
             .open(job_page)?;
