@@ -400,6 +400,7 @@ pub async fn scroll(
         tokio::spawn(progress(engine.clone(), t0));
     }
     let warm_until = t0 + engine.common.warmup.as_micros() as u64;
+    let phase_end = t0 + engine.common.duration.as_micros() as u64;
     let room = &engine.plan.rooms[engine.plan.conns[c].room].name;
     let counters = &engine.counters;
     let mut walker = Walker::new(plan.expect);
@@ -447,6 +448,10 @@ pub async fn scroll(
             Some((at, Ok((msgs, more)))) => {
                 Counters::add(&counters.history_pages, 1);
                 Counters::add(&counters.history_messages, msgs.len() as u64);
+                if at <= phase_end {
+                    Counters::add(&counters.history_pages_in_phase, 1);
+                    Counters::add(&counters.history_messages_in_phase, msgs.len() as u64);
+                }
                 if due >= warm_until {
                     let sample = Sample {
                         kind: Kind::History,

@@ -39,9 +39,11 @@ pub fn summarize(
     rates.insert("acked_per_s".into(), get(&c.acked) as f64 / secs);
     rates.insert("delivered_per_s".into(), get(&c.delivered) as f64 / secs);
     if engine.plan.history_scheduled() > 0 {
-        let pages = get(&c.history_pages) as f64;
+        // Answered within the measured phase: what the target kept up with, not the backlog
+        // it worked off during the drain.
+        let pages = get(&c.history_pages_in_phase) as f64;
         rates.insert("pages_per_s".into(), pages / secs);
-        let messages = get(&c.history_messages) as f64;
+        let messages = get(&c.history_messages_in_phase) as f64;
         rates.insert("messages_read_per_s".into(), messages / secs);
     }
     let params = match params {
@@ -86,6 +88,7 @@ pub fn summarize(
             history_messages: get(&c.history_messages),
             history_walks: get(&c.history_walks),
             history_failed: get(&c.history_failed),
+            history_pages_in_phase: get(&c.history_pages_in_phase),
             resent: get(&c.resent),
         },
         rates,
@@ -139,11 +142,11 @@ pub fn write(
         anyhow::bail!("--max-regression needs --baseline");
     }
     breaches.extend(thresholds.iter().filter_map(|t| t.check(&figures)));
+    // The page a CI job publishes: the summary, and the change against the baseline.
+    std::fs::write(out.join("report.md"), &page)?;
     if let Some(job_page) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::io::Write as _;
         let mut f = std::fs::OpenOptions::new()
-    // The page a CI job publishes: the summary, and the change against the baseline.
-    std::fs::write(out.join("report.md"), &page)?;
             .create(true)
             .append(true)
             .open(job_page)?;

@@ -110,6 +110,10 @@ pub struct Counters {
     pub history_walks: AtomicU64,
     /// `history` requests answered with an error or not answered in time.
     pub history_failed: AtomicU64,
+    /// Pages, and messages in them, answered before the measured phase ended (a run that
+    /// falls behind answers the rest during the drain).
+    pub history_pages_in_phase: AtomicU64,
+    pub history_messages_in_phase: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -136,10 +140,6 @@ impl Counters {
     pub fn error_total(&self) -> u64 {
         self.errors().values().sum()
     }
-}
-
-#[cfg(test)]
-mod tests {
 
     /// Errors that are a connection ending (`closed_<code>`, `connection_lost`,
     /// `send_failed`), not an answer to a send.
@@ -153,6 +153,10 @@ mod tests {
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
     #[test]
@@ -179,9 +183,9 @@ mod tests {
         c.error("rate_limited");
         assert_eq!(c.errors()["rate_limited"], 2);
         assert_eq!(c.error_total(), 2);
-    }
-}
         c.error("closed_1001");
         c.error("connection_lost");
         assert_eq!(c.error_total(), 4);
         assert_eq!(c.connection_errors(), 2);
+    }
+}

@@ -74,6 +74,7 @@ pub struct Counts {
     pub history_failed: u64,
     /// Pages answered before the measured phase ended (`pages_per_s` counts these).
     #[serde(default)]
+    pub history_pages_in_phase: u64,
     /// `--reconnect`: unacked sends written again with the same id after a reconnect.
     #[serde(default)]
     pub resent: u64,
@@ -176,8 +177,8 @@ impl Summary {
             ("history_messages", c.history_messages),
             ("history_walks", c.history_walks),
             ("history_failed", c.history_failed),
-            ("connections.held", self.connections.held),
             ("resent", c.resent),
+            ("connections.held", self.connections.held),
             ("connections.failed", self.connections.failed),
             ("connections.dropped", self.connections.dropped),
         ] {
@@ -225,8 +226,8 @@ impl Summary {
         );
         if c.history_scheduled > 0 {
             s += &format!(
-                "\nHistory: {} pages of {} scheduled · {} messages read · {} full walks to the first message · {} failed\n",
-                c.history_pages, c.history_scheduled, c.history_messages, c.history_walks, c.history_failed
+                "\nHistory: {} pages of {} scheduled ({} answered within the measured phase) · {} messages read · {} full walks to the first message · {} failed\n",
+                c.history_pages, c.history_scheduled, c.history_pages_in_phase, c.history_messages, c.history_walks, c.history_failed
             );
         }
         let rates: Vec<String> = self
