@@ -9,7 +9,9 @@
 //! run one partition's store writer at once, and a dead owner's partitions move once its
 //! lease expires (within `lease_ttl_secs`). A leaving owner finishes its batch, then
 //! releases the lease at once. With [`OwnershipMode::All`] (an embedded store that only this
-//! worker can open) the worker takes every lease; a second worker waits as a standby.
+//! worker can open) the worker takes every lease. A hot standby on the same fjall store
+//! (`worker.standby`) waits for the store's lock before it gets here, then takes each lease
+//! as the dead holder's expires (tried every 250 ms), or at once after a graceful release.
 
 mod lease;
 mod registry;
