@@ -11,7 +11,6 @@ use chatmesh_gateway::fanout::{Fanout, RoomEnv};
 use chatmesh_gateway::jsread::JsReader;
 use chatmesh_gateway::session::link::{Out, SessionLink};
 use chatmesh_protocol::subjects::{in_subject, live_subject, STREAM};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const P: u32 = 4;
@@ -80,8 +79,7 @@ async fn a_dropped_live_message_is_filled_from_jetstream() -> Result<()> {
         timeout: Duration::from_secs(5),
     });
 
-    let (tx, mut rx) = mpsc::channel(64);
-    let link = Arc::new(SessionLink::new(1, tx, CancellationToken::new()));
+    let link = Arc::new(SessionLink::new(1, 64, CancellationToken::new()));
     let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
     let last = fanout.join("room1", &link, 1, 0, None, &joined).await?;
     assert_eq!(last, 0);
@@ -102,9 +100,9 @@ async fn a_dropped_live_message_is_filled_from_jetstream() -> Result<()> {
 
     let mut got = Vec::new();
     while got.len() < 6 {
-        let out = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await?
-            .context("session queue closed")?;
+        let out = tokio::time::timeout(Duration::from_secs(10), link.recv())
+            .await
+            .context("nothing delivered")?;
         if let Out::Live { seq, frame, .. } = out {
             let v: serde_json::Value = serde_json::from_slice(&frame)?;
             assert_eq!(v["seq"], seq);

@@ -1,12 +1,17 @@
 //! The handle other tasks hold to a session: its bounded outbound queue and a way to close
 //! it. The fan-out never waits on a session: it offers a frame, and a full queue closes the
 //! session as a slow consumer (1013) instead of stalling the room.
+//!
+//! The queue is a `VecDeque` that is freed whenever the writer empties it, so an idle
+//! session holds no queue memory (a tokio mpsc channel keeps a 32-slot block, ~2.3 KiB,
+//! per session from its creation on).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// What the writer task of a session is asked to do, in order.
@@ -49,7 +54,12 @@ pub enum Out {
 pub struct SessionLink {
     pub id: u64,
     pub user: OnceLock<Arc<str>>,
-    tx: mpsc::Sender<Out>,
+    queue: Mutex<Queue>,
+    capacity: usize,
+    /// A frame was queued (wakes the writer).
+    queued: Notify,
+    /// A full queue has room again (wakes waiting senders).
+    room: Notify,
     kill: CancellationToken,
     close: OnceLock<(u16, &'static str)>,
     /// Token expiry, seconds since the Unix epoch (0: not authenticated yet).
@@ -57,12 +67,29 @@ pub struct SessionLink {
     expiry_changed: Notify,
 }
 
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Out>,
+    /// The writer is gone: nothing is queued any more.
+    closed: bool,
+}
+
+/// Why a frame was not queued.
+enum Refused {
+    Full,
+    Closed,
+}
+
 impl SessionLink {
-    pub fn new(id: u64, tx: mpsc::Sender<Out>, kill: CancellationToken) -> Self {
+    /// A session whose queue holds at most `capacity` frames.
+    pub fn new(id: u64, capacity: usize, kill: CancellationToken) -> Self {
         Self {
             id,
             user: OnceLock::new(),
-            tx,
+            queue: Mutex::new(Queue::default()),
+            capacity: capacity.max(1),
+            queued: Notify::new(),
+            room: Notify::new(),
             kill,
             close: OnceLock::new(),
             expires_at: AtomicU64::new(0),
@@ -86,26 +113,91 @@ impl SessionLink {
         self.expiry_changed.notified().await
     }
 
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn try_push(&self, out: Out) -> Result<(), (Refused, Out)> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err((Refused::Closed, out));
+        }
+        if q.items.len() >= self.capacity {
+            return Err((Refused::Full, out));
+        }
+        q.items.push_back(out);
+        drop(q);
+        self.queued.notify_one();
+        Ok(())
+    }
+
     /// Queues `out` without waiting. A full queue closes the session with 1013.
     pub fn offer(&self, out: Out) -> bool {
-        match self.tx.try_send(out) {
+        match self.try_push(out) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err((Refused::Full, _)) => {
                 metrics::counter!("chatmesh_slow_consumer_closes_total").increment(1);
                 self.close(1013, "slow consumer: reconnect and resume");
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err((Refused::Closed, _)) => false,
         }
     }
 
     /// Queues `out`, waiting for room in the queue (replies to the session's own requests,
     /// so a client that stops reading stops being read).
-    pub async fn send(&self, out: Out) -> bool {
-        tokio::select! {
-            r = self.tx.send(out) => r.is_ok(),
-            _ = self.kill.cancelled() => false,
+    pub async fn send(&self, mut out: Out) -> bool {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the check, so room made after it is not missed.
+            room.as_mut().enable();
+            match self.try_push(out) {
+                Ok(()) => return true,
+                Err((Refused::Closed, _)) => return false,
+                Err((Refused::Full, back)) => out = back,
+            }
+            tokio::select! {
+                _ = room => {}
+                _ = self.kill.cancelled() => return false,
+            }
         }
+    }
+
+    /// Takes the oldest queued frame, if any (the writer's side).
+    pub fn try_recv(&self) -> Option<Out> {
+        let mut q = self.lock();
+        let was_full = q.items.len() >= self.capacity;
+        let out = q.items.pop_front();
+        if q.items.is_empty() && q.items.capacity() > 0 {
+            q.items = VecDeque::new();
+        }
+        drop(q);
+        if was_full {
+            self.room.notify_waiters();
+        }
+        out
+    }
+
+    /// Waits for the next queued frame. Cancel-safe: a frame is taken only when returned.
+    pub async fn recv(&self) -> Out {
+        loop {
+            if let Some(out) = self.try_recv() {
+                return out;
+            }
+            self.queued.notified().await;
+        }
+    }
+
+    /// The writer is gone: drops what is queued and refuses what comes.
+    pub fn close_queue(&self) {
+        let items = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.items)
+        };
+        drop(items);
+        self.room.notify_waiters();
     }
 
     /// Closes the session with `code` (the first reason given wins).
@@ -121,5 +213,74 @@ impl SessionLink {
 
     pub fn killed(&self) -> &CancellationToken {
         &self.kill
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u8) -> Out {
+        Out::Frame(Bytes::from(vec![n]))
+    }
+
+    fn byte(out: Option<Out>) -> Option<u8> {
+        match out {
+            Some(Out::Frame(b)) => Some(b[0]),
+            _ => None,
+        }
+    }
+
+    /// A full queue closes the session as a slow consumer; order is kept; an emptied queue
+    /// keeps no memory.
+    #[test]
+    fn a_full_queue_closes_with_1013_and_an_empty_one_is_freed() {
+        let link = SessionLink::new(1, 2, CancellationToken::new());
+        assert!(link.offer(frame(1)));
+        assert!(link.offer(frame(2)));
+        assert!(!link.offer(frame(3)));
+        assert_eq!(link.close_reason().map(|r| r.0), Some(1013));
+        assert!(link.killed().is_cancelled());
+        assert_eq!(byte(link.try_recv()), Some(1));
+        assert_eq!(byte(link.try_recv()), Some(2));
+        assert_eq!(byte(link.try_recv()), None);
+        assert_eq!(link.lock().items.capacity(), 0);
+    }
+
+    /// `send` waits for room instead of closing, and resumes when the writer takes a frame.
+    #[tokio::test]
+    async fn send_waits_for_room() {
+        let link = Arc::new(SessionLink::new(1, 1, CancellationToken::new()));
+        assert!(link.send(frame(1)).await);
+        let waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.send(frame(2)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(byte(link.try_recv()), Some(1));
+        assert!(waiting.await.unwrap_or(false));
+        assert_eq!(byte(Some(link.recv().await)), Some(2));
+        assert!(link.close_reason().is_none());
+    }
+
+    /// Once the writer is gone nothing is queued, and waiting senders give up.
+    #[tokio::test]
+    async fn a_closed_queue_refuses() {
+        let link = Arc::new(SessionLink::new(1, 1, CancellationToken::new()));
+        assert!(link.offer(frame(1)));
+        let waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.send(frame(2)).await }
+        });
+        tokio::task::yield_now().await;
+        link.close_queue();
+        assert!(!waiting.await.unwrap_or(true));
+        assert!(!link.offer(frame(3)));
+        assert!(link.try_recv().is_none());
+        assert!(
+            link.close_reason().is_none(),
+            "a closed queue is not a slow consumer"
+        );
     }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::link::{Out, SessionLink};
 use super::wire::{put_close, put_frame, PONG, TEXT};
@@ -51,13 +50,18 @@ impl Writer {
     }
 
     /// Runs until the session is killed, its token expires (4001) or the socket breaks.
-    pub async fn run<W: AsyncWrite + Unpin>(
+    pub async fn run<W: AsyncWrite + Unpin>(self, io: W, link: Arc<SessionLink>) -> Stop {
+        let stop = self.write_until_closed(io, &link).await;
+        link.close_queue();
+        stop
+    }
+
+    async fn write_until_closed<W: AsyncWrite + Unpin>(
         mut self,
         mut io: W,
-        mut rx: mpsc::Receiver<Out>,
-        link: Arc<SessionLink>,
+        link: &SessionLink,
     ) -> Stop {
-        let expiry = tokio::time::sleep_until(expiry_deadline(&link));
+        let expiry = tokio::time::sleep_until(expiry_deadline(link));
         tokio::pin!(expiry);
         let mut buf = Vec::new();
         loop {
@@ -65,7 +69,7 @@ impl Writer {
                 biased;
                 _ = link.killed().cancelled() => None,
                 _ = link.expiry_changed() => {
-                    expiry.as_mut().reset(expiry_deadline(&link));
+                    expiry.as_mut().reset(expiry_deadline(link));
                     continue;
                 }
                 _ = &mut expiry => {
@@ -74,18 +78,18 @@ impl Writer {
                         link.close(4001, "token expired");
                         None
                     } else {
-                        expiry.as_mut().reset(expiry_deadline(&link));
+                        expiry.as_mut().reset(expiry_deadline(link));
                         continue;
                     }
                 }
-                out = rx.recv() => out,
+                out = link.recv() => Some(out),
             };
             let Some(first) = first else { break };
             let mut overflow = self.apply(first, &mut buf);
             while !overflow && buf.len() < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(out) => overflow = self.apply(out, &mut buf),
-                    Err(_) => break,
+                match link.try_recv() {
+                    Some(out) => overflow = self.apply(out, &mut buf),
+                    None => break,
                 }
             }
             if overflow {
@@ -106,7 +110,7 @@ impl Writer {
         // Frames queued before the close (e.g. the `error` that explains it) go out first;
         // a slow consumer gets its close at once.
         if code != 1013 {
-            while let Ok(out) = rx.try_recv() {
+            while let Some(out) = link.try_recv() {
                 if self.apply(out, &mut buf) {
                     break;
                 }
