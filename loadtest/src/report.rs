@@ -25,6 +25,16 @@ pub fn summarize(
 ) -> Summary {
     let c = &engine.counters;
     let get = Counters::get;
+    // Page requests scheduled but neither answered nor failed when the run stopped (the drain
+    // ran out of `--grace`, or their connection never came up): failed, and errors.
+    let answered = get(&c.history_pages) + get(&c.history_failed);
+    let unanswered = engine.plan.history_scheduled().saturating_sub(answered);
+    if unanswered > 0 {
+        Counters::add(&c.history_failed, unanswered);
+        for _ in 0..unanswered {
+            c.error("history_unanswered");
+        }
+    }
     let mut latency = BTreeMap::new();
     if let Ok(h) = engine.hists.lock() {
         for kind in Kind::ALL {
@@ -224,5 +234,45 @@ mod tests {
         let t = deltas(&base, &now);
         assert!(t.contains("| deliver.p99 | 10.000 | 12.000 | +20.0% |"));
         assert!(t.contains("| x | — | 1.000 | new |"));
+    }
+
+    #[test]
+    fn history_pages_left_unanswered_fail_the_run() {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["lt", "--duration", "2s", "history"]).unwrap();
+        let fills = [crate::history::RoomFill {
+            filled: 100,
+            newest: 100,
+        }];
+        // 2 readers at 10 pages/s for 2 s: 20 pages scheduled.
+        let plan = crate::history::history_plan(vec!["r".into()], &fills, 2, 10.0, 2.0, 2, 50);
+        let engine = Engine::new(cli.common, "t".into(), plan, Vec::new()).unwrap();
+        let c = &engine.counters;
+        Counters::add(&c.history_pages, 15);
+        Counters::add(&c.history_pages_in_phase, 10);
+        Counters::add(&c.history_messages_in_phase, 500);
+        Counters::add(&c.history_failed, 2);
+        let phases = Phases {
+            measured_s: 2.0,
+            ..Phases::default()
+        };
+        let s = summarize(
+            &engine,
+            "history",
+            serde_json::json!({}),
+            0.0,
+            phases,
+            None,
+            0.0,
+        );
+        assert_eq!(s.counts.history_scheduled, 20);
+        assert_eq!(s.counts.history_failed, 5);
+        assert_eq!(s.errors.get("history_unanswered"), Some(&3));
+        assert_eq!(s.counts.errors, 3);
+        // Rates count what was answered within the measured phase only.
+        assert_eq!(s.rates["pages_per_s"], 5.0);
+        assert_eq!(s.rates["messages_read_per_s"], 250.0);
+        let f = s.figures();
+        assert_eq!(f["history_failed"], 5.0);
     }
 }
