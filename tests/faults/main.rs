@@ -14,6 +14,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod harness;
 mod launcher;
 mod run;
 mod traffic;
@@ -22,6 +23,7 @@ mod ws;
 use std::time::Duration;
 
 use anyhow::Result;
+use harness::Harness;
 use launcher::MeshProc;
 use run::Run;
 
@@ -29,6 +31,24 @@ use run::Run;
 const SENDERS: usize = 4;
 const RECEIVERS: usize = 2;
 const RATE: u32 = 10;
+
+/// How long the load harness sends in each test: it starts before the fault and goes on
+/// well after it.
+const LOAD_FOR: Duration = Duration::from_secs(20);
+
+/// Starts the load harness (beside the test's own client).
+fn load_up(mesh: &MeshProc, run_id: &str) -> Result<Harness> {
+    Harness::start(&mesh.entry(), run_id, LOAD_FOR)
+}
+
+/// Waits until the harness and the test's client are all connected, then a little more so
+/// the harness is sending on its schedule when the fault comes.
+async fn both_connected(net: &str, clients: usize) -> Result<()> {
+    let n = Harness::connections() + clients as u64;
+    harness::wait_sessions(net, n, Duration::from_secs(60)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
 
 /// SIGKILL of the busiest gateway: its clients reconnect through HAProxy to the other one and
 /// resume; zero acked messages lost, zero duplicated, every `prev` chain unbroken.
@@ -47,8 +67,10 @@ async fn gateway_drain_moves_clients_without_loss() -> Result<()> {
 async fn gateway_stop(net: &str, signal: &str) -> Result<()> {
     let mesh = MeshProc::up(net, 2, 1).await?;
     let room = format!("gw{}", signal.to_lowercase());
+    let load = load_up(&mesh, &format!("h{room}"))?;
     let run = Run::start(&mesh.entry(), &room, SENDERS, RECEIVERS, RATE).await?;
     run.wait_acked(60, Duration::from_secs(30)).await?;
+    both_connected(net, SENDERS + RECEIVERS).await?;
     let (victim, sessions) = mesh.busiest_gateway().await?;
     mesh.signal(&victim, signal).await?;
     let killed_at = run.started.elapsed();
@@ -64,6 +86,7 @@ async fn gateway_stop(net: &str, signal: &str) -> Result<()> {
         v.reconnects > 0,
         "no client was on the killed gateway: {v:#?}"
     );
+    load.finish().await?;
     Ok(())
 }
 
@@ -72,8 +95,10 @@ async fn gateway_stop(net: &str, signal: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_leader_sigkill_loses_no_acked_message() -> Result<()> {
     let mesh = MeshProc::up("127.61.2", 2, 1).await?;
+    let load = load_up(&mesh, "hleader")?;
     let run = Run::start(&mesh.entry(), "leaderkill", SENDERS, RECEIVERS, RATE).await?;
     run.wait_acked(60, Duration::from_secs(30)).await?;
+    both_connected("127.61.2", SENDERS + RECEIVERS).await?;
     let leader = mesh.stream_leader().await?;
     mesh.kill(&leader).await?;
     let killed_at = run.started.elapsed();
@@ -85,6 +110,7 @@ async fn stream_leader_sigkill_loses_no_acked_message() -> Result<()> {
         v.acked, v.lost, v.duplicated, v.max_ack_gap, v.resent, v.errors
     );
     v.assert_clean();
+    load.finish().await?;
     mesh.start(&leader).await?;
     Ok(())
 }
@@ -255,8 +281,10 @@ async fn worker_sigkill_standby_takes_over() -> Result<()> {
     wait_gauges(&mesh, 2, Duration::from_secs(10), "standby", standby).await?;
 
     let room = "standby";
+    let load = load_up(&mesh, "hstandby")?;
     let run = Run::start(&mesh.entry(), room, SENDERS, RECEIVERS, RATE).await?;
     run.wait_acked(60, Duration::from_secs(30)).await?;
+    both_connected("127.61.6", SENDERS + RECEIVERS).await?;
     let token = run.tokens[0].1.clone();
     run::history(&mesh.entry(), &token, room).await?;
 
@@ -344,5 +372,6 @@ async fn worker_sigkill_standby_takes_over() -> Result<()> {
         took_over <= TAKEOVER_LIMIT,
         "the standby ran every partition {took_over:?} after the kill (limit {TAKEOVER_LIMIT:?})"
     );
+    load.finish().await?;
     Ok(())
 }
