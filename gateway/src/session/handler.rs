@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::link::{Out, SessionLink};
 use super::replay::Replay;
+use super::rooms::RoomMap;
 use crate::auth::Identity;
 use crate::fanout::EVENT_USER;
 use crate::publish::Publish;
@@ -35,7 +36,7 @@ pub struct Session {
     pub link: Arc<SessionLink>,
     identity: Option<Identity>,
     /// Joined rooms and their join generation.
-    rooms: HashMap<Arc<str>, u64>,
+    rooms: RoomMap<u64>,
     next_gen: u64,
     sends: DefaultDirectRateLimiter,
     frames: DefaultDirectRateLimiter,
@@ -65,7 +66,7 @@ impl Session {
             state,
             link,
             identity: None,
-            rooms: HashMap::new(),
+            rooms: RoomMap::default(),
             next_gen: 1,
             sends,
             frames,

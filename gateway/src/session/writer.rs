@@ -1,16 +1,15 @@
-//! The writer task of a session: the only code that writes to its socket. It drains the
+//! The writer of a session (it runs in the session's task): the only code that writes to its socket. It drains the
 //! outbound queue into one buffer and writes it with one call, keeps per-room delivery
 //! state so each `(room, seq)` goes out at most once and in order, and holds a room's live
 //! frames while that room's backlog is replayed.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::link::{Out, SessionLink};
+use super::rooms::RoomMap;
 use super::wire::{put_close, put_frame, PONG, TEXT};
 
 /// Most bytes gathered into one write.
@@ -28,7 +27,7 @@ struct RoomCursor {
 /// Per-session writer state.
 #[derive(Debug)]
 pub struct Writer {
-    rooms: HashMap<Arc<str>, RoomCursor>,
+    rooms: RoomMap<RoomCursor>,
     held_limit: usize,
 }
 
@@ -44,14 +43,14 @@ pub enum Stop {
 impl Writer {
     pub fn new(held_limit: usize) -> Self {
         Self {
-            rooms: HashMap::new(),
+            rooms: RoomMap::default(),
             held_limit,
         }
     }
 
     /// Runs until the session is killed, its token expires (4001) or the socket breaks.
-    pub async fn run<W: AsyncWrite + Unpin>(self, io: W, link: Arc<SessionLink>) -> Stop {
-        let stop = self.write_until_closed(io, &link).await;
+    pub async fn run<W: AsyncWrite + Unpin>(self, io: W, link: &SessionLink) -> Stop {
+        let stop = self.write_until_closed(io, link).await;
         link.close_queue();
         stop
     }
@@ -215,6 +214,8 @@ async fn write<W: AsyncWrite + Unpin>(io: &mut W, buf: &[u8]) -> Result<(), ()> 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn live(room: &Arc<str>, gen: u64, seq: u64) -> Out {
