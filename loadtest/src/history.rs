@@ -174,6 +174,7 @@ pub async fn setup(
         a.messages_per_room,
         a.body_bytes,
         run_id,
+        common.share().map_err(anyhow::Error::msg)?,
     )
     .await?;
     let secs = common.duration.as_secs_f64();
@@ -515,15 +516,25 @@ pub async fn fill(
     per_room: u64,
     body_bytes: usize,
     run_id: &str,
+    share: crate::coord::Share,
 ) -> anyhow::Result<Vec<RoomFill>> {
     let done = AtomicU64::new(0);
-    let total = per_room * rooms.len() as u64;
+    let owned = (0..rooms.len()).filter(|&r| share.owns_room(r)).count();
+    let total = per_room * owned as u64;
     let started = tokio::time::Instant::now();
     let work = stream::iter(rooms.iter().enumerate())
         .map(|(r, room)| {
             let account = &accounts[r % accounts.len().max(1)];
             let done = &done;
             async move {
+                // With several generators each fills the rooms it drives (two filling one
+                // room would interleave); the others' entries are never read here.
+                if !share.owns_room(r) {
+                    return Ok(RoomFill {
+                        filled: 0,
+                        newest: 0,
+                    });
+                }
                 fill_room(
                     ws_url, &account.1, room, r, per_room, body_bytes, run_id, done,
                 )
@@ -549,7 +560,7 @@ pub async fn fill(
     };
     eprintln!(
         "setup: {} rooms hold {} fill messages each; {} sent in {:.1} s",
-        rooms.len(),
+        owned,
         per_room,
         done.load(Relaxed),
         started.elapsed().as_secs_f64()

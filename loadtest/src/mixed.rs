@@ -147,6 +147,7 @@ pub async fn setup(
         a.messages_per_room,
         a.body_bytes,
         run_id,
+        common.share().map_err(anyhow::Error::msg)?,
     )
     .await?;
     let shape = Shape::of(a, common.duration.as_secs_f64(), accounts.len());
