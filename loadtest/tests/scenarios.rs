@@ -1,0 +1,166 @@
+//! The `history` and `mixed` scenarios against a real embedded mesh (nats-server child,
+//! worker, fjall store, gateway): rooms filled through `send`, every page read and checked,
+//! nothing failed; a second `history` run with the same run id reuses the filled rooms; in
+//! `mixed` every member, idle ones included, gets every chat message once.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chatmesh::{Config, Mesh, MeshOptions};
+use serde_json::Value;
+
+async fn mesh(dir: &Path) -> Mesh {
+    let mut config = Config::default();
+    config.gateway.limits.sends_per_second = 100_000;
+    config.gateway.limits.send_burst = 100_000;
+    config.gateway.frames_per_second = 100_000;
+    config.worker.argon2_memory_kib = 64;
+    config.worker.argon2_iterations = 1;
+    Mesh::start(MeshOptions {
+        data_dir: dir.join("mesh"),
+        listen: "127.0.0.1:0".into(),
+        nats_port: None,
+        config,
+    })
+    .await
+    .expect("mesh starts")
+}
+
+/// Runs the harness; returns its summary.json and stderr.
+async fn loadtest(target: &str, dir: &Path, out: &str, args: &[&str]) -> (Value, String) {
+    let out = dir.join(out);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatmesh-loadtest"))
+        .args(["--target", target, "--out"])
+        .arg(&out)
+        .arg("--token-dir")
+        .arg(dir.join("tokens"))
+        .args(["--duration", "3s", "--warmup", "1s", "--grace", "15s"])
+        .args(["--progress-secs", "0", "--threshold", "errors==0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("loadtest binary runs");
+    let done = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
+        .await
+        .expect("the run ends within 240 s")
+        .expect("loadtest output");
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(
+        done.status.success(),
+        "run failed ({}):\n{}\n{stderr}",
+        done.status,
+        String::from_utf8_lossy(&done.stdout)
+    );
+    let text = std::fs::read(out.join("summary.json")).expect("summary.json written");
+    (
+        serde_json::from_slice(&text).expect("summary is JSON"),
+        stderr,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_are_read_and_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh = mesh(dir.path()).await;
+    let target = format!("http://{}", mesh.gateway.addr);
+    // 2 rooms of 120 messages, pages of 25: a walk is 5 pages (4 full, then 20 with
+    // `more` false). 4 readers share 40 pages/s for 3 s: 30 pages, so 6 walks each.
+    let args = [
+        "--run-id",
+        "histtest",
+        "history",
+        "--rooms",
+        "2",
+        "--readers",
+        "4",
+        "--messages-per-room",
+        "120",
+        "--page",
+        "25",
+        "--rate",
+        "40",
+    ];
+    for (n, out) in ["first", "again"].iter().enumerate() {
+        let (s, stderr) = loadtest(&target, dir.path(), out, &args).await;
+        let c = &s["counts"];
+        assert_eq!(s["scenario"], "history");
+        assert_eq!(c["errors"], 0, "{s:#}");
+        assert_eq!(c["history_scheduled"], 120, "{s:#}");
+        assert_eq!(c["history_pages"], 120, "{s:#}");
+        assert_eq!(c["history_failed"], 0);
+        assert_eq!(c["history_walks"], 24, "{s:#}");
+        assert_eq!(c["history_messages"], 24 * 120);
+        assert_eq!(s["connections"]["held"], 4);
+        // Timed from the scheduled time after the warm-up; in the summary and in goose's.
+        let timed = s["latency_ms"]["history"]["count"].as_u64().unwrap_or(0);
+        assert!(timed > 0 && timed <= 120, "{s:#}");
+        assert!(
+            s["rates"]["pages_per_s"].as_f64().unwrap_or(0.0) > 30.0,
+            "{s:#}"
+        );
+        let html = std::fs::read_to_string(dir.path().join(out).join("goose-report.html"))
+            .expect("goose report");
+        assert!(html.contains("history"));
+        // The first run fills the rooms through `send`; the second finds them full.
+        let sent = if n == 0 { 240 } else { 0 };
+        let fill = format!("2 rooms hold 120 fill messages each; {sent} sent");
+        assert!(stderr.contains(&fill), "{stderr}");
+    }
+    mesh.stop().await.expect("mesh stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_users_chat_scroll_and_idle_in_one_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh = mesh(dir.path()).await;
+    let target = format!("http://{}", mesh.gateway.addr);
+    // 40 users in 4 rooms (10 each): 4 chatters at 40 sends/s in total, 4 scrollers at
+    // 20 pages/s in total, 32 idle.
+    let args = [
+        "mixed",
+        "--users",
+        "40",
+        "--rooms",
+        "4",
+        "--chatters-fraction",
+        "0.1",
+        "--scrollers-fraction",
+        "0.1",
+        "--rate",
+        "40",
+        "--history-rate",
+        "20",
+        "--messages-per-room",
+        "60",
+        "--page",
+        "20",
+    ];
+    let (s, _) = loadtest(&target, dir.path(), "mixed", &args).await;
+    let c = &s["counts"];
+    assert_eq!(s["scenario"], "mixed");
+    assert_eq!(c["errors"], 0, "{s:#}");
+    assert_eq!(c["scheduled"], 120);
+    assert_eq!(c["acked"], 120, "{s:#}");
+    // Every member of a room, chatters, scrollers and idle users alike, gets each message.
+    assert_eq!(c["expected_deliveries"], 1200);
+    assert_eq!(c["delivered"], 1200, "{s:#}");
+    assert_eq!(c["loss"], 0);
+    assert_eq!(c["duplicates"], 0);
+    assert_eq!(c["prev_breaks"], 0);
+    assert_eq!(c["history_scheduled"], 60);
+    assert_eq!(c["history_pages"], 60, "{s:#}");
+    assert_eq!(c["history_failed"], 0);
+    // 15 pages per scroller, walks of 3 to 5 pages (60 fill messages plus up to 30 of chat):
+    // at least 3 walks each.
+    assert!(c["history_walks"].as_u64().unwrap_or(0) >= 12, "{s:#}");
+    for op in ["ack", "deliver", "history"] {
+        assert!(
+            s["latency_ms"][op]["count"].as_u64().unwrap_or(0) > 0,
+            "{op}: {s:#}"
+        );
+    }
+    mesh.stop().await.expect("mesh stops");
+}
