@@ -81,7 +81,7 @@ async fn a_dropped_live_message_is_filled_from_jetstream() -> Result<()> {
 
     let link = Arc::new(SessionLink::new(1, 64, CancellationToken::new()));
     let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
-    let last = fanout.join("room1", &link, 1, 0, None, &joined).await?;
+    let (last, _) = fanout.join("room1", &link, 1, 0, None, &joined).await?;
     assert_eq!(last, 0);
 
     // Six messages are stored, but (no republish here) none reaches the gateway live ...

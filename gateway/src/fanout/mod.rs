@@ -78,7 +78,7 @@ impl Fanout {
     /// Adds a session to a room. Under the room's lock it queues `Track` and then `joined`
     /// (built by `joined(last_seq)`), so no live frame can precede them, and returns the
     /// `last_seq` the join starts from (at least `floor`): every message above it reaches
-    /// the session live. With `since`, live frames are held until the replay of
+    /// the session live, and the room's name (shared, so sessions need no copy of it). With `since`, live frames are held until the replay of
     /// (since, last_seq] is done.
     pub async fn join(
         &self,
@@ -88,13 +88,13 @@ impl Fanout {
         floor: u64,
         since: Option<u64>,
         joined: &(dyn Fn(u64) -> bytes::Bytes + Sync),
-    ) -> Result<u64, ApiError> {
+    ) -> Result<(u64, Arc<str>), ApiError> {
         // A room emptied and closed between lookup and add is replaced by a fresh one.
         for _ in 0..3 {
             let room = self.room(name);
             room.ready().await?;
             if let Some(last) = room.add(link, gen, floor, since, joined) {
-                return Ok(last);
+                return Ok((last, room.name.clone()));
             }
         }
         Err(ApiError::unavailable("room is restarting, try again"))

@@ -41,7 +41,8 @@ pub struct Session {
     sends: DefaultDirectRateLimiter,
     frames: DefaultDirectRateLimiter,
     strikes: (Instant, u32),
-    inflight: Arc<Semaphore>,
+    /// Created at the first `send`: sessions that only listen never pay for it.
+    inflight: Option<Arc<Semaphore>>,
     /// Last `typing` per room.
     typed: HashMap<String, Instant>,
 }
@@ -71,7 +72,7 @@ impl Session {
             sends,
             frames,
             strikes: (Instant::now(), 0),
-            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
+            inflight: None,
             typed: HashMap::new(),
         };
         if let Some(identity) = identity {
@@ -255,7 +256,6 @@ impl Session {
             access = self.state.services.ask::<JoinRoom>(room, &req).await?;
             self.state.access.put(room, &user, access.clone()).await;
         }
-        let name: Arc<str> = Arc::from(room);
         if self.rooms.remove(room).is_some() {
             self.state.fanout.leave(room, self.link.id);
         }
@@ -270,7 +270,7 @@ impl Session {
             .encode()
             .into()
         };
-        let last = self
+        let (last, name) = self
             .state
             .fanout
             .join(room, &self.link, gen, access.last_seq, since, &joined)
@@ -325,6 +325,7 @@ impl Session {
         let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
         let permit = self
             .inflight
+            .get_or_insert_with(|| Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)))
             .clone()
             .acquire_owned()
             .await
