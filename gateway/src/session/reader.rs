@@ -230,8 +230,10 @@ impl Decoder {
                 if len > max {
                     return Err(violation(1009, "frame too large"));
                 }
+                // Memory follows the bytes that arrived, not the length a header announces
+                // (a peer may announce 64 KiB and stall).
                 let buf = match opcode {
-                    TEXT => Vec::with_capacity(len as usize),
+                    TEXT => Vec::with_capacity((len as usize).min(READ_CHUNK)),
                     _ => Vec::new(),
                 };
                 self.message = Some(Message {
@@ -249,7 +251,7 @@ impl Decoder {
                 }
                 m.len += len as usize;
                 if m.text {
-                    m.buf.reserve_exact(len as usize);
+                    m.buf.reserve((len as usize).min(READ_CHUNK));
                 }
             }
             _ => self.control = Vec::with_capacity(len as usize),
@@ -566,6 +568,19 @@ mod tests {
         let mut input = masked(false, TEXT, b"ok");
         input.extend(masked(true, CONTINUATION, &[0xFF]));
         assert_eq!(code(&all(&input)), 1007);
+    }
+
+    #[test]
+    fn an_announced_length_is_not_allocated_before_its_bytes_arrive() {
+        let mut dec = Decoder::new(100_000);
+        let whole = masked(true, TEXT, &[b'a'; 90_000]);
+        assert_eq!(run(&mut dec, &[&whole[..14]]), []);
+        let cap = dec.message.as_ref().map(|m| m.buf.capacity());
+        assert!(cap.is_some_and(|c| c <= READ_CHUNK), "{cap:?}");
+        assert_eq!(
+            run(&mut dec, &[&whole[14..]]),
+            [Ok(Event::Text(vec![b'a'; 90_000]))]
+        );
     }
 
     #[test]
