@@ -288,6 +288,18 @@ async fn worker_sigkill_standby_takes_over() -> Result<()> {
     let token = run.tokens[0].1.clone();
     run::history(&mesh.entry(), &token, room).await?;
 
+    // History asked over a live WebSocket all through the takeover, one request at a time:
+    // measured (how many were answered, how long the longest waited), not judged.
+    let (user, tok) = run.tokens[0].clone();
+    let stop_asking = tokio_util::sync::CancellationToken::new();
+    let asking = tokio::spawn(ask_history_meanwhile(
+        mesh.entry(),
+        user,
+        tok,
+        room.to_owned(),
+        stop_asking.clone(),
+    ));
+
     // Timed from before `ops/mesh kill` (a Python start-up, ~0.1 s) so that the measured
     // takeover is an upper bound.
     let killed = std::time::Instant::now();
@@ -318,6 +330,9 @@ async fn worker_sigkill_standby_takes_over() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+
+    stop_asking.cancel();
+    let asked = asking.await??;
 
     // The killed worker, started again with its recorded command, waits as the new standby.
     mesh.start("worker-1").await?;
@@ -354,7 +369,7 @@ async fn worker_sigkill_standby_takes_over() -> Result<()> {
          {opened:.2?} after the kill, all {partitions} partitions running after {took_over:.2?}, \
          history answered again after {history_back:.2?}; {acked_at_takeover} acked by the \
          takeover, {} acked in all, {} lost, {} duplicated; history {} messages, {} missing; \
-         worker-1 restarted as the standby",
+         worker-1 restarted as the standby; {asked}",
         v.acked,
         v.lost,
         v.duplicated,
@@ -374,4 +389,44 @@ async fn worker_sigkill_standby_takes_over() -> Result<()> {
     );
     load.finish().await?;
     Ok(())
+}
+
+/// Asks `room`'s latest page over one live WebSocket every 250 ms (one request at a time,
+/// each waited for up to 15 s) until `stop`; a line saying how many were answered, which
+/// errors came back, and the longest wait.
+async fn ask_history_meanwhile(
+    entry: String,
+    user: String,
+    token: String,
+    room: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<String> {
+    let mut socket = ws::session(&entry, &user, &token, &room, 0).await?;
+    let (mut answered, mut errors, mut longest) = (0u32, Vec::new(), Duration::ZERO);
+    let mut n = 0u64;
+    while !stop.is_cancelled() {
+        n += 1;
+        let asked = std::time::Instant::now();
+        let frame = serde_json::json!({"type": "history", "room": room, "limit": 10, "ref": n});
+        ws::send(&mut socket, frame).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                let f = ws::next_json(&mut socket).await?;
+                if f["ref"] == n {
+                    return anyhow::Ok(f);
+                }
+            }
+        })
+        .await??;
+        longest = longest.max(asked.elapsed());
+        match reply["type"].as_str() {
+            Some("history") => answered += 1,
+            _ => errors.push(reply["code"].as_str().unwrap_or("?").to_owned()),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(format!(
+        "history over a live WebSocket through the takeover: {n} asked, {answered} answered, \
+         errors {errors:?}, longest wait {longest:.2?}"
+    ))
 }

@@ -56,7 +56,7 @@ impl Default for OwnershipConfig {
     fn default() -> Self {
         Self {
             mode: OwnershipMode::All,
-            lease_ttl_secs: 6,
+            lease_ttl_secs: 3,
         }
     }
 }
