@@ -64,7 +64,6 @@ pub struct SessionLink {
     close: OnceLock<(u16, &'static str)>,
     /// Token expiry, seconds since the Unix epoch (0: not authenticated yet).
     expires_at: AtomicU64,
-    expiry_changed: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -93,24 +92,19 @@ impl SessionLink {
             kill,
             close: OnceLock::new(),
             expires_at: AtomicU64::new(0),
-            expiry_changed: Notify::new(),
         }
     }
 
     /// Sets when the session's token expires (a new `hello` extends it).
     pub fn set_expiry(&self, expires_at: u64) {
         self.expires_at.store(expires_at, Ordering::Release);
-        self.expiry_changed.notify_one();
+        // The writer watches the expiry; it re-reads it whenever it wakes.
+        self.queued.notify_one();
     }
 
     /// When the token expires (0: not authenticated yet).
     pub fn expires_at(&self) -> u64 {
         self.expires_at.load(Ordering::Acquire)
-    }
-
-    /// Resolves when [`SessionLink::set_expiry`] is called.
-    pub async fn expiry_changed(&self) {
-        self.expiry_changed.notified().await
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -189,6 +183,18 @@ impl SessionLink {
         }
     }
 
+    /// Resolves when a frame was queued, the session was closed or its expiry set since the
+    /// last call (a wake-up that came before the call is kept, so none is lost between a
+    /// `try_recv` that found nothing and this wait).
+    pub async fn wake(&self) {
+        self.queued.notified().await
+    }
+
+    /// The session was closed ([`SessionLink::close`]): a cheap check, no lock.
+    pub fn is_closing(&self) -> bool {
+        self.close.get().is_some()
+    }
+
     /// The writer is gone: drops what is queued and refuses what comes.
     pub fn close_queue(&self) {
         let items = {
@@ -204,6 +210,8 @@ impl SessionLink {
     pub fn close(&self, code: u16, reason: &'static str) {
         let _ = self.close.set((code, reason));
         self.kill.cancel();
+        // The writer waits only on the queue's wake-up.
+        self.queued.notify_one();
     }
 
     /// The close code and reason asked for, if any.

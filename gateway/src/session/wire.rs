@@ -10,8 +10,10 @@ pub const PONG: u8 = 0xA;
 
 /// Appends one final frame with `opcode` and `payload` to `buf`.
 pub fn put_frame(buf: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    buf.push(0x80 | opcode);
     let len = payload.len();
+    // One reservation per frame: an empty buffer gets exactly one allocation.
+    buf.reserve(len + 10);
+    buf.push(0x80 | opcode);
     if len < 126 {
         buf.push(len as u8);
     } else if len <= u16::MAX as usize {

@@ -60,30 +60,35 @@ impl Writer {
         mut io: W,
         link: &SessionLink,
     ) -> Stop {
-        let expiry = tokio::time::sleep_until(expiry_deadline(link));
+        let mut expires_at = link.expires_at();
+        let expiry = tokio::time::sleep_until(expiry_deadline(expires_at));
         tokio::pin!(expiry);
         let mut buf = Vec::new();
         loop {
-            let first = tokio::select! {
-                biased;
-                _ = link.killed().cancelled() => None,
-                _ = link.expiry_changed() => {
-                    expiry.as_mut().reset(expiry_deadline(link));
-                    continue;
-                }
-                _ = &mut expiry => {
-                    let at = link.expires_at();
-                    if at != 0 && crate::auth::now_secs() >= at {
-                        link.close(4001, "token expired");
-                        None
-                    } else {
-                        expiry.as_mut().reset(expiry_deadline(link));
-                        continue;
+            // Every close and every new expiry also wakes the writer (`SessionLink::close`,
+            // `set_expiry`; a drain closes through the reader), so the wait below watches one
+            // `Notify` and the timer: a wake-up per delivered frame takes no other lock.
+            if link.is_closing() {
+                break;
+            }
+            if link.expires_at() != expires_at {
+                expires_at = link.expires_at();
+                expiry.as_mut().reset(expiry_deadline(expires_at));
+            }
+            let Some(first) = link.try_recv() else {
+                tokio::select! {
+                    biased;
+                    _ = link.wake() => {}
+                    _ = &mut expiry => {
+                        if expires_at != 0 && crate::auth::now_secs() >= expires_at {
+                            link.close(4001, "token expired");
+                        } else {
+                            expiry.as_mut().reset(expiry_deadline(expires_at));
+                        }
                     }
                 }
-                out = link.recv() => Some(out),
+                continue;
             };
-            let Some(first) = first else { break };
             let mut overflow = self.apply(first, &mut buf);
             while !overflow && buf.len() < MAX_BATCH_BYTES {
                 match link.try_recv() {
@@ -183,10 +188,10 @@ impl Writer {
     }
 }
 
-/// When the token runs out (far away before authentication).
-fn expiry_deadline(link: &SessionLink) -> tokio::time::Instant {
+/// When a token expiring at `expires_at` runs out (far away before authentication).
+fn expiry_deadline(expires_at: u64) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    match link.expires_at() {
+    match expires_at {
         0 => now + Duration::from_secs(365 * 24 * 3600),
         at => now + Duration::from_secs(at.saturating_sub(crate::auth::now_secs())),
     }
