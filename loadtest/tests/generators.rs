@@ -1,77 +1,60 @@
-//! Three generator processes share one fan-out run against a real embedded mesh (nats-server
+//! Several generator processes share one run against a real embedded mesh (nats-server
 //! child, worker, fjall store, gateway), coordinating over the mesh's own NATS: they pass
 //! one start barrier, and generator 0 writes a merged report whose counts, connections and
-//! histograms cover all three, with no loss and no duplicate.
+//! histograms cover them all, with no loss and no duplicate.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use chatmesh::{Config, Mesh, MeshOptions};
+use std::path::{Path, PathBuf};
+
+use chatmesh::Mesh;
+use common::read;
 use serde_json::Value;
 
 const GENERATORS: usize = 3;
 
-fn read(path: &Path) -> Value {
-    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&text).expect("summary.json is JSON")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_generators_make_one_report() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::default();
-    config.gateway.limits.sends_per_second = 100_000;
-    config.gateway.limits.send_burst = 100_000;
-    config.gateway.frames_per_second = 100_000;
-    config.worker.argon2_memory_kib = 64;
-    config.worker.argon2_iterations = 1;
-    let mesh = Mesh::start(MeshOptions {
-        data_dir: dir.path().join("mesh"),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        config,
-    })
-    .await
-    .expect("mesh starts");
+/// Runs `n` generators of one run (`run_id`) with `args` (options, then the scenario) and
+/// waits for all; the report directory.
+async fn run_generators(mesh: &Mesh, dir: &Path, run_id: &str, n: usize, args: &[&str]) -> PathBuf {
     let target = format!("http://{}", mesh.gateway.addr);
-    let out = dir.path().join("report");
+    let out = dir.join("report");
     let mut children = Vec::new();
-    for g in 0..GENERATORS {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatmesh-loadtest"))
-            .args(["--target", &target, "--run-id", "gentest", "--coordinator"])
+    for g in 0..n {
+        let child = common::harness(&target, dir, &out)
+            .args(["--run-id", run_id, "--coordinator"])
             .arg(mesh.nats.url())
-            .args(["--generators", &GENERATORS.to_string()])
-            .args(["--generator", &g.to_string()])
-            .arg("--out")
-            .arg(&out)
-            .arg("--token-dir")
-            .arg(dir.path().join("tokens"))
+            .args([
+                "--generators",
+                &n.to_string(),
+                "--generator",
+                &g.to_string(),
+            ])
             .args(["--duration", "3s", "--warmup", "1s", "--grace", "15s"])
-            .args(["--progress-secs", "0", "--threshold", "loss==0"])
-            .args(["--threshold", "duplicates==0", "--threshold", "errors==0"])
-            // 6 rooms of 5: generator g drives rooms g and g + 3.
-            .args(["fanout", "--rooms", "6", "--members", "5", "--rate", "60"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .args(["--progress-secs", "0"])
+            .args(args)
             .spawn()
             .expect("loadtest binary runs");
         children.push(child);
     }
     for (g, child) in children.into_iter().enumerate() {
-        let done = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("generator {g} did not finish in 240 s"))
-            .expect("generator output");
-        assert!(
-            done.status.success(),
-            "generator {g} failed ({}):\n{}\n{}",
-            done.status,
-            String::from_utf8_lossy(&done.stdout),
-            String::from_utf8_lossy(&done.stderr)
-        );
+        common::finish(child, &format!("generator {g}")).await;
     }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_generators_make_one_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh = common::mesh(dir.path()).await;
+    let thresholds = ["--threshold", "loss==0", "--threshold", "duplicates==0"];
+    // 6 rooms of 5: generator g drives rooms g and g + 3.
+    let fanout = ["fanout", "--rooms", "6", "--members", "5", "--rate", "60"];
+    let args: Vec<&str> = thresholds
+        .into_iter()
+        .chain(["--threshold", "errors==0"])
+        .chain(fanout)
+        .collect();
+    let out = run_generators(&mesh, dir.path(), "gentest", GENERATORS, &args).await;
 
     let merged = read(&out.join("summary.json"));
     assert_eq!(merged["generators"], GENERATORS as u64);
@@ -111,57 +94,26 @@ async fn three_generators_make_one_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_generators_share_a_history_run() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::default();
-    config.gateway.limits.sends_per_second = 100_000;
-    config.gateway.limits.send_burst = 100_000;
-    config.gateway.frames_per_second = 100_000;
-    config.worker.argon2_memory_kib = 64;
-    config.worker.argon2_iterations = 1;
-    let mesh = Mesh::start(MeshOptions {
-        data_dir: dir.path().join("mesh"),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        config,
-    })
-    .await
-    .expect("mesh starts");
+    let mesh = common::mesh(dir.path()).await;
     let target = format!("http://{}", mesh.gateway.addr);
-    let out = dir.path().join("report");
-    let mut children = Vec::new();
-    for g in 0..2 {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatmesh-loadtest"))
-            .args(["--target", &target, "--run-id", "genhist", "--coordinator"])
-            .arg(mesh.nats.url())
-            .args(["--generators", "2", "--generator", &g.to_string()])
-            .arg("--out")
-            .arg(&out)
-            .arg("--token-dir")
-            .arg(dir.path().join("tokens"))
-            .args(["--duration", "3s", "--warmup", "1s", "--grace", "15s"])
-            .args(["--progress-secs", "0", "--threshold", "errors==0"])
-            .args(["--threshold", "history_failed==0"])
-            .args(["history", "--rooms", "4", "--readers", "4"])
-            .args(["--messages-per-room", "120", "--page", "50", "--rate", "40"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("loadtest binary runs");
-        children.push(child);
-    }
-    for (g, child) in children.into_iter().enumerate() {
-        let done = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("generator {g} did not finish in 240 s"))
-            .expect("generator output");
-        assert!(
-            done.status.success(),
-            "generator {g} failed ({}):\n{}\n{}",
-            done.status,
-            String::from_utf8_lossy(&done.stdout),
-            String::from_utf8_lossy(&done.stderr)
-        );
-    }
+    let args = [
+        "--threshold",
+        "errors==0",
+        "--threshold",
+        "history_failed==0",
+        "history",
+        "--rooms",
+        "4",
+        "--readers",
+        "4",
+        "--messages-per-room",
+        "120",
+        "--page",
+        "50",
+        "--rate",
+        "40",
+    ];
+    let out = run_generators(&mesh, dir.path(), "genhist", 2, &args).await;
     let merged = read(&out.join("summary.json"));
     let c = &merged["counts"];
     assert_eq!(merged["generators"], 2);

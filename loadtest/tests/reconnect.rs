@@ -3,11 +3,11 @@
 //! would. The harness must reconnect, resume with `since`, resend unacked sends with their
 //! ids, and still find every acked message delivered to every member exactly once.
 
-use std::process::Stdio;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chatmesh::{Config, Mesh, MeshOptions};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
@@ -60,29 +60,10 @@ impl Drop for Relay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_resume_exactly_after_their_connections_are_cut() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::default();
-    config.gateway.limits.sends_per_second = 100_000;
-    config.gateway.limits.send_burst = 100_000;
-    config.gateway.frames_per_second = 100_000;
-    config.worker.argon2_memory_kib = 64;
-    config.worker.argon2_iterations = 1;
-    let mesh = Mesh::start(MeshOptions {
-        data_dir: dir.path().join("mesh"),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        config,
-    })
-    .await
-    .expect("mesh starts");
+    let mesh = common::mesh(dir.path()).await;
     let relay = Relay::start(mesh.gateway.addr).await;
     let out = dir.path().join("report");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatmesh-loadtest"))
-        .arg("--target")
-        .arg(format!("http://{}", relay.addr))
-        .arg("--out")
-        .arg(&out)
-        .arg("--token-dir")
-        .arg(dir.path().join("tokens"))
+    let mut child = common::harness(&format!("http://{}", relay.addr), dir.path(), &out)
         .args([
             "--reconnect",
             "--duration",
@@ -100,9 +81,6 @@ async fn clients_resume_exactly_after_their_connections_are_cut() {
             "prev_breaks==0",
         ])
         .args(["fanout", "--rooms", "2", "--members", "5", "--rate", "100"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("loadtest binary runs");
     let stderr = child.stderr.take().expect("stderr");

@@ -3,68 +3,30 @@
 //! nothing failed; a second `history` run with the same run id reuses the filled rooms; in
 //! `mixed` every member, idle ones included, gets every chat message once.
 
+mod common;
+
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
-use chatmesh::{Config, Mesh, MeshOptions};
 use serde_json::Value;
-
-async fn mesh(dir: &Path) -> Mesh {
-    let mut config = Config::default();
-    config.gateway.limits.sends_per_second = 100_000;
-    config.gateway.limits.send_burst = 100_000;
-    config.gateway.frames_per_second = 100_000;
-    config.worker.argon2_memory_kib = 64;
-    config.worker.argon2_iterations = 1;
-    Mesh::start(MeshOptions {
-        data_dir: dir.join("mesh"),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        config,
-    })
-    .await
-    .expect("mesh starts")
-}
 
 /// Runs the harness; returns its summary.json and stderr.
 async fn loadtest(target: &str, dir: &Path, out: &str, args: &[&str]) -> (Value, String) {
     let out = dir.join(out);
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatmesh-loadtest"))
-        .args(["--target", target, "--out"])
-        .arg(&out)
-        .arg("--token-dir")
-        .arg(dir.join("tokens"))
+    let child = common::harness(target, dir, &out)
         .args(["--duration", "3s", "--warmup", "1s", "--grace", "15s"])
         .args(["--progress-secs", "0", "--threshold", "errors==0"])
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("loadtest binary runs");
-    let done = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
-        .await
-        .expect("the run ends within 240 s")
-        .expect("loadtest output");
+    let done = common::finish(child, "run").await;
     let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
-    assert!(
-        done.status.success(),
-        "run failed ({}):\n{}\n{stderr}",
-        done.status,
-        String::from_utf8_lossy(&done.stdout)
-    );
-    let text = std::fs::read(out.join("summary.json")).expect("summary.json written");
-    (
-        serde_json::from_slice(&text).expect("summary is JSON"),
-        stderr,
-    )
+    (common::read(&out.join("summary.json")), stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_pages_are_read_and_checked() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mesh = mesh(dir.path()).await;
+    let mesh = common::mesh(dir.path()).await;
     let target = format!("http://{}", mesh.gateway.addr);
     // 2 rooms of 120 messages, pages of 25: a walk is 5 pages (4 full, then 20 with
     // `more` false). 4 readers share 40 pages/s for 3 s: 30 pages, so 6 walks each.
@@ -115,7 +77,7 @@ async fn history_pages_are_read_and_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_users_chat_scroll_and_idle_in_one_run() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mesh = mesh(dir.path()).await;
+    let mesh = common::mesh(dir.path()).await;
     let target = format!("http://{}", mesh.gateway.addr);
     // 40 users in 4 rooms (10 each): 4 chatters at 40 sends/s in total, 4 scrollers at
     // 20 pages/s in total, 32 idle.

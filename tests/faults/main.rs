@@ -138,14 +138,7 @@ async fn whole_mesh_restart_keeps_history() -> Result<()> {
         assert_eq!(*prev, last, "history chain broken at {seq}");
         last = *seq;
     }
-    let by_seq: std::collections::HashMap<u64, (String, String)> = hist
-        .iter()
-        .map(|(s, _, f, i)| (*s, (f.clone(), i.clone())))
-        .collect();
-    let missing: Vec<_> = acked_all
-        .iter()
-        .filter(|(s, u, i)| by_seq.get(s) != Some(&(u.clone(), i.clone())))
-        .collect();
+    let missing = missing_from(&acked_all, &hist);
     // `acked_all` was taken before finish(); the count check covers the later acks.
     assert!(
         missing.is_empty(),
@@ -166,6 +159,21 @@ async fn whole_mesh_restart_keeps_history() -> Result<()> {
         hist.len()
     );
     Ok(())
+}
+
+/// The acked `(seq, user, id)`s that history does not hold with that seq.
+fn missing_from<'a>(
+    acked: &'a [(u64, String, String)],
+    hist: &[(u64, u64, String, String)],
+) -> Vec<&'a (u64, String, String)> {
+    let by_seq: std::collections::HashMap<u64, (&str, &str)> = hist
+        .iter()
+        .map(|(s, _, f, i)| (*s, (f.as_str(), i.as_str())))
+        .collect();
+    acked
+        .iter()
+        .filter(|(s, u, i)| by_seq.get(s) != Some(&(u.as_str(), i.as_str())))
+        .collect()
 }
 
 /// History as soon as the worker has stored up to `last_seq` (bounded wait).
@@ -356,14 +364,7 @@ async fn worker_sigkill_standby_takes_over() -> Result<()> {
         );
         last = *seq;
     }
-    let by_seq: std::collections::HashMap<u64, (String, String)> = hist
-        .iter()
-        .map(|(s, _, f, i)| (*s, (f.clone(), i.clone())))
-        .collect();
-    let missing: Vec<_> = acked
-        .iter()
-        .filter(|(s, u, i)| by_seq.get(s) != Some(&(u.clone(), i.clone())))
-        .collect();
+    let missing = missing_from(&acked, &hist);
     println!(
         "worker SIGKILL with a hot standby (at {killed_at:.1?}): store opened by the standby \
          {opened:.2?} after the kill, all {partitions} partitions running after {took_over:.2?}, \
