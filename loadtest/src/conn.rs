@@ -153,11 +153,7 @@ async fn read(
                 tracker.deliver(k, seq, prev, due, warm_until, counters, &mut batch);
             }
             "ack" => {
-                // Ids are `<run>-<conn>-k<k>`: unique per sender across runs and rooms
-                // (protocol v1), or the gateway's dedupe answers with another send's seq.
-                let k = frame.id.as_deref().and_then(|id| id.rsplit_once("-k"));
-                let k = k.and_then(|(_, k)| k.parse::<u64>().ok());
-                let (Some(k), Some(p)) = (k, conn.publisher) else {
+                let (Some(k), Some(p)) = (acked_k(&frame), conn.publisher) else {
                     continue;
                 };
                 room.acked.insert(k);
@@ -193,9 +189,6 @@ fn warmup_us(engine: &Engine) -> u64 {
 /// Sends on the schedule: every send whose time has come goes out in one flush.
 async fn publish(engine: Arc<Engine>, c: usize, p: PubPlan, mut sink: SplitSink<Ws, Message>) {
     let t0 = engine.started().await;
-    let room = &engine.plan.rooms[engine.plan.conns[c].room].name;
-    let size = engine.plan.body_bytes;
-    let run = &engine.run_id;
     let mut i = 0;
     while i < p.count {
         let due = p.due(t0, i);
@@ -204,12 +197,7 @@ async fn publish(engine: Arc<Engine>, c: usize, p: PubPlan, mut sink: SplitSink<
         }
         let now = now_us();
         while i < p.count && p.due(t0, i) <= now {
-            let k = p.k(i);
-            let body = make_body(k, p.due(t0, i), size);
-            let frame = format!(
-                r#"{{"type":"send","ref":{k},"room":"{room}","id":"{run}-{c}-k{k}","body":"{body}"}}"#
-            );
-            if sink.feed(Message::text(frame)).await.is_err() {
+            if sink.feed(send_frame(&engine, c, &p, t0, i)).await.is_err() {
                 engine.counters.error("send_failed");
                 return;
             }
@@ -224,4 +212,24 @@ async fn publish(engine: Arc<Engine>, c: usize, p: PubPlan, mut sink: SplitSink<
     // Keep the write half (and so the connection) open until the run stops.
     let mut stop = engine.stop.subscribe();
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Send `i` of publisher connection `c`: id `<run>-<conn>-k<k>`, unique per sender across
+/// runs and rooms (protocol v1), so the gateway's dedupe never answers with another send's
+/// seq; the body carries `k` and the scheduled time. The same `i` always gives the same
+/// frame, so a resend after a reconnect is byte for byte the first send.
+pub fn send_frame(engine: &Engine, c: usize, p: &PubPlan, t0: u64, i: u64) -> Message {
+    let room = &engine.plan.rooms[engine.plan.conns[c].room].name;
+    let run = &engine.run_id;
+    let k = p.k(i);
+    let body = make_body(k, p.due(t0, i), engine.plan.body_bytes);
+    Message::text(format!(
+        r#"{{"type":"send","ref":{k},"room":"{room}","id":"{run}-{c}-k{k}","body":"{body}"}}"#
+    ))
+}
+
+/// The `k` of an `ack` for one of [`send_frame`]'s ids.
+pub fn acked_k(frame: &Inbound<'_>) -> Option<u64> {
+    let (_, k) = frame.id.as_deref()?.rsplit_once("-k")?;
+    k.parse().ok()
 }

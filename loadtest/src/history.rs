@@ -165,16 +165,14 @@ pub async fn setup(
     run_id: &str,
     a: &crate::cli::HistoryArgs,
 ) -> anyhow::Result<Plan> {
-    let names = crate::run::rooms(api, accounts, run_id, a.rooms.max(1), false).await?;
-    let url = ws::chatmesh_ws_url(&common.target);
-    let fills = fill(
-        &url,
+    let (names, fills) = filled_rooms(
+        api,
+        common,
         accounts,
-        &names,
+        run_id,
+        a.rooms,
         a.messages_per_room,
         a.body_bytes,
-        run_id,
-        common.share().map_err(anyhow::Error::msg)?,
     )
     .await?;
     let secs = common.duration.as_secs_f64();
@@ -187,6 +185,24 @@ pub async fn setup(
         accounts.len(),
         a.page,
     ))
+}
+
+/// The run's rooms `lt-<run>-<i>`, created if need be, and (this generator's share of them)
+/// filled to `per_room` messages: what `history` and `mixed` read.
+pub async fn filled_rooms(
+    api: &crate::setup::Api,
+    common: &crate::cli::Common,
+    accounts: &[(String, String)],
+    run_id: &str,
+    rooms: usize,
+    per_room: u64,
+    body_bytes: usize,
+) -> anyhow::Result<(Vec<String>, Vec<RoomFill>)> {
+    let names = crate::run::rooms(api, accounts, run_id, rooms.max(1), false).await?;
+    let url = ws::chatmesh_ws_url(&common.target);
+    let share = common.share().map_err(anyhow::Error::msg)?;
+    let fills = fill(&url, accounts, &names, per_room, body_bytes, run_id, share).await?;
+    Ok((names, fills))
 }
 
 /// A fill message's body: `h<k> ` padded with `x` to `size` bytes.

@@ -138,16 +138,14 @@ pub async fn setup(
     run_id: &str,
     a: &MixedArgs,
 ) -> anyhow::Result<Plan> {
-    let names = crate::run::rooms(api, accounts, run_id, a.rooms.max(1), false).await?;
-    let url = crate::ws::chatmesh_ws_url(&common.target);
-    let fills = history::fill(
-        &url,
+    let (names, fills) = history::filled_rooms(
+        api,
+        common,
         accounts,
-        &names,
+        run_id,
+        a.rooms,
         a.messages_per_room,
         a.body_bytes,
-        run_id,
-        common.share().map_err(anyhow::Error::msg)?,
     )
     .await?;
     let shape = Shape::of(a, common.duration.as_secs_f64(), accounts.len());

@@ -11,15 +11,16 @@
 //! `connection_lost`, …) in `errors`. A connection counts as dropped only when it cannot get
 //! back within [`RECONNECT_DEADLINE`].
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::conn;
 use crate::engine::{Engine, SampleTx};
-use crate::inbound::{make_body, now_us, parse_body, Inbound};
+use crate::inbound::{now_us, parse_body, Inbound};
 use crate::plan::PubPlan;
 use crate::stats::{Counters, Kind, Sample};
 use crate::tracker::MemberTracker;
@@ -40,11 +41,12 @@ enum End {
     Lost(String),
 }
 
-/// A publisher's books: the next schedule index and the sends not acked yet (k → frame).
+/// A publisher's books: the next schedule index and the sends not acked yet (`k`s; a
+/// resend rebuilds its frame with [`conn::send_frame`]).
 struct Outbox {
     plan: PubPlan,
     next: u64,
-    pending: BTreeMap<u64, String>,
+    pending: BTreeSet<u64>,
 }
 
 /// Runs connection `c` until the stop signal, reconnecting as often as it must.
@@ -55,7 +57,7 @@ pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: S
     let mut outbox = conn.publisher.map(|plan| Outbox {
         plan,
         next: 0,
-        pending: BTreeMap::new(),
+        pending: BTreeSet::new(),
     });
     let mut batch = Vec::with_capacity(BATCH);
     let mut socket = socket;
@@ -85,10 +87,12 @@ pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: S
                     us,
                 });
                 // Every send the old connection did not see acked goes out again, same id.
-                if let Some(o) = &outbox {
+                let t0 = *engine.start.borrow();
+                if let (Some(o), Some(t0)) = (&outbox, t0) {
                     let mut failed = false;
-                    for frame in o.pending.values() {
-                        if socket.feed(Message::text(frame.clone())).await.is_err() {
+                    for i in o.pending.iter().filter_map(|&k| o.plan.index_of(k)) {
+                        let frame = conn::send_frame(&engine, c, &o.plan, t0, i);
+                        if socket.feed(frame).await.is_err() {
                             failed = true;
                             break;
                         }
@@ -163,8 +167,12 @@ async fn session(
     let counters = &engine.counters;
     let mut stop = engine.stop.subscribe();
     let mut start = engine.start.subscribe();
+    let mut t0 = None;
     loop {
-        let t0 = *start.borrow_and_update();
+        // Set once per run: read until known, then kept.
+        if t0.is_none() {
+            t0 = *start.borrow_and_update();
+        }
         let warm_until = t0.map_or(u64::MAX, |t0| t0 + engine.common.warmup.as_micros() as u64);
         // The next scheduled send, once the run has started.
         let due = match (t0, outbox.as_ref()) {
@@ -220,13 +228,11 @@ async fn session(
                         }
                     }
                     "ack" => {
-                        let k = frame.id.as_deref().and_then(|id| id.rsplit_once("-k"));
-                        let k = k.and_then(|(_, k)| k.parse::<u64>().ok());
-                        let (Some(k), Some(o)) = (k, outbox.as_mut()) else {
+                        let (Some(k), Some(o)) = (conn::acked_k(&frame), outbox.as_mut()) else {
                             continue;
                         };
                         // A resend's ack repeats the original's: count each k once.
-                        if o.pending.remove(&k).is_none() {
+                        if !o.pending.remove(&k) {
                             continue;
                         }
                         room.acked.insert(k);
@@ -260,19 +266,13 @@ async fn send_due(
     o: &mut Outbox,
     t0: u64,
 ) -> Result<(), String> {
-    let room = &engine.plan.rooms[engine.plan.conns[c].room].name;
-    let run = &engine.run_id;
     let now = now_us();
     while o.next < o.plan.count && o.plan.due(t0, o.next) <= now {
-        let k = o.plan.k(o.next);
-        let body = make_body(k, o.plan.due(t0, o.next), engine.plan.body_bytes);
-        let frame = format!(
-            r#"{{"type":"send","ref":{k},"room":"{room}","id":"{run}-{c}-k{k}","body":"{body}"}}"#
-        );
-        o.pending.insert(k, frame.clone());
+        let frame = conn::send_frame(engine, c, &o.plan, t0, o.next);
+        o.pending.insert(o.plan.k(o.next));
         o.next += 1;
         Counters::add(&engine.counters.sent, 1);
-        if socket.feed(Message::text(frame)).await.is_err() {
+        if socket.feed(frame).await.is_err() {
             return Err("send_failed".into());
         }
     }
