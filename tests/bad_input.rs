@@ -327,7 +327,10 @@ async fn floods_are_rate_limited_then_closed_with_4008() -> Result<()> {
 async fn sessions_close_with_4001_when_the_token_expires() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = fast_config();
-    config.gateway.token_ttl_secs = 2;
+    // `exp` is whole seconds (now + TTL), so a token lives between TTL − 1 and TTL seconds:
+    // with 3 s the first token outlives the 1.2 s before `b`'s new hello however the
+    // second falls (with 2 s it could already be over, and `b` closed before the hello).
+    config.gateway.token_ttl_secs = 3;
     let mesh = start_mesh(dir.path(), config).await?;
     let api = Api::new(&mesh);
     let first = api.user("ann").await?;
