@@ -2,6 +2,7 @@
 //! drain that also covers upgraded WebSockets (hyper's own shutdown does not).
 
 mod api;
+mod peer;
 mod reply;
 mod static_files;
 mod ws;
@@ -20,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
+pub use peer::{client_ip, Peer};
 pub use reply::Body;
 
 /// Serves HTTP and WebSockets on `listener` until `shutdown` resolves, then drains: stops
@@ -48,7 +50,10 @@ pub async fn serve(
         let state2 = state.clone();
         let drain = state.drain.clone();
         state.tasks.spawn(async move {
-            let svc = service_fn(move |req| route(state2.clone(), req));
+            let svc = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
+                route(state2.clone(), req)
+            });
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
