@@ -46,6 +46,11 @@ pub struct GatewayConfig {
     pub presence_ttl_secs: u64,
     /// `typing` events a session may send per room per second (more are dropped).
     pub typing_per_second: u32,
+    /// `typing` events a session may send per second over all its rooms (more are dropped).
+    pub typing_per_session_per_second: u32,
+    /// At most one read receipt (and one cursor write) per room and user per this interval,
+    /// milliseconds; later `read`s in the interval are coalesced into the last one.
+    pub receipt_interval_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +73,8 @@ impl Default for GatewayConfig {
             web_root: None,
             presence_ttl_secs: 30,
             typing_per_second: 1,
+            typing_per_session_per_second: 5,
+            receipt_interval_ms: 1_000,
         }
     }
 }
@@ -112,6 +119,12 @@ impl GatewayConfig {
         }
         if self.presence_ttl_secs < 3 || self.presence_ttl_secs > 3600 {
             out.push("gateway.presence_ttl_secs must be between 3 and 3600".into());
+        }
+        if self.typing_per_second == 0 || self.typing_per_session_per_second == 0 {
+            out.push("gateway typing rates must be positive".into());
+        }
+        if !(10..=60_000).contains(&self.receipt_interval_ms) {
+            out.push("gateway.receipt_interval_ms must be between 10 and 60000".into());
         }
         if self.max_connections == 0 || self.token_ttl_secs == 0 {
             out.push("gateway.max_connections and token_ttl_secs must be positive".into());

@@ -15,6 +15,7 @@ pub mod jsread;
 pub mod presence;
 pub mod procstat;
 pub mod publish;
+pub mod receipts;
 pub mod services;
 pub mod session;
 pub mod state;

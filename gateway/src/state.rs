@@ -16,6 +16,7 @@ use crate::cursors::OwnReads;
 use crate::error::GatewayError;
 use crate::fanout::{Fanout, RoomEnv};
 use crate::jsread::JsReader;
+use crate::receipts::Receipts;
 use crate::services::Services;
 
 /// Shared state of one gateway.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub sessions: AtomicUsize,
     /// Senders' own cursor moves, flushed to the workers once a second.
     pub own_reads: OwnReads,
+    /// `read` frames, coalesced per room and user.
+    pub receipts: Receipts,
     pub next_session: AtomicU64,
 }
 
@@ -72,6 +75,7 @@ impl AppState {
             timeout: service_timeout,
         });
         let access = AccessCache::new(services.clone());
+        let cfg_receipts = cfg.receipt_interval_ms;
         let state = Arc::new(Self {
             gateway,
             cfg,
@@ -88,12 +92,18 @@ impl AppState {
             tasks: TaskTracker::new(),
             sessions: AtomicUsize::new(0),
             own_reads: OwnReads::default(),
+            receipts: Receipts::new(Duration::from_millis(cfg_receipts)),
             next_session: AtomicU64::new(1),
         });
         crate::access::spawn_member_listener(state.clone()).await?;
         state
             .own_reads
             .spawn_flusher(state.services.clone(), state.drain.clone());
+        state.receipts.spawn_flusher(
+            state.nats.clone(),
+            state.services.clone(),
+            state.drain.clone(),
+        );
         Ok(state)
     }
 

@@ -12,7 +12,7 @@ use chatmesh_protocol::names::dedupe_id;
 use chatmesh_protocol::service::{
     JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
 };
-use chatmesh_protocol::subjects::{evt_subject, in_subject};
+use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
@@ -21,8 +21,8 @@ use super::link::{Out, SessionLink};
 use super::replay::Replay;
 use super::rooms::RoomMap;
 use crate::auth::Identity;
-use crate::fanout::EVENT_USER;
 use crate::publish::Publish;
+use crate::receipts::{self, Decision};
 use crate::state::AppState;
 
 /// Sends of one session awaiting their PubAck at once.
@@ -43,8 +43,14 @@ pub struct Session {
     strikes: (Instant, u32),
     /// Created at the first `send`: sessions that only listen never pay for it.
     inflight: Option<Arc<Semaphore>>,
-    /// Last `typing` per room.
-    typed: HashMap<String, Instant>,
+    /// Created at the first `typing`: sessions that never type never pay for it.
+    typing: Option<Box<Typing>>,
+}
+
+/// A session's `typing` limits: the last event per room, and the rate over all rooms.
+struct Typing {
+    last: HashMap<String, Instant>,
+    all: DefaultDirectRateLimiter,
 }
 
 fn quota(per_second: u32, burst: u32) -> Quota {
@@ -73,7 +79,7 @@ impl Session {
             frames,
             strikes: (Instant::now(), 0),
             inflight: None,
-            typed: HashMap::new(),
+            typing: None,
         };
         if let Some(identity) = identity {
             session.welcome(&None, identity).await;
@@ -123,13 +129,32 @@ impl Session {
         self.rooms.clear();
     }
 
+    /// A binary frame: not part of the protocol, but counted by the flood guard like any
+    /// other frame (a binary flood must not be free).
     pub async fn on_binary(&mut self) {
+        metrics::counter!("chatmesh_frames_in_total").increment(1);
+        if self.frames.check().is_err() {
+            return self.strike(&None).await;
+        }
         let e = ApiError::bad_request("binary frames are not supported; send JSON text frames");
         self.error(&None, &e).await;
     }
 
-    /// Counts a rate-limited frame; closes with 4008 when they go on.
-    async fn strike(&mut self, r#ref: &Ref) {
+    /// A WebSocket ping: counted by the flood guard; whether to answer it. A ping over the
+    /// rate is a strike without an error frame (answering a flood would amplify it).
+    pub fn on_ping(&mut self) -> bool {
+        metrics::counter!("chatmesh_frames_in_total").increment(1);
+        if self.frames.check().is_ok() {
+            return true;
+        }
+        self.count_strike();
+        false
+    }
+
+    /// Counts a rate-limited frame; true (and the session closing with 4008) when they go
+    /// on for `rate_limit_strikes` within the strike window.
+    fn count_strike(&mut self) -> bool {
+        metrics::counter!("chatmesh_frames_rate_limited_total").increment(1);
         let now = Instant::now();
         if now.duration_since(self.strikes.0) > STRIKE_WINDOW {
             self.strikes = (now, 0);
@@ -137,6 +162,14 @@ impl Session {
         self.strikes.1 += 1;
         if self.strikes.1 >= self.state.cfg.rate_limit_strikes {
             self.link.close(4008, "rate limit exceeded repeatedly");
+            return true;
+        }
+        false
+    }
+
+    /// Counts a rate-limited frame and tells the client to slow down (or closes with 4008).
+    async fn strike(&mut self, r#ref: &Ref) {
+        if self.count_strike() {
             return;
         }
         self.error(r#ref, &ApiError::new(ErrorCode::RateLimited, "slow down"))
@@ -396,18 +429,28 @@ impl Session {
             return Err(ApiError::forbidden("only members may type here"));
         }
         let now = Instant::now();
-        let every = Duration::from_secs(1) / self.state.cfg.typing_per_second.max(1);
-        if self
-            .typed
+        let cfg = &self.state.cfg;
+        let every = Duration::from_secs(1) / cfg.typing_per_second.max(1);
+        let typing = self.typing.get_or_insert_with(|| {
+            let rate = cfg.typing_per_session_per_second;
+            Box::new(Typing {
+                last: HashMap::new(),
+                all: RateLimiter::direct(quota(rate, rate)),
+            })
+        });
+        if typing
+            .last
             .get(room)
             .is_some_and(|t| now.duration_since(*t) < every)
+            || typing.all.check().is_err()
         {
+            metrics::counter!("chatmesh_events_dropped_total", "kind" => "typing").increment(1);
             return Ok(());
         }
-        if self.typed.len() >= self.state.cfg.limits.max_rooms {
-            self.typed.clear();
+        if typing.last.len() >= cfg.limits.max_rooms {
+            typing.last.clear();
         }
-        self.typed.insert(room.to_owned(), now);
+        typing.last.insert(room.to_owned(), now);
         let frame = ServerFrame::Typing {
             room,
             user: self.user(),
@@ -417,11 +460,32 @@ impl Session {
     }
 
     /// `read`: persists the cursor (it only moves forward) and tells members `receipt`.
+    /// The seq is clamped to the room's last message (a cursor beyond it would hide every
+    /// later message from the unread count), and reads are coalesced (see
+    /// [`crate::receipts`]): at most one cursor write and one receipt per interval.
     async fn read(&mut self, room: &str, seq: u64) -> Result<(), ApiError> {
         let user = self.user().to_owned();
         let access = self.state.access.get(room, &user).await?;
         if !access.can_post() {
             return Err(ApiError::forbidden("only members have read cursors"));
+        }
+        let subject = in_subject(self.state.mesh.partitions, room);
+        let last = self
+            .state
+            .reader
+            .last_seq(&subject)
+            .await
+            .map_err(|e| e.api())?;
+        // Nothing retained (the room is empty, or all of it aged out of the stream): there
+        // is nothing newer to mark read.
+        let seq = seq.min(last);
+        if seq == 0 {
+            return Ok(());
+        }
+        let now = tokio::time::Instant::now();
+        if self.state.receipts.offer(room, &user, seq, now) != Decision::Now {
+            metrics::counter!("chatmesh_events_dropped_total", "kind" => "receipt").increment(1);
+            return Ok(());
         }
         let req = SetCursorRequest {
             room: room.to_owned(),
@@ -429,13 +493,7 @@ impl Session {
             seq,
         };
         self.state.services.ask::<SetCursor>(room, &req).await?;
-        let frame = ServerFrame::Receipt {
-            room,
-            user: &user,
-            seq,
-        }
-        .encode();
-        self.event(room, frame).await
+        self.event(room, receipts::receipt(room, &user, seq)).await
     }
 
     /// `presence`: who is online in the room (known locally when the room has local members).
@@ -466,11 +524,7 @@ impl Session {
 
     /// Publishes an ephemeral event frame to every gateway with members in `room`.
     async fn event(&self, room: &str, frame: String) -> Result<(), ApiError> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(EVENT_USER, self.user());
-        self.state
-            .nats
-            .publish_with_headers(evt_subject(room), headers, frame.into())
+        receipts::publish(&self.state.nats, room, self.user(), frame)
             .await
             .map_err(|_| ApiError::unavailable("event not sent"))
     }

@@ -127,7 +127,9 @@ async fn read_loop<R: AsyncRead + Unpin>(io: &mut R, session: &mut Session) {
             Event::Text(text) => Box::pin(session.on_text(&text)).await,
             Event::Binary => Box::pin(session.on_binary()).await,
             Event::Ping(payload) => {
-                session.link.offer(Out::Pong(payload.into()));
+                if session.on_ping() {
+                    session.link.offer(Out::Pong(payload.into()));
+                }
             }
             Event::Close(code) => {
                 let code = code
