@@ -3,6 +3,7 @@
 //! `gateway` and `worker` services of a real deployment. `main.rs` only parses arguments
 //! and calls in here, so tests start the same mesh the command does.
 
+pub mod bus;
 pub mod config;
 pub mod export;
 pub mod mesh;

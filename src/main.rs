@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use chatmesh::config::{Config, Role};
 use chatmesh::services::{ensure_stream, GatewayHandle, WorkerHandle};
 use chatmesh::{signal, Mesh, MeshOptions};
+use chatmesh_protocol::bus::Role as BusRole;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,14 @@ enum Command {
         /// over when it is released (same as `[worker] standby = true`).
         #[arg(long)]
         standby: bool,
+    },
+    /// Generate the NATS bus keys (one nkey seed per role, 0600) into a directory, keeping
+    /// existing ones, and write `auth.conf` (the nats-server `authorization` block) beside
+    /// them.
+    NatsAuth {
+        /// Directory of the seeds and auth.conf (created 0700).
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Write one room (record, members, messages) as JSON Lines; the worker must be stopped.
     Export {
@@ -94,8 +103,22 @@ fn main() -> ExitCode {
     if let Command::Worker { standby: true } = cli.command {
         config.worker.standby = true;
     }
+    if let Command::NatsAuth { dir } = &cli.command {
+        return match chatmesh::bus::BusCredentials::ensure(dir) {
+            Ok(_) => {
+                println!(
+                    "bus credentials in {}: gateway.nk, worker.nk, loadtest.nk, admin.nk (0600), \
+                     {} (include it in every nats-server config)",
+                    dir.display(),
+                    chatmesh::bus::AUTH_CONF
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&[format!("{e}")]),
+        };
+    }
     let role = match cli.command {
-        Command::Up { .. } => None,
+        Command::Up { .. } | Command::NatsAuth { .. } => None,
         Command::Gateway => Some(Role::Gateway),
         Command::Worker { .. } | Command::Export { .. } | Command::Import { .. } => {
             Some(Role::Worker)
@@ -133,6 +156,7 @@ fn main() -> ExitCode {
                 data,
                 progress_every,
             } => chatmesh::export::import(&config.worker, data, input, progress_every).await,
+            Command::NatsAuth { .. } => Ok(()),
         }
     });
     match result {
@@ -155,6 +179,7 @@ async fn up(
     nats_port: Option<u16>,
 ) -> anyhow::Result<()> {
     let opts = MeshOptions {
+        nats_tls: None,
         data_dir: data.clone(),
         listen,
         nats_port,
@@ -164,7 +189,11 @@ async fn up(
     println!("chatmesh is up");
     println!("  web client:  {}/", mesh.url());
     println!("  WebSocket:   {}", mesh.ws_url());
-    println!("  NATS:        {}", mesh.nats.url());
+    println!(
+        "  NATS:        {} (closed: keys in {})",
+        mesh.nats.url(),
+        data.join("creds").display()
+    );
     println!("  data:        {}", data.display());
     println!("Press Ctrl-C to stop.");
     signal::shutdown().await;
@@ -176,8 +205,9 @@ async fn up(
 
 async fn gateway(config: Config) -> anyhow::Result<()> {
     check(&config, Role::Gateway)?;
-    let nats = chatmesh::nats::connect(&config.mesh.nats_urls, "chatmesh-gateway").await?;
-    ensure_stream(&config, &nats).await?;
+    let nats = chatmesh::nats::connect(&config.mesh, BusRole::Gateway, "chatmesh-gateway").await?;
+    // The stream is the workers' to create and configure (a gateway's key may not): until a
+    // worker has made it, /readyz says so.
     let gw = GatewayHandle::start(&config, nats.clone()).await?;
     tracing::info!(addr = %gw.addr, "gateway listening");
     signal::shutdown().await;
@@ -192,7 +222,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         chatmesh::services::serve_metrics(listen)?;
         tracing::info!(%listen, "serving metrics");
     }
-    let nats = chatmesh::nats::connect(&config.mesh.nats_urls, "chatmesh-worker").await?;
+    let nats = chatmesh::nats::connect(&config.mesh, BusRole::Worker, "chatmesh-worker").await?;
     ensure_stream(&config, &nats).await?;
     // One signal future for both phases: a SIGTERM while standing by ends the wait.
     let shutdown = signal::shutdown();

@@ -1,11 +1,16 @@
 //! The embedded one-machine mesh of `chatmesh up`: a nats-server child with its JetStream
 //! store inside the data dir, a worker with a fjall store inside the data dir, and a gateway.
+//! The bus is closed even here: the nats-server admits only the keys generated into
+//! `<data>/creds/` at first start, and the gateway and the worker connect separately, each
+//! with its own role's key and permissions, exactly as separate processes would.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use chatmesh_protocol::bus::Role as BusRole;
 use natsd::NatsServer;
 
+use crate::bus::BusCredentials;
 use crate::config::{Config, Role};
 use crate::services::{ensure_stream, GatewayHandle, WorkerHandle};
 
@@ -18,6 +23,8 @@ pub struct MeshOptions {
     pub listen: String,
     /// Fixed NATS client port; dynamic when `None`.
     pub nats_port: Option<u16>,
+    /// TLS on the NATS client port (services then require it); plain loopback when `None`.
+    pub nats_tls: Option<natsd::Tls>,
     pub config: Config,
 }
 
@@ -25,9 +32,15 @@ pub struct MeshOptions {
 #[derive(Debug)]
 pub struct Mesh {
     pub nats: NatsServer,
-    pub client: async_nats::Client,
+    /// The bus keys (`<data>/creds/`): one seed file per role.
+    pub creds: BusCredentials,
+    /// The gateway's connection (role `gateway`).
+    pub gateway_nats: async_nats::Client,
+    /// The worker's connection (role `worker`).
+    pub worker_nats: async_nats::Client,
     pub gateway: GatewayHandle,
     pub worker: WorkerHandle,
+    /// The configuration in force, with the gateway's NATS key in `mesh.nats_nkey_file`.
     pub config: Config,
 }
 
@@ -38,17 +51,26 @@ impl Mesh {
         let binary = tokio::task::spawn_blocking(natsd::ensure_installed)
             .await?
             .context("nats-server is not available")?;
+        let creds = BusCredentials::ensure(&data.join("creds")).context("bus credentials")?;
         let mut builder = NatsServer::builder()
             .binary(binary)
             .store_dir(data.join("nats"))
-            .server_name("chatmesh-embedded");
+            .server_name("chatmesh-embedded")
+            .authorization(creds.authorization(), creds.seed(BusRole::Admin)?);
         if let Some(port) = opts.nats_port {
             builder = builder.port(port);
+        }
+        if let Some(tls) = &opts.nats_tls {
+            builder = builder.tls(tls.clone());
         }
         let nats = builder.start().await.context("starting nats-server")?;
 
         let mut config = opts.config.clone();
         config.mesh.nats_urls = vec![nats.url()];
+        config.mesh.nats_nkey_file = Some(creds.seed_file(BusRole::Gateway));
+        if let Some(tls) = &opts.nats_tls {
+            config.mesh.nats_tls_ca = Some(tls.ca.clone());
+        }
         config.gateway.listen = opts.listen.clone();
         config.worker.data_dir = data.join("store");
         if config.gateway.jwt_secret.is_empty() && config.gateway.jwks_file.is_none() {
@@ -61,14 +83,21 @@ impl Mesh {
             problems.join("\n  ")
         );
 
-        let client = crate::nats::connect(&config.mesh.nats_urls, "chatmesh-up").await?;
-        ensure_stream(&config, &client).await?;
-        let worker = WorkerHandle::start(&config, client.clone()).await?;
-        let gateway = GatewayHandle::start(&config, client.clone()).await?;
+        let mut worker_mesh = config.mesh.clone();
+        worker_mesh.nats_nkey_file = Some(creds.seed_file(BusRole::Worker));
+        let worker_nats =
+            crate::nats::connect(&worker_mesh, BusRole::Worker, "chatmesh-up-worker").await?;
+        let gateway_nats =
+            crate::nats::connect(&config.mesh, BusRole::Gateway, "chatmesh-up-gateway").await?;
+        ensure_stream(&config, &worker_nats).await?;
+        let worker = WorkerHandle::start(&config, worker_nats.clone()).await?;
+        let gateway = GatewayHandle::start(&config, gateway_nats.clone()).await?;
         wait_ready(&gateway).await?;
         Ok(Self {
             nats,
-            client,
+            creds,
+            gateway_nats,
+            worker_nats,
             gateway,
             worker,
             config,
@@ -88,8 +117,9 @@ impl Mesh {
     /// Graceful stop: gateway drain (1001), worker flush, NATS drain, nats-server SIGTERM.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.gateway.stop().await;
+        let _ = self.gateway_nats.drain().await;
         let worker = self.worker.stop().await;
-        let _ = self.client.drain().await;
+        let _ = self.worker_nats.drain().await;
         self.nats.stop().await;
         worker
     }

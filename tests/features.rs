@@ -85,6 +85,10 @@ async fn users_of_a_killed_gateway_go_offline_within_the_ttl() -> Result<()> {
         )
         .env("CHATMESH__GATEWAY__LISTEN", format!("127.0.0.1:{port}"))
         .env(
+            "CHATMESH__MESH__NATS_NKEY_FILE",
+            mesh.creds.seed_file(chatmesh_protocol::bus::Role::Gateway),
+        )
+        .env(
             "CHATMESH__GATEWAY__JWT_SECRET",
             &mesh.config.gateway.jwt_secret,
         )

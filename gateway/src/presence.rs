@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use chatmesh_protocol::subjects::PRESENCE_BUCKET;
+use chatmesh_protocol::subjects::{PRESENCE_BUCKET, PRESENCE_REPUBLISH};
 
 use crate::error::GatewayError;
 
 /// Creates or updates the presence bucket (idempotent).
 pub async fn ensure_bucket(js: &jetstream::Context, replicas: usize) -> Result<(), GatewayError> {
-    natskit::ensure_ttl_bucket(js, PRESENCE_BUCKET, replicas, Some("chat.pres"))
+    natskit::ensure_ttl_bucket(js, PRESENCE_BUCKET, replicas, Some(PRESENCE_REPUBLISH))
         .await
         .map_err(|e| GatewayError::JetStream(format!("presence bucket: {e}")))
 }

@@ -83,6 +83,10 @@ pub struct Common {
     /// mesh's own `nats://127.0.0.1:4222`).
     #[arg(long, global = true)]
     pub coordinator: Option<String>,
+    /// The bus key of role `loadtest` for `--coordinator` (a closed bus: `chatmesh up` writes
+    /// it to `<data>/creds/loadtest.nk`, `chatmesh nats-auth` for a deployment).
+    #[arg(long, global = true, env = "CHATMESH_LOADTEST_NKEY")]
+    pub coordinator_nkey: Option<PathBuf>,
     /// Where account tokens are cached between runs (`tokens-<prefix>.json`).
     #[arg(long, global = true, default_value = "target/loadtest")]
     pub token_dir: PathBuf,

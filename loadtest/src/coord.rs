@@ -139,11 +139,26 @@ impl Drop for Coordinator {
 
 impl Coordinator {
     /// Connects and subscribes before anything else happens, so no message is missed.
-    pub async fn connect(url: &str, run_id: &str, share: Share) -> anyhow::Result<Self> {
-        let client = async_nats::connect(url)
+    /// `nkey` is the seed file of the bus role `loadtest` (none: an open nats-server).
+    pub async fn connect(
+        url: &str,
+        nkey: Option<&std::path::Path>,
+        run_id: &str,
+        share: Share,
+    ) -> anyhow::Result<Self> {
+        use chatmesh_protocol::bus::{Role, LOADTEST_PREFIX};
+        let mut opts = async_nats::ConnectOptions::new();
+        if let Some(path) = nkey {
+            let seed = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the coordinator key {}", path.display()))?;
+            opts = opts.nkey(seed.trim().to_owned());
+        }
+        let client = opts
+            .custom_inbox_prefix(Role::Loadtest.inbox_prefix())
+            .connect(url)
             .await
             .with_context(|| format!("connecting to the coordinator {url}"))?;
-        let prefix = format!("chatmesh.loadtest.{run_id}");
+        let prefix = format!("{LOADTEST_PREFIX}.{run_id}");
         let (mut ready, mut results, mut start) = (None, None, None);
         if share.is_leader() {
             ready = Some(client.subscribe(format!("{prefix}.ready")).await?);

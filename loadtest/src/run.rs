@@ -47,7 +47,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     // Subscribed before anything else, so no barrier or result message is missed.
     let coord = match &common.coordinator {
         Some(url) if share.generators > 1 => {
-            Some(crate::coord::Coordinator::connect(url, &run_id, share).await?)
+            let key = common.coordinator_nkey.as_deref();
+            Some(crate::coord::Coordinator::connect(url, key, &run_id, share).await?)
         }
         _ => None,
     };

@@ -23,6 +23,8 @@ async fn run_generators(mesh: &Mesh, dir: &Path, run_id: &str, n: usize, args: &
         let child = common::harness(&target, dir, &out)
             .args(["--run-id", run_id, "--coordinator"])
             .arg(mesh.nats.url())
+            .arg("--coordinator-nkey")
+            .arg(mesh.creds.seed_file(chatmesh_protocol::bus::Role::Loadtest))
             .args([
                 "--generators",
                 &n.to_string(),

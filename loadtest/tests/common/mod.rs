@@ -19,6 +19,7 @@ pub async fn mesh(dir: &Path) -> Mesh {
     config.worker.argon2_memory_kib = 64;
     config.worker.argon2_iterations = 1;
     Mesh::start(MeshOptions {
+        nats_tls: None,
         data_dir: dir.join("mesh"),
         listen: "127.0.0.1:0".into(),
         nats_port: None,

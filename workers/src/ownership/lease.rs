@@ -11,7 +11,7 @@ use tracing::debug;
 use super::registry::ensure_bucket;
 use crate::error::WorkerError;
 
-const BUCKET: &str = "CHAT_LEASES";
+use chatmesh_protocol::subjects::LEASES_BUCKET as BUCKET;
 
 /// What a renewal found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

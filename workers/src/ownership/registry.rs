@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::error::WorkerError;
 
-const BUCKET: &str = "CHAT_WORKERS";
+use chatmesh_protocol::subjects::{WORKERS_BUCKET as BUCKET, WORKERS_REPUBLISH};
 
 /// This worker's view of the live workers.
 pub struct Registry {
@@ -32,9 +32,9 @@ impl Registry {
         me: &str,
         ttl: Duration,
     ) -> Result<Self, WorkerError> {
-        ensure_bucket(js, BUCKET, replicas, Some("chat.workers")).await?;
+        ensure_bucket(js, BUCKET, replicas, Some(WORKERS_REPUBLISH)).await?;
         let sub = nats
-            .subscribe("chat.workers.*")
+            .subscribe(format!("{WORKERS_REPUBLISH}.*"))
             .await
             .map_err(|e| WorkerError::Nats(format!("subscribing to the worker registry: {e}")))?;
         nats.flush()

@@ -1,0 +1,192 @@
+//! Who may do what on the NATS bus: one role per kind of service, each with the subjects it
+//! may publish and subscribe to, and the inbox prefix its replies arrive under. nats-server
+//! enforces these lists (see `chatmesh nats-auth`, which renders them as an `authorization`
+//! block), so a leaked gateway key cannot consume the stream or answer service requests, a
+//! leaked worker key cannot speak for a user, and a client without a key cannot connect.
+//!
+//! Every list is built from the subject names in [`crate::subjects`], so a new subject that
+//! is not added here is refused by the server — the tests of the bus fail first.
+
+use crate::subjects::{
+    IN_ALL, LEASES_BUCKET, LIVE_ALL, MEMBER_ALL, PRESENCE_BUCKET, PRESENCE_REPUBLISH, STREAM,
+    WORKERS_BUCKET, WORKERS_REPUBLISH,
+};
+
+/// The kinds of bus users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Terminates client sessions: publishes sends, calls services, reads live traffic.
+    Gateway,
+    /// Consumes the stream into the store and answers service requests.
+    Worker,
+    /// Coordinates load-test generators (`chatmesh-loadtest --coordinator`).
+    Loadtest,
+    /// Operators' key: everything (the `nats` CLI, inspection, repairs).
+    Admin,
+}
+
+impl Role {
+    /// Every role, in the order credentials are generated.
+    pub const ALL: [Role; 4] = [Role::Gateway, Role::Worker, Role::Loadtest, Role::Admin];
+
+    /// The role's name: its credential file stem and NATS user name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Worker => "worker",
+            Role::Loadtest => "loadtest",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Prefix of this role's reply inboxes (async-nats `custom_inbox_prefix`): each role may
+    /// subscribe only to its own, so no role can read another's replies.
+    pub fn inbox_prefix(self) -> &'static str {
+        match self {
+            Role::Gateway => "_INBOX_gateway",
+            Role::Worker => "_INBOX_worker",
+            Role::Loadtest => "_INBOX_loadtest",
+            Role::Admin => "_INBOX",
+        }
+    }
+
+    /// What this role may do; `None` for [`Role::Admin`] (no restriction).
+    pub fn permissions(self) -> Option<Permissions> {
+        match self {
+            Role::Gateway => Some(gateway()),
+            Role::Worker => Some(worker()),
+            Role::Loadtest => Some(loadtest()),
+            Role::Admin => None,
+        }
+    }
+}
+
+/// Subjects a role may publish and subscribe to (NATS wildcards allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+    /// May answer requests it received (publish once to their reply subjects).
+    pub allow_responses: bool,
+}
+
+/// Subjects of the JetStream API on `stream` for `ops` (e.g. `STREAM.INFO`).
+fn js_api(ops: &[&str], stream: &str) -> Vec<String> {
+    ops.iter()
+        .map(|op| format!("$JS.API.{op}.{stream}"))
+        .collect()
+}
+
+/// Direct gets on `stream`: by sequence or batch (`…GET.<stream>`) and last-for-subject.
+fn direct_get(stream: &str) -> Vec<String> {
+    vec![
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
+    ]
+}
+
+/// Creating, checking and writing a KV bucket of TTL keys, reading it by direct get.
+fn kv_bucket(bucket: &str) -> Vec<String> {
+    let stream = format!("KV_{bucket}");
+    let mut out = js_api(&["STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE"], &stream);
+    out.extend(direct_get(&stream));
+    out.push(format!("$KV.{bucket}.>"));
+    out
+}
+
+fn gateway() -> Permissions {
+    let mut publish = vec![
+        IN_ALL.to_owned(),
+        "chat.svc.>".to_owned(),
+        "chat.evt.*".to_owned(),
+        "$JS.API.INFO".to_owned(),
+        format!("$JS.API.STREAM.INFO.{STREAM}"),
+    ];
+    publish.extend(direct_get(STREAM));
+    publish.extend(kv_bucket(PRESENCE_BUCKET));
+    Permissions {
+        publish,
+        subscribe: vec![
+            LIVE_ALL.to_owned(),
+            "chat.evt.*".to_owned(),
+            format!("{PRESENCE_REPUBLISH}.>"),
+            MEMBER_ALL.to_owned(),
+            format!("{}.>", Role::Gateway.inbox_prefix()),
+        ],
+        allow_responses: false,
+    }
+}
+
+fn worker() -> Permissions {
+    let mut publish = vec![
+        "chat.mem.*".to_owned(),
+        "$JS.API.INFO".to_owned(),
+        format!("$JS.ACK.{STREAM}.>"),
+    ];
+    publish.extend(js_api(
+        &["STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE"],
+        STREAM,
+    ));
+    publish.extend(
+        [
+            "CONSUMER.CREATE",
+            "CONSUMER.DURABLE.CREATE",
+            "CONSUMER.DELETE",
+            "CONSUMER.INFO",
+            "CONSUMER.MSG.NEXT",
+        ]
+        .iter()
+        .map(|op| format!("$JS.API.{op}.{STREAM}.>")),
+    );
+    publish.extend(direct_get(STREAM));
+    publish.extend(kv_bucket(WORKERS_BUCKET));
+    publish.extend(kv_bucket(LEASES_BUCKET));
+    Permissions {
+        publish,
+        subscribe: vec![
+            "chat.svc.>".to_owned(),
+            format!("{WORKERS_REPUBLISH}.*"),
+            format!("{}.>", Role::Worker.inbox_prefix()),
+        ],
+        allow_responses: true,
+    }
+}
+
+/// Subject prefix of load-test coordination (`<prefix>.<run id>.…`).
+pub const LOADTEST_PREFIX: &str = "chatmesh.loadtest";
+
+fn loadtest() -> Permissions {
+    Permissions {
+        publish: vec![format!("{LOADTEST_PREFIX}.>")],
+        subscribe: vec![
+            format!("{LOADTEST_PREFIX}.>"),
+            format!("{}.>", Role::Loadtest.inbox_prefix()),
+        ],
+        allow_responses: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No role but admin may touch what another role owns: the stream's consumers are the
+    /// worker's, sends and service calls the gateway's.
+    #[test]
+    fn roles_are_separated() {
+        let gw = gateway();
+        let wk = worker();
+        assert!(!gw.publish.iter().any(|s| s.contains("CONSUMER")));
+        assert!(!gw.subscribe.iter().any(|s| s.starts_with("chat.svc")));
+        assert!(!wk.publish.iter().any(|s| s.starts_with("chat.in")));
+        assert!(!wk.publish.iter().any(|s| s.starts_with("chat.svc")));
+        assert!(!wk.publish.iter().any(|s| s.starts_with("chat.evt")));
+        assert!(!wk.publish.iter().any(|s| s.contains(PRESENCE_BUCKET)));
+        for role in [Role::Gateway, Role::Worker, Role::Loadtest] {
+            let p = role.permissions().unwrap();
+            assert!(!p.publish.iter().any(|s| s == ">" || s.ends_with("API.>")));
+            assert!(!p.subscribe.iter().any(|s| s == ">" || s == "_INBOX.>"));
+        }
+        assert!(Role::Admin.permissions().is_none());
+    }
+}

@@ -1,0 +1,315 @@
+//! The NATS bus is a trust boundary: the embedded mesh's nats-server admits only the keys
+//! `chatmesh up` generated, each role may touch only its own subjects, monitoring stays on
+//! loopback, and the bus can run over TLS. Each test attacks the bus the way a process on
+//! the same machine or network would, with a real nats-server and the real mesh.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use async_nats::{ConnectOptions, Event};
+use chatmesh_protocol::bus::Role;
+use chatmesh_protocol::service::{AddMemberRequest, HistoryRequest, Role as MemberRole};
+use chatmesh_protocol::subjects::{in_subject, svc_subject, STREAM};
+use common::{fast_config, start_mesh, Api, Client, WAIT};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// A bus client of `role` that reports every error the server sends it (permission
+/// violations arrive as such errors, not as failed calls).
+struct BusClient {
+    nats: async_nats::Client,
+    errors: mpsc::UnboundedReceiver<String>,
+}
+
+impl BusClient {
+    async fn connect(mesh: &chatmesh::Mesh, role: Role) -> Result<Self> {
+        let seed = mesh.creds.seed(role)?;
+        let (tx, errors) = mpsc::unbounded_channel();
+        let nats = ConnectOptions::with_nkey(seed)
+            .custom_inbox_prefix(role.inbox_prefix())
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if let Event::ServerError(e) = event {
+                        let _ = tx.send(e.to_string());
+                    }
+                }
+            })
+            .connect(mesh.nats.url())
+            .await?;
+        Ok(Self { nats, errors })
+    }
+
+    /// Waits for the server to refuse something on `subject`.
+    async fn violation(&mut self, subject: &str) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let error = tokio::time::timeout_at(deadline, self.errors.recv())
+                .await
+                .with_context(|| format!("no permissions violation for {subject}"))?
+                .context("client closed")?;
+            if error.contains("Permissions Violation") && error.contains(subject) {
+                return Ok(error);
+            }
+        }
+    }
+}
+
+/// The last sequence of the message stream, read with the operators' key.
+async fn stream_last_seq(mesh: &chatmesh::Mesh) -> Result<u64> {
+    let admin = mesh.nats.connect().await?;
+    let js = async_nats::jetstream::new(admin);
+    let mut stream = js.get_stream(STREAM).await?;
+    Ok(stream.info().await?.state.last_sequence)
+}
+
+/// A private room with one message in it, owned by `ann`.
+async fn private_room(mesh: &chatmesh::Mesh) -> Result<()> {
+    let api = Api::new(mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "secret", "private").await?;
+    let mut c = Client::login(&mesh.ws_url(), &ann).await?;
+    c.request(json!({"type":"join","room":"secret"})).await?;
+    c.request(json!({"type":"send","room":"secret","id":"s1","body":"the launch code"}))
+        .await?;
+    Ok(())
+}
+
+/// A client without a key, or with a key the server does not know, cannot connect at all,
+/// so it can neither call the history service of a private room nor write to the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_a_known_key_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    private_room(&mesh).await?;
+    let opts = || ConnectOptions::new().connection_timeout(Duration::from_secs(2));
+    let anonymous = opts().retry_on_initial_connect().max_reconnects(Some(1));
+    let refused = anonymous.connect(mesh.nats.url()).await;
+    let err = match refused {
+        Ok(client) => {
+            // Some versions accept the TCP connection and fail the first request instead.
+            let subject = svc_subject(mesh.config.mesh.partitions, "secret", "history");
+            let ask = HistoryRequest {
+                room: "secret".into(),
+                before: None,
+                after: None,
+                limit: 50,
+            };
+            let body = serde_json::to_vec(&ask)?;
+            match tokio::time::timeout(Duration::from_secs(3), client.request(subject, body.into()))
+                .await
+            {
+                Ok(Ok(reply)) => bail!(
+                    "an anonymous client read a private room: {}",
+                    String::from_utf8_lossy(&reply.payload)
+                ),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".into(),
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(!err.is_empty());
+    let stranger = nkeys::KeyPair::new_user().seed()?;
+    let forged = ConnectOptions::with_nkey(stranger)
+        .connection_timeout(Duration::from_secs(2))
+        .connect(mesh.nats.url())
+        .await;
+    assert!(forged.is_err(), "a key the server does not know connected");
+    mesh.stop().await
+}
+
+/// The gateway's key sends and calls services (its job) but cannot answer service
+/// requests (which would let it forge a worker's answers), consume the stream, change or
+/// delete it, or take a partition lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_key_cannot_act_as_a_worker() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    private_room(&mesh).await?;
+    let mut gw = BusClient::connect(&mesh, Role::Gateway).await?;
+
+    let _sub = gw.nats.subscribe("chat.svc.>").await?;
+    gw.violation("chat.svc.>").await?;
+
+    let js = async_nats::jetstream::new(gw.nats.clone());
+    let consumer = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("thief".into()),
+        ..Default::default()
+    };
+    let stream = js.get_stream_no_info(STREAM).await?;
+    let created = tokio::time::timeout(WAIT, stream.create_consumer(consumer)).await?;
+    assert!(created.is_err(), "a gateway created a consumer");
+    gw.violation("$JS.API.CONSUMER").await?;
+
+    let deleted = tokio::time::timeout(WAIT, js.delete_stream(STREAM)).await?;
+    assert!(deleted.is_err(), "a gateway deleted the stream");
+    gw.violation("$JS.API.STREAM.DELETE").await?;
+
+    gw.nats
+        .publish("$KV.CHAT_LEASES.p0", "gateway-thief".into())
+        .await?;
+    gw.violation("$KV.CHAT_LEASES.p0").await?;
+
+    // The room still works for its owner: nothing the attempts did took effect.
+    assert!(stream_last_seq(&mesh).await? >= 1);
+    mesh.stop().await
+}
+
+/// The worker's key cannot speak for a user: it cannot inject a message into the stream,
+/// call a service as a gateway would (add itself to a private room as admin), send typing
+/// or receipt events, or read the gateways' replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_key_cannot_impersonate_a_gateway_session() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    private_room(&mesh).await?;
+    let before = stream_last_seq(&mesh).await?;
+    let mut wk = BusClient::connect(&mesh, Role::Worker).await?;
+    let partitions = mesh.config.mesh.partitions;
+
+    let inject = in_subject(partitions, "secret");
+    wk.nats
+        .publish(inject.clone(), r#"{"from":"ann","body":"forged"}"#.into())
+        .await?;
+    wk.violation(&inject).await?;
+
+    let add = svc_subject(partitions, "secret", "member_add");
+    let req = AddMemberRequest {
+        room: "secret".into(),
+        user: "mallory".into(),
+        role: MemberRole::Admin,
+        actor: "ann".into(),
+    };
+    wk.nats
+        .publish(add.clone(), serde_json::to_vec(&req)?.into())
+        .await?;
+    wk.violation(&add).await?;
+
+    wk.nats.publish("chat.evt.secret", "{}".into()).await?;
+    wk.violation("chat.evt.secret").await?;
+
+    let _replies = wk.nats.subscribe("_INBOX_gateway.>").await?;
+    wk.violation("_INBOX_gateway.>").await?;
+
+    wk.nats.flush().await?;
+    assert_eq!(
+        stream_last_seq(&mesh).await?,
+        before,
+        "a message was injected"
+    );
+    // mallory was not added: the owner's member list is unchanged, so she cannot join.
+    let api = Api::new(&mesh);
+    let mallory = api.user("mallory").await?;
+    let mut m = Client::login(&mesh.ws_url(), &mallory).await?;
+    let joined = m.request(json!({"type":"join","room":"secret"})).await?;
+    assert_eq!(joined["code"], "forbidden", "{joined}");
+    mesh.stop().await
+}
+
+/// The load-test coordinator's key reaches only its own subjects: not live room traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loadtest_key_sees_no_chat_traffic() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let mut lt = BusClient::connect(&mesh, Role::Loadtest).await?;
+    let _live = lt.nats.subscribe("chat.live.>").await?;
+    lt.violation("chat.live.>").await?;
+    let mut own = lt.nats.subscribe("chatmesh.loadtest.r1.ready").await?;
+    lt.nats
+        .publish("chatmesh.loadtest.r1.ready", "g1".into())
+        .await?;
+    let got = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut own)).await?;
+    assert_eq!(got.context("closed")?.payload.as_ref(), b"g1");
+    mesh.stop().await
+}
+
+/// The embedded nats-server listens on loopback only, monitoring included, and its config
+/// carries public keys, never a seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_server_listens_on_loopback_with_public_keys_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let conf = std::fs::read_to_string(mesh.nats.store_dir().join("nats-server.conf"))?;
+    assert!(conf.contains("host: \"127.0.0.1\""), "{conf}");
+    assert!(conf.contains("http: \"127.0.0.1:"), "{conf}");
+    assert!(conf.contains("authorization {"), "{conf}");
+    for role in Role::ALL {
+        assert!(
+            !conf.contains(&mesh.creds.seed(role)?),
+            "{role:?} seed in the config"
+        );
+    }
+    mesh.stop().await
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1, made for one test.
+fn test_pki(dir: &std::path::Path) -> Result<natsd::Tls> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
+        .signed_by(&key, &issuer)?;
+    let tls = natsd::Tls {
+        cert: dir.join("nats.pem"),
+        key: dir.join("nats.key"),
+        ca: dir.join("ca.pem"),
+    };
+    std::fs::write(&tls.cert, cert.pem())?;
+    std::fs::write(&tls.key, key.serialize_pem())?;
+    std::fs::write(&tls.ca, ca.pem())?;
+    Ok(tls)
+}
+
+/// With TLS on the bus, the gateway and the worker connect over TLS (a send is stored and
+/// acked, then read back from history) and a plain-text client is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_runs_over_tls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = tempfile::tempdir()?;
+    let tls = test_pki(pki.path())?;
+    let mesh = chatmesh::Mesh::start(chatmesh::MeshOptions {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        nats_port: None,
+        nats_tls: Some(tls),
+        config: fast_config(),
+    })
+    .await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "tls", "public").await?;
+    let mut c = Client::login(&mesh.ws_url(), &ann).await?;
+    c.request(json!({"type":"join","room":"tls"})).await?;
+    let ack = c
+        .request(json!({"type":"send","room":"tls","id":"t1","body":"over tls"}))
+        .await?;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    c.wait_for(|m| m["type"] == "message" && m["id"] == "t1")
+        .await?;
+    // The worker stores it after the ack (over the TLS bus too): poll history until then.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = c
+            .request(json!({"type":"history","room":"tls","limit":10}))
+            .await?;
+        if page["messages"][0]["body"] == "over tls" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not stored: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let plain = ConnectOptions::with_nkey(mesh.creds.seed(Role::Admin)?)
+        .connection_timeout(Duration::from_secs(2))
+        .connect(mesh.nats.url())
+        .await;
+    assert!(plain.is_err(), "a plain-text client connected to a TLS bus");
+    mesh.stop().await
+}
