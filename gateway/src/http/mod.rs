@@ -5,6 +5,7 @@ mod api;
 mod peer;
 mod reply;
 mod static_files;
+pub mod tls;
 mod ws;
 
 use std::convert::Infallible;
@@ -21,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
-pub use peer::{client_ip, Peer};
+pub use peer::{client_ip, forwarded_client, ClientIp, Peer};
 pub use reply::Body;
 
 /// Serves HTTP and WebSockets on `listener` until `shutdown` resolves, then drains: stops
