@@ -81,7 +81,11 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Result<Resp> {
             }
             let n = s.read(&mut chunk).await?;
             if n == 0 {
-                bail!("connection closed after {} bytes: {:?}", buf.len(), String::from_utf8_lossy(&buf));
+                bail!(
+                    "connection closed after {} bytes: {:?}",
+                    buf.len(),
+                    String::from_utf8_lossy(&buf)
+                );
             }
             buf.extend_from_slice(&chunk[..n]);
         }
@@ -273,7 +277,10 @@ async fn tls_serves_https_and_wss_with_hsts_and_refuses_plain_http() -> Result<(
         .await?;
     let mut got = Vec::new();
     timeout(WAIT, plain.read_to_end(&mut got)).await?.ok();
-    assert!(!got.starts_with(b"HTTP/"), "plain HTTP was answered: {got:?}");
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "plain HTTP was answered: {got:?}"
+    );
     let plain_http = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/healthz"))
         .send()
@@ -306,10 +313,17 @@ async fn a_silent_tls_client_loses_its_slot_after_the_handshake_timeout() -> Res
         opened.elapsed() < Duration::from_millis(2_500),
         "too slow to observe the cap"
     );
-    assert_eq!(refused.status().as_u16(), 503, "the silent sockets hold the slots");
+    assert_eq!(
+        refused.status().as_u16(),
+        503,
+        "the silent sockets hold the slots"
+    );
     for s in &mut silent {
         let held = opened.elapsed() + ended_within(s, WAIT).await?;
-        assert!(held >= Duration::from_millis(2_500), "dropped early: {held:?}");
+        assert!(
+            held >= Duration::from_millis(2_500),
+            "dropped early: {held:?}"
+        );
     }
     let deadline = Instant::now() + WAIT;
     loop {
@@ -394,7 +408,11 @@ async fn trickled_headers_are_cut_off() -> Result<()> {
         .await?;
     let trickle = tokio::spawn(async move {
         for i in 0..300 {
-            if wr.write_all(format!("X-Pad-{i}: 1\r\n").as_bytes()).await.is_err() {
+            if wr
+                .write_all(format!("X-Pad-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
             // Pacing the attacker, not waiting for state.
@@ -455,7 +473,11 @@ async fn http_connections_count_toward_max_connections() -> Result<()> {
         "a WebSocket over the cap"
     );
     for s in &mut held {
-        assert_eq!(get(s, "/healthz").await?.status, 200, "held ones still served");
+        assert_eq!(
+            get(s, "/healthz").await?.status,
+            200,
+            "held ones still served"
+        );
     }
     held.truncate(5);
     let mut again = admitted_from([127, 0, 0, 1].into(), addr).await?;

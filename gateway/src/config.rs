@@ -206,7 +206,10 @@ mod tests {
         assert!(p.iter().any(|p| p.contains("set together")), "{p:?}");
         c.tls_key = Some("/nonexistent/key.pem".into());
         let p = c.problems();
-        assert!(p.iter().any(|p| p.contains("/nonexistent/cert.pem")), "{p:?}");
+        assert!(
+            p.iter().any(|p| p.contains("/nonexistent/cert.pem")),
+            "{p:?}"
+        );
         let dir = std::env::temp_dir().join(format!("chatmesh-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let junk = dir.join("junk.pem");

@@ -1,8 +1,8 @@
-//! The WebSocket upgrade of `GET /v1/ws`: connection cap, subprotocol echo (fastwebsockets
+//! The WebSocket upgrade of `GET /v1/ws`: the connection's slot moves into the session (it
+//! was counted at accept), subprotocol echo (fastwebsockets
 //! does not echo `Sec-WebSocket-Protocol`, and browsers fail without it), Origin check (it
 //! does not check Origin either), and optional `Authorization` header auth.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
@@ -12,6 +12,7 @@ use hyper::{Request, Response};
 
 use chatmesh_protocol::{ApiError, ErrorCode};
 
+use super::limits::Slot;
 use super::reply::{self, Body};
 use crate::session::{self, Admission};
 use crate::state::AppState;
@@ -23,15 +24,16 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return reply::error(&ApiError::bad_request("expected a WebSocket upgrade"));
     }
-    if state.drain.is_cancelled()
-        || state.sessions.load(Ordering::Relaxed) >= state.cfg.max_connections
-    {
-        metrics::counter!("chatmesh_connections_refused_total").increment(1);
+    if state.drain.is_cancelled() {
+        metrics::counter!("chatmesh_connections_refused_total", "reason" => "draining")
+            .increment(1);
         return reply::error(&ApiError::new(
             ErrorCode::Unavailable,
-            "gateway is at its connection limit",
+            "gateway is draining",
         ));
     }
+    // The slot taken at accept: held by the session, so the connection stays counted.
+    let slot = req.extensions().get::<Arc<Slot>>().cloned();
     let offered = req
         .headers()
         .get_all(SEC_WEBSOCKET_PROTOCOL)
@@ -66,6 +68,7 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
     };
     let state2 = state.clone();
     state.tasks.spawn(async move {
+        let _slot = slot;
         match fut.await {
             Ok(ws) => session::run(state2, ws.into_inner(), Admission { identity, refuse }).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
