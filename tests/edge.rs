@@ -524,3 +524,77 @@ async fn one_ip_is_capped_and_others_are_still_served() -> Result<()> {
     admitted_from(me, addr).await?;
     mesh.stop().await
 }
+
+/// A WebSocket to `url` that says it comes through a proxy for `client`.
+async fn ws_for(
+    url: &str,
+    client: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("X-Forwarded-For", client.parse().expect("header value"));
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// Behind a trusted proxy (127.0.0.1 here) connections are not capped per TCP peer, but
+/// WebSockets are capped per forwarded client (`X-Forwarded-For`): the fourth of one client
+/// gets 429, another client is still served, and a closed session frees its count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_websockets_are_capped_per_forwarded_client() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.max_connections_per_ip = 3;
+    config.gateway.trusted_proxies = vec![[127, 0, 0, 1].into()];
+    let mesh = start_mesh(dir.path(), config).await?;
+    let token = Api::new(&mesh).user("ann").await?;
+    let mut proxy_conns = Vec::new();
+    for _ in 0..6 {
+        let mut s = connect(mesh.gateway.addr).await?;
+        assert_eq!(
+            get(&mut s, "/healthz").await?.status,
+            200,
+            "the proxy is not capped"
+        );
+        proxy_conns.push(s);
+    }
+    let url = mesh.ws_url();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut ws = ws_for(&url, "203.0.113.9").await?;
+        ask(&mut ws, json!({"type": "hello", "token": token}), "welcome").await?;
+        sessions.push(ws);
+    }
+    match ws_for(&url, "203.0.113.9").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        other => bail!(
+            "a fourth session of one client: {:?}",
+            other.map(|_| "connected")
+        ),
+    }
+    let mut other = ws_for(&url, "203.0.113.10").await?;
+    ask(
+        &mut other,
+        json!({"type": "hello", "token": token}),
+        "welcome",
+    )
+    .await?;
+    let mut closing = sessions.pop().context("a session")?;
+    closing.close(None).await?;
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = ws_for(&url, "203.0.113.9").await {
+        ensure!(
+            Instant::now() < deadline,
+            "the closed session's count never came back: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mesh.stop().await
+}

@@ -196,7 +196,12 @@ async fn serve_http<I>(
     tokio::pin!(conn);
     let idle = activity.idled_out(edge.idle_timeout);
     tokio::select! {
-        r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "http connection ended") },
+        r = conn.as_mut() => if let Err(e) = r {
+            if e.is_timeout() {
+                metrics::counter!("chatmesh_http_timeouts_total", "kind" => "header").increment(1);
+            }
+            tracing::debug!(%peer, error = %e, "http connection ended");
+        },
         _ = state.drain.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;

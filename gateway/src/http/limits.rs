@@ -1,6 +1,11 @@
 //! Connection caps and read deadlines of the HTTP edge: a slot per accepted TCP connection
 //! (global `max_connections` and per client IP), taken in the accept loop and held by the
 //! connection and by the WebSocket session it becomes; and the request-body deadline.
+//!
+//! A trusted proxy's connections are exempt from the per-IP cap at accept: HTTP keep-alive
+//! through a proxy carries requests of many clients, so such a connection belongs to no one
+//! client. A WebSocket through it does belong to one, so its upgrade takes a per-IP count of
+//! the forwarded client ([`Slot::forwarded`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,7 +72,8 @@ pub struct ConnLimits {
 /// WebSocket session it was upgraded to) drops it.
 #[derive(Debug)]
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    /// The global permit; `None` for a forwarded client's count (its connection has one).
+    permit: Option<OwnedSemaphorePermit>,
     ip: Option<IpAddr>,
     limits: Arc<ConnLimits>,
 }
@@ -93,26 +99,51 @@ impl ConnLimits {
         let counted = if self.exempt.contains(&ip) {
             None
         } else {
-            let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = map.entry(ip).or_insert(0);
-            if *n >= self.max_per_ip {
-                return Err(Refusal::PerIp);
-            }
-            *n += 1;
+            self.count(ip)?;
             Some(ip)
         };
         metrics::gauge!("chatmesh_connections").increment(1.0);
         Ok(Slot {
-            _permit: permit,
+            permit: Some(permit),
             ip: counted,
             limits: self.clone(),
         })
+    }
+
+    fn count(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *n += 1;
+        Ok(())
+    }
+}
+
+impl Slot {
+    /// For a connection from a trusted proxy, a per-IP count of the forwarded `client`
+    /// (held by a WebSocket session as long as it lives); `None` when this connection is
+    /// counted per IP already.
+    pub fn forwarded(&self, client: IpAddr) -> Result<Option<Slot>, Refusal> {
+        if self.ip.is_some() {
+            return Ok(None);
+        }
+        let client = client.to_canonical();
+        self.limits.count(client)?;
+        Ok(Some(Slot {
+            permit: None,
+            ip: Some(client),
+            limits: self.limits.clone(),
+        }))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        metrics::gauge!("chatmesh_connections").decrement(1.0);
+        if self.permit.is_some() {
+            metrics::gauge!("chatmesh_connections").decrement(1.0);
+        }
         let Some(ip) = self.ip else { return };
         let mut map = self
             .limits
@@ -203,6 +234,23 @@ mod tests {
             assert_eq!(limits.admit(ip("1.1.1.1")).unwrap_err(), Refusal::PerIp);
         }
         let _b = limits.admit(ip("2.2.2.2")).unwrap();
+    }
+
+    #[test]
+    fn a_proxied_connection_counts_its_forwarded_client_only_when_asked() {
+        let limits = ConnLimits::new(10, 1, vec![ip("10.0.0.1")]);
+        let direct = limits.admit(ip("1.1.1.1")).unwrap();
+        assert!(direct.forwarded(ip("9.9.9.9")).unwrap().is_none());
+        let proxied = limits.admit(ip("10.0.0.1")).unwrap();
+        let first = proxied.forwarded(ip("9.9.9.9")).unwrap();
+        assert!(first.is_some());
+        assert_eq!(
+            proxied.forwarded(ip("9.9.9.9")).unwrap_err(),
+            Refusal::PerIp
+        );
+        assert!(proxied.forwarded(ip("8.8.8.8")).unwrap().is_some());
+        drop(first);
+        assert!(proxied.forwarded(ip("9.9.9.9")).unwrap().is_some());
     }
 
     #[test]

@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, HOST, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL,
+};
 use hyper::{Request, Response};
 
 use chatmesh_protocol::{ApiError, ErrorCode};
 
 use super::limits::Slot;
+use super::peer::client_ip;
 use super::reply::{self, Body};
 use crate::session::{self, Admission};
 use crate::state::AppState;
@@ -32,8 +35,24 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
             "gateway is draining",
         ));
     }
-    // The slot taken at accept: held by the session, so the connection stays counted.
+    // The slot taken at accept: held by the session, so the connection stays counted; through
+    // a trusted proxy, the forwarded client is counted per IP here.
     let slot = req.extensions().get::<Arc<Slot>>().cloned();
+    let client_slot = match slot.as_ref().map(|s| s.forwarded(client_ip(&req))) {
+        Some(Err(why)) => {
+            metrics::counter!("chatmesh_connections_refused_total", "reason" => why.reason())
+                .increment(1);
+            let mut resp = reply::error(&ApiError::new(
+                ErrorCode::RateLimited,
+                "too many connections from this address",
+            ));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+        Some(Ok(counted)) => counted,
+        None => None,
+    };
     let offered = req
         .headers()
         .get_all(SEC_WEBSOCKET_PROTOCOL)
@@ -68,7 +87,7 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
     };
     let state2 = state.clone();
     state.tasks.spawn(async move {
-        let _slot = slot;
+        let _slots = (slot, client_slot);
         match fut.await {
             Ok(ws) => session::run(state2, ws.into_inner(), Admission { identity, refuse }).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
