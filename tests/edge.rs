@@ -318,6 +318,7 @@ async fn a_silent_tls_client_loses_its_slot_after_the_handshake_timeout() -> Res
         503,
         "the silent sockets hold the slots"
     );
+    assert!(refused.headers().contains_key("strict-transport-security"));
     for s in &mut silent {
         let held = opened.elapsed() + ended_within(s, WAIT).await?;
         assert!(
@@ -443,6 +444,23 @@ async fn idle_http_connections_close_but_websockets_stay() -> Result<()> {
     assert!(idle >= Duration::from_millis(900), "{idle:?}");
     let pong = ws.request(json!({"type": "ping"})).await?;
     assert_eq!(pong["type"], "pong");
+    mesh.stop().await
+}
+
+/// hyper's header deadline also runs while a keep-alive connection waits for its next
+/// request, so an idle connection closes after `header_read_timeout_ms` even when
+/// `http_idle_timeout_ms` is longer (what docs/PROTOCOL.md "HTTP limits" states).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_deadline_also_bounds_idle_connections() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.header_read_timeout_ms = 1_000;
+    config.gateway.http_idle_timeout_ms = 60_000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let mut s = connect(mesh.gateway.addr).await?;
+    assert_eq!(get(&mut s, "/healthz").await?.status, 200);
+    let idle = ended_within(&mut s, Duration::from_secs(5)).await?;
+    assert!(idle >= Duration::from_millis(900), "{idle:?}");
     mesh.stop().await
 }
 

@@ -87,12 +87,16 @@ impl Edge {
             return; // dropped: closed unanswered
         };
         let tls = self.tls.clone();
+        let response = match self.hsts.as_ref().and_then(|h| h.to_str().ok()) {
+            Some(hsts) => why.response(&format!("strict-transport-security: {hsts}\r\n")),
+            None => why.response(""),
+        };
         state.tasks.spawn(async move {
             let _permit = permit;
             let answer = async {
                 match tls {
-                    None => answer(stream, why).await,
-                    Some(acceptor) => answer(acceptor.accept(stream).await?, why).await,
+                    None => answer(stream, &response).await,
+                    Some(acceptor) => answer(acceptor.accept(stream).await?, &response).await,
                 }
             };
             let _ = tokio::time::timeout(REFUSAL_TIME, answer).await;
@@ -104,7 +108,10 @@ impl Edge {
 /// their request is written as a broken connection), writes the refusal, then reads what the
 /// client still sends until it closes, so the answer is not lost to a reset (a close with
 /// unread input sends RST).
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, why: Refusal) -> std::io::Result<()> {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    response: &str,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let read_head = async {
@@ -116,7 +123,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, why: Refusal) -> st
         }
     };
     let _ = tokio::time::timeout(REFUSAL_HEAD_WAIT, read_head).await;
-    s.write_all(why.response().as_bytes()).await?;
+    s.write_all(response.as_bytes()).await?;
     s.shutdown().await?;
     while s.read(&mut chunk).await? > 0 {}
     Ok(())

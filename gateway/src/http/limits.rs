@@ -35,8 +35,9 @@ impl Refusal {
         }
     }
 
-    /// The whole HTTP response sent before closing.
-    pub fn response(self) -> String {
+    /// The whole HTTP response sent before closing, with `extra` header lines (each ending
+    /// in CRLF).
+    pub fn response(self, extra: &str) -> String {
         let (status, code, message) = match self {
             Refusal::Full => (
                 "503 Service Unavailable",
@@ -52,7 +53,7 @@ impl Refusal {
         let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
         format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-             retry-after: 1\r\nconnection: close\r\n\r\n{body}",
+             retry-after: 1\r\nconnection: close\r\n{extra}\r\n{body}",
             body.len()
         )
     }
@@ -124,12 +125,13 @@ impl ConnLimits {
 impl Slot {
     /// For a connection from a trusted proxy, a per-IP count of the forwarded `client`
     /// (held by a WebSocket session as long as it lives); `None` when this connection is
-    /// counted per IP already.
+    /// counted per IP already, or when the proxy named no client (no usable
+    /// `X-Forwarded-For`): counting the proxy would cap every client behind it at once.
     pub fn forwarded(&self, client: IpAddr) -> Result<Option<Slot>, Refusal> {
-        if self.ip.is_some() {
+        let client = client.to_canonical();
+        if self.ip.is_some() || self.limits.exempt.contains(&client) {
             return Ok(None);
         }
-        let client = client.to_canonical();
         self.limits.count(client)?;
         Ok(Some(Slot {
             permit: None,
@@ -242,6 +244,12 @@ mod tests {
         let direct = limits.admit(ip("1.1.1.1")).unwrap();
         assert!(direct.forwarded(ip("9.9.9.9")).unwrap().is_none());
         let proxied = limits.admit(ip("10.0.0.1")).unwrap();
+        for _ in 0..3 {
+            assert!(
+                proxied.forwarded(ip("10.0.0.1")).unwrap().is_none(),
+                "no client named"
+            );
+        }
         let first = proxied.forwarded(ip("9.9.9.9")).unwrap();
         assert!(first.is_some());
         assert_eq!(
@@ -256,7 +264,8 @@ mod tests {
     #[test]
     fn refusals_are_complete_http_responses() {
         for r in [Refusal::Full, Refusal::PerIp] {
-            let text = r.response();
+            let text = r.response("strict-transport-security: max-age=1\r\n");
+            assert!(text.contains("\r\nstrict-transport-security: max-age=1\r\n\r\n"));
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             assert!(head.contains(&format!("content-length: {}", body.len())));
             let v: serde_json::Value = serde_json::from_str(body).unwrap();
