@@ -1,6 +1,6 @@
 //! One accepted TCP connection: the TLS handshake (bounded in time), hyper's HTTP/1.1 with
 //! header and idle deadlines, the per-request extensions (peer, client IP, slot, body
-//! deadline), HSTS; and the short answer a refused connection gets before it is closed.
+//! deadline) and HSTS.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -14,25 +14,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::limits::{BodyDeadline, ConnLimits, Refusal, Slot};
+use super::limits::{BodyDeadline, ConnLimits, Slot};
 use super::peer::{forwarded_client, ClientIp, Peer};
+use super::refuse::Refuser;
 use crate::config::GatewayConfig;
 use crate::state::AppState;
 
 /// How long a drain or an idle close waits for a response in progress.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// How long a refused connection may take to receive its answer.
-const REFUSAL_TIME: Duration = Duration::from_secs(2);
-/// How long a refused connection's request head is waited for before the answer.
-const REFUSAL_HEAD_WAIT: Duration = Duration::from_millis(300);
-/// Refused connections being answered at once; beyond it they are closed unanswered.
-const MAX_REFUSING: usize = 256;
 
 /// What every connection of one listener shares.
 pub struct Edge {
@@ -40,7 +34,8 @@ pub struct Edge {
     tls: Option<TlsAcceptor>,
     hsts: Option<HeaderValue>,
     trusted: Arc<[IpAddr]>,
-    refusing: Arc<Semaphore>,
+    /// Answers connections refused at accept.
+    pub refuser: Refuser,
     handshake_timeout: Duration,
     header_timeout: Duration,
     body_timeout: Duration,
@@ -67,66 +62,16 @@ impl Edge {
                 cfg.max_connections_per_ip,
                 trusted.clone(),
             ),
+            trusted: trusted.into(),
+            refuser: Refuser::new(tls.clone(), hsts.as_ref()),
             tls,
             hsts,
-            trusted: trusted.into(),
-            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             handshake_timeout: Duration::from_millis(cfg.tls_handshake_timeout_ms),
             header_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
             body_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
             idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
         })
     }
-
-    /// Answers a refused connection (503 or 429, over TLS when it is on) in a task of its
-    /// own, bounded in number and time, then closes it.
-    pub fn refuse(&self, state: &AppState, stream: TcpStream, why: Refusal) {
-        metrics::counter!("chatmesh_connections_refused_total", "reason" => why.reason())
-            .increment(1);
-        let Ok(permit) = self.refusing.clone().try_acquire_owned() else {
-            return; // dropped: closed unanswered
-        };
-        let tls = self.tls.clone();
-        let response = match self.hsts.as_ref().and_then(|h| h.to_str().ok()) {
-            Some(hsts) => why.response(&format!("strict-transport-security: {hsts}\r\n")),
-            None => why.response(""),
-        };
-        state.tasks.spawn(async move {
-            let _permit = permit;
-            let answer = async {
-                match tls {
-                    None => answer(stream, &response).await,
-                    Some(acceptor) => answer(acceptor.accept(stream).await?, &response).await,
-                }
-            };
-            let _ = tokio::time::timeout(REFUSAL_TIME, answer).await;
-        });
-    }
-}
-
-/// Reads the request head (briefly: HTTP clients may take an answer that arrives before
-/// their request is written as a broken connection), writes the refusal, then reads what the
-/// client still sends until it closes, so the answer is not lost to a reset (a close with
-/// unread input sends RST).
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    response: &str,
-) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let read_head = async {
-        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(REFUSAL_HEAD_WAIT, read_head).await;
-    s.write_all(response.as_bytes()).await?;
-    s.shutdown().await?;
-    while s.read(&mut chunk).await? > 0 {}
-    Ok(())
 }
 
 /// Serves one admitted connection until it ends, idles out, or the gateway drains.

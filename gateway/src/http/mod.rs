@@ -6,6 +6,7 @@ mod api;
 mod conn;
 mod limits;
 mod peer;
+mod refuse;
 mod reply;
 mod static_files;
 pub mod tls;
@@ -67,7 +68,7 @@ pub async fn serve(
                 let task = conn::run(state.clone(), edge.clone(), stream, peer, slot);
                 state.tasks.spawn(task);
             }
-            Err(why) => edge.refuse(&state, stream, why),
+            Err(why) => edge.refuser.refuse(&state, stream, why),
         }
     }
     drain(&state).await;

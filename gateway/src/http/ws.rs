@@ -1,7 +1,7 @@
 //! The WebSocket upgrade of `GET /v1/ws`: the connection's slot moves into the session (it
-//! was counted at accept), subprotocol echo (fastwebsockets
-//! does not echo `Sec-WebSocket-Protocol`, and browsers fail without it), Origin check (it
-//! does not check Origin either), and optional `Authorization` header auth.
+//! was counted at accept; a proxied one also counts its forwarded client), subprotocol echo
+//! (fastwebsockets does not echo `Sec-WebSocket-Protocol`, and browsers fail without it),
+//! Origin check (it does not check Origin either), and optional `Authorization` header auth.
 
 use std::sync::Arc;
 
