@@ -51,6 +51,27 @@ pub struct GatewayConfig {
     /// At most one read receipt (and one cursor write) per room and user per this interval,
     /// milliseconds; later `read`s in the interval are coalesced into the last one.
     pub receipt_interval_ms: u64,
+    /// PEM certificate chain served over TLS (`https://`, `wss://`); set with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// `Strict-Transport-Security: max-age` sent on every HTTP response under TLS; 0 omits it.
+    pub hsts_max_age_secs: u64,
+    /// Time a client has to finish the TLS handshake, milliseconds.
+    pub tls_handshake_timeout_ms: u64,
+    /// Time a client has to send a whole request body, milliseconds (then 408 and close).
+    pub body_read_timeout_ms: u64,
+    /// Time a client has to send a request's headers, milliseconds (then the connection closes).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive HTTP connection with no request in flight is closed after this,
+    /// milliseconds. WebSocket sessions are not affected.
+    pub http_idle_timeout_ms: u64,
+    /// TCP connections held from one client IP at once (HTTP, TLS and WebSocket alike);
+    /// beyond it new ones get 429 and are closed. Trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// Proxies (e.g. HAProxy) whose `X-Forwarded-For` is believed: when the TCP peer is one of
+    /// them, the client IP is the rightmost forwarded address that is not a trusted proxy.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for GatewayConfig {
@@ -75,6 +96,15 @@ impl Default for GatewayConfig {
             typing_per_second: 1,
             typing_per_session_per_second: 5,
             receipt_interval_ms: 1_000,
+            tls_cert: None,
+            tls_key: None,
+            hsts_max_age_secs: 31_536_000,
+            tls_handshake_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
+            max_connections_per_ip: 256,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -129,6 +159,93 @@ impl GatewayConfig {
         if self.max_connections == 0 || self.token_ttl_secs == 0 {
             out.push("gateway.max_connections and token_ttl_secs must be positive".into());
         }
+        out.extend(self.edge_problems());
         out
+    }
+
+    /// Problems of the HTTP edge settings: TLS files, connection caps and read deadlines.
+    fn edge_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                if let Err(e) = crate::http::tls::acceptor(cert, key) {
+                    out.push(format!("gateway.tls_cert/tls_key: {e}"));
+                }
+            }
+            _ => out.push("gateway.tls_cert and gateway.tls_key must be set together".into()),
+        }
+        if self.max_connections_per_ip == 0 {
+            out.push("gateway.max_connections_per_ip must be positive".into());
+        }
+        let deadlines = [
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
+        ];
+        for (name, ms) in deadlines {
+            if !(100..=3_600_000).contains(&ms) {
+                out.push(format!(
+                    "gateway.{name} must be between 100 ms and 1 hour, not {ms}"
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> GatewayConfig {
+        GatewayConfig {
+            jwt_secret: "x".repeat(32),
+            ..GatewayConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_defaults_have_no_edge_problems() {
+        assert_eq!(base().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_readable_pem() {
+        let mut c = base();
+        c.tls_cert = Some("/nonexistent/cert.pem".into());
+        let p = c.problems();
+        assert!(p.iter().any(|p| p.contains("set together")), "{p:?}");
+        c.tls_key = Some("/nonexistent/key.pem".into());
+        let p = c.problems();
+        assert!(
+            p.iter().any(|p| p.contains("/nonexistent/cert.pem")),
+            "{p:?}"
+        );
+        let dir = std::env::temp_dir().join(format!("chatmesh-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        c.tls_cert = Some(junk.clone());
+        c.tls_key = Some(junk);
+        let p = c.problems();
+        assert!(p.iter().any(|p| p.contains("no certificate")), "{p:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn caps_and_deadlines_are_checked() {
+        let mut c = base();
+        c.max_connections_per_ip = 0;
+        c.body_read_timeout_ms = 0;
+        c.http_idle_timeout_ms = 10_000_000;
+        c.tls_handshake_timeout_ms = 99;
+        let p = c.problems();
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p.iter().any(|p| p.contains("max_connections_per_ip")));
+        assert!(p.iter().any(|p| p.contains("body_read_timeout_ms")));
+        assert!(p.iter().any(|p| p.contains("http_idle_timeout_ms")));
+        assert!(p.iter().any(|p| p.contains("tls_handshake_timeout_ms")));
     }
 }

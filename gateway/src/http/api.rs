@@ -70,10 +70,21 @@ fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError>
 }
 
 async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    let collected = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::TooLarge, "request body too large"))?;
+    use hyper::body::Body as _;
+    let too_large = || ApiError::new(ErrorCode::TooLarge, "request body too large");
+    // A declared Content-Length over the limit is refused before a byte of it is read.
+    if req.body().size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    let deadline = req
+        .extensions()
+        .get::<super::BodyDeadline>()
+        .cloned()
+        .unwrap_or_default();
+    let collected = deadline
+        .run(Limited::new(req.into_body(), MAX_BODY).collect())
+        .await?
+        .map_err(|_| too_large())?;
     serde_json::from_slice(&collected.to_bytes())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

@@ -1,10 +1,15 @@
-//! The gateway's HTTP server: accept loop with a connection cap, routing, and a graceful
-//! drain that also covers upgraded WebSockets (hyper's own shutdown does not).
+//! The gateway's HTTP server: accept loop with connection caps (global and per IP), routing,
+//! and a graceful drain that also covers upgraded WebSockets (hyper's own shutdown does not).
+//! Each connection's own life (TLS, deadlines) is in `conn`; the caps are in `limits`.
 
 mod api;
+mod conn;
+mod limits;
 mod peer;
+mod refuse;
 mod reply;
 mod static_files;
+pub mod tls;
 mod ws;
 
 use std::convert::Infallible;
@@ -14,23 +19,34 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
-pub use peer::{client_ip, Peer};
+pub use limits::{BodyDeadline, Slot};
+pub use peer::{client_ip, forwarded_client, ClientIp, Peer};
 pub use reply::Body;
 
 /// Serves HTTP and WebSockets on `listener` until `shutdown` resolves, then drains: stops
 /// accepting, closes every session with 1001 and waits for them (bounded by the config).
+///
+/// Every accepted connection takes a slot (`max_connections`, `max_connections_per_ip`)
+/// before anything else happens on it; without one it is answered 503/429 and closed, so a
+/// gateway at its cap keeps serving the connections it has.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let edge = match conn::Edge::from_config(&state.cfg) {
+        Ok(edge) => Arc::new(edge),
+        Err(e) => {
+            // problems() loads the same files at start, so only a file changed since gets here.
+            tracing::error!(error = %e, "cannot serve: TLS certificate or key unusable");
+            drain(&state).await;
+            return;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -46,28 +62,14 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let state2 = state.clone();
-        let drain = state.drain.clone();
-        state.tasks.spawn(async move {
-            let svc = service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(Peer(peer));
-                route(state2.clone(), req)
-            });
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "http connection ended") },
-                _ = drain.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                }
+        match edge.limits.admit(peer.ip()) {
+            Ok(slot) => {
+                let _ = stream.set_nodelay(true);
+                let task = conn::run(state.clone(), edge.clone(), stream, peer, slot);
+                state.tasks.spawn(task);
             }
-        });
+            Err(why) => edge.refuser.refuse(&state, stream, why),
+        }
     }
     drain(&state).await;
 }
@@ -86,7 +88,10 @@ async fn drain(state: &AppState) {
     }
 }
 
-async fn route(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub(crate) async fn route(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();

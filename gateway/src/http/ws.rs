@@ -1,17 +1,21 @@
-//! The WebSocket upgrade of `GET /v1/ws`: connection cap, subprotocol echo (fastwebsockets
-//! does not echo `Sec-WebSocket-Protocol`, and browsers fail without it), Origin check (it
-//! does not check Origin either), and optional `Authorization` header auth.
+//! The WebSocket upgrade of `GET /v1/ws`: the connection's slot moves into the session (it
+//! was counted at accept; a proxied one also counts its forwarded client), subprotocol echo
+//! (fastwebsockets does not echo `Sec-WebSocket-Protocol`, and browsers fail without it),
+//! Origin check (it does not check Origin either), and optional `Authorization` header auth.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, HOST, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL,
+};
 use hyper::{Request, Response};
 
 use chatmesh_protocol::{ApiError, ErrorCode};
 
+use super::limits::Slot;
+use super::peer::client_ip;
 use super::reply::{self, Body};
 use crate::session::{self, Admission};
 use crate::state::AppState;
@@ -23,15 +27,32 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return reply::error(&ApiError::bad_request("expected a WebSocket upgrade"));
     }
-    if state.drain.is_cancelled()
-        || state.sessions.load(Ordering::Relaxed) >= state.cfg.max_connections
-    {
-        metrics::counter!("chatmesh_connections_refused_total").increment(1);
+    if state.drain.is_cancelled() {
+        metrics::counter!("chatmesh_connections_refused_total", "reason" => "draining")
+            .increment(1);
         return reply::error(&ApiError::new(
             ErrorCode::Unavailable,
-            "gateway is at its connection limit",
+            "gateway is draining",
         ));
     }
+    // The slot taken at accept: held by the session, so the connection stays counted; through
+    // a trusted proxy, the forwarded client is counted per IP here.
+    let slot = req.extensions().get::<Arc<Slot>>().cloned();
+    let client_slot = match slot.as_ref().map(|s| s.forwarded(client_ip(&req))) {
+        Some(Err(why)) => {
+            metrics::counter!("chatmesh_connections_refused_total", "reason" => why.reason())
+                .increment(1);
+            let mut resp = reply::error(&ApiError::new(
+                ErrorCode::RateLimited,
+                "too many connections from this address",
+            ));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+        Some(Ok(counted)) => counted,
+        None => None,
+    };
     let offered = req
         .headers()
         .get_all(SEC_WEBSOCKET_PROTOCOL)
@@ -66,6 +87,7 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
     };
     let state2 = state.clone();
     state.tasks.spawn(async move {
+        let _slots = (slot, client_slot);
         match fut.await {
             Ok(ws) => session::run(state2, ws.into_inner(), Admission { identity, refuse }).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),

@@ -1,0 +1,212 @@
+//! One accepted TCP connection: the TLS handshake (bounded in time), hyper's HTTP/1.1 with
+//! header and idle deadlines, the per-request extensions (peer, client IP, slot, body
+//! deadline) and HSTS.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, STRICT_TRANSPORT_SECURITY};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use super::limits::{BodyDeadline, ConnLimits, Slot};
+use super::peer::{forwarded_client, ClientIp, Peer};
+use super::refuse::Refuser;
+use crate::config::GatewayConfig;
+use crate::state::AppState;
+
+/// How long a drain or an idle close waits for a response in progress.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What every connection of one listener shares.
+pub struct Edge {
+    pub limits: Arc<ConnLimits>,
+    tls: Option<TlsAcceptor>,
+    hsts: Option<HeaderValue>,
+    trusted: Arc<[IpAddr]>,
+    /// Answers connections refused at accept.
+    pub refuser: Refuser,
+    handshake_timeout: Duration,
+    header_timeout: Duration,
+    body_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Edge {
+    pub fn from_config(cfg: &GatewayConfig) -> Result<Self, super::tls::TlsError> {
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let hsts = (tls.is_some() && cfg.hsts_max_age_secs > 0)
+            .then(|| format!("max-age={}", cfg.hsts_max_age_secs))
+            .and_then(|v| HeaderValue::from_str(&v).ok());
+        let trusted: Vec<IpAddr> = cfg
+            .trusted_proxies
+            .iter()
+            .map(|ip| ip.to_canonical())
+            .collect();
+        Ok(Self {
+            limits: ConnLimits::new(
+                cfg.max_connections,
+                cfg.max_connections_per_ip,
+                trusted.clone(),
+            ),
+            trusted: trusted.into(),
+            refuser: Refuser::new(tls.clone(), hsts.as_ref()),
+            tls,
+            hsts,
+            handshake_timeout: Duration::from_millis(cfg.tls_handshake_timeout_ms),
+            header_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
+            body_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
+            idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
+        })
+    }
+}
+
+/// Serves one admitted connection until it ends, idles out, or the gateway drains.
+pub async fn run(
+    state: Arc<AppState>,
+    edge: Arc<Edge>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+) {
+    let slot = Arc::new(slot);
+    match &edge.tls {
+        None => serve_http(state, edge.clone(), stream, peer, slot).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(edge.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_http(state, edge.clone(), tls, peer, slot).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    metrics::counter!("chatmesh_tls_handshake_failures_total", "reason" => "error")
+                        .increment(1);
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    metrics::counter!("chatmesh_tls_handshake_failures_total", "reason" => "timeout")
+                        .increment(1);
+                }
+            }
+        }
+    }
+}
+
+async fn serve_http<I>(
+    state: Arc<AppState>,
+    edge: Arc<Edge>,
+    io: I,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let svc = {
+        let (state, edge, activity) = (state.clone(), edge.clone(), activity.clone());
+        service_fn(move |mut req: Request<Incoming>| {
+            let busy = activity.begin();
+            let deadline = BodyDeadline::new(edge.body_timeout);
+            let client = forwarded_client(peer.ip(), req.headers(), &edge.trusted);
+            let ext = req.extensions_mut();
+            ext.insert(Peer(peer));
+            ext.insert(ClientIp(client));
+            ext.insert(slot.clone());
+            ext.insert(deadline.clone());
+            let (state, hsts) = (state.clone(), edge.hsts.clone());
+            async move {
+                let mut resp = super::route(state, req).await?;
+                if deadline.expired() {
+                    *resp.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                if let Some(hsts) = hsts {
+                    resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, hsts);
+                }
+                drop(busy);
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(edge.header_timeout)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let idle = activity.idled_out(edge.idle_timeout);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r {
+            if e.is_timeout() {
+                metrics::counter!("chatmesh_http_timeouts_total", "kind" => "header").increment(1);
+            }
+            tracing::debug!(%peer, error = %e, "http connection ended");
+        },
+        _ = state.drain.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
+        }
+        _ = idle => {
+            metrics::counter!("chatmesh_http_timeouts_total", "kind" => "idle").increment(1);
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
+        }
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+/// Marks a request in flight until dropped.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `idle`.
+    async fn idled_out(&self, idle: Duration) {
+        loop {
+            let last = *self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            let (now, busy) = (Instant::now(), self.in_flight.load(Ordering::Relaxed) > 0);
+            if !busy && now >= last + idle {
+                return;
+            }
+            // While a request is in flight, look again a quarter period later.
+            let wake = if busy { now + idle / 4 } else { last + idle };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
