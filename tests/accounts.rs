@@ -83,11 +83,12 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[i.min(samples.len() - 1)]
 }
 
-/// 512 concurrent wrong-password logins over 64 accounts from 32 source IPs, at production
-/// argon2 cost, while another user on another IP reads history and lists rooms: that user
-/// never sees a 503 and its p99 stays under 100 ms; the right password still logs in during
-/// and after the flood (after waiting out 429s), and the flood's refusals are 429 with
-/// `Retry-After`, never 503.
+/// Waves of 512 concurrent wrong-password logins over 64 accounts from 32 source IPs, at
+/// production argon2 cost, for at least 5 s, while another user on another IP reads history
+/// and lists rooms: that user never sees a 503 and its p99 stays under 100 ms; the right
+/// password still logs in during and after the flood (after waiting out 429s), and the
+/// flood's refusals are 429 with `Retry-After`, never 503. The gateway's per-account limits
+/// are raised here: the point is the workers' service plane.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn password_flood_does_not_starve_other_services() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -95,6 +96,8 @@ async fn password_flood_does_not_starve_other_services() -> Result<()> {
     let defaults = Config::default();
     config.worker.argon2_memory_kib = defaults.worker.argon2_memory_kib;
     config.worker.argon2_iterations = defaults.worker.argon2_iterations;
+    config.gateway.login_free_failures = 1_000;
+    config.gateway.login_account_burst = 100_000;
     let mesh = start_mesh(dir.path(), config).await?;
     let base = mesh.url();
     let api = Api::new(&mesh);
@@ -113,24 +116,29 @@ async fn password_flood_does_not_starve_other_services() -> Result<()> {
         let base = base.clone();
         let victims = victims.clone();
         tokio::spawn(async move {
-            let attempts = (0..512usize).map(|i| {
-                let http = flood_http[i / 16].clone();
-                let url = format!("{base}/v1/auth/login");
-                let user = victims[i % 64].clone();
-                async move {
-                    post(
-                        &http,
-                        &url,
-                        None,
-                        json!({"username": user, "password": "wrong password"}),
-                    )
-                    .await
-                }
-            });
-            futures::stream::iter(attempts)
-                .buffer_unordered(512)
-                .collect::<Vec<_>>()
-                .await
+            let mut results = Vec::new();
+            while started.elapsed() < Duration::from_secs(5) {
+                let attempts = (0..512usize).map(|i| {
+                    let http = flood_http[i / 16].clone();
+                    let url = format!("{base}/v1/auth/login");
+                    let user = victims[i % 64].clone();
+                    async move {
+                        post(
+                            &http,
+                            &url,
+                            None,
+                            json!({"username": user, "password": "wrong password"}),
+                        )
+                        .await
+                    }
+                });
+                let wave: Vec<_> = futures::stream::iter(attempts)
+                    .buffer_unordered(512)
+                    .collect()
+                    .await;
+                results.extend(wave);
+            }
+            results
         })
     };
 
@@ -158,8 +166,8 @@ async fn password_flood_does_not_starve_other_services() -> Result<()> {
             logged_in_during = true;
         }
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(120),
-            "flood still running after 120 s"
+            started.elapsed() < Duration::from_secs(60),
+            "flood still running after 60 s"
         );
     }
     let results = flood.await?;
@@ -176,7 +184,8 @@ async fn password_flood_does_not_starve_other_services() -> Result<()> {
     let p50 = percentile(&mut samples, 50.0);
     let p99 = percentile(&mut samples, 99.0);
     eprintln!(
-        "flood: {flood_secs:.1} s, statuses {by_status:?}; reader: {n} calls, p50 {p50:?}, p99 {p99:?}"
+        "flood: {} logins in {flood_secs:.1} s, statuses {by_status:?}; reader: {n} calls, p50 {p50:?}, p99 {p99:?}",
+        results.len()
     );
     assert!(failures.is_empty(), "reader failed: {failures:?}");
     assert!(
@@ -357,18 +366,26 @@ async fn room_quotas_and_a_spam_proof_room_list() -> Result<()> {
 }
 
 /// `POST /v1/auth/logout_all` revokes every token issued before it: the old token gets 401
-/// over HTTP and `unauthorized` + 4001 at `hello`, an open session of that user closes with
-/// 4001, a session on the upgrade's `Authorization` header is refused; a fresh login works.
+/// over HTTP and `unauthorized` + 4001 at `hello`, open sessions of that user close with 4001
+/// (on this gateway and, through the `chat.user.*` event, on another one), an upgrade with
+/// the old token in its `Authorization` header is refused; a fresh login works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_all_revokes_old_tokens() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let second =
+        chatmesh::services::GatewayHandle::start(&mesh.config, mesh.client.clone()).await?;
+    let far_api = Api::at(&format!("http://{}", second.addr));
+    let far_ws = format!("ws://{}/v1/ws", second.addr);
     let api = Api::new(&mesh);
     let old = api.user("ann").await?;
     let other = api.user("bob").await?;
-    let (s, _) = api.call("GET", "/v1/rooms", Some(&old), None).await?;
-    assert_eq!(s, 200);
+    for a in [&api, &far_api] {
+        let (s, _) = a.call("GET", "/v1/rooms", Some(&old), None).await?;
+        assert_eq!(s, 200, "the old token is cached as valid on both gateways");
+    }
     let mut open = Client::login(&mesh.ws_url(), &old).await?;
+    let mut far = Client::login(&far_ws, &old).await?;
     let mut bystander = Client::login(&mesh.ws_url(), &other).await?;
 
     let (s, v) = api
