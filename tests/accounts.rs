@@ -394,12 +394,20 @@ async fn logout_all_revokes_old_tokens() -> Result<()> {
     assert_eq!(s, 204, "{v}");
     let closed = tokio::time::timeout(Duration::from_secs(5), open.ended()).await;
     assert_eq!(closed.ok(), Some(Ended::Closed(4001)), "open session");
-
-    let (s, v) = api.call("GET", "/v1/rooms", Some(&old), None).await?;
+    let closed = tokio::time::timeout(Duration::from_secs(5), far.ended()).await;
     assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
+        closed.ok(),
+        Some(Ended::Closed(4001)),
+        "session on the other gateway"
     );
+
+    for a in [&api, &far_api] {
+        let (s, v) = a.call("GET", "/v1/rooms", Some(&old), None).await?;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+    }
     let mut c = Client::connect(&mesh.ws_url()).await?;
     let e = c.request(json!({"type": "hello", "token": old})).await?;
     assert_eq!(e["code"], "unauthorized");
