@@ -123,7 +123,9 @@ fn jwt_secret(data: &Path) -> anyhow::Result<String> {
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    let tmp = data.join(format!(".jwt-secret.{}.tmp", std::process::id()));
+    // A random name: a stale temp file of a crashed start (same pid in a container) must
+    // not block this one.
+    let tmp = data.join(format!(".jwt-secret.{:016x}.tmp", rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

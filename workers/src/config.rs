@@ -106,7 +106,8 @@ pub struct WorkerConfig {
     pub room_cache_entries: u64,
     /// Entries of the room stats cache.
     pub stats_cache_entries: u64,
-    /// Service requests handled at once (argon2 hashing included).
+    /// Service requests handled at once (password requests are admitted apart: see
+    /// `password_queue`).
     pub service_concurrency: usize,
     /// argon2id memory cost, KiB (OWASP minimum: 19,456).
     pub argon2_memory_kib: u32,
