@@ -101,6 +101,14 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Buckets<K> {
             Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
         }
     }
+
+    /// Gives back a token taken for something that turned out not to count.
+    async fn refund(&self, key: &K) {
+        if let Some(bucket) = self.cache.get(key).await {
+            let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+            b.tokens = (b.tokens + 1.0).min(self.burst);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -149,7 +157,10 @@ impl Throttle {
         }
     }
 
-    /// May `ip` try a password for `user` now? Counts the attempt against the IP.
+    /// May `ip` try a password for `user` now? Counts the attempt against the IP and takes
+    /// one from the account's bucket up front (so concurrent guesses cannot all slip in
+    /// before the first failure is known); a success or an unanswered attempt gives it back
+    /// ([`Throttle::login_succeeded`], [`Throttle::login_unanswered`]).
     pub async fn login_allowed(&self, ip: IpAddr, user: &str) -> Result<(), Throttled> {
         let key = (ip, Arc::<str>::from(user));
         if let Some(lock) = self.lockouts.get(&key).await {
@@ -159,21 +170,20 @@ impl Throttle {
                 return Err(Throttled::new("login_lockout", wait));
             }
         }
-        self.login_account
-            .check(key.1, false)
-            .await
-            .map_err(|wait| Throttled::new("login_account", wait))?;
         self.login_ip
             .check(ip, true)
             .await
-            .map_err(|wait| Throttled::new("login_ip", wait))
+            .map_err(|wait| Throttled::new("login_ip", wait))?;
+        self.login_account
+            .check(key.1, true)
+            .await
+            .map_err(|wait| Throttled::new("login_account", wait))
     }
 
-    /// A wrong password from `ip` for `user`: counts toward the pair's lockout and the
-    /// account's bucket.
+    /// A wrong password from `ip` for `user`: counts toward the pair's lockout (the account's
+    /// bucket keeps the token [`Throttle::login_allowed`] took).
     pub async fn login_failed(&self, ip: IpAddr, user: &str) {
         let user = Arc::<str>::from(user);
-        let _ = self.login_account.check(user.clone(), true).await;
         let lock = self
             .lockouts
             .get_with((ip, user), async { Arc::default() })
@@ -187,9 +197,18 @@ impl Throttle {
         }
     }
 
-    /// A right password from `ip` for `user`: the pair starts afresh.
+    /// A right password from `ip` for `user`: the pair starts afresh and the account's
+    /// token is given back.
     pub async fn login_succeeded(&self, ip: IpAddr, user: &str) {
-        self.lockouts.invalidate(&(ip, Arc::from(user))).await;
+        let user = Arc::<str>::from(user);
+        self.login_account.refund(&user).await;
+        self.lockouts.invalidate(&(ip, user)).await;
+    }
+
+    /// A login that got no verdict (no worker answered, or its hashing queue was full): the
+    /// account's token is given back.
+    pub async fn login_unanswered(&self, user: &str) {
+        self.login_account.refund(&Arc::from(user)).await;
     }
 
     /// May `ip` register an account now? Counts it.
@@ -254,6 +273,9 @@ mod tests {
         for _ in 0..5 {
             t.login_failed(A, "ann").await;
         }
+        let e = t.login_allowed(A, "ann").await.unwrap_err();
+        assert_eq!(e.retry_after, Duration::from_secs(10), "capped");
+        // Five attempts (four from A, one from B) took the account's five tokens.
         let e = t.login_allowed(B, "ann").await.unwrap_err();
         assert_eq!(e.what, "login_account", "the account bucket is empty now");
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -261,6 +283,28 @@ mod tests {
         assert!(
             t.login_allowed(A, "ann").await.is_ok(),
             "refilled and cleared"
+        );
+    }
+
+    /// Successes and unanswered attempts give the account's token back.
+    #[tokio::test(start_paused = true)]
+    async fn only_failures_spend_the_account_bucket() {
+        let t = throttle();
+        for i in 0..20u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 2, 0, i));
+            t.login_allowed(ip, "ann").await.unwrap();
+            if i % 2 == 0 {
+                t.login_succeeded(ip, "ann").await;
+            } else {
+                t.login_unanswered("ann").await;
+            }
+        }
+        for _ in 0..5 {
+            t.login_allowed(B, "ann").await.unwrap();
+        }
+        assert!(
+            t.login_allowed(B, "ann").await.is_err(),
+            "burst of 5 in flight"
         );
     }
 

@@ -184,9 +184,13 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
         }
         Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::RateLimited) => {
             password_queue_full(&e);
+            state.throttle.login_unanswered(&creds.username).await;
             return Err(e.into());
         }
-        Err(_) => return Err(unauthorized().into()),
+        Err(_) => {
+            state.throttle.login_unanswered(&creds.username).await;
+            return Err(unauthorized().into());
+        }
     };
     state.throttle.login_succeeded(ip, &user.user).await;
     let (token, expires_at) = state.tokens.issue(&user.user, user.gen).ok_or_else(|| {
