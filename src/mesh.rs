@@ -139,8 +139,12 @@ async fn wait_ready(gateway: &GatewayHandle) -> anyhow::Result<()> {
     }
 }
 
-/// The HS256 secret of this data dir, created on first start (mode 0600).
+/// The HS256 secret of this data dir, created on first start: written to a temporary file
+/// opened 0600 (`create_new`, so never readable by others, not even for an instant, and
+/// never a file someone else placed there), synced, then renamed into place, so a crash
+/// leaves either no secret or a whole one.
 fn jwt_secret(data: &Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
     let path = data.join("jwt-secret");
     if let Ok(secret) = std::fs::read_to_string(&path) {
         let secret = secret.trim().to_owned();
@@ -149,11 +153,23 @@ fn jwt_secret(data: &Path) -> anyhow::Result<String> {
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    // A random name: a stale temp file of a crashed start (same pid in a container) must
+    // not block this one.
+    let tmp = data.join(format!(".jwt-secret.{:016x}.tmp", rand::random::<u64>()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(secret.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
     }
     Ok(secret)
 }

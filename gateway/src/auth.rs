@@ -1,5 +1,10 @@
 //! Tokens: HS256 tokens issued to built-in accounts, or an external issuer's tokens checked
 //! against its JWKS (by `kid`). The gateway only ever sees a user name after this module.
+//!
+//! Every token needs `exp`, `sub` and `iss`; `nbf`, when present, must have passed and
+//! `iat` must not lie in the future (both with [`LEEWAY_SECS`]). Built-in tokens carry the
+//! user's token generation (`gen`, absent in tokens issued before it existed: 0); tokens of
+//! an external issuer have none, so `logout_all` revocation applies to built-in tokens only.
 
 use std::collections::HashMap;
 
@@ -7,6 +12,9 @@ use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, EncodingKey, Header, Val
 use serde::{Deserialize, Serialize};
 
 use crate::config::GatewayConfig;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.
+pub const LEEWAY_SECS: u64 = 5;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -16,6 +24,11 @@ struct Claims {
     iss: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    /// The user's token generation when it was issued (built-in tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gen: Option<u64>,
 }
 
 /// A verified token.
@@ -24,6 +37,9 @@ pub struct Identity {
     pub user: String,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// Token generation of a built-in token (revoked when below the user's current one);
+    /// `None` for an external issuer's token, which cannot be revoked here.
+    pub gen: Option<u64>,
 }
 
 /// Why a token was refused (all map to `unauthorized`).
@@ -31,6 +47,8 @@ pub struct Identity {
 pub enum AuthError {
     #[error("token invalid: {0}")]
     Invalid(String),
+    #[error("token issued in the future (iat {iat}, now {now})")]
+    IssuedInFuture { iat: u64, now: u64 },
     #[error("token subject is not a valid user name")]
     BadSubject,
     #[error("unknown key id")]
@@ -99,8 +117,9 @@ impl Tokens {
         })
     }
 
-    /// Issues a token for `user`; `None` when tokens come from an external issuer.
-    pub fn issue(&self, user: &str) -> Option<(String, u64)> {
+    /// Issues a token for `user` at token generation `gen`; `None` when tokens come from an
+    /// external issuer.
+    pub fn issue(&self, user: &str, gen: u64) -> Option<(String, u64)> {
         let key = self.encoding.as_ref()?;
         let now = now_secs();
         let claims = Claims {
@@ -109,6 +128,8 @@ impl Tokens {
             exp: now + self.ttl_secs,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            nbf: None,
+            gen: Some(gen),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()?;
         Some((token, claims.exp))
@@ -127,7 +148,8 @@ impl Tokens {
             }
         };
         let mut validation = Validation::new(alg);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         match &self.audience {
@@ -138,9 +160,21 @@ impl Tokens {
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         chatmesh_protocol::validate_name("user", &data.claims.sub)
             .map_err(|_| AuthError::BadSubject)?;
+        let now = now_secs();
+        if data.claims.iat > now + LEEWAY_SECS {
+            return Err(AuthError::IssuedInFuture {
+                iat: data.claims.iat,
+                now,
+            });
+        }
+        let gen = match self.verifier {
+            Verifier::Hs256(_) => Some(data.claims.gen.unwrap_or(0)),
+            Verifier::Jwks(_) => None,
+        };
         Ok(Identity {
             user: data.claims.sub,
             expires_at: data.claims.exp,
+            gen,
         })
     }
 }
@@ -168,15 +202,75 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let t = tokens(&"k".repeat(32));
-        let (tok, exp) = t.issue("ann").unwrap();
+        let (tok, exp) = t.issue("ann", 7).unwrap();
         let id = t.verify(&tok).unwrap();
         assert_eq!(id.user, "ann");
         assert_eq!(id.expires_at, exp);
+        assert_eq!(id.gen, Some(7), "the generation round-trips");
+    }
+
+    /// A built-in token signed with `claims` (any JSON).
+    fn signed(secret: &str, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nbf_in_the_future_fails_and_in_the_past_passes() {
+        let secret = "n".repeat(32);
+        let now = now_secs();
+        let claims = |nbf: u64| serde_json::json!({"sub": "ann", "iss": "chatmesh", "iat": now, "exp": now + 600, "nbf": nbf});
+        let later = signed(&secret, claims(now + 120));
+        assert!(tokens(&secret).verify(&later).is_err(), "not yet valid");
+        let within_leeway = signed(&secret, claims(now + 2));
+        assert!(tokens(&secret).verify(&within_leeway).is_ok());
+        let past = signed(&secret, claims(now - 60));
+        assert!(tokens(&secret).verify(&past).is_ok());
+    }
+
+    #[test]
+    fn iat_in_the_future_fails() {
+        let secret = "i".repeat(32);
+        let now = now_secs();
+        let claims = |iat: u64| serde_json::json!({"sub": "ann", "iss": "chatmesh", "iat": iat, "exp": now + 600});
+        let future = signed(&secret, claims(now + 120));
+        assert!(matches!(
+            tokens(&secret).verify(&future),
+            Err(AuthError::IssuedInFuture { .. })
+        ));
+        assert!(tokens(&secret)
+            .verify(&signed(&secret, claims(now + 2)))
+            .is_ok());
+    }
+
+    #[test]
+    fn exp_is_required() {
+        let secret = "e".repeat(32);
+        let now = now_secs();
+        let no_exp = signed(
+            &secret,
+            serde_json::json!({"sub": "ann", "iss": "chatmesh", "iat": now}),
+        );
+        assert!(tokens(&secret).verify(&no_exp).is_err());
+        let with_exp = signed(
+            &secret,
+            serde_json::json!({"sub": "ann", "iss": "chatmesh", "iat": now, "exp": now + 60}),
+        );
+        let id = tokens(&secret).verify(&with_exp).unwrap();
+        assert_eq!(
+            id.gen,
+            Some(0),
+            "a built-in token without gen is generation 0"
+        );
     }
 
     #[test]
     fn forged_and_garbage_tokens_fail() {
-        let (tok, _) = tokens(&"a".repeat(32)).issue("ann").unwrap();
+        let (tok, _) = tokens(&"a".repeat(32)).issue("ann", 0).unwrap();
         assert!(tokens(&"b".repeat(32)).verify(&tok).is_err());
         assert!(tokens(&"b".repeat(32)).verify("not.a.token").is_err());
         assert!(tokens(&"b".repeat(32)).verify("").is_err());
@@ -191,6 +285,8 @@ mod tests {
             exp: 1000,
             iss: "chatmesh".into(),
             aud: None,
+            nbf: None,
+            gen: None,
         };
         let tok = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -227,7 +323,7 @@ mod jwks_tests {
         };
         let tokens = Tokens::from_config(&cfg).unwrap();
         assert!(
-            tokens.issue("ann").is_none(),
+            tokens.issue("ann", 0).is_none(),
             "an external issuer issues the tokens"
         );
         let sign = |kid: &str, iss: &str, aud: &str, key: &[u8]| {
@@ -237,7 +333,9 @@ mod jwks_tests {
             jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key)).unwrap()
         };
         let good = sign("k1", "https://idp.example", "chatmesh", secret);
-        assert_eq!(tokens.verify(&good).unwrap().user, "ann");
+        let id = tokens.verify(&good).unwrap();
+        assert_eq!(id.user, "ann");
+        assert_eq!(id.gen, None, "external tokens carry no generation");
         assert!(tokens
             .verify(&sign("k2", "https://idp.example", "chatmesh", secret))
             .is_err());

@@ -72,6 +72,34 @@ pub struct GatewayConfig {
     /// Proxies (e.g. HAProxy) whose `X-Forwarded-For` is believed: when the TCP peer is one of
     /// them, the client IP is the rightmost forwarded address that is not a trusted proxy.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Login attempts per client IP per minute (token bucket; HTTP 429 beyond).
+    pub login_per_ip_per_minute: u32,
+    /// Login attempts one client IP may make at once before the rate applies.
+    pub login_ip_burst: u32,
+    /// Wrong passwords from one IP for one account before that pair is locked out.
+    pub login_free_failures: u32,
+    /// First lockout of an (IP, account) pair, seconds; it doubles with each further failure.
+    pub login_lockout_base_secs: u64,
+    /// Longest lockout of an (IP, account) pair, seconds.
+    pub login_lockout_max_secs: u64,
+    /// Wrong passwords per account per minute from all IPs together (token bucket).
+    pub login_account_failures_per_minute: u32,
+    /// Wrong passwords one account may take at once before that rate applies.
+    pub login_account_burst: u32,
+    /// Registrations per client IP per hour (token bucket).
+    pub register_per_ip_per_hour: u32,
+    /// Registrations one client IP may make at once before that rate applies.
+    pub register_ip_burst: u32,
+    /// Rooms a user may create per minute (token bucket; `max_rooms_per_user` of the worker
+    /// caps the total).
+    pub rooms_per_minute: u32,
+    /// Rooms a user may create at once before that rate applies.
+    pub rooms_burst: u32,
+    /// Entries each throttle table keeps (least used evicted first), bounding its memory.
+    pub throttle_max_entries: u64,
+    /// How long a user's token generation is cached, seconds (revocation events clear it
+    /// sooner; this bounds how long a lost event leaves a revoked token usable).
+    pub user_gen_cache_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -105,6 +133,19 @@ impl Default for GatewayConfig {
             http_idle_timeout_ms: 60_000,
             max_connections_per_ip: 256,
             trusted_proxies: Vec::new(),
+            login_per_ip_per_minute: 60,
+            login_ip_burst: 30,
+            login_free_failures: 5,
+            login_lockout_base_secs: 2,
+            login_lockout_max_secs: 900,
+            login_account_failures_per_minute: 20,
+            login_account_burst: 40,
+            register_per_ip_per_hour: 20,
+            register_ip_burst: 10,
+            rooms_per_minute: 10,
+            rooms_burst: 10,
+            throttle_max_entries: 100_000,
+            user_gen_cache_secs: 30,
         }
     }
 }
@@ -191,6 +232,41 @@ impl GatewayConfig {
                 ));
             }
         }
+        let throttles = [
+            ("login_per_ip_per_minute", self.login_per_ip_per_minute),
+            ("login_ip_burst", self.login_ip_burst),
+            ("login_free_failures", self.login_free_failures),
+            (
+                "login_account_failures_per_minute",
+                self.login_account_failures_per_minute,
+            ),
+            ("login_account_burst", self.login_account_burst),
+            ("register_per_ip_per_hour", self.register_per_ip_per_hour),
+            ("register_ip_burst", self.register_ip_burst),
+            ("rooms_per_minute", self.rooms_per_minute),
+            ("rooms_burst", self.rooms_burst),
+        ];
+        for (name, value) in throttles {
+            if value == 0 {
+                out.push(format!("gateway.{name} must be positive"));
+            }
+        }
+        if self.login_lockout_base_secs == 0
+            || self.login_lockout_max_secs < self.login_lockout_base_secs
+            || self.login_lockout_max_secs > 86_400
+        {
+            out.push(
+                "gateway.login_lockout_base_secs must be positive and at most \
+                 login_lockout_max_secs (≤ 86400)"
+                    .into(),
+            );
+        }
+        if !(1_000..=100_000_000).contains(&self.throttle_max_entries) {
+            out.push("gateway.throttle_max_entries must be between 1000 and 100000000".into());
+        }
+        if !(1..=3_600).contains(&self.user_gen_cache_secs) {
+            out.push("gateway.user_gen_cache_secs must be between 1 and 3600".into());
+        }
         out
     }
 }
@@ -247,5 +323,22 @@ mod tests {
         assert!(p.iter().any(|p| p.contains("body_read_timeout_ms")));
         assert!(p.iter().any(|p| p.contains("http_idle_timeout_ms")));
         assert!(p.iter().any(|p| p.contains("tls_handshake_timeout_ms")));
+    }
+
+    #[test]
+    fn throttle_settings_are_checked() {
+        let ok = GatewayConfig {
+            jwt_secret: "s".repeat(32),
+            ..GatewayConfig::default()
+        };
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        let bad = GatewayConfig {
+            login_ip_burst: 0,
+            rooms_per_minute: 0,
+            login_lockout_max_secs: 1,
+            user_gen_cache_secs: 0,
+            ..ok
+        };
+        assert_eq!(bad.problems().len(), 4, "{:?}", bad.problems());
     }
 }

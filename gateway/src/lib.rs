@@ -16,9 +16,11 @@ pub mod presence;
 pub mod procstat;
 pub mod publish;
 pub mod receipts;
+pub mod revocation;
 pub mod services;
 pub mod session;
 pub mod state;
+pub mod throttle;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;

@@ -17,7 +17,9 @@ use crate::error::GatewayError;
 use crate::fanout::{Fanout, RoomEnv};
 use crate::jsread::JsReader;
 use crate::receipts::Receipts;
+use crate::revocation::Revocation;
 use crate::services::Services;
+use crate::throttle::Throttle;
 
 /// Shared state of one gateway.
 #[derive(Debug)]
@@ -31,6 +33,10 @@ pub struct AppState {
     pub services: Services,
     pub tokens: Tokens,
     pub access: AccessCache,
+    /// Token generations (`logout_all`) and the sessions to close on a bump.
+    pub revocation: Revocation,
+    /// Login, registration and room-creation throttles.
+    pub throttle: Throttle,
     pub fanout: Fanout,
     pub reader: JsReader,
     pub metrics: Option<PrometheusHandle>,
@@ -76,6 +82,11 @@ impl AppState {
         });
         let access = AccessCache::new(services.clone());
         let cfg_receipts = cfg.receipt_interval_ms;
+        let revocation = Revocation::new(
+            services.clone(),
+            Duration::from_secs(cfg.user_gen_cache_secs),
+        );
+        let throttle = Throttle::new(&cfg);
         let state = Arc::new(Self {
             gateway,
             cfg,
@@ -85,6 +96,8 @@ impl AppState {
             services,
             tokens,
             access,
+            revocation,
+            throttle,
             fanout,
             reader,
             metrics,
@@ -96,6 +109,7 @@ impl AppState {
             next_session: AtomicU64::new(1),
         });
         crate::access::spawn_member_listener(state.clone()).await?;
+        crate::revocation::spawn_user_listener(state.clone()).await?;
         state
             .own_reads
             .spawn_flusher(state.services.clone(), state.drain.clone());

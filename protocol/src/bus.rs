@@ -9,7 +9,7 @@
 
 use crate::subjects::{
     IN_ALL, LEASES_BUCKET, LIVE_ALL, MEMBER_ALL, PRESENCE_BUCKET, PRESENCE_REPUBLISH, STREAM,
-    WORKERS_BUCKET, WORKERS_REPUBLISH,
+    USER_ALL, WORKERS_BUCKET, WORKERS_REPUBLISH,
 };
 
 /// The kinds of bus users.
@@ -111,6 +111,7 @@ fn gateway() -> Permissions {
             "chat.evt.*".to_owned(),
             format!("{PRESENCE_REPUBLISH}.>"),
             MEMBER_ALL.to_owned(),
+            USER_ALL.to_owned(),
             format!("{}.>", Role::Gateway.inbox_prefix()),
         ],
         allow_responses: false,
@@ -119,7 +120,8 @@ fn gateway() -> Permissions {
 
 fn worker() -> Permissions {
     let mut publish = vec![
-        "chat.mem.*".to_owned(),
+        MEMBER_ALL.to_owned(),
+        USER_ALL.to_owned(),
         "$JS.API.INFO".to_owned(),
         format!("$JS.ACK.{STREAM}.>"),
     ];

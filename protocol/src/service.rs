@@ -87,6 +87,34 @@ pub struct UserInfo {
     pub user: String,
 }
 
+/// A successful login: the user and its token generation, which the gateway writes into the
+/// token (`gen` claim) so that `logout_all` can revoke every token issued before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginInfo {
+    pub user: String,
+    #[serde(default)]
+    pub gen: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRequest {
+    pub user: String,
+}
+
+/// A user's token generation: tokens carrying a lower `gen` are revoked. 0 for users with no
+/// record (external issuers' users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserGen {
+    pub gen: u64,
+}
+
+/// A user's token generation moved (`logout_all`), published on `chat.user.<user>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEvent {
+    pub user: String,
+    pub gen: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateRoomRequest {
     pub room: String,
@@ -216,7 +244,7 @@ pub struct MemberEvent {
 pub struct Done {}
 
 op!(Register, "register", Credentials, UserInfo);
-op!(Login, "login", Credentials, UserInfo);
+op!(Login, "login", Credentials, LoginInfo);
 op!(CreateRoom, "room_create", CreateRoomRequest, RoomInfo);
 op!(GetAccess, "access", RoomUserRequest, Access);
 op!(JoinRoom, "join", RoomUserRequest, Access);
@@ -226,6 +254,8 @@ op!(ListRooms, "rooms_list", ListRoomsRequest, RoomList);
 op!(OpenDm, "dm", DmRequest, DmRoom);
 op!(History, "history", HistoryRequest, HistoryPage);
 op!(SetCursor, "cursor", SetCursorRequest, Done);
+op!(GetUserGen, "user_gen", UserRequest, UserGen);
+op!(LogoutAll, "logout_all", UserRequest, UserGen);
 
 #[cfg(test)]
 mod tests {

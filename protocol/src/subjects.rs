@@ -89,6 +89,15 @@ pub fn member_subject(room: &str) -> String {
 /// Wildcard of all membership changes (gateways subscribe once).
 pub const MEMBER_ALL: &str = "chat.mem.*";
 
+/// Account changes of a user (token generation bumps by `logout_all`), published by the
+/// worker that made them; gateways drop cached generations and close revoked sessions.
+pub fn user_subject(user: &str) -> String {
+    format!("chat.user.{user}")
+}
+
+/// Wildcard of all account changes (gateways subscribe once).
+pub const USER_ALL: &str = "chat.user.*";
+
 /// Request subject of a worker service operation for a partition.
 pub fn svc_subject(partitions: u32, key: &str, op: &str) -> String {
     format!("chat.svc.{}.{op}", partition(key, partitions))

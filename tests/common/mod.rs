@@ -28,6 +28,13 @@ pub fn fast_config() -> Config {
     // Tests register many accounts; production-strength hashing would dominate their time.
     c.worker.argon2_memory_kib = 64;
     c.worker.argon2_iterations = 1;
+    // Tests log in and register many accounts from 127.0.0.1 and create rooms quickly.
+    c.gateway.login_per_ip_per_minute = 100_000;
+    c.gateway.login_ip_burst = 100_000;
+    c.gateway.register_per_ip_per_hour = 1_000_000;
+    c.gateway.register_ip_burst = 100_000;
+    c.gateway.rooms_per_minute = 100_000;
+    c.gateway.rooms_burst = 100_000;
     c
 }
 

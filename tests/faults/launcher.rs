@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-/// Send limits high enough for resends after a reconnect (the defaults are per human).
+/// Send limits high enough for resends after a reconnect (the defaults are per human), and
+/// account throttles out of the way (every account comes from one IP, through HAProxy).
 const ENV: &[(&str, &str)] = &[
+    ("CHATMESH__GATEWAY__LOGIN_IP_BURST", "100000"),
+    ("CHATMESH__GATEWAY__REGISTER_IP_BURST", "100000"),
+    ("CHATMESH__GATEWAY__ROOMS_BURST", "100000"),
     ("CHATMESH__GATEWAY__LIMITS__SENDS_PER_SECOND", "10000"),
     ("CHATMESH__GATEWAY__LIMITS__SEND_BURST", "10000"),
     ("CHATMESH__GATEWAY__FRAMES_PER_SECOND", "10000"),

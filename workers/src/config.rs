@@ -106,7 +106,8 @@ pub struct WorkerConfig {
     pub room_cache_entries: u64,
     /// Entries of the room stats cache.
     pub stats_cache_entries: u64,
-    /// Service requests handled at once (argon2 hashing included).
+    /// Service requests handled at once (password requests are admitted apart: see
+    /// `password_queue`).
     pub service_concurrency: usize,
     /// argon2id memory cost, KiB (OWASP minimum: 19,456).
     pub argon2_memory_kib: u32,
@@ -124,6 +125,17 @@ pub struct WorkerConfig {
     /// take over once it is released (the OS releases it when that process dies), instead
     /// of failing at start.
     pub standby: bool,
+    /// Password requests (register, login) that may wait for a hashing thread; one more is
+    /// refused at once with `rate_limited` (HTTP 429).
+    pub password_queue: usize,
+    /// Threads that hash passwords; 0: one less than the cores, at least 1, at most 4.
+    pub password_threads: usize,
+    /// Most rooms one user may create (`forbidden` beyond it).
+    pub max_rooms_per_user: u64,
+    /// Most public rooms the user is not in that `rooms_list` appends after the user's own.
+    pub rooms_list_public_max: usize,
+    /// Most rooms of one owner among those public rooms (so one owner cannot fill the list).
+    pub rooms_list_public_per_owner: usize,
 }
 
 impl Default for WorkerConfig {
@@ -149,6 +161,11 @@ impl Default for WorkerConfig {
             retention: RetentionConfig::default(),
             ownership: crate::ownership::OwnershipConfig::default(),
             standby: false,
+            password_queue: 64,
+            password_threads: 0,
+            max_rooms_per_user: 100,
+            rooms_list_public_max: 100,
+            rooms_list_public_per_owner: 10,
         }
     }
 }
@@ -215,6 +232,26 @@ impl WorkerConfig {
             (1..=10_000).contains(&self.rooms_list_max),
             "rooms_list_max must be between 1 and 10000",
         );
+        check(
+            self.password_queue <= 100_000,
+            "password_queue must be at most 100000",
+        );
+        check(
+            self.password_threads <= 64,
+            "password_threads must be at most 64 (0: automatic)",
+        );
+        check(
+            (1..=1_000_000).contains(&self.max_rooms_per_user),
+            "max_rooms_per_user must be between 1 and 1000000",
+        );
+        check(
+            self.rooms_list_public_max <= self.rooms_list_max,
+            "rooms_list_public_max must be at most rooms_list_max",
+        );
+        check(
+            self.rooms_list_public_per_owner >= 1,
+            "rooms_list_public_per_owner must be at least 1",
+        );
         if self.backend == Backend::Tikv {
             self.tikv.problems(&mut out);
             if self.standby {
@@ -242,9 +279,11 @@ mod tests {
             data_dir: PathBuf::new(),
             batch_max_messages: 0,
             service_concurrency: 0,
+            max_rooms_per_user: 0,
+            rooms_list_public_per_owner: 0,
             ..WorkerConfig::default()
         };
-        assert_eq!(bad.problems().len(), 3, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 5, "{:?}", bad.problems());
         let standby_tikv = WorkerConfig {
             backend: Backend::Tikv,
             standby: true,

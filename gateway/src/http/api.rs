@@ -1,7 +1,14 @@
 //! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history.
+//!
+//! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
+//! refusal is 429 `rate_limited` with `Retry-After` (seconds). Every bearer token is checked
+//! against its user's token generation ([`crate::revocation`]).
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use std::time::Duration;
+
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -9,17 +16,62 @@ use serde::Deserialize;
 use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use chatmesh_protocol::service::{
     AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest, ListRooms,
-    ListRoomsRequest, Login, OpenDm, Register, RemoveMember, RemoveMemberRequest, Role, RoomKind,
+    ListRoomsRequest, Login, LogoutAll, OpenDm, Register, RemoveMember, RemoveMemberRequest, Role,
+    RoomKind, UserRequest,
 };
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
 use super::reply::{self, Body};
+use crate::auth::Identity;
 use crate::state::AppState;
+use crate::throttle::Throttled;
 
 /// Largest JSON request body.
 const MAX_BODY: usize = 64 * 1024;
 
-type Answer = Result<Response<Body>, ApiError>;
+type Answer = Result<Response<Body>, Refusal>;
+
+/// `Retry-After` of a `rate_limited` answer that did not say how long (the worker's full
+/// hashing queue).
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A refused request: the error, and for `rate_limited` how long to wait.
+struct Refusal {
+    error: ApiError,
+    retry_after: Option<Duration>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Throttled> for Refusal {
+    fn from(t: Throttled) -> Self {
+        Self {
+            error: ApiError::new(ErrorCode::RateLimited, "too many requests, retry later"),
+            retry_after: Some(t.retry_after),
+        }
+    }
+}
+
+impl Refusal {
+    fn response(self) -> Response<Body> {
+        let mut resp = reply::error(&self.error);
+        if self.error.code == ErrorCode::RateLimited {
+            let wait = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+            // Whole seconds, rounded up, at least 1.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
 
 /// Routes `/v1/...` (segments after `v1`).
 pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> Response<Body> {
@@ -27,6 +79,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
     let result = match (&method, seg) {
         (&Method::POST, ["auth", "register"]) => register(state, req).await,
         (&Method::POST, ["auth", "login"]) => login(state, req).await,
+        (&Method::POST, ["auth", "logout_all"]) => logout_all(state, req).await,
         (&Method::POST, ["rooms"]) => create_room(state, req).await,
         (&Method::GET, ["rooms"]) => list_rooms(state, req).await,
         (&Method::POST, ["rooms", room, "members"]) => add_member(state, req, room).await,
@@ -43,17 +96,25 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["rooms", _, "members", _]
             | ["dm", _]
             | ["rooms", _, "messages"],
-        ) => Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "method not allowed here",
-        )),
-        _ => Err(ApiError::not_found("no such endpoint")),
+        ) => Err(ApiError::new(ErrorCode::BadRequest, "method not allowed here").into()),
+        _ => Err(ApiError::not_found("no such endpoint").into()),
     };
-    result.unwrap_or_else(|e| reply::error(&e))
+    result.unwrap_or_else(Refusal::response)
 }
 
 /// The user named by the request's bearer token.
-fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError> {
+async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError> {
+    caller_identity(state, req).await.map(|i| i.user)
+}
+
+/// The identity of the request's bearer token, unless it is invalid, expired or revoked.
+async fn caller_identity(state: &AppState, req: &Request<Incoming>) -> Result<Identity, ApiError> {
+    let identity = token_identity(state, req)?;
+    state.revocation.check(&identity).await?;
+    Ok(identity)
+}
+
+fn token_identity(state: &AppState, req: &Request<Incoming>) -> Result<Identity, ApiError> {
     let header = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -65,7 +126,6 @@ fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError>
     state
         .tokens
         .verify(token.trim())
-        .map(|i| i.user)
         .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
 }
 
@@ -94,47 +154,81 @@ fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
 }
 
 async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
+    let ip = super::client_ip(&req);
     let creds: Credentials = body(req).await?;
     name("username", &creds.username)?;
     if creds.password.chars().count() < 8 {
-        return Err(ApiError::bad_request(
-            "password must have at least 8 characters",
-        ));
+        return Err(ApiError::bad_request("password must have at least 8 characters").into());
     }
     if creds.password.len() > 1024 {
-        return Err(ApiError::bad_request("password is longer than 1024 bytes"));
+        return Err(ApiError::bad_request("password is longer than 1024 bytes").into());
     }
+    state.throttle.register_allowed(ip).await?;
     let user = state
         .services
         .ask::<Register>(&creds.username, &creds)
-        .await?;
+        .await
+        .inspect_err(password_queue_full)?;
     Ok(reply::json(201, &user))
 }
 
+/// Counts the worker's refusals of a password request (its hashing queue was full).
+fn password_queue_full(e: &ApiError) {
+    if e.code == ErrorCode::RateLimited {
+        metrics::counter!("chatmesh_throttled_total", "what" => "password_queue").increment(1);
+    }
+}
+
 async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
+    let ip = super::client_ip(&req);
     let creds: Credentials = body(req).await?;
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "wrong user name or password");
     if validate_name("username", &creds.username).is_err() || creds.password.len() > 1024 {
-        return Err(unauthorized());
+        return Err(unauthorized().into());
     }
-    let user = state
-        .services
-        .ask::<Login>(&creds.username, &creds)
-        .await
-        .map_err(|e| {
-            if e.code == ErrorCode::Unavailable {
-                e
-            } else {
-                unauthorized()
-            }
-        })?;
-    let (token, expires_at) = state.tokens.issue(&user.user).ok_or_else(|| {
+    state.throttle.login_allowed(ip, &creds.username).await?;
+    let user = match state.services.ask::<Login>(&creds.username, &creds).await {
+        Ok(user) => user,
+        Err(e) if e.code == ErrorCode::Unauthorized => {
+            state.throttle.login_failed(ip, &creds.username).await;
+            return Err(unauthorized().into());
+        }
+        Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::RateLimited) => {
+            password_queue_full(&e);
+            state.throttle.login_unanswered(&creds.username).await;
+            return Err(e.into());
+        }
+        Err(_) => {
+            state.throttle.login_unanswered(&creds.username).await;
+            return Err(unauthorized().into());
+        }
+    };
+    state.throttle.login_succeeded(ip, &user.user).await;
+    let (token, expires_at) = state.tokens.issue(&user.user, user.gen).ok_or_else(|| {
         ApiError::bad_request("this gateway accepts tokens of an external issuer only")
     })?;
     Ok(reply::json(
         200,
         &serde_json::json!({ "token": token, "expires_at": expires_at }),
     ))
+}
+
+/// Revokes every token of the caller issued so far, this one included (built-in tokens).
+async fn logout_all(state: &AppState, req: Request<Incoming>) -> Answer {
+    let identity = caller_identity(state, &req).await?;
+    if identity.gen.is_none() {
+        return Err(ApiError::bad_request(
+            "tokens of an external issuer are revoked by that issuer",
+        )
+        .into());
+    }
+    let req = UserRequest {
+        user: identity.user,
+    };
+    let gen = state.services.ask::<LogoutAll>(&req.user, &req).await?;
+    // The worker's event does the same on every gateway; this one need not wait for it.
+    state.revocation.bumped(&req.user, gen.gen).await;
+    Ok(reply::empty(204))
 }
 
 #[derive(Deserialize)]
@@ -144,14 +238,16 @@ struct NewRoom {
 }
 
 async fn create_room(state: &AppState, req: Request<Incoming>) -> Answer {
-    let actor = caller(state, &req)?;
+    let actor = caller(state, &req).await?;
     let new: NewRoom = body(req).await?;
     name("room", &new.room)?;
     if new.kind == RoomKind::Dm {
         return Err(ApiError::bad_request(
             "kind must be public or private (DMs: POST /v1/dm/{user})",
-        ));
+        )
+        .into());
     }
+    state.throttle.room_allowed(&actor).await?;
     let req = CreateRoomRequest {
         room: new.room,
         kind: new.kind,
@@ -162,7 +258,7 @@ async fn create_room(state: &AppState, req: Request<Incoming>) -> Answer {
 }
 
 async fn list_rooms(state: &AppState, req: Request<Incoming>) -> Answer {
-    let user = caller(state, &req)?;
+    let user = caller(state, &req).await?;
     let req = ListRoomsRequest { user };
     let list = state.services.ask::<ListRooms>(&req.user, &req).await?;
     Ok(reply::json(200, &list))
@@ -180,12 +276,12 @@ fn member() -> Role {
 }
 
 async fn add_member(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
-    let actor = caller(state, &req)?;
+    let actor = caller(state, &req).await?;
     name("room", room)?;
     let new: NewMember = body(req).await?;
     name("user", &new.user)?;
     if new.role == Role::Owner {
-        return Err(ApiError::bad_request("role must be member or admin"));
+        return Err(ApiError::bad_request("role must be member or admin").into());
     }
     let req = AddMemberRequest {
         room: room.to_owned(),
@@ -198,7 +294,7 @@ async fn add_member(state: &AppState, req: Request<Incoming>, room: &str) -> Ans
 }
 
 async fn remove_member(state: &AppState, req: Request<Incoming>, room: &str, user: &str) -> Answer {
-    let actor = caller(state, &req)?;
+    let actor = caller(state, &req).await?;
     name("room", room)?;
     name("user", user)?;
     let req = RemoveMemberRequest {
@@ -211,10 +307,10 @@ async fn remove_member(state: &AppState, req: Request<Incoming>, room: &str, use
 }
 
 async fn dm(state: &AppState, req: Request<Incoming>, other: &str) -> Answer {
-    let me = caller(state, &req)?;
+    let me = caller(state, &req).await?;
     name("user", other)?;
     if me == other {
-        return Err(ApiError::bad_request("a DM needs two different users"));
+        return Err(ApiError::bad_request("a DM needs two different users").into());
     }
     let req = DmRequest {
         a: me.clone(),
@@ -225,7 +321,7 @@ async fn dm(state: &AppState, req: Request<Incoming>, other: &str) -> Answer {
 }
 
 async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
-    let user = caller(state, &req)?;
+    let user = caller(state, &req).await?;
     name("room", room)?;
     let (mut before, mut limit) = (None, DEFAULT_HISTORY_LIMIT);
     for pair in req
@@ -243,11 +339,11 @@ async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answe
         match k {
             "before" => before = Some(number()?),
             "limit" => limit = u32::try_from(number()?).unwrap_or(u32::MAX),
-            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}"))),
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
         }
     }
     if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 100"));
+        return Err(ApiError::bad_request("limit must be between 1 and 100").into());
     }
     let page = crate::access::read_history(state, &user, room, before, limit).await?;
     Ok(reply::json(

@@ -72,7 +72,10 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
             .strip_prefix("Bearer ")
             .map(|t| state.tokens.verify(t.trim()))
         {
-            Some(Ok(identity)) => Some(identity),
+            Some(Ok(identity)) => match state.revocation.check(&identity).await {
+                Ok(()) => Some(Box::new(identity)),
+                Err(e) => return reply::error(&e),
+            },
             _ => {
                 return reply::error(&ApiError::new(
                     ErrorCode::Unauthorized,

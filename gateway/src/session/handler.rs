@@ -108,6 +108,8 @@ impl Session {
     }
 
     async fn welcome(&mut self, r#ref: &Ref, identity: Identity) {
+        // Tracked before the welcome: a revocation from now on closes the session.
+        self.state.revocation.track(&identity, &self.link);
         let _ = self.link.user.set(Arc::from(identity.user.as_str()));
         self.link.set_expiry(identity.expires_at);
         tracing::Span::current().record("user", identity.user.as_str());
@@ -118,11 +120,22 @@ impl Session {
             limits: &self.state.cfg.limits,
         };
         self.reply(frame.encode()).await;
+        // A revocation that landed between the caller's check and `track` was not applied to
+        // this session; the cache has it by now.
+        if let Err(e) = self.state.revocation.check(&identity).await {
+            if e.code == ErrorCode::Unauthorized {
+                self.error(&None, &e).await;
+                self.link.close(4001, "token revoked");
+            }
+        }
         self.identity = Some(identity);
     }
 
     /// Leaves every room (the session is over).
     pub fn finish(&mut self) {
+        if let Some(identity) = &self.identity {
+            self.state.revocation.untrack(&identity.user, self.link.id);
+        }
         for room in self.rooms.keys() {
             self.state.fanout.leave(room, self.link.id);
         }
@@ -247,7 +260,20 @@ impl Session {
     }
 
     async fn hello(&mut self, r#ref: &Ref, token: &str) {
-        match self.state.tokens.verify(token) {
+        let verified = match self.state.tokens.verify(token) {
+            Ok(identity) => match self.state.revocation.check(&identity).await {
+                Ok(()) => Ok(identity),
+                Err(e) if e.code == ErrorCode::Unauthorized => Err(e.to_string()),
+                Err(e) => {
+                    // Nobody can tell whether the token was revoked: retry later.
+                    self.error(r#ref, &e).await;
+                    self.link.close(1013, "try again later");
+                    return;
+                }
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match verified {
             Ok(identity)
                 if self
                     .identity

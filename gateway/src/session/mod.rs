@@ -35,7 +35,8 @@ type Io = TokioIo<Upgraded>;
 #[derive(Debug)]
 pub struct Admission {
     /// Identity from a valid `Authorization` header on the upgrade request.
-    pub identity: Option<Identity>,
+    /// Boxed: it lives in every session's task future, which must stay small.
+    pub identity: Option<Box<Identity>>,
     /// Close at once with this code (e.g. 1008 for a refused origin).
     pub refuse: Option<(u16, &'static str)>,
 }
@@ -70,7 +71,7 @@ async fn drive(state: Arc<AppState>, io: Io, admission: Admission, id: u64) {
             let mut session = Box::pin(Session::new(
                 state.clone(),
                 link.clone(),
-                admission.identity,
+                admission.identity.map(|i| *i),
             ))
             .await;
             tokio::select! {

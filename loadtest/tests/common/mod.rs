@@ -18,6 +18,10 @@ pub async fn mesh(dir: &Path) -> Mesh {
     config.gateway.frames_per_second = 100_000;
     config.worker.argon2_memory_kib = 64;
     config.worker.argon2_iterations = 1;
+    // Every account and room comes from 127.0.0.1 at once.
+    config.gateway.login_ip_burst = 100_000;
+    config.gateway.register_ip_burst = 100_000;
+    config.gateway.rooms_burst = 100_000;
     Mesh::start(MeshOptions {
         nats_tls: None,
         data_dir: dir.join("mesh"),

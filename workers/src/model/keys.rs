@@ -13,6 +13,7 @@
 //! | rooms of a user | `j h16(user) user 00 room` | `Role` (mirror of member) |
 //! | read cursor | `c h16(user) user 00 room` | [`Cursor`](super::records::Cursor) |
 //! | user | `u h16(user) user` | [`UserRecord`](super::records::UserRecord) |
+//! | rooms created by a user | `o h16(user) user` | be64(count) |
 //! | public directory | `p room` | empty |
 //! | checkpoint | `k be32(partition)` | be64(last stream seq stored) |
 //!
@@ -29,6 +30,7 @@ const MEMBER: u8 = b'b';
 const USER_ROOM: u8 = b'j';
 const CURSOR: u8 = b'c';
 const USER: u8 = b'u';
+const CREATED: u8 = b'o';
 const PUBLIC: u8 = b'p';
 const CHECKPOINT: u8 = b'k';
 
@@ -142,6 +144,11 @@ pub fn second_name(key: &[u8]) -> Option<&str> {
 
 pub fn user(user: &str) -> Vec<u8> {
     named(USER, user, 0)
+}
+
+/// How many rooms a user created (its room quota).
+pub fn rooms_created(user: &str) -> Vec<u8> {
+    named(CREATED, user, 0)
 }
 
 pub fn public(room: &str) -> Vec<u8> {

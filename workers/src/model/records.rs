@@ -61,6 +61,10 @@ pub struct UserRecord {
     /// argon2id hash in PHC string format.
     pub hash: String,
     pub created: u64,
+    /// Token generation: tokens issued with a lower one are revoked (`logout_all` bumps it).
+    /// Records written before it existed read as 0.
+    #[serde(default)]
+    pub gen: u64,
 }
 
 /// A user's read position in a room.

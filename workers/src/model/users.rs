@@ -13,6 +13,19 @@ impl Model {
         batch.put(keys::user(name), records::encode(rec));
     }
 
+    /// How many rooms `user` has created (0 if none, or none since quotas were counted).
+    pub async fn rooms_created(&self, user: &str) -> Result<u64, StoreError> {
+        let key = keys::rooms_created(user);
+        match self.store.get(&key).await? {
+            Some(bytes) => records::decode_u64(&key, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    pub fn put_rooms_created(batch: &mut WriteBatch, user: &str, count: u64) {
+        batch.put(keys::rooms_created(user), records::encode_u64(count));
+    }
+
     pub async fn cursor(&self, user: &str, room: &str) -> Result<Option<Cursor>, StoreError> {
         self.get_json(&keys::cursor(user, room)).await
     }

@@ -1,8 +1,11 @@
-//! `register` and `login` for the built-in accounts. Login answers the same `unauthorized`
-//! for an unknown user and a wrong password, after the same amount of hashing work.
+//! `register`, `login` and token revocation for the built-in accounts. Login answers the same
+//! `unauthorized` for an unknown user and a wrong password, after the same amount of hashing
+//! work. Each user record holds a token generation: login hands it to the gateway (which
+//! writes it into the token), `logout_all` bumps it and tells the gateways on
+//! `chat.user.<user>`, and `user_gen` answers the gateways' cache misses.
 
 use chatmesh_protocol::message::now_ms;
-use chatmesh_protocol::service::{Credentials, UserInfo};
+use chatmesh_protocol::service::{Credentials, LoginInfo, UserGen, UserInfo, UserRequest};
 use chatmesh_protocol::ApiError;
 
 use super::{valid, Service, LOCK_USER};
@@ -41,14 +44,15 @@ impl Service {
         let rec = UserRecord {
             hash,
             created: now_ms(),
+            gen: 0,
         };
         Model::put_user(&mut batch, &req.username, &rec);
         self.model().write(batch).await?;
         Ok(UserInfo { user: req.username })
     }
 
-    /// Checks a user's password.
-    pub async fn login(&self, req: Credentials) -> Result<UserInfo, ApiError> {
+    /// Checks a user's password; answers its token generation.
+    pub async fn login(&self, req: Credentials) -> Result<LoginInfo, ApiError> {
         let denied = || {
             ApiError::new(
                 chatmesh_protocol::ErrorCode::Unauthorized,
@@ -58,12 +62,42 @@ impl Service {
         if valid("user name", &req.username).is_err() || req.password.len() > MAX_PASSWORD_BYTES {
             return Err(denied());
         }
-        let hash = self.model().user(&req.username).await?.map(|u| u.hash);
+        let record = self.model().user(&req.username).await?;
+        let gen = record.as_ref().map_or(0, |u| u.gen);
+        let hash = record.map(|u| u.hash);
         if self.inner.passwords.verify(req.password, hash).await? {
-            Ok(UserInfo { user: req.username })
+            Ok(LoginInfo {
+                user: req.username,
+                gen,
+            })
         } else {
             Err(denied())
         }
+    }
+
+    /// The user's token generation (0 without a record: external issuers' users).
+    pub async fn user_gen(&self, req: UserRequest) -> Result<UserGen, ApiError> {
+        valid("user name", &req.user)?;
+        let gen = self.model().user(&req.user).await?.map_or(0, |u| u.gen);
+        Ok(UserGen { gen })
+    }
+
+    /// Revokes every token issued to the user so far ("log out everywhere").
+    pub async fn logout_all(&self, req: UserRequest) -> Result<UserGen, ApiError> {
+        valid("user name", &req.user)?;
+        let gen = {
+            let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+            let Some(mut rec) = self.model().user(&req.user).await? else {
+                return Err(ApiError::not_found("no such account"));
+            };
+            rec.gen += 1;
+            let mut batch = WriteBatch::new();
+            Model::put_user(&mut batch, &req.user, &rec);
+            self.model().write(batch).await?;
+            rec.gen
+        };
+        self.user_changed(&req.user, gen).await;
+        Ok(UserGen { gen })
     }
 }
 

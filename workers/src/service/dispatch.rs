@@ -4,8 +4,11 @@
 //! cursor updates, are executed and not answered).
 //!
 //! The task polling a subscription only reads and spawns: work runs on its own task under a
-//! semaphore shared by all partitions, so a slow request (argon2) never stalls the
-//! subscription, and the number of requests in progress stays bounded.
+//! semaphore shared by all partitions, so a slow request never stalls the subscription, and
+//! the number of requests in progress stays bounded. Password requests (`register`,
+//! `login`: argon2) do not take that semaphore: they are admitted by the hashing queue of
+//! `password.rs`, or refused at once with `rate_limited` when it is full, so a login flood
+//! never makes other services wait.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use std::time::Instant;
 use async_nats::{Client, Message};
 use chatmesh_protocol::service::{self as ops, Op, Reply};
 use chatmesh_protocol::subjects::svc_partition_wildcard;
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
 use metrics::{counter, histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -52,12 +55,23 @@ pub(crate) async fn serve_partition(
         let Some(msg) = msg else {
             return Err(WorkerError::Nats(format!("subscription {subject} closed")));
         };
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            permit = limit.clone().acquire_owned() => permit,
+        let permit = if is_password_op(op_of(&msg)) {
+            match svc.password_slot() {
+                Some(permit) => permit,
+                None => {
+                    refuse_busy(&nats, msg).await;
+                    continue;
+                }
+            }
+        } else {
+            let permit = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                permit = limit.clone().acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { break };
+            permit
         };
-        let Ok(permit) = permit else { break };
         tasks.spawn(handle(svc.clone(), nats.clone(), msg, permit));
         while tasks.try_join_next().is_some() {}
     }
@@ -68,10 +82,36 @@ pub(crate) async fn serve_partition(
     Ok(())
 }
 
+/// The operation of a request: its subject's last token.
+fn op_of(msg: &Message) -> &str {
+    msg.subject.as_str().rsplit('.').next().unwrap_or("")
+}
+
+/// Operations that hash a password.
+fn is_password_op(op: &str) -> bool {
+    op == ops::Login::NAME || op == ops::Register::NAME
+}
+
+/// Answers a password request the hashing queue has no room for.
+async fn refuse_busy(nats: &Client, msg: Message) {
+    let op = op_of(&msg);
+    counter!(m::REQUESTS, "op" => op.to_owned(), "outcome" => "rate_limited").increment(1);
+    let Some(reply) = msg.reply.clone() else {
+        return;
+    };
+    let answer: Reply<ops::Done> = Reply::Error(ApiError::new(
+        ErrorCode::RateLimited,
+        "too many password checks in progress, retry shortly",
+    ));
+    if let Err(e) = nats.publish(reply, encode(&answer).into()).await {
+        warn!(op, error = %e, "could not send a service reply");
+    }
+}
+
 async fn handle(svc: Service, nats: Client, msg: Message, _permit: OwnedSemaphorePermit) {
-    let op = msg.subject.as_str().rsplit('.').next().unwrap_or("");
+    let op = op_of(&msg);
     let (body, _) = svc.dispatch(op, &msg.payload).await;
-    if let Some(reply) = msg.reply {
+    if let Some(reply) = msg.reply.clone() {
         if let Err(e) = nats.publish(reply, body.into()).await {
             warn!(op, error = %e, "could not send a service reply");
         }
@@ -102,6 +142,12 @@ impl Service {
             ops::OpenDm::NAME => call::<ops::OpenDm, _>(payload, |r| self.dm(r)).await,
             ops::History::NAME => call::<ops::History, _>(payload, |r| self.history(r)).await,
             ops::SetCursor::NAME => call::<ops::SetCursor, _>(payload, |r| self.cursor(r)).await,
+            ops::GetUserGen::NAME => {
+                call::<ops::GetUserGen, _>(payload, |r| self.user_gen(r)).await
+            }
+            ops::LogoutAll::NAME => {
+                call::<ops::LogoutAll, _>(payload, |r| self.logout_all(r)).await
+            }
             _ => {
                 counter!(m::REQUESTS, "op" => "unknown", "outcome" => "bad_request").increment(1);
                 let reply: Reply<ops::Done> =

@@ -16,8 +16,8 @@ mod rooms;
 use std::sync::Arc;
 
 use async_nats::Client;
-use chatmesh_protocol::service::{MemberEvent, Role};
-use chatmesh_protocol::subjects::member_subject;
+use chatmesh_protocol::service::{MemberEvent, Role, UserEvent};
+use chatmesh_protocol::subjects::{member_subject, user_subject};
 use chatmesh_protocol::{validate_name, ApiError};
 use tracing::{error, warn};
 
@@ -49,6 +49,9 @@ struct Inner {
     passwords: Passwords,
     events: Option<Client>,
     rooms_list_max: usize,
+    rooms_list_public_max: usize,
+    rooms_list_public_per_owner: usize,
+    max_rooms_per_user: u64,
 }
 
 impl std::fmt::Debug for Service {
@@ -80,8 +83,13 @@ impl Service {
         cfg: &WorkerConfig,
         events: Option<Client>,
     ) -> Result<Self, WorkerError> {
-        let passwords = Passwords::new(cfg.argon2_memory_kib, cfg.argon2_iterations)
-            .map_err(|e| WorkerError::Config(vec![format!("worker.argon2_*: {e}")]))?;
+        let passwords = Passwords::new(
+            cfg.argon2_memory_kib,
+            cfg.argon2_iterations,
+            cfg.password_threads,
+            cfg.password_queue,
+        )
+        .map_err(|e| WorkerError::Config(vec![format!("worker.argon2_*: {e}")]))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 model,
@@ -90,8 +98,17 @@ impl Service {
                 passwords,
                 events,
                 rooms_list_max: cfg.rooms_list_max,
+                rooms_list_public_max: cfg.rooms_list_public_max,
+                rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,
+                max_rooms_per_user: cfg.max_rooms_per_user,
             }),
         })
+    }
+
+    /// A place for one password request (`register`, `login`), or `None` when the hashing
+    /// queue is full (see `password.rs`).
+    pub(crate) fn password_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.passwords.admit()
     }
 
     fn model(&self) -> &Model {
@@ -124,6 +141,23 @@ impl Service {
         let body = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = nats.publish(member_subject(room), body.into()).await {
             warn!(room, user, error = %e, "could not publish a membership event");
+        }
+    }
+}
+
+impl Service {
+    /// After a user's token generation moved: tell the gateways (they cache it).
+    async fn user_changed(&self, user: &str, gen: u64) {
+        let Some(nats) = &self.inner.events else {
+            return;
+        };
+        let event = UserEvent {
+            user: user.to_owned(),
+            gen,
+        };
+        let body = serde_json::to_vec(&event).unwrap_or_default();
+        if let Err(e) = nats.publish(user_subject(user), body.into()).await {
+            warn!(user, error = %e, "could not publish a user event");
         }
     }
 }

@@ -3,13 +3,18 @@
 //! its 19 MiB in its malloc arena, and 500 registrations left the process at 3 GiB resident
 //! (docs/LOADTEST.md). Hashes are PHC strings: verification reads the parameters from the
 //! hash, so changing the configured cost only affects new accounts.
+//!
+//! Password requests are admitted before they run: at most `threads + queue` are in progress
+//! (hashing or waiting for a thread), and one more fails at once with `rate_limited` instead
+//! of queueing. They never hold the worker's shared service permits, so history, room lists
+//! and access checks never wait behind hashing (a login flood answered 503 to everyone).
 
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -19,12 +24,9 @@ struct HashPool {
 }
 
 impl HashPool {
-    fn new() -> Result<Self, PasswordError> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .min(4);
-        let (jobs, rx) = mpsc::channel::<Job>(1024);
+    fn new(threads: usize, queue: usize) -> Result<Self, PasswordError> {
+        // Admission bounds what is queued, so the channel never fills.
+        let (jobs, rx) = mpsc::channel::<Job>(threads + queue + 1);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
             let rx = rx.clone();
@@ -38,7 +40,7 @@ impl HashPool {
                         None => break,
                     }
                 })
-                .map_err(|e| PasswordError::Task(e.to_string()))?;
+                .map_err(PasswordError::Spawn)?;
         }
         Ok(Self { jobs })
     }
@@ -54,9 +56,9 @@ impl HashPool {
         self.jobs
             .send(job)
             .await
-            .map_err(|_| PasswordError::Task("hashing threads are gone".into()))?;
+            .map_err(|_| PasswordError::Task("hashing threads are gone"))?;
         rx.await
-            .map_err(|_| PasswordError::Task("hashing job dropped".into()))
+            .map_err(|_| PasswordError::Task("hashing job dropped"))
     }
 }
 
@@ -68,25 +70,58 @@ pub(crate) struct Passwords {
     /// A hash to verify against when the user does not exist, so that "no such user" takes as
     /// long as "wrong password".
     dummy: Arc<OnceCell<String>>,
+    /// Password requests in progress: hashing, or waiting for a hashing thread.
+    slots: Arc<Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PasswordError {
     #[error("argon2: {0}")]
-    Argon(String),
+    Argon(argon2::Error),
+    #[error("argon2 hash: {0}")]
+    Hash(argon2::password_hash::Error),
+    #[error("starting a hashing thread")]
+    Spawn(#[source] std::io::Error),
     #[error("hashing task failed: {0}")]
-    Task(String),
+    Task(&'static str),
+}
+
+/// Hashing threads when `password_threads = 0`: one core is left to everything else (the
+/// runtime answering other services), at most four.
+pub(crate) fn auto_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_sub(1)
+        .clamp(1, 4)
 }
 
 impl Passwords {
-    pub fn new(memory_kib: u32, iterations: u32) -> Result<Self, PasswordError> {
-        let params = Params::new(memory_kib, iterations, 1, None)
-            .map_err(|e| PasswordError::Argon(e.to_string()))?;
+    /// `threads` hashing threads (0: [`auto_threads`]) and room for `queue` more requests.
+    pub fn new(
+        memory_kib: u32,
+        iterations: u32,
+        threads: usize,
+        queue: usize,
+    ) -> Result<Self, PasswordError> {
+        let params = Params::new(memory_kib, iterations, 1, None).map_err(PasswordError::Argon)?;
+        let threads = if threads == 0 {
+            auto_threads()
+        } else {
+            threads
+        };
         Ok(Self {
             params,
-            pool: Arc::new(HashPool::new()?),
+            pool: Arc::new(HashPool::new(threads, queue)?),
             dummy: Arc::new(OnceCell::new()),
+            slots: Arc::new(Semaphore::new(threads + queue)),
         })
+    }
+
+    /// A place for one password request (held until it is answered), or `None` when every
+    /// thread is busy and the queue is full: the caller answers `rate_limited` at once.
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     /// The PHC string of a new hash of `password`.
@@ -98,7 +133,7 @@ impl Passwords {
                 Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
                     .hash_password(password.as_bytes(), &salt)
                     .map(|h| h.to_string())
-                    .map_err(|e| PasswordError::Argon(e.to_string()))
+                    .map_err(PasswordError::Hash)
             })
             .await?
     }
@@ -122,8 +157,7 @@ impl Passwords {
         let ok = self
             .pool
             .run(move || {
-                let parsed =
-                    PasswordHash::new(&phc).map_err(|e| PasswordError::Argon(e.to_string()))?;
+                let parsed = PasswordHash::new(&phc).map_err(PasswordError::Hash)?;
                 Ok::<_, PasswordError>(
                     Argon2::default()
                         .verify_password(password.as_bytes(), &parsed)
@@ -132,5 +166,21 @@ impl Passwords {
             })
             .await??;
         Ok(ok && real)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With one thread and a queue of two, three requests are admitted and the fourth is
+    /// refused at once; a finished request frees its place.
+    #[test]
+    fn admission_is_bounded_and_fails_fast() {
+        let p = Passwords::new(8, 1, 1, 2).unwrap();
+        let held: Vec<_> = (0..3).map(|_| p.admit().expect("admitted")).collect();
+        assert!(p.admit().is_none(), "over threads + queue");
+        drop(held);
+        assert!(p.admit().is_some());
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! `rooms_list` gives the rooms the user is in (role, last seq, unread), then public rooms it
 //! is not in (role null, unread 0: unread counts are kept only for rooms one follows), at most
-//! `rooms_list_max` entries in all. Unread is the number of stored messages above the user's
+//! `rooms_list_max` entries in all. The public tail is bounded so that nobody can crowd a
+//! user's own rooms out: at most `rooms_list_public_max` entries, and at most
+//! `rooms_list_public_per_owner` rooms of any one owner. Room creation is capped per user
+//! (`max_rooms_per_user` rooms created, `forbidden` beyond; counted under the user's lock).
+//! Unread is the number of stored messages above the user's
 //! cursor: the room's message count minus the position of the newest message at or below
 //! the cursor, so it costs no scan (one is done only for a cursor set ahead of the store).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chatmesh_protocol::message::now_ms;
 use chatmesh_protocol::service::{
@@ -16,7 +20,7 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::ApiError;
 use tracing::{error, warn};
 
-use super::{valid, Service, LOCK_ROOM};
+use super::{valid, Service, LOCK_ROOM, LOCK_USER};
 use crate::model::{dm_room, Cursor, Model, RoomMeta, RoomStats, DM_PREFIX};
 use crate::store::WriteBatch;
 
@@ -36,9 +40,18 @@ impl Service {
             ));
         }
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            // User, then room: no other path takes both.
+            let _user = self.inner.locks.lock(LOCK_USER, &req.actor, "").await;
+            let _room = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
             if self.model().room(&req.room).await?.is_some() {
                 return Err(ApiError::conflict("room already exists"));
+            }
+            let created = self.model().rooms_created(&req.actor).await?;
+            let cap = self.inner.max_rooms_per_user;
+            if created >= cap {
+                return Err(ApiError::forbidden(format!(
+                    "room quota reached: a user may create at most {cap} rooms"
+                )));
             }
             let meta = RoomMeta {
                 kind: req.kind,
@@ -48,6 +61,7 @@ impl Service {
             let mut batch = WriteBatch::new();
             Model::put_room(&mut batch, &req.room, &meta);
             Model::put_member(&mut batch, &req.room, &req.actor, Role::Owner);
+            Model::put_rooms_created(&mut batch, &req.actor, created + 1);
             self.model().write(batch).await?;
         }
         self.member_changed(&req.room, &req.actor, Some(Role::Owner))
@@ -179,12 +193,28 @@ impl Service {
             });
         }
         let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
-        if rooms.len() < max {
+        let tail_max = max
+            .saturating_sub(rooms.len())
+            .min(self.inner.rooms_list_public_max);
+        if tail_max > 0 {
+            let per_owner_max = self.inner.rooms_list_public_per_owner;
+            let mut per_owner: HashMap<String, usize> = HashMap::new();
+            let mut tail = 0;
             let public = self.model().public_rooms(max + mine.len()).await?;
             for room in public.iter().filter(|r| !member_of.contains(r.as_str())) {
-                if rooms.len() >= max {
+                if tail >= tail_max {
                     break;
                 }
+                let Some(meta) = self.caches().room(self.model(), room).await? else {
+                    continue;
+                };
+                let owner = meta.owner.clone().unwrap_or_default();
+                let n = per_owner.entry(owner).or_default();
+                if *n >= per_owner_max {
+                    continue;
+                }
+                *n += 1;
+                tail += 1;
                 let stats = self.caches().stats(self.model(), room).await?;
                 rooms.push(RoomListing {
                     room: room.clone(),

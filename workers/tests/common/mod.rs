@@ -45,8 +45,14 @@ pub struct Local {
 
 impl Local {
     pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Like [`Local::new`], with the test config changed by `edit`.
+    pub async fn with(edit: impl FnOnce(&mut WorkerConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path());
+        let mut cfg = config(dir.path());
+        edit(&mut cfg);
         let store = open_store(&cfg).await.unwrap();
         let model = Model::new(store.clone());
         let caches = Arc::new(Caches::new(&cfg));

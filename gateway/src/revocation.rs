@@ -1,0 +1,157 @@
+//! Token revocation ("log out everywhere") for built-in tokens: each user has a token
+//! generation kept by the worker with the user record; tokens carry the one they were issued
+//! at (`gen`), and a token below the user's current generation is refused.
+//!
+//! Every HTTP call and every `hello` (and a header-authenticated upgrade) checks it through a
+//! moka cache (`user_gen_cache_secs`). `logout_all` bumps the generation; the worker then
+//! publishes it on `chat.user.<user>`, and every gateway updates its cache and closes that
+//! user's sessions authenticated with an older token (4001). A lost event leaves a revoked
+//! token usable for at most the cache TTL. External issuers' tokens have no generation and
+//! are never revoked here (revoke them at the issuer).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chatmesh_protocol::frames::error_frame;
+use chatmesh_protocol::service::{GetUserGen, UserEvent, UserRequest};
+use chatmesh_protocol::subjects::USER_ALL;
+use chatmesh_protocol::{ApiError, ErrorCode};
+use futures::StreamExt;
+use moka::future::Cache;
+
+use crate::auth::Identity;
+use crate::error::GatewayError;
+use crate::services::Services;
+use crate::session::link::{Out, SessionLink};
+use crate::state::AppState;
+
+/// A tracked session: its id, the generation of its token, its link.
+type Tracked = (u64, u64, Weak<SessionLink>);
+
+/// Cached generations and the sessions that would close on a bump.
+#[derive(Debug)]
+pub struct Revocation {
+    gens: Cache<Arc<str>, u64>,
+    services: Services,
+    sessions: Mutex<HashMap<Arc<str>, Vec<Tracked>>>,
+}
+
+/// The error a revoked token gets.
+pub fn revoked() -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, "invalid or expired token")
+}
+
+impl Revocation {
+    pub fn new(services: Services, ttl: Duration) -> Self {
+        Self {
+            gens: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(ttl)
+                .build(),
+            services,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `unauthorized` if the token was revoked; `unavailable` if no worker can tell.
+    pub async fn check(&self, id: &Identity) -> Result<(), ApiError> {
+        let Some(gen) = id.gen else {
+            return Ok(());
+        };
+        let current = self.current(&id.user).await?;
+        if gen < current {
+            metrics::counter!("chatmesh_revoked_tokens_total").increment(1);
+            return Err(revoked());
+        }
+        Ok(())
+    }
+
+    async fn current(&self, user: &str) -> Result<u64, ApiError> {
+        let services = self.services.clone();
+        let req = UserRequest {
+            user: user.to_owned(),
+        };
+        self.gens
+            .try_get_with(Arc::from(user), async move {
+                services
+                    .ask::<GetUserGen>(&req.user, &req)
+                    .await
+                    .map(|g| g.gen)
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Remembers a session authenticated with `id`, to close it if its token is revoked.
+    pub fn track(&self, id: &Identity, link: &Arc<SessionLink>) {
+        let Some(gen) = id.gen else {
+            return;
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let list = sessions.entry(Arc::from(id.user.as_str())).or_default();
+        list.retain(|(session, _, _)| *session != link.id);
+        list.push((link.id, gen, Arc::downgrade(link)));
+    }
+
+    /// Forgets a session that ended.
+    pub fn untrack(&self, user: &str, session: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = sessions.get_mut(user) {
+            list.retain(|(s, _, _)| *s != session);
+            if list.is_empty() {
+                sessions.remove(user);
+            }
+        }
+    }
+
+    /// `user`'s generation is now `gen`: cache it and close sessions of older tokens.
+    pub async fn bumped(&self, user: &str, gen: u64) {
+        self.gens.insert(Arc::from(user), gen).await;
+        let closing: Vec<Arc<SessionLink>> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(list) = sessions.get_mut(user) else {
+                return;
+            };
+            let mut closing = Vec::new();
+            list.retain(|(_, g, link)| {
+                if *g >= gen {
+                    return true;
+                }
+                closing.extend(link.upgrade());
+                false
+            });
+            if list.is_empty() {
+                sessions.remove(user);
+            }
+            closing
+        };
+        for link in closing {
+            link.offer(Out::Frame(error_frame(&None, &revoked()).into()));
+            link.close(4001, "token revoked");
+        }
+    }
+}
+
+/// Listens to account events: applies generation bumps.
+pub async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
+    let mut sub = state
+        .nats
+        .subscribe(USER_ALL)
+        .await
+        .map_err(|e| GatewayError::Nats(e.to_string()))?;
+    let drain = state.drain.clone();
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = drain.cancelled() => break,
+                msg = sub.next() => match msg { Some(m) => m, None => break },
+            };
+            match serde_json::from_slice::<UserEvent>(&msg.payload) {
+                Ok(ev) => state.revocation.bumped(&ev.user, ev.gen).await,
+                Err(_) => tracing::warn!(subject = %msg.subject, "malformed user event"),
+            }
+        }
+    });
+    Ok(())
+}

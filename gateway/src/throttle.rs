@@ -1,0 +1,349 @@
+//! Abuse throttles of the HTTP API: login attempts, registrations and room creation.
+//!
+//! Logins pass three checks before a password is hashed:
+//! - a token bucket per client IP (`login_per_ip_per_minute`, `login_ip_burst`);
+//! - a lockout per (IP, account): after `login_free_failures` wrong passwords the pair waits
+//!   `login_lockout_base_secs`, doubling with each further failure up to
+//!   `login_lockout_max_secs`; a success clears it. It stops one source guessing one
+//!   account without touching anyone else: the account's owner on another IP is unaffected;
+//! - a looser bucket of wrong passwords per account from all IPs together
+//!   (`login_account_failures_per_minute`, `login_account_burst`), so a botnet of many IPs
+//!   still guesses no faster than that. The tradeoff: while such a distributed flood keeps the
+//!   bucket empty, logins of that account answer 429 for everyone, its owner included. It lasts
+//!   only as long as the flood (nothing grows or is stored, sessions and tokens are kept) and
+//!   touches no other account. We chose bounded guessing over availability of one attacked
+//!   account's login.
+//!
+//! Registrations have a bucket per IP, room creation one per user. Every table is a bounded
+//! moka cache (`throttle_max_entries`, least used evicted, idle entries expire), so an
+//! attacker with many IPs or names cannot grow memory; eviction forgets a key, which errs on
+//! the side of letting it through. Times use tokio's clock so tests can pause it.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moka::future::Cache;
+use tokio::time::Instant;
+
+use crate::config::GatewayConfig;
+
+/// A refused request: what refused it and when to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("throttled ({what}); retry in {retry_after:?}")]
+pub struct Throttled {
+    /// The metric label: `login_ip`, `login_lockout`, `login_account`, `register_ip`,
+    /// `room_create`.
+    pub what: &'static str,
+    pub retry_after: Duration,
+}
+
+impl Throttled {
+    fn new(what: &'static str, retry_after: Duration) -> Self {
+        metrics::counter!("chatmesh_throttled_total", "what" => what).increment(1);
+        Self { what, retry_after }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Token buckets by key, each refilling at `rate` tokens per second up to `burst`.
+#[derive(Debug)]
+struct Buckets<K: Hash + Eq + Send + Sync + 'static> {
+    cache: Cache<K, Arc<Mutex<Bucket>>>,
+    rate: f64,
+    burst: f64,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> Buckets<K> {
+    fn new(per: Duration, count: u32, burst: u32, entries: u64) -> Self {
+        let rate = f64::from(count.max(1)) / per.as_secs_f64();
+        let burst = f64::from(burst.max(1));
+        // An entry idle long enough to be full again carries no information.
+        let refill = Duration::from_secs_f64(burst / rate + 1.0);
+        Self {
+            cache: Cache::builder()
+                .max_capacity(entries)
+                .time_to_idle(refill)
+                .build(),
+            rate,
+            burst,
+        }
+    }
+
+    /// Takes a token (`take`) or only checks that one is there; `Err` is the wait for one.
+    async fn check(&self, key: K, take: bool) -> Result<(), Duration> {
+        let burst = self.burst;
+        let bucket = self
+            .cache
+            .get_with(key, async move {
+                Arc::new(Mutex::new(Bucket {
+                    tokens: burst,
+                    at: Instant::now(),
+                }))
+            })
+            .await;
+        let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            if take {
+                b.tokens -= 1.0;
+            }
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
+        }
+    }
+
+    /// Gives back a token taken for something that turned out not to count.
+    async fn refund(&self, key: &K) {
+        if let Some(bucket) = self.cache.get(key).await {
+            let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+            b.tokens = (b.tokens + 1.0).min(self.burst);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Lockout {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// The throttles of one gateway.
+#[derive(Debug)]
+pub struct Throttle {
+    login_ip: Buckets<IpAddr>,
+    login_account: Buckets<Arc<str>>,
+    register_ip: Buckets<IpAddr>,
+    rooms: Buckets<Arc<str>>,
+    lockouts: Cache<(IpAddr, Arc<str>), Arc<Mutex<Lockout>>>,
+    free_failures: u32,
+    lockout_base: Duration,
+    lockout_max: Duration,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Throttle {
+    pub fn new(cfg: &GatewayConfig) -> Self {
+        let n = cfg.throttle_max_entries;
+        let lockout_max = Duration::from_secs(cfg.login_lockout_max_secs);
+        Self {
+            login_ip: Buckets::new(MINUTE, cfg.login_per_ip_per_minute, cfg.login_ip_burst, n),
+            login_account: Buckets::new(
+                MINUTE,
+                cfg.login_account_failures_per_minute,
+                cfg.login_account_burst,
+                n,
+            ),
+            register_ip: Buckets::new(HOUR, cfg.register_per_ip_per_hour, cfg.register_ip_burst, n),
+            rooms: Buckets::new(MINUTE, cfg.rooms_per_minute, cfg.rooms_burst, n),
+            lockouts: Cache::builder()
+                .max_capacity(n)
+                .time_to_idle(lockout_max.max(MINUTE) * 2)
+                .build(),
+            free_failures: cfg.login_free_failures.max(1),
+            lockout_base: Duration::from_secs(cfg.login_lockout_base_secs.max(1)),
+            lockout_max,
+        }
+    }
+
+    /// May `ip` try a password for `user` now? Counts the attempt against the IP and takes
+    /// one from the account's bucket up front (so concurrent guesses cannot all slip in
+    /// before the first failure is known); a success or an unanswered attempt gives it back
+    /// ([`Throttle::login_succeeded`], [`Throttle::login_unanswered`]).
+    pub async fn login_allowed(&self, ip: IpAddr, user: &str) -> Result<(), Throttled> {
+        let key = (ip, Arc::<str>::from(user));
+        if let Some(lock) = self.lockouts.get(&key).await {
+            let until = lock.lock().unwrap_or_else(|e| e.into_inner()).until;
+            let wait = until.and_then(|u| u.checked_duration_since(Instant::now()));
+            if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+                return Err(Throttled::new("login_lockout", wait));
+            }
+        }
+        self.login_ip
+            .check(ip, true)
+            .await
+            .map_err(|wait| Throttled::new("login_ip", wait))?;
+        self.login_account
+            .check(key.1, true)
+            .await
+            .map_err(|wait| Throttled::new("login_account", wait))
+    }
+
+    /// A wrong password from `ip` for `user`: counts toward the pair's lockout (the account's
+    /// bucket keeps the token [`Throttle::login_allowed`] took).
+    pub async fn login_failed(&self, ip: IpAddr, user: &str) {
+        let user = Arc::<str>::from(user);
+        let lock = self
+            .lockouts
+            .get_with((ip, user), async { Arc::default() })
+            .await;
+        let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
+        l.failures = l.failures.saturating_add(1);
+        if l.failures >= self.free_failures {
+            let doublings = (l.failures - self.free_failures).min(20);
+            let window = self.lockout_base.saturating_mul(1 << doublings);
+            l.until = Some(Instant::now() + window.min(self.lockout_max));
+        }
+    }
+
+    /// A right password from `ip` for `user`: the pair starts afresh and the account's
+    /// token is given back.
+    pub async fn login_succeeded(&self, ip: IpAddr, user: &str) {
+        let user = Arc::<str>::from(user);
+        self.login_account.refund(&user).await;
+        self.lockouts.invalidate(&(ip, user)).await;
+    }
+
+    /// A login that got no verdict (no worker answered, or its hashing queue was full): the
+    /// account's token is given back.
+    pub async fn login_unanswered(&self, user: &str) {
+        self.login_account.refund(&Arc::from(user)).await;
+    }
+
+    /// May `ip` register an account now? Counts it.
+    pub async fn register_allowed(&self, ip: IpAddr) -> Result<(), Throttled> {
+        self.register_ip
+            .check(ip, true)
+            .await
+            .map_err(|wait| Throttled::new("register_ip", wait))
+    }
+
+    /// May `user` create a room now? Counts it.
+    pub async fn room_allowed(&self, user: &str) -> Result<(), Throttled> {
+        self.rooms
+            .check(Arc::from(user), true)
+            .await
+            .map_err(|wait| Throttled::new("room_create", wait))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn throttle() -> Throttle {
+        Throttle::new(&GatewayConfig {
+            login_free_failures: 3,
+            login_lockout_base_secs: 2,
+            login_lockout_max_secs: 10,
+            login_account_burst: 5,
+            login_account_failures_per_minute: 6,
+            ..GatewayConfig::default()
+        })
+    }
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    /// After the free failures a pair is locked for a window that doubles per failure and
+    /// is capped; other accounts of that IP and the account on other IPs are not locked.
+    #[tokio::test(start_paused = true)]
+    async fn lockout_grows_per_pair_and_stays_there() {
+        let t = throttle();
+        for _ in 0..2 {
+            t.login_allowed(A, "ann").await.unwrap();
+            t.login_failed(A, "ann").await;
+        }
+        t.login_allowed(A, "ann").await.unwrap();
+        t.login_failed(A, "ann").await;
+        let e = t.login_allowed(A, "ann").await.unwrap_err();
+        assert_eq!(
+            (e.what, e.retry_after),
+            ("login_lockout", Duration::from_secs(2))
+        );
+        assert!(t.login_allowed(A, "bob").await.is_ok(), "other account");
+        assert!(t.login_allowed(B, "ann").await.is_ok(), "other IP");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        t.login_allowed(A, "ann").await.unwrap();
+        t.login_failed(A, "ann").await;
+        let e = t.login_allowed(A, "ann").await.unwrap_err();
+        assert_eq!(e.retry_after, Duration::from_secs(4), "doubled");
+        for _ in 0..5 {
+            t.login_failed(A, "ann").await;
+        }
+        let e = t.login_allowed(A, "ann").await.unwrap_err();
+        assert_eq!(e.retry_after, Duration::from_secs(10), "capped");
+        // Five attempts (four from A, one from B) took the account's five tokens.
+        let e = t.login_allowed(B, "ann").await.unwrap_err();
+        assert_eq!(e.what, "login_account", "the account bucket is empty now");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        t.login_succeeded(A, "ann").await;
+        assert!(
+            t.login_allowed(A, "ann").await.is_ok(),
+            "refilled and cleared"
+        );
+    }
+
+    /// Successes and unanswered attempts give the account's token back.
+    #[tokio::test(start_paused = true)]
+    async fn only_failures_spend_the_account_bucket() {
+        let t = throttle();
+        for i in 0..20u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 2, 0, i));
+            t.login_allowed(ip, "ann").await.unwrap();
+            if i % 2 == 0 {
+                t.login_succeeded(ip, "ann").await;
+            } else {
+                t.login_unanswered("ann").await;
+            }
+        }
+        for _ in 0..5 {
+            t.login_allowed(B, "ann").await.unwrap();
+        }
+        assert!(
+            t.login_allowed(B, "ann").await.is_err(),
+            "burst of 5 in flight"
+        );
+    }
+
+    /// The account-wide bucket stops guessing from many IPs; only that account.
+    #[tokio::test(start_paused = true)]
+    async fn account_bucket_spans_ips() {
+        let t = throttle();
+        for i in 0..5u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 1, 0, i));
+            t.login_allowed(ip, "ann").await.unwrap();
+            t.login_failed(ip, "ann").await;
+        }
+        let e = t.login_allowed(B, "ann").await.unwrap_err();
+        assert_eq!(e.what, "login_account");
+        assert_eq!(
+            e.retry_after,
+            Duration::from_secs(10),
+            "one token at 6 per minute"
+        );
+        assert!(t.login_allowed(B, "bob").await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn registrations_and_rooms_have_buckets() {
+        let t = Throttle::new(&GatewayConfig {
+            register_ip_burst: 2,
+            rooms_burst: 1,
+            ..GatewayConfig::default()
+        });
+        t.register_allowed(A).await.unwrap();
+        t.register_allowed(A).await.unwrap();
+        assert_eq!(
+            t.register_allowed(A).await.unwrap_err().retry_after,
+            Duration::from_secs(180),
+            "20 per hour"
+        );
+        assert!(t.register_allowed(B).await.is_ok());
+        t.room_allowed("ann").await.unwrap();
+        assert!(t.room_allowed("ann").await.is_err());
+        assert!(t.room_allowed("bob").await.is_ok());
+    }
+}

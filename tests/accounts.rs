@@ -1,0 +1,466 @@
+//! Accounts under abuse, against a real mesh: a password-guessing flood cannot take the
+//! service plane down, guessing and registration are throttled, room creation has quotas,
+//! the room list keeps a user's own rooms, `logout_all` revokes tokens, and the JWT secret
+//! file is never readable by others.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chatmesh::Config;
+use common::*;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse";
+
+/// An HTTP client whose connections come from `127.0.0.<last>`.
+fn client_from(last: u8) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .timeout(Duration::from_secs(60))
+        .build()?)
+}
+
+/// POSTs JSON; returns the status, the `Retry-After` header and the body.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Result<(u16, Option<u64>, Value)> {
+    let mut req = http.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = resp.text().await?;
+    Ok((
+        status,
+        retry,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    ))
+}
+
+/// Logs `user` in, waiting out `429`s (as `Retry-After` asks) until `deadline`.
+async fn login_patiently(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    deadline: Instant,
+) -> Result<String> {
+    loop {
+        let (s, retry, v) = post(
+            http,
+            &format!("{base}/v1/auth/login"),
+            None,
+            json!({"username": user, "password": PASSWORD}),
+        )
+        .await?;
+        match s {
+            200 => return Ok(v["token"].as_str().context("token")?.to_owned()),
+            429 if Instant::now() < deadline => {
+                let wait = Duration::from_secs(retry.context("429 without Retry-After")?);
+                tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+            }
+            _ => bail!("login {user}: {s} {v}"),
+        }
+    }
+}
+
+/// The p-th percentile (0–100) of `samples`.
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p / 100.0).round() as usize;
+    samples[i.min(samples.len() - 1)]
+}
+
+/// Waves of 512 concurrent wrong-password logins over 64 accounts from 32 source IPs, at
+/// production argon2 cost, for at least 5 s, while another user on another IP reads history
+/// and lists rooms: that user never sees a 503 and its p99 stays under 100 ms; the right
+/// password still logs in during and after the flood (after waiting out 429s), and the
+/// flood's refusals are 429 with `Retry-After`, never 503. The gateway's per-account limits
+/// are raised here: the point is the workers' service plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn password_flood_does_not_starve_other_services() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    let defaults = Config::default();
+    config.worker.argon2_memory_kib = defaults.worker.argon2_memory_kib;
+    config.worker.argon2_iterations = defaults.worker.argon2_iterations;
+    config.gateway.login_free_failures = 1_000;
+    config.gateway.login_account_burst = 100_000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let base = mesh.url();
+    let api = Api::new(&mesh);
+    let reader = api.user("reader").await?;
+    api.room(&reader, "quiet", "public").await?;
+    let victims: Vec<String> = (0..64).map(|i| format!("victim{i}")).collect();
+    for v in victims.iter().take(4) {
+        api.user(v).await?;
+    }
+
+    let flood_http: Vec<reqwest::Client> = (0..32)
+        .map(|i| client_from(10 + i))
+        .collect::<Result<_>>()?;
+    let started = Instant::now();
+    let flood = {
+        let base = base.clone();
+        let victims = victims.clone();
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            while started.elapsed() < Duration::from_secs(5) {
+                let attempts = (0..512usize).map(|i| {
+                    let http = flood_http[i / 16].clone();
+                    let url = format!("{base}/v1/auth/login");
+                    let user = victims[i % 64].clone();
+                    async move {
+                        post(
+                            &http,
+                            &url,
+                            None,
+                            json!({"username": user, "password": "wrong password"}),
+                        )
+                        .await
+                    }
+                });
+                let wave: Vec<_> = futures::stream::iter(attempts)
+                    .buffer_unordered(512)
+                    .collect()
+                    .await;
+                results.extend(wave);
+            }
+            results
+        })
+    };
+
+    let reader_http = client_from(200)?;
+    let mut samples = Vec::new();
+    let mut failures = Vec::new();
+    let mut logged_in_during = false;
+    while !flood.is_finished() || samples.len() < 50 {
+        for path in ["/v1/rooms", "/v1/rooms/quiet/messages?limit=10"] {
+            let t = Instant::now();
+            let resp = reader_http
+                .get(format!("{base}{path}"))
+                .bearer_auth(&reader)
+                .send()
+                .await?;
+            samples.push(t.elapsed());
+            if resp.status() != 200 {
+                failures.push((path, resp.status().as_u16()));
+            }
+        }
+        if !logged_in_during && samples.len() == 20 {
+            // A real user, on its own IP, mid-flood.
+            let mine = client_from(201)?;
+            login_patiently(&mine, &base, "victim0", Instant::now() + WAIT).await?;
+            logged_in_during = true;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "flood still running after 60 s"
+        );
+    }
+    let results = flood.await?;
+    let flood_secs = started.elapsed().as_secs_f64();
+    let mut by_status = std::collections::BTreeMap::new();
+    for r in &results {
+        let (s, retry, _) = r.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        *by_status.entry(*s).or_insert(0) += 1;
+        if *s == 429 {
+            assert!(retry.is_some(), "429 without Retry-After");
+        }
+    }
+    let n = samples.len();
+    let p50 = percentile(&mut samples, 50.0);
+    let p99 = percentile(&mut samples, 99.0);
+    eprintln!(
+        "flood: {} logins in {flood_secs:.1} s, statuses {by_status:?}; reader: {n} calls, p50 {p50:?}, p99 {p99:?}",
+        results.len()
+    );
+    assert!(failures.is_empty(), "reader failed: {failures:?}");
+    assert!(
+        !by_status.contains_key(&503),
+        "the flood got 503s: {by_status:?}"
+    );
+    assert!(
+        by_status.keys().all(|s| *s == 401 || *s == 429),
+        "{by_status:?}"
+    );
+    assert!(p99 < Duration::from_millis(100), "reader p99 {p99:?}");
+    let after = client_from(202)?;
+    login_patiently(&after, &base, "victim1", Instant::now() + WAIT).await?;
+    mesh.stop().await
+}
+
+/// Wrong passwords on one account from one IP get 429 with `Retry-After` after a few tries
+/// (the right password too, until the window ends); another account from the same IP still
+/// logs in; registrations from one IP over its limit get 429, another IP still registers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_and_registration_are_throttled() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.register_per_ip_per_hour = 3;
+    config.gateway.register_ip_burst = 3;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let base = mesh.url();
+    let http = client_from(20)?;
+    let register = |user: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}/v1/auth/register"));
+        async move {
+            post(
+                &http,
+                &url,
+                None,
+                json!({"username": user, "password": PASSWORD}),
+            )
+            .await
+        }
+    };
+    for user in ["ann", "bob", "cid"] {
+        let (s, _, v) = register(user).await?;
+        assert_eq!(s, 201, "{user}: {v}");
+    }
+    let (s, retry, v) = register("dan").await?;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert!(retry.is_some_and(|r| r >= 1), "Retry-After {retry:?}");
+    let (s, _, _) = post(
+        &client_from(21)?,
+        &format!("{base}/v1/auth/register"),
+        None,
+        json!({"username": "dan", "password": PASSWORD}),
+    )
+    .await?;
+    assert_eq!(s, 201, "another IP still registers");
+
+    let login = |user: &'static str, password: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}/v1/auth/login"));
+        async move {
+            post(
+                &http,
+                &url,
+                None,
+                json!({"username": user, "password": password}),
+            )
+            .await
+        }
+    };
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..12 {
+        let (s, retry, _) = login("ann", "wrong password").await?;
+        statuses.push(s);
+        if s == 429 {
+            retry_after = retry;
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "never throttled: {statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() >= 3,
+        "{statuses:?}"
+    );
+    assert!(retry_after.is_some_and(|r| r >= 1), "{retry_after:?}");
+    let (s, _, _) = login("ann", PASSWORD).await?;
+    assert_eq!(s, 429, "the locked (IP, account) pair waits out its window");
+    let (s, _, v) = login("bob", PASSWORD).await?;
+    assert_eq!(s, 200, "another account from the same IP: {v}");
+    let (s, _, v) = post(
+        &client_from(22)?,
+        &format!("{base}/v1/auth/login"),
+        None,
+        json!({"username": "ann", "password": PASSWORD}),
+    )
+    .await?;
+    assert_eq!(
+        s, 200,
+        "the account itself is not locked for other IPs: {v}"
+    );
+    mesh.stop().await
+}
+
+/// A user can own at most `max_rooms_per_user` rooms (then `forbidden`) and create at most
+/// `rooms_per_minute` (then 429 + `Retry-After`); another user's room list still starts with
+/// its own rooms and holds at most `rooms_list_public_per_owner` of the spammer's rooms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_quotas_and_a_spam_proof_room_list() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.worker.max_rooms_per_user = 8;
+    config.worker.rooms_list_public_per_owner = 3;
+    config.gateway.rooms_per_minute = 30;
+    config.gateway.rooms_burst = 5;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let base = mesh.url();
+    let api = Api::new(&mesh);
+    let spam = api.user("spammer").await?;
+    let http = client_from(30)?;
+    let create = |room: String| {
+        let (http, url, spam) = (http.clone(), format!("{base}/v1/rooms"), spam.clone());
+        async move {
+            post(
+                &http,
+                &url,
+                Some(&spam),
+                json!({"room": room, "kind": "public"}),
+            )
+            .await
+        }
+    };
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let (s, retry, v) = create(format!("aaa{i:02}")).await?;
+        if s == 429 {
+            assert!(retry.is_some(), "{v}");
+        }
+        statuses.push(s);
+    }
+    assert_eq!(statuses, [201, 201, 201, 201, 201, 429], "rate per user");
+    // The count cap, past the rate (the bucket refills one room per 2 s: wait it out).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut made = 5;
+    let cap_error = loop {
+        let (s, retry, v) = create(format!("aaa{made:02}")).await?;
+        match s {
+            201 => made += 1,
+            429 if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_secs(retry.unwrap_or(1).min(3))).await
+            }
+            _ => break (s, v),
+        }
+    };
+    assert_eq!(made, 8, "max_rooms_per_user");
+    assert_eq!(cap_error.0, 403, "{}", cap_error.1);
+    assert_eq!(cap_error.1["error"]["code"], "forbidden");
+
+    let ann = api.user("ann").await?;
+    api.room(&ann, "zzz-mine", "private").await?;
+    api.room(&ann, "zzz-ours", "public").await?;
+    let (s, list) = api.call("GET", "/v1/rooms", Some(&ann), None).await?;
+    assert_eq!(s, 200);
+    let rooms = list["rooms"].as_array().context("rooms")?;
+    let names: Vec<&str> = rooms.iter().filter_map(|r| r["room"].as_str()).collect();
+    assert_eq!(
+        &names[..2],
+        ["zzz-mine", "zzz-ours"],
+        "own rooms first: {names:?}"
+    );
+    let spam_rooms = names.iter().filter(|n| n.starts_with("aaa")).count();
+    assert_eq!(
+        spam_rooms, 3,
+        "one owner's share of the public tail: {names:?}"
+    );
+    mesh.stop().await
+}
+
+/// `POST /v1/auth/logout_all` revokes every token issued before it: the old token gets 401
+/// over HTTP and `unauthorized` + 4001 at `hello`, open sessions of that user close with 4001
+/// (on this gateway and, through the `chat.user.*` event, on another one), an upgrade with
+/// the old token in its `Authorization` header is refused; a fresh login works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_all_revokes_old_tokens() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let second =
+        chatmesh::services::GatewayHandle::start(&mesh.config, mesh.client.clone()).await?;
+    let far_api = Api::at(&format!("http://{}", second.addr));
+    let far_ws = format!("ws://{}/v1/ws", second.addr);
+    let api = Api::new(&mesh);
+    let old = api.user("ann").await?;
+    let other = api.user("bob").await?;
+    for a in [&api, &far_api] {
+        let (s, _) = a.call("GET", "/v1/rooms", Some(&old), None).await?;
+        assert_eq!(s, 200, "the old token is cached as valid on both gateways");
+    }
+    let mut open = Client::login(&mesh.ws_url(), &old).await?;
+    let mut far = Client::login(&far_ws, &old).await?;
+    let mut bystander = Client::login(&mesh.ws_url(), &other).await?;
+
+    let (s, v) = api
+        .call("POST", "/v1/auth/logout_all", Some(&old), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let closed = tokio::time::timeout(Duration::from_secs(5), open.ended()).await;
+    assert_eq!(closed.ok(), Some(Ended::Closed(4001)), "open session");
+    let closed = tokio::time::timeout(Duration::from_secs(5), far.ended()).await;
+    assert_eq!(
+        closed.ok(),
+        Some(Ended::Closed(4001)),
+        "session on the other gateway"
+    );
+
+    for a in [&api, &far_api] {
+        let (s, v) = a.call("GET", "/v1/rooms", Some(&old), None).await?;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+    }
+    let mut c = Client::connect(&mesh.ws_url()).await?;
+    let e = c.request(json!({"type": "hello", "token": old})).await?;
+    assert_eq!(e["code"], "unauthorized");
+    assert_eq!(c.ended().await, Ended::Closed(4001));
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        mesh.ws_url(),
+    )?;
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {old}").parse()?);
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_err(),
+        "upgrade with a revoked token"
+    );
+
+    let pong = bystander.request(json!({"type": "ping"})).await?;
+    assert_eq!(pong["type"], "pong", "other users' sessions live on");
+    let fresh = api.user("ann").await?;
+    let (s, _) = api.call("GET", "/v1/rooms", Some(&fresh), None).await?;
+    assert_eq!(s, 200);
+    let mut again = Client::login(&mesh.ws_url(), &fresh).await?;
+    assert_eq!(
+        again.request(json!({"type": "ping"})).await?["type"],
+        "pong"
+    );
+    mesh.stop().await
+}
+
+/// A mesh started in a fresh data dir writes `jwt-secret` with mode 0600 and leaves no
+/// temporary file beside it; a second start reads the same secret. A `jwt-secret` symlink
+/// planted in the dir is replaced, not followed (the secret never lands in its target).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_secret_file_is_private() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    let target = outside.path().join("leaked");
+    std::os::unix::fs::symlink(&target, dir.path().join("jwt-secret"))?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let secret = mesh.config.gateway.jwt_secret.clone();
+    mesh.stop().await?;
+    assert!(!target.exists(), "the secret was written through a symlink");
+    let path = dir.path().join("jwt-secret");
+    assert!(!std::fs::symlink_metadata(&path)?.file_type().is_symlink());
+    let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    let stray: Vec<_> = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("jwt-secret") && n != "jwt-secret")
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    assert_eq!(mesh.config.gateway.jwt_secret, secret);
+    mesh.stop().await
+}

@@ -1,0 +1,98 @@
+//! Account and quota rules in process (no NATS): token generations and `logout_all`, the
+//! per-user room quota, and the bounded public tail of `rooms_list`.
+
+mod common;
+
+use chatmesh_protocol::service::*;
+use chatmesh_protocol::ErrorCode;
+use common::{code, create, creds, users, Local};
+
+fn user(name: &str) -> UserRequest {
+    UserRequest { user: name.into() }
+}
+
+/// Login hands out the current generation; `logout_all` bumps it (and only that user's);
+/// unknown users are generation 0 and cannot be logged out.
+#[tokio::test]
+async fn logout_all_bumps_the_generation() {
+    let l = Local::new().await;
+    let s = &l.service;
+    users(&l, &["ann", "bob"]).await;
+    assert_eq!(s.login(creds("ann")).await.unwrap().gen, 0);
+    assert_eq!(s.logout_all(user("ann")).await.unwrap().gen, 1);
+    assert_eq!(s.logout_all(user("ann")).await.unwrap().gen, 2);
+    assert_eq!(s.login(creds("ann")).await.unwrap().gen, 2);
+    assert_eq!(s.user_gen(user("ann")).await.unwrap().gen, 2);
+    assert_eq!(s.user_gen(user("bob")).await.unwrap().gen, 0);
+    assert_eq!(s.user_gen(user("nobody")).await.unwrap().gen, 0);
+    assert_eq!(
+        code(s.logout_all(user("nobody")).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(code(s.user_gen(user("a.b")).await), ErrorCode::BadRequest);
+    let stored = l.model.user("ann").await.unwrap().unwrap();
+    assert_eq!(stored.gen, 2, "kept with the user record");
+}
+
+/// A user creates at most `max_rooms_per_user` rooms; a refused or conflicting create does
+/// not count, and another user has its own quota.
+#[tokio::test]
+async fn room_quota_per_user() {
+    let l = Local::with(|c| c.max_rooms_per_user = 3).await;
+    let s = &l.service;
+    for room in ["r1", "r2"] {
+        create(&l, room, RoomKind::Public, "ann").await;
+    }
+    let req = |room: &str, actor: &str| CreateRoomRequest {
+        room: room.into(),
+        kind: RoomKind::Private,
+        actor: actor.into(),
+    };
+    assert_eq!(
+        code(s.room_create(req("r1", "ann")).await),
+        ErrorCode::Conflict
+    );
+    s.room_create(req("r3", "ann")).await.unwrap();
+    let e = s.room_create(req("r4", "ann")).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert!(e.message.contains("quota"), "{}", e.message);
+    assert_eq!(l.model.rooms_created("ann").await.unwrap(), 3);
+    s.room_create(req("r4", "bob")).await.unwrap();
+}
+
+/// The user's own rooms come first and whole; the public tail holds at most
+/// `rooms_list_public_max` rooms and at most `rooms_list_public_per_owner` of one owner.
+#[tokio::test]
+async fn room_list_tail_is_bounded_per_owner() {
+    let l = Local::with(|c| {
+        c.rooms_list_public_max = 5;
+        c.rooms_list_public_per_owner = 2;
+    })
+    .await;
+    let s = &l.service;
+    for i in 0..10 {
+        create(&l, &format!("a-spam{i}"), RoomKind::Public, "spammer").await;
+    }
+    for room in ["b-one", "b-two", "b-three"] {
+        create(&l, room, RoomKind::Public, "bob").await;
+    }
+    create(&l, "c-cid", RoomKind::Public, "cid").await;
+    for room in ["z-mine", "z-also"] {
+        create(&l, room, RoomKind::Private, "ann").await;
+    }
+    let list = s
+        .rooms_list(ListRoomsRequest { user: "ann".into() })
+        .await
+        .unwrap();
+    let names: Vec<&str> = list.rooms.iter().map(|r| r.room.as_str()).collect();
+    assert_eq!(
+        names[..2],
+        ["z-also", "z-mine"],
+        "own rooms first: {names:?}"
+    );
+    let tail = &names[2..];
+    assert_eq!(tail.len(), 5, "{names:?}");
+    assert_eq!(tail.iter().filter(|r| r.starts_with("a-")).count(), 2);
+    assert_eq!(tail.iter().filter(|r| r.starts_with("b-")).count(), 2);
+    assert!(tail.contains(&"c-cid"), "{names:?}");
+}
