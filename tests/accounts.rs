@@ -373,8 +373,9 @@ async fn room_quotas_and_a_spam_proof_room_list() -> Result<()> {
 async fn logout_all_revokes_old_tokens() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
-    let second =
-        chatmesh::services::GatewayHandle::start(&mesh.config, mesh.client.clone()).await?;
+    let role = chatmesh_protocol::bus::Role::Gateway;
+    let nats = chatmesh::nats::connect(&mesh.config.mesh, role, "second-gateway").await?;
+    let second = chatmesh::services::GatewayHandle::start(&mesh.config, nats).await?;
     let far_api = Api::at(&format!("http://{}", second.addr));
     let far_ws = format!("ws://{}/v1/ws", second.addr);
     let api = Api::new(&mesh);

@@ -134,7 +134,10 @@ async fn a_gateway_key_cannot_act_as_a_worker() -> Result<()> {
     let _sub = gw.nats.subscribe("chat.svc.>").await?;
     gw.violation("chat.svc.>").await?;
 
-    let js = async_nats::jetstream::new(gw.nats.clone());
+    // Refused requests are never answered: a short timeout keeps the test quick.
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build(gw.nats.clone());
     let consumer = async_nats::jetstream::consumer::pull::Config {
         durable_name: Some("thief".into()),
         ..Default::default()
