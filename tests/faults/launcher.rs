@@ -120,21 +120,29 @@ impl MeshProc {
     /// `chatmesh_worker_standby` (1 while waiting for the store lock) and
     /// `chatmesh_partitions_owned`, each `None` until recorded.
     pub async fn worker_gauges(&self, i: u32) -> Result<(Option<f64>, Option<f64>)> {
+        Ok((
+            self.worker_metric(i, "chatmesh_worker_standby").await?,
+            self.worker_metric(i, "chatmesh_partitions_owned").await?,
+        ))
+    }
+
+    /// One unlabelled metric of worker `i`, `None` until recorded.
+    pub async fn worker_metric(&self, i: u32, name: &str) -> Result<Option<f64>> {
         let url = format!("http://{}.{}:9464/metrics", self.net, 30 + i);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
         let text = client.get(&url).send().await?.text().await?;
-        let value = |name: &str| {
-            text.lines().find_map(|l| {
-                let (n, v) = l.split_once(' ')?;
-                (n == name).then(|| v.trim().parse::<f64>().ok()).flatten()
-            })
-        };
-        Ok((
-            value("chatmesh_worker_standby"),
-            value("chatmesh_partitions_owned"),
-        ))
+        Ok(text.lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse::<f64>().ok()).flatten()
+        }))
+    }
+
+    /// What part `name` logged so far (`DIR/logs/<name>.log`).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
     }
 
     /// The gateway part with the most HAProxy sessions (the one whose death hurts most).

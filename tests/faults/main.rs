@@ -241,6 +241,70 @@ async fn worker_sigkill_keeps_history_complete() -> Result<()> {
     Ok(())
 }
 
+/// The only worker starved (SIGSTOP for twice the lease TTL, as an overloaded box can starve
+/// it), then resumed (SIGCONT) under steady traffic: its leases expired meanwhile, and nobody
+/// else holds them, so it keeps all of its partitions — none is stopped and taken again, live
+/// delivery never stops, nothing acked is lost or duplicated, history is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starved_worker_keeps_its_partitions() -> Result<()> {
+    let mesh = MeshProc::up("127.61.7", 2, 1).await?;
+    let partitions = f64::from(chatmesh_protocol::MeshConfig::default().partitions);
+    wait_gauges(&mesh, 1, Duration::from_secs(10), "active", |s, o| {
+        s == 0.0 && o == partitions
+    })
+    .await?;
+    let before = acquisitions(&mesh).await?;
+    let run = Run::start(&mesh.entry(), "starved", SENDERS, RECEIVERS, RATE).await?;
+    run.wait_acked(60, Duration::from_secs(30)).await?;
+    let ttl = chatmesh_workers::ownership::OwnershipConfig::default().lease_ttl_secs;
+    mesh.signal("worker-1", "STOP").await?;
+    tokio::time::sleep(Duration::from_secs(2 * ttl)).await;
+    let acked_while_stopped = run.acked();
+    mesh.signal("worker-1", "CONT").await?;
+    // Let the resumed worker renew (and retake) every lease, with traffic still flowing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let owned = mesh.worker_gauges(1).await?.1;
+    let retaken = mesh
+        .worker_metric(1, "chatmesh_partition_lease_retaken_total")
+        .await?
+        .unwrap_or(0.0);
+    let after = acquisitions(&mesh).await?;
+    let token = run.tokens[0].1.clone();
+    let acked = run.acked_map();
+    let v = run.finish().await?;
+    v.assert_clean();
+    let hist = history_until(&mesh.entry(), &token, "starved", v.last_seq).await?;
+    let missing = missing_from(&acked, &hist);
+    let log = mesh.log("worker-1");
+    let dropped = log.matches("stopping it").count();
+    println!(
+        "worker SIGSTOP {}s + SIGCONT: {acked_while_stopped} acked by the resume, {} in all; \
+         partitions owned after {owned:?}, leases retaken {retaken}, acquisitions {before} -> \
+         {after}, partitions stopped {dropped}; history {} messages, {} missing",
+        2 * ttl,
+        v.acked,
+        hist.len(),
+        missing.len()
+    );
+    assert_eq!(owned, Some(partitions), "the worker lost partitions");
+    assert_eq!(dropped, 0, "the worker stopped its own partitions:\n{log}");
+    assert_eq!(after, before, "partitions were released and taken again");
+    assert!(
+        retaken > 0.0,
+        "the leases never expired: the test starved nothing"
+    );
+    assert!(missing.is_empty(), "acked but not in history: {missing:?}");
+    Ok(())
+}
+
+/// How many times worker 1 acquired a partition lease.
+async fn acquisitions(mesh: &MeshProc) -> Result<f64> {
+    Ok(mesh
+        .worker_metric(1, "chatmesh_partition_acquired_total")
+        .await?
+        .unwrap_or(0.0))
+}
+
 /// How long the standby may take to run every partition after the active worker's SIGKILL
 /// (issue 6: "partitions move within 10 s").
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(10);

@@ -24,6 +24,15 @@ pub enum Renewal {
     Unreachable,
 }
 
+/// What an attempt to take a lease found.
+enum Take {
+    Taken(u64),
+    /// Another worker's id is on it.
+    Held,
+    /// NATS did not answer.
+    Failed,
+}
+
 /// The lease table, as seen by one worker.
 pub struct Leases {
     js: jetstream::Context,
@@ -59,6 +68,13 @@ impl Leases {
     /// Takes partition `p`'s lease if it is free (never held, released, expired, or already
     /// ours); returns its revision.
     pub async fn acquire(&self, p: u32) -> Option<u64> {
+        match self.take(p).await {
+            Take::Taken(seq) => Some(seq),
+            Take::Held | Take::Failed => None,
+        }
+    }
+
+    async fn take(&self, p: u32) -> Take {
         let expect = match self
             .stream
             .direct_get_last_for_subject(Self::subject(p))
@@ -67,17 +83,24 @@ impl Leases {
             Ok(last) if last.payload.is_empty() || last.payload == self.me.as_bytes() => {
                 last.sequence
             }
-            Ok(_) => return None,
+            Ok(_) => return Take::Held,
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => 0,
             Err(e) => {
                 debug!(partition = p, error = %e, "lease read failed");
-                return None;
+                return Take::Failed;
             }
         };
-        self.write(p, expect, self.me.clone()).await
+        match self.write(p, expect, self.me.clone()).await {
+            Some(seq) => Take::Taken(seq),
+            // Someone wrote between the read and the CAS: theirs.
+            None => Take::Held,
+        }
     }
 
-    /// Extends a held lease.
+    /// Extends a held lease. A renewal that finds the key changed is not yet a loss: a
+    /// process that was starved (or a renewal whose ack was lost) finds its own lease expired
+    /// (an expiry marker) or already extended (its own id at a newer revision). Unless
+    /// another worker's id is there, the lease is taken again at once and kept.
     pub async fn renew(&self, p: u32, revision: u64) -> Renewal {
         let put = natskit::put_ttl(
             &self.js,
@@ -88,7 +111,14 @@ impl Leases {
         );
         match put.await {
             Ok(seq) => Renewal::Renewed(seq),
-            Err(natskit::Error::WrongLastSequence) => Renewal::Lost,
+            Err(natskit::Error::WrongLastSequence) => match self.take(p).await {
+                Take::Taken(seq) => {
+                    metrics::counter!("chatmesh_partition_lease_retaken_total").increment(1);
+                    Renewal::Renewed(seq)
+                }
+                Take::Held => Renewal::Lost,
+                Take::Failed => Renewal::Unreachable,
+            },
             Err(e) => {
                 debug!(partition = p, error = %e, "lease renewal failed");
                 Renewal::Unreachable

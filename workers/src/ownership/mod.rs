@@ -12,6 +12,9 @@
 //! worker can open) the worker takes every lease. A hot standby on the same fjall store
 //! (`worker.standby`) waits for the store's lock before it gets here, then takes each lease
 //! as the dead holder's expires (tried every 250 ms), or at once after a graceful release.
+//! A worker whose renewal comes late (a starved or paused process: its lease expired) takes
+//! the lease straight back unless another worker holds it by then, so starvation never makes
+//! the only worker drop its own partitions.
 
 mod lease;
 mod registry;
