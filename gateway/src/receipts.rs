@@ -1,9 +1,10 @@
 //! Read receipts, coalesced: a client may send `read` as often as it likes (every message
 //! it scrolls past), but each (room, user) costs at most one cursor write in the store and
 //! one `receipt` to the room's members per interval on this gateway. The first `read` of an
-//! interval goes out at once; later ones only raise the pending seq, and the latest pending
-//! one goes out when the interval ends, so members always end up seeing the final cursor.
-//! A `read` that does not move the cursor forward costs nothing.
+//! interval goes out at once; later ones only replace the pending seq, and the pending one
+//! goes out when the interval ends, so members always end up seeing the reader's latest
+//! `read`. The cursor is written only when a read moves it forward; a repeat of what was
+//! just announced costs nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,23 +23,37 @@ type Key = (Arc<str>, Arc<str>);
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Highest seq sent (persisted and announced).
-    sent: u64,
-    /// When it was sent.
+    /// Highest seq written to the cursor (it only moves forward).
+    cursor: u64,
+    /// The seq of the last receipt announced.
+    announced: u64,
+    /// When it was announced.
     at: Instant,
-    /// Highest seq waiting for the interval to end (0: none).
-    pending: u64,
+    /// The latest seq waiting for the interval to end.
+    pending: Option<u64>,
+}
+
+impl Entry {
+    /// Marks `seq` announced at `now`; whether it moves the cursor (and must be written).
+    fn announce(&mut self, seq: u64, now: Instant) -> bool {
+        let forward = seq > self.cursor;
+        self.cursor = self.cursor.max(seq);
+        self.announced = seq;
+        self.at = now;
+        self.pending = None;
+        forward
+    }
 }
 
 /// What to do with one `read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Persist and announce it now.
-    Now,
+    /// Announce it now, and write the cursor if `persist` (the read moves it forward).
+    Now { persist: bool },
     /// Held; the flusher sends the latest held seq when the interval ends.
     Later,
-    /// Not above what was already sent or held: nothing to do.
-    Stale,
+    /// The same seq was just announced or is already held: nothing to do.
+    Repeat,
 }
 
 /// The receipt coalescer of one gateway.
@@ -64,40 +79,44 @@ impl Receipts {
             entries.insert(
                 key,
                 Entry {
-                    sent: seq,
+                    cursor: seq,
+                    announced: seq,
                     at: now,
-                    pending: 0,
+                    pending: None,
                 },
             );
-            return Decision::Now;
+            return Decision::Now { persist: true };
         };
-        if seq <= entry.sent.max(entry.pending) {
-            return Decision::Stale;
+        match entry.pending {
+            Some(held) if held == seq => return Decision::Repeat,
+            None if entry.announced == seq => return Decision::Repeat,
+            None if now.duration_since(entry.at) >= self.interval => {
+                let persist = entry.announce(seq, now);
+                return Decision::Now { persist };
+            }
+            _ => {}
         }
-        if now.duration_since(entry.at) >= self.interval && entry.pending == 0 {
-            entry.sent = seq;
-            entry.at = now;
-            return Decision::Now;
-        }
-        entry.pending = seq;
+        entry.pending = Some(seq);
         Decision::Later
     }
 
-    /// The held reads whose interval has ended, marked sent; forgets entries idle for
-    /// longer than an interval (memory stays proportional to active readers).
-    fn due(&self, now: Instant) -> Vec<(Key, u64)> {
+    /// The held reads whose interval has ended, marked announced, each with whether it
+    /// moves the cursor; forgets entries idle for longer than an interval (memory stays
+    /// proportional to active readers).
+    fn due(&self, now: Instant) -> Vec<(Key, u64, bool)> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         entries.retain(|key, entry| {
             let elapsed = now.duration_since(entry.at) >= self.interval;
-            if entry.pending > 0 && elapsed {
-                out.push((key.clone(), entry.pending));
-                entry.sent = entry.pending;
-                entry.pending = 0;
-                entry.at = now;
-                return true;
+            match entry.pending {
+                Some(seq) if elapsed => {
+                    let persist = entry.announce(seq, now);
+                    out.push((key.clone(), seq, persist));
+                    true
+                }
+                Some(_) => true,
+                None => !elapsed,
             }
-            entry.pending > 0 || !elapsed
         });
         out
     }
@@ -118,13 +137,15 @@ impl Receipts {
                     _ = stop.cancelled() => break,
                     _ = every.tick() => {}
                 }
-                for ((room, user), seq) in this.due(Instant::now()) {
-                    let req = SetCursorRequest {
-                        room: room.to_string(),
-                        user: user.to_string(),
-                        seq,
-                    };
-                    services.notify::<SetCursor>(&room, &req).await;
+                for ((room, user), seq, persist) in this.due(Instant::now()) {
+                    if persist {
+                        let req = SetCursorRequest {
+                            room: room.to_string(),
+                            user: user.to_string(),
+                            seq,
+                        };
+                        services.notify::<SetCursor>(&room, &req).await;
+                    }
                     let _ = publish(&nats, &room, &user, receipt(&room, &user, seq)).await;
                 }
             }
@@ -154,33 +175,56 @@ pub async fn publish(
 mod tests {
     use super::*;
 
+    const NOW: Decision = Decision::Now { persist: true };
+
     /// 180 reads in a burst cost one immediate send and one held send of the latest seq; a
-    /// read below what was sent costs nothing; after the interval a read goes out at once.
+    /// repeat costs nothing; after the interval a read goes out at once.
     #[test]
     fn a_burst_of_reads_becomes_two_sends() {
         let r = Receipts::new(Duration::from_secs(1));
         let t0 = Instant::now();
-        assert_eq!(r.offer("room", "ann", 1, t0), Decision::Now);
+        assert_eq!(r.offer("room", "ann", 1, t0), NOW);
+        assert_eq!(r.offer("room", "ann", 1, t0), Decision::Repeat);
         let held = (2..=180)
             .filter(|seq| r.offer("room", "ann", *seq, t0) == Decision::Later)
             .count();
         assert_eq!(held, 179);
-        assert_eq!(r.offer("room", "ann", 5, t0), Decision::Stale);
+        assert_eq!(r.offer("room", "ann", 180, t0), Decision::Repeat);
         assert!(r.due(t0 + Duration::from_millis(500)).is_empty());
         let due = r.due(t0 + Duration::from_secs(1));
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].1, 180);
+        assert_eq!((due[0].1, due[0].2), (180, true));
         assert_eq!(
             r.offer("room", "ann", 180, t0 + Duration::from_secs(1)),
-            Decision::Stale
+            Decision::Repeat
         );
         assert_eq!(
             r.offer("room", "ann", 181, t0 + Duration::from_secs(3)),
-            Decision::Now
+            NOW
         );
-        assert_eq!(r.offer("room", "bob", 1, t0), Decision::Now, "per user");
+        assert_eq!(r.offer("room", "bob", 1, t0), NOW, "per user");
         // Idle entries are forgotten.
         r.due(t0 + Duration::from_secs(10));
         assert!(r.entries.lock().unwrap().is_empty());
+    }
+
+    /// A read below the cursor is announced (coalesced like any read) but never written.
+    #[test]
+    fn a_backward_read_is_announced_not_written() {
+        let r = Receipts::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(r.offer("room", "ann", 10, t0), NOW);
+        assert_eq!(r.offer("room", "ann", 4, t0), Decision::Later);
+        let due = r.due(t0 + Duration::from_secs(1));
+        assert_eq!((due[0].1, due[0].2), (4, false));
+        let later = t0 + Duration::from_secs(3);
+        assert_eq!(
+            r.offer("room", "ann", 7, later),
+            Decision::Now { persist: false }
+        );
+        assert_eq!(
+            r.offer("room", "ann", 11, later + Duration::from_secs(1)),
+            NOW
+        );
     }
 }

@@ -485,7 +485,8 @@ impl Session {
         self.event(room, frame).await
     }
 
-    /// `read`: persists the cursor (it only moves forward) and tells members `receipt`.
+    /// `read`: persists the cursor (it only moves forward) and tells members `receipt`
+    /// (of this read's seq, even when it is below the cursor).
     /// The seq is clamped to the room's last message (a cursor beyond it would hide every
     /// later message from the unread count), and reads are coalesced (see
     /// [`crate::receipts`]): at most one cursor write and one receipt per interval.
@@ -509,16 +510,18 @@ impl Session {
             return Ok(());
         }
         let now = tokio::time::Instant::now();
-        if self.state.receipts.offer(room, &user, seq, now) != Decision::Now {
+        let Decision::Now { persist } = self.state.receipts.offer(room, &user, seq, now) else {
             metrics::counter!("chatmesh_events_dropped_total", "kind" => "receipt").increment(1);
             return Ok(());
-        }
-        let req = SetCursorRequest {
-            room: room.to_owned(),
-            user: user.clone(),
-            seq,
         };
-        self.state.services.ask::<SetCursor>(room, &req).await?;
+        if persist {
+            let req = SetCursorRequest {
+                room: room.to_owned(),
+                user: user.clone(),
+                seq,
+            };
+            self.state.services.ask::<SetCursor>(room, &req).await?;
+        }
         self.event(room, receipts::receipt(room, &user, seq)).await
     }
 
