@@ -31,6 +31,12 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// How long a send is retried (same id) while JetStream has no leader, milliseconds.
     pub publish_deadline_ms: u64,
+    /// Sends of this gateway awaiting their PubAck at once (each session has 64 of them too);
+    /// past it a send waits `admission_wait_ms` for a slot, then gets `unavailable`.
+    pub max_inflight_sends: usize,
+    /// Longest wait of a send for an in-flight slot (its session's or the gateway's) before it
+    /// is refused with `unavailable`, milliseconds. Bounds how long a session's reader stops.
+    pub admission_wait_ms: u64,
     /// Timeout of one request to a worker service, milliseconds.
     pub service_timeout_ms: u64,
     /// How long a drain waits for sessions to close, milliseconds.
@@ -115,6 +121,8 @@ impl Default for GatewayConfig {
             max_connections: 19_000,
             limits: Limits::default(),
             publish_deadline_ms: 15_000,
+            max_inflight_sends: 4_096,
+            admission_wait_ms: 1_000,
             service_timeout_ms: 5_000,
             drain_timeout_ms: 5_000,
             frames_per_second: 100,
@@ -193,6 +201,12 @@ impl GatewayConfig {
         }
         if self.typing_per_second == 0 || self.typing_per_session_per_second == 0 {
             out.push("gateway typing rates must be positive".into());
+        }
+        if !(1..=65_536).contains(&self.max_inflight_sends) {
+            out.push("gateway.max_inflight_sends must be between 1 and 65536".into());
+        }
+        if !(10..=60_000).contains(&self.admission_wait_ms) {
+            out.push("gateway.admission_wait_ms must be between 10 and 60000".into());
         }
         if !(10..=60_000).contains(&self.receipt_interval_ms) {
             out.push("gateway.receipt_interval_ms must be between 10 and 60000".into());

@@ -5,6 +5,7 @@
 //! Start it with [`serve`] on a bound listener; tests bind `127.0.0.1:0`.
 
 pub mod access;
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod cursors;

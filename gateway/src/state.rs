@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access::AccessCache;
+use crate::admission::Admission;
 use crate::auth::Tokens;
 use crate::config::GatewayConfig;
 use crate::cursors::OwnReads;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub own_reads: OwnReads,
     /// `read` frames, coalesced per room and user.
     pub receipts: Receipts,
+    /// The budget of sends awaiting their PubAck.
+    pub admission: Admission,
     pub next_session: AtomicU64,
 }
 
@@ -64,7 +67,9 @@ impl AppState {
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .backpressure_on_inflight(true)
-            .max_ack_inflight(4096)
+            // Above the admission budget, so a publish never blocks here: sends beyond the
+            // budget are refused by `admission` with a clear error instead.
+            .max_ack_inflight(cfg.max_inflight_sends + 64)
             .build(nats.clone());
         let services = Services::new(nats.clone(), mesh.partitions, service_timeout);
         let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Nats(e.to_string()))?;
@@ -82,6 +87,7 @@ impl AppState {
         });
         let access = AccessCache::new(services.clone());
         let cfg_receipts = cfg.receipt_interval_ms;
+        let (cfg_inflight, cfg_admission) = (cfg.max_inflight_sends, cfg.admission_wait_ms);
         let revocation = Revocation::new(
             services.clone(),
             Duration::from_secs(cfg.user_gen_cache_secs),
@@ -106,6 +112,7 @@ impl AppState {
             sessions: AtomicUsize::new(0),
             own_reads: OwnReads::default(),
             receipts: Receipts::new(Duration::from_millis(cfg_receipts)),
+            admission: Admission::new(cfg_inflight, Duration::from_millis(cfg_admission)),
             next_session: AtomicU64::new(1),
         });
         crate::access::spawn_member_listener(state.clone()).await?;

@@ -15,18 +15,16 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::Semaphore;
 
 use super::link::{Out, SessionLink};
 use super::replay::Replay;
 use super::rooms::RoomMap;
+use crate::admission::{Admission, SessionSlots};
 use crate::auth::Identity;
 use crate::publish::Publish;
 use crate::receipts::{self, Decision};
 use crate::state::AppState;
 
-/// Sends of one session awaiting their PubAck at once.
-const MAX_INFLIGHT_SENDS: usize = 64;
 /// Window over which rate-limited frames are counted towards a 4008 close.
 const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -42,7 +40,7 @@ pub struct Session {
     frames: DefaultDirectRateLimiter,
     strikes: (Instant, u32),
     /// Created at the first `send`: sessions that only listen never pay for it.
-    inflight: Option<Arc<Semaphore>>,
+    inflight: Option<SessionSlots>,
     /// Created at the first `typing`: sessions that never type never pay for it.
     typing: Option<Box<Typing>>,
 }
@@ -382,13 +380,8 @@ impl Session {
             body,
         };
         let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
-        let permit = self
-            .inflight
-            .get_or_insert_with(|| Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)))
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::internal())?;
+        let slots = self.inflight.get_or_insert_with(Admission::session_slots);
+        let permit = self.state.admission.admit(slots).await?;
         let (state, link, r#ref) = (self.state.clone(), self.link.clone(), r#ref.clone());
         metrics::counter!("chatmesh_messages_in_total").increment(1);
         let started = Instant::now();
