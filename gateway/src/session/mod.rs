@@ -7,7 +7,7 @@
 
 mod handler;
 pub mod link;
-mod reader;
+pub mod reader;
 mod replay;
 mod rooms;
 pub mod wire;
