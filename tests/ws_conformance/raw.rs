@@ -187,7 +187,7 @@ pub async fn handshake(addr: SocketAddr, request: &str) -> Result<(Handshake, Ra
     stream.set_nodelay(true)?;
     stream.write_all(request.as_bytes()).await?;
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+    let mut chunk = vec![0u8; 4096];
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -285,7 +285,7 @@ impl Raw {
     }
 
     async fn fill(&mut self, wait: Duration) -> Result<usize> {
-        let mut chunk = [0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 16 * 1024];
         let n = timeout(wait, self.stream.read(&mut chunk))
             .await
             .context("timed out waiting for the server")??;
@@ -379,7 +379,7 @@ impl Raw {
     /// Reads until TCP ends (any frames are dropped) or `wait` passes.
     pub async fn tcp_end(&mut self, wait: Duration) -> TcpEnd {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut chunk = [0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 16 * 1024];
         loop {
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Ok(Ok(0)) => return TcpEnd::Eof,

@@ -81,9 +81,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// Runs one case and records its outcome.
+    /// Runs one case and records its outcome (boxed: a section's future would otherwise
+    /// hold every case's state and overflow the test thread's stack).
     pub async fn case(&mut self, id: &str, what: &str, run: impl Future<Output = Result<()>>) {
-        match run.await {
+        match Box::pin(run).await {
             Ok(()) => self.passed += 1,
             Err(e) => {
                 eprintln!("case {id} ({what}) FAILED: {e:#}");

@@ -97,7 +97,7 @@ pub async fn run(s: &Suite, r: &mut Report) {
     .await;
     r.case("6.2.3", "valid UTF-8 written a byte at a time", chopped(s))
         .await;
-    let bad: Vec<u8> = [&"κόσμε".as_bytes()[..], &[0xED, 0xA0, 0x80], b"edited"].concat();
+    let bad: Vec<u8> = ["κόσμε".as_bytes(), &[0xED, 0xA0, 0x80], b"edited"].concat();
     r.case(
         "6.3.1",
         "invalid UTF-8 in one frame is 1007",
@@ -295,7 +295,7 @@ async fn fail_fast_fragment(s: &Suite, across: bool) -> Result<()> {
 async fn fail_fast_frame(s: &Suite, split_writes: bool) -> Result<()> {
     let mut c = s.connect().await?;
     let payload: Vec<u8> = [
-        &"κόσμε".as_bytes()[..],
+        "κόσμε".as_bytes(),
         &[0xF4, 0x90, 0x80, 0x80],
         "-rest".as_bytes(),
     ]
