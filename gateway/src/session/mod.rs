@@ -7,7 +7,7 @@
 
 mod handler;
 pub mod link;
-mod reader;
+pub mod reader;
 mod replay;
 mod rooms;
 pub mod wire;
@@ -133,10 +133,9 @@ async fn read_loop<R: AsyncRead + Unpin>(io: &mut R, session: &mut Session) {
                 }
             }
             Event::Close(code) => {
-                let code = code
-                    .filter(|c| matches!(c, 1000..=1003 | 1007..=1011 | 3000..=4999))
-                    .unwrap_or(1000);
-                session.link.close(code, "");
+                // The decoder let only codes a peer may send through: echo them (an empty
+                // close has none to echo, and 1005 may not be sent).
+                session.link.close(code.unwrap_or(1000), "");
                 return;
             }
         }
