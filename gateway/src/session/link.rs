@@ -45,7 +45,7 @@ pub enum Out {
     },
     /// The replay of a room is complete: release held live frames.
     ReplayDone { room: Arc<str>, gen: u64 },
-    /// Answer a ping frame.
+    /// Answer a ping frame (never queued: see [`SessionLink::pong`]).
     Pong(Bytes),
 }
 
@@ -69,6 +69,9 @@ pub struct SessionLink {
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Out>,
+    /// The payload of the latest ping not answered yet: one slot, outside the queue's
+    /// capacity, so a burst of pings is answered by one pong instead of filling the queue.
+    pong: Option<Bytes>,
     /// The writer is gone: nothing is queued any more.
     closed: bool,
 }
@@ -158,9 +161,24 @@ impl SessionLink {
         }
     }
 
-    /// Takes the oldest queued frame, if any (the writer's side).
+    /// Answers a ping: replaces the payload of any pong not written yet (RFC 6455 5.5.3
+    /// allows answering only the most recent ping), so pings never fill the queue.
+    pub fn pong(&self, payload: Bytes) {
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        q.pong = Some(payload);
+        drop(q);
+        self.queued.notify_one();
+    }
+
+    /// Takes the pending pong, else the oldest queued frame, if any (the writer's side).
     pub fn try_recv(&self) -> Option<Out> {
         let mut q = self.lock();
+        if let Some(payload) = q.pong.take() {
+            return Some(Out::Pong(payload));
+        }
         let was_full = q.items.len() >= self.capacity;
         let out = q.items.pop_front();
         if q.items.is_empty() && q.items.capacity() > 0 {
@@ -200,6 +218,7 @@ impl SessionLink {
         let items = {
             let mut q = self.lock();
             q.closed = true;
+            q.pong = None;
             std::mem::take(&mut q.items)
         };
         drop(items);
@@ -270,6 +289,24 @@ mod tests {
         assert!(waiting.await.unwrap_or(false));
         assert_eq!(byte(Some(link.recv().await)), Some(2));
         assert!(link.close_reason().is_none());
+    }
+
+    /// Pings are answered by one pong slot outside the queue: the latest payload wins and
+    /// goes out before queued frames; a burst never fills the queue.
+    #[test]
+    fn pongs_are_coalesced_outside_the_queue() {
+        let link = SessionLink::new(1, 2, CancellationToken::new());
+        assert!(link.offer(frame(1)));
+        for i in 0..2000u32 {
+            link.pong(Bytes::from(i.to_be_bytes().to_vec()));
+        }
+        assert!(link.close_reason().is_none());
+        match link.try_recv() {
+            Some(Out::Pong(p)) => assert_eq!(&p[..], &1999u32.to_be_bytes()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(byte(link.try_recv()), Some(1));
+        assert!(link.try_recv().is_none());
     }
 
     /// Once the writer is gone nothing is queued, and waiting senders give up.

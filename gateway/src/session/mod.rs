@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::auth::Identity;
 use crate::state::AppState;
 use handler::Session;
-use link::{Out, SessionLink};
+use link::SessionLink;
 use reader::{Event, ReadError, Reader};
 use writer::Writer;
 
@@ -129,7 +129,7 @@ async fn read_loop<R: AsyncRead + Unpin>(io: &mut R, session: &mut Session) {
             Event::Binary => Box::pin(session.on_binary()).await,
             Event::Ping(payload) => {
                 if session.on_ping() {
-                    session.link.offer(Out::Pong(payload.into()));
+                    session.link.pong(payload.into());
                 }
             }
             Event::Close(code) => {
