@@ -7,7 +7,7 @@
 //! per session from its creation on).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -62,6 +62,8 @@ pub struct SessionLink {
     room: Notify,
     kill: CancellationToken,
     close: OnceLock<(u16, &'static str)>,
+    /// Everything to say before the close frame is queued (see [`SessionLink::settle`]).
+    settled: AtomicBool,
     /// Token expiry, seconds since the Unix epoch (0: not authenticated yet).
     expires_at: AtomicU64,
 }
@@ -94,6 +96,7 @@ impl SessionLink {
             room: Notify::new(),
             kill,
             close: OnceLock::new(),
+            settled: AtomicBool::new(false),
             expires_at: AtomicU64::new(0),
         }
     }
@@ -142,7 +145,8 @@ impl SessionLink {
     }
 
     /// Queues `out`, waiting for room in the queue (replies to the session's own requests,
-    /// so a client that stops reading stops being read).
+    /// so a client that stops reading stops being read). A closing session still takes
+    /// frames until its writer is gone: the acks of sends in flight go out before the close.
     pub async fn send(&self, mut out: Out) -> bool {
         loop {
             let room = self.room.notified();
@@ -154,10 +158,7 @@ impl SessionLink {
                 Err((Refused::Closed, _)) => return false,
                 Err((Refused::Full, back)) => out = back,
             }
-            tokio::select! {
-                _ = room => {}
-                _ = self.kill.cancelled() => return false,
-            }
+            room.await;
         }
     }
 
@@ -208,11 +209,6 @@ impl SessionLink {
         self.queued.notified().await
     }
 
-    /// The session was closed ([`SessionLink::close`]): a cheap check, no lock.
-    pub fn is_closing(&self) -> bool {
-        self.close.get().is_some()
-    }
-
     /// The writer is gone: drops what is queued and refuses what comes.
     pub fn close_queue(&self) {
         let items = {
@@ -236,6 +232,23 @@ impl SessionLink {
     /// The close code and reason asked for, if any.
     pub fn close_reason(&self) -> Option<(u16, &'static str)> {
         self.close.get().copied()
+    }
+
+    /// Everything the session had to say before its close frame is queued (the acks of its
+    /// sends in flight): the writer may write the close frame once the queue is empty.
+    pub fn settle(&self) {
+        self.settled.store(true, Ordering::Release);
+        self.queued.notify_one();
+    }
+
+    /// Whether the writer should write the close frame now: the session is closing and
+    /// settled — or is a slow consumer, which gets its close at once.
+    pub fn close_due(&self) -> bool {
+        match self.close.get() {
+            None => false,
+            Some((1013, _)) => true,
+            Some(_) => self.settled.load(Ordering::Acquire),
+        }
     }
 
     pub fn killed(&self) -> &CancellationToken {
@@ -307,6 +320,26 @@ mod tests {
         }
         assert_eq!(byte(link.try_recv()), Some(1));
         assert!(link.try_recv().is_none());
+    }
+
+    /// A closing session still takes frames (the acks of its sends in flight) while its
+    /// writer runs, and waits for room instead of dropping them.
+    #[tokio::test]
+    async fn a_closing_session_still_takes_frames() {
+        let link = Arc::new(SessionLink::new(1, 1, CancellationToken::new()));
+        assert!(link.offer(frame(1)));
+        link.close(4008, "rate limit exceeded repeatedly");
+        assert!(!link.close_due(), "not before it settled");
+        let waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.send(frame(2)).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(byte(link.try_recv()), Some(1));
+        assert!(waiting.await.unwrap_or(false));
+        assert_eq!(byte(link.try_recv()), Some(2));
+        link.settle();
+        assert!(link.close_due());
     }
 
     /// Once the writer is gone nothing is queued, and waiting senders give up.
