@@ -41,6 +41,10 @@ pub struct GatewayConfig {
     pub service_timeout_ms: u64,
     /// How long a drain waits for sessions to close, milliseconds.
     pub drain_timeout_ms: u64,
+    /// After the server closes a session, how long its input is still read and discarded
+    /// (until the client's close frame or EOF, at most 1 MiB) so that a client still
+    /// writing gets the close frame instead of a reset, milliseconds.
+    pub close_linger_ms: u64,
     /// Frames per second a session may send of any kind (flood guard), burst twice that.
     pub frames_per_second: u32,
     /// Rate-limited frames in a row after which the session is closed with 4008.
@@ -125,6 +129,7 @@ impl Default for GatewayConfig {
             admission_wait_ms: 1_000,
             service_timeout_ms: 5_000,
             drain_timeout_ms: 5_000,
+            close_linger_ms: 2_000,
             frames_per_second: 100,
             rate_limit_strikes: 50,
             web_root: None,
@@ -210,6 +215,9 @@ impl GatewayConfig {
         }
         if !(10..=60_000).contains(&self.receipt_interval_ms) {
             out.push("gateway.receipt_interval_ms must be between 10 and 60000".into());
+        }
+        if self.close_linger_ms > 60_000 {
+            out.push("gateway.close_linger_ms must be at most 60000".into());
         }
         if self.max_connections == 0 || self.token_ttl_secs == 0 {
             out.push("gateway.max_connections and token_ttl_secs must be positive".into());

@@ -1,7 +1,8 @@
 //! The WebSocket upgrade of `GET /v1/ws`: the connection's slot moves into the session (it
 //! was counted at accept; a proxied one also counts its forwarded client), subprotocol echo
 //! (fastwebsockets does not echo `Sec-WebSocket-Protocol`, and browsers fail without it),
-//! Origin check (it does not check Origin either), and optional `Authorization` header auth.
+//! Origin check (it does not check Origin either), optional `Authorization` header auth, and
+//! the handshake checks it leaves out (HTTP/1.1, 426 for a wrong version).
 
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, AUTHORIZATION, HOST, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION,
 };
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode, Version};
 
 use chatmesh_protocol::{ApiError, ErrorCode};
 
@@ -24,8 +26,8 @@ use crate::state::AppState;
 pub const SUBPROTOCOL: &str = "chatmesh.v1";
 
 pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Response<Body> {
-    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        return reply::error(&ApiError::bad_request("expected a WebSocket upgrade"));
+    if let Some(refused) = refuse_handshake(&req) {
+        return refused;
     }
     if state.drain.is_cancelled() {
         metrics::counter!("chatmesh_connections_refused_total", "reason" => "draining")
@@ -104,6 +106,35 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
         );
     }
     response
+}
+
+/// The parts of RFC 6455 4.2.1 fastwebsockets leaves to us: HTTP/1.1 (an HTTP/1.0 request
+/// was answered 101, then the connection was dead), the upgrade headers, and the version —
+/// a version other than 13 gets 426 and, like a missing one, `Sec-WebSocket-Version: 13`.
+/// The answer for a request that fails them.
+fn refuse_handshake(req: &Request<Incoming>) -> Option<Response<Body>> {
+    if req.version() != Version::HTTP_11 {
+        return Some(reply::error(&ApiError::bad_request(
+            "WebSocket upgrades need HTTP/1.1",
+        )));
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(req) {
+        return Some(reply::error(&ApiError::bad_request(
+            "expected a WebSocket upgrade",
+        )));
+    }
+    let status = match req.headers().get(SEC_WEBSOCKET_VERSION) {
+        Some(v) if v.as_bytes() == b"13" => return None,
+        Some(_) => StatusCode::UPGRADE_REQUIRED,
+        None => StatusCode::BAD_REQUEST,
+    };
+    let mut resp = reply::error(&ApiError::bad_request(
+        "unsupported WebSocket version: use Sec-WebSocket-Version 13",
+    ));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    Some(resp)
 }
 
 /// Browsers send Origin; other clients usually do not. A browser page may connect when it

@@ -129,6 +129,22 @@ impl Session {
         self.identity = Some(identity);
     }
 
+    /// Waits until every send in flight has its ack (or error) queued, at most the publish
+    /// deadline each of them waits for its PubAck.
+    pub async fn settle(&self) {
+        let Some(inflight) = &self.inflight else {
+            return;
+        };
+        let deadline = Duration::from_millis(self.state.cfg.publish_deadline_ms);
+        let all = MAX_INFLIGHT_SENDS as u32;
+        if tokio::time::timeout(deadline, inflight.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::debug!("acks still in flight at close");
+        }
+    }
+
     /// Leaves every room (the session is over).
     pub fn finish(&mut self) {
         if let Some(identity) = &self.identity {

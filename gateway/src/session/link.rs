@@ -7,7 +7,7 @@
 //! per session from its creation on).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -45,7 +45,7 @@ pub enum Out {
     },
     /// The replay of a room is complete: release held live frames.
     ReplayDone { room: Arc<str>, gen: u64 },
-    /// Answer a ping frame.
+    /// Answer a ping frame (never queued: see [`SessionLink::pong`]).
     Pong(Bytes),
 }
 
@@ -62,6 +62,8 @@ pub struct SessionLink {
     room: Notify,
     kill: CancellationToken,
     close: OnceLock<(u16, &'static str)>,
+    /// Everything to say before the close frame is queued (see [`SessionLink::settle`]).
+    settled: AtomicBool,
     /// Token expiry, seconds since the Unix epoch (0: not authenticated yet).
     expires_at: AtomicU64,
 }
@@ -69,6 +71,9 @@ pub struct SessionLink {
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Out>,
+    /// The payload of the latest ping not answered yet: one slot, outside the queue's
+    /// capacity, so a burst of pings is answered by one pong instead of filling the queue.
+    pong: Option<Bytes>,
     /// The writer is gone: nothing is queued any more.
     closed: bool,
 }
@@ -91,6 +96,7 @@ impl SessionLink {
             room: Notify::new(),
             kill,
             close: OnceLock::new(),
+            settled: AtomicBool::new(false),
             expires_at: AtomicU64::new(0),
         }
     }
@@ -139,7 +145,8 @@ impl SessionLink {
     }
 
     /// Queues `out`, waiting for room in the queue (replies to the session's own requests,
-    /// so a client that stops reading stops being read).
+    /// so a client that stops reading stops being read). A closing session still takes
+    /// frames until its writer is gone: the acks of sends in flight go out before the close.
     pub async fn send(&self, mut out: Out) -> bool {
         loop {
             let room = self.room.notified();
@@ -151,16 +158,28 @@ impl SessionLink {
                 Err((Refused::Closed, _)) => return false,
                 Err((Refused::Full, back)) => out = back,
             }
-            tokio::select! {
-                _ = room => {}
-                _ = self.kill.cancelled() => return false,
-            }
+            room.await;
         }
     }
 
-    /// Takes the oldest queued frame, if any (the writer's side).
+    /// Answers a ping: replaces the payload of any pong not written yet (RFC 6455 5.5.3
+    /// allows answering only the most recent ping), so pings never fill the queue.
+    pub fn pong(&self, payload: Bytes) {
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        q.pong = Some(payload);
+        drop(q);
+        self.queued.notify_one();
+    }
+
+    /// Takes the pending pong, else the oldest queued frame, if any (the writer's side).
     pub fn try_recv(&self) -> Option<Out> {
         let mut q = self.lock();
+        if let Some(payload) = q.pong.take() {
+            return Some(Out::Pong(payload));
+        }
         let was_full = q.items.len() >= self.capacity;
         let out = q.items.pop_front();
         if q.items.is_empty() && q.items.capacity() > 0 {
@@ -190,16 +209,12 @@ impl SessionLink {
         self.queued.notified().await
     }
 
-    /// The session was closed ([`SessionLink::close`]): a cheap check, no lock.
-    pub fn is_closing(&self) -> bool {
-        self.close.get().is_some()
-    }
-
     /// The writer is gone: drops what is queued and refuses what comes.
     pub fn close_queue(&self) {
         let items = {
             let mut q = self.lock();
             q.closed = true;
+            q.pong = None;
             std::mem::take(&mut q.items)
         };
         drop(items);
@@ -217,6 +232,23 @@ impl SessionLink {
     /// The close code and reason asked for, if any.
     pub fn close_reason(&self) -> Option<(u16, &'static str)> {
         self.close.get().copied()
+    }
+
+    /// Everything the session had to say before its close frame is queued (the acks of its
+    /// sends in flight): the writer may write the close frame once the queue is empty.
+    pub fn settle(&self) {
+        self.settled.store(true, Ordering::Release);
+        self.queued.notify_one();
+    }
+
+    /// Whether the writer should write the close frame now: the session is closing and
+    /// settled — or is a slow consumer, which gets its close at once.
+    pub fn close_due(&self) -> bool {
+        match self.close.get() {
+            None => false,
+            Some((1013, _)) => true,
+            Some(_) => self.settled.load(Ordering::Acquire),
+        }
     }
 
     pub fn killed(&self) -> &CancellationToken {
@@ -270,6 +302,44 @@ mod tests {
         assert!(waiting.await.unwrap_or(false));
         assert_eq!(byte(Some(link.recv().await)), Some(2));
         assert!(link.close_reason().is_none());
+    }
+
+    /// Pings are answered by one pong slot outside the queue: the latest payload wins and
+    /// goes out before queued frames; a burst never fills the queue.
+    #[test]
+    fn pongs_are_coalesced_outside_the_queue() {
+        let link = SessionLink::new(1, 2, CancellationToken::new());
+        assert!(link.offer(frame(1)));
+        for i in 0..2000u32 {
+            link.pong(Bytes::from(i.to_be_bytes().to_vec()));
+        }
+        assert!(link.close_reason().is_none());
+        match link.try_recv() {
+            Some(Out::Pong(p)) => assert_eq!(&p[..], &1999u32.to_be_bytes()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(byte(link.try_recv()), Some(1));
+        assert!(link.try_recv().is_none());
+    }
+
+    /// A closing session still takes frames (the acks of its sends in flight) while its
+    /// writer runs, and waits for room instead of dropping them.
+    #[tokio::test]
+    async fn a_closing_session_still_takes_frames() {
+        let link = Arc::new(SessionLink::new(1, 1, CancellationToken::new()));
+        assert!(link.offer(frame(1)));
+        link.close(4008, "rate limit exceeded repeatedly");
+        assert!(!link.close_due(), "not before it settled");
+        let waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.send(frame(2)).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(byte(link.try_recv()), Some(1));
+        assert!(waiting.await.unwrap_or(false));
+        assert_eq!(byte(link.try_recv()), Some(2));
+        link.settle();
+        assert!(link.close_due());
     }
 
     /// Once the writer is gone nothing is queued, and waiting senders give up.

@@ -4,8 +4,11 @@
 //!
 //! The socket is read by [`reader::Reader`], which keeps no buffer while the session is
 //! idle; request handling is boxed so that only a session busy with a request pays for it.
+//! A session ends with a lingering close ([`linger`]): replies to what the client said
+//! before the close, then the close frame, then input is drained before the socket drops.
 
 mod handler;
+mod linger;
 pub mod link;
 pub mod reader;
 mod replay;
@@ -25,7 +28,8 @@ use tracing::Instrument;
 use crate::auth::Identity;
 use crate::state::AppState;
 use handler::Session;
-use link::{Out, SessionLink};
+use linger::End;
+use link::SessionLink;
 use reader::{Event, ReadError, Reader};
 use writer::Writer;
 
@@ -65,8 +69,10 @@ async fn drive(state: Arc<AppState>, io: Io, admission: Admission, id: u64) {
     // costs its own allocation); requests waiting for room in the queue wait on the writer.
     let write = Writer::new(state.cfg.limits.outbound_queue).run(write_half, &link);
     let read = async {
-        if let Some((code, reason)) = admission.refuse {
+        let mut reader = Reader::new(state.cfg.limits.max_message_bytes);
+        let end = if let Some((code, reason)) = admission.refuse {
             link.close(code, reason);
+            End::Server
         } else {
             let mut session = Box::pin(Session::new(
                 state.clone(),
@@ -74,30 +80,51 @@ async fn drive(state: Arc<AppState>, io: Io, admission: Admission, id: u64) {
                 admission.identity.map(|i| *i),
             ))
             .await;
-            tokio::select! {
-                _ = read_loop(&mut read_half, &mut session) => {}
-                _ = link.killed().cancelled() => {}
-            }
+            let end = read_loop(&mut read_half, &mut reader, &mut session).await;
             session.finish();
-        }
-        // The writer sends its close frame and ends (a writer blocked on a slow peer ends
-        // within its own write timeout). Unless a reason was set already, a drain says
-        // 1001 and anything else is a normal close.
-        if state.drain.is_cancelled() {
-            link.close(1001, "server going away");
-        } else {
-            link.close(1000, "");
-        }
+            close_reason(&state, &link);
+            // The acks of sends in flight go out before the close frame (a slow consumer
+            // gets its close at once: nothing more fits).
+            if !link.close_due() {
+                Box::pin(session.settle()).await;
+            }
+            end
+        };
+        close_reason(&state, &link);
+        link.settle();
+        let wait = Duration::from_millis(state.cfg.close_linger_ms);
+        Box::pin(linger::drain(&mut read_half, &mut reader, end, wait)).await;
     };
     tokio::join!(read, write);
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(io: &mut R, session: &mut Session) {
-    let mut reader = Reader::new(session.state.cfg.limits.max_message_bytes);
+/// Unless a reason was set already, a drain says 1001 and anything else is a normal close.
+fn close_reason(state: &AppState, link: &SessionLink) {
+    if state.drain.is_cancelled() {
+        link.close(1001, "server going away");
+    } else {
+        link.close(1000, "");
+    }
+}
+
+/// Reads and answers requests until the session closes, the client closes or is gone, or
+/// breaks the protocol. A request being answered is finished even if the session is closed
+/// meanwhile (a send is published and its ack queued), so only reads are cut short.
+async fn read_loop<R: AsyncRead + Unpin>(
+    io: &mut R,
+    reader: &mut Reader,
+    session: &mut Session,
+) -> End {
     let hello_deadline = tokio::time::Instant::now()
         + Duration::from_secs(session.state.cfg.limits.hello_timeout_secs);
     loop {
-        let next = reader.next(io);
+        let link = &session.link;
+        let next = async {
+            tokio::select! {
+                event = reader.next(io) => Some(event),
+                _ = link.killed().cancelled() => None,
+            }
+        };
         let event = if session.authenticated() {
             next.await
         } else {
@@ -106,21 +133,22 @@ async fn read_loop<R: AsyncRead + Unpin>(io: &mut R, session: &mut Session) {
                 Ok(event) => event,
                 Err(_) => {
                     session.link.close(4001, "hello not received in time");
-                    return;
+                    return End::Server;
                 }
             }
         };
         let event = match event {
-            Ok(event) => event,
-            Err(ReadError::Protocol(v)) => {
+            None => return End::Server,
+            Some(Ok(event)) => event,
+            Some(Err(ReadError::Protocol(v))) => {
                 session.link.close(v.code, v.reason);
-                return;
+                return End::Violation;
             }
-            Err(ReadError::Io(e)) => {
+            Some(Err(ReadError::Io(e))) => {
                 tracing::debug!(error = %e, "read failed");
-                return;
+                return End::Gone;
             }
-            Err(ReadError::Eof) => return,
+            Some(Err(ReadError::Eof)) => return End::Gone,
         };
         // Requests are boxed: their futures are large and live only while one runs, so an
         // idle session's task stays small.
@@ -129,19 +157,18 @@ async fn read_loop<R: AsyncRead + Unpin>(io: &mut R, session: &mut Session) {
             Event::Binary => Box::pin(session.on_binary()).await,
             Event::Ping(payload) => {
                 if session.on_ping() {
-                    session.link.offer(Out::Pong(payload.into()));
+                    session.link.pong(payload.into());
                 }
             }
             Event::Close(code) => {
-                let code = code
-                    .filter(|c| matches!(c, 1000..=1003 | 1007..=1011 | 3000..=4999))
-                    .unwrap_or(1000);
-                session.link.close(code, "");
-                return;
+                // The decoder let only codes a peer may send through: echo them (an empty
+                // close has none to echo, and 1005 may not be sent).
+                session.link.close(code.unwrap_or(1000), "");
+                return End::PeerClose;
             }
         }
         if session.link.killed().is_cancelled() {
-            return;
+            return End::Server;
         }
     }
 }

@@ -76,6 +76,28 @@ struct Message {
     /// Payload of a text message (binary payloads are only counted).
     buf: Vec<u8>,
     len: usize,
+    /// How much of `buf` is known to be valid UTF-8: all of it but a sequence that may
+    /// still be completed by the next bytes.
+    valid: usize,
+}
+
+impl Message {
+    /// Checks the text received since the last check, so invalid UTF-8 fails as soon as it
+    /// arrives rather than when the message ends (each byte is checked about once).
+    fn check_utf8(&mut self) -> Result<(), Violation> {
+        match std::str::from_utf8(&self.buf[self.valid..]) {
+            Ok(_) => self.valid = self.buf.len(),
+            // An invalid sequence; `None` is a sequence cut short that more bytes may end.
+            Err(e) if e.error_len().is_some() => return Err(violation(1007, "invalid UTF-8")),
+            Err(e) => self.valid += e.valid_up_to(),
+        }
+        Ok(())
+    }
+}
+
+/// Close codes a peer may send (RFC 6455 7.4, IANA registry): others are a protocol error.
+pub fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Incremental, push-driven frame decoder (no I/O).
@@ -123,10 +145,13 @@ impl Decoder {
                 .unwrap_or(usize::MAX)
                 .min(input.len() - i);
             let chunk = &input[i..i + take];
-            let target = match frame.opcode {
-                TEXT | CONTINUATION => self.message.as_mut().filter(|m| m.text).map(|m| &mut m.buf),
-                BINARY => None,
-                _ => Some(&mut self.control),
+            let (target, text) = match frame.opcode {
+                TEXT | CONTINUATION => match self.message.as_mut().filter(|m| m.text) {
+                    Some(m) => (Some(&mut m.buf), true),
+                    None => (None, false),
+                },
+                BINARY => (None, false),
+                _ => (Some(&mut self.control), false),
             };
             if let Some(target) = target {
                 let start = frame.pos;
@@ -136,6 +161,11 @@ impl Decoder {
                         .zip(start..)
                         .map(|(b, k)| b ^ frame.mask[(k & 3) as usize]),
                 );
+            }
+            if text && take > 0 {
+                if let Some(Err(v)) = self.message.as_mut().map(Message::check_utf8) {
+                    return (i + take, Some(Err(v)));
+                }
             }
             frame.pos += take as u64;
             frame.remaining -= take as u64;
@@ -240,6 +270,7 @@ impl Decoder {
                     text: opcode == TEXT,
                     buf,
                     len: len as usize,
+                    valid: 0,
                 });
             }
             CONTINUATION => {
@@ -276,17 +307,14 @@ impl Decoder {
                 if !m.text {
                     return Some(Ok(Event::Binary));
                 }
-                if std::str::from_utf8(&m.buf).is_err() {
+                // Checked as it arrived; only a sequence cut short by the end is left.
+                if m.valid != m.buf.len() {
                     return Some(Err(violation(1007, "invalid UTF-8")));
                 }
                 Some(Ok(Event::Text(m.buf)))
             }
             PING => Some(Ok(Event::Ping(std::mem::take(&mut self.control)))),
-            CLOSE => {
-                let payload = std::mem::take(&mut self.control);
-                let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-                Some(Ok(Event::Close(code)))
-            }
+            CLOSE => Some(close_event(&std::mem::take(&mut self.control))),
             PONG => {
                 self.control = Vec::new();
                 None
@@ -294,6 +322,24 @@ impl Decoder {
             _ => None,
         }
     }
+}
+
+/// A close frame's payload: empty, or a code a peer may send and a UTF-8 reason.
+fn close_event(payload: &[u8]) -> Result<Event, Violation> {
+    let Some((code, reason)) = payload.split_first_chunk::<2>() else {
+        return match payload.len() {
+            0 => Ok(Event::Close(None)),
+            _ => Err(violation(1002, "close payload of one byte")),
+        };
+    };
+    let code = u16::from_be_bytes(*code);
+    if !valid_close_code(code) {
+        return Err(violation(1002, "invalid close code"));
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Err(violation(1007, "close reason is not UTF-8"));
+    }
+    Ok(Event::Close(Some(code)))
 }
 
 /// A decoder and the bytes read past its last event.
@@ -568,6 +614,55 @@ mod tests {
         let mut input = masked(false, TEXT, b"ok");
         input.extend(masked(true, CONTINUATION, &[0xFF]));
         assert_eq!(code(&all(&input)), 1007);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_as_soon_as_it_arrives() {
+        // The message never ends: the invalid fragment alone is enough.
+        let mut input = masked(false, TEXT, "κόσμε".as_bytes());
+        input.extend(masked(false, CONTINUATION, &[0xF4, 0x90, 0x80, 0x80]));
+        assert_eq!(code(&all(&input)), 1007);
+        // A sequence cut between fragments that can no longer be valid.
+        let mut input = masked(false, TEXT, &[b'a', 0xF4]);
+        input.extend(masked(false, CONTINUATION, &[0x90]));
+        assert_eq!(code(&all(&input)), 1007);
+        // Inside a frame whose payload has not all arrived.
+        let whole = masked(true, TEXT, &[b'a', 0xED, 0xA0, 0x80, b'b', b'c']);
+        assert_eq!(code(&all(&whole[..whole.len() - 2])), 1007);
+        // A sequence cut short by the end of the message.
+        let mut input = masked(false, TEXT, b"a");
+        input.extend(masked(true, CONTINUATION, &[0xE2, 0x82]));
+        assert_eq!(code(&all(&input)), 1007);
+    }
+
+    #[test]
+    fn close_payloads_are_checked() {
+        let close = |p: &[u8]| all(&masked(true, CLOSE, p));
+        assert_eq!(close(b""), [Ok(Event::Close(None))]);
+        assert_eq!(
+            close(&[0x03]),
+            [Err(violation(1002, "close payload of one byte"))]
+        );
+        for c in [1000u16, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999] {
+            let mut p = c.to_be_bytes().to_vec();
+            p.extend_from_slice("bye ✓".as_bytes());
+            assert_eq!(close(&p), [Ok(Event::Close(Some(c)))], "code {c}");
+        }
+        for c in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(
+                close(&c.to_be_bytes()),
+                [Err(violation(1002, "invalid close code"))],
+                "code {c}"
+            );
+        }
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0xCE, 0xBA, 0xED, 0xA0, 0x80]);
+        assert_eq!(
+            close(&p),
+            [Err(violation(1007, "close reason is not UTF-8"))]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The writer of a session (it runs in the session's task): the only code that writes to its socket. It drains the
-//! outbound queue into one buffer and writes it with one call, keeps per-room delivery
-//! state so each `(room, seq)` goes out at most once and in order, and holds a room's live
-//! frames while that room's backlog is replayed.
+//! The writer of a session (it runs in the session's task): the only code that writes to
+//! its socket. It drains the outbound queue into one buffer and writes it with one call,
+//! keeps per-room delivery state so each `(room, seq)` goes out at most once and in order,
+//! holds a room's live frames while that room's backlog is replayed, and ends with the close
+//! frame and a half-close once the session settled (see `linger`).
 
 use std::time::Duration;
 
@@ -65,10 +66,12 @@ impl Writer {
         tokio::pin!(expiry);
         let mut buf = Vec::new();
         loop {
-            // Every close and every new expiry also wakes the writer (`SessionLink::close`,
-            // `set_expiry`; a drain closes through the reader), so the wait below watches one
-            // `Notify` and the timer: a wake-up per delivered frame takes no other lock.
-            if link.is_closing() {
+            // Every close, settle and new expiry also wakes the writer (`SessionLink::close`,
+            // `settle`, `set_expiry`; a drain closes through the reader), so the wait below
+            // watches one `Notify` and the timer: a wake-up per delivered frame takes no other
+            // lock. A closing session is written to until it settled (the acks of its sends
+            // in flight are queued), then gets its close frame.
+            if link.close_due() {
                 break;
             }
             if link.expires_at() != expires_at {
