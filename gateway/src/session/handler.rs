@@ -136,8 +136,7 @@ impl Session {
             return;
         };
         let deadline = Duration::from_millis(self.state.cfg.publish_deadline_ms);
-        let all = MAX_INFLIGHT_SENDS as u32;
-        if tokio::time::timeout(deadline, inflight.acquire_many(all))
+        if tokio::time::timeout(deadline, inflight.settled())
             .await
             .is_err()
         {
