@@ -11,7 +11,8 @@ use crate::model::{Cursor, HistoryQuery, Model};
 use crate::store::WriteBatch;
 
 impl Service {
-    /// A page of a room's messages, oldest first (see [`HistoryRequest`]).
+    /// A page of a room's messages, oldest first (see [`HistoryRequest`]). Without `after`
+    /// it includes every message the stream held when asked (see `fresh.rs`).
     pub async fn history(&self, req: HistoryRequest) -> Result<HistoryPage, ApiError> {
         valid("room", &req.room)?;
         if !(1..=MAX_HISTORY_LIMIT).contains(&req.limit) {
@@ -20,12 +21,20 @@ impl Service {
             )));
         }
         self.room_meta(&req.room).await?;
+        let mut stats = self.caches().stats(self.model(), &req.room).await?;
+        if let (None, Some(tail)) = (req.after, self.inner.tail.get()) {
+            if tail
+                .caught_up(&req.room, req.before, stats.last_seq)
+                .await?
+            {
+                stats = self.caches().stats(self.model(), &req.room).await?;
+            }
+        }
         let q = HistoryQuery {
             before: req.before,
             after: req.after,
             limit: req.limit as usize,
         };
-        let stats = self.caches().stats(self.model(), &req.room).await?;
         let page = self
             .caches()
             .page(self.model(), &req.room, stats.last_seq)

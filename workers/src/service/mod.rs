@@ -7,13 +7,14 @@
 
 mod auth;
 mod dispatch;
+mod fresh;
 mod history;
 mod locks;
 mod members;
 mod password;
 mod rooms;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_nats::Client;
 use chatmesh_protocol::service::{MemberEvent, Role, UserEvent};
@@ -28,6 +29,7 @@ use crate::model::{Model, RoomMeta};
 use crate::store::StoreError;
 
 pub(crate) use dispatch::serve_partition;
+pub use fresh::StreamTail;
 use locks::KeyLocks;
 use password::{PasswordError, Passwords};
 
@@ -48,6 +50,8 @@ struct Inner {
     locks: KeyLocks,
     passwords: Passwords,
     events: Option<Client>,
+    /// Set when serving over NATS: history then waits for the store to catch up.
+    tail: OnceLock<StreamTail>,
     rooms_list_max: usize,
     rooms_list_public_max: usize,
     rooms_list_public_per_owner: usize,
@@ -97,12 +101,20 @@ impl Service {
                 locks: KeyLocks::new(),
                 passwords,
                 events,
+                tail: OnceLock::new(),
                 rooms_list_max: cfg.rooms_list_max,
                 rooms_list_public_max: cfg.rooms_list_public_max,
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,
                 max_rooms_per_user: cfg.max_rooms_per_user,
             }),
         })
+    }
+
+    /// Makes history consistent with the stream (see `fresh.rs`): a page includes every
+    /// message acked before it was asked for. Without it (in-process tests), history is
+    /// what the store holds. Set once; later calls are ignored.
+    pub fn follow_stream(&self, tail: StreamTail) {
+        let _ = self.inner.tail.set(tail);
     }
 
     /// A place for one password request (`register`, `login`), or `None` when the hashing
