@@ -6,7 +6,7 @@ use chatmesh_protocol::frames::MAX_HISTORY_LIMIT;
 use chatmesh_protocol::service::{Done, HistoryPage, HistoryRequest, SetCursorRequest};
 use chatmesh_protocol::ApiError;
 
-use super::{valid, Service, LOCK_CURSOR};
+use super::{budget, valid, Service, LOCK_CURSOR};
 use crate::model::{Cursor, HistoryQuery, Model};
 use crate::store::WriteBatch;
 
@@ -39,11 +39,22 @@ impl Service {
             .caches()
             .page(self.model(), &req.room, stats.last_seq)
             .await?;
-        if let Some((messages, more)) = page.and_then(|p| p.serve(&q)) {
-            return Ok(HistoryPage { messages, more });
-        }
-        let (messages, more) = self.model().history(&req.room, q).await?;
+        let (messages, more) = match page.and_then(|p| p.serve(&q)) {
+            Some(served) => served,
+            None => self.model().history(&req.room, q).await?,
+        };
+        let (messages, more) = budget::fit(messages, more, self.page_budget(), q.after.is_none());
         Ok(HistoryPage { messages, more })
+    }
+
+    /// Bytes of messages one page may hold (see `budget.rs`).
+    fn page_budget(&self) -> usize {
+        let max_payload = self
+            .inner
+            .events
+            .as_ref()
+            .map_or(0, |nats| nats.server_info().max_payload);
+        budget::page_budget(self.inner.history_page_max_bytes, max_payload)
     }
 
     /// Moves the user's read cursor forward to `seq` (never back).

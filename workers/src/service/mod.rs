@@ -6,6 +6,7 @@
 //! error is logged where it happens and answered as `internal`.
 
 mod auth;
+mod budget;
 mod dispatch;
 mod fresh;
 mod history;
@@ -56,6 +57,7 @@ struct Inner {
     rooms_list_public_max: usize,
     rooms_list_public_per_owner: usize,
     max_rooms_per_user: u64,
+    history_page_max_bytes: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -106,6 +108,7 @@ impl Service {
                 rooms_list_public_max: cfg.rooms_list_public_max,
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,
                 max_rooms_per_user: cfg.max_rooms_per_user,
+                history_page_max_bytes: cfg.history_page_max_bytes,
             }),
         })
     }
