@@ -9,6 +9,7 @@ mod handler;
 pub mod link;
 mod reader;
 mod replay;
+mod replays;
 mod rooms;
 pub mod wire;
 pub mod writer;
@@ -28,6 +29,8 @@ use handler::Session;
 use link::{Out, SessionLink};
 use reader::{Event, ReadError, Reader};
 use writer::Writer;
+
+pub use replays::ReplaySlots;
 
 type Io = TokioIo<Upgraded>;
 
