@@ -110,6 +110,14 @@ pub struct GatewayConfig {
     /// How long a user's token generation is cached, seconds (revocation events clear it
     /// sooner; this bounds how long a lost event leaves a revoked token usable).
     pub user_gen_cache_secs: u64,
+    /// Replays (`join` with `since`) one session may have running at once; one more is
+    /// refused with `rate_limited`. A re-join of a room replaces that room's replay.
+    pub max_replays_per_session: usize,
+    /// Replays running at once on this gateway, over all sessions.
+    pub max_replays: usize,
+    /// How long a `join` with `since` waits for one of `max_replays` to free up before it
+    /// is refused with `unavailable`, milliseconds.
+    pub replay_wait_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -159,6 +167,9 @@ impl Default for GatewayConfig {
             rooms_burst: 10,
             throttle_max_entries: 100_000,
             user_gen_cache_secs: 30,
+            max_replays_per_session: 4,
+            max_replays: 32,
+            replay_wait_ms: 1_000,
         }
     }
 }
@@ -218,6 +229,15 @@ impl GatewayConfig {
         }
         if self.close_linger_ms > 60_000 {
             out.push("gateway.close_linger_ms must be at most 60000".into());
+        }
+        if !(1..=1_000).contains(&self.max_replays_per_session) {
+            out.push("gateway.max_replays_per_session must be between 1 and 1000".into());
+        }
+        if !(1..=100_000).contains(&self.max_replays) {
+            out.push("gateway.max_replays must be between 1 and 100000".into());
+        }
+        if self.replay_wait_ms > 60_000 {
+            out.push("gateway.replay_wait_ms must be at most 60000".into());
         }
         if self.max_connections == 0 || self.token_ttl_secs == 0 {
             out.push("gateway.max_connections and token_ttl_secs must be positive".into());
@@ -345,6 +365,19 @@ mod tests {
         assert!(p.iter().any(|p| p.contains("body_read_timeout_ms")));
         assert!(p.iter().any(|p| p.contains("http_idle_timeout_ms")));
         assert!(p.iter().any(|p| p.contains("tls_handshake_timeout_ms")));
+    }
+
+    #[test]
+    fn replay_bounds_are_checked() {
+        let c = GatewayConfig {
+            max_replays_per_session: 0,
+            max_replays: 0,
+            replay_wait_ms: 60_001,
+            ..base()
+        };
+        let p = c.problems();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p.iter().all(|p| p.contains("replay")), "{p:?}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::jsread::JsReader;
 use crate::receipts::Receipts;
 use crate::revocation::Revocation;
 use crate::services::Services;
+use crate::session::ReplaySlots;
 use crate::throttle::Throttle;
 
 /// Shared state of one gateway.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub throttle: Throttle,
     pub fanout: Fanout,
     pub reader: JsReader,
+    /// Replays (`join` with `since`) running at once on this gateway.
+    pub replay_slots: ReplaySlots,
     pub metrics: Option<PrometheusHandle>,
     /// Cancelled when the gateway drains: every session closes with 1001.
     pub drain: CancellationToken,
@@ -93,6 +96,8 @@ impl AppState {
             Duration::from_secs(cfg.user_gen_cache_secs),
         );
         let throttle = Throttle::new(&cfg);
+        let replay_slots =
+            ReplaySlots::new(cfg.max_replays, Duration::from_millis(cfg.replay_wait_ms));
         let state = Arc::new(Self {
             gateway,
             cfg,
@@ -106,6 +111,7 @@ impl AppState {
             throttle,
             fanout,
             reader,
+            replay_slots,
             metrics,
             drain: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -125,8 +125,15 @@ fn worker() -> Permissions {
         "$JS.API.INFO".to_owned(),
         format!("$JS.ACK.{STREAM}.>"),
     ];
+    // `STREAM.MSG.GET`: a room's last seq from the stream's leader, so history can wait
+    // for the store to hold every acked message (a direct get may come from a replica).
     publish.extend(js_api(
-        &["STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE"],
+        &[
+            "STREAM.INFO",
+            "STREAM.CREATE",
+            "STREAM.UPDATE",
+            "STREAM.MSG.GET",
+        ],
         STREAM,
     ));
     publish.extend(

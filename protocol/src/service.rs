@@ -207,7 +207,11 @@ pub struct DmRoom {
 }
 
 /// A page of stored messages, oldest first. With `after`, the page starts just above it
-/// (used to resume from the store); otherwise it ends just below `before` (or the latest).
+/// and holds what the store has (used to resume from the store; the caller reads anything
+/// newer from the stream); otherwise it ends just below `before` (or the latest) and
+/// includes every message the stream held when asked (the worker waits, bounded, for its
+/// store, else answers `unavailable`). Either way the page may hold fewer than `limit`
+/// messages to stay under the bus's payload limit (then `more` is set).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRequest {
     pub room: String,

@@ -132,6 +132,12 @@ pub struct WorkerConfig {
     pub password_threads: usize,
     /// Most rooms one user may create (`forbidden` beyond it).
     pub max_rooms_per_user: u64,
+    /// Longest a history read waits for this worker's store to catch up with the stream
+    /// (so it includes every acked message), ms; then it is answered `unavailable`.
+    pub history_wait_ms: u64,
+    /// Most bytes of JSON-encoded messages in one history page (fewer messages, with
+    /// `more`, beyond it; at least one). Also kept under the NATS server's `max_payload`.
+    pub history_page_max_bytes: usize,
     /// Most public rooms the user is not in that `rooms_list` appends after the user's own.
     pub rooms_list_public_max: usize,
     /// Most rooms of one owner among those public rooms (so one owner cannot fill the list).
@@ -166,6 +172,8 @@ impl Default for WorkerConfig {
             max_rooms_per_user: 100,
             rooms_list_public_max: 100,
             rooms_list_public_per_owner: 10,
+            history_wait_ms: 2_000,
+            history_page_max_bytes: 512 * 1024,
         }
     }
 }
@@ -247,6 +255,14 @@ impl WorkerConfig {
         check(
             self.rooms_list_public_max <= self.rooms_list_max,
             "rooms_list_public_max must be at most rooms_list_max",
+        );
+        check(
+            (1..=30_000).contains(&self.history_wait_ms),
+            "history_wait_ms must be between 1 and 30000",
+        );
+        check(
+            (16 * 1024..=64 * 1024 * 1024).contains(&self.history_page_max_bytes),
+            "history_page_max_bytes must be between 16384 and 67108864",
         );
         check(
             self.rooms_list_public_per_owner >= 1,

@@ -15,6 +15,7 @@ pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod ownership;
+pub mod progress;
 pub mod retention;
 pub mod service;
 pub mod store;

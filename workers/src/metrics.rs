@@ -27,6 +27,10 @@ pub const STANDBY: &str = "chatmesh_worker_standby";
 /// `miss`): the hit ratio of each of the worker's caches.
 pub const CACHE_REQUESTS: &str = "chatmesh_worker_cache_requests_total";
 
+/// History reads that found the store behind the stream, label `outcome` (`caught_up`
+/// after a wait, `timed_out`, `stream_error`): both refusals are answered `unavailable`.
+pub const HISTORY_WAITS: &str = "chatmesh_worker_history_waits_total";
+
 /// Registers descriptions of every metric with whatever recorder is installed.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -39,6 +43,10 @@ pub fn describe() {
     describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
     describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");
     describe_counter!(REQUESTS, "service requests by op and outcome");
+    describe_counter!(
+        HISTORY_WAITS,
+        "history reads that waited for the store writer, by outcome"
+    );
     describe_gauge!(
         STANDBY,
         "1 while waiting as a standby for the store lock, 0 when running"

@@ -25,7 +25,8 @@ use crate::consumer::{self, ConsumerSettings, Writer};
 use crate::error::WorkerError;
 use crate::model::Model;
 use crate::ownership::SpawnPartition;
-use crate::service::{serve_partition, Service};
+use crate::progress::Progress;
+use crate::service::{serve_partition, Service, StreamTail};
 use crate::store::{KvStore, Store};
 use crate::streams::ensure_stream;
 
@@ -83,7 +84,14 @@ impl Worker {
             }
         }
         let caches = Arc::new(Caches::new(&cfg));
+        let progress = Arc::new(Progress::new(mesh.partitions));
         let service = Service::new(model.clone(), caches.clone(), &cfg, Some(nats.clone()))?;
+        service.follow_stream(StreamTail {
+            stream: stream.clone(),
+            progress: progress.clone(),
+            partitions: mesh.partitions,
+            wait: Duration::from_millis(cfg.history_wait_ms),
+        });
         let retention = crate::retention::Retention::new(
             model.clone(),
             Some(caches.clone()),
@@ -92,6 +100,7 @@ impl Worker {
         let writer = Writer {
             model,
             caches,
+            progress,
             stream,
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(cfg.ack_wait_secs),

@@ -18,6 +18,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::link::{Out, SessionLink};
 use super::replay::Replay;
+use super::replays::{Running, Slot};
 use super::rooms::RoomMap;
 use crate::admission::{Admission, SessionSlots};
 use crate::auth::Identity;
@@ -43,6 +44,8 @@ pub struct Session {
     inflight: Option<SessionSlots>,
     /// Created at the first `typing`: sessions that never type never pay for it.
     typing: Option<Box<Typing>>,
+    /// Replays in progress; created at the first `join` with `since`.
+    replays: Option<Box<Running>>,
 }
 
 /// A session's `typing` limits: the last event per room, and the rate over all rooms.
@@ -78,6 +81,7 @@ impl Session {
             strikes: (Instant::now(), 0),
             inflight: None,
             typing: None,
+            replays: None,
         };
         if let Some(identity) = identity {
             session.welcome(&None, identity).await;
@@ -146,6 +150,9 @@ impl Session {
 
     /// Leaves every room (the session is over).
     pub fn finish(&mut self) {
+        if let Some(replays) = &mut self.replays {
+            replays.cancel_all();
+        }
         if let Some(identity) = &self.identity {
             self.state.revocation.untrack(&identity.user, self.link.id);
         }
@@ -328,6 +335,14 @@ impl Session {
             access = self.state.services.ask::<JoinRoom>(room, &req).await?;
             self.state.access.put(room, &user, access.clone()).await;
         }
+        // Before anything changes: a refused replay leaves the previous join as it was.
+        let slot = match since {
+            Some(_) => Some(self.replay_slot(room).await?),
+            None => {
+                self.cancel_replay(room);
+                None
+            }
+        };
         if self.rooms.remove(room).is_some() {
             self.state.fanout.leave(room, self.link.id);
         }
@@ -349,20 +364,38 @@ impl Session {
             .await?;
         self.rooms.insert(name.clone(), gen);
         metrics::counter!("chatmesh_joins_total").increment(1);
-        if let Some(since) = since {
+        if let (Some(since), Some(slot)) = (since, slot) {
             let replay = Replay {
-                room: name,
+                room: name.clone(),
                 gen,
                 since,
                 until: last,
             };
             let (state, link) = (self.state.clone(), self.link.clone());
-            tokio::spawn(replay.run(state, link));
+            let replays = self.replays.get_or_insert_with(Default::default);
+            replays.start(name, slot, replay.run(state, link));
         }
         Ok(())
     }
 
+    /// A replay slot for a join of `room` with `since` (see `replays.rs`).
+    async fn replay_slot(&mut self, room: &str) -> Result<Slot, ApiError> {
+        let per_session = self.state.cfg.max_replays_per_session;
+        let replays = self.replays.get_or_insert_with(Default::default);
+        replays
+            .admit(room, per_session, &self.state.replay_slots)
+            .await
+    }
+
+    /// Stops the replay of `room`, if one runs: its frames belong to a join that is over.
+    fn cancel_replay(&mut self, room: &str) {
+        if let Some(replays) = &mut self.replays {
+            replays.cancel(room);
+        }
+    }
+
     async fn leave(&mut self, r#ref: &Ref, room: &str) {
+        self.cancel_replay(room);
         if let Some(gen) = self.rooms.remove(room) {
             self.state.fanout.leave(room, self.link.id);
             self.link

@@ -117,12 +117,18 @@ impl SessionLink {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn try_push(&self, out: Out) -> Result<(), (Refused, Out)> {
+    /// How many frames the queue may hold before bulk senders wait ([`SessionLink::send_bulk`]).
+    fn bulk_limit(&self) -> usize {
+        (self.capacity / 2).max(1)
+    }
+
+    /// Queues `out` unless the queue holds `limit` frames or more.
+    fn try_push(&self, out: Out, limit: usize) -> Result<(), (Refused, Out)> {
         let mut q = self.lock();
         if q.closed {
             return Err((Refused::Closed, out));
         }
-        if q.items.len() >= self.capacity {
+        if q.items.len() >= limit {
             return Err((Refused::Full, out));
         }
         q.items.push_back(out);
@@ -133,7 +139,7 @@ impl SessionLink {
 
     /// Queues `out` without waiting. A full queue closes the session with 1013.
     pub fn offer(&self, out: Out) -> bool {
-        match self.try_push(out) {
+        match self.try_push(out, self.capacity) {
             Ok(()) => true,
             Err((Refused::Full, _)) => {
                 metrics::counter!("chatmesh_slow_consumer_closes_total").increment(1);
@@ -147,13 +153,24 @@ impl SessionLink {
     /// Queues `out`, waiting for room in the queue (replies to the session's own requests,
     /// so a client that stops reading stops being read). A closing session still takes
     /// frames until its writer is gone: the acks of sends in flight go out before the close.
-    pub async fn send(&self, mut out: Out) -> bool {
+    pub async fn send(&self, out: Out) -> bool {
+        self.send_within(out, self.capacity).await
+    }
+
+    /// Like [`SessionLink::send`] for bulk frames (a replayed backlog): waits while the
+    /// queue is half full, so a backlog never takes the room that replies and live frames
+    /// need (a live frame finding the queue full closes the session as a slow consumer).
+    pub async fn send_bulk(&self, out: Out) -> bool {
+        self.send_within(out, self.bulk_limit()).await
+    }
+
+    async fn send_within(&self, mut out: Out, limit: usize) -> bool {
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
             // Registered before the check, so room made after it is not missed.
             room.as_mut().enable();
-            match self.try_push(out) {
+            match self.try_push(out, limit) {
                 Ok(()) => return true,
                 Err((Refused::Closed, _)) => return false,
                 Err((Refused::Full, back)) => out = back,
@@ -180,13 +197,14 @@ impl SessionLink {
         if let Some(payload) = q.pong.take() {
             return Some(Out::Pong(payload));
         }
-        let was_full = q.items.len() >= self.capacity;
+        let before = q.items.len();
         let out = q.items.pop_front();
         if q.items.is_empty() && q.items.capacity() > 0 {
             q.items = VecDeque::new();
         }
         drop(q);
-        if was_full {
+        // Wake senders waiting for room: at the capacity, or at the bulk limit.
+        if before >= self.capacity || before == self.bulk_limit() {
             self.room.notify_waiters();
         }
         out
@@ -360,5 +378,26 @@ mod tests {
             link.close_reason().is_none(),
             "a closed queue is not a slow consumer"
         );
+    }
+
+    /// Bulk sends stop at half the queue and resume once the writer takes it below that;
+    /// other frames still find room.
+    #[tokio::test]
+    async fn bulk_sends_leave_half_the_queue_free() {
+        let link = Arc::new(SessionLink::new(1, 4, CancellationToken::new()));
+        assert!(link.send_bulk(frame(1)).await);
+        assert!(link.send_bulk(frame(2)).await);
+        let waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.send_bulk(frame(3)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert!(link.offer(frame(9)));
+        assert_eq!(byte(link.try_recv()), Some(1));
+        assert_eq!(byte(link.try_recv()), Some(2));
+        assert!(waiting.await.unwrap_or(false));
+        assert_eq!(byte(link.try_recv()), Some(9));
+        assert_eq!(byte(link.try_recv()), Some(3));
     }
 }

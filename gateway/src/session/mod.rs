@@ -12,6 +12,7 @@ mod linger;
 pub mod link;
 pub mod reader;
 mod replay;
+mod replays;
 mod rooms;
 pub mod wire;
 pub mod writer;
@@ -32,6 +33,8 @@ use linger::End;
 use link::SessionLink;
 use reader::{Event, ReadError, Reader};
 use writer::Writer;
+
+pub use replays::ReplaySlots;
 
 type Io = TokioIo<Upgraded>;
 

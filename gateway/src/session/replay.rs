@@ -1,6 +1,8 @@
 //! The backlog of a `join` with `since`: every message with seq in (since, last_seq], in
 //! order, read from the worker's store (which knows each message's `prev`, so it can tell a
-//! retention gap) and, above what the store has yet, from JetStream.
+//! retention gap) and, above what the store has yet, from JetStream. Frames are queued as
+//! bulk ([`SessionLink::send_bulk`]): a backlog never fills the queue replies need. How many
+//! replays run, and which stop early, is `replays.rs`'s business.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,7 +156,10 @@ impl Replay {
     }
 
     async fn push(&self, link: &SessionLink, out: Out) -> Option<()> {
-        match tokio::time::timeout(STALL, link.send(out)).await {
+        if matches!(out, Out::Replay { .. }) {
+            metrics::counter!("chatmesh_replay_messages_total").increment(1);
+        }
+        match tokio::time::timeout(STALL, link.send_bulk(out)).await {
             Ok(true) => Some(()),
             _ => None,
         }

@@ -63,6 +63,14 @@ impl<V> RoomMap<V> {
         Some(value)
     }
 
+    /// Keeps only the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        self.entries.retain(|(_, v)| keep(v));
+        if self.entries.is_empty() {
+            self.entries = Vec::new();
+        }
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
         self.entries.iter().map(|(name, _)| name)
     }

@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 use crate::cache::Caches;
 use crate::metrics as m;
 use crate::model::Model;
+use crate::progress::Progress;
 use crate::store::StoreError;
 use crate::writer::{store_batch, Delivery};
 
@@ -72,6 +73,8 @@ impl SessionError {
 pub(crate) struct Writer {
     pub model: Model,
     pub caches: Arc<Caches>,
+    /// Told each committed checkpoint (history waits on it).
+    pub progress: Arc<Progress>,
     pub stream: Stream,
     pub consumer: ConsumerSettings,
     pub batch_max: usize,
@@ -130,6 +133,7 @@ async fn session(
         started = setup => started?,
     };
     ready.store(true, Ordering::Release);
+    w.progress.stored(p, checkpoint);
     debug!(partition = p, checkpoint, "store writer consuming");
     let mut next_dseq = 1u64;
     loop {
@@ -159,6 +163,7 @@ async fn session(
         let batch = &batch[..in_line];
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
+        w.progress.stored(p, checkpoint);
         if let Some(last) = batch.last() {
             last.double_ack()
                 .await

@@ -23,7 +23,7 @@ use metrics::{counter, histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::Service;
 use crate::error::WorkerError;
@@ -112,10 +112,28 @@ async fn handle(svc: Service, nats: Client, msg: Message, _permit: OwnedSemaphor
     let op = op_of(&msg);
     let (body, _) = svc.dispatch(op, &msg.payload).await;
     if let Some(reply) = msg.reply.clone() {
+        let body = within_max_payload(&nats, op, body);
         if let Err(e) = nats.publish(reply, body.into()).await {
             warn!(op, error = %e, "could not send a service reply");
         }
     }
+}
+
+/// `body`, or an `internal` error if the server would refuse it as over its `max_payload`:
+/// the caller hears at once instead of waiting out its timeout for a reply never sent.
+fn within_max_payload(nats: &Client, op: &str, body: Vec<u8>) -> Vec<u8> {
+    let max = nats.server_info().max_payload;
+    if max == 0 || body.len() <= max {
+        return body;
+    }
+    error!(
+        op,
+        bytes = body.len(),
+        max_payload = max,
+        "service reply over the server's max_payload; answered internal"
+    );
+    counter!(m::REQUESTS, "op" => op.to_owned(), "outcome" => "reply_too_large").increment(1);
+    encode(&Reply::<ops::Done>::Error(ApiError::internal()))
 }
 
 impl Service {

@@ -6,12 +6,13 @@ use chatmesh_protocol::frames::MAX_HISTORY_LIMIT;
 use chatmesh_protocol::service::{Done, HistoryPage, HistoryRequest, SetCursorRequest};
 use chatmesh_protocol::ApiError;
 
-use super::{valid, Service, LOCK_CURSOR};
+use super::{budget, valid, Service, LOCK_CURSOR};
 use crate::model::{Cursor, HistoryQuery, Model};
 use crate::store::WriteBatch;
 
 impl Service {
-    /// A page of a room's messages, oldest first (see [`HistoryRequest`]).
+    /// A page of a room's messages, oldest first (see [`HistoryRequest`]). Without `after`
+    /// it includes every message the stream held when asked (see `fresh.rs`).
     pub async fn history(&self, req: HistoryRequest) -> Result<HistoryPage, ApiError> {
         valid("room", &req.room)?;
         if !(1..=MAX_HISTORY_LIMIT).contains(&req.limit) {
@@ -20,21 +21,40 @@ impl Service {
             )));
         }
         self.room_meta(&req.room).await?;
+        let mut stats = self.caches().stats(self.model(), &req.room).await?;
+        if let (None, Some(tail)) = (req.after, self.inner.tail.get()) {
+            if tail
+                .caught_up(&req.room, req.before, stats.last_seq)
+                .await?
+            {
+                stats = self.caches().stats(self.model(), &req.room).await?;
+            }
+        }
         let q = HistoryQuery {
             before: req.before,
             after: req.after,
             limit: req.limit as usize,
         };
-        let stats = self.caches().stats(self.model(), &req.room).await?;
         let page = self
             .caches()
             .page(self.model(), &req.room, stats.last_seq)
             .await?;
-        if let Some((messages, more)) = page.and_then(|p| p.serve(&q)) {
-            return Ok(HistoryPage { messages, more });
-        }
-        let (messages, more) = self.model().history(&req.room, q).await?;
+        let (messages, more) = match page.and_then(|p| p.serve(&q)) {
+            Some(served) => served,
+            None => self.model().history(&req.room, q).await?,
+        };
+        let (messages, more) = budget::fit(messages, more, self.page_budget(), q.after.is_none());
         Ok(HistoryPage { messages, more })
+    }
+
+    /// Bytes of messages one page may hold (see `budget.rs`).
+    fn page_budget(&self) -> usize {
+        let max_payload = self
+            .inner
+            .events
+            .as_ref()
+            .map_or(0, |nats| nats.server_info().max_payload);
+        budget::page_budget(self.inner.history_page_max_bytes, max_payload)
     }
 
     /// Moves the user's read cursor forward to `seq` (never back).

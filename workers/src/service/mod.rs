@@ -6,14 +6,16 @@
 //! error is logged where it happens and answered as `internal`.
 
 mod auth;
+mod budget;
 mod dispatch;
+mod fresh;
 mod history;
 mod locks;
 mod members;
 mod password;
 mod rooms;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_nats::Client;
 use chatmesh_protocol::service::{MemberEvent, Role, UserEvent};
@@ -28,6 +30,7 @@ use crate::model::{Model, RoomMeta};
 use crate::store::StoreError;
 
 pub(crate) use dispatch::serve_partition;
+pub use fresh::StreamTail;
 use locks::KeyLocks;
 use password::{PasswordError, Passwords};
 
@@ -48,10 +51,13 @@ struct Inner {
     locks: KeyLocks,
     passwords: Passwords,
     events: Option<Client>,
+    /// Set when serving over NATS: history then waits for the store to catch up.
+    tail: OnceLock<StreamTail>,
     rooms_list_max: usize,
     rooms_list_public_max: usize,
     rooms_list_public_per_owner: usize,
     max_rooms_per_user: u64,
+    history_page_max_bytes: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -97,12 +103,21 @@ impl Service {
                 locks: KeyLocks::new(),
                 passwords,
                 events,
+                tail: OnceLock::new(),
                 rooms_list_max: cfg.rooms_list_max,
                 rooms_list_public_max: cfg.rooms_list_public_max,
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,
                 max_rooms_per_user: cfg.max_rooms_per_user,
+                history_page_max_bytes: cfg.history_page_max_bytes,
             }),
         })
+    }
+
+    /// Makes history consistent with the stream (see `fresh.rs`): a page includes every
+    /// message acked before it was asked for. Without it (in-process tests), history is
+    /// what the store holds. Set once; later calls are ignored.
+    pub fn follow_stream(&self, tail: StreamTail) {
+        let _ = self.inner.tail.set(tail);
     }
 
     /// A place for one password request (`register`, `login`), or `None` when the hashing

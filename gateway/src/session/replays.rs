@@ -1,0 +1,229 @@
+//! Bounds on replays (`join` with `since`, see `replay.rs`), which read a room's backlog
+//! from the workers and JetStream and so cost the gateway, the bus and the workers far more
+//! than any other request:
+//!
+//! - a re-join or `leave` of a room stops the replay still running for it (its frames
+//!   would be dropped anyway: they belong to the join it replaces);
+//! - a session runs at most `max_replays_per_session` at once; one more is `rate_limited`;
+//! - the gateway runs at most `max_replays` at once ([`ReplaySlots`]); a join waits up to
+//!   `replay_wait_ms` for a slot, then is refused `unavailable`.
+//!
+//! A replay holds its slot while it runs. A re-join takes over the slot of the replay it
+//! stops, so replacing one's own replay never waits nor fails.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chatmesh_protocol::{ApiError, ErrorCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
+
+use super::rooms::RoomMap;
+
+/// Replays in progress on this gateway: gauge `chatmesh_replays_running`.
+const RUNNING: &str = "chatmesh_replays_running";
+
+/// The gateway's replay slots.
+#[derive(Debug)]
+pub struct ReplaySlots {
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// One of the gateway's replay slots, held while a replay runs.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        metrics::gauge!(RUNNING).decrement(1.0);
+    }
+}
+
+impl ReplaySlots {
+    /// `max` slots; a join waits up to `wait` for one.
+    pub fn new(max: usize, wait: Duration) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            wait,
+        }
+    }
+
+    /// A free slot, waiting up to the configured time; `unavailable` if none freed.
+    async fn acquire(&self) -> Result<Slot, ApiError> {
+        let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await;
+        match permit {
+            Ok(Ok(permit)) => {
+                metrics::gauge!(RUNNING).increment(1.0);
+                Ok(Slot { _permit: permit })
+            }
+            _ => {
+                metrics::counter!("chatmesh_replays_refused_total", "reason" => "gateway")
+                    .increment(1);
+                Err(ApiError::unavailable(
+                    "too many replays in progress on this gateway; join again shortly",
+                ))
+            }
+        }
+    }
+}
+
+/// The replays one session runs, by room.
+#[derive(Debug, Default)]
+pub struct Running {
+    rooms: RoomMap<Replaying>,
+}
+
+#[derive(Debug)]
+struct Replaying {
+    task: AbortHandle,
+    /// The replay's slot; the task empties it when it ends.
+    slot: Arc<Mutex<Option<Slot>>>,
+}
+
+impl Replaying {
+    fn take_slot(&self) -> Option<Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Still running: the task gives its slot back as it ends.
+    fn has_slot(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+}
+
+impl Running {
+    /// A slot for a replay of `room`: the one of the replay it replaces, else a new one
+    /// within both bounds. Nothing changes when it is refused.
+    pub async fn admit(
+        &mut self,
+        room: &str,
+        per_session: usize,
+        gateway: &ReplaySlots,
+    ) -> Result<Slot, ApiError> {
+        if self.others(room) >= per_session {
+            metrics::counter!("chatmesh_replays_refused_total", "reason" => "session").increment(1);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {per_session} joins with since may replay at once per session; \
+                     join again when one is done"
+                ),
+            ));
+        }
+        if let Some(slot) = self.cancel(room) {
+            return Ok(slot);
+        }
+        gateway.acquire().await
+    }
+
+    /// Runs `replay` of `room` holding `slot` until it ends or is cancelled.
+    pub fn start(
+        &mut self,
+        room: Arc<str>,
+        slot: Slot,
+        replay: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let slot = Arc::new(Mutex::new(Some(slot)));
+        let held = slot.clone();
+        let task = tokio::spawn(async move {
+            replay.await;
+            drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
+        });
+        self.rooms.insert(
+            room,
+            Replaying {
+                task: task.abort_handle(),
+                slot,
+            },
+        );
+    }
+
+    /// Stops the replay of `room`, if one runs; returns its slot.
+    pub fn cancel(&mut self, room: &str) -> Option<Slot> {
+        let replaying = self.rooms.remove(room)?;
+        replaying.task.abort();
+        let slot = replaying.take_slot();
+        if slot.is_some() {
+            metrics::counter!("chatmesh_replays_cancelled_total").increment(1);
+        }
+        slot
+    }
+
+    /// Stops every replay (the session ended).
+    pub fn cancel_all(&mut self) {
+        let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.cancel(&room);
+        }
+    }
+
+    /// Replays still running for rooms other than `room` (ended ones are forgotten).
+    fn others(&mut self, room: &str) -> usize {
+        self.rooms.retain(|r| !r.task.is_finished() && r.has_slot());
+        self.rooms.len() - usize::from(self.rooms.contains_key(room))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forever() -> impl Future<Output = ()> + Send + 'static {
+        std::future::pending()
+    }
+
+    /// A session's third replay is refused while a re-join takes over its own replay's
+    /// slot; a gateway with no free slot refuses after its wait; cancelling frees slots.
+    #[tokio::test(start_paused = true)]
+    async fn replays_are_bounded_and_replaced() {
+        let gateway = ReplaySlots::new(3, Duration::from_millis(100));
+        let mut a = Running::default();
+        for room in ["r1", "r2"] {
+            let slot = a.admit(room, 2, &gateway).await.unwrap();
+            a.start(Arc::from(room), slot, forever());
+        }
+        let refused = a.admit("r3", 2, &gateway).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        let again = a.admit("r1", 2, &gateway).await.unwrap();
+        a.start(Arc::from("r1"), again, forever());
+        assert_eq!(gateway.slots.available_permits(), 1);
+
+        let mut b = Running::default();
+        let slot = b.admit("r1", 2, &gateway).await.unwrap();
+        b.start(Arc::from("r1"), slot, forever());
+        let full = b.admit("r2", 2, &gateway).await.unwrap_err();
+        assert_eq!(full.code, ErrorCode::Unavailable);
+
+        assert!(a.cancel("r2").is_some());
+        assert_eq!(gateway.slots.available_permits(), 1);
+        a.cancel_all();
+        assert_eq!(gateway.slots.available_permits(), 2);
+    }
+
+    /// A replay that ends gives its slot back by itself and no longer counts.
+    #[tokio::test]
+    async fn a_finished_replay_frees_its_slot() {
+        let gateway = ReplaySlots::new(1, Duration::from_millis(10));
+        let mut a = Running::default();
+        let slot = a.admit("r1", 1, &gateway).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        a.start(Arc::from("r1"), slot, async move {
+            let _ = rx.await;
+        });
+        drop(tx);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while gateway.slots.available_permits() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        let slot = a.admit("r2", 1, &gateway).await.unwrap();
+        drop(slot);
+        assert_eq!(gateway.slots.available_permits(), 1);
+    }
+}

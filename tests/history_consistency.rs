@@ -1,0 +1,386 @@
+//! History reads against what clients were told: a read after an `ack` includes the acked
+//! message, pages stay under NATS's payload limit however large the messages, and re-joins
+//! with `since` do not pile up replays.
+
+mod common;
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context, Result};
+use common::*;
+use serde_json::{json, Value};
+
+/// `ann`'s token and a client of hers, in room `room` she created (not joined).
+async fn owner(mesh: &chatmesh::Mesh, room: &str) -> Result<(Api, String, Client)> {
+    let api = Api::new(mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, room, "public").await?;
+    let c = Client::login(&mesh.ws_url(), &ann).await?;
+    Ok((api, ann, c))
+}
+
+/// Sends `bodies` to `room` (pipelined) and returns the acked seqs in order, each with the
+/// index of its body.
+async fn fill(c: &mut Client, room: &str, bodies: &[String]) -> Result<Vec<(u64, usize)>> {
+    for (i, body) in bodies.iter().enumerate() {
+        let id = format!("f{i}");
+        c.send_json(json!({"type":"send","room":room,"id":id,"body":body,"ref":id}))
+            .await?;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < bodies.len() {
+        let f = c
+            .wait_for(|f| f["type"] == "ack" || f["type"] == "error")
+            .await?;
+        if f["type"] == "error" {
+            bail!("send refused: {f}");
+        }
+        let i: usize = f["id"].as_str().unwrap_or("f")[1..].parse()?;
+        acked.push((f["seq"].as_u64().unwrap_or(0), i));
+    }
+    acked.sort();
+    Ok(acked)
+}
+
+/// Checks that `got` (messages, oldest first) is exactly the `acked` messages with their
+/// bodies intact.
+fn assert_all(got: &[Value], acked: &[(u64, usize)], bodies: &[String], how: &str) {
+    let seqs: Vec<u64> = got.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    let want: Vec<u64> = acked.iter().map(|a| a.0).collect();
+    assert_eq!(seqs, want, "{how}: every message once, in order");
+    for (m, (_, i)) in got.iter().zip(acked) {
+        assert!(
+            m["body"] == bodies[*i].as_str(),
+            "{how}: body of {} changed",
+            m["seq"]
+        );
+    }
+}
+
+/// Messages replayed by the gateway (all joins with `since`).
+const REPLAYED: &str = "chatmesh_replay_messages_total";
+/// Replays holding one of the gateway's `max_replays` slots.
+const RUNNING: &str = "chatmesh_replays_running";
+
+/// The value of metric `name` on the mesh's gateway, summed over its labels (0 if absent).
+async fn metric(api: &Api, name: &str) -> Result<f64> {
+    let (s, v) = api.call("GET", "/metrics", None, None).await?;
+    assert_eq!(s, 200);
+    let text = v.as_str().unwrap_or_default();
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Polls metric `name` until it is `want`.
+async fn metric_reaches(api: &Api, name: &str, want: f64) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = metric(api, name).await?;
+        if got == want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{name} is {got}, never {want}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// What one session received, per join: the seqs each join (by its `ref`) delivered.
+#[derive(Default)]
+struct Joins {
+    segs: HashMap<String, Vec<u64>>,
+    /// The ref of each room's latest join.
+    current: HashMap<String, String>,
+}
+
+impl Joins {
+    /// Reads `c`'s frames until `done`; returns the frames other than `joined`, `message` and
+    /// presence diffs, in order.
+    async fn read(
+        &mut self,
+        c: &mut Client,
+        done: impl Fn(&Self, &[Value]) -> bool,
+    ) -> Result<Vec<Value>> {
+        let mut others = Vec::new();
+        while !done(self, &others) {
+            let f = c.next().await?;
+            let room = f["room"].as_str().unwrap_or_default().to_owned();
+            match f["type"].as_str() {
+                Some("joined") => {
+                    let r = f["ref"].to_string();
+                    self.segs.insert(r.clone(), Vec::new());
+                    self.current.insert(room, r);
+                }
+                Some("message") => {
+                    let r = self.current.get(&room).context("a message before joined")?;
+                    let seg = self.segs.get_mut(r).context("segment")?;
+                    seg.push(f["seq"].as_u64().context("seq")?);
+                }
+                Some("presence_diff") => {}
+                _ => others.push(f),
+            }
+        }
+        Ok(others)
+    }
+
+    /// The last seq join `r` delivered.
+    fn last(&self, r: &str) -> Option<u64> {
+        self.segs.get(r).and_then(|s| s.last().copied())
+    }
+
+    /// Each seq at most once per join, in order.
+    fn assert_once_in_order(&self) {
+        for (r, seg) in &self.segs {
+            assert!(
+                seg.windows(2).all(|w| w[0] < w[1]),
+                "join {r}: a message twice or out of order"
+            );
+        }
+    }
+}
+
+/// Seqs of a page's `messages`.
+fn seqs(page: &Value) -> Vec<u64> {
+    page["messages"]
+        .as_array()
+        .map(|ms| ms.iter().filter_map(|m| m["seq"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// A client that is acked and reads at once sees its message, over HTTP and WebSocket,
+/// every time (before: the worker answered from a store 2–6 ms behind the ack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_right_after_an_ack_includes_the_acked_message() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let (api, ann, mut c) = owner(&mesh, "now").await?;
+    let mut missed = Vec::new();
+    for i in 0..60 {
+        let ack = c
+            .request(json!({"type":"send","room":"now","id":format!("m{i}"),"body":"hi"}))
+            .await?;
+        let seq = ack["seq"].as_u64().unwrap_or(0);
+        let page = if i % 2 == 0 {
+            let (s, v) = api
+                .call("GET", "/v1/rooms/now/messages?limit=5", Some(&ann), None)
+                .await?;
+            assert_eq!(s, 200, "{v}");
+            v
+        } else {
+            let v = c
+                .request(json!({"type":"history","room":"now","limit":5}))
+                .await?;
+            assert_eq!(v["type"], "history", "{v}");
+            v
+        };
+        if !seqs(&page).contains(&seq) {
+            missed.push(seq);
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "acked but missing from history: {missed:?}"
+    );
+    mesh.stop().await
+}
+
+/// A room of 100 bodies at the body limit and 30 of control characters (6 bytes each once
+/// JSON-escaped): 3.4 MB of history, over NATS's 1 MiB payload in any page of 100. Paged
+/// over HTTP and WebSocket, and replayed by a `join` with `since`, every page answers, is
+/// under 1 MiB, holds at least one message, and together they hold each message once
+/// (before: the worker's reply was dropped and the client got `unavailable` after 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_large_messages_stay_under_the_payload_limit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = fast_config();
+    let max_body = config.gateway.limits.max_body_bytes;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let (api, ann, mut c) = owner(&mesh, "big").await?;
+    // A send frame must stay under max_message_bytes (64 KiB) once escaped itself.
+    let control: String = "\u{1}\u{7}\u{1f}\"\\"
+        .chars()
+        .cycle()
+        .take(10_000)
+        .collect();
+    let bodies: Vec<String> = (0..130)
+        .map(|i| match i % 13 {
+            0..=2 => control.clone(),
+            _ => format!("{i:05}").repeat(max_body / 5),
+        })
+        .collect();
+    assert!(bodies.iter().all(|b| b.len() <= max_body));
+    let acked = fill(&mut c, "big", &bodies).await?;
+
+    let mut http = Vec::new();
+    let mut before = String::new();
+    loop {
+        let path = format!("/v1/rooms/big/messages?limit=100{before}");
+        let (s, v) = api.call("GET", &path, Some(&ann), None).await?;
+        assert_eq!(s, 200, "{v}");
+        let page = v["messages"].as_array().cloned().unwrap_or_default();
+        assert!(!page.is_empty(), "a page makes progress: {v}");
+        assert!(v.to_string().len() < 1 << 20, "page over 1 MiB");
+        before = format!("&before={}", page[0]["seq"]);
+        http.splice(0..0, page);
+        if v["more"] == false {
+            break;
+        }
+    }
+    assert_all(&http, &acked, &bodies, "HTTP");
+
+    let mut ws = Vec::new();
+    let mut before = Value::Null;
+    loop {
+        let v = c
+            .request(json!({"type":"history","room":"big","limit":100,"before":before}))
+            .await?;
+        assert_eq!(v["type"], "history", "{v}");
+        let page = v["messages"].as_array().cloned().unwrap_or_default();
+        assert!(!page.is_empty(), "a page makes progress");
+        before = page[0]["seq"].clone();
+        ws.splice(0..0, page);
+        if v["more"] == false {
+            break;
+        }
+    }
+    assert_all(&ws, &acked, &bodies, "WebSocket history");
+
+    let mut r = Client::login(&mesh.ws_url(), &ann).await?;
+    r.request(json!({"type":"join","room":"big","since":0}))
+        .await?;
+    let replayed = r.messages("big", acked.len()).await?;
+    assert_all(&replayed, &acked, &bodies, "replay");
+    mesh.stop().await
+}
+
+/// 60 re-joins with `since` of a room of 1,000 messages, each sent as soon as the previous
+/// one is `joined`: each join delivers a message at most once, in order, and the last join
+/// all of them; each re-join stops the replay it replaces, so far fewer than 60 × 1,000
+/// messages are replayed in all (before: every replay ran to its end, ~60,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoins_cancel_the_replay_they_replace() -> Result<()> {
+    const JOINS: u64 = 60;
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let (api, ann, mut c) = owner(&mesh, "busy").await?;
+    let acked = fill(&mut c, "busy", &vec!["x".repeat(1000); 1000]).await?;
+    let all: Vec<u64> = acked.iter().map(|a| a.0).collect();
+    let last = all[all.len() - 1];
+    let before = metric(&api, REPLAYED).await?;
+    let mut r = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut joins = Joins::default();
+    for k in 1..=JOINS {
+        r.send_json(json!({"type":"join","room":"busy","since":0,"ref":k}))
+            .await?;
+        let key = k.to_string();
+        let others = joins.read(&mut r, |j, _| j.segs.contains_key(&key)).await?;
+        assert!(others.is_empty(), "{others:?}");
+    }
+    let key = JOINS.to_string();
+    joins
+        .read(&mut r, |j, _| j.last(&key) == Some(last))
+        .await?;
+    joins.assert_once_in_order();
+    assert_eq!(joins.segs[&key], all, "the last join replays everything");
+    let replayed = metric(&api, REPLAYED).await? - before;
+    eprintln!("{replayed} messages replayed for {JOINS} joins");
+    assert!(
+        replayed >= all.len() as f64 && replayed < (JOINS * 1000 / 4) as f64,
+        "{replayed} messages replayed for {JOINS} joins of 1000"
+    );
+    mesh.stop().await
+}
+
+/// With `max_replays_per_session` 2, a session's third replay at once is refused
+/// `rate_limited` while a re-join of a room it replays is not (it replaces that replay);
+/// with `max_replays` 3, a join with `since` that finds every slot taken waits
+/// `replay_wait_ms` and is refused `unavailable`; a `leave` frees its slot at once. Clients
+/// that do not read keep their replays running: each big room is larger than what can be
+/// buffered for them (socket buffers ≤ 4 MiB, half the 64-frame queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.max_replays_per_session = 2;
+    config.gateway.max_replays = 3;
+    config.gateway.replay_wait_ms = 300;
+    config.gateway.limits.outbound_queue = 64;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let (api, ann, mut c) = owner(&mesh, "big1").await?;
+    api.room(&ann, "big2", "public").await?;
+    api.room(&ann, "small", "public").await?;
+    let big = vec!["y".repeat(8 * 1024); 800];
+    let big1: Vec<u64> = fill(&mut c, "big1", &big)
+        .await?
+        .iter()
+        .map(|a| a.0)
+        .collect();
+    fill(&mut c, "big2", &big).await?;
+    let small: Vec<u64> = fill(&mut c, "small", &vec!["z".into(); 50])
+        .await?
+        .iter()
+        .map(|a| a.0)
+        .collect();
+
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    for (r, room) in [(1, "big1"), (2, "big2"), (3, "small"), (4, "big1")] {
+        a.send_json(json!({"type":"join","room":room,"since":0,"ref":r}))
+            .await?;
+    }
+    let mut b = Client::login(&mesh.ws_url(), &ann).await?;
+    b.send_json(json!({"type":"join","room":"big1","since":0,"ref":1}))
+        .await?;
+    metric_reaches(&api, RUNNING, 3.0).await?;
+    let mut late = Client::login(&mesh.ws_url(), &ann).await?;
+    let refused = late
+        .request(json!({"type":"join","room":"small","since":0}))
+        .await?;
+    assert_eq!(
+        (&refused["type"], &refused["code"]),
+        (&json!("error"), &json!("unavailable")),
+        "{refused}"
+    );
+    a.send_json(json!({"type":"leave","room":"big2","ref":5}))
+        .await?;
+    metric_reaches(&api, RUNNING, 2.0).await?;
+    let joined = late
+        .request(json!({"type":"join","room":"small","since":0}))
+        .await?;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let got = late.messages("small", small.len()).await?;
+    let got: Vec<u64> = got.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(got, small);
+
+    let end = big1[big1.len() - 1];
+    let mut joins = Joins::default();
+    let others = joins
+        .read(&mut a, |j, o| {
+            o.iter().any(|f| f["type"] == "left") && j.last("4") == Some(end)
+        })
+        .await?;
+    joins.assert_once_in_order();
+    assert_eq!(joins.segs["4"], big1, "the re-join replays everything");
+    assert!(
+        !joins.segs.contains_key("3"),
+        "the refused join did not join"
+    );
+    let errors: Vec<_> = others.iter().filter(|f| f["type"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{others:?}");
+    assert_eq!(
+        (&errors[0]["ref"], &errors[0]["code"]),
+        (&json!(3), &json!("rate_limited"))
+    );
+
+    let mut joins = Joins::default();
+    joins.read(&mut b, |j, _| j.last("1") == Some(end)).await?;
+    joins.assert_once_in_order();
+    assert_eq!(joins.segs["1"], big1);
+    mesh.stop().await
+}
