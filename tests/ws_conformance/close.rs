@@ -145,17 +145,7 @@ async fn text_then_close(s: &Suite) -> Result<()> {
         Out::new(CLOSE, close_payload(1000, b"")),
     ])
     .await?;
-    let mut before = Vec::new();
-    loop {
-        match c.next_frame().await? {
-            Some(In::Close(code, _)) => {
-                ensure!(code == Some(1000), "{code:?}");
-                break;
-            }
-            Some(f) => before.push(f),
-            None => bail!("no close"),
-        }
-    }
+    let before = frames_before_close(&mut c, 1000).await?;
     ensure!(pong_refs(&before) == ["before"], "{before:?}");
     end_cleanly(&mut c).await
 }
@@ -164,24 +154,14 @@ async fn close_close(s: &Suite) -> Result<()> {
     let mut c = s.connect().await?;
     let close = Out::new(CLOSE, close_payload(1000, b""));
     c.send(&[close.clone(), close]).await?;
-    let first = c.next_frame().await?;
-    ensure!(matches!(first, Some(In::Close(Some(1000), _))), "{first:?}");
-    match c.next_frame().await {
-        Ok(None) => Ok(()),
-        other => bail!("after the close: {other:?}"),
-    }
+    closed_then_nothing(&mut c).await
 }
 
 async fn close_then(s: &Suite, late: Out) -> Result<()> {
     let mut c = s.connect().await?;
     c.send(&[Out::new(CLOSE, close_payload(1000, b"")), late])
         .await?;
-    let first = c.next_frame().await?;
-    ensure!(matches!(first, Some(In::Close(Some(1000), _))), "{first:?}");
-    match c.next_frame().await {
-        Ok(None) => Ok(()),
-        other => bail!("after the close: {other:?}"),
-    }
+    closed_then_nothing(&mut c).await
 }
 
 async fn close_inside_fragments(s: &Suite) -> Result<()> {
@@ -194,12 +174,7 @@ async fn close_inside_fragments(s: &Suite) -> Result<()> {
         Out::new(CONTINUATION, b.to_vec()),
     ])
     .await?;
-    let first = c.next_frame().await?;
-    ensure!(matches!(first, Some(In::Close(Some(1000), _))), "{first:?}");
-    match c.next_frame().await {
-        Ok(None) => Ok(()),
-        other => bail!("after the close: {other:?}"),
-    }
+    closed_then_nothing(&mut c).await
 }
 
 async fn large_then_close(s: &Suite) -> Result<()> {
@@ -210,18 +185,33 @@ async fn large_then_close(s: &Suite) -> Result<()> {
         Out::new(PING, b"late".to_vec()),
     ])
     .await?;
+    let before = frames_before_close(&mut c, 1000).await?;
+    ensure!(pong_refs(&before) == ["large"], "{before:?}");
+    ensure!(ws_pongs(&before).is_empty(), "ping after close answered");
+    end_cleanly(&mut c).await
+}
+
+/// The frames the server sends before its close frame, which must carry `code`.
+async fn frames_before_close(c: &mut Raw, code: u16) -> Result<Vec<In>> {
     let mut before = Vec::new();
     loop {
         match c.next_frame().await? {
-            Some(In::Close(code, _)) => {
-                ensure!(code == Some(1000), "{code:?}");
-                break;
+            Some(In::Close(got, _)) => {
+                ensure!(got == Some(code), "{got:?}");
+                return Ok(before);
             }
             Some(f) => before.push(f),
             None => bail!("no close"),
         }
     }
-    ensure!(pong_refs(&before) == ["large"], "{before:?}");
-    ensure!(ws_pongs(&before).is_empty(), "ping after close answered");
-    end_cleanly(&mut c).await
+}
+
+/// The next frame is a close 1000, and nothing follows it.
+async fn closed_then_nothing(c: &mut Raw) -> Result<()> {
+    let first = c.next_frame().await?;
+    ensure!(matches!(first, Some(In::Close(Some(1000), _))), "{first:?}");
+    match c.next_frame().await {
+        Ok(None) => Ok(()),
+        other => bail!("after the close: {other:?}"),
+    }
 }
