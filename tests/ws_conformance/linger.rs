@@ -215,18 +215,12 @@ async fn check_acks(s: &Setup, out: &Outcome, code: u16) -> Result<()> {
     Ok(())
 }
 
-pub async fn flood_closed_with_4008() -> Result<()> {
-    // The default rates and strike count (fast_config lifts them for bulk tests).
-    let mut config = fast_config();
-    let defaults = Config::default();
-    config.gateway.limits = defaults.gateway.limits.clone();
-    config.gateway.frames_per_second = defaults.gateway.frames_per_second;
-    config.gateway.rate_limit_strikes = defaults.gateway.rate_limit_strikes;
-    let s = setup(config).await?;
-    let c = owner(&s).await?;
-    let (r, w) = c.into_split();
+/// The room's owner sends (ids `prefix0`, `prefix1`, …) without pause until the server
+/// closes; what it read.
+async fn send_until_closed(s: &Setup, prefix: &'static str) -> Result<Outcome> {
+    let (r, w) = owner(s).await?.into_split();
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = keep_writing(w, stop.clone(), send_frame("f"));
+    let writer = keep_writing(w, stop.clone(), send_frame(prefix));
     let out = read_until_close(r, &stop).await?;
     let (written, _w) = writer.await?;
     eprintln!(
@@ -235,6 +229,18 @@ pub async fn flood_closed_with_4008() -> Result<()> {
         out.close,
         out.end
     );
+    Ok(out)
+}
+
+pub async fn flood_closed_with_4008() -> Result<()> {
+    // The default rates and strike count (fast_config lifts them for bulk tests).
+    let mut config = fast_config();
+    let defaults = Config::default();
+    config.gateway.limits = defaults.gateway.limits.clone();
+    config.gateway.frames_per_second = defaults.gateway.frames_per_second;
+    config.gateway.rate_limit_strikes = defaults.gateway.rate_limit_strikes;
+    let s = setup(config).await?;
+    let out = send_until_closed(&s, "f").await?;
     ensure!(
         out.frames.iter().any(|f| f["code"] == "rate_limited"),
         "the flood was rate limited"
@@ -283,18 +289,7 @@ pub async fn expiry_while_writing() -> Result<()> {
     config.gateway.limits.send_burst = 200;
     config.gateway.rate_limit_strikes = 1_000_000;
     let s = setup(config).await?;
-    let c = owner(&s).await?;
-    let (r, w) = c.into_split();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = keep_writing(w, stop.clone(), send_frame("e"));
-    let out = read_until_close(r, &stop).await?;
-    let (written, _w) = writer.await?;
-    eprintln!(
-        "wrote {written} sends, read {} frames, close {:?}, then {:?}",
-        out.frames.len(),
-        out.close,
-        out.end
-    );
+    let out = send_until_closed(&s, "e").await?;
     check_acks(&s, &out, 4001).await?;
     s.mesh.stop().await
 }
