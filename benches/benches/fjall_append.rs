@@ -4,7 +4,7 @@
 
 use chatmesh_benches::{body, ROOM};
 use chatmesh_workers::model::keys;
-use chatmesh_workers::store::{FjallStore, WriteBatch};
+use chatmesh_workers::store::{FjallMemory, FjallStore, WriteBatch};
 use chatmesh_workers::{FsyncPolicy, KvStore as _};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -15,7 +15,8 @@ fn fjall_append(c: &mut Criterion) {
     let Ok(dir) = tempfile::tempdir() else {
         return;
     };
-    let Ok(store) = FjallStore::open(dir.path(), FsyncPolicy::SyncData, 32 << 20) else {
+    let Ok(store) = FjallStore::open(dir.path(), FsyncPolicy::SyncData, FjallMemory::default())
+    else {
         return;
     };
     let value = serde_json::to_vec(&serde_json::json!({

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chatmesh_protocol::message::Payload;
 use chatmesh_workers::cache::Caches;
 use chatmesh_workers::model::{HistoryQuery, Model};
-use chatmesh_workers::store::{FjallStore, FsyncPolicy, Store};
+use chatmesh_workers::store::{FjallMemory, FjallStore, FsyncPolicy, Store};
 use chatmesh_workers::writer::{store_batch, Delivery};
 use chatmesh_workers::WorkerConfig;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -20,7 +20,8 @@ const PAGE: usize = 50;
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = FjallStore::open(dir.path(), FsyncPolicy::Buffered, 64 << 20).expect("open");
+    let store =
+        FjallStore::open(dir.path(), FsyncPolicy::Buffered, FjallMemory::default()).expect("open");
     let model = Model::new(Store::Fjall(store));
     rt.block_on(async {
         let caches = Caches::new(&WorkerConfig::default());

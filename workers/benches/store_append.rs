@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chatmesh_protocol::message::Payload;
 use chatmesh_workers::cache::Caches;
 use chatmesh_workers::model::Model;
-use chatmesh_workers::store::{FjallStore, FsyncPolicy, Store};
+use chatmesh_workers::store::{FjallMemory, FjallStore, FsyncPolicy, Store};
 use chatmesh_workers::writer::{store_batch, Delivery};
 use chatmesh_workers::WorkerConfig;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
     for fsync in [FsyncPolicy::SyncData, FsyncPolicy::Buffered] {
         for batch in [1usize, 64, 512] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = FjallStore::open(dir.path(), fsync, 64 << 20).expect("open");
+            let store = FjallStore::open(dir.path(), fsync, FjallMemory::default()).expect("open");
             let model = Model::new(Store::Fjall(store));
             let caches = Caches::new(&WorkerConfig::default());
             let mut checkpoint = 0u64;

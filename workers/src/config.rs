@@ -90,6 +90,8 @@ pub struct WorkerConfig {
     pub fsync: FsyncPolicy,
     /// fjall block cache, MiB.
     pub store_cache_mb: u64,
+    /// fjall memtable flushed to a table file at this size, MiB.
+    pub store_memtable_mb: u64,
     /// Most messages one store-writer batch holds (one fsync each).
     pub batch_max_messages: usize,
     /// How long a store writer waits for more messages after the first of a batch, ms.
@@ -151,6 +153,7 @@ impl Default for WorkerConfig {
             data_dir: PathBuf::from("data/worker"),
             fsync: FsyncPolicy::SyncData,
             store_cache_mb: 64,
+            store_memtable_mb: 16,
             batch_max_messages: 512,
             batch_linger_ms: 2,
             ack_wait_secs: 60,
@@ -194,6 +197,10 @@ impl WorkerConfig {
         check(
             (1..=100_000).contains(&self.store_cache_mb),
             "store_cache_mb must be between 1 and 100000",
+        );
+        check(
+            (1..=1_024).contains(&self.store_memtable_mb),
+            "store_memtable_mb must be between 1 and 1024",
         );
         check(
             (1..=10_000).contains(&self.batch_max_messages),

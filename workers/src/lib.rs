@@ -106,9 +106,12 @@ pub async fn open_store(cfg: &WorkerConfig) -> Result<Store, StoreError> {
     match cfg.backend {
         Backend::Fjall => {
             let (dir, fsync) = (cfg.data_dir.clone(), cfg.fsync);
-            let cache = cfg.store_cache_mb.saturating_mul(1 << 20);
+            let memory = store::FjallMemory {
+                cache_bytes: cfg.store_cache_mb.saturating_mul(1 << 20),
+                memtable_bytes: cfg.store_memtable_mb.saturating_mul(1 << 20),
+            };
             let store =
-                tokio::task::spawn_blocking(move || store::FjallStore::open(&dir, fsync, cache))
+                tokio::task::spawn_blocking(move || store::FjallStore::open(&dir, fsync, memory))
                     .await
                     .map_err(|e| StoreError::Task(e.to_string()))??;
             Ok(Store::Fjall(store))

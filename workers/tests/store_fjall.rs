@@ -1,13 +1,24 @@
 //! The storage conformance suite on the fjall backend, plus what only an embedded store can
-//! show: data survives closing and reopening the database, under both fsync policies.
+//! show: data survives closing and reopening the database, under both fsync policies, and the
+//! memtable is flushed at its configured size.
 
 #[macro_use]
 mod conformance;
 
-use chatmesh_workers::store::{Direction, FjallStore, FsyncPolicy, KvStore, Store, WriteBatch};
+use chatmesh_workers::store::{
+    Direction, FjallMemory, FjallStore, FsyncPolicy, KvStore, Store, WriteBatch,
+};
 
 fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> FjallStore {
-    FjallStore::open(dir, fsync, 8 << 20).unwrap()
+    FjallStore::open(
+        dir,
+        fsync,
+        FjallMemory {
+            cache_bytes: 8 << 20,
+            memtable_bytes: 1 << 20,
+        },
+    )
+    .unwrap()
 }
 
 fn fresh() -> (tempfile::TempDir, FjallStore) {
@@ -54,4 +65,32 @@ async fn reopen_keeps_data() {
         );
         assert_eq!(s.get(b"k0000").await.unwrap(), None);
     }
+}
+
+/// The memtable is flushed at its configured size: writing 3 MiB through a 1 MiB memtable leaves
+/// table files on disk (fjall's 64 MiB default would hold all of it in memory), and every key is
+/// still readable.
+#[tokio::test]
+async fn memtable_is_flushed_at_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), FsyncPolicy::Buffered);
+    assert_eq!(s.table_count(), 0);
+    let value = vec![7u8; 1_024];
+    for chunk in 0..24u32 {
+        let mut b = WriteBatch::new();
+        for i in 0..128u32 {
+            b.put(format!("m{chunk:02}{i:03}").into_bytes(), value.clone());
+        }
+        s.write(b).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while s.table_count() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(s.table_count() >= 1, "no memtable was flushed in 20 s");
+    let all = s
+        .scan(b"m".to_vec()..b"n".to_vec(), Direction::Forward, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 24 * 128);
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::fjall::FjallStore;
+pub use self::fjall::{FjallMemory, FjallStore};
 #[cfg(feature = "tikv")]
 pub use self::tikv::TikvStore;
 
