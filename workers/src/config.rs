@@ -92,9 +92,11 @@ pub struct WorkerConfig {
     pub store_cache_mb: u64,
     /// fjall memtable flushed to a table file at this size, MiB.
     pub store_memtable_mb: u64,
-    /// Most messages one store-writer batch holds (one fsync each).
+    /// Most messages one partition's store-writer batch holds; a group commit holds at most
+    /// four times as many store operations.
     pub batch_max_messages: usize,
-    /// How long a store writer waits for more messages after the first of a batch, ms.
+    /// How long the group commit waits for more partitions' batches after the first, ms: one
+    /// store write and one fsync per window.
     pub batch_linger_ms: u64,
     /// Seconds JetStream waits for a store writer's ack before redelivering.
     pub ack_wait_secs: u64,
@@ -155,7 +157,7 @@ impl Default for WorkerConfig {
             store_cache_mb: 64,
             store_memtable_mb: 16,
             batch_max_messages: 512,
-            batch_linger_ms: 2,
+            batch_linger_ms: 4,
             ack_wait_secs: 60,
             recent_page_len: 128,
             page_cache_mb: 64,

@@ -5,6 +5,8 @@
 pub const BATCHES: &str = "chatmesh_worker_batches_total";
 /// Messages per committed batch (histogram).
 pub const BATCH_SIZE: &str = "chatmesh_worker_batch_messages";
+/// Partition batches written together by one group commit (histogram).
+pub const GROUP_SIZE: &str = "chatmesh_worker_group_commit_batches";
 /// Seconds one batch commit took, fsync included (histogram).
 pub const STORE_COMMIT: &str = "chatmesh_worker_store_commit_seconds";
 /// Messages stored.
@@ -37,6 +39,11 @@ pub fn describe() {
     describe_counter!(BATCHES, "store-writer batches committed");
     describe_histogram!(BATCH_SIZE, Unit::Count, "messages per committed batch");
     describe_histogram!(STORE_COMMIT, Unit::Seconds, "duration of one batch commit");
+    describe_histogram!(
+        GROUP_SIZE,
+        Unit::Count,
+        "partition batches written by one group commit (one store write)"
+    );
     describe_counter!(STORED, "messages stored");
     describe_counter!(RETENTION_DELETED, "messages deleted by retention");
     describe_counter!(SKIPPED, "redelivered messages skipped as already stored");

@@ -97,6 +97,11 @@ impl Worker {
             Some(caches.clone()),
             cfg.retention.clone(),
         );
+        let commit = consumer::GroupCommit::start(
+            model.clone(),
+            Duration::from_millis(cfg.batch_linger_ms),
+            cfg.batch_max_messages.saturating_mul(4),
+        );
         let writer = Writer {
             model,
             caches,
@@ -107,7 +112,7 @@ impl Worker {
                 max_ack_pending: i64::try_from(cfg.batch_max_messages * 4).unwrap_or(i64::MAX),
             },
             batch_max: cfg.batch_max_messages,
-            linger: Duration::from_millis(cfg.batch_linger_ms),
+            commit,
         };
         let shutdown = CancellationToken::new();
         let limit = Arc::new(Semaphore::new(cfg.service_concurrency));

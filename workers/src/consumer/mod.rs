@@ -1,6 +1,8 @@
 //! The store writer of one partition: a durable pull consumer `store-p{p}` on
-//! `chat.in.{p}.>` whose deliveries are written to the store in batches (one fsync each) and
-//! then acked with one `AckPolicy::All` ack.
+//! `chat.in.{p}.>` whose deliveries are written to the store in batches and then acked with
+//! `AckPolicy::All` acks. A batch is whatever has arrived when the writer is ready for more;
+//! the batches of all partitions are written together, one store write and one fsync per
+//! window ([`commit`]).
 //!
 //! A room's `prev` chain is only right if the partition's messages are stored strictly in
 //! stream order, and a redelivery after a crash would arrive after newer messages. So every
@@ -9,11 +11,17 @@
 //! sequence, an error of the pull stream, a failed commit or ack) ends the session, and the
 //! next one starts again from the checkpoint. Redeliveries at or below it are skipped.
 //!
-//! The ack is a `double_ack`: one round trip per batch (not per message) buys knowing the
-//! server recorded it, so a lost ack restarts the session at once instead of stalling the
-//! partition until `ack_wait` runs out. Losing it is otherwise harmless: the checkpoint makes
-//! the redelivery a no-op.
+//! Acks are plain (no reply) and lazy: one at most every [`ACK_INTERVAL`] (or every
+//! `batch_max` stored messages), acking everything stored so far. An ack costs nats-server a
+//! message to process, and a `double_ack` a subscription, a reply and an unsubscription too;
+//! one per batch was most of the server's work per message at low rates. Nothing depends on
+//! an ack being prompt or even arriving: an ack only lets the server forget messages that are
+//! already durable in the store, the next ack covers one that was lost, and a message
+//! redelivered because its ack was late or lost is at or below the checkpoint and skipped.
+//! `max_ack_pending` (4 × `batch_max`) is never reached by the lag, which is at most
+//! `batch_max` messages or [`ACK_INTERVAL`].
 
+pub(crate) mod commit;
 mod setup;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +33,7 @@ use async_nats::jetstream::Message as JsMessage;
 use chatmesh_protocol::message::Payload;
 use chatmesh_protocol::subjects::room_of;
 use chatmesh_protocol::validate_name;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use metrics::counter;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -35,14 +43,17 @@ use crate::metrics as m;
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::store::StoreError;
-use crate::writer::{store_batch, Delivery};
+use crate::writer::{prepare, Delivery};
 
+pub(crate) use commit::GroupCommit;
 pub(crate) use setup::ConsumerSettings;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// Longest time a stored message waits for its ack.
+pub(crate) const ACK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a store-writer session ended (the next one starts from the checkpoint).
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +89,8 @@ pub(crate) struct Writer {
     pub stream: Stream,
     pub consumer: ConsumerSettings,
     pub batch_max: usize,
-    pub linger: Duration,
+    /// Where batches are written, with the other partitions' batches of the same window.
+    pub commit: GroupCommit,
 }
 
 /// Runs partition `p`'s store writer until `shutdown`; `ready` says whether it has a consumer.
@@ -136,43 +148,91 @@ async fn session(
     w.progress.stored(p, checkpoint);
     debug!(partition = p, checkpoint, "store writer consuming");
     let mut next_dseq = 1u64;
+    let mut acks = Acks::default();
+    let ack_timer = tokio::time::sleep(ACK_INTERVAL);
+    tokio::pin!(ack_timer);
     loop {
         let first = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                // Best effort: an ack lost here only means redeliveries the checkpoint skips.
+                let _ = acks.send().await;
+                return Ok(());
+            }
+            _ = &mut ack_timer, if acks.pending() => {
+                acks.send().await?;
+                continue;
+            }
             m = deliveries.next() => m,
         };
         let mut batch = vec![delivery(first)?];
         let mut failure = None;
-        let deadline = tokio::time::Instant::now() + w.linger;
+        // Whatever else has arrived already; the group commit's window does the waiting.
         while batch.len() < w.batch_max {
-            // `timeout_at` polls the stream before the clock, so ready messages are taken
-            // even with a zero linger.
-            match tokio::time::timeout_at(deadline, deliveries.next()).await {
-                Ok(next) => match delivery(next) {
-                    Ok(msg) => batch.push(msg),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                },
-                Err(_) => break,
+            let Some(next) = deliveries.next().now_or_never() else {
+                break;
+            };
+            match delivery(next) {
+                Ok(msg) => batch.push(msg),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
         let in_line = in_line_prefix(&batch, &mut next_dseq, &mut failure)?;
-        let batch = &batch[..in_line];
+        batch.truncate(in_line);
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
+        if let Some(mut prepared) = prepare(&w.model, &w.caches, p, checkpoint, decoded).await? {
+            w.commit.write(prepared.take_write()).await?;
+            prepared.stored(&w.caches, &mut checkpoint).await;
+        }
         w.progress.stored(p, checkpoint);
-        if let Some(last) = batch.last() {
-            last.double_ack()
-                .await
-                .map_err(|e| SessionError::Ack(e.to_string()))?;
+        let stored = batch.len();
+        if let Some(last) = batch.pop() {
+            if !acks.pending() {
+                ack_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + ACK_INTERVAL);
+            }
+            acks.stored(last, stored);
+        }
+        if acks.unacked >= w.batch_max || failure.is_some() {
+            acks.send().await?;
         }
         if let Some(e) = failure {
             return Err(e);
         }
         *backoff = FIRST_BACKOFF;
+    }
+}
+
+/// The ack a partition owes: the last stored delivery (an `AckPolicy::All` ack of it acks
+/// everything before it) and how many deliveries it covers.
+#[derive(Default)]
+struct Acks {
+    last: Option<JsMessage>,
+    unacked: usize,
+}
+
+impl Acks {
+    fn pending(&self) -> bool {
+        self.last.is_some()
+    }
+
+    fn stored(&mut self, last: JsMessage, n: usize) {
+        self.last = Some(last);
+        self.unacked += n;
+    }
+
+    async fn send(&mut self) -> Result<(), SessionError> {
+        let Some(last) = self.last.take() else {
+            return Ok(());
+        };
+        self.unacked = 0;
+        last.ack()
+            .await
+            .map_err(|e| SessionError::Ack(e.to_string()))
     }
 }
 

@@ -115,6 +115,29 @@ impl WriteBatch {
             self.barriers.push(self.ops.len());
         }
     }
+    /// One batch of all of `batches`, stage by stage: stage i of the result holds stage i of
+    /// every batch, so each batch's order between its stages still holds (a checkpoint is
+    /// never applied before the messages it covers, whichever batch they came from).
+    pub fn merge(batches: Vec<WriteBatch>) -> WriteBatch {
+        if batches.len() == 1 {
+            return batches.into_iter().next().unwrap_or_default();
+        }
+        let mut stages: Vec<Vec<BatchOp>> = Vec::new();
+        for batch in batches {
+            for (i, stage) in batch.into_stages().into_iter().enumerate() {
+                match stages.get_mut(i) {
+                    Some(ops) => ops.extend(stage),
+                    None => stages.push(stage),
+                }
+            }
+        }
+        let mut merged = WriteBatch::new();
+        for stage in stages {
+            merged.ops.extend(stage);
+            merged.barrier();
+        }
+        merged
+    }
     /// The operations, stage by stage (no empty stage).
     pub fn into_stages(self) -> Vec<Vec<BatchOp>> {
         let mut stages = Vec::with_capacity(self.barriers.len() + 1);
@@ -227,5 +250,44 @@ impl KvStore for Store {
             #[cfg(feature = "tikv")]
             Store::Tikv(s) => s.flush().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(tag: &str, stages: usize) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        for i in 0..stages {
+            b.put(format!("{tag}{i}").into_bytes(), vec![]);
+            b.barrier();
+        }
+        b
+    }
+
+    fn keys(stage: &[BatchOp]) -> Vec<String> {
+        stage
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => String::from_utf8_lossy(k).into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merge_keeps_every_batch_stage_order() {
+        let merged = WriteBatch::merge(vec![staged("a", 2), staged("b", 1), staged("c", 3)]);
+        let stages: Vec<_> = merged.into_stages().iter().map(|s| keys(s)).collect();
+        assert_eq!(
+            stages,
+            vec![vec!["a0", "b0", "c0"], vec!["a1", "c1"], vec!["c2"]]
+        );
+    }
+
+    #[test]
+    fn merge_of_one_is_that_batch() {
+        assert_eq!(WriteBatch::merge(vec![staged("a", 2)]), staged("a", 2));
+        assert!(WriteBatch::merge(vec![]).is_empty());
     }
 }

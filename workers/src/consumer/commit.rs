@@ -1,0 +1,96 @@
+//! Group commit: the store writers of every partition this worker owns share one store write,
+//! and so one fsync, per window.
+//!
+//! At 1,000 sends/s over 16 partitions each partition sees one message every ~16 ms, so a
+//! writer per partition committed batches of one: one fsync, one blocking-pool hop and
+//! several thread wake-ups per message, which is where most of the worker's CPU went
+//! (docs/PERFORMANCE.md). Here the first batch that arrives opens a window of `linger`; every
+//! batch that arrives before it closes (or until `max_ops` operations) is merged into one
+//! [`WriteBatch`] stage by stage ([`WriteBatch::merge`]), written once, and every submitter
+//! is told the one result. A failed write fails every batch in it: each of those writers
+//! restarts from its checkpoint, as after a failure of its own write.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics as m;
+use crate::model::Model;
+use crate::store::{StoreError, WriteBatch};
+
+/// Batches queued for the committer; a full queue makes writers wait (backpressure).
+const QUEUE: usize = 256;
+
+/// One partition's batch and where its result goes.
+struct Request {
+    batch: WriteBatch,
+    done: oneshot::Sender<Result<(), Arc<StoreError>>>,
+}
+
+/// The handle writers submit batches through. Clones share the committer.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    tx: mpsc::Sender<Request>,
+}
+
+impl GroupCommit {
+    /// Starts the committer task; it ends when every handle is dropped. A write it has begun
+    /// always finishes: a writer stopping at shutdown does not cut a group short.
+    pub(crate) fn start(model: Model, linger: Duration, max_ops: usize) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(model, rx, linger, max_ops));
+        Self { tx }
+    }
+
+    /// Writes `batch` with whatever else arrives in the same window; returns once that write
+    /// is durable (per the store's fsync policy).
+    pub(crate) async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (done, result) = oneshot::channel();
+        let closed = || StoreError::Task("the group committer stopped".into());
+        self.tx
+            .send(Request { batch, done })
+            .await
+            .map_err(|_| closed())?;
+        match result.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Shared(e)),
+            Err(_) => Err(closed()),
+        }
+    }
+}
+
+async fn run(model: Model, mut rx: mpsc::Receiver<Request>, linger: Duration, max_ops: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut ops = first.batch.len();
+        let mut group = vec![first];
+        let close = tokio::time::Instant::now() + linger;
+        while ops < max_ops {
+            // `timeout_at` polls the queue before the clock: what is queued is taken even
+            // with a zero linger.
+            match tokio::time::timeout_at(close, rx.recv()).await {
+                Ok(Some(r)) => {
+                    ops += r.batch.len();
+                    group.push(r);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let (batches, waiters): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|r| (r.batch, r.done)).unzip();
+        metrics::histogram!(m::GROUP_SIZE).record(batches.len() as f64);
+        let started = Instant::now();
+        let result = model
+            .write(WriteBatch::merge(batches))
+            .await
+            .map_err(Arc::new);
+        metrics::histogram!(m::STORE_COMMIT).record(started.elapsed().as_secs_f64());
+        for done in waiters {
+            // A writer that gave up (shutdown) no longer listens: nothing to tell it.
+            let _ = done.send(result.clone());
+        }
+    }
+}
