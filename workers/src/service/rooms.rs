@@ -40,9 +40,11 @@ impl Service {
             ));
         }
         {
-            // User, then room: no other path takes both.
-            let _user = self.inner.locks.lock(LOCK_USER, &req.actor, "").await;
-            let _room = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guards = self
+                .inner
+                .locks
+                .lock_two((LOCK_USER, &req.actor), (LOCK_ROOM, &req.room))
+                .await;
             if self.model().room(&req.room).await?.is_some() {
                 return Err(ApiError::conflict("room already exists"));
             }
@@ -244,5 +246,48 @@ impl Service {
                 stats.count.saturating_sub(n)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chatmesh_protocol::service::{CreateRoomRequest, RoomKind};
+
+    use super::super::locks::KeyLocks;
+    use super::super::{Service, LOCK_ROOM, LOCK_USER};
+    use crate::cache::Caches;
+    use crate::model::Model;
+    use crate::WorkerConfig;
+
+    /// A room whose lock stripe is its creator's: creating it locked that stripe twice and
+    /// never returned, holding the creator's stripe (and a service permit) for good.
+    #[tokio::test]
+    async fn creating_a_room_on_the_creators_lock_stripe_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WorkerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..WorkerConfig::default()
+        };
+        let store = crate::open_store(&cfg).await.unwrap();
+        let model = Model::new(store);
+        let svc = Service::new(model, Arc::new(Caches::new(&cfg)), &cfg, None).unwrap();
+        let user = KeyLocks::stripe(LOCK_USER, "alice", "");
+        let room = (0..1_000_000)
+            .map(|i| format!("r{i}"))
+            .find(|r| KeyLocks::stripe(LOCK_ROOM, r, "") == user)
+            .unwrap();
+        let req = CreateRoomRequest {
+            room: room.clone(),
+            kind: RoomKind::Public,
+            actor: "alice".into(),
+        };
+        let created = tokio::time::timeout(Duration::from_secs(10), svc.room_create(req)).await;
+        assert_eq!(
+            created.expect("room_create never returned").unwrap().room,
+            room
+        );
     }
 }
