@@ -197,11 +197,21 @@ mod tests {
     #[test]
     fn the_recorder_has_an_upkeep_thread() {
         assert!(super::metrics().is_some());
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect();
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread names itself once it runs: give it a moment on a busy machine.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !names().iter().any(|t| t == super::UPKEEP_THREAD)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let threads = names();
         assert!(
             threads.iter().any(|t| t == super::UPKEEP_THREAD),
             "threads: {threads:?}"

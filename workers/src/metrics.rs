@@ -5,7 +5,7 @@
 pub const BATCHES: &str = "chatmesh_worker_batches_total";
 /// Messages per committed batch (histogram).
 pub const BATCH_SIZE: &str = "chatmesh_worker_batch_messages";
-/// Partition batches written together by one group commit (histogram).
+/// Writes (store-writer batches, service updates) merged into one group commit (histogram).
 pub const GROUP_SIZE: &str = "chatmesh_worker_group_commit_batches";
 /// Seconds one batch commit took, fsync included (histogram).
 pub const STORE_COMMIT: &str = "chatmesh_worker_store_commit_seconds";
@@ -42,7 +42,7 @@ pub fn describe() {
     describe_histogram!(
         GROUP_SIZE,
         Unit::Count,
-        "partition batches written by one group commit (one store write)"
+        "writes merged into one group commit (one store write)"
     );
     describe_counter!(STORED, "messages stored");
     describe_counter!(RETENTION_DELETED, "messages deleted by retention");

@@ -72,7 +72,10 @@ impl Worker {
             .map_err(|e| WorkerError::Stream(format!("info: {e}")))?
             .state
             .last_sequence;
-        let model = Model::new(store.clone());
+        let model = Model::new(store.clone()).with_group_commit(
+            Duration::from_millis(cfg.batch_linger_ms),
+            cfg.batch_max_messages.saturating_mul(4),
+        );
         for partition in 0..mesh.partitions {
             let checkpoint = model.checkpoint(partition).await?;
             if checkpoint > last {
@@ -97,11 +100,6 @@ impl Worker {
             Some(caches.clone()),
             cfg.retention.clone(),
         );
-        let commit = consumer::GroupCommit::start(
-            model.clone(),
-            Duration::from_millis(cfg.batch_linger_ms),
-            cfg.batch_max_messages.saturating_mul(4),
-        );
         let writer = Writer {
             model,
             caches,
@@ -112,7 +110,6 @@ impl Worker {
                 max_ack_pending: i64::try_from(cfg.batch_max_messages * 4).unwrap_or(i64::MAX),
             },
             batch_max: cfg.batch_max_messages,
-            commit,
         };
         let shutdown = CancellationToken::new();
         let limit = Arc::new(Semaphore::new(cfg.service_concurrency));

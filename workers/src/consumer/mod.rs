@@ -2,7 +2,7 @@
 //! `chat.in.{p}.>` whose deliveries are written to the store in batches and then acked with
 //! `AckPolicy::All` acks. A batch is whatever has arrived when the writer is ready for more;
 //! the batches of all partitions are written together, one store write and one fsync per
-//! window ([`commit`]).
+//! window (the model's group commit, `store::group`).
 //!
 //! A room's `prev` chain is only right if the partition's messages are stored strictly in
 //! stream order, and a redelivery after a crash would arrive after newer messages. So every
@@ -21,7 +21,6 @@
 //! `max_ack_pending` (4 × `batch_max`) is never reached by the lag, which is at most
 //! `batch_max` messages or [`ACK_INTERVAL`].
 
-pub(crate) mod commit;
 mod setup;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +44,6 @@ use crate::progress::Progress;
 use crate::store::StoreError;
 use crate::writer::{prepare, Delivery};
 
-pub(crate) use commit::GroupCommit;
 pub(crate) use setup::ConsumerSettings;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -89,8 +87,6 @@ pub(crate) struct Writer {
     pub stream: Stream,
     pub consumer: ConsumerSettings,
     pub batch_max: usize,
-    /// Where batches are written, with the other partitions' batches of the same window.
-    pub commit: GroupCommit,
 }
 
 /// Runs partition `p`'s store writer until `shutdown`; `ready` says whether it has a consumer.
@@ -184,7 +180,7 @@ async fn session(
         batch.truncate(in_line);
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         if let Some(mut prepared) = prepare(&w.model, &w.caches, p, checkpoint, decoded).await? {
-            w.commit.write(prepared.take_write()).await?;
+            w.model.write(prepared.take_write()).await?;
             prepared.stored(&w.caches, &mut checkpoint).await;
         }
         w.progress.stored(p, checkpoint);

@@ -12,7 +12,7 @@ mod users;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::store::{KvStore, Store, StoreError, WriteBatch};
+use crate::store::{GroupCommit, KvStore, Store, StoreError, WriteBatch};
 
 pub use messages::HistoryQuery;
 pub use records::{Cursor, RoomMeta, RoomStats, StoredMessage, UserRecord};
@@ -21,20 +21,36 @@ pub use records::{Cursor, RoomMeta, RoomStats, StoredMessage, UserRecord};
 #[derive(Debug, Clone)]
 pub struct Model {
     store: Store,
+    /// Where writes go when they are group-committed (a running worker); else to the store.
+    group: Option<GroupCommit>,
 }
 
 impl Model {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self { store, group: None }
+    }
+
+    /// This model with every write group-committed: one store write per `linger` window
+    /// (at most `max_ops` operations) for all of its clones. Needs a tokio runtime.
+    pub fn with_group_commit(self, linger: std::time::Duration, max_ops: usize) -> Self {
+        let group = GroupCommit::start(self.store.clone(), linger, max_ops);
+        Self {
+            group: Some(group),
+            ..self
+        }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Commits `batch` atomically (one fsync with the default policy).
+    /// Commits `batch` atomically (one fsync with the default policy), with whatever else
+    /// is written in the same window when writes are group-committed.
     pub async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.store.write(batch).await
+        match &self.group {
+            Some(group) => group.write(batch).await,
+            None => self.store.write(batch).await,
+        }
     }
 
     async fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {

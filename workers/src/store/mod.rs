@@ -8,6 +8,7 @@
 //! numbers big-endian and fixed-width.
 
 pub mod fjall;
+mod group;
 pub mod reverse;
 #[cfg(feature = "tikv")]
 pub mod tikv;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use self::fjall::{FjallMemory, FjallStore};
+pub use self::group::GroupCommit;
 #[cfg(feature = "tikv")]
 pub use self::tikv::TikvStore;
 

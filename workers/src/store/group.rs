@@ -1,5 +1,5 @@
-//! Group commit: the store writers of every partition this worker owns share one store write,
-//! and so one fsync, per window.
+//! Group commit: every write of a worker (the store writers of all its partitions, cursor
+//! moves, room and member changes) shares one store write, and so one fsync, per window.
 //!
 //! At 1,000 sends/s over 16 partitions each partition sees one message every ~16 ms, so a
 //! writer per partition committed batches of one: one fsync, one blocking-pool hop and
@@ -7,17 +7,16 @@
 //! (docs/PERFORMANCE.md). Here the first batch that arrives opens a window of `linger`; every
 //! batch that arrives before it closes (or until `max_ops` operations) is merged into one
 //! [`WriteBatch`] stage by stage ([`WriteBatch::merge`]), written once, and every submitter
-//! is told the one result. A failed write fails every batch in it: each of those writers
-//! restarts from its checkpoint, as after a failure of its own write.
+//! is told the one result. A failed write fails every batch in it, as if each had failed on
+//! its own (a store writer restarts from its checkpoint, a request answers `internal`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::{KvStore, Store, StoreError, WriteBatch};
 use crate::metrics as m;
-use crate::model::Model;
-use crate::store::{StoreError, WriteBatch};
 
 /// Batches queued for the committer; a full queue makes writers wait (backpressure).
 const QUEUE: usize = 256;
@@ -29,23 +28,23 @@ struct Request {
 }
 
 /// The handle writers submit batches through. Clones share the committer.
-#[derive(Clone)]
-pub(crate) struct GroupCommit {
+#[derive(Debug, Clone)]
+pub struct GroupCommit {
     tx: mpsc::Sender<Request>,
 }
 
 impl GroupCommit {
     /// Starts the committer task; it ends when every handle is dropped. A write it has begun
     /// always finishes: a writer stopping at shutdown does not cut a group short.
-    pub(crate) fn start(model: Model, linger: Duration, max_ops: usize) -> Self {
+    pub fn start(store: Store, linger: Duration, max_ops: usize) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(model, rx, linger, max_ops));
+        tokio::spawn(run(store, rx, linger, max_ops));
         Self { tx }
     }
 
     /// Writes `batch` with whatever else arrives in the same window; returns once that write
     /// is durable (per the store's fsync policy).
-    pub(crate) async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    pub async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -63,7 +62,7 @@ impl GroupCommit {
     }
 }
 
-async fn run(model: Model, mut rx: mpsc::Receiver<Request>, linger: Duration, max_ops: usize) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Request>, linger: Duration, max_ops: usize) {
     while let Some(first) = rx.recv().await {
         let mut ops = first.batch.len();
         let mut group = vec![first];
@@ -83,7 +82,7 @@ async fn run(model: Model, mut rx: mpsc::Receiver<Request>, linger: Duration, ma
             group.into_iter().map(|r| (r.batch, r.done)).unzip();
         metrics::histogram!(m::GROUP_SIZE).record(batches.len() as f64);
         let started = Instant::now();
-        let result = model
+        let result = store
             .write(WriteBatch::merge(batches))
             .await
             .map_err(Arc::new);
