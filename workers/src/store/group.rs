@@ -9,6 +9,8 @@
 //! [`WriteBatch`] stage by stage ([`WriteBatch::merge`]), written once, and every submitter
 //! is told the one result. A failed write fails every batch in it, as if each had failed on
 //! its own (a store writer restarts from its checkpoint, a request answers `internal`).
+//! Nothing in the committer's loop panics (merging moves vectors; a store write runs on the
+//! blocking pool, whose panics come back as errors), so it lives as long as the model does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
