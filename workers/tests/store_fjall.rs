@@ -1,5 +1,5 @@
 //! The storage conformance suite on the fjall backend, plus what only an embedded store can
-//! show: data survives closing and reopening the database, under both fsync policies, and the
+//! show: data survives closing and reopening the database under both fsync policies, the
 //! memtable is flushed at its configured size, and a group commit keeps every write.
 
 #[macro_use]
