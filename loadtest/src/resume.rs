@@ -5,7 +5,9 @@
 //! again to the same target (a load balancer sends it to a live gateway), says `hello`,
 //! re-joins with `since` = the last seq it holds (protocol v1: every later message exactly
 //! once, in order), and — for a publisher — resends every send not yet acked with its id
-//! unchanged, which the gateway's dedupe answers with the original seq. Loss, duplicates and
+//! unchanged, which the gateway's dedupe answers with the original seq. A send answered
+//! `error unavailable` (not stored: an election, an overloaded mesh) is resent the same way
+//! after [`RETRY_AFTER`], as protocol v1 asks of a client. Loss, duplicates and
 //! the `prev` chain are checked across the seam exactly as without faults, each reconnect is
 //! timed (`reconnect`: loss → joined again) and counted under its cause (`closed_1001`,
 //! `connection_lost`, …) in `errors`. A connection counts as dropped only when it cannot get
@@ -32,6 +34,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Largest batch of samples sent to the recorder at once.
 const BATCH: usize = 256;
+/// How long a send answered `unavailable` waits before it is resent.
+pub const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// Why a connection's session ended.
 enum End {
@@ -47,6 +51,9 @@ struct Outbox {
     plan: PubPlan,
     next: u64,
     pending: BTreeSet<u64>,
+    /// Sends answered `unavailable`, resent at `retry_at`.
+    retry: BTreeSet<u64>,
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// Runs connection `c` until the stop signal, reconnecting as often as it must.
@@ -58,6 +65,8 @@ pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: S
         plan,
         next: 0,
         pending: BTreeSet::new(),
+        retry: BTreeSet::new(),
+        retry_at: None,
     });
     let mut batch = Vec::with_capacity(BATCH);
     let mut socket = socket;
@@ -88,6 +97,10 @@ pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: S
                 });
                 // Every send the old connection did not see acked goes out again, same id.
                 let t0 = *engine.start.borrow();
+                if let Some(o) = outbox.as_mut() {
+                    o.retry.clear();
+                    o.retry_at = None;
+                }
                 if let (Some(o), Some(t0)) = (&outbox, t0) {
                     let mut failed = false;
                     for i in o.pending.iter().filter_map(|&k| o.plan.index_of(k)) {
@@ -185,6 +198,13 @@ async fn session(
                 None => std::future::pending().await,
             }
         };
+        let retry_at = outbox.as_ref().and_then(|o| o.retry_at);
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = async { let _ = stop.wait_for(|s| *s).await; } => return End::Stopped,
             changed = start.changed(), if t0.is_none() => {
@@ -195,6 +215,13 @@ async fn session(
             () = timer => {
                 if let (Some(t0), Some(o)) = (t0, outbox.as_mut()) {
                     if let Err(code) = send_due(engine, c, socket, o, t0).await {
+                        return End::Lost(code);
+                    }
+                }
+            }
+            () = retry => {
+                if let (Some(t0), Some(o)) = (t0, outbox.as_mut()) {
+                    if let Err(code) = resend_refused(engine, c, socket, o, t0).await {
                         return End::Lost(code);
                     }
                 }
@@ -247,7 +274,19 @@ async fn session(
                             }
                         }
                     }
-                    "error" => counters.error(frame.code.as_deref().unwrap_or("unknown")),
+                    "error" => {
+                        let code = frame.code.as_deref().unwrap_or("unknown");
+                        counters.error(code);
+                        let refused = frame.r#ref.as_ref().and_then(serde_json::Value::as_u64);
+                        if let (true, Some(k), Some(o)) = (code == "unavailable", refused, outbox.as_mut()) {
+                            if o.pending.contains(&k) {
+                                o.retry.insert(k);
+                                o.retry_at.get_or_insert_with(|| {
+                                    tokio::time::Instant::now() + RETRY_AFTER
+                                });
+                            }
+                        }
+                    }
                     _ => {}
                 }
                 if batch.len() >= BATCH && tx.send(std::mem::take(batch)).await.is_err() {
@@ -256,6 +295,33 @@ async fn session(
             }
         }
     }
+}
+
+/// Resends, same ids, the sends answered `unavailable` that are still not acked.
+async fn resend_refused(
+    engine: &Engine,
+    c: usize,
+    socket: &mut Ws,
+    o: &mut Outbox,
+    t0: u64,
+) -> Result<(), String> {
+    o.retry_at = None;
+    let refused = std::mem::take(&mut o.retry);
+    for i in refused
+        .into_iter()
+        .filter(|k| o.pending.contains(k))
+        .filter_map(|k| o.plan.index_of(k))
+    {
+        if socket
+            .feed(conn::send_frame(engine, c, &o.plan, t0, i))
+            .await
+            .is_err()
+        {
+            return Err("send_failed".into());
+        }
+        Counters::add(&engine.counters.resent, 1);
+    }
+    socket.flush().await.map_err(|_| "send_failed".to_owned())
 }
 
 /// Sends every send whose time has come, in one flush; each stays pending until acked.

@@ -12,6 +12,11 @@ use serde_json::Value;
 
 /// A mesh in `dir/mesh` with send limits out of the way and cheap password hashing.
 pub async fn mesh(dir: &Path) -> Mesh {
+    mesh_with(dir, |_| {}).await
+}
+
+/// Like [`mesh`], with the config changed by `edit` last.
+pub async fn mesh_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> Mesh {
     let mut config = Config::default();
     config.gateway.limits.sends_per_second = 100_000;
     config.gateway.limits.send_burst = 100_000;
@@ -22,6 +27,7 @@ pub async fn mesh(dir: &Path) -> Mesh {
     config.gateway.login_ip_burst = 100_000;
     config.gateway.register_ip_burst = 100_000;
     config.gateway.rooms_burst = 100_000;
+    edit(&mut config);
     Mesh::start(MeshOptions {
         nats_tls: None,
         data_dir: dir.join("mesh"),
