@@ -1,8 +1,7 @@
 //! The store side of the store writer: one batch of deliveries becomes one store write.
 //! Each message is chained to its room's previous message; messages, room stats and the
-//! partition checkpoint go in one atomic batch ([`prepare`]); once it is written (on its own,
-//! or with other partitions' batches in one group commit, `consumer::commit`) the caches are
-//! told ([`Prepared::stored`]).
+//! partition checkpoint go in one atomic batch (in a running worker, merged with the other
+//! partitions' batches of the same window into one store write); then the caches are told.
 //!
 //! Deliveries must come in stream order, so a room's messages are chained in seq order.
 //! Anything at or below the checkpoint (or at or below a seq already seen in the batch, or
@@ -10,7 +9,6 @@
 //! This is the only writer of messages, room stats, checkpoints and the caches of those.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use chatmesh_protocol::message::{Message, Payload};
 use metrics::{counter, histogram};
@@ -30,8 +28,7 @@ pub struct Delivery {
     pub message: Option<(String, Payload)>,
 }
 
-/// Stores `batch` (partition `p`'s deliveries, in stream order) and advances `checkpoint`:
-/// [`prepare`], one store write of its own, [`Prepared::stored`].
+/// Stores `batch` (partition `p`'s deliveries, in stream order) and advances `checkpoint`.
 pub async fn store_batch(
     model: &Model,
     caches: &Caches,
@@ -39,38 +36,9 @@ pub async fn store_batch(
     checkpoint: &mut u64,
     batch: Vec<Delivery>,
 ) -> Result<(), StoreError> {
-    let Some(mut prepared) = prepare(model, caches, p, *checkpoint, batch).await? else {
-        return Ok(());
-    };
-    let started = Instant::now();
-    model.write(prepared.take_write()).await?;
-    histogram!(m::STORE_COMMIT).record(started.elapsed().as_secs_f64());
-    prepared.stored(caches, checkpoint).await;
-    Ok(())
-}
-
-/// A batch of deliveries made into one store write, not written yet.
-#[derive(Debug)]
-pub struct Prepared {
-    /// Messages, then (after a barrier) room stats and the partition checkpoint.
-    write: WriteBatch,
-    rooms: HashMap<String, (RoomStats, Vec<Message>)>,
-    high: u64,
-    messages: usize,
-}
-
-/// Chains `batch` (partition `p`'s deliveries, in stream order, above `checkpoint`) to each
-/// room's last stored message; `None` when every delivery was already stored.
-pub async fn prepare(
-    model: &Model,
-    caches: &Caches,
-    p: u32,
-    checkpoint: u64,
-    batch: Vec<Delivery>,
-) -> Result<Option<Prepared>, StoreError> {
     let mut write = WriteBatch::new();
     let mut rooms: HashMap<String, (RoomStats, Vec<Message>)> = HashMap::new();
-    let mut high = checkpoint;
+    let mut high = *checkpoint;
     let mut skipped = 0u64;
     for d in batch {
         if d.seq <= high {
@@ -114,41 +82,28 @@ pub async fn prepare(
         new.push(stored.into_message(&room, d.seq));
     }
     counter!(m::SKIPPED).increment(skipped);
-    if high == checkpoint {
-        return Ok(None);
+    if high == *checkpoint {
+        return Ok(());
     }
     // Messages first: on a backend without atomic batches (TiKV raw) a crash then leaves
     // messages above the checkpoint, never a checkpoint or stats above missing messages.
     write.barrier();
     rooms.retain(|_, (_, new)| !new.is_empty());
-    let mut messages = 0usize;
+    let mut stored = 0usize;
     for (room, (stats, new)) in &rooms {
         Model::put_stats(&mut write, room, stats);
-        messages += new.len();
+        stored += new.len();
     }
     Model::put_checkpoint(&mut write, p, high);
-    Ok(Some(Prepared {
-        write,
-        rooms,
-        high,
-        messages,
-    }))
-}
-
-impl Prepared {
-    /// The store write (taken once; it is empty afterwards).
-    pub fn take_write(&mut self) -> WriteBatch {
-        std::mem::take(&mut self.write)
+    // A running worker's model group-commits: this waits for the window's one store write
+    // (timed there, `store::group`).
+    model.write(write).await?;
+    histogram!(m::BATCH_SIZE).record(stored as f64);
+    counter!(m::BATCHES).increment(1);
+    counter!(m::STORED).increment(stored as u64);
+    *checkpoint = high;
+    for (room, (stats, new)) in &rooms {
+        caches.stored(room, *stats, new).await;
     }
-
-    /// After its write is durable: advances `checkpoint` and tells the caches.
-    pub async fn stored(self, caches: &Caches, checkpoint: &mut u64) {
-        histogram!(m::BATCH_SIZE).record(self.messages as f64);
-        counter!(m::BATCHES).increment(1);
-        counter!(m::STORED).increment(self.messages as u64);
-        *checkpoint = self.high;
-        for (room, (stats, new)) in &self.rooms {
-            caches.stored(room, *stats, new).await;
-        }
-    }
+    Ok(())
 }

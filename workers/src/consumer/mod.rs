@@ -42,7 +42,7 @@ use crate::metrics as m;
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::store::StoreError;
-use crate::writer::{prepare, Delivery};
+use crate::writer::{store_batch, Delivery};
 
 pub(crate) use setup::ConsumerSettings;
 
@@ -51,7 +51,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// Longest time a stored message waits for its ack.
-pub(crate) const ACK_INTERVAL: Duration = Duration::from_millis(100);
+const ACK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a store-writer session ended (the next one starts from the checkpoint).
 #[derive(Debug, thiserror::Error)]
@@ -179,10 +179,7 @@ async fn session(
         let in_line = in_line_prefix(&batch, &mut next_dseq, &mut failure)?;
         batch.truncate(in_line);
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        if let Some(mut prepared) = prepare(&w.model, &w.caches, p, checkpoint, decoded).await? {
-            w.model.write(prepared.take_write()).await?;
-            prepared.stored(&w.caches, &mut checkpoint).await;
-        }
+        store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
         w.progress.stored(p, checkpoint);
         let stored = batch.len();
         if let Some(last) = batch.pop() {
