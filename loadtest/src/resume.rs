@@ -102,16 +102,8 @@ pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: S
                     o.retry_at = None;
                 }
                 if let (Some(o), Some(t0)) = (&outbox, t0) {
-                    let mut failed = false;
-                    for i in o.pending.iter().filter_map(|&k| o.plan.index_of(k)) {
-                        let frame = conn::send_frame(&engine, c, &o.plan, t0, i);
-                        if socket.feed(frame).await.is_err() {
-                            failed = true;
-                            break;
-                        }
-                        Counters::add(&engine.counters.resent, 1);
-                    }
-                    if failed || socket.flush().await.is_err() {
+                    let all = o.pending.iter().copied();
+                    if resend(&engine, c, &mut socket, o, all, t0).await.is_err() {
                         continue;
                     }
                 }
@@ -307,16 +299,24 @@ async fn resend_refused(
 ) -> Result<(), String> {
     o.retry_at = None;
     let refused = std::mem::take(&mut o.retry);
-    for i in refused
-        .into_iter()
+    resend(engine, c, socket, o, refused.into_iter(), t0).await
+}
+
+/// Writes sends `ks` again with their ids (those still pending), in one flush.
+async fn resend(
+    engine: &Engine,
+    c: usize,
+    socket: &mut Ws,
+    o: &Outbox,
+    ks: impl Iterator<Item = u64>,
+    t0: u64,
+) -> Result<(), String> {
+    for i in ks
         .filter(|k| o.pending.contains(k))
         .filter_map(|k| o.plan.index_of(k))
     {
-        if socket
-            .feed(conn::send_frame(engine, c, &o.plan, t0, i))
-            .await
-            .is_err()
-        {
+        let frame = conn::send_frame(engine, c, &o.plan, t0, i);
+        if socket.feed(frame).await.is_err() {
             return Err("send_failed".into());
         }
         Counters::add(&engine.counters.resent, 1);
