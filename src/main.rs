@@ -41,6 +41,9 @@ enum Command {
         /// Fixed NATS client port (default: a free one).
         #[arg(long)]
         nats_port: Option<u16>,
+        /// Threads of the nats-server child (its GOMAXPROCS; 0: one per core).
+        #[arg(long, env = "CHATMESH_NATS_THREADS", default_value_t = 1)]
+        nats_threads: usize,
     },
     /// One gateway against the NATS servers of `mesh.nats_urls`.
     Gateway,
@@ -142,7 +145,8 @@ fn main() -> ExitCode {
                 data,
                 listen,
                 nats_port,
-            } => up(config, data, listen, nats_port).await,
+                nats_threads,
+            } => up(config, data, listen, nats_port, nats_threads).await,
             Command::Gateway => gateway(config).await,
             Command::Worker { .. } => worker(config).await,
             Command::Export {
@@ -177,9 +181,11 @@ async fn up(
     data: PathBuf,
     listen: String,
     nats_port: Option<u16>,
+    nats_threads: usize,
 ) -> anyhow::Result<()> {
     let opts = MeshOptions {
         nats_tls: None,
+        nats_threads: (nats_threads > 0).then_some(nats_threads),
         data_dir: data.clone(),
         listen,
         nats_port,

@@ -25,6 +25,8 @@ pub struct MeshOptions {
     pub nats_port: Option<u16>,
     /// TLS on the NATS client port (services then require it); plain loopback when `None`.
     pub nats_tls: Option<natsd::Tls>,
+    /// Threads of the nats-server child (its `GOMAXPROCS`); `None`: Go's default.
+    pub nats_threads: Option<usize>,
     pub config: Config,
 }
 
@@ -62,6 +64,9 @@ impl Mesh {
         }
         if let Some(tls) = &opts.nats_tls {
             builder = builder.tls(tls.clone());
+        }
+        if let Some(threads) = opts.nats_threads {
+            builder = builder.threads(threads);
         }
         let nats = builder.start().await.context("starting nats-server")?;
 

@@ -282,6 +282,7 @@ async fn the_bus_runs_over_tls() -> Result<()> {
         listen: "127.0.0.1:0".into(),
         nats_port: None,
         nats_tls: Some(tls),
+        nats_threads: None,
         config: fast_config(),
     })
     .await?;

@@ -22,6 +22,9 @@ pub(crate) struct Launch {
     pub max_payload: u32,
     pub ready_timeout: Duration,
     pub access: Access,
+    /// `GOMAXPROCS` of the child (threads running Go code at once); `None`: Go's default,
+    /// one per core, or the value inherited from this process's environment.
+    pub threads: Option<usize>,
 }
 
 impl Default for Launch {
@@ -32,6 +35,7 @@ impl Default for Launch {
             max_payload: 1024 * 1024,
             ready_timeout: Duration::from_secs(10),
             access: Access::default(),
+            threads: None,
         }
     }
 }
@@ -67,7 +71,11 @@ impl Launch {
             .open(&log)
             .map_err(|e| Error::io("opening", &log, e))?;
         let err = out.try_clone().map_err(|e| Error::io("opening", &log, e))?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(threads) = self.threads {
+            command.env("GOMAXPROCS", threads.to_string());
+        }
+        let child = command
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())

@@ -125,3 +125,18 @@ async fn explicit_store_dir_is_kept() -> Result<()> {
     assert!(dir.path().join("jetstream").is_dir());
     Ok(())
 }
+
+/// `threads` is the child's GOMAXPROCS: the server itself reports it on `/varz`.
+#[tokio::test]
+async fn threads_sets_the_servers_gomaxprocs() -> Result<()> {
+    use std::io::{Read, Write};
+    let server = NatsServer::builder().threads(1).start().await?;
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", server.monitor_port()))?;
+    http.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    http.read_to_string(&mut response)?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let varz: serde_json::Value = serde_json::from_str(body)?;
+    assert_eq!(varz["gomaxprocs"], 1, "varz: {body}");
+    Ok(())
+}

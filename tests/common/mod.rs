@@ -41,6 +41,7 @@ pub fn fast_config() -> Config {
 pub async fn start_mesh(dir: &Path, config: Config) -> Result<Mesh> {
     Mesh::start(MeshOptions {
         nats_tls: None,
+        nats_threads: None,
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".into(),
         nats_port: None,

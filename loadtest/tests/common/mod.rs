@@ -30,6 +30,7 @@ pub async fn mesh_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> Mesh {
     edit(&mut config);
     Mesh::start(MeshOptions {
         nats_tls: None,
+        nats_threads: None,
         data_dir: dir.join("mesh"),
         listen: "127.0.0.1:0".into(),
         nats_port: None,
