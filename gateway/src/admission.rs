@@ -100,14 +100,6 @@ impl Admission {
     }
 }
 
-impl SessionSlots {
-    /// Waits until every send of the session holding slots has been answered.
-    pub async fn settled(&self) {
-        let all = u32::try_from(SESSION_INFLIGHT).unwrap_or(u32::MAX);
-        let _ = self.slots.acquire_many(all).await;
-    }
-}
-
 /// A permit of `slots`: at once if one is free, else (unless `shedding`) the first to free
 /// up before `deadline`.
 async fn take(

@@ -16,6 +16,7 @@ use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use super::acks::{self, Acks};
 use super::link::{Out, SessionLink};
 use super::replay::Replay;
 use super::replays::{Running, Slot};
@@ -46,6 +47,8 @@ pub struct Session {
     typing: Option<Box<Typing>>,
     /// Replays in progress; created at the first `join` with `since`.
     replays: Option<Box<Running>>,
+    /// Sends waiting for their PubAck (see `acks.rs`); created at the first `send`.
+    pub acks: Acks,
 }
 
 /// A session's `typing` limits: the last event per room, and the rate over all rooms.
@@ -82,6 +85,7 @@ impl Session {
             inflight: None,
             typing: None,
             replays: None,
+            acks: None,
         };
         if let Some(identity) = identity {
             session.welcome(&None, identity).await;
@@ -135,12 +139,9 @@ impl Session {
 
     /// Waits until every send in flight has its ack (or error) queued, at most the publish
     /// deadline each of them waits for its PubAck.
-    pub async fn settle(&self) {
-        let Some(inflight) = &self.inflight else {
-            return;
-        };
+    pub async fn settle(&mut self) {
         let deadline = Duration::from_millis(self.state.cfg.publish_deadline_ms);
-        if tokio::time::timeout(deadline, inflight.settled())
+        if tokio::time::timeout(deadline, acks::drain(&mut self.acks))
             .await
             .is_err()
         {
@@ -429,7 +430,9 @@ impl Session {
         };
         let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
         let slots = self.inflight.get_or_insert_with(Admission::session_slots);
-        let permit = self.state.admission.admit(slots).await?;
+        // The session's own acks free the slots this may wait for: they are polled meanwhile.
+        let admit = self.state.admission.admit(slots);
+        let permit = acks::during(&mut self.acks, admit).await?;
         let (state, link, r#ref) = (self.state.clone(), self.link.clone(), r#ref.clone());
         metrics::counter!("chatmesh_messages_in_total").increment(1);
         let started = Instant::now();
@@ -437,7 +440,7 @@ impl Session {
         let msg_id = dedupe_id(&user, &room, &payload.id);
         // Queued now, in read order; only the wait for the PubAck is concurrent.
         let publish = Publish::send(&state.js, subject, msg_id, bytes.into()).await;
-        tokio::spawn(async move {
+        acks::push(&mut self.acks, async move {
             let _permit = permit;
             let deadline = Duration::from_millis(state.cfg.publish_deadline_ms);
             let frame = match publish.acked(&state.js, deadline).await {

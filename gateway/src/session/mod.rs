@@ -7,6 +7,7 @@
 //! A session ends with a lingering close ([`linger`]): replies to what the client said
 //! before the close, then the close frame, then input is drained before the socket drops.
 
+mod acks;
 mod handler;
 mod linger;
 pub mod link;
@@ -121,14 +122,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let hello_deadline = tokio::time::Instant::now()
         + Duration::from_secs(session.state.cfg.limits.hello_timeout_secs);
     loop {
-        let link = &session.link;
+        let authenticated = session.authenticated();
+        let (link, pending) = (&session.link, &mut session.acks);
+        // While it waits for the client the session also finishes its sends' acks.
         let next = async {
-            tokio::select! {
-                event = reader.next(io) => Some(event),
-                _ = link.killed().cancelled() => None,
+            loop {
+                tokio::select! {
+                    event = reader.next(io) => return Some(event),
+                    _ = link.killed().cancelled() => return None,
+                    () = acks::progress(pending) => {}
+                }
             }
         };
-        let event = if session.authenticated() {
+        let event = if authenticated {
             next.await
         } else {
             // Boxed: only the first read of a session has a deadline.
