@@ -24,9 +24,9 @@ fn frames(c: &mut Criterion) {
     g.bench_function("encode_ack", |b| {
         b.iter(|| {
             ServerFrame::Ack {
-                r#ref: black_box(&r),
-                room: "team-platform-general",
-                id: "m-1712345678-0042",
+                r#ref: std::borrow::Cow::Borrowed(black_box(&r)),
+                room: "team-platform-general".into(),
+                id: "m-1712345678-0042".into(),
                 seq: 123_456,
                 ts: 1_712_345_678_901,
             }

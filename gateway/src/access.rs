@@ -120,8 +120,8 @@ pub async fn spawn_member_listener(state: Arc<AppState>) -> Result<(), GatewayEr
                 let room = ev.room.clone();
                 state.fanout.evict_user(&ev.room, &ev.user, move || {
                     ServerFrame::Left {
-                        r#ref: &None,
-                        room: &room,
+                        r#ref: std::borrow::Cow::Owned(None),
+                        room: std::borrow::Cow::Borrowed(&room),
                     }
                     .encode()
                     .into()

@@ -155,7 +155,12 @@ impl Receipts {
 
 /// The `receipt` frame of `user` at `seq` in `room`.
 pub fn receipt(room: &str, user: &str, seq: u64) -> String {
-    ServerFrame::Receipt { room, user, seq }.encode()
+    ServerFrame::Receipt {
+        room: room.into(),
+        user: user.into(),
+        seq,
+    }
+    .encode()
 }
 
 /// Publishes an ephemeral event frame of `user` to every gateway with members in `room`.

@@ -1,5 +1,6 @@
 //! One room on one gateway: its live subscription task and its local members.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -246,12 +247,10 @@ impl Room {
         if diff.joined.is_empty() && diff.left.is_empty() {
             return;
         }
-        let joined: Vec<&str> = diff.joined.iter().map(String::as_str).collect();
-        let left: Vec<&str> = diff.left.iter().map(String::as_str).collect();
         let frame = ServerFrame::PresenceDiff {
-            room: &self.name,
-            joined: &joined,
-            left: &left,
+            room: Cow::Borrowed(&self.name),
+            joined: borrowed(&diff.joined),
+            left: borrowed(&diff.left),
         };
         let frame = Bytes::from(frame.encode());
         for m in &state.members {
@@ -406,4 +405,9 @@ impl Room {
 
 fn user_of(link: &SessionLink) -> &str {
     link.user.get().map(|u| &**u).unwrap_or("")
+}
+
+/// Borrowed names for a frame.
+fn borrowed(users: &[String]) -> Vec<Cow<'_, str>> {
+    users.iter().map(|u| Cow::Borrowed(u.as_str())).collect()
 }

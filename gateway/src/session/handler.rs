@@ -1,5 +1,6 @@
 //! The requests of protocol v1, answered for one session.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -120,10 +121,10 @@ impl Session {
         self.link.set_expiry(identity.expires_at);
         tracing::Span::current().record("user", identity.user.as_str());
         let frame = ServerFrame::Welcome {
-            r#ref,
-            user: &identity.user,
-            session: &format!("{:x}", self.link.id),
-            limits: &self.state.cfg.limits,
+            r#ref: Cow::Borrowed(r#ref),
+            user: Cow::Borrowed(&identity.user),
+            session: Cow::Owned(format!("{:x}", self.link.id)),
+            limits: Cow::Borrowed(&self.state.cfg.limits),
         };
         self.reply(frame.encode()).await;
         // A revocation that landed between the caller's check and `track` was not applied to
@@ -223,7 +224,7 @@ impl Session {
             return match frame {
                 ClientFrame::Hello { token } => self.hello(&r#ref, &token).await,
                 ClientFrame::Ping => {
-                    self.reply(ServerFrame::Pong { r#ref: &r#ref }.encode())
+                    self.reply(pong(&r#ref))
                         .await
                 }
                 _ => {
@@ -236,7 +237,7 @@ impl Session {
         match frame {
             ClientFrame::Hello { token } => self.hello(&r#ref, &token).await,
             ClientFrame::Ping => {
-                self.reply(ServerFrame::Pong { r#ref: &r#ref }.encode())
+                self.reply(pong(&r#ref))
                     .await
             }
             ClientFrame::Join { room, since } => {
@@ -351,8 +352,8 @@ impl Session {
         self.next_gen += 1;
         let joined = |last_seq: u64| -> Bytes {
             ServerFrame::Joined {
-                r#ref,
-                room,
+                r#ref: Cow::Borrowed(r#ref),
+                room: Cow::Borrowed(room),
                 last_seq,
             }
             .encode()
@@ -406,7 +407,11 @@ impl Session {
                 })
                 .await;
         }
-        self.reply(ServerFrame::Left { r#ref, room }.encode()).await;
+        let left = ServerFrame::Left {
+            r#ref: Cow::Borrowed(r#ref),
+            room: Cow::Borrowed(room),
+        };
+        self.reply(left.encode()).await;
     }
 
     async fn send(
@@ -455,9 +460,9 @@ impl Session {
                         ts
                     };
                     ServerFrame::Ack {
-                        r#ref: &r#ref,
-                        room: &room,
-                        id: &payload.id,
+                        r#ref: Cow::Borrowed(&r#ref),
+                        room: Cow::Borrowed(&room),
+                        id: Cow::Borrowed(&payload.id),
                         seq: ack.sequence,
                         ts,
                     }
@@ -480,9 +485,9 @@ impl Session {
         let page =
             crate::access::read_history(&self.state, self.user(), room, before, limit).await?;
         let frame = ServerFrame::History {
-            r#ref,
-            room,
-            messages: &page.messages,
+            r#ref: Cow::Borrowed(r#ref),
+            room: Cow::Borrowed(room),
+            messages: Cow::Borrowed(&page.messages),
             more: page.more,
         };
         self.reply(frame.encode()).await;
@@ -522,8 +527,8 @@ impl Session {
         }
         typing.last.insert(room.to_owned(), now);
         let frame = ServerFrame::Typing {
-            room,
-            user: self.user(),
+            room: Cow::Borrowed(room),
+            user: Cow::Borrowed(self.user()),
         }
         .encode();
         self.event(room, frame).await
@@ -585,11 +590,10 @@ impl Session {
                 all.into_values().flatten().collect()
             }
         };
-        let online: Vec<&str> = online.iter().map(String::as_str).collect();
         let frame = ServerFrame::Presence {
-            r#ref,
-            room,
-            online: &online,
+            r#ref: Cow::Borrowed(r#ref),
+            room: Cow::Borrowed(room),
+            online: online.iter().map(|u| Cow::Borrowed(u.as_str())).collect(),
         };
         self.reply(frame.encode()).await;
         Ok(())
@@ -609,4 +613,12 @@ async fn original_ts(state: &AppState, seq: u64) -> Option<u64> {
     serde_json::from_slice::<Payload>(&payload)
         .ok()
         .map(|p| p.ts)
+}
+
+/// The `pong` answering `ref`.
+fn pong(r#ref: &Ref) -> String {
+    ServerFrame::Pong {
+        r#ref: Cow::Borrowed(r#ref),
+    }
+    .encode()
 }

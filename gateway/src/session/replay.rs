@@ -77,7 +77,7 @@ impl Replay {
                     cursor = self.fill_from_stream(state, link, cursor, m.seq).await?;
                     if m.prev > cursor {
                         let gap = ServerFrame::Gap {
-                            room: &self.room,
+                            room: (&*self.room).into(),
                             from: cursor + 1,
                             to: m.prev,
                         };

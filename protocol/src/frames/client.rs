@@ -1,0 +1,249 @@
+//! Client → server frames: parsed and validated by gateways, encoded by clients.
+//!
+//! Parsing first reads the frame as a JSON object to recover `type` and `ref`, so that even a
+//! frame with bad fields gets an `error` that carries the client's `ref`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Ref, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use crate::error::{ApiError, ErrorCode};
+use crate::limits::Limits;
+use crate::names::{validate_msg_id, validate_name};
+
+/// A client request. [`parse_client_frame`] reads and validates one; [`ClientFrame::encode`]
+/// writes one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Hello {
+        token: String,
+    },
+    Join {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        id: String,
+        body: String,
+    },
+    History {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        #[serde(default = "default_limit")]
+        limit: u32,
+    },
+    Typing {
+        room: String,
+    },
+    Read {
+        room: String,
+        seq: u64,
+    },
+    Presence {
+        room: String,
+    },
+    Ping,
+}
+
+fn default_limit() -> u32 {
+    DEFAULT_HISTORY_LIMIT
+}
+
+/// A client frame with its `ref`, as it is written (`type` first, `ref` last).
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    #[serde(flatten)]
+    frame: &'a ClientFrame,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    r#ref: &'a Ref,
+}
+
+impl ClientFrame {
+    /// The frame as JSON text, with `ref` when one is given.
+    pub fn encode(&self, r#ref: &Ref) -> String {
+        // Plain strings and numbers: serialising cannot fail.
+        serde_json::to_string(&Outgoing { frame: self, r#ref }).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// Why a frame was refused, with the `ref` to answer to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub r#ref: Ref,
+    pub error: ApiError,
+}
+
+/// Parses and validates one text frame. `limits` bounds the body of `send`.
+pub fn parse_client_frame(text: &[u8], limits: &Limits) -> Result<(Ref, ClientFrame), FrameError> {
+    let bad = |r: &Ref, msg: String| FrameError {
+        r#ref: r.clone(),
+        error: ApiError::bad_request(msg),
+    };
+    let mut value: Value = serde_json::from_slice(text).map_err(|e| FrameError {
+        r#ref: None,
+        error: ApiError::bad_request(format!("invalid JSON: {e}")),
+    })?;
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| bad(&None, "a frame must be a JSON object".into()))?;
+    let r#ref = match obj.remove("ref") {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
+        Some(_) => return Err(bad(&None, "ref must be a string or a number".into())),
+    };
+    match obj.get("type") {
+        Some(Value::String(_)) => {}
+        Some(_) => return Err(bad(&r#ref, "type must be a string".into())),
+        None => return Err(bad(&r#ref, "missing type".into())),
+    }
+    let frame: ClientFrame =
+        serde_json::from_value(value).map_err(|e| bad(&r#ref, e.to_string()))?;
+    if let Err(message) = frame.validate(limits) {
+        return Err(FrameError {
+            r#ref,
+            error: message,
+        });
+    }
+    Ok((r#ref, frame))
+}
+
+impl ClientFrame {
+    /// The checks beyond the JSON shape: names, ids, sizes, bounds.
+    pub fn validate(&self, limits: &Limits) -> Result<(), ApiError> {
+        let room = |room: &str| {
+            validate_name("room", room).map_err(|e| ApiError::bad_request(e.to_string()))
+        };
+        match self {
+            Self::Hello { .. } | Self::Ping => Ok(()),
+            Self::Join { room: r, .. }
+            | Self::Leave { room: r }
+            | Self::Typing { room: r }
+            | Self::Read { room: r, .. }
+            | Self::Presence { room: r } => room(r),
+            Self::Send { room: r, id, body } => {
+                room(r)?;
+                validate_msg_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if body.len() > limits.max_body_bytes {
+                    return Err(ApiError::new(
+                        ErrorCode::TooLarge,
+                        format!("body is larger than {} bytes", limits.max_body_bytes),
+                    ));
+                }
+                Ok(())
+            }
+            Self::History { room: r, limit, .. } => {
+                room(r)?;
+                if !(1..=MAX_HISTORY_LIMIT).contains(limit) {
+                    return Err(ApiError::bad_request("limit must be between 1 and 100"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<(Ref, ClientFrame), FrameError> {
+        parse_client_frame(v.to_string().as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn parses_every_request_type() {
+        let (r, f) =
+            parse(json!({"type":"send","ref":7,"room":"r1","id":"a","body":"hi"})).unwrap();
+        assert_eq!(r, Some(json!(7)));
+        assert_eq!(
+            f,
+            ClientFrame::Send {
+                room: "r1".into(),
+                id: "a".into(),
+                body: "hi".into()
+            }
+        );
+        assert_eq!(parse(json!({"type":"ping"})).unwrap().1, ClientFrame::Ping);
+        assert_eq!(
+            parse(json!({"type":"ping","extra":1})).unwrap().1,
+            ClientFrame::Ping,
+            "unknown fields are ignored, as in every frame"
+        );
+        assert_eq!(
+            parse(json!({"type":"join","room":"r","since":5}))
+                .unwrap()
+                .1,
+            ClientFrame::Join {
+                room: "r".into(),
+                since: Some(5)
+            }
+        );
+        assert_eq!(
+            parse(json!({"type":"history","room":"r"})).unwrap().1,
+            ClientFrame::History {
+                room: "r".into(),
+                before: None,
+                limit: 50
+            }
+        );
+    }
+
+    #[test]
+    fn errors_keep_the_ref() {
+        let e = parse(json!({"type":"join","ref":"x","room":"a.b"})).unwrap_err();
+        assert_eq!(e.r#ref, Some(json!("x")));
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+        let e = parse(json!({"type":"nope","ref":"y"})).unwrap_err();
+        assert_eq!(e.r#ref, Some(json!("y")));
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        for text in [
+            "",
+            "nul",
+            "[1]",
+            "{\"type\":3}",
+            "{}",
+            "{\"type\":\"send\"}",
+        ] {
+            let e = parse_client_frame(text.as_bytes(), &Limits::default()).unwrap_err();
+            assert_eq!(e.error.code, ErrorCode::BadRequest, "{text}");
+        }
+    }
+
+    #[test]
+    fn oversize_body_is_too_large() {
+        let body = "x".repeat(16 * 1024 + 1);
+        let e = parse(json!({"type":"send","room":"r","id":"1","body":body})).unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn history_limit_is_bounded() {
+        assert!(parse(json!({"type":"history","room":"r","limit":0})).is_err());
+        assert!(parse(json!({"type":"history","room":"r","limit":101})).is_err());
+    }
+
+    #[test]
+    fn encodes_with_and_without_ref() {
+        assert_eq!(ClientFrame::Ping.encode(&None), r#"{"type":"ping"}"#);
+        let send = ClientFrame::Send {
+            room: "r".into(),
+            id: "1".into(),
+            body: "hi".into(),
+        };
+        assert_eq!(
+            send.encode(&Some(json!(3))),
+            r#"{"type":"send","room":"r","id":"1","body":"hi","ref":3}"#
+        );
+    }
+}
