@@ -20,52 +20,81 @@ fn r(v: serde_json::Value) -> Ref {
 fn client_frames_golden() {
     let cases: Vec<(ClientFrame, Ref, &str)> = vec![
         (
-            ClientFrame::Hello { token: "t.k.n".into() },
+            ClientFrame::Hello {
+                token: "t.k.n".into(),
+            },
             r(json!(1)),
             r#"{"type":"hello","token":"t.k.n","ref":1}"#,
         ),
         (
-            ClientFrame::Join { room: "general".into(), since: None },
+            ClientFrame::Join {
+                room: "general".into(),
+                since: None,
+            },
             None,
             r#"{"type":"join","room":"general"}"#,
         ),
         (
-            ClientFrame::Join { room: "general".into(), since: Some(41) },
+            ClientFrame::Join {
+                room: "general".into(),
+                since: Some(41),
+            },
             r(json!("j")),
             r#"{"type":"join","room":"general","since":41,"ref":"j"}"#,
         ),
         (
-            ClientFrame::Leave { room: "general".into() },
+            ClientFrame::Leave {
+                room: "general".into(),
+            },
             None,
             r#"{"type":"leave","room":"general"}"#,
         ),
         (
-            ClientFrame::Send { room: "general".into(), id: "m-1".into(), body: "hi \"you\"".into() },
+            ClientFrame::Send {
+                room: "general".into(),
+                id: "m-1".into(),
+                body: "hi \"you\"".into(),
+            },
             r(json!(7)),
             r#"{"type":"send","room":"general","id":"m-1","body":"hi \"you\"","ref":7}"#,
         ),
         (
-            ClientFrame::History { room: "general".into(), before: Some(90), limit: 20 },
+            ClientFrame::History {
+                room: "general".into(),
+                before: Some(90),
+                limit: 20,
+            },
             None,
             r#"{"type":"history","room":"general","before":90,"limit":20}"#,
         ),
         (
-            ClientFrame::History { room: "general".into(), before: None, limit: 50 },
+            ClientFrame::History {
+                room: "general".into(),
+                before: None,
+                limit: 50,
+            },
             None,
             r#"{"type":"history","room":"general","limit":50}"#,
         ),
         (
-            ClientFrame::Typing { room: "general".into() },
+            ClientFrame::Typing {
+                room: "general".into(),
+            },
             None,
             r#"{"type":"typing","room":"general"}"#,
         ),
         (
-            ClientFrame::Read { room: "general".into(), seq: 12 },
+            ClientFrame::Read {
+                room: "general".into(),
+                seq: 12,
+            },
             None,
             r#"{"type":"read","room":"general","seq":12}"#,
         ),
         (
-            ClientFrame::Presence { room: "general".into() },
+            ClientFrame::Presence {
+                room: "general".into(),
+            },
             r(json!(2)),
             r#"{"type":"presence","room":"general","ref":2}"#,
         ),
@@ -228,10 +257,18 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         text().prop_map(|token| ClientFrame::Hello { token }),
         (name(), any::<Option<u64>>()).prop_map(|(room, since)| ClientFrame::Join { room, since }),
         name().prop_map(|room| ClientFrame::Leave { room }),
-        (name(), "[ -~]{1,64}", text())
-            .prop_map(|(room, id, body)| ClientFrame::Send { room, id, body }),
-        (name(), any::<Option<u64>>(), 1u32..=100)
-            .prop_map(|(room, before, limit)| ClientFrame::History { room, before, limit }),
+        (name(), "[ -~]{1,64}", text()).prop_map(|(room, id, body)| ClientFrame::Send {
+            room,
+            id,
+            body
+        }),
+        (name(), any::<Option<u64>>(), 1u32..=100).prop_map(|(room, before, limit)| {
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            }
+        }),
         name().prop_map(|room| ClientFrame::Typing { room }),
         (name(), any::<u64>()).prop_map(|(room, seq)| ClientFrame::Read { room, seq }),
         name().prop_map(|room| ClientFrame::Presence { room }),
@@ -240,9 +277,24 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
 }
 
 fn a_message() -> impl Strategy<Value = Message> {
-    (name(), any::<u64>(), any::<u64>(), text(), text(), any::<u64>(), text()).prop_map(
-        |(room, seq, prev, id, from, ts, body)| Message { room, seq, prev, id, from, ts, body },
+    (
+        name(),
+        any::<u64>(),
+        any::<u64>(),
+        text(),
+        text(),
+        any::<u64>(),
+        text(),
     )
+        .prop_map(|(room, seq, prev, id, from, ts, body)| Message {
+            room,
+            seq,
+            prev,
+            id,
+            from,
+            ts,
+            body,
+        })
 }
 
 fn code() -> impl Strategy<Value = ErrorCode> {
@@ -280,29 +332,49 @@ fn server_frame() -> impl Strategy<Value = ServerFrame<'static>> {
                 }),
             }
         ),
-        (rf(), s(), any::<u64>())
-            .prop_map(|(r#ref, room, last_seq)| ServerFrame::Joined { r#ref, room, last_seq }),
+        (rf(), s(), any::<u64>()).prop_map(|(r#ref, room, last_seq)| ServerFrame::Joined {
+            r#ref,
+            room,
+            last_seq
+        }),
         (rf(), s()).prop_map(|(r#ref, room)| ServerFrame::Left { r#ref, room }),
-        (rf(), s(), s(), any::<u64>(), any::<u64>())
-            .prop_map(|(r#ref, room, id, seq, ts)| ServerFrame::Ack { r#ref, room, id, seq, ts }),
+        (rf(), s(), s(), any::<u64>(), any::<u64>()).prop_map(|(r#ref, room, id, seq, ts)| {
+            ServerFrame::Ack {
+                r#ref,
+                room,
+                id,
+                seq,
+                ts,
+            }
+        }),
         a_message().prop_map(ServerFrame::Message),
-        (rf(), s(), proptest::collection::vec(a_message(), 0..3), any::<bool>()).prop_map(
-            |(r#ref, room, messages, more)| ServerFrame::History {
+        (
+            rf(),
+            s(),
+            proptest::collection::vec(a_message(), 0..3),
+            any::<bool>()
+        )
+            .prop_map(|(r#ref, room, messages, more)| ServerFrame::History {
                 r#ref,
                 room,
                 messages: Cow::Owned(messages),
                 more,
-            }
-        ),
+            }),
         (s(), any::<u64>(), any::<u64>()).prop_map(|(room, from, to)| ServerFrame::Gap {
             room,
             from,
             to
         }),
-        (rf(), s(), list())
-            .prop_map(|(r#ref, room, online)| ServerFrame::Presence { r#ref, room, online }),
-        (s(), list(), list())
-            .prop_map(|(room, joined, left)| ServerFrame::PresenceDiff { room, joined, left }),
+        (rf(), s(), list()).prop_map(|(r#ref, room, online)| ServerFrame::Presence {
+            r#ref,
+            room,
+            online
+        }),
+        (s(), list(), list()).prop_map(|(room, joined, left)| ServerFrame::PresenceDiff {
+            room,
+            joined,
+            left
+        }),
         (s(), s()).prop_map(|(room, user)| ServerFrame::Typing { room, user }),
         (s(), s(), any::<u64>()).prop_map(|(room, user, seq)| ServerFrame::Receipt {
             room,
@@ -310,8 +382,11 @@ fn server_frame() -> impl Strategy<Value = ServerFrame<'static>> {
             seq
         }),
         rf().prop_map(|r#ref| ServerFrame::Pong { r#ref }),
-        (rf(), code(), s())
-            .prop_map(|(r#ref, code, message)| ServerFrame::Error { r#ref, code, message }),
+        (rf(), code(), s()).prop_map(|(r#ref, code, message)| ServerFrame::Error {
+            r#ref,
+            code,
+            message
+        }),
     ]
 }
 

@@ -116,6 +116,8 @@ pub enum ServerFrame<'a> {
     Unknown,
 }
 
+// serde's `skip_serializing_if` passes the field itself.
+#[allow(clippy::ptr_arg)]
 fn no_ref(r: &Cow<'_, Ref>) -> bool {
     r.is_none()
 }
@@ -295,7 +297,10 @@ mod tests {
             panic!("not an ack");
         };
         assert!(matches!(room, Cow::Borrowed("general")));
-        assert_eq!(id, "m\"1", "an escaped string is unescaped into its own copy");
+        assert_eq!(
+            id, "m\"1",
+            "an escaped string is unescaped into its own copy"
+        );
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! Exponential backoff with full jitter, for reconnects and resends.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Delays that double from `min` up to `max`, each drawn uniformly below the current bound
+/// (full jitter), so many clients cut off at once do not come back at once.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    bound: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        let min = min.max(Duration::from_millis(1));
+        Self {
+            min,
+            max: max.max(min),
+            bound: min,
+        }
+    }
+
+    /// The next delay (between `min / 2` and the current bound), then doubles the bound.
+    pub fn next_delay(&mut self) -> Duration {
+        let bound = self.bound;
+        self.bound = (self.bound * 2).min(self.max);
+        let low = bound / 2;
+        let spread = (bound - low).as_micros() as u64;
+        low + Duration::from_micros(rand::rng().random_range(0..=spread))
+    }
+
+    /// Back to the shortest delay (after a success).
+    pub fn reset(&mut self) {
+        self.bound = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<_> = (0..6).map(|_| b.next_delay()).collect();
+        for (d, bound) in delays.iter().zip([100, 200, 400, 800, 800, 800]) {
+            let bound = Duration::from_millis(bound);
+            assert!(*d >= bound / 2 && *d <= bound, "{d:?} outside {bound:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

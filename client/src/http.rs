@@ -1,0 +1,192 @@
+//! The HTTP half of protocol v1: accounts, rooms, DMs and history pages.
+
+use chatmesh_protocol::message::Message;
+use chatmesh_protocol::ApiError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+
+/// A login: the token and when it expires (seconds since the Unix epoch).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Login {
+    pub token: String,
+    pub expires_at: u64,
+}
+
+/// Who may see and join a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    Public,
+    Private,
+    Dm,
+}
+
+/// One room of `GET /v1/rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RoomInfo {
+    pub room: String,
+    pub kind: RoomKind,
+    /// `owner`, `admin` or `member`; `None` for a public room the caller is not in.
+    pub role: Option<String>,
+    pub last_seq: u64,
+    #[serde(default)]
+    pub unread: u64,
+    /// The other user of a DM.
+    #[serde(default)]
+    pub peer: Option<String>,
+}
+
+/// A page of history, oldest first; `more` when older messages exist.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    pub more: bool,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ApiError,
+}
+
+/// The HTTP API of one gateway (`base`: `http://host:port`).
+#[derive(Debug, Clone)]
+pub struct Http {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Result<Self> {
+        let base = base.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Url(base.to_owned()));
+        }
+        Ok(Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+            token: None,
+        })
+    }
+
+    /// The same API, calling with `token`.
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /v1/auth/register`.
+    pub async fn register(&self, username: &str, password: &str) -> Result<()> {
+        let body = json!({"username": username, "password": password});
+        self.call::<serde_json::Value>(reqwest::Method::POST, "/v1/auth/register", Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /v1/auth/login`.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Login> {
+        let body = json!({"username": username, "password": password});
+        self.call(reqwest::Method::POST, "/v1/auth/login", Some(body))
+            .await
+    }
+
+    /// `POST /v1/rooms`.
+    pub async fn create_room(&self, room: &str, kind: RoomKind) -> Result<()> {
+        let body = json!({"room": room, "kind": kind});
+        self.call::<serde_json::Value>(reqwest::Method::POST, "/v1/rooms", Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/rooms`: the caller's rooms first, then public rooms it is not in.
+    pub async fn rooms(&self) -> Result<Vec<RoomInfo>> {
+        #[derive(Deserialize)]
+        struct Rooms {
+            rooms: Vec<RoomInfo>,
+        }
+        let r: Rooms = self.call(reqwest::Method::GET, "/v1/rooms", None).await?;
+        Ok(r.rooms)
+    }
+
+    /// `POST /v1/rooms/{room}/members`: adds `user` (owner or admin only).
+    pub async fn add_member(&self, room: &str, user: &str, admin: bool) -> Result<()> {
+        let role = if admin { "admin" } else { "member" };
+        let path = format!("/v1/rooms/{room}/members");
+        let body = json!({"user": user, "role": role});
+        self.call_empty(reqwest::Method::POST, &path, Some(body))
+            .await
+    }
+
+    /// `POST /v1/dm/{user}`: the DM room with `user`.
+    pub async fn dm(&self, user: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Dm {
+            room: String,
+        }
+        let path = format!("/v1/dm/{user}");
+        let dm: Dm = self.call(reqwest::Method::POST, &path, None).await?;
+        Ok(dm.room)
+    }
+
+    /// `GET /v1/rooms/{room}/messages`: up to `limit` messages before `before`.
+    pub async fn history(&self, room: &str, before: Option<u64>, limit: u32) -> Result<Page> {
+        let mut path = format!("/v1/rooms/{room}/messages?limit={limit}");
+        if let Some(before) = before {
+            path.push_str(&format!("&before={before}"));
+        }
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
+    async fn call_empty(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.send(method, path, body).await.map(drop)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T> {
+        Ok(self.send(method, path, body).await?.json().await?)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::Response> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        let status = res.status();
+        match res.json::<ErrorBody>().await {
+            Ok(body) => Err(Error::Api(body.error)),
+            Err(_) => Err(Error::Protocol(format!(
+                "HTTP {status} without an error body"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! A Rust client for chatmesh protocol v1.
+//!
+//! [`Client`] is one session with a gateway. It logs in (or takes a token), opens the
+//! WebSocket and then keeps it: when the connection breaks it reconnects with backoff, joins
+//! every room again from the last message it delivered, and resends every send still
+//! without its `ack` under the same id, so that each message reaches the application once,
+//! in order, and each send is stored once. [`Http`] is the HTTP half (accounts, rooms, DMs).
+//!
+//! ```no_run
+//! use chatmesh_client::{Client, Event, Http, RoomKind};
+//!
+//! # async fn run() -> Result<(), chatmesh_client::Error> {
+//! let base = "http://127.0.0.1:8080";
+//! Http::new(base)?.register("ann", "correct horse").await.ok(); // once
+//! let mut client = Client::builder(base).login("ann", "correct horse").connect().await?;
+//! client.http().create_room("general", RoomKind::Public).await.ok();
+//! let mut events = client.events().expect("first call");
+//! client.join("general").await?;
+//! let ack = client.send("general", "hello").await?;
+//! println!("stored as seq {}", ack.seq);
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message(m) = event {
+//!         println!("{}: {}", m.from, m.body);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Runnable examples: `cargo run -p chatmesh-client --example echo_bot -- http://127.0.0.1:8080`.
+
+mod backoff;
+mod client;
+mod driver;
+mod error;
+mod event;
+mod http;
+
+pub use backoff::Backoff;
+pub use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
+pub use chatmesh_protocol::message::Message;
+pub use chatmesh_protocol::{ApiError, ErrorCode};
+pub use client::{Ack, Builder, Client};
+pub use error::{Error, Result};
+pub use event::{Event, Events};
+pub use http::{Http, Login, Page, RoomInfo, RoomKind};
