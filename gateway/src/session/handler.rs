@@ -223,10 +223,7 @@ impl Session {
         if !self.authenticated() {
             return match frame {
                 ClientFrame::Hello { token } => self.hello(&r#ref, &token).await,
-                ClientFrame::Ping => {
-                    self.reply(pong(&r#ref))
-                        .await
-                }
+                ClientFrame::Ping => self.reply(pong(&r#ref)).await,
                 _ => {
                     let e = ApiError::new(ErrorCode::Unauthorized, "send hello with a token first");
                     self.error(&r#ref, &e).await;
@@ -236,10 +233,7 @@ impl Session {
         }
         match frame {
             ClientFrame::Hello { token } => self.hello(&r#ref, &token).await,
-            ClientFrame::Ping => {
-                self.reply(pong(&r#ref))
-                    .await
-            }
+            ClientFrame::Ping => self.reply(pong(&r#ref)).await,
             ClientFrame::Join { room, since } => {
                 if let Err(e) = self.join(&r#ref, &room, since).await {
                     self.error(&r#ref, &e).await;
