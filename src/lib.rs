@@ -1,9 +1,11 @@
 //! The `chatmesh` command: configuration loading, the embedded one-machine mesh
 //! (`chatmesh up`: nats-server child + worker + gateway + fjall store) and the standalone
-//! `gateway` and `worker` services of a real deployment. `main.rs` only parses arguments
-//! and calls in here, so tests start the same mesh the command does.
+//! `gateway` and `worker` services of a real deployment, and `chatmesh chat`, the terminal
+//! client on the SDK. `main.rs` only parses arguments and calls in here, so tests start the
+//! same mesh the command does.
 
 pub mod bus;
+pub mod chat;
 pub mod config;
 pub mod export;
 pub mod mesh;

@@ -1,0 +1,321 @@
+//! `chatmesh chat`: a terminal client on the Rust SDK (`chatmesh-client`).
+//!
+//! On a terminal it is interactive: a line is a message to the current room, `/commands` do
+//! the rest, and events (messages, presence, typing, reconnects) are printed as they come.
+//! Over a pipe every line is a message to the first `--room`, sent in order; the command
+//! exits once every one is acked (with `--follow` it then keeps printing what arrives), so
+//! `echo hi | chatmesh chat --room general` works for scripts and bots. `--json` prints
+//! events as JSON Lines instead of text.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{bail, Context as _};
+use chatmesh_client::{Client, ErrorCode, Event, Events, Message, RoomKind};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What `chatmesh chat` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ChatArgs {
+    /// The gateway's base URL.
+    pub url: String,
+    /// Log in as this user (password from `CHATMESH_PASSWORD`); or `CHATMESH_TOKEN`.
+    pub user: Option<String>,
+    /// Rooms to join at start; the first is where lines go.
+    pub rooms: Vec<String>,
+    /// Create the rooms (public) if they do not exist.
+    pub create: bool,
+    /// Print the last N messages of each room at start.
+    pub history: u32,
+    /// After the input ends, keep printing events until Ctrl-C.
+    pub follow: bool,
+    /// Events as JSON Lines.
+    pub json: bool,
+}
+
+const HELP: &str = "\
+/join ROOM     join a room and make it current     /leave [ROOM]  leave (default: current)
+/room ROOM     make a joined room current          /rooms         your rooms and public ones
+/history [N]   last N messages of the current room /who           who is online here
+/dm USER       open the DM with USER               /quit          leave (Ctrl-D too)
+anything else is sent to the current room";
+
+/// Runs the client until the input ends (and, with `follow`, until Ctrl-C).
+pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
+    let mut builder = Client::builder(&args.url);
+    builder = match (&args.user, std::env::var("CHATMESH_TOKEN")) {
+        (Some(user), _) => {
+            let password = std::env::var("CHATMESH_PASSWORD")
+                .context("set CHATMESH_PASSWORD to log in (or CHATMESH_TOKEN instead of --user)")?;
+            builder.login(user, password)
+        }
+        (None, Ok(token)) => builder.token(token),
+        (None, Err(_)) => bail!("give --user (password in CHATMESH_PASSWORD) or CHATMESH_TOKEN"),
+    };
+    let mut client = builder
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.url))?;
+    let interactive = std::io::stdin().is_terminal();
+    let printing = interactive || args.follow || args.json;
+    let events = if printing { client.events() } else { None };
+    let out = Output { json: args.json };
+    for room in &args.rooms {
+        join(&client, room, args.create).await?;
+        if args.history > 0 {
+            print_history(&client, room, args.history, out).await?;
+        }
+    }
+    if interactive {
+        out.note(&format!(
+            "connected as {}; /help for commands{}",
+            client.user(),
+            args.rooms
+                .first()
+                .map(|r| format!(", writing to {r}"))
+                .unwrap_or_default()
+        ));
+    }
+    let printer = events.map(|events| tokio::spawn(print_events(events, out)));
+    let result = if interactive {
+        interact(&client, args.rooms.first().cloned(), out).await
+    } else {
+        pipe(&client, args.rooms.first()).await
+    };
+    if result.is_ok() && args.follow && !interactive {
+        tokio::signal::ctrl_c().await.ok();
+    }
+    client.close().await;
+    if let Some(printer) = printer {
+        printer.await.ok();
+    }
+    result
+}
+
+async fn join(client: &Client, room: &str, create: bool) -> anyhow::Result<()> {
+    if create {
+        match client.http().create_room(room, RoomKind::Public).await {
+            Err(e) if e.code() != Some(ErrorCode::Conflict) => {
+                return Err(e).with_context(|| format!("creating {room}"))
+            }
+            _ => {}
+        }
+    }
+    client
+        .join(room)
+        .await
+        .with_context(|| format!("joining {room}"))?;
+    Ok(())
+}
+
+/// Every input line is a message to `room`, sent in order; fails on the first refusal.
+async fn pipe(client: &Client, room: Option<&String>) -> anyhow::Result<()> {
+    let room = room.context("give --room: piped lines are sent there")?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut sent = 0u64;
+    while let Some(line) = lines.next_line().await? {
+        if line.is_empty() {
+            continue;
+        }
+        client
+            .send(room, &line)
+            .await
+            .with_context(|| format!("sending line {} to {room}", sent + 1))?;
+        sent += 1;
+    }
+    Ok(())
+}
+
+async fn interact(client: &Client, mut current: Option<String>, out: Output) -> anyhow::Result<()> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line?,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(line) = line else { return Ok(()) };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (cmd, arg) = match line.strip_prefix('/') {
+            Some(rest) => {
+                let mut parts = rest.splitn(2, ' ');
+                (parts.next().unwrap_or(""), parts.next().map(str::trim))
+            }
+            None => ("", None),
+        };
+        let result = match (cmd, arg) {
+            ("", _) => match &current {
+                Some(room) => client.send(room, line).await.map(drop).map_err(Into::into),
+                None => Err(anyhow::anyhow!("no current room: /join ROOM first")),
+            },
+            ("quit" | "exit", _) => return Ok(()),
+            ("help", _) => {
+                out.note(HELP);
+                Ok(())
+            }
+            ("join", Some(room)) => join(client, room, false).await.map(|()| {
+                out.note(&format!("joined {room}; writing there"));
+                current = Some(room.to_owned());
+            }),
+            ("room", Some(room)) => {
+                current = Some(room.to_owned());
+                out.note(&format!("writing to {room}"));
+                Ok(())
+            }
+            ("leave", room) => match room.map(str::to_owned).or_else(|| current.clone()) {
+                Some(room) => client.leave(&room).await.map_err(Into::into).map(|()| {
+                    if current.as_deref() == Some(room.as_str()) {
+                        current = None;
+                    }
+                    out.note(&format!("left {room}"));
+                }),
+                None => Err(anyhow::anyhow!("no room to leave")),
+            },
+            ("rooms", _) => list_rooms(client, out).await,
+            ("history", n) => match &current {
+                Some(room) => {
+                    let n = n.and_then(|n| n.parse().ok()).unwrap_or(20);
+                    print_history(client, room, n, out).await
+                }
+                None => Err(anyhow::anyhow!("no current room")),
+            },
+            ("who", _) => match &current {
+                Some(room) => client
+                    .presence(room)
+                    .await
+                    .map_err(Into::into)
+                    .map(|online| {
+                        out.note(&format!("online in {room}: {}", online.join(", ")));
+                    }),
+                None => Err(anyhow::anyhow!("no current room")),
+            },
+            ("dm", Some(user)) => match client.http().dm(user).await {
+                Ok(room) => join(client, &room, false).await.map(|()| {
+                    out.note(&format!("DM with {user} is {room}; writing there"));
+                    current = Some(room);
+                }),
+                Err(e) => Err(e.into()),
+            },
+            _ => Err(anyhow::anyhow!("unknown command; /help lists them")),
+        };
+        if let Err(e) = result {
+            out.note(&format!("error: {e:#}"));
+        }
+    }
+}
+
+async fn list_rooms(client: &Client, out: Output) -> anyhow::Result<()> {
+    for r in client.http().rooms().await? {
+        let role = r.role.as_deref().unwrap_or("-");
+        let peer = r.peer.map(|p| format!(" with {p}")).unwrap_or_default();
+        out.note(&format!(
+            "{:<24} {:?}{peer} role {role}, {} unread",
+            r.room, r.kind, r.unread
+        ));
+    }
+    Ok(())
+}
+
+async fn print_history(client: &Client, room: &str, n: u32, out: Output) -> anyhow::Result<()> {
+    let page = client.history(room, None, n.clamp(1, 100)).await?;
+    for m in &page.messages {
+        out.message(m);
+    }
+    Ok(())
+}
+
+async fn print_events(mut events: Events, out: Output) {
+    while let Some(event) = events.recv().await {
+        if out.json {
+            out.line(&event_json(&event).to_string());
+            continue;
+        }
+        match event {
+            Event::Message(m) => out.message(&m),
+            Event::Presence { room, joined, left } => {
+                for u in joined {
+                    out.note(&format!("{u} is online in {room}"));
+                }
+                for u in left {
+                    out.note(&format!("{u} went offline in {room}"));
+                }
+            }
+            Event::Typing { room, user } => out.note(&format!("{user} is typing in {room}")),
+            Event::Receipt { .. } => {}
+            Event::Gap { room, from, to } => out.note(&format!(
+                "messages {from}..={to} of {room} are no longer kept"
+            )),
+            Event::Removed { room } => out.note(&format!("you were removed from {room}")),
+            Event::Error(e) => out.note(&format!("error: {e}")),
+            Event::Disconnected { code, .. } => {
+                out.note(&format!("disconnected ({code}), reconnecting"))
+            }
+            Event::Reconnected => out.note("reconnected"),
+            Event::Closed { code, reason } => out.note(&format!("closed ({code}) {reason}")),
+        }
+    }
+}
+
+fn event_json(event: &Event) -> serde_json::Value {
+    use serde_json::json;
+    match event {
+        Event::Message(m) => json!({"event": "message", "message": m}),
+        Event::Presence { room, joined, left } => {
+            json!({"event": "presence", "room": room, "joined": joined, "left": left})
+        }
+        Event::Typing { room, user } => json!({"event": "typing", "room": room, "user": user}),
+        Event::Receipt { room, user, seq } => {
+            json!({"event": "receipt", "room": room, "user": user, "seq": seq})
+        }
+        Event::Gap { room, from, to } => {
+            json!({"event": "gap", "room": room, "from": from, "to": to})
+        }
+        Event::Removed { room } => json!({"event": "removed", "room": room}),
+        Event::Error(e) => json!({"event": "error", "code": e.code, "message": e.message}),
+        Event::Disconnected { code, reason } => {
+            json!({"event": "disconnected", "code": code, "reason": reason})
+        }
+        Event::Reconnected => json!({"event": "reconnected"}),
+        Event::Closed { code, reason } => {
+            json!({"event": "closed", "code": code, "reason": reason})
+        }
+    }
+}
+
+/// Where and how lines are printed.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn message(self, m: &Message) {
+        if self.json {
+            let line = serde_json::json!({"event": "message", "message": m});
+            return self.line(&line.to_string());
+        }
+        // Control characters from other users must not drive the terminal.
+        let body: String = m
+            .body
+            .chars()
+            .map(|c| if c.is_control() { '�' } else { c })
+            .collect();
+        self.line(&format!("[{}] {}: {}", m.room, m.from, body));
+    }
+
+    fn note(self, text: &str) {
+        if self.json {
+            return;
+        }
+        for line in text.lines() {
+            self.line(&format!("* {line}"));
+        }
+    }
+
+    fn line(self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+    }
+}

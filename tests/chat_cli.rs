@@ -1,0 +1,158 @@
+//! `chatmesh chat`, the terminal client, as users run it: over a pipe (a bot's way) and
+//! interactively on a pseudo-terminal (`script` gives it one), against a real mesh.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chatmesh_client::{Client, Event};
+use common::{fast_config, start_mesh, Api};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+const PASSWORD: &str = "correct horse";
+
+fn chat(url: &str, user: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatmesh"));
+    cmd.args(["chat", "--url", url, "--user", user])
+        .env("CHATMESH_PASSWORD", PASSWORD)
+        .env_remove("CHATMESH_TOKEN")
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn sdk(url: &str, user: &str) -> Result<Client> {
+    Ok(Client::builder(url).login(user, PASSWORD).connect().await?)
+}
+
+/// `printf 'hi\nthere\n' | chatmesh chat --room general`: both stored in order, exit 0;
+/// a room the user may not post to fails with a message and a non-zero exit.
+#[tokio::test]
+async fn piped_lines_are_sent_in_order_and_acked() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&bob, "bobs", "private").await?;
+    let url = mesh.url();
+
+    let mut child = chat(&url, "ann")
+        .args(["--room", "general", "--create"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(b"hi\nthere \"you\"\n\nlast line\n").await?;
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await??;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ann = sdk(&url, "ann").await?;
+    let page = ann.history("general", None, 10).await?;
+    let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["hi", "there \"you\"", "last line"]);
+
+    let out = chat(&url, "ann")
+        .args(["--room", "bobs"])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("joining bobs") && err.contains("forbidden"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Reads the pty output until it contains `needle` (at most 20 s); returns all read so far.
+async fn read_until(
+    out: &mut tokio::process::ChildStdout,
+    seen: &mut String,
+    needle: &str,
+) -> Result<()> {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        while !seen.contains(needle) {
+            let n = out.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "output ended");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        Ok(())
+    })
+    .await;
+    match found {
+        Ok(r) => r.with_context(|| format!("waiting for {needle:?} in {seen:?}")),
+        Err(_) => anyhow::bail!("{needle:?} not seen within 20 s; output: {seen:?}"),
+    }
+}
+
+/// On a terminal: messages and presence print as they come, a typed line is sent to the
+/// current room, `/who` and `/quit` work.
+#[tokio::test]
+async fn interactive_on_a_pty() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann_token = api.user("ann").await?;
+    api.user("bob").await?;
+    api.room(&ann_token, "general", "public").await?;
+    let url = mesh.url();
+    let mut ann = sdk(&url, "ann").await?;
+    let mut ann_events = ann.events().context("events")?;
+    ann.join("general").await?;
+
+    // `script` runs the client on a pseudo-terminal and relays our pipe to it.
+    let inner = format!(
+        "{} chat --url {url} --user bob --room general",
+        env!("CARGO_BIN_EXE_chatmesh")
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .env("CHATMESH_PASSWORD", PASSWORD)
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("script (util-linux) runs the client on a pty")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut seen = String::new();
+    read_until(&mut stdout, &mut seen, "connected as bob").await?;
+
+    ann.send("general", "hello bob").await?;
+    read_until(&mut stdout, &mut seen, "[general] ann: hello bob").await?;
+
+    stdin.write_all(b"hey ann\n").await?;
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ann_events.recv().await {
+                Some(Event::Message(m)) if m.from == "bob" => return Some(m.body),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    })
+    .await?;
+    assert_eq!(got.as_deref(), Some("hey ann"));
+
+    stdin.write_all(b"/who\n").await?;
+    read_until(&mut stdout, &mut seen, "online in general: ann, bob").await?;
+    stdin.write_all(b"/nonsense\n").await?;
+    read_until(&mut stdout, &mut seen, "unknown command").await?;
+    stdin.write_all(b"/quit\n").await?;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
+    assert!(status.success(), "output: {seen:?}");
+    Ok(())
+}
