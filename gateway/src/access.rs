@@ -1,10 +1,13 @@
-//! Who may read and post where: worker answers cached per (room, user) in moka, dropped when
-//! a membership event for the room arrives, so a change takes effect at once on every
-//! gateway (and within the TTL even if an event is lost).
+//! Who may read and post where: worker answers cached per (room, user), dropped when a
+//! membership event for the room arrives, so a change takes effect at once on every gateway
+//! (and within the TTL even if an event is lost). The cache is epoch-stamped
+//! ([`Coherent`]): an answer loaded while an event for its key arrived is not kept, so a load
+//! racing a removal cannot put the old role back for the TTL.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatmesh_coherent::Coherent;
 use chatmesh_protocol::frames::ServerFrame;
 use chatmesh_protocol::service::{
     Access, GetAccess, History, HistoryPage, HistoryRequest, MemberEvent, RoomUserRequest,
@@ -12,67 +15,56 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::subjects::MEMBER_ALL;
 use chatmesh_protocol::ApiError;
 use futures::StreamExt;
-use moka::future::Cache;
 
 use crate::error::GatewayError;
 use crate::services::Services;
 use crate::state::AppState;
 
-type Key = (Arc<str>, Arc<str>);
-
 /// Cached room access.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AccessCache {
-    cache: Cache<Key, Access>,
+    cache: Arc<Coherent<Access>>,
     services: Services,
+}
+
+impl std::fmt::Debug for AccessCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessCache")
+            .field("cache", &self.cache)
+            .finish()
+    }
 }
 
 impl AccessCache {
     pub fn new(services: Services) -> Self {
         Self {
-            cache: Cache::builder()
-                .max_capacity(200_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            cache: Arc::new(Coherent::with_ttl(200_000, Duration::from_secs(60))),
             services,
         }
     }
 
     /// What `user` may do in `room` (loaded once per key when cold).
     pub async fn get(&self, room: &str, user: &str) -> Result<Access, ApiError> {
-        let key: Key = (Arc::from(room), Arc::from(user));
-        let services = self.services.clone();
         let req = RoomUserRequest {
             room: room.to_owned(),
             user: user.to_owned(),
         };
-        let result = self
+        let load = || self.services.ask::<GetAccess>(&req.room, &req);
+        let (access, hit) = self
             .cache
-            .entry(key)
-            .or_try_insert_with(async move { services.ask::<GetAccess>(&req.room, &req).await })
-            .await;
-        match result {
-            Ok(entry) => {
-                let outcome = if entry.is_fresh() { "miss" } else { "hit" };
-                metrics::counter!("chatmesh_cache_requests_total", "cache" => "access", "result" => outcome)
-                    .increment(1);
-                Ok(entry.into_value())
-            }
-            Err(e) => Err((*e).clone()),
-        }
+            .lookup(room, user, load)
+            .await
+            .map_err(|e| (*e).clone())?;
+        let outcome = if hit { "hit" } else { "miss" };
+        metrics::counter!("chatmesh_cache_requests_total", "cache" => "access", "result" => outcome)
+            .increment(1);
+        Ok(access)
     }
 
-    /// Stores a fresh answer (after a join made the user a member).
-    pub async fn put(&self, room: &str, user: &str, access: Access) {
-        self.cache
-            .insert((Arc::from(room), Arc::from(user)), access)
-            .await;
-    }
-
+    /// A membership event for (room, user) arrived: the next read asks the worker again,
+    /// and a load in flight now is not kept.
     pub async fn forget(&self, room: &str, user: &str) {
-        self.cache
-            .invalidate(&(Arc::from(room), Arc::from(user)))
-            .await;
+        self.cache.changed(room, user).await;
     }
 }
 

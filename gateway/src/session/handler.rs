@@ -329,7 +329,8 @@ impl Session {
                 user: user.clone(),
             };
             access = self.state.services.ask::<JoinRoom>(room, &req).await?;
-            self.state.access.put(room, &user, access.clone()).await;
+            // The cached "not a member" is stale now (the worker's event says so too).
+            self.state.access.forget(room, &user).await;
         }
         // Before anything changes: a refused replay leaves the previous join as it was.
         let slot = match since {

@@ -12,7 +12,6 @@
 //! Every lookup is counted in `chatmesh_worker_cache_requests_total{cache, result}` (the
 //! hit ratio of each cache, named like the gateway's `chatmesh_cache_requests_total`).
 
-mod coherent;
 mod page;
 
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use crate::config::WorkerConfig;
 use crate::model::{Model, RoomMeta, RoomStats};
 use crate::store::StoreError;
 
-pub use coherent::Coherent;
+pub use chatmesh_coherent::Coherent;
 pub use page::Page;
 
 /// Every cache of one worker.
@@ -108,7 +107,8 @@ impl Caches {
         let (role, hit) = self
             .access
             .lookup(room, user, || model.role(room, user))
-            .await?;
+            .await
+            .map_err(StoreError::Shared)?;
         count("access", hit);
         Ok(role)
     }
