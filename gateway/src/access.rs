@@ -95,7 +95,7 @@ pub async fn spawn_member_listener(state: Arc<AppState>) -> Result<(), GatewayEr
         .nats
         .subscribe(MEMBER_ALL)
         .await
-        .map_err(|e| GatewayError::Nats(e.to_string()))?;
+        .map_err(|e| GatewayError::nats("subscribing to membership events", e))?;
     let drain = state.drain.clone();
     tokio::spawn(async move {
         loop {

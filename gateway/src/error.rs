@@ -3,31 +3,115 @@
 
 use chatmesh_protocol::{ApiError, ErrorCode};
 
-/// What can go wrong inside the gateway.
+/// The source of a bus error: async-nats's error types differ per call.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong inside the gateway. Each variant keeps the error that caused it.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("nats: {0}")]
-    Nats(String),
+    /// A core NATS call failed (subscribe, request).
+    #[error("NATS: {what}")]
+    Nats {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
     #[error("worker service {op} timed out or has no responder")]
     ServiceUnavailable { op: &'static str },
     #[error("bad reply from worker service {op}: {detail}")]
     BadReply { op: &'static str, detail: String },
-    #[error("jetstream: {0}")]
-    JetStream(String),
-    #[error("io: {0}")]
+    /// A JetStream call failed (stream, KV bucket, direct get).
+    #[error("JetStream: {what}")]
+    JetStream {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// The token keys (`jwt_secret`, `jwks_file`) could not be used.
+    #[error("token keys")]
+    Tokens(#[source] crate::auth::AuthError),
+    #[error("io")]
     Io(#[from] std::io::Error),
 }
 
+/// The kinds of [`GatewayError`], for callers that branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// NATS or JetStream did not do what was asked: retry later.
+    Bus,
+    /// No worker answered in time.
+    ServiceUnavailable,
+    /// A worker's answer made no sense.
+    BadReply,
+    /// Configuration (token keys).
+    Config,
+    Io,
+}
+
 impl GatewayError {
+    /// A core NATS failure while doing `what`.
+    pub fn nats(what: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Nats {
+            what,
+            source: source.into(),
+        }
+    }
+
+    /// A JetStream failure while doing `what`.
+    pub fn jetstream(what: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::JetStream {
+            what,
+            source: source.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Nats { .. } | Self::JetStream { .. } => ErrorKind::Bus,
+            Self::ServiceUnavailable { .. } => ErrorKind::ServiceUnavailable,
+            Self::BadReply { .. } => ErrorKind::BadReply,
+            Self::Tokens(_) => ErrorKind::Config,
+            Self::Io(_) => ErrorKind::Io,
+        }
+    }
+
     /// The protocol error a client gets for this.
     pub fn api(&self) -> ApiError {
-        match self {
-            GatewayError::ServiceUnavailable { .. }
-            | GatewayError::Nats(_)
-            | GatewayError::JetStream(_) => {
+        match self.kind() {
+            ErrorKind::Bus | ErrorKind::ServiceUnavailable => {
                 ApiError::new(ErrorCode::Unavailable, "service temporarily unavailable")
             }
-            GatewayError::BadReply { .. } | GatewayError::Io(_) => ApiError::internal(),
+            ErrorKind::BadReply | ErrorKind::Config | ErrorKind::Io => ApiError::internal(),
         }
+    }
+}
+
+/// Displays an error with every source after it (`a: b: c`), for logs.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_is_kept_and_shown_in_the_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = GatewayError::nats("subscribing", io);
+        assert_eq!(e.kind(), ErrorKind::Bus);
+        assert_eq!(e.to_string(), "NATS: subscribing");
+        assert_eq!(Chain(&e).to_string(), "NATS: subscribing: reset by peer");
+        assert_eq!(e.api().code, ErrorCode::Unavailable);
     }
 }

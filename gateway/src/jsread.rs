@@ -36,7 +36,7 @@ impl JsReader {
         let stream = js
             .get_stream_no_info(STREAM)
             .await
-            .map_err(|e| GatewayError::JetStream(e.to_string()))?;
+            .map_err(|e| GatewayError::jetstream("opening the message stream", e))?;
         Ok(Self {
             nats,
             stream,
@@ -49,7 +49,7 @@ impl JsReader {
         match self.stream.direct_get_last_for_subject(subject).await {
             Ok(m) => Ok(m.sequence),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
-            Err(e) => Err(GatewayError::JetStream(e.to_string())),
+            Err(e) => Err(GatewayError::jetstream("reading a room's last message", e)),
         }
     }
 
@@ -67,7 +67,7 @@ impl JsReader {
         };
         let entries = natskit::direct_batch(&self.nats, STREAM, ask, self.timeout)
             .await
-            .map_err(|e| GatewayError::JetStream(e.to_string()))?;
+            .map_err(|e| GatewayError::jetstream("reading messages", e))?;
         Ok(entries
             .into_iter()
             .map(|e| Retained {
@@ -83,6 +83,6 @@ impl JsReader {
             .direct_get(seq)
             .await
             .map(|m| m.payload)
-            .map_err(|e| GatewayError::JetStream(e.to_string()))
+            .map_err(|e| GatewayError::jetstream("reading a message", e))
     }
 }

@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 pub async fn ensure_bucket(js: &jetstream::Context, replicas: usize) -> Result<(), GatewayError> {
     natskit::ensure_ttl_bucket(js, PRESENCE_BUCKET, replicas, Some(PRESENCE_REPUBLISH))
         .await
-        .map_err(|e| GatewayError::JetStream(format!("presence bucket: {e}")))
+        .map_err(|e| GatewayError::jetstream("creating the presence bucket", e))
 }
 
 /// Writes this gateway's users of `room` with a TTL (an empty list expires like any other).
@@ -32,10 +32,11 @@ pub async fn publish(
     ttl: Duration,
 ) -> Result<(), GatewayError> {
     let subject = format!("$KV.{PRESENCE_BUCKET}.{room}.{gateway}");
-    let payload = serde_json::to_vec(users).map_err(|e| GatewayError::Nats(e.to_string()))?;
+    let payload =
+        serde_json::to_vec(users).map_err(|e| GatewayError::jetstream("encoding presence", e))?;
     natskit::put_ttl(js, subject, payload.into(), ttl, natskit::Expect::Any)
         .await
-        .map_err(|e| GatewayError::JetStream(e.to_string()))?;
+        .map_err(|e| GatewayError::jetstream("writing presence", e))?;
     Ok(())
 }
 
@@ -52,7 +53,7 @@ pub async fn snapshot(
     };
     let entries = natskit::direct_batch(nats, &format!("KV_{PRESENCE_BUCKET}"), ask, timeout)
         .await
-        .map_err(|e| GatewayError::JetStream(e.to_string()))?;
+        .map_err(|e| GatewayError::jetstream("reading presence", e))?;
     Ok(entries
         .into_iter()
         .filter_map(|e| {

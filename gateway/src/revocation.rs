@@ -139,7 +139,7 @@ pub async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayErro
         .nats
         .subscribe(USER_ALL)
         .await
-        .map_err(|e| GatewayError::Nats(e.to_string()))?;
+        .map_err(|e| GatewayError::nats("subscribing to user events", e))?;
     let drain = state.drain.clone();
     tokio::spawn(async move {
         loop {

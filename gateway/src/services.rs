@@ -83,7 +83,7 @@ impl Services {
                         RequestErrorKind::TimedOut | RequestErrorKind::NoResponders => {
                             GatewayError::ServiceUnavailable { op: O::NAME }
                         }
-                        _ => GatewayError::Nats(e.to_string()),
+                        _ => GatewayError::nats("service request", e),
                     })
                 }
             }
@@ -114,7 +114,7 @@ impl Services {
         match self.call::<O>(key, req).await {
             Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!(op = O::NAME, error = %e, "worker service call failed");
+                tracing::warn!(op = O::NAME, error = %crate::error::Chain(&e), "worker service call failed");
                 Err(e.api())
             }
         }

@@ -75,7 +75,7 @@ impl AppState {
             .max_ack_inflight(cfg.max_inflight_sends + 64)
             .build(nats.clone());
         let services = Services::new(nats.clone(), mesh.partitions, service_timeout);
-        let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Nats(e.to_string()))?;
+        let tokens = Tokens::from_config(&cfg).map_err(GatewayError::Tokens)?;
         let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
         crate::presence::ensure_bucket(&js, mesh.replicas).await?;
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());

@@ -224,7 +224,7 @@ impl Room {
     async fn publish_presence(&self, env: &RoomEnv, users: &BTreeSet<String>) {
         let ttl = env.presence_ttl;
         if let Err(e) = presence::publish(&env.js, &self.name, &env.gateway, users, ttl).await {
-            tracing::warn!(room = %self.name, error = %e, "presence update failed");
+            tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "presence update failed");
         }
     }
 
@@ -325,7 +325,9 @@ impl Room {
                     }
                 }
             }
-            Err(e) => tracing::warn!(room = %self.name, error = %e, "presence snapshot failed"),
+            Err(e) => {
+                tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "presence snapshot failed")
+            }
         }
         Ok((live, events, pres))
     }
@@ -364,7 +366,7 @@ impl Room {
             let batch = match reader.batch(stored, last + 1, FILL_BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
-                    tracing::warn!(room = %self.name, error = %e, "gap fill failed; clients will see the gap in prev");
+                    tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "gap fill failed; clients will see the gap in prev");
                     return;
                 }
             };

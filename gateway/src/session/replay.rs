@@ -62,7 +62,7 @@ impl Replay {
             let page = match state.services.ask::<History>(&self.room, &req).await {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::debug!(room = %self.room, error = %e, "store unavailable for resume; using JetStream");
+                    tracing::debug!(room = %self.room, error = %crate::error::Chain(&e), "store unavailable for resume; using JetStream");
                     break;
                 }
             };
@@ -115,7 +115,7 @@ impl Replay {
             let batch = match state.reader.batch(&subject, cursor + 1, JS_BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
-                    tracing::warn!(room = %self.room, error = %e, "resume from JetStream failed");
+                    tracing::warn!(room = %self.room, error = %crate::error::Chain(&e), "resume from JetStream failed");
                     return None;
                 }
             };
