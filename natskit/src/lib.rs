@@ -13,22 +13,36 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-/// What can go wrong talking to JetStream here.
+/// The source of a NATS failure: async-nats's error types differ per call.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong talking to JetStream here. Failures keep the error that caused them.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("nats: {0}")]
-    Nats(String),
+    #[error("NATS: {what}")]
+    Nats {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
     #[error("direct get timed out")]
     TimedOut,
     #[error("direct get: status {status} {description}")]
     Status { status: u16, description: String },
     #[error("direct get reply without {0}")]
     MissingHeader(&'static str),
-    #[error("write refused: {0}")]
-    Refused(String),
+    #[error("write refused")]
+    Refused(#[source] BoxError),
     /// A compare-and-set write found another last sequence: someone else wrote the key.
     #[error("the key changed since the expected sequence")]
     WrongLastSequence,
+}
+
+fn nats_error(what: &'static str, e: impl Into<BoxError>) -> Error {
+    Error::Nats {
+        what,
+        source: e.into(),
+    }
 }
 
 /// One message of a batch direct get.
@@ -79,14 +93,14 @@ pub async fn direct_batch(
     let mut sub = nats
         .subscribe(inbox.clone())
         .await
-        .map_err(|e| Error::Nats(e.to_string()))?;
+        .map_err(|e| nats_error("subscribing to the direct get inbox", e))?;
     nats.publish_with_reply(
         format!("$JS.API.DIRECT.GET.{stream}"),
         inbox,
         request.to_string().into(),
     )
     .await
-    .map_err(|e| Error::Nats(e.to_string()))?;
+    .map_err(|e| nats_error("publishing the direct get", e))?;
     let mut out = Vec::with_capacity(limit.min(128));
     let deadline = tokio::time::Instant::now() + timeout;
     while out.len() < limit {
@@ -159,7 +173,7 @@ pub async fn put_ttl(
     let ack = js
         .publish_with_headers(subject, headers, value)
         .await
-        .map_err(|e| Error::Nats(e.to_string()))?;
+        .map_err(|e| nats_error("publishing a KV write", e))?;
     if expect == Expect::Any {
         return Ok(0);
     }
@@ -167,7 +181,7 @@ pub async fn put_ttl(
         if e.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence {
             Error::WrongLastSequence
         } else {
-            Error::Refused(e.to_string())
+            Error::Refused(e.into())
         }
     })
 }
@@ -201,6 +215,6 @@ pub async fn ensure_ttl_bucket(
             .update_key_value(config)
             .await
             .map(|_| ())
-            .map_err(|e| Error::Nats(format!("bucket {bucket}: {e}"))),
+            .map_err(|e| nats_error("creating or updating a KV bucket", e)),
     }
 }
