@@ -42,7 +42,7 @@ fn moka_hits(c: &mut Criterion) {
             async move {
                 access
                     .get_or_load(black_box(room), "alice_01", || async {
-                        Err::<Option<Role>, _>(StoreError::Task("miss".into()))
+                        Err::<Option<Role>, _>(StoreError::Stopped("a warm cache never loads"))
                     })
                     .await
             }

@@ -113,7 +113,7 @@ pub async fn open_store(cfg: &WorkerConfig) -> Result<Store, StoreError> {
             let store =
                 tokio::task::spawn_blocking(move || store::FjallStore::open(&dir, fsync, memory))
                     .await
-                    .map_err(|e| StoreError::Task(e.to_string()))??;
+                    .map_err(StoreError::Task)??;
             Ok(Store::Fjall(store))
         }
         #[cfg(feature = "tikv")]

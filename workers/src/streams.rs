@@ -42,19 +42,18 @@ fn apply(cfg: &mut stream::Config, mesh: &MeshConfig) {
 
 /// Creates stream `CHAT`, or updates it if its managed settings differ from `mesh`.
 pub async fn ensure_stream(js: &Context, mesh: &MeshConfig) -> Result<stream::Stream, WorkerError> {
-    let err = |what: &str, e: &dyn std::fmt::Display| WorkerError::Stream(format!("{what}: {e}"));
     let mut handle = js
         .get_or_create_stream(stream_config(mesh))
         .await
-        .map_err(|e| err("get or create", &e))?;
+        .map_err(|e| WorkerError::stream("get or create", e))?;
     let have = handle
         .info()
         .await
-        .map_err(|e| err("info", &e))?
+        .map_err(|e| WorkerError::stream("info", e))?
         .config
         .clone();
     if have.storage != StorageType::File {
-        return Err(WorkerError::Stream(format!(
+        return Err(WorkerError::stream_msg(format!(
             "stream {STREAM} exists with {:?} storage; chatmesh needs file storage (delete it)",
             have.storage
         )));
@@ -64,9 +63,12 @@ pub async fn ensure_stream(js: &Context, mesh: &MeshConfig) -> Result<stream::St
     if want != have {
         js.update_stream(&want)
             .await
-            .map_err(|e| err("update", &e))?;
+            .map_err(|e| WorkerError::stream("update", e))?;
         info!(stream = STREAM, "stream settings updated");
-        handle = js.get_stream(STREAM).await.map_err(|e| err("get", &e))?;
+        handle = js
+            .get_stream(STREAM)
+            .await
+            .map_err(|e| WorkerError::stream("get", e))?;
     }
     Ok(handle)
 }

@@ -69,7 +69,7 @@ impl Worker {
         let last = stream
             .info()
             .await
-            .map_err(|e| WorkerError::Stream(format!("info: {e}")))?
+            .map_err(|e| WorkerError::stream("reading the stream info", e))?
             .state
             .last_sequence;
         let model = Model::new(store.clone()).with_group_commit(
@@ -177,7 +177,7 @@ impl Worker {
         // Subscriptions must be registered at the server before we call ourselves started.
         nats.flush()
             .await
-            .map_err(|e| WorkerError::Nats(format!("flush: {e}")))?;
+            .map_err(|e| WorkerError::nats("flush", e))?;
         info!(partitions = mesh.partitions, "worker started");
         Ok(Worker {
             shutdown,
@@ -230,7 +230,7 @@ impl Worker {
             match self.tasks.join_next().await {
                 Some(Ok(Ok(()))) => continue,
                 Some(Ok(Err(e))) => return e,
-                Some(Err(e)) => return WorkerError::Task(e.to_string()),
+                Some(Err(e)) => return WorkerError::Task(e),
                 None => std::future::pending::<()>().await,
             }
         }
@@ -244,7 +244,7 @@ impl Worker {
             let err = match res {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e,
-                Err(e) => WorkerError::Task(e.to_string()),
+                Err(e) => WorkerError::Task(e),
             };
             first_error.get_or_insert(err);
         }

@@ -47,7 +47,7 @@ fn count(cache: &'static str, hit: bool) {
 
 enum RoomLoad {
     Missing,
-    Store(StoreError),
+    Store(Arc<StoreError>),
 }
 
 impl Caches {
@@ -80,7 +80,7 @@ impl Caches {
                 match model.room(room).await {
                     Ok(Some(meta)) => Ok(Arc::new(meta)),
                     Ok(None) => Err(RoomLoad::Missing),
-                    Err(e) => Err(RoomLoad::Store(e)),
+                    Err(e) => Err(RoomLoad::Store(Arc::new(e))),
                 }
             })
             .await;
@@ -90,9 +90,7 @@ impl Caches {
             Ok(meta) => Ok(Some(meta.into_value())),
             Err(e) => match &*e {
                 RoomLoad::Missing => Ok(None),
-                RoomLoad::Store(inner) => {
-                    Err(StoreError::Task(format!("loading room {room}: {inner}")))
-                }
+                RoomLoad::Store(inner) => Err(StoreError::Shared(inner.clone())),
             },
         }
     }

@@ -52,7 +52,7 @@ impl Leases {
         let stream = js
             .get_stream_no_info(format!("KV_{BUCKET}"))
             .await
-            .map_err(|e| WorkerError::Stream(format!("lease bucket: {e}")))?;
+            .map_err(|e| WorkerError::stream("lease bucket", e))?;
         Ok(Self {
             js: js.clone(),
             stream,

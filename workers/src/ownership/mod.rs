@@ -270,7 +270,7 @@ async fn stop(p: u32, mut r: Running, leases: &Leases) -> Result<(), WorkerError
                 first.get_or_insert(e);
             }
             Err(e) => {
-                first.get_or_insert(WorkerError::Task(e.to_string()));
+                first.get_or_insert(WorkerError::Task(e));
             }
         }
     }
@@ -286,7 +286,7 @@ fn failed(running: &mut HashMap<u32, Running>) -> Option<WorkerError> {
             match res {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Some(e),
-                Err(e) => return Some(WorkerError::Task(e.to_string())),
+                Err(e) => return Some(WorkerError::Task(e)),
             }
         }
     }

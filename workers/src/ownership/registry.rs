@@ -36,10 +36,10 @@ impl Registry {
         let sub = nats
             .subscribe(format!("{WORKERS_REPUBLISH}.*"))
             .await
-            .map_err(|e| WorkerError::Nats(format!("subscribing to the worker registry: {e}")))?;
+            .map_err(|e| WorkerError::nats("subscribing to the worker registry", e))?;
         nats.flush()
             .await
-            .map_err(|e| WorkerError::Nats(format!("flush: {e}")))?;
+            .map_err(|e| WorkerError::nats("flush", e))?;
         let mut registry = Self {
             js: js.clone(),
             me: me.to_owned(),
@@ -74,7 +74,7 @@ impl Registry {
             .sub
             .next()
             .await
-            .ok_or_else(|| WorkerError::Nats("worker registry subscription ended".into()))?;
+            .ok_or_else(|| WorkerError::nats_msg("worker registry subscription ended"))?;
         let Some(id) = msg.subject.as_str().rsplit('.').next() else {
             return Ok(());
         };
@@ -117,7 +117,7 @@ pub(super) async fn ensure_bucket(
 ) -> Result<(), WorkerError> {
     natskit::ensure_ttl_bucket(js, bucket, replicas, republish_to)
         .await
-        .map_err(|e| WorkerError::Stream(e.to_string()))
+        .map_err(|e| WorkerError::stream(format!("KV bucket {bucket}"), e))
 }
 
 /// The workers registered now (keys whose latest value is not a delete or expiry marker).
@@ -132,7 +132,7 @@ async fn snapshot(
     };
     let entries = natskit::direct_batch(nats, &format!("KV_{BUCKET}"), ask, timeout)
         .await
-        .map_err(|e| WorkerError::Nats(format!("reading the worker registry: {e}")))?;
+        .map_err(|e| WorkerError::nats("reading the worker registry", e))?;
     Ok(entries
         .into_iter()
         .filter(|e| !e.payload.is_empty())

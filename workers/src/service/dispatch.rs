@@ -44,7 +44,7 @@ pub(crate) async fn serve_partition(
     let mut sub = nats
         .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
         .await
-        .map_err(|e| WorkerError::Nats(format!("subscribing to {subject}: {e}")))?;
+        .map_err(|e| WorkerError::nats(format!("subscribing to {subject}"), e))?;
     let mut tasks = JoinSet::new();
     loop {
         let msg = tokio::select! {
@@ -53,7 +53,9 @@ pub(crate) async fn serve_partition(
             msg = sub.next() => msg,
         };
         let Some(msg) = msg else {
-            return Err(WorkerError::Nats(format!("subscription {subject} closed")));
+            return Err(WorkerError::nats_msg(format!(
+                "subscription {subject} closed"
+            )));
         };
         let permit = if is_password_op(op_of(&msg)) {
             match svc.password_slot() {

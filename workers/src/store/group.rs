@@ -51,7 +51,7 @@ impl GroupCommit {
             return Ok(());
         }
         let (done, result) = oneshot::channel();
-        let closed = || StoreError::Task("the group committer stopped".into());
+        let closed = || StoreError::Stopped("the group committer");
         self.tx
             .send(Request { batch, done })
             .await

@@ -43,8 +43,15 @@ pub enum StoreError {
     /// Another process (a running worker) holds the embedded database.
     #[error("the store at {path} is locked by another process (stop the worker first)")]
     Locked { path: String },
-    #[error("storage task failed: {0}")]
-    Task(String),
+    /// A blocking storage task panicked or was cancelled.
+    #[error("storage task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// A part of the store (the group committer) stopped before answering.
+    #[error("{0} stopped")]
+    Stopped(&'static str),
+    /// A reverse scan gave up (a bound that keeps one scan from running away).
+    #[error("reverse scan gave up: {0}")]
+    ScanGaveUp(String),
     #[error("corrupt record at key {key}: {detail}")]
     Corrupt { key: String, detail: String },
     /// An error of a cache loader, shared by every caller that waited for that load.

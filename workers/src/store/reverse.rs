@@ -92,8 +92,8 @@ pub async fn reverse<S: ForwardScan>(
             return Ok(out);
         }
     }
-    Err(StoreError::Task(format!(
-        "reverse scan did not finish within {MAX_WINDOWS} windows"
+    Err(StoreError::ScanGaveUp(format!(
+        "not finished within {MAX_WINDOWS} windows"
     )))
 }
 
@@ -123,8 +123,8 @@ async fn last_of_window<S: ForwardScan>(
         match next {
             Some(mut from) if full => {
                 if seen > MAX_KEYS_IN_ONE_WINDOW {
-                    return Err(StoreError::Task(format!(
-                        "reverse scan: more than {MAX_KEYS_IN_ONE_WINDOW} keys share one window"
+                    return Err(StoreError::ScanGaveUp(format!(
+                        "more than {MAX_KEYS_IN_ONE_WINDOW} keys share one window"
                     )));
                 }
                 from.push(0);
