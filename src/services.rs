@@ -1,6 +1,7 @@
 //! Starting and stopping one gateway or one worker inside this process, the same way for
 //! `chatmesh up`, the standalone commands and the tests.
 
+use chatmesh_protocol::backoff::Backoff;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -57,14 +58,14 @@ pub const UPKEEP_THREAD: &str = "metrics-upkeep";
 pub async fn ensure_stream(cfg: &Config, nats: &async_nats::Client) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(nats.clone());
     let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut pause = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
+        let pause = backoff.next_delay();
         match chatmesh_workers::streams::ensure_stream(&js, &cfg.mesh).await {
             Ok(_) => return Ok(()),
             Err(e) if tokio::time::Instant::now() + pause < give_up => {
                 tracing::warn!(error = %e, "creating the message stream failed; retrying");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e).context("creating the message stream"),
         }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chatmesh_protocol::backoff::Backoff;
 use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
 use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::{SinkExt, StreamExt};
@@ -21,7 +22,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::http::Http;

@@ -29,14 +29,13 @@
 //!
 //! Runnable examples: `cargo run -p chatmesh-client --example echo_bot -- http://127.0.0.1:8080`.
 
-mod backoff;
 mod client;
 mod driver;
 mod error;
 mod event;
 mod http;
 
-pub use backoff::Backoff;
+pub use chatmesh_protocol::backoff::Backoff;
 pub use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
 pub use chatmesh_protocol::message::Message;
 pub use chatmesh_protocol::{ApiError, ErrorCode};

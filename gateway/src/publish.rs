@@ -13,6 +13,7 @@ use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
+use chatmesh_protocol::backoff::Backoff;
 use chatmesh_protocol::{ApiError, ErrorCode};
 
 /// One message on its way to JetStream.
@@ -51,7 +52,7 @@ impl Publish {
         deadline: Duration,
     ) -> Result<PublishAck, ApiError> {
         let give_up = tokio::time::Instant::now() + deadline;
-        let mut backoff = Duration::from_millis(25);
+        let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(1000));
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -80,15 +81,15 @@ impl Publish {
             }
             metrics::counter!("chatmesh_publish_retries_total", "kind" => format!("{err:?}"))
                 .increment(1);
-            if tokio::time::Instant::now() + backoff > give_up {
+            let pause = backoff.next_delay();
+            if tokio::time::Instant::now() + pause > give_up {
                 tracing::warn!(?err, attempt, "publish failed until the deadline");
                 return Err(ApiError::unavailable(
                     "message not stored; resend it with the same id",
                 ));
             }
             tracing::debug!(?err, attempt, "publish failed, retrying with the same id");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(1000));
+            tokio::time::sleep(pause).await;
         }
     }
 }

@@ -13,6 +13,7 @@
 //! `connection_lost`, …) in `errors`. A connection counts as dropped only when it cannot get
 //! back within [`RECONNECT_DEADLINE`].
 
+use chatmesh_protocol::backoff::Backoff;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ async fn reconnect(engine: &Engine, c: usize, since: u64) -> Option<Ws> {
     let room = &engine.plan.rooms[conn.room].name;
     let source = engine.common.source_ip(c, engine.plan.conns.len());
     let deadline = tokio::time::Instant::now() + RECONNECT_DEADLINE;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let stop = engine.stop.subscribe();
     while tokio::time::Instant::now() < deadline && !*stop.borrow() {
         let attempt = async {
@@ -144,8 +145,7 @@ async fn reconnect(engine: &Engine, c: usize, since: u64) -> Option<Ws> {
             Ok(s) => return Some(s),
             Err(e) => tracing_free_debug(c, &e),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
     None
 }

@@ -23,6 +23,7 @@
 
 mod setup;
 
+use chatmesh_protocol::backoff::Backoff;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +97,7 @@ pub(crate) async fn run_partition(
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         let result = session(&w, p, &ready, &shutdown, &mut backoff).await;
         ready.store(false, Ordering::Release);
@@ -108,9 +109,8 @@ pub(crate) async fn run_partition(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -120,7 +120,7 @@ async fn session(
     p: u32,
     ready: &AtomicBool,
     shutdown: &CancellationToken,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<(), SessionError> {
     let setup = async {
         let checkpoint = w.model.checkpoint(p).await?;
@@ -196,7 +196,7 @@ async fn session(
         if let Some(e) = failure {
             return Err(e);
         }
-        *backoff = FIRST_BACKOFF;
+        backoff.reset();
     }
 }
 

@@ -19,6 +19,7 @@
 mod lease;
 mod registry;
 
+use chatmesh_protocol::backoff::Backoff;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -139,7 +140,7 @@ pub async fn run(
     // The registry and lease buckets are R3 streams: right after a NATS cluster (re)start
     // their Raft groups may have no leader yet. Retry until they answer (or shutdown) rather
     // than leave a worker up that runs nothing.
-    let mut pause = Duration::from_millis(250);
+    let mut pause = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let (mut registry, leases) = loop {
         let setup = async {
             let registry = Registry::start(&js, &nats, replicas, &me, ttl).await?;
@@ -154,12 +155,12 @@ pub async fn run(
                 Err(e) => e,
             },
         };
-        warn!(error = %failed, retry_in = ?pause, "partition ownership cannot start yet");
+        let delay = pause.next_delay();
+        warn!(error = %failed, retry_in = ?delay, "partition ownership cannot start yet");
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(5));
     };
     let mut running: HashMap<u32, Running> = HashMap::new();
     // How often a wanted partition whose lease someone else holds is tried again: a dead

@@ -1,4 +1,6 @@
-//! Exponential backoff with full jitter, for reconnects and resends.
+//! Exponential backoff with jitter: the one retry schedule of chatmesh (client reconnects and
+//! resends, the gateway's publish retries, the worker's consumer restarts and ownership
+//! start, stream setup, the load harness's reconnects).
 
 use std::time::Duration;
 
@@ -23,13 +25,18 @@ impl Backoff {
         }
     }
 
-    /// The next delay (between `min / 2` and the current bound), then doubles the bound.
+    /// The next delay (between half the current bound and the bound), then doubles the bound.
     pub fn next_delay(&mut self) -> Duration {
         let bound = self.bound;
         self.bound = (self.bound * 2).min(self.max);
         let low = bound / 2;
         let spread = (bound - low).as_micros() as u64;
         low + Duration::from_micros(rand::rng().random_range(0..=spread))
+    }
+
+    /// The bound the next delay is drawn below.
+    pub fn bound(&self) -> Duration {
+        self.bound
     }
 
     /// Back to the shortest delay (after a success).
