@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod chat;
+pub mod commands;
 pub mod config;
 pub mod export;
 pub mod mesh;
