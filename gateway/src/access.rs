@@ -15,10 +15,11 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::subjects::MEMBER_ALL;
 use chatmesh_protocol::ApiError;
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
+use crate::fanout::Fanout;
 use crate::services::Services;
-use crate::state::AppState;
 
 /// Cached room access.
 #[derive(Clone)]
@@ -66,37 +67,41 @@ impl AccessCache {
     pub async fn forget(&self, room: &str, user: &str) {
         self.cache.changed(room, user).await;
     }
-}
 
-/// A page of `room`'s history for `user`, if the user may read the room.
-pub async fn read_history(
-    state: &AppState,
-    user: &str,
-    room: &str,
-    before: Option<u64>,
-    limit: u32,
-) -> Result<HistoryPage, ApiError> {
-    let access = state.access.get(room, user).await?;
-    if !access.can_read() {
-        return Err(ApiError::forbidden("not a member of this room"));
+    /// A page of `room`'s history for `user`, if the user may read the room.
+    pub async fn read_history(
+        &self,
+        user: &str,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, ApiError> {
+        let access = self.get(room, user).await?;
+        if !access.can_read() {
+            return Err(ApiError::forbidden("not a member of this room"));
+        }
+        let req = HistoryRequest {
+            room: room.to_owned(),
+            before,
+            after: None,
+            limit,
+        };
+        self.services.ask::<History>(room, &req).await
     }
-    let req = HistoryRequest {
-        room: room.to_owned(),
-        before,
-        after: None,
-        limit,
-    };
-    state.services.ask::<History>(room, &req).await
 }
 
-/// Listens to membership events: drops cached access and evicts removed users' sessions.
-pub async fn spawn_member_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
-    let mut sub = state
-        .nats
+/// Listens to membership events until `drain`: drops cached access and evicts removed users'
+/// sessions from `fanout`.
+pub async fn spawn_member_listener(
+    nats: &async_nats::Client,
+    access: AccessCache,
+    fanout: Fanout,
+    drain: CancellationToken,
+) -> Result<(), GatewayError> {
+    let mut sub = nats
         .subscribe(MEMBER_ALL)
         .await
         .map_err(|e| GatewayError::nats("subscribing to membership events", e))?;
-    let drain = state.drain.clone();
     tokio::spawn(async move {
         loop {
             let msg = tokio::select! {
@@ -107,10 +112,10 @@ pub async fn spawn_member_listener(state: Arc<AppState>) -> Result<(), GatewayEr
                 tracing::warn!(subject = %msg.subject, "malformed membership event");
                 continue;
             };
-            state.access.forget(&ev.room, &ev.user).await;
+            access.forget(&ev.room, &ev.user).await;
             if ev.role.is_none() {
                 let room = ev.room.clone();
-                state.fanout.evict_user(&ev.room, &ev.user, move || {
+                fanout.evict_user(&ev.room, &ev.user, move || {
                     ServerFrame::Left {
                         r#ref: std::borrow::Cow::Owned(None),
                         room: std::borrow::Cow::Borrowed(&room),

@@ -27,9 +27,10 @@ pub enum GatewayError {
         #[source]
         source: BoxError,
     },
-    /// The token keys (`jwt_secret`, `jwks_file`) could not be used.
+    /// The token keys (`jwt_secret`, `jwks_file`) could not be used (the source is the
+    /// auth error; boxed so this module does not depend on `auth`).
     #[error("token keys")]
-    Tokens(#[source] crate::auth::AuthError),
+    Tokens(#[source] BoxError),
     #[error("io")]
     Io(#[from] std::io::Error),
 }

@@ -75,7 +75,7 @@ impl AppState {
             .max_ack_inflight(cfg.max_inflight_sends + 64)
             .build(nats.clone());
         let services = Services::new(nats.clone(), mesh.partitions, service_timeout);
-        let tokens = Tokens::from_config(&cfg).map_err(GatewayError::Tokens)?;
+        let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Tokens(e.into()))?;
         let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
         crate::presence::ensure_bucket(&js, mesh.replicas).await?;
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
@@ -121,7 +121,13 @@ impl AppState {
             admission: Admission::new(cfg_inflight, Duration::from_millis(cfg_admission)),
             next_session: AtomicU64::new(1),
         });
-        crate::access::spawn_member_listener(state.clone()).await?;
+        crate::access::spawn_member_listener(
+            &state.nats,
+            state.access.clone(),
+            state.fanout.clone(),
+            state.drain.clone(),
+        )
+        .await?;
         crate::revocation::spawn_user_listener(state.clone()).await?;
         state
             .own_reads

@@ -345,7 +345,10 @@ async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answe
     if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100").into());
     }
-    let page = crate::access::read_history(state, &user, room, before, limit).await?;
+    let page = state
+        .access
+        .read_history(&user, room, before, limit)
+        .await?;
     Ok(reply::json(
         200,
         &serde_json::json!({ "messages": page.messages, "more": page.more }),

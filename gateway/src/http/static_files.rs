@@ -1,5 +1,6 @@
 //! The web client: static files with no build step, compiled into the binary (or read from
-//! `gateway.web_root` when set, for development), served with a strict CSP.
+//! `gateway.web_root` when set, for development), served with a strict CSP. `/chatmesh.js` is
+//! the JavaScript client package (clients/js), which the page's modules import.
 
 use hyper::header::{HeaderValue, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
 use hyper::Response;
@@ -31,6 +32,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "/socket.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/socket.js"),
+    ),
+    (
+        "/chatmesh.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../clients/js/chatmesh.js"),
     ),
     (
         "/style.css",

@@ -477,8 +477,11 @@ impl Session {
         before: Option<u64>,
         limit: u32,
     ) -> Result<(), ApiError> {
-        let page =
-            crate::access::read_history(&self.state, self.user(), room, before, limit).await?;
+        let page = self
+            .state
+            .access
+            .read_history(self.user(), room, before, limit)
+            .await?;
         let frame = ServerFrame::History {
             r#ref: Cow::Borrowed(r#ref),
             room: Cow::Borrowed(room),

@@ -1,0 +1,1388 @@
+// @chatmesh/client — a JavaScript client for chatmesh protocol v1 (browsers and node >= 20).
+//
+// One plain ES module with JSDoc types (checked by `tsc --checkJs`), no dependencies and no
+// build step: the gateway serves this very file to the web client as /chatmesh.js.
+//
+// `Http` is the HTTP half of the protocol (accounts, rooms, members, DMs, history pages).
+// `Client` is one WebSocket session that survives broken connections: it reconnects with
+// backoff, says `hello` again (logging in again when it has the password and the token is
+// refused), re-joins every joined room with `since` = the last message it delivered, and
+// resends every send still without its `ack` under the same id. So each message of a joined
+// room reaches the application once and in order, and each send is stored once. It mirrors
+// the Rust SDK (client/ in the chatmesh repository); README.md describes both halves.
+"use strict";
+
+/** The WebSocket subprotocol of protocol v1. */
+export const SUBPROTOCOL = "chatmesh.v1";
+
+/** Room ids and user names: `[A-Za-z0-9_-]{1,64}`. */
+export const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A send answered `unavailable` is resent after this, times its attempt (at most 8 times). */
+const RESEND_AFTER_MS = 250;
+/** Attempts of one send (or one re-join of a resume) before its error counts. */
+const MAX_ATTEMPTS = 40;
+/** How long `close()` waits for the acks of sends in flight, then for the server's close. */
+const CLOSE_WAIT_MS = 2000;
+/** How many `typing`/`read` refs are remembered to name the request an error refused. */
+const FIRE_REFS = 256;
+/** The most a history page may hold (protocol v1). */
+const MAX_HISTORY_LIMIT = 100;
+
+/** The answer each request type expects. */
+const ANSWERS = /** @type {const} */ ({
+  join: "joined",
+  leave: "left",
+  send: "ack",
+  history: "history",
+  presence: "presence",
+  ping: "pong",
+});
+
+// ---------------------------------------------------------------------------------------
+// Types
+
+/**
+ * A message of a room: a `message` frame without `type`, and the items of history pages.
+ * @typedef {object} Message
+ * @property {string} room
+ * @property {number} seq increasing within the room (not consecutive)
+ * @property {number} prev the seq of the room's previous message (0 for the first)
+ * @property {string} id the sender's message id
+ * @property {string} from the sender
+ * @property {number} ts when the gateway accepted it, ms since the Unix epoch
+ * @property {string} body
+ */
+
+/**
+ * The answer to a send: the message is stored as `seq` of its room.
+ * @typedef {object} Ack
+ * @property {string} room
+ * @property {string} id
+ * @property {number} seq
+ * @property {number} ts ms since the Unix epoch; for a resend, the original's
+ */
+
+/**
+ * A page of history, oldest first; `more` when older messages exist.
+ * @typedef {object} Page
+ * @property {Message[]} messages
+ * @property {boolean} more
+ */
+
+/**
+ * A login: the token and when it expires (seconds since the Unix epoch).
+ * @typedef {object} Login
+ * @property {string} token
+ * @property {number} expires_at
+ */
+
+/** @typedef {"public" | "private" | "dm"} RoomKind */
+
+/**
+ * One room of `GET /v1/rooms`.
+ * @typedef {object} RoomInfo
+ * @property {string} room
+ * @property {RoomKind} kind
+ * @property {"owner" | "admin" | "member" | null} role null for a public room the caller is not in
+ * @property {number} last_seq
+ * @property {number} unread
+ * @property {string} [peer] the other user of a DM
+ */
+
+/**
+ * What `welcome` says: who the session is and the limits in force.
+ * @typedef {object} Welcome
+ * @property {string} user
+ * @property {string} session
+ * @property {Record<string, number>} limits
+ */
+
+/**
+ * The events of a `Client` and what their handlers get.
+ * @typedef {object} EventMap
+ * @property {Message} message a message of a joined room: each (room, seq) once, in order, across reconnects
+ * @property {{room: string, from: number, to: number}} gap messages from..to of the room are no longer retained and will not come
+ * @property {{room: string, joined: string[], left: string[]}} presence users came online or went offline in a joined room
+ * @property {{room: string, user: string}} typing
+ * @property {{room: string, user: string, seq: number}} receipt `user` has read `room` up to `seq`
+ * @property {{room: string}} removed the user's membership of the room was removed (or a resume found it gone): no more of its messages come
+ * @property {ChatmeshError} error an error the server sent without a request waiting for it (e.g. a refused `typing`: `error.request` says which)
+ * @property {Welcome} connected a connection is open and welcomed (the first one too); rooms are being re-joined and unacked sends resent
+ * @property {{code: number, reason: string}} disconnected the connection broke (close code; 1006 when there was none); the client reconnects on its own
+ * @property {{attempt: number, delay: number}} reconnecting the next connection attempt starts in `delay` ms
+ * @property {Welcome} reconnected connected again after a disconnect: every joined room resumes from its last message, unacked sends were resent
+ * @property {{code: number, reason: string}} closed the session is over for good (the client was closed, or the token refused: 4001)
+ */
+
+/** @typedef {keyof EventMap} EventType */
+
+/**
+ * An event as the `events()` iterator yields it.
+ * @typedef {{[K in EventType]: {type: K, data: EventMap[K]}}[EventType]} ClientEvent
+ */
+
+/** The event types, in the order of EventMap. */
+export const EVENT_TYPES = /** @type {const} */ ([
+  "message",
+  "gap",
+  "presence",
+  "typing",
+  "receipt",
+  "removed",
+  "error",
+  "connected",
+  "disconnected",
+  "reconnecting",
+  "reconnected",
+  "closed",
+]);
+
+/**
+ * The part of the WebSocket API the client uses: browsers' and node's `WebSocket`, and the
+ * `ws` package's, have it. Text frames must arrive as strings in `onmessage`'s `data`.
+ * @typedef {{
+ *   readyState: number,
+ *   send(data: string): void,
+ *   close(code?: number, reason?: string): void,
+ *   onopen: ((ev: any) => void) | null,
+ *   onmessage: ((ev: any) => void) | null,
+ *   onclose: ((ev: any) => void) | null,
+ *   onerror: ((ev: any) => void) | null,
+ * }} WebSocketLike
+ */
+
+/** @typedef {new (url: string, protocols?: string | string[]) => WebSocketLike} WebSocketConstructor */
+
+/** @typedef {(input: string, init?: RequestInit) => Promise<Response>} FetchFunction */
+
+/**
+ * How a `Client` connects. Give `token`, or `username` and `password`.
+ * @typedef {object} ClientOptions
+ * @property {string} [token] a token from `POST /v1/auth/login` or an external issuer; refused for good: the session closes (4001)
+ * @property {string} [username] log in with this (again whenever the token is refused)
+ * @property {string} [password]
+ * @property {WebSocketConstructor} [WebSocket] default `globalThis.WebSocket` (in node 20: pass the `ws` package's)
+ * @property {FetchFunction} [fetch] default `globalThis.fetch`
+ * @property {string} [wsUrl] the WebSocket URL (default: the base URL's `/v1/ws`, ws:// or wss://)
+ * @property {number} [requestTimeout] ms a request waits for its answer (default 30 s; a send is resent after reconnects and `unavailable` until then)
+ * @property {number} [connectTimeout] ms from opening a connection to `welcome` (default 10 s)
+ * @property {number} [reconnectMin] first reconnect delay bound, ms (default 100)
+ * @property {number} [reconnectMax] largest reconnect delay, ms (default 10 000)
+ * @property {number} [pingEvery] ms between pings of an idle connection; three intervals without a frame count as a broken connection (default 15 s)
+ * @property {number} [maxPending] requests waiting for their answer at once; one more is refused with `overflow` (default 1 024)
+ */
+
+/** @typedef {{type: string, [field: string]: unknown}} Frame */
+
+/**
+ * A request waiting for its answer. `call`: the application's; `resume`: a re-join.
+ * @typedef {object} Pending
+ * @property {"call" | "resume"} kind
+ * @property {number} ref
+ * @property {Frame} frame
+ * @property {number} attempts
+ * @property {(value: any) => void} resolve
+ * @property {(error: ChatmeshError) => void} reject
+ * @property {ReturnType<typeof setTimeout> | null} timer
+ * @property {ReturnType<typeof setTimeout> | null} resendTimer
+ */
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/**
+ * Every failure of this package. `code` is the protocol's error code (`bad_request`,
+ * `unauthorized`, `forbidden`, `not_found`, `too_large`, `rate_limited`, `unavailable`,
+ * `internal`; over HTTP also `conflict`, or `http_<status>` for an answer without an error
+ * body) or one of the client's own: `network` (HTTP could not reach the server),
+ * `disconnected` (the connection broke while the request waited; only sends are resent),
+ * `timeout`, `closed` (the session is over), `overflow` (too many requests waiting, or an
+ * `events()` reader too slow), `protocol` (an answer protocol v1 does not allow),
+ * `invalid` (a bad argument).
+ */
+export class ChatmeshError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} [message]
+   * @param {{status?: number, retryAfter?: number, request?: string, room?: string, closeCode?: number}} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message || code);
+    this.name = "ChatmeshError";
+    /** @type {string} */
+    this.code = code;
+    /** The HTTP status of an HTTP error (0: the server could not be reached). */
+    this.status = extra.status;
+    /** Seconds to wait, from a 429's `Retry-After`. */
+    this.retryAfter = extra.retryAfter;
+    /** For an `error` event answering a `typing` or `read`: that request's type. */
+    this.request = extra.request;
+    /** For an `error` event answering a `typing` or `read`: its room. */
+    this.room = extra.room;
+    /** For code `closed`: the close code that ended the session. */
+    this.closeCode = extra.closeCode;
+  }
+}
+
+/** @param {unknown} e @returns {ChatmeshError} */
+function asError(e) {
+  if (e instanceof ChatmeshError) return e;
+  return new ChatmeshError("network", e instanceof Error ? e.message : String(e));
+}
+
+// ---------------------------------------------------------------------------------------
+// Backoff
+
+/**
+ * Exponential backoff with jitter, for reconnects: each delay is drawn uniformly between
+ * half the current bound and the bound, which doubles from `min` up to `max`, so clients cut
+ * off together do not come back together. The same rule as the Rust SDK's `Backoff`.
+ */
+export class Backoff {
+  /** @param {number} min ms @param {number} max ms */
+  constructor(min, max) {
+    this.min = Math.max(1, min);
+    this.max = Math.max(this.min, max);
+    this.bound = this.min;
+  }
+
+  /** The next delay in ms, then the bound doubles. */
+  next() {
+    const bound = this.bound;
+    this.bound = Math.min(this.bound * 2, this.max);
+    return Math.round(bound / 2 + Math.random() * (bound / 2));
+  }
+
+  /** Back to the shortest delay (after a success). */
+  reset() {
+    this.bound = this.min;
+  }
+
+  /** Raises the bound to at least `ms` (capped at `max`), e.g. after close 4008. */
+  atLeast(/** @type {number} */ ms) {
+    this.bound = Math.min(this.max, Math.max(this.bound, ms));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+/** @param {string} base */
+function checkBase(base) {
+  const b = String(base).replace(/\/+$/, "");
+  if (!/^https?:\/\/[^/]/.test(b)) {
+    throw new ChatmeshError("invalid", `invalid base URL ${JSON.stringify(base)}: use http:// or https://`);
+  }
+  return b;
+}
+
+/** The WebSocket URL of a gateway's HTTP base URL. @param {string} base */
+export function wsUrlOf(base) {
+  return `${checkBase(base).replace(/^http/, "ws")}/v1/ws`;
+}
+
+/** @param {string} name @param {string} what */
+function seg(name, what) {
+  if (typeof name !== "string" || !name) throw new ChatmeshError("invalid", `${what} must be a non-empty string`);
+  return encodeURIComponent(name);
+}
+
+/**
+ * The HTTP API of one gateway. Every call but `register` and `login` needs a token
+ * (`new Http(base, {token})` or `withToken`). Errors are `ChatmeshError`s with the code and
+ * message of the `{"error":{"code","message"}}` body and the HTTP `status`.
+ */
+export class Http {
+  /** @type {FetchFunction} */
+  #fetch;
+
+  /**
+   * @param {string} base `http://host:port` or `https://…`
+   * @param {{token?: string | null, fetch?: FetchFunction}} [options]
+   */
+  constructor(base, options = {}) {
+    /** The base URL, without a trailing slash. */
+    this.base = checkBase(base);
+    /** @type {string | null} */
+    this.token = options.token ?? null;
+    const f = options.fetch;
+    this.#fetch = f ?? ((input, init) => globalThis.fetch(input, init));
+  }
+
+  /** The same API, calling with `token`. @param {string | null} token */
+  withToken(token) {
+    return new Http(this.base, { token, fetch: this.#fetch });
+  }
+
+  /** `POST /v1/auth/register` (password ≥ 8 characters); 409 `conflict` if taken. */
+  async register(/** @type {string} */ username, /** @type {string} */ password) {
+    await this.#call("POST", "/v1/auth/register", { username, password });
+  }
+
+  /** `POST /v1/auth/login`. @returns {Promise<Login>} */
+  async login(/** @type {string} */ username, /** @type {string} */ password) {
+    return /** @type {Login} */ (await this.#call("POST", "/v1/auth/login", { username, password }));
+  }
+
+  /** `POST /v1/auth/logout_all`: revokes every token of the caller, this one included. */
+  async logoutAll() {
+    await this.#call("POST", "/v1/auth/logout_all");
+  }
+
+  /**
+   * `POST /v1/rooms`: the caller becomes the owner; 409 if taken.
+   * @param {string} room
+   * @param {"public" | "private"} [kind]
+   * @returns {Promise<{room: string, kind: RoomKind, owner: string}>}
+   */
+  async createRoom(room, kind = "public") {
+    return /** @type {any} */ (await this.#call("POST", "/v1/rooms", { room, kind }));
+  }
+
+  /** `GET /v1/rooms`: the caller's rooms first, then public rooms it is not in. @returns {Promise<RoomInfo[]>} */
+  async rooms() {
+    const data = /** @type {{rooms?: RoomInfo[]} | null} */ (await this.#call("GET", "/v1/rooms"));
+    return data && Array.isArray(data.rooms) ? data.rooms : [];
+  }
+
+  /**
+   * `POST /v1/rooms/{room}/members` (owner or admin; only the owner grants `admin`).
+   * @param {string} room
+   * @param {string} user
+   * @param {"member" | "admin"} [role]
+   */
+  async addMember(room, user, role = "member") {
+    await this.#call("POST", `/v1/rooms/${seg(room, "room")}/members`, { user, role });
+  }
+
+  /** `DELETE /v1/rooms/{room}/members/{user}` (owner/admin, or the user itself). */
+  async removeMember(/** @type {string} */ room, /** @type {string} */ user) {
+    await this.#call("DELETE", `/v1/rooms/${seg(room, "room")}/members/${seg(user, "user")}`);
+  }
+
+  /** `POST /v1/dm/{user}`: the one DM room of the caller and `user`. @returns {Promise<string>} */
+  async dm(/** @type {string} */ user) {
+    const data = /** @type {{room: string}} */ (await this.#call("POST", `/v1/dm/${seg(user, "user")}`));
+    return data.room;
+  }
+
+  /**
+   * `GET /v1/rooms/{room}/messages`: up to `limit` (1–100) messages before seq `before`
+   * (or the latest), oldest first.
+   * @param {string} room
+   * @param {number | null} [before]
+   * @param {number} [limit]
+   * @returns {Promise<Page>}
+   */
+  async history(room, before, limit = 50) {
+    const q = new URLSearchParams({ limit: String(clampLimit(limit)) });
+    if (typeof before === "number") q.set("before", String(before));
+    const data = /** @type {Page} */ (await this.#call("GET", `/v1/rooms/${seg(room, "room")}/messages?${q}`));
+    return { messages: Array.isArray(data.messages) ? data.messages : [], more: !!data.more };
+  }
+
+  /**
+   * @param {string} method
+   * @param {string} path
+   * @param {unknown} [body]
+   * @returns {Promise<unknown>}
+   */
+  async #call(method, path, body) {
+    /** @type {Record<string, string>} */
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    let resp;
+    try {
+      resp = await this.#fetch(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "omit",
+        cache: "no-store",
+      });
+    } catch (e) {
+      throw new ChatmeshError("network", `cannot reach the server (${e instanceof Error ? e.message : e})`, { status: 0 });
+    }
+    const text = await resp.text().catch(() => "");
+    /** @type {any} */
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch (_) {
+        if (resp.ok) throw new ChatmeshError("protocol", `HTTP ${resp.status} with a body that is not JSON`, { status: resp.status });
+      }
+    }
+    if (resp.ok) return data;
+    const err = data && typeof data === "object" && data.error && typeof data.error === "object" ? data.error : {};
+    const retry = Number(resp.headers.get("retry-after"));
+    throw new ChatmeshError(
+      typeof err.code === "string" ? err.code : `http_${resp.status}`,
+      typeof err.message === "string" && err.message ? err.message : `HTTP ${resp.status} ${resp.statusText}`.trim(),
+      { status: resp.status, retryAfter: Number.isFinite(retry) && retry > 0 ? retry : undefined },
+    );
+  }
+}
+
+/** @param {number} limit */
+function clampLimit(limit) {
+  const n = Math.floor(Number(limit));
+  return Number.isFinite(n) ? Math.min(MAX_HISTORY_LIMIT, Math.max(1, n)) : 50;
+}
+
+// ---------------------------------------------------------------------------------------
+// The session
+
+/** Unique message ids: a random prefix per client and a counter. */
+function idSource() {
+  const bytes = new Uint8Array(8);
+  if (globalThis.crypto && globalThis.crypto.getRandomValues) globalThis.crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  const prefix = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  let n = 0;
+  return () => `${prefix}-${++n}`;
+}
+
+/** @param {WebSocketLike} ws */
+function detach(ws) {
+  ws.onopen = null;
+  ws.onmessage = null;
+  ws.onclose = null;
+  ws.onerror = () => {}; // the `ws` package throws on an error event nobody listens to
+}
+
+/** @param {WebSocketLike} ws @param {number} code @param {string} reason */
+function safeClose(ws, code, reason) {
+  try {
+    ws.close(code, reason);
+  } catch (_) {
+    // closing or closed already, or still connecting in an implementation that refuses
+  }
+}
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One session with a gateway, kept across broken connections (see the top of this file).
+ *
+ * Use `await Client.connect(base, options)` (rejects when the first connection fails), or
+ * `new Client(base, options)` then `start()` (keeps trying in the background, as a page
+ * does). Requests may be made at any time: made while disconnected they wait for the next
+ * connection. Events come to `on(type, handler)` handlers, or from `events()`.
+ */
+export class Client {
+  /** @type {Http} */
+  #http;
+  /** @type {{token: string} | {username: string, password: string}} */
+  #auth;
+  /** @type {string | null} */
+  #token;
+  /** @type {WebSocketConstructor} */
+  #WebSocket;
+  /** @type {string} */
+  #wsUrl;
+  #requestTimeout;
+  #connectTimeout;
+  #pingEvery;
+  #maxPending;
+  #backoff;
+  #nextId = idSource();
+
+  /** @type {"idle" | "connecting" | "open" | "reconnecting" | "closed"} */
+  #phase = "idle";
+  #everConnected = false;
+  #closing = false;
+  /** @type {Promise<void> | null} */
+  #closingDone = null;
+  /** @type {(() => void) | null} */
+  #closeWaiter = null;
+  /** @type {WebSocketLike | null} the welcomed connection */
+  #ws = null;
+  /** @type {WebSocketLike | null} a connection being opened */
+  #opening = null;
+  /** @type {Welcome | null} */
+  #welcome = null;
+  #heard = 0;
+  /** @type {ReturnType<typeof setInterval> | null} */
+  #pingTimer = null;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  #waitTimer = null;
+  #skipDelay = false;
+  #attempt = 0;
+
+  /** Joined rooms and the seq of the last message delivered (or the join's `last_seq`). */
+  /** @type {Map<string, number>} */
+  #rooms = new Map();
+  /** Requests waiting for their answer, by ref; a Map keeps them in ref order. */
+  /** @type {Map<number, Pending>} */
+  #pending = new Map();
+  #calls = 0;
+  /** @type {Map<number, {type: string, room: string}>} */
+  #fires = new Map();
+  #nextRef = 1;
+  /** @type {Map<string, Set<(data: any) => void>>} */
+  #listeners = new Map();
+
+  /**
+   * @param {string} base the gateway's HTTP base URL, `http://host:port`
+   * @param {ClientOptions} options
+   */
+  constructor(base, options) {
+    const o = options || {};
+    this.#http = new Http(base, { fetch: o.fetch });
+    if (typeof o.token === "string" && o.token) {
+      this.#auth = { token: o.token };
+      this.#token = o.token;
+    } else if (typeof o.username === "string" && typeof o.password === "string") {
+      this.#auth = { username: o.username, password: o.password };
+      this.#token = null;
+    } else {
+      throw new ChatmeshError("invalid", "no credentials: pass token, or username and password");
+    }
+    const WS = o.WebSocket ?? /** @type {WebSocketConstructor | undefined} */ (globalThis.WebSocket);
+    if (typeof WS !== "function") {
+      throw new ChatmeshError("invalid", "no WebSocket here: pass options.WebSocket (in node 20, the ws package's)");
+    }
+    this.#WebSocket = WS;
+    this.#wsUrl = o.wsUrl ?? wsUrlOf(this.#http.base);
+    this.#requestTimeout = o.requestTimeout ?? 30_000;
+    this.#connectTimeout = o.connectTimeout ?? 10_000;
+    this.#pingEvery = Math.max(10, o.pingEvery ?? 15_000);
+    this.#maxPending = Math.max(1, o.maxPending ?? 1024);
+    this.#backoff = new Backoff(o.reconnectMin ?? 100, o.reconnectMax ?? 10_000);
+  }
+
+  /**
+   * Logs in if asked to, opens the session and waits for `welcome`.
+   * @param {string} base
+   * @param {ClientOptions} options
+   */
+  static async connect(base, options) {
+    const client = new Client(base, options);
+    await client.connect();
+    return client;
+  }
+
+  /**
+   * Opens the first connection (logging in first with a password); rejects with the
+   * failure (e.g. code `unauthorized`), and the client is then closed. Later breaks are
+   * reconnected on their own. @returns {Promise<Welcome>}
+   */
+  async connect() {
+    if (this.#phase !== "idle") throw new ChatmeshError("invalid", "connect() or start() was called already");
+    this.#phase = "connecting";
+    try {
+      const opened = await this.#openWithAuth();
+      if (this.#over()) {
+        detach(opened.ws);
+        safeClose(opened.ws, 1000, "");
+        throw new ChatmeshError("closed", "closed while connecting", { closeCode: 1000 });
+      }
+      this.#established(opened);
+      return opened.welcome;
+    } catch (e) {
+      const err = asError(e);
+      this.#finish(err.code === "unauthorized" ? 4001 : 1006, err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * Connects in the background and keeps the session from then on, like after a
+   * disconnect: a failed attempt is retried with backoff (`reconnecting` events), a refused
+   * token ends the session (`closed` with 4001). The first connection emits `connected`.
+   */
+  start() {
+    if (this.#phase !== "idle") throw new ChatmeshError("invalid", "connect() or start() was called already");
+    this.#attemptConnect();
+  }
+
+  /** The user the server welcomed (null before the first `welcome`). */
+  get user() {
+    return this.#welcome ? this.#welcome.user : null;
+  }
+
+  /** The latest `welcome` (user, session, limits), or null. */
+  get welcome() {
+    return this.#welcome;
+  }
+
+  /** True while a connection is open and welcomed. */
+  get connected() {
+    return this.#phase === "open";
+  }
+
+  /** `idle` (not started), `connecting` (first connection), `open`, `reconnecting`, `closed`. */
+  get state() {
+    return this.#phase;
+  }
+
+  /** The rooms joined and the seq of the last message delivered of each. */
+  get rooms() {
+    return new Map(this.#rooms);
+  }
+
+  /** The HTTP API with this session's current token (rooms, members, DMs). */
+  http() {
+    return this.#http.withToken(this.#token);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Events
+
+  /**
+   * Calls `handler` with each event of `type`; returns a function that removes it. A
+   * handler that throws does not disturb the session (the exception is re-thrown
+   * asynchronously, as an uncaught one).
+   * @template {EventType} K
+   * @param {K} type
+   * @param {(data: EventMap[K]) => void} handler
+   * @returns {() => void}
+   */
+  on(type, handler) {
+    if (!EVENT_TYPES.includes(type)) throw new ChatmeshError("invalid", `no event ${JSON.stringify(type)}`);
+    let set = this.#listeners.get(type);
+    if (!set) this.#listeners.set(type, (set = new Set()));
+    set.add(handler);
+    return () => this.off(type, handler);
+  }
+
+  /**
+   * Removes a handler added with `on`.
+   * @template {EventType} K
+   * @param {K} type
+   * @param {(data: EventMap[K]) => void} handler
+   */
+  off(type, handler) {
+    const set = this.#listeners.get(type);
+    if (set) set.delete(handler);
+  }
+
+  /**
+   * Every event from now on, in order, as `{type, data}`, as an async iterator; it ends
+   * after `closed`. At most `buffer` events wait for the reader: one more and the iterator
+   * throws a `ChatmeshError` `overflow` (after the buffered ones) and stops.
+   * `break`ing out of a `for await` stops it.
+   * @param {{buffer?: number}} [options]
+   * @returns {AsyncIterableIterator<ClientEvent>}
+   */
+  events(options = {}) {
+    const limit = Math.max(1, options.buffer ?? 1024);
+    /** @type {ClientEvent[]} */
+    const queue = [];
+    /** @type {((r: IteratorResult<ClientEvent>) => void) | null} */
+    let wake = null;
+    /** @type {ChatmeshError | null} */
+    let failure = null;
+    let ended = this.#phase === "closed";
+    /** @type {(() => void)[]} */
+    let offs = [];
+    const stop = () => {
+      for (const off of offs) off();
+      offs = [];
+    };
+    /** @param {ClientEvent} item */
+    const push = (item) => {
+      if (ended) return;
+      if (item.type === "closed") {
+        ended = true;
+        stop();
+      }
+      if (wake) {
+        const w = wake;
+        wake = null;
+        w({ value: item, done: false });
+      } else if (queue.length >= limit) {
+        ended = true;
+        stop();
+        failure = new ChatmeshError("overflow", `more than ${limit} events were waiting for the events() reader`);
+      } else {
+        queue.push(item);
+      }
+    };
+    if (!ended) {
+      offs = EVENT_TYPES.map((type) => this.on(type, (data) => push(/** @type {ClientEvent} */ ({ type, data }))));
+    }
+    /** @type {AsyncIterableIterator<ClientEvent>} */
+    const it = {
+      next() {
+        const item = queue.shift();
+        if (item) return Promise.resolve({ value: item, done: false });
+        if (failure) {
+          const f = failure;
+          failure = null;
+          return Promise.reject(f);
+        }
+        if (ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => {
+          wake = resolve;
+        });
+      },
+      return() {
+        ended = true;
+        stop();
+        queue.length = 0;
+        if (wake) wake({ value: undefined, done: true });
+        wake = null;
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+    };
+    return it;
+  }
+
+  /**
+   * @template {EventType} K
+   * @param {K} type
+   * @param {EventMap[K]} data
+   */
+  #emit(type, data) {
+    const set = this.#listeners.get(type);
+    if (!set || !set.size) return;
+    for (const handler of Array.from(set)) {
+      try {
+        handler(data);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Requests
+
+  /** Joins `room` for live messages; resolves to its `last_seq`. @returns {Promise<number>} */
+  async join(/** @type {string} */ room) {
+    const joined = await this.#request({ type: "join", room });
+    return Number(joined.last_seq) || 0;
+  }
+
+  /**
+   * Joins `room` and first gets every message after `since`, in order (again, even if
+   * delivered before). @returns {Promise<number>} the room's `last_seq`
+   */
+  async joinSince(/** @type {string} */ room, /** @type {number} */ since) {
+    const joined = await this.#request({ type: "join", room, since });
+    return Number(joined.last_seq) || 0;
+  }
+
+  /** Leaves `room`: no more of its messages (also if the answer is lost to a disconnect). */
+  async leave(/** @type {string} */ room) {
+    await this.#request({ type: "leave", room });
+  }
+
+  /** Sends `body` to `room` with a fresh id; the ack means it is stored. @returns {Promise<Ack>} */
+  send(/** @type {string} */ room, /** @type {string} */ body) {
+    return this.sendWithId(room, this.#nextId(), body);
+  }
+
+  /**
+   * Sends with the caller's id (1–64 printable ASCII characters, unique per sender): a
+   * resend with the same id is stored once (within the server's dedupe window, 2 minutes
+   * by default). @returns {Promise<Ack>}
+   */
+  async sendWithId(/** @type {string} */ room, /** @type {string} */ id, /** @type {string} */ body) {
+    const ack = await this.#request({ type: "send", room, id, body });
+    return { room: String(ack.room), id: String(ack.id), seq: Number(ack.seq), ts: Number(ack.ts) };
+  }
+
+  /**
+   * One page of `room`'s history: up to `limit` (1–100) messages before seq `before` (or
+   * the latest), oldest first.
+   * @param {string} room
+   * @param {number | null} [before]
+   * @param {number} [limit]
+   * @returns {Promise<Page>}
+   */
+  async history(room, before, limit = 50) {
+    /** @type {Frame} */
+    const frame = { type: "history", room, limit: clampLimit(limit) };
+    if (typeof before === "number") frame.before = before;
+    const page = await this.#request(frame);
+    return { messages: Array.isArray(page.messages) ? page.messages : [], more: !!page.more };
+  }
+
+  /**
+   * `room`'s history from the newest page back to the first, `page` messages at a time
+   * (each page oldest first).
+   * @param {string} room
+   * @param {number} [page]
+   * @returns {AsyncGenerator<Message[], void, void>}
+   */
+  async *historyPages(room, page = 50) {
+    /** @type {number | undefined} */
+    let before;
+    for (;;) {
+      const p = await this.history(room, before, page);
+      if (!p.messages.length) return;
+      yield p.messages;
+      if (!p.more) return;
+      before = p.messages[0].seq;
+    }
+  }
+
+  /** Who is online in `room` (sorted). @returns {Promise<string[]>} */
+  async presence(/** @type {string} */ room) {
+    const p = await this.#request({ type: "presence", room });
+    return Array.isArray(p.online) ? p.online.map(String) : [];
+  }
+
+  /**
+   * Tells `room` the user is typing. Not answered; a refusal comes as an `error` event
+   * whose `request` is "typing". Dropped while disconnected.
+   */
+  async typing(/** @type {string} */ room) {
+    this.#fire({ type: "typing", room });
+  }
+
+  /**
+   * Marks `room` read up to `seq`; members get a receipt. Not answered; a refusal comes as
+   * an `error` event whose `request` is "read". Dropped while disconnected.
+   */
+  async read(/** @type {string} */ room, /** @type {number} */ seq) {
+    this.#fire({ type: "read", room, seq });
+  }
+
+  /** A round trip to the gateway. */
+  async ping() {
+    await this.#request({ type: "ping" });
+  }
+
+  /**
+   * Drops the connection, if one is open, and connects again at once; or, while waiting
+   * to reconnect, skips the rest of the wait. For network changes the application knows
+   * of (a browser's `online`/`offline` events).
+   */
+  reconnect() {
+    if (this.#closing) return;
+    if (this.#phase === "open") {
+      this.#skipDelay = true;
+      this.#lost(4000, "reconnect requested");
+    } else if (this.#phase === "reconnecting" && this.#waitTimer !== null) {
+      clearTimeout(this.#waitTimer);
+      this.#waitTimer = null;
+      this.#attemptConnect();
+    }
+  }
+
+  /**
+   * Closes the session: waits (at most 2 s) for the acks of sends in flight, closes the
+   * connection (waiting at most 2 s for the server's close frame), then every request
+   * still waiting fails with `closed` and the `closed` event comes.
+   */
+  close() {
+    if (this.#phase === "closed") return Promise.resolve();
+    if (this.#closingDone) return this.#closingDone;
+    this.#closing = true;
+    this.#closingDone = (async () => {
+      const deadline = Date.now() + CLOSE_WAIT_MS;
+      while (this.#ws && this.#hasSends() && Date.now() < deadline) await sleep(10);
+      const ws = this.#ws;
+      if (ws) {
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, CLOSE_WAIT_MS);
+          this.#closeWaiter = () => {
+            clearTimeout(timer);
+            resolve(undefined);
+          };
+          safeClose(ws, 1000, "");
+        });
+      }
+      this.#finish(1000, "closed by the client");
+    })();
+    return this.#closingDone;
+  }
+
+  /** Closed, or closing (a method, so that checks after an await are not narrowed away). */
+  #over() {
+    return this.#phase === "closed" || this.#closing;
+  }
+
+  #hasSends() {
+    for (const p of this.#pending.values()) if (p.kind === "call" && p.frame.type === "send") return true;
+    return false;
+  }
+
+  /**
+   * Sends a request and resolves with its answer (an `error` answer rejects).
+   * @param {Frame} frame
+   * @returns {Promise<any>}
+   */
+  #request(frame) {
+    if (this.#phase === "closed" || this.#closing) {
+      return Promise.reject(new ChatmeshError("closed", "the session is over", { closeCode: 1000 }));
+    }
+    if (this.#calls >= this.#maxPending) {
+      return Promise.reject(
+        new ChatmeshError("overflow", `${this.#maxPending} requests are already waiting for their answers`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const ref = this.#nextRef++;
+      /** @type {Pending} */
+      const p = { kind: "call", ref, frame, attempts: 0, resolve, reject, timer: null, resendTimer: null };
+      p.timer = setTimeout(() => {
+        if (this.#pending.get(ref) !== p) return;
+        this.#remove(p);
+        reject(new ChatmeshError("timeout", `no answer to ${frame.type} within ${this.#requestTimeout} ms`));
+      }, this.#requestTimeout);
+      this.#pending.set(ref, p);
+      this.#calls += 1;
+      this.#write(ref, frame);
+    });
+  }
+
+  /** @param {Pending} p */
+  #remove(p) {
+    if (this.#pending.get(p.ref) !== p) return;
+    this.#pending.delete(p.ref);
+    if (p.kind === "call") this.#calls -= 1;
+    if (p.timer !== null) clearTimeout(p.timer);
+    if (p.resendTimer !== null) clearTimeout(p.resendTimer);
+    p.timer = p.resendTimer = null;
+  }
+
+  /** A request answered only when refused (`typing`, `read`). @param {Frame} frame */
+  #fire(frame) {
+    if (this.#phase === "closed" || this.#closing) throw new ChatmeshError("closed", "the session is over");
+    if (this.#phase !== "open") return; // typing and reads of a broken session are moot
+    const ref = this.#nextRef++;
+    this.#fires.set(ref, { type: frame.type, room: String(frame.room) });
+    if (this.#fires.size > FIRE_REFS) {
+      const oldest = this.#fires.keys().next();
+      if (!oldest.done) this.#fires.delete(oldest.value);
+    }
+    this.#write(ref, frame);
+  }
+
+  /** Writes a frame on the open connection; false when there is none. @param {number | null} ref @param {Frame} frame */
+  #write(ref, frame) {
+    const ws = this.#ws;
+    if (!ws || this.#phase !== "open") return false;
+    try {
+      ws.send(JSON.stringify(ref === null ? frame : { ...frame, ref }));
+      return true;
+    } catch (e) {
+      queueMicrotask(() => {
+        if (this.#ws === ws) this.#lost(1006, `write failed: ${e instanceof Error ? e.message : e}`);
+      });
+      return false;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Connections
+
+  /**
+   * Opens a connection with the current token, logging in again when it is refused and
+   * the password is known. @returns {Promise<{ws: WebSocketLike, welcome: Welcome, early: {data: unknown}[], earlyClose: {code: number, reason: string} | null}>}
+   */
+  async #openWithAuth() {
+    const auth = this.#auth;
+    if (this.#token === null && "password" in auth) {
+      this.#token = (await this.#http.login(auth.username, auth.password)).token;
+    }
+    try {
+      return await this.#open(/** @type {string} */ (this.#token));
+    } catch (e) {
+      const err = asError(e);
+      if (err.code !== "unauthorized" || !("password" in auth) || this.#phase === "closed") throw err;
+      this.#token = (await this.#http.login(auth.username, auth.password)).token;
+      return await this.#open(this.#token);
+    }
+  }
+
+  /**
+   * One connection: open, `hello`, `welcome`. Frames arriving right after the welcome are
+   * kept in `early` for the session to handle.
+   * @param {string} token
+   * @returns {Promise<{ws: WebSocketLike, welcome: Welcome, early: {data: unknown}[], earlyClose: {code: number, reason: string} | null}>}
+   */
+  #open(token) {
+    return new Promise((resolve, reject) => {
+      if (this.#phase === "closed") {
+        reject(new ChatmeshError("closed", "the session is over"));
+        return;
+      }
+      /** @type {WebSocketLike} */
+      let ws;
+      try {
+        ws = new this.#WebSocket(this.#wsUrl, SUBPROTOCOL);
+      } catch (e) {
+        reject(new ChatmeshError("network", `cannot open ${this.#wsUrl}: ${e instanceof Error ? e.message : e}`));
+        return;
+      }
+      this.#opening = ws;
+      let done = false;
+      const settle = () => {
+        done = true;
+        clearTimeout(timer);
+        if (this.#opening === ws) this.#opening = null;
+      };
+      /** @param {ChatmeshError} err */
+      const fail = (err) => {
+        if (done) return;
+        settle();
+        detach(ws);
+        safeClose(ws, 4000, "connect failed");
+        reject(err);
+      };
+      const timer = setTimeout(
+        () => fail(new ChatmeshError("timeout", `no welcome within ${this.#connectTimeout} ms`)),
+        this.#connectTimeout,
+      );
+      ws.onerror = () => {}; // a close event follows
+      ws.onopen = () => {
+        if (done) return;
+        try {
+          ws.send(JSON.stringify({ type: "hello", token, ref: 0 }));
+        } catch (e) {
+          fail(asError(e));
+        }
+      };
+      ws.onmessage = (ev) => {
+        if (done || typeof ev.data !== "string") return;
+        /** @type {any} */
+        let f;
+        try {
+          f = JSON.parse(ev.data);
+        } catch (_) {
+          return;
+        }
+        if (!f || typeof f !== "object") return;
+        if (f.type === "error") {
+          fail(new ChatmeshError(String(f.code), String(f.message || f.code)));
+        } else if (f.type === "welcome") {
+          settle();
+          /** @type {{data: unknown}[]} */
+          const early = [];
+          const opened = {
+            ws,
+            welcome: /** @type {Welcome} */ ({ user: String(f.user), session: String(f.session), limits: f.limits || {} }),
+            early,
+            earlyClose: /** @type {{code: number, reason: string} | null} */ (null),
+          };
+          ws.onmessage = (e) => early.push(e);
+          ws.onclose = (e) => {
+            opened.earlyClose = { code: e.code ?? 1006, reason: e.reason ?? "" };
+          };
+          resolve(opened);
+        }
+      };
+      ws.onclose = (ev) => {
+        const code = ev.code ?? 1006;
+        const why = `closed before welcome (${code}${ev.reason ? ` ${ev.reason}` : ""})`;
+        if (code === 4001) fail(new ChatmeshError("unauthorized", why));
+        else fail(new ChatmeshError("disconnected", why, { closeCode: code }));
+      };
+    });
+  }
+
+  /** A connection attempt of `start()` or of a reconnect. */
+  async #attemptConnect() {
+    this.#phase = this.#everConnected ? "reconnecting" : "connecting";
+    let opened;
+    try {
+      opened = await this.#openWithAuth();
+    } catch (e) {
+      if (this.#over()) return;
+      const err = asError(e);
+      if (err.code === "unauthorized") {
+        this.#finish(4001, err.message);
+        return;
+      }
+      this.#scheduleReconnect();
+      return;
+    }
+    if (this.#over()) {
+      detach(opened.ws);
+      safeClose(opened.ws, 1000, "");
+      return;
+    }
+    this.#established(opened);
+  }
+
+  #scheduleReconnect() {
+    const delay = this.#skipDelay ? 0 : this.#backoff.next();
+    this.#skipDelay = false;
+    this.#attempt += 1;
+    this.#phase = this.#everConnected ? "reconnecting" : "connecting";
+    this.#waitTimer = setTimeout(() => {
+      this.#waitTimer = null;
+      this.#attemptConnect();
+    }, delay);
+    this.#emit("reconnecting", { attempt: this.#attempt, delay });
+  }
+
+  /**
+   * A welcomed connection: serve it, re-join every room from its last delivered message,
+   * then write every request still waiting (sends with their ids, in their order).
+   * @param {{ws: WebSocketLike, welcome: Welcome, early: {data: unknown}[], earlyClose: {code: number, reason: string} | null}} opened
+   */
+  #established(opened) {
+    const { ws, welcome } = opened;
+    const first = !this.#everConnected;
+    this.#everConnected = true;
+    this.#backoff.reset();
+    this.#attempt = 0;
+    this.#ws = ws;
+    this.#welcome = welcome;
+    this.#phase = "open";
+    this.#heard = Date.now();
+    ws.onmessage = (ev) => {
+      if (this.#ws !== ws) return;
+      this.#heard = Date.now();
+      if (typeof ev.data === "string") this.#onText(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (this.#ws === ws) this.#lost(ev.code ?? 1006, ev.reason ?? "");
+    };
+    ws.onerror = () => {};
+    this.#pingTimer = setInterval(() => {
+      if (this.#ws !== ws) return;
+      if (Date.now() - this.#heard > 3 * this.#pingEvery) this.#lost(1006, "no answer to pings");
+      else this.#write(null, { type: "ping" });
+    }, this.#pingEvery);
+
+    const waiting = Array.from(this.#pending.values()).filter((p) => p.kind === "call");
+    for (const [room, since] of this.#rooms) {
+      const ref = this.#nextRef++;
+      /** @type {Pending} */
+      const p = {
+        kind: "resume",
+        ref,
+        frame: { type: "join", room, since },
+        attempts: 0,
+        resolve: () => {},
+        reject: () => {},
+        timer: null,
+        resendTimer: null,
+      };
+      this.#pending.set(ref, p);
+      this.#write(ref, p.frame);
+    }
+    for (const p of waiting) {
+      if (p.resendTimer !== null) clearTimeout(p.resendTimer);
+      p.resendTimer = null;
+      this.#write(p.ref, p.frame);
+    }
+    for (const ev of opened.early) {
+      if (this.#ws !== ws) return;
+      if (typeof ev.data === "string") this.#onText(ev.data);
+    }
+    if (opened.earlyClose) {
+      this.#lost(opened.earlyClose.code, opened.earlyClose.reason);
+      return;
+    }
+    this.#emit("connected", welcome);
+    if (!first && this.#ws === ws) this.#emit("reconnected", welcome);
+  }
+
+  /**
+   * The connection broke (or is dropped): requests that are not resent fail with
+   * `disconnected` (sends are kept), then reconnect, unless the token was refused.
+   * @param {number} code
+   * @param {string} reason
+   */
+  #lost(code, reason) {
+    const ws = this.#ws;
+    this.#ws = null;
+    if (ws) {
+      detach(ws);
+      safeClose(ws, 4000, "dropped");
+    }
+    if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
+    this.#pingTimer = null;
+    if (this.#closing) {
+      if (this.#closeWaiter) this.#closeWaiter();
+      return;
+    }
+    if (this.#phase === "closed") return;
+    this.#phase = "reconnecting";
+    for (const p of Array.from(this.#pending.values())) {
+      if (p.kind === "call" && p.frame.type === "send") {
+        if (p.resendTimer !== null) clearTimeout(p.resendTimer);
+        p.resendTimer = null;
+        continue;
+      }
+      this.#remove(p);
+      if (p.kind === "call") {
+        // A leave cut off still takes effect: the room is not joined on the next connection.
+        if (p.frame.type === "leave") this.#rooms.delete(String(p.frame.room));
+        p.reject(new ChatmeshError("disconnected", `disconnected before the answer came (${code})`, { closeCode: code }));
+      }
+    }
+    this.#fires.clear();
+    this.#emit("disconnected", { code, reason });
+    if (this.#over()) return; // closed by a handler
+    if (code === 4001 && "token" in this.#auth) {
+      // The token is refused for good; only a password login could get a new one.
+      this.#finish(4001, reason || "the token was refused");
+      return;
+    }
+    if (code === 4008) this.#backoff.atLeast(2000); // rate limited: slow down
+    this.#scheduleReconnect();
+  }
+
+  /**
+   * The session is over: every waiting request fails with `closed`, then the last event.
+   * @param {number} code
+   * @param {string} reason
+   */
+  #finish(code, reason) {
+    if (this.#phase === "closed") return;
+    this.#phase = "closed";
+    if (this.#waitTimer !== null) clearTimeout(this.#waitTimer);
+    this.#waitTimer = null;
+    if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
+    this.#pingTimer = null;
+    const ws = this.#ws;
+    this.#ws = null;
+    if (ws) {
+      detach(ws);
+      safeClose(ws, 1000, "");
+    }
+    if (this.#opening) safeClose(this.#opening, 1000, ""); // its attempt then fails and stops
+    for (const p of Array.from(this.#pending.values())) {
+      this.#remove(p);
+      if (p.kind === "call") p.reject(new ChatmeshError("closed", `the session is closed (${code}: ${reason})`, { closeCode: code }));
+    }
+    this.#fires.clear();
+    this.#emit("closed", { code, reason });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Frames from the server
+
+  /** @param {string} text */
+  #onText(text) {
+    /** @type {any} */
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch (_) {
+      return; // not JSON: skipped
+    }
+    if (!f || typeof f !== "object" || typeof f.type !== "string") return;
+    if (typeof f.ref === "number") {
+      const p = this.#pending.get(f.ref);
+      if (p) {
+        this.#answer(p, f);
+        return;
+      }
+      const fired = this.#fires.get(f.ref);
+      if (fired && f.type === "error") {
+        this.#fires.delete(f.ref);
+        this.#emit("error", new ChatmeshError(String(f.code), String(f.message || f.code), fired.type === "typing" || fired.type === "read" ? { request: fired.type, room: fired.room } : {}));
+        return;
+      }
+    }
+    switch (f.type) {
+      case "message": {
+        const last = this.#rooms.get(f.room);
+        // Seen already (a replay overlapping live), or a room no longer joined.
+        if (last === undefined || typeof f.seq !== "number" || f.seq <= last) return;
+        this.#rooms.set(f.room, f.seq);
+        this.#emit("message", {
+          room: f.room,
+          seq: f.seq,
+          prev: Number(f.prev) || 0,
+          id: String(f.id),
+          from: String(f.from),
+          ts: Number(f.ts) || 0,
+          body: String(f.body),
+        });
+        return;
+      }
+      case "left":
+        if (f.ref !== undefined && f.ref !== null) return; // the answer to a leave given up on
+        this.#rooms.delete(String(f.room));
+        this.#emit("removed", { room: String(f.room) });
+        return;
+      case "gap":
+        this.#emit("gap", { room: String(f.room), from: Number(f.from), to: Number(f.to) });
+        return;
+      case "presence_diff":
+        this.#emit("presence", {
+          room: String(f.room),
+          joined: Array.isArray(f.joined) ? f.joined.map(String) : [],
+          left: Array.isArray(f.left) ? f.left.map(String) : [],
+        });
+        return;
+      case "typing":
+        this.#emit("typing", { room: String(f.room), user: String(f.user) });
+        return;
+      case "receipt":
+        this.#emit("receipt", { room: String(f.room), user: String(f.user), seq: Number(f.seq) });
+        return;
+      case "error":
+        this.#emit("error", new ChatmeshError(String(f.code), String(f.message || f.code)));
+        return;
+      default:
+        // Pongs, answers to requests given up on, frames of newer servers.
+        return;
+    }
+  }
+
+  /**
+   * The answer to a waiting request.
+   * @param {Pending} p
+   * @param {any} f
+   */
+  #answer(p, f) {
+    const frame = p.frame;
+    if (f.type === "error") {
+      const code = String(f.code);
+      const retry =
+        p.attempts + 1 < MAX_ATTEMPTS &&
+        ((p.kind === "call" && frame.type === "send" && code === "unavailable") ||
+          // A resume's re-join beyond the replays a session or gateway may run at once.
+          (p.kind === "resume" && (code === "unavailable" || code === "rate_limited")));
+      if (retry) {
+        // Not stored (yet): the protocol asks for a resend with the same id.
+        p.attempts += 1;
+        if (p.resendTimer !== null) clearTimeout(p.resendTimer);
+        const ws = this.#ws;
+        p.resendTimer = setTimeout(() => {
+          p.resendTimer = null;
+          if (this.#pending.get(p.ref) === p && this.#ws === ws) this.#write(p.ref, frame);
+        }, RESEND_AFTER_MS * Math.min(p.attempts, 8));
+        return;
+      }
+      this.#remove(p);
+      if (p.kind === "resume") {
+        // The room is gone for this user (removed, or no longer readable).
+        const room = String(frame.room);
+        this.#rooms.delete(room);
+        this.#emit("removed", { room });
+      } else {
+        p.reject(new ChatmeshError(code, String(f.message || code)));
+      }
+      return;
+    }
+    const expected = ANSWERS[/** @type {keyof typeof ANSWERS} */ (frame.type)];
+    if (expected && f.type !== expected) {
+      this.#remove(p);
+      if (p.kind === "call") p.reject(new ChatmeshError("protocol", `${frame.type} answered with ${f.type}`));
+      return;
+    }
+    this.#remove(p);
+    if (frame.type === "join") {
+      const room = String(frame.room);
+      const from = typeof frame.since === "number" ? frame.since : Number(f.last_seq) || 0;
+      // Asked for by the application, messages after `since` come again; a resume never
+      // goes back behind what was delivered.
+      this.#rooms.set(room, p.kind === "call" ? from : Math.max(from, this.#rooms.get(room) ?? 0));
+    } else if (frame.type === "leave") {
+      this.#rooms.delete(String(frame.room));
+    }
+    p.resolve(f);
+  }
+}

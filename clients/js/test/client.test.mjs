@@ -1,0 +1,257 @@
+// The client against a real mesh (`chatmesh up`): accounts, rooms and DMs over HTTP, a
+// session's requests and events, history paging, errors, refused and revoked tokens.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+
+import { ChatmeshError, Client, Http } from "../chatmesh.js";
+import { PASSWORD, TestWebSocket, nextEvent, refusal, sleep, startMesh } from "./support.mjs";
+
+describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
+  let mesh;
+  let url;
+  const clients = [];
+
+  /** Registers `name` and connects a session with its password. */
+  async function user(name, options = {}) {
+    await new Http(url).register(name, PASSWORD);
+    const client = await Client.connect(url, {
+      username: name,
+      password: PASSWORD,
+      WebSocket: TestWebSocket,
+      reconnectMin: 20,
+      reconnectMax: 200,
+      requestTimeout: 20_000,
+      ...options,
+    });
+    clients.push(client);
+    return client;
+  }
+
+  before(async () => {
+    mesh = await startMesh();
+    url = mesh.url;
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    if (mesh) await mesh.stop();
+  });
+
+  it("registers and logs in over HTTP; errors carry code, message and status", async () => {
+    const http = new Http(url);
+    await http.register("hana", PASSWORD);
+    let e = await refusal(http.register("hana", PASSWORD));
+    assert.ok(e instanceof ChatmeshError);
+    assert.equal(e.code, "conflict");
+    assert.equal(e.status, 409);
+    assert.ok(e.message.length > 0);
+    e = await refusal(http.login("hana", "wrong-password"));
+    assert.deepEqual([e.code, e.status], ["unauthorized", 401]);
+    e = await refusal(http.register("no spaces", PASSWORD));
+    assert.deepEqual([e.code, e.status], ["bad_request", 400]);
+    e = await refusal(http.rooms());
+    assert.deepEqual([e.code, e.status], ["unauthorized", 401], "no token");
+    const login = await http.login("hana", PASSWORD);
+    assert.equal(typeof login.token, "string");
+    assert.ok(login.expires_at > Date.now() / 1000);
+    assert.deepEqual(await http.withToken(login.token).rooms(), []);
+    e = await refusal(new Http("http://127.0.0.1:1").login("hana", PASSWORD));
+    assert.deepEqual([e.code, e.status], ["network", 0]);
+    assert.throws(() => new Http("ftp://x"), (err) => err instanceof ChatmeshError && err.code === "invalid");
+  });
+
+  it("creates rooms, lists them, adds members and opens DMs; refusals are forbidden / not_found", async () => {
+    const ivy = await user("ivy");
+    const jon = await user("jon");
+    const ih = ivy.http();
+    const jh = jon.http();
+    assert.deepEqual(await ih.createRoom("plaza", "public"), { room: "plaza", kind: "public", owner: "ivy" });
+    await ih.createRoom("vault", "private");
+    assert.equal((await refusal(jh.createRoom("plaza"))).code, "conflict");
+
+    const before = await jh.rooms();
+    assert.ok(before.some((r) => r.room === "plaza" && r.role === null), JSON.stringify(before));
+    assert.ok(!before.some((r) => r.room === "vault"), "a private room is not listed to others");
+
+    let e = await refusal(jon.join("vault"));
+    assert.equal(e.code, "forbidden");
+    e = await refusal(jon.send("vault", "let me in"));
+    assert.equal(e.code, "forbidden");
+    e = await refusal(jh.addMember("vault", "jon"));
+    assert.deepEqual([e.code, e.status], ["forbidden", 403]);
+    e = await refusal(ih.addMember("vault", "nobody-at-all"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404]);
+
+    await ih.addMember("vault", "jon");
+    const mine = await jh.rooms();
+    assert.ok(mine.some((r) => r.room === "vault" && r.role === "member" && r.kind === "private"));
+    assert.equal(await jon.join("vault"), 0);
+    await jh.removeMember("vault", "jon");
+    assert.ok(!(await jh.rooms()).some((r) => r.room === "vault"));
+
+    const dm = await ih.dm("jon");
+    assert.equal(await jh.dm("ivy"), dm, "one DM room per pair");
+    const listed = (await jh.rooms()).find((r) => r.room === dm);
+    assert.equal(listed.kind, "dm");
+    assert.equal(listed.peer, "ivy");
+    e = await refusal(ih.dm("nobody-at-all"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404]);
+    e = await refusal(jon.join("no-such-room"));
+    assert.equal(e.code, "not_found");
+    assert.equal(e.status, undefined, "a WebSocket error has no HTTP status");
+  });
+
+  it("joins, sends and acks; the other session gets messages, presence, typing and receipts", async () => {
+    const ann = await user("ann");
+    const bob = await user("bob");
+    assert.equal(ann.user, "ann");
+    assert.ok(ann.welcome.limits.max_body_bytes > 0);
+    await ann.http().createRoom("general", "public");
+
+    assert.equal(await bob.join("general"), 0);
+    const annOnline = nextEvent(bob, "presence", (p) => p.room === "general" && p.joined.includes("ann"));
+    await ann.join("general");
+    await annOnline;
+    assert.deepEqual(await bob.presence("general"), ["ann", "bob"]);
+
+    const got = nextEvent(bob, "message");
+    const ack = await ann.send("general", 'hello "bob"');
+    assert.equal(ack.room, "general");
+    assert.ok(ack.seq > 0 && ack.ts > 0 && ack.id.length > 0);
+    const m = await got;
+    assert.deepEqual(
+      [m.room, m.seq, m.id, m.from, m.body, m.prev, m.ts],
+      ["general", ack.seq, ack.id, "ann", 'hello "bob"', 0, ack.ts],
+    );
+    const again = await ann.sendWithId("general", ack.id, 'hello "bob"');
+    assert.deepEqual([again.seq, again.ts], [ack.seq, ack.ts], "a resend is stored once");
+    const second = await ann.send("general", "second");
+    assert.notEqual(second.id, ack.id, "send makes a fresh id each time");
+
+    const typing = nextEvent(bob, "typing", (t) => t.user === "ann");
+    await ann.typing("general");
+    assert.deepEqual(await typing, { room: "general", user: "ann" });
+
+    const receipt = nextEvent(ann, "receipt", (r) => r.user === "bob");
+    await bob.read("general", second.seq);
+    assert.deepEqual(await receipt, { room: "general", user: "bob", seq: second.seq });
+
+    await ann.ping();
+    const bobLeft = nextEvent(ann, "presence", (p) => p.left.includes("bob"));
+    await bob.leave("general");
+    await bobLeft;
+    let late = null;
+    const off = bob.on("message", (msg) => {
+      late = msg;
+    });
+    await ann.send("general", "after bob left");
+    await bob.ping();
+    await sleep(300);
+    off();
+    assert.equal(late, null, "no messages after leave");
+  });
+
+  it("pages history over the WebSocket and HTTP, and replays with joinSince", async () => {
+    const cy = await user("cy");
+    const dee = await user("dee");
+    await cy.http().createRoom("annals", "public");
+    await cy.join("annals");
+    await dee.join("annals");
+    const delivered = [];
+    dee.on("message", (m) => delivered.push(m.seq));
+    const seqs = [];
+    for (let i = 0; i < 26; i++) seqs.push((await cy.send("annals", `m${i}`)).seq);
+    const last = seqs[seqs.length - 1];
+    const deadline = Date.now() + 10_000;
+    while (!delivered.includes(last) && Date.now() < deadline) await sleep(20);
+    assert.deepEqual(delivered, seqs, "each message once, in order");
+
+    const pages = [];
+    for await (const page of dee.historyPages("annals", 10)) pages.push(page);
+    assert.deepEqual(pages.map((p) => p.length), [10, 10, 6]);
+    assert.deepEqual(pages.reverse().flat().map((m) => m.seq), seqs);
+    assert.deepEqual(
+      pages.flat().map((m) => m.body),
+      seqs.map((_, i) => `m${i}`),
+    );
+
+    const page = await dee.history("annals", seqs[5], 3);
+    assert.deepEqual(page.messages.map((m) => m.seq), seqs.slice(2, 5));
+    assert.equal(page.more, true);
+    const first = await dee.history("annals", seqs[2], 100);
+    assert.deepEqual([first.messages.length, first.more], [2, false]);
+    const overHttp = await dee.http().history("annals", seqs[5], 3);
+    assert.deepEqual(overHttp, page);
+    const latest = await dee.http().history("annals");
+    assert.equal(latest.messages.length, 26);
+
+    // Asked for, a replay comes again although it was delivered before.
+    delivered.length = 0;
+    assert.equal(await dee.joinSince("annals", seqs[20]), last);
+    while (delivered.length < 5 && Date.now() < deadline + 10_000) await sleep(20);
+    assert.deepEqual(delivered, seqs.slice(21));
+  });
+
+  it("yields events from events() in order and ends after closed", async () => {
+    const eli = await user("eli");
+    const fay = await user("fay");
+    await eli.http().createRoom("stream", "public");
+    await eli.join("stream");
+    await fay.join("stream");
+    const seen = [];
+    const reading = (async () => {
+      for await (const ev of fay.events()) {
+        seen.push(ev.type === "message" ? `message ${ev.data.body}` : ev.type);
+      }
+    })();
+    await eli.send("stream", "one");
+    await eli.send("stream", "two");
+    const deadline = Date.now() + 10_000;
+    while (seen.filter((s) => s.startsWith("message")).length < 2 && Date.now() < deadline) await sleep(20);
+    await fay.close();
+    await reading;
+    assert.deepEqual(seen.filter((s) => s.startsWith("message")), ["message one", "message two"]);
+    assert.equal(seen[seen.length - 1], "closed");
+    assert.equal((await refusal(fay.ping())).code, "closed");
+    await fay.close(); // twice is fine
+  });
+
+  it("refuses a bad token or a wrong password at connect with unauthorized", async () => {
+    let e = await refusal(Client.connect(url, { token: "not.a.token", WebSocket: TestWebSocket }));
+    assert.equal(e.code, "unauthorized");
+    e = await refusal(Client.connect(url, { username: "nobody", password: PASSWORD, WebSocket: TestWebSocket }));
+    assert.deepEqual([e.code, e.status], ["unauthorized", 401]);
+
+    // In the background (start), a refused token ends the session: closed with 4001.
+    const bg = new Client(url, { token: "not.a.token", WebSocket: TestWebSocket });
+    const closed = nextEvent(bg, "closed");
+    bg.start();
+    assert.equal((await closed).code, 4001);
+  });
+
+  it("after logout_all, a password session logs in again; a token session closes with 4001", async () => {
+    const gus = await user("gus");
+    await gus.http().createRoom("lounge", "public");
+    await gus.join("lounge");
+    const token = (await new Http(url).login("gus", PASSWORD)).token;
+    const byToken = await Client.connect(url, { token, WebSocket: TestWebSocket });
+    clients.push(byToken);
+    const tokenClosed = nextEvent(byToken, "closed");
+    const back = nextEvent(gus, "reconnected");
+    const dropped = nextEvent(gus, "disconnected");
+
+    await gus.http().logoutAll();
+    assert.equal((await dropped).code, 4001);
+    assert.equal((await back).user, "gus");
+    assert.equal((await tokenClosed).code, 4001);
+    assert.equal((await refusal(byToken.ping())).code, "closed");
+
+    // The password session re-joined its room and works with its new token.
+    const other = await user("hal");
+    await other.join("lounge");
+    const got = nextEvent(gus, "message", (m) => m.body === "still here?");
+    await other.send("lounge", "still here?");
+    await got;
+    assert.ok((await gus.http().rooms()).some((r) => r.room === "lounge"));
+  });
+});

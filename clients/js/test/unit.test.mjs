@@ -1,0 +1,204 @@
+// Unit tests without a mesh: backoff, argument checks, and the session's reactions to
+// frames a real gateway sends only under faults (`unavailable` for a send, a refused
+// re-join), played by a scripted in-process WebSocket.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+
+import { Backoff, ChatmeshError, Client, Http, wsUrlOf } from "../chatmesh.js";
+import { nextEvent, refusal, sleep } from "./support.mjs";
+
+/**
+ * A scripted gateway: every socket opened is welcomed; `answer(frame, socket)` decides what
+ * else to reply. `frames` records what each socket received.
+ */
+function scriptedGateway(answer) {
+  const gw = { sockets: [], frames: [] };
+  class FakeSocket {
+    constructor(url, protocol) {
+      this.url = url;
+      this.protocol = protocol;
+      this.readyState = 0;
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      this.index = gw.sockets.length;
+      gw.sockets.push(this);
+      gw.frames.push([]);
+      setTimeout(() => {
+        this.readyState = 1;
+        if (this.onopen) this.onopen({});
+      }, 1);
+    }
+    send(text) {
+      if (this.readyState !== 1) return;
+      const f = JSON.parse(text);
+      gw.frames[this.index].push(f);
+      if (f.type === "hello") this.reply({ type: "welcome", ref: f.ref, user: "ann", session: "s1", limits: {} });
+      else answer(f, this);
+    }
+    reply(frame) {
+      setTimeout(() => {
+        if (this.readyState === 1 && this.onmessage) this.onmessage({ data: JSON.stringify(frame) });
+      }, 1);
+    }
+    /** The server side drops the connection. */
+    drop(code = 1006) {
+      if (this.readyState > 1) return;
+      this.readyState = 3;
+      setTimeout(() => this.onclose && this.onclose({ code, reason: "" }), 1);
+    }
+    close(code = 1005, reason = "") {
+      if (this.readyState > 1) return;
+      this.readyState = 3;
+      setTimeout(() => this.onclose && this.onclose({ code, reason }), 1);
+    }
+  }
+  gw.WebSocket = FakeSocket;
+  return gw;
+}
+
+const OPTIONS = { token: "t", reconnectMin: 5, reconnectMax: 20 };
+
+describe("unit", () => {
+  it("Backoff doubles its bound up to the cap, draws within [bound/2, bound], resets", () => {
+    const b = new Backoff(100, 800);
+    const delays = Array.from({ length: 6 }, () => b.next());
+    [100, 200, 400, 800, 800, 800].forEach((bound, i) => {
+      assert.ok(delays[i] >= bound / 2 && delays[i] <= bound, `${delays[i]} outside ${bound}`);
+    });
+    b.reset();
+    assert.ok(b.next() <= 100);
+    b.atLeast(2000);
+    assert.equal(b.bound, 800, "capped at max");
+  });
+
+  it("checks its arguments", () => {
+    assert.equal(wsUrlOf("http://h:1/"), "ws://h:1/v1/ws");
+    assert.equal(wsUrlOf("https://h"), "wss://h/v1/ws");
+    const bad = (e) => e instanceof ChatmeshError && e.code === "invalid";
+    assert.throws(() => new Http("h:1"), bad);
+    assert.throws(() => new Client("http://h:1", {}), bad, "no credentials");
+    if (typeof globalThis.WebSocket !== "function") {
+      assert.throws(() => new Client("http://h:1", { token: "t" }), bad, "no WebSocket");
+    }
+    const gw = scriptedGateway(() => {});
+    const c = new Client("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    assert.throws(() => c.on("nonsense", () => {}), bad);
+    assert.equal(c.state, "idle");
+  });
+
+  it("resends a send answered unavailable with the same id and ref, after a delay", async () => {
+    let refused = 0;
+    const gw = scriptedGateway((f, ws) => {
+      if (f.type !== "send") return;
+      if (refused++ < 2) ws.reply({ type: "error", ref: f.ref, code: "unavailable", message: "overloaded" });
+      else ws.reply({ type: "ack", ref: f.ref, room: f.room, id: f.id, seq: 7, ts: 1 });
+    });
+    const c = await Client.connect("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    const started = Date.now();
+    const ack = await c.send("r", "hi");
+    assert.ok(Date.now() - started >= 700, "waited 250 ms, then 500 ms");
+    assert.equal(ack.seq, 7);
+    const sends = gw.frames[0].filter((f) => f.type === "send");
+    assert.equal(sends.length, 3);
+    assert.equal(new Set(sends.map((f) => f.id)).size, 1, "the same id");
+    assert.equal(new Set(sends.map((f) => f.ref)).size, 1, "the same ref");
+    await c.close();
+  });
+
+  it("after a drop: hello, re-joins with since, resends sends in order with their ids; other requests fail", async () => {
+    let hold = true;
+    const gw = scriptedGateway((f, ws) => {
+      if (f.type === "join") ws.reply({ type: "joined", ref: f.ref, room: f.room, last_seq: 3 });
+      else if (f.type === "send" && !hold) ws.reply({ type: "ack", ref: f.ref, room: f.room, id: f.id, seq: 10 + Number(f.body), ts: 1 });
+    });
+    const c = await Client.connect("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    await c.join("r");
+    gw.sockets[0].reply({ type: "message", room: "r", seq: 5, prev: 3, id: "x", from: "bob", ts: 1, body: "b" });
+    await nextEvent(c, "message");
+    const sends = [c.send("r", "1"), c.send("r", "2")];
+    const history = c.history("r");
+    await sleep(10);
+    hold = false;
+    const back = nextEvent(c, "reconnected");
+    gw.sockets[0].drop();
+    assert.equal((await refusal(history)).code, "disconnected");
+    await back;
+    const acks = await Promise.all(sends);
+    assert.deepEqual(acks.map((a) => a.seq), [11, 12]);
+    const before = gw.frames[0].filter((f) => f.type === "send");
+    const after = gw.frames[1];
+    assert.deepEqual(after.map((f) => f.type), ["hello", "join", "send", "send"]);
+    assert.deepEqual([after[1].room, after[1].since], ["r", 5], "since = the last message delivered");
+    assert.deepEqual(after.slice(2).map((f) => [f.id, f.ref]), before.map((f) => [f.id, f.ref]));
+
+    // A replayed message already delivered is not delivered again; the next one is.
+    const got = [];
+    c.on("message", (m) => got.push(m.seq));
+    for (const seq of [4, 5, 6, 6]) gw.sockets[1].reply({ type: "message", room: "r", seq, prev: seq - 1, id: `i${seq}`, from: "bob", ts: 1, body: "" });
+    await sleep(20);
+    assert.deepEqual(got, [6]);
+    await c.close();
+  });
+
+  it("retries a re-join refused rate_limited; a re-join refused forbidden removes the room", async () => {
+    const refusals = { a: ["rate_limited", "unavailable"], b: ["forbidden"] };
+    const gw = scriptedGateway((f, ws) => {
+      if (f.type !== "join") return;
+      const left = ws.index > 0 ? refusals[f.room] : [];
+      if (left.length) ws.reply({ type: "error", ref: f.ref, code: left.shift(), message: "no" });
+      else ws.reply({ type: "joined", ref: f.ref, room: f.room, last_seq: 0 });
+    });
+    const c = new Client("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    const first = nextEvent(c, "connected");
+    c.start();
+    await first;
+    await c.join("a");
+    await c.join("b");
+    const removed = nextEvent(c, "removed");
+    gw.sockets[0].drop();
+    assert.deepEqual(await removed, { room: "b" });
+    const deadline = Date.now() + 3000;
+    while (gw.frames[1].filter((f) => f.type === "join" && f.room === "a").length < 3 && Date.now() < deadline) await sleep(10);
+    await sleep(20);
+    assert.equal(gw.frames[1].filter((f) => f.type === "join" && f.room === "a").length, 3);
+    assert.deepEqual([...c.rooms.keys()], ["a"]);
+    await c.close();
+  });
+
+  it("bounds waiting requests and the events() buffer; a refused token ends the session", async () => {
+    const gw = scriptedGateway(() => {}); // answers nothing but hello
+    const c = await Client.connect("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket, maxPending: 2 });
+    const waiting = [c.ping(), c.ping()];
+    const e = await refusal(c.ping());
+    assert.equal(e.code, "overflow");
+
+    const events = c.events({ buffer: 2 });
+    for (const seq of [1, 2, 3]) gw.sockets[0].reply({ type: "typing", room: "r", user: `u${seq}` });
+    await sleep(20);
+    assert.equal((await events.next()).value.data.user, "u1");
+    assert.equal((await events.next()).value.data.user, "u2");
+    assert.equal((await refusal(events.next())).code, "overflow");
+    assert.equal((await events.next()).done, true);
+
+    // The server refuses the token (4001): with token auth, the session is over.
+    const closed = nextEvent(c, "closed");
+    gw.sockets[0].drop(4001);
+    assert.equal((await closed).code, 4001);
+    for (const w of waiting) assert.equal((await refusal(w)).code, "disconnected");
+    assert.equal((await refusal(c.ping())).code, "closed");
+  });
+
+  it("names the request an error answers for typing and read", async () => {
+    const gw = scriptedGateway((f, ws) => {
+      if (f.type === "typing" || f.type === "read") ws.reply({ type: "error", ref: f.ref, code: "forbidden", message: "not a member" });
+    });
+    const c = await Client.connect("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    const typing = nextEvent(c, "error");
+    await c.typing("r");
+    const e = await typing;
+    assert.deepEqual([e.code, e.request, e.room], ["forbidden", "typing", "r"]);
+    const read = nextEvent(c, "error");
+    await c.read("s", 3);
+    assert.deepEqual([(await read).request, (await read).room], ["read", "s"]);
+    await c.close();
+  });
+});
