@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::engine::{Engine, SampleTx};
 use crate::inbound::now_us;
 use crate::plan::{ConnPlan, Plan, PubPlan, RoomPlan};
+pub use crate::plan::{Expect, ReadPlan};
 use crate::stats::{Counters, Kind, Sample};
 use crate::tracker::AckedSet;
 use crate::ws::{self, Ws};
@@ -46,31 +47,6 @@ const FILL_STEP: Duration = Duration::from_secs(30);
 /// to its scroller: `(arrival unix µs, frame text)`.
 pub type PageTx = mpsc::Sender<(u64, String)>;
 pub type PageRx = mpsc::Receiver<(u64, String)>;
-
-/// What a reader knows about its room before the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expect {
-    /// Page size asked for (`limit`).
-    pub limit: u64,
-    /// Fill messages in the room (`h0` … `h<fill-1>`, oldest first).
-    pub fill: u64,
-    /// Seq of the newest fill message (0 for an empty room).
-    pub newest: u64,
-    /// Nothing but the fill is ever sent to the room (`history`): every walk must start at
-    /// `newest` and read exactly `fill` messages. Otherwise (`mixed`) newer messages may
-    /// come after the fill.
-    pub exact: bool,
-}
-
-/// One history reader of a run.
-#[derive(Debug, Clone, Copy)]
-pub struct ReadPlan {
-    /// When its page requests are due (`slot`/`stride` unused).
-    pub schedule: PubPlan,
-    pub expect: Expect,
-    /// This reader prints the run's `[history]` progress line.
-    pub progress: bool,
-}
 
 /// A room after the fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +174,7 @@ pub async fn filled_rooms(
     per_room: u64,
     body_bytes: usize,
 ) -> anyhow::Result<(Vec<String>, Vec<RoomFill>)> {
-    let names = crate::run::rooms(api, accounts, run_id, rooms.max(1), false).await?;
+    let names = crate::setup::rooms(api, accounts, run_id, rooms.max(1), false).await?;
     let url = ws::chatmesh_ws_url(&common.target);
     let share = common.share().map_err(anyhow::Error::msg)?;
     let fills = fill(&url, accounts, &names, per_room, body_bytes, run_id, share).await?;

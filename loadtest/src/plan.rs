@@ -52,7 +52,7 @@ pub struct ConnPlan {
     pub room: usize,
     pub publisher: Option<PubPlan>,
     /// A history reader's schedule and checks (`history`, `mixed`).
-    pub reader: Option<crate::history::ReadPlan>,
+    pub reader: Option<ReadPlan>,
 }
 
 /// Every connection and room of a run.
@@ -145,6 +145,31 @@ impl Plan {
     pub fn expected_deliveries(&self) -> u64 {
         self.rooms.iter().map(|r| r.acked.count() * r.members).sum()
     }
+}
+
+/// What a reader knows about its room before the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// Page size asked for (`limit`).
+    pub limit: u64,
+    /// Fill messages in the room (`h0` … `h<fill-1>`, oldest first).
+    pub fill: u64,
+    /// Seq of the newest fill message (0 for an empty room).
+    pub newest: u64,
+    /// Nothing but the fill is ever sent to the room (`history`): every walk must start at
+    /// `newest` and read exactly `fill` messages. Otherwise (`mixed`) newer messages may
+    /// come after the fill.
+    pub exact: bool,
+}
+
+/// One history reader of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadPlan {
+    /// When its page requests are due (`slot`/`stride` unused).
+    pub schedule: PubPlan,
+    pub expect: Expect,
+    /// This reader prints the run's `[history]` progress line.
+    pub progress: bool,
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     );
     let plan = match &cli.scenario {
         Scenario::Fanout(a) => {
-            let names = rooms(&api, &accounts, &run_id, a.rooms, nats).await?;
+            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms, nats).await?;
             Plan::fanout(
                 names,
                 a.members,
@@ -97,7 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             )
         }
         Scenario::Connect(a) => {
-            let names = rooms(&api, &accounts, &run_id, a.rooms.max(1), nats).await?;
+            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms.max(1), nats).await?;
             let per_room = a.connections.div_ceil(names.len());
             let mut plan = Plan::fanout(names, per_room, 0, 0.0, secs, accounts.len(), 32);
             plan.conns.truncate(a.connections);
@@ -234,27 +234,6 @@ fn describe(s: &Scenario) -> (&'static str, serde_json::Value, usize) {
             ("mixed", p, accounts.max(1))
         }
     }
-}
-
-/// Public rooms `lt-<run>-<i>`, created by account 0.
-pub(crate) async fn rooms(
-    api: &Api,
-    accounts: &[(String, String)],
-    run: &str,
-    n: usize,
-    nats: bool,
-) -> anyhow::Result<Vec<String>> {
-    let token = &accounts.first().context("no accounts")?.1;
-    let names: Vec<String> = (0..n).map(|i| format!("lt-{run}-{i}")).collect();
-    if nats {
-        return Ok(names);
-    }
-    stream::iter(names.clone())
-        .map(|name| async move { api.room(token, &name).await })
-        .buffer_unordered(16)
-        .try_collect::<()>()
-        .await?;
-    Ok(names)
 }
 
 /// The DM room of accounts `2i` and `2i+1`, for each pair.

@@ -128,6 +128,27 @@ pub fn prom_value(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Public rooms `lt-<run>-<i>`, created by account 0.
+pub(crate) async fn rooms(
+    api: &Api,
+    accounts: &[(String, String)],
+    run: &str,
+    n: usize,
+    nats: bool,
+) -> anyhow::Result<Vec<String>> {
+    let token = &accounts.first().context("no accounts")?.1;
+    let names: Vec<String> = (0..n).map(|i| format!("lt-{run}-{i}")).collect();
+    if nats {
+        return Ok(names);
+    }
+    stream::iter(names.clone())
+        .map(|name| async move { api.room(token, &name).await })
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await?;
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::prom_value;
