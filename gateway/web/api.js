@@ -1,17 +1,13 @@
-// chatmesh web client — api.js: the HTTP half of protocol v1 (auth, rooms, members, DMs)
-// and the login session kept in sessionStorage. No DOM access here.
+// chatmesh web client — api.js: the HTTP half of protocol v1 (auth, rooms, members, DMs),
+// over the Http of /chatmesh.js (the @chatmesh/client package of clients/js), and the
+// login session kept in sessionStorage. No DOM access here.
 "use strict";
 
-const SESSION_KEY = "chatmesh.session";
+import { ChatmeshError as ApiError, Http, NAME_RE } from "/chatmesh.js";
 
-/** An HTTP error answer: `{"error":{"code","message"}}` plus the HTTP status. */
-export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message || code || `HTTP ${status}`);
-    this.status = status;
-    this.code = code || "http_" + status;
-  }
-}
+export { ApiError, NAME_RE };
+
+const SESSION_KEY = "chatmesh.session";
 
 /** The stored login ({user, token, expires_at}) or null when absent or expired. */
 export function loadSession() {
@@ -40,8 +36,9 @@ export function clearSession() {
 }
 
 /**
- * Thin JSON client of the `/v1` HTTP API. `onUnauthorized` is called when an authenticated
- * call answers 401 (token expired or revoked).
+ * The `/v1` HTTP API of this page's gateway: the package's Http (/chatmesh.js) with the
+ * current token. `onUnauthorized` is called when an authenticated call answers 401 (token
+ * expired or revoked). Errors are ChatmeshErrors (`ApiError` here) with `status` and `code`.
  */
 export class Api {
   constructor(onUnauthorized) {
@@ -49,81 +46,48 @@ export class Api {
     this.onUnauthorized = onUnauthorized || (() => {});
   }
 
-  async call(method, path, body) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (this.token) headers.Authorization = "Bearer " + this.token;
-    let resp;
+  async call(f) {
     try {
-      resp = await fetch(path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: "omit",
-        cache: "no-store",
-      });
+      return await f(new Http(location.origin, { token: this.token }));
     } catch (e) {
-      throw new ApiError(0, "network", "cannot reach the server");
+      if (e instanceof ApiError && e.status === 401 && this.token) this.onUnauthorized();
+      throw e;
     }
-    let data = null;
-    const text = await resp.text();
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch (_) {
-        data = null;
-      }
-    }
-    if (!resp.ok) {
-      const err = (data && data.error) || {};
-      if (resp.status === 401 && this.token) this.onUnauthorized();
-      throw new ApiError(resp.status, err.code, err.message || resp.statusText);
-    }
-    return data;
   }
 
   register(username, password) {
-    return this.call("POST", "/v1/auth/register", { username, password });
+    return this.call((h) => h.register(username, password));
   }
 
   /** Resolves to {token, expires_at}. */
   login(username, password) {
-    return this.call("POST", "/v1/auth/login", { username, password });
+    return this.call((h) => h.login(username, password));
   }
 
-  /** Resolves to [{room, kind, role, last_seq, unread}]. */
-  async rooms() {
-    const data = await this.call("GET", "/v1/rooms");
-    return (data && Array.isArray(data.rooms)) ? data.rooms : [];
+  /** Resolves to [{room, kind, role, last_seq, unread, peer?}]. */
+  rooms() {
+    return this.call((h) => h.rooms());
   }
 
   createRoom(room, kind) {
-    return this.call("POST", "/v1/rooms", { room, kind });
+    return this.call((h) => h.createRoom(room, kind));
   }
 
   addMember(room, user, role) {
-    return this.call("POST", `/v1/rooms/${encodeURIComponent(room)}/members`, { user, role });
+    return this.call((h) => h.addMember(room, user, role));
   }
 
   removeMember(room, user) {
-    return this.call(
-      "DELETE",
-      `/v1/rooms/${encodeURIComponent(room)}/members/${encodeURIComponent(user)}`,
-    );
+    return this.call((h) => h.removeMember(room, user));
   }
 
   /** Resolves to {messages, more}: up to `limit` messages, newest last, older than `before`. */
   messages(room, limit, before) {
-    const q = new URLSearchParams({ limit: String(limit) });
-    if (before) q.set("before", String(before));
-    return this.call("GET", `/v1/rooms/${encodeURIComponent(room)}/messages?${q}`);
+    return this.call((h) => h.history(room, before || null, limit));
   }
 
-  /** Resolves to {room}: the one DM room of the caller and `user`. */
+  /** Resolves to the one DM room of the caller and `user`. */
   dm(user) {
-    return this.call("POST", `/v1/dm/${encodeURIComponent(user)}`);
+    return this.call((h) => h.dm(user));
   }
 }
-
-/** Room ids and user names: `[A-Za-z0-9_-]{1,64}`. */
-export const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;

@@ -1,13 +1,15 @@
 // chatmesh web client — app.js: the page itself. Owns the client state (rooms, messages,
 // pending sends, typing, presence, receipts), turns server frames into that state, and
-// renders it into the DOM built by index.html. HTTP lives in api.js, the socket in socket.js.
+// renders it into the DOM built by index.html. HTTP lives in api.js, the session in socket.js
+// (both over /chatmesh.js, the @chatmesh/client package: it re-joins rooms with `since` and
+// resends unacked sends with their ids after a reconnect, and delivers each message once).
 //
 // Safety: every piece of user content (names, bodies, room ids) goes into the page through
 // textContent or attribute values, never as HTML.
 "use strict";
 
 import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "/api.js";
-import { Connection } from "/socket.js";
+import { createClient } from "/socket.js";
 
 const HISTORY_PAGE = 50;
 const GAP_PAGE = 100;
@@ -609,15 +611,31 @@ function startSession(session) {
   $("me").textContent = session.user;
   show($("me"), true);
   show($("logout"), true);
-  app.conn = new Connection({
+  const client = createClient({
     token: session.token,
     user: session.user,
-    onFrame,
-    onWelcome,
-    onState: onConnState,
-    onUnauthorized: () => endSession("Your session has expired. Please log in again."),
+    onState: (state, info) => {
+      if (app.conn === client) onConnState(state, info);
+    },
+    onUnauthorized: () => {
+      if (app.conn === client) endSession("Your session has expired. Please log in again.");
+    },
   });
-  app.conn.start();
+  // Events of a client that was replaced (logout) are ignored.
+  const on = (type, handler) => client.on(type, (data) => {
+    if (app.conn === client) handler(data);
+  });
+  on("connected", onConnected);
+  on("message", onMessage);
+  on("typing", onTyping);
+  on("receipt", onReceipt);
+  on("presence", onPresenceDiff);
+  on("gap", onGap);
+  on("removed", onRemoved);
+  on("error", onServerError);
+  app.conn = client;
+  onConnState("connecting", {});
+  client.start();
   clearInterval(app.tickTimer);
   app.tickTimer = setInterval(tick, 500);
   render("conn", "rooms", "pane", "messages", "typing", "presence");
@@ -629,8 +647,9 @@ function startSession(session) {
 
 /** Logs out (explicitly, or because the token was refused). */
 function endSession(message) {
-  if (app.conn) app.conn.stop();
+  const client = app.conn;
   app.conn = null;
+  if (client) client.close();
   clearInterval(app.tickTimer);
   if (!message && app.session) {
     sessionStorage.removeItem(storageKey("outbox"));
@@ -680,7 +699,7 @@ async function refreshRooms() {
   // Rooms we are no longer in (and that are not public) disappear.
   for (const [id, r] of app.rooms) {
     if (keep.has(id) || r.joining || (r === app.current && r.kind === "public")) continue;
-    if (r.joined && app.conn) app.conn.notify({ type: "leave", room: id });
+    if (r.joined && app.conn) app.conn.leave(id).catch(() => {});
     app.rooms.delete(id);
     if (app.current === r) app.current = null;
   }
@@ -755,8 +774,7 @@ async function onStartDm(ev) {
   if (!NAME_RE.test(user)) return notice("User names are 1–64 letters, digits, _ or -.", "side");
   if (app.session && user === app.session.user) return notice("That is you.", "side");
   try {
-    const res = await app.api.dm(user);
-    const r = room(res.room);
+    const r = room(await app.api.dm(user));
     r.kind = "dm";
     if (!r.role) r.role = "member";
     r.peer = user;
@@ -801,7 +819,7 @@ async function onLeave() {
       return;
     }
   }
-  if (app.conn && r.joined) app.conn.request({ type: "leave", room: r.id }).catch(() => {});
+  if (app.conn && r.joined) app.conn.leave(r.id).catch(() => {});
   r.joined = false;
   r.role = null;
   for (const p of r.pending.values()) r.nodes.delete(`p:${p.id}`);
@@ -817,16 +835,13 @@ async function onLeave() {
 // ---------------------------------------------------------------------------------------
 // The socket: joining, history, gaps
 
+// Rooms stay joined across reconnects (the client re-joins them with `since` itself), and
+// sends stay pending in it (resent with their ids). Requests of other kinds that were waiting
+// fail with `disconnected`, which resets their flags (joining, loading…).
 function onConnState(state, info) {
   app.connInfo = { state, ...info };
   if (state !== "connected") {
     for (const r of app.rooms.values()) {
-      r.joined = false;
-      r.joining = false;
-      r.sending = false;
-      r.filling = false;
-      r.loadingOlder = false;
-      r.loadingInitial = false;
       r.typing.clear();
       r.online = null;
     }
@@ -835,31 +850,48 @@ function onConnState(state, info) {
   render("conn");
 }
 
-function onWelcome(welcome) {
+/** Each time a connection is welcomed (the first one too). */
+function onConnected(welcome) {
   app.limits = welcome.limits || null;
   // This gateway may be newer than the one that refused typing, read or presence before.
   for (const k of Object.keys(app.features)) {
     if (app.features[k] === "unsupported") app.features[k] = "unknown";
   }
-  // Refresh the list (it may have changed while we were away), then join every room we are in.
+  // Refresh the list (it may have changed while we were away), join every room we are in
+  // and not joined yet, and ask who is online where we look.
   joinMemberRooms();
+  refreshRooms();
+  const cur = app.current;
+  if (cur && cur.joined) {
+    requestPresence(cur);
+    if (!cur.loaded) loadInitial(cur);
+  }
+  for (const r of app.rooms.values()) {
+    advanceHead(r); // a gap whose filling a disconnect cut short is filled now
+    pumpPending(r);
+  }
+}
+
+/** The server removed our membership of a room (or a resume found it gone). */
+function onRemoved({ room: id }) {
+  const r = app.rooms.get(id);
+  if (!r) return;
+  r.joined = false;
+  render("pane");
   refreshRooms();
 }
 
 async function joinRoom(r) {
   if (!app.conn || !app.conn.connected || r.joined || r.joining) return;
   r.joining = true;
-  const frame = { type: "join", room: r.id };
-  if (r.head !== null) frame.since = r.head;
   try {
-    const reply = await app.conn.request(frame);
+    const lastSeq = r.head !== null ? await app.conn.joinSince(r.id, r.head) : await app.conn.join(r.id);
     r.joined = true;
     r.joinError = null;
     if (!r.member) {
       r.role = "member"; // joining a public room makes us a member
       refreshRooms();
     }
-    const lastSeq = Number(reply.last_seq) || 0;
     r.lastSeq = Math.max(r.lastSeq, lastSeq);
     // The first join anchors the prev chain at last_seq: live messages link to it, and a
     // later re-join asks for everything after it (since). History is fetched when shown.
@@ -872,7 +904,7 @@ async function joinRoom(r) {
     }
     pumpPending(r);
   } catch (e) {
-    if (e.code === "disconnected") return; // joined again after the reconnect
+    if (e.code === "disconnected" || e.code === "closed") return; // joined again once connected
     r.joinError = e.code === "forbidden" ? "you are not a member of this room" : describe(e);
     if (r === app.current) notice(`cannot join ${r.title}: ${r.joinError}`);
   } finally {
@@ -886,14 +918,12 @@ async function loadInitial(r) {
   if (r.loaded || r.loadingInitial || !app.conn || !app.conn.connected) return;
   r.loadingInitial = true;
   try {
-    const req = { type: "history", room: r.id, limit: HISTORY_PAGE };
-    if (r.order.length) req.before = r.order[0];
-    const page = await app.conn.request(req);
+    const page = await app.conn.history(r.id, r.order.length ? r.order[0] : null, HISTORY_PAGE);
     for (const m of page.messages || []) learn(r, m);
     r.more = !!page.more;
     r.loaded = true;
   } catch (e) {
-    if (e.code !== "disconnected") notice(`cannot load ${r.title}: ${describe(e)}`);
+    if (e.code !== "disconnected" && e.code !== "closed") notice(`cannot load ${r.title}: ${describe(e)}`);
   } finally {
     r.loadingInitial = false;
     render("messages");
@@ -921,16 +951,11 @@ async function loadOlder(r) {
   r.loadingOlder = true;
   render("messages");
   try {
-    const page = await app.conn.request({
-      type: "history",
-      room: r.id,
-      before: r.order[0],
-      limit: HISTORY_PAGE,
-    });
+    const page = await app.conn.history(r.id, r.order[0], HISTORY_PAGE);
     for (const m of page.messages || []) learn(r, m);
     r.more = !!page.more && (page.messages || []).length > 0;
   } catch (e) {
-    if (e.code !== "disconnected") notice(`cannot load older messages: ${describe(e)}`);
+    if (e.code !== "disconnected" && e.code !== "closed") notice(`cannot load older messages: ${describe(e)}`);
   } finally {
     r.loadingOlder = false;
     render("messages");
@@ -962,14 +987,14 @@ async function fillGap(r, upto) {
   let lost = false;
   try {
     for (let round = 0; round < GAP_ROUNDS; round++) {
-      const page = await app.conn.request({ type: "history", room: r.id, before, limit: GAP_PAGE });
+      const page = await app.conn.history(r.id, before, GAP_PAGE);
       const msgs = page.messages || [];
       for (const m of msgs) learn(r, m);
       if (!msgs.length || !page.more || msgs[0].seq <= stopAt || msgs[0].prev <= stopAt) break;
       before = msgs[0].seq;
     }
   } catch (e) {
-    lost = e.code === "disconnected"; // the re-join with since fills it instead
+    lost = e.code === "disconnected" || e.code === "closed"; // tried again once connected
     if (!lost) console.warn("chatmesh: gap fill failed", r.id, e);
   }
   r.filling = false;
@@ -980,33 +1005,12 @@ async function fillGap(r, upto) {
   render("messages");
 }
 
-function onFrame(f) {
-  switch (f.type) {
-    case "message":
-      onMessage(f);
-      break;
-    case "typing":
-      onTyping(f);
-      break;
-    case "receipt":
-      onReceipt(f);
-      break;
-    case "presence":
-      onPresence(f);
-      break;
-    case "presence_diff":
-      onPresenceDiff(f);
-      break;
-    case "gap":
-      onGap(f);
-      break;
-    case "error":
-      if (f.code === "rate_limited") notice("You are sending too fast; slow down a little.");
-      else console.warn("chatmesh: server error", f.code, f.message);
-      break;
-    default:
-      break; // unknown frames are ignored (forward compatibility)
-  }
+/** An error the server sent without a request waiting for it. */
+function onServerError(e) {
+  if (e.request === "typing") onTypingError(e);
+  else if (e.request === "read") onReadError(e);
+  else if (e.code === "rate_limited") notice("You are sending too fast; slow down a little.");
+  else console.warn("chatmesh: server error", e.code, e.message);
 }
 
 function onMessage(m) {
@@ -1084,7 +1088,7 @@ function onGap(f) {
 
 function requestPresence(r) {
   if (app.features.presence === "unsupported" || !app.conn || !app.conn.connected || !r.joined) return;
-  app.conn.request({ type: "presence", room: r.id }).then(onPresence, (e) => {
+  app.conn.presence(r.id).then((online) => onPresence({ room: r.id, online }), (e) => {
     if (e.code === "bad_request") {
       if (app.features.presence !== "unsupported") {
         console.info(`chatmesh: presence unavailable on this server (${e.message})`);
@@ -1115,7 +1119,9 @@ function maybeRead(r) {
     render("rooms");
   }
   if (newest <= r.readSent || !r.joined || app.features.read === "unsupported") return;
-  if (app.conn.notify({ type: "read", room: r.id, seq: newest }, onReadError)) r.readSent = newest;
+  if (!app.conn || !app.conn.connected) return;
+  app.conn.read(r.id, newest).catch(() => {}); // a refusal comes as an error event
+  r.readSent = newest;
 }
 
 function onReadError(e) {
@@ -1179,20 +1185,25 @@ function onComposerSubmit(ev) {
   pumpPending(r);
 }
 
-/** Sends the room's pending messages one at a time, in order. */
+/**
+ * Sends the room's pending messages one at a time, in order. A send waiting when the
+ * connection breaks (or made while it is down) stays with the client, which writes it (same
+ * id) once connected again; the ack comes then.
+ */
 async function pumpPending(r) {
-  if (r.sending || !app.conn || !app.conn.connected || !r.joined) return;
+  if (r.sending || !app.conn || !r.joined) return;
+  const conn = app.conn;
   r.sending = true;
   try {
     for (;;) {
       const p = Array.from(r.pending.values()).find((x) => x.state === "pending");
-      if (!p || !app.conn || !app.conn.connected || !r.joined) return;
+      if (!p || app.conn !== conn || !r.joined) return;
       let ack;
       try {
-        ack = await app.conn.request({ type: "send", room: r.id, id: p.id, body: p.body }, 20_000);
+        ack = await conn.sendWithId(r.id, p.id, p.body);
       } catch (e) {
-        if (e.code === "disconnected") return; // resent (same id) after the reconnect
-        if (["timeout", "rate_limited", "unavailable", "internal"].includes(e.code)) {
+        if (e.code === "closed" || app.conn !== conn) return; // logged out
+        if (["timeout", "rate_limited", "unavailable", "internal", "disconnected", "overflow"].includes(e.code)) {
           // Transient: retry the same id shortly; the server dedupes it.
           setTimeout(() => pumpPending(r), 2000);
           return;
@@ -1240,7 +1251,7 @@ function onComposerInput() {
   const now = Date.now();
   if (now - r.lastTypingSent < TYPING_SEND_EVERY_MS) return;
   r.lastTypingSent = now;
-  app.conn.notify({ type: "typing", room: r.id }, onTypingError);
+  app.conn.typing(r.id).catch(() => {}); // a refusal comes as an error event
 }
 
 function onComposerKey(ev) {

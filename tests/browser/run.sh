@@ -36,9 +36,10 @@ if [ ! -d "$here/node_modules/playwright-core" ]; then
   (cd "$here" && npm ci --no-audit --no-fund)
 fi
 
-# Build when the binary is missing, or older than the web files it embeds.
+# Build when the binary is missing, or older than the web files it embeds (gateway/web and
+# the client package clients/js/chatmesh.js).
 if [ -z "${CHATMESH_BIN:-}" ]; then
-  if [ ! -x "$bin" ] || [ -n "$(find "$root/gateway/web" -newer "$bin" -print -quit)" ]; then
+  if [ ! -x "$bin" ] || [ -n "$(find "$root/gateway/web" "$root/clients/js/chatmesh.js" -newer "$bin" -print -quit)" ]; then
     echo "browser test: cargo build --bin chatmesh"
     (cd "$root" && cargo build --bin chatmesh)
   fi
