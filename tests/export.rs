@@ -33,7 +33,7 @@ fn chatmesh(args: &[&str]) -> Result<Output> {
 async fn fill(dir: &Path) -> Result<()> {
     let c = cfg(dir);
     let model = Model::new(open_store(&c).await?);
-    let caches = Caches::new(&c);
+    let caches = Caches::new(c.cache_sizes());
     let mut b = WriteBatch::new();
     let meta = RoomMeta {
         kind: RoomKind::Private,

@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
         FjallStore::open(dir.path(), FsyncPolicy::Buffered, FjallMemory::default()).expect("open");
     let model = Model::new(Store::Fjall(store));
     rt.block_on(async {
-        let caches = Caches::new(&WorkerConfig::default());
+        let caches = Caches::new(WorkerConfig::default().cache_sizes());
         let mut cp = 0;
         let all: Vec<u64> = (1..=ROOMS * PER_ROOM).collect();
         for chunk in all.chunks(5_000) {

@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = FjallStore::open(dir.path(), fsync, FjallMemory::default()).expect("open");
             let model = Model::new(Store::Fjall(store));
-            let caches = Caches::new(&WorkerConfig::default());
+            let caches = Caches::new(WorkerConfig::default().cache_sizes());
             let mut checkpoint = 0u64;
             group.throughput(Throughput::Elements(batch as u64));
             let id = BenchmarkId::new(format!("{fsync:?}"), batch);

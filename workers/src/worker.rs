@@ -86,7 +86,7 @@ impl Worker {
                 });
             }
         }
-        let caches = Arc::new(Caches::new(&cfg));
+        let caches = Arc::new(Caches::new(cfg.cache_sizes()));
         let progress = Arc::new(Progress::new(mesh.partitions));
         let service = Service::new(model.clone(), caches.clone(), &cfg, Some(nats.clone()))?;
         service.follow_stream(StreamTail {

@@ -20,7 +20,6 @@ use chatmesh_protocol::message::Message;
 use chatmesh_protocol::service::Role;
 use moka::future::Cache;
 
-use crate::config::WorkerConfig;
 use crate::model::{Model, RoomMeta, RoomStats};
 use crate::store::StoreError;
 
@@ -50,8 +49,19 @@ enum RoomLoad {
     Store(Arc<StoreError>),
 }
 
+/// How big each cache may grow (`[worker]` settings; see `WorkerConfig::cache_sizes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSizes {
+    pub page_cache_mb: u64,
+    pub room_cache_entries: u64,
+    pub access_cache_entries: u64,
+    pub stats_cache_entries: u64,
+    /// Messages kept per room in its recent page.
+    pub recent_page_len: usize,
+}
+
 impl Caches {
-    pub fn new(cfg: &WorkerConfig) -> Self {
+    pub fn new(cfg: CacheSizes) -> Self {
         let pages = Cache::builder()
             .max_capacity(cfg.page_cache_mb.saturating_mul(1 << 20))
             .weigher(|room: &String, page: &Arc<Page>| {

@@ -273,7 +273,8 @@ mod tests {
         };
         let store = crate::open_store(&cfg).await.unwrap();
         let model = Model::new(store);
-        let svc = Service::new(model, Arc::new(Caches::new(&cfg)), &cfg, None).unwrap();
+        let svc =
+            Service::new(model, Arc::new(Caches::new(cfg.cache_sizes())), &cfg, None).unwrap();
         let user = KeyLocks::stripe(LOCK_USER, "alice", "");
         let room = (0..1_000_000)
             .map(|i| format!("r{i}"))

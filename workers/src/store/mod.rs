@@ -15,6 +15,7 @@ pub mod tikv;
 
 use std::future::Future;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,63 @@ pub enum StoreError {
     /// An error of a cache loader, shared by every caller that waited for that load.
     #[error("{0}")]
     Shared(Arc<StoreError>),
+}
+
+/// How to reach a TiKV cluster (`[worker.tikv]`, used when `backend = "tikv"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TikvConfig {
+    /// PD endpoints, `host:port`.
+    pub pd_endpoints: Vec<String>,
+    /// API v2 keyspace (TiKV `storage.api-version = 2`); none: API v1 raw keyspace.
+    pub keyspace: Option<String>,
+    /// Prepended to every key, to share one cluster between deployments.
+    pub key_prefix: String,
+    /// Connecting to PD at start, ms.
+    pub connect_timeout_ms: u64,
+    /// Each request (and each page of a scan), ms.
+    pub request_timeout_ms: u64,
+    /// TLS: CA, client certificate and key (PEM paths); all three or none.
+    pub ca_path: Option<PathBuf>,
+    pub cert_path: Option<PathBuf>,
+    pub key_path: Option<PathBuf>,
+}
+
+impl Default for TikvConfig {
+    fn default() -> Self {
+        Self {
+            pd_endpoints: vec!["127.0.0.1:2379".into()],
+            keyspace: None,
+            key_prefix: String::new(),
+            connect_timeout_ms: 10_000,
+            request_timeout_ms: 2_000,
+            ca_path: None,
+            cert_path: None,
+            key_path: None,
+        }
+    }
+}
+
+impl TikvConfig {
+    pub(crate) fn problems(&self, out: &mut Vec<String>) {
+        if self.pd_endpoints.is_empty() {
+            out.push("worker.tikv.pd_endpoints must not be empty".into());
+        }
+        let tls = [&self.ca_path, &self.cert_path, &self.key_path];
+        if tls.iter().any(|p| p.is_some()) && !tls.iter().all(|p| p.is_some()) {
+            out.push("worker.tikv: set ca_path, cert_path and key_path together (or none)".into());
+        }
+        if !(100..=600_000).contains(&self.request_timeout_ms)
+            || !(100..=600_000).contains(&self.connect_timeout_ms)
+        {
+            out.push("worker.tikv timeouts must be between 100 and 600000 ms".into());
+        }
+        if !cfg!(feature = "tikv") {
+            out.push(
+                "worker.backend = \"tikv\" needs chatmesh built with `--features tikv`".into(),
+            );
+        }
+    }
 }
 
 /// When a committed write batch reaches the disk.

@@ -29,8 +29,8 @@ use std::time::Duration;
 use tikv_client::{Config, RawClient};
 
 use super::reverse::{self, ForwardScan};
+use super::TikvConfig;
 use super::{BatchOp, Direction, KvPair, KvStore, StoreError, WriteBatch};
-use crate::config::TikvConfig;
 
 /// Most keys asked of TiKV in one scan call (and the size of the wrap-around fence).
 pub const PAGE: usize = 1024;

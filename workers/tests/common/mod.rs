@@ -55,7 +55,7 @@ impl Local {
         edit(&mut cfg);
         let store = open_store(&cfg).await.unwrap();
         let model = Model::new(store.clone());
-        let caches = Arc::new(Caches::new(&cfg));
+        let caches = Arc::new(Caches::new(cfg.cache_sizes()));
         let service = Service::new(model.clone(), caches.clone(), &cfg, None).unwrap();
         Self {
             dir,

@@ -70,7 +70,7 @@ fn q(before: Option<u64>, after: Option<u64>, limit: usize) -> HistoryQuery {
 /// return every message once, in order, with an intact `prev` chain.
 pub async fn history_paging(s: Store) {
     let model = Model::new(s);
-    let caches = Caches::new(&WorkerConfig::default());
+    let caches = Caches::new(WorkerConfig::default().cache_sizes());
     let mut cp = 0;
     deliver(&model, &caches, &mut cp, 1, 2_000, 100).await;
     assert_eq!(model.checkpoint(0).await.unwrap(), 2_000);
@@ -128,7 +128,7 @@ pub async fn redelivery(s: Store) {
     let mut cp = 0;
     deliver(
         &model,
-        &Caches::new(&WorkerConfig::default()),
+        &Caches::new(WorkerConfig::default().cache_sizes()),
         &mut cp,
         1,
         300,
@@ -141,7 +141,7 @@ pub async fn redelivery(s: Store) {
         .await
         .unwrap();
     // The process died: caches are gone, and JetStream redelivers from an older point.
-    let caches = Caches::new(&WorkerConfig::default());
+    let caches = Caches::new(WorkerConfig::default().cache_sizes());
     let mut old = 100;
     deliver(&model, &caches, &mut old, 101, 400, 50).await;
     let after = s.scan(msgs, Direction::Forward, 10_000).await.unwrap();
@@ -165,7 +165,7 @@ pub async fn redelivery(s: Store) {
 /// One writer batch of 5,000 messages (15,000+ keys with stats) lands whole.
 pub async fn large_writer_batch(s: Store) {
     let model = Model::new(s);
-    let caches = Caches::new(&WorkerConfig::default());
+    let caches = Caches::new(WorkerConfig::default().cache_sizes());
     let mut cp = 0;
     deliver(&model, &caches, &mut cp, 1, 5_000, 5_000).await;
     let (all, more) = model
