@@ -29,10 +29,15 @@ export function createClient({ token, user, onState, onUnauthorized }) {
   const client = new Client(location.origin, { token, wsUrl: wsUrl(user), reconnectMax: 10_000 });
   let lastClose = null;
   const offline = () => navigator.onLine === false;
-  // A network change: drop a socket that is likely dead, or skip the rest of the backoff.
-  const onNetwork = () => client.reconnect();
-  window.addEventListener("online", onNetwork);
-  window.addEventListener("offline", onNetwork);
+  // Back online: skip the rest of the backoff. Gone offline: the socket is likely dead, drop it.
+  const onOnline = () => {
+    if (!client.connected) client.reconnect();
+  };
+  const onOffline = () => {
+    if (client.connected) client.reconnect();
+  };
+  window.addEventListener("online", onOnline);
+  window.addEventListener("offline", onOffline);
 
   client.on("connected", (welcome) => onState("connected", { user: welcome.user }));
   client.on("disconnected", (close) => {
@@ -43,8 +48,8 @@ export function createClient({ token, user, onState, onUnauthorized }) {
     onState(offline() ? "offline" : "reconnecting", { retryAt: Date.now() + delay, close: lastClose });
   });
   client.on("closed", ({ code }) => {
-    window.removeEventListener("online", onNetwork);
-    window.removeEventListener("offline", onNetwork);
+    window.removeEventListener("online", onOnline);
+    window.removeEventListener("offline", onOffline);
     onState("stopped", {});
     if (code === 4001) onUnauthorized();
   });
