@@ -125,6 +125,36 @@ describe("reconnect and resume through a TCP proxy", { timeout: 180_000 }, () =>
     assert.deepEqual([...cat.rooms.keys()], ["stall"], "the room was re-joined");
   });
 
+  it("a resume of more rooms than the gateway replays at once (4 per session) re-joins them all", async () => {
+    const http = new Http(mesh.url);
+    await http.register("eve", PASSWORD);
+    await http.register("fox", PASSWORD);
+    const fox = await connect("fox", mesh.url, TestWebSocket);
+    const eve = await connect("eve", proxy.url, TestWebSocket);
+    const rooms = Array.from({ length: 10 }, (_, i) => `many-${i}`);
+    for (const room of rooms) {
+      await fox.http().createRoom(room, "public");
+      await eve.join(room);
+    }
+    const got = new Map(rooms.map((r) => [r, []]));
+    const removed = [];
+    eve.on("message", (m) => got.get(m.room).push(m.body));
+    eve.on("removed", (r) => removed.push(r.room));
+    // eve's connection stalls: while it is away, 50 messages in each room, so that every
+    // re-join replays a backlog; then it is cut and eve resumes.
+    proxy.freeze();
+    for (let i = 0; i < 50; i++) await Promise.all(rooms.map((room) => fox.send(room, `${room} ${i}`)));
+    const back = nextEvent(eve, "reconnected");
+    proxy.cut();
+    await back;
+    const deadline = Date.now() + 20_000;
+    while ([...got.values()].some((b) => b.length < 50) && Date.now() < deadline) await sleep(20);
+    assert.deepEqual(removed, []);
+    for (const room of rooms) {
+      assert.deepEqual(got.get(room), Array.from({ length: 50 }, (_, i) => `${room} ${i}`), room);
+    }
+  });
+
   it("a request made while disconnected waits for the next connection", async () => {
     const http = new Http(mesh.url);
     await http.register("dot", PASSWORD);

@@ -73,6 +73,7 @@ export async function startMesh() {
     CHATMESH__GATEWAY__ROOMS_BURST: "100000",
     CHATMESH__GATEWAY__LIMITS__SENDS_PER_SECOND: "10000",
     CHATMESH__GATEWAY__LIMITS__SEND_BURST: "10000",
+    CHATMESH__GATEWAY__FRAMES_PER_SECOND: "10000",
   };
   if (!env.NATS_SERVER && fs.existsSync(nats)) env.NATS_SERVER = nats;
   const child = spawn(BIN, ["up", "--data", dataDir, "--listen", "127.0.0.1:0"], {
