@@ -252,7 +252,7 @@ impl GatewayConfig {
         match (&self.tls_cert, &self.tls_key) {
             (None, None) => {}
             (Some(cert), Some(key)) => {
-                if let Err(e) = crate::http::tls::acceptor(cert, key) {
+                if let Err(e) = crate::tls::acceptor(cert, key) {
                     out.push(format!("gateway.tls_cert/tls_key: {e}"));
                 }
             }

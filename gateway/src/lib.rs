@@ -22,6 +22,7 @@ pub mod services;
 pub mod session;
 pub mod state;
 pub mod throttle;
+pub mod tls;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;

@@ -43,9 +43,9 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn from_config(cfg: &GatewayConfig) -> Result<Self, super::tls::TlsError> {
+    pub fn from_config(cfg: &GatewayConfig) -> Result<Self, crate::tls::TlsError> {
         let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-            (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
         let hsts = (tls.is_some() && cfg.hsts_max_age_secs > 0)

@@ -9,7 +9,6 @@ mod peer;
 mod refuse;
 mod reply;
 mod static_files;
-pub mod tls;
 mod ws;
 
 use std::convert::Infallible;
