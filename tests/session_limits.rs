@@ -46,6 +46,32 @@ async fn a_binary_flood_is_closed_with_4008() -> Result<()> {
     mesh.stop().await
 }
 
+/// Requests refused by the frame flood guard are answered `rate_limited` with their own
+/// `ref`, as every error is (a client must be able to tell which request failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_refusals_carry_the_requests_ref() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = strict_config();
+    config.gateway.rate_limit_strikes = 1000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let token = Api::new(&mesh).user("ann").await?;
+    let mut c = Client::login(&mesh.ws_url(), &token).await?;
+    for i in 0..60 {
+        c.send_json(json!({"type": "presence", "room": "nowhere", "ref": format!("r{i}")}))
+            .await?;
+    }
+    let limited = count_frames(&mut c, "error", Duration::from_secs(2)).await;
+    let limited: Vec<&Value> = limited
+        .iter()
+        .filter(|v| v["code"] == "rate_limited")
+        .collect();
+    assert!(!limited.is_empty(), "the flood guard refused nothing");
+    for v in limited {
+        assert!(v["ref"].as_str().is_some_and(|r| r.starts_with('r')), "{v}");
+    }
+    mesh.stop().await
+}
+
 /// A flood of WebSocket pings is counted too: the first ones are answered, the flood is
 /// closed with 4008 instead of being answered without limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chatmesh_protocol::frames::{error_frame, parse_client_frame, ClientFrame, Ref, ServerFrame};
+use chatmesh_protocol::frames::{
+    error_frame, parse_client_frame, peek_ref, ClientFrame, Ref, ServerFrame,
+};
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
 use chatmesh_protocol::service::{
@@ -214,7 +216,8 @@ impl Session {
     pub async fn on_text(&mut self, text: &[u8]) {
         metrics::counter!("chatmesh_frames_in_total").increment(1);
         if self.frames.check().is_err() {
-            return self.strike(&None).await;
+            // Refused before parsing, but answered to its request like every error.
+            return self.strike(&peek_ref(text)).await;
         }
         let (r#ref, frame) = match parse_client_frame(text, &self.state.cfg.limits) {
             Ok(parsed) => parsed,

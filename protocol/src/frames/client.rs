@@ -80,6 +80,26 @@ pub struct FrameError {
     pub error: ApiError,
 }
 
+/// Only the `ref` of a frame (`None` if it has none or is not a JSON object): for answering a
+/// frame that is refused before it is parsed (the flood guard). Nothing else is kept.
+pub fn peek_ref(text: &[u8]) -> Ref {
+    #[derive(Deserialize)]
+    struct OnlyRef {
+        #[serde(rename = "ref", default)]
+        r#ref: Option<Value>,
+    }
+    // A struct also deserializes from a JSON array: only objects have a `ref`.
+    if text.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    match serde_json::from_slice::<OnlyRef>(text) {
+        Ok(OnlyRef {
+            r#ref: Some(v @ (Value::String(_) | Value::Number(_))),
+        }) => Some(v),
+        _ => None,
+    }
+}
+
 /// Parses and validates one text frame. `limits` bounds the body of `send`.
 pub fn parse_client_frame(text: &[u8], limits: &Limits) -> Result<(Ref, ClientFrame), FrameError> {
     let bad = |r: &Ref, msg: String| FrameError {
@@ -218,6 +238,18 @@ mod tests {
             let e = parse_client_frame(text.as_bytes(), &Limits::default()).unwrap_err();
             assert_eq!(e.error.code, ErrorCode::BadRequest, "{text}");
         }
+    }
+
+    #[test]
+    fn peek_ref_reads_only_a_valid_ref() {
+        assert_eq!(
+            peek_ref(br#"{"type":"send","ref":"a","body":"x"}"#),
+            Some(json!("a"))
+        );
+        assert_eq!(peek_ref(br#"{"ref":7}"#), Some(json!(7)));
+        assert_eq!(peek_ref(br#"{"ref":{"x":1}}"#), None);
+        assert_eq!(peek_ref(b"[1]"), None);
+        assert_eq!(peek_ref(b"not json"), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod client;
 mod server;
 
-pub use client::{parse_client_frame, ClientFrame, FrameError};
+pub use client::{parse_client_frame, peek_ref, ClientFrame, FrameError};
 pub use server::{error_frame, DecodeError, ServerFrame};
 
 /// A request's `ref`: echoed verbatim in its reply (a string or a number).
