@@ -361,13 +361,18 @@ impl Driver {
     /// The answer to request `r`.
     async fn answer(&mut self, r: u64, mut p: Pending, frame: ServerFrame<'_>) {
         if let ServerFrame::Error { code, message, .. } = &frame {
-            let retry = *code == ErrorCode::Unavailable
+            let send = *code == ErrorCode::Unavailable
                 && matches!(p.frame, ClientFrame::Send { .. })
-                && p.attempts + 1 < MAX_SEND_ATTEMPTS
                 && matches!(&p.waiter, Waiter::Caller(reply) if !reply.is_closed());
+            // A resume's re-join refused for now (the session's replay slots are busy, or the
+            // gateway's) is tried again: the room is not gone.
+            let rejoin = matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable)
+                && matches!(p.waiter, Waiter::Resume);
+            let retry = (send || rejoin) && p.attempts + 1 < MAX_SEND_ATTEMPTS;
             if retry {
                 // Not stored (yet): the protocol asks for a resend with the same id.
                 p.attempts += 1;
+                tracing::debug!(attempt = p.attempts, code = ?code, "request refused for now; resending");
                 let delay = RESEND_AFTER * p.attempts.min(8);
                 self.pending.insert(r, p);
                 let tx = self.resends.0.clone();

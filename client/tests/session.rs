@@ -15,11 +15,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 async fn mesh(dir: &std::path::Path) -> Mesh {
+    mesh_with(dir, |_| {}).await
+}
+
+async fn mesh_with(dir: &std::path::Path, edit: impl FnOnce(&mut Config)) -> Mesh {
     let mut config = Config::default();
     config.worker.argon2_memory_kib = 64;
     config.worker.argon2_iterations = 1;
     config.gateway.limits.sends_per_second = 10_000;
     config.gateway.limits.send_burst = 10_000;
+    config.gateway.frames_per_second = 10_000;
+    edit(&mut config);
     Mesh::start(MeshOptions {
         data_dir: dir.join("mesh"),
         listen: "127.0.0.1:0".into(),
@@ -302,5 +308,50 @@ async fn cut_connections_lose_and_duplicate_nothing() -> Result<()> {
     let bodies: Vec<String> = stored.into_iter().flatten().map(|m| m.body).collect();
     let unique: BTreeSet<&String> = bodies.iter().collect();
     assert_eq!((bodies.len(), unique.len()), (2 * EACH, 2 * EACH));
+    Ok(())
+}
+
+/// A resume of more rooms than the session may replay at once: re-joins refused
+/// `rate_limited` are tried again, and every room's backlog arrives (no room is lost).
+#[tokio::test]
+async fn a_resume_beyond_the_replay_limit_rejoins_every_room() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh_with(dir.path(), |c| c.gateway.max_replays_per_session = 1).await;
+    let base = mesh.url();
+    let gateway: SocketAddr = base.trim_start_matches("http://").parse()?;
+    let proxy = Proxy::start(gateway).await?;
+    let ann = user(&base, "ann").await?;
+    Http::new(&base)?.register("bob", "password-1").await?;
+    let mut bob = Client::builder(format!("http://{}", proxy.addr))
+        .login("bob", "password-1")
+        .reconnect_backoff(Duration::from_millis(200), Duration::from_millis(400))
+        .connect()
+        .await?;
+    let mut events = bob.events().unwrap();
+    const ROOMS: usize = 6;
+    const EACH: usize = 150;
+    for r in 0..ROOMS {
+        let room = format!("room-{r}");
+        ann.http().create_room(&room, RoomKind::Public).await?;
+        bob.join(&room).await?;
+    }
+    assert!(proxy.cut() >= 1);
+    // A backlog in every room while bob is away (he reconnects after 100-400 ms).
+    for i in 0..EACH {
+        for r in 0..ROOMS {
+            ann.send(&format!("room-{r}"), &format!("m{i}")).await?;
+        }
+    }
+    let mut got = vec![0usize; ROOMS];
+    let mut removed = Vec::new();
+    while got.iter().sum::<usize>() < ROOMS * EACH && removed.is_empty() {
+        match next(&mut events, Some).await? {
+            Event::Message(m) => got[m.room["room-".len()..].parse::<usize>()?] += 1,
+            Event::Removed { room } => removed.push(room),
+            _ => {}
+        }
+    }
+    assert!(removed.is_empty(), "rooms given up: {removed:?}");
+    assert_eq!(got, vec![EACH; ROOMS]);
     Ok(())
 }
