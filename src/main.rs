@@ -1,5 +1,6 @@
 //! `chatmesh`: parse arguments, start tracing, run the chosen command, drain on signal.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -126,6 +127,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,

@@ -21,11 +21,12 @@ fn chatmesh() -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_and_drains_on_sigterm() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let log_path = dir.path().join("stderr.log");
     let mut child = chatmesh()
         .args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
+        .arg(dir.path().join("data"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?)
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -58,7 +59,21 @@ async fn up_serves_and_drains_on_sigterm() -> Result<()> {
         .to_str()?
         .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
-    assert!(page.text().await?.contains("chatmesh"));
+    let page = page.text().await?;
+    assert!(page.contains("chatmesh"));
+    // HEAD is answered like GET, without the body.
+    let head = http.head(format!("{url}/")).send().await?;
+    assert_eq!(head.status(), 200);
+    let length = head
+        .headers()
+        .get("content-length")
+        .context("content-length")?;
+    assert_eq!(length.to_str()?, page.len().to_string());
+    assert!(head.bytes().await?.is_empty());
+    assert_eq!(
+        http.head(format!("{url}/healthz")).send().await?.status(),
+        200
+    );
 
     let api = Api::at(&url);
     let token = api.user("ann").await?;
@@ -78,6 +93,13 @@ async fn up_serves_and_drains_on_sigterm() -> Result<()> {
     assert_eq!(client.ended().await, Ended::Closed(1001));
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
     assert!(status.success(), "exit status {status}");
+    // Logs written to a file carry no terminal colour codes.
+    let log = std::fs::read_to_string(&log_path)?;
+    assert!(log.contains("INFO"), "the log has lines: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a log file: {log:?}"
+    );
     for pid in nats_pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),

@@ -94,6 +94,12 @@ pub(crate) async fn route(
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
+    // HEAD is GET without the body (hyper leaves the body out), except on the API and the
+    // WebSocket endpoint.
+    let method = match (method, segments.first()) {
+        (Method::HEAD, Some(first)) if *first != "v1" => Method::GET,
+        (method, _) => method,
+    };
     let response = match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => reply::text(200, "ok"),
         (&Method::GET, ["readyz"]) => api::readyz(&state).await,
