@@ -247,6 +247,10 @@ async fn print_events(mut events: Events, out: Output) {
                 "messages {from}..={to} of {room} are no longer kept"
             )),
             Event::Removed { room } => out.note(&format!("you were removed from {room}")),
+            Event::Membership { room, role } => match role {
+                Some(role) => out.note(&format!("you are now {role:?} of {room} (/join {room})")),
+                None => out.note(&format!("you are no longer a member of {room}")),
+            },
             Event::Error(e) => out.note(&format!("error: {e}")),
             Event::Disconnected { code, .. } => {
                 out.note(&format!("disconnected ({code}), reconnecting"))
@@ -272,6 +276,9 @@ fn event_json(event: &Event) -> serde_json::Value {
             json!({"event": "gap", "room": room, "from": from, "to": to})
         }
         Event::Removed { room } => json!({"event": "removed", "room": room}),
+        Event::Membership { room, role } => {
+            json!({"event": "membership", "room": room, "role": role})
+        }
         Event::Error(e) => json!({"event": "error", "code": e.code, "message": e.message}),
         Event::Disconnected { code, reason } => {
             json!({"event": "disconnected", "code": code, "reason": reason})

@@ -330,6 +330,10 @@ impl Driver {
                     room: room.into_owned(),
                 }
             }
+            ServerFrame::Membership { room, role } => Event::Membership {
+                room: room.into_owned(),
+                role,
+            },
             ServerFrame::Gap { room, from, to } => Event::Gap {
                 room: room.into_owned(),
                 from,

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use chatmesh_protocol::message::Message;
+use chatmesh_protocol::service::Role;
 use chatmesh_protocol::ApiError;
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -29,6 +30,10 @@ pub enum Event {
         user: String,
         seq: u64,
     },
+    /// The user's membership of `room` changed: added (a new DM, an invitation, a join), a
+    /// role changed, or (`role` `None`) removed. Sent to every session of the user, joined
+    /// to the room or not: refresh a room list on it.
+    Membership { room: String, role: Option<Role> },
     /// The user's membership of `room` was removed (or a resume found it gone): no more of
     /// its messages come.
     Removed { room: String },

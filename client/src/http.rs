@@ -126,6 +126,13 @@ impl Http {
             .await
     }
 
+    /// `DELETE /v1/rooms/{room}/members/{user}`: removes `user` (owner or admin, or the user
+    /// itself).
+    pub async fn remove_member(&self, room: &str, user: &str) -> Result<()> {
+        let path = format!("/v1/rooms/{room}/members/{user}");
+        self.call_empty(reqwest::Method::DELETE, &path, None).await
+    }
+
     /// `POST /v1/dm/{user}`: the DM room with `user`.
     pub async fn dm(&self, user: &str) -> Result<String> {
         #[derive(Deserialize)]

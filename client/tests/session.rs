@@ -355,3 +355,34 @@ async fn a_resume_beyond_the_replay_limit_rejoins_every_room() -> Result<()> {
     assert_eq!(got, vec![EACH; ROOMS]);
     Ok(())
 }
+
+/// Membership changes reach every session of the user at once, joined to the room or not:
+/// added to a private room, a new DM, removed.
+#[tokio::test]
+async fn membership_changes_arrive_live() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let ann = user(&base, "ann").await?;
+    let mut bob = user(&base, "bob").await?;
+    let cy = user(&base, "cy").await?;
+    let mut events = bob.events().unwrap();
+    let membership = |e: Event| match e {
+        Event::Membership { room, role } => Some((room, role)),
+        _ => None,
+    };
+    ann.http().create_room("secret", RoomKind::Private).await?;
+    ann.http().add_member("secret", "bob", false).await?;
+    let got = next(&mut events, membership).await?;
+    assert_eq!(
+        got,
+        ("secret".to_owned(), Some(chatmesh_client::Role::Member))
+    );
+    let dm = cy.http().dm("bob").await?;
+    let got = next(&mut events, membership).await?;
+    assert_eq!(got, (dm, Some(chatmesh_client::Role::Member)));
+    ann.http().remove_member("secret", "bob").await?;
+    let got = next(&mut events, membership).await?;
+    assert_eq!(got, ("secret".to_owned(), None));
+    Ok(())
+}

@@ -90,13 +90,15 @@ impl AccessCache {
     }
 }
 
-/// Listens to membership events until `drain`: drops cached access and evicts removed users'
-/// sessions from `fanout`.
+/// Listens to membership events until `drain`: drops cached access, evicts removed users'
+/// sessions from `fanout`, and hands every event to `notify` (which tells the user's
+/// sessions).
 pub async fn spawn_member_listener(
     nats: &async_nats::Client,
     access: AccessCache,
     fanout: Fanout,
     drain: CancellationToken,
+    notify: impl Fn(&MemberEvent) + Send + 'static,
 ) -> Result<(), GatewayError> {
     let mut sub = nats
         .subscribe(MEMBER_ALL)
@@ -113,6 +115,7 @@ pub async fn spawn_member_listener(
                 continue;
             };
             access.forget(&ev.room, &ev.user).await;
+            notify(&ev);
             if ev.role.is_none() {
                 let room = ev.room.clone();
                 fanout.evict_user(&ev.room, &ev.user, move || {

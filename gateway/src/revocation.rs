@@ -26,8 +26,9 @@ use crate::services::Services;
 use crate::session::link::{Out, SessionLink};
 use crate::state::AppState;
 
-/// A tracked session: its id, the generation of its token, its link.
-type Tracked = (u64, u64, Weak<SessionLink>);
+/// A tracked session: its id, the generation of its token (`None`: a token of an external
+/// issuer, never revoked here), its link.
+type Tracked = (u64, Option<u64>, Weak<SessionLink>);
 
 /// Cached generations and the sessions that would close on a bump.
 #[derive(Debug)]
@@ -83,11 +84,10 @@ impl Revocation {
             .map_err(|e| (*e).clone())
     }
 
-    /// Remembers a session authenticated with `id`, to close it if its token is revoked.
+    /// Remembers a session authenticated with `id`: to close it if its token is revoked, and
+    /// to reach every session of a user ([`Revocation::sessions_of`]).
     pub fn track(&self, id: &Identity, link: &Arc<SessionLink>) {
-        let Some(gen) = id.gen else {
-            return;
-        };
+        let gen = id.gen;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let list = sessions.entry(Arc::from(id.user.as_str())).or_default();
         list.retain(|(session, _, _)| *session != link.id);
@@ -105,6 +105,15 @@ impl Revocation {
         }
     }
 
+    /// The open sessions of `user` on this gateway.
+    pub fn sessions_of(&self, user: &str) -> Vec<Arc<SessionLink>> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(user)
+            .map(|list| list.iter().filter_map(|(_, _, l)| l.upgrade()).collect())
+            .unwrap_or_default()
+    }
+
     /// `user`'s generation is now `gen`: cache it and close sessions of older tokens.
     pub async fn bumped(&self, user: &str, gen: u64) {
         self.gens.insert(Arc::from(user), gen).await;
@@ -115,7 +124,7 @@ impl Revocation {
             };
             let mut closing = Vec::new();
             list.retain(|(_, g, link)| {
-                if *g >= gen {
+                if g.is_none_or(|g| g >= gen) {
                     return true;
                 }
                 closing.extend(link.upgrade());

@@ -121,11 +121,17 @@ impl AppState {
             admission: Admission::new(cfg_inflight, Duration::from_millis(cfg_admission)),
             next_session: AtomicU64::new(1),
         });
+        let weak = Arc::downgrade(&state);
         crate::access::spawn_member_listener(
             &state.nats,
             state.access.clone(),
             state.fanout.clone(),
             state.drain.clone(),
+            move |ev| {
+                if let Some(state) = weak.upgrade() {
+                    state.membership_changed(ev);
+                }
+            },
         )
         .await?;
         crate::revocation::spawn_user_listener(state.clone()).await?;
@@ -173,6 +179,20 @@ impl AppState {
         {
             Ok(_) => Ok(()),
             Err(_) => Err("worker: not answering"),
+        }
+    }
+
+    /// Tells every session of the event's user on this gateway (`membership {room, role}`),
+    /// so room lists update without a refresh. A session that cannot take it (full queue) is
+    /// closed as a slow consumer, as for any frame.
+    pub fn membership_changed(&self, ev: &chatmesh_protocol::service::MemberEvent) {
+        let frame = chatmesh_protocol::frames::ServerFrame::Membership {
+            room: ev.room.as_str().into(),
+            role: ev.role,
+        };
+        let frame = bytes::Bytes::from(frame.encode());
+        for link in self.revocation.sessions_of(&ev.user) {
+            link.offer(crate::session::link::Out::Frame(frame.clone()));
         }
     }
 }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use chatmesh_protocol::frames::{parse_client_frame, ClientFrame, Ref, ServerFrame};
 use chatmesh_protocol::limits::Limits;
 use chatmesh_protocol::message::{encode_message_frame, Message, Payload};
+use chatmesh_protocol::service::Role;
 use chatmesh_protocol::ErrorCode;
 use proptest::prelude::*;
 use serde_json::json;
@@ -202,6 +203,14 @@ fn server_frames_golden() {
             r#"{"type":"receipt","room":"general","user":"bob","seq":7}"#.into(),
         ),
         (
+            ServerFrame::Membership { room: b("general"), role: Some(Role::Admin) },
+            r#"{"type":"membership","room":"general","role":"admin"}"#.into(),
+        ),
+        (
+            ServerFrame::Membership { room: b("general"), role: None },
+            r#"{"type":"membership","room":"general","role":null}"#.into(),
+        ),
+        (
             ServerFrame::Pong { r#ref: Cow::Owned(None) },
             r#"{"type":"pong"}"#.into(),
         ),
@@ -381,6 +390,16 @@ fn server_frame() -> impl Strategy<Value = ServerFrame<'static>> {
             user,
             seq
         }),
+        (
+            s(),
+            prop_oneof![
+                Just(None),
+                Just(Some(Role::Member)),
+                Just(Some(Role::Admin)),
+                Just(Some(Role::Owner))
+            ]
+        )
+            .prop_map(|(room, role)| ServerFrame::Membership { room, role }),
         rf().prop_map(|r#ref| ServerFrame::Pong { r#ref }),
         (rf(), code(), s()).prop_map(|(r#ref, code, message)| ServerFrame::Error {
             r#ref,

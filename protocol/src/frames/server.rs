@@ -16,6 +16,7 @@ use super::Ref;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::Limits;
 use crate::message::Message;
+use crate::service::Role;
 
 /// A server → client frame. Each encodes to one JSON text frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,13 @@ pub enum ServerFrame<'a> {
         #[serde(borrow)]
         user: Cow<'a, str>,
         seq: u64,
+    },
+    /// The user's membership of `room` changed (added, invited, a DM opened, a role
+    /// changed; `role` null: removed), sent to every session of the user.
+    Membership {
+        #[serde(borrow)]
+        room: Cow<'a, str>,
+        role: Option<Role>,
     },
     Pong {
         #[serde(rename = "ref", default, skip_serializing_if = "no_ref")]
@@ -227,6 +235,10 @@ impl<'a> ServerFrame<'a> {
                 room: own(room),
                 user: own(user),
                 seq,
+            },
+            Self::Membership { room, role } => ServerFrame::Membership {
+                room: own(room),
+                role,
             },
             Self::Pong { r#ref } => ServerFrame::Pong {
                 r#ref: own_ref(r#ref),
