@@ -106,6 +106,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {{room: string, joined: string[], left: string[]}} presence users came online or went offline in a joined room
  * @property {{room: string, user: string}} typing
  * @property {{room: string, user: string, seq: number}} receipt `user` has read `room` up to `seq`
+ * @property {{room: string, role: ("member"|"admin"|"owner"|null)}} membership the user's membership of the room changed (added, invited, a DM opened, a role changed; role null: removed); every session of the user gets it, joined to the room or not: refresh a room list on it
  * @property {{room: string}} removed the user's membership of the room was removed (or a resume found it gone): no more of its messages come
  * @property {ChatmeshError} error an error the server sent without a request waiting for it (e.g. a refused `typing`: `error.request` says which)
  * @property {Welcome} connected a connection is open and welcomed (the first one too); rooms are being re-joined and unacked sends resent
@@ -129,6 +130,7 @@ export const EVENT_TYPES = /** @type {const} */ ([
   "presence",
   "typing",
   "receipt",
+  "membership",
   "removed",
   "error",
   "connected",
@@ -1306,6 +1308,11 @@ export class Client {
         this.#rooms.delete(String(f.room));
         this.#emit("removed", { room: String(f.room) });
         return;
+      case "membership": {
+        const role = f.role === "member" || f.role === "admin" || f.role === "owner" ? f.role : null;
+        this.#emit("membership", { room: String(f.room), role });
+        return;
+      }
       case "gap":
         this.#emit("gap", { room: String(f.room), from: Number(f.from), to: Number(f.to) });
         return;

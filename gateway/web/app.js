@@ -632,6 +632,8 @@ function startSession(session) {
   on("presence", onPresenceDiff);
   on("gap", onGap);
   on("removed", onRemoved);
+  // Added to a room, a new DM, a role changed, removed: the room list follows at once.
+  on("membership", () => refreshRooms());
   on("error", onServerError);
   app.conn = client;
   onConnState("connecting", {});

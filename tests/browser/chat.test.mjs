@@ -389,7 +389,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await input.press("Enter");
     await alice.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: "psst, bob" }).waitFor();
 
-    await bob.page.locator("#refresh-rooms").click();
+    // No refresh: the new DM reaches bob's room list live (`membership`).
     const item = bob.page.locator('#room-list li[data-kind="dm"]');
     await item.filter({ hasText: "alice" }).waitFor();
     assert.equal(await item.getAttribute("data-unread"), "1");
@@ -451,6 +451,27 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await item.locator("button").click();
     await carol.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
     await messageWithBody(carol, "hello bob, this is alice").waitFor();
+  });
+
+  it("puts a room in the list the moment its user is added, and takes it out on removal", async () => {
+    // alice, over HTTP: a private room, then carol in it, then carol out again.
+    const call = async (method, path, token, body) => {
+      const res = await fetch(`${url}${path}`, {
+        method,
+        headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      assert.ok(res.ok, `${method} ${path}: HTTP ${res.status}`);
+      return res.status === 204 ? null : res.json();
+    };
+    const { token } = await call("POST", "/v1/auth/login", null, { username: "alice", password: "alice-password-1" });
+    await call("POST", "/v1/rooms", token, { room: "backroom", kind: "private" });
+    const item = carol.page.locator('#room-list li[data-room="backroom"]');
+    assert.equal(await item.count(), 0);
+    await call("POST", "/v1/rooms/backroom/members", token, { user: "carol", role: "member" });
+    await item.waitFor();
+    await call("DELETE", "/v1/rooms/backroom/members/carol", token);
+    await item.waitFor({ state: "detached" });
   });
 
   it("shows presence from `presence` and `presence_diff`", async () => {

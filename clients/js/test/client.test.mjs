@@ -151,6 +151,23 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.equal(late, null, "no messages after leave");
   });
 
+  it("tells every session of a user about membership changes, joined to the room or not", async () => {
+    const kim = await user("kim");
+    const lee = await user("lee");
+    const max = await user("max");
+    const kh = kim.http();
+    await kh.createRoom("den", "private");
+    let got = nextEvent(lee, "membership", (d) => d.room === "den" && d);
+    await kh.addMember("den", "lee");
+    assert.deepEqual(await got, { room: "den", role: "member" });
+    got = nextEvent(lee, "membership", (d) => d.room !== "den" && d);
+    const dm = await max.http().dm("lee");
+    assert.deepEqual(await got, { room: dm, role: "member" });
+    got = nextEvent(lee, "membership", (d) => d.room === "den" && d.role === null && d);
+    await kh.removeMember("den", "lee");
+    assert.deepEqual(await got, { room: "den", role: null });
+  });
+
   it("pages history over the WebSocket and HTTP, and replays with joinSince", async () => {
     const cy = await user("cy");
     const dee = await user("dee");
