@@ -28,6 +28,7 @@ async fn up_serves_and_drains_on_sigterm() -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log_path)?)
         .spawn()?;
+    let _reap = Reap(child.id());
     let stdout = child.stdout.take().context("stdout")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -164,6 +165,24 @@ fn check_config_reports_every_problem() -> Result<()> {
     Ok(())
 }
 
+/// Kills a spawned `chatmesh` and its children (the nats-server) if a test fails before it
+/// stopped them itself, so a failed assertion leaves no process behind.
+struct Reap(u32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let alive =
+            |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
+        let mut pids = child_pids(self.0);
+        pids.push(self.0);
+        for pid in pids.into_iter().filter(|p| alive(*p)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 fn child_pids(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
@@ -193,6 +212,7 @@ async fn standalone_worker_serves_metrics() -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let _reap = Reap(child.id());
     let deadline = std::time::Instant::now() + WAIT;
     let body = loop {
         let got = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await;
