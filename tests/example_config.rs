@@ -95,3 +95,55 @@ fn the_example_passes_check_config_for_each_command() {
         }
     }
 }
+
+/// The Kubernetes ConfigMap's chatmesh.toml is checked against the example: it loads, and
+/// every key it sets is a setting of the example's, in the same section.
+#[test]
+fn the_kubernetes_config_uses_only_settings_of_the_example() {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/k8s/configmap.yaml"
+    ))
+    .unwrap();
+    let body = yaml
+        .split("chatmesh.toml: |\n")
+        .nth(1)
+        .expect("a chatmesh.toml key");
+    let toml: String = body
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chatmesh.toml");
+    std::fs::write(&path, &toml).unwrap();
+    Config::load(Some(&path)).expect("the ConfigMap's chatmesh.toml loads");
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+    let mut section = String::new();
+    let mut known = std::collections::BTreeSet::new();
+    for line in example.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, _)) = line.trim_start_matches("# ").split_once(" =") {
+            known.insert(format!("{section}.{key}"));
+        }
+    }
+    let mut section = String::new();
+    let mut unknown = Vec::new();
+    for line in toml.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if !line.starts_with('#') {
+            if let Some((key, _)) = line.split_once('=') {
+                let key = format!("{section}.{}", key.trim());
+                if !known.contains(&key) {
+                    unknown.push(key);
+                }
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "not settings of the example: {unknown:?}"
+    );
+}
