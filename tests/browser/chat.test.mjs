@@ -304,6 +304,24 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     }
   });
 
+  it("shows the stored tick on every own message of a run, not only the first", async () => {
+    const input = alice.page.locator("#message-input");
+    for (const text of ["run one", "run two", "run three"]) {
+      await input.fill(text);
+      await input.press("Enter");
+    }
+    for (const text of ["run one", "run two", "run three"]) {
+      const li = alice.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text });
+      await li.waitFor();
+      const tick = li.locator(".status");
+      assert.ok(await tick.isVisible(), `no visible tick on "${text}"`);
+      assert.equal(await tick.textContent(), "✓");
+    }
+    const cont = alice.page.locator("#message-list li.msg.mine.cont").filter({ hasText: "run three" });
+    assert.equal(await cont.count(), 1, "the run is grouped (continuation messages)");
+    assert.equal(await cont.locator(".from").isVisible(), false, "a continuation repeats no name");
+  });
+
   it("shows HTML in a message body as literal text", async () => {
     const evil = "<img src=x onerror=alert(1)>";
     const input = bob.page.locator("#message-input");
@@ -348,6 +366,9 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await messageWithBody(bob, "sent while offline").waitFor();
     assert.deepEqual(await bodies(bob), [
       "hello bob, this is alice",
+      "run one",
+      "run two",
+      "run three",
       "<img src=x onerror=alert(1)>",
       "sent while offline",
     ]);
