@@ -43,6 +43,27 @@ function h(tag, props, ...children) {
   return node;
 }
 
+/** http(s) URLs in a message body; the rest stays text. */
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/g;
+
+/**
+ * A message body as text nodes and links: only http(s) URLs become links (opening in a new
+ * tab, without the opener or a referrer); nothing of the body is ever parsed as HTML.
+ */
+function linkify(body) {
+  const out = [];
+  let at = 0;
+  for (const match of String(body).matchAll(URL_RE)) {
+    // Trailing punctuation belongs to the sentence, not the URL.
+    const url = match[0].replace(/[.,;:!?)\]]+$/, "");
+    if (match.index > at) out.push(body.slice(at, match.index));
+    out.push(h("a", { href: url, textContent: url, target: "_blank", rel: "noopener noreferrer" }));
+    at = match.index + url.length;
+  }
+  if (at < body.length) out.push(body.slice(at));
+  return out;
+}
+
 function show(node, visible) {
   node.hidden = !visible;
 }
@@ -354,7 +375,7 @@ function messageNode(r, key, m, state) {
         }),
         h("span", { className: "status" }),
       ),
-      h("div", { className: "body", textContent: m.body }),
+      h("div", { className: "body" }, ...linkify(m.body)),
       h("div", { className: "seen", hidden: true }),
     );
     r.nodes.set(key, node);

@@ -322,6 +322,21 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(await cont.locator(".from").isVisible(), false, "a continuation repeats no name");
   });
 
+  it("makes http(s) URLs in a message clickable, and nothing else", async () => {
+    const text = "docs at https://example.com/a?b=1, not javascript:alert(1) or <a href=x>x</a>.";
+    const input = alice.page.locator("#message-input");
+    await input.fill(text);
+    await input.press("Enter");
+    const body = messageWithBody(bob, "docs at");
+    await body.waitFor();
+    const links = body.locator("a");
+    assert.equal(await links.count(), 1, "one link");
+    assert.equal(await links.getAttribute("href"), "https://example.com/a?b=1");
+    assert.equal(await links.getAttribute("rel"), "noopener noreferrer");
+    assert.equal(await links.getAttribute("target"), "_blank");
+    assert.equal(await body.textContent(), text, "the text is shown as it was sent");
+  });
+
   it("shows HTML in a message body as literal text", async () => {
     const evil = "<img src=x onerror=alert(1)>";
     const input = bob.page.locator("#message-input");
@@ -369,6 +384,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
       "run one",
       "run two",
       "run three",
+      "docs at https://example.com/a?b=1, not javascript:alert(1) or <a href=x>x</a>.",
       "<img src=x onerror=alert(1)>",
       "sent while offline",
     ]);
