@@ -207,7 +207,7 @@ async fn interact(client: &Client, mut current: Option<String>, out: Output) -> 
 
 async fn list_rooms(client: &Client, out: Output) -> anyhow::Result<()> {
     for r in client.http().rooms().await? {
-        let role = r.role.as_deref().unwrap_or("-");
+        let role = r.role.map_or("-".to_owned(), |role| format!("{role:?}"));
         let peer = r.peer.map(|p| format!(" with {p}")).unwrap_or_default();
         out.note(&format!(
             "{:<24} {:?}{peer} role {role}, {} unread",

@@ -1,9 +1,11 @@
 //! The HTTP half of protocol v1: accounts, rooms, DMs and history pages.
 
 use chatmesh_protocol::message::Message;
+use chatmesh_protocol::service::Role;
+pub use chatmesh_protocol::service::{RoomKind, RoomListing as RoomInfo};
 use chatmesh_protocol::ApiError;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -13,30 +15,6 @@ use crate::error::{Error, Result};
 pub struct Login {
     pub token: String,
     pub expires_at: u64,
-}
-
-/// Who may see and join a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RoomKind {
-    Public,
-    Private,
-    Dm,
-}
-
-/// One room of `GET /v1/rooms`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RoomInfo {
-    pub room: String,
-    pub kind: RoomKind,
-    /// `owner`, `admin` or `member`; `None` for a public room the caller is not in.
-    pub role: Option<String>,
-    pub last_seq: u64,
-    #[serde(default)]
-    pub unread: u64,
-    /// The other user of a DM.
-    #[serde(default)]
-    pub peer: Option<String>,
 }
 
 /// A page of history, oldest first; `more` when older messages exist.
@@ -119,7 +97,7 @@ impl Http {
 
     /// `POST /v1/rooms/{room}/members`: adds `user` (owner or admin only).
     pub async fn add_member(&self, room: &str, user: &str, admin: bool) -> Result<()> {
-        let role = if admin { "admin" } else { "member" };
+        let role = if admin { Role::Admin } else { Role::Member };
         let path = format!("/v1/rooms/{room}/members");
         let body = json!({"user": user, "role": role});
         self.call_empty(reqwest::Method::POST, &path, Some(body))
