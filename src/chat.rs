@@ -13,22 +13,30 @@ use anyhow::{bail, Context as _};
 use chatmesh_client::{Client, ErrorCode, Event, Events, Message, RoomKind};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// What `chatmesh chat` was asked to do.
-#[derive(Debug, Clone)]
+/// What `chatmesh chat` was asked to do (its command line).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ChatArgs {
     /// The gateway's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "CHATMESH_URL")]
     pub url: String,
-    /// Log in as this user (password from `CHATMESH_PASSWORD`); or `CHATMESH_TOKEN`.
+    /// Log in as this user; the password comes from CHATMESH_PASSWORD (without --user,
+    /// CHATMESH_TOKEN is used).
+    #[arg(long)]
     pub user: Option<String>,
-    /// Rooms to join at start; the first is where lines go.
+    /// A room to join at start (repeatable); lines go to the first.
+    #[arg(long = "room")]
     pub rooms: Vec<String>,
-    /// Create the rooms (public) if they do not exist.
+    /// Create the rooms (public) when they do not exist.
+    #[arg(long)]
     pub create: bool,
     /// Print the last N messages of each room at start.
+    #[arg(long, default_value_t = 0)]
     pub history: u32,
-    /// After the input ends, keep printing events until Ctrl-C.
+    /// After the input ends, keep printing what arrives until Ctrl-C.
+    #[arg(long)]
     pub follow: bool,
-    /// Events as JSON Lines.
+    /// Print events as JSON Lines.
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -45,30 +45,7 @@ enum Command {
     },
     /// A terminal client: interactive on a terminal; over a pipe each line is a message to
     /// the first --room (exits once all are acked).
-    Chat {
-        /// The gateway's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080", env = "CHATMESH_URL")]
-        url: String,
-        /// Log in as this user; the password comes from CHATMESH_PASSWORD (without --user,
-        /// CHATMESH_TOKEN is used).
-        #[arg(long)]
-        user: Option<String>,
-        /// A room to join at start (repeatable); lines go to the first.
-        #[arg(long = "room")]
-        rooms: Vec<String>,
-        /// Create the rooms (public) when they do not exist.
-        #[arg(long)]
-        create: bool,
-        /// Print the last N messages of each room at start.
-        #[arg(long, default_value_t = 0)]
-        history: u32,
-        /// After the input ends, keep printing what arrives until Ctrl-C.
-        #[arg(long)]
-        follow: bool,
-        /// Print events as JSON Lines.
-        #[arg(long)]
-        json: bool,
-    },
+    Chat(chatmesh::chat::ChatArgs),
     /// One gateway against the NATS servers of `mesh.nats_urls`.
     Gateway,
     /// One worker against the NATS servers of `mesh.nats_urls`.
@@ -118,7 +95,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The terminal client's screen is for the chat: only warnings and errors by default.
     let default_filter = match cli.command {
-        Command::Chat { .. } => "warn",
+        Command::Chat(_) => "warn",
         _ => "info,async_nats=warn",
     };
     tracing_subscriber::fmt()
@@ -152,7 +129,7 @@ fn main() -> ExitCode {
         };
     }
     let role = match cli.command {
-        Command::Up { .. } | Command::NatsAuth { .. } | Command::Chat { .. } => None,
+        Command::Up { .. } | Command::NatsAuth { .. } | Command::Chat(_) => None,
         Command::Gateway => Some(Role::Gateway),
         Command::Worker { .. } | Command::Export { .. } | Command::Import { .. } => {
             Some(Role::Worker)
@@ -183,26 +160,7 @@ fn main() -> ExitCode {
                 nats_port,
                 nats_threads,
             } => commands::up(config, data, listen, nats_port, nats_threads).await,
-            Command::Chat {
-                url,
-                user,
-                rooms,
-                create,
-                history,
-                follow,
-                json,
-            } => {
-                let args = chatmesh::chat::ChatArgs {
-                    url,
-                    user,
-                    rooms,
-                    create,
-                    history,
-                    follow,
-                    json,
-                };
-                chatmesh::chat::run(args).await
-            }
+            Command::Chat(args) => chatmesh::chat::run(args).await,
             Command::Gateway => commands::gateway(config).await,
             Command::Worker { .. } => commands::worker(config).await,
             Command::Export {
