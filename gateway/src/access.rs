@@ -46,11 +46,15 @@ impl AccessCache {
 
     /// What `user` may do in `room` (loaded once per key when cold).
     pub async fn get(&self, room: &str, user: &str) -> Result<Access, ApiError> {
-        let req = RoomUserRequest {
-            room: room.to_owned(),
-            user: user.to_owned(),
+        // The request is built only on a miss: a hit (every send) allocates nothing for it.
+        let load = || {
+            let req = RoomUserRequest {
+                room: room.to_owned(),
+                user: user.to_owned(),
+            };
+            let services = self.services.clone();
+            async move { services.ask::<GetAccess>(&req.room, &req).await }
         };
-        let load = || self.services.ask::<GetAccess>(&req.room, &req);
         let (access, hit) = self
             .cache
             .lookup(room, user, load)
