@@ -5,13 +5,14 @@
 //! a versioned JSON summary, a Markdown summary and goose's HTML report.
 
 pub mod attack;
+pub mod body;
 pub mod cli;
+pub mod clock;
 pub mod conn;
 pub mod control;
 pub mod coord;
 pub mod engine;
 pub mod history;
-pub mod inbound;
 pub mod mixed;
 pub mod natsws;
 pub mod plan;
