@@ -45,16 +45,18 @@ pub struct Identity {
 /// Why a token was refused (all map to `unauthorized`).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("token invalid: {0}")]
-    Invalid(String),
+    #[error("token invalid")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("token issued in the future (iat {iat}, now {now})")]
     IssuedInFuture { iat: u64, now: u64 },
     #[error("token subject is not a valid user name")]
     BadSubject,
     #[error("unknown key id")]
     UnknownKey,
-    #[error("cannot read JWKS file: {0}")]
-    Jwks(String),
+    #[error("cannot read the JWKS file")]
+    JwksRead(#[source] std::io::Error),
+    #[error("the JWKS file is not a JWK set")]
+    JwksParse(#[source] serde_json::Error),
 }
 
 enum Verifier {
@@ -83,10 +85,8 @@ impl Tokens {
     pub fn from_config(cfg: &GatewayConfig) -> Result<Self, AuthError> {
         let (encoding, verifier) = match &cfg.jwks_file {
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| AuthError::Jwks(e.to_string()))?;
-                let set: JwkSet =
-                    serde_json::from_str(&text).map_err(|e| AuthError::Jwks(e.to_string()))?;
+                let text = std::fs::read_to_string(path).map_err(AuthError::JwksRead)?;
+                let set: JwkSet = serde_json::from_str(&text).map_err(AuthError::JwksParse)?;
                 let mut keys = HashMap::new();
                 for jwk in &set.keys {
                     let (Some(kid), Ok(key)) =
@@ -140,8 +140,7 @@ impl Tokens {
         let (key, alg) = match &self.verifier {
             Verifier::Hs256(key) => (key, Algorithm::HS256),
             Verifier::Jwks(keys) => {
-                let header = jsonwebtoken::decode_header(token)
-                    .map_err(|e| AuthError::Invalid(e.to_string()))?;
+                let header = jsonwebtoken::decode_header(token).map_err(AuthError::Invalid)?;
                 let kid = header.kid.ok_or(AuthError::UnknownKey)?;
                 let (key, alg) = keys.get(&kid).ok_or(AuthError::UnknownKey)?;
                 (key, *alg)
@@ -156,8 +155,8 @@ impl Tokens {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(AuthError::Invalid)?;
         chatmesh_protocol::validate_name("user", &data.claims.sub)
             .map_err(|_| AuthError::BadSubject)?;
         let now = now_secs();
@@ -230,6 +229,16 @@ mod tests {
         assert!(tokens(&secret).verify(&within_leeway).is_ok());
         let past = signed(&secret, claims(now - 60));
         assert!(tokens(&secret).verify(&past).is_ok());
+    }
+
+    #[test]
+    fn a_bad_signature_keeps_the_jwt_error_as_its_source() {
+        let token = signed(&"a".repeat(32), serde_json::json!({"sub": "ann"}));
+        let err = tokens(&"b".repeat(32)).verify(&token).unwrap_err();
+        assert!(matches!(err, AuthError::Invalid(_)), "{err:?}");
+        let chain = crate::error::Chain(&err).to_string();
+        assert!(chain.starts_with("token invalid: "), "{chain}");
+        assert!(std::error::Error::source(&err).is_some());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Errors of the gateway library. Clients never see these: each maps to a protocol error
 //! code through [`GatewayError::api`], and the detail is logged once where it happens.
 
+pub use chatmesh_protocol::error::Chain;
 use chatmesh_protocol::{ApiError, ErrorCode};
 
 /// The source of a bus error: async-nats's error types differ per call.
@@ -84,21 +85,6 @@ impl GatewayError {
             }
             ErrorKind::BadReply | ErrorKind::Config | ErrorKind::Io => ApiError::internal(),
         }
-    }
-}
-
-/// Displays an error with every source after it (`a: b: c`), for logs.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            write!(f, ": {e}")?;
-            next = e.source();
-        }
-        Ok(())
     }
 }
 

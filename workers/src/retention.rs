@@ -257,7 +257,7 @@ pub async fn run(mut retention: Retention, shutdown: CancellationToken) {
                 r.deleted > 0 && !r.wrapped
             }
             Err(e) => {
-                warn!(error = %e, "retention step failed");
+                warn!(error = %chatmesh_protocol::error::Chain(&e), "retention step failed");
                 false
             }
         };

@@ -24,6 +24,7 @@
 mod setup;
 
 use chatmesh_protocol::backoff::Backoff;
+use chatmesh_protocol::error::Chain;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,19 +60,36 @@ const ACK_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) enum SessionError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("consumer: {0}")]
-    Consumer(String),
+    /// The pull consumer could not be set up or its stream failed (`source`: the NATS error,
+    /// none when the stream just ended).
+    #[error("consumer: {what}")]
+    Consumer {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("delivery out of line: expected consumer seq {expected}, got {got}")]
     Gap { expected: u64, got: u64 },
-    #[error("ack: {0}")]
-    Ack(String),
+    #[error("ack")]
+    Ack(#[source] BoxError),
 }
 
+/// A NATS client error, kept as the source of a [`SessionError`].
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl SessionError {
+    /// A consumer failure: `what` was being done, `source` went wrong.
+    pub(crate) fn consumer(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        SessionError::Consumer {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             SessionError::Store(_) => "store",
-            SessionError::Consumer(_) => "consumer",
+            SessionError::Consumer { .. } => "consumer",
             SessionError::Gap { .. } => "gap",
             SessionError::Ack(_) => "ack",
         }
@@ -102,7 +120,7 @@ pub(crate) async fn run_partition(
         let result = session(&w, p, &ready, &shutdown, &mut backoff).await;
         ready.store(false, Ordering::Release);
         let Err(e) = result else { return };
-        warn!(partition = p, error = %e, "store writer restarts from its checkpoint");
+        warn!(partition = p, error = %Chain(&e), "store writer restarts from its checkpoint");
         counter!(m::WRITER_RESTARTS, "reason" => e.reason()).increment(1);
         if matches!(e, SessionError::Store(_)) {
             w.caches.reset_written();
@@ -132,7 +150,7 @@ async fn session(
             .expires(PULL_EXPIRES)
             .messages()
             .await
-            .map_err(|e| SessionError::Consumer(format!("pull: {e}")))?;
+            .map_err(|e| SessionError::consumer("pull", e))?;
         Ok::<_, SessionError>((checkpoint, deliveries))
     };
     // Nothing is in flight yet: a shutdown may interrupt the setup (NATS may be down).
@@ -223,9 +241,7 @@ impl Acks {
             return Ok(());
         };
         self.unacked = 0;
-        last.ack()
-            .await
-            .map_err(|e| SessionError::Ack(e.to_string()))
+        last.ack().await.map_err(|e| SessionError::Ack(e.into()))
     }
 }
 
@@ -233,7 +249,7 @@ impl Acks {
 fn decode(msg: &JsMessage) -> Result<Delivery, SessionError> {
     let seq = msg
         .info()
-        .map_err(|e| SessionError::Consumer(format!("bad delivery metadata: {e}")))?
+        .map_err(|e| SessionError::consumer("bad delivery metadata", e))?
         .stream_sequence;
     let message = room_of(msg.subject.as_str())
         .filter(|room| validate_name("room", room).is_ok())
@@ -245,12 +261,15 @@ fn decode(msg: &JsMessage) -> Result<Delivery, SessionError> {
 }
 
 fn delivery(
-    next: Option<Result<JsMessage, impl std::fmt::Display>>,
+    next: Option<Result<JsMessage, impl Into<BoxError>>>,
 ) -> Result<JsMessage, SessionError> {
     match next {
         Some(Ok(msg)) => Ok(msg),
-        Some(Err(e)) => Err(SessionError::Consumer(format!("pull: {e}"))),
-        None => Err(SessionError::Consumer("pull stream ended".into())),
+        Some(Err(e)) => Err(SessionError::consumer("pull", e)),
+        None => Err(SessionError::Consumer {
+            what: "pull stream ended".into(),
+            source: None,
+        }),
     }
 }
 
@@ -267,7 +286,7 @@ fn in_line_prefix(
     for (i, msg) in batch.iter().enumerate() {
         let dseq = msg
             .info()
-            .map_err(|e| SessionError::Consumer(format!("bad delivery metadata: {e}")))?
+            .map_err(|e| SessionError::consumer("bad delivery metadata", e))?
             .consumer_sequence;
         if dseq > *next_dseq {
             *failure = Some(SessionError::Gap {
@@ -279,4 +298,22 @@ fn in_line_prefix(
         *next_dseq = (*next_dseq).max(dseq + 1);
     }
     Ok(batch.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_errors_keep_their_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = SessionError::consumer("creating store-p3", io);
+        assert_eq!(e.reason(), "consumer");
+        assert_eq!(
+            Chain(&e).to_string(),
+            "consumer: creating store-p3: reset by peer"
+        );
+        let ended = delivery(None::<Result<JsMessage, std::io::Error>>).unwrap_err();
+        assert_eq!(Chain(&ended).to_string(), "consumer: pull stream ended");
+    }
 }

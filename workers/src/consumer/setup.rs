@@ -31,7 +31,7 @@ pub(crate) async fn recreate(
         let missing = matches!(e.kind(), ConsumerErrorKind::JetStream(j)
             if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND);
         if !missing {
-            return Err(SessionError::Consumer(format!("deleting {name}: {e}")));
+            return Err(SessionError::consumer(format!("deleting {name}"), e));
         }
     }
     let config = Config {
@@ -48,5 +48,5 @@ pub(crate) async fn recreate(
     stream
         .create_consumer::<pull::Config>(config)
         .await
-        .map_err(|e| SessionError::Consumer(format!("creating {name}: {e}")))
+        .map_err(|e| SessionError::consumer(format!("creating {name}"), e))
 }

@@ -86,7 +86,7 @@ impl Leases {
             Ok(_) => return Take::Held,
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => 0,
             Err(e) => {
-                debug!(partition = p, error = %e, "lease read failed");
+                debug!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "lease read failed");
                 return Take::Failed;
             }
         };
@@ -120,7 +120,7 @@ impl Leases {
                 Take::Failed => Renewal::Unreachable,
             },
             Err(e) => {
-                debug!(partition = p, error = %e, "lease renewal failed");
+                debug!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "lease renewal failed");
                 Renewal::Unreachable
             }
         }
@@ -142,7 +142,7 @@ impl Leases {
         match put.await {
             Ok(seq) => Some(seq),
             Err(e) => {
-                debug!(partition = p, error = %e, "lease write refused");
+                debug!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "lease write refused");
                 None
             }
         }

@@ -64,7 +64,7 @@ impl Registry {
             natskit::Expect::Any,
         );
         if let Err(e) = put.await {
-            warn!(error = %e, "worker heartbeat failed");
+            warn!(error = %chatmesh_protocol::error::Chain(&e), "worker heartbeat failed");
         }
     }
 

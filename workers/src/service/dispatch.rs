@@ -78,7 +78,7 @@ pub(crate) async fn serve_partition(
         while tasks.try_join_next().is_some() {}
     }
     if let Err(e) = sub.unsubscribe().await {
-        warn!(subject, error = %e, "unsubscribe failed");
+        warn!(subject, error = %chatmesh_protocol::error::Chain(&e), "unsubscribe failed");
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -106,7 +106,7 @@ async fn refuse_busy(nats: &Client, msg: Message) {
         "too many password checks in progress, retry shortly",
     ));
     if let Err(e) = nats.publish(reply, encode(&answer).into()).await {
-        warn!(op, error = %e, "could not send a service reply");
+        warn!(op, error = %chatmesh_protocol::error::Chain(&e), "could not send a service reply");
     }
 }
 
@@ -116,7 +116,7 @@ async fn handle(svc: Service, nats: Client, msg: Message, _permit: OwnedSemaphor
     if let Some(reply) = msg.reply.clone() {
         let body = within_max_payload(&nats, op, body);
         if let Err(e) = nats.publish(reply, body.into()).await {
-            warn!(op, error = %e, "could not send a service reply");
+            warn!(op, error = %chatmesh_protocol::error::Chain(&e), "could not send a service reply");
         }
     }
 }

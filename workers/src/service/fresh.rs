@@ -84,7 +84,7 @@ impl StreamTail {
             Ok(m) => Ok(m.sequence),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
             Err(e) => {
-                warn!(room, error = %e, "could not read the room's last seq from the stream");
+                warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not read the room's last seq from the stream");
                 counter!(m::HISTORY_WAITS, "outcome" => "stream_error").increment(1);
                 Err(ApiError::unavailable("history is not available right now"))
             }

@@ -68,14 +68,14 @@ impl std::fmt::Debug for Service {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        error!(error = %e, "service request failed in the store");
+        error!(error = %chatmesh_protocol::error::Chain(&e), "service request failed in the store");
         ApiError::internal()
     }
 }
 
 impl From<PasswordError> for ApiError {
     fn from(e: PasswordError) -> Self {
-        error!(error = %e, "service request failed hashing a password");
+        error!(error = %chatmesh_protocol::error::Chain(&e), "service request failed hashing a password");
         ApiError::internal()
     }
 }
@@ -155,7 +155,7 @@ impl Service {
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = nats.publish(member_subject(room), body.into()).await {
-            warn!(room, user, error = %e, "could not publish a membership event");
+            warn!(room, user, error = %chatmesh_protocol::error::Chain(&e), "could not publish a membership event");
         }
     }
 }
@@ -172,7 +172,7 @@ impl Service {
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = nats.publish(user_subject(user), body.into()).await {
-            warn!(user, error = %e, "could not publish a user event");
+            warn!(user, error = %chatmesh_protocol::error::Chain(&e), "could not publish a user event");
         }
     }
 }
