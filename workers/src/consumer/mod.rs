@@ -241,7 +241,7 @@ impl Acks {
             return Ok(());
         };
         self.unacked = 0;
-        last.ack().await.map_err(|e| SessionError::Ack(e.into()))
+        last.ack().await.map_err(SessionError::Ack)
     }
 }
 
