@@ -69,6 +69,10 @@ impl Mesh {
             builder = builder.threads(threads);
         }
         let nats = builder.start().await.context("starting nats-server")?;
+        if let Some(pid) = nats.pid() {
+            // Its CPU on /metrics beside ours: load tests compute CPU per message from it.
+            chatmesh_gateway::procstat::watch_child("nats-server", pid);
+        }
 
         let mut config = opts.config.clone();
         config.mesh.nats_urls = vec![nats.url()];

@@ -88,6 +88,22 @@ async fn up_serves_and_drains_on_sigterm() -> Result<()> {
 
     let nats_pids = child_pids(child.id());
     assert!(!nats_pids.is_empty(), "a nats-server child runs");
+    // CPU of the process and of its nats-server child, for CPU per message in load tests.
+    let cpu = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    assert!(
+        cpu("chatmesh_process_cpu_seconds ").is_some_and(|s| s > 0.0),
+        "{metrics}"
+    );
+    assert!(
+        cpu("chatmesh_child_cpu_seconds{child=\"nats-server\"}").is_some_and(|s| s >= 0.0),
+        "{metrics}"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()?;

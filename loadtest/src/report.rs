@@ -11,7 +11,7 @@ use crate::control::Phases;
 use crate::engine::Engine;
 use crate::regression::MaxRegression;
 use crate::stats::{Counters, Kind};
-use crate::summary::{Connections, Counts, Latency, Summary, TargetMemory, SCHEMA};
+use crate::summary::{Connections, Counts, Latency, Summary, TargetCpu, TargetMemory, SCHEMA};
 use crate::threshold::Threshold;
 
 pub fn summarize(
@@ -21,6 +21,7 @@ pub fn summarize(
     setup_s: f64,
     phases: Phases,
     memory: Option<TargetMemory>,
+    target_cpu: Option<TargetCpu>,
     cpu_at_start: f64,
 ) -> Summary {
     let c = &engine.counters;
@@ -105,6 +106,7 @@ pub fn summarize(
         latency_ms: latency,
         errors: c.errors(),
         target_memory: memory,
+        target_cpu,
         generator_rss_bytes: own_rss(),
         generator_cpu_s: own_cpu_s() - cpu_at_start,
         generator_parts: Vec::new(),
@@ -262,6 +264,7 @@ mod tests {
             serde_json::json!({}),
             0.0,
             phases,
+            None,
             None,
             0.0,
         );

@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::plan::Plan;
 use crate::report;
 use crate::setup::Api;
-use crate::summary::TargetMemory;
+use crate::summary::{TargetCpu, TargetMemory};
 
 /// Runs the scenario; returns whether every threshold held.
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
@@ -120,14 +120,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let engine = Engine::new(common.clone(), run_id.clone(), plan, accounts)?;
     let before = if nats { None } else { scrape(&api).await };
     let after = Arc::new(std::sync::Mutex::new(None));
+    let cpu = Arc::new(std::sync::Mutex::new(None));
     let hold = {
-        let (api, after) = (api.clone(), after.clone());
-        async move {
+        let (api_m, after) = (api.clone(), after.clone());
+        let memory = async move {
             // Let the target's allocator settle before reading its memory.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let m = scrape(&api).await;
+            let m = scrape(&api_m).await;
             if let Ok(mut slot) = after.lock() {
                 *slot = m;
+            }
+        };
+        // The target's CPU per send needs every send of the window: one generator only.
+        let sampled = !nats && coord.is_none() && engine.plan.rate > 0.0;
+        let cpu = sampled.then(|| cpu_window(engine.clone(), api.clone(), cpu.clone()));
+        async move {
+            match cpu {
+                Some(cpu) => drop(tokio::join!(memory, cpu)),
+                None => memory.await,
             }
         }
     };
@@ -148,6 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         }),
         _ => None,
     };
+    let target_cpu = cpu.lock().ok().and_then(|c| c.clone());
     let summary = report::summarize(
         &engine,
         scenario,
@@ -155,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         setup_s,
         phases,
         memory,
+        target_cpu,
         cpu_at_start,
     );
     let Some(mut coord) = coord else {
@@ -247,6 +259,45 @@ async fn dms(
         .buffered(16)
         .try_collect()
         .await
+}
+
+/// The target's CPU from two scrapes of its `/metrics`: at the end of the warm-up and half a
+/// second before the measured phase ends (nothing if the target does not export it).
+async fn cpu_window(engine: Arc<Engine>, api: Api, slot: Arc<std::sync::Mutex<Option<TargetCpu>>>) {
+    let t0 = engine.started().await;
+    let common = &engine.common;
+    let from = t0 + common.warmup.as_micros() as u64;
+    let to = (t0 + common.duration.as_micros() as u64).saturating_sub(500_000);
+    if to < from + 1_000_000 {
+        return;
+    }
+    tokio::time::sleep_until(engine.instant_of(from)).await;
+    let Some(c0) = scrape_cpu(&api).await else {
+        return;
+    };
+    let started = crate::clock::now_us();
+    tokio::time::sleep_until(engine.instant_of(to)).await;
+    let Some(c1) = scrape_cpu(&api).await else {
+        return;
+    };
+    let window_s = crate::clock::now_us().saturating_sub(started) as f64 / 1e6;
+    let sends = engine.plan.rate * window_s;
+    let cpu_s = (c1 - c0).max(0.0);
+    if let Ok(mut slot) = slot.lock() {
+        *slot = Some(TargetCpu {
+            window_s,
+            cpu_s,
+            sends,
+            us_per_send: cpu_s / sends.max(1.0) * 1e6,
+        });
+    }
+}
+
+/// CPU seconds of the target: its process and every child it exports.
+async fn scrape_cpu(api: &Api) -> Option<f64> {
+    let text = api.metrics().await.ok()?;
+    let own = crate::setup::prom_value(&text, "chatmesh_process_cpu_seconds")?;
+    Some(own + crate::setup::prom_sum(&text, "chatmesh_child_cpu_seconds"))
 }
 
 /// `(resident bytes, sessions)` from the target's /metrics.

@@ -119,6 +119,18 @@ pub async fn accounts(
     Ok((out, started.elapsed()))
 }
 
+/// The sum of every series of the Prometheus metric `name` in `text` (0 if none).
+pub fn prom_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let bare = key.split('{').next()?;
+            (bare == name).then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// The value of an unlabelled Prometheus gauge or counter in `text`.
 pub fn prom_value(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {

@@ -99,6 +99,19 @@ pub struct TargetMemory {
     pub bytes_per_connection: f64,
 }
 
+/// CPU of the target over a window inside the measured phase, from two scrapes of its
+/// `/metrics` (`chatmesh_process_cpu_seconds` plus every `chatmesh_child_cpu_seconds`, i.e.
+/// `chatmesh up` and its nats-server; a multi-process mesh reports only the gateway scraped).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TargetCpu {
+    pub window_s: f64,
+    /// CPU seconds used in the window.
+    pub cpu_s: f64,
+    /// Sends scheduled in the window (the open model's rate times its length).
+    pub sends: f64,
+    pub us_per_send: f64,
+}
+
 /// One run's summary.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
@@ -121,6 +134,8 @@ pub struct Summary {
     pub latency_ms: BTreeMap<String, Latency>,
     pub errors: BTreeMap<String, u64>,
     pub target_memory: Option<TargetMemory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cpu: Option<TargetCpu>,
     /// The generator process's own resident memory at the end.
     pub generator_rss_bytes: u64,
     /// CPU seconds the generator used from the connect phase to the end (the load generator
@@ -189,6 +204,9 @@ impl Summary {
         }
         if let Some(m) = &self.target_memory {
             f.insert("bytes_per_connection".into(), m.bytes_per_connection);
+        }
+        if let Some(c) = &self.target_cpu {
+            f.insert("target_cpu_us_per_send".into(), c.us_per_send);
         }
         f.insert("generator_cpu_s".into(), self.generator_cpu_s);
         f
@@ -276,6 +294,12 @@ impl Summary {
                 m.rss_after / 1048576.0,
                 m.sessions_before,
                 m.sessions_after
+            );
+        }
+        if let Some(c) = &self.target_cpu {
+            s += &format!(
+                "\nTarget CPU: {:.0} µs per send ({:.2} CPU s over {:.1} s of the measured phase, {:.0} sends)\n",
+                c.us_per_send, c.cpu_s, c.window_s, c.sends
             );
         }
         s
