@@ -14,14 +14,20 @@ use crate::stats::{Counters, Kind};
 use crate::summary::{Connections, Counts, Latency, Summary, TargetCpu, TargetMemory, SCHEMA};
 use crate::threshold::Threshold;
 
+/// What was read from the target's `/metrics` during the run.
+#[derive(Debug, Default)]
+pub struct TargetReadings {
+    pub memory: Option<TargetMemory>,
+    pub cpu: Option<TargetCpu>,
+}
+
 pub fn summarize(
     engine: &Engine,
     scenario: &str,
     params: serde_json::Value,
     setup_s: f64,
     phases: Phases,
-    memory: Option<TargetMemory>,
-    target_cpu: Option<TargetCpu>,
+    target: TargetReadings,
     cpu_at_start: f64,
 ) -> Summary {
     let c = &engine.counters;
@@ -105,8 +111,8 @@ pub fn summarize(
         rates,
         latency_ms: latency,
         errors: c.errors(),
-        target_memory: memory,
-        target_cpu,
+        target_memory: target.memory,
+        target_cpu: target.cpu,
         generator_rss_bytes: own_rss(),
         generator_cpu_s: own_cpu_s() - cpu_at_start,
         generator_parts: Vec::new(),
@@ -264,8 +270,7 @@ mod tests {
             serde_json::json!({}),
             0.0,
             phases,
-            None,
-            None,
+            TargetReadings::default(),
             0.0,
         );
         assert_eq!(s.counts.history_scheduled, 20);

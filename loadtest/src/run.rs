@@ -165,8 +165,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         params,
         setup_s,
         phases,
-        memory,
-        target_cpu,
+        report::TargetReadings {
+            memory,
+            cpu: target_cpu,
+        },
         cpu_at_start,
     );
     let Some(mut coord) = coord else {
