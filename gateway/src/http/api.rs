@@ -1,4 +1,6 @@
-//! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history.
+//! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history; the
+//! profile and password endpoints are in `account.rs`, member lists and topics in
+//! `room_info.rs`.
 //!
 //! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
 //! refusal is 429 `rate_limited` with `Retry-After` (seconds). Every bearer token is checked
@@ -22,6 +24,7 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
 use super::reply::{self, Body};
+use super::{account, room_info};
 use crate::auth::Identity;
 use crate::state::AppState;
 use crate::throttle::Throttled;
@@ -29,14 +32,14 @@ use crate::throttle::Throttled;
 /// Largest JSON request body.
 const MAX_BODY: usize = 64 * 1024;
 
-type Answer = Result<Response<Body>, Refusal>;
+pub(super) type Answer = Result<Response<Body>, Refusal>;
 
 /// `Retry-After` of a `rate_limited` answer that did not say how long (the worker's full
 /// hashing queue).
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A refused request: the error, and for `rate_limited` how long to wait.
-struct Refusal {
+pub(super) struct Refusal {
     error: ApiError,
     retry_after: Option<Duration>,
 }
@@ -80,6 +83,11 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::POST, ["auth", "register"]) => register(state, req).await,
         (&Method::POST, ["auth", "login"]) => login(state, req).await,
         (&Method::POST, ["auth", "logout_all"]) => logout_all(state, req).await,
+        (&Method::POST, ["auth", "password"]) => account::change_password(state, req).await,
+        (&Method::GET, ["users", "me"]) => account::profile(state, req).await,
+        (&Method::PATCH, ["users", "me"]) => account::set_profile(state, req).await,
+        (&Method::PATCH, ["rooms", room]) => room_info::set_topic(state, req, room).await,
+        (&Method::GET, ["rooms", room, "members"]) => room_info::members(state, req, room).await,
         (&Method::POST, ["rooms"]) => create_room(state, req).await,
         (&Method::GET, ["rooms"]) => list_rooms(state, req).await,
         (&Method::POST, ["rooms", room, "members"]) => add_member(state, req, room).await,
@@ -91,7 +99,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (
             _,
             ["auth", _]
+            | ["users", "me"]
             | ["rooms"]
+            | ["rooms", _]
             | ["rooms", _, "members"]
             | ["rooms", _, "members", _]
             | ["dm", _]
@@ -103,12 +113,15 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
 }
 
 /// The user named by the request's bearer token.
-async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError> {
+pub(super) async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError> {
     caller_identity(state, req).await.map(|i| i.user)
 }
 
 /// The identity of the request's bearer token, unless it is invalid, expired or revoked.
-async fn caller_identity(state: &AppState, req: &Request<Incoming>) -> Result<Identity, ApiError> {
+pub(super) async fn caller_identity(
+    state: &AppState,
+    req: &Request<Incoming>,
+) -> Result<Identity, ApiError> {
     let identity = token_identity(state, req)?;
     state.revocation.check(&identity).await?;
     Ok(identity)
@@ -129,7 +142,7 @@ fn token_identity(state: &AppState, req: &Request<Incoming>) -> Result<Identity,
         .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
 }
 
-async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+pub(super) async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
     use hyper::body::Body as _;
     let too_large = || ApiError::new(ErrorCode::TooLarge, "request body too large");
     // A declared Content-Length over the limit is refused before a byte of it is read.
@@ -149,7 +162,32 @@ async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
+/// The one field of a PATCH body `{"<field>": string | null}`: `Some(text)` sets, `None`
+/// (null) clears. A body without the field, or with any other field, is `bad_request`, so a
+/// typo never clears anything.
+pub(super) fn patch_field(
+    body: serde_json::Value,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    let serde_json::Value::Object(mut map) = body else {
+        return Err(ApiError::bad_request("expected a JSON object"));
+    };
+    let value = map
+        .remove(field)
+        .ok_or_else(|| ApiError::bad_request(format!("expected the field {field}")))?;
+    if let Some(other) = map.keys().next() {
+        return Err(ApiError::bad_request(format!("unknown field {other}")));
+    }
+    match value {
+        serde_json::Value::String(text) => Ok(Some(text)),
+        serde_json::Value::Null => Ok(None),
+        _ => Err(ApiError::bad_request(format!(
+            "{field} must be a string or null"
+        ))),
+    }
+}
+
+pub(super) fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
     validate_name(what, value).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -173,7 +211,7 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
 }
 
 /// Counts the worker's refusals of a password request (its hashing queue was full).
-fn password_queue_full(e: &ApiError) {
+pub(super) fn password_queue_full(e: &ApiError) {
     if e.code == ErrorCode::RateLimited {
         metrics::counter!("chatmesh_throttled_total", "what" => "password_queue").increment(1);
     }
