@@ -4,11 +4,23 @@
 // (both over /chatmesh.js, the @chatmesh/client package: it re-joins rooms with `since` and
 // resends unacked sends with their ids after a reconnect, and delivers each message once).
 //
-// Safety: every piece of user content (names, bodies, room ids) goes into the page through
-// textContent or attribute values, never as HTML.
+// Other modules: dom.js (helpers), markdown.js (message bodies), format.js (times, days,
+// avatars), people.js (names, avatars, the member list), notify.js (desktop notifications,
+// sound), account.js (the settings dialog), layout.js (drawers on narrow screens, keyboard
+// paths).
+//
+// Safety: every piece of user content (names, bodies, room ids, topics) goes into the page
+// through textContent or attribute values, never as HTML.
 "use strict";
 
+import { initSettings, openSettings } from "/account.js";
 import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "/api.js";
+import { $, h, show } from "/dom.js";
+import { dayKey, dayLabel, formatTime } from "/format.js";
+import { closeDrawers, initLayout } from "/layout.js";
+import { renderBody } from "/markdown.js";
+import * as notify from "/notify.js";
+import { avatar, nameNodes, renderMemberList } from "/people.js";
 import { createClient } from "/socket.js";
 
 const HISTORY_PAGE = 50;
@@ -21,52 +33,7 @@ const NEAR_EDGE_PX = 48;
 const DEFAULT_MAX_BODY = 16 * 1024;
 
 // ---------------------------------------------------------------------------------------
-// Small DOM helpers
-
-const $ = (id) => document.getElementById(id);
-
-/** createElement with properties (className, textContent, hidden, …), data-* and children. */
-function h(tag, props, ...children) {
-  const node = document.createElement(tag);
-  if (props) {
-    for (const [k, v] of Object.entries(props)) {
-      if (v === undefined || v === null) continue;
-      if (k === "dataset") Object.assign(node.dataset, v);
-      else if (k === "attrs") for (const [a, av] of Object.entries(v)) node.setAttribute(a, av);
-      else node[k] = v;
-    }
-  }
-  for (const c of children) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(typeof c === "string" ? document.createTextNode(c) : c);
-  }
-  return node;
-}
-
-/** http(s) URLs in a message body; the rest stays text. */
-const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/g;
-
-/**
- * A message body as text nodes and links: only http(s) URLs become links (opening in a new
- * tab, without the opener or a referrer); nothing of the body is ever parsed as HTML.
- */
-function linkify(body) {
-  const out = [];
-  let at = 0;
-  for (const match of String(body).matchAll(URL_RE)) {
-    // Trailing punctuation belongs to the sentence, not the URL.
-    const url = match[0].replace(/[.,;:!?)\]]+$/, "");
-    if (match.index > at) out.push(body.slice(at, match.index));
-    out.push(h("a", { href: url, textContent: url, target: "_blank", rel: "noopener noreferrer" }));
-    at = match.index + url.length;
-  }
-  if (at < body.length) out.push(body.slice(at));
-  return out;
-}
-
-function show(node, visible) {
-  node.hidden = !visible;
-}
+// Small helpers
 
 function byteLength(s) {
   return new TextEncoder().encode(s).length;
@@ -78,15 +45,6 @@ function newMessageId() {
   crypto.getRandomValues(bytes);
   const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   return `${Date.now().toString(36)}-${hex}`;
-}
-
-function formatTime(ts) {
-  const d = new Date(ts);
-  if (Number.isNaN(d.getTime())) return "";
-  const now = new Date();
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  if (d.toDateString() === now.toDateString()) return time;
-  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -146,6 +104,11 @@ class Room {
     this.seen = 0; // newest seq this user has seen here
     this.nodes = new Map(); // "m:<seq>" / "p:<id>" -> <li>
     this.peer = null; // the other user of a DM, when known
+    this.topic = null;
+    this.members = null; // [{user, role, display_name?}] once loaded (members only)
+    this.membersMore = false;
+    this.membersError = null;
+    this.membersLoading = false;
   }
 
   get member() {
@@ -214,6 +177,9 @@ const app = {
   renderQueued: false,
   dirty: new Set(),
   stickToBottom: false,
+  profile: null, // {user, display_name}
+  renewing: false, // a password change is in flight: a 4001 / 401 is expected, not the end
+  names: new Map(), // user -> display name, from member lists and the profile
 };
 
 function room(id) {
@@ -243,7 +209,10 @@ function render(...parts) {
     if (d.has("pane")) renderPane();
     if (d.has("messages")) renderMessages();
     if (d.has("typing")) renderTyping();
-    if (d.has("presence")) renderPresence();
+    if (d.has("presence")) {
+      renderPresence();
+      renderMembers();
+    }
   });
 }
 
@@ -278,7 +247,12 @@ function roomItem(r) {
   const name = r.kind === "dm" ? (r.peer || "direct message") : r.id;
   const btn = h(
     "button",
-    { type: "button", className: "room-btn", title: r.member ? r.id : `Join #${r.id}` },
+    {
+      type: "button",
+      className: "room-btn",
+      title: r.member ? (r.topic ? `${r.id}: ${r.topic}` : r.id) : `Join #${r.id}`,
+      attrs: { "aria-label": roomLabel(r, name) },
+    },
     h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
     h("span", { className: "name", textContent: name }),
     r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
@@ -300,6 +274,15 @@ function roomItem(r) {
     },
     btn,
   );
+}
+
+/** What a screen reader says for a room button: kind, name, unread, join. */
+function roomLabel(r, name) {
+  const kind = r.kind === "dm" ? "direct message with" : r.kind === "private" ? "private room" : "room";
+  let label = `${kind} ${name}`;
+  if (!r.member) label += ", not joined: join";
+  else if (r.unread > 0 && app.current !== r) label += `, ${r.unread} unread`;
+  return label;
 }
 
 function renderRooms() {
@@ -332,6 +315,16 @@ function renderPane() {
   if (r.joinError) bits.push(r.joinError);
   else if (r.member && !r.joined && app.conn && app.conn.connected) bits.push("joining…");
   $("room-meta").textContent = bits.join(" · ");
+  const topic = $("room-topic");
+  topic.textContent = r.topic || "";
+  topic.title = r.topic || "";
+  show(topic, !!r.topic);
+  const topicForm = $("topic-form");
+  if (topicForm.hidden !== !r.canManage || topicForm.dataset.room !== r.id) {
+    $("topic-input").value = r.topic || "";
+    topicForm.dataset.room = r.id;
+  }
+  show(topicForm, r.canManage);
   show($("member-form"), r.canManage);
   show($("leave-room"), r.member);
   const input = $("message-input");
@@ -363,10 +356,11 @@ function messageNode(r, key, m, state) {
     node = h(
       "li",
       { className: "msg", dataset: { testid: "message" } },
+      avatar(m.from, app.names.get(m.from)),
       h(
         "div",
         { className: "meta" },
-        h("span", { className: "from", textContent: m.from }),
+        h("span", { className: "who" }, ...nameNodes(m.from, app.names.get(m.from))),
         h("time", {
           className: "ts",
           textContent: formatTime(m.ts || Date.now()),
@@ -375,13 +369,20 @@ function messageNode(r, key, m, state) {
         }),
         h("span", { className: "status" }),
       ),
-      h("div", { className: "body" }, ...linkify(m.body)),
+      h("div", { className: "body" }, ...renderBody(m.body)),
       h("div", { className: "seen", hidden: true }),
     );
     r.nodes.set(key, node);
   }
   node.dataset.id = m.id || "";
   node.dataset.from = m.from || "";
+  const shown = app.names.get(m.from) || "";
+  if (node.dataset.shownName !== shown) {
+    // A display name learnt after the node was built.
+    node.dataset.shownName = shown;
+    node.querySelector(".who").replaceChildren(...nameNodes(m.from, shown));
+    node.querySelector(".avatar").replaceWith(avatar(m.from, shown));
+  }
   if (m.seq) node.dataset.seq = String(m.seq);
   node.dataset.state = state;
   node.classList.toggle("mine", !!app.session && m.from === app.session.user);
@@ -450,13 +451,26 @@ function renderMessages() {
   let ni = 0;
   let prevFrom = null;
   let prevTs = 0;
+  let prevDay = null;
   const noteNode = (n) => h("li", { className: "note", textContent: n.text, dataset: { testid: "gap-note" } });
+  /** A date separator before the first message of each day; a new day starts a new group. */
+  const daySep = (ts) => {
+    const day = dayKey(ts);
+    if (!day || day === prevDay) return;
+    prevDay = day;
+    prevFrom = null;
+    items.push(h("li", {
+      className: "day",
+      dataset: { testid: "day-separator", day },
+    }, h("span", { textContent: dayLabel(ts) })));
+  };
   for (const seq of r.order) {
     while (ni < notes.length && notes[ni].at <= seq) {
       items.push(noteNode(notes[ni++]));
       prevFrom = null;
     }
     const m = r.msgs.get(seq);
+    daySep(m.ts);
     const node = messageNode(r, `m:${seq}`, m, "acked");
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
     prevFrom = m.from;
@@ -470,6 +484,7 @@ function renderMessages() {
   while (ni < notes.length) items.push(noteNode(notes[ni++]));
   for (const p of r.pending.values()) {
     const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, seq: p.seq, error: p.error };
+    daySep(m.ts);
     const node = messageNode(r, `p:${p.id}`, m, p.state);
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
     prevFrom = m.from;
@@ -542,6 +557,49 @@ function renderPresence() {
     app.session && u === app.session.user ? h("span", { className: "muted", textContent: " (you)" }) : null,
   )));
   note.textContent = users.length ? "" : "Nobody is online here.";
+}
+
+function renderMembers() {
+  renderMemberList($("member-list"), $("member-note"), app.current, app.session && app.session.user);
+}
+
+/** Fetches the member list of `r` (every page, bounded), with display names. */
+async function loadMembers(r) {
+  if (!r.member || r.membersLoading) return;
+  r.membersLoading = true;
+  try {
+    const all = [];
+    let after;
+    for (let page = 0; page < 5; page++) {
+      const res = await app.api.members(r.id, after);
+      all.push(...res.members);
+      r.membersMore = res.more;
+      if (!res.more || !res.members.length) break;
+      after = res.members[res.members.length - 1].user;
+    }
+    r.members = all;
+    r.membersError = null;
+    let renamed = false;
+    for (const m of all) {
+      if (typeof m.display_name === "string" && app.names.get(m.user) !== m.display_name) {
+        app.names.set(m.user, m.display_name);
+        renamed = true;
+      } else if (!m.display_name && app.names.has(m.user)) {
+        app.names.delete(m.user);
+        renamed = true;
+      }
+      if (r.kind === "dm" && app.session && m.user !== app.session.user && !r.peer) {
+        r.peer = m.user;
+        render("rooms", "pane");
+      }
+    }
+    if (renamed && r === app.current) render("messages");
+  } catch (e) {
+    r.membersError = e instanceof ApiError && e.status === 403 ? "Join the room to see its members." : `cannot load members: ${describe(e)}`;
+  } finally {
+    r.membersLoading = false;
+    if (r === app.current) render("presence");
+  }
 }
 
 function notice(text, where) {
@@ -632,6 +690,12 @@ function startSession(session) {
   $("me").textContent = session.user;
   show($("me"), true);
   show($("logout"), true);
+  show($("settings-open"), true);
+  show($("menu-toggle"), true);
+  app.names = new Map();
+  app.profile = null;
+  renderMe();
+  loadProfile();
   const client = createClient({
     token: session.token,
     user: session.user,
@@ -639,7 +703,8 @@ function startSession(session) {
       if (app.conn === client) onConnState(state, info);
     },
     onUnauthorized: () => {
-      if (app.conn === client) endSession("Your session has expired. Please log in again.");
+      // A password change revokes this token on purpose; its fresh login replaces the client.
+      if (app.conn === client && !app.renewing) endSession("Your session has expired. Please log in again.");
     },
   });
   // Events of a client that was replaced (logout) are ignored.
@@ -654,7 +719,12 @@ function startSession(session) {
   on("gap", onGap);
   on("removed", onRemoved);
   // Added to a room, a new DM, a role changed, removed: the room list follows at once.
-  on("membership", () => refreshRooms());
+  on("membership", (ev) => {
+    refreshRooms();
+    const r = app.current;
+    if (r && ev.room === r.id) loadMembers(r); // our role changed: so may what we see
+  });
+  on("topic", onTopic);
   on("error", onServerError);
   app.conn = client;
   onConnState("connecting", {});
@@ -679,6 +749,11 @@ function endSession(message) {
     sessionStorage.removeItem(storageKey("current"));
   }
   clearSession();
+  closeDrawers(false);
+  if ($("settings").open) $("settings").close();
+  show($("settings-open"), false);
+  show($("menu-toggle"), false);
+  show($("me-name"), false);
   app.session = null;
   app.api.token = null;
   app.rooms = new Map();
@@ -708,7 +783,9 @@ async function refreshRooms() {
     if (!info || typeof info.room !== "string" || keep.has(info.room)) continue;
     const r = room(info.room);
     r.kind = info.kind || r.kind;
+    if (r.role !== (info.role || null)) r.members = null; // what we may see changed
     r.role = info.role || null;
+    r.topic = typeof info.topic === "string" ? info.topic : null;
     // Not in protocol v1's room list; used if a server adds the other user of a DM.
     if (r.kind === "dm" && !r.peer && typeof info.peer === "string") r.peer = info.peer;
     const serverLast = Number(info.last_seq) || 0;
@@ -768,7 +845,78 @@ function selectRoom(id) {
     loadInitial(r);
     requestPresence(r);
   }
+  if (r.member) loadMembers(r);
+  closeDrawers(false);
   if (r.member) $("message-input").focus();
+}
+
+function onTopic(f) {
+  const r = app.rooms.get(f.room);
+  if (!r) return;
+  r.topic = f.topic;
+  render("pane", "rooms");
+  if (r === app.current) {
+    notice(f.topic ? `${f.by} set the topic: ${f.topic}` : `${f.by} cleared the topic.`);
+  }
+}
+
+async function onSetTopic(ev) {
+  ev.preventDefault();
+  const r = app.current;
+  if (!r || !r.canManage) return;
+  const topic = $("topic-input").value.trim();
+  if (Array.from(topic).length > 256) return notice("Topics have at most 256 characters.");
+  try {
+    const res = await app.api.setTopic(r.id, topic || null);
+    r.topic = res.topic;
+    $("topic-input").value = res.topic || "";
+    render("pane", "rooms");
+  } catch (e) {
+    notice(e.status === 403 ? "Only the owner and admins can set the topic." : `cannot set the topic: ${describe(e)}`);
+  }
+}
+
+/** The header's name: the display name, when one is set (the user name is beside it). */
+function renderMe() {
+  const node = $("me-name");
+  const name = app.profile && app.profile.display_name;
+  node.textContent = name || "";
+  show(node, !!name);
+}
+
+async function loadProfile() {
+  const session = app.session;
+  try {
+    const profile = await app.api.me();
+    if (app.session !== session) return;
+    onProfile(profile);
+  } catch (_) {
+    // An older server without profiles: the user name is shown, as before.
+  }
+}
+
+function onProfile(profile) {
+  app.profile = profile;
+  if (profile.display_name) app.names.set(profile.user, profile.display_name);
+  else app.names.delete(profile.user);
+  renderMe();
+  const r = app.current;
+  if (r && r.members) {
+    const me = r.members.find((m) => m.user === profile.user);
+    if (me) me.display_name = profile.display_name || undefined;
+  }
+  render("messages", "presence");
+}
+
+/** A password change answered a fresh login: every older token, ours too, is revoked. */
+function onNewLogin(login) {
+  const session = { user: app.session.user, token: login.token, expires_at: login.expires_at };
+  saveSession(session);
+  // The old socket is closed (4001) by the server any moment now: replace it first.
+  const old = app.conn;
+  app.conn = null;
+  if (old) old.close();
+  startSession(session);
 }
 
 async function onCreateRoom(ev) {
@@ -824,6 +972,7 @@ async function onAddMember(ev) {
     await app.api.addMember(r.id, user, role);
     $("member-user").value = "";
     notice(`${user} was added to ${r.title} as ${role}.`);
+    loadMembers(r);
   } catch (e) {
     if (e.status === 404) notice(`There is no user ${user}.`);
     else if (e.status === 403) notice("Only the owner and admins can add members.");
@@ -1052,6 +1201,14 @@ function onMessage(m) {
   learnPeer(r, m);
   r.typing.delete(m.from);
   if (r.head !== null) advanceHead(r);
+  if (fresh && m.from !== me) {
+    const concerns = r.kind === "dm" || notify.mentions(m.body, me, app.profile && app.profile.display_name);
+    const who = app.names.get(m.from) || m.from;
+    notify.onIncoming(
+      { title: r.kind === "dm" ? who : `${who} in ${r.title}`, body: m.body, tag: `chatmesh-${r.id}`, concerns },
+      () => selectRoom(r.id),
+    );
+  }
   if (fresh && m.seq > r.lastSeq) {
     r.lastSeq = m.seq;
     if (m.from !== me && m.seq > r.seen && !isVisible(r)) {
@@ -1092,6 +1249,7 @@ function onPresenceDiff(f) {
   if (!r) return;
   if (!r.online) r.online = new Set();
   for (const u of f.joined || []) r.online.add(u);
+  if (r.members && (f.joined || []).some((u) => !r.members.some((m) => m.user === u))) loadMembers(r);
   for (const u of f.left || []) {
     r.online.delete(u);
     r.typing.delete(u);
@@ -1308,12 +1466,25 @@ function onScroll() {
 }
 
 function main() {
-  app.api = new Api(() => endSession("Your session has expired. Please log in again."));
+  app.api = new Api(() => {
+    if (!app.renewing) endSession("Your session has expired. Please log in again.");
+  });
   $("login-form").addEventListener("submit", onLoginSubmit);
   $("logout").addEventListener("click", () => endSession());
   $("new-room-form").addEventListener("submit", onCreateRoom);
   $("dm-form").addEventListener("submit", onStartDm);
   $("member-form").addEventListener("submit", onAddMember);
+  $("topic-form").addEventListener("submit", onSetTopic);
+  $("settings-open").addEventListener("click", () => openSettings(app.session && app.session.user, app.profile));
+  initSettings({
+    api: () => app.api,
+    onProfile,
+    onNewLogin,
+    renewing: (on) => {
+      app.renewing = on;
+    },
+  });
+  initLayout();
   $("leave-room").addEventListener("click", onLeave);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());
   $("composer").addEventListener("submit", onComposerSubmit);

@@ -31,7 +31,7 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/axe-core" ]; then
   echo "browser test: npm ci"
   (cd "$here" && npm ci --no-audit --no-fund)
 fi
