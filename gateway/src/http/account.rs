@@ -18,8 +18,8 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::text::clean_display_name;
 use chatmesh_protocol::{ApiError, ErrorCode};
 
-use super::api::{body, caller, caller_identity, password_queue_full, patch_field, Answer};
 use super::reply;
+use super::request::{body, caller, caller_identity, password_queue_full, patch_field, Answer};
 use crate::state::AppState;
 
 /// Longest password accepted, in bytes (as at login and registration).

@@ -9,6 +9,7 @@ mod limits;
 mod peer;
 mod refuse;
 mod reply;
+mod request;
 mod room_info;
 mod static_files;
 mod ws;

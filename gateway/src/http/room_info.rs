@@ -12,8 +12,8 @@ use chatmesh_protocol::service::{ListMembers, MembersRequest, SetTopic, SetTopic
 use chatmesh_protocol::text::clean_topic;
 use chatmesh_protocol::ApiError;
 
-use super::api::{body, caller, name, patch_field, Answer};
 use super::reply;
+use super::request::{body, caller, name, patch_field, Answer};
 use crate::state::AppState;
 
 /// Members per page unless `limit` says otherwise.
