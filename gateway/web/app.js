@@ -326,6 +326,9 @@ function renderPane() {
   }
   show(topicForm, r.canManage);
   show($("member-form"), r.canManage);
+  const manage = $("manage-room");
+  if (!r.canManage) manage.open = false;
+  show(manage, r.canManage);
   show($("leave-room"), r.member);
   const input = $("message-input");
   input.disabled = !r.member;
@@ -870,6 +873,9 @@ async function onSetTopic(ev) {
     const res = await app.api.setTopic(r.id, topic || null);
     r.topic = res.topic;
     $("topic-input").value = res.topic || "";
+    const manage = $("manage-room");
+    manage.open = false;
+    manage.querySelector("summary").focus();
     render("pane", "rooms");
   } catch (e) {
     notice(e.status === 403 ? "Only the owner and admins can set the topic." : `cannot set the topic: ${describe(e)}`);

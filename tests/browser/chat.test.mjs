@@ -529,10 +529,12 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
   });
 
   it("sets a room topic (owner), shown live to members; members cannot set it", async () => {
-    assert.equal(await bob.page.locator("#topic-form").isVisible(), false, "a member has no topic form");
+    assert.equal(await bob.page.locator("#manage-room").isVisible(), false, "a member cannot manage the room");
+    await alice.page.locator("#manage-room summary").click();
     await alice.page.locator("#topic-input").fill("Weekly sync <b>notes</b>");
     await alice.page.locator("#topic-input").press("Enter");
     await alice.page.locator("#room-topic").filter({ hasText: "Weekly sync <b>notes</b>" }).waitFor();
+    assert.equal(await alice.page.locator("#topic-form").isVisible(), false, "the panel closes once the topic is set");
     await bob.page.locator("#room-topic").filter({ hasText: "Weekly sync <b>notes</b>" }).waitFor();
     assert.equal(await bob.page.locator("#room-topic b").count(), 0);
     await bob.page.reload();
