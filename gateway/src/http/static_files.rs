@@ -34,6 +34,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/socket.js"),
     ),
     (
+        "/state.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/state.js"),
+    ),
+    (
+        "/render.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/render.js"),
+    ),
+    (
         "/dom.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/dom.js"),
