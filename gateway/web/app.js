@@ -28,6 +28,7 @@ const GAP_ROUNDS = 20;
 const TYPING_SEND_EVERY_MS = 2500;
 const TYPING_SHOW_MS = 4000;
 const DEFAULT_MAX_BODY = 16 * 1024;
+const MEMBERS_RELOAD_MS = 5000;
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
@@ -715,7 +716,21 @@ function onPresenceDiff(f) {
   if (!r) return;
   if (!r.online) r.online = new Set();
   for (const u of f.joined || []) r.online.add(u);
-  if (r.members && (f.joined || []).some((u) => !r.members.some((m) => m.user === u))) loadMembers(r);
+  // Someone new came online here (joined a public room): the member list is stale. At most
+  // one reload per MEMBERS_RELOAD_MS, so a stream of joins costs few requests.
+  if (r.members && (f.joined || []).some((u) => !r.members.some((m) => m.user === u))) {
+    const wait = (r.membersReloadAt || 0) - Date.now();
+    if (wait <= 0) {
+      r.membersReloadAt = Date.now() + MEMBERS_RELOAD_MS;
+      loadMembers(r);
+    } else if (!r.membersReloadTimer) {
+      r.membersReloadTimer = setTimeout(() => {
+        r.membersReloadTimer = null;
+        r.membersReloadAt = Date.now() + MEMBERS_RELOAD_MS;
+        loadMembers(r);
+      }, wait);
+    }
+  }
   for (const u of f.left || []) {
     r.online.delete(u);
     r.typing.delete(u);
