@@ -130,7 +130,9 @@ function startSession(session) {
     },
     onUnauthorized: () => {
       // A password change revokes this token on purpose; its fresh login replaces the client.
-      if (app.conn === client && !app.renewing) endSession("Your session has expired. Please log in again.");
+      if (app.conn !== client) return;
+      if (app.renewing) app.revokedWhileRenewing = true;
+      else endSession("Your session has expired. Please log in again.");
     },
   });
   // Events of a client that was replaced (logout) are ignored.
@@ -377,6 +379,7 @@ function onProfile(profile) {
 
 /** A password change answered a fresh login: every older token, ours too, is revoked. */
 function onNewLogin(login) {
+  app.revokedWhileRenewing = false;
   const session = { user: app.session.user, token: login.token, expires_at: login.expires_at };
   saveSession(session);
   // The old socket is closed (4001) by the server any moment now: replace it first.
@@ -964,7 +967,8 @@ function main() {
     render("messages");
   };
   app.api = new Api(() => {
-    if (!app.renewing) endSession("Your session has expired. Please log in again.");
+    if (app.renewing) app.revokedWhileRenewing = true;
+    else endSession("Your session has expired. Please log in again.");
   });
   $("login-form").addEventListener("submit", onLoginSubmit);
   $("logout").addEventListener("click", () => endSession());
@@ -979,6 +983,10 @@ function main() {
     onNewLogin,
     renewing: (on) => {
       app.renewing = on;
+      if (on) app.revokedWhileRenewing = false;
+      // The change went through on the server (our tokens were revoked) but its answer was
+      // lost: without a fresh token the session is over.
+      else if (app.revokedWhileRenewing) endSession("Your password was changed. Please log in again.");
     },
   });
   initLayout();

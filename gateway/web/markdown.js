@@ -116,7 +116,9 @@ function emphasis(text, i) {
     const okBefore = !/\s/.test(text[close - 1]);
     const okAfter = c !== "_" || close + marker.length >= text.length || !/\w/.test(text[close + marker.length]);
     if (!doubled && okBefore && okAfter && close > from) {
-      return { strong, from, to: close, end: close + marker.length };
+      // "**bold *italic***": the strong span closes with the last two of the three.
+      const shift = strong && text[close + 2] === c ? 1 : 0;
+      return { strong, from, to: close + shift, end: close + shift + marker.length };
     }
     at = doubled ? close + 1 : close;
   }

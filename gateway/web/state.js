@@ -135,6 +135,7 @@ export const app = {
   stickToBottom: false,
   profile: null, // {user, display_name}
   renewing: false, // a password change is in flight: a 4001 / 401 is expected, not the end
+  revokedWhileRenewing: false, // …and one came: the change's answer must bring a fresh token
   names: new Map(), // user -> display name, from member lists and the profile
 };
 

@@ -501,6 +501,41 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.deepEqual(bob.dialogs, []);
   });
 
+  it("formats markdown edge cases as a reader expects, always as escaped text", async () => {
+    const got = await alice.page.evaluate(async () => {
+      const { renderBody } = await import("/markdown.js");
+      const html = (s) => {
+        const d = document.createElement("div");
+        d.append(...renderBody(s));
+        return d.innerHTML;
+      };
+      return Object.fromEntries([
+        "**bold *and italic***",
+        "*italic **and bold***",
+        "2 * 3 * 4 and a*b and **unclosed",
+        "`code with **stars** and <i>tags</i>`",
+        "<i>x</i> _y_ snake_case_name",
+        "```js\nlet a = 1 < 2;\n```",
+        "```one line```",
+        "see [the docs](https://example.com/a_b) or https://example.com/x).",
+        "[x](data:text/html,<script>alert(1)</script>)",
+      ].map((s) => [s, html(s)]));
+    });
+    assert.deepEqual(got, {
+      "**bold *and italic***": "<strong>bold <em>and italic</em></strong>",
+      "*italic **and bold***": "<em>italic <strong>and bold</strong></em>",
+      "2 * 3 * 4 and a*b and **unclosed": "2 * 3 * 4 and a*b and **unclosed",
+      "`code with **stars** and <i>tags</i>`": "<code>code with **stars** and &lt;i&gt;tags&lt;/i&gt;</code>",
+      "<i>x</i> _y_ snake_case_name": "&lt;i&gt;x&lt;/i&gt; <em>y</em> snake_case_name",
+      "```js\nlet a = 1 < 2;\n```": "<pre><code>let a = 1 &lt; 2;</code></pre>",
+      "```one line```": "<pre><code>one line</code></pre>",
+      "see [the docs](https://example.com/a_b) or https://example.com/x).":
+        'see <a href="https://example.com/a_b" target="_blank" rel="noopener noreferrer">the docs</a> or '
+        + '<a href="https://example.com/x" target="_blank" rel="noopener noreferrer">https://example.com/x</a>).',
+      "[x](data:text/html,<script>alert(1)</script>)": "[x](data:text/html,&lt;script&gt;alert(1)&lt;/script&gt;)",
+    });
+  });
+
   it("shows the member list with roles, presence and display names; avatars are initials", async () => {
     // bob sets a display name in the settings dialog.
     await bob.page.locator("#settings-open").click();
