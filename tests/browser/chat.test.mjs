@@ -975,6 +975,12 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
   it("has no serious or critical accessibility violations (axe-core)", async () => {
     const chat = await axeViolations(alice);
     assert.deepEqual(chat, [], `axe, chat view:\n${JSON.stringify(chat, null, 1)}`);
+    // The dark theme's contrast too.
+    await alice.page.emulateMedia({ colorScheme: "dark" });
+    const dark = await axeViolations(alice);
+    await screenshot(alice, "desktop-dark");
+    await alice.page.emulateMedia({ colorScheme: "light" });
+    assert.deepEqual(dark, [], `axe, chat view, dark theme:\n${JSON.stringify(dark, null, 1)}`);
     await alice.page.locator("#settings-open").click();
     await alice.page.locator("#settings").waitFor();
     const settings = await axeViolations(alice);
