@@ -14,17 +14,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chatmesh_protocol::frames::error_frame;
-use chatmesh_protocol::service::{GetUserGen, UserEvent, UserRequest};
-use chatmesh_protocol::subjects::USER_ALL;
+use chatmesh_protocol::service::{GetUserGen, UserRequest};
 use chatmesh_protocol::{ApiError, ErrorCode};
-use futures::StreamExt;
 use moka::future::Cache;
 
 use crate::auth::Identity;
-use crate::error::GatewayError;
+use crate::link::{Out, SessionLink};
 use crate::services::Services;
-use crate::session::link::{Out, SessionLink};
-use crate::state::AppState;
 
 /// A tracked session: its id, the generation of its token (`None`: a token of an external
 /// issuer, never revoked here), its link.
@@ -140,27 +136,4 @@ impl Revocation {
             link.close(4001, "token revoked");
         }
     }
-}
-
-/// Listens to account events: applies generation bumps.
-pub async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
-    let mut sub = state
-        .nats
-        .subscribe(USER_ALL)
-        .await
-        .map_err(|e| GatewayError::nats("subscribing to user events", e))?;
-    let drain = state.drain.clone();
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = drain.cancelled() => break,
-                msg = sub.next() => match msg { Some(m) => m, None => break },
-            };
-            match serde_json::from_slice::<UserEvent>(&msg.payload) {
-                Ok(ev) => state.revocation.bumped(&ev.user, ev.gen).await,
-                Err(_) => tracing::warn!(subject = %msg.subject, "malformed user event"),
-            }
-        }
-    });
-    Ok(())
 }

@@ -4,7 +4,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatmesh_protocol::service::UserEvent;
+use chatmesh_protocol::subjects::USER_ALL;
 use chatmesh_protocol::MeshConfig;
+use futures::StreamExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,9 +21,9 @@ use crate::error::GatewayError;
 use crate::fanout::{Fanout, RoomEnv};
 use crate::jsread::JsReader;
 use crate::receipts::Receipts;
+use crate::replay_slots::ReplaySlots;
 use crate::revocation::Revocation;
 use crate::services::Services;
-use crate::session::ReplaySlots;
 use crate::throttle::Throttle;
 
 /// Shared state of one gateway.
@@ -134,7 +137,7 @@ impl AppState {
             },
         )
         .await?;
-        crate::revocation::spawn_user_listener(state.clone()).await?;
+        spawn_user_listener(state.clone()).await?;
         state
             .own_reads
             .spawn_flusher(state.services.clone(), state.drain.clone());
@@ -192,7 +195,7 @@ impl AppState {
         };
         let frame = bytes::Bytes::from(frame.encode());
         for link in self.revocation.sessions_of(&ev.user) {
-            link.offer(crate::session::link::Out::Frame(frame.clone()));
+            link.offer(crate::link::Out::Frame(frame.clone()));
         }
     }
 }
@@ -209,4 +212,27 @@ fn rand_id() -> u64 {
     );
     h.write_u32(std::process::id());
     h.finish()
+}
+
+/// Listens to account events: applies generation bumps to the revocation registry.
+async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
+    let mut sub = state
+        .nats
+        .subscribe(USER_ALL)
+        .await
+        .map_err(|e| GatewayError::nats("subscribing to user events", e))?;
+    let drain = state.drain.clone();
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = drain.cancelled() => break,
+                msg = sub.next() => match msg { Some(m) => m, None => break },
+            };
+            match serde_json::from_slice::<UserEvent>(&msg.payload) {
+                Ok(ev) => state.revocation.bumped(&ev.user, ev.gen).await,
+                Err(_) => tracing::warn!(subject = %msg.subject, "malformed user event"),
+            }
+        }
+    });
+    Ok(())
 }

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use chatmesh_gateway::fanout::{Fanout, RoomEnv};
 use chatmesh_gateway::jsread::JsReader;
-use chatmesh_gateway::session::link::{Out, SessionLink};
+use chatmesh_gateway::link::{Out, SessionLink};
 use chatmesh_protocol::subjects::{in_subject, live_subject, STREAM};
 use tokio_util::sync::CancellationToken;
 

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use chatmesh_protocol::frames::{ClientFrame, FrameType, FrameView};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::body::{make_body, parse_body};
+use crate::clock::now_us;
 use crate::engine::{Engine, SampleTx};
-use crate::inbound::{make_body, now_us, parse_body, Inbound};
 use crate::plan::PubPlan;
 use crate::stats::{Counters, Kind, Sample};
 use crate::tracker::MemberTracker;
@@ -131,18 +133,18 @@ async fn read(
             trace -= 1;
             eprintln!("[trace] conn {c}: {}", text.as_str());
         }
-        let Some(frame) = Inbound::parse(text.as_str()) else {
+        let Ok(frame) = FrameView::peek(text.as_str()) else {
             counters.error("unparsable_frame");
             continue;
         };
         if let Some(a) = &answers {
-            if crate::history::is_answer(&frame.kind, frame.r#ref.as_ref()) {
+            if crate::history::is_answer(frame.kind, frame.r#ref.as_ref()) {
                 // The scroller waits for it; a full queue only holds answers it gave up on.
                 let _ = a.try_send((now_us(), text.as_str().to_owned()));
             }
         }
-        match frame.kind.as_ref() {
-            "message" => {
+        match frame.kind {
+            FrameType::Message => {
                 let (Some(seq), Some(prev)) = (frame.seq, frame.prev) else {
                     continue;
                 };
@@ -152,7 +154,7 @@ async fn read(
                 };
                 tracker.deliver(k, seq, prev, due, warm_until, counters, &mut batch);
             }
-            "ack" => {
+            FrameType::Ack => {
                 let (Some(k), Some(p)) = (acked_k(&frame), conn.publisher) else {
                     continue;
                 };
@@ -169,7 +171,7 @@ async fn read(
                     }
                 }
             }
-            "error" => counters.error(frame.code.as_deref().unwrap_or("unknown")),
+            FrameType::Error => counters.error(frame.code.as_deref().unwrap_or("unknown")),
             _ => {}
         }
     }
@@ -222,14 +224,16 @@ pub fn send_frame(engine: &Engine, c: usize, p: &PubPlan, t0: u64, i: u64) -> Me
     let room = &engine.plan.rooms[engine.plan.conns[c].room].name;
     let run = &engine.run_id;
     let k = p.k(i);
-    let body = make_body(k, p.due(t0, i), engine.plan.body_bytes);
-    Message::text(format!(
-        r#"{{"type":"send","ref":{k},"room":"{room}","id":"{run}-{c}-k{k}","body":"{body}"}}"#
-    ))
+    let send = ClientFrame::Send {
+        room: room.clone(),
+        id: format!("{run}-{c}-k{k}"),
+        body: make_body(k, p.due(t0, i), engine.plan.body_bytes),
+    };
+    Message::text(send.encode(&Some(k.into())))
 }
 
 /// The `k` of an `ack` for one of [`send_frame`]'s ids.
-pub fn acked_k(frame: &Inbound<'_>) -> Option<u64> {
+pub fn acked_k(frame: &FrameView<'_>) -> Option<u64> {
     let (_, k) = frame.id.as_deref()?.rsplit_once("-k")?;
     k.parse().ok()
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::now_us;
 use crate::coord::Coordinator;
 use crate::engine::Engine;
-use crate::inbound::now_us;
 use crate::stats::Counters;
 
 /// How long all shards together may take to connect.

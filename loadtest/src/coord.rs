@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::inbound::now_us;
+use crate::clock::now_us;
 use crate::stats::{Hists, Kind};
 use crate::summary::{GeneratorPart, Latency, Summary, TargetMemory};
 

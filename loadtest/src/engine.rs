@@ -9,8 +9,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::cli::{Common, Protocol};
+use crate::clock::now_us;
 use crate::coord::Share;
-use crate::inbound::now_us;
 use crate::plan::Plan;
 use crate::stats::{Counters, Hists, Sample};
 

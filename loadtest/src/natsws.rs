@@ -12,8 +12,9 @@ use futures::stream::SplitStream;
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::body::{make_body, parse_body};
+use crate::clock::now_us;
 use crate::engine::{Engine, SampleTx};
-use crate::inbound::{make_body, now_us, parse_body};
 use crate::stats::{Counters, Kind, Sample};
 use crate::tracker::MemberTracker;
 use crate::ws::{self, Ws, STEP_TIMEOUT};

@@ -13,17 +13,19 @@
 //! `connection_lost`, …) in `errors`. A connection counts as dropped only when it cannot get
 //! back within [`RECONNECT_DEADLINE`].
 
-use chatmesh_protocol::backoff::Backoff;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatmesh_protocol::backoff::Backoff;
+use chatmesh_protocol::frames::{FrameType, FrameView};
 use futures::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::body::parse_body;
+use crate::clock::now_us;
 use crate::conn;
 use crate::engine::{Engine, SampleTx};
-use crate::inbound::{now_us, parse_body, Inbound};
 use crate::plan::PubPlan;
 use crate::stats::{Counters, Kind, Sample};
 use crate::tracker::MemberTracker;
@@ -137,8 +139,7 @@ async fn reconnect(engine: &Engine, c: usize, since: u64) -> Option<Ws> {
         let attempt = async {
             let mut s = ws::open(&engine.ws_url, source, "chatmesh.v1").await?;
             ws::hello(&mut s, token).await?;
-            let join = serde_json::json!({"type": "join", "room": room, "since": since});
-            ws::request(&mut s, join.to_string(), "joined").await?;
+            ws::join_since(&mut s, room, Some(since)).await?;
             anyhow::Ok(s)
         };
         match attempt.await {
@@ -228,12 +229,12 @@ async fn session(
                     Some(Ok(_)) => continue,
                     Some(Err(_)) | None => return End::Lost("connection_lost".into()),
                 };
-                let Some(frame) = Inbound::parse(text.as_str()) else {
+                let Ok(frame) = FrameView::peek(text.as_str()) else {
                     counters.error("unparsable_frame");
                     continue;
                 };
-                match frame.kind.as_ref() {
-                    "message" => {
+                match frame.kind {
+                    FrameType::Message => {
                         let (Some(seq), Some(prev)) = (frame.seq, frame.prev) else {
                             continue;
                         };
@@ -246,7 +247,7 @@ async fn session(
                             }
                         }
                     }
-                    "ack" => {
+                    FrameType::Ack => {
                         let (Some(k), Some(o)) = (conn::acked_k(&frame), outbox.as_mut()) else {
                             continue;
                         };
@@ -266,7 +267,7 @@ async fn session(
                             }
                         }
                     }
-                    "error" => {
+                    FrameType::Error => {
                         let code = frame.code.as_deref().unwrap_or("unknown");
                         counters.error(code);
                         let refused = frame.r#ref.as_ref().and_then(serde_json::Value::as_u64);

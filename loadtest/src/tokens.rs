@@ -24,7 +24,7 @@ fn path(out: &Path, prefix: &str) -> PathBuf {
 }
 
 fn now_s() -> u64 {
-    crate::inbound::now_us() / 1_000_000
+    crate::clock::now_us() / 1_000_000
 }
 
 /// Accounts `<prefix>-0..n`, from the cache where possible; returns the setup time.

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::inbound::now_us;
+use crate::clock::now_us;
 use crate::stats::{Counters, Kind, Sample};
 
 /// The `k`s of one room that were acked, written by publishers, read by members at the end.

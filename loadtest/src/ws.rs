@@ -6,14 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use chatmesh_protocol::frames::{ClientFrame, FrameType, FrameView};
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-
-use crate::inbound::Inbound;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -66,31 +65,35 @@ pub fn chatmesh_ws_url(base: &str) -> String {
     format!("{base}/v1/ws")
 }
 
-/// Sends `frame` and waits for the reply of type `want` (errors and other frames before it
-/// are an error, except unprompted `message`/`presence_diff` frames, which are skipped).
-pub async fn request(ws: &mut Ws, frame: String, want: &str) -> anyhow::Result<Option<u64>> {
-    ws.send(Message::text(frame)).await?;
+/// Sends `frame` and waits for the reply of type `want`, skipping any other frame before it
+/// (unprompted `message`, `presence_diff`, ...); an `error` is an error. Returns the reply's
+/// `last_seq`.
+pub async fn request(
+    ws: &mut Ws,
+    frame: &ClientFrame,
+    want: FrameType,
+) -> anyhow::Result<Option<u64>> {
+    ws.send(Message::text(frame.encode(&None))).await?;
     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
     loop {
         let next = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .with_context(|| format!("no {want} within {STEP_TIMEOUT:?}"))?;
+            .with_context(|| format!("no {want:?} within {STEP_TIMEOUT:?}"))?;
         let msg = match next {
             Some(m) => m?,
-            None => bail!("closed while waiting for {want}"),
+            None => bail!("closed while waiting for {want:?}"),
         };
         let text = match msg {
             Message::Text(t) => t,
-            Message::Close(c) => bail!("closed while waiting for {want}: {c:?}"),
+            Message::Close(c) => bail!("closed while waiting for {want:?}: {c:?}"),
             _ => continue,
         };
-        let Some(frame) = Inbound::parse(text.as_str()) else {
-            bail!("unparsable frame while waiting for {want}");
-        };
+        let frame = FrameView::peek(text.as_str())
+            .with_context(|| format!("while waiting for {want:?}"))?;
         if frame.kind == want {
             return Ok(frame.last_seq);
         }
-        if frame.kind == "error" {
+        if frame.kind == FrameType::Error {
             bail!("error {}", frame.code.as_deref().unwrap_or("?"));
         }
     }
@@ -98,14 +101,28 @@ pub async fn request(ws: &mut Ws, frame: String, want: &str) -> anyhow::Result<O
 
 /// hello → welcome.
 pub async fn hello(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
-    let frame = serde_json::json!({"type": "hello", "token": token}).to_string();
-    request(ws, frame, "welcome").await.map(|_| ())
+    let hello = ClientFrame::Hello {
+        token: token.to_owned(),
+    };
+    request(ws, &hello, FrameType::Welcome).await.map(|_| ())
 }
 
 /// join → joined; returns the room's `last_seq`.
 pub async fn join(ws: &mut Ws, room: &str) -> anyhow::Result<u64> {
-    let frame = serde_json::json!({"type": "join", "room": room}).to_string();
-    Ok(request(ws, frame, "joined").await?.unwrap_or(0))
+    Ok(join_since(ws, room, None).await?.unwrap_or(0))
+}
+
+/// join (with `since` when given) → joined; returns the room's `last_seq`.
+pub async fn join_since(
+    ws: &mut Ws,
+    room: &str,
+    since: Option<u64>,
+) -> anyhow::Result<Option<u64>> {
+    let join = ClientFrame::Join {
+        room: room.to_owned(),
+        since,
+    };
+    request(ws, &join, FrameType::Joined).await
 }
 
 #[cfg(test)]

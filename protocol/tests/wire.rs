@@ -1,10 +1,13 @@
 //! The wire of protocol v1, pinned: every frame type's JSON is written out here (golden), so
 //! an accidental change of a name, an order or an omitted field fails; and every frame type
-//! round-trips (encode → decode gives it back) for arbitrary contents (proptest).
+//! round-trips (encode → decode gives it back) for arbitrary contents (proptest), and the
+//! one-pass [`FrameView`] of every encoded frame agrees with the full decode.
 
 use std::borrow::Cow;
 
-use chatmesh_protocol::frames::{parse_client_frame, ClientFrame, Ref, ServerFrame};
+use chatmesh_protocol::frames::{
+    parse_client_frame, ClientFrame, FrameType, FrameView, Ref, ServerFrame,
+};
 use chatmesh_protocol::limits::Limits;
 use chatmesh_protocol::message::{encode_message_frame, Message, Payload};
 use chatmesh_protocol::service::Role;
@@ -440,4 +443,114 @@ proptest! {
         let decoded = ServerFrame::decode(&text).map(ServerFrame::into_owned);
         prop_assert_eq!(decoded.ok(), Some(frame));
     }
+
+    /// The one-pass view of whatever a gateway encodes has the frame's type and the same
+    /// values in the fields the frame has.
+    #[test]
+    fn the_view_agrees_with_the_full_decode(frame in server_frame()) {
+        let text = frame.encode();
+        let view = FrameView::peek(&text).expect("every server frame has a view");
+        prop_assert_eq!(view.kind, frame.frame_type());
+        prop_assert_eq!(view.r#ref.as_ref(), frame.reply_to());
+        prop_assert_eq!(view_of(&frame), view_fields(&view));
+    }
+}
+
+/// The view's fields, owned, as a frame has them.
+#[derive(Debug, Default, PartialEq)]
+struct Fields {
+    room: Option<String>,
+    seq: Option<u64>,
+    prev: Option<u64>,
+    last_seq: Option<u64>,
+    id: Option<String>,
+    ts: Option<u64>,
+    body: Option<String>,
+    user: Option<String>,
+    code: Option<String>,
+}
+
+fn view_fields(v: &FrameView<'_>) -> Fields {
+    let s = |c: &Option<Cow<'_, str>>| c.as_deref().map(str::to_owned);
+    Fields {
+        room: s(&v.room),
+        seq: v.seq,
+        prev: v.prev,
+        last_seq: v.last_seq,
+        id: s(&v.id),
+        ts: v.ts,
+        body: s(&v.body),
+        user: s(&v.user),
+        code: s(&v.code),
+    }
+}
+
+fn view_of(frame: &ServerFrame<'_>) -> Fields {
+    let s = |c: &str| Some(c.to_owned());
+    match frame {
+        ServerFrame::Welcome { user, .. } => Fields {
+            user: s(user),
+            ..Fields::default()
+        },
+        ServerFrame::Joined { room, last_seq, .. } => Fields {
+            room: s(room),
+            last_seq: Some(*last_seq),
+            ..Fields::default()
+        },
+        ServerFrame::Ack {
+            room, id, seq, ts, ..
+        } => Fields {
+            room: s(room),
+            id: s(id),
+            seq: Some(*seq),
+            ts: Some(*ts),
+            ..Fields::default()
+        },
+        ServerFrame::Message(m) => Fields {
+            room: s(&m.room),
+            seq: Some(m.seq),
+            prev: Some(m.prev),
+            id: s(&m.id),
+            ts: Some(m.ts),
+            body: s(&m.body),
+            ..Fields::default()
+        },
+        ServerFrame::Typing { room, user } => Fields {
+            room: s(room),
+            user: s(user),
+            ..Fields::default()
+        },
+        ServerFrame::Receipt { room, user, seq } => Fields {
+            room: s(room),
+            user: s(user),
+            seq: Some(*seq),
+            ..Fields::default()
+        },
+        ServerFrame::Error { code, .. } => Fields {
+            code: s(code.as_str()),
+            ..Fields::default()
+        },
+        ServerFrame::Left { room, .. }
+        | ServerFrame::History { room, .. }
+        | ServerFrame::Gap { room, .. }
+        | ServerFrame::Presence { room, .. }
+        | ServerFrame::PresenceDiff { room, .. }
+        | ServerFrame::Membership { room, .. }
+        | ServerFrame::Topic { room, .. } => Fields {
+            room: s(room),
+            ..Fields::default()
+        },
+        ServerFrame::Pong { .. } | ServerFrame::Unknown => Fields::default(),
+    }
+}
+
+/// A field name two frames use with different JSON types (a message's `from` is a user, a
+/// gap's a seq) must not make either unreadable.
+#[test]
+fn a_gap_and_a_message_both_have_views() {
+    let gap = FrameView::peek(r#"{"type":"gap","room":"r","from":3,"to":8}"#).unwrap();
+    assert_eq!((gap.kind, gap.room.as_deref()), (FrameType::Gap, Some("r")));
+    let text =
+        r#"{"type":"message","room":"r","seq":2,"prev":1,"id":"i","from":"u","ts":1,"body":"b"}"#;
+    assert_eq!(FrameView::peek(text).unwrap().kind, FrameType::Message);
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chatmesh_protocol::ApiError;
 
 use crate::jsread::JsReader;
-use crate::session::link::{Out, SessionLink};
+use crate::link::{Out, SessionLink};
 pub use room::{Room, EVENT_USER};
 
 /// The rooms with local members.

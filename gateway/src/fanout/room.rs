@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::RoomEnv;
 use crate::jsread::JsReader;
+use crate::link::{Out, SessionLink};
 use crate::presence::{self, PresenceState};
-use crate::session::link::{Out, SessionLink};
 
 /// Header naming the user an ephemeral event is from.
 pub const EVENT_USER: &str = "Chatmesh-User";

@@ -20,14 +20,15 @@ use chatmesh_protocol::{ApiError, ErrorCode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::acks::{self, Acks};
-use super::link::{Out, SessionLink};
 use super::replay::Replay;
-use super::replays::{Running, Slot};
+use super::replays::Running;
 use super::rooms::RoomMap;
 use crate::admission::{Admission, SessionSlots};
 use crate::auth::Identity;
+use crate::link::{Out, SessionLink};
 use crate::publish::Publish;
 use crate::receipts::{self, Decision};
+use crate::replay_slots::Slot;
 use crate::state::AppState;
 
 /// Window over which rate-limited frames are counted towards a 4008 close.

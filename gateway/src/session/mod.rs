@@ -1,6 +1,6 @@
 //! One WebSocket session, one task: a reader that parses and answers client frames, and
 //! beside it a writer that owns the socket's write half. They share only the bounded
-//! outbound queue and the session's [`link::SessionLink`].
+//! outbound queue and the session's [`crate::link::SessionLink`].
 //!
 //! The socket is read by [`reader::Reader`], which keeps no buffer while the session is
 //! idle; request handling is boxed so that only a session busy with a request pays for it.
@@ -10,7 +10,6 @@
 mod acks;
 mod handler;
 mod linger;
-pub mod link;
 pub mod reader;
 mod replay;
 mod replays;
@@ -28,14 +27,12 @@ use tokio::io::AsyncRead;
 use tracing::Instrument;
 
 use crate::auth::Identity;
+use crate::link::SessionLink;
 use crate::state::AppState;
 use handler::Session;
 use linger::End;
-use link::SessionLink;
 use reader::{Event, ReadError, Reader};
 use writer::Writer;
-
-pub use replays::ReplaySlots;
 
 type Io = TokioIo<Upgraded>;
 

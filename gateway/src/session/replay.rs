@@ -13,7 +13,7 @@ use chatmesh_protocol::message::{encode_message_frame, Message, Payload};
 use chatmesh_protocol::service::{History, HistoryRequest};
 use chatmesh_protocol::subjects::in_subject;
 
-use super::link::{Out, SessionLink};
+use crate::link::{Out, SessionLink};
 use crate::state::AppState;
 
 const PAGE: u32 = 100;

@@ -13,63 +13,12 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chatmesh_protocol::{ApiError, ErrorCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::rooms::RoomMap;
-
-/// Replays in progress on this gateway: gauge `chatmesh_replays_running`.
-const RUNNING: &str = "chatmesh_replays_running";
-
-/// The gateway's replay slots.
-#[derive(Debug)]
-pub struct ReplaySlots {
-    slots: Arc<Semaphore>,
-    wait: Duration,
-}
-
-/// One of the gateway's replay slots, held while a replay runs.
-#[derive(Debug)]
-pub struct Slot {
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        metrics::gauge!(RUNNING).decrement(1.0);
-    }
-}
-
-impl ReplaySlots {
-    /// `max` slots; a join waits up to `wait` for one.
-    pub fn new(max: usize, wait: Duration) -> Self {
-        Self {
-            slots: Arc::new(Semaphore::new(max)),
-            wait,
-        }
-    }
-
-    /// A free slot, waiting up to the configured time; `unavailable` if none freed.
-    async fn acquire(&self) -> Result<Slot, ApiError> {
-        let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await;
-        match permit {
-            Ok(Ok(permit)) => {
-                metrics::gauge!(RUNNING).increment(1.0);
-                Ok(Slot { _permit: permit })
-            }
-            _ => {
-                metrics::counter!("chatmesh_replays_refused_total", "reason" => "gateway")
-                    .increment(1);
-                Err(ApiError::unavailable(
-                    "too many replays in progress on this gateway; join again shortly",
-                ))
-            }
-        }
-    }
-}
+use crate::replay_slots::{ReplaySlots, Slot};
 
 /// The replays one session runs, by room.
 #[derive(Debug, Default)]
@@ -174,6 +123,7 @@ impl Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn forever() -> impl Future<Output = ()> + Send + 'static {
         std::future::pending()
@@ -193,7 +143,7 @@ mod tests {
         assert_eq!(refused.code, ErrorCode::RateLimited);
         let again = a.admit("r1", 2, &gateway).await.unwrap();
         a.start(Arc::from("r1"), again, forever());
-        assert_eq!(gateway.slots.available_permits(), 1);
+        assert_eq!(gateway.available(), 1);
 
         let mut b = Running::default();
         let slot = b.admit("r1", 2, &gateway).await.unwrap();
@@ -202,9 +152,9 @@ mod tests {
         assert_eq!(full.code, ErrorCode::Unavailable);
 
         assert!(a.cancel("r2").is_some());
-        assert_eq!(gateway.slots.available_permits(), 1);
+        assert_eq!(gateway.available(), 1);
         a.cancel_all();
-        assert_eq!(gateway.slots.available_permits(), 2);
+        assert_eq!(gateway.available(), 2);
     }
 
     /// A replay that ends gives its slot back by itself and no longer counts.
@@ -219,11 +169,11 @@ mod tests {
         });
         drop(tx);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while gateway.slots.available_permits() == 0 && tokio::time::Instant::now() < deadline {
+        while gateway.available() == 0 && tokio::time::Instant::now() < deadline {
             tokio::task::yield_now().await;
         }
         let slot = a.admit("r2", 1, &gateway).await.unwrap();
         drop(slot);
-        assert_eq!(gateway.slots.available_permits(), 1);
+        assert_eq!(gateway.available(), 1);
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::link::{Out, SessionLink};
 use super::rooms::RoomMap;
 use super::wire::{put_close, put_frame, PONG, TEXT};
+use crate::link::{Out, SessionLink};
 
 /// Most bytes gathered into one write.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
