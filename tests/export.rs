@@ -41,6 +41,7 @@ async fn fill(dir: &Path) -> Result<()> {
         created: 42,
     };
     Model::put_room(&mut b, "lobby", &meta);
+    Model::put_topic(&mut b, "lobby", Some("ünïcödé \"topic\""));
     for i in 0..300 {
         let role = if i == 0 { Role::Owner } else { Role::Member };
         Model::put_member(&mut b, "lobby", &format!("user-{i:03}"), role);
@@ -79,8 +80,9 @@ async fn snapshot(dir: &Path) -> Result<String> {
     };
     let msgs = model.history("lobby", q).await?.0;
     Ok(format!(
-        "{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         model.room("lobby").await?,
+        model.topic("lobby").await?,
         model.stats("lobby").await?,
         model.members("lobby", 10_000).await?,
         msgs

@@ -88,6 +88,22 @@ const ANSWERS = /** @type {const} */ ({
  * @property {number} last_seq
  * @property {number} unread
  * @property {string} [peer] the other user of a DM
+ * @property {string} [topic] the room's topic, when one is set
+ */
+
+/**
+ * One member of a room (`GET /v1/rooms/{room}/members`).
+ * @typedef {object} Member
+ * @property {string} user
+ * @property {"owner" | "admin" | "member"} role
+ * @property {string} [display_name] set by the user (`PATCH /v1/users/me`); not unique
+ */
+
+/**
+ * A user's profile.
+ * @typedef {object} Profile
+ * @property {string} user
+ * @property {string | null} display_name
  */
 
 /**
@@ -107,6 +123,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {{room: string, user: string}} typing
  * @property {{room: string, user: string, seq: number}} receipt `user` has read `room` up to `seq`
  * @property {{room: string, role: ("member"|"admin"|"owner"|null)}} membership the user's membership of the room changed (added, invited, a DM opened, a role changed; role null: removed); every session of the user gets it, joined to the room or not: refresh a room list on it
+ * @property {{room: string, topic: string | null, by: string}} topic `by` set the topic of a joined room (null: cleared)
  * @property {{room: string}} removed the user's membership of the room was removed (or a resume found it gone): no more of its messages come
  * @property {ChatmeshError} error an error the server sent without a request waiting for it (e.g. a refused `typing`: `error.request` says which)
  * @property {Welcome} connected a connection is open and welcomed (the first one too); rooms are being re-joined and unacked sends resent
@@ -131,6 +148,7 @@ export const EVENT_TYPES = /** @type {const} */ ([
   "typing",
   "receipt",
   "membership",
+  "topic",
   "removed",
   "error",
   "connected",
@@ -367,6 +385,58 @@ export class Http {
   async dm(/** @type {string} */ user) {
     const data = /** @type {{room: string}} */ (await this.#call("POST", `/v1/dm/${seg(user, "user")}`));
     return data.room;
+  }
+
+  /**
+   * `GET /v1/rooms/{room}/members`: a page of the room's members by user name, after `after`
+   * (members only; 403 otherwise).
+   * @param {string} room
+   * @param {{after?: string, limit?: number}} [options] limit 1–200 (default 100)
+   * @returns {Promise<{members: Member[], more: boolean}>}
+   */
+  async members(room, options = {}) {
+    const q = new URLSearchParams();
+    if (options.after) q.set("after", options.after);
+    if (options.limit) q.set("limit", String(Math.min(200, Math.max(1, Math.floor(options.limit)))));
+    const query = q.size ? `?${q}` : "";
+    const data = /** @type {{members?: Member[], more?: boolean}} */ (await this.#call("GET", `/v1/rooms/${seg(room, "room")}/members${query}`));
+    return { members: Array.isArray(data.members) ? data.members : [], more: !!data.more };
+  }
+
+  /**
+   * `PATCH /v1/rooms/{room}`: sets the topic (owner or admin; null or "" clears it).
+   * @param {string} room
+   * @param {string | null} topic at most 256 characters, one line
+   * @returns {Promise<{room: string, topic: string | null}>}
+   */
+  async setTopic(room, topic) {
+    return /** @type {any} */ (await this.#call("PATCH", `/v1/rooms/${seg(room, "room")}`, { topic }));
+  }
+
+  /** `GET /v1/users/me`: the caller's profile. @returns {Promise<Profile>} */
+  async me() {
+    return /** @type {Profile} */ (await this.#call("GET", "/v1/users/me"));
+  }
+
+  /**
+   * `PATCH /v1/users/me`: sets the caller's display name (null or "" clears it).
+   * @param {string | null} displayName at most 64 characters
+   * @returns {Promise<Profile>}
+   */
+  async setDisplayName(displayName) {
+    return /** @type {Profile} */ (await this.#call("PATCH", "/v1/users/me", { display_name: displayName }));
+  }
+
+  /**
+   * `POST /v1/auth/password`: changes the password. Every earlier token of the caller is
+   * revoked (open sessions close with 4001); the answer is a fresh login. A wrong old
+   * password is 403 `forbidden`.
+   * @param {string} oldPassword
+   * @param {string} newPassword
+   * @returns {Promise<Login>}
+   */
+  async changePassword(oldPassword, newPassword) {
+    return /** @type {Login} */ (await this.#call("POST", "/v1/auth/password", { old_password: oldPassword, new_password: newPassword }));
   }
 
   /**
@@ -1313,6 +1383,13 @@ export class Client {
         this.#emit("membership", { room: String(f.room), role });
         return;
       }
+      case "topic":
+        this.#emit("topic", {
+          room: String(f.room),
+          topic: typeof f.topic === "string" ? f.topic : null,
+          by: String(f.by),
+        });
+        return;
       case "gap":
         this.#emit("gap", { room: String(f.room), from: Number(f.from), to: Number(f.to) });
         return;

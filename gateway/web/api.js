@@ -1,4 +1,5 @@
-// chatmesh web client — api.js: the HTTP half of protocol v1 (auth, rooms, members, DMs),
+// chatmesh web client — api.js: the HTTP half of protocol v1 (auth, rooms, members, DMs,
+// topics, the profile, password changes),
 // over the Http of /chatmesh.js (the @chatmesh/client package of clients/js), and the
 // login session kept in sessionStorage. No DOM access here.
 "use strict";
@@ -84,6 +85,30 @@ export class Api {
   /** Resolves to {messages, more}: up to `limit` messages, newest last, older than `before`. */
   messages(room, limit, before) {
     return this.call((h) => h.history(room, before || null, limit));
+  }
+
+  /** Resolves to {members: [{user, role, display_name?}], more} (members only). */
+  members(room, after) {
+    return this.call((h) => h.members(room, { after, limit: 200 }));
+  }
+
+  /** Resolves to {room, topic}; owner or admin. */
+  setTopic(room, topic) {
+    return this.call((h) => h.setTopic(room, topic));
+  }
+
+  /** Resolves to {user, display_name}. */
+  me() {
+    return this.call((h) => h.me());
+  }
+
+  setDisplayName(name) {
+    return this.call((h) => h.setDisplayName(name));
+  }
+
+  /** Resolves to a fresh {token, expires_at}: every earlier token is revoked. */
+  changePassword(oldPassword, newPassword) {
+    return this.call((h) => h.changePassword(oldPassword, newPassword));
   }
 
   /** Resolves to the one DM room of the caller and `user`. */

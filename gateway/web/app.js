@@ -1,72 +1,37 @@
-// chatmesh web client — app.js: the page itself. Owns the client state (rooms, messages,
-// pending sends, typing, presence, receipts), turns server frames into that state, and
-// renders it into the DOM built by index.html. HTTP lives in api.js, the session in socket.js
-// (both over /chatmesh.js, the @chatmesh/client package: it re-joins rooms with `since` and
+// chatmesh web client — app.js: the page itself. Turns server frames and user actions into
+// the state (state.js), which render.js draws; logs in and out, keeps the room list, joins,
+// loads history, fills gaps and sends. HTTP lives in api.js, the session in socket.js (both
+// over /chatmesh.js, the @chatmesh/client package: it re-joins rooms with `since` and
 // resends unacked sends with their ids after a reconnect, and delivers each message once).
 //
-// Safety: every piece of user content (names, bodies, room ids) goes into the page through
-// textContent or attribute values, never as HTML.
+// Other modules: dom.js (helpers), markdown.js (message bodies), format.js (times, days,
+// avatars), people.js (names, avatars, the member list), notify.js (desktop notifications,
+// sound), account.js (the settings dialog), layout.js (drawers on narrow screens, keyboard
+// paths). See docs/WEB.md.
+//
+// Safety: every piece of user content (names, bodies, room ids, topics) goes into the page
+// through textContent or attribute values, never as HTML.
 "use strict";
 
+import { initSettings, openSettings } from "/account.js";
 import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "/api.js";
+import { $, show } from "/dom.js";
+import { closeDrawers, initLayout } from "/layout.js";
+import * as notify from "/notify.js";
+import { NEAR_EDGE_PX, actions, describe, notice, render, renderConn } from "/render.js";
 import { createClient } from "/socket.js";
+import { app, readJson, room, storageKey, writeJson } from "/state.js";
 
 const HISTORY_PAGE = 50;
 const GAP_PAGE = 100;
 const GAP_ROUNDS = 20;
 const TYPING_SEND_EVERY_MS = 2500;
 const TYPING_SHOW_MS = 4000;
-const GROUP_WITHIN_MS = 5 * 60_000;
-const NEAR_EDGE_PX = 48;
 const DEFAULT_MAX_BODY = 16 * 1024;
+const MEMBERS_RELOAD_MS = 5000;
 
 // ---------------------------------------------------------------------------------------
-// Small DOM helpers
-
-const $ = (id) => document.getElementById(id);
-
-/** createElement with properties (className, textContent, hidden, …), data-* and children. */
-function h(tag, props, ...children) {
-  const node = document.createElement(tag);
-  if (props) {
-    for (const [k, v] of Object.entries(props)) {
-      if (v === undefined || v === null) continue;
-      if (k === "dataset") Object.assign(node.dataset, v);
-      else if (k === "attrs") for (const [a, av] of Object.entries(v)) node.setAttribute(a, av);
-      else node[k] = v;
-    }
-  }
-  for (const c of children) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(typeof c === "string" ? document.createTextNode(c) : c);
-  }
-  return node;
-}
-
-/** http(s) URLs in a message body; the rest stays text. */
-const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/g;
-
-/**
- * A message body as text nodes and links: only http(s) URLs become links (opening in a new
- * tab, without the opener or a referrer); nothing of the body is ever parsed as HTML.
- */
-function linkify(body) {
-  const out = [];
-  let at = 0;
-  for (const match of String(body).matchAll(URL_RE)) {
-    // Trailing punctuation belongs to the sentence, not the URL.
-    const url = match[0].replace(/[.,;:!?)\]]+$/, "");
-    if (match.index > at) out.push(body.slice(at, match.index));
-    out.push(h("a", { href: url, textContent: url, target: "_blank", rel: "noopener noreferrer" }));
-    at = match.index + url.length;
-  }
-  if (at < body.length) out.push(body.slice(at));
-  return out;
-}
-
-function show(node, visible) {
-  node.hidden = !visible;
-}
+// Small helpers
 
 function byteLength(s) {
   return new TextEncoder().encode(s).length;
@@ -78,487 +43,6 @@ function newMessageId() {
   crypto.getRandomValues(bytes);
   const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   return `${Date.now().toString(36)}-${hex}`;
-}
-
-function formatTime(ts) {
-  const d = new Date(ts);
-  if (Number.isNaN(d.getTime())) return "";
-  const now = new Date();
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  if (d.toDateString() === now.toDateString()) return time;
-  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
-}
-
-// ---------------------------------------------------------------------------------------
-// Per-user bits kept in the browser: unsent messages, what was seen, DM partners.
-
-function storageKey(what) {
-  return `chatmesh.${what}.${app.session ? app.session.user : ""}`;
-}
-
-function readJson(store, key, fallback) {
-  try {
-    const raw = store.getItem(key);
-    return raw ? JSON.parse(raw) : fallback;
-  } catch (_) {
-    return fallback;
-  }
-}
-
-function writeJson(store, key, value) {
-  try {
-    store.setItem(key, JSON.stringify(value));
-  } catch (_) {
-    // Storage full or disabled: the page still works, it just forgets more on reload.
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// State
-
-class Room {
-  constructor(id) {
-    this.id = id;
-    this.kind = "public";
-    this.role = null; // null: not a member (a public room we could join)
-    this.lastSeq = 0; // server's last seq as far as we know
-    this.unread = 0;
-    this.joined = false; // joined on the current socket
-    this.joining = false;
-    this.joinError = null;
-    this.msgs = new Map(); // seq -> message
-    this.order = []; // held seqs, ascending
-    this.head = null; // newest seq up to which the prev chain is complete (null: not loaded)
-    this.more = false; // older history exists
-    this.loaded = false; // the first history page was fetched
-    this.loadingInitial = false;
-    this.loadingOlder = false;
-    this.filling = false;
-    this.gapGivenUp = 0;
-    this.notes = []; // {at: seq, text}
-    this.pending = new Map(); // client id -> {id, body, state, seq, ts, error, created}
-    this.sending = false;
-    this.typing = new Map(); // user -> time until shown
-    this.lastTypingSent = 0;
-    this.online = null; // Set of users, null while unknown
-    this.receipts = new Map(); // user -> seq
-    this.readSent = 0;
-    this.seen = 0; // newest seq this user has seen here
-    this.nodes = new Map(); // "m:<seq>" / "p:<id>" -> <li>
-    this.peer = null; // the other user of a DM, when known
-  }
-
-  get member() {
-    return this.role !== null && this.role !== undefined;
-  }
-
-  get canManage() {
-    return (this.role === "owner" || this.role === "admin") && this.kind !== "dm";
-  }
-
-  get title() {
-    if (this.kind === "dm") return this.peer ? `@${this.peer}` : "direct message";
-    return `#${this.id}`;
-  }
-
-  newest() {
-    return this.order.length ? this.order[this.order.length - 1] : 0;
-  }
-
-  /** Inserts a message frame; false when that seq was already held. */
-  insert(m) {
-    const have = this.msgs.get(m.seq);
-    if (have) {
-      // A message known only from its ack learns its prev from the real frame.
-      if (have.prev === undefined && typeof m.prev === "number") have.prev = m.prev;
-      return false;
-    }
-    this.msgs.set(m.seq, m);
-    let lo = 0;
-    let hi = this.order.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.order[mid] < m.seq) lo = mid + 1;
-      else hi = mid;
-    }
-    this.order.splice(lo, 0, m.seq);
-    return true;
-  }
-
-  firstIndexAfter(seq) {
-    let lo = 0;
-    let hi = this.order.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.order[mid] <= seq) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-}
-
-const app = {
-  session: null,
-  api: null,
-  conn: null,
-  connInfo: { state: "stopped" },
-  limits: null,
-  rooms: new Map(),
-  roomOrder: [],
-  current: null,
-  features: { typing: "unknown", read: "unknown", presence: "unknown" },
-  dmPeers: {},
-  seen: {},
-  tickTimer: null,
-  noticeTimer: null,
-  renderQueued: false,
-  dirty: new Set(),
-  stickToBottom: false,
-};
-
-function room(id) {
-  let r = app.rooms.get(id);
-  if (!r) {
-    r = new Room(id);
-    r.seen = app.seen[id] || 0;
-    r.peer = app.dmPeers[id] || null;
-    app.rooms.set(id, r);
-  }
-  return r;
-}
-
-// ---------------------------------------------------------------------------------------
-// Rendering (batched: state changes mark parts dirty, one microtask redraws them)
-
-function render(...parts) {
-  for (const p of parts) app.dirty.add(p);
-  if (app.renderQueued) return;
-  app.renderQueued = true;
-  queueMicrotask(() => {
-    app.renderQueued = false;
-    const d = app.dirty;
-    app.dirty = new Set();
-    if (d.has("conn")) renderConn();
-    if (d.has("rooms")) renderRooms();
-    if (d.has("pane")) renderPane();
-    if (d.has("messages")) renderMessages();
-    if (d.has("typing")) renderTyping();
-    if (d.has("presence")) renderPresence();
-  });
-}
-
-function renderConn() {
-  const node = $("conn-state");
-  const { state, retryAt } = app.connInfo;
-  node.dataset.state = state;
-  let text = "";
-  if (state === "connecting") text = "connecting…";
-  else if (state === "connected") text = "connected";
-  else if (state === "reconnecting") {
-    const secs = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-    text = secs > 0 ? `reconnecting in ${secs}s` : "reconnecting…";
-  } else if (state === "offline") text = "offline";
-  node.textContent = text;
-  node.title = app.connInfo.close && app.connInfo.close.code
-    ? `last close: ${app.connInfo.close.code} ${app.connInfo.close.reason || ""}`.trim()
-    : "";
-  node.hidden = state === "stopped";
-}
-
-function roomItem(r) {
-  const active = app.current === r;
-  const badge = h("span", {
-    className: "badge",
-    textContent: r.unread > 99 ? "99+" : String(r.unread),
-    hidden: !(r.unread > 0) || active,
-    dataset: { testid: "unread" },
-    attrs: { "aria-label": `${r.unread} unread` },
-  });
-  const icon = r.kind === "dm" ? "@" : r.kind === "private" ? "" : "#";
-  const name = r.kind === "dm" ? (r.peer || "direct message") : r.id;
-  const btn = h(
-    "button",
-    { type: "button", className: "room-btn", title: r.member ? r.id : `Join #${r.id}` },
-    h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
-    h("span", { className: "name", textContent: name }),
-    r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
-  );
-  if (active) btn.setAttribute("aria-current", "true");
-  btn.addEventListener("click", () => selectRoom(r.id));
-  return h(
-    "li",
-    {
-      className: active ? "active" : "",
-      dataset: {
-        testid: "room-item",
-        room: r.id,
-        kind: r.kind,
-        role: r.role || "",
-        member: String(r.member),
-        unread: String(r.unread),
-      },
-    },
-    btn,
-  );
-}
-
-function renderRooms() {
-  const mine = [];
-  const others = [];
-  for (const id of app.roomOrder) {
-    const r = app.rooms.get(id);
-    if (!r) continue;
-    (r.member ? mine : others).push(roomItem(r));
-  }
-  if (!mine.length) {
-    mine.push(h("li", { className: "muted small empty", textContent: "You are in no room yet." }));
-  }
-  $("room-list").replaceChildren(...mine);
-  $("public-room-list").replaceChildren(...others);
-  show($("public-empty"), others.length === 0);
-  let total = 0;
-  for (const r of app.rooms.values()) if (r.member && r !== app.current) total += r.unread;
-  document.title = total > 0 ? `(${total}) chatmesh` : "chatmesh";
-}
-
-function renderPane() {
-  const r = app.current;
-  show($("no-room"), !r);
-  show($("room-pane"), !!r);
-  if (!r) return;
-  $("room-title").textContent = r.title;
-  const bits = [r.kind];
-  if (r.role) bits.push(`you: ${r.role}`);
-  if (r.joinError) bits.push(r.joinError);
-  else if (r.member && !r.joined && app.conn && app.conn.connected) bits.push("joining…");
-  $("room-meta").textContent = bits.join(" · ");
-  show($("member-form"), r.canManage);
-  show($("leave-room"), r.member);
-  const input = $("message-input");
-  input.disabled = !r.member;
-  $("send-button").disabled = !r.member;
-  input.placeholder = r.member ? `Message ${r.title}` : "Join this room to write";
-}
-
-function seenMap(r) {
-  // user -> the newest held message at or before their receipt; shown under that message.
-  const out = new Map();
-  if (!r.receipts.size || !r.order.length) return out;
-  for (const [user, seq] of r.receipts) {
-    if (app.session && user === app.session.user) continue;
-    const i = r.firstIndexAfter(seq) - 1;
-    if (i < 0) continue;
-    const at = r.order[i];
-    if (r.msgs.get(at).from === user) continue; // "seen by" its own author says nothing
-    if (!out.has(at)) out.set(at, []);
-    out.get(at).push(user);
-  }
-  return out;
-}
-
-function messageNode(r, key, m, state) {
-  let node = r.nodes.get(key);
-  if (!node) {
-    const when = new Date(m.ts || Date.now());
-    node = h(
-      "li",
-      { className: "msg", dataset: { testid: "message" } },
-      h(
-        "div",
-        { className: "meta" },
-        h("span", { className: "from", textContent: m.from }),
-        h("time", {
-          className: "ts",
-          textContent: formatTime(m.ts || Date.now()),
-          dateTime: Number.isNaN(when.getTime()) ? "" : when.toISOString(),
-          title: when.toLocaleString(),
-        }),
-        h("span", { className: "status" }),
-      ),
-      h("div", { className: "body" }, ...linkify(m.body)),
-      h("div", { className: "seen", hidden: true }),
-    );
-    r.nodes.set(key, node);
-  }
-  node.dataset.id = m.id || "";
-  node.dataset.from = m.from || "";
-  if (m.seq) node.dataset.seq = String(m.seq);
-  node.dataset.state = state;
-  node.classList.toggle("mine", !!app.session && m.from === app.session.user);
-  const status = node.querySelector(".status");
-  if (state === "pending") {
-    status.textContent = "sending…";
-    status.title = "waiting for the server to store it";
-  } else if (state === "failed") {
-    status.textContent = "not sent";
-    status.title = m.error || "";
-  } else if (state === "acked" && node.classList.contains("mine")) {
-    status.textContent = "✓";
-    status.title = `stored as #${m.seq}`;
-  } else {
-    status.textContent = "";
-    status.title = "";
-  }
-  return node;
-}
-
-function failedControls(r, p) {
-  const retry = h("button", { type: "button", className: "link", textContent: "retry" });
-  retry.addEventListener("click", () => {
-    p.state = "pending";
-    p.error = null;
-    saveOutbox();
-    render("messages");
-    pumpPending(r);
-  });
-  const drop = h("button", { type: "button", className: "link", textContent: "discard" });
-  drop.addEventListener("click", () => {
-    r.pending.delete(p.id);
-    r.nodes.delete(`p:${p.id}`);
-    saveOutbox();
-    render("messages");
-  });
-  return h("div", { className: "failed" }, `${p.error || "not sent"} — `, retry, " ", drop);
-}
-
-function renderMessages() {
-  const r = app.current;
-  const list = $("message-list");
-  if (!r) {
-    list.replaceChildren();
-    return;
-  }
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_EDGE_PX;
-  const fromBottom = list.scrollHeight - list.scrollTop;
-  const items = [];
-  if (r.more || r.loadingOlder) {
-    const btn = h("button", {
-      type: "button",
-      id: "load-older",
-      className: "link",
-      textContent: r.loadingOlder ? "loading older messages…" : "load older messages",
-      disabled: r.loadingOlder,
-      dataset: { testid: "load-older" },
-    });
-    btn.addEventListener("click", () => loadOlder(r));
-    items.push(h("li", { className: "older" }, btn));
-  } else if (r.loaded && r.order.length) {
-    items.push(h("li", { className: "start muted small", textContent: `This is the start of ${r.title}.` }));
-  }
-  const seen = seenMap(r);
-  const notes = r.notes.slice().sort((a, b) => a.at - b.at);
-  let ni = 0;
-  let prevFrom = null;
-  let prevTs = 0;
-  const noteNode = (n) => h("li", { className: "note", textContent: n.text, dataset: { testid: "gap-note" } });
-  for (const seq of r.order) {
-    while (ni < notes.length && notes[ni].at <= seq) {
-      items.push(noteNode(notes[ni++]));
-      prevFrom = null;
-    }
-    const m = r.msgs.get(seq);
-    const node = messageNode(r, `m:${seq}`, m, "acked");
-    node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
-    prevFrom = m.from;
-    prevTs = m.ts;
-    const who = seen.get(seq);
-    const seenLine = node.querySelector(".seen");
-    seenLine.hidden = !who;
-    seenLine.textContent = who ? `seen by ${who.sort().join(", ")}` : "";
-    items.push(node);
-  }
-  while (ni < notes.length) items.push(noteNode(notes[ni++]));
-  for (const p of r.pending.values()) {
-    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, seq: p.seq, error: p.error };
-    const node = messageNode(r, `p:${p.id}`, m, p.state);
-    node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
-    prevFrom = m.from;
-    prevTs = m.ts;
-    const old = node.querySelector(".failed");
-    if (old) old.remove();
-    if (p.state === "failed") node.append(failedControls(r, p));
-    items.push(node);
-  }
-  if (!items.length || (items.length === 1 && !r.order.length && !r.pending.size)) {
-    items.push(h("li", {
-      className: "empty muted",
-      textContent: r.loaded || !r.member ? "No messages yet. Say hello!" : "loading…",
-    }));
-  }
-  list.replaceChildren(...items);
-  if (app.stickToBottom || atBottom) {
-    list.scrollTop = list.scrollHeight;
-    app.stickToBottom = false;
-  } else {
-    list.scrollTop = list.scrollHeight - fromBottom;
-  }
-  maybeRead(r);
-}
-
-function renderTyping() {
-  const node = $("typing-indicator");
-  node.dataset.supported = app.features.typing === "unsupported" ? "false"
-    : app.features.typing === "supported" ? "true" : "unknown";
-  const r = app.current;
-  const now = Date.now();
-  const who = [];
-  if (r) for (const [user, until] of r.typing) if (until > now) who.push(user);
-  who.sort();
-  let text = "";
-  if (who.length === 1) text = `${who[0]} is typing…`;
-  else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
-  else if (who.length > 2) text = `${who.length} people are typing…`;
-  node.textContent = text;
-  node.dataset.users = who.join(",");
-}
-
-function renderPresence() {
-  const list = $("presence-list");
-  const note = $("presence-note");
-  const r = app.current;
-  list.dataset.supported = app.features.presence === "unsupported" ? "false"
-    : app.features.presence === "supported" ? "true" : "unknown";
-  if (app.features.presence === "unsupported") {
-    list.replaceChildren();
-    note.textContent = "Presence is not available on this server yet.";
-    return;
-  }
-  if (!r || !r.member) {
-    list.replaceChildren();
-    note.textContent = r ? "Join the room to see who is here." : "";
-    return;
-  }
-  if (!r.online) {
-    list.replaceChildren();
-    note.textContent = r.joined ? "…" : "";
-    return;
-  }
-  const users = Array.from(r.online).sort();
-  list.replaceChildren(...users.map((u) => h(
-    "li",
-    { dataset: { testid: "presence-item", user: u } },
-    h("span", { className: "dot", attrs: { "aria-hidden": "true" } }),
-    h("span", { textContent: u }),
-    app.session && u === app.session.user ? h("span", { className: "muted", textContent: " (you)" }) : null,
-  )));
-  note.textContent = users.length ? "" : "Nobody is online here.";
-}
-
-function notice(text, where) {
-  const node = $(where === "side" ? "side-error" : "room-notice");
-  node.textContent = text;
-  show(node, !!text);
-  clearTimeout(node.hideTimer);
-  if (text) node.hideTimer = setTimeout(() => show(node, false), 6000);
-}
-
-function describe(err) {
-  if (err instanceof ApiError) {
-    if (err.status === 0) return "cannot reach the server";
-    if (err.status === 429) return "too many requests; try again in a moment";
-    return err.message || err.code;
-  }
-  return (err && err.message) || String(err);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -632,6 +116,12 @@ function startSession(session) {
   $("me").textContent = session.user;
   show($("me"), true);
   show($("logout"), true);
+  show($("settings-open"), true);
+  show($("menu-toggle"), true);
+  app.names = new Map();
+  app.profile = null;
+  renderMe();
+  loadProfile();
   const client = createClient({
     token: session.token,
     user: session.user,
@@ -639,7 +129,10 @@ function startSession(session) {
       if (app.conn === client) onConnState(state, info);
     },
     onUnauthorized: () => {
-      if (app.conn === client) endSession("Your session has expired. Please log in again.");
+      // A password change revokes this token on purpose; its fresh login replaces the client.
+      if (app.conn !== client) return;
+      if (app.renewing) app.revokedWhileRenewing = true;
+      else endSession("Your session has expired. Please log in again.");
     },
   });
   // Events of a client that was replaced (logout) are ignored.
@@ -654,7 +147,12 @@ function startSession(session) {
   on("gap", onGap);
   on("removed", onRemoved);
   // Added to a room, a new DM, a role changed, removed: the room list follows at once.
-  on("membership", () => refreshRooms());
+  on("membership", (ev) => {
+    refreshRooms();
+    const r = app.current;
+    if (r && ev.room === r.id) loadMembers(r); // our role changed: so may what we see
+  });
+  on("topic", onTopic);
   on("error", onServerError);
   app.conn = client;
   onConnState("connecting", {});
@@ -679,6 +177,11 @@ function endSession(message) {
     sessionStorage.removeItem(storageKey("current"));
   }
   clearSession();
+  closeDrawers(false);
+  if ($("settings").open) $("settings").close();
+  show($("settings-open"), false);
+  show($("menu-toggle"), false);
+  show($("me-name"), false);
   app.session = null;
   app.api.token = null;
   app.rooms = new Map();
@@ -692,6 +195,44 @@ function endSession(message) {
 
 // ---------------------------------------------------------------------------------------
 // Rooms over HTTP
+
+async function loadMembers(r) {
+  if (!r.member || r.membersLoading) return;
+  r.membersLoading = true;
+  try {
+    const all = [];
+    let after;
+    for (let page = 0; page < 5; page++) {
+      const res = await app.api.members(r.id, after);
+      all.push(...res.members);
+      r.membersMore = res.more;
+      if (!res.more || !res.members.length) break;
+      after = res.members[res.members.length - 1].user;
+    }
+    r.members = all;
+    r.membersError = null;
+    let renamed = false;
+    for (const m of all) {
+      if (typeof m.display_name === "string" && app.names.get(m.user) !== m.display_name) {
+        app.names.set(m.user, m.display_name);
+        renamed = true;
+      } else if (!m.display_name && app.names.has(m.user)) {
+        app.names.delete(m.user);
+        renamed = true;
+      }
+      if (r.kind === "dm" && app.session && m.user !== app.session.user && !r.peer) {
+        r.peer = m.user;
+        render("rooms", "pane");
+      }
+    }
+    if (renamed && r === app.current) render("messages");
+  } catch (e) {
+    r.membersError = e instanceof ApiError && e.status === 403 ? "Join the room to see its members." : `cannot load members: ${describe(e)}`;
+  } finally {
+    r.membersLoading = false;
+    if (r === app.current) render("presence");
+  }
+}
 
 async function refreshRooms() {
   let list;
@@ -708,7 +249,9 @@ async function refreshRooms() {
     if (!info || typeof info.room !== "string" || keep.has(info.room)) continue;
     const r = room(info.room);
     r.kind = info.kind || r.kind;
+    if (r.role !== (info.role || null)) r.members = null; // what we may see changed
     r.role = info.role || null;
+    r.topic = typeof info.topic === "string" ? info.topic : null;
     // Not in protocol v1's room list; used if a server adds the other user of a DM.
     if (r.kind === "dm" && !r.peer && typeof info.peer === "string") r.peer = info.peer;
     const serverLast = Number(info.last_seq) || 0;
@@ -768,7 +311,82 @@ function selectRoom(id) {
     loadInitial(r);
     requestPresence(r);
   }
+  if (r.member) loadMembers(r);
+  closeDrawers(false);
   if (r.member) $("message-input").focus();
+}
+
+function onTopic(f) {
+  const r = app.rooms.get(f.room);
+  if (!r) return;
+  r.topic = f.topic;
+  render("pane", "rooms");
+  if (r === app.current) {
+    notice(f.topic ? `${f.by} set the topic: ${f.topic}` : `${f.by} cleared the topic.`);
+  }
+}
+
+async function onSetTopic(ev) {
+  ev.preventDefault();
+  const r = app.current;
+  if (!r || !r.canManage) return;
+  const topic = $("topic-input").value.trim();
+  if (Array.from(topic).length > 256) return notice("Topics have at most 256 characters.");
+  try {
+    const res = await app.api.setTopic(r.id, topic || null);
+    r.topic = res.topic;
+    $("topic-input").value = res.topic || "";
+    const manage = $("manage-room");
+    manage.open = false;
+    manage.querySelector("summary").focus();
+    render("pane", "rooms");
+  } catch (e) {
+    notice(e.status === 403 ? "Only the owner and admins can set the topic." : `cannot set the topic: ${describe(e)}`);
+  }
+}
+
+/** The header's name: the display name, when one is set (the user name is beside it). */
+function renderMe() {
+  const node = $("me-name");
+  const name = app.profile && app.profile.display_name;
+  node.textContent = name || "";
+  show(node, !!name);
+}
+
+async function loadProfile() {
+  const session = app.session;
+  try {
+    const profile = await app.api.me();
+    if (app.session !== session) return;
+    onProfile(profile);
+  } catch (_) {
+    // An older server without profiles: the user name is shown, as before.
+  }
+}
+
+function onProfile(profile) {
+  app.profile = profile;
+  if (profile.display_name) app.names.set(profile.user, profile.display_name);
+  else app.names.delete(profile.user);
+  renderMe();
+  const r = app.current;
+  if (r && r.members) {
+    const me = r.members.find((m) => m.user === profile.user);
+    if (me) me.display_name = profile.display_name || undefined;
+  }
+  render("messages", "presence");
+}
+
+/** A password change answered a fresh login: every older token, ours too, is revoked. */
+function onNewLogin(login) {
+  app.revokedWhileRenewing = false;
+  const session = { user: app.session.user, token: login.token, expires_at: login.expires_at };
+  saveSession(session);
+  // The old socket is closed (4001) by the server any moment now: replace it first.
+  const old = app.conn;
+  app.conn = null;
+  if (old) old.close();
+  startSession(session);
 }
 
 async function onCreateRoom(ev) {
@@ -824,6 +442,7 @@ async function onAddMember(ev) {
     await app.api.addMember(r.id, user, role);
     $("member-user").value = "";
     notice(`${user} was added to ${r.title} as ${role}.`);
+    loadMembers(r);
   } catch (e) {
     if (e.status === 404) notice(`There is no user ${user}.`);
     else if (e.status === 403) notice("Only the owner and admins can add members.");
@@ -1052,6 +671,14 @@ function onMessage(m) {
   learnPeer(r, m);
   r.typing.delete(m.from);
   if (r.head !== null) advanceHead(r);
+  if (fresh && m.from !== me) {
+    const concerns = r.kind === "dm" || notify.mentions(m.body, me, app.profile && app.profile.display_name);
+    const who = app.names.get(m.from) || m.from;
+    notify.onIncoming(
+      { title: r.kind === "dm" ? who : `${who} in ${r.title}`, body: m.body, tag: `chatmesh-${r.id}`, concerns },
+      () => selectRoom(r.id),
+    );
+  }
   if (fresh && m.seq > r.lastSeq) {
     r.lastSeq = m.seq;
     if (m.from !== me && m.seq > r.seen && !isVisible(r)) {
@@ -1092,6 +719,21 @@ function onPresenceDiff(f) {
   if (!r) return;
   if (!r.online) r.online = new Set();
   for (const u of f.joined || []) r.online.add(u);
+  // Someone new came online here (joined a public room): the member list is stale. At most
+  // one reload per MEMBERS_RELOAD_MS, so a stream of joins costs few requests.
+  if (r.members && (f.joined || []).some((u) => !r.members.some((m) => m.user === u))) {
+    const wait = (r.membersReloadAt || 0) - Date.now();
+    if (wait <= 0) {
+      r.membersReloadAt = Date.now() + MEMBERS_RELOAD_MS;
+      loadMembers(r);
+    } else if (!r.membersReloadTimer) {
+      r.membersReloadTimer = setTimeout(() => {
+        r.membersReloadTimer = null;
+        r.membersReloadAt = Date.now() + MEMBERS_RELOAD_MS;
+        loadMembers(r);
+      }, wait);
+    }
+  }
   for (const u of f.left || []) {
     r.online.delete(u);
     r.typing.delete(u);
@@ -1308,12 +950,46 @@ function onScroll() {
 }
 
 function main() {
-  app.api = new Api(() => endSession("Your session has expired. Please log in again."));
+  actions.selectRoom = selectRoom;
+  actions.loadOlder = loadOlder;
+  actions.maybeRead = maybeRead;
+  actions.retry = (r, p) => {
+    p.state = "pending";
+    p.error = null;
+    saveOutbox();
+    render("messages");
+    pumpPending(r);
+  };
+  actions.discard = (r, p) => {
+    r.pending.delete(p.id);
+    r.nodes.delete(`p:${p.id}`);
+    saveOutbox();
+    render("messages");
+  };
+  app.api = new Api(() => {
+    if (app.renewing) app.revokedWhileRenewing = true;
+    else endSession("Your session has expired. Please log in again.");
+  });
   $("login-form").addEventListener("submit", onLoginSubmit);
   $("logout").addEventListener("click", () => endSession());
   $("new-room-form").addEventListener("submit", onCreateRoom);
   $("dm-form").addEventListener("submit", onStartDm);
   $("member-form").addEventListener("submit", onAddMember);
+  $("topic-form").addEventListener("submit", onSetTopic);
+  $("settings-open").addEventListener("click", () => openSettings(app.session && app.session.user, app.profile));
+  initSettings({
+    api: () => app.api,
+    onProfile,
+    onNewLogin,
+    renewing: (on) => {
+      app.renewing = on;
+      if (on) app.revokedWhileRenewing = false;
+      // The change went through on the server (our tokens were revoked) but its answer was
+      // lost: without a fresh token the session is over.
+      else if (app.revokedWhileRenewing) endSession("Your password was changed. Please log in again.");
+    },
+  });
+  initLayout();
   $("leave-room").addEventListener("click", onLeave);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());
   $("composer").addEventListener("submit", onComposerSubmit);

@@ -1,5 +1,5 @@
 //! The chatmesh wire contract shared by every service and client: names and their validation,
-//! client and server frames (protocol v1), NATS subject names and partitioning, the messages
+//! client and server frames (protocol v1), free text (display names, topics), NATS subject names and partitioning, the messages
 //! gateways and workers exchange over NATS request-reply, and the limits in force.
 //!
 //! Nothing here does I/O; every other crate depends on this one, so it stays small and fast to
@@ -15,6 +15,7 @@ pub mod message;
 pub mod names;
 pub mod service;
 pub mod subjects;
+pub mod text;
 
 pub use config::{MeshConfig, Secret};
 pub use error::{ApiError, ErrorCode};

@@ -188,6 +188,9 @@ pub struct RoomListing {
     /// For a DM: the other user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// The room's topic, if one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +246,71 @@ pub struct MemberEvent {
     pub role: Option<Role>,
 }
 
+/// A page of a room's members, by user name, after `after` (exclusive). Members only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersRequest {
+    pub room: String,
+    /// Who asks; must be a member.
+    pub actor: String,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// One member of a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub user: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberPage {
+    pub members: Vec<MemberInfo>,
+    /// More members follow the last one of this page.
+    pub more: bool,
+}
+
+/// Sets (or, with `None`, clears) a room's topic. Owner or admin only; the topic is checked
+/// by [`crate::text::clean_topic`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetTopicRequest {
+    pub room: String,
+    pub actor: String,
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomTopic {
+    pub room: String,
+    pub topic: Option<String>,
+}
+
+/// A user's profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub user: String,
+    pub display_name: Option<String>,
+}
+
+/// Sets (or, with `None`, clears) the user's display name, checked by
+/// [`crate::text::clean_display_name`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetProfileRequest {
+    pub user: String,
+    pub display_name: Option<String>,
+}
+
+/// Changes a password: `unauthorized` if `old_password` is wrong. On success every token
+/// issued so far is revoked (the generation moves, as for `logout_all`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangePasswordRequest {
+    pub user: String,
+    pub old_password: String,
+    pub new_password: String,
+}
+
 /// An empty response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {}
@@ -260,6 +328,16 @@ op!(History, "history", HistoryRequest, HistoryPage);
 op!(SetCursor, "cursor", SetCursorRequest, Done);
 op!(GetUserGen, "user_gen", UserRequest, UserGen);
 op!(LogoutAll, "logout_all", UserRequest, UserGen);
+op!(ListMembers, "members_list", MembersRequest, MemberPage);
+op!(SetTopic, "room_topic", SetTopicRequest, RoomTopic);
+op!(GetProfile, "profile_get", UserRequest, Profile);
+op!(SetProfile, "profile_set", SetProfileRequest, Profile);
+op!(
+    ChangePassword,
+    "password_change",
+    ChangePasswordRequest,
+    UserGen
+);
 
 #[cfg(test)]
 mod tests {

@@ -214,6 +214,14 @@ fn server_frames_golden() {
             r#"{"type":"membership","room":"general","role":null}"#.into(),
         ),
         (
+            ServerFrame::Topic { room: b("general"), topic: Some(b("Zoë's room")), by: b("ann") },
+            r#"{"type":"topic","room":"general","topic":"Zoë's room","by":"ann"}"#.into(),
+        ),
+        (
+            ServerFrame::Topic { room: b("general"), topic: None, by: b("ann") },
+            r#"{"type":"topic","room":"general","topic":null,"by":"ann"}"#.into(),
+        ),
+        (
             ServerFrame::Pong { r#ref: Cow::Owned(None) },
             r#"{"type":"pong"}"#.into(),
         ),
@@ -403,6 +411,11 @@ fn server_frame() -> impl Strategy<Value = ServerFrame<'static>> {
             ]
         )
             .prop_map(|(room, role)| ServerFrame::Membership { room, role }),
+        (s(), prop::option::of(s()), s()).prop_map(|(room, topic, by)| ServerFrame::Topic {
+            room,
+            topic,
+            by
+        }),
         rf().prop_map(|r#ref| ServerFrame::Pong { r#ref }),
         (rf(), code(), s()).prop_map(|(r#ref, code, message)| ServerFrame::Error {
             r#ref,
@@ -522,7 +535,8 @@ fn view_of(frame: &ServerFrame<'_>) -> Fields {
         | ServerFrame::Gap { room, .. }
         | ServerFrame::Presence { room, .. }
         | ServerFrame::PresenceDiff { room, .. }
-        | ServerFrame::Membership { room, .. } => Fields {
+        | ServerFrame::Membership { room, .. }
+        | ServerFrame::Topic { room, .. } => Fields {
             room: s(room),
             ..Fields::default()
         },

@@ -1,7 +1,10 @@
 // Real-browser test of the chatmesh web client: starts a whole mesh (`chatmesh up`), drives
-// two headless Debian Chromium pages with playwright-core, and checks registration, rooms,
+// headless Debian Chromium pages with playwright-core, and checks registration, rooms,
 // typing, live messages, pending → acked, resend after a dropped connection, reload with
-// history, and that message bodies are shown as text (no HTML injection).
+// history, that message bodies are shown as text (no HTML injection) with a safe markdown
+// subset, date separators, member lists, topics, profiles, password changes, notifications,
+// the phone layout, keyboard-only use and accessibility (axe-core). Screenshots at desktop
+// (1280×800) and phone (390×844) widths are written to output/.
 //
 // Run: bash tests/browser/run.sh   (or `node --test` in this folder once the binary is built)
 // Env: CHATMESH_BIN (default target/debug/chatmesh), CHROMIUM (default /usr/bin/chromium).
@@ -15,7 +18,10 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..", "..");
@@ -196,6 +202,27 @@ function messageWithBody(user, body) {
 
 async function bodies(user) {
   return user.page.locator("#message-list li.msg .body").allTextContents();
+}
+
+/** Runs axe-core in the page; returns its serious and critical violations (ids and nodes). */
+async function axeViolations(user, context) {
+  // Evaluated through the DevTools protocol: the page's CSP (no inline script) does not apply.
+  await user.page.evaluate(AXE_SOURCE);
+  const found = await user.page.evaluate(async (ctx) => {
+    const res = await window.axe.run(ctx || document, { resultTypes: ["violations"] });
+    return res.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => `${n.target.join(" ")}: ${n.failureSummary}`).slice(0, 5),
+    }));
+  }, context || null);
+  return found.filter((v) => v.impact === "serious" || v.impact === "critical");
+}
+
+/** Drops the errors a test caused on purpose (e.g. an HTTP 403 it asked for). */
+function forgive(user, re) {
+  user.errors = user.errors.filter((e) => !re.test(e));
 }
 
 async function screenshot(user, label) {
@@ -441,6 +468,238 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     }
   });
 
+  it("renders a safe markdown subset as DOM nodes; markup inside markdown stays text", async () => {
+    const text = "**bold <b>x</b>** and *it* and `<script>alert(1)</script>` and [docs](https://example.com/d) "
+      + "and [bad](javascript:alert(1)) and **<img src=x onerror=alert(1)>** and snake_case_name";
+    const input = alice.page.locator("#message-input");
+    await input.fill(text);
+    await input.press("Enter");
+    const block = "```\n<img src=y onerror=alert(2)>\n**not bold**\n```";
+    await input.fill(block);
+    await input.press("Enter");
+    const body = messageWithBody(bob, "and snake_case_name");
+    await body.waitFor();
+    assert.deepEqual(await body.locator("strong").allTextContents(), ["bold <b>x</b>", "<img src=x onerror=alert(1)>"]);
+    assert.deepEqual(await body.locator("em").allTextContents(), ["it"]);
+    assert.deepEqual(await body.locator("code").allTextContents(), ["<script>alert(1)</script>"]);
+    const links = body.locator("a");
+    assert.equal(await links.count(), 1, "only the https link is a link");
+    assert.equal(await links.getAttribute("href"), "https://example.com/d");
+    assert.equal(await links.textContent(), "docs");
+    assert.equal(await links.getAttribute("rel"), "noopener noreferrer");
+    assert.match(await body.textContent(), /\[bad\]\(javascript:alert\(1\)\)/, "a javascript: link stays text");
+    assert.match(await body.textContent(), /snake_case_name/, "underscores inside words are no emphasis");
+    const pre = bob.page.locator("#message-list li.msg .body pre code").last();
+    await pre.waitFor();
+    assert.equal(await pre.textContent(), "<img src=y onerror=alert(2)>\n**not bold**");
+    for (const user of [alice, bob]) {
+      const list = user.page.locator("#message-list");
+      assert.equal(await list.locator("img, script, b, [onerror], [onclick]").count(), 0, "markup became elements");
+    }
+    await sleep(300); // an onerror handler would have fired by now
+    assert.deepEqual(alice.dialogs, []);
+    assert.deepEqual(bob.dialogs, []);
+  });
+
+  it("formats markdown edge cases as a reader expects, always as escaped text", async () => {
+    const got = await alice.page.evaluate(async () => {
+      const { renderBody } = await import("/markdown.js");
+      const html = (s) => {
+        const d = document.createElement("div");
+        d.append(...renderBody(s));
+        return d.innerHTML;
+      };
+      return Object.fromEntries([
+        "**bold *and italic***",
+        "*italic **and bold***",
+        "2 * 3 * 4 and a*b and **unclosed",
+        "`code with **stars** and <i>tags</i>`",
+        "<i>x</i> _y_ snake_case_name",
+        "```js\nlet a = 1 < 2;\n```",
+        "```one line```",
+        "see [the docs](https://example.com/a_b) or https://example.com/x).",
+        "[x](data:text/html,<script>alert(1)</script>)",
+      ].map((s) => [s, html(s)]));
+    });
+    assert.deepEqual(got, {
+      "**bold *and italic***": "<strong>bold <em>and italic</em></strong>",
+      "*italic **and bold***": "<em>italic <strong>and bold</strong></em>",
+      "2 * 3 * 4 and a*b and **unclosed": "2 * 3 * 4 and a*b and **unclosed",
+      "`code with **stars** and <i>tags</i>`": "<code>code with **stars** and &lt;i&gt;tags&lt;/i&gt;</code>",
+      "<i>x</i> _y_ snake_case_name": "&lt;i&gt;x&lt;/i&gt; <em>y</em> snake_case_name",
+      "```js\nlet a = 1 < 2;\n```": "<pre><code>let a = 1 &lt; 2;</code></pre>",
+      "```one line```": "<pre><code>one line</code></pre>",
+      "see [the docs](https://example.com/a_b) or https://example.com/x).":
+        'see <a href="https://example.com/a_b" target="_blank" rel="noopener noreferrer">the docs</a> or '
+        + '<a href="https://example.com/x" target="_blank" rel="noopener noreferrer">https://example.com/x</a>).',
+      "[x](data:text/html,<script>alert(1)</script>)": "[x](data:text/html,&lt;script&gt;alert(1)&lt;/script&gt;)",
+    });
+  });
+
+  it("shows the member list with roles, presence and display names; avatars are initials", async () => {
+    // bob sets a display name in the settings dialog.
+    await bob.page.locator("#settings-open").click();
+    await bob.page.locator("#settings").waitFor();
+    await bob.page.locator("#display-name").fill("  Bob ✨ Builder ");
+    await bob.page.locator("#profile-submit").click();
+    await bob.page.locator("#settings-status").filter({ hasText: "Bob ✨ Builder" }).waitFor();
+    await bob.page.keyboard.press("Escape");
+    await bob.page.locator("#settings").waitFor({ state: "hidden" });
+    assert.equal(await bob.page.locator("#me-name").textContent(), "Bob ✨ Builder");
+
+    // alice opens the room again: the member list (and the names in messages) follow.
+    await alice.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
+    const bobItem = alice.page.locator('#member-list [data-testid="member-item"][data-user="bob"]');
+    await bobItem.filter({ hasText: "Bob ✨ Builder" }).waitFor();
+    assert.equal(await bobItem.getAttribute("data-role"), "member");
+    await bobItem.and(alice.page.locator('[data-online="true"]')).waitFor();
+    const aliceItem = alice.page.locator('#member-list [data-testid="member-item"][data-user="alice"]');
+    assert.equal(await aliceItem.getAttribute("data-role"), "owner");
+    assert.equal(await aliceItem.locator(".role").textContent(), "owner");
+    assert.equal(await aliceItem.locator('[data-testid="avatar"]').textContent(), "AL");
+    assert.equal(await bobItem.locator('[data-testid="avatar"]').textContent(), "BB");
+    const bobMsg = alice.page.locator('#message-list li.msg[data-from="bob"]').first();
+    await bobMsg.locator(".who .from").filter({ hasText: "Bob ✨ Builder" }).waitFor();
+    assert.equal(await bobMsg.locator(".who .handle").textContent(), "@bob");
+  });
+
+  it("sets a room topic (owner), shown live to members; members cannot set it", async () => {
+    assert.equal(await bob.page.locator("#manage-room").isVisible(), false, "a member cannot manage the room");
+    await alice.page.locator("#manage-room summary").click();
+    await alice.page.locator("#topic-input").fill("Weekly sync <b>notes</b>");
+    await alice.page.locator("#topic-input").press("Enter");
+    await alice.page.locator("#room-topic").filter({ hasText: "Weekly sync <b>notes</b>" }).waitFor();
+    assert.equal(await alice.page.locator("#topic-form").isVisible(), false, "the panel closes once the topic is set");
+    await bob.page.locator("#room-topic").filter({ hasText: "Weekly sync <b>notes</b>" }).waitFor();
+    assert.equal(await bob.page.locator("#room-topic b").count(), 0);
+    await bob.page.reload();
+    await waitConnected(bob);
+    await bob.page.locator("#room-topic").filter({ hasText: "Weekly sync" }).waitFor();
+  });
+
+  it("changes the password in the settings dialog and stays logged in", async () => {
+    const b = bob.page;
+    await b.locator("#settings-open").click();
+    await b.locator("#old-password").fill("not my password");
+    await b.locator("#new-password").fill("bob-password-2");
+    await b.locator("#password-submit").click();
+    await b.locator("#settings-status").filter({ hasText: "current password is wrong" }).waitFor();
+    forgive(bob, /HTTP 403 for POST .*\/v1\/auth\/password|status of 403/);
+    await b.locator("#old-password").fill("bob-password-1");
+    await b.locator("#new-password").fill("bob-password-2");
+    await b.locator("#password-submit").click();
+    await b.locator("#settings-status").filter({ hasText: "Password changed" }).waitFor();
+    await b.keyboard.press("Escape");
+    await waitConnected(bob);
+    assert.equal(await b.locator("#me").textContent(), "bob");
+    const text = "still here after a new password";
+    await b.locator("#message-input").fill(text);
+    await b.locator("#message-input").press("Enter");
+    await b.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text }).waitFor();
+    const login = async (password) => (await fetch(`${url}v1/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: "bob", password }),
+    })).status;
+    assert.equal(await login("bob-password-2"), 200);
+    assert.equal(await login("bob-password-1"), 401);
+  });
+
+  it("notifies of mentions and DMs while the tab is hidden, after a click allowed it; the sound can be turned off", async () => {
+    const b = bob.page;
+    // Observe Notification and Web Audio, and let the test hide the tab.
+    await b.addInitScript(() => {
+      window.__notes = [];
+      window.__asked = 0;
+      window.__beeps = 0;
+      window.__hidden = false;
+      class FakeNotification {
+        constructor(title, options) {
+          window.__notes.push({ title, body: options && options.body });
+        }
+        close() {}
+      }
+      FakeNotification.permission = "default";
+      FakeNotification.requestPermission = async () => {
+        window.__asked += 1;
+        FakeNotification.permission = "granted";
+        return "granted";
+      };
+      window.Notification = FakeNotification;
+      Object.defineProperty(Document.prototype, "visibilityState", {
+        configurable: true,
+        get: () => (window.__hidden ? "hidden" : "visible"),
+      });
+      const Real = window.AudioContext;
+      if (Real) {
+        window.AudioContext = class extends Real {
+          createOscillator() {
+            window.__beeps += 1;
+            return super.createOscillator();
+          }
+        };
+      }
+    });
+    await b.reload();
+    await waitConnected(bob);
+    await b.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    assert.equal(await b.evaluate(() => window.__asked), 0, "permission is not asked without a click");
+    await b.locator("#settings-open").click();
+    await b.locator("#notify-enable").click();
+    await b.locator("#notify-state").filter({ hasText: "On" }).waitFor();
+    assert.equal(await b.evaluate(() => window.__asked), 1);
+    assert.equal(await b.locator("#notify-sound").isChecked(), true, "sound is on by default");
+    await b.keyboard.press("Escape");
+    await b.evaluate(() => {
+      window.__hidden = true;
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+
+    const say = async (text) => {
+      await alice.page.locator("#message-input").fill(text);
+      await alice.page.locator("#message-input").press("Enter");
+      await messageWithBody(bob, text).waitFor();
+    };
+    await say("no mention in here");
+    await say("hey @bob, the build is green");
+    await b.waitForFunction(() => window.__notes.length >= 1);
+    await sleep(300);
+    const notes = await b.evaluate(() => window.__notes);
+    assert.equal(notes.length, 1, `only the mention notifies: ${JSON.stringify(notes)}`);
+    assert.match(notes[0].title, /alice in #lobby/);
+    assert.equal(notes[0].body, "hey @bob, the build is green");
+    assert.ok((await b.evaluate(() => window.__beeps)) >= 1, "a sound was played");
+
+    // Sound off: the next mention notifies without a sound.
+    await b.evaluate(() => {
+      window.__hidden = false;
+    });
+    await b.locator("#settings-open").click();
+    await b.locator("#notify-sound").uncheck();
+    await b.keyboard.press("Escape");
+    await b.evaluate(() => {
+      window.__hidden = true;
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    const beeps = await b.evaluate(() => window.__beeps);
+    await sleep(1600); // past the minimum gap between two sounds
+    await alice.page.locator(`#room-list li[data-kind="dm"] button`).click();
+    await alice.page.locator("#room-title").filter({ hasText: "@bob" }).waitFor();
+    await alice.page.locator("#message-input").fill("a DM needs no mention");
+    await alice.page.locator("#message-input").press("Enter");
+    await b.waitForFunction(() => window.__notes.length >= 2);
+    const dm = (await b.evaluate(() => window.__notes))[1];
+    assert.equal(dm.title, "alice", "a DM notifies with the sender's name");
+    assert.equal(dm.body, "a DM needs no mention");
+    assert.equal(await b.evaluate(() => window.__beeps), beeps, "no sound once it is turned off");
+    await b.evaluate(() => {
+      window.__hidden = false;
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await alice.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
+    await alice.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+  });
+
   // The next steps put a WebSocket route (playwright's routeWebSocket) between a third page
   // and the real gateway. It forwards everything, but can drop a live message (to make a
   // gap the client must fill from history), answer `presence`, swallow `typing`/`read`, and
@@ -602,6 +861,24 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await screenshot(carol, "carol");
   });
 
+  it("puts a date separator before each day's first message; a new day starts a new group", async () => {
+    const seps = carol.page.locator('#message-list [data-testid="day-separator"]');
+    assert.equal(await seps.count(), 1, "today's messages have one separator");
+    assert.equal(await seps.first().textContent(), "Today");
+    // A message from two days ahead (injected: the server stamps real time).
+    const last = Number(await carol.page.locator("#message-list li.msg").last().getAttribute("data-seq"));
+    const ts = Date.now() + 2 * 86_400_000;
+    proxy.toPage({ type: "message", room: roomName, seq: last + 1_000_000, prev: last, id: "from-the-future", from: "alice", ts, body: "see you on the day after tomorrow" });
+    const future = carol.page.locator("#message-list li.msg").filter({ hasText: "see you on the day after tomorrow" });
+    await future.waitFor();
+    assert.equal(await seps.count(), 2);
+    const label = await seps.last().textContent();
+    assert.notEqual(label, "Today");
+    assert.match(label, new RegExp(new Date(ts).toLocaleDateString("en-US", { weekday: "long" })));
+    assert.equal(await future.evaluate((li) => li.previousElementSibling.dataset.testid), "day-separator");
+    assert.equal(await future.evaluate((li) => li.classList.contains("cont")), false, "a new day starts a new group");
+  });
+
   it("goes back to the login form when the server refuses the token (close 4001)", async () => {
     const eve = await openUser(browser, "eve");
     try {
@@ -615,6 +892,108 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
       assert.equal(await eve.page.evaluate(() => sessionStorage.getItem("chatmesh.session")), null);
     } finally {
       await eve.context.close();
+    }
+  });
+
+  it("works at phone width: the room list is a drawer, nothing overflows", async () => {
+    const a = alice.page;
+    for (const [width, height] of [[360, 740], [390, 844]]) {
+      await a.setViewportSize({ width, height });
+      await a.locator("#sidebar").waitFor({ state: "hidden" }); // a closed drawer
+      await a.locator("#menu-toggle").waitFor({ state: "visible" });
+      const overflow = await a.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(overflow <= width, `${width}px: the page is ${overflow}px wide`);
+    }
+    assert.doesNotMatch(await a.locator("#no-room").textContent(), /on the left/);
+    await screenshot(alice, "phone");
+    await a.locator("#menu-toggle").click();
+    await a.locator("#sidebar").waitFor({ state: "visible" });
+    assert.equal(await a.locator("#menu-toggle").getAttribute("aria-expanded"), "true");
+    await sleep(300); // the drawer's slide-in
+    const box = await a.locator("#sidebar").boundingBox();
+    assert.ok(box.x >= 0 && box.x + box.width <= 390, `drawer at ${JSON.stringify(box)}`);
+    await screenshot(alice, "phone-drawer");
+    const phoneAxe = await axeViolations(alice);
+    assert.deepEqual(phoneAxe, [], `axe at phone width:\n${JSON.stringify(phoneAxe, null, 1)}`);
+    await a.keyboard.press("Escape");
+    await a.locator("#sidebar").waitFor({ state: "hidden" });
+    assert.equal(await a.evaluate(() => document.activeElement.id), "menu-toggle", "focus returns to the toggle");
+    await a.locator("#menu-toggle").click();
+    await a.locator(`#room-list li[data-room="${roomName}"] button`).click();
+    await a.locator("#sidebar").waitFor({ state: "hidden" });
+    await a.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    await a.locator("#people-toggle").click();
+    await a.locator('#people #member-list [data-user="alice"]').waitFor({ state: "visible" });
+    await a.keyboard.press("Escape");
+    await a.locator("#people").waitFor({ state: "hidden" });
+    await a.setViewportSize({ width: 1280, height: 800 });
+    await a.locator("#sidebar").waitFor({ state: "visible" });
+    await screenshot(alice, "desktop");
+  });
+
+  it("is usable with the keyboard alone: room list, composer, visible focus", async () => {
+    const a = alice.page;
+    // Arrow keys walk the room list; Enter opens a room and puts focus in the composer.
+    await a.locator(`#room-list li[data-room="${roomName}"] button`).focus();
+    await a.keyboard.press("End");
+    const last = await a.evaluate(() => document.activeElement.closest("li").dataset.room);
+    await a.keyboard.press("Home");
+    const first = await a.evaluate(() => document.activeElement.closest("li").dataset.room);
+    assert.notEqual(first, last, "Home and End move through the list");
+    const lobby = a.locator(`#room-list li[data-room="${roomName}"] button`);
+    await lobby.focus();
+    const first_ = (await a.locator("#sidebar .room-btn").first().evaluate((b) => b.closest("li").dataset.room)) === roomName;
+    // Away from the lobby and back: down then up if it is the first room, else up then down.
+    const [away, back] = first_ ? ["ArrowDown", "ArrowUp"] : ["ArrowUp", "ArrowDown"];
+    await a.keyboard.press(away);
+    const next = await a.evaluate(() => document.activeElement.closest("li") && document.activeElement.closest("li").dataset.room);
+    assert.ok(next && next !== roomName, `${away} moves to another room`);
+    const outline = await a.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    assert.notEqual(outline, "none", "keyboard focus is visible");
+    await a.keyboard.press(back);
+    assert.equal(await a.evaluate(() => document.activeElement.closest("li").dataset.room), roomName);
+    await a.keyboard.press("Enter");
+    await a.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    assert.equal(await a.evaluate(() => document.activeElement.id), "message-input");
+    await a.keyboard.type("typed without a mouse");
+    await a.keyboard.press("Enter");
+    await a.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: "typed without a mouse" }).waitFor();
+    // The skip link is the first stop of Tab and leads to the composer.
+    await a.evaluate(() => {
+      // Back to the top of the page, as after a load: Tab starts from the body.
+      document.body.tabIndex = -1;
+      document.body.focus();
+      document.body.removeAttribute("tabindex");
+    });
+    await a.keyboard.press("Tab");
+    assert.equal(await a.evaluate(() => document.activeElement.dataset.testid), "skip-link");
+    assert.ok(await a.locator("#skip-link, .skip-link").isVisible(), "the skip link shows when focused");
+    await a.keyboard.press("Enter");
+    assert.equal(await a.evaluate(() => document.activeElement.id), "message-input");
+  });
+
+  it("has no serious or critical accessibility violations (axe-core)", async () => {
+    const chat = await axeViolations(alice);
+    assert.deepEqual(chat, [], `axe, chat view:\n${JSON.stringify(chat, null, 1)}`);
+    // The dark theme's contrast too.
+    await alice.page.emulateMedia({ colorScheme: "dark" });
+    const dark = await axeViolations(alice);
+    await screenshot(alice, "desktop-dark");
+    await alice.page.emulateMedia({ colorScheme: "light" });
+    assert.deepEqual(dark, [], `axe, chat view, dark theme:\n${JSON.stringify(dark, null, 1)}`);
+    await alice.page.locator("#settings-open").click();
+    await alice.page.locator("#settings").waitFor();
+    const settings = await axeViolations(alice);
+    assert.deepEqual(settings, [], `axe, settings:\n${JSON.stringify(settings, null, 1)}`);
+    await alice.page.keyboard.press("Escape");
+    const fresh = await openUser(browser, "axe");
+    try {
+      await fresh.page.goto(url);
+      await fresh.page.locator("#login-form").waitFor();
+      const login = await axeViolations(fresh);
+      assert.deepEqual(login, [], `axe, login form:\n${JSON.stringify(login, null, 1)}`);
+    } finally {
+      await fresh.context.close();
     }
   });
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real-browser test of the web client (gateway/web): makes sure Debian's Chromium, the npm
-# packages of this folder and the chatmesh binary are there, then runs `node --test`, which
-# starts its own mesh (`chatmesh up` on a free port) and stops it at the end.
+# packages of this folder (playwright-core, axe-core) and the chatmesh binary are there, then
+# runs `node --test`, which starts its own mesh (`chatmesh up` on a free port) and stops it
+# at the end. Screenshots and the mesh's log are written to output/ (gitignored).
 # Env: CHROMIUM (default /usr/bin/chromium), CHATMESH_BIN (default target/debug/chatmesh).
 set -euo pipefail
 
@@ -31,7 +32,7 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/axe-core" ]; then
   echo "browser test: npm ci"
   (cd "$here" && npm ci --no-audit --no-fund)
 fi

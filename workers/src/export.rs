@@ -1,5 +1,5 @@
 //! Moving one room between deployments or backends: `export` writes the room's record,
-//! stats, members and messages as JSON Lines (one object per line, oldest message first,
+//! topic, stats, members and messages as JSON Lines (one object per line, oldest message first,
 //! streamed page by page), `import` reads them back into a store. Meant for a stopped worker:
 //! the embedded store refuses a second opener, so a running worker's store is never touched.
 //!
@@ -31,6 +31,9 @@ pub enum Line {
         room: String,
         meta: Option<RoomMeta>,
         stats: RoomStats,
+        /// Absent when the room has none (and in exports made before topics existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
     },
     Member {
         user: String,
@@ -93,6 +96,7 @@ pub async fn export_room<W: Write>(
         room: room.to_owned(),
         meta,
         stats,
+        topic: model.topic(room).await?,
     };
     write_line(out, &head)?;
     let mut moved = Moved::default();
@@ -162,18 +166,25 @@ pub async fn import_room<R: BufRead>(
     let mut lines = input.lines();
     let bad = |line: u64, detail: String| ExportError::Format { line, detail };
     let first = lines.next().ok_or_else(|| bad(1, "empty input".into()))??;
-    let (room, meta, stats) =
+    let (room, meta, stats, topic) =
         match serde_json::from_str(&first).map_err(|e| bad(1, e.to_string()))? {
             Line::Room {
                 format: FORMAT,
                 room,
                 meta,
                 stats,
-            } => (room, meta, stats),
+                topic,
+            } => (room, meta, stats, topic),
             Line::Room { format, .. } => return Err(bad(1, format!("unknown format {format}"))),
             _ => return Err(bad(1, "the first line must be the room".into())),
         };
     chatmesh_protocol::validate_name("room", &room).map_err(|e| bad(1, e.to_string()))?;
+    let topic = match topic {
+        Some(text) => {
+            chatmesh_protocol::text::clean_topic(&text).map_err(|e| bad(1, e.to_string()))?
+        }
+        None => None,
+    };
     if model.room(&room).await?.is_some() || model.stats(&room).await?.count > 0 {
         return Err(ExportError::RoomExists(room));
     }
@@ -232,6 +243,9 @@ pub async fn import_room<R: BufRead>(
     batch.barrier();
     if let Some(meta) = &meta {
         Model::put_room(&mut batch, &room, meta);
+    }
+    if let Some(topic) = &topic {
+        Model::put_topic(&mut batch, &room, Some(topic));
     }
     Model::put_stats(&mut batch, &room, &stats);
     model.write(batch).await?;

@@ -168,6 +168,31 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.deepEqual(await got, { room: "den", role: null });
   });
 
+  it("lists members, sets a topic (live to joined sessions), a display name and a new password", async () => {
+    const nia = await user("nia");
+    const oz = await user("oz");
+    const nh = nia.http();
+    await nh.createRoom("atrium", "public");
+    await oz.join("atrium");
+    const profile = await oz.http().setDisplayName(" Oz the Great ");
+    assert.deepEqual(profile, { user: "oz", display_name: "Oz the Great" });
+    assert.deepEqual(await oz.http().me(), profile);
+    const page = await nh.members("atrium", { limit: 1 });
+    assert.deepEqual(page, { members: [{ user: "nia", role: "owner" }], more: true });
+    const rest = await nh.members("atrium", { after: "nia" });
+    assert.deepEqual(rest, { members: [{ user: "oz", role: "member", display_name: "Oz the Great" }], more: false });
+    const got = nextEvent(oz, "topic", (d) => d.room === "atrium" && d);
+    assert.deepEqual(await nh.setTopic("atrium", "all about atria"), { room: "atrium", topic: "all about atria" });
+    assert.deepEqual(await got, { room: "atrium", topic: "all about atria", by: "nia" });
+    const listed = (await oz.http().rooms()).find((r) => r.room === "atrium");
+    assert.equal(listed && listed.topic, "all about atria");
+    await assert.rejects(oz.http().setTopic("atrium", "mine"), (e) => e.status === 403 && e.code === "forbidden");
+    await assert.rejects(oz.http().changePassword("not it", "a new password"), (e) => e.status === 403);
+    const login = await oz.http().changePassword(PASSWORD, "a new password");
+    assert.equal(typeof login.token, "string");
+    assert.deepEqual(await new Http(url).withToken(login.token).me(), profile);
+  });
+
   it("pages history over the WebSocket and HTTP, and replays with joinSince", async () => {
     const cy = await user("cy");
     const dee = await user("dee");

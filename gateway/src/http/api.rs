@@ -1,16 +1,14 @@
-//! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history.
+//! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history; the
+//! profile and password endpoints are in `account.rs`, member lists and topics in
+//! `room_info.rs`.
 //!
 //! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
 //! refusal is 429 `rate_limited` with `Retry-After` (seconds). Every bearer token is checked
-//! against its user's token generation ([`crate::revocation`]).
+//! against its user's token generation ([`crate::revocation`]). What handlers share (the
+//! caller, bodies, refusals) is in `request.rs`.
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use std::time::Duration;
-
-use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
@@ -22,56 +20,9 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
 use super::reply::{self, Body};
-use crate::auth::Identity;
+use super::request::{body, caller, caller_identity, name, password_queue_full, Answer, Refusal};
+use super::{account, room_info};
 use crate::state::AppState;
-use crate::throttle::Throttled;
-
-/// Largest JSON request body.
-const MAX_BODY: usize = 64 * 1024;
-
-type Answer = Result<Response<Body>, Refusal>;
-
-/// `Retry-After` of a `rate_limited` answer that did not say how long (the worker's full
-/// hashing queue).
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// A refused request: the error, and for `rate_limited` how long to wait.
-struct Refusal {
-    error: ApiError,
-    retry_after: Option<Duration>,
-}
-
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Self {
-        Self {
-            error,
-            retry_after: None,
-        }
-    }
-}
-
-impl From<Throttled> for Refusal {
-    fn from(t: Throttled) -> Self {
-        Self {
-            error: ApiError::new(ErrorCode::RateLimited, "too many requests, retry later"),
-            retry_after: Some(t.retry_after),
-        }
-    }
-}
-
-impl Refusal {
-    fn response(self) -> Response<Body> {
-        let mut resp = reply::error(&self.error);
-        if self.error.code == ErrorCode::RateLimited {
-            let wait = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-            // Whole seconds, rounded up, at least 1.
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        }
-        resp
-    }
-}
 
 /// Routes `/v1/...` (segments after `v1`).
 pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> Response<Body> {
@@ -80,6 +31,11 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::POST, ["auth", "register"]) => register(state, req).await,
         (&Method::POST, ["auth", "login"]) => login(state, req).await,
         (&Method::POST, ["auth", "logout_all"]) => logout_all(state, req).await,
+        (&Method::POST, ["auth", "password"]) => account::change_password(state, req).await,
+        (&Method::GET, ["users", "me"]) => account::profile(state, req).await,
+        (&Method::PATCH, ["users", "me"]) => account::set_profile(state, req).await,
+        (&Method::PATCH, ["rooms", room]) => room_info::set_topic(state, req, room).await,
+        (&Method::GET, ["rooms", room, "members"]) => room_info::members(state, req, room).await,
         (&Method::POST, ["rooms"]) => create_room(state, req).await,
         (&Method::GET, ["rooms"]) => list_rooms(state, req).await,
         (&Method::POST, ["rooms", room, "members"]) => add_member(state, req, room).await,
@@ -91,7 +47,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (
             _,
             ["auth", _]
+            | ["users", "me"]
             | ["rooms"]
+            | ["rooms", _]
             | ["rooms", _, "members"]
             | ["rooms", _, "members", _]
             | ["dm", _]
@@ -100,57 +58,6 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         _ => Err(ApiError::not_found("no such endpoint").into()),
     };
     result.unwrap_or_else(Refusal::response)
-}
-
-/// The user named by the request's bearer token.
-async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError> {
-    caller_identity(state, req).await.map(|i| i.user)
-}
-
-/// The identity of the request's bearer token, unless it is invalid, expired or revoked.
-async fn caller_identity(state: &AppState, req: &Request<Incoming>) -> Result<Identity, ApiError> {
-    let identity = token_identity(state, req)?;
-    state.revocation.check(&identity).await?;
-    Ok(identity)
-}
-
-fn token_identity(state: &AppState, req: &Request<Incoming>) -> Result<Identity, ApiError> {
-    let header = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "expected a bearer token"))?;
-    state
-        .tokens
-        .verify(token.trim())
-        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
-}
-
-async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    use hyper::body::Body as _;
-    let too_large = || ApiError::new(ErrorCode::TooLarge, "request body too large");
-    // A declared Content-Length over the limit is refused before a byte of it is read.
-    if req.body().size_hint().lower() > MAX_BODY as u64 {
-        return Err(too_large());
-    }
-    let deadline = req
-        .extensions()
-        .get::<super::BodyDeadline>()
-        .cloned()
-        .unwrap_or_default();
-    let collected = deadline
-        .run(Limited::new(req.into_body(), MAX_BODY).collect())
-        .await?
-        .map_err(|_| too_large())?;
-    serde_json::from_slice(&collected.to_bytes())
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-}
-
-fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
-    validate_name(what, value).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
@@ -170,13 +77,6 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
         .await
         .inspect_err(password_queue_full)?;
     Ok(reply::json(201, &user))
-}
-
-/// Counts the worker's refusals of a password request (its hashing queue was full).
-fn password_queue_full(e: &ApiError) {
-    if e.code == ErrorCode::RateLimited {
-        metrics::counter!("chatmesh_throttled_total", "what" => "password_queue").increment(1);
-    }
 }
 
 async fn login(state: &AppState, req: Request<Incoming>) -> Answer {

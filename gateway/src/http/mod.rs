@@ -2,12 +2,15 @@
 //! and a graceful drain that also covers upgraded WebSockets (hyper's own shutdown does not).
 //! Each connection's own life (TLS, deadlines) is in `conn`; the caps are in `limits`.
 
+mod account;
 mod api;
 mod conn;
 mod limits;
 mod peer;
 mod refuse;
 mod reply;
+mod request;
+mod room_info;
 mod static_files;
 mod ws;
 

@@ -34,6 +34,51 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/socket.js"),
     ),
     (
+        "/state.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/state.js"),
+    ),
+    (
+        "/render.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/render.js"),
+    ),
+    (
+        "/dom.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/dom.js"),
+    ),
+    (
+        "/markdown.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/markdown.js"),
+    ),
+    (
+        "/format.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/format.js"),
+    ),
+    (
+        "/people.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/people.js"),
+    ),
+    (
+        "/notify.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/notify.js"),
+    ),
+    (
+        "/account.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/account.js"),
+    ),
+    (
+        "/layout.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/layout.js"),
+    ),
+    (
         "/chatmesh.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../clients/js/chatmesh.js"),

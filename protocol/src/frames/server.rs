@@ -107,6 +107,16 @@ pub enum ServerFrame<'a> {
         room: Cow<'a, str>,
         role: Option<Role>,
     },
+    /// The room's topic was set (`topic` null: cleared) by `by`; sent to the sessions that
+    /// joined the room.
+    Topic {
+        #[serde(borrow)]
+        room: Cow<'a, str>,
+        #[serde(borrow, default)]
+        topic: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        by: Cow<'a, str>,
+    },
     Pong {
         #[serde(rename = "ref", default, skip_serializing_if = "no_ref")]
         r#ref: Cow<'a, Ref>,
@@ -239,6 +249,11 @@ impl<'a> ServerFrame<'a> {
             Self::Membership { room, role } => ServerFrame::Membership {
                 room: own(room),
                 role,
+            },
+            Self::Topic { room, topic, by } => ServerFrame::Topic {
+                room: own(room),
+                topic: topic.map(own),
+                by: own(by),
             },
             Self::Pong { r#ref } => ServerFrame::Pong {
                 r#ref: own_ref(r#ref),

@@ -30,6 +30,7 @@ pub enum FrameType {
     Typing,
     Receipt,
     Membership,
+    Topic,
     Pong,
     Error,
     /// A type this version does not know (sent by a newer server).
@@ -104,6 +105,7 @@ impl ServerFrame<'_> {
             Self::Typing { .. } => FrameType::Typing,
             Self::Receipt { .. } => FrameType::Receipt,
             Self::Membership { .. } => FrameType::Membership,
+            Self::Topic { .. } => FrameType::Topic,
             Self::Pong { .. } => FrameType::Pong,
             Self::Error { .. } => FrameType::Error,
             Self::Unknown => FrameType::Unknown,

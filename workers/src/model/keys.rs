@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | message | `m h16(room) room 00 be64(u64::MAX - seq)` | [`StoredMessage`](super::records::StoredMessage) |
 //! | room | `r h16(room) room` | [`RoomMeta`](super::records::RoomMeta) |
+//! | room topic | `t h16(room) room` | the topic, UTF-8 (absent: none) |
 //! | room stats | `s h16(room) room` | [`RoomStats`](super::records::RoomStats) (store writer only) |
 //! | member | `b h16(room) room 00 user` | [`Role`](chatmesh_protocol::service::Role) |
 //! | rooms of a user | `j h16(user) user 00 room` | `Role` (mirror of member) |
@@ -25,6 +26,7 @@ use chatmesh_protocol::subjects::fnv1a32;
 
 const MESSAGE: u8 = b'm';
 const ROOM: u8 = b'r';
+const TOPIC: u8 = b't';
 const STATS: u8 = b's';
 const MEMBER: u8 = b'b';
 const USER_ROOM: u8 = b'j';
@@ -97,6 +99,11 @@ pub fn seq_of_message(key: &[u8]) -> Option<u64> {
 
 pub fn room(room: &str) -> Vec<u8> {
     named(ROOM, room, 0)
+}
+
+/// A room's topic: apart from [`room`], whose record never changes and is cached as such.
+pub fn topic(room: &str) -> Vec<u8> {
+    named(TOPIC, room, 0)
 }
 
 pub fn stats(room: &str) -> Vec<u8> {

@@ -65,6 +65,9 @@ pub struct UserRecord {
     /// Records written before it existed read as 0.
     #[serde(default)]
     pub gen: u64,
+    /// Shown instead of the user name where set ([`chatmesh_protocol::text`] checks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 /// A user's read position in a room.

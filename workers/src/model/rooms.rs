@@ -66,6 +66,54 @@ impl Model {
         named_roles(pairs)
     }
 
+    /// Up to `limit` members of `room` whose names sort after `after` (all with `None`), by
+    /// name, with their roles.
+    pub async fn members_after(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Role)>, StoreError> {
+        let prefix = keys::member(room, "");
+        let end = keys::prefix_end(&prefix);
+        let start = match after {
+            // The smallest key above `after`'s own: names never contain a 0 byte.
+            Some(user) => {
+                let mut k = keys::member(room, user);
+                k.push(0);
+                k
+            }
+            None => prefix,
+        };
+        let pairs = self
+            .store
+            .scan(start..end, Direction::Forward, limit)
+            .await?;
+        named_roles(pairs)
+    }
+
+    /// The room's topic, if set. Read from the store every time (never cached): it changes.
+    pub async fn topic(&self, room: &str) -> Result<Option<String>, StoreError> {
+        let key = keys::topic(room);
+        match self.store.get(&key).await? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    detail: e.to_string(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`) the room's topic.
+    pub fn put_topic(batch: &mut WriteBatch, room: &str, topic: Option<&str>) {
+        match topic {
+            Some(t) => batch.put(keys::topic(room), t.as_bytes().to_vec()),
+            None => batch.delete(keys::topic(room)),
+        }
+    }
+
     /// Up to `limit` public rooms, by name.
     pub async fn public_rooms(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let pairs = self

@@ -45,6 +45,7 @@ impl Service {
             hash,
             created: now_ms(),
             gen: 0,
+            display_name: None,
         };
         Model::put_user(&mut batch, &req.username, &rec);
         self.model().write(batch).await?;

@@ -6,7 +6,7 @@
 //! The task polling a subscription only reads and spawns: work runs on its own task under a
 //! semaphore shared by all partitions, so a slow request never stalls the subscription, and
 //! the number of requests in progress stays bounded. Password requests (`register`,
-//! `login`: argon2) do not take that semaphore: they are admitted by the hashing queue of
+//! `login`, `password_change`: argon2) do not take that semaphore: they are admitted by the hashing queue of
 //! `password.rs`, or refused at once with `rate_limited` when it is full, so a login flood
 //! never makes other services wait.
 
@@ -91,7 +91,7 @@ fn op_of(msg: &Message) -> &str {
 
 /// Operations that hash a password.
 fn is_password_op(op: &str) -> bool {
-    op == ops::Login::NAME || op == ops::Register::NAME
+    op == ops::Login::NAME || op == ops::Register::NAME || op == ops::ChangePassword::NAME
 }
 
 /// Answers a password request the hashing queue has no room for.
@@ -167,6 +167,19 @@ impl Service {
             }
             ops::LogoutAll::NAME => {
                 call::<ops::LogoutAll, _>(payload, |r| self.logout_all(r)).await
+            }
+            ops::ListMembers::NAME => {
+                call::<ops::ListMembers, _>(payload, |r| self.members_list(r)).await
+            }
+            ops::SetTopic::NAME => call::<ops::SetTopic, _>(payload, |r| self.room_topic(r)).await,
+            ops::GetProfile::NAME => {
+                call::<ops::GetProfile, _>(payload, |r| self.profile_get(r)).await
+            }
+            ops::SetProfile::NAME => {
+                call::<ops::SetProfile, _>(payload, |r| self.profile_set(r)).await
+            }
+            ops::ChangePassword::NAME => {
+                call::<ops::ChangePassword, _>(payload, |r| self.password_change(r)).await
             }
             _ => {
                 counter!(m::REQUESTS, "op" => "unknown", "outcome" => "bad_request").increment(1);

@@ -1,5 +1,5 @@
-//! The worker's request-reply services (`protocol::service`): accounts, rooms, membership,
-//! history and cursors. [`Service`] holds the rules, decided here once for every gateway,
+//! The worker's request-reply services (`protocol::service`): accounts and profiles, rooms,
+//! membership, member lists and topics, history and cursors. [`Service`] holds the rules, decided here once for every gateway,
 //! and is callable in-process; `dispatch` serves it over NATS.
 //!
 //! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
@@ -13,6 +13,8 @@ mod history;
 mod locks;
 mod members;
 mod password;
+mod profile;
+mod roominfo;
 mod rooms;
 
 use std::sync::{Arc, OnceLock};

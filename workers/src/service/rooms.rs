@@ -1,6 +1,6 @@
 //! Rooms: create, access, join, DMs and the room list of a user.
 //!
-//! `rooms_list` gives the rooms the user is in (role, last seq, unread), then public rooms it
+//! `rooms_list` gives the rooms the user is in (role, last seq, unread, topic), then public rooms it
 //! is not in (role null, unread 0: unread counts are kept only for rooms one follows), at most
 //! `rooms_list_max` entries in all. The public tail is bounded so that nobody can crowd a
 //! user's own rooms out: at most `rooms_list_public_max` entries, and at most
@@ -192,6 +192,7 @@ impl Service {
                 last_seq: stats.last_seq,
                 unread: self.unread(room, stats, cursor).await?,
                 peer,
+                topic: self.model().topic(room).await?,
             });
         }
         let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
@@ -225,6 +226,7 @@ impl Service {
                     last_seq: stats.last_seq,
                     unread: 0,
                     peer: None,
+                    topic: self.model().topic(room).await?,
                 });
             }
         }

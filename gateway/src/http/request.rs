@@ -1,0 +1,151 @@
+//! What every `/v1` handler needs from a request, and how a refusal is answered: the caller
+//! named by the bearer token (checked against revocation), a bounded JSON body, names,
+//! PATCH fields, and [`Refusal`] (an error, with `Retry-After` for `rate_limited`).
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::{Request, Response};
+use serde::de::DeserializeOwned;
+
+use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
+
+use super::reply::{self, Body};
+use crate::auth::Identity;
+use crate::state::AppState;
+use crate::throttle::Throttled;
+
+/// Largest JSON request body.
+const MAX_BODY: usize = 64 * 1024;
+
+pub(super) type Answer = Result<Response<Body>, Refusal>;
+
+/// `Retry-After` of a `rate_limited` answer that did not say how long (the worker's full
+/// hashing queue).
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A refused request: the error, and for `rate_limited` how long to wait.
+pub(super) struct Refusal {
+    error: ApiError,
+    retry_after: Option<Duration>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Throttled> for Refusal {
+    fn from(t: Throttled) -> Self {
+        Self {
+            error: ApiError::new(ErrorCode::RateLimited, "too many requests, retry later"),
+            retry_after: Some(t.retry_after),
+        }
+    }
+}
+
+impl Refusal {
+    pub(super) fn response(self) -> Response<Body> {
+        let mut resp = reply::error(&self.error);
+        if self.error.code == ErrorCode::RateLimited {
+            let wait = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+            // Whole seconds, rounded up, at least 1.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
+
+/// The user named by the request's bearer token.
+pub(super) async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError> {
+    caller_identity(state, req).await.map(|i| i.user)
+}
+
+/// The identity of the request's bearer token, unless it is invalid, expired or revoked.
+pub(super) async fn caller_identity(
+    state: &AppState,
+    req: &Request<Incoming>,
+) -> Result<Identity, ApiError> {
+    let identity = token_identity(state, req)?;
+    state.revocation.check(&identity).await?;
+    Ok(identity)
+}
+
+fn token_identity(state: &AppState, req: &Request<Incoming>) -> Result<Identity, ApiError> {
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "expected a bearer token"))?;
+    state
+        .tokens
+        .verify(token.trim())
+        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
+}
+
+pub(super) async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    use hyper::body::Body as _;
+    let too_large = || ApiError::new(ErrorCode::TooLarge, "request body too large");
+    // A declared Content-Length over the limit is refused before a byte of it is read.
+    if req.body().size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    let deadline = req
+        .extensions()
+        .get::<super::BodyDeadline>()
+        .cloned()
+        .unwrap_or_default();
+    let collected = deadline
+        .run(Limited::new(req.into_body(), MAX_BODY).collect())
+        .await?
+        .map_err(|_| too_large())?;
+    serde_json::from_slice(&collected.to_bytes())
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The one field of a PATCH body `{"<field>": string | null}`: `Some(text)` sets, `None`
+/// (null) clears. A body without the field, or with any other field, is `bad_request`, so a
+/// typo never clears anything.
+pub(super) fn patch_field(
+    body: serde_json::Value,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    let serde_json::Value::Object(mut map) = body else {
+        return Err(ApiError::bad_request("expected a JSON object"));
+    };
+    let value = map
+        .remove(field)
+        .ok_or_else(|| ApiError::bad_request(format!("expected the field {field}")))?;
+    if let Some(other) = map.keys().next() {
+        return Err(ApiError::bad_request(format!("unknown field {other}")));
+    }
+    match value {
+        serde_json::Value::String(text) => Ok(Some(text)),
+        serde_json::Value::Null => Ok(None),
+        _ => Err(ApiError::bad_request(format!(
+            "{field} must be a string or null"
+        ))),
+    }
+}
+
+pub(super) fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
+    validate_name(what, value).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Counts the worker's refusals of a password request (its hashing queue was full).
+pub(super) fn password_queue_full(e: &ApiError) {
+    if e.code == ErrorCode::RateLimited {
+        metrics::counter!("chatmesh_throttled_total", "what" => "password_queue").increment(1);
+    }
+}

@@ -1,0 +1,90 @@
+//! `GET /v1/rooms/{room}/members` (a page of members with roles and display names; members
+//! only) and `PATCH /v1/rooms/{room}` (`{"topic"}`; owner or admin). The worker owning the
+//! room decides who may and stores the topic; the gateway checks the shape of the request
+//! first and, once the topic is stored, announces it to the room on `chat.evt.<room>` as a
+//! `topic` frame (with typing and receipts: sessions that joined the room get it).
+
+use hyper::body::Incoming;
+use hyper::Request;
+
+use chatmesh_protocol::frames::ServerFrame;
+use chatmesh_protocol::service::{ListMembers, MembersRequest, SetTopic, SetTopicRequest};
+use chatmesh_protocol::text::clean_topic;
+use chatmesh_protocol::ApiError;
+
+use super::reply;
+use super::request::{body, caller, name, patch_field, Answer};
+use crate::state::AppState;
+
+/// Members per page unless `limit` says otherwise.
+const DEFAULT_MEMBERS_PAGE: u32 = 100;
+/// Largest `limit`.
+const MAX_MEMBERS_PAGE: u32 = 200;
+
+pub(super) async fn members(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
+    let actor = caller(state, &req).await?;
+    name("room", room)?;
+    let (mut after, mut limit) = (None, DEFAULT_MEMBERS_PAGE);
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "after" => {
+                name("after", v)?;
+                after = Some(v.to_owned());
+            }
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .map_err(|_| ApiError::bad_request("limit must be a number"))?
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
+        }
+    }
+    if !(1..=MAX_MEMBERS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_MEMBERS_PAGE}"
+        ))
+        .into());
+    }
+    let req = MembersRequest {
+        room: room.to_owned(),
+        actor,
+        after,
+        limit,
+    };
+    let page = state.services.ask::<ListMembers>(room, &req).await?;
+    Ok(reply::json(200, &page))
+}
+
+pub(super) async fn set_topic(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
+    let actor = caller(state, &req).await?;
+    name("room", room)?;
+    let topic = match patch_field(body(req).await?, "topic")? {
+        Some(text) => clean_topic(&text).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => None,
+    };
+    let req = SetTopicRequest {
+        room: room.to_owned(),
+        actor,
+        topic,
+    };
+    let info = state.services.ask::<SetTopic>(room, &req).await?;
+    // Stored: now the room hears it, through every gateway with sessions in it, as it hears
+    // typing and receipts. Best effort: a session that misses it reads the room list.
+    let frame = ServerFrame::Topic {
+        room: room.into(),
+        topic: info.topic.as_deref().map(Into::into),
+        by: req.actor.as_str().into(),
+    }
+    .encode();
+    if let Err(e) = crate::receipts::publish(&state.nats, room, &req.actor, frame).await {
+        tracing::warn!(room, error = %e, "could not announce a topic change");
+    }
+    Ok(reply::json(200, &info))
+}

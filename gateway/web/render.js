@@ -1,0 +1,399 @@
+// chatmesh web client — render.js: draws the state (state.js) into the DOM of index.html,
+// batched: state changes mark parts dirty with render(...), one microtask redraws them.
+// What a click in the drawn parts does (select a room, retry a send, load older messages, mark
+// read) is app.js's: it registers those in `actions`.
+"use strict";
+
+import { ApiError } from "/api.js";
+import { $, h, show } from "/dom.js";
+import { dayKey, dayLabel, formatTime } from "/format.js";
+import { renderBody } from "/markdown.js";
+import { avatar, nameNodes, renderMemberList } from "/people.js";
+import { app } from "/state.js";
+
+const GROUP_WITHIN_MS = 5 * 60_000;
+export const NEAR_EDGE_PX = 48;
+
+/** Set by app.js: selectRoom(id), retry(r, p), discard(r, p), loadOlder(r), maybeRead(r). */
+export const actions = {};
+
+// ---------------------------------------------------------------------------------------
+// Rendering (batched: state changes mark parts dirty, one microtask redraws them)
+
+export function render(...parts) {
+  for (const p of parts) app.dirty.add(p);
+  if (app.renderQueued) return;
+  app.renderQueued = true;
+  queueMicrotask(() => {
+    app.renderQueued = false;
+    const d = app.dirty;
+    app.dirty = new Set();
+    if (d.has("conn")) renderConn();
+    if (d.has("rooms")) renderRooms();
+    if (d.has("pane")) renderPane();
+    if (d.has("messages")) renderMessages();
+    if (d.has("typing")) renderTyping();
+    if (d.has("presence")) {
+      renderPresence();
+      renderMembers();
+    }
+  });
+}
+
+export function renderConn() {
+  const node = $("conn-state");
+  const { state, retryAt } = app.connInfo;
+  node.dataset.state = state;
+  let text = "";
+  if (state === "connecting") text = "connecting…";
+  else if (state === "connected") text = "connected";
+  else if (state === "reconnecting") {
+    const secs = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+    text = secs > 0 ? `reconnecting in ${secs}s` : "reconnecting…";
+  } else if (state === "offline") text = "offline";
+  node.textContent = text;
+  node.title = app.connInfo.close && app.connInfo.close.code
+    ? `last close: ${app.connInfo.close.code} ${app.connInfo.close.reason || ""}`.trim()
+    : "";
+  node.hidden = state === "stopped";
+}
+
+function roomItem(r) {
+  const active = app.current === r;
+  const badge = h("span", {
+    className: "badge",
+    textContent: r.unread > 99 ? "99+" : String(r.unread),
+    hidden: !(r.unread > 0) || active,
+    dataset: { testid: "unread" },
+    attrs: { "aria-label": `${r.unread} unread` },
+  });
+  const icon = r.kind === "dm" ? "@" : r.kind === "private" ? "" : "#";
+  const name = r.kind === "dm" ? (r.peer || "direct message") : r.id;
+  const btn = h(
+    "button",
+    {
+      type: "button",
+      className: "room-btn",
+      title: r.member ? (r.topic ? `${r.id}: ${r.topic}` : r.id) : `Join #${r.id}`,
+      attrs: { "aria-label": roomLabel(r, name) },
+    },
+    h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
+    h("span", { className: "name", textContent: name }),
+    r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
+  );
+  if (active) btn.setAttribute("aria-current", "true");
+  btn.addEventListener("click", () => actions.selectRoom(r.id));
+  return h(
+    "li",
+    {
+      className: active ? "active" : "",
+      dataset: {
+        testid: "room-item",
+        room: r.id,
+        kind: r.kind,
+        role: r.role || "",
+        member: String(r.member),
+        unread: String(r.unread),
+      },
+    },
+    btn,
+  );
+}
+
+/** What a screen reader says for a room button: kind, name, unread, join. */
+function roomLabel(r, name) {
+  const kind = r.kind === "dm" ? "direct message with" : r.kind === "private" ? "private room" : "room";
+  let label = `${kind} ${name}`;
+  if (!r.member) label += ", not joined: join";
+  else if (r.unread > 0 && app.current !== r) label += `, ${r.unread} unread`;
+  return label;
+}
+
+function renderRooms() {
+  const mine = [];
+  const others = [];
+  for (const id of app.roomOrder) {
+    const r = app.rooms.get(id);
+    if (!r) continue;
+    (r.member ? mine : others).push(roomItem(r));
+  }
+  if (!mine.length) {
+    mine.push(h("li", { className: "muted small empty", textContent: "You are in no room yet." }));
+  }
+  $("room-list").replaceChildren(...mine);
+  $("public-room-list").replaceChildren(...others);
+  show($("public-empty"), others.length === 0);
+  let total = 0;
+  for (const r of app.rooms.values()) if (r.member && r !== app.current) total += r.unread;
+  document.title = total > 0 ? `(${total}) chatmesh` : "chatmesh";
+}
+
+function renderPane() {
+  const r = app.current;
+  show($("no-room"), !r);
+  show($("room-pane"), !!r);
+  if (!r) return;
+  $("room-title").textContent = r.title;
+  const bits = [r.kind];
+  if (r.role) bits.push(`you: ${r.role}`);
+  if (r.joinError) bits.push(r.joinError);
+  else if (r.member && !r.joined && app.conn && app.conn.connected) bits.push("joining…");
+  $("room-meta").textContent = bits.join(" · ");
+  const topic = $("room-topic");
+  topic.textContent = r.topic || "";
+  topic.title = r.topic || "";
+  show(topic, !!r.topic);
+  const topicForm = $("topic-form");
+  if (topicForm.hidden !== !r.canManage || topicForm.dataset.room !== r.id) {
+    $("topic-input").value = r.topic || "";
+    topicForm.dataset.room = r.id;
+  }
+  show(topicForm, r.canManage);
+  show($("member-form"), r.canManage);
+  const manage = $("manage-room");
+  if (!r.canManage) manage.open = false;
+  show(manage, r.canManage);
+  show($("leave-room"), r.member);
+  const input = $("message-input");
+  input.disabled = !r.member;
+  $("send-button").disabled = !r.member;
+  input.placeholder = r.member ? `Message ${r.title}` : "Join this room to write";
+}
+
+function seenMap(r) {
+  // user -> the newest held message at or before their receipt; shown under that message.
+  const out = new Map();
+  if (!r.receipts.size || !r.order.length) return out;
+  for (const [user, seq] of r.receipts) {
+    if (app.session && user === app.session.user) continue;
+    const i = r.firstIndexAfter(seq) - 1;
+    if (i < 0) continue;
+    const at = r.order[i];
+    if (r.msgs.get(at).from === user) continue; // "seen by" its own author says nothing
+    if (!out.has(at)) out.set(at, []);
+    out.get(at).push(user);
+  }
+  return out;
+}
+
+function messageNode(r, key, m, state) {
+  let node = r.nodes.get(key);
+  if (!node) {
+    const when = new Date(m.ts || Date.now());
+    node = h(
+      "li",
+      { className: "msg", dataset: { testid: "message" } },
+      avatar(m.from, app.names.get(m.from)),
+      h(
+        "div",
+        { className: "meta" },
+        h("span", { className: "who" }, ...nameNodes(m.from, app.names.get(m.from))),
+        h("time", {
+          className: "ts",
+          textContent: formatTime(m.ts || Date.now()),
+          dateTime: Number.isNaN(when.getTime()) ? "" : when.toISOString(),
+          title: when.toLocaleString(),
+        }),
+        h("span", { className: "status" }),
+      ),
+      h("div", { className: "body" }, ...renderBody(m.body)),
+      h("div", { className: "seen", hidden: true }),
+    );
+    r.nodes.set(key, node);
+  }
+  node.dataset.id = m.id || "";
+  node.dataset.from = m.from || "";
+  const shown = app.names.get(m.from) || "";
+  if (node.dataset.shownName !== shown) {
+    // A display name learnt after the node was built.
+    node.dataset.shownName = shown;
+    node.querySelector(".who").replaceChildren(...nameNodes(m.from, shown));
+    node.querySelector(".avatar").replaceWith(avatar(m.from, shown));
+  }
+  if (m.seq) node.dataset.seq = String(m.seq);
+  node.dataset.state = state;
+  node.classList.toggle("mine", !!app.session && m.from === app.session.user);
+  const status = node.querySelector(".status");
+  if (state === "pending") {
+    status.textContent = "sending…";
+    status.title = "waiting for the server to store it";
+  } else if (state === "failed") {
+    status.textContent = "not sent";
+    status.title = m.error || "";
+  } else if (state === "acked" && node.classList.contains("mine")) {
+    status.textContent = "✓";
+    status.title = `stored as #${m.seq}`;
+  } else {
+    status.textContent = "";
+    status.title = "";
+  }
+  return node;
+}
+
+function failedControls(r, p) {
+  const retry = h("button", { type: "button", className: "link", textContent: "retry" });
+  retry.addEventListener("click", () => actions.retry(r, p));
+  const drop = h("button", { type: "button", className: "link", textContent: "discard" });
+  drop.addEventListener("click", () => actions.discard(r, p));
+  return h("div", { className: "failed" }, `${p.error || "not sent"} — `, retry, " ", drop);
+}
+
+function renderMessages() {
+  const r = app.current;
+  const list = $("message-list");
+  if (!r) {
+    list.replaceChildren();
+    return;
+  }
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_EDGE_PX;
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  const items = [];
+  if (r.more || r.loadingOlder) {
+    const btn = h("button", {
+      type: "button",
+      id: "load-older",
+      className: "link",
+      textContent: r.loadingOlder ? "loading older messages…" : "load older messages",
+      disabled: r.loadingOlder,
+      dataset: { testid: "load-older" },
+    });
+    btn.addEventListener("click", () => actions.loadOlder(r));
+    items.push(h("li", { className: "older" }, btn));
+  } else if (r.loaded && r.order.length) {
+    items.push(h("li", { className: "start muted small", textContent: `This is the start of ${r.title}.` }));
+  }
+  const seen = seenMap(r);
+  const notes = r.notes.slice().sort((a, b) => a.at - b.at);
+  let ni = 0;
+  let prevFrom = null;
+  let prevTs = 0;
+  let prevDay = null;
+  const noteNode = (n) => h("li", { className: "note", textContent: n.text, dataset: { testid: "gap-note" } });
+  /** A date separator before the first message of each day; a new day starts a new group. */
+  const daySep = (ts) => {
+    const day = dayKey(ts);
+    if (!day || day === prevDay) return;
+    prevDay = day;
+    prevFrom = null;
+    items.push(h("li", {
+      className: "day",
+      dataset: { testid: "day-separator", day },
+    }, h("span", { textContent: dayLabel(ts) })));
+  };
+  for (const seq of r.order) {
+    while (ni < notes.length && notes[ni].at <= seq) {
+      items.push(noteNode(notes[ni++]));
+      prevFrom = null;
+    }
+    const m = r.msgs.get(seq);
+    daySep(m.ts);
+    const node = messageNode(r, `m:${seq}`, m, "acked");
+    node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
+    prevFrom = m.from;
+    prevTs = m.ts;
+    const who = seen.get(seq);
+    const seenLine = node.querySelector(".seen");
+    seenLine.hidden = !who;
+    seenLine.textContent = who ? `seen by ${who.sort().join(", ")}` : "";
+    items.push(node);
+  }
+  while (ni < notes.length) items.push(noteNode(notes[ni++]));
+  for (const p of r.pending.values()) {
+    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, seq: p.seq, error: p.error };
+    daySep(m.ts);
+    const node = messageNode(r, `p:${p.id}`, m, p.state);
+    node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
+    prevFrom = m.from;
+    prevTs = m.ts;
+    const old = node.querySelector(".failed");
+    if (old) old.remove();
+    if (p.state === "failed") node.append(failedControls(r, p));
+    items.push(node);
+  }
+  if (!items.length || (items.length === 1 && !r.order.length && !r.pending.size)) {
+    items.push(h("li", {
+      className: "empty muted",
+      textContent: r.loaded || !r.member ? "No messages yet. Say hello!" : "loading…",
+    }));
+  }
+  list.replaceChildren(...items);
+  if (app.stickToBottom || atBottom) {
+    list.scrollTop = list.scrollHeight;
+    app.stickToBottom = false;
+  } else {
+    list.scrollTop = list.scrollHeight - fromBottom;
+  }
+  actions.maybeRead(r);
+}
+
+function renderTyping() {
+  const node = $("typing-indicator");
+  node.dataset.supported = app.features.typing === "unsupported" ? "false"
+    : app.features.typing === "supported" ? "true" : "unknown";
+  const r = app.current;
+  const now = Date.now();
+  const who = [];
+  if (r) for (const [user, until] of r.typing) if (until > now) who.push(user);
+  who.sort();
+  let text = "";
+  if (who.length === 1) text = `${who[0]} is typing…`;
+  else if (who.length === 2) text = `${who[0]} and ${who[1]} are typing…`;
+  else if (who.length > 2) text = `${who.length} people are typing…`;
+  node.textContent = text;
+  node.dataset.users = who.join(",");
+}
+
+function renderPresence() {
+  const list = $("presence-list");
+  const note = $("presence-note");
+  const r = app.current;
+  list.dataset.supported = app.features.presence === "unsupported" ? "false"
+    : app.features.presence === "supported" ? "true" : "unknown";
+  if (app.features.presence === "unsupported") {
+    list.replaceChildren();
+    note.textContent = "Presence is not available on this server yet.";
+    return;
+  }
+  if (!r || !r.member) {
+    list.replaceChildren();
+    note.textContent = r ? "Join the room to see who is here." : "";
+    return;
+  }
+  if (!r.online) {
+    list.replaceChildren();
+    note.textContent = r.joined ? "…" : "";
+    return;
+  }
+  const users = Array.from(r.online).sort();
+  list.replaceChildren(...users.map((u) => h(
+    "li",
+    { dataset: { testid: "presence-item", user: u } },
+    h("span", { className: "dot", attrs: { "aria-hidden": "true" } }),
+    h("span", { textContent: u }),
+    app.session && u === app.session.user ? h("span", { className: "muted", textContent: " (you)" }) : null,
+  )));
+  note.textContent = users.length ? "" : "Nobody is online here.";
+}
+
+function renderMembers() {
+  renderMemberList($("member-list"), $("member-note"), app.current, app.session && app.session.user);
+}
+
+/** Fetches the member list of `r` (every page, bounded), with display names. */
+export function notice(text, where) {
+  const node = $(where === "side" ? "side-error" : "room-notice");
+  node.textContent = text;
+  show(node, !!text);
+  clearTimeout(node.hideTimer);
+  if (text) node.hideTimer = setTimeout(() => show(node, false), 6000);
+}
+
+export function describe(err) {
+  if (err instanceof ApiError) {
+    if (err.status === 0) return "cannot reach the server";
+    if (err.status === 429) return "too many requests; try again in a moment";
+    return err.message || err.code;
+  }
+  return (err && err.message) || String(err);
+}
+

@@ -1,0 +1,151 @@
+// chatmesh web client — state.js: the page's state: the rooms (messages held, pending
+// sends, typing, presence, receipts, members, topic) and the session-wide bits, plus what is
+// kept per user in the browser's storage. No DOM, no I/O beyond storage.
+"use strict";
+
+// ---------------------------------------------------------------------------------------
+// Per-user bits kept in the browser: unsent messages, what was seen, DM partners.
+
+export function storageKey(what) {
+  return `chatmesh.${what}.${app.session ? app.session.user : ""}`;
+}
+
+export function readJson(store, key, fallback) {
+  try {
+    const raw = store.getItem(key);
+    return raw ? JSON.parse(raw) : fallback;
+  } catch (_) {
+    return fallback;
+  }
+}
+
+export function writeJson(store, key, value) {
+  try {
+    store.setItem(key, JSON.stringify(value));
+  } catch (_) {
+    // Storage full or disabled: the page still works, it just forgets more on reload.
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+export class Room {
+  constructor(id) {
+    this.id = id;
+    this.kind = "public";
+    this.role = null; // null: not a member (a public room we could join)
+    this.lastSeq = 0; // server's last seq as far as we know
+    this.unread = 0;
+    this.joined = false; // joined on the current socket
+    this.joining = false;
+    this.joinError = null;
+    this.msgs = new Map(); // seq -> message
+    this.order = []; // held seqs, ascending
+    this.head = null; // newest seq up to which the prev chain is complete (null: not loaded)
+    this.more = false; // older history exists
+    this.loaded = false; // the first history page was fetched
+    this.loadingInitial = false;
+    this.loadingOlder = false;
+    this.filling = false;
+    this.gapGivenUp = 0;
+    this.notes = []; // {at: seq, text}
+    this.pending = new Map(); // client id -> {id, body, state, seq, ts, error, created}
+    this.sending = false;
+    this.typing = new Map(); // user -> time until shown
+    this.lastTypingSent = 0;
+    this.online = null; // Set of users, null while unknown
+    this.receipts = new Map(); // user -> seq
+    this.readSent = 0;
+    this.seen = 0; // newest seq this user has seen here
+    this.nodes = new Map(); // "m:<seq>" / "p:<id>" -> <li>
+    this.peer = null; // the other user of a DM, when known
+    this.topic = null;
+    this.members = null; // [{user, role, display_name?}] once loaded (members only)
+    this.membersMore = false;
+    this.membersError = null;
+    this.membersLoading = false;
+  }
+
+  get member() {
+    return this.role !== null && this.role !== undefined;
+  }
+
+  get canManage() {
+    return (this.role === "owner" || this.role === "admin") && this.kind !== "dm";
+  }
+
+  get title() {
+    if (this.kind === "dm") return this.peer ? `@${this.peer}` : "direct message";
+    return `#${this.id}`;
+  }
+
+  newest() {
+    return this.order.length ? this.order[this.order.length - 1] : 0;
+  }
+
+  /** Inserts a message frame; false when that seq was already held. */
+  insert(m) {
+    const have = this.msgs.get(m.seq);
+    if (have) {
+      // A message known only from its ack learns its prev from the real frame.
+      if (have.prev === undefined && typeof m.prev === "number") have.prev = m.prev;
+      return false;
+    }
+    this.msgs.set(m.seq, m);
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.order[mid] < m.seq) lo = mid + 1;
+      else hi = mid;
+    }
+    this.order.splice(lo, 0, m.seq);
+    return true;
+  }
+
+  firstIndexAfter(seq) {
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.order[mid] <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+export const app = {
+  session: null,
+  api: null,
+  conn: null,
+  connInfo: { state: "stopped" },
+  limits: null,
+  rooms: new Map(),
+  roomOrder: [],
+  current: null,
+  features: { typing: "unknown", read: "unknown", presence: "unknown" },
+  dmPeers: {},
+  seen: {},
+  tickTimer: null,
+  noticeTimer: null,
+  renderQueued: false,
+  dirty: new Set(),
+  stickToBottom: false,
+  profile: null, // {user, display_name}
+  renewing: false, // a password change is in flight: a 4001 / 401 is expected, not the end
+  revokedWhileRenewing: false, // …and one came: the change's answer must bring a fresh token
+  names: new Map(), // user -> display name, from member lists and the profile
+};
+
+export function room(id) {
+  let r = app.rooms.get(id);
+  if (!r) {
+    r = new Room(id);
+    r.seen = app.seen[id] || 0;
+    r.peer = app.dmPeers[id] || null;
+    app.rooms.set(id, r);
+  }
+  return r;
+}
