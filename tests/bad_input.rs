@@ -36,6 +36,7 @@ async fn malformed_frames_get_bad_request_and_the_session_lives() -> Result<()> 
         Some(ErrorCode::BadRequest),
         "ref is echoed on errors"
     );
+    // Raw on purpose: protocol v1 frames are text, a binary message is not one.
     a.send_raw(WsMessage::binary(vec![1, 2, 3])).await?;
     assert_eq!(error_code(&a.next().await?), Some(ErrorCode::BadRequest));
     let pong = a.request(frame::ping()).await?;
@@ -78,7 +79,7 @@ async fn invalid_names_are_refused() -> Result<()> {
                 "POST",
                 "/v1/auth/register",
                 None,
-                Some(json!({"username":bad,"password":"long enough"})),
+                Some(credentials(bad, "long enough")),
             )
             .await?;
         assert_eq!(s, 400, "{bad:?}");
@@ -146,11 +147,12 @@ async fn oversize_frames_and_messages_close_with_1009() -> Result<()> {
             chunk.clone().into_bytes().into(),
         ))
     };
+    // Raw on purpose: WebSocket fragments whose message is over the limit.
     b.send_raw(frag(OpCode::Data(Data::Text), false)).await?;
     b.send_raw(frag(OpCode::Data(Data::Continue), true)).await?;
     assert_eq!(b.ended().await, Ended::Closed(1009));
 
-    // A 64 KiB message in fragments is fine (it is just invalid JSON here).
+    // A 64 KiB message in fragments is fine (it is just invalid JSON here: raw on purpose).
     let mut c = Client::login(&mesh.ws_url(), &ann).await?;
     let half = "z".repeat(32 * 1024);
     for (op, fin) in [

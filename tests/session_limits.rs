@@ -43,6 +43,7 @@ async fn a_binary_flood_is_closed_with_4008() -> Result<()> {
     let mesh = start_mesh(dir.path(), strict_config()).await?;
     let token = Api::new(&mesh).user("ann").await?;
     let mut c = Client::login(&mesh.ws_url(), &token).await?;
+    // Raw on purpose: binary messages are not protocol frames.
     for _ in 0..200 {
         if c.send_raw(WsMessage::binary(vec![0u8; 16])).await.is_err() {
             break;
@@ -91,6 +92,7 @@ async fn a_ping_flood_is_closed_with_4008() -> Result<()> {
     let mesh = start_mesh(dir.path(), strict_config()).await?;
     let token = Api::new(&mesh).user("ann").await?;
     let mut c = Client::login(&mesh.ws_url(), &token).await?;
+    // Raw on purpose: WebSocket pings, not protocol `ping` frames.
     for _ in 0..200 {
         if c.send_raw(WsMessage::Ping(vec![1u8; 8].into()))
             .await

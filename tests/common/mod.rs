@@ -122,6 +122,8 @@ impl Api {
         Ok(serde_json::from_value::<Login>(v)?.token)
     }
 
+    /// `POST /v1/rooms`. Its body stays JSON: the protocol crate has no type for it
+    /// (`service::CreateRoomRequest` is the worker's, with the acting user).
     pub async fn room(&self, token: &str, room: &str, kind: &str) -> Result<()> {
         let (s, v) = self
             .call(
