@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chatmesh::Config;
+use chatmesh_client::Login;
 use common::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -62,11 +63,11 @@ async fn login_patiently(
             http,
             &format!("{base}/v1/auth/login"),
             None,
-            json!({"username": user, "password": PASSWORD}),
+            credentials(user, PASSWORD),
         )
         .await?;
         match s {
-            200 => return Ok(v["token"].as_str().context("token")?.to_owned()),
+            200 => return Ok(serde_json::from_value::<Login>(v)?.token),
             429 if Instant::now() < deadline => {
                 let wait = Duration::from_secs(retry.context("429 without Retry-After")?);
                 tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
@@ -118,20 +119,15 @@ async fn password_flood_does_not_starve_other_services() -> Result<()> {
         tokio::spawn(async move {
             let mut results = Vec::new();
             while started.elapsed() < Duration::from_secs(5) {
-                let attempts = (0..512usize).map(|i| {
-                    let http = flood_http[i / 16].clone();
-                    let url = format!("{base}/v1/auth/login");
-                    let user = victims[i % 64].clone();
-                    async move {
-                        post(
-                            &http,
-                            &url,
-                            None,
-                            json!({"username": user, "password": "wrong password"}),
-                        )
-                        .await
-                    }
-                });
+                let attempts =
+                    (0..512usize).map(|i| {
+                        let http = flood_http[i / 16].clone();
+                        let url = format!("{base}/v1/auth/login");
+                        let user = victims[i % 64].clone();
+                        async move {
+                            post(&http, &url, None, credentials(&user, "wrong password")).await
+                        }
+                    });
                 let wave: Vec<_> = futures::stream::iter(attempts)
                     .buffer_unordered(512)
                     .collect()
@@ -216,46 +212,27 @@ async fn guessing_and_registration_are_throttled() -> Result<()> {
     let http = client_from(20)?;
     let register = |user: &'static str| {
         let (http, url) = (http.clone(), format!("{base}/v1/auth/register"));
-        async move {
-            post(
-                &http,
-                &url,
-                None,
-                json!({"username": user, "password": PASSWORD}),
-            )
-            .await
-        }
+        async move { post(&http, &url, None, credentials(user, PASSWORD)).await }
     };
     for user in ["ann", "bob", "cid"] {
         let (s, _, v) = register(user).await?;
         assert_eq!(s, 201, "{user}: {v}");
     }
     let (s, retry, v) = register("dan").await?;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (429, Some("rate_limited"))
-    );
+    assert_eq!((s, http_error(&v)), (429, Some(ErrorCode::RateLimited)));
     assert!(retry.is_some_and(|r| r >= 1), "Retry-After {retry:?}");
     let (s, _, _) = post(
         &client_from(21)?,
         &format!("{base}/v1/auth/register"),
         None,
-        json!({"username": "dan", "password": PASSWORD}),
+        credentials("dan", PASSWORD),
     )
     .await?;
     assert_eq!(s, 201, "another IP still registers");
 
     let login = |user: &'static str, password: &'static str| {
         let (http, url) = (http.clone(), format!("{base}/v1/auth/login"));
-        async move {
-            post(
-                &http,
-                &url,
-                None,
-                json!({"username": user, "password": password}),
-            )
-            .await
-        }
+        async move { post(&http, &url, None, credentials(user, password)).await }
     };
     let mut statuses = Vec::new();
     let mut retry_after = None;
@@ -281,7 +258,7 @@ async fn guessing_and_registration_are_throttled() -> Result<()> {
         &client_from(22)?,
         &format!("{base}/v1/auth/login"),
         None,
-        json!({"username": "ann", "password": PASSWORD}),
+        credentials("ann", PASSWORD),
     )
     .await?;
     assert_eq!(
@@ -343,15 +320,15 @@ async fn room_quotas_and_a_spam_proof_room_list() -> Result<()> {
     };
     assert_eq!(made, 8, "max_rooms_per_user");
     assert_eq!(cap_error.0, 403, "{}", cap_error.1);
-    assert_eq!(cap_error.1["error"]["code"], "forbidden");
+    assert_eq!(http_error(&cap_error.1), Some(ErrorCode::Forbidden));
 
     let ann = api.user("ann").await?;
     api.room(&ann, "zzz-mine", "private").await?;
     api.room(&ann, "zzz-ours", "public").await?;
     let (s, list) = api.call("GET", "/v1/rooms", Some(&ann), None).await?;
     assert_eq!(s, 200);
-    let rooms = list["rooms"].as_array().context("rooms")?;
-    let names: Vec<&str> = rooms.iter().filter_map(|r| r["room"].as_str()).collect();
+    let rooms = http_rooms(&list).context("rooms")?;
+    let names: Vec<&str> = rooms.iter().map(|r| r.room.as_str()).collect();
     assert_eq!(
         &names[..2],
         ["zzz-mine", "zzz-ours"],
@@ -404,14 +381,11 @@ async fn logout_all_revokes_old_tokens() -> Result<()> {
 
     for a in [&api, &far_api] {
         let (s, v) = a.call("GET", "/v1/rooms", Some(&old), None).await?;
-        assert_eq!(
-            (s, v["error"]["code"].as_str()),
-            (401, Some("unauthorized"))
-        );
+        assert_eq!((s, http_error(&v)), (401, Some(ErrorCode::Unauthorized)));
     }
     let mut c = Client::connect(&mesh.ws_url()).await?;
-    let e = c.request(json!({"type": "hello", "token": old})).await?;
-    assert_eq!(e["code"], "unauthorized");
+    let e = c.request(frame::hello(&old)).await?;
+    assert_eq!(error_code(&e), Some(ErrorCode::Unauthorized));
     assert_eq!(c.ended().await, Ended::Closed(4001));
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         mesh.ws_url(),
@@ -423,15 +397,19 @@ async fn logout_all_revokes_old_tokens() -> Result<()> {
         "upgrade with a revoked token"
     );
 
-    let pong = bystander.request(json!({"type": "ping"})).await?;
-    assert_eq!(pong["type"], "pong", "other users' sessions live on");
+    let pong = bystander.request(frame::ping()).await?;
+    assert_eq!(
+        pong.frame_type(),
+        FrameType::Pong,
+        "other users' sessions live on"
+    );
     let fresh = api.user("ann").await?;
     let (s, _) = api.call("GET", "/v1/rooms", Some(&fresh), None).await?;
     assert_eq!(s, 200);
     let mut again = Client::login(&mesh.ws_url(), &fresh).await?;
     assert_eq!(
-        again.request(json!({"type": "ping"})).await?["type"],
-        "pong"
+        again.request(frame::ping()).await?.frame_type(),
+        FrameType::Pong
     );
     mesh.stop().await
 }

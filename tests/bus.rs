@@ -12,8 +12,9 @@ use async_nats::{ConnectOptions, Event};
 use chatmesh_protocol::bus::Role;
 use chatmesh_protocol::service::{AddMemberRequest, HistoryRequest, Role as MemberRole};
 use chatmesh_protocol::subjects::{in_subject, svc_subject, STREAM};
-use common::{fast_config, start_mesh, Api, Client, WAIT};
-use serde_json::json;
+use common::{
+    error_code, fast_config, frame, start_mesh, Api, Client, ErrorCode, ServerFrame, WAIT,
+};
 use tokio::sync::mpsc;
 
 /// A bus client of `role` that reports every error the server sends it (permission
@@ -71,8 +72,8 @@ async fn private_room(mesh: &chatmesh::Mesh) -> Result<()> {
     let ann = api.user("ann").await?;
     api.room(&ann, "secret", "private").await?;
     let mut c = Client::login(&mesh.ws_url(), &ann).await?;
-    c.request(json!({"type":"join","room":"secret"})).await?;
-    c.request(json!({"type":"send","room":"secret","id":"s1","body":"the launch code"}))
+    c.request(frame::join("secret")).await?;
+    c.request(frame::send("secret", "s1", "the launch code"))
         .await?;
     Ok(())
 }
@@ -207,8 +208,12 @@ async fn a_worker_key_cannot_impersonate_a_gateway_session() -> Result<()> {
     let api = Api::new(&mesh);
     let mallory = api.user("mallory").await?;
     let mut m = Client::login(&mesh.ws_url(), &mallory).await?;
-    let joined = m.request(json!({"type":"join","room":"secret"})).await?;
-    assert_eq!(joined["code"], "forbidden", "{joined}");
+    let joined = m.request(frame::join("secret")).await?;
+    assert_eq!(
+        error_code(&joined),
+        Some(ErrorCode::Forbidden),
+        "{joined:?}"
+    );
     mesh.stop().await
 }
 
@@ -290,23 +295,27 @@ async fn the_bus_runs_over_tls() -> Result<()> {
     let ann = api.user("ann").await?;
     api.room(&ann, "tls", "public").await?;
     let mut c = Client::login(&mesh.ws_url(), &ann).await?;
-    c.request(json!({"type":"join","room":"tls"})).await?;
-    let ack = c
-        .request(json!({"type":"send","room":"tls","id":"t1","body":"over tls"}))
-        .await?;
-    assert_eq!(ack["type"], "ack", "{ack}");
-    c.wait_for(|m| m["type"] == "message" && m["id"] == "t1")
+    c.request(frame::join("tls")).await?;
+    let ack = c.request(frame::send("tls", "t1", "over tls")).await?;
+    assert!(matches!(ack, ServerFrame::Ack { .. }), "{ack:?}");
+    c.wait_for(|f| matches!(f, ServerFrame::Message(m) if m.id == "t1"))
         .await?;
     // The worker stores it after the ack (over the TLS bus too): poll history until then.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let page = c
-            .request(json!({"type":"history","room":"tls","limit":10}))
-            .await?;
-        if page["messages"][0]["body"] == "over tls" {
+        let page = c.request(frame::history_before("tls", None, 10)).await?;
+        // Not a page (an error) counts as an empty one, as in any poll.
+        let first = match &page {
+            ServerFrame::History { messages, .. } => messages.first(),
+            _ => None,
+        };
+        if first.is_some_and(|m| m.body == "over tls") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not stored: {page}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not stored: {page:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

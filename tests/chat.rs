@@ -5,7 +5,6 @@ mod common;
 
 use anyhow::Result;
 use common::*;
-use serde_json::json;
 
 /// Two clients exchange 1,000 messages: every one arrives once, in order, with an intact
 /// `prev` chain, and the acks carry the same seqs.
@@ -18,10 +17,9 @@ async fn two_clients_exchange_1000_messages_in_order() -> Result<()> {
     api.room(&ann, "general", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    let ja = a.request(json!({"type":"join","room":"general"})).await?;
-    assert_eq!(ja["type"], "joined");
-    assert_eq!(ja["last_seq"], 0);
-    b.request(json!({"type":"join","room":"general"})).await?;
+    let ja = a.request(frame::join("general")).await?;
+    assert_eq!(joined(&ja), 0);
+    b.join("general").await?;
 
     for i in 0..1000 {
         let (c, id) = if i % 2 == 0 {
@@ -29,10 +27,8 @@ async fn two_clients_exchange_1000_messages_in_order() -> Result<()> {
         } else {
             (&mut b, format!("b{i}"))
         };
-        c.send_json(
-            json!({"type":"send","room":"general","id":id,"body":format!("hello {i}"),"ref":i}),
-        )
-        .await?;
+        c.send_with_ref(frame::send("general", &id, &format!("hello {i}")), i)
+            .await?;
     }
     let got_a = a.messages("general", 1000).await?;
     let got_b = b.messages("general", 1000).await?;
@@ -42,22 +38,24 @@ async fn two_clients_exchange_1000_messages_in_order() -> Result<()> {
     // Each sender's own messages keep their send order.
     let bodies: Vec<u64> = got_a
         .iter()
-        .filter(|m| m["from"] == "ann")
-        .map(|m| m["body"].as_str().unwrap()[6..].parse().unwrap())
+        .filter(|m| m.from == "ann")
+        .map(|m| m.body[6..].parse().unwrap())
         .collect();
     assert!(bodies.windows(2).all(|w| w[0] < w[1]));
     // Every send was acked with the seq its message carries.
     let mut acks = Vec::new();
     while acks.len() < 500 {
-        acks.push(a.wait_for(|f| f["type"] == "ack").await?);
+        acks.push(acked(
+            &a.wait_for(|f| f.frame_type() == FrameType::Ack).await?,
+        ));
     }
     for ack in acks {
         let m = got_a
             .iter()
-            .find(|m| m["id"] == ack["id"])
+            .find(|m| m.id == ack.id)
             .expect("acked message delivered");
-        assert_eq!(m["seq"], ack["seq"]);
-        assert_eq!(m["ts"], ack["ts"]);
+        assert_eq!(m.seq, ack.seq);
+        assert_eq!(m.ts, ack.ts);
     }
     mesh.stop().await
 }
@@ -71,26 +69,19 @@ async fn resend_gets_the_same_seq_and_no_duplicate() -> Result<()> {
     let ann = api.user("ann").await?;
     api.room(&ann, "r1", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.request(json!({"type":"join","room":"r1"})).await?;
-    let first = a
-        .request(json!({"type":"send","room":"r1","id":"same","body":"one"}))
-        .await?;
-    let again = a
-        .request(json!({"type":"send","room":"r1","id":"same","body":"two"}))
-        .await?;
-    assert_eq!(first["type"], "ack");
-    assert_eq!(again["seq"], first["seq"]);
-    assert_eq!(again["ts"], first["ts"]);
-    let marker = a
-        .request(json!({"type":"send","room":"r1","id":"next","body":"three"}))
-        .await?;
+    a.join("r1").await?;
+    let first = a.post("r1", "same", "one").await?;
+    let again = a.post("r1", "same", "two").await?;
+    assert_eq!(again.seq, first.seq);
+    assert_eq!(again.ts, first.ts);
+    let marker = a.post("r1", "next", "three").await?;
     let msgs = a.messages("r1", 2).await?;
-    assert_eq!(msgs[0]["body"], "one");
+    assert_eq!(msgs[0].body, "one");
     assert_eq!(
-        msgs[1]["seq"], marker["seq"],
+        msgs[1].seq, marker.seq,
         "no second copy of the resent message"
     );
-    assert_eq!(msgs[1]["prev"], first["seq"]);
+    assert_eq!(msgs[1].prev, first.seq);
     mesh.stop().await
 }
 
@@ -104,11 +95,11 @@ async fn resume_with_since_delivers_exactly_the_missed_messages() -> Result<()> 
     let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
     api.room(&ann, "lobby", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.request(json!({"type":"join","room":"lobby"})).await?;
+    a.join("lobby").await?;
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    b.request(json!({"type":"join","room":"lobby"})).await?;
+    b.join("lobby").await?;
     for i in 0..20 {
-        a.send_json(json!({"type":"send","room":"lobby","id":format!("x{i}"),"body":"before"}))
+        a.send(frame::send("lobby", &format!("x{i}"), "before"))
             .await?;
     }
     let seen = b.messages("lobby", 20).await?;
@@ -116,34 +107,33 @@ async fn resume_with_since_delivers_exactly_the_missed_messages() -> Result<()> 
     b.close().await;
 
     for i in 0..300 {
-        a.send_json(json!({"type":"send","room":"lobby","id":format!("y{i}"),"body":"missed"}))
+        a.send(frame::send("lobby", &format!("y{i}"), "missed"))
             .await?;
     }
     // Wait until all 300 are stored (acked), then resume while more are being sent.
     let mut acked = 0;
     while acked < 320 {
-        a.wait_for(|f| f["type"] == "ack").await?;
+        a.wait_for(|f| f.frame_type() == FrameType::Ack).await?;
         acked += 1;
     }
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    b.send_json(json!({"type":"join","room":"lobby","since":held,"ref":"j"}))
+    b.send_with_ref(frame::join_since("lobby", held), "j")
         .await?;
     for i in 0..100 {
-        a.send_json(json!({"type":"send","room":"lobby","id":format!("z{i}"),"body":"during"}))
+        a.send(frame::send("lobby", &format!("z{i}"), "during"))
             .await?;
     }
-    let joined = b.wait_for(|f| f["type"] == "joined").await?;
-    assert!(joined["last_seq"].as_u64().unwrap() >= held);
+    let j = b.wait_for(|f| f.frame_type() == FrameType::Joined).await?;
+    assert!(joined(&j) >= held);
     let got = b.messages("lobby", 400).await?;
     assert_chain(&got, held);
-    let count = |body: &str| got.iter().filter(|m| m["body"] == body).count();
+    let count = |body: &str| got.iter().filter(|m| m.body == body).count();
     assert_eq!((count("missed"), count("during")), (300, 100));
     // Nothing more arrives: send a marker and check it is the very next message.
-    a.send_json(json!({"type":"send","room":"lobby","id":"end","body":"end"}))
-        .await?;
+    a.send(frame::send("lobby", "end", "end")).await?;
     let next = b.messages("lobby", 1).await?;
-    assert_eq!(next[0]["body"], "end");
-    assert_eq!(next[0]["prev"], got.last().unwrap()["seq"]);
+    assert_eq!(next[0].body, "end");
+    assert_eq!(next[0].prev, got.last().unwrap().seq);
     mesh.stop().await
 }
 
@@ -157,15 +147,13 @@ async fn history_survives_a_full_restart_and_seqs_continue() -> Result<()> {
     let ann = api.user("ann").await?;
     api.room(&ann, "keep", "private").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.request(json!({"type":"join","room":"keep"})).await?;
+    a.join("keep").await?;
     let mut last = 0;
     for i in 0..120 {
-        let ack = a
-            .request(
-                json!({"type":"send","room":"keep","id":format!("m{i}"),"body":format!("b{i}")}),
-            )
-            .await?;
-        last = ack["seq"].as_u64().unwrap();
+        last = a
+            .post("keep", &format!("m{i}"), &format!("b{i}"))
+            .await?
+            .seq;
     }
     mesh.stop().await?;
 
@@ -173,8 +161,7 @@ async fn history_survives_a_full_restart_and_seqs_continue() -> Result<()> {
     let api = Api::new(&mesh);
     let ann = api.user("ann").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    let joined = a.request(json!({"type":"join","room":"keep"})).await?;
-    assert_eq!(joined["last_seq"].as_u64(), Some(last));
+    assert_eq!(a.join("keep").await?, last);
     // Page back through all of history over HTTP.
     let mut all = Vec::new();
     let mut before = String::new();
@@ -188,22 +175,20 @@ async fn history_survives_a_full_restart_and_seqs_continue() -> Result<()> {
             )
             .await?;
         assert_eq!(s, 200, "{v}");
-        let page = v["messages"].as_array().unwrap().clone();
-        before = format!("&before={}", page[0]["seq"]);
-        all.splice(0..0, page);
-        if v["more"] == false {
+        let page = http_page(&v);
+        before = format!("&before={}", page.messages[0].seq);
+        all.splice(0..0, page.messages);
+        if !page.more {
             break;
         }
     }
     assert_eq!(all.len(), 120);
     assert_chain(&all, 0);
-    assert_eq!(all[119]["body"], "b119");
-    let ack = a
-        .request(json!({"type":"send","room":"keep","id":"after","body":"after"}))
-        .await?;
-    assert!(ack["seq"].as_u64().unwrap() > last);
+    assert_eq!(all[119].body, "b119");
+    let ack = a.post("keep", "after", "after").await?;
+    assert!(ack.seq > last);
     let m = a.messages("keep", 1).await?;
-    assert_eq!(m[0]["prev"].as_u64(), Some(last));
+    assert_eq!(m[0].prev, last);
     mesh.stop().await
 }
 
@@ -225,21 +210,19 @@ async fn resume_fills_store_trims_from_jetstream_and_reports_real_gaps() -> Resu
         let mut a = Client::login(&mesh.ws_url(), &ann).await?;
         let mut seqs = Vec::new();
         for i in 0..30 {
-            let ack = a
-                .request(
-                    json!({"type":"send","room":"old","id":format!("m{i}"),"body":format!("{i}")}),
-                )
-                .await?;
-            seqs.push(ack["seq"].as_u64().unwrap());
+            let ack = a.post("old", &format!("m{i}"), &format!("{i}")).await?;
+            seqs.push(ack.seq);
         }
         // Wait for retention to trim the store to the last 10.
         let deadline = std::time::Instant::now() + WAIT;
         loop {
-            let h = a
-                .request(json!({"type":"history","room":"old","limit":100}))
-                .await?;
-            let n = h["messages"].as_array().map(Vec::len).unwrap_or(0);
-            if n == 10 && h["more"] == false {
+            let h = a.request(frame::history_before("old", None, 100)).await?;
+            // Not a page (an error) counts as none, as in any poll.
+            let (n, more) = match &h {
+                ServerFrame::History { messages, more, .. } => (messages.len(), *more),
+                _ => (0, true),
+            };
+            if n == 10 && !more {
                 break;
             }
             assert!(
@@ -249,23 +232,21 @@ async fn resume_fills_store_trims_from_jetstream_and_reports_real_gaps() -> Resu
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let mut b = Client::login(&mesh.ws_url(), &ann).await?;
-        b.request(json!({"type":"join","room":"old","since":0}))
-            .await?;
+        b.request(frame::join_since("old", 0)).await?;
         if expect_gap {
-            let gap = b.wait_for(|f| f["type"] == "gap").await?;
-            assert_eq!(
-                (gap["from"].as_u64(), gap["to"].as_u64()),
-                (Some(1), Some(seqs[19])),
-                "{gap}"
-            );
+            let gap = b.wait_for(|f| f.frame_type() == FrameType::Gap).await?;
+            let ServerFrame::Gap { from, to, .. } = gap else {
+                unreachable!()
+            };
+            assert_eq!((from, to), (1, seqs[19]), "{gap:?}");
             let rest = b.messages("old", 10).await?;
-            assert_eq!(rest[0]["seq"].as_u64(), Some(seqs[20]));
+            assert_eq!(rest[0].seq, seqs[20]);
             assert_chain(&rest, seqs[19]);
         } else {
             let all = b.messages("old", 30).await?;
             assert_chain(&all, 0);
             assert!(
-                !b.backlog.iter().any(|f| f["type"] == "gap"),
+                !b.backlog.iter().any(|f| f.frame_type() == FrameType::Gap),
                 "no gap when JetStream has them"
             );
         }
@@ -285,20 +266,13 @@ async fn the_same_id_in_two_rooms_is_two_messages() -> Result<()> {
     api.room(&ann, "one", "public").await?;
     api.room(&ann, "two", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.request(json!({"type":"join","room":"one"})).await?;
-    a.request(json!({"type":"join","room":"two"})).await?;
-    let first = a
-        .request(json!({"type":"send","room":"one","id":"same","body":"in one"}))
-        .await?;
-    let second = a
-        .request(json!({"type":"send","room":"two","id":"same","body":"in two"}))
-        .await?;
-    assert_ne!(first["seq"], second["seq"]);
-    assert_eq!(a.messages("one", 1).await?[0]["body"], "in one");
+    a.join("one").await?;
+    a.join("two").await?;
+    let first = a.post("one", "same", "in one").await?;
+    let second = a.post("two", "same", "in two").await?;
+    assert_ne!(first.seq, second.seq);
+    assert_eq!(a.messages("one", 1).await?[0].body, "in one");
     let two = a.messages("two", 1).await?;
-    assert_eq!(
-        (two[0]["body"].as_str(), &two[0]["seq"]),
-        (Some("in two"), &second["seq"])
-    );
+    assert_eq!((two[0].body.as_str(), two[0].seq), ("in two", second.seq));
     mesh.stop().await
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use chatmesh::Config;
+use chatmesh_client::Login;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -175,18 +176,18 @@ fn client_tls(pki: &Pki) -> Result<rustls::ClientConfig> {
 /// Sends `frame` and reads until a frame of type `expect` (an `error` fails).
 async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut tokio_tungstenite::WebSocketStream<S>,
-    frame: Value,
-    expect: &str,
-) -> Result<Value> {
-    ws.send(WsMessage::text(frame.to_string())).await?;
+    frame: ClientFrame,
+    expect: FrameType,
+) -> Result<ServerFrame<'static>> {
+    ws.send(WsMessage::text(frame.encode(&None))).await?;
     loop {
         let msg = timeout(WAIT, ws.next()).await?.context("wss ended")??;
         if let WsMessage::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t)?;
-            if v["type"] == expect {
-                return Ok(v);
+            let f = decode(&t);
+            if f.frame_type() == expect {
+                return Ok(f);
             }
-            ensure!(v["type"] != "error", "{v}");
+            ensure!(f.frame_type() != FrameType::Error, "{f:?}");
         }
     }
 }
@@ -221,21 +222,21 @@ async fn tls_serves_https_and_wss_with_hsts_and_refuses_plain_http() -> Result<(
             "{path}"
         );
     }
-    let creds = json!({"username": "ann", "password": "correct horse"});
+    let creds = credentials("ann", "correct horse");
     let resp = http
         .post(format!("{base}/v1/auth/register"))
         .json(&creds)
         .send()
         .await?;
     assert_eq!(resp.status().as_u16(), 201);
-    let login: Value = http
+    let login: Login = http
         .post(format!("{base}/v1/auth/login"))
         .json(&creds)
         .send()
         .await?
         .json()
         .await?;
-    let token = login["token"].as_str().context("token")?.to_owned();
+    let token = login.token;
     let resp = http
         .post(format!("{base}/v1/rooms"))
         .bearer_auth(&token)
@@ -260,15 +261,15 @@ async fn tls_serves_https_and_wss_with_hsts_and_refuses_plain_http() -> Result<(
             .and_then(|v| v.to_str().ok()),
         Some("max-age=31536000")
     );
-    ask(&mut ws, json!({"type": "hello", "token": token}), "welcome").await?;
-    ask(&mut ws, json!({"type": "join", "room": "tls"}), "joined").await?;
+    ask(&mut ws, frame::hello(&token), FrameType::Welcome).await?;
+    ask(&mut ws, frame::join("tls"), FrameType::Joined).await?;
     let ack = ask(
         &mut ws,
-        json!({"type": "send", "room": "tls", "id": "m1", "body": "over tls"}),
-        "ack",
+        frame::send("tls", "m1", "over tls"),
+        FrameType::Ack,
     )
     .await?;
-    assert_eq!(ack["seq"], 1, "{ack}");
+    assert_eq!(acked(&ack).seq, 1, "{ack:?}");
 
     // Plain HTTP to the TLS port: no HTTP response, the connection is dropped.
     let mut plain = connect(mesh.gateway.addr).await?;
@@ -354,7 +355,11 @@ async fn a_huge_content_length_gets_413_at_once() -> Result<()> {
     s.write_all(&[b' '; 1024]).await?;
     let resp = read_response(&mut s).await?;
     assert_eq!(resp.status, 413, "{resp:?}");
-    assert_eq!(resp.json()["error"]["code"], "too_large", "{resp:?}");
+    assert_eq!(
+        http_error(&resp.json()),
+        Some(ErrorCode::TooLarge),
+        "{resp:?}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     ended_within(&mut s, WAIT).await?;
     mesh.stop().await
@@ -387,7 +392,11 @@ async fn a_trickled_body_gets_408_and_the_connection_closes() -> Result<()> {
     let resp = read_response(&mut rd).await?;
     let took = t0.elapsed();
     assert_eq!(resp.status, 408, "{resp:?}");
-    assert_eq!(resp.json()["error"]["code"], "bad_request", "{resp:?}");
+    assert_eq!(
+        http_error(&resp.json()),
+        Some(ErrorCode::BadRequest),
+        "{resp:?}"
+    );
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "{took:?}"
@@ -442,8 +451,8 @@ async fn idle_http_connections_close_but_websockets_stay() -> Result<()> {
     assert_eq!(get(&mut s, "/healthz").await?.status, 200, "keep-alive");
     let idle = ended_within(&mut s, Duration::from_secs(5)).await?;
     assert!(idle >= Duration::from_millis(900), "{idle:?}");
-    let pong = ws.request(json!({"type": "ping"})).await?;
-    assert_eq!(pong["type"], "pong");
+    let pong = ws.request(frame::ping()).await?;
+    assert_eq!(pong.frame_type(), FrameType::Pong);
     mesh.stop().await
 }
 
@@ -484,7 +493,7 @@ async fn http_connections_count_toward_max_connections() -> Result<()> {
     let mut over = connect(addr).await?;
     let resp = get(&mut over, "/healthz").await?;
     assert_eq!(resp.status, 503, "{resp:?}");
-    assert_eq!(resp.json()["error"]["code"], "unavailable");
+    assert_eq!(http_error(&resp.json()), Some(ErrorCode::Unavailable));
     ended_within(&mut over, WAIT).await?;
     assert!(
         Client::login(&mesh.ws_url(), &token).await.is_err(),
@@ -531,7 +540,7 @@ async fn one_ip_is_capped_and_others_are_still_served() -> Result<()> {
         let mut s = connect_from(me, addr).await?;
         let resp = get(&mut s, "/healthz").await?;
         assert_eq!(resp.status, 429, "attempt {i}: {resp:?}");
-        assert_eq!(resp.json()["error"]["code"], "rate_limited");
+        assert_eq!(http_error(&resp.json()), Some(ErrorCode::RateLimited));
         assert!(resp.header("retry-after").is_some(), "{resp:?}");
         ended_within(&mut s, WAIT).await?;
     }
@@ -584,7 +593,7 @@ async fn proxied_websockets_are_capped_per_forwarded_client() -> Result<()> {
     let mut sessions = Vec::new();
     for _ in 0..3 {
         let mut ws = ws_for(&url, "203.0.113.9").await?;
-        ask(&mut ws, json!({"type": "hello", "token": token}), "welcome").await?;
+        ask(&mut ws, frame::hello(&token), FrameType::Welcome).await?;
         sessions.push(ws);
     }
     match ws_for(&url, "203.0.113.9").await {
@@ -598,12 +607,7 @@ async fn proxied_websockets_are_capped_per_forwarded_client() -> Result<()> {
         ),
     }
     let mut other = ws_for(&url, "203.0.113.10").await?;
-    ask(
-        &mut other,
-        json!({"type": "hello", "token": token}),
-        "welcome",
-    )
-    .await?;
+    ask(&mut other, frame::hello(&token), FrameType::Welcome).await?;
     let mut closing = sessions.pop().context("a session")?;
     closing.close(None).await?;
     let deadline = Instant::now() + WAIT;

@@ -8,17 +8,28 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use chatmesh_protocol::service::{DmRoom, Role, RoomKind};
 use common::*;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-fn names(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether `f` is a `presence_diff` whose `joined` (or `left`) list satisfies `pred`.
+fn diff(f: &ServerFrame, left: bool, pred: impl Fn(&[String]) -> bool) -> bool {
+    match f {
+        ServerFrame::PresenceDiff {
+            joined, left: gone, ..
+        } => {
+            let list = if left { gone } else { joined };
+            pred(&list.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+        }
+        _ => false,
+    }
+}
+
+/// The room list of `GET /v1/rooms` (a body that is not one fails the test).
+#[track_caller]
+fn rooms(v: &Value) -> Vec<RoomListing> {
+    http_rooms(v).unwrap_or_else(|| panic!("not a room list: {v}"))
 }
 
 /// Presence: members see who joins and leaves; a user with two sessions stays online until
@@ -31,32 +42,34 @@ async fn presence_follows_sessions() -> Result<()> {
     let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
     api.room(&ann, "hall", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.request(json!({"type":"join","room":"hall"})).await?;
+    a.join("hall").await?;
     let mut b1 = Client::login(&mesh.ws_url(), &bob).await?;
-    b1.request(json!({"type":"join","room":"hall"})).await?;
+    b1.join("hall").await?;
     let d = a
-        .wait_for(|f| f["type"] == "presence_diff" && names(&f["joined"]).contains(&"bob".into()))
+        .wait_for(|f| diff(f, false, |j| j.contains(&"bob".into())))
         .await?;
-    assert_eq!(d["room"], "hall");
-    let p = a.request(json!({"type":"presence","room":"hall"})).await?;
-    assert_eq!(names(&p["online"]), ["ann", "bob"]);
+    assert!(
+        matches!(&d, ServerFrame::PresenceDiff { room, .. } if room == "hall"),
+        "{d:?}"
+    );
+    let p = a.request(frame::presence("hall")).await?;
+    assert_eq!(online(&p), ["ann", "bob"]);
 
     let mut b2 = Client::login(&mesh.ws_url(), &bob).await?;
-    b2.request(json!({"type":"join","room":"hall"})).await?;
+    b2.join("hall").await?;
     b1.close().await;
     // bob is still online through b2: ann's presence still lists him after the close.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let p = a.request(json!({"type":"presence","room":"hall"})).await?;
-    assert_eq!(names(&p["online"]), ["ann", "bob"]);
+    let p = a.request(frame::presence("hall")).await?;
+    assert_eq!(online(&p), ["ann", "bob"]);
     assert!(!a
         .backlog
         .iter()
-        .any(|f| f["type"] == "presence_diff" && names(&f["left"]).contains(&"bob".into())));
-    b2.request(json!({"type":"leave","room":"hall"})).await?;
-    a.wait_for(|f| f["type"] == "presence_diff" && names(&f["left"]) == ["bob"])
-        .await?;
-    let p = a.request(json!({"type":"presence","room":"hall"})).await?;
-    assert_eq!(names(&p["online"]), ["ann"]);
+        .any(|f| diff(f, true, |l| l.contains(&"bob".into()))));
+    b2.request(frame::leave("hall")).await?;
+    a.wait_for(|f| diff(f, true, |l| l == ["bob"])).await?;
+    let p = a.request(frame::presence("hall")).await?;
+    assert_eq!(online(&p), ["ann"]);
     mesh.stop().await
 }
 
@@ -72,7 +85,7 @@ async fn users_of_a_killed_gateway_go_offline_within_the_ttl() -> Result<()> {
     let (ann, cat) = (api.user("ann").await?, api.user("cat").await?);
     api.room(&ann, "hall", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.request(json!({"type":"join","room":"hall"})).await?;
+    a.join("hall").await?;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -110,20 +123,18 @@ async fn users_of_a_killed_gateway_go_offline_within_the_ttl() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut c = Client::login(&format!("ws://127.0.0.1:{port}/v1/ws"), &cat).await?;
-    c.request(json!({"type":"join","room":"hall"})).await?;
-    a.wait_for(|f| f["type"] == "presence_diff" && names(&f["joined"]) == ["cat"])
-        .await?;
+    c.join("hall").await?;
+    a.wait_for(|f| diff(f, false, |j| j == ["cat"])).await?;
     // cat sees ann, who is on the first gateway.
-    let p = c.request(json!({"type":"presence","room":"hall"})).await?;
-    assert_eq!(names(&p["online"]), ["ann", "cat"]);
+    let p = c.request(frame::presence("hall")).await?;
+    assert_eq!(online(&p), ["ann", "cat"]);
 
     Command::new("kill")
         .args(["-KILL", &gw2.id().to_string()])
         .status()?;
     let killed = Instant::now();
     let _ = gw2.wait();
-    a.wait_for(|f| f["type"] == "presence_diff" && names(&f["left"]) == ["cat"])
-        .await?;
+    a.wait_for(|f| diff(f, true, |l| l == ["cat"])).await?;
     let took = killed.elapsed();
     assert!(
         took < Duration::from_secs(3 + 2),
@@ -142,33 +153,37 @@ async fn typing_is_ephemeral_and_rate_limited() -> Result<()> {
     api.room(&ann, "hall", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    a.request(json!({"type":"join","room":"hall"})).await?;
-    b.request(json!({"type":"join","room":"hall"})).await?;
+    a.join("hall").await?;
+    b.join("hall").await?;
     for _ in 0..5 {
-        a.send_json(json!({"type":"typing","room":"hall"})).await?;
+        a.send(frame::typing("hall")).await?;
     }
-    let t = b.wait_for(|f| f["type"] == "typing").await?;
-    assert_eq!(
-        (t["room"].as_str(), t["user"].as_str()),
-        (Some("hall"), Some("ann"))
-    );
+    let t = b.wait_for(|f| f.frame_type() == FrameType::Typing).await?;
+    let ServerFrame::Typing { room, user } = &t else {
+        unreachable!()
+    };
+    assert_eq!((&**room, &**user), ("hall", "ann"));
     // A marker message: everything sent before it has been fanned out when it arrives.
-    a.request(json!({"type":"send","room":"hall","id":"m","body":"marker"}))
-        .await?;
-    b.wait_for(|f| f["type"] == "message").await?;
-    a.wait_for(|f| f["type"] == "message").await?;
-    let typings = b.backlog.iter().filter(|f| f["type"] == "typing").count();
+    a.request(frame::send("hall", "m", "marker")).await?;
+    b.wait_for(|f| f.frame_type() == FrameType::Message).await?;
+    a.wait_for(|f| f.frame_type() == FrameType::Message).await?;
+    let is_typing = |f: &ServerFrame| f.frame_type() == FrameType::Typing;
+    let typings = b.backlog.iter().filter(|f| is_typing(f)).count();
     assert_eq!(typings, 0, "only one of five typing events went out");
     assert!(
-        !a.backlog.iter().any(|f| f["type"] == "typing"),
+        !a.backlog.iter().any(is_typing),
         "the typist does not get its own"
     );
     // The worker persists asynchronously: wait for the marker, then nothing else is there.
     let deadline = Instant::now() + WAIT;
     loop {
-        let h = b.request(json!({"type":"history","room":"hall"})).await?;
-        let n = h["messages"].as_array().map(Vec::len).unwrap_or(0);
-        assert!(n <= 1, "typing is not stored: {h}");
+        let h = b.request(frame::history("hall")).await?;
+        // Not a page (an error) counts as none, as in any poll.
+        let n = match &h {
+            ServerFrame::History { messages, .. } => messages.len(),
+            _ => 0,
+        };
+        assert!(n <= 1, "typing is not stored: {h:?}");
         if n == 1 {
             break;
         }
@@ -189,33 +204,23 @@ async fn read_receipts_and_unread_counts() -> Result<()> {
     api.room(&ann, "other", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    a.request(json!({"type":"join","room":"hall"})).await?;
-    b.request(json!({"type":"join","room":"hall"})).await?;
+    a.join("hall").await?;
+    b.join("hall").await?;
     let mut seqs = Vec::new();
     for i in 0..5 {
-        let ack = a
-            .request(json!({"type":"send","room":"hall","id":format!("m{i}"),"body":"x"}))
-            .await?;
-        seqs.push(ack["seq"].as_u64().unwrap());
+        seqs.push(a.post("hall", &format!("m{i}"), "x").await?.seq);
     }
-    let unread = |v: &Value, room: &str| {
-        v["rooms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["room"] == room)
-            .cloned()
-            .unwrap_or_default()
-    };
+    // The listing of `room` (none if it is not listed).
+    let unread = |v: &Value, room: &str| rooms(v).into_iter().find(|r| r.room == room);
     let deadline = Instant::now() + WAIT;
     loop {
         let (_, v) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
         let hall = unread(&v, "hall");
-        if hall["unread"] == 5 {
-            assert_eq!(hall["role"], "member");
-            assert_eq!(hall["last_seq"].as_u64(), seqs.last().copied());
+        if let Some(hall) = hall.filter(|h| h.unread == 5) {
+            assert_eq!(hall.role, Some(Role::Member));
+            assert_eq!(Some(hall.last_seq), seqs.last().copied());
             assert!(
-                unread(&v, "other")["role"].is_null(),
+                unread(&v, "other").is_none_or(|o| o.role.is_none()),
                 "public rooms bob is not in come with role null"
             );
             break;
@@ -227,28 +232,26 @@ async fn read_receipts_and_unread_counts() -> Result<()> {
     let deadline = Instant::now() + WAIT;
     loop {
         let (_, v) = api.call("GET", "/v1/rooms", Some(&ann), None).await?;
-        if unread(&v, "hall")["unread"] == 0 {
+        if unread(&v, "hall").is_some_and(|h| h.unread == 0) {
             break;
         }
         assert!(Instant::now() < deadline, "own messages stay unread: {v}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    b.send_json(json!({"type":"read","room":"hall","seq":seqs[2]}))
-        .await?;
-    let r = a.wait_for(|f| f["type"] == "receipt").await?;
-    assert_eq!(
-        (r["user"].as_str(), r["seq"].as_u64()),
-        (Some("bob"), Some(seqs[2]))
-    );
+    b.send(frame::read("hall", seqs[2])).await?;
+    let r = a.wait_for(|f| f.frame_type() == FrameType::Receipt).await?;
+    let ServerFrame::Receipt { user, seq, .. } = &r else {
+        unreachable!()
+    };
+    assert_eq!((&**user, *seq), ("bob", seqs[2]));
     let (_, v) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
-    assert_eq!(unread(&v, "hall")["unread"], 2);
+    assert_eq!(unread(&v, "hall").map(|h| h.unread), Some(2));
     // A cursor never moves back.
-    b.send_json(json!({"type":"read","room":"hall","seq":seqs[0]}))
-        .await?;
-    a.wait_for(|f| f["type"] == "receipt" && f["seq"] == seqs[0])
+    b.send(frame::read("hall", seqs[0])).await?;
+    a.wait_for(|f| matches!(f, ServerFrame::Receipt { seq, .. } if *seq == seqs[0]))
         .await?;
     let (_, v) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
-    assert_eq!(unread(&v, "hall")["unread"], 2);
+    assert_eq!(unread(&v, "hall").map(|h| h.unread), Some(2));
     mesh.stop().await
 }
 
@@ -265,41 +268,31 @@ async fn direct_messages_are_private_to_the_pair() -> Result<()> {
     );
     let (s, v) = api.call("POST", "/v1/dm/bob", Some(&ann), None).await?;
     assert_eq!(s, 200, "{v}");
-    let room = v["room"].as_str().unwrap().to_owned();
+    let room = DmRoom::deserialize(&v)?.room;
     let (_, v2) = api.call("POST", "/v1/dm/ann", Some(&bob), None).await?;
     assert_eq!(
-        v2["room"],
-        room.as_str(),
+        DmRoom::deserialize(&v2)?.room,
+        room,
         "the one DM room of the two users"
     );
     let (_, list) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
-    let dm = list["rooms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["room"] == room.as_str())
-        .cloned()
-        .unwrap_or_default();
+    let dm = rooms(&list).into_iter().find(|r| r.room == room);
     assert_eq!(
-        (dm["kind"].as_str(), dm["peer"].as_str()),
-        (Some("dm"), Some("ann")),
+        dm.map(|d| (d.kind, d.peer)),
+        Some((RoomKind::Dm, Some("ann".to_owned()))),
         "{list}"
     );
     let (s, _) = api.call("POST", "/v1/dm/nobody", Some(&ann), None).await?;
     assert_eq!(s, 404);
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    a.request(json!({"type":"join","room":room})).await?;
-    b.request(json!({"type":"join","room":room})).await?;
-    a.request(json!({"type":"send","room":room,"id":"1","body":"psst"}))
-        .await?;
-    assert_eq!(b.messages(&room, 1).await?[0]["body"], "psst");
+    a.join(&room).await?;
+    b.join(&room).await?;
+    a.request(frame::send(&room, "1", "psst")).await?;
+    assert_eq!(b.messages(&room, 1).await?[0].body, "psst");
     let mut e = Client::login(&mesh.ws_url(), &eve).await?;
-    for frame in [
-        json!({"type":"join","room":room}),
-        json!({"type":"history","room":room}),
-    ] {
-        assert_eq!(e.request(frame).await?["code"], "forbidden");
+    for f in [frame::join(&room), frame::history(&room)] {
+        assert_eq!(error_code(&e.request(f).await?), Some(ErrorCode::Forbidden));
     }
     let (s, _) = api
         .call(
@@ -363,10 +356,9 @@ async fn roles_invites_and_removal() -> Result<()> {
 
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     let mut c = Client::login(&mesh.ws_url(), &cat).await?;
-    a.request(json!({"type":"join","room":"team"})).await?;
-    c.request(json!({"type":"join","room":"team"})).await?;
-    a.request(json!({"type":"send","room":"team","id":"1","body":"before"}))
-        .await?;
+    a.join("team").await?;
+    c.join("team").await?;
+    a.request(frame::send("team", "1", "before")).await?;
     c.messages("team", 1).await?;
 
     let (s, _) = api
@@ -374,27 +366,26 @@ async fn roles_invites_and_removal() -> Result<()> {
         .await?;
     assert_eq!(s, 204);
     let removed = Instant::now();
-    c.wait_for(|f| f["type"] == "left" && f["room"] == "team")
+    c.wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "team"))
         .await?;
     assert!(
         removed.elapsed() < Duration::from_secs(1),
         "evicted within a second"
     );
-    a.request(json!({"type":"send","room":"team","id":"2","body":"after"}))
-        .await?;
-    let p = c.request(json!({"type":"ping"})).await?;
-    assert_eq!(p["type"], "pong");
+    a.request(frame::send("team", "2", "after")).await?;
+    let p = c.request(frame::ping()).await?;
+    assert_eq!(p.frame_type(), FrameType::Pong);
     assert!(!c
         .backlog
         .iter()
-        .any(|f| f["type"] == "message" && f["body"] == "after"));
+        .any(|f| matches!(f, ServerFrame::Message(m) if m.body == "after")));
     assert_eq!(
-        c.request(json!({"type":"history","room":"team"})).await?["code"],
-        "forbidden"
+        error_code(&c.request(frame::history("team")).await?),
+        Some(ErrorCode::Forbidden)
     );
     assert_eq!(
-        c.request(json!({"type":"join","room":"team"})).await?["code"],
-        "forbidden"
+        error_code(&c.request(frame::join("team")).await?),
+        Some(ErrorCode::Forbidden)
     );
     let (s, _) = api
         .call("GET", "/v1/rooms/team/messages", Some(&cat), None)
@@ -418,9 +409,9 @@ async fn history_pages_back_to_the_first_message() -> Result<()> {
     let ann = api.user("ann").await?;
     api.room(&ann, "log", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.request(json!({"type":"join","room":"log"})).await?;
+    a.join("log").await?;
     for i in 0..230 {
-        a.send_json(json!({"type":"send","room":"log","id":format!("m{i}"),"body":format!("{i}")}))
+        a.send(frame::send("log", &format!("m{i}"), &format!("{i}")))
             .await?;
     }
     let all = a.messages("log", 230).await?;
@@ -428,13 +419,9 @@ async fn history_pages_back_to_the_first_message() -> Result<()> {
     let mut before: Option<u64> = None;
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut req = json!({"type":"history","room":"log","limit":40});
-        if let Some(b) = before {
-            req["before"] = json!(b);
-        }
-        let h = a.request(req).await?;
-        let msgs = h["messages"].as_array().unwrap().clone();
-        if before.is_none() && msgs.last().map(|m| &m["seq"]) != all.last().map(|m| &m["seq"]) {
+        let h = page(&a.request(frame::history_before("log", before, 40)).await?);
+        let msgs = h.messages;
+        if before.is_none() && msgs.last().map(|m| m.seq) != all.last().map(|m| m.seq) {
             assert!(
                 Instant::now() < deadline,
                 "the worker never stored everything"
@@ -442,29 +429,17 @@ async fn history_pages_back_to_the_first_message() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        assert!(
-            msgs.windows(2)
-                .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()),
-            "oldest first"
-        );
-        before = msgs.first().and_then(|m| m["seq"].as_u64());
+        assert!(msgs.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
+        before = msgs.first().map(|m| m.seq);
         pages.push(msgs);
-        if h["more"] == false {
+        if !h.more {
             break;
         }
     }
     assert_eq!(pages.len(), 6, "230 messages in pages of 40");
-    let flat: Vec<Value> = pages.into_iter().rev().flatten().collect();
-    assert_eq!(
-        flat,
-        all.iter()
-            .map(|m| {
-                let mut m = m.clone();
-                m.as_object_mut().unwrap().remove("type");
-                m
-            })
-            .collect::<Vec<_>>()
-    );
+    // A page holds the messages as they were delivered (a `message` frame without `type`).
+    let flat: Vec<Message> = pages.into_iter().rev().flatten().collect();
+    assert_eq!(flat, all);
     mesh.stop().await
 }
 
@@ -484,7 +459,7 @@ async fn presence_refresh_costs_one_message_per_room_and_gateway() -> Result<()>
     for i in 0..40 {
         let token = api.user(&format!("u{i}")).await?;
         let mut c = Client::login(&mesh.ws_url(), &token).await?;
-        c.request(json!({"type":"join","room":"big"})).await?;
+        c.join("big").await?;
         clients.push(c);
     }
     let nats = mesh.nats.connect().await?;
@@ -502,9 +477,7 @@ async fn presence_refresh_costs_one_message_per_room_and_gateway() -> Result<()>
         (2..=6).contains(&n),
         "{n} presence writes in 4 s for 40 members"
     );
-    let p = clients[0]
-        .request(json!({"type":"presence","room":"big"}))
-        .await?;
-    assert_eq!(names(&p["online"]).len(), 40);
+    let p = clients[0].request(frame::presence("big")).await?;
+    assert_eq!(online(&p).len(), 40);
     mesh.stop().await
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// `ann`'s token and a client of hers, in room `room` she created (not joined).
 async fn owner(mesh: &chatmesh::Mesh, room: &str) -> Result<(Api, String, Client)> {
@@ -24,36 +24,33 @@ async fn owner(mesh: &chatmesh::Mesh, room: &str) -> Result<(Api, String, Client
 async fn fill(c: &mut Client, room: &str, bodies: &[String]) -> Result<Vec<(u64, usize)>> {
     for (i, body) in bodies.iter().enumerate() {
         let id = format!("f{i}");
-        c.send_json(json!({"type":"send","room":room,"id":id,"body":body,"ref":id}))
+        c.send_with_ref(frame::send(room, &id, body), id.clone())
             .await?;
     }
-    let mut acked = Vec::new();
-    while acked.len() < bodies.len() {
+    let mut done = Vec::new();
+    while done.len() < bodies.len() {
         let f = c
-            .wait_for(|f| f["type"] == "ack" || f["type"] == "error")
+            .wait_for(|f| matches!(f.frame_type(), FrameType::Ack | FrameType::Error))
             .await?;
-        if f["type"] == "error" {
-            bail!("send refused: {f}");
+        if f.frame_type() == FrameType::Error {
+            bail!("send refused: {f:?}");
         }
-        let i: usize = f["id"].as_str().unwrap_or("f")[1..].parse()?;
-        acked.push((f["seq"].as_u64().unwrap_or(0), i));
+        let ack = acked(&f);
+        let i: usize = ack.id[1..].parse()?;
+        done.push((ack.seq, i));
     }
-    acked.sort();
-    Ok(acked)
+    done.sort();
+    Ok(done)
 }
 
 /// Checks that `got` (messages, oldest first) is exactly the `acked` messages with their
 /// bodies intact.
-fn assert_all(got: &[Value], acked: &[(u64, usize)], bodies: &[String], how: &str) {
-    let seqs: Vec<u64> = got.iter().filter_map(|m| m["seq"].as_u64()).collect();
+fn assert_all(got: &[Message], acked: &[(u64, usize)], bodies: &[String], how: &str) {
+    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
     let want: Vec<u64> = acked.iter().map(|a| a.0).collect();
     assert_eq!(seqs, want, "{how}: every message once, in order");
     for (m, (_, i)) in got.iter().zip(acked) {
-        assert!(
-            m["body"] == bodies[*i].as_str(),
-            "{how}: body of {} changed",
-            m["seq"]
-        );
+        assert!(m.body == bodies[*i], "{how}: body of {} changed", m.seq);
     }
 }
 
@@ -106,25 +103,27 @@ impl Joins {
     async fn read(
         &mut self,
         c: &mut Client,
-        done: impl Fn(&Self, &[Value]) -> bool,
-    ) -> Result<Vec<Value>> {
+        done: impl Fn(&Self, &[ServerFrame<'static>]) -> bool,
+    ) -> Result<Vec<ServerFrame<'static>>> {
         let mut others = Vec::new();
         while !done(self, &others) {
-            let f = c.next().await?;
-            let room = f["room"].as_str().unwrap_or_default().to_owned();
-            match f["type"].as_str() {
-                Some("joined") => {
-                    let r = f["ref"].to_string();
+            match c.next().await? {
+                ServerFrame::Joined { r#ref, room, .. } => {
+                    // The ref as JSON text: `1` for the join sent with ref 1.
+                    let r = r#ref.into_owned().unwrap_or_default().to_string();
                     self.segs.insert(r.clone(), Vec::new());
-                    self.current.insert(room, r);
+                    self.current.insert(room.into_owned(), r);
                 }
-                Some("message") => {
-                    let r = self.current.get(&room).context("a message before joined")?;
+                ServerFrame::Message(m) => {
+                    let r = self
+                        .current
+                        .get(&m.room)
+                        .context("a message before joined")?;
                     let seg = self.segs.get_mut(r).context("segment")?;
-                    seg.push(f["seq"].as_u64().context("seq")?);
+                    seg.push(m.seq);
                 }
-                Some("presence_diff") => {}
-                _ => others.push(f),
+                ServerFrame::PresenceDiff { .. } => {}
+                f => others.push(f),
             }
         }
         Ok(others)
@@ -147,11 +146,8 @@ impl Joins {
 }
 
 /// Seqs of a page's `messages`.
-fn seqs(page: &Value) -> Vec<u64> {
-    page["messages"]
-        .as_array()
-        .map(|ms| ms.iter().filter_map(|m| m["seq"].as_u64()).collect())
-        .unwrap_or_default()
+fn seqs(page: &Page) -> Vec<u64> {
+    page.messages.iter().map(|m| m.seq).collect()
 }
 
 /// A client that is acked and reads at once sees its message, over HTTP and WebSocket,
@@ -164,21 +160,23 @@ async fn a_read_right_after_an_ack_includes_the_acked_message() -> Result<()> {
     let mut missed = Vec::new();
     for i in 0..60 {
         let ack = c
-            .request(json!({"type":"send","room":"now","id":format!("m{i}"),"body":"hi"}))
+            .request(frame::send("now", &format!("m{i}"), "hi"))
             .await?;
-        let seq = ack["seq"].as_u64().unwrap_or(0);
+        // As before: a send that is not acked is looked for as seq 0 (and so missed).
+        let seq = match ack {
+            ServerFrame::Ack { seq, .. } => seq,
+            _ => 0,
+        };
         let page = if i % 2 == 0 {
             let (s, v) = api
                 .call("GET", "/v1/rooms/now/messages?limit=5", Some(&ann), None)
                 .await?;
             assert_eq!(s, 200, "{v}");
-            v
+            http_page(&v)
         } else {
-            let v = c
-                .request(json!({"type":"history","room":"now","limit":5}))
-                .await?;
-            assert_eq!(v["type"], "history", "{v}");
-            v
+            let v = c.request(frame::history_before("now", None, 5)).await?;
+            assert_eq!(v.frame_type(), FrameType::History, "{v:?}");
+            page(&v)
         };
         if !seqs(&page).contains(&seq) {
             missed.push(seq);
@@ -224,37 +222,34 @@ async fn pages_of_large_messages_stay_under_the_payload_limit() -> Result<()> {
         let path = format!("/v1/rooms/big/messages?limit=100{before}");
         let (s, v) = api.call("GET", &path, Some(&ann), None).await?;
         assert_eq!(s, 200, "{v}");
-        let page = v["messages"].as_array().cloned().unwrap_or_default();
-        assert!(!page.is_empty(), "a page makes progress: {v}");
+        let page = http_page(&v);
+        assert!(!page.messages.is_empty(), "a page makes progress: {v}");
         assert!(v.to_string().len() < 1 << 20, "page over 1 MiB");
-        before = format!("&before={}", page[0]["seq"]);
-        http.splice(0..0, page);
-        if v["more"] == false {
+        before = format!("&before={}", page.messages[0].seq);
+        http.splice(0..0, page.messages);
+        if !page.more {
             break;
         }
     }
     assert_all(&http, &acked, &bodies, "HTTP");
 
     let mut ws = Vec::new();
-    let mut before = Value::Null;
+    let mut before = None;
     loop {
-        let v = c
-            .request(json!({"type":"history","room":"big","limit":100,"before":before}))
-            .await?;
-        assert_eq!(v["type"], "history", "{v}");
-        let page = v["messages"].as_array().cloned().unwrap_or_default();
-        assert!(!page.is_empty(), "a page makes progress");
-        before = page[0]["seq"].clone();
-        ws.splice(0..0, page);
-        if v["more"] == false {
+        let v = c.request(frame::history_before("big", before, 100)).await?;
+        assert_eq!(v.frame_type(), FrameType::History, "{v:?}");
+        let Page { messages, more } = page(&v);
+        assert!(!messages.is_empty(), "a page makes progress");
+        before = Some(messages[0].seq);
+        ws.splice(0..0, messages);
+        if !more {
             break;
         }
     }
     assert_all(&ws, &acked, &bodies, "WebSocket history");
 
     let mut r = Client::login(&mesh.ws_url(), &ann).await?;
-    r.request(json!({"type":"join","room":"big","since":0}))
-        .await?;
+    r.request(frame::join_since("big", 0)).await?;
     let replayed = r.messages("big", acked.len()).await?;
     assert_all(&replayed, &acked, &bodies, "replay");
     mesh.stop().await
@@ -277,8 +272,7 @@ async fn rejoins_cancel_the_replay_they_replace() -> Result<()> {
     let mut r = Client::login(&mesh.ws_url(), &ann).await?;
     let mut joins = Joins::default();
     for k in 1..=JOINS {
-        r.send_json(json!({"type":"join","room":"busy","since":0,"ref":k}))
-            .await?;
+        r.send_with_ref(frame::join_since("busy", 0), k).await?;
         let key = k.to_string();
         let others = joins.read(&mut r, |j, _| j.segs.contains_key(&key)).await?;
         assert!(others.is_empty(), "{others:?}");
@@ -331,38 +325,31 @@ async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
 
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     for (r, room) in [(1, "big1"), (2, "big2"), (3, "small"), (4, "big1")] {
-        a.send_json(json!({"type":"join","room":room,"since":0,"ref":r}))
-            .await?;
+        a.send_with_ref(frame::join_since(room, 0), r).await?;
     }
     let mut b = Client::login(&mesh.ws_url(), &ann).await?;
-    b.send_json(json!({"type":"join","room":"big1","since":0,"ref":1}))
-        .await?;
+    b.send_with_ref(frame::join_since("big1", 0), 1).await?;
     metric_reaches(&api, RUNNING, 3.0).await?;
     let mut late = Client::login(&mesh.ws_url(), &ann).await?;
-    let refused = late
-        .request(json!({"type":"join","room":"small","since":0}))
-        .await?;
+    let refused = late.request(frame::join_since("small", 0)).await?;
     assert_eq!(
-        (&refused["type"], &refused["code"]),
-        (&json!("error"), &json!("unavailable")),
-        "{refused}"
+        error_code(&refused),
+        Some(ErrorCode::Unavailable),
+        "{refused:?}"
     );
-    a.send_json(json!({"type":"leave","room":"big2","ref":5}))
-        .await?;
+    a.send_with_ref(frame::leave("big2"), 5).await?;
     metric_reaches(&api, RUNNING, 2.0).await?;
-    let joined = late
-        .request(json!({"type":"join","room":"small","since":0}))
-        .await?;
-    assert_eq!(joined["type"], "joined", "{joined}");
+    let joined = late.request(frame::join_since("small", 0)).await?;
+    assert_eq!(joined.frame_type(), FrameType::Joined, "{joined:?}");
     let got = late.messages("small", small.len()).await?;
-    let got: Vec<u64> = got.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    let got: Vec<u64> = got.iter().map(|m| m.seq).collect();
     assert_eq!(got, small);
 
     let end = big1[big1.len() - 1];
     let mut joins = Joins::default();
     let others = joins
         .read(&mut a, |j, o| {
-            o.iter().any(|f| f["type"] == "left") && j.last("4") == Some(end)
+            o.iter().any(|f| f.frame_type() == FrameType::Left) && j.last("4") == Some(end)
         })
         .await?;
     joins.assert_once_in_order();
@@ -371,11 +358,14 @@ async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
         !joins.segs.contains_key("3"),
         "the refused join did not join"
     );
-    let errors: Vec<_> = others.iter().filter(|f| f["type"] == "error").collect();
+    let errors: Vec<_> = others
+        .iter()
+        .filter(|f| f.frame_type() == FrameType::Error)
+        .collect();
     assert_eq!(errors.len(), 1, "{others:?}");
     assert_eq!(
-        (&errors[0]["ref"], &errors[0]["code"]),
-        (&json!(3), &json!("rate_limited"))
+        (errors[0].reply_to(), error_code(errors[0])),
+        (Some(&json!(3)), Some(ErrorCode::RateLimited))
     );
 
     let mut joins = Joins::default();

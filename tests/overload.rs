@@ -11,8 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use common::{fast_config, start_mesh, Api, Client};
-use serde_json::{json, Value};
+use common::{
+    error_code, fast_config, frame, replies_to, start_mesh, Api, Client, ErrorCode, FrameType,
+    ServerFrame,
+};
 use tokio::time::Instant;
 
 /// Sends from ann: more than a session's 64 in-flight slots.
@@ -51,8 +53,8 @@ async fn collect(
     c: &mut Client,
     n: usize,
     until: Instant,
-    pred: impl Fn(&Value) -> bool,
-) -> Vec<(Value, Instant)> {
+    pred: impl Fn(&ServerFrame) -> bool,
+) -> Vec<(ServerFrame<'static>, Instant)> {
     let (mut out, mut other) = (Vec::new(), Vec::new());
     while out.len() < n {
         match tokio::time::timeout_at(until, c.next()).await {
@@ -86,14 +88,12 @@ async fn a_stalled_bus_sheds_sends_with_clear_errors_and_never_goes_silent() -> 
     api.room(&ann_t, "hall", "public").await?;
     let mut ann = Client::login(&mesh.ws_url(), &ann_t).await?;
     let mut bob = Client::login(&mesh.ws_url(), &bob_t).await?;
-    ann.request(json!({"type":"join","room":"hall"})).await?;
-    bob.request(json!({"type":"join","room":"hall"})).await?;
+    ann.join("hall").await?;
+    bob.join("hall").await?;
     // The send path is warm (access cached, stream answering) before the stall: this test
     // is about the bus, not the workers' services.
-    ann.request(json!({"type":"send","room":"hall","id":"warm-a","body":"x"}))
-        .await?;
-    bob.request(json!({"type":"send","room":"hall","id":"warm-b","body":"x"}))
-        .await?;
+    ann.request(frame::send("hall", "warm-a", "x")).await?;
+    bob.request(frame::send("hall", "warm-b", "x")).await?;
 
     let nats = mesh.nats.pid().expect("nats-server runs");
     signal(nats, "STOP")?;
@@ -105,32 +105,36 @@ async fn a_stalled_bus_sheds_sends_with_clear_errors_and_never_goes_silent() -> 
     let stalled = Instant::now();
     let outcome = async {
         for i in 0..ANN_SENDS {
-            let send = json!({"type":"send","ref":format!("s{i}"),"room":"hall","id":format!("a{i}"),"body":"x"});
-            ann.send_json(send).await?;
+            let send = frame::send("hall", &format!("a{i}"), "x");
+            ann.send_with_ref(send, format!("s{i}")).await?;
         }
-        ann.send_json(json!({"type":"ping","ref":"p"})).await?;
+        ann.send_with_ref(frame::ping(), "p").await?;
         let pinged = Instant::now();
         // Everything before the ping is handled first: the sends past the budget are
         // refused (one wait, then at once), then the pong.
         let early = collect(&mut ann, 1, pinged + Duration::from_secs(10), |f| {
-            f["type"] == "pong"
+            f.frame_type() == FrameType::Pong
         })
         .await;
         let pong_after = early.first().map(|(_, at)| at.duration_since(pinged));
         for i in 0..BOB_SENDS {
-            let send = json!({"type":"send","ref":format!("s{i}"),"room":"hall","id":format!("b{i}"),"body":"x"});
-            bob.send_json(send).await?;
+            let send = frame::send("hall", &format!("b{i}"), "x");
+            bob.send_with_ref(send, format!("s{i}")).await?;
         }
-        bob.send_json(json!({"type":"ping","ref":"p"})).await?;
+        bob.send_with_ref(frame::ping(), "p").await?;
         let bob_pinged = Instant::now();
         let bob_pong = collect(&mut bob, 1, bob_pinged + Duration::from_secs(10), |f| {
-            f["type"] == "pong"
+            f.frame_type() == FrameType::Pong
         })
         .await;
-        let bob_pong_after = bob_pong.first().map(|(_, at)| at.duration_since(bob_pinged));
+        let bob_pong_after = bob_pong
+            .first()
+            .map(|(_, at)| at.duration_since(bob_pinged));
         // Every send is answered (ack or error) within the publish deadline and the
         // PubAck timeout, nats-server still stopped.
-        let answered = |f: &Value| (f["type"] == "ack" || f["type"] == "error") && f["ref"] != "p";
+        let answered = |f: &ServerFrame| {
+            matches!(f.frame_type(), FrameType::Ack | FrameType::Error) && !replies_to(f, "p")
+        };
         let until = stalled + Duration::from_secs(9);
         let ann_answers = collect(&mut ann, ANN_SENDS as usize, until, answered).await;
         let bob_answers = collect(&mut bob, BOB_SENDS as usize, until, answered).await;
@@ -150,13 +154,14 @@ async fn a_stalled_bus_sheds_sends_with_clear_errors_and_never_goes_silent() -> 
         bob_pong_after < Duration::from_millis(1_500),
         "bob's pong took {bob_pong_after:?}"
     );
-    let codes = |answers: &[(Value, Instant)]| {
+    let codes = |answers: &[(ServerFrame, Instant)]| {
         let mut ids = HashSet::new();
         let mut shed = 0;
         for (f, _) in answers {
-            ids.insert(f["ref"].as_str().expect("the send's ref").to_owned());
-            if f["type"] == "error" {
-                assert_eq!(f["code"], "unavailable", "{f}");
+            let r = f.reply_to().and_then(|r| r.as_str());
+            ids.insert(r.expect("the send's ref").to_owned());
+            if f.frame_type() == FrameType::Error {
+                assert_eq!(error_code(f), Some(ErrorCode::Unavailable), "{f:?}");
                 shed += 1;
             }
         }
@@ -166,14 +171,11 @@ async fn a_stalled_bus_sheds_sends_with_clear_errors_and_never_goes_silent() -> 
     let (bob_n, bob_errors) = codes(&bob_answers);
     assert_eq!(ann_n as u64, ANN_SENDS, "every one of ann's sends answered");
     assert_eq!(bob_n as u64, BOB_SENDS, "every one of bob's sends answered");
-    let overloaded = |answers: &[(Value, Instant)]| {
+    let overloaded = |answers: &[(ServerFrame, Instant)]| {
         answers
             .iter()
             .filter(|(f, _)| {
-                f["message"]
-                    .as_str()
-                    .unwrap_or("")
-                    .starts_with("overloaded")
+                matches!(f, ServerFrame::Error { message, .. } if message.starts_with("overloaded"))
             })
             .count()
     };
@@ -191,13 +193,15 @@ async fn a_stalled_bus_sheds_sends_with_clear_errors_and_never_goes_silent() -> 
     for (who, n, prefix) in [(&mut ann, ANN_SENDS, "a"), (&mut bob, BOB_SENDS, "b")] {
         for i in 0..n {
             loop {
-                let send =
-                    json!({"type":"send","room":"hall","id":format!("{prefix}{i}"),"body":"x"});
+                let send = frame::send("hall", &format!("{prefix}{i}"), "x");
                 let answer = who.request(send).await?;
-                if answer["type"] == "ack" {
+                if answer.frame_type() == FrameType::Ack {
                     break;
                 }
-                assert!(Instant::now() < deadline, "resend of {prefix}{i}: {answer}");
+                assert!(
+                    Instant::now() < deadline,
+                    "resend of {prefix}{i}: {answer:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -226,21 +230,19 @@ async fn history_ids(c: &mut Client, room: &str) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut before: Option<u64> = None;
     loop {
-        let mut page = json!({"type":"history","room":room,"limit":100});
-        if let Some(b) = before {
-            page["before"] = json!(b);
-        }
-        let h = c.request(page).await?;
-        let msgs = h["messages"].as_array().cloned().unwrap_or_default();
-        let mut older: Vec<String> = msgs
-            .iter()
-            .map(|m| m["id"].as_str().unwrap_or("").to_owned())
-            .collect();
+        let h = c.request(frame::history_before(room, before, 100)).await?;
+        // Not a page (an error while the bus recovers) ends the walk like an empty page:
+        // the caller polls again.
+        let (msgs, more) = match h {
+            ServerFrame::History { messages, more, .. } => (messages.into_owned(), more),
+            _ => (Vec::new(), false),
+        };
+        let mut older: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
         older.append(&mut ids);
         ids = older;
-        if h["more"] != true || msgs.is_empty() {
+        if !more || msgs.is_empty() {
             return Ok(ids);
         }
-        before = msgs[0]["seq"].as_u64();
+        before = Some(msgs[0].seq);
     }
 }

@@ -7,16 +7,22 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{fast_config, start_mesh, Api, Client, Ended};
-use serde_json::{json, Value};
+use common::{
+    acked, error_code, fast_config, frame, http_rooms, start_mesh, Api, Client, Ended, ErrorCode,
+    FrameType, ServerFrame,
+};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Frames of `kind` that arrive within `window`.
-async fn count_frames(c: &mut Client, kind: &str, window: Duration) -> Vec<Value> {
+async fn count_frames(
+    c: &mut Client,
+    kind: FrameType,
+    window: Duration,
+) -> Vec<ServerFrame<'static>> {
     let until = tokio::time::Instant::now() + window;
     let mut out = Vec::new();
     while let Ok(Ok(v)) = tokio::time::timeout_at(until, c.next()).await {
-        if v["type"] == kind {
+        if v.frame_type() == kind {
             out.push(v);
         }
     }
@@ -37,6 +43,7 @@ async fn a_binary_flood_is_closed_with_4008() -> Result<()> {
     let mesh = start_mesh(dir.path(), strict_config()).await?;
     let token = Api::new(&mesh).user("ann").await?;
     let mut c = Client::login(&mesh.ws_url(), &token).await?;
+    // Raw on purpose: binary messages are not protocol frames.
     for _ in 0..200 {
         if c.send_raw(WsMessage::binary(vec![0u8; 16])).await.is_err() {
             break;
@@ -57,17 +64,22 @@ async fn flood_refusals_carry_the_requests_ref() -> Result<()> {
     let token = Api::new(&mesh).user("ann").await?;
     let mut c = Client::login(&mesh.ws_url(), &token).await?;
     for i in 0..60 {
-        c.send_json(json!({"type": "presence", "room": "nowhere", "ref": format!("r{i}")}))
+        c.send_with_ref(frame::presence("nowhere"), format!("r{i}"))
             .await?;
     }
-    let limited = count_frames(&mut c, "error", Duration::from_secs(2)).await;
-    let limited: Vec<&Value> = limited
+    let limited = count_frames(&mut c, FrameType::Error, Duration::from_secs(2)).await;
+    let limited: Vec<&ServerFrame> = limited
         .iter()
-        .filter(|v| v["code"] == "rate_limited")
+        .filter(|v| error_code(v) == Some(ErrorCode::RateLimited))
         .collect();
     assert!(!limited.is_empty(), "the flood guard refused nothing");
     for v in limited {
-        assert!(v["ref"].as_str().is_some_and(|r| r.starts_with('r')), "{v}");
+        assert!(
+            v.reply_to()
+                .and_then(|r| r.as_str())
+                .is_some_and(|r| r.starts_with('r')),
+            "{v:?}"
+        );
     }
     mesh.stop().await
 }
@@ -80,6 +92,7 @@ async fn a_ping_flood_is_closed_with_4008() -> Result<()> {
     let mesh = start_mesh(dir.path(), strict_config()).await?;
     let token = Api::new(&mesh).user("ann").await?;
     let mut c = Client::login(&mesh.ws_url(), &token).await?;
+    // Raw on purpose: WebSocket pings, not protocol `ping` frames.
     for _ in 0..200 {
         if c.send_raw(WsMessage::Ping(vec![1u8; 8].into()))
             .await
@@ -104,45 +117,39 @@ async fn reads_are_clamped_and_coalesced() -> Result<()> {
     api.room(&ann, "hall", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    a.request(json!({"type":"join","room":"hall"})).await?;
-    b.request(json!({"type":"join","room":"hall"})).await?;
+    a.join("hall").await?;
+    b.join("hall").await?;
     let mut last = 0;
     for i in 0..3 {
-        let ack = a
-            .request(json!({"type":"send","room":"hall","id":format!("m{i}"),"body":"hi"}))
-            .await?;
-        last = ack["seq"].as_u64().expect("seq");
+        last = a.post("hall", &format!("m{i}"), "hi").await?.seq;
     }
     b.messages("hall", 3).await?;
     for i in 0..180u64 {
-        b.send_json(json!({"type":"read","room":"hall","seq": 1 + i % last}))
-            .await?;
+        b.send(frame::read("hall", 1 + i % last)).await?;
     }
-    b.send_json(json!({"type":"read","room":"hall","seq": u64::MAX}))
-        .await?;
-    let receipts = count_frames(&mut a, "receipt", Duration::from_millis(2500)).await;
+    b.send(frame::read("hall", u64::MAX)).await?;
+    let receipts = count_frames(&mut a, FrameType::Receipt, Duration::from_millis(2500)).await;
     assert!(
         (1..=2).contains(&receipts.len()),
         "{} receipts for 181 reads: {receipts:?}",
         receipts.len()
     );
-    assert_eq!(receipts.last().unwrap()["seq"], last, "{receipts:?}");
+    assert!(
+        matches!(receipts.last().unwrap(), ServerFrame::Receipt { seq, .. } if *seq == last),
+        "{receipts:?}"
+    );
 
-    a.request(json!({"type":"send","room":"hall","id":"after","body":"new"}))
-        .await?;
+    acked(&a.request(frame::send("hall", "after", "new")).await?);
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
         let (_, list) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
-        let hall = list["rooms"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["room"] == "hall").cloned())
-            .unwrap_or_default();
-        if hall["unread"] == 1 {
+        let hall = http_rooms(&list).and_then(|r| r.into_iter().find(|r| r.room == "hall"));
+        if hall.as_ref().is_some_and(|h| h.unread == 1) {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "unread stayed {hall}"
+            "unread stayed {hall:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -163,14 +170,13 @@ async fn typing_is_bounded_per_session() -> Result<()> {
     for i in 0..20 {
         let room = format!("r{i}");
         api.room(&ann, &room, "public").await?;
-        a.request(json!({"type":"join","room":room})).await?;
-        b.request(json!({"type":"join","room":room})).await?;
+        a.join(&room).await?;
+        b.join(&room).await?;
     }
     for i in 0..20 {
-        b.send_json(json!({"type":"typing","room":format!("r{i}")}))
-            .await?;
+        b.send(frame::typing(&format!("r{i}"))).await?;
     }
-    let typing = count_frames(&mut a, "typing", Duration::from_millis(800)).await;
+    let typing = count_frames(&mut a, FrameType::Typing, Duration::from_millis(800)).await;
     assert!(
         (1..=4).contains(&typing.len()),
         "{} typing events from one session in 20 rooms",

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 use common::*;
-use serde_json::json;
 
 /// Slow consumer: 1013 for it, no stall for the room, exact resume afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,17 +27,17 @@ async fn slow_consumer_is_closed_with_1013_and_resumes() -> Result<()> {
     let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
     let mut fast = Client::login(&mesh.ws_url(), &bob).await?;
     let mut slow = Client::login(&mesh.ws_url(), &cat).await?;
-    fast.request(json!({"type":"join","room":"busy"})).await?;
-    slow.request(json!({"type":"join","room":"busy"})).await?;
+    fast.join("busy").await?;
+    slow.join("busy").await?;
 
     let body = "x".repeat(12 * 1024);
     let send = tokio::spawn(async move {
         // Paced by acks, so only the member that stops reading falls behind.
         for i in 0..N {
             let ack = sender
-                .request(json!({"type":"send","room":"busy","id":format!("m{i}"),"body":body}))
+                .request(frame::send("busy", &format!("m{i}"), &body))
                 .await?;
-            anyhow::ensure!(ack["type"] == "ack", "{ack}");
+            anyhow::ensure!(ack.frame_type() == FrameType::Ack, "{ack:?}");
         }
         anyhow::Ok(sender)
     });
@@ -49,10 +48,13 @@ async fn slow_consumer_is_closed_with_1013_and_resumes() -> Result<()> {
 
     // Now the slow member reads: what was queued, then the close.
     assert_eq!(slow.ended().await, Ended::Closed(1013));
-    let before: Vec<_> = slow
+    let before: Vec<Message> = slow
         .backlog
         .drain(..)
-        .filter(|f| f["type"] == "message")
+        .filter_map(|f| match f {
+            ServerFrame::Message(m) => Some(m),
+            _ => None,
+        })
         .collect();
     assert!(before.len() < N, "the slow member was cut off early");
     let held = if before.is_empty() {
@@ -62,16 +64,10 @@ async fn slow_consumer_is_closed_with_1013_and_resumes() -> Result<()> {
     };
 
     let mut again = Client::login(&mesh.ws_url(), &cat).await?;
-    again
-        .request(json!({"type":"join","room":"busy","since":held}))
-        .await?;
+    again.request(frame::join_since("busy", held)).await?;
     let rest = again.messages("busy", N - before.len()).await?;
     assert_chain(&rest, held);
-    let seqs: BTreeSet<_> = before
-        .iter()
-        .chain(&rest)
-        .map(|m| m["seq"].as_u64())
-        .collect();
+    let seqs: BTreeSet<_> = before.iter().chain(&rest).map(|m| m.seq).collect();
     assert_eq!(seqs.len(), N, "every message exactly once");
     mesh.stop().await
 }

@@ -1,20 +1,30 @@
 //! Test support: a real embedded mesh (nats-server child, worker, fjall store, gateway) in a
-//! temp dir, an HTTP client, and a WebSocket client written against PROTOCOL.md (not against
-//! the gateway's code) — tokio-tungstenite, an independent implementation.
-#![allow(dead_code)]
+//! temp dir, an HTTP client, and a protocol v1 WebSocket client ([`Client`]) that speaks the
+//! protocol crate's typed frames ([`frame`] builds them, [`acked`], [`page`], ... read them).
+// Each test binary uses a different part of this module.
+#![allow(dead_code, unused_imports)]
+
+mod client;
+mod frames;
+
+pub use chatmesh_client::Page;
+pub use chatmesh_protocol::frames::{ClientFrame, FrameType, ServerFrame};
+pub use chatmesh_protocol::message::Message;
+pub use chatmesh_protocol::service::RoomListing;
+pub use chatmesh_protocol::ErrorCode;
+pub use client::{assert_chain, Client, Ended};
+pub use frames::{acked, decode, error_code, frame, joined, online, page, replies_to, Acked};
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use chatmesh::{Config, Mesh, MeshOptions};
-use futures::{SinkExt, StreamExt};
+use chatmesh_client::Login;
+use chatmesh_protocol::service::{Credentials, RoomList};
+use chatmesh_protocol::ApiError;
+use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for any one expected event.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -96,7 +106,7 @@ impl Api {
 
     /// Registers and logs in; returns the token.
     pub async fn user(&self, name: &str) -> Result<String> {
-        let creds = json!({"username": name, "password": "correct horse"});
+        let creds = credentials(name, "correct horse");
         let (s, v) = self
             .call("POST", "/v1/auth/register", None, Some(creds.clone()))
             .await?;
@@ -109,9 +119,11 @@ impl Api {
         if s != 200 {
             bail!("login {name}: {s} {v}");
         }
-        Ok(v["token"].as_str().context("token")?.to_owned())
+        Ok(serde_json::from_value::<Login>(v)?.token)
     }
 
+    /// `POST /v1/rooms`. Its body stays JSON: the protocol crate has no type for it
+    /// (`service::CreateRoomRequest` is the worker's, with the acting user).
     pub async fn room(&self, token: &str, room: &str, kind: &str) -> Result<()> {
         let (s, v) = self
             .call(
@@ -128,157 +140,31 @@ impl Api {
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A protocol v1 client.
-pub struct Client {
-    ws: Ws,
-    next_ref: u64,
-    /// Frames read while waiting for something else, oldest first.
-    pub backlog: std::collections::VecDeque<Value>,
+/// The body of `GET /v1/rooms/{room}/messages`; a body that is not a page fails the test.
+#[track_caller]
+pub fn http_page(v: &Value) -> Page {
+    Page::deserialize(v).unwrap_or_else(|e| panic!("not a history page ({e}): {v}"))
 }
 
-/// How a connection ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ended {
-    Closed(u16),
-    Dropped,
+/// The rooms of a `GET /v1/rooms` body, `None` if it is not a room list (an error body).
+pub fn http_rooms(v: &Value) -> Option<Vec<RoomListing>> {
+    RoomList::deserialize(v).ok().map(|l| l.rooms)
 }
 
-impl Client {
-    pub async fn connect(url: &str) -> Result<Self> {
-        let mut req = url.into_client_request()?;
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "chatmesh.v1".parse()?);
-        let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
-        let proto = resp
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok());
-        if proto != Some("chatmesh.v1") {
-            bail!("subprotocol not echoed: {proto:?}");
-        }
-        Ok(Self {
-            ws,
-            next_ref: 1,
-            backlog: Default::default(),
-        })
+/// The code of an HTTP error body (`{"error": {"code", "message"}}`), `None` if `v` is not
+/// one.
+pub fn http_error(v: &Value) -> Option<ErrorCode> {
+    #[derive(Deserialize)]
+    struct Body {
+        error: ApiError,
     }
-
-    /// Connects and authenticates with `hello`.
-    pub async fn login(url: &str, token: &str) -> Result<Self> {
-        let mut c = Self::connect(url).await?;
-        let welcome = c.request(json!({"type": "hello", "token": token})).await?;
-        if welcome["type"] != "welcome" {
-            bail!("expected welcome, got {welcome}");
-        }
-        Ok(c)
-    }
-
-    pub async fn send_raw(&mut self, msg: WsMessage) -> Result<()> {
-        self.ws.send(msg).await.map_err(|e| anyhow!("send: {e}"))
-    }
-
-    pub async fn send_json(&mut self, v: Value) -> Result<()> {
-        self.send_raw(WsMessage::text(v.to_string())).await
-    }
-
-    /// Sends `v` with a fresh `ref` and returns the frame that answers it.
-    pub async fn request(&mut self, mut v: Value) -> Result<Value> {
-        let r = self.next_ref;
-        self.next_ref += 1;
-        v["ref"] = json!(r);
-        self.send_json(v).await?;
-        self.wait_for(|f| f["ref"] == json!(r)).await
-    }
-
-    /// The next frame from the server (backlog first).
-    pub async fn next(&mut self) -> Result<Value> {
-        if let Some(v) = self.backlog.pop_front() {
-            return Ok(v);
-        }
-        self.read().await
-    }
-
-    async fn read(&mut self) -> Result<Value> {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .map_err(|_| anyhow!("timed out waiting for a frame"))?
-                .ok_or_else(|| anyhow!("connection ended"))??;
-            match msg {
-                WsMessage::Text(t) => return Ok(serde_json::from_str(&t)?),
-                WsMessage::Close(c) => bail!("closed: {c:?}"),
-                _ => continue,
-            }
-        }
-    }
-
-    /// Reads until a frame matches; others are kept in the backlog.
-    pub async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Result<Value> {
-        if let Some(i) = self.backlog.iter().position(&pred) {
-            return Ok(self.backlog.remove(i).unwrap_or_default());
-        }
-        loop {
-            let v = self.read().await?;
-            if pred(&v) {
-                return Ok(v);
-            }
-            self.backlog.push_back(v);
-        }
-    }
-
-    /// The next `n` `message` frames of `room`, in arrival order.
-    pub async fn messages(&mut self, room: &str, n: usize) -> Result<Vec<Value>> {
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let v = self
-                .wait_for(|f| f["type"] == "message" && f["room"] == room)
-                .await?;
-            out.push(v);
-        }
-        Ok(out)
-    }
-
-    /// Waits for the server to end the connection; returns the close code.
-    pub async fn ended(&mut self) -> Ended {
-        loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await {
-                Ok(Some(Ok(WsMessage::Close(Some(frame))))) => {
-                    return Ended::Closed(u16::from(frame.code))
-                }
-                Ok(Some(Ok(WsMessage::Close(None)))) => return Ended::Closed(1005),
-                Ok(Some(Ok(WsMessage::Text(t)))) => {
-                    if let Ok(v) = serde_json::from_str(&t) {
-                        self.backlog.push_back(v);
-                    }
-                }
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_))) | Ok(None) | Err(_) => return Ended::Dropped,
-            }
-        }
-    }
-
-    pub async fn close(mut self) {
-        let _ = self
-            .ws
-            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            }))
-            .await;
-    }
+    Body::deserialize(v).ok().map(|b| b.error.code)
 }
 
-/// Asserts that `msgs` form an unbroken chain after `start`: each `prev` is the seq before.
-pub fn assert_chain(msgs: &[Value], start: u64) -> u64 {
-    let mut last = start;
-    for m in msgs {
-        let seq = m["seq"].as_u64().expect("seq");
-        let prev = m["prev"].as_u64().expect("prev");
-        assert_eq!(prev, last, "broken prev chain at seq {seq}: {m}");
-        assert!(seq > last, "seq did not increase: {m}");
-        last = seq;
-    }
-    last
+/// The body of `POST /v1/auth/register` and `/v1/auth/login`.
+pub fn credentials(username: &str, password: &str) -> Value {
+    json!(Credentials {
+        username: username.into(),
+        password: password.into(),
+    })
 }

@@ -472,21 +472,21 @@ async fn ask_history_meanwhile(
     while !stop.is_cancelled() {
         n += 1;
         let asked = std::time::Instant::now();
-        let frame = serde_json::json!({"type": "history", "room": room, "limit": 10, "ref": n});
-        ws::send(&mut socket, frame).await?;
+        let ask = common::frame::history_before(&room, None, 10);
+        ws::send(&mut socket, ask, n).await?;
         let reply = tokio::time::timeout(Duration::from_secs(15), async {
             loop {
-                let f = ws::next_json(&mut socket).await?;
-                if f["ref"] == n {
+                let f = ws::next_frame(&mut socket).await?;
+                if common::replies_to(&f, n) {
                     return anyhow::Ok(f);
                 }
             }
         })
         .await??;
         longest = longest.max(asked.elapsed());
-        match reply["type"].as_str() {
-            Some("history") => answered += 1,
-            _ => errors.push(reply["code"].as_str().unwrap_or("?").to_owned()),
+        match common::error_code(&reply) {
+            None if reply.frame_type() == common::FrameType::History => answered += 1,
+            code => errors.push(code.map_or("?", |c| c.as_str()).to_owned()),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::Api;
+use crate::common::{http_page, Api};
 use crate::traffic::{self, lock, Shared, Target};
 
 /// A running traffic run.
@@ -147,7 +147,7 @@ impl Run {
         self.produce.cancel();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         for s in self.senders.drain(..) {
-            let _ = tokio::time::timeout_at(deadline, s).await;
+            reraise(tokio::time::timeout_at(deadline, s).await.ok());
         }
         let want: HashSet<u64> = lock(&self.ledger).acked.values().copied().collect();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -163,7 +163,7 @@ impl Run {
         }
         self.stop.cancel();
         for r in self.receivers.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+            reraise(tokio::time::timeout(Duration::from_secs(5), r).await.ok());
         }
         Ok(self.verdict())
     }
@@ -215,6 +215,15 @@ impl Run {
     }
 }
 
+/// A traffic task's panic (a frame that is not protocol v1) fails the test here.
+fn reraise(ended: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(e)) = ended {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -236,23 +245,19 @@ pub async fn history(
         if status != 200 {
             bail!("history: {status} {v}");
         }
-        let page = v["messages"].as_array().cloned().unwrap_or_default();
-        let Some(first) = page.first() else { break };
-        before = first["seq"].as_u64().unwrap_or(0);
+        let page = http_page(&v);
+        let Some(first) = page.messages.first() else {
+            break;
+        };
+        before = first.seq;
         let mut rows: Vec<_> = page
-            .iter()
-            .map(|m| {
-                (
-                    m["seq"].as_u64().unwrap_or(0),
-                    m["prev"].as_u64().unwrap_or(0),
-                    m["from"].as_str().unwrap_or("").to_owned(),
-                    m["id"].as_str().unwrap_or("").to_owned(),
-                )
-            })
+            .messages
+            .into_iter()
+            .map(|m| (m.seq, m.prev, m.from, m.id))
             .collect();
         rows.append(&mut out);
         out = rows;
-        if v["more"] != true {
+        if !page.more {
             break;
         }
     }

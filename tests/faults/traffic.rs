@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::common::{frame, ServerFrame};
 use crate::ws;
 
 /// What every client saw.
@@ -99,8 +99,10 @@ pub async fn sender(
             lock(&ledger).reconnects.push(at.elapsed());
         }
         for id in pending.values() {
-            let frame = json!({"type":"send","room":t.room,"id":id,"body":id,"ref":id});
-            if ws::send(&mut s, frame).await.is_err() {
+            if ws::send(&mut s, frame::send(&t.room, id, id), id.as_str())
+                .await
+                .is_err()
+            {
                 lost_at = Some(Instant::now());
                 continue 'outer;
             }
@@ -118,19 +120,20 @@ pub async fn sender(
                     let id = format!("{user}-{n}");
                     pending.insert(n, id.clone());
                     lock(&ledger).sent += 1;
-                    let frame = json!({"type":"send","room":t.room,"id":id,"body":id,"ref":id});
-                    if ws::send(&mut s, frame).await.is_err() {
+                    if ws::send(&mut s, frame::send(&t.room, &id, &id), id.as_str())
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
-                frame = ws::next_json(&mut s) => {
+                frame = ws::next_frame(&mut s) => {
                     let Ok(frame) = frame else { break };
                     if !on_sender_frame(&frame, &user, &mut pending, &ledger) {
                         // `unavailable` after the gateway's publish deadline: resend the id.
-                        let id = frame["ref"].as_str().unwrap_or_default().to_owned();
-                        let again = json!({"type":"send","room":t.room,"id":id,"body":id,"ref":id});
+                        let id = frame.reply_to().and_then(|r| r.as_str()).unwrap_or_default();
                         lock(&ledger).resent += 1;
-                        if ws::send(&mut s, again).await.is_err() {
+                        if ws::send(&mut s, frame::send(&t.room, id, id), id).await.is_err() {
                             break;
                         }
                     }
@@ -143,20 +146,24 @@ pub async fn sender(
 
 /// Books an ack or an error; false when the frame asks for a resend.
 fn on_sender_frame(
-    frame: &Value,
+    frame: &ServerFrame,
     user: &str,
     pending: &mut BTreeMap<u64, String>,
     ledger: &Shared,
 ) -> bool {
-    let id = frame["id"].as_str().or(frame["ref"].as_str()).unwrap_or("");
+    // An ack names its id; an error answers the send's `ref`, which is the id.
+    let id = match frame {
+        ServerFrame::Ack { id, .. } => &**id,
+        _ => frame.reply_to().and_then(|r| r.as_str()).unwrap_or(""),
+    };
     let num = id
         .rsplit('-')
         .next()
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
-    match frame["type"].as_str() {
-        Some("ack") => {
-            let seq = frame["seq"].as_u64().unwrap_or(0);
+    match frame {
+        ServerFrame::Ack { seq, .. } => {
+            let seq = *seq;
             pending.remove(&num);
             let mut l = lock(ledger);
             l.ack_times.push(Instant::now());
@@ -168,12 +175,8 @@ fn on_sender_frame(
             }
             true
         }
-        Some("error") => {
-            let code = frame["error"]["code"]
-                .as_str()
-                .or(frame["code"].as_str())
-                .unwrap_or("?")
-                .to_owned();
+        ServerFrame::Error { code, .. } => {
+            let code = code.as_str().to_owned();
             let retry = matches!(code.as_str(), "unavailable" | "rate_limited");
             *lock(ledger).errors.entry(code).or_default() += 1;
             if !retry {
@@ -207,7 +210,7 @@ pub async fn receiver(
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                frame = ws::next_json(&mut s) => {
+                frame = ws::next_frame(&mut s) => {
                     let Ok(frame) = frame else { break };
                     on_receiver_frame(&frame, &mut lock(&ledger).receivers[index]);
                 }
@@ -217,11 +220,10 @@ pub async fn receiver(
     }
 }
 
-fn on_receiver_frame(frame: &Value, r: &mut Received) {
-    match frame["type"].as_str() {
-        Some("message") => {
-            let seq = frame["seq"].as_u64().unwrap_or(0);
-            let prev = frame["prev"].as_u64().unwrap_or(u64::MAX);
+fn on_receiver_frame(frame: &ServerFrame, r: &mut Received) {
+    match frame {
+        ServerFrame::Message(m) => {
+            let (seq, prev) = (m.seq, m.prev);
             if seq <= r.last {
                 r.duplicates += 1;
                 return;
@@ -230,11 +232,9 @@ fn on_receiver_frame(frame: &Value, r: &mut Received) {
                 r.chain_breaks.push((r.last, prev, seq));
             }
             r.last = seq;
-            let from = frame["from"].as_str().unwrap_or("").to_owned();
-            let id = frame["id"].as_str().unwrap_or("").to_owned();
-            r.messages.insert(seq, (from, id));
+            r.messages.insert(seq, (m.from.clone(), m.id.clone()));
         }
-        Some("gap") => r.gaps += 1,
+        ServerFrame::Gap { .. } => r.gaps += 1,
         _ => {}
     }
 }

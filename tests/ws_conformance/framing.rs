@@ -3,7 +3,10 @@
 
 use anyhow::{ensure, Result};
 
-use crate::raw::{close_payload, In, Out, Raw, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
+use crate::common::ErrorCode;
+use crate::raw::{
+    close_payload, is_error, is_pong, In, Out, Raw, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT,
+};
 use crate::suite::{pong_refs, ws_pongs, Report, Suite};
 
 /// The lengths where the frame header changes form (7-bit, 16-bit, 64-bit).
@@ -198,17 +201,11 @@ async fn text_len(s: &Suite, len: usize, chop: usize) -> Result<()> {
     } else {
         c.send_chopped(&[frame], chop).await?;
     }
-    let reply = c.next_json().await?;
+    let reply = c.next_server_frame().await?;
     if short {
-        ensure!(
-            reply["type"] == "error" && reply["code"] == "bad_request",
-            "{reply}"
-        );
+        ensure!(is_error(&reply, ErrorCode::BadRequest), "{reply:?}");
     } else {
-        ensure!(
-            reply["type"] == "pong" && reply["ref"] == format!("len{len}"),
-            "{reply}"
-        );
+        ensure!(is_pong(&reply, &format!("len{len}")), "{reply:?}");
     }
     c.alive("after").await
 }
@@ -216,11 +213,8 @@ async fn text_len(s: &Suite, len: usize, chop: usize) -> Result<()> {
 async fn binary_len(s: &Suite, len: usize) -> Result<()> {
     let mut c = s.connect().await?;
     c.send(&[Out::new(BINARY, vec![0xfe; len])]).await?;
-    let reply = c.next_json().await?;
-    ensure!(
-        reply["type"] == "error" && reply["code"] == "bad_request",
-        "{reply}"
-    );
+    let reply = c.next_server_frame().await?;
+    ensure!(is_error(&reply, ErrorCode::BadRequest), "{reply:?}");
     c.alive("after").await
 }
 
@@ -439,8 +433,8 @@ async fn fragmented_limit(s: &Suite, extra: usize) -> Result<()> {
     }
     let mut c = s.connect().await?;
     c.send(&frames).await?;
-    let reply = c.next_json().await?;
-    ensure!(reply["type"] == "pong" && reply["ref"] == "frag", "{reply}");
+    let reply = c.next_server_frame().await?;
+    ensure!(is_pong(&reply, "frag"), "{reply:?}");
     c.alive("after").await
 }
 
@@ -451,11 +445,8 @@ async fn many_messages(s: &Suite, n: usize) -> Result<()> {
         .collect();
     c.send(&frames).await?;
     for i in 0..n {
-        let reply = c.next_json().await?;
-        ensure!(
-            reply["type"] == "pong" && reply["ref"] == format!("m{i}"),
-            "reply {i}: {reply}"
-        );
+        let reply = c.next_server_frame().await?;
+        ensure!(is_pong(&reply, &format!("m{i}")), "reply {i}: {reply:?}");
     }
     Ok(())
 }

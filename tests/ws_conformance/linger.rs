@@ -10,14 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use chatmesh::{Config, Mesh};
-use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::task::JoinHandle;
 
-use crate::common::{fast_config, start_mesh, Api};
+use crate::common::{
+    error_code, fast_config, frame, http_page, replies_to, start_mesh, Api, ErrorCode, ServerFrame,
+};
 use crate::raw::{parse_server_frame, In, Out, Raw, TcpEnd, PING};
 
 const ROOM: &str = "linger";
@@ -71,7 +72,7 @@ fn keep_writing(
 
 /// What a client read up to and including the server's close.
 struct Outcome {
-    frames: Vec<Value>,
+    frames: Vec<ServerFrame<'static>>,
     close: Option<u16>,
     end: TcpEnd,
 }
@@ -89,7 +90,7 @@ async fn read_until_close(
         while let Some((frame, used)) = parse_server_frame(&buf)? {
             buf.drain(..used);
             match frame {
-                In::Text(_) => frames.push(frame.json()),
+                In::Text(_) => frames.extend(frame.frame()),
                 In::Close(code, _) => {
                     stop.store(true, Ordering::Relaxed);
                     let end = tcp_end(&mut r, &mut chunk).await;
@@ -146,10 +147,8 @@ async fn owner(s: &Setup) -> Result<Raw> {
 
 fn send_frame(prefix: &'static str) -> impl Fn(usize) -> Out + Send + 'static {
     move |i| {
-        Out::text(
-            json!({"type":"send","room":ROOM,"id":format!("{prefix}{i}"),"body":"spam","ref":i})
-                .to_string(),
-        )
+        let send = frame::send(ROOM, &format!("{prefix}{i}"), "spam");
+        Out::text(send.encode(&Some(i.into())))
     }
 }
 
@@ -167,14 +166,12 @@ async fn stored_ids(s: &Setup, at_least: usize) -> Result<BTreeSet<String>> {
             };
             let (status, page) = s.api.call("GET", &path, Some(&token), None).await?;
             ensure!(status == 200, "history: {status} {page}");
-            let msgs = page["messages"].as_array().context("messages")?;
-            for m in msgs {
-                ids.insert(m["id"].as_str().context("id")?.to_owned());
-            }
-            if page["more"] != true || msgs.is_empty() {
+            let page = http_page(&page);
+            ids.extend(page.messages.iter().map(|m| m.id.clone()));
+            if !page.more || page.messages.is_empty() {
                 break;
             }
-            before = msgs[0]["seq"].as_u64();
+            before = Some(page.messages[0].seq);
         }
         if ids.len() >= at_least || tokio::time::Instant::now() > deadline {
             return Ok(ids);
@@ -189,8 +186,10 @@ async fn check_acks(s: &Setup, out: &Outcome, code: u16) -> Result<()> {
     let acked: BTreeSet<String> = out
         .frames
         .iter()
-        .filter(|f| f["type"] == "ack")
-        .filter_map(|f| f["id"].as_str().map(str::to_owned))
+        .filter_map(|f| match f {
+            ServerFrame::Ack { id, .. } => Some(id.to_string()),
+            _ => None,
+        })
         .collect();
     ensure!(
         out.close == Some(code),
@@ -242,7 +241,9 @@ pub async fn flood_closed_with_4008() -> Result<()> {
     let s = setup(config).await?;
     let out = send_until_closed(&s, "f").await?;
     ensure!(
-        out.frames.iter().any(|f| f["code"] == "rate_limited"),
+        out.frames
+            .iter()
+            .any(|f| error_code(f) == Some(ErrorCode::RateLimited)),
         "the flood was rate limited"
     );
     check_acks(&s, &out, 4008).await?;
@@ -253,10 +254,10 @@ pub async fn bad_hello_while_writing() -> Result<()> {
     let s = setup(fast_config()).await?;
     let c = Raw::connect(s.addr, None).await?;
     let (r, mut w) = c.into_split();
-    let hello = Out::text(json!({"type":"hello","token":"not-a-token","ref":"h"}).to_string());
+    let hello = Out::text(frame::hello("not-a-token").encode(&Some("h".into())));
     w.write_all(&hello.encode()).await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let ping = |i: usize| Out::text(json!({"type":"ping","ref":i}).to_string());
+    let ping = |i: usize| Out::text(frame::ping().encode(&Some(i.into())));
     let writer = keep_writing(w, stop.clone(), ping);
     let out = read_until_close(r, &stop).await?;
     let (written, _w) = writer.await?;
@@ -267,7 +268,7 @@ pub async fn bad_hello_while_writing() -> Result<()> {
     ensure!(
         out.frames
             .first()
-            .is_some_and(|f| f["code"] == "unauthorized" && f["ref"] == "h"),
+            .is_some_and(|f| error_code(f) == Some(ErrorCode::Unauthorized) && replies_to(f, "h")),
         "first frame: {:?}",
         out.frames.first()
     );

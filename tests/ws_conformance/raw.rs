@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
-use serde_json::Value;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use crate::common::{
+    decode, error_code, replies_to, ClientFrame, ErrorCode, FrameType, ServerFrame,
+};
 
 /// How long a case waits for any one expected frame.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -120,13 +123,24 @@ pub enum In {
 }
 
 impl In {
-    /// A text frame as JSON (`Value::Null` for anything else).
-    pub fn json(&self) -> Value {
+    /// A text frame as a protocol frame (`None` for anything else); a text that is not a
+    /// server frame fails the test ([`decode`]).
+    pub fn frame(&self) -> Option<ServerFrame<'static>> {
         match self {
-            In::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-            _ => Value::Null,
+            In::Text(t) => Some(decode(t)),
+            _ => None,
         }
     }
+}
+
+/// Whether `f` is the `pong` that answers `ping` `r#ref`.
+pub fn is_pong(f: &ServerFrame, r#ref: &str) -> bool {
+    f.frame_type() == FrameType::Pong && replies_to(f, r#ref)
+}
+
+/// Whether `f` is an `error` with `code`.
+pub fn is_error(f: &ServerFrame, code: ErrorCode) -> bool {
+    error_code(f) == Some(code)
 }
 
 /// How the TCP connection ended after the server's close frame.
@@ -233,8 +247,11 @@ impl Raw {
             hs.head
         );
         if token.is_some() {
-            let welcome = raw.next_json().await?;
-            ensure!(welcome["type"] == "welcome", "expected welcome: {welcome}");
+            let welcome = raw.next_server_frame().await?;
+            ensure!(
+                welcome.frame_type() == FrameType::Welcome,
+                "expected welcome: {welcome:?}"
+            );
         }
         Ok(raw)
     }
@@ -273,11 +290,10 @@ impl Raw {
     }
 
     /// Sends a text frame with `{"type":"ping","ref":..}` padded with JSON whitespace to
-    /// exactly `len` bytes (at least the unpadded length).
+    /// exactly `len` bytes (at least the unpadded length): raw bytes on purpose, the cases
+    /// cut and pad them.
     pub fn ping_text(r#ref: &str, len: usize) -> Vec<u8> {
-        let mut t = serde_json::json!({"type":"ping","ref":r#ref})
-            .to_string()
-            .into_bytes();
+        let mut t = ClientFrame::Ping.encode(&Some(r#ref.into())).into_bytes();
         if t.len() < len {
             t.resize(len, b' ');
         }
@@ -311,11 +327,11 @@ impl Raw {
         }
     }
 
-    /// The next text frame as JSON, skipping pongs; a close fails.
-    pub async fn next_json(&mut self) -> Result<Value> {
+    /// The next text frame as a protocol frame, skipping WebSocket pongs; a close fails.
+    pub async fn next_server_frame(&mut self) -> Result<ServerFrame<'static>> {
         loop {
             match self.next_frame().await? {
-                Some(f @ In::Text(_)) => return Ok(f.json()),
+                Some(In::Text(t)) => return Ok(decode(&t)),
                 Some(In::Pong(_)) => continue,
                 other => bail!("expected a text frame, got {other:?}"),
             }
@@ -339,7 +355,7 @@ impl Raw {
     pub async fn alive(&mut self, r#ref: &str) -> Result<()> {
         self.send(&[Out::text(Self::ping_text(r#ref, 0))]).await?;
         let want = r#ref.to_owned();
-        self.until(move |f| f.json()["type"] == "pong" && f.json()["ref"] == want.as_str())
+        self.until(move |f| f.frame().is_some_and(|f| is_pong(&f, &want)))
             .await?;
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use anyhow::{bail, Context, Result};
 use chatmesh::Mesh;
 
-use crate::common::{fast_config, start_mesh, Api};
+use crate::common::{fast_config, start_mesh, Api, FrameType};
 use crate::raw::{In, Out, Raw};
 
 /// A mesh to run cases against and a user to run them as.
@@ -109,14 +109,19 @@ impl Report {
 
 /// The `ref` of a JSON reply, as a string (`""` for none).
 pub fn reply_ref(f: &In) -> String {
-    f.json()["ref"].as_str().unwrap_or_default().to_owned()
+    let f = f.frame();
+    let r = f
+        .as_ref()
+        .and_then(|f| f.reply_to())
+        .and_then(|r| r.as_str());
+    r.unwrap_or_default().to_owned()
 }
 
 /// Frames that are JSON `pong` replies, by `ref`.
 pub fn pong_refs(frames: &[In]) -> Vec<String> {
     frames
         .iter()
-        .filter(|f| f.json()["type"] == "pong")
+        .filter(|f| f.frame().is_some_and(|f| f.frame_type() == FrameType::Pong))
         .map(reply_ref)
         .collect()
 }

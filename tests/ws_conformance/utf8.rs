@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 
-use crate::raw::{Out, Raw, CONTINUATION, TEXT};
+use crate::common::ErrorCode;
+use crate::raw::{is_error, is_pong, Out, Raw, CONTINUATION, TEXT};
 use crate::suite::{Report, Suite};
 
 /// Valid UTF-8, none of it needing a JSON escape.
@@ -182,9 +183,9 @@ fn fragments(text: &[u8], cuts: &[usize]) -> Vec<Out> {
 }
 
 async fn expect_pong(c: &mut Raw, r#ref: &[u8]) -> Result<()> {
-    let reply = c.next_json().await?;
+    let reply = c.next_server_frame().await?;
     let want = std::str::from_utf8(r#ref)?;
-    ensure!(reply["type"] == "pong" && reply["ref"] == want, "{reply}");
+    ensure!(is_pong(&reply, want), "{reply:?}");
     Ok(())
 }
 
@@ -202,11 +203,8 @@ async fn empty(s: &Suite, parts: usize) -> Result<()> {
         })
         .collect();
     c.send(&frames).await?;
-    let reply = c.next_json().await?;
-    ensure!(
-        reply["type"] == "error" && reply["code"] == "bad_request",
-        "{reply}"
-    );
+    let reply = c.next_server_frame().await?;
+    ensure!(is_error(&reply, ErrorCode::BadRequest), "{reply:?}");
     c.alive("after").await
 }
 
