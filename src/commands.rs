@@ -26,21 +26,31 @@ pub async fn up(
         config,
     };
     let mesh = Mesh::start(opts).await?;
-    println!("chatmesh is up");
-    println!("  web client:  {}/", mesh.url());
-    println!("  WebSocket:   {}", mesh.ws_url());
-    println!(
-        "  NATS:        {} (closed: keys in {})",
+    // Listening before "up" is printed: a SIGTERM right after it drains (during the start,
+    // Ctrl-C still stops the process at once).
+    let shutdown = signal::shutdown();
+    say(&format!(
+        "chatmesh is up\n  web client:  {}/\n  WebSocket:   {}\n  NATS:        {} (closed: keys in {})\n  \
+         data:        {}\nPress Ctrl-C to stop.",
+        mesh.url(),
+        mesh.ws_url(),
         mesh.nats.url(),
-        data.join("creds").display()
-    );
-    println!("  data:        {}", data.display());
-    println!("Press Ctrl-C to stop.");
-    signal::shutdown().await;
-    println!("draining…");
+        data.join("creds").display(),
+        data.display()
+    ));
+    shutdown.await;
+    say("draining…");
     mesh.stop().await?;
-    println!("stopped");
+    say("stopped");
     Ok(())
+}
+
+/// A line for the operator on stdout. A closed stdout (the reader of a pipe gone) must not
+/// stop the mesh or its drain, so a failed write is ignored (`println!` would panic).
+fn say(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 pub async fn gateway(config: Config) -> anyhow::Result<()> {
@@ -49,8 +59,9 @@ pub async fn gateway(config: Config) -> anyhow::Result<()> {
     // The stream is the workers' to create and configure (a gateway's key may not): until a
     // worker has made it, /readyz says so.
     let gw = GatewayHandle::start(&config, nats.clone()).await?;
+    let shutdown = signal::shutdown();
     tracing::info!(addr = %gw.addr, "gateway listening");
-    signal::shutdown().await;
+    shutdown.await;
     gw.stop().await;
     nats.drain().await?;
     Ok(())

@@ -20,6 +20,27 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub worker: WorkerConfig,
     pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+/// How a process writes its log (to stderr).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text`: lines for people (colour only at a terminal); `json`: one JSON object per
+    /// line for a collector (Elasticsearch, Loki): timestamp, level, target, the event's
+    /// fields, and the fields of the spans it happened in (session, user, partition).
+    /// `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+/// The log's format; see [`LogConfig::format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Where a process without an HTTP server of its own (a standalone worker) serves

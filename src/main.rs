@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use chatmesh::commands;
-use chatmesh::config::{Config, Role};
+use chatmesh::config::{Config, LogFormat, Role};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +22,9 @@ struct Cli {
     /// Only check the configuration, print every problem, and exit.
     #[arg(long, global = true)]
     check_config: bool,
+    /// Log format on stderr (default: `[log] format`, i.e. `CHATMESH__LOG__FORMAT`, or text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,19 +101,11 @@ fn main() -> ExitCode {
         Command::Chat(_) => "warn",
         _ => "info,async_nats=warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(problems) => return report(&problems),
     };
+    init_tracing(default_filter, cli.log_format.unwrap_or(config.log.format));
     if let Command::Worker { standby: true } = cli.command {
         config.worker.standby = true;
     }
@@ -180,6 +175,27 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&[format!("{e:#}")]),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`).
+fn init_tracing(default_filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour only for a person at a terminal: log files and collectors get plain text.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line, the event's fields at its top level beside timestamp, level
+        // and target; `span` is the innermost span, `spans` every span it is in.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

@@ -181,6 +181,111 @@ fn check_config_reports_every_problem() -> Result<()> {
     Ok(())
 }
 
+/// With `CHATMESH__LOG__FORMAT=json` every log line of `chatmesh up` is one JSON object with
+/// timestamp, level, target and message, and an event inside a span carries the span's
+/// fields (the store writer's `partition`); `--log-format` overrides the setting, and a
+/// format that does not exist is a configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_span_fields() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log_path = dir.path().join("stderr.log");
+    let mut child = chatmesh()
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("CHATMESH__LOG__FORMAT", "json")
+        .env("RUST_LOG", "info,chatmesh_workers::consumer=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path)?)
+        .spawn()?;
+    let _reap = Reap(child.id());
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Reads stdout to its end: `up` keeps printing after its URL.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await?
+            .context("up exited before printing its URL")?;
+        if line.contains("web client:") {
+            break;
+        }
+    }
+    // The store writers log "consuming" once their consumers exist.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log_path)?.contains("store writer consuming")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let lines = std::fs::read_to_string(&log_path)?;
+    assert!(status.success(), "exit status {status}, log:\n{lines}");
+    let mut in_span = 0;
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("not one JSON object per line: {line:?}"))?;
+        for key in ["timestamp", "level", "target"] {
+            assert!(v[key].is_string(), "{key} missing: {line}");
+        }
+        assert!(v["message"].is_string(), "message missing: {line}");
+        if v["message"] == "store writer consuming" {
+            assert_eq!(v["span"]["name"], "store_writer", "{line}");
+            assert!(v["span"]["partition"].is_u64(), "{line}");
+            assert!(v["spans"].is_array(), "{line}");
+            in_span += 1;
+        }
+    }
+    assert!(in_span > 0, "no store writer line in:\n{lines}");
+
+    let out = chatmesh()
+        .args(["--check-config", "gateway"])
+        .env("CHATMESH__LOG__FORMAT", "xml")
+        .output()?;
+    assert!(!out.status.success(), "an unknown log format is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("xml"));
+    let out = chatmesh()
+        .args(["--log-format", "yaml", "--check-config", "gateway"])
+        .output()?;
+    assert!(!out.status.success(), "--log-format takes text or json");
+    Ok(())
+}
+
+/// `chatmesh up` whose stdout reader went away after the URL (`chatmesh up | head -3`) still
+/// drains and exits 0 on SIGTERM: a failed status line must not stop the mesh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_drains_when_its_stdout_is_gone() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut child = chatmesh()
+        .args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let _reap = Reap(child.id());
+    let stdout = child.stdout.take().context("stdout")?;
+    // Reads up to the URL, then drops the pipe's read end.
+    let ready = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("web client:"))
+    });
+    assert!(tokio::time::timeout(Duration::from_secs(60), ready).await??);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
 /// Kills a spawned `chatmesh` and its children (the nats-server) if a test fails before it
 /// stopped them itself, so a failed assertion leaves no process behind.
 struct Reap(u32);

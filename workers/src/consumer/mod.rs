@@ -37,7 +37,7 @@ use chatmesh_protocol::validate_name;
 use futures::{FutureExt, StreamExt};
 use metrics::counter;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument as _};
 
 use crate::cache::Caches;
 use crate::metrics as m;
@@ -109,12 +109,20 @@ pub(crate) struct Writer {
 }
 
 /// Runs partition `p`'s store writer until `shutdown`; `ready` says whether it has a consumer.
+/// Its log lines carry the span `store_writer{partition}`.
 pub(crate) async fn run_partition(
     w: Writer,
     p: u32,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
+    let span = tracing::info_span!("store_writer", partition = p);
+    write_partition(w, p, ready, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn write_partition(w: Writer, p: u32, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         let result = session(&w, p, &ready, &shutdown, &mut backoff).await;
