@@ -15,20 +15,18 @@ fn chatmesh() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chatmesh"))
 }
 
-/// `chatmesh up` starts the embedded mesh, prints the web client URL, serves `/`, `/healthz`,
-/// `/readyz` and `/metrics`; SIGTERM closes sessions with 1001, stops the nats-server child
-/// and exits 0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_serves_and_drains_on_sigterm() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let log_path = dir.path().join("stderr.log");
-    let mut child = chatmesh()
-        .args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path)?)
-        .spawn()?;
-    let _reap = Reap(child.id());
+/// `chatmesh up` on a free port with its data in `dir/data`, stdout piped.
+fn up(dir: &std::path::Path) -> Command {
+    let mut cmd = chatmesh();
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped());
+    cmd
+}
+
+/// The web client URL `up` prints (within 60 s). Its stdout is read to the end on a thread
+/// of its own: `up` keeps printing after the URL.
+async fn web_client_url(child: &mut std::process::Child) -> Result<String> {
     let stdout = child.stdout.take().context("stdout")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -36,17 +34,28 @@ async fn up_serves_and_drains_on_sigterm() -> Result<()> {
             let _ = tx.send(line);
         }
     });
-    let mut url = None;
-    while url.is_none() {
+    loop {
         let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
             .await?
-            .context("up exited")?;
-        url = line
-            .trim()
-            .strip_prefix("web client:")
-            .map(|u| u.trim().trim_end_matches('/').to_owned());
+            .context("up exited before printing its URL")?;
+        if let Some(url) = line.trim().strip_prefix("web client:") {
+            return Ok(url.trim().trim_end_matches('/').to_owned());
+        }
     }
-    let url = url.unwrap_or_default();
+}
+
+/// `chatmesh up` starts the embedded mesh, prints the web client URL, serves `/`, `/healthz`,
+/// `/readyz` and `/metrics`; SIGTERM closes sessions with 1001, stops the nats-server child
+/// and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_and_drains_on_sigterm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log_path = dir.path().join("stderr.log");
+    let mut child = up(dir.path())
+        .stderr(std::fs::File::create(&log_path)?)
+        .spawn()?;
+    let _reap = Reap(child.id());
+    let url = web_client_url(&mut child).await?;
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{url}{path}")).send();
     assert_eq!(get("/healthz").await?.status(), 200);
@@ -189,31 +198,13 @@ fn check_config_reports_every_problem() -> Result<()> {
 async fn json_logs_are_one_object_per_line_with_span_fields() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let log_path = dir.path().join("stderr.log");
-    let mut child = chatmesh()
-        .args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
+    let mut child = up(dir.path())
         .env("CHATMESH__LOG__FORMAT", "json")
         .env("RUST_LOG", "info,chatmesh_workers::consumer=debug")
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log_path)?)
         .spawn()?;
     let _reap = Reap(child.id());
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    // Reads stdout to its end: `up` keeps printing after its URL.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-            .await?
-            .context("up exited before printing its URL")?;
-        if line.contains("web client:") {
-            break;
-        }
-    }
+    web_client_url(&mut child).await?;
     // The store writers log "consuming" once their consumers exist.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(&log_path)?.contains("store writer consuming")
@@ -262,12 +253,7 @@ async fn json_logs_are_one_object_per_line_with_span_fields() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_drains_when_its_stdout_is_gone() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut child = chatmesh()
-        .args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = up(dir.path()).stderr(Stdio::null()).spawn()?;
     let _reap = Reap(child.id());
     let stdout = child.stdout.take().context("stdout")?;
     // Reads up to the URL, then drops the pipe's read end.

@@ -20,7 +20,9 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
 use super::reply::{self, Body};
-use super::request::{body, caller, caller_identity, name, password_queue_full, Answer, Refusal};
+use super::request::{
+    body, caller, caller_identity, name, password_queue_full, query_pairs, Answer, Refusal,
+};
 use super::{account, room_info};
 use crate::state::AppState;
 
@@ -224,14 +226,7 @@ async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answe
     let user = caller(state, &req).await?;
     name("room", room)?;
     let (mut before, mut limit) = (None, DEFAULT_HISTORY_LIMIT);
-    for pair in req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in query_pairs(&req) {
         let number = || {
             v.parse::<u64>()
                 .map_err(|_| ApiError::bad_request(format!("{k} must be a number")))

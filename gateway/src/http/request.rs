@@ -139,6 +139,16 @@ pub(super) fn patch_field(
     }
 }
 
+/// The `key=value` pairs of the request's query string (a key without `=` has value "").
+pub(super) fn query_pairs<B>(req: &Request<B>) -> impl Iterator<Item = (&str, &str)> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
 pub(super) fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
     validate_name(what, value).map_err(|e| ApiError::bad_request(e.to_string()))
 }

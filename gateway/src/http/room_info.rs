@@ -13,7 +13,7 @@ use chatmesh_protocol::text::clean_topic;
 use chatmesh_protocol::ApiError;
 
 use super::reply;
-use super::request::{body, caller, name, patch_field, Answer};
+use super::request::{body, caller, name, patch_field, query_pairs, Answer};
 use crate::state::AppState;
 
 /// Members per page unless `limit` says otherwise.
@@ -25,14 +25,7 @@ pub(super) async fn members(state: &AppState, req: Request<Incoming>, room: &str
     let actor = caller(state, &req).await?;
     name("room", room)?;
     let (mut after, mut limit) = (None, DEFAULT_MEMBERS_PAGE);
-    for pair in req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in query_pairs(&req) {
         match k {
             "after" => {
                 name("after", v)?;

@@ -17,20 +17,26 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted, in bytes (bounds the hashing work a request can cause).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// The rules every password chosen by a user must meet; `what` names it in the error.
+pub(super) fn password_rules(what: &str, password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "{what} must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "{what} must have at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 impl Service {
     /// Creates an account; `conflict` if the name is taken.
     pub async fn register(&self, req: Credentials) -> Result<UserInfo, ApiError> {
         valid("user name", &req.username)?;
-        if req.password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "password must have at least {MIN_PASSWORD_CHARS} characters"
-            )));
-        }
-        if req.password.len() > MAX_PASSWORD_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "password must have at most {MAX_PASSWORD_BYTES} bytes"
-            )));
-        }
+        password_rules("password", &req.password)?;
         if self.model().user(&req.username).await?.is_some() {
             return Err(taken());
         }

@@ -12,7 +12,7 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::text::clean_display_name;
 use chatmesh_protocol::{ApiError, ErrorCode};
 
-use super::auth::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
+use super::auth::{password_rules, MAX_PASSWORD_BYTES};
 use super::{valid, Service, LOCK_USER};
 use crate::model::Model;
 use crate::store::WriteBatch;
@@ -65,16 +65,7 @@ impl Service {
         if req.old_password.len() > MAX_PASSWORD_BYTES {
             return Err(wrong());
         }
-        if req.new_password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "the new password must have at least {MIN_PASSWORD_CHARS} characters"
-            )));
-        }
-        if req.new_password.len() > MAX_PASSWORD_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "the new password must have at most {MAX_PASSWORD_BYTES} bytes"
-            )));
-        }
+        password_rules("the new password", &req.new_password)?;
         let record = self.model().user(&req.user).await?;
         let Some(record) = record else {
             return Err(ApiError::not_found("no such account"));
