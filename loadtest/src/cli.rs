@@ -127,6 +127,28 @@ pub enum Scenario {
     History(HistoryArgs),
     /// Mostly idle users; some chat (open model, checked as in fanout), some page history.
     Mixed(MixedArgs),
+    /// Chat as in fanout while members upload files and others download and check them.
+    Files(FilesArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FilesArgs {
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Members per room (one of them chats; uploaders and downloaders take turns).
+    #[arg(long, default_value_t = 20)]
+    pub members: usize,
+    /// Chat sends per second over all rooms.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Uploads per second over all rooms (each is downloaded once by another member).
+    #[arg(long, default_value_t = 2.0)]
+    pub uploads_per_second: f64,
+    /// Size of each file, bytes.
+    #[arg(long, default_value_t = 1_048_576)]
+    pub file_bytes: usize,
 }
 
 #[derive(Args, Debug, Clone)]

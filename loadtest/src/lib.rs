@@ -11,7 +11,7 @@
 //! 3. net: `ws`, `setup` (HTTP accounts and rooms), `tokens`;
 //! 4. coordination: `coord` (several generators), `cli`;
 //! 5. engine: `engine`, `control`;
-//! 6. scenarios: `conn`, `resume`, `history`, `natsws`, `mixed`, `attack`;
+//! 6. scenarios: `conn`, `resume`, `history`, `natsws`, `mixed`, `files`, `attack`;
 //! 7. `report`, then `run`.
 //!
 //! Frames on the wire are the protocol crate's (`chatmesh_protocol::frames`): sends and
@@ -41,6 +41,7 @@ pub mod engine;
 // 6. scenarios
 pub mod attack;
 pub mod conn;
+pub mod files;
 pub mod history;
 pub mod mixed;
 pub mod natsws;

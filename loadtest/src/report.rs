@@ -19,6 +19,8 @@ use crate::threshold::Threshold;
 pub struct TargetReadings {
     pub memory: Option<TargetMemory>,
     pub cpu: Option<TargetCpu>,
+    /// `files`: the uploads and downloads beside the chat.
+    pub files: Option<crate::summary::FileTraffic>,
 }
 
 pub fn summarize(
@@ -113,6 +115,7 @@ pub fn summarize(
         errors: c.errors(),
         target_memory: target.memory,
         target_cpu: target.cpu,
+        files: target.files,
         generator_rss_bytes: own_rss(),
         generator_cpu_s: own_cpu_s() - cpu_at_start,
         generator_parts: Vec::new(),

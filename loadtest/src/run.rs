@@ -113,9 +113,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Scenario::History(a) => crate::history::setup(&api, &common, &accounts, &run_id, a).await?,
         Scenario::Mixed(a) => crate::mixed::setup(&api, &common, &accounts, &run_id, a).await?,
+        Scenario::Files(a) => {
+            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms, false).await?;
+            Plan::fanout(
+                names,
+                a.members,
+                1,
+                a.rate,
+                secs,
+                accounts.len(),
+                a.body_bytes,
+            )
+        }
     };
     let mut plan = plan;
     crate::coord::take_share(&mut plan, share)?;
+    // `files`: the members of each room, by token (one generator, the leader, uploads).
+    let file_members = match &cli.scenario {
+        Scenario::Files(a) if share.is_leader() => {
+            let mut members: crate::files::Members = vec![Vec::new(); plan.rooms.len()];
+            for c in &plan.conns {
+                if let (Some(m), Some(acc)) = (members.get_mut(c.room), accounts.get(c.account)) {
+                    if !m.contains(&acc.1) {
+                        m.push(acc.1.clone());
+                    }
+                }
+            }
+            let rooms: Vec<String> = plan.rooms.iter().map(|r| r.name.clone()).collect();
+            Some((rooms, members, a.uploads_per_second, a.file_bytes))
+        }
+        _ => None,
+    };
     let setup_s = setup_started.elapsed().as_secs_f64();
     let engine = Engine::new(common.clone(), run_id.clone(), plan, accounts)?;
     let before = if nats { None } else { scrape(&api).await };
@@ -145,8 +173,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let goose_reports = vec![out.join("goose-report.html").display().to_string()];
     let cpu_at_start = report::own_cpu_s();
     let controller = tokio::spawn(crate::control::control(engine.clone(), hold, coord));
+    let file_traffic = file_members.map(|(rooms, members, rate, bytes)| {
+        tokio::spawn(crate::files::traffic(
+            engine.clone(),
+            api.clone(),
+            rooms,
+            members,
+            rate,
+            bytes,
+        ))
+    });
     crate::attack::run(engine.clone(), goose_reports).await?;
     let (phases, coord) = controller.await?;
+    let files = match file_traffic {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
     let phases = phases?;
     let memory = match (before, after.lock().ok().and_then(|m| *m)) {
         (Some(b), Some(a)) => Some(TargetMemory {
@@ -168,6 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         report::TargetReadings {
             memory,
             cpu: target_cpu,
+            files,
         },
         cpu_at_start,
     );
@@ -246,6 +289,13 @@ fn describe(s: &Scenario) -> (&'static str, serde_json::Value, usize) {
                 "history_rate": a.history_rate, "messages_per_room": a.messages_per_room,
                 "page": a.page, "body_bytes": a.body_bytes, "accounts": accounts});
             ("mixed", p, accounts.max(1))
+        }
+        Scenario::Files(a) => {
+            let conns = a.rooms * a.members;
+            let p = json!({"rooms": a.rooms, "members": a.members, "rate": a.rate,
+                "body_bytes": a.body_bytes, "uploads_per_second": a.uploads_per_second,
+                "file_bytes": a.file_bytes, "accounts": conns});
+            ("files", p, conns.max(1))
         }
     }
 }

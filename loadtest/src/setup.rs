@@ -1,5 +1,6 @@
 //! Setup before anything is measured: accounts (register, then login, with bounded
-//! concurrency because argon2 is slow on purpose) and rooms, over protocol v1's HTTP API.
+//! concurrency because argon2 is slow on purpose) and rooms, over protocol v1's HTTP API;
+//! and the file uploads and downloads of the `files` scenario.
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,46 @@ impl Api {
             .as_str()
             .map(str::to_owned)
             .context("dm answer without room")
+    }
+
+    /// Shares `bytes` in `room` as `name`; the file's id.
+    pub async fn upload(
+        &self,
+        token: &str,
+        room: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<String> {
+        let url = format!("{}/v1/rooms/{room}/files?name={name}", self.base);
+        let r = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .body(bytes)
+            .send()
+            .await?;
+        if r.status().as_u16() != 201 {
+            bail!("upload to {room}: HTTP {}", r.status());
+        }
+        let v: serde_json::Value = r.json().await?;
+        v["id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("upload answer without id")
+    }
+
+    /// The bytes of file `id` of `room`.
+    pub async fn download(&self, token: &str, room: &str, id: &str) -> anyhow::Result<Vec<u8>> {
+        let r = self
+            .http
+            .get(format!("{}/v1/rooms/{room}/files/{id}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("download from {room}: HTTP {}", r.status());
+        }
+        Ok(r.bytes().await?.to_vec())
     }
 
     /// The gateway's Prometheus text.

@@ -30,16 +30,22 @@ pub enum Kind {
     History,
     /// `--reconnect`: a lost connection → joined again with `since`.
     Reconnect,
+    /// `files`: an upload's due time → its `201`.
+    Upload,
+    /// `files`: a download's request → its last byte.
+    Download,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Connect,
         Kind::Join,
         Kind::Ack,
         Kind::Deliver,
         Kind::History,
         Kind::Reconnect,
+        Kind::Upload,
+        Kind::Download,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +56,8 @@ impl Kind {
             Kind::Deliver => "deliver",
             Kind::History => "history",
             Kind::Reconnect => "reconnect",
+            Kind::Upload => "upload",
+            Kind::Download => "download",
         }
     }
 

@@ -112,6 +112,21 @@ pub struct TargetCpu {
     pub us_per_send: f64,
 }
 
+/// What the file traffic of the `files` scenario did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FileTraffic {
+    pub scheduled: u64,
+    pub uploaded: u64,
+    pub upload_failed: u64,
+    pub downloaded: u64,
+    pub download_failed: u64,
+    /// Downloads whose bytes differ from what was uploaded.
+    pub mismatched: u64,
+    pub file_bytes: u64,
+    /// Uploaded bytes per second of the measured phase.
+    pub upload_bytes_per_s: f64,
+}
+
 /// One run's summary.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
@@ -136,6 +151,9 @@ pub struct Summary {
     pub target_memory: Option<TargetMemory>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_cpu: Option<TargetCpu>,
+    /// `files`: the uploads and downloads beside the chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileTraffic>,
     /// The generator process's own resident memory at the end.
     pub generator_rss_bytes: u64,
     /// CPU seconds the generator used from the connect phase to the end (the load generator
@@ -207,6 +225,17 @@ impl Summary {
         }
         if let Some(c) = &self.target_cpu {
             f.insert("target_cpu_us_per_send".into(), c.us_per_send);
+        }
+        if let Some(t) = &self.files {
+            for (k, v) in [
+                ("files.uploaded", t.uploaded as f64),
+                ("files.upload_failed", t.upload_failed as f64),
+                ("files.download_failed", t.download_failed as f64),
+                ("files.mismatched", t.mismatched as f64),
+                ("files.upload_bytes_per_s", t.upload_bytes_per_s),
+            ] {
+                f.insert(k.to_owned(), v);
+            }
         }
         f.insert("generator_cpu_s".into(), self.generator_cpu_s);
         f
@@ -294,6 +323,13 @@ impl Summary {
                 m.rss_after / 1048576.0,
                 m.sessions_before,
                 m.sessions_after
+            );
+        }
+        if let Some(t) = &self.files {
+            s += &format!(
+                "\nFiles: {} of {} uploads of {} B stored ({:.2} MB/s), {} failed · {} downloaded, {} failed, **{} with other bytes**\n",
+                t.uploaded, t.scheduled, t.file_bytes, t.upload_bytes_per_s / 1e6, t.upload_failed,
+                t.downloaded, t.download_failed, t.mismatched
             );
         }
         if let Some(c) = &self.target_cpu {

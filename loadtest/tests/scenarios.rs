@@ -1,7 +1,8 @@
 //! The `history` and `mixed` scenarios against a real embedded mesh (nats-server child,
 //! worker, fjall store, gateway): rooms filled through `send`, every page read and checked,
 //! nothing failed; a second `history` run with the same run id reuses the filled rooms; in
-//! `mixed` every member, idle ones included, gets every chat message once.
+//! `mixed` every member, idle ones included, gets every chat message once; in `files` every
+//! upload is downloaded by another member with the same bytes while the chat is checked.
 
 mod common;
 
@@ -119,6 +120,45 @@ async fn mixed_users_chat_scroll_and_idle_in_one_run() {
     // at least 3 walks each.
     assert!(c["history_walks"].as_u64().unwrap_or(0) >= 12, "{s:#}");
     for op in ["ack", "deliver", "history"] {
+        assert!(
+            s["latency_ms"][op]["count"].as_u64().unwrap_or(0) > 0,
+            "{op}: {s:#}"
+        );
+    }
+    mesh.stop().await.expect("mesh stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_uploaded_downloaded_and_checked_beside_the_chat() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh = common::mesh(dir.path()).await;
+    let target = format!("http://{}", mesh.gateway.addr);
+    // 2 rooms of 5 members chat at 20 sends/s while files of 200 KiB go up at 4/s for the
+    // 2 s after the warm-up: 8 uploads, each downloaded by another member and compared.
+    let args = [
+        "files",
+        "--rooms",
+        "2",
+        "--members",
+        "5",
+        "--rate",
+        "20",
+        "--uploads-per-second",
+        "4",
+        "--file-bytes",
+        "204800",
+    ];
+    let (s, _) = loadtest(&target, dir.path(), "files", &args).await;
+    let (c, f) = (&s["counts"], &s["files"]);
+    assert_eq!(s["scenario"], "files");
+    assert_eq!(c["errors"], 0, "{s:#}");
+    assert_eq!(c["acked"], 60, "{s:#}");
+    assert_eq!(c["loss"], 0);
+    assert_eq!(f["scheduled"], 8, "{s:#}");
+    assert_eq!(f["uploaded"], 8, "{s:#}");
+    assert_eq!(f["downloaded"], 8, "{s:#}");
+    assert_eq!(f["mismatched"], 0);
+    for op in ["upload", "download", "deliver"] {
         assert!(
             s["latency_ms"][op]["count"].as_u64().unwrap_or(0) > 0,
             "{op}: {s:#}"
