@@ -265,3 +265,159 @@ impl Service {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use chatmesh_files::FilesConfig;
+    use chatmesh_protocol::files::{FileBeginRequest, FileCommitRequest};
+    use chatmesh_protocol::service::{CreateRoomRequest, RoomKind};
+
+    use super::*;
+    use crate::cache::Caches;
+    use crate::model::StoredMessage;
+    use crate::WorkerConfig;
+
+    const HOUR_MS: u64 = 3_600_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        files_dir: std::path::PathBuf,
+        svc: Service,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WorkerConfig {
+            data_dir: dir.path().join("store"),
+            ..WorkerConfig::default()
+        };
+        let model = Model::new(crate::open_store(&cfg).await.unwrap());
+        let svc =
+            Service::new(model, Arc::new(Caches::new(cfg.cache_sizes())), &cfg, None).unwrap();
+        let files_dir = dir.path().join("files");
+        let fcfg = FilesConfig {
+            dir: files_dir.clone(),
+            upload_timeout_secs: 3600,
+            unattached_grace_secs: 24 * 3600,
+            ..FilesConfig::default()
+        };
+        let (jobs, _) = mpsc::channel(8);
+        svc.enable_files(FilesHandle {
+            files: Files::open(&fcfg).unwrap(),
+            jobs,
+        });
+        let room = CreateRoomRequest {
+            room: "r".into(),
+            kind: RoomKind::Private,
+            actor: "ann".into(),
+        };
+        svc.room_create(room).await.unwrap();
+        Fixture {
+            _dir: dir,
+            files_dir,
+            svc,
+        }
+    }
+
+    /// A file of room `r` with its bytes stored; complete unless `pending`.
+    async fn file(svc: &Service, id: &str, pending: bool) {
+        let begin = FileBeginRequest {
+            room: "r".into(),
+            id: id.into(),
+            actor: "ann".into(),
+            name: format!("{id}.txt"),
+            size: 5,
+        };
+        svc.file_begin(begin).await.unwrap();
+        let store = &svc.files().unwrap().files.store;
+        store
+            .put(
+                &store.object("r", id),
+                Bytes::from_static(b"bytes"),
+                "text/plain",
+            )
+            .await
+            .unwrap();
+        if !pending {
+            let commit = FileCommitRequest {
+                room: "r".into(),
+                id: id.into(),
+                content_type: "text/plain; charset=utf-8".into(),
+                width: None,
+                height: None,
+            };
+            svc.file_commit(commit).await.unwrap();
+        }
+    }
+
+    fn id(n: u8) -> String {
+        format!("f{:032x}", n)
+    }
+
+    async fn exists(svc: &Service, n: u8) -> bool {
+        svc.model().file("r", &id(n)).await.unwrap().is_some()
+    }
+
+    /// Each rule of the sweeper, at chosen clock times: abandoned uploads, unattached files,
+    /// files whose last carrying message retention trimmed, and rooms that are gone; kept:
+    /// young uploads, young unattached files, files a stored message carries.
+    #[tokio::test]
+    async fn the_sweeper_deletes_exactly_what_nothing_needs() {
+        let f = fixture().await;
+        let svc = &f.svc;
+        let all = |_: &str| true;
+        file(svc, &id(1), true).await; // an upload that never finished
+        file(svc, &id(2), false).await; // never attached
+        file(svc, &id(3), false).await; // attached to a message that is kept
+        file(svc, &id(4), false).await; // attached to a message retention deleted
+        let t = now_ms();
+        let mut batch = WriteBatch::new();
+        let message = StoredMessage {
+            prev: 0,
+            n: 1,
+            id: "m".into(),
+            from: "ann".into(),
+            ts: t,
+            body: String::new(),
+            attachments: Vec::new(),
+        };
+        Model::put_message(&mut batch, "r", 10, &message);
+        Model::put_file_ref(&mut batch, "r", &id(3), 10);
+        Model::put_file_ref(&mut batch, "r", &id(4), 5);
+        svc.model().write(batch).await.unwrap();
+        assert_eq!(svc.model().file_bytes("r", "ann").await.unwrap(), (20, 20));
+
+        // Young: only the file whose message was trimmed goes.
+        assert_eq!(svc.sweep_files(&all, t).await.unwrap(), 1);
+        assert!(!exists(svc, 4).await);
+        // A rooms-not-ours pass touches nothing.
+        assert_eq!(
+            svc.sweep_files(&|_: &str| false, t + 48 * HOUR_MS)
+                .await
+                .unwrap(),
+            0
+        );
+        // After the upload timeout: the abandoned upload.
+        assert_eq!(svc.sweep_files(&all, t + 2 * HOUR_MS).await.unwrap(), 1);
+        assert!(!exists(svc, 1).await);
+        // After the grace: the file nothing carries; the carried one stays.
+        assert_eq!(svc.sweep_files(&all, t + 25 * HOUR_MS).await.unwrap(), 1);
+        assert!(!exists(svc, 2).await && exists(svc, 3).await);
+        assert_eq!(svc.sweep_files(&all, t + 1000 * HOUR_MS).await.unwrap(), 0);
+        // The room is gone: so is its last file.
+        let mut batch = WriteBatch::new();
+        batch.delete(keys::room("r"));
+        svc.model().write(batch).await.unwrap();
+        assert_eq!(svc.sweep_files(&all, t).await.unwrap(), 1);
+        assert!(!exists(svc, 3).await);
+
+        // Every byte is given back, every object deleted, every reference gone.
+        assert_eq!(svc.model().file_bytes("r", "ann").await.unwrap(), (0, 0));
+        let left = std::fs::read_dir(&f.files_dir).unwrap().count();
+        assert_eq!(left, 0, "objects left in {}", f.files_dir.display());
+        assert_eq!(svc.model().last_file_ref("r", &id(3)).await.unwrap(), None);
+    }
+}
