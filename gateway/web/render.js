@@ -5,11 +5,13 @@
 "use strict";
 
 import { ApiError } from "/api.js";
+import { attachmentList } from "/attachments.js";
 import { $, h, show } from "/dom.js";
 import { dayKey, dayLabel, formatTime } from "/format.js";
 import { renderBody } from "/markdown.js";
 import { avatar, nameNodes, renderMemberList } from "/people.js";
 import { app } from "/state.js";
+import { renderUploads } from "/uploads.js";
 
 const GROUP_WITHIN_MS = 5 * 60_000;
 export const NEAR_EDGE_PX = 48;
@@ -158,6 +160,7 @@ function renderPane() {
   input.disabled = !r.member;
   $("send-button").disabled = !r.member;
   input.placeholder = r.member ? `Message ${r.title}` : "Join this room to write";
+  renderUploads();
 }
 
 function seenMap(r) {
@@ -197,6 +200,7 @@ function messageNode(r, key, m, state) {
         h("span", { className: "status" }),
       ),
       h("div", { className: "body" }, ...renderBody(m.body)),
+      m.attachments && m.attachments.length ? attachmentList(r.id, m.attachments) : null,
       h("div", { className: "seen", hidden: true }),
     );
     r.nodes.set(key, node);
@@ -299,7 +303,7 @@ function renderMessages() {
   }
   while (ni < notes.length) items.push(noteNode(notes[ni++]));
   for (const p of r.pending.values()) {
-    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, seq: p.seq, error: p.error };
+    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, attachments: p.files, seq: p.seq, error: p.error };
     daySep(m.ts);
     const node = messageNode(r, `p:${p.id}`, m, p.state);
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
