@@ -11,8 +11,8 @@
 // message being written), attachments.js (the files of messages, the image viewer). See
 // docs/WEB.md.
 //
-// Safety: every piece of user content (names, bodies, room ids, topics) goes into the page
-// through textContent or attribute values, never as HTML.
+// Safety: every piece of user content (names, bodies, room ids, topics, file names) goes
+// into the page through textContent or attribute values, never as HTML.
 "use strict";
 
 import { initSettings, openSettings } from "/account.js";
@@ -827,7 +827,7 @@ function saveOutbox() {
   const out = [];
   for (const r of app.rooms.values()) {
     for (const p of r.pending.values()) {
-      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, attachments: p.attachments, files: p.files, created: p.created });
+      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, files: p.files, created: p.created });
     }
   }
   writeJson(sessionStorage, storageKey("outbox"), out);
