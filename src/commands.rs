@@ -85,7 +85,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         nats.drain().await?;
         return Ok(());
     };
-    let w = WorkerHandle::with_store(&config, nats.clone(), store);
+    let w = WorkerHandle::with_store(&config, nats.clone(), store)?;
     tracing::info!(standby = config.worker.standby, "worker running");
     w.run_until(&mut shutdown).await?;
     nats.drain().await?;

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use chatmesh_files::FilesConfig;
 use chatmesh_gateway::GatewayConfig;
 use chatmesh_protocol::MeshConfig;
 use chatmesh_workers::ownership::OwnershipMode;
@@ -19,6 +20,8 @@ pub struct Config {
     pub mesh: MeshConfig,
     pub gateway: GatewayConfig,
     pub worker: WorkerConfig,
+    /// Shared files: where their bytes live, size caps and quotas (docs/FILES.md).
+    pub files: FilesConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -82,6 +85,7 @@ impl Config {
     /// Every problem of the sections `role` uses.
     pub fn problems(&self, role: Role) -> Vec<String> {
         let mut out = self.mesh.problems();
+        out.extend(self.files.problems());
         if matches!(role, Role::Gateway | Role::Both) {
             out.extend(self.gateway.problems());
         }

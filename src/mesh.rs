@@ -82,6 +82,9 @@ impl Mesh {
         }
         config.gateway.listen = opts.listen.clone();
         config.worker.data_dir = data.join("store");
+        if config.files.url.is_none() {
+            config.files.dir = data.join("files");
+        }
         if config.gateway.jwt_secret.is_empty() && config.gateway.jwks_file.is_none() {
             config.gateway.jwt_secret = jwt_secret(data)?;
         }

@@ -101,9 +101,18 @@ impl GatewayHandle {
             .await
             .with_context(|| format!("binding {}", cfg.gateway.listen))?;
         let addr = listener.local_addr()?;
-        let state = AppState::new(cfg.gateway.clone(), cfg.mesh.clone(), nats, metrics())
-            .await
-            .context("starting the gateway")?;
+        let files =
+            chatmesh_files::FileStore::open(&cfg.files).context("opening the file store")?;
+        let files = chatmesh_gateway::files::GatewayFiles::new(files, cfg.files.clone());
+        let state = AppState::new(
+            cfg.gateway.clone(),
+            cfg.mesh.clone(),
+            nats,
+            metrics(),
+            Some(files),
+        )
+        .await
+        .context("starting the gateway")?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_gateway::serve(
             listener,
@@ -138,7 +147,7 @@ impl WorkerHandle {
         let store = chatmesh_workers::open_store(&cfg.worker)
             .await
             .context("opening the store")?;
-        Ok(Self::with_store(cfg, nats, store))
+        Self::with_store(cfg, nats, store)
     }
 
     /// Starts consuming and serving on a store opened already (e.g. by a standby that
@@ -147,16 +156,18 @@ impl WorkerHandle {
         cfg: &Config,
         nats: async_nats::Client,
         store: chatmesh_workers::Store,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
+        let files = chatmesh_workers::Files::open(&cfg.files).context("opening the file store")?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_workers::run(
             cfg.worker.clone(),
             cfg.mesh.clone(),
             nats,
             store,
+            Some(files),
             stop.clone().cancelled_owned(),
         ));
-        Self { stop, task }
+        Ok(Self { stop, task })
     }
 
     /// Finishes the current batch, flushes the store and returns.

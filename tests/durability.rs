@@ -62,6 +62,7 @@ async fn publish(js: &jetstream::Context, from: usize, to: usize) -> Result<Vec<
                 from: "ann".into(),
                 ts: 1,
                 body: format!("body {i}"),
+                attachments: Vec::new(),
             };
             let msg = PublishMessage::build()
                 .payload(serde_json::to_vec(&payload)?.into())

@@ -57,6 +57,7 @@ async fn fill(dir: &Path) -> Result<()> {
                 from: "ann".into(),
                 ts: 1_700_000_000_000 + seq,
                 body,
+                attachments: Vec::new(),
             };
             Delivery {
                 seq,

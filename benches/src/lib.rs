@@ -28,6 +28,7 @@ pub fn payload(n: usize) -> Payload {
         from: "alice_01".into(),
         ts: 1_712_345_678_901,
         body: body(n),
+        attachments: Vec::new(),
     }
 }
 

@@ -231,10 +231,28 @@ impl Client {
     /// Sends with the caller's id: a resend with the same id is stored once (within the
     /// server's dedupe window, 2 minutes by default).
     pub async fn send_with_id(&self, room: &str, id: &str, body: &str) -> Result<Ack> {
+        self.send_frame(room, id, body, Vec::new()).await
+    }
+
+    /// Sends `body` with the files `ids` of `room` (uploaded with
+    /// [`crate::Http::upload`]; at most 10); `body` may be empty.
+    pub async fn send_files(&self, room: &str, body: &str, ids: &[String]) -> Result<Ack> {
+        self.send_frame(room, &self.ids.next(), body, ids.to_vec())
+            .await
+    }
+
+    async fn send_frame(
+        &self,
+        room: &str,
+        id: &str,
+        body: &str,
+        attachments: Vec<String>,
+    ) -> Result<Ack> {
         let frame = ClientFrame::Send {
             room: room.to_owned(),
             id: id.to_owned(),
             body: body.to_owned(),
+            attachments,
         };
         match self.request(frame).await? {
             ServerFrame::Ack {

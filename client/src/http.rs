@@ -1,5 +1,6 @@
-//! The HTTP half of protocol v1: accounts, rooms, DMs and history pages.
+//! The HTTP half of protocol v1: accounts, rooms, DMs, history pages and shared files.
 
+use chatmesh_protocol::files::FileInfo;
 use chatmesh_protocol::message::Message;
 use chatmesh_protocol::service::Role;
 pub use chatmesh_protocol::service::{RoomKind, RoomListing as RoomInfo};
@@ -131,6 +132,26 @@ impl Http {
         self.call(reqwest::Method::GET, &path, None).await
     }
 
+    /// `POST /v1/rooms/{room}/files?name=...`: shares `bytes` in `room` (attach the answer's
+    /// `id` to a message with [`crate::Client::send_files`]).
+    pub async fn upload(&self, room: &str, name: &str, bytes: Vec<u8>) -> Result<FileInfo> {
+        let url = format!("{}/v1/rooms/{room}/files", self.base);
+        let url = reqwest::Url::parse_with_params(&url, &[("name", name)])
+            .map_err(|_| Error::Url(url.clone()))?;
+        let mut req = self.http.post(url).body(bytes);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        Ok(checked(req.send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/rooms/{room}/files/{id}`: the file's bytes.
+    pub async fn download(&self, room: &str, id: &str) -> Result<Vec<u8>> {
+        let path = format!("/v1/rooms/{room}/files/{id}");
+        let res = self.send(reqwest::Method::GET, &path, None).await?;
+        Ok(res.bytes().await?.to_vec())
+    }
+
     async fn call_empty(
         &self,
         method: reqwest::Method,
@@ -162,16 +183,20 @@ impl Http {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await?;
-        if res.status().is_success() {
-            return Ok(res);
-        }
-        let status = res.status();
-        match res.json::<ErrorBody>().await {
-            Ok(body) => Err(Error::Api(body.error)),
-            Err(_) => Err(Error::Protocol(format!(
-                "HTTP {status} without an error body"
-            ))),
-        }
+        checked(req.send().await?).await
+    }
+}
+
+/// `res` if it is a success, else its error.
+async fn checked(res: reqwest::Response) -> Result<reqwest::Response> {
+    if res.status().is_success() {
+        return Ok(res);
+    }
+    let status = res.status();
+    match res.json::<ErrorBody>().await {
+        Ok(body) => Err(Error::Api(body.error)),
+        Err(_) => Err(Error::Protocol(format!(
+            "HTTP {status} without an error body"
+        ))),
     }
 }

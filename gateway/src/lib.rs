@@ -11,6 +11,7 @@ pub mod config;
 pub mod cursors;
 pub mod error;
 pub mod fanout;
+pub mod files;
 pub mod http;
 pub mod jsread;
 pub mod link;

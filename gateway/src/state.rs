@@ -59,6 +59,8 @@ pub struct AppState {
     /// The budget of sends awaiting their PubAck.
     pub admission: Admission,
     pub next_session: AtomicU64,
+    /// Shared files (`[files]`); `None`: their endpoints answer `unavailable`.
+    pub files: Option<crate::files::GatewayFiles>,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
         mesh: MeshConfig,
         nats: async_nats::Client,
         metrics: Option<PrometheusHandle>,
+        files: Option<crate::files::GatewayFiles>,
     ) -> Result<Arc<Self>, GatewayError> {
         let service_timeout = Duration::from_millis(cfg.service_timeout_ms);
         let js = async_nats::jetstream::ContextBuilder::new()
@@ -123,6 +126,7 @@ impl AppState {
             receipts: Receipts::new(Duration::from_millis(cfg_receipts)),
             admission: Admission::new(cfg_inflight, Duration::from_millis(cfg_admission)),
             next_session: AtomicU64::new(1),
+            files,
         });
         let weak = Arc::downgrade(&state);
         crate::access::spawn_member_listener(

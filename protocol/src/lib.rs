@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod bus;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod frames;
 pub mod limits;
 pub mod message;

@@ -1,12 +1,14 @@
 //! A chat message as stored in JetStream, kept by workers and sent to clients.
 //!
-//! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`); the stream assigns `seq`, and
+//! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`, `attachments`); the stream assigns `seq`, and
 //! the republished copy carries `prev` in `Nats-Last-Sequence`. A gateway builds the client
 //! frame by splicing the payload behind a `{"type":"message","room",..,"seq","prev",` prefix,
 //! so a message is never parsed on the fan-out path.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+
+use crate::files::Attachment;
 
 /// What a gateway publishes to JetStream for one `send`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +18,9 @@ pub struct Payload {
     /// Milliseconds since the Unix epoch, set by the gateway that accepted the send.
     pub ts: u64,
     pub body: String,
+    /// Files the message carries (extension; absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// A message as clients see it (a `message` frame without `type`).
@@ -28,6 +33,9 @@ pub struct Message {
     pub from: String,
     pub ts: u64,
     pub body: String,
+    /// Files the message carries (extension; absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 impl Message {
@@ -40,6 +48,7 @@ impl Message {
             from: p.from,
             ts: p.ts,
             body: p.body,
+            attachments: p.attachments,
         }
     }
 }
@@ -87,6 +96,7 @@ mod tests {
             from: "ann".into(),
             ts: 17,
             body: "<b>hi</b> \u{1F600}".into(),
+            attachments: Vec::new(),
         };
         let bytes = serde_json::to_vec(&p).unwrap();
         let frame = encode_message_frame("general", 9, 4, &bytes).unwrap();

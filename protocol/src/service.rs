@@ -333,6 +333,31 @@ op!(SetTopic, "room_topic", SetTopicRequest, RoomTopic);
 op!(GetProfile, "profile_get", UserRequest, Profile);
 op!(SetProfile, "profile_set", SetProfileRequest, Profile);
 op!(
+    FileBegin,
+    "file_begin",
+    crate::files::FileBeginRequest,
+    Done
+);
+op!(
+    FileCommit,
+    "file_commit",
+    crate::files::FileCommitRequest,
+    crate::files::FileInfo
+);
+op!(FileAbort, "file_abort", crate::files::FileRequest, Done);
+op!(
+    FileGet,
+    "file_get",
+    crate::files::FileRequest,
+    crate::files::FileInfo
+);
+op!(
+    FileAttach,
+    "file_attach",
+    crate::files::AttachRequest,
+    crate::files::Attachments
+);
+op!(
     ChangePassword,
     "password_change",
     ChangePasswordRequest,

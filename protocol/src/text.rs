@@ -25,10 +25,10 @@ pub enum TextError {
     BadChar { what: &'static str, code: u32 },
 }
 
-/// Characters refused anywhere in a display name or topic: C0/C1 controls (line breaks
+/// Characters refused anywhere in a display name, topic or file name: C0/C1 controls (line breaks
 /// included), bidirectional embeddings, overrides, isolates and marks, zero-width spaces and
 /// joiners other than ZWJ (emoji sequences need it), line/paragraph separators, the BOM.
-fn refused(c: char) -> bool {
+pub fn refused(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{200B}' | '\u{200C}' | '\u{200E}' | '\u{200F}'

@@ -58,6 +58,7 @@ fn client_frames_golden() {
                 room: "general".into(),
                 id: "m-1".into(),
                 body: "hi \"you\"".into(),
+                attachments: Vec::new(),
             },
             r(json!(7)),
             r#"{"type":"send","room":"general","id":"m-1","body":"hi \"you\"","ref":7}"#,
@@ -120,6 +121,7 @@ fn message(room: &str, seq: u64) -> Message {
         from: "ann".into(),
         ts: 1_700_000_000_000 + seq,
         body: format!("hello {seq}"),
+        attachments: Vec::new(),
     }
 }
 
@@ -248,6 +250,7 @@ fn spliced_message_frames_equal_typed_ones() {
         from: "ann".into(),
         ts: 1_700_000_000_007,
         body: "hello \"7\" \u{1F600}".into(),
+        attachments: Vec::new(),
     };
     let stored = serde_json::to_vec(&payload).unwrap();
     let spliced = encode_message_frame("general", 7, 4, &stored).unwrap();
@@ -280,7 +283,8 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         (name(), "[ -~]{1,64}", text()).prop_map(|(room, id, body)| ClientFrame::Send {
             room,
             id,
-            body
+            body,
+            attachments: Vec::new(),
         }),
         (name(), any::<Option<u64>>(), 1u32..=100).prop_map(|(room, before, limit)| {
             ClientFrame::History {
@@ -314,6 +318,7 @@ fn a_message() -> impl Strategy<Value = Message> {
             from,
             ts,
             body,
+            attachments: Vec::new(),
         })
 }
 

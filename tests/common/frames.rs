@@ -39,6 +39,7 @@ pub mod frame {
             room: room.into(),
             id: id.into(),
             body: body.into(),
+            attachments: Vec::new(),
         }
     }
 

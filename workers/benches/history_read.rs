@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
                             from: "ann".into(),
                             ts: seq,
                             body: "a chat message of a typical length, some sixty bytes.".into(),
+                            attachments: Vec::new(),
                         },
                     )),
                 })

@@ -22,6 +22,7 @@ fn delivery(seq: u64) -> Delivery {
         from: "ann".into(),
         ts: 1_700_000_000_000 + seq,
         body: "a chat message of a typical length, some sixty bytes long.".into(),
+        attachments: Vec::new(),
     };
     Delivery {
         seq,

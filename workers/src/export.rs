@@ -8,6 +8,10 @@
 //! `prev`: imported into another deployment, the target stream must already be past the
 //! room's last seq (see docs/STORAGE.md), or the store writer skips new messages as old.
 //! Import writes the room record and stats last, so an interrupted import can be run again.
+//!
+//! Files are not moved: a message line keeps what the message says about its files
+//! (`attachments`), but the files' records and bytes stay in the source's object storage,
+//! so their downloads answer 404 in the target (docs/FILES.md).
 
 use std::io::{BufRead, Write};
 
@@ -47,6 +51,10 @@ pub enum Line {
         from: String,
         ts: u64,
         body: String,
+        /// What the message says about its files (absent when none). The files themselves
+        /// (their records and bytes) are not exported.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<chatmesh_protocol::files::Attachment>,
     },
 }
 
@@ -139,6 +147,7 @@ pub async fn export_room<W: Write>(
                 from: m.from,
                 ts: m.ts,
                 body: m.body,
+                attachments: m.attachments,
             };
             write_line(out, &line)?;
             moved.messages += 1;
@@ -209,6 +218,7 @@ pub async fn import_room<R: BufRead>(
                 from,
                 ts,
                 body,
+                attachments,
             } => {
                 if let Some((last_seq, last_n)) = last {
                     if prev != last_seq || n <= last_n {
@@ -223,6 +233,7 @@ pub async fn import_room<R: BufRead>(
                     from,
                     ts,
                     body,
+                    attachments,
                 };
                 Model::put_message(&mut batch, &room, seq, &m);
                 moved.messages += 1;

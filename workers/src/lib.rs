@@ -1,6 +1,7 @@
 //! chatmesh workers: they persist every chat message from JetStream to the store, keep the
 //! caches that make history and access checks cheap, and answer the request-reply services
-//! gateways call (accounts, rooms, membership, history, cursors).
+//! gateways call (accounts, rooms, membership, history, cursors, files), and make thumbnails
+//! and sweep unused files ([`files`]).
 //!
 //! Layers, bottom up: [`store`] (the ordered-KV trait and its backends), [`model`] (the chat
 //! data model over the trait, written once), [`cache`] (moka caches wrapping the model),
@@ -12,6 +13,7 @@ pub mod config;
 mod consumer;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod metrics;
 pub mod model;
 pub mod ownership;
@@ -25,6 +27,7 @@ pub mod writer;
 
 pub use config::{Backend, FsyncPolicy, WorkerConfig};
 pub use error::WorkerError;
+pub use service::Files;
 pub use service::Service;
 pub use store::{KvStore, Store, StoreError};
 pub use streams::ensure_stream;

@@ -55,6 +55,18 @@ impl Worker {
         nats: Client,
         store: Store,
     ) -> Result<Worker, WorkerError> {
+        Self::start_with_files(cfg, mesh, nats, store, None).await
+    }
+
+    /// [`Worker::start`], with file sharing (`files`: thumbnails, the sweeper, the file
+    /// operations; without it they answer `unavailable`).
+    pub async fn start_with_files(
+        cfg: WorkerConfig,
+        mesh: MeshConfig,
+        nats: Client,
+        store: Store,
+        files: Option<crate::service::Files>,
+    ) -> Result<Worker, WorkerError> {
         let mut problems = cfg.problems();
         problems.extend(mesh.problems());
         if !problems.is_empty() {
@@ -155,6 +167,14 @@ impl Worker {
                 set
             })
         };
+        if let Some(files) = files {
+            let (owned, partitions) = (owned.clone(), mesh.partitions);
+            let owns: crate::files::Owns = Arc::new(move |room: &str| {
+                let p = chatmesh_protocol::subjects::partition(room, partitions) as usize;
+                owned.get(p).is_some_and(|o| o.load(Ordering::Acquire))
+            });
+            crate::files::start(&service, files, owns, &mut tasks, shutdown.clone());
+        }
         let me = crate::ownership::new_worker_id();
         info!(worker = %me, mode = ?cfg.ownership.mode, "partition ownership");
         tasks.spawn(crate::ownership::run(
@@ -254,15 +274,16 @@ impl Worker {
     }
 }
 
-/// Runs a worker until `shutdown` resolves (or a partition task fails), then stops it.
+/// Runs a worker (with `files` when file sharing is enabled) until `shutdown` resolves (or a partition task fails), then stops it.
 pub async fn run(
     cfg: WorkerConfig,
     mesh: MeshConfig,
     nats: Client,
     store: Store,
+    files: Option<crate::service::Files>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    let mut worker = Worker::start(cfg, mesh, nats, store).await?;
+    let mut worker = Worker::start_with_files(cfg, mesh, nats, store, files).await?;
     let failure = tokio::select! {
         _ = shutdown => None,
         e = worker.failed() => Some(e),

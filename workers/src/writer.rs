@@ -73,7 +73,11 @@ pub async fn store_batch(
             from: payload.from,
             ts: payload.ts,
             body: payload.body,
+            attachments: payload.attachments,
         };
+        for file in &stored.attachments {
+            Model::put_file_ref(&mut write, &room, &file.id, d.seq);
+        }
         *stats = RoomStats {
             last_seq: d.seq,
             count: stored.n,

@@ -32,6 +32,7 @@ async fn fill(l: &Local, rooms: &[&str], n: u64) -> BTreeMap<String, Vec<u64>> {
                 from: "ann".into(),
                 ts,
                 body: "b".into(),
+                attachments: Vec::new(),
             };
             Delivery {
                 seq,

@@ -1,6 +1,6 @@
 //! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history; the
 //! profile and password endpoints are in `account.rs`, member lists and topics in
-//! `room_info.rs`.
+//! `room_info.rs`, shared files in `files.rs`.
 //!
 //! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
 //! refusal is 429 `rate_limited` with `Retry-After` (seconds). Every bearer token is checked
@@ -19,6 +19,7 @@ use chatmesh_protocol::service::{
 };
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
+use super::files::{self, Part};
 use super::reply::{self, Body};
 use super::request::{
     body, caller, caller_identity, name, password_queue_full, query_pairs, Answer, Refusal,
@@ -46,6 +47,16 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         }
         (&Method::POST, ["dm", user]) => dm(state, req, user).await,
         (&Method::GET, ["rooms", room, "messages"]) => messages(state, req, room).await,
+        (&Method::POST, ["rooms", room, "files"]) => files::upload(state, req, room).await,
+        (&Method::GET, ["rooms", room, "files", id]) => {
+            files::download(state, req, room, id, Part::Bytes).await
+        }
+        (&Method::GET, ["rooms", room, "files", id, "thumbnail"]) => {
+            files::download(state, req, room, id, Part::Thumbnail).await
+        }
+        (&Method::GET, ["rooms", room, "files", id, "info"]) => {
+            files::download(state, req, room, id, Part::Info).await
+        }
         (
             _,
             ["auth", _]
@@ -55,7 +66,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["rooms", _, "members"]
             | ["rooms", _, "members", _]
             | ["dm", _]
-            | ["rooms", _, "messages"],
+            | ["rooms", _, "messages"]
+            | ["rooms", _, "files"]
+            | ["rooms", _, "files", _]
+            | ["rooms", _, "files", _, "thumbnail" | "info"],
         ) => Err(ApiError::new(ErrorCode::BadRequest, "method not allowed here").into()),
         _ => Err(ApiError::not_found("no such endpoint").into()),
     };

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, STRICT_TRANSPORT_SECURITY};
 use hyper::server::conn::http1;
@@ -135,7 +136,9 @@ async fn serve_http<I>(
                 if let Some(hsts) = hsts {
                     resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, hsts);
                 }
-                drop(busy);
+                // The connection counts as busy until the body is sent (a long download is
+                // not idle).
+                let resp = resp.map(|body| Guarded { body, _busy: busy }.boxed());
                 Ok::<_, Infallible>(resp)
             }
         })
@@ -163,6 +166,33 @@ async fn serve_http<I>(
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
         }
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is sent. Its size
+/// and end are the body's own, so a fixed body still gets a `Content-Length`.
+struct Guarded {
+    body: super::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = hyper::body::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -5,6 +5,7 @@
 mod account;
 mod api;
 mod conn;
+mod files;
 mod limits;
 mod peer;
 mod refuse;

@@ -244,11 +244,16 @@ impl Session {
                 }
             }
             ClientFrame::Leave { room } => self.leave(&r#ref, &room).await,
-            ClientFrame::Send { room, id, body } => {
+            ClientFrame::Send {
+                room,
+                id,
+                body,
+                attachments,
+            } => {
                 if self.sends.check().is_err() {
                     return self.strike(&r#ref).await;
                 }
-                if let Err(e) = self.send(&r#ref, room, id, body).await {
+                if let Err(e) = self.send(&r#ref, room, id, body, attachments).await {
                     self.error(&r#ref, &e).await;
                 }
             }
@@ -419,18 +424,25 @@ impl Session {
         room: String,
         id: String,
         body: String,
+        files: Vec<String>,
     ) -> Result<(), ApiError> {
         let user = self.user().to_owned();
         let access = self.state.access.get(&room, &user).await?;
         if !access.can_post() {
             return Err(ApiError::forbidden("only members may post to this room"));
         }
+        let attachments = if files.is_empty() {
+            Vec::new()
+        } else {
+            attach(&self.state, &room, files).await?
+        };
         let ts = now_ms();
         let payload = Payload {
             id,
             from: user.clone(),
             ts,
             body,
+            attachments,
         };
         let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
         let slots = self.inflight.get_or_insert_with(Admission::session_slots);
@@ -607,6 +619,27 @@ impl Session {
             .await
             .map_err(|_| ApiError::unavailable("event not sent"))
     }
+}
+
+/// What a message carries about the files `ids` of `room` (each must be a complete file of
+/// the room: `not_found` names the first that is not).
+async fn attach(
+    state: &AppState,
+    room: &str,
+    ids: Vec<String>,
+) -> Result<Vec<chatmesh_protocol::files::Attachment>, ApiError> {
+    if state.files.is_none() {
+        return Err(ApiError::unavailable("file sharing is not enabled"));
+    }
+    let req = chatmesh_protocol::files::AttachRequest {
+        room: room.to_owned(),
+        ids,
+    };
+    let found = state
+        .services
+        .ask::<chatmesh_protocol::service::FileAttach>(room, &req)
+        .await?;
+    Ok(found.attachments)
 }
 
 /// The `ts` of an already stored message (a resend gets the original's).

@@ -149,6 +149,7 @@ impl Replay {
             from: m.from.clone(),
             ts: m.ts,
             body: m.body.clone(),
+            attachments: m.attachments.clone(),
         })
         .ok()?;
         let frame = encode_message_frame(&self.room, m.seq, m.prev, &payload)?;

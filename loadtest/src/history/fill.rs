@@ -215,6 +215,7 @@ async fn fill_room(
                 room: room.to_owned(),
                 id: format!("{run_id}-fill{r}-k{next}"),
                 body: fill_body(next, body_bytes.max(32)),
+                attachments: Vec::new(),
             };
             ws.feed(Message::text(send.encode(&Some(next.into()))))
                 .await?;

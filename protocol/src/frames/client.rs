@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{Ref, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use crate::error::{ApiError, ErrorCode};
+use crate::files::{validate_file_id, MAX_ATTACHMENTS};
 use crate::limits::Limits;
 use crate::names::{validate_msg_id, validate_name};
 
@@ -31,6 +32,10 @@ pub enum ClientFrame {
         room: String,
         id: String,
         body: String,
+        /// Ids of files of the room the message carries (extension; at most
+        /// [`MAX_ATTACHMENTS`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<String>,
     },
     History {
         room: String,
@@ -147,9 +152,25 @@ impl ClientFrame {
             | Self::Typing { room: r }
             | Self::Read { room: r, .. }
             | Self::Presence { room: r } => room(r),
-            Self::Send { room: r, id, body } => {
+            Self::Send {
+                room: r,
+                id,
+                body,
+                attachments,
+            } => {
                 room(r)?;
                 validate_msg_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if attachments.len() > MAX_ATTACHMENTS {
+                    return Err(ApiError::bad_request(format!(
+                        "a message carries at most {MAX_ATTACHMENTS} files"
+                    )));
+                }
+                for (i, file) in attachments.iter().enumerate() {
+                    validate_file_id(file)?;
+                    if attachments[..i].contains(file) {
+                        return Err(ApiError::bad_request("a file is attached twice"));
+                    }
+                }
                 if body.len() > limits.max_body_bytes {
                     return Err(ApiError::new(
                         ErrorCode::TooLarge,
@@ -188,7 +209,8 @@ mod tests {
             ClientFrame::Send {
                 room: "r1".into(),
                 id: "a".into(),
-                body: "hi".into()
+                body: "hi".into(),
+                attachments: Vec::new(),
             }
         );
         assert_eq!(parse(json!({"type":"ping"})).unwrap().1, ClientFrame::Ping);
@@ -272,6 +294,7 @@ mod tests {
             room: "r".into(),
             id: "1".into(),
             body: "hi".into(),
+            attachments: Vec::new(),
         };
         assert_eq!(
             send.encode(&Some(json!(3))),

@@ -94,6 +94,7 @@ mod tests {
                     from: "a".into(),
                     ts: 0,
                     body: String::new(),
+                    attachments: Vec::new(),
                 };
                 prev = seq;
                 m

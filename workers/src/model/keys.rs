@@ -17,6 +17,10 @@
 //! | rooms created by a user | `o h16(user) user` | be64(count) |
 //! | public directory | `p room` | empty |
 //! | checkpoint | `k be32(partition)` | be64(last stream seq stored) |
+//! | file | `f h16(room) room 00 id` | [`FileRecord`](super::records::FileRecord) |
+//! | file reference | `g h16(room) room 00 id 00 be64(seq)` | empty: message `seq` carries the file |
+//! | file bytes of a room | `q h16(room) room` | be64(bytes) |
+//! | file bytes of a user in a room | `v h16(room) room 00 user` | be64(bytes) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -35,6 +39,10 @@ const USER: u8 = b'u';
 const CREATED: u8 = b'o';
 const PUBLIC: u8 = b'p';
 const CHECKPOINT: u8 = b'k';
+const FILE: u8 = b'f';
+const FILE_REF: u8 = b'g';
+const ROOM_FILE_BYTES: u8 = b'q';
+const USER_FILE_BYTES: u8 = b'v';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -180,9 +188,67 @@ pub fn checkpoint(partition: u32) -> Vec<u8> {
     k
 }
 
+pub fn file(room: &str, id: &str) -> Vec<u8> {
+    pair(FILE, room, id)
+}
+
+/// Every file key, all rooms.
+pub fn files_all() -> Range<Vec<u8>> {
+    prefix_range(vec![FILE])
+}
+
+/// The (room, file id) of a file key.
+pub fn room_and_file(key: &[u8]) -> Option<(&str, &str)> {
+    let at = 3 + key.get(3..)?.iter().position(|b| *b == 0)?;
+    let room = std::str::from_utf8(key.get(3..at)?).ok()?;
+    let id = std::str::from_utf8(key.get(at + 1..)?).ok()?;
+    Some((room, id))
+}
+
+/// Message `seq` carries file `id` of `room`.
+pub fn file_ref(room: &str, id: &str, seq: u64) -> Vec<u8> {
+    let mut k = pair(FILE_REF, room, id);
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Every reference to file `id` of `room`, by seq.
+pub fn file_refs(room: &str, id: &str) -> Range<Vec<u8>> {
+    let mut k = pair(FILE_REF, room, id);
+    k.push(0);
+    prefix_range(k)
+}
+
+/// The seq of a file reference key.
+pub fn seq_of_file_ref(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+pub fn room_file_bytes(room: &str) -> Vec<u8> {
+    named(ROOM_FILE_BYTES, room, 0)
+}
+
+pub fn user_file_bytes(room: &str, user: &str) -> Vec<u8> {
+    pair(USER_FILE_BYTES, room, user)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_keys_give_back_room_and_id_and_seq() {
+        let k = file("r-1", "f0123");
+        assert_eq!(room_and_file(&k), Some(("r-1", "f0123")));
+        assert!(files_all().contains(&k));
+        let refs = file_refs("r-1", "f0123");
+        let (a, b) = (file_ref("r-1", "f0123", 5), file_ref("r-1", "f0123", 300));
+        assert!(refs.contains(&a) && refs.contains(&b) && a < b);
+        assert!(!refs.contains(&file_ref("r-1", "f01234", 5)));
+        assert_eq!(seq_of_file_ref(&b), Some(300));
+    }
 
     #[test]
     fn newer_messages_sort_first_and_stay_inside_the_room() {

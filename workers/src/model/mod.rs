@@ -1,8 +1,10 @@
 //! The chat model, written once above [`KvStore`] for every backend: messages and their
 //! per-partition checkpoints, rooms and their stats, members and the reverse index of a
-//! user's rooms, users, read cursors. No rules live here (who may do what is the service
+//! user's rooms, users, read cursors, shared files (their records, the messages that
+//! carry them and the bytes each room and user holds). No rules live here (who may do what is the service
 //! layer's job) and no caching (the cache wraps the model, not the backends).
 
+mod files;
 pub mod keys;
 mod messages;
 pub mod records;
@@ -15,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::store::{GroupCommit, KvStore, Store, StoreError, WriteBatch};
 
 pub use messages::HistoryQuery;
-pub use records::{Cursor, RoomMeta, RoomStats, StoredMessage, UserRecord};
+pub use records::{Cursor, FileRecord, RoomMeta, RoomStats, StoredMessage, UserRecord};
 
 /// Data access for the chat model. Cheap to clone.
 #[derive(Debug, Clone)]

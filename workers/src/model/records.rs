@@ -2,6 +2,7 @@
 //! any tool, and new optional fields need no migration), except the checkpoint, a bare
 //! big-endian u64.
 
+use chatmesh_protocol::files::{Attachment, FileInfo, Thumbnail};
 use chatmesh_protocol::message::Message;
 use chatmesh_protocol::service::RoomKind;
 use serde::de::DeserializeOwned;
@@ -21,6 +22,9 @@ pub struct StoredMessage {
     pub from: String,
     pub ts: u64,
     pub body: String,
+    /// Files the message carries (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 impl StoredMessage {
@@ -33,6 +37,44 @@ impl StoredMessage {
             from: self.from,
             ts: self.ts,
             body: self.body,
+            attachments: self.attachments,
+        }
+    }
+}
+
+/// A shared file of a room; its room and id are in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub name: String,
+    pub size: u64,
+    /// The uploader.
+    pub by: String,
+    /// When the upload started, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// False while the bytes are being uploaded.
+    pub complete: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    pub thumbnail: Thumbnail,
+}
+
+impl FileRecord {
+    pub fn info(&self, room: &str, id: &str) -> FileInfo {
+        FileInfo {
+            id: id.to_owned(),
+            room: room.to_owned(),
+            name: self.name.clone(),
+            size: self.size,
+            content_type: self.content_type.clone(),
+            width: self.width,
+            height: self.height,
+            thumbnail: self.thumbnail,
+            by: self.by.clone(),
+            ts: self.ts,
         }
     }
 }

@@ -90,6 +90,7 @@ mod tests {
             from: "a".into(),
             ts: 1,
             body: body.into(),
+            attachments: Vec::new(),
         }
     }
 

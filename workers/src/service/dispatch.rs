@@ -178,6 +178,19 @@ impl Service {
             ops::SetProfile::NAME => {
                 call::<ops::SetProfile, _>(payload, |r| self.profile_set(r)).await
             }
+            ops::FileBegin::NAME => {
+                call::<ops::FileBegin, _>(payload, |r| self.file_begin(r)).await
+            }
+            ops::FileCommit::NAME => {
+                call::<ops::FileCommit, _>(payload, |r| self.file_commit(r)).await
+            }
+            ops::FileAbort::NAME => {
+                call::<ops::FileAbort, _>(payload, |r| self.file_abort(r)).await
+            }
+            ops::FileGet::NAME => call::<ops::FileGet, _>(payload, |r| self.file_get(r)).await,
+            ops::FileAttach::NAME => {
+                call::<ops::FileAttach, _>(payload, |r| self.file_attach(r)).await
+            }
             ops::ChangePassword::NAME => {
                 call::<ops::ChangePassword, _>(payload, |r| self.password_change(r)).await
             }

@@ -1,5 +1,5 @@
 //! The worker's request-reply services (`protocol::service`): accounts and profiles, rooms,
-//! membership, member lists and topics, history and cursors. [`Service`] holds the rules, decided here once for every gateway,
+//! membership, member lists and topics, history and cursors, shared files. [`Service`] holds the rules, decided here once for every gateway,
 //! and is callable in-process; `dispatch` serves it over NATS.
 //!
 //! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
@@ -8,6 +8,7 @@
 mod auth;
 mod budget;
 mod dispatch;
+mod files;
 mod fresh;
 mod history;
 mod locks;
@@ -32,6 +33,8 @@ use crate::model::{Model, RoomMeta};
 use crate::store::StoreError;
 
 pub(crate) use dispatch::serve_partition;
+pub use files::Files;
+pub(crate) use files::FilesHandle;
 pub use fresh::StreamTail;
 use locks::KeyLocks;
 use password::{PasswordError, Passwords};
@@ -40,6 +43,7 @@ use password::{PasswordError, Passwords};
 const LOCK_USER: u8 = b'u';
 const LOCK_ROOM: u8 = b'r';
 const LOCK_CURSOR: u8 = b'c';
+const LOCK_FILES: u8 = b'f';
 
 /// The service operations of one worker. Cheap to clone.
 #[derive(Clone)]
@@ -55,6 +59,8 @@ struct Inner {
     events: Option<Client>,
     /// Set when serving over NATS: history then waits for the store to catch up.
     tail: OnceLock<StreamTail>,
+    /// Set when `[files]` is enabled (`crate::files::start`).
+    files: OnceLock<FilesHandle>,
     rooms_list_max: usize,
     rooms_list_public_max: usize,
     rooms_list_public_per_owner: usize,
@@ -106,6 +112,7 @@ impl Service {
                 passwords,
                 events,
                 tail: OnceLock::new(),
+                files: OnceLock::new(),
                 rooms_list_max: cfg.rooms_list_max,
                 rooms_list_public_max: cfg.rooms_list_public_max,
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,
@@ -122,13 +129,45 @@ impl Service {
         let _ = self.inner.tail.set(tail);
     }
 
+    /// Enables the file operations (once; later calls are ignored).
+    pub(crate) fn enable_files(&self, handle: FilesHandle) {
+        let _ = self.inner.files.set(handle);
+    }
+
+    /// Object storage and its rules, or `unavailable` when files are not enabled here.
+    pub(crate) fn files(&self) -> Result<&FilesHandle, ApiError> {
+        self.inner
+            .files
+            .get()
+            .ok_or_else(|| ApiError::unavailable("file sharing is not enabled"))
+    }
+
+    /// Queues the thumbnail of a file; when the queue is full the sweeper queues it later.
+    pub(crate) fn queue_thumbnail(&self, room: &str, id: &str) {
+        if let Ok(handle) = self.files() {
+            if handle
+                .jobs
+                .try_send((room.to_owned(), id.to_owned()))
+                .is_err()
+            {
+                metrics::counter!("chatmesh_file_thumbnails_total", "outcome" => "queue_full")
+                    .increment(1);
+            }
+        }
+    }
+
+    /// The lock under which a room's file records and byte counts change.
+    pub(crate) async fn lock_files(&self, room: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.locks.lock(LOCK_FILES, room, "").await
+    }
+
     /// A place for one password request (`register`, `login`), or `None` when the hashing
     /// queue is full (see `password.rs`).
     pub(crate) fn password_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.inner.passwords.admit()
     }
 
-    fn model(&self) -> &Model {
+    pub(crate) fn model(&self) -> &Model {
         &self.inner.model
     }
 

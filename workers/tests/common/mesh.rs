@@ -75,7 +75,7 @@ impl Running {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(run(cfg, mesh, nats, store, shutdown));
+        let task = tokio::spawn(run(cfg, mesh, nats, store, None, shutdown));
         Self { stop, task }
     }
 

@@ -87,6 +87,7 @@ pub fn payload(id: &str, from: &str, body: &str) -> Payload {
         from: from.to_owned(),
         ts: 1,
         body: body.to_owned(),
+        attachments: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ fn delivery(seq: u64, room: &str) -> Delivery {
                 from: "ann".into(),
                 ts: 1_700_000_000_000 + seq,
                 body: format!("body {seq}"),
+                attachments: Vec::new(),
             },
         )),
     }

@@ -1,0 +1,85 @@
+//! Checking `[files]` at start (`--check-config`): every problem at once, as
+//! `files.<key>: why`. A URL is opened (not contacted) to find a bad scheme or option.
+
+use crate::config::FilesConfig;
+
+impl FilesConfig {
+    /// Everything wrong with this config, as `files.<key>: why`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.url.is_some() {
+            if let Err(e) = crate::store::FileStore::open(self) {
+                // The error names files.url; its sources say why.
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                out.push(text);
+            }
+        }
+        if self.max_file_bytes == 0 {
+            out.push("files.max_file_bytes must be at least 1".into());
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.redirect_secs) {
+            out.push("files.redirect_secs must be between 1 and 604800 (7 days)".into());
+        }
+        if self.redirect && self.url.as_deref().is_none_or(|u| !supports_presign(u)) {
+            out.push("files.redirect needs an s3://, az:// or gs:// url".into());
+        }
+        if !(1..=3600 * 24 * 7).contains(&self.sweep_interval_secs) {
+            out.push("files.sweep_interval_secs must be between 1 and 604800".into());
+        }
+        if self.upload_timeout_secs == 0 {
+            out.push("files.upload_timeout_secs must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.thumbnail_concurrency) {
+            out.push("files.thumbnail_concurrency must be between 1 and 64".into());
+        }
+        if !(1..=100_000).contains(&self.thumbnail_queue) {
+            out.push("files.thumbnail_queue must be between 1 and 100000".into());
+        }
+        out
+    }
+}
+
+fn supports_presign(url: &str) -> bool {
+    [
+        "s3://", "s3a://", "az://", "azure://", "abfs://", "abfss://", "gs://",
+    ]
+    .iter()
+    .any(|p| url.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sound() {
+        assert!(FilesConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn redirect_needs_a_cloud_store() {
+        let cfg = FilesConfig {
+            redirect: true,
+            ..FilesConfig::default()
+        };
+        assert!(cfg.problems().iter().any(|p| p.contains("redirect")));
+    }
+
+    #[test]
+    fn a_bad_url_is_named() {
+        let cfg = FilesConfig {
+            url: Some("ftp://example.invalid/x".into()),
+            ..FilesConfig::default()
+        };
+        let problems = cfg.problems();
+        assert!(
+            problems.iter().any(|p| p.contains("ftp://")),
+            "{problems:?}"
+        );
+    }
+}

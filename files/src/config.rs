@@ -1,0 +1,71 @@
+//! `[files]`: where shared files live and how much of them a room and a user may keep.
+//!
+//! Without `url`, files live in the folder `dir` (`<data dir>/files` under `chatmesh up`).
+//! With `url`, in object storage: `s3://bucket/prefix` (S3 and S3-compatible),
+//! `az://container/prefix` (Azure Blob), `gs://bucket/prefix` (GCS), `file:///abs/path`, or
+//! `memory://` (tests; nothing survives a restart). Credentials come from the environment
+//! as `object_store` reads it (`AWS_ACCESS_KEY_ID`, `AZURE_STORAGE_ACCOUNT_NAME`,
+//! `GOOGLE_SERVICE_ACCOUNT`, ...) and from `options`, whose keys are `object_store`'s config
+//! keys (`aws_endpoint`, `aws_allow_http`, `azure_storage_account_key`, ...).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1024 * 1024;
+
+/// `[files]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Object storage URL (s3://, az://, gs://, file://, memory://); unset: the folder `dir`.
+    pub url: Option<String>,
+    /// The local folder used when `url` is unset.
+    pub dir: PathBuf,
+    /// Store options on top of the environment (object_store config keys).
+    pub options: BTreeMap<String, String>,
+    /// Largest file, in bytes.
+    pub max_file_bytes: u64,
+    /// Bytes of files one room may hold (0: no limit).
+    pub room_quota_bytes: u64,
+    /// Bytes of files one user may hold in one room (0: no limit).
+    pub user_quota_bytes: u64,
+    /// Answer downloads with a redirect to a presigned URL (S3, Azure, GCS only).
+    pub redirect: bool,
+    /// How long a presigned URL is valid.
+    pub redirect_secs: u64,
+    /// A file no message refers to is deleted this long after its upload.
+    pub unattached_grace_secs: u64,
+    /// An upload that has not finished this long after it started is deleted.
+    pub upload_timeout_secs: u64,
+    /// How often a worker's sweeper looks for files to delete.
+    pub sweep_interval_secs: u64,
+    /// Images larger than this get no thumbnail (they are read whole to be decoded).
+    pub thumbnail_max_input_bytes: u64,
+    /// Thumbnails decoded at once by one worker.
+    pub thumbnail_concurrency: usize,
+    /// Thumbnails waiting to be made by one worker; beyond it an image gets none (`failed`).
+    pub thumbnail_queue: usize,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            dir: PathBuf::from("data/files"),
+            options: BTreeMap::new(),
+            max_file_bytes: 100 * MIB,
+            room_quota_bytes: 10 * 1024 * MIB,
+            user_quota_bytes: 1024 * MIB,
+            redirect: false,
+            redirect_secs: 300,
+            unattached_grace_secs: 24 * 3600,
+            upload_timeout_secs: 3600,
+            sweep_interval_secs: 300,
+            thumbnail_max_input_bytes: 32 * MIB,
+            thumbnail_concurrency: 1,
+            thumbnail_queue: 256,
+        }
+    }
+}

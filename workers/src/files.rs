@@ -1,0 +1,267 @@
+//! The worker's side of shared files: thumbnails made off the request path, and the
+//! sweeper that deletes files nothing needs any more.
+//!
+//! Thumbnails: `file_commit` of an image queues a job (bounded, `[files] thumbnail_queue`);
+//! at most `thumbnail_concurrency` are decoded at once, each on a blocking thread under the
+//! decode limits of `chatmesh_files::thumb`. A job that finds no room in the queue, or that a
+//! restart lost, is queued again by the sweeper: a thumbnail stays `pending` until it is
+//! `ready` or `failed`, never forever.
+//!
+//! The sweeper walks every file record of the rooms this worker owns, a page at a time,
+//! every `sweep_interval_secs`, and deletes (bytes, thumbnail, record, references, quota):
+//! - an upload not finished within `upload_timeout_secs` (its gateway died mid-upload);
+//! - a file of a room that no longer exists;
+//! - a file no stored message carries, `unattached_grace_secs` after its upload;
+//! - a file whose last carrying message retention has deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatmesh_files::FilesError;
+use chatmesh_protocol::files::Thumbnail;
+use chatmesh_protocol::message::now_ms;
+use metrics::counter;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::model::{keys, records, FileRecord, Model};
+use crate::service::{Files, FilesHandle, Service};
+use crate::store::WriteBatch;
+
+/// File records read per sweeper page.
+const SWEEP_PAGE: usize = 256;
+/// A thumbnail still pending this long after its upload is queued again.
+const THUMBNAIL_RETRY_MS: u64 = 30_000;
+
+/// Whether this worker owns a room now.
+pub type Owns = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Enables the file operations of `svc` and starts the thumbnail maker and the sweeper.
+pub(crate) fn start(
+    svc: &Service,
+    files: Files,
+    owns: Owns,
+    tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
+    shutdown: CancellationToken,
+) {
+    let (jobs, rx) = mpsc::channel(files.cfg.thumbnail_queue);
+    let concurrency = files.cfg.thumbnail_concurrency;
+    let interval = Duration::from_secs(files.cfg.sweep_interval_secs);
+    svc.enable_files(FilesHandle { files, jobs });
+    let (s1, stop1) = (svc.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        thumbnails(s1, rx, concurrency, stop1).await;
+        Ok(())
+    });
+    let s2 = svc.clone();
+    tasks.spawn(async move {
+        sweeper(s2, owns, interval, shutdown).await;
+        Ok(())
+    });
+}
+
+async fn thumbnails(
+    svc: Service,
+    mut rx: mpsc::Receiver<(String, String)>,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut running = JoinSet::new();
+    loop {
+        let job = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            job = rx.recv() => job,
+        };
+        let Some((room, id)) = job else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let svc = svc.clone();
+        running.spawn(async move {
+            let _permit = permit;
+            svc.make_thumbnail(&room, &id).await;
+        });
+        while running.try_join_next().is_some() {}
+    }
+    // Jobs in progress finish (or the process ends); queued ones are the sweeper's again.
+    while running.join_next().await.is_some() {}
+}
+
+async fn sweeper(svc: Service, owns: Owns, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        match svc.sweep_files(&*owns, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => info!(deleted = n, "file sweeper deleted files"),
+            Err(e) => warn!(error = %chatmesh_protocol::error::Chain(&e), "file sweep failed"),
+        }
+    }
+}
+
+/// Why the sweeper deletes a file (metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    UploadAbandoned,
+    RoomGone,
+    Unattached,
+    Trimmed,
+}
+
+impl Why {
+    fn label(self) -> &'static str {
+        match self {
+            Why::UploadAbandoned => "upload_abandoned",
+            Why::RoomGone => "room_gone",
+            Why::Unattached => "unattached",
+            Why::Trimmed => "trimmed",
+        }
+    }
+}
+
+impl Service {
+    /// Makes the thumbnail of file `id` of `room` if it is still pending.
+    pub(crate) async fn make_thumbnail(&self, room: &str, id: &str) {
+        let Ok(handle) = self.files() else { return };
+        let Ok(Some(record)) = self.model().file(room, id).await else {
+            return;
+        };
+        if !record.complete || record.thumbnail != Thumbnail::Pending {
+            return;
+        }
+        let store = &handle.files.store;
+        let made = match store
+            .read_all(
+                &store.object(room, id),
+                handle.files.cfg.thumbnail_max_input_bytes,
+            )
+            .await
+        {
+            Ok(bytes) => chatmesh_files::thumb::thumbnail(bytes).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match made {
+            Ok((png, w, h)) => match store
+                .put(&store.thumbnail(room, id), png, "image/png")
+                .await
+            {
+                Ok(()) => Some((w, h)),
+                Err(e) => {
+                    // Storage trouble is not the image's fault: the sweeper tries again.
+                    warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "could not store a thumbnail");
+                    return;
+                }
+            },
+            Err(FilesError::NotFound) => return,
+            Err(e) => {
+                debug!(room, id, error = %chatmesh_protocol::error::Chain(&e), "no thumbnail");
+                None
+            }
+        };
+        counter!("chatmesh_file_thumbnails_total", "outcome" => if outcome.is_some() { "ready" } else { "failed" }).increment(1);
+        let _guard = self.lock_files(room).await;
+        let Ok(Some(mut record)) = self.model().file(room, id).await else {
+            // Deleted meanwhile: so is what was just made.
+            let _ = store.delete(&store.thumbnail(room, id)).await;
+            return;
+        };
+        match outcome {
+            Some((w, h)) => {
+                record.thumbnail = Thumbnail::Ready;
+                record.width.get_or_insert(w);
+                record.height.get_or_insert(h);
+            }
+            None => record.thumbnail = Thumbnail::Failed,
+        }
+        let mut batch = WriteBatch::new();
+        Model::put_file(&mut batch, room, id, &record);
+        if let Err(e) = self.model().write(batch).await {
+            warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "could not record a thumbnail");
+        }
+    }
+
+    /// One pass over every file of the rooms `owns` says are ours; returns how many were
+    /// deleted.
+    pub async fn sweep_files(
+        &self,
+        owns: &(dyn Fn(&str) -> bool + Send + Sync),
+        now: u64,
+    ) -> Result<u64, crate::store::StoreError> {
+        let Ok(handle) = self.files() else {
+            return Ok(0);
+        };
+        let cfg = &handle.files.cfg;
+        let mut from = keys::files_all().start;
+        let mut deleted = 0;
+        loop {
+            let page = self.model().files_from(from.clone(), SWEEP_PAGE).await?;
+            for (key, value) in &page {
+                let Some((room, id)) = keys::room_and_file(key) else {
+                    continue;
+                };
+                if !owns(room) {
+                    continue;
+                }
+                let record: FileRecord = records::decode(key, value)?;
+                let age = now.saturating_sub(record.ts);
+                let why = if !record.complete {
+                    (age > cfg.upload_timeout_secs * 1000).then_some(Why::UploadAbandoned)
+                } else if self.model().room(room).await?.is_none() {
+                    Some(Why::RoomGone)
+                } else {
+                    match self.model().last_file_ref(room, id).await? {
+                        None => (age > cfg.unattached_grace_secs * 1000).then_some(Why::Unattached),
+                        Some(last) => match self.model().oldest_seq(room).await? {
+                            Some(oldest) if last >= oldest => None,
+                            _ => Some(Why::Trimmed),
+                        },
+                    }
+                };
+                match why {
+                    Some(why) if self.delete_file(room, id, why).await => deleted += 1,
+                    Some(_) => {}
+                    None if record.thumbnail == Thumbnail::Pending && age > THUMBNAIL_RETRY_MS => {
+                        self.queue_thumbnail(room, id);
+                    }
+                    None => {}
+                }
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == SWEEP_PAGE => {
+                    from = last.clone();
+                    from.push(0);
+                }
+                _ => return Ok(deleted),
+            }
+        }
+    }
+
+    /// Deletes a file's objects, then its record (so a failure leaves the record to retry).
+    async fn delete_file(&self, room: &str, id: &str, why: Why) -> bool {
+        let Ok(handle) = self.files() else {
+            return false;
+        };
+        let store = &handle.files.store;
+        for path in [store.object(room, id), store.thumbnail(room, id)] {
+            if let Err(e) = store.delete(&path).await {
+                warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "could not delete a file's bytes");
+                return false;
+            }
+        }
+        let _guard = self.lock_files(room).await;
+        let Ok(Some(record)) = self.model().file(room, id).await else {
+            return false;
+        };
+        if self.forget_file(room, id, &record).await.is_err() {
+            return false;
+        }
+        counter!("chatmesh_files_swept_total", "why" => why.label()).increment(1);
+        debug!(room, id, why = why.label(), "file deleted");
+        true
+    }
+}
