@@ -81,6 +81,7 @@ function roomItem(r) {
     },
     h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
     h("span", { className: "name", textContent: name }),
+    " ", // read as "lobby 2", not "lobby2" (see roomLabel)
     r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
   );
   if (active) btn.setAttribute("aria-current", "true");
@@ -106,8 +107,9 @@ function roomItem(r) {
 function roomLabel(r, name) {
   const kind = r.kind === "dm" ? "direct message with" : r.kind === "private" ? "private room" : "room";
   let label = `${kind} ${name}`;
-  if (!r.member) label += ", not joined: join";
-  else if (r.unread > 0 && app.current !== r) label += `, ${r.unread} unread`;
+  // The visible text comes in the label in order ("lobby 2", "lobby join"), for speech input.
+  if (!r.member) label += ": join (not joined yet)";
+  else if (r.unread > 0 && app.current !== r) label += `, ${r.unread > 99 ? "99+" : r.unread} unread`;
   return label;
 }
 
