@@ -359,8 +359,8 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
 
     // Not a member: refused, whatever the request.
     const oh = outsider.http();
-    for (const call of [oh.download("studio", pdf.id), oh.fileInfo("studio", pdf.id), oh.uploadFile("studio", "x.txt", "x")]) {
-      assert.equal((await refusal(call)).status, 403);
+    for (const call of [() => oh.download("studio", pdf.id), () => oh.fileInfo("studio", pdf.id), () => oh.uploadFile("studio", "x.txt", "x")]) {
+      assert.equal((await refusal(call())).status, 403);
     }
     // A name that claims an image for bytes that are not one.
     const e = await refusal(ph.uploadFile("studio", "fake.png", "PK\u0003\u0004 not a png"));
