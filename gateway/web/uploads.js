@@ -19,13 +19,8 @@ export function addFiles(r, files) {
   for (const file of Array.from(files)) {
     const u = { key: nextKey++, name: file.name, size: file.size, loaded: 0, state: "uploading", info: null, error: null, abort: null, node: null };
     r.uploads.push(u);
-    const max = app.limits && app.limits.max_file_bytes;
     if (r.uploads.filter((x) => x.state !== "failed").length > MAX_ATTACHMENTS) {
       fail(u, `at most ${MAX_ATTACHMENTS} files go with one message; send these first`);
-      continue;
-    }
-    if (max && file.size > max) {
-      fail(u, `too large: files may have at most ${humanSize(max)}`);
       continue;
     }
     const started = upload(app.api, r.id, file, (loaded, total) => {
