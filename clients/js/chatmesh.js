@@ -28,6 +28,8 @@ const CLOSE_WAIT_MS = 2000;
 const FIRE_REFS = 256;
 /** The most a history page may hold (protocol v1). */
 const MAX_HISTORY_LIMIT = 100;
+/** The most files one message may carry (the files extension). */
+export const MAX_ATTACHMENTS = 10;
 
 /** The answer each request type expects. */
 const ANSWERS = /** @type {const} */ ({
@@ -52,6 +54,48 @@ const ANSWERS = /** @type {const} */ ({
  * @property {string} from the sender
  * @property {number} ts when the gateway accepted it, ms since the Unix epoch
  * @property {string} body
+ * @property {Attachment[]} [attachments] the files it carries (absent when none)
+ */
+
+/**
+ * A file a message carries (the files extension): what the message stores of its file.
+ * @typedef {object} Attachment
+ * @property {string} id `f` and 32 lowercase hex digits
+ * @property {string} name what downloads are called
+ * @property {number} size bytes
+ * @property {string} content_type sniffed from the bytes by the server
+ * @property {number} [width] images only
+ * @property {number} [height] images only
+ */
+
+/**
+ * A file of a room (`POST /v1/rooms/{room}/files`, `GET …/files/{id}/info`).
+ * @typedef {object} FileInfo
+ * @property {string} id
+ * @property {string} room
+ * @property {string} name
+ * @property {number} size
+ * @property {string} content_type
+ * @property {number} [width]
+ * @property {number} [height]
+ * @property {"pending" | "ready" | "none" | "failed"} thumbnail whether `…/thumbnail` has one (`ready`) or will (`pending`)
+ * @property {string} by the uploader
+ * @property {number} ts when it was uploaded, ms since the Unix epoch
+ */
+
+/**
+ * A file's bytes (`GET /v1/rooms/{room}/files/{id}`, or its thumbnail).
+ * @typedef {object} Download
+ * @property {number} status 200, or 206 for a range
+ * @property {string} contentType
+ * @property {string | null} contentRange `bytes A-B/SIZE` for a 206
+ * @property {Blob} blob
+ */
+
+/**
+ * What a send carries besides its body.
+ * @typedef {object} SendOptions
+ * @property {string[]} [attachments] ids of files uploaded to the room (at most 10); `body` may then be empty
  */
 
 /**
@@ -454,6 +498,66 @@ export class Http {
     return { messages: Array.isArray(data.messages) ? data.messages : [], more: !!data.more };
   }
 
+  // -------------------------------------------------------------------------------------
+  // Files (the files extension of protocol v1)
+
+  /**
+   * `POST /v1/rooms/{room}/files?name=NAME`: uploads a file to `room` (members who may
+   * post). 413 `too_large` over the size cap or a quota; 400 `bad_request` for a bad name or
+   * bytes that do not match an image name (a zip called `.png`); 403, 404 for an unknown room.
+   * @param {string} room
+   * @param {string} name what downloads are called: 1–255 bytes of UTF-8, no `/` or `\`
+   * @param {Blob | ArrayBuffer | Uint8Array | string} data the bytes
+   * @returns {Promise<FileInfo>}
+   */
+  async uploadFile(room, name, data) {
+    if (typeof name !== "string" || !name) throw new ChatmeshError("invalid", "name must be a non-empty string");
+    const path = `/v1/rooms/${seg(room, "room")}/files?name=${encodeURIComponent(name)}`;
+    const resp = await this.#fetch200("POST", path, {
+      body: /** @type {BodyInit} */ (data),
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+    return /** @type {FileInfo} */ (await this.#json(resp));
+  }
+
+  /** `GET /v1/rooms/{room}/files/{id}/info`. @param {string} room @param {string} id @returns {Promise<FileInfo>} */
+  async fileInfo(room, id) {
+    return /** @type {FileInfo} */ (await this.#call("GET", `${filePath(room, id)}/info`));
+  }
+
+  /**
+   * `GET /v1/rooms/{room}/files/{id}`: the file's bytes (members, or readers of a public
+   * room; 403 otherwise). `range` asks for bytes `start`–`end` (inclusive; to the end when
+   * `end` is left out): 206, or 416 `http_416` when it cannot be satisfied.
+   * @param {string} room
+   * @param {string} id
+   * @param {{range?: {start: number, end?: number}}} [options]
+   * @returns {Promise<Download>}
+   */
+  async download(room, id, options = {}) {
+    /** @type {Record<string, string>} */
+    const headers = {};
+    const r = options.range;
+    if (r) {
+      if (!Number.isInteger(r.start) || r.start < 0 || (r.end !== undefined && (!Number.isInteger(r.end) || r.end < r.start))) {
+        throw new ChatmeshError("invalid", "range must be whole numbers with 0 <= start <= end");
+      }
+      headers.Range = `bytes=${r.start}-${r.end === undefined ? "" : r.end}`;
+    }
+    return download(await this.#fetch200("GET", filePath(room, id), { headers }));
+  }
+
+  /**
+   * `GET /v1/rooms/{room}/files/{id}/thumbnail`: a PNG of at most 320 × 320 pixels, for
+   * images once made; `not_found` while there is none (see `thumbnail` in the file's info).
+   * @param {string} room
+   * @param {string} id
+   * @returns {Promise<Download>}
+   */
+  async thumbnail(room, id) {
+    return download(await this.#fetch200("GET", `${filePath(room, id)}/thumbnail`, {}));
+  }
+
   /**
    * @param {string} method
    * @param {string} path
@@ -464,38 +568,116 @@ export class Http {
     /** @type {Record<string, string>} */
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    const resp = await this.#fetch200(method, path, {
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return this.#json(resp);
+  }
+
+  /**
+   * The answer to a request with the token, when it is a success; an error answer throws
+   * its ChatmeshError.
+   * @param {string} method
+   * @param {string} path
+   * @param {{headers?: Record<string, string>, body?: BodyInit}} init
+   * @returns {Promise<Response>}
+   */
+  async #fetch200(method, path, init) {
+    /** @type {Record<string, string>} */
+    const headers = { ...(init.headers || {}) };
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     let resp;
     try {
       resp = await this.#fetch(this.base + path, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: init.body,
         credentials: "omit",
         cache: "no-store",
       });
     } catch (e) {
       throw new ChatmeshError("network", `cannot reach the server (${e instanceof Error ? e.message : e})`, { status: 0 });
     }
-    const text = await resp.text().catch(() => "");
-    /** @type {any} */
-    let data = null;
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch (_) {
-        if (resp.ok) throw new ChatmeshError("protocol", `HTTP ${resp.status} with a body that is not JSON`, { status: resp.status });
-      }
-    }
-    if (resp.ok) return data;
-    const err = data && typeof data === "object" && data.error && typeof data.error === "object" ? data.error : {};
-    const retry = Number(resp.headers.get("retry-after"));
-    throw new ChatmeshError(
-      typeof err.code === "string" ? err.code : `http_${resp.status}`,
-      typeof err.message === "string" && err.message ? err.message : `HTTP ${resp.status} ${resp.statusText}`.trim(),
-      { status: resp.status, retryAfter: Number.isFinite(retry) && retry > 0 ? retry : undefined },
-    );
+    if (resp.ok) return resp;
+    throw await httpError(resp);
   }
+
+  /** A success's JSON body (null when empty). @param {Response} resp @returns {Promise<unknown>} */
+  async #json(resp) {
+    const text = await resp.text().catch(() => "");
+    if (!text) return null;
+    try {
+      return JSON.parse(text);
+    } catch (_) {
+      throw new ChatmeshError("protocol", `HTTP ${resp.status} with a body that is not JSON`, { status: resp.status });
+    }
+  }
+}
+
+/**
+ * The ChatmeshError of an HTTP error answer: the code and message of its
+ * `{"error":{"code","message"}}` body, or `http_<status>`.
+ * @param {Response} resp
+ * @returns {Promise<ChatmeshError>}
+ */
+export async function httpError(resp) {
+  const text = await resp.text().catch(() => "");
+  /** @type {any} */
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (_) {
+    // not JSON: the status says it all
+  }
+  const err = data && typeof data === "object" && data.error && typeof data.error === "object" ? data.error : {};
+  const retry = Number(resp.headers.get("retry-after"));
+  return new ChatmeshError(
+    typeof err.code === "string" ? err.code : `http_${resp.status}`,
+    typeof err.message === "string" && err.message ? err.message : `HTTP ${resp.status} ${resp.statusText}`.trim(),
+    { status: resp.status, retryAfter: Number.isFinite(retry) && retry > 0 ? retry : undefined },
+  );
+}
+
+/** @param {string} room @param {string} id */
+function filePath(room, id) {
+  return `/v1/rooms/${seg(room, "room")}/files/${seg(id, "file id")}`;
+}
+
+/** @param {Response} resp @returns {Promise<Download>} */
+async function download(resp) {
+  return {
+    status: resp.status,
+    contentType: resp.headers.get("content-type") || "application/octet-stream",
+    contentRange: resp.headers.get("content-range"),
+    blob: await resp.blob(),
+  };
+}
+
+/**
+ * `{attachments}` of a message frame that carries files (a copy, each a plain Attachment),
+ * else `{}`: a message without files has no such field.
+ * @param {Record<string, unknown>} f
+ * @returns {{attachments?: Attachment[]}}
+ */
+function attachmentsOf(f) {
+  if (!Array.isArray(f.attachments) || !f.attachments.length) return {};
+  /** @type {Attachment[]} */
+  const out = [];
+  for (const a of f.attachments) {
+    if (!a || typeof a !== "object" || typeof a.id !== "string") continue;
+    /** @type {Attachment} */
+    const item = {
+      id: a.id,
+      name: String(a.name ?? a.id),
+      size: Number(a.size) || 0,
+      content_type: String(a.content_type || "application/octet-stream"),
+    };
+    if (typeof a.width === "number") item.width = a.width;
+    if (typeof a.height === "number") item.height = a.height;
+    out.push(item);
+  }
+  return out.length ? { attachments: out } : {};
 }
 
 /** @param {number} limit */
@@ -850,18 +1032,39 @@ export class Client {
     await this.#request({ type: "leave", room });
   }
 
-  /** Sends `body` to `room` with a fresh id; the ack means it is stored. @returns {Promise<Ack>} */
-  send(/** @type {string} */ room, /** @type {string} */ body) {
-    return this.sendWithId(room, this.#nextId(), body);
+  /**
+   * Sends `body` to `room` with a fresh id; the ack means it is stored. `options.attachments`:
+   * ids of files uploaded to the room (`Http.uploadFile`), at most 10; `body` may then be "".
+   * @param {string} room
+   * @param {string} body
+   * @param {SendOptions} [options]
+   * @returns {Promise<Ack>}
+   */
+  send(room, body, options) {
+    return this.sendWithId(room, this.#nextId(), body, options);
   }
 
   /**
    * Sends with the caller's id (1–64 printable ASCII characters, unique per sender): a
    * resend with the same id is stored once (within the server's dedupe window, 2 minutes
-   * by default). @returns {Promise<Ack>}
+   * by default).
+   * @param {string} room
+   * @param {string} id
+   * @param {string} body
+   * @param {SendOptions} [options]
+   * @returns {Promise<Ack>}
    */
-  async sendWithId(/** @type {string} */ room, /** @type {string} */ id, /** @type {string} */ body) {
-    const ack = await this.#request({ type: "send", room, id, body });
+  async sendWithId(room, id, body, options = {}) {
+    /** @type {Frame} */
+    const frame = { type: "send", room, id, body };
+    const files = options.attachments;
+    if (files !== undefined) {
+      if (!Array.isArray(files) || files.length > MAX_ATTACHMENTS || !files.every((f) => typeof f === "string" && f)) {
+        throw new ChatmeshError("invalid", `attachments must be at most ${MAX_ATTACHMENTS} file ids`);
+      }
+      if (files.length) frame.attachments = files.slice();
+    }
+    const ack = await this.#request(frame);
     return { room: String(ack.room), id: String(ack.id), seq: Number(ack.seq), ts: Number(ack.ts) };
   }
 
@@ -1370,6 +1573,7 @@ export class Client {
           from: String(f.from),
           ts: Number(f.ts) || 0,
           body: String(f.body),
+          ...attachmentsOf(f),
         });
         return;
       }

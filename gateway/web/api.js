@@ -1,7 +1,7 @@
 // chatmesh web client — api.js: the HTTP half of protocol v1 (auth, rooms, members, DMs,
-// topics, the profile, password changes),
-// over the Http of /chatmesh.js (the @chatmesh/client package of clients/js), and the
-// login session kept in sessionStorage. No DOM access here.
+// topics, the profile, password changes, file info and bytes; uploads, which need progress,
+// are files.js's), over the Http of /chatmesh.js (the @chatmesh/client package of
+// clients/js), and the login session kept in sessionStorage. No DOM access here.
 "use strict";
 
 import { ChatmeshError as ApiError, Http, NAME_RE } from "/chatmesh.js";
@@ -114,5 +114,20 @@ export class Api {
   /** Resolves to the one DM room of the caller and `user`. */
   dm(user) {
     return this.call((h) => h.dm(user));
+  }
+
+  /** Resolves to the file's info {id, name, size, content_type, thumbnail, …}. */
+  fileInfo(room, id) {
+    return this.call((h) => h.fileInfo(room, id));
+  }
+
+  /** Resolves to {status, contentType, blob}: the file's bytes. */
+  download(room, id) {
+    return this.call((h) => h.download(room, id));
+  }
+
+  /** Resolves to {status, contentType, blob}: the PNG thumbnail; not_found while none. */
+  thumbnail(room, id) {
+    return this.call((h) => h.thumbnail(room, id));
   }
 }

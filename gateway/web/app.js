@@ -5,22 +5,27 @@
 // resends unacked sends with their ids after a reconnect, and delivers each message once).
 //
 // Other modules: dom.js (helpers), markdown.js (message bodies), format.js (times, days,
-// avatars), people.js (names, avatars, the member list), notify.js (desktop notifications,
-// sound), account.js (the settings dialog), layout.js (drawers on narrow screens, keyboard
-// paths). See docs/WEB.md.
+// avatars, sizes), people.js (names, avatars, the member list), notify.js (desktop
+// notifications, sound), account.js (the settings dialog), layout.js (drawers on narrow
+// screens, keyboard paths), files.js (file bytes over HTTP), uploads.js (the files of the
+// message being written), attachments.js (the files of messages, the image viewer). See
+// docs/WEB.md.
 //
-// Safety: every piece of user content (names, bodies, room ids, topics) goes into the page
-// through textContent or attribute values, never as HTML.
+// Safety: every piece of user content (names, bodies, room ids, topics, file names) goes
+// into the page through textContent or attribute values, never as HTML.
 "use strict";
 
 import { initSettings, openSettings } from "/account.js";
 import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "/api.js";
+import { hideViewer, initAttachments } from "/attachments.js";
 import { $, show } from "/dom.js";
+import { forgetFiles } from "/files.js";
 import { closeDrawers, initLayout } from "/layout.js";
 import * as notify from "/notify.js";
 import { NEAR_EDGE_PX, actions, describe, notice, render, renderConn } from "/render.js";
 import { createClient } from "/socket.js";
 import { app, readJson, room, storageKey, writeJson } from "/state.js";
+import { initUploads, takeUploads, uploading } from "/uploads.js";
 
 const HISTORY_PAGE = 50;
 const GAP_PAGE = 100;
@@ -179,6 +184,9 @@ function endSession(message) {
   clearSession();
   closeDrawers(false);
   if ($("settings").open) $("settings").close();
+  hideViewer();
+  for (const r of app.rooms.values()) for (const u of r.uploads) if (u.abort) u.abort();
+  forgetFiles();
   show($("settings-open"), false);
   show($("menu-toggle"), false);
   show($("me-name"), false);
@@ -466,6 +474,8 @@ async function onLeave() {
   r.role = null;
   for (const p of r.pending.values()) r.nodes.delete(`p:${p.id}`);
   r.pending.clear();
+  for (const u of r.uploads) if (u.abort) u.abort();
+  r.uploads = [];
   saveOutbox();
   app.current = null;
   sessionStorage.removeItem(storageKey("current"));
@@ -675,7 +685,7 @@ function onMessage(m) {
     const concerns = r.kind === "dm" || notify.mentions(m.body, me, app.profile && app.profile.display_name);
     const who = app.names.get(m.from) || m.from;
     notify.onIncoming(
-      { title: r.kind === "dm" ? who : `${who} in ${r.title}`, body: m.body, tag: `chatmesh-${r.id}`, concerns },
+      { title: r.kind === "dm" ? who : `${who} in ${r.title}`, body: m.body || filesLine(m), tag: `chatmesh-${r.id}`, concerns },
       () => selectRoom(r.id),
     );
   }
@@ -687,6 +697,11 @@ function onMessage(m) {
     }
   }
   if (r === app.current) render("messages", "typing");
+}
+
+/** What a message of files only says in a notification: "📎 cat.png, notes.pdf". */
+function filesLine(m) {
+  return m.attachments && m.attachments.length ? `📎 ${m.attachments.map((a) => a.name).join(", ")}` : "";
 }
 
 function onTyping(f) {
@@ -812,7 +827,7 @@ function saveOutbox() {
   const out = [];
   for (const r of app.rooms.values()) {
     for (const p of r.pending.values()) {
-      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, created: p.created });
+      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, files: p.files, created: p.created });
     }
   }
   writeJson(sessionStorage, storageKey("outbox"), out);
@@ -825,7 +840,15 @@ function loadOutbox() {
     if (!p || !NAME_RE.test(p.room) || typeof p.id !== "string" || typeof p.body !== "string") continue;
     const r = room(p.room);
     r.role = r.role || "member"; // corrected by the room list
-    r.pending.set(p.id, { id: p.id, body: p.body, state: "pending", created: p.created || Date.now() });
+    const files = Array.isArray(p.files) ? p.files.filter((a) => a && typeof a.id === "string") : [];
+    r.pending.set(p.id, {
+      id: p.id,
+      body: p.body,
+      attachments: files.map((a) => a.id),
+      files,
+      state: "pending",
+      created: p.created || Date.now(),
+    });
   }
 }
 
@@ -834,13 +857,27 @@ function onComposerSubmit(ev) {
   const r = app.current;
   const input = $("message-input");
   const body = input.value;
-  if (!r || !r.member || !body.trim()) return;
+  if (!r || !r.member) return;
+  if (uploading(r)) {
+    notice("Wait until the files are uploaded (or remove them), then send.");
+    return;
+  }
+  const hasFiles = r.uploads.some((u) => u.state === "done");
+  if (!body.trim() && !hasFiles) return;
   const max = (app.limits && app.limits.max_body_bytes) || DEFAULT_MAX_BODY;
   if (byteLength(body) > max) {
     notice(`That message is too long (at most ${max} bytes).`);
     return;
   }
-  const p = { id: newMessageId(), body, state: "pending", created: Date.now() };
+  const files = takeUploads(r);
+  const p = {
+    id: newMessageId(),
+    body: body.trim() ? body : "",
+    attachments: files.map((a) => a.id),
+    files,
+    state: "pending",
+    created: Date.now(),
+  };
   r.pending.set(p.id, p);
   saveOutbox();
   input.value = "";
@@ -865,7 +902,8 @@ async function pumpPending(r) {
       if (!p || app.conn !== conn || !r.joined) return;
       let ack;
       try {
-        ack = await conn.sendWithId(r.id, p.id, p.body);
+        const files = p.attachments && p.attachments.length ? { attachments: p.attachments } : undefined;
+        ack = await conn.sendWithId(r.id, p.id, p.body, files);
       } catch (e) {
         if (e.code === "closed" || app.conn !== conn) return; // logged out
         if (["timeout", "rate_limited", "unavailable", "internal", "disconnected", "overflow"].includes(e.code)) {
@@ -874,7 +912,7 @@ async function pumpPending(r) {
           return;
         }
         p.state = "failed";
-        p.error = e.code === "too_large" ? "too large" : e.code === "forbidden" ? "you may not post here" : describe(e);
+        p.error = sendError(e, p);
         saveOutbox();
         render("messages");
         continue;
@@ -884,6 +922,15 @@ async function pumpPending(r) {
   } finally {
     r.sending = false;
   }
+}
+
+/** Why a send was refused, for the "not sent" line. */
+function sendError(e, p) {
+  if (e.code === "too_large") return "too large";
+  if (e.code === "forbidden") return "you may not post here";
+  // The files of a send must be uploads of the room that are still there.
+  if (e.code === "not_found" && p.attachments && p.attachments.length) return "a file of it is no longer available";
+  return describe(e);
 }
 
 function onAck(r, p, ack) {
@@ -990,6 +1037,8 @@ function main() {
     },
   });
   initLayout();
+  initAttachments();
+  initUploads();
   $("leave-room").addEventListener("click", onLeave);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());
   $("composer").addEventListener("submit", onComposerSubmit);

@@ -1,5 +1,5 @@
-// chatmesh web client — format.js: how times, days, names and avatars look. Pure functions
-// of their input (and the browser's locale and clock); no DOM.
+// chatmesh web client — format.js: how times, days, names, avatars and file sizes look.
+// Pure functions of their input (and the browser's locale and clock); no DOM.
 "use strict";
 
 /** "14:05", or "Dec 1 14:05" when not today. */
@@ -56,4 +56,19 @@ export function avatarColor(user) {
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
   return `hsl(${hash % 360} 50% 30%)`;
+}
+
+/** A file size for people: "512 B", "14.2 KiB", "3.5 MiB" (binary units, as the limits are). */
+export function humanSize(bytes) {
+  const n = Number(bytes);
+  if (!Number.isFinite(n) || n < 0) return "";
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }

@@ -73,7 +73,7 @@ export function initLayout() {
   $("people-toggle").addEventListener("click", () => (openDrawer() === "people" ? closeDrawers(true) : showDrawer("people")));
   $("drawer-backdrop").addEventListener("click", () => closeDrawers(true));
   document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape" && openDrawer() && !$("settings").open) {
+    if (ev.key === "Escape" && openDrawer() && !document.querySelector("dialog[open]")) {
       ev.preventDefault();
       closeDrawers(true);
     }

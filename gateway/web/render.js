@@ -5,11 +5,13 @@
 "use strict";
 
 import { ApiError } from "/api.js";
+import { attachmentList } from "/attachments.js";
 import { $, h, show } from "/dom.js";
 import { dayKey, dayLabel, formatTime } from "/format.js";
 import { renderBody } from "/markdown.js";
 import { avatar, nameNodes, renderMemberList } from "/people.js";
 import { app } from "/state.js";
+import { renderUploads } from "/uploads.js";
 
 const GROUP_WITHIN_MS = 5 * 60_000;
 export const NEAR_EDGE_PX = 48;
@@ -79,6 +81,7 @@ function roomItem(r) {
     },
     h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
     h("span", { className: "name", textContent: name }),
+    " ", // read as "lobby 2", not "lobby2" (see roomLabel)
     r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
   );
   if (active) btn.setAttribute("aria-current", "true");
@@ -104,8 +107,9 @@ function roomItem(r) {
 function roomLabel(r, name) {
   const kind = r.kind === "dm" ? "direct message with" : r.kind === "private" ? "private room" : "room";
   let label = `${kind} ${name}`;
-  if (!r.member) label += ", not joined: join";
-  else if (r.unread > 0 && app.current !== r) label += `, ${r.unread} unread`;
+  // The visible text comes in the label in order ("lobby 2", "lobby join"), for speech input.
+  if (!r.member) label += ": join (not joined yet)";
+  else if (r.unread > 0 && app.current !== r) label += `, ${r.unread > 99 ? "99+" : r.unread} unread`;
   return label;
 }
 
@@ -158,6 +162,7 @@ function renderPane() {
   input.disabled = !r.member;
   $("send-button").disabled = !r.member;
   input.placeholder = r.member ? `Message ${r.title}` : "Join this room to write";
+  renderUploads();
 }
 
 function seenMap(r) {
@@ -197,6 +202,7 @@ function messageNode(r, key, m, state) {
         h("span", { className: "status" }),
       ),
       h("div", { className: "body" }, ...renderBody(m.body)),
+      m.attachments && m.attachments.length ? attachmentList(r.id, m.attachments) : null,
       h("div", { className: "seen", hidden: true }),
     );
     r.nodes.set(key, node);
@@ -299,7 +305,7 @@ function renderMessages() {
   }
   while (ni < notes.length) items.push(noteNode(notes[ni++]));
   for (const p of r.pending.values()) {
-    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, seq: p.seq, error: p.error };
+    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, attachments: p.files, seq: p.seq, error: p.error };
     daySep(m.ts);
     const node = messageNode(r, `p:${p.id}`, m, p.state);
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);

@@ -1,6 +1,6 @@
 // chatmesh web client — state.js: the page's state: the rooms (messages held, pending
-// sends, typing, presence, receipts, members, topic) and the session-wide bits, plus what is
-// kept per user in the browser's storage. No DOM, no I/O beyond storage.
+// sends, uploads, typing, presence, receipts, members, topic) and the session-wide bits,
+// plus what is kept per user in the browser's storage. No DOM, no I/O beyond storage.
 "use strict";
 
 // ---------------------------------------------------------------------------------------
@@ -50,7 +50,8 @@ export class Room {
     this.filling = false;
     this.gapGivenUp = 0;
     this.notes = []; // {at: seq, text}
-    this.pending = new Map(); // client id -> {id, body, state, seq, ts, error, created}
+    this.pending = new Map(); // client id -> {id, body, attachments, files, state, seq, ts, error, created}
+    this.uploads = []; // files of the message being written (uploads.js)
     this.sending = false;
     this.typing = new Map(); // user -> time until shown
     this.lastTypingSent = 0;

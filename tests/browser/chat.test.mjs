@@ -3,8 +3,9 @@
 // typing, live messages, pending → acked, resend after a dropped connection, reload with
 // history, that message bodies are shown as text (no HTML injection) with a safe markdown
 // subset, date separators, member lists, topics, profiles, password changes, notifications,
-// the phone layout, keyboard-only use and accessibility (axe-core). Screenshots at desktop
-// (1280×800) and phone (390×844) widths are written to output/.
+// files (uploads with progress, drag and drop, thumbnails, the image viewer, downloads,
+// refusals), the phone layout, keyboard-only use and accessibility (axe-core). Screenshots
+// at desktop (1280×800) and phone (390×844) widths are written to output/.
 //
 // Run: bash tests/browser/run.sh   (or `node --test` in this folder once the binary is built)
 // Env: CHATMESH_BIN (default target/debug/chatmesh), CHROMIUM (default /usr/bin/chromium).
@@ -29,6 +30,8 @@ const BIN = process.env.CHATMESH_BIN || path.join(ROOT, "target", "debug", "chat
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const OUT = path.join(HERE, "output");
 const START_DEADLINE_MS = 90_000;
+/** The mesh's file size cap (`files.max_file_bytes`): low, so that a 413 costs little. */
+const MAX_FILE_BYTES = 4 * 1024 * 1024;
 const STEP_TIMEOUT_MS = 15_000;
 
 const CHROMIUM_ARGS = [
@@ -43,6 +46,19 @@ const CHROMIUM_ARGS = [
 ];
 
 const log = (...args) => console.log("[browser-test]", ...args);
+
+/** What the page shows as a file's size (gateway/web/format.js, humanSize). */
+function humanSize(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function freePort() {
@@ -88,7 +104,7 @@ async function startMesh(port) {
   mesh.exited = null;
   const child = spawn(BIN, ["up", "--data", mesh.dataDir, "--listen", `127.0.0.1:${port}`], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn", CHATMESH__FILES__MAX_FILE_BYTES: String(MAX_FILE_BYTES) },
   });
   mesh.child = child;
   log(`started chatmesh up (pid ${child.pid}), data ${mesh.dataDir}`);
@@ -698,6 +714,286 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     });
     await alice.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
     await alice.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+  });
+
+  // Files (the files extension): alice and bob share a private room; uploads with the attach
+  // button (a progress bar, cancel) and by drag and drop, thumbnails inline, the full image
+  // in a dialog, downloads byte for byte, refusals shown in words, a non-member refused.
+  const files = { room: "shared", png: null, pdf: null, imageId: null, pdfId: null };
+
+  /** The HTTP 404s of thumbnails not made yet (the page asks again): expected. */
+  function forgiveThumbnailWaits(user) {
+    forgive(user, /HTTP 404 for GET .*\/files\/f[0-9a-f]{32}\/thumbnail$|status of 404/);
+  }
+
+  /** Waits until `img` has loaded its picture; returns its natural size. */
+  async function loadedImage(img) {
+    await img.waitFor({ state: "visible" });
+    await img.page().waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle());
+    return img.evaluate((el) => ({ width: el.naturalWidth, height: el.naturalHeight, src: el.src }));
+  }
+
+  it("files: a private room for alice and bob", async () => {
+    const a = alice.page;
+    await a.locator("#new-room-name").fill(files.room);
+    await a.locator("#new-room-kind").selectOption("private");
+    await a.locator("#new-room-submit").click();
+    await a.locator("#room-title").filter({ hasText: files.room }).waitFor();
+    await a.locator("#manage-room summary").click();
+    await a.locator("#member-user").fill("bob");
+    await a.locator("#member-submit").click();
+    await a.locator('#member-list [data-user="bob"]').waitFor();
+    await a.locator("#manage-room summary").click();
+    const item = bob.page.locator(`#room-list li[data-room="${files.room}"]`);
+    await item.locator("button").click();
+    await bob.page.locator("#room-title").filter({ hasText: files.room }).waitFor();
+    await waitConnected(bob);
+    await bob.page.locator("#room-meta").filter({ hasText: "you: member" }).waitFor();
+  });
+
+  it("files: uploads an image with the attach button; both see its thumbnail inline, a click opens it", async () => {
+    const a = alice.page;
+    // A real PNG, drawn in the browser: 640 × 400, so the thumbnail (≤ 320) is smaller.
+    files.png = Buffer.from(await a.evaluate(async () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 640;
+      canvas.height = 400;
+      const g = canvas.getContext("2d");
+      const grad = g.createLinearGradient(0, 0, 640, 400);
+      grad.addColorStop(0, "#1f5fd6");
+      grad.addColorStop(1, "#f0a54a");
+      g.fillStyle = grad;
+      g.fillRect(0, 0, 640, 400);
+      g.fillStyle = "#ffffff";
+      g.font = "bold 64px sans-serif";
+      g.fillText("chatmesh", 150, 220);
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+      return Array.from(new Uint8Array(await blob.arrayBuffer()));
+    }));
+    assert.deepEqual([...files.png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a PNG");
+    const [chooser] = await Promise.all([a.waitForEvent("filechooser"), a.locator("#attach-button").click()]);
+    assert.equal(chooser.isMultiple(), true);
+    await chooser.setFiles({ name: "gradient.png", mimeType: "image/png", buffer: files.png });
+    const upload = a.locator('#upload-list [data-testid="upload-item"]').filter({ hasText: "gradient.png" });
+    await upload.waitFor();
+    await a.locator('#upload-list [data-testid="upload-item"][data-state="done"]').filter({ hasText: "ready to send" }).waitFor();
+    const input = a.locator("#message-input");
+    await input.fill("here is the picture");
+    await input.press("Enter");
+    await a.locator("#upload-list").waitFor({ state: "hidden" }); // the send took it
+    const mine = a.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: "here is the picture" });
+    await mine.waitFor();
+    const button = mine.locator('[data-testid="attachment-image"]');
+    files.imageId = await button.getAttribute("data-file");
+    assert.match(files.imageId, /^f[0-9a-f]{32}$/);
+
+    for (const user of [alice, bob]) {
+      const li = user.page.locator("#message-list li.msg").filter({ hasText: "here is the picture" });
+      const img = li.locator('[data-testid="thumbnail"]');
+      const thumb = await loadedImage(img);
+      assert.match(thumb.src, /^blob:/, "shown from a blob URL (fetched with the token)");
+      assert.ok(thumb.width <= 320 && thumb.height <= 320, `thumbnail ${thumb.width}×${thumb.height}`);
+      assert.equal(Math.round((thumb.width / thumb.height) * 10), 16, "the image's aspect ratio");
+      assert.equal(await li.locator('[data-testid="attachment-image"]').getAttribute("aria-label"),
+        `Open image gradient.png, ${humanSize(files.png.length)}`);
+    }
+    forgiveThumbnailWaits(alice);
+    forgiveThumbnailWaits(bob);
+
+    // A click (here: the keyboard) opens the full image in a dialog; Escape closes it.
+    const b = bob.page;
+    const thumbButton = b.locator("#message-list li.msg").filter({ hasText: "here is the picture" }).locator('[data-testid="attachment-image"]');
+    await thumbButton.focus();
+    await b.keyboard.press("Enter");
+    await b.locator("#viewer").waitFor();
+    assert.equal(await b.locator("#viewer-title").textContent(), "gradient.png");
+    assert.match(await b.locator("#viewer-meta").textContent(), /640 × 400/);
+    const full = await loadedImage(b.locator("#viewer-image"));
+    assert.deepEqual([full.width, full.height], [640, 400], "the full image, not the thumbnail");
+    assert.match(full.src, /^blob:/);
+    await screenshot(bob, "files-viewer");
+    const viewerAxe = await axeViolations(bob);
+    assert.deepEqual(viewerAxe, [], `axe, image viewer:\n${JSON.stringify(viewerAxe, null, 1)}`);
+    await b.keyboard.press("Escape");
+    await b.locator("#viewer").waitFor({ state: "hidden" });
+    assert.equal(await b.evaluate(() => document.activeElement.dataset.testid), "attachment-image", "focus is back on the thumbnail");
+  });
+
+  it("files: drag and drop uploads files; a file-only message; the PDF downloads byte for byte", async () => {
+    const b = bob.page;
+    files.pdf = Buffer.concat([
+      Buffer.from("%PDF-1.4\n%"),
+      Buffer.from([0xe2, 0xe3, 0xcf, 0xd3]), // binary bytes: the file must stay byte-exact
+      Buffer.from("\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+        + "trailer\n<< /Root 1 0 R >>\n%%EOF\n"),
+    ]);
+    const evilName = "<img src=x onerror=alert(1)>.txt";
+    const dataTransfer = await b.evaluateHandle(([pdf, evil]) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(pdf)], "minutes.pdf", { type: "application/pdf" }));
+      dt.items.add(new File(["just text\n"], evil, { type: "text/plain" }));
+      return dt;
+    }, [Array.from(files.pdf), evilName]);
+    await b.dispatchEvent("#room-pane", "dragenter", { dataTransfer });
+    await b.dispatchEvent("#room-pane", "dragover", { dataTransfer });
+    assert.equal(await b.locator("#room-pane").evaluate((el) => el.classList.contains("drop-target")), true, "the pane invites the drop");
+    await b.dispatchEvent("#room-pane", "drop", { dataTransfer });
+    assert.equal(await b.locator("#room-pane").evaluate((el) => el.classList.contains("drop-target")), false);
+    const done = b.locator('#upload-list [data-testid="upload-item"][data-state="done"]');
+    await done.filter({ hasText: "minutes.pdf" }).waitFor();
+    await done.filter({ hasText: evilName }).waitFor();
+    // Files alone make a message: Enter with an empty box sends them.
+    await b.locator("#message-input").press("Enter");
+    const mine = b.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: "minutes.pdf" });
+    await mine.waitFor();
+    assert.equal(await mine.locator(".body").textContent(), "");
+
+    const li = alice.page.locator("#message-list li.msg").filter({ hasText: "minutes.pdf" });
+    const pdfButton = li.locator('[data-testid="attachment-file"]').filter({ hasText: "minutes.pdf" });
+    await pdfButton.waitFor();
+    files.pdfId = await pdfButton.getAttribute("data-file");
+    assert.equal(await pdfButton.locator(".file-size").textContent(), humanSize(files.pdf.length));
+    const evil = li.locator('[data-testid="attachment-file"]').filter({ hasText: "onerror" });
+    assert.equal(await evil.locator(".file-name").textContent(), evilName, "a file name is text");
+    assert.equal(await li.locator("img").count(), 0, "no element came from a file name");
+
+    const [download] = await Promise.all([alice.page.waitForEvent("download"), pdfButton.click()]);
+    assert.equal(download.suggestedFilename(), "minutes.pdf");
+    const got = fs.readFileSync(await download.path());
+    assert.ok(got.equals(files.pdf), `downloaded ${got.length} bytes, uploaded ${files.pdf.length}`);
+    await sleep(300);
+    assert.deepEqual(alice.dialogs, []);
+    assert.deepEqual(bob.dialogs, []);
+  });
+
+  it("files: the progress bar follows a slow upload, which can be cancelled", async () => {
+    const a = alice.page;
+    const cdp = await alice.context.newCDPSession(a);
+    await cdp.send("Network.enable");
+    // ~256 KiB/s up: 2 MiB take about 8 s, time enough to watch and cancel.
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 256 * 1024 });
+    try {
+      await a.evaluate(() => {
+        window.__progress = [];
+        new MutationObserver((records) => {
+          for (const r of records) if (r.target.localName === "progress") window.__progress.push([r.target.value, r.target.max]);
+        }).observe(document.getElementById("upload-list"), { subtree: true, attributes: true, attributeFilter: ["value", "max"] });
+      });
+      const big = Buffer.alloc(2 * 1024 * 1024, 7);
+      await a.locator("#file-input").setInputFiles({ name: "big.bin", mimeType: "application/octet-stream", buffer: big });
+      const item = a.locator('#upload-list [data-testid="upload-item"]').filter({ hasText: "big.bin" });
+      const bar = item.locator('[data-testid="upload-progress"]');
+      await bar.waitFor({ state: "visible" });
+      assert.equal(await bar.getAttribute("aria-label"), "Uploading big.bin");
+      await a.waitForFunction(() => window.__progress.some(([v, max]) => v > 0 && v < max));
+      await screenshot(alice, "files-progress");
+      const seen = await a.evaluate(() => window.__progress);
+      assert.ok(seen.every(([v, max]) => v <= max && max === 2 * 1024 * 1024), JSON.stringify(seen.slice(0, 5)));
+      // Sending now would go without the file: the page says to wait.
+      await a.locator("#message-input").fill("not yet");
+      await a.locator("#message-input").press("Enter");
+      await a.locator("#room-notice").filter({ hasText: "Wait until the files are uploaded" }).waitFor();
+      await a.locator("#message-input").fill("");
+      const cancel = item.getByRole("button", { name: "Cancel big.bin" });
+      await cancel.click();
+      await item.waitFor({ state: "detached" });
+      await a.locator("#upload-list").waitFor({ state: "hidden" });
+      assert.equal(await a.evaluate(() => document.activeElement.id), "message-input", "focus goes back to the composer");
+    } finally {
+      await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+      await cdp.detach();
+    }
+    assert.equal(await messageWithBody(bob, "not yet").count(), 0);
+  });
+
+  it("files: refusals are shown in words (400 and 413 from the server, 403), the tray is accessible", async () => {
+    const a = alice.page;
+    // The server refuses a name that claims an image for bytes that are not one: 400.
+    await a.locator("#file-input").setInputFiles({ name: "fake.png", mimeType: "image/png", buffer: Buffer.from("PK\u0003\u0004 a zip, not a png") });
+    const fake = a.locator('#upload-list [data-testid="upload-item"][data-state="failed"]').filter({ hasText: "fake.png" });
+    await fake.waitFor();
+    const why = fake.locator(".upload-state");
+    assert.equal(await why.getAttribute("role"), "alert");
+    assert.match(await why.textContent(), /^not uploaded: \S/);
+    // Over the size cap: the gateway answers 413 before it reads the body, and the browser
+    // still gets that answer while it is sending.
+    await a.locator("#file-input").setInputFiles({ name: "huge.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(MAX_FILE_BYTES + 1, 1) });
+    const huge = a.locator('#upload-list [data-testid="upload-item"][data-state="failed"]').filter({ hasText: "huge.bin" });
+    await huge.waitFor();
+    assert.match(await huge.locator(".upload-state").textContent(), /^not uploaded: too large: \S/);
+    const trayAxe = await axeViolations(alice);
+    assert.deepEqual(trayAxe, [], `axe, files room with failed uploads:\n${JSON.stringify(trayAxe, null, 1)}`);
+    await screenshot(alice, "files-alice");
+    // Removed with the keyboard; focus stays in the tray, then returns to the composer.
+    await fake.getByRole("button", { name: "Remove fake.png" }).focus();
+    await a.keyboard.press("Enter");
+    await fake.waitFor({ state: "detached" });
+    assert.equal(await a.evaluate(() => document.activeElement.getAttribute("aria-label")), "Remove huge.bin");
+    await a.keyboard.press("Enter");
+    await a.locator("#upload-list").waitFor({ state: "hidden" });
+    forgive(alice, /HTTP (400|413) for POST .*\/v1\/rooms\/shared\/files\?name=(fake\.png|huge\.bin)$|status of (400|413)/);
+
+    // A download refused (403: e.g. removed from the room meanwhile) says so next to the file.
+    const b = bob.page;
+    await b.route(`**/v1/rooms/shared/files/${files.pdfId}`, (route) => route.fulfill({
+      status: 403,
+      contentType: "application/json",
+      body: JSON.stringify({ error: { code: "forbidden", message: "not a member" } }),
+    }));
+    const li = b.locator("#message-list li.msg").filter({ hasText: "minutes.pdf" });
+    await li.locator('[data-testid="attachment-file"]').filter({ hasText: "minutes.pdf" }).click();
+    const error = li.locator('[data-testid="attachment-error"]').filter({ hasText: "Cannot download minutes.pdf" });
+    await error.waitFor();
+    assert.match(await error.textContent(), /you may not share or see files in this room/);
+    assert.equal(await error.getAttribute("role"), "alert");
+    await b.unroute(`**/v1/rooms/shared/files/${files.pdfId}`);
+    forgive(bob, /HTTP 403 for GET .*\/files\/f[0-9a-f]{32}$|status of 403/);
+  });
+
+  it("files: only members get a private room's files (403 for another user's token)", async () => {
+    const call = async (method, path, token, body) => fetch(`${url}${path.replace(/^\//, "")}`, {
+      method,
+      headers: { ...(body && typeof body === "object" && !Buffer.isBuffer(body) ? { "content-type": "application/json" } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body),
+    });
+    assert.ok((await call("POST", "/v1/auth/register", null, { username: "mallory", password: "mallory-password-1" })).ok);
+    const login = await call("POST", "/v1/auth/login", null, { username: "mallory", password: "mallory-password-1" });
+    const { token } = await login.json();
+    const bobToken = await bob.page.evaluate(() => JSON.parse(sessionStorage.getItem("chatmesh.session")).token);
+    const base = `/v1/rooms/${files.room}/files`;
+    // A member gets the bytes, with the headers that keep a file from running as a page.
+    const own = await call("GET", `${base}/${files.pdfId}`, bobToken);
+    assert.equal(own.status, 200);
+    assert.ok(Buffer.from(await own.arrayBuffer()).equals(files.pdf));
+    assert.equal(own.headers.get("x-content-type-options"), "nosniff");
+    assert.match(own.headers.get("content-disposition") || "", /^attachment/);
+    for (const path of [`${base}/${files.pdfId}`, `${base}/${files.imageId}`, `${base}/${files.imageId}/thumbnail`, `${base}/${files.imageId}/info`]) {
+      const res = await call("GET", path, token);
+      assert.equal(res.status, 403, `GET ${path} with mallory's token`);
+      assert.equal((await res.json()).error.code, "forbidden");
+      assert.equal((await call("GET", path, null)).status, 401, `GET ${path} without a token`);
+    }
+    const upload = await call("POST", `${base}?name=x.txt`, token, Buffer.from("x"));
+    assert.equal(upload.status, 403, "a non-member cannot upload either");
+  });
+
+  it("files: after a reload the history brings the attachments back", async () => {
+    await bob.page.reload();
+    await waitConnected(bob);
+    await bob.page.locator("#room-title").filter({ hasText: files.room }).waitFor();
+    const li = bob.page.locator("#message-list li.msg").filter({ hasText: "here is the picture" });
+    await loadedImage(li.locator('[data-testid="thumbnail"]'));
+    await bob.page.locator('#message-list [data-testid="attachment-file"]').filter({ hasText: "minutes.pdf" }).waitFor();
+    await screenshot(bob, "files-bob");
+    const axe = await axeViolations(bob);
+    assert.deepEqual(axe, [], `axe, files room:\n${JSON.stringify(axe, null, 1)}`);
+  });
+
+  it("files: both go back to the lobby", async () => {
+    for (const user of [alice, bob]) {
+      await user.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
+      await user.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    }
   });
 
   // The next steps put a WebSocket route (playwright's routeWebSocket) between a third page

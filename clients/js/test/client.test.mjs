@@ -1,10 +1,11 @@
 // The client against a real mesh (`chatmesh up`): accounts, rooms and DMs over HTTP, a
-// session's requests and events, history paging, errors, refused and revoked tokens.
+// session's requests and events, history paging, errors, refused and revoked tokens, files
+// (upload, download with a range, thumbnails, attachments on messages).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
 import { ChatmeshError, Client, Http } from "../chatmesh.js";
-import { PASSWORD, TestWebSocket, nextEvent, refusal, sleep, startMesh } from "./support.mjs";
+import { PASSWORD, TestWebSocket, nextEvent, png, refusal, sleep, startMesh } from "./support.mjs";
 
 describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
   let mesh;
@@ -295,5 +296,74 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     await other.send("lounge", "still here?");
     await got;
     assert.ok((await gus.http().rooms()).some((r) => r.room === "lounge"));
+  });
+
+  it("uploads files, downloads them (ranges too), gets thumbnails; messages carry attachments", async () => {
+    const pia = await user("pia");
+    const quin = await user("quin");
+    const outsider = await user("rex");
+    const ph = pia.http();
+    await ph.createRoom("studio", "private");
+    await ph.addMember("studio", "quin");
+    await pia.join("studio");
+    await quin.join("studio");
+
+    const image = png(40, 30);
+    const img = await ph.uploadFile("studio", "tiny pic.png", image);
+    assert.match(img.id, /^f[0-9a-f]{32}$/);
+    assert.deepEqual(
+      [img.room, img.name, img.size, img.content_type, img.width, img.height, img.by],
+      ["studio", "tiny pic.png", image.length, "image/png", 40, 30, "pia"],
+    );
+    assert.ok(["pending", "ready"].includes(img.thumbnail), img.thumbnail);
+    const pdfBytes = new TextEncoder().encode("%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n");
+    const pdf = await ph.uploadFile("studio", "notes.pdf", pdfBytes);
+    assert.equal(pdf.content_type, "application/pdf");
+    assert.equal(pdf.thumbnail, "none");
+
+    const got = nextEvent(quin, "message", (m) => m.from === "pia" && m);
+    const ack = await pia.send("studio", "", { attachments: [img.id, pdf.id] });
+    const m = await got;
+    assert.equal(m.seq, ack.seq);
+    assert.equal(m.body, "");
+    assert.deepEqual(m.attachments.map((a) => [a.id, a.name, a.size, a.content_type]), [
+      [img.id, "tiny pic.png", image.length, "image/png"],
+      [pdf.id, "notes.pdf", pdfBytes.length, "application/pdf"],
+    ]);
+    assert.deepEqual([m.attachments[0].width, m.attachments[0].height], [40, 30]);
+    const page = await quin.history("studio");
+    assert.deepEqual(page.messages.at(-1).attachments, m.attachments, "history carries them too");
+
+    const qh = quin.http();
+    const whole = await qh.download("studio", pdf.id);
+    assert.equal(whole.status, 200);
+    assert.deepEqual(new Uint8Array(await whole.blob.arrayBuffer()), pdfBytes);
+    const part = await qh.download("studio", img.id, { range: { start: 0, end: 7 } });
+    assert.equal(part.status, 206);
+    assert.equal(part.contentRange, `bytes 0-7/${image.length}`);
+    assert.deepEqual(new Uint8Array(await part.blob.arrayBuffer()), image.slice(0, 8));
+    assert.equal((await refusal(qh.download("studio", img.id, { range: { start: image.length + 10 } }))).status, 416);
+
+    // The thumbnail comes once the worker made it.
+    const deadline = Date.now() + 15_000;
+    let info = await qh.fileInfo("studio", img.id);
+    while (info.thumbnail === "pending" && Date.now() < deadline) {
+      await sleep(100);
+      info = await qh.fileInfo("studio", img.id);
+    }
+    assert.equal(info.thumbnail, "ready");
+    const thumb = await qh.thumbnail("studio", img.id);
+    assert.equal(thumb.contentType, "image/png");
+    assert.ok(thumb.blob.size > 0);
+    assert.equal((await refusal(qh.thumbnail("studio", pdf.id))).code, "not_found");
+
+    // Not a member: refused, whatever the request.
+    const oh = outsider.http();
+    for (const call of [() => oh.download("studio", pdf.id), () => oh.fileInfo("studio", pdf.id), () => oh.uploadFile("studio", "x.txt", "x")]) {
+      assert.equal((await refusal(call())).status, 403);
+    }
+    // A name that claims an image for bytes that are not one.
+    const e = await refusal(ph.uploadFile("studio", "fake.png", "PK\u0003\u0004 not a png"));
+    assert.deepEqual([e.code, e.status], ["bad_request", 400]);
   });
 });

@@ -187,6 +187,65 @@ describe("unit", () => {
     assert.equal((await refusal(c.ping())).code, "closed");
   });
 
+  it("sends attachments (at most 10 file ids, resent with them) and delivers those of messages", async () => {
+    let drop = true;
+    const gw = scriptedGateway((f, ws) => {
+      if (f.type === "join") ws.reply({ type: "joined", ref: f.ref, room: f.room, last_seq: 0 });
+      else if (f.type === "send" && drop) {
+        drop = false;
+        ws.drop(); // the first write is lost: the resend must carry the files too
+      } else if (f.type === "send") ws.reply({ type: "ack", ref: f.ref, room: f.room, id: f.id, seq: 4, ts: 1 });
+    });
+    const c = await Client.connect("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    await c.join("r");
+    const files = ["f" + "0".repeat(32), "f" + "1".repeat(32)];
+    const ack = await c.send("r", "", { attachments: files });
+    assert.equal(ack.seq, 4);
+    const sends = gw.frames.flat().filter((f) => f.type === "send");
+    assert.equal(sends.length, 2);
+    for (const f of sends) assert.deepEqual([f.body, f.attachments], ["", files]);
+    await c.sendWithId("r", "plain", "no files", { attachments: [] });
+    const plain = gw.frames.flat().find((f) => f.id === "plain");
+    assert.equal("attachments" in plain, false, "no files, no field");
+    const bad = (e) => e instanceof ChatmeshError && e.code === "invalid";
+    await assert.rejects(c.send("r", "x", { attachments: Array.from({ length: 11 }, (_, i) => `f${i}`) }), bad);
+    await assert.rejects(c.send("r", "x", { attachments: [""] }), bad);
+
+    const got = [];
+    c.on("message", (m) => got.push(m));
+    const sock = gw.sockets[gw.sockets.length - 1];
+    const image = { id: files[0], name: "cat.png", size: 120, content_type: "image/png", width: 4, height: 3 };
+    sock.reply({ type: "message", room: "r", seq: 5, prev: 4, id: "m5", from: "bob", ts: 1, body: "", attachments: [image, { id: files[1], name: "a.pdf", size: 9, content_type: "application/pdf" }] });
+    sock.reply({ type: "message", room: "r", seq: 6, prev: 5, id: "m6", from: "bob", ts: 1, body: "hi" });
+    await sleep(20);
+    assert.deepEqual(got[0].attachments, [image, { id: files[1], name: "a.pdf", size: 9, content_type: "application/pdf" }]);
+    assert.equal("attachments" in got[1], false);
+    await c.close();
+  });
+
+  it("files over HTTP: the name percent-encoded, the token and Range sent, errors decoded", async () => {
+    const calls = [];
+    const fetch = async (url, init) => {
+      calls.push({ url, init });
+      if (init.method === "POST") return new Response(JSON.stringify({ error: { code: "too_large", message: "over the cap" } }), { status: 413 });
+      return new Response("abc", { status: 206, headers: { "content-type": "application/pdf", "content-range": "bytes 0-2/9" } });
+    };
+    const http = new Http("http://h:1", { token: "tok", fetch });
+    const e = await refusal(http.uploadFile("r", "a b/ü+.pdf", new Uint8Array([1, 2])));
+    assert.deepEqual([e.code, e.status, e.message], ["too_large", 413, "over the cap"]);
+    assert.equal(calls[0].url, "http://h:1/v1/rooms/r/files?name=a%20b%2F%C3%BC%2B.pdf");
+    assert.equal(calls[0].init.headers.Authorization, "Bearer tok");
+    const d = await http.download("r", "f1", { range: { start: 0, end: 2 } });
+    assert.equal(calls[1].url, "http://h:1/v1/rooms/r/files/f1");
+    assert.equal(calls[1].init.headers.Range, "bytes=0-2");
+    assert.deepEqual([d.status, d.contentType, d.contentRange, await d.blob.text()], [206, "application/pdf", "bytes 0-2/9", "abc"]);
+    await http.thumbnail("r", "f1");
+    assert.equal(calls[2].url, "http://h:1/v1/rooms/r/files/f1/thumbnail");
+    const bad = (err) => err instanceof ChatmeshError && err.code === "invalid";
+    await assert.rejects(http.download("r", "f1", { range: { start: 5, end: 2 } }), bad);
+    await assert.rejects(http.uploadFile("r", "", "x"), bad);
+  });
+
   it("names the request an error answers for typing and read", async () => {
     const gw = scriptedGateway((f, ws) => {
       if (f.type === "typing" || f.type === "read") ws.reply({ type: "error", ref: f.ref, code: "forbidden", message: "not a member" });

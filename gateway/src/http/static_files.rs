@@ -8,8 +8,11 @@ use hyper::Response;
 use super::reply::{self, Body};
 use crate::state::AppState;
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+// `blob:` images: thumbnails and full images of shared files are fetched with the bearer token
+// and shown from blob URLs (an `<img src>` cannot send the token).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+frame-ancestors 'none'";
 
 /// (path, content type, contents) of every built-in file.
 const FILES: &[(&str, &str, &str)] = &[
@@ -77,6 +80,21 @@ const FILES: &[(&str, &str, &str)] = &[
         "/layout.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/layout.js"),
+    ),
+    (
+        "/files.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/files.js"),
+    ),
+    (
+        "/uploads.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/uploads.js"),
+    ),
+    (
+        "/attachments.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/attachments.js"),
     ),
     (
         "/chatmesh.js",
