@@ -290,6 +290,39 @@ impl Drop for Reap {
     }
 }
 
+/// A SIGKILLed `up` runs no code at all: its nats-server's watchdog stops the orphaned
+/// server within seconds, so it does not keep the ports and the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_up_leaves_no_nats_server_behind() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut child = up(dir.path()).stderr(Stdio::null()).spawn()?;
+    let _reap = Reap(child.id());
+    web_client_url(&mut child).await?;
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let nats: Vec<u32> = child_pids(child.id())
+        .into_iter()
+        .filter(|p| comm(*p).trim() == "nats-server")
+        .collect();
+    assert_eq!(nats.len(), 1, "one nats-server child");
+    let server = nats[0];
+    // If the watchdog fails, the orphan is still ours to end (by its pid, checked by name).
+    let _orphan = Reap(server);
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()?;
+    tokio::task::spawn_blocking(move || child.wait()).await??;
+    let alive = |pid: u32| comm(pid).trim() == "nats-server" && !is_zombie(pid);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while alive(server) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !alive(server),
+        "nats-server {server} outlived its killed parent"
+    );
+    Ok(())
+}
+
 fn child_pids(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::access::Access;
 use crate::ports::{self, Ports};
 use crate::process::Proc;
+use crate::watchdog::Watchdog;
 use crate::{Error, Result};
 
 const POLL: Duration = Duration::from_millis(20);
@@ -86,7 +87,8 @@ impl Launch {
                 path: binary.clone(),
                 source,
             })?;
-        let mut proc = Proc::new(child);
+        let watchdog = Watchdog::start(child.id(), &config);
+        let mut proc = Proc::new(child, watchdog);
         tracing::debug!(pid = proc.pid(), store = %store_dir.display(), "nats-server spawned");
         let ports = self.wait_ready(&mut proc, &ports_dir, &log).await?;
         Ok((proc, ports))

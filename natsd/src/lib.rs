@@ -14,6 +14,7 @@ mod ports;
 mod process;
 mod server;
 mod version;
+mod watchdog;
 
 pub use access::Tls;
 pub use error::Error;

@@ -1,18 +1,26 @@
 //! The nats-server child process: signalling it and making sure it is reaped. Dropping a
-//! [`Proc`] SIGKILLs and waits, so no test or crashed caller leaves a server behind.
+//! [`Proc`] SIGKILLs and waits, so no test or panicking caller leaves a server behind; its
+//! watchdog (`watchdog.rs`) covers a caller that is killed.
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::watchdog::Watchdog;
 
 /// A running (or exited but not yet reaped) nats-server.
 #[derive(Debug)]
 pub(crate) struct Proc {
     child: Child,
+    /// Ends the server if this process dies without stopping it; dropped with the `Proc`.
+    _watchdog: Option<Watchdog>,
 }
 
 impl Proc {
-    pub(crate) fn new(child: Child) -> Self {
-        Proc { child }
+    pub(crate) fn new(child: Child, watchdog: Option<Watchdog>) -> Self {
+        Proc {
+            child,
+            _watchdog: watchdog,
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
