@@ -544,7 +544,9 @@ export class Http {
       }
       headers.Range = `bytes=${r.start}-${r.end === undefined ? "" : r.end}`;
     }
-    return download(await this.#fetch200("GET", filePath(room, id), { headers }));
+    // `proxy=1`: through the gateway even when it redirects downloads to the object store,
+    // whose origin a page's CSP (and the bucket's CORS) need not allow.
+    return download(await this.#fetch200("GET", `${filePath(room, id)}?proxy=1`, { headers }));
   }
 
   /**

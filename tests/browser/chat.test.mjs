@@ -935,7 +935,9 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
 
     // A download refused (403: e.g. removed from the room meanwhile) says so next to the file.
     const b = bob.page;
-    await b.route(`**/v1/rooms/shared/files/${files.pdfId}`, (route) => route.fulfill({
+    // The page asks for the bytes through the gateway (`?proxy=1`): match the path alone.
+    const pdfBytes = (url) => url.pathname === `/v1/rooms/shared/files/${files.pdfId}`;
+    await b.route(pdfBytes, (route) => route.fulfill({
       status: 403,
       contentType: "application/json",
       body: JSON.stringify({ error: { code: "forbidden", message: "not a member" } }),
@@ -946,8 +948,8 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await error.waitFor();
     assert.match(await error.textContent(), /you may not share or see files in this room/);
     assert.equal(await error.getAttribute("role"), "alert");
-    await b.unroute(`**/v1/rooms/shared/files/${files.pdfId}`);
-    forgive(bob, /HTTP 403 for GET .*\/files\/f[0-9a-f]{32}$|status of 403/);
+    await b.unroute(pdfBytes);
+    forgive(bob, /HTTP 403 for GET .*\/files\/f[0-9a-f]{32}(\?proxy=1)?$|status of 403/);
   });
 
   it("files: only members get a private room's files (403 for another user's token)", async () => {

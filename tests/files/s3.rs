@@ -148,6 +148,17 @@ async fn downloads_redirect_to_presigned_urls() -> Result<()> {
     let flipped = if &location[at..=at] == "0" { "1" } else { "0" };
     let tampered = format!("{}{flipped}{}", &location[..at], &location[at + 1..]);
     assert_eq!(plain.get(&tampered).send().await?.status(), 403);
+    // `proxy=1`: the bytes through the gateway all the same (what the web client asks for).
+    let proxied = files
+        .get(&ann, "docs", &format!("{id}?proxy=1"), "", None)
+        .await?;
+    assert_eq!(proxied.status(), 200);
+    assert_eq!(proxied.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(proxied.bytes().await?.to_vec(), doc);
+    let bad = files
+        .get(&ann, "docs", &format!("{id}?proxy=maybe"), "", None)
+        .await?;
+    assert_eq!(bad.status(), 400);
     // Access is checked before any URL is handed out.
     assert_eq!(files.get(&carl, "docs", &id, "", None).await?.status(), 403);
     mesh.stop().await

@@ -236,7 +236,7 @@ describe("unit", () => {
     assert.equal(calls[0].url, "http://h:1/v1/rooms/r/files?name=a%20b%2F%C3%BC%2B.pdf");
     assert.equal(calls[0].init.headers.Authorization, "Bearer tok");
     const d = await http.download("r", "f1", { range: { start: 0, end: 2 } });
-    assert.equal(calls[1].url, "http://h:1/v1/rooms/r/files/f1");
+    assert.equal(calls[1].url, "http://h:1/v1/rooms/r/files/f1?proxy=1");
     assert.equal(calls[1].init.headers.Range, "bytes=0-2");
     assert.deepEqual([d.status, d.contentType, d.contentRange, await d.blob.text()], [206, "application/pdf", "bytes 0-2/9", "abc"]);
     await http.thumbnail("r", "f1");

@@ -315,7 +315,7 @@ async fn thumbnail(files: &GatewayFiles, info: &FileInfo) -> Answer {
 
 async fn bytes(files: &GatewayFiles, req: &Request<Incoming>, info: &FileInfo) -> Answer {
     let path = files.store.object(&info.room, &info.id);
-    if files.cfg.redirect {
+    if files.cfg.redirect && !proxied(req)? {
         let valid = Duration::from_secs(files.cfg.redirect_secs);
         if let Some(url) = files.store.presigned(&path, valid).await.map_err(storage)? {
             let mut resp = reply::empty(302);
@@ -374,6 +374,21 @@ async fn bytes(files: &GatewayFiles, req: &Request<Incoming>, info: &FileInfo) -
     safe_headers(h, disposition(&info.content_type, &info.name));
     metrics::counter!("chatmesh_file_downloads_total").increment(1);
     Ok(resp)
+}
+
+/// `?proxy=1`: the bytes through the gateway even with `redirect` on (a web page's CSP
+/// and the bucket's CORS need not allow the store's origin).
+fn proxied(req: &Request<Incoming>) -> Result<bool, ApiError> {
+    let mut proxy = false;
+    for (k, v) in super::request::query_pairs(req) {
+        match (k, v) {
+            ("proxy", "1" | "true") => proxy = true,
+            ("proxy", "0" | "false") => proxy = false,
+            ("proxy", _) => return Err(ApiError::bad_request("proxy must be 1 or 0")),
+            (other, _) => return Err(ApiError::bad_request(format!("unknown parameter {other}"))),
+        }
+    }
+    Ok(proxy)
 }
 
 /// The headers that keep a shared file from acting as a page of the gateway's origin.
