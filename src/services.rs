@@ -101,15 +101,23 @@ impl GatewayHandle {
             .await
             .with_context(|| format!("binding {}", cfg.gateway.listen))?;
         let addr = listener.local_addr()?;
-        let files =
-            chatmesh_files::FileStore::open(&cfg.files).context("opening the file store")?;
-        let files = chatmesh_gateway::files::GatewayFiles::new(files, cfg.files.clone());
+        let files = if cfg.files.enabled {
+            let store = chatmesh_files::FileStore::open(&cfg.files).context(
+                "opening the file store ([files]; enabled = false turns file sharing off)",
+            )?;
+            Some(chatmesh_gateway::files::GatewayFiles::new(
+                store,
+                cfg.files.clone(),
+            ))
+        } else {
+            None
+        };
         let state = AppState::new(
             cfg.gateway.clone(),
             cfg.mesh.clone(),
             nats,
             metrics(),
-            Some(files),
+            files,
         )
         .await
         .context("starting the gateway")?;
@@ -157,14 +165,21 @@ impl WorkerHandle {
         nats: async_nats::Client,
         store: chatmesh_workers::Store,
     ) -> anyhow::Result<Self> {
-        let files = chatmesh_workers::Files::open(&cfg.files).context("opening the file store")?;
+        let files = if cfg.files.enabled {
+            let files = chatmesh_workers::Files::open(&cfg.files).context(
+                "opening the file store ([files]; enabled = false turns file sharing off)",
+            )?;
+            Some(files)
+        } else {
+            None
+        };
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_workers::run(
             cfg.worker.clone(),
             cfg.mesh.clone(),
             nats,
             store,
-            Some(files),
+            files,
             stop.clone().cancelled_owned(),
         ));
         Ok(Self { stop, task })

@@ -7,6 +7,9 @@ impl FilesConfig {
     /// Everything wrong with this config, as `files.<key>: why`.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if !self.enabled {
+            return out;
+        }
         if self.url.is_some() {
             if let Err(e) = crate::store::FileStore::open(self) {
                 // The error names files.url; its sources say why.

@@ -19,6 +19,10 @@ const MIB: u64 = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilesConfig {
+    /// File sharing on or off. Off, the file endpoints answer `unavailable` and `send` with
+    /// attachments is refused. Gateways and workers in separate pods or machines need a
+    /// store they all reach (`url`); the default folder serves one machine (`chatmesh up`).
+    pub enabled: bool,
     /// Object storage URL (s3://, az://, gs://, file://, memory://); unset: the folder `dir`.
     pub url: Option<String>,
     /// The local folder used when `url` is unset.
@@ -52,6 +56,7 @@ pub struct FilesConfig {
 impl Default for FilesConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             url: None,
             dir: PathBuf::from("data/files"),
             options: BTreeMap::new(),

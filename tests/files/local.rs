@@ -458,3 +458,39 @@ async fn the_rust_sdk_uploads_attaches_and_downloads() -> Result<()> {
     assert_eq!(http.download("sdk", &info.id).await?, b"plain notes\n");
     mesh.stop().await
 }
+
+/// `[files] enabled = false`: the endpoints and attachments say so; chat goes on.
+#[tokio::test]
+async fn file_sharing_can_be_turned_off() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.files.enabled = false;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let files = Files::new(&mesh.url());
+    let ann = api.user("ann").await?;
+    api.room(&ann, "off", "private").await?;
+    let (s, v) = files.upload(&ann, "off", "a.txt", b"x".to_vec()).await?;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{v}"
+    );
+    let forged = format!("f{}", "0".repeat(32));
+    assert_eq!(
+        files.get(&ann, "off", &forged, "", None).await?.status(),
+        503
+    );
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("off").await?;
+    let f = a
+        .request_json(send_with("off", "m1", "x", &[&forged]))
+        .await?;
+    assert_eq!(error_code(&f), Some(ErrorCode::Unavailable));
+    a.post("off", "m2", "plain chat").await?;
+    assert!(
+        !dir.path().join("files").exists(),
+        "no files folder when off"
+    );
+    mesh.stop().await
+}
