@@ -24,6 +24,8 @@ pub struct Config {
     pub files: FilesConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    /// OpenTelemetry traces over OTLP/HTTP; off by default.
+    pub trace: TraceConfig,
 }
 
 /// How a process writes its log (to stderr).
@@ -53,6 +55,50 @@ pub enum LogFormat {
 pub struct MetricsConfig {
     /// e.g. `127.0.0.1:9464`; none by default.
     pub listen: Option<String>,
+}
+
+/// `[trace]`: OpenTelemetry traces, off by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceConfig {
+    /// The OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces` (JSON
+    /// encoding); unset: no traces. The batch processor honours the `OTEL_BSP_*` variables.
+    pub otlp_endpoint: Option<String>,
+    /// The share of sends traced, 0.0 to 1.0 (a ratio of trace ids; each hop follows the
+    /// sender's decision).
+    pub sample_ratio: f64,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
+            service_name: "chatmesh".into(),
+        }
+    }
+}
+
+impl TraceConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(url) = &self.otlp_endpoint {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                out.push(format!(
+                    "trace.otlp_endpoint {url:?} must be an http:// or https:// URL"
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            out.push("trace.sample_ratio must be between 0.0 and 1.0".into());
+        }
+        if self.service_name.is_empty() {
+            out.push("trace.service_name must not be empty".into());
+        }
+        out
+    }
 }
 
 /// Which sections a command uses (only those are checked).
@@ -86,6 +132,7 @@ impl Config {
     pub fn problems(&self, role: Role) -> Vec<String> {
         let mut out = self.mesh.problems();
         out.extend(self.files.problems());
+        out.extend(self.trace.problems());
         if matches!(role, Role::Gateway | Role::Both) {
             out.extend(self.gateway.problems());
         }

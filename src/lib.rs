@@ -13,6 +13,7 @@ pub mod mesh;
 pub mod nats;
 pub mod services;
 pub mod signal;
+pub mod telemetry;
 
 pub use config::Config;
 pub use mesh::{Mesh, MeshOptions};

@@ -1,6 +1,5 @@
 //! `chatmesh`: parse arguments, start tracing, run the chosen command, drain on signal.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -105,7 +104,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(problems) => return report(&problems),
     };
-    init_tracing(default_filter, cli.log_format.unwrap_or(config.log.format));
+    let format = cli.log_format.unwrap_or(config.log.format);
+    // Held to the end: dropping it flushes the spans not yet exported.
+    let _telemetry = match chatmesh::telemetry::init(default_filter, format, &config.trace) {
+        Ok(t) => t,
+        Err(problem) => return report(&[problem]),
+    };
     if let Command::Worker { standby: true } = cli.command {
         config.worker.standby = true;
     }
@@ -175,27 +179,6 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&[format!("{e:#}")]),
-    }
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`).
-fn init_tracing(default_filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| default_filter.into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        // Colour only for a person at a terminal: log files and collectors get plain text.
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        // One object per line, the event's fields at its top level beside timestamp, level
-        // and target; `span` is the innermost span, `spans` every span it is in.
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
     }
 }
 

@@ -373,3 +373,122 @@ async fn standalone_worker_serves_metrics() -> Result<()> {
     assert!(status.success(), "exit status {status}");
     Ok(())
 }
+
+/// A local OTLP/HTTP receiver: every JSON body POSTed to it, kept in order.
+async fn otlp_receiver() -> Result<(
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+)> {
+    use http_body_util::BodyExt;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/traces", listener.local_addr()?);
+    let keep = got.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let keep = keep.clone();
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if let Ok(v) = serde_json::from_slice(&body) {
+                                keep.lock().unwrap().push(v);
+                            }
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(hyper::body::Bytes::from_static(b"{}")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((url, got))
+}
+
+/// Every span object in OTLP JSON bodies: (name, traceId, spanId, parentSpanId).
+fn spans(bodies: &[serde_json::Value]) -> Vec<(String, String, String, String)> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<(String, String, String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let (Some(name), Some(span)) = (m.get("name"), m.get("spanId")) {
+                    let s = |k: &str| m.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+                    out.push((
+                        name.as_str().unwrap_or("").to_owned(),
+                        s("traceId"),
+                        span.as_str().unwrap_or("").to_owned(),
+                        s("parentSpanId"),
+                    ));
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    bodies.iter().for_each(|b| walk(b, &mut out));
+    out
+}
+
+/// `[trace] otlp_endpoint`: a send is one trace across the mesh: `send` on the gateway (to
+/// the ack), `store` on the worker and `fanout` on the gateway, both children of `send`,
+/// carried through NATS in the message's headers; exported to a local OTLP receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_is_one_trace_through_the_mesh() -> Result<()> {
+    let (endpoint, got) = otlp_receiver().await?;
+    let dir = tempfile::tempdir()?;
+    let mut child = up(dir.path())
+        .env("CHATMESH__TRACE__OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stderr(Stdio::null())
+        .spawn()?;
+    let _reap = Reap(child.id());
+    let url = web_client_url(&mut child).await?;
+    let api = Api::at(&url);
+    let token = api.user("ann").await?;
+    api.room(&token, "traced", "private").await?;
+    let ws = format!("{}/v1/ws", url.replacen("http", "ws", 1));
+    let mut client = Client::login(&ws, &token).await?;
+    client.join("traced").await?;
+    client.post("traced", "t1", "hello, traces").await?;
+    client.messages("traced", 1).await?;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = spans(&got.lock().unwrap());
+        let send = all.iter().find(|s| s.0 == "send");
+        if let Some((_, trace, send_id, _)) = send {
+            let child_of_send = |name: &str| {
+                all.iter()
+                    .any(|s| s.0 == name && &s.1 == trace && &s.3 == send_id)
+            };
+            if child_of_send("store") && child_of_send("fanout") {
+                assert!(!trace.is_empty() && !send_id.is_empty());
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no send -> store, fanout trace among {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let bodies = format!("{:?}", got.lock().unwrap());
+    assert!(bodies.contains("chatmesh"), "service.name is chatmesh");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    tokio::task::spawn_blocking(move || child.wait()).await??;
+    Ok(())
+}

@@ -96,13 +96,14 @@ fn the_example_passes_check_config_for_each_command() {
     }
 }
 
-/// The Kubernetes ConfigMap's chatmesh.toml is checked against the example: it loads, and
-/// every key it sets is a setting of the example's, in the same section.
+/// The Kubernetes ConfigMap's chatmesh.toml (the Helm chart's rendering in deploy/k8s) is
+/// checked against the example: it loads, and every key it sets is a setting of the
+/// example's, in the same section.
 #[test]
 fn the_kubernetes_config_uses_only_settings_of_the_example() {
     let yaml = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/deploy/k8s/configmap.yaml"
+        "/deploy/k8s/chatmesh.yaml"
     ))
     .unwrap();
     let body = yaml

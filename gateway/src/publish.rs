@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use chatmesh_protocol::backoff::Backoff;
 use chatmesh_protocol::{ApiError, ErrorCode};
@@ -22,25 +23,35 @@ pub struct Publish {
     pub subject: String,
     pub msg_id: String,
     pub payload: Bytes,
+    /// The sender's trace context (`traceparent`), when traces are exported.
+    trace: Option<HeaderMap>,
     first: Option<Result<PublishAckFuture, PublishErrorKind>>,
 }
 
 impl Publish {
     /// Queues the first attempt on the NATS connection.
+    /// `span` is the send's: its trace context goes with the message when traces are on.
     pub async fn send(
         js: &async_nats::jetstream::Context,
         subject: String,
         msg_id: String,
         payload: Bytes,
+        span: &tracing::Span,
     ) -> Self {
+        let trace = natskit::trace::enabled().then(|| {
+            let mut headers = HeaderMap::new();
+            natskit::trace::inject(span, &mut headers);
+            headers
+        });
         let first = js
-            .send_publish(subject.clone(), message(&msg_id, &payload))
+            .send_publish(subject.clone(), message(&msg_id, &payload, trace.as_ref()))
             .await
             .map_err(|e| e.kind());
         Self {
             subject,
             msg_id,
             payload,
+            trace,
             first: Some(first),
         }
     }
@@ -59,7 +70,10 @@ impl Publish {
             let sent = match self.first.take() {
                 Some(first) => first,
                 None => js
-                    .send_publish(self.subject.clone(), message(&self.msg_id, &self.payload))
+                    .send_publish(
+                        self.subject.clone(),
+                        message(&self.msg_id, &self.payload, self.trace.as_ref()),
+                    )
                     .await
                     .map_err(|e| e.kind()),
             };
@@ -94,8 +108,11 @@ impl Publish {
     }
 }
 
-fn message(msg_id: &str, payload: &Bytes) -> PublishMessage {
-    PublishMessage::build()
-        .payload(payload.clone())
-        .message_id(msg_id)
+fn message(msg_id: &str, payload: &Bytes, trace: Option<&HeaderMap>) -> PublishMessage {
+    let build = PublishMessage::build().payload(payload.clone());
+    let build = match trace {
+        Some(headers) => build.headers(headers.clone()),
+        None => build,
+    };
+    build.message_id(msg_id)
 }

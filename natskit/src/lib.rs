@@ -6,7 +6,10 @@
 //! - [`ensure_ttl_bucket`]: a KV bucket whose keys carry their own TTL, republishing every
 //!   change and expiry marker to core NATS when asked;
 //! - [`put_ttl`]: a KV write with a per-key TTL (`Nats-TTL`, on a bucket with
-//!   `limit_markers`), optionally compare-and-set on the key's last sequence, or a delete.
+//!   `limit_markers`), optionally compare-and-set on the key's last sequence, or a delete;
+//! - [`trace`]: W3C trace context in message headers (a send is one trace across processes).
+
+pub mod trace;
 
 use std::time::Duration;
 

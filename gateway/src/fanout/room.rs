@@ -356,6 +356,14 @@ impl Room {
             let waited = (OffsetDateTime::now_utc() - stored_at).as_seconds_f64();
             metrics::histogram!("chatmesh_fanout_seconds").record(waited.max(0.0));
         }
+        if natskit::trace::enabled() {
+            // The send's trace goes on here: this gateway hands the message to its sessions.
+            let span = tracing::info_span!("fanout", room = %self.name, seq, sessions = self.read().members.len());
+            natskit::trace::continue_from(&span, msg.headers.as_ref());
+            let _entered = span.enter();
+            self.dispatch(seq, prev, &msg.payload);
+            return;
+        }
         self.dispatch(seq, prev, &msg.payload);
     }
 

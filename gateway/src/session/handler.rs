@@ -427,6 +427,13 @@ impl Session {
         files: Vec<String>,
     ) -> Result<(), ApiError> {
         let user = self.user().to_owned();
+        // One trace per send, when traces are exported: from here to the ack, continued by
+        // the worker that stores it and every gateway that fans it out.
+        let span = if natskit::trace::enabled() {
+            tracing::info_span!("send", room = %room, user = %user, id = %id)
+        } else {
+            tracing::Span::none()
+        };
         let access = self.state.access.get(&room, &user).await?;
         if !access.can_post() {
             return Err(ApiError::forbidden("only members may post to this room"));
@@ -455,8 +462,8 @@ impl Session {
         let subject = in_subject(state.mesh.partitions, &room);
         let msg_id = dedupe_id(&user, &room, &payload.id);
         // Queued now, in read order; only the wait for the PubAck is concurrent.
-        let publish = Publish::send(&state.js, subject, msg_id, bytes.into()).await;
-        acks::push(&mut self.acks, async move {
+        let publish = Publish::send(&state.js, subject, msg_id, bytes.into(), &span).await;
+        let waited = async move {
             let _permit = permit;
             let deadline = Duration::from_millis(state.cfg.publish_deadline_ms);
             let frame = match publish.acked(&state.js, deadline).await {
@@ -482,7 +489,15 @@ impl Session {
                 Err(e) => error_frame(&r#ref, &e),
             };
             link.send(Out::Frame(frame.into())).await;
-        });
+        };
+        if span.is_none() {
+            acks::push(&mut self.acks, waited);
+        } else {
+            acks::push(
+                &mut self.acks,
+                tracing::Instrument::instrument(waited, span),
+            );
+        }
         Ok(())
     }
 

@@ -205,7 +205,10 @@ async fn session(
         let in_line = in_line_prefix(&batch, &mut next_dseq, &mut failure)?;
         batch.truncate(in_line);
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        // Traced sends go on here: one span per message, ended when the batch is stored.
+        let spans = traced(p, &batch);
         store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
+        drop(spans);
         w.progress.stored(p, checkpoint);
         let stored = batch.len();
         if let Some(last) = batch.pop() {
@@ -251,6 +254,27 @@ impl Acks {
         self.unacked = 0;
         last.ack().await.map_err(SessionError::Ack)
     }
+}
+
+/// A `store` span for each message of `batch` that carries a trace context (none when traces
+/// are off).
+fn traced(p: u32, batch: &[JsMessage]) -> Vec<tracing::Span> {
+    if !natskit::trace::enabled() {
+        return Vec::new();
+    }
+    batch
+        .iter()
+        .filter(|m| {
+            m.headers
+                .as_ref()
+                .is_some_and(|h| h.get("traceparent").is_some())
+        })
+        .map(|m| {
+            let span = tracing::info_span!("store", partition = p, subject = %m.subject);
+            natskit::trace::continue_from(&span, m.headers.as_ref());
+            span
+        })
+        .collect()
 }
 
 /// A delivery's seq, room and payload (`None` if it is not a chat message).
