@@ -158,13 +158,24 @@ impl WorkerHandle {
         store: chatmesh_workers::Store,
     ) -> anyhow::Result<Self> {
         let files = chatmesh_workers::Files::open(&cfg.files).context("opening the file store")?;
+        let push = match cfg.push.enabled {
+            true => Some(
+                chatmesh_workers::push::Push::open(cfg.push.clone(), &cfg.worker.data_dir)
+                    .context("starting the push notifier")?,
+            ),
+            false => None,
+        };
+        let extras = chatmesh_workers::Extras {
+            files: Some(files),
+            push,
+        };
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_workers::run(
             cfg.worker.clone(),
             cfg.mesh.clone(),
             nats,
             store,
-            Some(files),
+            extras,
             stop.clone().cancelled_owned(),
         ));
         Ok(Self { stop, task })
