@@ -157,7 +157,7 @@ fn check_endpoint(endpoint: &str, allow_http_loopback: bool) -> Result<(), PushE
     if authority.is_empty() || authority.contains('@') {
         return Err(PushError::NotHttps(""));
     }
-    if !https && !(allow_http_loopback && is_loopback(authority)) {
+    if !(https || allow_http_loopback && is_loopback(authority)) {
         return Err(PushError::NotHttps(" (http:// is refused)"));
     }
     Ok(())

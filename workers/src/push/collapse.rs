@@ -27,6 +27,17 @@ pub async fn release(held: Held) {
     }
 }
 
+/// Hands `held` back for redelivery now (rather than after `ack_wait`) if this was its
+/// last holder: a stopping notifier's open windows.
+pub async fn give_back(held: Held) {
+    if let Some(msg) = Arc::into_inner(held) {
+        let nak = async_nats::jetstream::AckKind::Nak(None);
+        if let Err(e) = msg.ack_with(nak).await {
+            tracing::debug!(error = %chatmesh_protocol::error::Chain(&*e), "nak failed; redelivered after ack_wait");
+        }
+    }
+}
+
 /// Seqs kept per room and notification (beyond: counted only).
 const MAX_SEQS: usize = 64;
 
@@ -172,6 +183,12 @@ impl Window {
 
     pub fn len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Empties the window, returning every held message once per notification.
+    pub fn drain(&mut self) -> Vec<Held> {
+        self.due.clear();
+        self.pending.drain().flat_map(|(_, p)| p.held).collect()
     }
 
     pub fn is_empty(&self) -> bool {

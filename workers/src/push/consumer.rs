@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::collapse::{release, Held, Window};
+use super::collapse::{give_back, release, Held, Window};
 use super::deliver::Deliverer;
 use super::intake::Intake;
 use crate::metrics as m;
@@ -80,7 +80,10 @@ impl Loop {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
-        // What waits in windows is unacked: redelivered to the next notifier.
+        // What waits in windows was never claimed: back to JetStream for the next notifier.
+        for held in self.window.drain() {
+            give_back(held).await;
+        }
         let _ =
             tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();

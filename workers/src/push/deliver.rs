@@ -41,9 +41,10 @@ pub struct Deliverer {
 
 /// Does `settings` let a message of `room` (of `kind`) push?
 pub fn wanted(settings: &PushSettings, room: &str, kind: RoomKind) -> bool {
-    !settings.mute_all
-        && !(settings.dms_only && kind != RoomKind::Dm)
-        && !settings.muted_rooms.iter().any(|r| r == room)
+    let muted = settings.mute_all
+        || (settings.dms_only && kind != RoomKind::Dm)
+        || settings.muted_rooms.iter().any(|r| r == room);
+    !muted
 }
 
 /// What a push to a user with `settings` carries for `rooms` (latest room first, each with
@@ -113,7 +114,7 @@ impl Deliverer {
                 rooms.push(r);
             }
         }
-        rooms.sort_by(|a, b| b.last_stored.cmp(&a.last_stored));
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.last_stored));
         let targets = model.push_targets(&p.user, self.max_targets).await?;
         let mut batch = WriteBatch::new();
         let mut out = Vec::new();

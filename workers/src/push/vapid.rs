@@ -57,8 +57,10 @@ impl Vapid {
             source,
         };
         let key = match std::fs::read_to_string(path) {
+            // jwt-simple panics on a key of the wrong length: check it first.
             Ok(text) => Base64UrlUnpadded::decode_vec(text.trim())
                 .ok()
+                .filter(|raw| raw.len() == 32)
                 .and_then(|raw| ES256KeyPair::from_bytes(&raw).ok())
                 .ok_or_else(|| VapidError::Invalid {
                     path: path.to_owned(),
