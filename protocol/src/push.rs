@@ -6,6 +6,8 @@
 //! sets and the endpoint's scheme. The worker also checks what needs cryptography (that a
 //! subscription's `p256dh` is a P-256 point and `auth` 16 bytes) before it stores anything.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 /// Longest Web Push endpoint URL, bytes (real push services use ~200–500).
@@ -80,8 +82,10 @@ impl NewTarget {
         }
     }
 
-    /// Checks lengths, character sets and the endpoint's URL. `http://` is refused unless
-    /// `allow_http_loopback` and the host is a loopback address (tests' local receivers).
+    /// Checks lengths, character sets and the endpoint's URL: `https://`, and not to an
+    /// address written as an internal one (`localhost`, loopback, private, link-local,
+    /// CGNAT, unique-local IP literals). `http://` and loopback hosts only with
+    /// `allow_http_loopback` (tests' local receivers).
     pub fn check(&self, allow_http_loopback: bool) -> Result<(), PushError> {
         match self {
             NewTarget::WebPush { endpoint, keys, .. } => {
@@ -157,19 +161,54 @@ fn check_endpoint(endpoint: &str, allow_http_loopback: bool) -> Result<(), PushE
     if authority.is_empty() || authority.contains('@') {
         return Err(PushError::NotHttps(""));
     }
-    if !(https || allow_http_loopback && is_loopback(authority)) {
+    let host = host_of(authority);
+    if allow_http_loopback && matches!(host, "127.0.0.1" | "localhost" | "::1") {
+        return Ok(());
+    }
+    if !https {
         return Err(PushError::NotHttps(" (http:// is refused)"));
+    }
+    // The worker POSTs to whatever is registered: no internal address written as such.
+    if host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip)) {
+        return Err(PushError::NotHttps(" on a public host"));
     }
     Ok(())
 }
 
-/// `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
-fn is_loopback(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")),
-        None => authority.split(':').next().map(str::to_owned),
-    };
-    matches!(host.as_deref(), Some("127.0.0.1" | "localhost" | "[::1]"))
+/// The host of `host[:port]` or `[v6][:port]`, without brackets.
+fn host_of(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    }
+}
+
+/// Not loopback, private, link-local, unspecified, shared (CGNAT) or unique-local.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            match v6.to_ipv4_mapped() {
+                Some(v4) => is_public(IpAddr::V4(v4)),
+                None => {
+                    !(v6.is_loopback()
+                        || v6.is_unspecified()
+                        || (first & 0xfe00) == 0xfc00
+                        || (first & 0xffc0) == 0xfe80)
+                }
+            }
+        }
+    }
 }
 
 /// A registered target as listed (`GET /v1/push/targets`): never its keys.
@@ -321,6 +360,19 @@ mod tests {
         assert!(web("http://127.0.0.1.evil.example/x").check(true).is_err());
         assert!(web("https://user@push.example/x").check(false).is_err());
         assert!(web("https:///x").check(false).is_err());
+        for internal in [
+            "https://10.0.0.8/x",
+            "https://192.168.1.1:443/x",
+            "https://169.254.169.254/latest",
+            "https://[::1]/x",
+            "https://[fd00::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://localhost/x",
+            "https://100.64.0.1/x",
+        ] {
+            assert!(web(internal).check(false).is_err(), "{internal}");
+        }
+        assert!(web("https://93.184.215.14/x").check(false).is_ok());
         assert!(web("ftp://push.example/x").check(false).is_err());
         assert!(web("https://push.example/ x").check(false).is_err());
         let long = format!("https://push.example/{}", "a".repeat(MAX_ENDPOINT_BYTES));

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::collapse::{release, Pending, RoomPending};
-use super::presence;
+use super::presence::{Online, Presence};
 use super::vapid::Vapid;
 use super::webpush::{Outcome, WebPush};
 use crate::metrics as m;
@@ -32,7 +32,9 @@ use crate::store::{StoreError, WriteBatch};
 #[derive(Debug)]
 pub struct Deliverer {
     pub svc: Service,
-    pub nats: async_nats::Client,
+    /// Who is online, read again for each closed window (shared briefly by the windows of
+    /// one room's members that close together).
+    pub presence: tokio::sync::Mutex<Presence>,
     pub vapid: Vapid,
     pub web: WebPush,
     pub max_targets: usize,
@@ -108,7 +110,7 @@ impl Deliverer {
             // Came back within the grace, or muted meanwhile: no push for this room.
             if !wanted(&settings, &r.room, r.kind) {
                 counter!(m::PUSH_SKIPPED, "why" => "muted").increment(1);
-            } else if presence::read(&self.nats, &r.room).await.contains(&p.user) {
+            } else if self.online(&r.room).await.contains(&p.user) {
                 counter!(m::PUSH_SKIPPED, "why" => "online").increment(1);
             } else {
                 rooms.push(r);
@@ -141,6 +143,10 @@ impl Deliverer {
             model.write(batch).await?;
         }
         Ok(out)
+    }
+
+    async fn online(&self, room: &str) -> Online {
+        self.presence.lock().await.online(room).await
     }
 
     /// Sends one push, retrying 429/5xx/transport failures with backoff (or as long as

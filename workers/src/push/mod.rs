@@ -31,6 +31,8 @@ use crate::service::{PushRules, Service};
 
 /// How long the routing step trusts a room's presence before reading it again.
 const PRESENCE_FRESH: Duration = Duration::from_millis(500);
+/// The same when a window closes (the grace check: kept short).
+const PRESENCE_RECHECK: Duration = Duration::from_millis(250);
 /// Timeout of the notifier's JetStream API calls.
 const JS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -85,7 +87,7 @@ pub fn start(
     .map_err(StartError::Http)?;
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),
-        nats: nats.clone(),
+        presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK).into(),
         vapid,
         web,
         max_targets: cfg.max_targets_per_user,

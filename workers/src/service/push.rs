@@ -204,7 +204,12 @@ impl Service {
 /// The id of a target: 32 hex characters of sha256(kind, address).
 pub(crate) fn target_id(target: &NewTarget) -> String {
     let mut h = Sha256::new();
-    h.update(format!("{:?}", target.kind()).as_bytes());
+    let kind = match target.kind() {
+        TargetKind::WebPush => "web_push",
+        TargetKind::Fcm => "fcm",
+        TargetKind::Apns => "apns",
+    };
+    h.update(kind.as_bytes());
     h.update(b"\n");
     h.update(target.address().as_bytes());
     h.finalize()[..16]
