@@ -244,6 +244,11 @@ pub fn push_target(user: &str, id: &str) -> Vec<u8> {
     pair(PUSH_TARGET, user, id)
 }
 
+/// Every push target key, all users.
+pub fn push_targets_all() -> Range<Vec<u8>> {
+    prefix_range(vec![PUSH_TARGET])
+}
+
 /// Every push target key of `user`.
 pub fn push_targets_of(user: &str) -> Range<Vec<u8>> {
     prefix_range(pair_prefix(PUSH_TARGET, user, 0))

@@ -30,6 +30,15 @@ impl Model {
             .collect()
     }
 
+    /// Is there any push target, of any user?
+    pub async fn any_push_target(&self) -> Result<bool, StoreError> {
+        let found = self
+            .store
+            .scan(keys::push_targets_all(), Direction::Forward, 1)
+            .await?;
+        Ok(!found.is_empty())
+    }
+
     pub async fn push_target(
         &self,
         user: &str,

@@ -143,6 +143,14 @@ impl Loop {
 
     /// Puts `held` into the window of every user it may push, or acks it if none.
     async fn route(&mut self, held: Held) {
+        match self.intake.svc.anyone_has_push_targets().await {
+            Ok(true) => {}
+            Ok(false) => return release(held).await,
+            Err(e) => {
+                warn!(error = %chatmesh_protocol::error::Chain(&e), "routing a message for push failed");
+                return;
+            }
+        }
         let incoming = match self.intake.decode(&held).await {
             Ok(Some(m)) => m,
             Ok(None) => return release(held).await,

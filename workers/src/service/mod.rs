@@ -68,6 +68,7 @@ struct Inner {
     /// Set when push notifications are enabled (`crate::push::start`).
     push: OnceLock<PushRules>,
     has_targets: push::HasTargets,
+    anyone: push::Anyone,
     rooms_list_max: usize,
     rooms_list_public_max: usize,
     rooms_list_public_per_owner: usize,
@@ -122,6 +123,7 @@ impl Service {
                 files: OnceLock::new(),
                 push: OnceLock::new(),
                 has_targets: push::has_targets_cache(),
+                anyone: push::Anyone::default(),
                 rooms_list_max: cfg.rooms_list_max,
                 rooms_list_public_max: cfg.rooms_list_public_max,
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,

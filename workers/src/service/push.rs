@@ -36,6 +36,29 @@ const HAS_TARGETS_ENTRIES: u64 = 1_000_000;
 /// member who has none (most of them).
 pub(crate) type HasTargets = moka::future::Cache<String, bool>;
 
+/// How long "nobody has a push target" is trusted (a registration here ends it at once).
+const NOBODY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether anyone has a push target, so that a deployment where nobody has one spends
+/// nothing on routing messages: a yes is kept, a no trusted for `NOBODY_TTL`.
+#[derive(Debug, Default)]
+pub(crate) struct Anyone(std::sync::Mutex<Option<(bool, std::time::Instant)>>);
+
+impl Anyone {
+    fn set(&self, yes: bool) {
+        let mut answer = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *answer = Some((yes, std::time::Instant::now()));
+    }
+
+    fn get(&self) -> Option<bool> {
+        match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((true, _)) => Some(true),
+            Some((false, at)) if at.elapsed() < NOBODY_TTL => Some(false),
+            _ => None,
+        }
+    }
+}
+
 pub(crate) fn has_targets_cache() -> HasTargets {
     moka::future::Cache::builder()
         .max_capacity(HAS_TARGETS_ENTRIES)
@@ -99,6 +122,7 @@ impl Service {
         Model::put_push_target(&mut batch, &req.user, &id, &rec);
         self.model().write(batch).await?;
         self.inner.has_targets.insert(req.user, true).await;
+        self.inner.anyone.set(true);
         Ok(info(id, &rec))
     }
 
@@ -192,6 +216,17 @@ impl Service {
             .map_err(StoreError::Shared)
     }
 
+    /// Does anyone have a push target? Once yes, always yes (until a restart); no is asked
+    /// again after a few seconds, so targets registered on another worker are seen.
+    pub(crate) async fn anyone_has_push_targets(&self) -> Result<bool, StoreError> {
+        if let Some(yes) = self.inner.anyone.get() {
+            return Ok(yes);
+        }
+        let yes = self.model().any_push_target().await?;
+        self.inner.anyone.set(yes);
+        Ok(yes)
+    }
+
     /// The VAPID public key (any user may ask: it is public).
     pub async fn push_vapid(&self, req: UserRequest) -> Result<VapidKey, ApiError> {
         valid("user name", &req.user)?;
@@ -277,6 +312,18 @@ mod tests {
             "https://push.example:8443"
         );
         assert_eq!(origin("http://127.0.0.1:9"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_yes_is_kept_and_a_no_is_asked_again_later() {
+        let anyone = Anyone::default();
+        assert_eq!(anyone.get(), None);
+        anyone.set(false);
+        assert_eq!(anyone.get(), Some(false));
+        *anyone.0.lock().unwrap() = Some((false, std::time::Instant::now() - NOBODY_TTL));
+        assert_eq!(anyone.get(), None, "a stale no is asked again");
+        anyone.set(true);
+        assert_eq!(anyone.get(), Some(true));
     }
 
     #[test]
