@@ -5,6 +5,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fcm;
 mod receiver;
 
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use chatmesh::Mesh;
 use common::*;
+use fcm::FcmStandIn;
 use receiver::{Receiver, Subscription};
 use serde_json::{json, Value};
 
@@ -444,5 +446,67 @@ async fn a_restarted_notifier_never_pushes_a_message_twice() -> Result<()> {
         (third["count"].clone(), third["body"].clone()),
         (json!(1), json!("third"))
     );
+    mesh.stop().await
+}
+
+/// FCM HTTP v1: an offline member's registration token gets one data message carrying the
+/// push JSON, sent with an access token the OAuth2 stand-in issued for the service
+/// account's RS256 assertion (one token for every send); a 503 is retried; a token FCM
+/// answers 404 UNREGISTERED is removed after one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcm_tokens_are_pushed_with_oauth2_and_unregistered_ones_removed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (fcm, account) = FcmStandIn::start(dir.path()).await?;
+    let mut config = push_config();
+    config.push.fcm.credentials_file = Some(account);
+    config.push.fcm.base_url = fcm.base_url();
+    let mesh = start_mesh(&dir.path().join("mesh"), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let mut ids = Vec::new();
+    for token in ["bob-phone", "bob-old-phone"] {
+        let target = json!({"kind": "fcm", "token": token});
+        let (s, v) = api
+            .call("POST", "/v1/push/targets", Some(&bob), Some(target))
+            .await?;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap_or_default().to_owned());
+    }
+    fcm.script("bob-phone", &[503]);
+    fcm.script("bob-old-phone", &[404]);
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "hi").await?;
+    sender.post("club", "m2", "ship it").await?;
+
+    let got = fcm.wait_accepted("bob-phone", 1, WAIT).await?;
+    assert_eq!(got.iter().map(|m| m.status).collect::<Vec<_>>(), [503, 200]);
+    let payload = &got[1].payload;
+    assert_eq!(payload["room"], "club");
+    assert_eq!(payload["count"], 2, "{payload}");
+    assert_eq!(payload["from"], "ann");
+    assert_eq!(payload["body"], "ship it");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, list) = api
+            .call("GET", "/v1/push/targets", Some(&bob), None)
+            .await?;
+        let left: Vec<&str> = list["targets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["id"].as_str()).collect())
+            .unwrap_or_default();
+        if left == [ids[0].as_str()] {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "unregistered token kept: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fcm.sent("bob-old-phone").len(), 1);
+    assert_eq!(fcm.tokens(), (1, 0), "one access token, never refused");
     mesh.stop().await
 }

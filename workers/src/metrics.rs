@@ -28,9 +28,9 @@ pub const STANDBY: &str = "chatmesh_worker_standby";
 /// Cache lookups, labels `cache` (`room`, `access`, `stats`, `page`) and `result` (`hit` or
 /// `miss`): the hit ratio of each of the worker's caches.
 pub const CACHE_REQUESTS: &str = "chatmesh_worker_cache_requests_total";
-/// Pushes a provider accepted, label `provider` (`web_push`).
+/// Pushes a provider accepted, label `provider` (`web_push`, `fcm`).
 pub const PUSH_SENT: &str = "chatmesh_push_sent_total";
-/// Pushes given up, label `reason` (`gave_up`, `rejected`, `encrypt`, `unsupported`).
+/// Pushes given up, label `reason` (`gave_up`, `rejected`, `unusable`, `unsupported`).
 pub const PUSH_FAILED: &str = "chatmesh_push_failed_total";
 /// Targets removed because their push service said they are gone (404/410).
 pub const PUSH_REMOVED: &str = "chatmesh_push_targets_removed_total";

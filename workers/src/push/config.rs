@@ -43,6 +43,8 @@ pub struct PushConfig {
     pub ack_wait_secs: u64,
     /// Messages the notifier holds unacked at most (those in collapse windows).
     pub max_ack_pending: i64,
+    /// Firebase Cloud Messaging (HTTP v1).
+    pub fcm: super::fcm::FcmConfig,
 }
 
 impl Default for PushConfig {
@@ -63,6 +65,7 @@ impl Default for PushConfig {
             retry_max_secs: 60,
             ack_wait_secs: 60,
             max_ack_pending: 20_000,
+            fcm: super::fcm::FcmConfig::default(),
         }
     }
 }
@@ -122,6 +125,7 @@ impl PushConfig {
             (1..=1_000_000).contains(&self.max_ack_pending),
             "max_ack_pending must be between 1 and 1000000",
         );
+        self.fcm.problems(&mut out);
         out
     }
 

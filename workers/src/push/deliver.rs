@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::collapse::{release, Pending, RoomPending};
+use super::fcm::Fcm;
 use super::presence::{Online, Presence};
 use super::vapid::Vapid;
 use super::webpush::{Outcome, WebPush};
@@ -37,6 +38,10 @@ pub struct Deliverer {
     pub presence: tokio::sync::Mutex<Presence>,
     pub vapid: Vapid,
     pub web: WebPush,
+    /// FCM, when a service account is configured.
+    pub fcm: Option<Fcm>,
+    /// How long push services keep an undelivered push.
+    pub ttl: Duration,
     pub max_targets: usize,
     pub retry_max: Duration,
 }
@@ -121,8 +126,13 @@ impl Deliverer {
         let mut batch = WriteBatch::new();
         let mut out = Vec::new();
         for (id, target) in targets {
-            if !matches!(target.target, NewTarget::WebPush { .. }) {
-                // FCM and APNs targets are stored, but their providers are not built yet.
+            let supported = match target.target {
+                NewTarget::WebPush { .. } => true,
+                NewTarget::Fcm { .. } => self.fcm.is_some(),
+                // APNs targets are stored, but their provider is not built yet.
+                NewTarget::Apns { .. } => false,
+            };
+            if !supported {
                 counter!(m::PUSH_FAILED, "reason" => "unsupported").increment(1);
                 continue;
             }
@@ -159,23 +169,39 @@ impl Deliverer {
         body: &[u8],
         first_stored: SystemTime,
     ) {
-        let NewTarget::WebPush { endpoint, keys, .. } = &rec.target else {
-            return;
-        };
         let give_up = Instant::now() + self.retry_max;
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         loop {
-            let outcome = match self.web.send(&self.vapid, endpoint, keys, body).await {
+            let (provider, attempt) = match &rec.target {
+                NewTarget::WebPush { endpoint, keys, .. } => (
+                    "web_push",
+                    self.web
+                        .send(&self.vapid, endpoint, keys, body)
+                        .await
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                ),
+                NewTarget::Fcm { token } => match &self.fcm {
+                    Some(fcm) => (
+                        "fcm",
+                        fcm.send(token, body, self.ttl)
+                            .await
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                    ),
+                    None => return,
+                },
+                NewTarget::Apns { .. } => return,
+            };
+            let outcome = match attempt {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    warn!(user, target = id, error = %chatmesh_protocol::error::Chain(&e), "push not sent");
-                    counter!(m::PUSH_FAILED, "reason" => "encrypt").increment(1);
+                    warn!(user, target = id, provider, error = %chatmesh_protocol::error::Chain(&*e), "push not sent");
+                    counter!(m::PUSH_FAILED, "reason" => "unusable").increment(1);
                     return;
                 }
             };
             let (status, retry_after) = match outcome {
                 Outcome::Delivered => {
-                    counter!(m::PUSH_SENT, "provider" => "web_push").increment(1);
+                    counter!(m::PUSH_SENT, "provider" => provider).increment(1);
                     let waited = first_stored.elapsed().unwrap_or_default();
                     histogram!(m::PUSH_LATENCY).record(waited.as_secs_f64());
                     debug!(user, target = id, "pushed");

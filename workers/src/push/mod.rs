@@ -1,10 +1,10 @@
 //! Push notifications (issue 14, docs/PUSH.md): a notifier that runs inside the worker
 //! process, reads every stored message from JetStream with its own durable consumer, and
 //! pushes the room's members who are offline and have not muted it, one notification per
-//! user per collapse window, to each of their Web Push subscriptions.
+//! user per collapse window, to each of their Web Push subscriptions and FCM tokens.
 //!
-//! Layers, bottom up: [`config`], [`vapid`] (the deployment's key), [`webpush`] (one HTTP
-//! push), [`presence`] (who is online), [`collapse`] (the window), [`intake`] (who a message
+//! Layers, bottom up: [`config`], [`vapid`] (the deployment's key), [`webpush`] and [`fcm`]
+//! (one push each), [`presence`] (who is online), [`collapse`] (the window), [`intake`] (who a message
 //! may push), [`deliver`] (decide, mark, send, retry), [`consumer`] (the loop). It runs in
 //! the worker because it reads members, targets and settings from the worker's store (an
 //! embedded fjall store belongs to one process), under the worker's bus role.
@@ -13,6 +13,7 @@ pub mod collapse;
 pub mod config;
 pub mod consumer;
 pub mod deliver;
+pub mod fcm;
 pub mod intake;
 pub mod presence;
 pub mod vapid;
@@ -43,6 +44,8 @@ pub enum StartError {
     Vapid(#[from] vapid::VapidError),
     #[error("building the HTTP client")]
     Http(#[source] reqwest::Error),
+    #[error(transparent)]
+    Fcm(#[from] fcm::FcmError),
 }
 
 /// The notifier's settings and identity, ready to start.
@@ -80,16 +83,26 @@ pub fn start(
         max_targets: cfg.max_targets_per_user,
         vapid_public_key: vapid.public_key().to_owned(),
     });
-    let web = webpush::WebPush::new(
-        Duration::from_millis(cfg.request_timeout_ms),
-        Duration::from_secs(cfg.ttl_secs),
-    )
-    .map_err(StartError::Http)?;
+    let http =
+        webpush::client(Duration::from_millis(cfg.request_timeout_ms)).map_err(StartError::Http)?;
+    let ttl = Duration::from_secs(cfg.ttl_secs);
+    let fcm = match &cfg.fcm.credentials_file {
+        Some(path) => Some(fcm::Fcm::open(
+            http.clone(),
+            path,
+            &cfg.fcm.base_url,
+            cfg.fcm.token_url.as_deref(),
+        )?),
+        None => None,
+    };
+    let web = webpush::WebPush::new(http, ttl);
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),
         presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK).into(),
         vapid,
         web,
+        fcm,
+        ttl,
         max_targets: cfg.max_targets_per_user,
         retry_max: Duration::from_secs(cfg.retry_max_secs),
     });

@@ -53,15 +53,20 @@ pub struct WebPush {
     ttl: Duration,
 }
 
+/// The notifier's HTTP client (one pool for every provider): each request bounded by
+/// `timeout`, redirects never followed.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // reqwest's rustls has no provider of its own here: ring, as everywhere in chatmesh.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
 impl WebPush {
-    pub fn new(timeout: Duration, ttl: Duration) -> Result<Self, reqwest::Error> {
-        // reqwest's rustls has no provider of its own here: ring, as everywhere in chatmesh.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Self { http, ttl })
+    pub fn new(http: reqwest::Client, ttl: Duration) -> Self {
+        Self { http, ttl }
     }
 
     /// One attempt to push `payload` to the subscription at `endpoint`.
