@@ -8,6 +8,7 @@ use chatmesh_files::FilesConfig;
 use chatmesh_gateway::GatewayConfig;
 use chatmesh_protocol::MeshConfig;
 use chatmesh_workers::ownership::OwnershipMode;
+use chatmesh_workers::push::PushConfig;
 use chatmesh_workers::{Backend, WorkerConfig};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -22,6 +23,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Shared files: where their bytes live, size caps and quotas (docs/FILES.md).
     pub files: FilesConfig,
+    /// Push notifications to offline members (docs/PUSH.md); run by the worker.
+    pub push: PushConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     /// OpenTelemetry traces over OTLP/HTTP; off by default.
@@ -143,6 +146,7 @@ impl Config {
         }
         if matches!(role, Role::Worker | Role::Both) {
             out.extend(self.worker.problems());
+            out.extend(self.push.problems());
             let shared = self.worker.ownership.mode == OwnershipMode::Shared;
             if shared && self.worker.backend == Backend::Fjall {
                 out.push(

@@ -17,7 +17,7 @@ use crate::services::{ensure_stream, GatewayHandle, WorkerHandle};
 /// How to start the mesh.
 #[derive(Debug, Clone)]
 pub struct MeshOptions {
-    /// Everything persistent lives here: `nats/`, `store/`, `jwt-secret`.
+    /// Everything persistent lives here: `nats/`, `store/`, `jwt-secret`, `vapid-key`.
     pub data_dir: PathBuf,
     /// Gateway listen address (`127.0.0.1:0` picks a free port).
     pub listen: String,

@@ -173,13 +173,21 @@ impl WorkerHandle {
         } else {
             None
         };
+        let push = match cfg.push.enabled {
+            true => Some(
+                chatmesh_workers::push::Push::open(cfg.push.clone(), &cfg.worker.data_dir)
+                    .context("starting the push notifier")?,
+            ),
+            false => None,
+        };
+        let extras = chatmesh_workers::Extras { files, push };
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_workers::run(
             cfg.worker.clone(),
             cfg.mesh.clone(),
             nats,
             store,
-            files,
+            extras,
             stop.clone().cancelled_owned(),
         ));
         Ok(Self { stop, task })

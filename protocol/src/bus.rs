@@ -148,6 +148,8 @@ fn worker() -> Permissions {
         .map(|op| format!("$JS.API.{op}.{STREAM}.>")),
     );
     publish.extend(direct_get(STREAM));
+    // The push notifier reads who is online (never writes presence: that is the gateways').
+    publish.extend(direct_get(&format!("KV_{PRESENCE_BUCKET}")));
     publish.extend(kv_bucket(WORKERS_BUCKET));
     publish.extend(kv_bucket(LEASES_BUCKET));
     Permissions {
@@ -190,7 +192,8 @@ mod tests {
         assert!(!wk.publish.iter().any(|s| s.starts_with("chat.in")));
         assert!(!wk.publish.iter().any(|s| s.starts_with("chat.svc")));
         assert!(!wk.publish.iter().any(|s| s.starts_with("chat.evt")));
-        assert!(!wk.publish.iter().any(|s| s.contains(PRESENCE_BUCKET)));
+        let writes_presence = |s: &String| s.contains(PRESENCE_BUCKET) && !s.contains("DIRECT.GET");
+        assert!(!wk.publish.iter().any(writes_presence));
         for role in [Role::Gateway, Role::Worker, Role::Loadtest] {
             let p = role.permissions().unwrap();
             assert!(!p.publish.iter().any(|s| s == ">" || s.ends_with("API.>")));

@@ -1,6 +1,7 @@
 //! The chatmesh wire contract shared by every service and client: names and their validation,
 //! client and server frames (protocol v1), free text (display names, topics), NATS subject names and partitioning, the messages
-//! gateways and workers exchange over NATS request-reply, and the limits in force.
+//! gateways and workers exchange over NATS request-reply, push notification targets and
+//! settings, and the limits in force.
 //!
 //! Nothing here does I/O; every other crate depends on this one, so it stays small and fast to
 //! build.
@@ -14,6 +15,7 @@ pub mod frames;
 pub mod limits;
 pub mod message;
 pub mod names;
+pub mod push;
 pub mod service;
 pub mod subjects;
 pub mod text;

@@ -358,6 +358,37 @@ op!(
     crate::files::Attachments
 );
 op!(
+    PushTargetAdd,
+    "push_target_add",
+    crate::push::AddTargetRequest,
+    crate::push::TargetInfo
+);
+op!(
+    PushTargets,
+    "push_targets",
+    UserRequest,
+    crate::push::TargetList
+);
+op!(
+    PushTargetRemove,
+    "push_target_remove",
+    crate::push::TargetRequest,
+    Done
+);
+op!(
+    PushSettingsGet,
+    "push_settings_get",
+    UserRequest,
+    crate::push::PushSettings
+);
+op!(
+    PushSettingsSet,
+    "push_settings_set",
+    crate::push::SetSettingsRequest,
+    crate::push::PushSettings
+);
+op!(PushVapid, "push_vapid", UserRequest, crate::push::VapidKey);
+op!(
     ChangePassword,
     "password_change",
     ChangePasswordRequest,

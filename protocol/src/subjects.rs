@@ -108,6 +108,9 @@ pub fn svc_partition_wildcard(p: u32) -> String {
     format!("chat.svc.{p}.*")
 }
 
+/// Durable consumer of the push notifier (every message, all partitions; docs/PUSH.md).
+pub const PUSH_CONSUMER: &str = "push";
+
 /// Durable consumer name of a partition's store writer.
 pub fn store_consumer(p: u32) -> String {
     format!("store-p{p}")

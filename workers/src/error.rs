@@ -37,6 +37,8 @@ pub enum WorkerError {
         #[source]
         source: Option<BoxError>,
     },
+    #[error("starting the push notifier")]
+    Push(#[source] BoxError),
     #[error("worker task failed")]
     Task(#[source] tokio::task::JoinError),
 }

@@ -1,7 +1,7 @@
 //! chatmesh workers: they persist every chat message from JetStream to the store, keep the
 //! caches that make history and access checks cheap, and answer the request-reply services
-//! gateways call (accounts, rooms, membership, history, cursors, files), and make thumbnails
-//! and sweep unused files ([`files`]).
+//! gateways call (accounts, rooms, membership, history, cursors, files, push targets), make
+//! thumbnails and sweep unused files ([`files`]), and push offline members ([`push`]).
 //!
 //! Layers, bottom up: [`store`] (the ordered-KV trait and its backends), [`model`] (the chat
 //! data model over the trait, written once), [`cache`] (moka caches wrapping the model),
@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod ownership;
 pub mod progress;
+pub mod push;
 pub mod retention;
 pub mod service;
 pub mod store;
@@ -31,7 +32,7 @@ pub use service::Files;
 pub use service::Service;
 pub use store::{KvStore, Store, StoreError};
 pub use streams::ensure_stream;
-pub use worker::{run, Worker};
+pub use worker::{run, Extras, Worker};
 
 /// How often a standby tries to take the embedded store's lock.
 pub const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_millis(250);

@@ -28,6 +28,20 @@ pub const STANDBY: &str = "chatmesh_worker_standby";
 /// Cache lookups, labels `cache` (`room`, `access`, `stats`, `page`) and `result` (`hit` or
 /// `miss`): the hit ratio of each of the worker's caches.
 pub const CACHE_REQUESTS: &str = "chatmesh_worker_cache_requests_total";
+/// Pushes a provider accepted, label `provider` (`web_push`, `fcm`).
+pub const PUSH_SENT: &str = "chatmesh_push_sent_total";
+/// Pushes given up, label `reason` (`gave_up`, `rejected`, `unusable`, `unsupported`).
+pub const PUSH_FAILED: &str = "chatmesh_push_failed_total";
+/// Targets removed because their push service said they are gone (404/410).
+pub const PUSH_REMOVED: &str = "chatmesh_push_targets_removed_total";
+/// Seconds from a message stored in the stream to its push accepted (histogram).
+pub const PUSH_LATENCY: &str = "chatmesh_push_latency_seconds";
+/// Attempts answered 429/5xx or failed in transit, then retried.
+pub const PUSH_RETRIES: &str = "chatmesh_push_retries_total";
+/// Messages that push nobody or a recipient skipped, label `why`.
+pub const PUSH_SKIPPED: &str = "chatmesh_push_skipped_total";
+/// Users with a notification waiting for its collapse window (gauge).
+pub const PUSH_PENDING: &str = "chatmesh_push_pending_users";
 
 /// History reads that found the store behind the stream, label `outcome` (`caught_up`
 /// after a wait, `timed_out`, `stream_error`): both refusals are answered `unavailable`.
@@ -61,6 +75,20 @@ pub fn describe() {
     describe_counter!(
         CACHE_REQUESTS,
         "worker cache lookups by cache and result (hit or miss)"
+    );
+    describe_counter!(PUSH_SENT, "pushes accepted by a provider, by provider");
+    describe_counter!(PUSH_FAILED, "pushes given up, by reason");
+    describe_counter!(PUSH_REMOVED, "push targets removed as gone (404/410)");
+    describe_counter!(PUSH_RETRIES, "push attempts retried (429, 5xx, transport)");
+    describe_counter!(PUSH_SKIPPED, "push recipients skipped, by reason");
+    describe_gauge!(
+        PUSH_PENDING,
+        "users with a notification in its collapse window"
+    );
+    describe_histogram!(
+        PUSH_LATENCY,
+        Unit::Seconds,
+        "from a message stored in the stream to its push accepted"
     );
     describe_histogram!(
         REQUEST_SECONDS,

@@ -67,6 +67,20 @@ impl Worker {
         store: Store,
         files: Option<crate::service::Files>,
     ) -> Result<Worker, WorkerError> {
+        let extras = Extras { files, push: None };
+        Self::start_with(cfg, mesh, nats, store, extras).await
+    }
+
+    /// [`Worker::start`], with what is optional: file sharing and the push notifier
+    /// (without them their operations answer `unavailable`).
+    pub async fn start_with(
+        cfg: WorkerConfig,
+        mesh: MeshConfig,
+        nats: Client,
+        store: Store,
+        extras: Extras,
+    ) -> Result<Worker, WorkerError> {
+        let Extras { files, push } = extras;
         let mut problems = cfg.problems();
         problems.extend(mesh.problems());
         if !problems.is_empty() {
@@ -175,6 +189,10 @@ impl Worker {
             });
             crate::files::start(&service, files, owns, &mut tasks, shutdown.clone());
         }
+        if let Some(push) = push {
+            crate::push::start(&service, push, nats.clone(), &mut tasks, shutdown.clone())
+                .map_err(|e| WorkerError::Push(Box::new(e)))?;
+        }
         let me = crate::ownership::new_worker_id();
         info!(worker = %me, mode = ?cfg.ownership.mode, "partition ownership");
         tasks.spawn(crate::ownership::run(
@@ -274,16 +292,26 @@ impl Worker {
     }
 }
 
-/// Runs a worker (with `files` when file sharing is enabled) until `shutdown` resolves (or a partition task fails), then stops it.
+/// What a worker may run besides its partitions.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// File sharing: thumbnails, the sweeper, the file operations.
+    pub files: Option<crate::service::Files>,
+    /// The push notifier and the push operations.
+    pub push: Option<crate::push::Push>,
+}
+
+/// Runs a worker (with `extras`) until `shutdown` resolves (or a partition task fails),
+/// then stops it.
 pub async fn run(
     cfg: WorkerConfig,
     mesh: MeshConfig,
     nats: Client,
     store: Store,
-    files: Option<crate::service::Files>,
+    extras: Extras,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    let mut worker = Worker::start_with_files(cfg, mesh, nats, store, files).await?;
+    let mut worker = Worker::start_with(cfg, mesh, nats, store, extras).await?;
     let failure = tokio::select! {
         _ = shutdown => None,
         e = worker.failed() => Some(e),

@@ -1,6 +1,6 @@
 //! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history; the
 //! profile and password endpoints are in `account.rs`, member lists and topics in
-//! `room_info.rs`, shared files in `files.rs`.
+//! `room_info.rs`, shared files in `files.rs`, push targets and settings in `push.rs`.
 //!
 //! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
 //! refusal is 429 `rate_limited` with `Retry-After` (seconds). Every bearer token is checked
@@ -24,7 +24,7 @@ use super::reply::{self, Body};
 use super::request::{
     body, caller, caller_identity, name, password_queue_full, query_pairs, Answer, Refusal,
 };
-use super::{account, room_info};
+use super::{account, push, room_info};
 use crate::state::AppState;
 
 /// Routes `/v1/...` (segments after `v1`).
@@ -46,6 +46,12 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             remove_member(state, req, room, user).await
         }
         (&Method::POST, ["dm", user]) => dm(state, req, user).await,
+        (&Method::POST, ["push", "targets"]) => push::add_target(state, req).await,
+        (&Method::GET, ["push", "targets"]) => push::targets(state, req).await,
+        (&Method::DELETE, ["push", "targets", id]) => push::remove_target(state, req, id).await,
+        (&Method::GET, ["push", "settings"]) => push::settings(state, req).await,
+        (&Method::PATCH, ["push", "settings"]) => push::set_settings(state, req).await,
+        (&Method::GET, ["push", "vapid"]) => push::vapid(state, req).await,
         (&Method::GET, ["rooms", room, "messages"]) => messages(state, req, room).await,
         (&Method::POST, ["rooms", room, "files"]) => files::upload(state, req, room).await,
         (&Method::GET, ["rooms", room, "files", id]) => {
@@ -66,6 +72,8 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["rooms", _, "members"]
             | ["rooms", _, "members", _]
             | ["dm", _]
+            | ["push", "targets" | "settings" | "vapid"]
+            | ["push", "targets", _]
             | ["rooms", _, "messages"]
             | ["rooms", _, "files"]
             | ["rooms", _, "files", _]

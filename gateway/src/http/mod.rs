@@ -8,6 +8,7 @@ mod conn;
 mod files;
 mod limits;
 mod peer;
+mod push;
 mod refuse;
 mod reply;
 mod request;

@@ -21,6 +21,9 @@
 //! | file reference | `g h16(room) room 00 id 00 be64(seq)` | empty: message `seq` carries the file |
 //! | file bytes of a room | `q h16(room) room` | be64(bytes) |
 //! | file bytes of a user in a room | `v h16(room) room 00 user` | be64(bytes) |
+//! | push target | `n h16(user) user 00 id` | [`PushTargetRecord`](super::records::PushTargetRecord) |
+//! | push settings | `e h16(user) user` | [`PushSettings`](chatmesh_protocol::push::PushSettings) |
+//! | push delivery mark | `d h16(user) user 00 id 00 room` | be64(last seq of `room` pushed to target `id`) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -43,6 +46,9 @@ const FILE: u8 = b'f';
 const FILE_REF: u8 = b'g';
 const ROOM_FILE_BYTES: u8 = b'q';
 const USER_FILE_BYTES: u8 = b'v';
+const PUSH_TARGET: u8 = b'n';
+const PUSH_SETTINGS: u8 = b'e';
+const PUSH_MARK: u8 = b'd';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -234,6 +240,40 @@ pub fn user_file_bytes(room: &str, user: &str) -> Vec<u8> {
     pair(USER_FILE_BYTES, room, user)
 }
 
+pub fn push_target(user: &str, id: &str) -> Vec<u8> {
+    pair(PUSH_TARGET, user, id)
+}
+
+/// Every push target key, all users.
+pub fn push_targets_all() -> Range<Vec<u8>> {
+    prefix_range(vec![PUSH_TARGET])
+}
+
+/// Every push target key of `user`.
+pub fn push_targets_of(user: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(PUSH_TARGET, user, 0))
+}
+
+pub fn push_settings(user: &str) -> Vec<u8> {
+    named(PUSH_SETTINGS, user, 0)
+}
+
+/// The last seq of `room` claimed for target `id` of `user` (at most one push per message
+/// and target, across restarts).
+pub fn push_mark(user: &str, id: &str, room: &str) -> Vec<u8> {
+    let mut k = pair(PUSH_MARK, user, id);
+    k.push(0);
+    k.extend_from_slice(room.as_bytes());
+    k
+}
+
+/// Every delivery mark of target `id` of `user`.
+pub fn push_marks_of(user: &str, id: &str) -> Range<Vec<u8>> {
+    let mut k = pair(PUSH_MARK, user, id);
+    k.push(0);
+    prefix_range(k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +299,16 @@ mod tests {
         assert!(range.contains(&message("r1", u64::MAX)) && range.contains(&message("r1", 0)));
         assert!(!range.contains(&message("r10", 5)));
         assert_eq!(seq_of_message(&a), Some(1));
+    }
+
+    #[test]
+    fn push_keys_stay_inside_their_user_and_target() {
+        assert_eq!(second_name(&push_target("ann", "t1")), Some("t1"));
+        assert!(push_targets_of("ann").contains(&push_target("ann", "t1")));
+        assert!(!push_targets_of("ann").contains(&push_target("anna", "t1")));
+        let marks = push_marks_of("ann", "t1");
+        assert!(marks.contains(&push_mark("ann", "t1", "r")));
+        assert!(!marks.contains(&push_mark("ann", "t10", "r")));
     }
 
     #[test]

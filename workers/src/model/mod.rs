@@ -1,12 +1,14 @@
 //! The chat model, written once above [`KvStore`] for every backend: messages and their
 //! per-partition checkpoints, rooms and their stats, members and the reverse index of a
 //! user's rooms, users, read cursors, shared files (their records, the messages that
-//! carry them and the bytes each room and user holds). No rules live here (who may do what is the service
+//! carry them and the bytes each room and user holds), push targets, settings and delivery
+//! marks. No rules live here (who may do what is the service
 //! layer's job) and no caching (the cache wraps the model, not the backends).
 
 mod files;
 pub mod keys;
 mod messages;
+mod push;
 pub mod records;
 mod rooms;
 mod users;
@@ -17,7 +19,9 @@ use sha2::{Digest, Sha256};
 use crate::store::{GroupCommit, KvStore, Store, StoreError, WriteBatch};
 
 pub use messages::HistoryQuery;
-pub use records::{Cursor, FileRecord, RoomMeta, RoomStats, StoredMessage, UserRecord};
+pub use records::{
+    Cursor, FileRecord, PushTargetRecord, RoomMeta, RoomStats, StoredMessage, UserRecord,
+};
 
 /// Data access for the chat model. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -112,6 +112,14 @@ pub struct UserRecord {
     pub display_name: Option<String>,
 }
 
+/// A registered push target; its user and id are in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushTargetRecord {
+    pub target: chatmesh_protocol::push::NewTarget,
+    /// When it was (last) registered, ms since the Unix epoch.
+    pub created: u64,
+}
+
 /// A user's read position in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {

@@ -191,6 +191,24 @@ impl Service {
             ops::FileAttach::NAME => {
                 call::<ops::FileAttach, _>(payload, |r| self.file_attach(r)).await
             }
+            ops::PushTargetAdd::NAME => {
+                call::<ops::PushTargetAdd, _>(payload, |r| self.push_target_add(r)).await
+            }
+            ops::PushTargets::NAME => {
+                call::<ops::PushTargets, _>(payload, |r| self.push_targets(r)).await
+            }
+            ops::PushTargetRemove::NAME => {
+                call::<ops::PushTargetRemove, _>(payload, |r| self.push_target_remove(r)).await
+            }
+            ops::PushSettingsGet::NAME => {
+                call::<ops::PushSettingsGet, _>(payload, |r| self.push_settings_get(r)).await
+            }
+            ops::PushSettingsSet::NAME => {
+                call::<ops::PushSettingsSet, _>(payload, |r| self.push_settings_set(r)).await
+            }
+            ops::PushVapid::NAME => {
+                call::<ops::PushVapid, _>(payload, |r| self.push_vapid(r)).await
+            }
             ops::ChangePassword::NAME => {
                 call::<ops::ChangePassword, _>(payload, |r| self.password_change(r)).await
             }

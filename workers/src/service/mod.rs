@@ -1,6 +1,7 @@
 //! The worker's request-reply services (`protocol::service`): accounts and profiles, rooms,
-//! membership, member lists and topics, history and cursors, shared files. [`Service`] holds the rules, decided here once for every gateway,
-//! and is callable in-process; `dispatch` serves it over NATS.
+//! membership, member lists and topics, history and cursors, shared files, push targets and
+//! settings. [`Service`] holds the rules, decided here once for every gateway, and is
+//! callable in-process; `dispatch` serves it over NATS.
 //!
 //! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
 //! error is logged where it happens and answered as `internal`.
@@ -15,6 +16,7 @@ mod locks;
 mod members;
 mod password;
 mod profile;
+mod push;
 mod roominfo;
 mod rooms;
 
@@ -38,6 +40,8 @@ pub(crate) use files::FilesHandle;
 pub use fresh::StreamTail;
 use locks::KeyLocks;
 use password::{PasswordError, Passwords};
+pub use push::PushRules;
+pub(crate) use push::{origin, subscription_keys};
 
 /// Lock kinds of [`KeyLocks`].
 const LOCK_USER: u8 = b'u';
@@ -61,6 +65,10 @@ struct Inner {
     tail: OnceLock<StreamTail>,
     /// Set when `[files]` is enabled (`crate::files::start`).
     files: OnceLock<FilesHandle>,
+    /// Set when push notifications are enabled (`crate::push::start`).
+    push: OnceLock<PushRules>,
+    has_targets: push::HasTargets,
+    anyone: push::Anyone,
     rooms_list_max: usize,
     rooms_list_public_max: usize,
     rooms_list_public_per_owner: usize,
@@ -113,6 +121,9 @@ impl Service {
                 events,
                 tail: OnceLock::new(),
                 files: OnceLock::new(),
+                push: OnceLock::new(),
+                has_targets: push::has_targets_cache(),
+                anyone: push::Anyone::default(),
                 rooms_list_max: cfg.rooms_list_max,
                 rooms_list_public_max: cfg.rooms_list_public_max,
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,

@@ -9,7 +9,7 @@ use chatmesh_protocol::service::{Op, Reply};
 use chatmesh_protocol::subjects::{in_subject, svc_subject};
 use chatmesh_protocol::{ApiError, MeshConfig};
 use chatmesh_workers::model::{HistoryQuery, Model};
-use chatmesh_workers::{run, Store, WorkerConfig, WorkerError};
+use chatmesh_workers::{run, Extras, Store, WorkerConfig, WorkerError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -75,7 +75,7 @@ impl Running {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(run(cfg, mesh, nats, store, None, shutdown));
+        let task = tokio::spawn(run(cfg, mesh, nats, store, Extras::default(), shutdown));
         Self { stop, task }
     }
 

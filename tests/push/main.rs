@@ -1,0 +1,512 @@
+//! Push notifications end to end (docs/PUSH.md): a real mesh (nats-server, worker with its
+//! fjall store and notifier, gateway), real WebSocket sessions, and a local Web Push service
+//! ([`receiver`]) that checks each push's VAPID token and decrypts its payload with the
+//! subscription's private key, as a browser's push service and service worker would.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod fcm;
+mod receiver;
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use chatmesh::Mesh;
+use common::*;
+use fcm::FcmStandIn;
+use receiver::{Receiver, Subscription};
+use serde_json::{json, Value};
+
+/// Collapse window and grace of these tests (short, so the tests are).
+const COLLAPSE_MS: u64 = 1_000;
+const GRACE_MS: u64 = 500;
+
+fn push_config() -> chatmesh::Config {
+    let mut c = fast_config();
+    c.push.allow_http_loopback = true;
+    c.push.collapse_ms = COLLAPSE_MS;
+    c.push.grace_ms = GRACE_MS;
+    c.push.retry_max_secs = 20;
+    c
+}
+
+/// The served VAPID public key.
+async fn vapid_key(api: &Api, token: &str) -> Result<String> {
+    let (s, v) = api.call("GET", "/v1/push/vapid", Some(token), None).await?;
+    ensure!(s == 200, "vapid: {s} {v}");
+    Ok(v["public_key"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn register(api: &Api, token: &str, sub: &Subscription) -> Result<String> {
+    let (s, v) = api
+        .call("POST", "/v1/push/targets", Some(token), Some(sub.json()))
+        .await?;
+    ensure!(s == 201, "register target: {s} {v}");
+    Ok(v["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Waits until the presence bucket shows `user` online in `room`.
+async fn wait_online(mesh: &Mesh, room: &str, user: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !chatmesh_workers::push::presence::read(&mesh.worker_nats, room)
+        .await
+        .contains(user)
+    {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{user} never online in {room}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// A room of `owner` with `members`.
+async fn club(api: &Api, owner: &str, room: &str, members: &[&str]) -> Result<()> {
+    api.room(owner, room, "private").await?;
+    for user in members {
+        let (s, v) = api
+            .call(
+                "POST",
+                &format!("/v1/rooms/{room}/members"),
+                Some(owner),
+                Some(json!({"user": user})),
+            )
+            .await?;
+        ensure!(s == 204, "add {user}: {s} {v}");
+    }
+    Ok(())
+}
+
+/// Registration is validated (https only, loopback http only by config, keys that are keys,
+/// bounded), listed without keys, removable; settings patch and read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_and_settings_are_validated_listed_and_removed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = push_config();
+    config.push.max_targets_per_user = 2;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let key = vapid_key(&api, &ann).await?;
+    assert_eq!(key.len(), 87, "65 bytes, base64url: {key}");
+    assert!(dir.path().join("vapid-key").is_file());
+
+    let bad = |body: Value| {
+        let api = &api;
+        let ann = &ann;
+        async move {
+            let (s, v) = api
+                .call("POST", "/v1/push/targets", Some(ann), Some(body))
+                .await?;
+            anyhow::Ok((s, v))
+        }
+    };
+    let mut sub = Subscription::new("http://push.example/x".into()).json();
+    let (s, v) = bad(sub.clone()).await?;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("https"), "{v}");
+    sub["endpoint"] = json!("https://push.example/x");
+    sub["keys"]["p256dh"] = json!("AAAA");
+    assert_eq!(bad(sub.clone()).await?.0, 400);
+    sub["keys"]["p256dh"] = Subscription::new(String::new()).json()["keys"]["p256dh"].clone();
+    sub["keys"]["auth"] = json!("AAAA");
+    assert_eq!(bad(sub).await?.0, 400);
+    let long = format!("https://push.example/{}", "a".repeat(2000));
+    assert_eq!(bad(Subscription::new(long).json()).await?.0, 400);
+    assert_eq!(bad(json!({"kind": "sms", "to": "1"})).await?.0, 400);
+    assert_eq!(
+        bad(json!({"kind": "apns", "token": "xyz", "topic": "a.b"}))
+            .await?
+            .0,
+        400
+    );
+
+    // Loopback http is allowed by this config; FCM and APNs tokens are stored.
+    let web = Subscription::new("http://127.0.0.1:9/push/a".into());
+    let id = register(&api, &ann, &web).await?;
+    assert_eq!(
+        register(&api, &ann, &web).await?,
+        id,
+        "same subscription, same id"
+    );
+    let fcm = json!({"kind": "fcm", "token": "fcm:token-1"});
+    let (s, fcm_info) = api
+        .call("POST", "/v1/push/targets", Some(&ann), Some(fcm))
+        .await?;
+    assert_eq!(s, 201, "{fcm_info}");
+    let apns = json!({"kind": "apns", "token": "ab".repeat(32), "topic": "com.example.chat"});
+    let (s, v) = api
+        .call("POST", "/v1/push/targets", Some(&ann), Some(apns))
+        .await?;
+    assert_eq!(s, 409, "a third target is over the bound of 2: {v}");
+    let (s, list) = api
+        .call("GET", "/v1/push/targets", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200);
+    let targets = list["targets"].as_array().cloned().unwrap_or_default();
+    assert_eq!(targets.len(), 2, "{list}");
+    assert!(
+        !list.to_string().contains("p256dh"),
+        "keys are never listed: {list}"
+    );
+    assert!(targets
+        .iter()
+        .any(|t| t["kind"] == "web_push" && t["label"] == "http://127.0.0.1:9"));
+    let path = format!("/v1/push/targets/{}", fcm_info["id"].as_str().unwrap_or(""));
+    assert_eq!(api.call("DELETE", &path, Some(&ann), None).await?.0, 204);
+    assert_eq!(api.call("DELETE", &path, Some(&ann), None).await?.0, 404);
+
+    let (s, v) = api
+        .call("GET", "/v1/push/settings", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v,
+        json!({"mute_all": false, "muted_rooms": [], "dms_only": false, "preview": true})
+    );
+    let patch = json!({"mute_rooms": ["b", "a"], "preview": false});
+    let (s, v) = api
+        .call("PATCH", "/v1/push/settings", Some(&ann), Some(patch))
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["muted_rooms"], json!(["a", "b"]));
+    let patch = json!({"unmute_rooms": ["a"], "dms_only": true});
+    let (_, v) = api
+        .call("PATCH", "/v1/push/settings", Some(&ann), Some(patch))
+        .await?;
+    assert_eq!(
+        v,
+        json!({"mute_all": false, "muted_rooms": ["b"], "dms_only": true, "preview": false})
+    );
+    let (s, _) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&ann),
+            Some(json!({"mute": true})),
+        )
+        .await?;
+    assert_eq!(s, 400, "unknown fields are refused");
+    let (s, _) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&ann),
+            Some(json!({"mute_rooms": ["no such"]})),
+        )
+        .await?;
+    assert_eq!(s, 400, "room names are checked");
+    assert_eq!(
+        api.call("GET", "/v1/push/targets", None, None).await?.0,
+        401
+    );
+    mesh.stop().await
+}
+
+/// One burst of messages: the offline member gets ONE push (count, last sender, body) that
+/// decrypts with its subscription's key under a valid VAPID token; the member online in the
+/// room gets none, nor the one who muted the room; the one without previews gets the room
+/// and the count only; the sender gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_members_get_one_push_per_window_and_nobody_else_does() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), push_config()).await?;
+    let push = Receiver::start().await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let mut tokens = Vec::new();
+    let mut subs = Vec::new();
+    for user in ["bob", "cy", "dee", "eve"] {
+        let token = api.user(user).await?;
+        let sub = Subscription::new(push.endpoint(user));
+        register(&api, &token, &sub).await?;
+        tokens.push(token);
+        subs.push(sub);
+    }
+    let sub_ann = Subscription::new(push.endpoint("ann"));
+    register(&api, &ann, &sub_ann).await?;
+    club(&api, &ann, "club", &["bob", "cy", "dee", "eve"]).await?;
+    let (s, _) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&tokens[2]),
+            Some(json!({"mute_rooms": ["club"]})),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    let (s, _) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&tokens[3]),
+            Some(json!({"preview": false})),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    let key = vapid_key(&api, &ann).await?;
+
+    let mut cy = Client::login(&mesh.ws_url(), &tokens[1]).await?;
+    cy.join("club").await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    wait_online(&mesh, "club", "cy").await?;
+
+    for (i, body) in ["one", "two", "the plans are ready"].iter().enumerate() {
+        sender.post("club", &format!("m{i}"), body).await?;
+    }
+    let got = push.wait_delivered("bob", 1, WAIT).await?;
+    let bob = subs[0].open(&got[0], &key, &push.origin())?;
+    assert_eq!(bob["type"], "messages");
+    assert_eq!(bob["room"], "club");
+    assert_eq!(bob["count"], 3, "{bob}");
+    assert_eq!(bob["from"], "ann");
+    assert_eq!(bob["body"], "the plans are ready");
+    assert_eq!(
+        bob["rooms"],
+        json!([{"room": "club", "count": 3, "last_seq": bob["seq"]}])
+    );
+    let eve = push.wait_delivered("eve", 1, WAIT).await?;
+    let eve = subs[3].open(&eve[0], &key, &push.origin())?;
+    assert_eq!(eve["count"], 3);
+    assert!(
+        eve.get("from").is_none() && eve.get("body").is_none(),
+        "{eve}"
+    );
+    assert!(!eve.to_string().contains("plans"), "{eve}");
+
+    // Nothing else arrives, for anyone, well past the window.
+    tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + 1_500)).await;
+    assert_eq!(push.received("bob").len(), 1, "one push for the burst");
+    assert_eq!(push.received("eve").len(), 1);
+    assert!(push.received("cy").is_empty(), "cy is online in the room");
+    assert!(push.received("dee").is_empty(), "dee muted the room");
+    assert!(
+        push.received("ann").is_empty(),
+        "the sender is never pushed"
+    );
+
+    // A later message opens a new window: one more push, for that message only.
+    sender.post("club", "m9", "later").await?;
+    let got = push.wait_delivered("bob", 2, WAIT).await?;
+    let later = subs[0].open(&got[1], &key, &push.origin())?;
+    assert_eq!(
+        (later["count"].clone(), later["body"].clone()),
+        (json!(1), json!("later"))
+    );
+    mesh.stop().await
+}
+
+/// A subscription its push service says is gone (410) is removed; one whose service is
+/// down (503 with Retry-After, twice) gets the same push once it is back, exactly once,
+/// after waiting as long as it was told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_targets_are_removed_and_an_outage_delivers_exactly_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), push_config()).await?;
+    let push = Receiver::start().await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let gone = Subscription::new(push.endpoint("gone"));
+    let flaky = Subscription::new(push.endpoint("flaky"));
+    let gone_id = register(&api, &bob, &gone).await?;
+    let flaky_id = register(&api, &bob, &flaky).await?;
+    push.script("gone", &[(410, None)]);
+    push.script("flaky", &[(503, Some(1)), (503, Some(1))]);
+    club(&api, &ann, "club", &["bob"]).await?;
+    let key = vapid_key(&api, &ann).await?;
+
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "are you there?").await?;
+
+    let got = push.wait_delivered("flaky", 1, WAIT).await?;
+    assert_eq!(
+        got.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 503, 201]
+    );
+    for pair in got.windows(2) {
+        let waited = pair[1].at - pair[0].at;
+        assert!(
+            waited >= Duration::from_millis(950),
+            "Retry-After honoured: {waited:?}"
+        );
+    }
+    let payloads: Vec<Value> = got
+        .iter()
+        .map(|r| flaky.open(r, &key, &push.origin()))
+        .collect::<Result<_>>()?;
+    assert!(payloads
+        .iter()
+        .all(|p| p["body"] == "are you there?" && p["count"] == 1));
+
+    // The gone target was tried once and removed; the other is still there.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, list) = api
+            .call("GET", "/v1/push/targets", Some(&bob), None)
+            .await?;
+        let ids: Vec<&str> = list["targets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["id"].as_str()).collect())
+            .unwrap_or_default();
+        if !ids.contains(&gone_id.as_str()) {
+            assert_eq!(ids, [flaky_id.as_str()]);
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "gone target never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(push.received("gone").len(), 1);
+
+    // Exactly once: nothing more for that message, and the next message pushes once.
+    tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + 1_000)).await;
+    assert_eq!(push.received("flaky").len(), 3);
+    sender.post("club", "m2", "hello?").await?;
+    let got = push.wait_delivered("flaky", 2, WAIT).await?;
+    assert_eq!(got.len(), 4);
+    let next = flaky.open(&got[3], &key, &push.origin())?;
+    assert_eq!(
+        (next["count"].clone(), next["body"].clone()),
+        (json!(1), json!("hello?"))
+    );
+    assert_eq!(
+        push.received("gone").len(),
+        1,
+        "a removed target is never tried again"
+    );
+    mesh.stop().await
+}
+
+/// The delivery marks survive a restart: after the mesh is restarted on its data dir and the
+/// notifier's consumer is made to deliver the whole stream again, nothing already pushed is
+/// pushed again, and the next message is pushed once, for itself alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_notifier_never_pushes_a_message_twice() -> Result<()> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use chatmesh_protocol::subjects::{IN_ALL, PUSH_CONSUMER, STREAM};
+
+    let dir = tempfile::tempdir()?;
+    let push = Receiver::start().await?;
+    let sub = Subscription::new(push.endpoint("bob"));
+    {
+        let mesh = start_mesh(dir.path(), push_config()).await?;
+        let api = Api::new(&mesh);
+        let ann = api.user("ann").await?;
+        let bob = api.user("bob").await?;
+        register(&api, &bob, &sub).await?;
+        club(&api, &ann, "club", &["bob"]).await?;
+        let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+        sender.join("club").await?;
+        sender.post("club", "m1", "first").await?;
+        sender.post("club", "m2", "second").await?;
+        push.wait_delivered("bob", 1, WAIT).await?;
+        mesh.stop().await?;
+    }
+    let mesh = start_mesh(dir.path(), push_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let key = vapid_key(&api, &ann).await?;
+    // Replay everything to the notifier: its consumer, recreated from the stream's start.
+    let js = async_nats::jetstream::new(mesh.worker_nats.clone());
+    let stream = js.get_stream(STREAM).await?;
+    stream.delete_consumer(PUSH_CONSUMER).await?;
+    let config = pull::Config {
+        durable_name: Some(PUSH_CONSUMER.into()),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        filter_subject: IN_ALL.into(),
+        ..Default::default()
+    };
+    let consumer = stream.create_consumer(config).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut consumer = consumer;
+    while consumer.info().await?.ack_floor.stream_sequence < 2 {
+        ensure!(tokio::time::Instant::now() < deadline, "replay never acked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + 500)).await;
+    assert_eq!(
+        push.received("bob").len(),
+        1,
+        "the replayed messages were pushed already"
+    );
+
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m3", "third").await?;
+    let got = push.wait_delivered("bob", 2, WAIT).await?;
+    let third = sub.open(&got[1], &key, &push.origin())?;
+    assert_eq!(
+        (third["count"].clone(), third["body"].clone()),
+        (json!(1), json!("third"))
+    );
+    mesh.stop().await
+}
+
+/// FCM HTTP v1: an offline member's registration token gets one data message carrying the
+/// push JSON, sent with an access token the OAuth2 stand-in issued for the service
+/// account's RS256 assertion (one token for every send); a 503 is retried; a token FCM
+/// answers 404 UNREGISTERED is removed after one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcm_tokens_are_pushed_with_oauth2_and_unregistered_ones_removed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (fcm, account) = FcmStandIn::start(dir.path()).await?;
+    let mut config = push_config();
+    config.push.fcm.credentials_file = Some(account);
+    config.push.fcm.base_url = fcm.base_url();
+    let mesh = start_mesh(&dir.path().join("mesh"), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let mut ids = Vec::new();
+    for token in ["bob-phone", "bob-old-phone"] {
+        let target = json!({"kind": "fcm", "token": token});
+        let (s, v) = api
+            .call("POST", "/v1/push/targets", Some(&bob), Some(target))
+            .await?;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap_or_default().to_owned());
+    }
+    fcm.script("bob-phone", &[503]);
+    fcm.script("bob-old-phone", &[404]);
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "hi").await?;
+    sender.post("club", "m2", "ship it").await?;
+
+    let got = fcm.wait_accepted("bob-phone", 1, WAIT).await?;
+    assert_eq!(got.iter().map(|m| m.status).collect::<Vec<_>>(), [503, 200]);
+    let payload = &got[1].payload;
+    assert_eq!(payload["room"], "club");
+    assert_eq!(payload["count"], 2, "{payload}");
+    assert_eq!(payload["from"], "ann");
+    assert_eq!(payload["body"], "ship it");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, list) = api
+            .call("GET", "/v1/push/targets", Some(&bob), None)
+            .await?;
+        let left: Vec<&str> = list["targets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["id"].as_str()).collect())
+            .unwrap_or_default();
+        if left == [ids[0].as_str()] {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "unregistered token kept: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fcm.sent("bob-old-phone").len(), 1);
+    assert_eq!(fcm.tokens(), (1, 0), "one access token, never refused");
+    mesh.stop().await
+}

@@ -1,0 +1,300 @@
+//! Deciding and sending one closed notification: who is still offline and still wants it,
+//! which of its messages each target has not been pushed yet (the delivery marks), then the
+//! pushes themselves with retries.
+//!
+//! At most once per (message, target): the marks of a target are written, in one store
+//! write, BEFORE its push is attempted, and the stream messages are acked only after that
+//! write. A notifier killed after the write and before the push loses that push (it is never
+//! sent twice); killed before the write, its messages are redelivered and pushed then.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chatmesh_protocol::backoff::Backoff;
+use chatmesh_protocol::push::{
+    preview_of, NewTarget, PushPayload, PushSettings, RoomCount, TargetRequest,
+};
+use chatmesh_protocol::service::RoomKind;
+use metrics::{counter, histogram};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::collapse::{release, Pending, RoomPending};
+use super::fcm::Fcm;
+use super::presence::{Online, Presence};
+use super::vapid::Vapid;
+use super::webpush::{Outcome, WebPush};
+use crate::metrics as m;
+use crate::model::{Model, PushTargetRecord};
+use crate::service::Service;
+use crate::store::{StoreError, WriteBatch};
+
+/// What delivering needs; shared by every delivery task.
+#[derive(Debug)]
+pub struct Deliverer {
+    pub svc: Service,
+    /// Who is online, read again for each closed window (shared briefly by the windows of
+    /// one room's members that close together).
+    pub presence: tokio::sync::Mutex<Presence>,
+    pub vapid: Vapid,
+    pub web: WebPush,
+    /// FCM, when a service account is configured.
+    pub fcm: Option<Fcm>,
+    /// How long push services keep an undelivered push.
+    pub ttl: Duration,
+    pub max_targets: usize,
+    pub retry_max: Duration,
+}
+
+/// Does `settings` let a message of `room` (of `kind`) push?
+pub fn wanted(settings: &PushSettings, room: &str, kind: RoomKind) -> bool {
+    let muted = settings.mute_all
+        || (settings.dms_only && kind != RoomKind::Dm)
+        || settings.muted_rooms.iter().any(|r| r == room);
+    !muted
+}
+
+/// What a push to a user with `settings` carries for `rooms` (latest room first, each with
+/// the count still to push).
+pub fn payload(settings: &PushSettings, rooms: &[(&RoomPending, u32)]) -> Option<PushPayload> {
+    let (latest, _) = rooms.first()?;
+    let preview = settings.preview;
+    Some(PushPayload {
+        kind: "messages".into(),
+        room: latest.room.clone(),
+        count: rooms.iter().map(|(_, n)| n).sum(),
+        rooms: rooms
+            .iter()
+            .map(|(r, n)| RoomCount {
+                room: r.room.clone(),
+                count: *n,
+                last_seq: r.last_seq,
+            })
+            .collect(),
+        from: preview.then(|| latest.last_from.clone()),
+        body: preview
+            .then(|| preview_of(&latest.last_body))
+            .filter(|b| !b.is_empty()),
+        seq: latest.last_seq,
+    })
+}
+
+impl Deliverer {
+    /// Decides and sends `p`. A store error leaves its messages unacked (redelivered).
+    pub async fn run(self: Arc<Self>, mut p: Pending) {
+        let held = std::mem::take(&mut p.held);
+        match self.claim(&mut p).await {
+            Ok(claimed) => {
+                for h in held {
+                    release(h).await;
+                }
+                let mut sends = tokio::task::JoinSet::new();
+                for (id, target, body) in claimed {
+                    let me = self.clone();
+                    let (user, first) = (p.user.clone(), p.first_stored);
+                    sends.spawn(async move { me.push(&user, &id, &target, &body, first).await });
+                }
+                while sends.join_next().await.is_some() {}
+            }
+            Err(e) => {
+                warn!(user = %p.user, error = %chatmesh_protocol::error::Chain(&e), "a push could not be decided; its messages will be redelivered");
+            }
+        }
+    }
+
+    /// Drops what no longer applies, writes the delivery marks, and returns each target's
+    /// payload.
+    async fn claim(
+        &self,
+        p: &mut Pending,
+    ) -> Result<Vec<(String, PushTargetRecord, Vec<u8>)>, StoreError> {
+        let model = self.svc.model();
+        let settings = model.push_settings(&p.user).await?;
+        let mut rooms = Vec::new();
+        for r in std::mem::take(&mut p.rooms) {
+            // Came back within the grace, or muted meanwhile: no push for this room.
+            if !wanted(&settings, &r.room, r.kind) {
+                counter!(m::PUSH_SKIPPED, "why" => "muted").increment(1);
+            } else if self.online(&r.room).await.contains(&p.user) {
+                counter!(m::PUSH_SKIPPED, "why" => "online").increment(1);
+            } else {
+                rooms.push(r);
+            }
+        }
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.last_stored));
+        let targets = model.push_targets(&p.user, self.max_targets).await?;
+        let mut batch = WriteBatch::new();
+        let mut out = Vec::new();
+        for (id, target) in targets {
+            let supported = match target.target {
+                NewTarget::WebPush { .. } => true,
+                NewTarget::Fcm { .. } => self.fcm.is_some(),
+                // APNs targets are stored, but their provider is not built yet.
+                NewTarget::Apns { .. } => false,
+            };
+            if !supported {
+                counter!(m::PUSH_FAILED, "reason" => "unsupported").increment(1);
+                continue;
+            }
+            let mut todo = Vec::new();
+            for r in &rooms {
+                let n = r.count_after(model.push_mark(&p.user, &id, &r.room).await?);
+                if n > 0 {
+                    Model::put_push_mark(&mut batch, &p.user, &id, &r.room, r.last_seq);
+                    todo.push((r, n));
+                }
+            }
+            if let Some(body) = payload(&settings, &todo) {
+                let body = serde_json::to_vec(&body).unwrap_or_default();
+                out.push((id, target, body));
+            }
+        }
+        if !batch.is_empty() {
+            model.write(batch).await?;
+        }
+        Ok(out)
+    }
+
+    async fn online(&self, room: &str) -> Online {
+        self.presence.lock().await.online(room).await
+    }
+
+    /// Sends one push, retrying 429/5xx/transport failures with backoff (or as long as
+    /// `Retry-After` says) until `retry_max` after the first attempt.
+    async fn push(
+        &self,
+        user: &str,
+        id: &str,
+        rec: &PushTargetRecord,
+        body: &[u8],
+        first_stored: SystemTime,
+    ) {
+        let give_up = Instant::now() + self.retry_max;
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        loop {
+            let (provider, attempt) = match &rec.target {
+                NewTarget::WebPush { endpoint, keys, .. } => (
+                    "web_push",
+                    self.web
+                        .send(&self.vapid, endpoint, keys, body)
+                        .await
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                ),
+                NewTarget::Fcm { token } => match &self.fcm {
+                    Some(fcm) => (
+                        "fcm",
+                        fcm.send(token, body, self.ttl)
+                            .await
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                    ),
+                    None => return,
+                },
+                NewTarget::Apns { .. } => return,
+            };
+            let outcome = match attempt {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    warn!(user, target = id, provider, error = %chatmesh_protocol::error::Chain(&*e), "push not sent");
+                    counter!(m::PUSH_FAILED, "reason" => "unusable").increment(1);
+                    return;
+                }
+            };
+            let (status, retry_after) = match outcome {
+                Outcome::Delivered => {
+                    counter!(m::PUSH_SENT, "provider" => provider).increment(1);
+                    let waited = first_stored.elapsed().unwrap_or_default();
+                    histogram!(m::PUSH_LATENCY).record(waited.as_secs_f64());
+                    debug!(user, target = id, "pushed");
+                    return;
+                }
+                Outcome::Gone(status) => {
+                    self.remove(user, id, status).await;
+                    return;
+                }
+                Outcome::Refused(status) => {
+                    warn!(
+                        user,
+                        target = id,
+                        status,
+                        "push refused by the push service"
+                    );
+                    counter!(m::PUSH_FAILED, "reason" => "rejected").increment(1);
+                    return;
+                }
+                Outcome::Retry {
+                    status,
+                    retry_after,
+                } => (status, retry_after),
+            };
+            let wait = retry_after.unwrap_or_else(|| backoff.next_delay());
+            if Instant::now() + wait > give_up {
+                warn!(user, target = id, ?status, "push given up after retries");
+                counter!(m::PUSH_FAILED, "reason" => "gave_up").increment(1);
+                return;
+            }
+            counter!(m::PUSH_RETRIES).increment(1);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The push service says the subscription is gone: forget it.
+    async fn remove(&self, user: &str, id: &str, status: u16) {
+        let req = TargetRequest {
+            user: user.to_owned(),
+            id: id.to_owned(),
+        };
+        match self.svc.push_target_remove(req).await {
+            Ok(_) => {
+                counter!(m::PUSH_REMOVED).increment(1);
+                debug!(user, target = id, status, "push target gone: removed");
+            }
+            Err(e) => warn!(user, target = id, error = %e, "removing a gone push target failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str, kind: RoomKind) -> RoomPending {
+        RoomPending {
+            room: name.into(),
+            kind,
+            count: 2,
+            seqs: vec![3, 4],
+            last_seq: 4,
+            last_from: "ann".into(),
+            last_body: "secret plans".into(),
+            last_stored: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn settings_decide_what_pushes_and_how_much_it_says() {
+        let mut s = PushSettings::default();
+        assert!(wanted(&s, "r", RoomKind::Private));
+        s.dms_only = true;
+        assert!(!wanted(&s, "r", RoomKind::Private) && wanted(&s, "d", RoomKind::Dm));
+        s.dms_only = false;
+        s.muted_rooms = vec!["r".into()];
+        assert!(!wanted(&s, "r", RoomKind::Public) && wanted(&s, "q", RoomKind::Public));
+        s.mute_all = true;
+        assert!(!wanted(&s, "q", RoomKind::Dm));
+
+        let (a, b) = (room("a", RoomKind::Private), room("b", RoomKind::Dm));
+        let full = payload(&PushSettings::default(), &[(&a, 2), (&b, 1)]).unwrap();
+        assert_eq!((full.room.as_str(), full.count, full.seq), ("a", 3, 4));
+        assert_eq!(full.from.as_deref(), Some("ann"));
+        assert_eq!(full.body.as_deref(), Some("secret plans"));
+        let quiet = PushSettings {
+            preview: false,
+            ..PushSettings::default()
+        };
+        let bare = payload(&quiet, &[(&a, 2)]).unwrap();
+        assert!(bare.from.is_none() && bare.body.is_none());
+        let json = serde_json::to_string(&bare).unwrap();
+        assert!(!json.contains("secret") && !json.contains("ann"), "{json}");
+        assert!(payload(&quiet, &[]).is_none());
+    }
+}

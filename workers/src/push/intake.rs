@@ -1,0 +1,87 @@
+//! Who a stored message may push: the room's members but the sender, minus those online in
+//! the room now, minus those without a target or whose settings mute it. (Whether they are
+//! still offline, and still want it, is asked again when the window closes: `deliver.rs`.)
+
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::Message;
+use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::subjects::room_of;
+use metrics::counter;
+
+use super::collapse::Incoming;
+use super::deliver::wanted;
+use super::presence::Presence;
+use crate::metrics as m;
+use crate::model::Model;
+use crate::service::Service;
+use crate::store::StoreError;
+
+/// Reads what a message needs to be routed.
+#[derive(Debug)]
+pub struct Intake {
+    pub svc: Service,
+    pub model: Model,
+    pub presence: Presence,
+    pub max_members: usize,
+}
+
+impl Intake {
+    /// The message as the notifier needs it, or `None` if it is not a chat message (logged
+    /// and counted; acked by the caller).
+    pub async fn decode(&self, msg: &Message) -> Result<Option<Incoming>, StoreError> {
+        let (Some(room), Ok(info)) = (room_of(msg.subject.as_str()), msg.info()) else {
+            counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
+            return Ok(None);
+        };
+        let Ok(payload) = serde_json::from_slice::<Payload>(&msg.payload) else {
+            counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
+            return Ok(None);
+        };
+        let Some(meta) = self.model.room(room).await? else {
+            counter!(m::PUSH_SKIPPED, "why" => "no_room").increment(1);
+            return Ok(None);
+        };
+        let nanos = u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0);
+        let body = match (payload.body.is_empty(), payload.attachments.first()) {
+            (true, Some(file)) => format!("📎 {}", file.name),
+            _ => payload.body,
+        };
+        Ok(Some(Incoming {
+            room: room.to_owned(),
+            kind: meta.kind,
+            seq: info.stream_sequence,
+            from: payload.from,
+            body,
+            stored: SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos),
+        }))
+    }
+
+    /// The users `m` may push. Members without a target cost no store read (remembered by
+    /// the service), and presence is read only when someone is left to push.
+    pub async fn recipients(&mut self, m: &Incoming) -> Result<Vec<String>, StoreError> {
+        let members = self.model.members(&m.room, self.max_members).await?;
+        let mut out = Vec::new();
+        for (user, _) in members {
+            if user == m.from || !self.svc.has_push_targets(&user).await? {
+                continue;
+            }
+            if !wanted(&self.model.push_settings(&user).await?, &m.room, m.kind) {
+                counter!(m::PUSH_SKIPPED, "why" => "muted").increment(1);
+                continue;
+            }
+            out.push(user);
+        }
+        if !out.is_empty() {
+            let online = self.presence.online(&m.room).await;
+            out.retain(|user| {
+                let away = !online.contains(user);
+                if !away {
+                    counter!(m::PUSH_SKIPPED, "why" => "online").increment(1);
+                }
+                away
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,131 @@
+//! Push notifications (issue 14, docs/PUSH.md): a notifier that runs inside the worker
+//! process, reads every stored message from JetStream with its own durable consumer, and
+//! pushes the room's members who are offline and have not muted it, one notification per
+//! user per collapse window, to each of their Web Push subscriptions and FCM tokens.
+//!
+//! Layers, bottom up: [`config`], [`vapid`] (the deployment's key), [`webpush`] and [`fcm`]
+//! (one push each), [`presence`] (who is online), [`collapse`] (the window), [`intake`] (who a message
+//! may push), [`deliver`] (decide, mark, send, retry), [`consumer`] (the loop). It runs in
+//! the worker because it reads members, targets and settings from the worker's store (an
+//! embedded fjall store belongs to one process), under the worker's bus role.
+
+pub mod collapse;
+pub mod config;
+pub mod consumer;
+pub mod deliver;
+pub mod fcm;
+pub mod intake;
+pub mod presence;
+pub mod vapid;
+pub mod webpush;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::PushConfig;
+
+use crate::service::{PushRules, Service};
+
+/// How long the routing step trusts a room's presence before reading it again.
+const PRESENCE_FRESH: Duration = Duration::from_millis(500);
+/// The same when a window closes (the grace check: kept short).
+const PRESENCE_RECHECK: Duration = Duration::from_millis(250);
+/// Timeout of the notifier's JetStream API calls.
+const JS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the notifier could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Vapid(#[from] vapid::VapidError),
+    #[error("building the HTTP client")]
+    Http(#[source] reqwest::Error),
+    #[error(transparent)]
+    Fcm(#[from] fcm::FcmError),
+}
+
+/// The notifier's settings and identity, ready to start.
+#[derive(Debug)]
+pub struct Push {
+    cfg: PushConfig,
+    vapid: vapid::Vapid,
+}
+
+impl Push {
+    /// Loads (or creates) the VAPID key; the worker's `data_dir` places it by default.
+    pub fn open(cfg: PushConfig, data_dir: &std::path::Path) -> Result<Self, StartError> {
+        let path = cfg.vapid_key_path(data_dir);
+        let vapid = vapid::Vapid::load_or_create(&path, &cfg.vapid_subject)?;
+        Ok(Self { cfg, vapid })
+    }
+
+    /// The VAPID public key, base64url.
+    pub fn public_key(&self) -> &str {
+        self.vapid.public_key()
+    }
+}
+
+/// Enables the push operations of `svc` and starts the notifier on `tasks` until `stop`.
+pub fn start(
+    svc: &Service,
+    push: Push,
+    nats: async_nats::Client,
+    tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
+    stop: CancellationToken,
+) -> Result<(), StartError> {
+    let Push { cfg, vapid } = push;
+    svc.enable_push(PushRules {
+        allow_http_loopback: cfg.allow_http_loopback,
+        max_targets: cfg.max_targets_per_user,
+        vapid_public_key: vapid.public_key().to_owned(),
+    });
+    let http =
+        webpush::client(Duration::from_millis(cfg.request_timeout_ms)).map_err(StartError::Http)?;
+    let ttl = Duration::from_secs(cfg.ttl_secs);
+    let fcm = match &cfg.fcm.credentials_file {
+        Some(path) => Some(fcm::Fcm::open(
+            http.clone(),
+            path,
+            &cfg.fcm.base_url,
+            cfg.fcm.token_url.as_deref(),
+        )?),
+        None => None,
+    };
+    let web = webpush::WebPush::new(http, ttl);
+    let deliverer = Arc::new(deliver::Deliverer {
+        svc: svc.clone(),
+        presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK).into(),
+        vapid,
+        web,
+        fcm,
+        ttl,
+        max_targets: cfg.max_targets_per_user,
+        retry_max: Duration::from_secs(cfg.retry_max_secs),
+    });
+    let js = jetstream::ContextBuilder::new()
+        .timeout(JS_TIMEOUT)
+        .build(nats.clone());
+    let notifier = consumer::Loop {
+        js,
+        intake: intake::Intake {
+            svc: svc.clone(),
+            model: svc.model().clone(),
+            presence: presence::Presence::new(nats, PRESENCE_FRESH),
+            max_members: cfg.max_room_members,
+        },
+        window: collapse::Window::new(cfg.delay(), cfg.max_pending_users),
+        deliverer,
+        concurrency: cfg.concurrency,
+        ack_wait: Duration::from_secs(cfg.ack_wait_secs),
+        max_ack_pending: cfg.max_ack_pending,
+    };
+    tasks.spawn(async move {
+        notifier.run(stop).await;
+        Ok(())
+    });
+    Ok(())
+}

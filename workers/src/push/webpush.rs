@@ -1,0 +1,152 @@
+//! The Web Push provider: one push is an HTTP POST to the subscription's endpoint
+//! (RFC 8030) of the payload encrypted for the subscription with aes128gcm (RFC 8291,
+//! `web-push-native`), signed for with VAPID (RFC 8292, [`super::vapid`]).
+//!
+//! What the push service answers decides what happens next ([`Outcome`]): 2xx delivered,
+//! 404/410 the subscription is gone, 429 and 5xx (and transport failures) retried later
+//! (honouring `Retry-After`), any other status refused for good.
+
+use std::time::Duration;
+
+use chatmesh_protocol::push::WebPushKeys;
+use http::header::{AUTHORIZATION, RETRY_AFTER};
+use web_push_native::WebPushBuilder;
+
+use super::vapid::{Vapid, VapidError};
+use crate::service::{origin, subscription_keys};
+
+/// Longest a VAPID token is valid (RFC 8292: at most 24 hours).
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(12 * 3600);
+
+/// What a push attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// 404/410: the subscription no longer exists.
+    Gone(u16),
+    /// 429, 5xx or a transport failure: try again, after `retry_after` if the service said.
+    Retry {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
+    /// Any other status: this push will never be accepted.
+    Refused(u16),
+}
+
+/// Why a push could not even be attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the subscription's keys or endpoint are unusable: {0}")]
+    Subscription(String),
+    #[error("encrypting the payload")]
+    Encrypt(#[source] web_push_native::Error),
+    #[error(transparent)]
+    Vapid(#[from] VapidError),
+    #[error("building the request")]
+    Request(#[source] reqwest::Error),
+}
+
+/// Sends Web Push messages. Cheap to clone (one connection pool).
+#[derive(Debug, Clone)]
+pub struct WebPush {
+    http: reqwest::Client,
+    ttl: Duration,
+}
+
+/// The notifier's HTTP client (one pool for every provider): each request bounded by
+/// `timeout`, redirects never followed.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // reqwest's rustls has no provider of its own here: ring, as everywhere in chatmesh.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+impl WebPush {
+    pub fn new(http: reqwest::Client, ttl: Duration) -> Self {
+        Self { http, ttl }
+    }
+
+    /// One attempt to push `payload` to the subscription at `endpoint`.
+    pub async fn send(
+        &self,
+        vapid: &Vapid,
+        endpoint: &str,
+        keys: &WebPushKeys,
+        payload: &[u8],
+    ) -> Result<Outcome, BuildError> {
+        let (ua_public, auth) =
+            subscription_keys(keys).map_err(|e| BuildError::Subscription(e.to_string()))?;
+        let uri = endpoint
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| BuildError::Subscription(e.to_string()))?;
+        let mut req = WebPushBuilder::new(uri, ua_public, auth)
+            .with_valid_duration(self.ttl)
+            .build(payload.to_vec())
+            .map_err(BuildError::Encrypt)?;
+        let header = vapid.header(origin(endpoint), self.ttl.min(MAX_TOKEN_LIFE))?;
+        let value = header
+            .parse()
+            .map_err(|e: http::header::InvalidHeaderValue| {
+                BuildError::Subscription(e.to_string())
+            })?;
+        req.headers_mut().insert(AUTHORIZATION, value);
+        let req = reqwest::Request::try_from(req).map_err(BuildError::Request)?;
+        let resp = match self.http.execute(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(error = %chatmesh_protocol::error::Chain(&e), "push transport failure");
+                return Ok(Outcome::Retry {
+                    status: None,
+                    retry_after: None,
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Ok(classify(status, retry_after))
+    }
+}
+
+/// What a push service's status means.
+pub fn classify(status: u16, retry_after: Option<Duration>) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        404 | 410 => Outcome::Gone(status),
+        429 | 500..=599 => Outcome::Retry {
+            status: Some(status),
+            retry_after,
+        },
+        _ => Outcome::Refused(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_decide_what_follows() {
+        assert_eq!(classify(201, None), Outcome::Delivered);
+        assert_eq!(classify(410, None), Outcome::Gone(410));
+        assert_eq!(classify(404, None), Outcome::Gone(404));
+        let wait = Some(Duration::from_secs(3));
+        assert_eq!(
+            classify(429, wait),
+            Outcome::Retry {
+                status: Some(429),
+                retry_after: wait
+            }
+        );
+        assert!(matches!(classify(503, None), Outcome::Retry { .. }));
+        assert_eq!(classify(400, None), Outcome::Refused(400));
+        assert_eq!(classify(413, None), Outcome::Refused(413));
+    }
+}

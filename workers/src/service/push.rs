@@ -1,0 +1,340 @@
+//! Push targets and settings of a user (docs/PUSH.md), stored by the worker that owns the
+//! user's partition, and the VAPID public key browsers subscribe with.
+//!
+//! A target's id is derived from its address (endpoint or token), so registering the same
+//! subscription again updates it instead of adding a second one; a user holds at most
+//! `max_targets` of them (registering one more is `conflict`). Every shape is checked by
+//! [`NewTarget::check`]; a Web Push subscription's keys must also be a P-256 point and a
+//! 16-byte secret, or it could never be encrypted for. These operations answer
+//! `unavailable` where push is not enabled (`[push] enabled = false`).
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use chatmesh_protocol::message::now_ms;
+use chatmesh_protocol::push::{
+    AddTargetRequest, NewTarget, PushError, PushSettings, SetSettingsRequest, TargetInfo,
+    TargetKind, TargetList, TargetRequest, VapidKey, WebPushKeys, MAX_MUTED_ROOMS,
+};
+use chatmesh_protocol::service::{Done, UserRequest};
+use chatmesh_protocol::ApiError;
+use sha2::{Digest, Sha256};
+use web_push_native::p256::PublicKey;
+use web_push_native::Auth;
+
+use super::{valid, Service, LOCK_USER};
+use crate::model::{Model, PushTargetRecord};
+use crate::store::{StoreError, WriteBatch};
+
+/// Most delivery marks deleted with a target (one per room it was pushed for).
+const MAX_MARKS_DELETED: usize = 10_000;
+/// How long "this user has push targets" is remembered. Changes made here update it at
+/// once; those made by another worker (a shared store) are seen within this.
+const HAS_TARGETS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Users remembered.
+const HAS_TARGETS_ENTRIES: u64 = 1_000_000;
+
+/// Whether users have push targets, so that routing a message costs no store read per
+/// member who has none (most of them).
+pub(crate) type HasTargets = moka::future::Cache<String, bool>;
+
+/// How long "nobody has a push target" is trusted (a registration here ends it at once).
+const NOBODY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether anyone has a push target, so that a deployment where nobody has one spends
+/// nothing on routing messages: a yes is kept, a no trusted for `NOBODY_TTL`.
+#[derive(Debug, Default)]
+pub(crate) struct Anyone(std::sync::Mutex<Option<(bool, std::time::Instant)>>);
+
+impl Anyone {
+    fn set(&self, yes: bool) {
+        let mut answer = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *answer = Some((yes, std::time::Instant::now()));
+    }
+
+    fn get(&self) -> Option<bool> {
+        match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((true, _)) => Some(true),
+            Some((false, at)) if at.elapsed() < NOBODY_TTL => Some(false),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn has_targets_cache() -> HasTargets {
+    moka::future::Cache::builder()
+        .max_capacity(HAS_TARGETS_ENTRIES)
+        .time_to_live(HAS_TARGETS_TTL)
+        .build()
+}
+
+/// What the push operations need to know, set when the notifier starts.
+#[derive(Debug, Clone)]
+pub struct PushRules {
+    /// Accept `http://` endpoints on loopback hosts (tests' local receivers only).
+    pub allow_http_loopback: bool,
+    pub max_targets: usize,
+    /// The VAPID public key, base64url (uncompressed point).
+    pub vapid_public_key: String,
+}
+
+impl Service {
+    /// Enables the push operations (once; later calls are ignored).
+    pub(crate) fn enable_push(&self, rules: PushRules) {
+        let _ = self.inner.push.set(rules);
+    }
+
+    fn push_rules(&self) -> Result<&PushRules, ApiError> {
+        self.inner
+            .push
+            .get()
+            .ok_or_else(|| ApiError::unavailable("push notifications are not enabled"))
+    }
+
+    /// Registers (or refreshes) a push target of the user.
+    pub async fn push_target_add(&self, req: AddTargetRequest) -> Result<TargetInfo, ApiError> {
+        valid("user name", &req.user)?;
+        let rules = self.push_rules()?;
+        let refuse = |e: PushError| ApiError::bad_request(e.to_string());
+        req.target
+            .check(rules.allow_http_loopback)
+            .map_err(refuse)?;
+        if let NewTarget::WebPush { keys, .. } = &req.target {
+            subscription_keys(keys).map_err(refuse)?;
+        }
+        let id = target_id(&req.target);
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        if self.model().push_target(&req.user, &id).await?.is_none() {
+            let held = self
+                .model()
+                .push_targets(&req.user, rules.max_targets)
+                .await?;
+            if held.len() >= rules.max_targets {
+                return Err(ApiError::conflict(format!(
+                    "at most {} push targets per user: remove one first",
+                    rules.max_targets
+                )));
+            }
+        }
+        let rec = PushTargetRecord {
+            target: req.target,
+            created: now_ms(),
+        };
+        let mut batch = WriteBatch::new();
+        Model::put_push_target(&mut batch, &req.user, &id, &rec);
+        self.model().write(batch).await?;
+        self.inner.has_targets.insert(req.user, true).await;
+        self.inner.anyone.set(true);
+        Ok(info(id, &rec))
+    }
+
+    /// The user's targets (without their keys).
+    pub async fn push_targets(&self, req: UserRequest) -> Result<TargetList, ApiError> {
+        valid("user name", &req.user)?;
+        let rules = self.push_rules()?;
+        let targets = self
+            .model()
+            .push_targets(&req.user, rules.max_targets)
+            .await?
+            .into_iter()
+            .map(|(id, rec)| info(id, &rec))
+            .collect();
+        Ok(TargetList { targets })
+    }
+
+    /// Removes a target and its delivery marks; `not_found` if the user has no such target.
+    pub async fn push_target_remove(&self, req: TargetRequest) -> Result<Done, ApiError> {
+        valid("user name", &req.user)?;
+        valid("target id", &req.id)?;
+        self.push_rules()?;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        if self
+            .model()
+            .push_target(&req.user, &req.id)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found("no such push target"));
+        }
+        let mut batch = WriteBatch::new();
+        self.model()
+            .delete_push_target(&mut batch, &req.user, &req.id, MAX_MARKS_DELETED)
+            .await?;
+        self.model().write(batch).await?;
+        self.inner.has_targets.invalidate(&req.user).await;
+        Ok(Done {})
+    }
+
+    pub async fn push_settings_get(&self, req: UserRequest) -> Result<PushSettings, ApiError> {
+        valid("user name", &req.user)?;
+        self.push_rules()?;
+        Ok(self.model().push_settings(&req.user).await?)
+    }
+
+    /// Applies a settings change: absent fields keep their value, `muted_rooms` replaces the
+    /// list, then `mute_rooms` are added and `unmute_rooms` removed.
+    pub async fn push_settings_set(
+        &self,
+        req: SetSettingsRequest,
+    ) -> Result<PushSettings, ApiError> {
+        valid("user name", &req.user)?;
+        self.push_rules()?;
+        let p = req.patch;
+        let rooms = p.muted_rooms.iter().flatten();
+        for room in rooms.chain(&p.mute_rooms).chain(&p.unmute_rooms) {
+            valid("room", room)?;
+        }
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let mut s = self.model().push_settings(&req.user).await?;
+        if let Some(rooms) = p.muted_rooms {
+            s.muted_rooms = rooms;
+        }
+        s.muted_rooms.extend(p.mute_rooms);
+        s.muted_rooms.retain(|r| !p.unmute_rooms.contains(r));
+        s.muted_rooms.sort();
+        s.muted_rooms.dedup();
+        if s.muted_rooms.len() > MAX_MUTED_ROOMS {
+            let e = PushError::TooManyMutedRooms(MAX_MUTED_ROOMS);
+            return Err(ApiError::bad_request(e.to_string()));
+        }
+        s.mute_all = p.mute_all.unwrap_or(s.mute_all);
+        s.dms_only = p.dms_only.unwrap_or(s.dms_only);
+        s.preview = p.preview.unwrap_or(s.preview);
+        let mut batch = WriteBatch::new();
+        Model::put_push_settings(&mut batch, &req.user, &s);
+        self.model().write(batch).await?;
+        Ok(s)
+    }
+
+    /// Does `user` have a push target (remembered for a few seconds)?
+    pub(crate) async fn has_push_targets(&self, user: &str) -> Result<bool, StoreError> {
+        let model = self.model();
+        self.inner
+            .has_targets
+            .try_get_with_by_ref(user, async move {
+                Ok::<_, StoreError>(!model.push_targets(user, 1).await?.is_empty())
+            })
+            .await
+            .map_err(StoreError::Shared)
+    }
+
+    /// Does anyone have a push target? Once yes, always yes (until a restart); no is asked
+    /// again after a few seconds, so targets registered on another worker are seen.
+    pub(crate) async fn anyone_has_push_targets(&self) -> Result<bool, StoreError> {
+        if let Some(yes) = self.inner.anyone.get() {
+            return Ok(yes);
+        }
+        let yes = self.model().any_push_target().await?;
+        self.inner.anyone.set(yes);
+        Ok(yes)
+    }
+
+    /// The VAPID public key (any user may ask: it is public).
+    pub async fn push_vapid(&self, req: UserRequest) -> Result<VapidKey, ApiError> {
+        valid("user name", &req.user)?;
+        Ok(VapidKey {
+            public_key: self.push_rules()?.vapid_public_key.clone(),
+        })
+    }
+}
+
+/// The id of a target: 32 hex characters of sha256(kind, address).
+pub(crate) fn target_id(target: &NewTarget) -> String {
+    let mut h = Sha256::new();
+    let kind = match target.kind() {
+        TargetKind::WebPush => "web_push",
+        TargetKind::Fcm => "fcm",
+        TargetKind::Apns => "apns",
+    };
+    h.update(kind.as_bytes());
+    h.update(b"\n");
+    h.update(target.address().as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The user agent's public key and auth secret of a subscription.
+pub(crate) fn subscription_keys(keys: &WebPushKeys) -> Result<(PublicKey, Auth), PushError> {
+    let decode = |field, v: &str| {
+        Base64UrlUnpadded::decode_vec(v.trim_end_matches('=')).map_err(|_| PushError::BadKey(field))
+    };
+    let public = PublicKey::from_sec1_bytes(&decode("keys.p256dh", &keys.p256dh)?)
+        .map_err(|_| PushError::BadKey("keys.p256dh"))?;
+    let auth: [u8; 16] = decode("keys.auth", &keys.auth)?
+        .try_into()
+        .map_err(|_| PushError::BadKey("keys.auth"))?;
+    Ok((public, Auth::from(auth)))
+}
+
+fn info(id: String, rec: &PushTargetRecord) -> TargetInfo {
+    let address = rec.target.address();
+    let label = match rec.target.kind() {
+        TargetKind::WebPush => origin(address).to_owned(),
+        TargetKind::Fcm | TargetKind::Apns => {
+            let tail = address.len().saturating_sub(8);
+            format!("…{}", address.get(tail..).unwrap_or(""))
+        }
+    };
+    TargetInfo {
+        id,
+        kind: rec.target.kind(),
+        label,
+        created: rec.created,
+    }
+}
+
+/// `scheme://authority` of a URL (the whole string if it has no path).
+pub(crate) fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find(['/', '?', '#']) {
+        Some(end) => &url[..after_scheme + end],
+        None => url,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_address_and_origins_drop_the_path() {
+        let a = NewTarget::Fcm {
+            token: "tok".into(),
+        };
+        let b = NewTarget::Fcm {
+            token: "tok2".into(),
+        };
+        assert_eq!(target_id(&a), target_id(&a.clone()));
+        assert_ne!(target_id(&a), target_id(&b));
+        assert_eq!(target_id(&a).len(), 32);
+        assert_eq!(
+            origin("https://push.example:8443/a/b?c"),
+            "https://push.example:8443"
+        );
+        assert_eq!(origin("http://127.0.0.1:9"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_yes_is_kept_and_a_no_is_asked_again_later() {
+        let anyone = Anyone::default();
+        assert_eq!(anyone.get(), None);
+        anyone.set(false);
+        assert_eq!(anyone.get(), Some(false));
+        *anyone.0.lock().unwrap() = Some((false, std::time::Instant::now() - NOBODY_TTL));
+        assert_eq!(anyone.get(), None, "a stale no is asked again");
+        anyone.set(true);
+        assert_eq!(anyone.get(), Some(true));
+    }
+
+    #[test]
+    fn subscription_keys_must_be_a_point_and_16_bytes() {
+        let bad = WebPushKeys {
+            p256dh: "AAAA".into(),
+            auth: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+        };
+        assert_eq!(
+            subscription_keys(&bad).unwrap_err(),
+            PushError::BadKey("keys.p256dh")
+        );
+    }
+}
