@@ -23,6 +23,7 @@ const GRACE_MS: u64 = 500;
 
 fn push_config() -> chatmesh::Config {
     let mut c = fast_config();
+    c.push.enabled = true;
     c.push.allow_http_loopback = true;
     c.push.collapse_ms = COLLAPSE_MS;
     c.push.grace_ms = GRACE_MS;
