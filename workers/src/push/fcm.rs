@@ -11,13 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::RETRY_AFTER;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::webpush::{classify, Outcome};
+use super::webpush::{classify, retry_after, Outcome};
 
 /// The OAuth2 scope of FCM HTTP v1.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -213,12 +212,7 @@ impl Fcm {
             }
         };
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&resp);
         if status == 401 {
             // The access token was refused (revoked, clock skew): get a new one.
             *self.token.lock().await = None;
