@@ -9,40 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use common::process::*;
 use common::*;
-
-fn chatmesh() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-}
-
-/// `chatmesh up` on a free port with its data in `dir/data`, stdout piped.
-fn up(dir: &std::path::Path) -> Command {
-    let mut cmd = chatmesh();
-    cmd.args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .stdout(Stdio::piped());
-    cmd
-}
-
-/// The web client URL `up` prints (within 60 s). Its stdout is read to the end on a thread
-/// of its own: `up` keeps printing after the URL.
-async fn web_client_url(child: &mut std::process::Child) -> Result<String> {
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-            .await?
-            .context("up exited before printing its URL")?;
-        if let Some(url) = line.trim().strip_prefix("web client:") {
-            return Ok(url.trim().trim_end_matches('/').to_owned());
-        }
-    }
-}
 
 /// `chatmesh up` starts the embedded mesh, prints the web client URL, serves `/`, `/healthz`,
 /// `/readyz` and `/metrics`; SIGTERM closes sessions with 1001, stops the nats-server child
@@ -272,24 +240,6 @@ async fn up_drains_when_its_stdout_is_gone() -> Result<()> {
     Ok(())
 }
 
-/// Kills a spawned `chatmesh` and its children (the nats-server) if a test fails before it
-/// stopped them itself, so a failed assertion leaves no process behind.
-struct Reap(u32);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let alive =
-            |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
-        let mut pids = child_pids(self.0);
-        pids.push(self.0);
-        for pid in pids.into_iter().filter(|p| alive(*p)) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
 /// A SIGKILLed `up` runs no code at all: its nats-server's watchdog stops the orphaned
 /// server within seconds, so it does not keep the ports and the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,18 +271,6 @@ async fn a_killed_up_leaves_no_nats_server_behind() -> Result<()> {
         "nats-server {server} outlived its killed parent"
     );
     Ok(())
-}
-
-fn child_pids(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
 /// A standalone `chatmesh worker` with `[metrics] listen` serves Prometheus metrics

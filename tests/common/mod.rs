@@ -6,6 +6,7 @@
 
 mod client;
 mod frames;
+pub mod process;
 
 pub use chatmesh_client::Page;
 pub use chatmesh_protocol::frames::{ClientFrame, FrameType, ServerFrame};

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod fcm;
+mod kill;
 mod receiver;
 
 use std::time::Duration;
@@ -446,6 +447,84 @@ async fn a_restarted_notifier_never_pushes_a_message_twice() -> Result<()> {
     assert_eq!(
         (third["count"].clone(), third["body"].clone()),
         (json!(1), json!("third"))
+    );
+    mesh.stop().await
+}
+
+/// Whether the notifier's consumer exists now.
+async fn push_consumer_exists(mesh: &Mesh) -> Result<bool> {
+    use chatmesh_protocol::subjects::{PUSH_CONSUMER, STREAM};
+    let js = async_nats::jetstream::new(mesh.worker_nats.clone());
+    let stream = js.get_stream(STREAM).await?;
+    match stream.consumer_info(PUSH_CONSUMER).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.to_string().contains("not found") => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn wait_consumer(mesh: &Mesh, exists: bool, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    while push_consumer_exists(mesh).await? != exists {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the push consumer never {}",
+            if exists { "appeared" } else { "went" }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// While nobody has a push target the notifier keeps no consumer, so nats-server delivers
+/// it nothing; the first registration creates one that also delivers what was stored just
+/// before it was noticed (a message sent at once after registering is pushed, once); when
+/// the last target is removed the consumer goes again and nothing more is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifier_keeps_no_consumer_while_nobody_has_a_target() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let push = Receiver::start().await?;
+    let sub = Subscription::new(push.endpoint("bob"));
+    let mesh = start_mesh(dir.path(), push_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender
+        .post("club", "m1", "before anyone registered")
+        .await?;
+    // Two idle polls: the notifier has looked and made nothing.
+    tokio::time::sleep(chatmesh_workers::push::consumer::IDLE_POLL * 2).await;
+    assert!(
+        !push_consumer_exists(&mesh).await?,
+        "no target, no consumer"
+    );
+
+    let id = register(&api, &bob, &sub).await?;
+    sender.post("club", "m2", "right after").await?;
+    let got = push.wait_delivered("bob", 1, WAIT).await?;
+    let key = vapid_key(&api, &ann).await?;
+    let first = sub.open(&got[0], &key, &push.origin())?;
+    assert_eq!(
+        (first["count"].clone(), first["body"].clone()),
+        (json!(1), json!("right after")),
+        "only the message sent after registering"
+    );
+    assert!(push_consumer_exists(&mesh).await?);
+
+    let path = format!("/v1/push/targets/{id}");
+    assert_eq!(api.call("DELETE", &path, Some(&bob), None).await?.0, 204);
+    wait_consumer(&mesh, false, WAIT).await?;
+    sender
+        .post("club", "m3", "after the last target went")
+        .await?;
+    tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + 500)).await;
+    assert_eq!(
+        push.received("bob").len(),
+        1,
+        "nothing after the target went"
     );
     mesh.stop().await
 }

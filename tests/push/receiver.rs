@@ -42,6 +42,8 @@ pub struct Received {
 struct Shared {
     received: Vec<Received>,
     script: HashMap<String, VecDeque<(u16, Option<u64>)>>,
+    /// Requests to these names are kept at once but answered only this much later.
+    holds: HashMap<String, Duration>,
 }
 
 /// The running receiver; stops when dropped.
@@ -96,6 +98,16 @@ impl Receiver {
             .extend(answers.iter().copied());
     }
 
+    /// Requests to `name` are kept when they arrive but answered `after` later (`None`: at
+    /// once again), as a slow push service would.
+    pub fn hold(&self, name: &str, after: Option<Duration>) {
+        let mut s = self.shared.lock().unwrap();
+        match after {
+            Some(d) => s.holds.insert(name.to_owned(), d),
+            None => s.holds.remove(name),
+        };
+    }
+
     /// Every request to `name` so far.
     pub fn received(&self, name: &str) -> Vec<Received> {
         let s = self.shared.lock().unwrap();
@@ -147,19 +159,26 @@ async fn handle(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    let mut s = shared.lock().unwrap();
-    let (status, retry_after) = s
-        .script
-        .get_mut(&name)
-        .and_then(|q| q.pop_front())
-        .unwrap_or((201, None));
-    s.received.push(Received {
-        name,
-        headers,
-        body,
-        at: Instant::now(),
-        status,
-    });
+    let (status, retry_after, hold) = {
+        let mut s = shared.lock().unwrap();
+        let (status, retry_after) = s
+            .script
+            .get_mut(&name)
+            .and_then(|q| q.pop_front())
+            .unwrap_or((201, None));
+        let hold = s.holds.get(&name).copied();
+        s.received.push(Received {
+            name,
+            headers,
+            body,
+            at: Instant::now(),
+            status,
+        });
+        (status, retry_after, hold)
+    };
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
     let mut resp = Response::builder().status(status);
     if let Some(secs) = retry_after {
         resp = resp.header("retry-after", secs.to_string());

@@ -5,8 +5,14 @@
 //! The consumer acks explicitly, message by message, once every notification carrying the
 //! message is claimed (`collapse.rs`); `max_ack_pending` bounds what the windows hold, and
 //! the delivery semaphore bounds the pushes in flight: when both are full the loop stops
-//! pulling. A new consumer starts at the stream's end (a fresh deployment does not push
-//! its history); an existing one resumes where it was.
+//! pulling. An existing consumer resumes where it was.
+//!
+//! **Idle while nobody has a target.** A consumer costs nats-server a delivery and an ack
+//! per stored message, so the notifier keeps none while no user of the deployment has a
+//! push target: it deletes the consumer and asks again every [`IDLE_POLL`]. Once someone
+//! has one it creates the consumer to deliver from [`LOOKBACK`] ago (what was stored while
+//! the first registration was being noticed; anything pushed already has its delivery
+//! marks), and it goes idle again when nobody has had one for a check and nothing waits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +38,14 @@ use crate::metrics as m;
 /// How long a stop waits for pushes in flight (their marks are written: cut short, they are
 /// lost, never repeated).
 const DRAIN: Duration = Duration::from_secs(5);
+/// How often an idle notifier asks whether anyone has a push target (the answer is
+/// remembered by the service; a registration on this worker sets it at once).
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often an active notifier asks whether it may go idle.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// A consumer created when the first target appears delivers from this long ago: longer
+/// than a registration takes to be noticed (`IDLE_POLL` plus the service's memory of a no).
+pub const LOOKBACK: Duration = Duration::from_secs(15);
 
 /// Everything the loop owns.
 #[derive(Debug)]
@@ -54,6 +68,14 @@ pub struct SessionError {
     source: Option<crate::error::BoxError>,
 }
 
+/// How a consumer session ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Stopped,
+    /// Nobody has a push target and nothing waits: the consumer can go.
+    Idle,
+}
+
 fn fail(what: &'static str) -> impl FnOnce(crate::error::BoxError) -> SessionError {
     move |e| SessionError {
         what,
@@ -62,14 +84,19 @@ fn fail(what: &'static str) -> impl FnOnce(crate::error::BoxError) -> SessionErr
 }
 
 impl Loop {
-    /// Runs until `stop`, reconnecting the consumer with backoff when it fails.
+    /// Runs until `stop`: idle while nobody has a push target, otherwise a consumer session,
+    /// reconnected with backoff when it fails.
     pub async fn run(mut self, stop: CancellationToken) {
         let limit = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {
+            if !self.wait_for_targets(&stop).await {
+                break;
+            }
             match self.session(&limit, &mut tasks, &stop).await {
-                Ok(()) => break,
+                Ok(Ended::Stopped) => break,
+                Ok(Ended::Idle) => continue,
                 Err(e) => {
                     warn!(error = %chatmesh_protocol::error::Chain(&e), "push consumer failed; restarting");
                     counter!(m::PUSH_SKIPPED, "why" => "consumer_restart").increment(1);
@@ -90,12 +117,59 @@ impl Loop {
         info!("push notifier stopped");
     }
 
+    /// Returns at once if anyone has a push target; otherwise deletes the consumer (so
+    /// nats-server stops delivering to it) and waits until someone has one. `false`: stopped.
+    async fn wait_for_targets(&mut self, stop: &CancellationToken) -> bool {
+        let mut deleted = false;
+        loop {
+            match self.intake.svc.anyone_has_push_targets().await {
+                Ok(true) => {
+                    if deleted {
+                        info!("a push target exists: push notifier active");
+                    }
+                    return true;
+                }
+                Ok(false) if !deleted => deleted = self.delete_consumer().await,
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(error = %chatmesh_protocol::error::Chain(&e), "reading whether anyone has a push target failed")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    /// Deletes the notifier's consumer (none is fine). `true` once it is gone.
+    async fn delete_consumer(&self) -> bool {
+        let gone = match self.js.get_stream(STREAM).await {
+            Ok(stream) => match stream.delete_consumer(PUSH_CONSUMER).await {
+                Ok(_) => true,
+                Err(e) => matches!(
+                    e.kind(),
+                    async_nats::jetstream::stream::ConsumerErrorKind::JetStream(j)
+                        if j.error_code() == async_nats::jetstream::ErrorCode::CONSUMER_NOT_FOUND
+                ),
+            },
+            Err(e) => {
+                warn!(error = %chatmesh_protocol::error::Chain(&e), "getting the stream to idle the push consumer failed");
+                false
+            }
+        };
+        if gone {
+            info!("nobody has a push target: push notifier idle (no consumer)");
+        }
+        gone
+    }
+
     async fn session(
         &mut self,
         limit: &Arc<Semaphore>,
         tasks: &mut JoinSet<()>,
         stop: &CancellationToken,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Ended, SessionError> {
         let stream = self
             .js
             .get_stream(STREAM)
@@ -103,7 +177,9 @@ impl Loop {
             .map_err(|e| fail("getting the stream")(e.into()))?;
         let config = Config {
             durable_name: Some(PUSH_CONSUMER.into()),
-            deliver_policy: DeliverPolicy::New,
+            deliver_policy: DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::now_utc() - LOOKBACK,
+            },
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,
             filter_subject: IN_ALL.into(),
@@ -119,6 +195,9 @@ impl Loop {
             .await
             .map_err(|e| fail("pulling")(e.into()))?;
         info!("push notifier consuming");
+        let mut idle_check = tokio::time::interval(IDLE_CHECK);
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        idle_check.reset();
         loop {
             let due = self.window.next_due();
             let sleep = async {
@@ -129,8 +208,15 @@ impl Loop {
             };
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => return Ok(Ended::Stopped),
                 _ = sleep => self.flush(limit, tasks).await,
+                _ = idle_check.tick() => {
+                    if self.window.is_empty() && tasks.is_empty()
+                        && matches!(self.intake.svc.anyone_has_push_targets().await, Ok(false))
+                    {
+                        return Ok(Ended::Idle);
+                    }
+                }
                 msg = messages.next() => match msg {
                     Some(Ok(msg)) => self.route(Arc::new(msg)).await,
                     Some(Err(e)) => return Err(fail("receiving")(e.into())),

@@ -1,8 +1,9 @@
 //! Who a stored message may push: the room's members but the sender, minus those online in
-//! the room now, minus those without a target or whose settings mute it. (Whether they are
+//! the room now, minus those without a target (or whose targets were all registered after
+//! the message was stored) or whose settings mute it. (Whether they are
 //! still offline, and still want it, is asked again when the window closes: `deliver.rs`.)
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::Message;
 use chatmesh_protocol::message::Payload;
@@ -16,6 +17,10 @@ use crate::metrics as m;
 use crate::model::Model;
 use crate::service::Service;
 use crate::store::StoreError;
+
+/// How far the stream's clock (a message's stored time) and the worker's (a target's
+/// registration time) may disagree.
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 /// Reads what a message needs to be routed.
 #[derive(Debug)]
@@ -63,8 +68,14 @@ impl Intake {
         let members = self.model.members(&m.room, self.max_members).await?;
         let mut out = Vec::new();
         for (user, _) in members {
-            if user == m.from || !self.svc.has_push_targets(&user).await? {
+            if user == m.from {
                 continue;
+            }
+            // No target, or none yet when the message was stored (a target is pushed only
+            // for what came after it was registered; `CLOCK_SLACK` for the two clocks).
+            match self.svc.push_targets_since(&user).await? {
+                Some(ms) if m.stored + CLOCK_SLACK >= UNIX_EPOCH + Duration::from_millis(ms) => {}
+                _ => continue,
             }
             if !wanted(&self.model.push_settings(&user).await?, &m.room, m.kind) {
                 counter!(m::PUSH_SKIPPED, "why" => "muted").increment(1);

@@ -31,16 +31,23 @@ const MAX_MARKS_DELETED: usize = 10_000;
 const HAS_TARGETS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Users remembered.
 const HAS_TARGETS_ENTRIES: u64 = 1_000_000;
+/// Targets read for a user when the push rules are not set (push off: only tests).
+const MAX_TARGETS_READ: usize = 16;
 
-/// Whether users have push targets, so that routing a message costs no store read per
-/// member who has none (most of them).
-pub(crate) type HasTargets = moka::future::Cache<String, bool>;
+/// Since when users have had push targets (the earliest registration of those they hold, ms
+/// since the Unix epoch; `None`: no target), so that routing a message costs no store read
+/// per member who has none (most of them).
+pub(crate) type HasTargets = moka::future::Cache<String, Option<u64>>;
 
 /// How long "nobody has a push target" is trusted (a registration here ends it at once).
 const NOBODY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long "someone has a push target" is trusted (the last target removed anywhere is
+/// seen this late, and the notifier goes idle after it).
+const SOMEONE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether anyone has a push target, so that a deployment where nobody has one spends
-/// nothing on routing messages: a yes is kept, a no trusted for `NOBODY_TTL`.
+/// nothing on routing messages (the notifier then keeps no consumer): a yes is trusted for
+/// `SOMEONE_TTL`, a no for `NOBODY_TTL`.
 #[derive(Debug, Default)]
 pub(crate) struct Anyone(std::sync::Mutex<Option<(bool, std::time::Instant)>>);
 
@@ -50,9 +57,14 @@ impl Anyone {
         *answer = Some((yes, std::time::Instant::now()));
     }
 
+    /// Asks the store again next time (a target was removed here).
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn get(&self) -> Option<bool> {
         match *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some((true, _)) => Some(true),
+            Some((true, at)) if at.elapsed() < SOMEONE_TTL => Some(true),
             Some((false, at)) if at.elapsed() < NOBODY_TTL => Some(false),
             _ => None,
         }
@@ -121,7 +133,7 @@ impl Service {
         let mut batch = WriteBatch::new();
         Model::put_push_target(&mut batch, &req.user, &id, &rec);
         self.model().write(batch).await?;
-        self.inner.has_targets.insert(req.user, true).await;
+        self.inner.has_targets.invalidate(&req.user).await;
         self.inner.anyone.set(true);
         Ok(info(id, &rec))
     }
@@ -160,6 +172,7 @@ impl Service {
             .await?;
         self.model().write(batch).await?;
         self.inner.has_targets.invalidate(&req.user).await;
+        self.inner.anyone.forget();
         Ok(Done {})
     }
 
@@ -204,20 +217,25 @@ impl Service {
         Ok(s)
     }
 
-    /// Does `user` have a push target (remembered for a few seconds)?
-    pub(crate) async fn has_push_targets(&self, user: &str) -> Result<bool, StoreError> {
+    /// Since when `user` has had a push target: the earliest registration (ms since the Unix
+    /// epoch) of the targets held, `None` if none (remembered for a few seconds).
+    pub(crate) async fn push_targets_since(&self, user: &str) -> Result<Option<u64>, StoreError> {
         let model = self.model();
+        let limit = self
+            .push_rules()
+            .map_or(MAX_TARGETS_READ, |r| r.max_targets);
         self.inner
             .has_targets
             .try_get_with_by_ref(user, async move {
-                Ok::<_, StoreError>(!model.push_targets(user, 1).await?.is_empty())
+                let targets = model.push_targets(user, limit).await?;
+                Ok::<_, StoreError>(targets.iter().map(|(_, t)| t.created).min())
             })
             .await
             .map_err(StoreError::Shared)
     }
 
-    /// Does anyone have a push target? Once yes, always yes (until a restart); no is asked
-    /// again after a few seconds, so targets registered on another worker are seen.
+    /// Does anyone have a push target? Remembered for a few seconds (see [`Anyone`]), so
+    /// targets registered or removed on another worker are seen.
     pub(crate) async fn anyone_has_push_targets(&self) -> Result<bool, StoreError> {
         if let Some(yes) = self.inner.anyone.get() {
             return Ok(yes);
@@ -315,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn a_yes_is_kept_and_a_no_is_asked_again_later() {
+    fn a_yes_and_a_no_are_asked_again_later() {
         let anyone = Anyone::default();
         assert_eq!(anyone.get(), None);
         anyone.set(false);
@@ -324,6 +342,8 @@ mod tests {
         assert_eq!(anyone.get(), None, "a stale no is asked again");
         anyone.set(true);
         assert_eq!(anyone.get(), Some(true));
+        *anyone.0.lock().unwrap() = Some((true, std::time::Instant::now() - SOMEONE_TTL));
+        assert_eq!(anyone.get(), None, "a stale yes is asked again");
     }
 
     #[test]
