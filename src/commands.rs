@@ -1,5 +1,5 @@
-//! The long-running commands of the `chatmesh` binary: `up` (the embedded mesh), `gateway`
-//! and `worker`. Each runs until SIGINT/SIGTERM and then drains.
+//! The long-running commands of the `chatmesh` binary: `up` (the embedded mesh), `gateway`,
+//! `worker` and `notifier`. Each runs until SIGINT/SIGTERM and then drains.
 
 use std::path::PathBuf;
 
@@ -88,6 +88,45 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     let w = WorkerHandle::with_store(&config, nats.clone(), store)?;
     tracing::info!(standby = config.worker.standby, "worker running");
     w.run_until(&mut shutdown).await?;
+    nats.drain().await?;
+    Ok(())
+}
+
+/// What stops `chatmesh notifier` from running with `config`, beyond a worker's problems.
+pub fn notifier_problems(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = chatmesh_workers::notifier::refusal(&config.worker)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if !config.push.enabled {
+        out.push("push.enabled is false: there is nothing for chatmesh notifier to do".into());
+    }
+    out
+}
+
+pub async fn notifier(config: Config) -> anyhow::Result<()> {
+    check(&config, Role::Worker)?;
+    let problems = notifier_problems(&config);
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n  "));
+    if let Some(listen) = &config.metrics.listen {
+        crate::services::serve_metrics(listen)?;
+        tracing::info!(%listen, "serving metrics");
+    }
+    let push = chatmesh_workers::push::Push::open(config.push.clone(), &config.worker.data_dir)
+        .context("starting the push notifier")?;
+    let store = chatmesh_workers::open_store(&config.worker)
+        .await
+        .context("opening the store")?;
+    let nats = crate::nats::connect(&config.mesh, BusRole::Worker, "chatmesh-notifier").await?;
+    chatmesh_workers::notifier::run(
+        config.worker.clone(),
+        config.mesh.clone(),
+        nats.clone(),
+        store,
+        push,
+        signal::shutdown(),
+    )
+    .await?;
     nats.drain().await?;
     Ok(())
 }

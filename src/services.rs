@@ -147,6 +147,7 @@ impl GatewayHandle {
 pub struct WorkerHandle {
     stop: CancellationToken,
     task: JoinHandle<Result<(), chatmesh_workers::WorkerError>>,
+    store: chatmesh_workers::Store,
 }
 
 impl WorkerHandle {
@@ -186,11 +187,17 @@ impl WorkerHandle {
             cfg.worker.clone(),
             cfg.mesh.clone(),
             nats,
-            store,
+            store.clone(),
             extras,
             stop.clone().cancelled_owned(),
         ));
-        Ok(Self { stop, task })
+        Ok(Self { stop, task, store })
+    }
+
+    /// A handle on the worker's store (clones share the database): for what runs beside the
+    /// worker in this process, such as a test's separate notifier.
+    pub fn store(&self) -> chatmesh_workers::Store {
+        self.store.clone()
     }
 
     /// Finishes the current batch, flushes the store and returns.

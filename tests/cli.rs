@@ -273,6 +273,26 @@ async fn a_killed_up_leaves_no_nats_server_behind() -> Result<()> {
     Ok(())
 }
 
+/// `chatmesh notifier` runs only beside workers that share a store: with the embedded store
+/// (the default) it refuses at once, saying where the notifier runs instead; so does
+/// `--check-config`.
+#[test]
+fn notifier_refuses_an_embedded_store() -> Result<()> {
+    for args in [&["notifier"][..], &["--check-config", "notifier"][..]] {
+        let out = chatmesh()
+            .args(args)
+            .env("CHATMESH__GATEWAY__JWT_SECRET", "x".repeat(32))
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("backend = \"tikv\"") && err.contains("in_worker"),
+            "{args:?}: {err}"
+        );
+    }
+    Ok(())
+}
+
 /// A standalone `chatmesh worker` with `[metrics] listen` serves Prometheus metrics
 /// (its partitions included) and stops on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! ([`receiver`]) that checks each push's VAPID token and decrypts its payload with the
 //! subscription's private key, as a browser's push service and service worker would.
 
+mod apart;
 #[path = "../common/mod.rs"]
 mod common;
 mod fcm;

@@ -16,6 +16,7 @@ pub mod export;
 pub mod files;
 pub mod metrics;
 pub mod model;
+pub mod notifier;
 pub mod ownership;
 pub mod progress;
 pub mod push;

@@ -14,6 +14,10 @@ pub struct PushConfig {
     /// While no user has a push target the notifier keeps no consumer and costs nothing per
     /// message; with targets, one delivery and one ack per stored message (docs/PUSH.md).
     pub enabled: bool,
+    /// Run the notifier inside the worker. False when separate `chatmesh notifier`
+    /// processes send the pushes (a shared store only); the worker still answers the push
+    /// operations.
+    pub in_worker: bool,
     /// The VAPID private key (base64url, 32 bytes), created at first start; none: the file
     /// `vapid-key` beside the worker's `data_dir`.
     pub vapid_key_file: Option<PathBuf>,
@@ -53,6 +57,7 @@ impl Default for PushConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            in_worker: true,
             vapid_key_file: None,
             vapid_subject: "mailto:push@chatmesh.invalid".into(),
             allow_http_loopback: false,

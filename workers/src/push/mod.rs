@@ -69,7 +69,8 @@ impl Push {
     }
 }
 
-/// Enables the push operations of `svc` and starts the notifier on `tasks` until `stop`.
+/// Enables the push operations of `svc` and, unless `[push] in_worker` is false, starts the
+/// notifier on `tasks` until `stop`.
 pub fn start(
     svc: &Service,
     push: Push,
@@ -77,12 +78,33 @@ pub fn start(
     tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
     stop: CancellationToken,
 ) -> Result<(), StartError> {
-    let Push { cfg, vapid } = push;
+    enable(svc, &push);
+    if !push.cfg.in_worker {
+        tracing::info!("push operations served; the pushes are sent by `chatmesh notifier`");
+        return Ok(());
+    }
+    spawn_notifier(svc, push, nats, tasks, stop)
+}
+
+/// Enables the push operations of `svc` (the rules its registrations are checked by).
+pub fn enable(svc: &Service, push: &Push) {
     svc.enable_push(PushRules {
-        allow_http_loopback: cfg.allow_http_loopback,
-        max_targets: cfg.max_targets_per_user,
-        vapid_public_key: vapid.public_key().to_owned(),
+        allow_http_loopback: push.cfg.allow_http_loopback,
+        max_targets: push.cfg.max_targets_per_user,
+        vapid_public_key: push.vapid.public_key().to_owned(),
     });
+}
+
+/// Starts the notifier on `tasks` until `stop`, reading the store through `svc` (the
+/// worker's, or [`crate::notifier`]'s of its own).
+pub fn spawn_notifier(
+    svc: &Service,
+    push: Push,
+    nats: async_nats::Client,
+    tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
+    stop: CancellationToken,
+) -> Result<(), StartError> {
+    let Push { cfg, vapid } = push;
     let http =
         webpush::client(Duration::from_millis(cfg.request_timeout_ms)).map_err(StartError::Http)?;
     let ttl = Duration::from_secs(cfg.ttl_secs);
