@@ -4,7 +4,8 @@
 // history, that message bodies are shown as text (no HTML injection) with a safe markdown
 // subset, date separators, member lists, topics, profiles, password changes, notifications,
 // files (uploads with progress, drag and drop, thumbnails, the image viewer, downloads,
-// refusals), the phone layout, keyboard-only use and accessibility (axe-core). Screenshots
+// refusals), push notifications (the test plays the browser's push service: none is
+// reachable from here), the phone layout, keyboard-only use and accessibility (axe-core). Screenshots
 // at desktop (1280×800) and phone (390×844) widths are written to output/.
 //
 // Run: bash tests/browser/run.sh   (or `node --test` in this folder once the binary is built)
