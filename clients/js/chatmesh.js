@@ -151,6 +151,35 @@ const ANSWERS = /** @type {const} */ ({
  */
 
 /**
+ * A registered push target, as listed (keys and whole tokens are never answered).
+ * @typedef {object} PushTarget
+ * @property {string} id
+ * @property {"web_push" | "fcm" | "apns"} kind
+ * @property {string} label the endpoint's origin (Web Push), or `…` and a token's end
+ * @property {number} created when it was registered (last), ms since the Unix epoch
+ */
+
+/**
+ * Who and what pushes say (`GET`/`PATCH /v1/push/settings`).
+ * @typedef {object} PushSettings
+ * @property {boolean} mute_all
+ * @property {string[]} muted_rooms
+ * @property {boolean} dms_only
+ * @property {boolean} preview the latest sender and the start of its body, or only counts
+ */
+
+/**
+ * What a `PATCH /v1/push/settings` may change; absent fields keep their value.
+ * @typedef {object} PushSettingsPatch
+ * @property {boolean} [mute_all]
+ * @property {string[]} [muted_rooms] replaces the list
+ * @property {string[]} [mute_rooms] added to it
+ * @property {string[]} [unmute_rooms] removed from it
+ * @property {boolean} [dms_only]
+ * @property {boolean} [preview]
+ */
+
+/**
  * What `welcome` says: who the session is and the limits in force.
  * @typedef {object} Welcome
  * @property {string} user
@@ -558,6 +587,48 @@ export class Http {
    */
   async thumbnail(room, id) {
     return download(await this.#fetch200("GET", `${filePath(room, id)}/thumbnail`, {}));
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Push notifications (an extension of v1; 503 `unavailable` where the server has push off)
+
+  /** `GET /v1/push/vapid`: the VAPID public key (base64url), a browser's `applicationServerKey`. @returns {Promise<string>} */
+  async pushVapidKey() {
+    const data = /** @type {{public_key?: string} | null} */ (await this.#call("GET", "/v1/push/vapid"));
+    if (!data || typeof data.public_key !== "string") throw new ChatmeshError("protocol", "no public_key in the answer");
+    return data.public_key;
+  }
+
+  /**
+   * `POST /v1/push/targets`: registers a device or browser; the same endpoint (or token)
+   * again answers the same id. A browser passes `{kind: "web_push", ...subscription.toJSON()}`.
+   * 400 for a malformed target, 409 past the per-user bound.
+   * @param {{kind: "web_push", endpoint: string, keys: {p256dh: string, auth: string}} | {kind: "fcm", token: string} | {kind: "apns", token: string, topic: string, sandbox?: boolean}} target
+   * @returns {Promise<PushTarget>}
+   */
+  async addPushTarget(target) {
+    return /** @type {PushTarget} */ (await this.#call("POST", "/v1/push/targets", target));
+  }
+
+  /** `GET /v1/push/targets`: the caller's targets. @returns {Promise<PushTarget[]>} */
+  async pushTargets() {
+    const data = /** @type {{targets?: PushTarget[]} | null} */ (await this.#call("GET", "/v1/push/targets"));
+    return data && Array.isArray(data.targets) ? data.targets : [];
+  }
+
+  /** `DELETE /v1/push/targets/{id}`; 404 `not_found` if the caller has no such target. */
+  async removePushTarget(/** @type {string} */ id) {
+    await this.#call("DELETE", `/v1/push/targets/${seg(id, "id")}`);
+  }
+
+  /** `GET /v1/push/settings`. @returns {Promise<PushSettings>} */
+  async pushSettings() {
+    return /** @type {PushSettings} */ (await this.#call("GET", "/v1/push/settings"));
+  }
+
+  /** `PATCH /v1/push/settings`: the settings now. @param {PushSettingsPatch} patch @returns {Promise<PushSettings>} */
+  async setPushSettings(patch) {
+    return /** @type {PushSettings} */ (await this.#call("PATCH", "/v1/push/settings", patch));
   }
 
   /**

@@ -1,13 +1,20 @@
-// chatmesh web client — account.js: the settings dialog: display name, password change and
-// notification settings. It talks HTTP through the page's Api and hands results back through
-// callbacks (a new profile; a new login after a password change); it owns no chat state.
+// chatmesh web client — account.js: the settings dialog: display name, password change,
+// notification settings and push (this browser's opt-in; previews, DMs only and the shown
+// room's mute, kept by the server for all the user's devices). It talks HTTP through the
+// page's Api and hands results back through callbacks (a new profile; a new login after a
+// password change); it owns no chat state.
 "use strict";
 
 import { ApiError } from "/api.js";
 import { $ } from "/dom.js";
 import * as notify from "/notify.js";
+import * as push from "/push.js";
 
 let hooks = null;
+/** Whose settings and which room the dialog shows: {user, room: {id, title} | null}. */
+const shown = { user: null, room: null };
+/** Bumped per render of the push section: an older answer arriving late is dropped. */
+let pushRender = 0;
 
 function status(text, isError) {
   const node = $("settings-status");
@@ -53,6 +60,92 @@ async function onNotifyClick() {
   renderNotify();
 }
 
+function pushOptions(settings) {
+  const options = $("push-options");
+  options.hidden = !settings;
+  if (!settings) return;
+  $("push-preview").checked = settings.preview;
+  $("push-dms-only").checked = settings.dms_only;
+  const room = shown.room;
+  $("push-mute-room-row").hidden = !room;
+  if (room) {
+    $("push-mute-room-label").textContent = `Mute ${room.title}`;
+    $("push-mute-room").checked = settings.muted_rooms.includes(room.id);
+  }
+}
+
+/** Draws the push section from the server's answers (the state, the account's settings). */
+async function renderPush() {
+  const mine = ++pushRender;
+  const state = $("push-state");
+  const button = $("push-toggle");
+  button.disabled = true;
+  let st;
+  let settings = null;
+  try {
+    st = await push.status(hooks.api(), shown.user);
+    if (st.state !== "unsupported" && st.state !== "unavailable") settings = await hooks.api().pushSettings();
+  } catch (e) {
+    st = { state: "error", reason: `Cannot ask the server about push: ${describe(e)}` };
+  }
+  if (mine !== pushRender) return;
+  button.dataset.state = st.state;
+  state.dataset.state = st.state;
+  pushOptions(settings);
+  if (st.state === "on") {
+    state.textContent = "On in this browser.";
+    button.textContent = "Turn push notifications off";
+    button.disabled = false;
+  } else if (st.state === "off") {
+    state.textContent = "Off in this browser.";
+    button.textContent = "Push notifications when this tab is closed";
+    button.disabled = false;
+  } else if (st.state === "denied") {
+    state.textContent = "Blocked in the browser's site settings.";
+    button.textContent = "Push notifications when this tab is closed";
+  } else if (st.state === "unavailable") {
+    state.textContent = "Unavailable: push notifications are turned off on this server.";
+  } else {
+    state.textContent = st.reason || "Not supported by this browser.";
+  }
+}
+
+async function onPushClick() {
+  const button = $("push-toggle");
+  const turnOff = button.dataset.state === "on";
+  button.disabled = true;
+  try {
+    if (turnOff) {
+      await push.disable(hooks.api(), shown.user);
+      status("Push notifications are off in this browser.");
+    } else {
+      await push.enable(hooks.api(), shown.user); // a click: the browser may ask
+      status("Push notifications are on in this browser.");
+    }
+  } catch (e) {
+    const what = turnOff ? "turn push notifications off" : "turn push notifications on";
+    status(e instanceof push.PushError ? e.message : `Cannot ${what}: ${describe(e)}`, true);
+  }
+  await renderPush();
+}
+
+/** Sends one change of the push settings; the checkbox shows what the server kept. */
+async function patchPush(patch) {
+  try {
+    pushOptions(await hooks.api().setPushSettings(patch));
+    status("Push settings saved.");
+  } catch (e) {
+    status(`Cannot save the push settings: ${describe(e)}`, true);
+    await renderPush();
+  }
+}
+
+function onMuteRoom(ev) {
+  const room = shown.room;
+  if (!room) return;
+  patchPush(ev.target.checked ? { mute_rooms: [room.id] } : { unmute_rooms: [room.id] });
+}
+
 async function onProfileSubmit(ev) {
   ev.preventDefault();
   const value = $("display-name").value.trim();
@@ -91,13 +184,16 @@ async function onPasswordSubmit(ev) {
   }
 }
 
-/** Opens the dialog with the current profile filled in. */
-export function openSettings(user, profile) {
+/** Opens the dialog with the current profile filled in; `room` ({id, title}) is the room shown. */
+export function openSettings(user, profile, room) {
   const dialog = $("settings");
+  shown.user = user;
+  shown.room = room || null;
   $("display-name").value = (profile && profile.display_name) || "";
   $("pw-username").value = user || "";
   status("");
   renderNotify();
+  renderPush();
   if (!dialog.open) dialog.showModal();
   $("display-name").focus();
 }
@@ -115,6 +211,10 @@ export function initSettings(h) {
   $("password-form").addEventListener("submit", onPasswordSubmit);
   $("notify-enable").addEventListener("click", onNotifyClick);
   $("notify-sound").addEventListener("change", (ev) => notify.setSound(ev.target.checked));
+  $("push-toggle").addEventListener("click", onPushClick);
+  $("push-preview").addEventListener("change", (ev) => patchPush({ preview: ev.target.checked }));
+  $("push-dms-only").addEventListener("change", (ev) => patchPush({ dms_only: ev.target.checked }));
+  $("push-mute-room").addEventListener("change", onMuteRoom);
   dialog.addEventListener("close", () => {
     const opener = $("settings-open");
     if (!opener.hidden) opener.focus();

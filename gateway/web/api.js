@@ -1,7 +1,8 @@
 // chatmesh web client — api.js: the HTTP half of protocol v1 (auth, rooms, members, DMs,
-// topics, the profile, password changes, file info and bytes; uploads, which need progress,
-// are files.js's), over the Http of /chatmesh.js (the @chatmesh/client package of
-// clients/js), and the login session kept in sessionStorage. No DOM access here.
+// topics, the profile, password changes, file info and bytes, push targets and settings;
+// uploads, which need progress, are files.js's), over the Http of /chatmesh.js (the
+// @chatmesh/client package of clients/js), and the login session kept in sessionStorage.
+// No DOM access here.
 "use strict";
 
 import { ChatmeshError as ApiError, Http, NAME_RE } from "/chatmesh.js";
@@ -129,5 +130,34 @@ export class Api {
   /** Resolves to {status, contentType, blob}: the PNG thumbnail; not_found while none. */
   thumbnail(room, id) {
     return this.call((h) => h.thumbnail(room, id));
+  }
+
+  /** Resolves to the VAPID public key (base64url); 503 where the server has push off. */
+  pushVapidKey() {
+    return this.call((h) => h.pushVapidKey());
+  }
+
+  /** Resolves to {id, kind, label, created}; the same subscription again is the same id. */
+  addPushTarget(target) {
+    return this.call((h) => h.addPushTarget(target));
+  }
+
+  /** Resolves to [{id, kind, label, created}]. */
+  pushTargets() {
+    return this.call((h) => h.pushTargets());
+  }
+
+  removePushTarget(id) {
+    return this.call((h) => h.removePushTarget(id));
+  }
+
+  /** Resolves to {mute_all, muted_rooms, dms_only, preview}. */
+  pushSettings() {
+    return this.call((h) => h.pushSettings());
+  }
+
+  /** Resolves to the settings after the patch. */
+  setPushSettings(patch) {
+    return this.call((h) => h.setPushSettings(patch));
   }
 }

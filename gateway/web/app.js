@@ -6,7 +6,8 @@
 //
 // Other modules: dom.js (helpers), markdown.js (message bodies), format.js (times, days,
 // avatars, sizes), people.js (names, avatars, the member list), notify.js (desktop
-// notifications, sound), account.js (the settings dialog), layout.js (drawers on narrow
+// notifications, sound), push.js (push notifications through the service worker sw.js),
+// account.js (the settings dialog), layout.js (drawers on narrow
 // screens, keyboard paths), files.js (file bytes over HTTP), uploads.js (the files of the
 // message being written), attachments.js (the files of messages, the image viewer). See
 // docs/WEB.md.
@@ -22,6 +23,7 @@ import { $, show } from "/dom.js";
 import { forgetFiles } from "/files.js";
 import { closeDrawers, initLayout } from "/layout.js";
 import * as notify from "/notify.js";
+import * as push from "/push.js";
 import { NEAR_EDGE_PX, actions, describe, notice, render, renderConn } from "/render.js";
 import { createClient } from "/socket.js";
 import { app, readJson, room, storageKey, writeJson } from "/state.js";
@@ -166,9 +168,26 @@ function startSession(session) {
   app.tickTimer = setInterval(tick, 500);
   render("conn", "rooms", "pane", "messages", "typing", "presence");
   refreshRooms().then(() => {
+    // A clicked push notification opened this page at its room (sw.js, `?room=`).
+    const wanted = app.wantedRoom;
+    app.wantedRoom = null;
     const last = sessionStorage.getItem(storageKey("current"));
-    if (last && app.rooms.has(last) && !app.current) selectRoom(last);
+    if (wanted && app.rooms.has(wanted)) selectRoom(wanted);
+    else if (last && app.rooms.has(last) && !app.current) selectRoom(last);
   });
+  // Push turned on in this browser: tell the server the subscription again (it may have
+  // dropped the target, or the push service replaced the endpoint).
+  push.sync(app.api, session.user).catch(() => {});
+}
+
+/** A push notification of `id` was clicked while this tab was open. */
+async function openRoomFromPush(id) {
+  if (!app.session) {
+    app.wantedRoom = id;
+    return;
+  }
+  if (!app.rooms.has(id)) await refreshRooms();
+  selectRoom(id);
 }
 
 /** Logs out (explicitly, or because the token was refused). */
@@ -180,6 +199,10 @@ function endSession(message) {
   if (!message && app.session) {
     sessionStorage.removeItem(storageKey("outbox"));
     sessionStorage.removeItem(storageKey("current"));
+    // Logging out turns push off here: a shared browser must not show this user's messages.
+    const was = new Api();
+    was.token = app.session.token;
+    push.forget(was, app.session.user).catch(() => {});
   }
   clearSession();
   closeDrawers(false);
@@ -1023,7 +1046,10 @@ function main() {
   $("dm-form").addEventListener("submit", onStartDm);
   $("member-form").addEventListener("submit", onAddMember);
   $("topic-form").addEventListener("submit", onSetTopic);
-  $("settings-open").addEventListener("click", () => openSettings(app.session && app.session.user, app.profile));
+  $("settings-open").addEventListener("click", () => {
+    const r = app.current;
+    openSettings(app.session && app.session.user, app.profile, r && r.member ? { id: r.id, title: r.title } : null);
+  });
   initSettings({
     api: () => app.api,
     onProfile,
@@ -1048,6 +1074,17 @@ function main() {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && app.current) maybeRead(app.current);
   });
+  push.listen({
+    openRoom: (id) => openRoomFromPush(id),
+    resync: () => {
+      if (app.session) push.sync(app.api, app.session.user).catch(() => {});
+    },
+  });
+  const wanted = new URLSearchParams(location.search).get("room");
+  if (wanted) {
+    app.wantedRoom = wanted;
+    history.replaceState(null, "", location.pathname);
+  }
   const session = loadSession();
   if (session) startSession(session);
   else showLogin();

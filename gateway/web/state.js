@@ -138,6 +138,7 @@ export const app = {
   renewing: false, // a password change is in flight: a 4001 / 401 is expected, not the end
   revokedWhileRenewing: false, // …and one came: the change's answer must bring a fresh token
   names: new Map(), // user -> display name, from member lists and the profile
+  wantedRoom: null, // the room a clicked push notification asked for, opened once rooms load
 };
 
 export function room(id) {

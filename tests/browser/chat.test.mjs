@@ -4,7 +4,8 @@
 // history, that message bodies are shown as text (no HTML injection) with a safe markdown
 // subset, date separators, member lists, topics, profiles, password changes, notifications,
 // files (uploads with progress, drag and drop, thumbnails, the image viewer, downloads,
-// refusals), the phone layout, keyboard-only use and accessibility (axe-core). Screenshots
+// refusals), push notifications (the test plays the browser's push service: none is
+// reachable from here), the phone layout, keyboard-only use and accessibility (axe-core). Screenshots
 // at desktop (1280×800) and phone (390×844) widths are written to output/.
 //
 // Run: bash tests/browser/run.sh   (or `node --test` in this folder once the binary is built)
@@ -20,6 +21,8 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import crypto from "node:crypto";
+import http from "node:http";
 import { chromium } from "playwright-core";
 
 const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
@@ -104,7 +107,16 @@ async function startMesh(port) {
   mesh.exited = null;
   const child = spawn(BIN, ["up", "--data", mesh.dataDir, "--listen", `127.0.0.1:${port}`], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn", CHATMESH__FILES__MAX_FILE_BYTES: String(MAX_FILE_BYTES) },
+    env: {
+      ...process.env,
+      RUST_LOG: process.env.RUST_LOG || "warn",
+      CHATMESH__FILES__MAX_FILE_BYTES: String(MAX_FILE_BYTES),
+      // Push on (off by default), to a stand-in push service on http://127.0.0.1, soon.
+      CHATMESH__PUSH__ENABLED: "true",
+      CHATMESH__PUSH__ALLOW_HTTP_LOOPBACK: "true",
+      CHATMESH__PUSH__COLLAPSE_MS: "300",
+      CHATMESH__PUSH__GRACE_MS: "300",
+    },
   });
   mesh.child = child;
   log(`started chatmesh up (pid ${child.pid}), data ${mesh.dataDir}`);
@@ -248,6 +260,108 @@ async function screenshot(user, label) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Push: no browser push service is reachable from here, so the test plays one. The page's
+// PushManager hands out subscriptions of a local receiver (below), with real keys; what the
+// server POSTs there is decrypted as a browser would and handed to the service worker over
+// the DevTools protocol (ServiceWorker.deliverPushMessage).
+
+/**
+ * Page script (addInitScript): PushManager's `subscribe` and `getSubscription` answer a
+ * subscription whose endpoint is under `endpointBase`, whose `p256dh` is a P-256 key pair
+ * made by WebCrypto and whose `auth` is 16 random bytes. The subscription, its private key
+ * included, is kept in localStorage (`__fakePush`) so that the test can decrypt pushes.
+ */
+function fakePushService(endpointBase) {
+  if (typeof PushManager === "undefined") return;
+  const KEY = "__fakePush";
+  const b64url = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const bytes = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+  window.__pushCalls = { subscribe: 0 };
+  const subscription = (rec) => rec && {
+    endpoint: rec.endpoint,
+    expirationTime: null,
+    options: { userVisibleOnly: true, applicationServerKey: bytes(rec.serverKey).buffer },
+    getKey: (name) => bytes(name === "p256dh" ? rec.p256dh : rec.auth).buffer,
+    toJSON: () => ({ endpoint: rec.endpoint, expirationTime: null, keys: { p256dh: rec.p256dh, auth: rec.auth } }),
+    unsubscribe: async () => {
+      localStorage.removeItem(KEY);
+      return true;
+    },
+  };
+  PushManager.prototype.getSubscription = async function () {
+    return subscription(JSON.parse(localStorage.getItem(KEY) || "null"));
+  };
+  PushManager.prototype.subscribe = async function (options) {
+    window.__pushCalls.subscribe += 1;
+    if (Notification.permission !== "granted") throw new DOMException("no permission", "NotAllowedError");
+    const pair = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+    const rec = {
+      endpoint: `${endpointBase}/${b64url(crypto.getRandomValues(new Uint8Array(12)))}`,
+      p256dh: b64url(await crypto.subtle.exportKey("raw", pair.publicKey)),
+      auth: b64url(crypto.getRandomValues(new Uint8Array(16))),
+      d: (await crypto.subtle.exportKey("jwk", pair.privateKey)).d,
+      serverKey: b64url(options.applicationServerKey),
+    };
+    localStorage.setItem(KEY, JSON.stringify(rec));
+    return subscription(rec);
+  };
+}
+
+/** The stand-in push service: records every request (method, path, headers, body); 201. */
+function startPushReceiver() {
+  const got = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      got.push({ method: req.method, path: req.url, headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(201);
+      res.end();
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, "127.0.0.1", () => {
+      const origin = `http://127.0.0.1:${server.address().port}`;
+      resolve({ server, got, origin, base: `${origin}/push` });
+    });
+  });
+}
+
+/** Decrypts an aes128gcm Web Push body (RFC 8291, one record) with the subscription's keys. */
+function decryptPush(body, sub) {
+  const salt = body.subarray(0, 16);
+  const idlen = body[20];
+  const asPublic = body.subarray(21, 21 + idlen);
+  const sealed = body.subarray(21 + idlen);
+  const ecdh = crypto.createECDH("prime256v1");
+  ecdh.setPrivateKey(Buffer.from(sub.d, "base64url"));
+  const hmac = (key, data) => crypto.createHmac("sha256", key).update(data).digest();
+  const prkKey = hmac(Buffer.from(sub.auth, "base64url"), ecdh.computeSecret(asPublic));
+  const info = Buffer.concat([Buffer.from("WebPush: info\0"), Buffer.from(sub.p256dh, "base64url"), asPublic, Buffer.from([1])]);
+  const prk = hmac(salt, hmac(prkKey, info));
+  const cek = hmac(prk, Buffer.from("Content-Encoding: aes128gcm\0\x01")).subarray(0, 16);
+  const nonce = hmac(prk, Buffer.from("Content-Encoding: nonce\0\x01")).subarray(0, 12);
+  const decipher = crypto.createDecipheriv("aes-128-gcm", cek, nonce);
+  decipher.setAuthTag(sealed.subarray(sealed.length - 16));
+  const plain = Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()]);
+  let end = plain.length;
+  while (end > 0 && plain[end - 1] === 0) end -= 1;
+  assert.equal(plain[end - 1], 2, "the last record's padding delimiter");
+  return plain.subarray(0, end - 1).toString("utf8");
+}
+
+/** Polls `probe` until it returns something truthy; fails with `what` after `ms`. */
+async function eventually(what, probe, ms = STEP_TIMEOUT_MS) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 
 describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
   let browser;
@@ -271,6 +385,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
       if (alice) await screenshot(alice, "alice").catch((e) => log(`no screenshot: ${e.message}`));
       if (bob) await screenshot(bob, "bob").catch((e) => log(`no screenshot: ${e.message}`));
       if (browser) await browser.close();
+      if (push.receiver) push.receiver.server.close();
     } finally {
       await stopMesh();
     }
@@ -472,7 +587,8 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     // No refresh: the new DM reaches bob's room list live (`membership`).
     const item = bob.page.locator('#room-list li[data-kind="dm"]');
     await item.filter({ hasText: "alice" }).waitFor();
-    assert.equal(await item.getAttribute("data-unread"), "1");
+    // The list may come before the message is stored (unread 0), which then arrives live.
+    await bob.page.locator('#room-list li[data-kind="dm"][data-unread="1"]').waitFor();
     assert.equal(await item.locator('[data-testid="unread"]').textContent(), "1");
     await item.locator("button").click();
     await bob.page.locator("#room-title").filter({ hasText: "@alice" }).waitFor();
@@ -1292,6 +1408,201 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
       assert.deepEqual(login, [], `axe, login form:\n${JSON.stringify(login, null, 1)}`);
     } finally {
       await fresh.context.close();
+    }
+  });
+
+  // Push (issue 14): dave turns push on from the settings, with the test as the push service.
+  const push = { receiver: null, dave: null, cdp: null, registrationId: null };
+
+  async function apiAs(user, method, p, body) {
+    const token = await user.page.evaluate(() => JSON.parse(sessionStorage.getItem("chatmesh.session")).token);
+    const resp = await fetch(`${url}${p}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    assert.ok(resp.ok, `${method} ${p}: HTTP ${resp.status}`);
+    return resp.status === 204 ? null : resp.json();
+  }
+
+  /** The notifications the service worker shows now: [{title, body, tag}]. */
+  function shownNotifications(page) {
+    return page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.getRegistration("/");
+      const list = reg ? await reg.getNotifications() : [];
+      return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
+    });
+  }
+
+  it("push: serves the service worker at the root as JavaScript", async () => {
+    const resp = await fetch(`${url}sw.js`);
+    assert.equal(resp.status, 200);
+    assert.match(resp.headers.get("content-type"), /^text\/javascript/);
+    assert.match(await resp.text(), /addEventListener\("push"/);
+  });
+
+  it("push: the opt-in is shown as unavailable when the server answers 503", async () => {
+    push.receiver = await startPushReceiver();
+    const dave = await openUser(browser, "dave");
+    push.dave = dave;
+    await dave.context.grantPermissions(["notifications"], { origin: new URL(url).origin });
+    await dave.context.addInitScript(fakePushService, push.receiver.base);
+    await register(dave, url);
+    const d = dave.page;
+    await d.locator("#refresh-rooms").click();
+    await d.locator(`#public-room-list li[data-room="${roomName}"] button`).click();
+    await d.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    // As a server with `[push] enabled = false` answers.
+    await d.route("**/v1/push/vapid", (route) => route.fulfill({
+      status: 503,
+      contentType: "application/json",
+      body: JSON.stringify({ error: { code: "unavailable", message: "push notifications are off" } }),
+    }));
+    await d.locator("#settings-open").click();
+    await d.locator("#push-state").filter({ hasText: "turned off on this server" }).waitFor();
+    assert.equal(await d.locator("#push-toggle").isDisabled(), true);
+    assert.equal(await d.locator("#push-options").isHidden(), true);
+    await d.keyboard.press("Escape");
+    await d.unroute("**/v1/push/vapid");
+    forgive(dave, /HTTP 503 for GET .*\/v1\/push\/vapid|status of 503/);
+  });
+
+  it("push: a click registers the service worker, subscribes and registers the target; mute and previews go to the server", async () => {
+    const d = push.dave.page;
+    assert.equal(await d.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length), 0, "no worker before the click");
+    assert.equal(await d.evaluate(() => window.__pushCalls.subscribe), 0, "no subscription before the click");
+    await d.locator("#settings-open").click();
+    await d.locator("#push-state").filter({ hasText: "Off in this browser" }).waitFor();
+    await d.locator("#push-toggle").click();
+    await d.locator("#push-state").filter({ hasText: "On in this browser" }).waitFor();
+    await d.locator("#settings-status").filter({ hasText: "Push notifications are on" }).waitFor();
+    const reg = await d.evaluate(async () => {
+      const r = await navigator.serviceWorker.ready;
+      return { scope: r.scope, script: r.active && r.active.scriptURL };
+    });
+    assert.deepEqual(reg, { scope: url, script: `${url}sw.js` });
+    assert.equal(await d.evaluate(() => window.__pushCalls.subscribe), 1);
+    const { targets } = await apiAs(push.dave, "GET", "v1/push/targets");
+    assert.equal(targets.length, 1, JSON.stringify(targets));
+    assert.equal(targets[0].kind, "web_push");
+    assert.equal(targets[0].label, push.receiver.origin);
+    const stored = await d.evaluate(() => JSON.parse(localStorage.getItem("chatmesh.push")));
+    assert.equal(stored.target, targets[0].id, "the page remembers its target");
+
+    // Mute the room shown, and previews, through PATCH /v1/push/settings.
+    await d.locator("#push-options").waitFor();
+    assert.match(await d.locator("#push-mute-room-row").textContent(), new RegExp(`Mute #${roomName}`));
+    assert.equal(await d.locator("#push-mute-room").isChecked(), false);
+    assert.equal(await d.locator("#push-preview").isChecked(), true, "previews are on by default");
+    await d.locator("#push-mute-room").check();
+    await d.locator("#settings-status").filter({ hasText: "Push settings saved" }).waitFor();
+    assert.deepEqual((await apiAs(push.dave, "GET", "v1/push/settings")).muted_rooms, [roomName]);
+    await d.locator("#push-preview").uncheck();
+    await eventually("preview off on the server", async () => !(await apiAs(push.dave, "GET", "v1/push/settings")).preview);
+    // Read back from the server when the dialog opens again.
+    await d.keyboard.press("Escape");
+    await d.locator("#settings-open").click();
+    await d.locator("#push-state").filter({ hasText: "On in this browser" }).waitFor();
+    assert.equal(await d.locator("#push-mute-room").isChecked(), true);
+    assert.equal(await d.locator("#push-preview").isChecked(), false);
+    await d.locator("#push-mute-room").uncheck();
+    await eventually("the room unmuted", async () => (await apiAs(push.dave, "GET", "v1/push/settings")).muted_rooms.length === 0);
+    await d.locator("#push-preview").check();
+    await eventually("preview on again", async () => (await apiAs(push.dave, "GET", "v1/push/settings")).preview);
+    await d.keyboard.press("Escape");
+  });
+
+  it("push: the service worker shows a push as a notification per room, later pushes update it", async () => {
+    const d = push.dave.page;
+    const cdp = await push.dave.context.newCDPSession(d);
+    push.cdp = cdp;
+    const regs = [];
+    cdp.on("ServiceWorker.workerRegistrationUpdated", (ev) => regs.push(...ev.registrations));
+    await cdp.send("ServiceWorker.enable");
+    const found = await eventually("the worker's registration over CDP", async () => regs.find((r) => r.scopeURL === url && !r.isDeleted));
+    push.registrationId = found.registrationId;
+    const deliver = (payload) => cdp.send("ServiceWorker.deliverPushMessage", {
+      origin: new URL(url).origin,
+      registrationId: push.registrationId,
+      data: JSON.stringify(payload),
+    });
+    await deliver({ type: "messages", room: roomName, count: 2, rooms: [{ room: roomName, count: 2, last_seq: 40 }], seq: 40, from: "alice", body: "pushed by the test" });
+    const first = await eventually("a notification", async () => (await shownNotifications(d)).find((n) => n.tag === `chatmesh:room:${roomName}`));
+    assert.equal(first.title, `alice in #${roomName}`);
+    assert.equal(first.body, "pushed by the test\n(2 new messages)");
+    // Without previews: only rooms and counts; the room's notification is replaced (3 now).
+    const dm = "dm_0123456789abcdef01234567";
+    await deliver({ type: "messages", room: dm, count: 2, rooms: [{ room: dm, count: 1, last_seq: 3 }, { room: roomName, count: 1, last_seq: 41 }], seq: 3 });
+    const both = await eventually("two notifications", async () => {
+      const list = await shownNotifications(d);
+      return list.some((n) => n.tag === `chatmesh:room:${dm}`) && list.some((n) => n.body === "3 new messages") && list;
+    });
+    assert.equal(both.length, 2, JSON.stringify(both));
+    assert.deepEqual(both.find((n) => n.tag === `chatmesh:room:${roomName}`), { title: `New messages in #${roomName}`, body: "3 new messages", tag: `chatmesh:room:${roomName}` });
+    assert.deepEqual(both.find((n) => n.tag === `chatmesh:room:${dm}`), { title: "New direct message", body: "1 new message", tag: `chatmesh:room:${dm}` });
+    await d.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).forEach((n) => n.close()));
+  });
+
+  it("push: the whole path: a message to an offline dave reaches the push service encrypted, and the worker shows it", async () => {
+    const d = push.dave.page;
+    const { public_key: vapidKey } = await apiAs(push.dave, "GET", "v1/push/vapid");
+    // dave goes away: the page leaves the app (its socket closes), staying on the origin.
+    await d.goto(`${url}readyz`);
+    push.receiver.got.length = 0;
+    const a = alice.page;
+    await a.locator(`#room-list li[data-room="${roomName}"] button`).click();
+    await a.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    const text = "dave, this one reaches you by push";
+    await a.locator("#message-input").fill(text);
+    await a.locator("#message-input").press("Enter");
+    await a.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text }).waitFor();
+    const got = await eventually("a POST at the push service", async () => push.receiver.got[0], 20_000);
+    assert.equal(got.method, "POST");
+    assert.equal(got.headers["content-encoding"], "aes128gcm");
+    assert.ok(Number(got.headers.ttl) > 0, `TTL ${got.headers.ttl}`);
+    const auth = got.headers.authorization || "";
+    assert.match(auth, /^vapid t=[\w-]+\.[\w-]+\.[\w-]+, k=/);
+    assert.equal(auth.split("k=")[1], vapidKey, "signed with the key the page subscribed with");
+    const claims = JSON.parse(Buffer.from(auth.split("t=")[1].split(",")[0].split(".")[1], "base64url").toString());
+    assert.equal(claims.aud, push.receiver.origin);
+    const sub = await d.evaluate(() => JSON.parse(localStorage.getItem("__fakePush")));
+    assert.equal(got.path, new URL(sub.endpoint).pathname);
+    const plain = decryptPush(got.body, sub);
+    const payload = JSON.parse(plain);
+    assert.equal(payload.type, "messages");
+    assert.equal(payload.room, roomName);
+    assert.equal(payload.count, 1);
+    assert.equal(payload.from, "alice");
+    assert.equal(payload.body, text);
+    // What the browser's push service would do with it: hand it to the worker.
+    await push.cdp.send("ServiceWorker.deliverPushMessage", { origin: new URL(url).origin, registrationId: push.registrationId, data: plain });
+    const shown = await eventually("the notification", async () => (await shownNotifications(d)).find((n) => n.tag === `chatmesh:room:${roomName}`));
+    assert.equal(shown.title, `alice in #${roomName}`);
+    assert.equal(shown.body, text);
+    await d.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).forEach((n) => n.close()));
+    // Chromium asks the readyz page for /favicon.ico, which the gateway does not have.
+    forgive(push.dave, /^console: Failed to load resource: .* 404 \(Not Found\)$/);
+  });
+
+  it("push: turning it off deletes the target and the subscription", async () => {
+    const dave = push.dave;
+    const d = dave.page;
+    try {
+      await d.goto(url);
+      await waitConnected(dave);
+      await d.locator("#settings-open").click();
+      await d.locator("#push-state").filter({ hasText: "On in this browser" }).waitFor();
+      await d.locator("#push-toggle").click();
+      await d.locator("#push-state").filter({ hasText: "Off in this browser" }).waitFor();
+      assert.deepEqual((await apiAs(dave, "GET", "v1/push/targets")).targets, []);
+      assert.equal(await d.evaluate(async () => (await navigator.serviceWorker.ready).pushManager.getSubscription()), null);
+      assert.equal(await d.evaluate(() => localStorage.getItem("chatmesh.push")), null);
+      await d.keyboard.press("Escape");
+      assert.deepEqual(dave.errors, []);
+      assert.deepEqual(dave.dialogs, []);
+    } finally {
+      await dave.context.close();
+      await new Promise((resolve) => push.receiver.server.close(resolve));
     }
   });
 

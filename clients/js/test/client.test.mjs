@@ -61,6 +61,25 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.throws(() => new Http("ftp://x"), (err) => err instanceof ChatmeshError && err.code === "invalid");
   });
 
+  it("answers every push call with unavailable (503) where the server has push off, the default", async () => {
+    const http = new Http(url);
+    await http.register("nopush", PASSWORD);
+    const h = http.withToken((await http.login("nopush", PASSWORD)).token);
+    const target = { kind: /** @type {const} */ ("fcm"), token: "a-token" };
+    const calls = [
+      () => h.pushVapidKey(),
+      () => h.addPushTarget(target),
+      () => h.pushTargets(),
+      () => h.removePushTarget("t1"),
+      () => h.pushSettings(),
+      () => h.setPushSettings({ preview: false }),
+    ];
+    for (const call of calls) {
+      const e = await refusal(call());
+      assert.deepEqual([e.code, e.status], ["unavailable", 503]);
+    }
+  });
+
   it("creates rooms, lists them, adds members and opens DMs; refusals are forbidden / not_found", async () => {
     const ivy = await user("ivy");
     const jon = await user("jon");

@@ -97,6 +97,17 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/attachments.js"),
     ),
     (
+        "/push.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/push.js"),
+    ),
+    // The service worker: at the root, so that its scope (`/`) covers the whole page.
+    (
+        "/sw.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/sw.js"),
+    ),
+    (
         "/chatmesh.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../clients/js/chatmesh.js"),
