@@ -61,22 +61,46 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.throws(() => new Http("ftp://x"), (err) => err instanceof ChatmeshError && err.code === "invalid");
   });
 
-  it("answers every push call with unavailable (503) where the server has push off, the default", async () => {
+  it("registers, lists and removes a push target and round-trips the push settings", async () => {
     const http = new Http(url);
-    await http.register("nopush", PASSWORD);
-    const h = http.withToken((await http.login("nopush", PASSWORD)).token);
-    const target = { kind: /** @type {const} */ ("fcm"), token: "a-token" };
-    const calls = [
-      () => h.pushVapidKey(),
-      () => h.addPushTarget(target),
-      () => h.pushTargets(),
-      () => h.removePushTarget("t1"),
-      () => h.pushSettings(),
-      () => h.setPushSettings({ preview: false }),
-    ];
-    for (const call of calls) {
-      const e = await refusal(call());
-      assert.deepEqual([e.code, e.status], ["unavailable", 503]);
+    await http.register("pushy", PASSWORD);
+    const h = http.withToken((await http.login("pushy", PASSWORD)).token);
+    assert.match(await h.pushVapidKey(), /^[A-Za-z0-9_-]{87}$/);
+    const added = await h.addPushTarget({ kind: "fcm", token: "a-registration-token" });
+    assert.equal(added.kind, "fcm");
+    assert.deepEqual((await h.pushTargets()).map((t) => t.id), [added.id]);
+    const settings = await h.setPushSettings({ preview: false, muted_rooms: ["quiet"] });
+    assert.equal(settings.preview, false);
+    assert.deepEqual((await h.pushSettings()).muted_rooms, ["quiet"]);
+    await h.removePushTarget(added.id);
+    assert.deepEqual(await h.pushTargets(), []);
+    const e = await refusal(h.removePushTarget(added.id));
+    assert.deepEqual([e.code, e.status], ["not_found", 404]);
+    const bad = await refusal(h.addPushTarget({ kind: "fcm", token: "" }));
+    assert.deepEqual([bad.code, bad.status], ["bad_request", 400]);
+  });
+
+  it("answers every push call with unavailable (503) where the server has push off", async () => {
+    const off = await startMesh({ CHATMESH__PUSH__ENABLED: "false" });
+    try {
+      const http = new Http(off.url);
+      await http.register("nopush", PASSWORD);
+      const h = http.withToken((await http.login("nopush", PASSWORD)).token);
+      const target = { kind: /** @type {const} */ ("fcm"), token: "a-token" };
+      const calls = [
+        () => h.pushVapidKey(),
+        () => h.addPushTarget(target),
+        () => h.pushTargets(),
+        () => h.removePushTarget("t1"),
+        () => h.pushSettings(),
+        () => h.setPushSettings({ preview: false }),
+      ];
+      for (const call of calls) {
+        const e = await refusal(call());
+        assert.deepEqual([e.code, e.status], ["unavailable", 503]);
+      }
+    } finally {
+      await off.stop();
     }
   });
 

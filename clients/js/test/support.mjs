@@ -57,10 +57,12 @@ function ensureBinary() {
 }
 
 /**
- * Starts `chatmesh up` on a free port with fast password hashing and lifted abuse limits;
- * resolves once /readyz answers 200. `stop()` kills it (SIGTERM, then SIGKILL) by pid.
+ * Starts `chatmesh up` on a free port with fast password hashing and lifted abuse limits
+ * (and `extraEnv` on top); resolves once /readyz answers 200. `stop()` kills it (SIGTERM,
+ * then SIGKILL) by pid.
+ * @param {Record<string, string>} [extraEnv]
  */
-export async function startMesh() {
+export async function startMesh(extraEnv = {}) {
   ensureBinary();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chatmesh-js-"));
   const nats = path.join(ROOT, ".local", "nats", "nats-server");
@@ -75,6 +77,7 @@ export async function startMesh() {
     CHATMESH__GATEWAY__LIMITS__SENDS_PER_SECOND: "10000",
     CHATMESH__GATEWAY__LIMITS__SEND_BURST: "10000",
     CHATMESH__GATEWAY__FRAMES_PER_SECOND: "10000",
+    ...extraEnv,
   };
   if (!env.NATS_SERVER && fs.existsSync(nats)) env.NATS_SERVER = nats;
   const child = spawn(BIN, ["up", "--data", dataDir, "--listen", "127.0.0.1:0"], {
