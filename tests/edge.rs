@@ -620,3 +620,54 @@ async fn proxied_websockets_are_capped_per_forwarded_client() -> Result<()> {
     }
     mesh.stop().await
 }
+
+/// The web client's files are cacheable anywhere: the page (never cached) loads them from
+/// `/assets/{version}/`, served `immutable` for a year; another version's path is 404; the
+/// unversioned paths still answer, revalidated each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_client_files_have_versioned_immutable_urls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(format!("{}{path}", mesh.url())).send();
+    let cache = |r: &reqwest::Response| {
+        r.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let page = get("/".into()).await?;
+    assert_eq!(cache(&page), "no-cache");
+    let html = page.text().await?;
+    let start = html
+        .find("src=\"/assets/")
+        .context("a versioned script in the page")?
+        + "src=\"".len();
+    let app = &html[start
+        ..html[start..]
+            .find('"')
+            .map(|e| start + e)
+            .context("quote")?];
+    assert!(app.ends_with("/app.js"), "{app}");
+    let script = get(app.to_owned()).await?;
+    assert_eq!(script.status(), 200);
+    assert_eq!(cache(&script), "public, max-age=31536000, immutable");
+    let base = app.trim_end_matches("app.js");
+    let module = get(format!("{base}chatmesh.js")).await?;
+    assert_eq!(module.status(), 200, "modules import each other relatively");
+    assert_eq!(get(format!("{base}style.css")).await?.status(), 200);
+    let old = get("/assets/0123456789abcdef/app.js".into()).await?;
+    assert_eq!(
+        old.status(),
+        404,
+        "another version's name is not this build's bytes"
+    );
+    assert_eq!(get(format!("{base}nope.js")).await?.status(), 404);
+    let plain = get("/app.js".into()).await?;
+    assert_eq!(
+        (plain.status().as_u16(), cache(&plain)),
+        (200, "no-cache".to_owned())
+    );
+    mesh.stop().await
+}

@@ -5,10 +5,10 @@
 // password change); it owns no chat state.
 "use strict";
 
-import { ApiError } from "/api.js";
-import { $ } from "/dom.js";
-import * as notify from "/notify.js";
-import * as push from "/push.js";
+import { ApiError } from "./api.js";
+import { $ } from "./dom.js";
+import * as notify from "./notify.js";
+import * as push from "./push.js";
 
 let hooks = null;
 /** Whose settings and which room the dialog shows: {user, room: {id, title} | null}. */

@@ -5,7 +5,7 @@
 // No DOM access here.
 "use strict";
 
-import { ChatmeshError as ApiError, Http, NAME_RE } from "/chatmesh.js";
+import { ChatmeshError as ApiError, Http, NAME_RE } from "./chatmesh.js";
 
 export { ApiError, NAME_RE };
 

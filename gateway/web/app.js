@@ -16,18 +16,18 @@
 // into the page through textContent or attribute values, never as HTML.
 "use strict";
 
-import { initSettings, openSettings } from "/account.js";
-import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "/api.js";
-import { hideViewer, initAttachments } from "/attachments.js";
-import { $, show } from "/dom.js";
-import { forgetFiles } from "/files.js";
-import { closeDrawers, initLayout } from "/layout.js";
-import * as notify from "/notify.js";
-import * as push from "/push.js";
-import { NEAR_EDGE_PX, actions, describe, notice, render, renderConn } from "/render.js";
-import { createClient } from "/socket.js";
-import { app, readJson, room, storageKey, writeJson } from "/state.js";
-import { initUploads, takeUploads, uploading } from "/uploads.js";
+import { initSettings, openSettings } from "./account.js";
+import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "./api.js";
+import { hideViewer, initAttachments } from "./attachments.js";
+import { $, show } from "./dom.js";
+import { forgetFiles } from "./files.js";
+import { closeDrawers, initLayout } from "./layout.js";
+import * as notify from "./notify.js";
+import * as push from "./push.js";
+import { NEAR_EDGE_PX, actions, describe, notice, render, renderConn } from "./render.js";
+import { createClient } from "./socket.js";
+import { app, readJson, room, storageKey, writeJson } from "./state.js";
+import { initUploads, takeUploads, uploading } from "./uploads.js";
 
 const HISTORY_PAGE = 50;
 const GAP_PAGE = 100;

@@ -4,10 +4,10 @@
 // as blob: URLs; a failed download says why next to the file (or in the dialog).
 "use strict";
 
-import { $, h, show } from "/dom.js";
-import { fileError, fileUrl, isImage, saveFile, thumbnailUrl } from "/files.js";
-import { humanSize } from "/format.js";
-import { app } from "/state.js";
+import { $, h, show } from "./dom.js";
+import { fileError, fileUrl, isImage, saveFile, thumbnailUrl } from "./files.js";
+import { humanSize } from "./format.js";
+import { app } from "./state.js";
 
 /** Thumbnails are at most this many pixels a side (the server's size). */
 const THUMB_PX = 320;

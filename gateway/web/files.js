@@ -6,7 +6,7 @@
 // and uploads.js's; this module only makes the invisible link a download needs.
 "use strict";
 
-import { ApiError } from "/api.js";
+import { ApiError } from "./api.js";
 
 /** What the server makes thumbnails of (and reports width and height for). */
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);

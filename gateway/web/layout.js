@@ -5,7 +5,7 @@
 // with the arrow keys (Home/End too); Tab still reaches every control.
 "use strict";
 
-import { $ } from "/dom.js";
+import { $ } from "./dom.js";
 
 const NARROW = window.matchMedia("(max-width: 760px)");
 

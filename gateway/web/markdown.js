@@ -9,7 +9,7 @@
 // twin stays as typed.
 "use strict";
 
-import { h } from "/dom.js";
+import { h } from "./dom.js";
 
 /** Bodies longer than this are shown as plain text (formatting costs time per character). */
 const MAX_FORMATTED = 16 * 1024;

@@ -3,8 +3,8 @@
 // names are not unique), and the member list of a room with roles and presence.
 "use strict";
 
-import { h } from "/dom.js";
-import { avatarColor, initials } from "/format.js";
+import { h } from "./dom.js";
+import { avatarColor, initials } from "./format.js";
 
 const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
 

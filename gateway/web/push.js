@@ -5,7 +5,7 @@
 // time. No DOM access here.
 "use strict";
 
-import { ApiError } from "/api.js";
+import { ApiError } from "./api.js";
 
 const RECORD_KEY = "chatmesh.push";
 const SW_URL = "/sw.js";

@@ -4,14 +4,14 @@
 // read) is app.js's: it registers those in `actions`.
 "use strict";
 
-import { ApiError } from "/api.js";
-import { attachmentList } from "/attachments.js";
-import { $, h, show } from "/dom.js";
-import { dayKey, dayLabel, formatTime } from "/format.js";
-import { renderBody } from "/markdown.js";
-import { avatar, nameNodes, renderMemberList } from "/people.js";
-import { app } from "/state.js";
-import { renderUploads } from "/uploads.js";
+import { ApiError } from "./api.js";
+import { attachmentList } from "./attachments.js";
+import { $, h, show } from "./dom.js";
+import { dayKey, dayLabel, formatTime } from "./format.js";
+import { renderBody } from "./markdown.js";
+import { avatar, nameNodes, renderMemberList } from "./people.js";
+import { app } from "./state.js";
+import { renderUploads } from "./uploads.js";
 
 const GROUP_WITHIN_MS = 5 * 60_000;
 export const NEAR_EDGE_PX = 48;

@@ -6,9 +6,9 @@
 // in the header. Knows nothing about rooms or the DOM.
 "use strict";
 
-import { Client } from "/chatmesh.js";
+import { Client } from "./chatmesh.js";
 
-export { ChatmeshError } from "/chatmesh.js";
+export { ChatmeshError } from "./chatmesh.js";
 
 // `?user=` lets a load balancer hash the user onto one gateway (the gateway ignores it).
 function wsUrl(user) {

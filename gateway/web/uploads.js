@@ -5,11 +5,11 @@
 // the server refuses stays in the tray with the reason until it is removed.
 "use strict";
 
-import { MAX_ATTACHMENTS } from "/chatmesh.js";
-import { $, h, show } from "/dom.js";
-import { attachmentOf, fileError, upload } from "/files.js";
-import { humanSize } from "/format.js";
-import { app } from "/state.js";
+import { MAX_ATTACHMENTS } from "./chatmesh.js";
+import { $, h, show } from "./dom.js";
+import { attachmentOf, fileError, upload } from "./files.js";
+import { humanSize } from "./format.js";
+import { app } from "./state.js";
 
 let nextKey = 1;
 
