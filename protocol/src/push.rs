@@ -33,9 +33,9 @@ pub enum NewTarget {
         #[serde(default, rename = "expirationTime", skip_serializing)]
         expiration_time: Option<serde_json::Value>,
     },
-    /// A Firebase Cloud Messaging registration token (stored; its provider is not built yet).
+    /// A Firebase Cloud Messaging registration token.
     Fcm { token: String },
-    /// An APNs device token (hex) and the app's topic (bundle id); stored, provider not built.
+    /// An APNs device token (hex) and the app's topic (bundle id).
     Apns {
         token: String,
         topic: String,

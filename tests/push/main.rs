@@ -1,18 +1,22 @@
 //! Push notifications end to end (docs/PUSH.md): a real mesh (nats-server, worker with its
 //! fjall store and notifier, gateway), real WebSocket sessions, and a local Web Push service
 //! ([`receiver`]) that checks each push's VAPID token and decrypts its payload with the
-//! subscription's private key, as a browser's push service and service worker would.
+//! subscription's private key, as a browser's push service and service worker would; local
+//! stand-ins for FCM ([`fcm`]) and APNs ([`apns`]) check what reaches them likewise.
 
 mod apart;
+mod apns;
 #[path = "../common/mod.rs"]
 mod common;
 mod fcm;
 mod kill;
 mod receiver;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use apns::ApnsStandIn;
 use chatmesh::Mesh;
 use common::*;
 use fcm::FcmStandIn;
@@ -589,5 +593,201 @@ async fn fcm_tokens_are_pushed_with_oauth2_and_unregistered_ones_removed() -> Re
     }
     assert_eq!(fcm.sent("bob-old-phone").len(), 1);
     assert_eq!(fcm.tokens(), (1, 0), "one access token, never refused");
+    mesh.stop().await
+}
+
+/// The ids of `user`'s targets, polled until they are `want` (bounded).
+async fn wait_targets(api: &Api, user: &str, want: &[&str]) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, list) = api
+            .call("GET", "/v1/push/targets", Some(user), None)
+            .await?;
+        let mut ids: Vec<&str> = list["targets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["id"].as_str()).collect())
+            .unwrap_or_default();
+        ids.sort_unstable();
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        if ids == want {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "targets {ids:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// APNs over HTTP/2 with token auth: an offline member's device token gets one alert push
+/// (the headers APNs wants, the sender and body in the alert, the push JSON under
+/// `chatmesh`) signed with an ES256 provider token the stand-in verifies; without previews
+/// the alert names the room and the count only; a token answered 410, and one answered 400
+/// `BadDeviceToken`, are removed after one attempt; a 503 with `Retry-After: 1` is retried
+/// once, a sandbox token goes to the sandbox host; an `ExpiredProviderToken` is answered by
+/// a new token; one provider token and one connection serve every push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_tokens_are_pushed_over_http2_and_bad_ones_removed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (apns, key_file) = ApnsStandIn::start(dir.path()).await?;
+    let mut config = push_config();
+    config.push.apns.key_file = Some(key_file);
+    config.push.apns.key_id = Some(apns::KEY_ID.into());
+    config.push.apns.team_id = Some(apns::TEAM_ID.into());
+    config.push.apns.base_url = apns.base_url();
+    config.push.apns.sandbox_base_url = apns.sandbox_url();
+    assert!(
+        config.push.problems().is_empty(),
+        "{:?}",
+        config.push.problems()
+    );
+    let mesh = start_mesh(&dir.path().join("mesh"), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let eve = api.user("eve").await?;
+    let (phone, gone, bad, flaky, quiet) = (
+        "a1".repeat(32),
+        "b2".repeat(32),
+        "c3".repeat(32),
+        "d4".repeat(32),
+        "e5".repeat(32),
+    );
+    let mut ids = HashMap::new();
+    for (user, device, sandbox) in [
+        (&bob, &phone, false),
+        (&bob, &gone, false),
+        (&bob, &bad, false),
+        (&bob, &flaky, true),
+        (&eve, &quiet, false),
+    ] {
+        let target = json!({"kind": "apns", "token": device, "topic": "com.example.chat", "sandbox": sandbox});
+        let (s, v) = api
+            .call("POST", "/v1/push/targets", Some(user), Some(target))
+            .await?;
+        assert_eq!(s, 201, "{v}");
+        ids.insert(
+            device.clone(),
+            v["id"].as_str().unwrap_or_default().to_owned(),
+        );
+    }
+    let (s, _) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&eve),
+            Some(json!({"preview": false})),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    apns.script(&gone, &[(410, "Unregistered", None)]);
+    apns.script(&bad, &[(400, "BadDeviceToken", None)]);
+    apns.script(&flaky, &[(503, "ServiceUnavailable", Some(1))]);
+    club(&api, &ann, "club", &["bob", "eve"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "hi").await?;
+    sender.post("club", "m2", "ship it").await?;
+
+    let got = apns.wait_accepted(&phone, 1, WAIT).await?;
+    assert_eq!(got.len(), 1);
+    let push = &got[0];
+    let header = |name: &str| {
+        push.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("apns-topic"), "com.example.chat");
+    assert_eq!(header("apns-push-type"), "alert");
+    assert_eq!(header("apns-priority"), "10");
+    let collapse = header("apns-collapse-id");
+    assert!(!collapse.is_empty() && collapse.len() <= 64, "{collapse}");
+    let expiration: u64 = header("apns-expiration").parse()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let ttl = chatmesh::Config::default().push.ttl_secs;
+    assert!(
+        expiration.abs_diff(now + ttl) < 60,
+        "expiration {expiration}, now {now}"
+    );
+    assert!(!push.sandbox);
+    assert_eq!(
+        push.body["aps"],
+        json!({"alert": {"title": "ann", "subtitle": "club", "body": "ship it"},
+               "thread-id": "club", "mutable-content": 1})
+    );
+    let chatmesh = &push.body["chatmesh"];
+    assert_eq!(
+        (
+            &chatmesh["type"],
+            &chatmesh["room"],
+            &chatmesh["count"],
+            &chatmesh["from"],
+            &chatmesh["body"]
+        ),
+        (
+            &json!("messages"),
+            &json!("club"),
+            &json!(2),
+            &json!("ann"),
+            &json!("ship it")
+        )
+    );
+
+    let got = apns.wait_accepted(&quiet, 1, WAIT).await?;
+    assert_eq!(
+        got[0].body["aps"]["alert"],
+        json!({"title": "club", "body": "2 new messages"})
+    );
+    let text = got[0].body.to_string();
+    assert!(!text.contains("ship it") && !text.contains("ann"), "{text}");
+
+    let got = apns.wait_accepted(&flaky, 1, WAIT).await?;
+    assert_eq!(got.iter().map(|m| m.status).collect::<Vec<_>>(), [503, 200]);
+    assert!(
+        got.iter().all(|m| m.sandbox),
+        "a sandbox token goes to the sandbox host"
+    );
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(950),
+        "Retry-After honoured"
+    );
+    assert_eq!(
+        got[0].headers.get("apns-collapse-id"),
+        got[1].headers.get("apns-collapse-id"),
+        "one notification, one collapse id"
+    );
+
+    wait_targets(&api, &bob, &[&ids[&phone], &ids[&flaky]]).await?;
+    assert_eq!(apns.sent(&gone).len(), 1);
+    assert_eq!(apns.sent(&bad).len(), 1);
+
+    // A later window: the same provider token; then one APNs calls expired, replaced at once.
+    sender.post("club", "m3", "later").await?;
+    let got = apns.wait_accepted(&phone, 2, WAIT).await?;
+    assert_eq!(got[1].body["aps"]["alert"]["body"], "later");
+    assert_ne!(
+        got[0].headers.get("apns-collapse-id"),
+        got[1].headers.get("apns-collapse-id")
+    );
+    let bearers: std::collections::HashSet<String> =
+        apns.all().into_iter().map(|m| m.bearer).collect();
+    assert_eq!(bearers.len(), 1, "one provider token for every push");
+    apns.script(&phone, &[(403, "ExpiredProviderToken", None)]);
+    sender.post("club", "m4", "again").await?;
+    let got = apns.wait_accepted(&phone, 3, WAIT).await?;
+    // (A 403 is final for the retry loop: only a new token sent the fourth.)
+    assert_eq!(
+        got.iter().map(|m| m.status).collect::<Vec<_>>(),
+        [200, 200, 403, 200]
+    );
+    let (connections, refused, not_http2) = apns.counts();
+    assert_eq!((refused, not_http2), (0, 0));
+    assert_eq!(connections, 1, "one HTTP/2 connection for every push");
     mesh.stop().await
 }

@@ -51,6 +51,8 @@ pub struct PushConfig {
     pub max_ack_pending: i64,
     /// Firebase Cloud Messaging (HTTP v1).
     pub fcm: super::fcm::FcmConfig,
+    /// Apple Push Notification service (HTTP/2, token authentication).
+    pub apns: super::apns::ApnsConfig,
 }
 
 impl Default for PushConfig {
@@ -73,6 +75,7 @@ impl Default for PushConfig {
             ack_wait_secs: 60,
             max_ack_pending: 20_000,
             fcm: super::fcm::FcmConfig::default(),
+            apns: super::apns::ApnsConfig::default(),
         }
     }
 }
@@ -133,6 +136,7 @@ impl PushConfig {
             "max_ack_pending must be between 1 and 1000000",
         );
         self.fcm.problems(&mut out);
+        self.apns.problems(&mut out);
         out
     }
 

@@ -19,6 +19,7 @@ use metrics::{counter, histogram};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::apns::Apns;
 use super::collapse::{release, Pending, RoomPending};
 use super::fcm::Fcm;
 use super::presence::{Online, Presence};
@@ -40,10 +41,21 @@ pub struct Deliverer {
     pub web: WebPush,
     /// FCM, when a service account is configured.
     pub fcm: Option<Fcm>,
+    /// APNs, when a token signing key is configured.
+    pub apns: Option<Apns>,
     /// How long push services keep an undelivered push.
     pub ttl: Duration,
     pub max_targets: usize,
     pub retry_max: Duration,
+}
+
+/// One target's push, decided and marked.
+struct Claimed {
+    id: String,
+    target: PushTargetRecord,
+    payload: PushPayload,
+    /// `payload` as JSON: what Web Push encrypts and FCM carries.
+    json: Vec<u8>,
 }
 
 /// Does `settings` let a message of `room` (of `kind`) push?
@@ -89,10 +101,10 @@ impl Deliverer {
                     release(h).await;
                 }
                 let mut sends = tokio::task::JoinSet::new();
-                for (id, target, body) in claimed {
+                for c in claimed {
                     let me = self.clone();
                     let (user, first) = (p.user.clone(), p.first_stored);
-                    sends.spawn(async move { me.push(&user, &id, &target, &body, first).await });
+                    sends.spawn(async move { me.push(&user, &c, first).await });
                 }
                 while sends.join_next().await.is_some() {}
             }
@@ -104,10 +116,7 @@ impl Deliverer {
 
     /// Drops what no longer applies, writes the delivery marks, and returns each target's
     /// payload.
-    async fn claim(
-        &self,
-        p: &mut Pending,
-    ) -> Result<Vec<(String, PushTargetRecord, Vec<u8>)>, StoreError> {
+    async fn claim(&self, p: &mut Pending) -> Result<Vec<Claimed>, StoreError> {
         let model = self.svc.model();
         let settings = model.push_settings(&p.user).await?;
         let mut rooms = Vec::new();
@@ -129,8 +138,7 @@ impl Deliverer {
             let supported = match target.target {
                 NewTarget::WebPush { .. } => true,
                 NewTarget::Fcm { .. } => self.fcm.is_some(),
-                // APNs targets are stored, but their provider is not built yet.
-                NewTarget::Apns { .. } => false,
+                NewTarget::Apns { .. } => self.apns.is_some(),
             };
             if !supported {
                 counter!(m::PUSH_FAILED, "reason" => "unsupported").increment(1);
@@ -144,9 +152,14 @@ impl Deliverer {
                     todo.push((r, n));
                 }
             }
-            if let Some(body) = payload(&settings, &todo) {
-                let body = serde_json::to_vec(&body).unwrap_or_default();
-                out.push((id, target, body));
+            if let Some(payload) = payload(&settings, &todo) {
+                let json = serde_json::to_vec(&payload).unwrap_or_default();
+                out.push(Claimed {
+                    id,
+                    target,
+                    payload,
+                    json,
+                });
             }
         }
         if !batch.is_empty() {
@@ -161,18 +174,12 @@ impl Deliverer {
 
     /// Sends one push, retrying 429/5xx/transport failures with backoff (or as long as
     /// `Retry-After` says) until `retry_max` after the first attempt.
-    async fn push(
-        &self,
-        user: &str,
-        id: &str,
-        rec: &PushTargetRecord,
-        body: &[u8],
-        first_stored: SystemTime,
-    ) {
+    async fn push(&self, user: &str, c: &Claimed, first_stored: SystemTime) {
+        let (id, body) = (c.id.as_str(), c.json.as_slice());
         let give_up = Instant::now() + self.retry_max;
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         loop {
-            let (provider, attempt) = match &rec.target {
+            let (provider, attempt) = match &c.target.target {
                 NewTarget::WebPush { endpoint, keys, .. } => (
                     "web_push",
                     self.web
@@ -189,7 +196,19 @@ impl Deliverer {
                     ),
                     None => return,
                 },
-                NewTarget::Apns { .. } => return,
+                NewTarget::Apns {
+                    token,
+                    topic,
+                    sandbox,
+                } => match &self.apns {
+                    Some(apns) => (
+                        "apns",
+                        apns.send(token, topic, *sandbox, &c.payload)
+                            .await
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                    ),
+                    None => return,
+                },
             };
             let outcome = match attempt {
                 Ok(outcome) => outcome,

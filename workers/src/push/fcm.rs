@@ -230,7 +230,7 @@ impl Fcm {
 }
 
 /// The start of `resp`'s body, at most `max` bytes (never the whole of a large answer).
-async fn read_capped(mut resp: reqwest::Response, max: usize) -> String {
+pub(super) async fn read_capped(mut resp: reqwest::Response, max: usize) -> String {
     let mut out = Vec::new();
     while out.len() < max {
         match resp.chunk().await {

@@ -1,14 +1,16 @@
 //! Push notifications (issue 14, docs/PUSH.md): a notifier that runs inside the worker
 //! process, reads every stored message from JetStream with its own durable consumer, and
 //! pushes the room's members who are offline and have not muted it, one notification per
-//! user per collapse window, to each of their Web Push subscriptions and FCM tokens.
+//! user per collapse window, to each of their Web Push subscriptions, FCM tokens and APNs
+//! device tokens.
 //!
-//! Layers, bottom up: [`config`], [`vapid`] (the deployment's key), [`webpush`] and [`fcm`]
-//! (one push each), [`presence`] (who is online), [`collapse`] (the window), [`intake`] (who a message
+//! Layers, bottom up: [`config`], [`vapid`] (the deployment's key), [`webpush`], [`fcm`]
+//! and [`apns`] (one push each), [`presence`] (who is online), [`collapse`] (the window), [`intake`] (who a message
 //! may push), [`deliver`] (decide, mark, send, retry), [`consumer`] (the loop). It runs in
 //! the worker because it reads members, targets and settings from the worker's store (an
 //! embedded fjall store belongs to one process), under the worker's bus role.
 
+pub mod apns;
 pub mod collapse;
 pub mod config;
 pub mod consumer;
@@ -46,6 +48,8 @@ pub enum StartError {
     Http(#[source] reqwest::Error),
     #[error(transparent)]
     Fcm(#[from] fcm::FcmError),
+    #[error(transparent)]
+    Apns(#[from] apns::ApnsError),
 }
 
 /// The notifier's settings and identity, ready to start.
@@ -105,8 +109,8 @@ pub fn spawn_notifier(
     stop: CancellationToken,
 ) -> Result<(), StartError> {
     let Push { cfg, vapid } = push;
-    let http =
-        webpush::client(Duration::from_millis(cfg.request_timeout_ms)).map_err(StartError::Http)?;
+    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+    let http = webpush::client(timeout).map_err(StartError::Http)?;
     let ttl = Duration::from_secs(cfg.ttl_secs);
     let fcm = match &cfg.fcm.credentials_file {
         Some(path) => Some(fcm::Fcm::open(
@@ -117,6 +121,10 @@ pub fn spawn_notifier(
         )?),
         None => None,
     };
+    let apns = match cfg.apns.key_file {
+        Some(_) => Some(apns::Apns::open(&cfg.apns, timeout, ttl)?),
+        None => None,
+    };
     let web = webpush::WebPush::new(http, ttl);
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),
@@ -124,6 +132,7 @@ pub fn spawn_notifier(
         vapid,
         web,
         fcm,
+        apns,
         ttl,
         max_targets: cfg.max_targets_per_user,
         retry_max: Duration::from_secs(cfg.retry_max_secs),
