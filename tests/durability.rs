@@ -63,6 +63,7 @@ async fn publish(js: &jetstream::Context, from: usize, to: usize) -> Result<Vec<
                 ts: 1,
                 body: format!("body {i}"),
                 attachments: Vec::new(),
+                mentions: Default::default(),
             };
             let msg = PublishMessage::build()
                 .payload(serde_json::to_vec(&payload)?.into())

@@ -56,6 +56,10 @@ async fn fill(dir: &Path) -> Result<()> {
                 id: format!("m{seq}"),
                 from: "ann".into(),
                 ts: 1_700_000_000_000 + seq,
+                mentions: match seq % 10 {
+                    0 => chatmesh_protocol::mentions::Mentions::parse("@bob and @room"),
+                    _ => Default::default(),
+                },
                 body,
                 attachments: Vec::new(),
             };

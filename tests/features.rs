@@ -255,6 +255,86 @@ async fn read_receipts_and_unread_counts() -> Result<()> {
     mesh.stop().await
 }
 
+/// Mentions: `@name` and `@room` travel with the message (live, history); `GET /v1/rooms`
+/// counts each member's unread mentions (by name or `@room`, never its own, not non-members'
+/// names) and reading the room clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_are_carried_and_counted_per_member() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob, cat, dan) = (
+        api.user("ann").await?,
+        api.user("bob").await?,
+        api.user("cat").await?,
+        api.user("dan").await?,
+    );
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    let mut c = Client::login(&mesh.ws_url(), &cat).await?;
+    let mut d = Client::login(&mesh.ws_url(), &dan).await?;
+    // A sender's cursor follows its own messages: bob and dan never send here.
+    for s in [&mut a, &mut b, &mut c, &mut d] {
+        s.join("hall").await?;
+    }
+    a.post("hall", "m1", "hi @bob, and @zed (not here)").await?;
+    let live = b.messages("hall", 1).await?;
+    assert_eq!(live[0].mentions.users, ["bob", "zed"]);
+    assert!(!live[0].mentions.room);
+    let at_room = a.post("hall", "m2", "@room standup in 5").await?.seq;
+    a.post("hall", "m3", "no mention; mail ann@example.com")
+        .await?;
+    c.post("hall", "m4", "@ann thanks").await?;
+    // The listing of `room` for `token`, once its mentions count is `want`.
+    let mentions = |token: String, want: u64| {
+        let api = &api;
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let (_, v) = api.call("GET", "/v1/rooms", Some(&token), None).await?;
+                let got = rooms(&v)
+                    .into_iter()
+                    .find(|r| r.room == "hall")
+                    .map(|r| r.mentions);
+                if got == Some(want) {
+                    return anyhow::Ok(());
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "mentions {got:?}, not {want}: {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    mentions(bob.clone(), 2).await?; // m1 by name, m2 by @room
+    mentions(dan.clone(), 1).await?; // m2
+    mentions(ann.clone(), 1).await?; // m4; her own @room is not hers
+    let (_, page) = api
+        .call("GET", "/v1/rooms/hall/messages", Some(&cat), None)
+        .await?;
+    let page = http_page(&page);
+    let m2 = page
+        .messages
+        .iter()
+        .find(|m| m.id == "m2")
+        .expect("m2 in history");
+    assert!(m2.mentions.room && m2.mentions.users.is_empty());
+    let m3 = page
+        .messages
+        .iter()
+        .find(|m| m.id == "m3")
+        .expect("m3 in history");
+    assert!(m3.mentions.is_empty(), "an e-mail address is not a mention");
+    // Reading clears them; a new mention counts again.
+    b.send(frame::read("hall", at_room)).await?;
+    mentions(bob.clone(), 0).await?;
+    a.post("hall", "m5", "@bob again").await?;
+    mentions(bob, 1).await?;
+    mesh.stop().await
+}
+
 /// A DM is one room per pair, readable only by the two users.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_messages_are_private_to_the_pair() -> Result<()> {

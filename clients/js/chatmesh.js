@@ -55,6 +55,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {number} ts when the gateway accepted it, ms since the Unix epoch
  * @property {string} body
  * @property {Attachment[]} [attachments] the files it carries (absent when none)
+ * @property {{users?: string[], room?: boolean}} [mentions] who the body mentions (`@name`, `@room`; absent when nobody)
  */
 
 /**
@@ -131,6 +132,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {"owner" | "admin" | "member" | null} role null for a public room the caller is not in
  * @property {number} last_seq
  * @property {number} unread
+ * @property {number} [mentions] unread messages that mention the caller (by name or `@room`, up to 100)
  * @property {string} [peer] the other user of a DM
  * @property {string} [topic] the room's topic, when one is set
  */
@@ -165,6 +167,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {boolean} mute_all
  * @property {string[]} muted_rooms
  * @property {boolean} dms_only
+ * @property {boolean} mentions_only only DMs and messages that mention the user push
  * @property {boolean} preview the latest sender and the start of its body, or only counts
  */
 
@@ -176,6 +179,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {string[]} [mute_rooms] added to it
  * @property {string[]} [unmute_rooms] removed from it
  * @property {boolean} [dms_only]
+ * @property {boolean} [mentions_only]
  * @property {boolean} [preview]
  */
 

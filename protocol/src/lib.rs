@@ -13,6 +13,7 @@ pub mod error;
 pub mod files;
 pub mod frames;
 pub mod limits;
+pub mod mentions;
 pub mod message;
 pub mod names;
 pub mod push;

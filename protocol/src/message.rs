@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::files::Attachment;
+use crate::mentions::Mentions;
 
 /// What a gateway publishes to JetStream for one `send`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,9 @@ pub struct Payload {
     /// Files the message carries (extension; absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Who the body mentions (extension; absent when nobody).
+    #[serde(default, skip_serializing_if = "Mentions::is_empty")]
+    pub mentions: Mentions,
 }
 
 /// A message as clients see it (a `message` frame without `type`).
@@ -36,6 +40,9 @@ pub struct Message {
     /// Files the message carries (extension; absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Who the body mentions (extension; absent when nobody).
+    #[serde(default, skip_serializing_if = "Mentions::is_empty")]
+    pub mentions: Mentions,
 }
 
 impl Message {
@@ -49,6 +56,7 @@ impl Message {
             ts: p.ts,
             body: p.body,
             attachments: p.attachments,
+            mentions: p.mentions,
         }
     }
 }
@@ -97,6 +105,7 @@ mod tests {
             ts: 17,
             body: "<b>hi</b> \u{1F600}".into(),
             attachments: Vec::new(),
+            mentions: Mentions::parse("hi @bob"),
         };
         let bytes = serde_json::to_vec(&p).unwrap();
         let frame = encode_message_frame("general", 9, 4, &bytes).unwrap();

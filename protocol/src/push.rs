@@ -252,6 +252,8 @@ pub struct PushSettings {
     pub muted_rooms: Vec<String>,
     /// Only direct messages push.
     pub dms_only: bool,
+    /// Only direct messages and messages that mention the user (by name or `@room`) push.
+    pub mentions_only: bool,
     /// Pushes carry the sender and the start of the body; `false`: only the room and how
     /// many messages ("new messages in R").
     pub preview: bool,
@@ -263,6 +265,7 @@ impl Default for PushSettings {
             mute_all: false,
             muted_rooms: Vec::new(),
             dms_only: false,
+            mentions_only: false,
             preview: true,
         }
     }
@@ -280,6 +283,7 @@ pub struct SettingsPatch {
     /// Removes rooms from the list.
     pub unmute_rooms: Vec<String>,
     pub dms_only: Option<bool>,
+    pub mentions_only: Option<bool>,
     pub preview: Option<bool>,
 }
 

@@ -178,6 +178,9 @@ pub struct ListRoomsRequest {
     pub user: String,
 }
 
+/// Unread mentions are counted up to this (clients show "99+").
+pub const MAX_MENTION_COUNT: u64 = 100;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomListing {
     pub room: String,
@@ -185,6 +188,10 @@ pub struct RoomListing {
     pub role: Option<Role>,
     pub last_seq: u64,
     pub unread: u64,
+    /// Unread messages that mention the user, by name or `@room` (extension; counted up to
+    /// `MAX_MENTION_COUNT`).
+    #[serde(default)]
+    pub mentions: u64,
     /// For a DM: the other user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,

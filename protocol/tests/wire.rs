@@ -122,6 +122,7 @@ fn message(room: &str, seq: u64) -> Message {
         ts: 1_700_000_000_000 + seq,
         body: format!("hello {seq}"),
         attachments: Vec::new(),
+        mentions: Default::default(),
     }
 }
 
@@ -249,8 +250,9 @@ fn spliced_message_frames_equal_typed_ones() {
         id: "m-7".into(),
         from: "ann".into(),
         ts: 1_700_000_000_007,
-        body: "hello \"7\" \u{1F600}".into(),
+        body: "hello \"7\" \u{1F600} @bob @room".into(),
         attachments: Vec::new(),
+        mentions: chatmesh_protocol::mentions::Mentions::parse("@bob @room"),
     };
     let stored = serde_json::to_vec(&payload).unwrap();
     let spliced = encode_message_frame("general", 7, 4, &stored).unwrap();
@@ -317,6 +319,7 @@ fn a_message() -> impl Strategy<Value = Message> {
             id,
             from,
             ts,
+            mentions: chatmesh_protocol::mentions::Mentions::parse(&body),
             body,
             attachments: Vec::new(),
         })

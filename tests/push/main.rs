@@ -170,7 +170,7 @@ async fn targets_and_settings_are_validated_listed_and_removed() -> Result<()> {
     assert_eq!(s, 200);
     assert_eq!(
         v,
-        json!({"mute_all": false, "muted_rooms": [], "dms_only": false, "preview": true})
+        json!({"mute_all": false, "muted_rooms": [], "dms_only": false, "mentions_only": false, "preview": true})
     );
     let patch = json!({"mute_rooms": ["b", "a"], "preview": false});
     let (s, v) = api
@@ -184,7 +184,7 @@ async fn targets_and_settings_are_validated_listed_and_removed() -> Result<()> {
         .await?;
     assert_eq!(
         v,
-        json!({"mute_all": false, "muted_rooms": ["b"], "dms_only": true, "preview": false})
+        json!({"mute_all": false, "muted_rooms": ["b"], "dms_only": true, "mentions_only": false, "preview": false})
     );
     let (s, _) = api
         .call(
@@ -453,6 +453,50 @@ async fn a_restarted_notifier_never_pushes_a_message_twice() -> Result<()> {
         (third["count"].clone(), third["body"].clone()),
         (json!(1), json!("third"))
     );
+    mesh.stop().await
+}
+
+/// `mentions_only`: a member is pushed only for the messages that mention it (by name or
+/// `@room`); the rest of a burst is neither pushed nor counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_only_pushes_only_what_mentions_the_member() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let push = Receiver::start().await?;
+    let sub = Subscription::new(push.endpoint("bob"));
+    let mesh = start_mesh(dir.path(), push_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    register(&api, &bob, &sub).await?;
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&bob),
+            Some(json!({"mentions_only": true})),
+        )
+        .await?;
+    ensure!(s == 200 && v["mentions_only"] == true, "settings: {s} {v}");
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "nothing for bob").await?;
+    sender.post("club", "m2", "@bob look").await?;
+    sender.post("club", "m3", "still nothing").await?;
+    let got = push.wait_delivered("bob", 1, WAIT).await?;
+    let key = vapid_key(&api, &ann).await?;
+    let opened = sub.open(&got[0], &key, &push.origin())?;
+    assert_eq!(
+        (opened["count"].clone(), opened["body"].clone()),
+        (json!(1), json!("@bob look"))
+    );
+    sender.post("club", "m4", "@room lunch").await?;
+    let got = push.wait_delivered("bob", 2, WAIT).await?;
+    let opened = sub.open(&got[1], &key, &push.origin())?;
+    assert_eq!(opened["body"], "@room lunch");
+    sender.post("club", "m5", "and nothing").await?;
+    tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + GRACE_MS + 500)).await;
+    assert_eq!(push.received("bob").len(), 2);
     mesh.stop().await
 }
 

@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
                             ts: seq,
                             body: "a chat message of a typical length, some sixty bytes.".into(),
                             attachments: Vec::new(),
+                            mentions: Default::default(),
                         },
                     )),
                 })

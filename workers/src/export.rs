@@ -55,6 +55,12 @@ pub enum Line {
         /// (their records and bytes) are not exported.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<chatmesh_protocol::files::Attachment>,
+        /// Who the body mentions (absent when nobody).
+        #[serde(
+            default,
+            skip_serializing_if = "chatmesh_protocol::mentions::Mentions::is_empty"
+        )]
+        mentions: chatmesh_protocol::mentions::Mentions,
     },
 }
 
@@ -148,6 +154,7 @@ pub async fn export_room<W: Write>(
                 ts: m.ts,
                 body: m.body,
                 attachments: m.attachments,
+                mentions: m.mentions,
             };
             write_line(out, &line)?;
             moved.messages += 1;
@@ -173,6 +180,8 @@ pub async fn import_room<R: BufRead>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<(String, Moved), ExportError> {
     let mut lines = input.lines();
+    // Members so far (they come before messages): mentions are recorded for them only.
+    let mut members = std::collections::HashSet::new();
     let bad = |line: u64, detail: String| ExportError::Format { line, detail };
     let first = lines.next().ok_or_else(|| bad(1, "empty input".into()))??;
     let (room, meta, stats, topic) =
@@ -208,6 +217,7 @@ pub async fn import_room<R: BufRead>(
                 chatmesh_protocol::validate_name("user", &user)
                     .map_err(|e| bad(no, e.to_string()))?;
                 Model::put_member(&mut batch, &room, &user, role);
+                members.insert(user);
                 moved.members += 1;
             }
             Line::Message {
@@ -219,6 +229,7 @@ pub async fn import_room<R: BufRead>(
                 ts,
                 body,
                 attachments,
+                mentions,
             } => {
                 if let Some((last_seq, last_n)) = last {
                     if prev != last_seq || n <= last_n {
@@ -234,7 +245,10 @@ pub async fn import_room<R: BufRead>(
                     ts,
                     body,
                     attachments,
+                    mentions,
                 };
+                let is_member = |u: &str| members.contains(u);
+                Model::put_mentions_of(&mut batch, &room, seq, &m.from, &m.mentions, is_member);
                 Model::put_message(&mut batch, &room, seq, &m);
                 moved.messages += 1;
                 if every > 0 && moved.messages % every == 0 {

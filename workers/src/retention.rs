@@ -209,15 +209,19 @@ impl Retention {
                 .await?;
             let mut batch = WriteBatch::new();
             let mut done = oldest.len() < want;
+            let mut n = 0u64;
             for (k, v) in &oldest {
                 let m: StoredMessage = records::decode(k, v)?;
                 if m.n > cut_n && m.ts >= cut_ts {
                     done = true;
                     break;
                 }
+                if let Some(seq) = keys::seq_of_message(k) {
+                    Model::delete_mentions(&mut batch, room, seq, &m.mentions);
+                }
                 batch.delete(k.clone());
+                n += 1;
             }
-            let n = batch.len() as u64;
             if n > 0 {
                 self.model.write(batch).await?;
                 deleted += n;

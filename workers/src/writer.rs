@@ -74,7 +74,13 @@ pub async fn store_batch(
             ts: payload.ts,
             body: payload.body,
             attachments: payload.attachments,
+            mentions: payload.mentions,
         };
+        if !stored.mentions.is_empty() {
+            model
+                .put_mentions(&mut write, &room, d.seq, &stored.from, &stored.mentions)
+                .await?;
+        }
         for file in &stored.attachments {
             Model::put_file_ref(&mut write, &room, &file.id, d.seq);
         }

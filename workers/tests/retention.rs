@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::Payload;
 use chatmesh_protocol::service::{HistoryRequest, RoomKind};
 use chatmesh_workers::model::{HistoryQuery, Model, RoomMeta};
@@ -17,7 +18,8 @@ use common::Local;
 const DAY_MS: u64 = 86_400_000;
 const NOW: u64 = 1_800_000_000_000;
 
-/// Stores `n` messages in each room, round robin, message i stamped `NOW - (n - i) minutes`.
+/// Stores `n` messages in each room, round robin, message i stamped `NOW - (n - i) minutes`;
+/// every even seq mentions `@room`.
 async fn fill(l: &Local, rooms: &[&str], n: u64) -> BTreeMap<String, Vec<u64>> {
     let mut cp = 0;
     let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -33,6 +35,10 @@ async fn fill(l: &Local, rooms: &[&str], n: u64) -> BTreeMap<String, Vec<u64>> {
                 ts,
                 body: "b".into(),
                 attachments: Vec::new(),
+                mentions: Mentions {
+                    users: Vec::new(),
+                    room: seq % 2 == 0,
+                },
             };
             Delivery {
                 seq,
@@ -77,6 +83,12 @@ async fn max_messages_keeps_the_newest_in_bounded_steps() {
     let l = Local::new().await;
     let seqs = fill(&l, &["a", "b", "c"], 1_000).await;
     let before: Vec<(u64, u64)> = stored(&l, "a").await;
+    let mentions = |room: &'static str| {
+        let model = l.model.clone();
+        async move { model.mentions_after(room, "bob", 0, 100_000).await.unwrap() }
+    };
+    let even = |s: &[u64]| s.iter().filter(|s| *s % 2 == 0).count() as u64;
+    assert_eq!(mentions("a").await, even(&seqs["a"]));
     let cfg = RetentionConfig {
         max_messages: 100,
         deletes_per_step: 250,
@@ -107,6 +119,13 @@ async fn max_messages_keeps_the_newest_in_bounded_steps() {
         before[900..],
         "seq and prev of kept messages unchanged"
     );
+    for room in ["a", "b", "c"] {
+        assert_eq!(
+            mentions(room).await,
+            even(&seqs[room][900..]),
+            "the mention records of deleted messages went with them"
+        );
+    }
 }
 
 /// Max age deletes what is older, oldest first; a per-room override wins over the global

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use chatmesh_protocol::frames::{
     error_frame, parse_client_frame, peek_ref, ClientFrame, Ref, ServerFrame,
 };
+use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
 use chatmesh_protocol::service::{
@@ -444,12 +445,14 @@ impl Session {
             attach(&self.state, &room, files).await?
         };
         let ts = now_ms();
+        let mentions = Mentions::parse(&body);
         let payload = Payload {
             id,
             from: user.clone(),
             ts,
             body,
             attachments,
+            mentions,
         };
         let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
         let slots = self.inflight.get_or_insert_with(Admission::session_slots);

@@ -150,6 +150,7 @@ impl Replay {
             ts: m.ts,
             body: m.body.clone(),
             attachments: m.attachments.clone(),
+            mentions: m.mentions.clone(),
         })
         .ok()?;
         let frame = encode_message_frame(&self.room, m.seq, m.prev, &payload)?;

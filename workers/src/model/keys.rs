@@ -24,6 +24,8 @@
 //! | push target | `n h16(user) user 00 id` | [`PushTargetRecord`](super::records::PushTargetRecord) |
 //! | push settings | `e h16(user) user` | [`PushSettings`](chatmesh_protocol::push::PushSettings) |
 //! | push delivery mark | `d h16(user) user 00 id 00 room` | be64(last seq of `room` pushed to target `id`) |
+//! | mention of a member | `x h16(room) room 00 user 00 be64(seq)` | empty: message `seq` mentions `user` |
+//! | `@room` mention | `y h16(room) room 00 be64(seq)` | the sender's name |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -49,6 +51,8 @@ const USER_FILE_BYTES: u8 = b'v';
 const PUSH_TARGET: u8 = b'n';
 const PUSH_SETTINGS: u8 = b'e';
 const PUSH_MARK: u8 = b'd';
+const MENTION: u8 = b'x';
+const ROOM_MENTION: u8 = b'y';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -272,6 +276,38 @@ pub fn push_marks_of(user: &str, id: &str) -> Range<Vec<u8>> {
     let mut k = pair(PUSH_MARK, user, id);
     k.push(0);
     prefix_range(k)
+}
+
+/// Message `seq` of `room` mentions member `user`.
+pub fn mention(room: &str, user: &str, seq: u64) -> Vec<u8> {
+    let mut k = pair(MENTION, room, user);
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The mentions of `user` in `room` after `seq`.
+pub fn mentions_after(room: &str, user: &str, seq: u64) -> Range<Vec<u8>> {
+    let mut prefix = pair(MENTION, room, user);
+    prefix.push(0);
+    let end = prefix_end(&prefix);
+    prefix.extend_from_slice(&seq.saturating_add(1).to_be_bytes());
+    prefix..end
+}
+
+/// Message `seq` of `room` mentions `@room`.
+pub fn room_mention(room: &str, seq: u64) -> Vec<u8> {
+    let mut k = pair_prefix(ROOM_MENTION, room, 8);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The `@room` mentions of `room` after `seq`.
+pub fn room_mentions_after(room: &str, seq: u64) -> Range<Vec<u8>> {
+    let mut prefix = pair_prefix(ROOM_MENTION, room, 8);
+    let end = prefix_end(&prefix);
+    prefix.extend_from_slice(&seq.saturating_add(1).to_be_bytes());
+    prefix..end
 }
 
 #[cfg(test)]

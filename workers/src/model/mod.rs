@@ -7,6 +7,7 @@
 
 mod files;
 pub mod keys;
+mod mentions;
 mod messages;
 mod push;
 pub mod records;

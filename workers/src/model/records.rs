@@ -3,6 +3,7 @@
 //! big-endian u64.
 
 use chatmesh_protocol::files::{Attachment, FileInfo, Thumbnail};
+use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::Message;
 use chatmesh_protocol::service::RoomKind;
 use serde::de::DeserializeOwned;
@@ -25,6 +26,9 @@ pub struct StoredMessage {
     /// Files the message carries (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Who the body mentions (absent when nobody).
+    #[serde(default, skip_serializing_if = "Mentions::is_empty")]
+    pub mentions: Mentions,
 }
 
 impl StoredMessage {
@@ -38,6 +42,7 @@ impl StoredMessage {
             ts: self.ts,
             body: self.body,
             attachments: self.attachments,
+            mentions: self.mentions,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Incoming {
     pub seq: u64,
     pub from: String,
     pub body: String,
+    /// Who it mentions (for `mentions_only`).
+    pub mentions: chatmesh_protocol::mentions::Mentions,
     /// When the stream stored it.
     pub stored: SystemTime,
 }

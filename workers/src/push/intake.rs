@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::Message;
 use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::service::RoomKind;
 use chatmesh_protocol::subjects::room_of;
 use metrics::counter;
 
@@ -57,6 +58,7 @@ impl Intake {
             kind: meta.kind,
             seq: info.stream_sequence,
             from: payload.from,
+            mentions: payload.mentions,
             body,
             stored: SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos),
         }))
@@ -77,8 +79,13 @@ impl Intake {
                 Some(ms) if m.stored + CLOCK_SLACK >= UNIX_EPOCH + Duration::from_millis(ms) => {}
                 _ => continue,
             }
-            if !wanted(&self.model.push_settings(&user).await?, &m.room, m.kind) {
+            let settings = self.model.push_settings(&user).await?;
+            if !wanted(&settings, &m.room, m.kind) {
                 counter!(m::PUSH_SKIPPED, "why" => "muted").increment(1);
+                continue;
+            }
+            if settings.mentions_only && m.kind != RoomKind::Dm && !m.mentions.concern(&user) {
+                counter!(m::PUSH_SKIPPED, "why" => "not_mentioned").increment(1);
                 continue;
             }
             out.push(user);

@@ -210,6 +210,7 @@ impl Service {
         }
         s.mute_all = p.mute_all.unwrap_or(s.mute_all);
         s.dms_only = p.dms_only.unwrap_or(s.dms_only);
+        s.mentions_only = p.mentions_only.unwrap_or(s.mentions_only);
         s.preview = p.preview.unwrap_or(s.preview);
         let mut batch = WriteBatch::new();
         Model::put_push_settings(&mut batch, &req.user, &s);

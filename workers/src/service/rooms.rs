@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use chatmesh_protocol::message::now_ms;
 use chatmesh_protocol::service::{
     Access, CreateRoomRequest, DmRequest, DmRoom, ListRoomsRequest, Role, RoomInfo, RoomKind,
-    RoomList, RoomListing, RoomUserRequest,
+    RoomList, RoomListing, RoomUserRequest, MAX_MENTION_COUNT,
 };
 use chatmesh_protocol::ApiError;
 use tracing::{error, warn};
@@ -191,6 +191,15 @@ impl Service {
                 role: Some(*role),
                 last_seq: stats.last_seq,
                 unread: self.unread(room, stats, cursor).await?,
+                mentions: self
+                    .model()
+                    .mentions_after(
+                        room,
+                        &req.user,
+                        cursor.map_or(0, |c| c.seq),
+                        MAX_MENTION_COUNT as usize,
+                    )
+                    .await?,
                 peer,
                 topic: self.model().topic(room).await?,
             });
@@ -225,6 +234,7 @@ impl Service {
                     role: None,
                     last_seq: stats.last_seq,
                     unread: 0,
+                    mentions: 0,
                     peer: None,
                     topic: self.model().topic(room).await?,
                 });

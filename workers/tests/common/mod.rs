@@ -88,6 +88,7 @@ pub fn payload(id: &str, from: &str, body: &str) -> Payload {
         ts: 1,
         body: body.to_owned(),
         attachments: Vec::new(),
+        mentions: chatmesh_protocol::mentions::Mentions::parse(body),
     }
 }
 
