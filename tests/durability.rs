@@ -63,6 +63,8 @@ async fn publish(js: &jetstream::Context, from: usize, to: usize) -> Result<Vec<
                 ts: 1,
                 body: format!("body {i}"),
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             };
             let msg = PublishMessage::build()
                 .payload(serde_json::to_vec(&payload)?.into())

@@ -58,6 +58,8 @@ async fn fill(dir: &Path) -> Result<()> {
                 ts: 1_700_000_000_000 + seq,
                 body,
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             };
             Delivery {
                 seq,

@@ -29,6 +29,8 @@ pub fn payload(n: usize) -> Payload {
         ts: 1_712_345_678_901,
         body: body(n),
         attachments: Vec::new(),
+        edit_of: None,
+        delete_of: None,
     }
 }
 

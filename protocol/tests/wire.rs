@@ -59,6 +59,8 @@ fn client_frames_golden() {
                 id: "m-1".into(),
                 body: "hi \"you\"".into(),
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             },
             r(json!(7)),
             r#"{"type":"send","room":"general","id":"m-1","body":"hi \"you\"","ref":7}"#,
@@ -122,6 +124,7 @@ fn message(room: &str, seq: u64) -> Message {
         ts: 1_700_000_000_000 + seq,
         body: format!("hello {seq}"),
         attachments: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -251,6 +254,8 @@ fn spliced_message_frames_equal_typed_ones() {
         ts: 1_700_000_000_007,
         body: "hello \"7\" \u{1F600}".into(),
         attachments: Vec::new(),
+        edit_of: None,
+        delete_of: None,
     };
     let stored = serde_json::to_vec(&payload).unwrap();
     let spliced = encode_message_frame("general", 7, 4, &stored).unwrap();
@@ -285,6 +290,8 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             id,
             body,
             attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
         }),
         (name(), any::<Option<u64>>(), 1u32..=100).prop_map(|(room, before, limit)| {
             ClientFrame::History {
@@ -319,6 +326,7 @@ fn a_message() -> impl Strategy<Value = Message> {
             ts,
             body,
             attachments: Vec::new(),
+            ..Default::default()
         })
 }
 

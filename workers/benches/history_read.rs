@@ -40,6 +40,8 @@ fn bench(c: &mut Criterion) {
                             ts: seq,
                             body: "a chat message of a typical length, some sixty bytes.".into(),
                             attachments: Vec::new(),
+                            edit_of: None,
+                            delete_of: None,
                         },
                     )),
                 })

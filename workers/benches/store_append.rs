@@ -23,6 +23,8 @@ fn delivery(seq: u64) -> Delivery {
         ts: 1_700_000_000_000 + seq,
         body: "a chat message of a typical length, some sixty bytes long.".into(),
         attachments: Vec::new(),
+        edit_of: None,
+        delete_of: None,
     };
     Delivery {
         seq,

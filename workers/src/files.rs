@@ -383,6 +383,7 @@ mod tests {
             ts: t,
             body: String::new(),
             attachments: Vec::new(),
+            ..Default::default()
         };
         Model::put_message(&mut batch, "r", 10, &message);
         Model::put_file_ref(&mut batch, "r", &id(3), 10);

@@ -33,6 +33,8 @@ async fn fill(l: &Local, rooms: &[&str], n: u64) -> BTreeMap<String, Vec<u64>> {
                 ts,
                 body: "b".into(),
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             };
             Delivery {
                 seq,

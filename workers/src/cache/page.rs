@@ -95,6 +95,7 @@ mod tests {
                     ts: 0,
                     body: String::new(),
                     attachments: Vec::new(),
+                    ..Default::default()
                 };
                 prev = seq;
                 m

@@ -91,6 +91,7 @@ mod tests {
             ts: 1,
             body: body.into(),
             attachments: Vec::new(),
+            ..Default::default()
         }
     }
 

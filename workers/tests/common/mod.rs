@@ -88,6 +88,8 @@ pub fn payload(id: &str, from: &str, body: &str) -> Payload {
         ts: 1,
         body: body.to_owned(),
         attachments: Vec::new(),
+        edit_of: None,
+        delete_of: None,
     }
 }
 

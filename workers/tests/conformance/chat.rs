@@ -23,6 +23,8 @@ fn delivery(seq: u64, room: &str) -> Delivery {
                 ts: 1_700_000_000_000 + seq,
                 body: format!("body {seq}"),
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             },
         )),
     }
