@@ -11,19 +11,19 @@ use super::{valid, Service};
 use crate::edits;
 
 impl Service {
-    /// May `req.user` send this edit or delete? A target the stream holds but this store
-    /// not yet (its author just got the ack) is waited for, bounded, like a history read.
+    /// May `req.user` send this edit or delete? Checked against everything the stream held
+    /// for the room when asked, like a history read: the store writer is waited for
+    /// (bounded), so a target, an edit or a delete that was acked a moment ago counts. Only a
+    /// change published after this answer can still race this one (the store writer decides
+    /// by stream order then).
     pub async fn change_check(&self, req: ChangeCheckRequest) -> Result<ChangeCheck, ApiError> {
         valid("room", &req.room)?;
         valid("user name", &req.user)?;
         self.room_meta(&req.room).await?;
         let target = req.change.target();
-        let stats = self.caches().stats(self.model(), &req.room).await?;
-        if target > stats.last_seq {
-            if let Some(tail) = self.inner.tail.get() {
-                tail.caught_up(&req.room, Some(target.saturating_add(1)), stats.last_seq)
-                    .await?;
-            }
+        if let Some(tail) = self.inner.tail.get() {
+            let stats = self.caches().stats(self.model(), &req.room).await?;
+            tail.caught_up(&req.room, None, stats.last_seq).await?;
         }
         let stored = self.model().message(&req.room, target).await?;
         let role = self
