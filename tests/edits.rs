@@ -31,6 +31,43 @@ async fn until_marker(
     }
 }
 
+/// Waits until the worker erased `want` messages from the stream (the metric of this test's
+/// process: nextest runs each test alone).
+async fn erased_reaches(api: &Api, want: f64) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = api.call("GET", "/metrics", None, None).await?;
+        let text = v.as_str().unwrap_or_default().to_owned();
+        let n: f64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("chatmesh_worker_erased_total "))
+            .filter_map(|n| n.trim().parse::<f64>().ok())
+            .sum();
+        if n >= want {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "erased {n} of {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(files_under(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
 /// An edit by its author reaches the other members live, shows in history as the new body
 /// with `edited`, and lists both versions; an edit by anyone else is `forbidden`, of an
 /// edit `bad_request`, of an unknown seq `not_found`; resending an edit with its id gets
@@ -126,8 +163,8 @@ async fn edits_reach_members_history_and_resume() -> Result<()> {
 
 /// Deletes: by the author and by an admin, not by a plain member (`forbidden`); a deleted
 /// message cannot be edited (`not_found`); history and a replay from the store show
-/// tombstones; and the body is gone from the store itself (every key scanned) and from a
-/// room export.
+/// tombstones; and the body is gone from the store itself (every key scanned), from a room
+/// export, and from the JetStream log (its files on disk).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_leave_tombstones_and_erase_bodies() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -199,7 +236,24 @@ async fn deletes_leave_tombstones_and_erase_bodies() -> Result<()> {
     late.request(frame::join_since("team", 0)).await?;
     let replayed = late.messages("team", h.len()).await?;
     assert_eq!(replayed, h);
+    // The two deleted messages and the edit of one are erased from the stream too.
+    erased_reaches(&api, 3.0).await?;
     mesh.stop().await?;
+    let holds = |bytes: &[u8], what: &[u8]| bytes.windows(what.len()).any(|w| w == what);
+    let mut kept_found = false;
+    for file in files_under(&dir.path().join("nats"))? {
+        let bytes = std::fs::read(&file)?;
+        assert!(
+            !holds(&bytes, b"secret"),
+            "a deleted body in {}",
+            file.display()
+        );
+        kept_found |= holds(&bytes, b"\"kept\"");
+    }
+    assert!(
+        kept_found,
+        "the stream's files hold the bodies that were not deleted"
+    );
 
     let cfg = WorkerConfig {
         data_dir: dir.path().join("store"),

@@ -14,6 +14,7 @@ pub const STORED: &str = "chatmesh_worker_messages_stored_total";
 /// Deliveries skipped because they were already stored (redeliveries).
 pub const SKIPPED: &str = "chatmesh_worker_messages_skipped_total";
 pub const CHANGES_VOID: &str = "chatmesh_worker_changes_void_total";
+pub const ERASED: &str = "chatmesh_worker_erased_total";
 /// Stream messages that could not be decoded (skipped and acked).
 pub const DECODE_ERRORS: &str = "chatmesh_worker_decode_errors_total";
 /// Store-writer restarts from the checkpoint, label `reason`.
@@ -65,6 +66,10 @@ pub fn describe() {
     describe_counter!(
         CHANGES_VOID,
         "edits and deletes refused when stored (kept as void markers)"
+    );
+    describe_counter!(
+        ERASED,
+        "deleted messages and their edits erased from the stream"
     );
     describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
     describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");

@@ -34,13 +34,15 @@ pub struct Delivery {
 }
 
 /// Stores `batch` (partition `p`'s deliveries, in stream order) and advances `checkpoint`.
+/// Returns the stream seqs whose bodies a delete of this batch erased from the store (the
+/// deleted messages and their edits), for the caller to erase from the stream too.
 pub async fn store_batch(
     model: &Model,
     caches: &Caches,
     p: u32,
     checkpoint: &mut u64,
     batch: Vec<Delivery>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<u64>, StoreError> {
     let mut pending = Pending::default();
     let mut high = *checkpoint;
     let mut skipped = 0u64;
@@ -98,13 +100,14 @@ pub async fn store_batch(
     }
     counter!(m::SKIPPED).increment(skipped);
     if high == *checkpoint {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let Pending {
         mut rooms,
         older,
         unrefs,
         changed,
+        erased,
     } = pending;
     let mut write = WriteBatch::new();
     let mut fresh: HashMap<String, Vec<Message>> = HashMap::new();
@@ -154,7 +157,7 @@ pub async fn store_batch(
             caches.trimmed(room).await;
         }
     }
-    Ok(())
+    Ok(erased)
 }
 
 /// What one batch will write: its new messages per room (with the room's stats), the
@@ -165,6 +168,8 @@ struct Pending {
     older: HashMap<(String, u64), StoredMessage>,
     unrefs: Vec<(String, String, u64)>,
     changed: HashSet<String>,
+    /// Seqs whose bodies a delete erased.
+    erased: Vec<u64>,
 }
 
 impl Pending {
@@ -243,6 +248,10 @@ impl Pending {
             }
         };
         self.changed.insert(room.to_owned());
+        if matches!(change, Change::Delete(_)) {
+            self.erased.push(target);
+            self.erased.extend(&edited);
+        }
         for file in files {
             self.unrefs.push((room.to_owned(), file, target));
         }
