@@ -62,6 +62,8 @@ async fn fill(dir: &Path) -> Result<()> {
                 },
                 body,
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             };
             Delivery {
                 seq,

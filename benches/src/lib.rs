@@ -30,6 +30,8 @@ pub fn payload(n: usize) -> Payload {
         body: body(n),
         attachments: Vec::new(),
         mentions: Default::default(),
+        edit_of: None,
+        delete_of: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatmesh_protocol::frames::{ClientFrame, ServerFrame, MAX_HISTORY_LIMIT};
-use chatmesh_protocol::message::Message;
+use chatmesh_protocol::message::{Change, Message};
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -231,13 +231,38 @@ impl Client {
     /// Sends with the caller's id: a resend with the same id is stored once (within the
     /// server's dedupe window, 2 minutes by default).
     pub async fn send_with_id(&self, room: &str, id: &str, body: &str) -> Result<Ack> {
-        self.send_frame(room, id, body, Vec::new()).await
+        self.send_frame(room, id, body, Vec::new(), None).await
+    }
+
+    /// Replaces the body of the caller's message `seq` of `room` with `body` (an edit: a
+    /// message of its own, with its own seq). Only the author edits (`forbidden`); a deleted
+    /// or unknown message is `not_found`.
+    pub async fn edit(&self, room: &str, seq: u64, body: &str) -> Result<Ack> {
+        self.edit_with_id(room, &self.ids.next(), seq, body).await
+    }
+
+    /// [`Client::edit`] with the caller's id: a resend with the same id is stored once.
+    pub async fn edit_with_id(&self, room: &str, id: &str, seq: u64, body: &str) -> Result<Ack> {
+        self.send_frame(room, id, body, Vec::new(), Some(Change::Edit(seq)))
+            .await
+    }
+
+    /// Deletes message `seq` of `room`: its body and files are erased from the store. The
+    /// author, a room admin or the owner may (`forbidden` otherwise).
+    pub async fn delete(&self, room: &str, seq: u64) -> Result<Ack> {
+        self.delete_with_id(room, &self.ids.next(), seq).await
+    }
+
+    /// [`Client::delete`] with the caller's id: a resend with the same id is stored once.
+    pub async fn delete_with_id(&self, room: &str, id: &str, seq: u64) -> Result<Ack> {
+        self.send_frame(room, id, "", Vec::new(), Some(Change::Delete(seq)))
+            .await
     }
 
     /// Sends `body` with the files `ids` of `room` (uploaded with
     /// [`crate::Http::upload`]; at most 10); `body` may be empty.
     pub async fn send_files(&self, room: &str, body: &str, ids: &[String]) -> Result<Ack> {
-        self.send_frame(room, &self.ids.next(), body, ids.to_vec())
+        self.send_frame(room, &self.ids.next(), body, ids.to_vec(), None)
             .await
     }
 
@@ -247,12 +272,21 @@ impl Client {
         id: &str,
         body: &str,
         attachments: Vec<String>,
+        change: Option<Change>,
     ) -> Result<Ack> {
         let frame = ClientFrame::Send {
             room: room.to_owned(),
             id: id.to_owned(),
             body: body.to_owned(),
             attachments,
+            edit_of: match change {
+                Some(Change::Edit(seq)) => Some(seq),
+                _ => None,
+            },
+            delete_of: match change {
+                Some(Change::Delete(seq)) => Some(seq),
+                _ => None,
+            },
         };
         match self.request(frame).await? {
             ServerFrame::Ack {

@@ -2,7 +2,7 @@
 
 use chatmesh_protocol::files::FileInfo;
 use chatmesh_protocol::message::Message;
-use chatmesh_protocol::service::Role;
+use chatmesh_protocol::service::{EditHistory, Role};
 pub use chatmesh_protocol::service::{RoomKind, RoomListing as RoomInfo};
 use chatmesh_protocol::ApiError;
 use serde::de::DeserializeOwned;
@@ -129,6 +129,13 @@ impl Http {
         if let Some(before) = before {
             path.push_str(&format!("&before={before}"));
         }
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/rooms/{room}/messages/{seq}/edits`: every version of message `seq`, oldest
+    /// first (the original, then each edit).
+    pub async fn edits(&self, room: &str, seq: u64) -> Result<EditHistory> {
+        let path = format!("/v1/rooms/{room}/messages/{seq}/edits");
         self.call(reqwest::Method::GET, &path, None).await
     }
 

@@ -38,8 +38,9 @@ mod http;
 
 pub use chatmesh_protocol::backoff::Backoff;
 pub use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
-pub use chatmesh_protocol::message::Message;
+pub use chatmesh_protocol::message::{Change, Edited, Message};
 pub use chatmesh_protocol::service::Role;
+pub use chatmesh_protocol::service::{EditHistory, Version};
 pub use chatmesh_protocol::{ApiError, ErrorCode};
 pub use client::{Ack, Builder, Client};
 pub use error::{Error, Result};

@@ -386,3 +386,45 @@ async fn membership_changes_arrive_live() -> Result<()> {
     assert_eq!(got, ("secret".to_owned(), None));
     Ok(())
 }
+
+/// The edit and delete helpers: an edit reaches the other member as a message with
+/// `edit_of`, history shows the new body, `Http::edits` lists both versions; another user's
+/// edit is `forbidden`; a delete leaves a tombstone.
+#[tokio::test]
+async fn edit_and_delete_helpers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let ann = user(&base, "ann").await?;
+    let mut bob = user(&base, "bob").await?;
+    ann.http().create_room("general", RoomKind::Public).await?;
+    let mut bob_events = bob.events().unwrap();
+    bob.join("general").await?;
+    ann.join("general").await?;
+
+    let first = ann.send("general", "helo").await?;
+    let edit = ann.edit("general", first.seq, "hello").await?;
+    let got = next(&mut bob_events, |e| match e {
+        Event::Message(m) if m.seq == edit.seq => Some(m),
+        _ => None,
+    })
+    .await?;
+    assert_eq!((got.edit_of, got.body.as_str()), (Some(first.seq), "hello"));
+    let err = bob.edit("general", first.seq, "mine").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+
+    let versions = bob.http().edits("general", first.seq).await?.versions;
+    let bodies: Vec<&str> = versions.iter().map(|v| v.body.as_str()).collect();
+    assert_eq!(bodies, ["helo", "hello"]);
+
+    let del = ann.delete("general", first.seq).await?;
+    assert!(del.seq > edit.seq);
+    let page = bob.history("general", None, 10).await?;
+    let m = page.messages.iter().find(|m| m.seq == first.seq).unwrap();
+    assert!(m.deleted && m.body.is_empty(), "{m:?}");
+    let err = bob.http().edits("general", first.seq).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    ann.close().await;
+    bob.close().await;
+    Ok(())
+}

@@ -229,6 +229,8 @@ pub fn send_frame(engine: &Engine, c: usize, p: &PubPlan, t0: u64, i: u64) -> Me
         id: format!("{run}-{c}-k{k}"),
         body: make_body(k, p.due(t0, i), engine.plan.body_bytes),
         attachments: Vec::new(),
+        edit_of: None,
+        delete_of: None,
     };
     Message::text(send.encode(&Some(k.into())))
 }

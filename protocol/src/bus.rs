@@ -127,12 +127,15 @@ fn worker() -> Permissions {
     ];
     // `STREAM.MSG.GET`: a room's last seq from the stream's leader, so history can wait
     // for the store to hold every acked message (a direct get may come from a replica).
+    // `STREAM.MSG.DELETE`: a deleted message (edits and deletes) is erased from the stream
+    // once the store holds its tombstone.
     publish.extend(js_api(
         &[
             "STREAM.INFO",
             "STREAM.CREATE",
             "STREAM.UPDATE",
             "STREAM.MSG.GET",
+            "STREAM.MSG.DELETE",
         ],
         STREAM,
     ));

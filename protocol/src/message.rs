@@ -1,6 +1,7 @@
 //! A chat message as stored in JetStream, kept by workers and sent to clients.
 //!
-//! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`, `attachments`); the stream assigns `seq`, and
+//! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`, `attachments`, and `edit_of`
+//! or `delete_of` for an edit or a delete); the stream assigns `seq`, and
 //! the republished copy carries `prev` in `Nats-Last-Sequence`. A gateway builds the client
 //! frame by splicing the payload behind a `{"type":"message","room",..,"seq","prev",` prefix,
 //! so a message is never parsed on the fan-out path.
@@ -12,7 +13,7 @@ use crate::files::Attachment;
 use crate::mentions::Mentions;
 
 /// What a gateway publishes to JetStream for one `send`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
     pub id: String,
     pub from: String,
@@ -25,10 +26,62 @@ pub struct Payload {
     /// Who the body mentions (extension; absent when nobody).
     #[serde(default, skip_serializing_if = "Mentions::is_empty")]
     pub mentions: Mentions,
+    /// This message replaces the body of the message with this seq (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_of: Option<u64>,
+    /// This message deletes the message with this seq (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_of: Option<u64>,
+}
+
+impl Payload {
+    /// What this message does to an earlier one, if it is an edit or a delete.
+    pub fn change(&self) -> Option<Change> {
+        change_of(self.edit_of, self.delete_of)
+    }
+}
+
+/// An edit or a delete: a message of the room's order that refers to an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Replaces the body of the target.
+    Edit(u64),
+    /// Deletes the target (its body and attachments are erased from the store).
+    Delete(u64),
+}
+
+impl Change {
+    /// The seq of the message this one changes.
+    pub fn target(self) -> u64 {
+        match self {
+            Change::Edit(t) | Change::Delete(t) => t,
+        }
+    }
+}
+
+/// The change `edit_of` / `delete_of` describe (an edit wins if a malformed message has both).
+pub fn change_of(edit_of: Option<u64>, delete_of: Option<u64>) -> Option<Change> {
+    match (edit_of, delete_of) {
+        (Some(t), _) => Some(Change::Edit(t)),
+        (None, Some(t)) => Some(Change::Delete(t)),
+        (None, None) => None,
+    }
+}
+
+/// The latest edit of a message: the edit's seq and ts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edited {
+    pub seq: u64,
+    pub ts: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A message as clients see it (a `message` frame without `type`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub room: String,
     pub seq: u64,
@@ -43,9 +96,30 @@ pub struct Message {
     /// Who the body mentions (extension; absent when nobody).
     #[serde(default, skip_serializing_if = "Mentions::is_empty")]
     pub mentions: Mentions,
+    /// See [`Payload::edit_of`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_of: Option<u64>,
+    /// See [`Payload::delete_of`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_of: Option<u64>,
+    /// History only: the message was edited; `body` is the latest version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<Edited>,
+    /// History only: the message was deleted (a tombstone: empty body, no attachments).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// History only: an edit or delete the worker refused when it stored it (it changed
+    /// nothing; it keeps its seq so the `prev` chain holds).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub void: bool,
 }
 
 impl Message {
+    /// What this message does to an earlier one, if it is an edit or a delete.
+    pub fn change(&self) -> Option<Change> {
+        change_of(self.edit_of, self.delete_of)
+    }
+
     pub fn from_payload(room: &str, seq: u64, prev: u64, p: Payload) -> Self {
         Self {
             room: room.to_owned(),
@@ -57,6 +131,11 @@ impl Message {
             body: p.body,
             attachments: p.attachments,
             mentions: p.mentions,
+            edit_of: p.edit_of,
+            delete_of: p.delete_of,
+            edited: None,
+            deleted: false,
+            void: false,
         }
     }
 }
@@ -106,6 +185,8 @@ mod tests {
             body: "<b>hi</b> \u{1F600}".into(),
             attachments: Vec::new(),
             mentions: Mentions::parse("hi @bob"),
+            edit_of: Some(3),
+            delete_of: None,
         };
         let bytes = serde_json::to_vec(&p).unwrap();
         let frame = encode_message_frame("general", 9, 4, &bytes).unwrap();

@@ -237,6 +237,49 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
+/// May `user` send `change` (an edit or a delete) with client id `id` in `room`? Asked by a
+/// gateway before it publishes one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCheckRequest {
+    pub room: String,
+    pub user: String,
+    pub id: String,
+    pub change: crate::message::Change,
+}
+
+/// The answer to a [`ChangeCheckRequest`] that is not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeCheck {
+    /// Publish it.
+    Allowed,
+    /// The same user already sent this change with this id and it was stored: ack this.
+    Duplicate { seq: u64, ts: u64 },
+}
+
+/// The versions of one message (`GET /v1/rooms/{room}/messages/{seq}/edits`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditsRequest {
+    pub room: String,
+    pub seq: u64,
+}
+
+/// One version of a message: the original (its own seq and ts) or an edit's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub seq: u64,
+    pub ts: u64,
+    pub body: String,
+}
+
+/// Every version of a message, oldest first; the last one is its current body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditHistory {
+    pub room: String,
+    pub seq: u64,
+    pub versions: Vec<Version>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetCursorRequest {
     pub room: String,
@@ -333,6 +376,8 @@ op!(ListRooms, "rooms_list", ListRoomsRequest, RoomList);
 op!(OpenDm, "dm", DmRequest, DmRoom);
 op!(History, "history", HistoryRequest, HistoryPage);
 op!(SetCursor, "cursor", SetCursorRequest, Done);
+op!(CheckChange, "change_check", ChangeCheckRequest, ChangeCheck);
+op!(GetEdits, "edits", EditsRequest, EditHistory);
 op!(GetUserGen, "user_gen", UserRequest, UserGen);
 op!(LogoutAll, "logout_all", UserRequest, UserGen);
 op!(ListMembers, "members_list", MembersRequest, MemberPage);

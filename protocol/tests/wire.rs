@@ -59,6 +59,8 @@ fn client_frames_golden() {
                 id: "m-1".into(),
                 body: "hi \"you\"".into(),
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             },
             r(json!(7)),
             r#"{"type":"send","room":"general","id":"m-1","body":"hi \"you\"","ref":7}"#,
@@ -123,6 +125,7 @@ fn message(room: &str, seq: u64) -> Message {
         body: format!("hello {seq}"),
         attachments: Vec::new(),
         mentions: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -253,6 +256,8 @@ fn spliced_message_frames_equal_typed_ones() {
         body: "hello \"7\" \u{1F600} @bob @room".into(),
         attachments: Vec::new(),
         mentions: chatmesh_protocol::mentions::Mentions::parse("@bob @room"),
+        edit_of: None,
+        delete_of: None,
     };
     let stored = serde_json::to_vec(&payload).unwrap();
     let spliced = encode_message_frame("general", 7, 4, &stored).unwrap();
@@ -287,6 +292,8 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             id,
             body,
             attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
         }),
         (name(), any::<Option<u64>>(), 1u32..=100).prop_map(|(room, before, limit)| {
             ClientFrame::History {
@@ -322,6 +329,7 @@ fn a_message() -> impl Strategy<Value = Message> {
             mentions: chatmesh_protocol::mentions::Mentions::parse(&body),
             body,
             attachments: Vec::new(),
+            ..Default::default()
         })
 }
 

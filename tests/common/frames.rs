@@ -40,6 +40,32 @@ pub mod frame {
             id: id.into(),
             body: body.into(),
             attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
+        }
+    }
+
+    /// An edit of message `seq`: a send with `edit_of`.
+    pub fn edit(room: &str, id: &str, seq: u64, body: &str) -> ClientFrame {
+        ClientFrame::Send {
+            room: room.into(),
+            id: id.into(),
+            body: body.into(),
+            attachments: Vec::new(),
+            edit_of: Some(seq),
+            delete_of: None,
+        }
+    }
+
+    /// A delete of message `seq`: a send with `delete_of` and no body.
+    pub fn delete(room: &str, id: &str, seq: u64) -> ClientFrame {
+        ClientFrame::Send {
+            room: room.into(),
+            id: id.into(),
+            body: String::new(),
+            attachments: Vec::new(),
+            edit_of: None,
+            delete_of: Some(seq),
         }
     }
 

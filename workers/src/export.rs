@@ -43,24 +43,13 @@ pub enum Line {
         user: String,
         role: Role,
     },
+    /// A message as stored: its current version (an edited one with its edits, a deleted
+    /// one as a tombstone without body). `attachments` says what the message says about its
+    /// files; the files themselves (their records and bytes) are not exported.
     Message {
         seq: u64,
-        prev: u64,
-        n: u64,
-        id: String,
-        from: String,
-        ts: u64,
-        body: String,
-        /// What the message says about its files (absent when none). The files themselves
-        /// (their records and bytes) are not exported.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        attachments: Vec<chatmesh_protocol::files::Attachment>,
-        /// Who the body mentions (absent when nobody).
-        #[serde(
-            default,
-            skip_serializing_if = "chatmesh_protocol::mentions::Mentions::is_empty"
-        )]
-        mentions: chatmesh_protocol::mentions::Mentions,
+        #[serde(flatten)]
+        message: Box<StoredMessage>,
     },
 }
 
@@ -147,14 +136,7 @@ pub async fn export_room<W: Write>(
             let m: StoredMessage = records::decode(k, v)?;
             let line = Line::Message {
                 seq,
-                prev: m.prev,
-                n: m.n,
-                id: m.id,
-                from: m.from,
-                ts: m.ts,
-                body: m.body,
-                attachments: m.attachments,
-                mentions: m.mentions,
+                message: Box::new(m),
             };
             write_line(out, &line)?;
             moved.messages += 1;
@@ -220,33 +202,13 @@ pub async fn import_room<R: BufRead>(
                 members.insert(user);
                 moved.members += 1;
             }
-            Line::Message {
-                seq,
-                prev,
-                n,
-                id,
-                from,
-                ts,
-                body,
-                attachments,
-                mentions,
-            } => {
+            Line::Message { seq, message: m } => {
                 if let Some((last_seq, last_n)) = last {
-                    if prev != last_seq || n <= last_n {
+                    if m.prev != last_seq || m.n <= last_n {
                         return Err(bad(no, format!("seq {seq} does not continue the chain")));
                     }
                 }
-                last = Some((seq, n));
-                let m = StoredMessage {
-                    prev,
-                    n,
-                    id,
-                    from,
-                    ts,
-                    body,
-                    attachments,
-                    mentions,
-                };
+                last = Some((seq, m.n));
                 let is_member = |u: &str| members.contains(u);
                 Model::put_mentions_of(&mut batch, &room, seq, &m.from, &m.mentions, is_member);
                 Model::put_message(&mut batch, &room, seq, &m);

@@ -384,6 +384,7 @@ mod tests {
             body: String::new(),
             attachments: Vec::new(),
             mentions: Default::default(),
+            ..Default::default()
         };
         Model::put_message(&mut batch, "r", 10, &message);
         Model::put_file_ref(&mut batch, "r", &id(3), 10);

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod config;
 mod consumer;
+pub mod edits;
 pub mod error;
 pub mod export;
 pub mod files;

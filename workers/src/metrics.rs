@@ -13,6 +13,8 @@ pub const STORE_COMMIT: &str = "chatmesh_worker_store_commit_seconds";
 pub const STORED: &str = "chatmesh_worker_messages_stored_total";
 /// Deliveries skipped because they were already stored (redeliveries).
 pub const SKIPPED: &str = "chatmesh_worker_messages_skipped_total";
+pub const CHANGES_VOID: &str = "chatmesh_worker_changes_void_total";
+pub const ERASED: &str = "chatmesh_worker_erased_total";
 /// Stream messages that could not be decoded (skipped and acked).
 pub const DECODE_ERRORS: &str = "chatmesh_worker_decode_errors_total";
 /// Store-writer restarts from the checkpoint, label `reason`.
@@ -61,6 +63,14 @@ pub fn describe() {
     describe_counter!(STORED, "messages stored");
     describe_counter!(RETENTION_DELETED, "messages deleted by retention");
     describe_counter!(SKIPPED, "redelivered messages skipped as already stored");
+    describe_counter!(
+        CHANGES_VOID,
+        "edits and deletes refused when stored (kept as void markers)"
+    );
+    describe_counter!(
+        ERASED,
+        "deleted messages and their edits erased from the stream"
+    );
     describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
     describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");
     describe_counter!(REQUESTS, "service requests by op and outcome");

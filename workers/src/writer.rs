@@ -7,14 +7,20 @@
 //! Anything at or below the checkpoint (or at or below a seq already seen in the batch, or
 //! the room's last stored seq) is a redelivery and is skipped: the store has it already.
 //! This is the only writer of messages, room stats, checkpoints and the caches of those.
+//!
+//! An edit or a delete also rewrites its target (an earlier message, maybe of the same
+//! batch) in the same store write, after checking the rules again ([`crate::edits`]); a
+//! refused one is stored as a void marker.
 
-use std::collections::HashMap;
+use chatmesh_protocol::mentions::Mentions;
+use std::collections::{HashMap, HashSet};
 
-use chatmesh_protocol::message::{Message, Payload};
+use chatmesh_protocol::message::{Change, Message, Payload};
 use metrics::{counter, histogram};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::cache::Caches;
+use crate::edits;
 use crate::metrics as m;
 use crate::model::{Model, RoomStats, StoredMessage};
 use crate::store::{StoreError, WriteBatch};
@@ -29,15 +35,16 @@ pub struct Delivery {
 }
 
 /// Stores `batch` (partition `p`'s deliveries, in stream order) and advances `checkpoint`.
+/// Returns the stream seqs whose bodies a delete of this batch erased from the store (the
+/// deleted messages and their edits), for the caller to erase from the stream too.
 pub async fn store_batch(
     model: &Model,
     caches: &Caches,
     p: u32,
     checkpoint: &mut u64,
     batch: Vec<Delivery>,
-) -> Result<(), StoreError> {
-    let mut write = WriteBatch::new();
-    let mut rooms: HashMap<String, (RoomStats, Vec<Message>)> = HashMap::new();
+) -> Result<Vec<u64>, StoreError> {
+    let mut pending = Pending::default();
     let mut high = *checkpoint;
     let mut skipped = 0u64;
     for d in batch {
@@ -55,18 +62,18 @@ pub async fn store_batch(
             );
             continue;
         };
-        if !rooms.contains_key(&room) {
+        if !pending.rooms.contains_key(&room) {
             let stats = caches.stats(model, &room).await?;
-            rooms.insert(room.clone(), (stats, Vec::new()));
+            pending.rooms.insert(room.clone(), (stats, Vec::new()));
         }
-        let Some((stats, new)) = rooms.get_mut(&room) else {
+        let Some((stats, _)) = pending.rooms.get(&room) else {
             continue;
         };
         if d.seq <= stats.last_seq {
             skipped += 1;
             continue;
         }
-        let stored = StoredMessage {
+        let mut stored = StoredMessage {
             prev: stats.last_seq,
             n: stats.count + 1,
             id: payload.id,
@@ -75,33 +82,76 @@ pub async fn store_batch(
             body: payload.body,
             attachments: payload.attachments,
             mentions: payload.mentions,
+            edit_of: payload.edit_of,
+            delete_of: payload.delete_of,
+            ..Default::default()
         };
-        if !stored.mentions.is_empty() {
-            model
-                .put_mentions(&mut write, &room, d.seq, &stored.from, &stored.mentions)
+        if let Some(change) = stored.change() {
+            pending
+                .apply(model, caches, &room, d.seq, &mut stored, change)
                 .await?;
         }
-        for file in &stored.attachments {
-            Model::put_file_ref(&mut write, &room, &file.id, d.seq);
-        }
+        let Some((stats, new)) = pending.rooms.get_mut(&room) else {
+            continue;
+        };
         *stats = RoomStats {
             last_seq: d.seq,
             count: stored.n,
         };
-        Model::put_message(&mut write, &room, d.seq, &stored);
-        new.push(stored.into_message(&room, d.seq));
+        new.push((d.seq, stored));
     }
     counter!(m::SKIPPED).increment(skipped);
     if high == *checkpoint {
-        return Ok(());
+        return Ok(Vec::new());
+    }
+    let Pending {
+        mut rooms,
+        mut older,
+        unrefs,
+        changed,
+        erased,
+    } = pending;
+    let mut write = WriteBatch::new();
+    let mut fresh: HashMap<String, Vec<Message>> = HashMap::new();
+    for (room, (_, new)) in &mut rooms {
+        let msgs = fresh.entry(room.clone()).or_default();
+        for (seq, mut stored) in new.drain(..) {
+            for file in &stored.attachments {
+                Model::put_file_ref(&mut write, room, &file.id, seq);
+            }
+            if stored.deleted.is_some() {
+                stored.mentions = Mentions::default();
+            } else if !stored.mentions.is_empty() {
+                model
+                    .put_mentions(&mut write, room, seq, &stored.from, &stored.mentions)
+                    .await?;
+            }
+            Model::put_message(&mut write, room, seq, &stored);
+            msgs.push(stored.into_message(room, seq));
+        }
+    }
+    // Earlier messages an edit or a delete of this batch changed, and the file references
+    // of deleted messages.
+    for ((room, seq), stored) in &mut older {
+        // A deleted message mentions nobody any more.
+        if stored.deleted.is_some() && !stored.mentions.is_empty() {
+            Model::delete_mentions(&mut write, room, *seq, &stored.mentions);
+            stored.mentions = Mentions::default();
+        }
+        Model::put_message(&mut write, room, *seq, stored);
+    }
+    for (room, file, seq) in &unrefs {
+        Model::delete_file_ref(&mut write, room, file, *seq);
     }
     // Messages first: on a backend without atomic batches (TiKV raw) a crash then leaves
     // messages above the checkpoint, never a checkpoint or stats above missing messages.
     write.barrier();
-    rooms.retain(|_, (_, new)| !new.is_empty());
+    fresh.retain(|_, new| !new.is_empty());
     let mut stored = 0usize;
-    for (room, (stats, new)) in &rooms {
-        Model::put_stats(&mut write, room, stats);
+    for (room, new) in &fresh {
+        if let Some((stats, _)) = rooms.get(room) {
+            Model::put_stats(&mut write, room, stats);
+        }
         stored += new.len();
     }
     Model::put_checkpoint(&mut write, p, high);
@@ -112,8 +162,132 @@ pub async fn store_batch(
     counter!(m::BATCHES).increment(1);
     counter!(m::STORED).increment(stored as u64);
     *checkpoint = high;
-    for (room, (stats, new)) in &rooms {
-        caches.stored(room, *stats, new).await;
+    for (room, new) in &fresh {
+        if let Some((stats, _)) = rooms.get(room) {
+            caches.stored(room, *stats, new).await;
+        }
+        if changed.contains(room) {
+            // An older message changed: the recent page may hold its old version.
+            caches.trimmed(room).await;
+        }
     }
-    Ok(())
+    Ok(erased)
+}
+
+/// What one batch will write: its new messages per room (with the room's stats), the
+/// earlier messages its edits and deletes changed, and the file references to delete.
+#[derive(Default)]
+struct Pending {
+    rooms: HashMap<String, (RoomStats, Vec<(u64, StoredMessage)>)>,
+    older: HashMap<(String, u64), StoredMessage>,
+    unrefs: Vec<(String, String, u64)>,
+    changed: HashSet<String>,
+    /// Seqs whose bodies a delete erased.
+    erased: Vec<u64>,
+}
+
+impl Pending {
+    /// Message `seq` of `room` as this batch will leave it, if loaded.
+    fn get_mut(&mut self, room: &str, seq: u64) -> Option<&mut StoredMessage> {
+        if let Some((_, new)) = self.rooms.get_mut(room) {
+            if let Ok(i) = new.binary_search_by_key(&seq, |(s, _)| *s) {
+                return Some(&mut new[i].1);
+            }
+        }
+        self.older.get_mut(&(room.to_owned(), seq))
+    }
+
+    /// Loads message `seq` of `room` into the batch; false if it is not stored.
+    async fn fetch(&mut self, model: &Model, room: &str, seq: u64) -> Result<bool, StoreError> {
+        if self.get_mut(room, seq).is_some() {
+            return Ok(true);
+        }
+        match model.message(room, seq).await? {
+            Some(m) => {
+                self.older.insert((room.to_owned(), seq), m);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Applies the edit or delete `msg` (seq `seq`) to its target, or makes `msg` a void
+    /// marker when the rules refuse it (it keeps its seq, so the chain holds).
+    async fn apply(
+        &mut self,
+        model: &Model,
+        caches: &Caches,
+        room: &str,
+        seq: u64,
+        msg: &mut StoredMessage,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        let target = change.target();
+        let found = target < seq && self.fetch(model, room, target).await?;
+        let author = match found.then(|| self.get_mut(room, target)).flatten() {
+            Some(t) => {
+                let applied = t.edits.iter().any(|e| e.seq == seq)
+                    || t.deleted.as_ref().is_some_and(|d| d.seq == seq);
+                if applied {
+                    // Stored before a crash left the stats behind (TiKV): already applied.
+                    return Ok(());
+                }
+                Some(t.from.clone())
+            }
+            None => None,
+        };
+        let role = match (change, &author) {
+            (Change::Delete(_), Some(a)) if *a != msg.from => {
+                caches.role(model, room, &msg.from).await?
+            }
+            _ => None,
+        };
+        let (files, edited) = {
+            let Some(t) = found.then(|| self.get_mut(room, target)).flatten() else {
+                return Self::void(msg, room, seq, "no such message");
+            };
+            if let Err(e) = edits::check(Some(t), change, &msg.from, role) {
+                return Self::void(msg, room, seq, &e.message);
+            }
+            match change {
+                Change::Edit(_) => {
+                    edits::apply_edit(t, seq, msg);
+                    (Vec::new(), Vec::new())
+                }
+                Change::Delete(_) => {
+                    let files = edits::apply_delete(t, seq, msg);
+                    let edited: Vec<u64> = t.edits.iter().map(|e| e.seq).collect();
+                    (files, edited)
+                }
+            }
+        };
+        self.changed.insert(room.to_owned());
+        if matches!(change, Change::Delete(_)) {
+            self.erased.push(target);
+            self.erased.extend(&edited);
+        }
+        for file in files {
+            self.unrefs.push((room.to_owned(), file, target));
+        }
+        // The edits of a deleted message held its bodies: erase those too.
+        for e in edited {
+            if self.fetch(model, room, e).await? {
+                if let Some(m) = self.get_mut(room, e) {
+                    m.body.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn void(msg: &mut StoredMessage, room: &str, seq: u64, why: &str) -> Result<(), StoreError> {
+        debug!(
+            room,
+            seq, why, "edit or delete refused when stored: a void marker"
+        );
+        counter!(m::CHANGES_VOID).increment(1);
+        msg.void = true;
+        msg.body.clear();
+        Ok(())
+    }
 }

@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use chatmesh_protocol::service::{
-    AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest, ListRooms,
-    ListRoomsRequest, Login, LogoutAll, OpenDm, Register, RemoveMember, RemoveMemberRequest, Role,
-    RoomKind, UserRequest,
+    AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest,
+    EditsRequest, GetEdits, ListRooms, ListRoomsRequest, Login, LogoutAll, OpenDm, Register,
+    RemoveMember, RemoveMemberRequest, Role, RoomKind, UserRequest,
 };
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
@@ -53,6 +53,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::PATCH, ["push", "settings"]) => push::set_settings(state, req).await,
         (&Method::GET, ["push", "vapid"]) => push::vapid(state, req).await,
         (&Method::GET, ["rooms", room, "messages"]) => messages(state, req, room).await,
+        (&Method::GET, ["rooms", room, "messages", seq, "edits"]) => {
+            edits(state, req, room, seq).await
+        }
         (&Method::POST, ["rooms", room, "files"]) => files::upload(state, req, room).await,
         (&Method::GET, ["rooms", room, "files", id]) => {
             files::download(state, req, room, id, Part::Bytes).await
@@ -75,6 +78,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["push", "targets" | "settings" | "vapid"]
             | ["push", "targets", _]
             | ["rooms", _, "messages"]
+            | ["rooms", _, "messages", _, "edits"]
             | ["rooms", _, "files"]
             | ["rooms", _, "files", _]
             | ["rooms", _, "files", _, "thumbnail" | "info"],
@@ -270,6 +274,25 @@ async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answe
         200,
         &serde_json::json!({ "messages": page.messages, "more": page.more }),
     ))
+}
+
+/// The versions of an edited message (extension), for whoever may read the room's history.
+async fn edits(state: &AppState, req: Request<Incoming>, room: &str, seq: &str) -> Answer {
+    let user = caller(state, &req).await?;
+    name("room", room)?;
+    let seq = seq
+        .parse::<u64>()
+        .map_err(|_| ApiError::bad_request("the message seq must be a number"))?;
+    let access = state.access.get(room, &user).await?;
+    if !access.can_read() {
+        return Err(ApiError::forbidden("not a member of this room").into());
+    }
+    let req = EditsRequest {
+        room: room.to_owned(),
+        seq,
+    };
+    let history = state.services.ask::<GetEdits>(room, &req).await?;
+    Ok(reply::json(200, &history))
 }
 
 /// `/readyz`: 200 when [`AppState::readiness`] holds, 503 with the reason otherwise.

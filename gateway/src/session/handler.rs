@@ -14,13 +14,14 @@ use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
 use chatmesh_protocol::service::{
-    JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
+    ChangeCheck, JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
 };
 use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::acks::{self, Acks};
+use super::changes;
 use super::replay::Replay;
 use super::replays::Running;
 use super::rooms::RoomMap;
@@ -250,11 +251,23 @@ impl Session {
                 id,
                 body,
                 attachments,
+                edit_of,
+                delete_of,
             } => {
                 if self.sends.check().is_err() {
                     return self.strike(&r#ref).await;
                 }
-                if let Err(e) = self.send(&r#ref, room, id, body, attachments).await {
+                let payload = Payload {
+                    id,
+                    from: String::new(),
+                    ts: 0,
+                    body,
+                    attachments: Vec::new(),
+                    mentions: Mentions::default(),
+                    edit_of,
+                    delete_of,
+                };
+                if let Err(e) = self.send(&r#ref, room, payload, attachments).await {
                     self.error(&r#ref, &e).await;
                 }
             }
@@ -419,15 +432,17 @@ impl Session {
         self.reply(left.encode()).await;
     }
 
+    /// Publishes `payload` (its `id`, `body` and change as sent; `from`, `ts` and the files
+    /// are filled in here) and queues its ack.
     async fn send(
         &mut self,
         r#ref: &Ref,
         room: String,
-        id: String,
-        body: String,
+        mut payload: Payload,
         files: Vec<String>,
     ) -> Result<(), ApiError> {
         let user = self.user().to_owned();
+        let id = payload.id.clone();
         // One trace per send, when traces are exported: from here to the ack, continued by
         // the worker that stores it and every gateway that fans it out.
         let span = if natskit::trace::enabled() {
@@ -439,21 +454,33 @@ impl Session {
         if !access.can_post() {
             return Err(ApiError::forbidden("only members may post to this room"));
         }
-        let attachments = if files.is_empty() {
-            Vec::new()
-        } else {
-            attach(&self.state, &room, files).await?
-        };
+        if let Some(change) = payload.change() {
+            match changes::check(&self.state, &room, &user, &id, change).await? {
+                ChangeCheck::Allowed => {}
+                ChangeCheck::Duplicate { seq, ts } => {
+                    // A resend of a change already stored: ack it as JetStream would.
+                    let ack = ServerFrame::Ack {
+                        r#ref: Cow::Borrowed(r#ref),
+                        room: Cow::Borrowed(&room),
+                        id: Cow::Borrowed(&id),
+                        seq,
+                        ts,
+                    };
+                    self.reply(ack.encode()).await;
+                    return Ok(());
+                }
+            }
+        }
+        if !files.is_empty() {
+            payload.attachments = attach(&self.state, &room, files).await?;
+        }
         let ts = now_ms();
-        let mentions = Mentions::parse(&body);
-        let payload = Payload {
-            id,
-            from: user.clone(),
-            ts,
-            body,
-            attachments,
-            mentions,
-        };
+        payload.from = user.clone();
+        payload.ts = ts;
+        // Mentions of a new message (an edit or a delete mentions nobody: it changes one).
+        if payload.change().is_none() {
+            payload.mentions = Mentions::parse(&payload.body);
+        }
         let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
         let slots = self.inflight.get_or_insert_with(Admission::session_slots);
         // The session's own acks free the slots this may wait for: they are polled meanwhile.

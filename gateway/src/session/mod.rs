@@ -8,6 +8,7 @@
 //! before the close, then the close frame, then input is drained before the socket drops.
 
 mod acks;
+mod changes;
 mod handler;
 mod linger;
 pub mod reader;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chatmesh_protocol::frames::ServerFrame;
-use chatmesh_protocol::message::{encode_message_frame, Message, Payload};
+use chatmesh_protocol::message::{encode_message_frame, Message};
 use chatmesh_protocol::service::{History, HistoryRequest};
 use chatmesh_protocol::subjects::in_subject;
 
@@ -144,15 +144,14 @@ impl Replay {
     }
 
     fn frame(&self, m: &Message) -> Option<Out> {
-        let payload = serde_json::to_vec(&Payload {
-            id: m.id.clone(),
-            from: m.from.clone(),
-            ts: m.ts,
-            body: m.body.clone(),
-            attachments: m.attachments.clone(),
-            mentions: m.mentions.clone(),
-        })
-        .ok()?;
+        // Everything the stored message says (an edited or deleted one's markers too), but
+        // room, seq and prev, which the frame's prefix carries.
+        let mut value = serde_json::to_value(m).ok()?;
+        let fields = value.as_object_mut()?;
+        for key in ["room", "seq", "prev"] {
+            fields.remove(key);
+        }
+        let payload = serde_json::to_vec(&value).ok()?;
         let frame = encode_message_frame(&self.room, m.seq, m.prev, &payload)?;
         Some(self.out(m.seq, frame))
     }

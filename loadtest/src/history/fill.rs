@@ -216,6 +216,8 @@ async fn fill_room(
                 id: format!("{run_id}-fill{r}-k{next}"),
                 body: fill_body(next, body_bytes.max(32)),
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             };
             ws.feed(Message::text(send.encode(&Some(next.into()))))
                 .await?;

@@ -36,6 +36,12 @@ pub enum ClientFrame {
         /// [`MAX_ATTACHMENTS`]).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<String>,
+        /// Replace the body of this earlier message of the sender (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edit_of: Option<u64>,
+        /// Delete this earlier message (extension; `body` must be empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delete_of: Option<u64>,
     },
     History {
         room: String,
@@ -157,9 +163,12 @@ impl ClientFrame {
                 id,
                 body,
                 attachments,
+                edit_of,
+                delete_of,
             } => {
                 room(r)?;
                 validate_msg_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                validate_change(body, attachments, *edit_of, *delete_of)?;
                 if attachments.len() > MAX_ATTACHMENTS {
                     return Err(ApiError::bad_request(format!(
                         "a message carries at most {MAX_ATTACHMENTS} files"
@@ -190,6 +199,42 @@ impl ClientFrame {
     }
 }
 
+/// The shape of an edit or a delete: one target (a seq ≥ 1), no files; an edit has a body,
+/// a delete none. Whether the target may be changed is decided where the room's messages are.
+fn validate_change(
+    body: &str,
+    attachments: &[String],
+    edit_of: Option<u64>,
+    delete_of: Option<u64>,
+) -> Result<(), ApiError> {
+    let target = match (edit_of, delete_of) {
+        (None, None) => return Ok(()),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "a send carries edit_of or delete_of, not both",
+            ))
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+    };
+    if target == 0 {
+        return Err(ApiError::bad_request("no message has seq 0"));
+    }
+    if !attachments.is_empty() {
+        return Err(ApiError::bad_request(
+            "an edit or a delete carries no attachments",
+        ));
+    }
+    if delete_of.is_some() && !body.is_empty() {
+        return Err(ApiError::bad_request("a delete has an empty body"));
+    }
+    if edit_of.is_some() && body.is_empty() {
+        return Err(ApiError::bad_request(
+            "an edit needs a body (use delete_of to delete)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,8 +256,30 @@ mod tests {
                 id: "a".into(),
                 body: "hi".into(),
                 attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
             }
         );
+        let (_, f) =
+            parse(json!({"type":"send","room":"r1","id":"b","body":"new","edit_of":3})).unwrap();
+        assert!(matches!(
+            f,
+            ClientFrame::Send {
+                edit_of: Some(3),
+                delete_of: None,
+                ..
+            }
+        ));
+        let (_, f) =
+            parse(json!({"type":"send","room":"r1","id":"c","body":"","delete_of":3})).unwrap();
+        assert!(matches!(
+            f,
+            ClientFrame::Send {
+                edit_of: None,
+                delete_of: Some(3),
+                ..
+            }
+        ));
         assert_eq!(parse(json!({"type":"ping"})).unwrap().1, ClientFrame::Ping);
         assert_eq!(
             parse(json!({"type":"ping","extra":1})).unwrap().1,
@@ -282,6 +349,29 @@ mod tests {
     }
 
     #[test]
+    fn edits_and_deletes_have_one_target_and_no_files() {
+        for bad in [
+            json!({"type":"send","room":"r","id":"1","body":"x","edit_of":1,"delete_of":1}),
+            json!({"type":"send","room":"r","id":"1","body":"x","edit_of":0}),
+            json!({"type":"send","room":"r","id":"1","body":"","edit_of":2}),
+            json!({"type":"send","room":"r","id":"1","body":"x","delete_of":2}),
+            json!({"type":"send","room":"r","id":"1","body":"x","edit_of":2,
+                   "attachments":["f00000000000000000000000000000000"]}),
+        ] {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.error.code, ErrorCode::BadRequest, "{bad}");
+        }
+        let body = "x".repeat(16 * 1024 + 1);
+        let e =
+            parse(json!({"type":"send","room":"r","id":"1","body":body,"edit_of":2})).unwrap_err();
+        assert_eq!(
+            e.error.code,
+            ErrorCode::TooLarge,
+            "an edit obeys the body limit"
+        );
+    }
+
+    #[test]
     fn history_limit_is_bounded() {
         assert!(parse(json!({"type":"history","room":"r","limit":0})).is_err());
         assert!(parse(json!({"type":"history","room":"r","limit":101})).is_err());
@@ -295,6 +385,8 @@ mod tests {
             id: "1".into(),
             body: "hi".into(),
             attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
         };
         assert_eq!(
             send.encode(&Some(json!(3))),

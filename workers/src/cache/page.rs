@@ -96,6 +96,7 @@ mod tests {
                     body: String::new(),
                     attachments: Vec::new(),
                     mentions: Default::default(),
+                    ..Default::default()
                 };
                 prev = seq;
                 m

@@ -55,6 +55,29 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// Longest time a stored message waits for its ack.
 const ACK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Erases deleted messages (and their edits) from the stream once the store holds their
+/// tombstones: resumes and gap fills then never read their bodies again. Best effort: what
+/// fails here (or a crash first) stays in the stream until it ages out, and is logged.
+async fn erase(stream: Stream, seqs: Vec<u64>) {
+    for seq in seqs {
+        match stream.delete_message(seq).await {
+            Ok(_) => counter!(m::ERASED).increment(1),
+            // Already gone (aged out, or erased by an earlier attempt): nothing to erase.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::stream::DeleteMessageErrorKind::JetStream(_)
+                ) =>
+            {
+                debug!(seq, error = %Chain(&e), "deleted message not in the stream");
+            }
+            Err(e) => {
+                warn!(seq, error = %Chain(&e), "could not erase a deleted message from the stream")
+            }
+        }
+    }
+}
+
 /// Why a store-writer session ended (the next one starts from the checkpoint).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
@@ -207,8 +230,11 @@ async fn session(
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         // Traced sends go on here: one span per message, ended when the batch is stored.
         let spans = traced(p, &batch);
-        store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
+        let erased = store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
         drop(spans);
+        if !erased.is_empty() {
+            tokio::spawn(erase(w.stream.clone(), erased));
+        }
         w.progress.stored(p, checkpoint);
         let stored = batch.len();
         if let Some(last) = batch.pop() {

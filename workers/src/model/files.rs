@@ -38,6 +38,11 @@ impl Model {
         batch.put(keys::file_ref(room, id, seq), Vec::new());
     }
 
+    /// Message `seq` of `room` no longer carries file `id` (it was deleted).
+    pub fn delete_file_ref(batch: &mut WriteBatch, room: &str, id: &str, seq: u64) {
+        batch.delete(keys::file_ref(room, id, seq));
+    }
+
     /// The highest seq of a message that carries file `id` (stored references only).
     pub async fn last_file_ref(&self, room: &str, id: &str) -> Result<Option<u64>, StoreError> {
         let last = self

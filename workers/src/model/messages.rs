@@ -44,6 +44,11 @@ impl Model {
         batch.put(keys::message(room, seq), records::encode(msg));
     }
 
+    /// Message `seq` of `room` as stored, if it is.
+    pub async fn message(&self, room: &str, seq: u64) -> Result<Option<StoredMessage>, StoreError> {
+        self.get_json(&keys::message(room, seq)).await
+    }
+
     /// A page of `room`'s history, oldest first, and whether more messages lie beyond it in
     /// the direction read.
     pub async fn history(

@@ -21,7 +21,8 @@ use crate::store::{GroupCommit, KvStore, Store, StoreError, WriteBatch};
 
 pub use messages::HistoryQuery;
 pub use records::{
-    Cursor, FileRecord, PushTargetRecord, RoomMeta, RoomStats, StoredMessage, UserRecord,
+    Cursor, Deletion, EditRef, FileRecord, PushTargetRecord, RoomMeta, RoomStats, StoredMessage,
+    UserRecord,
 };
 
 /// Data access for the chat model. Cheap to clone.

@@ -4,15 +4,17 @@
 
 use chatmesh_protocol::files::{Attachment, FileInfo, Thumbnail};
 use chatmesh_protocol::mentions::Mentions;
-use chatmesh_protocol::message::Message;
+use chatmesh_protocol::message::{change_of, Change, Edited, Message};
 use chatmesh_protocol::service::RoomKind;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreError;
 
-/// A message as stored; its room and seq are in the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A message as stored; its room and seq are in the key. A message that was edited holds its
+/// latest body (and its first in `original`); one that was deleted is a tombstone: body,
+/// original and attachments gone, `deleted` set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {
     /// Seq of the room's previous message (0 for the first).
     pub prev: u64,
@@ -29,10 +31,59 @@ pub struct StoredMessage {
     /// Who the body mentions (absent when nobody).
     #[serde(default, skip_serializing_if = "Mentions::is_empty")]
     pub mentions: Mentions,
+    /// This message is an edit of that seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_of: Option<u64>,
+    /// This message is a delete of that seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_of: Option<u64>,
+    /// This edit or delete was refused when stored: it changed nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub void: bool,
+    /// The edits applied to this message, oldest first (at most `edits::MAX_EDITS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edits: Vec<EditRef>,
+    /// The body before the first edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+    /// Set when the message was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Deletion>,
+}
+
+/// One edit applied to a message: the edit's seq, ts and client id (its author is the
+/// message's). The edit's body is in the edit's own record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditRef {
+    pub seq: u64,
+    pub ts: u64,
+    pub id: String,
+}
+
+/// Who deleted a message, with which message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub seq: u64,
+    pub ts: u64,
+    pub by: String,
+    pub id: String,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl StoredMessage {
+    /// What this message does to an earlier one, if it is an edit or a delete.
+    pub fn change(&self) -> Option<Change> {
+        change_of(self.edit_of, self.delete_of)
+    }
+
     pub fn into_message(self, room: &str, seq: u64) -> Message {
+        let edited = self.edits.last().map(|e| Edited {
+            seq: e.seq,
+            ts: e.ts,
+        });
         Message {
             room: room.to_owned(),
             seq,
@@ -43,6 +94,11 @@ impl StoredMessage {
             body: self.body,
             attachments: self.attachments,
             mentions: self.mentions,
+            edit_of: self.edit_of,
+            delete_of: self.delete_of,
+            edited: if self.deleted.is_some() { None } else { edited },
+            deleted: self.deleted.is_some(),
+            void: self.void,
         }
     }
 }

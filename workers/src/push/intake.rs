@@ -33,8 +33,8 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// The message as the notifier needs it, or `None` if it is not a chat message (logged
-    /// and counted; acked by the caller).
+    /// The message as the notifier needs it, or `None` if it is not a chat message or an
+    /// edit or a delete (logged and counted; acked by the caller).
     pub async fn decode(&self, msg: &Message) -> Result<Option<Incoming>, StoreError> {
         let (Some(room), Ok(info)) = (room_of(msg.subject.as_str()), msg.info()) else {
             counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
@@ -44,6 +44,11 @@ impl Intake {
             counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
             return Ok(None);
         };
+        if payload.change().is_some() {
+            // An edit or a delete is no news: it is not pushed.
+            counter!(m::PUSH_SKIPPED, "why" => "change").increment(1);
+            return Ok(None);
+        }
         let Some(meta) = self.model.room(room).await? else {
             counter!(m::PUSH_SKIPPED, "why" => "no_room").increment(1);
             return Ok(None);

@@ -92,6 +92,7 @@ mod tests {
             body: body.into(),
             attachments: Vec::new(),
             mentions: Default::default(),
+            ..Default::default()
         }
     }
 

@@ -162,6 +162,10 @@ impl Service {
             ops::OpenDm::NAME => call::<ops::OpenDm, _>(payload, |r| self.dm(r)).await,
             ops::History::NAME => call::<ops::History, _>(payload, |r| self.history(r)).await,
             ops::SetCursor::NAME => call::<ops::SetCursor, _>(payload, |r| self.cursor(r)).await,
+            ops::CheckChange::NAME => {
+                call::<ops::CheckChange, _>(payload, |r| self.change_check(r)).await
+            }
+            ops::GetEdits::NAME => call::<ops::GetEdits, _>(payload, |r| self.edits(r)).await,
             ops::GetUserGen::NAME => {
                 call::<ops::GetUserGen, _>(payload, |r| self.user_gen(r)).await
             }

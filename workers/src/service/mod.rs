@@ -9,6 +9,7 @@
 mod auth;
 mod budget;
 mod dispatch;
+mod edits;
 mod files;
 mod fresh;
 mod history;

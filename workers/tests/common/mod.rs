@@ -89,6 +89,8 @@ pub fn payload(id: &str, from: &str, body: &str) -> Payload {
         body: body.to_owned(),
         attachments: Vec::new(),
         mentions: chatmesh_protocol::mentions::Mentions::parse(body),
+        edit_of: None,
+        delete_of: None,
     }
 }
 

@@ -1,0 +1,75 @@
+//! The services of edits and deletes: the check a gateway asks before it publishes one (the
+//! rules are [`crate::edits`], which the store writer applies again when it stores it), and
+//! the versions of an edited message.
+
+use chatmesh_protocol::service::{
+    ChangeCheck, ChangeCheckRequest, EditHistory, EditsRequest, Version,
+};
+use chatmesh_protocol::ApiError;
+
+use super::{valid, Service};
+use crate::edits;
+
+impl Service {
+    /// May `req.user` send this edit or delete? Checked against everything the stream held
+    /// for the room when asked, like a history read: the store writer is waited for
+    /// (bounded), so a target, an edit or a delete that was acked a moment ago counts. Only a
+    /// change published after this answer can still race this one (the store writer decides
+    /// by stream order then).
+    pub async fn change_check(&self, req: ChangeCheckRequest) -> Result<ChangeCheck, ApiError> {
+        valid("room", &req.room)?;
+        valid("user name", &req.user)?;
+        self.room_meta(&req.room).await?;
+        let target = req.change.target();
+        if let Some(tail) = self.inner.tail.get() {
+            let stats = self.caches().stats(self.model(), &req.room).await?;
+            tail.caught_up(&req.room, None, stats.last_seq).await?;
+        }
+        let stored = self.model().message(&req.room, target).await?;
+        let role = self
+            .caches()
+            .role(self.model(), &req.room, &req.user)
+            .await?;
+        edits::check_send(stored.as_ref(), req.change, &req.user, &req.id, role)
+    }
+
+    /// Every version of message `req.seq`, oldest first: its original, then each edit still
+    /// stored (retention may have trimmed old edits). At most `1 + MAX_EDITS` versions. Who
+    /// may read the room is the gateway's check.
+    pub async fn edits(&self, req: EditsRequest) -> Result<EditHistory, ApiError> {
+        valid("room", &req.room)?;
+        self.room_meta(&req.room).await?;
+        let not_found = || ApiError::not_found(format!("no message {} in this room", req.seq));
+        let m = self
+            .model()
+            .message(&req.room, req.seq)
+            .await?
+            .ok_or_else(not_found)?;
+        if m.deleted.is_some() {
+            return Err(ApiError::not_found(format!(
+                "message {} was deleted",
+                req.seq
+            )));
+        }
+        let first = m.original.clone().unwrap_or_else(|| m.body.clone());
+        let mut versions = vec![Version {
+            seq: req.seq,
+            ts: m.ts,
+            body: first,
+        }];
+        for e in &m.edits {
+            if let Some(edit) = self.model().message(&req.room, e.seq).await? {
+                versions.push(Version {
+                    seq: e.seq,
+                    ts: e.ts,
+                    body: edit.body,
+                });
+            }
+        }
+        Ok(EditHistory {
+            room: req.room,
+            seq: req.seq,
+            versions,
+        })
+    }
+}
