@@ -257,7 +257,7 @@ async fn read_receipts_and_unread_counts() -> Result<()> {
 
 /// Mentions: `@name` and `@room` travel with the message (live, history); `GET /v1/rooms`
 /// counts each member's unread mentions (by name or `@room`, never its own, not non-members'
-/// names) and reading the room clears them.
+/// names); reading the room clears them, and so does deleting the message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mentions_are_carried_and_counted_per_member() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -330,8 +330,11 @@ async fn mentions_are_carried_and_counted_per_member() -> Result<()> {
     // Reading clears them; a new mention counts again.
     b.send(frame::read("hall", at_room)).await?;
     mentions(bob.clone(), 0).await?;
-    a.post("hall", "m5", "@bob again").await?;
-    mentions(bob, 1).await?;
+    let again = a.post("hall", "m5", "@bob again").await?.seq;
+    mentions(bob.clone(), 1).await?;
+    // A deleted message mentions nobody any more (and the delete itself mentions nobody).
+    acked(&a.request(frame::delete("hall", "m6", again)).await?);
+    mentions(bob, 0).await?;
     mesh.stop().await
 }
 
