@@ -757,6 +757,27 @@ function attachmentsOf(f) {
   return out.length ? { attachments: out } : {};
 }
 
+/**
+ * `{mentions}` of a message frame that mentions someone (a copy: `users` names, `room` true
+ * for `@room`), else `{}`.
+ * @param {Record<string, unknown>} f
+ * @returns {{mentions?: {users?: string[], room?: boolean}}}
+ */
+function mentionsOf(f) {
+  const at = /** @type {{users?: unknown, room?: unknown} | null} */ (
+    f.mentions && typeof f.mentions === "object" ? f.mentions : null
+  );
+  if (!at) return {};
+  /** @type {{users?: string[], room?: boolean}} */
+  const out = {};
+  if (Array.isArray(at.users)) {
+    const users = at.users.filter((u) => typeof u === "string");
+    if (users.length) out.users = users;
+  }
+  if (at.room === true) out.room = true;
+  return out.users || out.room ? { mentions: out } : {};
+}
+
 /** @param {number} limit */
 function clampLimit(limit) {
   const n = Math.floor(Number(limit));
@@ -1651,6 +1672,7 @@ export class Client {
           ts: Number(f.ts) || 0,
           body: String(f.body),
           ...attachmentsOf(f),
+          ...mentionsOf(f),
         });
         return;
       }

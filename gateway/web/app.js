@@ -288,8 +288,9 @@ async function refreshRooms() {
     const serverLast = Number(info.last_seq) || 0;
     r.lastSeq = Math.max(r.lastSeq, serverLast);
     const unread = Number(info.unread) || 0;
-    if (r === app.current) r.unread = 0;
-    else r.unread = r.seen >= serverLast ? 0 : unread;
+    const mentions = Number(info.mentions) || 0;
+    if (r === app.current || r.seen >= serverLast) [r.unread, r.mentions] = [0, 0];
+    else [r.unread, r.mentions] = [unread, mentions];
     ids.push(r.id);
     keep.add(r.id);
   }
@@ -331,6 +332,7 @@ function selectRoom(id) {
   if (!r) return;
   app.current = r;
   r.unread = 0;
+  r.mentions = 0;
   app.stickToBottom = true;
   sessionStorage.setItem(storageKey("current"), id);
   render("rooms", "pane", "messages", "typing", "presence");
@@ -705,7 +707,7 @@ function onMessage(m) {
   r.typing.delete(m.from);
   if (r.head !== null) advanceHead(r);
   if (fresh && m.from !== me) {
-    const concerns = r.kind === "dm" || notify.mentions(m.body, me, app.profile && app.profile.display_name);
+    const concerns = r.kind === "dm" || mentionsMe(m) || notify.mentions(m.body, me, app.profile && app.profile.display_name);
     const who = app.names.get(m.from) || m.from;
     notify.onIncoming(
       { title: r.kind === "dm" ? who : `${who} in ${r.title}`, body: m.body || filesLine(m), tag: `chatmesh-${r.id}`, concerns },
@@ -716,10 +718,18 @@ function onMessage(m) {
     r.lastSeq = m.seq;
     if (m.from !== me && m.seq > r.seen && !isVisible(r)) {
       r.unread += 1;
+      if (mentionsMe(m)) r.mentions += 1;
       render("rooms");
     }
   }
   if (r === app.current) render("messages", "typing");
+}
+
+/** Does the server's `mentions` of `m` name this user, or the whole room? */
+function mentionsMe(m) {
+  const me = app.session && app.session.user;
+  const at = m.mentions;
+  return Boolean(at && (at.room || (Array.isArray(at.users) && at.users.includes(me))));
 }
 
 /** What a message of files only says in a notification: "📎 cat.png, notes.pdf". */
@@ -817,8 +827,9 @@ function maybeRead(r) {
     app.seen[r.id] = newest;
     writeJson(localStorage, storageKey("seen"), app.seen);
   }
-  if (r.unread) {
+  if (r.unread || r.mentions) {
     r.unread = 0;
+    r.mentions = 0;
     render("rooms");
   }
   if (newest <= r.readSent || !r.joined || app.features.read === "unsupported") return;

@@ -69,6 +69,13 @@ function roomItem(r) {
     dataset: { testid: "unread" },
     attrs: { "aria-label": `${r.unread} unread` },
   });
+  const mention = h("span", {
+    className: "badge mention",
+    textContent: "@",
+    hidden: !(r.mentions > 0) || active,
+    dataset: { testid: "mentions" },
+    attrs: { "aria-hidden": "true" },
+  });
   const icon = r.kind === "dm" ? "@" : r.kind === "private" ? "" : "#";
   const name = r.kind === "dm" ? (r.peer || "direct message") : r.id;
   const btn = h(
@@ -82,6 +89,7 @@ function roomItem(r) {
     h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
     h("span", { className: "name", textContent: name }),
     " ", // read as "lobby 2", not "lobby2" (see roomLabel)
+    r.member ? mention : "",
     r.member ? badge : h("span", { className: "join-hint", textContent: "join" }),
   );
   if (active) btn.setAttribute("aria-current", "true");
@@ -97,6 +105,7 @@ function roomItem(r) {
         role: r.role || "",
         member: String(r.member),
         unread: String(r.unread),
+        mentions: String(r.mentions),
       },
     },
     btn,
@@ -109,7 +118,10 @@ function roomLabel(r, name) {
   let label = `${kind} ${name}`;
   // The visible text comes in the label in order ("lobby 2", "lobby join"), for speech input.
   if (!r.member) label += ": join (not joined yet)";
-  else if (r.unread > 0 && app.current !== r) label += `, ${r.unread > 99 ? "99+" : r.unread} unread`;
+  else if (r.unread > 0 && app.current !== r) {
+    label += `, ${r.unread > 99 ? "99+" : r.unread} unread`;
+    if (r.mentions > 0) label += `, ${r.mentions > 99 ? "99+" : r.mentions} mentioning you`;
+  }
   return label;
 }
 

@@ -37,6 +37,7 @@ export class Room {
     this.role = null; // null: not a member (a public room we could join)
     this.lastSeq = 0; // server's last seq as far as we know
     this.unread = 0;
+    this.mentions = 0; // unread messages that mention the user (by name or @room)
     this.joined = false; // joined on the current socket
     this.joining = false;
     this.joinError = null;

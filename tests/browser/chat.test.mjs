@@ -1606,6 +1606,30 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     }
   });
 
+  it("marks a room whose unread messages mention the user, and clears it when opened", async () => {
+    // Run after the push tests: run before them, the desktop notification this mention shows
+    // bob was followed by service-worker notifications arriving late in dave's push tests
+    // (3 runs of 4; Chromium's notification service is shared by the contexts).
+    // bob looks at the DM while alice mentions him in the shared room.
+    await bob.page.locator('#room-list li[data-kind="dm"] button').click();
+    await bob.page.locator("#room-title").filter({ hasText: "@alice" }).waitFor();
+    const input = alice.page.locator("#message-input");
+    await input.fill("no mention here");
+    await input.press("Enter");
+    await input.fill("@bob please look");
+    await input.press("Enter");
+    await alice.page.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: "@bob please look" }).waitFor();
+    const item = bob.page.locator(`#room-list li[data-room="${roomName}"]`);
+    await bob.page.locator(`#room-list li[data-room="${roomName}"][data-mentions="1"]`).waitFor();
+    assert.equal(await item.getAttribute("data-unread"), "2");
+    assert.equal(await item.locator('[data-testid="mentions"]').isVisible(), true);
+    assert.match(await item.locator("button").getAttribute("aria-label"), /2 unread, 1 mentioning you/);
+    await item.locator("button").click();
+    await bob.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    assert.equal(await item.getAttribute("data-mentions"), "0");
+    assert.equal(await item.locator('[data-testid="mentions"]').isVisible(), false);
+  });
+
   it("raised no page errors, console errors or dialogs", () => {
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);
