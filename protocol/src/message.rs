@@ -76,10 +76,6 @@ pub struct Edited {
     pub ts: u64,
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 /// A message as clients see it (a `message` frame without `type`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -106,11 +102,11 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited: Option<Edited>,
     /// History only: the message was deleted (a tombstone: empty body, no attachments).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
     /// History only: an edit or delete the worker refused when it stored it (it changed
     /// nothing; it keeps its seq so the `prev` chain holds).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub void: bool,
 }
 

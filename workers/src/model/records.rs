@@ -38,7 +38,7 @@ pub struct StoredMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_of: Option<u64>,
     /// This edit or delete was refused when stored: it changed nothing.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub void: bool,
     /// The edits applied to this message, oldest first (at most `edits::MAX_EDITS`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -67,10 +67,6 @@ pub struct Deletion {
     pub ts: u64,
     pub by: String,
     pub id: String,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl StoredMessage {

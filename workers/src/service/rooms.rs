@@ -185,21 +185,25 @@ impl Service {
                     .find(|user| *user != req.user),
                 _ => None,
             };
+            let unread = self.unread(room, stats, cursor).await?;
+            // Nothing unread, nothing to scan: most rooms of a list.
+            let mentions = match unread {
+                0 => 0,
+                _ => {
+                    let after = cursor.map_or(0, |c| c.seq);
+                    let max = MAX_MENTION_COUNT as usize;
+                    self.model()
+                        .mentions_after(room, &req.user, after, max)
+                        .await?
+                }
+            };
             rooms.push(RoomListing {
                 room: room.clone(),
                 kind: meta.kind,
                 role: Some(*role),
                 last_seq: stats.last_seq,
-                unread: self.unread(room, stats, cursor).await?,
-                mentions: self
-                    .model()
-                    .mentions_after(
-                        room,
-                        &req.user,
-                        cursor.map_or(0, |c| c.seq),
-                        MAX_MENTION_COUNT as usize,
-                    )
-                    .await?,
+                unread,
+                mentions,
                 peer,
                 topic: self.model().topic(room).await?,
             });
