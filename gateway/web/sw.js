@@ -56,15 +56,28 @@ async function showPush(payload) {
     await reg.showNotification("New messages", { tag: "chatmesh", data: {} });
     return;
   }
-  for (const r of rooms) {
-    const shown = await reg.getNotifications({ tag: TAG_PREFIX + r.room });
-    const before = shown.reduce((n, s) => n + ((s.data && s.data.count) || 0), 0);
-    const count = before + (Number.isInteger(r.count) && r.count > 0 ? r.count : 1);
+  // Every count is read before anything is shown: asked while a notification is still being
+  // shown, Chromium's getNotifications() can miss it and forget it for good (it reconciles
+  // its list with what is on screen).
+  const shown = await reg.getNotifications();
+  const counts = rooms.map((r) => {
+    const before = shown
+      .filter((s) => s.tag === TAG_PREFIX + r.room)
+      .reduce((n, s) => n + ((s.data && s.data.count) || 0), 0);
+    return before + (Number.isInteger(r.count) && r.count > 0 ? r.count : 1);
+  });
+  for (const [i, r] of rooms.entries()) {
     const latest = r.room === payload.room ? payload : null;
-    const { title, options } = roomNotification(r.room, count, latest);
+    const { title, options } = roomNotification(r.room, counts[i], latest);
     await reg.showNotification(title, options);
   }
 }
+
+/**
+ * Pushes are shown one after another (the browser runs push events at once), so each counts
+ * what the one before it showed, and none asks while another is showing.
+ */
+let queue = Promise.resolve();
 
 self.addEventListener("push", (ev) => {
   let payload = null;
@@ -73,7 +86,9 @@ self.addEventListener("push", (ev) => {
   } catch (_) {
     payload = null;
   }
-  ev.waitUntil(showPush(payload && payload.type === "messages" ? payload : null));
+  const run = queue.then(() => showPush(payload && payload.type === "messages" ? payload : null));
+  queue = run.catch(() => {});
+  ev.waitUntil(run);
 });
 
 async function windows() {

@@ -1425,6 +1425,40 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     return resp.status === 204 ? null : resp.json();
   }
 
+  /**
+   * Counts the service worker's finished `showNotification` calls (`self.__shown`), so the
+   * test reads the notifications only once they are shown: asked while one is being shown,
+   * Chromium's getNotifications() can miss it and forget it for good.
+   */
+  async function countShows(context) {
+    const sw = context.serviceWorkers().find((w) => w.url() === `${url}sw.js`)
+      || await context.waitForEvent("serviceworker", { predicate: (w) => w.url() === `${url}sw.js` });
+    await sw.evaluate(() => {
+      if (self.__shown !== undefined) return;
+      self.__shown = 0;
+      const show = ServiceWorkerRegistration.prototype.showNotification;
+      ServiceWorkerRegistration.prototype.showNotification = async function (...args) {
+        try {
+          return await show.apply(this, args);
+        } finally {
+          self.__shown += 1;
+        }
+      };
+    });
+    return { shown: () => sw.evaluate(() => self.__shown) };
+  }
+
+  /** Hands `data` to the worker as a push and waits until it showed `shows` notifications. */
+  async function deliverPush(data, shows) {
+    const before = await push.shows.shown();
+    await push.cdp.send("ServiceWorker.deliverPushMessage", {
+      origin: new URL(url).origin,
+      registrationId: push.registrationId,
+      data,
+    });
+    await eventually(`${shows} notification(s) shown`, async () => (await push.shows.shown()) >= before + shows);
+  }
+
   /** The notifications the service worker shows now: [{title, body, tag}]. */
   function shownNotifications(page) {
     return page.evaluate(async () => {
@@ -1521,25 +1555,27 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await cdp.send("ServiceWorker.enable");
     const found = await eventually("the worker's registration over CDP", async () => regs.find((r) => r.scopeURL === url && !r.isDeleted));
     push.registrationId = found.registrationId;
-    const deliver = (payload) => cdp.send("ServiceWorker.deliverPushMessage", {
-      origin: new URL(url).origin,
-      registrationId: push.registrationId,
-      data: JSON.stringify(payload),
-    });
-    await deliver({ type: "messages", room: roomName, count: 2, rooms: [{ room: roomName, count: 2, last_seq: 40 }], seq: 40, from: "alice", body: "pushed by the test" });
-    const first = await eventually("a notification", async () => (await shownNotifications(d)).find((n) => n.tag === `chatmesh:room:${roomName}`));
+    push.shows = await countShows(push.dave.context);
+    await deliverPush(JSON.stringify({ type: "messages", room: roomName, count: 2, rooms: [{ room: roomName, count: 2, last_seq: 40 }], seq: 40, from: "alice", body: "pushed by the test" }), 1);
+    const first = (await shownNotifications(d)).find((n) => n.tag === `chatmesh:room:${roomName}`);
+    assert.ok(first, "a notification");
     assert.equal(first.title, `alice in #${roomName}`);
     assert.equal(first.body, "pushed by the test\n(2 new messages)");
     // Without previews: only rooms and counts; the room's notification is replaced (3 now).
     const dm = "dm_0123456789abcdef01234567";
-    await deliver({ type: "messages", room: dm, count: 2, rooms: [{ room: dm, count: 1, last_seq: 3 }, { room: roomName, count: 1, last_seq: 41 }], seq: 3 });
-    const both = await eventually("two notifications", async () => {
-      const list = await shownNotifications(d);
-      return list.some((n) => n.tag === `chatmesh:room:${dm}`) && list.some((n) => n.body === "3 new messages") && list;
-    });
+    await deliverPush(JSON.stringify({ type: "messages", room: dm, count: 2, rooms: [{ room: dm, count: 1, last_seq: 3 }, { room: roomName, count: 1, last_seq: 41 }], seq: 3 }), 2);
+    const both = await shownNotifications(d);
     assert.equal(both.length, 2, JSON.stringify(both));
     assert.deepEqual(both.find((n) => n.tag === `chatmesh:room:${roomName}`), { title: `New messages in #${roomName}`, body: "3 new messages", tag: `chatmesh:room:${roomName}` });
     assert.deepEqual(both.find((n) => n.tag === `chatmesh:room:${dm}`), { title: "New direct message", body: "1 new message", tag: `chatmesh:room:${dm}` });
+    // Two pushes at once (the browser runs their events together): each counts the other's.
+    const one = JSON.stringify({ type: "messages", room: dm, count: 1, rooms: [{ room: dm, count: 1 }] });
+    const before = await push.shows.shown();
+    const send = () => push.cdp.send("ServiceWorker.deliverPushMessage", { origin: new URL(url).origin, registrationId: push.registrationId, data: one });
+    await Promise.all([send(), send()]);
+    await eventually("both pushes shown", async () => (await push.shows.shown()) >= before + 2);
+    const dmNow = (await shownNotifications(d)).find((n) => n.tag === `chatmesh:room:${dm}`);
+    assert.equal(dmNow && dmNow.body, "3 new messages");
     await d.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).forEach((n) => n.close()));
   });
 
@@ -1575,8 +1611,9 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(payload.from, "alice");
     assert.equal(payload.body, text);
     // What the browser's push service would do with it: hand it to the worker.
-    await push.cdp.send("ServiceWorker.deliverPushMessage", { origin: new URL(url).origin, registrationId: push.registrationId, data: plain });
-    const shown = await eventually("the notification", async () => (await shownNotifications(d)).find((n) => n.tag === `chatmesh:room:${roomName}`));
+    await deliverPush(plain, 1);
+    const shown = (await shownNotifications(d)).find((n) => n.tag === `chatmesh:room:${roomName}`);
+    assert.ok(shown, "the notification");
     assert.equal(shown.title, `alice in #${roomName}`);
     assert.equal(shown.body, text);
     await d.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).forEach((n) => n.close()));
