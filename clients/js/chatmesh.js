@@ -56,6 +56,20 @@ const ANSWERS = /** @type {const} */ ({
  * @property {string} body
  * @property {Attachment[]} [attachments] the files it carries (absent when none)
  * @property {{users?: string[], room?: boolean}} [mentions] who the body mentions (`@name`, `@room`; absent when nobody)
+ * @property {number} [edit_of] this message edits message `edit_of` of the room: `body` is its new body (edits extension)
+ * @property {number} [delete_of] this message deletes message `delete_of` of the room
+ * @property {{seq: number, ts: number}} [edited] history only: the message was edited, latest by the edit `seq`; `body` is current
+ * @property {boolean} [deleted] history only: a tombstone, the message was deleted (`body` is "")
+ * @property {boolean} [void] history only: a change the server refused when it stored it; it changes nothing
+ */
+
+/**
+ * The versions of an edited message (`GET /v1/rooms/{room}/messages/{seq}/edits`), oldest
+ * first: the original, then each edit (its own seq and ts); the last is the current body.
+ * @typedef {object} EditHistory
+ * @property {string} room
+ * @property {number} seq
+ * @property {{seq: number, ts: number, body: string}[]} versions
  */
 
 /**
@@ -97,6 +111,8 @@ const ANSWERS = /** @type {const} */ ({
  * What a send carries besides its body.
  * @typedef {object} SendOptions
  * @property {string[]} [attachments] ids of files uploaded to the room (at most 10); `body` may then be empty
+ * @property {number} [editOf] make this send an edit of message `editOf` (its author only; `body` not empty)
+ * @property {number} [deleteOf] make this send a delete of message `deleteOf` (its author, room admins, owner; `body` "")
  */
 
 /**
@@ -531,6 +547,18 @@ export class Http {
     return { messages: Array.isArray(data.messages) ? data.messages : [], more: !!data.more };
   }
 
+  /**
+   * `GET /v1/rooms/{room}/messages/{seq}/edits`: every version of message `seq` (edits
+   * extension). 404 `not_found` for an unknown or deleted message.
+   * @param {string} room
+   * @param {number} seq
+   * @returns {Promise<EditHistory>}
+   */
+  async edits(room, seq) {
+    const data = /** @type {EditHistory} */ (await this.#call("GET", `/v1/rooms/${seg(room, "room")}/messages/${seqSeg(seq)}/edits`));
+    return { room: String(data.room), seq: Number(data.seq), versions: Array.isArray(data.versions) ? data.versions : [] };
+  }
+
   // -------------------------------------------------------------------------------------
   // Files (the files extension of protocol v1)
 
@@ -776,6 +804,26 @@ function mentionsOf(f) {
   }
   if (at.room === true) out.room = true;
   return out.users || out.room ? { mentions: out } : {};
+}
+
+/**
+ * `{edit_of}` or `{delete_of}` of a message frame that changes an earlier message, else `{}`.
+ * @param {Record<string, unknown>} f
+ * @returns {{edit_of?: number, delete_of?: number}}
+ */
+function changeOf(f) {
+  if (typeof f.edit_of === "number" && f.edit_of > 0) return { edit_of: f.edit_of };
+  if (typeof f.delete_of === "number" && f.delete_of > 0) return { delete_of: f.delete_of };
+  return {};
+}
+
+/**
+ * A message seq as a path segment: a positive integer, else `invalid`.
+ * @param {number} seq
+ */
+function seqSeg(seq) {
+  if (!Number.isSafeInteger(seq) || seq < 1) throw new ChatmeshError("invalid", `not a message seq: ${seq}`);
+  return String(seq);
 }
 
 /** @param {number} limit */
@@ -1162,8 +1210,36 @@ export class Client {
       }
       if (files.length) frame.attachments = files.slice();
     }
+    if (options.editOf !== undefined && options.deleteOf !== undefined) {
+      throw new ChatmeshError("invalid", "a send is an edit or a delete, not both");
+    }
+    if (options.editOf !== undefined) frame.edit_of = Number(seqSeg(options.editOf));
+    if (options.deleteOf !== undefined) frame.delete_of = Number(seqSeg(options.deleteOf));
     const ack = await this.#request(frame);
     return { room: String(ack.room), id: String(ack.id), seq: Number(ack.seq), ts: Number(ack.ts) };
+  }
+
+  /**
+   * Replaces the body of message `seq` of `room` (the author only; edits extension). The edit
+   * is a message of the room's order: the ack's `seq` is the edit's.
+   * @param {string} room
+   * @param {number} seq
+   * @param {string} body
+   * @returns {Promise<Ack>}
+   */
+  edit(room, seq, body) {
+    return this.sendWithId(room, this.#nextId(), body, { editOf: seq });
+  }
+
+  /**
+   * Deletes message `seq` of `room` (its author, a room admin or the owner): history keeps
+   * a tombstone. The ack's `seq` is the delete's.
+   * @param {string} room
+   * @param {number} seq
+   * @returns {Promise<Ack>}
+   */
+  delete(room, seq) {
+    return this.sendWithId(room, this.#nextId(), "", { deleteOf: seq });
   }
 
   /**
@@ -1673,6 +1749,7 @@ export class Client {
           body: String(f.body),
           ...attachmentsOf(f),
           ...mentionsOf(f),
+          ...changeOf(f),
         });
         return;
       }

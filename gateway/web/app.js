@@ -19,6 +19,8 @@
 import { initSettings, openSettings } from "./account.js";
 import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "./api.js";
 import { hideViewer, initAttachments } from "./attachments.js";
+import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
+import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
 import { $, show } from "./dom.js";
 import { forgetFiles } from "./files.js";
 import { closeDrawers, initLayout } from "./layout.js";
@@ -26,7 +28,7 @@ import * as notify from "./notify.js";
 import * as push from "./push.js";
 import { NEAR_EDGE_PX, actions, describe, notice, render, renderConn } from "./render.js";
 import { createClient } from "./socket.js";
-import { app, readJson, room, storageKey, writeJson } from "./state.js";
+import { app, isChange, readJson, room, storageKey, writeJson } from "./state.js";
 import { initUploads, takeUploads, uploading } from "./uploads.js";
 
 const HISTORY_PAGE = 50;
@@ -192,6 +194,7 @@ async function openRoomFromPush(id) {
 
 /** Logs out (explicitly, or because the token was refused). */
 function endSession(message) {
+  resetChanges();
   const client = app.conn;
   app.conn = null;
   if (client) client.close();
@@ -330,6 +333,7 @@ function joinMemberRooms() {
 function selectRoom(id) {
   const r = app.rooms.get(id);
   if (!r) return;
+  if (app.current !== r) resetChanges();
   app.current = r;
   r.unread = 0;
   r.mentions = 0;
@@ -706,7 +710,7 @@ function onMessage(m) {
   learnPeer(r, m);
   r.typing.delete(m.from);
   if (r.head !== null) advanceHead(r);
-  if (fresh && m.from !== me) {
+  if (fresh && m.from !== me && !isChange(m)) {
     const concerns = r.kind === "dm" || mentionsMe(m) || notify.mentions(m.body, me, app.profile && app.profile.display_name);
     const who = app.names.get(m.from) || m.from;
     notify.onIncoming(
@@ -892,6 +896,7 @@ function onComposerSubmit(ev) {
   const input = $("message-input");
   const body = input.value;
   if (!r || !r.member) return;
+  if (submitEdit(r, body)) return;
   if (uploading(r)) {
     notice("Wait until the files are uploaded (or remove them), then send.");
     return;
@@ -991,6 +996,7 @@ function autosize() {
 
 function onComposerInput() {
   autosize();
+  updateCompletion();
   const r = app.current;
   const input = $("message-input");
   if (!r || !r.joined || !input.value || app.features.typing === "unsupported") return;
@@ -1001,6 +1007,7 @@ function onComposerInput() {
 }
 
 function onComposerKey(ev) {
+  if (onCompletionKey(ev) || onEditKey(ev, app.current)) return;
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
     ev.preventDefault();
     $("composer").requestSubmit();
@@ -1076,6 +1083,8 @@ function main() {
   initLayout();
   initAttachments();
   initUploads();
+  initChanges();
+  initCompletion();
   $("leave-room").addEventListener("click", onLeave);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());
   $("composer").addEventListener("submit", onComposerSubmit);

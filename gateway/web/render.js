@@ -10,13 +10,16 @@ import { $, h, show } from "./dom.js";
 import { dayKey, dayLabel, formatTime } from "./format.js";
 import { renderBody } from "./markdown.js";
 import { avatar, nameNodes, renderMemberList } from "./people.js";
-import { app } from "./state.js";
+import { app, isChange } from "./state.js";
 import { renderUploads } from "./uploads.js";
 
 const GROUP_WITHIN_MS = 5 * 60_000;
 export const NEAR_EDGE_PX = 48;
 
-/** Set by app.js: selectRoom(id), retry(r, p), discard(r, p), loadOlder(r), maybeRead(r). */
+/**
+ * Set by app.js: selectRoom(id), retry(r, p), discard(r, p), loadOlder(r), maybeRead(r); by
+ * changes.js: edit(r, m), askDelete(r, m), confirmDelete(r, m), cancelDelete().
+ */
 export const actions = {};
 
 // ---------------------------------------------------------------------------------------
@@ -183,7 +186,8 @@ function seenMap(r) {
   if (!r.receipts.size || !r.order.length) return out;
   for (const [user, seq] of r.receipts) {
     if (app.session && user === app.session.user) continue;
-    const i = r.firstIndexAfter(seq) - 1;
+    let i = r.firstIndexAfter(seq) - 1;
+    while (i >= 0 && isChange(r.msgs.get(r.order[i]))) i -= 1; // changes have no line of their own
     if (i < 0) continue;
     const at = r.order[i];
     if (r.msgs.get(at).from === user) continue; // "seen by" its own author says nothing
@@ -213,11 +217,36 @@ function messageNode(r, key, m, state) {
         }),
         h("span", { className: "status" }),
       ),
-      h("div", { className: "body" }, ...renderBody(m.body)),
-      m.attachments && m.attachments.length ? attachmentList(r.id, m.attachments) : null,
+      h("div", { className: "body" }),
+      h("div", { className: "files" }),
       h("div", { className: "seen", hidden: true }),
+      h("div", { className: "actions", attrs: { role: "group", "aria-label": "Message actions" } }),
     );
     r.nodes.set(key, node);
+  }
+  // The body as it is now: edits and deletes change a node already drawn.
+  const version = m.deleted ? "deleted" : m.edited ? `edited:${m.edited.seq}` : "";
+  if (node.dataset.version !== version || !node.dataset.drawn) {
+    node.dataset.drawn = "1";
+    node.dataset.version = version;
+    node.classList.toggle("deleted", !!m.deleted);
+    const body = node.querySelector(".body");
+    if (m.deleted) {
+      body.replaceChildren(h("span", { className: "tombstone", textContent: "This message was deleted." }));
+    } else {
+      body.replaceChildren(...renderBody(m.body));
+      if (m.edited) {
+        const when = new Date(m.edited.ts || 0);
+        body.append(" ", h("span", {
+          className: "edited",
+          textContent: "(edited)",
+          title: Number.isNaN(when.getTime()) || !m.edited.ts ? "edited" : `edited ${when.toLocaleString()}`,
+          dataset: { testid: "edited" },
+        }));
+      }
+    }
+    const files = node.querySelector(".files");
+    files.replaceChildren(...(!m.deleted && m.attachments && m.attachments.length ? [attachmentList(r.id, m.attachments)] : []));
   }
   node.dataset.id = m.id || "";
   node.dataset.from = m.from || "";
@@ -245,7 +274,48 @@ function messageNode(r, key, m, state) {
     status.textContent = "";
     status.title = "";
   }
+  messageActions(r, m, node, state);
   return node;
+}
+
+/**
+ * The edit and delete buttons of a stored message: edit for its author, delete for its
+ * author and the room's owner and admins; a delete asks to be confirmed in place.
+ */
+function messageActions(r, m, node, state) {
+  const bar = node.querySelector(".actions");
+  const me = app.session && app.session.user;
+  const mine = !!me && m.from === me;
+  const mayDelete = mine || r.role === "owner" || r.role === "admin";
+  if (state !== "acked" || !m.seq || m.deleted || !r.member || !(mine || mayDelete)) {
+    bar.replaceChildren();
+    bar.hidden = true;
+    return;
+  }
+  bar.hidden = false;
+  const button = (text, label, testid, onClick, extra = "") => {
+    const b = h("button", { type: "button", className: `link ${extra}`.trim(), textContent: text, dataset: { testid }, attrs: { "aria-label": label } });
+    b.addEventListener("click", () => onClick(r, m));
+    return b;
+  };
+  if (app.confirmDelete === `${r.id}:${m.seq}`) {
+    bar.classList.add("confirm");
+    bar.replaceChildren(
+      h("span", { textContent: "Delete this message? " }),
+      button("Delete", "Delete this message for everyone", "confirm-delete", actions.confirmDelete, "danger"),
+      " ",
+      button("Cancel", "Keep this message", "cancel-delete", actions.cancelDelete),
+    );
+    return;
+  }
+  bar.classList.remove("confirm");
+  const editing = app.editing && app.editing.room === r.id && app.editing.seq === m.seq;
+  node.classList.toggle("editing", !!editing);
+  bar.replaceChildren(
+    mine ? button("Edit", "Edit this message", "edit-message", actions.edit) : "",
+    mine ? " " : "",
+    button("Delete", "Delete this message", "delete-message", actions.askDelete),
+  );
 }
 
 function failedControls(r, p) {
@@ -304,6 +374,7 @@ function renderMessages() {
       prevFrom = null;
     }
     const m = r.msgs.get(seq);
+    if (isChange(m)) continue; // an edit or delete shows on the message it changes
     daySep(m.ts);
     const node = messageNode(r, `m:${seq}`, m, "acked");
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);

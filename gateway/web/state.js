@@ -95,6 +95,7 @@ export class Room {
       return false;
     }
     this.msgs.set(m.seq, m);
+    this.applyChange(m);
     let lo = 0;
     let hi = this.order.length;
     while (lo < hi) {
@@ -104,6 +105,38 @@ export class Room {
     }
     this.order.splice(lo, 0, m.seq);
     return true;
+  }
+
+  /**
+   * Applies an edit or a delete (`m`) to its target when it is held, with the rules of
+   * docs/PROTOCOL.md ("Edits and deletes"): only to a normal message that is not deleted, an
+   * edit only by the target's author and only if newer than what the target shows. History
+   * brings targets in their current version, so applying a change twice changes nothing.
+   */
+  applyChange(m) {
+    const at = m.edit_of || m.delete_of;
+    if (!at || m.void) return false;
+    const t = this.msgs.get(at);
+    if (!t || isChange(t) || t.deleted) return false;
+    if (m.delete_of) {
+      t.deleted = true;
+      t.body = "";
+      delete t.attachments;
+      return true;
+    }
+    if (t.from !== m.from || (t.edited && t.edited.seq >= m.seq)) return false;
+    t.body = m.body;
+    t.edited = { seq: m.seq, ts: m.ts };
+    return true;
+  }
+
+  /** The newest held message shown as a message of its own (not a change), or null. */
+  lastShown(from) {
+    for (let i = this.order.length - 1; i >= 0; i -= 1) {
+      const m = this.msgs.get(this.order[i]);
+      if (!isChange(m) && !m.deleted && (!from || m.from === from)) return m;
+    }
+    return null;
   }
 
   firstIndexAfter(seq) {
@@ -116,6 +149,14 @@ export class Room {
     }
     return lo;
   }
+}
+
+/**
+ * Is `m` a change of another message (an edit, a delete, or a change the server voided)
+ * rather than a message shown of its own?
+ */
+export function isChange(m) {
+  return Boolean(m && (m.edit_of || m.delete_of || m.void));
 }
 
 export const app = {
@@ -140,6 +181,8 @@ export const app = {
   revokedWhileRenewing: false, // …and one came: the change's answer must bring a fresh token
   names: new Map(), // user -> display name, from member lists and the profile
   wantedRoom: null, // the room a clicked push notification asked for, opened once rooms load
+  editing: null, // {room, seq} of the message the composer edits (changes.js), or null
+  confirmDelete: null, // "room:seq" of the message whose delete asks to be confirmed
 };
 
 export function room(id) {

@@ -1667,6 +1667,94 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(await item.locator('[data-testid="mentions"]').isVisible(), false);
   });
 
+  it("completes @names from the room's members and @room; Esc closes the list", async () => {
+    const a = alice.page;
+    const input = a.locator("#message-input");
+    await a.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    await input.fill("");
+    await input.pressSequentially("ping @bo");
+    await a.locator('#mention-list li[data-user="bob"]').waitFor();
+    assert.equal(await a.locator('#mention-list li[data-user="alice"]').count(), 0, "not oneself");
+    assert.equal(await input.getAttribute("aria-activedescendant"), "mention-option-0");
+    await input.press("Tab");
+    assert.equal(await input.inputValue(), "ping @bob ");
+    assert.equal(await a.locator("#mention-list").isHidden(), true);
+    await input.pressSequentially("and @r");
+    await a.locator('#mention-list li[data-user="room"]').waitFor();
+    await input.press("Enter"); // takes the option; does not send
+    assert.equal(await input.inputValue(), "ping @bob and @room ");
+    await input.pressSequentially("@");
+    await a.locator("#mention-list li").first().waitFor();
+    await input.press("Escape");
+    assert.equal(await a.locator("#mention-list").isHidden(), true);
+    await input.fill("");
+  });
+
+  it("edits and deletes: the author edits, an owner deletes another's message; both show live, and after a reload", async () => {
+    const a = alice.page;
+    const b = bob.page;
+    await b.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    const input = a.locator("#message-input");
+    await input.fill("teh first draft");
+    await input.press("Enter");
+    const mine = a.locator("#message-list li.msg.mine[data-state=\"acked\"]").filter({ hasText: "teh first draft" });
+    await mine.waitFor();
+    const seq = await mine.getAttribute("data-seq");
+    await messageWithBody(bob, "teh first draft").waitFor();
+    // bob, a member, may neither edit nor delete alice's message.
+    const onBob = b.locator(`#message-list li.msg[data-seq="${seq}"]`);
+    assert.equal(await onBob.locator('[data-testid="edit-message"], [data-testid="delete-message"]').count(), 0);
+
+    // Edit from the message's button: the composer holds the body; Enter saves.
+    await mine.hover();
+    await mine.locator('[data-testid="edit-message"]').click();
+    await a.locator("#edit-banner").waitFor();
+    assert.equal(await input.inputValue(), "teh first draft");
+    assert.equal(await a.locator("#send-button").textContent(), "Save");
+    await input.fill("the first draft");
+    await input.press("Enter");
+    assert.equal(await a.locator("#edit-banner").isHidden(), true);
+    const edited = a.locator(`#message-list li.msg[data-seq="${seq}"]`);
+    await edited.locator('[data-testid="edited"]').waitFor();
+    assert.match(await edited.locator(".body").textContent(), /^the first draft \(edited\)$/);
+    await onBob.locator('[data-testid="edited"]').waitFor();
+    assert.match(await onBob.locator(".body").textContent(), /^the first draft/);
+    assert.equal(await messageWithBody(bob, "teh first draft").count(), 0, "no bubble for the edit itself");
+
+    // ↑ in the empty composer edits one's last message; Esc gives the composer back.
+    await input.fill("");
+    await input.press("ArrowUp");
+    await a.locator("#edit-banner").waitFor();
+    assert.equal(await input.inputValue(), "the first draft");
+    await input.press("Escape");
+    assert.equal(await a.locator("#edit-banner").isHidden(), true);
+    assert.equal(await input.inputValue(), "");
+
+    // bob writes a typo; alice, the room's owner, deletes it (she cannot edit it).
+    await b.locator("#message-input").fill("bob's typo");
+    await b.locator("#message-input").press("Enter");
+    const typo = a.locator("#message-list li.msg").filter({ hasText: "bob's typo" });
+    await typo.waitFor();
+    const typoSeq = await typo.getAttribute("data-seq");
+    assert.equal(await typo.locator('[data-testid="edit-message"]').count(), 0, "only the author edits");
+    await typo.hover();
+    await typo.locator('[data-testid="delete-message"]').click();
+    await typo.locator('[data-testid="confirm-delete"]').click();
+    const tomb = b.locator(`#message-list li.msg[data-seq="${typoSeq}"]`);
+    await tomb.filter({ hasText: "This message was deleted." }).waitFor();
+    assert.equal(await tomb.locator('[data-testid="delete-message"]').count(), 0, "a tombstone has no actions");
+    await a.locator(`#message-list li.msg.deleted[data-seq="${typoSeq}"]`).waitFor();
+
+    // After a reload, history brings both in their current version.
+    await b.reload();
+    await waitConnected(bob);
+    await b.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    await b.locator(`#message-list li.msg[data-seq="${seq}"] [data-testid="edited"]`).waitFor();
+    await b.locator(`#message-list li.msg.deleted[data-seq="${typoSeq}"]`).waitFor();
+    assert.equal(await messageWithBody(bob, "bob's typo").count(), 0);
+    assert.equal(await messageWithBody(bob, "teh first draft").count(), 0);
+  });
+
   it("raised no page errors, console errors or dialogs", () => {
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);

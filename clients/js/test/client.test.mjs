@@ -278,6 +278,48 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.deepEqual(delivered, seqs.slice(21));
   });
 
+  it("edits and deletes: live frames carry edit_of / delete_of, history the current version, edits() the versions", async () => {
+    const ed = await user("ed");
+    const uma = await user("uma");
+    await ed.http().createRoom("drafts", "public");
+    await ed.join("drafts");
+    await uma.join("drafts");
+    const seen = [];
+    uma.on("message", (m) => seen.push(m));
+    const first = await ed.send("drafts", "helo");
+    const edit = await ed.edit("drafts", first.seq, "hello");
+    assert.ok(edit.seq > first.seq, "an edit is a message of its own");
+    const gone = await ed.send("drafts", "oops");
+    const del = await ed.delete("drafts", gone.seq);
+    const deadline = Date.now() + 10_000;
+    while (seen.length < 4 && Date.now() < deadline) await sleep(20);
+    assert.deepEqual(
+      seen.map((m) => [m.seq, m.body, m.edit_of, m.delete_of]),
+      [
+        [first.seq, "helo", undefined, undefined],
+        [edit.seq, "hello", first.seq, undefined],
+        [gone.seq, "oops", undefined, undefined],
+        [del.seq, "", undefined, gone.seq],
+      ],
+    );
+    const page = await uma.history("drafts");
+    const bySeq = new Map(page.messages.map((m) => [m.seq, m]));
+    assert.equal(bySeq.get(first.seq).body, "hello");
+    assert.equal(bySeq.get(first.seq).edited.seq, edit.seq);
+    assert.equal(bySeq.get(gone.seq).deleted, true);
+    assert.equal(bySeq.get(gone.seq).body, "");
+    const versions = await uma.http().edits("drafts", first.seq);
+    assert.deepEqual(versions.versions.map((v) => [v.seq, v.body]), [[first.seq, "helo"], [edit.seq, "hello"]]);
+    // Only the author edits; a deleted message has no versions; arguments are checked.
+    await assert.rejects(uma.edit("drafts", first.seq, "mine now"), (e) => e instanceof ChatmeshError && e.code === "forbidden");
+    await assert.rejects(uma.http().edits("drafts", gone.seq), (e) => e instanceof ChatmeshError && e.code === "not_found");
+    await assert.rejects(ed.edit("drafts", 0, "x"), (e) => e instanceof ChatmeshError && e.code === "invalid");
+    await assert.rejects(
+      ed.sendWithId("drafts", "both-1", "x", { editOf: first.seq, deleteOf: first.seq }),
+      (e) => e instanceof ChatmeshError && e.code === "invalid",
+    );
+  });
+
   it("yields events from events() in order and ends after closed", async () => {
     const eli = await user("eli");
     const fay = await user("fay");

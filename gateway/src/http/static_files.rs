@@ -102,6 +102,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/uploads.js"),
     ),
     (
+        "/changes.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/changes.js"),
+    ),
+    (
+        "/complete.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/complete.js"),
+    ),
+    (
         "/attachments.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/attachments.js"),
@@ -226,6 +236,21 @@ mod tests {
                     assert!(!t.contains(" from \"/"), "{path}: {line}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_file_of_the_web_folder_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+        for entry in std::fs::read_dir(dir).expect("gateway/web") {
+            let name = entry.expect("an entry").file_name();
+            let name = name.to_string_lossy();
+            assert!(
+                FILES
+                    .iter()
+                    .any(|(p, _, _)| p.trim_start_matches('/') == name),
+                "gateway/web/{name} is not in FILES"
+            );
         }
     }
 }
