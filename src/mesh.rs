@@ -82,6 +82,9 @@ impl Mesh {
         }
         config.gateway.listen = opts.listen.clone();
         config.worker.data_dir = data.join("store");
+        if config.worker.search.dir.as_os_str().is_empty() {
+            config.worker.search.dir = data.join("search");
+        }
         if config.files.url.is_none() {
             config.files.dir = data.join("files");
         }

@@ -30,6 +30,11 @@ impl Services {
         }
     }
 
+    /// How many partitions the mesh has.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
     /// Calls `O` for the partition of `key` (a room, or a user for user-keyed operations).
     /// The outer error is the transport's; the inner one is the service's answer.
     pub async fn call<O: Op>(

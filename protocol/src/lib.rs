@@ -17,6 +17,7 @@ pub mod mentions;
 pub mod message;
 pub mod names;
 pub mod push;
+pub mod search;
 pub mod service;
 pub mod subjects;
 pub mod text;

@@ -378,6 +378,12 @@ op!(History, "history", HistoryRequest, HistoryPage);
 op!(SetCursor, "cursor", SetCursorRequest, Done);
 op!(CheckChange, "change_check", ChangeCheckRequest, ChangeCheck);
 op!(GetEdits, "edits", EditsRequest, EditHistory);
+op!(
+    Search,
+    "search",
+    crate::search::SearchRequest,
+    crate::search::SearchResults
+);
 op!(GetUserGen, "user_gen", UserRequest, UserGen);
 op!(LogoutAll, "logout_all", UserRequest, UserGen);
 op!(ListMembers, "members_list", MembersRequest, MemberPage);

@@ -89,6 +89,8 @@ pub struct WorkerConfig {
     pub rooms_list_public_max: usize,
     /// Most rooms of one owner among those public rooms (so one owner cannot fill the list).
     pub rooms_list_public_per_owner: usize,
+    /// Full-text search: the per-partition indexes.
+    pub search: crate::search::SearchConfig,
 }
 
 impl Default for WorkerConfig {
@@ -122,6 +124,21 @@ impl Default for WorkerConfig {
             rooms_list_public_per_owner: 10,
             history_wait_ms: 2_000,
             history_page_max_bytes: 512 * 1024,
+            search: crate::search::SearchConfig::default(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Where the search indexes live: `search.dir`, or beside `data_dir` (`<data_dir>.search`:
+    /// the embedded store owns its folder).
+    pub fn search_dir(&self) -> PathBuf {
+        if self.search.dir.as_os_str().is_empty() {
+            let mut dir = self.data_dir.clone().into_os_string();
+            dir.push(".search");
+            PathBuf::from(dir)
+        } else {
+            self.search.dir.clone()
         }
     }
 }

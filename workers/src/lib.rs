@@ -22,6 +22,7 @@ pub mod ownership;
 pub mod progress;
 pub mod push;
 pub mod retention;
+pub mod search;
 pub mod service;
 pub mod store;
 pub mod streams;

@@ -15,6 +15,8 @@ pub const STORED: &str = "chatmesh_worker_messages_stored_total";
 pub const SKIPPED: &str = "chatmesh_worker_messages_skipped_total";
 pub const CHANGES_VOID: &str = "chatmesh_worker_changes_void_total";
 pub const ERASED: &str = "chatmesh_worker_erased_total";
+/// Batches the search index could not take (missing from search), and unreadable indexes.
+pub const SEARCH_ERRORS: &str = "chatmesh_worker_search_errors_total";
 /// Stream messages that could not be decoded (skipped and acked).
 pub const DECODE_ERRORS: &str = "chatmesh_worker_decode_errors_total";
 /// Store-writer restarts from the checkpoint, label `reason`.
@@ -72,6 +74,10 @@ pub fn describe() {
         "deleted messages and their edits erased from the stream"
     );
     describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
+    describe_counter!(
+        SEARCH_ERRORS,
+        "stored batches the search index could not take, and unreadable indexes"
+    );
     describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");
     describe_counter!(REQUESTS, "service requests by op and outcome");
     describe_counter!(

@@ -115,6 +115,13 @@ impl Worker {
         let caches = Arc::new(Caches::new(cfg.cache_sizes()));
         let progress = Arc::new(Progress::new(mesh.partitions));
         let service = Service::new(model.clone(), caches.clone(), &cfg, Some(nats.clone()))?;
+        let search = cfg
+            .search
+            .enabled
+            .then(|| crate::search::Indexes::new(&cfg.search_dir(), mesh.partitions));
+        if let Some(search) = &search {
+            service.enable_search(search.clone());
+        }
         service.follow_stream(StreamTail {
             stream: stream.clone(),
             progress: progress.clone(),
@@ -136,6 +143,7 @@ impl Worker {
                 max_ack_pending: i64::try_from(cfg.batch_max_messages * 4).unwrap_or(i64::MAX),
             },
             batch_max: cfg.batch_max_messages,
+            search: search.clone(),
         };
         let shutdown = CancellationToken::new();
         let limit = Arc::new(Semaphore::new(cfg.service_concurrency));
@@ -146,6 +154,13 @@ impl Worker {
             crate::retention::run(retention, stop).await;
             Ok(())
         });
+        if let Some(search) = search {
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                search.run(stop).await;
+                Ok(())
+            });
+        }
         for _ in 0..mesh.partitions {
             writers_ready.push(Arc::new(AtomicBool::new(false)));
         }

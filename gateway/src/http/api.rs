@@ -53,6 +53,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::PATCH, ["push", "settings"]) => push::set_settings(state, req).await,
         (&Method::GET, ["push", "vapid"]) => push::vapid(state, req).await,
         (&Method::GET, ["rooms", room, "messages"]) => messages(state, req, room).await,
+        (&Method::GET, ["search"]) => super::search::search(state, req).await,
         (&Method::GET, ["rooms", room, "messages", seq, "edits"]) => {
             edits(state, req, room, seq).await
         }
@@ -78,6 +79,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["push", "targets" | "settings" | "vapid"]
             | ["push", "targets", _]
             | ["rooms", _, "messages"]
+            | ["search"]
             | ["rooms", _, "messages", _, "edits"]
             | ["rooms", _, "files"]
             | ["rooms", _, "files", _]

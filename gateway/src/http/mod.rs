@@ -13,6 +13,7 @@ mod refuse;
 mod reply;
 mod request;
 mod room_info;
+mod search;
 mod static_files;
 mod ws;
 

@@ -43,6 +43,7 @@ use crate::cache::Caches;
 use crate::metrics as m;
 use crate::model::Model;
 use crate::progress::Progress;
+use crate::search::{IndexOp, Indexes};
 use crate::store::StoreError;
 use crate::writer::{store_batch, Delivery};
 
@@ -129,6 +130,8 @@ pub(crate) struct Writer {
     pub stream: Stream,
     pub consumer: ConsumerSettings,
     pub batch_max: usize,
+    /// The search indexes, kept after each stored batch (none when search is off).
+    pub search: Option<Indexes>,
 }
 
 /// Runs partition `p`'s store writer until `shutdown`; `ready` says whether it has a consumer.
@@ -173,7 +176,20 @@ async fn session(
 ) -> Result<(), SessionError> {
     let setup = async {
         let checkpoint = w.model.checkpoint(p).await?;
-        let consumer = setup::recreate(&w.stream, p, checkpoint + 1, w.consumer).await?;
+        // The search index may be behind the store (what it had not committed when the
+        // worker stopped): the consumer then starts where the index is, and the store skips
+        // what it has.
+        // An index that cannot be read never holds the store back: it is left behind.
+        let indexed = match &w.search {
+            Some(search) => search.covered(p).await.unwrap_or_else(|e| {
+                counter!(m::SEARCH_ERRORS).increment(1);
+                warn!(partition = p, error = %Chain(&e), "search index unreadable; not catching it up");
+                checkpoint
+            }),
+            None => checkpoint,
+        };
+        let start = checkpoint.min(indexed);
+        let consumer = setup::recreate(&w.stream, p, start + 1, w.consumer).await?;
         let deliveries = consumer
             .stream()
             .max_messages_per_batch(w.batch_max)
@@ -182,10 +198,10 @@ async fn session(
             .messages()
             .await
             .map_err(|e| SessionError::consumer("pull", e))?;
-        Ok::<_, SessionError>((checkpoint, deliveries))
+        Ok::<_, SessionError>((checkpoint, indexed, deliveries))
     };
     // Nothing is in flight yet: a shutdown may interrupt the setup (NATS may be down).
-    let (mut checkpoint, mut deliveries) = tokio::select! {
+    let (mut checkpoint, mut indexed, mut deliveries) = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         started = setup => started?,
     };
@@ -228,10 +244,32 @@ async fn session(
         let in_line = in_line_prefix(&batch, &mut next_dseq, &mut failure)?;
         batch.truncate(in_line);
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let high = decoded.last().map_or(0, |d| d.seq);
+        let index_ops = w.search.as_ref().map(|_| {
+            decoded
+                .iter()
+                .filter(|d| d.seq > indexed)
+                .filter_map(|d| {
+                    let (room, payload) = d.message.as_ref()?;
+                    IndexOp::of(d.seq, room, payload)
+                })
+                .collect::<Vec<_>>()
+        });
         // Traced sends go on here: one span per message, ended when the batch is stored.
         let spans = traced(p, &batch);
         let erased = store_batch(&w.model, &w.caches, p, &mut checkpoint, decoded).await?;
         drop(spans);
+        if let (Some(search), Some(ops)) = (&w.search, index_ops) {
+            if high > indexed {
+                // Never holds the store back either: what could not be indexed is counted,
+                // logged and missing from search.
+                if let Err(e) = search.apply(&w.model, p, high, ops).await {
+                    counter!(m::SEARCH_ERRORS).increment(1);
+                    warn!(partition = p, error = %Chain(&e), "indexing a batch for search failed");
+                }
+                indexed = high;
+            }
+        }
         if !erased.is_empty() {
             tokio::spawn(erase(w.stream.clone(), erased));
         }

@@ -166,6 +166,7 @@ impl Service {
                 call::<ops::CheckChange, _>(payload, |r| self.change_check(r)).await
             }
             ops::GetEdits::NAME => call::<ops::GetEdits, _>(payload, |r| self.edits(r)).await,
+            ops::Search::NAME => call::<ops::Search, _>(payload, |r| self.search(r)).await,
             ops::GetUserGen::NAME => {
                 call::<ops::GetUserGen, _>(payload, |r| self.user_gen(r)).await
             }

@@ -20,6 +20,7 @@ mod profile;
 mod push;
 mod roominfo;
 mod rooms;
+mod search;
 
 use std::sync::{Arc, OnceLock};
 
@@ -68,6 +69,8 @@ struct Inner {
     files: OnceLock<FilesHandle>,
     /// Set when push notifications are enabled (`crate::push::start`).
     push: OnceLock<PushRules>,
+    /// Set when search is enabled (`[worker.search]`).
+    search: OnceLock<crate::search::Indexes>,
     has_targets: push::HasTargets,
     anyone: push::Anyone,
     rooms_list_max: usize,
@@ -123,6 +126,7 @@ impl Service {
                 tail: OnceLock::new(),
                 files: OnceLock::new(),
                 push: OnceLock::new(),
+                search: OnceLock::new(),
                 has_targets: push::has_targets_cache(),
                 anyone: push::Anyone::default(),
                 rooms_list_max: cfg.rooms_list_max,
@@ -139,6 +143,11 @@ impl Service {
     /// what the store holds. Set once; later calls are ignored.
     pub fn follow_stream(&self, tail: StreamTail) {
         let _ = self.inner.tail.set(tail);
+    }
+
+    /// Enables the `search` operation (once; later calls are ignored).
+    pub(crate) fn enable_search(&self, indexes: crate::search::Indexes) {
+        let _ = self.inner.search.set(indexes);
     }
 
     /// Enables the file operations (once; later calls are ignored).

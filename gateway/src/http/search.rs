@@ -1,0 +1,158 @@
+//! `GET /v1/search` (extension, docs/PROTOCOL.md "Search"): full-text search over the rooms
+//! the caller is a member of now. The gateway lists them (`rooms_list`), keeps those the
+//! filters allow, asks the worker of each of their partitions at once (`search`, the
+//! partition's index) and merges the answers, newest first. Paging: `before` = the seq of
+//! the last hit of the page before.
+
+use std::collections::BTreeMap;
+
+use futures::future::try_join_all;
+use hyper::body::Incoming;
+use hyper::Request;
+
+use chatmesh_protocol::search::{
+    SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
+};
+use chatmesh_protocol::service::{ListRooms, ListRoomsRequest, Search};
+use chatmesh_protocol::subjects::partition;
+use chatmesh_protocol::ApiError;
+
+use super::reply;
+use super::request::{caller, name, Answer};
+use crate::state::AppState;
+
+/// Hits per page unless `limit` says otherwise.
+const DEFAULT_LIMIT: usize = 20;
+
+pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
+    let user = caller(state, &req).await?;
+    let mut ask = SearchRequest {
+        q: String::new(),
+        rooms: Vec::new(),
+        from: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: DEFAULT_LIMIT,
+    };
+    let mut only_room = None;
+    let query = req.uri().query().unwrap_or("");
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let number = || {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{k} must be a number")))
+        };
+        match k.as_ref() {
+            "q" => ask.q = v.into_owned(),
+            "room" => {
+                name("room", &v)?;
+                only_room = Some(v.into_owned());
+            }
+            "from" => {
+                name("from", &v)?;
+                ask.from = Some(v.into_owned());
+            }
+            "since" => ask.since = Some(number()?),
+            "until" => ask.until = Some(number()?),
+            "before" => ask.before = Some(number()?),
+            "limit" => ask.limit = usize::try_from(number()?).unwrap_or(usize::MAX),
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
+        }
+    }
+    if ask.q.trim().is_empty() || ask.q.len() > MAX_QUERY_BYTES {
+        return Err(
+            ApiError::bad_request(format!("q must be 1 to {MAX_QUERY_BYTES} bytes")).into(),
+        );
+    }
+    if !(1..=MAX_SEARCH_LIMIT).contains(&ask.limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_SEARCH_LIMIT}"
+        ))
+        .into());
+    }
+    // Membership at query time: the rooms the caller is in now.
+    let list = state
+        .services
+        .ask::<ListRooms>(&user, &ListRoomsRequest { user: user.clone() })
+        .await?;
+    let mut rooms: Vec<String> = list
+        .rooms
+        .into_iter()
+        .filter(|r| r.role.is_some())
+        .map(|r| r.room)
+        .collect();
+    if let Some(room) = &only_room {
+        if !rooms.contains(room) {
+            return Err(ApiError::forbidden("not a member of this room").into());
+        }
+        rooms = vec![room.clone()];
+    }
+    rooms.truncate(MAX_SEARCH_ROOMS);
+    let partitions = state.services.partitions();
+    let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for room in rooms {
+        by_partition
+            .entry(partition(&room, partitions))
+            .or_default()
+            .push(room);
+    }
+    let asks = by_partition.into_values().map(|rooms| {
+        let req = SearchRequest {
+            rooms,
+            ..ask.clone()
+        };
+        async move {
+            let key = req.rooms[0].clone();
+            state.services.ask::<Search>(&key, &req).await
+        }
+    });
+    let answers = try_join_all(asks).await?;
+    Ok(reply::json(200, &merge(answers, ask.limit)))
+}
+
+/// The newest `limit` hits of all partitions' answers (each newest first, each with up to
+/// `limit` hits); `more` when any hit was left out.
+fn merge(answers: Vec<SearchResults>, limit: usize) -> SearchResults {
+    let mut more = answers.iter().any(|a| a.more);
+    let mut hits: Vec<_> = answers.into_iter().flat_map(|a| a.hits).collect();
+    hits.sort_by_key(|h| std::cmp::Reverse(h.seq));
+    if hits.len() > limit {
+        hits.truncate(limit);
+        more = true;
+    }
+    SearchResults { hits, more }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatmesh_protocol::search::SearchHit;
+
+    fn hit(seq: u64) -> SearchHit {
+        SearchHit {
+            room: "r".into(),
+            seq,
+            from: "u".into(),
+            ts: seq,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn merges_newest_first_and_says_when_hits_were_left_out() {
+        let a = SearchResults {
+            hits: vec![hit(9), hit(4)],
+            more: false,
+        };
+        let b = SearchResults {
+            hits: vec![hit(7), hit(5), hit(1)],
+            more: false,
+        };
+        let m = merge(vec![a.clone(), b.clone()], 3);
+        assert_eq!(m.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [9, 7, 5]);
+        assert!(m.more);
+        let all = merge(vec![a, b], 10);
+        assert_eq!(all.hits.len(), 5);
+        assert!(!all.more);
+    }
+}

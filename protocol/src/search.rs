@@ -1,0 +1,53 @@
+//! Full-text search (extension, docs/PROTOCOL.md "Search"): the request a gateway sends to
+//! the worker owning a partition, for the caller's rooms of that partition, and the hits.
+//! Results are newest first (by seq, which orders messages across rooms too); a page ends
+//! where `before` of the next one starts.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest query, in bytes.
+pub const MAX_QUERY_BYTES: usize = 256;
+/// Most hits one page returns.
+pub const MAX_SEARCH_LIMIT: usize = 50;
+/// Most rooms one search covers (the caller's rooms, as `rooms_list` lists them).
+pub const MAX_SEARCH_ROOMS: usize = 1_000;
+
+/// A search of some rooms of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// The words to find (all of them; `"a phrase"`, `-word` and `word*` as in docs).
+    pub q: String,
+    /// The rooms to look in: rooms of this partition the caller may read (the gateway checks).
+    pub rooms: Vec<String>,
+    /// Only messages from this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Only messages sent at or after this time (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Only messages sent before this time (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+    /// Only messages with a seq below this one (the paging cursor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
+    /// Most hits to return (1..=[`MAX_SEARCH_LIMIT`]).
+    pub limit: usize,
+}
+
+/// One message found, in its current version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub room: String,
+    pub seq: u64,
+    pub from: String,
+    pub ts: u64,
+    pub body: String,
+}
+
+/// Hits, newest first; `more` when the page was cut at `limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    pub more: bool,
+}

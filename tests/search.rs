@@ -1,0 +1,224 @@
+//! Full-text search (issue 18, item 5) over a real mesh: `GET /v1/search` finds messages of
+//! the rooms the caller is a member of at query time, newest first, with room, sender and
+//! time filters and paging; edits and deletes change what is found; an index that is lost
+//! is rebuilt from the stream when the worker starts again.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use chatmesh_protocol::search::SearchResults;
+use common::*;
+
+/// `GET /v1/search?{query}` as `token`: the status and the body.
+async fn search(api: &Api, token: &str, query: &str) -> Result<(u16, serde_json::Value)> {
+    api.call("GET", &format!("/v1/search?{query}"), Some(token), None)
+        .await
+}
+
+/// Searches until `pred` holds for the results (the index commits about every second).
+async fn until(
+    api: &Api,
+    token: &str,
+    query: &str,
+    pred: impl Fn(&SearchResults) -> bool,
+) -> Result<SearchResults> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (s, v) = search(api, token, query).await?;
+        anyhow::ensure!(s == 200, "search {query}: {s} {v}");
+        let r: SearchResults = serde_json::from_value(v)?;
+        if pred(&r) {
+            return Ok(r);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "search {query}: never matched, last {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn seqs(r: &SearchResults) -> Vec<u64> {
+    r.hits.iter().map(|h| h.seq).collect()
+}
+
+/// Members find what was said in their rooms, nothing of rooms they are not in (also once
+/// removed), newest first; filters by room, sender and time; pages with `before`; bad
+/// queries are `bad_request`, a room one is not in `forbidden`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_messages_of_the_callers_rooms_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    // Rooms in several partitions.
+    let rooms = ["hall", "den", "yard", "attic", "porch"];
+    for r in rooms {
+        api.room(&ann, r, if r == "den" { "private" } else { "public" })
+            .await?;
+    }
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    for r in rooms {
+        a.join(r).await?;
+    }
+    b.join("hall").await?;
+    b.join("yard").await?;
+    let mut acks = Vec::new();
+    acks.push(a.post("hall", "h1", "the quick brown fox").await?);
+    acks.push(a.post("den", "d1", "secret fox plans").await?);
+    acks.push(b.post("yard", "y1", "a fox in the yard, says bob").await?);
+    acks.push(a.post("attic", "t1", "no animals here").await?);
+    acks.push(a.post("porch", "p1", "Fox! on the porch").await?);
+
+    // ann is in every room: four foxes, newest first, with room, sender, time and body.
+    let all = until(&api, &ann, "q=fox", |r| r.hits.len() == 4).await?;
+    let fox_seqs = [acks[4].seq, acks[2].seq, acks[1].seq, acks[0].seq];
+    assert_eq!(seqs(&all), fox_seqs);
+    assert!(!all.more);
+    let h = &all.hits[1];
+    assert_eq!(
+        (h.room.as_str(), h.from.as_str(), h.ts, h.body.as_str()),
+        ("yard", "bob", acks[2].ts, "a fox in the yard, says bob")
+    );
+    // bob is in hall and yard only (and public rooms he did not join do not count).
+    let bobs = until(&api, &bob, "q=fox", |r| r.hits.len() == 2).await?;
+    assert_eq!(seqs(&bobs), [acks[2].seq, acks[0].seq]);
+    // All words must match; case does not matter.
+    let both = until(&api, &ann, "q=FOX+quick", |r| !r.hits.is_empty()).await?;
+    assert_eq!(seqs(&both), [acks[0].seq]);
+
+    // Filters.
+    let (_, v) = search(&api, &ann, "q=fox&room=den").await?;
+    assert_eq!(seqs(&serde_json::from_value(v)?), [acks[1].seq], "one room");
+    let (_, v) = search(&api, &ann, "q=fox&from=bob").await?;
+    assert_eq!(seqs(&serde_json::from_value(v)?), [acks[2].seq], "sender");
+    let query = format!("q=fox&since={}&until={}", acks[1].ts, acks[2].ts + 1);
+    let (_, v) = search(&api, &ann, &query).await?;
+    let r: SearchResults = serde_json::from_value(v)?;
+    assert!(
+        seqs(&r)
+            .iter()
+            .all(|s| [acks[1].seq, acks[2].seq].contains(s))
+            && !r.hits.is_empty(),
+        "time: {r:?}"
+    );
+
+    // Paging: two at a time, then the rest with `before`.
+    let (_, v) = search(&api, &ann, "q=fox&limit=2").await?;
+    let first: SearchResults = serde_json::from_value(v)?;
+    assert_eq!((seqs(&first), first.more), (fox_seqs[..2].to_vec(), true));
+    let next = format!("q=fox&limit=2&before={}", first.hits[1].seq);
+    let (_, v) = search(&api, &ann, &next).await?;
+    let second: SearchResults = serde_json::from_value(v)?;
+    assert_eq!(seqs(&second), fox_seqs[2..].to_vec());
+
+    // Refusals.
+    let (s, _) = search(&api, &bob, "q=fox&room=den").await?;
+    assert_eq!(s, 403, "a room bob is not in");
+    for bad in [
+        "q=",
+        "q=fox&limit=0",
+        "q=fox&limit=51",
+        "q=fox&nope=1",
+        "q=fox&since=x",
+    ] {
+        let (s, v) = search(&api, &ann, bad).await?;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    let long = format!("q={}", "a".repeat(257));
+    assert_eq!(search(&api, &ann, &long).await?.0, 400);
+    let (s, _) = api.call("GET", "/v1/search?q=fox", None, None).await?;
+    assert_eq!(s, 401);
+    // Query syntax the parser cannot read is not an error: what it can read is searched.
+    let (s, v) = search(&api, &ann, "q=fox+%22unclosed").await?;
+    assert_eq!(s, 200, "{v}");
+
+    // Membership at query time: removed from yard, bob no longer finds what is there.
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/yard/members/bob", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let after = until(&api, &bob, "q=fox", |r| r.hits.len() == 1).await?;
+    assert_eq!(seqs(&after), [acks[0].seq]);
+    mesh.stop().await
+}
+
+/// An edit replaces what a message is found by, a delete removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_deletes_change_what_is_found() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("hall").await?;
+    let typo = a.post("hall", "m1", "meeting at noun").await?;
+    let gone = a
+        .post("hall", "m2", "meeting cancelled, noun mistake")
+        .await?;
+    until(&api, &ann, "q=noun", |r| r.hits.len() == 2).await?;
+    acked(
+        &a.request(frame::edit("hall", "e1", typo.seq, "meeting at noon"))
+            .await?,
+    );
+    acked(&a.request(frame::delete("hall", "x1", gone.seq)).await?);
+    until(&api, &ann, "q=noun", |r| r.hits.is_empty()).await?;
+    let noon = until(&api, &ann, "q=noon", |r| !r.hits.is_empty()).await?;
+    assert_eq!(
+        seqs(&noon),
+        [typo.seq],
+        "found under its new body, at its own seq"
+    );
+    assert_eq!(noon.hits[0].body, "meeting at noon");
+    let meeting = until(&api, &ann, "q=meeting", |r| r.hits.len() == 1).await?;
+    assert_eq!(
+        seqs(&meeting),
+        [typo.seq],
+        "the deleted message is not found"
+    );
+    mesh.stop().await
+}
+
+/// An index lost while the mesh was down is rebuilt from the stream at the next start (the
+/// store writer starts its consumer where the index is; the store skips what it has).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_index_is_rebuilt_from_the_stream() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("hall").await?;
+    for i in 0..30 {
+        a.post(
+            "hall",
+            &format!("m{i}"),
+            &format!("note number {i} about llamas"),
+        )
+        .await?;
+    }
+    until(&api, &ann, "q=llamas&limit=50", |r| r.hits.len() == 30).await?;
+    a.close().await;
+    mesh.stop().await?;
+    std::fs::remove_dir_all(dir.path().join("search"))?;
+
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let back = until(&api, &ann, "q=llamas&limit=50", |r| r.hits.len() == 30).await?;
+    assert_eq!(
+        back.hits.last().map(|h| h.body.as_str()),
+        Some("note number 0 about llamas")
+    );
+    // History is whole too: nothing was stored twice.
+    let (_, v) = api
+        .call("GET", "/v1/rooms/hall/messages?limit=100", Some(&ann), None)
+        .await?;
+    assert_eq!(http_page(&v).messages.len(), 30);
+    mesh.stop().await
+}

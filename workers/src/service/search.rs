@@ -1,0 +1,53 @@
+//! The `search` operation: a full-text search of some rooms of one partition in that
+//! partition's index (`crate::search`). The gateway sends the caller's rooms; membership is
+//! its check, at query time.
+
+use chatmesh_protocol::search::{
+    SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
+};
+use chatmesh_protocol::subjects::partition;
+use chatmesh_protocol::ApiError;
+use tracing::warn;
+
+use super::{valid, Service};
+
+impl Service {
+    /// The newest messages of `req.rooms` matching `req`, from their partition's index.
+    pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, ApiError> {
+        let search = self
+            .inner
+            .search
+            .get()
+            .ok_or_else(|| ApiError::unavailable("search is not enabled"))?;
+        if req.q.trim().is_empty() || req.q.len() > MAX_QUERY_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "q must be 1 to {MAX_QUERY_BYTES} bytes"
+            )));
+        }
+        if req.limit == 0 || req.limit > MAX_SEARCH_LIMIT {
+            return Err(ApiError::bad_request(format!(
+                "limit must be 1 to {MAX_SEARCH_LIMIT}"
+            )));
+        }
+        if req.rooms.is_empty() || req.rooms.len() > MAX_SEARCH_ROOMS {
+            return Err(ApiError::bad_request(format!(
+                "rooms must be 1 to {MAX_SEARCH_ROOMS}"
+            )));
+        }
+        let partitions = search.partitions();
+        let p = partition(&req.rooms[0], partitions);
+        for room in &req.rooms {
+            valid("room", room)?;
+            if partition(room, partitions) != p {
+                return Err(ApiError::bad_request("rooms of one partition only"));
+            }
+        }
+        if let Some(from) = &req.from {
+            valid("user name", from)?;
+        }
+        search.search(p, req).await.map_err(|e| {
+            warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
+            ApiError::internal()
+        })
+    }
+}
