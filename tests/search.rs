@@ -222,3 +222,28 @@ async fn a_lost_index_is_rebuilt_from_the_stream() -> Result<()> {
     assert_eq!(http_page(&v).messages.len(), 30);
     mesh.stop().await
 }
+
+/// What retention deletes from the store is not found any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_what_it_deletes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.worker.retention.max_messages = 3;
+    config.worker.retention.interval_ms = 100;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("hall").await?;
+    let mut acks = Vec::new();
+    for i in 0..6 {
+        acks.push(
+            a.post("hall", &format!("m{i}"), &format!("walrus {i}"))
+                .await?,
+        );
+    }
+    let left = until(&api, &ann, "q=walrus", |r| r.hits.len() == 3).await?;
+    assert_eq!(seqs(&left), [acks[5].seq, acks[4].seq, acks[3].seq]);
+    mesh.stop().await
+}

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use metrics::counter;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -118,6 +119,7 @@ pub struct Retention {
     caches: Option<Arc<Caches>>,
     cfg: RetentionConfig,
     resume: Vec<u8>,
+    search: Option<crate::search::Indexes>,
 }
 
 /// How many of the oldest messages are read at once while deleting.
@@ -132,7 +134,14 @@ impl Retention {
             caches,
             cfg,
             resume,
+            search: None,
         }
+    }
+
+    /// Also removes what it deletes from the search indexes.
+    pub fn with_search(mut self, search: Option<crate::search::Indexes>) -> Self {
+        self.search = search;
+        self
     }
 
     /// Looks at up to `rooms_per_step` rooms and deletes at most `deletes_per_step` messages.
@@ -210,6 +219,7 @@ impl Retention {
             let mut batch = WriteBatch::new();
             let mut done = oldest.len() < want;
             let mut n = 0u64;
+            let mut seqs = Vec::new();
             for (k, v) in &oldest {
                 let m: StoredMessage = records::decode(k, v)?;
                 if m.n > cut_n && m.ts >= cut_ts {
@@ -218,6 +228,7 @@ impl Retention {
                 }
                 if let Some(seq) = keys::seq_of_message(k) {
                     Model::delete_mentions(&mut batch, room, seq, &m.mentions);
+                    seqs.push(seq);
                 }
                 batch.delete(k.clone());
                 n += 1;
@@ -225,6 +236,12 @@ impl Retention {
             if n > 0 {
                 self.model.write(batch).await?;
                 deleted += n;
+                if let Some(search) = &self.search {
+                    if let Err(e) = search.remove(room, seqs).await {
+                        counter!(crate::metrics::SEARCH_ERRORS).increment(1);
+                        warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not remove trimmed messages from the search index");
+                    }
+                }
             }
             if done {
                 break;

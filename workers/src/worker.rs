@@ -132,7 +132,8 @@ impl Worker {
             model.clone(),
             Some(caches.clone()),
             cfg.retention.clone(),
-        );
+        )
+        .with_search(search.clone());
         let writer = Writer {
             model,
             caches,

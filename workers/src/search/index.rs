@@ -58,6 +58,8 @@ pub struct PartIndex {
     /// Highest stream seq written (committed or not), and committed.
     written: u64,
     committed: u64,
+    /// Something was written since the last commit.
+    dirty: bool,
     last_write: Instant,
 }
 
@@ -101,6 +103,7 @@ impl PartIndex {
             writer: None,
             written: committed,
             committed,
+            dirty: false,
             last_write: Instant::now(),
         })
     }
@@ -120,7 +123,7 @@ impl PartIndex {
     }
 
     /// Replaces (or, with `None`, removes) the document of each message seq, in order, and
-    /// records `high` as covered once committed. Seqs at or below what is covered already
+    /// records `high` as covered once committed (0: covers nothing new, as for retention). Seqs at or below what is covered already
     /// were applied before (a redelivery) and are applied again: that is harmless.
     pub fn write(&mut self, high: u64, docs: Vec<(u64, Option<Doc>)>) -> Result<(), SearchError> {
         if self.writer.is_none() {
@@ -146,6 +149,7 @@ impl PartIndex {
                 .map_err(self.fail("adding a document"))?;
         }
         self.written = self.written.max(high);
+        self.dirty = true;
         self.last_write = Instant::now();
         Ok(())
     }
@@ -157,11 +161,12 @@ impl PartIndex {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        if self.written > self.committed {
+        if self.dirty {
             let mut prepared = writer.prepare_commit().map_err(fail)?;
             prepared.set_payload(&self.written.to_string());
             prepared.commit().map_err(self.fail("committing"))?;
             self.committed = self.written;
+            self.dirty = false;
             self.reader.reload().map_err(self.fail("reloading"))?;
         } else if close_idle && now.duration_since(self.last_write) >= IDLE_CLOSE {
             if let Some(w) = self.writer.take() {

@@ -218,6 +218,13 @@ impl Indexes {
         self.with(p, move |part| part.write(high, docs)).await
     }
 
+    /// Removes the documents of messages retention deleted from `room`.
+    pub async fn remove(&self, room: &str, seqs: Vec<u64>) -> Result<(), SearchError> {
+        let p = chatmesh_protocol::subjects::partition(room, self.partitions());
+        let docs = seqs.into_iter().map(|seq| (seq, None)).collect();
+        self.with(p, move |part| part.write(0, docs)).await
+    }
+
     /// Answers a search of rooms of partition `p`.
     pub async fn search(&self, p: u32, req: SearchRequest) -> Result<SearchResults, SearchError> {
         self.with(p, move |part| part.search(&req)).await
