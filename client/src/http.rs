@@ -2,6 +2,7 @@
 
 use chatmesh_protocol::files::FileInfo;
 use chatmesh_protocol::message::Message;
+use chatmesh_protocol::search::SearchResults;
 use chatmesh_protocol::service::{EditHistory, Role};
 pub use chatmesh_protocol::service::{RoomKind, RoomListing as RoomInfo};
 use chatmesh_protocol::ApiError;
@@ -139,6 +140,32 @@ impl Http {
         self.call(reqwest::Method::GET, &path, None).await
     }
 
+    /// `GET /v1/search`: the newest messages of the caller's rooms that match `query`
+    /// (newest first; the next page: `before` = the last hit's seq). Found once the worker's
+    /// index committed them, about a second after their ack.
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
+        let mut params = vec![("q", query.q.clone())];
+        let mut opt = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                params.push((k, v));
+            }
+        };
+        opt("room", query.room.clone());
+        opt("from", query.from.clone());
+        opt("since", query.since.map(|v| v.to_string()));
+        opt("until", query.until.map(|v| v.to_string()));
+        opt("before", query.before.map(|v| v.to_string()));
+        opt("limit", query.limit.map(|v| v.to_string()));
+        let url = format!("{}/v1/search", self.base);
+        let url =
+            reqwest::Url::parse_with_params(&url, &params).map_err(|_| Error::Url(url.clone()))?;
+        let mut req = self.http.get(url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        Ok(checked(req.send().await?).await?.json().await?)
+    }
+
     /// `POST /v1/rooms/{room}/files?name=...`: shares `bytes` in `room` (attach the answer's
     /// `id` to a message with [`crate::Client::send_files`]).
     pub async fn upload(&self, room: &str, name: &str, bytes: Vec<u8>) -> Result<FileInfo> {
@@ -205,5 +232,29 @@ async fn checked(res: reqwest::Response) -> Result<reqwest::Response> {
         Err(_) => Err(Error::Protocol(format!(
             "HTTP {status} without an error body"
         ))),
+    }
+}
+
+/// What [`Http::search`] looks for: `q` (all its words), optionally only in `room`, from
+/// `from`, sent in `[since, until)` (ms since the Unix epoch), older than seq `before`, at
+/// most `limit` (1–50, 20 when unset) hits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    pub q: String,
+    pub room: Option<String>,
+    pub from: Option<String>,
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub before: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+impl SearchQuery {
+    /// A search for `q` in all the caller's rooms.
+    pub fn new(q: impl Into<String>) -> Self {
+        Self {
+            q: q.into(),
+            ..Self::default()
+        }
     }
 }

@@ -391,7 +391,7 @@ async fn membership_changes_arrive_live() -> Result<()> {
 /// `edit_of`, history shows the new body, `Http::edits` lists both versions; another user's
 /// edit is `forbidden`; a delete leaves a tombstone.
 #[tokio::test]
-async fn edit_and_delete_helpers() -> Result<()> {
+async fn edit_delete_and_search_helpers() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = mesh(dir.path()).await;
     let base = mesh.url();
@@ -424,6 +424,26 @@ async fn edit_and_delete_helpers() -> Result<()> {
     assert!(m.deleted && m.body.is_empty(), "{m:?}");
     let err = bob.http().edits("general", first.seq).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound));
+
+    // Search: the index commits about once a second.
+    let kept = ann.send("general", "quarterly llama report").await?;
+    let mut query = chatmesh_client::SearchQuery::new("llama");
+    query.room = Some("general".into());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let found = loop {
+        let r = bob.http().search(&query).await?;
+        if !r.hits.is_empty() || tokio::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        found.hits.iter().map(|h| h.seq).collect::<Vec<_>>(),
+        [kept.seq]
+    );
+    query.q = String::new();
+    let err = bob.http().search(&query).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
     ann.close().await;
     bob.close().await;
     Ok(())
