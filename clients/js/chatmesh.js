@@ -73,6 +73,24 @@ const ANSWERS = /** @type {const} */ ({
  */
 
 /**
+ * What `Http.search` narrows a search to.
+ * @typedef {object} SearchOptions
+ * @property {string} [room] only this room (one the caller is in)
+ * @property {string} [from] only messages from this user
+ * @property {number} [since] only messages sent at or after this time (ms since the Unix epoch)
+ * @property {number} [until] only messages sent before this time
+ * @property {number} [before] only messages older than this seq (the next page)
+ * @property {number} [limit] 1–50 hits (20 by default)
+ */
+
+/**
+ * Messages found by `Http.search`, newest first, each in its current version.
+ * @typedef {object} SearchResults
+ * @property {{room: string, seq: number, from: string, ts: number, body: string}[]} hits
+ * @property {boolean} more the page was cut at `limit`
+ */
+
+/**
  * A file a message carries (the files extension): what the message stores of its file.
  * @typedef {object} Attachment
  * @property {string} id `f` and 32 lowercase hex digits
@@ -557,6 +575,26 @@ export class Http {
   async edits(room, seq) {
     const data = /** @type {EditHistory} */ (await this.#call("GET", `/v1/rooms/${seg(room, "room")}/messages/${seqSeg(seq)}/edits`));
     return { room: String(data.room), seq: Number(data.seq), versions: Array.isArray(data.versions) ? data.versions : [] };
+  }
+
+  /**
+   * `GET /v1/search`: the newest messages of the caller's rooms matching `q` (all its
+   * words), newest first; the next page: `{before: lastHit.seq}`. Messages are found once
+   * the worker's index committed them, about a second after their ack.
+   * @param {string} q
+   * @param {SearchOptions} [options]
+   * @returns {Promise<SearchResults>}
+   */
+  async search(q, options = {}) {
+    const p = new URLSearchParams({ q: String(q) });
+    if (options.room !== undefined) p.set("room", String(options.room));
+    if (options.from !== undefined) p.set("from", String(options.from));
+    for (const k of /** @type {const} */ (["since", "until", "before", "limit"])) {
+      const v = options[k];
+      if (v !== undefined) p.set(k, String(v));
+    }
+    const data = /** @type {SearchResults} */ (await this.#call("GET", `/v1/search?${p}`));
+    return { hits: Array.isArray(data.hits) ? data.hits : [], more: !!data.more };
   }
 
   // -------------------------------------------------------------------------------------

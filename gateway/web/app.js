@@ -21,6 +21,7 @@ import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "
 import { hideViewer, initAttachments } from "./attachments.js";
 import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
 import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
+import { initSearch, resetSearch } from "./search.js";
 import { $, show } from "./dom.js";
 import { forgetFiles } from "./files.js";
 import { closeDrawers, initLayout } from "./layout.js";
@@ -126,6 +127,7 @@ function startSession(session) {
   show($("me"), true);
   show($("logout"), true);
   show($("settings-open"), true);
+  show($("search-open"), true);
   show($("menu-toggle"), true);
   app.names = new Map();
   app.profile = null;
@@ -214,6 +216,8 @@ function endSession(message) {
   for (const r of app.rooms.values()) for (const u of r.uploads) if (u.abort) u.abort();
   forgetFiles();
   show($("settings-open"), false);
+  show($("search-open"), false);
+  resetSearch();
   show($("menu-toggle"), false);
   show($("me-name"), false);
   app.session = null;
@@ -989,6 +993,33 @@ function onAck(r, p, ack) {
 // ---------------------------------------------------------------------------------------
 // Composer, typing, timers, wiring
 
+/** Opens a search result: its room, scrolled to the message when it is loaded there. */
+function showFound(roomId, seq) {
+  if (!app.rooms.has(roomId)) {
+    notice("That room is not in your list any more.", "side");
+    return;
+  }
+  selectRoom(roomId);
+  const r = app.rooms.get(roomId);
+  const reveal = () => {
+    const node = r.nodes.get(`m:${seq}`);
+    if (!node || !node.isConnected) return false;
+    node.scrollIntoView({ block: "center" });
+    node.classList.add("found");
+    setTimeout(() => node.classList.remove("found"), 3000);
+    return true;
+  };
+  // The room's messages are drawn in a microtask (and its first page may still load).
+  let tries = 0;
+  const again = () => {
+    if (reveal() || app.current !== r) return;
+    tries += 1;
+    if (tries < 20) setTimeout(again, 100);
+    else notice("That message is older than what is loaded here: scroll up to find it.");
+  };
+  setTimeout(again, 0);
+}
+
 function autosize() {
   const input = $("message-input");
   input.rows = Math.min(6, Math.max(1, input.value.split("\n").length));
@@ -1084,6 +1115,7 @@ function main() {
   initAttachments();
   initUploads();
   initChanges();
+  initSearch({ openMessage: showFound });
   initCompletion();
   $("leave-room").addEventListener("click", onLeave);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());

@@ -1755,6 +1755,36 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(await messageWithBody(bob, "teh first draft").count(), 0);
   });
 
+  it("searches messages: results from the index, newest first; a result opens its room at the message", async () => {
+    const a = alice.page;
+    await a.locator("#search-open").click();
+    await a.locator("#search").waitFor();
+    await a.locator("#search-input").fill("draft");
+    // The index commits about once a second: ask again until the edit is found.
+    const hit = a.locator('#search-results [data-testid="search-hit"]').first();
+    await eventually("a search hit", async () => {
+      await a.locator("#search-submit").click();
+      await a.locator("#search-status").filter({ hasText: /found|Nothing/ }).waitFor();
+      return (await hit.count()) > 0;
+    });
+    assert.equal(await hit.getAttribute("data-room"), roomName);
+    assert.match(await hit.locator(".search-body").textContent(), /^the first draft$/, "the edited body");
+    const seq = await hit.getAttribute("data-seq");
+    // A deleted message is not found; "Only in #lobby" keeps the search to the room.
+    await a.locator("#search-input").fill("typo");
+    await a.locator("#search-submit").click();
+    await a.locator("#search-status").filter({ hasText: "Nothing found." }).waitFor();
+    await a.locator("#search-here").check();
+    await a.locator("#search-input").fill("draft");
+    await a.locator("#search-submit").click();
+    await hit.waitFor();
+    const here = await axeViolations(alice);
+    assert.deepEqual(here, [], `axe, search dialog:\n${JSON.stringify(here, null, 1)}`);
+    await hit.click();
+    assert.equal(await a.locator("#search").isVisible(), false);
+    await a.locator(`#message-list li.msg.found[data-seq="${seq}"]`).waitFor();
+  });
+
   it("raised no page errors, console errors or dialogs", () => {
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);

@@ -320,6 +320,37 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     );
   });
 
+  it("searches the caller's rooms: newest first, filters, paging; bad queries are bad_request", async () => {
+    const vi = await user("vi");
+    const wes = await user("wes");
+    await vi.http().createRoom("menagerie", "public");
+    await vi.http().createRoom("strongroom", "private");
+    await vi.join("menagerie");
+    await vi.join("strongroom");
+    await wes.join("menagerie");
+    const one = await vi.send("menagerie", "an okapi in the zoo");
+    await vi.send("strongroom", "the okapi secret");
+    const three = await wes.send("menagerie", "okapi again");
+    const deadline = Date.now() + 15_000;
+    let mine = await vi.http().search("okapi");
+    while (mine.hits.length < 3 && Date.now() < deadline) {
+      await sleep(100);
+      mine = await vi.http().search("okapi");
+    }
+    assert.equal(mine.hits.length, 3);
+    assert.equal(mine.hits[0].seq, three.seq, "newest first");
+    const theirs = await wes.http().search("okapi");
+    assert.deepEqual(theirs.hits.map((h) => h.seq), [three.seq, one.seq], "wes is not in the strongroom");
+    const byWes = await vi.http().search("okapi", { from: "wes" });
+    assert.deepEqual(byWes.hits.map((h) => [h.room, h.from, h.body]), [["menagerie", "wes", "okapi again"]]);
+    const page = await vi.http().search("okapi", { room: "menagerie", limit: 1 });
+    assert.deepEqual([page.hits.length, page.more], [1, true]);
+    const next = await vi.http().search("okapi", { room: "menagerie", before: page.hits[0].seq });
+    assert.deepEqual(next.hits.map((h) => h.seq), [one.seq]);
+    await assert.rejects(wes.http().search("okapi", { room: "strongroom" }), (e) => e instanceof ChatmeshError && e.code === "forbidden");
+    await assert.rejects(vi.http().search(""), (e) => e instanceof ChatmeshError && e.code === "bad_request");
+  });
+
   it("yields events from events() in order and ends after closed", async () => {
     const eli = await user("eli");
     const fay = await user("fay");

@@ -112,6 +112,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/complete.js"),
     ),
     (
+        "/search.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/search.js"),
+    ),
+    (
         "/attachments.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/attachments.js"),
