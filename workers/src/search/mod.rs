@@ -225,6 +225,12 @@ impl Indexes {
         self.with(p, move |part| part.write(0, docs)).await
     }
 
+    /// Commits partition `p`'s index now (what the commit loop does every second).
+    pub async fn commit(&self, p: u32) -> Result<(), SearchError> {
+        self.with(p, |part| part.commit(false, Instant::now()))
+            .await
+    }
+
     /// Answers a search of rooms of partition `p`.
     pub async fn search(&self, p: u32, req: SearchRequest) -> Result<SearchResults, SearchError> {
         self.with(p, move |part| part.search(&req)).await
