@@ -247,3 +247,23 @@ async fn retention_removes_what_it_deletes() -> Result<()> {
     assert_eq!(seqs(&left), [acks[5].seq, acks[4].seq, acks[3].seq]);
     mesh.stop().await
 }
+
+/// One user's searches are throttled (each asks every partition the user has rooms in);
+/// another user is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_flood_is_refused_rate_limited() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.searches_per_minute = 1;
+    config.gateway.search_burst = 3;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    for _ in 0..3 {
+        assert_eq!(search(&api, &ann, "q=anything").await?.0, 200);
+    }
+    let (s, v) = search(&api, &ann, "q=anything").await?;
+    assert_eq!((s, http_error(&v)), (429, Some(ErrorCode::RateLimited)), "{v}");
+    assert_eq!(search(&api, &bob, "q=anything").await?.0, 200, "bob has his own bucket");
+    mesh.stop().await
+}

@@ -105,6 +105,11 @@ pub struct GatewayConfig {
     pub rooms_per_minute: u32,
     /// Rooms a user may create at once before that rate applies.
     pub rooms_burst: u32,
+    /// Searches (`GET /v1/search`) a user may make per minute (token bucket): each asks
+    /// every partition the user has rooms in.
+    pub searches_per_minute: u32,
+    /// Searches a user may make at once before that rate applies.
+    pub search_burst: u32,
     /// Entries each throttle table keeps (least used evicted first), bounding its memory.
     pub throttle_max_entries: u64,
     /// How long a user's token generation is cached, seconds (revocation events clear it
@@ -165,6 +170,8 @@ impl Default for GatewayConfig {
             register_ip_burst: 10,
             rooms_per_minute: 10,
             rooms_burst: 10,
+            searches_per_minute: 120,
+            search_burst: 20,
             throttle_max_entries: 100_000,
             user_gen_cache_secs: 30,
             max_replays_per_session: 4,
@@ -287,6 +294,8 @@ impl GatewayConfig {
             ("register_ip_burst", self.register_ip_burst),
             ("rooms_per_minute", self.rooms_per_minute),
             ("rooms_burst", self.rooms_burst),
+            ("searches_per_minute", self.searches_per_minute),
+            ("search_burst", self.search_burst),
         ];
         for (name, value) in throttles {
             if value == 0 {

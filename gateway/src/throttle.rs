@@ -124,6 +124,7 @@ pub struct Throttle {
     login_account: Buckets<Arc<str>>,
     register_ip: Buckets<IpAddr>,
     rooms: Buckets<Arc<str>>,
+    searches: Buckets<Arc<str>>,
     lockouts: Cache<(IpAddr, Arc<str>), Arc<Mutex<Lockout>>>,
     free_failures: u32,
     lockout_base: Duration,
@@ -147,6 +148,7 @@ impl Throttle {
             ),
             register_ip: Buckets::new(HOUR, cfg.register_per_ip_per_hour, cfg.register_ip_burst, n),
             rooms: Buckets::new(MINUTE, cfg.rooms_per_minute, cfg.rooms_burst, n),
+            searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
             lockouts: Cache::builder()
                 .max_capacity(n)
                 .time_to_idle(lockout_max.max(MINUTE) * 2)
@@ -217,6 +219,14 @@ impl Throttle {
             .check(ip, true)
             .await
             .map_err(|wait| Throttled::new("register_ip", wait))
+    }
+
+    /// May `user` search now? Counts it.
+    pub async fn search_allowed(&self, user: &str) -> Result<(), Throttled> {
+        self.searches
+            .check(Arc::from(user), true)
+            .await
+            .map_err(|wait| Throttled::new("search", wait))
     }
 
     /// May `user` create a room now? Counts it.

@@ -46,6 +46,8 @@ pub fn fast_config() -> Config {
     c.gateway.register_ip_burst = 100_000;
     c.gateway.rooms_per_minute = 100_000;
     c.gateway.rooms_burst = 100_000;
+    c.gateway.searches_per_minute = 100_000;
+    c.gateway.search_burst = 100_000;
     c
 }
 

@@ -70,6 +70,7 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
         ))
         .into());
     }
+    state.throttle.search_allowed(&user).await?;
     // Membership at query time: the rooms the caller is in now.
     let list = state
         .services

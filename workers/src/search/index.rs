@@ -15,7 +15,9 @@ use tantivy::query::{
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, STRING, TEXT,
 };
-use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use super::{SearchError, IDLE_CLOSE, WRITER_MEMORY};
 
@@ -177,6 +179,41 @@ impl PartIndex {
         Ok(())
     }
 
+    /// What a search reads: the index as last committed. Taken under the partition's lock,
+    /// read without it, so searches never hold up the store writer's next batch.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            partition: self.partition,
+            index: self.index.clone(),
+            searcher: self.reader.searcher(),
+            fields: self.fields,
+        }
+    }
+
+    /// [`Snapshot::search`] on the index as last committed.
+    pub fn search(&self, req: &SearchRequest) -> Result<SearchResults, SearchError> {
+        self.snapshot().search(req)
+    }
+}
+
+/// A point-in-time view of one partition's index.
+pub struct Snapshot {
+    partition: u32,
+    index: Index,
+    searcher: Searcher,
+    fields: Fields,
+}
+
+impl Snapshot {
+    fn fail(&self, what: &'static str) -> impl FnOnce(tantivy::TantivyError) -> SearchError {
+        let partition = self.partition;
+        move |source| SearchError::Index {
+            partition,
+            what,
+            source,
+        }
+    }
+
     /// The newest messages of `req.rooms` matching `req`, at most `req.limit`.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResults, SearchError> {
         let f = self.fields;
@@ -217,7 +254,7 @@ impl PartIndex {
             ));
         }
         let query = BooleanQuery::new(must);
-        let searcher = self.reader.searcher();
+        let searcher = &self.searcher;
         let top = TopDocs::with_limit(req.limit + 1).order_by_fast_field::<u64>("seq", Order::Desc);
         let found = searcher
             .search(&query, &top)

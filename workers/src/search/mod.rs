@@ -233,7 +233,10 @@ impl Indexes {
 
     /// Answers a search of rooms of partition `p`.
     pub async fn search(&self, p: u32, req: SearchRequest) -> Result<SearchResults, SearchError> {
-        self.with(p, move |part| part.search(&req)).await
+        let snapshot = self.with(p, |part| Ok(part.snapshot())).await?;
+        tokio::task::spawn_blocking(move || snapshot.search(&req))
+            .await
+            .map_err(|_| SearchError::Cancelled)?
     }
 
     /// Commits what each partition wrote (every [`COMMIT_EVERY`]) and closes idle writers,
