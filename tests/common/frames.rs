@@ -42,6 +42,9 @@ pub mod frame {
             attachments: Vec::new(),
             edit_of: None,
             delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         }
     }
 
@@ -54,6 +57,9 @@ pub mod frame {
             attachments: Vec::new(),
             edit_of: Some(seq),
             delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         }
     }
 
@@ -66,6 +72,9 @@ pub mod frame {
             attachments: Vec::new(),
             edit_of: None,
             delete_of: Some(seq),
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         }
     }
 

@@ -10,7 +10,9 @@
 //!
 //! An edit or a delete also rewrites its target (an earlier message, maybe of the same
 //! batch) in the same store write, after checking the rules again ([`crate::edits`]); a
-//! refused one is stored as a void marker.
+//! refused one is stored as a void marker. A reaction does the same to its target's
+//! aggregate and to its sender's reaction record ([`crate::reactions`]); a reply is recorded
+//! in its root's thread and counted on the root.
 
 use chatmesh_protocol::mentions::Mentions;
 use std::collections::{HashMap, HashSet};
@@ -22,7 +24,8 @@ use tracing::{debug, warn};
 use crate::cache::Caches;
 use crate::edits;
 use crate::metrics as m;
-use crate::model::{Model, RoomStats, StoredMessage};
+use crate::model::{Model, RoomStats, StoredMessage, UserReactions};
+use crate::reactions;
 use crate::store::{StoreError, WriteBatch};
 
 /// One message delivered from the stream.
@@ -84,12 +87,18 @@ pub async fn store_batch(
             mentions: payload.mentions,
             edit_of: payload.edit_of,
             delete_of: payload.delete_of,
+            react_to: payload.react_to,
+            unreact_to: payload.unreact_to,
+            reply_to: payload.reply_to,
+            thread_root: payload.thread_root,
             ..Default::default()
         };
         if let Some(change) = stored.change() {
             pending
                 .apply(model, caches, &room, d.seq, &mut stored, change)
                 .await?;
+        } else if stored.reply_to.is_some() {
+            pending.reply(model, &room, d.seq, &mut stored).await?;
         }
         let Some((stats, new)) = pending.rooms.get_mut(&room) else {
             continue;
@@ -110,6 +119,9 @@ pub async fn store_batch(
         unrefs,
         changed,
         erased,
+        marks,
+        wiped,
+        replies,
     } = pending;
     let mut write = WriteBatch::new();
     let mut fresh: HashMap<String, Vec<Message>> = HashMap::new();
@@ -142,6 +154,16 @@ pub async fn store_batch(
     }
     for (room, file, seq) in &unrefs {
         Model::delete_file_ref(&mut write, room, file, *seq);
+    }
+    for ((room, seq, user), mine) in &marks {
+        Model::put_user_reactions(&mut write, room, *seq, user, mine);
+    }
+    // Deleted messages' reaction records (the batch's own are dropped from `marks`).
+    for (room, seq) in &wiped {
+        model.delete_reactions(&mut write, room, *seq).await?;
+    }
+    for (room, root, seq, from) in &replies {
+        Model::put_reply(&mut write, room, *root, *seq, from);
     }
     // Messages first: on a backend without atomic batches (TiKV raw) a crash then leaves
     // messages above the checkpoint, never a checkpoint or stats above missing messages.
@@ -184,6 +206,12 @@ struct Pending {
     changed: HashSet<String>,
     /// Seqs whose bodies a delete erased.
     erased: Vec<u64>,
+    /// Reaction records loaded or changed by this batch, by (room, message seq, user).
+    marks: HashMap<(String, u64, String), UserReactions>,
+    /// Messages deleted by this batch whose reaction records go.
+    wiped: Vec<(String, u64)>,
+    /// Replies of this batch: (room, root, seq, sender).
+    replies: Vec<(String, u64, u64, String)>,
 }
 
 impl Pending {
@@ -222,6 +250,9 @@ impl Pending {
         msg: &mut StoredMessage,
         change: Change,
     ) -> Result<(), StoreError> {
+        if change.is_reaction() {
+            return self.react(model, caches, room, seq, msg, change).await;
+        }
         let target = change.target();
         let found = target < seq && self.fetch(model, room, target).await?;
         let author = match found.then(|| self.get_mut(room, target)).flatten() {
@@ -259,12 +290,17 @@ impl Pending {
                     let edited: Vec<u64> = t.edits.iter().map(|e| e.seq).collect();
                     (files, edited)
                 }
+                // Reactions were applied by `react` above.
+                Change::React(_) | Change::Unreact(_) => (Vec::new(), Vec::new()),
             }
         };
         self.changed.insert(room.to_owned());
         if matches!(change, Change::Delete(_)) {
             self.erased.push(target);
             self.erased.extend(&edited);
+            self.marks
+                .retain(|(r, s, _), _| !(r == room && *s == target));
+            self.wiped.push((room.to_owned(), target));
         }
         for file in files {
             self.unrefs.push((room.to_owned(), file, target));
@@ -280,10 +316,115 @@ impl Pending {
         Ok(())
     }
 
+    /// Applies the reaction or removal `msg` (seq `seq`) to its target's aggregate and its
+    /// sender's reaction record, or makes `msg` a void marker when the rules refuse it.
+    async fn react(
+        &mut self,
+        model: &Model,
+        caches: &Caches,
+        room: &str,
+        seq: u64,
+        msg: &mut StoredMessage,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        let target = change.target();
+        let found = target < seq && self.fetch(model, room, target).await?;
+        let mark = (room.to_owned(), target, msg.from.clone());
+        let loaded = self.marks.contains_key(&mark);
+        if found && !loaded {
+            let mine = model.user_reactions(room, target, &msg.from).await?;
+            self.marks.insert(mark.clone(), mine);
+        }
+        let applied = self.marks.get(&mark).is_some_and(|mine| {
+            mine.marks
+                .iter()
+                .any(|m| m.seq == seq || m.removed.as_ref().is_some_and(|r| r.seq == seq))
+        });
+        if applied {
+            // Stored before a crash left the stats behind (TiKV): already applied.
+            return Ok(());
+        }
+        let role = caches.role(model, room, &msg.from).await?;
+        let Some(mut mine) = self.marks.remove(&mark) else {
+            return Self::void(msg, room, seq, "no such message");
+        };
+        let applied = match found.then(|| self.get_mut(room, target)).flatten() {
+            None => Err("no such message".to_owned()),
+            Some(t) => match reactions::check(Some(t), change, &msg.body, &mine, role) {
+                Err(e) => Err(e.message),
+                Ok(()) => Ok(reactions::apply(t, &mut mine, seq, msg, change)),
+            },
+        };
+        let refill = match applied {
+            Ok(refill) => refill,
+            Err(why) => {
+                // A record this batch did not change is not written back.
+                if loaded {
+                    self.marks.insert(mark, mine);
+                }
+                return Self::void(msg, room, seq, &why);
+            }
+        };
+        self.marks.insert(mark, mine);
+        self.changed.insert(room.to_owned());
+        if refill {
+            let mut all = model.reactions_on(room, target).await?;
+            // This batch's records are newer than the store's.
+            for (user, mine) in &mut all {
+                if let Some(m) = self.marks.get(&(room.to_owned(), target, user.clone())) {
+                    *mine = m.clone();
+                }
+            }
+            if let Some(t) = self.get_mut(room, target) {
+                reactions::refill(t, &msg.body, &all);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the reply `msg` (seq `seq`) in its thread: the root is its target's root if the
+    /// target is a reply itself (else the target, or what the gateway said when the target
+    /// is no longer stored), and the root's summary counts it.
+    async fn reply(
+        &mut self,
+        model: &Model,
+        room: &str,
+        seq: u64,
+        msg: &mut StoredMessage,
+    ) -> Result<(), StoreError> {
+        let Some(to) = msg.reply_to.filter(|t| *t < seq) else {
+            msg.thread_root = None;
+            return Ok(());
+        };
+        let root = match self.fetch(model, room, to).await? {
+            true => self
+                .get_mut(room, to)
+                .and_then(|t| t.thread_root)
+                .unwrap_or(to),
+            false => msg.thread_root.filter(|r| *r <= to).unwrap_or(to),
+        };
+        msg.thread_root = Some(root);
+        if self.fetch(model, room, root).await? {
+            if let Some(r) = self.get_mut(room, root) {
+                let t = r.thread.get_or_insert_with(Default::default);
+                // Not counted again when stored again after a crash (TiKV).
+                if t.last_seq < seq {
+                    t.count += 1;
+                    t.last_seq = seq;
+                    t.last_ts = msg.ts;
+                    self.changed.insert(room.to_owned());
+                }
+            }
+        }
+        self.replies
+            .push((room.to_owned(), root, seq, msg.from.clone()));
+        Ok(())
+    }
+
     fn void(msg: &mut StoredMessage, room: &str, seq: u64, why: &str) -> Result<(), StoreError> {
         debug!(
             room,
-            seq, why, "edit or delete refused when stored: a void marker"
+            seq, why, "edit, delete or reaction refused when stored: a void marker"
         );
         counter!(m::CHANGES_VOID).increment(1);
         msg.void = true;

@@ -24,8 +24,7 @@ fn delivery(seq: u64, room: &str) -> Delivery {
                 body: format!("body {seq}"),
                 attachments: Vec::new(),
                 mentions: Default::default(),
-                edit_of: None,
-                delete_of: None,
+                ..Default::default()
             },
         )),
     }
