@@ -76,9 +76,11 @@ pub async fn store_batch(
             skipped += 1;
             continue;
         }
+        let reaction = payload.react_to.is_some() || payload.unreact_to.is_some();
         let mut stored = StoredMessage {
             prev: stats.last_seq,
             n: stats.count + 1,
+            quiet: stats.quiet + u64::from(reaction),
             id: payload.id,
             from: payload.from,
             ts: payload.ts,
@@ -106,6 +108,7 @@ pub async fn store_batch(
         *stats = RoomStats {
             last_seq: d.seq,
             count: stored.n,
+            quiet: stored.quiet,
         };
         new.push((d.seq, stored));
     }

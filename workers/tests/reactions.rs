@@ -439,3 +439,50 @@ async fn replies_make_threads_with_their_own_paging_and_unread() {
         "a reply is no root"
     );
 }
+
+async fn unread(l: &Local, user: &str) -> u64 {
+    let req = ListRoomsRequest { user: user.into() };
+    let rooms = l.service.rooms_list(req).await.unwrap().rooms;
+    rooms.iter().find(|r| r.room == "r").expect("r").unread
+}
+
+/// Reactions are not unread: above a read cursor, only the other messages count.
+#[tokio::test]
+async fn reactions_do_not_count_as_unread() {
+    let l = room().await;
+    let mut cp = 0;
+    store(
+        &l,
+        &mut cp,
+        vec![
+            d(1, "ann", "hi", None),
+            d(2, "bob", "👍", Some(Change::React(1))),
+            d(3, "ann", "👍", Some(Change::React(1))),
+        ],
+    )
+    .await;
+    assert_eq!(unread(&l, "carl").await, 1);
+    let read = |seq: u64| SetCursorRequest {
+        room: "r".into(),
+        user: "carl".into(),
+        seq,
+    };
+    l.service.cursor(read(1)).await.unwrap();
+    assert_eq!(unread(&l, "carl").await, 0);
+    store(
+        &l,
+        &mut cp,
+        vec![
+            d(4, "bob", "👍", Some(Change::Unreact(1))),
+            reply(5, "bob", 1),
+        ],
+    )
+    .await;
+    assert_eq!(
+        unread(&l, "carl").await,
+        1,
+        "a reply is unread, a removal is not"
+    );
+    l.service.cursor(read(4)).await.unwrap();
+    assert_eq!(unread(&l, "carl").await, 1);
+}

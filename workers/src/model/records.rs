@@ -23,6 +23,10 @@ pub struct StoredMessage {
     /// 1-based position of the message in its room (the room's count once it was stored);
     /// unread counts are differences of these.
     pub n: u64,
+    /// How many of the room's messages up to this one are reactions (or their removals):
+    /// they are not unread, so unread counts subtract differences of these.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet: u64,
     pub id: String,
     pub from: String,
     pub ts: u64,
@@ -220,6 +224,13 @@ pub struct RoomMeta {
 pub struct RoomStats {
     pub last_seq: u64,
     pub count: u64,
+    /// How many of the `count` messages are reactions ([`StoredMessage::quiet`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// An account of the built-in identity provider.
@@ -251,6 +262,9 @@ pub struct Cursor {
     pub seq: u64,
     /// Position (`StoredMessage::n`) of the newest stored message with seq <= `seq`.
     pub n: u64,
+    /// Its `StoredMessage::quiet` (0 in cursors written before reactions existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet: u64,
     /// False if the room had not stored `seq` yet when the cursor was set, so messages
     /// stored since may sit below the cursor and `n` must be looked up again.
     pub exact: bool,

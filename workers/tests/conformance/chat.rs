@@ -212,6 +212,7 @@ pub async fn members_and_cursors(s: Store) {
         let c = Cursor {
             seq: 10 * i as u64,
             n: i as u64,
+            quiet: 0,
             exact: true,
         };
         Model::put_cursor(&mut b, "ann", room, &c);
@@ -223,6 +224,7 @@ pub async fn members_and_cursors(s: Store) {
         &Cursor {
             seq: 99,
             n: 9,
+            quiet: 0,
             exact: false,
         },
     );
