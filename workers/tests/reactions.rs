@@ -486,3 +486,45 @@ async fn reactions_do_not_count_as_unread() {
     l.service.cursor(read(4)).await.unwrap();
     assert_eq!(unread(&l, "carl").await, 1);
 }
+
+/// Export carries the aggregates and the reaction records; import rebuilds the thread
+/// records, so the imported room answers the same thread page and reaction checks.
+#[tokio::test]
+async fn export_and_import_carry_reactions_and_threads() {
+    let l = room().await;
+    let mut cp = 0;
+    store(
+        &l,
+        &mut cp,
+        vec![
+            d(1, "ann", "hi", None),
+            d(2, "bob", "👍", Some(Change::React(1))),
+            reply(3, "carl", 1),
+        ],
+    )
+    .await;
+    let mut out = Vec::new();
+    chatmesh_workers::export::export_room(&l.model, "r", &mut out, 0, &mut |_| {})
+        .await
+        .unwrap();
+    let l2 = Local::new().await;
+    users(&l2, &["ann", "bob", "carl"]).await;
+    chatmesh_workers::export::import_room(&l2.model, &out[..], 0, &mut |_| {})
+        .await
+        .unwrap();
+    let h = history(&l2).await;
+    assert_eq!(agg(&h, 1), [("👍".into(), 1, own(&["bob"]))]);
+    let page = thread(&l2, "ann", 1, None, 10).await;
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [3]);
+    let resend = ChangeCheckRequest {
+        room: "r".into(),
+        user: "bob".into(),
+        id: "m2".into(),
+        change: Change::React(1),
+        key: "👍".into(),
+    };
+    assert_eq!(
+        l2.service.change_check(resend).await.unwrap(),
+        ChangeCheck::Duplicate { seq: 2, ts: 20 }
+    );
+}
