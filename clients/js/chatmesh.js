@@ -56,6 +56,12 @@ const ANSWERS = /** @type {const} */ ({
  * @property {string} body
  * @property {Attachment[]} [attachments] the files it carries (absent when none)
  * @property {{users?: string[], room?: boolean}} [mentions] who the body mentions (`@name`, `@room`; absent when nobody)
+ * @property {number} [react_to] a reaction: `body` (the key) put on message `react_to`
+ * @property {number} [unreact_to] the sender's reaction `body` taken off message `unreact_to`
+ * @property {number} [reply_to] a reply to message `reply_to`
+ * @property {number} [thread_root] the root of the thread this reply belongs to
+ * @property {{key: string, count: number, users: string[]}[]} [reactions] history only: the reactions on this message
+ * @property {{count: number, last_seq: number, last_ts: number}} [thread] history only: the replies to this root
  */
 
 /**
@@ -97,6 +103,9 @@ const ANSWERS = /** @type {const} */ ({
  * What a send carries besides its body.
  * @typedef {object} SendOptions
  * @property {string[]} [attachments] ids of files uploaded to the room (at most 10); `body` may then be empty
+ * @property {number} [reply_to] reply to this message of the room
+ * @property {number} [react_to] put the reaction `body` (an emoji key) on this message
+ * @property {number} [unreact_to] take the caller's reaction `body` off this message
  */
 
 /**
@@ -778,6 +787,22 @@ function mentionsOf(f) {
   return out.users || out.room ? { mentions: out } : {};
 }
 
+/**
+ * The earlier messages a message frame refers to as a reaction or a reply (`react_to`,
+ * `unreact_to`, `reply_to`, `thread_root`), else `{}`.
+ * @param {Record<string, unknown>} f
+ * @returns {{react_to?: number, unreact_to?: number, reply_to?: number, thread_root?: number}}
+ */
+function refsOf(f) {
+  /** @type {{react_to?: number, unreact_to?: number, reply_to?: number, thread_root?: number}} */
+  const out = {};
+  for (const k of /** @type {const} */ (["react_to", "unreact_to", "reply_to", "thread_root"])) {
+    const v = f[k];
+    if (typeof v === "number") out[k] = v;
+  }
+  return out;
+}
+
 /** @param {number} limit */
 function clampLimit(limit) {
   const n = Math.floor(Number(limit));
@@ -1161,6 +1186,12 @@ export class Client {
         throw new ChatmeshError("invalid", `attachments must be at most ${MAX_ATTACHMENTS} file ids`);
       }
       if (files.length) frame.attachments = files.slice();
+    }
+    for (const k of /** @type {const} */ (["reply_to", "react_to", "unreact_to"])) {
+      const seq = options[k];
+      if (seq === undefined) continue;
+      if (!Number.isSafeInteger(seq) || seq < 1) throw new ChatmeshError("invalid", `${k} must be a message seq`);
+      frame[k] = seq;
     }
     const ack = await this.#request(frame);
     return { room: String(ack.room), id: String(ack.id), seq: Number(ack.seq), ts: Number(ack.ts) };
@@ -1673,6 +1704,7 @@ export class Client {
           body: String(f.body),
           ...attachmentsOf(f),
           ...mentionsOf(f),
+          ...refsOf(f),
         });
         return;
       }
