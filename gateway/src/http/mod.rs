@@ -14,6 +14,7 @@ mod reply;
 mod request;
 mod room_info;
 mod static_files;
+mod threads;
 mod ws;
 
 use std::convert::Infallible;

@@ -166,6 +166,13 @@ impl Service {
                 call::<ops::CheckChange, _>(payload, |r| self.change_check(r)).await
             }
             ops::GetEdits::NAME => call::<ops::GetEdits, _>(payload, |r| self.edits(r)).await,
+            ops::CheckReply::NAME => {
+                call::<ops::CheckReply, _>(payload, |r| self.reply_check(r)).await
+            }
+            ops::GetThread::NAME => call::<ops::GetThread, _>(payload, |r| self.thread(r)).await,
+            ops::ReadThread::NAME => {
+                call::<ops::ReadThread, _>(payload, |r| self.thread_read(r)).await
+            }
             ops::GetUserGen::NAME => {
                 call::<ops::GetUserGen, _>(payload, |r| self.user_gen(r)).await
             }

@@ -20,6 +20,7 @@ mod profile;
 mod push;
 mod roominfo;
 mod rooms;
+mod threads;
 
 use std::sync::{Arc, OnceLock};
 
