@@ -64,8 +64,7 @@ async fn publish(js: &jetstream::Context, from: usize, to: usize) -> Result<Vec<
                 body: format!("body {i}"),
                 attachments: Vec::new(),
                 mentions: Default::default(),
-                edit_of: None,
-                delete_of: None,
+                ..Default::default()
             };
             let msg = PublishMessage::build()
                 .payload(serde_json::to_vec(&payload)?.into())

@@ -62,8 +62,7 @@ async fn fill(dir: &Path) -> Result<()> {
                 },
                 body,
                 attachments: Vec::new(),
-                edit_of: None,
-                delete_of: None,
+                ..Default::default()
             };
             Delivery {
                 seq,

@@ -30,8 +30,7 @@ pub fn payload(n: usize) -> Payload {
         body: body(n),
         attachments: Vec::new(),
         mentions: Default::default(),
-        edit_of: None,
-        delete_of: None,
+        ..Default::default()
     }
 }
 

@@ -259,6 +259,52 @@ impl Client {
             .await
     }
 
+    /// Puts the reaction `key` (an emoji, ≤ 64 bytes, no whitespace) on message `seq` of
+    /// `room`: a message of its own, with its own seq. Once per key and user; bounded per
+    /// user and per message (`forbidden`); a deleted or unknown message is `not_found`.
+    pub async fn react(&self, room: &str, seq: u64, key: &str) -> Result<Ack> {
+        self.react_with_id(room, &self.ids.next(), seq, key).await
+    }
+
+    /// [`Client::react`] with the caller's id: a resend with the same id is stored once.
+    pub async fn react_with_id(&self, room: &str, id: &str, seq: u64, key: &str) -> Result<Ack> {
+        self.send_frame(room, id, key, Vec::new(), Some(Change::React(seq)))
+            .await
+    }
+
+    /// Takes the caller's reaction `key` off message `seq` (`not_found` if it has none).
+    pub async fn unreact(&self, room: &str, seq: u64, key: &str) -> Result<Ack> {
+        self.unreact_with_id(room, &self.ids.next(), seq, key).await
+    }
+
+    /// [`Client::unreact`] with the caller's id: a resend with the same id is stored once.
+    pub async fn unreact_with_id(&self, room: &str, id: &str, seq: u64, key: &str) -> Result<Ack> {
+        self.send_frame(room, id, key, Vec::new(), Some(Change::Unreact(seq)))
+            .await
+    }
+
+    /// Sends `body` as a reply to message `seq` of `room`; it joins the thread of `seq`'s
+    /// root (read it with [`crate::Http::thread`]).
+    pub async fn reply(&self, room: &str, seq: u64, body: &str) -> Result<Ack> {
+        self.reply_with_id(room, &self.ids.next(), seq, body).await
+    }
+
+    /// [`Client::reply`] with the caller's id: a resend with the same id is stored once.
+    pub async fn reply_with_id(&self, room: &str, id: &str, seq: u64, body: &str) -> Result<Ack> {
+        let frame = ClientFrame::Send {
+            room: room.to_owned(),
+            id: id.to_owned(),
+            body: body.to_owned(),
+            attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: Some(seq),
+        };
+        self.ack_of(frame).await
+    }
+
     /// Sends `body` with the files `ids` of `room` (uploaded with
     /// [`crate::Http::upload`]; at most 10); `body` may be empty.
     pub async fn send_files(&self, room: &str, body: &str, ids: &[String]) -> Result<Ack> {
@@ -287,7 +333,21 @@ impl Client {
                 Some(Change::Delete(seq)) => Some(seq),
                 _ => None,
             },
+            react_to: match change {
+                Some(Change::React(seq)) => Some(seq),
+                _ => None,
+            },
+            unreact_to: match change {
+                Some(Change::Unreact(seq)) => Some(seq),
+                _ => None,
+            },
+            reply_to: None,
         };
+        self.ack_of(frame).await
+    }
+
+    /// Sends `frame` (a `send`) and waits for its ack.
+    async fn ack_of(&self, frame: ClientFrame) -> Result<Ack> {
         match self.request(frame).await? {
             ServerFrame::Ack {
                 room, id, seq, ts, ..

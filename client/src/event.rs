@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 
 /// An event of the session.
 #[derive(Debug, Clone, PartialEq)]
+// `Message` is the large variant and the common one (see `ServerFrame`).
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A message of a joined room: each `(room, seq)` once, in order, across reconnects.
     Message(Message),

@@ -1,9 +1,10 @@
-//! The HTTP half of protocol v1: accounts, rooms, DMs, history pages and shared files.
+//! The HTTP half of protocol v1: accounts, rooms, DMs, history pages, edits, threads and
+//! shared files.
 
 use chatmesh_protocol::files::FileInfo;
 use chatmesh_protocol::message::Message;
 use chatmesh_protocol::search::SearchResults;
-use chatmesh_protocol::service::{EditHistory, Role};
+use chatmesh_protocol::service::{EditHistory, Role, ThreadPage};
 pub use chatmesh_protocol::service::{RoomKind, RoomListing as RoomInfo};
 use chatmesh_protocol::ApiError;
 use serde::de::DeserializeOwned;
@@ -164,6 +165,31 @@ impl Http {
             req = req.bearer_auth(token);
         }
         Ok(checked(req.send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/rooms/{room}/messages/{root}/thread?after=&limit=`: the root, up to `limit`
+    /// replies above `after` (oldest first), whether more follow, and the caller's unread
+    /// replies.
+    pub async fn thread(
+        &self,
+        room: &str,
+        root: u64,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<ThreadPage> {
+        let mut path = format!("/v1/rooms/{room}/messages/{root}/thread?limit={limit}");
+        if let Some(after) = after {
+            path.push_str(&format!("&after={after}"));
+        }
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
+    /// `POST /v1/rooms/{room}/messages/{root}/thread/read`: the caller has read the thread
+    /// of `root` up to reply `seq` (the cursor only moves forward).
+    pub async fn read_thread(&self, room: &str, root: u64, seq: u64) -> Result<()> {
+        let path = format!("/v1/rooms/{room}/messages/{root}/thread/read");
+        self.call_empty(reqwest::Method::POST, &path, Some(json!({ "seq": seq })))
+            .await
     }
 
     /// `POST /v1/rooms/{room}/files?name=...`: shares `bytes` in `room` (attach the answer's

@@ -448,3 +448,78 @@ async fn edit_delete_and_search_helpers() -> Result<()> {
     bob.close().await;
     Ok(())
 }
+
+/// The reaction, reply and thread helpers: a reaction reaches the other member with
+/// `react_to`, history shows the aggregate and a removal takes it off; a second identical
+/// reaction is `bad_request`; a reply to a reply joins the root's thread, which
+/// `Http::thread` pages with the reader's unread count until `Http::read_thread`.
+#[tokio::test]
+async fn reaction_reply_and_thread_helpers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let ann = user(&base, "ann").await?;
+    let mut bob = user(&base, "bob").await?;
+    ann.http().create_room("general", RoomKind::Public).await?;
+    let mut bob_events = bob.events().unwrap();
+    bob.join("general").await?;
+    ann.join("general").await?;
+
+    let root = ann.send("general", "lunch?").await?;
+    let up = ann.react("general", root.seq, "👍").await?;
+    let got = next(&mut bob_events, |e| match e {
+        Event::Message(m) if m.seq == up.seq => Some(m),
+        _ => None,
+    })
+    .await?;
+    assert_eq!((got.react_to, got.body.as_str()), (Some(root.seq), "👍"));
+    let err = ann.react("general", root.seq, "👍").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    bob.react("general", root.seq, "👍").await?;
+    let page = bob.history("general", None, 10).await?;
+    let m = page.messages.iter().find(|m| m.seq == root.seq).unwrap();
+    assert_eq!(m.reactions.len(), 1);
+    assert_eq!((m.reactions[0].count, m.reactions[0].users.len()), (2, 2));
+    ann.unreact("general", root.seq, "👍").await?;
+    let err = ann.unreact("general", root.seq, "👍").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+
+    let r1 = bob.reply("general", root.seq, "yes").await?;
+    let r2 = ann.reply("general", r1.seq, "12:30?").await?;
+    let got = next(&mut bob_events, |e| match e {
+        Event::Message(m) if m.seq == r2.seq => Some(m),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(
+        (got.reply_to, got.thread_root),
+        (Some(r1.seq), Some(root.seq))
+    );
+    let t = bob.http().thread("general", root.seq, None, 1).await?;
+    assert_eq!(
+        t.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [r1.seq]
+    );
+    assert!(t.more);
+    assert_eq!(t.unread, 1, "ann's reply; bob's own is read");
+    bob.http().read_thread("general", root.seq, r2.seq).await?;
+    let t = bob
+        .http()
+        .thread("general", root.seq, Some(r1.seq), 10)
+        .await?;
+    assert_eq!(
+        t.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [r2.seq]
+    );
+    assert_eq!((t.unread, t.more), (0, false));
+    let summary = t.root.and_then(|r| r.thread).expect("the root's summary");
+    assert_eq!((summary.count, summary.last_seq), (2, r2.seq));
+    let err = bob
+        .reply("general", up.seq, "to a reaction")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    ann.close().await;
+    bob.close().await;
+    Ok(())
+}

@@ -61,6 +61,12 @@ const ANSWERS = /** @type {const} */ ({
  * @property {{seq: number, ts: number}} [edited] history only: the message was edited, latest by the edit `seq`; `body` is current
  * @property {boolean} [deleted] history only: a tombstone, the message was deleted (`body` is "")
  * @property {boolean} [void] history only: a change the server refused when it stored it; it changes nothing
+ * @property {number} [react_to] a reaction: `body` (the key) put on message `react_to`
+ * @property {number} [unreact_to] the sender's reaction `body` taken off message `unreact_to`
+ * @property {number} [reply_to] a reply to message `reply_to`
+ * @property {number} [thread_root] the root of the thread this reply belongs to
+ * @property {{key: string, count: number, users: string[]}[]} [reactions] history only: the reactions on this message
+ * @property {{count: number, last_seq: number, last_ts: number}} [thread] history only: the replies to this root
  */
 
 /**
@@ -131,6 +137,9 @@ const ANSWERS = /** @type {const} */ ({
  * @property {string[]} [attachments] ids of files uploaded to the room (at most 10); `body` may then be empty
  * @property {number} [editOf] make this send an edit of message `editOf` (its author only; `body` not empty)
  * @property {number} [deleteOf] make this send a delete of message `deleteOf` (its author, room admins, owner; `body` "")
+ * @property {number} [replyTo] reply to this message of the room
+ * @property {number} [reactTo] put the reaction `body` (an emoji key) on this message
+ * @property {number} [unreactTo] take the caller's reaction `body` off this message
  */
 
 /**
@@ -864,6 +873,22 @@ function seqSeg(seq) {
   return String(seq);
 }
 
+/**
+ * The earlier messages a message frame refers to as a reaction or a reply (`react_to`,
+ * `unreact_to`, `reply_to`, `thread_root`), else `{}`.
+ * @param {Record<string, unknown>} f
+ * @returns {{react_to?: number, unreact_to?: number, reply_to?: number, thread_root?: number}}
+ */
+function refsOf(f) {
+  /** @type {{react_to?: number, unreact_to?: number, reply_to?: number, thread_root?: number}} */
+  const out = {};
+  for (const k of /** @type {const} */ (["react_to", "unreact_to", "reply_to", "thread_root"])) {
+    const v = f[k];
+    if (typeof v === "number") out[k] = v;
+  }
+  return out;
+}
+
 /** @param {number} limit */
 function clampLimit(limit) {
   const n = Math.floor(Number(limit));
@@ -1253,6 +1278,11 @@ export class Client {
     }
     if (options.editOf !== undefined) frame.edit_of = Number(seqSeg(options.editOf));
     if (options.deleteOf !== undefined) frame.delete_of = Number(seqSeg(options.deleteOf));
+    for (const [k, wire] of /** @type {const} */ ([["replyTo", "reply_to"], ["reactTo", "react_to"], ["unreactTo", "unreact_to"]])) {
+      const seq = options[k];
+      if (seq === undefined) continue;
+      frame[wire] = Number(seqSeg(seq));
+    }
     const ack = await this.#request(frame);
     return { room: String(ack.room), id: String(ack.id), seq: Number(ack.seq), ts: Number(ack.ts) };
   }
@@ -1788,6 +1818,7 @@ export class Client {
           ...attachmentsOf(f),
           ...mentionsOf(f),
           ...changeOf(f),
+          ...refsOf(f),
         });
         return;
       }

@@ -231,6 +231,9 @@ pub fn send_frame(engine: &Engine, c: usize, p: &PubPlan, t0: u64, i: u64) -> Me
         attachments: Vec::new(),
         edit_of: None,
         delete_of: None,
+        react_to: None,
+        unreact_to: None,
+        reply_to: None,
     };
     Message::text(send.encode(&Some(k.into())))
 }

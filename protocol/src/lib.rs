@@ -18,9 +18,11 @@ pub mod message;
 pub mod names;
 pub mod push;
 pub mod search;
+pub mod reactions;
 pub mod service;
 pub mod subjects;
 pub mod text;
+pub mod threads;
 
 pub use config::{MeshConfig, Secret};
 pub use error::{ApiError, ErrorCode};

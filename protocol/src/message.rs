@@ -1,7 +1,8 @@
 //! A chat message as stored in JetStream, kept by workers and sent to clients.
 //!
-//! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`, `attachments`, and `edit_of`
-//! or `delete_of` for an edit or a delete); the stream assigns `seq`, and
+//! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`, `attachments`, `edit_of`,
+//! `delete_of`, `react_to` or `unreact_to` for a change of an earlier message, `reply_to` and
+//! `thread_root` for a reply); the stream assigns `seq`, and
 //! the republished copy carries `prev` in `Nats-Last-Sequence`. A gateway builds the client
 //! frame by splicing the payload behind a `{"type":"message","room",..,"seq","prev",` prefix,
 //! so a message is never parsed on the fan-out path.
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::Attachment;
 use crate::mentions::Mentions;
+use crate::reactions::Reaction;
+use crate::threads::ThreadSummary;
 
 /// What a gateway publishes to JetStream for one `send`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,16 +35,31 @@ pub struct Payload {
     /// This message deletes the message with this seq (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_of: Option<u64>,
+    /// This message adds the reaction `body` to the message with this seq (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub react_to: Option<u64>,
+    /// This message takes the sender's reaction `body` off the message with this seq
+    /// (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreact_to: Option<u64>,
+    /// This message replies to the message with this seq (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// The root of the thread this reply belongs to (`reply_to`, or its root if that is a
+    /// reply itself); set by the gateway that accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_root: Option<u64>,
 }
 
 impl Payload {
-    /// What this message does to an earlier one, if it is an edit or a delete.
+    /// What this message does to an earlier one, if it is an edit, a delete or a reaction.
     pub fn change(&self) -> Option<Change> {
-        change_of(self.edit_of, self.delete_of)
+        change_of(self.edit_of, self.delete_of, self.react_to, self.unreact_to)
     }
 }
 
-/// An edit or a delete: a message of the room's order that refers to an earlier one.
+/// An edit, a delete or a reaction: a message of the room's order that refers to an earlier
+/// one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
@@ -49,24 +67,39 @@ pub enum Change {
     Edit(u64),
     /// Deletes the target (its body and attachments are erased from the store).
     Delete(u64),
+    /// Adds the sender's reaction (the body) to the target.
+    React(u64),
+    /// Takes the sender's reaction (the body) off the target.
+    Unreact(u64),
 }
 
 impl Change {
     /// The seq of the message this one changes.
     pub fn target(self) -> u64 {
         match self {
-            Change::Edit(t) | Change::Delete(t) => t,
+            Change::Edit(t) | Change::Delete(t) | Change::React(t) | Change::Unreact(t) => t,
         }
+    }
+
+    /// A reaction or the removal of one.
+    pub fn is_reaction(self) -> bool {
+        matches!(self, Change::React(_) | Change::Unreact(_))
     }
 }
 
-/// The change `edit_of` / `delete_of` describe (an edit wins if a malformed message has both).
-pub fn change_of(edit_of: Option<u64>, delete_of: Option<u64>) -> Option<Change> {
-    match (edit_of, delete_of) {
-        (Some(t), _) => Some(Change::Edit(t)),
-        (None, Some(t)) => Some(Change::Delete(t)),
-        (None, None) => None,
-    }
+/// The change `edit_of` / `delete_of` / `react_to` / `unreact_to` describe (the first one
+/// set wins if a malformed message has several).
+pub fn change_of(
+    edit_of: Option<u64>,
+    delete_of: Option<u64>,
+    react_to: Option<u64>,
+    unreact_to: Option<u64>,
+) -> Option<Change> {
+    edit_of
+        .map(Change::Edit)
+        .or(delete_of.map(Change::Delete))
+        .or(react_to.map(Change::React))
+        .or(unreact_to.map(Change::Unreact))
 }
 
 /// The latest edit of a message: the edit's seq and ts.
@@ -98,6 +131,18 @@ pub struct Message {
     /// See [`Payload::delete_of`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_of: Option<u64>,
+    /// See [`Payload::react_to`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub react_to: Option<u64>,
+    /// See [`Payload::unreact_to`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreact_to: Option<u64>,
+    /// See [`Payload::reply_to`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// See [`Payload::thread_root`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_root: Option<u64>,
     /// History only: the message was edited; `body` is the latest version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited: Option<Edited>,
@@ -108,12 +153,18 @@ pub struct Message {
     /// nothing; it keeps its seq so the `prev` chain holds).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub void: bool,
+    /// History only: the reactions on this message, by key in order of first use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+    /// History only: this message is the root of a thread with these replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadSummary>,
 }
 
 impl Message {
-    /// What this message does to an earlier one, if it is an edit or a delete.
+    /// What this message does to an earlier one, if it is an edit, a delete or a reaction.
     pub fn change(&self) -> Option<Change> {
-        change_of(self.edit_of, self.delete_of)
+        change_of(self.edit_of, self.delete_of, self.react_to, self.unreact_to)
     }
 
     pub fn from_payload(room: &str, seq: u64, prev: u64, p: Payload) -> Self {
@@ -129,9 +180,11 @@ impl Message {
             mentions: p.mentions,
             edit_of: p.edit_of,
             delete_of: p.delete_of,
-            edited: None,
-            deleted: false,
-            void: false,
+            react_to: p.react_to,
+            unreact_to: p.unreact_to,
+            reply_to: p.reply_to,
+            thread_root: p.thread_root,
+            ..Default::default()
         }
     }
 }
@@ -182,7 +235,7 @@ mod tests {
             attachments: Vec::new(),
             mentions: Mentions::parse("hi @bob"),
             edit_of: Some(3),
-            delete_of: None,
+            ..Default::default()
         };
         let bytes = serde_json::to_vec(&p).unwrap();
         let frame = encode_message_frame("general", 9, 4, &bytes).unwrap();

@@ -237,14 +237,17 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
-/// May `user` send `change` (an edit or a delete) with client id `id` in `room`? Asked by a
-/// gateway before it publishes one.
+/// May `user` send `change` (an edit, a delete or a reaction) with client id `id` in
+/// `room`? Asked by a gateway before it publishes one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeCheckRequest {
     pub room: String,
     pub user: String,
     pub id: String,
     pub change: crate::message::Change,
+    /// A reaction's key (its body); empty for an edit or a delete.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 /// The answer to a [`ChangeCheckRequest`] that is not refused.
@@ -278,6 +281,54 @@ pub struct EditHistory {
     pub room: String,
     pub seq: u64,
     pub versions: Vec<Version>,
+}
+
+/// May `user` reply to message `reply_to` of `room`? Asked by a gateway before it publishes
+/// a reply; the answer names the thread's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyCheckRequest {
+    pub room: String,
+    pub user: String,
+    pub reply_to: u64,
+}
+
+/// The thread a reply joins: `reply_to`'s own root if it is a reply, else `reply_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyCheck {
+    pub root: u64,
+}
+
+/// A page of the replies to `root` (`GET /v1/rooms/{room}/messages/{root}/thread`), oldest
+/// first, above `after`; `user` is the reader whose unread replies are counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadRequest {
+    pub room: String,
+    pub root: u64,
+    pub user: String,
+    pub after: Option<u64>,
+    pub limit: u32,
+}
+
+/// One page of a thread: the root in its current version (absent once retention trimmed
+/// it), the replies, whether more follow, and the reader's unread replies (above its thread
+/// read cursor, not its own, counted up to 100) with that cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadPage {
+    pub room: String,
+    pub root: Option<Message>,
+    pub messages: Vec<Message>,
+    pub more: bool,
+    pub unread: u64,
+    pub read: u64,
+}
+
+/// Moves `user`'s read cursor in the thread of `root` forward to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadReadRequest {
+    pub room: String,
+    pub root: u64,
+    pub user: String,
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,6 +435,9 @@ op!(
     crate::search::SearchRequest,
     crate::search::SearchResults
 );
+op!(CheckReply, "reply_check", ReplyCheckRequest, ReplyCheck);
+op!(GetThread, "thread", ThreadRequest, ThreadPage);
+op!(ReadThread, "thread_read", ThreadReadRequest, Done);
 op!(GetUserGen, "user_gen", UserRequest, UserGen);
 op!(LogoutAll, "logout_all", UserRequest, UserGen);
 op!(ListMembers, "members_list", MembersRequest, MemberPage);

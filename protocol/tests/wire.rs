@@ -61,6 +61,9 @@ fn client_frames_golden() {
                 attachments: Vec::new(),
                 edit_of: None,
                 delete_of: None,
+                react_to: None,
+                unreact_to: None,
+                reply_to: None,
             },
             r(json!(7)),
             r#"{"type":"send","room":"general","id":"m-1","body":"hi \"you\"","ref":7}"#,
@@ -256,8 +259,7 @@ fn spliced_message_frames_equal_typed_ones() {
         body: "hello \"7\" \u{1F600} @bob @room".into(),
         attachments: Vec::new(),
         mentions: chatmesh_protocol::mentions::Mentions::parse("@bob @room"),
-        edit_of: None,
-        delete_of: None,
+        ..Default::default()
     };
     let stored = serde_json::to_vec(&payload).unwrap();
     let spliced = encode_message_frame("general", 7, 4, &stored).unwrap();
@@ -294,6 +296,9 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             attachments: Vec::new(),
             edit_of: None,
             delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         }),
         (name(), any::<Option<u64>>(), 1u32..=100).prop_map(|(room, before, limit)| {
             ClientFrame::History {

@@ -42,6 +42,9 @@ pub mod frame {
             attachments: Vec::new(),
             edit_of: None,
             delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         }
     }
 
@@ -54,6 +57,9 @@ pub mod frame {
             attachments: Vec::new(),
             edit_of: Some(seq),
             delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         }
     }
 
@@ -66,10 +72,43 @@ pub mod frame {
             attachments: Vec::new(),
             edit_of: None,
             delete_of: Some(seq),
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         }
     }
 
     /// The latest page at the server's default size (a frame without `limit`).
+    /// A reaction (`unreact`: its removal) with `key` on message `seq`.
+    pub fn react(room: &str, id: &str, seq: u64, key: &str, unreact: bool) -> ClientFrame {
+        ClientFrame::Send {
+            room: room.into(),
+            id: id.into(),
+            body: key.into(),
+            attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
+            react_to: (!unreact).then_some(seq),
+            unreact_to: unreact.then_some(seq),
+            reply_to: None,
+        }
+    }
+
+    /// A reply to message `seq`.
+    pub fn reply(room: &str, id: &str, seq: u64, body: &str) -> ClientFrame {
+        ClientFrame::Send {
+            room: room.into(),
+            id: id.into(),
+            body: body.into(),
+            attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: Some(seq),
+        }
+    }
+
     pub fn history(room: &str) -> ClientFrame {
         history_before(room, None, DEFAULT_HISTORY_LIMIT)
     }

@@ -500,6 +500,47 @@ async fn mentions_only_pushes_only_what_mentions_the_member() -> Result<()> {
     mesh.stop().await
 }
 
+/// Reactions are not pushed and not counted in a push; a reply is pushed like any message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_are_not_pushed_and_replies_are() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let push = Receiver::start().await?;
+    let sub = Subscription::new(push.endpoint("bob"));
+    let mesh = start_mesh(dir.path(), push_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    register(&api, &bob, &sub).await?;
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    let first = sender.post("club", "m1", "lunch?").await?;
+    let got = push.wait_delivered("bob", 1, WAIT).await?;
+    let key = vapid_key(&api, &ann).await?;
+    let opened = sub.open(&got[0], &key, &push.origin())?;
+    assert_eq!(opened["body"], "lunch?");
+    let up = sender
+        .request(frame::react("club", "r1", first.seq, "👍", false))
+        .await?;
+    acked(&up);
+    sender
+        .request(frame::reply("club", "re1", first.seq, "at noon"))
+        .await?;
+    let got = push.wait_delivered("bob", 2, WAIT).await?;
+    let opened = sub.open(&got[1], &key, &push.origin())?;
+    assert_eq!(
+        (opened["count"].clone(), opened["body"].clone()),
+        (json!(1), json!("at noon")),
+        "the reaction is neither pushed nor counted"
+    );
+    sender
+        .request(frame::react("club", "r2", first.seq, "🎉", false))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + GRACE_MS + 500)).await;
+    assert_eq!(push.received("bob").len(), 2);
+    mesh.stop().await
+}
+
 /// Whether the notifier's consumer exists now.
 async fn push_consumer_exists(mesh: &Mesh) -> Result<bool> {
     use chatmesh_protocol::subjects::{PUSH_CONSUMER, STREAM};

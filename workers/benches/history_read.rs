@@ -41,8 +41,7 @@ fn bench(c: &mut Criterion) {
                             body: "a chat message of a typical length, some sixty bytes.".into(),
                             attachments: Vec::new(),
                             mentions: Default::default(),
-                            edit_of: None,
-                            delete_of: None,
+                            ..Default::default()
                         },
                     )),
                 })

@@ -24,8 +24,7 @@ fn delivery(seq: u64) -> Delivery {
         body: "a chat message of a typical length, some sixty bytes long.".into(),
         attachments: Vec::new(),
         mentions: Default::default(),
-        edit_of: None,
-        delete_of: None,
+        ..Default::default()
     };
     Delivery {
         seq,

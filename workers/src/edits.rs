@@ -100,6 +100,8 @@ pub fn apply_edit(target: &mut StoredMessage, seq: u64, edit: &StoredMessage) {
 pub fn apply_delete(target: &mut StoredMessage, seq: u64, delete: &StoredMessage) -> Vec<String> {
     target.body.clear();
     target.original = None;
+    // Its reactions go with it (the caller deletes their records); a thread stays readable.
+    target.reactions.clear();
     target.deleted = Some(Deletion {
         seq,
         ts: delete.ts,

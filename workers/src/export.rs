@@ -18,7 +18,7 @@ use std::io::{BufRead, Write};
 use chatmesh_protocol::service::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{keys, records, Model, RoomMeta, RoomStats, StoredMessage};
+use crate::model::{keys, records, Model, RoomMeta, RoomStats, StoredMessage, UserReactions};
 use crate::store::{Direction, KvStore, StoreError, WriteBatch};
 
 /// Version of the line format, in the first line.
@@ -50,6 +50,14 @@ pub enum Line {
         seq: u64,
         #[serde(flatten)]
         message: Box<StoredMessage>,
+    },
+    /// One user's reactions on message `seq` (after the messages; the aggregate is on the
+    /// message). Thread records are rebuilt from the messages' `thread_root`.
+    Reactions {
+        seq: u64,
+        user: String,
+        #[serde(flatten)]
+        reactions: UserReactions,
     },
 }
 
@@ -149,6 +157,31 @@ pub async fn export_room<W: Write>(
             _ => break,
         }
     }
+    let mut range = keys::reactions_all(room);
+    loop {
+        let page = model
+            .store()
+            .scan(range.clone(), Direction::Forward, PAGE)
+            .await?;
+        for (k, v) in &page {
+            let Some((seq, user)) = keys::seq_and_user_of_reactions(room, k) else {
+                continue;
+            };
+            let line = Line::Reactions {
+                seq,
+                user: user.to_owned(),
+                reactions: records::decode(k, v)?,
+            };
+            write_line(out, &line)?;
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == PAGE => {
+                range.start = last.clone();
+                range.start.push(0);
+            }
+            _ => break,
+        }
+    }
     out.flush()?;
     progress(moved.messages);
     Ok(moved)
@@ -211,11 +244,23 @@ pub async fn import_room<R: BufRead>(
                 last = Some((seq, m.n));
                 let is_member = |u: &str| members.contains(u);
                 Model::put_mentions_of(&mut batch, &room, seq, &m.from, &m.mentions, is_member);
+                if let Some(root) = m.thread_root {
+                    Model::put_reply(&mut batch, &room, root, seq, &m.from);
+                }
                 Model::put_message(&mut batch, &room, seq, &m);
                 moved.messages += 1;
                 if every > 0 && moved.messages % every == 0 {
                     progress(moved.messages);
                 }
+            }
+            Line::Reactions {
+                seq,
+                user,
+                reactions,
+            } => {
+                chatmesh_protocol::validate_name("user", &user)
+                    .map_err(|e| bad(no, e.to_string()))?;
+                Model::put_user_reactions(&mut batch, &room, seq, &user, &reactions);
             }
             Line::Room { .. } => return Err(bad(no, "a second room line".into())),
         }

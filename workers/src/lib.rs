@@ -21,6 +21,7 @@ pub mod notifier;
 pub mod ownership;
 pub mod progress;
 pub mod push;
+pub mod reactions;
 pub mod retention;
 pub mod search;
 pub mod service;

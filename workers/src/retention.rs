@@ -7,7 +7,9 @@
 //! a room is ever deleted, oldest first, and nothing else is rewritten: the remaining messages
 //! keep their `prev`, so a resume from a deleted seq sees the first remaining message's `prev`
 //! above its cursor and the gateway answers `gap`. Room stats (`last_seq`, `count`) are not
-//! touched: positions (`n`) and unread counts stay valid. Age is judged by the gateway's `ts`
+//! touched: positions (`n`) and unread counts stay valid. A trimmed message's mention,
+//! reaction and thread records go with it (a thread whose root is trimmed keeps its
+//! remaining replies). Age is judged by the gateway's `ts`
 //! in seq order: deletion stops at the first message that is young enough.
 
 use std::collections::BTreeMap;
@@ -220,6 +222,7 @@ impl Retention {
             let mut done = oldest.len() < want;
             let mut n = 0u64;
             let mut seqs = Vec::new();
+            let mut last = 0u64;
             for (k, v) in &oldest {
                 let m: StoredMessage = records::decode(k, v)?;
                 if m.n > cut_n && m.ts >= cut_ts {
@@ -229,6 +232,10 @@ impl Retention {
                 if let Some(seq) = keys::seq_of_message(k) {
                     Model::delete_mentions(&mut batch, room, seq, &m.mentions);
                     seqs.push(seq);
+                    if let Some(root) = m.thread_root {
+                        Model::delete_reply(&mut batch, room, root, seq);
+                    }
+                    last = seq;
                 }
                 batch.delete(k.clone());
                 n += 1;
@@ -236,6 +243,11 @@ impl Retention {
             if n > 0 {
                 self.model.write(batch).await?;
                 deleted += n;
+                // Reaction records are keyed by their message's seq: those of every message
+                // trimmed so far are one range (taken-off reactions leave records too).
+                let all = keys::reactions_all(room);
+                let upto = keys::reactions_of(room, last.saturating_add(1)).start;
+                self.model.store().delete_range(all.start..upto).await?;
                 if let Some(search) = &self.search {
                     if let Err(e) = search.remove(room, seqs).await {
                         counter!(crate::metrics::SEARCH_ERRORS).increment(1);

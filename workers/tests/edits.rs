@@ -21,6 +21,8 @@ fn d(seq: u64, from: &str, body: &str, change: Option<Change>) -> Delivery {
     match change {
         Some(Change::Edit(t)) => p.edit_of = Some(t),
         Some(Change::Delete(t)) => p.delete_of = Some(t),
+        Some(Change::React(t)) => p.react_to = Some(t),
+        Some(Change::Unreact(t)) => p.unreact_to = Some(t),
         None => {}
     }
     Delivery {
@@ -228,6 +230,7 @@ async fn the_check_applies_the_rules_and_finds_resends() {
             user: user.into(),
             id: id.into(),
             change,
+            key: String::new(),
         })
     };
     assert_eq!(

@@ -39,8 +39,7 @@ async fn fill(l: &Local, rooms: &[&str], n: u64) -> BTreeMap<String, Vec<u64>> {
                     users: Vec::new(),
                     room: seq % 2 == 0,
                 },
-                edit_of: None,
-                delete_of: None,
+                ..Default::default()
             };
             Delivery {
                 seq,

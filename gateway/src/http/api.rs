@@ -1,6 +1,7 @@
 //! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history; the
 //! profile and password endpoints are in `account.rs`, member lists and topics in
-//! `room_info.rs`, shared files in `files.rs`, push targets and settings in `push.rs`.
+//! `room_info.rs`, shared files in `files.rs`, push targets and settings in `push.rs`,
+//! threads in `threads.rs`.
 //!
 //! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
 //! refusal is 429 `rate_limited` with `Retry-After` (seconds). Every bearer token is checked
@@ -24,7 +25,7 @@ use super::reply::{self, Body};
 use super::request::{
     body, caller, caller_identity, name, password_queue_full, query_pairs, Answer, Refusal,
 };
-use super::{account, push, room_info};
+use super::{account, push, room_info, threads};
 use crate::state::AppState;
 
 /// Routes `/v1/...` (segments after `v1`).
@@ -57,6 +58,12 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::GET, ["rooms", room, "messages", seq, "edits"]) => {
             edits(state, req, room, seq).await
         }
+        (&Method::GET, ["rooms", room, "messages", seq, "thread"]) => {
+            threads::thread(state, req, room, seq).await
+        }
+        (&Method::POST, ["rooms", room, "messages", seq, "thread", "read"]) => {
+            threads::read(state, req, room, seq).await
+        }
         (&Method::POST, ["rooms", room, "files"]) => files::upload(state, req, room).await,
         (&Method::GET, ["rooms", room, "files", id]) => {
             files::download(state, req, room, id, Part::Bytes).await
@@ -81,6 +88,8 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["rooms", _, "messages"]
             | ["search"]
             | ["rooms", _, "messages", _, "edits"]
+            | ["rooms", _, "messages", _, "edits" | "thread"]
+            | ["rooms", _, "messages", _, "thread", "read"]
             | ["rooms", _, "files"]
             | ["rooms", _, "files", _]
             | ["rooms", _, "files", _, "thumbnail" | "info"],

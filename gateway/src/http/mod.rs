@@ -15,6 +15,7 @@ mod request;
 mod room_info;
 mod search;
 mod static_files;
+mod threads;
 mod ws;
 
 use std::convert::Infallible;

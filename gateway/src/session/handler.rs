@@ -253,19 +253,22 @@ impl Session {
                 attachments,
                 edit_of,
                 delete_of,
+                react_to,
+                unreact_to,
+                reply_to,
             } => {
                 if self.sends.check().is_err() {
                     return self.strike(&r#ref).await;
                 }
                 let payload = Payload {
                     id,
-                    from: String::new(),
-                    ts: 0,
                     body,
-                    attachments: Vec::new(),
-                    mentions: Mentions::default(),
                     edit_of,
                     delete_of,
+                    react_to,
+                    unreact_to,
+                    reply_to,
+                    ..Payload::default()
                 };
                 if let Err(e) = self.send(&r#ref, room, payload, attachments).await {
                     self.error(&r#ref, &e).await;
@@ -454,8 +457,16 @@ impl Session {
         if !access.can_post() {
             return Err(ApiError::forbidden("only members may post to this room"));
         }
+        if let Some(to) = payload.reply_to {
+            payload.thread_root = Some(changes::reply_root(&self.state, &room, &user, to).await?);
+        }
         if let Some(change) = payload.change() {
-            match changes::check(&self.state, &room, &user, &id, change).await? {
+            let key = if change.is_reaction() {
+                payload.body.as_str()
+            } else {
+                ""
+            };
+            match changes::check(&self.state, &room, &user, &id, change, key).await? {
                 ChangeCheck::Allowed => {}
                 ChangeCheck::Duplicate { seq, ts } => {
                     // A resend of a change already stored: ack it as JetStream would.
@@ -477,7 +488,8 @@ impl Session {
         let ts = now_ms();
         payload.from = user.clone();
         payload.ts = ts;
-        // Mentions of a new message (an edit or a delete mentions nobody: it changes one).
+        // Mentions of a new message (an edit, a delete or a reaction mentions nobody: it
+        // changes one).
         if payload.change().is_none() {
             payload.mentions = Mentions::parse(&payload.body);
         }

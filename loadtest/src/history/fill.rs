@@ -218,6 +218,9 @@ async fn fill_room(
                 attachments: Vec::new(),
                 edit_of: None,
                 delete_of: None,
+                react_to: None,
+                unreact_to: None,
+                reply_to: None,
             };
             ws.feed(Message::text(send.encode(&Some(next.into()))))
                 .await?;

@@ -42,6 +42,15 @@ pub enum ClientFrame {
         /// Delete this earlier message (extension; `body` must be empty).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         delete_of: Option<u64>,
+        /// Add the reaction `body` to this earlier message (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        react_to: Option<u64>,
+        /// Take the sender's reaction `body` off this earlier message (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unreact_to: Option<u64>,
+        /// Reply to this earlier message (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
     },
     History {
         room: String,
@@ -165,10 +174,20 @@ impl ClientFrame {
                 attachments,
                 edit_of,
                 delete_of,
+                react_to,
+                unreact_to,
+                reply_to,
             } => {
                 room(r)?;
                 validate_msg_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                validate_change(body, attachments, *edit_of, *delete_of)?;
+                let change = Targets {
+                    edit_of: *edit_of,
+                    delete_of: *delete_of,
+                    react_to: *react_to,
+                    unreact_to: *unreact_to,
+                    reply_to: *reply_to,
+                };
+                validate_change(body, attachments, change)?;
                 if attachments.len() > MAX_ATTACHMENTS {
                     return Err(ApiError::bad_request(format!(
                         "a message carries at most {MAX_ATTACHMENTS} files"
@@ -199,38 +218,52 @@ impl ClientFrame {
     }
 }
 
-/// The shape of an edit or a delete: one target (a seq ≥ 1), no files; an edit has a body,
-/// a delete none. Whether the target may be changed is decided where the room's messages are.
-fn validate_change(
-    body: &str,
-    attachments: &[String],
+/// The earlier messages a send refers to.
+struct Targets {
     edit_of: Option<u64>,
     delete_of: Option<u64>,
-) -> Result<(), ApiError> {
-    let target = match (edit_of, delete_of) {
-        (None, None) => return Ok(()),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "a send carries edit_of or delete_of, not both",
-            ))
-        }
-        (Some(t), None) | (None, Some(t)) => t,
-    };
-    if target == 0 {
+    react_to: Option<u64>,
+    unreact_to: Option<u64>,
+    reply_to: Option<u64>,
+}
+
+/// The shape of a change (edit, delete, reaction) or a reply: one target (a seq ≥ 1); a
+/// change carries no files and is not a reply; an edit has a body, a delete none, a reaction
+/// a valid key. Whether the target may be changed is decided where the room's messages are.
+fn validate_change(body: &str, attachments: &[String], t: Targets) -> Result<(), ApiError> {
+    let changes = [t.edit_of, t.delete_of, t.react_to, t.unreact_to];
+    let set: Vec<u64> = changes.iter().flatten().copied().collect();
+    if set.len() > 1 {
+        return Err(ApiError::bad_request(
+            "a send carries at most one of edit_of, delete_of, react_to, unreact_to",
+        ));
+    }
+    if t.reply_to == Some(0) || set.contains(&0) {
         return Err(ApiError::bad_request("no message has seq 0"));
+    }
+    if set.is_empty() {
+        return Ok(());
+    }
+    if t.reply_to.is_some() {
+        return Err(ApiError::bad_request(
+            "an edit, a delete or a reaction is not a reply",
+        ));
     }
     if !attachments.is_empty() {
         return Err(ApiError::bad_request(
-            "an edit or a delete carries no attachments",
+            "an edit, a delete or a reaction carries no attachments",
         ));
     }
-    if delete_of.is_some() && !body.is_empty() {
+    if t.delete_of.is_some() && !body.is_empty() {
         return Err(ApiError::bad_request("a delete has an empty body"));
     }
-    if edit_of.is_some() && body.is_empty() {
+    if t.edit_of.is_some() && body.is_empty() {
         return Err(ApiError::bad_request(
             "an edit needs a body (use delete_of to delete)",
         ));
+    }
+    if t.react_to.is_some() || t.unreact_to.is_some() {
+        crate::reactions::validate_key(body)?;
     }
     Ok(())
 }
@@ -258,6 +291,9 @@ mod tests {
                 attachments: Vec::new(),
                 edit_of: None,
                 delete_of: None,
+                react_to: None,
+                unreact_to: None,
+                reply_to: None,
             }
         );
         let (_, f) =
@@ -364,6 +400,43 @@ mod tests {
         let body = "x".repeat(16 * 1024 + 1);
         let e =
             parse(json!({"type":"send","room":"r","id":"1","body":body,"edit_of":2})).unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::TooLarge);
+        for bad in [
+            json!({"type":"send","room":"r","id":"1","body":"👍","react_to":1,"edit_of":1}),
+            json!({"type":"send","room":"r","id":"1","body":"👍","react_to":1,"unreact_to":1}),
+            json!({"type":"send","room":"r","id":"1","body":"","react_to":1}),
+            json!({"type":"send","room":"r","id":"1","body":"a b","unreact_to":1}),
+            json!({"type":"send","room":"r","id":"1","body":"👍","react_to":0}),
+            json!({"type":"send","room":"r","id":"1","body":"👍","react_to":1,"reply_to":1}),
+            json!({"type":"send","room":"r","id":"1","body":"x","reply_to":0}),
+            json!({"type":"send","room":"r","id":"1","body":"x","edit_of":1,"reply_to":1}),
+        ] {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.error.code, ErrorCode::BadRequest, "{bad}");
+        }
+        let (_, f) =
+            parse(json!({"type":"send","room":"r","id":"1","body":"👍","react_to":4})).unwrap();
+        assert!(matches!(
+            f,
+            ClientFrame::Send {
+                react_to: Some(4),
+                ..
+            }
+        ));
+        let (_, f) = parse(
+            json!({"type":"send","room":"r","id":"1","body":"x","reply_to":4,
+                                  "attachments":["f00000000000000000000000000000000"]}),
+        )
+        .unwrap();
+        assert!(matches!(
+            f,
+            ClientFrame::Send {
+                reply_to: Some(4),
+                ..
+            }
+        ));
+        let e =
+            parse(json!({"type":"send","room":"r","id":"1","body":body,"edit_of":2})).unwrap_err();
         assert_eq!(
             e.error.code,
             ErrorCode::TooLarge,
@@ -387,6 +460,9 @@ mod tests {
             attachments: Vec::new(),
             edit_of: None,
             delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
         };
         assert_eq!(
             send.encode(&Some(json!(3))),

@@ -19,6 +19,9 @@ use crate::message::Message;
 use crate::service::Role;
 
 /// A server → client frame. Each encodes to one JSON text frame.
+// `Message` is the large variant and also the common one: boxing it would cost every
+// message frame an allocation to spare the rare small frames some stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {

@@ -26,6 +26,9 @@
 //! | push delivery mark | `d h16(user) user 00 id 00 room` | be64(last seq of `room` pushed to target `id`) |
 //! | mention of a member | `x h16(room) room 00 user 00 be64(seq)` | empty: message `seq` mentions `user` |
 //! | `@room` mention | `y h16(room) room 00 be64(seq)` | the sender's name |
+//! | reactions of a user on a message | `a h16(room) room 00 be64(seq) user` | [`UserReactions`](super::records::UserReactions) |
+//! | reply in a thread | `h h16(room) room 00 be64(root) be64(seq)` | the sender's name |
+//! | thread read cursor | `l h16(user) user 00 room 00 be64(root)` | be64(last reply seq read) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -53,6 +56,9 @@ const PUSH_SETTINGS: u8 = b'e';
 const PUSH_MARK: u8 = b'd';
 const MENTION: u8 = b'x';
 const ROOM_MENTION: u8 = b'y';
+const REACTIONS: u8 = b'a';
+const REPLY: u8 = b'h';
+const THREAD_CURSOR: u8 = b'l';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -310,6 +316,70 @@ pub fn room_mentions_after(room: &str, seq: u64) -> Range<Vec<u8>> {
     prefix..end
 }
 
+/// The reactions of `user` on message `seq` of `room`.
+pub fn reactions(room: &str, seq: u64, user: &str) -> Vec<u8> {
+    let mut k = pair_prefix(REACTIONS, room, 8 + user.len());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(user.as_bytes());
+    k
+}
+
+/// Every user's reactions on message `seq` of `room`.
+pub fn reactions_of(room: &str, seq: u64) -> Range<Vec<u8>> {
+    let mut k = pair_prefix(REACTIONS, room, 8);
+    k.extend_from_slice(&seq.to_be_bytes());
+    prefix_range(k)
+}
+
+/// Every reaction record of `room`.
+pub fn reactions_all(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(REACTIONS, room, 0))
+}
+
+/// The (seq, user) of a reaction key of `room`.
+pub fn seq_and_user_of_reactions<'k>(room: &str, key: &'k [u8]) -> Option<(u64, &'k str)> {
+    let at = 3 + room.len() + 1;
+    let seq: [u8; 8] = key.get(at..at + 8)?.try_into().ok()?;
+    let user = std::str::from_utf8(key.get(at + 8..)?).ok()?;
+    Some((u64::from_be_bytes(seq), user))
+}
+
+/// Reply `seq` in the thread of `root` in `room`.
+pub fn reply(room: &str, root: u64, seq: u64) -> Vec<u8> {
+    let mut k = pair_prefix(REPLY, room, 16);
+    k.extend_from_slice(&root.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The replies in the thread of `root` with a seq above `after`.
+pub fn replies_after(room: &str, root: u64, after: u64) -> Range<Vec<u8>> {
+    let mut prefix = pair_prefix(REPLY, room, 16);
+    prefix.extend_from_slice(&root.to_be_bytes());
+    let end = prefix_end(&prefix);
+    prefix.extend_from_slice(&after.saturating_add(1).to_be_bytes());
+    prefix..end
+}
+
+/// Every reply record of `room`.
+pub fn replies_all(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(REPLY, room, 0))
+}
+
+/// The seq of a reply key.
+pub fn seq_of_reply(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// `user`'s read cursor in the thread of `root` in `room`.
+pub fn thread_cursor(user: &str, room: &str, root: u64) -> Vec<u8> {
+    let mut k = pair(THREAD_CURSOR, user, room);
+    k.push(0);
+    k.extend_from_slice(&root.to_be_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +424,19 @@ mod tests {
         assert!(!rooms_of("ann").contains(&user_room("anna", "zz")));
         assert_eq!(room_of_public(&public("lobby")), Some("lobby"));
         assert_eq!(prefix_end(&[1, 0xff]), vec![2]);
+    }
+
+    #[test]
+    fn reaction_and_reply_keys_stay_inside_their_message_and_thread() {
+        let k = reactions("r1", 7, "ann");
+        assert!(reactions_of("r1", 7).contains(&k));
+        assert!(!reactions_of("r1", 8).contains(&k));
+        assert!(reactions_all("r1").contains(&k) && !reactions_all("r10").contains(&k));
+        assert_eq!(seq_and_user_of_reactions("r1", &k), Some((7, "ann")));
+        let (a, b) = (reply("r1", 3, 4), reply("r1", 3, 300));
+        assert!(a < b && replies_after("r1", 3, 0).contains(&a));
+        assert!(!replies_after("r1", 3, 4).contains(&a) && replies_after("r1", 3, 4).contains(&b));
+        assert!(!replies_after("r1", 4, 0).contains(&a));
+        assert_eq!(seq_of_reply(&b), Some(300));
     }
 }

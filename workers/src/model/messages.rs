@@ -100,13 +100,17 @@ impl Model {
         Ok(self.history(room, q).await?.0)
     }
 
-    /// Position (`n`) of the newest stored message of `room` with seq <= `seq`; 0 if none.
-    pub async fn position_at(&self, room: &str, seq: u64) -> Result<u64, StoreError> {
+    /// Position (`n`, `quiet`) of the newest stored message of `room` with seq <= `seq`;
+    /// zeros if none.
+    pub async fn position_at(&self, room: &str, seq: u64) -> Result<(u64, u64), StoreError> {
         let range = keys::message(room, seq)..keys::messages_of(room).end;
         let pairs = self.store.scan(range, Direction::Forward, 1).await?;
         match pairs.first() {
-            Some((k, v)) => Ok(records::decode::<StoredMessage>(k, v)?.n),
-            None => Ok(0),
+            Some((k, v)) => {
+                let m = records::decode::<StoredMessage>(k, v)?;
+                Ok((m.n, m.quiet))
+            }
+            None => Ok((0, 0)),
         }
     }
 }

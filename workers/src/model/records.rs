@@ -5,7 +5,9 @@
 use chatmesh_protocol::files::{Attachment, FileInfo, Thumbnail};
 use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{change_of, Change, Edited, Message};
+use chatmesh_protocol::reactions::Reaction;
 use chatmesh_protocol::service::RoomKind;
+use chatmesh_protocol::threads::ThreadSummary;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,10 @@ pub struct StoredMessage {
     /// 1-based position of the message in its room (the room's count once it was stored);
     /// unread counts are differences of these.
     pub n: u64,
+    /// How many of the room's messages up to this one are reactions (or their removals):
+    /// they are not unread, so unread counts subtract differences of these.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet: u64,
     pub id: String,
     pub from: String,
     pub ts: u64,
@@ -37,9 +43,28 @@ pub struct StoredMessage {
     /// This message is a delete of that seq.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_of: Option<u64>,
-    /// This edit or delete was refused when stored: it changed nothing.
+    /// This message adds the reaction `body` to that seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub react_to: Option<u64>,
+    /// This message takes the sender's reaction `body` off that seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreact_to: Option<u64>,
+    /// This message replies to that seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// The root of the thread this reply belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_root: Option<u64>,
+    /// This edit, delete or reaction was refused when stored: it changed nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub void: bool,
+    /// The reactions on this message, by key in order of first use (at most
+    /// `reactions::MAX_KEYS_PER_MESSAGE`; who reacted how is in the reaction records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+    /// The replies to this message when it is the root of a thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadSummary>,
     /// The edits applied to this message, oldest first (at most `edits::MAX_EDITS`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub edits: Vec<EditRef>,
@@ -70,9 +95,14 @@ pub struct Deletion {
 }
 
 impl StoredMessage {
-    /// What this message does to an earlier one, if it is an edit or a delete.
+    /// What this message does to an earlier one, if it is an edit, a delete or a reaction.
     pub fn change(&self) -> Option<Change> {
-        change_of(self.edit_of, self.delete_of)
+        change_of(self.edit_of, self.delete_of, self.react_to, self.unreact_to)
+    }
+
+    /// A message others may edit, delete, react or reply to: not a change, not void.
+    pub fn is_normal(&self) -> bool {
+        self.change().is_none() && !self.void
     }
 
     pub fn into_message(self, room: &str, seq: u64) -> Message {
@@ -92,10 +122,52 @@ impl StoredMessage {
             mentions: self.mentions,
             edit_of: self.edit_of,
             delete_of: self.delete_of,
+            react_to: self.react_to,
+            unreact_to: self.unreact_to,
+            reply_to: self.reply_to,
+            thread_root: self.thread_root,
             edited: if self.deleted.is_some() { None } else { edited },
             deleted: self.deleted.is_some(),
             void: self.void,
+            reactions: self.reactions,
+            thread: self.thread,
         }
+    }
+}
+
+/// One user's reactions on one message; the room, the message's seq and the user are in
+/// the key. One mark per key the user used there (at most
+/// `reactions::MAX_KEYS_PER_MESSAGE`), in use or taken off (kept so that a resent removal
+/// is recognised).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserReactions {
+    pub marks: Vec<ReactionMark>,
+}
+
+/// One reaction key of one user on one message: the reaction that added it and, once taken
+/// off, the one that did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionMark {
+    pub key: String,
+    pub seq: u64,
+    pub ts: u64,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<MarkRemoval>,
+}
+
+/// The removal of a reaction: the `unreact_to` message's seq, ts and client id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkRemoval {
+    pub seq: u64,
+    pub ts: u64,
+    pub id: String,
+}
+
+impl UserReactions {
+    /// The keys in use (not taken off).
+    pub fn active(&self) -> impl Iterator<Item = &ReactionMark> {
+        self.marks.iter().filter(|m| m.removed.is_none())
     }
 }
 
@@ -152,6 +224,13 @@ pub struct RoomMeta {
 pub struct RoomStats {
     pub last_seq: u64,
     pub count: u64,
+    /// How many of the `count` messages are reactions ([`StoredMessage::quiet`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// An account of the built-in identity provider.
@@ -183,6 +262,9 @@ pub struct Cursor {
     pub seq: u64,
     /// Position (`StoredMessage::n`) of the newest stored message with seq <= `seq`.
     pub n: u64,
+    /// Its `StoredMessage::quiet` (0 in cursors written before reactions existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quiet: u64,
     /// False if the room had not stored `seq` yet when the cursor was set, so messages
     /// stored since may sit below the cursor and `n` must be looked up again.
     pub exact: bool,

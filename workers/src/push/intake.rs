@@ -34,7 +34,7 @@ pub struct Intake {
 
 impl Intake {
     /// The message as the notifier needs it, or `None` if it is not a chat message or an
-    /// edit or a delete (logged and counted; acked by the caller).
+    /// edit, a delete or a reaction (logged and counted; acked by the caller).
     pub async fn decode(&self, msg: &Message) -> Result<Option<Incoming>, StoreError> {
         let (Some(room), Ok(info)) = (room_of(msg.subject.as_str()), msg.info()) else {
             counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
@@ -45,7 +45,7 @@ impl Intake {
             return Ok(None);
         };
         if payload.change().is_some() {
-            // An edit or a delete is no news: it is not pushed.
+            // An edit, a delete or a reaction is no news: it is not pushed.
             counter!(m::PUSH_SKIPPED, "why" => "change").increment(1);
             return Ok(None);
         }

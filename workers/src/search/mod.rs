@@ -6,8 +6,8 @@
 //! **What an index holds.** One document per message in its current version: its seq (the
 //! stream sequence, unique across rooms: the document's key), room, sender, time and body.
 //! An edit replaces its target's document and a delete removes it, both read back from the
-//! store once the batch is stored, so the index says what history says. Edits, deletes and
-//! void markers have no document of their own.
+//! store once the batch is stored, so the index says what history says. Edits, deletes,
+//! reactions and void markers have no document of their own; replies are messages.
 //!
 //! **Durability.** Documents are committed at most every [`COMMIT_EVERY`], each commit
 //! carrying the highest stream seq the index covers (its payload). A crash loses what was
@@ -96,8 +96,11 @@ pub enum IndexOp {
 }
 
 impl IndexOp {
-    /// The op of one delivery (`None`: nothing to index).
+    /// The op of one delivery (`None`: nothing to index: a reaction changes no body).
     pub fn of(seq: u64, room: &str, payload: &Payload) -> Option<Self> {
+        if payload.react_to.is_some() || payload.unreact_to.is_some() {
+            return None;
+        }
         if let Some(target) = payload.edit_of.or(payload.delete_of) {
             return Some(IndexOp::Refresh {
                 room: room.to_owned(),

@@ -167,6 +167,13 @@ impl Service {
             }
             ops::GetEdits::NAME => call::<ops::GetEdits, _>(payload, |r| self.edits(r)).await,
             ops::Search::NAME => call::<ops::Search, _>(payload, |r| self.search(r)).await,
+            ops::CheckReply::NAME => {
+                call::<ops::CheckReply, _>(payload, |r| self.reply_check(r)).await
+            }
+            ops::GetThread::NAME => call::<ops::GetThread, _>(payload, |r| self.thread(r)).await,
+            ops::ReadThread::NAME => {
+                call::<ops::ReadThread, _>(payload, |r| self.thread_read(r)).await
+            }
             ops::GetUserGen::NAME => {
                 call::<ops::GetUserGen, _>(payload, |r| self.user_gen(r)).await
             }

@@ -1,6 +1,6 @@
-//! The services of edits and deletes: the check a gateway asks before it publishes one (the
-//! rules are [`crate::edits`], which the store writer applies again when it stores it), and
-//! the versions of an edited message.
+//! The services of edits, deletes and reactions: the check a gateway asks before it
+//! publishes one (the rules are [`crate::edits`] and [`crate::reactions`], which the store
+//! writer applies again when it stores it), and the versions of an edited message.
 
 use chatmesh_protocol::service::{
     ChangeCheck, ChangeCheckRequest, EditHistory, EditsRequest, Version,
@@ -8,10 +8,10 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::ApiError;
 
 use super::{valid, Service};
-use crate::edits;
+use crate::{edits, reactions};
 
 impl Service {
-    /// May `req.user` send this edit or delete? Checked against everything the stream held
+    /// May `req.user` send this edit, delete or reaction? Checked against everything the stream held
     /// for the room when asked, like a history read: the store writer is waited for
     /// (bounded), so a target, an edit or a delete that was acked a moment ago counts. Only a
     /// change published after this answer can still race this one (the store writer decides
@@ -30,6 +30,20 @@ impl Service {
             .caches()
             .role(self.model(), &req.room, &req.user)
             .await?;
+        if req.change.is_reaction() {
+            let mine = self
+                .model()
+                .user_reactions(&req.room, target, &req.user)
+                .await?;
+            return reactions::check_send(
+                stored.as_ref(),
+                req.change,
+                &req.key,
+                &req.id,
+                &mine,
+                role,
+            );
+        }
         edits::check_send(stored.as_ref(), req.change, &req.user, &req.id, role)
     }
 

@@ -72,14 +72,15 @@ impl Service {
             return Ok(Done {});
         }
         let stats = self.caches().stats(self.model(), &req.room).await?;
-        let n = if req.seq >= stats.last_seq {
-            stats.count
+        let (n, quiet) = if req.seq >= stats.last_seq {
+            (stats.count, stats.quiet)
         } else {
             self.model().position_at(&req.room, req.seq).await?
         };
         let cursor = Cursor {
             seq: req.seq,
             n,
+            quiet,
             exact: req.seq <= stats.last_seq,
         };
         let mut batch = WriteBatch::new();

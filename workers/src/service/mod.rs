@@ -21,6 +21,7 @@ mod push;
 mod roominfo;
 mod rooms;
 mod search;
+mod threads;
 
 use std::sync::{Arc, OnceLock};
 

@@ -253,13 +253,16 @@ impl Service {
         stats: RoomStats,
         cursor: Option<Cursor>,
     ) -> Result<u64, ApiError> {
+        // Reactions are not unread: positions count them, `quiet` says how many they are.
+        let loud = |n: u64, quiet: u64| n.saturating_sub(quiet);
+        let all = loud(stats.count, stats.quiet);
         Ok(match cursor {
-            None => stats.count,
+            None => all,
             Some(c) if c.seq >= stats.last_seq => 0,
-            Some(c) if c.exact => stats.count.saturating_sub(c.n),
+            Some(c) if c.exact => all.saturating_sub(loud(c.n, c.quiet)),
             Some(c) => {
-                let n = self.model().position_at(room, c.seq).await?;
-                stats.count.saturating_sub(n)
+                let (n, quiet) = self.model().position_at(room, c.seq).await?;
+                all.saturating_sub(loud(n, quiet))
             }
         })
     }

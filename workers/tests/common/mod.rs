@@ -89,8 +89,7 @@ pub fn payload(id: &str, from: &str, body: &str) -> Payload {
         body: body.to_owned(),
         attachments: Vec::new(),
         mentions: chatmesh_protocol::mentions::Mentions::parse(body),
-        edit_of: None,
-        delete_of: None,
+        ..Default::default()
     }
 }
 

@@ -24,8 +24,7 @@ fn delivery(seq: u64, room: &str) -> Delivery {
                 body: format!("body {seq}"),
                 attachments: Vec::new(),
                 mentions: Default::default(),
-                edit_of: None,
-                delete_of: None,
+                ..Default::default()
             },
         )),
     }
@@ -213,6 +212,7 @@ pub async fn members_and_cursors(s: Store) {
         let c = Cursor {
             seq: 10 * i as u64,
             n: i as u64,
+            quiet: 0,
             exact: true,
         };
         Model::put_cursor(&mut b, "ann", room, &c);
@@ -224,6 +224,7 @@ pub async fn members_and_cursors(s: Store) {
         &Cursor {
             seq: 99,
             n: 9,
+            quiet: 0,
             exact: false,
         },
     );

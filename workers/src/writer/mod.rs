@@ -10,20 +10,24 @@
 //!
 //! An edit or a delete also rewrites its target (an earlier message, maybe of the same
 //! batch) in the same store write, after checking the rules again ([`crate::edits`]); a
-//! refused one is stored as a void marker.
+//! refused one is stored as a void marker. A reaction does the same to its target's
+//! aggregate and to its sender's reaction record ([`crate::reactions`]); a reply is recorded
+//! in its root's thread and counted on the root.
+
+mod pending;
+
+use std::collections::HashMap;
 
 use chatmesh_protocol::mentions::Mentions;
-use std::collections::{HashMap, HashSet};
-
-use chatmesh_protocol::message::{Change, Message, Payload};
+use chatmesh_protocol::message::{Message, Payload};
 use metrics::{counter, histogram};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::cache::Caches;
-use crate::edits;
 use crate::metrics as m;
 use crate::model::{Model, RoomStats, StoredMessage};
 use crate::store::{StoreError, WriteBatch};
+use pending::Pending;
 
 /// One message delivered from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,9 +77,11 @@ pub async fn store_batch(
             skipped += 1;
             continue;
         }
+        let reaction = payload.react_to.is_some() || payload.unreact_to.is_some();
         let mut stored = StoredMessage {
             prev: stats.last_seq,
             n: stats.count + 1,
+            quiet: stats.quiet + u64::from(reaction),
             id: payload.id,
             from: payload.from,
             ts: payload.ts,
@@ -84,12 +90,18 @@ pub async fn store_batch(
             mentions: payload.mentions,
             edit_of: payload.edit_of,
             delete_of: payload.delete_of,
+            react_to: payload.react_to,
+            unreact_to: payload.unreact_to,
+            reply_to: payload.reply_to,
+            thread_root: payload.thread_root,
             ..Default::default()
         };
         if let Some(change) = stored.change() {
             pending
                 .apply(model, caches, &room, d.seq, &mut stored, change)
                 .await?;
+        } else if stored.reply_to.is_some() {
+            pending.reply(model, &room, d.seq, &mut stored).await?;
         }
         let Some((stats, new)) = pending.rooms.get_mut(&room) else {
             continue;
@@ -97,6 +109,7 @@ pub async fn store_batch(
         *stats = RoomStats {
             last_seq: d.seq,
             count: stored.n,
+            quiet: stored.quiet,
         };
         new.push((d.seq, stored));
     }
@@ -110,6 +123,9 @@ pub async fn store_batch(
         unrefs,
         changed,
         erased,
+        marks,
+        wiped,
+        replies,
     } = pending;
     let mut write = WriteBatch::new();
     let mut fresh: HashMap<String, Vec<Message>> = HashMap::new();
@@ -143,6 +159,16 @@ pub async fn store_batch(
     for (room, file, seq) in &unrefs {
         Model::delete_file_ref(&mut write, room, file, *seq);
     }
+    for ((room, seq, user), mine) in &marks {
+        Model::put_user_reactions(&mut write, room, *seq, user, mine);
+    }
+    // Deleted messages' reaction records (the batch's own are dropped from `marks`).
+    for (room, seq) in &wiped {
+        model.delete_reactions(&mut write, room, *seq).await?;
+    }
+    for (room, root, seq, from) in &replies {
+        Model::put_reply(&mut write, room, *root, *seq, from);
+    }
     // Messages first: on a backend without atomic batches (TiKV raw) a crash then leaves
     // messages above the checkpoint, never a checkpoint or stats above missing messages.
     write.barrier();
@@ -172,122 +198,4 @@ pub async fn store_batch(
         }
     }
     Ok(erased)
-}
-
-/// What one batch will write: its new messages per room (with the room's stats), the
-/// earlier messages its edits and deletes changed, and the file references to delete.
-#[derive(Default)]
-struct Pending {
-    rooms: HashMap<String, (RoomStats, Vec<(u64, StoredMessage)>)>,
-    older: HashMap<(String, u64), StoredMessage>,
-    unrefs: Vec<(String, String, u64)>,
-    changed: HashSet<String>,
-    /// Seqs whose bodies a delete erased.
-    erased: Vec<u64>,
-}
-
-impl Pending {
-    /// Message `seq` of `room` as this batch will leave it, if loaded.
-    fn get_mut(&mut self, room: &str, seq: u64) -> Option<&mut StoredMessage> {
-        if let Some((_, new)) = self.rooms.get_mut(room) {
-            if let Ok(i) = new.binary_search_by_key(&seq, |(s, _)| *s) {
-                return Some(&mut new[i].1);
-            }
-        }
-        self.older.get_mut(&(room.to_owned(), seq))
-    }
-
-    /// Loads message `seq` of `room` into the batch; false if it is not stored.
-    async fn fetch(&mut self, model: &Model, room: &str, seq: u64) -> Result<bool, StoreError> {
-        if self.get_mut(room, seq).is_some() {
-            return Ok(true);
-        }
-        match model.message(room, seq).await? {
-            Some(m) => {
-                self.older.insert((room.to_owned(), seq), m);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Applies the edit or delete `msg` (seq `seq`) to its target, or makes `msg` a void
-    /// marker when the rules refuse it (it keeps its seq, so the chain holds).
-    async fn apply(
-        &mut self,
-        model: &Model,
-        caches: &Caches,
-        room: &str,
-        seq: u64,
-        msg: &mut StoredMessage,
-        change: Change,
-    ) -> Result<(), StoreError> {
-        let target = change.target();
-        let found = target < seq && self.fetch(model, room, target).await?;
-        let author = match found.then(|| self.get_mut(room, target)).flatten() {
-            Some(t) => {
-                let applied = t.edits.iter().any(|e| e.seq == seq)
-                    || t.deleted.as_ref().is_some_and(|d| d.seq == seq);
-                if applied {
-                    // Stored before a crash left the stats behind (TiKV): already applied.
-                    return Ok(());
-                }
-                Some(t.from.clone())
-            }
-            None => None,
-        };
-        let role = match (change, &author) {
-            (Change::Delete(_), Some(a)) if *a != msg.from => {
-                caches.role(model, room, &msg.from).await?
-            }
-            _ => None,
-        };
-        let (files, edited) = {
-            let Some(t) = found.then(|| self.get_mut(room, target)).flatten() else {
-                return Self::void(msg, room, seq, "no such message");
-            };
-            if let Err(e) = edits::check(Some(t), change, &msg.from, role) {
-                return Self::void(msg, room, seq, &e.message);
-            }
-            match change {
-                Change::Edit(_) => {
-                    edits::apply_edit(t, seq, msg);
-                    (Vec::new(), Vec::new())
-                }
-                Change::Delete(_) => {
-                    let files = edits::apply_delete(t, seq, msg);
-                    let edited: Vec<u64> = t.edits.iter().map(|e| e.seq).collect();
-                    (files, edited)
-                }
-            }
-        };
-        self.changed.insert(room.to_owned());
-        if matches!(change, Change::Delete(_)) {
-            self.erased.push(target);
-            self.erased.extend(&edited);
-        }
-        for file in files {
-            self.unrefs.push((room.to_owned(), file, target));
-        }
-        // The edits of a deleted message held its bodies: erase those too.
-        for e in edited {
-            if self.fetch(model, room, e).await? {
-                if let Some(m) = self.get_mut(room, e) {
-                    m.body.clear();
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn void(msg: &mut StoredMessage, room: &str, seq: u64, why: &str) -> Result<(), StoreError> {
-        debug!(
-            room,
-            seq, why, "edit or delete refused when stored: a void marker"
-        );
-        counter!(m::CHANGES_VOID).increment(1);
-        msg.void = true;
-        msg.body.clear();
-        Ok(())
-    }
 }
