@@ -87,7 +87,6 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["push", "targets", _]
             | ["rooms", _, "messages"]
             | ["search"]
-            | ["rooms", _, "messages", _, "edits"]
             | ["rooms", _, "messages", _, "edits" | "thread"]
             | ["rooms", _, "messages", _, "thread", "read"]
             | ["rooms", _, "files"]

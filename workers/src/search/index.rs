@@ -191,6 +191,7 @@ impl PartIndex {
     }
 
     /// [`Snapshot::search`] on the index as last committed.
+    #[cfg(test)]
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResults, SearchError> {
         self.snapshot().search(req)
     }
