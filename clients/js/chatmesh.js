@@ -79,6 +79,17 @@ const ANSWERS = /** @type {const} */ ({
  */
 
 /**
+ * A page of a thread (`Http.thread`).
+ * @typedef {object} ThreadPage
+ * @property {string} room
+ * @property {Message | null} root the root in its current version (null once retention trimmed it)
+ * @property {Message[]} messages replies, oldest first
+ * @property {boolean} more further replies follow (page on with `after` = the last seq)
+ * @property {number} unread the caller's unread replies (up to 100)
+ * @property {number} read the caller's thread cursor
+ */
+
+/**
  * What `Http.search` narrows a search to.
  * @typedef {object} SearchOptions
  * @property {string} [room] only this room (one the caller is in)
@@ -584,6 +595,40 @@ export class Http {
   async edits(room, seq) {
     const data = /** @type {EditHistory} */ (await this.#call("GET", `/v1/rooms/${seg(room, "room")}/messages/${seqSeg(seq)}/edits`));
     return { room: String(data.room), seq: Number(data.seq), versions: Array.isArray(data.versions) ? data.versions : [] };
+  }
+
+  /**
+   * `GET /v1/rooms/{room}/messages/{root}/thread`: the replies to `root` after seq `after`
+   * (oldest first, up to `limit`, 1–100), the root in its current version, whether more
+   * follow, and the caller's `unread` replies above its thread cursor `read`.
+   * @param {string} room
+   * @param {number} root
+   * @param {{after?: number, limit?: number}} [options]
+   * @returns {Promise<ThreadPage>}
+   */
+  async thread(room, root, options = {}) {
+    const q = new URLSearchParams({ limit: String(clampLimit(options.limit ?? 50)) });
+    if (options.after !== undefined) q.set("after", String(options.after));
+    const data = /** @type {ThreadPage} */ (await this.#call("GET", `/v1/rooms/${seg(room, "room")}/messages/${seqSeg(root)}/thread?${q}`));
+    return {
+      room: String(data.room),
+      root: data.root || null,
+      messages: Array.isArray(data.messages) ? data.messages : [],
+      more: !!data.more,
+      unread: Number(data.unread) || 0,
+      read: Number(data.read) || 0,
+    };
+  }
+
+  /**
+   * `POST /v1/rooms/{room}/messages/{root}/thread/read`: the caller read the thread of
+   * `root` up to reply `seq` (the cursor only moves forward).
+   * @param {string} room
+   * @param {number} root
+   * @param {number} seq
+   */
+  async readThread(room, root, seq) {
+    await this.#call("POST", `/v1/rooms/${seg(room, "room")}/messages/${seqSeg(root)}/thread/read`, { seq: Number(seqSeg(seq)) });
   }
 
   /**
@@ -1308,6 +1353,42 @@ export class Client {
    */
   delete(room, seq) {
     return this.sendWithId(room, this.#nextId(), "", { deleteOf: seq });
+  }
+
+  /**
+   * Puts the reaction `key` (an emoji, 1–64 bytes, no spaces) on message `seq` of `room`
+   * (the reactions extension); the ack's `seq` is the reaction's.
+   * @param {string} room
+   * @param {number} seq
+   * @param {string} key
+   * @returns {Promise<Ack>}
+   */
+  react(room, seq, key) {
+    return this.sendWithId(room, this.#nextId(), key, { reactTo: seq });
+  }
+
+  /**
+   * Takes the caller's reaction `key` off message `seq` of `room`.
+   * @param {string} room
+   * @param {number} seq
+   * @param {string} key
+   * @returns {Promise<Ack>}
+   */
+  unreact(room, seq, key) {
+    return this.sendWithId(room, this.#nextId(), key, { unreactTo: seq });
+  }
+
+  /**
+   * Replies to message `seq` of `room` with `body` (the reply joins the thread of the
+   * target's root).
+   * @param {string} room
+   * @param {number} seq
+   * @param {string} body
+   * @param {SendOptions} [options] e.g. attachments
+   * @returns {Promise<Ack>}
+   */
+  reply(room, seq, body, options = {}) {
+    return this.sendWithId(room, this.#nextId(), body, { ...options, replyTo: seq });
   }
 
   /**

@@ -22,6 +22,7 @@ import { hideViewer, initAttachments } from "./attachments.js";
 import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
 import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
 import { initSearch, resetSearch } from "./search.js";
+import { cancelReply, initThreads, resetThreads, takeReply } from "./threads.js";
 import { $, show } from "./dom.js";
 import { forgetFiles } from "./files.js";
 import { closeDrawers, initLayout } from "./layout.js";
@@ -197,6 +198,7 @@ async function openRoomFromPush(id) {
 /** Logs out (explicitly, or because the token was refused). */
 function endSession(message) {
   resetChanges();
+  resetThreads();
   const client = app.conn;
   app.conn = null;
   if (client) client.close();
@@ -337,7 +339,10 @@ function joinMemberRooms() {
 function selectRoom(id) {
   const r = app.rooms.get(id);
   if (!r) return;
-  if (app.current !== r) resetChanges();
+  if (app.current !== r) {
+    resetChanges();
+    resetThreads();
+  }
   app.current = r;
   r.unread = 0;
   r.mentions = 0;
@@ -619,7 +624,7 @@ async function loadInitial(r) {
 function learn(r, m) {
   if (!m || typeof m.seq !== "number") return false;
   learnPeer(r, m);
-  return r.insert(m);
+  return r.insert(m, false);
 }
 
 /** A DM's other user is whoever else writes in it. */
@@ -869,7 +874,7 @@ function saveOutbox() {
   const out = [];
   for (const r of app.rooms.values()) {
     for (const p of r.pending.values()) {
-      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, files: p.files, created: p.created });
+      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, files: p.files, created: p.created, replyTo: p.replyTo });
     }
   }
   writeJson(sessionStorage, storageKey("outbox"), out);
@@ -890,6 +895,7 @@ function loadOutbox() {
       files,
       state: "pending",
       created: p.created || Date.now(),
+      ...(Number.isSafeInteger(p.replyTo) && p.replyTo > 0 ? { replyTo: p.replyTo } : {}),
     });
   }
 }
@@ -921,6 +927,8 @@ function onComposerSubmit(ev) {
     state: "pending",
     created: Date.now(),
   };
+  const replyTo = takeReply(r);
+  if (replyTo) p.replyTo = replyTo;
   r.pending.set(p.id, p);
   saveOutbox();
   input.value = "";
@@ -945,8 +953,9 @@ async function pumpPending(r) {
       if (!p || app.conn !== conn || !r.joined) return;
       let ack;
       try {
-        const files = p.attachments && p.attachments.length ? { attachments: p.attachments } : undefined;
-        ack = await conn.sendWithId(r.id, p.id, p.body, files);
+        const options = p.attachments && p.attachments.length ? { attachments: p.attachments } : {};
+        if (p.replyTo) options.replyTo = p.replyTo;
+        ack = await conn.sendWithId(r.id, p.id, p.body, options);
       } catch (e) {
         if (e.code === "closed" || app.conn !== conn) return; // logged out
         if (["timeout", "rate_limited", "unavailable", "internal", "disconnected", "overflow"].includes(e.code)) {
@@ -1039,6 +1048,11 @@ function onComposerInput() {
 
 function onComposerKey(ev) {
   if (onCompletionKey(ev) || onEditKey(ev, app.current)) return;
+  if (ev.key === "Escape" && app.replying) {
+    ev.preventDefault();
+    cancelReply();
+    return;
+  }
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
     ev.preventDefault();
     $("composer").requestSubmit();
@@ -1116,6 +1130,7 @@ function main() {
   initUploads();
   initChanges();
   initSearch({ openMessage: showFound });
+  initThreads();
   initCompletion();
   $("leave-room").addEventListener("click", onLeave);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());

@@ -18,7 +18,9 @@ export const NEAR_EDGE_PX = 48;
 
 /**
  * Set by app.js: selectRoom(id), retry(r, p), discard(r, p), loadOlder(r), maybeRead(r); by
- * changes.js: edit(r, m), askDelete(r, m), confirmDelete(r, m), cancelDelete().
+ * changes.js: edit(r, m), askDelete(r, m), confirmDelete(r, m), cancelDelete(); by
+ * threads.js: react(r, m, key), palette(r, m), reply(r, m), openThread(r, root),
+ * showMessage(r, seq).
  */
 export const actions = {};
 
@@ -217,8 +219,11 @@ function messageNode(r, key, m, state) {
         }),
         h("span", { className: "status" }),
       ),
+      h("div", { className: "reply-quote", hidden: true }),
       h("div", { className: "body" }),
       h("div", { className: "files" }),
+      h("div", { className: "reactions", hidden: true, attrs: { role: "group", "aria-label": "Reactions" } }),
+      h("div", { className: "thread-link", hidden: true }),
       h("div", { className: "seen", hidden: true }),
       h("div", { className: "actions", attrs: { role: "group", "aria-label": "Message actions" } }),
     );
@@ -275,7 +280,74 @@ function messageNode(r, key, m, state) {
     status.title = "";
   }
   messageActions(r, m, node, state);
+  replyQuote(r, m, node);
+  reactionChips(r, m, node, state);
+  threadLink(r, m, node, state);
   return node;
+}
+
+/** "↪ alice: the start of what she wrote" above a reply; a click shows that message. */
+function replyQuote(r, m, node) {
+  const quote = node.querySelector(".reply-quote");
+  const to = m.reply_to || (m.replyTo && Number(m.replyTo));
+  if (!to) {
+    quote.hidden = true;
+    return;
+  }
+  const target = r.msgs.get(to);
+  const text = !target ? "a message not loaded here" : target.deleted ? "a deleted message"
+    : `${app.names.get(target.from) || target.from}: ${target.body.length > 80 ? `${target.body.slice(0, 79)}…` : target.body}`;
+  const key = `${to}|${text}`;
+  if (quote.dataset.key === key) return;
+  quote.dataset.key = key;
+  const b = h("button", { type: "button", className: "link", textContent: `↪ ${text}`, dataset: { testid: "reply-quote" }, attrs: { "aria-label": `In reply to ${text}` } });
+  b.addEventListener("click", () => actions.showMessage(r, to));
+  quote.replaceChildren(b);
+  quote.hidden = false;
+}
+
+/** The reactions under a message: one toggle per key ("👍 2", pressed when one reacted). */
+function reactionChips(r, m, node, state) {
+  const row = node.querySelector(".reactions");
+  const me = app.session && app.session.user;
+  const list = state === "acked" && !m.deleted && Array.isArray(m.reactions) ? m.reactions.filter((x) => x.count > 0) : [];
+  const key = JSON.stringify(list.map((x) => [x.key, x.count, (x.users || []).includes(me)]));
+  if (row.dataset.key === key) return;
+  row.dataset.key = key;
+  row.replaceChildren(...list.map((x) => {
+    const mine = (x.users || []).includes(me);
+    const who = (x.users || []).join(", ");
+    const b = h("button", {
+      type: "button",
+      className: `chip${mine ? " mine" : ""}`,
+      textContent: `${x.key} ${x.count}`,
+      title: who + (x.count > (x.users || []).length ? " and others" : ""),
+      disabled: !r.member,
+      dataset: { testid: "reaction", key: x.key, count: String(x.count) },
+      attrs: { "aria-pressed": String(mine), "aria-label": `${x.key} ${x.count}${mine ? ", yours: take it off" : ": add yours"}` },
+    });
+    b.addEventListener("click", () => actions.react(r, m, x.key));
+    return b;
+  }));
+  row.hidden = list.length === 0;
+}
+
+/** "3 replies" under a thread's root: opens the thread. */
+function threadLink(r, m, node, state) {
+  const box = node.querySelector(".thread-link");
+  const n = state === "acked" && m.thread ? m.thread.count : 0;
+  const key = String(n);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  if (!n) {
+    box.replaceChildren();
+    box.hidden = true;
+    return;
+  }
+  const b = h("button", { type: "button", className: "link", textContent: n === 1 ? "1 reply" : `${n} replies`, dataset: { testid: "thread-link" } });
+  b.addEventListener("click", () => actions.openThread(r, m.seq));
+  box.replaceChildren(b);
+  box.hidden = false;
 }
 
 /**
@@ -287,7 +359,7 @@ function messageActions(r, m, node, state) {
   const me = app.session && app.session.user;
   const mine = !!me && m.from === me;
   const mayDelete = mine || r.role === "owner" || r.role === "admin";
-  if (state !== "acked" || !m.seq || m.deleted || !r.member || !(mine || mayDelete)) {
+  if (state !== "acked" || !m.seq || m.deleted || !r.member) {
     bar.replaceChildren();
     bar.hidden = true;
     return;
@@ -311,12 +383,26 @@ function messageActions(r, m, node, state) {
   bar.classList.remove("confirm");
   const editing = app.editing && app.editing.room === r.id && app.editing.seq === m.seq;
   node.classList.toggle("editing", !!editing);
+  const paletteOpen = app.palette === `${r.id}:${m.seq}`;
+  bar.classList.toggle("confirm", paletteOpen);
+  const react = button("React", "Add a reaction", "react-message", actions.palette);
+  react.setAttribute("aria-expanded", String(paletteOpen));
   bar.replaceChildren(
+    react,
+    button("Reply", "Reply to this message", "reply-message", actions.reply),
     mine ? button("Edit", "Edit this message", "edit-message", actions.edit) : "",
-    mine ? " " : "",
-    button("Delete", "Delete this message", "delete-message", actions.askDelete),
+    mayDelete ? button("Delete", "Delete this message", "delete-message", actions.askDelete) : "",
+    paletteOpen ? h("span", { className: "palette", attrs: { role: "group", "aria-label": "Reactions to add" } },
+      ...PALETTE.map((key) => {
+        const b = h("button", { type: "button", className: "chip", textContent: key, dataset: { testid: "palette-key", key } });
+        b.addEventListener("click", () => actions.react(r, m, key));
+        return b;
+      })) : "",
   );
 }
+
+/** The reactions offered by "React". */
+const PALETTE = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 
 function failedControls(r, p) {
   const retry = h("button", { type: "button", className: "link", textContent: "retry" });
@@ -388,7 +474,7 @@ function renderMessages() {
   }
   while (ni < notes.length) items.push(noteNode(notes[ni++]));
   for (const p of r.pending.values()) {
-    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, attachments: p.files, seq: p.seq, error: p.error };
+    const m = { id: p.id, from: app.session.user, ts: p.ts || p.created, body: p.body, attachments: p.files, seq: p.seq, error: p.error, replyTo: p.replyTo };
     daySep(m.ts);
     const node = messageNode(r, `p:${p.id}`, m, p.state);
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);

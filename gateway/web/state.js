@@ -86,8 +86,12 @@ export class Room {
     return this.order.length ? this.order[this.order.length - 1] : 0;
   }
 
-  /** Inserts a message frame; false when that seq was already held. */
-  insert(m) {
+  /**
+   * Inserts a message frame; false when that seq was already held. `live`: it came as a
+   * `message` frame (a history page's messages carry their reactions and thread counts
+   * already, so those are only counted for live ones).
+   */
+  insert(m, live = true) {
     const have = this.msgs.get(m.seq);
     if (have) {
       // A message known only from its ack learns its prev from the real frame.
@@ -96,6 +100,10 @@ export class Room {
     }
     this.msgs.set(m.seq, m);
     this.applyChange(m);
+    if (live) {
+      this.applyReaction(m);
+      this.countReply(m);
+    }
     let lo = 0;
     let hi = this.order.length;
     while (lo < hi) {
@@ -115,6 +123,7 @@ export class Room {
    */
   applyChange(m) {
     const at = m.edit_of || m.delete_of;
+    if (m.react_to || m.unreact_to) return false;
     if (!at || m.void) return false;
     const t = this.msgs.get(at);
     if (!t || isChange(t) || t.deleted) return false;
@@ -127,6 +136,44 @@ export class Room {
     if (t.from !== m.from || (t.edited && t.edited.seq >= m.seq)) return false;
     t.body = m.body;
     t.edited = { seq: m.seq, ts: m.ts };
+    return true;
+  }
+
+  /**
+   * Applies a live reaction or unreaction (`m`) to its target's `reactions` when the target
+   * is held, with the protocol's rules: a user's key once, only one's own taken off.
+   */
+  applyReaction(m) {
+    const at = m.react_to || m.unreact_to;
+    if (!at || m.void) return false;
+    const t = this.msgs.get(at);
+    if (!t || isChange(t) || t.deleted) return false;
+    const list = (t.reactions || []).map((x) => ({ key: x.key, count: x.count, users: [...(x.users || [])] }));
+    let r = list.find((x) => x.key === m.body);
+    if (m.react_to) {
+      if (r && r.users.includes(m.from)) return false;
+      if (!r) {
+        r = { key: m.body, count: 0, users: [] };
+        list.push(r);
+      }
+      r.count += 1;
+      if (r.users.length < MAX_REACTION_USERS) r.users.push(m.from);
+    } else {
+      if (!r || !r.users.includes(m.from)) return false;
+      r.count -= 1;
+      r.users = r.users.filter((u) => u !== m.from);
+      if (r.count <= 0) list.splice(list.indexOf(r), 1);
+    }
+    t.reactions = list;
+    return true;
+  }
+
+  /** Counts a live reply on its thread's root, when the root is held. */
+  countReply(m) {
+    const root = m.thread_root && this.msgs.get(m.thread_root);
+    if (!root || m.void || isChange(m)) return false;
+    const count = ((root.thread && root.thread.count) || 0) + 1;
+    root.thread = { count, last_seq: m.seq, last_ts: m.ts };
     return true;
   }
 
@@ -156,8 +203,11 @@ export class Room {
  * rather than a message shown of its own?
  */
 export function isChange(m) {
-  return Boolean(m && (m.edit_of || m.delete_of || m.void));
+  return Boolean(m && (m.edit_of || m.delete_of || m.react_to || m.unreact_to || m.void));
 }
+
+/** Users a reaction lists (the server's bound; beyond it only the count grows). */
+const MAX_REACTION_USERS = 20;
 
 export const app = {
   session: null,
@@ -182,6 +232,8 @@ export const app = {
   names: new Map(), // user -> display name, from member lists and the profile
   wantedRoom: null, // the room a clicked push notification asked for, opened once rooms load
   editing: null, // {room, seq} of the message the composer edits (changes.js), or null
+  replying: null, // {room, seq} of the message the composer replies to (threads.js), or null
+  palette: null, // "room:seq" of the message whose reaction palette is open
   confirmDelete: null, // "room:seq" of the message whose delete asks to be confirmed
 };
 

@@ -1755,6 +1755,66 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(await messageWithBody(bob, "teh first draft").count(), 0);
   });
 
+  it("reactions and replies: a palette and toggles, a reply quotes its target, a root opens its thread; all live and after a reload", async () => {
+    const a = alice.page;
+    const b = bob.page;
+    await b.locator("#message-input").fill("react to me");
+    await b.locator("#message-input").press("Enter");
+    const onAlice = a.locator("#message-list li.msg").filter({ hasText: "react to me" });
+    await onAlice.waitFor();
+    const seq = await onAlice.getAttribute("data-seq");
+    const onBob = b.locator(`#message-list li.msg[data-seq="${seq}"]`);
+    await onBob.waitFor();
+    // alice reacts from the palette.
+    await onAlice.hover();
+    await onAlice.locator('[data-testid="react-message"]').click();
+    await onAlice.locator('[data-testid="palette-key"][data-key="👍"]').click();
+    await onBob.locator('[data-testid="reaction"][data-key="👍"][data-count="1"]').waitFor();
+    const aliceChip = onAlice.locator('[data-testid="reaction"][data-key="👍"]');
+    await aliceChip.and(a.locator('[aria-pressed="true"]')).waitFor();
+    assert.equal(await onAlice.locator('[data-testid="palette-key"]').count(), 0, "the palette closes");
+    // bob adds his with the chip; alice takes hers off with hers.
+    await onBob.locator('[data-testid="reaction"][data-key="👍"]').click();
+    await onAlice.locator('[data-testid="reaction"][data-key="👍"][data-count="2"]').waitFor();
+    await aliceChip.click();
+    await onBob.locator('[data-testid="reaction"][data-key="👍"][data-count="1"][aria-pressed="true"]').waitFor();
+    await onAlice.locator('[data-testid="reaction"][data-key="👍"][data-count="1"][aria-pressed="false"]').waitFor();
+    assert.equal(await messageWithBody(bob, "👍").count(), 0, "no bubble for a reaction");
+
+    // alice replies to bob's message from the composer.
+    await onAlice.hover();
+    await onAlice.locator('[data-testid="reply-message"]').click();
+    await a.locator("#reply-banner").filter({ hasText: "react to me" }).waitFor();
+    await a.locator("#message-input").fill("a reply to you");
+    await a.locator("#message-input").press("Enter");
+    assert.equal(await a.locator("#reply-banner").isHidden(), true);
+    const reply = b.locator("#message-list li.msg").filter({ hasText: "a reply to you" });
+    await reply.locator('[data-testid="reply-quote"]').filter({ hasText: "react to me" }).waitFor();
+    await onBob.locator('[data-testid="thread-link"]').filter({ hasText: "1 reply" }).waitFor();
+    // bob opens the thread: the root, the reply, one unread; he answers there.
+    await onBob.locator('[data-testid="thread-link"]').click();
+    await b.locator("#thread").waitFor();
+    await b.locator('#thread-root [data-testid="thread-message"]').filter({ hasText: "react to me" }).waitFor();
+    await b.locator('#thread-list [data-testid="thread-message"]').filter({ hasText: "a reply to you" }).waitFor();
+    await b.locator("#thread-status").filter({ hasText: "1 reply, 1 unread." }).waitFor();
+    const axeThread = await axeViolations(bob);
+    assert.deepEqual(axeThread, [], `axe, thread dialog:\n${JSON.stringify(axeThread, null, 1)}`);
+    await b.locator("#thread-input").fill("answered in the thread");
+    await b.locator("#thread-send").click();
+    await b.locator('#thread-list [data-testid="thread-message"]').filter({ hasText: "answered in the thread" }).waitFor();
+    await b.locator("#thread-status").filter({ hasText: /^2 replies\.$/ }).waitFor();
+    await b.locator("#thread-close").click();
+    await onAlice.locator('[data-testid="thread-link"]').filter({ hasText: "2 replies" }).waitFor();
+
+    // History brings the aggregate, the quote and the thread count after a reload.
+    await b.reload();
+    await waitConnected(bob);
+    await b.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    await onBob.locator('[data-testid="reaction"][data-key="👍"][data-count="1"][aria-pressed="true"]').waitFor();
+    await onBob.locator('[data-testid="thread-link"]').filter({ hasText: "2 replies" }).waitFor();
+    await reply.locator('[data-testid="reply-quote"]').filter({ hasText: "react to me" }).waitFor();
+  });
+
   it("searches messages: results from the index, newest first; a result opens its room at the message", async () => {
     const a = alice.page;
     await a.locator("#search-open").click();

@@ -351,6 +351,42 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     await assert.rejects(vi.http().search(""), (e) => e instanceof ChatmeshError && e.code === "bad_request");
   });
 
+  it("reacts, unreacts and replies; reads a thread page and moves its cursor", async () => {
+    const xu = await user("xu");
+    const yan = await user("yan");
+    await xu.http().createRoom("porch", "public");
+    await xu.join("porch");
+    await yan.join("porch");
+    const seen = [];
+    yan.on("message", (m) => seen.push(m));
+    const root = await xu.send("porch", "who wants tea?");
+    const like = await yan.react("porch", root.seq, "🍵");
+    const reply = await yan.reply("porch", root.seq, "me please");
+    await xu.unreact("porch", root.seq, "🍵").then(
+      () => assert.fail("xu has no 🍵 on it"),
+      (e) => assert.equal(e.code, "not_found"),
+    );
+    await yan.unreact("porch", root.seq, "🍵");
+    const deadline = Date.now() + 10_000;
+    while (seen.length < 4 && Date.now() < deadline) await sleep(20);
+    assert.deepEqual(
+      seen.map((m) => [m.seq, m.body, m.react_to, m.unreact_to, m.reply_to, m.thread_root]),
+      [
+        [root.seq, "who wants tea?", undefined, undefined, undefined, undefined],
+        [like.seq, "🍵", root.seq, undefined, undefined, undefined],
+        [reply.seq, "me please", undefined, undefined, root.seq, root.seq],
+        [seen[3].seq, "🍵", undefined, root.seq, undefined, undefined],
+      ],
+    );
+    const page = await xu.http().thread("porch", root.seq);
+    assert.deepEqual(page.messages.map((m) => m.body), ["me please"]);
+    assert.equal(page.root && page.root.seq, root.seq);
+    assert.equal(page.unread, 1, "yan's reply is unread for xu");
+    await xu.http().readThread("porch", root.seq, reply.seq);
+    assert.equal((await xu.http().thread("porch", root.seq)).unread, 0);
+    await assert.rejects(xu.http().thread("porch", reply.seq), (e) => e instanceof ChatmeshError && e.code === "bad_request");
+  });
+
   it("yields events from events() in order and ends after closed", async () => {
     const eli = await user("eli");
     const fay = await user("fay");

@@ -117,6 +117,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/search.js"),
     ),
     (
+        "/threads.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/threads.js"),
+    ),
+    (
         "/attachments.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/attachments.js"),
