@@ -263,7 +263,15 @@ async fn a_search_flood_is_refused_rate_limited() -> Result<()> {
         assert_eq!(search(&api, &ann, "q=anything").await?.0, 200);
     }
     let (s, v) = search(&api, &ann, "q=anything").await?;
-    assert_eq!((s, http_error(&v)), (429, Some(ErrorCode::RateLimited)), "{v}");
-    assert_eq!(search(&api, &bob, "q=anything").await?.0, 200, "bob has his own bucket");
+    assert_eq!(
+        (s, http_error(&v)),
+        (429, Some(ErrorCode::RateLimited)),
+        "{v}"
+    );
+    assert_eq!(
+        search(&api, &bob, "q=anything").await?.0,
+        200,
+        "bob has his own bucket"
+    );
     mesh.stop().await
 }
