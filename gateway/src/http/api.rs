@@ -12,7 +12,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde::Deserialize;
 
-use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use chatmesh_protocol::service::{
     AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest,
     EditsRequest, GetEdits, ListRooms, ListRoomsRequest, Login, LogoutAll, OpenDm, Register,
@@ -23,7 +22,7 @@ use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 use super::files::{self, Part};
 use super::reply::{self, Body};
 use super::request::{
-    body, caller, caller_identity, name, password_queue_full, query_pairs, Answer, Refusal,
+    body, caller, caller_identity, name, page_params, password_queue_full, Answer, Refusal,
 };
 use super::{account, push, room_info, threads};
 use crate::state::AppState;
@@ -261,21 +260,7 @@ async fn dm(state: &AppState, req: Request<Incoming>, other: &str) -> Answer {
 async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
     let user = caller(state, &req).await?;
     name("room", room)?;
-    let (mut before, mut limit) = (None, DEFAULT_HISTORY_LIMIT);
-    for (k, v) in query_pairs(&req) {
-        let number = || {
-            v.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("{k} must be a number")))
-        };
-        match k {
-            "before" => before = Some(number()?),
-            "limit" => limit = u32::try_from(number()?).unwrap_or(u32::MAX),
-            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
-        }
-    }
-    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 100").into());
-    }
+    let (before, limit) = page_params(&req, "before")?;
     let page = state
         .access
         .read_history(&user, room, before, limit)

@@ -10,6 +10,7 @@ use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response};
 use serde::de::DeserializeOwned;
 
+use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
 use super::reply::{self, Body};
@@ -140,6 +141,32 @@ pub(super) fn patch_field(
 }
 
 /// The `key=value` pairs of the request's query string (a key without `=` has value "").
+/// The `?{cursor}=SEQ&limit=N` of a page of messages (history, a thread): the cursor if
+/// given, N 1–100 (default 50); anything else is `bad_request`.
+pub(super) fn page_params<B>(
+    req: &Request<B>,
+    cursor: &str,
+) -> Result<(Option<u64>, u32), ApiError> {
+    let (mut at, mut limit) = (None, DEFAULT_HISTORY_LIMIT);
+    for (k, v) in query_pairs(req) {
+        let number = || {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{k} must be a number")))
+        };
+        if k == cursor {
+            at = Some(number()?);
+        } else if k == "limit" {
+            limit = u32::try_from(number()?).unwrap_or(u32::MAX);
+        } else {
+            return Err(ApiError::bad_request(format!("unknown parameter {k}")));
+        }
+    }
+    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 100"));
+    }
+    Ok((at, limit))
+}
+
 pub(super) fn query_pairs<B>(req: &Request<B>) -> impl Iterator<Item = (&str, &str)> {
     req.uri()
         .query()

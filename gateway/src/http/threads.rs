@@ -7,12 +7,11 @@ use hyper::body::Incoming;
 use hyper::Request;
 use serde::Deserialize;
 
-use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use chatmesh_protocol::service::{GetThread, ReadThread, ThreadReadRequest, ThreadRequest};
 use chatmesh_protocol::ApiError;
 
 use super::reply;
-use super::request::{body, caller, name, query_pairs, Answer};
+use super::request::{body, caller, name, page_params, Answer};
 use crate::state::AppState;
 
 /// The caller, once it may read `room`, and the root's seq.
@@ -41,21 +40,7 @@ pub(super) async fn thread(
     seq: &str,
 ) -> Answer {
     let (user, root) = reader(state, &req, room, seq).await?;
-    let (mut after, mut limit) = (None, DEFAULT_HISTORY_LIMIT);
-    for (k, v) in query_pairs(&req) {
-        let number = || {
-            v.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("{k} must be a number")))
-        };
-        match k {
-            "after" => after = Some(number()?),
-            "limit" => limit = u32::try_from(number()?).unwrap_or(u32::MAX),
-            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
-        }
-    }
-    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 100").into());
-    }
+    let (after, limit) = page_params(&req, "after")?;
     let ask = ThreadRequest {
         room: room.to_owned(),
         root,
