@@ -240,6 +240,16 @@ pub struct MixedArgs {
     /// Total page requests per second over all scrollers.
     #[arg(long, default_value_t = 50.0)]
     pub history_rate: f64,
+    /// Share of the chatters' sends that edit the sender's latest acked message.
+    #[arg(long, default_value_t = 0.05)]
+    pub edits_fraction: f64,
+    /// Share of the chatters' sends that react to the latest message seen in the room.
+    #[arg(long, default_value_t = 0.2)]
+    pub reactions_fraction: f64,
+    /// Full-text searches per second over all users (`GET /v1/search` in the searcher's
+    /// room, for a word of one fill message; each answer is checked).
+    #[arg(long, default_value_t = 2.0)]
+    pub search_rate: f64,
     /// Messages each room holds before the run, for the scrollers.
     #[arg(long, default_value_t = 500)]
     pub messages_per_room: u64,

@@ -12,6 +12,7 @@ use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::body::{make_body, parse_body};
+use crate::changes::{SendKind, Targets};
 use crate::clock::now_us;
 use crate::engine::{Engine, SampleTx};
 use crate::plan::PubPlan;
@@ -53,8 +54,15 @@ pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: S
     let (sink, stream) = socket.split();
     let conn = &engine.plan.conns[c];
     let mut answers = None;
+    let targets = Arc::new(Targets::default());
     let writer = match (conn.publisher, conn.reader) {
-        (Some(p), _) => Some(tokio::spawn(publish(engine.clone(), c, p, sink))),
+        (Some(p), _) => Some(tokio::spawn(publish(
+            engine.clone(),
+            c,
+            p,
+            sink,
+            targets.clone(),
+        ))),
         (None, Some(r)) => {
             let (page_tx, page_rx) = tokio::sync::mpsc::channel(16);
             answers = Some(page_tx);
@@ -63,7 +71,7 @@ pub async fn run(engine: Arc<Engine>, c: usize, socket: Ws, last_seq: u64, tx: S
         }
         (None, None) => None,
     };
-    read(&engine, c, stream, last_seq, tx, answers).await;
+    read(&engine, c, stream, last_seq, tx, answers, &targets).await;
     if let Some(w) = writer {
         w.abort();
     }
@@ -76,6 +84,7 @@ async fn read(
     last: u64,
     tx: SampleTx,
     answers: Option<crate::history::PageTx>,
+    targets: &Targets,
 ) {
     let conn = &engine.plan.conns[c];
     let room = &engine.plan.rooms[conn.room];
@@ -152,22 +161,44 @@ async fn read(
                     tracker.on_message(u64::MAX, seq, prev);
                     continue;
                 };
+                if frame.id.as_deref().map(SendKind::of_id) == Some(SendKind::Message) {
+                    targets.received(seq);
+                }
                 tracker.deliver(k, seq, prev, due, warm_until, counters, &mut batch);
             }
             FrameType::Ack => {
                 let (Some(k), Some(p)) = (acked_k(&frame), conn.publisher) else {
                     continue;
                 };
-                room.acked.insert(k);
+                let kind = frame
+                    .id
+                    .as_deref()
+                    .map_or(SendKind::Message, SendKind::of_id);
+                let timing = match kind {
+                    SendKind::Message => {
+                        targets.own_acked(frame.seq.unwrap_or(0));
+                        Kind::Ack
+                    }
+                    SendKind::Edit => {
+                        Counters::add(&counters.edits, 1);
+                        Kind::EditAck
+                    }
+                    SendKind::Reaction => {
+                        Counters::add(&counters.reactions, 1);
+                        Kind::ReactionAck
+                    }
+                };
+                // A reaction's body is its key: members cannot tell its `k`, so it is
+                // never expected as a delivery.
+                if kind != SendKind::Reaction {
+                    room.acked.insert(k);
+                }
                 Counters::add(&counters.acked, 1);
                 if let (Some(i), Some(t0)) = (p.index_of(k), *engine.start.borrow()) {
                     let due = p.due(t0, i);
                     if due >= warm_until {
                         let us = now_us().saturating_sub(due);
-                        batch.push(Sample {
-                            kind: Kind::Ack,
-                            us,
-                        });
+                        batch.push(Sample { kind: timing, us });
                     }
                 }
             }
@@ -189,7 +220,13 @@ fn warmup_us(engine: &Engine) -> u64 {
 }
 
 /// Sends on the schedule: every send whose time has come goes out in one flush.
-async fn publish(engine: Arc<Engine>, c: usize, p: PubPlan, mut sink: SplitSink<Ws, Message>) {
+async fn publish(
+    engine: Arc<Engine>,
+    c: usize,
+    p: PubPlan,
+    mut sink: SplitSink<Ws, Message>,
+    targets: Arc<Targets>,
+) {
     let t0 = engine.started().await;
     let mut i = 0;
     while i < p.count {
@@ -199,7 +236,12 @@ async fn publish(engine: Arc<Engine>, c: usize, p: PubPlan, mut sink: SplitSink<
         }
         let now = now_us();
         while i < p.count && p.due(t0, i) <= now {
-            if sink.feed(send_frame(&engine, c, &p, t0, i)).await.is_err() {
+            let frame = if engine.plan.mix.is_plain() {
+                send_frame(&engine, c, &p, t0, i)
+            } else {
+                mixed_frame(&engine, c, &p, t0, i, &targets)
+            };
+            if sink.feed(frame).await.is_err() {
                 engine.counters.error("send_failed");
                 return;
             }
@@ -235,6 +277,25 @@ pub fn send_frame(engine: &Engine, c: usize, p: &PubPlan, t0: u64, i: u64) -> Me
         unreact_to: None,
         reply_to: None,
     };
+    Message::text(send.encode(&Some(k.into())))
+}
+
+/// Send `i` of publisher connection `c` when edits and reactions are mixed in: a message,
+/// or an edit or a reaction where `targets` has something to change ([`crate::changes`]).
+/// Not for `--reconnect` runs: the same `i` may give another frame after a reconnect.
+fn mixed_frame(
+    engine: &Engine,
+    c: usize,
+    p: &PubPlan,
+    t0: u64,
+    i: u64,
+    targets: &Targets,
+) -> Message {
+    let room = &engine.plan.rooms[engine.plan.conns[c].room].name;
+    let k = p.k(i);
+    let body = make_body(k, p.due(t0, i), engine.plan.body_bytes);
+    let head = format!("{}-{c}", engine.run_id);
+    let (send, _) = crate::changes::frame(&engine.plan.mix, targets, room, &head, k, body);
     Message::text(send.encode(&Some(k.into())))
 }
 

@@ -7,11 +7,11 @@
 //! Modules in layers, each importing only from its own layer and those above it in this list
 //! (`ops/check-cycles` fails CI on any import cycle):
 //! 1. data: `body`, `clock`, `stats`, `summary`, `threshold`, `regression`;
-//! 2. plan: `tracker`, `plan`;
+//! 2. plan: `tracker`, `changes` (edits and reactions among the sends), `plan`;
 //! 3. net: `ws`, `setup` (HTTP accounts and rooms), `tokens`;
 //! 4. coordination: `coord` (several generators), `cli`;
 //! 5. engine: `engine`, `control`;
-//! 6. scenarios: `conn`, `resume`, `history`, `natsws`, `mixed`, `files`, `attack`;
+//! 6. scenarios: `conn`, `resume`, `history`, `natsws`, `mixed`, `search`, `files`, `attack`;
 //! 7. `report`, then `run`.
 //!
 //! Frames on the wire are the protocol crate's (`chatmesh_protocol::frames`): sends and
@@ -26,6 +26,7 @@ pub mod stats;
 pub mod summary;
 pub mod threshold;
 // 2. plan
+pub mod changes;
 pub mod plan;
 pub mod tracker;
 // 3. net
@@ -46,6 +47,7 @@ pub mod history;
 pub mod mixed;
 pub mod natsws;
 pub mod resume;
+pub mod search;
 // 7. report and run
 pub mod report;
 pub mod run;

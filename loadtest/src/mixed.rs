@@ -6,6 +6,7 @@
 //! except that chat newer than the fill is expected), the rest idle. Scrollers and idle users
 //! are members too: they receive every chat message and are checked for it.
 
+use crate::changes::Mix;
 use crate::cli::{Common, MixedArgs};
 use crate::history::{self, Expect, ReadPlan, RoomFill};
 use crate::plan::{ConnPlan, Plan, PubPlan, RoomPlan};
@@ -26,6 +27,8 @@ pub struct Shape {
     pub accounts: usize,
     pub limit: u64,
     pub body_bytes: usize,
+    /// Edits and reactions among the chatters' sends.
+    pub mix: Mix,
 }
 
 impl Shape {
@@ -52,6 +55,13 @@ impl Shape {
             accounts,
             limit: a.page,
             body_bytes: a.body_bytes,
+            mix: Mix {
+                edits: a.edits_fraction.clamp(0.0, 1.0),
+                reactions: a
+                    .reactions_fraction
+                    .clamp(0.0, 1.0 - a.edits_fraction.clamp(0.0, 1.0)),
+                searches_per_s: a.search_rate.max(0.0),
+            },
         }
     }
 }
@@ -118,6 +128,7 @@ pub fn mixed_plan(names: Vec<String>, fills: &[RoomFill], s: Shape) -> Plan {
                 messages,
                 acked: AckedSet::new(messages),
                 members: members[r],
+                fill: fills.get(r).map_or(0, |f| f.filled),
             }
         })
         .collect();
@@ -127,6 +138,7 @@ pub fn mixed_plan(names: Vec<String>, fills: &[RoomFill], s: Shape) -> Plan {
         body_bytes: s.body_bytes.max(32),
         rate: s.rate,
         ramp_rate: 0.0,
+        mix: s.mix,
     }
 }
 
@@ -178,6 +190,9 @@ mod tests {
             page: 5,
             body_bytes: 64,
             accounts: 0,
+            edits_fraction: 0.0,
+            reactions_fraction: 0.0,
+            search_rate: 0.0,
         }
     }
 

@@ -2,6 +2,7 @@
 //! which room it joins, and for publishers the open-model schedule (send `i` of publisher
 //! `g` is due at `t0 + g/R + i·P/R`, whatever happened to earlier sends).
 
+use crate::changes::Mix;
 use crate::tracker::AckedSet;
 
 /// One room of the run.
@@ -13,6 +14,8 @@ pub struct RoomPlan {
     pub acked: AckedSet,
     /// Connections joined to it.
     pub members: u64,
+    /// Fill messages (`h0` … `h<fill-1>`) it held before the run (`history`, `mixed`).
+    pub fill: u64,
 }
 
 /// A publisher's schedule.
@@ -65,6 +68,8 @@ pub struct Plan {
     pub rate: f64,
     /// New connections per second while connecting (0 = as fast as handshakes go).
     pub ramp_rate: f64,
+    /// Edits and reactions among the sends (`mixed`; none elsewhere).
+    pub mix: Mix,
 }
 
 impl Plan {
@@ -114,6 +119,7 @@ impl Plan {
                 messages,
                 acked: AckedSet::new(messages),
                 members: members as u64,
+                fill: 0,
             });
         }
         Self {
@@ -122,6 +128,7 @@ impl Plan {
             body_bytes: body_bytes.max(32),
             rate,
             ramp_rate: 0.0,
+            mix: Mix::default(),
         }
     }
 

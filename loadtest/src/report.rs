@@ -21,6 +21,8 @@ pub struct TargetReadings {
     pub cpu: Option<TargetCpu>,
     /// `files`: the uploads and downloads beside the chat.
     pub files: Option<crate::summary::FileTraffic>,
+    /// `mixed`: searches scheduled (by this generator).
+    pub searches_scheduled: u64,
 }
 
 pub fn summarize(
@@ -109,6 +111,12 @@ pub fn summarize(
             history_failed: get(&c.history_failed),
             history_pages_in_phase: get(&c.history_pages_in_phase),
             resent: get(&c.resent),
+            edits: get(&c.edits),
+            reactions: get(&c.reactions),
+            searches_scheduled: target.searches_scheduled,
+            searches: get(&c.searches),
+            search_failed: get(&c.search_failed),
+            search_missed: get(&c.search_missed),
         },
         rates,
         latency_ms: latency,

@@ -183,11 +183,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             bytes,
         ))
     });
+    // `mixed`: searches beside the chat (one generator, the leader, searches).
+    let search_rate = engine.plan.mix.searches_per_s;
+    let searches = (search_rate > 0.0 && share.is_leader()).then(|| {
+        let rooms = crate::search::searchable(&engine);
+        let scheduled = if rooms.is_empty() {
+            0
+        } else {
+            crate::search::scheduled(&engine, search_rate)
+        };
+        let task = tokio::spawn(crate::search::traffic(
+            engine.clone(),
+            api.clone(),
+            rooms,
+            search_rate,
+        ));
+        (task, scheduled)
+    });
     crate::attack::run(engine.clone(), goose_reports).await?;
     let (phases, coord) = controller.await?;
     let files = match file_traffic {
         Some(task) => Some(task.await?),
         None => None,
+    };
+    let searches_scheduled = match searches {
+        Some((task, scheduled)) => {
+            task.await?;
+            scheduled
+        }
+        None => 0,
     };
     let phases = phases?;
     let memory = match (before, after.lock().ok().and_then(|m| *m)) {
@@ -211,6 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             memory,
             cpu: target_cpu,
             files,
+            searches_scheduled,
         },
         cpu_at_start,
     );
@@ -287,6 +312,8 @@ fn describe(s: &Scenario) -> (&'static str, serde_json::Value, usize) {
                 "chatters_fraction": a.chatters_fraction,
                 "scrollers_fraction": a.scrollers_fraction, "rate": a.rate,
                 "history_rate": a.history_rate, "messages_per_room": a.messages_per_room,
+                "edits_fraction": a.edits_fraction, "reactions_fraction": a.reactions_fraction,
+                "search_rate": a.search_rate,
                 "page": a.page, "body_bytes": a.body_bytes, "accounts": accounts});
             ("mixed", p, accounts.max(1))
         }

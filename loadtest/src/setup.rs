@@ -128,6 +128,35 @@ impl Api {
         Ok(r.bytes().await?.to_vec())
     }
 
+    /// `GET /v1/search?q=&room=&limit=`: the hits' bodies, newest first. `q` and `room` go
+    /// into the URL as they are: harness words and room names need no escaping.
+    pub async fn search(
+        &self,
+        token: &str,
+        room: &str,
+        q: &str,
+        limit: u32,
+    ) -> anyhow::Result<Vec<String>> {
+        let r = self
+            .http
+            .get(format!(
+                "{}/v1/search?q={q}&room={room}&limit={limit}",
+                self.base
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("search in {room}: HTTP {}", r.status());
+        }
+        let v: serde_json::Value = r.json().await?;
+        let hits = v["hits"].as_array().context("search answer without hits")?;
+        Ok(hits
+            .iter()
+            .filter_map(|h| h["body"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// The gateway's Prometheus text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         let r = self

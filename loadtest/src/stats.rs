@@ -34,10 +34,16 @@ pub enum Kind {
     Upload,
     /// `files`: a download's request → its last byte.
     Download,
+    /// `mixed`: an edit's scheduled send time → its ack (the worker checks it first).
+    EditAck,
+    /// `mixed`: a reaction's scheduled send time → its ack.
+    ReactionAck,
+    /// `mixed`: a search's due time → its answer.
+    Search,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Connect,
         Kind::Join,
         Kind::Ack,
@@ -46,6 +52,9 @@ impl Kind {
         Kind::Reconnect,
         Kind::Upload,
         Kind::Download,
+        Kind::EditAck,
+        Kind::ReactionAck,
+        Kind::Search,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +67,9 @@ impl Kind {
             Kind::Reconnect => "reconnect",
             Kind::Upload => "upload",
             Kind::Download => "download",
+            Kind::EditAck => "edit_ack",
+            Kind::ReactionAck => "reaction_ack",
+            Kind::Search => "search",
         }
     }
 
@@ -122,6 +134,14 @@ pub struct Counters {
     /// falls behind answers the rest during the drain).
     pub history_pages_in_phase: AtomicU64,
     pub history_messages_in_phase: AtomicU64,
+    /// `mixed`: edits and reactions acked (inside `acked`).
+    pub edits: AtomicU64,
+    pub reactions: AtomicU64,
+    /// `mixed`: searches answered, answered with an error (or not at all), and answered
+    /// without the message searched for.
+    pub searches: AtomicU64,
+    pub search_failed: AtomicU64,
+    pub search_missed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 

@@ -78,6 +78,22 @@ pub struct Counts {
     /// `--reconnect`: unacked sends written again with the same id after a reconnect.
     #[serde(default)]
     pub resent: u64,
+    /// `mixed`: edits and reactions acked (counted in `acked` too; a reaction is never a
+    /// delivery: its body is its key).
+    #[serde(default)]
+    pub edits: u64,
+    #[serde(default)]
+    pub reactions: u64,
+    /// `mixed`: searches scheduled, answered, failed (an error or no answer), and answered
+    /// without the fill message searched for.
+    #[serde(default)]
+    pub searches_scheduled: u64,
+    #[serde(default)]
+    pub searches: u64,
+    #[serde(default)]
+    pub search_failed: u64,
+    #[serde(default)]
+    pub search_missed: u64,
 }
 
 /// Connections of the run.
@@ -211,6 +227,11 @@ impl Summary {
             ("history_walks", c.history_walks),
             ("history_failed", c.history_failed),
             ("resent", c.resent),
+            ("edits", c.edits),
+            ("reactions", c.reactions),
+            ("searches", c.searches),
+            ("search_failed", c.search_failed),
+            ("search_missed", c.search_missed),
             ("connections.held", self.connections.held),
             ("connections.failed", self.connections.failed),
             ("connections.dropped", self.connections.dropped),
@@ -275,6 +296,12 @@ impl Summary {
             s += &format!(
                 "\nHistory: {} pages of {} scheduled ({} answered within the measured phase) · {} messages read · {} full walks to the first message · {} failed\n",
                 c.history_pages, c.history_scheduled, c.history_pages_in_phase, c.history_messages, c.history_walks, c.history_failed
+            );
+        }
+        if c.edits + c.reactions + c.searches_scheduled > 0 {
+            s += &format!(
+                "\nChanges and searches: {} edits and {} reactions acked (in `acked`) · {} searches of {} scheduled answered, {} failed, **{} without the message searched for**\n",
+                c.edits, c.reactions, c.searches, c.searches_scheduled, c.search_failed, c.search_missed
             );
         }
         let rates: Vec<String> = self

@@ -100,6 +100,13 @@ async fn mixed_users_chat_scroll_and_idle_in_one_run() {
         "60",
         "--page",
         "20",
+        // Plain chat only here; edits, reactions and searches have their own test below.
+        "--edits-fraction",
+        "0",
+        "--reactions-fraction",
+        "0",
+        "--search-rate",
+        "0",
     ];
     let (s, _) = loadtest(&target, dir.path(), "mixed", &args).await;
     let c = &s["counts"];
@@ -125,6 +132,78 @@ async fn mixed_users_chat_scroll_and_idle_in_one_run() {
             "{op}: {s:#}"
         );
     }
+    mesh.stop().await.expect("mesh stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_chat_has_edits_reactions_and_searches() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mesh = common::mesh(dir.path()).await;
+    let target = format!("http://{}", mesh.gateway.addr);
+    // 40 users in 4 rooms (10 each): 4 chatters at 40 sends/s in total, of which about 10 %
+    // edit and 30 % react; 10 searches/s for the 2 s after the warm-up.
+    let args = [
+        "mixed",
+        "--users",
+        "40",
+        "--rooms",
+        "4",
+        "--chatters-fraction",
+        "0.1",
+        "--scrollers-fraction",
+        "0.05",
+        "--rate",
+        "40",
+        "--history-rate",
+        "4",
+        "--messages-per-room",
+        "60",
+        "--edits-fraction",
+        "0.1",
+        "--reactions-fraction",
+        "0.3",
+        "--search-rate",
+        "10",
+    ];
+    let (s, stderr) = loadtest(&target, dir.path(), "mixed-changes", &args).await;
+    let c = &s["counts"];
+    assert_eq!(c["errors"], 0, "{s:#}");
+    assert_eq!(c["scheduled"], 120);
+    // Every send is acked: messages, edits and reactions alike.
+    assert_eq!(c["acked"], 120, "{s:#}");
+    let (edits, reactions) = (
+        c["edits"].as_u64().unwrap(),
+        c["reactions"].as_u64().unwrap(),
+    );
+    assert!(edits > 0 && reactions > 0, "{s:#}");
+    // Messages and edits reach every member of the room once; reactions are in the `prev`
+    // chain (no breaks) but never expected as deliveries.
+    assert_eq!(c["expected_deliveries"], (120 - reactions) * 10, "{s:#}");
+    assert_eq!(c["delivered"], c["expected_deliveries"], "{s:#}");
+    assert_eq!(c["loss"], 0);
+    assert_eq!(c["duplicates"], 0);
+    assert_eq!(c["prev_breaks"], 0, "{s:#}");
+    // 20 searches, each answered with the fill message it asked for.
+    assert_eq!(c["searches_scheduled"], 20, "{s:#}");
+    assert_eq!(c["searches"], 20, "{s:#}");
+    assert_eq!(c["search_failed"], 0);
+    assert_eq!(c["search_missed"], 0);
+    assert!(
+        stderr.contains("search: the index holds every room's fill"),
+        "{stderr}"
+    );
+    for op in ["ack", "deliver", "edit_ack", "reaction_ack", "search"] {
+        assert!(
+            s["latency_ms"][op]["count"].as_u64().unwrap_or(0) > 0,
+            "{op}: {s:#}"
+        );
+    }
+    let md = std::fs::read_to_string(dir.path().join("mixed-changes").join("summary.md"))
+        .expect("markdown summary");
+    assert!(
+        md.contains(&format!("{edits} edits and {reactions} reactions acked")),
+        "{md}"
+    );
     mesh.stop().await.expect("mesh stops");
 }
 

@@ -73,11 +73,13 @@ pub fn history_plan(
     let rooms = names
         .into_iter()
         .zip(members)
-        .map(|(name, members)| RoomPlan {
+        .enumerate()
+        .map(|(r, (name, members))| RoomPlan {
             name,
             messages: 0,
             acked: AckedSet::new(0),
             members,
+            fill: fills.get(r).map_or(0, |f| f.filled),
         })
         .collect();
     Plan {
@@ -86,6 +88,7 @@ pub fn history_plan(
         body_bytes: 32,
         rate: 0.0,
         ramp_rate: 0.0,
+        mix: crate::changes::Mix::default(),
     }
 }
 
