@@ -5,6 +5,11 @@
 //! test made, `kid`, `iss`, a recent `iat`; a bad one is answered 403
 //! `InvalidProviderToken`), keeps the request, and answers what a test scripted for that
 //! device (then 200). It counts the connections it accepted.
+//!
+//! [`ApnsStandIn::start_tls`] serves the same over TLS, as Apple does: a certificate for
+//! `localhost` from a CA the test makes (the notifier trusts it through `[push.apns]
+//! ca_file`), HTTP/2 chosen by ALPN (`h2` the only protocol offered), so the notifier's
+//! real path to Apple is exercised: TLS, certificate check, ALPN.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -47,11 +52,15 @@ struct Shared {
     sent: Vec<Sent>,
     refused_bearers: usize,
     not_http2: usize,
+    /// TLS: the protocol each finished handshake chose by ALPN; handshakes that failed.
+    alpn: Vec<Option<Vec<u8>>>,
+    handshakes_failed: usize,
     script: HashMap<String, VecDeque<Answer>>,
 }
 
 pub struct ApnsStandIn {
     pub addr: SocketAddr,
+    tls: bool,
     shared: Arc<Mutex<Shared>>,
     connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -64,9 +73,45 @@ impl Drop for ApnsStandIn {
 }
 
 impl ApnsStandIn {
-    /// Starts the stand-in and writes a `.p8` key for it into `dir`; returns the stand-in
-    /// and the key's path.
+    /// Starts the stand-in (cleartext h2) and writes a `.p8` key for it into `dir`; returns
+    /// the stand-in and the key's path.
     pub async fn start(dir: &Path) -> Result<(Self, PathBuf)> {
+        Self::serve(dir, None).await
+    }
+
+    /// Starts the stand-in over TLS with ALPN `h2` and writes the `.p8` key and the test
+    /// CA's certificate (`apns-ca.pem`) into `dir`; returns the stand-in, the key's path and
+    /// the CA's.
+    pub async fn start_tls(dir: &Path) -> Result<(Self, PathBuf, PathBuf)> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "chatmesh APNs stand-in CA");
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+        let ca_path = dir.join("apns-ca.pem");
+        std::fs::write(&ca_path, ca.pem())?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate()?;
+        let cert =
+            CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &issuer)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )?;
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let (me, key_path) = Self::serve(dir, Some(acceptor)).await?;
+        Ok((me, key_path, ca_path))
+    }
+
+    async fn serve(dir: &Path, tls: Option<tokio_rustls::TlsAcceptor>) -> Result<(Self, PathBuf)> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let path = dir.join("AuthKey_KEY1234567.p8");
         std::fs::write(&path, key.serialize_pem())?;
@@ -77,20 +122,35 @@ impl ApnsStandIn {
         let connections = Arc::new(AtomicUsize::new(0));
         let (state, count) = (shared.clone(), connections.clone());
         let public = Arc::new(public);
+        let secure = tls.is_some();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                let (state, public) = (state.clone(), public.clone());
+                let (state, public, tls) = (state.clone(), public.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(state.clone(), public.clone(), req));
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    let svc = {
+                        let state = state.clone();
+                        service_fn(move |req| handle(state.clone(), public.clone(), req))
+                    };
+                    let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let Some(acceptor) = tls else {
+                        let _ = h2.serve_connection(TokioIo::new(tcp), svc).await;
+                        return;
+                    };
+                    match acceptor.accept(tcp).await {
+                        Ok(stream) => {
+                            let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                            state.lock().unwrap().alpn.push(alpn);
+                            let _ = h2.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Err(_) => state.lock().unwrap().handshakes_failed += 1,
+                    }
                 });
             }
         });
         let me = Self {
             addr,
+            tls: secure,
             shared,
             connections,
             task,
@@ -98,13 +158,23 @@ impl ApnsStandIn {
         Ok((me, path))
     }
 
+    /// `http://127.0.0.1:…`, or over TLS `https://localhost:…` (the certificate's name).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            true => format!("https://localhost:{}", self.addr.port()),
+            false => format!("http://{}", self.addr),
+        }
     }
 
     /// The sandbox "host": the same server under `/sandbox`.
     pub fn sandbox_url(&self) -> String {
-        format!("http://{}/sandbox", self.addr)
+        format!("{}/sandbox", self.base_url())
+    }
+
+    /// TLS: the ALPN protocol of each finished handshake, and the handshakes that failed.
+    pub fn handshakes(&self) -> (Vec<Option<Vec<u8>>>, usize) {
+        let s = self.shared.lock().unwrap();
+        (s.alpn.clone(), s.handshakes_failed)
     }
 
     /// The next pushes to `device` are answered `answers`.

@@ -876,3 +876,105 @@ async fn apns_tokens_are_pushed_over_http2_and_bad_ones_removed() -> Result<()> 
     assert_eq!(connections, 1, "one HTTP/2 connection for every push");
     mesh.stop().await
 }
+
+/// APNs as Apple serves it: TLS with a certificate the notifier checks (the test's CA,
+/// trusted through `[push.apns] ca_file`) and HTTP/2 chosen by ALPN. An offline member's
+/// device gets its push over one TLS connection that negotiated `h2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_is_reached_over_tls_with_alpn_h2() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (apns, key_file, ca_file) = ApnsStandIn::start_tls(dir.path()).await?;
+    let mut config = push_config();
+    config.push.apns.key_file = Some(key_file);
+    config.push.apns.key_id = Some(apns::KEY_ID.into());
+    config.push.apns.team_id = Some(apns::TEAM_ID.into());
+    config.push.apns.base_url = apns.base_url();
+    config.push.apns.sandbox_base_url = apns.sandbox_url();
+    config.push.apns.ca_file = Some(ca_file);
+    assert!(apns.base_url().starts_with("https://localhost:"));
+    let mesh = start_mesh(&dir.path().join("mesh"), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let phone = "f6".repeat(32);
+    let target = json!({"kind": "apns", "token": phone, "topic": "com.example.chat"});
+    let (s, v) = api
+        .call("POST", "/v1/push/targets", Some(&bob), Some(target))
+        .await?;
+    assert_eq!(s, 201, "{v}");
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "over tls").await?;
+    let got = apns.wait_accepted(&phone, 1, WAIT).await?;
+    assert_eq!(got[0].body["aps"]["alert"]["body"], "over tls");
+    let (alpn, failed) = apns.handshakes();
+    assert_eq!(failed, 0);
+    assert_eq!(
+        alpn,
+        vec![Some(b"h2".to_vec())],
+        "one TLS connection, h2 by ALPN"
+    );
+    let (connections, refused, not_http2) = apns.counts();
+    assert_eq!((connections, refused, not_http2), (1, 0, 0));
+    mesh.stop().await
+}
+
+/// The notifier checks the APNs host's certificate: without the stand-in's CA in
+/// `ca_file` no request reaches it (the handshake fails on the notifier's side, nothing is
+/// sent in the clear), and the device token is kept for a later attempt, not removed. A
+/// `ca_file` that holds no certificate stops the worker at start with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_refuses_a_host_it_cannot_verify() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (apns, key_file, _ca) = ApnsStandIn::start_tls(dir.path()).await?;
+    let mut config = push_config();
+    config.push.apns.key_file = Some(key_file);
+    config.push.apns.key_id = Some(apns::KEY_ID.into());
+    config.push.apns.team_id = Some(apns::TEAM_ID.into());
+    config.push.apns.base_url = apns.base_url();
+    config.push.apns.sandbox_base_url = apns.sandbox_url();
+
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "just text\n")?;
+    let mut bad = config.clone();
+    bad.push.apns.ca_file = Some(not_pem);
+    let err = match start_mesh(&dir.path().join("bad"), bad).await {
+        Ok(mesh) => {
+            mesh.stop().await?;
+            anyhow::bail!("a ca_file without a certificate was accepted");
+        }
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+
+    let mesh = start_mesh(&dir.path().join("mesh"), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let phone = "a7".repeat(32);
+    let target = json!({"kind": "apns", "token": phone, "topic": "com.example.chat"});
+    let (s, v) = api
+        .call("POST", "/v1/push/targets", Some(&bob), Some(target))
+        .await?;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap_or_default().to_owned();
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "unverified").await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while apns.handshakes().1 == 0 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the notifier never tried the host"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a wrongly trusting client time to send.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(apns.all().is_empty(), "nothing reached an unverified host");
+    assert!(apns.handshakes().0.is_empty(), "no handshake finished");
+    wait_targets(&api, &bob, &[&id]).await?;
+    mesh.stop().await
+}

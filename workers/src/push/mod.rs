@@ -57,14 +57,56 @@ pub enum StartError {
 pub struct Push {
     cfg: PushConfig,
     vapid: vapid::Vapid,
+    /// Opened by [`Push::open`] when this process runs the notifier, so a bad key, CA or
+    /// credentials file stops it at start with its reason.
+    providers: Option<Providers>,
+}
+
+/// The push services' clients.
+#[derive(Debug)]
+struct Providers {
+    http: reqwest::Client,
+    fcm: Option<fcm::Fcm>,
+    apns: Option<apns::Apns>,
+}
+
+impl Providers {
+    fn open(cfg: &PushConfig) -> Result<Self, StartError> {
+        let timeout = Duration::from_millis(cfg.request_timeout_ms);
+        let http = webpush::client(timeout).map_err(StartError::Http)?;
+        let fcm = match &cfg.fcm.credentials_file {
+            Some(path) => Some(fcm::Fcm::open(
+                http.clone(),
+                path,
+                &cfg.fcm.base_url,
+                cfg.fcm.token_url.as_deref(),
+            )?),
+            None => None,
+        };
+        let ttl = Duration::from_secs(cfg.ttl_secs);
+        let apns = match cfg.apns.key_file {
+            Some(_) => Some(apns::Apns::open(&cfg.apns, timeout, ttl)?),
+            None => None,
+        };
+        Ok(Self { http, fcm, apns })
+    }
 }
 
 impl Push {
-    /// Loads (or creates) the VAPID key; the worker's `data_dir` places it by default.
+    /// Loads (or creates) the VAPID key (the worker's `data_dir` places it by default) and,
+    /// when the notifier runs in this worker (`in_worker`), opens the push services' clients.
     pub fn open(cfg: PushConfig, data_dir: &std::path::Path) -> Result<Self, StartError> {
         let path = cfg.vapid_key_path(data_dir);
         let vapid = vapid::Vapid::load_or_create(&path, &cfg.vapid_subject)?;
-        Ok(Self { cfg, vapid })
+        let providers = match cfg.in_worker {
+            true => Some(Providers::open(&cfg)?),
+            false => None,
+        };
+        Ok(Self {
+            cfg,
+            vapid,
+            providers,
+        })
     }
 
     /// The VAPID public key, base64url.
@@ -108,23 +150,16 @@ pub fn spawn_notifier(
     tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
     stop: CancellationToken,
 ) -> Result<(), StartError> {
-    let Push { cfg, vapid } = push;
-    let timeout = Duration::from_millis(cfg.request_timeout_ms);
-    let http = webpush::client(timeout).map_err(StartError::Http)?;
+    let Push {
+        cfg,
+        vapid,
+        providers,
+    } = push;
+    let Providers { http, fcm, apns } = match providers {
+        Some(p) => p,
+        None => Providers::open(&cfg)?,
+    };
     let ttl = Duration::from_secs(cfg.ttl_secs);
-    let fcm = match &cfg.fcm.credentials_file {
-        Some(path) => Some(fcm::Fcm::open(
-            http.clone(),
-            path,
-            &cfg.fcm.base_url,
-            cfg.fcm.token_url.as_deref(),
-        )?),
-        None => None,
-    };
-    let apns = match cfg.apns.key_file {
-        Some(_) => Some(apns::Apns::open(&cfg.apns, timeout, ttl)?),
-        None => None,
-    };
     let web = webpush::WebPush::new(http, ttl);
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),

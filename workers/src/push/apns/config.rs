@@ -1,5 +1,6 @@
-//! The `[push.apns]` section: the team's token signing key and its ids, and the APNs hosts
-//! (Apple's by default; a loopback stand-in in tests, the only place `http://` is taken).
+//! The `[push.apns]` section: the team's token signing key and its ids, the APNs hosts
+//! (Apple's by default; a loopback stand-in in tests, the only place `http://` is taken),
+//! and CA certificates to trust beside the system's.
 
 use std::path::PathBuf;
 
@@ -20,6 +21,10 @@ pub struct ApnsConfig {
     pub base_url: String,
     /// APNs for targets registered with `"sandbox": true` (development builds of the app).
     pub sandbox_base_url: String,
+    /// More CA certificates (PEM) to trust for the APNs hosts, beside the system's: for an
+    /// egress proxy that terminates TLS, or a stand-in. None by default: Apple's hosts
+    /// chain to the public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ApnsConfig {
@@ -30,6 +35,7 @@ impl Default for ApnsConfig {
             team_id: None,
             base_url: "https://api.push.apple.com".into(),
             sandbox_base_url: "https://api.sandbox.push.apple.com".into(),
+            ca_file: None,
         }
     }
 }
@@ -87,6 +93,7 @@ mod tests {
             team_id: Some("short".into()),
             base_url: "http://api.push.apple.com".into(),
             sandbox_base_url: "http://127.0.0.1:4000".into(),
+            ca_file: None,
         };
         cfg.problems(&mut out);
         assert_eq!(out.len(), 2, "{out:?}");

@@ -49,6 +49,20 @@ pub enum ApnsError {
     },
     #[error("push.apns: key_file is set without key_id and team_id")]
     Identity,
+    #[error("reading the CA certificates {path}")]
+    ReadCa {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the CA file {path} is not a PEM certificate bundle")]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the CA file {path} holds no PEM certificate")]
+    NoCa { path: PathBuf },
     #[error("signing the APNs provider token")]
     Sign(#[source] jsonwebtoken::errors::Error),
     #[error("building the APNs HTTP/2 client")]
@@ -110,8 +124,10 @@ impl Apns {
             path: path.clone(),
             source,
         })?;
+        let extra_roots = extra_roots(cfg)?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
+            .tls_certs_merge(extra_roots)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .http2_prior_knowledge()
@@ -202,6 +218,25 @@ impl Apns {
         }
         Ok(Outcome::Refused(status))
     }
+}
+
+/// The CA certificates of `ca_file` (none without it), trusted beside the system's.
+fn extra_roots(cfg: &ApnsConfig) -> Result<Vec<reqwest::Certificate>, ApnsError> {
+    let Some(path) = &cfg.ca_file else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(path).map_err(|source| ApnsError::ReadCa {
+        path: path.clone(),
+        source,
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ApnsError::Ca {
+        path: path.clone(),
+        source,
+    })?;
+    if certs.is_empty() {
+        return Err(ApnsError::NoCa { path: path.clone() });
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]
