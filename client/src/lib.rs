@@ -35,10 +35,12 @@ mod driver;
 mod error;
 mod event;
 mod http;
+mod moderation;
 
 pub use chatmesh_protocol::backoff::Backoff;
 pub use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
 pub use chatmesh_protocol::message::{Change, Edited, Message};
+pub use chatmesh_protocol::moderation::{BanInfo, BanPage, RoomEvent};
 pub use chatmesh_protocol::reactions::Reaction;
 pub use chatmesh_protocol::search::{SearchHit, SearchResults};
 pub use chatmesh_protocol::service::Role;

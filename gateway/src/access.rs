@@ -1,5 +1,6 @@
 //! Who may read and post where: worker answers cached per (room, user), dropped when a
-//! membership event for the room arrives, so a change takes effect at once on every gateway
+//! membership event for the room arrives (also one that only refreshes access: a mute, a
+//! ban lifted), so a change takes effect at once on every gateway
 //! (and within the TTL even if an event is lost). The cache is epoch-stamped
 //! ([`Coherent`]): an answer loaded while an event for its key arrived is not kept, so a load
 //! racing a removal cannot put the old role back for the TTL.
@@ -81,9 +82,7 @@ impl AccessCache {
         limit: u32,
     ) -> Result<HistoryPage, ApiError> {
         let access = self.get(room, user).await?;
-        if !access.can_read() {
-            return Err(ApiError::forbidden("not a member of this room"));
-        }
+        readable(&access)?;
         let req = HistoryRequest {
             room: room.to_owned(),
             before,
@@ -91,6 +90,15 @@ impl AccessCache {
             limit,
         };
         self.services.ask::<History>(room, &req).await
+    }
+}
+
+/// `Ok` if the room may be read with `access`; else `forbidden`, saying why.
+pub fn readable(access: &Access) -> Result<(), ApiError> {
+    match access.can_read() {
+        true => Ok(()),
+        false if access.banned => Err(ApiError::forbidden("banned from this room")),
+        false => Err(ApiError::forbidden("not a member of this room")),
     }
 }
 
@@ -119,6 +127,10 @@ pub async fn spawn_member_listener(
                 continue;
             };
             access.forget(&ev.room, &ev.user).await;
+            if ev.refresh {
+                // Only access changed (a mute, a ban lifted): nothing to tell or evict.
+                continue;
+            }
             notify(&ev);
             if ev.role.is_none() {
                 let room = ev.room.clone();

@@ -21,6 +21,7 @@ pub mod publish;
 pub mod receipts;
 pub mod replay_slots;
 pub mod revocation;
+pub mod room_events;
 pub mod services;
 pub mod session;
 pub mod state;

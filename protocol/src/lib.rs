@@ -15,6 +15,7 @@ pub mod frames;
 pub mod limits;
 pub mod mentions;
 pub mod message;
+pub mod moderation;
 pub mod names;
 pub mod push;
 pub mod reactions;

@@ -2,7 +2,7 @@
 //!
 //! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`, `attachments`, `edit_of`,
 //! `delete_of`, `react_to` or `unreact_to` for a change of an earlier message, `reply_to` and
-//! `thread_root` for a reply); the stream assigns `seq`, and
+//! `thread_root` for a reply, `event` for a room event); the stream assigns `seq`, and
 //! the republished copy carries `prev` in `Nats-Last-Sequence`. A gateway builds the client
 //! frame by splicing the payload behind a `{"type":"message","room",..,"seq","prev",` prefix,
 //! so a message is never parsed on the fan-out path.
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::Attachment;
 use crate::mentions::Mentions;
+use crate::moderation::RoomEvent;
 use crate::reactions::Reaction;
 use crate::threads::ThreadSummary;
 
@@ -49,6 +50,10 @@ pub struct Payload {
     /// reply itself); set by the gateway that accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_root: Option<u64>,
+    /// This message is a room event (moderation, topic, name; extension): empty body, `from`
+    /// the user who acted. Only a gateway publishes one, never a client's `send`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<RoomEvent>,
 }
 
 impl Payload {
@@ -143,6 +148,9 @@ pub struct Message {
     /// See [`Payload::thread_root`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_root: Option<u64>,
+    /// See [`Payload::event`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<RoomEvent>,
     /// History only: the message was edited; `body` is the latest version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited: Option<Edited>,
@@ -184,6 +192,7 @@ impl Message {
             unreact_to: p.unreact_to,
             reply_to: p.reply_to,
             thread_root: p.thread_root,
+            event: p.event,
             ..Default::default()
         }
     }

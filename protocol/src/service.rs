@@ -145,16 +145,26 @@ pub struct Access {
     pub role: Option<Role>,
     /// Last seq the worker has stored for the room.
     pub last_seq: u64,
+    /// The user is banned from the room (moderation extension): it reads nothing there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub banned: bool,
+    /// The user is muted until then (unix seconds; `u64::MAX`: until unmuted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<u64>,
 }
 
 impl Access {
     /// May the user read the room (join live, history)?
     pub fn can_read(&self) -> bool {
-        self.role.is_some() || self.kind == RoomKind::Public
+        !self.banned && (self.role.is_some() || self.kind == RoomKind::Public)
     }
-    /// May the user post to the room?
+    /// Is the user a member (may type, read receipts; sends also need [`Access::muted`])?
     pub fn can_post(&self) -> bool {
         self.role.is_some()
+    }
+    /// Is the user muted at `now` (unix seconds)?
+    pub fn muted(&self, now: u64) -> bool {
+        self.muted_until.is_some_and(|until| now < until)
     }
 }
 
@@ -198,6 +208,9 @@ pub struct RoomListing {
     /// The room's topic, if one is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// The room's display name, if one is set (moderation extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +358,10 @@ pub struct MemberEvent {
     pub user: String,
     /// The new role, `None` if removed.
     pub role: Option<Role>,
+    /// Only the user's access changed (a ban lifted, a mute; moderation extension), not its
+    /// membership: gateways drop cached access and tell no session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
 }
 
 /// A page of a room's members, by user name, after `after` (exclusive). Members only.
@@ -364,6 +381,12 @@ pub struct MemberInfo {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The member is muted (moderation extension).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
+    /// When its mute ends (unix seconds); absent for a mute until unmuted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -507,6 +530,15 @@ op!(
     UserGen
 );
 
+// Room moderation (extension): each answers the room event for the gateway to publish.
+use crate::moderation as md;
+op!(Ban, "ban", md::BanRequest, md::RoomEvent);
+op!(Unban, "unban", md::LiftRequest, md::RoomEvent);
+op!(Mute, "mute", md::MuteRequest, md::RoomEvent);
+op!(Unmute, "unmute", md::LiftRequest, md::RoomEvent);
+op!(ListBans, "bans_list", md::BansRequest, md::BanPage);
+op!(SetName, "room_name", md::SetNameRequest, md::RoomName);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,13 +564,25 @@ mod tests {
             kind: RoomKind::Public,
             role: None,
             last_seq: 0,
+            banned: false,
+            muted_until: None,
         };
         assert!(a.can_read() && !a.can_post());
         let p = Access {
             kind: RoomKind::Private,
-            role: None,
-            last_seq: 0,
+            ..a.clone()
         };
         assert!(!p.can_read());
+        let banned = Access {
+            banned: true,
+            ..a.clone()
+        };
+        assert!(!banned.can_read());
+        let muted = Access {
+            role: Some(Role::Member),
+            muted_until: Some(100),
+            ..a
+        };
+        assert!(muted.can_post() && muted.muted(99) && !muted.muted(100));
     }
 }

@@ -84,6 +84,21 @@ pub fn clean_topic(text: &str) -> Result<Option<String>, TextError> {
     clean("topic", text, MAX_TOPIC_CHARS, MAX_TOPIC_BYTES)
 }
 
+/// A room's display name (extension) as stored: the rules of a display name.
+pub fn clean_room_name(text: &str) -> Result<Option<String>, TextError> {
+    clean(
+        "room name",
+        text,
+        MAX_DISPLAY_NAME_CHARS,
+        MAX_DISPLAY_NAME_BYTES,
+    )
+}
+
+/// The reason given for a ban (extension) as stored: the rules of a topic.
+pub fn clean_reason(text: &str) -> Result<Option<String>, TextError> {
+    clean("reason", text, MAX_TOPIC_CHARS, MAX_TOPIC_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +142,9 @@ mod tests {
             assert!(clean_topic(bad).is_err(), "{bad:?}");
         }
         assert!(clean_topic(&"x".repeat(256)).unwrap().is_some());
+        assert!(clean_reason(&"x".repeat(257)).is_err());
+        assert!(clean_room_name(&"x".repeat(65)).is_err());
+        assert!(clean_room_name("a\u{202E}b").is_err());
         assert!(clean_topic(&"x".repeat(257)).is_err());
     }
 }

@@ -79,6 +79,8 @@ pub struct WorkerConfig {
     pub password_threads: usize,
     /// Most rooms one user may create (`forbidden` beyond it).
     pub max_rooms_per_user: u64,
+    /// Most users one room may hold banned (`forbidden` beyond it; unban someone first).
+    pub max_bans_per_room: u64,
     /// Longest a history read waits for this worker's store to catch up with the stream
     /// (so it includes every acked message), ms; then it is answered `unavailable`.
     pub history_wait_ms: u64,
@@ -120,6 +122,7 @@ impl Default for WorkerConfig {
             password_queue: 64,
             password_threads: 0,
             max_rooms_per_user: 100,
+            max_bans_per_room: chatmesh_protocol::moderation::DEFAULT_MAX_BANS_PER_ROOM,
             rooms_list_public_max: 100,
             rooms_list_public_per_owner: 10,
             history_wait_ms: 2_000,
@@ -231,6 +234,10 @@ impl WorkerConfig {
         check(
             (1..=1_000_000).contains(&self.max_rooms_per_user),
             "max_rooms_per_user must be between 1 and 1000000",
+        );
+        check(
+            (1..=1_000_000).contains(&self.max_bans_per_room),
+            "max_bans_per_room must be between 1 and 1000000",
         );
         check(
             self.rooms_list_public_max <= self.rooms_list_max,

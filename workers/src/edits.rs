@@ -29,9 +29,9 @@ pub fn check(
     let seq = change.target();
     let target =
         target.ok_or_else(|| ApiError::not_found(format!("no message {seq} in this room")))?;
-    if target.change().is_some() || target.void {
+    if !target.is_normal() {
         return Err(ApiError::bad_request(
-            "only a normal message can be edited or deleted, not an edit or a delete",
+            "only a normal message can be edited or deleted, not an edit, a delete or an event",
         ));
     }
     if target.deleted.is_some() {

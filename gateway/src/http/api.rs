@@ -1,6 +1,6 @@
 //! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history; the
-//! profile and password endpoints are in `account.rs`, member lists and topics in
-//! `room_info.rs`, shared files in `files.rs`, push targets and settings in `push.rs`,
+//! profile and password endpoints are in `account.rs`, member lists, topics and names in
+//! `room_info.rs`, bans and mutes in `moderation.rs`, shared files in `files.rs`, push targets and settings in `push.rs`,
 //! threads in `threads.rs`.
 //!
 //! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
@@ -24,7 +24,7 @@ use super::reply::{self, Body};
 use super::request::{
     body, caller, caller_identity, name, page_params, password_queue_full, Answer, Refusal,
 };
-use super::{account, push, room_info, threads};
+use super::{account, moderation, push, room_info, threads};
 use crate::state::AppState;
 
 /// Routes `/v1/...` (segments after `v1`).
@@ -37,7 +37,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::POST, ["auth", "password"]) => account::change_password(state, req).await,
         (&Method::GET, ["users", "me"]) => account::profile(state, req).await,
         (&Method::PATCH, ["users", "me"]) => account::set_profile(state, req).await,
-        (&Method::PATCH, ["rooms", room]) => room_info::set_topic(state, req, room).await,
+        (&Method::PATCH, ["rooms", room]) => room_info::patch_room(state, req, room).await,
         (&Method::GET, ["rooms", room, "members"]) => room_info::members(state, req, room).await,
         (&Method::POST, ["rooms"]) => create_room(state, req).await,
         (&Method::GET, ["rooms"]) => list_rooms(state, req).await,
@@ -62,6 +62,16 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         }
         (&Method::POST, ["rooms", room, "messages", seq, "thread", "read"]) => {
             threads::read(state, req, room, seq).await
+        }
+        // Room moderation (extension).
+        (&Method::POST, ["rooms", room, "bans"]) => moderation::ban(state, req, room).await,
+        (&Method::GET, ["rooms", room, "bans"]) => moderation::bans(state, req, room).await,
+        (&Method::DELETE, ["rooms", room, "bans", user]) => {
+            moderation::unban(state, req, room, user).await
+        }
+        (&Method::POST, ["rooms", room, "mutes"]) => moderation::mute(state, req, room).await,
+        (&Method::DELETE, ["rooms", room, "mutes", user]) => {
+            moderation::unmute(state, req, room, user).await
         }
         (&Method::POST, ["rooms", room, "files"]) => files::upload(state, req, room).await,
         (&Method::GET, ["rooms", room, "files", id]) => {
@@ -90,7 +100,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             | ["rooms", _, "messages", _, "thread", "read"]
             | ["rooms", _, "files"]
             | ["rooms", _, "files", _]
-            | ["rooms", _, "files", _, "thumbnail" | "info"],
+            | ["rooms", _, "files", _, "thumbnail" | "info"]
+            | ["rooms", _, "bans" | "mutes"]
+            | ["rooms", _, "bans" | "mutes", _],
         ) => Err(ApiError::new(ErrorCode::BadRequest, "method not allowed here").into()),
         _ => Err(ApiError::not_found("no such endpoint").into()),
     };

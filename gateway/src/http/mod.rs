@@ -7,6 +7,7 @@ mod api;
 mod conn;
 mod files;
 mod limits;
+mod moderation;
 mod peer;
 mod push;
 mod refuse;

@@ -346,9 +346,7 @@ impl Session {
             )));
         }
         let mut access = self.state.access.get(room, &user).await?;
-        if !access.can_read() {
-            return Err(ApiError::forbidden("not a member of this room"));
-        }
+        crate::access::readable(&access)?;
         if access.role.is_none() && access.kind == RoomKind::Public {
             let req = RoomUserRequest {
                 room: room.to_owned(),
@@ -456,6 +454,10 @@ impl Session {
         let access = self.state.access.get(&room, &user).await?;
         if !access.can_post() {
             return Err(ApiError::forbidden("only members may post to this room"));
+        }
+        // Every kind of send (edits, deletes, reactions, replies too): a muted member reads.
+        if access.muted(now_ms() / 1000) {
+            return Err(ApiError::forbidden("muted in this room"));
         }
         if let Some(to) = payload.reply_to {
             payload.thread_root = Some(changes::reply_root(&self.state, &room, &user, to).await?);
@@ -648,9 +650,7 @@ impl Session {
     /// `presence`: who is online in the room (known locally when the room has local members).
     async fn presence(&mut self, r#ref: &Ref, room: &str) -> Result<(), ApiError> {
         let access = self.state.access.get(room, self.user()).await?;
-        if !access.can_read() {
-            return Err(ApiError::forbidden("not a member of this room"));
-        }
+        crate::access::readable(&access)?;
         let online = match self.state.fanout.get(room) {
             Some(r) => r.online(),
             None => {

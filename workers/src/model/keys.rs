@@ -29,6 +29,10 @@
 //! | reactions of a user on a message | `a h16(room) room 00 be64(seq) user` | [`UserReactions`](super::records::UserReactions) |
 //! | reply in a thread | `h h16(room) room 00 be64(root) be64(seq)` | the sender's name |
 //! | thread read cursor | `l h16(user) user 00 room 00 be64(root)` | be64(last reply seq read) |
+//! | ban | `w h16(room) room 00 user` | [`BanRecord`](super::records::BanRecord) |
+//! | bans of a room | `W h16(room) room` | be64(count) |
+//! | mute | `i h16(room) room 00 user` | [`MuteRecord`](super::records::MuteRecord) |
+//! | room display name | `z h16(room) room` | the name, UTF-8 (absent: none) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -59,6 +63,10 @@ const ROOM_MENTION: u8 = b'y';
 const REACTIONS: u8 = b'a';
 const REPLY: u8 = b'h';
 const THREAD_CURSOR: u8 = b'l';
+const BAN: u8 = b'w';
+const BAN_COUNT: u8 = b'W';
+const MUTE: u8 = b'i';
+const ROOM_NAME: u8 = b'z';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -380,6 +388,42 @@ pub fn thread_cursor(user: &str, room: &str, root: u64) -> Vec<u8> {
     k
 }
 
+/// `user`'s ban from `room`.
+pub fn ban(room: &str, user: &str) -> Vec<u8> {
+    pair(BAN, room, user)
+}
+
+/// The bans of `room` whose users sort after `after` (all with `None`).
+pub fn bans_after(room: &str, after: Option<&str>) -> Range<Vec<u8>> {
+    let prefix = pair_prefix(BAN, room, 0);
+    let end = prefix_end(&prefix);
+    let start = match after {
+        // The smallest key above `after`'s own: names never contain a 0 byte.
+        Some(user) => {
+            let mut k = ban(room, user);
+            k.push(0);
+            k
+        }
+        None => prefix,
+    };
+    start..end
+}
+
+/// How many bans `room` holds.
+pub fn ban_count(room: &str) -> Vec<u8> {
+    named(BAN_COUNT, room, 0)
+}
+
+/// `user`'s mute in `room`.
+pub fn mute(room: &str, user: &str) -> Vec<u8> {
+    pair(MUTE, room, user)
+}
+
+/// A room's display name: apart from [`room`], like the topic.
+pub fn room_name(room: &str) -> Vec<u8> {
+    named(ROOM_NAME, room, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +459,17 @@ mod tests {
         let marks = push_marks_of("ann", "t1");
         assert!(marks.contains(&push_mark("ann", "t1", "r")));
         assert!(!marks.contains(&push_mark("ann", "t10", "r")));
+    }
+
+    #[test]
+    fn ban_keys_stay_inside_their_room_and_page_after_a_name() {
+        let k = ban("r1", "bob");
+        assert_eq!(second_name(&k), Some("bob"));
+        assert!(bans_after("r1", None).contains(&k));
+        assert!(!bans_after("r10", None).contains(&k));
+        assert!(!bans_after("r1", Some("bob")).contains(&k));
+        assert!(bans_after("r1", Some("bo")).contains(&k));
+        assert!(bans_after("r1", Some("bob")).contains(&ban("r1", "bobby")));
     }
 
     #[test]

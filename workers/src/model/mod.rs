@@ -2,13 +2,14 @@
 //! per-partition checkpoints, rooms and their stats, members and the reverse index of a
 //! user's rooms, users, read cursors, shared files (their records, the messages that
 //! carry them and the bytes each room and user holds), push targets, settings and delivery
-//! marks, mentions, reactions and threads. No rules live here (who may do what is the service
+//! marks, mentions, reactions and threads, bans, mutes and room names. No rules live here (who may do what is the service
 //! layer's job) and no caching (the cache wraps the model, not the backends).
 
 mod files;
 pub mod keys;
 mod mentions;
 mod messages;
+mod moderation;
 mod push;
 mod reactions;
 pub mod records;
@@ -23,8 +24,8 @@ use crate::store::{GroupCommit, KvStore, Store, StoreError, WriteBatch};
 
 pub use messages::HistoryQuery;
 pub use records::{
-    Cursor, Deletion, EditRef, FileRecord, MarkRemoval, PushTargetRecord, ReactionMark, RoomMeta,
-    RoomStats, StoredMessage, UserReactions, UserRecord,
+    BanRecord, Cursor, Deletion, EditRef, FileRecord, MarkRemoval, MuteRecord, PushTargetRecord,
+    ReactionMark, RoomMeta, RoomStats, StoredMessage, UserReactions, UserRecord,
 };
 
 /// Data access for the chat model. Cheap to clone.

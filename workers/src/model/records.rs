@@ -5,6 +5,7 @@
 use chatmesh_protocol::files::{Attachment, FileInfo, Thumbnail};
 use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{change_of, Change, Edited, Message};
+use chatmesh_protocol::moderation::RoomEvent;
 use chatmesh_protocol::reactions::Reaction;
 use chatmesh_protocol::service::RoomKind;
 use chatmesh_protocol::threads::ThreadSummary;
@@ -74,6 +75,9 @@ pub struct StoredMessage {
     /// Set when the message was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<Deletion>,
+    /// This message is a room event (moderation, topic, name): quiet, never a target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<RoomEvent>,
 }
 
 /// One edit applied to a message: the edit's seq, ts and client id (its author is the
@@ -100,9 +104,10 @@ impl StoredMessage {
         change_of(self.edit_of, self.delete_of, self.react_to, self.unreact_to)
     }
 
-    /// A message others may edit, delete, react or reply to: not a change, not void.
+    /// A message others may edit, delete, react or reply to: not a change, not void, not a
+    /// room event.
     pub fn is_normal(&self) -> bool {
-        self.change().is_none() && !self.void
+        self.change().is_none() && !self.void && self.event.is_none()
     }
 
     pub fn into_message(self, room: &str, seq: u64) -> Message {
@@ -131,7 +136,38 @@ impl StoredMessage {
             void: self.void,
             reactions: self.reactions,
             thread: self.thread,
+            event: self.event,
         }
+    }
+}
+
+/// A ban of a user from a room (moderation extension); room and user are in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanRecord {
+    /// Who banned.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// A mute of a member (moderation extension); room and user are in the key. It outlives a
+/// leave and a re-join (so leaving is no way out of it) and is lifted by an unmute, a ban,
+/// or its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MuteRecord {
+    pub by: String,
+    /// When it ends, in unix seconds; absent: until unmuted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+    pub ts: u64,
+}
+
+impl MuteRecord {
+    /// Whether it holds at `now` (unix seconds).
+    pub fn holds(&self, now: u64) -> bool {
+        self.until.is_none_or(|until| now < until)
     }
 }
 

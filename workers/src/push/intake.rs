@@ -44,8 +44,8 @@ impl Intake {
             counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
             return Ok(None);
         };
-        if payload.change().is_some() {
-            // An edit, a delete or a reaction is no news: it is not pushed.
+        if payload.change().is_some() || payload.event.is_some() {
+            // An edit, a delete, a reaction or a room event is no news: it is not pushed.
             counter!(m::PUSH_SKIPPED, "why" => "change").increment(1);
             return Ok(None);
         }

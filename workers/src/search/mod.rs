@@ -98,7 +98,8 @@ pub enum IndexOp {
 impl IndexOp {
     /// The op of one delivery (`None`: nothing to index: a reaction changes no body).
     pub fn of(seq: u64, room: &str, payload: &Payload) -> Option<Self> {
-        if payload.react_to.is_some() || payload.unreact_to.is_some() {
+        // A reaction changes no body; a room event has none.
+        if payload.react_to.is_some() || payload.unreact_to.is_some() || payload.event.is_some() {
             return None;
         }
         if let Some(target) = payload.edit_of.or(payload.delete_of) {

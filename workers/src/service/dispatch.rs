@@ -224,6 +224,13 @@ impl Service {
             ops::ChangePassword::NAME => {
                 call::<ops::ChangePassword, _>(payload, |r| self.password_change(r)).await
             }
+            // Room moderation (extension).
+            ops::Ban::NAME => call::<ops::Ban, _>(payload, |r| self.ban(r)).await,
+            ops::Unban::NAME => call::<ops::Unban, _>(payload, |r| self.unban(r)).await,
+            ops::Mute::NAME => call::<ops::Mute, _>(payload, |r| self.mute(r)).await,
+            ops::Unmute::NAME => call::<ops::Unmute, _>(payload, |r| self.unmute(r)).await,
+            ops::ListBans::NAME => call::<ops::ListBans, _>(payload, |r| self.bans_list(r)).await,
+            ops::SetName::NAME => call::<ops::SetName, _>(payload, |r| self.room_name(r)).await,
             _ => {
                 counter!(m::REQUESTS, "op" => "unknown", "outcome" => "bad_request").increment(1);
                 let reply: Reply<ops::Done> =

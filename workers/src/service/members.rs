@@ -6,6 +6,7 @@
 //! - a member may remove itself; the owner or an admin may remove a member, and only the
 //!   owner may remove an admin; nobody removes the owner;
 //! - a DM has exactly its two users: no adds, no removes;
+//! - a user banned from the room is not added (`conflict`: unban it first);
 //! - decisions read roles from the store under the room's lock, never from a cache.
 
 use chatmesh_protocol::service::{AddMemberRequest, Done, RemoveMemberRequest, Role, RoomKind};
@@ -43,6 +44,11 @@ impl Service {
             }
             if self.model().user(&req.user).await?.is_none() {
                 return Err(ApiError::not_found("no such user"));
+            }
+            if self.model().ban(&req.room, &req.user).await?.is_some() {
+                return Err(ApiError::conflict(
+                    "the user is banned from this room: unban it first",
+                ));
             }
             match self.model().role(&req.room, &req.user).await? {
                 Some(Role::Owner) => {

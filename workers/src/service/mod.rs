@@ -1,5 +1,5 @@
 //! The worker's request-reply services (`protocol::service`): accounts and profiles, rooms,
-//! membership, member lists and topics, history and cursors, shared files, push targets and
+//! membership, member lists, topics and moderation, history and cursors, shared files, push targets and
 //! settings. [`Service`] holds the rules, decided here once for every gateway, and is
 //! callable in-process; `dispatch` serves it over NATS.
 //!
@@ -15,6 +15,7 @@ mod fresh;
 mod history;
 mod locks;
 mod members;
+mod moderation;
 mod password;
 mod profile;
 mod push;
@@ -78,6 +79,7 @@ struct Inner {
     rooms_list_public_max: usize,
     rooms_list_public_per_owner: usize,
     max_rooms_per_user: u64,
+    max_bans_per_room: u64,
     history_page_max_bytes: usize,
 }
 
@@ -134,6 +136,7 @@ impl Service {
                 rooms_list_public_max: cfg.rooms_list_public_max,
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,
                 max_rooms_per_user: cfg.max_rooms_per_user,
+                max_bans_per_room: cfg.max_bans_per_room,
                 history_page_max_bytes: cfg.history_page_max_bytes,
             }),
         })
@@ -207,6 +210,12 @@ impl Service {
 
     /// After a membership change is stored: drop cached access here, tell the gateways.
     async fn member_changed(&self, room: &str, user: &str, role: Option<Role>) {
+        self.access_changed(room, user, role, false).await;
+    }
+
+    /// After a change of what `user` may do in `room` is stored: drop cached access here,
+    /// tell the gateways (`refresh`: only access changed, not the membership).
+    async fn access_changed(&self, room: &str, user: &str, role: Option<Role>, refresh: bool) {
         self.caches().role_changed(room, user).await;
         let Some(nats) = &self.inner.events else {
             return;
@@ -215,6 +224,7 @@ impl Service {
             room: room.to_owned(),
             user: user.to_owned(),
             role,
+            refresh,
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = nats.publish(member_subject(room), body.into()).await {

@@ -1,5 +1,5 @@
 //! What members see about a room besides its messages: the member list (a bounded page, by
-//! user name, with roles and display names) and the topic.
+//! user name, with roles, display names and mutes) and the topic.
 //!
 //! Only members read the member list, whatever the room's kind: the list of a public room's
 //! readers is not public. Only the owner or an admin sets the topic (a DM has neither, so its
@@ -47,12 +47,20 @@ impl Service {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let mut members = Vec::with_capacity(rows.len());
+        let now = super::moderation::now_secs();
         for (user, role) in rows {
             let display_name = self.model().user(&user).await?.and_then(|u| u.display_name);
+            let mute = self
+                .model()
+                .mute(&req.room, &user)
+                .await?
+                .filter(|m| m.holds(now));
             members.push(MemberInfo {
                 user,
                 role,
                 display_name,
+                muted: mute.is_some(),
+                muted_until: mute.and_then(|m| m.until),
             });
         }
         Ok(MemberPage { members, more })

@@ -1,7 +1,7 @@
 //! Rooms: create, access, join, DMs and the room list of a user.
 //!
-//! `rooms_list` gives the rooms the user is in (role, last seq, unread, topic), then public rooms it
-//! is not in (role null, unread 0: unread counts are kept only for rooms one follows), at most
+//! `rooms_list` gives the rooms the user is in (role, last seq, unread, topic, name), then public rooms it
+//! is not in (and not banned from) (role null, unread 0: unread counts are kept only for rooms one follows), at most
 //! `rooms_list_max` entries in all. The public tail is bounded so that nobody can crowd a
 //! user's own rooms out: at most `rooms_list_public_max` entries, and at most
 //! `rooms_list_public_per_owner` rooms of any one owner. Room creation is capped per user
@@ -85,10 +85,21 @@ impl Service {
             .role(self.model(), &req.room, &req.user)
             .await?;
         let stats = self.caches().stats(self.model(), &req.room).await?;
+        // Moderation: two reads that find nothing for nearly everyone.
+        let banned = self.model().ban(&req.room, &req.user).await?.is_some();
+        let now = super::moderation::now_secs();
+        let muted_until = self
+            .model()
+            .mute(&req.room, &req.user)
+            .await?
+            .filter(|m| m.holds(now))
+            .map(|m| m.until.unwrap_or(u64::MAX));
         Ok(Access {
             kind: meta.kind,
             role,
             last_seq: stats.last_seq,
+            banned,
+            muted_until,
         })
     }
 
@@ -99,11 +110,17 @@ impl Service {
         if access.role.is_some() {
             return Ok(access);
         }
+        if access.banned {
+            return Err(ApiError::forbidden("banned from this room"));
+        }
         if access.kind != RoomKind::Public {
             return Err(ApiError::forbidden("this room is open to its members only"));
         }
         let added = {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            if self.model().ban(&req.room, &req.user).await?.is_some() {
+                return Err(ApiError::forbidden("banned from this room"));
+            }
             let role = self.model().role(&req.room, &req.user).await?;
             if role.is_none() {
                 let mut batch = WriteBatch::new();
@@ -206,6 +223,7 @@ impl Service {
                 mentions,
                 peer,
                 topic: self.model().topic(room).await?,
+                name: self.model().room_name(room).await?,
             });
         }
         let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
@@ -224,6 +242,10 @@ impl Service {
                 let Some(meta) = self.caches().room(self.model(), room).await? else {
                     continue;
                 };
+                // A room the user is banned from is not offered to it.
+                if self.model().ban(room, &req.user).await?.is_some() {
+                    continue;
+                }
                 let owner = meta.owner.clone().unwrap_or_default();
                 let n = per_owner.entry(owner).or_default();
                 if *n >= per_owner_max {
@@ -241,6 +263,7 @@ impl Service {
                     mentions: 0,
                     peer: None,
                     topic: self.model().topic(room).await?,
+                    name: self.model().room_name(room).await?,
                 });
             }
         }

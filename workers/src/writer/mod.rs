@@ -12,7 +12,8 @@
 //! batch) in the same store write, after checking the rules again ([`crate::edits`]); a
 //! refused one is stored as a void marker. A reaction does the same to its target's
 //! aggregate and to its sender's reaction record ([`crate::reactions`]); a reply is recorded
-//! in its root's thread and counted on the root.
+//! in its root's thread and counted on the root. A room event is quiet (not unread); a topic
+//! or name event sets the room's topic or name, in stream order.
 
 mod pending;
 
@@ -27,7 +28,7 @@ use crate::cache::Caches;
 use crate::metrics as m;
 use crate::model::{Model, RoomStats, StoredMessage};
 use crate::store::{StoreError, WriteBatch};
-use pending::Pending;
+use pending::{Pending, RoomText};
 
 /// One message delivered from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,11 +78,13 @@ pub async fn store_batch(
             skipped += 1;
             continue;
         }
-        let reaction = payload.react_to.is_some() || payload.unreact_to.is_some();
+        // Reactions and room events are not unread.
+        let quiet =
+            payload.react_to.is_some() || payload.unreact_to.is_some() || payload.event.is_some();
         let mut stored = StoredMessage {
             prev: stats.last_seq,
             n: stats.count + 1,
-            quiet: stats.quiet + u64::from(reaction),
+            quiet: stats.quiet + u64::from(quiet),
             id: payload.id,
             from: payload.from,
             ts: payload.ts,
@@ -94,9 +97,12 @@ pub async fn store_batch(
             unreact_to: payload.unreact_to,
             reply_to: payload.reply_to,
             thread_root: payload.thread_root,
+            event: payload.event,
             ..Default::default()
         };
-        if let Some(change) = stored.change() {
+        if let Some(event) = &stored.event {
+            pending.room_event(&room, event);
+        } else if let Some(change) = stored.change() {
             pending
                 .apply(model, caches, &room, d.seq, &mut stored, change)
                 .await?;
@@ -126,6 +132,7 @@ pub async fn store_batch(
         marks,
         wiped,
         replies,
+        texts,
     } = pending;
     let mut write = WriteBatch::new();
     let mut fresh: HashMap<String, Vec<Message>> = HashMap::new();
@@ -168,6 +175,12 @@ pub async fn store_batch(
     }
     for (room, root, seq, from) in &replies {
         Model::put_reply(&mut write, room, *root, *seq, from);
+    }
+    for ((room, what), text) in &texts {
+        match what {
+            RoomText::Topic => Model::put_topic(&mut write, room, text.as_deref()),
+            RoomText::Name => Model::put_room_name(&mut write, room, text.as_deref()),
+        }
     }
     // Messages first: on a backend without atomic batches (TiKV raw) a crash then leaves
     // messages above the checkpoint, never a checkpoint or stats above missing messages.

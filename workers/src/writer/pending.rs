@@ -1,12 +1,13 @@
 //! What one batch of the store writer will write beyond its new messages: the earlier
 //! messages its edits, deletes, reactions and replies change (read once, changed in
-//! memory, written with the batch), the reaction records, the thread records and the file
-//! references to delete. The rules are [`crate::edits`] and [`crate::reactions`]; what they
+//! memory, written with the batch), the reaction records, the thread records, the file
+//! references to delete, and the topics and names its room events set. The rules are [`crate::edits`] and [`crate::reactions`]; what they
 //! refuse becomes a void marker.
 
 use std::collections::{HashMap, HashSet};
 
 use chatmesh_protocol::message::Change;
+use chatmesh_protocol::moderation::RoomEvent;
 use metrics::counter;
 use tracing::debug;
 
@@ -34,9 +35,29 @@ pub(super) struct Pending {
     pub(super) wiped: Vec<(String, u64)>,
     /// Replies of this batch: (room, root, seq, sender).
     pub(super) replies: Vec<(String, u64, u64, String)>,
+    /// Topics and names set by the batch's room events, the last in stream order winning.
+    pub(super) texts: HashMap<(String, RoomText), Option<String>>,
+}
+
+/// A room's text that room events set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum RoomText {
+    Topic,
+    Name,
 }
 
 impl Pending {
+    /// Notes what room event `event` of `room` sets (moderation events set nothing here:
+    /// the service stored them before the event was published).
+    pub(super) fn room_event(&mut self, room: &str, event: &RoomEvent) {
+        let (what, text) = match event {
+            RoomEvent::Topic(t) => (RoomText::Topic, t),
+            RoomEvent::Name(n) => (RoomText::Name, n),
+            _ => return,
+        };
+        self.texts.insert((room.to_owned(), what), text.clone());
+    }
+
     /// Message `seq` of `room` as this batch will leave it, if loaded.
     fn get_mut(&mut self, room: &str, seq: u64) -> Option<&mut StoredMessage> {
         if let Some((_, new)) = self.rooms.get_mut(room) {

@@ -1,0 +1,612 @@
+//! Room moderation against a real mesh: bans (removal at once, kept out of joins, adds and
+//! reading, listed, lifted), who may ban whom, mutes (every kind of send refused and nothing
+//! stored, reading goes on, until a time, lifted), and topic, name and moderation changes
+//! as events in the room's one order (live, history, a `join since` replay, not unread),
+//! with the refusals of bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use chatmesh_client::{Http, RoomEvent};
+use chatmesh_protocol::service::Role;
+use common::*;
+use serde_json::{json, Value};
+
+/// `(status, error code)` of an HTTP answer.
+fn code(s: u16, v: &Value) -> (u16, Option<String>) {
+    (s, v["error"]["code"].as_str().map(str::to_owned))
+}
+
+fn refused(s: u16, v: &Value, status: u16, c: &str) {
+    assert_eq!(code(s, v), (status, Some(c.to_owned())), "{v}");
+}
+
+/// The `error` answering a request, with its message; anything else fails.
+#[track_caller]
+fn error_of(f: &ServerFrame) -> (ErrorCode, String) {
+    match f {
+        ServerFrame::Error { code, message, .. } => (*code, message.to_string()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+async fn ban(api: &Api, token: &str, room: &str, body: Value) -> Result<(u16, Value)> {
+    let path = format!("/v1/rooms/{room}/bans");
+    api.call("POST", &path, Some(token), Some(body)).await
+}
+
+async fn mute(api: &Api, token: &str, room: &str, body: Value) -> Result<(u16, Value)> {
+    let path = format!("/v1/rooms/{room}/mutes");
+    api.call("POST", &path, Some(token), Some(body)).await
+}
+
+async fn add(api: &Api, token: &str, room: &str, user: &str, role: &str) -> Result<(u16, Value)> {
+    let path = format!("/v1/rooms/{room}/members");
+    let body = json!({"user": user, "role": role});
+    api.call("POST", &path, Some(token), Some(body)).await
+}
+
+/// The room's messages over HTTP, oldest first (the latest 100).
+async fn history(api: &Api, token: &str, room: &str) -> Result<Vec<Message>> {
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("/v1/rooms/{room}/messages?limit=100"),
+            Some(token),
+            None,
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    Ok(http_page(&v).messages)
+}
+
+/// The caller's listing of `room` in `GET /v1/rooms`, if there is one.
+async fn listing(api: &Api, token: &str, room: &str) -> Result<Option<RoomListing>> {
+    let (_, v) = api.call("GET", "/v1/rooms", Some(token), None).await?;
+    let rooms = http_rooms(&v).unwrap_or_default();
+    Ok(rooms.into_iter().find(|r| r.room == room))
+}
+
+/// A ban removes the user at once (its live session gets `left` and `membership` null and
+/// no more of the room's messages), keeps it from joining, being added and reading the
+/// room's history (HTTP and WebSocket); owners and admins list the bans; an unban lets the
+/// user join again and does not re-add it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_removes_at_once_and_keeps_the_user_out_until_lifted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let cy = api.user("cy").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("hall").await?;
+    let mut banned = Client::login(&mesh.ws_url(), &bob).await?;
+    banned.join("hall").await?;
+    let mut watcher = Client::login(&mesh.ws_url(), &cy).await?;
+    watcher.join("hall").await?;
+    owner.post("hall", "a1", "before").await?;
+    banned.messages("hall", 1).await?;
+
+    let (s, v) = ban(
+        &api,
+        &ann,
+        "hall",
+        json!({"user": "bob", "reason": " spam "}),
+    )
+    .await?;
+    assert_eq!(s, 204, "{v}");
+    // The banned session is told, at once.
+    banned
+        .wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "hall"))
+        .await?;
+    banned
+        .wait_for(|f| matches!(f, ServerFrame::Membership { room, role: None } if room == "hall"))
+        .await?;
+    // The room learns it in its order: a message with the event, from the owner.
+    let ev = watcher.messages("hall", 2).await?.pop().unwrap_or_default();
+    assert_eq!(
+        ev.event,
+        Some(RoomEvent::Ban {
+            user: "bob".into(),
+            reason: Some("spam".into())
+        })
+    );
+    assert_eq!((ev.from.as_str(), ev.body.as_str()), ("ann", ""));
+    // No more of the room's messages for the banned session.
+    let after = owner.post("hall", "a2", "after the ban").await?;
+    let got = watcher.messages("hall", 1).await?;
+    assert_eq!(got[0].seq, after.seq);
+    let pong = banned.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }));
+    assert!(
+        !banned
+            .backlog
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Message(m) if m.seq >= ev.seq)),
+        "{:?}",
+        banned.backlog
+    );
+
+    // Kept out: join, re-add, history (both ways), the room list.
+    let f = banned.request(frame::join("hall")).await?;
+    assert_eq!(
+        error_of(&f),
+        (ErrorCode::Forbidden, "banned from this room".into())
+    );
+    let f = banned.request(frame::history("hall")).await?;
+    assert_eq!(error_of(&f).0, ErrorCode::Forbidden);
+    let (s, v) = api
+        .call("GET", "/v1/rooms/hall/messages", Some(&bob), None)
+        .await?;
+    refused(s, &v, 403, "forbidden");
+    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
+    refused(s, &v, 409, "conflict");
+    assert!(listing(&api, &bob, "hall").await?.is_none());
+
+    // The bans, for owners and admins only (the SDK's call).
+    let http = Http::new(&mesh.url())?;
+    let page = http.with_token(&ann).bans("hall", None, 10).await?;
+    assert_eq!(page.bans.len(), 1);
+    let b = &page.bans[0];
+    assert_eq!(
+        (b.user.as_str(), b.by.as_str(), b.reason.as_deref()),
+        ("bob", "ann", Some("spam"))
+    );
+    assert!(!page.more);
+    let (s, v) = api
+        .call("GET", "/v1/rooms/hall/bans", Some(&cy), None)
+        .await?;
+    refused(s, &v, 403, "forbidden");
+
+    // Lifted: not re-added, but may join again.
+    http.with_token(&ann).unban("hall", "bob").await?;
+    let lifted = watcher.messages("hall", 1).await?;
+    assert_eq!(
+        lifted[0].event,
+        Some(RoomEvent::Unban { user: "bob".into() })
+    );
+    assert!(listing(&api, &bob, "hall")
+        .await?
+        .is_some_and(|r| r.role.is_none()));
+    banned.join("hall").await?;
+    let mine = listing(&api, &bob, "hall").await?;
+    assert_eq!(mine.and_then(|r| r.role), Some(Role::Member));
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/bans/bob", Some(&ann), None)
+        .await?;
+    refused(s, &v, 404, "not_found");
+    Ok(())
+}
+
+/// Owner and admins ban, members do not; an admin bans neither the owner nor another admin;
+/// the owner bans an admin; nobody bans themselves; a user who is not a member can be
+/// banned ahead; a banned user does not see a private room anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_may_ban_whom() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let ad1 = api.user("ad1").await?;
+    let ad2 = api.user("ad2").await?;
+    let m1 = api.user("m1").await?;
+    api.user("m2").await?;
+    let eve = api.user("eve").await?;
+    api.room(&ann, "den", "private").await?;
+    for (u, role) in [
+        ("ad1", "admin"),
+        ("ad2", "admin"),
+        ("m1", "member"),
+        ("m2", "member"),
+    ] {
+        let (s, v) = add(&api, &ann, "den", u, role).await?;
+        assert_eq!(s, 204, "{v}");
+    }
+    let cases = [
+        (&m1, "m2", "a member"),
+        (&ad1, "ad2", "an admin banning an admin"),
+        (&ad1, "ann", "an admin banning the owner"),
+        (&ann, "ann", "the owner banning itself"),
+        (&ad1, "ad1", "an admin banning itself"),
+        (&eve, "m2", "an outsider"),
+    ];
+    for (token, user, what) in cases {
+        let (s, v) = ban(&api, token, "den", json!({ "user": user })).await?;
+        assert_eq!(code(s, &v), (403, Some("forbidden".into())), "{what}: {v}");
+    }
+    let (s, v) = ban(&api, &ad1, "den", json!({"user": "m1"})).await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = ban(&api, &ann, "den", json!({"user": "ad2"})).await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = ban(&api, &ann, "den", json!({"user": "ad2"})).await?;
+    refused(s, &v, 409, "conflict");
+    // Ahead of time: eve is no member.
+    let (s, v) = ban(&api, &ad1, "den", json!({"user": "eve"})).await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = add(&api, &ann, "den", "eve", "member").await?;
+    refused(s, &v, 409, "conflict");
+
+    // Banned from a private room: not listed, not joined, not read; the members are told.
+    for token in [&m1, &ad2, &eve] {
+        assert!(listing(&api, token, "den").await?.is_none());
+        let mut c = Client::login(&mesh.ws_url(), token).await?;
+        let f = c.request(frame::join("den")).await?;
+        assert_eq!(error_of(&f).0, ErrorCode::Forbidden);
+        let (s, _) = api
+            .call("GET", "/v1/rooms/den/messages", Some(token), None)
+            .await?;
+        assert_eq!(s, 403);
+    }
+    let (s, v) = api
+        .call("GET", "/v1/rooms/den/members", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = v["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["user"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["ad1", "ann", "m2"]);
+    let events: Vec<RoomEvent> = history(&api, &ann, "den")
+        .await?
+        .into_iter()
+        .filter_map(|m| m.event)
+        .collect();
+    let banned: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            RoomEvent::Ban { user, .. } => Some(user.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(banned, ["m1", "ad2", "eve"]);
+    // An admin pages the bans by name.
+    let (s, v) = api
+        .call("GET", "/v1/rooms/den/bans?limit=2", Some(&ad1), None)
+        .await?;
+    assert_eq!((s, &v["more"]), (200, &json!(true)), "{v}");
+    let (s, v) = api
+        .call(
+            "GET",
+            "/v1/rooms/den/bans?limit=2&after=eve",
+            Some(&ad1),
+            None,
+        )
+        .await?;
+    assert_eq!((s, &v["more"]), (200, &json!(false)), "{v}");
+    assert_eq!(v["bans"][0]["user"], "m1");
+    Ok(())
+}
+
+/// A muted member's sends of every kind are refused `forbidden` and not stored, while it
+/// still reads; the member list shows the mute; an unmute lifts it; a mute with `until`
+/// ends by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mute_refuses_every_send_until_lifted_or_over() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("hall").await?;
+    let mut muted = Client::login(&mesh.ws_url(), &bob).await?;
+    muted.join("hall").await?;
+    // Sent before: bob's access is cached as "may post" on the gateway.
+    let own = muted.post("hall", "b1", "mine").await?;
+    let other = owner.post("hall", "a1", "theirs").await?;
+
+    let (s, v) = mute(&api, &ann, "hall", json!({"user": "bob"})).await?;
+    assert_eq!(s, 204, "{v}");
+    let sends = [
+        frame::send("hall", "b2", "hello?"),
+        frame::edit("hall", "b3", own.seq, "edited"),
+        frame::delete("hall", "b4", own.seq),
+        frame::react("hall", "b5", other.seq, "👍", false),
+        frame::reply("hall", "b6", other.seq, "a reply"),
+    ];
+    for send in sends {
+        let f = muted.request(send.clone()).await?;
+        assert_eq!(
+            error_of(&f),
+            (ErrorCode::Forbidden, "muted in this room".into()),
+            "{send:?}"
+        );
+    }
+    // Nothing of it stored; the mute itself is the last message.
+    let msgs = history(&api, &ann, "hall").await?;
+    let last = msgs.last().cloned().unwrap_or_default();
+    assert_eq!(
+        last.event,
+        Some(RoomEvent::Mute {
+            user: "bob".into(),
+            until: None
+        })
+    );
+    assert_eq!(msgs.iter().filter(|m| m.from == "bob").count(), 1);
+    // Still reads.
+    let news = owner.post("hall", "a2", "news").await?;
+    let got = muted
+        .wait_for(|f| matches!(f, ServerFrame::Message(m) if m.seq == news.seq))
+        .await?;
+    assert!(matches!(got, ServerFrame::Message(_)));
+    // The member list shows it.
+    let (s, v) = api
+        .call("GET", "/v1/rooms/hall/members", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 200);
+    let entry = v["members"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["user"] == "bob").cloned())
+        .unwrap_or_default();
+    assert_eq!(entry["muted"], true, "{v}");
+    assert!(entry.get("muted_until").is_none(), "{entry}");
+    // Leaving and joining again is no way out.
+    muted.request(frame::leave("hall")).await?;
+    let (s, _) = api
+        .call("DELETE", "/v1/rooms/hall/members/bob", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 204);
+    muted.join("hall").await?;
+    let f = muted.request(frame::send("hall", "b7", "again")).await?;
+    assert_eq!(error_of(&f).0, ErrorCode::Forbidden);
+
+    // Unmuted: sends again.
+    let http = Http::new(&mesh.url())?.with_token(&ann);
+    http.unmute("hall", "bob").await?;
+    muted.post("hall", "b8", "back").await?;
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/mutes/bob", Some(&ann), None)
+        .await?;
+    refused(s, &v, 404, "not_found");
+
+    // For two seconds: refused, then accepted without anyone lifting it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    http.mute("hall", "bob", Some(now + 2)).await?;
+    let (s, v) = api
+        .call("GET", "/v1/rooms/hall/members", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200);
+    let entry = v["members"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["user"] == "bob").cloned())
+        .unwrap_or_default();
+    assert_eq!(entry["muted_until"], json!(now + 2), "{entry}");
+    let f = muted.request(frame::send("hall", "b9", "now?")).await?;
+    assert_eq!(error_of(&f).0, ErrorCode::Forbidden);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let f = muted
+            .request(frame::send("hall", &format!("c{n}"), "later"))
+            .await?;
+        if matches!(f, ServerFrame::Ack { .. }) {
+            break;
+        }
+        assert_eq!(error_of(&f).0, ErrorCode::Forbidden);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mute never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed_ok = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        >= now + 2;
+    assert!(elapsed_ok, "accepted before the mute's end");
+
+    // Refusals: a past or far `until`, a non-member, a member muting, the owner.
+    for until in [now.saturating_sub(10), now + 20 * 366 * 24 * 3600] {
+        let (s, v) = mute(&api, &ann, "hall", json!({"user": "bob", "until": until})).await?;
+        refused(s, &v, 400, "bad_request");
+    }
+    api.user("cy").await?;
+    let (s, v) = mute(&api, &ann, "hall", json!({"user": "cy"})).await?;
+    refused(s, &v, 404, "not_found");
+    let (s, v) = mute(&api, &bob, "hall", json!({"user": "ann"})).await?;
+    refused(s, &v, 403, "forbidden");
+    Ok(())
+}
+
+/// Topic and name changes, and moderation actions, are messages in the room's order: acked
+/// seqs in the `prev` chain, live, in history and in a `join since` replay (once each), not
+/// unread; the room list shows the latest topic and name; the `topic` frame still comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_and_name_changes_are_ordered_events() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let cy = api.user("cy").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("hall").await?;
+    let mut watcher = Client::login(&mesh.ws_url(), &cy).await?;
+    let start = watcher.join("hall").await?;
+
+    let m1 = owner.post("hall", "a1", "one").await?;
+    let (s, t) = api
+        .call(
+            "PATCH",
+            "/v1/rooms/hall",
+            Some(&ann),
+            Some(json!({"topic": "Plants"})),
+        )
+        .await?;
+    assert_eq!(s, 200, "{t}");
+    let http = Http::new(&mesh.url())?.with_token(&ann);
+    http.set_room_name("hall", Some("  The Hall ")).await?;
+    let m2 = owner.post("hall", "a2", "two").await?;
+    http.set_topic("hall", Some("Trees")).await?;
+
+    let live = watcher.messages("hall", 5).await?;
+    assert_chain(&live, start);
+    assert_eq!(live[0].seq, m1.seq);
+    assert_eq!(live[1].seq, t["seq"].as_u64().unwrap_or_default());
+    assert_eq!(live[1].event, Some(RoomEvent::Topic(Some("Plants".into()))));
+    assert_eq!(
+        live[2].event,
+        Some(RoomEvent::Name(Some("The Hall".into())))
+    );
+    assert_eq!(live[3].seq, m2.seq);
+    assert_eq!(live[4].event, Some(RoomEvent::Topic(Some("Trees".into()))));
+    for ev in [&live[1], &live[2], &live[4]] {
+        assert_eq!((ev.from.as_str(), ev.body.as_str()), ("ann", ""));
+    }
+    watcher
+        .wait_for(|f| matches!(f, ServerFrame::Topic { topic: Some(t), .. } if t == "Trees"))
+        .await?;
+
+    // History has them in place.
+    let stored = history(&api, &cy, "hall").await?;
+    let seqs: Vec<(u64, Option<RoomEvent>)> =
+        stored.iter().map(|m| (m.seq, m.event.clone())).collect();
+    let want: Vec<(u64, Option<RoomEvent>)> =
+        live.iter().map(|m| (m.seq, m.event.clone())).collect();
+    assert_eq!(seqs, want);
+    // A replay from `since` carries them once each, in order.
+    let mut late = Client::login(&mesh.ws_url(), &cy).await?;
+    let f = late.request(frame::join_since("hall", start)).await?;
+    joined(&f);
+    let replayed = late.messages("hall", 5).await?;
+    assert_eq!(
+        replayed.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        live.iter().map(|m| m.seq).collect::<Vec<_>>()
+    );
+    let pong = late.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }));
+    assert!(!late
+        .backlog
+        .iter()
+        .any(|f| matches!(f, ServerFrame::Message(_))));
+
+    // The room list: the latest topic and name; events are not unread.
+    let mine = listing(&api, &cy, "hall").await?.expect("cy's room");
+    assert_eq!(mine.topic.as_deref(), Some("Trees"));
+    assert_eq!(mine.name.as_deref(), Some("The Hall"));
+    assert_eq!(mine.unread, 2, "{mine:?}");
+    // Nobody edits, reacts or replies to an event.
+    for send in [
+        frame::edit("hall", "x1", live[1].seq, "no"),
+        frame::react("hall", "x2", live[1].seq, "👍", false),
+        frame::reply("hall", "x3", live[1].seq, "no"),
+    ] {
+        let f = owner.request(send).await?;
+        assert_eq!(error_of(&f).0, ErrorCode::BadRequest, "{f:?}");
+    }
+
+    // Cleared; bad names refused; members may not name the room.
+    http.set_room_name("hall", None).await?;
+    let cleared = watcher.messages("hall", 1).await?;
+    assert_eq!(cleared[0].event, Some(RoomEvent::Name(None)));
+    let mine = listing(&api, &cy, "hall").await?.expect("cy's room");
+    assert_eq!(mine.name, None);
+    for bad in [json!("x".repeat(65)), json!("two\nlines"), json!(7)] {
+        let (s, v) = api
+            .call(
+                "PATCH",
+                "/v1/rooms/hall",
+                Some(&ann),
+                Some(json!({ "name": bad })),
+            )
+            .await?;
+        refused(s, &v, 400, "bad_request");
+    }
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/rooms/hall",
+            Some(&ann),
+            Some(json!({"name": "a", "topic": "b"})),
+        )
+        .await?;
+    refused(s, &v, 400, "bad_request");
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/rooms/hall",
+            Some(&cy),
+            Some(json!({"name": "mine"})),
+        )
+        .await?;
+    refused(s, &v, 403, "forbidden");
+    Ok(())
+}
+
+/// Bad input: unknown users and rooms 404, bad names and fields 400, an oversize reason
+/// 400, a DM 403, the bound on bans per room 403, a bad page 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_moderation_requests_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.worker.max_bans_per_room = 2;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    for u in ["bob", "cy", "dee"] {
+        api.user(u).await?;
+    }
+    api.room(&ann, "hall", "public").await?;
+
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "nobody"})).await?;
+    refused(s, &v, 404, "not_found");
+    let (s, v) = ban(&api, &ann, "nowhere", json!({"user": "bob"})).await?;
+    refused(s, &v, 404, "not_found");
+    for body in [
+        json!({"user": "a.b"}),
+        json!({"user": "bob", "reason": "x".repeat(257)}),
+        json!({"user": "bob", "reason": "line\nbreak"}),
+        json!({"user": "bob", "why": "x"}),
+        json!({}),
+    ] {
+        let (s, v) = ban(&api, &ann, "hall", body.clone()).await?;
+        assert_eq!(
+            code(s, &v),
+            (400, Some("bad_request".into())),
+            "{body}: {v}"
+        );
+    }
+    let (s, v) = mute(&api, &ann, "hall", json!({"user": "bob", "until": "soon"})).await?;
+    refused(s, &v, 400, "bad_request");
+    for path in ["/v1/rooms/hall/bans/a.b", "/v1/rooms/hall/mutes/a.b"] {
+        let (s, v) = api.call("DELETE", path, Some(&ann), None).await?;
+        refused(s, &v, 400, "bad_request");
+    }
+    for q in ["limit=0", "limit=201", "limit=x", "after=a.b", "sort=x"] {
+        let (s, v) = api
+            .call("GET", &format!("/v1/rooms/hall/bans?{q}"), Some(&ann), None)
+            .await?;
+        assert_eq!(s, 400, "{q}: {v}");
+    }
+    let (s, _) = api.call("GET", "/v1/rooms/hall/bans", None, None).await?;
+    assert_eq!(s, 401);
+    // A DM has no admins.
+    let (_, dm) = api.call("POST", "/v1/dm/bob", Some(&ann), None).await?;
+    let room = dm["room"].as_str().unwrap_or_default().to_owned();
+    let (s, v) = ban(&api, &ann, &room, json!({"user": "bob"})).await?;
+    refused(s, &v, 403, "forbidden");
+    let (s, v) = mute(&api, &ann, &room, json!({"user": "bob"})).await?;
+    refused(s, &v, 403, "forbidden");
+    // At most two bans here.
+    for u in ["bob", "cy"] {
+        let (s, v) = ban(&api, &ann, "hall", json!({ "user": u })).await?;
+        assert_eq!(s, 204, "{v}");
+    }
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "dee"})).await?;
+    refused(s, &v, 403, "forbidden");
+    let (s, _) = api
+        .call("DELETE", "/v1/rooms/hall/bans/cy", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204);
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "dee"})).await?;
+    assert_eq!(s, 204, "{v}");
+    Ok(())
+}
