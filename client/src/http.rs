@@ -212,7 +212,7 @@ impl Http {
         Ok(res.bytes().await?.to_vec())
     }
 
-    async fn call_empty(
+    pub(crate) async fn call_empty(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -221,7 +221,7 @@ impl Http {
         self.send(method, path, body).await.map(drop)
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -230,7 +230,7 @@ impl Http {
         Ok(self.send(method, path, body).await?.json().await?)
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -6,6 +6,7 @@
 //! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
 //! error is logged where it happens and answered as `internal`.
 
+mod admin;
 mod auth;
 mod budget;
 mod dispatch;
@@ -79,6 +80,8 @@ struct Inner {
     rooms_list_public_per_owner: usize,
     max_rooms_per_user: u64,
     history_page_max_bytes: usize,
+    /// `[admin]` and the audit log's key source.
+    admin: admin::AdminState,
 }
 
 impl std::fmt::Debug for Service {
@@ -135,6 +138,7 @@ impl Service {
                 rooms_list_public_per_owner: cfg.rooms_list_public_per_owner,
                 max_rooms_per_user: cfg.max_rooms_per_user,
                 history_page_max_bytes: cfg.history_page_max_bytes,
+                admin: admin::AdminState::default(),
             }),
         })
     }
@@ -226,12 +230,18 @@ impl Service {
 impl Service {
     /// After a user's token generation moved: tell the gateways (they cache it).
     async fn user_changed(&self, user: &str, gen: u64) {
+        self.user_event(user, gen, false).await;
+    }
+
+    /// Publishes a user's token generation and whether it is disabled on `chat.user.<user>`.
+    async fn user_event(&self, user: &str, gen: u64, disabled: bool) {
         let Some(nats) = &self.inner.events else {
             return;
         };
         let event = UserEvent {
             user: user.to_owned(),
             gen,
+            disabled,
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = nats.publish(user_subject(user), body.into()).await {
