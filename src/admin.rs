@@ -24,8 +24,8 @@ pub struct AdminArgs {
     #[arg(long, env = "CHATMESH_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Log in as this user instead; the password comes from CHATMESH_PASSWORD.
-    #[arg(long, global = true)]
-    pub user: Option<String>,
+    #[arg(long = "user", value_name = "ADMIN", global = true)]
+    pub login: Option<String>,
     /// Print the API's JSON answers instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -45,9 +45,15 @@ pub enum AdminCommand {
         limit: u32,
     },
     /// Disable an account: login refused, every token revoked, its sessions closed.
-    Disable { user: String },
+    Disable {
+        #[arg(value_name = "USER")]
+        account: String,
+    },
     /// Enable a disabled account again (its user logs in again).
-    Enable { user: String },
+    Enable {
+        #[arg(value_name = "USER")]
+        account: String,
+    },
     /// Delete a room with its members, messages, search documents and cursors.
     DeleteRoom {
         room: String,
@@ -57,7 +63,8 @@ pub enum AdminCommand {
     },
     /// Export a user's data as JSON Lines.
     ExportUser {
-        user: String,
+        #[arg(value_name = "USER")]
+        account: String,
         /// Output file (default: stdout).
         #[arg(short, long)]
         out: Option<PathBuf>,
@@ -100,7 +107,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 say(&format!("… more: --after {}", last.user));
             }
         }
-        AdminCommand::Disable { user } | AdminCommand::Enable { user } => {
+        AdminCommand::Disable { account: user } | AdminCommand::Enable { account: user } => {
             let disable = matches!(args.command, AdminCommand::Disable { .. });
             let state = http
                 .admin_set_disabled(user, disable)
@@ -144,7 +151,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        AdminCommand::ExportUser { user, out } => {
+        AdminCommand::ExportUser { account: user, out } => {
             let summary = match out {
                 Some(path) => {
                     let file = std::fs::File::create(path)
@@ -187,10 +194,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The API with a token: `--token`/CHATMESH_TOKEN, or a login as `--user`.
+/// The API with a token: `--token`/CHATMESH_TOKEN, or a login as `--user`. (Arguments
+/// named like a global option would take its value: the accounts acted on are `account`.)
 async fn connect(args: &AdminArgs) -> anyhow::Result<Http> {
     let http = Http::new(&args.url).with_context(|| format!("the URL {:?}", args.url))?;
-    let token = match (&args.user, &args.token) {
+    let token = match (&args.login, &args.token) {
         (Some(user), _) => {
             let password = std::env::var("CHATMESH_PASSWORD")
                 .context("set CHATMESH_PASSWORD to log in as --user (or give a token)")?;
