@@ -347,3 +347,58 @@ pub async fn run(mut retention: Retention, shutdown: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chatmesh_protocol::admin::AuditEntry;
+
+    use super::*;
+    use crate::model::admin::{audit_all, audit_key};
+
+    fn entry(ts: u64) -> AuditEntry {
+        AuditEntry {
+            id: String::new(),
+            ts,
+            actor: "root".into(),
+            action: "disable".into(),
+            target: "bob".into(),
+            outcome: "ok".into(),
+            ip: "127.0.0.1".into(),
+            detail: String::new(),
+        }
+    }
+
+    /// Audit entries older than the retention go, younger ones stay; at most once a minute.
+    #[tokio::test]
+    async fn old_audit_entries_are_deleted_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::WorkerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..crate::WorkerConfig::default()
+        };
+        let model = Model::new(crate::open_store(&cfg).await.unwrap());
+        let day = 86_400_000u64;
+        let now = 400 * day;
+        let mut batch = WriteBatch::new();
+        for (n, age_days) in [400u64, 31, 29, 1].into_iter().enumerate() {
+            let ts = now - age_days * day;
+            Model::put_audit(&mut batch, audit_key(ts, 1, n as u64), &entry(ts));
+        }
+        model.write(batch).await.unwrap();
+        let mut r = Retention::new(model.clone(), None, RetentionConfig::default()).with_audit(30);
+        assert_eq!(r.trim_audit(now).await.unwrap(), 2);
+        let (left, _) = model.audit(audit_all(), 10).await.unwrap();
+        let ages: Vec<u64> = left.iter().map(|e| (now - e.ts) / day).collect();
+        assert_eq!(ages, [1, 29], "newest first, the old ones gone");
+        // Within the minute nothing is looked at; a day later the 29-day-old entry goes.
+        assert_eq!(r.trim_audit(now + 1_000).await.unwrap(), 0);
+        assert_eq!(r.trim_audit(now + 61_000 + day).await.unwrap(), 1);
+        let kept = Retention::new(model.clone(), None, RetentionConfig::default());
+        let mut kept = kept.with_audit(0);
+        assert_eq!(
+            kept.trim_audit(now * 2).await.unwrap(),
+            0,
+            "0 keeps for ever"
+        );
+    }
+}
