@@ -6,6 +6,7 @@ use std::path::Path;
 
 use chatmesh_files::FilesConfig;
 use chatmesh_gateway::GatewayConfig;
+use chatmesh_protocol::admin::AdminConfig;
 use chatmesh_protocol::MeshConfig;
 use chatmesh_workers::ownership::OwnershipMode;
 use chatmesh_workers::push::PushConfig;
@@ -29,6 +30,8 @@ pub struct Config {
     pub log: LogConfig,
     /// OpenTelemetry traces over OTLP/HTTP; off by default.
     pub trace: TraceConfig,
+    /// The server admins (admin API, `chatmesh admin`) and the audit log's retention.
+    pub admin: AdminConfig,
 }
 
 /// How a process writes its log (to stderr).
@@ -136,6 +139,7 @@ impl Config {
         let mut out = self.mesh.problems();
         out.extend(self.files.problems());
         out.extend(self.trace.problems());
+        out.extend(self.admin.problems());
         if matches!(role, Role::Gateway | Role::Both) {
             out.extend(self.gateway.problems());
         }

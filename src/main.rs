@@ -48,6 +48,9 @@ enum Command {
     /// A terminal client: interactive on a terminal; over a pipe each line is a message to
     /// the first --room (exits once all are acked).
     Chat(chatmesh::chat::ChatArgs),
+    /// The admin API of a running gateway (server admins of `[admin] users` only): list
+    /// accounts, disable or enable one, delete a room, export a user, read the audit log.
+    Admin(chatmesh::admin::AdminArgs),
     /// One gateway against the NATS servers of `mesh.nats_urls`.
     Gateway,
     /// One worker against the NATS servers of `mesh.nats_urls`.
@@ -100,7 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The terminal client's screen is for the chat: only warnings and errors by default.
     let default_filter = match cli.command {
-        Command::Chat(_) => "warn",
+        Command::Chat(_) | Command::Admin(_) => "warn",
         _ => "info,async_nats=warn",
     };
     let mut config = match Config::load(cli.config.as_deref()) {
@@ -131,7 +134,9 @@ fn main() -> ExitCode {
         };
     }
     let role = match cli.command {
-        Command::Up { .. } | Command::NatsAuth { .. } | Command::Chat(_) => None,
+        Command::Up { .. } | Command::NatsAuth { .. } | Command::Chat(_) | Command::Admin(_) => {
+            None
+        }
         Command::Gateway => Some(Role::Gateway),
         Command::Worker { .. }
         | Command::Notifier
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
                 nats_threads,
             } => commands::up(config, data, listen, nats_port, nats_threads).await,
             Command::Chat(args) => chatmesh::chat::run(args).await,
+            Command::Admin(args) => chatmesh::admin::run(args).await,
             Command::Gateway => commands::gateway(config).await,
             Command::Worker { .. } => commands::worker(config).await,
             Command::Notifier => commands::notifier(config).await,

@@ -121,6 +121,7 @@ impl GatewayHandle {
         )
         .await
         .context("starting the gateway")?;
+        state.set_admin(cfg.admin.clone());
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_gateway::serve(
             listener,
@@ -181,7 +182,11 @@ impl WorkerHandle {
             ),
             false => None,
         };
-        let extras = chatmesh_workers::Extras { files, push };
+        let extras = chatmesh_workers::Extras {
+            files,
+            push,
+            admin: cfg.admin.clone(),
+        };
         let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_workers::run(
             cfg.worker.clone(),

@@ -29,6 +29,9 @@ pub enum Error {
     /// A base URL that is not `http://` or `https://`.
     #[error("invalid base URL {0:?}")]
     Url(String),
+    /// Writing what the server sent (an export) failed.
+    #[error("writing the output failed")]
+    Io(#[source] std::io::Error),
 }
 
 impl Error {

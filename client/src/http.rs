@@ -230,7 +230,7 @@ impl Http {
         Ok(self.send(method, path, body).await?.json().await?)
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,

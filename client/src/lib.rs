@@ -30,6 +30,7 @@
 //!
 //! Runnable examples: `cargo run -p chatmesh-client --example echo_bot -- http://127.0.0.1:8080`.
 
+mod admin;
 mod client;
 mod driver;
 mod error;
@@ -37,6 +38,10 @@ mod event;
 mod http;
 mod moderation;
 
+pub use admin::ExportSummary;
+pub use chatmesh_protocol::admin::{
+    AccountInfo, AccountState, AuditEntry, AuditPage, DeleteProgress, UserPage,
+};
 pub use chatmesh_protocol::backoff::Backoff;
 pub use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
 pub use chatmesh_protocol::message::{Change, Edited, Message};

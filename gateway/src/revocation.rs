@@ -8,13 +8,18 @@
 //! user's sessions authenticated with an older token (4001). A lost event leaves a revoked
 //! token usable for at most the cache TTL. External issuers' tokens have no generation and
 //! are never revoked here (revoke them at the issuer).
+//!
+//! An account a server admin disabled (admin API) is refused whatever its token: the
+//! cached answer carries the flag, the disable's event closes every session of the user.
+//! Users of an external issuer have no account record here, so they are disabled at the
+//! issuer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chatmesh_protocol::frames::error_frame;
-use chatmesh_protocol::service::{GetUserGen, UserRequest};
+use chatmesh_protocol::service::{GetUserGen, UserGen, UserRequest};
 use chatmesh_protocol::{ApiError, ErrorCode};
 use moka::future::Cache;
 
@@ -29,7 +34,7 @@ type Tracked = (u64, Option<u64>, Weak<SessionLink>);
 /// Cached generations and the sessions that would close on a bump.
 #[derive(Debug)]
 pub struct Revocation {
-    gens: Cache<Arc<str>, u64>,
+    gens: Cache<Arc<str>, UserGen>,
     services: Services,
     sessions: Mutex<HashMap<Arc<str>, Vec<Tracked>>>,
 }
@@ -37,6 +42,11 @@ pub struct Revocation {
 /// The error a revoked token gets.
 pub fn revoked() -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, "invalid or expired token")
+}
+
+/// The error every token of a disabled account gets.
+pub fn account_disabled() -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, "this account is disabled")
 }
 
 impl Revocation {
@@ -53,28 +63,29 @@ impl Revocation {
 
     /// `unauthorized` if the token was revoked; `unavailable` if no worker can tell.
     pub async fn check(&self, id: &Identity) -> Result<(), ApiError> {
+        let current = self.current(&id.user).await?;
+        if current.disabled {
+            metrics::counter!("chatmesh_revoked_tokens_total").increment(1);
+            return Err(account_disabled());
+        }
         let Some(gen) = id.gen else {
             return Ok(());
         };
-        let current = self.current(&id.user).await?;
-        if gen < current {
+        if gen < current.gen {
             metrics::counter!("chatmesh_revoked_tokens_total").increment(1);
             return Err(revoked());
         }
         Ok(())
     }
 
-    async fn current(&self, user: &str) -> Result<u64, ApiError> {
+    async fn current(&self, user: &str) -> Result<UserGen, ApiError> {
         let services = self.services.clone();
         let req = UserRequest {
             user: user.to_owned(),
         };
         self.gens
             .try_get_with(Arc::from(user), async move {
-                services
-                    .ask::<GetUserGen>(&req.user, &req)
-                    .await
-                    .map(|g| g.gen)
+                services.ask::<GetUserGen>(&req.user, &req).await
             })
             .await
             .map_err(|e| (*e).clone())
@@ -112,7 +123,15 @@ impl Revocation {
 
     /// `user`'s generation is now `gen`: cache it and close sessions of older tokens.
     pub async fn bumped(&self, user: &str, gen: u64) {
-        self.gens.insert(Arc::from(user), gen).await;
+        self.changed(user, gen, false).await;
+    }
+
+    /// `user`'s generation is now `gen` and its account `disabled` or not: cache it and
+    /// close the sessions of older tokens (of every token, when disabled).
+    pub async fn changed(&self, user: &str, gen: u64, disabled: bool) {
+        self.gens
+            .insert(Arc::from(user), UserGen { gen, disabled })
+            .await;
         let closing: Vec<Arc<SessionLink>> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let Some(list) = sessions.get_mut(user) else {
@@ -120,7 +139,7 @@ impl Revocation {
             };
             let mut closing = Vec::new();
             list.retain(|(_, g, link)| {
-                if g.is_none_or(|g| g >= gen) {
+                if !disabled && g.is_none_or(|g| g >= gen) {
                     return true;
                 }
                 closing.extend(link.upgrade());
@@ -131,8 +150,13 @@ impl Revocation {
             }
             closing
         };
+        let error = if disabled {
+            account_disabled()
+        } else {
+            revoked()
+        };
         for link in closing {
-            link.offer(Out::Frame(error_frame(&None, &revoked()).into()));
+            link.offer(Out::Frame(error_frame(&None, &error).into()));
             link.close(4001, "token revoked");
         }
     }

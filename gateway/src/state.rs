@@ -61,6 +61,8 @@ pub struct AppState {
     pub next_session: AtomicU64,
     /// Shared files (`[files]`); `None`: their endpoints answer `unavailable`.
     pub files: Option<crate::files::GatewayFiles>,
+    /// `[admin]`, set once at start ([`AppState::set_admin`]); unset: nobody is an admin.
+    admin: std::sync::OnceLock<chatmesh_protocol::admin::AdminConfig>,
 }
 
 impl AppState {
@@ -127,6 +129,7 @@ impl AppState {
             admission: Admission::new(cfg_inflight, Duration::from_millis(cfg_admission)),
             next_session: AtomicU64::new(1),
             files,
+            admin: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&state);
         crate::access::spawn_member_listener(
@@ -204,6 +207,19 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Sets `[admin]`: who may call the admin API (the workers check it again). Once; later
+    /// calls are ignored.
+    pub fn set_admin(&self, cfg: chatmesh_protocol::admin::AdminConfig) {
+        let _ = self.admin.set(cfg);
+    }
+
+    /// Is `user` a server admin (`[admin] users`)?
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admin.get().is_some_and(|a| a.is_admin(user))
+    }
+}
+
 /// A random id for this gateway process.
 fn rand_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -233,7 +249,12 @@ async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
             match serde_json::from_slice::<UserEvent>(&msg.payload) {
-                Ok(ev) => state.revocation.bumped(&ev.user, ev.gen).await,
+                Ok(ev) => {
+                    state
+                        .revocation
+                        .changed(&ev.user, ev.gen, ev.disabled)
+                        .await
+                }
                 Err(_) => tracing::warn!(subject = %msg.subject, "malformed user event"),
             }
         }

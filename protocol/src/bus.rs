@@ -128,7 +128,8 @@ fn worker() -> Permissions {
     // `STREAM.MSG.GET`: a room's last seq from the stream's leader, so history can wait
     // for the store to hold every acked message (a direct get may come from a replica).
     // `STREAM.MSG.DELETE`: a deleted message (edits and deletes) is erased from the stream
-    // once the store holds its tombstone.
+    // once the store holds its tombstone. `STREAM.PURGE`: a room an admin deleted is purged
+    // (its subject only).
     publish.extend(js_api(
         &[
             "STREAM.INFO",
@@ -136,6 +137,7 @@ fn worker() -> Permissions {
             "STREAM.UPDATE",
             "STREAM.MSG.GET",
             "STREAM.MSG.DELETE",
+            "STREAM.PURGE",
         ],
         STREAM,
     ));

@@ -6,6 +6,7 @@
 //! Nothing here does I/O; every other crate depends on this one, so it stays small and fast to
 //! build.
 
+pub mod admin;
 pub mod backoff;
 pub mod bus;
 pub mod config;

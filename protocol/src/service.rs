@@ -57,6 +57,7 @@ macro_rules! op {
         }
     };
 }
+pub(crate) use op;
 
 /// Kind of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +107,9 @@ pub struct UserRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserGen {
     pub gen: u64,
+    /// The account was disabled by a server admin: every token of it is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// A user's token generation moved (`logout_all`), published on `chat.user.<user>`.
@@ -113,6 +117,9 @@ pub struct UserGen {
 pub struct UserEvent {
     pub user: String,
     pub gen: u64,
+    /// Set when the account was disabled (admin API).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

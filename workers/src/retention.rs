@@ -11,6 +11,9 @@
 //! reaction and thread records go with it (a thread whose root is trimmed keeps its
 //! remaining replies). Age is judged by the gateway's `ts`
 //! in seq order: deletion stops at the first message that is young enough.
+//!
+//! The same sweep deletes audit entries older than `[admin] audit_retention_days`
+//! ([`Retention::with_audit`]), once a minute, whether message retention is on or not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,7 +125,13 @@ pub struct Retention {
     cfg: RetentionConfig,
     resume: Vec<u8>,
     search: Option<crate::search::Indexes>,
+    /// Audit entries are kept this long, ms (0: for ever); trimmed at most once a minute.
+    audit_keep_ms: u64,
+    audit_trimmed_at: u64,
 }
+
+/// How often audit entries past their retention are deleted, ms.
+const AUDIT_TRIM_EVERY_MS: u64 = 60_000;
 
 /// How many of the oldest messages are read at once while deleting.
 const READ_PAGE: usize = 256;
@@ -137,7 +146,29 @@ impl Retention {
             cfg,
             resume,
             search: None,
+            audit_keep_ms: 0,
+            audit_trimmed_at: 0,
         }
+    }
+
+    /// Also deletes audit entries older than `days` (0: keeps them for ever).
+    pub fn with_audit(mut self, days: u64) -> Self {
+        self.audit_keep_ms = days.saturating_mul(86_400_000);
+        self
+    }
+
+    /// Deletes the audit entries past their retention, if a minute went by since the last
+    /// time; answers how many.
+    pub async fn trim_audit(&mut self, now_ms: u64) -> Result<u64, StoreError> {
+        if self.audit_keep_ms == 0
+            || now_ms.saturating_sub(self.audit_trimmed_at) < AUDIT_TRIM_EVERY_MS
+        {
+            return Ok(0);
+        }
+        self.audit_trimmed_at = now_ms;
+        let cut = now_ms.saturating_sub(self.audit_keep_ms);
+        let range = crate::model::admin::audit_before(cut);
+        self.model.store().delete_range(range).await
     }
 
     /// Also removes what it deletes from the search indexes.
@@ -279,11 +310,26 @@ fn now_ms() -> u64 {
 /// Runs retention steps until `shutdown`: back to back while a step finds work, else one
 /// step per `interval_ms`.
 pub async fn run(mut retention: Retention, shutdown: CancellationToken) {
-    if !retention.cfg.enabled() {
+    let messages = retention.cfg.enabled();
+    if !messages && retention.audit_keep_ms == 0 {
         return;
     }
     let interval = Duration::from_millis(retention.cfg.interval_ms);
     loop {
+        match retention.trim_audit(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => debug!(deleted = n, "retention deleted old audit entries"),
+            Err(e) => {
+                warn!(error = %chatmesh_protocol::error::Chain(&e), "deleting old audit entries failed")
+            }
+        }
+        if !messages {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            continue;
+        }
         let busy = match retention.step(now_ms()).await {
             Ok(r) => {
                 metrics::counter!(crate::metrics::RETENTION_DELETED).increment(r.deleted);
@@ -299,5 +345,60 @@ pub async fn run(mut retention: Retention, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatmesh_protocol::admin::AuditEntry;
+
+    use super::*;
+    use crate::model::admin::{audit_all, audit_key};
+
+    fn entry(ts: u64) -> AuditEntry {
+        AuditEntry {
+            id: String::new(),
+            ts,
+            actor: "root".into(),
+            action: "disable".into(),
+            target: "bob".into(),
+            outcome: "ok".into(),
+            ip: "127.0.0.1".into(),
+            detail: String::new(),
+        }
+    }
+
+    /// Audit entries older than the retention go, younger ones stay; at most once a minute.
+    #[tokio::test]
+    async fn old_audit_entries_are_deleted_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::WorkerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..crate::WorkerConfig::default()
+        };
+        let model = Model::new(crate::open_store(&cfg).await.unwrap());
+        let day = 86_400_000u64;
+        let now = 400 * day;
+        let mut batch = WriteBatch::new();
+        for (n, age_days) in [400u64, 31, 29, 1].into_iter().enumerate() {
+            let ts = now - age_days * day;
+            Model::put_audit(&mut batch, audit_key(ts, 1, n as u64), &entry(ts));
+        }
+        model.write(batch).await.unwrap();
+        let mut r = Retention::new(model.clone(), None, RetentionConfig::default()).with_audit(30);
+        assert_eq!(r.trim_audit(now).await.unwrap(), 2);
+        let (left, _) = model.audit(audit_all(), 10).await.unwrap();
+        let ages: Vec<u64> = left.iter().map(|e| (now - e.ts) / day).collect();
+        assert_eq!(ages, [1, 29], "newest first, the old ones gone");
+        // Within the minute nothing is looked at; a day later the 29-day-old entry goes.
+        assert_eq!(r.trim_audit(now + 1_000).await.unwrap(), 0);
+        assert_eq!(r.trim_audit(now + 61_000 + day).await.unwrap(), 1);
+        let kept = Retention::new(model.clone(), None, RetentionConfig::default());
+        let mut kept = kept.with_audit(0);
+        assert_eq!(
+            kept.trim_audit(now * 2).await.unwrap(),
+            0,
+            "0 keeps for ever"
+        );
     }
 }

@@ -67,7 +67,10 @@ impl Worker {
         store: Store,
         files: Option<crate::service::Files>,
     ) -> Result<Worker, WorkerError> {
-        let extras = Extras { files, push: None };
+        let extras = Extras {
+            files,
+            ..Extras::default()
+        };
         Self::start_with(cfg, mesh, nats, store, extras).await
     }
 
@@ -80,9 +83,10 @@ impl Worker {
         store: Store,
         extras: Extras,
     ) -> Result<Worker, WorkerError> {
-        let Extras { files, push } = extras;
+        let Extras { files, push, admin } = extras;
         let mut problems = cfg.problems();
         problems.extend(mesh.problems());
+        problems.extend(admin.problems());
         if !problems.is_empty() {
             return Err(WorkerError::Config(problems));
         }
@@ -122,6 +126,8 @@ impl Worker {
         if let Some(search) = &search {
             service.enable_search(search.clone());
         }
+        let audit_days = admin.audit_retention_days;
+        service.enable_admin(admin);
         service.follow_stream(StreamTail {
             stream: stream.clone(),
             progress: progress.clone(),
@@ -133,7 +139,8 @@ impl Worker {
             Some(caches.clone()),
             cfg.retention.clone(),
         )
-        .with_search(search.clone());
+        .with_search(search.clone())
+        .with_audit(audit_days);
         let writer = Writer {
             model,
             caches,
@@ -315,6 +322,9 @@ pub struct Extras {
     pub files: Option<crate::service::Files>,
     /// The push notifier and the push operations.
     pub push: Option<crate::push::Push>,
+    /// `[admin]`: the server admins (the admin operations check them) and the audit log's
+    /// retention. The default has no admin.
+    pub admin: chatmesh_protocol::admin::AdminConfig,
 }
 
 /// Runs a worker (with `extras`) until `shutdown` resolves (or a partition task fails),

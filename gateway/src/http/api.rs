@@ -83,6 +83,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::GET, ["rooms", room, "files", id, "info"]) => {
             files::download(state, req, room, id, Part::Info).await
         }
+        (_, ["admin", ..]) => return super::admin::handle(state, req, &seg[1..]).await,
         (
             _,
             ["auth", _]
@@ -141,6 +142,11 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
         Err(e) if e.code == ErrorCode::Unauthorized => {
             state.throttle.login_failed(ip, &creds.username).await;
             return Err(unauthorized().into());
+        }
+        // The right password for an account a server admin disabled (admin API).
+        Err(e) if e.code == ErrorCode::Forbidden => {
+            state.throttle.login_succeeded(ip, &creds.username).await;
+            return Err(e.into());
         }
         Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::RateLimited) => {
             password_queue_full(&e);

@@ -3,6 +3,7 @@
 //! Each connection's own life (TLS, deadlines) is in `conn`; the caps are in `limits`.
 
 mod account;
+mod admin;
 mod api;
 mod conn;
 mod files;

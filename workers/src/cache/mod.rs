@@ -189,6 +189,13 @@ impl Caches {
         self.pages.invalidate(room).await;
     }
 
+    /// Admin API only: `room` was deleted (its record, stats and messages are gone).
+    pub(crate) async fn room_deleted(&self, room: &str) {
+        self.rooms.invalidate(room).await;
+        self.stats.invalidate(room).await;
+        self.pages.invalidate(room).await;
+    }
+
     /// Store writer only: after a failed commit, forget every stat and page (the store may
     /// hold more than they say).
     pub(crate) fn reset_written(&self) {

@@ -33,6 +33,8 @@
 //! | bans of a room | `W h16(room) room` | be64(count) |
 //! | mute | `i h16(room) room 00 user` | [`MuteRecord`](super::records::MuteRecord) |
 //! | room display name | `z h16(room) room` | the name, UTF-8 (absent: none) |
+//! | audit entry | `Z be64(u64::MAX - ts) be64(node) be64(n)` | [`AuditEntry`](chatmesh_protocol::admin::AuditEntry) (`super::admin`) |
+//! | room being deleted | `D h16(room) room` | [`RoomDeletion`](super::admin::RoomDeletion) (`super::admin`) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -74,7 +76,7 @@ pub fn hash16(name: &str) -> [u8; 2] {
     [h[0], h[1]]
 }
 
-fn named(tag: u8, name: &str, extra: usize) -> Vec<u8> {
+pub(super) fn named(tag: u8, name: &str, extra: usize) -> Vec<u8> {
     let mut k = Vec::with_capacity(3 + name.len() + extra);
     k.push(tag);
     k.extend_from_slice(&hash16(name));
@@ -82,7 +84,7 @@ fn named(tag: u8, name: &str, extra: usize) -> Vec<u8> {
     k
 }
 
-fn pair_prefix(tag: u8, a: &str, extra: usize) -> Vec<u8> {
+pub(super) fn pair_prefix(tag: u8, a: &str, extra: usize) -> Vec<u8> {
     let mut k = named(tag, a, 1 + extra);
     k.push(0);
     k
@@ -107,7 +109,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
-fn prefix_range(prefix: Vec<u8>) -> Range<Vec<u8>> {
+pub(super) fn prefix_range(prefix: Vec<u8>) -> Range<Vec<u8>> {
     let end = prefix_end(&prefix);
     prefix..end
 }

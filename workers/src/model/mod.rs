@@ -5,6 +5,7 @@
 //! marks, mentions, reactions and threads, bans, mutes and room names. No rules live here (who may do what is the service
 //! layer's job) and no caching (the cache wraps the model, not the backends).
 
+pub mod admin;
 mod files;
 pub mod keys;
 mod mentions;

@@ -282,6 +282,9 @@ pub struct UserRecord {
     /// Shown instead of the user name where set ([`chatmesh_protocol::text`] checks it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// Disabled by a server admin: login refused, every token refused (admin API).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// A registered push target; its user and id are in the key.

@@ -52,6 +52,7 @@ impl Service {
             created: now_ms(),
             gen: 0,
             display_name: None,
+            disabled: false,
         };
         Model::put_user(&mut batch, &req.username, &rec);
         self.model().write(batch).await?;
@@ -71,8 +72,13 @@ impl Service {
         }
         let record = self.model().user(&req.username).await?;
         let gen = record.as_ref().map_or(0, |u| u.gen);
+        let disabled = record.as_ref().is_some_and(|u| u.disabled);
         let hash = record.map(|u| u.hash);
         if self.inner.passwords.verify(req.password, hash).await? {
+            // Said only to whoever knows the password: nobody else learns the account's state.
+            if disabled {
+                return Err(super::admin::account_disabled());
+            }
             Ok(LoginInfo {
                 user: req.username,
                 gen,
@@ -85,8 +91,11 @@ impl Service {
     /// The user's token generation (0 without a record: external issuers' users).
     pub async fn user_gen(&self, req: UserRequest) -> Result<UserGen, ApiError> {
         valid("user name", &req.user)?;
-        let gen = self.model().user(&req.user).await?.map_or(0, |u| u.gen);
-        Ok(UserGen { gen })
+        let rec = self.model().user(&req.user).await?;
+        Ok(UserGen {
+            gen: rec.as_ref().map_or(0, |u| u.gen),
+            disabled: rec.is_some_and(|u| u.disabled),
+        })
     }
 
     /// Revokes every token issued to the user so far ("log out everywhere").
@@ -104,7 +113,10 @@ impl Service {
             rec.gen
         };
         self.user_changed(&req.user, gen).await;
-        Ok(UserGen { gen })
+        Ok(UserGen {
+            gen,
+            disabled: false,
+        })
     }
 }
 

@@ -142,6 +142,10 @@ impl Service {
     /// Runs operation `op` on a JSON request and returns the JSON [`Reply`] and the outcome
     /// (`ok` or an error code). A request that does not parse gets `bad_request`.
     pub async fn dispatch(&self, op: &str, payload: &[u8]) -> (Vec<u8>, &'static str) {
+        // The admin API's operations (`admin_*`) are routed in `admin/mod.rs`.
+        if let Some(answer) = self.dispatch_admin(op, payload).await {
+            return answer;
+        }
         match op {
             ops::Register::NAME => call::<ops::Register, _>(payload, |r| self.register(r)).await,
             ops::Login::NAME => call::<ops::Login, _>(payload, |r| self.login(r)).await,
@@ -241,7 +245,7 @@ impl Service {
     }
 }
 
-async fn call<O: Op, Fut>(
+pub(super) async fn call<O: Op, Fut>(
     payload: &[u8],
     run: impl FnOnce(O::Request) -> Fut,
 ) -> (Vec<u8>, &'static str)

@@ -6,6 +6,7 @@
 //! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
 //! error is logged where it happens and answered as `internal`.
 
+mod admin;
 mod auth;
 mod budget;
 mod dispatch;
@@ -81,6 +82,8 @@ struct Inner {
     max_rooms_per_user: u64,
     max_bans_per_room: u64,
     history_page_max_bytes: usize,
+    /// `[admin]` and the audit log's key source.
+    admin: admin::AdminState,
 }
 
 impl std::fmt::Debug for Service {
@@ -138,6 +141,7 @@ impl Service {
                 max_rooms_per_user: cfg.max_rooms_per_user,
                 max_bans_per_room: cfg.max_bans_per_room,
                 history_page_max_bytes: cfg.history_page_max_bytes,
+                admin: admin::AdminState::default(),
             }),
         })
     }
@@ -236,12 +240,18 @@ impl Service {
 impl Service {
     /// After a user's token generation moved: tell the gateways (they cache it).
     async fn user_changed(&self, user: &str, gen: u64) {
+        self.user_event(user, gen, false).await;
+    }
+
+    /// Publishes a user's token generation and whether it is disabled on `chat.user.<user>`.
+    async fn user_event(&self, user: &str, gen: u64, disabled: bool) {
         let Some(nats) = &self.inner.events else {
             return;
         };
         let event = UserEvent {
             user: user.to_owned(),
             gen,
+            disabled,
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = nats.publish(user_subject(user), body.into()).await {

@@ -97,6 +97,9 @@ impl Service {
             rec.gen
         };
         self.user_changed(&req.user, gen).await;
-        Ok(UserGen { gen })
+        Ok(UserGen {
+            gen,
+            disabled: false,
+        })
     }
 }

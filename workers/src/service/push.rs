@@ -285,7 +285,7 @@ pub(crate) fn subscription_keys(keys: &WebPushKeys) -> Result<(PublicKey, Auth),
     Ok((public, Auth::from(auth)))
 }
 
-fn info(id: String, rec: &PushTargetRecord) -> TargetInfo {
+pub(super) fn info(id: String, rec: &PushTargetRecord) -> TargetInfo {
     let address = rec.target.address();
     let label = match rec.target.kind() {
         TargetKind::WebPush => origin(address).to_owned(),

@@ -48,6 +48,11 @@ impl Service {
             if self.model().room(&req.room).await?.is_some() {
                 return Err(ApiError::conflict("room already exists"));
             }
+            if self.model().deletion(&req.room).await?.is_some() {
+                return Err(ApiError::conflict(
+                    "a room of this name is being deleted; retry when it is done",
+                ));
+            }
             let created = self.model().rooms_created(&req.actor).await?;
             let cap = self.inner.max_rooms_per_user;
             if created >= cap {

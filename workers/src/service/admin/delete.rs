@@ -1,0 +1,284 @@
+//! Deleting a room online, one bounded step per request (the gateway repeats the request
+//! until `done`). The first step removes the room's record, directory entry and topic and
+//! writes a marker (`W`, `crate::model::admin`) that says how far the deletion got, so
+//! that a repeat goes on where the last step stopped (on any worker, after any restart) and
+//! nobody creates the name again meanwhile (`room_create` answers `conflict`). Then, in
+//! order:
+//! 1. members, [`MEMBERS_PAGE`] per step: member records, their mirrors, the members' read
+//!    and thread cursors; each is told as for a removal (`chat.mem.<room>`: gateways send
+//!    `membership {role: null}` and `left`, and stop the member's sends);
+//! 2. the stream: the room's subject is purged from stream `CHAT` (resume and the live
+//!    path find nothing of it any more);
+//! 3. messages in the store, [`MESSAGES_PAGE`] per step, with their mention, reply and
+//!    file-reference records and their search documents; then the room's reaction and
+//!    thread records (one range each);
+//! 4. read cursors of former members: a scan of every cursor of the store,
+//!    [`CURSORS_PAGE`] keys per step (cursors are keyed by user, so this is the one phase
+//!    whose cost grows with the store, not the room);
+//! 5. the room's stats, the caches, the marker: the name is free.
+//!
+//! The room's files lose their references and are deleted by the files sweeper (a file of
+//! a room that no longer exists, or that nothing carries). A message a gateway accepted in
+//! the instant before its sender was told (phase 1) may be stored after phase 3 read the
+//! room: phase 5 looks again and goes back to phase 3 if it finds one.
+
+use chatmesh_protocol::admin::{DeleteProgress, DeleteRoomRequest};
+use chatmesh_protocol::message::now_ms;
+use chatmesh_protocol::subjects::in_subject;
+use chatmesh_protocol::ApiError;
+use tracing::{info, warn};
+
+use super::{valid, Act, Service};
+use crate::model::admin::{deleting, DeletePhase, RoomDeletion};
+use crate::model::{keys, records, Model, StoredMessage};
+use crate::service::LOCK_ROOM;
+use crate::store::{Direction, KvStore, WriteBatch};
+
+/// Members removed per step.
+pub const MEMBERS_PAGE: usize = 500;
+/// Messages deleted per step.
+pub const MESSAGES_PAGE: usize = 1_000;
+/// Cursor keys looked at per step.
+pub const CURSORS_PAGE: usize = 5_000;
+
+impl Service {
+    /// One step of deleting `room`.
+    pub(super) async fn delete_room_step(
+        &self,
+        req: DeleteRoomRequest,
+    ) -> Result<DeleteProgress, ApiError> {
+        valid("room", &req.room)?;
+        let act = Act {
+            caller: &req.caller,
+            action: "delete_room",
+            target: &req.room,
+        };
+        // Recorded when it starts, when it is done, and when a step fails.
+        let record = |r: &Result<(bool, DeleteProgress), ApiError>| match r {
+            Ok((true, p)) => Some(format!("started; next: {}", p.phase)),
+            Ok((false, p)) if p.done => Some(format!(
+                "done: {} members, {} messages, {} cursors",
+                p.members, p.messages, p.cursors
+            )),
+            Ok(_) => None,
+            Err(_) => Some(String::new()),
+        };
+        self.as_admin(act, record, || {
+            self.delete_step(&req.room, &req.caller.actor)
+        })
+        .await
+        .map(|(_, progress)| progress)
+    }
+
+    /// Runs one step; answers whether it started the deletion, and the progress.
+    async fn delete_step(
+        &self,
+        room: &str,
+        actor: &str,
+    ) -> Result<(bool, DeleteProgress), ApiError> {
+        let _guard = self.inner.locks.lock(LOCK_ROOM, room, "").await;
+        let (started, mut state) = match self.model().deletion(room).await? {
+            Some(state) => (false, state),
+            None => (true, self.start_deletion(room, actor).await?),
+        };
+        let mut done = false;
+        match state.phase {
+            DeletePhase::Members => self.delete_members(room, &mut state).await?,
+            DeletePhase::Stream => {
+                self.purge_stream(room).await?;
+                state.phase = DeletePhase::Messages;
+            }
+            DeletePhase::Messages => self.delete_messages(room, &mut state).await?,
+            DeletePhase::Cursors => self.delete_cursors(room, &mut state).await?,
+            DeletePhase::Finish => done = self.finish_deletion(room, &mut state).await?,
+        }
+        if !done {
+            let mut batch = WriteBatch::new();
+            Model::put_deletion(&mut batch, room, &state);
+            self.model().write(batch).await?;
+        }
+        let progress = DeleteProgress {
+            room: room.to_owned(),
+            phase: if done { "done" } else { state.phase.name() }.to_owned(),
+            done,
+            members: state.members,
+            messages: state.messages,
+            cursors: state.cursors,
+        };
+        Ok((started, progress))
+    }
+
+    /// Removes the room's record (so it is gone for everyone at once) and writes the marker.
+    async fn start_deletion(&self, room: &str, actor: &str) -> Result<RoomDeletion, ApiError> {
+        if self.model().room(room).await?.is_none() {
+            return Err(ApiError::not_found("no such room"));
+        }
+        let state = RoomDeletion {
+            by: actor.to_owned(),
+            ts: now_ms(),
+            phase: DeletePhase::Members,
+            resume: Vec::new(),
+            members: 0,
+            messages: 0,
+            cursors: 0,
+        };
+        let mut batch = WriteBatch::new();
+        batch.delete(keys::room(room));
+        batch.delete(keys::public(room));
+        batch.delete(keys::topic(room));
+        Model::put_deletion(&mut batch, room, &state);
+        self.model().write(batch).await?;
+        self.caches().room_deleted(room).await;
+        info!(room, by = actor, "room deletion started");
+        Ok(state)
+    }
+
+    async fn delete_members(&self, room: &str, state: &mut RoomDeletion) -> Result<(), ApiError> {
+        let members = self.model().members(room, MEMBERS_PAGE).await?;
+        let mut batch = WriteBatch::new();
+        for (user, _) in &members {
+            Model::delete_member(&mut batch, room, user);
+            batch.delete(keys::cursor(user, room));
+            let mut threads = keys::thread_cursor(user, room, 0);
+            threads.truncate(threads.len() - 8);
+            let end = keys::prefix_end(&threads);
+            self.model().store().delete_range(threads..end).await?;
+        }
+        self.model().write(batch).await?;
+        for (user, _) in &members {
+            self.member_changed(room, user, None).await;
+        }
+        state.members += members.len() as u64;
+        if members.len() < MEMBERS_PAGE {
+            state.phase = DeletePhase::Stream;
+        }
+        Ok(())
+    }
+
+    /// Purges the room's subject from the stream (nothing to do without one: in-process).
+    async fn purge_stream(&self, room: &str) -> Result<(), ApiError> {
+        let Some(tail) = self.inner.tail.get() else {
+            return Ok(());
+        };
+        let subject = in_subject(tail.partitions, room);
+        match tail.stream.purge().filter(subject).await {
+            Ok(r) => {
+                info!(room, purged = r.purged, "room purged from the stream");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not purge a deleted room from the stream");
+                Err(ApiError::unavailable(
+                    "the stream did not answer; repeat the deletion",
+                ))
+            }
+        }
+    }
+
+    async fn delete_messages(&self, room: &str, state: &mut RoomDeletion) -> Result<(), ApiError> {
+        let pairs = self
+            .model()
+            .store()
+            .scan(keys::messages_of(room), Direction::Forward, MESSAGES_PAGE)
+            .await?;
+        let mut batch = WriteBatch::new();
+        let mut seqs = Vec::with_capacity(pairs.len());
+        for (k, v) in &pairs {
+            let m: StoredMessage = records::decode(k, v)?;
+            if let Some(seq) = keys::seq_of_message(k) {
+                Model::delete_mentions(&mut batch, room, seq, &m.mentions);
+                if let Some(root) = m.thread_root {
+                    Model::delete_reply(&mut batch, room, root, seq);
+                }
+                for file in &m.attachments {
+                    batch.delete(keys::file_ref(room, &file.id, seq));
+                }
+                seqs.push(seq);
+            }
+            batch.delete(k.clone());
+        }
+        self.model().write(batch).await?;
+        if let Some(search) = self.inner.search.get() {
+            if let Err(e) = search.remove(room, seqs).await {
+                warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not remove a deleted room's messages from the search index");
+                return Err(ApiError::unavailable(
+                    "the search index did not answer; repeat the deletion",
+                ));
+            }
+        }
+        state.messages += pairs.len() as u64;
+        if pairs.len() < MESSAGES_PAGE {
+            let store = self.model().store();
+            store.delete_range(keys::reactions_all(room)).await?;
+            store.delete_range(keys::replies_all(room)).await?;
+            state.phase = DeletePhase::Cursors;
+            state.resume = Vec::new();
+        }
+        Ok(())
+    }
+
+    async fn delete_cursors(&self, room: &str, state: &mut RoomDeletion) -> Result<(), ApiError> {
+        let all = keys::cursors_of("");
+        // Every cursor of every user: from the tag byte on.
+        let all = all.start[..1].to_vec()..keys::prefix_end(&all.start[..1]);
+        let start = if state.resume.is_empty() {
+            all.start
+        } else {
+            state.resume.clone()
+        };
+        let pairs = self
+            .model()
+            .store()
+            .scan(start..all.end, Direction::Forward, CURSORS_PAGE)
+            .await?;
+        let mut batch = WriteBatch::new();
+        for (k, _) in &pairs {
+            if keys::second_name(k) == Some(room) {
+                batch.delete(k.clone());
+                state.cursors += 1;
+            }
+        }
+        self.model().write(batch).await?;
+        match pairs.last() {
+            Some((last, _)) if pairs.len() == CURSORS_PAGE => {
+                let mut next = last.clone();
+                next.push(0);
+                state.resume = next;
+            }
+            _ => {
+                state.phase = DeletePhase::Finish;
+                state.resume = Vec::new();
+            }
+        }
+        Ok(())
+    }
+
+    /// The last step: unless a late message appeared, drops stats, caches and the marker.
+    async fn finish_deletion(
+        &self,
+        room: &str,
+        state: &mut RoomDeletion,
+    ) -> Result<bool, ApiError> {
+        let late = self
+            .model()
+            .store()
+            .scan(keys::messages_of(room), Direction::Forward, 1)
+            .await?;
+        if !late.is_empty() {
+            state.phase = DeletePhase::Messages;
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::new();
+        batch.delete(keys::stats(room));
+        batch.delete(deleting(room));
+        self.model().write(batch).await?;
+        self.caches().room_deleted(room).await;
+        info!(
+            room,
+            members = state.members,
+            messages = state.messages,
+            "room deleted"
+        );
+        Ok(true)
+    }
+}

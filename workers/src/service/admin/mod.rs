@@ -1,0 +1,138 @@
+//! The admin operations (`chatmesh_protocol::admin`): list accounts, disable and enable one,
+//! delete a room, export a user's data, read the audit log.
+//!
+//! Who is a server admin is `[admin] users` of this worker's own config: every operation
+//! checks its `actor` here, whatever the gateway decided, so the role is never taken from a
+//! request. Every attempt, done or refused, is written to the audit log (`audit.rs`) with
+//! the client IP the gateway saw; reading the audit log itself is not recorded.
+
+mod audit;
+mod delete;
+mod export;
+mod users;
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use chatmesh_protocol::admin::{self as ops, AdminConfig, Caller, OP_PREFIX};
+use chatmesh_protocol::service::{Done, Op};
+use chatmesh_protocol::{ApiError, ErrorCode};
+
+use super::dispatch::call;
+use super::{valid, Service};
+
+pub(super) use audit::AuditLog;
+
+/// The admin settings of this worker: `[admin]`, set once at start.
+#[derive(Debug, Default)]
+pub(super) struct AdminState {
+    cfg: OnceLock<AdminConfig>,
+    pub(super) audit: AuditLog,
+}
+
+/// The error of a login (right password) to a disabled account.
+pub(super) fn account_disabled() -> ApiError {
+    ApiError::forbidden("this account is disabled; ask a server admin")
+}
+
+/// An admin request's action and target, for the audit log.
+struct Act<'a> {
+    caller: &'a Caller,
+    action: &'static str,
+    target: &'a str,
+}
+
+impl Service {
+    /// Sets `[admin]` (once; later calls are ignored). Without it nobody is an admin.
+    pub fn enable_admin(&self, cfg: AdminConfig) {
+        let _ = self.inner.admin.cfg.set(cfg);
+    }
+
+    fn admin_cfg(&self) -> AdminConfig {
+        self.inner.admin.cfg.get().cloned().unwrap_or_default()
+    }
+
+    /// Runs admin operation `op` (its name starts with `admin_`), `None` if it is none.
+    pub(super) async fn dispatch_admin(
+        &self,
+        op: &str,
+        payload: &[u8],
+    ) -> Option<(Vec<u8>, &'static str)> {
+        if !op.starts_with(OP_PREFIX) {
+            return None;
+        }
+        Some(match op {
+            ops::ListUsers::NAME => {
+                call::<ops::ListUsers, _>(payload, |r| self.list_users(r)).await
+            }
+            ops::SetDisabled::NAME => {
+                call::<ops::SetDisabled, _>(payload, |r| self.set_disabled(r)).await
+            }
+            ops::DeleteRoomStep::NAME => {
+                call::<ops::DeleteRoomStep, _>(payload, |r| self.delete_room_step(r)).await
+            }
+            ops::ExportUser::NAME => {
+                call::<ops::ExportUser, _>(payload, |r| self.export_user(r)).await
+            }
+            ops::ReadAudit::NAME => {
+                call::<ops::ReadAudit, _>(payload, |r| self.read_audit(r)).await
+            }
+            ops::AuditRefusal::NAME => {
+                call::<ops::AuditRefusal, _>(payload, |r| self.audit_refusal(r)).await
+            }
+            _ => return None,
+        })
+    }
+
+    /// Runs `work` if the caller is a server admin, and writes the outcome to the audit
+    /// log when `record` says so (given the outcome).
+    async fn as_admin<T, Fut>(
+        &self,
+        act: Act<'_>,
+        record: impl FnOnce(&Result<T, ApiError>) -> Option<String>,
+        work: impl FnOnce() -> Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        valid("user name", &act.caller.actor)?;
+        if !self.admin_cfg().is_admin(&act.caller.actor) {
+            let refused = ApiError::forbidden("only a server admin may do this");
+            self.audit(&act, ErrorCode::Forbidden.as_str(), "not a server admin")
+                .await;
+            return Err(refused);
+        }
+        let result = work().await;
+        if let Some(detail) = record(&result) {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            };
+            let detail = match &result {
+                Err(e) if detail.is_empty() => e.message.clone(),
+                _ => detail,
+            };
+            self.audit(&act, outcome, &detail).await;
+        }
+        result
+    }
+
+    /// A gateway refused a caller that is not an admin: record it.
+    async fn audit_refusal(&self, req: ops::RefusedRequest) -> Result<Done, ApiError> {
+        valid("user name", &req.caller.actor)?;
+        let action = audit::action_name(&req.action)
+            .ok_or_else(|| ApiError::bad_request("unknown admin action"))?;
+        let act = Act {
+            caller: &req.caller,
+            action,
+            target: &req.target,
+        };
+        self.audit(
+            &act,
+            ErrorCode::Forbidden.as_str(),
+            "not a server admin (gateway)",
+        )
+        .await;
+        Ok(Done {})
+    }
+}
