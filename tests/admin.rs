@@ -14,7 +14,7 @@ use chatmesh::Config;
 use chatmesh_protocol::admin::{AuditPage, UserPage};
 use chatmesh_protocol::search::SearchResults;
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse";
 
@@ -319,6 +319,26 @@ async fn a_deleted_room_is_gone_everywhere() -> Result<()> {
         .call("DELETE", "/v1/rooms/doomed/members/cid", Some(&cid), None)
         .await?;
     assert_eq!(s, 204);
+    // Moderation state of the room: a ban and a display name, gone with it.
+    let dan = api.user("dan").await?;
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/rooms/doomed/bans",
+            Some(&ann),
+            Some(json!({"user": "dan"})),
+        )
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/rooms/doomed",
+            Some(&ann),
+            Some(json!({"name": "Doomed"})),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
     // The index and the stream have the messages before the deletion.
     until_search(&api, &ann, "q=zebra&room=doomed", |r| r.hits.len() == 3).await?;
     let js = async_nats::jetstream::new(mesh.worker_nats.clone());
@@ -382,6 +402,13 @@ async fn a_deleted_room_is_gone_everywhere() -> Result<()> {
         .find(|r| r.room == "doomed")
         .context("listed")?;
     assert_eq!(doomed.unread, 1, "cid's old cursor is gone: {doomed:?}");
+    assert_eq!(
+        doomed.name, None,
+        "the old display name is gone: {doomed:?}"
+    );
+    // dan was banned from the deleted room, not from the new one.
+    let mut d = Client::login(&mesh.ws_url(), &dan).await?;
+    d.join("doomed").await?;
     until_search(&api, &bob, "q=zebra&room=doomed", |r| r.hits.is_empty()).await?;
 
     audited(&api, &root, |e| {

@@ -421,6 +421,13 @@ pub fn mute(room: &str, user: &str) -> Vec<u8> {
     pair(MUTE, room, user)
 }
 
+/// Every mute of `room`.
+pub fn mutes_of(room: &str) -> Range<Vec<u8>> {
+    let prefix = pair_prefix(MUTE, room, 0);
+    let end = prefix_end(&prefix);
+    prefix..end
+}
+
 /// A room's display name: apart from [`room`], like the topic.
 pub fn room_name(room: &str) -> Vec<u8> {
     named(ROOM_NAME, room, 0)

@@ -126,6 +126,7 @@ impl Service {
         batch.delete(keys::room(room));
         batch.delete(keys::public(room));
         batch.delete(keys::topic(room));
+        batch.delete(keys::room_name(room));
         Model::put_deletion(&mut batch, room, &state);
         self.model().write(batch).await?;
         self.caches().room_deleted(room).await;
@@ -268,7 +269,12 @@ impl Service {
             state.phase = DeletePhase::Messages;
             return Ok(false);
         }
+        // Moderation records: at most `max_bans_per_room` bans, and the mutes of members.
+        let store = self.model().store();
+        store.delete_range(keys::bans_after(room, None)).await?;
+        store.delete_range(keys::mutes_of(room)).await?;
         let mut batch = WriteBatch::new();
+        batch.delete(keys::ban_count(room));
         batch.delete(keys::stats(room));
         batch.delete(deleting(room));
         self.model().write(batch).await?;
