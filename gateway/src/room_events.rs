@@ -46,7 +46,7 @@ pub async fn publish(
     let span = tracing::Span::none();
     let sent = Publish::send(&state.js, subject, msg_id, bytes.into(), &span).await;
     let deadline = Duration::from_millis(state.cfg.publish_deadline_ms);
-    let result = sent.acked(&state.js, deadline).await;
+    let result = sent.acked(&state.js, deadline, &state.services).await;
     let outcome = if result.is_ok() { "ok" } else { "failed" };
     metrics::counter!("chatmesh_room_events_total", "kind" => kind, "outcome" => outcome)
         .increment(1);

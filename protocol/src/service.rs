@@ -405,6 +405,22 @@ pub struct MemberPage {
 
 /// Sets (or, with `None`, clears) a room's topic. Owner or admin only; the topic is checked
 /// by [`crate::text::clean_topic`].
+/// The stream refused a message of `room`: its subject is at the cap
+/// (`stream_max_msgs_per_room`). The room's worker purges from the stream what it has stored
+/// of the room, so the gateway's retry can land.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrimRequest {
+    pub room: String,
+}
+
+/// What a [`TrimRequest`] did: the room's messages below `below` are out of the stream
+/// (`purged` of them just now; 0 when an earlier trim had done it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trimmed {
+    pub below: u64,
+    pub purged: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetTopicRequest {
     pub room: String,
@@ -472,6 +488,7 @@ op!(GetUserGen, "user_gen", UserRequest, UserGen);
 op!(LogoutAll, "logout_all", UserRequest, UserGen);
 op!(ListMembers, "members_list", MembersRequest, MemberPage);
 op!(SetTopic, "room_topic", SetTopicRequest, RoomTopic);
+op!(TrimRoom, "room_trim", TrimRequest, Trimmed);
 op!(GetProfile, "profile_get", UserRequest, Profile);
 op!(SetProfile, "profile_set", SetProfileRequest, Profile);
 op!(

@@ -27,6 +27,8 @@ const ENV: &[(&str, &str)] = &[
 pub struct MeshProc {
     dir: tempfile::TempDir,
     net: String,
+    /// Settings of this mesh on top of [`ENV`] (`CHATMESH__…` variables).
+    env: Vec<(String, String)>,
     pub gateways: u32,
     pub workers: u32,
 }
@@ -38,9 +40,23 @@ fn root() -> PathBuf {
 impl MeshProc {
     /// Starts 3 NATS nodes, `gateways` gateways, `workers` workers and HAProxy on `net`.
     pub async fn up(net: &str, gateways: u32, workers: u32) -> Result<Self> {
+        Self::up_with(net, gateways, workers, &[]).await
+    }
+
+    /// [`MeshProc::up`] with settings of its own (`CHATMESH__…` variables) for every part.
+    pub async fn up_with(
+        net: &str,
+        gateways: u32,
+        workers: u32,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mesh = Self {
             dir: tempfile::tempdir()?,
             net: net.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             gateways,
             workers,
         };
@@ -77,6 +93,9 @@ impl MeshProc {
         let mut cmd = tokio::process::Command::new(root().join("ops/mesh"));
         cmd.args(args).arg("--data").arg(self.dir.path());
         for (k, v) in ENV {
+            cmd.env(k, v);
+        }
+        for (k, v) in &self.env {
             cmd.env(k, v);
         }
         let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())

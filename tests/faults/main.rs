@@ -297,6 +297,63 @@ async fn a_starved_worker_keeps_its_partitions() -> Result<()> {
     Ok(())
 }
 
+/// The only worker starved (SIGSTOP) while its one busy room gets far more messages than the
+/// stream keeps per room (`stream_max_msgs_per_room`, 100 here): the stream refuses what it
+/// cannot keep instead of dropping acked messages the worker has not read, so the room's
+/// sends wait (or answer `unavailable` and are resent) while the worker is stopped; once it
+/// runs again it trims what it stored of the room and the sends land. Nothing acked is lost:
+/// history holds every acked message. (Before, the stream dropped the room's oldest
+/// messages at its cap, read or not: acked messages were missing from history.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_outgrowing_the_stream_under_a_starved_worker_loses_nothing() -> Result<()> {
+    const CAP: usize = 100;
+    let cap = CAP.to_string();
+    // Small pull batches: what a stopped worker was sent already (into its socket) is small.
+    let env = [
+        ("CHATMESH__MESH__STREAM_MAX_MSGS_PER_ROOM", cap.as_str()),
+        ("CHATMESH__WORKER__BATCH_MAX_MESSAGES", "16"),
+    ];
+    let mesh = MeshProc::up_with("127.61.8", 1, 1, &env).await?;
+    let run = Run::start(&mesh.entry(), "outgrow", SENDERS, RECEIVERS, RATE).await?;
+    run.wait_acked(60, Duration::from_secs(30)).await?;
+    let at_stop = run.acked();
+    mesh.signal("worker-1", "STOP").await?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let at_cont = run.acked();
+    mesh.signal("worker-1", "CONT").await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let trims = mesh
+        .worker_metric(1, "chatmesh_worker_room_trims_total")
+        .await?
+        .unwrap_or(0.0);
+    let token = run.tokens[0].1.clone();
+    let acked = run.acked_map();
+    let v = run.finish().await?;
+    v.assert_clean();
+    let hist = history_until(&mesh.entry(), &token, "outgrow", v.last_seq).await?;
+    let missing = missing_from(&acked, &hist);
+    println!(
+        "worker SIGSTOP 8 s with a room cap of {CAP}: {} acked while stopped ({} sent per second), \
+         {} acked in all, {trims} trims, history {} messages, {} missing",
+        at_cont - at_stop,
+        SENDERS as u32 * RATE,
+        v.acked,
+        hist.len(),
+        missing.len()
+    );
+    assert!(
+        at_cont - at_stop < CAP,
+        "the room took more than its cap while nothing stored it: the test exercised nothing"
+    );
+    assert!(
+        v.acked > at_cont + 40,
+        "sends did not land after the worker came back"
+    );
+    assert!(trims >= 1.0, "the worker never trimmed the full room");
+    assert!(missing.is_empty(), "acked but not in history: {missing:?}");
+    Ok(())
+}
+
 /// How many times worker 1 acquired a partition lease.
 async fn acquisitions(mesh: &MeshProc) -> Result<f64> {
     Ok(mesh

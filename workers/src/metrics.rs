@@ -15,6 +15,8 @@ pub const STORED: &str = "chatmesh_worker_messages_stored_total";
 pub const SKIPPED: &str = "chatmesh_worker_messages_skipped_total";
 pub const CHANGES_VOID: &str = "chatmesh_worker_changes_void_total";
 pub const ERASED: &str = "chatmesh_worker_erased_total";
+/// Rooms whose subject was full, trimmed of what the store holds (`room_trim`).
+pub const ROOM_TRIMS: &str = "chatmesh_worker_room_trims_total";
 /// Batches the search index could not take (missing from search), and unreadable indexes.
 pub const SEARCH_ERRORS: &str = "chatmesh_worker_search_errors_total";
 /// Stream messages that could not be decoded (skipped and acked).
@@ -74,6 +76,10 @@ pub fn describe() {
         "deleted messages and their edits erased from the stream"
     );
     describe_counter!(DECODE_ERRORS, "stream messages that could not be decoded");
+    describe_counter!(
+        ROOM_TRIMS,
+        "full rooms trimmed from the stream (what the store held of them)"
+    );
     describe_counter!(
         SEARCH_ERRORS,
         "stored batches the search index could not take, and unreadable indexes"

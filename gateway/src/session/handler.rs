@@ -510,7 +510,7 @@ impl Session {
         let waited = async move {
             let _permit = permit;
             let deadline = Duration::from_millis(state.cfg.publish_deadline_ms);
-            let frame = match publish.acked(&state.js, deadline).await {
+            let frame = match publish.acked(&state.js, deadline, &state.services).await {
                 Ok(ack) => {
                     metrics::histogram!("chatmesh_publish_ack_seconds")
                         .record(started.elapsed().as_secs_f64());

@@ -188,6 +188,7 @@ impl Service {
                 call::<ops::ListMembers, _>(payload, |r| self.members_list(r)).await
             }
             ops::SetTopic::NAME => call::<ops::SetTopic, _>(payload, |r| self.room_topic(r)).await,
+            ops::TrimRoom::NAME => call::<ops::TrimRoom, _>(payload, |r| self.room_trim(r)).await,
             ops::GetProfile::NAME => {
                 call::<ops::GetProfile, _>(payload, |r| self.profile_get(r)).await
             }

@@ -24,6 +24,7 @@ mod roominfo;
 mod rooms;
 mod search;
 mod threads;
+mod trim;
 
 use std::sync::{Arc, OnceLock};
 
@@ -84,6 +85,8 @@ struct Inner {
     history_page_max_bytes: usize,
     /// `[admin]` and the audit log's key source.
     admin: admin::AdminState,
+    /// What `room_trim` purged last, per room.
+    trimmed: trim::Trimmed,
 }
 
 impl std::fmt::Debug for Service {
@@ -130,6 +133,7 @@ impl Service {
                 passwords,
                 events,
                 tail: OnceLock::new(),
+                trimmed: trim::Trimmed::default(),
                 files: OnceLock::new(),
                 push: OnceLock::new(),
                 search: OnceLock::new(),
