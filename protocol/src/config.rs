@@ -19,7 +19,9 @@ pub struct MeshConfig {
     pub replicas: usize,
     /// How long JetStream keeps messages for resume (seconds); older ones come from the store.
     pub stream_max_age_secs: u64,
-    /// Messages JetStream keeps per room for resume (-1: no limit).
+    /// Most messages of one room the stream holds (-1: no limit). At the cap the next message
+    /// of the room is refused, never an old one dropped: the gateway asks the room's worker to
+    /// trim what it has stored and retries until the publish deadline.
     pub stream_max_msgs_per_room: i64,
     /// Window in which a resend with the same id returns the original seq (seconds).
     pub duplicate_window_secs: u64,

@@ -403,8 +403,6 @@ pub struct MemberPage {
     pub more: bool,
 }
 
-/// Sets (or, with `None`, clears) a room's topic. Owner or admin only; the topic is checked
-/// by [`crate::text::clean_topic`].
 /// The stream refused a message of `room`: its subject is at the cap
 /// (`stream_max_msgs_per_room`). The room's worker purges from the stream what it has stored
 /// of the room, so the gateway's retry can land.
@@ -421,6 +419,8 @@ pub struct Trimmed {
     pub purged: u64,
 }
 
+/// Sets (or, with `None`, clears) a room's topic. Owner or admin only; the topic is checked
+/// by [`crate::text::clean_topic`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetTopicRequest {
     pub room: String,
