@@ -226,7 +226,8 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     const rest = await nh.members("atrium", { after: "nia" });
     assert.deepEqual(rest, { members: [{ user: "oz", role: "member", display_name: "Oz the Great" }], more: false });
     const got = nextEvent(oz, "topic", (d) => d.room === "atrium" && d);
-    assert.deepEqual(await nh.setTopic("atrium", "all about atria"), { room: "atrium", topic: "all about atria" });
+    const set = await nh.setTopic("atrium", "all about atria");
+    assert.deepEqual({ ...set, seq: typeof set.seq }, { room: "atrium", topic: "all about atria", seq: "number" });
     assert.deepEqual(await got, { room: "atrium", topic: "all about atria", by: "nia" });
     const listed = (await oz.http().rooms()).find((r) => r.room === "atrium");
     assert.equal(listed && listed.topic, "all about atria");
@@ -235,6 +236,78 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     const login = await oz.http().changePassword(PASSWORD, "a new password");
     assert.equal(typeof login.token, "string");
     assert.deepEqual(await new Http(url).withToken(login.token).me(), profile);
+  });
+
+  it("moderates: names the room, mutes, unmutes, bans, lists bans and unbans; each comes as an event message", async () => {
+    const pia = await user("pia");
+    const quin = await user("quin");
+    const rex = await user("rex");
+    const ph = pia.http();
+    await ph.createRoom("forum", "public");
+    for (const c of [pia, quin, rex]) await c.join("forum");
+    /** rex's next event message of `kind` in forum. */
+    const nextRoomEvent = (kind) => nextEvent(rex, "message", (m) => m.room === "forum" && m.event && kind in m.event && m);
+
+    let seen = nextRoomEvent("name");
+    const named = await ph.setRoomName("forum", "The Forum");
+    assert.equal(named.name, "The Forum");
+    let m = await seen;
+    assert.deepEqual([m.from, m.body, m.event, m.seq], ["pia", "", { name: "The Forum" }, named.seq]);
+    assert.equal((await rex.http().rooms()).find((r) => r.room === "forum")?.name, "The Forum");
+
+    const until = Math.floor(Date.now() / 1000) + 3600;
+    seen = nextRoomEvent("mute");
+    await ph.mute("forum", "quin", until);
+    assert.deepEqual((await seen).event, { mute: { user: "quin", until } });
+    let e = await refusal(quin.send("forum", "let me speak"));
+    assert.equal(e.code, "forbidden");
+    const quinListed = (await ph.members("forum")).members.find((x) => x.user === "quin");
+    assert.deepEqual([quinListed?.muted, quinListed?.muted_until], [true, until]);
+    seen = nextRoomEvent("unmute");
+    await ph.unmute("forum", "quin");
+    assert.deepEqual((await seen).event, { unmute: { user: "quin" } });
+    await quin.send("forum", "thanks");
+    e = await refusal(ph.unmute("forum", "quin"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "not muted");
+
+    seen = nextRoomEvent("ban");
+    const removed = nextEvent(quin, "removed", (d) => d.room === "forum" && d);
+    await ph.ban("forum", "quin", "spam");
+    m = await seen;
+    assert.deepEqual([m.from, m.body, m.event], ["pia", "", { ban: { user: "quin", reason: "spam" } }]);
+    assert.deepEqual(await removed, { room: "forum" });
+    const { bans, more } = await ph.bans("forum");
+    assert.equal(more, false);
+    assert.deepEqual(bans.map((b) => [b.user, b.by, b.reason, typeof b.ts]), [["quin", "pia", "spam", "number"]]);
+    e = await refusal(quin.join("forum"));
+    assert.equal(e.code, "forbidden", "banned from a public room");
+    e = await refusal(ph.ban("forum", "quin"));
+    assert.deepEqual([e.code, e.status], ["conflict", 409], "banned already");
+    e = await refusal(rex.http().ban("forum", "pia"));
+    assert.deepEqual([e.code, e.status], ["forbidden", 403], "a member does not ban");
+    e = await refusal(rex.http().bans("forum"));
+    assert.deepEqual([e.code, e.status], ["forbidden", 403], "a member does not list bans");
+    e = await refusal(ph.ban("forum", "nobody-here"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "an unknown user");
+    e = await refusal(ph.ban("forum", "rex", "x".repeat(300)));
+    assert.deepEqual([e.code, e.status], ["bad_request", 400], "a reason over 256 characters");
+    e = await refusal(ph.ban("", "rex"));
+    assert.equal(e.code, "invalid", "checked before any request");
+
+    seen = nextRoomEvent("unban");
+    await ph.unban("forum", "quin");
+    assert.deepEqual((await seen).event, { unban: { user: "quin" } });
+    assert.deepEqual(await ph.bans("forum", { limit: 5 }), { bans: [], more: false });
+    e = await refusal(ph.unban("forum", "quin"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "not banned");
+    await quin.join("forum");
+
+    seen = nextRoomEvent("name");
+    assert.equal((await ph.setRoomName("forum", null)).name, null);
+    assert.deepEqual((await seen).event, { name: null });
+    assert.equal((await rex.http().rooms()).find((r) => r.room === "forum")?.name, undefined);
+    const kinds = (await rex.history("forum", null, 100)).messages.filter((x) => x.event).map((x) => Object.keys(x.event)[0]);
+    assert.deepEqual(kinds, ["name", "mute", "unmute", "ban", "unban", "name"], "history lists the events in order");
   });
 
   it("pages history over the WebSocket and HTTP, and replays with joinSince", async () => {
