@@ -22,7 +22,7 @@ import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "
 import { hideViewer, initAttachments } from "./attachments.js";
 import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
 import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
-import { applyRoomEvent, isEvent } from "./events.js";
+import { MEMBER_EVENTS, applyRoomEvent, eventKind, isEvent } from "./events.js";
 import { initModeration } from "./moderate.js";
 import { initSearch, resetSearch } from "./search.js";
 import { cancelReply, initThreads, resetThreads, takeReply } from "./threads.js";
@@ -720,6 +720,8 @@ function onMessage(m) {
   const fresh = r.insert(m);
   const event = isEvent(m);
   if (fresh && applyRoomEvent(r, m)) render("rooms", "pane");
+  // A ban, a mute or their end changes the member list: shown, it follows.
+  if (fresh && r === app.current && MEMBER_EVENTS.includes(eventKind(m))) loadMembers(r);
   if (m.from === me && r.pending.has(m.id)) {
     // Our own message came back: the pending bubble becomes the stored message.
     const node = r.nodes.get(`p:${m.id}`);

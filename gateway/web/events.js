@@ -7,6 +7,9 @@
 
 import { formatTime } from "./format.js";
 
+/** Event kinds that change the member list (who is in it, who is muted). */
+export const MEMBER_EVENTS = ["ban", "unban", "mute", "unmute"];
+
 /** Is `m` a room event rather than something a user wrote? */
 export function isEvent(m) {
   return Boolean(m && m.event && typeof m.event === "object" && !Array.isArray(m.event));

@@ -1845,7 +1845,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await a.locator(`#message-list li.msg.found[data-seq="${seq}"]`).waitFor();
   });
 
-  it("moderation: the owner's topic, name and ban are notices for the others, the name shows at once; the banned member's page drops the room", async () => {
+  it("moderation: the owner's topic, name, ban and mute are notices for the others, the name shows at once; the banned member's page drops the room", async () => {
     const a = alice.page;
     const b = bob.page;
     const c = carol.page;
@@ -1901,12 +1901,25 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(await c.locator("#room-pane").isVisible(), false);
     await c.locator("#side-error").filter({ hasText: "no longer a member" }).waitFor();
 
+    // A mute for an hour, then its end: notices, and the member list follows on bob's page.
+    const bobMuted = b.locator('#member-list [data-testid="member-item"][data-user="bob"] [data-testid="member-muted"]');
+    await a.locator("#moderate-user").fill("bob");
+    await a.locator("#moderate-action").selectOption("mute-hour");
+    await a.locator("#moderate-submit").click();
+    await notices.filter({ hasText: /^alice muted Bob ✨ Builder until \S/ }).waitFor();
+    await bobMuted.waitFor();
+    await a.locator("#moderate-user").fill("bob");
+    await a.locator("#moderate-action").selectOption("unmute");
+    await a.locator("#moderate-submit").click();
+    await notices.filter({ hasText: "alice unmuted Bob ✨ Builder" }).waitFor();
+    await bobMuted.waitFor({ state: "detached" });
+
     // After a reload the name comes from the room list, the notices from history.
     await b.reload();
     await waitConnected(bob);
     await b.locator("#room-title").filter({ hasText: "Town Hall" }).waitFor();
-    await notices.filter({ hasText: "alice banned carol (spam)" }).waitFor();
-    assert.equal(await notices.count(), 3);
+    await notices.filter({ hasText: "alice unmuted Bob ✨ Builder" }).waitFor();
+    assert.equal(await notices.count(), 5);
 
     // A kind of event this page does not know: a generic notice, no crash. Injected into
     // carol's lobby with a seq far ahead, so carol's page takes no later lobby message: the
