@@ -993,7 +993,8 @@ async function pumpPending(r) {
 /** Why a send was refused, for the "not sent" line. */
 function sendError(e, p) {
   if (e.code === "too_large") return "too large";
-  if (e.code === "forbidden") return "you may not post here";
+  // The server says "muted in this room" for a mute (docs/PROTOCOL.md, "Moderation").
+  if (e.code === "forbidden") return /\bmuted\b/.test(e.message || "") ? "you are muted in this room" : "you may not post here";
   // The files of a send must be uploads of the room that are still there.
   if (e.code === "not_found" && p.attachments && p.attachments.length) return "a file of it is no longer available";
   return describe(e);
