@@ -67,6 +67,28 @@ const ANSWERS = /** @type {const} */ ({
  * @property {number} [thread_root] the root of the thread this reply belongs to
  * @property {{key: string, count: number, users: string[]}[]} [reactions] history only: the reactions on this message
  * @property {{count: number, last_seq: number, last_ts: number}} [thread] history only: the replies to this root
+ * @property {RoomEvent} [event] a room event (moderation extension): `body` is "", `from` is who acted
+ */
+
+/**
+ * What a room event message says happened (moderation extension): exactly one of its keys
+ * is set. A kind this client does not know yet comes through as it was sent.
+ * @typedef {object} RoomEvent
+ * @property {string | null} [topic] the topic was set (null: cleared)
+ * @property {string | null} [name] the room's display name was set (null: cleared)
+ * @property {{user: string, reason?: string}} [ban] `user` was banned (and removed)
+ * @property {{user: string}} [unban] `user`'s ban was lifted
+ * @property {{user: string, until?: number}} [mute] `user` was muted (until `until`, unix seconds)
+ * @property {{user: string}} [unmute] `user` was unmuted
+ */
+
+/**
+ * One ban of a room (`GET /v1/rooms/{room}/bans`).
+ * @typedef {object} Ban
+ * @property {string} user
+ * @property {string} by who banned it
+ * @property {string} [reason]
+ * @property {number} ts when, ms since the Unix epoch
  */
 
 /**
@@ -189,6 +211,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {number} [mentions] unread messages that mention the caller (by name or `@room`, up to 100)
  * @property {string} [peer] the other user of a DM
  * @property {string} [topic] the room's topic, when one is set
+ * @property {string} [name] the room's display name, when one is set (moderation extension)
  */
 
 /**
@@ -197,6 +220,8 @@ const ANSWERS = /** @type {const} */ ({
  * @property {string} user
  * @property {"owner" | "admin" | "member"} role
  * @property {string} [display_name] set by the user (`PATCH /v1/users/me`); not unique
+ * @property {boolean} [muted] muted in the room (moderation extension)
+ * @property {number} [muted_until] when the mute ends, unix seconds (absent: until unmuted)
  */
 
 /**
@@ -538,10 +563,87 @@ export class Http {
    * `PATCH /v1/rooms/{room}`: sets the topic (owner or admin; null or "" clears it).
    * @param {string} room
    * @param {string | null} topic at most 256 characters, one line
-   * @returns {Promise<{room: string, topic: string | null}>}
+   * @returns {Promise<{room: string, topic: string | null, seq: number | null}>} `seq`: the change's event in the room (null if it could not be published)
    */
   async setTopic(room, topic) {
     return /** @type {any} */ (await this.#call("PATCH", `/v1/rooms/${seg(room, "room")}`, { topic }));
+  }
+
+  /**
+   * `PATCH /v1/rooms/{room}` with `name`: sets the room's display name (owner or admin;
+   * null or "" clears it). `seq` is the change's event in the room (null if it could not
+   * be published).
+   * @param {string} room
+   * @param {string | null} name the rules of a display name
+   * @returns {Promise<{room: string, name: string | null, seq: number | null}>}
+   */
+  async setRoomName(room, name) {
+    return /** @type {any} */ (await this.#call("PATCH", `/v1/rooms/${seg(room, "room")}`, { name }));
+  }
+
+  /**
+   * `POST /v1/rooms/{room}/bans`: bans `user` from the room and removes it (owner or admin).
+   * @param {string} room
+   * @param {string} user
+   * @param {string} [reason] one line, at most 256 characters
+   * @returns {Promise<void>}
+   */
+  async ban(room, user, reason) {
+    /** @type {{user: string, reason?: string}} */
+    const body = { user };
+    if (reason !== undefined) body.reason = reason;
+    await this.#call("POST", `/v1/rooms/${seg(room, "room")}/bans`, body);
+  }
+
+  /**
+   * `DELETE /v1/rooms/{room}/bans/{user}`: lifts a ban (the user is not added back).
+   * @param {string} room
+   * @param {string} user
+   * @returns {Promise<void>}
+   */
+  async unban(room, user) {
+    await this.#call("DELETE", `/v1/rooms/${seg(room, "room")}/bans/${seg(user, "user")}`);
+  }
+
+  /**
+   * `GET /v1/rooms/{room}/bans`: one page of the room's bans by user name, after `after`
+   * (owner or admin).
+   * @param {string} room
+   * @param {{after?: string, limit?: number}} [options] limit 1–200 (100 by default)
+   * @returns {Promise<{bans: Ban[], more: boolean}>}
+   */
+  async bans(room, options = {}) {
+    const q = new URLSearchParams();
+    if (options.after) q.set("after", options.after);
+    if (options.limit) q.set("limit", String(Math.min(200, Math.max(1, Math.floor(options.limit)))));
+    const query = q.size ? `?${q}` : "";
+    const data = /** @type {{bans?: Ban[], more?: boolean}} */ (await this.#call("GET", `/v1/rooms/${seg(room, "room")}/bans${query}`));
+    return { bans: Array.isArray(data.bans) ? data.bans : [], more: !!data.more };
+  }
+
+  /**
+   * `POST /v1/rooms/{room}/mutes`: member `user` may not send until `until` (unix seconds,
+   * within ten years), or until unmuted (owner or admin).
+   * @param {string} room
+   * @param {string} user
+   * @param {number} [until]
+   * @returns {Promise<void>}
+   */
+  async mute(room, user, until) {
+    /** @type {{user: string, until?: number}} */
+    const body = { user };
+    if (until !== undefined) body.until = until;
+    await this.#call("POST", `/v1/rooms/${seg(room, "room")}/mutes`, body);
+  }
+
+  /**
+   * `DELETE /v1/rooms/{room}/mutes/{user}`: lifts a mute.
+   * @param {string} room
+   * @param {string} user
+   * @returns {Promise<void>}
+   */
+  async unmute(room, user) {
+    await this.#call("DELETE", `/v1/rooms/${seg(room, "room")}/mutes/${seg(user, "user")}`);
   }
 
   /** `GET /v1/users/me`: the caller's profile. @returns {Promise<Profile>} */
@@ -932,6 +1034,18 @@ function refsOf(f) {
     if (typeof v === "number") out[k] = v;
   }
   return out;
+}
+
+/**
+ * `{event}` of a room event message (moderation extension), else `{}`. Kinds this client
+ * does not know pass through as they came, for the caller to show generically.
+ * @param {Record<string, unknown>} f
+ * @returns {{event?: RoomEvent}}
+ */
+function eventOf(f) {
+  const e = f.event;
+  if (!e || typeof e !== "object" || Array.isArray(e)) return {};
+  return { event: /** @type {RoomEvent} */ (e) };
 }
 
 /** @param {number} limit */
@@ -1900,6 +2014,7 @@ export class Client {
           ...mentionsOf(f),
           ...changeOf(f),
           ...refsOf(f),
+          ...eventOf(f),
         });
         return;
       }

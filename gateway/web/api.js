@@ -1,5 +1,5 @@
 // chatmesh web client — api.js: the HTTP half of protocol v1 (auth, rooms, members, DMs,
-// topics, the profile, password changes, file info and bytes, push targets and settings;
+// topics, room names, bans and mutes, the profile, password changes, file info and bytes, push targets and settings;
 // uploads, which need progress, are files.js's), over the Http of /chatmesh.js (the
 // @chatmesh/client package of clients/js), and the login session kept in sessionStorage.
 // No DOM access here.
@@ -96,6 +96,29 @@ export class Api {
   /** Resolves to {room, topic}; owner or admin. */
   setTopic(room, topic) {
     return this.call((h) => h.setTopic(room, topic));
+  }
+
+  /** Resolves to {room, name, seq}: the room's display name (null clears it); owner or admin. */
+  setRoomName(room, name) {
+    return this.call((h) => h.setRoomName(room, name));
+  }
+
+  /** Bans `user` from `room` (and removes it); owner or admin. */
+  ban(room, user, reason) {
+    return this.call((h) => h.ban(room, user, reason));
+  }
+
+  unban(room, user) {
+    return this.call((h) => h.unban(room, user));
+  }
+
+  /** Mutes member `user` until `until` (unix seconds) or, without it, until unmuted. */
+  mute(room, user, until) {
+    return this.call((h) => h.mute(room, user, until));
+  }
+
+  unmute(room, user) {
+    return this.call((h) => h.unmute(room, user));
   }
 
   /** Resolves to {user, display_name}. */

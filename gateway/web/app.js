@@ -7,7 +7,8 @@
 // Other modules: dom.js (helpers), markdown.js (message bodies), format.js (times, days,
 // avatars, sizes), people.js (names, avatars, the member list), notify.js (desktop
 // notifications, sound), push.js (push notifications through the service worker sw.js),
-// account.js (the settings dialog), layout.js (drawers on narrow
+// account.js (the settings dialog), events.js (room events: moderation, topic, name, shown
+// as notices), moderate.js (the room name and ban/mute forms), layout.js (drawers on narrow
 // screens, keyboard paths), files.js (file bytes over HTTP), uploads.js (the files of the
 // message being written), attachments.js (the files of messages, the image viewer). See
 // docs/WEB.md.
@@ -21,6 +22,8 @@ import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "
 import { hideViewer, initAttachments } from "./attachments.js";
 import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
 import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
+import { MEMBER_EVENTS, applyRoomEvent, eventKind, isEvent } from "./events.js";
+import { initModeration } from "./moderate.js";
 import { initSearch, resetSearch } from "./search.js";
 import { cancelReply, initThreads, resetThreads, takeReply } from "./threads.js";
 import { $, show } from "./dom.js";
@@ -162,7 +165,8 @@ function startSession(session) {
   on("membership", (ev) => {
     refreshRooms();
     const r = app.current;
-    if (r && ev.room === r.id) loadMembers(r); // our role changed: so may what we see
+    // Our role changed: so may what we see (removed: nothing to load any more).
+    if (r && ev.room === r.id && ev.role) loadMembers(r);
   });
   on("topic", onTopic);
   on("error", onServerError);
@@ -291,10 +295,12 @@ async function refreshRooms() {
     r.kind = info.kind || r.kind;
     if (r.role !== (info.role || null)) r.members = null; // what we may see changed
     r.role = info.role || null;
-    r.topic = typeof info.topic === "string" ? info.topic : null;
+    const serverLast = Number(info.last_seq) || 0;
+    // A live topic or name event newer than this list wins over what the list says.
+    if (!(r.eventSeq.topic > serverLast)) r.topic = typeof info.topic === "string" ? info.topic : null;
+    if (!(r.eventSeq.name > serverLast)) r.name = typeof info.name === "string" && info.name ? info.name : null;
     // Not in protocol v1's room list; used if a server adds the other user of a DM.
     if (r.kind === "dm" && !r.peer && typeof info.peer === "string") r.peer = info.peer;
-    const serverLast = Number(info.last_seq) || 0;
     r.lastSeq = Math.max(r.lastSeq, serverLast);
     const unread = Number(info.unread) || 0;
     const mentions = Number(info.mentions) || 0;
@@ -303,9 +309,10 @@ async function refreshRooms() {
     ids.push(r.id);
     keep.add(r.id);
   }
-  // Rooms we are no longer in (and that are not public) disappear.
+  // Rooms we are no longer in (and that are not public) disappear; so does a public one
+  // shown that we were removed or banned from.
   for (const [id, r] of app.rooms) {
-    if (keep.has(id) || r.joining || (r === app.current && r.kind === "public")) continue;
+    if (keep.has(id) || r.joining || (r === app.current && r.kind === "public" && !r.removed)) continue;
     if (r.joined && app.conn) app.conn.leave(id).catch(() => {});
     app.rooms.delete(id);
     if (app.current === r) app.current = null;
@@ -365,11 +372,10 @@ function selectRoom(id) {
 function onTopic(f) {
   const r = app.rooms.get(f.room);
   if (!r) return;
+  // The message list shows the change as a notice (its room event); this frame keeps a
+  // server without room events up to date too.
   r.topic = f.topic;
   render("pane", "rooms");
-  if (r === app.current) {
-    notice(f.topic ? `${f.by} set the topic: ${f.topic}` : `${f.by} cleared the topic.`);
-  }
 }
 
 async function onSetTopic(ev) {
@@ -567,6 +573,9 @@ function onRemoved({ room: id }) {
   const r = app.rooms.get(id);
   if (!r) return;
   r.joined = false;
+  r.role = null; // no member any more: nothing of the room is asked for until it is joined again
+  r.removed = true; // the next room list drops it unless it still lists it, even while shown
+  if (r === app.current) notice(`You are no longer a member of ${r.title}.`, "side");
   render("pane");
   refreshRooms();
 }
@@ -578,6 +587,7 @@ async function joinRoom(r) {
     const lastSeq = r.head !== null ? await app.conn.joinSince(r.id, r.head) : await app.conn.join(r.id);
     r.joined = true;
     r.joinError = null;
+    r.removed = false;
     if (!r.member) {
       r.role = "member"; // joining a public room makes us a member
       refreshRooms();
@@ -708,6 +718,10 @@ function onMessage(m) {
   if (!r || typeof m.seq !== "number") return;
   const me = app.session.user;
   const fresh = r.insert(m);
+  const event = isEvent(m);
+  if (fresh && applyRoomEvent(r, m)) render("rooms", "pane");
+  // A ban, a mute or their end changes the member list: shown, it follows.
+  if (fresh && r === app.current && MEMBER_EVENTS.includes(eventKind(m))) loadMembers(r);
   if (m.from === me && r.pending.has(m.id)) {
     // Our own message came back: the pending bubble becomes the stored message.
     const node = r.nodes.get(`p:${m.id}`);
@@ -719,7 +733,7 @@ function onMessage(m) {
   learnPeer(r, m);
   r.typing.delete(m.from);
   if (r.head !== null) advanceHead(r);
-  if (fresh && m.from !== me && !isChange(m)) {
+  if (fresh && m.from !== me && !isChange(m) && !event) {
     const concerns = r.kind === "dm" || mentionsMe(m) || notify.mentions(m.body, me, app.profile && app.profile.display_name);
     const who = app.names.get(m.from) || m.from;
     notify.onIncoming(
@@ -729,7 +743,7 @@ function onMessage(m) {
   }
   if (fresh && m.seq > r.lastSeq) {
     r.lastSeq = m.seq;
-    if (m.from !== me && m.seq > r.seen && !isVisible(r)) {
+    if (m.from !== me && !event && m.seq > r.seen && !isVisible(r)) {
       r.unread += 1;
       if (mentionsMe(m)) r.mentions += 1;
       render("rooms");
@@ -979,7 +993,8 @@ async function pumpPending(r) {
 /** Why a send was refused, for the "not sent" line. */
 function sendError(e, p) {
   if (e.code === "too_large") return "too large";
-  if (e.code === "forbidden") return "you may not post here";
+  // The server says "muted in this room" for a mute (docs/PROTOCOL.md, "Moderation").
+  if (e.code === "forbidden") return /\bmuted\b/.test(e.message || "") ? "you are muted in this room" : "you may not post here";
   // The files of a send must be uploads of the room that are still there.
   if (e.code === "not_found" && p.attachments && p.attachments.length) return "a file of it is no longer available";
   return describe(e);
@@ -1132,6 +1147,7 @@ function main() {
   initSearch({ openMessage: showFound });
   initThreads();
   initCompletion();
+  initModeration({ onMembersChanged: (r) => loadMembers(r) });
   $("leave-room").addEventListener("click", onLeave);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());
   $("composer").addEventListener("submit", onComposerSubmit);

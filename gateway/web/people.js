@@ -64,6 +64,12 @@ export function renderMemberList(list, note, r, me) {
       h("span", { className: "member-name" }, ...nameNodes(m.user, m.display_name),
         m.user === me ? h("span", { className: "muted", textContent: " (you)" }) : null),
       m.role !== "member" ? h("span", { className: `role ${m.role}`, textContent: m.role }) : null,
+      m.muted ? h("span", {
+        className: "role muted-badge",
+        textContent: "muted",
+        title: typeof m.muted_until === "number" ? `muted until ${new Date(m.muted_until * 1000).toLocaleString()}` : "muted until unmuted",
+        dataset: { testid: "member-muted" },
+      }) : null,
       h("span", {
         className: on ? "dot" : "dot off",
         title: on ? "online" : "offline",

@@ -7,6 +7,7 @@
 import { ApiError } from "./api.js";
 import { attachmentList } from "./attachments.js";
 import { $, h, show } from "./dom.js";
+import { eventKind, eventText, isEvent } from "./events.js";
 import { dayKey, dayLabel, formatTime } from "./format.js";
 import { renderBody } from "./markdown.js";
 import { avatar, nameNodes, renderMemberList } from "./people.js";
@@ -82,13 +83,13 @@ function roomItem(r) {
     attrs: { "aria-hidden": "true" },
   });
   const icon = r.kind === "dm" ? "@" : r.kind === "private" ? "" : "#";
-  const name = r.kind === "dm" ? (r.peer || "direct message") : r.id;
+  const name = r.kind === "dm" ? (r.peer || "direct message") : r.name || r.id;
   const btn = h(
     "button",
     {
       type: "button",
       className: "room-btn",
-      title: r.member ? (r.topic ? `${r.id}: ${r.topic}` : r.id) : `Join #${r.id}`,
+      title: r.member ? (r.topic ? `#${r.id}: ${r.topic}` : `#${r.id}`) : `Join #${r.id}`,
       attrs: { "aria-label": roomLabel(r, name) },
     },
     h("span", { className: `kind ${r.kind}`, textContent: icon, attrs: { "aria-hidden": "true" } }),
@@ -155,7 +156,7 @@ function renderPane() {
   show($("room-pane"), !!r);
   if (!r) return;
   $("room-title").textContent = r.title;
-  const bits = [r.kind];
+  const bits = r.name ? [`#${r.id}`, r.kind] : [r.kind];
   if (r.role) bits.push(`you: ${r.role}`);
   if (r.joinError) bits.push(r.joinError);
   else if (r.member && !r.joined && app.conn && app.conn.connected) bits.push("joining…");
@@ -170,6 +171,13 @@ function renderPane() {
     topicForm.dataset.room = r.id;
   }
   show(topicForm, r.canManage);
+  const nameForm = $("name-form");
+  if (nameForm.hidden !== !r.canManage || nameForm.dataset.room !== r.id) {
+    $("name-input").value = r.name || "";
+    nameForm.dataset.room = r.id;
+  }
+  show(nameForm, r.canManage);
+  show($("moderate-form"), r.canManage);
   show($("member-form"), r.canManage);
   const manage = $("manage-room");
   if (!r.canManage) manage.open = false;
@@ -189,7 +197,8 @@ function seenMap(r) {
   for (const [user, seq] of r.receipts) {
     if (app.session && user === app.session.user) continue;
     let i = r.firstIndexAfter(seq) - 1;
-    while (i >= 0 && isChange(r.msgs.get(r.order[i]))) i -= 1; // changes have no line of their own
+    // Changes have no line of their own, and a notice has no "seen by".
+    while (i >= 0 && (isChange(r.msgs.get(r.order[i])) || isEvent(r.msgs.get(r.order[i])))) i -= 1;
     if (i < 0) continue;
     const at = r.order[i];
     if (r.msgs.get(at).from === user) continue; // "seen by" its own author says nothing
@@ -462,6 +471,11 @@ function renderMessages() {
     const m = r.msgs.get(seq);
     if (isChange(m)) continue; // an edit or delete shows on the message it changes
     daySep(m.ts);
+    if (isEvent(m)) {
+      items.push(eventNode(r, m));
+      prevFrom = null; // the next message starts a group of its own
+      continue;
+    }
     const node = messageNode(r, `m:${seq}`, m, "acked");
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
     prevFrom = m.from;
@@ -499,6 +513,32 @@ function renderMessages() {
     list.scrollTop = list.scrollHeight - fromBottom;
   }
   actions.maybeRead(r);
+}
+
+/**
+ * A room event (a topic or name change, a ban, a mute…) as a one-line notice: no bubble, no
+ * actions. Rebuilt when the names it shows change (display names learnt later).
+ */
+function eventNode(r, m) {
+  const key = `e:${m.seq}`;
+  const text = eventText(m, (u) => app.names.get(u) || u);
+  let node = r.nodes.get(key);
+  if (node && node.dataset.text === text) return node;
+  const when = new Date(m.ts || 0);
+  node = h(
+    "li",
+    { className: "event muted small", dataset: { testid: "room-event", kind: eventKind(m), seq: String(m.seq), from: m.from || "", text } },
+    h("span", { className: "event-text", textContent: text }),
+    " ",
+    h("time", {
+      className: "ts",
+      textContent: formatTime(m.ts || 0),
+      dateTime: Number.isNaN(when.getTime()) ? "" : when.toISOString(),
+      title: when.toLocaleString(),
+    }),
+  );
+  r.nodes.set(key, node);
+  return node;
 }
 
 function renderTyping() {

@@ -3,6 +3,8 @@
 // plus what is kept per user in the browser's storage. No DOM, no I/O beyond storage.
 "use strict";
 
+import { isEvent } from "./events.js";
+
 // ---------------------------------------------------------------------------------------
 // Per-user bits kept in the browser: unsent messages, what was seen, DM partners.
 
@@ -41,6 +43,7 @@ export class Room {
     this.joined = false; // joined on the current socket
     this.joining = false;
     this.joinError = null;
+    this.removed = false; // the server removed us (left without asking): drop it from the list
     this.msgs = new Map(); // seq -> message
     this.order = []; // held seqs, ascending
     this.head = null; // newest seq up to which the prev chain is complete (null: not loaded)
@@ -63,6 +66,8 @@ export class Room {
     this.nodes = new Map(); // "m:<seq>" / "p:<id>" -> <li>
     this.peer = null; // the other user of a DM, when known
     this.topic = null;
+    this.name = null; // the room's display name (moderation extension), shown instead of the id
+    this.eventSeq = {}; // "topic" / "name" -> seq of the last such room event applied (events.js)
     this.members = null; // [{user, role, display_name?}] once loaded (members only)
     this.membersMore = false;
     this.membersError = null;
@@ -79,7 +84,7 @@ export class Room {
 
   get title() {
     if (this.kind === "dm") return this.peer ? `@${this.peer}` : "direct message";
-    return `#${this.id}`;
+    return this.name || `#${this.id}`;
   }
 
   newest() {
@@ -181,7 +186,7 @@ export class Room {
   lastShown(from) {
     for (let i = this.order.length - 1; i >= 0; i -= 1) {
       const m = this.msgs.get(this.order[i]);
-      if (!isChange(m) && !m.deleted && (!from || m.from === from)) return m;
+      if (!isChange(m) && !isEvent(m) && !m.deleted && (!from || m.from === from)) return m;
     }
     return null;
   }

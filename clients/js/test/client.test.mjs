@@ -226,7 +226,8 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     const rest = await nh.members("atrium", { after: "nia" });
     assert.deepEqual(rest, { members: [{ user: "oz", role: "member", display_name: "Oz the Great" }], more: false });
     const got = nextEvent(oz, "topic", (d) => d.room === "atrium" && d);
-    assert.deepEqual(await nh.setTopic("atrium", "all about atria"), { room: "atrium", topic: "all about atria" });
+    const set = await nh.setTopic("atrium", "all about atria");
+    assert.deepEqual({ ...set, seq: typeof set.seq }, { room: "atrium", topic: "all about atria", seq: "number" });
     assert.deepEqual(await got, { room: "atrium", topic: "all about atria", by: "nia" });
     const listed = (await oz.http().rooms()).find((r) => r.room === "atrium");
     assert.equal(listed && listed.topic, "all about atria");
@@ -235,6 +236,78 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     const login = await oz.http().changePassword(PASSWORD, "a new password");
     assert.equal(typeof login.token, "string");
     assert.deepEqual(await new Http(url).withToken(login.token).me(), profile);
+  });
+
+  it("moderates: names the room, mutes, unmutes, bans, lists bans and unbans; each comes as an event message", async () => {
+    const mo = await user("mo");
+    const nell = await user("nell");
+    const otto = await user("otto");
+    const mh = mo.http();
+    await mh.createRoom("forum", "public");
+    for (const c of [mo, nell, otto]) await c.join("forum");
+    /** otto's next event message of `kind` in forum. */
+    const nextRoomEvent = (kind) => nextEvent(otto, "message", (m) => m.room === "forum" && m.event && kind in m.event && m);
+
+    let seen = nextRoomEvent("name");
+    const named = await mh.setRoomName("forum", "The Forum");
+    assert.equal(named.name, "The Forum");
+    let m = await seen;
+    assert.deepEqual([m.from, m.body, m.event, m.seq], ["mo", "", { name: "The Forum" }, named.seq]);
+    assert.equal((await otto.http().rooms()).find((r) => r.room === "forum")?.name, "The Forum");
+
+    const until = Math.floor(Date.now() / 1000) + 3600;
+    seen = nextRoomEvent("mute");
+    await mh.mute("forum", "nell", until);
+    assert.deepEqual((await seen).event, { mute: { user: "nell", until } });
+    let e = await refusal(nell.send("forum", "let me speak"));
+    assert.equal(e.code, "forbidden");
+    const quinListed = (await mh.members("forum")).members.find((x) => x.user === "nell");
+    assert.deepEqual([quinListed?.muted, quinListed?.muted_until], [true, until]);
+    seen = nextRoomEvent("unmute");
+    await mh.unmute("forum", "nell");
+    assert.deepEqual((await seen).event, { unmute: { user: "nell" } });
+    await nell.send("forum", "thanks");
+    e = await refusal(mh.unmute("forum", "nell"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "not muted");
+
+    seen = nextRoomEvent("ban");
+    const removed = nextEvent(nell, "removed", (d) => d.room === "forum" && d);
+    await mh.ban("forum", "nell", "spam");
+    m = await seen;
+    assert.deepEqual([m.from, m.body, m.event], ["mo", "", { ban: { user: "nell", reason: "spam" } }]);
+    assert.deepEqual(await removed, { room: "forum" });
+    const { bans, more } = await mh.bans("forum");
+    assert.equal(more, false);
+    assert.deepEqual(bans.map((b) => [b.user, b.by, b.reason, typeof b.ts]), [["nell", "mo", "spam", "number"]]);
+    e = await refusal(nell.join("forum"));
+    assert.equal(e.code, "forbidden", "banned from a public room");
+    e = await refusal(mh.ban("forum", "nell"));
+    assert.deepEqual([e.code, e.status], ["conflict", 409], "banned already");
+    e = await refusal(otto.http().ban("forum", "mo"));
+    assert.deepEqual([e.code, e.status], ["forbidden", 403], "a member does not ban");
+    e = await refusal(otto.http().bans("forum"));
+    assert.deepEqual([e.code, e.status], ["forbidden", 403], "a member does not list bans");
+    e = await refusal(mh.ban("forum", "nobody-here"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "an unknown user");
+    e = await refusal(mh.ban("forum", "otto", "x".repeat(300)));
+    assert.deepEqual([e.code, e.status], ["bad_request", 400], "a reason over 256 characters");
+    e = await refusal(mh.ban("", "otto"));
+    assert.equal(e.code, "invalid", "checked before any request");
+
+    seen = nextRoomEvent("unban");
+    await mh.unban("forum", "nell");
+    assert.deepEqual((await seen).event, { unban: { user: "nell" } });
+    assert.deepEqual(await mh.bans("forum", { limit: 5 }), { bans: [], more: false });
+    e = await refusal(mh.unban("forum", "nell"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "not banned");
+    await nell.join("forum");
+
+    seen = nextRoomEvent("name");
+    assert.equal((await mh.setRoomName("forum", null)).name, null);
+    assert.deepEqual((await seen).event, { name: null });
+    assert.equal((await otto.http().rooms()).find((r) => r.room === "forum")?.name, undefined);
+    const kinds = (await otto.history("forum", null, 100)).messages.filter((x) => x.event).map((x) => Object.keys(x.event)[0]);
+    assert.deepEqual(kinds, ["name", "mute", "unmute", "ban", "unban", "name"], "history lists the events in order");
   });
 
   it("pages history over the WebSocket and HTTP, and replays with joinSince", async () => {

@@ -223,6 +223,26 @@ describe("unit", () => {
     await c.close();
   });
 
+  it("passes a room event through on its message, an unknown kind too; a malformed one is left off", async () => {
+    const gw = scriptedGateway((f, ws) => {
+      if (f.type === "join") ws.reply({ type: "joined", ref: f.ref, room: f.room, last_seq: 0 });
+    });
+    const c = await Client.connect("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    await c.join("r");
+    const got = [];
+    c.on("message", (m) => got.push(m));
+    const sock = gw.sockets[0];
+    const base = { type: "message", room: "r", id: "evt-1", from: "ann", ts: 1, body: "" };
+    sock.reply({ ...base, seq: 1, prev: 0, event: { ban: { user: "bob", reason: "spam" } } });
+    sock.reply({ ...base, seq: 2, prev: 1, event: { slowmode: { secs: 5 } } });
+    sock.reply({ ...base, seq: 3, prev: 2, event: ["not", "an", "object"] });
+    sock.reply({ ...base, seq: 4, prev: 3, event: null });
+    await sleep(20);
+    assert.deepEqual(got.map((m) => m.event), [{ ban: { user: "bob", reason: "spam" } }, { slowmode: { secs: 5 } }, undefined, undefined]);
+    assert.equal("event" in got[2], false);
+    await c.close();
+  });
+
   it("files over HTTP: the name percent-encoded, the token and Range sent, errors decoded", async () => {
     const calls = [];
     const fetch = async (url, init) => {

@@ -117,6 +117,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/search.js"),
     ),
     (
+        "/events.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/events.js"),
+    ),
+    (
+        "/moderate.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/moderate.js"),
+    ),
+    (
         "/threads.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/threads.js"),
