@@ -323,7 +323,7 @@ async fn a_room_outgrowing_the_stream_under_a_starved_worker_loses_nothing() -> 
     mesh.signal("worker-1", "CONT").await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let trims = mesh
-        .worker_metric(1, "chatmesh_worker_room_trims_total")
+        .worker_metric(1, r#"chatmesh_worker_room_trims_total{why="full"}"#)
         .await?
         .unwrap_or(0.0);
     let token = run.tokens[0].1.clone();
@@ -349,7 +349,10 @@ async fn a_room_outgrowing_the_stream_under_a_starved_worker_loses_nothing() -> 
         v.acked > at_cont + 40,
         "sends did not land after the worker came back"
     );
-    assert!(trims >= 1.0, "the worker never trimmed the full room");
+    assert!(
+        trims >= 1.0,
+        "the worker never trimmed the full room when asked"
+    );
     assert!(missing.is_empty(), "acked but not in history: {missing:?}");
     Ok(())
 }

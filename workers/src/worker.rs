@@ -152,6 +152,7 @@ impl Worker {
             },
             batch_max: cfg.batch_max_messages,
             search: search.clone(),
+            trim: crate::consumer::TrimEvery::of(&mesh),
         };
         let shutdown = CancellationToken::new();
         let limit = Arc::new(Semaphore::new(cfg.service_concurrency));

@@ -25,6 +25,7 @@ mod setup;
 
 use chatmesh_protocol::backoff::Backoff;
 use chatmesh_protocol::error::Chain;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +133,30 @@ pub(crate) struct Writer {
     pub batch_max: usize,
     /// The search indexes, kept after each stored batch (none when search is off).
     pub search: Option<Indexes>,
+    /// When to trim a room's stored messages from the stream.
+    pub trim: TrimEvery,
+}
+
+/// A room's subject holds at most `stream_max_msgs_per_room` messages and refuses more (see
+/// `crate::streams`). So that a room in steady use never gets there, its store writer trims
+/// what it stored of it from the stream each time it stored half the cap of it (counted
+/// since the writer started: after a restart a room may reach the cap once, and the gateway's
+/// `room_trim` frees it). Only a writer further behind in one room than half the cap lets the
+/// room fill up, and then its sends wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TrimEvery {
+    /// Messages of one room stored between trims (0: the cap is off, never trim).
+    pub messages: u64,
+    pub partitions: u32,
+}
+
+impl TrimEvery {
+    pub fn of(mesh: &chatmesh_protocol::MeshConfig) -> Self {
+        Self {
+            messages: u64::try_from(mesh.stream_max_msgs_per_room / 2).unwrap_or(0),
+            partitions: mesh.partitions,
+        }
+    }
 }
 
 /// Runs partition `p`'s store writer until `shutdown`; `ready` says whether it has a consumer.
@@ -209,6 +234,7 @@ async fn session(
     w.progress.stored(p, checkpoint);
     debug!(partition = p, checkpoint, "store writer consuming");
     let mut next_dseq = 1u64;
+    let mut stored_since_trim: HashMap<String, u64> = HashMap::new();
     let mut acks = Acks::default();
     let ack_timer = tokio::time::sleep(ACK_INTERVAL);
     tokio::pin!(ack_timer);
@@ -245,6 +271,13 @@ async fn session(
         batch.truncate(in_line);
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let high = decoded.last().map_or(0, |d| d.seq);
+        if w.trim.messages > 0 {
+            for d in &decoded {
+                if let Some((room, _)) = &d.message {
+                    *stored_since_trim.entry(room.clone()).or_default() += 1;
+                }
+            }
+        }
         let index_ops = w.search.as_ref().map(|_| {
             decoded
                 .iter()
@@ -273,6 +306,7 @@ async fn session(
         if !erased.is_empty() {
             tokio::spawn(erase(w.stream.clone(), erased));
         }
+        trim_full(w, &mut stored_since_trim, checkpoint);
         w.progress.stored(p, checkpoint);
         let stored = batch.len();
         if let Some(last) = batch.pop() {
@@ -290,6 +324,39 @@ async fn session(
             return Err(e);
         }
         backoff.reset();
+    }
+}
+
+/// Trims from the stream, in the background, every room that had half its cap stored since
+/// its last trim (everything up to `checkpoint` is stored).
+fn trim_full(w: &Writer, counts: &mut HashMap<String, u64>, checkpoint: u64) {
+    if w.trim.messages == 0 {
+        return;
+    }
+    let due: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n >= w.trim.messages)
+        .map(|(room, _)| room.clone())
+        .collect();
+    for room in due {
+        counts.remove(&room);
+        let (stream, partitions) = (w.stream.clone(), w.trim.partitions);
+        tokio::spawn(async move {
+            match crate::streams::trim_below(&stream, partitions, &room, checkpoint + 1).await {
+                Ok((below, purged)) => {
+                    counter!(m::ROOM_TRIMS, "why" => "stored").increment(1);
+                    debug!(
+                        room,
+                        below, purged, "trimmed what is stored of a room from the stream"
+                    );
+                }
+                Err(e) => warn!(room, error = %Chain(&e), "trimming a room from the stream failed"),
+            }
+        });
+    }
+    // Rooms that went quiet are forgotten now and then: the map stays small.
+    if counts.len() > 100_000 {
+        counts.clear();
     }
 }
 

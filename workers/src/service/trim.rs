@@ -18,7 +18,7 @@ use chatmesh_protocol::service::{TrimRequest, Trimmed as TrimDone};
 use chatmesh_protocol::subjects::partition;
 use chatmesh_protocol::ApiError;
 use metrics::counter;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::{valid, Service};
 use crate::metrics as m;
@@ -71,8 +71,8 @@ impl Service {
                 ApiError::unavailable("the stream did not answer; the room stays full for now")
             })?;
         self.inner.trimmed.set(&req.room, stored_below);
-        counter!(m::ROOM_TRIMS).increment(1);
-        info!(room = %req.room, below, purged, "the room's subject was full: trimmed what is stored");
+        counter!(m::ROOM_TRIMS, "why" => "full").increment(1);
+        debug!(room = %req.room, below, purged, "the room's subject was full: trimmed what is stored");
         Ok(TrimDone { below, purged })
     }
 }

@@ -1,0 +1,95 @@
+//! The per-room stream cap (`stream_max_msgs_per_room`) refuses and never drops (see
+//! docs/ARCHITECTURE.md and `workers/src/streams.rs`). A room in steady use never gets to
+//! the cap: its store writer trims what it stored of the room from the stream every half cap,
+//! keeping the room's last message, so the `prev` chain goes on. (A worker too far behind,
+//! where the cap is reached, is the fault test `a_room_outgrowing_the_stream_under_a_starved_worker_loses_nothing`.)
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::*;
+use futures::TryStreamExt as _;
+
+const CAP: i64 = 40;
+const SENT: usize = 150;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_in_steady_use_is_trimmed_before_its_cap() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.mesh.stream_max_msgs_per_room = CAP;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "busy", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("busy").await?;
+    let mut acked = Vec::new();
+    for i in 0..SENT {
+        acked.push(
+            a.post("busy", &format!("m{i}"), &format!("message {i}"))
+                .await?,
+        );
+    }
+    // Every message is in history, once, in order, with an unbroken chain.
+    let mut history = Vec::new();
+    let mut before = None;
+    loop {
+        let answer = a
+            .request(frame::history_before("busy", before, 100))
+            .await?;
+        let page = page(&answer);
+        let first = page.messages.first().map(|m| m.seq);
+        history.splice(0..0, page.messages);
+        if !page.more {
+            break;
+        }
+        before = first;
+    }
+    let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, acked.iter().map(|k| k.seq).collect::<Vec<_>>());
+    assert_chain(&history, 0);
+
+    // The stream holds less than the cap of the room: the writer trimmed it as it went.
+    let js = async_nats::jetstream::new(mesh.worker_nats.clone());
+    let stream = js.get_stream(chatmesh_protocol::subjects::STREAM).await?;
+    let subject = chatmesh_protocol::subjects::in_subject(mesh.config.mesh.partitions, "busy");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let held = loop {
+        let mut info = stream.info_with_subjects(&subject).await?;
+        let held = info.try_next().await?.map_or(0, |(_, n)| n);
+        if held < CAP as usize || tokio::time::Instant::now() > deadline {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        held < CAP as usize,
+        "{held} of the room's messages in the stream"
+    );
+    assert!(held >= 1, "the room's last message stays in the stream");
+    let metrics = reqwest::get(format!("http://{}/metrics", mesh.gateway.addr))
+        .await?
+        .text()
+        .await?;
+    let trims = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"chatmesh_worker_room_trims_total{why="stored"} "#))
+        .context("no trims counted")?
+        .trim()
+        .parse::<f64>()?;
+    assert!(
+        trims >= 3.0,
+        "{trims} trims for {SENT} messages and a cap of {CAP}"
+    );
+
+    // The next message still continues the chain from the last one.
+    let next = a.post("busy", "after", "after the trims").await?;
+    let answer = a.request(frame::history_before("busy", None, 2)).await?;
+    let page = page(&answer);
+    assert_eq!(page.messages[1].seq, next.seq);
+    assert_eq!(page.messages[1].prev, page.messages[0].seq);
+    mesh.stop().await
+}
