@@ -271,13 +271,7 @@ async fn session(
         batch.truncate(in_line);
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let high = decoded.last().map_or(0, |d| d.seq);
-        if w.trim.messages > 0 {
-            for d in &decoded {
-                if let Some((room, _)) = &d.message {
-                    *stored_since_trim.entry(room.clone()).or_default() += 1;
-                }
-            }
-        }
+        let due = trims_due(w, &mut stored_since_trim, &decoded);
         let index_ops = w.search.as_ref().map(|_| {
             decoded
                 .iter()
@@ -306,7 +300,7 @@ async fn session(
         if !erased.is_empty() {
             tokio::spawn(erase(w.stream.clone(), erased));
         }
-        trim_full(w, &mut stored_since_trim, checkpoint);
+        trim_stored(w, due, checkpoint);
         w.progress.stored(p, checkpoint);
         let stored = batch.len();
         if let Some(last) = batch.pop() {
@@ -327,19 +321,37 @@ async fn session(
     }
 }
 
-/// Trims from the stream, in the background, every room that had half its cap stored since
-/// its last trim (everything up to `checkpoint` is stored).
-fn trim_full(w: &Writer, counts: &mut HashMap<String, u64>, checkpoint: u64) {
+/// Counts the batch's messages per room; the rooms that reach half their cap since their last
+/// trim are due (and counted from 0 again). A room already counted costs no allocation.
+fn trims_due(w: &Writer, counts: &mut HashMap<String, u64>, batch: &[Delivery]) -> Vec<String> {
+    let mut due = Vec::new();
     if w.trim.messages == 0 {
-        return;
+        return due;
     }
-    let due: Vec<String> = counts
+    for room in batch
         .iter()
-        .filter(|(_, n)| **n >= w.trim.messages)
-        .map(|(room, _)| room.clone())
-        .collect();
-    for room in due {
-        counts.remove(&room);
+        .filter_map(|d| d.message.as_ref().map(|(room, _)| room))
+    {
+        let n = match counts.get_mut(room) {
+            Some(n) => n,
+            None => counts.entry(room.clone()).or_default(),
+        };
+        *n += 1;
+        if *n >= w.trim.messages {
+            *n = 0;
+            due.push(room.clone());
+        }
+    }
+    // Rooms that went quiet are forgotten now and then: the map stays small.
+    if counts.len() > 100_000 {
+        counts.clear();
+    }
+    due
+}
+
+/// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored.
+fn trim_stored(w: &Writer, rooms: Vec<String>, checkpoint: u64) {
+    for room in rooms {
         let (stream, partitions) = (w.stream.clone(), w.trim.partitions);
         tokio::spawn(async move {
             match crate::streams::trim_below(&stream, partitions, &room, checkpoint + 1).await {
@@ -353,10 +365,6 @@ fn trim_full(w: &Writer, counts: &mut HashMap<String, u64>, checkpoint: u64) {
                 Err(e) => warn!(room, error = %Chain(&e), "trimming a room from the stream failed"),
             }
         });
-    }
-    // Rooms that went quiet are forgotten now and then: the map stays small.
-    if counts.len() > 100_000 {
-        counts.clear();
     }
 }
 
