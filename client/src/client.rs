@@ -127,7 +127,7 @@ impl Builder {
 
 /// Unique message ids for [`Client::send`]: a random prefix per client and a counter.
 #[derive(Debug)]
-struct IdSource {
+pub(crate) struct IdSource {
     prefix: u64,
     next: AtomicU64,
 }
@@ -140,7 +140,7 @@ impl IdSource {
         }
     }
 
-    fn next(&self) -> String {
+    pub(crate) fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{:016x}-{n}", self.prefix)
     }
@@ -157,7 +157,7 @@ pub struct Client {
     events: Option<Events>,
     events_taken: Arc<AtomicBool>,
     timeout: Duration,
-    ids: IdSource,
+    pub(crate) ids: IdSource,
     task: JoinHandle<()>,
 }
 
@@ -301,6 +301,7 @@ impl Client {
             react_to: None,
             unreact_to: None,
             reply_to: Some(seq),
+            mls: None,
         };
         self.ack_of(frame).await
     }
@@ -342,12 +343,13 @@ impl Client {
                 _ => None,
             },
             reply_to: None,
+            mls: None,
         };
         self.ack_of(frame).await
     }
 
     /// Sends `frame` (a `send`) and waits for its ack.
-    async fn ack_of(&self, frame: ClientFrame) -> Result<Ack> {
+    pub(crate) async fn ack_of(&self, frame: ClientFrame) -> Result<Ack> {
         match self.request(frame).await? {
             ServerFrame::Ack {
                 room, id, seq, ts, ..

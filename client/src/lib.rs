@@ -33,6 +33,7 @@
 mod admin;
 mod client;
 mod driver;
+mod e2ee;
 mod error;
 mod event;
 mod http;
@@ -43,6 +44,10 @@ pub use chatmesh_protocol::admin::{
     AccountInfo, AccountState, AuditEntry, AuditPage, DeleteProgress, UserPage,
 };
 pub use chatmesh_protocol::backoff::Backoff;
+pub use chatmesh_protocol::e2ee::{
+    Claimed, ClaimedPackage, DeviceInfo, Identity, KeyPackageCount, KeyPackagesBody, Mls, MlsKind,
+    UserDevices,
+};
 pub use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
 pub use chatmesh_protocol::message::{Change, Edited, Message};
 pub use chatmesh_protocol::moderation::{BanInfo, BanPage, RoomEvent};

@@ -110,6 +110,12 @@ pub struct GatewayConfig {
     pub searches_per_minute: u32,
     /// Searches a user may make at once before that rate applies.
     pub search_burst: u32,
+    /// KeyPackages a user may claim per minute (`POST /v1/e2ee/users/{user}/claim`, token
+    /// bucket), so no one drains another user's packages down to the last-resort one.
+    pub key_claims_per_minute: u32,
+    /// Claims a user may make at once before that rate applies (adding a whole team to an
+    /// e2ee room at once).
+    pub key_claim_burst: u32,
     /// Entries each throttle table keeps (least used evicted first), bounding its memory.
     pub throttle_max_entries: u64,
     /// How long a user's token generation is cached, seconds (revocation events clear it
@@ -172,6 +178,8 @@ impl Default for GatewayConfig {
             rooms_burst: 10,
             searches_per_minute: 120,
             search_burst: 20,
+            key_claims_per_minute: 60,
+            key_claim_burst: 200,
             throttle_max_entries: 100_000,
             user_gen_cache_secs: 30,
             max_replays_per_session: 4,
@@ -296,6 +304,8 @@ impl GatewayConfig {
             ("rooms_burst", self.rooms_burst),
             ("searches_per_minute", self.searches_per_minute),
             ("search_burst", self.search_burst),
+            ("key_claims_per_minute", self.key_claims_per_minute),
+            ("key_claim_burst", self.key_claim_burst),
         ];
         for (name, value) in throttles {
             if value == 0 {

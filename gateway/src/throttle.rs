@@ -14,7 +14,8 @@
 //!   touches no other account. We chose bounded guessing over availability of one attacked
 //!   account's login.
 //!
-//! Registrations have a bucket per IP, room creation one per user. Every table is a bounded
+//! Registrations have a bucket per IP; room creation, searches and KeyPackage claims one per
+//! user. Every table is a bounded
 //! moka cache (`throttle_max_entries`, least used evicted, idle entries expire), so an
 //! attacker with many IPs or names cannot grow memory; eviction forgets a key, which errs on
 //! the side of letting it through. Times use tokio's clock so tests can pause it.
@@ -125,6 +126,7 @@ pub struct Throttle {
     register_ip: Buckets<IpAddr>,
     rooms: Buckets<Arc<str>>,
     searches: Buckets<Arc<str>>,
+    claims: Buckets<Arc<str>>,
     lockouts: Cache<(IpAddr, Arc<str>), Arc<Mutex<Lockout>>>,
     free_failures: u32,
     lockout_base: Duration,
@@ -149,6 +151,7 @@ impl Throttle {
             register_ip: Buckets::new(HOUR, cfg.register_per_ip_per_hour, cfg.register_ip_burst, n),
             rooms: Buckets::new(MINUTE, cfg.rooms_per_minute, cfg.rooms_burst, n),
             searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
+            claims: Buckets::new(MINUTE, cfg.key_claims_per_minute, cfg.key_claim_burst, n),
             lockouts: Cache::builder()
                 .max_capacity(n)
                 .time_to_idle(lockout_max.max(MINUTE) * 2)
@@ -227,6 +230,14 @@ impl Throttle {
             .check(Arc::from(user), true)
             .await
             .map_err(|wait| Throttled::new("search", wait))
+    }
+
+    /// May `user` claim another user's KeyPackages now? Counts it.
+    pub async fn claim_allowed(&self, user: &str) -> Result<(), Throttled> {
+        self.claims
+            .check(Arc::from(user), true)
+            .await
+            .map_err(|wait| Throttled::new("key_claim", wait))
     }
 
     /// May `user` create a room now? Counts it.

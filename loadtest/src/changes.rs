@@ -161,6 +161,7 @@ pub fn frame(
         react_to: target.filter(|_| kind == SendKind::Reaction),
         unreact_to: None,
         reply_to: None,
+        mls: None,
     };
     (frame, kind)
 }

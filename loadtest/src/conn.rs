@@ -276,6 +276,7 @@ pub fn send_frame(engine: &Engine, c: usize, p: &PubPlan, t0: u64, i: u64) -> Me
         react_to: None,
         unreact_to: None,
         reply_to: None,
+        mls: None,
     };
     Message::text(send.encode(&Some(k.into())))
 }

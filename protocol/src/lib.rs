@@ -10,6 +10,7 @@ pub mod admin;
 pub mod backoff;
 pub mod bus;
 pub mod config;
+pub mod e2ee;
 pub mod error;
 pub mod files;
 pub mod frames;

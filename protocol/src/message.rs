@@ -2,7 +2,7 @@
 //!
 //! JetStream holds the [`Payload`] (`id`, `from`, `ts`, `body`, `attachments`, `edit_of`,
 //! `delete_of`, `react_to` or `unreact_to` for a change of an earlier message, `reply_to` and
-//! `thread_root` for a reply, `event` for a room event); the stream assigns `seq`, and
+//! `thread_root` for a reply, `event` for a room event, `mls` in an `e2ee` room); the stream assigns `seq`, and
 //! the republished copy carries `prev` in `Nats-Last-Sequence`. A gateway builds the client
 //! frame by splicing the payload behind a `{"type":"message","room",..,"seq","prev",` prefix,
 //! so a message is never parsed on the fan-out path.
@@ -10,6 +10,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::e2ee::Mls;
 use crate::files::Attachment;
 use crate::mentions::Mentions;
 use crate::moderation::RoomEvent;
@@ -54,6 +55,9 @@ pub struct Payload {
     /// the user who acted. Only a gateway publishes one, never a client's `send`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<RoomEvent>,
+    /// The MLS message of an `e2ee` room (extension; the body is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mls: Option<Mls>,
 }
 
 impl Payload {
@@ -151,6 +155,9 @@ pub struct Message {
     /// See [`Payload::event`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<RoomEvent>,
+    /// See [`Payload::mls`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mls: Option<Mls>,
     /// History only: the message was edited; `body` is the latest version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited: Option<Edited>,
@@ -193,6 +200,7 @@ impl Message {
             reply_to: p.reply_to,
             thread_root: p.thread_root,
             event: p.event,
+            mls: p.mls,
             ..Default::default()
         }
     }

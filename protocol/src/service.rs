@@ -66,6 +66,9 @@ pub enum RoomKind {
     Public,
     Private,
     Dm,
+    /// End-to-end encrypted (extension): members only, like a private room, and every
+    /// message carries an MLS message instead of a body.
+    E2ee,
 }
 
 /// A member's role in a room.
@@ -562,6 +565,37 @@ op!(Mute, "mute", md::MuteRequest, md::RoomEvent);
 op!(Unmute, "unmute", md::LiftRequest, md::RoomEvent);
 op!(ListBans, "bans_list", md::BansRequest, md::BanPage);
 op!(SetName, "room_name", md::SetNameRequest, md::RoomName);
+
+// End-to-end encrypted rooms (extension): the key-package directory (keyed by the user whose
+// keys they are) and a room's epoch.
+use crate::e2ee as mls;
+op!(
+    IdentitySet,
+    "e2ee_identity",
+    mls::SetIdentityRequest,
+    mls::Identity
+);
+op!(
+    DevicePut,
+    "e2ee_device_put",
+    mls::PutDeviceRequest,
+    mls::DeviceInfo
+);
+op!(DeviceDelete, "e2ee_device_delete", mls::DeviceRequest, Done);
+op!(
+    Devices,
+    "e2ee_devices",
+    mls::DeviceRequest,
+    mls::UserDevices
+);
+op!(
+    KeyPackagesAdd,
+    "e2ee_key_packages",
+    mls::AddKeyPackagesRequest,
+    mls::KeyPackageCount
+);
+op!(Claim, "e2ee_claim", mls::DeviceRequest, mls::Claimed);
+op!(RoomEpochGet, "room_epoch", RoomUserRequest, mls::RoomEpoch);
 
 #[cfg(test)]
 mod tests {

@@ -64,6 +64,7 @@ fn client_frames_golden() {
                 react_to: None,
                 unreact_to: None,
                 reply_to: None,
+                mls: None,
             },
             r(json!(7)),
             r#"{"type":"send","room":"general","id":"m-1","body":"hi \"you\"","ref":7}"#,
@@ -299,6 +300,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             react_to: None,
             unreact_to: None,
             reply_to: None,
+            mls: None,
         }),
         (name(), any::<Option<u64>>(), 1u32..=100).prop_map(|(room, before, limit)| {
             ClientFrame::History {

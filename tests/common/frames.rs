@@ -45,6 +45,7 @@ pub mod frame {
             react_to: None,
             unreact_to: None,
             reply_to: None,
+            mls: None,
         }
     }
 
@@ -60,6 +61,7 @@ pub mod frame {
             react_to: None,
             unreact_to: None,
             reply_to: None,
+            mls: None,
         }
     }
 
@@ -75,6 +77,7 @@ pub mod frame {
             react_to: None,
             unreact_to: None,
             reply_to: None,
+            mls: None,
         }
     }
 
@@ -91,6 +94,7 @@ pub mod frame {
             react_to: (!unreact).then_some(seq),
             unreact_to: unreact.then_some(seq),
             reply_to: None,
+            mls: None,
         }
     }
 
@@ -106,6 +110,7 @@ pub mod frame {
             react_to: None,
             unreact_to: None,
             reply_to: Some(seq),
+            mls: None,
         }
     }
 

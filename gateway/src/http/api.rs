@@ -1,7 +1,7 @@
 //! The `/v1` HTTP API of protocol v1: accounts, rooms, members, DMs and history; the
 //! profile and password endpoints are in `account.rs`, member lists, topics and names in
 //! `room_info.rs`, bans and mutes in `moderation.rs`, shared files in `files.rs`, push targets and settings in `push.rs`,
-//! threads in `threads.rs`.
+//! threads in `threads.rs`, the key-package directory of e2ee rooms in `e2ee.rs`.
 //!
 //! Logins, registrations and room creation pass the throttles of [`crate::throttle`]; a
 //! refusal is 429 `rate_limited` with `Retry-After` (seconds). Every bearer token is checked
@@ -84,6 +84,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             files::download(state, req, room, id, Part::Info).await
         }
         (_, ["admin", ..]) => return super::admin::handle(state, req, &seg[1..]).await,
+        (_, ["e2ee", ..]) => return super::e2ee::handle(state, req, &seg[1..]).await,
         (
             _,
             ["auth", _]
@@ -198,7 +199,7 @@ async fn create_room(state: &AppState, req: Request<Incoming>) -> Answer {
     name("room", &new.room)?;
     if new.kind == RoomKind::Dm {
         return Err(ApiError::bad_request(
-            "kind must be public or private (DMs: POST /v1/dm/{user})",
+            "kind must be public, private or e2ee (DMs: POST /v1/dm/{user})",
         )
         .into());
     }

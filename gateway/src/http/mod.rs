@@ -6,6 +6,7 @@ mod account;
 mod admin;
 mod api;
 mod conn;
+mod e2ee;
 mod files;
 mod limits;
 mod moderation;

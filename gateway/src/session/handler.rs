@@ -22,6 +22,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::acks::{self, Acks};
 use super::changes;
+use super::mls::{self, Commit};
 use super::replay::Replay;
 use super::replays::Running;
 use super::rooms::RoomMap;
@@ -256,6 +257,7 @@ impl Session {
                 react_to,
                 unreact_to,
                 reply_to,
+                mls,
             } => {
                 if self.sends.check().is_err() {
                     return self.strike(&r#ref).await;
@@ -268,6 +270,7 @@ impl Session {
                     react_to,
                     unreact_to,
                     reply_to,
+                    mls,
                     ..Payload::default()
                 };
                 if let Err(e) = self.send(&r#ref, room, payload, attachments).await {
@@ -459,6 +462,22 @@ impl Session {
         if access.muted(now_ms() / 1000) {
             return Err(ApiError::forbidden("muted in this room"));
         }
+        mls::fits(access.kind, payload.mls.as_ref())?;
+        let commit = match &payload.mls {
+            Some(m) => mls::check(&self.state, &room, &user, &payload.id, m).await?,
+            None => Commit::No,
+        };
+        if let Commit::Stored { seq, ts } = commit {
+            let ack = ServerFrame::Ack {
+                r#ref: Cow::Borrowed(r#ref),
+                room: Cow::Borrowed(&room),
+                id: Cow::Borrowed(&payload.id),
+                seq,
+                ts,
+            };
+            self.reply(ack.encode()).await;
+            return Ok(());
+        }
         if let Some(to) = payload.reply_to {
             payload.thread_root = Some(changes::reply_root(&self.state, &room, &user, to).await?);
         }
@@ -504,13 +523,35 @@ impl Session {
         metrics::counter!("chatmesh_messages_in_total").increment(1);
         let started = Instant::now();
         let subject = in_subject(state.mesh.partitions, &room);
-        let msg_id = dedupe_id(&user, &room, &payload.id);
+        let msg_id = match &commit {
+            Commit::Publish { msg_id, .. } => msg_id.clone(),
+            _ => dedupe_id(&user, &room, &payload.id),
+        };
         // Queued now, in read order; only the wait for the PubAck is concurrent.
         let publish = Publish::send(&state.js, subject, msg_id, bytes.into(), &span).await;
         let waited = async move {
             let _permit = permit;
             let deadline = Duration::from_millis(state.cfg.publish_deadline_ms);
             let frame = match publish.acked(&state.js, deadline, &state.services).await {
+                Ok(ack) if ack.duplicate && matches!(commit, Commit::Publish { .. }) => {
+                    let epoch = match commit {
+                        Commit::Publish { epoch, .. } => epoch,
+                        _ => 0,
+                    };
+                    match mls::duplicate_commit(&state, ack.sequence, &user, &payload.id, epoch)
+                        .await
+                    {
+                        Ok(()) => ServerFrame::Ack {
+                            r#ref: Cow::Borrowed(&r#ref),
+                            room: Cow::Borrowed(&room),
+                            id: Cow::Borrowed(&payload.id),
+                            seq: ack.sequence,
+                            ts: original_ts(&state, ack.sequence).await.unwrap_or(ts),
+                        }
+                        .encode(),
+                        Err(e) => error_frame(&r#ref, &e),
+                    }
+                }
                 Ok(ack) => {
                     metrics::histogram!("chatmesh_publish_ack_seconds")
                         .record(started.elapsed().as_secs_f64());

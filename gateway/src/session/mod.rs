@@ -11,6 +11,7 @@ mod acks;
 mod changes;
 mod handler;
 mod linger;
+mod mls;
 pub mod reader;
 mod replay;
 mod replays;

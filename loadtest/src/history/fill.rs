@@ -221,6 +221,7 @@ async fn fill_room(
                 react_to: None,
                 unreact_to: None,
                 reply_to: None,
+                mls: None,
             };
             ws.feed(Message::text(send.encode(&Some(next.into()))))
                 .await?;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Ref, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use crate::e2ee::Mls;
 use crate::error::{ApiError, ErrorCode};
 use crate::files::{validate_file_id, MAX_ATTACHMENTS};
 use crate::limits::Limits;
@@ -51,6 +52,9 @@ pub enum ClientFrame {
         /// Reply to this earlier message (extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
+        /// The MLS message of a send to an `e2ee` room (extension; `body` must be empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mls: Option<Mls>,
     },
     History {
         room: String,
@@ -177,9 +181,23 @@ impl ClientFrame {
                 react_to,
                 unreact_to,
                 reply_to,
+                mls,
             } => {
                 room(r)?;
                 validate_msg_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if let Some(mls) = mls {
+                    let plain = body.is_empty()
+                        && attachments.is_empty()
+                        && [edit_of, delete_of, react_to, unreact_to, reply_to]
+                            .iter()
+                            .all(|t| t.is_none());
+                    if !plain {
+                        return Err(ApiError::bad_request(
+                            "a send with mls has an empty body and no files, edit, delete, reaction or reply",
+                        ));
+                    }
+                    return mls.validate();
+                }
                 let change = Targets {
                     edit_of: *edit_of,
                     delete_of: *delete_of,
@@ -294,6 +312,7 @@ mod tests {
                 react_to: None,
                 unreact_to: None,
                 reply_to: None,
+                mls: None,
             }
         );
         let (_, f) =
@@ -463,6 +482,7 @@ mod tests {
             react_to: None,
             unreact_to: None,
             reply_to: None,
+            mls: None,
         };
         assert_eq!(
             send.encode(&Some(json!(3))),

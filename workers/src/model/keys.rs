@@ -35,6 +35,9 @@
 //! | room display name | `z h16(room) room` | the name, UTF-8 (absent: none) |
 //! | audit entry | `Z be64(u64::MAX - ts) be64(node) be64(n)` | [`AuditEntry`](chatmesh_protocol::admin::AuditEntry) (`super::admin`) |
 //! | room being deleted | `D h16(room) room` | [`RoomDeletion`](super::admin::RoomDeletion) (`super::admin`) |
+//! | identity key (e2ee) | `I h16(user) user` | [`IdentityRecord`](super::e2ee::IdentityRecord) |
+//! | device (e2ee) | `V h16(user) user 00 device` | [`DeviceRecord`](super::e2ee::DeviceRecord) |
+//! | KeyPackage (e2ee) | `P h16(user) user 00 device 00 be64(n)` | the package's bytes |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -69,6 +72,9 @@ const BAN: u8 = b'w';
 const BAN_COUNT: u8 = b'W';
 const MUTE: u8 = b'i';
 const ROOM_NAME: u8 = b'z';
+const IDENTITY: u8 = b'I';
+const DEVICE: u8 = b'V';
+const KEY_PACKAGE: u8 = b'P';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -431,6 +437,35 @@ pub fn mutes_of(room: &str) -> Range<Vec<u8>> {
 /// A room's display name: apart from [`room`], like the topic.
 pub fn room_name(room: &str) -> Vec<u8> {
     named(ROOM_NAME, room, 0)
+}
+
+/// A user's identity key (e2ee).
+pub fn identity(user: &str) -> Vec<u8> {
+    named(IDENTITY, user, 0)
+}
+
+pub fn device(user: &str, device: &str) -> Vec<u8> {
+    pair(DEVICE, user, device)
+}
+
+/// Every device key of `user`.
+pub fn devices_of(user: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(DEVICE, user, 0))
+}
+
+/// KeyPackage number `n` of `device` of `user`.
+pub fn key_package(user: &str, device: &str, n: u64) -> Vec<u8> {
+    let mut k = pair(KEY_PACKAGE, user, device);
+    k.push(0);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// Every KeyPackage key of `device` of `user`, oldest first.
+pub fn key_packages_of(user: &str, device: &str) -> Range<Vec<u8>> {
+    let mut k = pair(KEY_PACKAGE, user, device);
+    k.push(0);
+    prefix_range(k)
 }
 
 #[cfg(test)]

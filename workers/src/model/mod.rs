@@ -2,10 +2,12 @@
 //! per-partition checkpoints, rooms and their stats, members and the reverse index of a
 //! user's rooms, users, read cursors, shared files (their records, the messages that
 //! carry them and the bytes each room and user holds), push targets, settings and delivery
-//! marks, mentions, reactions and threads, bans, mutes and room names. No rules live here (who may do what is the service
+//! marks, mentions, reactions and threads, bans, mutes and room names, and the key-package
+//! directory of e2ee rooms. No rules live here (who may do what is the service
 //! layer's job) and no caching (the cache wraps the model, not the backends).
 
 pub mod admin;
+pub mod e2ee;
 mod files;
 pub mod keys;
 mod mentions;

@@ -2,6 +2,7 @@
 //! any tool, and new optional fields need no migration), except the checkpoint, a bare
 //! big-endian u64.
 
+use chatmesh_protocol::e2ee::Mls;
 use chatmesh_protocol::files::{Attachment, FileInfo, Thumbnail};
 use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{change_of, Change, Edited, Message};
@@ -78,6 +79,10 @@ pub struct StoredMessage {
     /// This message is a room event (moderation, topic, name): quiet, never a target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<RoomEvent>,
+    /// The MLS message of an `e2ee` room (a commit for another epoch than the room's is
+    /// stored `void`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mls: Option<Mls>,
 }
 
 /// One edit applied to a message: the edit's seq, ts and client id (its author is the
@@ -137,6 +142,7 @@ impl StoredMessage {
             reactions: self.reactions,
             thread: self.thread,
             event: self.event,
+            mls: self.mls,
         }
     }
 }
@@ -263,6 +269,13 @@ pub struct RoomStats {
     /// How many of the `count` messages are reactions ([`StoredMessage::quiet`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub quiet: u64,
+    /// The MLS epoch of an `e2ee` room: commits stored for the epoch they ended
+    /// ([`chatmesh_protocol::e2ee::next_epoch`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+    /// The seq of the commit that started `epoch` (0: none yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub commit: u64,
 }
 
 fn is_zero(v: &u64) -> bool {

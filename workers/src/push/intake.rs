@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::Message;
+use chatmesh_protocol::e2ee::MlsKind;
 use chatmesh_protocol::message::Payload;
 use chatmesh_protocol::service::RoomKind;
 use chatmesh_protocol::subjects::room_of;
@@ -32,6 +33,9 @@ pub struct Intake {
     pub max_members: usize,
 }
 
+/// What a push says of a message of an `e2ee` room.
+pub const ENCRYPTED: &str = "🔒 encrypted message";
+
 impl Intake {
     /// The message as the notifier needs it, or `None` if it is not a chat message or an
     /// edit, a delete or a reaction (logged and counted; acked by the caller).
@@ -44,8 +48,10 @@ impl Intake {
             counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
             return Ok(None);
         };
-        if payload.change().is_some() || payload.event.is_some() {
-            // An edit, a delete, a reaction or a room event is no news: it is not pushed.
+        let handshake = payload.mls.as_ref().is_some_and(|m| m.kind != MlsKind::App);
+        if payload.change().is_some() || payload.event.is_some() || handshake {
+            // An edit, a delete, a reaction, a room event or an MLS commit, proposal or
+            // welcome is no news: it is not pushed.
             counter!(m::PUSH_SKIPPED, "why" => "change").increment(1);
             return Ok(None);
         }
@@ -55,6 +61,8 @@ impl Intake {
         };
         let nanos = u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0);
         let body = match (payload.body.is_empty(), payload.attachments.first()) {
+            // The server cannot read an end-to-end encrypted message: the push says so.
+            _ if payload.mls.is_some() => ENCRYPTED.to_owned(),
             (true, Some(file)) => format!("📎 {}", file.name),
             _ => payload.body,
         };

@@ -236,6 +236,24 @@ impl Service {
             ops::Unmute::NAME => call::<ops::Unmute, _>(payload, |r| self.unmute(r)).await,
             ops::ListBans::NAME => call::<ops::ListBans, _>(payload, |r| self.bans_list(r)).await,
             ops::SetName::NAME => call::<ops::SetName, _>(payload, |r| self.room_name(r)).await,
+            // End-to-end encrypted rooms (extension).
+            ops::IdentitySet::NAME => {
+                call::<ops::IdentitySet, _>(payload, |r| self.e2ee_identity(r)).await
+            }
+            ops::DevicePut::NAME => {
+                call::<ops::DevicePut, _>(payload, |r| self.e2ee_device_put(r)).await
+            }
+            ops::DeviceDelete::NAME => {
+                call::<ops::DeviceDelete, _>(payload, |r| self.e2ee_device_delete(r)).await
+            }
+            ops::Devices::NAME => call::<ops::Devices, _>(payload, |r| self.e2ee_devices(r)).await,
+            ops::KeyPackagesAdd::NAME => {
+                call::<ops::KeyPackagesAdd, _>(payload, |r| self.e2ee_key_packages(r)).await
+            }
+            ops::Claim::NAME => call::<ops::Claim, _>(payload, |r| self.e2ee_claim(r)).await,
+            ops::RoomEpochGet::NAME => {
+                call::<ops::RoomEpochGet, _>(payload, |r| self.room_epoch(r)).await
+            }
             _ => {
                 counter!(m::REQUESTS, "op" => "unknown", "outcome" => "bad_request").increment(1);
                 let reply: Reply<ops::Done> =

@@ -1,6 +1,6 @@
 //! The worker's request-reply services (`protocol::service`): accounts and profiles, rooms,
 //! membership, member lists, topics and moderation, history and cursors, shared files, push targets and
-//! settings. [`Service`] holds the rules, decided here once for every gateway, and is
+//! settings, the key-package directory of e2ee rooms and their epochs. [`Service`] holds the rules, decided here once for every gateway, and is
 //! callable in-process; `dispatch` serves it over NATS.
 //!
 //! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod budget;
 mod dispatch;
+mod e2ee;
 mod edits;
 mod files;
 mod fresh;

@@ -13,12 +13,14 @@
 //! refused one is stored as a void marker. A reaction does the same to its target's
 //! aggregate and to its sender's reaction record ([`crate::reactions`]); a reply is recorded
 //! in its root's thread and counted on the root. A room event is quiet (not unread); a topic
-//! or name event sets the room's topic or name, in stream order.
+//! or name event sets the room's topic or name, in stream order. A commit of an `e2ee` room
+//! moves the room's epoch on when it is for the room's epoch, and is void otherwise.
 
 mod pending;
 
 use std::collections::HashMap;
 
+use chatmesh_protocol::e2ee::{next_epoch, MlsKind};
 use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{Message, Payload};
 use metrics::{counter, histogram};
@@ -78,9 +80,12 @@ pub async fn store_batch(
             skipped += 1;
             continue;
         }
-        // Reactions and room events are not unread.
-        let quiet =
-            payload.react_to.is_some() || payload.unreact_to.is_some() || payload.event.is_some();
+        // Reactions, room events and MLS handshake messages are not unread.
+        let handshake = payload.mls.as_ref().is_some_and(|m| m.kind != MlsKind::App);
+        let quiet = payload.react_to.is_some()
+            || payload.unreact_to.is_some()
+            || payload.event.is_some()
+            || handshake;
         let mut stored = StoredMessage {
             prev: stats.last_seq,
             n: stats.count + 1,
@@ -98,8 +103,24 @@ pub async fn store_batch(
             reply_to: payload.reply_to,
             thread_root: payload.thread_root,
             event: payload.event,
+            mls: payload.mls,
             ..Default::default()
         };
+        let (epoch, void) = match &stored.mls {
+            Some(mls) => next_epoch(stats.epoch, mls),
+            None => (stats.epoch, false),
+        };
+        let commit = if epoch != stats.epoch {
+            d.seq
+        } else {
+            stats.commit
+        };
+        if void {
+            // A commit for an epoch the room is not at: it changes nothing (clients apply
+            // the same rule in seq order).
+            counter!(m::CHANGES_VOID).increment(1);
+            stored.void = true;
+        }
         if let Some(event) = &stored.event {
             pending.room_event(&room, event);
         } else if let Some(change) = stored.change() {
@@ -116,6 +137,8 @@ pub async fn store_batch(
             last_seq: d.seq,
             count: stored.n,
             quiet: stored.quiet,
+            epoch,
+            commit,
         };
         new.push((d.seq, stored));
     }

@@ -1,0 +1,127 @@
+//! The key-package directory of end-to-end encrypted rooms (extension of v1, docs/E2EE.md):
+//! the caller's identity key (`PUT /v1/e2ee/identity`), its devices
+//! (`PUT`/`DELETE /v1/e2ee/devices/{device}`) and their KeyPackages
+//! (`POST /v1/e2ee/devices/{device}/key-packages`), a user's devices
+//! (`GET /v1/e2ee/users/{user}`) and claiming one KeyPackage per device of a user to add it
+//! to a group (`POST /v1/e2ee/users/{user}/claim`, throttled per caller).
+//!
+//! Shapes are checked here (a clear 400 without a round trip); the worker that owns the
+//! user's partition stores them and checks each device's signature by the identity key.
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+
+use chatmesh_protocol::e2ee::{
+    validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, IdentityBody,
+    KeyPackagesBody, PutDeviceRequest, SetIdentityRequest,
+};
+use chatmesh_protocol::service::{
+    Claim, DeviceDelete, DevicePut, Devices, IdentitySet, KeyPackagesAdd,
+};
+use chatmesh_protocol::ApiError;
+
+use super::reply::{self, Body};
+use super::request::{body, caller, name, Answer, Refusal};
+use crate::state::AppState;
+
+/// Routes `/v1/e2ee/...` (segments after `e2ee`).
+pub(super) async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    seg: &[&str],
+) -> Response<Body> {
+    let method = req.method().clone();
+    let result = match (&method, seg) {
+        (&Method::PUT, ["identity"]) => identity(state, req).await,
+        (&Method::PUT, ["devices", device]) => put_device(state, req, device).await,
+        (&Method::DELETE, ["devices", device]) => delete_device(state, req, device).await,
+        (&Method::POST, ["devices", device, "key-packages"]) => {
+            key_packages(state, req, device).await
+        }
+        (&Method::GET, ["users", user]) => devices(state, req, user).await,
+        (&Method::POST, ["users", user, "claim"]) => claim(state, req, user).await,
+        (
+            _,
+            ["identity"]
+            | ["devices", _]
+            | ["devices", _, "key-packages"]
+            | ["users", _]
+            | ["users", _, "claim"],
+        ) => Err(ApiError::bad_request("method not allowed here").into()),
+        _ => Err(ApiError::not_found("no such endpoint").into()),
+    };
+    result.unwrap_or_else(Refusal::response)
+}
+
+async fn identity(state: &AppState, req: Request<Incoming>) -> Answer {
+    let user = caller(state, &req).await?;
+    let b: IdentityBody = body(req).await?;
+    let req = SetIdentityRequest { user, key: b.key };
+    let id = state.services.ask::<IdentitySet>(&req.user, &req).await?;
+    Ok(reply::json(200, &id))
+}
+
+async fn put_device(state: &AppState, req: Request<Incoming>, device: &str) -> Answer {
+    let user = caller(state, &req).await?;
+    validate_device(device)?;
+    let b: DeviceBody = body(req).await?;
+    let req = PutDeviceRequest {
+        user,
+        device: device.to_owned(),
+        signature_key: b.signature_key,
+        signature: b.signature,
+    };
+    let info = state.services.ask::<DevicePut>(&req.user, &req).await?;
+    Ok(reply::json(200, &info))
+}
+
+async fn delete_device(state: &AppState, req: Request<Incoming>, device: &str) -> Answer {
+    let user = caller(state, &req).await?;
+    validate_device(device)?;
+    let req = DeviceRequest {
+        user,
+        device: device.to_owned(),
+    };
+    state.services.ask::<DeviceDelete>(&req.user, &req).await?;
+    Ok(reply::empty(204))
+}
+
+async fn key_packages(state: &AppState, req: Request<Incoming>, device: &str) -> Answer {
+    let user = caller(state, &req).await?;
+    validate_device(device)?;
+    let b: KeyPackagesBody = body(req).await?;
+    b.validate()?;
+    let req = AddKeyPackagesRequest {
+        user,
+        device: device.to_owned(),
+        body: b,
+    };
+    let count = state
+        .services
+        .ask::<KeyPackagesAdd>(&req.user, &req)
+        .await?;
+    Ok(reply::json(200, &count))
+}
+
+async fn devices(state: &AppState, req: Request<Incoming>, user: &str) -> Answer {
+    caller(state, &req).await?;
+    name("user", user)?;
+    let req = DeviceRequest {
+        user: user.to_owned(),
+        device: String::new(),
+    };
+    let list = state.services.ask::<Devices>(&req.user, &req).await?;
+    Ok(reply::json(200, &list))
+}
+
+async fn claim(state: &AppState, req: Request<Incoming>, user: &str) -> Answer {
+    let me = caller(state, &req).await?;
+    name("user", user)?;
+    state.throttle.claim_allowed(&me).await?;
+    let req = DeviceRequest {
+        user: user.to_owned(),
+        device: String::new(),
+    };
+    let claimed = state.services.ask::<Claim>(&req.user, &req).await?;
+    Ok(reply::json(200, &claimed))
+}

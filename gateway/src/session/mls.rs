@@ -1,0 +1,149 @@
+//! The gateway's part of end-to-end encrypted rooms (docs/E2EE.md): a room of kind `e2ee`
+//! takes only MLS messages and other rooms none, and a commit must be for the room's
+//! current epoch.
+//!
+//! The epoch check has two halves. Before publishing, the room's worker says which epoch it
+//! has stored (`room_epoch`); a commit for an older one is refused (unless it is the
+//! sender's resend of the commit that started the epoch: that is answered with its seq), and
+//! one for a newer one too, after waiting up to 3 s for the worker to store the commits
+//! before it (a member commits as soon as it has the previous commit, which reaches it
+//! before the worker has stored it). The commit is then published
+//! under the id [`commit_msg_id`], shared by every commit for that epoch of that room, so of
+//! two commits racing past the first check JetStream stores one and answers the other as a
+//! duplicate of it: that one is refused here. Behind both, the worker stores a commit for any
+//! other epoch as a void marker, so clients that apply the same rule in seq order never fork.
+
+use std::time::Duration;
+
+use chatmesh_protocol::backoff::Backoff;
+use chatmesh_protocol::e2ee::{commit_msg_id, Mls, MlsKind};
+use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::service::{RoomEpochGet, RoomKind, RoomUserRequest};
+use chatmesh_protocol::ApiError;
+
+use tokio::time::Instant;
+
+use crate::state::AppState;
+
+/// How long a commit for an epoch ahead of the worker's waits for the worker to catch up.
+const FUTURE_WAIT: Duration = Duration::from_secs(3);
+
+/// Checks that `mls` fits the room's kind: every send to an `e2ee` room has it, no other
+/// send does.
+pub(super) fn fits(kind: RoomKind, mls: Option<&Mls>) -> Result<(), ApiError> {
+    match (kind, mls) {
+        (RoomKind::E2ee, Some(_)) | (RoomKind::Public | RoomKind::Private | RoomKind::Dm, None) => {
+            Ok(())
+        }
+        (RoomKind::E2ee, None) => Err(ApiError::bad_request(
+            "an e2ee room takes only MLS messages: send with mls and an empty body",
+        )),
+        (_, Some(_)) => Err(ApiError::bad_request("mls is only for rooms of kind e2ee")),
+    }
+}
+
+/// What the epoch check says of a send.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// Not a commit: published under the sender's own dedupe id.
+    No,
+    /// A commit for the room's epoch: published under this id (shared by every commit for
+    /// the epoch).
+    Publish { msg_id: String, epoch: u64 },
+    /// The sender's resend of the commit that started the room's epoch: answered with it.
+    Stored { seq: u64, ts: u64 },
+}
+
+/// The epoch check of a send (see the module doc).
+pub(super) async fn check(
+    state: &AppState,
+    room: &str,
+    user: &str,
+    id: &str,
+    mls: &Mls,
+) -> Result<Commit, ApiError> {
+    if mls.kind != MlsKind::Commit {
+        return Ok(Commit::No);
+    }
+    let req = RoomUserRequest {
+        room: room.to_owned(),
+        user: user.to_owned(),
+    };
+    // A commit made right after the one that started its epoch may get here before the
+    // worker stored that one: wait for the worker a little before calling it early.
+    let give_up = Instant::now() + FUTURE_WAIT;
+    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
+    let stored = loop {
+        let stored = state.services.ask::<RoomEpochGet>(room, &req).await?;
+        if mls.epoch <= stored.epoch || Instant::now() >= give_up {
+            break stored;
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    };
+    if let Some(c) = &stored.commit {
+        if mls.epoch + 1 == stored.epoch && c.from == user && c.id == id {
+            return Ok(Commit::Stored {
+                seq: c.seq,
+                ts: c.ts,
+            });
+        }
+    }
+    let epoch = stored.epoch;
+    if mls.epoch < epoch {
+        metrics::counter!("chatmesh_mls_commits_refused_total", "why" => "stale").increment(1);
+        return Err(ApiError::conflict(format!(
+            "stale epoch: the room is at epoch {epoch}"
+        )));
+    }
+    if mls.epoch > epoch {
+        metrics::counter!("chatmesh_mls_commits_refused_total", "why" => "future").increment(1);
+        return Err(ApiError::conflict(format!(
+            "future epoch: the room is at epoch {epoch} (retry shortly if a commit was just stored)"
+        )));
+    }
+    Ok(Commit::Publish {
+        msg_id: commit_msg_id(room, epoch),
+        epoch,
+    })
+}
+
+/// A commit JetStream answered as a duplicate: the sender's own resend (the stored commit
+/// has its id), or a commit that lost the race for its epoch (`conflict`).
+pub(super) async fn duplicate_commit(
+    state: &AppState,
+    seq: u64,
+    user: &str,
+    id: &str,
+    epoch: u64,
+) -> Result<(), ApiError> {
+    let stored = state.reader.get(seq).await.ok();
+    let original = stored.and_then(|p| serde_json::from_slice::<Payload>(&p).ok());
+    match original {
+        Some(p) if p.from == user && p.id == id => Ok(()),
+        _ => {
+            metrics::counter!("chatmesh_mls_commits_refused_total", "why" => "race").increment(1);
+            Err(ApiError::conflict(format!(
+                "stale epoch: another commit for epoch {epoch} was stored first (seq {seq})"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatmesh_protocol::e2ee::encode;
+
+    #[test]
+    fn mls_only_where_the_kind_wants_it() {
+        let m = Mls {
+            kind: MlsKind::App,
+            epoch: 0,
+            data: encode(b"c"),
+        };
+        assert!(fits(RoomKind::E2ee, Some(&m)).is_ok());
+        assert!(fits(RoomKind::E2ee, None).is_err());
+        assert!(fits(RoomKind::Private, Some(&m)).is_err());
+        assert!(fits(RoomKind::Public, None).is_ok());
+    }
+}

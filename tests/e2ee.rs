@@ -1,0 +1,539 @@
+//! The server's half of end-to-end encrypted rooms against a real mesh, with opaque bytes
+//! for MLS messages (the MLS side is `e2ee/tests`): a room of kind `e2ee` relays only MLS
+//! messages and keeps them intact (live, history, resume, dedupe), commits are ordered one
+//! epoch at a time (stale, future and racing commits refused, a resend answered with its
+//! seq, nothing stored twice), and the key-package directory (identity keys, signed devices,
+//! claim-once packages, the last-resort one, limits, the claim throttle).
+
+mod common;
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chatmesh_protocol::e2ee::{device_statement, Mls, MlsKind};
+use chatmesh_protocol::service::RoomKind;
+use common::*;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{json, Value};
+
+fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+fn mls(kind: MlsKind, epoch: u64, data: &[u8]) -> Value {
+    json!(Mls {
+        kind,
+        epoch,
+        data: b64(data),
+    })
+}
+
+/// A `send` frame with `mls`, as JSON.
+fn send_mls(room: &str, id: &str, m: Value) -> Value {
+    json!({"type": "send", "room": room, "id": id, "body": "", "mls": m})
+}
+
+/// The error code and message answering a request; anything else fails.
+#[track_caller]
+fn refusal(f: &ServerFrame) -> (ErrorCode, String) {
+    match f {
+        ServerFrame::Error { code, message, .. } => (*code, message.to_string()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+async fn add(api: &Api, token: &str, room: &str, user: &str) -> Result<()> {
+    let path = format!("/v1/rooms/{room}/members");
+    let (s, v) = api
+        .call(
+            "POST",
+            &path,
+            Some(token),
+            Some(json!({"user": user, "role": "member"})),
+        )
+        .await?;
+    anyhow::ensure!(s == 204, "add {user}: {s} {v}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_e2ee_room_relays_mls_and_orders_commits_one_epoch_at_a_time() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let eve = api.user("eve").await?;
+    api.room(&ann, "sec", "e2ee").await?;
+    api.room(&ann, "open", "public").await?;
+    add(&api, &ann, "sec", "bob").await?;
+    let (s, v) = api.call("GET", "/v1/rooms", Some(&ann), None).await?;
+    let listing = http_rooms(&v).unwrap_or_default();
+    assert!(
+        listing
+            .iter()
+            .any(|r| r.room == "sec" && r.kind == RoomKind::E2ee),
+        "{s} {v}"
+    );
+
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    let mut e = Client::login(&mesh.ws_url(), &eve).await?;
+    a.join("sec").await?;
+    b.join("sec").await?;
+    a.join("open").await?;
+
+    // Only MLS in an e2ee room, no MLS elsewhere; members only.
+    let f = a.request(frame::send("sec", "p1", "plain text")).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::BadRequest);
+    let f = a
+        .request_json(send_mls("open", "m0", mls(MlsKind::App, 0, b"x")))
+        .await?;
+    assert_eq!(refusal(&f).0, ErrorCode::BadRequest);
+    let f = e.request(frame::join("sec")).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::Forbidden);
+    let f = e
+        .request_json(send_mls("sec", "e1", mls(MlsKind::App, 0, b"x")))
+        .await?;
+    assert_eq!(refusal(&f).0, ErrorCode::Forbidden);
+    // A body beside mls, an edit of an MLS message, oversize and non-base64 data.
+    let mut both = send_mls("sec", "m1", mls(MlsKind::App, 0, b"x"));
+    both["body"] = json!("leak");
+    assert_eq!(
+        refusal(&a.request_json(both).await?).0,
+        ErrorCode::BadRequest
+    );
+    let mut edit = send_mls("sec", "m1", mls(MlsKind::App, 0, b"x"));
+    edit["edit_of"] = json!(1);
+    assert_eq!(
+        refusal(&a.request_json(edit).await?).0,
+        ErrorCode::BadRequest
+    );
+    let huge = json!({"kind": "app", "epoch": 0, "data": "A".repeat(61 * 1024)});
+    let f = a.request_json(send_mls("sec", "m1", huge)).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::TooLarge);
+    let bad = json!({"kind": "app", "epoch": 0, "data": "not base64!"});
+    let f = a.request_json(send_mls("sec", "m1", bad)).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::BadRequest);
+
+    // An application message, then the commit that ends epoch 0, then its welcome.
+    let app = acked(
+        &a.request_json(send_mls("sec", "m1", mls(MlsKind::App, 0, b"c1")))
+            .await?,
+    );
+    let c0 = acked(
+        &a.request_json(send_mls("sec", "c0", mls(MlsKind::Commit, 0, b"k0")))
+            .await?,
+    );
+    let w1 = acked(
+        &a.request_json(send_mls("sec", "w1", mls(MlsKind::Welcome, 1, b"w")))
+            .await?,
+    );
+    // A resend of the commit with its id is answered with its seq, stored once, whether the
+    // worker has stored it yet or not.
+    let again = a
+        .request_json(send_mls("sec", "c0", mls(MlsKind::Commit, 0, b"k0")))
+        .await?;
+    assert_eq!(acked(&again).seq, c0.seq);
+    // Bob's commit for the epoch that just ended: refused, stale.
+    let f = b
+        .request_json(send_mls("sec", "b0", mls(MlsKind::Commit, 0, b"kb")))
+        .await?;
+    let (code, msg) = refusal(&f);
+    assert_eq!(code, ErrorCode::Conflict);
+    assert!(msg.contains("stale epoch"), "{msg}");
+    // A commit for an epoch the room has not reached.
+    let f = b
+        .request_json(send_mls("sec", "b9", mls(MlsKind::Commit, 9, b"kb")))
+        .await?;
+    let (code, msg) = refusal(&f);
+    assert_eq!(code, ErrorCode::Conflict);
+    assert!(msg.contains("future epoch"), "{msg}");
+
+    // Two commits for epoch 1 at once: exactly one is stored, the other is refused.
+    let sent_a = send_mls("sec", "c1a", mls(MlsKind::Commit, 1, b"ka"));
+    let sent_b = send_mls("sec", "c1b", mls(MlsKind::Commit, 1, b"kb"));
+    let (fa, fb) = tokio::join!(a.request_json(sent_a), b.request_json(sent_b));
+    let (fa, fb) = (fa?, fb?);
+    let won: Vec<&ServerFrame> = [&fa, &fb]
+        .into_iter()
+        .filter(|f| matches!(f, ServerFrame::Ack { .. }))
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one commit wins: {fa:?} {fb:?}");
+    let lost = if matches!(fa, ServerFrame::Ack { .. }) {
+        &fb
+    } else {
+        &fa
+    };
+    assert_eq!(refusal(lost).0, ErrorCode::Conflict);
+    let winner = acked(won[0]);
+
+    // Everyone sees the same order, with the MLS part intact, live and in history.
+    let live = b.messages("sec", 4).await?;
+    let seqs: Vec<u64> = live.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [app.seq, c0.seq, w1.seq, winner.seq]);
+    assert!(live.iter().all(|m| m.body.is_empty()));
+    let kinds: Vec<(MlsKind, u64)> = live
+        .iter()
+        .map(|m| m.mls.as_ref().map(|x| (x.kind, x.epoch)).expect("mls"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (MlsKind::App, 0),
+            (MlsKind::Commit, 0),
+            (MlsKind::Welcome, 1),
+            (MlsKind::Commit, 1)
+        ]
+    );
+    assert_eq!(
+        live[1].mls.as_ref().map(|m| m.data.clone()),
+        Some(b64(b"k0"))
+    );
+    let (_, v) = api
+        .call("GET", "/v1/rooms/sec/messages?limit=100", Some(&bob), None)
+        .await?;
+    let page = http_page(&v);
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        seqs
+    );
+    assert_eq!(page.messages[1].mls, live[1].mls);
+    assert!(page.messages.iter().all(|m| !m.void));
+    // A resume from the first message replays the rest, MLS included.
+    let mut late = Client::login(&mesh.ws_url(), &bob).await?;
+    late.request(frame::join_since("sec", app.seq)).await?;
+    let replayed = late.messages("sec", 3).await?;
+    assert_eq!(replayed, live[1..].to_vec());
+
+    // The room is at epoch 2 once the worker has stored both commits.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let f = a
+            .request_json(send_mls("sec", "probe", mls(MlsKind::Commit, 1, b"late")))
+            .await?;
+        let (code, msg) = refusal(&f);
+        assert_eq!(code, ErrorCode::Conflict);
+        if msg.contains("the room is at epoch 2") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{msg}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// An identity key and a device record signed by it.
+struct Keys {
+    identity: SigningKey,
+}
+
+impl Keys {
+    fn new(seed: u8) -> Self {
+        Self {
+            identity: SigningKey::from_bytes(&[seed; 32]),
+        }
+    }
+
+    fn public(&self) -> String {
+        b64(self.identity.verifying_key().as_bytes())
+    }
+
+    fn device(&self, user: &str, device: &str, signature_key: &[u8]) -> Value {
+        let sig = self
+            .identity
+            .sign(&device_statement(user, device, signature_key));
+        json!({"signature_key": b64(signature_key), "signature": b64(&sig.to_bytes())})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_package_directory_hands_out_each_package_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.key_claims_per_minute = 60;
+    config.gateway.key_claim_burst = 40;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let carl = api.user("carl").await?;
+    let keys = Keys::new(7);
+
+    // A device before the identity key; a key that is not Ed25519; then the key, once.
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/devices/phone",
+            Some(&ann),
+            Some(keys.device("ann", "phone", b"sk")),
+        )
+        .await?;
+    assert_eq!(s, 409);
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/identity",
+            Some(&ann),
+            Some(json!({"key": b64(b"short")})),
+        )
+        .await?;
+    assert_eq!(s, 400);
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/identity",
+            Some(&ann),
+            Some(json!({"key": keys.public()})),
+        )
+        .await?;
+    assert_eq!((s, v["key"].as_str()), (200, Some(keys.public().as_str())));
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/identity",
+            Some(&ann),
+            Some(json!({"key": keys.public()})),
+        )
+        .await?;
+    assert_eq!(s, 200, "the same key again");
+    let other = Keys::new(8);
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/identity",
+            Some(&ann),
+            Some(json!({"key": other.public()})),
+        )
+        .await?;
+    assert_eq!((s, http_error(&v)), (409, Some(ErrorCode::Conflict)));
+
+    // A device signed by another key, or for another device id, is refused.
+    let forged = other.device("ann", "phone", b"sk");
+    let (s, _) = api
+        .call("PUT", "/v1/e2ee/devices/phone", Some(&ann), Some(forged))
+        .await?;
+    assert_eq!(s, 400);
+    let moved = keys.device("ann", "laptop", b"sk");
+    let (s, _) = api
+        .call("PUT", "/v1/e2ee/devices/phone", Some(&ann), Some(moved))
+        .await?;
+    assert_eq!(s, 400);
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/devices/bad.id",
+            Some(&ann),
+            Some(keys.device("ann", "bad.id", b"sk")),
+        )
+        .await?;
+    assert_eq!(s, 400);
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/devices/phone",
+            Some(&ann),
+            Some(keys.device("ann", "phone", b"sk")),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+
+    // Packages: claimed oldest first, once each, then the last-resort one (kept).
+    let packages: Vec<String> = (0..30u8).map(|i| b64(&[i; 200])).collect();
+    let body = json!({"key_packages": packages, "last_resort": b64(&[99; 200])});
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/e2ee/devices/phone/key-packages",
+            Some(&ann),
+            Some(body),
+        )
+        .await?;
+    assert_eq!(
+        (s, v["key_packages"].as_u64(), v["last_resort"].as_bool()),
+        (200, Some(30), Some(true))
+    );
+    let (s, v) = api
+        .call("GET", "/v1/e2ee/users/ann", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 200);
+    assert_eq!(v["identity"].as_str(), Some(keys.public().as_str()));
+    assert_eq!(v["devices"][0]["device"], "phone");
+    assert_eq!(v["devices"][0]["key_packages"], 30);
+
+    // Bob and Carl claim at once, 20 each: 30 distinct packages, then the last resort.
+    let claim = |token: String| {
+        let api = Api::new(&mesh);
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..20 {
+                let (s, v) = api
+                    .call("POST", "/v1/e2ee/users/ann/claim", Some(&token), None)
+                    .await?;
+                anyhow::ensure!(s == 200, "claim: {s} {v}");
+                let kp = &v["key_packages"][0];
+                got.push((
+                    kp["key_package"].as_str().unwrap_or_default().to_owned(),
+                    kp["last_resort"].as_bool().unwrap_or_default(),
+                ));
+            }
+            anyhow::Ok(got)
+        }
+    };
+    let (got_b, got_c) = tokio::join!(claim(bob.clone()), claim(carl.clone()));
+    let got: Vec<(String, bool)> = got_b?.into_iter().chain(got_c?).collect();
+    let once: HashSet<&String> = got
+        .iter()
+        .filter(|(_, last)| !last)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(once.len(), 30, "every package handed out once");
+    assert_eq!(
+        got.iter().filter(|(_, last)| !last).count(),
+        30,
+        "and no one twice"
+    );
+    assert!(got
+        .iter()
+        .filter(|(_, last)| *last)
+        .all(|(k, _)| *k == b64(&[99; 200])));
+    let (_, v) = api
+        .call("GET", "/v1/e2ee/users/ann", Some(&bob), None)
+        .await?;
+    assert_eq!(v["devices"][0]["key_packages"], 0);
+    assert_eq!(v["devices"][0]["last_resort"], true);
+
+    // Bob has used his burst of 40 claims... and one more is throttled.
+    let mut throttled = false;
+    for _ in 0..25 {
+        let (s, _) = api
+            .call("POST", "/v1/e2ee/users/ann/claim", Some(&bob), None)
+            .await?;
+        if s == 429 {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "claims are throttled per caller");
+
+    // Bounds: too many packages at once, one too big, a user with no device, unknown users.
+    let many: Vec<String> = (0..101).map(|_| b64(&[1; 8])).collect();
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/e2ee/devices/phone/key-packages",
+            Some(&ann),
+            Some(json!({"key_packages": many})),
+        )
+        .await?;
+    assert_eq!(s, 400);
+    let big = json!({"key_packages": [b64(&vec![1; 16 * 1024 + 1])]});
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/e2ee/devices/phone/key-packages",
+            Some(&ann),
+            Some(big),
+        )
+        .await?;
+    assert_eq!(s, 413);
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/e2ee/devices/tablet/key-packages",
+            Some(&ann),
+            Some(json!({"key_packages": [b64(b"kp")]})),
+        )
+        .await?;
+    assert_eq!(s, 404, "packages of a device not registered");
+    let (s, _) = api
+        .call("POST", "/v1/e2ee/users/carl/claim", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 404, "carl has no device");
+    let (s, _) = api
+        .call("GET", "/v1/e2ee/users/nobody", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 404);
+    let (s, _) = api.call("GET", "/v1/e2ee/users/ann", None, None).await?;
+    assert_eq!(s, 401);
+
+    // A device re-keyed drops the packages made with the old key; a removed device is gone.
+    let body = json!({"key_packages": [b64(b"old")]});
+    api.call(
+        "POST",
+        "/v1/e2ee/devices/phone/key-packages",
+        Some(&ann),
+        Some(body),
+    )
+    .await?;
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/devices/phone",
+            Some(&ann),
+            Some(keys.device("ann", "phone", b"sk2")),
+        )
+        .await?;
+    assert_eq!(
+        (s, v["key_packages"].as_u64(), v["last_resort"].as_bool()),
+        (200, Some(0), Some(false))
+    );
+    let (s, _) = api
+        .call("DELETE", "/v1/e2ee/devices/phone", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204);
+    let (_, v) = api
+        .call("GET", "/v1/e2ee/users/ann", Some(&ann), None)
+        .await?;
+    assert_eq!(v["devices"], json!([]));
+    let (s, _) = api
+        .call("DELETE", "/v1/e2ee/devices/phone", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 404);
+
+    // At most 16 devices.
+    for i in 0..16 {
+        let d = format!("d{i}");
+        let (s, v) = api
+            .call(
+                "PUT",
+                &format!("/v1/e2ee/devices/{d}"),
+                Some(&carl),
+                Some(keys.device("carl", &d, b"k")),
+            )
+            .await?;
+        if i == 0 {
+            assert_eq!(s, 409, "carl has no identity key yet: {v}");
+            api.call(
+                "PUT",
+                "/v1/e2ee/identity",
+                Some(&carl),
+                Some(json!({"key": keys.public()})),
+            )
+            .await?;
+            let (s, _) = api
+                .call(
+                    "PUT",
+                    &format!("/v1/e2ee/devices/{d}"),
+                    Some(&carl),
+                    Some(keys.device("carl", &d, b"k")),
+                )
+                .await?;
+            assert_eq!(s, 200);
+        } else {
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/devices/d16",
+            Some(&carl),
+            Some(keys.device("carl", "d16", b"k")),
+        )
+        .await?;
+    assert_eq!(s, 409);
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The epoch rule of e2ee rooms in the store writer, in process (no NATS): a commit for the
+//! room's epoch moves it on and becomes the epoch's commit; a commit for any other epoch
+//! (one that got past the gateway's checks, e.g. after the duplicate window) is stored as a
+//! void marker that keeps the `prev` chain and changes nothing; other MLS kinds never move
+//! the epoch; the worker answers `room_epoch` with the epoch and its commit.
+
+mod common;
+
+use chatmesh_protocol::e2ee::{encode, Mls, MlsKind};
+use chatmesh_protocol::message::Message;
+use chatmesh_protocol::service::*;
+use chatmesh_workers::writer::{store_batch, Delivery};
+use common::{create, payload, users, Local};
+
+fn d(seq: u64, from: &str, kind: MlsKind, epoch: u64) -> Delivery {
+    let mut p = payload(&format!("m{seq}"), from, "");
+    p.mls = Some(Mls {
+        kind,
+        epoch,
+        data: encode(&seq.to_be_bytes()),
+    });
+    Delivery {
+        seq,
+        message: Some(("r".to_owned(), p)),
+    }
+}
+
+async fn history(l: &Local) -> Vec<Message> {
+    let req = HistoryRequest {
+        room: "r".into(),
+        before: None,
+        after: None,
+        limit: 100,
+    };
+    l.service.history(req).await.unwrap().messages
+}
+
+async fn epoch(l: &Local) -> chatmesh_protocol::e2ee::RoomEpoch {
+    let req = RoomUserRequest {
+        room: "r".into(),
+        user: "ann".into(),
+    };
+    l.service.room_epoch(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn only_a_commit_for_the_rooms_epoch_moves_it() {
+    let l = Local::new().await;
+    users(&l, &["ann", "bob"]).await;
+    create(&l, "r", RoomKind::E2ee, "ann").await;
+    let e = epoch(&l).await;
+    assert_eq!((e.epoch, e.commit), (0, None));
+
+    let mut cp = 0;
+    let batch = vec![
+        d(1, "ann", MlsKind::App, 0),
+        d(2, "ann", MlsKind::Commit, 0),
+        // Bob's commit for the same epoch, stored after ann's: void.
+        d(3, "bob", MlsKind::Commit, 0),
+        d(4, "ann", MlsKind::Welcome, 1),
+        d(5, "bob", MlsKind::Proposal, 1),
+    ];
+    store_batch(&l.model, &l.caches, 0, &mut cp, batch)
+        .await
+        .unwrap();
+    // A later batch: a commit for a future epoch is void too; one for epoch 1 moves it.
+    let batch = vec![
+        d(6, "bob", MlsKind::Commit, 5),
+        d(7, "bob", MlsKind::Commit, 1),
+        d(8, "ann", MlsKind::App, 2),
+    ];
+    store_batch(&l.model, &l.caches, 0, &mut cp, batch)
+        .await
+        .unwrap();
+
+    let msgs = history(&l).await;
+    let void: Vec<u64> = msgs.iter().filter(|m| m.void).map(|m| m.seq).collect();
+    assert_eq!(void, [3, 6]);
+    let prevs: Vec<(u64, u64)> = msgs.iter().map(|m| (m.seq, m.prev)).collect();
+    assert_eq!(
+        prevs,
+        [
+            (1, 0),
+            (2, 1),
+            (3, 2),
+            (4, 3),
+            (5, 4),
+            (6, 5),
+            (7, 6),
+            (8, 7)
+        ]
+    );
+    assert!(msgs.iter().all(|m| m.mls.is_some() && m.body.is_empty()));
+    let e = epoch(&l).await;
+    assert_eq!(e.epoch, 2);
+    let c = e.commit.expect("the epoch's commit");
+    assert_eq!((c.seq, c.from.as_str(), c.id.as_str()), (7, "bob", "m7"));
+}
