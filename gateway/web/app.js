@@ -718,7 +718,8 @@ function onMessage(m) {
   if (!r || typeof m.seq !== "number") return;
   const me = app.session.user;
   const fresh = r.insert(m);
-  const event = isEvent(m);
+  // An MLS handshake message (commit, proposal, welcome) is no news, like a room event.
+  const event = isEvent(m) || Boolean(m.mls && m.mls.kind !== "app");
   if (fresh && applyRoomEvent(r, m)) render("rooms", "pane");
   // A ban, a mute or their end changes the member list: shown, it follows.
   if (fresh && r === app.current && MEMBER_EVENTS.includes(eventKind(m))) loadMembers(r);
@@ -737,7 +738,7 @@ function onMessage(m) {
     const concerns = r.kind === "dm" || mentionsMe(m) || notify.mentions(m.body, me, app.profile && app.profile.display_name);
     const who = app.names.get(m.from) || m.from;
     notify.onIncoming(
-      { title: r.kind === "dm" ? who : `${who} in ${r.title}`, body: m.body || filesLine(m), tag: `chatmesh-${r.id}`, concerns },
+      { title: r.kind === "dm" ? who : `${who} in ${r.title}`, body: m.mls ? "🔒 encrypted message" : m.body || filesLine(m), tag: `chatmesh-${r.id}`, concerns },
       () => selectRoom(r.id),
     );
   }

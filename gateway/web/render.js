@@ -184,9 +184,14 @@ function renderPane() {
   show(manage, r.canManage);
   show($("leave-room"), r.member);
   const input = $("message-input");
-  input.disabled = !r.member;
-  $("send-button").disabled = !r.member;
-  input.placeholder = r.member ? `Message ${r.title}` : "Join this room to write";
+  // An end-to-end encrypted room needs an MLS client (the Rust SDK, `chatmesh-e2ee`); this
+  // one reads and writes plaintext rooms only (docs/E2EE.md).
+  const sealed = r.kind === "e2ee";
+  input.disabled = !r.member || sealed;
+  $("send-button").disabled = !r.member || sealed;
+  input.placeholder = sealed
+    ? "End-to-end encrypted: use an MLS client (this web client cannot read or write it)"
+    : r.member ? `Message ${r.title}` : "Join this room to write";
   renderUploads();
 }
 
@@ -476,6 +481,13 @@ function renderMessages() {
       prevFrom = null; // the next message starts a group of its own
       continue;
     }
+    if (m.mls) {
+      // An MLS message: the web client holds no keys. Commits, proposals and welcomes are
+      // not shown; an application message is a notice that one was sent.
+      if (m.mls.kind === "app") items.push(sealedNode(r, m));
+      prevFrom = null;
+      continue;
+    }
     const node = messageNode(r, `m:${seq}`, m, "acked");
     node.classList.toggle("cont", m.from === prevFrom && m.ts - prevTs < GROUP_WITHIN_MS);
     prevFrom = m.from;
@@ -513,6 +525,24 @@ function renderMessages() {
     list.scrollTop = list.scrollHeight - fromBottom;
   }
   actions.maybeRead(r);
+}
+
+/** An end-to-end encrypted message as a one-line notice (the web client cannot read it). */
+function sealedNode(r, m) {
+  const key = `x:${m.seq}`;
+  const who = app.names.get(m.from) || m.from || "someone";
+  const text = `🔒 ${who} sent an encrypted message`;
+  let node = r.nodes.get(key);
+  if (node && node.dataset.text === text) return node;
+  node = h(
+    "li",
+    { className: "event muted small", dataset: { testid: "sealed-message", seq: String(m.seq), from: m.from || "", text } },
+    h("span", { className: "event-text", textContent: text }),
+    " ",
+    h("time", { className: "ts", textContent: formatTime(m.ts || 0) }),
+  );
+  r.nodes.set(key, node);
+  return node;
 }
 
 /**
