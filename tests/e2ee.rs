@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chatmesh_protocol::e2ee::{device_statement, Mls, MlsKind};
 use chatmesh_protocol::service::RoomKind;
+use common::page as page_of;
 use common::*;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
@@ -202,6 +203,8 @@ async fn an_e2ee_room_relays_mls_and_orders_commits_one_epoch_at_a_time() -> Res
     );
     assert_eq!(page.messages[1].mls, live[1].mls);
     assert!(page.messages.iter().all(|m| !m.void));
+    let ws_page = page_of(&b.request(frame::history("sec")).await?);
+    assert_eq!(ws_page.messages, page.messages);
     // A resume from the first message replays the rest, MLS included.
     let mut late = Client::login(&mesh.ws_url(), &bob).await?;
     late.request(frame::join_since("sec", app.seq)).await?;

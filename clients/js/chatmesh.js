@@ -68,6 +68,16 @@ const ANSWERS = /** @type {const} */ ({
  * @property {{key: string, count: number, users: string[]}[]} [reactions] history only: the reactions on this message
  * @property {{count: number, last_seq: number, last_ts: number}} [thread] history only: the replies to this root
  * @property {RoomEvent} [event] a room event (moderation extension): `body` is "", `from` is who acted
+ * @property {Mls} [mls] an MLS message of an `e2ee` room (extension): `body` is ""; this client cannot decrypt it
+ */
+
+/**
+ * The MLS part of a message of an end-to-end encrypted room (extension, docs/E2EE.md): opaque
+ * to this client, which holds no keys.
+ * @typedef {object} Mls
+ * @property {"app" | "proposal" | "commit" | "welcome"} kind
+ * @property {number} epoch the group epoch it was made in
+ * @property {string} data the MLS message, base64
  */
 
 /**
@@ -1034,6 +1044,19 @@ function refsOf(f) {
     if (typeof v === "number") out[k] = v;
   }
   return out;
+}
+
+/**
+ * `{mls}` of a message of an e2ee room (extension), else `{}`.
+ * @param {Record<string, unknown>} f
+ * @returns {{mls?: Mls}}
+ */
+function mlsOf(f) {
+  const m = /** @type {{kind?: unknown, epoch?: unknown, data?: unknown} | null} */ (
+    f.mls && typeof f.mls === "object" && !Array.isArray(f.mls) ? f.mls : null
+  );
+  if (!m || typeof m.kind !== "string" || typeof m.epoch !== "number" || typeof m.data !== "string") return {};
+  return { mls: /** @type {Mls} */ ({ kind: m.kind, epoch: m.epoch, data: m.data }) };
 }
 
 /**
@@ -2015,6 +2038,7 @@ export class Client {
           ...changeOf(f),
           ...refsOf(f),
           ...eventOf(f),
+          ...mlsOf(f),
         });
         return;
       }

@@ -1936,6 +1936,48 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await c.locator('#message-list li[data-testid="room-event"][data-kind="slowmode"]').filter({ hasText: "alice changed the room (slowmode)" }).waitFor();
   });
 
+  it("e2ee: an end-to-end encrypted room shows each application message as a notice, hides handshake messages and has no composer", async () => {
+    const a = alice.page;
+    const b = bob.page;
+    const vault = "vault";
+    await apiAs(alice, "POST", "/v1/rooms", { room: vault, kind: "e2ee" });
+    await apiAs(alice, "POST", `/v1/rooms/${vault}/members`, { user: "bob", role: "member" });
+    // alice's MLS client (stand-in: opaque bytes) sends a commit, a welcome and a message.
+    const acks = await a.evaluate(async (room) => {
+      const token = JSON.parse(sessionStorage.getItem("chatmesh.session")).token;
+      const ws = new WebSocket(`${location.origin.replace(/^http/, "ws")}/v1/ws`, "chatmesh.v1");
+      const frames = [];
+      const next = (pred) => new Promise((resolve) => {
+        const look = () => { const f = frames.find(pred); if (f) resolve(f); else setTimeout(look, 20); };
+        look();
+      });
+      ws.onmessage = (ev) => frames.push(JSON.parse(ev.data));
+      await new Promise((resolve) => { ws.onopen = resolve; });
+      ws.send(JSON.stringify({ type: "hello", token }));
+      await next((f) => f.type === "welcome");
+      const sends = [["commit", 0], ["welcome", 1], ["app", 1]];
+      sends.forEach(([kind, epoch], i) => ws.send(JSON.stringify({
+        type: "send", ref: i + 1, room, id: `x${i}`, body: "", mls: { kind, epoch, data: btoa(`ciphertext ${i}`) },
+      })));
+      const out = [];
+      for (let i = 1; i <= sends.length; i++) out.push((await next((f) => f.ref === i)).type);
+      ws.close();
+      return out;
+    }, vault);
+    assert.deepEqual(acks, ["ack", "ack", "ack"]);
+
+    await b.locator(`#room-list li[data-room="${vault}"] button`).click();
+    await b.locator("#room-title").filter({ hasText: `#${vault}` }).waitFor();
+    const sealed = b.locator('#message-list li[data-testid="sealed-message"]');
+    await sealed.filter({ hasText: "sent an encrypted message" }).waitFor();
+    assert.equal(await sealed.count(), 1, "one notice: the commit and the welcome are not shown");
+    assert.match(await sealed.textContent(), /^🔒 alice sent an encrypted message/);
+    assert.equal(await b.locator("#message-list li.msg").count(), 0, "no bubble");
+    assert.equal(await b.locator("#message-input").isDisabled(), true);
+    assert.match(await b.locator("#message-input").getAttribute("placeholder"), /End-to-end encrypted/);
+    assert.equal(await b.locator("#send-button").isDisabled(), true);
+  });
+
   it("raised no page errors, console errors or dialogs", () => {
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);
