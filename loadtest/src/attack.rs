@@ -135,7 +135,7 @@ async fn record_shard(engine: Arc<Engine>, user: &mut GooseUser) -> TransactionR
     while let Some(batch) = rx.recv().await {
         for sample in batch {
             hists.record(sample);
-            if sample.kind != Kind::Deliver || n % every == 0 {
+            if sample.kind != Kind::Deliver || n.is_multiple_of(every) {
                 record(user, sample, true, None).await?;
             }
             n += u64::from(sample.kind == Kind::Deliver);

@@ -43,7 +43,7 @@ impl PubPlan {
 
     /// The `i` of `k`, if it is one of this publisher's.
     pub fn index_of(&self, k: u64) -> Option<u64> {
-        (k >= self.slot && (k - self.slot) % self.stride == 0)
+        (k >= self.slot && (k - self.slot).is_multiple_of(self.stride))
             .then(|| (k - self.slot) / self.stride)
     }
 }

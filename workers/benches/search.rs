@@ -42,7 +42,7 @@ fn body(seq: u64) -> String {
         .collect();
     words.push("chat");
     let mut s = words.join(" ");
-    if seq % 1_000 == 0 {
+    if seq.is_multiple_of(1_000) {
         s.push_str(&format!(" rare{}", seq % 7));
     }
     s.push_str(&format!(" unique{seq}"));
