@@ -274,7 +274,8 @@ async function loadMembers(r) {
     r.membersError = e instanceof ApiError && e.status === 403 ? "Join the room to see its members." : `cannot load members: ${describe(e)}`;
   } finally {
     r.membersLoading = false;
-    if (r === app.current) render("presence");
+    // "pane" too: the composer follows whether the user is muted.
+    if (r === app.current) render("presence", "pane");
   }
 }
 

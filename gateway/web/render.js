@@ -187,12 +187,21 @@ function renderPane() {
   // An end-to-end encrypted room needs an MLS client (the Rust SDK, `chatmesh-e2ee`); this
   // one reads and writes plaintext rooms only (docs/E2EE.md).
   const sealed = r.kind === "e2ee";
-  input.disabled = !r.member || sealed;
-  $("send-button").disabled = !r.member || sealed;
+  const muted = mutedNow(r);
+  input.disabled = !r.member || sealed || muted;
+  $("send-button").disabled = !r.member || sealed || muted;
   input.placeholder = sealed
     ? "End-to-end encrypted: use an MLS client (this web client cannot read or write it)"
+    : muted ? "You are muted in this room"
     : r.member ? `Message ${r.title}` : "Join this room to write";
   renderUploads();
+}
+
+/** Is the signed-in user muted in `r` now (from the member list, once loaded)? */
+function mutedNow(r) {
+  const me = r.members && app.session && r.members.find((m) => m.user === app.session.user);
+  if (!me || !me.muted) return false;
+  return typeof me.muted_until !== "number" || me.muted_until * 1000 > Date.now();
 }
 
 function seenMap(r) {
