@@ -310,13 +310,7 @@ impl Output {
             let line = serde_json::json!({"event": "message", "message": m});
             return self.line(&line.to_string());
         }
-        // Control characters from other users must not drive the terminal.
-        let body: String = m
-            .body
-            .chars()
-            .map(|c| if c.is_control() { '�' } else { c })
-            .collect();
-        self.line(&format!("[{}] {}: {}", m.room, m.from, body));
+        self.line(&crate::chat_line::line(m));
     }
 
     fn note(self, text: &str) {

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod bus;
 pub mod chat;
+mod chat_line;
 pub mod commands;
 pub mod config;
 pub mod export;
