@@ -1,0 +1,48 @@
+//! What processing one `message` of an e2ee room gives the application.
+
+use crate::device::MemberId;
+
+/// The outcome of [`Device::process`](crate::Device::process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A chat message from a member whose credential matches the server-attested sender.
+    Text { from: MemberId, text: String },
+    /// This device joined the room's group through a welcome.
+    Joined {
+        by: MemberId,
+        epoch: u64,
+        members: Vec<MemberId>,
+    },
+    /// A commit moved the group to `epoch`: members added and removed (both empty for a
+    /// self-update).
+    Committed {
+        by: MemberId,
+        epoch: u64,
+        added: Vec<MemberId>,
+        removed: Vec<MemberId>,
+    },
+    /// A commit removed this device: its group for the room is gone.
+    Removed { by: MemberId },
+    /// Nothing to show; the reason, for logs and tests.
+    Ignored(Ignored),
+}
+
+/// Why a message changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// Its seq was already processed.
+    Duplicate,
+    /// This device's own application message coming back.
+    OwnMessage,
+    /// A commit for an epoch the group already passed: this device's own commit coming back
+    /// after the ack, or one the server stored as void.
+    StaleCommit,
+    /// A welcome for other devices.
+    NotForMe,
+    /// This device has no group for the room (before its welcome, after its removal).
+    NotMember,
+    /// A standalone proposal (the SDK commits its changes directly and makes none).
+    Proposal,
+    /// The epoch in the frame is not the one inside the MLS message.
+    EpochMismatch,
+}

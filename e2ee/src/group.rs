@@ -1,0 +1,210 @@
+//! The MLS group of each room a device is in: create, stage a commit (add, remove,
+//! self-update), merge it once the server acked it or drop it when it lost the epoch,
+//! encrypt, and process the room's messages in seq order (`process.rs`).
+//!
+//! A commit is staged, not merged: the server orders commits per epoch and only the one it
+//! stored may move the group on ([`Device::confirm_commit`] after the ack,
+//! [`Device::abort_commit`] after a `conflict`). The SDK's loop around that is `sync.rs`.
+
+use openmls::prelude::*;
+
+use crate::device::{group_id, Device, MemberId, CIPHERSUITE};
+use crate::directory::VerifiedKeyPackage;
+use crate::error::Error;
+use crate::wire::{Mls, MlsKind};
+
+/// Epochs whose secrets a group keeps, so that an application message sent just before a
+/// commit (and ordered after it) still decrypts.
+const PAST_EPOCHS: usize = 5;
+
+/// A staged commit, to send: the commit, and a welcome when it adds members.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub commit: Mls,
+    pub welcome: Option<Mls>,
+}
+
+pub(crate) fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .max_past_epochs(PAST_EPOCHS)
+        .use_ratchet_tree_extension(true)
+        .build()
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .max_past_epochs(PAST_EPOCHS)
+        .use_ratchet_tree_extension(true)
+        .build()
+}
+
+pub(crate) fn out_bytes(msg: &MlsMessageOut) -> Result<Vec<u8>, Error> {
+    msg.to_bytes().map_err(|e| Error::mls("serialize", e))
+}
+
+impl Device {
+    /// Creates the group of `room` with this device alone in it, at epoch 0 (the room must
+    /// be of kind `e2ee` and this user its creator).
+    pub fn create_group(&mut self, room: &str) -> Result<(), Error> {
+        if self.groups.contains_key(room) {
+            return Err(Error::RoomExists(room.to_owned()));
+        }
+        let group = MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &create_config(),
+            group_id(room),
+            self.credential(),
+        )
+        .map_err(|e| Error::mls("create group", e))?;
+        self.groups.insert(room.to_owned(), group);
+        self.meta.rooms.entry(room.to_owned()).or_default().member = true;
+        self.save()
+    }
+
+    pub(crate) fn group(&self, room: &str) -> Result<&MlsGroup, Error> {
+        self.groups
+            .get(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))
+    }
+
+    /// The group's epoch, if this device is in the room's group.
+    pub fn epoch(&self, room: &str) -> Option<u64> {
+        self.groups.get(room).map(|g| g.epoch().as_u64())
+    }
+
+    /// The last seq of `room` this device processed (0: none).
+    pub fn last_seq(&self, room: &str) -> u64 {
+        self.meta.rooms.get(room).map_or(0, |r| r.last_seq)
+    }
+
+    /// The group's members, as their credentials name them.
+    pub fn members(&self, room: &str) -> Result<Vec<MemberId>, Error> {
+        self.group(room)?
+            .members()
+            .map(|m| MemberId::from_credential(&m.credential))
+            .collect()
+    }
+
+    /// Stages a commit adding `packages` (verified against the directory).
+    pub fn stage_add(
+        &mut self,
+        room: &str,
+        packages: &[VerifiedKeyPackage],
+    ) -> Result<Staged, Error> {
+        let kps: Vec<KeyPackage> = packages.iter().map(|p| p.key_package.clone()).collect();
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self
+            .groups
+            .get_mut(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        let epoch = group.epoch().as_u64();
+        let (commit, welcome, _) = group
+            .add_members(provider, signer, &kps)
+            .map_err(|e| Error::mls("add members", e))?;
+        Ok(Staged {
+            commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(&commit)?),
+            welcome: Some(Mls::new(MlsKind::Welcome, epoch + 1, &out_bytes(&welcome)?)),
+        })
+    }
+
+    /// Stages a commit removing every device of `users` from the group.
+    pub fn stage_remove(&mut self, room: &str, users: &[&str]) -> Result<Staged, Error> {
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self
+            .groups
+            .get_mut(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        let own = group.own_leaf_index();
+        let mut leaves = Vec::new();
+        for m in group.members() {
+            let id = MemberId::from_credential(&m.credential)?;
+            if users.contains(&id.user.as_str()) && m.index != own {
+                leaves.push(m.index);
+            }
+        }
+        if leaves.is_empty() {
+            return Err(Error::NotMember {
+                room: room.to_owned(),
+                who: users.join(", "),
+            });
+        }
+        let epoch = group.epoch().as_u64();
+        let (commit, _, _) = group
+            .remove_members(provider, signer, &leaves)
+            .map_err(|e| Error::mls("remove members", e))?;
+        Ok(Staged {
+            commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(&commit)?),
+            welcome: None,
+        })
+    }
+
+    /// Stages a commit that renews this device's leaf keys (post-compromise security).
+    pub fn stage_self_update(&mut self, room: &str) -> Result<Staged, Error> {
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self
+            .groups
+            .get_mut(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        let epoch = group.epoch().as_u64();
+        let bundle = group
+            .self_update(provider, signer, LeafNodeParameters::default())
+            .map_err(|e| Error::mls("self update", e))?;
+        Ok(Staged {
+            commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(bundle.commit())?),
+            welcome: None,
+        })
+    }
+
+    /// The server stored the staged commit at `seq`: merge it (the group moves on one epoch).
+    pub fn confirm_commit(&mut self, room: &str, seq: u64) -> Result<(), Error> {
+        let provider = &self.provider;
+        let group = self
+            .groups
+            .get_mut(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        group
+            .merge_pending_commit(provider)
+            .map_err(|e| Error::mls("merge commit", e))?;
+        self.advance(room, seq);
+        self.save()
+    }
+
+    /// The staged commit was refused (or is given up): forget it, the group stays as it was.
+    pub fn abort_commit(&mut self, room: &str) -> Result<(), Error> {
+        let provider = &self.provider;
+        let group = self
+            .groups
+            .get_mut(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        group
+            .clear_pending_commit(provider.storage())
+            .map_err(|e| Error::mls("clear pending commit", e))?;
+        self.save()
+    }
+
+    /// Encrypts a chat message for the room's group. Refused when it would be larger than
+    /// the server relays.
+    pub fn encrypt(&mut self, room: &str, text: &str) -> Result<Mls, Error> {
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self
+            .groups
+            .get_mut(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        let epoch = group.epoch().as_u64();
+        let msg = group
+            .create_message(provider, signer, text.as_bytes())
+            .map_err(|e| Error::mls("encrypt", e))?;
+        let mls = Mls::new(MlsKind::App, epoch, &out_bytes(&msg)?);
+        mls.check_size()?;
+        self.save()?;
+        Ok(mls)
+    }
+
+    /// Records that `room` was processed up to `seq`.
+    pub(crate) fn advance(&mut self, room: &str, seq: u64) {
+        let state = self.meta.rooms.entry(room.to_owned()).or_default();
+        state.last_seq = state.last_seq.max(seq);
+    }
+}

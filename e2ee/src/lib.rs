@@ -1,0 +1,32 @@
+//! The client side of chatmesh's end-to-end encrypted rooms (issue 16, docs/E2EE.md): MLS
+//! (RFC 9420, openmls) groups, one per room of kind `e2ee`, held by a [`Device`] that saves
+//! its state to a directory. The server relays MLS messages as opaque base64 and orders
+//! commits per epoch; everything secret happens here.
+//!
+//! Layers, bottom up: `wire` (the `mls` object of frames), `identity` (Ed25519 identity keys,
+//! fingerprints), `state` (the provider and the state file), `device` (keys, credential,
+//! KeyPackages), `group` and `process` (the MLS core, no I/O), `directory` and `sync` (the
+//! calls that need the server, over two small traits the application implements).
+
+mod device;
+mod directory;
+mod error;
+mod event;
+mod group;
+mod identity;
+mod process;
+mod state;
+mod sync;
+mod wire;
+
+pub use device::{Device, DeviceRecord, KeyPackageUpload, MemberId, CIPHERSUITE};
+pub use directory::{ClaimedKeyPackage, DeviceInfo, Directory, UserDevices, VerifiedKeyPackage};
+pub use error::{Cause, Error, ErrorKind, TransportError, TransportErrorKind};
+pub use event::{Event, Ignored};
+pub use group::Staged;
+pub use identity::{fingerprint, same_fingerprint, verify_device, IdentityKey};
+pub use sync::{
+    catch_up, claim, commit, publish, send_text, Change, Committed, RoomTransport,
+    MAX_COMMIT_ATTEMPTS,
+};
+pub use wire::{device_statement, Incoming, Mls, MlsKind, MAX_MLS_CHARS};

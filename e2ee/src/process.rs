@@ -1,0 +1,203 @@
+//! Processing a room's `message` frames in seq order: welcomes (join), commits (in epoch
+//! order, as the server stored them), application messages (decrypt and check the sender
+//! against the server-attested `from`).
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+
+use crate::device::{Device, MemberId};
+use crate::error::Error;
+use crate::event::{Event, Ignored};
+use crate::group::join_config;
+use crate::wire::{Incoming, MlsKind};
+
+impl Device {
+    /// Processes the next message of a room, in seq order (live or from history). Messages at
+    /// or below [`Device::last_seq`] are ignored as duplicates. An error leaves the cursor
+    /// where it was unless the message itself is at fault ([`crate::ErrorKind::Rejected`],
+    /// [`crate::ErrorKind::Untrusted`]): then it is skipped.
+    pub fn process(&mut self, msg: &Incoming) -> Result<Event, Error> {
+        if msg.seq != 0 && msg.seq <= self.last_seq(&msg.room) {
+            return Ok(Event::Ignored(Ignored::Duplicate));
+        }
+        let result = if msg.mls.kind == MlsKind::Welcome {
+            self.process_welcome(msg)
+        } else if !self.groups.contains_key(&msg.room) {
+            Ok(Event::Ignored(Ignored::NotMember))
+        } else {
+            self.process_group_message(msg)
+        };
+        let skip = match &result {
+            Ok(_) => true,
+            Err(Error::WelcomeReplay { .. }) => false,
+            Err(e) => matches!(
+                e.kind(),
+                crate::ErrorKind::Rejected | crate::ErrorKind::Untrusted
+            ),
+        };
+        if skip {
+            self.advance(&msg.room, msg.seq);
+            self.save()?;
+        }
+        result
+    }
+
+    fn process_welcome(&mut self, msg: &Incoming) -> Result<Event, Error> {
+        let bytes = msg.mls.bytes()?;
+        let welcome = match MlsMessageIn::tls_deserialize_exact(bytes)
+            .map_err(|e| Error::Decode {
+                what: "welcome",
+                source: e.into(),
+            })?
+            .extract()
+        {
+            MlsMessageBodyIn::Welcome(w) => w,
+            _ => {
+                return Err(Error::Decode {
+                    what: "welcome",
+                    source: "not a Welcome".into(),
+                })
+            }
+        };
+        let refs: Vec<String> = welcome
+            .secrets()
+            .iter()
+            .map(|s| hex::encode(s.new_member().as_slice()))
+            .collect();
+        if refs.iter().any(|r| self.meta.used_key_packages.contains(r)) {
+            return Err(Error::WelcomeReplay {
+                room: msg.room.clone(),
+            });
+        }
+        let mine = refs
+            .into_iter()
+            .find_map(|r| self.meta.key_packages.get(&r).map(|last| (r, *last)));
+        let Some((kp_ref, last_resort)) = mine else {
+            return Ok(Event::Ignored(Ignored::NotForMe));
+        };
+        if self.groups.contains_key(&msg.room) {
+            return Err(Error::WelcomeReplay {
+                room: msg.room.clone(),
+            });
+        }
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .map_err(|e| Error::mls("welcome", e))?;
+        let gid = staged.group_context().group_id().as_slice();
+        if gid != msg.room.as_bytes() {
+            return Err(Error::WelcomeRoom {
+                room: msg.room.clone(),
+                got: String::from_utf8_lossy(gid).into_owned(),
+            });
+        }
+        let sender = staged
+            .welcome_sender()
+            .map_err(|e| Error::mls("welcome sender", e))?;
+        let by = MemberId::from_credential(sender.credential())?;
+        check_sender(&by, &msg.from)?;
+        let group = staged
+            .into_group(&self.provider)
+            .map_err(|e| Error::mls("join group", e))?;
+        if !last_resort {
+            self.meta.key_packages.remove(&kp_ref);
+            self.meta.used_key_packages.insert(kp_ref);
+        }
+        let epoch = group.epoch().as_u64();
+        self.groups.insert(msg.room.clone(), group);
+        self.meta.rooms.entry(msg.room.clone()).or_default().member = true;
+        let members = self.members(&msg.room)?;
+        Ok(Event::Joined { by, epoch, members })
+    }
+
+    fn process_group_message(&mut self, msg: &Incoming) -> Result<Event, Error> {
+        let bytes = msg.mls.bytes()?;
+        let proto = MlsMessageIn::tls_deserialize_exact(bytes)
+            .map_err(|e| Error::Decode {
+                what: "MLS message",
+                source: e.into(),
+            })?
+            .try_into_protocol_message()
+            .map_err(|e| Error::Decode {
+                what: "MLS message",
+                source: e.into(),
+            })?;
+        let room = msg.room.as_str();
+        let inner_epoch = proto.epoch().as_u64();
+        if inner_epoch != msg.mls.epoch {
+            return Ok(Event::Ignored(Ignored::EpochMismatch));
+        }
+        let have = self.group(room)?.epoch().as_u64();
+        if msg.mls.kind == MlsKind::Commit {
+            if inner_epoch < have {
+                return Ok(Event::Ignored(Ignored::StaleCommit));
+            }
+            if inner_epoch > have {
+                return Err(Error::EpochGap {
+                    room: room.to_owned(),
+                    have,
+                    got: inner_epoch,
+                });
+            }
+        }
+        let provider = &self.provider;
+        let group = self.groups.get_mut(room).expect("checked above");
+        let processed = group
+            .process_message(provider, proto)
+            .map_err(|e| Error::mls("process", e))?;
+        let from = MemberId::from_credential(processed.credential())?;
+        match processed.into_content() {
+            ProcessedMessageContent::OwnPrivateMessage => Ok(Event::Ignored(Ignored::OwnMessage)),
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                check_sender(&from, &msg.from)?;
+                let text = String::from_utf8(app.into_bytes()).map_err(|e| Error::Decode {
+                    what: "text",
+                    source: e.into(),
+                })?;
+                Ok(Event::Text { from, text })
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                check_sender(&from, &msg.from)?;
+                let added = staged
+                    .add_proposals()
+                    .map(|p| {
+                        MemberId::from_credential(
+                            p.add_proposal().key_package().leaf_node().credential(),
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let removed = staged
+                    .remove_proposals()
+                    .filter_map(|p| group.member(p.remove_proposal().removed()))
+                    .map(MemberId::from_credential)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let me_removed = staged.self_removed();
+                group
+                    .merge_staged_commit(provider, *staged)
+                    .map_err(|e| Error::mls("merge commit", e))?;
+                if me_removed {
+                    self.groups.remove(room);
+                    self.meta.rooms.entry(room.to_owned()).or_default().member = false;
+                    return Ok(Event::Removed { by: from });
+                }
+                let epoch = self.group(room)?.epoch().as_u64();
+                Ok(Event::Committed {
+                    by: from,
+                    epoch,
+                    added,
+                    removed,
+                })
+            }
+            _ => Ok(Event::Ignored(Ignored::Proposal)),
+        }
+    }
+}
+
+/// The MLS sender must be a device of the user the server authenticated.
+fn check_sender(sender: &MemberId, from: &str) -> Result<(), Error> {
+    if sender.user != from {
+        return Err(Error::ForgedSender {
+            claimed: sender.to_string(),
+            from: from.to_owned(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The SDK's calls that talk to the server: publishing a device, sending, catching up, and
+//! committing with the retry that keeps a room's group from forking. Two members that commit
+//! in the same epoch both send; the server stores one and refuses the other with `conflict`;
+//! the loser drops its staged commit, processes the room's newer messages (the winner's
+//! commit among them), stages its change again on the new epoch and sends it again, a
+//! bounded number of times. A staged commit is merged only after the server acked it.
+
+use std::future::Future;
+
+use crate::device::Device;
+use crate::directory::{Directory, VerifiedKeyPackage};
+use crate::error::{Error, TransportError};
+use crate::event::Event;
+use crate::group::Staged;
+use crate::wire::{Incoming, Mls};
+
+/// How many times a commit is staged and sent before the SDK gives up on an epoch race.
+pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
+
+/// The room calls the SDK makes, over the application's session.
+pub trait RoomTransport {
+    /// `send {room, id, body: "", mls}`: the seq of the `ack`, or the refusal
+    /// ([`TransportErrorKind::Conflict`](crate::TransportErrorKind::Conflict) for a commit
+    /// that lost its epoch). Resends of one call use one `id`.
+    fn send_mls(
+        &self,
+        room: &str,
+        mls: &Mls,
+    ) -> impl Future<Output = Result<u64, TransportError>> + Send;
+    /// The room's messages with seq > `after`, oldest first, up to the newest (history pages).
+    fn messages_after(
+        &self,
+        room: &str,
+        after: u64,
+    ) -> impl Future<Output = Result<Vec<Incoming>, TransportError>> + Send;
+}
+
+/// A change to a room's group.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Add these (verified) devices.
+    Add(Vec<VerifiedKeyPackage>),
+    /// Remove every device of these users.
+    Remove(Vec<String>),
+    /// Renew this device's keys.
+    SelfUpdate,
+}
+
+/// What a commit did: its seq, and the events of the messages processed to win the race.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub seq: u64,
+    pub epoch: u64,
+    pub attempts: u32,
+    pub caught_up: Vec<Event>,
+}
+
+/// Registers the device with the directory: the identity key, the signed device record and
+/// `n` KeyPackages plus a last-resort one.
+pub async fn publish(device: &mut Device, dir: &impl Directory, n: usize) -> Result<(), Error> {
+    dir.put_identity(&device.identity_public()).await?;
+    let record = device.device_record();
+    dir.put_device(&record.device, &record.signature_key, &record.signature)
+        .await?;
+    let upload = device.key_packages(n, true)?;
+    dir.upload_key_packages(device.device(), &upload).await?;
+    Ok(())
+}
+
+/// Claims one KeyPackage per device of each of `users` and checks them (see
+/// [`Device::verify_claims`]). The users must already be members of the room server-side.
+pub async fn claim(
+    device: &mut Device,
+    dir: &impl Directory,
+    users: &[&str],
+) -> Result<Vec<VerifiedKeyPackage>, Error> {
+    let mut out = Vec::new();
+    for user in users {
+        let record = dir.user(user).await?;
+        let claims = dir.claim(user).await?;
+        if claims.is_empty() {
+            return Err(Error::NoKeyPackages((*user).to_owned()));
+        }
+        out.extend(device.verify_claims(&record, &claims)?);
+    }
+    Ok(out)
+}
+
+/// Encrypts and sends a chat message; its seq.
+pub async fn send_text(
+    device: &mut Device,
+    room: &impl RoomTransport,
+    name: &str,
+    text: &str,
+) -> Result<u64, Error> {
+    let mls = device.encrypt(name, text)?;
+    Ok(room.send_mls(name, &mls).await?)
+}
+
+/// Processes the room's messages after this device's cursor, in order. A message at fault
+/// (undecryptable, forged) is logged and skipped; an error that means this device cannot go
+/// on (an epoch gap, storage, the transport) stops the catch-up.
+pub async fn catch_up(
+    device: &mut Device,
+    room: &impl RoomTransport,
+    name: &str,
+) -> Result<Vec<Event>, Error> {
+    let messages = room.messages_after(name, device.last_seq(name)).await?;
+    let mut events = Vec::with_capacity(messages.len());
+    for msg in &messages {
+        match device.process(msg) {
+            Ok(event) => events.push(event),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    crate::ErrorKind::Rejected | crate::ErrorKind::Untrusted
+                ) =>
+            {
+                tracing::warn!(room = name, seq = msg.seq, error = %e, "e2ee message skipped");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(events)
+}
+
+/// Commits `change` to the room's group: stage, send, merge after the ack; on `conflict`
+/// catch up and try again, at most [`MAX_COMMIT_ATTEMPTS`] times. A welcome (for added
+/// members) is sent after the commit is stored.
+pub async fn commit(
+    device: &mut Device,
+    room: &impl RoomTransport,
+    name: &str,
+    change: &Change,
+) -> Result<Committed, Error> {
+    let mut caught_up = Vec::new();
+    for attempt in 1..=MAX_COMMIT_ATTEMPTS {
+        let staged = stage(device, name, change)?;
+        if let Err(e) = staged
+            .commit
+            .check_size()
+            .and_then(|()| match &staged.welcome {
+                Some(w) => w.check_size(),
+                None => Ok(()),
+            })
+        {
+            device.abort_commit(name)?;
+            return Err(e);
+        }
+        match room.send_mls(name, &staged.commit).await {
+            Ok(seq) => {
+                device.confirm_commit(name, seq)?;
+                if let Some(welcome) = &staged.welcome {
+                    room.send_mls(name, welcome).await?;
+                }
+                let epoch = device.epoch(name).unwrap_or_default();
+                return Ok(Committed {
+                    seq,
+                    epoch,
+                    attempts: attempt,
+                    caught_up,
+                });
+            }
+            Err(e) if e.is_conflict() => {
+                device.abort_commit(name)?;
+                tracing::debug!(room = name, attempt, "commit lost its epoch; catching up");
+                caught_up.extend(catch_up(device, room, name).await?);
+                if device.epoch(name).is_none() {
+                    // the winner removed this device
+                    return Err(Error::UnknownRoom(name.to_owned()));
+                }
+            }
+            Err(e) => {
+                device.abort_commit(name)?;
+                return Err(e.into());
+            }
+        }
+    }
+    Err(Error::CommitRaces {
+        room: name.to_owned(),
+        attempts: MAX_COMMIT_ATTEMPTS,
+    })
+}
+
+fn stage(device: &mut Device, name: &str, change: &Change) -> Result<Staged, Error> {
+    match change {
+        Change::Add(packages) => device.stage_add(name, packages),
+        Change::Remove(users) => {
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            device.stage_remove(name, &users)
+        }
+        Change::SelfUpdate => device.stage_self_update(name),
+    }
+}
