@@ -19,6 +19,9 @@ mod state;
 mod sync;
 mod wire;
 
+#[cfg(test)]
+mod tests;
+
 pub use device::{Device, DeviceRecord, KeyPackageUpload, MemberId, CIPHERSUITE};
 pub use directory::{ClaimedKeyPackage, DeviceInfo, Directory, UserDevices, VerifiedKeyPackage};
 pub use error::{Cause, Error, ErrorKind, TransportError, TransportErrorKind};

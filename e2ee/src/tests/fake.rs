@@ -1,0 +1,197 @@
+//! An in-memory server for the SDK's tests: rooms that keep messages in seq order and apply
+//! the epoch rule to commits (`conflict` for any other epoch), and a key-package directory.
+//! Each [`Conn`] is one authenticated user: what it sends gets its name as `from`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::{
+    ClaimedKeyPackage, DeviceInfo, Directory, Incoming, KeyPackageUpload, Mls, MlsKind,
+    RoomTransport, TransportError, TransportErrorKind, UserDevices,
+};
+
+#[derive(Default)]
+struct Room {
+    epoch: u64,
+    messages: Vec<Incoming>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<String, Room>,
+    identities: HashMap<String, String>,
+    devices: HashMap<String, Vec<DeviceInfo>>,
+    /// (user, device) → unclaimed packages, last resort
+    packages: HashMap<(String, String), (Vec<String>, Option<String>)>,
+}
+
+#[derive(Clone, Default)]
+pub struct Server(Arc<Mutex<Inner>>);
+
+impl Server {
+    pub fn conn(&self, user: &str) -> Conn {
+        Conn {
+            server: self.clone(),
+            user: user.to_owned(),
+        }
+    }
+
+    pub fn messages(&self, room: &str) -> Vec<Incoming> {
+        let inner = self.0.lock().unwrap();
+        inner
+            .rooms
+            .get(room)
+            .map(|r| r.messages.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces a user's identity key (a lying directory).
+    pub fn set_identity(&self, user: &str, key: &str) {
+        let mut inner = self.0.lock().unwrap();
+        inner.identities.insert(user.to_owned(), key.to_owned());
+    }
+
+    /// Replaces the next package of `user`'s `device` (a lying directory).
+    pub fn replace_packages(&self, user: &str, device: &str, package: String) {
+        let mut inner = self.0.lock().unwrap();
+        let entry = inner
+            .packages
+            .get_mut(&(user.to_owned(), device.to_owned()))
+            .unwrap();
+        entry.0 = vec![package];
+    }
+
+    /// The next package of a device, unclaimed (to hand it to a lying directory).
+    pub fn peek_package(&self, user: &str, device: &str) -> String {
+        let inner = self.0.lock().unwrap();
+        inner.packages[&(user.to_owned(), device.to_owned())].0[0].clone()
+    }
+}
+
+pub struct Conn {
+    server: Server,
+    user: String,
+}
+
+fn conflict(msg: String) -> TransportError {
+    TransportError::new(TransportErrorKind::Conflict, msg)
+}
+
+impl RoomTransport for Conn {
+    async fn send_mls(&self, room: &str, mls: &Mls) -> Result<u64, TransportError> {
+        mls.check_size()
+            .map_err(|e| TransportError::new(TransportErrorKind::Other, e))?;
+        let mut inner = self.server.0.lock().unwrap();
+        let log = inner.rooms.entry(room.to_owned()).or_default();
+        if mls.kind == MlsKind::Commit {
+            if mls.epoch != log.epoch {
+                return Err(conflict(format!(
+                    "stale epoch: the room is at epoch {}",
+                    log.epoch
+                )));
+            }
+            log.epoch += 1;
+        }
+        let seq = log.messages.len() as u64 + 1;
+        log.messages.push(Incoming {
+            room: room.to_owned(),
+            seq,
+            from: self.user.clone(),
+            mls: mls.clone(),
+        });
+        Ok(seq)
+    }
+
+    async fn messages_after(
+        &self,
+        room: &str,
+        after: u64,
+    ) -> Result<Vec<Incoming>, TransportError> {
+        Ok(self
+            .server
+            .messages(room)
+            .into_iter()
+            .filter(|m| m.seq > after)
+            .collect())
+    }
+}
+
+impl Directory for Conn {
+    async fn put_identity(&self, key: &str) -> Result<(), TransportError> {
+        let mut inner = self.server.0.lock().unwrap();
+        match inner.identities.get(&self.user) {
+            Some(k) if k != key => Err(conflict("identity key already set".into())),
+            _ => {
+                inner.identities.insert(self.user.clone(), key.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    async fn put_device(
+        &self,
+        device: &str,
+        signature_key: &str,
+        signature: &str,
+    ) -> Result<(), TransportError> {
+        let mut inner = self.server.0.lock().unwrap();
+        let list = inner.devices.entry(self.user.clone()).or_default();
+        list.retain(|d| d.device != device);
+        list.push(DeviceInfo {
+            device: device.to_owned(),
+            signature_key: signature_key.to_owned(),
+            signature: signature.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn upload_key_packages(
+        &self,
+        device: &str,
+        upload: &KeyPackageUpload,
+    ) -> Result<(), TransportError> {
+        let mut inner = self.server.0.lock().unwrap();
+        let entry = inner
+            .packages
+            .entry((self.user.clone(), device.to_owned()))
+            .or_default();
+        entry.0.extend(upload.key_packages.iter().cloned());
+        if upload.last_resort.is_some() {
+            entry.1 = upload.last_resort.clone();
+        }
+        Ok(())
+    }
+
+    async fn user(&self, user: &str) -> Result<UserDevices, TransportError> {
+        let inner = self.server.0.lock().unwrap();
+        Ok(UserDevices {
+            user: user.to_owned(),
+            identity: inner.identities.get(user).cloned(),
+            devices: inner.devices.get(user).cloned().unwrap_or_default(),
+        })
+    }
+
+    async fn claim(&self, user: &str) -> Result<Vec<ClaimedKeyPackage>, TransportError> {
+        let mut inner = self.server.0.lock().unwrap();
+        let mut out = Vec::new();
+        for ((u, device), (packages, last_resort)) in inner.packages.iter_mut() {
+            if u != user {
+                continue;
+            }
+            let (key_package, last_resort) = if packages.is_empty() {
+                match last_resort {
+                    Some(p) => (p.clone(), true),
+                    None => continue,
+                }
+            } else {
+                (packages.remove(0), false)
+            };
+            out.push(ClaimedKeyPackage {
+                device: device.clone(),
+                key_package,
+                last_resort,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,238 @@
+//! Groups of several devices through the in-memory server: messages, removal, catch-up,
+//! epoch races, persistence.
+
+use futures::executor::block_on;
+use tempfile::TempDir;
+
+use super::fake::{Conn, Server};
+use crate::{
+    catch_up, claim, commit, publish, send_text, Change, Device, Error, Event, Ignored, Incoming,
+};
+
+const ROOM: &str = "secret";
+
+/// A user with one device saved in its own directory.
+pub struct Member {
+    pub dir: TempDir,
+    pub device: Device,
+    pub conn: Conn,
+}
+
+impl Member {
+    pub fn new(server: &Server, user: &str) -> Self {
+        let dir = TempDir::new().unwrap();
+        let mut device = Device::create(dir.path(), user, "phone", None).unwrap();
+        let conn = server.conn(user);
+        block_on(publish(&mut device, &conn, 3)).unwrap();
+        Member { dir, device, conn }
+    }
+
+    pub fn catch_up(&mut self) -> Vec<Event> {
+        block_on(catch_up(&mut self.device, &self.conn, ROOM)).unwrap()
+    }
+
+    pub fn say(&mut self, text: &str) -> u64 {
+        block_on(send_text(&mut self.device, &self.conn, ROOM, text)).unwrap()
+    }
+
+    pub fn add(&mut self, users: &[&str]) {
+        let packages = block_on(claim(&mut self.device, &self.conn, users)).unwrap();
+        block_on(commit(
+            &mut self.device,
+            &self.conn,
+            ROOM,
+            &Change::Add(packages),
+        ))
+        .unwrap();
+    }
+
+    pub fn epoch(&self) -> Option<u64> {
+        self.device.epoch(ROOM)
+    }
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text { from, text } => Some(format!("{}: {text}", from.user)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// alice creates the room's group and adds bob and carol.
+pub fn three() -> (Server, Member, Member, Member) {
+    let server = Server::default();
+    let mut alice = Member::new(&server, "alice");
+    let mut bob = Member::new(&server, "bob");
+    let mut carol = Member::new(&server, "carol");
+    alice.device.create_group(ROOM).unwrap();
+    alice.add(&["bob", "carol"]);
+    for m in [&mut bob, &mut carol] {
+        let events = m.catch_up();
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    Event::Ignored(Ignored::StaleCommit | Ignored::NotMember),
+                    Event::Joined { epoch: 1, .. }
+                ]
+            ),
+            "{events:?}"
+        );
+    }
+    (server, alice, bob, carol)
+}
+
+/// Three members each send one message and all three read the other two.
+#[test]
+fn three_members_exchange_messages() {
+    let (_server, mut alice, mut bob, mut carol) = three();
+    alice.say("hi from alice");
+    bob.say("hi from bob");
+    carol.say("hi from carol");
+    assert_eq!(
+        texts(&alice.catch_up()),
+        ["bob: hi from bob", "carol: hi from carol"]
+    );
+    assert_eq!(
+        texts(&bob.catch_up()),
+        ["alice: hi from alice", "carol: hi from carol"]
+    );
+    assert_eq!(
+        texts(&carol.catch_up()),
+        ["alice: hi from alice", "bob: hi from bob"]
+    );
+    assert_eq!(bob.device.members(ROOM).unwrap().len(), 3);
+}
+
+/// A removed member's group is gone, and a copy of its state from before the removal cannot
+/// read what is sent after it.
+#[test]
+fn removed_member_cannot_decrypt_later_messages() {
+    let (_server, mut alice, mut bob, mut carol) = three();
+    let before = TempDir::new().unwrap();
+    std::fs::copy(
+        carol.dir.path().join("state.json"),
+        before.path().join("state.json"),
+    )
+    .unwrap();
+    let removal = block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::Remove(vec!["carol".into()]),
+    ))
+    .unwrap();
+    let secret = alice.say("carol must not read this");
+    assert!(
+        matches!(&bob.catch_up()[..], [Event::Committed { removed, .. }, Event::Text { .. }] if removed[0].user == "carol")
+    );
+    let events = carol.catch_up();
+    assert!(matches!(events[0], Event::Removed { .. }), "{events:?}");
+    assert_eq!(events[1], Event::Ignored(Ignored::NotMember));
+    assert_eq!(carol.epoch(), None);
+
+    // a carol that kept her old keys and skipped the removal commit
+    let mut stale = Device::open(before.path()).unwrap();
+    let msg = _server
+        .messages(ROOM)
+        .into_iter()
+        .find(|m| m.seq == secret)
+        .unwrap();
+    assert!(removal.seq < secret);
+    let err = stale.process(&msg).unwrap_err();
+    assert!(matches!(err, Error::Mls { .. }), "{err:?}");
+}
+
+/// bob is offline while alice commits twice; from history he ends at her epoch and reads on.
+#[test]
+fn offline_member_catches_up_across_two_epochs() {
+    let (server, mut alice, mut bob, mut carol) = three();
+    let mut dave = Member::new(&server, "dave");
+    alice.add(&["dave"]);
+    block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap();
+    alice.say("while bob was away");
+    assert_eq!(alice.epoch(), Some(3));
+    let events = bob.catch_up();
+    assert_eq!(bob.epoch(), Some(3));
+    assert!(
+        matches!(&events[0], Event::Committed { added, epoch: 2, .. } if added[0].user == "dave")
+    );
+    assert!(matches!(&events[1], Event::Ignored(Ignored::NotForMe)));
+    assert!(matches!(&events[2], Event::Committed { epoch: 3, .. }));
+    assert_eq!(texts(&events), ["alice: while bob was away"]);
+    carol.catch_up();
+    assert!(matches!(dave.catch_up().last(), Some(Event::Text { .. })));
+    bob.say("back");
+    for m in [&mut alice, &mut carol, &mut dave] {
+        assert_eq!(texts(&m.catch_up()), ["bob: back"]);
+    }
+}
+
+/// alice and bob both commit in epoch 1: the server stores alice's, bob's is refused, bob
+/// catches up, commits again on epoch 2 and wins that. Everyone ends on epoch 3; a commit
+/// that lost its epoch is ignored by whoever sees it.
+#[test]
+fn concurrent_commits_one_wins_the_other_rebuilds() {
+    let (server, mut alice, mut bob, mut carol) = three();
+    // bob's first try, as carol would see it if the server stored it after alice's
+    let lost = bob.device.stage_self_update(ROOM).unwrap();
+    bob.device.abort_commit(ROOM).unwrap();
+    block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap();
+    let won = block_on(commit(
+        &mut bob.device,
+        &bob.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap();
+    assert_eq!(won.attempts, 2);
+    assert_eq!(won.epoch, 3);
+    assert!(matches!(
+        won.caught_up[..],
+        [Event::Committed { epoch: 2, .. }]
+    ));
+    let events = carol.catch_up();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                Event::Committed { epoch: 2, .. },
+                Event::Committed { epoch: 3, .. }
+            ]
+        ),
+        "{events:?}"
+    );
+    alice.catch_up();
+    assert_eq!([alice.epoch(), bob.epoch(), carol.epoch()], [Some(3); 3]);
+    carol.say("one group");
+    assert_eq!(texts(&alice.catch_up()), ["carol: one group"]);
+    assert_eq!(texts(&bob.catch_up()), ["carol: one group"]);
+    // the losing commit, had the server stored it as a void marker after the winner
+    let seq = server.messages(ROOM).len() as u64 + 1;
+    let void = Incoming {
+        room: ROOM.into(),
+        seq,
+        from: "bob".into(),
+        mls: lost.commit,
+    };
+    assert_eq!(
+        carol.device.process(&void).unwrap(),
+        Event::Ignored(Ignored::StaleCommit)
+    );
+    assert_eq!(carol.epoch(), Some(3));
+}

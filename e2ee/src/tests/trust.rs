@@ -1,0 +1,98 @@
+//! What a member refuses: forged senders, replayed welcomes, devices the identity key did not
+//! sign, a changed identity key, oversize messages; and that a reopened device goes on.
+
+use futures::executor::block_on;
+
+use super::groups::{three, Member};
+use crate::{claim, fingerprint, same_fingerprint, Device, Error, ErrorKind, Event, MlsKind};
+
+const ROOM: &str = "secret";
+
+/// bob's message relayed to carol as if alice sent it is refused, and skipped.
+#[test]
+fn forged_sender_is_refused() {
+    let (server, _alice, mut bob, mut carol) = three();
+    bob.say("from bob");
+    let mut msg = server.messages(ROOM).pop().unwrap();
+    msg.from = "alice".into();
+    let err = carol.device.process(&msg).unwrap_err();
+    assert!(
+        matches!(&err, Error::ForgedSender { claimed, from } if claimed == "bob/phone" && from == "alice")
+    );
+    assert_eq!(err.kind(), ErrorKind::Untrusted);
+    assert_eq!(carol.device.last_seq(ROOM), msg.seq);
+}
+
+/// The welcome that added bob, again at a later seq: a clear error, nothing changes.
+#[test]
+fn replayed_welcome_changes_nothing() {
+    let (server, _alice, mut bob, _carol) = three();
+    let mut welcome = server
+        .messages(ROOM)
+        .into_iter()
+        .find(|m| m.mls.kind == MlsKind::Welcome)
+        .unwrap();
+    welcome.seq = 100;
+    let (epoch, seq) = (bob.epoch(), bob.device.last_seq(ROOM));
+    let err = bob.device.process(&welcome).unwrap_err();
+    assert!(matches!(err, Error::WelcomeReplay { .. }), "{err:?}");
+    assert_eq!((bob.epoch(), bob.device.last_seq(ROOM)), (epoch, seq));
+    bob.say("still fine");
+}
+
+/// Drop bob's device, reopen it from its directory: it keeps reading and sending.
+#[test]
+fn reopened_device_keeps_decrypting() {
+    let (_server, mut alice, mut bob, _carol) = three();
+    alice.say("before");
+    assert_eq!(bob.catch_up().len(), 1);
+    let path = bob.dir.path().to_path_buf();
+    drop(std::mem::replace(
+        &mut bob.device,
+        Device::ephemeral("x", "y").unwrap(),
+    ));
+    bob.device = Device::open(&path).unwrap();
+    assert_eq!(bob.epoch(), Some(1));
+    alice.say("after");
+    assert!(matches!(&bob.catch_up()[..], [Event::Text { text, .. }] if text == "after"));
+    bob.say("me too");
+    let events = alice.catch_up();
+    assert!(matches!(events.last(), Some(Event::Text { text, .. }) if text == "me too"));
+    assert!(matches!(
+        Device::create(&path, "bob", "phone", None),
+        Err(Error::Exists(_))
+    ));
+}
+
+/// Larger than the server relays: refused before sending.
+#[test]
+fn oversize_is_refused_before_sending() {
+    let (_server, mut alice, _bob, _carol) = three();
+    let err = alice
+        .device
+        .encrypt(ROOM, &"x".repeat(50 * 1024))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    alice.device.encrypt(ROOM, &"x".repeat(40 * 1024)).unwrap();
+}
+
+/// A directory that hands out another device's KeyPackage under bob's device record, or
+/// swaps bob's identity key after alice saw it, is caught before anything is committed.
+#[test]
+fn lying_directory_is_caught() {
+    let (server, mut alice, bob, _carol) = three();
+    let _eve = Member::new(&server, "eve");
+    let eves = server.peek_package("eve", "phone");
+    server.replace_packages("bob", "phone", eves);
+    let err = block_on(claim(&mut alice.device, &alice.conn, &["bob"])).unwrap_err();
+    assert!(matches!(err, Error::BadDevice { .. }), "{err:?}");
+
+    let known = alice.device.known_fingerprint("bob").unwrap();
+    let eve_id = crate::wire::decode(&_eve.device.identity_public(), "k").unwrap();
+    server.set_identity("bob", &_eve.device.identity_public());
+    let err = block_on(claim(&mut alice.device, &alice.conn, &["bob"])).unwrap_err();
+    assert!(
+        matches!(&err, Error::IdentityChanged { was, now, .. } if *was == known && *now == fingerprint(&eve_id))
+    );
+    assert!(same_fingerprint(&known, &bob.device.fingerprint()));
+}
