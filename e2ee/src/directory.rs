@@ -148,6 +148,67 @@ impl Device {
         }
     }
 
+    /// Checks that `member` of the room's group is a device `record`'s identity key signed,
+    /// with the signature key its leaf uses: what a member that did not make an add commit
+    /// can check of the devices it added (`Event::Committed { added }`, `Event::Joined`).
+    pub fn verify_member(
+        &mut self,
+        room: &str,
+        record: &UserDevices,
+        member: &MemberId,
+    ) -> Result<(), Error> {
+        let bad = |reason| Error::BadDevice {
+            user: member.user.clone(),
+            device: member.device.clone(),
+            reason,
+        };
+        if record.user != member.user {
+            return Err(bad("the directory answered for another user"));
+        }
+        let identity_b64 = record
+            .identity
+            .as_deref()
+            .ok_or_else(|| Error::NoIdentity(member.user.clone()))?;
+        let identity = decode(identity_b64, "identity key")?;
+        self.remember_identity(&member.user, identity_b64, &identity)?;
+        let leaf_key = self
+            .group(room)?
+            .members()
+            .find(|m| MemberId::from_credential(&m.credential).is_ok_and(|id| id == *member))
+            .map(|m| m.signature_key)
+            .ok_or_else(|| Error::NotMember {
+                room: room.to_owned(),
+                who: member.to_string(),
+            })?;
+        let info = record
+            .devices
+            .iter()
+            .find(|d| d.device == member.device)
+            .ok_or_else(|| bad("no device record"))?;
+        let signature_key = decode(&info.signature_key, "signature key")?;
+        let signature = decode(&info.signature, "device signature")?;
+        verify_device(
+            &identity,
+            &member.user,
+            &member.device,
+            &signature_key,
+            &signature,
+        )?;
+        if signature_key != leaf_key {
+            return Err(bad("the group's leaf uses another signature key"));
+        }
+        Ok(())
+    }
+
+    /// Forgets the identity key pinned for `user`, after the users compared the new
+    /// fingerprint out of band: the next check pins the key the directory has then.
+    pub fn forget_identity(&mut self, user: &str) -> Result<(), Error> {
+        if self.meta.known_identities.remove(user).is_some() {
+            self.save()?;
+        }
+        Ok(())
+    }
+
     /// The fingerprint of `user`'s identity key as this device knows it, if it saw one.
     pub fn known_fingerprint(&self, user: &str) -> Option<String> {
         let key = decode(self.meta.known_identities.get(user)?, "identity key").ok()?;

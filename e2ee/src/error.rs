@@ -93,6 +93,8 @@ pub enum Error {
     NotMember { room: String, who: String },
     #[error("room {room:?} is at epoch {have} here but a commit for epoch {got} arrived: messages are missing")]
     EpochGap { room: String, have: u64, got: u64 },
+    #[error("room {room:?}: the server stored a commit of this device that it no longer has; the device must be added again")]
+    OwnCommitLost { room: String },
     #[error("mls.data of {len} characters is over the server's {max}")]
     TooLarge { len: usize, max: usize },
     #[error("room {room:?}: the commit lost {attempts} races for its epoch; giving up")]
@@ -114,7 +116,9 @@ impl Error {
             | Error::BadDevice { .. }
             | Error::IdentityChanged { .. }
             | Error::NoIdentity(_) => ErrorKind::Untrusted,
-            Error::EpochGap { .. } | Error::CommitRaces { .. } => ErrorKind::OutOfSync,
+            Error::EpochGap { .. } | Error::CommitRaces { .. } | Error::OwnCommitLost { .. } => {
+                ErrorKind::OutOfSync
+            }
             Error::NoKeyPackages(_)
             | Error::WelcomeReplay { .. }
             | Error::UnknownRoom(_)

@@ -5,6 +5,8 @@
 //! A commit is staged, not merged: the server orders commits per epoch and only the one it
 //! stored may move the group on ([`Device::confirm_commit`] after the ack,
 //! [`Device::abort_commit`] after a `conflict`). The SDK's loop around that is `sync.rs`.
+//! A staged commit is saved with the device, so that after a crash between the send and the
+//! ack its echo in the room's history still merges it (`process.rs`).
 
 use openmls::prelude::*;
 
@@ -74,6 +76,15 @@ impl Device {
         self.groups.get(room).map(|g| g.epoch().as_u64())
     }
 
+    /// Whether a staged commit of this device waits for the server's answer (also after a
+    /// restart: staged commits are saved, so that the echo of one the server stored before
+    /// a crash still merges).
+    pub fn has_pending_commit(&self, room: &str) -> bool {
+        self.groups
+            .get(room)
+            .is_some_and(|g| g.pending_commit().is_some())
+    }
+
     /// The last seq of `room` this device processed (0: none).
     pub fn last_seq(&self, room: &str) -> u64 {
         self.meta.rooms.get(room).map_or(0, |r| r.last_seq)
@@ -103,10 +114,12 @@ impl Device {
         let (commit, welcome, _) = group
             .add_members(provider, signer, &kps)
             .map_err(|e| Error::mls("add members", e))?;
-        Ok(Staged {
+        let staged = Staged {
             commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(&commit)?),
             welcome: Some(Mls::new(MlsKind::Welcome, epoch + 1, &out_bytes(&welcome)?)),
-        })
+        };
+        self.save()?;
+        Ok(staged)
     }
 
     /// Stages a commit removing every device of `users` from the group.
@@ -134,10 +147,12 @@ impl Device {
         let (commit, _, _) = group
             .remove_members(provider, signer, &leaves)
             .map_err(|e| Error::mls("remove members", e))?;
-        Ok(Staged {
+        let staged = Staged {
             commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(&commit)?),
             welcome: None,
-        })
+        };
+        self.save()?;
+        Ok(staged)
     }
 
     /// Stages a commit that renews this device's leaf keys (post-compromise security).
@@ -151,10 +166,12 @@ impl Device {
         let bundle = group
             .self_update(provider, signer, LeafNodeParameters::default())
             .map_err(|e| Error::mls("self update", e))?;
-        Ok(Staged {
+        let staged = Staged {
             commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(bundle.commit())?),
             welcome: None,
-        })
+        };
+        self.save()?;
+        Ok(staged)
     }
 
     /// The server stored the staged commit at `seq`: merge it (the group moves on one epoch).

@@ -29,7 +29,7 @@ pub use event::{Event, Ignored};
 pub use group::Staged;
 pub use identity::{fingerprint, same_fingerprint, verify_device, IdentityKey};
 pub use sync::{
-    catch_up, claim, commit, publish, send_text, Change, Committed, RoomTransport,
+    catch_up, claim, commit, publish, send_text, verify_members, Change, Committed, RoomTransport,
     MAX_COMMIT_ATTEMPTS,
 };
 pub use wire::{device_statement, Incoming, Mls, MlsKind, MAX_MLS_CHARS};

@@ -145,7 +145,6 @@ impl Device {
             .map_err(|e| Error::mls("process", e))?;
         let from = MemberId::from_credential(processed.credential())?;
         match processed.into_content() {
-            ProcessedMessageContent::OwnPrivateMessage => Ok(Event::Ignored(Ignored::OwnMessage)),
             ProcessedMessageContent::ApplicationMessage(app) => {
                 check_sender(&from, &msg.from)?;
                 let text = String::from_utf8(app.into_bytes()).map_err(|e| Error::Decode {
@@ -156,19 +155,7 @@ impl Device {
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 check_sender(&from, &msg.from)?;
-                let added = staged
-                    .add_proposals()
-                    .map(|p| {
-                        MemberId::from_credential(
-                            p.add_proposal().key_package().leaf_node().credential(),
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let removed = staged
-                    .remove_proposals()
-                    .filter_map(|p| group.member(p.remove_proposal().removed()))
-                    .map(MemberId::from_credential)
-                    .collect::<Result<Vec<_>, _>>()?;
+                let (added, removed) = summarize(group, &staged)?;
                 let me_removed = staged.self_removed();
                 group
                     .merge_staged_commit(provider, *staged)
@@ -186,9 +173,48 @@ impl Device {
                     removed,
                 })
             }
+            ProcessedMessageContent::OwnPrivateMessage if msg.mls.kind == MlsKind::Commit => {
+                // the server stored this device's commit, but the ack never arrived (a crash
+                // or a lost connection after the send): the staged commit is the one
+                let Some(staged) = group.pending_commit() else {
+                    return Err(Error::OwnCommitLost {
+                        room: room.to_owned(),
+                    });
+                };
+                let (added, removed) = summarize(group, staged)?;
+                group
+                    .merge_pending_commit(provider)
+                    .map_err(|e| Error::mls("merge commit", e))?;
+                let epoch = group.epoch().as_u64();
+                Ok(Event::Committed {
+                    by: from,
+                    epoch,
+                    added,
+                    removed,
+                })
+            }
+            ProcessedMessageContent::OwnPrivateMessage => Ok(Event::Ignored(Ignored::OwnMessage)),
             _ => Ok(Event::Ignored(Ignored::Proposal)),
         }
     }
+}
+
+/// The members a commit adds and removes (before it is merged: removed leaves still name
+/// their members).
+fn summarize(
+    group: &MlsGroup,
+    staged: &StagedCommit,
+) -> Result<(Vec<MemberId>, Vec<MemberId>), Error> {
+    let added = staged
+        .add_proposals()
+        .map(|p| MemberId::from_credential(p.add_proposal().key_package().leaf_node().credential()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let removed = staged
+        .remove_proposals()
+        .filter_map(|p| group.member(p.remove_proposal().removed()))
+        .map(MemberId::from_credential)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((added, removed))
 }
 
 /// The MLS sender must be a device of the user the server authenticated.

@@ -33,6 +33,13 @@ pub trait RoomTransport {
         room: &str,
         after: u64,
     ) -> impl Future<Output = Result<Vec<Incoming>, TransportError>> + Send;
+    /// Waits before commit attempt `attempt` (2, 3, ...) after a `conflict`; a "future
+    /// epoch" conflict means the server's worker is behind. No wait by default; an
+    /// application on tokio sleeps a little, growing with `attempt`.
+    fn pause(&self, attempt: u32) -> impl Future<Output = ()> + Send {
+        let _ = attempt;
+        std::future::ready(())
+    }
 }
 
 /// A change to a room's group.
@@ -86,6 +93,27 @@ pub async fn claim(
     Ok(out)
 }
 
+/// Checks every member of the room's group against the directory (see
+/// [`Device::verify_member`]); the first that fails is the error. Cost: one directory call
+/// per user.
+pub async fn verify_members(
+    device: &mut Device,
+    dir: &impl Directory,
+    room: &str,
+) -> Result<(), Error> {
+    let members = device.members(room)?;
+    let mut users: Vec<&str> = members.iter().map(|m| m.user.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    for user in users {
+        let record = dir.user(user).await?;
+        for member in members.iter().filter(|m| m.user == user) {
+            device.verify_member(room, &record, member)?;
+        }
+    }
+    Ok(())
+}
+
 /// Encrypts and sends a chat message; its seq.
 pub async fn send_text(
     device: &mut Device,
@@ -134,7 +162,17 @@ pub async fn commit(
     change: &Change,
 ) -> Result<Committed, Error> {
     let mut caught_up = Vec::new();
+    if device.has_pending_commit(name) {
+        // staged before a restart: merged if the server stored it, else dropped
+        caught_up.extend(catch_up(device, room, name).await?);
+        if device.has_pending_commit(name) {
+            device.abort_commit(name)?;
+        }
+    }
     for attempt in 1..=MAX_COMMIT_ATTEMPTS {
+        if attempt > 1 {
+            room.pause(attempt).await;
+        }
         let staged = stage(device, name, change)?;
         if let Err(e) = staged
             .commit

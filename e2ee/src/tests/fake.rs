@@ -61,6 +61,11 @@ impl Server {
         entry.0 = vec![package];
     }
 
+    /// Forgets a user's device records (a directory that no longer vouches for them).
+    pub fn drop_devices(&self, user: &str) {
+        self.0.lock().unwrap().devices.remove(user);
+    }
+
     /// The next package of a device, unclaimed (to hand it to a lying directory).
     pub fn peek_package(&self, user: &str, device: &str) -> String {
         let inner = self.0.lock().unwrap();

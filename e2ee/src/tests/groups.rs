@@ -7,6 +7,7 @@ use tempfile::TempDir;
 use super::fake::{Conn, Server};
 use crate::{
     catch_up, claim, commit, publish, send_text, Change, Device, Error, Event, Ignored, Incoming,
+    RoomTransport,
 };
 
 const ROOM: &str = "secret";
@@ -235,4 +236,53 @@ fn concurrent_commits_one_wins_the_other_rebuilds() {
         Event::Ignored(Ignored::StaleCommit)
     );
     assert_eq!(carol.epoch(), Some(3));
+}
+
+/// alice's device stops after sending a commit and before the ack: reopened, it merges that
+/// commit from the room's history and stays in one group with the others.
+#[test]
+fn commit_stored_before_a_crash_merges_from_history() {
+    let (_server, mut alice, mut bob, _carol) = three();
+    let staged = alice.device.stage_self_update(ROOM).unwrap();
+    block_on(alice.conn.send_mls(ROOM, &staged.commit)).unwrap();
+    alice.device = Device::open(alice.dir.path()).unwrap();
+    assert!(alice.device.has_pending_commit(ROOM));
+    // (her own welcome of bob and carol first: she never processed it)
+    let events = alice.catch_up();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                Event::Ignored(Ignored::NotForMe),
+                Event::Committed { epoch: 2, .. }
+            ]
+        ),
+        "{events:?}"
+    );
+    assert!(matches!(
+        &bob.catch_up()[..],
+        [Event::Committed { epoch: 2, .. }]
+    ));
+    bob.say("same epoch");
+    assert_eq!(texts(&alice.catch_up()), ["bob: same epoch"]);
+}
+
+/// A commit staged before a restart but never sent is dropped by the next commit.
+#[test]
+fn commit_never_sent_is_dropped_by_the_next() {
+    let (_server, mut alice, mut bob, _carol) = three();
+    alice.device.stage_self_update(ROOM).unwrap();
+    alice.device = Device::open(alice.dir.path()).unwrap();
+    let done = block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap();
+    assert_eq!((done.attempts, done.epoch), (1, 2));
+    assert!(matches!(
+        &bob.catch_up()[..],
+        [Event::Committed { epoch: 2, .. }]
+    ));
 }

@@ -4,7 +4,9 @@
 use futures::executor::block_on;
 
 use super::groups::{three, Member};
-use crate::{claim, fingerprint, same_fingerprint, Device, Error, ErrorKind, Event, MlsKind};
+use crate::{
+    claim, fingerprint, same_fingerprint, verify_members, Device, Error, ErrorKind, Event, MlsKind,
+};
 
 const ROOM: &str = "secret";
 
@@ -95,4 +97,35 @@ fn lying_directory_is_caught() {
         matches!(&err, Error::IdentityChanged { was, now, .. } if *was == known && *now == fingerprint(&eve_id))
     );
     assert!(same_fingerprint(&known, &bob.device.fingerprint()));
+}
+
+/// A member that did not add the others checks them against the directory: all verify; a
+/// device the directory no longer vouches for is reported; a changed key can be accepted
+/// after the users compared fingerprints.
+#[test]
+fn members_verify_against_the_directory() {
+    let (server, _alice, mut bob, carol) = three();
+    block_on(verify_members(&mut bob.device, &bob.conn, ROOM)).unwrap();
+    assert!(same_fingerprint(
+        &bob.device.known_fingerprint("carol").unwrap(),
+        &carol.device.fingerprint()
+    ));
+    server.drop_devices("carol");
+    let err = block_on(verify_members(&mut bob.device, &bob.conn, ROOM)).unwrap_err();
+    assert!(
+        matches!(&err, Error::BadDevice { user, .. } if user == "carol"),
+        "{err:?}"
+    );
+
+    let eve = Member::new(&server, "eve");
+    server.set_identity("alice", &eve.device.identity_public());
+    let err = block_on(verify_members(&mut bob.device, &bob.conn, ROOM)).unwrap_err();
+    assert!(matches!(err, Error::IdentityChanged { .. }), "{err:?}");
+    bob.device.forget_identity("alice").unwrap();
+    // pinned again, to eve's key, which did not sign alice's device
+    let err = block_on(verify_members(&mut bob.device, &bob.conn, ROOM)).unwrap_err();
+    assert!(
+        matches!(&err, Error::BadDevice { user, .. } if user == "alice"),
+        "{err:?}"
+    );
 }
