@@ -129,3 +129,17 @@ fn members_verify_against_the_directory() {
         "{err:?}"
     );
 }
+
+/// bob's message relayed to carol a second time, under a new seq: MLS refuses it (its key
+/// generation is used up) and it is skipped.
+#[test]
+fn replayed_message_is_refused() {
+    let (server, _alice, mut bob, mut carol) = three();
+    bob.say("once");
+    assert_eq!(carol.catch_up().len(), 1);
+    let mut again = server.messages(ROOM).pop().unwrap();
+    again.seq += 1;
+    let err = carol.device.process(&again).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Rejected, "{err:?}");
+    assert_eq!(carol.device.last_seq(ROOM), again.seq);
+}
