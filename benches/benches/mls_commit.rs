@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use chatmesh_e2ee::{
-    ClaimedKeyPackage, Device, DeviceInfo, Event, Incoming, UserDevices, VerifiedKeyPackage,
+    ClaimedPackage, Device, DeviceInfo, Event, Incoming, UserDevices, VerifiedKeyPackage,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
@@ -23,12 +23,14 @@ fn newcomer(committer: &mut Device, user: &str) -> (Device, VerifiedKeyPackage) 
         user: user.to_owned(),
         identity: Some(device.identity_public()),
         devices: vec![DeviceInfo {
-            device: record.device,
+            device: "d".into(),
             signature_key: record.signature_key,
             signature: record.signature,
+            key_packages: 1,
+            last_resort: false,
         }],
     };
-    let claims = [ClaimedKeyPackage {
+    let claims = [ClaimedPackage {
         device: "d".into(),
         key_package: upload.key_packages[0].clone(),
         last_resort: false,

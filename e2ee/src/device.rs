@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use chatmesh_protocol::e2ee::{DeviceBody, KeyPackagesBody};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -44,23 +45,6 @@ impl std::fmt::Display for MemberId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.user, self.device)
     }
-}
-
-/// `PUT /v1/e2ee/devices/{device}`'s body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceRecord {
-    pub device: String,
-    /// MLS signature public key, base64.
-    pub signature_key: String,
-    /// Ed25519 signature by the identity key over the device statement, base64.
-    pub signature: String,
-}
-
-/// KeyPackages to upload (`POST /v1/e2ee/devices/{device}/key-packages`), base64.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct KeyPackageUpload {
-    pub key_packages: Vec<String>,
-    pub last_resort: Option<String>,
 }
 
 /// One device: keys, KeyPackages and groups.
@@ -222,13 +206,13 @@ impl Device {
         fingerprint(&self.identity.public())
     }
 
-    /// This device's record for the directory, signed by the identity key.
-    pub fn device_record(&self) -> DeviceRecord {
+    /// This device's record for the directory (`PUT /v1/e2ee/devices/{device}`), signed by
+    /// the identity key.
+    pub fn device_record(&self) -> DeviceBody {
         let signature =
             self.identity
                 .sign_device(&self.meta.user, &self.meta.device, self.signer.public());
-        DeviceRecord {
-            device: self.meta.device.clone(),
+        DeviceBody {
             signature_key: encode(self.signer.public()),
             signature: encode(&signature),
         }
@@ -243,8 +227,11 @@ impl Device {
 
     /// Makes `n` KeyPackages, and a last-resort one if asked, to upload; their private
     /// keys stay in this device's store (saved).
-    pub fn key_packages(&mut self, n: usize, last_resort: bool) -> Result<KeyPackageUpload, Error> {
-        let mut upload = KeyPackageUpload::default();
+    pub fn key_packages(&mut self, n: usize, last_resort: bool) -> Result<KeyPackagesBody, Error> {
+        let mut upload = KeyPackagesBody {
+            key_packages: Vec::with_capacity(n),
+            last_resort: None,
+        };
         for i in 0..n + usize::from(last_resort) {
             let is_last_resort = i == n;
             let mut builder = KeyPackage::builder();

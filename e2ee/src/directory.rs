@@ -3,45 +3,20 @@
 //! device makes before it adds anyone: each claimed KeyPackage must belong to a device record
 //! that the user's identity key signed, with the same signature key and credential, and the
 //! identity key must be the one this device saw before for that user.
-//!
-//! TODO(lead): the records mirror `chatmesh_protocol::e2ee`; once `chatmesh_client` has
-//! `Http::e2ee_*`, an implementation of [`Directory`] over it belongs in this crate.
+//! The records are `chatmesh_protocol::e2ee`'s; `client.rs` implements [`Directory`] over
+//! `chatmesh_client::Http`.
 
 use std::future::Future;
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
-use crate::device::{Device, KeyPackageUpload, MemberId};
+use chatmesh_protocol::e2ee::{ClaimedPackage, KeyPackagesBody, UserDevices};
+
+use crate::device::{Device, MemberId};
 use crate::error::{Error, TransportError};
 use crate::identity::{fingerprint, verify_device};
 use crate::wire::decode;
-
-/// A device as the directory lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceInfo {
-    pub device: String,
-    pub signature_key: String,
-    pub signature: String,
-}
-
-/// `GET /v1/e2ee/users/{user}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserDevices {
-    pub user: String,
-    /// The identity key, base64; `None` until set.
-    pub identity: Option<String>,
-    pub devices: Vec<DeviceInfo>,
-}
-
-/// One entry of `POST /v1/e2ee/users/{user}/claim`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimedKeyPackage {
-    pub device: String,
-    /// The TLS-serialized KeyPackage, base64.
-    pub key_package: String,
-    pub last_resort: bool,
-}
 
 /// A KeyPackage that passed [`Device::verify_claims`].
 #[derive(Debug, Clone)]
@@ -65,7 +40,7 @@ pub trait Directory {
     fn upload_key_packages(
         &self,
         device: &str,
-        upload: &KeyPackageUpload,
+        upload: &KeyPackagesBody,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// `GET /v1/e2ee/users/{user}`.
     fn user(&self, user: &str) -> impl Future<Output = Result<UserDevices, TransportError>> + Send;
@@ -73,7 +48,7 @@ pub trait Directory {
     fn claim(
         &self,
         user: &str,
-    ) -> impl Future<Output = Result<Vec<ClaimedKeyPackage>, TransportError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ClaimedPackage>, TransportError>> + Send;
 }
 
 impl Device {
@@ -83,7 +58,7 @@ impl Device {
     pub fn verify_claims(
         &mut self,
         record: &UserDevices,
-        claims: &[ClaimedKeyPackage],
+        claims: &[ClaimedPackage],
     ) -> Result<Vec<VerifiedKeyPackage>, Error> {
         let user = record.user.as_str();
         let identity_b64 = record

@@ -13,7 +13,7 @@ use openmls::prelude::*;
 use crate::device::{group_id, Device, MemberId, CIPHERSUITE};
 use crate::directory::VerifiedKeyPackage;
 use crate::error::Error;
-use crate::wire::{Mls, MlsKind};
+use crate::wire::{check_size, mls_message, Mls, MlsKind};
 
 /// Epochs whose secrets a group keeps, so that an application message sent just before a
 /// commit (and ordered after it) still decrypts.
@@ -115,8 +115,12 @@ impl Device {
             .add_members(provider, signer, &kps)
             .map_err(|e| Error::mls("add members", e))?;
         let staged = Staged {
-            commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(&commit)?),
-            welcome: Some(Mls::new(MlsKind::Welcome, epoch + 1, &out_bytes(&welcome)?)),
+            commit: mls_message(MlsKind::Commit, epoch, &out_bytes(&commit)?),
+            welcome: Some(mls_message(
+                MlsKind::Welcome,
+                epoch + 1,
+                &out_bytes(&welcome)?,
+            )),
         };
         self.save()?;
         Ok(staged)
@@ -148,7 +152,7 @@ impl Device {
             .remove_members(provider, signer, &leaves)
             .map_err(|e| Error::mls("remove members", e))?;
         let staged = Staged {
-            commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(&commit)?),
+            commit: mls_message(MlsKind::Commit, epoch, &out_bytes(&commit)?),
             welcome: None,
         };
         self.save()?;
@@ -167,7 +171,7 @@ impl Device {
             .self_update(provider, signer, LeafNodeParameters::default())
             .map_err(|e| Error::mls("self update", e))?;
         let staged = Staged {
-            commit: Mls::new(MlsKind::Commit, epoch, &out_bytes(bundle.commit())?),
+            commit: mls_message(MlsKind::Commit, epoch, &out_bytes(bundle.commit())?),
             welcome: None,
         };
         self.save()?;
@@ -213,8 +217,8 @@ impl Device {
         let msg = group
             .create_message(provider, signer, text.as_bytes())
             .map_err(|e| Error::mls("encrypt", e))?;
-        let mls = Mls::new(MlsKind::App, epoch, &out_bytes(&msg)?);
-        mls.check_size()?;
+        let mls = mls_message(MlsKind::App, epoch, &out_bytes(&msg)?);
+        check_size(&mls)?;
         self.save()?;
         Ok(mls)
     }

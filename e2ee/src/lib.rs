@@ -6,8 +6,10 @@
 //! Layers, bottom up: `wire` (the `mls` object of frames), `identity` (Ed25519 identity keys,
 //! fingerprints), `state` (the provider and the state file), `device` (keys, credential,
 //! KeyPackages), `group` and `process` (the MLS core, no I/O), `directory` and `sync` (the
-//! calls that need the server, over two small traits the application implements).
+//! calls that need the server, over two small traits), `client` (those traits over
+//! `chatmesh_client`'s `Http` and `Client`).
 
+mod client;
 mod device;
 mod directory;
 mod error;
@@ -22,8 +24,8 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use device::{Device, DeviceRecord, KeyPackageUpload, MemberId, CIPHERSUITE};
-pub use directory::{ClaimedKeyPackage, DeviceInfo, Directory, UserDevices, VerifiedKeyPackage};
+pub use device::{Device, MemberId, CIPHERSUITE};
+pub use directory::{Directory, VerifiedKeyPackage};
 pub use error::{Cause, Error, ErrorKind, TransportError, TransportErrorKind};
 pub use event::{Event, Ignored};
 pub use group::Staged;
@@ -32,4 +34,10 @@ pub use sync::{
     catch_up, claim, commit, publish, send_text, verify_members, Change, Committed, RoomTransport,
     MAX_COMMIT_ATTEMPTS,
 };
-pub use wire::{device_statement, Incoming, Mls, MlsKind, MAX_MLS_CHARS};
+pub use wire::{
+    check_size, device_statement, mls_bytes, mls_message, Incoming, Mls, MlsKind, MAX_MLS_CHARS,
+};
+// the directory's records, re-exported for callers of this crate
+pub use chatmesh_protocol::e2ee::{
+    ClaimedPackage, DeviceBody, DeviceInfo, KeyPackagesBody, UserDevices,
+};

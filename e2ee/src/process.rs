@@ -9,7 +9,7 @@ use crate::device::{Device, MemberId};
 use crate::error::Error;
 use crate::event::{Event, Ignored};
 use crate::group::join_config;
-use crate::wire::{Incoming, MlsKind};
+use crate::wire::{mls_bytes, Incoming, MlsKind};
 
 impl Device {
     /// Processes the next message of a room, in seq order (live or from history). Messages at
@@ -17,7 +17,7 @@ impl Device {
     /// where it was unless the message itself is at fault ([`crate::ErrorKind::Rejected`],
     /// [`crate::ErrorKind::Untrusted`]): then it is skipped.
     pub fn process(&mut self, msg: &Incoming) -> Result<Event, Error> {
-        if msg.seq != 0 && msg.seq <= self.last_seq(&msg.room) {
+        if msg.seq <= self.last_seq(&msg.room) {
             return Ok(Event::Ignored(Ignored::Duplicate));
         }
         let result = if msg.mls.kind == MlsKind::Welcome {
@@ -43,7 +43,7 @@ impl Device {
     }
 
     fn process_welcome(&mut self, msg: &Incoming) -> Result<Event, Error> {
-        let bytes = msg.mls.bytes()?;
+        let bytes = mls_bytes(&msg.mls)?;
         let welcome = match MlsMessageIn::tls_deserialize_exact(bytes)
             .map_err(|e| Error::Decode {
                 what: "welcome",
@@ -109,7 +109,7 @@ impl Device {
     }
 
     fn process_group_message(&mut self, msg: &Incoming) -> Result<Event, Error> {
-        let bytes = msg.mls.bytes()?;
+        let bytes = mls_bytes(&msg.mls)?;
         let proto = MlsMessageIn::tls_deserialize_exact(bytes)
             .map_err(|e| Error::Decode {
                 what: "MLS message",
@@ -126,17 +126,16 @@ impl Device {
             return Ok(Event::Ignored(Ignored::EpochMismatch));
         }
         let have = self.group(room)?.epoch().as_u64();
-        if msg.mls.kind == MlsKind::Commit {
-            if inner_epoch < have {
-                return Ok(Event::Ignored(Ignored::StaleCommit));
-            }
-            if inner_epoch > have {
-                return Err(Error::EpochGap {
-                    room: room.to_owned(),
-                    have,
-                    got: inner_epoch,
-                });
-            }
+        if msg.mls.kind == MlsKind::Commit && inner_epoch < have {
+            return Ok(Event::Ignored(Ignored::StaleCommit));
+        }
+        // in seq order nothing can be for a later epoch unless a commit is missing
+        if inner_epoch > have {
+            return Err(Error::EpochGap {
+                room: room.to_owned(),
+                have,
+                got: inner_epoch,
+            });
         }
         let provider = &self.provider;
         let group = self.groups.get_mut(room).expect("checked above");

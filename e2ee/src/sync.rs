@@ -12,7 +12,7 @@ use crate::directory::{Directory, VerifiedKeyPackage};
 use crate::error::{Error, TransportError};
 use crate::event::Event;
 use crate::group::Staged;
-use crate::wire::{Incoming, Mls};
+use crate::wire::{check_size, Incoming, Mls};
 
 /// How many times a commit is staged and sent before the SDK gives up on an epoch race.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
@@ -67,7 +67,7 @@ pub struct Committed {
 pub async fn publish(device: &mut Device, dir: &impl Directory, n: usize) -> Result<(), Error> {
     dir.put_identity(&device.identity_public()).await?;
     let record = device.device_record();
-    dir.put_device(&record.device, &record.signature_key, &record.signature)
+    dir.put_device(device.device(), &record.signature_key, &record.signature)
         .await?;
     let upload = device.key_packages(n, true)?;
     dir.upload_key_packages(device.device(), &upload).await?;
@@ -174,14 +174,11 @@ pub async fn commit(
             room.pause(attempt).await;
         }
         let staged = stage(device, name, change)?;
-        if let Err(e) = staged
-            .commit
-            .check_size()
-            .and_then(|()| match &staged.welcome {
-                Some(w) => w.check_size(),
-                None => Ok(()),
-            })
-        {
+        let size = check_size(&staged.commit).and_then(|()| match &staged.welcome {
+            Some(w) => check_size(w),
+            None => Ok(()),
+        });
+        if let Err(e) = size {
             device.abort_commit(name)?;
             return Err(e);
         }

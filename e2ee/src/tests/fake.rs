@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    ClaimedKeyPackage, DeviceInfo, Directory, Incoming, KeyPackageUpload, Mls, MlsKind,
-    RoomTransport, TransportError, TransportErrorKind, UserDevices,
+    ClaimedPackage, DeviceInfo, Directory, Incoming, KeyPackagesBody, Mls, MlsKind, RoomTransport,
+    TransportError, TransportErrorKind, UserDevices,
 };
 
 #[derive(Default)]
@@ -84,8 +84,7 @@ fn conflict(msg: String) -> TransportError {
 
 impl RoomTransport for Conn {
     async fn send_mls(&self, room: &str, mls: &Mls) -> Result<u64, TransportError> {
-        mls.check_size()
-            .map_err(|e| TransportError::new(TransportErrorKind::Other, e))?;
+        crate::check_size(mls).map_err(|e| TransportError::new(TransportErrorKind::Other, e))?;
         let mut inner = self.server.0.lock().unwrap();
         let log = inner.rooms.entry(room.to_owned()).or_default();
         if mls.kind == MlsKind::Commit {
@@ -146,6 +145,8 @@ impl Directory for Conn {
             device: device.to_owned(),
             signature_key: signature_key.to_owned(),
             signature: signature.to_owned(),
+            key_packages: 0,
+            last_resort: false,
         });
         Ok(())
     }
@@ -153,7 +154,7 @@ impl Directory for Conn {
     async fn upload_key_packages(
         &self,
         device: &str,
-        upload: &KeyPackageUpload,
+        upload: &KeyPackagesBody,
     ) -> Result<(), TransportError> {
         let mut inner = self.server.0.lock().unwrap();
         let entry = inner
@@ -176,7 +177,7 @@ impl Directory for Conn {
         })
     }
 
-    async fn claim(&self, user: &str) -> Result<Vec<ClaimedKeyPackage>, TransportError> {
+    async fn claim(&self, user: &str) -> Result<Vec<ClaimedPackage>, TransportError> {
         let mut inner = self.server.0.lock().unwrap();
         let mut out = Vec::new();
         for ((u, device), (packages, last_resort)) in inner.packages.iter_mut() {
@@ -191,7 +192,7 @@ impl Directory for Conn {
             } else {
                 (packages.remove(0), false)
             };
-            out.push(ClaimedKeyPackage {
+            out.push(ClaimedPackage {
                 device: device.clone(),
                 key_package,
                 last_resort,

@@ -143,8 +143,20 @@ fn removed_member_cannot_decrypt_later_messages() {
         .find(|m| m.seq == secret)
         .unwrap();
     assert!(removal.seq < secret);
+    // the message is of an epoch whose secrets only the removal commit gives
     let err = stale.process(&msg).unwrap_err();
-    assert!(matches!(err, Error::Mls { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::EpochGap {
+                have: 1,
+                got: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(stale.epoch(ROOM), Some(1));
 }
 
 /// bob is offline while alice commits twice; from history he ends at her epoch and reads on.
