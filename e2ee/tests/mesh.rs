@@ -1,7 +1,10 @@
 //! The SDK against a real embedded mesh (nats-server child, worker, fjall store, gateway),
 //! through `chatmesh_client`: devices publish to the directory, a room's creator adds a user
 //! by claimed KeyPackages, both read each other's messages from history, and a commit that
-//! loses its epoch to the other's is refused `conflict` by the gateway and made again.
+//! loses its epoch to the other's is refused `conflict` by the gateway and made again; three
+//! members talk, one offline across two epochs catches up, one removed cannot read on, a
+//! resent ciphertext is stored once, and no plaintext is on the bus, in the stream, in the
+//! store or in any file of the data directory.
 
 use std::time::{Duration, Instant};
 
@@ -121,5 +124,255 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     }
     send_text(&mut bob_dev, &bob, ROOM, "one group").await?;
     until(&mut ann_dev, &ann, |e| text(e, "one group")).await?;
+    Ok(())
+}
+
+/// Catches up `device` in `room` (any room) until `want` holds, within 10 s.
+async fn until_in(
+    device: &mut Device,
+    client: &Client,
+    room: &str,
+    want: impl Fn(&[Event]) -> bool,
+) -> Result<Vec<Event>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = Vec::new();
+    loop {
+        events.extend(catch_up(device, client, room).await?);
+        if want(&events) {
+            return Ok(events);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not within 10 s: {events:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Where `needle` (or its base64) occurs in `hay`, if anywhere.
+fn leaks(hay: &[u8], needles: &[Vec<u8>]) -> Option<String> {
+    needles
+        .iter()
+        .find(|n| hay.windows(n.len()).any(|w| w == n.as_slice()))
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files_under(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Three members of a real mesh talk; a member offline across two epoch changes catches up;
+/// a removed member cannot read what is sent after its removal; a resent ciphertext is
+/// stored once; and no plaintext (nor its base64) is anywhere the server can look: on any
+/// NATS subject while it happens, in the JetStream stream, in the store, or in any file of
+/// the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_and_the_server_never_sees_plaintext() -> Result<()> {
+    use base64::Engine as _;
+    use futures::StreamExt as _;
+
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let room = "vault";
+
+    // Everything on every subject, from before the first message.
+    let spy = mesh.nats.connect().await?;
+    let mut sub = spy.subscribe(">").await?;
+    let (tap, mut tapped) = tokio::sync::mpsc::unbounded_channel();
+    let spying = tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            let _ = tap.send(msg.payload.to_vec());
+        }
+    });
+
+    let ann = user(&base, "ann").await?;
+    let bob = user(&base, "bob").await?;
+    let carl = user(&base, "carl").await?;
+    ann.http().create_room(room, RoomKind::E2ee).await?;
+    for u in ["bob", "carl"] {
+        ann.http().add_member(room, u, false).await?;
+    }
+    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
+    let mut bob_dev = Device::create(dir.path().join("bob"), "bob", "phone", None)?;
+    let mut carl_dev = Device::create(dir.path().join("carl"), "carl", "tablet", None)?;
+    publish(&mut ann_dev, &ann.http(), 3).await?;
+    publish(&mut bob_dev, &bob.http(), 3).await?;
+    publish(&mut carl_dev, &carl.http(), 3).await?;
+
+    ann_dev.create_group(room)?;
+    let packages = claim(&mut ann_dev, &ann.http(), &["bob", "carl"]).await?;
+    let added = commit(&mut ann_dev, &ann, room, &Change::Add(packages)).await?;
+    assert_eq!(added.epoch, 1);
+    let joined = |e: &[Event]| {
+        e.iter()
+            .any(|e| matches!(e, Event::Joined { epoch: 1, .. }))
+    };
+    until_in(&mut bob_dev, &bob, room, joined).await?;
+    until_in(&mut carl_dev, &carl, room, joined).await?;
+
+    let mut said: Vec<String> = Vec::new();
+    for (dev, client, text) in [
+        (&mut ann_dev, &ann, "alpha: the launch code is 0000"),
+        (&mut bob_dev, &bob, "bravo: meet at the old mill"),
+        (&mut carl_dev, &carl, "charlie: bring the blue folder"),
+    ] {
+        send_text(dev, client, room, text).await?;
+        said.push(text.to_owned());
+    }
+    for (dev, client) in [
+        (&mut ann_dev, &ann),
+        (&mut bob_dev, &bob),
+        (&mut carl_dev, &carl),
+    ] {
+        let me = dev.user().to_owned();
+        let want: Vec<String> = said
+            .iter()
+            .filter(|t| !t.starts_with(&me[..1]))
+            .cloned()
+            .collect();
+        until_in(dev, client, room, |e| want.iter().all(|t| text(e, t))).await?;
+    }
+
+    // A ciphertext resent with its id is stored once, like any message.
+    let sealed = ann_dev.encrypt(room, "delta: resent once")?;
+    said.push("delta: resent once".into());
+    // What the server should hold instead: this ciphertext, found below where it scans.
+    let cipher = vec![sealed.data.clone().into_bytes()];
+    let first = ann
+        .send_mls_with_id(room, "resend-1", sealed.clone())
+        .await?;
+    let again = ann.send_mls_with_id(room, "resend-1", sealed).await?;
+    assert_eq!(first.seq, again.seq);
+    let events = until_in(&mut bob_dev, &bob, room, |e| text(e, "delta: resent once")).await?;
+    let copies = events
+        .iter()
+        .filter(|e| matches!(e, Event::Text { text, .. } if text == "delta: resent once"))
+        .count();
+    assert_eq!(copies, 1);
+
+    // carl is offline while the group goes through two epochs; then he catches up.
+    commit(&mut ann_dev, &ann, room, &Change::SelfUpdate).await?;
+    until_in(&mut bob_dev, &bob, room, |_| true).await?;
+    let second = commit(&mut bob_dev, &bob, room, &Change::SelfUpdate).await?;
+    assert_eq!(second.epoch, 3);
+    send_text(&mut ann_dev, &ann, room, "echo: after two epochs").await?;
+    said.push("echo: after two epochs".into());
+    assert_eq!(carl_dev.epoch(room), Some(1));
+    until_in(&mut carl_dev, &carl, room, |e| {
+        text(e, "echo: after two epochs")
+    })
+    .await?;
+    assert_eq!(carl_dev.epoch(room), Some(3));
+
+    // ann removes bob from the group (bob stays a member of the room on the server, so he
+    // still gets the ciphertext): he learns he was removed and cannot read what follows.
+    until_in(&mut ann_dev, &ann, room, |_| true).await?;
+    let removed = commit(
+        &mut ann_dev,
+        &ann,
+        room,
+        &Change::Remove(vec!["bob".into()]),
+    )
+    .await?;
+    assert_eq!(removed.epoch, 4);
+    send_text(&mut ann_dev, &ann, room, "foxtrot: bob must not read this").await?;
+    said.push("foxtrot: bob must not read this".into());
+    until_in(&mut carl_dev, &carl, room, |e| {
+        text(e, "foxtrot: bob must not read this")
+    })
+    .await?;
+    let bob_sees = until_in(&mut bob_dev, &bob, room, |e| {
+        e.iter().any(|e| matches!(e, Event::Removed { .. }))
+    })
+    .await?;
+    let later = catch_up(&mut bob_dev, &bob, room).await?;
+    assert!(
+        !bob_sees
+            .iter()
+            .chain(&later)
+            .any(|e| matches!(e, Event::Text { text, .. } if text.starts_with("foxtrot"))),
+        "a removed member read a later message: {later:?}"
+    );
+    assert!(bob_dev.epoch(room).is_none(), "bob has no group left");
+
+    // Nothing the server saw or keeps holds the plaintext or its base64.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let needles: Vec<Vec<u8>> = said
+        .iter()
+        .flat_map(|t| [t.as_bytes().to_vec(), b64.encode(t).into_bytes()])
+        .collect();
+    assert!(leaks(b"> alpha: the launch code is 0000 <", &needles).is_some());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    spying.abort();
+    let mut seen = 0usize;
+    while let Ok(payload) = tapped.try_recv() {
+        seen += 1;
+        assert_eq!(leaks(&payload, &needles), None, "on the bus");
+    }
+    assert!(seen > 20, "the spy saw the traffic ({seen} messages)");
+
+    let js = async_nats::jetstream::new(spy.clone());
+    let mut stream = js.get_stream(chatmesh_protocol::subjects::STREAM).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let (mut read, mut ciphertexts) = (0, 0);
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            read += 1;
+            ciphertexts += usize::from(leaks(&m.payload, &cipher).is_some());
+            assert_eq!(
+                leaks(&m.payload, &needles),
+                None,
+                "in the stream at seq {seq}"
+            );
+        }
+    }
+    assert_eq!(
+        ciphertexts, 1,
+        "the resent ciphertext is in the stream once"
+    );
+    assert!(read >= 8, "the stream holds the room's messages ({read})");
+
+    let worker = mesh.config.worker.clone();
+    drop(spy);
+    mesh.stop().await?;
+    let store = chatmesh_workers::open_store(&worker).await?;
+    use chatmesh_workers::store::Direction;
+    use chatmesh_workers::KvStore as _;
+    let pairs = store
+        .scan(vec![0]..vec![0xff; 4], Direction::Forward, 1_000_000)
+        .await?;
+    assert!(
+        pairs.len() > 20,
+        "the store was read ({} pairs)",
+        pairs.len()
+    );
+    for (k, v) in &pairs {
+        assert_eq!(leaks(v, &needles), None, "in the store under {k:?}");
+    }
+    assert!(
+        pairs.iter().any(|(_, v)| leaks(v, &cipher).is_some()),
+        "the store holds the ciphertext"
+    );
+    drop(store);
+    let mut files = Vec::new();
+    files_under(&dir.path().join("mesh"), &mut files)?;
+    let mut holding = 0;
+    for f in &files {
+        let bytes = std::fs::read(f)?;
+        assert_eq!(leaks(&bytes, &needles), None, "in {}", f.display());
+        holding += usize::from(leaks(&bytes, &cipher).is_some());
+    }
+    assert!(
+        holding > 0,
+        "a file holds the ciphertext ({} read)",
+        files.len()
+    );
     Ok(())
 }
