@@ -5,13 +5,19 @@
 //! Over a pipe every line is a message to the first `--room`, sent in order; the command
 //! exits once every one is acked (with `--follow` it then keeps printing what arrives), so
 //! `echo hi | chatmesh chat --room general` works for scripts and bots. `--json` prints
-//! events as JSON Lines instead of text.
+//! events as JSON Lines instead of text. Rooms of kind `e2ee` go through the MLS SDK
+//! (`chat_e2ee.rs`): lines are encrypted on this machine and what arrives is decrypted here.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use chatmesh_client::{Client, ErrorCode, Event, Events, Message, RoomKind};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::chat_e2ee::Sealed;
 
 /// What `chatmesh chat` was asked to do (its command line).
 #[derive(Debug, Clone, clap::Args)]
@@ -38,6 +44,62 @@ pub struct ChatArgs {
     /// Print events as JSON Lines.
     #[arg(long)]
     pub json: bool,
+    /// With --create: create the rooms end-to-end encrypted (kind e2ee) instead of public.
+    #[arg(long)]
+    pub e2ee: bool,
+    /// Where this user's e2ee device keeps its keys and groups (default:
+    /// ~/.local/share/chatmesh/devices/USER). Created and published on first use.
+    #[arg(long, env = "CHATMESH_DEVICE_DIR")]
+    pub device_dir: Option<PathBuf>,
+    /// The name of the e2ee device, when it is created.
+    #[arg(long, default_value = "cli")]
+    pub device: String,
+}
+
+/// What the session knows of end-to-end encrypted rooms: the rooms' kinds, and this
+/// machine's device once one of them is used.
+struct E2ee {
+    kinds: HashMap<String, RoomKind>,
+    sealed: Option<Sealed>,
+    device_dir: Option<PathBuf>,
+    device: String,
+}
+
+impl E2ee {
+    /// Learns the kinds of the user's rooms.
+    async fn refresh(&mut self, client: &Client) -> anyhow::Result<()> {
+        for r in client.http().rooms().await? {
+            self.kinds.insert(r.room, r.kind);
+        }
+        Ok(())
+    }
+
+    fn is_sealed(&self, room: &str) -> bool {
+        self.kinds.get(room) == Some(&RoomKind::E2ee)
+    }
+
+    /// The device, opened (or created and published) on first use.
+    async fn device(&mut self, client: &Client) -> anyhow::Result<Sealed> {
+        if self.sealed.is_none() {
+            let dir = self.device_dir.clone();
+            self.sealed = Some(Sealed::open(client, dir, &self.device).await?);
+        }
+        self.sealed.clone().context("no device")
+    }
+
+    /// Sends `line` to `room`, encrypted when the room is e2ee; lines to print.
+    async fn send(
+        &mut self,
+        client: &Client,
+        room: &str,
+        line: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        if !self.is_sealed(room) {
+            client.send(room, line).await?;
+            return Ok(Vec::new());
+        }
+        self.device(client).await?.send(client, room, line).await
+    }
 }
 
 const HELP: &str = "\
@@ -45,6 +107,7 @@ const HELP: &str = "\
 /room ROOM     make a joined room current          /rooms         your rooms and public ones
 /history [N]   last N messages of the current room /who           who is online here
 /dm USER       open the DM with USER               /quit          leave (Ctrl-D too)
+e2ee rooms:    /add USER, /remove USER (room and group), /fingerprint (this device's)
 anything else is sent to the current room";
 
 /// Runs the client until the input ends (and, with `follow`, until Ctrl-C).
@@ -67,9 +130,31 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let printing = interactive || args.follow || args.json;
     let events = if printing { client.events() } else { None };
     let out = Output { json: args.json };
+    let mut e2ee = E2ee {
+        kinds: HashMap::new(),
+        sealed: None,
+        device_dir: args.device_dir.clone(),
+        device: args.device.clone(),
+    };
+    let kind = if args.e2ee {
+        RoomKind::E2ee
+    } else {
+        RoomKind::Public
+    };
     for room in &args.rooms {
-        join(&client, room, args.create).await?;
-        if args.history > 0 {
+        let created = join(&client, room, args.create.then_some(kind)).await?;
+        e2ee.refresh(&client).await?;
+        if e2ee.is_sealed(room) {
+            let sealed = e2ee.device(&client).await?;
+            if created {
+                sealed.create_group(room).await?;
+            }
+            if printing || args.history > 0 {
+                for line in sealed.read(&client, room).await? {
+                    out.line(&line);
+                }
+            }
+        } else if args.history > 0 {
             print_history(&client, room, args.history, out).await?;
         }
     }
@@ -83,14 +168,25 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         ));
     }
-    let printer = events.map(|events| tokio::spawn(print_events(events, out)));
+    // The printer tells which e2ee rooms got news; they are read (decrypted) here.
+    let (news_tx, mut news) = mpsc::channel::<String>(64);
+    let printer = events.map(|events| tokio::spawn(print_events(events, out, news_tx)));
     let result = if interactive {
-        interact(&client, args.rooms.first().cloned(), out).await
+        let current = args.rooms.first().cloned();
+        interact(&client, current, out, &mut e2ee, &mut news).await
     } else {
-        pipe(&client, args.rooms.first()).await
+        pipe(&client, args.rooms.first(), &mut e2ee).await
     };
     if result.is_ok() && args.follow && !interactive {
-        tokio::signal::ctrl_c().await.ok();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                room = news.recv() => match room {
+                    Some(room) => read_sealed(&client, &mut e2ee, &room, out).await,
+                    None => break,
+                },
+            }
+        }
     }
     client.close().await;
     if let Some(printer) = printer {
@@ -99,24 +195,39 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn join(client: &Client, room: &str, create: bool) -> anyhow::Result<()> {
-    if create {
-        match client.http().create_room(room, RoomKind::Public).await {
+/// Joins `room`, first creating it as `create` when asked; whether it was created now.
+async fn join(client: &Client, room: &str, create: Option<RoomKind>) -> anyhow::Result<bool> {
+    let mut created = false;
+    if let Some(kind) = create {
+        match client.http().create_room(room, kind).await {
             Err(e) if e.code() != Some(ErrorCode::Conflict) => {
                 return Err(e).with_context(|| format!("creating {room}"))
             }
-            _ => {}
+            Err(_) => {}
+            Ok(()) => created = true,
         }
     }
     client
         .join(room)
         .await
         .with_context(|| format!("joining {room}"))?;
-    Ok(())
+    Ok(created)
+}
+
+/// Reads (decrypts) what arrived in e2ee room `room` and prints it.
+async fn read_sealed(client: &Client, e2ee: &mut E2ee, room: &str, out: Output) {
+    let lines = match e2ee.device(client).await {
+        Ok(sealed) => sealed.read(client, room).await,
+        Err(e) => Err(e),
+    };
+    match lines {
+        Ok(lines) => lines.iter().for_each(|l| out.line(l)),
+        Err(e) => out.note(&format!("error reading {room}: {e:#}")),
+    }
 }
 
 /// Every input line is a message to `room`, sent in order; fails on the first refusal.
-async fn pipe(client: &Client, room: Option<&String>) -> anyhow::Result<()> {
+async fn pipe(client: &Client, room: Option<&String>, e2ee: &mut E2ee) -> anyhow::Result<()> {
     let room = room.context("give --room: piped lines are sent there")?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut sent = 0u64;
@@ -124,8 +235,7 @@ async fn pipe(client: &Client, room: Option<&String>) -> anyhow::Result<()> {
         if line.is_empty() {
             continue;
         }
-        client
-            .send(room, &line)
+        e2ee.send(client, room, &line)
             .await
             .with_context(|| format!("sending line {} to {room}", sent + 1))?;
         sent += 1;
@@ -133,12 +243,22 @@ async fn pipe(client: &Client, room: Option<&String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn interact(client: &Client, mut current: Option<String>, out: Output) -> anyhow::Result<()> {
+async fn interact(
+    client: &Client,
+    mut current: Option<String>,
+    out: Output,
+    e2ee: &mut E2ee,
+    news: &mut mpsc::Receiver<String>,
+) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line?,
             _ = tokio::signal::ctrl_c() => None,
+            Some(room) = news.recv() => {
+                read_sealed(client, e2ee, &room, out).await;
+                continue;
+            }
         };
         let Some(line) = line else { return Ok(()) };
         let line = line.trim();
@@ -154,18 +274,51 @@ async fn interact(client: &Client, mut current: Option<String>, out: Output) -> 
         };
         let result = match (cmd, arg) {
             ("", _) => match &current {
-                Some(room) => client.send(room, line).await.map(drop).map_err(Into::into),
+                Some(room) => e2ee
+                    .send(client, room, line)
+                    .await
+                    .map(|seen| seen.iter().for_each(|l| out.line(l))),
                 None => Err(anyhow::anyhow!("no current room: /join ROOM first")),
             },
+            ("add" | "remove", Some(user)) => match &current {
+                Some(room) if e2ee.is_sealed(room) => {
+                    let sealed = e2ee.device(client).await?;
+                    let done = if cmd == "add" {
+                        sealed.add(client, room, user).await
+                    } else {
+                        sealed.remove(client, room, user).await
+                    };
+                    done.map(|()| out.note(&format!("{cmd}: {user} in {room} (room and group)")))
+                }
+                _ => Err(anyhow::anyhow!(
+                    "/{cmd} is for e2ee rooms (members: the HTTP API)"
+                )),
+            },
+            ("fingerprint", _) => {
+                let sealed = e2ee.device(client).await?;
+                out.note(&format!(
+                    "this device's fingerprint: {}",
+                    sealed.fingerprint().await
+                ));
+                Ok(())
+            }
             ("quit" | "exit", _) => return Ok(()),
             ("help", _) => {
                 out.note(HELP);
                 Ok(())
             }
-            ("join", Some(room)) => join(client, room, false).await.map(|()| {
-                out.note(&format!("joined {room}; writing there"));
-                current = Some(room.to_owned());
-            }),
+            ("join", Some(room)) => match join(client, room, None).await {
+                Ok(_) => {
+                    e2ee.refresh(client).await.ok();
+                    if e2ee.is_sealed(room) {
+                        read_sealed(client, e2ee, room, out).await;
+                    }
+                    out.note(&format!("joined {room}; writing there"));
+                    current = Some(room.to_owned());
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             ("room", Some(room)) => {
                 current = Some(room.to_owned());
                 out.note(&format!("writing to {room}"));
@@ -199,7 +352,7 @@ async fn interact(client: &Client, mut current: Option<String>, out: Output) -> 
                 None => Err(anyhow::anyhow!("no current room")),
             },
             ("dm", Some(user)) => match client.http().dm(user).await {
-                Ok(room) => join(client, &room, false).await.map(|()| {
+                Ok(room) => join(client, &room, None).await.map(|_| {
                     out.note(&format!("DM with {user} is {room}; writing there"));
                     current = Some(room);
                 }),
@@ -233,8 +386,15 @@ async fn print_history(client: &Client, room: &str, n: u32, out: Output) -> anyh
     Ok(())
 }
 
-async fn print_events(mut events: Events, out: Output) {
+async fn print_events(mut events: Events, out: Output, news: mpsc::Sender<String>) {
     while let Some(event) = events.recv().await {
+        if let Event::Message(m) = &event {
+            if m.mls.is_some() && !out.json {
+                // Read (decrypted) by the session's loop, in the room's order.
+                let _ = news.try_send(m.room.clone());
+                continue;
+            }
+        }
         if out.json {
             out.line(&event_json(&event).to_string());
             continue;
@@ -322,7 +482,7 @@ impl Output {
         }
     }
 
-    fn line(self, text: &str) {
+    pub(crate) fn line(self, text: &str) {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{text}");
         let _ = stdout.flush();

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod bus;
 pub mod chat;
+mod chat_e2ee;
 mod chat_line;
 pub mod commands;
 pub mod config;

@@ -156,3 +156,90 @@ async fn interactive_on_a_pty() -> Result<()> {
     assert!(status.success(), "output: {seen:?}");
     Ok(())
 }
+
+/// An e2ee room from the terminal: bob's first run creates and publishes his device; once
+/// ann (the SDK) has added him, his next run decrypts her message (`--history`) and sends an
+/// encrypted line she reads; the server holds only ciphertext.
+#[tokio::test]
+async fn an_e2ee_room_from_the_terminal() -> Result<()> {
+    use chatmesh_client::RoomKind;
+    use chatmesh_e2ee::{
+        catch_up, claim, commit, publish, send_text, Change, Device, Event as Sealed,
+    };
+
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    api.user("ann").await?;
+    api.user("bob").await?;
+    let url = mesh.url();
+    let ann = sdk(&url, "ann").await?;
+    ann.http().create_room("vault", RoomKind::E2ee).await?;
+    ann.http().add_member("vault", "bob", false).await?;
+    let mut ann_dev = Device::create(dir.path().join("ann-device"), "ann", "laptop", None)?;
+    publish(&mut ann_dev, &ann.http(), 2).await?;
+    ann_dev.create_group("vault")?;
+    let bob_dir = dir.path().join("bob-device");
+
+    // bob's first run: his device is created and published; nothing to read yet.
+    let run = |input: &'static [u8], extra: &'static [&'static str]| {
+        let mut cmd = chat(&url, "bob");
+        cmd.args(["--room", "vault", "--device-dir"])
+            .arg(&bob_dir)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        async move {
+            let mut child = cmd.spawn()?;
+            let mut stdin = child.stdin.take().context("stdin")?;
+            stdin.write_all(input).await?;
+            drop(stdin);
+            let out =
+                tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await??;
+            anyhow::ensure!(
+                out.status.success(),
+                "chat failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            anyhow::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    run(b"", &[]).await?;
+    let devices = ann.http().e2ee_devices("bob").await?;
+    assert_eq!(devices.devices.len(), 1, "{devices:?}");
+    assert_eq!(devices.devices[0].device, "cli");
+
+    // ann adds bob's device to the group and writes to him.
+    let packages = claim(&mut ann_dev, &ann.http(), &["bob"]).await?;
+    commit(&mut ann_dev, &ann, "vault", &Change::Add(packages)).await?;
+    send_text(&mut ann_dev, &ann, "vault", "hello bob, sealed").await?;
+
+    // bob's second run reads her message and answers.
+    let printed = run(b"hello ann, from the terminal\n", &["--history", "10"]).await?;
+    assert!(
+        printed.contains("[vault] ann: hello bob, sealed"),
+        "printed: {printed}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = catch_up(&mut ann_dev, &ann, "vault").await?;
+        let read = events.iter().any(|e| {
+            matches!(e, Sealed::Text { from, text } if from.user == "bob" && text == "hello ann, from the terminal")
+        });
+        if read {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "ann never read bob's line"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = ann.history("vault", None, 50).await?;
+    assert!(page
+        .messages
+        .iter()
+        .all(|m| m.body.is_empty() && m.mls.is_some()));
+    Ok(())
+}

@@ -92,6 +92,11 @@ impl Device {
         Ok(this)
     }
 
+    /// Whether `dir` holds a device's state (for [`Device::open`]; else [`Device::create`]).
+    pub fn exists(dir: impl AsRef<Path>) -> bool {
+        state::exists(dir.as_ref())
+    }
+
     /// A device whose state lives in memory only (tests, benches).
     pub fn ephemeral(user: &str, device: &str) -> Result<Self, Error> {
         Self::new(user, device, None)
