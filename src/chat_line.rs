@@ -123,6 +123,7 @@ mod tests {
                 kind: MlsKind::App,
                 epoch: 1,
                 data: "AA==".into(),
+                file: None,
             }),
             ..msg("")
         };
@@ -132,6 +133,7 @@ mod tests {
                 kind: MlsKind::Commit,
                 epoch: 1,
                 data: "AA==".into(),
+                file: None,
             }),
             ..msg("")
         };

@@ -28,6 +28,7 @@ fn mls(kind: MlsKind, epoch: u64, data: &[u8]) -> Value {
         kind,
         epoch,
         data: b64(data),
+        file: None,
     })
 }
 

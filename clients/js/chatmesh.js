@@ -77,7 +77,8 @@ const ANSWERS = /** @type {const} */ ({
  * @typedef {object} Mls
  * @property {"app" | "proposal" | "commit" | "welcome"} kind
  * @property {number} epoch the group epoch it was made in
- * @property {string} data the MLS message, base64
+ * @property {string} data the MLS message, base64 ("" when it is in `file`)
+ * @property {string} [file] a file of the room holding the MLS message (one too large to send inline)
  */
 
 /**
@@ -1052,11 +1053,14 @@ function refsOf(f) {
  * @returns {{mls?: Mls}}
  */
 function mlsOf(f) {
-  const m = /** @type {{kind?: unknown, epoch?: unknown, data?: unknown} | null} */ (
+  const m = /** @type {{kind?: unknown, epoch?: unknown, data?: unknown, file?: unknown} | null} */ (
     f.mls && typeof f.mls === "object" && !Array.isArray(f.mls) ? f.mls : null
   );
   if (!m || typeof m.kind !== "string" || typeof m.epoch !== "number" || typeof m.data !== "string") return {};
-  return { mls: /** @type {Mls} */ ({ kind: m.kind, epoch: m.epoch, data: m.data }) };
+  /** @type {Mls} */
+  const out = /** @type {Mls} */ ({ kind: m.kind, epoch: m.epoch, data: m.data });
+  if (typeof m.file === "string") out.file = m.file;
+  return { mls: out };
 }
 
 /**

@@ -1,14 +1,18 @@
 //! [`Directory`] over `chatmesh_client::Http` and [`RoomTransport`] over
 //! `chatmesh_client::Client`: what an application on the Rust client SDK passes to the
 //! calls of `sync.rs`. `conflict` from the server is [`TransportErrorKind::Conflict`].
+//!
+//! An MLS message longer than the server takes inline ([`MAX_MLS_CHARS`]: a welcome or a
+//! commit of a large group) is uploaded as a file of the room and sent as `mls.file`; on the
+//! way in, such a message's file is downloaded, so the SDK always sees `data`.
 
 use chatmesh_client::{Client, ErrorCode, Http};
-use chatmesh_protocol::e2ee::{ClaimedPackage, KeyPackagesBody, Mls, UserDevices};
+use chatmesh_protocol::e2ee::{ClaimedPackage, KeyPackagesBody, Mls, UserDevices, MAX_MLS_CHARS};
 
 use crate::directory::Directory;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::sync::RoomTransport;
-use crate::wire::Incoming;
+use crate::wire::{decode, encode, Incoming};
 
 /// History page size when catching up (the server's maximum).
 const PAGE: u32 = 100;
@@ -61,9 +65,20 @@ impl Directory for Http {
 
 impl RoomTransport for Client {
     async fn send_mls(&self, room: &str, mls: &Mls) -> Result<u64, TransportError> {
-        let ack = Client::send_mls(self, room, mls.clone())
-            .await
-            .map_err(transport)?;
+        let mut mls = mls.clone();
+        if mls.data.len() > MAX_MLS_CHARS {
+            let bytes = decode(&mls.data, "mls.data")
+                .map_err(|e| TransportError::new(TransportErrorKind::Other, e))?;
+            let name = format!("mls-{}-{}", mls.kind.as_str(), mls.epoch);
+            let file = self
+                .http()
+                .upload(room, &name, bytes)
+                .await
+                .map_err(transport)?;
+            mls.data.clear();
+            mls.file = Some(file.id);
+        }
+        let ack = Client::send_mls(self, room, mls).await.map_err(transport)?;
         Ok(ack.seq)
     }
 
@@ -88,12 +103,19 @@ impl RoomTransport for Client {
             }
             before = Some(first);
         }
-        Ok(pages
+        let mut out: Vec<Incoming> = pages
             .into_iter()
             .rev()
             .flatten()
             .filter(|m| m.seq > after)
             .filter_map(|m| Incoming::from_message(&m))
-            .collect())
+            .collect();
+        for msg in &mut out {
+            if let Some(file) = msg.mls.file.take() {
+                let bytes = self.http().download(room, &file).await.map_err(transport)?;
+                msg.mls.data = encode(&bytes);
+            }
+        }
+        Ok(out)
     }
 }

@@ -35,7 +35,8 @@ pub use sync::{
     MAX_COMMIT_ATTEMPTS,
 };
 pub use wire::{
-    check_size, device_statement, mls_bytes, mls_message, Incoming, Mls, MlsKind, MAX_MLS_CHARS,
+    check_handshake_size, check_size, device_statement, mls_bytes, mls_message, Incoming, Mls,
+    MlsKind, MAX_HANDSHAKE_BYTES, MAX_MLS_CHARS,
 };
 // the directory's records, re-exported for callers of this crate
 pub use chatmesh_protocol::e2ee::{

@@ -12,7 +12,7 @@ use crate::directory::{Directory, VerifiedKeyPackage};
 use crate::error::{Error, TransportError};
 use crate::event::Event;
 use crate::group::Staged;
-use crate::wire::{check_size, Incoming, Mls};
+use crate::wire::{check_handshake_size, Incoming, Mls};
 
 /// How many times a commit is staged and sent before the SDK gives up on an epoch race.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
@@ -174,8 +174,8 @@ pub async fn commit(
             room.pause(attempt).await;
         }
         let staged = stage(device, name, change)?;
-        let size = check_size(&staged.commit).and_then(|()| match &staged.welcome {
-            Some(w) => check_size(w),
+        let size = check_handshake_size(&staged.commit).and_then(|()| match &staged.welcome {
+            Some(w) => check_handshake_size(w),
             None => Ok(()),
         });
         if let Err(e) = size {

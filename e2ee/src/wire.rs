@@ -20,6 +20,7 @@ pub fn mls_message(kind: MlsKind, epoch: u64, bytes: &[u8]) -> Mls {
         kind,
         epoch,
         data: STANDARD.encode(bytes),
+        file: None,
     }
 }
 
@@ -28,7 +29,26 @@ pub fn mls_bytes(mls: &Mls) -> Result<Vec<u8>, Error> {
     decode(&mls.data, "mls.data")
 }
 
-/// Refuses a message the server would refuse as `too_large`.
+/// Largest commit or welcome the SDK sends, in MLS message bytes. One above
+/// [`MAX_MLS_CHARS`] inline travels as a file of the room (`mls.file`, the transport's
+/// upload); this bounds what a member must download and process (a welcome to a group of
+/// 10,000 in the worst case of a sparse tree is about 3.3 MB).
+pub const MAX_HANDSHAKE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Refuses a commit or welcome above [`MAX_HANDSHAKE_BYTES`].
+pub fn check_handshake_size(mls: &Mls) -> Result<(), Error> {
+    let bytes = mls.data.len() / 4 * 3;
+    if bytes > MAX_HANDSHAKE_BYTES {
+        return Err(Error::TooLarge {
+            len: bytes,
+            max: MAX_HANDSHAKE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an application message the server would refuse as `too_large` (those are never
+/// sent as files: a chat message is bounded like a body).
 pub fn check_size(mls: &Mls) -> Result<(), Error> {
     if mls.data.len() > MAX_MLS_CHARS {
         return Err(Error::TooLarge {

@@ -22,6 +22,11 @@ async fn mesh(dir: &std::path::Path) -> Mesh {
     let mut config = Config::default();
     config.worker.argon2_memory_kib = 64;
     config.worker.argon2_iterations = 1;
+    // One test registers 150 users from 127.0.0.1.
+    config.gateway.register_per_ip_per_hour = 1_000_000;
+    config.gateway.register_ip_burst = 100_000;
+    config.gateway.login_per_ip_per_minute = 100_000;
+    config.gateway.login_ip_burst = 100_000;
     Mesh::start(MeshOptions {
         data_dir: dir.join("mesh"),
         listen: "127.0.0.1:0".into(),
@@ -374,5 +379,94 @@ async fn three_members_and_the_server_never_sees_plaintext() -> Result<()> {
         "a file holds the ciphertext ({} read)",
         files.len()
     );
+    Ok(())
+}
+
+/// A group whose welcome is larger than a message may carry inline (150 members: about
+/// 66,000 base64 characters against 61,440): the SDK uploads it as a file of the room, the
+/// server relays the reference (the file lives as the message's attachment), and the new
+/// member downloads it, joins and reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_welcome_too_large_to_send_inline_travels_as_a_file() -> Result<()> {
+    const MEMBERS: usize = 150;
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let ann = user(&base, "ann").await?;
+    let room = "hall";
+    ann.http().create_room(room, RoomKind::E2ee).await?;
+    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
+    publish(&mut ann_dev, &ann.http(), 2).await?;
+    ann_dev.create_group(room)?;
+
+    // Members that only publish a device (HTTP); the first also reads (a session).
+    let mut names = Vec::new();
+    let mut first = None;
+    for i in 0..MEMBERS {
+        let name = format!("m{i}");
+        let http = Http::new(&base)?;
+        http.register(&name, "password-1").await?;
+        let token = http.login(&name, "password-1").await?.token;
+        let http = http.with_token(token);
+        ann.http().add_member(room, &name, false).await?;
+        let mut dev = Device::create(dir.path().join(&name), &name, "d", None)?;
+        publish(&mut dev, &http, 1).await?;
+        if i == 0 {
+            first = Some(dev);
+        }
+        names.push(name);
+    }
+    let users: Vec<&str> = names.iter().map(String::as_str).collect();
+    let packages = claim(&mut ann_dev, &ann.http(), &users).await?;
+    let added = commit(&mut ann_dev, &ann, room, &Change::Add(packages)).await?;
+    assert_eq!(added.epoch, 1);
+
+    // The welcome went as a file: its message carries a file reference and the attachment.
+    let page = ann.history(room, None, 10).await?;
+    let welcome = page
+        .messages
+        .iter()
+        .find(|m| {
+            m.mls
+                .as_ref()
+                .is_some_and(|x| x.kind == chatmesh_client::MlsKind::Welcome)
+        })
+        .context("the welcome is in history")?;
+    let mls = welcome.mls.as_ref().context("mls")?;
+    assert!(mls.data.is_empty() && mls.file.is_some(), "{mls:?}");
+    assert_eq!(welcome.attachments.len(), 1);
+    assert!(
+        welcome.attachments[0].size > 61_440 / 4 * 3,
+        "{:?}",
+        welcome.attachments
+    );
+
+    let mut m0 = first.context("m0")?;
+    let m0_client = Client::builder(&base)
+        .login("m0", "password-1")
+        .connect()
+        .await?;
+    let joined = |e: &[Event]| {
+        e.iter()
+            .any(|e| matches!(e, Event::Joined { epoch: 1, .. }))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut events = Vec::new();
+    while !joined(&events) {
+        anyhow::ensure!(Instant::now() < deadline, "m0 never joined: {events:?}");
+        events.extend(catch_up(&mut m0, &m0_client, room).await?);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(m0.members(room)?.len(), MEMBERS + 1);
+    send_text(&mut ann_dev, &ann, room, "welcome, all 150").await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = catch_up(&mut m0, &m0_client, room).await?;
+        if text(&seen, "welcome, all 150") {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "m0 never read it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(())
 }

@@ -17,7 +17,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::names::validate_name;
 
 /// Longest `mls.data`, in base64 characters (about 45 KiB of MLS message): a `send` must
-/// still fit one WebSocket message (`max_message_bytes`, 64 KiB).
+/// still fit one WebSocket message (`max_message_bytes`, 64 KiB). A larger MLS message (the
+/// welcome or a commit of a large group) travels as a file of the room: `mls.file`.
 pub const MAX_MLS_CHARS: usize = 60 * 1024;
 /// Most devices a user may register.
 pub const MAX_DEVICES: usize = 16;
@@ -66,13 +67,25 @@ pub struct Mls {
     pub kind: MlsKind,
     /// The group epoch the message was made in (a welcome: the epoch it starts in).
     pub epoch: u64,
-    /// The TLS-serialized `MLSMessage`, base64 (standard alphabet, padded).
+    /// The TLS-serialized `MLSMessage`, base64 (standard alphabet, padded); empty when it is
+    /// in `file`.
+    #[serde(default)]
     pub data: String,
+    /// A file of the room (uploaded with `POST /v1/rooms/{room}/files`) holding the
+    /// `MLSMessage` bytes, for one larger than [`MAX_MLS_CHARS`] allows inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl Mls {
     /// The checks a gateway makes before it relays one: size and base64.
     pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(file) = &self.file {
+            if !self.data.is_empty() {
+                return Err(ApiError::bad_request("mls has data or a file, not both"));
+            }
+            return crate::files::validate_file_id(file);
+        }
         if self.data.is_empty() {
             return Err(ApiError::bad_request("mls.data is empty"));
         }
@@ -302,6 +315,7 @@ mod tests {
             kind,
             epoch,
             data: encode(b"x"),
+            file: None,
         }
     }
 
@@ -330,6 +344,21 @@ mod tests {
         };
         assert_eq!(big.validate().unwrap_err().code, ErrorCode::TooLarge);
         assert!(serde_json::from_str::<Mls>(r#"{"kind":"x","epoch":0,"data":"AA=="}"#).is_err());
+        let filed: Mls = serde_json::from_str(
+            r#"{"kind":"welcome","epoch":1,"file":"f0123456789abcdef0123456789abcdef"}"#,
+        )
+        .unwrap();
+        assert!(filed.validate().is_ok(), "{:?}", filed.validate());
+        let both = Mls {
+            data: "AA==".into(),
+            ..filed.clone()
+        };
+        assert!(both.validate().is_err());
+        let bad_id = Mls {
+            file: Some("../x".into()),
+            ..filed
+        };
+        assert!(bad_id.validate().is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ fn d(seq: u64, from: &str, kind: MlsKind, epoch: u64) -> Delivery {
         kind,
         epoch,
         data: encode(&seq.to_be_bytes()),
+        file: None,
     });
     Delivery {
         seq,

@@ -506,6 +506,11 @@ impl Session {
         if !files.is_empty() {
             payload.attachments = attach(&self.state, &room, files).await?;
         }
+        // An MLS message too large to send inline is a file of the room: it must exist, and
+        // it rides as the message's attachment, so it lives as long as the message does.
+        if let Some(file) = payload.mls.as_ref().and_then(|m| m.file.clone()) {
+            payload.attachments = attach(&self.state, &room, vec![file]).await?;
+        }
         let ts = now_ms();
         payload.from = user.clone();
         payload.ts = ts;

@@ -140,6 +140,7 @@ mod tests {
             kind: MlsKind::App,
             epoch: 0,
             data: encode(b"c"),
+            file: None,
         };
         assert!(fits(RoomKind::E2ee, Some(&m)).is_ok());
         assert!(fits(RoomKind::E2ee, None).is_err());
