@@ -9,10 +9,12 @@
 //! ack its echo in the room's history still merges it (`process.rs`).
 
 use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
 
 use crate::device::{group_id, Device, MemberId, CIPHERSUITE};
 use crate::directory::VerifiedKeyPackage;
 use crate::error::Error;
+use crate::state::Provider;
 use crate::wire::{check_size, mls_message, Mls, MlsKind};
 
 /// Epochs whose secrets a group keeps, so that an application message sent just before a
@@ -43,6 +45,14 @@ fn create_config() -> MlsGroupCreateConfig {
 
 pub(crate) fn out_bytes(msg: &MlsMessageOut) -> Result<Vec<u8>, Error> {
     msg.to_bytes().map_err(|e| Error::mls("serialize", e))
+}
+
+/// A commit made at `epoch` (with its welcome, when it adds members), ready to send.
+fn staged(epoch: u64, commit: &MlsMessageOut, welcome: Option<Mls>) -> Result<Staged, Error> {
+    Ok(Staged {
+        commit: mls_message(MlsKind::Commit, epoch, &out_bytes(commit)?),
+        welcome,
+    })
 }
 
 impl Device {
@@ -98,6 +108,32 @@ impl Device {
             .collect()
     }
 
+    /// Runs an operation on the room's group with this device's provider and signer, then
+    /// saves the device (the group's storage changed, or a staged commit must survive a
+    /// crash).
+    fn change_group<T>(
+        &mut self,
+        room: &str,
+        op: impl FnOnce(&Provider, &SignatureKeyPair, &mut MlsGroup) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let (provider, signer, group) = self.group_parts(room)?;
+        let out = op(provider, signer, group)?;
+        self.save()?;
+        Ok(out)
+    }
+
+    /// The room's group, beside what operations on it need.
+    fn group_parts(
+        &mut self,
+        room: &str,
+    ) -> Result<(&Provider, &SignatureKeyPair, &mut MlsGroup), Error> {
+        let group = self
+            .groups
+            .get_mut(room)
+            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        Ok((&self.provider, &self.signer, group))
+    }
+
     /// Stages a commit adding `packages` (verified against the directory).
     pub fn stage_add(
         &mut self,
@@ -105,86 +141,55 @@ impl Device {
         packages: &[VerifiedKeyPackage],
     ) -> Result<Staged, Error> {
         let kps: Vec<KeyPackage> = packages.iter().map(|p| p.key_package.clone()).collect();
-        let (provider, signer) = (&self.provider, &self.signer);
-        let group = self
-            .groups
-            .get_mut(room)
-            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
-        let epoch = group.epoch().as_u64();
-        let (commit, welcome, _) = group
-            .add_members(provider, signer, &kps)
-            .map_err(|e| Error::mls("add members", e))?;
-        let staged = Staged {
-            commit: mls_message(MlsKind::Commit, epoch, &out_bytes(&commit)?),
-            welcome: Some(mls_message(
-                MlsKind::Welcome,
-                epoch + 1,
-                &out_bytes(&welcome)?,
-            )),
-        };
-        self.save()?;
-        Ok(staged)
+        self.change_group(room, |provider, signer, group| {
+            let epoch = group.epoch().as_u64();
+            let (commit, welcome, _) = group
+                .add_members(provider, signer, &kps)
+                .map_err(|e| Error::mls("add members", e))?;
+            let welcome = mls_message(MlsKind::Welcome, epoch + 1, &out_bytes(&welcome)?);
+            staged(epoch, &commit, Some(welcome))
+        })
     }
 
     /// Stages a commit removing every device of `users` from the group.
     pub fn stage_remove(&mut self, room: &str, users: &[&str]) -> Result<Staged, Error> {
-        let (provider, signer) = (&self.provider, &self.signer);
-        let group = self
-            .groups
-            .get_mut(room)
-            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
-        let own = group.own_leaf_index();
-        let mut leaves = Vec::new();
-        for m in group.members() {
-            let id = MemberId::from_credential(&m.credential)?;
-            if users.contains(&id.user.as_str()) && m.index != own {
-                leaves.push(m.index);
+        self.change_group(room, |provider, signer, group| {
+            let own = group.own_leaf_index();
+            let mut leaves = Vec::new();
+            for m in group.members() {
+                let id = MemberId::from_credential(&m.credential)?;
+                if users.contains(&id.user.as_str()) && m.index != own {
+                    leaves.push(m.index);
+                }
             }
-        }
-        if leaves.is_empty() {
-            return Err(Error::NotMember {
-                room: room.to_owned(),
-                who: users.join(", "),
-            });
-        }
-        let epoch = group.epoch().as_u64();
-        let (commit, _, _) = group
-            .remove_members(provider, signer, &leaves)
-            .map_err(|e| Error::mls("remove members", e))?;
-        let staged = Staged {
-            commit: mls_message(MlsKind::Commit, epoch, &out_bytes(&commit)?),
-            welcome: None,
-        };
-        self.save()?;
-        Ok(staged)
+            if leaves.is_empty() {
+                return Err(Error::NotMember {
+                    room: room.to_owned(),
+                    who: users.join(", "),
+                });
+            }
+            let epoch = group.epoch().as_u64();
+            let (commit, _, _) = group
+                .remove_members(provider, signer, &leaves)
+                .map_err(|e| Error::mls("remove members", e))?;
+            staged(epoch, &commit, None)
+        })
     }
 
     /// Stages a commit that renews this device's leaf keys (post-compromise security).
     pub fn stage_self_update(&mut self, room: &str) -> Result<Staged, Error> {
-        let (provider, signer) = (&self.provider, &self.signer);
-        let group = self
-            .groups
-            .get_mut(room)
-            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
-        let epoch = group.epoch().as_u64();
-        let bundle = group
-            .self_update(provider, signer, LeafNodeParameters::default())
-            .map_err(|e| Error::mls("self update", e))?;
-        let staged = Staged {
-            commit: mls_message(MlsKind::Commit, epoch, &out_bytes(bundle.commit())?),
-            welcome: None,
-        };
-        self.save()?;
-        Ok(staged)
+        self.change_group(room, |provider, signer, group| {
+            let epoch = group.epoch().as_u64();
+            let bundle = group
+                .self_update(provider, signer, LeafNodeParameters::default())
+                .map_err(|e| Error::mls("self update", e))?;
+            staged(epoch, bundle.commit(), None)
+        })
     }
 
     /// The server stored the staged commit at `seq`: merge it (the group moves on one epoch).
     pub fn confirm_commit(&mut self, room: &str, seq: u64) -> Result<(), Error> {
-        let provider = &self.provider;
-        let group = self
-            .groups
-            .get_mut(room)
-            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
+        let (provider, _, group) = self.group_parts(room)?;
         group
             .merge_pending_commit(provider)
             .map_err(|e| Error::mls("merge commit", e))?;
@@ -194,33 +199,25 @@ impl Device {
 
     /// The staged commit was refused (or is given up): forget it, the group stays as it was.
     pub fn abort_commit(&mut self, room: &str) -> Result<(), Error> {
-        let provider = &self.provider;
-        let group = self
-            .groups
-            .get_mut(room)
-            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
-        group
-            .clear_pending_commit(provider.storage())
-            .map_err(|e| Error::mls("clear pending commit", e))?;
-        self.save()
+        self.change_group(room, |provider, _, group| {
+            group
+                .clear_pending_commit(provider.storage())
+                .map_err(|e| Error::mls("clear pending commit", e))
+        })
     }
 
     /// Encrypts a chat message for the room's group. Refused when it would be larger than
     /// the server relays.
     pub fn encrypt(&mut self, room: &str, text: &str) -> Result<Mls, Error> {
-        let (provider, signer) = (&self.provider, &self.signer);
-        let group = self
-            .groups
-            .get_mut(room)
-            .ok_or_else(|| Error::UnknownRoom(room.to_owned()))?;
-        let epoch = group.epoch().as_u64();
-        let msg = group
-            .create_message(provider, signer, text.as_bytes())
-            .map_err(|e| Error::mls("encrypt", e))?;
-        let mls = mls_message(MlsKind::App, epoch, &out_bytes(&msg)?);
-        check_size(&mls)?;
-        self.save()?;
-        Ok(mls)
+        self.change_group(room, |provider, signer, group| {
+            let epoch = group.epoch().as_u64();
+            let msg = group
+                .create_message(provider, signer, text.as_bytes())
+                .map_err(|e| Error::mls("encrypt", e))?;
+            let mls = mls_message(MlsKind::App, epoch, &out_bytes(&msg)?);
+            check_size(&mls)?;
+            Ok(mls)
+        })
     }
 
     /// Records that `room` was processed up to `seq`.
