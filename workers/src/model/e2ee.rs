@@ -57,20 +57,7 @@ impl Model {
         user: &str,
         limit: usize,
     ) -> Result<Vec<(String, DeviceRecord)>, StoreError> {
-        let pairs = self
-            .store
-            .scan(keys::devices_of(user), Direction::Forward, limit)
-            .await?;
-        pairs
-            .into_iter()
-            .map(|(k, v)| {
-                let id = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    detail: "device key without a device id".into(),
-                })?;
-                Ok((id.to_owned(), records::decode(&k, &v)?))
-            })
-            .collect()
+        self.scan_named(keys::devices_of(user), limit).await
     }
 
     pub fn put_device(batch: &mut WriteBatch, user: &str, device: &str, rec: &DeviceRecord) {

@@ -20,10 +20,12 @@ mod rooms;
 mod threads;
 mod users;
 
+use std::ops::Range;
+
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::store::{GroupCommit, KvStore, Store, StoreError, WriteBatch};
+use crate::store::{Direction, GroupCommit, KvStore, Store, StoreError, WriteBatch};
 
 pub use messages::HistoryQuery;
 pub use records::{
@@ -72,6 +74,27 @@ impl Model {
             Some(bytes) => Ok(Some(records::decode(key, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// Up to `limit` records of an index range whose keys end in a second name (a user's
+    /// rooms, devices or push targets, a room's members or bans), as (that name, record),
+    /// in key order.
+    async fn scan_named<T: DeserializeOwned>(
+        &self,
+        range: Range<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let pairs = self.store.scan(range, Direction::Forward, limit).await?;
+        pairs
+            .into_iter()
+            .map(|(k, v)| {
+                let name = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    detail: "index key without a second name".into(),
+                })?;
+                Ok((name.to_owned(), records::decode(&k, &v)?))
+            })
+            .collect()
     }
 }
 

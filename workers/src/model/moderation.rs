@@ -4,7 +4,7 @@
 
 use super::records::{self, BanRecord, MuteRecord};
 use super::{keys, Model};
-use crate::store::{Direction, KvStore, StoreError, WriteBatch};
+use crate::store::{KvStore, StoreError, WriteBatch};
 
 impl Model {
     /// `user`'s ban from `room`, if banned.
@@ -40,20 +40,7 @@ impl Model {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, BanRecord)>, StoreError> {
-        let pairs = self
-            .store
-            .scan(keys::bans_after(room, after), Direction::Forward, limit)
-            .await?;
-        pairs
-            .into_iter()
-            .map(|(k, v)| {
-                let user = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    detail: "ban key without a user".into(),
-                })?;
-                Ok((user.to_owned(), records::decode(&k, &v)?))
-            })
-            .collect()
+        self.scan_named(keys::bans_after(room, after), limit).await
     }
 
     /// `user`'s mute in `room`, if one was recorded (it may have ended: see

@@ -14,20 +14,7 @@ impl Model {
         user: &str,
         limit: usize,
     ) -> Result<Vec<(String, PushTargetRecord)>, StoreError> {
-        let pairs = self
-            .store
-            .scan(keys::push_targets_of(user), Direction::Forward, limit)
-            .await?;
-        pairs
-            .into_iter()
-            .map(|(k, v)| {
-                let id = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    detail: "push target key without an id".into(),
-                })?;
-                Ok((id.to_owned(), records::decode(&k, &v)?))
-            })
-            .collect()
+        self.scan_named(keys::push_targets_of(user), limit).await
     }
 
     /// Is there any push target, of any user?

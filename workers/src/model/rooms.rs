@@ -6,7 +6,7 @@ use chatmesh_protocol::service::{Role, RoomKind};
 
 use super::records::{self, RoomMeta};
 use super::{keys, Model};
-use crate::store::{Direction, KvPair, KvStore, StoreError, WriteBatch};
+use crate::store::{Direction, KvStore, StoreError, WriteBatch};
 
 impl Model {
     pub async fn room(&self, room: &str) -> Result<Option<RoomMeta>, StoreError> {
@@ -44,11 +44,7 @@ impl Model {
         user: &str,
         limit: usize,
     ) -> Result<Vec<(String, Role)>, StoreError> {
-        let pairs = self
-            .store
-            .scan(keys::rooms_of(user), Direction::Forward, limit)
-            .await?;
-        named_roles(pairs)
+        self.scan_named(keys::rooms_of(user), limit).await
     }
 
     /// Up to `limit` members of `room`, with their roles.
@@ -59,11 +55,7 @@ impl Model {
     ) -> Result<Vec<(String, Role)>, StoreError> {
         let prefix = keys::member(room, "");
         let end = keys::prefix_end(&prefix);
-        let pairs = self
-            .store
-            .scan(prefix..end, Direction::Forward, limit)
-            .await?;
-        named_roles(pairs)
+        self.scan_named(prefix..end, limit).await
     }
 
     /// Up to `limit` members of `room` whose names sort after `after` (all with `None`), by
@@ -85,11 +77,7 @@ impl Model {
             }
             None => prefix,
         };
-        let pairs = self
-            .store
-            .scan(start..end, Direction::Forward, limit)
-            .await?;
-        named_roles(pairs)
+        self.scan_named(start..end, limit).await
     }
 
     /// The room's topic, if set. Read from the store every time (never cached): it changes.
@@ -125,17 +113,4 @@ impl Model {
             .filter_map(|(k, _)| keys::room_of_public(k).map(str::to_owned))
             .collect())
     }
-}
-
-fn named_roles(pairs: Vec<KvPair>) -> Result<Vec<(String, Role)>, StoreError> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| {
-            let name = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                detail: "index key without a second name".into(),
-            })?;
-            Ok((name.to_owned(), records::decode(&k, &v)?))
-        })
-        .collect()
 }

@@ -2,7 +2,7 @@
 
 use super::records::{self, Cursor, UserRecord};
 use super::{keys, Model};
-use crate::store::{Direction, KvStore, StoreError, WriteBatch};
+use crate::store::{KvStore, StoreError, WriteBatch};
 
 impl Model {
     pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -40,19 +40,6 @@ impl Model {
         user: &str,
         limit: usize,
     ) -> Result<Vec<(String, Cursor)>, StoreError> {
-        let pairs = self
-            .store
-            .scan(keys::cursors_of(user), Direction::Forward, limit)
-            .await?;
-        pairs
-            .into_iter()
-            .map(|(k, v)| {
-                let room = keys::second_name(&k).ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    detail: "cursor key without a room".into(),
-                })?;
-                Ok((room.to_owned(), records::decode(&k, &v)?))
-            })
-            .collect()
+        self.scan_named(keys::cursors_of(user), limit).await
     }
 }
