@@ -231,7 +231,7 @@ impl Client {
     /// Sends with the caller's id: a resend with the same id is stored once (within the
     /// server's dedupe window, 2 minutes by default).
     pub async fn send_with_id(&self, room: &str, id: &str, body: &str) -> Result<Ack> {
-        self.send_frame(room, id, body, Vec::new(), None).await
+        self.ack_of(ClientFrame::send(room, id, body)).await
     }
 
     /// Replaces the body of the caller's message `seq` of `room` with `body` (an edit: a
@@ -243,7 +243,7 @@ impl Client {
 
     /// [`Client::edit`] with the caller's id: a resend with the same id is stored once.
     pub async fn edit_with_id(&self, room: &str, id: &str, seq: u64, body: &str) -> Result<Ack> {
-        self.send_frame(room, id, body, Vec::new(), Some(Change::Edit(seq)))
+        self.ack_of(ClientFrame::send_change(room, id, body, Change::Edit(seq)))
             .await
     }
 
@@ -255,7 +255,7 @@ impl Client {
 
     /// [`Client::delete`] with the caller's id: a resend with the same id is stored once.
     pub async fn delete_with_id(&self, room: &str, id: &str, seq: u64) -> Result<Ack> {
-        self.send_frame(room, id, "", Vec::new(), Some(Change::Delete(seq)))
+        self.ack_of(ClientFrame::send_change(room, id, "", Change::Delete(seq)))
             .await
     }
 
@@ -268,7 +268,7 @@ impl Client {
 
     /// [`Client::react`] with the caller's id: a resend with the same id is stored once.
     pub async fn react_with_id(&self, room: &str, id: &str, seq: u64, key: &str) -> Result<Ack> {
-        self.send_frame(room, id, key, Vec::new(), Some(Change::React(seq)))
+        self.ack_of(ClientFrame::send_change(room, id, key, Change::React(seq)))
             .await
     }
 
@@ -279,8 +279,13 @@ impl Client {
 
     /// [`Client::unreact`] with the caller's id: a resend with the same id is stored once.
     pub async fn unreact_with_id(&self, room: &str, id: &str, seq: u64, key: &str) -> Result<Ack> {
-        self.send_frame(room, id, key, Vec::new(), Some(Change::Unreact(seq)))
-            .await
+        self.ack_of(ClientFrame::send_change(
+            room,
+            id,
+            key,
+            Change::Unreact(seq),
+        ))
+        .await
     }
 
     /// Sends `body` as a reply to message `seq` of `room`; it joins the thread of `seq`'s
@@ -291,61 +296,20 @@ impl Client {
 
     /// [`Client::reply`] with the caller's id: a resend with the same id is stored once.
     pub async fn reply_with_id(&self, room: &str, id: &str, seq: u64, body: &str) -> Result<Ack> {
-        let frame = ClientFrame::Send {
-            room: room.to_owned(),
-            id: id.to_owned(),
-            body: body.to_owned(),
-            attachments: Vec::new(),
-            edit_of: None,
-            delete_of: None,
-            react_to: None,
-            unreact_to: None,
-            reply_to: Some(seq),
-            mls: None,
-        };
+        let frame = ClientFrame::send_reply(room, id, seq, body);
         self.ack_of(frame).await
     }
 
     /// Sends `body` with the files `ids` of `room` (uploaded with
     /// [`crate::Http::upload`]; at most 10); `body` may be empty.
     pub async fn send_files(&self, room: &str, body: &str, ids: &[String]) -> Result<Ack> {
-        self.send_frame(room, &self.ids.next(), body, ids.to_vec(), None)
-            .await
-    }
-
-    async fn send_frame(
-        &self,
-        room: &str,
-        id: &str,
-        body: &str,
-        attachments: Vec<String>,
-        change: Option<Change>,
-    ) -> Result<Ack> {
-        let frame = ClientFrame::Send {
-            room: room.to_owned(),
-            id: id.to_owned(),
-            body: body.to_owned(),
-            attachments,
-            edit_of: match change {
-                Some(Change::Edit(seq)) => Some(seq),
-                _ => None,
-            },
-            delete_of: match change {
-                Some(Change::Delete(seq)) => Some(seq),
-                _ => None,
-            },
-            react_to: match change {
-                Some(Change::React(seq)) => Some(seq),
-                _ => None,
-            },
-            unreact_to: match change {
-                Some(Change::Unreact(seq)) => Some(seq),
-                _ => None,
-            },
-            reply_to: None,
-            mls: None,
-        };
-        self.ack_of(frame).await
+        self.ack_of(ClientFrame::send_files(
+            room,
+            self.ids.next(),
+            body,
+            ids.to_vec(),
+        ))
+        .await
     }
 
     /// Sends `frame` (a `send`) and waits for its ack.

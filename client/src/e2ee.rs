@@ -76,18 +76,7 @@ impl Client {
 
     /// [`Client::send_mls`] with the caller's id: a resend with the same id is stored once.
     pub async fn send_mls_with_id(&self, room: &str, id: &str, mls: Mls) -> Result<Ack> {
-        let frame = ClientFrame::Send {
-            room: room.to_owned(),
-            id: id.to_owned(),
-            body: String::new(),
-            attachments: Vec::new(),
-            edit_of: None,
-            delete_of: None,
-            react_to: None,
-            unreact_to: None,
-            reply_to: None,
-            mls: Some(mls),
-        };
+        let frame = ClientFrame::send_mls(room, id, mls);
         self.ack_of(frame).await
     }
 }

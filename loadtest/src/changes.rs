@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use chatmesh_protocol::frames::ClientFrame;
+use chatmesh_protocol::message::Change;
 
 /// Edits of one message at most (the server allows 20).
 pub const MAX_EDITS: u64 = 10;
@@ -151,17 +152,13 @@ pub fn frame(
         SendKind::Reaction => KEYS[(k % KEYS.len() as u64) as usize].to_owned(),
         _ => body,
     };
-    let frame = ClientFrame::Send {
-        room: room.to_owned(),
-        id: format!("{id_head}-{}k{k}", kind.marker()),
-        body,
-        attachments: Vec::new(),
-        edit_of: target.filter(|_| kind == SendKind::Edit),
-        delete_of: None,
-        react_to: target.filter(|_| kind == SendKind::Reaction),
-        unreact_to: None,
-        reply_to: None,
-        mls: None,
+    let id = format!("{id_head}-{}k{k}", kind.marker());
+    let frame = match (kind, target) {
+        (SendKind::Edit, Some(seq)) => ClientFrame::send_change(room, id, body, Change::Edit(seq)),
+        (SendKind::Reaction, Some(seq)) => {
+            ClientFrame::send_change(room, id, body, Change::React(seq))
+        }
+        _ => ClientFrame::send(room, id, body),
     };
     (frame, kind)
 }

@@ -266,18 +266,11 @@ pub fn send_frame(engine: &Engine, c: usize, p: &PubPlan, t0: u64, i: u64) -> Me
     let room = &engine.plan.rooms[engine.plan.conns[c].room].name;
     let run = &engine.run_id;
     let k = p.k(i);
-    let send = ClientFrame::Send {
-        room: room.clone(),
-        id: format!("{run}-{c}-k{k}"),
-        body: make_body(k, p.due(t0, i), engine.plan.body_bytes),
-        attachments: Vec::new(),
-        edit_of: None,
-        delete_of: None,
-        react_to: None,
-        unreact_to: None,
-        reply_to: None,
-        mls: None,
-    };
+    let send = ClientFrame::send(
+        room.as_str(),
+        format!("{run}-{c}-k{k}"),
+        make_body(k, p.due(t0, i), engine.plan.body_bytes),
+    );
     Message::text(send.encode(&Some(k.into())))
 }
 

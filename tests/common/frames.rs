@@ -9,6 +9,7 @@ use chatmesh_protocol::ErrorCode;
 /// Client frames, by name: `c.request(frame::join("general"))`.
 pub mod frame {
     use chatmesh_protocol::frames::{ClientFrame, DEFAULT_HISTORY_LIMIT};
+    use chatmesh_protocol::message::Change;
 
     pub fn hello(token: &str) -> ClientFrame {
         ClientFrame::Hello {
@@ -35,83 +36,33 @@ pub mod frame {
     }
 
     pub fn send(room: &str, id: &str, body: &str) -> ClientFrame {
-        ClientFrame::Send {
-            room: room.into(),
-            id: id.into(),
-            body: body.into(),
-            attachments: Vec::new(),
-            edit_of: None,
-            delete_of: None,
-            react_to: None,
-            unreact_to: None,
-            reply_to: None,
-            mls: None,
-        }
+        ClientFrame::send(room, id, body)
     }
 
     /// An edit of message `seq`: a send with `edit_of`.
     pub fn edit(room: &str, id: &str, seq: u64, body: &str) -> ClientFrame {
-        ClientFrame::Send {
-            room: room.into(),
-            id: id.into(),
-            body: body.into(),
-            attachments: Vec::new(),
-            edit_of: Some(seq),
-            delete_of: None,
-            react_to: None,
-            unreact_to: None,
-            reply_to: None,
-            mls: None,
-        }
+        ClientFrame::send_change(room, id, body, Change::Edit(seq))
     }
 
     /// A delete of message `seq`: a send with `delete_of` and no body.
     pub fn delete(room: &str, id: &str, seq: u64) -> ClientFrame {
-        ClientFrame::Send {
-            room: room.into(),
-            id: id.into(),
-            body: String::new(),
-            attachments: Vec::new(),
-            edit_of: None,
-            delete_of: Some(seq),
-            react_to: None,
-            unreact_to: None,
-            reply_to: None,
-            mls: None,
-        }
+        ClientFrame::send_change(room, id, "", Change::Delete(seq))
     }
 
     /// The latest page at the server's default size (a frame without `limit`).
     /// A reaction (`unreact`: its removal) with `key` on message `seq`.
     pub fn react(room: &str, id: &str, seq: u64, key: &str, unreact: bool) -> ClientFrame {
-        ClientFrame::Send {
-            room: room.into(),
-            id: id.into(),
-            body: key.into(),
-            attachments: Vec::new(),
-            edit_of: None,
-            delete_of: None,
-            react_to: (!unreact).then_some(seq),
-            unreact_to: unreact.then_some(seq),
-            reply_to: None,
-            mls: None,
-        }
+        let change = if unreact {
+            Change::Unreact(seq)
+        } else {
+            Change::React(seq)
+        };
+        ClientFrame::send_change(room, id, key, change)
     }
 
     /// A reply to message `seq`.
     pub fn reply(room: &str, id: &str, seq: u64, body: &str) -> ClientFrame {
-        ClientFrame::Send {
-            room: room.into(),
-            id: id.into(),
-            body: body.into(),
-            attachments: Vec::new(),
-            edit_of: None,
-            delete_of: None,
-            react_to: None,
-            unreact_to: None,
-            reply_to: Some(seq),
-            mls: None,
-        }
+        ClientFrame::send_reply(room, id, seq, body)
     }
 
     pub fn history(room: &str) -> ClientFrame {

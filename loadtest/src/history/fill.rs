@@ -211,18 +211,11 @@ async fn fill_room(
     let (mut next, mut acked) = (start, 0u64);
     while acked < count {
         while next < per_room && next - start - acked < FILL_WINDOW {
-            let send = ClientFrame::Send {
-                room: room.to_owned(),
-                id: format!("{run_id}-fill{r}-k{next}"),
-                body: fill_body(next, body_bytes.max(32)),
-                attachments: Vec::new(),
-                edit_of: None,
-                delete_of: None,
-                react_to: None,
-                unreact_to: None,
-                reply_to: None,
-                mls: None,
-            };
+            let send = ClientFrame::send(
+                room,
+                format!("{run_id}-fill{r}-k{next}"),
+                fill_body(next, body_bytes.max(32)),
+            );
             ws.feed(Message::text(send.encode(&Some(next.into()))))
                 .await?;
             next += 1;

@@ -11,6 +11,7 @@ use crate::e2ee::Mls;
 use crate::error::{ApiError, ErrorCode};
 use crate::files::{validate_file_id, MAX_ATTACHMENTS};
 use crate::limits::Limits;
+use crate::message::Change;
 use crate::names::{validate_msg_id, validate_name};
 
 /// A client request. [`parse_client_frame`] reads and validates one; [`ClientFrame::encode`]
@@ -90,6 +91,86 @@ struct Outgoing<'a> {
 }
 
 impl ClientFrame {
+    /// A `send` of a plain message: no files, no change, no reply, no MLS.
+    pub fn send(room: impl Into<String>, id: impl Into<String>, body: impl Into<String>) -> Self {
+        Self::Send {
+            room: room.into(),
+            id: id.into(),
+            body: body.into(),
+            attachments: Vec::new(),
+            edit_of: None,
+            delete_of: None,
+            react_to: None,
+            unreact_to: None,
+            reply_to: None,
+            mls: None,
+        }
+    }
+
+    /// A `send` that changes message `change.target()`: an edit (`body` the new text), a
+    /// delete (`body` empty), a reaction or its removal (`body` the reaction's key).
+    pub fn send_change(
+        room: impl Into<String>,
+        id: impl Into<String>,
+        body: impl Into<String>,
+        change: Change,
+    ) -> Self {
+        let mut frame = Self::send(room, id, body);
+        if let Self::Send {
+            edit_of,
+            delete_of,
+            react_to,
+            unreact_to,
+            ..
+        } = &mut frame
+        {
+            match change {
+                Change::Edit(seq) => *edit_of = Some(seq),
+                Change::Delete(seq) => *delete_of = Some(seq),
+                Change::React(seq) => *react_to = Some(seq),
+                Change::Unreact(seq) => *unreact_to = Some(seq),
+            }
+        }
+        frame
+    }
+
+    /// A `send` of `body` with the room's files `attachments`.
+    pub fn send_files(
+        room: impl Into<String>,
+        id: impl Into<String>,
+        body: impl Into<String>,
+        files: Vec<String>,
+    ) -> Self {
+        let mut frame = Self::send(room, id, body);
+        if let Self::Send { attachments, .. } = &mut frame {
+            *attachments = files;
+        }
+        frame
+    }
+
+    /// A `send` of `body` as a reply to message `seq`.
+    pub fn send_reply(
+        room: impl Into<String>,
+        id: impl Into<String>,
+        seq: u64,
+        body: impl Into<String>,
+    ) -> Self {
+        let mut frame = Self::send(room, id, body);
+        if let Self::Send { reply_to, .. } = &mut frame {
+            *reply_to = Some(seq);
+        }
+        frame
+    }
+
+    /// A `send` of an MLS message to an `e2ee` room (its body empty).
+    pub fn send_mls(room: impl Into<String>, id: impl Into<String>, message: Mls) -> Self {
+        let mut frame = Self::send(room, id, String::new());
+        if let Self::Send { mls, .. } = &mut frame {
+            *mls = Some(message);
+        }
+        frame
+    }
+
     /// The frame as JSON text, with `ref` when one is given.
     pub fn encode(&self, r#ref: &Ref) -> String {
         // Plain strings and numbers: serialising cannot fail.
