@@ -116,6 +116,28 @@ pub enum Role {
 }
 
 impl Config {
+    /// The defaults with what tests and one-machine experiments need instead: cheap
+    /// password hashing, and the send, frame, login, registration, room-creation and search
+    /// rate limits out of the way (every client of such a run comes from 127.0.0.1). Never
+    /// for a deployment: the limits are what protects one.
+    pub fn for_tests() -> Self {
+        let mut c = Config::default();
+        c.worker.argon2_memory_kib = 64;
+        c.worker.argon2_iterations = 1;
+        c.gateway.limits.sends_per_second = 100_000;
+        c.gateway.limits.send_burst = 100_000;
+        c.gateway.frames_per_second = 100_000;
+        c.gateway.login_per_ip_per_minute = 100_000;
+        c.gateway.login_ip_burst = 100_000;
+        c.gateway.register_per_ip_per_hour = 1_000_000;
+        c.gateway.register_ip_burst = 100_000;
+        c.gateway.rooms_per_minute = 100_000;
+        c.gateway.rooms_burst = 100_000;
+        c.gateway.searches_per_minute = 100_000;
+        c.gateway.search_burst = 100_000;
+        c
+    }
+
     /// Loads defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, Vec<String>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

@@ -30,6 +30,21 @@ pub struct MeshOptions {
     pub config: Config,
 }
 
+impl MeshOptions {
+    /// A mesh for this machine only: the gateway on a free loopback port, NATS on a
+    /// dynamic port without TLS, nats-server with Go's default threads.
+    pub fn local(data_dir: impl Into<PathBuf>, config: Config) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: "127.0.0.1:0".into(),
+            nats_port: None,
+            nats_tls: None,
+            nats_threads: None,
+            config,
+        }
+    }
+}
+
 /// A running embedded mesh.
 #[derive(Debug)]
 pub struct Mesh {

@@ -229,6 +229,25 @@ async fn an_e2ee_room_relays_mls_and_orders_commits_one_epoch_at_a_time() -> Res
     Ok(())
 }
 
+/// `PUT /v1/e2ee/identity` with `key` (base64): status and body.
+async fn put_identity(api: &Api, token: &str, key: impl Into<Value>) -> Result<(u16, Value)> {
+    let body = json!({ "key": key.into() });
+    api.call("PUT", "/v1/e2ee/identity", Some(token), Some(body))
+        .await
+}
+
+/// `PUT /v1/e2ee/devices/{device}` with a device record: status and body.
+async fn put_device(api: &Api, token: &str, device: &str, record: Value) -> Result<(u16, Value)> {
+    let path = format!("/v1/e2ee/devices/{device}");
+    api.call("PUT", &path, Some(token), Some(record)).await
+}
+
+/// `POST /v1/e2ee/devices/{device}/key-packages` with `body`: status and body.
+async fn post_packages(api: &Api, token: &str, device: &str, body: Value) -> Result<(u16, Value)> {
+    let path = format!("/v1/e2ee/devices/{device}/key-packages");
+    api.call("POST", &path, Some(token), Some(body)).await
+}
+
 /// An identity key and a device record signed by it.
 struct Keys {
     identity: SigningKey,
@@ -267,94 +286,34 @@ async fn the_key_package_directory_hands_out_each_package_once() -> Result<()> {
     let keys = Keys::new(7);
 
     // A device before the identity key; a key that is not Ed25519; then the key, once.
-    let (s, _) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/devices/phone",
-            Some(&ann),
-            Some(keys.device("ann", "phone", b"sk")),
-        )
-        .await?;
+    let (s, _) = put_device(&api, &ann, "phone", keys.device("ann", "phone", b"sk")).await?;
     assert_eq!(s, 409);
-    let (s, _) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/identity",
-            Some(&ann),
-            Some(json!({"key": b64(b"short")})),
-        )
-        .await?;
+    let (s, _) = put_identity(&api, &ann, b64(b"short")).await?;
     assert_eq!(s, 400);
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/identity",
-            Some(&ann),
-            Some(json!({"key": keys.public()})),
-        )
-        .await?;
+    let (s, v) = put_identity(&api, &ann, keys.public()).await?;
     assert_eq!((s, v["key"].as_str()), (200, Some(keys.public().as_str())));
-    let (s, _) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/identity",
-            Some(&ann),
-            Some(json!({"key": keys.public()})),
-        )
-        .await?;
+    let (s, _) = put_identity(&api, &ann, keys.public()).await?;
     assert_eq!(s, 200, "the same key again");
     let other = Keys::new(8);
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/identity",
-            Some(&ann),
-            Some(json!({"key": other.public()})),
-        )
-        .await?;
+    let (s, v) = put_identity(&api, &ann, other.public()).await?;
     assert_eq!((s, http_error(&v)), (409, Some(ErrorCode::Conflict)));
 
     // A device signed by another key, or for another device id, is refused.
     let forged = other.device("ann", "phone", b"sk");
-    let (s, _) = api
-        .call("PUT", "/v1/e2ee/devices/phone", Some(&ann), Some(forged))
-        .await?;
+    let (s, _) = put_device(&api, &ann, "phone", forged).await?;
     assert_eq!(s, 400);
     let moved = keys.device("ann", "laptop", b"sk");
-    let (s, _) = api
-        .call("PUT", "/v1/e2ee/devices/phone", Some(&ann), Some(moved))
-        .await?;
+    let (s, _) = put_device(&api, &ann, "phone", moved).await?;
     assert_eq!(s, 400);
-    let (s, _) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/devices/bad.id",
-            Some(&ann),
-            Some(keys.device("ann", "bad.id", b"sk")),
-        )
-        .await?;
+    let (s, _) = put_device(&api, &ann, "bad.id", keys.device("ann", "bad.id", b"sk")).await?;
     assert_eq!(s, 400);
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/devices/phone",
-            Some(&ann),
-            Some(keys.device("ann", "phone", b"sk")),
-        )
-        .await?;
+    let (s, v) = put_device(&api, &ann, "phone", keys.device("ann", "phone", b"sk")).await?;
     assert_eq!(s, 200, "{v}");
 
     // Packages: claimed oldest first, once each, then the last-resort one (kept).
     let packages: Vec<String> = (0..30u8).map(|i| b64(&[i; 200])).collect();
     let body = json!({"key_packages": packages, "last_resort": b64(&[99; 200])});
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/e2ee/devices/phone/key-packages",
-            Some(&ann),
-            Some(body),
-        )
-        .await?;
+    let (s, v) = post_packages(&api, &ann, "phone", body).await?;
     assert_eq!(
         (s, v["key_packages"].as_u64(), v["last_resort"].as_bool()),
         (200, Some(30), Some(true))
@@ -424,33 +383,12 @@ async fn the_key_package_directory_hands_out_each_package_once() -> Result<()> {
 
     // Bounds: too many packages at once, one too big, a user with no device, unknown users.
     let many: Vec<String> = (0..101).map(|_| b64(&[1; 8])).collect();
-    let (s, _) = api
-        .call(
-            "POST",
-            "/v1/e2ee/devices/phone/key-packages",
-            Some(&ann),
-            Some(json!({"key_packages": many})),
-        )
-        .await?;
+    let (s, _) = post_packages(&api, &ann, "phone", json!({"key_packages": many})).await?;
     assert_eq!(s, 400);
     let big = json!({"key_packages": [b64(&vec![1; 16 * 1024 + 1])]});
-    let (s, _) = api
-        .call(
-            "POST",
-            "/v1/e2ee/devices/phone/key-packages",
-            Some(&ann),
-            Some(big),
-        )
-        .await?;
+    let (s, _) = post_packages(&api, &ann, "phone", big).await?;
     assert_eq!(s, 413);
-    let (s, _) = api
-        .call(
-            "POST",
-            "/v1/e2ee/devices/tablet/key-packages",
-            Some(&ann),
-            Some(json!({"key_packages": [b64(b"kp")]})),
-        )
-        .await?;
+    let (s, _) = post_packages(&api, &ann, "tablet", json!({"key_packages": [b64(b"kp")]})).await?;
     assert_eq!(s, 404, "packages of a device not registered");
     let (s, _) = api
         .call("POST", "/v1/e2ee/users/carl/claim", Some(&ann), None)
@@ -465,21 +403,8 @@ async fn the_key_package_directory_hands_out_each_package_once() -> Result<()> {
 
     // A device re-keyed drops the packages made with the old key; a removed device is gone.
     let body = json!({"key_packages": [b64(b"old")]});
-    api.call(
-        "POST",
-        "/v1/e2ee/devices/phone/key-packages",
-        Some(&ann),
-        Some(body),
-    )
-    .await?;
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/devices/phone",
-            Some(&ann),
-            Some(keys.device("ann", "phone", b"sk2")),
-        )
-        .await?;
+    post_packages(&api, &ann, "phone", body).await?;
+    let (s, v) = put_device(&api, &ann, "phone", keys.device("ann", "phone", b"sk2")).await?;
     assert_eq!(
         (s, v["key_packages"].as_u64(), v["last_resort"].as_bool()),
         (200, Some(0), Some(false))
@@ -500,44 +425,17 @@ async fn the_key_package_directory_hands_out_each_package_once() -> Result<()> {
     // At most 16 devices.
     for i in 0..16 {
         let d = format!("d{i}");
-        let (s, v) = api
-            .call(
-                "PUT",
-                &format!("/v1/e2ee/devices/{d}"),
-                Some(&carl),
-                Some(keys.device("carl", &d, b"k")),
-            )
-            .await?;
+        let (s, v) = put_device(&api, &carl, &d, keys.device("carl", &d, b"k")).await?;
         if i == 0 {
             assert_eq!(s, 409, "carl has no identity key yet: {v}");
-            api.call(
-                "PUT",
-                "/v1/e2ee/identity",
-                Some(&carl),
-                Some(json!({"key": keys.public()})),
-            )
-            .await?;
-            let (s, _) = api
-                .call(
-                    "PUT",
-                    &format!("/v1/e2ee/devices/{d}"),
-                    Some(&carl),
-                    Some(keys.device("carl", &d, b"k")),
-                )
-                .await?;
+            put_identity(&api, &carl, keys.public()).await?;
+            let (s, _) = put_device(&api, &carl, &d, keys.device("carl", &d, b"k")).await?;
             assert_eq!(s, 200);
         } else {
             assert_eq!(s, 200, "{v}");
         }
     }
-    let (s, _) = api
-        .call(
-            "PUT",
-            "/v1/e2ee/devices/d16",
-            Some(&carl),
-            Some(keys.device("carl", "d16", b"k")),
-        )
-        .await?;
+    let (s, _) = put_device(&api, &carl, "d16", keys.device("carl", "d16", b"k")).await?;
     assert_eq!(s, 409);
     Ok(())
 }

@@ -19,23 +19,11 @@ async fn mesh(dir: &std::path::Path) -> Mesh {
 }
 
 async fn mesh_with(dir: &std::path::Path, edit: impl FnOnce(&mut Config)) -> Mesh {
-    let mut config = Config::default();
-    config.worker.argon2_memory_kib = 64;
-    config.worker.argon2_iterations = 1;
-    config.gateway.limits.sends_per_second = 10_000;
-    config.gateway.limits.send_burst = 10_000;
-    config.gateway.frames_per_second = 10_000;
+    let mut config = Config::for_tests();
     edit(&mut config);
-    Mesh::start(MeshOptions {
-        data_dir: dir.join("mesh"),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        nats_tls: None,
-        nats_threads: None,
-        config,
-    })
-    .await
-    .expect("mesh starts")
+    Mesh::start(MeshOptions::local(dir.join("mesh"), config))
+        .await
+        .expect("mesh starts")
 }
 
 async fn user(base: &str, name: &str) -> Result<Client> {

@@ -19,24 +19,10 @@ use chatmesh_e2ee::{
 const ROOM: &str = "secret";
 
 async fn mesh(dir: &std::path::Path) -> Mesh {
-    let mut config = Config::default();
-    config.worker.argon2_memory_kib = 64;
-    config.worker.argon2_iterations = 1;
     // One test registers 150 users from 127.0.0.1.
-    config.gateway.register_per_ip_per_hour = 1_000_000;
-    config.gateway.register_ip_burst = 100_000;
-    config.gateway.login_per_ip_per_minute = 100_000;
-    config.gateway.login_ip_burst = 100_000;
-    Mesh::start(MeshOptions {
-        data_dir: dir.join("mesh"),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        nats_tls: None,
-        nats_threads: None,
-        config,
-    })
-    .await
-    .expect("mesh starts")
+    Mesh::start(MeshOptions::local(dir.join("mesh"), Config::for_tests()))
+        .await
+        .expect("mesh starts")
 }
 
 async fn user(base: &str, name: &str) -> Result<Client> {

@@ -30,37 +30,13 @@ use serde_json::{json, Value};
 /// How long a test waits for any one expected event.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// A config with send limits high enough for bulk tests.
+/// A config with the rate limits out of the way and cheap password hashing.
 pub fn fast_config() -> Config {
-    let mut c = Config::default();
-    c.gateway.limits.sends_per_second = 100_000;
-    c.gateway.limits.send_burst = 100_000;
-    c.gateway.frames_per_second = 100_000;
-    // Tests register many accounts; production-strength hashing would dominate their time.
-    c.worker.argon2_memory_kib = 64;
-    c.worker.argon2_iterations = 1;
-    // Tests log in and register many accounts from 127.0.0.1 and create rooms quickly.
-    c.gateway.login_per_ip_per_minute = 100_000;
-    c.gateway.login_ip_burst = 100_000;
-    c.gateway.register_per_ip_per_hour = 1_000_000;
-    c.gateway.register_ip_burst = 100_000;
-    c.gateway.rooms_per_minute = 100_000;
-    c.gateway.rooms_burst = 100_000;
-    c.gateway.searches_per_minute = 100_000;
-    c.gateway.search_burst = 100_000;
-    c
+    Config::for_tests()
 }
 
 pub async fn start_mesh(dir: &Path, config: Config) -> Result<Mesh> {
-    Mesh::start(MeshOptions {
-        nats_tls: None,
-        nats_threads: None,
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        config,
-    })
-    .await
+    Mesh::start(MeshOptions::local(dir, config)).await
 }
 
 /// HTTP calls of protocol v1.

@@ -17,27 +17,11 @@ pub async fn mesh(dir: &Path) -> Mesh {
 
 /// Like [`mesh`], with the config changed by `edit` last.
 pub async fn mesh_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> Mesh {
-    let mut config = Config::default();
-    config.gateway.limits.sends_per_second = 100_000;
-    config.gateway.limits.send_burst = 100_000;
-    config.gateway.frames_per_second = 100_000;
-    config.worker.argon2_memory_kib = 64;
-    config.worker.argon2_iterations = 1;
-    // Every account and room comes from 127.0.0.1 at once.
-    config.gateway.login_ip_burst = 100_000;
-    config.gateway.register_ip_burst = 100_000;
-    config.gateway.rooms_burst = 100_000;
+    let mut config = Config::for_tests();
     edit(&mut config);
-    Mesh::start(MeshOptions {
-        nats_tls: None,
-        nats_threads: None,
-        data_dir: dir.join("mesh"),
-        listen: "127.0.0.1:0".into(),
-        nats_port: None,
-        config,
-    })
-    .await
-    .expect("mesh starts")
+    Mesh::start(MeshOptions::local(dir.join("mesh"), config))
+        .await
+        .expect("mesh starts")
 }
 
 /// `chatmesh-loadtest --target T --out OUT --token-dir DIR/tokens`, output captured; add
