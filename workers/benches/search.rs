@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chatmesh_protocol::search::SearchRequest;
 use chatmesh_workers::model::Model;
-use chatmesh_workers::search::{IndexOp, Indexes};
+use chatmesh_workers::search::{IndexOp, Indexes, SearchConfig};
 use chatmesh_workers::store::{FjallMemory, FjallStore, FsyncPolicy, Store};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
     )
     .expect("open");
     let model = Model::new(Store::Fjall(store));
-    let indexes = Indexes::new(&dir.path().join("search"), 1);
+    let indexes = Indexes::new(&dir.path().join("search"), 1, &SearchConfig::default());
     let started = Instant::now();
     rt.block_on(async {
         let mut seq = 1;

@@ -267,6 +267,12 @@ impl WorkerConfig {
         }
         self.retention.problems(&mut out);
         out.extend(self.ownership.problems());
+        out.extend(
+            self.search
+                .problems()
+                .into_iter()
+                .map(|p| format!("worker.{p}")),
+        );
         out
     }
 }
@@ -284,9 +290,17 @@ mod tests {
             service_concurrency: 0,
             max_rooms_per_user: 0,
             rooms_list_public_per_owner: 0,
+            search: crate::search::SearchConfig {
+                commit_ms: 10,
+                commits_per_second: 0,
+                ..Default::default()
+            },
             ..WorkerConfig::default()
         };
-        assert_eq!(bad.problems().len(), 5, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 7, "{:?}", bad.problems());
+        assert!(bad
+            .problems()
+            .contains(&"worker.search.commits_per_second must be between 1 and 100".to_owned()));
         let standby_tikv = WorkerConfig {
             backend: Backend::Tikv,
             standby: true,

@@ -122,7 +122,7 @@ impl Worker {
         let search = cfg
             .search
             .enabled
-            .then(|| crate::search::Indexes::new(&cfg.search_dir(), mesh.partitions));
+            .then(|| crate::search::Indexes::new(&cfg.search_dir(), mesh.partitions, &cfg.search));
         if let Some(search) = &search {
             service.enable_search(search.clone());
         }

@@ -9,8 +9,19 @@
 //! store once the batch is stored, so the index says what history says. Edits, deletes,
 //! reactions and void markers have no document of their own; replies are messages.
 //!
-//! **Durability.** Documents are committed at most every [`COMMIT_EVERY`], each commit
-//! carrying the highest stream seq the index covers (its payload). A crash loses what was
+//! **Pace.** A stored batch's documents wait in memory, in stream order, until their
+//! partition's next commit: the send path only appends to a list. The commit loop writes
+//! and commits one partition at a time, oldest waiting documents first, once they have
+//! waited `commit_ms`, and at most `commits_per_second` times a second: a commit costs a
+//! few milliseconds of CPU and a new segment whatever its size, and one per partition per
+//! second was most of the worker's CPU per message at 1,000 sends/s (docs/PERFORMANCE.md).
+//! So a message is searchable about `commit_ms` after it is stored while the commits keep
+//! up, and within `partitions / commits_per_second` seconds under load. More than
+//! [`MAX_WAITING`] documents waiting in one partition make it due at once, and the send path
+//! then hands them to the index writer itself: memory stays bounded.
+//!
+//! **Durability.** Each commit carries the highest stream seq the index covers (its
+//! payload). A crash loses what was
 //! not committed; the store writer then starts its consumer from the lower of the store's
 //! checkpoint and the index's, so the index catches up from the stream (the store skips
 //! what it has). An index behind what the stream still holds (a new index beside an old
@@ -29,16 +40,21 @@ use std::time::{Duration, Instant};
 
 use chatmesh_protocol::message::Payload;
 use chatmesh_protocol::search::{SearchRequest, SearchResults};
+use metrics::counter;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::metrics as m;
 use crate::model::Model;
 use crate::store::StoreError;
 use index::{Doc, PartIndex};
 
-/// Documents wait at most this long to be committed (searchable).
-pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// Documents waiting in one partition beyond which it is due for a commit at once, and
+/// beyond which the send path hands them to the index writer itself.
+pub const MAX_WAITING: usize = 20_000;
+/// How often idle writers are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// A partition's index writer is closed after this long without anything to write.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(30);
 /// Arena of one partition's index writer (tantivy's minimum).
@@ -53,6 +69,25 @@ pub struct SearchConfig {
     /// Where the indexes live; empty: beside the worker's `data_dir` (`<data_dir>.search`);
     /// `chatmesh up` uses `search` in its data dir.
     pub dir: PathBuf,
+    /// A partition's stored messages wait this long for its next commit (then searches
+    /// see them), while the commits keep up.
+    pub commit_ms: u64,
+    /// At most this many partition commits a second, oldest waiting first: under load each
+    /// partition is committed every `partitions / commits_per_second` seconds.
+    pub commits_per_second: u32,
+}
+
+impl SearchConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !(100..=60_000).contains(&self.commit_ms) {
+            out.push("search.commit_ms must be between 100 and 60000".to_owned());
+        }
+        if !(1..=100).contains(&self.commits_per_second) {
+            out.push("search.commits_per_second must be between 1 and 100".to_owned());
+        }
+        out
+    }
 }
 
 impl Default for SearchConfig {
@@ -60,6 +95,8 @@ impl Default for SearchConfig {
         Self {
             enabled: true,
             dir: PathBuf::new(),
+            commit_ms: 1_000,
+            commits_per_second: 4,
         }
     }
 }
@@ -127,6 +164,25 @@ pub struct Indexes {
 struct Inner {
     dir: PathBuf,
     parts: Vec<Mutex<Option<PartIndex>>>,
+    /// Per partition, what waits for its next commit. Locked briefly, never across a
+    /// write: the send path appends here while a commit runs.
+    waiting: Vec<Mutex<Waiting>>,
+    commit_after: Duration,
+    tick: Duration,
+}
+
+/// A partition's documents not yet handed to its index, in stream order.
+#[derive(Default)]
+struct Waiting {
+    docs: Vec<(u64, Option<Doc>)>,
+    /// The highest stream seq they cover (0: none).
+    high: u64,
+    /// Since when something waits for a commit (also written but uncommitted documents).
+    since: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for Indexes {
@@ -138,12 +194,18 @@ impl std::fmt::Debug for Indexes {
 }
 
 impl Indexes {
-    /// The indexes of `partitions` partitions under `dir` (opened when first used).
-    pub fn new(dir: &Path, partitions: u32) -> Self {
+    /// The indexes of `partitions` partitions under `dir` (opened when first used),
+    /// committed at the pace of `config`.
+    pub fn new(dir: &Path, partitions: u32, config: &SearchConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 parts: (0..partitions).map(|_| Mutex::new(None)).collect(),
+                waiting: (0..partitions)
+                    .map(|_| Mutex::new(Waiting::default()))
+                    .collect(),
+                commit_after: Duration::from_millis(config.commit_ms),
+                tick: Duration::from_secs(1) / config.commits_per_second.max(1),
             }),
         }
     }
@@ -157,7 +219,7 @@ impl Indexes {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let slot = inner.parts.get(p as usize).ok_or(SearchError::Cancelled)?;
-            let mut guard = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = lock(slot);
             if guard.is_none() {
                 *guard = Some(PartIndex::open(&inner.dir.join(format!("p{p}")), p)?);
             }
@@ -219,20 +281,75 @@ impl Indexes {
                 }
             });
         }
-        self.with(p, move |part| part.write(high, docs)).await
+        self.enqueue(p, high, docs).await
     }
 
     /// Removes the documents of messages retention deleted from `room`.
     pub async fn remove(&self, room: &str, seqs: Vec<u64>) -> Result<(), SearchError> {
         let p = chatmesh_protocol::subjects::partition(room, self.partitions());
         let docs = seqs.into_iter().map(|seq| (seq, None)).collect();
-        self.with(p, move |part| part.write(0, docs)).await
+        self.enqueue(p, 0, docs).await
     }
 
-    /// Commits partition `p`'s index now (what the commit loop does every second).
+    /// Adds `docs` to what partition `p`'s next commit writes; past [`MAX_WAITING`] they are
+    /// handed to the index writer now.
+    async fn enqueue(
+        &self,
+        p: u32,
+        high: u64,
+        mut docs: Vec<(u64, Option<Doc>)>,
+    ) -> Result<(), SearchError> {
+        let full = {
+            let slot = self.inner.waiting.get(p as usize);
+            let mut waiting = lock(slot.ok_or(SearchError::Cancelled)?);
+            waiting.docs.append(&mut docs);
+            waiting.high = waiting.high.max(high);
+            waiting.since.get_or_insert_with(Instant::now);
+            waiting.docs.len() >= MAX_WAITING
+        };
+        if full {
+            let inner = self.inner.clone();
+            self.with(p, move |part| write_waiting(&inner, p, part))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes and commits partition `p`'s waiting documents now (what the commit loop does
+    /// when they are due).
     pub async fn commit(&self, p: u32) -> Result<(), SearchError> {
-        self.with(p, |part| part.commit(false, Instant::now()))
-            .await
+        let inner = self.inner.clone();
+        self.with(p, move |part| {
+            write_waiting(&inner, p, part)?;
+            part.commit(false, Instant::now())?;
+            // Committed: nothing waits any more but what came in meanwhile, from now.
+            let mut w = lock(
+                inner
+                    .waiting
+                    .get(p as usize)
+                    .ok_or(SearchError::Cancelled)?,
+            );
+            w.since = (!w.docs.is_empty()).then(Instant::now);
+            Ok(())
+        })
+        .await
+    }
+
+    /// The due partition whose documents have waited longest: waiting `commit_ms` or
+    /// more than [`MAX_WAITING`] documents.
+    fn most_due(&self, now: Instant, all: bool) -> Option<u32> {
+        let mut best: Option<(Instant, u32)> = None;
+        for (p, slot) in self.inner.waiting.iter().enumerate() {
+            let w = lock(slot);
+            let Some(since) = w.since else { continue };
+            let due = all
+                || w.docs.len() >= MAX_WAITING
+                || now.duration_since(since) >= self.inner.commit_after;
+            if due && best.is_none_or(|(b, _)| since < b) {
+                best = Some((since, p as u32));
+            }
+        }
+        best.map(|(_, p)| p)
     }
 
     /// Answers a search of rooms of partition `p`.
@@ -243,35 +360,189 @@ impl Indexes {
             .map_err(|_| SearchError::Cancelled)?
     }
 
-    /// Commits what each partition wrote (every [`COMMIT_EVERY`]) and closes idle writers,
-    /// until `stop`; then commits once more.
+    /// Commits one due partition per tick (`1 / commits_per_second`), the longest waiting
+    /// first, and closes idle writers, until `stop`; then commits every partition with
+    /// something waiting.
     pub async fn run(self, stop: CancellationToken) {
+        let mut last_sweep = Instant::now();
         loop {
             let stopped = tokio::select! {
                 _ = stop.cancelled() => true,
-                _ = tokio::time::sleep(COMMIT_EVERY) => false,
+                _ = tokio::time::sleep(self.inner.tick) => false,
             };
-            for p in 0..self.inner.parts.len() as u32 {
-                let open = {
-                    let slot = &self.inner.parts[p as usize];
-                    slot.lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .is_some()
-                };
-                if !open {
-                    continue;
+            if stopped {
+                while let Some(p) = self.most_due(Instant::now(), true) {
+                    if let Err(e) = self.commit(p).await {
+                        counter!(m::SEARCH_ERRORS).increment(1);
+                        warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "committing the search index failed");
+                        // Nothing else is tried for it: what stays uncommitted is caught up
+                        // from the stream at the next start.
+                        lock(&self.inner.waiting[p as usize]).since = None;
+                    }
                 }
-                let close_idle = !stopped;
-                let done = self
-                    .with(p, move |part| part.commit(close_idle, Instant::now()))
-                    .await;
-                if let Err(e) = done {
+                return;
+            }
+            if let Some(p) = self.most_due(Instant::now(), false) {
+                if let Err(e) = self.commit(p).await {
+                    counter!(m::SEARCH_ERRORS).increment(1);
                     warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "committing the search index failed");
                 }
             }
-            if stopped {
-                return;
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                self.close_idle().await;
             }
         }
+    }
+
+    /// Closes the writers of partitions that had nothing to write for [`IDLE_CLOSE`].
+    async fn close_idle(&self) {
+        for p in 0..self.partitions() {
+            let open = lock(&self.inner.parts[p as usize]).is_some();
+            if !open || lock(&self.inner.waiting[p as usize]).since.is_some() {
+                continue;
+            }
+            let done = self
+                .with(p, move |part| part.commit(true, Instant::now()))
+                .await;
+            if let Err(e) = done {
+                warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "closing an idle search index writer failed");
+            }
+        }
+    }
+}
+
+/// Hands partition `p`'s waiting documents to its index writer (under the partition's
+/// lock, so writes stay in stream order). They stay due (`since`) until a commit: a failed
+/// commit is tried again by the loop.
+fn write_waiting(inner: &Inner, p: u32, part: &mut PartIndex) -> Result<(), SearchError> {
+    let slot = inner
+        .waiting
+        .get(p as usize)
+        .ok_or(SearchError::Cancelled)?;
+    let (docs, high) = {
+        let mut w = lock(slot);
+        (
+            std::mem::take(&mut w.docs),
+            std::mem::replace(&mut w.high, 0),
+        )
+    };
+    if docs.is_empty() && high == 0 {
+        return Ok(());
+    }
+    part.write(high, docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(room: &str, body: &str) -> Option<Doc> {
+        Some(Doc {
+            room: room.into(),
+            from: "ann".into(),
+            ts: 1,
+            body: body.into(),
+        })
+    }
+
+    fn ask(q: &str, room: &str) -> SearchRequest {
+        SearchRequest {
+            q: q.into(),
+            rooms: vec![room.into()],
+            from: None,
+            since: None,
+            until: None,
+            before: None,
+            limit: 10,
+        }
+    }
+
+    fn indexes(dir: &Path, commit_ms: u64, commits_per_second: u32) -> Indexes {
+        let config = SearchConfig {
+            commit_ms,
+            commits_per_second,
+            ..SearchConfig::default()
+        };
+        Indexes::new(dir, 3, &config)
+    }
+
+    /// Stored documents wait in memory until their partition is due (`commit_ms`), and the
+    /// partition that has waited longest is committed first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn documents_wait_for_their_commit_oldest_partition_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = indexes(dir.path(), 60_000, 4);
+        idx.enqueue(1, 5, vec![(5, doc("b", "first words"))])
+            .await
+            .expect("enqueue");
+        idx.enqueue(0, 7, vec![(7, doc("a", "later words"))])
+            .await
+            .expect("enqueue");
+        assert_eq!(idx.most_due(Instant::now(), false), None, "not waited yet");
+        let later = Instant::now() + Duration::from_secs(61);
+        assert_eq!(idx.most_due(later, false), Some(1), "the oldest first");
+        assert_eq!(idx.covered(1).await.expect("covered"), 0);
+        let hits = idx.search(1, ask("words", "b")).await.expect("search");
+        assert!(hits.hits.is_empty(), "not searchable before the commit");
+
+        idx.commit(1).await.expect("commit");
+        assert_eq!(idx.covered(1).await.expect("covered"), 5);
+        let hits = idx.search(1, ask("words", "b")).await.expect("search");
+        assert_eq!(hits.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [5]);
+        assert_eq!(idx.most_due(later, false), Some(0));
+        idx.commit(0).await.expect("commit");
+        assert_eq!(idx.most_due(later, false), None, "nothing waits");
+        assert_eq!(idx.covered(0).await.expect("covered"), 7);
+    }
+
+    /// Past MAX_WAITING documents the send path hands them to the index writer itself;
+    /// they stay due until committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_partition_is_written_at_once_and_stays_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = indexes(dir.path(), 60_000, 4);
+        let docs: Vec<_> = (1..=MAX_WAITING as u64)
+            .map(|seq| (seq, doc("a", "bulk")))
+            .collect();
+        idx.enqueue(2, MAX_WAITING as u64, docs)
+            .await
+            .expect("enqueue");
+        assert!(lock(&idx.inner.waiting[2]).docs.is_empty(), "written");
+        assert!(lock(&idx.inner.waiting[2]).since.is_some(), "still due");
+        assert_eq!(idx.covered(2).await.expect("covered"), 0, "not committed");
+        idx.commit(2).await.expect("commit");
+        assert_eq!(idx.covered(2).await.expect("covered"), MAX_WAITING as u64);
+        assert!(lock(&idx.inner.waiting[2]).since.is_none());
+    }
+
+    /// The loop commits what is due within its pace, and everything when stopped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_loop_commits_due_partitions_and_everything_at_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = indexes(dir.path(), 100, 100);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(idx.clone().run(stop.clone()));
+        idx.enqueue(0, 3, vec![(3, doc("a", "soon"))])
+            .await
+            .expect("enqueue");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while idx.covered(0).await.expect("covered") < 3 {
+            assert!(Instant::now() < deadline, "committed by the loop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        running.await.expect("loop ends");
+
+        // Stopped: a new loop with a long wait still commits everything when it stops.
+        let idx = indexes(dir.path(), 60_000, 1);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(idx.clone().run(stop.clone()));
+        idx.enqueue(1, 9, vec![(9, doc("b", "late"))])
+            .await
+            .expect("enqueue");
+        stop.cancel();
+        running.await.expect("loop ends");
+        assert_eq!(idx.covered(1).await.expect("covered"), 9);
     }
 }
