@@ -16,9 +16,9 @@
 //! few milliseconds of CPU and a new segment whatever its size, and one per partition per
 //! second was most of the worker's CPU per message at 1,000 sends/s (docs/PERFORMANCE.md).
 //! So a message is searchable about `commit_ms` after it is stored while the commits keep
-//! up, and within `partitions / commits_per_second` seconds under load. More than
-//! [`MAX_WAITING`] documents waiting in one partition make it due at once, and the send path
-//! then hands them to the index writer itself: memory stays bounded.
+//! up, and within `partitions / commits_per_second` seconds under load. Past
+//! [`MAX_WAITING`] documents waiting in one partition the send path hands them to the index
+//! writer itself: memory stays bounded.
 //!
 //! **Durability.** Each commit carries the highest stream seq the index covers (its
 //! payload). A crash loses what was
@@ -50,8 +50,8 @@ use crate::model::Model;
 use crate::store::StoreError;
 use index::{Doc, PartIndex};
 
-/// Documents waiting in one partition beyond which it is due for a commit at once, and
-/// beyond which the send path hands them to the index writer itself.
+/// Documents waiting in one partition beyond which the send path hands them to the index
+/// writer itself (they are committed with the partition's next commit).
 pub const MAX_WAITING: usize = 20_000;
 /// How often idle writers are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -335,16 +335,14 @@ impl Indexes {
         .await
     }
 
-    /// The due partition whose documents have waited longest: waiting `commit_ms` or
-    /// more than [`MAX_WAITING`] documents.
+    /// The due partition whose documents have waited longest (`commit_ms`, or any wait
+    /// with `all`).
     fn most_due(&self, now: Instant, all: bool) -> Option<u32> {
         let mut best: Option<(Instant, u32)> = None;
         for (p, slot) in self.inner.waiting.iter().enumerate() {
             let w = lock(slot);
             let Some(since) = w.since else { continue };
-            let due = all
-                || w.docs.len() >= MAX_WAITING
-                || now.duration_since(since) >= self.inner.commit_after;
+            let due = all || now.duration_since(since) >= self.inner.commit_after;
             if due && best.is_none_or(|(b, _)| since < b) {
                 best = Some((since, p as u32));
             }
@@ -372,9 +370,7 @@ impl Indexes {
             };
             if stopped {
                 while let Some(p) = self.most_due(Instant::now(), true) {
-                    if let Err(e) = self.commit(p).await {
-                        counter!(m::SEARCH_ERRORS).increment(1);
-                        warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "committing the search index failed");
+                    if !self.commit_logged(p).await {
                         // Nothing else is tried for it: what stays uncommitted is caught up
                         // from the stream at the next start.
                         lock(&self.inner.waiting[p as usize]).since = None;
@@ -383,16 +379,23 @@ impl Indexes {
                 return;
             }
             if let Some(p) = self.most_due(Instant::now(), false) {
-                if let Err(e) = self.commit(p).await {
-                    counter!(m::SEARCH_ERRORS).increment(1);
-                    warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "committing the search index failed");
-                }
+                self.commit_logged(p).await;
             }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.close_idle().await;
             }
         }
+    }
+
+    /// [`Indexes::commit`], a failure counted and logged: whether it committed.
+    async fn commit_logged(&self, p: u32) -> bool {
+        let Err(e) = self.commit(p).await else {
+            return true;
+        };
+        counter!(m::SEARCH_ERRORS).increment(1);
+        warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "committing the search index failed");
+        false
     }
 
     /// Closes the writers of partitions that had nothing to write for [`IDLE_CLOSE`].
