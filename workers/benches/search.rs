@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
                 .expect("apply");
             seq = to;
         }
-        indexes.commit(0).await.expect("commit");
+        indexes.commit().await.expect("commit");
     });
     let took = started.elapsed();
     println!(
@@ -118,7 +118,7 @@ fn bench(c: &mut Criterion) {
                     .apply(&model, 0, next + BATCH - 1, ops(next, next + BATCH))
                     .await
                     .expect("apply");
-                indexes.commit(0).await.expect("commit");
+                indexes.commit().await.expect("commit");
             });
             next += BATCH;
         })
@@ -140,13 +140,13 @@ fn bench(c: &mut Criterion) {
     ];
     for (name, req) in cases {
         let hits = rt
-            .block_on(indexes.search(0, req.clone()))
+            .block_on(indexes.search(req.clone()))
             .expect("search")
             .hits
             .len();
         assert!(hits > 0, "{name}: no hits");
         g.bench_with_input(BenchmarkId::new("query", name), &req, |b, req| {
-            b.iter(|| rt.block_on(indexes.search(0, req.clone())).expect("search"))
+            b.iter(|| rt.block_on(indexes.search(req.clone())).expect("search"))
         });
     }
     g.finish();

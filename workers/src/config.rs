@@ -91,7 +91,7 @@ pub struct WorkerConfig {
     pub rooms_list_public_max: usize,
     /// Most rooms of one owner among those public rooms (so one owner cannot fill the list).
     pub rooms_list_public_per_owner: usize,
-    /// Full-text search: the per-partition indexes.
+    /// Full-text search: the worker's index.
     pub search: crate::search::SearchConfig,
 }
 

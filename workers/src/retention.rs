@@ -280,7 +280,7 @@ impl Retention {
                 let upto = keys::reactions_of(room, last.saturating_add(1)).start;
                 self.model.store().delete_range(all.start..upto).await?;
                 if let Some(search) = &self.search {
-                    if let Err(e) = search.remove(room, seqs).await {
+                    if let Err(e) = search.remove(seqs).await {
                         counter!(crate::metrics::SEARCH_ERRORS).increment(1);
                         warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not remove trimmed messages from the search index");
                     }

@@ -1,16 +1,18 @@
-//! One partition's tantivy index: its schema, writes (replace or remove a message's
-//! document), commits with the covered stream seq as payload, and queries. Everything here
-//! blocks: [`super::Indexes`] calls it on blocking threads, one partition at a time.
+//! The worker's tantivy index: its schema, writes (replace or remove a message's document),
+//! commits with each partition's covered stream seq as payload, queries, and the move of a
+//! partition's own index (the layout before one index per worker) into it. Everything here
+//! blocks: [`super::Indexes`] calls it on blocking threads, one caller at a time.
 
 use std::ops::Bound;
 use std::path::Path;
 use std::time::Instant;
 
 use chatmesh_protocol::search::{SearchHit, SearchRequest, SearchResults};
-use tantivy::collector::TopDocs;
+use serde::Deserialize;
+use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, STRING, TEXT,
@@ -51,92 +53,111 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-pub struct PartIndex {
-    partition: u32,
+/// What a commit's payload says: the highest stream seq covered, per partition.
+#[derive(Debug, Default, Deserialize)]
+struct Covered {
+    covered: Vec<u64>,
+}
+
+/// The worker's one index: every partition's documents (seqs are unique across the stream).
+pub struct MessageIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
     writer: Option<IndexWriter>,
-    /// Highest stream seq written (committed or not), and committed.
-    written: u64,
-    committed: u64,
+    /// Per partition, the highest stream seq written (committed or not), and committed.
+    written: Vec<u64>,
+    committed: Vec<u64>,
     /// Something was written since the last commit.
     dirty: bool,
     last_write: Instant,
 }
 
-impl PartIndex {
-    pub fn open(dir: &Path, partition: u32) -> Result<Self, SearchError> {
-        let err = |what| {
-            move |source| SearchError::Index {
-                partition,
-                what,
-                source,
-            }
-        };
-        std::fs::create_dir_all(dir).map_err(|e| SearchError::Index {
-            partition,
-            what: "creating its folder",
-            source: tantivy::TantivyError::IoError(std::sync::Arc::new(e)),
-        })?;
-        let (schema, fields) = schema();
-        let directory = MmapDirectory::open(dir).map_err(|e| SearchError::Index {
-            partition,
-            what: "opening its folder",
-            source: e.into(),
-        })?;
-        let index = Index::open_or_create(directory, schema).map_err(err("opening"))?;
+fn fail(what: &'static str) -> impl FnOnce(tantivy::TantivyError) -> SearchError {
+    move |source| SearchError::Index { what, source }
+}
+
+fn io_fail(what: &'static str) -> impl FnOnce(std::io::Error) -> SearchError {
+    move |e| SearchError::Index {
+        what,
+        source: tantivy::TantivyError::IoError(std::sync::Arc::new(e)),
+    }
+}
+
+/// Opens (or creates) a tantivy index of the message schema in `dir`.
+fn open_index(dir: &Path) -> Result<(Index, Fields), SearchError> {
+    std::fs::create_dir_all(dir).map_err(io_fail("creating its folder"))?;
+    let (schema, fields) = schema();
+    let directory = MmapDirectory::open(dir).map_err(|e| SearchError::Index {
+        what: "opening its folder",
+        source: e.into(),
+    })?;
+    let index = Index::open_or_create(directory, schema).map_err(fail("opening"))?;
+    Ok((index, fields))
+}
+
+impl MessageIndex {
+    /// The index in `dir`, covering `partitions` partitions.
+    pub fn open(dir: &Path, partitions: u32) -> Result<Self, SearchError> {
+        let (index, fields) = open_index(dir)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
-            .map_err(err("opening a reader"))?;
-        let committed = index
+            .map_err(fail("opening a reader"))?;
+        let payload = index
             .load_metas()
-            .map_err(err("reading its commit"))?
-            .payload
-            .and_then(|p| p.parse::<u64>().ok())
-            .unwrap_or(0);
+            .map_err(fail("reading its commit"))?
+            .payload;
+        let mut committed = payload
+            .and_then(|p| serde_json::from_str::<Covered>(&p).ok())
+            .unwrap_or_default()
+            .covered;
+        committed.resize(partitions as usize, 0);
         Ok(Self {
-            partition,
             index,
             reader,
             fields,
             writer: None,
-            written: committed,
+            written: committed.clone(),
             committed,
             dirty: false,
             last_write: Instant::now(),
         })
     }
 
-    fn fail(&self, what: &'static str) -> impl FnOnce(tantivy::TantivyError) -> SearchError {
-        let partition = self.partition;
-        move |source| SearchError::Index {
-            partition,
-            what,
-            source,
-        }
+    /// Whether its writer is open.
+    pub fn writing(&self) -> bool {
+        self.writer.is_some()
     }
 
-    /// The highest stream seq whose changes are committed.
-    pub fn committed(&self) -> u64 {
-        self.committed
+    /// The highest stream seq of partition `p` whose changes are committed.
+    pub fn committed(&self, p: u32) -> u64 {
+        self.committed.get(p as usize).copied().unwrap_or(0)
     }
 
-    /// Replaces (or, with `None`, removes) the document of each message seq, in order, and
-    /// records `high` as covered once committed (0: covers nothing new, as for retention). Seqs at or below what is covered already
-    /// were applied before (a redelivery) and are applied again: that is harmless.
-    pub fn write(&mut self, high: u64, docs: Vec<(u64, Option<Doc>)>) -> Result<(), SearchError> {
+    fn writer(&mut self) -> Result<&IndexWriter, SearchError> {
         if self.writer.is_none() {
             let w = self
                 .index
                 .writer_with_num_threads(1, WRITER_MEMORY)
-                .map_err(self.fail("opening its writer"))?;
+                .map_err(fail("opening its writer"))?;
             self.writer = Some(w);
         }
+        self.writer.as_ref().ok_or(SearchError::Cancelled)
+    }
+
+    /// Replaces (or, with `None`, removes) the document of each message seq, in order, and
+    /// records each partition's `high` as covered once committed (0: covers nothing new,
+    /// as for retention). Seqs at or below what is covered already were applied before (a
+    /// redelivery) and are applied again: that is harmless.
+    pub fn write(
+        &mut self,
+        high: &[u64],
+        docs: Vec<(u64, Option<Doc>)>,
+    ) -> Result<(), SearchError> {
         let f = self.fields;
-        let writer = self.writer.as_ref().ok_or(SearchError::Cancelled)?;
+        let writer = self.writer()?;
         for (seq, doc) in docs {
             writer.delete_term(Term::from_field_u64(f.seq, seq));
             let Some(doc) = doc else { continue };
@@ -146,11 +167,11 @@ impl PartIndex {
             d.add_text(f.from, &doc.from);
             d.add_u64(f.ts, doc.ts);
             d.add_text(f.body, &doc.body);
-            writer
-                .add_document(d)
-                .map_err(self.fail("adding a document"))?;
+            writer.add_document(d).map_err(fail("adding a document"))?;
         }
-        self.written = self.written.max(high);
+        for (written, high) in self.written.iter_mut().zip(high) {
+            *written = (*written).max(*high);
+        }
         self.dirty = true;
         self.last_write = Instant::now();
         Ok(())
@@ -159,31 +180,80 @@ impl PartIndex {
     /// Commits what was written (then searches see it); closes the writer when it has had
     /// nothing to write for [`IDLE_CLOSE`] and `close_idle`.
     pub fn commit(&mut self, close_idle: bool, now: Instant) -> Result<(), SearchError> {
-        let fail = self.fail("committing");
+        let payload = serde_json::json!({ "covered": self.written }).to_string();
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
         if self.dirty {
-            let mut prepared = writer.prepare_commit().map_err(fail)?;
-            prepared.set_payload(&self.written.to_string());
-            prepared.commit().map_err(self.fail("committing"))?;
-            self.committed = self.written;
+            let mut prepared = writer.prepare_commit().map_err(fail("committing"))?;
+            prepared.set_payload(&payload);
+            prepared.commit().map_err(fail("committing"))?;
+            self.committed.clone_from(&self.written);
             self.dirty = false;
-            self.reader.reload().map_err(self.fail("reloading"))?;
+            self.reader.reload().map_err(fail("reloading"))?;
         } else if close_idle && now.duration_since(self.last_write) >= IDLE_CLOSE {
             if let Some(w) = self.writer.take() {
                 w.wait_merging_threads()
-                    .map_err(self.fail("closing its writer"))?;
+                    .map_err(fail("closing its writer"))?;
             }
         }
         Ok(())
     }
 
-    /// What a search reads: the index as last committed. Taken under the partition's lock,
-    /// read without it, so searches never hold up the store writer's next batch.
+    /// Commits what was written and closes the writer (its lock on the folder too).
+    pub fn close(&mut self) -> Result<(), SearchError> {
+        self.commit(false, Instant::now())?;
+        if let Some(w) = self.writer.take() {
+            w.wait_merging_threads()
+                .map_err(fail("closing its writer"))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the documents of an index of partition `p` alone (the layout before one index
+    /// per worker, in `old`) into this one, with what it covered, and commits; the caller
+    /// then deletes `old`. Returns how many documents moved.
+    pub fn adopt(&mut self, p: u32, old: &Path) -> Result<usize, SearchError> {
+        let (index, _) = open_index(old)?;
+        let covered = index
+            .load_metas()
+            .map_err(fail("reading an old partition index's commit"))?
+            .payload
+            .and_then(|p| p.parse::<u64>().ok())
+            .unwrap_or(0);
+        let searcher = index
+            .reader()
+            .map_err(fail("reading an old partition index"))?
+            .searcher();
+        let addresses = searcher
+            .search(&AllQuery, &DocSetCollector)
+            .map_err(fail("reading an old partition index"))?;
+        let moved = addresses.len();
+        let seq = self.fields.seq;
+        let writer = self.writer()?;
+        for address in addresses {
+            let doc: TantivyDocument = searcher
+                .doc(address)
+                .map_err(fail("reading an old partition index"))?;
+            if let Some(s) = doc.get_first(seq).and_then(|v| v.as_u64()) {
+                writer.delete_term(Term::from_field_u64(seq, s));
+            }
+            writer
+                .add_document(doc)
+                .map_err(fail("adding a document"))?;
+        }
+        if let Some(written) = self.written.get_mut(p as usize) {
+            *written = (*written).max(covered);
+        }
+        self.dirty = true;
+        self.commit(false, Instant::now())?;
+        Ok(moved)
+    }
+
+    /// What a search reads: the index as last committed. Taken under the index's lock,
+    /// read without it, so searches never hold up the store writers' next batch.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            partition: self.partition,
             index: self.index.clone(),
             searcher: self.reader.searcher(),
             fields: self.fields,
@@ -197,24 +267,14 @@ impl PartIndex {
     }
 }
 
-/// A point-in-time view of one partition's index.
+/// A point-in-time view of the index.
 pub struct Snapshot {
-    partition: u32,
     index: Index,
     searcher: Searcher,
     fields: Fields,
 }
 
 impl Snapshot {
-    fn fail(&self, what: &'static str) -> impl FnOnce(tantivy::TantivyError) -> SearchError {
-        let partition = self.partition;
-        move |source| SearchError::Index {
-            partition,
-            what,
-            source,
-        }
-    }
-
     /// The newest messages of `req.rooms` matching `req`, at most `req.limit`.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResults, SearchError> {
         let f = self.fields;
@@ -257,13 +317,11 @@ impl Snapshot {
         let query = BooleanQuery::new(must);
         let searcher = &self.searcher;
         let top = TopDocs::with_limit(req.limit + 1).order_by_fast_field::<u64>("seq", Order::Desc);
-        let found = searcher
-            .search(&query, &top)
-            .map_err(self.fail("searching"))?;
+        let found = searcher.search(&query, &top).map_err(fail("searching"))?;
         let more = found.len() > req.limit;
         let mut hits = Vec::with_capacity(found.len().min(req.limit));
         for (_, address) in found.into_iter().take(req.limit) {
-            let doc: TantivyDocument = searcher.doc(address).map_err(self.fail("reading a hit"))?;
+            let doc: TantivyDocument = searcher.doc(address).map_err(fail("reading a hit"))?;
             let text = |field| {
                 doc.get_first(field)
                     .and_then(|v| v.as_str().map(str::to_owned))
@@ -307,7 +365,7 @@ mod tests {
         }
     }
 
-    fn found(part: &PartIndex, req: &SearchRequest) -> Vec<u64> {
+    fn found(part: &MessageIndex, req: &SearchRequest) -> Vec<u64> {
         part.search(req)
             .expect("search")
             .hits
@@ -319,10 +377,10 @@ mod tests {
     #[test]
     fn replaces_removes_commits_and_remembers_what_it_covers() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut part = PartIndex::open(dir.path(), 3).expect("open");
-        assert_eq!(part.committed(), 0);
+        let mut part = MessageIndex::open(dir.path(), 4).expect("open");
+        assert_eq!(part.committed(3), 0);
         part.write(
-            12,
+            &[0, 0, 0, 12],
             vec![
                 (10, doc("a", "ann", 100, "red apples")),
                 (11, doc("b", "bob", 200, "green apples")),
@@ -358,12 +416,14 @@ mod tests {
 
         // An edit replaces a document, a delete removes one; a redelivery is harmless.
         part.write(
-            14,
+            &[0, 0, 0, 14],
             vec![(10, doc("a", "ann", 100, "red pears")), (11, None)],
         )
         .expect("write");
-        part.write(12, vec![(12, doc("a", "bob", 300, "red wine"))])
+        part.write(&[0, 0, 0, 12], vec![(12, doc("a", "bob", 300, "red wine"))])
             .expect("write again");
+        part.write(&[0, 20, 0, 0], vec![(20, doc("c", "cy", 400, "pears too"))])
+            .expect("another partition");
         part.commit(true, Instant::now()).expect("commit");
         assert!(found(&part, &ask("apples", &["a", "b"])).is_empty());
         assert_eq!(found(&part, &ask("pears", &["a"])), [10]);
@@ -374,16 +434,18 @@ mod tests {
         );
         drop(part);
 
-        let part = PartIndex::open(dir.path(), 3).expect("reopen");
-        assert_eq!(part.committed(), 14);
+        let part = MessageIndex::open(dir.path(), 4).expect("reopen");
+        assert_eq!((part.committed(1), part.committed(3)), (20, 14));
+        assert_eq!(part.committed(0), 0);
         assert_eq!(found(&part, &ask("pears", &["a"])), [10]);
+        assert_eq!(found(&part, &ask("pears", &["a", "c"])), [20, 10]);
     }
 
     #[test]
     fn an_idle_writer_is_closed_and_opened_again() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut part = PartIndex::open(dir.path(), 0).expect("open");
-        part.write(1, vec![(1, doc("a", "ann", 1, "hello"))])
+        let mut part = MessageIndex::open(dir.path(), 1).expect("open");
+        part.write(&[1], vec![(1, doc("a", "ann", 1, "hello"))])
             .expect("write");
         part.commit(true, Instant::now()).expect("commit");
         assert!(part.writer.is_some());
@@ -393,9 +455,42 @@ mod tests {
             part.writer.is_none(),
             "closed after IDLE_CLOSE without writes"
         );
-        part.write(2, vec![(2, doc("a", "ann", 2, "hello again"))])
+        part.write(&[2], vec![(2, doc("a", "ann", 2, "hello again"))])
             .expect("write");
         part.commit(true, Instant::now()).expect("commit");
         assert_eq!(found(&part, &ask("hello", &["a"])), [2, 1]);
+    }
+
+    /// A partition's own index (the layout before one index per worker, its payload the
+    /// covered seq alone) moves into the worker's index with what it covered.
+    #[test]
+    fn an_old_partition_index_is_adopted_with_what_it_covered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("p2");
+        {
+            let (index, f) = open_index(&old).expect("old index");
+            let mut writer: IndexWriter = index
+                .writer_with_num_threads(1, WRITER_MEMORY)
+                .expect("writer");
+            for (seq, body) in [(5u64, "old apples"), (9, "old pears")] {
+                let mut d = TantivyDocument::default();
+                d.add_u64(f.seq, seq);
+                d.add_text(f.room, "r");
+                d.add_text(f.from, "ann");
+                d.add_u64(f.ts, seq);
+                d.add_text(f.body, body);
+                writer.add_document(d).expect("add");
+            }
+            let mut prepared = writer.prepare_commit().expect("prepare");
+            prepared.set_payload("9");
+            prepared.commit().expect("commit");
+        }
+        let mut part = MessageIndex::open(&dir.path().join("all"), 3).expect("open");
+        part.write(&[4, 0, 0], vec![(4, doc("q", "bob", 4, "new apples"))])
+            .expect("write");
+        assert_eq!(part.adopt(2, &old).expect("adopt"), 2);
+        assert_eq!((part.committed(0), part.committed(2)), (4, 9));
+        assert_eq!(found(&part, &ask("apples", &["r", "q"])), [5, 4]);
+        assert_eq!(found(&part, &ask("pears", &["r"])), [9]);
     }
 }

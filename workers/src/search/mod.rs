@@ -1,36 +1,37 @@
-//! Full-text search (issue 18, docs/PROTOCOL.md "Search"): one tantivy index per partition
-//! (`p{p}` in the search folder, `[worker.search] dir`), kept by the partition's store writer after each
-//! stored batch, off the send path (a client's ack never waits for it), and read by the
-//! `search` service operation for the rooms the gateway says the caller is in.
+//! Full-text search (issue 18, docs/PROTOCOL.md "Search"): one tantivy index per worker
+//! (`all` in the search folder, `[worker.search] dir`) holding every partition's messages,
+//! kept by the store writers after each stored batch, off the send path (a client's ack
+//! never waits for it), and read by the `search` service operation for the rooms the
+//! gateway says the caller is in.
 //!
-//! **What an index holds.** One document per message in its current version: its seq (the
-//! stream sequence, unique across rooms: the document's key), room, sender, time and body.
-//! An edit replaces its target's document and a delete removes it, both read back from the
-//! store once the batch is stored, so the index says what history says. Edits, deletes,
-//! reactions and void markers have no document of their own; replies are messages.
+//! **What the index holds.** One document per message in its current version: its seq (the
+//! stream sequence, unique across rooms and partitions: the document's key), room, sender,
+//! time and body. An edit replaces its target's document and a delete removes it, both read
+//! back from the store once the batch is stored, so the index says what history says.
+//! Edits, deletes, reactions and void markers have no document of their own; replies are
+//! messages.
 //!
-//! **Pace.** A stored batch's documents wait in memory, in stream order, until their
-//! partition's next commit: the send path only appends to a list. The commit loop writes
-//! and commits one partition at a time, oldest waiting documents first, once they have
-//! waited `commit_ms`, and at most `commits_per_second` times a second: a commit costs a
-//! few milliseconds of CPU and a new segment whatever its size, and one per partition per
-//! second was most of the worker's CPU per message at 1,000 sends/s (docs/PERFORMANCE.md).
-//! So a message is searchable about `commit_ms` after it is stored while the commits keep
-//! up, and within `partitions / commits_per_second` seconds under load. Past
-//! [`MAX_WAITING`] documents waiting in one partition the send path hands them to the index
-//! writer itself: memory stays bounded.
+//! **Pace.** A stored batch's documents wait in memory, in stream order, until the next
+//! commit: the send path only appends to a list. The commit loop writes and commits them
+//! all once the oldest has waited `commit_ms`, at most `commits_per_second` times a second:
+//! a commit costs a few milliseconds of CPU and a new segment whatever its size. One index
+//! for all partitions makes that one commit per tick, however many partitions are busy (one
+//! index per partition, committed every second, was most of the worker's CPU per message at
+//! 1,000 sends/s: docs/PERFORMANCE.md). So a message is searchable about `commit_ms` after
+//! it is stored. Past [`MAX_WAITING`] waiting documents the send path hands them to the
+//! index writer itself: memory stays bounded.
 //!
-//! **Durability.** Each commit carries the highest stream seq the index covers (its
-//! payload). A crash loses what was
-//! not committed; the store writer then starts its consumer from the lower of the store's
-//! checkpoint and the index's, so the index catches up from the stream (the store skips
-//! what it has). An index behind what the stream still holds (a new index beside an old
-//! store, or the stream's retention having dropped messages) covers only what the stream
-//! redelivers: see docs/STORAGE.md.
+//! **Durability.** Each commit carries, per partition, the highest stream seq the index
+//! covers (its payload). A crash loses what was not committed; each store writer then
+//! starts its consumer from the lower of the store's checkpoint and the index's, so the
+//! index catches up from the stream (the store skips what it has). An index behind what the
+//! stream still holds (a new index beside an old store, or the stream's retention having
+//! dropped messages) covers only what the stream redelivers: see docs/STORAGE.md. The
+//! per-partition indexes of older versions (`p<N>`) are moved into it when it is first
+//! opened, with what they covered.
 //!
-//! **Memory.** A partition's index writer (one thread, [`WRITER_MEMORY`] of arena) is open
-//! only while the partition has something to write; it is closed after [`IDLE_CLOSE`]
-//! without any.
+//! **Memory.** The index writer (one thread, [`WRITER_MEMORY`] of arena) is open only while
+//! there is something to write; it is closed after [`IDLE_CLOSE`] without any.
 
 mod index;
 
@@ -43,37 +44,37 @@ use chatmesh_protocol::search::{SearchRequest, SearchResults};
 use metrics::counter;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::metrics as m;
 use crate::model::Model;
 use crate::store::StoreError;
-use index::{Doc, PartIndex};
+use index::{Doc, MessageIndex};
 
-/// Documents waiting in one partition beyond which the send path hands them to the index
-/// writer itself (they are committed with the partition's next commit).
-pub const MAX_WAITING: usize = 20_000;
+/// Documents waiting beyond which the send path hands them to the index writer itself
+/// (they are committed with the next commit).
+pub const MAX_WAITING: usize = 50_000;
 /// How often idle writers are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// A partition's index writer is closed after this long without anything to write.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(30);
-/// Arena of one partition's index writer (tantivy's minimum).
+/// Arena of the index writer (tantivy's minimum).
 pub const WRITER_MEMORY: usize = 15_000_000;
 
 /// `[worker.search]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {
-    /// Keep the indexes and answer searches (off: `search` answers `unavailable`).
+    /// Keep the index and answer searches (off: `search` answers `unavailable`).
     pub enabled: bool,
-    /// Where the indexes live; empty: beside the worker's `data_dir` (`<data_dir>.search`);
-    /// `chatmesh up` uses `search` in its data dir.
+    /// Where the index lives (in `all` under it); empty: beside the worker's `data_dir`
+    /// (`<data_dir>.search`); `chatmesh up` uses `search` in its data dir.
     pub dir: PathBuf,
-    /// A partition's stored messages wait this long for its next commit (then searches
-    /// see them), while the commits keep up.
+    /// Stored messages wait at most about this long for the next commit (then searches
+    /// see them).
     pub commit_ms: u64,
-    /// At most this many partition commits a second, oldest waiting first: under load each
-    /// partition is committed every `partitions / commits_per_second` seconds.
+    /// How often a second the commit loop looks for due messages (so at most this many
+    /// commits a second).
     pub commits_per_second: u32,
 }
 
@@ -104,9 +105,8 @@ impl Default for SearchConfig {
 /// Why the index could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
-    #[error("search index of partition {partition}: {what}")]
+    #[error("search index: {what}")]
     Index {
-        partition: u32,
         what: &'static str,
         #[source]
         source: tantivy::TantivyError,
@@ -155,7 +155,7 @@ impl IndexOp {
     }
 }
 
-/// Every partition's index; cheap to clone.
+/// The worker's index of every partition; cheap to clone.
 #[derive(Clone)]
 pub struct Indexes {
     inner: Arc<Inner>,
@@ -163,20 +163,21 @@ pub struct Indexes {
 
 struct Inner {
     dir: PathBuf,
-    parts: Vec<Mutex<Option<PartIndex>>>,
-    /// Per partition, what waits for its next commit. Locked briefly, never across a
-    /// write: the send path appends here while a commit runs.
-    waiting: Vec<Mutex<Waiting>>,
+    partitions: u32,
+    index: Mutex<Option<MessageIndex>>,
+    /// What waits for the next commit. Locked briefly, never across a write: the send path
+    /// appends here while a commit runs.
+    waiting: Mutex<Waiting>,
     commit_after: Duration,
     tick: Duration,
 }
 
-/// A partition's documents not yet handed to its index, in stream order.
+/// Documents not yet handed to the index, in stream order per partition.
 #[derive(Default)]
 struct Waiting {
     docs: Vec<(u64, Option<Doc>)>,
-    /// The highest stream seq they cover (0: none).
-    high: u64,
+    /// Per partition, the highest stream seq they cover (0: none).
+    high: Vec<u64>,
     /// Since when something waits for a commit (also written but uncommitted documents).
     since: Option<Instant>,
 }
@@ -194,37 +195,37 @@ impl std::fmt::Debug for Indexes {
 }
 
 impl Indexes {
-    /// The indexes of `partitions` partitions under `dir` (opened when first used),
-    /// committed at the pace of `config`.
+    /// The index of `partitions` partitions in `dir` (opened when first used), committed
+    /// at the pace of `config`.
     pub fn new(dir: &Path, partitions: u32, config: &SearchConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
-                parts: (0..partitions).map(|_| Mutex::new(None)).collect(),
-                waiting: (0..partitions)
-                    .map(|_| Mutex::new(Waiting::default()))
-                    .collect(),
+                partitions,
+                index: Mutex::new(None),
+                waiting: Mutex::new(Waiting {
+                    high: vec![0; partitions as usize],
+                    ..Waiting::default()
+                }),
                 commit_after: Duration::from_millis(config.commit_ms),
                 tick: Duration::from_secs(1) / config.commits_per_second.max(1),
             }),
         }
     }
 
-    /// Runs `f` on partition `p`'s index (opened if need be) on a blocking thread.
+    /// Runs `f` on the index (opened if need be) on a blocking thread.
     async fn with<T: Send + 'static>(
         &self,
-        p: u32,
-        f: impl FnOnce(&mut PartIndex) -> Result<T, SearchError> + Send + 'static,
+        f: impl FnOnce(&mut MessageIndex) -> Result<T, SearchError> + Send + 'static,
     ) -> Result<T, SearchError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let slot = inner.parts.get(p as usize).ok_or(SearchError::Cancelled)?;
-            let mut guard = lock(slot);
+            let mut guard = lock(&inner.index);
             if guard.is_none() {
-                *guard = Some(PartIndex::open(&inner.dir.join(format!("p{p}")), p)?);
+                *guard = Some(open(&inner.dir, inner.partitions)?);
             }
-            let part = guard.as_mut().ok_or(SearchError::Cancelled)?;
-            f(part)
+            let index = guard.as_mut().ok_or(SearchError::Cancelled)?;
+            f(index)
         })
         .await
         .map_err(|_| SearchError::Cancelled)?
@@ -232,12 +233,12 @@ impl Indexes {
 
     /// How many partitions there are.
     pub fn partitions(&self) -> u32 {
-        self.inner.parts.len() as u32
+        self.inner.partitions
     }
 
-    /// The highest stream seq partition `p`'s index covers (committed).
+    /// The highest stream seq of partition `p` the index covers (committed).
     pub async fn covered(&self, p: u32) -> Result<u64, SearchError> {
-        self.with(p, |part| Ok(part.committed())).await
+        self.with(move |index| Ok(index.committed(p))).await
     }
 
     /// Applies a stored batch's ops (`high`: its highest stream seq). Edits and deletes
@@ -284,15 +285,14 @@ impl Indexes {
         self.enqueue(p, high, docs).await
     }
 
-    /// Removes the documents of messages retention deleted from `room`.
-    pub async fn remove(&self, room: &str, seqs: Vec<u64>) -> Result<(), SearchError> {
-        let p = chatmesh_protocol::subjects::partition(room, self.partitions());
+    /// Removes the documents of messages retention deleted.
+    pub async fn remove(&self, seqs: Vec<u64>) -> Result<(), SearchError> {
         let docs = seqs.into_iter().map(|seq| (seq, None)).collect();
-        self.enqueue(p, 0, docs).await
+        self.enqueue(0, 0, docs).await
     }
 
-    /// Adds `docs` to what partition `p`'s next commit writes; past [`MAX_WAITING`] they are
-    /// handed to the index writer now.
+    /// Adds `docs` of partition `p` to what the next commit writes; past [`MAX_WAITING`]
+    /// they are handed to the index writer now.
     async fn enqueue(
         &self,
         p: u32,
@@ -300,67 +300,53 @@ impl Indexes {
         mut docs: Vec<(u64, Option<Doc>)>,
     ) -> Result<(), SearchError> {
         let full = {
-            let slot = self.inner.waiting.get(p as usize);
-            let mut waiting = lock(slot.ok_or(SearchError::Cancelled)?);
+            let mut waiting = lock(&self.inner.waiting);
             waiting.docs.append(&mut docs);
-            waiting.high = waiting.high.max(high);
+            if let Some(h) = waiting.high.get_mut(p as usize) {
+                *h = (*h).max(high);
+            }
             waiting.since.get_or_insert_with(Instant::now);
             waiting.docs.len() >= MAX_WAITING
         };
         if full {
             let inner = self.inner.clone();
-            self.with(p, move |part| write_waiting(&inner, p, part))
-                .await?;
+            self.with(move |index| write_waiting(&inner, index)).await?;
         }
         Ok(())
     }
 
-    /// Writes and commits partition `p`'s waiting documents now (what the commit loop does
-    /// when they are due).
-    pub async fn commit(&self, p: u32) -> Result<(), SearchError> {
+    /// Writes and commits the waiting documents now (what the commit loop does when they
+    /// are due).
+    pub async fn commit(&self) -> Result<(), SearchError> {
         let inner = self.inner.clone();
-        self.with(p, move |part| {
-            write_waiting(&inner, p, part)?;
-            part.commit(false, Instant::now())?;
+        self.with(move |index| {
+            write_waiting(&inner, index)?;
+            index.commit(false, Instant::now())?;
             // Committed: nothing waits any more but what came in meanwhile, from now.
-            let mut w = lock(
-                inner
-                    .waiting
-                    .get(p as usize)
-                    .ok_or(SearchError::Cancelled)?,
-            );
+            let mut w = lock(&inner.waiting);
             w.since = (!w.docs.is_empty()).then(Instant::now);
             Ok(())
         })
         .await
     }
 
-    /// The due partition whose documents have waited longest (`commit_ms`, or any wait
-    /// with `all`).
-    fn most_due(&self, now: Instant, all: bool) -> Option<u32> {
-        let mut best: Option<(Instant, u32)> = None;
-        for (p, slot) in self.inner.waiting.iter().enumerate() {
-            let w = lock(slot);
-            let Some(since) = w.since else { continue };
-            let due = all || now.duration_since(since) >= self.inner.commit_after;
-            if due && best.is_none_or(|(b, _)| since < b) {
-                best = Some((since, p as u32));
-            }
-        }
-        best.map(|(_, p)| p)
+    /// Whether something has waited `commit_ms` (or anything waits, with `all`).
+    fn due(&self, now: Instant, all: bool) -> bool {
+        lock(&self.inner.waiting)
+            .since
+            .is_some_and(|since| all || now.duration_since(since) >= self.inner.commit_after)
     }
 
-    /// Answers a search of rooms of partition `p`.
-    pub async fn search(&self, p: u32, req: SearchRequest) -> Result<SearchResults, SearchError> {
-        let snapshot = self.with(p, |part| Ok(part.snapshot())).await?;
+    /// Answers a search (of rooms the gateway checked).
+    pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, SearchError> {
+        let snapshot = self.with(|index| Ok(index.snapshot())).await?;
         tokio::task::spawn_blocking(move || snapshot.search(&req))
             .await
             .map_err(|_| SearchError::Cancelled)?
     }
 
-    /// Commits one due partition per tick (`1 / commits_per_second`), the longest waiting
-    /// first, and closes idle writers, until `stop`; then commits every partition with
-    /// something waiting.
+    /// Commits what is due, checking every tick (`1 / commits_per_second`), and closes the
+    /// writer when idle, until `stop`; then commits whatever waits.
     pub async fn run(self, stop: CancellationToken) {
         let mut last_sweep = Instant::now();
         loop {
@@ -369,17 +355,24 @@ impl Indexes {
                 _ = tokio::time::sleep(self.inner.tick) => false,
             };
             if stopped {
-                while let Some(p) = self.most_due(Instant::now(), true) {
-                    if !self.commit_logged(p).await {
-                        // Nothing else is tried for it: what stays uncommitted is caught up
-                        // from the stream at the next start.
-                        lock(&self.inner.waiting[p as usize]).since = None;
-                    }
+                if self.due(Instant::now(), true) {
+                    // What stays uncommitted on a failure is caught up from the stream at
+                    // the next start.
+                    self.commit_logged().await;
+                }
+                // The writer's lock goes with it, even while clones of these indexes live on.
+                let open = lock(&self.inner.index).is_some();
+                let closed = match open {
+                    true => self.with(MessageIndex::close).await,
+                    false => Ok(()),
+                };
+                if let Err(e) = closed {
+                    warn!(error = %chatmesh_protocol::error::Chain(&e), "closing the search index writer failed");
                 }
                 return;
             }
-            if let Some(p) = self.most_due(Instant::now(), false) {
-                self.commit_logged(p).await;
+            if self.due(Instant::now(), false) {
+                self.commit_logged().await;
             }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
@@ -389,51 +382,71 @@ impl Indexes {
     }
 
     /// [`Indexes::commit`], a failure counted and logged: whether it committed.
-    async fn commit_logged(&self, p: u32) -> bool {
-        let Err(e) = self.commit(p).await else {
+    async fn commit_logged(&self) -> bool {
+        let Err(e) = self.commit().await else {
             return true;
         };
         counter!(m::SEARCH_ERRORS).increment(1);
-        warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "committing the search index failed");
+        warn!(error = %chatmesh_protocol::error::Chain(&e), "committing the search index failed");
         false
     }
 
-    /// Closes the writers of partitions that had nothing to write for [`IDLE_CLOSE`].
+    /// Closes the writer when it had nothing to write for [`IDLE_CLOSE`].
     async fn close_idle(&self) {
-        for p in 0..self.partitions() {
-            let open = lock(&self.inner.parts[p as usize]).is_some();
-            if !open || lock(&self.inner.waiting[p as usize]).since.is_some() {
-                continue;
-            }
-            let done = self
-                .with(p, move |part| part.commit(true, Instant::now()))
-                .await;
-            if let Err(e) = done {
-                warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "closing an idle search index writer failed");
-            }
+        let open = lock(&self.inner.index)
+            .as_ref()
+            .is_some_and(MessageIndex::writing);
+        if !open || lock(&self.inner.waiting).since.is_some() {
+            return;
+        }
+        let done = self
+            .with(move |index| index.commit(true, Instant::now()))
+            .await;
+        if let Err(e) = done {
+            warn!(error = %chatmesh_protocol::error::Chain(&e), "closing an idle search index writer failed");
         }
     }
 }
 
-/// Hands partition `p`'s waiting documents to its index writer (under the partition's
-/// lock, so writes stay in stream order). They stay due (`since`) until a commit: a failed
-/// commit is tried again by the loop.
-fn write_waiting(inner: &Inner, p: u32, part: &mut PartIndex) -> Result<(), SearchError> {
-    let slot = inner
-        .waiting
-        .get(p as usize)
-        .ok_or(SearchError::Cancelled)?;
+/// Opens the index in `dir/all`, first moving into it the per-partition indexes an older
+/// chatmesh kept (`dir/p<N>`), which are then deleted.
+fn open(dir: &Path, partitions: u32) -> Result<MessageIndex, SearchError> {
+    let mut index = MessageIndex::open(&dir.join("all"), partitions)?;
+    for p in 0..partitions {
+        let old = dir.join(format!("p{p}"));
+        if !old.is_dir() {
+            continue;
+        }
+        let moved = index.adopt(p, &old)?;
+        std::fs::remove_dir_all(&old).map_err(|e| SearchError::Index {
+            what: "deleting an old partition index",
+            source: tantivy::TantivyError::IoError(Arc::new(e)),
+        })?;
+        info!(
+            partition = p,
+            documents = moved,
+            "search: moved a partition's own index into the worker's one index"
+        );
+    }
+    Ok(index)
+}
+
+/// Hands the waiting documents to the index writer (under the index's lock, so writes stay
+/// in stream order). They stay due (`since`) until a commit: a failed commit is tried again
+/// by the loop.
+fn write_waiting(inner: &Inner, index: &mut MessageIndex) -> Result<(), SearchError> {
     let (docs, high) = {
-        let mut w = lock(slot);
+        let mut w = lock(&inner.waiting);
+        let zeros = vec![0; w.high.len()];
         (
             std::mem::take(&mut w.docs),
-            std::mem::replace(&mut w.high, 0),
+            std::mem::replace(&mut w.high, zeros),
         )
     };
-    if docs.is_empty() && high == 0 {
+    if docs.is_empty() && high.iter().all(|h| *h == 0) {
         return Ok(());
     }
-    part.write(high, docs)
+    index.write(&high, docs)
 }
 
 #[cfg(test)]
@@ -470,10 +483,10 @@ mod tests {
         Indexes::new(dir, 3, &config)
     }
 
-    /// Stored documents wait in memory until their partition is due (`commit_ms`), and the
-    /// partition that has waited longest is committed first.
+    /// Stored documents wait in memory until they are due (`commit_ms`); one commit
+    /// covers every partition's, each partition's covered seq its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn documents_wait_for_their_commit_oldest_partition_first() {
+    async fn documents_wait_for_their_commit_and_one_commit_covers_all_partitions() {
         let dir = tempfile::tempdir().expect("tempdir");
         let idx = indexes(dir.path(), 60_000, 4);
         idx.enqueue(1, 5, vec![(5, doc("b", "first words"))])
@@ -482,27 +495,37 @@ mod tests {
         idx.enqueue(0, 7, vec![(7, doc("a", "later words"))])
             .await
             .expect("enqueue");
-        assert_eq!(idx.most_due(Instant::now(), false), None, "not waited yet");
+        assert!(!idx.due(Instant::now(), false), "not waited yet");
         let later = Instant::now() + Duration::from_secs(61);
-        assert_eq!(idx.most_due(later, false), Some(1), "the oldest first");
+        assert!(idx.due(later, false));
         assert_eq!(idx.covered(1).await.expect("covered"), 0);
-        let hits = idx.search(1, ask("words", "b")).await.expect("search");
+        let hits = idx.search(ask("words", "b")).await.expect("search");
         assert!(hits.hits.is_empty(), "not searchable before the commit");
 
-        idx.commit(1).await.expect("commit");
+        idx.commit().await.expect("commit");
         assert_eq!(idx.covered(1).await.expect("covered"), 5);
-        let hits = idx.search(1, ask("words", "b")).await.expect("search");
-        assert_eq!(hits.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [5]);
-        assert_eq!(idx.most_due(later, false), Some(0));
-        idx.commit(0).await.expect("commit");
-        assert_eq!(idx.most_due(later, false), None, "nothing waits");
         assert_eq!(idx.covered(0).await.expect("covered"), 7);
+        assert_eq!(idx.covered(2).await.expect("covered"), 0);
+        let hits = idx.search(ask("words", "b")).await.expect("search");
+        assert_eq!(hits.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [5]);
+        assert!(!idx.due(later, false), "nothing waits");
+
+        // Retention's removals cover nothing new.
+        idx.remove(vec![5]).await.expect("remove");
+        idx.commit().await.expect("commit");
+        assert!(idx
+            .search(ask("words", "b"))
+            .await
+            .expect("search")
+            .hits
+            .is_empty());
+        assert_eq!(idx.covered(1).await.expect("covered"), 5);
     }
 
     /// Past MAX_WAITING documents the send path hands them to the index writer itself;
     /// they stay due until committed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_full_partition_is_written_at_once_and_stays_due() {
+    async fn a_full_queue_is_written_at_once_and_stays_due() {
         let dir = tempfile::tempdir().expect("tempdir");
         let idx = indexes(dir.path(), 60_000, 4);
         let docs: Vec<_> = (1..=MAX_WAITING as u64)
@@ -511,17 +534,17 @@ mod tests {
         idx.enqueue(2, MAX_WAITING as u64, docs)
             .await
             .expect("enqueue");
-        assert!(lock(&idx.inner.waiting[2]).docs.is_empty(), "written");
-        assert!(lock(&idx.inner.waiting[2]).since.is_some(), "still due");
+        assert!(lock(&idx.inner.waiting).docs.is_empty(), "written");
+        assert!(idx.due(Instant::now(), true), "still due");
         assert_eq!(idx.covered(2).await.expect("covered"), 0, "not committed");
-        idx.commit(2).await.expect("commit");
+        idx.commit().await.expect("commit");
         assert_eq!(idx.covered(2).await.expect("covered"), MAX_WAITING as u64);
-        assert!(lock(&idx.inner.waiting[2]).since.is_none());
+        assert!(!idx.due(Instant::now(), true));
     }
 
     /// The loop commits what is due within its pace, and everything when stopped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_loop_commits_due_partitions_and_everything_at_stop() {
+    async fn the_loop_commits_what_is_due_and_everything_at_stop() {
         let dir = tempfile::tempdir().expect("tempdir");
         let idx = indexes(dir.path(), 100, 100);
         let stop = CancellationToken::new();
@@ -547,5 +570,34 @@ mod tests {
         stop.cancel();
         running.await.expect("loop ends");
         assert_eq!(idx.covered(1).await.expect("covered"), 9);
+    }
+
+    /// The per-partition indexes of older versions are moved into the one index when it
+    /// is opened, and deleted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn old_partition_indexes_are_moved_in_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // An old layout: partition 1's own index, its payload the covered seq alone.
+            let mut old = MessageIndex::open(&dir.path().join("p1"), 1).expect("old");
+            old.write(&[0], vec![(6, doc("b", "kept words"))])
+                .expect("write");
+            old.commit(false, Instant::now()).expect("commit");
+        }
+        overwrite_payload(&dir.path().join("p1"), "6");
+        let idx = indexes(dir.path(), 60_000, 4);
+        assert_eq!(idx.covered(1).await.expect("covered"), 6);
+        let hits = idx.search(ask("kept", "b")).await.expect("search");
+        assert_eq!(hits.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [6]);
+        assert!(!dir.path().join("p1").exists(), "the old index is deleted");
+    }
+
+    /// Rewrites an index's commit payload (as an older version wrote it).
+    fn overwrite_payload(dir: &Path, payload: &str) {
+        let meta = dir.join("meta.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta).expect("meta")).expect("json");
+        json["payload"] = payload.into();
+        std::fs::write(&meta, json.to_string()).expect("write meta");
     }
 }

@@ -45,7 +45,7 @@ impl Service {
         if let Some(from) = &req.from {
             valid("user name", from)?;
         }
-        search.search(p, req).await.map_err(|e| {
+        search.search(req).await.map_err(|e| {
             warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
             ApiError::internal()
         })

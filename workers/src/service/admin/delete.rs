@@ -200,7 +200,7 @@ impl Service {
         }
         self.model().write(batch).await?;
         if let Some(search) = self.inner.search.get() {
-            if let Err(e) = search.remove(room, seqs).await {
+            if let Err(e) = search.remove(seqs).await {
                 warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not remove a deleted room's messages from the search index");
                 return Err(ApiError::unavailable(
                     "the search index did not answer; repeat the deletion",
