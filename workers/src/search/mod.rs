@@ -56,7 +56,7 @@ use index::{Doc, MessageIndex};
 pub const MAX_WAITING: usize = 50_000;
 /// How often idle writers are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
-/// A partition's index writer is closed after this long without anything to write.
+/// The index writer is closed after this long without anything to write.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(30);
 /// Arena of the index writer (tantivy's minimum).
 pub const WRITER_MEMORY: usize = 15_000_000;
