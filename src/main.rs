@@ -8,11 +8,6 @@ use clap::{Parser, Subcommand};
 use chatmesh::commands;
 use chatmesh::config::{Config, LogFormat, Role};
 
-/// mimalloc instead of glibc's malloc: the send path allocates many small, short-lived
-/// buffers on several threads (docs/PERFORMANCE.md, "The allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "chatmesh",
