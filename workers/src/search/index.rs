@@ -77,7 +77,7 @@ fn fail(what: &'static str) -> impl FnOnce(tantivy::TantivyError) -> SearchError
     move |source| SearchError::Index { what, source }
 }
 
-fn io_fail(what: &'static str) -> impl FnOnce(std::io::Error) -> SearchError {
+pub(super) fn io_fail(what: &'static str) -> impl FnOnce(std::io::Error) -> SearchError {
     move |e| SearchError::Index {
         what,
         source: tantivy::TantivyError::IoError(std::sync::Arc::new(e)),
@@ -180,22 +180,18 @@ impl MessageIndex {
     /// Commits what was written (then searches see it); closes the writer when it has had
     /// nothing to write for [`IDLE_CLOSE`] and `close_idle`.
     pub fn commit(&mut self, close_idle: bool, now: Instant) -> Result<(), SearchError> {
-        let payload = serde_json::json!({ "covered": self.written }).to_string();
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
         if self.dirty {
             let mut prepared = writer.prepare_commit().map_err(fail("committing"))?;
-            prepared.set_payload(&payload);
+            prepared.set_payload(&serde_json::json!({ "covered": self.written }).to_string());
             prepared.commit().map_err(fail("committing"))?;
             self.committed.clone_from(&self.written);
             self.dirty = false;
             self.reader.reload().map_err(fail("reloading"))?;
         } else if close_idle && now.duration_since(self.last_write) >= IDLE_CLOSE {
-            if let Some(w) = self.writer.take() {
-                w.wait_merging_threads()
-                    .map_err(fail("closing its writer"))?;
-            }
+            self.close_writer()?;
         }
         Ok(())
     }
@@ -203,11 +199,14 @@ impl MessageIndex {
     /// Commits what was written and closes the writer (its lock on the folder too).
     pub fn close(&mut self) -> Result<(), SearchError> {
         self.commit(false, Instant::now())?;
-        if let Some(w) = self.writer.take() {
-            w.wait_merging_threads()
-                .map_err(fail("closing its writer"))?;
+        self.close_writer()
+    }
+
+    fn close_writer(&mut self) -> Result<(), SearchError> {
+        match self.writer.take() {
+            Some(w) => w.wait_merging_threads().map_err(fail("closing its writer")),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Moves the documents of an index of partition `p` alone (the layout before one index

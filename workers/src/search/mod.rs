@@ -418,10 +418,7 @@ fn open(dir: &Path, partitions: u32) -> Result<MessageIndex, SearchError> {
             continue;
         }
         let moved = index.adopt(p, &old)?;
-        std::fs::remove_dir_all(&old).map_err(|e| SearchError::Index {
-            what: "deleting an old partition index",
-            source: tantivy::TantivyError::IoError(Arc::new(e)),
-        })?;
+        std::fs::remove_dir_all(&old).map_err(index::io_fail("deleting an old partition index"))?;
         info!(
             partition = p,
             documents = moved,
