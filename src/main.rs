@@ -100,6 +100,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (reqwest, object_store and async-nats use
+    // rustls without choosing one): without it the first HTTPS-capable client built, e.g.
+    // `chatmesh chat`'s, panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // The terminal client's screen is for the chat: only warnings and errors by default.
     let default_filter = match cli.command {

@@ -6,8 +6,8 @@
 # the binary under test). The last command must print "[general] ann: hello, world". The
 # mesh that `ops/up &` started is stopped with SIGTERM at the end, whatever happened.
 #
-# Env: CHATMESH_BIN (default target/debug/chatmesh, built when missing or older than the
-# sources), exported for ops/up, which then runs it instead of building a release binary;
+# Env: CHATMESH_BIN (default target/debug/chatmesh, built by `cargo build --bin chatmesh`,
+# i.e. without the tests' dev-dependency features, like the README's), exported for ops/up, which then runs it instead of building a release binary;
 # QUICKSTART_TIMEOUT (seconds, default 120). Needs port 8080 on localhost (the README's).
 set -euo pipefail
 
@@ -17,10 +17,11 @@ bin="${CHATMESH_BIN:-$root/target/debug/chatmesh}"
 timeout_secs="${QUICKSTART_TIMEOUT:-120}"
 
 if [[ -z "${CHATMESH_BIN:-}" ]]; then
-    if [[ ! -x "$bin" ]] || [[ -n "$(find "$root/src" "$root/gateway" "$root/workers" "$root/protocol" "$root/client" -newer "$bin" -name '*.rs' -print -quit)" ]]; then
-        echo "quickstart: cargo build --bin chatmesh"
-        (cd "$root" && cargo build --quiet --bin chatmesh)
-    fi
+    # Always through cargo (a no-op when fresh): a binary left by a test build has the
+    # features of the tests' dev-dependencies, which the README's `cargo build` does not
+    # (a missing TLS crypto provider once panicked only in the README's binary).
+    echo "quickstart: cargo build --bin chatmesh"
+    (cd "$root" && cargo build --quiet --bin chatmesh)
 fi
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 [[ -x "$bin" ]] || { echo "quickstart: $bin is not an executable" >&2; exit 1; }
