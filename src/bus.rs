@@ -49,12 +49,15 @@ pub struct BusCredentials {
     dir: PathBuf,
     /// (role, public key), in [`Role::ALL`] order.
     public: Vec<(Role, String)>,
+    /// `mesh.regions`: the streams the roles' permissions name.
+    regions: Vec<String>,
 }
 
 impl BusCredentials {
     /// Reads the seeds in `dir`, generating any that are missing (existing ones are kept, so
-    /// a restart keeps its keys), and writes `auth.conf` beside them.
-    pub fn ensure(dir: &Path) -> Result<Self, BusError> {
+    /// a restart keeps its keys), and writes `auth.conf` beside them, with the permissions
+    /// of a deployment with `regions` (`mesh.regions`; empty for one region).
+    pub fn ensure(dir: &Path, regions: &[String]) -> Result<Self, BusError> {
         create_private_dir(dir)?;
         let mut public = Vec::new();
         for role in Role::ALL {
@@ -78,6 +81,7 @@ impl BusCredentials {
         let creds = Self {
             dir: dir.to_path_buf(),
             public,
+            regions: regions.to_vec(),
         };
         let conf = dir.join(AUTH_CONF);
         write_replace(&conf, creds.authorization().as_bytes())?;
@@ -105,7 +109,7 @@ impl BusCredentials {
         );
         for (role, key) in &self.public {
             out.push_str(&format!("    # {}\n    {{ nkey: {key:?}", role.name()));
-            if let Some(p) = role.permissions() {
+            if let Some(p) = role.permissions_in(&self.regions) {
                 out.push_str(&format!(", permissions: {}", render(&p)));
             }
             out.push_str(" }\n");
@@ -184,14 +188,14 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let creds_dir = dir.path().join("creds");
-        let a = BusCredentials::ensure(&creds_dir).unwrap();
+        let a = BusCredentials::ensure(&creds_dir, &[]).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&creds_dir), 0o700);
         for role in Role::ALL {
             assert_eq!(mode(&a.seed_file(role)), 0o600, "{role:?}");
             assert!(a.seed(role).unwrap().starts_with("SU"));
         }
-        let b = BusCredentials::ensure(&creds_dir).unwrap();
+        let b = BusCredentials::ensure(&creds_dir, &[]).unwrap();
         assert_eq!(a.public, b.public, "a second start keeps the keys");
         let conf = fs::read_to_string(creds_dir.join(AUTH_CONF)).unwrap();
         for role in Role::ALL {

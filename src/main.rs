@@ -124,7 +124,7 @@ fn main() -> ExitCode {
         config.worker.standby = true;
     }
     if let Command::NatsAuth { dir } = &cli.command {
-        return match chatmesh::bus::BusCredentials::ensure(dir) {
+        return match chatmesh::bus::BusCredentials::ensure(dir, &config.mesh.regions) {
             Ok(_) => {
                 println!(
                     "bus credentials in {}: gateway.nk, worker.nk, loadtest.nk, admin.nk (0600), \

@@ -64,11 +64,16 @@ pub struct Mesh {
 impl Mesh {
     pub async fn start(opts: MeshOptions) -> anyhow::Result<Self> {
         let data = &opts.data_dir;
+        anyhow::ensure!(
+            opts.config.mesh.regions.is_empty(),
+            "mesh.regions needs one NATS cluster per region joined into a supercluster; \
+             `chatmesh up` runs one server: use `ops/mesh up --regions 2` (docs/REGIONS.md)"
+        );
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
         let binary = tokio::task::spawn_blocking(natsd::ensure_installed)
             .await?
             .context("nats-server is not available")?;
-        let creds = BusCredentials::ensure(&data.join("creds")).context("bus credentials")?;
+        let creds = BusCredentials::ensure(&data.join("creds"), &[]).context("bus credentials")?;
         let mut builder = NatsServer::builder()
             .binary(binary)
             .store_dir(data.join("nats"))

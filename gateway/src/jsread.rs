@@ -2,13 +2,17 @@
 //! a room, and batches of messages after a sequence (a batch direct get, which needs no
 //! consumer, so resumes and gap fills cost no server state).
 //!
+//! Each room's reads go to its home region's stream (`CHAT` or `CHAT_<region>`,
+//! docs/REGIONS.md); a mirror of it in this gateway's region answers direct gets when there
+//! is one, so reads stay local.
+//!
 //! async-nats 0.51 has no API for batch direct get (server ≥ 2.11): see [`natskit`].
 
 use std::time::Duration;
 
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
-use chatmesh_protocol::subjects::STREAM;
+use chatmesh_protocol::subjects::{room_of, stream_of};
 
 use crate::error::GatewayError;
 
@@ -23,7 +27,7 @@ pub struct Retained {
 #[derive(Debug, Clone)]
 pub struct JsReader {
     nats: async_nats::Client,
-    stream: async_nats::jetstream::stream::Stream<()>,
+    js: async_nats::jetstream::Context,
     timeout: Duration,
 }
 
@@ -33,20 +37,28 @@ impl JsReader {
         js: &async_nats::jetstream::Context,
         timeout: Duration,
     ) -> Result<Self, GatewayError> {
-        let stream = js
-            .get_stream_no_info(STREAM)
-            .await
-            .map_err(|e| GatewayError::jetstream("opening the message stream", e))?;
         Ok(Self {
             nats,
-            stream,
+            js: js.clone(),
             timeout,
         })
     }
 
+    /// The stream of `room` (no request: direct gets need no stream info).
+    async fn stream(
+        &self,
+        room: &str,
+    ) -> Result<async_nats::jetstream::stream::Stream<()>, GatewayError> {
+        self.js
+            .get_stream_no_info(stream_of(room))
+            .await
+            .map_err(|e| GatewayError::jetstream("opening the message stream", e))
+    }
+
     /// The seq of the last retained message on `subject`, 0 if there is none.
     pub async fn last_seq(&self, subject: &str) -> Result<u64, GatewayError> {
-        match self.stream.direct_get_last_for_subject(subject).await {
+        let stream = self.stream(room_of(subject).unwrap_or_default()).await?;
+        match stream.direct_get_last_for_subject(subject).await {
             Ok(m) => Ok(m.sequence),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
             Err(e) => Err(GatewayError::jetstream("reading a room's last message", e)),
@@ -65,7 +77,8 @@ impl JsReader {
             from,
             batch,
         };
-        let entries = natskit::direct_batch(&self.nats, STREAM, ask, self.timeout)
+        let stream = stream_of(room_of(subject).unwrap_or_default());
+        let entries = natskit::direct_batch(&self.nats, &stream, ask, self.timeout)
             .await
             .map_err(|e| GatewayError::jetstream("reading messages", e))?;
         Ok(entries
@@ -77,9 +90,10 @@ impl JsReader {
             .collect())
     }
 
-    /// The payload of the message with stream sequence `seq`.
-    pub async fn get(&self, seq: u64) -> Result<Bytes, GatewayError> {
-        self.stream
+    /// The payload of `room`'s message with stream sequence `seq`.
+    pub async fn get(&self, room: &str, seq: u64) -> Result<Bytes, GatewayError> {
+        self.stream(room)
+            .await?
             .direct_get(seq)
             .await
             .map(|m| m.payload)

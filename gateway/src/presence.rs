@@ -16,11 +16,22 @@ use chatmesh_protocol::subjects::{PRESENCE_BUCKET, PRESENCE_REPUBLISH};
 
 use crate::error::GatewayError;
 
-/// Creates or updates the presence bucket (idempotent).
-pub async fn ensure_bucket(js: &jetstream::Context, replicas: usize) -> Result<(), GatewayError> {
-    natskit::ensure_ttl_bucket(js, PRESENCE_BUCKET, replicas, Some(PRESENCE_REPUBLISH))
-        .await
-        .map_err(|e| GatewayError::jetstream("creating the presence bucket", e))
+/// Creates or updates the presence bucket (idempotent). With regions it lives in the primary
+/// region (`cluster`), wherever the first gateway to create it runs.
+pub async fn ensure_bucket(
+    js: &jetstream::Context,
+    replicas: usize,
+    cluster: Option<&str>,
+) -> Result<(), GatewayError> {
+    natskit::ensure_ttl_bucket(
+        js,
+        PRESENCE_BUCKET,
+        replicas,
+        Some(PRESENCE_REPUBLISH),
+        cluster,
+    )
+    .await
+    .map_err(|e| GatewayError::jetstream("creating the presence bucket", e))
 }
 
 /// Writes this gateway's users of `room` with a TTL (an empty list expires like any other).

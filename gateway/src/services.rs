@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
+use chatmesh_protocol::regions::Topology;
 use chatmesh_protocol::service::{Op, Reply};
-use chatmesh_protocol::subjects::svc_subject;
+use chatmesh_protocol::subjects::{home_region, svc_subject};
 use chatmesh_protocol::ApiError;
 
 use crate::error::GatewayError;
@@ -18,21 +19,28 @@ const NO_RESPONDER_RETRY: Duration = Duration::from_millis(100);
 pub struct Services {
     nats: async_nats::Client,
     partitions: u32,
+    topology: Topology,
     timeout: Duration,
 }
 
 impl Services {
-    pub fn new(nats: async_nats::Client, partitions: u32, timeout: Duration) -> Self {
+    pub fn new(nats: async_nats::Client, topology: Topology, timeout: Duration) -> Self {
         Self {
             nats,
-            partitions,
+            partitions: topology.per_stream(),
+            topology,
             timeout,
         }
     }
 
-    /// How many partitions the mesh has.
+    /// How many partitions each stream of the mesh has (`mesh.partitions`).
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// The streams and worker partitions of the mesh.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
     }
 
     /// Calls `O` for the partition of `key` (a room, or a user for user-keyed operations).
@@ -61,6 +69,9 @@ impl Services {
         req: &O::Request,
         retry: bool,
     ) -> Result<Result<O::Response, ApiError>, GatewayError> {
+        if let Some(e) = unknown_home(&self.topology, key) {
+            return Ok(Err(e));
+        }
         let subject = svc_subject(self.partitions, key, O::NAME);
         let payload = serde_json::to_vec(req).map_err(|e| GatewayError::BadReply {
             op: O::NAME,
@@ -104,6 +115,9 @@ impl Services {
     /// Sends `O` without waiting for (or getting) an answer: for updates whose outcome the
     /// caller does not need, at the cost of one publish.
     pub async fn notify<O: Op>(&self, key: &str, req: &O::Request) {
+        if unknown_home(&self.topology, key).is_some() {
+            return;
+        }
         let subject = svc_subject(self.partitions, key, O::NAME);
         let Ok(payload) = serde_json::to_vec(req) else {
             return;
@@ -124,4 +138,15 @@ impl Services {
             }
         }
     }
+}
+
+/// `not_found` for a room whose home region this deployment does not have: nothing would
+/// answer its service subject, so the call is refused at once instead of timing out.
+fn unknown_home(topology: &Topology, key: &str) -> Option<ApiError> {
+    let region = home_region(key)?;
+    topology.stream_of(key).is_none().then(|| {
+        ApiError::not_found(format!(
+            "no such room: its home region {region:?} is not a region of this deployment"
+        ))
+    })
 }

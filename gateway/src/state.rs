@@ -82,10 +82,11 @@ impl AppState {
             // budget are refused by `admission` with a clear error instead.
             .max_ack_inflight(cfg.max_inflight_sends + 64)
             .build(nats.clone());
-        let services = Services::new(nats.clone(), mesh.partitions, service_timeout);
+        let services = Services::new(nats.clone(), mesh.topology(), service_timeout);
         let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Tokens(e.into()))?;
         let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
-        crate::presence::ensure_bucket(&js, mesh.replicas).await?;
+        let primary = mesh.regions.first().map(String::as_str);
+        crate::presence::ensure_bucket(&js, mesh.replicas, primary).await?;
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
         let fanout = Fanout::new(RoomEnv {
             nats: nats.clone(),

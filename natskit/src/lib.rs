@@ -191,18 +191,24 @@ pub async fn put_ttl(
 
 /// Creates (or updates) KV bucket `bucket` for per-key TTLs (`limit_markers`), on file
 /// storage so a restarted single server keeps it; with `republish_to`, every change and every
-/// expiry marker (an empty payload) is republished on `<republish_to>.<key>`.
+/// expiry marker (an empty payload) is republished on `<republish_to>.<key>`. With `cluster`,
+/// the bucket is placed in that NATS cluster (a region's, in a supercluster).
 pub async fn ensure_ttl_bucket(
     js: &async_nats::jetstream::Context,
     bucket: &str,
     replicas: usize,
     republish_to: Option<&str>,
+    cluster: Option<&str>,
 ) -> Result<(), Error> {
     use async_nats::jetstream::{kv, stream};
     let config = kv::Config {
         bucket: bucket.into(),
         history: 1,
         num_replicas: replicas,
+        placement: cluster.map(|c| stream::Placement {
+            cluster: Some(c.to_owned()),
+            ..Default::default()
+        }),
         storage: stream::StorageType::File,
         limit_markers: Some(Duration::from_secs(1)),
         republish: republish_to.map(|dest| stream::Republish {

@@ -8,8 +8,8 @@
 //! is not added here is refused by the server — the tests of the bus fail first.
 
 use crate::subjects::{
-    IN_ALL, LEASES_BUCKET, LIVE_ALL, MEMBER_ALL, PRESENCE_BUCKET, PRESENCE_REPUBLISH, STREAM,
-    USER_ALL, WORKERS_BUCKET, WORKERS_REPUBLISH,
+    mirror_name, region_stream, IN_ALL, LEASES_BUCKET, LIVE_ALL, MEMBER_ALL, PRESENCE_BUCKET,
+    PRESENCE_REPUBLISH, STREAM, USER_ALL, WORKERS_BUCKET, WORKERS_REPUBLISH,
 };
 
 /// The kinds of bus users.
@@ -50,11 +50,18 @@ impl Role {
         }
     }
 
-    /// What this role may do; `None` for [`Role::Admin`] (no restriction).
+    /// What this role may do in a one-region deployment; `None` for [`Role::Admin`].
     pub fn permissions(self) -> Option<Permissions> {
+        self.permissions_in(&[])
+    }
+
+    /// What this role may do with `regions` (`mesh.regions`): the same, on every region's
+    /// stream (and, for workers, the mirrors they create).
+    pub fn permissions_in(self, regions: &[String]) -> Option<Permissions> {
+        let streams = message_streams(regions);
         match self {
-            Role::Gateway => Some(gateway()),
-            Role::Worker => Some(worker()),
+            Role::Gateway => Some(gateway(&streams)),
+            Role::Worker => Some(worker(&streams, &mirror_streams(regions))),
             Role::Loadtest => Some(loadtest()),
             Role::Admin => None,
         }
@@ -68,6 +75,27 @@ pub struct Permissions {
     pub subscribe: Vec<String>,
     /// May answer requests it received (publish once to their reply subjects).
     pub allow_responses: bool,
+}
+
+/// `CHAT`, then one stream per region.
+fn message_streams(regions: &[String]) -> Vec<String> {
+    std::iter::once(STREAM.to_owned())
+        .chain(regions.iter().map(|r| region_stream(Some(r))))
+        .collect()
+}
+
+/// Every mirror the workers create: each message stream in every region but its home.
+fn mirror_streams(regions: &[String]) -> Vec<String> {
+    let topology = crate::regions::Topology::new(1, regions);
+    let mut out = Vec::new();
+    for s in 0..topology.streams() {
+        for r in regions {
+            if topology.home_of_stream(s) != r {
+                out.push(mirror_name(&topology.stream_name(s), r));
+            }
+        }
+    }
+    out
 }
 
 /// Subjects of the JetStream API on `stream` for `ops` (e.g. `STREAM.INFO`).
@@ -94,15 +122,17 @@ fn kv_bucket(bucket: &str) -> Vec<String> {
     out
 }
 
-fn gateway() -> Permissions {
+fn gateway(streams: &[String]) -> Permissions {
     let mut publish = vec![
         IN_ALL.to_owned(),
         "chat.svc.>".to_owned(),
         "chat.evt.*".to_owned(),
         "$JS.API.INFO".to_owned(),
-        format!("$JS.API.STREAM.INFO.{STREAM}"),
     ];
-    publish.extend(direct_get(STREAM));
+    for stream in streams {
+        publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
+        publish.extend(direct_get(stream));
+    }
     publish.extend(kv_bucket(PRESENCE_BUCKET));
     Permissions {
         publish,
@@ -118,13 +148,41 @@ fn gateway() -> Permissions {
     }
 }
 
-fn worker() -> Permissions {
+fn worker(streams: &[String], mirrors: &[String]) -> Permissions {
     let mut publish = vec![
         MEMBER_ALL.to_owned(),
         USER_ALL.to_owned(),
         "$JS.API.INFO".to_owned(),
-        format!("$JS.ACK.{STREAM}.>"),
     ];
+    for stream in streams {
+        publish.extend(worker_on_stream(stream));
+    }
+    // Mirrors are created and checked, never written or consumed.
+    for mirror in mirrors {
+        publish.extend(js_api(
+            &["STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE"],
+            mirror,
+        ));
+    }
+    // The push notifier reads who is online (never writes presence: that is the gateways').
+    publish.extend(direct_get(&format!("KV_{PRESENCE_BUCKET}")));
+    publish.extend(kv_bucket(WORKERS_BUCKET));
+    publish.extend(kv_bucket(LEASES_BUCKET));
+    Permissions {
+        publish,
+        subscribe: vec![
+            "chat.svc.>".to_owned(),
+            format!("{WORKERS_REPUBLISH}.*"),
+            format!("{}.>", Role::Worker.inbox_prefix()),
+        ],
+        allow_responses: true,
+    }
+}
+
+/// What a worker does on one message stream: creates and checks it, consumes it, reads,
+/// erases and purges messages of it.
+fn worker_on_stream(stream: &str) -> Vec<String> {
+    let mut publish = vec![format!("$JS.ACK.{stream}.>")];
     // `STREAM.MSG.GET`: a room's last seq from the stream's leader, so history can wait
     // for the store to hold every acked message (a direct get may come from a replica).
     // `STREAM.MSG.DELETE`: a deleted message (edits and deletes) is erased from the stream
@@ -139,7 +197,7 @@ fn worker() -> Permissions {
             "STREAM.MSG.DELETE",
             "STREAM.PURGE",
         ],
-        STREAM,
+        stream,
     ));
     publish.extend(
         [
@@ -150,22 +208,10 @@ fn worker() -> Permissions {
             "CONSUMER.MSG.NEXT",
         ]
         .iter()
-        .map(|op| format!("$JS.API.{op}.{STREAM}.>")),
+        .map(|op| format!("$JS.API.{op}.{stream}.>")),
     );
-    publish.extend(direct_get(STREAM));
-    // The push notifier reads who is online (never writes presence: that is the gateways').
-    publish.extend(direct_get(&format!("KV_{PRESENCE_BUCKET}")));
-    publish.extend(kv_bucket(WORKERS_BUCKET));
-    publish.extend(kv_bucket(LEASES_BUCKET));
-    Permissions {
-        publish,
-        subscribe: vec![
-            "chat.svc.>".to_owned(),
-            format!("{WORKERS_REPUBLISH}.*"),
-            format!("{}.>", Role::Worker.inbox_prefix()),
-        ],
-        allow_responses: true,
-    }
+    publish.extend(direct_get(stream));
+    publish
 }
 
 /// Subject prefix of load-test coordination (`<prefix>.<run id>.…`).
@@ -190,8 +236,8 @@ mod tests {
     /// worker's, sends and service calls the gateway's.
     #[test]
     fn roles_are_separated() {
-        let gw = gateway();
-        let wk = worker();
+        let gw = Role::Gateway.permissions().unwrap();
+        let wk = Role::Worker.permissions().unwrap();
         assert!(!gw.publish.iter().any(|s| s.contains("CONSUMER")));
         assert!(!gw.subscribe.iter().any(|s| s.starts_with("chat.svc")));
         assert!(!wk.publish.iter().any(|s| s.starts_with("chat.in")));
@@ -205,5 +251,26 @@ mod tests {
             assert!(!p.subscribe.iter().any(|s| s == ">" || s == "_INBOX.>"));
         }
         assert!(Role::Admin.permissions().is_none());
+    }
+
+    #[test]
+    fn regions_add_their_streams_and_the_workers_mirrors() {
+        let regions = ["eu".to_owned(), "us".to_owned()];
+        let gw = Role::Gateway.permissions_in(&regions).unwrap();
+        let wk = Role::Worker.permissions_in(&regions).unwrap();
+        for stream in ["CHAT", "CHAT_eu", "CHAT_us"] {
+            assert!(gw.publish.contains(&format!("$JS.API.DIRECT.GET.{stream}")));
+            assert!(wk
+                .publish
+                .contains(&format!("$JS.API.CONSUMER.CREATE.{stream}.>")));
+        }
+        // CHAT and CHAT_eu live in eu: mirrored in us; CHAT_us mirrored in eu.
+        for mirror in ["CHAT_M_us", "CHAT_eu_M_us", "CHAT_us_M_eu"] {
+            assert!(wk
+                .publish
+                .contains(&format!("$JS.API.STREAM.CREATE.{mirror}")));
+        }
+        assert!(!wk.publish.iter().any(|s| s.ends_with("CHAT_M_eu")));
+        assert!(!gw.publish.iter().any(|s| s.contains("_M_")));
     }
 }

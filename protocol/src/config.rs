@@ -15,6 +15,11 @@ pub struct MeshConfig {
     pub nats_urls: Vec<String>,
     /// Partitions rooms are hashed into. Fixed per deployment.
     pub partitions: u32,
+    /// The regions of a multi-region deployment (docs/REGIONS.md), the primary first; each is
+    /// the name of its NATS cluster. Empty: one region. Rooms named `<region>~<name>` live in
+    /// stream `CHAT_<region>`, placed in that region; other rooms, the accounts and the
+    /// workers live in the primary.
+    pub regions: Vec<String>,
     /// Replicas of the message stream (1 on one machine, 3 in a cluster).
     pub replicas: usize,
     /// How long JetStream keeps messages for resume (seconds); older ones come from the store.
@@ -46,6 +51,7 @@ impl Default for MeshConfig {
         Self {
             nats_urls: vec!["nats://127.0.0.1:4222".into()],
             partitions: DEFAULT_PARTITIONS,
+            regions: Vec::new(),
             replicas: 1,
             stream_max_age_secs: 7 * 24 * 3600,
             stream_max_msgs_per_room: 100_000,
@@ -62,6 +68,11 @@ impl Default for MeshConfig {
 }
 
 impl MeshConfig {
+    /// The streams and worker partitions of this deployment.
+    pub fn topology(&self) -> crate::regions::Topology {
+        crate::regions::Topology::new(self.partitions, &self.regions)
+    }
+
     /// Every problem with these settings, so a bad config is reported all at once.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -70,6 +81,17 @@ impl MeshConfig {
         }
         if self.partitions == 0 || self.partitions > 1024 {
             out.push("mesh.partitions must be between 1 and 1024".into());
+        }
+        for r in &self.regions {
+            if !crate::regions::valid_region(r) {
+                out.push(format!("mesh.regions: {r:?} must be 1-16 of a-z and 0-9"));
+            }
+        }
+        let mut seen = self.regions.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.regions.len() {
+            out.push("mesh.regions names a region twice".into());
         }
         if !(1..=5).contains(&self.replicas) {
             out.push("mesh.replicas must be between 1 and 5".into());

@@ -21,6 +21,7 @@ pub mod moderation;
 pub mod names;
 pub mod push;
 pub mod reactions;
+pub mod regions;
 pub mod search;
 pub mod service;
 pub mod subjects;

@@ -10,13 +10,32 @@ pub enum NameError {
     TooLong { what: &'static str },
     #[error("{what} may contain only A-Z, a-z, 0-9, '_' and '-'")]
     BadChar { what: &'static str },
+    #[error("a room's home region (before '~') must be 1-16 of a-z and 0-9, followed by a name")]
+    BadHome,
 }
 
 /// Longest room id, user name or message id.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Checks a room id or user name: `[A-Za-z0-9_-]{1,64}`. `what` names it in the error.
+/// Checks a room id or user name: `[A-Za-z0-9_-]{1,64}`. `what` names it in the error. A room
+/// id (`what` = `"room"`) may start with its home region and `~` (`us~general`,
+/// docs/REGIONS.md): 1–16 of `a-z0-9`, then a name, 64 characters in all.
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    if what == "room" {
+        if let Some((region, rest)) = name.split_once(crate::subjects::HOME_SEP) {
+            if !crate::regions::valid_region(region) || rest.is_empty() {
+                return Err(NameError::BadHome);
+            }
+            if name.len() > MAX_NAME_LEN {
+                return Err(NameError::TooLong { what });
+            }
+            return plain_name(what, rest);
+        }
+    }
+    plain_name(what, name)
+}
+
+fn plain_name(what: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { what });
     }
@@ -93,6 +112,18 @@ mod tests {
             validate_name("room", &"a".repeat(65)),
             Err(NameError::TooLong { what: "room" })
         );
+    }
+
+    #[test]
+    fn room_ids_may_name_a_home_region() {
+        assert!(validate_name("room", "us~general").is_ok());
+        assert!(validate_name("room", "eu2~A-b_c").is_ok());
+        for bad in ["~general", "US~general", "us~", "us~a~b", "u.s~a", "us~a.b"] {
+            assert!(validate_name("room", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_name("user", "us~bob").is_err());
+        assert!(validate_name("room", &format!("us~{}", "a".repeat(62))).is_err());
+        assert!(validate_name("room", &format!("us~{}", "a".repeat(61))).is_ok());
     }
 
     #[test]

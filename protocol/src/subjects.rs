@@ -4,10 +4,17 @@
 //! `{{partition}}` mapping uses). The gateway computes the partition itself and publishes to
 //! `chat.in.<p>.<room>`; nats-server never re-maps subjects, so there is exactly one hash in
 //! the system. `P` is fixed per deployment: changing it moves rooms to other subjects.
+//!
+//! A room id may name its home region (`us~general`, docs/REGIONS.md): its subjects then
+//! carry the region as a token (`chat.in.us.<p>.us~general`) and its messages live in the
+//! stream `CHAT_us`. Rooms without one (every room of a one-region deployment) keep the
+//! four-token subjects of stream `CHAT`. Subjects of different token counts never overlap,
+//! so the streams never capture each other's rooms. [`crate::regions::Topology`] maps the
+//! resulting streams and partitions to the worker's partition numbers.
 
 /// The JetStream stream that stores every chat message.
 pub const STREAM: &str = "CHAT";
-/// Subjects the stream captures.
+/// Subjects the stream captures (one region); every stream's, as a bus permission.
 pub const IN_ALL: &str = "chat.in.>";
 /// Where the stream republishes each stored message (core NATS, with sequence headers).
 pub const LIVE_ALL: &str = "chat.live.>";
@@ -29,26 +36,90 @@ pub fn partition(key: &str, partitions: u32) -> u32 {
     fnv1a32(key.as_bytes()) % partitions.max(1)
 }
 
+/// Separates a room id's home region from the rest: `us~general`.
+pub const HOME_SEP: char = '~';
+
+/// The home region a room id names (`us` of `us~general`), `None` for a room without one
+/// (it lives in stream `CHAT`). User names cannot contain the separator, so a user-keyed
+/// service key never has a home region.
+pub fn home_region(key: &str) -> Option<&str> {
+    key.split_once(HOME_SEP).map(|(region, _)| region)
+}
+
+/// The stream of a home region: `CHAT` for none, `CHAT_<region>` otherwise.
+pub fn region_stream(region: Option<&str>) -> String {
+    match region {
+        None => STREAM.to_owned(),
+        Some(r) => format!("{STREAM}_{r}"),
+    }
+}
+
+/// The name of the mirror of `stream` kept in `region` (read-only copy for local reads and
+/// for reads while the stream's home region is cut off).
+pub fn mirror_name(stream: &str, region: &str) -> String {
+    format!("{stream}_M_{region}")
+}
+
+/// The stream that stores a room's messages.
+pub fn stream_of(room: &str) -> String {
+    region_stream(home_region(room))
+}
+
+/// `<kind>.<p>.<room>` or, for a room with a home region, `<kind>.<region>.<p>.<room>`.
+fn room_subject(kind: &str, partitions: u32, room: &str) -> String {
+    let p = partition(room, partitions);
+    match home_region(room) {
+        None => format!("{kind}.{p}.{room}"),
+        Some(r) => format!("{kind}.{r}.{p}.{room}"),
+    }
+}
+
 /// Subject a gateway publishes a room's messages to.
 pub fn in_subject(partitions: u32, room: &str) -> String {
-    format!("chat.in.{}.{room}", partition(room, partitions))
+    room_subject("chat.in", partitions, room)
 }
 
 /// Core subject the stream republishes a room's messages on.
 pub fn live_subject(partitions: u32, room: &str) -> String {
-    format!("chat.live.{}.{room}", partition(room, partitions))
+    room_subject("chat.live", partitions, room)
 }
 
-/// Filter of one partition's stored messages (one durable consumer each).
-pub fn in_partition_filter(p: u32) -> String {
-    format!("chat.in.{p}.>")
+/// Subjects a region's stream captures. With regions, `CHAT` takes exactly four tokens
+/// (`chat.in.*.*`) so that it does not overlap the regions' five-token subjects.
+pub fn stream_subjects(region: Option<&str>, regions: bool) -> String {
+    match (region, regions) {
+        (None, false) => IN_ALL.to_owned(),
+        (None, true) => "chat.in.*.*".to_owned(),
+        (Some(r), _) => format!("chat.in.{r}.*.*"),
+    }
 }
 
-/// The room of a `chat.in.<p>.<room>` or `chat.live.<p>.<room>` subject.
+/// Where a region's stream republishes what [`stream_subjects`] captures.
+pub fn stream_republish(region: Option<&str>, regions: bool) -> String {
+    match (region, regions) {
+        (None, false) => LIVE_ALL.to_owned(),
+        (None, true) => "chat.live.{{wildcard(1)}}.{{wildcard(2)}}".to_owned(),
+        (Some(r), _) => format!("chat.live.{r}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}"),
+    }
+}
+
+/// Filter of one partition's stored messages in its region's stream (one durable consumer
+/// each).
+pub fn in_partition_filter(region: Option<&str>, p: u32) -> String {
+    match region {
+        None => format!("chat.in.{p}.>"),
+        Some(r) => format!("chat.in.{r}.{p}.>"),
+    }
+}
+
+/// The room of a `chat.in.[<region>.]<p>.<room>` or `chat.live.[<region>.]<p>.<room>`
+/// subject.
 pub fn room_of(subject: &str) -> Option<&str> {
-    let mut it = subject.splitn(4, '.');
-    let (_, _, _, room) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    Some(room)
+    let tokens = subject.split('.').count();
+    if !(4..=5).contains(&tokens) {
+        return None;
+    }
+    subject.rsplit('.').next()
 }
 
 /// Ephemeral events of a room (typing, receipts, presence diffs): core NATS, never stored.
@@ -98,14 +169,22 @@ pub fn user_subject(user: &str) -> String {
 /// Wildcard of all account changes (gateways subscribe once).
 pub const USER_ALL: &str = "chat.user.*";
 
-/// Request subject of a worker service operation for a partition.
+/// Request subject of a worker service operation for a partition: the room's (in its home
+/// region, `chat.svc.<region>.<p>.<op>`) or the user's.
 pub fn svc_subject(partitions: u32, key: &str, op: &str) -> String {
-    format!("chat.svc.{}.{op}", partition(key, partitions))
+    let p = partition(key, partitions);
+    match home_region(key) {
+        None => format!("chat.svc.{p}.{op}"),
+        Some(r) => format!("chat.svc.{r}.{p}.{op}"),
+    }
 }
 
 /// Wildcard of every service operation of one partition (what its owner subscribes to).
-pub fn svc_partition_wildcard(p: u32) -> String {
-    format!("chat.svc.{p}.*")
+pub fn svc_partition_wildcard(region: Option<&str>, p: u32) -> String {
+    match region {
+        None => format!("chat.svc.{p}.*"),
+        Some(r) => format!("chat.svc.{r}.{p}.*"),
+    }
 }
 
 /// Durable consumer of the push notifier (every message, all partitions; docs/PUSH.md).
@@ -136,5 +215,39 @@ mod tests {
         assert_eq!(room_of("chat.in"), None);
         assert!(partition("general", 16) < 16);
         assert_eq!(partition("anything", 1), 0);
+    }
+
+    #[test]
+    fn a_home_region_is_a_subject_token_and_a_stream() {
+        let p = partition("us~general", 16);
+        assert_eq!(
+            in_subject(16, "us~general"),
+            format!("chat.in.us.{p}.us~general")
+        );
+        assert_eq!(
+            live_subject(16, "us~general"),
+            format!("chat.live.us.{p}.us~general")
+        );
+        assert_eq!(room_of(&in_subject(16, "us~general")), Some("us~general"));
+        assert_eq!(stream_of("us~general"), "CHAT_us");
+        assert_eq!(stream_of("general"), "CHAT");
+        assert_eq!(home_region("general"), None);
+        assert_eq!(
+            svc_subject(16, "us~general", "history"),
+            format!("chat.svc.us.{p}.history")
+        );
+        assert_eq!(
+            svc_partition_wildcard(Some("us"), p),
+            format!("chat.svc.us.{p}.*")
+        );
+        assert_eq!(in_partition_filter(Some("us"), 3), "chat.in.us.3.>");
+        assert_eq!(stream_subjects(Some("us"), true), "chat.in.us.*.*");
+        assert_eq!(stream_subjects(None, true), "chat.in.*.*");
+        assert_eq!(stream_subjects(None, false), IN_ALL);
+        assert_eq!(
+            stream_republish(Some("us"), true),
+            "chat.live.us.{{wildcard(1)}}.{{wildcard(2)}}"
+        );
+        assert_eq!(room_of("chat.in.us.3.us~x.y"), None);
     }
 }

@@ -64,6 +64,50 @@ impl MeshProc {
         Ok(mesh)
     }
 
+    /// `regions` regions (`ops/mesh up --regions`, docs/REGIONS.md): region k on net
+    /// `a.b.(c+k)` with one NATS node and one gateway, the worker in the first region.
+    pub async fn up_regions(net: &str, regions: u32, env: &[(&str, &str)]) -> Result<Self> {
+        let mesh = Self {
+            dir: tempfile::tempdir()?,
+            net: net.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            gateways: 1,
+            workers: 1,
+        };
+        let n = regions.to_string();
+        let args = vec![
+            "up",
+            "--regions",
+            &n,
+            "--net",
+            &mesh.net,
+            "--bin",
+            env!("CARGO_BIN_EXE_chatmesh"),
+        ];
+        mesh.ops(&args).await?;
+        Ok(mesh)
+    }
+
+    /// The gateway of region `k` (1-based) in a mesh of [`MeshProc::up_regions`].
+    pub fn region_entry(&self, k: u32) -> String {
+        let (ab, c) = self.net.rsplit_once('.').expect("net is a.b.c");
+        let c: u32 = c.parse().expect("net is a.b.c");
+        format!("http://{ab}.{}.21:8080", c + k)
+    }
+
+    /// Cuts `region` off: every process of it killed (`ops/mesh cut`).
+    pub async fn cut(&self, region: &str) -> Result<()> {
+        self.ops(&["cut", region]).await.map(|_| ())
+    }
+
+    /// Starts a cut region again and waits until it is whole (`ops/mesh heal`).
+    pub async fn heal(&self, region: &str) -> Result<()> {
+        self.ops(&["heal", region]).await.map(|_| ())
+    }
+
     /// `ops/mesh up` again on the same data dir (after [`MeshProc::down`]).
     pub async fn start_all(&self) -> Result<()> {
         let (g, w) = (self.gateways.to_string(), self.workers.to_string());

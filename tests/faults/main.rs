@@ -16,6 +16,7 @@
 mod common;
 mod harness;
 mod launcher;
+mod regions;
 mod run;
 mod traffic;
 mod ws;

@@ -73,13 +73,28 @@ impl Run {
         receivers: usize,
         per_second: u32,
     ) -> Result<Self> {
+        Self::start_across(entry, entry, room, senders, receivers, per_second).await
+    }
+
+    /// [`Run::start`] with the senders (and the set-up) on `entry` and the receivers on
+    /// `receive_entry` (another region's gateway).
+    pub async fn start_across(
+        entry: &str,
+        receive_entry: &str,
+        room: &str,
+        senders: usize,
+        receivers: usize,
+        per_second: u32,
+    ) -> Result<Self> {
         let api = Api::at(entry);
         let mut tokens = Vec::new();
+        // User names cannot hold a room's home region separator.
+        let stem = room.replace('~', "-");
         for i in 0..senders + receivers {
             let name = if i < senders {
-                format!("{room}-s{i}")
+                format!("{stem}-s{i}")
             } else {
-                format!("{room}-r{}", i - senders)
+                format!("{stem}-r{}", i - senders)
             };
             tokens.push((name.clone(), api.user(&name).await?));
         }
@@ -100,9 +115,13 @@ impl Run {
             receivers: Vec::new(),
             tokens,
         };
+        let receive_at = Target {
+            entry: receive_entry.to_owned(),
+            room: room.to_owned(),
+        };
         for (i, (user, token)) in run.tokens[senders..].iter().enumerate() {
             run.receivers.push(tokio::spawn(traffic::receiver(
-                run.target.clone(),
+                receive_at.clone(),
                 user.clone(),
                 token.clone(),
                 i,

@@ -72,8 +72,15 @@ pub async fn run_beside(
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     crate::push::enable(&service, &push);
-    crate::push::spawn_notifier(&service, push, nats, &mut tasks, stop.clone())
-        .map_err(|e| WorkerError::Push(Box::new(e)))?;
+    crate::push::spawn_notifier(
+        &service,
+        push,
+        &mesh.topology(),
+        nats,
+        &mut tasks,
+        stop.clone(),
+    )
+    .map_err(|e| WorkerError::Push(Box::new(e)))?;
     info!("push notifier running");
     shutdown.await;
     stop.cancel();

@@ -1,7 +1,13 @@
-//! The JetStream stream every chat message goes through, created or brought up to date
+//! The JetStream streams every chat message goes through, created or brought up to date
 //! idempotently at start: starting against a stream that already has this config changes
 //! nothing, and a changed setting (retention, replicas) is applied with an update that keeps
 //! every field the server chose itself.
+//!
+//! One region has one stream, `CHAT`. With `mesh.regions` (docs/REGIONS.md) there is `CHAT`
+//! (rooms without a home region) in the primary region and `CHAT_<r>` in each region `r`,
+//! each placed in its region's NATS cluster, and in every other region a mirror of each
+//! (`<stream>_M_<region>`): reads there are served locally, and stay possible while the
+//! stream's home region is cut off.
 //!
 //! Each room's subject holds at most `stream_max_msgs_per_room` messages, and what is over
 //! the cap is refused, never dropped: the stream only loses a message by age
@@ -10,27 +16,91 @@
 use std::time::Duration;
 
 use async_nats::jetstream::stream::{self, DiscardPolicy, Republish, StorageType};
+use async_nats::jetstream::stream::{Placement, Source};
 use async_nats::jetstream::Context;
-use chatmesh_protocol::subjects::{IN_ALL, LIVE_ALL, STREAM};
+use chatmesh_protocol::regions::Topology;
+use chatmesh_protocol::subjects::{mirror_name, stream_republish, stream_subjects};
 use chatmesh_protocol::MeshConfig;
 use tracing::info;
 
 use crate::error::WorkerError;
 
-/// The config of stream `CHAT` for this deployment.
-pub fn stream_config(mesh: &MeshConfig) -> stream::Config {
+/// The message streams of a deployment, by stream index ([`Topology`]).
+#[derive(Debug, Clone)]
+pub struct Streams {
+    topology: Topology,
+    streams: std::sync::Arc<[stream::Stream]>,
+}
+
+impl Streams {
+    /// The deployment's streams and partitions.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The stream worker partition `g` reads.
+    pub fn of_partition(&self, g: u32) -> &stream::Stream {
+        let s = g / self.topology.per_stream();
+        &self.streams[usize::try_from(s).unwrap_or(0).min(self.streams.len() - 1)]
+    }
+
+    /// The stream of `room` and its worker partition; `None` for an unknown home region.
+    pub fn of_room(&self, room: &str) -> Option<(u32, &stream::Stream)> {
+        let g = self.topology.partition_of(room)?;
+        Some((g, self.of_partition(g)))
+    }
+
+    /// Each stream with its stream index.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &stream::Stream)> {
+        (0u32..).zip(self.streams.iter())
+    }
+}
+
+/// The config of message stream `s` (0 = `CHAT`) for this deployment.
+pub fn stream_config(mesh: &MeshConfig, s: u32) -> stream::Config {
+    let topology = mesh.topology();
     let mut cfg = stream::Config {
-        name: STREAM.to_owned(),
+        name: topology.stream_name(s),
         storage: StorageType::File,
         ..Default::default()
     };
-    apply(&mut cfg, mesh);
+    if topology.has_regions() {
+        cfg.placement = Some(Placement {
+            cluster: Some(topology.home_of_stream(s).to_owned()),
+            ..Default::default()
+        });
+    }
+    apply(&mut cfg, mesh, s);
     cfg
 }
 
+/// The config of the mirror of message stream `s` kept in `region`: a read copy, with the
+/// origin's seqs and subjects, answering direct gets for the origin in its region.
+pub fn mirror_config(mesh: &MeshConfig, s: u32, region: &str) -> stream::Config {
+    let origin = mesh.topology().stream_name(s);
+    stream::Config {
+        name: mirror_name(&origin, region),
+        storage: StorageType::File,
+        mirror: Some(Source {
+            name: origin,
+            ..Default::default()
+        }),
+        placement: Some(Placement {
+            cluster: Some(region.to_owned()),
+            ..Default::default()
+        }),
+        num_replicas: mesh.replicas,
+        max_age: Duration::from_secs(mesh.stream_max_age_secs),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
 /// Sets the fields chatmesh manages; leaves the rest as they are.
-fn apply(cfg: &mut stream::Config, mesh: &MeshConfig) {
-    cfg.subjects = vec![IN_ALL.to_owned()];
+fn apply(cfg: &mut stream::Config, mesh: &MeshConfig, s: u32) {
+    let topology = mesh.topology();
+    let (region, regions) = (topology.stream_region(s), topology.has_regions());
+    cfg.subjects = vec![stream_subjects(region, regions)];
     cfg.num_replicas = mesh.replicas;
     cfg.max_age = Duration::from_secs(mesh.stream_max_age_secs);
     cfg.max_messages_per_subject = mesh.stream_max_msgs_per_room;
@@ -48,16 +118,66 @@ fn apply(cfg: &mut stream::Config, mesh: &MeshConfig) {
     };
     cfg.discard_new_per_subject = capped;
     cfg.republish = Some(Republish {
-        source: IN_ALL.to_owned(),
-        destination: LIVE_ALL.to_owned(),
+        source: stream_subjects(region, regions),
+        destination: stream_republish(region, regions),
         headers_only: false,
     });
 }
 
-/// Creates stream `CHAT`, or updates it if its managed settings differ from `mesh`.
+/// Creates every message stream of the deployment and, with regions, their mirrors, or
+/// updates them if their managed settings differ from `mesh`.
+pub async fn ensure_streams(js: &Context, mesh: &MeshConfig) -> Result<Streams, WorkerError> {
+    let topology = mesh.topology();
+    let mut streams = Vec::new();
+    for s in 0..topology.streams() {
+        streams.push(ensure_one(js, mesh, s).await?);
+    }
+    // Mirrors after their origins: a mirror made before its origin cannot take over the
+    // origin's `allow_direct` (docs/REGIONS.md, 3).
+    for s in 0..topology.streams() {
+        for region in topology.regions() {
+            if region != topology.home_of_stream(s) {
+                ensure_mirror(js, mesh, s, region).await?;
+            }
+        }
+    }
+    Ok(Streams {
+        topology,
+        streams: streams.into(),
+    })
+}
+
+/// Creates the mirror of stream `s` in `region` if it does not exist (a mirror's settings
+/// are its origin's; nothing to update).
+async fn ensure_mirror(
+    js: &Context,
+    mesh: &MeshConfig,
+    s: u32,
+    region: &str,
+) -> Result<(), WorkerError> {
+    let cfg = mirror_config(mesh, s, region);
+    let name = cfg.name.clone();
+    js.get_or_create_stream(cfg)
+        .await
+        .map_err(|e| WorkerError::stream(format!("get or create mirror {name}"), e))?;
+    Ok(())
+}
+
+/// [`ensure_streams`], returning stream `CHAT`.
 pub async fn ensure_stream(js: &Context, mesh: &MeshConfig) -> Result<stream::Stream, WorkerError> {
+    Ok(ensure_streams(js, mesh).await?.of_partition(0).clone())
+}
+
+/// Creates message stream `s`, or updates it if its managed settings differ from `mesh`.
+async fn ensure_one(
+    js: &Context,
+    mesh: &MeshConfig,
+    s: u32,
+) -> Result<stream::Stream, WorkerError> {
+    let cfg = stream_config(mesh, s);
+    let name = cfg.name.clone();
     let mut handle = js
-        .get_or_create_stream(stream_config(mesh))
+        .get_or_create_stream(cfg)
         .await
         .map_err(|e| WorkerError::stream("get or create", e))?;
     let have = handle
@@ -68,19 +188,19 @@ pub async fn ensure_stream(js: &Context, mesh: &MeshConfig) -> Result<stream::St
         .clone();
     if have.storage != StorageType::File {
         return Err(WorkerError::stream_msg(format!(
-            "stream {STREAM} exists with {:?} storage; chatmesh needs file storage (delete it)",
+            "stream {name} exists with {:?} storage; chatmesh needs file storage (delete it)",
             have.storage
         )));
     }
     let mut want = have.clone();
-    apply(&mut want, mesh);
+    apply(&mut want, mesh, s);
     if want != have {
         js.update_stream(&want)
             .await
             .map_err(|e| WorkerError::stream("update", e))?;
-        info!(stream = STREAM, "stream settings updated");
+        info!(stream = name, "stream settings updated");
         handle = js
-            .get_stream(STREAM)
+            .get_stream(&name)
             .await
             .map_err(|e| WorkerError::stream("get", e))?;
     }
@@ -114,4 +234,50 @@ pub async fn trim_below(
         .await
         .map_err(|e| WorkerError::stream("purge", e))?;
     Ok((below, done.purged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions() -> MeshConfig {
+        MeshConfig {
+            regions: vec!["eu".into(), "us".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_region_keeps_the_one_stream() {
+        let cfg = stream_config(&MeshConfig::default(), 0);
+        assert_eq!(cfg.name, "CHAT");
+        assert_eq!(cfg.subjects, vec!["chat.in.>".to_owned()]);
+        assert_eq!(cfg.placement, None);
+        let republish = cfg.republish.unwrap();
+        assert_eq!(
+            (republish.source.as_str(), republish.destination.as_str()),
+            ("chat.in.>", "chat.live.>")
+        );
+    }
+
+    #[test]
+    fn each_region_has_its_stream_placed_at_home_and_mirrors_elsewhere() {
+        let mesh = regions();
+        let chat = stream_config(&mesh, 0);
+        assert_eq!(chat.subjects, vec!["chat.in.*.*".to_owned()]);
+        assert_eq!(chat.placement.unwrap().cluster.as_deref(), Some("eu"));
+        let us = stream_config(&mesh, 2);
+        assert_eq!(us.name, "CHAT_us");
+        assert_eq!(us.subjects, vec!["chat.in.us.*.*".to_owned()]);
+        assert_eq!(us.placement.unwrap().cluster.as_deref(), Some("us"));
+        assert_eq!(
+            us.republish.unwrap().destination,
+            "chat.live.us.{{wildcard(1)}}.{{wildcard(2)}}"
+        );
+        let mirror = mirror_config(&mesh, 2, "eu");
+        assert_eq!(mirror.name, "CHAT_us_M_eu");
+        assert_eq!(mirror.mirror.unwrap().name, "CHAT_us");
+        assert!(mirror.subjects.is_empty() && mirror.republish.is_none() && mirror.allow_direct);
+        assert_eq!(mirror.placement.unwrap().cluster.as_deref(), Some("eu"));
+    }
 }

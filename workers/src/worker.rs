@@ -28,7 +28,7 @@ use crate::ownership::SpawnPartition;
 use crate::progress::Progress;
 use crate::service::{serve_partition, Service, StreamTail};
 use crate::store::{KvStore, Store};
-use crate::streams::ensure_stream;
+use crate::streams::ensure_streams;
 
 const JS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,41 +95,47 @@ impl Worker {
         let js = jetstream::ContextBuilder::new()
             .timeout(JS_TIMEOUT)
             .build(nats.clone());
-        let mut stream = ensure_stream(&js, &mesh).await?;
-        let last = stream
-            .info()
-            .await
-            .map_err(|e| WorkerError::stream("reading the stream info", e))?
-            .state
-            .last_sequence;
+        let streams = ensure_streams(&js, &mesh).await?;
+        let topology = streams.topology().clone();
         let model = Model::new(store.clone()).with_group_commit(
             Duration::from_millis(cfg.batch_linger_ms),
             cfg.batch_max_messages.saturating_mul(4),
         );
-        for partition in 0..mesh.partitions {
-            let checkpoint = model.checkpoint(partition).await?;
-            if checkpoint > last {
-                return Err(WorkerError::StreamBehindStore {
-                    partition,
-                    checkpoint,
-                    last,
-                });
+        for (s, stream) in streams.iter() {
+            let last = stream
+                .clone()
+                .info()
+                .await
+                .map_err(|e| WorkerError::stream("reading the stream info", e))?
+                .state
+                .last_sequence;
+            let first = s * topology.per_stream();
+            for partition in first..first + topology.per_stream() {
+                let checkpoint = model.checkpoint(partition).await?;
+                if checkpoint > last {
+                    return Err(WorkerError::StreamBehindStore {
+                        partition,
+                        checkpoint,
+                        last,
+                    });
+                }
             }
         }
+        let partitions = topology.count();
         let caches = Arc::new(Caches::new(cfg.cache_sizes()));
-        let progress = Arc::new(Progress::new(mesh.partitions));
+        let progress = Arc::new(Progress::new(partitions));
         let service = Service::new(model.clone(), caches.clone(), &cfg, Some(nats.clone()))?;
         let search = cfg
             .search
             .enabled
-            .then(|| crate::search::Indexes::new(&cfg.search_dir(), mesh.partitions, &cfg.search));
+            .then(|| crate::search::Indexes::new(&cfg.search_dir(), partitions, &cfg.search));
         if let Some(search) = &search {
             service.enable_search(search.clone());
         }
         let audit_days = admin.audit_retention_days;
         service.enable_admin(admin);
         service.follow_stream(StreamTail {
-            stream: stream.clone(),
+            streams: streams.clone(),
             progress: progress.clone(),
             partitions: mesh.partitions,
             wait: Duration::from_millis(cfg.history_wait_ms),
@@ -145,7 +151,7 @@ impl Worker {
             model,
             caches,
             progress,
-            stream,
+            streams,
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(cfg.ack_wait_secs),
                 max_ack_pending: i64::try_from(cfg.batch_max_messages * 4).unwrap_or(i64::MAX),
@@ -170,14 +176,13 @@ impl Worker {
                 Ok(())
             });
         }
-        for _ in 0..mesh.partitions {
+        for _ in 0..partitions {
             writers_ready.push(Arc::new(AtomicBool::new(false)));
         }
-        let owned: Arc<[AtomicBool]> = (0..mesh.partitions)
-            .map(|_| AtomicBool::new(false))
-            .collect();
+        let owned: Arc<[AtomicBool]> = (0..partitions).map(|_| AtomicBool::new(false)).collect();
         let spawn: SpawnPartition = {
             let (ready, owned, nats) = (writers_ready.clone(), owned.clone(), nats.clone());
+            let topology = topology.clone();
             let service = service.clone();
             Box::new(move |p, stop| {
                 let mut set = JoinSet::new();
@@ -191,7 +196,7 @@ impl Worker {
                 set.spawn(serve_partition(
                     service.clone(),
                     nats.clone(),
-                    p,
+                    topology.partition_services(p),
                     limit.clone(),
                     stop.clone(),
                 ));
@@ -206,16 +211,25 @@ impl Worker {
             })
         };
         if let Some(files) = files {
-            let (owned, partitions) = (owned.clone(), mesh.partitions);
+            let (owned, topology) = (owned.clone(), topology.clone());
             let owns: crate::files::Owns = Arc::new(move |room: &str| {
-                let p = chatmesh_protocol::subjects::partition(room, partitions) as usize;
-                owned.get(p).is_some_and(|o| o.load(Ordering::Acquire))
+                topology
+                    .partition_of(room)
+                    .and_then(|p| owned.get(p as usize))
+                    .is_some_and(|o| o.load(Ordering::Acquire))
             });
             crate::files::start(&service, files, owns, &mut tasks, shutdown.clone());
         }
         if let Some(push) = push {
-            crate::push::start(&service, push, nats.clone(), &mut tasks, shutdown.clone())
-                .map_err(|e| WorkerError::Push(Box::new(e)))?;
+            crate::push::start(
+                &service,
+                push,
+                &topology,
+                nats.clone(),
+                &mut tasks,
+                shutdown.clone(),
+            )
+            .map_err(|e| WorkerError::Push(Box::new(e)))?;
         }
         let me = crate::ownership::new_worker_id();
         info!(worker = %me, mode = ?cfg.ownership.mode, "partition ownership");
@@ -224,7 +238,7 @@ impl Worker {
             js.clone(),
             nats.clone(),
             mesh.replicas,
-            mesh.partitions,
+            partitions,
             me.clone(),
             spawn,
             shutdown.clone(),
@@ -240,7 +254,7 @@ impl Worker {
         nats.flush()
             .await
             .map_err(|e| WorkerError::nats("flush", e))?;
-        info!(partitions = mesh.partitions, "worker started");
+        info!(partitions, regions = ?mesh.regions, "worker started");
         Ok(Worker {
             shutdown,
             tasks,

@@ -14,7 +14,6 @@ use chatmesh_protocol::search::{
     SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
 };
 use chatmesh_protocol::service::{ListRooms, ListRoomsRequest, Search};
-use chatmesh_protocol::subjects::partition;
 use chatmesh_protocol::ApiError;
 
 use super::reply;
@@ -89,13 +88,14 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
         rooms = vec![room.clone()];
     }
     rooms.truncate(MAX_SEARCH_ROOMS);
-    let partitions = state.services.partitions();
+    // One ask per worker partition (a room's partition within its home region's stream).
+    let topology = state.services.topology();
     let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for room in rooms {
-        by_partition
-            .entry(partition(&room, partitions))
-            .or_default()
-            .push(room);
+        let Some(p) = topology.partition_of(&room) else {
+            continue;
+        };
+        by_partition.entry(p).or_default().push(room);
     }
     let asks = by_partition.into_values().map(|rooms| {
         let req = SearchRequest {

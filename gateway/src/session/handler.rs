@@ -543,15 +543,22 @@ impl Session {
                         Commit::Publish { epoch, .. } => epoch,
                         _ => 0,
                     };
-                    match mls::duplicate_commit(&state, ack.sequence, &user, &payload.id, epoch)
-                        .await
+                    match mls::duplicate_commit(
+                        &state,
+                        &room,
+                        ack.sequence,
+                        &user,
+                        &payload.id,
+                        epoch,
+                    )
+                    .await
                     {
                         Ok(()) => ServerFrame::Ack {
                             r#ref: Cow::Borrowed(&r#ref),
                             room: Cow::Borrowed(&room),
                             id: Cow::Borrowed(&payload.id),
                             seq: ack.sequence,
-                            ts: original_ts(&state, ack.sequence).await.unwrap_or(ts),
+                            ts: original_ts(&state, &room, ack.sequence).await.unwrap_or(ts),
                         }
                         .encode(),
                         Err(e) => error_frame(&r#ref, &e),
@@ -563,7 +570,7 @@ impl Session {
                     // What one sends is read: the sender's cursor moves to it.
                     state.own_reads.sent(&room, &user, ack.sequence);
                     let ts = if ack.duplicate {
-                        original_ts(&state, ack.sequence).await.unwrap_or(ts)
+                        original_ts(&state, &room, ack.sequence).await.unwrap_or(ts)
                     } else {
                         ts
                     };
@@ -746,8 +753,8 @@ async fn attach(
 }
 
 /// The `ts` of an already stored message (a resend gets the original's).
-async fn original_ts(state: &AppState, seq: u64) -> Option<u64> {
-    let payload = state.reader.get(seq).await.ok()?;
+async fn original_ts(state: &AppState, room: &str, seq: u64) -> Option<u64> {
+    let payload = state.reader.get(room, seq).await.ok()?;
     serde_json::from_slice::<Payload>(&payload)
         .ok()
         .map(|p| p.ts)

@@ -111,12 +111,13 @@ pub(super) async fn check(
 /// has its id), or a commit that lost the race for its epoch (`conflict`).
 pub(super) async fn duplicate_commit(
     state: &AppState,
+    room: &str,
     seq: u64,
     user: &str,
     id: &str,
     epoch: u64,
 ) -> Result<(), ApiError> {
-    let stored = state.reader.get(seq).await.ok();
+    let stored = state.reader.get(room, seq).await.ok();
     let original = stored.and_then(|p| serde_json::from_slice::<Payload>(&p).ok());
     match original {
         Some(p) if p.from == user && p.id == id => Ok(()),

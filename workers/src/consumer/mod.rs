@@ -128,7 +128,8 @@ pub(crate) struct Writer {
     pub caches: Arc<Caches>,
     /// Told each committed checkpoint (history waits on it).
     pub progress: Arc<Progress>,
-    pub stream: Stream,
+    /// The message streams (a partition reads its region's).
+    pub streams: crate::streams::Streams,
     pub consumer: ConsumerSettings,
     pub batch_max: usize,
     /// The search indexes, kept after each stored batch (none when search is off).
@@ -214,7 +215,9 @@ async fn session(
             None => checkpoint,
         };
         let start = checkpoint.min(indexed);
-        let consumer = setup::recreate(&w.stream, p, start + 1, w.consumer).await?;
+        let filter = w.streams.topology().partition_filter(p);
+        let stream = w.streams.of_partition(p);
+        let consumer = setup::recreate(stream, p, &filter, start + 1, w.consumer).await?;
         let deliveries = consumer
             .stream()
             .max_messages_per_batch(w.batch_max)
@@ -298,9 +301,9 @@ async fn session(
             }
         }
         if !erased.is_empty() {
-            tokio::spawn(erase(w.stream.clone(), erased));
+            tokio::spawn(erase(w.streams.of_partition(p).clone(), erased));
         }
-        trim_stored(w, due, checkpoint);
+        trim_stored(w, p, due, checkpoint);
         w.progress.stored(p, checkpoint);
         let stored = batch.len();
         if let Some(last) = batch.pop() {
@@ -350,9 +353,9 @@ fn trims_due(w: &Writer, counts: &mut HashMap<String, u64>, batch: &[Delivery]) 
 }
 
 /// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored.
-fn trim_stored(w: &Writer, rooms: Vec<String>, checkpoint: u64) {
+fn trim_stored(w: &Writer, p: u32, rooms: Vec<String>, checkpoint: u64) {
     for room in rooms {
-        let (stream, partitions) = (w.stream.clone(), w.trim.partitions);
+        let (stream, partitions) = (w.streams.of_partition(p).clone(), w.trim.partitions);
         tokio::spawn(async move {
             match crate::streams::trim_below(&stream, partitions, &room, checkpoint + 1).await {
                 Ok((below, purged)) => {

@@ -8,7 +8,7 @@ use async_nats::jetstream::consumer::pull::{self, Config};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::{ConsumerErrorKind, Stream};
 use async_nats::jetstream::ErrorCode;
-use chatmesh_protocol::subjects::{in_partition_filter, store_consumer};
+use chatmesh_protocol::subjects::store_consumer;
 
 use super::SessionError;
 
@@ -19,10 +19,12 @@ pub(crate) struct ConsumerSettings {
     pub max_ack_pending: i64,
 }
 
-/// Deletes `store-p{p}` if it exists and creates it again starting at `start_seq`.
+/// Deletes `store-p{p}` (on worker partition `p`'s stream, reading `filter`) if it exists and
+/// creates it again starting at `start_seq`.
 pub(crate) async fn recreate(
     stream: &Stream,
     p: u32,
+    filter: &str,
     start_seq: u64,
     s: ConsumerSettings,
 ) -> Result<PullConsumer, SessionError> {
@@ -41,7 +43,7 @@ pub(crate) async fn recreate(
         },
         ack_policy: AckPolicy::All,
         ack_wait: s.ack_wait,
-        filter_subject: in_partition_filter(p),
+        filter_subject: filter.to_owned(),
         max_ack_pending: s.max_ack_pending,
         ..Default::default()
     };

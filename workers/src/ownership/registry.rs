@@ -115,7 +115,8 @@ pub(super) async fn ensure_bucket(
     replicas: usize,
     republish_to: Option<&str>,
 ) -> Result<(), WorkerError> {
-    natskit::ensure_ttl_bucket(js, bucket, replicas, republish_to)
+    // Workers run in the primary region: their buckets are placed there by default.
+    natskit::ensure_ttl_bucket(js, bucket, replicas, republish_to, None)
         .await
         .map_err(|e| WorkerError::stream(format!("KV bucket {bucket}"), e))
 }

@@ -21,7 +21,7 @@ use async_nats::jetstream::consumer::pull::Config;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::Context;
 use chatmesh_protocol::backoff::Backoff;
-use chatmesh_protocol::subjects::{IN_ALL, PUSH_CONSUMER, STREAM};
+use chatmesh_protocol::subjects::PUSH_CONSUMER;
 use futures::StreamExt;
 use metrics::{counter, gauge};
 use tokio::sync::Semaphore;
@@ -51,6 +51,10 @@ pub const LOOKBACK: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct Loop {
     pub js: Context,
+    /// The message stream this loop reads (one loop per stream, docs/REGIONS.md).
+    pub stream: String,
+    /// Its subjects (the consumer's filter).
+    pub filter: String,
     pub intake: Intake,
     pub window: Window,
     pub deliverer: Arc<Deliverer>,
@@ -144,7 +148,7 @@ impl Loop {
 
     /// Deletes the notifier's consumer (none is fine). `true` once it is gone.
     async fn delete_consumer(&self) -> bool {
-        let gone = match self.js.get_stream(STREAM).await {
+        let gone = match self.js.get_stream(&self.stream).await {
             Ok(stream) => match stream.delete_consumer(PUSH_CONSUMER).await {
                 Ok(_) => true,
                 Err(e) => matches!(
@@ -172,7 +176,7 @@ impl Loop {
     ) -> Result<Ended, SessionError> {
         let stream = self
             .js
-            .get_stream(STREAM)
+            .get_stream(&self.stream)
             .await
             .map_err(|e| fail("getting the stream")(e.into()))?;
         let config = Config {
@@ -182,7 +186,7 @@ impl Loop {
             },
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,
-            filter_subject: IN_ALL.into(),
+            filter_subject: self.filter.clone(),
             max_ack_pending: self.max_ack_pending,
             ..Default::default()
         };

@@ -120,6 +120,7 @@ impl Push {
 pub fn start(
     svc: &Service,
     push: Push,
+    topology: &chatmesh_protocol::regions::Topology,
     nats: async_nats::Client,
     tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
     stop: CancellationToken,
@@ -129,7 +130,7 @@ pub fn start(
         tracing::info!("push operations served; the pushes are sent by `chatmesh notifier`");
         return Ok(());
     }
-    spawn_notifier(svc, push, nats, tasks, stop)
+    spawn_notifier(svc, push, topology, nats, tasks, stop)
 }
 
 /// Enables the push operations of `svc` (the rules its registrations are checked by).
@@ -142,10 +143,12 @@ pub fn enable(svc: &Service, push: &Push) {
 }
 
 /// Starts the notifier on `tasks` until `stop`, reading the store through `svc` (the
-/// worker's, or [`crate::notifier`]'s of its own).
+/// worker's, or [`crate::notifier`]'s of its own): one consumer loop per message stream of
+/// `topology`, sharing the deliverer.
 pub fn spawn_notifier(
     svc: &Service,
     push: Push,
+    topology: &chatmesh_protocol::regions::Topology,
     nats: async_nats::Client,
     tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
     stop: CancellationToken,
@@ -175,23 +178,29 @@ pub fn spawn_notifier(
     let js = jetstream::ContextBuilder::new()
         .timeout(JS_TIMEOUT)
         .build(nats.clone());
-    let notifier = consumer::Loop {
-        js,
-        intake: intake::Intake {
-            svc: svc.clone(),
-            model: svc.model().clone(),
-            presence: presence::Presence::new(nats, PRESENCE_FRESH),
-            max_members: cfg.max_room_members,
-        },
-        window: collapse::Window::new(cfg.delay(), cfg.max_pending_users),
-        deliverer,
-        concurrency: cfg.concurrency,
-        ack_wait: Duration::from_secs(cfg.ack_wait_secs),
-        max_ack_pending: cfg.max_ack_pending,
-    };
-    tasks.spawn(async move {
-        notifier.run(stop).await;
-        Ok(())
-    });
+    for s in 0..topology.streams() {
+        let region = topology.stream_region(s);
+        let notifier = consumer::Loop {
+            js: js.clone(),
+            stream: topology.stream_name(s),
+            filter: chatmesh_protocol::subjects::stream_subjects(region, topology.has_regions()),
+            intake: intake::Intake {
+                svc: svc.clone(),
+                model: svc.model().clone(),
+                presence: presence::Presence::new(nats.clone(), PRESENCE_FRESH),
+                max_members: cfg.max_room_members,
+            },
+            window: collapse::Window::new(cfg.delay(), cfg.max_pending_users),
+            deliverer: deliverer.clone(),
+            concurrency: cfg.concurrency,
+            ack_wait: Duration::from_secs(cfg.ack_wait_secs),
+            max_ack_pending: cfg.max_ack_pending,
+        };
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            notifier.run(stop).await;
+            Ok(())
+        });
+    }
     Ok(())
 }

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use async_nats::{Client, Message};
 use chatmesh_protocol::service::{self as ops, Op, Reply};
-use chatmesh_protocol::subjects::svc_partition_wildcard;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
 use metrics::{counter, histogram};
@@ -36,11 +35,10 @@ pub const QUEUE_GROUP: &str = "workers";
 pub(crate) async fn serve_partition(
     svc: Service,
     nats: Client,
-    p: u32,
+    subject: String,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let subject = svc_partition_wildcard(p);
     let mut sub = nats
         .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
         .await

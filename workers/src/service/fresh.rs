@@ -9,24 +9,34 @@
 //!
 //! Resume reads (`after`) skip this: their caller reads what the store lacks from the
 //! stream itself.
+//!
+//! When the leader does not answer within [`LEADER_WAIT`] (its region is cut off, or, in a
+//! two-region deployment cut in two, JetStream has no meta leader: docs/REGIONS.md), the last
+//! seq comes from a direct get instead: the stream itself where it lives, or its local
+//! mirror. History of a cut region's rooms is then what this side holds (read-only), and the
+//! rooms of the working side keep their history.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
-use chatmesh_protocol::subjects::{in_subject, partition};
+use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind, Stream};
+use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::ApiError;
 use metrics::counter;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::metrics as m;
 use crate::progress::Progress;
 
+/// How long the stream's leader may take to tell a room's last seq (a WAN round trip when
+/// the stream lives in another region) before a direct get answers instead.
+const LEADER_WAIT: Duration = Duration::from_millis(1_500);
+
 /// What a worker needs to tell whether its store is behind the stream.
 #[derive(Debug)]
 pub struct StreamTail {
-    /// Stream `CHAT`.
-    pub stream: Stream,
+    /// The message streams.
+    pub streams: crate::streams::Streams,
     /// The store writers' checkpoints.
     pub progress: Arc<Progress>,
     /// The deployment's partition count (`mesh.partitions`).
@@ -49,12 +59,15 @@ impl StreamTail {
         if before.is_some_and(|b| b <= stored_last.saturating_add(1)) {
             return Ok(false);
         }
-        let last = self.last_seq(room).await?;
+        let (p, stream) = self
+            .streams
+            .of_room(room)
+            .ok_or_else(|| ApiError::not_found("no such room"))?;
+        let last = self.last_seq(stream, room).await?;
         let target = before.map_or(last, |b| last.min(b - 1));
         if target <= stored_last {
             return Ok(false);
         }
-        let p = partition(room, self.partitions);
         if self.progress.at(p) >= target {
             return Ok(true);
         }
@@ -78,13 +91,34 @@ impl StreamTail {
 
     /// The seq of the room's last message in the stream (0 if none), from the stream's
     /// leader: a direct get may be answered by a replica that has not seen the ack yet.
-    async fn last_seq(&self, room: &str) -> Result<u64, ApiError> {
+    async fn last_seq(&self, stream: &Stream, room: &str) -> Result<u64, ApiError> {
         let subject = in_subject(self.partitions, room);
-        match self.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => Ok(m.sequence),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+        let leader = tokio::time::timeout(
+            LEADER_WAIT,
+            stream.get_last_raw_message_by_subject(&subject),
+        )
+        .await;
+        let why = match leader {
+            Ok(Ok(m)) => return Ok(m.sequence),
+            Ok(Err(e)) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(0),
+            Ok(Err(e)) => chatmesh_protocol::error::Chain(&e).to_string(),
+            Err(_) => format!("no answer within {LEADER_WAIT:?}"),
+        };
+        // No leader to ask (its region cut off, or no meta leader): what a direct get reads
+        // here, the stream or its local mirror, is all this side can have.
+        match stream.direct_get_last_for_subject(&subject).await {
+            Ok(m) => {
+                counter!(m::HISTORY_WAITS, "outcome" => "no_leader").increment(1);
+                debug!(
+                    room,
+                    why,
+                    "the room's last seq from a direct get: the stream's leader did not answer"
+                );
+                Ok(m.sequence)
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
             Err(e) => {
-                warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not read the room's last seq from the stream");
+                warn!(room, leader = why, error = %chatmesh_protocol::error::Chain(&e), "could not read the room's last seq from the stream");
                 counter!(m::HISTORY_WAITS, "outcome" => "stream_error").increment(1);
                 Err(ApiError::unavailable("history is not available right now"))
             }

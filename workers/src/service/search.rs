@@ -5,7 +5,6 @@
 use chatmesh_protocol::search::{
     SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
 };
-use chatmesh_protocol::subjects::partition;
 use chatmesh_protocol::ApiError;
 use tracing::warn;
 
@@ -34,14 +33,18 @@ impl Service {
                 "rooms must be 1 to {MAX_SEARCH_ROOMS}"
             )));
         }
-        let partitions = search.partitions();
-        let p = partition(&req.rooms[0], partitions);
+        let topology = match self.inner.tail.get() {
+            Some(tail) => tail.streams.topology().clone(),
+            None => chatmesh_protocol::regions::Topology::new(search.partitions(), &[]),
+        };
+        let p = topology.partition_of(&req.rooms[0]);
         for room in &req.rooms {
             valid("room", room)?;
-            if partition(room, partitions) != p {
+            if topology.partition_of(room) != p {
                 return Err(ApiError::bad_request("rooms of one partition only"));
             }
         }
+        let p = p.ok_or_else(|| ApiError::not_found("no such room"))?;
         if let Some(from) = &req.from {
             valid("user name", from)?;
         }

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chatmesh_protocol::service::{TrimRequest, Trimmed as TrimDone};
-use chatmesh_protocol::subjects::partition;
 use chatmesh_protocol::ApiError;
 use metrics::counter;
 use tracing::{debug, warn};
@@ -56,7 +55,10 @@ impl Service {
                 "this worker does not follow the stream",
             ));
         };
-        let p = partition(&req.room, tail.partitions);
+        let (p, stream) = tail
+            .streams
+            .of_room(&req.room)
+            .ok_or_else(|| ApiError::not_found("no such room"))?;
         let stored_below = tail.progress.at(p) + 1;
         if stored_below <= self.inner.trimmed.below(&req.room) {
             return Ok(TrimDone {
@@ -64,7 +66,7 @@ impl Service {
                 purged: 0,
             });
         }
-        let (below, purged) = crate::streams::trim_below(&tail.stream, tail.partitions, &req.room, stored_below)
+        let (below, purged) = crate::streams::trim_below(stream, tail.partitions, &req.room, stored_below)
             .await
             .map_err(|e| {
                 warn!(room = %req.room, error = %chatmesh_protocol::error::Chain(&e), "trimming a full room failed");

@@ -162,7 +162,10 @@ impl Service {
             return Ok(());
         };
         let subject = in_subject(tail.partitions, room);
-        match tail.stream.purge().filter(subject).await {
+        let Some((_, stream)) = tail.streams.of_room(room) else {
+            return Ok(());
+        };
+        match stream.purge().filter(subject).await {
             Ok(r) => {
                 info!(room, purged = r.purged, "room purged from the stream");
                 Ok(())

@@ -1,0 +1,99 @@
+//! Regions (issue 17, docs/REGIONS.md): two regions on loopback (`ops/mesh up --regions 2`:
+//! one NATS node and one gateway each, joined into a supercluster; the worker in `eu`, the
+//! primary). One room homed in each region, each sent to through its home region and read
+//! through the other, so live delivery crosses regions both ways. Then `us` is cut off (its
+//! processes killed) and healed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::common::{frame, FrameType};
+use crate::launcher::MeshProc;
+use crate::run::{self, Run};
+use crate::{history_until, missing_from, ws, RATE};
+
+/// A refused send must come back within the publish deadline (set below) and some slack.
+const PUBLISH_DEADLINE_MS: &str = "3000";
+
+/// While `us` is cut: rooms homed in `eu` keep taking sends with nothing lost; a send to a
+/// room homed in `us` is refused with `unavailable` (never acked, never a silent drop); the
+/// `us` room's history stays readable in `eu` (read-only). After the heal: both rooms' runs
+/// end clean (every acked message delivered once, in order, to receivers in the other
+/// region) and both histories hold every acked message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_region_loses_nothing_and_the_other_keeps_going() -> Result<()> {
+    let env = [(
+        "CHATMESH__GATEWAY__PUBLISH_DEADLINE_MS",
+        PUBLISH_DEADLINE_MS,
+    )];
+    let mesh = MeshProc::up_regions("127.62.0", 2, &env).await?;
+    let (eu, us) = (mesh.region_entry(1), mesh.region_entry(2));
+    let a = Run::start_across(&eu, &us, "eu~cut", 2, 1, RATE).await?;
+    let b = Run::start_across(&us, &eu, "us~cut", 2, 1, RATE).await?;
+    a.wait_acked(40, Duration::from_secs(30)).await?;
+    b.wait_acked(40, Duration::from_secs(30)).await?;
+
+    let cut_at = Instant::now();
+    mesh.cut("us").await?;
+    let before = a.acked();
+    // A member of us~cut on eu's gateway: joined (its last seq from the local mirror), but a
+    // send is refused.
+    let (user, token) = b.tokens.last().cloned().expect("a receiver");
+    let mut s = ws::session(&eu, &user, &token, "us~cut", 0).await?;
+    ws::send(&mut s, frame::send("us~cut", "during-cut", "x"), "cut").await?;
+    let refused = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let f = ws::next_frame(&mut s).await?;
+            match f.frame_type() {
+                FrameType::Error => return Ok::<_, anyhow::Error>(format!("{f:?}")),
+                FrameType::Ack => bail!("a send to a cut region's room was acked: {f:?}"),
+                _ => continue,
+            }
+        }
+    })
+    .await??;
+    assert!(refused.contains("Unavailable"), "{refused}");
+    let history = run::history(&eu, &token, "us~cut").await?;
+    println!(
+        "regions: us cut; its room read-only from eu ({} messages in history), a send refused: {refused}",
+        history.len()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = a.acked() - before;
+    assert!(
+        during >= 20,
+        "eu~cut took {during} acked sends while us was cut"
+    );
+    mesh.heal("us").await?;
+    println!(
+        "regions: us healed {:.1?} after the cut; eu~cut acked {during} sends meanwhile",
+        cut_at.elapsed()
+    );
+
+    let after = b.acked();
+    b.wait_acked(after + 20, Duration::from_secs(60)).await?;
+    let (acked_a, acked_b) = (a.acked_map(), b.acked_map());
+    let token_a = a.tokens[0].1.clone();
+    let token_b = b.tokens[0].1.clone();
+    let (va, vb) = (a.finish().await?, b.finish().await?);
+    println!("regions: eu~cut {va:?}");
+    println!("regions: us~cut {vb:?}");
+    va.assert_clean();
+    vb.assert_clean();
+    for (room, token, acked, last) in [
+        ("eu~cut", &token_a, &acked_a, va.last_seq),
+        ("us~cut", &token_b, &acked_b, vb.last_seq),
+    ] {
+        let hist = history_until(&eu, token, room, last).await?;
+        let mut prev = 0;
+        for (seq, p, _, _) in &hist {
+            assert_eq!(*p, prev, "{room}: history chain broken at {seq}");
+            prev = *seq;
+        }
+        let missing = missing_from(acked, &hist);
+        assert!(missing.is_empty(), "{room}: acked but missing: {missing:?}");
+        println!("regions: {room} history of {} messages intact", hist.len());
+    }
+    Ok(())
+}
