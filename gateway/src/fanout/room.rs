@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chatmesh_protocol::frames::ServerFrame;
@@ -26,6 +27,13 @@ pub const EVENT_USER: &str = "Chatmesh-User";
 
 /// Messages read from JetStream per request while filling a gap.
 const FILL_BATCH: usize = 256;
+/// Pauses before reading a gap again when the read ended short (a mirror behind its origin).
+const MIRROR_LAG_WAITS: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+];
 
 #[derive(Debug)]
 struct Member {
@@ -345,7 +353,7 @@ impl Room {
             return;
         }
         if prev > last {
-            self.fill_gap(reader, stored, last, seq).await;
+            self.fill_gap(reader, stored, last, seq, prev).await;
         }
         if let Some(stored_at) = msg
             .headers
@@ -368,27 +376,49 @@ impl Room {
     }
 
     /// Delivers the messages in (last, until) from JetStream: what core NATS dropped.
-    async fn fill_gap(&self, reader: &JsReader, stored: &str, mut last: u64, until: u64) {
+    /// With regions the answer may come from this region's mirror of the room's home
+    /// stream, which can lag behind it (docs/REGIONS.md, 3): when it ends below `prev`, the
+    /// read is retried a few times (1.5 s in all) before the clients are left to see the gap.
+    async fn fill_gap(
+        &self,
+        reader: &JsReader,
+        stored: &str,
+        mut last: u64,
+        until: u64,
+        prev: u64,
+    ) {
         metrics::counter!("chatmesh_live_gaps_total").increment(1);
+        let mut lag_waits = MIRROR_LAG_WAITS.iter();
         loop {
-            let batch = match reader.batch(stored, last + 1, FILL_BATCH).await {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "gap fill failed; clients will see the gap in prev");
-                    return;
+            loop {
+                let batch = match reader.batch(stored, last + 1, FILL_BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "gap fill failed; clients will see the gap in prev");
+                        return;
+                    }
+                };
+                let full = batch.len() == FILL_BATCH;
+                for r in batch {
+                    if r.seq >= until {
+                        return;
+                    }
+                    self.dispatch(r.seq, last, &r.payload);
+                    last = r.seq;
                 }
-            };
-            let full = batch.len() == FILL_BATCH;
-            for r in batch {
-                if r.seq >= until {
-                    return;
+                if !full {
+                    break;
                 }
-                self.dispatch(r.seq, last, &r.payload);
-                last = r.seq;
             }
-            if !full {
+            if last >= prev {
                 return;
             }
+            let Some(wait) = lag_waits.next() else {
+                tracing::warn!(room = %self.name, last, prev, "gap fill ended short (a lagging mirror?); clients will see the gap in prev");
+                return;
+            };
+            metrics::counter!("chatmesh_live_gap_retries_total").increment(1);
+            tokio::time::sleep(*wait).await;
         }
     }
 
