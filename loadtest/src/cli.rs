@@ -63,6 +63,10 @@ pub struct Common {
     /// Concurrent WebSocket handshakes per shard.
     #[arg(long, global = true, default_value_t = 32)]
     pub connect_concurrency: usize,
+    /// Home region of the run's rooms (`fanout`, `connect`, `files`): rooms are named
+    /// `<region>~lt-<run>-<i>` and live in that region's stream (docs/REGIONS.md).
+    #[arg(long, global = true)]
+    pub room_home: Option<String>,
     /// Prefix of account names; accounts are reused across runs (password below).
     #[arg(long, global = true, default_value = "lt")]
     pub user_prefix: String,

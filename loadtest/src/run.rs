@@ -83,9 +83,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         accounts.len(),
         login_time.as_secs_f64()
     );
+    let home = common.room_home.as_deref();
     let plan = match &cli.scenario {
         Scenario::Fanout(a) => {
-            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms, nats).await?;
+            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms, nats, home).await?;
             Plan::fanout(
                 names,
                 a.members,
@@ -97,7 +98,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             )
         }
         Scenario::Connect(a) => {
-            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms.max(1), nats).await?;
+            let names =
+                crate::setup::rooms(&api, &accounts, &run_id, a.rooms.max(1), nats, home).await?;
             let per_room = a.connections.div_ceil(names.len());
             let mut plan = Plan::fanout(names, per_room, 0, 0.0, secs, accounts.len(), 32);
             plan.conns.truncate(a.connections);
@@ -114,7 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         Scenario::History(a) => crate::history::setup(&api, &common, &accounts, &run_id, a).await?,
         Scenario::Mixed(a) => crate::mixed::setup(&api, &common, &accounts, &run_id, a).await?,
         Scenario::Files(a) => {
-            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms, false).await?;
+            let names = crate::setup::rooms(&api, &accounts, &run_id, a.rooms, false, home).await?;
             Plan::fanout(
                 names,
                 a.members,

@@ -210,16 +210,19 @@ pub fn prom_value(text: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// Public rooms `lt-<run>-<i>`, created by account 0.
+/// Public rooms `lt-<run>-<i>` (`<home>~lt-<run>-<i>` with a home region), created by
+/// account 0.
 pub(crate) async fn rooms(
     api: &Api,
     accounts: &[(String, String)],
     run: &str,
     n: usize,
     nats: bool,
+    home: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
     let token = &accounts.first().context("no accounts")?.1;
-    let names: Vec<String> = (0..n).map(|i| format!("lt-{run}-{i}")).collect();
+    let home = home.map(|h| format!("{h}~")).unwrap_or_default();
+    let names: Vec<String> = (0..n).map(|i| format!("{home}lt-{run}-{i}")).collect();
     if nats {
         return Ok(names);
     }

@@ -61,7 +61,7 @@ pub async fn filled_rooms(
     per_room: u64,
     body_bytes: usize,
 ) -> anyhow::Result<(Vec<String>, Vec<RoomFill>)> {
-    let names = crate::setup::rooms(api, accounts, run_id, rooms.max(1), false).await?;
+    let names = crate::setup::rooms(api, accounts, run_id, rooms.max(1), false, None).await?;
     let url = ws::chatmesh_ws_url(&common.target);
     let share = common.share().map_err(anyhow::Error::msg)?;
     let fills = fill(&url, accounts, &names, per_room, body_bytes, run_id, share).await?;
