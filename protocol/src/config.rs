@@ -20,6 +20,9 @@ pub struct MeshConfig {
     /// stream `CHAT_<region>`, placed in that region; other rooms, the accounts and the
     /// workers live in the primary.
     pub regions: Vec<String>,
+    /// The region this process runs in (one of `regions`): a room created through this
+    /// gateway with `"home": "here"` is homed in it.
+    pub region: Option<String>,
     /// Replicas of the message stream (1 on one machine, 3 in a cluster).
     pub replicas: usize,
     /// How long JetStream keeps messages for resume (seconds); older ones come from the store.
@@ -52,6 +55,7 @@ impl Default for MeshConfig {
             nats_urls: vec!["nats://127.0.0.1:4222".into()],
             partitions: DEFAULT_PARTITIONS,
             regions: Vec::new(),
+            region: None,
             replicas: 1,
             stream_max_age_secs: 7 * 24 * 3600,
             stream_max_msgs_per_room: 100_000,
@@ -92,6 +96,11 @@ impl MeshConfig {
         seen.dedup();
         if seen.len() != self.regions.len() {
             out.push("mesh.regions names a region twice".into());
+        }
+        if let Some(r) = &self.region {
+            if !self.regions.contains(r) {
+                out.push(format!("mesh.region {r:?} is not one of mesh.regions"));
+            }
         }
         if !(1..=5).contains(&self.replicas) {
             out.push("mesh.replicas must be between 1 and 5".into());

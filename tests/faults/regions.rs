@@ -2,7 +2,8 @@
 //! one NATS node and one gateway each, joined into a supercluster; the worker in `eu`, the
 //! primary). One room homed in each region, each sent to through its home region and read
 //! through the other, so live delivery crosses regions both ways. Then `us` is cut off (its
-//! processes killed) and healed.
+//! processes killed) and healed; the readers in `us` fail over to `eu`'s gateway meanwhile
+//! (the harness tries the other region's entry, as a client or a global load balancer does).
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,22 @@ async fn a_cut_region_loses_nothing_and_the_other_keeps_going() -> Result<()> {
     let b = Run::start_across(&us, &eu, "us~cut", 2, 1, RATE).await?;
     a.wait_acked(40, Duration::from_secs(30)).await?;
     b.wait_acked(40, Duration::from_secs(30)).await?;
+    // A room created with `"home": "here"` lives in the creating gateway's region.
+    let api = crate::common::Api::at(&us);
+    let new = serde_json::json!({"room": "made-here", "kind": "public", "home": "here"});
+    let (status, made) = api
+        .call("POST", "/v1/rooms", Some(&a.tokens[0].1), Some(new))
+        .await?;
+    assert_eq!(
+        (status, made["room"].as_str()),
+        (201, Some("us~made-here")),
+        "{made}"
+    );
+    let far = serde_json::json!({"room": "x", "kind": "public", "home": "ap"});
+    let (status, _) = api
+        .call("POST", "/v1/rooms", Some(&a.tokens[0].1), Some(far))
+        .await?;
+    assert_eq!(status, 400, "a home region the deployment does not have");
 
     let cut_at = Instant::now();
     mesh.cut("us").await?;
@@ -81,6 +98,14 @@ async fn a_cut_region_loses_nothing_and_the_other_keeps_going() -> Result<()> {
     println!("regions: us~cut {vb:?}");
     va.assert_clean();
     vb.assert_clean();
+    // eu~cut's readers were in us: they failed over to eu's gateway when us was cut, at once
+    // rather than after the heal.
+    assert!(va.reconnects > 0, "eu~cut's readers never reconnected");
+    assert!(
+        va.max_reconnect < Duration::from_secs(5),
+        "failing over to eu took {:?}",
+        va.max_reconnect
+    );
     for (room, token, acked, last) in [
         ("eu~cut", &token_a, &acked_a, va.last_seq),
         ("us~cut", &token_b, &acked_b, vb.last_seq),

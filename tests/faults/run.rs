@@ -102,6 +102,7 @@ impl Run {
         let target = Target {
             entry: entry.to_owned(),
             room: room.to_owned(),
+            fallback: None,
         };
         let ledger = traffic::ledger(receivers);
         let (produce, stop) = (CancellationToken::new(), CancellationToken::new());
@@ -115,9 +116,11 @@ impl Run {
             receivers: Vec::new(),
             tokens,
         };
+        // Receivers in another region fail over to the senders' region when theirs is cut.
         let receive_at = Target {
             entry: receive_entry.to_owned(),
             room: room.to_owned(),
+            fallback: (receive_entry != entry).then(|| entry.to_owned()),
         };
         for (i, (user, token)) in run.tokens[senders..].iter().enumerate() {
             run.receivers.push(tokio::spawn(traffic::receiver(

@@ -53,6 +53,9 @@ pub type Shared = Arc<Mutex<Ledger>>;
 pub struct Target {
     pub entry: String,
     pub room: String,
+    /// Another entry point tried in turn when `entry` does not answer (another region's
+    /// gateway: the failover a client or a global load balancer does).
+    pub fallback: Option<String>,
 }
 
 pub fn lock(l: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
@@ -67,8 +70,14 @@ async fn reconnect(
     since: u64,
     give_up: Instant,
 ) -> Option<ws::Ws> {
-    while Instant::now() < give_up {
-        match ws::session(&t.entry, user, token, &t.room, since).await {
+    let entries: Vec<&str> = std::iter::once(t.entry.as_str())
+        .chain(t.fallback.as_deref())
+        .collect();
+    for entry in entries.iter().cycle() {
+        if Instant::now() >= give_up {
+            break;
+        }
+        match ws::session(entry, user, token, &t.room, since).await {
             Ok(s) => return Some(s),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }

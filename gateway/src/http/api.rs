@@ -191,12 +191,18 @@ async fn logout_all(state: &AppState, req: Request<Incoming>) -> Answer {
 struct NewRoom {
     room: String,
     kind: RoomKind,
+    /// Extension (regions): the room's home region, or `"here"` for this gateway's.
+    #[serde(default)]
+    home: Option<String>,
 }
 
 async fn create_room(state: &AppState, req: Request<Incoming>) -> Answer {
     let actor = caller(state, &req).await?;
-    let new: NewRoom = body(req).await?;
+    let mut new: NewRoom = body(req).await?;
     name("room", &new.room)?;
+    if let Some(home) = new.home.take() {
+        new.room = homed(&state.mesh, &home, &new.room)?;
+    }
     if new.kind == RoomKind::Dm {
         return Err(ApiError::bad_request(
             "kind must be public, private or e2ee (DMs: POST /v1/dm/{user})",
@@ -211,6 +217,29 @@ async fn create_room(state: &AppState, req: Request<Incoming>) -> Answer {
     };
     let info = state.services.ask::<CreateRoom>(&req.room, &req).await?;
     Ok(reply::json(201, &info))
+}
+
+/// `room` homed in `home` (`"here"`: this gateway's `mesh.region`): `<region>~<room>`.
+fn homed(mesh: &chatmesh_protocol::MeshConfig, home: &str, room: &str) -> Result<String, ApiError> {
+    let region = match home {
+        "here" => mesh.region.as_deref().ok_or_else(|| {
+            ApiError::bad_request("home \"here\": this gateway has no region (mesh.region)")
+        })?,
+        r => r,
+    };
+    if !mesh.regions.iter().any(|x| x == region) {
+        return Err(ApiError::bad_request(format!(
+            "home: {region:?} is not a region of this deployment"
+        )));
+    }
+    if chatmesh_protocol::subjects::home_region(room).is_some() {
+        return Err(ApiError::bad_request(
+            "a room id with a home region takes no \"home\"",
+        ));
+    }
+    let id = format!("{region}{}{room}", chatmesh_protocol::subjects::HOME_SEP);
+    name("room", &id)?;
+    Ok(id)
 }
 
 async fn list_rooms(state: &AppState, req: Request<Incoming>) -> Answer {
@@ -314,5 +343,31 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
     match state.readiness().await {
         Ok(()) => reply::text(200, "ready"),
         Err(why) => reply::text(503, why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::homed;
+    use chatmesh_protocol::MeshConfig;
+
+    #[test]
+    fn a_room_is_homed_here_or_in_a_named_region() {
+        let mesh = MeshConfig {
+            regions: vec!["eu".into(), "us".into()],
+            region: Some("us".into()),
+            ..Default::default()
+        };
+        assert_eq!(homed(&mesh, "here", "general").unwrap(), "us~general");
+        assert_eq!(homed(&mesh, "eu", "general").unwrap(), "eu~general");
+        assert!(homed(&mesh, "ap", "general").is_err());
+        assert!(homed(&mesh, "eu", "us~general").is_err());
+        assert!(
+            homed(&mesh, "eu", &"a".repeat(62)).is_err(),
+            "too long with the prefix"
+        );
+        let one = MeshConfig::default();
+        assert!(homed(&one, "here", "general").is_err());
+        assert!(homed(&one, "eu", "general").is_err());
     }
 }
