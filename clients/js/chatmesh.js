@@ -17,6 +17,11 @@ export const SUBPROTOCOL = "chatmesh.v1";
 
 /** Room ids and user names: `[A-Za-z0-9_-]{1,64}`. */
 export const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Room ids, which may start with their home region (`us~general`, extension: regions);
+ * 64 characters in all.
+ */
+export const ROOM_RE = /^(?=.{1,64}$)(?:[a-z0-9]{1,16}~)?[A-Za-z0-9_-]+$/;
 
 /** A send answered `unavailable` is resent after this, times its attempt (at most 8 times). */
 const RESEND_AFTER_MS = 250;
@@ -518,13 +523,18 @@ export class Http {
   }
 
   /**
-   * `POST /v1/rooms`: the caller becomes the owner; 409 if taken.
+   * `POST /v1/rooms`: the caller becomes the owner; 409 if taken. With `home` (extension:
+   * regions) the room lives in that region, `"here"` being the gateway's own (a gateway of a
+   * one-region deployment ignores `"here"`); use the returned `room`, which then starts
+   * with the region.
    * @param {string} room
    * @param {"public" | "private"} [kind]
+   * @param {string} [home]
    * @returns {Promise<{room: string, kind: RoomKind, owner: string}>}
    */
-  async createRoom(room, kind = "public") {
-    return /** @type {any} */ (await this.#call("POST", "/v1/rooms", { room, kind }));
+  async createRoom(room, kind = "public", home = undefined) {
+    const body = home === undefined ? { room, kind } : { room, kind, home };
+    return /** @type {any} */ (await this.#call("POST", "/v1/rooms", body));
   }
 
   /** `GET /v1/rooms`: the caller's rooms first, then public rooms it is not in. @returns {Promise<RoomInfo[]>} */

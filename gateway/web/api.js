@@ -5,9 +5,9 @@
 // No DOM access here.
 "use strict";
 
-import { ChatmeshError as ApiError, Http, NAME_RE } from "./chatmesh.js";
+import { ChatmeshError as ApiError, Http, NAME_RE, ROOM_RE } from "./chatmesh.js";
 
-export { ApiError, NAME_RE };
+export { ApiError, NAME_RE, ROOM_RE };
 
 const SESSION_KEY = "chatmesh.session";
 
@@ -71,8 +71,8 @@ export class Api {
     return this.call((h) => h.rooms());
   }
 
-  createRoom(room, kind) {
-    return this.call((h) => h.createRoom(room, kind));
+  createRoom(room, kind, home) {
+    return this.call((h) => h.createRoom(room, kind, home));
   }
 
   addMember(room, user, role) {

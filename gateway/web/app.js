@@ -18,7 +18,7 @@
 "use strict";
 
 import { initSettings, openSettings } from "./account.js";
-import { Api, ApiError, NAME_RE, clearSession, loadSession, saveSession } from "./api.js";
+import { Api, ApiError, NAME_RE, ROOM_RE, clearSession, loadSession, saveSession } from "./api.js";
 import { hideViewer, initAttachments } from "./attachments.js";
 import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
 import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
@@ -448,7 +448,8 @@ async function onCreateRoom(ev) {
   const kind = $("new-room-kind").value;
   if (!NAME_RE.test(name)) return notice("Room names are 1–64 letters, digits, _ or -.", "side");
   try {
-    const res = await app.api.createRoom(name, kind);
+    // Homed in the region of the gateway serving this page (regions; one region: as named).
+    const res = await app.api.createRoom(name, kind, "here");
     const r = room((res && res.room) || name);
     r.kind = (res && res.kind) || kind;
     r.role = "owner";
@@ -900,7 +901,7 @@ function loadOutbox() {
   const out = readJson(sessionStorage, storageKey("outbox"), []);
   if (!Array.isArray(out)) return;
   for (const p of out) {
-    if (!p || !NAME_RE.test(p.room) || typeof p.id !== "string" || typeof p.body !== "string") continue;
+    if (!p || !ROOM_RE.test(p.room) || typeof p.id !== "string" || typeof p.body !== "string") continue;
     const r = room(p.room);
     r.role = r.role || "member"; // corrected by the room list
     const files = Array.isArray(p.files) ? p.files.filter((a) => a && typeof a.id === "string") : [];

@@ -112,6 +112,10 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.deepEqual(await ih.createRoom("plaza", "public"), { room: "plaza", kind: "public", owner: "ivy" });
     await ih.createRoom("vault", "private");
     assert.equal((await refusal(jh.createRoom("plaza"))).code, "conflict");
+    // A one-region gateway takes `home: "here"` as the id asked for; a named region it does
+    // not have is refused.
+    assert.deepEqual(await ih.createRoom("terrace", "public", "here"), { room: "terrace", kind: "public", owner: "ivy" });
+    assert.equal((await refusal(ih.createRoom("loft", "public", "ap"))).code, "bad_request");
 
     const before = await jh.rooms();
     assert.ok(before.some((r) => r.room === "plaza" && r.role === null), JSON.stringify(before));

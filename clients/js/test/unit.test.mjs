@@ -4,7 +4,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { Backoff, ChatmeshError, Client, Http, wsUrlOf } from "../chatmesh.js";
+import { Backoff, ChatmeshError, Client, Http, ROOM_RE, wsUrlOf } from "../chatmesh.js";
 import { nextEvent, refusal, sleep } from "./support.mjs";
 
 /**
@@ -279,5 +279,14 @@ describe("unit", () => {
     await c.read("s", 3);
     assert.deepEqual([(await read).request, (await read).room], ["read", "s"]);
     await c.close();
+  });
+});
+
+describe("room ids", () => {
+  it("may start with a home region", () => {
+    for (const ok of ["general", "us~general", "eu2~A-b_c", `us~${"a".repeat(61)}`]) assert.ok(ROOM_RE.test(ok), ok);
+    for (const bad of ["", "~x", "US~x", "us~", "us~a~b", "a.b", `us~${"a".repeat(62)}`, "a".repeat(65)]) {
+      assert.ok(!ROOM_RE.test(bad), bad);
+    }
   });
 });

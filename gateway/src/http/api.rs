@@ -219,13 +219,14 @@ async fn create_room(state: &AppState, req: Request<Incoming>) -> Answer {
     Ok(reply::json(201, &info))
 }
 
-/// `room` homed in `home` (`"here"`: this gateway's `mesh.region`): `<region>~<room>`.
+/// `room` homed in `home` (`"here"`: this gateway's `mesh.region`): `<region>~<room>`. A
+/// gateway without a region takes `"here"` as the room id itself.
 fn homed(mesh: &chatmesh_protocol::MeshConfig, home: &str, room: &str) -> Result<String, ApiError> {
-    let region = match home {
-        "here" => mesh.region.as_deref().ok_or_else(|| {
-            ApiError::bad_request("home \"here\": this gateway has no region (mesh.region)")
-        })?,
-        r => r,
+    let region = match (home, mesh.region.as_deref()) {
+        // One region (or a gateway not told its own): "here" is where every room lives.
+        ("here", None) => return Ok(room.to_owned()),
+        ("here", Some(r)) => r,
+        (r, _) => r,
     };
     if !mesh.regions.iter().any(|x| x == region) {
         return Err(ApiError::bad_request(format!(
@@ -367,7 +368,7 @@ mod tests {
             "too long with the prefix"
         );
         let one = MeshConfig::default();
-        assert!(homed(&one, "here", "general").is_err());
+        assert_eq!(homed(&one, "here", "general").unwrap(), "general");
         assert!(homed(&one, "eu", "general").is_err());
     }
 }
