@@ -27,6 +27,10 @@ use chatmesh_protocol::{ApiError, ErrorCode};
 
 use crate::services::Services;
 
+/// How long the stream of a room homed in another region may have no responder before a
+/// send to it is refused: longer than a gateway link's reconnect.
+const REMOTE_UNREACHABLE: Duration = Duration::from_secs(2);
+
 /// One message on its way to JetStream.
 #[derive(Debug)]
 pub struct Publish {
@@ -78,6 +82,8 @@ impl Publish {
         let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(1000));
         let mut attempt = 0u32;
         let mut full = false;
+        let elsewhere = room_of(&self.subject).is_some_and(|r| services.homed_elsewhere(r));
+        let mut unreachable_since = None;
         loop {
             attempt += 1;
             let sent = match self.first.take() {
@@ -105,6 +111,20 @@ impl Publish {
                     ErrorCode::TooLarge,
                     "message exceeds the server's limit",
                 ));
+            }
+            // No server answers for the stream of a room homed in another region: that region
+            // is cut off (docs/REGIONS.md). Refused once it stays so for a moment, not after
+            // the whole deadline, which is sized for a leader election.
+            if elsewhere && err == PublishErrorKind::StreamNotFound {
+                let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= REMOTE_UNREACHABLE {
+                    metrics::counter!("chatmesh_publish_home_unreachable_total").increment(1);
+                    return Err(ApiError::unavailable(
+                        "message not stored: the room's home region is not reachable; resend it with the same id",
+                    ));
+                }
+            } else {
+                unreachable_since = None;
             }
             if room_full {
                 full = true;

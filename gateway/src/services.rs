@@ -20,16 +20,33 @@ pub struct Services {
     nats: async_nats::Client,
     partitions: u32,
     topology: Topology,
+    /// The region this gateway runs in (`mesh.region`).
+    region: Option<String>,
     timeout: Duration,
 }
 
 impl Services {
-    pub fn new(nats: async_nats::Client, topology: Topology, timeout: Duration) -> Self {
+    pub fn new(
+        nats: async_nats::Client,
+        topology: Topology,
+        region: Option<String>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             nats,
             partitions: topology.per_stream(),
             topology,
+            region,
             timeout,
+        }
+    }
+
+    /// Whether `room` is homed in another region than this gateway's (false when either is
+    /// not known).
+    pub fn homed_elsewhere(&self, room: &str) -> bool {
+        match (home_region(room), self.region.as_deref()) {
+            (Some(home), Some(here)) => home != here,
+            _ => false,
         }
     }
 

@@ -82,7 +82,12 @@ impl AppState {
             // budget are refused by `admission` with a clear error instead.
             .max_ack_inflight(cfg.max_inflight_sends + 64)
             .build(nats.clone());
-        let services = Services::new(nats.clone(), mesh.topology(), service_timeout);
+        let services = Services::new(
+            nats.clone(),
+            mesh.topology(),
+            mesh.region.clone(),
+            service_timeout,
+        );
         let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Tokens(e.into()))?;
         let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
         let primary = mesh.regions.first().map(String::as_str);
