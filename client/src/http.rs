@@ -88,6 +88,22 @@ impl Http {
             .map(drop)
     }
 
+    /// `POST /v1/rooms` with a home region (extension: regions, docs/PROTOCOL.md): `"here"`
+    /// for the region of the gateway this client talks to, or a region's name. Returns the
+    /// room's id: `<region>~<room>`, or `room` itself when a one-region gateway is asked for
+    /// `"here"`. Use that id from then on.
+    pub async fn create_room_in(&self, room: &str, kind: RoomKind, home: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Created {
+            room: String,
+        }
+        let body = json!({"room": room, "kind": kind, "home": home});
+        let created: Created = self
+            .call(reqwest::Method::POST, "/v1/rooms", Some(body))
+            .await?;
+        Ok(created.room)
+    }
+
     /// `GET /v1/rooms`: the caller's rooms first, then public rooms it is not in.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>> {
         #[derive(Deserialize)]

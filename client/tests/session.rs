@@ -60,6 +60,18 @@ async fn requests_events_and_history() -> Result<()> {
     let mut bob = user(&base, "bob").await?;
     assert_eq!(ann.user(), "ann");
     ann.http().create_room("general", RoomKind::Public).await?;
+    // One region: "here" is the room as named; a region the deployment lacks is refused.
+    let http = ann.http();
+    assert_eq!(
+        http.create_room_in("nearby", RoomKind::Public, "here")
+            .await?,
+        "nearby"
+    );
+    assert!(ann
+        .http()
+        .create_room_in("faraway", RoomKind::Public, "ap")
+        .await
+        .is_err());
     let (mut ann_events, mut bob_events) = (ann.events().unwrap(), bob.events().unwrap());
     assert!(ann.events().is_none(), "events are taken once");
 

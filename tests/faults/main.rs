@@ -1,7 +1,8 @@
 //! Fault tests (issue 6): a mesh of separate processes launched by `ops/mesh` (3 NATS nodes
 //! with an R3 stream, 2 gateways behind HAProxy, one worker, or an active worker and a hot
 //! standby on one fjall store), steady traffic through HAProxy checked message by message,
-//! and one part killed with SIGKILL while it flows.
+//! and one part killed with SIGKILL while it flows; and two regions with one cut off
+//! (`regions.rs`).
 //!
 //! They need HAProxy (the launcher installs it) and take a minute each, so `ops/test` leaves
 //! this binary out (a nextest filter) and CI runs it as its own step:
