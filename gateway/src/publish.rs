@@ -82,7 +82,6 @@ impl Publish {
         let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(1000));
         let mut attempt = 0u32;
         let mut full = false;
-        let elsewhere = room_of(&self.subject).is_some_and(|r| services.homed_elsewhere(r));
         let mut unreachable_since = None;
         loop {
             attempt += 1;
@@ -115,7 +114,8 @@ impl Publish {
             // No server answers for the stream of a room homed in another region: that region
             // is cut off (docs/REGIONS.md). Refused once it stays so for a moment, not after
             // the whole deadline, which is sized for a leader election.
-            if elsewhere && err == PublishErrorKind::StreamNotFound {
+            let elsewhere = || room_of(&self.subject).is_some_and(|r| services.homed_elsewhere(r));
+            if err == PublishErrorKind::StreamNotFound && elsewhere() {
                 let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
                 if since.elapsed() >= REMOTE_UNREACHABLE {
                     metrics::counter!("chatmesh_publish_home_unreachable_total").increment(1);

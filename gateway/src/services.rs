@@ -18,7 +18,6 @@ const NO_RESPONDER_RETRY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Services {
     nats: async_nats::Client,
-    partitions: u32,
     topology: Topology,
     /// The region this gateway runs in (`mesh.region`).
     region: Option<String>,
@@ -34,7 +33,6 @@ impl Services {
     ) -> Self {
         Self {
             nats,
-            partitions: topology.per_stream(),
             topology,
             region,
             timeout,
@@ -52,7 +50,7 @@ impl Services {
 
     /// How many partitions each stream of the mesh has (`mesh.partitions`).
     pub fn partitions(&self) -> u32 {
-        self.partitions
+        self.topology.per_stream()
     }
 
     /// The streams and worker partitions of the mesh.
@@ -89,7 +87,7 @@ impl Services {
         if let Some(e) = unknown_home(&self.topology, key) {
             return Ok(Err(e));
         }
-        let subject = svc_subject(self.partitions, key, O::NAME);
+        let subject = svc_subject(self.partitions(), key, O::NAME);
         let payload = serde_json::to_vec(req).map_err(|e| GatewayError::BadReply {
             op: O::NAME,
             detail: e.to_string(),
@@ -135,7 +133,7 @@ impl Services {
         if unknown_home(&self.topology, key).is_some() {
             return;
         }
-        let subject = svc_subject(self.partitions, key, O::NAME);
+        let subject = svc_subject(self.partitions(), key, O::NAME);
         let Ok(payload) = serde_json::to_vec(req) else {
             return;
         };

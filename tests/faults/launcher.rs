@@ -50,7 +50,14 @@ impl MeshProc {
         workers: u32,
         env: &[(&str, &str)],
     ) -> Result<Self> {
-        let mesh = Self {
+        let mesh = Self::new(net, gateways, workers, env)?;
+        mesh.start_all().await?;
+        Ok(mesh)
+    }
+
+    /// A mesh not started yet, in a fresh temp data dir.
+    fn new(net: &str, gateways: u32, workers: u32, env: &[(&str, &str)]) -> Result<Self> {
+        Ok(Self {
             dir: tempfile::tempdir()?,
             net: net.to_owned(),
             env: env
@@ -59,24 +66,13 @@ impl MeshProc {
                 .collect(),
             gateways,
             workers,
-        };
-        mesh.start_all().await?;
-        Ok(mesh)
+        })
     }
 
     /// `regions` regions (`ops/mesh up --regions`, docs/REGIONS.md): region k on net
     /// `a.b.(c+k)` with one NATS node and one gateway, the worker in the first region.
     pub async fn up_regions(net: &str, regions: u32, env: &[(&str, &str)]) -> Result<Self> {
-        let mesh = Self {
-            dir: tempfile::tempdir()?,
-            net: net.to_owned(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            gateways: 1,
-            workers: 1,
-        };
+        let mesh = Self::new(net, 1, 1, env)?;
         let n = regions.to_string();
         let args = vec![
             "up",
