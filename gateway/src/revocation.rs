@@ -13,6 +13,13 @@
 //! cached answer carries the flag, the disable's event closes every session of the user.
 //! Users of an external issuer have no account record here, so they are disabled at the
 //! issuer.
+//!
+//! In a region with workers of its own (`mesh.regional_workers`, docs/REGIONS.md section
+//! 12) the accounts still live in the primary. While the primary does not answer, a user's
+//! last known generation (kept [`LAST_KNOWN_FOR`], updated by every answer and event) stands
+//! in, so sessions of that region's rooms keep working through a primary cut; a user never
+//! seen here is refused (`unavailable`). Nothing can be revoked while the primary is cut
+//! off, so this admits only what the last answer admitted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -31,10 +38,22 @@ use crate::services::Services;
 /// issuer, never revoked here), its link.
 type Tracked = (u64, Option<u64>, Weak<SessionLink>);
 
+/// How long a generation is kept as the last known one (used while the primary is cut off).
+pub const LAST_KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// How long the primary is taken as cut off after it did not answer.
+const PRIMARY_DOWN_FOR: Duration = Duration::from_secs(15);
+
 /// Cached generations and the sessions that would close on a bump.
 #[derive(Debug)]
 pub struct Revocation {
     gens: Cache<Arc<str>, UserGen>,
+    /// The last generation seen per user, for a region that serves its rooms while the
+    /// primary is cut off (`None` elsewhere).
+    last_known: Option<Cache<Arc<str>, UserGen>>,
+    /// Until when the primary is taken as cut off (it did not answer): the last known
+    /// generation is used without asking again, so each call does not wait out the ask.
+    primary_down_until: Mutex<Option<tokio::time::Instant>>,
     services: Services,
     sessions: Mutex<HashMap<Arc<str>, Vec<Tracked>>>,
 }
@@ -56,7 +75,14 @@ impl Revocation {
                 .max_capacity(200_000)
                 .time_to_live(ttl)
                 .build(),
+            last_known: services.local_workers().map(|_| {
+                Cache::builder()
+                    .max_capacity(200_000)
+                    .time_to_live(LAST_KNOWN_FOR)
+                    .build()
+            }),
             services,
+            primary_down_until: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -83,12 +109,53 @@ impl Revocation {
         let req = UserRequest {
             user: user.to_owned(),
         };
-        self.gens
-            .try_get_with(Arc::from(user), async move {
+        let key: Arc<str> = Arc::from(user);
+        if let (Some(last_known), true) = (&self.last_known, self.primary_down()) {
+            if let Some(gen) = last_known.get(&key).await {
+                metrics::counter!("chatmesh_user_gen_last_known_total").increment(1);
+                return Ok(gen);
+            }
+        }
+        let answer = self
+            .gens
+            .try_get_with(key.clone(), async move {
                 services.ask::<GetUserGen>(&req.user, &req).await
             })
             .await
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        let Some(last_known) = &self.last_known else {
+            return answer;
+        };
+        match answer {
+            Ok(gen) => {
+                last_known.insert(key, gen).await;
+                Ok(gen)
+            }
+            Err(e) if e.code == ErrorCode::Unavailable => {
+                *self
+                    .primary_down_until
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) =
+                    Some(tokio::time::Instant::now() + PRIMARY_DOWN_FOR);
+                match last_known.get(&key).await {
+                    Some(gen) => {
+                        metrics::counter!("chatmesh_user_gen_last_known_total").increment(1);
+                        Ok(gen)
+                    }
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the primary did not answer a generation ask in the last [`PRIMARY_DOWN_FOR`].
+    fn primary_down(&self) -> bool {
+        let until = *self
+            .primary_down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|t| tokio::time::Instant::now() < t)
     }
 
     /// Remembers a session authenticated with `id`: to close it if its token is revoked, and
@@ -129,9 +196,11 @@ impl Revocation {
     /// `user`'s generation is now `gen` and its account `disabled` or not: cache it and
     /// close the sessions of older tokens (of every token, when disabled).
     pub async fn changed(&self, user: &str, gen: u64, disabled: bool) {
-        self.gens
-            .insert(Arc::from(user), UserGen { gen, disabled })
-            .await;
+        let now = UserGen { gen, disabled };
+        self.gens.insert(Arc::from(user), now).await;
+        if let Some(last_known) = &self.last_known {
+            last_known.insert(Arc::from(user), now).await;
+        }
         let closing: Vec<Arc<SessionLink>> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let Some(list) = sessions.get_mut(user) else {

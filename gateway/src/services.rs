@@ -5,14 +5,18 @@ use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
 use chatmesh_protocol::regions::Topology;
-use chatmesh_protocol::service::{Op, Reply};
-use chatmesh_protocol::subjects::{home_region, svc_subject};
+use chatmesh_protocol::service::{ListRooms, ListRoomsRequest, Op, Reply, RoomList};
+use chatmesh_protocol::subjects::{home_region, svc_subject, HOME_SEP};
 use chatmesh_protocol::ApiError;
 
 use crate::error::GatewayError;
 
 /// Pause between attempts while no worker answers a partition.
 const NO_RESPONDER_RETRY: Duration = Duration::from_millis(100);
+
+/// How long one region's part of a room list waits out a missing responder: a region whose
+/// workers are cut off is left out (and named) rather than holding up the list.
+const REGION_LIST_RETRY: Duration = Duration::from_millis(1_500);
 
 /// Calls worker services over NATS.
 #[derive(Debug, Clone)]
@@ -48,6 +52,12 @@ impl Services {
         }
     }
 
+    /// This gateway's region when it runs workers of its own (`mesh.regional_workers`):
+    /// its rooms are served there, so readiness asks its workers rather than the primary's.
+    pub fn local_workers(&self) -> Option<&str> {
+        self.topology.workers_of(self.region.as_deref())
+    }
+
     /// How many partitions each stream of the mesh has (`mesh.partitions`).
     pub fn partitions(&self) -> u32 {
         self.topology.per_stream()
@@ -65,7 +75,7 @@ impl Services {
         key: &str,
         req: &O::Request,
     ) -> Result<Result<O::Response, ApiError>, GatewayError> {
-        self.request::<O>(key, req, true).await
+        self.request::<O>(key, req, self.timeout).await
     }
 
     /// Like [`Services::call`] but without waiting out a missing responder: for probes that
@@ -75,14 +85,77 @@ impl Services {
         key: &str,
         req: &O::Request,
     ) -> Result<Result<O::Response, ApiError>, GatewayError> {
-        self.request::<O>(key, req, false).await
+        self.request::<O>(key, req, Duration::ZERO).await
+    }
+
+    /// The user's room list. With regions that run workers of their own
+    /// (`mesh.regional_workers`) each keeps the memberships of its rooms: the list is asked
+    /// of the primary's workers and of each such region's at once, and merged (the user's
+    /// rooms first, then public ones). A region that does not answer is named in
+    /// `unavailable`; the call fails only when none answers.
+    pub async fn rooms_list(&self, user: &str) -> Result<RoomList, ApiError> {
+        let req = ListRoomsRequest {
+            user: user.to_owned(),
+        };
+        let regional = self.topology.regional_workers();
+        if regional.is_empty() {
+            return self.ask::<ListRooms>(user, &req).await;
+        }
+        let keys = std::iter::once((self.topology.regions()[0].clone(), user.to_owned())).chain(
+            regional
+                .iter()
+                .map(|r| (r.clone(), format!("{r}{HOME_SEP}{user}"))),
+        );
+        let asks = keys.map(|(region, key)| {
+            let req = &req;
+            async move {
+                let answer = self
+                    .request::<ListRooms>(&key, req, REGION_LIST_RETRY)
+                    .await;
+                (region, answer)
+            }
+        });
+        let mut mine = Vec::new();
+        let mut public = Vec::new();
+        let mut unavailable = Vec::new();
+        let mut refusal = None;
+        for (region, answer) in futures::future::join_all(asks).await {
+            match answer {
+                Ok(Ok(list)) => {
+                    let (m, p): (Vec<_>, Vec<_>) =
+                        list.rooms.into_iter().partition(|r| r.role.is_some());
+                    mine.extend(m);
+                    public.extend(p);
+                }
+                Ok(Err(e)) => {
+                    refusal.get_or_insert(e);
+                }
+                Err(e) => {
+                    tracing::warn!(region, error = %crate::error::Chain(&e), "a region's room list is unavailable");
+                    unavailable.push(region);
+                }
+            }
+        }
+        if let Some(e) = refusal {
+            return Err(e);
+        }
+        if unavailable.len() == regional.len() + 1 {
+            return Err(ApiError::unavailable(
+                "no region answered for the room list",
+            ));
+        }
+        mine.extend(public);
+        Ok(RoomList {
+            rooms: mine,
+            unavailable,
+        })
     }
 
     async fn request<O: Op>(
         &self,
         key: &str,
         req: &O::Request,
-        retry: bool,
+        retry_for: Duration,
     ) -> Result<Result<O::Response, ApiError>, GatewayError> {
         if let Some(e) = unknown_home(&self.topology, key) {
             return Ok(Err(e));
@@ -94,7 +167,7 @@ impl Services {
         })?;
         // While a partition moves between workers nobody answers for a moment: retry
         // "no responders" (nothing was processed) until the timeout.
-        let give_up = tokio::time::Instant::now() + self.timeout;
+        let give_up = tokio::time::Instant::now() + retry_for.min(self.timeout);
         let payload = bytes::Bytes::from(payload);
         let reply = loop {
             let request = async_nats::Request::new()
@@ -103,8 +176,7 @@ impl Services {
             match self.nats.send_request(subject.clone(), request).await {
                 Ok(reply) => break reply,
                 Err(e)
-                    if retry
-                        && e.kind() == RequestErrorKind::NoResponders
+                    if e.kind() == RequestErrorKind::NoResponders
                         && tokio::time::Instant::now() + NO_RESPONDER_RETRY < give_up =>
                 {
                     tokio::time::sleep(NO_RESPONDER_RETRY).await;

@@ -173,10 +173,13 @@ impl AppState {
         if self.nats.connection_state() != State::Connected {
             return Err("nats: not connected");
         }
+        // A region with workers of its own serves its rooms while the primary is cut off:
+        // its gateways are ready when its own stream and workers are.
+        let local = self.services.local_workers();
         let stream = tokio::time::timeout(
             Duration::from_secs(2),
             self.js
-                .get_stream_no_info(chatmesh_protocol::subjects::STREAM),
+                .get_stream_no_info(chatmesh_protocol::subjects::region_stream(local)),
         )
         .await;
         if !matches!(stream, Ok(Ok(_))) {
@@ -184,8 +187,12 @@ impl AppState {
         }
         // Any answer from a worker (not_found included) proves the worker and its store
         // are up; only a transport failure means they are not.
+        let room = match local {
+            Some(r) => format!("{r}{}_readyz_probe", chatmesh_protocol::subjects::HOME_SEP),
+            None => "_readyz_probe".into(),
+        };
         let probe = RoomUserRequest {
-            room: "_readyz_probe".into(),
+            room,
             user: "_readyz".into(),
         };
         match self

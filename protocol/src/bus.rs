@@ -7,9 +7,10 @@
 //! Every list is built from the subject names in [`crate::subjects`], so a new subject that
 //! is not added here is refused by the server — the tests of the bus fail first.
 
+use crate::service::{GetAccess, GetProfile, ListMembers, Op};
 use crate::subjects::{
-    mirror_name, region_stream, IN_ALL, LEASES_BUCKET, LIVE_ALL, MEMBER_ALL, PRESENCE_BUCKET,
-    PRESENCE_REPUBLISH, STREAM, USER_ALL, WORKERS_BUCKET, WORKERS_REPUBLISH,
+    mirror_name, region_stream, OwnershipBuckets, IN_ALL, LIVE_ALL, MEMBER_ALL, PRESENCE_BUCKET,
+    PRESENCE_REPUBLISH, STREAM, USER_ALL,
 };
 
 /// The kinds of bus users.
@@ -61,7 +62,7 @@ impl Role {
         let streams = message_streams(regions);
         match self {
             Role::Gateway => Some(gateway(&streams)),
-            Role::Worker => Some(worker(&streams, &mirror_streams(regions))),
+            Role::Worker => Some(worker(&streams, &mirror_streams(regions), regions)),
             Role::Loadtest => Some(loadtest()),
             Role::Admin => None,
         }
@@ -148,12 +149,20 @@ fn gateway(streams: &[String]) -> Permissions {
     }
 }
 
-fn worker(streams: &[String], mirrors: &[String]) -> Permissions {
+fn worker(streams: &[String], mirrors: &[String], regions: &[String]) -> Permissions {
     let mut publish = vec![
         MEMBER_ALL.to_owned(),
         USER_ALL.to_owned(),
         "$JS.API.INFO".to_owned(),
     ];
+    // Reads one worker asks of another (docs/REGIONS.md section 12): a region's workers ask
+    // the primary's whether a user exists (accounts live there), and the primary's push
+    // notifier reads the kind and members of rooms stored in other regions. Nothing else:
+    // a worker key still cannot act as a user.
+    publish.push(format!("chat.svc.*.{}", GetProfile::NAME));
+    for op in [GetAccess::NAME, ListMembers::NAME] {
+        publish.push(format!("chat.svc.*.*.{op}"));
+    }
     for stream in streams {
         publish.extend(worker_on_stream(stream));
     }
@@ -166,15 +175,22 @@ fn worker(streams: &[String], mirrors: &[String]) -> Permissions {
     }
     // The push notifier reads who is online (never writes presence: that is the gateways').
     publish.extend(direct_get(&format!("KV_{PRESENCE_BUCKET}")));
-    publish.extend(kv_bucket(WORKERS_BUCKET));
-    publish.extend(kv_bucket(LEASES_BUCKET));
+    let mut subscribe = vec![
+        "chat.svc.>".to_owned(),
+        format!("{}.>", Role::Worker.inbox_prefix()),
+    ];
+    // The primary's ownership buckets, and those of every region that may run workers of
+    // its own (`mesh.regional_workers`).
+    let owners = std::iter::once(None).chain(regions.iter().map(|r| Some(r.as_str())));
+    for region in owners {
+        let names = OwnershipBuckets::of(region);
+        publish.extend(kv_bucket(&names.workers));
+        publish.extend(kv_bucket(&names.leases));
+        subscribe.push(format!("{}.*", names.republish));
+    }
     Permissions {
         publish,
-        subscribe: vec![
-            "chat.svc.>".to_owned(),
-            format!("{WORKERS_REPUBLISH}.*"),
-            format!("{}.>", Role::Worker.inbox_prefix()),
-        ],
+        subscribe,
         allow_responses: true,
     }
 }
@@ -241,7 +257,20 @@ mod tests {
         assert!(!gw.publish.iter().any(|s| s.contains("CONSUMER")));
         assert!(!gw.subscribe.iter().any(|s| s.starts_with("chat.svc")));
         assert!(!wk.publish.iter().any(|s| s.starts_with("chat.in")));
-        assert!(!wk.publish.iter().any(|s| s.starts_with("chat.svc")));
+        // Workers ask each other for three reads only (regional workers, push).
+        let asks: Vec<&String> = wk
+            .publish
+            .iter()
+            .filter(|s| s.starts_with("chat.svc"))
+            .collect();
+        assert_eq!(
+            asks,
+            [
+                "chat.svc.*.profile_get",
+                "chat.svc.*.*.access",
+                "chat.svc.*.*.members_list"
+            ]
+        );
         assert!(!wk.publish.iter().any(|s| s.starts_with("chat.evt")));
         let writes_presence = |s: &String| s.contains(PRESENCE_BUCKET) && !s.contains("DIRECT.GET");
         assert!(!wk.publish.iter().any(writes_presence));
@@ -272,5 +301,10 @@ mod tests {
         }
         assert!(!wk.publish.iter().any(|s| s.ends_with("CHAT_M_eu")));
         assert!(!gw.publish.iter().any(|s| s.contains("_M_")));
+        // Any region may run workers of its own: its ownership buckets are allowed.
+        for bucket in ["CHAT_LEASES", "CHAT_LEASES_us", "CHAT_WORKERS_eu"] {
+            assert!(wk.publish.contains(&format!("$KV.{bucket}.>")), "{bucket}");
+        }
+        assert!(wk.subscribe.contains(&"chat.workers.us.*".to_owned()));
     }
 }

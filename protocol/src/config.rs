@@ -23,6 +23,12 @@ pub struct MeshConfig {
     /// The region this process runs in (one of `regions`): a room created through this
     /// gateway with `"home": "here"` is homed in it.
     pub region: Option<String>,
+    /// Regions (besides the primary) that run workers and a store of their own
+    /// (docs/REGIONS.md section 12): their rooms' messages, members, history and services
+    /// stay in the region, and keep working while the primary is cut off. The streams of
+    /// regions not listed are served by the primary's workers. Accounts, DMs and rooms
+    /// without a home region live in the primary. Empty: every worker runs in the primary.
+    pub regional_workers: Vec<String>,
     /// Replicas of the message stream (1 on one machine, 3 in a cluster).
     pub replicas: usize,
     /// How long JetStream keeps messages for resume (seconds); older ones come from the store.
@@ -56,6 +62,7 @@ impl Default for MeshConfig {
             partitions: DEFAULT_PARTITIONS,
             regions: Vec::new(),
             region: None,
+            regional_workers: Vec::new(),
             replicas: 1,
             stream_max_age_secs: 7 * 24 * 3600,
             stream_max_msgs_per_room: 100_000,
@@ -75,6 +82,7 @@ impl MeshConfig {
     /// The streams and worker partitions of this deployment.
     pub fn topology(&self) -> crate::regions::Topology {
         crate::regions::Topology::new(self.partitions, &self.regions)
+            .with_regional_workers(&self.regional_workers)
     }
 
     /// Every problem with these settings, so a bad config is reported all at once.
@@ -100,6 +108,13 @@ impl MeshConfig {
         if let Some(r) = &self.region {
             if !self.regions.contains(r) {
                 out.push(format!("mesh.region {r:?} is not one of mesh.regions"));
+            }
+        }
+        for r in &self.regional_workers {
+            if !self.regions.contains(r) {
+                out.push(format!(
+                    "mesh.regional_workers: {r:?} is not one of mesh.regions"
+                ));
             }
         }
         if !(1..=5).contains(&self.replicas) {

@@ -28,6 +28,8 @@ pub fn valid_region(name: &str) -> bool {
 pub struct Topology {
     partitions: u32,
     regions: Arc<[String]>,
+    /// Regions (not the primary) whose own workers serve their stream (`mesh.regional_workers`).
+    regional: Arc<[String]>,
 }
 
 impl Topology {
@@ -36,7 +38,60 @@ impl Topology {
         Self {
             partitions: partitions.max(1),
             regions: regions.into(),
+            regional: Arc::new([]),
         }
+    }
+
+    /// The same, with `regions` (`mesh.regional_workers`) running workers and a store of
+    /// their own for the rooms homed in them; every other stream is served by the primary's
+    /// workers.
+    pub fn with_regional_workers(mut self, regions: &[String]) -> Self {
+        let primary = self.regions.first().cloned();
+        self.regional = regions
+            .iter()
+            .filter(|r| self.regions.contains(r) && Some(*r) != primary.as_ref())
+            .cloned()
+            .collect();
+        self
+    }
+
+    /// Whether `region` runs workers and a store of its own (the primary always does).
+    pub fn has_own_workers(&self, region: &str) -> bool {
+        self.regions.first().is_some_and(|p| p == region)
+            || self.regional.iter().any(|r| r == region)
+    }
+
+    /// The regions (not the primary) whose own workers serve their rooms.
+    pub fn regional_workers(&self) -> &[String] {
+        &self.regional
+    }
+
+    /// The region whose workers serve stream `s`: its home when that region has workers of
+    /// its own, else the primary (`None`).
+    pub fn serving_region(&self, s: u32) -> Option<&str> {
+        self.stream_region(s)
+            .filter(|r| self.regional.iter().any(|x| x == r))
+    }
+
+    /// The workers' region a process of `region` belongs to: `None` (the primary's) for the
+    /// primary, no region, or a region without workers of its own.
+    pub fn workers_of<'a>(&self, region: Option<&'a str>) -> Option<&'a str> {
+        region.filter(|r| self.regional.iter().any(|x| x == r))
+    }
+
+    /// The streams the workers of `workers` (see [`Topology::workers_of`]) serve.
+    pub fn served_streams(&self, workers: Option<&str>) -> Vec<u32> {
+        (0..self.streams())
+            .filter(|s| self.serving_region(*s) == workers)
+            .collect()
+    }
+
+    /// The worker partitions the workers of `workers` run.
+    pub fn served_partitions(&self, workers: Option<&str>) -> Vec<u32> {
+        self.served_streams(workers)
+            .into_iter()
+            .flat_map(|s| s * self.partitions..(s + 1) * self.partitions)
+            .collect()
     }
 
     /// The configured regions, the primary first (empty: one region).
@@ -162,6 +217,31 @@ mod tests {
         assert!(subject.starts_with(filter.trim_end_matches('>')));
         let svc = svc_subject(16, "us~general", "history");
         assert!(svc.starts_with(t.partition_services(g).trim_end_matches('*')));
+    }
+
+    #[test]
+    fn regional_workers_serve_their_own_stream_and_the_primary_the_rest() {
+        let regions = ["eu".to_owned(), "us".to_owned(), "ap".to_owned()];
+        let t =
+            Topology::new(4, &regions).with_regional_workers(&["us".to_owned(), "eu".to_owned()]);
+        // The primary is listed to no effect: its workers serve it anyway.
+        assert_eq!(t.regional_workers(), ["us".to_owned()]);
+        assert!(t.has_own_workers("eu") && t.has_own_workers("us") && !t.has_own_workers("ap"));
+        assert_eq!(t.served_streams(None), vec![0, 1, 3]);
+        assert_eq!(t.served_streams(Some("us")), vec![2]);
+        assert_eq!(t.served_partitions(Some("us")), vec![8, 9, 10, 11]);
+        assert_eq!(t.served_partitions(None).len(), 12);
+        assert_eq!(t.workers_of(Some("us")), Some("us"));
+        assert_eq!(t.workers_of(Some("ap")), None);
+        assert_eq!(t.workers_of(Some("eu")), None);
+        // Every partition is served by exactly one region's workers.
+        let mut all = t.served_partitions(None);
+        all.extend(t.served_partitions(Some("us")));
+        all.sort_unstable();
+        assert_eq!(all, (0..t.count()).collect::<Vec<_>>());
+        // Without regional workers the primary serves everything, as in phase 1.
+        let plain = Topology::new(4, &regions);
+        assert_eq!(plain.served_partitions(None), (0..16).collect::<Vec<_>>());
     }
 
     #[test]

@@ -226,6 +226,11 @@ pub struct RoomListing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomList {
     pub rooms: Vec<RoomListing>,
+    /// Regions with workers of their own that did not answer (cut off): the user's rooms
+    /// homed there are missing from `rooms` (docs/REGIONS.md section 12). Absent when every
+    /// region answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,6 +387,10 @@ pub struct MembersRequest {
     pub actor: String,
     pub after: Option<String>,
     pub limit: u32,
+    /// Leave display names out (the push notifier needs user names only; with
+    /// `mesh.regional_workers` each name costs an ask of the primary region).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub without_names: bool,
 }
 
 /// One member of a room.

@@ -142,6 +142,37 @@ pub const WORKERS_REPUBLISH: &str = "chat.workers";
 /// KV bucket of partition leases (key `p<N>`).
 pub const LEASES_BUCKET: &str = "CHAT_LEASES";
 
+/// The KV buckets partition ownership runs on, for the workers of one region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnershipBuckets {
+    /// The registry of live workers.
+    pub workers: String,
+    /// Where the registry republishes its changes (`<this>.<worker id>`).
+    pub republish: String,
+    /// The partition leases.
+    pub leases: String,
+}
+
+impl OwnershipBuckets {
+    /// The buckets of the primary's workers (`None`: the one-region names) or of a region
+    /// with workers of its own (`CHAT_WORKERS_<r>`, `chat.workers.<r>`, `CHAT_LEASES_<r>`,
+    /// placed in that region so its workers keep their leases while the primary is cut off).
+    pub fn of(region: Option<&str>) -> Self {
+        match region {
+            None => Self {
+                workers: WORKERS_BUCKET.to_owned(),
+                republish: WORKERS_REPUBLISH.to_owned(),
+                leases: LEASES_BUCKET.to_owned(),
+            },
+            Some(r) => Self {
+                workers: format!("{WORKERS_BUCKET}_{r}"),
+                republish: format!("{WORKERS_REPUBLISH}.{r}"),
+                leases: format!("{LEASES_BUCKET}_{r}"),
+            },
+        }
+    }
+}
+
 /// The KV key of a room's presence on one gateway.
 pub fn presence_key(room: &str, gateway: &str) -> String {
     format!("{room}.{gateway}")

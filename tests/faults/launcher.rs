@@ -72,9 +72,19 @@ impl MeshProc {
     /// `regions` regions (`ops/mesh up --regions`, docs/REGIONS.md): region k on net
     /// `a.b.(c+k)` with one NATS node and one gateway, the worker in the first region.
     pub async fn up_regions(net: &str, regions: u32, env: &[(&str, &str)]) -> Result<Self> {
+        Self::up_regions_with(net, regions, &[], env).await
+    }
+
+    /// [`MeshProc::up_regions`] with more `ops/mesh up` flags (`--regional-workers`).
+    pub async fn up_regions_with(
+        net: &str,
+        regions: u32,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mesh = Self::new(net, 1, 1, env)?;
         let n = regions.to_string();
-        let args = vec![
+        let mut args = vec![
             "up",
             "--regions",
             &n,
@@ -83,6 +93,7 @@ impl MeshProc {
             "--bin",
             env!("CARGO_BIN_EXE_chatmesh"),
         ];
+        args.extend_from_slice(flags);
         mesh.ops(&args).await?;
         Ok(mesh)
     }
@@ -187,7 +198,20 @@ impl MeshProc {
 
     /// One unlabelled metric of worker `i`, `None` until recorded.
     pub async fn worker_metric(&self, i: u32, name: &str) -> Result<Option<f64>> {
-        let url = format!("http://{}.{}:9464/metrics", self.net, 30 + i);
+        self.metric_at(&format!("{}.{}", self.net, 30 + i), name)
+            .await
+    }
+
+    /// One unlabelled metric of the first worker of region `k` (1-based) in a mesh of
+    /// [`MeshProc::up_regions`].
+    pub async fn region_worker_metric(&self, k: u32, name: &str) -> Result<Option<f64>> {
+        let (ab, c) = self.net.rsplit_once('.').expect("net is a.b.c");
+        let c: u32 = c.parse().expect("net is a.b.c");
+        self.metric_at(&format!("{ab}.{}.31", c + k), name).await
+    }
+
+    async fn metric_at(&self, host: &str, name: &str) -> Result<Option<f64>> {
+        let url = format!("http://{host}:9464/metrics");
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;

@@ -2,7 +2,8 @@
 //! with an R3 stream, 2 gateways behind HAProxy, one worker, or an active worker and a hot
 //! standby on one fjall store), steady traffic through HAProxy checked message by message,
 //! and one part killed with SIGKILL while it flows; and two regions with one cut off
-//! (`regions.rs`).
+//! (`regions.rs`), and the primary cut off with regions running workers of their own
+//! (`regional.rs`).
 //!
 //! They need HAProxy (the launcher installs it) and take a minute each, so `ops/test` leaves
 //! this binary out (a nextest filter) and CI runs it as its own step:
@@ -17,6 +18,7 @@
 mod common;
 mod harness;
 mod launcher;
+mod regional;
 mod regions;
 mod run;
 mod traffic;

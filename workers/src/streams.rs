@@ -25,11 +25,12 @@ use tracing::info;
 
 use crate::error::WorkerError;
 
-/// The message streams of a deployment, by stream index ([`Topology`]).
+/// The message streams a worker serves, by stream index ([`Topology`]): every stream, or
+/// with `mesh.regional_workers` those of its region's workers.
 #[derive(Debug, Clone)]
 pub struct Streams {
     topology: Topology,
-    streams: std::sync::Arc<[stream::Stream]>,
+    streams: std::sync::Arc<[Option<stream::Stream>]>,
 }
 
 impl Streams {
@@ -38,21 +39,24 @@ impl Streams {
         &self.topology
     }
 
-    /// The stream worker partition `g` reads.
-    pub fn of_partition(&self, g: u32) -> &stream::Stream {
-        let s = g / self.topology.per_stream();
-        &self.streams[usize::try_from(s).unwrap_or(0).min(self.streams.len() - 1)]
+    /// The stream worker partition `g` reads; `None` if this worker does not serve it.
+    pub fn of_partition(&self, g: u32) -> Option<&stream::Stream> {
+        let s = usize::try_from(g / self.topology.per_stream()).ok()?;
+        self.streams.get(s)?.as_ref()
     }
 
-    /// The stream of `room` and its worker partition; `None` for an unknown home region.
+    /// The stream of `room` and its worker partition; `None` for an unknown home region or
+    /// a stream this worker does not serve.
     pub fn of_room(&self, room: &str) -> Option<(u32, &stream::Stream)> {
         let g = self.topology.partition_of(room)?;
-        Some((g, self.of_partition(g)))
+        Some((g, self.of_partition(g)?))
     }
 
-    /// Each stream with its stream index.
+    /// Each stream served here with its stream index.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &stream::Stream)> {
-        (0u32..).zip(self.streams.iter())
+        (0u32..)
+            .zip(self.streams.iter())
+            .filter_map(|(s, stream)| Some((s, stream.as_ref()?)))
     }
 }
 
@@ -127,17 +131,43 @@ fn apply(cfg: &mut stream::Config, mesh: &MeshConfig, s: u32) {
 /// Creates every message stream of the deployment and, with regions, their mirrors, or
 /// updates them if their managed settings differ from `mesh`.
 pub async fn ensure_streams(js: &Context, mesh: &MeshConfig) -> Result<Streams, WorkerError> {
+    let all: Vec<u32> = (0..mesh.topology().streams()).collect();
+    ensure_served(js, mesh, &all).await
+}
+
+/// Like [`ensure_streams`] for the streams `served` (their indexes) only: a region's own
+/// workers create and check their region's stream and its mirrors, never the primary's, so
+/// they start while the primary is cut off.
+pub async fn ensure_served(
+    js: &Context,
+    mesh: &MeshConfig,
+    served: &[u32],
+) -> Result<Streams, WorkerError> {
     let topology = mesh.topology();
     let mut streams = Vec::new();
     for s in 0..topology.streams() {
-        streams.push(ensure_one(js, mesh, s).await?);
+        streams.push(match served.contains(&s) {
+            true => Some(ensure_one(js, mesh, s).await?),
+            false => None,
+        });
     }
     // Mirrors after their origins: a mirror made before its origin cannot take over the
     // origin's `allow_direct` (docs/REGIONS.md, 3).
-    for s in 0..topology.streams() {
+    // A region's own workers start while another region is cut off: a mirror of their
+    // stream that cannot be made there now is made at their next start (reads in that
+    // region go to the stream's home meanwhile). The primary's workers need theirs.
+    let mirrors_required = served.contains(&0);
+    for s in served.iter().copied() {
         for region in topology.regions() {
-            if region != topology.home_of_stream(s) {
-                ensure_mirror(js, mesh, s, region).await?;
+            if region == topology.home_of_stream(s) {
+                continue;
+            }
+            match ensure_mirror(js, mesh, s, region).await {
+                Ok(()) => {}
+                Err(e) if !mirrors_required => {
+                    tracing::warn!(region, error = %chatmesh_protocol::error::Chain(&e), "mirror not made; retried at the next start");
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -165,7 +195,11 @@ async fn ensure_mirror(
 
 /// [`ensure_streams`], returning stream `CHAT`.
 pub async fn ensure_stream(js: &Context, mesh: &MeshConfig) -> Result<stream::Stream, WorkerError> {
-    Ok(ensure_streams(js, mesh).await?.of_partition(0).clone())
+    ensure_streams(js, mesh)
+        .await?
+        .of_partition(0)
+        .cloned()
+        .ok_or_else(|| WorkerError::stream_msg("stream CHAT was not created".to_owned()))
 }
 
 /// Creates message stream `s`, or updates it if its managed settings differ from `mesh`.

@@ -4,7 +4,9 @@
 //!
 //! Which partitions run here is decided by [`crate::ownership`]: every partition (an
 //! embedded store) or a rendezvous share among live workers (a shared store), each held
-//! under a lease.
+//! under a lease. With `mesh.regional_workers` a worker of such a region runs only the
+//! partitions of its region's stream, on its region's store and ownership buckets, and asks
+//! the primary's workers for accounts (docs/REGIONS.md section 12).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +30,7 @@ use crate::ownership::SpawnPartition;
 use crate::progress::Progress;
 use crate::service::{serve_partition, Service, StreamTail};
 use crate::store::{KvStore, Store};
-use crate::streams::ensure_streams;
+use crate::streams::ensure_served;
 
 const JS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,8 +97,21 @@ impl Worker {
         let js = jetstream::ContextBuilder::new()
             .timeout(JS_TIMEOUT)
             .build(nats.clone());
-        let streams = ensure_streams(&js, &mesh).await?;
-        let topology = streams.topology().clone();
+        // With `mesh.regional_workers`, a worker of such a region serves that region's stream
+        // only; the primary's serve the rest (docs/REGIONS.md section 12).
+        let topology = mesh.topology();
+        let workers_region = topology
+            .workers_of(mesh.region.as_deref())
+            .map(str::to_owned);
+        if let Some(r) = mesh.region.as_deref() {
+            if !topology.has_own_workers(r) {
+                return Err(WorkerError::Config(vec![format!(
+                    "mesh.region {r:?} runs no workers of its own: list it in mesh.regional_workers, or run this worker in the primary region"
+                )]));
+            }
+        }
+        let served = topology.served_streams(workers_region.as_deref());
+        let streams = ensure_served(&js, &mesh, &served).await?;
         let model = Model::new(store.clone()).with_group_commit(
             Duration::from_millis(cfg.batch_linger_ms),
             cfg.batch_max_messages.saturating_mul(4),
@@ -131,6 +146,10 @@ impl Worker {
             .then(|| crate::search::Indexes::new(&cfg.search_dir(), partitions, &cfg.search));
         if let Some(search) = &search {
             service.enable_search(search.clone());
+        }
+        if workers_region.is_some() {
+            let peers = crate::peers::Peers::new(nats.clone(), mesh.partitions);
+            service.accounts_in_primary(crate::service::Primary(peers));
         }
         let audit_days = admin.audit_retention_days;
         service.enable_admin(admin);
@@ -220,7 +239,12 @@ impl Worker {
             });
             crate::files::start(&service, files, owns, &mut tasks, shutdown.clone());
         }
-        if let Some(push) = push {
+        if let (Some(_), Some(r)) = (&push, &workers_region) {
+            // Push targets and settings are the users': the primary's notifier pushes for
+            // every region's rooms.
+            info!(region = %r, "push notifications are sent by the primary region's workers");
+        }
+        if let (Some(push), None) = (push, &workers_region) {
             crate::push::start(
                 &service,
                 push,
@@ -237,8 +261,14 @@ impl Worker {
             cfg.ownership.clone(),
             js.clone(),
             nats.clone(),
-            mesh.replicas,
-            partitions,
+            crate::ownership::Scope {
+                partitions: topology.served_partitions(workers_region.as_deref()),
+                buckets: chatmesh_protocol::subjects::OwnershipBuckets::of(
+                    workers_region.as_deref(),
+                ),
+                cluster: workers_region.clone(),
+                replicas: mesh.replicas,
+            },
             me.clone(),
             spawn,
             shutdown.clone(),
@@ -254,7 +284,7 @@ impl Worker {
         nats.flush()
             .await
             .map_err(|e| WorkerError::nats("flush", e))?;
-        info!(partitions, regions = ?mesh.regions, "worker started");
+        info!(partitions, regions = ?mesh.regions, workers_of = ?workers_region, "worker started");
         Ok(Worker {
             shutdown,
             tasks,

@@ -13,6 +13,7 @@ fn page(room: &str, actor: &str, after: Option<&str>, limit: u32) -> MembersRequ
         actor: actor.into(),
         after: after.map(Into::into),
         limit,
+        without_names: false,
     }
 }
 

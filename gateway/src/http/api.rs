@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use chatmesh_protocol::service::{
     AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest,
-    EditsRequest, GetEdits, ListRooms, ListRoomsRequest, Login, LogoutAll, OpenDm, Register,
-    RemoveMember, RemoveMemberRequest, Role, RoomKind, UserRequest,
+    EditsRequest, GetEdits, Login, LogoutAll, OpenDm, Register, RemoveMember, RemoveMemberRequest,
+    Role, RoomKind, UserRequest,
 };
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
@@ -245,8 +245,7 @@ fn homed(mesh: &chatmesh_protocol::MeshConfig, home: &str, room: &str) -> Result
 
 async fn list_rooms(state: &AppState, req: Request<Incoming>) -> Answer {
     let user = caller(state, &req).await?;
-    let req = ListRoomsRequest { user };
-    let list = state.services.ask::<ListRooms>(&req.user, &req).await?;
+    let list = state.services.rooms_list(&user).await?;
     Ok(reply::json(200, &list))
 }
 

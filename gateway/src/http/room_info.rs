@@ -54,6 +54,7 @@ pub(super) async fn members(state: &AppState, req: Request<Incoming>, room: &str
         actor,
         after,
         limit,
+        without_names: false,
     };
     let page = state.services.ask::<ListMembers>(room, &req).await?;
     Ok(reply::json(200, &page))

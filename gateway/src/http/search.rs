@@ -13,7 +13,7 @@ use hyper::Request;
 use chatmesh_protocol::search::{
     SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
 };
-use chatmesh_protocol::service::{ListRooms, ListRoomsRequest, Search};
+use chatmesh_protocol::service::Search;
 use chatmesh_protocol::ApiError;
 
 use super::reply;
@@ -71,10 +71,7 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
     }
     state.throttle.search_allowed(&user).await?;
     // Membership at query time: the rooms the caller is in now.
-    let list = state
-        .services
-        .ask::<ListRooms>(&user, &ListRoomsRequest { user: user.clone() })
-        .await?;
+    let list = state.services.rooms_list(&user).await?;
     let mut rooms: Vec<String> = list
         .rooms
         .into_iter()

@@ -216,7 +216,13 @@ async fn session(
         };
         let start = checkpoint.min(indexed);
         let filter = w.streams.topology().partition_filter(p);
-        let stream = w.streams.of_partition(p);
+        let stream = w
+            .streams
+            .of_partition(p)
+            .ok_or_else(|| SessionError::Consumer {
+                what: format!("partition {p} belongs to a stream this worker does not serve"),
+                source: None,
+            })?;
         let consumer = setup::recreate(stream, p, &filter, start + 1, w.consumer).await?;
         let deliveries = consumer
             .stream()
@@ -300,8 +306,8 @@ async fn session(
                 indexed = high;
             }
         }
-        if !erased.is_empty() {
-            tokio::spawn(erase(w.streams.of_partition(p).clone(), erased));
+        if let (false, Some(stream)) = (erased.is_empty(), w.streams.of_partition(p)) {
+            tokio::spawn(erase(stream.clone(), erased));
         }
         trim_stored(w, p, due, checkpoint);
         w.progress.stored(p, checkpoint);
@@ -354,8 +360,11 @@ fn trims_due(w: &Writer, counts: &mut HashMap<String, u64>, batch: &[Delivery]) 
 
 /// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored.
 fn trim_stored(w: &Writer, p: u32, rooms: Vec<String>, checkpoint: u64) {
+    let Some(stream) = w.streams.of_partition(p) else {
+        return;
+    };
     for room in rooms {
-        let (stream, partitions) = (w.streams.of_partition(p).clone(), w.trim.partitions);
+        let (stream, partitions) = (stream.clone(), w.trim.partitions);
         tokio::spawn(async move {
             match crate::streams::trim_below(&stream, partitions, &room, checkpoint + 1).await {
                 Ok((below, purged)) => {

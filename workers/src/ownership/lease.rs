@@ -1,4 +1,5 @@
-//! Partition leases: key `p<N>` in the KV bucket `CHAT_LEASES`, holding the owner's id, with
+//! Partition leases: key `p<N>` in the KV bucket `CHAT_LEASES` (`CHAT_LEASES_<region>` for a
+//! region's own workers), holding the owner's id, with
 //! a TTL. Taking and renewing are compare-and-set on the key's last sequence
 //! (`Nats-Expected-Last-Subject-Sequence`), so at most one worker holds a lease; a holder
 //! that dies stops renewing and its lease expires.
@@ -11,7 +12,7 @@ use tracing::debug;
 use super::registry::ensure_bucket;
 use crate::error::WorkerError;
 
-use chatmesh_protocol::subjects::LEASES_BUCKET as BUCKET;
+use super::Scope;
 
 /// What a renewal found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,7 @@ enum Take {
 /// The lease table, as seen by one worker.
 pub struct Leases {
     js: jetstream::Context,
+    bucket: String,
     stream: jetstream::stream::Stream<()>,
     me: String,
     ttl: Duration,
@@ -44,25 +46,27 @@ pub struct Leases {
 impl Leases {
     pub async fn open(
         js: &jetstream::Context,
-        replicas: usize,
+        scope: &Scope,
         me: &str,
         ttl: Duration,
     ) -> Result<Self, WorkerError> {
-        ensure_bucket(js, BUCKET, replicas, None).await?;
+        let bucket = scope.buckets.leases.clone();
+        ensure_bucket(js, &bucket, scope, None).await?;
         let stream = js
-            .get_stream_no_info(format!("KV_{BUCKET}"))
+            .get_stream_no_info(format!("KV_{bucket}"))
             .await
             .map_err(|e| WorkerError::stream("lease bucket", e))?;
         Ok(Self {
             js: js.clone(),
+            bucket,
             stream,
             me: me.to_owned(),
             ttl,
         })
     }
 
-    fn subject(p: u32) -> String {
-        format!("$KV.{BUCKET}.p{p}")
+    fn subject(&self, p: u32) -> String {
+        format!("$KV.{}.p{p}", self.bucket)
     }
 
     /// Takes partition `p`'s lease if it is free (never held, released, expired, or already
@@ -77,7 +81,7 @@ impl Leases {
     async fn take(&self, p: u32) -> Take {
         let expect = match self
             .stream
-            .direct_get_last_for_subject(Self::subject(p))
+            .direct_get_last_for_subject(self.subject(p))
             .await
         {
             Ok(last) if last.payload.is_empty() || last.payload == self.me.as_bytes() => {
@@ -104,7 +108,7 @@ impl Leases {
     pub async fn renew(&self, p: u32, revision: u64) -> Renewal {
         let put = natskit::put_ttl(
             &self.js,
-            Self::subject(p),
+            self.subject(p),
             self.me.clone().into(),
             self.ttl,
             natskit::Expect::LastSeq(revision),
@@ -134,7 +138,7 @@ impl Leases {
     async fn write(&self, p: u32, expect: u64, holder: String) -> Option<u64> {
         let put = natskit::put_ttl(
             &self.js,
-            Self::subject(p),
+            self.subject(p),
             holder.into(),
             self.ttl,
             natskit::Expect::LastSeq(expect),

@@ -123,15 +123,28 @@ struct Running {
     renewed: tokio::time::Instant,
 }
 
+/// What one group of workers shares: the primary's workers, or a region's own
+/// (`mesh.regional_workers`), each with their partitions and buckets.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The worker partitions these workers run between them.
+    pub partitions: Vec<u32>,
+    /// Their registry and lease buckets.
+    pub buckets: chatmesh_protocol::subjects::OwnershipBuckets,
+    /// The NATS cluster (region) the buckets are placed in; `None`: where the server that
+    /// creates them is.
+    pub cluster: Option<String>,
+    /// Replicas of the buckets.
+    pub replicas: usize,
+}
+
 /// Runs the ownership loop until `shutdown`, starting and stopping partitions as ownership
 /// changes. Returns the first partition task error, if any.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: OwnershipConfig,
     js: jetstream::Context,
     nats: async_nats::Client,
-    replicas: usize,
-    partitions: u32,
+    scope: Scope,
     me: String,
     spawn: SpawnPartition,
     shutdown: CancellationToken,
@@ -143,8 +156,8 @@ pub async fn run(
     let mut pause = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let (mut registry, leases) = loop {
         let setup = async {
-            let registry = Registry::start(&js, &nats, replicas, &me, ttl).await?;
-            let leases = Leases::open(&js, replicas, &me, ttl).await?;
+            let registry = Registry::start(&js, &nats, &scope, &me, ttl).await?;
+            let leases = Leases::open(&js, &scope, &me, ttl).await?;
             Ok::<_, WorkerError>((registry, leases))
         };
         let failed = tokio::select! {
@@ -201,10 +214,13 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let wanted: BTreeSet<u32> = match cfg.mode {
-            OwnershipMode::All => (0..partitions).collect(),
+            OwnershipMode::All => scope.partitions.iter().copied().collect(),
             OwnershipMode::Shared => {
                 let live = registry.live();
-                (0..partitions)
+                scope
+                    .partitions
+                    .iter()
+                    .copied()
                     .filter(|p| {
                         rendezvous(live.iter().map(String::as_str), *p) == Some(me.as_str())
                     })

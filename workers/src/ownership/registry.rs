@@ -1,6 +1,6 @@
 //! The live workers: one key per worker in the KV bucket `CHAT_WORKERS` with a TTL it
 //! refreshes. The bucket republishes every change and every expiry marker (an empty payload)
-//! on `chat.workers.<id>`, so each worker follows the set with one core subscription; the
+//! on `chat.workers.<id>` (`chat.workers.<region>.<id>` for a region's own workers), so each worker follows the set with one core subscription; the
 //! initial set is one batch direct get.
 
 use std::collections::BTreeSet;
@@ -12,11 +12,12 @@ use tracing::warn;
 
 use crate::error::WorkerError;
 
-use chatmesh_protocol::subjects::{WORKERS_BUCKET as BUCKET, WORKERS_REPUBLISH};
+use super::Scope;
 
 /// This worker's view of the live workers.
 pub struct Registry {
     js: jetstream::Context,
+    bucket: String,
     me: String,
     ttl: Duration,
     sub: async_nats::Subscriber,
@@ -28,13 +29,14 @@ impl Registry {
     pub async fn start(
         js: &jetstream::Context,
         nats: &async_nats::Client,
-        replicas: usize,
+        scope: &Scope,
         me: &str,
         ttl: Duration,
     ) -> Result<Self, WorkerError> {
-        ensure_bucket(js, BUCKET, replicas, Some(WORKERS_REPUBLISH)).await?;
+        let names = &scope.buckets;
+        ensure_bucket(js, &names.workers, scope, Some(&names.republish)).await?;
         let sub = nats
-            .subscribe(format!("{WORKERS_REPUBLISH}.*"))
+            .subscribe(format!("{}.*", names.republish))
             .await
             .map_err(|e| WorkerError::nats("subscribing to the worker registry", e))?;
         nats.flush()
@@ -42,20 +44,21 @@ impl Registry {
             .map_err(|e| WorkerError::nats("flush", e))?;
         let mut registry = Self {
             js: js.clone(),
+            bucket: names.workers.clone(),
             me: me.to_owned(),
             ttl,
             sub,
             live: BTreeSet::new(),
         };
         registry.heartbeat().await;
-        registry.live = snapshot(nats, ttl).await?;
+        registry.live = snapshot(nats, &names.workers, ttl).await?;
         registry.live.insert(me.to_owned());
         Ok(registry)
     }
 
     /// Refreshes this worker's registration.
     pub async fn heartbeat(&self) {
-        let subject = format!("$KV.{BUCKET}.{}", self.me);
+        let subject = format!("$KV.{}.{}", self.bucket, self.me);
         let put = natskit::put_ttl(
             &self.js,
             subject,
@@ -96,7 +99,7 @@ impl Registry {
 
     /// Deregisters at once (a graceful stop), so others take over without waiting for the TTL.
     pub async fn leave(&self) {
-        let subject = format!("$KV.{BUCKET}.{}", self.me);
+        let subject = format!("$KV.{}.{}", self.bucket, self.me);
         let _ = natskit::put_ttl(
             &self.js,
             subject,
@@ -108,15 +111,16 @@ impl Registry {
     }
 }
 
-/// Creates or updates a KV bucket with per-key TTLs (and a republish of its changes).
+/// Creates or updates a KV bucket with per-key TTLs (and a republish of its changes),
+/// placed in the workers' region (the primary's by default).
 pub(super) async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,
-    replicas: usize,
+    scope: &Scope,
     republish_to: Option<&str>,
 ) -> Result<(), WorkerError> {
-    // Workers run in the primary region: their buckets are placed there by default.
-    natskit::ensure_ttl_bucket(js, bucket, replicas, republish_to, None)
+    let cluster = scope.cluster.as_deref();
+    natskit::ensure_ttl_bucket(js, bucket, scope.replicas, republish_to, cluster)
         .await
         .map_err(|e| WorkerError::stream(format!("KV bucket {bucket}"), e))
 }
@@ -124,14 +128,15 @@ pub(super) async fn ensure_bucket(
 /// The workers registered now (keys whose latest value is not a delete or expiry marker).
 async fn snapshot(
     nats: &async_nats::Client,
+    bucket: &str,
     timeout: Duration,
 ) -> Result<BTreeSet<String>, WorkerError> {
-    let filter = format!("$KV.{BUCKET}.*");
+    let filter = format!("$KV.{bucket}.*");
     let ask = natskit::Batch::Last {
         filter: &filter,
         batch: 10_000,
     };
-    let entries = natskit::direct_batch(nats, &format!("KV_{BUCKET}"), ask, timeout)
+    let entries = natskit::direct_batch(nats, &format!("KV_{bucket}"), ask, timeout)
         .await
         .map_err(|e| WorkerError::nats("reading the worker registry", e))?;
     Ok(entries

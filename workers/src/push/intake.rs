@@ -8,8 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::Message;
 use chatmesh_protocol::e2ee::MlsKind;
 use chatmesh_protocol::message::Payload;
-use chatmesh_protocol::service::RoomKind;
+use chatmesh_protocol::service::{
+    GetAccess, ListMembers, MembersRequest, Role, RoomKind, RoomUserRequest,
+};
 use chatmesh_protocol::subjects::room_of;
+use chatmesh_protocol::{ApiError, ErrorCode};
 use metrics::counter;
 
 use super::collapse::Incoming;
@@ -17,8 +20,22 @@ use super::deliver::wanted;
 use super::presence::Presence;
 use crate::metrics as m;
 use crate::model::Model;
+use crate::peers::Peers;
 use crate::service::Service;
 use crate::store::StoreError;
+
+/// Members asked of a region's workers per page (their `members_list` bound).
+const MEMBER_PAGE: u32 = 200;
+
+/// Why a message could not be routed now (it is redelivered).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("store")]
+    Store(#[from] StoreError),
+    /// The workers of the room's region did not answer or refused.
+    #[error("asking the room's region: {0}")]
+    Region(ApiError),
+}
 
 /// How far the stream's clock (a message's stored time) and the worker's (a target's
 /// registration time) may disagree.
@@ -31,6 +48,9 @@ pub struct Intake {
     pub model: Model,
     pub presence: Presence,
     pub max_members: usize,
+    /// Set for a stream whose rooms are stored by their region's own workers
+    /// (`mesh.regional_workers`): their kind and members are asked of them.
+    pub remote: Option<Peers>,
 }
 
 /// What a push says of a message of an `e2ee` room.
@@ -39,7 +59,7 @@ pub const ENCRYPTED: &str = "🔒 encrypted message";
 impl Intake {
     /// The message as the notifier needs it, or `None` if it is not a chat message or an
     /// edit, a delete or a reaction (logged and counted; acked by the caller).
-    pub async fn decode(&self, msg: &Message) -> Result<Option<Incoming>, StoreError> {
+    pub async fn decode(&self, msg: &Message) -> Result<Option<Incoming>, IntakeError> {
         let (Some(room), Ok(info)) = (room_of(msg.subject.as_str()), msg.info()) else {
             counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
             return Ok(None);
@@ -55,7 +75,7 @@ impl Intake {
             counter!(m::PUSH_SKIPPED, "why" => "change").increment(1);
             return Ok(None);
         }
-        let Some(meta) = self.model.room(room).await? else {
+        let Some(kind) = self.room_kind(room, &payload.from).await? else {
             counter!(m::PUSH_SKIPPED, "why" => "no_room").increment(1);
             return Ok(None);
         };
@@ -68,7 +88,7 @@ impl Intake {
         };
         Ok(Some(Incoming {
             room: room.to_owned(),
-            kind: meta.kind,
+            kind,
             seq: info.stream_sequence,
             from: payload.from,
             mentions: payload.mentions,
@@ -79,8 +99,8 @@ impl Intake {
 
     /// The users `m` may push. Members without a target cost no store read (remembered by
     /// the service), and presence is read only when someone is left to push.
-    pub async fn recipients(&mut self, m: &Incoming) -> Result<Vec<String>, StoreError> {
-        let members = self.model.members(&m.room, self.max_members).await?;
+    pub async fn recipients(&mut self, m: &Incoming) -> Result<Vec<String>, IntakeError> {
+        let members = self.members(&m.room, &m.from).await?;
         let mut out = Vec::new();
         for (user, _) in members {
             if user == m.from {
@@ -113,6 +133,56 @@ impl Intake {
                 away
             });
         }
+        Ok(out)
+    }
+}
+
+impl Intake {
+    /// The room's kind: from the store, or asked of the room's region (as its sender, who
+    /// was a member when it sent). `None`: no such room.
+    async fn room_kind(&self, room: &str, from: &str) -> Result<Option<RoomKind>, IntakeError> {
+        let Some(peers) = &self.remote else {
+            return Ok(self.model.room(room).await?.map(|meta| meta.kind));
+        };
+        let req = RoomUserRequest {
+            room: room.to_owned(),
+            user: from.to_owned(),
+        };
+        match peers.ask::<GetAccess>(room, &req).await {
+            Ok(access) => Ok(Some(access.kind)),
+            Err(e) if e.code == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(IntakeError::Region(e)),
+        }
+    }
+
+    /// Up to `max_members` members of the room: from the store, or asked of the room's
+    /// region page by page as its sender (a sender that has left since reads none).
+    async fn members(&self, room: &str, from: &str) -> Result<Vec<(String, Role)>, IntakeError> {
+        let Some(peers) = &self.remote else {
+            return Ok(self.model.members(room, self.max_members).await?);
+        };
+        let mut out = Vec::new();
+        let mut after = None;
+        while out.len() < self.max_members {
+            let req = MembersRequest {
+                room: room.to_owned(),
+                actor: from.to_owned(),
+                after: after.take(),
+                limit: MEMBER_PAGE,
+                without_names: true,
+            };
+            let page = match peers.ask::<ListMembers>(room, &req).await {
+                Ok(page) => page,
+                Err(e) if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) => break,
+                Err(e) => return Err(IntakeError::Region(e)),
+            };
+            after = page.members.last().map(|m| m.user.clone());
+            out.extend(page.members.into_iter().map(|m| (m.user, m.role)));
+            if !page.more || after.is_none() {
+                break;
+            }
+        }
+        out.truncate(self.max_members);
         Ok(out)
     }
 }

@@ -189,6 +189,9 @@ pub fn spawn_notifier(
                 model: svc.model().clone(),
                 presence: presence::Presence::new(nats.clone(), PRESENCE_FRESH),
                 max_members: cfg.max_room_members,
+                remote: topology
+                    .serving_region(s)
+                    .map(|_| crate::peers::Peers::new(nats.clone(), topology.per_stream())),
             },
             window: collapse::Window::new(cfg.delay(), cfg.max_pending_users),
             deliverer: deliverer.clone(),

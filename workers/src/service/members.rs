@@ -42,7 +42,7 @@ impl Service {
                     ))
                 }
             }
-            if self.model().user(&req.user).await?.is_none() {
+            if !self.user_exists(&req.user).await? {
                 return Err(ApiError::not_found("no such user"));
             }
             if self.model().ban(&req.room, &req.user).await?.is_some() {

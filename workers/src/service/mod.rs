@@ -6,6 +6,7 @@
 //! Every failure a client sees is an [`ApiError`] with a stable code; a store or hashing
 //! error is logged where it happens and answered as `internal`.
 
+mod accounts;
 mod admin;
 mod auth;
 mod budget;
@@ -41,6 +42,7 @@ use crate::error::WorkerError;
 use crate::model::{Model, RoomMeta};
 use crate::store::StoreError;
 
+pub(crate) use accounts::Primary;
 pub(crate) use dispatch::serve_partition;
 pub use files::Files;
 pub(crate) use files::FilesHandle;
@@ -74,6 +76,8 @@ struct Inner {
     files: OnceLock<FilesHandle>,
     /// Set when push notifications are enabled (`crate::push::start`).
     push: OnceLock<PushRules>,
+    /// Set on a region's own workers: accounts are asked of the primary's (`accounts`).
+    accounts: OnceLock<Primary>,
     /// Set when search is enabled (`[worker.search]`).
     search: OnceLock<crate::search::Indexes>,
     has_targets: push::HasTargets,
@@ -138,6 +142,7 @@ impl Service {
                 files: OnceLock::new(),
                 push: OnceLock::new(),
                 search: OnceLock::new(),
+                accounts: OnceLock::new(),
                 has_targets: push::has_targets_cache(),
                 anyone: push::Anyone::default(),
                 rooms_list_max: cfg.rooms_list_max,

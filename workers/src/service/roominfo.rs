@@ -48,8 +48,12 @@ impl Service {
         rows.truncate(limit);
         let mut members = Vec::with_capacity(rows.len());
         let now = super::moderation::now_secs();
-        for (user, role) in rows {
-            let display_name = self.model().user(&user).await?.and_then(|u| u.display_name);
+        let users: Vec<String> = rows.iter().map(|(user, _)| user.clone()).collect();
+        let names = match req.without_names {
+            true => vec![None; users.len()],
+            false => self.display_names(&users).await?,
+        };
+        for ((user, role), display_name) in rows.into_iter().zip(names) {
             let mute = self
                 .model()
                 .mute(&req.room, &user)

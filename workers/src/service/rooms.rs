@@ -272,7 +272,10 @@ impl Service {
                 });
             }
         }
-        Ok(RoomList { rooms })
+        Ok(RoomList {
+            rooms,
+            unavailable: Vec::new(),
+        })
     }
 
     async fn unread(

@@ -1,0 +1,207 @@
+//! Regions with workers of their own (issue 17 item 2, docs/REGIONS.md section 12): two
+//! regions on loopback (`ops/mesh up --regions 2 --regional-workers`), each with its NATS
+//! node, gateway, worker and fjall store. `us`'s worker runs only the partitions of `us`'s
+//! stream; rooms homed in `us` are stored there. Then the primary, `eu`, is cut off (its
+//! processes killed) and healed: `us`'s rooms keep taking sends, their history, member lists
+//! and room lists are served in `us`, and a room can be created there; what needs the
+//! accounts (registration) is refused until the primary returns.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::common::Api;
+use crate::launcher::MeshProc;
+use crate::run::{self, Run};
+use crate::{history_until, missing_from, RATE};
+
+/// The rooms of a room list, as `(room, role)`, and its `unavailable` regions.
+fn listed(list: &serde_json::Value) -> (Vec<(String, Option<String>)>, Vec<String>) {
+    let rooms = list["rooms"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let room = r["room"].as_str().unwrap_or_default().to_owned();
+                    (room, r["role"].as_str().map(str::to_owned))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let unavailable = list["unavailable"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    (rooms, unavailable)
+}
+
+fn has(rooms: &[(String, Option<String>)], room: &str) -> bool {
+    rooms.iter().any(|(r, role)| r == room && role.is_some())
+}
+
+/// While the primary is cut: `us~own` keeps acking sends (nothing lost, nothing duplicated,
+/// chains unbroken at the end), its history and member list are read in `us`, a room is
+/// created in `us`, and `us`'s room list shows `us`'s rooms and names `eu` unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working() -> Result<()> {
+    let mesh = MeshProc::up_regions_with("127.64.0", 2, &["--regional-workers"], &[]).await?;
+    let (eu, us) = (mesh.region_entry(1), mesh.region_entry(2));
+    // Each region's worker runs its own partitions: eu CHAT and CHAT_eu, us CHAT_us.
+    let owned = "chatmesh_partitions_owned";
+    let eu_owned = mesh.region_worker_metric(1, owned).await?;
+    let us_owned = mesh.region_worker_metric(2, owned).await?;
+    assert_eq!(
+        (eu_owned, us_owned),
+        (Some(32.0), Some(16.0)),
+        "partitions owned by eu's and us's workers"
+    );
+    let run = Run::start(&us, "us~own", 2, 1, RATE).await?;
+    run.wait_acked(40, Duration::from_secs(30)).await?;
+    let (owner, token) = run.tokens[0].clone();
+    let (other, _) = run.tokens[2].clone();
+    let api = Api::at(&us);
+    // A room homed in eu (served by eu's worker) and a private room in us.
+    let eu_api = Api::at(&eu);
+    let (status, made) = eu_api
+        .call(
+            "POST",
+            "/v1/rooms",
+            Some(&token),
+            Some(serde_json::json!({"room": "elsewhere", "kind": "public", "home": "here"})),
+        )
+        .await?;
+    assert_eq!(
+        (status, made["room"].as_str()),
+        (201, Some("eu~elsewhere")),
+        "{made}"
+    );
+    let (status, made) = api
+        .call(
+            "POST",
+            "/v1/rooms",
+            Some(&token),
+            Some(serde_json::json!({"room": "priv", "kind": "private", "home": "here"})),
+        )
+        .await?;
+    assert_eq!(
+        (status, made["room"].as_str()),
+        (201, Some("us~priv")),
+        "{made}"
+    );
+    // Adding a member in us asks eu (accounts live there) whether the user exists.
+    let add = |user: &str| serde_json::json!({"user": user});
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/rooms/us~priv/members",
+            Some(&token),
+            Some(add(&other)),
+        )
+        .await?;
+    assert!(
+        (200..300).contains(&status),
+        "adding {other}: {status} {body}"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/rooms/us~priv/members",
+            Some(&token),
+            Some(add("nobody-at-all")),
+        )
+        .await?;
+    assert_eq!(status, 404, "adding a user without an account: {body}");
+    // The room list merges both regions' stores.
+    let (_, list) = api.call("GET", "/v1/rooms", Some(&token), None).await?;
+    let (rooms, unavailable) = listed(&list);
+    for room in ["us~own", "us~priv", "eu~elsewhere"] {
+        assert!(has(&rooms, room), "{owner}'s list lacks {room}: {list}");
+    }
+    assert!(unavailable.is_empty(), "{list}");
+
+    mesh.cut("eu").await?;
+    let before = run.acked();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = run.acked() - before;
+    assert!(
+        during >= 20,
+        "us~own took {during} acked sends while eu was cut"
+    );
+    let history = run::history(&us, &token, "us~own").await?;
+    assert!(
+        history.len() >= before,
+        "history in us during the cut: {}",
+        history.len()
+    );
+    let (status, members) = api
+        .call(
+            "GET",
+            "/v1/rooms/us~priv/members?limit=10",
+            Some(&token),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "members of us~priv during the cut: {members}");
+    assert_eq!(
+        members["members"].as_array().map(Vec::len),
+        Some(2),
+        "{members}"
+    );
+    let (status, made) = api
+        .call(
+            "POST",
+            "/v1/rooms",
+            Some(&token),
+            Some(serde_json::json!({"room": "during", "kind": "public", "home": "here"})),
+        )
+        .await?;
+    assert_eq!(
+        (status, made["room"].as_str()),
+        (201, Some("us~during")),
+        "{made}"
+    );
+    let (status, list) = api.call("GET", "/v1/rooms", Some(&token), None).await?;
+    let (rooms, unavailable) = listed(&list);
+    assert_eq!(status, 200, "{list}");
+    assert!(has(&rooms, "us~own") && has(&rooms, "us~during"), "{list}");
+    assert_eq!(unavailable, ["eu"], "{list}");
+    // Accounts live in the primary: a registration waits for it.
+    let creds = crate::common::credentials("newcomer", "correct horse");
+    let (status, body) = api
+        .call("POST", "/v1/auth/register", None, Some(creds))
+        .await?;
+    assert_eq!(status, 503, "registering while the primary is cut: {body}");
+    println!(
+        "regional: eu (the primary) cut; us~own acked {during} sends in 6 s, history of {} \
+         messages, member list, room list (eu unavailable) and a new room served in us",
+        history.len()
+    );
+    mesh.heal("eu").await?;
+
+    let after = run.acked();
+    run.wait_acked(after + 20, Duration::from_secs(60)).await?;
+    let acked = run.acked_map();
+    let verdict = run.finish().await?;
+    println!("regional: us~own {verdict:?}");
+    verdict.assert_clean();
+    let hist = history_until(&us, &token, "us~own", verdict.last_seq).await?;
+    let mut prev = 0;
+    for (seq, p, _, _) in &hist {
+        assert_eq!(*p, prev, "us~own: history chain broken at {seq}");
+        prev = *seq;
+    }
+    let missing = missing_from(&acked, &hist);
+    assert!(missing.is_empty(), "us~own: acked but missing: {missing:?}");
+    let (_, list) = api.call("GET", "/v1/rooms", Some(&token), None).await?;
+    let (rooms, unavailable) = listed(&list);
+    assert!(
+        has(&rooms, "eu~elsewhere") && unavailable.is_empty(),
+        "after the heal: {list}"
+    );
+    println!("regional: us~own history of {} messages intact", hist.len());
+    Ok(())
+}
