@@ -539,8 +539,22 @@ export class Http {
 
   /** `GET /v1/rooms`: the caller's rooms first, then public rooms it is not in. @returns {Promise<RoomInfo[]>} */
   async rooms() {
-    const data = /** @type {{rooms?: RoomInfo[]} | null} */ (await this.#call("GET", "/v1/rooms"));
-    return data && Array.isArray(data.rooms) ? data.rooms : [];
+    return (await this.roomList()).rooms;
+  }
+
+  /**
+   * `GET /v1/rooms` whole: `rooms`, and `unavailable`, the regions that did not answer
+   * (a multi-region deployment whose regions keep their own rooms): their rooms are
+   * missing from this list, not left. Empty when every region answered.
+   * @returns {Promise<{rooms: RoomInfo[], unavailable: string[]}>}
+   */
+  async roomList() {
+    const data = /** @type {{rooms?: RoomInfo[], unavailable?: unknown[]} | null} */ (
+      await this.#call("GET", "/v1/rooms")
+    );
+    const rooms = data && Array.isArray(data.rooms) ? data.rooms : [];
+    const missing = data && Array.isArray(data.unavailable) ? data.unavailable : [];
+    return { rooms, unavailable: missing.filter((r) => typeof r === "string").map(String) };
   }
 
   /**

@@ -71,6 +71,11 @@ export class Api {
     return this.call((h) => h.rooms());
   }
 
+  /** Resolves to {rooms, unavailable}: `unavailable` names regions whose rooms are missing. */
+  roomList() {
+    return this.call((h) => h.roomList());
+  }
+
   createRoom(room, kind, home) {
     return this.call((h) => h.createRoom(room, kind, home));
   }

@@ -281,8 +281,9 @@ async function loadMembers(r) {
 
 async function refreshRooms() {
   let list;
+  let unavailable;
   try {
-    list = await app.api.rooms();
+    ({ rooms: list, unavailable } = await app.api.roomList());
   } catch (e) {
     if (app.session) notice(`cannot load rooms: ${describe(e)}`, "side");
     return;
@@ -314,11 +315,17 @@ async function refreshRooms() {
   // shown that we were removed or banned from.
   for (const [id, r] of app.rooms) {
     if (keep.has(id) || r.joining || (r === app.current && r.kind === "public" && !r.removed)) continue;
+    // A region did not answer: its rooms are missing from this list, not left; keep them.
+    if (unavailable.length) {
+      ids.push(id);
+      continue;
+    }
     if (r.joined && app.conn) app.conn.leave(id).catch(() => {});
     app.rooms.delete(id);
     if (app.current === r) app.current = null;
   }
   app.roomOrder = ids;
+  if (unavailable.length) notice(`region ${unavailable.join(", ")} is unreachable: its rooms may be out of date`, "side");
   render("rooms", "pane", "messages", "presence", "typing");
   joinMemberRooms();
   for (const r of app.rooms.values()) if (r.kind === "dm" && !r.peer) findPeer(r);

@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod notifier;
 pub mod ownership;
-mod peers;
+pub mod peers;
 pub mod progress;
 pub mod push;
 pub mod reactions;

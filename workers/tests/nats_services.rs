@@ -152,3 +152,68 @@ async fn stream_setup_is_idempotent() {
         Duration::from_secs(3_600)
     );
 }
+
+/// The primary's push notifier reads a room stored by another region's workers by asking
+/// them over NATS (docs/REGIONS.md section 12): its kind (`access`) and its members
+/// (`members_list` pages, as the sender). Here the worker plays the room's region and the
+/// intake has an empty store of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_intake_reads_a_remote_rooms_kind_and_members_page_by_page() {
+    use chatmesh_workers::cache::Caches;
+    use chatmesh_workers::model::Model;
+    use chatmesh_workers::peers::Peers;
+    use chatmesh_workers::push::{intake::Intake, presence::Presence};
+    use chatmesh_workers::Service;
+
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&config(dir.path())).await.unwrap();
+    let worker = Worker::start(
+        config(dir.path()),
+        mesh::mesh(server.url()),
+        nats.clone(),
+        store,
+    )
+    .await
+    .unwrap();
+    let create = CreateRoomRequest {
+        room: "big".into(),
+        kind: RoomKind::Public,
+        actor: "ann".into(),
+    };
+    call::<CreateRoom>(&nats, "big", &create).await.unwrap();
+    // More members than one page (200) of `members_list`.
+    for i in 0..204 {
+        let join = RoomUserRequest {
+            room: "big".into(),
+            user: format!("u{i:03}"),
+        };
+        call::<JoinRoom>(&nats, "big", &join).await.unwrap();
+    }
+
+    let other = tempfile::tempdir().unwrap();
+    let cfg = config(other.path());
+    let model = Model::new(open_store(&cfg).await.unwrap());
+    let caches = std::sync::Arc::new(Caches::new(cfg.cache_sizes()));
+    let svc = Service::new(model.clone(), caches, &cfg, None).unwrap();
+    let mut intake = Intake {
+        svc,
+        model,
+        presence: Presence::new(nats.clone(), Duration::from_secs(1)),
+        max_members: 1_000,
+        remote: Some(Peers::new(nats.clone(), PARTITIONS)),
+    };
+    let kind = intake.room_kind("big", "ann").await.unwrap();
+    assert_eq!(kind, Some(RoomKind::Public));
+    assert_eq!(intake.room_kind("nowhere", "ann").await.unwrap(), None);
+    let members = intake.members("big", "ann").await.unwrap();
+    assert_eq!(members.len(), 205, "every member, over two pages");
+    assert_eq!(members[0], ("ann".to_owned(), Role::Owner));
+    assert_eq!(members[204].0, "u203");
+    // A sender that is no member (left since) reads none; the bound holds.
+    assert!(intake.members("big", "zed").await.unwrap().is_empty());
+    intake.max_members = 10;
+    assert_eq!(intake.members("big", "ann").await.unwrap().len(), 10);
+    worker.stop().await.unwrap();
+}

@@ -56,6 +56,8 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.equal(typeof login.token, "string");
     assert.ok(login.expires_at > Date.now() / 1000);
     assert.deepEqual(await http.withToken(login.token).rooms(), []);
+    // One region: every region answered, none is named unavailable.
+    assert.deepEqual(await http.withToken(login.token).roomList(), { rooms: [], unavailable: [] });
     e = await refusal(new Http("http://127.0.0.1:1").login("hana", PASSWORD));
     assert.deepEqual([e.code, e.status], ["network", 0]);
     assert.throws(() => new Http("ftp://x"), (err) => err instanceof ChatmeshError && err.code === "invalid");

@@ -140,7 +140,7 @@ impl Intake {
 impl Intake {
     /// The room's kind: from the store, or asked of the room's region (as its sender, who
     /// was a member when it sent). `None`: no such room.
-    async fn room_kind(&self, room: &str, from: &str) -> Result<Option<RoomKind>, IntakeError> {
+    pub async fn room_kind(&self, room: &str, from: &str) -> Result<Option<RoomKind>, IntakeError> {
         let Some(peers) = &self.remote else {
             return Ok(self.model.room(room).await?.map(|meta| meta.kind));
         };
@@ -157,7 +157,11 @@ impl Intake {
 
     /// Up to `max_members` members of the room: from the store, or asked of the room's
     /// region page by page as its sender (a sender that has left since reads none).
-    async fn members(&self, room: &str, from: &str) -> Result<Vec<(String, Role)>, IntakeError> {
+    pub async fn members(
+        &self,
+        room: &str,
+        from: &str,
+    ) -> Result<Vec<(String, Role)>, IntakeError> {
         let Some(peers) = &self.remote else {
             return Ok(self.model.members(room, self.max_members).await?);
         };
