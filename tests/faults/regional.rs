@@ -4,7 +4,8 @@
 //! stream; rooms homed in `us` are stored there. Then the primary, `eu`, is cut off (its
 //! processes killed) and healed: `us`'s rooms keep taking sends, their history, member lists
 //! and room lists are served in `us`, and a room can be created there; what needs the
-//! accounts (registration) is refused until the primary returns.
+//! accounts (registration) is refused until the primary returns. Last, `us` is cut: its
+//! rooms' history is refused in `eu` (nobody else keeps them), eu's room list says so.
 
 use std::time::Duration;
 
@@ -203,5 +204,29 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
         "after the heal: {list}"
     );
     println!("regional: us~own history of {} messages intact", hist.len());
+
+    // The other way round, the trade-off of a store per region (docs/REGIONS.md section
+    // 12): with us cut, us's rooms are kept by nobody else. eu's room list names us
+    // unavailable (keeping eu's rooms), and a history page of us~own is refused
+    // `unavailable`, never answered short.
+    mesh.cut("us").await?;
+    let (status, list) = eu_api.call("GET", "/v1/rooms", Some(&token), None).await?;
+    let (rooms, unavailable) = listed(&list);
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        has(&rooms, "eu~elsewhere") && !has(&rooms, "us~own"),
+        "{list}"
+    );
+    assert_eq!(unavailable, ["us"], "{list}");
+    let (status, page) = eu_api
+        .call(
+            "GET",
+            "/v1/rooms/us~own/messages?limit=10",
+            Some(&token),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 503, "a history page of a cut region's room: {page}");
+    println!("regional: us cut: eu lists its rooms (us unavailable), us~own's history refused 503");
     Ok(())
 }
