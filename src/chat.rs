@@ -35,6 +35,11 @@ pub struct ChatArgs {
     /// Create the rooms (public) when they do not exist.
     #[arg(long)]
     pub create: bool,
+    /// With --create and regions (docs/REGIONS.md): the home region of the rooms created, a
+    /// region's name or `here` (the region of the gateway at --url). The room's id is then
+    /// `<region>~<room>`, which is what is joined and written to.
+    #[arg(long, requires = "create")]
+    pub home: Option<String>,
     /// Print the last N messages of each room at start.
     #[arg(long, default_value_t = 0)]
     pub history: u32,
@@ -141,8 +146,12 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     } else {
         RoomKind::Public
     };
-    for room in &args.rooms {
-        let created = join(&client, room, args.create.then_some(kind)).await?;
+    let mut rooms = Vec::with_capacity(args.rooms.len());
+    for asked in &args.rooms {
+        let create = args.create.then_some((kind, args.home.as_deref()));
+        let (room, created) = join(&client, asked, create).await?;
+        rooms.push(room.clone());
+        let room = &room;
         e2ee.refresh(&client).await?;
         if e2ee.is_sealed(room) {
             let sealed = e2ee.device(&client).await?;
@@ -162,7 +171,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         out.note(&format!(
             "connected as {}; /help for commands{}",
             client.user(),
-            args.rooms
+            rooms
                 .first()
                 .map(|r| format!(", writing to {r}"))
                 .unwrap_or_default()
@@ -172,10 +181,10 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let (news_tx, mut news) = mpsc::channel::<String>(64);
     let printer = events.map(|events| tokio::spawn(print_events(events, out, news_tx)));
     let result = if interactive {
-        let current = args.rooms.first().cloned();
+        let current = rooms.first().cloned();
         interact(&client, current, out, &mut e2ee, &mut news).await
     } else {
-        pipe(&client, args.rooms.first(), &mut e2ee).await
+        pipe(&client, rooms.first(), &mut e2ee).await
     };
     if result.is_ok() && args.follow && !interactive {
         loop {
@@ -195,23 +204,47 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Joins `room`, first creating it as `create` when asked; whether it was created now.
-async fn join(client: &Client, room: &str, create: Option<RoomKind>) -> anyhow::Result<bool> {
+/// Joins `room`, first creating it as `create` (its kind, and its home region if named)
+/// when asked; the id joined (`<region>~<room>` with a home) and whether it was created now.
+async fn join(
+    client: &Client,
+    room: &str,
+    create: Option<(RoomKind, Option<&str>)>,
+) -> anyhow::Result<(String, bool)> {
+    let mut id = room.to_owned();
     let mut created = false;
-    if let Some(kind) = create {
-        match client.http().create_room(room, kind).await {
+    if let Some((kind, home)) = create {
+        let made = match home {
+            None => client
+                .http()
+                .create_room(room, kind)
+                .await
+                .map(|()| id.clone()),
+            Some(home) => client.http().create_room_in(room, kind, home).await,
+        };
+        match made {
             Err(e) if e.code() != Some(ErrorCode::Conflict) => {
                 return Err(e).with_context(|| format!("creating {room}"))
             }
-            Err(_) => {}
-            Ok(()) => created = true,
+            // It exists: with a named home its id is known; "here" names no region.
+            Err(_) => match home {
+                None => {}
+                Some("here") => bail!(
+                    "{room} exists in this gateway's region: join it by its id (<region>~{room}), or give --home <region>"
+                ),
+                Some(region) => id = format!("{region}~{room}"),
+            },
+            Ok(made) => {
+                id = made;
+                created = true;
+            }
         }
     }
     client
-        .join(room)
+        .join(&id)
         .await
-        .with_context(|| format!("joining {room}"))?;
-    Ok(created)
+        .with_context(|| format!("joining {id}"))?;
+    Ok((id, created))
 }
 
 /// Reads (decrypts) what arrived in e2ee room `room` and prints it.

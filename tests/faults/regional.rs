@@ -16,6 +16,31 @@ use crate::launcher::MeshProc;
 use crate::run::{self, Run};
 use crate::{history_until, missing_from, RATE};
 
+/// `chatmesh chat --url ENTRY --user USER ARGS` with `line` on its stdin (the users of
+/// the harness have the password `correct horse`).
+async fn chat_cli(
+    entry: &str,
+    user: &str,
+    args: &[&str],
+    line: &str,
+) -> Result<std::process::Output> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .args(["chat", "--url", entry, "--user", user])
+        .args(args)
+        .env("CHATMESH_PASSWORD", "correct horse")
+        .env_remove("CHATMESH_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(format!("{line}\n").as_bytes()).await?;
+    drop(stdin);
+    Ok(tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await??)
+}
+
 /// The rooms of a room list, as `(room, role)`, and its `unavailable` regions.
 fn listed(list: &serde_json::Value) -> (Vec<(String, Option<String>)>, Vec<String>) {
     let rooms = list["rooms"]
@@ -116,6 +141,51 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
         )
         .await?;
     assert_eq!(status, 404, "adding a user without an account: {body}");
+    // The terminal client creates a room in its gateway's region (`--home here`) and
+    // writes to it by its id; a second run names the region to join it again.
+    for (home, line) in [("here", "from the cli"), ("us", "again")] {
+        let out = chat_cli(
+            &us,
+            &owner,
+            &["--room", "cli", "--create", "--home", home],
+            line,
+        )
+        .await?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = chat_cli(
+        &us,
+        &owner,
+        &["--room", "cli", "--create", "--home", "here"],
+        "x",
+    )
+    .await?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("<region>~cli"),
+        "{err}"
+    );
+    let (status, page) = api
+        .call(
+            "GET",
+            "/v1/rooms/us~cli/messages?limit=10",
+            Some(&token),
+            None,
+        )
+        .await?;
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["body"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        (status, bodies),
+        (200, vec!["from the cli", "again"]),
+        "{page}"
+    );
     // The room list merges both regions' stores.
     let (_, list) = api.call("GET", "/v1/rooms", Some(&token), None).await?;
     let (rooms, unavailable) = listed(&list);
