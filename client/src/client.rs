@@ -1,6 +1,6 @@
 //! [`Client`]: one chatmesh session for an application, and its [`Builder`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ pub struct Ack {
 #[derive(Debug, Clone)]
 pub struct Builder {
     base: String,
+    fallbacks: Vec<String>,
     auth: Option<Auth>,
     event_buffer: usize,
     request_timeout: Duration,
@@ -50,6 +51,15 @@ impl Builder {
             username: username.into(),
             password: password.into(),
         });
+        self
+    }
+
+    /// Another gateway to fail over to (repeatable), e.g. another region's
+    /// (docs/REGIONS.md): when the gateway in use cannot be reached, the next connection
+    /// attempt goes to the next one, and the session resumes there. The first connect tries
+    /// them in order too.
+    pub fn fallback(mut self, base: impl Into<String>) -> Self {
+        self.fallbacks.push(base.into());
         self
     }
 
@@ -82,23 +92,23 @@ impl Builder {
 
     /// Logs in if asked to, opens the session and waits for `welcome`.
     pub async fn connect(self) -> Result<Client> {
-        let http = Http::new(&self.base)?;
+        let entries = std::iter::once(&self.base)
+            .chain(&self.fallbacks)
+            .map(|base| Http::new(base))
+            .collect::<Result<Vec<_>>>()?;
         let auth = self
             .auth
             .ok_or_else(|| Error::Protocol("no credentials: call token() or login()".into()))?;
-        let token = match &auth {
-            Auth::Token(t) => t.clone(),
-            Auth::Password { username, password } => http.login(username, password).await?.token,
-        };
         let settings = Arc::new(Settings {
-            http,
+            entries,
+            current: AtomicUsize::new(0),
             auth,
             reconnect_min: self.reconnect_min,
             reconnect_max: self.reconnect_max,
             ping_every: self.ping_every,
             hello_timeout: self.request_timeout,
         });
-        let (ws, user) = driver::open_as(&settings, &token).await?;
+        let (token, ws, user) = first_session(&settings).await?;
         let token = Arc::new(Mutex::new(token));
         let (commands, rx) = mpsc::channel(64);
         let (events_tx, events_rx) = mpsc::channel(self.event_buffer);
@@ -122,6 +132,32 @@ impl Builder {
             ids: IdSource::new(),
             task,
         })
+    }
+}
+
+/// Logs in if asked to and opens the first session, on the first gateway that can be
+/// reached (the base URL, then each fallback); a refusal (a bad password) is final.
+async fn first_session(settings: &Settings) -> Result<(String, driver::Ws, String)> {
+    let mut tried = 0;
+    loop {
+        let attempt = async {
+            let token = match &settings.auth {
+                Auth::Token(t) => t.clone(),
+                Auth::Password { username, password } => {
+                    settings.http().login(username, password).await?.token
+                }
+            };
+            let (ws, user) = driver::open_as(settings, &token).await?;
+            Ok::<_, Error>((token, ws, user))
+        };
+        match attempt.await {
+            Err(e) if !matches!(e, Error::Api(_)) && tried + 1 < settings.entries.len() => {
+                tracing::info!(gateway = settings.http().base(), error = %e, "gateway unreachable");
+                settings.fail_over();
+                tried += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -166,6 +202,7 @@ impl Client {
     pub fn builder(base: impl Into<String>) -> Builder {
         Builder {
             base: base.into(),
+            fallbacks: Vec::new(),
             auth: None,
             event_buffer: 1024,
             request_timeout: Duration::from_secs(30),
@@ -191,7 +228,7 @@ impl Client {
     /// The HTTP API with this session's current token (rooms, members, DMs).
     pub fn http(&self) -> Http {
         let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
-        self.settings.http.with_token(token)
+        self.settings.http().with_token(token)
     }
 
     /// Joins `room` for live messages; its `last_seq`.

@@ -2,10 +2,12 @@
 //! turns everything else into [`Event`]s, and when the connection breaks reconnects with
 //! backoff, says `hello` again, re-joins every joined room with `since` = the last message it
 //! delivered (so each `(room, seq)` reaches the application once) and resends every send
-//! still without its `ack` with the same id (stored once, whichever attempt landed).
+//! still without its `ack` with the same id (stored once, whichever attempt landed). With
+//! fallback gateways (another region's), a failed attempt moves the next one to the next
+//! gateway; a room's seqs are the same through every region's gateway, so the resume holds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,12 +48,37 @@ pub enum Auth {
 /// Settings shared by the client and its driver.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    pub http: Http,
+    /// The gateways to use, in order of preference: the base URL, then the fallbacks
+    /// (another region's gateways, docs/REGIONS.md).
+    pub entries: Vec<Http>,
+    /// The entry in use; moves to the next when a connection attempt fails.
+    pub current: AtomicUsize,
     pub auth: Auth,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub ping_every: Duration,
     pub hello_timeout: Duration,
+}
+
+impl Settings {
+    /// The HTTP API of the gateway in use.
+    pub fn http(&self) -> &Http {
+        let i = self.current.load(Ordering::Relaxed);
+        &self.entries[i % self.entries.len()]
+    }
+
+    /// After a failed connection attempt: the next attempts go to the next gateway (the
+    /// first again after the last). Nothing changes with one gateway.
+    pub fn fail_over(&self) {
+        if self.entries.len() > 1 {
+            let next = (self.current.load(Ordering::Relaxed) + 1) % self.entries.len();
+            self.current.store(next, Ordering::Relaxed);
+            tracing::info!(
+                gateway = self.http().base(),
+                "failing over to the next gateway"
+            );
+        }
+    }
 }
 
 /// What the client asks of the driver.
@@ -196,13 +223,26 @@ impl Driver {
     }
 
     async fn reconnect(&mut self) -> Result<Ws> {
+        let opened = self.reconnect_here().await;
+        // A gateway that cannot be reached (or broke the session before `welcome`): the
+        // next attempt tries the next one, e.g. another region's when this one is cut off.
+        if matches!(
+            opened,
+            Err(Error::WebSocket(_) | Error::Http(_) | Error::Closed { .. } | Error::Timeout(_))
+        ) {
+            self.settings.fail_over();
+        }
+        opened
+    }
+
+    async fn reconnect_here(&mut self) -> Result<Ws> {
         let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
         match open(&self.settings, &token).await {
             Err(Error::Api(e)) if e.code == ErrorCode::Unauthorized => {
                 let Auth::Password { username, password } = &self.settings.auth else {
                     return Err(Error::Api(e));
                 };
-                let login = self.settings.http.login(username, password).await?;
+                let login = self.settings.http().login(username, password).await?;
                 if let Ok(mut t) = self.token.lock() {
                     t.clone_from(&login.token);
                 }
@@ -516,7 +556,7 @@ pub(crate) async fn open(settings: &Settings, token: &str) -> Result<Ws> {
 
 /// [`open`], with the user the server welcomed.
 pub(crate) async fn open_as(settings: &Settings, token: &str) -> Result<(Ws, String)> {
-    let url = ws_url(settings.http.base());
+    let url = ws_url(settings.http().base());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let hello = ClientFrame::Hello {
         token: token.to_owned(),

@@ -4,7 +4,9 @@
 //! WebSocket and then keeps it: when the connection breaks it reconnects with backoff, joins
 //! every room again from the last message it delivered, and resends every send still
 //! without its `ack` under the same id, so that each message reaches the application once,
-//! in order, and each send is stored once. [`Http`] is the HTTP half (accounts, rooms, DMs,
+//! in order, and each send is stored once; given fallback gateways
+//! ([`Builder::fallback`], e.g. another region's) it reconnects through the next one when
+//! one cannot be reached. [`Http`] is the HTTP half (accounts, rooms, DMs,
 //! shared files: [`Http::upload`], then [`Client::send_files`]).
 //!
 //! ```no_run

@@ -523,3 +523,35 @@ async fn reaction_reply_and_thread_helpers() -> Result<()> {
     bob.close().await;
     Ok(())
 }
+
+/// A client whose first gateway cannot be reached connects through its fallback (another
+/// region's gateway, docs/REGIONS.md), and its HTTP calls go there too.
+#[tokio::test]
+async fn an_unreachable_gateway_falls_back_to_the_next() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    Http::new(&base)?.register("fay", "password-1").await?;
+    // Port 1 on loopback: nothing listens there.
+    let client = Client::builder("http://127.0.0.1:1")
+        .fallback(&base)
+        .login("fay", "password-1")
+        .connect()
+        .await?;
+    assert_eq!(client.user(), "fay");
+    client
+        .http()
+        .create_room("fallback", RoomKind::Public)
+        .await?;
+    client.join("fallback").await?;
+    let ack = client.send("fallback", "through the fallback").await?;
+    assert!(ack.seq > 0);
+    // Without a fallback the same first gateway is an error, not a hang.
+    let refused = Client::builder("http://127.0.0.1:1")
+        .login("fay", "password-1")
+        .connect()
+        .await;
+    assert!(refused.is_err());
+    client.close().await;
+    Ok(())
+}

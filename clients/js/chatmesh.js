@@ -357,6 +357,7 @@ export const EVENT_TYPES = /** @type {const} */ ([
  * @property {WebSocketConstructor} [WebSocket] default `globalThis.WebSocket` (in node 20: pass the `ws` package's)
  * @property {FetchFunction} [fetch] default `globalThis.fetch`
  * @property {string} [wsUrl] the WebSocket URL (default: the base URL's `/v1/ws`, ws:// or wss://)
+ * @property {string[]} [fallbacks] other gateways' base URLs (e.g. another region's), in order: when a connection attempt fails, the next goes to the next gateway, and the session resumes there; the first connect tries them in order too
  * @property {number} [requestTimeout] ms a request waits for its answer (default 30 s; a send is resent after reconnects and `unavailable` until then)
  * @property {number} [connectTimeout] ms from opening a connection to `welcome` (default 10 s)
  * @property {number} [reconnectMin] first reconnect delay bound, ms (default 100)
@@ -1157,6 +1158,10 @@ export class Client {
   #WebSocket;
   /** @type {string} */
   #wsUrl;
+  /** The gateways to use (the base URL, then `fallbacks`) and the one in use. */
+  /** @type {{http: Http, wsUrl: string}[]} */
+  #entries = [];
+  #entry = 0;
   #requestTimeout;
   #connectTimeout;
   #pingEvery;
@@ -1221,6 +1226,11 @@ export class Client {
     }
     this.#WebSocket = WS;
     this.#wsUrl = o.wsUrl ?? wsUrlOf(this.#http.base);
+    this.#entries = [{ http: this.#http, wsUrl: this.#wsUrl }];
+    for (const other of o.fallbacks ?? []) {
+      const http = new Http(other, { fetch: o.fetch });
+      this.#entries.push({ http, wsUrl: wsUrlOf(http.base) });
+    }
     this.#requestTimeout = o.requestTimeout ?? 30_000;
     this.#connectTimeout = o.connectTimeout ?? 10_000;
     this.#pingEvery = Math.max(10, o.pingEvery ?? 15_000);
@@ -1248,7 +1258,17 @@ export class Client {
     if (this.#phase !== "idle") throw new ChatmeshError("invalid", "connect() or start() was called already");
     this.#phase = "connecting";
     try {
-      const opened = await this.#openWithAuth();
+      let opened;
+      for (let tried = 1; ; tried++) {
+        try {
+          opened = await this.#openWithAuth();
+          break;
+        } catch (e) {
+          const err = asError(e);
+          if (err.code === "unauthorized" || tried >= this.#entries.length || this.#over()) throw err;
+          this.#failOver();
+        }
+      }
       if (this.#over()) {
         detach(opened.ws);
         safeClose(opened.ws, 1000, "");
@@ -1861,6 +1881,7 @@ export class Client {
         this.#finish(4001, err.message);
         return;
       }
+      this.#failOver();
       this.#scheduleReconnect();
       return;
     }
@@ -1870,6 +1891,13 @@ export class Client {
       return;
     }
     this.#established(opened);
+  }
+
+  /** After a failed attempt: the next goes to the next gateway (nothing changes with one). */
+  #failOver() {
+    if (this.#entries.length < 2) return;
+    this.#entry = (this.#entry + 1) % this.#entries.length;
+    ({ http: this.#http, wsUrl: this.#wsUrl } = this.#entries[this.#entry]);
   }
 
   #scheduleReconnect() {

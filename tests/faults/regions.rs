@@ -3,7 +3,8 @@
 //! primary). One room homed in each region, each sent to through its home region and read
 //! through the other, so live delivery crosses regions both ways. Then `us` is cut off (its
 //! processes killed) and healed; the readers in `us` fail over to `eu`'s gateway meanwhile
-//! (the harness tries the other region's entry, as a client or a global load balancer does).
+//! (the harness tries the other region's entry, as a client or a global load balancer does),
+//! and so does a Rust SDK client given eu's gateway as its fallback.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,35 @@ async fn a_cut_region_loses_nothing_and_the_other_keeps_going() -> Result<()> {
         .await?;
     assert_eq!(status, 400, "a home region the deployment does not have");
 
+    // An SDK client on us's gateway with eu's as its fallback, reading eu~cut.
+    let (sdk_user, _) = a.tokens[0].clone();
+    let mut sdk = chatmesh_client::Client::builder(&us)
+        .fallback(&eu)
+        .login(&sdk_user, "correct horse")
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .connect()
+        .await?;
+    let mut events = sdk.events().expect("the events of a new client");
+    sdk.join("eu~cut").await?;
+    // (when, seq) of each eu~cut message; seq 0 marks a reconnect.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, u64)>::new()));
+    let collector = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let seq = match event {
+                    chatmesh_client::Event::Message(m) => m.seq,
+                    chatmesh_client::Event::Reconnected => 0,
+                    _ => continue,
+                };
+                seen.lock()
+                    .expect("not poisoned")
+                    .push((Instant::now(), seq));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
     let cut_at = Instant::now();
     mesh.cut("us").await?;
     let before = a.acked();
@@ -75,6 +105,26 @@ async fn a_cut_region_loses_nothing_and_the_other_keeps_going() -> Result<()> {
         refused_after < REFUSED_WITHIN,
         "a send to the cut region's room was refused only after {refused_after:?}"
     );
+    // The SDK client failed over to eu's gateway (it reconnected) and goes on from where
+    // it was: the first message after its reconnect.
+    let resumed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let after_reconnect = {
+                let seen = seen.lock().expect("not poisoned");
+                let reconnect = seen.iter().position(|(t, s)| *t > cut_at && *s == 0);
+                reconnect.and_then(|i| seen[i..].iter().find(|(_, s)| *s > 0).map(|(t, _)| *t))
+            };
+            if let Some(t) = after_reconnect {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await?;
+    println!(
+        "regions: the SDK client failed over to eu; its first eu~cut message after reconnecting {:.1?} after the cut",
+        resumed - cut_at
+    );
     let history = run::history(&eu, &token, "us~cut").await?;
     println!(
         "regions: us cut; its room read-only from eu ({} messages in history), a send refused after {refused_after:.1?}: {refused}",
@@ -95,6 +145,29 @@ async fn a_cut_region_loses_nothing_and_the_other_keeps_going() -> Result<()> {
     let after = b.acked();
     b.wait_acked(after + 20, Duration::from_secs(60)).await?;
     let (acked_a, acked_b) = (a.acked_map(), b.acked_map());
+    sdk.close().await;
+    collector.await?;
+    let seqs: Vec<u64> = seen
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|(_, s)| *s)
+        .filter(|s| *s > 0)
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "the SDK client's eu~cut seqs: {seqs:?}"
+    );
+    let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
+    let missed: Vec<u64> = acked_a
+        .iter()
+        .map(|(seq, _, _)| *seq)
+        .filter(|s| (first..=last).contains(s) && seqs.binary_search(s).is_err())
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "acked eu~cut messages the SDK client never got: {missed:?}"
+    );
     let token_a = a.tokens[0].1.clone();
     let token_b = b.tokens[0].1.clone();
     let (va, vb) = (a.finish().await?, b.finish().await?);

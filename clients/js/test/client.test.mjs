@@ -503,6 +503,25 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.equal((await closed).code, 4001);
   });
 
+  it("connects through a fallback gateway when the first cannot be reached", async () => {
+    await new Http(url).register("quinn", PASSWORD);
+    // Port 1 on loopback: nothing listens there; the fallback (another region's gateway in
+    // a multi-region deployment) is this mesh.
+    const quinn = await Client.connect("http://127.0.0.1:1", {
+      username: "quinn",
+      password: PASSWORD,
+      WebSocket: TestWebSocket,
+      fallbacks: [url],
+    });
+    clients.push(quinn);
+    assert.equal(quinn.user, "quinn");
+    await quinn.http().createRoom("elsewhere", "public");
+    await quinn.join("elsewhere");
+    assert.ok((await quinn.send("elsewhere", "through the fallback")).seq > 0);
+    const e = await refusal(Client.connect("http://127.0.0.1:1", { username: "quinn", password: PASSWORD, WebSocket: TestWebSocket }));
+    assert.equal(e.code, "network");
+  });
+
   it("after logout_all, a password session logs in again; a token session closes with 4001", async () => {
     const gus = await user("gus");
     await gus.http().createRoom("lounge", "public");
