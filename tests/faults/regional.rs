@@ -74,7 +74,9 @@ fn has(rooms: &[(String, Option<String>)], room: &str) -> bool {
 /// created in `us`, and `us`'s room list shows `us`'s rooms and names `eu` unavailable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working() -> Result<()> {
-    let mesh = MeshProc::up_regions_with("127.64.0", 2, &["--regional-workers"], &[]).await?;
+    // The harness's first sender of us~own is a server admin (the export below).
+    let admin = [("CHATMESH__ADMIN__USERS", r#"["us-own-s0"]"#)];
+    let mesh = MeshProc::up_regions_with("127.64.0", 2, &["--regional-workers"], &admin).await?;
     let (eu, us) = (mesh.region_entry(1), mesh.region_entry(2));
     // Each region's worker runs its own partitions: eu CHAT and CHAT_eu, us CHAT_us.
     let owned = "chatmesh_partitions_owned";
@@ -185,6 +187,36 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
         (status, bodies),
         (200, vec!["from the cli", "again"]),
         "{page}"
+    );
+    // A user's export has its part in each region: the account once, memberships in both.
+    let (status, export) = api
+        .call(
+            "GET",
+            &format!("/v1/admin/users/{owner}/export"),
+            Some(&token),
+            None,
+        )
+        .await?;
+    let text = export.as_str().unwrap_or_default().to_owned();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |kind: &str| lines.iter().filter(|l| l["type"] == kind).count();
+    let member_of = |room: &str| {
+        lines
+            .iter()
+            .any(|l| l["type"] == "membership" && l["room"] == room)
+    };
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        (of("account"), of("push_settings"), of("end")),
+        (1, 1, 1),
+        "{text}"
+    );
+    assert!(
+        member_of("eu~elsewhere") && member_of("us~own") && member_of("us~priv"),
+        "{text}"
     );
     // The room list merges both regions' stores.
     let (_, list) = api.call("GET", "/v1/rooms", Some(&token), None).await?;

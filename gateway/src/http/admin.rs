@@ -183,8 +183,13 @@ async fn export(state: &AppState, who: Caller, user: &str) -> Answer {
         at: None,
     };
     let first = state.services.ask::<ExportUser>(user, &ask).await?;
+    // Regions with workers of their own keep the user's part in their rooms: asked after
+    // the primary's (docs/REGIONS.md section 12).
+    let regions = state.services.topology().regional_workers().to_vec();
     let start = Pages {
         services: state.services.clone(),
+        key: user.to_owned(),
+        regions: regions.into(),
         ask,
         next: first.next.clone(),
         lines: first.lines.len() as u64,
@@ -209,6 +214,10 @@ async fn export(state: &AppState, who: Caller, user: &str) -> Answer {
 /// The pages of an export after the first.
 struct Pages {
     services: Services,
+    /// The routing key of the workers asked now: the user (the primary's), then
+    /// `<region>~<user>` for each region in `regions`.
+    key: String,
+    regions: std::collections::VecDeque<String>,
     ask: ExportRequest,
     next: Option<ExportCursor>,
     lines: u64,
@@ -221,17 +230,25 @@ impl Pages {
         if self.ended {
             return None;
         }
-        let Some(at) = self.next.take() else {
-            self.ended = true;
-            let end = serde_json::json!({"type": "end", "lines": self.lines});
-            return Some(Bytes::from(format!("{end}\n")));
-        };
-        self.ask.at = Some(at);
-        match self
-            .services
-            .ask::<ExportUser>(&self.ask.user, &self.ask)
-            .await
-        {
+        match (self.next.take(), self.regions.pop_front()) {
+            (Some(at), region) => {
+                if let Some(region) = region {
+                    self.regions.push_front(region);
+                }
+                self.ask.at = Some(at);
+            }
+            (None, Some(region)) => {
+                let sep = chatmesh_protocol::subjects::HOME_SEP;
+                self.key = format!("{region}{sep}{}", self.ask.user);
+                self.ask.at = None;
+            }
+            (None, None) => {
+                self.ended = true;
+                let end = serde_json::json!({"type": "end", "lines": self.lines});
+                return Some(Bytes::from(format!("{end}\n")));
+            }
+        }
+        match self.services.ask::<ExportUser>(&self.key, &self.ask).await {
             Ok(page) => {
                 self.lines += page.lines.len() as u64;
                 self.next = page.next;

@@ -37,6 +37,12 @@ impl Service {
         let _ = self.inner.accounts.set(primary);
     }
 
+    /// Whether this worker's store keeps the accounts (and push targets): the primary's
+    /// workers, not a region's own.
+    pub(super) fn keeps_accounts(&self) -> bool {
+        self.inner.accounts.get().is_none()
+    }
+
     /// Whether `user` has an account (`unavailable` if the primary cannot be asked).
     pub(super) async fn user_exists(&self, user: &str) -> Result<bool, ApiError> {
         match self.inner.accounts.get() {

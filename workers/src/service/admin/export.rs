@@ -8,7 +8,9 @@
 //! [`MAX_ROOMS`] of each, and in each room the newest `[admin] export_scan_per_room`
 //! messages are read (newest first), so one export's work is bounded; a room whose scan
 //! stopped there gets a `scan_limit` line. A page holds at most [`PAGE_KEYS`] store keys
-//! read and about [`PAGE_BYTES`] of lines, below the bus's payload limit.
+//! read and about [`PAGE_BYTES`] of lines, below the bus's payload limit. With
+//! `mesh.regional_workers` the gateway asks the primary's workers, then each region's for
+//! the user's part in that region's rooms (no `account` or push lines there).
 
 use chatmesh_protocol::admin::{ExportCursor, ExportMembership, ExportPage, ExportRequest};
 use chatmesh_protocol::ApiError;
@@ -61,6 +63,18 @@ impl Service {
     async fn export_page(&self, user: &str, mut at: ExportCursor) -> Result<ExportPage, ApiError> {
         let mut lines = Vec::new();
         match at.section {
+            // A region's own workers keep no accounts or push targets: their part of an
+            // export is the user's memberships, cursors and messages in their rooms.
+            ACCOUNT | PUSH if !self.keeps_accounts() => {
+                at = ExportCursor {
+                    section: if at.section == ACCOUNT {
+                        MEMBERSHIPS
+                    } else {
+                        MESSAGES
+                    },
+                    ..ExportCursor::default()
+                };
+            }
             ACCOUNT => {
                 let Some(rec) = self.model().user(user).await? else {
                     return Err(ApiError::not_found("no such account"));
