@@ -41,6 +41,19 @@ async fn chat_cli(
     Ok(tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await??)
 }
 
+/// `POST /v1/rooms` with `"home": "here"` through `api`'s gateway: the id made (an error
+/// unless it answered 201).
+async fn create_here(api: &Api, token: &str, room: &str, kind: &str) -> Result<String> {
+    let body = serde_json::json!({"room": room, "kind": kind, "home": "here"});
+    let (status, made) = api
+        .call("POST", "/v1/rooms", Some(token), Some(body))
+        .await?;
+    match (status, made["room"].as_str()) {
+        (201, Some(id)) => Ok(id.to_owned()),
+        _ => anyhow::bail!("creating {room}: {status} {made}"),
+    }
+}
+
 /// The rooms of a room list, as `(room, role)`, and its `unavailable` regions.
 fn listed(list: &serde_json::Value) -> (Vec<(String, Option<String>)>, Vec<String>) {
     let rooms = list["rooms"]
@@ -94,32 +107,10 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
     let api = Api::at(&us);
     // A room homed in eu (served by eu's worker) and a private room in us.
     let eu_api = Api::at(&eu);
-    let (status, made) = eu_api
-        .call(
-            "POST",
-            "/v1/rooms",
-            Some(&token),
-            Some(serde_json::json!({"room": "elsewhere", "kind": "public", "home": "here"})),
-        )
-        .await?;
-    assert_eq!(
-        (status, made["room"].as_str()),
-        (201, Some("eu~elsewhere")),
-        "{made}"
-    );
-    let (status, made) = api
-        .call(
-            "POST",
-            "/v1/rooms",
-            Some(&token),
-            Some(serde_json::json!({"room": "priv", "kind": "private", "home": "here"})),
-        )
-        .await?;
-    assert_eq!(
-        (status, made["room"].as_str()),
-        (201, Some("us~priv")),
-        "{made}"
-    );
+    let made = create_here(&eu_api, &token, "elsewhere", "public").await?;
+    assert_eq!(made, "eu~elsewhere");
+    let made = create_here(&api, &token, "priv", "private").await?;
+    assert_eq!(made, "us~priv");
     // Adding a member in us asks eu (accounts live there) whether the user exists.
     let add = |user: &str| serde_json::json!({"user": user});
     let (status, body) = api
@@ -254,19 +245,8 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
         Some(2),
         "{members}"
     );
-    let (status, made) = api
-        .call(
-            "POST",
-            "/v1/rooms",
-            Some(&token),
-            Some(serde_json::json!({"room": "during", "kind": "public", "home": "here"})),
-        )
-        .await?;
-    assert_eq!(
-        (status, made["room"].as_str()),
-        (201, Some("us~during")),
-        "{made}"
-    );
+    let made = create_here(&api, &token, "during", "public").await?;
+    assert_eq!(made, "us~during");
     let (status, list) = api.call("GET", "/v1/rooms", Some(&token), None).await?;
     let (rooms, unavailable) = listed(&list);
     assert_eq!(status, 200, "{list}");

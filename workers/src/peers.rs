@@ -53,4 +53,17 @@ impl Peers {
         })?;
         reply.into_result()
     }
+
+    /// [`Peers::ask`], with `not_found` as `None`.
+    pub async fn ask_found<O: Op>(
+        &self,
+        key: &str,
+        req: &O::Request,
+    ) -> Result<Option<O::Response>, ApiError> {
+        match self.ask::<O>(key, req).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(e) if e.code == chatmesh_protocol::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -148,11 +148,8 @@ impl Intake {
             room: room.to_owned(),
             user: from.to_owned(),
         };
-        match peers.ask::<GetAccess>(room, &req).await {
-            Ok(access) => Ok(Some(access.kind)),
-            Err(e) if e.code == ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(IntakeError::Region(e)),
-        }
+        let access = peers.ask_found::<GetAccess>(room, &req).await;
+        Ok(access.map_err(IntakeError::Region)?.map(|a| a.kind))
     }
 
     /// Up to `max_members` members of the room: from the store, or asked of the room's

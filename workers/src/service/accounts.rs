@@ -4,7 +4,7 @@
 //! what its display name is. The primary's workers read their own store.
 
 use chatmesh_protocol::service::{GetProfile, Profile, UserRequest};
-use chatmesh_protocol::{ApiError, ErrorCode};
+use chatmesh_protocol::ApiError;
 use futures::StreamExt;
 
 use super::Service;
@@ -22,11 +22,7 @@ impl Primary {
         let req = UserRequest {
             user: user.to_owned(),
         };
-        match self.0.ask::<GetProfile>(user, &req).await {
-            Ok(profile) => Ok(Some(profile)),
-            Err(e) if e.code == ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.0.ask_found::<GetProfile>(user, &req).await
     }
 }
 
