@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use chatmesh::commands;
 use chatmesh::config::{Config, LogFormat, Role};
 
+/// mimalloc for `up`, `worker` and `notifier`, glibc's malloc for the rest, the standalone
+/// gateway above all (chatmesh-allocator; docs/PERFORMANCE.md, "The allocator per command").
+#[global_allocator]
+static ALLOCATOR: chatmesh_allocator::PerCommand = chatmesh_allocator::PerCommand::new();
+
 #[derive(Parser)]
 #[command(
     name = "chatmesh",
@@ -120,6 +125,11 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(problem) => return report(&[problem]),
     };
+    tracing::info!(
+        allocator = ALLOCATOR.name(),
+        "chatmesh {}",
+        env!("CARGO_PKG_VERSION")
+    );
     if let Command::Worker { standby: true } = cli.command {
         config.worker.standby = true;
     }

@@ -158,6 +158,42 @@ fn check_config_reports_every_problem() -> Result<()> {
     Ok(())
 }
 
+/// The binary's allocator is chosen per command: mimalloc for `up`, `worker` and `notifier`,
+/// the system's for `gateway` (whatever the global options before it), and
+/// `CHATMESH_ALLOCATOR` overrides it; the first log line names it.
+#[test]
+fn the_allocator_is_chosen_per_command() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!("[gateway]\njwt_secret = \"{}\"\n", "s".repeat(40)),
+    )?;
+    for (command, over, want) in [
+        ("worker", None, "mimalloc"),
+        ("notifier", None, "mimalloc"),
+        ("gateway", None, "system"),
+        ("gateway", Some("mimalloc"), "mimalloc"),
+        ("worker", Some("system"), "system"),
+    ] {
+        let mut cmd = chatmesh();
+        cmd.args(["--check-config", "--config"])
+            .arg(&good)
+            .arg(command)
+            .env_remove("CHATMESH_ALLOCATOR");
+        if let Some(over) = over {
+            cmd.env("CHATMESH_ALLOCATOR", over);
+        }
+        let out = cmd.output()?;
+        let err = String::from_utf8(out.stderr)?;
+        assert!(
+            err.contains(&format!("allocator=\"{want}\"")),
+            "{command} with {over:?}: expected {want} in:\n{err}"
+        );
+    }
+    Ok(())
+}
+
 /// With `CHATMESH__LOG__FORMAT=json` every log line of `chatmesh up` is one JSON object with
 /// timestamp, level, target and message, and an event inside a span carries the span's
 /// fields (the store writer's `partition`); `--log-format` overrides the setting, and a

@@ -43,6 +43,10 @@ pub struct WorkerConfig {
     pub batch_linger_ms: u64,
     /// Seconds JetStream waits for a store writer's ack before redelivering.
     pub ack_wait_secs: u64,
+    /// Longest time a stored message waits for its store writer's (lazy) ack, ms. Acks only
+    /// let JetStream forget what the store holds already; each costs nats-server a consumer
+    /// state write, so fewer are cheaper (docs/PERFORMANCE.md).
+    pub ack_interval_ms: u64,
     /// Messages kept per room in the recent-page cache.
     pub recent_page_len: usize,
     /// Size of the recent-page cache, MiB.
@@ -106,6 +110,7 @@ impl Default for WorkerConfig {
             batch_max_messages: 512,
             batch_linger_ms: 4,
             ack_wait_secs: 60,
+            ack_interval_ms: 100,
             recent_page_len: 128,
             page_cache_mb: 64,
             access_cache_entries: 200_000,
@@ -189,6 +194,10 @@ impl WorkerConfig {
         check(
             (5..=3_600).contains(&self.ack_wait_secs),
             "ack_wait_secs must be between 5 and 3600",
+        );
+        check(
+            (1..=self.ack_wait_secs.saturating_mul(250)).contains(&self.ack_interval_ms),
+            "ack_interval_ms must be between 1 and a quarter of ack_wait_secs",
         );
         check(
             (1..=10_000).contains(&self.recent_page_len),

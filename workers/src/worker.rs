@@ -174,6 +174,7 @@ impl Worker {
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(cfg.ack_wait_secs),
                 max_ack_pending: i64::try_from(cfg.batch_max_messages * 4).unwrap_or(i64::MAX),
+                ack_interval: Duration::from_millis(cfg.ack_interval_ms),
             },
             batch_max: cfg.batch_max_messages,
             search: search.clone(),

@@ -11,7 +11,7 @@
 //! sequence, an error of the pull stream, a failed commit or ack) ends the session, and the
 //! next one starts again from the checkpoint. Redeliveries at or below it are skipped.
 //!
-//! Acks are plain (no reply) and lazy: one at most every [`ACK_INTERVAL`] (or every
+//! Acks are plain (no reply) and lazy: one at most every `ack_interval_ms` (or every
 //! `batch_max` stored messages), acking everything stored so far. An ack costs nats-server a
 //! message to process, and a `double_ack` a subscription, a reply and an unsubscription too;
 //! one per batch was most of the server's work per message at low rates. Nothing depends on
@@ -19,7 +19,7 @@
 //! already durable in the store, the next ack covers one that was lost, and a message
 //! redelivered because its ack was late or lost is at or below the checkpoint and skipped.
 //! `max_ack_pending` (4 × `batch_max`) is never reached by the lag, which is at most
-//! `batch_max` messages or [`ACK_INTERVAL`].
+//! `batch_max` messages or the ack interval (at most a quarter of `ack_wait`).
 
 mod setup;
 
@@ -54,8 +54,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
-/// Longest time a stored message waits for its ack.
-const ACK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Erases deleted messages (and their edits) from the stream once the store holds their
 /// tombstones: resumes and gap fills then never read their bodies again. Best effort: what
@@ -245,7 +243,7 @@ async fn session(
     let mut next_dseq = 1u64;
     let mut stored_since_trim: HashMap<String, u64> = HashMap::new();
     let mut acks = Acks::default();
-    let ack_timer = tokio::time::sleep(ACK_INTERVAL);
+    let ack_timer = tokio::time::sleep(w.consumer.ack_interval);
     tokio::pin!(ack_timer);
     loop {
         let first = tokio::select! {
@@ -316,7 +314,7 @@ async fn session(
             if !acks.pending() {
                 ack_timer
                     .as_mut()
-                    .reset(tokio::time::Instant::now() + ACK_INTERVAL);
+                    .reset(tokio::time::Instant::now() + w.consumer.ack_interval);
             }
             acks.stored(last, stored);
         }

@@ -17,6 +17,8 @@ use super::SessionError;
 pub(crate) struct ConsumerSettings {
     pub ack_wait: Duration,
     pub max_ack_pending: i64,
+    /// Longest time a stored message waits for its ack (`worker.ack_interval_ms`).
+    pub ack_interval: Duration,
 }
 
 /// Deletes `store-p{p}` (on worker partition `p`'s stream, reading `filter`) if it exists and
