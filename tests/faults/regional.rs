@@ -92,9 +92,19 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
     let mesh = MeshProc::up_regions_with("127.64.0", 2, &["--regional-workers"], &admin).await?;
     let (eu, us) = (mesh.region_entry(1), mesh.region_entry(2));
     // Each region's worker runs its own partitions: eu CHAT and CHAT_eu, us CHAT_us.
+    // A worker reports the gauge once its ownership loop has claimed: wait for both (up to
+    // 30 s), then check the split.
     let owned = "chatmesh_partitions_owned";
-    let eu_owned = mesh.region_worker_metric(1, owned).await?;
-    let us_owned = mesh.region_worker_metric(2, owned).await?;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (eu_owned, us_owned) = loop {
+        let eu_owned = mesh.region_worker_metric(1, owned).await?;
+        let us_owned = mesh.region_worker_metric(2, owned).await?;
+        let both = (eu_owned, us_owned);
+        if both == (Some(32.0), Some(16.0)) || tokio::time::Instant::now() > give_up {
+            break both;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(
         (eu_owned, us_owned),
         (Some(32.0), Some(16.0)),
