@@ -29,7 +29,7 @@ const SYSTEM: u8 = 1;
 const MIMALLOC: u8 = 2;
 
 /// The variable that overrides the choice.
-pub const ENV: &str = "CHATMESH_ALLOCATOR";
+pub const ENV: &std::ffi::CStr = c"CHATMESH_ALLOCATOR";
 
 /// The process's allocator: dispatches to glibc's malloc or mimalloc (module docs).
 pub struct PerCommand {
@@ -184,7 +184,7 @@ fn read_env(buf: &mut [u8]) -> Option<&[u8]> {
     // SAFETY: `getenv` of a NUL-terminated name returns NULL or a NUL-terminated string that
     // is only read here, before the environment could be changed by this process.
     unsafe {
-        let value = libc::getenv(c"CHATMESH_ALLOCATOR".as_ptr());
+        let value = libc::getenv(ENV.as_ptr());
         if value.is_null() {
             return None;
         }

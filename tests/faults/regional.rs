@@ -95,19 +95,20 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
     // A worker reports the gauge once its ownership loop has claimed: wait for both (up to
     // 30 s), then check the split.
     let owned = "chatmesh_partitions_owned";
+    let split = (Some(32.0), Some(16.0));
     let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
     let (eu_owned, us_owned) = loop {
         let eu_owned = mesh.region_worker_metric(1, owned).await?;
         let us_owned = mesh.region_worker_metric(2, owned).await?;
         let both = (eu_owned, us_owned);
-        if both == (Some(32.0), Some(16.0)) || tokio::time::Instant::now() > give_up {
+        if both == split || tokio::time::Instant::now() > give_up {
             break both;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(
         (eu_owned, us_owned),
-        (Some(32.0), Some(16.0)),
+        split,
         "partitions owned by eu's and us's workers"
     );
     let run = Run::start(&us, "us~own", 2, 1, RATE).await?;
