@@ -32,6 +32,18 @@ pub struct Doc {
     pub body: String,
 }
 
+/// One change to the index, in stream order.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Message `seq` of partition `p` as sent: a document of its own. Added without looking
+    /// for an older one when the partition's writes have not reached `seq` (the common case:
+    /// a delete per message cost a term look-up in every segment at each commit); a
+    /// redelivery replaces the document it wrote before.
+    Add { p: u32, seq: u64, doc: Doc },
+    /// Message `seq`'s document replaced (an edit) or removed (`None`: a delete, retention).
+    Replace { seq: u64, doc: Option<Doc> },
+}
+
 #[derive(Clone, Copy)]
 struct Fields {
     seq: Field,
@@ -147,19 +159,30 @@ impl MessageIndex {
         self.writer.as_ref().ok_or(SearchError::Cancelled)
     }
 
-    /// Replaces (or, with `None`, removes) the document of each message seq, in order, and
-    /// records each partition's `high` as covered once committed (0: covers nothing new,
-    /// as for retention). Seqs at or below what is covered already were applied before (a
-    /// redelivery) and are applied again: that is harmless.
-    pub fn write(
-        &mut self,
-        high: &[u64],
-        docs: Vec<(u64, Option<Doc>)>,
-    ) -> Result<(), SearchError> {
+    /// Applies `changes` in order, and records each partition's `high` as covered once
+    /// committed (0: covers nothing new, as for retention). A message at or below what its
+    /// partition's writes reached (a redelivery) replaces its document: applying a change
+    /// again is harmless.
+    pub fn write(&mut self, high: &[u64], changes: Vec<Change>) -> Result<(), SearchError> {
         let f = self.fields;
+        let mut reached = self.written.clone();
         let writer = self.writer()?;
-        for (seq, doc) in docs {
-            writer.delete_term(Term::from_field_u64(f.seq, seq));
+        for change in changes {
+            let (seq, doc) = match change {
+                Change::Add { p, seq, doc } => {
+                    match reached.get_mut(p as usize) {
+                        Some(r) if *r < seq => *r = seq,
+                        _ => {
+                            writer.delete_term(Term::from_field_u64(f.seq, seq));
+                        }
+                    }
+                    (seq, Some(doc))
+                }
+                Change::Replace { seq, doc } => {
+                    writer.delete_term(Term::from_field_u64(f.seq, seq));
+                    (seq, doc)
+                }
+            };
             let Some(doc) = doc else { continue };
             let mut d = TantivyDocument::default();
             d.add_u64(f.seq, seq);
@@ -169,8 +192,8 @@ impl MessageIndex {
             d.add_text(f.body, &doc.body);
             writer.add_document(d).map_err(fail("adding a document"))?;
         }
-        for (written, high) in self.written.iter_mut().zip(high) {
-            *written = (*written).max(*high);
+        for ((written, high), reached) in self.written.iter_mut().zip(high).zip(reached) {
+            *written = (*written).max(*high).max(reached);
         }
         self.dirty = true;
         self.last_write = Instant::now();
@@ -343,13 +366,18 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    fn doc(room: &str, from: &str, ts: u64, body: &str) -> Option<Doc> {
-        Some(Doc {
+    fn doc(room: &str, from: &str, ts: u64, body: &str) -> Doc {
+        Doc {
             room: room.into(),
             from: from.into(),
             ts,
             body: body.into(),
-        })
+        }
+    }
+
+    /// Message `seq` of partition `p`, as sent.
+    fn add(p: u32, seq: u64, doc: Doc) -> Change {
+        Change::Add { p, seq, doc }
     }
 
     fn ask(q: &str, rooms: &[&str]) -> SearchRequest {
@@ -381,9 +409,9 @@ mod tests {
         part.write(
             &[0, 0, 0, 12],
             vec![
-                (10, doc("a", "ann", 100, "red apples")),
-                (11, doc("b", "bob", 200, "green apples")),
-                (12, doc("a", "bob", 300, "red wine")),
+                add(3, 10, doc("a", "ann", 100, "red apples")),
+                add(3, 11, doc("b", "bob", 200, "green apples")),
+                add(3, 12, doc("a", "bob", 300, "red wine")),
             ],
         )
         .expect("write");
@@ -416,13 +444,25 @@ mod tests {
         // An edit replaces a document, a delete removes one; a redelivery is harmless.
         part.write(
             &[0, 0, 0, 14],
-            vec![(10, doc("a", "ann", 100, "red pears")), (11, None)],
+            vec![
+                Change::Replace {
+                    seq: 10,
+                    doc: Some(doc("a", "ann", 100, "red pears")),
+                },
+                Change::Replace { seq: 11, doc: None },
+            ],
         )
         .expect("write");
-        part.write(&[0, 0, 0, 12], vec![(12, doc("a", "bob", 300, "red wine"))])
-            .expect("write again");
-        part.write(&[0, 20, 0, 0], vec![(20, doc("c", "cy", 400, "pears too"))])
-            .expect("another partition");
+        part.write(
+            &[0, 0, 0, 12],
+            vec![add(3, 12, doc("a", "bob", 300, "red wine"))],
+        )
+        .expect("write again");
+        part.write(
+            &[0, 20, 0, 0],
+            vec![add(1, 20, doc("c", "cy", 400, "pears too"))],
+        )
+        .expect("another partition");
         part.commit(true, Instant::now()).expect("commit");
         assert!(found(&part, &ask("apples", &["a", "b"])).is_empty());
         assert_eq!(found(&part, &ask("pears", &["a"])), [10]);
@@ -433,18 +473,41 @@ mod tests {
         );
         drop(part);
 
-        let part = MessageIndex::open(dir.path(), 4).expect("reopen");
+        let mut part = MessageIndex::open(dir.path(), 4).expect("reopen");
         assert_eq!((part.committed(1), part.committed(3)), (20, 14));
         assert_eq!(part.committed(0), 0);
         assert_eq!(found(&part, &ask("pears", &["a"])), [10]);
         assert_eq!(found(&part, &ask("pears", &["a", "c"])), [20, 10]);
+
+        // After a restart: a redelivery of what the commit covered replaces its document;
+        // a new message and its edit, or a message delivered twice, in one write, leave one.
+        part.write(
+            &[0, 0, 0, 16],
+            vec![
+                add(3, 12, doc("a", "bob", 300, "red wine")),
+                add(3, 15, doc("a", "ann", 500, "blue plums")),
+                Change::Replace {
+                    seq: 15,
+                    doc: Some(doc("a", "ann", 500, "red plums")),
+                },
+                add(3, 16, doc("a", "ann", 600, "red plums again")),
+                add(3, 16, doc("a", "ann", 600, "red plums again")),
+            ],
+        )
+        .expect("write after reopen");
+        part.commit(true, Instant::now()).expect("commit");
+        assert_eq!(found(&part, &ask("red", &["a"])), [16, 15, 12, 10]);
+        assert!(
+            found(&part, &ask("blue", &["a"])).is_empty(),
+            "the edit replaced it"
+        );
     }
 
     #[test]
     fn an_idle_writer_is_closed_and_opened_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut part = MessageIndex::open(dir.path(), 1).expect("open");
-        part.write(&[1], vec![(1, doc("a", "ann", 1, "hello"))])
+        part.write(&[1], vec![add(0, 1, doc("a", "ann", 1, "hello"))])
             .expect("write");
         part.commit(true, Instant::now()).expect("commit");
         assert!(part.writer.is_some());
@@ -454,7 +517,7 @@ mod tests {
             part.writer.is_none(),
             "closed after IDLE_CLOSE without writes"
         );
-        part.write(&[2], vec![(2, doc("a", "ann", 2, "hello again"))])
+        part.write(&[2], vec![add(0, 2, doc("a", "ann", 2, "hello again"))])
             .expect("write");
         part.commit(true, Instant::now()).expect("commit");
         assert_eq!(found(&part, &ask("hello", &["a"])), [2, 1]);
@@ -485,8 +548,11 @@ mod tests {
             prepared.commit().expect("commit");
         }
         let mut part = MessageIndex::open(&dir.path().join("all"), 3).expect("open");
-        part.write(&[4, 0, 0], vec![(4, doc("q", "bob", 4, "new apples"))])
-            .expect("write");
+        part.write(
+            &[4, 0, 0],
+            vec![add(0, 4, doc("q", "bob", 4, "new apples"))],
+        )
+        .expect("write");
         assert_eq!(part.adopt(2, &old).expect("adopt"), 2);
         assert_eq!((part.committed(0), part.committed(2)), (4, 9));
         assert_eq!(found(&part, &ask("apples", &["r", "q"])), [5, 4]);

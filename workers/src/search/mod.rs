@@ -49,7 +49,7 @@ use tracing::{info, warn};
 use crate::metrics as m;
 use crate::model::Model;
 use crate::store::StoreError;
-use index::{Doc, MessageIndex};
+use index::{Change, Doc, MessageIndex};
 
 /// Documents waiting beyond which the send path hands them to the index writer itself
 /// (they are committed with the next commit).
@@ -175,7 +175,7 @@ struct Inner {
 /// Documents not yet handed to the index, in stream order per partition.
 #[derive(Default)]
 struct Waiting {
-    docs: Vec<(u64, Option<Doc>)>,
+    docs: Vec<Change>,
     /// Per partition, the highest stream seq they cover (0: none).
     high: Vec<u64>,
     /// Since when something waits for a commit (also written but uncommitted documents).
@@ -259,15 +259,16 @@ impl Indexes {
                     from,
                     ts,
                     body,
-                } => (
+                } => Change::Add {
+                    p,
                     seq,
-                    Some(Doc {
+                    doc: Doc {
                         room,
                         from,
                         ts,
                         body,
-                    }),
-                ),
+                    },
+                },
                 IndexOp::Refresh { room, seq } => {
                     let now = model.message(&room, seq).await?;
                     let doc = now
@@ -278,7 +279,7 @@ impl Indexes {
                             ts: m.ts,
                             body: m.body,
                         });
-                    (seq, doc)
+                    Change::Replace { seq, doc }
                 }
             });
         }
@@ -287,18 +288,16 @@ impl Indexes {
 
     /// Removes the documents of messages retention deleted.
     pub async fn remove(&self, seqs: Vec<u64>) -> Result<(), SearchError> {
-        let docs = seqs.into_iter().map(|seq| (seq, None)).collect();
+        let docs = seqs
+            .into_iter()
+            .map(|seq| Change::Replace { seq, doc: None })
+            .collect();
         self.enqueue(0, 0, docs).await
     }
 
     /// Adds `docs` of partition `p` to what the next commit writes; past [`MAX_WAITING`]
     /// they are handed to the index writer now.
-    async fn enqueue(
-        &self,
-        p: u32,
-        high: u64,
-        mut docs: Vec<(u64, Option<Doc>)>,
-    ) -> Result<(), SearchError> {
+    async fn enqueue(&self, p: u32, high: u64, mut docs: Vec<Change>) -> Result<(), SearchError> {
         let full = {
             let mut waiting = lock(&self.inner.waiting);
             waiting.docs.append(&mut docs);
@@ -450,13 +449,18 @@ fn write_waiting(inner: &Inner, index: &mut MessageIndex) -> Result<(), SearchEr
 mod tests {
     use super::*;
 
-    fn doc(room: &str, body: &str) -> Option<Doc> {
-        Some(Doc {
-            room: room.into(),
-            from: "ann".into(),
-            ts: 1,
-            body: body.into(),
-        })
+    /// Message `seq` of partition `p` in `room`, as sent.
+    fn add(p: u32, seq: u64, room: &str, body: &str) -> Change {
+        Change::Add {
+            p,
+            seq,
+            doc: Doc {
+                room: room.into(),
+                from: "ann".into(),
+                ts: 1,
+                body: body.into(),
+            },
+        }
     }
 
     fn ask(q: &str, room: &str) -> SearchRequest {
@@ -486,10 +490,10 @@ mod tests {
     async fn documents_wait_for_their_commit_and_one_commit_covers_all_partitions() {
         let dir = tempfile::tempdir().expect("tempdir");
         let idx = indexes(dir.path(), 60_000, 4);
-        idx.enqueue(1, 5, vec![(5, doc("b", "first words"))])
+        idx.enqueue(1, 5, vec![add(1, 5, "b", "first words")])
             .await
             .expect("enqueue");
-        idx.enqueue(0, 7, vec![(7, doc("a", "later words"))])
+        idx.enqueue(0, 7, vec![add(0, 7, "a", "later words")])
             .await
             .expect("enqueue");
         assert!(!idx.due(Instant::now(), false), "not waited yet");
@@ -526,7 +530,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let idx = indexes(dir.path(), 60_000, 4);
         let docs: Vec<_> = (1..=MAX_WAITING as u64)
-            .map(|seq| (seq, doc("a", "bulk")))
+            .map(|seq| add(2, seq, "a", "bulk"))
             .collect();
         idx.enqueue(2, MAX_WAITING as u64, docs)
             .await
@@ -546,7 +550,7 @@ mod tests {
         let idx = indexes(dir.path(), 100, 100);
         let stop = CancellationToken::new();
         let running = tokio::spawn(idx.clone().run(stop.clone()));
-        idx.enqueue(0, 3, vec![(3, doc("a", "soon"))])
+        idx.enqueue(0, 3, vec![add(0, 3, "a", "soon")])
             .await
             .expect("enqueue");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -561,7 +565,7 @@ mod tests {
         let idx = indexes(dir.path(), 60_000, 1);
         let stop = CancellationToken::new();
         let running = tokio::spawn(idx.clone().run(stop.clone()));
-        idx.enqueue(1, 9, vec![(9, doc("b", "late"))])
+        idx.enqueue(1, 9, vec![add(1, 9, "b", "late")])
             .await
             .expect("enqueue");
         stop.cancel();
@@ -577,7 +581,7 @@ mod tests {
         {
             // An old layout: partition 1's own index, its payload the covered seq alone.
             let mut old = MessageIndex::open(&dir.path().join("p1"), 1).expect("old");
-            old.write(&[0], vec![(6, doc("b", "kept words"))])
+            old.write(&[0], vec![add(0, 6, "b", "kept words")])
                 .expect("write");
             old.commit(false, Instant::now()).expect("commit");
         }
