@@ -165,12 +165,19 @@ impl MessageIndex {
     /// again is harmless.
     pub fn write(&mut self, high: &[u64], changes: Vec<Change>) -> Result<(), SearchError> {
         let f = self.fields;
-        let mut reached = self.written.clone();
-        let writer = self.writer()?;
+        self.writer()?;
+        let Self {
+            writer: Some(writer),
+            written,
+            ..
+        } = self
+        else {
+            return Err(SearchError::Cancelled);
+        };
         for change in changes {
             let (seq, doc) = match change {
                 Change::Add { p, seq, doc } => {
-                    match reached.get_mut(p as usize) {
+                    match written.get_mut(p as usize) {
                         Some(r) if *r < seq => *r = seq,
                         _ => {
                             writer.delete_term(Term::from_field_u64(f.seq, seq));
@@ -192,8 +199,8 @@ impl MessageIndex {
             d.add_text(f.body, &doc.body);
             writer.add_document(d).map_err(fail("adding a document"))?;
         }
-        for ((written, high), reached) in self.written.iter_mut().zip(high).zip(reached) {
-            *written = (*written).max(*high).max(reached);
+        for (written, high) in written.iter_mut().zip(high) {
+            *written = (*written).max(*high);
         }
         self.dirty = true;
         self.last_write = Instant::now();
