@@ -1,12 +1,14 @@
 //! The store writer against a real nats-server: every published message is stored once, in
 //! stream order with an intact prev chain, also across a graceful stop and a crash of the
-//! worker in the middle of the stream, and across a restart of nats-server itself.
+//! worker in the middle of the stream, across a restart of nats-server itself, and when its
+//! consumers are lost.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use chatmesh_protocol::subjects::in_subject;
+use async_nats::jetstream::consumer::PullConsumer;
+use chatmesh_protocol::subjects::{in_subject, store_consumer, STREAM};
 use chatmesh_workers::model::Model;
 use chatmesh_workers::{ensure_stream, open_store, Store, Worker};
 use common::mesh::{self, publish, stored_count, stored_exactly, Running};
@@ -167,6 +169,49 @@ async fn survives_a_nats_server_restart() {
     eventually(30, "the worker to be ready again", || async {
         worker.ready().then_some(())
     })
+    .await;
+    worker.stop().await.unwrap();
+}
+
+/// The store writers' consumers keep their state in memory (the store's checkpoint is what
+/// counts), so a nats-server restart forgets them; one deleted under a running worker is
+/// recreated from the checkpoint, and every message is still stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_consumer_is_recreated_from_the_checkpoint() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let mesh = mesh::mesh(server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = reopen(dir.path()).await;
+    let model = Model::new(store.clone());
+    let worker = Worker::start(config(dir.path()), mesh, nats.clone(), store)
+        .await
+        .unwrap();
+    let js = mesh::js(&nats);
+    let stream = js.get_stream(STREAM).await.unwrap();
+    let mut want: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for i in 0..600usize {
+        if i == 300 {
+            for p in 0..mesh::PARTITIONS {
+                let mut consumer: PullConsumer =
+                    stream.get_consumer(&store_consumer(p)).await.unwrap();
+                let info = consumer.info().await.unwrap();
+                assert!(
+                    info.config.memory_storage,
+                    "store-p{p} keeps its state in memory"
+                );
+                stream.delete_consumer(&store_consumer(p)).await.unwrap();
+            }
+        }
+        let room = ROOMS[i % ROOMS.len()];
+        let (seq, _) = publish(&js, room, "dee", &format!("{room}-{i}")).await;
+        want.entry(room.to_owned()).or_default().push(seq);
+    }
+    let _: () = eventually(
+        60,
+        "every message stored after the consumers were lost",
+        || async { stored_exactly(&model, &want).await.ok() },
+    )
     .await;
     worker.stop().await.unwrap();
 }
