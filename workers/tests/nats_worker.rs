@@ -170,6 +170,16 @@ async fn survives_a_nats_server_restart() {
         worker.ready().then_some(())
     })
     .await;
+    // The restart forgot the consumers (their state lives in memory); every partition's
+    // writer recreates its own, also those of partitions that received nothing since.
+    let stream = js.get_stream(STREAM).await.unwrap();
+    eventually(30, "every partition's consumer recreated", || async {
+        for p in 0..mesh::PARTITIONS {
+            stream.consumer_info(store_consumer(p)).await.ok()?;
+        }
+        Some(())
+    })
+    .await;
     worker.stop().await.unwrap();
 }
 
