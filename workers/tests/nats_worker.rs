@@ -26,6 +26,22 @@ async fn reopen(dir: &std::path::Path) -> Store {
     .await
 }
 
+/// A worker on a fresh store in its own directory, against `server`: its client, the model
+/// over its store, the worker, and the directory (kept while the test runs).
+async fn start_worker(
+    server: &natsd::NatsServer,
+) -> (async_nats::Client, Model, Worker, tempfile::TempDir) {
+    let nats = server.connect().await.unwrap();
+    let mesh = mesh::mesh(server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = reopen(dir.path()).await;
+    let model = Model::new(store.clone());
+    let worker = Worker::start(config(dir.path()), mesh, nats.clone(), store)
+        .await
+        .unwrap();
+    (nats, model, worker, dir)
+}
+
 /// 1,000 messages published before the worker starts are all stored once, in order, with the
 /// prev chain JetStream's sequence implies; a resend is not stored again, garbage is skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,14 +160,7 @@ async fn restarts_mid_stream_lose_and_duplicate_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_nats_server_restart() {
     let mut server = natsd::NatsServer::start_temp().await.unwrap();
-    let nats = server.connect().await.unwrap();
-    let mesh = mesh::mesh(server.url());
-    let dir = tempfile::tempdir().unwrap();
-    let store = reopen(dir.path()).await;
-    let model = Model::new(store.clone());
-    let worker = Worker::start(config(dir.path()), mesh, nats.clone(), store)
-        .await
-        .unwrap();
+    let (nats, model, worker, _dir) = start_worker(&server).await;
     let js = mesh::js(&nats);
     let mut want: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for i in 0..1_000usize {
@@ -189,14 +198,7 @@ async fn survives_a_nats_server_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_consumer_is_recreated_from_the_checkpoint() {
     let server = natsd::NatsServer::start_temp().await.unwrap();
-    let nats = server.connect().await.unwrap();
-    let mesh = mesh::mesh(server.url());
-    let dir = tempfile::tempdir().unwrap();
-    let store = reopen(dir.path()).await;
-    let model = Model::new(store.clone());
-    let worker = Worker::start(config(dir.path()), mesh, nats.clone(), store)
-        .await
-        .unwrap();
+    let (nats, model, worker, _dir) = start_worker(&server).await;
     let js = mesh::js(&nats);
     let stream = js.get_stream(STREAM).await.unwrap();
     let mut want: BTreeMap<String, Vec<u64>> = BTreeMap::new();
