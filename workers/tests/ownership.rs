@@ -131,3 +131,39 @@ async fn partitions_rebalance_on_join_and_move_on_crash() {
     .await;
     b.stop().await.unwrap();
 }
+
+/// A worker told to stop while NATS is gone (its server killed) stops within seconds: its
+/// partitions stop together, and their leases, which no server can hear released, are left
+/// to expire instead of being waited on one partition after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_promptly_when_nats_is_gone() {
+    let mut server = natsd::NatsServer::start_temp().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let store = open_store(&cfg).await.unwrap();
+    let w = Worker::start(
+        cfg,
+        mesh(server.url()),
+        server.connect().await.unwrap(),
+        store,
+    )
+    .await
+    .unwrap();
+    eventually(10, "the worker runs every partition", || async {
+        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
+    })
+    .await;
+    server.kill();
+    let stopping = Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(90), w.stop()).await;
+    let took = stopping.elapsed();
+    eprintln!("the worker stopped {took:?} after it was told to");
+    assert!(
+        stopped.is_ok(),
+        "the worker was still stopping after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "stopping without NATS took {took:?}"
+    );
+}

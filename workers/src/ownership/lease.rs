@@ -130,9 +130,9 @@ impl Leases {
         }
     }
 
-    /// Gives a held lease up at once.
-    pub async fn release(&self, p: u32, revision: u64) {
-        self.write(p, revision, String::new()).await;
+    /// Gives a held lease up at once; `false` when the write was refused or not answered.
+    pub async fn release(&self, p: u32, revision: u64) -> bool {
+        self.write(p, revision, String::new()).await.is_some()
     }
 
     async fn write(&self, p: u32, expect: u64, holder: String) -> Option<u64> {

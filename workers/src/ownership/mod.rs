@@ -8,7 +8,8 @@
 //! lease (`CHAT_LEASES`, key `p<N>`, TTL, renewed by compare-and-set), so two workers never
 //! run one partition's store writer at once, and a dead owner's partitions move once its
 //! lease expires (within `lease_ttl_secs`). A leaving owner finishes its batch, then
-//! releases the lease at once. With [`OwnershipMode::All`] (an embedded store that only this
+//! releases the lease at once (all its partitions together; a release NATS does not answer
+//! within 2 s is left to expire). With [`OwnershipMode::All`] (an embedded store that only this
 //! worker can open) the worker takes every lease. A hot standby on the same fjall store
 //! (`worker.standby`) waits for the store's lock before it gets here, then takes each lease
 //! as the dead holder's expires (tried every 250 ms), or at once after a graceful release.
@@ -35,6 +36,10 @@ use registry::Registry;
 
 /// How often leases held by others are tried again.
 const ACQUIRE_RETRY: Duration = Duration::from_millis(250);
+
+/// How long a stopping partition waits for its lease release (and a leaving worker for its
+/// registry entry's removal): a lease that cannot be released expires by its TTL anyway.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
 /// How partitions are shared between workers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,12 +272,23 @@ pub async fn run(
             break;
         }
     }
-    for (p, r) in running.drain() {
-        if let Err(e) = stop(p, r, &leases).await {
+    // Every partition at once: one after another, a shutdown while NATS is unreachable waited
+    // for each lease release to time out in turn (16 partitions: minutes).
+    for r in running.values() {
+        r.stop.cancel();
+    }
+    let stops = running.drain().map(|(p, r)| stop(p, r, &leases));
+    for stopped in futures::future::join_all(stops).await {
+        if let Err(e) = stopped {
             failure.get_or_insert(e);
         }
     }
-    registry.leave().await;
+    if tokio::time::timeout(RELEASE_WAIT, registry.leave())
+        .await
+        .is_err()
+    {
+        warn!("cannot leave the worker registry (NATS unreachable); the entry expires by its TTL");
+    }
     failure.map_or(Ok(()), Err)
 }
 
@@ -291,8 +307,16 @@ async fn stop(p: u32, mut r: Running, leases: &Leases) -> Result<(), WorkerError
             }
         }
     }
-    leases.release(p, r.revision).await;
-    info!(partition = p, "partition released");
+    match tokio::time::timeout(RELEASE_WAIT, leases.release(p, r.revision)).await {
+        Ok(true) => info!(partition = p, "partition released"),
+        // Nobody else can hold it before it expires: the next owner waits out the TTL.
+        Ok(false) | Err(_) => {
+            warn!(
+                partition = p,
+                "partition stopped; its lease could not be released and expires by its TTL"
+            );
+        }
+    }
     first.map_or(Ok(()), Err)
 }
 
