@@ -103,6 +103,46 @@ async fn up_serves_and_drains_on_sigterm() -> Result<()> {
     Ok(())
 }
 
+/// Ctrl-C in a terminal signals the whole foreground process group. `up` drains first and
+/// stops its nats-server last: the server, in a group of its own, does not quit under the
+/// draining sessions and store writers (it did, and the stop then took minutes, every
+/// partition's lease release timing out on a dead bus).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_to_the_terminal_drains_up_before_its_nats_server_stops() -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir()?;
+    let log_path = dir.path().join("stderr.log");
+    // The test stands in for the terminal: `up` leads a group, as a shell's job would.
+    let mut child = up(dir.path())
+        .process_group(0)
+        .stderr(std::fs::File::create(&log_path)?)
+        .spawn()?;
+    let _reap = Reap(child.id());
+    let url = web_client_url(&mut child).await?;
+    let token = Api::at(&url).user("ann").await?;
+    let ws = format!("{}/v1/ws", url.replacen("http", "ws", 1));
+    let mut client = Client::login(&ws, &token).await?;
+    let pid = child.id();
+    let signalled = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{pid}")])
+        .status()?;
+    assert_eq!(client.ended().await, Ended::Closed(1001));
+    let waited = tokio::task::spawn_blocking(move || child.wait());
+    let status = tokio::time::timeout(Duration::from_secs(60), waited)
+        .await
+        .context("up still running 60 s after Ctrl-C")???;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    let log = std::fs::read_to_string(&log_path)?;
+    assert!(
+        !log.contains("NATS disconnected") && !log.contains("store writer restarts"),
+        "the bus went away under the drain: {log}"
+    );
+    assert!(took < Duration::from_secs(20), "stopping took {took:?}");
+    Ok(())
+}
+
 /// `--check-config` lists every problem of the file and the environment, and exits non-zero;
 /// a good config passes.
 #[test]

@@ -1,8 +1,10 @@
 //! One launch of nats-server: check the binary, write its config into the store dir, spawn
 //! it with output going to the log file, and poll (with a deadline) for its ports file and a
 //! successful client connect. A failed launch kills its child and reports the log's tail.
+//! The server runs in a process group of its own, out of reach of a terminal's Ctrl-C.
 
 use std::fs::{self, OpenOptions};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,9 +78,13 @@ impl Launch {
         if let Some(threads) = self.threads {
             command.env("GOMAXPROCS", threads.to_string());
         }
+        // A process group of its own: a terminal's Ctrl-C (SIGINT to the foreground group)
+        // reaches only the parent, which drains its clients before it stops the server.
+        // Sharing the group, the server quit first and the parent's drain waited on a dead bus.
         let child = command
             .arg("-c")
             .arg(&config)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

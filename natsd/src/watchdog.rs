@@ -7,6 +7,7 @@
 //! hit. The parent stops the watchdog whenever it stops the server itself. No `unsafe`
 //! (no `pre_exec`/`PR_SET_PDEATHSIG`): it only needs `sh`, `kill`, `sleep` and `/proc`.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -39,6 +40,9 @@ impl Watchdog {
             .arg(std::process::id().to_string())
             .arg(pid.to_string())
             .arg(config)
+            // Out of the terminal's foreground group, like the server it watches: a Ctrl-C
+            // must not end the watchdog while its parent is still draining.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
