@@ -195,9 +195,23 @@ pub async fn run(
                 break;
             },
             _ = renew.tick() => {
-                registry.heartbeat().await;
-                for (p, r) in running.iter_mut() {
-                    match leases.renew(*p, r.revision).await {
+                // All at once, and never past a shutdown: one after another, with NATS
+                // unreachable, each renewal waited out its request timeout (16 partitions:
+                // minutes in which nothing else, not even a shutdown, was looked at).
+                let held: Vec<(u32, u64)> =
+                    running.iter().map(|(p, r)| (*p, r.revision)).collect();
+                let round = futures::future::join(
+                    registry.heartbeat(),
+                    futures::future::join_all(held.iter().map(|(p, rev)| leases.renew(*p, *rev))),
+                );
+                let renewals = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    ((), renewals) = round => renewals,
+                };
+                for ((p, _), renewal) in held.iter().zip(renewals) {
+                    let Some(r) = running.get_mut(p) else { continue };
+                    match renewal {
                         Renewal::Renewed(rev) => {
                             r.revision = rev;
                             r.renewed = tokio::time::Instant::now();
@@ -238,18 +252,26 @@ pub async fn run(
             .filter(|(p, r)| !wanted.contains(p) || r.stop.is_cancelled())
             .map(|(p, _)| *p)
             .collect();
-        for p in stale {
-            if let Some(r) = running.remove(&p) {
-                if let Err(e) = stop(p, r, &leases).await {
-                    failure.get_or_insert(e);
-                }
-            }
+        let stale = stale
+            .into_iter()
+            .filter_map(|p| running.remove(&p).map(|r| (p, r)));
+        if let Err(e) = stop_all(stale, &leases).await {
+            failure.get_or_insert(e);
         }
-        for p in wanted {
-            if running.contains_key(&p) {
-                continue;
-            }
-            if let Some(revision) = leases.acquire(p).await {
+        // Taken all at once too, and given up on a shutdown (a lease taken in NATS by then
+        // expires by its TTL).
+        let free: Vec<u32> = wanted
+            .into_iter()
+            .filter(|p| !running.contains_key(p))
+            .collect();
+        let taking = futures::future::join_all(free.iter().map(|p| leases.acquire(*p)));
+        let taken = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            taken = taking => taken,
+        };
+        for (p, taken) in free.into_iter().zip(taken) {
+            if let Some(revision) = taken {
                 info!(partition = p, "partition acquired");
                 metrics::counter!("chatmesh_partition_acquired_total").increment(1);
                 let stop = CancellationToken::new();
@@ -272,16 +294,8 @@ pub async fn run(
             break;
         }
     }
-    // Every partition at once: one after another, a shutdown while NATS is unreachable waited
-    // for each lease release to time out in turn (16 partitions: minutes).
-    for r in running.values() {
-        r.stop.cancel();
-    }
-    let stops = running.drain().map(|(p, r)| stop(p, r, &leases));
-    for stopped in futures::future::join_all(stops).await {
-        if let Err(e) = stopped {
-            failure.get_or_insert(e);
-        }
+    if let Err(e) = stop_all(running.drain(), &leases).await {
+        failure.get_or_insert(e);
     }
     if tokio::time::timeout(RELEASE_WAIT, registry.leave())
         .await
@@ -290,6 +304,24 @@ pub async fn run(
         warn!("cannot leave the worker registry (NATS unreachable); the entry expires by its TTL");
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// Stops partitions all at once (one after another, with NATS unreachable, each waited for
+/// its lease release in turn); the first error of their tasks, if any.
+async fn stop_all(
+    parts: impl Iterator<Item = (u32, Running)>,
+    leases: &Leases,
+) -> Result<(), WorkerError> {
+    let parts: Vec<(u32, Running)> = parts.collect();
+    for (_, r) in &parts {
+        r.stop.cancel();
+    }
+    let stops = parts.into_iter().map(|(p, r)| stop(p, r, leases));
+    futures::future::join_all(stops)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(drop)
 }
 
 /// Stops a partition's tasks (each finishes what it is doing), then releases its lease.
