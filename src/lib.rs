@@ -11,6 +11,7 @@ mod chat_e2ee;
 mod chat_line;
 pub mod commands;
 pub mod config;
+pub mod embedded_nats;
 pub mod export;
 pub mod mesh;
 pub mod nats;

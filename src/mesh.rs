@@ -12,6 +12,7 @@ use natsd::NatsServer;
 
 use crate::bus::BusCredentials;
 use crate::config::{Config, Role};
+use crate::embedded_nats::EmbeddedNats;
 use crate::services::{ensure_stream, GatewayHandle, WorkerHandle};
 
 /// How to start the mesh.
@@ -48,7 +49,8 @@ impl MeshOptions {
 /// A running embedded mesh.
 #[derive(Debug)]
 pub struct Mesh {
-    pub nats: NatsServer,
+    /// The nats-server child, started again if it exits on its own.
+    pub nats: EmbeddedNats,
     /// The bus keys (`<data>/creds/`): one seed file per role.
     pub creds: BusCredentials,
     /// The gateway's connection (role `gateway`).
@@ -89,10 +91,7 @@ impl Mesh {
             builder = builder.threads(threads);
         }
         let nats = builder.start().await.context("starting nats-server")?;
-        if let Some(pid) = nats.pid() {
-            // Its CPU on /metrics beside ours: load tests compute CPU per message from it.
-            chatmesh_gateway::procstat::watch_child("nats-server", pid);
-        }
+        let nats = EmbeddedNats::supervise(nats);
 
         let mut config = opts.config.clone();
         config.mesh.nats_urls = vec![nats.url()];

@@ -326,3 +326,79 @@ async fn the_bus_runs_over_tls() -> Result<()> {
     assert!(plain.is_err(), "a plain-text client connected to a TLS bus");
     mesh.stop().await
 }
+
+/// The embedded nats-server killed under a running mesh (a crash, the OOM killer) is
+/// started again on its store and ports: delivery resumes instead of stopping behind a
+/// gateway that still answers. A client sends before and after, and history has every
+/// acked message once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_embedded_nats_server_is_started_again() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut c = Client::login(&mesh.ws_url(), &ann).await?;
+    c.join("hall").await?;
+    let before = c.post("hall", "before", "before the crash").await?;
+
+    let old = mesh.nats.pid().context("nats-server runs")?;
+    std::process::Command::new("kill")
+        .args(["-KILL", &old.to_string()])
+        .status()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        match mesh.nats.pid() {
+            Some(pid) if pid != old => break pid,
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nats-server not started again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(std::path::Path::new(&format!("/proc/{new}")).exists());
+
+    // The session may have ended with the bus; a client reconnects, as any client does.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let attempt = async {
+            let mut c = Client::login(&mesh.ws_url(), &ann).await?;
+            c.join("hall").await?;
+            let acked = c.post("hall", "after", "after the crash").await?;
+            anyhow::Ok((c, acked))
+        };
+        let failed = match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            Ok(Ok(done)) => break done,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 5 s".to_owned(),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no send after the restart: {failed}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (mut c, after) = after;
+    assert!(after.seq > before.seq, "{before:?} then {after:?}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = c.request(frame::history_before("hall", None, 10)).await?;
+        let ids: Vec<String> = match &page {
+            ServerFrame::History { messages, .. } => {
+                messages.iter().map(|m| m.id.to_string()).collect()
+            }
+            _ => Vec::new(),
+        };
+        if ids == ["before", "after"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history after the restart: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    mesh.stop().await
+}

@@ -34,6 +34,10 @@ impl Proc {
 
     /// SIGTERM (graceful: JetStream flushes), wait up to `grace`, then SIGKILL.
     pub(crate) async fn stop(mut self, grace: Duration) {
+        // Reaped already: its pid may name another process by now.
+        if self.exited().is_some() {
+            return;
+        }
         let pid = self.pid().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])

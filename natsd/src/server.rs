@@ -192,6 +192,15 @@ impl NatsServer {
             .await
     }
 
+    /// The exit status of a server that has exited on its own (a crash, the OOM killer, a
+    /// signal from outside), once: it is then reaped, [`pid`](Self::pid) is `None` and
+    /// [`restart`](Self::restart) starts it again. `None` while it runs (or after a stop).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.proc.as_mut()?.exited()?;
+        self.proc = None;
+        Some(status)
+    }
+
     /// SIGTERM, wait up to 10 s for a clean exit, then SIGKILL. Idempotent.
     pub async fn stop(&mut self) {
         if let Some(proc) = self.proc.take() {
