@@ -247,14 +247,9 @@ pub async fn run(
             }
         };
         // Stop what we no longer want (or lost), then take what we want and can lease.
-        let stale: Vec<u32> = running
-            .iter()
-            .filter(|(p, r)| !wanted.contains(p) || r.stop.is_cancelled())
-            .map(|(p, _)| *p)
+        let stale: Vec<(u32, Running)> = running
+            .extract_if(|p, r| !wanted.contains(p) || r.stop.is_cancelled())
             .collect();
-        let stale = stale
-            .into_iter()
-            .filter_map(|p| running.remove(&p).map(|r| (p, r)));
         if let Err(e) = stop_all(stale, &leases).await {
             failure.get_or_insert(e);
         }
@@ -294,7 +289,7 @@ pub async fn run(
             break;
         }
     }
-    if let Err(e) = stop_all(running.drain(), &leases).await {
+    if let Err(e) = stop_all(running.drain().collect(), &leases).await {
         failure.get_or_insert(e);
     }
     if tokio::time::timeout(RELEASE_WAIT, registry.leave())
@@ -308,11 +303,7 @@ pub async fn run(
 
 /// Stops partitions all at once (one after another, with NATS unreachable, each waited for
 /// its lease release in turn); the first error of their tasks, if any.
-async fn stop_all(
-    parts: impl Iterator<Item = (u32, Running)>,
-    leases: &Leases,
-) -> Result<(), WorkerError> {
-    let parts: Vec<(u32, Running)> = parts.collect();
+async fn stop_all(parts: Vec<(u32, Running)>, leases: &Leases) -> Result<(), WorkerError> {
     for (_, r) in &parts {
         r.stop.cancel();
     }
