@@ -15,6 +15,7 @@ use chatmesh_protocol::subjects::{in_subject, svc_subject, STREAM};
 use common::{
     error_code, fast_config, frame, start_mesh, Api, Client, ErrorCode, ServerFrame, WAIT,
 };
+use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
 /// A bus client of `role` that reports every error the server sends it (permission
@@ -400,5 +401,68 @@ async fn a_killed_embedded_nats_server_is_started_again() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    mesh.stop().await
+}
+
+/// `/readyz` asks the stream's leader, not just the NATS connection: with the stream gone
+/// (deleted, or leaderless after a lost quorum) every send would fail, so a load balancer
+/// must take the gateway out. A flood of `/readyz` asks JetStream at most once a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_when_the_stream_does_not_answer() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let http = reqwest::Client::new();
+    let readyz = || async {
+        let r = http.get(format!("{}/readyz", mesh.url())).send().await?;
+        anyhow::Ok((r.status().as_u16(), r.text().await?))
+    };
+    assert_eq!(readyz().await?, (200, "ready".to_owned()));
+
+    let admin = mesh.nats.connect().await?;
+    let js = async_nats::jetstream::new(admin.clone());
+    let info_requests = admin
+        .subscribe(format!("$JS.API.STREAM.INFO.{STREAM}"))
+        .await?;
+    js.delete_stream(STREAM).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut last;
+    loop {
+        last = readyz().await?;
+        if last.0 == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz with the stream deleted: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last, (503, "jetstream: stream not reachable".to_owned()));
+
+    // 200 calls at once, the last answer a second old: they share one check (or two, the
+    // next second's), not one each.
+    let mut info_requests = info_requests;
+    while tokio::time::timeout(Duration::from_millis(100), info_requests.next())
+        .await
+        .is_ok()
+    {}
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let calls: Vec<_> = (0..200).map(|_| readyz()).collect();
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer?.0, 503);
+    }
+    let mut asked = 0;
+    while let Ok(Some(m)) =
+        tokio::time::timeout(Duration::from_millis(300), info_requests.next()).await
+    {
+        let from_gateway = m
+            .reply
+            .is_some_and(|r| r.starts_with(Role::Gateway.inbox_prefix()));
+        asked += usize::from(from_gateway);
+    }
+    assert!(
+        (1..=3).contains(&asked),
+        "{asked} STREAM.INFO requests from the gateway for 200 /readyz calls"
+    );
     mesh.stop().await
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chatmesh_protocol::service::UserEvent;
 use chatmesh_protocol::subjects::USER_ALL;
@@ -63,7 +63,16 @@ pub struct AppState {
     pub files: Option<crate::files::GatewayFiles>,
     /// `[admin]`, set once at start ([`AppState::set_admin`]); unset: nobody is an admin.
     admin: std::sync::OnceLock<chatmesh_protocol::admin::AdminConfig>,
+    /// The last answer of the stream and worker checks of `/readyz`, and when it was taken.
+    ready: tokio::sync::Mutex<Option<(Instant, Result<(), &'static str>)>>,
 }
+
+/// How long `/readyz` reuses its stream and worker checks: the endpoint is public, and a
+/// flood of it must not become a flood of JetStream API requests (nats-server's API queue
+/// is shared with every send's consumer and stream calls).
+const READY_FOR: Duration = Duration::from_secs(1);
+/// How long each of the stream and worker checks may take.
+const READY_WAIT: Duration = Duration::from_secs(2);
 
 impl AppState {
     /// Builds the state and starts the background listeners (membership changes).
@@ -136,6 +145,7 @@ impl AppState {
             next_session: AtomicU64::new(1),
             files,
             admin: std::sync::OnceLock::new(),
+            ready: tokio::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&state);
         crate::access::spawn_member_listener(
@@ -163,23 +173,39 @@ impl AppState {
     }
 
     /// Ready when NATS is connected, the stream answers, and a worker answers from its
-    /// store; otherwise what is missing.
+    /// store; otherwise what is missing. The stream and worker checks are asked of NATS at
+    /// most once per [`READY_FOR`] (callers meanwhile share the last answer).
     pub async fn readiness(&self) -> Result<(), &'static str> {
         use async_nats::connection::State;
-        use chatmesh_protocol::service::{GetAccess, RoomUserRequest};
         if self.drain.is_cancelled() {
             return Err("draining");
         }
         if self.nats.connection_state() != State::Connected {
             return Err("nats: not connected");
         }
+        let mut last = self.ready.lock().await;
+        if let Some((at, answer)) = *last {
+            if at.elapsed() < READY_FOR {
+                return answer;
+            }
+        }
+        let answer = self.stream_and_worker().await;
+        *last = Some((Instant::now(), answer));
+        answer
+    }
+
+    /// The stream answers a `STREAM.INFO` (its leader is up), and a worker answers from its
+    /// store.
+    async fn stream_and_worker(&self) -> Result<(), &'static str> {
+        use chatmesh_protocol::service::{GetAccess, RoomUserRequest};
         // A region with workers of its own serves its rooms while the primary is cut off:
         // its gateways are ready when its own stream and workers are.
         let local = self.services.local_workers();
+        // `get_stream` asks the stream's leader (`get_stream_no_info` asks nothing).
         let stream = tokio::time::timeout(
-            Duration::from_secs(2),
+            READY_WAIT,
             self.js
-                .get_stream_no_info(chatmesh_protocol::subjects::region_stream(local)),
+                .get_stream(chatmesh_protocol::subjects::region_stream(local)),
         )
         .await;
         if !matches!(stream, Ok(Ok(_))) {
