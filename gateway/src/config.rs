@@ -254,6 +254,34 @@ impl GatewayConfig {
         if self.replay_wait_ms > 60_000 {
             out.push("gateway.replay_wait_ms must be at most 60000".into());
         }
+        // Out of these ranges every session fails while the gateway looks healthy (a zero
+        // `hello` window, a deadline past what `Instant` holds, a zero service timeout).
+        let waits = [
+            (
+                "limits.hello_timeout_secs",
+                self.limits.hello_timeout_secs.saturating_mul(1_000),
+                1_000,
+                "1 s",
+            ),
+            ("service_timeout_ms", self.service_timeout_ms, 100, "100 ms"),
+            (
+                "publish_deadline_ms",
+                self.publish_deadline_ms,
+                100,
+                "100 ms",
+            ),
+            ("drain_timeout_ms", self.drain_timeout_ms, 0, "0 ms"),
+        ];
+        for (name, ms, least, least_text) in waits {
+            if !(least..=3_600_000).contains(&ms) {
+                out.push(format!(
+                    "gateway.{name} must be between {least_text} and 1 hour"
+                ));
+            }
+        }
+        if self.rate_limit_strikes == 0 {
+            out.push("gateway.rate_limit_strikes must be positive".into());
+        }
         if self.max_connections == 0 || self.token_ttl_secs == 0 {
             out.push("gateway.max_connections and token_ttl_secs must be positive".into());
         }
@@ -384,6 +412,46 @@ mod tests {
         assert!(p.iter().any(|p| p.contains("body_read_timeout_ms")));
         assert!(p.iter().any(|p| p.contains("http_idle_timeout_ms")));
         assert!(p.iter().any(|p| p.contains("tls_handshake_timeout_ms")));
+    }
+
+    /// Each of these made every session fail while the gateway looked healthy: a zero
+    /// `hello` window closed every session before its `hello`, a huge one overflowed the
+    /// deadline (a panic in every session), a zero service timeout failed every worker call.
+    #[test]
+    fn session_timeouts_and_strikes_are_checked() {
+        for (name, set) in [
+            ("hello_timeout_secs", |c: &mut GatewayConfig, v| {
+                c.limits.hello_timeout_secs = v
+            }),
+            ("service_timeout_ms", |c: &mut GatewayConfig, v| {
+                c.service_timeout_ms = v
+            }),
+            ("publish_deadline_ms", |c: &mut GatewayConfig, v| {
+                c.publish_deadline_ms = v
+            }),
+            ("drain_timeout_ms", |c: &mut GatewayConfig, v| {
+                c.drain_timeout_ms = v
+            }),
+        ] as [(&str, fn(&mut GatewayConfig, u64)); 4]
+        {
+            let zero_ok = name == "drain_timeout_ms";
+            for (v, bad) in [(0, !zero_ok), (u64::MAX, true), (3_600_001_000, true)] {
+                let mut c = base();
+                set(&mut c, v);
+                let p = c.problems();
+                assert_eq!(
+                    p.iter().any(|p| p.contains(name)),
+                    bad,
+                    "{name} = {v}: {p:?}"
+                );
+            }
+        }
+        let c = GatewayConfig {
+            rate_limit_strikes: 0,
+            ..base()
+        };
+        let p = c.problems();
+        assert!(p.iter().any(|p| p.contains("rate_limit_strikes")), "{p:?}");
     }
 
     #[test]
