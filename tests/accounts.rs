@@ -268,6 +268,45 @@ async fn guessing_and_registration_are_throttled() -> Result<()> {
     mesh.stop().await
 }
 
+/// A host holds a whole IPv6 /64: registrations from its addresses (forwarded here by a
+/// trusted proxy) share one bucket, so new addresses do not buy new accounts; another /64
+/// has its own bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_client_is_throttled_by_its_64() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.register_per_ip_per_hour = 3;
+    config.gateway.register_ip_burst = 3;
+    config.gateway.trusted_proxies = vec![[127, 0, 0, 1].into()];
+    let mesh = start_mesh(dir.path(), config).await?;
+    let url = format!("{}/v1/auth/register", mesh.url());
+    let proxy = client_from(1)?;
+    let register = |user: String, from: &'static str| {
+        let req = proxy
+            .post(&url)
+            .header("x-forwarded-for", from)
+            .json(&credentials(&user, PASSWORD));
+        async move {
+            let resp = req.send().await?;
+            anyhow::Ok((resp.status().as_u16(), resp.json::<Value>().await?))
+        }
+    };
+    let one_host = [
+        "2001:db8:0:1::1",
+        "2001:db8:0:1::2",
+        "2001:db8:0:1:ffff:ffff:ffff:fffe",
+        "2001:db8:0:1:1234::9",
+    ];
+    let mut statuses = Vec::new();
+    for (i, from) in one_host.into_iter().enumerate() {
+        statuses.push(register(format!("six{i}"), from).await?.0);
+    }
+    assert_eq!(statuses, [201, 201, 201, 429], "one /64's registrations");
+    let (s, v) = register("other".into(), "2001:db8:0:2::1").await?;
+    assert_eq!(s, 201, "another /64 registers: {v}");
+    mesh.stop().await
+}
+
 /// A user can own at most `max_rooms_per_user` rooms (then `forbidden`) and create at most
 /// `rooms_per_minute` (then 429 + `Retry-After`); another user's room list still starts with
 /// its own rooms and holds at most `rooms_list_public_per_owner` of the spammer's rooms.

@@ -19,6 +19,10 @@
 //! moka cache (`throttle_max_entries`, least used evicted, idle entries expire), so an
 //! attacker with many IPs or names cannot grow memory; eviction forgets a key, which errs on
 //! the side of letting it through. Times use tokio's clock so tests can pause it.
+//!
+//! Per-IP limits (these and the connection caps) count an IPv6 client by its /64 network
+//! ([`client_key`]): one host usually holds a whole /64, and counting each address would
+//! give it as many buckets as it likes addresses.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -29,6 +33,18 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use crate::config::GatewayConfig;
+
+/// The key a client address is counted under by per-IP limits: an IPv4 address itself, an
+/// IPv6 address its /64 network (an IPv4-mapped IPv6 address as the IPv4 address).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+        v4 => v4,
+    }
+}
 
 /// A refused request: what refused it and when to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -167,6 +183,7 @@ impl Throttle {
     /// before the first failure is known); a success or an unanswered attempt gives it back
     /// ([`Throttle::login_succeeded`], [`Throttle::login_unanswered`]).
     pub async fn login_allowed(&self, ip: IpAddr, user: &str) -> Result<(), Throttled> {
+        let ip = client_key(ip);
         let key = (ip, Arc::<str>::from(user));
         if let Some(lock) = self.lockouts.get(&key).await {
             let until = lock.lock().unwrap_or_else(|e| e.into_inner()).until;
@@ -188,6 +205,7 @@ impl Throttle {
     /// A wrong password from `ip` for `user`: counts toward the pair's lockout (the account's
     /// bucket keeps the token [`Throttle::login_allowed`] took).
     pub async fn login_failed(&self, ip: IpAddr, user: &str) {
+        let ip = client_key(ip);
         let user = Arc::<str>::from(user);
         let lock = self
             .lockouts
@@ -205,6 +223,7 @@ impl Throttle {
     /// A right password from `ip` for `user`: the pair starts afresh and the account's
     /// token is given back.
     pub async fn login_succeeded(&self, ip: IpAddr, user: &str) {
+        let ip = client_key(ip);
         let user = Arc::<str>::from(user);
         self.login_account.refund(&user).await;
         self.lockouts.invalidate(&(ip, user)).await;
@@ -219,7 +238,7 @@ impl Throttle {
     /// May `ip` register an account now? Counts it.
     pub async fn register_allowed(&self, ip: IpAddr) -> Result<(), Throttled> {
         self.register_ip
-            .check(ip, true)
+            .check(client_key(ip), true)
             .await
             .map_err(|wait| Throttled::new("register_ip", wait))
     }

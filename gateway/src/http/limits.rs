@@ -5,7 +5,8 @@
 //! A trusted proxy's connections are exempt from the per-IP cap at accept: HTTP keep-alive
 //! through a proxy carries requests of many clients, so such a connection belongs to no one
 //! client. A WebSocket through it does belong to one, so its upgrade takes a per-IP count of
-//! the forwarded client ([`Slot::forwarded`]).
+//! the forwarded client ([`Slot::forwarded`]). An IPv6 client is counted by its /64
+//! ([`client_key`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 use chatmesh_protocol::ApiError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::throttle::client_key;
 
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +103,7 @@ impl ConnLimits {
         let counted = if self.exempt.contains(&ip) {
             None
         } else {
-            self.count(ip)?;
-            Some(ip)
+            Some(self.count(ip)?)
         };
         metrics::gauge!("chatmesh_connections").increment(1.0);
         Ok(Slot {
@@ -111,14 +113,17 @@ impl ConnLimits {
         })
     }
 
-    fn count(&self, ip: IpAddr) -> Result<(), Refusal> {
+    /// Counts a connection of `ip` under its key ([`client_key`]: an IPv6 client by its /64),
+    /// and returns the key, or refuses it.
+    fn count(&self, ip: IpAddr) -> Result<IpAddr, Refusal> {
+        let key = client_key(ip);
         let mut map = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(ip).or_insert(0);
+        let n = map.entry(key).or_insert(0);
         if *n >= self.max_per_ip {
             return Err(Refusal::PerIp);
         }
         *n += 1;
-        Ok(())
+        Ok(key)
     }
 }
 
@@ -132,10 +137,10 @@ impl Slot {
         if self.ip.is_some() || self.limits.exempt.contains(&client) {
             return Ok(None);
         }
-        self.limits.count(client)?;
+        let key = self.limits.count(client)?;
         Ok(Some(Slot {
             permit: None,
-            ip: Some(client),
+            ip: Some(key),
             limits: self.limits.clone(),
         }))
     }
@@ -259,6 +264,30 @@ mod tests {
         assert!(proxied.forwarded(ip("8.8.8.8")).unwrap().is_some());
         drop(first);
         assert!(proxied.forwarded(ip("9.9.9.9")).unwrap().is_some());
+    }
+
+    /// A host holds a whole /64: its addresses share one count; another /64 has its own.
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let limits = ConnLimits::new(10, 2, Vec::new());
+        let _a = limits.admit(ip("2001:db8:0:1::1")).unwrap();
+        let b = limits.admit(ip("2001:db8:0:1:ffff::2")).unwrap();
+        assert_eq!(
+            limits
+                .admit(ip("2001:db8:0:1:1234:5678:9abc:def0"))
+                .unwrap_err(),
+            Refusal::PerIp
+        );
+        let _c = limits.admit(ip("2001:db8:0:2::1")).unwrap();
+        drop(b);
+        let _b = limits.admit(ip("2001:db8:0:1::3")).unwrap();
+        let proxied = ConnLimits::new(10, 1, vec![ip("10.0.0.1")]);
+        let slot = proxied.admit(ip("10.0.0.1")).unwrap();
+        let _first = slot.forwarded(ip("2001:db8::1")).unwrap();
+        assert_eq!(
+            slot.forwarded(ip("2001:db8::2")).unwrap_err(),
+            Refusal::PerIp
+        );
     }
 
     #[test]
