@@ -1,22 +1,54 @@
 //! What a gateway holds for shared files (`[files]`): the object store, the rules, and the
 //! bound on uploads streaming at once. The endpoints are in `http/files.rs`.
+//!
+//! **Upload slots.** An upload holds one of [`MAX_UPLOADS`] slots while its body streams.
+//! One user holds at most [`MAX_UPLOADS_PER_USER`] of them, and an upload must arrive at
+//! [`MIN_UPLOAD_BYTES_PER_SEC`] or better on the whole (beside the idle timeout between
+//! two chunks): a client trickling bytes just under the idle timeout would otherwise keep
+//! every slot for hours, and every other upload on the gateway would be refused.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chatmesh_files::{FileStore, FilesConfig};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What the gateway needs for files: the store, the rules, and the uploads in progress.
 #[derive(Debug)]
 pub struct GatewayFiles {
     pub store: FileStore,
     pub cfg: FilesConfig,
-    pub(crate) uploads: Arc<Semaphore>,
+    uploads: Arc<Semaphore>,
+    /// Uploads in progress per user (users with none are absent).
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// Uploads one gateway streams at once; more are refused with 429 (each holds up to a few
 /// multipart parts in memory).
 pub const MAX_UPLOADS: usize = 16;
+/// Uploads one user streams at once on one gateway; more are refused with 429.
+pub const MAX_UPLOADS_PER_USER: usize = 2;
+/// The slowest an upload may arrive on the whole (128 kbit/s): an upload of `size` bytes
+/// must be received within the idle timeout plus `size` at this rate.
+pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 16 * 1024;
+
+/// Why no upload slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// Every slot of the gateway is taken.
+    Gateway,
+    /// The user has [`MAX_UPLOADS_PER_USER`] uploads in progress.
+    User,
+}
+
+/// An upload slot, given back on drop.
+#[derive(Debug)]
+pub struct UploadSlot {
+    _permit: OwnedSemaphorePermit,
+    user: String,
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+}
 
 impl GatewayFiles {
     pub fn new(store: FileStore, cfg: FilesConfig) -> Self {
@@ -24,6 +56,61 @@ impl GatewayFiles {
             store,
             cfg,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
+            per_user: Arc::default(),
         }
+    }
+
+    /// A slot for an upload by `user`, or why not.
+    pub fn upload_slot(&self, user: &str) -> Result<UploadSlot, NoSlot> {
+        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = per_user.get(user).copied().unwrap_or(0);
+        if held >= MAX_UPLOADS_PER_USER {
+            return Err(NoSlot::User);
+        }
+        let permit = self
+            .uploads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| NoSlot::Gateway)?;
+        per_user.insert(user.to_owned(), held + 1);
+        Ok(UploadSlot {
+            _permit: permit,
+            user: user.to_owned(),
+            per_user: self.per_user.clone(),
+        })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = per_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// How long an upload of `size` bytes may take on the whole: the idle timeout plus its
+/// size at [`MIN_UPLOAD_BYTES_PER_SEC`].
+pub fn upload_deadline(size: u64, idle: Duration) -> Duration {
+    idle + Duration::from_millis(size.saturating_mul(1_000) / MIN_UPLOAD_BYTES_PER_SEC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_grows_with_the_size_at_the_minimum_rate() {
+        let idle = Duration::from_millis(500);
+        assert_eq!(upload_deadline(0, idle), idle);
+        assert_eq!(
+            upload_deadline(16 * 1024 * 60, idle),
+            idle + Duration::from_secs(60)
+        );
+        assert!(upload_deadline(u64::MAX, idle) > Duration::from_secs(1 << 40));
     }
 }

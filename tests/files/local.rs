@@ -321,6 +321,91 @@ async fn bad_uploads_are_refused_and_leave_nothing() -> Result<()> {
     mesh.stop().await
 }
 
+/// An upload whose body trickles in: its head, then a byte every 300 ms (under the idle
+/// timeout) until it is answered or 30 s pass. Returns the status code (0: no answer) and
+/// how long the answer took.
+async fn trickle(addr: String, head: String) -> Result<(u16, Duration)> {
+    let t0 = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(head.as_bytes()).await?;
+    let mut buf = vec![0u8; 4096];
+    while t0.elapsed() < Duration::from_secs(30) {
+        tokio::select! {
+            read = s.read(&mut buf) => {
+                let n = read?;
+                let text = String::from_utf8_lossy(&buf[..n]);
+                let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Ok((code, t0.elapsed()));
+            }
+            () = tokio::time::sleep(Duration::from_millis(300)) => {
+                if s.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok((0, t0.elapsed()))
+}
+
+/// One user trickling uploads (a byte every 300 ms, under the 500 ms idle timeout) cannot
+/// hold the gateway's 16 upload slots: they hold at most two, each only as long as its size
+/// takes at the minimum rate, and another user's upload goes through meanwhile.
+#[tokio::test]
+async fn a_trickling_uploader_cannot_hold_the_upload_slots() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.body_read_timeout_ms = 500;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let files = Files::new(&mesh.url());
+    let ann = api.user("ann").await?;
+    api.room(&ann, "box", "private").await?;
+    let bob = api.user("bob").await?;
+    api.room(&bob, "bobs", "private").await?;
+    let addr = mesh.url().trim_start_matches("http://").to_owned();
+
+    // 16 uploads of 1 MiB (a minute at the minimum rate) and one of 1,000 bytes.
+    let mut slow = Vec::new();
+    for i in 0..16 {
+        let h = head(
+            &ann,
+            &format!("slow{i}.bin"),
+            &format!("content-length: {}\r\n", 1024 * KIB),
+        );
+        slow.push(tokio::spawn(trickle(addr.clone(), h)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, v) = files
+        .upload(&bob, "bobs", "note.txt", b"hello".to_vec())
+        .await?;
+    assert_eq!(s, 201, "another user's upload beside the trickles: {v}");
+
+    let mut refused = 0;
+    let mut still_open = Vec::new();
+    for task in slow {
+        if task.is_finished() {
+            let (code, _) = task.await??;
+            assert_eq!(code, 429, "a trickled upload was answered {code}");
+            refused += 1;
+        } else {
+            still_open.push(task);
+        }
+    }
+    assert_eq!(refused, 14, "ann's uploads refused at once");
+    for task in still_open {
+        task.abort();
+    }
+    // A small upload that trickles is cut once its size at the minimum rate has passed
+    // (1,000 bytes: 0.5 s idle + 61 ms), not after 1,000 trickled bytes (5 minutes).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let h = head(&ann, "small.bin", "content-length: 1000\r\n");
+    let (code, took) = trickle(addr, h).await?;
+    assert_eq!(code, 400, "after {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    mesh.stop().await
+}
+
 #[tokio::test]
 async fn quotas_hold_per_room_and_per_user() -> Result<()> {
     let dir = tempfile::tempdir()?;

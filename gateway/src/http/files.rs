@@ -35,7 +35,9 @@ use chatmesh_protocol::{ApiError, ErrorCode};
 
 use super::reply::{self, Body};
 use super::request::{caller, name, Answer};
-use crate::files::GatewayFiles;
+use crate::files::{
+    upload_deadline, GatewayFiles, NoSlot, MAX_UPLOADS_PER_USER, MIN_UPLOAD_BYTES_PER_SEC,
+};
 use crate::state::AppState;
 
 /// Which part of a file a GET asks for.
@@ -72,13 +74,24 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
         )
         .into());
     }
-    let Ok(_permit) = files.uploads.clone().try_acquire_owned() else {
-        metrics::counter!("chatmesh_throttled_total", "what" => "uploads").increment(1);
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "too many uploads in progress on this gateway, retry shortly",
-        )
-        .into());
+    let _slot = match files.upload_slot(&actor) {
+        Ok(slot) => slot,
+        Err(why) => {
+            let (what, message) = match why {
+                NoSlot::Gateway => (
+                    "uploads",
+                    "too many uploads in progress on this gateway, retry shortly".to_owned(),
+                ),
+                NoSlot::User => (
+                    "uploads_per_user",
+                    format!(
+                        "you have {MAX_UPLOADS_PER_USER} uploads in progress; retry when one ends"
+                    ),
+                ),
+            };
+            metrics::counter!("chatmesh_throttled_total", "what" => what).increment(1);
+            return Err(ApiError::new(ErrorCode::RateLimited, message).into());
+        }
     };
     let id = new_file_id();
     let begin = FileBeginRequest {
@@ -134,8 +147,19 @@ async fn receive(
     let mut head = BytesMut::with_capacity(head_len);
     let mut received = 0u64;
     let mut upload: Option<(Upload, sniff::Sniffed)> = None;
+    let whole = upload_deadline(size, idle);
+    let deadline = tokio::time::Instant::now() + whole;
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) if wait < idle => {
+                abort(upload).await;
+                return Err(ApiError::bad_request(format!(
+                    "the upload arrived too slowly: {received} of its {size} bytes in {} ms \
+                     (at least {MIN_UPLOAD_BYTES_PER_SEC} bytes a second are needed)",
+                    whole.as_millis()
+                )));
+            }
             Err(_) => {
                 abort(upload).await;
                 return Err(ApiError::bad_request(format!(
