@@ -171,3 +171,69 @@ async fn a_worker_stops_promptly_when_nats_is_gone() {
         "stopping without NATS took {took:?}"
     );
 }
+
+/// A worker whose view of the registry missed a departure (an expiry marker published while
+/// it was cut off from NATS: the registry's events are core NATS, at most once) still ends
+/// up running the departed worker's partitions: it reads the registry again every lease
+/// renewal round. Here the departure leaves no event at all: the other worker's key is
+/// purged from the bucket's stream, which republishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_departure_does_not_leave_partitions_unowned() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = shared(dir.path());
+    let store = open_store(&cfg).await.unwrap();
+    let admin = server.connect().await.unwrap();
+    let js = js(&admin);
+    let w = Worker::start(
+        cfg,
+        mesh(server.url()),
+        server.connect().await.unwrap(),
+        store,
+    )
+    .await
+    .unwrap();
+    eventually(10, "the worker runs every partition", || async {
+        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
+    })
+    .await;
+
+    // Another worker that wins at least one partition registers (the worker sees it and
+    // gives up that share)...
+    let ghost = (0..)
+        .map(|i| format!("ghost{i}"))
+        .find(|g| {
+            all()
+                .iter()
+                .any(|p| rendezvous([w.id(), g.as_str()], *p) == Some(g.as_str()))
+        })
+        .unwrap();
+    let mine: BTreeSet<u32> = all()
+        .into_iter()
+        .filter(|p| rendezvous([w.id(), ghost.as_str()], *p) == Some(w.id()))
+        .collect();
+    let bucket = chatmesh_protocol::subjects::OwnershipBuckets::of(None).workers;
+    js.publish(format!("$KV.{bucket}.{ghost}"), "up".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    eventually(10, "the worker gives up the newcomer's share", || async {
+        (w.partitions().into_iter().collect::<BTreeSet<_>>() == mine).then_some(())
+    })
+    .await;
+
+    // ...and is gone without an event the worker could see.
+    js.get_stream(format!("KV_{bucket}"))
+        .await
+        .unwrap()
+        .purge()
+        .filter(format!("$KV.{bucket}.{ghost}"))
+        .await
+        .unwrap();
+    eventually(10, "the worker runs every partition again", || async {
+        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
+    })
+    .await;
+    w.stop().await.unwrap();
+}

@@ -200,6 +200,9 @@ pub async fn run(
                 // minutes in which nothing else, not even a shutdown, was looked at).
                 let held: Vec<(u32, u64)> =
                     running.iter().map(|(p, r)| (*p, r.revision)).collect();
+                // A renewal counts from before it was asked (the round also reads the
+                // registry, which may take longer than the renewals themselves).
+                let asked = tokio::time::Instant::now();
                 let round = futures::future::join(
                     registry.heartbeat(),
                     futures::future::join_all(held.iter().map(|(p, rev)| leases.renew(*p, *rev))),
@@ -214,7 +217,7 @@ pub async fn run(
                     match renewal {
                         Renewal::Renewed(rev) => {
                             r.revision = rev;
-                            r.renewed = tokio::time::Instant::now();
+                            r.renewed = asked;
                         }
                         Renewal::Lost => {
                             warn!(partition = p, "another worker holds the partition lease; stopping it");

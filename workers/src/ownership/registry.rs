@@ -2,6 +2,11 @@
 //! refreshes. The bucket republishes every change and every expiry marker (an empty payload)
 //! on `chat.workers.<id>` (`chat.workers.<region>.<id>` for a region's own workers), so each worker follows the set with one core subscription; the
 //! initial set is one batch direct get.
+//!
+//! Those events are core NATS (at most once): one missed while a worker was cut off from
+//! NATS (another worker's expiry marker) would leave that worker in its live set for good,
+//! and the partitions it would own unowned by anyone. So every heartbeat reads the whole set
+//! again (one batch direct get per lease TTL / 3).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -50,14 +55,28 @@ impl Registry {
             sub,
             live: BTreeSet::new(),
         };
-        registry.heartbeat().await;
+        registry.register().await;
         registry.live = snapshot(nats, &names.workers, ttl).await?;
         registry.live.insert(me.to_owned());
         Ok(registry)
     }
 
-    /// Refreshes this worker's registration.
-    pub async fn heartbeat(&self) {
+    /// Refreshes this worker's registration, then reads the live set again (what a missed
+    /// event got wrong is put right here; a failed read keeps the set as it was).
+    pub async fn heartbeat(&mut self) {
+        self.register().await;
+        match snapshot(&self.js.client(), &self.bucket, self.ttl / 3).await {
+            Ok(mut live) => {
+                live.insert(self.me.clone());
+                self.live = live;
+            }
+            Err(e) => {
+                warn!(error = %chatmesh_protocol::error::Chain(&e), "cannot read the worker registry");
+            }
+        }
+    }
+
+    async fn register(&self) {
         let subject = format!("$KV.{}.{}", self.bucket, self.me);
         let put = natskit::put_ttl(
             &self.js,
