@@ -77,6 +77,19 @@ async fn presence_follows_sessions() -> Result<()> {
 /// killed with SIGKILL, the user shows offline within the presence TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_of_a_killed_gateway_go_offline_within_the_ttl() -> Result<()> {
+    killed_gateway_goes_offline(false).await
+}
+
+/// The same when the first gateway never hears the killed gateway's expiry (the bucket's
+/// events are core NATS: one missed while cut off from NATS is gone). Here the killed
+/// gateway's key is purged, which republishes nothing: the first gateway forgets users
+/// whose key was not refreshed for a TTL on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_killed_gateway_go_offline_without_its_expiry_event() -> Result<()> {
+    killed_gateway_goes_offline(true).await
+}
+
+async fn killed_gateway_goes_offline(miss_the_expiry: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = fast_config();
     config.gateway.presence_ttl_secs = 3;
@@ -134,6 +147,15 @@ async fn users_of_a_killed_gateway_go_offline_within_the_ttl() -> Result<()> {
         .status()?;
     let killed = Instant::now();
     let _ = gw2.wait();
+    if miss_the_expiry {
+        let js = async_nats::jetstream::new(mesh.nats.connect().await?);
+        let bucket = chatmesh_protocol::subjects::PRESENCE_BUCKET;
+        js.get_stream(format!("KV_{bucket}"))
+            .await?
+            .purge()
+            .filter(format!("$KV.{bucket}.hall.*"))
+            .await?;
+    }
     a.wait_for(|f| diff(f, true, |l| l == ["cat"])).await?;
     let took = killed.elapsed();
     assert!(

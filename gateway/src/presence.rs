@@ -7,9 +7,14 @@
 //! The bucket republishes every change and every expiry marker on `chat.pres.<room>.<gw>`,
 //! which each gateway's room task follows; a room's initial state is read with one batch
 //! direct get (`multi_last`), no consumer needed.
+//!
+//! The republished events are core NATS (at most once): an expiry marker missed while a
+//! gateway was cut off from NATS would keep a dead gateway's users online there for good.
+//! So a gateway also forgets another gateway's users of a room when their key has not been
+//! refreshed for a whole TTL ([`PresenceState::expire`]), as the bucket does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use chatmesh_protocol::subjects::{PRESENCE_BUCKET, PRESENCE_REPUBLISH};
@@ -84,8 +89,8 @@ pub fn parse_users(payload: &[u8]) -> BTreeSet<String> {
 pub struct PresenceState {
     /// Local users and how many local sessions each has in the room.
     local: BTreeMap<String, usize>,
-    /// Other gateways' users.
-    remote: HashMap<String, BTreeSet<String>>,
+    /// Other gateways' users, and when their key was last written (or read).
+    remote: HashMap<String, (BTreeSet<String>, Instant)>,
     /// What members were last told.
     online: BTreeSet<String>,
 }
@@ -111,12 +116,22 @@ impl PresenceState {
         }
     }
 
-    pub fn set_remote(&mut self, gateway: &str, users: BTreeSet<String>) {
+    /// Another gateway's users, as its key said at `now`.
+    pub fn set_remote(&mut self, gateway: &str, users: BTreeSet<String>, now: Instant) {
         if users.is_empty() {
             self.remote.remove(gateway);
         } else {
-            self.remote.insert(gateway.to_owned(), users);
+            self.remote.insert(gateway.to_owned(), (users, now));
         }
+    }
+
+    /// Forgets the users of other gateways whose key was not refreshed within `ttl` before
+    /// `now` (their expiry marker was missed); true if any were.
+    pub fn expire(&mut self, now: Instant, ttl: Duration) -> bool {
+        let before = self.remote.len();
+        self.remote
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) <= ttl);
+        self.remote.len() != before
     }
 
     /// This gateway's users (what it publishes).
@@ -127,7 +142,7 @@ impl PresenceState {
     /// Everyone online in the room.
     pub fn current(&self) -> BTreeSet<String> {
         let mut all = self.local_users();
-        for users in self.remote.values() {
+        for (users, _) in self.remote.values() {
             all.extend(users.iter().cloned());
         }
         all
@@ -154,11 +169,12 @@ mod tests {
     /// A user with two sessions, here and elsewhere, stays online until all are gone.
     #[test]
     fn online_until_every_session_is_gone() {
+        let now = Instant::now();
         let mut p = PresenceState::default();
         p.session_joined("ann");
         p.session_joined("ann");
         assert_eq!(p.diff().joined, ["ann"]);
-        p.set_remote("gw2", set(&["ann", "bob"]));
+        p.set_remote("gw2", set(&["ann", "bob"]), now);
         assert_eq!(
             p.diff(),
             Diff {
@@ -169,8 +185,26 @@ mod tests {
         p.session_left("ann");
         p.session_left("ann");
         assert_eq!(p.diff(), Diff::default(), "still online through gw2");
-        p.set_remote("gw2", BTreeSet::new());
+        p.set_remote("gw2", BTreeSet::new(), now);
         assert_eq!(p.diff().left, ["ann", "bob"]);
         assert!(p.local_users().is_empty());
+    }
+
+    /// Another gateway's users whose key is not refreshed for a whole TTL go offline, as
+    /// the bucket's expiry would have said; a refresh keeps them.
+    #[test]
+    fn a_remote_gateway_not_refreshed_for_a_ttl_is_forgotten() {
+        let ttl = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let mut p = PresenceState::default();
+        p.set_remote("gw2", set(&["bob"]), t0);
+        p.set_remote("gw3", set(&["cat"]), t0);
+        assert_eq!(p.diff().joined, ["bob", "cat"]);
+        p.set_remote("gw3", set(&["cat"]), t0 + Duration::from_secs(2));
+        assert!(!p.expire(t0 + ttl, ttl));
+        assert!(p.expire(t0 + ttl + Duration::from_millis(1), ttl));
+        assert_eq!(p.diff().left, ["bob"]);
+        assert!(p.expire(t0 + Duration::from_secs(6), ttl));
+        assert_eq!(p.diff().left, ["cat"]);
     }
 }

@@ -219,6 +219,11 @@ impl Room {
                     if !published.is_empty() {
                         self.publish_presence(&env, &published).await;
                     }
+                    // Another gateway's key unrefreshed for a TTL: its expiry was missed.
+                    let now = std::time::Instant::now();
+                    if self.write().presence.expire(now, env.presence_ttl) {
+                        self.announce();
+                    }
                 }
             }
         }
@@ -243,7 +248,9 @@ impl Room {
         };
         if gw != &*env.gateway {
             let users = presence::parse_users(&msg.payload);
-            self.write().presence.set_remote(gw, users);
+            self.write()
+                .presence
+                .set_remote(gw, users, std::time::Instant::now());
             self.announce();
         }
     }
@@ -327,9 +334,10 @@ impl Room {
         match presence::snapshot(nats, &self.name, env.timeout).await {
             Ok(all) => {
                 let mut state = self.write();
+                let now = std::time::Instant::now();
                 for (gw, users) in all {
                     if gw != *env.gateway {
-                        state.presence.set_remote(&gw, users);
+                        state.presence.set_remote(&gw, users, now);
                     }
                 }
             }
