@@ -292,6 +292,67 @@ async fn rejoins_cancel_the_replay_they_replace() -> Result<()> {
     mesh.stop().await
 }
 
+/// One user's slow readers cannot hold every replay slot of a gateway: with
+/// `max_replays_per_user` 2 of `max_replays` 4, ann's sessions that never read keep two big
+/// replays running and her further joins with `since` are refused `rate_limited` at once,
+/// while bob's resume still gets a slot and every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_hold_every_replay_slot() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.max_replays_per_session = 2;
+    config.gateway.max_replays = 4;
+    config.gateway.max_replays_per_user = 2;
+    config.gateway.replay_wait_ms = 300;
+    config.gateway.limits.outbound_queue = 64;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let (api, ann, mut c) = owner(&mesh, "big1").await?;
+    api.room(&ann, "big2", "public").await?;
+    api.room(&ann, "small", "public").await?;
+    let big = vec!["y".repeat(8 * 1024); 800];
+    fill(&mut c, "big1", &big).await?;
+    fill(&mut c, "big2", &big).await?;
+    let small: Vec<u64> = fill(&mut c, "small", &vec!["z".into(); 50])
+        .await?
+        .iter()
+        .map(|a| a.0)
+        .collect();
+
+    // Two sessions of ann's, neither reading, each asking for both big rooms.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let mut s = Client::login(&mesh.ws_url(), &ann).await?;
+        for (r, room) in [(1, "big1"), (2, "big2")] {
+            s.send_with_ref(frame::join_since(room, 0), r).await?;
+        }
+        sessions.push(s);
+    }
+    metric_reaches(&api, RUNNING, 2.0).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(metric(&api, RUNNING).await?, 2.0, "ann's replays running");
+    let mut third = Client::login(&mesh.ws_url(), &ann).await?;
+    let refused = third.request(frame::join_since("small", 0)).await?;
+    assert_eq!(
+        error_code(&refused),
+        Some(ErrorCode::RateLimited),
+        "{refused:?}"
+    );
+
+    let bob = api.user("bob").await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    let joined = b.request(frame::join_since("small", 0)).await?;
+    assert_eq!(joined.frame_type(), FrameType::Joined, "{joined:?}");
+    let got: Vec<u64> = b
+        .messages("small", small.len())
+        .await?
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(got, small);
+    drop(sessions);
+    mesh.stop().await
+}
+
 /// With `max_replays_per_session` 2, a session's third replay at once is refused
 /// `rate_limited` while a re-join of a room it replays is not (it replaces that replay);
 /// with `max_replays` 3, a join with `since` that finds every slot taken waits

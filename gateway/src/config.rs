@@ -126,6 +126,10 @@ pub struct GatewayConfig {
     pub max_replays_per_session: usize,
     /// Replays running at once on this gateway, over all sessions.
     pub max_replays: usize,
+    /// Replays one user may have running at once on this gateway, over all their sessions;
+    /// one more is refused with `rate_limited` (one user's slow readers cannot hold every
+    /// slot).
+    pub max_replays_per_user: usize,
     /// How long a `join` with `since` waits for one of `max_replays` to free up before it
     /// is refused with `unavailable`, milliseconds.
     pub replay_wait_ms: u64,
@@ -184,6 +188,7 @@ impl Default for GatewayConfig {
             user_gen_cache_secs: 30,
             max_replays_per_session: 4,
             max_replays: 32,
+            max_replays_per_user: 8,
             replay_wait_ms: 1_000,
         }
     }
@@ -250,6 +255,9 @@ impl GatewayConfig {
         }
         if !(1..=100_000).contains(&self.max_replays) {
             out.push("gateway.max_replays must be between 1 and 100000".into());
+        }
+        if !(1..=100_000).contains(&self.max_replays_per_user) {
+            out.push("gateway.max_replays_per_user must be between 1 and 100000".into());
         }
         if self.replay_wait_ms > 60_000 {
             out.push("gateway.replay_wait_ms must be at most 60000".into());
@@ -459,11 +467,12 @@ mod tests {
         let c = GatewayConfig {
             max_replays_per_session: 0,
             max_replays: 0,
+            max_replays_per_user: 0,
             replay_wait_ms: 60_001,
             ..base()
         };
         let p = c.problems();
-        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p.len(), 4, "{p:?}");
         assert!(p.iter().all(|p| p.contains("replay")), "{p:?}");
     }
 

@@ -1,21 +1,29 @@
 //! The gateway's replay slots: at most `max_replays` replays (`join` with `since`) run at
-//! once on a gateway; a join waits up to `replay_wait_ms` for a slot, then is refused
-//! `unavailable`. Sessions take them through `session::replays`, which adds the per-session
-//! bound and the hand-over of a slot to the re-join that replaces a replay.
+//! once on a gateway, at most `max_replays_per_user` of them for one user (over all their
+//! sessions; one more is refused `rate_limited`), so one user's slow readers cannot hold
+//! every slot and refuse everyone else's resumes; a join waits up to `replay_wait_ms` for a
+//! slot, then is refused `unavailable`. Sessions take them through `session::replays`,
+//! which adds the per-session bound and the hand-over of a slot to the re-join that
+//! replaces a replay.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Replays in progress on this gateway: gauge `chatmesh_replays_running`.
 const RUNNING: &str = "chatmesh_replays_running";
 
+type PerUser = Arc<Mutex<HashMap<Arc<str>, usize>>>;
+
 /// The gateway's replay slots.
 #[derive(Debug)]
 pub struct ReplaySlots {
     slots: Arc<Semaphore>,
+    per_user: PerUser,
+    max_per_user: usize,
     wait: Duration,
 }
 
@@ -23,6 +31,7 @@ pub struct ReplaySlots {
 #[derive(Debug)]
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
+    _user: UserCount,
 }
 
 impl Drop for Slot {
@@ -31,11 +40,32 @@ impl Drop for Slot {
     }
 }
 
+/// One of a user's replays, counted until dropped.
+#[derive(Debug)]
+struct UserCount {
+    user: Arc<str>,
+    per_user: PerUser,
+}
+
+impl Drop for UserCount {
+    fn drop(&mut self) {
+        let mut map = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}
+
 impl ReplaySlots {
-    /// `max` slots; a join waits up to `wait` for one.
-    pub fn new(max: usize, wait: Duration) -> Self {
+    /// `max` slots, `max_per_user` of them for one user; a join waits up to `wait` for one.
+    pub fn new(max: usize, max_per_user: usize, wait: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max)),
+            per_user: PerUser::default(),
+            max_per_user,
             wait,
         }
     }
@@ -45,13 +75,40 @@ impl ReplaySlots {
         self.slots.available_permits()
     }
 
-    /// A free slot, waiting up to the configured time; `unavailable` if none freed.
-    pub(crate) async fn acquire(&self) -> Result<Slot, ApiError> {
+    /// A free slot for a replay of `user`'s, waiting up to the configured time;
+    /// `rate_limited` if the user has their share running, `unavailable` if no slot freed.
+    pub(crate) async fn acquire(&self, user: &Arc<str>) -> Result<Slot, ApiError> {
+        // Counted before the wait, so a user's concurrent joins cannot all pass the check.
+        let counted = {
+            let mut map = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = map.entry(user.clone()).or_insert(0);
+            if *n >= self.max_per_user {
+                drop(map);
+                metrics::counter!("chatmesh_replays_refused_total", "reason" => "user")
+                    .increment(1);
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "at most {} joins with since of one user may replay at once on this \
+                         gateway; join again when one is done",
+                        self.max_per_user
+                    ),
+                ));
+            }
+            *n += 1;
+            UserCount {
+                user: user.clone(),
+                per_user: self.per_user.clone(),
+            }
+        };
         let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await;
         match permit {
             Ok(Ok(permit)) => {
                 metrics::gauge!(RUNNING).increment(1.0);
-                Ok(Slot { _permit: permit })
+                Ok(Slot {
+                    _permit: permit,
+                    _user: counted,
+                })
             }
             _ => {
                 metrics::counter!("chatmesh_replays_refused_total", "reason" => "gateway")

@@ -119,8 +119,11 @@ impl AppState {
             Duration::from_secs(cfg.user_gen_cache_secs),
         );
         let throttle = Throttle::new(&cfg);
-        let replay_slots =
-            ReplaySlots::new(cfg.max_replays, Duration::from_millis(cfg.replay_wait_ms));
+        let replay_slots = ReplaySlots::new(
+            cfg.max_replays,
+            cfg.max_replays_per_user,
+            Duration::from_millis(cfg.replay_wait_ms),
+        );
         let state = Arc::new(Self {
             gateway,
             cfg,

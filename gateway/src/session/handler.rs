@@ -405,9 +405,10 @@ impl Session {
     /// A replay slot for a join of `room` with `since` (see `replays.rs`).
     async fn replay_slot(&mut self, room: &str) -> Result<Slot, ApiError> {
         let per_session = self.state.cfg.max_replays_per_session;
+        let user: Arc<str> = Arc::from(self.user());
         let replays = self.replays.get_or_insert_with(Default::default);
         replays
-            .admit(room, per_session, &self.state.replay_slots)
+            .admit(room, per_session, &self.state.replay_slots, &user)
             .await
     }
 

@@ -5,6 +5,8 @@
 //! - a re-join or `leave` of a room stops the replay still running for it (its frames
 //!   would be dropped anyway: they belong to the join it replaces);
 //! - a session runs at most `max_replays_per_session` at once; one more is `rate_limited`;
+//! - one user runs at most `max_replays_per_user` at once on the gateway, over all their
+//!   sessions; one more is `rate_limited`;
 //! - the gateway runs at most `max_replays` at once ([`ReplaySlots`]); a join waits up to
 //!   `replay_wait_ms` for a slot, then is refused `unavailable`.
 //!
@@ -55,6 +57,7 @@ impl Running {
         room: &str,
         per_session: usize,
         gateway: &ReplaySlots,
+        user: &Arc<str>,
     ) -> Result<Slot, ApiError> {
         if self.others(room) >= per_session {
             metrics::counter!("chatmesh_replays_refused_total", "reason" => "session").increment(1);
@@ -69,7 +72,7 @@ impl Running {
         if let Some(slot) = self.cancel(room) {
             return Ok(slot);
         }
-        gateway.acquire().await
+        gateway.acquire(user).await
     }
 
     /// Runs `replay` of `room` holding `slot` until it ends or is cancelled.
@@ -125,6 +128,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn ann() -> Arc<str> {
+        Arc::from("ann")
+    }
+
     fn forever() -> impl Future<Output = ()> + Send + 'static {
         std::future::pending()
     }
@@ -133,22 +140,22 @@ mod tests {
     /// slot; a gateway with no free slot refuses after its wait; cancelling frees slots.
     #[tokio::test(start_paused = true)]
     async fn replays_are_bounded_and_replaced() {
-        let gateway = ReplaySlots::new(3, Duration::from_millis(100));
+        let gateway = ReplaySlots::new(3, 10, Duration::from_millis(100));
         let mut a = Running::default();
         for room in ["r1", "r2"] {
-            let slot = a.admit(room, 2, &gateway).await.unwrap();
+            let slot = a.admit(room, 2, &gateway, &ann()).await.unwrap();
             a.start(Arc::from(room), slot, forever());
         }
-        let refused = a.admit("r3", 2, &gateway).await.unwrap_err();
+        let refused = a.admit("r3", 2, &gateway, &ann()).await.unwrap_err();
         assert_eq!(refused.code, ErrorCode::RateLimited);
-        let again = a.admit("r1", 2, &gateway).await.unwrap();
+        let again = a.admit("r1", 2, &gateway, &ann()).await.unwrap();
         a.start(Arc::from("r1"), again, forever());
         assert_eq!(gateway.available(), 1);
 
         let mut b = Running::default();
-        let slot = b.admit("r1", 2, &gateway).await.unwrap();
+        let slot = b.admit("r1", 2, &gateway, &ann()).await.unwrap();
         b.start(Arc::from("r1"), slot, forever());
-        let full = b.admit("r2", 2, &gateway).await.unwrap_err();
+        let full = b.admit("r2", 2, &gateway, &ann()).await.unwrap_err();
         assert_eq!(full.code, ErrorCode::Unavailable);
 
         assert!(a.cancel("r2").is_some());
@@ -157,12 +164,34 @@ mod tests {
         assert_eq!(gateway.available(), 2);
     }
 
+    /// One user's sessions together hold at most their share of the gateway's slots (one
+    /// more is `rate_limited` at once); another user still gets one; an ended replay gives
+    /// the user's share back.
+    #[tokio::test(start_paused = true)]
+    async fn one_user_holds_at_most_their_share() {
+        let gateway = ReplaySlots::new(4, 2, Duration::from_millis(100));
+        let (mut a, mut b, mut c) = (Running::default(), Running::default(), Running::default());
+        for (s, room) in [(&mut a, "r1"), (&mut b, "r2")] {
+            let slot = s.admit(room, 4, &gateway, &ann()).await.unwrap();
+            s.start(Arc::from(room), slot, forever());
+        }
+        let refused = c.admit("r3", 4, &gateway, &ann()).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        let bob: Arc<str> = Arc::from("bob");
+        let slot = c.admit("r3", 4, &gateway, &bob).await.unwrap();
+        c.start(Arc::from("r3"), slot, forever());
+        assert_eq!(gateway.available(), 1);
+        a.cancel_all();
+        let slot = c.admit("r4", 4, &gateway, &ann()).await.unwrap();
+        c.start(Arc::from("r4"), slot, forever());
+    }
+
     /// A replay that ends gives its slot back by itself and no longer counts.
     #[tokio::test]
     async fn a_finished_replay_frees_its_slot() {
-        let gateway = ReplaySlots::new(1, Duration::from_millis(10));
+        let gateway = ReplaySlots::new(1, 10, Duration::from_millis(10));
         let mut a = Running::default();
-        let slot = a.admit("r1", 1, &gateway).await.unwrap();
+        let slot = a.admit("r1", 1, &gateway, &ann()).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         a.start(Arc::from("r1"), slot, async move {
             let _ = rx.await;
@@ -172,7 +201,7 @@ mod tests {
         while gateway.available() == 0 && tokio::time::Instant::now() < deadline {
             tokio::task::yield_now().await;
         }
-        let slot = a.admit("r2", 1, &gateway).await.unwrap();
+        let slot = a.admit("r2", 1, &gateway, &ann()).await.unwrap();
         drop(slot);
         assert_eq!(gateway.available(), 1);
     }
