@@ -39,7 +39,7 @@ pub async fn up(
         data.display()
     ));
     shutdown.await;
-    say("draining…");
+    say("draining… (Ctrl-C again stops at once)");
     mesh.stop().await?;
     say("stopped");
     Ok(())

@@ -143,6 +143,54 @@ async fn ctrl_c_to_the_terminal_drains_up_before_its_nats_server_stops() -> Resu
     Ok(())
 }
 
+/// A second Ctrl-C (or SIGTERM) while `up` drains stops it at once, with status 130, and its
+/// nats-server goes too (its watchdog sees `up` gone). Here the drain waits on a client that
+/// never answers the close (drain and linger times of a minute); before, a second Ctrl-C
+/// did nothing and only SIGKILL stopped such a drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_stops_a_slow_drain_at_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut child = up(dir.path())
+        .env("CHATMESH__GATEWAY__DRAIN_TIMEOUT_MS", "60000")
+        .env("CHATMESH__GATEWAY__CLOSE_LINGER_MS", "60000")
+        .stderr(Stdio::null())
+        .spawn()?;
+    let _reap = Reap(child.id());
+    let url = web_client_url(&mut child).await?;
+    let token = Api::at(&url).user("ann").await?;
+    let ws = format!("{}/v1/ws", url.replacen("http", "ws", 1));
+    // Logged in, then never read again: the drain's close is never answered.
+    let _silent = Client::login(&ws, &token).await?;
+    let pid = child.id();
+    let nats: Vec<u32> = child_pids(pid);
+    assert!(!nats.is_empty(), "up has no nats-server child");
+    let int = || {
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+    };
+    int()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(child.try_wait()?.is_none(), "the drain did not wait");
+    let second = std::time::Instant::now();
+    int()?;
+    let waited = tokio::task::spawn_blocking(move || child.wait());
+    let status = tokio::time::timeout(Duration::from_secs(30), waited)
+        .await
+        .context("up still running 30 s after a second Ctrl-C")???;
+    let took = second.elapsed();
+    assert_eq!(status.code(), Some(130), "exit status {status}");
+    assert!(took < Duration::from_secs(5), "stopped {took:?} after it");
+    let gone = |p: &u32| !std::path::Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p);
+    for _ in 0..100 {
+        if nats.iter().all(gone) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("nats-server {nats:?} still running 10 s after up was stopped")
+}
+
 /// `--check-config` lists every problem of the file and the environment, and exits non-zero;
 /// a good config passes.
 #[test]
