@@ -178,3 +178,60 @@ async fn replies_form_threads_with_paging_unread_and_resume() -> Result<()> {
     assert_eq!(p.unread, 1);
     mesh.stop().await
 }
+
+/// A thread cursor is kept only for a thread (a stored root, or a root with replies), and
+/// never beyond the room's last message: reading made-up roots (one stored record each,
+/// which retention never drops) is refused, and a read at u64::MAX does not hide the
+/// next reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_cursors_are_for_threads_and_clamped() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, cat) = (api.user("ann").await?, api.user("cat").await?);
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("hall").await?;
+    let root = a.post("hall", "m1", "plans?").await?;
+    let r1 = acked(
+        &a.request(frame::reply("hall", "a1", root.seq, "beach"))
+            .await?,
+    );
+    let read = |seq_root: u64, seq: u64| {
+        let (api, cat) = (&api, &cat);
+        async move {
+            api.call(
+                "POST",
+                &format!("/v1/rooms/hall/messages/{seq_root}/thread/read"),
+                Some(cat),
+                Some(json!({ "seq": seq })),
+            )
+            .await
+        }
+    };
+    for made_up in [999, 1_000_000, u64::MAX] {
+        let (s, v) = read(made_up, 1).await?;
+        assert_eq!(s, 404, "a cursor for made-up root {made_up}: {v}");
+    }
+    let (s, v) = read(r1.seq, 1).await?;
+    assert_eq!(s, 400, "a reply is no root: {v}");
+
+    let (s, v) = read(root.seq, u64::MAX).await?;
+    assert_eq!(s, 204, "{v}");
+    let base = format!("/v1/rooms/hall/messages/{}/thread", root.seq);
+    let (_, v) = thread(&api, &cat, &base).await?;
+    let p: ThreadPage = serde_json::from_value(v)?;
+    assert_eq!(
+        (p.unread, p.read),
+        (0, r1.seq),
+        "clamped to the last message"
+    );
+    let r2 = acked(
+        &a.request(frame::reply("hall", "a2", root.seq, "noon"))
+            .await?,
+    );
+    let (_, v) = thread(&api, &cat, &base).await?;
+    let p: ThreadPage = serde_json::from_value(v)?;
+    assert_eq!((p.unread, seqs(&p).last()), (1, Some(&r2.seq)));
+    mesh.stop().await
+}

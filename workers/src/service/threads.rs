@@ -106,11 +106,36 @@ impl Service {
         })
     }
 
-    /// Moves `req.user`'s read cursor in the thread of `req.root` forward to `req.seq`.
+    /// Moves `req.user`'s read cursor in the thread of `req.root` forward to `req.seq`, at
+    /// most to the room's last message. Only a thread has a cursor (as for [`Self::thread`]:
+    /// 404 when the root is neither stored nor has replies, 400 for a reply): each cursor
+    /// is a record retention never drops, so made-up roots must not make any.
     pub async fn thread_read(&self, req: ThreadReadRequest) -> Result<Done, ApiError> {
         valid("room", &req.room)?;
         valid("user name", &req.user)?;
         self.room_meta(&req.room).await?;
+        let model = self.model();
+        let mut last = self.caches().stats(model, &req.room).await?.last_seq;
+        // Everything acked when asked is stored first (the reader's newest reply too).
+        if let Some(tail) = self.inner.tail.get() {
+            if tail.caught_up(&req.room, None, last).await? {
+                last = self.caches().stats(model, &req.room).await?.last_seq;
+            }
+        }
+        let root = model.message(&req.room, req.root).await?;
+        if root.as_ref().is_some_and(|r| r.thread_root.is_some()) {
+            return Err(ApiError::bad_request(format!(
+                "message {} is a reply, not a thread's root",
+                req.root
+            )));
+        }
+        if root.is_none() && model.replies(&req.room, req.root, 0, 1).await?.0.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no thread of message {} in this room",
+                req.root
+            )));
+        }
+        let seq = req.seq.min(last);
         let _guard = self
             .inner
             .locks
@@ -124,11 +149,11 @@ impl Service {
             .model()
             .thread_cursor(&req.user, &req.room, req.root)
             .await?;
-        if current >= req.seq {
+        if current >= seq {
             return Ok(Done {});
         }
         let mut batch = WriteBatch::new();
-        Model::put_thread_cursor(&mut batch, &req.user, &req.room, req.root, req.seq);
+        Model::put_thread_cursor(&mut batch, &req.user, &req.room, req.root, seq);
         self.model().write(batch).await?;
         Ok(Done {})
     }
