@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::Message;
 use chatmesh_protocol::e2ee::MlsKind;
 use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::push::preview_of;
 use chatmesh_protocol::service::{
     GetAccess, ListMembers, MembersRequest, Role, RoomKind, RoomUserRequest,
 };
@@ -80,12 +81,7 @@ impl Intake {
             return Ok(None);
         };
         let nanos = u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0);
-        let body = match (payload.body.is_empty(), payload.attachments.first()) {
-            // The server cannot read an end-to-end encrypted message: the push says so.
-            _ if payload.mls.is_some() => ENCRYPTED.to_owned(),
-            (true, Some(file)) => format!("📎 {}", file.name),
-            _ => payload.body,
-        };
+        let body = push_body(&payload);
         Ok(Some(Incoming {
             room: room.to_owned(),
             kind,
@@ -185,5 +181,44 @@ impl Intake {
         }
         out.truncate(self.max_members);
         Ok(out)
+    }
+}
+
+/// What a push may show of a message: its preview (at most
+/// [`chatmesh_protocol::push::PREVIEW_CHARS`] characters), never more. The collapse window
+/// keeps one per pending recipient, so a whole 16 KiB body each would cost a big room's
+/// window gigabytes.
+fn push_body(payload: &Payload) -> String {
+    match (payload.body.is_empty(), payload.attachments.first()) {
+        // The server cannot read an end-to-end encrypted message: the push says so.
+        _ if payload.mls.is_some() => ENCRYPTED.to_owned(),
+        (true, Some(file)) => preview_of(&format!("📎 {}", file.name)),
+        _ => preview_of(&payload.body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatmesh_protocol::push::PREVIEW_CHARS;
+
+    #[test]
+    fn a_push_keeps_only_the_preview_of_a_body() {
+        let payload = Payload {
+            body: "é".repeat(16 * 1024),
+            ..Payload::default()
+        };
+        let body = push_body(&payload);
+        assert_eq!(
+            body.chars().count(),
+            PREVIEW_CHARS + 1,
+            "the cut and its ellipsis"
+        );
+        assert_eq!(preview_of(&body), body, "cut once");
+        let short = Payload {
+            body: "see you".into(),
+            ..Payload::default()
+        };
+        assert_eq!(push_body(&short), "see you");
     }
 }
