@@ -449,6 +449,33 @@ async fn quotas_hold_per_room_and_per_user() -> Result<()> {
     let carl = api.user("carl").await?;
     let (s, _) = files.upload(&carl, "q", "c1", kib(1)).await?;
     assert_eq!(s, 403);
+
+    // Empty files count 4 KiB each (a block on disk, a record in the store): a member's
+    // loop of them stops at the quota instead of piling up records forever.
+    let dan = api.user("dan").await?;
+    api.call(
+        "POST",
+        "/v1/rooms/q/members",
+        Some(&ann),
+        Some(json!({"user": "dan"})),
+    )
+    .await?;
+    let addr = mesh.url().trim_start_matches("http://").to_owned();
+    let mut stored = 0;
+    let refused = loop {
+        let empty = format!(
+            "POST /v1/rooms/q/files?name=e{stored} HTTP/1.1\r\nhost: x\r\n\
+             authorization: Bearer {dan}\r\ncontent-length: 0\r\n\r\n"
+        );
+        let code = raw(&addr, empty.as_bytes(), Duration::from_millis(1)).await?;
+        if code != 201 {
+            break code;
+        }
+        stored += 1;
+        assert!(stored <= 100, "100 empty files and no end");
+    };
+    assert_eq!(refused, 413);
+    assert_eq!(stored, 0, "the room had no 4 KiB left: {stored} stored");
     mesh.stop().await
 }
 

@@ -390,7 +390,12 @@ mod tests {
         Model::put_file_ref(&mut batch, "r", &id(3), 10);
         Model::put_file_ref(&mut batch, "r", &id(4), 5);
         svc.model().write(batch).await.unwrap();
-        assert_eq!(svc.model().file_bytes("r", "ann").await.unwrap(), (20, 20));
+        // Four files of 5 bytes, each counted as the least a file costs.
+        let four = 4 * crate::service::files::MIN_FILE_CHARGE;
+        assert_eq!(
+            svc.model().file_bytes("r", "ann").await.unwrap(),
+            (four, four)
+        );
 
         // Young: only the file whose message was trimmed goes.
         assert_eq!(svc.sweep_files(&all, t).await.unwrap(), 1);

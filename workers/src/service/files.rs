@@ -47,6 +47,16 @@ pub(crate) struct FilesHandle {
     pub jobs: mpsc::Sender<(String, String)>,
 }
 
+/// The least a file counts against the quotas, however small: a block on disk and a
+/// record in the store. Without it empty files were free, and a loop of them piled up
+/// records (and objects) without end.
+pub(crate) const MIN_FILE_CHARGE: u64 = 4 * 1024;
+
+/// What a file of `size` bytes counts against the quotas.
+pub(crate) fn charged(size: u64) -> u64 {
+    size.max(MIN_FILE_CHARGE)
+}
+
 impl Service {
     pub async fn file_begin(&self, req: FileBeginRequest) -> Result<Done, ApiError> {
         let cfg = &self.files()?.files.cfg;
@@ -71,17 +81,18 @@ impl Service {
             return Err(ApiError::new(ErrorCode::Conflict, "the file id is taken"));
         }
         let (room_bytes, user_bytes) = self.model().file_bytes(&req.room, &req.actor).await?;
-        let over = |used: u64, quota: u64| quota > 0 && used.saturating_add(req.size) > quota;
+        let charge = charged(req.size);
+        let over = |used: u64, quota: u64| quota > 0 && used.saturating_add(charge) > quota;
         if over(room_bytes, cfg.room_quota_bytes) {
             return Err(too_large(format!(
-                "the room holds {room_bytes} bytes of files; with {} more it would pass its quota of {}",
-                req.size, cfg.room_quota_bytes
+                "the room holds {room_bytes} bytes of files; with {charge} more it would pass its quota of {}",
+                cfg.room_quota_bytes
             )));
         }
         if over(user_bytes, cfg.user_quota_bytes) {
             return Err(too_large(format!(
-                "you hold {user_bytes} bytes of files in this room; with {} more you would pass your quota of {}",
-                req.size, cfg.user_quota_bytes
+                "you hold {user_bytes} bytes of files in this room; with {charge} more you would pass your quota of {}",
+                cfg.user_quota_bytes
             )));
         }
         let record = FileRecord {
@@ -101,7 +112,7 @@ impl Service {
             &mut batch,
             &req.room,
             &req.actor,
-            (room_bytes + req.size, user_bytes + req.size),
+            (room_bytes + charge, user_bytes + charge),
         );
         self.model().write(batch).await?;
         Ok(Done {})
@@ -196,8 +207,8 @@ impl Service {
             room,
             &record.by,
             (
-                room_bytes.saturating_sub(record.size),
-                user_bytes.saturating_sub(record.size),
+                room_bytes.saturating_sub(charged(record.size)),
+                user_bytes.saturating_sub(charged(record.size)),
             ),
         );
         self.model().write(batch).await?;

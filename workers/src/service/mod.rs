@@ -13,7 +13,7 @@ mod budget;
 mod dispatch;
 mod e2ee;
 mod edits;
-mod files;
+pub(crate) mod files;
 mod fresh;
 mod history;
 mod locks;
