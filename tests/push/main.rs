@@ -390,6 +390,47 @@ async fn gone_targets_are_removed_and_an_outage_delivers_exactly_once() -> Resul
     mesh.stop().await
 }
 
+/// A push service that keeps answering 503 (with `Retry-After`) delays only its own pushes:
+/// its retries wait without holding a delivery slot, so another user's push goes out at
+/// once. With one slot (`concurrency = 1`) the failing pushes, due first, held it through
+/// every retry, until they gave up (`retry_max_secs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_push_service_does_not_hold_up_other_users() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = push_config();
+    config.push.concurrency = 1;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let push = Receiver::start().await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let failing = ["bob", "cat"];
+    for user in failing {
+        let token = api.user(user).await?;
+        register(&api, &token, &Subscription::new(push.endpoint(user))).await?;
+        push.script(user, &[(503, Some(4)); 10]);
+    }
+    let dan = api.user("dan").await?;
+    register(&api, &dan, &Subscription::new(push.endpoint("dan"))).await?;
+    club(&api, &ann, "down", &failing).await?;
+    club(&api, &ann, "fine", &["dan"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("down").await?;
+    sender.join("fine").await?;
+    // The failing users' windows close first.
+    sender.post("down", "m1", "anyone?").await?;
+    push.wait_for_request("bob", WAIT).await?;
+    let sent = tokio::time::Instant::now();
+    sender.post("fine", "m2", "hello dan").await?;
+    push.wait_delivered("dan", 1, WAIT).await?;
+    let took = sent.elapsed();
+    let window = Duration::from_millis(COLLAPSE_MS + GRACE_MS);
+    assert!(
+        took < window + Duration::from_secs(3),
+        "dan's push took {took:?} behind the failing ones"
+    );
+    mesh.stop().await
+}
+
 /// The delivery marks survive a restart: after the mesh is restarted on its data dir and the
 /// notifier's consumer is made to deliver the whole stream again, nothing already pushed is
 /// pushed again, and the next message is pushed once, for itself alone.

@@ -118,6 +118,18 @@ impl Receiver {
             .collect()
     }
 
+    /// Waits (bounded) until `name` has had a request, whatever its answer.
+    pub async fn wait_for_request(&self, name: &str, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        while self.received(name).is_empty() {
+            if Instant::now() > deadline {
+                bail!("{name}: no request after {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
     /// Waits (bounded) until `name` has `n` requests answered 2xx; returns all of its requests.
     pub async fn wait_delivered(
         &self,

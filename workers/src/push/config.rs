@@ -39,7 +39,8 @@ pub struct PushConfig {
     pub max_room_members: usize,
     /// Most users waiting in their collapse window; a message for one more is not pushed.
     pub max_pending_users: usize,
-    /// Pushes sent at once.
+    /// Requests to push services in flight at once (each attempt takes one; a retry's wait
+    /// holds none).
     pub concurrency: usize,
     /// One HTTP request to a push service, ms.
     pub request_timeout_ms: u64,

@@ -1,10 +1,13 @@
 //! The notifier's loop: the durable pull consumer `push` on every stored message (never on
 //! the send path: it reads what JetStream already stored, like the store writers), each
 //! message routed into the collapse window, each closed window handed to a delivery task.
+//! At most `push.concurrency` requests to push services are in flight (the deliverer's
+//! slots, taken per attempt, so a failing service's retries wait without one), and at most
+//! [`WINDOWS_PER_SLOT`] times as many closed windows are being decided and sent.
 //!
 //! The consumer acks explicitly, message by message, once every notification carrying the
 //! message is claimed (`collapse.rs`); `max_ack_pending` bounds what the windows hold, and
-//! the delivery semaphore bounds the pushes in flight: when both are full the loop stops
+//! the delivery semaphore bounds the windows in flight: when both are full the loop stops
 //! pulling. An existing consumer resumes where it was.
 //!
 //! **Idle while nobody has a target.** A consumer costs nats-server a delivery and an ack
@@ -35,6 +38,9 @@ use super::deliver::Deliverer;
 use super::intake::Intake;
 use crate::metrics as m;
 
+/// Closed windows being decided and sent at once, per request slot (`push.concurrency`):
+/// a window waiting out a push service's retries holds one of these, not a request slot.
+const WINDOWS_PER_SLOT: usize = 16;
 /// How long a stop waits for pushes in flight (their marks are written: cut short, they are
 /// lost, never repeated).
 const DRAIN: Duration = Duration::from_secs(5);
@@ -91,7 +97,7 @@ impl Loop {
     /// Runs until `stop`: idle while nobody has a push target, otherwise a consumer session,
     /// reconnected with backoff when it fails.
     pub async fn run(mut self, stop: CancellationToken) {
-        let limit = Arc::new(Semaphore::new(self.concurrency));
+        let limit = Arc::new(Semaphore::new(self.concurrency * WINDOWS_PER_SLOT));
         let mut tasks = JoinSet::new();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {

@@ -47,6 +47,10 @@ pub struct Deliverer {
     pub ttl: Duration,
     pub max_targets: usize,
     pub retry_max: Duration,
+    /// Requests to push services in flight at once (`push.concurrency`): taken for each
+    /// attempt, never across a retry's wait, so a push service that keeps failing delays
+    /// only its own pushes.
+    pub sends: Arc<tokio::sync::Semaphore>,
 }
 
 /// One target's push, decided and marked.
@@ -179,6 +183,9 @@ impl Deliverer {
         let give_up = Instant::now() + self.retry_max;
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         loop {
+            let Ok(slot) = self.sends.acquire().await else {
+                return;
+            };
             let (provider, attempt) = match &c.target.target {
                 NewTarget::WebPush { endpoint, keys, .. } => (
                     "web_push",
@@ -210,6 +217,7 @@ impl Deliverer {
                     None => return,
                 },
             };
+            drop(slot);
             let outcome = match attempt {
                 Ok(outcome) => outcome,
                 Err(e) => {
