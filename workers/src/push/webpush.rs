@@ -115,8 +115,18 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     resp.headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(parse_retry_after)
+}
+
+/// The longest `Retry-After` believed: a push service's (or an endpoint owner's) value of
+/// 2^64-1 seconds overflowed the retry's deadline arithmetic (a panic). Longer waits than
+/// this are past any `retry_max_secs` anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// A `Retry-After` of seconds, at most [`MAX_RETRY_AFTER`].
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs = value.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// What a push service's status means.
@@ -135,6 +145,15 @@ pub fn classify(status: u16, retry_after: Option<Duration>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_and_bounded() {
+        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("soon"), None);
+        let huge = parse_retry_after("18446744073709551615").unwrap();
+        assert_eq!(huge, MAX_RETRY_AFTER);
+        assert!(tokio::time::Instant::now().checked_add(huge).is_some());
+    }
 
     #[test]
     fn statuses_decide_what_follows() {
