@@ -117,3 +117,48 @@ async fn a_dropped_live_message_is_filled_from_jetstream() -> Result<()> {
     }
     Ok(())
 }
+
+/// Messages stored while the bus was reconnecting never come live, and in a room that then
+/// goes quiet no later message reveals the gap: after a reconnect, each room reads the
+/// stream's last seq for it (at its next refresh tick) and delivers what it missed.
+#[tokio::test]
+async fn what_was_stored_during_a_reconnect_reaches_a_quiet_room() -> Result<()> {
+    let server = natsd::NatsServer::start_temp().await?;
+    let nats = server.connect().await?;
+    let js = jetstream::new(nats.clone());
+    stream_without_republish(&js).await?;
+    let reader = JsReader::new(nats.clone(), &js, Duration::from_secs(5)).await?;
+    let fanout = Fanout::new(RoomEnv {
+        nats: nats.clone(),
+        js: js.clone(),
+        reader,
+        partitions: P,
+        gateway: Arc::from("gw-test"),
+        // A refresh tick every second.
+        presence_ttl: Duration::from_secs(3),
+        timeout: Duration::from_secs(5),
+    });
+    let link = Arc::new(SessionLink::new(1, 64, CancellationToken::new()));
+    let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
+    fanout.join("room1", &link, 1, 0, None, &joined).await?;
+
+    // Stored, never live (no republish here: as if published while the gateway's
+    // connection was down), and nothing after them.
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(publish(&js, "room1", &format!("m{i}")).await?);
+    }
+    nats.force_reconnect().await?;
+
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let out = tokio::time::timeout(Duration::from_secs(10), link.recv())
+            .await
+            .context("the messages stored during the reconnect never arrived")?;
+        if let Out::Live { seq, .. } = out {
+            got.push(seq);
+        }
+    }
+    assert_eq!(got, seqs);
+    Ok(())
+}

@@ -197,6 +197,8 @@ impl Room {
         let _ = ready.send(Some(Ok(())));
         let mut published = BTreeSet::new();
         let mut refresh = tokio::time::interval(env.presence_ttl / 3);
+        let connects = env.nats.statistics();
+        let mut seen_connects = connects.connects.load(Ordering::Relaxed);
         loop {
             tokio::select! {
                 biased;
@@ -223,6 +225,14 @@ impl Room {
                     let now = std::time::Instant::now();
                     if self.write().presence.expire(now, env.presence_ttl) {
                         self.announce();
+                    }
+                    // NATS reconnected since the last look: what was stored meanwhile never
+                    // came live, and in a room that then went quiet no later message would
+                    // reveal the gap.
+                    let now_connects = connects.connects.load(Ordering::Relaxed);
+                    if now_connects != seen_connects {
+                        seen_connects = now_connects;
+                        self.catch_up(&env.reader, &stored).await;
                     }
                 }
             }
@@ -381,6 +391,24 @@ impl Room {
             return;
         }
         self.dispatch(seq, prev, &msg.payload);
+    }
+
+    /// Delivers what the stream holds for the room beyond what was dispatched (after a
+    /// reconnect of the bus: the live messages published meanwhile were lost).
+    async fn catch_up(&self, reader: &JsReader, stored: &str) {
+        let stream_last = match reader.last_seq(stored).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "reading the room's last seq after a reconnect failed");
+                return;
+            }
+        };
+        let last = self.last.load(Ordering::Acquire);
+        if stream_last > last {
+            metrics::counter!("chatmesh_live_catch_ups_total").increment(1);
+            self.fill_gap(reader, stored, last, stream_last + 1, stream_last)
+                .await;
+        }
     }
 
     /// Delivers the messages in (last, until) from JetStream: what core NATS dropped.
