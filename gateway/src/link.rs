@@ -5,6 +5,11 @@
 //! The queue is a `VecDeque` that is freed whenever the writer empties it, so an idle
 //! session holds no queue memory (a tokio mpsc channel keeps a 32-slot block, ~2.3 KiB,
 //! per session from its creation on).
+//!
+//! Frames are counted, and the session's own replies and replays by their bytes too: a
+//! reply waits while [`REPLY_BYTES`] are queued (a backlog at half of it), so a client that
+//! asks for big history pages and reads slowly holds a few MiB of the gateway, not its
+//! whole queue of half-MiB pages.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Bytes queued beyond which a session's replies wait (its replays at half of it): eight
+/// history pages at their 512 KiB cap.
+pub const REPLY_BYTES: usize = 4 << 20;
 
 /// What the writer task of a session is asked to do, in order.
 #[derive(Debug)]
@@ -68,9 +77,22 @@ pub struct SessionLink {
     expires_at: AtomicU64,
 }
 
+impl Out {
+    /// The bytes this item holds.
+    fn size(&self) -> usize {
+        match self {
+            Out::Frame(b) | Out::Pong(b) => b.len(),
+            Out::Live { frame, .. } | Out::Replay { frame, .. } => frame.len(),
+            Out::Track { .. } | Out::Untrack { .. } | Out::ReplayDone { .. } => 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Out>,
+    /// The bytes of `items`.
+    bytes: usize,
     /// The payload of the latest ping not answered yet: one slot, outside the queue's
     /// capacity, so a burst of pings is answered by one pong instead of filling the queue.
     pong: Option<Bytes>,
@@ -122,15 +144,19 @@ impl SessionLink {
         (self.capacity / 2).max(1)
     }
 
-    /// Queues `out` unless the queue holds `limit` frames or more.
-    fn try_push(&self, out: Out, limit: usize) -> Result<(), (Refused, Out)> {
+    /// Queues `out` unless the queue holds `limit` frames or more, or (with `bytes`) unless
+    /// `out` would take it past that many bytes (an empty queue takes any one frame).
+    fn try_push(&self, out: Out, limit: usize, bytes: Option<usize>) -> Result<(), (Refused, Out)> {
         let mut q = self.lock();
         if q.closed {
             return Err((Refused::Closed, out));
         }
-        if q.items.len() >= limit {
+        let size = out.size();
+        let too_big = bytes.is_some_and(|max| q.bytes > 0 && q.bytes + size > max);
+        if q.items.len() >= limit || too_big {
             return Err((Refused::Full, out));
         }
+        q.bytes += size;
         q.items.push_back(out);
         drop(q);
         self.queued.notify_one();
@@ -139,7 +165,7 @@ impl SessionLink {
 
     /// Queues `out` without waiting. A full queue closes the session with 1013.
     pub fn offer(&self, out: Out) -> bool {
-        match self.try_push(out, self.capacity) {
+        match self.try_push(out, self.capacity, None) {
             Ok(()) => true,
             Err((Refused::Full, _)) => {
                 metrics::counter!("chatmesh_slow_consumer_closes_total").increment(1);
@@ -154,23 +180,24 @@ impl SessionLink {
     /// so a client that stops reading stops being read). A closing session still takes
     /// frames until its writer is gone: the acks of sends in flight go out before the close.
     pub async fn send(&self, out: Out) -> bool {
-        self.send_within(out, self.capacity).await
+        self.send_within(out, self.capacity, REPLY_BYTES).await
     }
 
     /// Like [`SessionLink::send`] for bulk frames (a replayed backlog): waits while the
     /// queue is half full, so a backlog never takes the room that replies and live frames
     /// need (a live frame finding the queue full closes the session as a slow consumer).
     pub async fn send_bulk(&self, out: Out) -> bool {
-        self.send_within(out, self.bulk_limit()).await
+        self.send_within(out, self.bulk_limit(), REPLY_BYTES / 2)
+            .await
     }
 
-    async fn send_within(&self, mut out: Out, limit: usize) -> bool {
+    async fn send_within(&self, mut out: Out, limit: usize, bytes: usize) -> bool {
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
             // Registered before the check, so room made after it is not missed.
             room.as_mut().enable();
-            match self.try_push(out, limit) {
+            match self.try_push(out, limit, Some(bytes)) {
                 Ok(()) => return true,
                 Err((Refused::Closed, _)) => return false,
                 Err((Refused::Full, back)) => out = back,
@@ -197,14 +224,19 @@ impl SessionLink {
         if let Some(payload) = q.pong.take() {
             return Some(Out::Pong(payload));
         }
-        let before = q.items.len();
+        let (before, before_bytes) = (q.items.len(), q.bytes);
         let out = q.items.pop_front();
+        if let Some(o) = &out {
+            q.bytes -= o.size();
+        }
         if q.items.is_empty() && q.items.capacity() > 0 {
             q.items = VecDeque::new();
         }
         drop(q);
-        // Wake senders waiting for room: at the capacity, or at the bulk limit.
-        if before >= self.capacity || before == self.bulk_limit() {
+        // Wake senders waiting for room: at the capacity, at the bulk limit, or while the
+        // queued bytes may hold back a reply or a replay.
+        if before >= self.capacity || before == self.bulk_limit() || before_bytes > REPLY_BYTES / 4
+        {
             self.room.notify_waiters();
         }
         out
@@ -233,6 +265,7 @@ impl SessionLink {
             let mut q = self.lock();
             q.closed = true;
             q.pong = None;
+            q.bytes = 0;
             std::mem::take(&mut q.items)
         };
         drop(items);
@@ -320,6 +353,38 @@ mod tests {
         assert!(waiting.await.unwrap_or(false));
         assert_eq!(byte(Some(link.recv().await)), Some(2));
         assert!(link.close_reason().is_none());
+    }
+
+    /// Replies wait while the queue holds `REPLY_BYTES` (a slow reader of big history pages
+    /// holds a few MiB, not a queue of them); live frames are not held back by bytes; an
+    /// empty queue takes a reply of any size.
+    #[tokio::test]
+    async fn replies_wait_on_queued_bytes() {
+        let page = || Out::Frame(Bytes::from(vec![7u8; 512 * 1024]));
+        let link = Arc::new(SessionLink::new(1, 1024, CancellationToken::new()));
+        for _ in 0..REPLY_BYTES / (512 * 1024) {
+            assert!(link.send(page()).await);
+        }
+        let waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.send(page()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "a reply past the bytes waits");
+        assert!(
+            link.offer(frame(1)),
+            "a live frame is not held back by bytes"
+        );
+        // One page out still leaves no room for a page beside the live frame; two do.
+        assert!(link.try_recv().is_some());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert!(link.try_recv().is_some());
+        assert!(waiting.await.unwrap_or(false));
+        while link.try_recv().is_some() {}
+        assert_eq!(link.lock().bytes, 0);
+        let huge = Out::Frame(Bytes::from(vec![0u8; REPLY_BYTES * 2]));
+        assert!(link.send(huge).await, "an empty queue takes any one reply");
     }
 
     /// Pings are answered by one pong slot outside the queue: the latest payload wins and
