@@ -488,6 +488,35 @@ async fn a_users_data_is_exported() -> Result<()> {
     mesh.stop().await
 }
 
+/// A loop of refused admin calls does not grow the audit log without end (nor bury the real
+/// entries): one user's refusals are written at most ten a minute; another user's refusal
+/// is still written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_calls_is_audited_at_a_bounded_rate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), admin_config()).await?;
+    let api = Api::new(&mesh);
+    let root = api.user("root").await?;
+    let carol = api.user("carol").await?;
+    let bob = api.user("bob").await?;
+    for _ in 0..60 {
+        let (s, _) = api
+            .call("GET", "/v1/admin/users", Some(&carol), None)
+            .await?;
+        assert_eq!(s, 403);
+    }
+    let (s, _) = api.call("GET", "/v1/admin/audit", Some(&bob), None).await?;
+    assert_eq!(s, 403);
+    audited(&api, &root, |e| e.actor == "bob" && e.action == "audit").await?;
+    let page = audit(&api, &root).await?;
+    let carols = page.entries.iter().filter(|e| e.actor == "carol").count();
+    assert!(
+        (10..=12).contains(&carols),
+        "{carols} of carol's 60 refusals in the audit log"
+    );
+    mesh.stop().await
+}
+
 /// The audit log pages newest first with `before`, and refuses a bad cursor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_pages_newest_first() -> Result<()> {

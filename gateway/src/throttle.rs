@@ -14,8 +14,8 @@
 //!   touches no other account. We chose bounded guessing over availability of one attacked
 //!   account's login.
 //!
-//! Registrations have a bucket per IP; room creation, searches and KeyPackage claims one per
-//! user. Every table is a bounded
+//! Registrations have a bucket per IP; room creation, searches, KeyPackage claims and the
+//! audit records of refused admin calls one per user. Every table is a bounded
 //! moka cache (`throttle_max_entries`, least used evicted, idle entries expire), so an
 //! attacker with many IPs or names cannot grow memory; eviction forgets a key, which errs on
 //! the side of letting it through. Times use tokio's clock so tests can pause it.
@@ -143,6 +143,7 @@ pub struct Throttle {
     rooms: Buckets<Arc<str>>,
     searches: Buckets<Arc<str>>,
     claims: Buckets<Arc<str>>,
+    refusals: Buckets<Arc<str>>,
     lockouts: Cache<(IpAddr, Arc<str>), Arc<Mutex<Lockout>>>,
     free_failures: u32,
     lockout_base: Duration,
@@ -150,6 +151,8 @@ pub struct Throttle {
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
+/// Refused admin calls of one user written to the audit log per minute (and in a burst).
+pub const AUDITED_REFUSALS_PER_MINUTE: u32 = 10;
 const HOUR: Duration = Duration::from_secs(3600);
 
 impl Throttle {
@@ -168,6 +171,12 @@ impl Throttle {
             rooms: Buckets::new(MINUTE, cfg.rooms_per_minute, cfg.rooms_burst, n),
             searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
             claims: Buckets::new(MINUTE, cfg.key_claims_per_minute, cfg.key_claim_burst, n),
+            refusals: Buckets::new(
+                MINUTE,
+                AUDITED_REFUSALS_PER_MINUTE,
+                AUDITED_REFUSALS_PER_MINUTE,
+                n,
+            ),
             lockouts: Cache::builder()
                 .max_capacity(n)
                 .time_to_idle(lockout_max.max(MINUTE) * 2)
@@ -241,6 +250,13 @@ impl Throttle {
             .check(client_key(ip), true)
             .await
             .map_err(|wait| Throttled::new("register_ip", wait))
+    }
+
+    /// Should `user`'s refused admin call be written to the audit log? At most
+    /// [`AUDITED_REFUSALS_PER_MINUTE`] a minute per user: a loop of refused calls must not
+    /// grow the log (kept a year) without end nor bury the real entries.
+    pub async fn refusal_audited(&self, user: &str) -> bool {
+        self.refusals.check(Arc::from(user), true).await.is_ok()
     }
 
     /// May `user` search now? Counts it.

@@ -67,10 +67,14 @@ async fn route(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> Answer
             action: action.to_owned(),
             target: target.to_owned(),
         };
-        state
-            .services
-            .notify::<AuditRefusal>(&who.actor, &refused)
-            .await;
+        if state.throttle.refusal_audited(&who.actor).await {
+            state
+                .services
+                .notify::<AuditRefusal>(&who.actor, &refused)
+                .await;
+        } else {
+            metrics::counter!("chatmesh_admin_refusals_unaudited_total").increment(1);
+        }
         return Err(ApiError::forbidden("only a server admin may do this").into());
     }
     match action {
