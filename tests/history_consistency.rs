@@ -59,26 +59,11 @@ const REPLAYED: &str = "chatmesh_replay_messages_total";
 /// Replays holding one of the gateway's `max_replays` slots.
 const RUNNING: &str = "chatmesh_replays_running";
 
-/// The value of metric `name` on the mesh's gateway, summed over its labels (0 if absent).
-async fn metric(api: &Api, name: &str) -> Result<f64> {
-    let (s, v) = api.call("GET", "/metrics", None, None).await?;
-    assert_eq!(s, 200);
-    let text = v.as_str().unwrap_or_default();
-    Ok(text
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with([' ', '{']))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 /// Polls metric `name` until it is `want`.
 async fn metric_reaches(api: &Api, name: &str, want: f64) -> Result<()> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let got = metric(api, name).await?;
+        let got = api.metric(name).await?;
         if got == want {
             return Ok(());
         }
@@ -268,7 +253,7 @@ async fn rejoins_cancel_the_replay_they_replace() -> Result<()> {
     let acked = fill(&mut c, "busy", &vec!["x".repeat(1000); 1000]).await?;
     let all: Vec<u64> = acked.iter().map(|a| a.0).collect();
     let last = all[all.len() - 1];
-    let before = metric(&api, REPLAYED).await?;
+    let before = api.metric(REPLAYED).await?;
     let mut r = Client::login(&mesh.ws_url(), &ann).await?;
     let mut joins = Joins::default();
     for k in 1..=JOINS {
@@ -283,7 +268,7 @@ async fn rejoins_cancel_the_replay_they_replace() -> Result<()> {
         .await?;
     joins.assert_once_in_order();
     assert_eq!(joins.segs[&key], all, "the last join replays everything");
-    let replayed = metric(&api, REPLAYED).await? - before;
+    let replayed = api.metric(REPLAYED).await? - before;
     eprintln!("{replayed} messages replayed for {JOINS} joins");
     assert!(
         replayed >= all.len() as f64 && replayed < (JOINS * 1000 / 4) as f64,
@@ -329,7 +314,7 @@ async fn one_user_cannot_hold_every_replay_slot() -> Result<()> {
     }
     metric_reaches(&api, RUNNING, 2.0).await?;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(metric(&api, RUNNING).await?, 2.0, "ann's replays running");
+    assert_eq!(api.metric(RUNNING).await?, 2.0, "ann's replays running");
     let mut third = Client::login(&mesh.ws_url(), &ann).await?;
     let refused = third.request(frame::join_since("small", 0)).await?;
     assert_eq!(

@@ -7,21 +7,6 @@ mod common;
 use anyhow::Result;
 use common::*;
 
-/// The value of counter `name` on the mesh's gateway, summed over its labels.
-async fn metric(api: &Api, name: &str) -> Result<f64> {
-    let (s, v) = api.call("GET", "/metrics", None, None).await?;
-    anyhow::ensure!(s == 200, "/metrics: {s}");
-    Ok(v.as_str()
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with([' ', '{']))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 /// A client that asks for many big history pages (512 KiB each) and does not read them is
 /// read from only while the gateway holds a few MiB of its replies: its session stops
 /// reading requests, instead of queueing up to 1,024 half-MiB pages (512 MiB) for it. Once it
@@ -41,12 +26,12 @@ async fn a_slow_reader_of_big_history_pages_holds_a_few_mib() -> Result<()> {
     }
 
     let mut slow = Client::login(&mesh.ws_url(), &ann).await?;
-    let before = metric(&api, "chatmesh_frames_in_total").await?;
+    let before = api.metric("chatmesh_frames_in_total").await?;
     for _ in 0..ASKED {
         slow.send(frame::history("big")).await?;
     }
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    let read = metric(&api, "chatmesh_frames_in_total").await? - before;
+    let read = api.metric("chatmesh_frames_in_total").await? - before;
     eprintln!("{read} history requests read");
     // Eight pages queued and what the sockets' buffers hold: 17 here; all 120 before.
     assert!(

@@ -26,6 +26,33 @@ async fn stream_without_republish(js: &jetstream::Context) -> Result<()> {
     Ok(())
 }
 
+/// A nats-server with the stream (no republish) and a gateway's room fan-out on it, its
+/// rooms refreshed every third of `presence_ttl`.
+async fn fanout(
+    presence_ttl: Duration,
+) -> Result<(
+    natsd::NatsServer,
+    async_nats::Client,
+    jetstream::Context,
+    Fanout,
+)> {
+    let server = natsd::NatsServer::start_temp().await?;
+    let nats = server.connect().await?;
+    let js = jetstream::new(nats.clone());
+    stream_without_republish(&js).await?;
+    let reader = JsReader::new(nats.clone(), &js, Duration::from_secs(5)).await?;
+    let fanout = Fanout::new(RoomEnv {
+        nats: nats.clone(),
+        js: js.clone(),
+        reader,
+        partitions: P,
+        gateway: Arc::from("gw-test"),
+        presence_ttl,
+        timeout: Duration::from_secs(5),
+    });
+    Ok((server, nats, js, fanout))
+}
+
 async fn publish(js: &jetstream::Context, room: &str, body: &str) -> Result<u64> {
     let payload = serde_json::json!({"id": body, "from": "ann", "ts": 1, "body": body});
     let ack = js
@@ -64,20 +91,7 @@ async fn batch_reads_one_rooms_messages_in_order() -> Result<()> {
 /// ones between), the room reads them from JetStream first: members get the whole chain.
 #[tokio::test]
 async fn a_dropped_live_message_is_filled_from_jetstream() -> Result<()> {
-    let server = natsd::NatsServer::start_temp().await?;
-    let nats = server.connect().await?;
-    let js = jetstream::new(nats.clone());
-    stream_without_republish(&js).await?;
-    let reader = JsReader::new(nats.clone(), &js, Duration::from_secs(5)).await?;
-    let fanout = Fanout::new(RoomEnv {
-        nats: nats.clone(),
-        js: js.clone(),
-        reader,
-        partitions: P,
-        gateway: Arc::from("gw-test"),
-        presence_ttl: Duration::from_secs(30),
-        timeout: Duration::from_secs(5),
-    });
+    let (_server, nats, js, fanout) = fanout(Duration::from_secs(30)).await?;
 
     let link = Arc::new(SessionLink::new(1, 64, CancellationToken::new()));
     let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
@@ -123,21 +137,8 @@ async fn a_dropped_live_message_is_filled_from_jetstream() -> Result<()> {
 /// stream's last seq for it (at its next refresh tick) and delivers what it missed.
 #[tokio::test]
 async fn what_was_stored_during_a_reconnect_reaches_a_quiet_room() -> Result<()> {
-    let server = natsd::NatsServer::start_temp().await?;
-    let nats = server.connect().await?;
-    let js = jetstream::new(nats.clone());
-    stream_without_republish(&js).await?;
-    let reader = JsReader::new(nats.clone(), &js, Duration::from_secs(5)).await?;
-    let fanout = Fanout::new(RoomEnv {
-        nats: nats.clone(),
-        js: js.clone(),
-        reader,
-        partitions: P,
-        gateway: Arc::from("gw-test"),
-        // A refresh tick every second.
-        presence_ttl: Duration::from_secs(3),
-        timeout: Duration::from_secs(5),
-    });
+    // A refresh tick every second.
+    let (_server, nats, js, fanout) = fanout(Duration::from_secs(3)).await?;
     let link = Arc::new(SessionLink::new(1, 64, CancellationToken::new()));
     let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
     fanout.join("room1", &link, 1, 0, None, &joined).await?;

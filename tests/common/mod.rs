@@ -101,6 +101,25 @@ impl Api {
         Ok(serde_json::from_value::<Login>(v)?.token)
     }
 
+    /// The value of metric `name` on the mesh's gateway (`/metrics`), summed over its labels
+    /// (0 if absent). Process-wide: tests of one binary that read it must not run beside
+    /// others that move it.
+    pub async fn metric(&self, name: &str) -> Result<f64> {
+        let (s, v) = self.call("GET", "/metrics", None, None).await?;
+        if s != 200 {
+            bail!("/metrics: {s}");
+        }
+        Ok(v.as_str()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with([' ', '{']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// `POST /v1/rooms`. Its body stays JSON: the protocol crate has no type for it
     /// (`service::CreateRoomRequest` is the worker's, with the acting user).
     pub async fn room(&self, token: &str, room: &str, kind: &str) -> Result<()> {
