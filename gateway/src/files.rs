@@ -7,12 +7,13 @@
 //! two chunks): a client trickling bytes just under the idle timeout would otherwise keep
 //! every slot for hours, and every other upload on the gateway would be refused.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_files::{FileStore, FilesConfig};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::counts::{Counted, Counts};
 
 /// What the gateway needs for files: the store, the rules, and the uploads in progress.
 #[derive(Debug)]
@@ -20,8 +21,8 @@ pub struct GatewayFiles {
     pub store: FileStore,
     pub cfg: FilesConfig,
     uploads: Arc<Semaphore>,
-    /// Uploads in progress per user (users with none are absent).
-    per_user: Arc<Mutex<HashMap<String, usize>>>,
+    /// Uploads in progress per user.
+    per_user: Counts<String>,
 }
 
 /// Uploads one gateway streams at once; more are refused with 429 (each holds up to a few
@@ -46,8 +47,7 @@ pub enum NoSlot {
 #[derive(Debug)]
 pub struct UploadSlot {
     _permit: OwnedSemaphorePermit,
-    user: String,
-    per_user: Arc<Mutex<HashMap<String, usize>>>,
+    _user: Counted<String>,
 }
 
 impl GatewayFiles {
@@ -56,40 +56,25 @@ impl GatewayFiles {
             store,
             cfg,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
-            per_user: Arc::default(),
+            per_user: Counts::default(),
         }
     }
 
     /// A slot for an upload by `user`, or why not.
     pub fn upload_slot(&self, user: &str) -> Result<UploadSlot, NoSlot> {
-        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = per_user.get(user).copied().unwrap_or(0);
-        if held >= MAX_UPLOADS_PER_USER {
-            return Err(NoSlot::User);
-        }
+        let counted = self
+            .per_user
+            .take(&user.to_owned(), MAX_UPLOADS_PER_USER)
+            .ok_or(NoSlot::User)?;
         let permit = self
             .uploads
             .clone()
             .try_acquire_owned()
             .map_err(|_| NoSlot::Gateway)?;
-        per_user.insert(user.to_owned(), held + 1);
         Ok(UploadSlot {
             _permit: permit,
-            user: user.to_owned(),
-            per_user: self.per_user.clone(),
+            _user: counted,
         })
-    }
-}
-
-impl Drop for UploadSlot {
-    fn drop(&mut self) {
-        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = per_user.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                per_user.remove(&self.user);
-            }
-        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod access;
 pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod counts;
 pub mod cursors;
 pub mod error;
 pub mod fanout;

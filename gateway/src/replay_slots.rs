@@ -6,23 +6,22 @@
 //! which adds the per-session bound and the hand-over of a slot to the re-join that
 //! replaces a replay.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_protocol::{ApiError, ErrorCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::counts::{Counted, Counts};
+
 /// Replays in progress on this gateway: gauge `chatmesh_replays_running`.
 const RUNNING: &str = "chatmesh_replays_running";
-
-type PerUser = Arc<Mutex<HashMap<Arc<str>, usize>>>;
 
 /// The gateway's replay slots.
 #[derive(Debug)]
 pub struct ReplaySlots {
     slots: Arc<Semaphore>,
-    per_user: PerUser,
+    per_user: Counts<Arc<str>>,
     max_per_user: usize,
     wait: Duration,
 }
@@ -31,7 +30,7 @@ pub struct ReplaySlots {
 #[derive(Debug)]
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
-    _user: UserCount,
+    _user: Counted<Arc<str>>,
 }
 
 impl Drop for Slot {
@@ -40,31 +39,12 @@ impl Drop for Slot {
     }
 }
 
-/// One of a user's replays, counted until dropped.
-#[derive(Debug)]
-struct UserCount {
-    user: Arc<str>,
-    per_user: PerUser,
-}
-
-impl Drop for UserCount {
-    fn drop(&mut self) {
-        let mut map = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.user);
-            }
-        }
-    }
-}
-
 impl ReplaySlots {
     /// `max` slots, `max_per_user` of them for one user; a join waits up to `wait` for one.
     pub fn new(max: usize, max_per_user: usize, wait: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max)),
-            per_user: PerUser::default(),
+            per_user: Counts::default(),
             max_per_user,
             wait,
         }
@@ -79,27 +59,16 @@ impl ReplaySlots {
     /// `rate_limited` if the user has their share running, `unavailable` if no slot freed.
     pub(crate) async fn acquire(&self, user: &Arc<str>) -> Result<Slot, ApiError> {
         // Counted before the wait, so a user's concurrent joins cannot all pass the check.
-        let counted = {
-            let mut map = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = map.entry(user.clone()).or_insert(0);
-            if *n >= self.max_per_user {
-                drop(map);
-                metrics::counter!("chatmesh_replays_refused_total", "reason" => "user")
-                    .increment(1);
-                return Err(ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "at most {} joins with since of one user may replay at once on this \
-                         gateway; join again when one is done",
-                        self.max_per_user
-                    ),
-                ));
-            }
-            *n += 1;
-            UserCount {
-                user: user.clone(),
-                per_user: self.per_user.clone(),
-            }
+        let Some(counted) = self.per_user.take(user, self.max_per_user) else {
+            metrics::counter!("chatmesh_replays_refused_total", "reason" => "user").increment(1);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} joins with since of one user may replay at once on this \
+                     gateway; join again when one is done",
+                    self.max_per_user
+                ),
+            ));
         };
         let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await;
         match permit {
