@@ -19,30 +19,6 @@ async fn owner(mesh: &chatmesh::Mesh, room: &str) -> Result<(Api, String, Client
     Ok((api, ann, c))
 }
 
-/// Sends `bodies` to `room` (pipelined) and returns the acked seqs in order, each with the
-/// index of its body.
-async fn fill(c: &mut Client, room: &str, bodies: &[String]) -> Result<Vec<(u64, usize)>> {
-    for (i, body) in bodies.iter().enumerate() {
-        let id = format!("f{i}");
-        c.send_with_ref(frame::send(room, &id, body), id.clone())
-            .await?;
-    }
-    let mut done = Vec::new();
-    while done.len() < bodies.len() {
-        let f = c
-            .wait_for(|f| matches!(f.frame_type(), FrameType::Ack | FrameType::Error))
-            .await?;
-        if f.frame_type() == FrameType::Error {
-            bail!("send refused: {f:?}");
-        }
-        let ack = acked(&f);
-        let i: usize = ack.id[1..].parse()?;
-        done.push((ack.seq, i));
-    }
-    done.sort();
-    Ok(done)
-}
-
 /// Checks that `got` (messages, oldest first) is exactly the `acked` messages with their
 /// bodies intact.
 fn assert_all(got: &[Message], acked: &[(u64, usize)], bodies: &[String], how: &str) {
@@ -58,21 +34,6 @@ fn assert_all(got: &[Message], acked: &[(u64, usize)], bodies: &[String], how: &
 const REPLAYED: &str = "chatmesh_replay_messages_total";
 /// Replays holding one of the gateway's `max_replays` slots.
 const RUNNING: &str = "chatmesh_replays_running";
-
-/// Polls metric `name` until it is `want`.
-async fn metric_reaches(api: &Api, name: &str, want: f64) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = api.metric(name).await?;
-        if got == want {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{name} is {got}, never {want}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
 
 /// What one session received, per join: the seqs each join (by its `ref`) delivered.
 #[derive(Default)]
@@ -199,7 +160,7 @@ async fn pages_of_large_messages_stay_under_the_payload_limit() -> Result<()> {
         })
         .collect();
     assert!(bodies.iter().all(|b| b.len() <= max_body));
-    let acked = fill(&mut c, "big", &bodies).await?;
+    let acked = c.fill("big", &bodies).await?;
 
     let mut http = Vec::new();
     let mut before = String::new();
@@ -250,7 +211,7 @@ async fn rejoins_cancel_the_replay_they_replace() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
     let (api, ann, mut c) = owner(&mesh, "busy").await?;
-    let acked = fill(&mut c, "busy", &vec!["x".repeat(1000); 1000]).await?;
+    let acked = c.fill("busy", &vec!["x".repeat(1000); 1000]).await?;
     let all: Vec<u64> = acked.iter().map(|a| a.0).collect();
     let last = all[all.len() - 1];
     let before = api.metric(REPLAYED).await?;
@@ -295,9 +256,10 @@ async fn one_user_cannot_hold_every_replay_slot() -> Result<()> {
     api.room(&ann, "big2", "public").await?;
     api.room(&ann, "small", "public").await?;
     let big = vec!["y".repeat(8 * 1024); 800];
-    fill(&mut c, "big1", &big).await?;
-    fill(&mut c, "big2", &big).await?;
-    let small: Vec<u64> = fill(&mut c, "small", &vec!["z".into(); 50])
+    c.fill("big1", &big).await?;
+    c.fill("big2", &big).await?;
+    let small: Vec<u64> = c
+        .fill("small", &vec!["z".into(); 50])
         .await?
         .iter()
         .map(|a| a.0)
@@ -312,7 +274,7 @@ async fn one_user_cannot_hold_every_replay_slot() -> Result<()> {
         }
         sessions.push(s);
     }
-    metric_reaches(&api, RUNNING, 2.0).await?;
+    api.metric_reaches(RUNNING, 2.0).await?;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(api.metric(RUNNING).await?, 2.0, "ann's replays running");
     let mut third = Client::login(&mesh.ws_url(), &ann).await?;
@@ -357,13 +319,10 @@ async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
     api.room(&ann, "big2", "public").await?;
     api.room(&ann, "small", "public").await?;
     let big = vec!["y".repeat(8 * 1024); 800];
-    let big1: Vec<u64> = fill(&mut c, "big1", &big)
-        .await?
-        .iter()
-        .map(|a| a.0)
-        .collect();
-    fill(&mut c, "big2", &big).await?;
-    let small: Vec<u64> = fill(&mut c, "small", &vec!["z".into(); 50])
+    let big1: Vec<u64> = c.fill("big1", &big).await?.iter().map(|a| a.0).collect();
+    c.fill("big2", &big).await?;
+    let small: Vec<u64> = c
+        .fill("small", &vec!["z".into(); 50])
         .await?
         .iter()
         .map(|a| a.0)
@@ -375,7 +334,7 @@ async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
     }
     let mut b = Client::login(&mesh.ws_url(), &ann).await?;
     b.send_with_ref(frame::join_since("big1", 0), 1).await?;
-    metric_reaches(&api, RUNNING, 3.0).await?;
+    api.metric_reaches(RUNNING, 3.0).await?;
     let mut late = Client::login(&mesh.ws_url(), &ann).await?;
     let refused = late.request(frame::join_since("small", 0)).await?;
     assert_eq!(
@@ -384,7 +343,7 @@ async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
         "{refused:?}"
     );
     a.send_with_ref(frame::leave("big2"), 5).await?;
-    metric_reaches(&api, RUNNING, 2.0).await?;
+    api.metric_reaches(RUNNING, 2.0).await?;
     let joined = late.request(frame::join_since("small", 0)).await?;
     assert_eq!(joined.frame_type(), FrameType::Joined, "{joined:?}");
     let got = late.messages("small", small.len()).await?;

@@ -182,6 +182,72 @@ async fn a_ban_removes_at_once_and_keeps_the_user_out_until_lifted() -> Result<(
     Ok(())
 }
 
+/// A ban that lands while a `join` of its user is between its access check and the room's
+/// fan-out (here held there: it waits for the gateway's only replay slot, which another
+/// session's unread replay keeps) finds no session to remove; the join must still not leave
+/// the session in the room: it ends with `left`, and no later message reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_during_a_join_keeps_the_session_out() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.max_replays = 1;
+    config.gateway.replay_wait_ms = 10_000;
+    config.gateway.limits.outbound_queue = 64;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let cy = api.user("cy").await?;
+    api.room(&ann, "big", "public").await?;
+    api.room(&ann, "hall", "private").await?;
+    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
+    assert_eq!(s, 204, "{v}");
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    // More than socket buffers and the session's queue hold: a replay nobody reads stalls.
+    owner.fill("big", &vec!["y".repeat(8 * 1024); 800]).await?;
+    let mut holder = Client::login(&mesh.ws_url(), &cy).await?;
+    holder.send_with_ref(frame::join_since("big", 0), 1).await?;
+    api.metric_reaches("chatmesh_replays_running", 1.0).await?;
+
+    let mut banned = Client::login(&mesh.ws_url(), &bob).await?;
+    banned
+        .send_with_ref(frame::join_since("hall", 0), "j")
+        .await?;
+    // The join has passed its access check and waits for the slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
+    assert_eq!(s, 204, "{v}");
+    // The gateway has heard of the ban: bob's sessions are told.
+    banned
+        .wait_for(|f| matches!(f, ServerFrame::Membership { room, role: None } if room == "hall"))
+        .await?;
+    // The slot frees; the join goes on.
+    holder.send(frame::leave("big")).await?;
+    let answer = banned.wait_for(|f| replies_to(f, "j")).await?;
+    if matches!(answer, ServerFrame::Joined { .. }) {
+        banned
+            .wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "hall"))
+            .await?;
+    } else {
+        assert_eq!(error_of(&answer).0, ErrorCode::Forbidden);
+    }
+    owner.join("hall").await?;
+    let after = owner.post("hall", "a1", "after the ban").await?;
+    owner.messages("hall", 1).await?;
+    // Anything on its way to bob's session arrives before this answer.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pong = banned.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }));
+    let leaked: Vec<_> = banned
+        .backlog
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Message(m) if m.room == "hall" && m.seq >= after.seq))
+        .collect();
+    assert!(leaked.is_empty(), "banned, yet delivered: {leaked:?}");
+    holder.close().await;
+    mesh.stop().await
+}
+
 /// Owner and admins ban, members do not; an admin bans neither the owner nor another admin;
 /// the owner bans an admin; nobody bans themselves; a user who is not a member can be
 /// banned ahead; a banned user does not see a private room anywhere.

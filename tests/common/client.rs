@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail, Result};
-use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
+use chatmesh_protocol::frames::{ClientFrame, FrameType, ServerFrame};
 use chatmesh_protocol::message::Message;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -123,6 +123,30 @@ impl Client {
     pub async fn post(&mut self, room: &str, id: &str, body: &str) -> Result<Acked> {
         let f = self.request(frame::send(room, id, body)).await?;
         Ok(acked(&f))
+    }
+
+    /// Sends `bodies` to `room` (pipelined) and returns the acked seqs in order, each with
+    /// the index of its body.
+    pub async fn fill(&mut self, room: &str, bodies: &[String]) -> Result<Vec<(u64, usize)>> {
+        for (i, body) in bodies.iter().enumerate() {
+            let id = format!("f{i}");
+            self.send_with_ref(frame::send(room, &id, body), id.clone())
+                .await?;
+        }
+        let mut done = Vec::new();
+        while done.len() < bodies.len() {
+            let f = self
+                .wait_for(|f| matches!(f.frame_type(), FrameType::Ack | FrameType::Error))
+                .await?;
+            if f.frame_type() == FrameType::Error {
+                bail!("send refused: {f:?}");
+            }
+            let ack = acked(&f);
+            let i: usize = ack.id[1..].parse()?;
+            done.push((ack.seq, i));
+        }
+        done.sort();
+        Ok(done)
     }
 
     /// The next frame from the server (backlog first).

@@ -120,6 +120,21 @@ impl Api {
             .sum())
     }
 
+    /// Polls metric `name` (see [`Api::metric`]) until it is `want`.
+    pub async fn metric_reaches(&self, name: &str, want: f64) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = self.metric(name).await?;
+            if got == want {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{name} is {got}, never {want}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `POST /v1/rooms`. Its body stays JSON: the protocol crate has no type for it
     /// (`service::CreateRoomRequest` is the worker's, with the acting user).
     pub async fn room(&self, token: &str, room: &str, kind: &str) -> Result<()> {

@@ -14,7 +14,7 @@ use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
 use chatmesh_protocol::service::{
-    ChangeCheck, JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
+    Access, ChangeCheck, JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
 };
 use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::{ApiError, ErrorCode};
@@ -387,6 +387,14 @@ impl Session {
             .join(room, &self.link, gen, access.last_seq, since, &joined)
             .await?;
         self.rooms.insert(name.clone(), gen);
+        // A removal whose event arrived between the check above and the fan-out join found
+        // no session of this user in the room to remove. Its event dropped the cached
+        // answer, so asking again sees it: then the join is undone as a removal would have.
+        let still = self.state.access.get(room, &user).await;
+        if !still.as_ref().is_ok_and(Access::can_read) {
+            self.undo_join(name, gen).await;
+            return Ok(());
+        }
         metrics::counter!("chatmesh_joins_total").increment(1);
         if let (Some(since), Some(slot)) = (since, slot) {
             let replay = Replay {
@@ -400,6 +408,25 @@ impl Session {
             replays.start(name, slot, replay.run(state, link));
         }
         Ok(())
+    }
+
+    /// Takes the session out of `room` after its `joined` went out, as a removal does: the
+    /// session gets `left` without a `ref`.
+    async fn undo_join(&mut self, room: Arc<str>, gen: u64) {
+        metrics::counter!("chatmesh_joins_undone_total").increment(1);
+        self.rooms.remove(&room);
+        self.state.fanout.leave(&room, self.link.id);
+        self.link
+            .send(Out::Untrack {
+                room: room.clone(),
+                gen,
+            })
+            .await;
+        let left = ServerFrame::Left {
+            r#ref: Cow::Owned(None),
+            room: Cow::Borrowed(&room),
+        };
+        self.reply(left.encode()).await;
     }
 
     /// A replay slot for a join of `room` with `since` (see `replays.rs`).
