@@ -453,6 +453,43 @@ async fn logout_all_revokes_old_tokens() -> Result<()> {
     mesh.stop().await
 }
 
+/// User events are core NATS: a `logout_all` whose event a gateway missed while it was cut
+/// off from the bus still closes that gateway's sessions of the old token (4001) once it is
+/// back (it asks again about every user with a session there), while a session with a fresh
+/// token lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_all_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let old = api.user("ann").await?;
+    let far = FarGateway::start(&mesh).await?;
+    let mut session = Client::login(&far.ws_url(), &old).await?;
+
+    far.cut().await?;
+    let (s, v) = api
+        .call("POST", "/v1/auth/logout_all", Some(&old), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let fresh = api.user("ann").await?;
+    far.proxy.restore();
+    let mut kept = Client::login(&far.ws_url(), &fresh).await?;
+
+    let closed = tokio::time::timeout(WAIT, session.ended()).await;
+    assert_eq!(
+        closed.ok(),
+        Some(Ended::Closed(4001)),
+        "old token's session"
+    );
+    assert_eq!(
+        kept.request(frame::ping()).await?.frame_type(),
+        FrameType::Pong,
+        "the fresh token's session lives on"
+    );
+    far.stop().await;
+    mesh.stop().await
+}
+
 /// A mesh started in a fresh data dir writes `jwt-secret` with mode 0600 and leaves no
 /// temporary file beside it; a second start reads the same secret. A `jwt-secret` symlink
 /// planted in the dir is replaced, not followed (the secret never lands in its target).

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use common::*;
 use serde_json::json;
 

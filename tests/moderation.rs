@@ -248,6 +248,56 @@ async fn a_ban_during_a_join_keeps_the_session_out() -> Result<()> {
     mesh.stop().await
 }
 
+/// Membership events are core NATS: one published while a gateway is cut off from the bus
+/// never reaches it. Once it is back, the gateway asks again about every user of its rooms,
+/// so a user banned meanwhile is removed there (`membership` null, `left`) and gets no more
+/// of the room's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "hall", "private").await?;
+    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
+    assert_eq!(s, 204, "{v}");
+
+    // A second gateway whose only way to NATS is a proxy the test can cut.
+    let far = FarGateway::start(&mesh).await?;
+    let mut banned = Client::login(&far.ws_url(), &bob).await?;
+    banned.join("hall").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("hall").await?;
+    owner.post("hall", "a1", "before").await?;
+    banned.messages("hall", 1).await?;
+
+    far.cut().await?;
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
+    assert_eq!(s, 204, "{v}");
+    far.proxy.restore();
+
+    banned
+        .wait_for(|f| matches!(f, ServerFrame::Membership { room, role: None } if room == "hall"))
+        .await?;
+    banned
+        .wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "hall"))
+        .await?;
+    let after = owner.post("hall", "a2", "after the ban").await?;
+    owner.messages("hall", 1).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pong = banned.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }));
+    let leaked: Vec<_> = banned
+        .backlog
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Message(m) if m.room == "hall" && m.seq >= after.seq))
+        .collect();
+    assert!(leaked.is_empty(), "banned, yet delivered: {leaked:?}");
+    far.stop().await;
+    mesh.stop().await
+}
+
 /// Owner and admins ban, members do not; an admin bans neither the owner nor another admin;
 /// the owner bans an admin; nobody bans themselves; a user who is not a member can be
 /// banned ahead; a banned user does not see a private room anywhere.

@@ -109,6 +109,15 @@ impl<V: Clone + Send + Sync + 'static> Coherent<V> {
         self.epoch(a, b).fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(&(a.to_owned(), b.to_owned())).await;
     }
+
+    /// Call when changes may have been missed (their announcements lost): every later read
+    /// loads again, and no load in flight now is kept.
+    pub fn changed_all(&self) {
+        for epoch in &self.epochs {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.cache.invalidate_all();
+    }
 }
 
 impl<V> std::fmt::Debug for Coherent<V> {
@@ -172,5 +181,31 @@ mod tests {
             "removed"
         );
         assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    /// After [`Coherent::changed_all`] every key is loaded again.
+    #[tokio::test]
+    async fn changed_all_drops_every_value() {
+        let cache: Coherent<u32> = Coherent::new(100);
+        for user in ["ann", "bob"] {
+            let (v, hit) = cache
+                .lookup("room", user, || async { Ok::<_, ()>(1) })
+                .await
+                .unwrap();
+            assert_eq!((v, hit), (1, false));
+            let (v, hit) = cache
+                .lookup("room", user, || async { Ok::<_, ()>(2) })
+                .await
+                .unwrap();
+            assert_eq!((v, hit), (1, true));
+        }
+        cache.changed_all();
+        for user in ["ann", "bob"] {
+            let (v, hit) = cache
+                .lookup("room", user, || async { Ok::<_, ()>(3) })
+                .await
+                .unwrap();
+            assert_eq!((v, hit), (3, false), "{user} was loaded again");
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Who may read and post where: worker answers cached per (room, user), dropped when a
 //! membership event for the room arrives (also one that only refreshes access: a mute, a
-//! ban lifted), so a change takes effect at once on every gateway
-//! (and within the TTL even if an event is lost). The cache is epoch-stamped
-//! ([`Coherent`]): an answer loaded while an event for its key arrived is not kept, so a load
-//! racing a removal cannot put the old role back for the TTL.
+//! ban lifted), so a change takes effect at once on every gateway. The events are core NATS:
+//! those sent while a gateway's connection was down are lost, so after a reconnect the
+//! gateway drops every cached answer and asks again about every user of its rooms
+//! ([`spawn_member_listener`]); answers also expire after a minute. The cache is
+//! epoch-stamped ([`Coherent`]): an answer loaded while an event for its key arrived is not
+//! kept, so a load racing a removal cannot put the old role back for the TTL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use chatmesh_protocol::service::{
     Access, GetAccess, History, HistoryPage, HistoryRequest, MemberEvent, RoomUserRequest,
 };
 use chatmesh_protocol::subjects::MEMBER_ALL;
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +75,11 @@ impl AccessCache {
         self.cache.changed(room, user).await;
     }
 
+    /// Changes may have been missed: every later read asks the worker again.
+    pub fn forget_all(&self) {
+        self.cache.changed_all();
+    }
+
     /// A page of `room`'s history for `user`, if the user may read the room.
     pub async fn read_history(
         &self,
@@ -102,20 +109,40 @@ pub fn readable(access: &Access) -> Result<(), ApiError> {
     }
 }
 
+/// Access questions asked at once while re-checking the local members.
+const RECHECK_CONCURRENCY: usize = 16;
+
+/// Called with every membership event that removes or changes a member (tells the user's
+/// sessions).
+pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
+
 /// Listens to membership events until `drain`: drops cached access, evicts removed users'
 /// sessions from `fanout`, and hands every event to `notify` (which tells the user's
 /// sessions).
+///
+/// The events are core NATS: those published while this gateway's connection was down are
+/// lost. So after every reconnect (`connects`, see [`crate::reconnects`]) every cached answer
+/// is dropped and each user with a session in a room here is asked about again
+/// ([`recheck`]); one who lost the room is treated as its missed event would have been.
 pub async fn spawn_member_listener(
     nats: &async_nats::Client,
     access: AccessCache,
     fanout: Fanout,
     drain: CancellationToken,
-    notify: impl Fn(&MemberEvent) + Send + 'static,
+    connects: tokio::sync::watch::Receiver<u64>,
+    notify: Notify,
 ) -> Result<(), GatewayError> {
     let mut sub = nats
         .subscribe(MEMBER_ALL)
         .await
         .map_err(|e| GatewayError::nats("subscribing to membership events", e))?;
+    {
+        let (access, fanout, notify) = (access.clone(), fanout.clone(), notify.clone());
+        crate::reconnects::on_reconnect(connects, drain.clone(), move || {
+            let (access, fanout, notify) = (access.clone(), fanout.clone(), notify.clone());
+            async move { recheck(&access, &fanout, &notify).await }
+        });
+    }
     tokio::spawn(async move {
         loop {
             let msg = tokio::select! {
@@ -131,19 +158,69 @@ pub async fn spawn_member_listener(
                 // Only access changed (a mute, a ban lifted): nothing to tell or evict.
                 continue;
             }
-            notify(&ev);
-            if ev.role.is_none() {
-                let room = ev.room.clone();
-                fanout.evict_user(&ev.room, &ev.user, move || {
-                    ServerFrame::Left {
-                        r#ref: std::borrow::Cow::Owned(None),
-                        room: std::borrow::Cow::Borrowed(&room),
-                    }
-                    .encode()
-                    .into()
-                });
-            }
+            apply(&fanout, &notify, &ev);
         }
     });
     Ok(())
+}
+
+/// Tells the user's sessions of a membership change and, for a removal, takes them out of
+/// the room's fan-out with `left`.
+fn apply(fanout: &Fanout, notify: &Notify, ev: &MemberEvent) {
+    notify(ev);
+    if ev.role.is_none() {
+        let room = ev.room.clone();
+        fanout.evict_user(&ev.room, &ev.user, move || {
+            ServerFrame::Left {
+                r#ref: std::borrow::Cow::Owned(None),
+                room: std::borrow::Cow::Borrowed(&room),
+            }
+            .encode()
+            .into()
+        });
+    }
+}
+
+/// Drops every cached answer and asks again whether each user with a session in a room here
+/// may still read it; removes those who may not, as their missed event would have. Returns
+/// how many could not be asked (the worker did not answer).
+async fn recheck(access: &AccessCache, fanout: &Fanout, notify: &Notify) -> usize {
+    access.forget_all();
+    let local = fanout.local_users();
+    let asked = local.len();
+    let answers = futures::stream::iter(local)
+        .map(|(room, user)| async move {
+            let answer = access.get(&room, &user).await;
+            (room, user, answer)
+        })
+        .buffer_unordered(RECHECK_CONCURRENCY);
+    futures::pin_mut!(answers);
+    let (mut removed, mut unanswered) = (0usize, 0usize);
+    while let Some((room, user, answer)) = answers.next().await {
+        let gone = match &answer {
+            Ok(access) => !access.can_read(),
+            Err(e) => matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound),
+        };
+        if gone {
+            removed += 1;
+            let ev = MemberEvent {
+                room: room.to_string(),
+                user,
+                role: None,
+                refresh: false,
+            };
+            apply(fanout, notify, &ev);
+        } else if answer.is_err() {
+            unanswered += 1;
+        }
+    }
+    metrics::counter!("chatmesh_access_rechecks_total").increment(1);
+    metrics::counter!("chatmesh_access_recheck_removals_total").increment(removed as u64);
+    tracing::info!(
+        asked,
+        removed,
+        unanswered,
+        "re-checked room access after a NATS reconnect"
+    );
+    unanswered
 }

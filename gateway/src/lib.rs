@@ -20,6 +20,7 @@ pub mod presence;
 pub mod procstat;
 pub mod publish;
 pub mod receipts;
+pub mod reconnects;
 pub mod replay_slots;
 pub mod revocation;
 pub mod room_events;

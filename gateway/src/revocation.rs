@@ -6,7 +6,9 @@
 //! moka cache (`user_gen_cache_secs`). `logout_all` bumps the generation; the worker then
 //! publishes it on `chat.user.<user>`, and every gateway updates its cache and closes that
 //! user's sessions authenticated with an older token (4001). A lost event leaves a revoked
-//! token usable for at most the cache TTL. External issuers' tokens have no generation and
+//! token usable for at most the cache TTL; after a reconnect of this gateway (when events
+//! may have been lost) every user with a session here is asked about again and revoked
+//! sessions close then. External issuers' tokens have no generation and
 //! are never revoked here (revoke them at the issuer).
 //!
 //! An account a server admin disabled (admin API) is refused whatever its token: the
@@ -28,6 +30,7 @@ use std::time::Duration;
 use chatmesh_protocol::frames::error_frame;
 use chatmesh_protocol::service::{GetUserGen, UserGen, UserRequest};
 use chatmesh_protocol::{ApiError, ErrorCode};
+use futures::StreamExt;
 use moka::future::Cache;
 
 use crate::auth::Identity;
@@ -40,6 +43,9 @@ type Tracked = (u64, Option<u64>, Weak<SessionLink>);
 
 /// How long a generation is kept as the last known one (used while the primary is cut off).
 pub const LAST_KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// Users asked about at once while re-checking after a reconnect.
+const RECHECK_CONCURRENCY: usize = 16;
 
 /// How long the primary is taken as cut off after it did not answer.
 const PRIMARY_DOWN_FOR: Duration = Duration::from_secs(15);
@@ -188,6 +194,40 @@ impl Revocation {
             .unwrap_or_default()
     }
 
+    /// After a reconnect (user events sent meanwhile are lost, see [`crate::reconnects`]):
+    /// forgets every cached generation, asks again about each user with a session here and
+    /// closes the sessions of tokens revoked meanwhile. Returns how many users could not be
+    /// asked.
+    pub async fn recheck(&self) -> usize {
+        self.gens.invalidate_all();
+        let users: Vec<Arc<str>> = {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            sessions.keys().cloned().collect()
+        };
+        let asked = users.len();
+        let answers = futures::stream::iter(users)
+            .map(|user| async move {
+                let answer = self.current(&user).await;
+                (user, answer)
+            })
+            .buffer_unordered(RECHECK_CONCURRENCY);
+        futures::pin_mut!(answers);
+        let mut unanswered = 0usize;
+        while let Some((user, answer)) = answers.next().await {
+            match answer {
+                Ok(now) => self.close_older(&user, now.gen, now.disabled),
+                Err(_) => unanswered += 1,
+            }
+        }
+        metrics::counter!("chatmesh_token_rechecks_total").increment(1);
+        tracing::info!(
+            asked,
+            unanswered,
+            "re-checked token generations after a NATS reconnect"
+        );
+        unanswered
+    }
+
     /// `user`'s generation is now `gen`: cache it and close sessions of older tokens.
     pub async fn bumped(&self, user: &str, gen: u64) {
         self.changed(user, gen, false).await;
@@ -201,6 +241,11 @@ impl Revocation {
         if let Some(last_known) = &self.last_known {
             last_known.insert(Arc::from(user), now).await;
         }
+        self.close_older(user, gen, disabled);
+    }
+
+    /// Closes `user`'s sessions of tokens older than `gen` (every one, when `disabled`).
+    fn close_older(&self, user: &str, gen: u64, disabled: bool) {
         let closing: Vec<Arc<SessionLink>> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let Some(list) = sessions.get_mut(user) else {

@@ -151,19 +151,21 @@ impl AppState {
             ready: tokio::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&state);
+        let connects = crate::reconnects::watch(&state.nats, state.drain.clone());
         crate::access::spawn_member_listener(
             &state.nats,
             state.access.clone(),
             state.fanout.clone(),
             state.drain.clone(),
-            move |ev| {
+            connects.clone(),
+            Arc::new(move |ev| {
                 if let Some(state) = weak.upgrade() {
                     state.membership_changed(ev);
                 }
-            },
+            }),
         )
         .await?;
-        spawn_user_listener(state.clone()).await?;
+        spawn_user_listener(state.clone(), connects).await?;
         state
             .own_reads
             .spawn_flusher(state.services.clone(), state.drain.clone());
@@ -276,14 +278,28 @@ fn rand_id() -> u64 {
     h.finish()
 }
 
-/// Listens to account events: applies generation bumps to the revocation registry.
-async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
+/// Listens to account events: applies generation bumps to the revocation registry, and asks
+/// again about every user with a session here after a reconnect (events may have been lost).
+async fn spawn_user_listener(
+    state: Arc<AppState>,
+    connects: tokio::sync::watch::Receiver<u64>,
+) -> Result<(), GatewayError> {
     let mut sub = state
         .nats
         .subscribe(USER_ALL)
         .await
         .map_err(|e| GatewayError::nats("subscribing to user events", e))?;
     let drain = state.drain.clone();
+    let weak = Arc::downgrade(&state);
+    crate::reconnects::on_reconnect(connects, drain.clone(), move || {
+        let state = weak.upgrade();
+        async move {
+            match state {
+                Some(state) => state.revocation.recheck().await,
+                None => 0,
+            }
+        }
+    });
     tokio::spawn(async move {
         loop {
             let msg = tokio::select! {

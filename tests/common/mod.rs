@@ -7,6 +7,7 @@
 mod client;
 mod frames;
 pub mod process;
+mod proxy;
 
 pub use chatmesh_client::Page;
 pub use chatmesh_protocol::frames::{ClientFrame, FrameType, ServerFrame};
@@ -15,6 +16,7 @@ pub use chatmesh_protocol::service::RoomListing;
 pub use chatmesh_protocol::ErrorCode;
 pub use client::{assert_chain, Client, Ended};
 pub use frames::{acked, decode, error_code, frame, joined, online, page, replies_to, Acked};
+pub use proxy::{FarGateway, Proxy};
 
 use std::path::Path;
 use std::time::Duration;

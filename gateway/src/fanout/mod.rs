@@ -130,6 +130,21 @@ impl Fanout {
         }
     }
 
+    /// Every (room, user) with a session here.
+    pub fn local_users(&self) -> Vec<(Arc<str>, String)> {
+        let rooms: Vec<Arc<Room>> = {
+            let rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.values().cloned().collect()
+        };
+        let mut out = Vec::new();
+        for room in rooms {
+            for user in room.local_users() {
+                out.push((room.name.clone(), user));
+            }
+        }
+        out
+    }
+
     fn reap(&self, room: &Arc<Room>) {
         let mut rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
         if room.close_if_empty() {

@@ -151,6 +151,11 @@ impl Room {
         self.read().presence.current()
     }
 
+    /// The users with a session in the room on this gateway.
+    pub(super) fn local_users(&self) -> BTreeSet<String> {
+        self.read().presence.local_users()
+    }
+
     pub(super) fn remove_user(&self, user: &str) -> Vec<(Arc<SessionLink>, u64)> {
         let mut state = self.write();
         let mut out = Vec::new();

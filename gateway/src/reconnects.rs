@@ -1,0 +1,65 @@
+//! Re-checks after a NATS reconnect. Membership and user events reach gateways over core
+//! NATS, which keeps nothing for a client that is away: every event sent while this
+//! gateway's connection was down is lost. What those events keep current (room access, token
+//! generations) is asked again after each reconnect by a task started with [`on_reconnect`].
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How often the connection's count of (re)connects is looked at.
+const LOOK: Duration = Duration::from_secs(1);
+/// Pause before a re-check is repeated because some answers did not come.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// The number of times `nats` (re)connected, updated every second until `drain`.
+pub fn watch(nats: &async_nats::Client, drain: CancellationToken) -> watch::Receiver<u64> {
+    let stats = nats.statistics();
+    let (tx, rx) = watch::channel(stats.connects.load(Ordering::Relaxed));
+    tokio::spawn(async move {
+        let mut look = tokio::time::interval(LOOK);
+        loop {
+            tokio::select! {
+                _ = drain.cancelled() => return,
+                _ = look.tick() => {
+                    tx.send_if_modified(|seen| {
+                        let now = stats.connects.load(Ordering::Relaxed);
+                        std::mem::replace(seen, now) != now
+                    });
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Runs `recheck` after every reconnect seen by `connects` (reconnects during a run make one
+/// more run), until `drain`. `recheck` returns how many of its questions got no answer; while
+/// that is not zero, it runs again after [`RETRY`].
+pub fn on_reconnect<F, Fut>(
+    mut connects: watch::Receiver<u64>,
+    drain: CancellationToken,
+    recheck: F,
+) where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = usize> + Send,
+{
+    connects.mark_unchanged();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = drain.cancelled() => return,
+                changed = connects.changed() => if changed.is_err() { return },
+            }
+            while recheck().await > 0 {
+                tokio::select! {
+                    _ = drain.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    });
+}
