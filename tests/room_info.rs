@@ -1,7 +1,7 @@
 //! Member lists and room topics against a real mesh: `GET /v1/rooms/{room}/members` pages by
 //! user name with roles and display names and is for members only; `PATCH /v1/rooms/{room}`
 //! sets a bounded, validated topic (owner or admin), which the room list returns and joined
-//! sessions get live as a `topic` frame.
+//! sessions get live as a `topic` frame; `GET /v1/rooms` comes in pages.
 
 mod common;
 
@@ -256,4 +256,85 @@ async fn topics_are_set_by_owners_and_admins_and_reach_the_room() -> Result<()> 
         .unwrap_or_default();
     assert!(lounge.get("topic").is_none(), "{lounge}");
     Ok(())
+}
+
+/// A user added to more rooms than one page of `GET /v1/rooms` holds (here by another user's
+/// rooms, named to sort first) still reaches every room of its own: the list comes in pages
+/// (`more`, `after`), the SDK reads them all, and the public rooms come on the last page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_list_pages_past_rooms_one_was_added_to() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.worker.rooms_list_max = 4;
+    config.worker.rooms_list_public_max = 4;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let spam = api.user("spam").await?;
+    let cy = api.user("cy").await?;
+    api.room(&ann, "zz-mine", "private").await?;
+    api.room(&cy, "zz-public", "public").await?;
+    for i in 0..6 {
+        let room = format!("aa-spam{i}");
+        api.room(&spam, &room, "private").await?;
+        let body = json!({"user": "ann", "role": "member"});
+        let (s, v) = api
+            .call(
+                "POST",
+                &format!("/v1/rooms/{room}/members"),
+                Some(&spam),
+                Some(body),
+            )
+            .await?;
+        assert_eq!(s, 204, "{v}");
+    }
+    let (s, first) = api.call("GET", "/v1/rooms", Some(&ann), None).await?;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(first["more"], true);
+    let listed: Vec<String> = http_rooms(&first)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.room)
+        .collect();
+    assert_eq!(listed, ["aa-spam0", "aa-spam1", "aa-spam2", "aa-spam3"]);
+    let (s, last) = api
+        .call("GET", "/v1/rooms?after=aa-spam3", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200, "{last}");
+    assert_eq!(last["more"], false);
+    let listed: Vec<(String, bool)> = http_rooms(&last)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.room, r.role.is_some()))
+        .collect();
+    let want = [
+        ("aa-spam4", true),
+        ("aa-spam5", true),
+        ("zz-mine", true),
+        ("zz-public", false),
+    ];
+    assert_eq!(
+        listed,
+        want.map(|(r, mine)| (r.to_owned(), mine)),
+        "own rooms, then the public tail"
+    );
+
+    let every = chatmesh_client::Http::new(&mesh.url())?
+        .with_token(&ann)
+        .rooms()
+        .await?;
+    assert_eq!(every.len(), 8, "{every:?}");
+    for bad in [
+        "/v1/rooms?after=a%20b",
+        "/v1/rooms?after=",
+        "/v1/rooms?page=2",
+    ] {
+        let (s, v) = api.call("GET", bad, Some(&ann), None).await?;
+        assert_eq!(
+            (s, http_error(&v)),
+            (400, Some(ErrorCode::BadRequest)),
+            "{bad}: {v}"
+        );
+    }
+    mesh.stop().await
 }

@@ -13,6 +13,10 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 
+/// Most pages of the room list [`Http::rooms`] reads (a page holds up to 1,000 rooms by
+/// default).
+pub const MAX_ROOM_PAGES: usize = 100;
+
 /// A login: the token and when it expires (seconds since the Unix epoch).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Login {
@@ -104,14 +108,39 @@ impl Http {
         Ok(created.room)
     }
 
-    /// `GET /v1/rooms`: the caller's rooms first, then public rooms it is not in.
+    /// `GET /v1/rooms`: the caller's rooms first, then public rooms it is not in; every page
+    /// of them (see [`Http::rooms_page`]; at most [`MAX_ROOM_PAGES`] are read).
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_ROOM_PAGES {
+            let (rooms, more) = self.rooms_page(after.as_deref()).await?;
+            after = rooms.last().map(|r| r.room.clone());
+            all.extend(rooms);
+            if !more || after.is_none() {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// One page of `GET /v1/rooms` (extension): the rooms, and whether more of the caller's
+    /// rooms follow (then ask again `after` the last one). The public rooms the caller is not
+    /// in come on the last page.
+    pub async fn rooms_page(&self, after: Option<&str>) -> Result<(Vec<RoomInfo>, bool)> {
         #[derive(Deserialize)]
         struct Rooms {
             rooms: Vec<RoomInfo>,
+            #[serde(default)]
+            more: bool,
         }
-        let r: Rooms = self.call(reqwest::Method::GET, "/v1/rooms", None).await?;
-        Ok(r.rooms)
+        let path = match after {
+            // Room names need no escaping (protocol: names and ids).
+            Some(room) => format!("/v1/rooms?after={room}"),
+            None => "/v1/rooms".to_owned(),
+        };
+        let r: Rooms = self.call(reqwest::Method::GET, &path, None).await?;
+        Ok((r.rooms, r.more))
     }
 
     /// `POST /v1/rooms/{room}/members`: adds `user` (owner or admin only).

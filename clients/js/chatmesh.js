@@ -544,18 +544,49 @@ export class Http {
   }
 
   /**
-   * `GET /v1/rooms` whole: `rooms`, and `unavailable`, the regions that did not answer
-   * (a multi-region deployment whose regions keep their own rooms): their rooms are
-   * missing from this list, not left. Empty when every region answered.
+   * `GET /v1/rooms` whole: `rooms` (every page of them, see {@link Http#roomPage}), and
+   * `unavailable`, the regions that did not answer (a multi-region deployment whose regions
+   * keep their own rooms): their rooms are missing from this list, not left. Empty when
+   * every region answered. At most 100 pages are read.
    * @returns {Promise<{rooms: RoomInfo[], unavailable: string[]}>}
    */
   async roomList() {
-    const data = /** @type {{rooms?: RoomInfo[], unavailable?: unknown[]} | null} */ (
-      await this.#call("GET", "/v1/rooms")
+    /** @type {RoomInfo[]} */
+    const rooms = [];
+    /** @type {Set<string>} */
+    const unavailable = new Set();
+    /** @type {string | undefined} */
+    let after;
+    for (let pages = 0; pages < 100; pages++) {
+      const page = await this.roomPage(after);
+      rooms.push(...page.rooms);
+      for (const r of page.unavailable) unavailable.add(r);
+      const last = page.rooms[page.rooms.length - 1];
+      if (!page.more || !last) break;
+      after = last.room;
+    }
+    return { rooms, unavailable: [...unavailable] };
+  }
+
+  /**
+   * One page of `GET /v1/rooms` (extension: pages): a user in more rooms than the server
+   * lists at once (1,000 by default) gets `more: true`; the next page is `after` the last
+   * room of this one. The public rooms the caller is not in come on the last page.
+   * @param {string} [after]
+   * @returns {Promise<{rooms: RoomInfo[], more: boolean, unavailable: string[]}>}
+   */
+  async roomPage(after = undefined) {
+    const path = after === undefined ? "/v1/rooms" : `/v1/rooms?after=${encodeURIComponent(after)}`;
+    const data = /** @type {{rooms?: RoomInfo[], more?: unknown, unavailable?: unknown[]} | null} */ (
+      await this.#call("GET", path)
     );
     const rooms = data && Array.isArray(data.rooms) ? data.rooms : [];
     const missing = data && Array.isArray(data.unavailable) ? data.unavailable : [];
-    return { rooms, unavailable: missing.filter((r) => typeof r === "string").map(String) };
+    return {
+      rooms,
+      more: Boolean(data && data.more === true),
+      unavailable: missing.filter((r) => typeof r === "string").map(String),
+    };
   }
 
   /**

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
 use chatmesh_protocol::regions::Topology;
-use chatmesh_protocol::service::{ListRooms, ListRoomsRequest, Op, Reply, RoomList};
+use chatmesh_protocol::service::{ListRooms, ListRoomsRequest, Op, Reply, RoomList, RoomListing};
 use chatmesh_protocol::subjects::{home_region, svc_subject, HOME_SEP};
 use chatmesh_protocol::ApiError;
 
@@ -92,10 +92,12 @@ impl Services {
     /// (`mesh.regional_workers`) each keeps the memberships of its rooms: the list is asked
     /// of the primary's workers and of each such region's at once, and merged (the user's
     /// rooms first, then public ones). A region that does not answer is named in
-    /// `unavailable`; the call fails only when none answers.
-    pub async fn rooms_list(&self, user: &str) -> Result<RoomList, ApiError> {
+    /// `unavailable`; the call fails only when none answers. `after`: the next page of the
+    /// user's rooms (see [`merge_pages`]).
+    pub async fn rooms_list(&self, user: &str, after: Option<&str>) -> Result<RoomList, ApiError> {
         let req = ListRoomsRequest {
             user: user.to_owned(),
+            after: after.map(str::to_owned),
         };
         let regional = self.topology.regional_workers();
         if regional.is_empty() {
@@ -115,7 +117,7 @@ impl Services {
                 (region, answer)
             }
         });
-        let mut mine = Vec::new();
+        let mut pages = Vec::new();
         let mut public = Vec::new();
         let mut unavailable = Vec::new();
         let mut refusal = None;
@@ -124,7 +126,7 @@ impl Services {
                 Ok(Ok(list)) => {
                     let (m, p): (Vec<_>, Vec<_>) =
                         list.rooms.into_iter().partition(|r| r.role.is_some());
-                    mine.extend(m);
+                    pages.push((m, list.more));
                     public.extend(p);
                 }
                 Ok(Err(e)) => {
@@ -144,9 +146,13 @@ impl Services {
                 "no region answered for the room list",
             ));
         }
-        mine.extend(public);
+        let (mut rooms, more) = merge_pages(pages);
+        if !more {
+            rooms.extend(public);
+        }
         Ok(RoomList {
-            rooms: mine,
+            rooms,
+            more,
             unavailable,
         })
     }
@@ -236,4 +242,65 @@ fn unknown_home(topology: &Topology, key: &str) -> Option<ApiError> {
             "no such room: its home region {region:?} is not a region of this deployment"
         ))
     })
+}
+
+/// Merges one page of the user's rooms from each region (each by name, `true` when more
+/// follow there) into one page by name: it ends at the smallest last room of the regions
+/// with more, so that the next page, `after` its last room, skips none of any region's.
+fn merge_pages(pages: Vec<(Vec<RoomListing>, bool)>) -> (Vec<RoomListing>, bool) {
+    let cut = pages
+        .iter()
+        .filter(|(_, more)| *more)
+        .filter_map(|(rooms, _)| rooms.last().map(|r| r.room.clone()))
+        .min();
+    let more = pages.iter().any(|(_, more)| *more);
+    let mut rooms: Vec<RoomListing> = pages.into_iter().flat_map(|(rooms, _)| rooms).collect();
+    rooms.sort_by(|a, b| a.room.cmp(&b.room));
+    if let Some(cut) = cut {
+        rooms.retain(|r| r.room <= cut);
+    }
+    (rooms, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatmesh_protocol::service::{Role, RoomKind};
+
+    fn page(rooms: &[&str], more: bool) -> (Vec<RoomListing>, bool) {
+        let rooms = rooms
+            .iter()
+            .map(|r| RoomListing {
+                room: (*r).to_owned(),
+                kind: RoomKind::Private,
+                role: Some(Role::Member),
+                last_seq: 0,
+                unread: 0,
+                mentions: 0,
+                peer: None,
+                topic: None,
+                name: None,
+            })
+            .collect();
+        (rooms, more)
+    }
+
+    fn names(merged: &(Vec<RoomListing>, bool)) -> (Vec<&str>, bool) {
+        (merged.0.iter().map(|r| r.room.as_str()).collect(), merged.1)
+    }
+
+    /// A merged page ends where the first region with more stops, so no room of any region
+    /// falls between two pages; paging on gives every room once.
+    #[test]
+    fn merged_pages_skip_no_region_s_rooms() {
+        let merged = merge_pages(vec![page(&["a", "c", "e"], true), page(&["b", "f"], false)]);
+        assert_eq!(names(&merged), (vec!["a", "b", "c", "e"], true));
+        // The next page: after "e".
+        let merged = merge_pages(vec![page(&["g"], false), page(&["f"], false)]);
+        assert_eq!(names(&merged), (vec!["f", "g"], false));
+        let merged = merge_pages(vec![page(&["a", "d"], true), page(&["b", "c"], true)]);
+        assert_eq!(names(&merged), (vec!["a", "b", "c"], true));
+        let merged = merge_pages(vec![page(&[], false), page(&["x"], false)]);
+        assert_eq!(names(&merged), (vec!["x"], false));
+    }
 }

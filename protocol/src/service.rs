@@ -196,6 +196,10 @@ pub struct RemoveMemberRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListRoomsRequest {
     pub user: String,
+    /// The next page of the user's rooms: those whose names sort after this one (no public
+    /// rooms on such a page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// Unread mentions are counted up to this (clients show "99+").
@@ -226,6 +230,9 @@ pub struct RoomListing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomList {
     pub rooms: Vec<RoomListing>,
+    /// More of the user's rooms follow: ask again with `after` the last of them.
+    #[serde(default)]
+    pub more: bool,
     /// Regions with workers of their own that did not answer (cut off): the user's rooms
     /// homed there are missing from `rooms` (docs/REGIONS.md section 12). Absent when every
     /// region answered.

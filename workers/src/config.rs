@@ -64,7 +64,8 @@ pub struct WorkerConfig {
     pub argon2_memory_kib: u32,
     /// argon2id iterations.
     pub argon2_iterations: u32,
-    /// Most entries `rooms_list` returns.
+    /// Most entries one page of `rooms_list` returns (more rooms of the user's come on the
+    /// next pages).
     pub rooms_list_max: usize,
     /// The TiKV cluster, when `backend = "tikv"`.
     pub tikv: TikvConfig,

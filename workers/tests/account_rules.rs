@@ -1,5 +1,5 @@
 //! Account and quota rules in process (no NATS): token generations and `logout_all`, the
-//! per-user room quota, and the bounded public tail of `rooms_list`.
+//! per-user room quota, and the bounded public tail and the pages of `rooms_list`.
 
 mod common;
 
@@ -81,7 +81,10 @@ async fn room_list_tail_is_bounded_per_owner() {
         create(&l, room, RoomKind::Private, "ann").await;
     }
     let list = s
-        .rooms_list(ListRoomsRequest { user: "ann".into() })
+        .rooms_list(ListRoomsRequest {
+            user: "ann".into(),
+            after: None,
+        })
         .await
         .unwrap();
     let names: Vec<&str> = list.rooms.iter().map(|r| r.room.as_str()).collect();
@@ -95,4 +98,61 @@ async fn room_list_tail_is_bounded_per_owner() {
     assert_eq!(tail.iter().filter(|r| r.starts_with("a-")).count(), 2);
     assert_eq!(tail.iter().filter(|r| r.starts_with("b-")).count(), 2);
     assert!(tail.contains(&"c-cid"), "{names:?}");
+}
+
+/// A user in more than `rooms_list_max` rooms gets them all, in pages by name: `more` until
+/// the last, each next page `after` the last room of the one before; the public rooms come
+/// on the last page only; a bad `after` is refused.
+#[tokio::test]
+async fn a_long_room_list_comes_in_pages() {
+    let l = Local::with(|c| c.rooms_list_max = 3).await;
+    let s = &l.service;
+    for i in 0..7 {
+        create(&l, &format!("r{i}"), RoomKind::Private, "ann").await;
+    }
+    create(&l, "square", RoomKind::Public, "bob").await;
+    let page = |after: Option<&str>| ListRoomsRequest {
+        user: "ann".into(),
+        after: after.map(str::to_owned),
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let list = s.rooms_list(page(after.as_deref())).await.unwrap();
+        pages += 1;
+        let names: Vec<String> = list.rooms.iter().map(|r| r.room.clone()).collect();
+        if list.more {
+            assert_eq!(names.len(), 3, "{names:?}");
+            assert!(list.rooms.iter().all(|r| r.role.is_some()), "{names:?}");
+            after = names.last().cloned();
+            seen.extend(names);
+        } else {
+            assert_eq!(
+                names,
+                ["r6", "square"],
+                "the last page ends with the public room"
+            );
+            seen.extend(names);
+            break;
+        }
+        assert!(pages < 10, "the pages never end");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        seen,
+        ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "square"],
+        "every room once, in order"
+    );
+    assert_eq!(
+        code(s.rooms_list(page(Some("a b"))).await),
+        ErrorCode::BadRequest
+    );
+    let past = s.rooms_list(page(Some("r6"))).await.unwrap();
+    assert!(!past.more);
+    assert_eq!(
+        past.rooms.len(),
+        1,
+        "past the last own room: the public tail"
+    );
 }

@@ -161,7 +161,10 @@ async fn cursors_move_forward_and_drive_unread() {
         let svc = l.service.clone();
         async move {
             let list = svc
-                .rooms_list(ListRoomsRequest { user: "ann".into() })
+                .rooms_list(ListRoomsRequest {
+                    user: "ann".into(),
+                    after: None,
+                })
                 .await
                 .unwrap();
             list.rooms.iter().find(|r| r.room == "r").unwrap().unread

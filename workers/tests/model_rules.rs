@@ -149,7 +149,10 @@ async fn membership_rules() {
 
     create(&l, "lobby", RoomKind::Public, "dan").await;
     let list = s
-        .rooms_list(ListRoomsRequest { user: "ann".into() })
+        .rooms_list(ListRoomsRequest {
+            user: "ann".into(),
+            after: None,
+        })
         .await
         .unwrap();
     let got: Vec<(&str, Option<Role>)> = list

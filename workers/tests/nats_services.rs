@@ -114,9 +114,16 @@ async fn services_answer_over_request_reply() {
     assert!(page.more);
     assert_eq!(page.messages[1].seq, seqs[3]);
 
-    let list = call::<ListRooms>(&nats, "bob", &ListRoomsRequest { user: "bob".into() })
-        .await
-        .unwrap();
+    let list = call::<ListRooms>(
+        &nats,
+        "bob",
+        &ListRoomsRequest {
+            user: "bob".into(),
+            after: None,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(list.rooms.len(), 1);
     assert_eq!((list.rooms[0].last_seq, list.rooms[0].unread), (seqs[4], 5));
 

@@ -441,7 +441,10 @@ async fn replies_make_threads_with_their_own_paging_and_unread() {
 }
 
 async fn unread(l: &Local, user: &str) -> u64 {
-    let req = ListRoomsRequest { user: user.into() };
+    let req = ListRoomsRequest {
+        user: user.into(),
+        after: None,
+    };
     let rooms = l.service.rooms_list(req).await.unwrap().rooms;
     rooms.iter().find(|r| r.room == "r").expect("r").unread
 }

@@ -84,7 +84,10 @@ async fn topic_and_name_events_apply_in_stream_order() {
     // Two messages are unread for bob; the six events are not.
     let list = l
         .service
-        .rooms_list(ListRoomsRequest { user: "bob".into() })
+        .rooms_list(ListRoomsRequest {
+            user: "bob".into(),
+            after: None,
+        })
         .await
         .unwrap();
     let r = list.rooms.iter().find(|r| r.room == "r").unwrap();

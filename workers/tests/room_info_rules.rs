@@ -101,16 +101,22 @@ async fn topics_follow_roles_and_reach_the_room_list() {
         .await
         .unwrap();
     // The room record is cached now; the topic must not be stale because of it.
-    s.rooms_list(ListRoomsRequest { user: "cy".into() })
-        .await
-        .unwrap();
+    s.rooms_list(ListRoomsRequest {
+        user: "cy".into(),
+        after: None,
+    })
+    .await
+    .unwrap();
     let set = s
         .room_topic(topic("lounge", "bob", Some("  ferns 🌿 ")))
         .await
         .unwrap();
     assert_eq!(set.topic.as_deref(), Some("ferns 🌿"));
     let listed = s
-        .rooms_list(ListRoomsRequest { user: "cy".into() })
+        .rooms_list(ListRoomsRequest {
+            user: "cy".into(),
+            after: None,
+        })
         .await
         .unwrap();
     let lounge = listed.rooms.iter().find(|r| r.room == "lounge").unwrap();

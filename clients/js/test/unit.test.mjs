@@ -243,6 +243,26 @@ describe("unit", () => {
     await c.close();
   });
 
+  it("roomList reads every page of the room list, each after the last room of the one before", async () => {
+    const urls = [];
+    const pages = [
+      { rooms: [{ room: "a", role: "member" }, { room: "b", role: "owner" }], more: true },
+      { rooms: [{ room: "c d", role: "member" }], more: true, unavailable: ["eu"] },
+      { rooms: [{ room: "e", role: "member" }, { room: "pub", role: null }], more: false },
+    ];
+    const fetch = async (url) => {
+      urls.push(url);
+      return new Response(JSON.stringify(pages[urls.length - 1]), { status: 200 });
+    };
+    const http = new Http("http://h:1", { token: "tok", fetch });
+    const list = await http.roomList();
+    assert.deepEqual(list.rooms.map((r) => r.room), ["a", "b", "c d", "e", "pub"]);
+    assert.deepEqual(list.unavailable, ["eu"]);
+    assert.deepEqual(urls, ["http://h:1/v1/rooms", "http://h:1/v1/rooms?after=b", "http://h:1/v1/rooms?after=c%20d"]);
+    const one = await new Http("http://h:1", { fetch: async () => new Response(JSON.stringify({ rooms: [] })) }).roomPage();
+    assert.deepEqual(one, { rooms: [], more: false, unavailable: [] });
+  });
+
   it("files over HTTP: the name percent-encoded, the token and Range sent, errors decoded", async () => {
     const calls = [];
     const fetch = async (url, init) => {

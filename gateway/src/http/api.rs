@@ -22,7 +22,8 @@ use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 use super::files::{self, Part};
 use super::reply::{self, Body};
 use super::request::{
-    body, caller, caller_identity, name, page_params, password_queue_full, Answer, Refusal,
+    body, caller, caller_identity, name, page_params, password_queue_full, query_pairs, Answer,
+    Refusal,
 };
 use super::{account, moderation, push, room_info, threads};
 use crate::state::AppState;
@@ -245,7 +246,17 @@ fn homed(mesh: &chatmesh_protocol::MeshConfig, home: &str, room: &str) -> Result
 
 async fn list_rooms(state: &AppState, req: Request<Incoming>) -> Answer {
     let user = caller(state, &req).await?;
-    let list = state.services.rooms_list(&user).await?;
+    let mut after = None;
+    for (k, v) in query_pairs(&req) {
+        match k {
+            "after" => {
+                name("after", v)?;
+                after = Some(v);
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
+        }
+    }
+    let list = state.services.rooms_list(&user, after).await?;
     Ok(reply::json(200, &list))
 }
 

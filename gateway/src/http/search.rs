@@ -70,20 +70,25 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
         .into());
     }
     state.throttle.search_allowed(&user).await?;
-    // Membership at query time: the rooms the caller is in now.
-    let list = state.services.rooms_list(&user).await?;
-    let mut rooms: Vec<String> = list
-        .rooms
-        .into_iter()
-        .filter(|r| r.role.is_some())
-        .map(|r| r.room)
-        .collect();
-    if let Some(room) = &only_room {
-        if !rooms.contains(room) {
-            return Err(ApiError::forbidden("not a member of this room").into());
+    // Membership at query time: the rooms the caller is in now (the first page of its
+    // room list for a search of all of them).
+    let mut rooms: Vec<String> = match &only_room {
+        Some(room) => {
+            let access = state.access.get(room, &user).await?;
+            if !access.can_post() {
+                return Err(ApiError::forbidden("not a member of this room").into());
+            }
+            vec![room.clone()]
         }
-        rooms = vec![room.clone()];
-    }
+        None => {
+            let list = state.services.rooms_list(&user, None).await?;
+            list.rooms
+                .into_iter()
+                .filter(|r| r.role.is_some())
+                .map(|r| r.room)
+                .collect()
+        }
+    };
     rooms.truncate(MAX_SEARCH_ROOMS);
     // One ask per worker partition (a room's partition within its home region's stream).
     let topology = state.services.topology();

@@ -47,6 +47,27 @@ impl Model {
         self.scan_named(keys::rooms_of(user), limit).await
     }
 
+    /// Up to `limit` rooms `user` is a member of whose names sort after `after` (from the
+    /// first with `None`), by name, with the user's roles.
+    pub async fn rooms_of_after(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Role)>, StoreError> {
+        let all = keys::rooms_of(user);
+        let start = match after {
+            // The smallest key above `after`'s own: names never contain a 0 byte.
+            Some(room) => {
+                let mut k = keys::user_room(user, room);
+                k.push(0);
+                k
+            }
+            None => all.start,
+        };
+        self.scan_named(start..all.end, limit).await
+    }
+
     /// Up to `limit` members of `room`, with their roles.
     pub async fn members(
         &self,

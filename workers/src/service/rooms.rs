@@ -2,7 +2,8 @@
 //!
 //! `rooms_list` gives the rooms the user is in (role, last seq, unread, topic, name), then public rooms it
 //! is not in (and not banned from) (role null, unread 0: unread counts are kept only for rooms one follows), at most
-//! `rooms_list_max` entries in all. The public tail is bounded so that nobody can crowd a
+//! `rooms_list_max` entries in all. A user in more rooms than that gets them in pages, by
+//! name (`more`, then `after` the last one); the public rooms come on the last page. The public tail is bounded so that nobody can crowd a
 //! user's own rooms out: at most `rooms_list_public_max` entries, and at most
 //! `rooms_list_public_per_owner` rooms of any one owner. Room creation is capped per user
 //! (`max_rooms_per_user` rooms created, `forbidden` beyond; counted under the user's lock).
@@ -184,7 +185,16 @@ impl Service {
     pub async fn rooms_list(&self, req: ListRoomsRequest) -> Result<RoomList, ApiError> {
         valid("user name", &req.user)?;
         let max = self.inner.rooms_list_max;
-        let mine = self.model().rooms_of(&req.user, max).await?;
+        if let Some(after) = &req.after {
+            valid("room", after)?;
+        }
+        let after = req.after.as_deref();
+        let mut mine = self
+            .model()
+            .rooms_of_after(&req.user, after, max + 1)
+            .await?;
+        let more = mine.len() > max;
+        mine.truncate(max);
         let mut rooms = Vec::with_capacity(mine.len());
         for (room, role) in &mine {
             let Some(meta) = self.caches().room(self.model(), room).await? else {
@@ -232,9 +242,13 @@ impl Service {
             });
         }
         let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
-        let tail_max = max
-            .saturating_sub(rooms.len())
-            .min(self.inner.rooms_list_public_max);
+        // Public rooms come on the last page, after every room of the user's.
+        let tail_max = match more {
+            false => max
+                .saturating_sub(rooms.len())
+                .min(self.inner.rooms_list_public_max),
+            true => 0,
+        };
         if tail_max > 0 {
             let per_owner_max = self.inner.rooms_list_public_per_owner;
             let mut per_owner: HashMap<String, usize> = HashMap::new();
@@ -274,6 +288,7 @@ impl Service {
         }
         Ok(RoomList {
             rooms,
+            more,
             unavailable: Vec::new(),
         })
     }
