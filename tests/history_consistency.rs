@@ -379,3 +379,60 @@ async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
     assert_eq!(joins.segs["1"], big1);
     mesh.stop().await
 }
+
+/// A replay holds one of the gateway's few slots, so its client must read it at
+/// `replay_min_bytes_per_sec` while the replay waits: a client that reads one 16 KiB message
+/// every 100 ms (~160 KiB/s, against 1 MiB/s here) loses its replay's slot and is closed
+/// with 1013; a client that reads at full speed gets the whole backlog under the same setting.
+/// The backlog (16 MiB) is more than loopback's socket buffers take without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_a_replay_is_closed_and_frees_its_slot() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.replay_min_bytes_per_sec = 1 << 20;
+    config.gateway.limits.outbound_queue = 64;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let (api, ann, mut c) = owner(&mesh, "big").await?;
+    let big: Vec<u64> = c
+        .fill("big", &vec!["y".repeat(16 * 1024 - 64); 1000])
+        .await?
+        .iter()
+        .map(|a| a.0)
+        .collect();
+
+    let mut slow = Client::login(&mesh.ws_url(), &ann).await?;
+    slow.send_with_ref(frame::join_since("big", 0), 1).await?;
+    api.metric_reaches(RUNNING, 1.0).await?;
+    // Its replay gives the slot up (what is already in the socket buffers still drains,
+    // about 10 MiB at its pace).
+    let given_up = async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while api.metric("chatmesh_replays_too_slow_total").await? < 1.0 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the slow reader kept its replay for a minute"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        ended = slow.read_slowly(std::time::Duration::from_millis(100)) => {
+            anyhow::bail!("the slow reader's connection ended first: {ended:?}")
+        }
+        given_up = given_up => given_up?,
+    }
+    api.metric_reaches(RUNNING, 0.0).await?;
+    assert_eq!(slow.ended().await, Ended::Closed(1013));
+
+    let mut fast = Client::login(&mesh.ws_url(), &ann).await?;
+    fast.request(frame::join_since("big", 0)).await?;
+    let got: Vec<u64> = fast
+        .messages("big", big.len())
+        .await?
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(got, big);
+    mesh.stop().await
+}

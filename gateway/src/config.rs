@@ -133,6 +133,10 @@ pub struct GatewayConfig {
     /// How long a `join` with `since` waits for one of `max_replays` to free up before it
     /// is refused with `unavailable`, milliseconds.
     pub replay_wait_ms: u64,
+    /// Bytes a second a client must read of its replay while the replay waits for it
+    /// (measured over each 10 s of waiting); a slower reader's session is closed with 1013
+    /// and resumes after reconnecting, so slow readers cannot hold the replay slots.
+    pub replay_min_bytes_per_sec: u64,
 }
 
 impl Default for GatewayConfig {
@@ -190,6 +194,7 @@ impl Default for GatewayConfig {
             max_replays: 32,
             max_replays_per_user: 8,
             replay_wait_ms: 1_000,
+            replay_min_bytes_per_sec: 16 * 1024,
         }
     }
 }
@@ -261,6 +266,9 @@ impl GatewayConfig {
         }
         if self.replay_wait_ms > 60_000 {
             out.push("gateway.replay_wait_ms must be at most 60000".into());
+        }
+        if !(1..=1 << 30).contains(&self.replay_min_bytes_per_sec) {
+            out.push("gateway.replay_min_bytes_per_sec must be between 1 and 2^30".into());
         }
         // Out of these ranges every session fails while the gateway looks healthy (a zero
         // `hello` window, a deadline past what `Instant` holds, a zero service timeout).
@@ -469,10 +477,11 @@ mod tests {
             max_replays: 0,
             max_replays_per_user: 0,
             replay_wait_ms: 60_001,
+            replay_min_bytes_per_sec: 0,
             ..base()
         };
         let p = c.problems();
-        assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(p.len(), 5, "{p:?}");
         assert!(p.iter().all(|p| p.contains("replay")), "{p:?}");
     }
 

@@ -79,7 +79,7 @@ pub struct SessionLink {
 
 impl Out {
     /// The bytes this item holds.
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match self {
             Out::Frame(b) | Out::Pong(b) => b.len(),
             Out::Live { frame, .. } | Out::Replay { frame, .. } => frame.len(),

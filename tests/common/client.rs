@@ -220,6 +220,22 @@ impl Client {
         }
     }
 
+    /// Reads one message per `pause` (a slow reader) until the server ends the connection;
+    /// returns the close code. What it reads is dropped.
+    pub async fn read_slowly(&mut self, pause: std::time::Duration) -> Ended {
+        loop {
+            tokio::time::sleep(pause).await;
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(WsMessage::Close(Some(frame))))) => {
+                    return Ended::Closed(u16::from(frame.code))
+                }
+                Ok(Some(Ok(WsMessage::Close(None)))) => return Ended::Closed(1005),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => return Ended::Dropped,
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self
             .ws

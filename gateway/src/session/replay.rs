@@ -3,9 +3,16 @@
 //! retention gap) and, above what the store has yet, from JetStream. Frames are queued as
 //! bulk ([`SessionLink::send_bulk`]): a backlog never fills the queue replies need. How many
 //! replays run, and which stop early, is `replays.rs`'s business.
+//!
+//! A replay holds one of the gateway's few replay slots, so its client must take it at
+//! `replay_min_bytes_per_sec` while the replay waits for it ([`Pace`]): a client that reads
+//! slower (or not at all) is closed with 1013 and resumes after reconnecting, and the slot
+//! goes to someone else. Time the replay spends reading from the store or JetStream does
+//! not count against the client.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chatmesh_protocol::frames::ServerFrame;
@@ -20,6 +27,45 @@ const PAGE: u32 = 100;
 const JS_BATCH: usize = 256;
 /// A replay that cannot queue a frame for this long gives up (the session is stuck).
 const STALL: Duration = Duration::from_secs(30);
+/// Each time a replay has waited this long in all for its client to take frames, the client
+/// must have taken `replay_min_bytes_per_sec` times as many seconds of bytes meanwhile.
+const PACE_WINDOW: Duration = Duration::from_secs(10);
+
+/// How fast the client takes its replay while the replay waits for it.
+#[derive(Debug)]
+struct Pace {
+    min_per_window: u64,
+    /// Time spent queueing frames and bytes queued, since the window began.
+    window: Mutex<(Duration, u64)>,
+    too_slow: AtomicBool,
+}
+
+impl Pace {
+    fn new(min_bytes_per_sec: u64) -> Self {
+        Self {
+            min_per_window: min_bytes_per_sec.saturating_mul(PACE_WINDOW.as_secs()),
+            window: Mutex::new((Duration::ZERO, 0)),
+            too_slow: AtomicBool::new(false),
+        }
+    }
+
+    /// Queueing `bytes` took `waited`; `None` once the client is too slow.
+    fn took(&self, waited: Duration, bytes: u64) -> Option<()> {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        window.0 += waited;
+        window.1 += bytes;
+        if window.0 < PACE_WINDOW {
+            return Some(());
+        }
+        if window.1 < self.min_per_window {
+            self.too_slow.store(true, Ordering::Relaxed);
+            metrics::counter!("chatmesh_replays_too_slow_total").increment(1);
+            return None;
+        }
+        *window = (Duration::ZERO, 0);
+        Some(())
+    }
+}
 
 /// What to replay.
 #[derive(Debug)]
@@ -33,9 +79,14 @@ pub struct Replay {
 impl Replay {
     /// Replays, then releases the room's held live frames.
     pub async fn run(self, state: Arc<AppState>, link: Arc<SessionLink>) {
-        let sent = self.replay(&state, &link).await;
+        let pace = Pace::new(state.cfg.replay_min_bytes_per_sec);
+        let sent = self.replay(&state, &link, &pace).await;
         if sent.is_none() {
-            link.close(1013, "resume failed: reconnect and resume");
+            let reason = match pace.too_slow.load(Ordering::Relaxed) {
+                true => "resume read too slowly: reconnect and resume",
+                false => "resume failed: reconnect and resume",
+            };
+            link.close(1013, reason);
             return;
         }
         let done = Out::ReplayDone {
@@ -46,7 +97,7 @@ impl Replay {
     }
 
     /// Returns the last seq replayed, `None` if the session went away or a source failed.
-    async fn replay(&self, state: &AppState, link: &SessionLink) -> Option<u64> {
+    async fn replay(&self, state: &AppState, link: &SessionLink, pace: &Pace) -> Option<u64> {
         let mut cursor = self.since;
         if cursor >= self.until {
             return Some(cursor);
@@ -74,18 +125,21 @@ impl Replay {
                 }
                 if m.prev > cursor {
                     // The store no longer has (cursor, m.prev]: JetStream may still.
-                    cursor = self.fill_from_stream(state, link, cursor, m.seq).await?;
+                    cursor = self
+                        .fill_from_stream(state, link, pace, cursor, m.seq)
+                        .await?;
                     if m.prev > cursor {
                         let gap = ServerFrame::Gap {
                             room: (&*self.room).into(),
                             from: cursor + 1,
                             to: m.prev,
                         };
-                        self.push(link, Out::Frame(gap.encode().into())).await?;
+                        self.push(link, pace, Out::Frame(gap.encode().into()))
+                            .await?;
                     }
                 }
                 let seq = m.seq;
-                self.push(link, self.frame(&m)?).await?;
+                self.push(link, pace, self.frame(&m)?).await?;
                 cursor = seq;
             }
             if !more || n == 0 || cursor >= self.until {
@@ -95,7 +149,7 @@ impl Replay {
         // 2. JetStream: what the store has not persisted yet.
         if cursor < self.until {
             cursor = self
-                .fill_from_stream(state, link, cursor, self.until + 1)
+                .fill_from_stream(state, link, pace, cursor, self.until + 1)
                 .await?;
         }
         Some(cursor)
@@ -107,6 +161,7 @@ impl Replay {
         &self,
         state: &AppState,
         link: &SessionLink,
+        pace: &Pace,
         mut cursor: u64,
         below: u64,
     ) -> Option<u64> {
@@ -127,7 +182,7 @@ impl Replay {
                     return Some(cursor);
                 }
                 let frame = encode_message_frame(&self.room, r.seq, cursor, &r.payload)?;
-                self.push(link, self.out(r.seq, frame)).await?;
+                self.push(link, pace, self.out(r.seq, frame)).await?;
                 cursor = r.seq;
             }
         }
@@ -156,13 +211,45 @@ impl Replay {
         Some(self.out(m.seq, frame))
     }
 
-    async fn push(&self, link: &SessionLink, out: Out) -> Option<()> {
+    async fn push(&self, link: &SessionLink, pace: &Pace, out: Out) -> Option<()> {
         if matches!(out, Out::Replay { .. }) {
             metrics::counter!("chatmesh_replay_messages_total").increment(1);
         }
+        let bytes = out.size() as u64;
+        let started = Instant::now();
         match tokio::time::timeout(STALL, link.send_bulk(out)).await {
-            Ok(true) => Some(()),
+            Ok(true) => pace.took(started.elapsed(), bytes),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client must take its bytes a second over each window of waiting; quick queueing
+    /// counts little toward a window, and a window met starts a new one.
+    #[test]
+    fn a_client_slower_than_the_pace_is_too_slow() {
+        let pace = Pace::new(1000);
+        let second = Duration::from_secs(1);
+        for _ in 0..9 {
+            assert_eq!(pace.took(second, 1000), Some(()));
+        }
+        assert_eq!(
+            pace.took(second, 1000),
+            Some(()),
+            "10,000 bytes in 10 s: met"
+        );
+        for _ in 0..1000 {
+            assert_eq!(pace.took(Duration::from_micros(5), 100_000), Some(()));
+        }
+        let pace = Pace::new(1000);
+        for _ in 0..9 {
+            assert_eq!(pace.took(second, 1000), Some(()));
+        }
+        assert_eq!(pace.took(second, 999), None, "9,999 bytes in 10 s");
+        assert!(pace.too_slow.load(Ordering::Relaxed));
     }
 }
