@@ -150,37 +150,43 @@ fn check_b64url(field: &'static str, value: &str, max: usize) -> Result<(), Push
 fn check_endpoint(endpoint: &str, allow_http_loopback: bool) -> Result<(), PushError> {
     let graphic = |c: char| c.is_ascii_graphic();
     check_text("endpoint", endpoint, MAX_ENDPOINT_BYTES, graphic)?;
-    let (rest, https) = match endpoint.strip_prefix("https://") {
-        Some(rest) => (rest, true),
-        None => match endpoint.strip_prefix("http://") {
-            Some(rest) => (rest, false),
-            None => return Err(PushError::NotHttps("")),
-        },
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() || authority.contains('@') {
+    // Parsed as the worker's HTTP client will parse it (WHATWG URL rules), so a host it
+    // reads as an internal address (`2130706433`, `127.1`, `0x7f.0.0.1`, `LOCALHOST.`) is
+    // seen as one here too.
+    let written_host = endpoint.split_once("://").map(|(_, rest)| rest);
+    if written_host.is_none_or(|rest| rest.is_empty() || rest.starts_with(['/', '\\'])) {
         return Err(PushError::NotHttps(""));
     }
-    let host = host_of(authority);
-    if allow_http_loopback && matches!(host, "127.0.0.1" | "localhost" | "::1") {
+    let url = url::Url::parse(endpoint).map_err(|_| PushError::NotHttps(""))?;
+    let https = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        _ => return Err(PushError::NotHttps("")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(PushError::NotHttps(""));
+    }
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let local = name == "localhost" || name.ends_with(".localhost");
+            local.then_some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        }
+        None => return Err(PushError::NotHttps("")),
+    };
+    if allow_http_loopback && ip.is_some_and(|ip| ip.is_loopback()) {
         return Ok(());
     }
     if !https {
         return Err(PushError::NotHttps(" (http:// is refused)"));
     }
     // The worker POSTs to whatever is registered: no internal address written as such.
-    if host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip)) {
+    if ip.is_some_and(|ip| !is_public(ip)) {
         return Err(PushError::NotHttps(" on a public host"));
     }
     Ok(())
-}
-
-/// The host of `host[:port]` or `[v6][:port]`, without brackets.
-fn host_of(authority: &str) -> &str {
-    match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    }
 }
 
 /// Not loopback, private, link-local, unspecified, shared (CGNAT) or unique-local.
@@ -373,6 +379,17 @@ mod tests {
             "https://[::ffff:127.0.0.1]/x",
             "https://localhost/x",
             "https://100.64.0.1/x",
+            // What a URL parser (the worker's HTTP client's) reads as loopback or 0.0.0.0.
+            "https://0/x",
+            "https://2130706433/x",
+            "https://127.1/x",
+            "https://0x7f.0.0.1/x",
+            "https://0177.0.0.1/x",
+            "https://127.0.0.1./x",
+            "https://LOCALHOST/x",
+            "https://localhost./x",
+            "https://app.localhost/x",
+            "https://%31%32%37.0.0.1/x",
         ] {
             assert!(web(internal).check(false).is_err(), "{internal}");
         }
