@@ -179,40 +179,52 @@ async fn replies_form_threads_with_paging_unread_and_resume() -> Result<()> {
     mesh.stop().await
 }
 
-/// A thread cursor is kept only for a thread (a stored root, or a root with replies), and
-/// never beyond the room's last message: reading made-up roots (one stored record each,
-/// which retention never drops) is refused, and a read at u64::MAX does not hide the
-/// next reply.
+/// A thread cursor is kept only for a member (as the room's own cursor), only for a thread
+/// (a root with replies), and never beyond the room's last message: reading made-up roots
+/// or messages without replies (one stored record each, which retention never drops) is
+/// refused, as is a reader of a public room who is no member, and a read at u64::MAX does
+/// not hide the next reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thread_cursors_are_for_threads_and_clamped() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
     let api = Api::new(&mesh);
     let (ann, cat) = (api.user("ann").await?, api.user("cat").await?);
+    let dan = api.user("dan").await?;
     api.room(&ann, "hall", "public").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     a.join("hall").await?;
+    let mut c = Client::login(&mesh.ws_url(), &cat).await?;
+    c.join("hall").await?;
     let root = a.post("hall", "m1", "plans?").await?;
     let r1 = acked(
         &a.request(frame::reply("hall", "a1", root.seq, "beach"))
             .await?,
     );
-    let read = |seq_root: u64, seq: u64| {
-        let (api, cat) = (&api, &cat);
+    let lonely = a.post("hall", "m2", "nobody answers this").await?;
+    let read_as = |who: &str, seq_root: u64, seq: u64| {
+        let (api, who) = (&api, who.to_owned());
         async move {
             api.call(
                 "POST",
                 &format!("/v1/rooms/hall/messages/{seq_root}/thread/read"),
-                Some(cat),
+                Some(&who),
                 Some(json!({ "seq": seq })),
             )
             .await
         }
     };
-    for made_up in [999, 1_000_000, u64::MAX] {
+    let read = |seq_root: u64, seq: u64| read_as(&cat, seq_root, seq);
+    for made_up in [999, 1_000_000, u64::MAX, lonely.seq] {
         let (s, v) = read(made_up, 1).await?;
-        assert_eq!(s, 404, "a cursor for made-up root {made_up}: {v}");
+        assert_eq!(s, 404, "a cursor for root {made_up}, no thread: {v}");
     }
+    let (s, v) = read_as(&dan, root.seq, 1).await?;
+    assert_eq!(
+        (s, http_error(&v)),
+        (403, Some(ErrorCode::Forbidden)),
+        "a reader who is no member keeps no cursor: {v}"
+    );
     let (s, v) = read(r1.seq, 1).await?;
     assert_eq!(s, 400, "a reply is no root: {v}");
 
@@ -223,8 +235,8 @@ async fn thread_cursors_are_for_threads_and_clamped() -> Result<()> {
     let p: ThreadPage = serde_json::from_value(v)?;
     assert_eq!(
         (p.unread, p.read),
-        (0, r1.seq),
-        "clamped to the last message"
+        (0, lonely.seq),
+        "clamped to the room's last message"
     );
     let r2 = acked(
         &a.request(frame::reply("hall", "a2", root.seq, "noon"))

@@ -65,6 +65,11 @@ pub(super) async fn read(
     seq: &str,
 ) -> Answer {
     let (user, root) = reader(state, &req, room, seq).await?;
+    // A cursor is kept for members only, as the room's own (`read` needs membership too):
+    // a reader of a public room who is no member would leave records nobody removes.
+    if !state.access.get(room, &user).await?.can_post() {
+        return Err(ApiError::forbidden("only members keep a thread's read cursor").into());
+    }
     let read: ReadBody = body(req).await?;
     let ask = ThreadReadRequest {
         room: room.to_owned(),

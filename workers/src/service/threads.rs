@@ -107,9 +107,9 @@ impl Service {
     }
 
     /// Moves `req.user`'s read cursor in the thread of `req.root` forward to `req.seq`, at
-    /// most to the room's last message. Only a thread has a cursor (as for [`Self::thread`]:
-    /// 404 when the root is neither stored nor has replies, 400 for a reply): each cursor
-    /// is a record retention never drops, so made-up roots must not make any.
+    /// most to the room's last message. Only a thread has a cursor: 404 when the root has no
+    /// replies (made up, or a message nobody answered), 400 for a reply; each cursor is a
+    /// record retention never drops, so such roots must not make any.
     pub async fn thread_read(&self, req: ThreadReadRequest) -> Result<Done, ApiError> {
         valid("room", &req.room)?;
         valid("user name", &req.user)?;
@@ -129,7 +129,7 @@ impl Service {
                 req.root
             )));
         }
-        if root.is_none() && model.replies(&req.room, req.root, 0, 1).await?.0.is_empty() {
+        if model.replies(&req.room, req.root, 0, 1).await?.0.is_empty() {
             return Err(ApiError::not_found(format!(
                 "no thread of message {} in this room",
                 req.root
