@@ -153,6 +153,14 @@ async fn an_e2ee_room_relays_mls_and_orders_commits_one_epoch_at_a_time() -> Res
     let (code, msg) = refusal(&f);
     assert_eq!(code, ErrorCode::Conflict);
     assert!(msg.contains("future epoch"), "{msg}");
+    // The last epoch a u64 holds, from the author of the stored commit: refused the same,
+    // with no arithmetic overflow on the way.
+    let f = a
+        .request_json(send_mls("sec", "c0", mls(MlsKind::Commit, u64::MAX, b"k0")))
+        .await?;
+    let (code, msg) = refusal(&f);
+    assert_eq!(code, ErrorCode::Conflict);
+    assert!(msg.contains("future epoch"), "{msg}");
 
     // Two commits for epoch 1 at once: exactly one is stored, the other is refused.
     let sent_a = send_mls("sec", "c1a", mls(MlsKind::Commit, 1, b"ka"));

@@ -81,7 +81,7 @@ pub(super) async fn check(
         tokio::time::sleep(backoff.next_delay()).await;
     };
     if let Some(c) = &stored.commit {
-        if mls.epoch + 1 == stored.epoch && c.from == user && c.id == id {
+        if mls.epoch.checked_add(1) == Some(stored.epoch) && c.from == user && c.id == id {
             return Ok(Commit::Stored {
                 seq: c.seq,
                 ts: c.ts,
