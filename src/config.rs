@@ -133,6 +133,8 @@ impl Config {
         c.gateway.register_ip_burst = 100_000;
         c.gateway.rooms_per_minute = 100_000;
         c.gateway.rooms_burst = 100_000;
+        c.gateway.dms_per_minute = 100_000;
+        c.gateway.dm_burst = 100_000;
         c.gateway.searches_per_minute = 100_000;
         c.gateway.search_burst = 100_000;
         c

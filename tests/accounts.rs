@@ -381,6 +381,37 @@ async fn room_quotas_and_a_spam_proof_room_list() -> Result<()> {
     mesh.stop().await
 }
 
+/// Opening DMs is rate-limited per user like creating rooms (`dms_per_minute`, burst
+/// `dm_burst`; then 429 + `Retry-After`): every new DM is a room its peer cannot leave, so
+/// one account cannot open one with every user in a loop. Another user is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_flood_is_refused_rate_limited() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.dms_per_minute = 30;
+    config.gateway.dm_burst = 5;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let spam = api.user("spammer").await?;
+    let ann = api.user("ann").await?;
+    let http = client_from(31)?;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        api.user(&format!("target{i}")).await?;
+        let url = format!("{}/v1/dm/target{i}", mesh.url());
+        let resp = http.post(&url).bearer_auth(&spam).send().await?;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            assert!(resp.headers().get("retry-after").is_some());
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429], "rate per user");
+    let (s, v) = api.call("POST", "/v1/dm/target0", Some(&ann), None).await?;
+    assert_eq!(s, 200, "another user opens a DM at once: {v}");
+    mesh.stop().await
+}
+
 /// `POST /v1/auth/logout_all` revokes every token issued before it: the old token gets 401
 /// over HTTP and `unauthorized` + 4001 at `hello`, open sessions of that user close with 4001
 /// (on this gateway and, through the `chat.user.*` event, on another one), an upgrade with

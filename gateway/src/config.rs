@@ -105,6 +105,11 @@ pub struct GatewayConfig {
     pub rooms_per_minute: u32,
     /// Rooms a user may create at once before that rate applies.
     pub rooms_burst: u32,
+    /// DMs a user may open per minute (`POST /v1/dm/{user}`, token bucket): each new one is a
+    /// room its peer cannot leave.
+    pub dms_per_minute: u32,
+    /// DMs a user may open at once before that rate applies.
+    pub dm_burst: u32,
     /// Searches (`GET /v1/search`) a user may make per minute (token bucket): each asks
     /// every partition the user has rooms in.
     pub searches_per_minute: u32,
@@ -184,6 +189,8 @@ impl Default for GatewayConfig {
             register_ip_burst: 10,
             rooms_per_minute: 10,
             rooms_burst: 10,
+            dms_per_minute: 20,
+            dm_burst: 20,
             searches_per_minute: 120,
             search_burst: 20,
             key_claims_per_minute: 60,
@@ -346,6 +353,8 @@ impl GatewayConfig {
             ("register_ip_burst", self.register_ip_burst),
             ("rooms_per_minute", self.rooms_per_minute),
             ("rooms_burst", self.rooms_burst),
+            ("dms_per_minute", self.dms_per_minute),
+            ("dm_burst", self.dm_burst),
             ("searches_per_minute", self.searches_per_minute),
             ("search_burst", self.search_burst),
             ("key_claims_per_minute", self.key_claims_per_minute),

@@ -141,6 +141,7 @@ pub struct Throttle {
     login_account: Buckets<Arc<str>>,
     register_ip: Buckets<IpAddr>,
     rooms: Buckets<Arc<str>>,
+    dms: Buckets<Arc<str>>,
     searches: Buckets<Arc<str>>,
     claims: Buckets<Arc<str>>,
     refusals: Buckets<Arc<str>>,
@@ -169,6 +170,7 @@ impl Throttle {
             ),
             register_ip: Buckets::new(HOUR, cfg.register_per_ip_per_hour, cfg.register_ip_burst, n),
             rooms: Buckets::new(MINUTE, cfg.rooms_per_minute, cfg.rooms_burst, n),
+            dms: Buckets::new(MINUTE, cfg.dms_per_minute, cfg.dm_burst, n),
             searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
             claims: Buckets::new(MINUTE, cfg.key_claims_per_minute, cfg.key_claim_burst, n),
             refusals: Buckets::new(
@@ -273,6 +275,14 @@ impl Throttle {
             .check(Arc::from(user), true)
             .await
             .map_err(|wait| Throttled::new("key_claim", wait))
+    }
+
+    /// May `user` open a DM now? Counts it.
+    pub async fn dm_allowed(&self, user: &str) -> Result<(), Throttled> {
+        self.dms
+            .check(Arc::from(user), true)
+            .await
+            .map_err(|wait| Throttled::new("dm", wait))
     }
 
     /// May `user` create a room now? Counts it.

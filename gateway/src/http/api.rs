@@ -308,6 +308,7 @@ async fn dm(state: &AppState, req: Request<Incoming>, other: &str) -> Answer {
     if me == other {
         return Err(ApiError::bad_request("a DM needs two different users").into());
     }
+    state.throttle.dm_allowed(&me).await?;
     let req = DmRequest {
         a: me.clone(),
         b: other.to_owned(),
