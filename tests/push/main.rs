@@ -431,6 +431,56 @@ async fn a_failing_push_service_does_not_hold_up_other_users() -> Result<()> {
     mesh.stop().await
 }
 
+/// One user whose ten push targets all stall (a push service that takes every request and
+/// never answers) cannot take the request slots from everyone else while messages keep
+/// coming for it: a user's notification is sent to at most two of its targets at once, one
+/// notification of a user at a time (newer ones are skipped while it is out), so another
+/// user's push goes out at once. Before, each of its windows queued ten requests for the
+/// shared slots, each held for the whole request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_stalling_targets_does_not_starve_other_users() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = push_config();
+    config.push.concurrency = 4;
+    config.push.request_timeout_ms = 5_000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let push = Receiver::start().await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    for i in 0..10 {
+        let name = format!("bob{i}");
+        push.hold(&name, Some(Duration::from_secs(60)));
+        register(&api, &bob, &Subscription::new(push.endpoint(&name))).await?;
+    }
+    let dan = api.user("dan").await?;
+    register(&api, &dan, &Subscription::new(push.endpoint("dan"))).await?;
+    club(&api, &ann, "down", &["bob"]).await?;
+    club(&api, &ann, "fine", &["dan"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("down").await?;
+    sender.join("fine").await?;
+    // A window of bob's closes about every 1.5 s, each with ten stalling requests.
+    for i in 0..4 {
+        sender.post("down", &format!("d{i}"), "anyone?").await?;
+        tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + GRACE_MS + 100)).await;
+    }
+    let sent = tokio::time::Instant::now();
+    sender.post("fine", "m2", "hello dan").await?;
+    push.wait_delivered("dan", 1, WAIT).await?;
+    let took = sent.elapsed();
+    let window = Duration::from_millis(COLLAPSE_MS + GRACE_MS);
+    assert!(
+        took < window + Duration::from_secs(3),
+        "dan's push took {took:?} behind bob's stalling ones"
+    );
+    let at_once = (0..10)
+        .filter(|i| !push.received(&format!("bob{i}")).is_empty())
+        .count();
+    assert!(at_once <= 4, "bob's targets asked so far: {at_once}");
+    mesh.stop().await
+}
+
 /// The delivery marks survive a restart: after the mesh is restarted on its data dir and the
 /// notifier's consumer is made to deliver the whole stream again, nothing already pushed is
 /// pushed again, and the next message is pushed once, for itself alone.

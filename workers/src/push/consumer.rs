@@ -274,14 +274,22 @@ impl Loop {
 
     /// Hands every closed window to a delivery task (waiting for a free slot).
     async fn flush(&mut self, limit: &Arc<Semaphore>, tasks: &mut JoinSet<()>) {
-        while let Some(p) = self.window.pop_due(Instant::now()) {
+        while let Some(mut p) = self.window.pop_due(Instant::now()) {
+            let Some(turn) = self.deliverer.begin(&p.user) else {
+                // The user's previous notification is still being sent: skip this one.
+                counter!(m::PUSH_SKIPPED, "why" => "user_busy").increment(1);
+                for held in std::mem::take(&mut p.held) {
+                    release(held).await;
+                }
+                continue;
+            };
             let Ok(permit) = limit.clone().acquire_owned().await else {
                 return;
             };
             let deliverer = self.deliverer.clone();
             tasks.spawn(async move {
                 deliverer.run(p).await;
-                drop(permit);
+                drop((permit, turn));
             });
         }
         gauge!(m::PUSH_PENDING).set(self.window.len() as f64);

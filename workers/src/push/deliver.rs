@@ -1,6 +1,8 @@
 //! Deciding and sending one closed notification: who is still offline and still wants it,
 //! which of its messages each target has not been pushed yet (the delivery marks), then the
-//! pushes themselves with retries.
+//! pushes themselves with retries: one notification of a user at a time, to two of its
+//! targets at a time, so that one user's stalling push services hold few of the shared
+//! request slots.
 //!
 //! At most once per (message, target): the marks of a target are written, in one store
 //! write, BEFORE its push is attempted, and the stream messages are acked only after that
@@ -15,6 +17,7 @@ use chatmesh_protocol::push::{
     preview_of, NewTarget, PushPayload, PushSettings, RoomCount, TargetRequest,
 };
 use chatmesh_protocol::service::RoomKind;
+use futures::StreamExt;
 use metrics::{counter, histogram};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -51,6 +54,30 @@ pub struct Deliverer {
     /// attempt, never across a retry's wait, so a push service that keeps failing delays
     /// only its own pushes.
     pub sends: Arc<tokio::sync::Semaphore>,
+    /// Users with a notification being sent ([`Deliverer::begin`]): one at a time per user.
+    pub busy: Busy,
+}
+
+/// Targets of one notification sent to at once: one user's stalling push services hold at
+/// most this many of the shared request slots.
+const TARGETS_AT_ONCE: usize = 2;
+
+/// The users with a notification being sent.
+#[derive(Debug, Default, Clone)]
+pub struct Busy(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+/// A user's turn to be sent a notification; over when dropped.
+#[derive(Debug)]
+pub struct Turn {
+    busy: Busy,
+    user: String,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut busy = self.busy.0.lock().unwrap_or_else(|e| e.into_inner());
+        busy.remove(&self.user);
+    }
 }
 
 /// One target's push, decided and marked.
@@ -96,7 +123,19 @@ pub fn payload(settings: &PushSettings, rooms: &[(&RoomPending, u32)]) -> Option
 }
 
 impl Deliverer {
-    /// Decides and sends `p`. A store error leaves its messages unacked (redelivered).
+    /// `user`'s turn to be sent a notification, or `None` while one of theirs is still being
+    /// sent (a slow or failing push service): that one is skipped, so one user's pushes
+    /// cannot pile up in the shared slots while messages keep coming for it.
+    pub fn begin(&self, user: &str) -> Option<Turn> {
+        let mut busy = self.busy.0.lock().unwrap_or_else(|e| e.into_inner());
+        busy.insert(user.to_owned()).then(|| Turn {
+            busy: self.busy.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    /// Decides and sends `p`, to [`TARGETS_AT_ONCE`] of its targets at a time. A store
+    /// error leaves its messages unacked (redelivered).
     pub async fn run(self: Arc<Self>, mut p: Pending) {
         let held = std::mem::take(&mut p.held);
         match self.claim(&mut p).await {
@@ -104,13 +143,12 @@ impl Deliverer {
                 for h in held {
                     release(h).await;
                 }
-                let mut sends = tokio::task::JoinSet::new();
-                for c in claimed {
-                    let me = self.clone();
-                    let (user, first) = (p.user.clone(), p.first_stored);
-                    sends.spawn(async move { me.push(&user, &c, first).await });
-                }
-                while sends.join_next().await.is_some() {}
+                let (me, user, first) = (&*self, p.user.as_str(), p.first_stored);
+                futures::stream::iter(claimed)
+                    .for_each_concurrent(TARGETS_AT_ONCE, |c| async move {
+                        me.push(user, &c, first).await
+                    })
+                    .await;
             }
             Err(e) => {
                 warn!(user = %p.user, error = %chatmesh_protocol::error::Chain(&e), "a push could not be decided; its messages will be redelivered");

@@ -175,6 +175,7 @@ pub fn spawn_notifier(
         max_targets: cfg.max_targets_per_user,
         retry_max: Duration::from_secs(cfg.retry_max_secs),
         sends: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
+        busy: deliver::Busy::default(),
     });
     let js = jetstream::ContextBuilder::new()
         .timeout(JS_TIMEOUT)
