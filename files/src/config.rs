@@ -41,7 +41,9 @@ pub struct FilesConfig {
     pub redirect_secs: u64,
     /// A file no message refers to is deleted this long after its upload.
     pub unattached_grace_secs: u64,
-    /// An upload that has not finished this long after it started is deleted.
+    /// An upload that has not finished this long after it started is deleted. Longer than
+    /// the largest file takes at the gateways' minimum upload rate (16 KiB/s: 100 MiB in
+    /// 1 h 47 min).
     pub upload_timeout_secs: u64,
     /// How often a worker's sweeper looks for files to delete.
     pub sweep_interval_secs: u64,
@@ -66,7 +68,7 @@ impl Default for FilesConfig {
             redirect: false,
             redirect_secs: 300,
             unattached_grace_secs: 24 * 3600,
-            upload_timeout_secs: 3600,
+            upload_timeout_secs: 7200,
             sweep_interval_secs: 300,
             thumbnail_max_input_bytes: 32 * MIB,
             thumbnail_concurrency: 1,

@@ -78,8 +78,9 @@ impl GatewayFiles {
     }
 }
 
-/// How long an upload of `size` bytes may take on the whole: the idle timeout plus its
-/// size at [`MIN_UPLOAD_BYTES_PER_SEC`].
+/// How long the first `size` bytes of an upload may take: the idle timeout plus `size` at
+/// [`MIN_UPLOAD_BYTES_PER_SEC`] (checked all along an upload, so it can never fall further
+/// behind that rate than the idle timeout).
 pub fn upload_deadline(size: u64, idle: Duration) -> Duration {
     idle + Duration::from_millis(size.saturating_mul(1_000) / MIN_UPLOAD_BYTES_PER_SEC)
 }

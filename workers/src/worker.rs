@@ -153,6 +153,7 @@ impl Worker {
         }
         let audit_days = admin.audit_retention_days;
         service.enable_admin(admin);
+        service.warn_unregistered_admins().await;
         service.follow_stream(StreamTail {
             streams: streams.clone(),
             progress: progress.clone(),

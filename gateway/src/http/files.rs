@@ -147,17 +147,19 @@ async fn receive(
     let mut head = BytesMut::with_capacity(head_len);
     let mut received = 0u64;
     let mut upload: Option<(Upload, sniff::Sniffed)> = None;
-    let whole = upload_deadline(size, idle);
-    let deadline = tokio::time::Instant::now() + whole;
+    let started = tokio::time::Instant::now();
     loop {
-        let wait = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        // What has arrived must keep up with the minimum rate all along, not only on the
+        // whole: a byte every few seconds would otherwise hold an upload slot for hours.
+        let due = started + upload_deadline(received, idle);
+        let wait = idle.min(due.saturating_duration_since(tokio::time::Instant::now()));
         let frame = match tokio::time::timeout(wait, body.frame()).await {
             Err(_) if wait < idle => {
                 abort(upload).await;
                 return Err(ApiError::bad_request(format!(
                     "the upload arrived too slowly: {received} of its {size} bytes in {} ms \
                      (at least {MIN_UPLOAD_BYTES_PER_SEC} bytes a second are needed)",
-                    whole.as_millis()
+                    started.elapsed().as_millis()
                 )));
             }
             Err(_) => {

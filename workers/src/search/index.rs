@@ -296,6 +296,21 @@ impl MessageIndex {
     }
 }
 
+/// `q` with only the documented syntax left (words, `"phrases"`, `-word`, `OR`, grouping):
+/// every character the query parser would read as a field name (`:`), a range (`[ ] { } <
+/// > =`), a set, a wildcard (`*`), a boost (`^`), a slop (`~`) or an escape (`\`) becomes a
+/// space. A range reads every posting of every term in it, in every room, before the room
+/// filter applies: one query could make a worker read its whole index dozens of times.
+/// The words themselves are not changed (the tokenizer splits on such characters anyway).
+fn plain(q: &str) -> String {
+    q.chars()
+        .map(|c| match c {
+            ':' | '[' | ']' | '{' | '}' | '<' | '>' | '=' | '*' | '^' | '~' | '\\' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
 /// A point-in-time view of the index.
 pub struct Snapshot {
     index: Index,
@@ -310,7 +325,7 @@ impl Snapshot {
         let mut parser = QueryParser::for_index(&self.index, vec![f.body]);
         parser.set_conjunction_by_default();
         // Whatever the user typed is a query: what the syntax cannot parse is left out.
-        let (text, _) = parser.parse_query_lenient(&req.q);
+        let (text, _) = parser.parse_query_lenient(&plain(&req.q));
         let rooms = req.rooms.iter().map(|r| Term::from_field_text(f.room, r));
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Must, text),
@@ -508,6 +523,44 @@ mod tests {
             found(&part, &ask("blue", &["a"])).is_empty(),
             "the edit replaced it"
         );
+    }
+
+    /// Only the documented syntax reaches the index: words, phrases, `-word`, `OR`. Field
+    /// names, ranges (which read every posting of every term in them, in every room),
+    /// wildcards, boosts and slops are read as plain words, so they find nothing here.
+    #[test]
+    fn field_names_ranges_and_wildcards_are_plain_words() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut part = MessageIndex::open(dir.path(), 1).expect("open");
+        part.write(
+            &[3],
+            vec![
+                add(0, 1, doc("a", "ann", 100, "hello world")),
+                add(0, 2, doc("a", "ann", 200, "good night")),
+                add(0, 3, doc("a", "ann", 300, "hello again")),
+            ],
+        )
+        .expect("write");
+        part.commit(true, Instant::now()).expect("commit");
+        for q in [
+            "body:>a",
+            "body:[a TO z]",
+            "[a TO z]",
+            "{a TO z}",
+            ">a",
+            "body:hello",
+            "room:a",
+            "*",
+            "body:*",
+            "hel*",
+            "body: IN [hello night]",
+        ] {
+            assert!(found(&part, &ask(q, &["a"])).is_empty(), "{q}");
+        }
+        assert_eq!(found(&part, &ask("hello", &["a"])), [3, 1]);
+        assert_eq!(found(&part, &ask("\"hello world\"", &["a"])), [1]);
+        assert_eq!(found(&part, &ask("hello -world", &["a"])), [3]);
+        assert_eq!(found(&part, &ask("world OR night", &["a"])), [2, 1]);
     }
 
     #[test]

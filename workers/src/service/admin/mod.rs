@@ -48,6 +48,22 @@ impl Service {
         let _ = self.inner.admin.cfg.set(cfg);
     }
 
+    /// Warns about every `[admin] users` name without an account here: whoever registers it
+    /// first becomes a server admin (register the admin's account before listing it).
+    pub async fn warn_unregistered_admins(&self) {
+        for user in self.admin_cfg().users {
+            match self.model().user(&user).await {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::warn!(
+                    user,
+                    "[admin] users names an account that does not exist: whoever registers \
+                     it first becomes a server admin; register it, then list it"
+                ),
+                Err(e) => tracing::warn!(user, error = %e, "could not look up an admin's account"),
+            }
+        }
+    }
+
     fn admin_cfg(&self) -> AdminConfig {
         self.inner.admin.cfg.get().cloned().unwrap_or_default()
     }
