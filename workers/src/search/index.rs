@@ -297,11 +297,12 @@ impl MessageIndex {
 }
 
 /// `q` with only the documented syntax left (words, `"phrases"`, `-word`, `OR`, grouping):
-/// every character the query parser would read as a field name (`:`), a range (`[ ] { } <
-/// > =`), a set, a wildcard (`*`), a boost (`^`), a slop (`~`) or an escape (`\`) becomes a
-/// space. A range reads every posting of every term in it, in every room, before the room
-/// filter applies: one query could make a worker read its whole index dozens of times.
-/// The words themselves are not changed (the tokenizer splits on such characters anyway).
+/// every character the query parser would read as a field name (`:`), a range or a set
+/// (`[`, `]`, `{`, `}`, `<`, `>`, `=`), a wildcard (`*`), a boost (`^`), a slop (`~`) or an
+/// escape (`\`) becomes a space. A range reads every posting of every term in it, in every
+/// room, before the room filter applies: one query could make a worker read its whole index
+/// dozens of times. The words themselves are not changed (the tokenizer splits on such
+/// characters anyway).
 fn plain(q: &str) -> String {
     q.chars()
         .map(|c| match c {
