@@ -135,6 +135,7 @@ impl Config {
         c.gateway.rooms_burst = 100_000;
         c.gateway.dms_per_minute = 100_000;
         c.gateway.dm_burst = 100_000;
+        c.gateway.key_claims_per_target_per_hour = 100_000;
         c.gateway.searches_per_minute = 100_000;
         c.gateway.search_burst = 100_000;
         c

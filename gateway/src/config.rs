@@ -121,6 +121,9 @@ pub struct GatewayConfig {
     /// Claims a user may make at once before that rate applies (adding a whole team to an
     /// e2ee room at once).
     pub key_claim_burst: u32,
+    /// Claims of one user's KeyPackages one caller may make per hour (and at once): a few
+    /// accounts cannot use up a device's one-time packages.
+    pub key_claims_per_target_per_hour: u32,
     /// Entries each throttle table keeps (least used evicted first), bounding its memory.
     pub throttle_max_entries: u64,
     /// How long a user's token generation is cached, seconds (revocation events clear it
@@ -195,6 +198,7 @@ impl Default for GatewayConfig {
             search_burst: 20,
             key_claims_per_minute: 60,
             key_claim_burst: 200,
+            key_claims_per_target_per_hour: 20,
             throttle_max_entries: 100_000,
             user_gen_cache_secs: 30,
             max_replays_per_session: 4,
@@ -359,6 +363,10 @@ impl GatewayConfig {
             ("search_burst", self.search_burst),
             ("key_claims_per_minute", self.key_claims_per_minute),
             ("key_claim_burst", self.key_claim_burst),
+            (
+                "key_claims_per_target_per_hour",
+                self.key_claims_per_target_per_hour,
+            ),
         ];
         for (name, value) in throttles {
             if value == 0 {

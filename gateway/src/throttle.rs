@@ -144,6 +144,8 @@ pub struct Throttle {
     dms: Buckets<Arc<str>>,
     searches: Buckets<Arc<str>>,
     claims: Buckets<Arc<str>>,
+    /// Claims per (caller, user whose packages are claimed).
+    claims_of: Buckets<(Arc<str>, Arc<str>)>,
     refusals: Buckets<Arc<str>>,
     lockouts: Cache<(IpAddr, Arc<str>), Arc<Mutex<Lockout>>>,
     free_failures: u32,
@@ -173,6 +175,12 @@ impl Throttle {
             dms: Buckets::new(MINUTE, cfg.dms_per_minute, cfg.dm_burst, n),
             searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
             claims: Buckets::new(MINUTE, cfg.key_claims_per_minute, cfg.key_claim_burst, n),
+            claims_of: Buckets::new(
+                HOUR,
+                cfg.key_claims_per_target_per_hour,
+                cfg.key_claims_per_target_per_hour,
+                n,
+            ),
             refusals: Buckets::new(
                 MINUTE,
                 AUDITED_REFUSALS_PER_MINUTE,
@@ -269,10 +277,16 @@ impl Throttle {
             .map_err(|wait| Throttled::new("search", wait))
     }
 
-    /// May `user` claim another user's KeyPackages now? Counts it.
-    pub async fn claim_allowed(&self, user: &str) -> Result<(), Throttled> {
+    /// May `user` claim `target`'s KeyPackages now? Counts it, per caller and per (caller,
+    /// target).
+    pub async fn claim_allowed(&self, user: &str, target: &str) -> Result<(), Throttled> {
+        let user: Arc<str> = Arc::from(user);
+        self.claims_of
+            .check((user.clone(), Arc::from(target)), true)
+            .await
+            .map_err(|wait| Throttled::new("key_claim_target", wait))?;
         self.claims
-            .check(Arc::from(user), true)
+            .check(user, true)
             .await
             .map_err(|wait| Throttled::new("key_claim", wait))
     }
@@ -411,5 +425,29 @@ mod tests {
         t.room_allowed("ann").await.unwrap();
         assert!(t.room_allowed("ann").await.is_err());
         assert!(t.room_allowed("bob").await.is_ok());
+    }
+
+    /// A caller's claims are bounded per user whose packages it claims (a refused claim of
+    /// one user does not count against the caller) and over all users; another caller has
+    /// its own.
+    #[tokio::test(start_paused = true)]
+    async fn claims_are_throttled_per_caller_and_per_user_claimed() {
+        let t = Throttle::new(&GatewayConfig {
+            key_claim_burst: 5,
+            key_claims_per_target_per_hour: 2,
+            ..GatewayConfig::default()
+        });
+        t.claim_allowed("bob", "ann").await.unwrap();
+        t.claim_allowed("bob", "ann").await.unwrap();
+        let e = t.claim_allowed("bob", "ann").await.unwrap_err();
+        assert_eq!(e.retry_after, Duration::from_secs(1800), "2 per hour");
+        for user in ["cy", "dan", "eve"] {
+            t.claim_allowed("bob", user).await.unwrap();
+        }
+        assert!(
+            t.claim_allowed("bob", "fay").await.is_err(),
+            "the caller's burst of 5"
+        );
+        assert!(t.claim_allowed("carl", "ann").await.is_ok());
     }
 }

@@ -117,7 +117,7 @@ async fn devices(state: &AppState, req: Request<Incoming>, user: &str) -> Answer
 async fn claim(state: &AppState, req: Request<Incoming>, user: &str) -> Answer {
     let me = caller(state, &req).await?;
     name("user", user)?;
-    state.throttle.claim_allowed(&me).await?;
+    state.throttle.claim_allowed(&me, user).await?;
     let req = DeviceRequest {
         user: user.to_owned(),
         device: String::new(),
