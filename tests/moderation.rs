@@ -69,6 +69,28 @@ async fn listing(api: &Api, token: &str, room: &str) -> Result<Option<RoomListin
     Ok(rooms.into_iter().find(|r| r.room == room))
 }
 
+/// `owner` (joined to `room`) posts a message with id `id`; `banned` must not receive it
+/// nor anything later of `room` (whatever was on its way arrives before its `pong`).
+async fn not_delivered_after(
+    owner: &mut Client,
+    banned: &mut Client,
+    room: &str,
+    id: &str,
+) -> Result<()> {
+    let after = owner.post(room, id, "after the ban").await?;
+    owner.messages(room, 1).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pong = banned.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }));
+    let leaked: Vec<_> = banned
+        .backlog
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Message(m) if m.room == room && m.seq >= after.seq))
+        .collect();
+    assert!(leaked.is_empty(), "banned, yet delivered: {leaked:?}");
+    Ok(())
+}
+
 /// A ban removes the user at once (its live session gets `left` and `membership` null and
 /// no more of the room's messages), keeps it from joining, being added and reading the
 /// room's history (HTTP and WebSocket); owners and admins list the bans; an unban lets the
@@ -232,18 +254,7 @@ async fn a_ban_during_a_join_keeps_the_session_out() -> Result<()> {
         assert_eq!(error_of(&answer).0, ErrorCode::Forbidden);
     }
     owner.join("hall").await?;
-    let after = owner.post("hall", "a1", "after the ban").await?;
-    owner.messages("hall", 1).await?;
-    // Anything on its way to bob's session arrives before this answer.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let pong = banned.request(frame::ping()).await?;
-    assert!(matches!(pong, ServerFrame::Pong { .. }));
-    let leaked: Vec<_> = banned
-        .backlog
-        .iter()
-        .filter(|f| matches!(f, ServerFrame::Message(m) if m.room == "hall" && m.seq >= after.seq))
-        .collect();
-    assert!(leaked.is_empty(), "banned, yet delivered: {leaked:?}");
+    not_delivered_after(&mut owner, &mut banned, "hall", "a1").await?;
     holder.close().await;
     mesh.stop().await
 }
@@ -283,17 +294,7 @@ async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> 
     banned
         .wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "hall"))
         .await?;
-    let after = owner.post("hall", "a2", "after the ban").await?;
-    owner.messages("hall", 1).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let pong = banned.request(frame::ping()).await?;
-    assert!(matches!(pong, ServerFrame::Pong { .. }));
-    let leaked: Vec<_> = banned
-        .backlog
-        .iter()
-        .filter(|f| matches!(f, ServerFrame::Message(m) if m.room == "hall" && m.seq >= after.seq))
-        .collect();
-    assert!(leaked.is_empty(), "banned, yet delivered: {leaked:?}");
+    not_delivered_after(&mut owner, &mut banned, "hall", "a2").await?;
     far.stop().await;
     mesh.stop().await
 }

@@ -109,9 +109,6 @@ pub fn readable(access: &Access) -> Result<(), ApiError> {
     }
 }
 
-/// Access questions asked at once while re-checking the local members.
-const RECHECK_CONCURRENCY: usize = 16;
-
 /// Called with every membership event that removes or changes a member (tells the user's
 /// sessions).
 pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
@@ -193,7 +190,7 @@ async fn recheck(access: &AccessCache, fanout: &Fanout, notify: &Notify) -> usiz
             let answer = access.get(&room, &user).await;
             (room, user, answer)
         })
-        .buffer_unordered(RECHECK_CONCURRENCY);
+        .buffer_unordered(crate::reconnects::CONCURRENCY);
     futures::pin_mut!(answers);
     let (mut removed, mut unanswered) = (0usize, 0usize);
     while let Some((room, user, answer)) = answers.next().await {

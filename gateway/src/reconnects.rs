@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 const LOOK: Duration = Duration::from_secs(1);
 /// Pause before a re-check is repeated because some answers did not come.
 const RETRY: Duration = Duration::from_secs(5);
+/// Questions a re-check asks the workers at once.
+pub const CONCURRENCY: usize = 16;
 
 /// The number of times `nats` (re)connected, updated every second until `drain`.
 pub fn watch(nats: &async_nats::Client, drain: CancellationToken) -> watch::Receiver<u64> {

@@ -44,9 +44,6 @@ type Tracked = (u64, Option<u64>, Weak<SessionLink>);
 /// How long a generation is kept as the last known one (used while the primary is cut off).
 pub const LAST_KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
 
-/// Users asked about at once while re-checking after a reconnect.
-const RECHECK_CONCURRENCY: usize = 16;
-
 /// How long the primary is taken as cut off after it did not answer.
 const PRIMARY_DOWN_FOR: Duration = Duration::from_secs(15);
 
@@ -210,7 +207,7 @@ impl Revocation {
                 let answer = self.current(&user).await;
                 (user, answer)
             })
-            .buffer_unordered(RECHECK_CONCURRENCY);
+            .buffer_unordered(crate::reconnects::CONCURRENCY);
         futures::pin_mut!(answers);
         let mut unanswered = 0usize;
         while let Some((user, answer)) = answers.next().await {

@@ -207,29 +207,28 @@ impl Client {
     /// Waits for the server to end the connection; returns the close code. Frames read
     /// meanwhile go to the backlog.
     pub async fn ended(&mut self) -> Ended {
-        loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await {
-                Ok(Some(Ok(WsMessage::Close(Some(frame))))) => {
-                    return Ended::Closed(u16::from(frame.code))
-                }
-                Ok(Some(Ok(WsMessage::Close(None)))) => return Ended::Closed(1005),
-                Ok(Some(Ok(WsMessage::Text(t)))) => self.backlog.push_back(decode(&t)),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_))) | Ok(None) | Err(_) => return Ended::Dropped,
-            }
-        }
+        self.read_until_closed(None, true).await
     }
 
     /// Reads one message per `pause` (a slow reader) until the server ends the connection;
     /// returns the close code. What it reads is dropped.
     pub async fn read_slowly(&mut self, pause: std::time::Duration) -> Ended {
+        self.read_until_closed(Some(pause), false).await
+    }
+
+    /// Reads until the server ends the connection (after `pause` before each read), keeping
+    /// text frames in the backlog if `keep`; the close code.
+    async fn read_until_closed(&mut self, pause: Option<std::time::Duration>, keep: bool) -> Ended {
         loop {
-            tokio::time::sleep(pause).await;
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
             match tokio::time::timeout(WAIT, self.ws.next()).await {
                 Ok(Some(Ok(WsMessage::Close(Some(frame))))) => {
                     return Ended::Closed(u16::from(frame.code))
                 }
                 Ok(Some(Ok(WsMessage::Close(None)))) => return Ended::Closed(1005),
+                Ok(Some(Ok(WsMessage::Text(t)))) if keep => self.backlog.push_back(decode(&t)),
                 Ok(Some(Ok(_))) => {}
                 Ok(Some(Err(_))) | Ok(None) | Err(_) => return Ended::Dropped,
             }

@@ -347,22 +347,31 @@ async fn trickle(addr: String, head: String) -> Result<(u16, Duration)> {
     Ok((0, t0.elapsed()))
 }
 
+/// A mesh in `dir` with a 500 ms idle timeout for upload bodies, ann's private room `box`,
+/// and the gateway's address for [`trickle`].
+async fn trickle_mesh(
+    dir: &std::path::Path,
+) -> Result<(chatmesh::Mesh, Api, Files, String, String)> {
+    let mut config = fast_config();
+    config.gateway.body_read_timeout_ms = 500;
+    let mesh = start_mesh(dir, config).await?;
+    let api = Api::new(&mesh);
+    let files = Files::new(&mesh.url());
+    let ann = api.user("ann").await?;
+    api.room(&ann, "box", "private").await?;
+    let addr = mesh.url().trim_start_matches("http://").to_owned();
+    Ok((mesh, api, files, ann, addr))
+}
+
 /// One user trickling uploads (a byte every 300 ms, under the 500 ms idle timeout) cannot
 /// hold the gateway's 16 upload slots: they hold at most two, each only until it falls the
 /// idle timeout behind the minimum rate, and another user's upload goes through meanwhile.
 #[tokio::test]
 async fn a_trickling_uploader_cannot_hold_the_upload_slots() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut config = fast_config();
-    config.gateway.body_read_timeout_ms = 500;
-    let mesh = start_mesh(dir.path(), config).await?;
-    let api = Api::new(&mesh);
-    let files = Files::new(&mesh.url());
-    let ann = api.user("ann").await?;
-    api.room(&ann, "box", "private").await?;
+    let (mesh, api, files, ann, addr) = trickle_mesh(dir.path()).await?;
     let bob = api.user("bob").await?;
     api.room(&bob, "bobs", "private").await?;
-    let addr = mesh.url().trim_start_matches("http://").to_owned();
 
     // 16 uploads of 1 MiB (a minute at the minimum rate) and one of 1,000 bytes.
     let mut slow = Vec::new();
@@ -417,14 +426,7 @@ async fn a_trickling_uploader_cannot_hold_the_upload_slots() -> Result<()> {
 #[tokio::test]
 async fn trickling_uploads_of_many_accounts_are_cut_early() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut config = fast_config();
-    config.gateway.body_read_timeout_ms = 500;
-    let mesh = start_mesh(dir.path(), config).await?;
-    let api = Api::new(&mesh);
-    let files = Files::new(&mesh.url());
-    let ann = api.user("ann").await?;
-    api.room(&ann, "box", "private").await?;
-    let addr = mesh.url().trim_start_matches("http://").to_owned();
+    let (mesh, api, files, ann, addr) = trickle_mesh(dir.path()).await?;
     let mut slow = Vec::new();
     for u in 0..8 {
         let name = format!("u{u}");
