@@ -189,8 +189,10 @@ fn check_endpoint(endpoint: &str, allow_http_loopback: bool) -> Result<(), PushE
     Ok(())
 }
 
-/// Not loopback, private, link-local, unspecified, shared (CGNAT) or unique-local.
-fn is_public(ip: IpAddr) -> bool {
+/// Not loopback, private, link-local, unspecified, shared (CGNAT) or unique-local: an
+/// address the worker may POST a user's push endpoint to (the notifier's resolver keeps
+/// only these for Web Push hosts given by name).
+pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();

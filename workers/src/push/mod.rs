@@ -15,6 +15,7 @@ pub mod collapse;
 pub mod config;
 pub mod consumer;
 pub mod deliver;
+pub mod egress;
 pub mod fcm;
 pub mod intake;
 pub mod presence;
@@ -65,7 +66,8 @@ pub struct Push {
 /// The push services' clients.
 #[derive(Debug)]
 struct Providers {
-    http: reqwest::Client,
+    /// Web Push: to users' endpoints, public addresses only.
+    web_http: reqwest::Client,
     fcm: Option<fcm::Fcm>,
     apns: Option<apns::Apns>,
 }
@@ -73,10 +75,11 @@ struct Providers {
 impl Providers {
     fn open(cfg: &PushConfig) -> Result<Self, StartError> {
         let timeout = Duration::from_millis(cfg.request_timeout_ms);
-        let http = webpush::client(timeout).map_err(StartError::Http)?;
+        let web_http =
+            webpush::client(timeout, cfg.allow_http_loopback).map_err(StartError::Http)?;
         let fcm = match &cfg.fcm.credentials_file {
             Some(path) => Some(fcm::Fcm::open(
-                http.clone(),
+                webpush::operator_client(timeout).map_err(StartError::Http)?,
                 path,
                 &cfg.fcm.base_url,
                 cfg.fcm.token_url.as_deref(),
@@ -88,7 +91,11 @@ impl Providers {
             Some(_) => Some(apns::Apns::open(&cfg.apns, timeout, ttl)?),
             None => None,
         };
-        Ok(Self { http, fcm, apns })
+        Ok(Self {
+            web_http,
+            fcm,
+            apns,
+        })
     }
 }
 
@@ -158,12 +165,16 @@ pub fn spawn_notifier(
         vapid,
         providers,
     } = push;
-    let Providers { http, fcm, apns } = match providers {
+    let Providers {
+        web_http,
+        fcm,
+        apns,
+    } = match providers {
         Some(p) => p,
         None => Providers::open(&cfg)?,
     };
     let ttl = Duration::from_secs(cfg.ttl_secs);
-    let web = webpush::WebPush::new(http, ttl);
+    let web = webpush::WebPush::new(web_http, ttl);
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),
         presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK).into(),

@@ -53,15 +53,27 @@ pub struct WebPush {
     ttl: Duration,
 }
 
-/// The notifier's HTTP client (one pool for every provider): each request bounded by
-/// `timeout`, redirects never followed.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// The Web Push client: each request bounded by `timeout`, redirects never followed, and
+/// only public addresses connected to ([`super::egress`]; loopback too when
+/// `allow_loopback`, for tests' local receivers).
+pub fn client(timeout: Duration, allow_loopback: bool) -> Result<reqwest::Client, reqwest::Error> {
+    builder(timeout)
+        .dns_resolver(super::egress::PublicOnly { allow_loopback })
+        .build()
+}
+
+/// The client of the operator's push services (FCM): as [`client`], but to wherever the
+/// operator's settings point.
+pub fn operator_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    builder(timeout).build()
+}
+
+fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     // reqwest's rustls has no provider of its own here: ring, as everywhere in chatmesh.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .build()
 }
 
 impl WebPush {
