@@ -43,6 +43,11 @@ impl FilesConfig {
         if !(1..=100_000).contains(&self.thumbnail_queue) {
             out.push("files.thumbnail_queue must be between 1 and 100000".into());
         }
+        if !(1..=self.thumbnail_queue.max(1)).contains(&self.thumbnail_queue_per_user) {
+            out.push(
+                "files.thumbnail_queue_per_user must be between 1 and files.thumbnail_queue".into(),
+            );
+        }
         out
     }
 }
@@ -62,6 +67,20 @@ mod tests {
     #[test]
     fn defaults_are_sound() {
         assert!(FilesConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn a_users_share_of_the_thumbnail_queue_fits_in_it() {
+        for per_user in [0, 257] {
+            let cfg = FilesConfig {
+                thumbnail_queue_per_user: per_user,
+                ..FilesConfig::default()
+            };
+            assert!(
+                cfg.problems().iter().any(|p| p.contains("per_user")),
+                "{per_user}"
+            );
+        }
     }
 
     #[test]

@@ -51,8 +51,12 @@ pub struct FilesConfig {
     pub thumbnail_max_input_bytes: u64,
     /// Thumbnails decoded at once by one worker.
     pub thumbnail_concurrency: usize,
-    /// Thumbnails waiting to be made by one worker; beyond it an image gets none (`failed`).
+    /// Thumbnails waiting to be made by one worker; an image that finds no room stays
+    /// `pending` and the sweeper queues it again later.
     pub thumbnail_queue: usize,
+    /// Of those, how many one uploader's images may be; uploaders' images are taken in
+    /// turn, so one user's burst does not hold back everyone else's thumbnails.
+    pub thumbnail_queue_per_user: usize,
 }
 
 impl Default for FilesConfig {
@@ -73,6 +77,7 @@ impl Default for FilesConfig {
             thumbnail_max_input_bytes: 32 * MIB,
             thumbnail_concurrency: 1,
             thumbnail_queue: 256,
+            thumbnail_queue_per_user: 16,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`sniff`]: the content type from magic bytes, file names, image headers (and the
 //!   decompression-bomb limits).
 //! - [`thumb`]: thumbnails under decode limits.
+//! - [`queue`]: the thumbnail jobs waiting in a worker, taken in turn per uploader.
 //!
 //! Which files exist, who uploaded them and which messages refer to them is the workers'
 //! (their store); who may read them is decided per request by the gateway.
@@ -15,6 +16,7 @@
 mod check;
 pub mod config;
 pub mod error;
+pub mod queue;
 pub mod sniff;
 pub mod store;
 pub mod thumb;

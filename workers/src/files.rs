@@ -1,11 +1,12 @@
 //! The worker's side of shared files: thumbnails made off the request path, and the
 //! sweeper that deletes files nothing needs any more.
 //!
-//! Thumbnails: `file_commit` of an image queues a job (bounded, `[files] thumbnail_queue`);
-//! at most `thumbnail_concurrency` are decoded at once, each on a blocking thread under the
-//! decode limits of `chatmesh_files::thumb`. A job that finds no room in the queue, or that a
-//! restart lost, is queued again by the sweeper: a thumbnail stays `pending` until it is
-//! `ready` or `failed`, never forever.
+//! Thumbnails: `file_commit` of an image queues a job in the uploader's turn
+//! (`chatmesh_files::queue`: bounded by `[files] thumbnail_queue` and, per uploader,
+//! `thumbnail_queue_per_user`); at most `thumbnail_concurrency` are decoded at once, each on
+//! a blocking thread under the decode limits of `chatmesh_files::thumb`. A job that finds no
+//! room in the queue, or that a restart lost, is queued again by the sweeper: a thumbnail
+//! stays `pending` until it is `ready` or `failed`, never forever.
 //!
 //! The sweeper walks every file record of the rooms this worker owns, a page at a time,
 //! every `sweep_interval_secs`, and deletes (bytes, thumbnail, record, references, quota):
@@ -17,11 +18,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatmesh_files::queue::FairQueue;
 use chatmesh_files::FilesError;
 use chatmesh_protocol::files::Thumbnail;
 use chatmesh_protocol::message::now_ms;
 use metrics::counter;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -46,13 +48,19 @@ pub(crate) fn start(
     tasks: &mut JoinSet<Result<(), crate::error::WorkerError>>,
     shutdown: CancellationToken,
 ) {
-    let (jobs, rx) = mpsc::channel(files.cfg.thumbnail_queue);
+    let jobs = Arc::new(FairQueue::new(
+        files.cfg.thumbnail_queue,
+        files.cfg.thumbnail_queue_per_user,
+    ));
     let concurrency = files.cfg.thumbnail_concurrency;
     let interval = Duration::from_secs(files.cfg.sweep_interval_secs);
-    svc.enable_files(FilesHandle { files, jobs });
+    svc.enable_files(FilesHandle {
+        files,
+        jobs: jobs.clone(),
+    });
     let (s1, stop1) = (svc.clone(), shutdown.clone());
     tasks.spawn(async move {
-        thumbnails(s1, rx, concurrency, stop1).await;
+        thumbnails(s1, jobs, concurrency, stop1).await;
         Ok(())
     });
     let s2 = svc.clone();
@@ -64,25 +72,28 @@ pub(crate) fn start(
 
 async fn thumbnails(
     svc: Service,
-    mut rx: mpsc::Receiver<(String, String)>,
+    jobs: Arc<FairQueue>,
     concurrency: usize,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     loop {
+        // A decode slot first, then the job whose turn it is by then: a job is taken only
+        // when it can start, so a later uploader's image is not stuck behind one taken early.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { break };
         let job = tokio::select! {
             _ = shutdown.cancelled() => break,
-            job = rx.recv() => job,
-        };
-        let Some((room, id)) = job else { break };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+            job = jobs.pop() => job,
         };
         let svc = svc.clone();
         running.spawn(async move {
             let _permit = permit;
-            svc.make_thumbnail(&room, &id).await;
+            svc.make_thumbnail(&job.room, &job.id).await;
         });
         while running.try_join_next().is_some() {}
     }
@@ -226,7 +237,7 @@ impl Service {
                     Some(why) if self.delete_file(room, id, why).await => deleted += 1,
                     Some(_) => {}
                     None if record.thumbnail == Thumbnail::Pending && age > THUMBNAIL_RETRY_MS => {
-                        self.queue_thumbnail(room, id);
+                        self.queue_thumbnail(room, id, &record.by);
                     }
                     None => {}
                 }
@@ -286,6 +297,7 @@ mod tests {
         _dir: tempfile::TempDir,
         files_dir: std::path::PathBuf,
         svc: Service,
+        jobs: Arc<FairQueue>,
     }
 
     async fn fixture() -> Fixture {
@@ -304,10 +316,13 @@ mod tests {
             unattached_grace_secs: 24 * 3600,
             ..FilesConfig::default()
         };
-        let (jobs, _) = mpsc::channel(8);
+        let jobs = Arc::new(FairQueue::new(
+            fcfg.thumbnail_queue,
+            fcfg.thumbnail_queue_per_user,
+        ));
         svc.enable_files(FilesHandle {
             files: Files::open(&fcfg).unwrap(),
-            jobs,
+            jobs: jobs.clone(),
         });
         let room = CreateRoomRequest {
             room: "r".into(),
@@ -319,6 +334,7 @@ mod tests {
             _dir: dir,
             files_dir,
             svc,
+            jobs,
         }
     }
 
@@ -351,6 +367,104 @@ mod tests {
             };
             svc.file_commit(commit).await.unwrap();
         }
+    }
+
+    /// A committed 256 x 256 PNG of `by` in `room` (its thumbnail queued).
+    async fn image(svc: &Service, room: &str, id: &str, by: &str) {
+        let img = image::RgbImage::from_fn(256, 256, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let begin = FileBeginRequest {
+            room: room.into(),
+            id: id.into(),
+            actor: by.into(),
+            name: format!("{id}.png"),
+            size: png.len() as u64,
+        };
+        svc.file_begin(begin).await.unwrap();
+        let store = &svc.files().unwrap().files.store;
+        store
+            .put(&store.object(room, id), Bytes::from(png), "image/png")
+            .await
+            .unwrap();
+        let commit = FileCommitRequest {
+            room: room.into(),
+            id: id.into(),
+            content_type: "image/png".into(),
+            width: Some(256),
+            height: Some(256),
+        };
+        svc.file_commit(commit).await.unwrap();
+    }
+
+    /// One user's burst of images does not hold back another user's thumbnail: with the
+    /// default limits and one decode at a time, bob's image, queued after 40 of ann's, is
+    /// made after at most one of hers (the FIFO queue made it wait for all 40). Ann's images
+    /// past her share stay `pending` for the sweeper.
+    #[tokio::test]
+    async fn one_users_images_do_not_hold_back_anothers_thumbnail() {
+        let f = fixture().await;
+        let svc = &f.svc;
+        let room = CreateRoomRequest {
+            room: "s".into(),
+            kind: RoomKind::Private,
+            actor: "bob".into(),
+        };
+        svc.room_create(room).await.unwrap();
+        for n in 0..40 {
+            image(svc, "r", &id(n), "ann").await;
+        }
+        image(svc, "s", &id(100), "bob").await;
+        let per_user = FilesConfig::default().thumbnail_queue_per_user;
+        assert_eq!(f.jobs.len(), per_user + 1, "ann's share and bob's image");
+
+        let stop = CancellationToken::new();
+        let maker = tokio::spawn(thumbnails(svc.clone(), f.jobs.clone(), 1, stop.clone()));
+        let state = |room: &'static str, n: u8| async move {
+            svc.model()
+                .file(room, &id(n))
+                .await
+                .unwrap()
+                .unwrap()
+                .thumbnail
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if state("s", 100).await != Thumbnail::Pending {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bob's thumbnail never came"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(state("s", 100).await, Thumbnail::Ready);
+        let mut ann_made = 0;
+        for n in 0..40 {
+            ann_made += usize::from(state("r", n).await != Thumbnail::Pending);
+        }
+        assert!(
+            ann_made <= 2,
+            "{ann_made} of ann's thumbnails were made before bob's"
+        );
+
+        // The rest of ann's share is made; what did not fit waits for the sweeper.
+        while !f.jobs.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ann's share never drained"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        maker.await.unwrap();
+        let mut left = 0;
+        for n in 0..40 {
+            left += usize::from(state("r", n).await == Thumbnail::Pending);
+        }
+        assert_eq!(left, 40 - per_user);
     }
 
     fn id(n: u8) -> String {

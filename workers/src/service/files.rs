@@ -18,7 +18,6 @@ use chatmesh_protocol::service::Done;
 use chatmesh_protocol::{ApiError, ErrorCode};
 
 use chatmesh_files::{FileStore, FilesConfig, FilesError};
-use tokio::sync::mpsc;
 
 use super::{valid, Service};
 use crate::model::{FileRecord, Model};
@@ -44,7 +43,7 @@ impl Files {
 #[derive(Debug)]
 pub(crate) struct FilesHandle {
     pub files: Files,
-    pub jobs: mpsc::Sender<(String, String)>,
+    pub jobs: std::sync::Arc<chatmesh_files::queue::FairQueue>,
 }
 
 /// The least a file counts against the quotas, however small: a block on disk and a
@@ -145,7 +144,7 @@ impl Service {
             record.info(&req.room, &req.id)
         };
         if info.thumbnail == Thumbnail::Pending {
-            self.queue_thumbnail(&req.room, &req.id);
+            self.queue_thumbnail(&req.room, &req.id, &info.by);
         }
         Ok(info)
     }

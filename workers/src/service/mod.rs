@@ -182,16 +182,15 @@ impl Service {
     }
 
     /// Queues the thumbnail of a file; when the queue is full the sweeper queues it later.
-    pub(crate) fn queue_thumbnail(&self, room: &str, id: &str) {
-        if let Ok(handle) = self.files() {
-            if handle
-                .jobs
-                .try_send((room.to_owned(), id.to_owned()))
-                .is_err()
-            {
-                metrics::counter!("chatmesh_file_thumbnails_total", "outcome" => "queue_full")
-                    .increment(1);
-            }
+    pub(crate) fn queue_thumbnail(&self, room: &str, id: &str, uploader: &str) {
+        let Ok(handle) = self.files() else { return };
+        let job = chatmesh_files::queue::Job {
+            room: room.to_owned(),
+            id: id.to_owned(),
+        };
+        if let Err(refused) = handle.jobs.push(uploader, job) {
+            metrics::counter!("chatmesh_file_thumbnails_total", "outcome" => refused.label())
+                .increment(1);
         }
     }
 
