@@ -35,6 +35,13 @@ pub struct AdminArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AdminCommand {
+    /// Register a server admin's account: a name of [admin] users that has no account yet,
+    /// with the deployment's admin bootstrap token (CHATMESH_ADMIN_BOOTSTRAP_TOKEN) and the
+    /// new password (CHATMESH_PASSWORD). Needs no login.
+    Bootstrap {
+        #[arg(value_name = "USER")]
+        account: String,
+    },
     /// List accounts, a page at a time (in the store's order, not alphabetical).
     Users {
         /// Start after this account (the last one of the previous page).
@@ -82,6 +89,9 @@ pub enum AdminCommand {
 
 /// Runs one admin command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::Bootstrap { account } = &args.command {
+        return bootstrap(&args.url, account).await;
+    }
     let http = connect(&args).await?;
     let json = args.json;
     match &args.command {
@@ -175,6 +185,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 eprintln!("{} lines exported", summary.lines);
             }
         }
+        AdminCommand::Bootstrap { .. } => unreachable!("run before connecting"),
         AdminCommand::Audit { limit, before } => {
             let page = http
                 .admin_audit(before.as_deref(), *limit)
@@ -192,6 +203,35 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `chatmesh admin bootstrap USER`: registers a server admin's name with the bootstrap
+/// token.
+async fn bootstrap(url: &str, user: &str) -> anyhow::Result<()> {
+    let token = std::env::var("CHATMESH_ADMIN_BOOTSTRAP_TOKEN")
+        .context("set CHATMESH_ADMIN_BOOTSTRAP_TOKEN to the workers' [admin] bootstrap_token")?;
+    let password = std::env::var("CHATMESH_PASSWORD")
+        .context("set CHATMESH_PASSWORD to the new account's password")?;
+    let http = Http::new(url).with_context(|| format!("the URL {url:?}"))?;
+    match http.register_admin(user, &password, token.trim()).await {
+        Ok(()) => {
+            say(&format!(
+                "{user} registered: a server admin (log in with --user {user})"
+            ));
+            Ok(())
+        }
+        Err(e) => match e.code() {
+            Some(ErrorCode::Conflict) => bail!("{user} has an account already"),
+            Some(ErrorCode::Forbidden | ErrorCode::BadRequest) => {
+                let message = match &e {
+                    Error::Api(api) => api.message.clone(),
+                    _ => e.to_string(),
+                };
+                bail!("registration of {user} refused: {message}")
+            }
+            _ => Err(anyhow::Error::new(e).context(format!("registering at {url}"))),
+        },
+    }
 }
 
 /// The API with a token: `--token`/CHATMESH_TOKEN, or a login as `--user`. (Arguments

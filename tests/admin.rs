@@ -20,9 +20,7 @@ const PASSWORD: &str = "correct horse";
 
 /// A config whose only server admin is `root`.
 fn admin_config() -> Config {
-    let mut c = fast_config();
-    c.admin.users = vec!["root".into()];
-    c
+    with_admins(fast_config(), &["root"])
 }
 
 /// The audit log as `root` sees it (newest first, up to 100 entries).
@@ -64,7 +62,7 @@ async fn non_admins_are_refused_everywhere_and_audited() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let bob = api.user("bob").await?;
     api.room(&root, "lobby", "public").await?;
     let routes = [
@@ -99,6 +97,57 @@ async fn non_admins_are_refused_everywhere_and_audited() -> Result<()> {
     mesh.stop().await
 }
 
+/// A name of `[admin] users` without an account is not anyone's for the taking: registering
+/// it without the bootstrap token, or with a wrong one, is refused (403) and leaves no
+/// account; the operator's registration with the token makes the server admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_admin_name_is_not_taken_by_whoever_registers_first() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), admin_config()).await?;
+    let api = Api::new(&mesh);
+    let register = |token: Option<&str>| {
+        let mut body = credentials("root", "mallory's password");
+        if let Some(token) = token {
+            body["admin_token"] = json!(token);
+        }
+        body
+    };
+    let wrong = "x".repeat(ADMIN_TOKEN.len());
+    for token in [None, Some(wrong.as_str())] {
+        let (s, v) = api
+            .call("POST", "/v1/auth/register", None, Some(register(token)))
+            .await?;
+        assert_eq!(
+            (s, http_error(&v)),
+            (403, Some(ErrorCode::Forbidden)),
+            "{v}"
+        );
+        assert!(v.to_string().contains("reserved for a server admin"), "{v}");
+    }
+    let (s, v) = api
+        .call("POST", "/v1/auth/login", None, Some(register(None)))
+        .await?;
+    assert_eq!(s, 401, "no account was made: {v}");
+    // A token with a name that is not listed is refused too.
+    let mut body = credentials("mallory", PASSWORD);
+    body["admin_token"] = json!(ADMIN_TOKEN);
+    let (s, v) = api
+        .call("POST", "/v1/auth/register", None, Some(body))
+        .await?;
+    assert_eq!(s, 400, "{v}");
+
+    let root = api.server_admin("root").await?;
+    let (s, v) = api
+        .call("GET", "/v1/admin/users", Some(&root), None)
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = api
+        .call("POST", "/v1/auth/register", None, Some(register(None)))
+        .await?;
+    assert_eq!(s, 409, "the admin's account exists now");
+    mesh.stop().await
+}
+
 /// The workers check the role themselves: a gateway configured with an admin the workers do
 /// not know gets `forbidden` from them, and that refusal is audited too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +155,7 @@ async fn workers_check_the_role_again() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let mallory = api.user("mallory").await?;
     // A second gateway whose [admin] wrongly lists mallory.
     let mut cfg = mesh.config.clone();
@@ -136,7 +185,7 @@ async fn users_are_listed_by_pages() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let mut names = vec!["root".to_owned()];
     for i in 0..7 {
         let name = format!("user{i}");
@@ -190,7 +239,7 @@ async fn disable_and_enable_an_account() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let carol = api.user("carol").await?;
     let role = chatmesh_protocol::bus::Role::Gateway;
     let nats = chatmesh::nats::connect(&mesh.config.mesh, role, "second-gateway").await?;
@@ -290,7 +339,7 @@ async fn a_deleted_room_is_gone_everywhere() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let (ann, bob, cid) = (
         api.user("ann").await?,
         api.user("bob").await?,
@@ -433,7 +482,7 @@ async fn a_users_data_is_exported() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
     api.room(&ann, "general", "public").await?;
     api.room(&bob, "side", "private").await?;
@@ -496,7 +545,7 @@ async fn a_flood_of_refused_calls_is_audited_at_a_bounded_rate() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let carol = api.user("carol").await?;
     let bob = api.user("bob").await?;
     for _ in 0..60 {
@@ -523,7 +572,7 @@ async fn the_audit_log_pages_newest_first() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), admin_config()).await?;
     let api = Api::new(&mesh);
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     for i in 0..5 {
         let name = format!("u{i}");
         api.user(&name).await?;

@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{fast_config, start_mesh, Api};
+use common::{fast_config, start_mesh, with_admins, Api, ADMIN_TOKEN};
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -42,11 +42,25 @@ fn stderr(o: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subcommand_works_for_an_admin() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = fast_config();
-    cfg.admin.users = vec!["root".into()];
+    let cfg = with_admins(fast_config(), &["root"]);
     let mesh = start_mesh(dir.path(), cfg).await?;
     let api = Api::new(&mesh);
     let url = mesh.url();
+    // The operator registers the listed admin with the bootstrap token; only once.
+    let boot = [
+        ("CHATMESH_ADMIN_BOOTSTRAP_TOKEN", ADMIN_TOKEN),
+        ("CHATMESH_PASSWORD", PASSWORD),
+    ];
+    let out = admin(&url, &boot, &["bootstrap", "root"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("root registered"), "{}", stdout(&out));
+    let out = admin(&url, &boot, &["bootstrap", "root"]).await?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has an account already"),
+        "{}",
+        stderr(&out)
+    );
     let root = api.user("root").await?;
     let ann = api.user("ann").await?;
     api.room(&ann, "old-room", "public").await?;
@@ -136,12 +150,11 @@ async fn every_subcommand_works_for_an_admin() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_explained() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = fast_config();
-    cfg.admin.users = vec!["root".into()];
+    let cfg = with_admins(fast_config(), &["root"]);
     let mesh = start_mesh(dir.path(), cfg).await?;
     let api = Api::new(&mesh);
     let url = mesh.url();
-    let root = api.user("root").await?;
+    let root = api.server_admin("root").await?;
     let bob = api.user("bob").await?;
 
     let out = admin(&url, &[("CHATMESH_TOKEN", bob.as_str())], &["users"]).await?;
@@ -158,6 +171,32 @@ async fn errors_are_explained() -> Result<()> {
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("not authenticated"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `bootstrap` without the token, with a wrong one, for a name that is not listed.
+    let out = admin(
+        &url,
+        &[("CHATMESH_PASSWORD", PASSWORD)],
+        &["bootstrap", "ops"],
+    )
+    .await?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("CHATMESH_ADMIN_BOOTSTRAP_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+    let wrong = "w".repeat(40);
+    let env = [
+        ("CHATMESH_ADMIN_BOOTSTRAP_TOKEN", wrong.as_str()),
+        ("CHATMESH_PASSWORD", PASSWORD),
+    ];
+    let out = admin(&url, &env, &["bootstrap", "ops"]).await?;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only for a name listed"),
         "{}",
         stderr(&out)
     );

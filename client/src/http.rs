@@ -77,6 +77,20 @@ impl Http {
             .map(drop)
     }
 
+    /// `POST /v1/auth/register` of a server admin's name (one of `[admin] users` without an
+    /// account yet), with the deployment's admin bootstrap token (extension).
+    pub async fn register_admin(
+        &self,
+        username: &str,
+        password: &str,
+        admin_token: &str,
+    ) -> Result<()> {
+        let body = json!({"username": username, "password": password, "admin_token": admin_token});
+        self.call::<serde_json::Value>(reqwest::Method::POST, "/v1/auth/register", Some(body))
+            .await
+            .map(drop)
+    }
+
     /// `POST /v1/auth/login`.
     pub async fn login(&self, username: &str, password: &str) -> Result<Login> {
         let body = json!({"username": username, "password": password});

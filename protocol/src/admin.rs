@@ -12,12 +12,23 @@ use serde::{Deserialize, Serialize};
 use crate::service::{Done, Op, Role};
 use crate::validate_name;
 
+/// Shortest `[admin] bootstrap_token` accepted.
+pub const MIN_BOOTSTRAP_TOKEN_CHARS: usize = 32;
+/// Longest admin bootstrap token (configured or sent), in bytes.
+pub const MAX_ADMIN_TOKEN_BYTES: usize = 256;
+
 /// `[admin]`: who the server admins are, and how long their actions stay in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// User names of the server admins (none by default: the admin API refuses everyone).
+    /// A listed name without an account can be registered only with `bootstrap_token`.
     pub users: Vec<String>,
+    /// The secret with which a name of `users` that has no account yet is registered
+    /// (`POST /v1/auth/register` with `admin_token`, or `chatmesh admin bootstrap`); at
+    /// least 32 characters. Unset: such a name cannot be registered at all (register the
+    /// account first, then list it). Only workers read it.
+    pub bootstrap_token: Option<String>,
     /// Days an audit entry is kept (the retention sweep deletes older ones; 0: for ever).
     pub audit_retention_days: u64,
     /// Most messages of one room a user export reads, newest first, looking for the user's
@@ -29,6 +40,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             users: Vec::new(),
+            bootstrap_token: None,
             audit_retention_days: 365,
             export_scan_per_room: 100_000,
         }
@@ -47,6 +59,15 @@ impl AdminConfig {
         for user in &self.users {
             if validate_name("user name", user).is_err() {
                 out.push(format!("admin.users: {user:?} is not a valid user name"));
+            }
+        }
+        if let Some(token) = &self.bootstrap_token {
+            if token.chars().count() < MIN_BOOTSTRAP_TOKEN_CHARS
+                || token.len() > MAX_ADMIN_TOKEN_BYTES
+            {
+                out.push(format!(
+                    "admin.bootstrap_token must have {MIN_BOOTSTRAP_TOKEN_CHARS} to {MAX_ADMIN_TOKEN_BYTES} characters (e.g. `openssl rand -hex 32`)"
+                ));
             }
         }
         if self.audit_retention_days > 36_500 {
@@ -257,11 +278,17 @@ mod tests {
         assert!(AdminConfig::default().problems().is_empty());
         let bad = AdminConfig {
             users: vec!["alice".into(), "not a name".into()],
+            bootstrap_token: Some("too short".into()),
             audit_retention_days: 40_000,
             export_scan_per_room: 0,
         };
         let p = bad.problems();
-        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p.len(), 4, "{p:?}");
+        let good = AdminConfig {
+            bootstrap_token: Some("x".repeat(MIN_BOOTSTRAP_TOKEN_CHARS)),
+            ..AdminConfig::default()
+        };
+        assert!(good.problems().is_empty());
         assert!(bad.is_admin("alice") && !bad.is_admin("bob"));
     }
 

@@ -80,10 +80,41 @@ pub enum Role {
     Owner,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user name and password (`register`, `login`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// `register` of a name listed in `[admin] users` only (extension): the deployment's
+    /// admin bootstrap token (`[admin] bootstrap_token`), without which such a name cannot
+    /// be registered, so nobody else takes a server admin's name first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+}
+
+impl Credentials {
+    /// A user name and password, without an admin bootstrap token.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+            admin_token: None,
+        }
+    }
+}
+
+/// The secrets are not printed.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

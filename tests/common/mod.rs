@@ -37,6 +37,16 @@ pub fn fast_config() -> Config {
     Config::for_tests()
 }
 
+/// The tests' `[admin] bootstrap_token`.
+pub const ADMIN_TOKEN: &str = "tests-admin-bootstrap-token-0123456789abcdef";
+
+/// `config` whose server admins are `users`, registered with [`Api::server_admin`].
+pub fn with_admins(mut config: Config, users: &[&str]) -> Config {
+    config.admin.users = users.iter().map(|u| (*u).to_owned()).collect();
+    config.admin.bootstrap_token = Some(ADMIN_TOKEN.into());
+    config
+}
+
 pub async fn start_mesh(dir: &Path, config: Config) -> Result<Mesh> {
     Mesh::start(MeshOptions::local(dir, config)).await
 }
@@ -101,6 +111,20 @@ impl Api {
             bail!("login {name}: {s} {v}");
         }
         Ok(serde_json::from_value::<Login>(v)?.token)
+    }
+
+    /// Registers (unless taken) server admin `name`, a name of `[admin] users`, with the
+    /// tests' bootstrap token ([`ADMIN_TOKEN`], set by [`with_admins`]) and logs in.
+    pub async fn server_admin(&self, name: &str) -> Result<String> {
+        let mut creds = Credentials::new(name, "correct horse");
+        creds.admin_token = Some(ADMIN_TOKEN.into());
+        let (s, v) = self
+            .call("POST", "/v1/auth/register", None, Some(json!(creds)))
+            .await?;
+        if s != 201 && s != 409 {
+            bail!("register server admin {name}: {s} {v}");
+        }
+        self.user(name).await
     }
 
     /// The value of metric `name` on the mesh's gateway (`/metrics`), summed over its labels
@@ -178,8 +202,5 @@ pub fn http_error(v: &Value) -> Option<ErrorCode> {
 
 /// The body of `POST /v1/auth/register` and `/v1/auth/login`.
 pub fn credentials(username: &str, password: &str) -> Value {
-    json!(Credentials {
-        username: username.into(),
-        password: password.into(),
-    })
+    json!(Credentials::new(username, password))
 }

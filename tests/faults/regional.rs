@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::common::Api;
+use crate::common::{Api, ADMIN_TOKEN};
 use crate::launcher::MeshProc;
 use crate::run::{self, Run};
 use crate::{history_until, missing_from, RATE};
@@ -88,7 +88,10 @@ fn has(rooms: &[(String, Option<String>)], room: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working() -> Result<()> {
     // The harness's first sender of us~own is a server admin (the export below).
-    let admin = [("CHATMESH__ADMIN__USERS", r#"["us-own-s0"]"#)];
+    let admin = [
+        ("CHATMESH__ADMIN__USERS", r#"["us-own-s0"]"#),
+        ("CHATMESH__ADMIN__BOOTSTRAP_TOKEN", ADMIN_TOKEN),
+    ];
     let mesh = MeshProc::up_regions_with("127.64.0", 2, &["--regional-workers"], &admin).await?;
     let (eu, us) = (mesh.region_entry(1), mesh.region_entry(2));
     // Each region's worker runs its own partitions: eu CHAT and CHAT_eu, us CHAT_us.
@@ -111,6 +114,9 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
         split,
         "partitions owned by eu's and us's workers"
     );
+    // Registered with the bootstrap token before the harness logs it in (a listed admin
+    // name is not registered without it).
+    Api::at(&us).server_admin("us-own-s0").await?;
     let run = Run::start(&us, "us~own", 2, 1, RATE).await?;
     run.wait_acked(40, Duration::from_secs(30)).await?;
     let (owner, token) = run.tokens[0].clone();

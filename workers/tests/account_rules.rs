@@ -1,5 +1,6 @@
 //! Account and quota rules in process (no NATS): token generations and `logout_all`, the
-//! per-user room quota, and the bounded public tail and the pages of `rooms_list`.
+//! per-user room quota, the bounded public tail and the pages of `rooms_list`, and the
+//! names of server admins.
 
 mod common;
 
@@ -155,4 +156,74 @@ async fn a_long_room_list_comes_in_pages() {
         1,
         "past the last own room: the public tail"
     );
+}
+
+fn register(name: &str, token: Option<&str>) -> Credentials {
+    Credentials {
+        admin_token: token.map(str::to_owned),
+        ..Credentials::new(name, "correct horse")
+    }
+}
+
+/// A name of `[admin] users` that has no account is registered only with the bootstrap
+/// token (without it anyone who registered the name first would be a server admin); the
+/// token is refused for other names, and an admin who has an account is simply taken.
+#[tokio::test]
+async fn a_server_admins_name_is_registered_only_with_the_bootstrap_token() {
+    let l = Local::new().await;
+    let s = &l.service;
+    let token = "b".repeat(40);
+    s.enable_admin(chatmesh_protocol::admin::AdminConfig {
+        users: vec!["root".into()],
+        bootstrap_token: Some(token.clone()),
+        ..Default::default()
+    });
+    let e = s.register(register("root", None)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert!(
+        e.message.contains("reserved for a server admin"),
+        "{}",
+        e.message
+    );
+    let wrong = "c".repeat(40);
+    let e = s
+        .register(register("root", Some(&wrong)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert!(e.message.contains("wrong"), "{}", e.message);
+    assert!(l.model.user("root").await.unwrap().is_none());
+    assert_eq!(
+        code(s.register(register("mallory", Some(&token))).await),
+        ErrorCode::BadRequest
+    );
+
+    s.register(register("root", Some(&token))).await.unwrap();
+    assert_eq!(s.login(creds("root")).await.unwrap().user, "root");
+    assert_eq!(
+        code(s.register(register("root", Some(&token))).await),
+        ErrorCode::Conflict
+    );
+    s.register(register("ann", None)).await.unwrap();
+}
+
+/// Without a bootstrap token a listed name without an account cannot be registered at all.
+#[tokio::test]
+async fn without_a_bootstrap_token_a_listed_name_cannot_be_registered() {
+    let l = Local::new().await;
+    let s = &l.service;
+    s.enable_admin(chatmesh_protocol::admin::AdminConfig {
+        users: vec!["root".into()],
+        ..Default::default()
+    });
+    for token in [None, Some("anything at all, long enough to be a token")] {
+        let e = s.register(register("root", token)).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+        assert!(
+            e.message.contains("no admin bootstrap token"),
+            "{}",
+            e.message
+        );
+    }
+    assert!(l.model.user("root").await.unwrap().is_none());
 }

@@ -179,17 +179,11 @@ async fn register_and_login() {
     let s = &l.service;
     assert_eq!(s.register(creds("ann")).await.unwrap().user, "ann");
     assert_eq!(code(s.register(creds("ann")).await), ErrorCode::Conflict);
-    let short = Credentials {
-        username: "bob".into(),
-        password: "1234567".into(),
-    };
+    let short = Credentials::new("bob", "1234567");
     assert_eq!(code(s.register(short).await), ErrorCode::BadRequest);
     assert_eq!(code(s.register(creds("b.b")).await), ErrorCode::BadRequest);
     assert_eq!(s.login(creds("ann")).await.unwrap().user, "ann");
-    let wrong = Credentials {
-        username: "ann".into(),
-        password: "wrong password".into(),
-    };
+    let wrong = Credentials::new("ann", "wrong password");
     let e1 = s.login(wrong).await.unwrap_err();
     let e2 = s.login(creds("nobody")).await.unwrap_err();
     assert_eq!(e1.code, ErrorCode::Unauthorized);

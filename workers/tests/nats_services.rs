@@ -14,10 +14,7 @@ use common::{config, eventually};
 use futures::StreamExt;
 
 fn creds(u: &str, p: &str) -> Credentials {
-    Credentials {
-        username: u.into(),
-        password: p.into(),
-    }
+    Credentials::new(u, p)
 }
 
 /// Register, login, create a private room, refused join, membership events, history.

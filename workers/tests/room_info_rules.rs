@@ -210,10 +210,7 @@ async fn profiles_and_password_changes() {
         .unwrap();
     assert_eq!(gen.gen, before.gen + 1);
     assert_eq!(code(s.login(creds("ann")).await), ErrorCode::Unauthorized);
-    let new = Credentials {
-        username: "ann".into(),
-        password: "battery staple".into(),
-    };
+    let new = Credentials::new("ann", "battery staple");
     assert_eq!(s.login(new).await.unwrap().gen, gen.gen);
     let kept = l.model.user("ann").await.unwrap().unwrap();
     assert_eq!(

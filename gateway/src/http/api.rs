@@ -122,6 +122,13 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
     if creds.password.len() > 1024 {
         return Err(ApiError::bad_request("password is longer than 1024 bytes").into());
     }
+    if creds
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| t.len() > chatmesh_protocol::admin::MAX_ADMIN_TOKEN_BYTES)
+    {
+        return Err(ApiError::bad_request("admin_token is too long").into());
+    }
     state.throttle.register_allowed(ip).await?;
     let user = state
         .services

@@ -40,6 +40,7 @@ impl Service {
         if self.model().user(&req.username).await?.is_some() {
             return Err(taken());
         }
+        self.check_admin_registration(&req)?;
         // Hash before taking the lock: it is the slow part.
         let hash = self.inner.passwords.hash(req.password).await?;
         let _guard = self.inner.locks.lock(LOCK_USER, &req.username, "").await;

@@ -114,10 +114,7 @@ where
 
 /// Credentials with a valid password for user `u`.
 pub fn creds(u: &str) -> Credentials {
-    Credentials {
-        username: u.into(),
-        password: "correct horse".into(),
-    }
+    Credentials::new(u, "correct horse")
 }
 
 /// Registers each of `names`.

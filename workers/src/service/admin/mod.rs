@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 use chatmesh_protocol::admin::{self as ops, AdminConfig, Caller, OP_PREFIX};
-use chatmesh_protocol::service::{Done, Op};
+use chatmesh_protocol::service::{Credentials, Done, Op};
 use chatmesh_protocol::{ApiError, ErrorCode};
 
 use super::dispatch::call;
@@ -35,6 +35,13 @@ pub(super) fn account_disabled() -> ApiError {
     ApiError::forbidden("this account is disabled; ask a server admin")
 }
 
+/// Whether two secrets are equal, in time that does not depend on where they differ (their
+/// digests are compared).
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
+}
+
 /// An admin request's action and target, for the audit log.
 struct Act<'a> {
     caller: &'a Caller,
@@ -48,20 +55,57 @@ impl Service {
         let _ = self.inner.admin.cfg.set(cfg);
     }
 
-    /// Warns about every `[admin] users` name without an account here: whoever registers it
-    /// first becomes a server admin (register the admin's account before listing it).
+    /// Says which `[admin] users` names have no account here, and how they can be
+    /// registered (only with the bootstrap token; without one, not at all).
     pub async fn warn_unregistered_admins(&self) {
-        for user in self.admin_cfg().users {
+        let cfg = self.admin_cfg();
+        for user in cfg.users {
             match self.model().user(&user).await {
                 Ok(Some(_)) => {}
+                Ok(None) if cfg.bootstrap_token.is_some() => tracing::info!(
+                    user,
+                    "[admin] users names an account that does not exist yet: register it with \
+                     the admin bootstrap token (`chatmesh admin bootstrap`)"
+                ),
                 Ok(None) => tracing::warn!(
                     user,
-                    "[admin] users names an account that does not exist: whoever registers \
-                     it first becomes a server admin; register it, then list it"
+                    "[admin] users names an account that does not exist, and no \
+                     [admin] bootstrap_token is set: nobody can register it; unlist it, \
+                     register it, then list it again (or set a bootstrap token)"
                 ),
                 Err(e) => tracing::warn!(user, error = %e, "could not look up an admin's account"),
             }
         }
+    }
+
+    /// Whether `req` may register its name: a name of `[admin] users` only with the admin
+    /// bootstrap token (whoever registers it is a server admin), and the token only with
+    /// such a name.
+    pub(super) fn check_admin_registration(&self, req: &Credentials) -> Result<(), ApiError> {
+        let cfg = self.admin_cfg();
+        let listed = cfg.is_admin(&req.username);
+        if !listed {
+            return match req.admin_token {
+                None => Ok(()),
+                Some(_) => Err(ApiError::bad_request(
+                    "admin_token is only for a name listed in [admin] users",
+                )),
+            };
+        }
+        let given = req.admin_token.as_deref();
+        match (given, cfg.bootstrap_token.as_deref()) {
+            (Some(given), Some(token)) if same_secret(given, token) => return Ok(()),
+            _ => {}
+        }
+        metrics::counter!("chatmesh_admin_registrations_refused_total").increment(1);
+        let why = match (given, cfg.bootstrap_token.is_some()) {
+            (_, false) => "and this deployment has no admin bootstrap token: the operator registers the account before listing it",
+            (None, true) => "register it with the admin bootstrap token (admin_token)",
+            (Some(_), true) => "the admin bootstrap token is wrong",
+        };
+        Err(ApiError::forbidden(format!(
+            "this name is reserved for a server admin; {why}"
+        )))
     }
 
     fn admin_cfg(&self) -> AdminConfig {
