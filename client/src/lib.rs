@@ -33,6 +33,7 @@
 //! Runnable examples: `cargo run -p chatmesh-client --example echo_bot -- http://127.0.0.1:8080`.
 
 mod admin;
+mod blocks;
 mod client;
 mod driver;
 mod e2ee;
@@ -46,6 +47,7 @@ pub use chatmesh_protocol::admin::{
     AccountInfo, AccountState, AuditEntry, AuditPage, DeleteProgress, UserPage,
 };
 pub use chatmesh_protocol::backoff::Backoff;
+pub use chatmesh_protocol::blocks::{BlockInfo, BlockPage};
 pub use chatmesh_protocol::e2ee::{
     Claimed, ClaimedPackage, DeviceInfo, Identity, KeyPackageCount, KeyPackagesBody, Mls, MlsKind,
     UserDevices,

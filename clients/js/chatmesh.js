@@ -99,6 +99,13 @@ const ANSWERS = /** @type {const} */ ({
  */
 
 /**
+ * One blocked user (`GET /v1/users/me/blocks`).
+ * @typedef {object} Block
+ * @property {string} user
+ * @property {number} ts when, ms since the Unix epoch
+ */
+
+/**
  * One ban of a room (`GET /v1/rooms/{room}/bans`).
  * @typedef {object} Ban
  * @property {string} user
@@ -608,6 +615,39 @@ export class Http {
   async dm(/** @type {string} */ user) {
     const data = /** @type {{room: string}} */ (await this.#call("POST", `/v1/dm/${seg(user, "user")}`));
     return data.room;
+  }
+
+  /**
+   * `PUT /v1/users/me/blocks/{user}` (extension): `user` may no longer add the caller to
+   * rooms, open a DM with it or send in the DM they share. Blocking twice is one block.
+   * @param {string} user
+   * @returns {Promise<void>}
+   */
+  async block(user) {
+    await this.#call("PUT", `/v1/users/me/blocks/${seg(user, "user")}`);
+  }
+
+  /**
+   * `DELETE /v1/users/me/blocks/{user}`: lifts a block (404 `not_found` if there is none).
+   * @param {string} user
+   * @returns {Promise<void>}
+   */
+  async unblock(user) {
+    await this.#call("DELETE", `/v1/users/me/blocks/${seg(user, "user")}`);
+  }
+
+  /**
+   * `GET /v1/users/me/blocks`: one page of the caller's blocked users by name, after `after`.
+   * @param {{after?: string, limit?: number}} [options] limit 1–1000 (100 by default)
+   * @returns {Promise<{blocks: Block[], more: boolean}>}
+   */
+  async blocks(options = {}) {
+    const q = new URLSearchParams();
+    if (options.after) q.set("after", options.after);
+    if (options.limit) q.set("limit", String(Math.min(1000, Math.max(1, Math.floor(options.limit)))));
+    const query = q.size ? `?${q}` : "";
+    const data = /** @type {{blocks?: Block[], more?: boolean}} */ (await this.#call("GET", `/v1/users/me/blocks${query}`));
+    return { blocks: Array.isArray(data.blocks) ? data.blocks : [], more: !!data.more };
   }
 
   /**

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod blocks;
 pub mod bus;
 pub mod config;
 pub mod e2ee;

@@ -192,6 +192,10 @@ pub struct Access {
     /// The user is muted until then (unix seconds; `u64::MAX`: until unmuted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted_until: Option<u64>,
+    /// A DM whose other member has blocked the user (blocks extension): it reads, but sends
+    /// nothing there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
 }
 
 impl Access {
@@ -671,6 +675,7 @@ mod tests {
             last_seq: 0,
             banned: false,
             muted_until: None,
+            blocked: false,
         };
         assert!(a.can_read() && !a.can_post());
         let p = Access {

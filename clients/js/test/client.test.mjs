@@ -316,6 +316,39 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.deepEqual(kinds, ["name", "mute", "unmute", "ban", "unban", "name"], "history lists the events in order");
   });
 
+  it("blocks: a blocked user neither adds nor DMs the blocker, nor sends in their DM, until unblocked", async () => {
+    const bea = await user("bea");
+    const mal = await user("mal");
+    const dm = await mal.http().dm("bea");
+    await bea.join(dm);
+    await mal.join(dm);
+    await mal.send(dm, "hello");
+    await bea.http().block("mal");
+    await bea.http().block("mal");
+    assert.deepEqual((await bea.http().blocks()).blocks.map((b) => [b.user, typeof b.ts]), [["mal", "number"]]);
+    // The gateway drops mal's cached access when the block lands: retry until refused.
+    let e;
+    for (let i = 0; i < 100 && !e; i++) {
+      try {
+        await mal.send(dm, `still here ${i}`);
+        await sleep(20);
+      } catch (err) {
+        e = err;
+      }
+    }
+    assert.deepEqual([e?.code, e?.message], ["forbidden", "the other member of this DM has blocked you"]);
+    e = await refusal(mal.http().dm("bea"));
+    assert.deepEqual([e.code, e.status], ["forbidden", 403], "no DM");
+    await mal.http().createRoom("malroom", "private");
+    e = await refusal(mal.http().addMember("malroom", "bea"));
+    assert.deepEqual([e.code, e.status], ["forbidden", 403], "no add");
+    await bea.http().unblock("mal");
+    e = await refusal(bea.http().unblock("mal"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "not blocked any more");
+    assert.deepEqual(await bea.http().blocks({ limit: 5 }), { blocks: [], more: false });
+    await mal.http().addMember("malroom", "bea");
+  });
+
   it("pages history over the WebSocket and HTTP, and replays with joinSince", async () => {
     const cy = await user("cy");
     const dee = await user("dee");

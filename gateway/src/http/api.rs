@@ -38,6 +38,13 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::POST, ["auth", "password"]) => account::change_password(state, req).await,
         (&Method::GET, ["users", "me"]) => account::profile(state, req).await,
         (&Method::PATCH, ["users", "me"]) => account::set_profile(state, req).await,
+        (&Method::GET, ["users", "me", "blocks"]) => super::blocks::list(state, req).await,
+        (&Method::PUT, ["users", "me", "blocks", user]) => {
+            super::blocks::set(state, req, user, true).await
+        }
+        (&Method::DELETE, ["users", "me", "blocks", user]) => {
+            super::blocks::set(state, req, user, false).await
+        }
         (&Method::PATCH, ["rooms", room]) => room_info::patch_room(state, req, room).await,
         (&Method::GET, ["rooms", room, "members"]) => room_info::members(state, req, room).await,
         (&Method::POST, ["rooms"]) => create_room(state, req).await,
@@ -90,6 +97,8 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             _,
             ["auth", _]
             | ["users", "me"]
+            | ["users", "me", "blocks"]
+            | ["users", "me", "blocks", _]
             | ["rooms"]
             | ["rooms", _]
             | ["rooms", _, "members"]
@@ -285,6 +294,9 @@ async fn add_member(state: &AppState, req: Request<Incoming>, room: &str) -> Ans
     name("user", &new.user)?;
     if new.role == Role::Owner {
         return Err(ApiError::bad_request("role must be member or admin").into());
+    }
+    if new.user != actor {
+        super::blocks::refuse_blocked_add(state, &new.user, &actor).await?;
     }
     let req = AddMemberRequest {
         room: room.to_owned(),

@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod api;
+mod blocks;
 mod conn;
 mod e2ee;
 mod files;

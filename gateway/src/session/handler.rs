@@ -490,6 +490,11 @@ impl Session {
         if access.muted(now_ms() / 1000) {
             return Err(ApiError::forbidden("muted in this room"));
         }
+        if access.blocked {
+            return Err(ApiError::forbidden(
+                "the other member of this DM has blocked you",
+            ));
+        }
         mls::fits(access.kind, payload.mls.as_ref())?;
         let commit = match &payload.mls {
             Some(m) => mls::check(&self.state, &room, &user, &payload.id, m).await?,

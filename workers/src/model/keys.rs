@@ -38,6 +38,7 @@
 //! | identity key (e2ee) | `I h16(user) user` | [`IdentityRecord`](super::e2ee::IdentityRecord) |
 //! | device (e2ee) | `V h16(user) user 00 device` | [`DeviceRecord`](super::e2ee::DeviceRecord) |
 //! | KeyPackage (e2ee) | `P h16(user) user 00 device 00 be64(n)` | the package's bytes |
+//! | block | `B h16(user) user 00 other` | [`BlockRecord`](super::records::BlockRecord): `user` blocked `other` |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -75,6 +76,7 @@ const ROOM_NAME: u8 = b'z';
 const IDENTITY: u8 = b'I';
 const DEVICE: u8 = b'V';
 const KEY_PACKAGE: u8 = b'P';
+const BLOCK: u8 = b'B';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -409,6 +411,27 @@ pub fn bans_after(room: &str, after: Option<&str>) -> Range<Vec<u8>> {
         // The smallest key above `after`'s own: names never contain a 0 byte.
         Some(user) => {
             let mut k = ban(room, user);
+            k.push(0);
+            k
+        }
+        None => prefix,
+    };
+    start..end
+}
+
+/// `user`'s block of `other`.
+pub fn block(user: &str, other: &str) -> Vec<u8> {
+    pair(BLOCK, user, other)
+}
+
+/// The blocks of `user` whose users sort after `after` (all with `None`).
+pub fn blocks_after(user: &str, after: Option<&str>) -> Range<Vec<u8>> {
+    let prefix = pair_prefix(BLOCK, user, 0);
+    let end = prefix_end(&prefix);
+    let start = match after {
+        // The smallest key above `after`'s own: names never contain a 0 byte.
+        Some(other) => {
+            let mut k = block(user, other);
             k.push(0);
             k
         }

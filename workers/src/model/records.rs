@@ -158,9 +158,17 @@ pub struct BanRecord {
     pub ts: u64,
 }
 
+/// A user's block of another user (`blocks` extension); both names are in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
 /// A mute of a member (moderation extension); room and user are in the key. It outlives a
 /// leave and a re-join (so leaving is no way out of it) and is lifted by an unmute, a ban,
 /// or its end.
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MuteRecord {
     pub by: String,

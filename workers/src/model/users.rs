@@ -1,6 +1,6 @@
 //! Users of the built-in identity provider and their read cursors.
 
-use super::records::{self, Cursor, UserRecord};
+use super::records::{self, BlockRecord, Cursor, UserRecord};
 use super::{keys, Model};
 use crate::store::{KvStore, StoreError, WriteBatch};
 
@@ -11,6 +11,30 @@ impl Model {
 
     pub fn put_user(batch: &mut WriteBatch, name: &str, rec: &UserRecord) {
         batch.put(keys::user(name), records::encode(rec));
+    }
+
+    /// `user`'s block of `other`, if there is one.
+    pub async fn block(&self, user: &str, other: &str) -> Result<Option<BlockRecord>, StoreError> {
+        self.get_json(&keys::block(user, other)).await
+    }
+
+    /// Up to `limit` of `user`'s blocks, by the blocked user's name, after `after`.
+    pub async fn blocks_after(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, BlockRecord)>, StoreError> {
+        self.scan_named(keys::blocks_after(user, after), limit)
+            .await
+    }
+
+    pub fn put_block(batch: &mut WriteBatch, user: &str, other: &str, rec: &BlockRecord) {
+        batch.put(keys::block(user, other), records::encode(rec));
+    }
+
+    pub fn delete_block(batch: &mut WriteBatch, user: &str, other: &str) {
+        batch.delete(keys::block(user, other));
     }
 
     /// How many rooms `user` has created (0 if none, or none since quotas were counted).

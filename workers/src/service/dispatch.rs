@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::{Client, Message};
+use chatmesh_protocol::blocks;
 use chatmesh_protocol::service::{self as ops, Op, Reply};
 use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
@@ -162,6 +163,15 @@ impl Service {
                 call::<ops::ListRooms, _>(payload, |r| self.rooms_list(r)).await
             }
             ops::OpenDm::NAME => call::<ops::OpenDm, _>(payload, |r| self.dm(r)).await,
+            blocks::SetBlock::NAME => {
+                call::<blocks::SetBlock, _>(payload, |r| self.block_set(r)).await
+            }
+            blocks::GetBlock::NAME => {
+                call::<blocks::GetBlock, _>(payload, |r| self.block_get(r)).await
+            }
+            blocks::ListBlocks::NAME => {
+                call::<blocks::ListBlocks, _>(payload, |r| self.blocks_list(r)).await
+            }
             ops::History::NAME => call::<ops::History, _>(payload, |r| self.history(r)).await,
             ops::SetCursor::NAME => call::<ops::SetCursor, _>(payload, |r| self.cursor(r)).await,
             ops::CheckChange::NAME => {

@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod auth;
+mod blocks;
 mod budget;
 mod dispatch;
 mod e2ee;

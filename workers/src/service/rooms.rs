@@ -100,12 +100,16 @@ impl Service {
             .await?
             .filter(|m| m.holds(now))
             .map(|m| m.until.unwrap_or(u64::MAX));
+        // Blocks: in a DM whose other member blocked the user, the user reads but no longer
+        // sends.
+        let blocked = meta.kind == RoomKind::Dm && self.blocked_in_dm(&req.room, &req.user).await?;
         Ok(Access {
             kind: meta.kind,
             role,
             last_seq: stats.last_seq,
             banned,
             muted_until,
+            blocked,
         })
     }
 
@@ -153,6 +157,11 @@ impl Service {
             if self.model().user(user).await?.is_none() {
                 return Err(ApiError::not_found("no such user"));
             }
+        }
+        if self.model().block(&req.b, &req.a).await?.is_some() {
+            return Err(ApiError::forbidden(
+                "this user does not accept direct messages from you",
+            ));
         }
         let room = dm_room(&req.a, &req.b);
         {
