@@ -145,6 +145,20 @@ export class Api {
     return this.call((h) => h.dm(user));
   }
 
+  /** Blocks `user` (blocks extension): no adds, no DM, no sends in the DM with the caller. */
+  block(user) {
+    return this.call((h) => h.block(user));
+  }
+
+  unblock(user) {
+    return this.call((h) => h.unblock(user));
+  }
+
+  /** Resolves to {blocks: [{user, ts}], more}: the caller's blocked users, by name. */
+  blocks(options) {
+    return this.call((h) => h.blocks(options));
+  }
+
   /** Resolves to the file's info {id, name, size, content_type, thumbnail, …}. */
   fileInfo(room, id) {
     return this.call((h) => h.fileInfo(room, id));

@@ -135,8 +135,10 @@ function startSession(session) {
   show($("menu-toggle"), true);
   app.names = new Map();
   app.profile = null;
+  app.blocked = new Set();
   renderMe();
   loadProfile();
+  loadBlocks();
   const client = createClient({
     token: session.token,
     user: session.user,
@@ -411,6 +413,42 @@ function renderMe() {
   const name = app.profile && app.profile.display_name;
   node.textContent = name || "";
   show(node, !!name);
+}
+
+/** The users this user has blocked (one page: at most 1,000 can be). */
+async function loadBlocks() {
+  const session = app.session;
+  try {
+    const { blocks } = await app.api.blocks({ limit: 1000 });
+    if (app.session !== session) return;
+    app.blocked = new Set(blocks.map((b) => b.user));
+    render("pane");
+  } catch (_) {
+    // An older server without blocks: the button is there, and says so when used.
+  }
+}
+
+/** Blocks or unblocks the other user of the open DM. */
+async function onBlockPeer() {
+  const r = app.current;
+  const peer = r && r.kind === "dm" ? r.peer : null;
+  if (!peer) return;
+  const blocked = app.blocked.has(peer);
+  try {
+    if (blocked) await app.api.unblock(peer);
+    else await app.api.block(peer);
+  } catch (e) {
+    if (!(blocked && e.status === 404)) {
+      notice(`cannot ${blocked ? "unblock" : "block"} ${peer}: ${describe(e)}`);
+      return;
+    }
+  }
+  if (blocked) app.blocked.delete(peer);
+  else app.blocked.add(peer);
+  notice(blocked
+    ? `You unblocked ${peer}.`
+    : `You blocked ${peer}: they can no longer write to you here, open a DM with you or add you to rooms.`);
+  render("pane");
 }
 
 async function loadProfile() {
@@ -1004,6 +1042,7 @@ async function pumpPending(r) {
 function sendError(e, p) {
   if (e.code === "too_large") return "too large";
   // The server says "muted in this room" for a mute (docs/PROTOCOL.md, "Moderation").
+  if (e.code === "forbidden" && /\bblocked you\b/.test(e.message || "")) return "they have blocked you";
   if (e.code === "forbidden") return /\bmuted\b/.test(e.message || "") ? "you are muted in this room" : "you may not post here";
   // The files of a send must be uploads of the room that are still there.
   if (e.code === "not_found" && p.attachments && p.attachments.length) return "a file of it is no longer available";
@@ -1159,6 +1198,7 @@ function main() {
   initCompletion();
   initModeration({ onMembersChanged: (r) => loadMembers(r) });
   $("leave-room").addEventListener("click", onLeave);
+  $("block-peer").addEventListener("click", onBlockPeer);
   $("refresh-rooms").addEventListener("click", () => refreshRooms());
   $("composer").addEventListener("submit", onComposerSubmit);
   $("message-input").addEventListener("input", onComposerInput);

@@ -183,6 +183,16 @@ function renderPane() {
   if (!r.canManage) manage.open = false;
   show(manage, r.canManage);
   show($("leave-room"), r.member);
+  // A DM's other user can be blocked (blocks extension) once the DM knows who that is.
+  const block = $("block-peer");
+  const peer = r.kind === "dm" && r.member ? r.peer : null;
+  show(block, !!peer);
+  if (peer) {
+    const blocked = app.blocked.has(peer);
+    block.textContent = blocked ? `Unblock @${peer}` : `Block @${peer}`;
+    block.setAttribute("aria-pressed", String(blocked));
+    block.dataset.peer = peer;
+  }
   const input = $("message-input");
   // An end-to-end encrypted room needs an MLS client (the Rust SDK, `chatmesh-e2ee`); this
   // one reads and writes plaintext rooms only (docs/E2EE.md).

@@ -235,6 +235,7 @@ export const app = {
   renewing: false, // a password change is in flight: a 4001 / 401 is expected, not the end
   revokedWhileRenewing: false, // …and one came: the change's answer must bring a fresh token
   names: new Map(), // user -> display name, from member lists and the profile
+  blocked: new Set(), // users the signed-in user has blocked (blocks extension)
   wantedRoom: null, // the room a clicked push notification asked for, opened once rooms load
   editing: null, // {room, seq} of the message the composer edits (changes.js), or null
   replying: null, // {room, seq} of the message the composer replies to (threads.js), or null

@@ -600,6 +600,43 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     }
   });
 
+  it("blocks from a DM: bob's messages are refused and say so; an unblock lets him write again", async () => {
+    const a = alice.page;
+    const b = bob.page;
+    const dm = alice.page.locator('#room-list li[data-kind="dm"]').filter({ hasText: "bob" });
+    await dm.locator("button").click();
+    await a.locator("#room-title").filter({ hasText: "@bob" }).waitFor();
+    const button = a.locator("#block-peer");
+    assert.equal(await button.textContent(), "Block @bob");
+    await button.click();
+    await a.locator("#block-peer").filter({ hasText: "Unblock @bob" }).waitFor();
+    assert.equal(await button.getAttribute("aria-pressed"), "true");
+    await a.locator("#room-notice").filter({ hasText: "You blocked bob" }).waitFor();
+    assert.deepEqual((await apiAs(alice, "GET", "v1/users/me/blocks")).blocks.map((x) => x.user), ["bob"]);
+
+    await b.locator('#room-list li[data-kind="dm"] button').click();
+    await b.locator("#room-title").filter({ hasText: "@alice" }).waitFor();
+    const input = b.locator("#message-input");
+    await input.fill("are you there?");
+    await input.press("Enter");
+    await b.locator("#message-list li .failed").filter({ hasText: "they have blocked you" }).waitFor();
+    assert.equal(await messageWithBody(alice, "are you there?").count(), 0);
+
+    await button.click();
+    await a.locator("#block-peer").filter({ hasText: "Block @bob" }).waitFor();
+    assert.deepEqual((await apiAs(alice, "GET", "v1/users/me/blocks")).blocks, []);
+    // The refused message, retried once the block is lifted, goes through.
+    await eventually("bob's message goes through once unblocked", async () => {
+      const failed = b.locator("#message-list li .failed button").filter({ hasText: "retry" });
+      if (await failed.count()) await failed.first().click();
+      return (await messageWithBody(alice, "are you there?").count()) > 0;
+    });
+    for (const user of [alice, bob]) {
+      await user.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
+      await user.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    }
+  });
+
   it("renders a safe markdown subset as DOM nodes; markup inside markdown stays text", async () => {
     const text = "**bold <b>x</b>** and *it* and `<script>alert(1)</script>` and [docs](https://example.com/d) "
       + "and [bad](javascript:alert(1)) and **<img src=x onerror=alert(1)>** and snake_case_name";
