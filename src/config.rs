@@ -117,8 +117,8 @@ pub enum Role {
 
 impl Config {
     /// The defaults with what tests and one-machine experiments need instead: cheap
-    /// password hashing, and the send, frame, login, registration, room-creation and search
-    /// rate limits out of the way (every client of such a run comes from 127.0.0.1). Never
+    /// password hashing, and the send, frame, login, registration, room-creation, API and
+    /// search rate limits out of the way (every client of such a run comes from 127.0.0.1). Never
     /// for a deployment: the limits are what protects one.
     pub fn for_tests() -> Self {
         let mut c = Config::default();
@@ -136,6 +136,8 @@ impl Config {
         c.gateway.dms_per_minute = 100_000;
         c.gateway.dm_burst = 100_000;
         c.gateway.key_claims_per_target_per_hour = 100_000;
+        c.gateway.api_per_user_per_minute = 10_000_000;
+        c.gateway.api_user_burst = 1_000_000;
         c.gateway.searches_per_minute = 100_000;
         c.gateway.search_burst = 100_000;
         c

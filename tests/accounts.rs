@@ -412,6 +412,50 @@ async fn a_dm_flood_is_refused_rate_limited() -> Result<()> {
     mesh.stop().await
 }
 
+/// Every authenticated API call counts against its user's rate (`api_per_user_per_minute`,
+/// burst `api_user_burst`; then 429 + `Retry-After`, whatever the endpoint): one account
+/// hammering cheap reads cannot keep the workers busy for everyone. Another user is not held
+/// up, and unauthenticated calls are not charged to anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_flood_of_api_calls_is_refused_rate_limited() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.api_per_user_per_minute = 1;
+    config.gateway.api_user_burst = 8;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let greedy = api.user("greedy").await?;
+    let ann = api.user("ann").await?;
+    let http = client_from(31)?;
+    let mut statuses = Vec::new();
+    for path in ["/v1/rooms", "/v1/users/me", "/v1/users/me/blocks"]
+        .iter()
+        .cycle()
+        .take(10)
+    {
+        let resp = http
+            .get(format!("{}{path}", mesh.url()))
+            .bearer_auth(&greedy)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        if status == 429 {
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().map(str::to_owned));
+            assert!(matches!(wait, Some(Ok(_))), "429 without Retry-After");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 200, 429, 429]);
+    let (s, v) = api.call("GET", "/v1/rooms", Some(&ann), None).await?;
+    assert_eq!(s, 200, "another user is served at once: {v}");
+    let (s, _) = api.call("GET", "/healthz", None, None).await?;
+    assert_eq!(s, 200);
+    mesh.stop().await
+}
+
 /// `POST /v1/auth/logout_all` revokes every token issued before it: the old token gets 401
 /// over HTTP and `unauthorized` + 4001 at `hello`, open sessions of that user close with 4001
 /// (on this gateway and, through the `chat.user.*` event, on another one), an upgrade with

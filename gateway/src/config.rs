@@ -110,6 +110,11 @@ pub struct GatewayConfig {
     pub dms_per_minute: u32,
     /// DMs a user may open at once before that rate applies.
     pub dm_burst: u32,
+    /// Authenticated HTTP API calls (`/v1`, any endpoint) a user may make per minute (token
+    /// bucket, per gateway): one account cannot keep the workers busy for everyone.
+    pub api_per_user_per_minute: u32,
+    /// API calls a user may make at once before that rate applies (a client's start-up).
+    pub api_user_burst: u32,
     /// Searches (`GET /v1/search`) a user may make per minute (token bucket): each asks
     /// every partition the user has rooms in.
     pub searches_per_minute: u32,
@@ -194,6 +199,8 @@ impl Default for GatewayConfig {
             rooms_burst: 10,
             dms_per_minute: 20,
             dm_burst: 20,
+            api_per_user_per_minute: 3_000,
+            api_user_burst: 1_000,
             searches_per_minute: 120,
             search_burst: 20,
             key_claims_per_minute: 60,
@@ -359,6 +366,8 @@ impl GatewayConfig {
             ("rooms_burst", self.rooms_burst),
             ("dms_per_minute", self.dms_per_minute),
             ("dm_burst", self.dm_burst),
+            ("api_per_user_per_minute", self.api_per_user_per_minute),
+            ("api_user_burst", self.api_user_burst),
             ("searches_per_minute", self.searches_per_minute),
             ("search_burst", self.search_burst),
             ("key_claims_per_minute", self.key_claims_per_minute),

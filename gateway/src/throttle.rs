@@ -142,6 +142,8 @@ pub struct Throttle {
     register_ip: Buckets<IpAddr>,
     rooms: Buckets<Arc<str>>,
     dms: Buckets<Arc<str>>,
+    /// Authenticated API calls per user.
+    api: Buckets<Arc<str>>,
     searches: Buckets<Arc<str>>,
     claims: Buckets<Arc<str>>,
     /// Claims per (caller, user whose packages are claimed).
@@ -173,6 +175,7 @@ impl Throttle {
             register_ip: Buckets::new(HOUR, cfg.register_per_ip_per_hour, cfg.register_ip_burst, n),
             rooms: Buckets::new(MINUTE, cfg.rooms_per_minute, cfg.rooms_burst, n),
             dms: Buckets::new(MINUTE, cfg.dms_per_minute, cfg.dm_burst, n),
+            api: Buckets::new(MINUTE, cfg.api_per_user_per_minute, cfg.api_user_burst, n),
             searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
             claims: Buckets::new(MINUTE, cfg.key_claims_per_minute, cfg.key_claim_burst, n),
             claims_of: Buckets::new(
@@ -267,6 +270,14 @@ impl Throttle {
     /// grow the log (kept a year) without end nor bury the real entries.
     pub async fn refusal_audited(&self, user: &str) -> bool {
         self.refusals.check(Arc::from(user), true).await.is_ok()
+    }
+
+    /// May `user` make an authenticated API call now? Counts it.
+    pub async fn api_allowed(&self, user: &str) -> Result<(), Throttled> {
+        self.api
+            .check(Arc::from(user), true)
+            .await
+            .map_err(|wait| Throttled::new("api", wait))
     }
 
     /// May `user` search now? Counts it.

@@ -12,7 +12,7 @@ use chatmesh_protocol::blocks::{
 use chatmesh_protocol::ApiError;
 
 use super::reply;
-use super::request::{caller, name, query_pairs, Answer};
+use super::request::{caller, name, name_page, Answer};
 use crate::state::AppState;
 
 /// Blocks on a page when `limit` is not given.
@@ -39,27 +39,7 @@ pub(super) async fn set(
 /// `GET /v1/users/me/blocks?after=USER&limit=N`.
 pub(super) async fn list(state: &AppState, req: Request<Incoming>) -> Answer {
     let user = caller(state, &req).await?;
-    let (mut after, mut limit) = (None, DEFAULT_BLOCKS_PAGE);
-    for (k, v) in query_pairs(&req) {
-        match k {
-            "after" => {
-                name("after", v)?;
-                after = Some(v.to_owned());
-            }
-            "limit" => {
-                limit = v
-                    .parse::<u32>()
-                    .map_err(|_| ApiError::bad_request("limit must be a number"))?
-            }
-            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
-        }
-    }
-    if !(1..=MAX_BLOCKS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_BLOCKS_PAGE}"
-        ))
-        .into());
-    }
+    let (after, limit) = name_page(&req, DEFAULT_BLOCKS_PAGE, MAX_BLOCKS_PAGE)?;
     let req = BlocksRequest { user, after, limit };
     let page = state.services.ask::<ListBlocks>(&req.user, &req).await?;
     Ok(reply::json(200, &page))

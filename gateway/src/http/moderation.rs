@@ -13,10 +13,9 @@ use chatmesh_protocol::moderation::{
     BanRequest, BansRequest, LiftRequest, MuteRequest, DEFAULT_BANS_PAGE, MAX_BANS_PAGE,
 };
 use chatmesh_protocol::service::{Ban, ListBans, Mute, Unban, Unmute};
-use chatmesh_protocol::ApiError;
 
 use super::reply;
-use super::request::{body, caller, name, query_pairs, Answer};
+use super::request::{body, caller, name, name_page, Answer};
 use crate::room_events;
 use crate::state::AppState;
 
@@ -110,26 +109,7 @@ where
 pub(super) async fn bans(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
     let actor = caller(state, &req).await?;
     name("room", room)?;
-    let (mut after, mut limit) = (None, DEFAULT_BANS_PAGE);
-    for (k, v) in query_pairs(&req) {
-        match k {
-            "after" => {
-                name("after", v)?;
-                after = Some(v.to_owned());
-            }
-            "limit" => {
-                limit = v
-                    .parse::<u32>()
-                    .map_err(|_| ApiError::bad_request("limit must be a number"))?
-            }
-            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
-        }
-    }
-    if !(1..=MAX_BANS_PAGE).contains(&limit) {
-        return Err(
-            ApiError::bad_request(format!("limit must be between 1 and {MAX_BANS_PAGE}")).into(),
-        );
-    }
+    let (after, limit) = name_page(&req, DEFAULT_BANS_PAGE, MAX_BANS_PAGE)?;
     let req = BansRequest {
         room: room.to_owned(),
         actor,

@@ -66,17 +66,19 @@ impl Refusal {
 }
 
 /// The user named by the request's bearer token.
-pub(super) async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, ApiError> {
+pub(super) async fn caller(state: &AppState, req: &Request<Incoming>) -> Result<String, Refusal> {
     caller_identity(state, req).await.map(|i| i.user)
 }
 
-/// The identity of the request's bearer token, unless it is invalid, expired or revoked.
+/// The identity of the request's bearer token, unless it is invalid, expired or revoked, or
+/// its user is over its rate of API calls (`api_per_user_per_minute`: 429).
 pub(super) async fn caller_identity(
     state: &AppState,
     req: &Request<Incoming>,
-) -> Result<Identity, ApiError> {
+) -> Result<Identity, Refusal> {
     let identity = token_identity(state, req)?;
     state.revocation.check(&identity).await?;
+    state.throttle.api_allowed(&identity.user).await?;
     Ok(identity)
 }
 
@@ -165,6 +167,36 @@ pub(super) fn page_params<B>(
         return Err(ApiError::bad_request("limit must be between 1 and 100"));
     }
     Ok((at, limit))
+}
+
+/// `after` (a name: the last one of the previous page) and `limit` (1–`max`, `default`
+/// when absent) of a page of names; any other parameter is refused.
+pub(super) fn name_page<B>(
+    req: &Request<B>,
+    default: u32,
+    max: u32,
+) -> Result<(Option<String>, u32), ApiError> {
+    let (mut after, mut limit) = (None, default);
+    for (k, v) in query_pairs(req) {
+        match k {
+            "after" => {
+                name("after", v)?;
+                after = Some(v.to_owned());
+            }
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .map_err(|_| ApiError::bad_request("limit must be a number"))?
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}"))),
+        }
+    }
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    Ok((after, limit))
 }
 
 pub(super) fn query_pairs<B>(req: &Request<B>) -> impl Iterator<Item = (&str, &str)> {

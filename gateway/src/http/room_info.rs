@@ -16,7 +16,7 @@ use chatmesh_protocol::text::{clean_room_name, clean_topic};
 use chatmesh_protocol::ApiError;
 
 use super::reply;
-use super::request::{body, caller, name, patch_field, query_pairs, Answer};
+use super::request::{body, caller, name, name_page, patch_field, Answer};
 use crate::room_events;
 use crate::state::AppState;
 
@@ -28,27 +28,7 @@ const MAX_MEMBERS_PAGE: u32 = 200;
 pub(super) async fn members(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
     let actor = caller(state, &req).await?;
     name("room", room)?;
-    let (mut after, mut limit) = (None, DEFAULT_MEMBERS_PAGE);
-    for (k, v) in query_pairs(&req) {
-        match k {
-            "after" => {
-                name("after", v)?;
-                after = Some(v.to_owned());
-            }
-            "limit" => {
-                limit = v
-                    .parse::<u32>()
-                    .map_err(|_| ApiError::bad_request("limit must be a number"))?
-            }
-            _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),
-        }
-    }
-    if !(1..=MAX_MEMBERS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_MEMBERS_PAGE}"
-        ))
-        .into());
-    }
+    let (after, limit) = name_page(&req, DEFAULT_MEMBERS_PAGE, MAX_MEMBERS_PAGE)?;
     let req = MembersRequest {
         room: room.to_owned(),
         actor,
