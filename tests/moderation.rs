@@ -299,6 +299,56 @@ async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> 
     mesh.stop().await
 }
 
+/// What was posted after a ban the far gateway missed (cut off from NATS) is not delivered
+/// to the banned user once the gateway is back: the room's first live message after the
+/// reconnect reveals the gap, and the room delivers neither the gap nor that message before
+/// the access re-check has taken the banned user out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnect() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "hall", "private").await?;
+    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
+    assert_eq!(s, 204, "{v}");
+
+    let far = FarGateway::start(&mesh).await?;
+    let mut banned = Client::login(&far.ws_url(), &bob).await?;
+    banned.join("hall").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("hall").await?;
+    owner.post("hall", "a1", "before").await?;
+    banned.messages("hall", 1).await?;
+
+    far.cut().await?;
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
+    assert_eq!(s, 204, "{v}");
+    owner
+        .post("hall", "a2", "while cut off, after the ban")
+        .await?;
+    far.proxy.restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while far.nats.connection_state() != async_nats::connection::State::Connected {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never reconnected");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // At once, before the gateway's re-check: the live message that reveals the gap.
+    owner.post("hall", "a3", "just after the reconnect").await?;
+
+    loop {
+        match banned.next().await? {
+            ServerFrame::Left { room, .. } if room == "hall" => break,
+            ServerFrame::Message(m) => panic!("the banned user got {:?} after the ban", m.body),
+            _ => {}
+        }
+    }
+    not_delivered_after(&mut owner, &mut banned, "hall", "a4").await?;
+    far.stop().await;
+    mesh.stop().await
+}
+
 /// Owner and admins ban, members do not; an admin bans neither the owner nor another admin;
 /// the owner bans an admin; nobody bans themselves; a user who is not a member can be
 /// banned ahead; a banned user does not see a private room anywhere.

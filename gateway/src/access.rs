@@ -7,6 +7,7 @@
 //! epoch-stamped ([`Coherent`]): an answer loaded while an event for its key arrived is not
 //! kept, so a load racing a removal cannot put the old role back for the TTL.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::subjects::MEMBER_ALL;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
@@ -121,12 +123,16 @@ pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
 /// lost. So after every reconnect (`connects`, see [`crate::reconnects`]) every cached answer
 /// is dropped and each user with a session in a room here is asked about again
 /// ([`recheck`]); one who lost the room is treated as its missed event would have been.
+/// `rechecked` then holds the count of (re)connects the re-check ran after: the rooms hold
+/// their messages until it catches up with the connection's count (see
+/// [`crate::fanout::RoomEnv::rechecked`]), so nothing stored after a missed removal reaches
+/// the removed user in between.
 pub async fn spawn_member_listener(
     nats: &async_nats::Client,
     access: AccessCache,
     fanout: Fanout,
     drain: CancellationToken,
-    connects: tokio::sync::watch::Receiver<u64>,
+    (connects, rechecked): (watch::Receiver<u64>, watch::Sender<u64>),
     notify: Notify,
 ) -> Result<(), GatewayError> {
     let mut sub = nats
@@ -135,9 +141,25 @@ pub async fn spawn_member_listener(
         .map_err(|e| GatewayError::nats("subscribing to membership events", e))?;
     {
         let (access, fanout, notify) = (access.clone(), fanout.clone(), notify.clone());
+        let stats = nats.statistics();
         crate::reconnects::on_reconnect(connects, drain.clone(), move || {
             let (access, fanout, notify) = (access.clone(), fanout.clone(), notify.clone());
-            async move { recheck(&access, &fanout, &notify).await }
+            let (stats, rechecked) = (stats.clone(), rechecked.clone());
+            async move {
+                // The count this run answers for: a reconnect during the run makes another.
+                let seen = stats.connects.load(Ordering::Relaxed);
+                let unanswered = recheck(&access, &fanout, &notify).await;
+                // Those who could not be asked keep their rooms (as when the worker is
+                // down at a join); the rooms need not wait for the retries.
+                rechecked.send_if_modified(|done| {
+                    let newer = seen > *done;
+                    if newer {
+                        *done = seen;
+                    }
+                    newer
+                });
+                unanswered
+            }
         });
     }
     tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! Everything a gateway's connections share, built once at start.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,9 @@ impl AppState {
         let primary = mesh.regions.first().map(String::as_str);
         crate::presence::ensure_bucket(&js, mesh.replicas, primary).await?;
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
+        // The rooms' hold after a reconnect until the access re-check has run.
+        let connected = nats.statistics().connects.load(Ordering::Relaxed);
+        let (rechecked_tx, rechecked) = tokio::sync::watch::channel(connected);
         let fanout = Fanout::new(RoomEnv {
             nats: nats.clone(),
             js: js.clone(),
@@ -110,6 +113,7 @@ impl AppState {
             gateway: gateway.clone(),
             presence_ttl: Duration::from_secs(cfg.presence_ttl_secs),
             timeout: service_timeout,
+            rechecked,
         });
         let access = AccessCache::new(services.clone());
         let cfg_receipts = cfg.receipt_interval_ms;
@@ -157,7 +161,7 @@ impl AppState {
             state.access.clone(),
             state.fanout.clone(),
             state.drain.clone(),
-            connects.clone(),
+            (connects.clone(), rechecked_tx),
             Arc::new(move |ev| {
                 if let Some(state) = weak.upgrade() {
                     state.membership_changed(ev);

@@ -49,6 +49,8 @@ async fn fanout(
         gateway: Arc::from("gw-test"),
         presence_ttl,
         timeout: Duration::from_secs(5),
+        // No access re-check here: the rooms never hold their messages for one.
+        rechecked: tokio::sync::watch::channel(u64::MAX).1,
     });
     Ok((server, nats, js, fanout))
 }

@@ -35,6 +35,11 @@ const MIRROR_LAG_WAITS: [Duration; 4] = [
     Duration::from_millis(800),
 ];
 
+/// Longest a room holds its messages after a NATS reconnect for the access re-check
+/// ([`RoomEnv::rechecked`]); then it delivers anyway (a re-check of thousands of users that
+/// waits for slow workers must not stop the room).
+pub(super) const RECHECK_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 struct Member {
     link: Arc<SessionLink>,
@@ -204,12 +209,17 @@ impl Room {
         let mut refresh = tokio::time::interval(env.presence_ttl / 3);
         let connects = env.nats.statistics();
         let mut seen_connects = connects.connects.load(Ordering::Relaxed);
+        // A room started after a reconnect, before the re-check, waits for it too.
+        let mut cleared = *env.rechecked.borrow();
         loop {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,
                 msg = live.next() => match msg {
-                    Some(msg) => self.on_message(&env.reader, &stored, msg).await,
+                    Some(msg) => {
+                        self.await_recheck(&env, &connects, &mut cleared).await;
+                        self.on_message(&env.reader, &stored, msg).await
+                    }
                     None => break,
                 },
                 Some(msg) = events.next() => self.on_event(msg),
@@ -237,6 +247,7 @@ impl Room {
                     let now_connects = connects.connects.load(Ordering::Relaxed);
                     if now_connects != seen_connects {
                         seen_connects = now_connects;
+                        self.await_recheck(&env, &connects, &mut cleared).await;
                         self.catch_up(&env.reader, &stored).await;
                     }
                 }
@@ -396,6 +407,34 @@ impl Room {
             return;
         }
         self.dispatch(seq, prev, &msg.payload);
+    }
+
+    /// Returns once room access has been re-checked after the latest NATS reconnect, or
+    /// after [`RECHECK_WAIT`]: a removal whose event was lost meanwhile takes the user out
+    /// before the room delivers what was stored after it (one atomic load and one
+    /// compare per message while nothing reconnected).
+    /// `cleared` is the count of connects the room has already waited for.
+    async fn await_recheck(
+        &self,
+        env: &RoomEnv,
+        stats: &async_nats::Statistics,
+        cleared: &mut u64,
+    ) {
+        let connects = stats.connects.load(Ordering::Relaxed);
+        if connects <= *cleared {
+            return;
+        }
+        let mut rechecked = env.rechecked.clone();
+        let done = rechecked.wait_for(|&done| done >= connects);
+        match tokio::time::timeout(RECHECK_WAIT, done).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {} // the gateway is stopping
+            Err(_) => {
+                metrics::counter!("chatmesh_fanout_recheck_waits_expired_total").increment(1);
+                tracing::warn!(room = %self.name, "access re-check after a NATS reconnect is slow; delivering without it");
+            }
+        }
+        *cleared = connects;
     }
 
     /// Delivers what the stream holds for the room beyond what was dispatched (after a
