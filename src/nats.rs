@@ -30,6 +30,8 @@ pub async fn connect(
         .event_callback(|event| async move {
             match event {
                 Event::SlowConsumer(sid) => {
+                    // Core NATS events may be gone: gateways ask again about what they keep.
+                    natskit::lossy::note_slow_consumer();
                     metrics::counter!("chatmesh_nats_slow_consumer_total").increment(1);
                     tracing::warn!(sid, "NATS client dropped messages of a slow subscription");
                 }

@@ -349,6 +349,44 @@ async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnec
     mesh.stop().await
 }
 
+/// A NATS client that drops messages of a slow subscription may have dropped membership
+/// events too: the gateway re-checks room access as after a reconnect. Here a subscription of
+/// the far gateway's own client (connected by `chatmesh::nats::connect`, as every service)
+/// is flooded past its buffer without being read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_drop_makes_the_gateway_ask_about_access_again() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let bob = api.user("bob").await?;
+    api.room(&bob, "hall", "public").await?;
+    let far = FarGateway::start(&mesh).await?;
+    let mut c = Client::login(&far.ws_url(), &bob).await?;
+    c.join("hall").await?;
+    let before = api.metric("chatmesh_access_rechecks_total").await?;
+
+    let _unread = far.nats.subscribe("chat.evt.flood").await?;
+    for i in 0..70_000u32 {
+        far.nats
+            .publish("chat.evt.flood", i.to_string().into())
+            .await?;
+    }
+    far.nats.flush().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while api.metric("chatmesh_access_rechecks_total").await? <= before {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no access re-check after the slow-consumer drop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The re-check keeps a member in: the room still delivers to it.
+    c.post("hall", "b1", "still here").await?;
+    c.messages("hall", 1).await?;
+    far.stop().await;
+    mesh.stop().await
+}
+
 /// Owner and admins ban, members do not; an admin bans neither the owner nor another admin;
 /// the owner bans an admin; nobody bans themselves; a user who is not a member can be
 /// banned ahead; a banned user does not see a private room anywhere.

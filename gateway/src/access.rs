@@ -7,7 +7,6 @@
 //! epoch-stamped ([`Coherent`]): an answer loaded while an event for its key arrived is not
 //! kept, so a load racing a removal cannot put the old role back for the TTL.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,10 +119,11 @@ pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
 /// sessions).
 ///
 /// The events are core NATS: those published while this gateway's connection was down are
-/// lost. So after every reconnect (`connects`, see [`crate::reconnects`]) every cached answer
+/// lost (and so are those the client drops for a slow subscription). So after every
+/// reconnect or drop (`connects`, see [`crate::reconnects`]) every cached answer
 /// is dropped and each user with a session in a room here is asked about again
 /// ([`recheck`]); one who lost the room is treated as its missed event would have been.
-/// `rechecked` then holds the count of (re)connects the re-check ran after: the rooms hold
+/// `rechecked` then holds the count of such losses the re-check ran after: the rooms hold
 /// their messages until it catches up with the connection's count (see
 /// [`crate::fanout::RoomEnv::rechecked`]), so nothing stored after a missed removal reaches
 /// the removed user in between.
@@ -147,7 +147,7 @@ pub async fn spawn_member_listener(
             let (stats, rechecked) = (stats.clone(), rechecked.clone());
             async move {
                 // The count this run answers for: a reconnect during the run makes another.
-                let seen = stats.connects.load(Ordering::Relaxed);
+                let seen = natskit::lossy::losses(&stats);
                 let unanswered = recheck(&access, &fanout, &notify).await;
                 // Those who could not be asked keep their rooms (as when the worker is
                 // down at a join); the rooms need not wait for the retries.

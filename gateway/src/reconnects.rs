@@ -1,10 +1,11 @@
 //! Re-checks after a NATS reconnect. Membership and user events reach gateways over core
 //! NATS, which keeps nothing for a client that is away: every event sent while this
-//! gateway's connection was down is lost. What those events keep current (room access, token
-//! generations) is asked again after each reconnect by a task started with [`on_reconnect`].
+//! gateway's connection was down is lost, and so is what the client drops for a slow
+//! subscription. What those events keep current (room access, token generations) is asked
+//! again after each reconnect or slow-consumer drop ([`natskit::lossy::losses`]) by a task
+//! started with [`on_reconnect`].
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -17,10 +18,11 @@ const RETRY: Duration = Duration::from_secs(5);
 /// Questions a re-check asks the workers at once.
 pub const CONCURRENCY: usize = 16;
 
-/// The number of times `nats` (re)connected, updated every second until `drain`.
+/// The number of times `nats` may have lost messages ((re)connects and slow-consumer
+/// drops, [`natskit::lossy::losses`]), updated every second until `drain`.
 pub fn watch(nats: &async_nats::Client, drain: CancellationToken) -> watch::Receiver<u64> {
     let stats = nats.statistics();
-    let (tx, rx) = watch::channel(stats.connects.load(Ordering::Relaxed));
+    let (tx, rx) = watch::channel(natskit::lossy::losses(&stats));
     tokio::spawn(async move {
         let mut look = tokio::time::interval(LOOK);
         loop {
@@ -28,7 +30,7 @@ pub fn watch(nats: &async_nats::Client, drain: CancellationToken) -> watch::Rece
                 _ = drain.cancelled() => return,
                 _ = look.tick() => {
                     tx.send_if_modified(|seen| {
-                        let now = stats.connects.load(Ordering::Relaxed);
+                        let now = natskit::lossy::losses(&stats);
                         std::mem::replace(seen, now) != now
                     });
                 }

@@ -1,6 +1,6 @@
 //! Everything a gateway's connections share, built once at start.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,8 +103,8 @@ impl AppState {
         crate::presence::ensure_bucket(&js, mesh.replicas, primary).await?;
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
         // The rooms' hold after a reconnect until the access re-check has run.
-        let connected = nats.statistics().connects.load(Ordering::Relaxed);
-        let (rechecked_tx, rechecked) = tokio::sync::watch::channel(connected);
+        let losses = natskit::lossy::losses(&nats.statistics());
+        let (rechecked_tx, rechecked) = tokio::sync::watch::channel(losses);
         let fanout = Fanout::new(RoomEnv {
             nats: nats.clone(),
             js: js.clone(),

@@ -7,8 +7,10 @@
 //!   change and expiry marker to core NATS when asked;
 //! - [`put_ttl`]: a KV write with a per-key TTL (`Nats-TTL`, on a bucket with
 //!   `limit_markers`), optionally compare-and-set on the key's last sequence, or a delete;
-//! - [`trace`]: W3C trace context in message headers (a send is one trace across processes).
+//! - [`trace`]: W3C trace context in message headers (a send is one trace across processes);
+//! - [`lossy`]: when core NATS may have lost messages (reconnects, slow-consumer drops).
 
+pub mod lossy;
 pub mod trace;
 
 use std::time::Duration;

@@ -44,7 +44,8 @@ pub struct RoomEnv {
     pub presence_ttl: Duration,
     /// Timeout of reads at room start.
     pub timeout: Duration,
-    /// The count of NATS (re)connects after which room access was last re-checked
+    /// The count of NATS losses ((re)connects, slow-consumer drops:
+    /// [`natskit::lossy::losses`]) after which room access was last re-checked
     /// ([`crate::access::spawn_member_listener`]). While the connection's own count is
     /// higher, membership events may have been lost: a room holds its messages until the
     /// re-check has run (at most [`room::RECHECK_WAIT`]). A fan-out without that re-check

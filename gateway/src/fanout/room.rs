@@ -207,8 +207,8 @@ impl Room {
         let _ = ready.send(Some(Ok(())));
         let mut published = BTreeSet::new();
         let mut refresh = tokio::time::interval(env.presence_ttl / 3);
-        let connects = env.nats.statistics();
-        let mut seen_connects = connects.connects.load(Ordering::Relaxed);
+        let stats = env.nats.statistics();
+        let mut seen_losses = natskit::lossy::losses(&stats);
         // A room started after a reconnect, before the re-check, waits for it too.
         let mut cleared = *env.rechecked.borrow();
         loop {
@@ -217,7 +217,7 @@ impl Room {
                 _ = self.stop.cancelled() => break,
                 msg = live.next() => match msg {
                     Some(msg) => {
-                        self.await_recheck(&env, &connects, &mut cleared).await;
+                        self.await_recheck(&env, &stats, &mut cleared).await;
                         self.on_message(&env.reader, &stored, msg).await
                     }
                     None => break,
@@ -241,13 +241,13 @@ impl Room {
                     if self.write().presence.expire(now, env.presence_ttl) {
                         self.announce();
                     }
-                    // NATS reconnected since the last look: what was stored meanwhile never
-                    // came live, and in a room that then went quiet no later message would
-                    // reveal the gap.
-                    let now_connects = connects.connects.load(Ordering::Relaxed);
-                    if now_connects != seen_connects {
-                        seen_connects = now_connects;
-                        self.await_recheck(&env, &connects, &mut cleared).await;
+                    // NATS reconnected (or dropped a slow subscription's messages) since the
+                    // last look: what was stored meanwhile may never have come live, and in a
+                    // room that then went quiet no later message would reveal the gap.
+                    let now_losses = natskit::lossy::losses(&stats);
+                    if now_losses != seen_losses {
+                        seen_losses = now_losses;
+                        self.await_recheck(&env, &stats, &mut cleared).await;
                         self.catch_up(&env.reader, &stored).await;
                     }
                 }
@@ -409,23 +409,25 @@ impl Room {
         self.dispatch(seq, prev, &msg.payload);
     }
 
-    /// Returns once room access has been re-checked after the latest NATS reconnect, or
+    /// Returns once room access has been re-checked after the latest NATS reconnect (or
+    /// slow-consumer drop), or
     /// after [`RECHECK_WAIT`]: a removal whose event was lost meanwhile takes the user out
-    /// before the room delivers what was stored after it (one atomic load and one
-    /// compare per message while nothing reconnected).
-    /// `cleared` is the count of connects the room has already waited for.
+    /// before the room delivers what was stored after it (two atomic loads
+    /// and a compare per message while nothing was lost).
+    /// `cleared` is the count of losses ([`natskit::lossy::losses`]) the room has already
+    /// waited for.
     async fn await_recheck(
         &self,
         env: &RoomEnv,
         stats: &async_nats::Statistics,
         cleared: &mut u64,
     ) {
-        let connects = stats.connects.load(Ordering::Relaxed);
-        if connects <= *cleared {
+        let losses = natskit::lossy::losses(stats);
+        if losses <= *cleared {
             return;
         }
         let mut rechecked = env.rechecked.clone();
-        let done = rechecked.wait_for(|&done| done >= connects);
+        let done = rechecked.wait_for(|&done| done >= losses);
         match tokio::time::timeout(RECHECK_WAIT, done).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => {} // the gateway is stopping
@@ -434,7 +436,7 @@ impl Room {
                 tracing::warn!(room = %self.name, "access re-check after a NATS reconnect is slow; delivering without it");
             }
         }
-        *cleared = connects;
+        *cleared = losses;
     }
 
     /// Delivers what the stream holds for the room beyond what was dispatched (after a
