@@ -609,7 +609,9 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     const button = a.locator("#block-peer");
     assert.equal(await button.textContent(), "Block @bob");
     await button.click();
-    await a.locator("#block-peer").filter({ hasText: "Unblock @bob" }).waitFor();
+    // Exact: `hasText` with a string matches a substring, ignoring case ("Unblock @bob"
+    // contains "block @bob").
+    await a.locator("#block-peer").filter({ hasText: /^Unblock @bob$/ }).waitFor();
     assert.equal(await button.getAttribute("aria-pressed"), "true");
     await a.locator("#room-notice").filter({ hasText: "You blocked bob" }).waitFor();
     assert.deepEqual((await apiAs(alice, "GET", "v1/users/me/blocks")).blocks.map((x) => x.user), ["bob"]);
@@ -623,7 +625,7 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(await messageWithBody(alice, "are you there?").count(), 0);
 
     await button.click();
-    await a.locator("#block-peer").filter({ hasText: "Block @bob" }).waitFor();
+    await a.locator("#block-peer").filter({ hasText: /^Block @bob$/ }).waitFor();
     assert.deepEqual((await apiAs(alice, "GET", "v1/users/me/blocks")).blocks, []);
     // The refused message, retried once the block is lifted, goes through.
     await eventually("bob's message goes through once unblocked", async () => {
