@@ -259,6 +259,36 @@ async fn a_ban_during_a_join_keeps_the_session_out() -> Result<()> {
     mesh.stop().await
 }
 
+/// `hall` (private, ann's) with bob on a second gateway whose only way to NATS is a proxy
+/// the test can cut, ann on the mesh's; one message posted and read by bob.
+struct Across {
+    ann: String,
+    far: FarGateway,
+    banned: Client,
+    owner: Client,
+}
+
+async fn across_gateways(mesh: &chatmesh::Mesh, api: &Api) -> Result<Across> {
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "hall", "private").await?;
+    let (s, v) = add(api, &ann, "hall", "bob", "member").await?;
+    assert_eq!(s, 204, "{v}");
+    let far = FarGateway::start(mesh).await?;
+    let mut banned = Client::login(&far.ws_url(), &bob).await?;
+    banned.join("hall").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("hall").await?;
+    owner.post("hall", "a1", "before").await?;
+    banned.messages("hall", 1).await?;
+    Ok(Across {
+        ann,
+        far,
+        banned,
+        owner,
+    })
+}
+
 /// Membership events are core NATS: one published while a gateway is cut off from the bus
 /// never reaches it. Once it is back, the gateway asks again about every user of its rooms,
 /// so a user banned meanwhile is removed there (`membership` null, `left`) and gets no more
@@ -268,21 +298,12 @@ async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> 
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
     let api = Api::new(&mesh);
-    let ann = api.user("ann").await?;
-    let bob = api.user("bob").await?;
-    api.room(&ann, "hall", "private").await?;
-    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
-    assert_eq!(s, 204, "{v}");
-
-    // A second gateway whose only way to NATS is a proxy the test can cut.
-    let far = FarGateway::start(&mesh).await?;
-    let mut banned = Client::login(&far.ws_url(), &bob).await?;
-    banned.join("hall").await?;
-    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
-    owner.join("hall").await?;
-    owner.post("hall", "a1", "before").await?;
-    banned.messages("hall", 1).await?;
-
+    let Across {
+        ann,
+        far,
+        mut banned,
+        mut owner,
+    } = across_gateways(&mesh, &api).await?;
     far.cut().await?;
     let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
     assert_eq!(s, 204, "{v}");
@@ -308,20 +329,12 @@ async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnec
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
     let api = Api::new(&mesh);
-    let ann = api.user("ann").await?;
-    let bob = api.user("bob").await?;
-    api.room(&ann, "hall", "private").await?;
-    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
-    assert_eq!(s, 204, "{v}");
-
-    let far = FarGateway::start(&mesh).await?;
-    let mut banned = Client::login(&far.ws_url(), &bob).await?;
-    banned.join("hall").await?;
-    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
-    owner.join("hall").await?;
-    owner.post("hall", "a1", "before").await?;
-    banned.messages("hall", 1).await?;
-
+    let Across {
+        ann,
+        far,
+        mut banned,
+        mut owner,
+    } = across_gateways(&mesh, &api).await?;
     far.cut().await?;
     let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
     assert_eq!(s, 204, "{v}");
@@ -329,11 +342,7 @@ async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnec
         .post("hall", "a2", "while cut off, after the ban")
         .await?;
     far.proxy.restore();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while far.nats.connection_state() != async_nats::connection::State::Connected {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never reconnected");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    far.reconnected().await?;
     // At once, before the gateway's re-check: the live message that reveals the gap.
     owner.post("hall", "a3", "just after the reconnect").await?;
 

@@ -204,6 +204,7 @@ fn apply(fanout: &Fanout, notify: &Notify, ev: &MemberEvent) {
 /// may still read it; removes those who may not, as their missed event would have. Returns
 /// how many could not be asked (the worker did not answer).
 async fn recheck(access: &AccessCache, fanout: &Fanout, notify: &Notify) -> usize {
+    let started = std::time::Instant::now();
     access.forget_all();
     let local = fanout.local_users();
     let asked = local.len();
@@ -233,12 +234,15 @@ async fn recheck(access: &AccessCache, fanout: &Fanout, notify: &Notify) -> usiz
             unanswered += 1;
         }
     }
+    let took = started.elapsed();
     metrics::counter!("chatmesh_access_rechecks_total").increment(1);
     metrics::counter!("chatmesh_access_recheck_removals_total").increment(removed as u64);
+    metrics::histogram!("chatmesh_access_recheck_seconds").record(took.as_secs_f64());
     tracing::info!(
         asked,
         removed,
         unanswered,
+        took_ms = took.as_millis() as u64,
         "re-checked room access after a NATS reconnect"
     );
     unanswered

@@ -150,6 +150,12 @@ pub struct GatewayConfig {
     /// (measured over each 10 s of waiting); a slower reader's session is closed with 1013
     /// and resumes after reconnecting, so slow readers cannot hold the replay slots.
     pub replay_min_bytes_per_sec: u64,
+    /// After a NATS reconnect (or a slow-consumer drop), how long the rooms hold their
+    /// messages for the access re-check of every user with a session here (membership
+    /// events sent meanwhile are lost), milliseconds; then they deliver without it. 0 never
+    /// holds: a user removed while the gateway was away gets the room's messages until the
+    /// re-check reaches them.
+    pub recheck_hold_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -213,6 +219,7 @@ impl Default for GatewayConfig {
             max_replays_per_user: 8,
             replay_wait_ms: 1_000,
             replay_min_bytes_per_sec: 16 * 1024,
+            recheck_hold_ms: 5_000,
         }
     }
 }
@@ -287,6 +294,9 @@ impl GatewayConfig {
         }
         if !(1..=1 << 30).contains(&self.replay_min_bytes_per_sec) {
             out.push("gateway.replay_min_bytes_per_sec must be between 1 and 2^30".into());
+        }
+        if self.recheck_hold_ms > 60_000 {
+            out.push("gateway.recheck_hold_ms must be at most 60000".into());
         }
         // Out of these ranges every session fails while the gateway looks healthy (a zero
         // `hello` window, a deadline past what `Instant` holds, a zero service timeout).
@@ -504,11 +514,12 @@ mod tests {
             max_replays_per_user: 0,
             replay_wait_ms: 60_001,
             replay_min_bytes_per_sec: 0,
+            recheck_hold_ms: 60_001,
             ..base()
         };
         let p = c.problems();
-        assert_eq!(p.len(), 5, "{p:?}");
-        assert!(p.iter().all(|p| p.contains("replay")), "{p:?}");
+        assert_eq!(p.len(), 6, "{p:?}");
+        assert!(p.iter().any(|p| p.contains("recheck_hold_ms")), "{p:?}");
     }
 
     #[test]

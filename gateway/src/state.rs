@@ -114,6 +114,7 @@ impl AppState {
             presence_ttl: Duration::from_secs(cfg.presence_ttl_secs),
             timeout: service_timeout,
             rechecked,
+            recheck_hold: Duration::from_millis(cfg.recheck_hold_ms),
         });
         let access = AccessCache::new(services.clone());
         let cfg_receipts = cfg.receipt_interval_ms;

@@ -51,6 +51,7 @@ async fn fanout(
         timeout: Duration::from_secs(5),
         // No access re-check here: the rooms never hold their messages for one.
         rechecked: tokio::sync::watch::channel(u64::MAX).1,
+        recheck_hold: Duration::ZERO,
     });
     Ok((server, nats, js, fanout))
 }

@@ -119,6 +119,19 @@ impl FarGateway {
         Ok(())
     }
 
+    /// Waits until the gateway's client is connected again (after `proxy.restore()`).
+    pub async fn reconnected(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + super::WAIT;
+        while self.nats.connection_state() != async_nats::connection::State::Connected {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the far gateway never reconnected"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
     pub async fn stop(self) {
         self.handle.stop().await;
     }

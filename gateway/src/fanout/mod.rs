@@ -48,9 +48,11 @@ pub struct RoomEnv {
     /// [`natskit::lossy::losses`]) after which room access was last re-checked
     /// ([`crate::access::spawn_member_listener`]). While the connection's own count is
     /// higher, membership events may have been lost: a room holds its messages until the
-    /// re-check has run (at most [`room::RECHECK_WAIT`]). A fan-out without that re-check
+    /// re-check has run, at most `recheck_hold`. A fan-out without that re-check
     /// (tests of the fan-out alone) passes `u64::MAX`.
     pub rechecked: tokio::sync::watch::Receiver<u64>,
+    /// `gateway.recheck_hold_ms`: the longest such hold; zero holds nothing.
+    pub recheck_hold: Duration,
 }
 
 impl Fanout {

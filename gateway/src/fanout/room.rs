@@ -35,11 +35,6 @@ const MIRROR_LAG_WAITS: [Duration; 4] = [
     Duration::from_millis(800),
 ];
 
-/// Longest a room holds its messages after a NATS reconnect for the access re-check
-/// ([`RoomEnv::rechecked`]); then it delivers anyway (a re-check of thousands of users that
-/// waits for slow workers must not stop the room).
-pub(super) const RECHECK_WAIT: Duration = Duration::from_secs(10);
-
 #[derive(Debug)]
 struct Member {
     link: Arc<SessionLink>,
@@ -410,8 +405,8 @@ impl Room {
     }
 
     /// Returns once room access has been re-checked after the latest NATS reconnect (or
-    /// slow-consumer drop), or
-    /// after [`RECHECK_WAIT`]: a removal whose event was lost meanwhile takes the user out
+    /// slow-consumer drop), or after [`RoomEnv::recheck_hold`] (a re-check of many users
+    /// that waits for slow workers must not stop the room for long): a removal whose event was lost meanwhile takes the user out
     /// before the room delivers what was stored after it (two atomic loads
     /// and a compare per message while nothing was lost).
     /// `cleared` is the count of losses ([`natskit::lossy::losses`]) the room has already
@@ -426,9 +421,13 @@ impl Room {
         if losses <= *cleared {
             return;
         }
+        if env.recheck_hold.is_zero() {
+            *cleared = losses;
+            return;
+        }
         let mut rechecked = env.rechecked.clone();
         let done = rechecked.wait_for(|&done| done >= losses);
-        match tokio::time::timeout(RECHECK_WAIT, done).await {
+        match tokio::time::timeout(env.recheck_hold, done).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => {} // the gateway is stopping
             Err(_) => {
