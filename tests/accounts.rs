@@ -565,6 +565,72 @@ async fn a_logout_all_missed_while_cut_off_from_nats_applies_once_back() -> Resu
     mesh.stop().await
 }
 
+/// A session of a token revoked (`logout_all`) while its gateway was cut off from NATS gets
+/// nothing posted after the revocation once the gateway is back: the rooms hold their
+/// messages until the token re-check has closed the session (4001), as they do for a missed
+/// ban. Bystanders' sessions in no room make the token re-check the longer of the two (it
+/// asks about each user, the access re-check about each user in a room), so a room let go
+/// after the access re-check alone would deliver to the revoked session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_posted_after_a_missed_logout_all_reaches_the_old_tokens_session() -> Result<()> {
+    const BYSTANDERS: usize = 200;
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let old = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&bob, "hall", "public").await?;
+    let far = FarGateway::start(&mesh).await?;
+    let mut bystanders = Vec::new();
+    for i in 0..BYSTANDERS {
+        let token = api.user(&format!("by{i}")).await?;
+        bystanders.push(Client::login(&far.ws_url(), &token).await?);
+    }
+    let mut session = Client::login(&far.ws_url(), &old).await?;
+    session.join("hall").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &bob).await?;
+    owner.join("hall").await?;
+    owner.post("hall", "b1", "before").await?;
+    session.messages("hall", 1).await?;
+
+    far.cut().await?;
+    let (s, v) = api
+        .call("POST", "/v1/auth/logout_all", Some(&old), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    owner.post("hall", "b2", "after the logout").await?;
+    far.proxy.restore();
+    far.reconnected().await?;
+    // At once, before the gateway's re-checks: the live message that reveals the gap.
+    owner.post("hall", "b3", "just after the reconnect").await?;
+
+    let closed = tokio::time::timeout(WAIT, session.ended()).await;
+    assert_eq!(
+        closed.ok(),
+        Some(Ended::Closed(4001)),
+        "old token's session"
+    );
+    let leaked: Vec<_> = session
+        .backlog
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Message(m) => Some(m.body.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(leaked.is_empty(), "the revoked session got {leaked:?}");
+    let expired = api
+        .metric("chatmesh_fanout_recheck_waits_expired_total")
+        .await?;
+    assert_eq!(
+        expired, 0.0,
+        "the rooms were let go by the re-checks, not by the hold's end"
+    );
+    drop(bystanders);
+    far.stop().await;
+    mesh.stop().await
+}
+
 /// A mesh started in a fresh data dir writes `jwt-secret` with mode 0600 and leaves no
 /// temporary file beside it; a second start reads the same secret. A `jwt-secret` symlink
 /// planted in the dir is replaced, not followed (the secret never lands in its target).

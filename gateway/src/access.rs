@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
 use crate::fanout::Fanout;
+use crate::reconnects::Rechecked;
 use crate::services::Services;
 
 /// Cached room access.
@@ -123,7 +124,7 @@ pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
 /// reconnect or drop (`connects`, see [`crate::reconnects`]) every cached answer
 /// is dropped and each user with a session in a room here is asked about again
 /// ([`recheck`]); one who lost the room is treated as its missed event would have been.
-/// `rechecked` then holds the count of such losses the re-check ran after: the rooms hold
+/// `rechecked` is then told the count of such losses the re-check ran after: the rooms hold
 /// their messages until it catches up with the connection's count (see
 /// [`crate::fanout::RoomEnv::rechecked`]), so nothing stored after a missed removal reaches
 /// the removed user in between.
@@ -132,7 +133,7 @@ pub async fn spawn_member_listener(
     access: AccessCache,
     fanout: Fanout,
     drain: CancellationToken,
-    (connects, rechecked): (watch::Receiver<u64>, watch::Sender<u64>),
+    (connects, rechecked): (watch::Receiver<u64>, Arc<Rechecked>),
     notify: Notify,
 ) -> Result<(), GatewayError> {
     let mut sub = nats
@@ -151,13 +152,7 @@ pub async fn spawn_member_listener(
                 let unanswered = recheck(&access, &fanout, &notify).await;
                 // Those who could not be asked keep their rooms (as when the worker is
                 // down at a join); the rooms need not wait for the retries.
-                rechecked.send_if_modified(|done| {
-                    let newer = seen > *done;
-                    if newer {
-                        *done = seen;
-                    }
-                    newer
-                });
+                rechecked.access_done(seen);
                 unanswered
             }
         });

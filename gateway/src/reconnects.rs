@@ -6,6 +6,8 @@
 //! started with [`on_reconnect`].
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -18,11 +20,67 @@ const RETRY: Duration = Duration::from_secs(5);
 /// Questions a re-check asks the workers at once.
 pub const CONCURRENCY: usize = 16;
 
+/// The count of losses (see [`watch`]) after which both re-checks, room access and token
+/// generations, have run: what the rooms wait for before they deliver again
+/// ([`crate::fanout::RoomEnv::rechecked`]), so neither a user removed from a room nor a
+/// session of a revoked token gets what was stored after the missed event.
+#[derive(Debug)]
+pub struct Rechecked {
+    access: AtomicU64,
+    tokens: AtomicU64,
+    both: watch::Sender<u64>,
+}
+
+impl Rechecked {
+    /// Both re-checks done up to `losses` (the count when the gateway started).
+    pub fn new(losses: u64) -> (Arc<Self>, watch::Receiver<u64>) {
+        let (both, rx) = watch::channel(losses);
+        let done = Self {
+            access: AtomicU64::new(losses),
+            tokens: AtomicU64::new(losses),
+            both,
+        };
+        (Arc::new(done), rx)
+    }
+
+    /// The access re-check that started at `losses` has run.
+    pub fn access_done(&self, losses: u64) {
+        self.access.fetch_max(losses, Ordering::AcqRel);
+        self.publish();
+    }
+
+    /// The token re-check that started at `losses` has run.
+    pub fn tokens_done(&self, losses: u64) {
+        self.tokens.fetch_max(losses, Ordering::AcqRel);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let both = self
+            .access
+            .load(Ordering::Acquire)
+            .min(self.tokens.load(Ordering::Acquire));
+        self.both.send_if_modified(|done| {
+            let newer = both > *done;
+            if newer {
+                *done = both;
+            }
+            newer
+        });
+    }
+}
+
 /// The number of times `nats` may have lost messages ((re)connects and slow-consumer
-/// drops, [`natskit::lossy::losses`]), updated every second until `drain`.
-pub fn watch(nats: &async_nats::Client, drain: CancellationToken) -> watch::Receiver<u64> {
+/// drops, [`natskit::lossy::losses`]), updated every second until `drain`. It starts at
+/// `since`, the count the gateway's state was made at: a loss between then and now is seen
+/// as a change at the first look.
+pub fn watch(
+    nats: &async_nats::Client,
+    since: u64,
+    drain: CancellationToken,
+) -> watch::Receiver<u64> {
     let stats = nats.statistics();
-    let (tx, rx) = watch::channel(natskit::lossy::losses(&stats));
+    let (tx, rx) = watch::channel(since);
     tokio::spawn(async move {
         let mut look = tokio::time::interval(LOOK);
         loop {
@@ -66,4 +124,24 @@ pub fn on_reconnect<F, Fut>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rooms are let go only when both re-checks have run for a count; a run that ends
+    /// late for an older count moves nothing back.
+    #[test]
+    fn the_rooms_wait_for_both_rechecks() {
+        let (done, rx) = Rechecked::new(1);
+        done.access_done(3);
+        assert_eq!(*rx.borrow(), 1, "tokens not re-checked yet");
+        done.tokens_done(2);
+        assert_eq!(*rx.borrow(), 2);
+        done.tokens_done(3);
+        assert_eq!(*rx.borrow(), 3);
+        done.access_done(2);
+        assert_eq!(*rx.borrow(), 3);
+    }
 }

@@ -104,7 +104,7 @@ impl AppState {
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
         // The rooms' hold after a reconnect until the access re-check has run.
         let losses = natskit::lossy::losses(&nats.statistics());
-        let (rechecked_tx, rechecked) = tokio::sync::watch::channel(losses);
+        let (rechecks, rechecked) = crate::reconnects::Rechecked::new(losses);
         let fanout = Fanout::new(RoomEnv {
             nats: nats.clone(),
             js: js.clone(),
@@ -156,13 +156,13 @@ impl AppState {
             ready: tokio::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&state);
-        let connects = crate::reconnects::watch(&state.nats, state.drain.clone());
+        let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
         crate::access::spawn_member_listener(
             &state.nats,
             state.access.clone(),
             state.fanout.clone(),
             state.drain.clone(),
-            (connects.clone(), rechecked_tx),
+            (connects.clone(), rechecks.clone()),
             Arc::new(move |ev| {
                 if let Some(state) = weak.upgrade() {
                     state.membership_changed(ev);
@@ -170,7 +170,7 @@ impl AppState {
             }),
         )
         .await?;
-        spawn_user_listener(state.clone(), connects).await?;
+        spawn_user_listener(state.clone(), connects, rechecks).await?;
         state
             .own_reads
             .spawn_flusher(state.services.clone(), state.drain.clone());
@@ -284,10 +284,12 @@ fn rand_id() -> u64 {
 }
 
 /// Listens to account events: applies generation bumps to the revocation registry, and asks
-/// again about every user with a session here after a reconnect (events may have been lost).
+/// again about every user with a session here after a reconnect (events may have been lost),
+/// telling `rechecks` when that is done.
 async fn spawn_user_listener(
     state: Arc<AppState>,
     connects: tokio::sync::watch::Receiver<u64>,
+    rechecks: Arc<crate::reconnects::Rechecked>,
 ) -> Result<(), GatewayError> {
     let mut sub = state
         .nats
@@ -296,13 +298,17 @@ async fn spawn_user_listener(
         .map_err(|e| GatewayError::nats("subscribing to user events", e))?;
     let drain = state.drain.clone();
     let weak = Arc::downgrade(&state);
+    let stats = state.nats.statistics();
     crate::reconnects::on_reconnect(connects, drain.clone(), move || {
         let state = weak.upgrade();
+        let (stats, rechecks) = (stats.clone(), rechecks.clone());
         async move {
-            match state {
-                Some(state) => state.revocation.recheck().await,
-                None => 0,
-            }
+            let Some(state) = state else { return 0 };
+            let seen = natskit::lossy::losses(&stats);
+            let unanswered = state.revocation.recheck().await;
+            // As for access: users who could not be asked keep their sessions.
+            rechecks.tokens_done(seen);
+            unanswered
         }
     });
     tokio::spawn(async move {
