@@ -10,12 +10,20 @@ use chatmesh_protocol::ApiError;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
 /// Most pages of the room list [`Http::rooms`] reads (a page holds up to 1,000 rooms by
 /// default).
 pub const MAX_ROOM_PAGES: usize = 100;
+
+/// Longest `Retry-After` of a 429 that a call waits out by itself, by default (see
+/// [`Http::with_rate_limit_wait`]).
+pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Times one call is sent again after a 429 before its error is returned.
+pub const RATE_LIMIT_RETRIES: u32 = 3;
 
 /// A login: the token and when it expires (seconds since the Unix epoch).
 #[derive(Debug, Clone, Deserialize)]
@@ -37,11 +45,17 @@ struct ErrorBody {
 }
 
 /// The HTTP API of one gateway (`base`: `http://host:port`).
+///
+/// A call refused with 429 `rate_limited` whose `Retry-After` is at most the rate-limit
+/// wait ([`RATE_LIMIT_WAIT`] unless set) is sent again after that long, up to
+/// [`RATE_LIMIT_RETRIES`] times: the server refuses such a call before doing anything, so
+/// any call may be repeated. A longer wait (a login lockout) returns the error at once.
 #[derive(Debug, Clone)]
 pub struct Http {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    rate_limit_wait: Duration,
 }
 
 impl Http {
@@ -54,7 +68,17 @@ impl Http {
             base: base.to_owned(),
             http: reqwest::Client::new(),
             token: None,
+            rate_limit_wait: RATE_LIMIT_WAIT,
         })
+    }
+
+    /// The same API, waiting out a 429 whose `Retry-After` is at most `max` (zero: never,
+    /// every 429 is returned as [`Error::Api`] `rate_limited`).
+    pub fn with_rate_limit_wait(&self, max: Duration) -> Self {
+        Self {
+            rate_limit_wait: max,
+            ..self.clone()
+        }
     }
 
     /// The same API, calling with `token`.
@@ -219,11 +243,10 @@ impl Http {
         let url = format!("{}/v1/search", self.base);
         let url =
             reqwest::Url::parse_with_params(&url, &params).map_err(|_| Error::Url(url.clone()))?;
-        let mut req = self.http.get(url);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        Ok(checked(req.send().await?).await?.json().await?)
+        let res = self
+            .execute(|| self.authorized(self.http.get(url.clone())))
+            .await?;
+        Ok(res.json().await?)
     }
 
     /// `GET /v1/rooms/{room}/messages/{root}/thread?after=&limit=`: the root, up to `limit`
@@ -257,11 +280,12 @@ impl Http {
         let url = format!("{}/v1/rooms/{room}/files", self.base);
         let url = reqwest::Url::parse_with_params(&url, &[("name", name)])
             .map_err(|_| Error::Url(url.clone()))?;
-        let mut req = self.http.post(url).body(bytes);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        Ok(checked(req.send().await?).await?.json().await?)
+        // Shared, not copied, by each attempt.
+        let bytes = bytes::Bytes::from(bytes);
+        let res = self
+            .execute(|| self.authorized(self.http.post(url.clone()).body(bytes.clone())))
+            .await?;
+        Ok(res.json().await?)
     }
 
     /// `GET /v1/rooms/{room}/files/{id}`: the file's bytes.
@@ -295,15 +319,55 @@ impl Http {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<reqwest::Response> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        checked(req.send().await?).await
+        let url = format!("{}{path}", self.base);
+        self.execute(|| {
+            let req = self.authorized(self.http.request(method.clone(), &url));
+            match &body {
+                Some(body) => req.json(body),
+                None => req,
+            }
+        })
+        .await
     }
+
+    /// `req` with the token, if there is one.
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    /// Sends the request `build` makes, again after a 429 with a short enough
+    /// `Retry-After` (see [`Http`]); a success, or the error of the last answer.
+    async fn execute(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut retries = 0;
+        loop {
+            let res = build().send().await?;
+            if res.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+                && retries < RATE_LIMIT_RETRIES
+                && !self.rate_limit_wait.is_zero()
+            {
+                if let Some(wait) = retry_after(&res).filter(|w| *w <= self.rate_limit_wait) {
+                    retries += 1;
+                    tracing::debug!(?wait, retries, "rate limited; sending the call again");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            return checked(res).await;
+        }
+    }
+}
+
+/// A 429's `Retry-After` in seconds (the form chatmesh sends), if it has one.
+fn retry_after(res: &reqwest::Response) -> Option<Duration> {
+    let value = res.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs = value.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// `res` if it is a success, else its error.

@@ -7,7 +7,8 @@
 //! in order, and each send is stored once; given fallback gateways
 //! ([`Builder::fallback`], e.g. another region's) it reconnects through the next one when
 //! one cannot be reached. [`Http`] is the HTTP half (accounts, rooms, DMs,
-//! shared files: [`Http::upload`], then [`Client::send_files`]).
+//! shared files: [`Http::upload`], then [`Client::send_files`]); it waits out a 429 with a
+//! short `Retry-After` and sends the call again ([`Http::with_rate_limit_wait`]).
 //!
 //! ```no_run
 //! use chatmesh_client::{Client, Event, Http, RoomKind};
@@ -64,4 +65,6 @@ pub use chatmesh_protocol::{ApiError, ErrorCode};
 pub use client::{Ack, Builder, Client};
 pub use error::{Error, Result};
 pub use event::{Event, Events};
-pub use http::{Http, Login, Page, RoomInfo, RoomKind, SearchQuery};
+pub use http::{
+    Http, Login, Page, RoomInfo, RoomKind, SearchQuery, RATE_LIMIT_RETRIES, RATE_LIMIT_WAIT,
+};

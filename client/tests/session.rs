@@ -555,3 +555,29 @@ async fn an_unreachable_gateway_falls_back_to_the_next() -> Result<()> {
     client.close().await;
     Ok(())
 }
+
+/// Over the server's per-user API rate (here 2 calls at once, then one a second), calls wait
+/// out the 429's `Retry-After` and go through; with no wait allowed the 429 is the error.
+#[tokio::test]
+async fn calls_wait_out_the_per_user_api_rate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh_with(dir.path(), |c| {
+        c.gateway.api_user_burst = 2;
+        c.gateway.api_per_user_per_minute = 60;
+    })
+    .await;
+    let http = Http::new(&mesh.url())?;
+    http.register("eager", "password-1").await?;
+    let login = http.login("eager", "password-1").await?;
+    let http = http.with_token(login.token);
+    for _ in 0..4 {
+        http.rooms().await?;
+    }
+    let err = http
+        .with_rate_limit_wait(Duration::ZERO)
+        .rooms()
+        .await
+        .expect_err("over the rate with no wait");
+    assert_eq!(err.code(), Some(ErrorCode::RateLimited), "{err}");
+    Ok(())
+}

@@ -488,18 +488,30 @@ function seg(name, what) {
   return encodeURIComponent(name);
 }
 
+/** Longest `Retry-After` (seconds) of a 429 that a call waits out by itself, by default. */
+export const RATE_LIMIT_WAIT = 5;
+/** Times one call is sent again after a 429 before its error is thrown. */
+export const RATE_LIMIT_RETRIES = 3;
+
 /**
  * The HTTP API of one gateway. Every call but `register` and `login` needs a token
  * (`new Http(base, {token})` or `withToken`). Errors are `ChatmeshError`s with the code and
  * message of the `{"error":{"code","message"}}` body and the HTTP `status`.
+ *
+ * A call refused with 429 whose `Retry-After` is at most `rateLimitWait` seconds
+ * (`RATE_LIMIT_WAIT` unless given; 0: never) is sent again after that long, up to
+ * `RATE_LIMIT_RETRIES` times: the server refuses such a call before doing anything, so any
+ * call may be repeated. A longer wait (a login lockout) throws at once, with `retryAfter`.
  */
 export class Http {
   /** @type {FetchFunction} */
   #fetch;
+  /** @type {number} */
+  #rateLimitWait;
 
   /**
    * @param {string} base `http://host:port` or `https://…`
-   * @param {{token?: string | null, fetch?: FetchFunction}} [options]
+   * @param {{token?: string | null, fetch?: FetchFunction, rateLimitWait?: number}} [options]
    */
   constructor(base, options = {}) {
     /** The base URL, without a trailing slash. */
@@ -508,11 +520,12 @@ export class Http {
     this.token = options.token ?? null;
     const f = options.fetch;
     this.#fetch = f ?? ((input, init) => globalThis.fetch(input, init));
+    this.#rateLimitWait = options.rateLimitWait ?? RATE_LIMIT_WAIT;
   }
 
   /** The same API, calling with `token`. @param {string | null} token */
   withToken(token) {
-    return new Http(this.base, { token, fetch: this.#fetch });
+    return new Http(this.base, { token, fetch: this.#fetch, rateLimitWait: this.#rateLimitWait });
   }
 
   /** `POST /v1/auth/register` (password ≥ 8 characters); 409 `conflict` if taken. */
@@ -993,20 +1006,27 @@ export class Http {
     /** @type {Record<string, string>} */
     const headers = { ...(init.headers || {}) };
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    let resp;
-    try {
-      resp = await this.#fetch(this.base + path, {
-        method,
-        headers,
-        body: init.body,
-        credentials: "omit",
-        cache: "no-store",
-      });
-    } catch (e) {
-      throw new ChatmeshError("network", `cannot reach the server (${e instanceof Error ? e.message : e})`, { status: 0 });
+    for (let retries = 0; ; retries++) {
+      let resp;
+      try {
+        resp = await this.#fetch(this.base + path, {
+          method,
+          headers,
+          body: init.body,
+          credentials: "omit",
+          cache: "no-store",
+        });
+      } catch (e) {
+        throw new ChatmeshError("network", `cannot reach the server (${e instanceof Error ? e.message : e})`, { status: 0 });
+      }
+      if (resp.ok) return resp;
+      const wait = Number(resp.headers.get("retry-after"));
+      const waitOut = resp.status === 429 && retries < RATE_LIMIT_RETRIES && this.#rateLimitWait > 0
+        && Number.isInteger(wait) && wait >= 0 && wait <= this.#rateLimitWait;
+      if (!waitOut) throw await httpError(resp);
+      await resp.body?.cancel().catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
     }
-    if (resp.ok) return resp;
-    throw await httpError(resp);
   }
 
   /** A success's JSON body (null when empty). @param {Response} resp @returns {Promise<unknown>} */

@@ -82,6 +82,26 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.deepEqual([bad.code, bad.status], ["bad_request", 400]);
   });
 
+  it("waits out the server's per-user API rate instead of failing the calls over it", async () => {
+    // 2 calls at once, then one a second (Retry-After: 1).
+    const tight = await startMesh({
+      CHATMESH__GATEWAY__API_USER_BURST: "2",
+      CHATMESH__GATEWAY__API_PER_USER_PER_MINUTE: "60",
+    });
+    try {
+      const http = new Http(tight.url);
+      await http.register("eager", PASSWORD);
+      const h = http.withToken((await http.login("eager", PASSWORD)).token);
+      for (let i = 0; i < 4; i++) assert.ok(Array.isArray(await h.rooms()));
+      const impatient = new Http(tight.url, { token: h.token, rateLimitWait: 0 });
+      const e = await refusal(impatient.rooms());
+      assert.deepEqual([e.code, e.status], ["rate_limited", 429]);
+      assert.ok(e.retryAfter >= 1, `Retry-After ${e.retryAfter}`);
+    } finally {
+      await tight.stop();
+    }
+  });
+
   it("answers every push call with unavailable (503) where the server has push off", async () => {
     const off = await startMesh({ CHATMESH__PUSH__ENABLED: "false" });
     try {

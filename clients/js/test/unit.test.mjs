@@ -243,6 +243,43 @@ describe("unit", () => {
     await c.close();
   });
 
+  it("waits out a 429 with a short Retry-After and sends the call again; a long one or too many throw", async () => {
+    /** @param {Array<number | [number, string]>} answers statuses, or [429, retry-after] */
+    const server = (answers) => {
+      const calls = [];
+      const fetch = async (url, init) => {
+        calls.push([init.method, init.body]);
+        const a = answers[Math.min(calls.length, answers.length) - 1];
+        const [status, retry] = Array.isArray(a) ? a : [a, null];
+        const headers = retry === null ? {} : { "retry-after": retry };
+        const body = status === 429 ? { error: { code: "rate_limited", message: "slow down" } } : { id: "r1" };
+        return new Response(JSON.stringify(body), { status, headers });
+      };
+      return { calls, fetch };
+    };
+    const twice = server([[429, "0"], [429, "0"], 200]);
+    const room = await new Http("http://h:1", { token: "t", fetch: twice.fetch }).createRoom("den", "private");
+    assert.equal(room.id, "r1");
+    assert.equal(twice.calls.length, 3, "sent again twice");
+    assert.ok(twice.calls.every(([method, body]) => method === "POST" && body === twice.calls[0][1]), "the same call each time");
+
+    const lockout = server([[429, "900"]]);
+    const e = await refusal(new Http("http://h:1", { token: "t", fetch: lockout.fetch }).rooms());
+    assert.deepEqual([e.code, e.status, e.retryAfter, lockout.calls.length], ["rate_limited", 429, 900, 1]);
+
+    const always = server([[429, "0"]]);
+    const e2 = await refusal(new Http("http://h:1", { token: "t", fetch: always.fetch }).rooms());
+    assert.equal(e2.code, "rate_limited");
+    assert.equal(always.calls.length, 4, "the first try and three more");
+
+    const off = server([[429, "1"]]);
+    await refusal(new Http("http://h:1", { token: "t", fetch: off.fetch, rateLimitWait: 0 }).rooms());
+    assert.equal(off.calls.length, 1, "rateLimitWait 0 never waits");
+    const kept = new Http("http://h:1", { fetch: off.fetch, rateLimitWait: 0 }).withToken("t");
+    await refusal(kept.rooms());
+    assert.equal(off.calls.length, 2, "withToken keeps rateLimitWait");
+  });
+
   it("roomList reads every page of the room list, each after the last room of the one before", async () => {
     const urls = [];
     const pages = [
