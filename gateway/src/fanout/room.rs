@@ -404,13 +404,13 @@ impl Room {
         self.dispatch(seq, prev, &msg.payload);
     }
 
-    /// Returns once room access has been re-checked after the latest NATS reconnect (or
-    /// slow-consumer drop), or after [`RoomEnv::recheck_hold`] (a re-check of many users
-    /// that waits for slow workers must not stop the room for long): a removal whose event was lost meanwhile takes the user out
-    /// before the room delivers what was stored after it (two atomic loads
-    /// and a compare per message while nothing was lost).
-    /// `cleared` is the count of losses ([`natskit::lossy::losses`]) the room has already
-    /// waited for.
+    /// Returns once room access and token generations have been re-checked after the latest
+    /// NATS reconnect (or slow-consumer drop), or after [`RoomEnv::recheck_hold`] (a
+    /// re-check of many users that waits for slow workers must not stop the room for long):
+    /// a removal or revocation whose event was lost meanwhile takes effect before the room
+    /// delivers what was stored after it (two atomic loads and a compare per message while
+    /// nothing was lost). `cleared` is the count of losses ([`natskit::lossy::losses`]) the
+    /// room has already waited for.
     async fn await_recheck(
         &self,
         env: &RoomEnv,
@@ -432,7 +432,7 @@ impl Room {
             Ok(Err(_)) => {} // the gateway is stopping
             Err(_) => {
                 metrics::counter!("chatmesh_fanout_recheck_waits_expired_total").increment(1);
-                tracing::warn!(room = %self.name, "access re-check after a NATS reconnect is slow; delivering without it");
+                tracing::warn!(room = %self.name, "re-checks after a NATS reconnect are slow; delivering without them");
             }
         }
         *cleared = losses;
