@@ -260,29 +260,38 @@ async fn a_ban_during_a_join_keeps_the_session_out() -> Result<()> {
 }
 
 /// `hall` (private, ann's) with bob on a second gateway whose only way to NATS is a proxy
-/// the test can cut, ann on the mesh's; one message posted and read by bob.
-struct Across {
-    ann: String,
+/// the test can cut, ann on the mesh's; one message posted and read by bob; then the far
+/// gateway is cut off and bob banned while it is away (the proxy still cut).
+struct CutOff {
+    _dir: tempfile::TempDir,
+    mesh: chatmesh::Mesh,
     far: FarGateway,
     banned: Client,
     owner: Client,
 }
 
-async fn across_gateways(mesh: &chatmesh::Mesh, api: &Api) -> Result<Across> {
+async fn banned_while_cut_off() -> Result<CutOff> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
     let ann = api.user("ann").await?;
     let bob = api.user("bob").await?;
     api.room(&ann, "hall", "private").await?;
-    let (s, v) = add(api, &ann, "hall", "bob", "member").await?;
+    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
     assert_eq!(s, 204, "{v}");
-    let far = FarGateway::start(mesh).await?;
+    let far = FarGateway::start(&mesh).await?;
     let mut banned = Client::login(&far.ws_url(), &bob).await?;
     banned.join("hall").await?;
     let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
     owner.join("hall").await?;
     owner.post("hall", "a1", "before").await?;
     banned.messages("hall", 1).await?;
-    Ok(Across {
-        ann,
+    far.cut().await?;
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
+    assert_eq!(s, 204, "{v}");
+    Ok(CutOff {
+        _dir: dir,
+        mesh,
         far,
         banned,
         owner,
@@ -295,18 +304,13 @@ async fn across_gateways(mesh: &chatmesh::Mesh, api: &Api) -> Result<Across> {
 /// of the room's messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mesh = start_mesh(dir.path(), fast_config()).await?;
-    let api = Api::new(&mesh);
-    let Across {
-        ann,
+    let CutOff {
+        _dir,
+        mesh,
         far,
         mut banned,
         mut owner,
-    } = across_gateways(&mesh, &api).await?;
-    far.cut().await?;
-    let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
-    assert_eq!(s, 204, "{v}");
+    } = banned_while_cut_off().await?;
     far.proxy.restore();
 
     banned
@@ -326,18 +330,13 @@ async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> 
 /// the access re-check has taken the banned user out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnect() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mesh = start_mesh(dir.path(), fast_config()).await?;
-    let api = Api::new(&mesh);
-    let Across {
-        ann,
+    let CutOff {
+        _dir,
+        mesh,
         far,
         mut banned,
         mut owner,
-    } = across_gateways(&mesh, &api).await?;
-    far.cut().await?;
-    let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
-    assert_eq!(s, 204, "{v}");
+    } = banned_while_cut_off().await?;
     owner
         .post("hall", "a2", "while cut off, after the ban")
         .await?;

@@ -90,12 +90,11 @@ impl Service {
             )));
         }
         let limit = req.limit as usize;
-        let mut found = self
+        let found = self
             .model()
             .blocks_after(&req.user, req.after.as_deref(), limit + 1)
             .await?;
-        let more = found.len() > limit;
-        found.truncate(limit);
+        let (found, more) = super::page(found, limit);
         let blocks = found
             .into_iter()
             .map(|(user, rec)| BlockInfo { user, ts: rec.ts })

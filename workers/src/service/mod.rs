@@ -274,3 +274,23 @@ impl Service {
 fn valid(what: &'static str, name: &str) -> Result<(), ApiError> {
     validate_name(what, name).map_err(|e| ApiError::bad_request(e.to_string()))
 }
+
+/// Cuts rows read with `limit + 1` to one page: the first `limit` of them, and whether more
+/// follow (the one read past the page).
+fn page<T>(mut rows: Vec<T>, limit: usize) -> (Vec<T>, bool) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    (rows, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page;
+
+    #[test]
+    fn a_page_keeps_the_limit_and_says_whether_more_follow() {
+        assert_eq!(page(vec![1, 2, 3], 2), (vec![1, 2], true));
+        assert_eq!(page(vec![1, 2], 2), (vec![1, 2], false));
+        assert_eq!(page(Vec::<u8>::new(), 2), (vec![], false));
+    }
+}

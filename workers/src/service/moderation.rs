@@ -213,12 +213,11 @@ impl Service {
             }
         }
         let limit = req.limit as usize;
-        let mut rows = self
+        let rows = self
             .model()
             .bans_after(&req.room, req.after.as_deref(), limit + 1)
             .await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
+        let (rows, more) = super::page(rows, limit);
         let bans = rows
             .into_iter()
             .map(|(user, b)| BanInfo {

@@ -40,12 +40,11 @@ impl Service {
             ));
         }
         let limit = req.limit as usize;
-        let mut rows = self
+        let rows = self
             .model()
             .members_after(&req.room, req.after.as_deref(), limit + 1)
             .await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
+        let (rows, more) = super::page(rows, limit);
         let mut members = Vec::with_capacity(rows.len());
         let now = super::moderation::now_secs();
         let users: Vec<String> = rows.iter().map(|(user, _)| user.clone()).collect();
