@@ -260,42 +260,91 @@ async fn a_ban_during_a_join_keeps_the_session_out() -> Result<()> {
 }
 
 /// `hall` (private, ann's) with bob on a second gateway whose only way to NATS is a proxy
-/// the test can cut, ann on the mesh's; one message posted and read by bob; then the far
-/// gateway is cut off and bob banned while it is away (the proxy still cut).
+/// the test can cut, ann on the mesh's, and `bystanders` more users in `lobby` on the second
+/// gateway; one message posted in `hall` and read by bob; then the far gateway is cut off and
+/// bob banned while it is away (the proxy still cut). `log` says what the far gateway's
+/// event log looks like by then.
 struct CutOff {
     _dir: tempfile::TempDir,
     mesh: chatmesh::Mesh,
+    api: Api,
     far: FarGateway,
     banned: Client,
     owner: Client,
+    _bystanders: Vec<Client>,
 }
 
-async fn banned_while_cut_off() -> Result<CutOff> {
+/// The far gateway's view of the event log at the ban.
+#[derive(PartialEq)]
+enum Log {
+    /// Whatever it is (the mark may or may not be there yet).
+    Any,
+    /// Marked before the cut: the missed ban can be read back.
+    Marked,
+    /// Marked, then the log made anew while the gateway was away: it cannot say.
+    RemadeWhileAway,
+}
+
+async fn banned_while_cut_off(log: Log, bystanders: usize) -> Result<CutOff> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
     let api = Api::new(&mesh);
     let ann = api.user("ann").await?;
     let bob = api.user("bob").await?;
     api.room(&ann, "hall", "private").await?;
+    api.room(&ann, "lobby", "public").await?;
     let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
     assert_eq!(s, 204, "{v}");
     let far = FarGateway::start(&mesh).await?;
+    let mut others = Vec::new();
+    for i in 0..bystanders {
+        let token = api.user(&format!("by{i}")).await?;
+        let mut c = Client::login(&far.ws_url(), &token).await?;
+        c.join("lobby").await?;
+        others.push(c);
+    }
     let mut banned = Client::login(&far.ws_url(), &bob).await?;
     banned.join("hall").await?;
     let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
     owner.join("hall").await?;
     owner.post("hall", "a1", "before").await?;
     banned.messages("hall", 1).await?;
+    if log != Log::Any {
+        far.marked().await?;
+    }
     far.cut().await?;
+    if log == Log::RemadeWhileAway {
+        let admin = mesh.nats.connect().await?;
+        let js = async_nats::jetstream::new(admin);
+        js.delete_stream(chatmesh_protocol::subjects::EVENT_LOG)
+            .await?;
+        js.create_stream(chatmesh_workers::streams::event_log_config(
+            &mesh.config.mesh,
+        ))
+        .await?;
+    }
     let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
     assert_eq!(s, 204, "{v}");
     Ok(CutOff {
         _dir: dir,
         mesh,
+        api,
         far,
         banned,
         owner,
+        _bystanders: others,
     })
+}
+
+/// Waits for bob's `left` of `hall` and checks that nothing of the room reached him before.
+async fn left_without_a_message(banned: &mut Client) -> Result<()> {
+    loop {
+        match banned.next().await? {
+            ServerFrame::Left { room, .. } if room == "hall" => return Ok(()),
+            ServerFrame::Message(m) => panic!("the banned user got {:?} after the ban", m.body),
+            _ => {}
+        }
+    }
 }
 
 /// Membership events are core NATS: one published while a gateway is cut off from the bus
@@ -305,12 +354,12 @@ async fn banned_while_cut_off() -> Result<CutOff> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> {
     let CutOff {
-        _dir,
         mesh,
         far,
         mut banned,
         mut owner,
-    } = banned_while_cut_off().await?;
+        ..
+    } = banned_while_cut_off(Log::Any, 0).await?;
     far.proxy.restore();
 
     banned
@@ -331,12 +380,12 @@ async fn a_ban_missed_while_cut_off_from_nats_applies_once_back() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnect() -> Result<()> {
     let CutOff {
-        _dir,
         mesh,
         far,
         mut banned,
         mut owner,
-    } = banned_while_cut_off().await?;
+        ..
+    } = banned_while_cut_off(Log::Any, 0).await?;
     owner
         .post("hall", "a2", "while cut off, after the ban")
         .await?;
@@ -345,14 +394,85 @@ async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnec
     // At once, before the gateway's re-check: the live message that reveals the gap.
     owner.post("hall", "a3", "just after the reconnect").await?;
 
-    loop {
-        match banned.next().await? {
-            ServerFrame::Left { room, .. } if room == "hall" => break,
-            ServerFrame::Message(m) => panic!("the banned user got {:?} after the ban", m.body),
-            _ => {}
-        }
-    }
+    left_without_a_message(&mut banned).await?;
     not_delivered_after(&mut owner, &mut banned, "hall", "a4").await?;
+    far.stop().await;
+    mesh.stop().await
+}
+
+/// A gateway back from a cut reads the events it missed from the event log and asks the
+/// workers only about what they name: with 30 more users in a room here, the catch-up after
+/// the missed ban asks one question (bob in `hall`), and bob is out before anything posted
+/// after the ban reaches him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_back_from_a_cut_asks_only_about_what_the_event_log_says_it_missed() -> Result<()>
+{
+    let CutOff {
+        _dir,
+        mesh,
+        api,
+        far,
+        mut banned,
+        mut owner,
+        _bystanders,
+    } = banned_while_cut_off(Log::Marked, 30).await?;
+    let questions = api
+        .metric("chatmesh_access_recheck_questions_total")
+        .await?;
+    owner
+        .post("hall", "a2", "while cut off, after the ban")
+        .await?;
+    far.proxy.restore();
+
+    left_without_a_message(&mut banned).await?;
+    api.metric_reaches("chatmesh_event_log_catchups_total", 1.0)
+        .await?;
+    let asked = api
+        .metric("chatmesh_access_recheck_questions_total")
+        .await?
+        - questions;
+    assert_eq!(
+        asked, 1.0,
+        "the catch-up asked about more than the missed event named"
+    );
+    assert_eq!(api.metric("chatmesh_event_log_fallbacks_total").await?, 0.0);
+    not_delivered_after(&mut owner, &mut banned, "hall", "a3").await?;
+    far.stop().await;
+    mesh.stop().await
+}
+
+/// When the event log cannot say what was missed (here it was made anew while the gateway
+/// was away, so its seqs start below the gateway's mark), the gateway asks about every user
+/// of its rooms again, as without a log: the missed ban still applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_event_log_cannot_say_every_user_here_is_asked_about_again() -> Result<()> {
+    let CutOff {
+        _dir,
+        mesh,
+        api,
+        far,
+        mut banned,
+        mut owner,
+        _bystanders,
+    } = banned_while_cut_off(Log::RemadeWhileAway, 5).await?;
+    let questions = api
+        .metric("chatmesh_access_recheck_questions_total")
+        .await?;
+    far.proxy.restore();
+
+    left_without_a_message(&mut banned).await?;
+    api.metric_reaches("chatmesh_event_log_fallbacks_total", 1.0)
+        .await?;
+    let asked = api
+        .metric("chatmesh_access_recheck_questions_total")
+        .await?
+        - questions;
+    assert_eq!(
+        asked, 6.0,
+        "every user of the gateway's rooms is asked about"
+    );
+    assert_eq!(api.metric("chatmesh_event_log_catchups_total").await?, 0.0);
+    not_delivered_after(&mut owner, &mut banned, "hall", "a2").await?;
     far.stop().await;
     mesh.stop().await
 }

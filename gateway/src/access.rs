@@ -2,11 +2,13 @@
 //! membership event for the room arrives (also one that only refreshes access: a mute, a
 //! ban lifted), so a change takes effect at once on every gateway. The events are core NATS:
 //! those sent while a gateway's connection was down are lost, so after a reconnect the
-//! gateway drops every cached answer and asks again about every user of its rooms
-//! ([`spawn_member_listener`]); answers also expire after a minute. The cache is
+//! gateway asks again about the pairs the missed events named, read from the event log, or
+//! about every user of its rooms when the log cannot say ([`crate::catchup`]); answers also
+//! expire after a minute. The cache is
 //! epoch-stamped ([`Coherent`]): an answer loaded while an event for its key arrived is not
 //! kept, so a load racing a removal cannot put the old role back for the TTL.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +20,10 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::subjects::MEMBER_ALL;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
 use crate::fanout::Fanout;
-use crate::reconnects::Rechecked;
 use crate::services::Services;
 
 /// Cached room access.
@@ -120,43 +120,19 @@ pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
 /// sessions).
 ///
 /// The events are core NATS: those published while this gateway's connection was down are
-/// lost (and so are those the client drops for a slow subscription). So after every
-/// reconnect or drop (`connects`, see [`crate::reconnects`]) every cached answer
-/// is dropped and each user with a session in a room here is asked about again
-/// ([`recheck`]); one who lost the room is treated as its missed event would have been.
-/// `rechecked` is then told the count of such losses the re-check ran after: the rooms hold
-/// their messages until it catches up with the connection's count (see
-/// [`crate::fanout::RoomEnv::rechecked`]), so nothing stored after a missed removal reaches
-/// the removed user in between.
+/// lost (and so are those the client drops for a slow subscription). What was missed is
+/// caught up after each such loss by [`crate::catchup`], which calls [`recheck`].
 pub async fn spawn_member_listener(
     nats: &async_nats::Client,
     access: AccessCache,
     fanout: Fanout,
     drain: CancellationToken,
-    (connects, rechecked): (watch::Receiver<u64>, Arc<Rechecked>),
     notify: Notify,
 ) -> Result<(), GatewayError> {
     let mut sub = nats
         .subscribe(MEMBER_ALL)
         .await
         .map_err(|e| GatewayError::nats("subscribing to membership events", e))?;
-    {
-        let (access, fanout, notify) = (access.clone(), fanout.clone(), notify.clone());
-        let stats = nats.statistics();
-        crate::reconnects::on_reconnect(connects, drain.clone(), move || {
-            let (access, fanout, notify) = (access.clone(), fanout.clone(), notify.clone());
-            let (stats, rechecked) = (stats.clone(), rechecked.clone());
-            async move {
-                // The count this run answers for: a reconnect during the run makes another.
-                let seen = natskit::lossy::losses(&stats);
-                let unanswered = recheck(&access, &fanout, &notify).await;
-                // Those who could not be asked keep their rooms (as when the worker is
-                // down at a join); the rooms need not wait for the retries.
-                rechecked.access_done(seen);
-                unanswered
-            }
-        });
-    }
     tokio::spawn(async move {
         loop {
             let msg = tokio::select! {
@@ -195,14 +171,29 @@ fn apply(fanout: &Fanout, notify: &Notify, ev: &MemberEvent) {
     }
 }
 
-/// Drops every cached answer and asks again whether each user with a session in a room here
-/// may still read it; removes those who may not, as their missed event would have. Returns
-/// how many could not be asked (the worker did not answer).
-async fn recheck(access: &AccessCache, fanout: &Fanout, notify: &Notify) -> usize {
+/// Asks again whether users with a session in a room here may still read it, and removes
+/// those who may not, as their missed event would have: with `only`, the (room, user) pairs
+/// missed events named (their cached answers dropped); without, everyone (every cached
+/// answer dropped). Returns how many could not be asked (the worker did not answer).
+pub async fn recheck(
+    access: &AccessCache,
+    fanout: &Fanout,
+    notify: &Notify,
+    only: Option<&HashSet<(String, String)>>,
+) -> usize {
     let started = std::time::Instant::now();
-    access.forget_all();
-    let local = fanout.local_users();
+    let mut local = fanout.local_users();
+    match only {
+        Some(pairs) => {
+            for (room, user) in pairs {
+                access.forget(room, user).await;
+            }
+            local.retain(|(room, user)| pairs.contains(&(room.to_string(), user.clone())));
+        }
+        None => access.forget_all(),
+    }
     let asked = local.len();
+    metrics::counter!("chatmesh_access_recheck_questions_total").increment(asked as u64);
     let answers = futures::stream::iter(local)
         .map(|(room, user)| async move {
             let answer = access.get(&room, &user).await;
@@ -237,8 +228,9 @@ async fn recheck(access: &AccessCache, fanout: &Fanout, notify: &Notify) -> usiz
         asked,
         removed,
         unanswered,
+        everyone = only.is_none(),
         took_ms = took.as_millis() as u64,
-        "re-checked room access after a NATS reconnect"
+        "re-checked room access after a possible loss of membership events"
     );
     unanswered
 }

@@ -7,10 +7,12 @@
 pub mod access;
 pub mod admission;
 pub mod auth;
+pub mod catchup;
 pub mod config;
 pub mod counts;
 pub mod cursors;
 pub mod error;
+pub mod eventlog;
 pub mod fanout;
 pub mod files;
 pub mod http;

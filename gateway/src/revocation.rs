@@ -7,8 +7,9 @@
 //! publishes it on `chat.user.<user>`, and every gateway updates its cache and closes that
 //! user's sessions authenticated with an older token (4001). A lost event leaves a revoked
 //! token usable for at most the cache TTL; after a reconnect of this gateway (when events
-//! may have been lost) every user with a session here is asked about again and revoked
-//! sessions close then. External issuers' tokens have no generation and
+//! may have been lost) the users the missed events named (read from the event log), or
+//! every user with a session here when the log cannot say, are asked about again and
+//! revoked sessions close then ([`crate::catchup`]). External issuers' tokens have no generation and
 //! are never revoked here (revoke them at the issuer).
 //!
 //! An account a server admin disabled (admin API) is refused whatever its token: the
@@ -23,7 +24,7 @@
 //! seen here is refused (`unavailable`). Nothing can be revoked while the primary is cut
 //! off, so this admits only what the last answer admitted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -191,15 +192,29 @@ impl Revocation {
             .unwrap_or_default()
     }
 
-    /// After a reconnect (user events sent meanwhile are lost, see [`crate::reconnects`]):
-    /// forgets every cached generation, asks again about each user with a session here and
-    /// closes the sessions of tokens revoked meanwhile. Returns how many users could not be
-    /// asked.
-    pub async fn recheck(&self) -> usize {
-        self.gens.invalidate_all();
+    /// After a possible loss of user events ([`crate::catchup`]): forgets the cached
+    /// generations of the users missed events named (`only`), or every one, asks again about
+    /// each of them with a session here and closes the sessions of tokens revoked meanwhile.
+    /// Returns how many users could not be asked.
+    pub async fn recheck(&self, only: Option<&HashSet<String>>) -> usize {
         let users: Vec<Arc<str>> = {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             sessions.keys().cloned().collect()
+        };
+        let users = match only {
+            Some(named) => {
+                for user in named {
+                    self.gens.invalidate(user.as_str()).await;
+                }
+                users
+                    .into_iter()
+                    .filter(|u| named.contains(u.as_ref()))
+                    .collect()
+            }
+            None => {
+                self.gens.invalidate_all();
+                users
+            }
         };
         let asked = users.len();
         let answers = futures::stream::iter(users)
@@ -220,7 +235,8 @@ impl Revocation {
         tracing::info!(
             asked,
             unanswered,
-            "re-checked token generations after a NATS reconnect"
+            everyone = only.is_none(),
+            "re-checked token generations after a possible loss of user events"
         );
         unanswered
     }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub access: AccessCache,
     /// Token generations (`logout_all`) and the sessions to close on a bump.
     pub revocation: Revocation,
+    /// The membership and account events kept for a while, read after a possible loss.
+    pub event_log: Arc<crate::eventlog::EventLog>,
     /// Login, registration and room-creation throttles.
     pub throttle: Throttle,
     pub fanout: Fanout,
@@ -123,6 +125,12 @@ impl AppState {
             services.clone(),
             Duration::from_secs(cfg.user_gen_cache_secs),
         );
+        let event_log = Arc::new(crate::eventlog::EventLog::new(
+            nats.clone(),
+            js.clone(),
+            service_timeout,
+            losses,
+        ));
         let throttle = Throttle::new(&cfg);
         let replay_slots = ReplaySlots::new(
             cfg.max_replays,
@@ -139,6 +147,7 @@ impl AppState {
             tokens,
             access,
             revocation,
+            event_log,
             throttle,
             fanout,
             reader,
@@ -156,13 +165,11 @@ impl AppState {
             ready: tokio::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&state);
-        let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
         crate::access::spawn_member_listener(
             &state.nats,
             state.access.clone(),
             state.fanout.clone(),
             state.drain.clone(),
-            (connects.clone(), rechecks.clone()),
             Arc::new(move |ev| {
                 if let Some(state) = weak.upgrade() {
                     state.membership_changed(ev);
@@ -170,7 +177,10 @@ impl AppState {
             }),
         )
         .await?;
-        spawn_user_listener(state.clone(), connects, rechecks).await?;
+        spawn_user_listener(state.clone()).await?;
+        let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
+        state.event_log.spawn_looks(state.drain.clone());
+        crate::catchup::spawn(&state, connects, rechecks);
         state
             .own_reads
             .spawn_flusher(state.services.clone(), state.drain.clone());
@@ -283,34 +293,15 @@ fn rand_id() -> u64 {
     h.finish()
 }
 
-/// Listens to account events: applies generation bumps to the revocation registry, and asks
-/// again about every user with a session here after a reconnect (events may have been lost),
-/// telling `rechecks` when that is done.
-async fn spawn_user_listener(
-    state: Arc<AppState>,
-    connects: tokio::sync::watch::Receiver<u64>,
-    rechecks: Arc<crate::reconnects::Rechecked>,
-) -> Result<(), GatewayError> {
+/// Listens to account events: applies generation bumps to the revocation registry (what was
+/// missed is caught up by [`crate::catchup`]).
+async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
     let mut sub = state
         .nats
         .subscribe(USER_ALL)
         .await
         .map_err(|e| GatewayError::nats("subscribing to user events", e))?;
     let drain = state.drain.clone();
-    let weak = Arc::downgrade(&state);
-    let stats = state.nats.statistics();
-    crate::reconnects::on_reconnect(connects, drain.clone(), move || {
-        let state = weak.upgrade();
-        let (stats, rechecks) = (stats.clone(), rechecks.clone());
-        async move {
-            let Some(state) = state else { return 0 };
-            let seen = natskit::lossy::losses(&stats);
-            let unanswered = state.revocation.recheck().await;
-            // As for access: users who could not be asked keep their sessions.
-            rechecks.tokens_done(seen);
-            unanswered
-        }
-    });
     tokio::spawn(async move {
         loop {
             let msg = tokio::select! {

@@ -9,8 +9,8 @@
 
 use crate::service::{GetAccess, GetProfile, ListMembers, Op};
 use crate::subjects::{
-    mirror_name, region_stream, OwnershipBuckets, IN_ALL, LIVE_ALL, MEMBER_ALL, PRESENCE_BUCKET,
-    PRESENCE_REPUBLISH, STREAM, USER_ALL,
+    mirror_name, region_stream, OwnershipBuckets, EVENT_LOG, IN_ALL, LIVE_ALL, MEMBER_ALL,
+    PRESENCE_BUCKET, PRESENCE_REPUBLISH, STREAM, USER_ALL,
 };
 
 /// The kinds of bus users.
@@ -130,7 +130,8 @@ fn gateway(streams: &[String]) -> Permissions {
         "chat.evt.*".to_owned(),
         "$JS.API.INFO".to_owned(),
     ];
-    for stream in streams {
+    // The event log is read like a message stream: its bounds, then what was missed.
+    for stream in streams.iter().map(String::as_str).chain([EVENT_LOG]) {
         publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
         publish.extend(direct_get(stream));
     }
@@ -166,6 +167,12 @@ fn worker(streams: &[String], mirrors: &[String], regions: &[String]) -> Permiss
     for stream in streams {
         publish.extend(worker_on_stream(stream));
     }
+    // The event log keeps what workers publish on `chat.mem.*` and `chat.user.*`; workers
+    // create it and bring it up to date, nothing more.
+    publish.extend(js_api(
+        &["STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE"],
+        EVENT_LOG,
+    ));
     // Mirrors are created and checked, never written or consumed.
     for mirror in mirrors {
         publish.extend(js_api(
@@ -272,6 +279,17 @@ mod tests {
             ]
         );
         assert!(!wk.publish.iter().any(|s| s.starts_with("chat.evt")));
+        // The event log: workers make it, gateways only read it.
+        let log = |s: &String| s.contains(EVENT_LOG);
+        assert!(gw
+            .publish
+            .iter()
+            .filter(|s| log(s))
+            .all(|s| s.contains("STREAM.INFO") || s.contains("DIRECT.GET")));
+        assert!(wk
+            .publish
+            .contains(&format!("$JS.API.STREAM.CREATE.{EVENT_LOG}")));
+        assert!(!wk.publish.iter().any(|s| log(s) && s.contains("CONSUMER")));
         let writes_presence = |s: &String| s.contains(PRESENCE_BUCKET) && !s.contains("DIRECT.GET");
         assert!(!wk.publish.iter().any(writes_presence));
         for role in [Role::Gateway, Role::Worker, Role::Loadtest] {

@@ -191,6 +191,12 @@ pub fn member_subject(room: &str) -> String {
 /// Wildcard of all membership changes (gateways subscribe once).
 pub const MEMBER_ALL: &str = "chat.mem.*";
 
+/// The stream that keeps membership and account events (`chat.mem.*`, `chat.user.*`, as
+/// published) for a while: a gateway that may have missed some (a NATS reconnect, a
+/// slow-consumer drop) reads what it missed there instead of asking about every user of its
+/// rooms. Its name does not start with `CHAT_`, so no region's stream can take it.
+pub const EVENT_LOG: &str = "MESH_EVENTS";
+
 /// Account changes of a user (token generation bumps by `logout_all`), published by the
 /// worker that made them; gateways drop cached generations and close revoked sessions.
 pub fn user_subject(user: &str) -> String {

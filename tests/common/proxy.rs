@@ -132,6 +132,28 @@ impl FarGateway {
         Ok(())
     }
 
+    /// Waits until the gateway's mark in the event log (every event up to it reached the
+    /// gateway) covers every event published so far, so a loss from now on is caught up
+    /// from the log with only the events it lost.
+    pub async fn marked(&self) -> Result<u64> {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let mut log = js
+            .get_stream(chatmesh_protocol::subjects::EVENT_LOG)
+            .await?;
+        let last = log.info().await?.state.last_sequence;
+        let deadline = tokio::time::Instant::now() + super::WAIT;
+        loop {
+            if let Some(mark) = self.handle.state.event_log.handled().filter(|m| *m >= last) {
+                return Ok(mark);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the far gateway never marked the event log"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn stop(self) {
         self.handle.stop().await;
     }

@@ -19,7 +19,9 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, Republish, StorageType}
 use async_nats::jetstream::stream::{Placement, Source};
 use async_nats::jetstream::Context;
 use chatmesh_protocol::regions::Topology;
-use chatmesh_protocol::subjects::{mirror_name, stream_republish, stream_subjects};
+use chatmesh_protocol::subjects::{
+    mirror_name, stream_republish, stream_subjects, EVENT_LOG, MEMBER_ALL, USER_ALL,
+};
 use chatmesh_protocol::MeshConfig;
 use tracing::info;
 
@@ -157,6 +159,9 @@ pub async fn ensure_served(
     // stream that cannot be made there now is made at their next start (reads in that
     // region go to the stream's home meanwhile). The primary's workers need theirs.
     let mirrors_required = served.contains(&0);
+    if mirrors_required {
+        ensure_event_log(js, mesh).await?;
+    }
     for s in served.iter().copied() {
         for region in topology.regions() {
             if region == topology.home_of_stream(s) {
@@ -175,6 +180,62 @@ pub async fn ensure_served(
         topology,
         streams: streams.into(),
     })
+}
+
+/// How long the event log keeps an event: a gateway away from NATS for longer asks about
+/// every user of its rooms again instead of reading what it missed.
+pub const EVENT_LOG_KEEP: Duration = Duration::from_secs(3600);
+/// The most the event log holds; the oldest events go first.
+const EVENT_LOG_MAX_BYTES: i64 = 256 * 1024 * 1024;
+
+/// The config of the event log ([`EVENT_LOG`]): the membership and account events as
+/// workers publish them, kept [`EVENT_LOG_KEEP`] on file, read by direct get only. With
+/// regions it lives in the primary's cluster, beside the accounts.
+pub fn event_log_config(mesh: &MeshConfig) -> stream::Config {
+    stream::Config {
+        name: EVENT_LOG.to_owned(),
+        subjects: vec![MEMBER_ALL.to_owned(), USER_ALL.to_owned()],
+        storage: StorageType::File,
+        num_replicas: mesh.replicas,
+        max_age: EVENT_LOG_KEEP,
+        max_bytes: EVENT_LOG_MAX_BYTES,
+        discard: DiscardPolicy::Old,
+        allow_direct: true,
+        placement: mesh.regions.first().map(|primary| Placement {
+            cluster: Some(primary.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates the event log, or brings its managed settings up to date.
+pub async fn ensure_event_log(js: &Context, mesh: &MeshConfig) -> Result<(), WorkerError> {
+    let want = event_log_config(mesh);
+    let mut handle = js
+        .get_or_create_stream(want.clone())
+        .await
+        .map_err(|e| WorkerError::stream("get or create the event log", e))?;
+    let have = handle
+        .info()
+        .await
+        .map_err(|e| WorkerError::stream("event log info", e))?
+        .config
+        .clone();
+    let mut update = have.clone();
+    update.subjects = want.subjects;
+    update.num_replicas = want.num_replicas;
+    update.max_age = want.max_age;
+    update.max_bytes = want.max_bytes;
+    update.discard = want.discard;
+    update.allow_direct = true;
+    if update != have {
+        js.update_stream(&update)
+            .await
+            .map_err(|e| WorkerError::stream("update the event log", e))?;
+        info!(stream = EVENT_LOG, "event log settings updated");
+    }
+    Ok(())
 }
 
 /// Creates the mirror of stream `s` in `region` if it does not exist (a mirror's settings
