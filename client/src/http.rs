@@ -208,6 +208,14 @@ impl Http {
         Ok(dm.room)
     }
 
+    /// `DELETE /v1/dm/{user}` (extension): closes the caller's DM with `user`: the caller's
+    /// room list marks it `closed` until a newer message arrives there or [`Http::dm`] opens
+    /// it again.
+    pub async fn close_dm(&self, user: &str) -> Result<()> {
+        let path = format!("/v1/dm/{user}");
+        self.call_empty(reqwest::Method::DELETE, &path, None).await
+    }
+
     /// `GET /v1/rooms/{room}/messages`: up to `limit` messages before `before`.
     pub async fn history(&self, room: &str, before: Option<u64>, limit: u32) -> Result<Page> {
         let mut path = format!("/v1/rooms/{room}/messages?limit={limit}");

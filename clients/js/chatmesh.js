@@ -235,6 +235,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {string} [peer] the other user of a DM
  * @property {string} [topic] the room's topic, when one is set
  * @property {string} [name] the room's display name, when one is set (moderation extension)
+ * @property {boolean} [closed] a DM the caller closed, with nothing newer in it (`closeDm`)
  */
 
 /**
@@ -628,6 +629,16 @@ export class Http {
   async dm(/** @type {string} */ user) {
     const data = /** @type {{room: string}} */ (await this.#call("POST", `/v1/dm/${seg(user, "user")}`));
     return data.room;
+  }
+
+  /**
+   * `DELETE /v1/dm/{user}` (extension): closes the caller's DM with `user`: the caller's
+   * room list marks it `closed` until a newer message arrives there or `dm(user)` opens it.
+   * @param {string} user
+   * @returns {Promise<void>}
+   */
+  async closeDm(user) {
+    await this.#call("DELETE", `/v1/dm/${seg(user, "user")}`);
   }
 
   /**

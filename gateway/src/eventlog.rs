@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use async_nats::jetstream::context::GetStreamError;
 use chatmesh_protocol::service::MemberEvent;
 use chatmesh_protocol::subjects::EVENT_LOG;
 use tokio_util::sync::CancellationToken;
@@ -153,12 +154,8 @@ impl EventLog {
     }
 
     /// The log's first and last seq (asked of the stream's leader).
-    async fn bounds(&self) -> Result<(u64, u64), natskit::Error> {
-        let stream = self
-            .js
-            .get_stream(EVENT_LOG)
-            .await
-            .map_err(|e| natskit::Error::Refused(e.into()))?;
+    async fn bounds(&self) -> Result<(u64, u64), GetStreamError> {
+        let stream = self.js.get_stream(EVENT_LOG).await?;
         let state = &stream.cached_info().state;
         Ok((state.first_sequence, state.last_sequence))
     }

@@ -280,6 +280,7 @@ mod tests {
                 peer: None,
                 topic: None,
                 name: None,
+                closed: false,
             })
             .collect();
         (rooms, more)

@@ -145,6 +145,11 @@ export class Api {
     return this.call((h) => h.dm(user));
   }
 
+  /** Closes the caller's DM with `user` (closing-DMs extension): listed `closed` until news. */
+  closeDm(user) {
+    return this.call((h) => h.closeDm(user));
+  }
+
   /** Blocks `user` (blocks extension): no adds, no DM, no sends in the DM with the caller. */
   block(user) {
     return this.call((h) => h.block(user));

@@ -305,6 +305,8 @@ async function refreshRooms() {
     if (!(r.eventSeq.name > serverLast)) r.name = typeof info.name === "string" && info.name ? info.name : null;
     // Not in protocol v1's room list; used if a server adds the other user of a DM.
     if (r.kind === "dm" && !r.peer && typeof info.peer === "string") r.peer = info.peer;
+    // Closed (a DM we closed): not listed unless a message newer than the list came live.
+    r.closed = info.closed === true && !(r.lastSeq > serverLast);
     r.lastSeq = Math.max(r.lastSeq, serverLast);
     const unread = Number(info.unread) || 0;
     const mentions = Number(info.mentions) || 0;
@@ -518,6 +520,7 @@ async function onStartDm(ev) {
     r.kind = "dm";
     if (!r.role) r.role = "member";
     r.peer = user;
+    r.closed = false; // opening a closed DM opens it again (the server forgets the close)
     app.dmPeers[r.id] = user;
     writeJson(localStorage, storageKey("dmpeers"), app.dmPeers);
     if (!app.roomOrder.includes(r.id)) app.roomOrder.unshift(r.id);
@@ -552,6 +555,7 @@ async function onAddMember(ev) {
 async function onLeave() {
   const r = app.current;
   if (!r || !app.session) return;
+  if (r.kind === "dm") return onCloseDm(r);
   try {
     await app.api.removeMember(r.id, app.session.user);
   } catch (e) {
@@ -573,6 +577,25 @@ async function onLeave() {
   if (r.kind !== "public") app.rooms.delete(r.id);
   render("rooms", "pane", "messages", "typing", "presence");
   refreshRooms();
+}
+
+/**
+ * Closes DM `r` (a DM cannot be left): it leaves the list and stays joined, so its next
+ * message brings it back (and the server lists it again from then on).
+ */
+async function onCloseDm(r) {
+  const peer = r.peer;
+  if (!peer) return notice("cannot close this DM yet: its other user is not known", "side");
+  try {
+    await app.api.closeDm(peer);
+  } catch (e) {
+    notice(`cannot close the DM with ${peer}: ${describe(e)}`);
+    return;
+  }
+  r.closed = true;
+  app.current = null;
+  sessionStorage.removeItem(storageKey("current"));
+  render("rooms", "pane", "messages", "typing", "presence");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -791,6 +814,11 @@ function onMessage(m) {
   }
   if (fresh && m.seq > r.lastSeq) {
     r.lastSeq = m.seq;
+    // A closed DM is listed again by its next message.
+    if (r.closed && !event) {
+      r.closed = false;
+      render("rooms");
+    }
     if (m.from !== me && !event && m.seq > r.seen && !isVisible(r)) {
       r.unread += 1;
       if (mentionsMe(m)) r.mentions += 1;

@@ -136,7 +136,7 @@ function renderRooms() {
   const others = [];
   for (const id of app.roomOrder) {
     const r = app.rooms.get(id);
-    if (!r) continue;
+    if (!r || (r.closed && r !== app.current)) continue;
     (r.member ? mine : others).push(roomItem(r));
   }
   if (!mine.length) {
@@ -183,6 +183,8 @@ function renderPane() {
   if (!r.canManage) manage.open = false;
   show(manage, r.canManage);
   show($("leave-room"), r.member);
+  // A DM cannot be left: it is closed (listed again by its next message).
+  $("leave-room").textContent = r.kind === "dm" ? "Close" : "Leave";
   // A DM's other user can be blocked (blocks extension) once the DM knows who that is.
   const block = $("block-peer");
   const peer = r.kind === "dm" && r.member ? r.peer : null;

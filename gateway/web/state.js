@@ -65,6 +65,7 @@ export class Room {
     this.seen = 0; // newest seq this user has seen here
     this.nodes = new Map(); // "m:<seq>" / "p:<id>" -> <li>
     this.peer = null; // the other user of a DM, when known
+    this.closed = false; // a DM we closed, with nothing newer in it: joined, not listed
     this.topic = null;
     this.name = null; // the room's display name (moderation extension), shown instead of the id
     this.eventSeq = {}; // "topic" / "name" -> seq of the last such room event applied (events.js)

@@ -260,6 +260,10 @@ pub struct RoomListing {
     /// The room's display name, if one is set (moderation extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// A DM the user closed with nothing sent there since (closing-DMs extension): clients
+    /// leave it out of what they show until a newer message arrives. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -525,6 +529,7 @@ op!(AddMember, "member_add", AddMemberRequest, Done);
 op!(RemoveMember, "member_remove", RemoveMemberRequest, Done);
 op!(ListRooms, "rooms_list", ListRoomsRequest, RoomList);
 op!(OpenDm, "dm", DmRequest, DmRoom);
+op!(CloseDm, "dm_close", DmRequest, Done);
 op!(History, "history", HistoryRequest, HistoryPage);
 op!(SetCursor, "cursor", SetCursorRequest, Done);
 op!(CheckChange, "change_check", ChangeCheckRequest, ChangeCheck);

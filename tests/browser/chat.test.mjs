@@ -639,6 +639,34 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     }
   });
 
+  it("closes a DM: it leaves the list, and bob's next message brings it back", async () => {
+    const a = alice.page;
+    const b = bob.page;
+    const dm = a.locator('#room-list li[data-kind="dm"]').filter({ hasText: "bob" });
+    await dm.locator("button").click();
+    await a.locator("#room-title").filter({ hasText: "@bob" }).waitFor();
+    const close = a.locator("#leave-room");
+    assert.equal(await close.textContent(), "Close");
+    await close.click();
+    await dm.waitFor({ state: "detached" });
+    const withBob = async () => (await apiAs(alice, "GET", "v1/rooms")).rooms.filter((r) => r.peer === "bob");
+    assert.deepEqual((await withBob()).map((r) => r.closed), [true], "the server lists it closed");
+
+    await b.locator('#room-list li[data-kind="dm"] button').click();
+    await b.locator("#room-title").filter({ hasText: "@alice" }).waitFor();
+    const input = b.locator("#message-input");
+    await input.fill("knock knock");
+    await input.press("Enter");
+    // Still joined while closed: the message arrives live and the DM is listed again, unread.
+    await dm.locator('[data-testid="unread"]').filter({ hasText: /^[1-9]/ }).waitFor();
+    await eventually("the server lists it open again", async () =>
+      (await withBob()).map((r) => r.closed).join() === "");
+    for (const user of [alice, bob]) {
+      await user.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
+      await user.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    }
+  });
+
   it("renders a safe markdown subset as DOM nodes; markup inside markdown stays text", async () => {
     const text = "**bold <b>x</b>** and *it* and `<script>alert(1)</script>` and [docs](https://example.com/d) "
       + "and [bad](javascript:alert(1)) and **<img src=x onerror=alert(1)>** and snake_case_name";

@@ -369,6 +369,33 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     await mal.http().addMember("malroom", "bea");
   });
 
+  it("closing a DM marks it closed in the closer's list until a newer message or an open", async () => {
+    const vic = await user("vic");
+    const kai = await user("kai");
+    const dm = await vic.http().dm("kai");
+    await vic.join(dm);
+    await vic.send(dm, "hi kai");
+    const dms = async (/** @type {any} */ c) =>
+      (await c.http().rooms()).filter((r) => r.kind === "dm" && !r.closed).map((r) => r.room);
+    await kai.http().closeDm("vic");
+    assert.deepEqual(await dms(kai), [], "closed");
+    const listed = (await kai.http().rooms()).filter((r) => r.kind === "dm").map((r) => [r.room, r.closed]);
+    assert.deepEqual(listed, [[dm, true]], "listed closed");
+    assert.deepEqual(await dms(vic), [dm], "the other's list keeps it");
+    await vic.send(dm, "still there?");
+    let back = [];
+    for (let i = 0; i < 100 && back.length === 0; i++) {
+      back = await dms(kai);
+      if (back.length === 0) await sleep(20);
+    }
+    assert.deepEqual(back, [dm], "a newer message brings it back");
+    await kai.http().closeDm("vic");
+    assert.equal(await kai.http().dm("vic"), dm);
+    assert.deepEqual(await dms(kai), [dm], "opening it brings it back");
+    const e = await refusal(kai.http().closeDm("nobody"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404]);
+  });
+
   it("pages history over the WebSocket and HTTP, and replays with joinSince", async () => {
     const cy = await user("cy");
     const dee = await user("dee");

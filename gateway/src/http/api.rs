@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response};
 use serde::Deserialize;
 
 use chatmesh_protocol::service::{
-    AddMember, AddMemberRequest, CreateRoom, CreateRoomRequest, Credentials, DmRequest,
+    AddMember, AddMemberRequest, CloseDm, CreateRoom, CreateRoomRequest, Credentials, DmRequest,
     EditsRequest, GetEdits, Login, LogoutAll, OpenDm, Register, RemoveMember, RemoveMemberRequest,
     Role, RoomKind, UserRequest,
 };
@@ -54,6 +54,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
             remove_member(state, req, room, user).await
         }
         (&Method::POST, ["dm", user]) => dm(state, req, user).await,
+        (&Method::DELETE, ["dm", user]) => close_dm(state, req, user).await,
         (&Method::POST, ["push", "targets"]) => push::add_target(state, req).await,
         (&Method::GET, ["push", "targets"]) => push::targets(state, req).await,
         (&Method::DELETE, ["push", "targets", id]) => push::remove_target(state, req, id).await,
@@ -334,6 +335,19 @@ async fn dm(state: &AppState, req: Request<Incoming>, other: &str) -> Answer {
     };
     let room = state.services.ask::<OpenDm>(&me, &req).await?;
     Ok(reply::json(200, &room))
+}
+
+/// `DELETE /v1/dm/{user}` (extension): closes the caller's DM with `user` (see
+/// `chatmesh_workers` `service::dms`).
+async fn close_dm(state: &AppState, req: Request<Incoming>, other: &str) -> Answer {
+    let me = caller(state, &req).await?;
+    name("user", other)?;
+    let req = DmRequest {
+        a: me.clone(),
+        b: other.to_owned(),
+    };
+    state.services.ask::<CloseDm>(&me, &req).await?;
+    Ok(reply::empty(204))
 }
 
 async fn messages(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {

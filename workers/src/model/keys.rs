@@ -39,6 +39,7 @@
 //! | device (e2ee) | `V h16(user) user 00 device` | [`DeviceRecord`](super::e2ee::DeviceRecord) |
 //! | KeyPackage (e2ee) | `P h16(user) user 00 device 00 be64(n)` | the package's bytes |
 //! | block | `B h16(user) user 00 other` | [`BlockRecord`](super::records::BlockRecord): `user` blocked `other` |
+//! | closed DM | `C h16(user) user 00 room` | be64(the DM's last seq when `user` closed it) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -77,6 +78,7 @@ const IDENTITY: u8 = b'I';
 const DEVICE: u8 = b'V';
 const KEY_PACKAGE: u8 = b'P';
 const BLOCK: u8 = b'B';
+const DM_CLOSED: u8 = b'C';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -438,6 +440,11 @@ pub fn blocks_after(user: &str, after: Option<&str>) -> Range<Vec<u8>> {
         None => prefix,
     };
     start..end
+}
+
+/// `user`'s close of DM `room`.
+pub fn dm_closed(user: &str, room: &str) -> Vec<u8> {
+    pair(DM_CLOSED, user, room)
 }
 
 /// How many bans `room` holds.

@@ -37,6 +37,23 @@ impl Model {
         batch.delete(keys::block(user, other));
     }
 
+    /// The last seq DM `room` had when `user` closed it, if `user` closed it.
+    pub async fn dm_closed(&self, user: &str, room: &str) -> Result<Option<u64>, StoreError> {
+        let key = keys::dm_closed(user, room);
+        match self.store.get(&key).await? {
+            Some(bytes) => records::decode_u64(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_dm_closed(batch: &mut WriteBatch, user: &str, room: &str, seq: u64) {
+        batch.put(keys::dm_closed(user, room), records::encode_u64(seq));
+    }
+
+    pub fn delete_dm_closed(batch: &mut WriteBatch, user: &str, room: &str) {
+        batch.delete(keys::dm_closed(user, room));
+    }
+
     /// How many rooms `user` has created (0 if none, or none since quotas were counted).
     pub async fn rooms_created(&self, user: &str) -> Result<u64, StoreError> {
         let key = keys::rooms_created(user);

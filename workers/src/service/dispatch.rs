@@ -163,6 +163,7 @@ impl Service {
                 call::<ops::ListRooms, _>(payload, |r| self.rooms_list(r)).await
             }
             ops::OpenDm::NAME => call::<ops::OpenDm, _>(payload, |r| self.dm(r)).await,
+            ops::CloseDm::NAME => call::<ops::CloseDm, _>(payload, |r| self.dm_close(r)).await,
             blocks::SetBlock::NAME => {
                 call::<blocks::SetBlock, _>(payload, |r| self.block_set(r)).await
             }

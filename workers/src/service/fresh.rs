@@ -89,6 +89,13 @@ impl StreamTail {
         ))
     }
 
+    /// The seq of `room`'s last message in the stream (0 if none): every message acked so
+    /// far is at or below it. `None` if this worker does not serve the room's stream.
+    pub(super) async fn room_last_seq(&self, room: &str) -> Option<Result<u64, ApiError>> {
+        let (_, stream) = self.streams.of_room(room)?;
+        Some(self.last_seq(stream, room).await)
+    }
+
     /// The seq of the room's last message in the stream (0 if none), from the stream's
     /// leader: a direct get may be answered by a replica that has not seen the ack yet.
     async fn last_seq(&self, stream: &Stream, room: &str) -> Result<u64, ApiError> {

@@ -12,6 +12,7 @@ mod auth;
 mod blocks;
 mod budget;
 mod dispatch;
+mod dms;
 mod e2ee;
 mod edits;
 pub(crate) mod files;

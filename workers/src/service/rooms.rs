@@ -1,6 +1,7 @@
 //! Rooms: create, access, join, DMs and the room list of a user.
 //!
-//! `rooms_list` gives the rooms the user is in (role, last seq, unread, topic, name), then public rooms it
+//! `rooms_list` gives the rooms the user is in (role, last seq, unread, topic, name; `closed`
+//! for a DM it closed with nothing newer: `dms`), then public rooms it
 //! is not in (and not banned from) (role null, unread 0: unread counts are kept only for rooms one follows), at most
 //! `rooms_list_max` entries in all. A user in more rooms than that gets them in pages, by
 //! name (`more`, then `after` the last one); the public rooms come on the last page. The public tail is bounded so that nobody can crowd a
@@ -168,6 +169,7 @@ impl Service {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &room, "").await;
             if let Some(meta) = self.model().room(&room).await? {
                 if meta.kind == RoomKind::Dm {
+                    self.dm_reopen(&req.a, &room).await?;
                     return Ok(DmRoom { room });
                 }
                 error!(room, "a non-DM room holds a DM room id");
@@ -215,6 +217,8 @@ impl Service {
                 continue;
             };
             let stats = self.caches().stats(self.model(), room).await?;
+            let closed = meta.kind == RoomKind::Dm
+                && self.dm_hidden(&req.user, room, stats.last_seq).await?;
             let cursor = self.model().cursor(&req.user, room).await?;
             let peer = match meta.kind {
                 RoomKind::Dm => self
@@ -248,6 +252,7 @@ impl Service {
                 peer,
                 topic: self.model().topic(room).await?,
                 name: self.model().room_name(room).await?,
+                closed,
             });
         }
         let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
@@ -292,6 +297,7 @@ impl Service {
                     peer: None,
                     topic: self.model().topic(room).await?,
                     name: self.model().room_name(room).await?,
+                    closed: false,
                 });
             }
         }

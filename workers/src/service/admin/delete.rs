@@ -140,6 +140,7 @@ impl Service {
         for (user, _) in &members {
             Model::delete_member(&mut batch, room, user);
             batch.delete(keys::cursor(user, room));
+            Model::delete_dm_closed(&mut batch, user, room);
             let mut threads = keys::thread_cursor(user, room, 0);
             threads.truncate(threads.len() - 8);
             let end = keys::prefix_end(&threads);
