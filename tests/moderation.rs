@@ -400,6 +400,25 @@ async fn nothing_posted_after_a_missed_ban_reaches_the_banned_after_the_reconnec
     mesh.stop().await
 }
 
+/// Gives the far gateway its way to NATS back and waits until bob has left `hall` (nothing
+/// of it reaching him first) and one catch-up of the kind `way` (`catchups`: from the event
+/// log, `fallbacks`: by asking everyone) ran; returns how many (room, user) pairs it asked
+/// about.
+async fn questions_to_catch_up(
+    far: &FarGateway,
+    api: &Api,
+    banned: &mut Client,
+    way: &str,
+) -> Result<f64> {
+    let questions = "chatmesh_access_recheck_questions_total";
+    let before = api.metric(questions).await?;
+    far.proxy.restore();
+    left_without_a_message(banned).await?;
+    api.metric_reaches(&format!("chatmesh_event_log_{way}_total"), 1.0)
+        .await?;
+    Ok(api.metric(questions).await? - before)
+}
+
 /// A gateway back from a cut reads the events it missed from the event log and asks the
 /// workers only about what they name: with 30 more users in a room here, the catch-up after
 /// the missed ban asks one question (bob in `hall`), and bob is out before anything posted
@@ -416,21 +435,10 @@ async fn a_gateway_back_from_a_cut_asks_only_about_what_the_event_log_says_it_mi
         mut owner,
         _bystanders,
     } = banned_while_cut_off(Log::Marked, 30).await?;
-    let questions = api
-        .metric("chatmesh_access_recheck_questions_total")
-        .await?;
     owner
         .post("hall", "a2", "while cut off, after the ban")
         .await?;
-    far.proxy.restore();
-
-    left_without_a_message(&mut banned).await?;
-    api.metric_reaches("chatmesh_event_log_catchups_total", 1.0)
-        .await?;
-    let asked = api
-        .metric("chatmesh_access_recheck_questions_total")
-        .await?
-        - questions;
+    let asked = questions_to_catch_up(&far, &api, &mut banned, "catchups").await?;
     assert_eq!(
         asked, 1.0,
         "the catch-up asked about more than the missed event named"
@@ -455,18 +463,7 @@ async fn when_the_event_log_cannot_say_every_user_here_is_asked_about_again() ->
         mut owner,
         _bystanders,
     } = banned_while_cut_off(Log::RemadeWhileAway, 5).await?;
-    let questions = api
-        .metric("chatmesh_access_recheck_questions_total")
-        .await?;
-    far.proxy.restore();
-
-    left_without_a_message(&mut banned).await?;
-    api.metric_reaches("chatmesh_event_log_fallbacks_total", 1.0)
-        .await?;
-    let asked = api
-        .metric("chatmesh_access_recheck_questions_total")
-        .await?
-        - questions;
+    let asked = questions_to_catch_up(&far, &api, &mut banned, "fallbacks").await?;
     assert_eq!(
         asked, 6.0,
         "every user of the gateway's rooms is asked about"
