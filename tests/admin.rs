@@ -476,7 +476,7 @@ async fn a_deleted_room_is_gone_everywhere() -> Result<()> {
 }
 
 /// A user's export: the account without its password hash, memberships, cursors, push
-/// settings and the messages it sent (not others'), closed by an `end` line; audited.
+/// settings, blocks and the messages it sent (not others'), closed by an `end` line; audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_data_is_exported() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -494,6 +494,10 @@ async fn a_users_data_is_exported() -> Result<()> {
     b.post("general", "b1", "bob answers").await?;
     let last = a.post("general", "a2", "ann again").await?;
     a.send(frame::read("general", last.seq)).await?;
+    let (s, v) = api
+        .call("PUT", "/v1/users/me/blocks/bob", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     let resp = reqwest::Client::new()
@@ -515,6 +519,8 @@ async fn a_users_data_is_exported() -> Result<()> {
     assert_eq!(rooms, [&Value::from("general")], "ann is not in side");
     assert_eq!(of("cursor").len(), 1, "{lines:?}");
     assert_eq!(of("push_settings").len(), 1);
+    let blocked: Vec<&Value> = of("block").iter().map(|l| &l["user"]).collect();
+    assert_eq!(blocked, [&Value::from("bob")], "{lines:?}");
     let bodies: Vec<&str> = of("message")
         .iter()
         .map(|l| l["body"].as_str().unwrap_or(""))

@@ -12,26 +12,41 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::access::Notify;
-use crate::eventlog::Missed;
+use crate::access::{AccessCache, Notify};
+use crate::eventlog::{EventLog, Missed};
+use crate::fanout::Fanout;
 use crate::reconnects::Rechecked;
-use crate::state::AppState;
+use crate::revocation::Revocation;
 
-/// Catches up after every loss `connects` counts until the gateway drains, telling
+/// What a catch-up reads and asks again.
+pub struct Parts {
+    pub log: Arc<EventLog>,
+    pub access: AccessCache,
+    pub fanout: Fanout,
+    pub revocation: Arc<Revocation>,
+    /// Tells a user's sessions of a membership change (a removal found by the catch-up).
+    pub notify: Notify,
+}
+
+/// Catches up after every loss `connects` counts on `nats` until `drain`, telling
 /// `rechecked` the count each run answered for; a run that could not ask everyone it had to
 /// runs again (see [`crate::reconnects::on_reconnect`]).
-pub fn spawn(state: &Arc<AppState>, connects: watch::Receiver<u64>, rechecked: Arc<Rechecked>) {
-    let weak = Arc::downgrade(state);
-    let stats = state.nats.statistics();
-    crate::reconnects::on_reconnect(connects, state.drain.clone(), move || {
-        let state = weak.upgrade();
-        let (stats, rechecked) = (stats.clone(), rechecked.clone());
+pub fn spawn(
+    parts: Parts,
+    nats: &async_nats::Client,
+    drain: CancellationToken,
+    (connects, rechecked): (watch::Receiver<u64>, Arc<Rechecked>),
+) {
+    let parts = Arc::new(parts);
+    let stats = nats.statistics();
+    crate::reconnects::on_reconnect(connects, drain, move || {
+        let (parts, stats, rechecked) = (parts.clone(), stats.clone(), rechecked.clone());
         async move {
-            let Some(state) = state else { return 0 };
             // The count this run answers for: a loss during the run makes another.
             let seen = natskit::lossy::losses(&stats);
-            let unanswered = catch_up(&state, seen).await;
+            let unanswered = catch_up(&parts, seen).await;
             // Those who could not be asked keep their rooms and sessions (as when the
             // worker is down at a join); the rooms need not wait for the retries.
             rechecked.access_done(seen);
@@ -42,15 +57,9 @@ pub fn spawn(state: &Arc<AppState>, connects: watch::Receiver<u64>, rechecked: A
 }
 
 /// One catch-up for the losses counted up to `seen`; returns how many could not be asked.
-async fn catch_up(state: &Arc<AppState>, seen: u64) -> usize {
-    let weak = Arc::downgrade(state);
-    let notify: Notify = Arc::new(move |ev| {
-        if let Some(state) = weak.upgrade() {
-            state.membership_changed(ev);
-        }
-    });
-    let (access, fanout) = (&state.access, &state.fanout);
-    match state.event_log.missed().await {
+async fn catch_up(parts: &Parts, seen: u64) -> usize {
+    let (access, fanout, notify) = (&parts.access, &parts.fanout, &parts.notify);
+    match parts.log.missed().await {
         Missed::Events { named, upto, read } => {
             metrics::counter!("chatmesh_event_log_catchups_total").increment(1);
             metrics::counter!("chatmesh_event_log_events_read_total").increment(read);
@@ -61,11 +70,11 @@ async fn catch_up(state: &Arc<AppState>, seen: u64) -> usize {
                 "catching up on missed events from the event log"
             );
             let (a, t) = tokio::join!(
-                crate::access::recheck(access, fanout, &notify, Some(&named.members)),
-                state.revocation.recheck(Some(&named.users)),
+                crate::access::recheck(access, fanout, notify, Some(&named.members)),
+                parts.revocation.recheck(Some(&named.users)),
             );
             if a + t == 0 {
-                state.event_log.caught_up(upto, seen);
+                parts.log.caught_up(upto, seen);
             }
             a + t
         }
@@ -73,12 +82,12 @@ async fn catch_up(state: &Arc<AppState>, seen: u64) -> usize {
             metrics::counter!("chatmesh_event_log_fallbacks_total", "why" => why).increment(1);
             tracing::info!(why, "asking about every user here again");
             let (a, t) = tokio::join!(
-                crate::access::recheck(access, fanout, &notify, None),
-                state.revocation.recheck(None),
+                crate::access::recheck(access, fanout, notify, None),
+                parts.revocation.recheck(None),
             );
             match (a + t, upto) {
-                (0, Some(upto)) => state.event_log.caught_up(upto, seen),
-                (0, None) => state.event_log.lost_mark(seen),
+                (0, Some(upto)) => parts.log.caught_up(upto, seen),
+                (0, None) => parts.log.lost_mark(seen),
                 _ => {}
             }
             a + t

@@ -39,7 +39,7 @@ pub struct AppState {
     pub tokens: Tokens,
     pub access: AccessCache,
     /// Token generations (`logout_all`) and the sessions to close on a bump.
-    pub revocation: Revocation,
+    pub revocation: Arc<Revocation>,
     /// The membership and account events kept for a while, read after a possible loss.
     pub event_log: Arc<crate::eventlog::EventLog>,
     /// Login, registration and room-creation throttles.
@@ -121,10 +121,10 @@ impl AppState {
         let access = AccessCache::new(services.clone());
         let cfg_receipts = cfg.receipt_interval_ms;
         let (cfg_inflight, cfg_admission) = (cfg.max_inflight_sends, cfg.admission_wait_ms);
-        let revocation = Revocation::new(
+        let revocation = Arc::new(Revocation::new(
             services.clone(),
             Duration::from_secs(cfg.user_gen_cache_secs),
-        );
+        ));
         let event_log = Arc::new(crate::eventlog::EventLog::new(
             nats.clone(),
             js.clone(),
@@ -180,7 +180,23 @@ impl AppState {
         spawn_user_listener(state.clone()).await?;
         let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
         state.event_log.spawn_looks(state.drain.clone());
-        crate::catchup::spawn(&state, connects, rechecks);
+        let weak = Arc::downgrade(&state);
+        crate::catchup::spawn(
+            crate::catchup::Parts {
+                log: state.event_log.clone(),
+                access: state.access.clone(),
+                fanout: state.fanout.clone(),
+                revocation: state.revocation.clone(),
+                notify: Arc::new(move |ev| {
+                    if let Some(state) = weak.upgrade() {
+                        state.membership_changed(ev);
+                    }
+                }),
+            },
+            &state.nats,
+            state.drain.clone(),
+            (connects, rechecks),
+        );
         state
             .own_reads
             .spawn_flusher(state.services.clone(), state.drain.clone());

@@ -149,6 +149,7 @@ pub struct Throttle {
     /// Claims per (caller, user whose packages are claimed).
     claims_of: Buckets<(Arc<str>, Arc<str>)>,
     refusals: Buckets<Arc<str>>,
+    refusals_here: Buckets<()>,
     lockouts: Cache<(IpAddr, Arc<str>), Arc<Mutex<Lockout>>>,
     free_failures: u32,
     lockout_base: Duration,
@@ -158,6 +159,9 @@ pub struct Throttle {
 const MINUTE: Duration = Duration::from_secs(60);
 /// Refused admin calls of one user written to the audit log per minute (and in a burst).
 pub const AUDITED_REFUSALS_PER_MINUTE: u32 = 10;
+/// Refused admin calls of all users together that one gateway writes to the audit log per
+/// minute (and in a burst): many accounts' refusals cannot grow the log faster either.
+pub const AUDITED_REFUSALS_PER_GATEWAY_PER_MINUTE: u32 = 60;
 const HOUR: Duration = Duration::from_secs(3600);
 
 impl Throttle {
@@ -189,6 +193,12 @@ impl Throttle {
                 AUDITED_REFUSALS_PER_MINUTE,
                 AUDITED_REFUSALS_PER_MINUTE,
                 n,
+            ),
+            refusals_here: Buckets::new(
+                MINUTE,
+                AUDITED_REFUSALS_PER_GATEWAY_PER_MINUTE,
+                AUDITED_REFUSALS_PER_GATEWAY_PER_MINUTE,
+                1,
             ),
             lockouts: Cache::builder()
                 .max_capacity(n)
@@ -266,10 +276,13 @@ impl Throttle {
     }
 
     /// Should `user`'s refused admin call be written to the audit log? At most
-    /// [`AUDITED_REFUSALS_PER_MINUTE`] a minute per user: a loop of refused calls must not
-    /// grow the log (kept a year) without end nor bury the real entries.
+    /// [`AUDITED_REFUSALS_PER_MINUTE`] a minute per user and
+    /// [`AUDITED_REFUSALS_PER_GATEWAY_PER_MINUTE`] for all users on this gateway: a loop of
+    /// refused calls, of one account or of many, must not grow the log (kept a year) without
+    /// end nor bury the real entries.
     pub async fn refusal_audited(&self, user: &str) -> bool {
         self.refusals.check(Arc::from(user), true).await.is_ok()
+            && self.refusals_here.check((), true).await.is_ok()
     }
 
     /// May `user` make an authenticated API call now? Counts it.
@@ -337,6 +350,25 @@ mod tests {
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    /// Refusals are audited up to ten a minute per user and sixty a minute in all: seven
+    /// users with ten each get sixty written, whoever comes last is not; a minute later the
+    /// gateway writes again.
+    #[tokio::test(start_paused = true)]
+    async fn audited_refusals_are_bounded_per_user_and_per_gateway() {
+        let t = throttle();
+        let mut audited = Vec::new();
+        for user in ["u1", "u2", "u3", "u4", "u5", "u6", "u7"] {
+            let mut n = 0;
+            for _ in 0..12 {
+                n += usize::from(t.refusal_audited(user).await);
+            }
+            audited.push(n);
+        }
+        assert_eq!(audited, [10, 10, 10, 10, 10, 10, 0]);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(t.refusal_audited("u7").await, "half a minute refills both");
+    }
 
     /// After the free failures a pair is locked for a window that doubles per failure and
     /// is capped; other accounts of that IP and the account on other IPs are not locked.

@@ -159,8 +159,17 @@ pub async fn ensure_served(
     // stream that cannot be made there now is made at their next start (reads in that
     // region go to the stream's home meanwhile). The primary's workers need theirs.
     let mirrors_required = served.contains(&0);
+    // Without the event log gateways still catch up, by asking about everyone: a bus whose
+    // permissions predate it (an `auth.conf` from an older `chatmesh nats-auth`) does not
+    // stop the workers.
     if mirrors_required {
-        ensure_event_log(js, mesh).await?;
+        if let Err(e) = ensure_event_log(js, mesh).await {
+            tracing::warn!(
+                stream = EVENT_LOG,
+                error = %chatmesh_protocol::error::Chain(&e),
+                "the event log could not be made or updated: gateways ask about every user of their rooms after a NATS loss until it is (an auth.conf older than it: run `chatmesh nats-auth` again and reload the servers)"
+            );
+        }
     }
     for s in served.iter().copied() {
         for region in topology.regions() {

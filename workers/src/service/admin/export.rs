@@ -3,7 +3,7 @@
 //!
 //! Lines, in order: `account` (record without the password hash), `membership` (room, role),
 //! `cursor` (room, seq), `push_target` (id, kind, label: never the endpoint's keys),
-//! `push_settings`, then `message` for each message the user sent in the rooms it is a
+//! `push_settings`, `block` (user, ts: the users it blocked), then `message` for each message the user sent in the rooms it is a
 //! member of or has a read cursor in (a room it left keeps its cursor): at most
 //! [`MAX_ROOMS`] of each, and in each room the newest `[admin] export_scan_per_room`
 //! messages are read (newest first), so one export's work is bounded; a room whose scan
@@ -13,6 +13,7 @@
 //! the user's part in that region's rooms (no `account` or push lines there).
 
 use chatmesh_protocol::admin::{ExportCursor, ExportMembership, ExportPage, ExportRequest};
+use chatmesh_protocol::blocks::MAX_BLOCKS;
 use chatmesh_protocol::ApiError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -110,6 +111,9 @@ impl Service {
                 }
                 let settings = self.model().push_settings(user).await?;
                 lines.push(line("push_settings", &settings));
+                for (other, rec) in self.model().blocks_after(user, None, MAX_BLOCKS).await? {
+                    lines.push(json!({"type": "block", "user": other, "ts": rec.ts}));
+                }
                 at.section = MESSAGES;
             }
             MESSAGES => return self.export_messages(user, at).await,
