@@ -188,7 +188,12 @@ pub async fn recheck(
             for (room, user) in pairs {
                 access.forget(room, user).await;
             }
-            local.retain(|(room, user)| pairs.contains(&(room.to_string(), user.clone())));
+            // Borrowed: a gateway's pairs are many, the named ones few.
+            let named: HashSet<(&str, &str)> = pairs
+                .iter()
+                .map(|(r, u)| (r.as_str(), u.as_str()))
+                .collect();
+            local.retain(|(room, user)| named.contains(&(&**room, user.as_str())));
         }
         None => access.forget_all(),
     }

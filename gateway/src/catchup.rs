@@ -49,8 +49,7 @@ pub fn spawn(
             let unanswered = catch_up(&parts, seen).await;
             // Those who could not be asked keep their rooms and sessions (as when the
             // worker is down at a join); the rooms need not wait for the retries.
-            rechecked.access_done(seen);
-            rechecked.tokens_done(seen);
+            rechecked.done(seen);
             unanswered
         }
     });

@@ -6,7 +6,6 @@
 //! started with [`on_reconnect`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,50 +19,29 @@ const RETRY: Duration = Duration::from_secs(5);
 /// Questions a re-check asks the workers at once.
 pub const CONCURRENCY: usize = 16;
 
-/// The count of losses (see [`watch`]) after which both re-checks, room access and token
-/// generations, have run: what the rooms wait for before they deliver again
-/// ([`crate::fanout::RoomEnv::rechecked`]), so neither a user removed from a room nor a
+/// The count of losses (see [`watch`]) after which the catch-up ([`crate::catchup`]: room
+/// access and token generations both) has run: what the rooms wait for before they deliver
+/// again ([`crate::fanout::RoomEnv::rechecked`]), so neither a user removed from a room nor a
 /// session of a revoked token gets what was stored after the missed event.
 #[derive(Debug)]
 pub struct Rechecked {
-    access: AtomicU64,
-    tokens: AtomicU64,
-    both: watch::Sender<u64>,
+    done: watch::Sender<u64>,
 }
 
 impl Rechecked {
-    /// Both re-checks done up to `losses` (the count when the gateway started).
+    /// Caught up to `losses` (the count when the gateway started).
     pub fn new(losses: u64) -> (Arc<Self>, watch::Receiver<u64>) {
-        let (both, rx) = watch::channel(losses);
-        let done = Self {
-            access: AtomicU64::new(losses),
-            tokens: AtomicU64::new(losses),
-            both,
-        };
-        (Arc::new(done), rx)
+        let (done, rx) = watch::channel(losses);
+        (Arc::new(Self { done }), rx)
     }
 
-    /// The access re-check that started at `losses` has run.
-    pub fn access_done(&self, losses: u64) {
-        self.access.fetch_max(losses, Ordering::AcqRel);
-        self.publish();
-    }
-
-    /// The token re-check that started at `losses` has run.
-    pub fn tokens_done(&self, losses: u64) {
-        self.tokens.fetch_max(losses, Ordering::AcqRel);
-        self.publish();
-    }
-
-    fn publish(&self) {
-        let both = self
-            .access
-            .load(Ordering::Acquire)
-            .min(self.tokens.load(Ordering::Acquire));
-        self.both.send_if_modified(|done| {
-            let newer = both > *done;
+    /// The catch-up that started at `losses` has run; a run that ends late for an older
+    /// count moves nothing back.
+    pub fn done(&self, losses: u64) {
+        self.done.send_if_modified(|done| {
+            let newer = losses > *done;
             if newer {
-                *done = both;
+                *done = losses;
             }
             newer
         });
@@ -130,18 +108,16 @@ pub fn on_reconnect<F, Fut>(
 mod tests {
     use super::*;
 
-    /// The rooms are let go only when both re-checks have run for a count; a run that ends
-    /// late for an older count moves nothing back.
+    /// The rooms are let go at the count the catch-up ran for; a run that ends late for an
+    /// older count moves nothing back.
     #[test]
-    fn the_rooms_wait_for_both_rechecks() {
+    fn the_rooms_wait_for_the_catch_up() {
         let (done, rx) = Rechecked::new(1);
-        done.access_done(3);
-        assert_eq!(*rx.borrow(), 1, "tokens not re-checked yet");
-        done.tokens_done(2);
+        done.done(2);
         assert_eq!(*rx.borrow(), 2);
-        done.tokens_done(3);
+        done.done(3);
         assert_eq!(*rx.borrow(), 3);
-        done.access_done(2);
+        done.done(2);
         assert_eq!(*rx.borrow(), 3);
     }
 }

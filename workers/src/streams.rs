@@ -201,50 +201,34 @@ const EVENT_LOG_MAX_BYTES: i64 = 256 * 1024 * 1024;
 /// workers publish them, kept [`EVENT_LOG_KEEP`] on file, read by direct get only. With
 /// regions it lives in the primary's cluster, beside the accounts.
 pub fn event_log_config(mesh: &MeshConfig) -> stream::Config {
-    stream::Config {
+    let mut cfg = stream::Config {
         name: EVENT_LOG.to_owned(),
-        subjects: vec![MEMBER_ALL.to_owned(), USER_ALL.to_owned()],
         storage: StorageType::File,
-        num_replicas: mesh.replicas,
-        max_age: EVENT_LOG_KEEP,
-        max_bytes: EVENT_LOG_MAX_BYTES,
-        discard: DiscardPolicy::Old,
-        allow_direct: true,
         placement: mesh.regions.first().map(|primary| Placement {
             cluster: Some(primary.clone()),
             ..Default::default()
         }),
         ..Default::default()
-    }
+    };
+    apply_event_log(&mut cfg, mesh);
+    cfg
+}
+
+/// Sets the fields of the event log chatmesh manages; leaves the rest as they are.
+fn apply_event_log(cfg: &mut stream::Config, mesh: &MeshConfig) {
+    cfg.subjects = vec![MEMBER_ALL.to_owned(), USER_ALL.to_owned()];
+    cfg.num_replicas = mesh.replicas;
+    cfg.max_age = EVENT_LOG_KEEP;
+    cfg.max_bytes = EVENT_LOG_MAX_BYTES;
+    cfg.discard = DiscardPolicy::Old;
+    cfg.allow_direct = true;
 }
 
 /// Creates the event log, or brings its managed settings up to date.
 pub async fn ensure_event_log(js: &Context, mesh: &MeshConfig) -> Result<(), WorkerError> {
-    let want = event_log_config(mesh);
-    let mut handle = js
-        .get_or_create_stream(want.clone())
+    managed(js, event_log_config(mesh), |cfg| apply_event_log(cfg, mesh))
         .await
-        .map_err(|e| WorkerError::stream("get or create the event log", e))?;
-    let have = handle
-        .info()
-        .await
-        .map_err(|e| WorkerError::stream("event log info", e))?
-        .config
-        .clone();
-    let mut update = have.clone();
-    update.subjects = want.subjects;
-    update.num_replicas = want.num_replicas;
-    update.max_age = want.max_age;
-    update.max_bytes = want.max_bytes;
-    update.discard = want.discard;
-    update.allow_direct = true;
-    if update != have {
-        js.update_stream(&update)
-            .await
-            .map_err(|e| WorkerError::stream("update the event log", e))?;
-        info!(stream = EVENT_LOG, "event log settings updated");
-    }
-    Ok(())
+        .map(drop)
 }
 
 /// Creates the mirror of stream `s` in `region` if it does not exist (a mirror's settings
@@ -278,16 +262,26 @@ async fn ensure_one(
     mesh: &MeshConfig,
     s: u32,
 ) -> Result<stream::Stream, WorkerError> {
-    let cfg = stream_config(mesh, s);
+    managed(js, stream_config(mesh, s), |cfg| apply(cfg, mesh, s)).await
+}
+
+/// Creates stream `cfg` (file storage), or, when it exists, applies `manage` to the config
+/// it has and updates it if that changed something: every field the server chose itself is
+/// kept.
+async fn managed(
+    js: &Context,
+    cfg: stream::Config,
+    manage: impl Fn(&mut stream::Config),
+) -> Result<stream::Stream, WorkerError> {
     let name = cfg.name.clone();
     let mut handle = js
         .get_or_create_stream(cfg)
         .await
-        .map_err(|e| WorkerError::stream("get or create", e))?;
+        .map_err(|e| WorkerError::stream(format!("get or create {name}"), e))?;
     let have = handle
         .info()
         .await
-        .map_err(|e| WorkerError::stream("info", e))?
+        .map_err(|e| WorkerError::stream(format!("info of {name}"), e))?
         .config
         .clone();
     if have.storage != StorageType::File {
@@ -297,16 +291,16 @@ async fn ensure_one(
         )));
     }
     let mut want = have.clone();
-    apply(&mut want, mesh, s);
+    manage(&mut want);
     if want != have {
         js.update_stream(&want)
             .await
-            .map_err(|e| WorkerError::stream("update", e))?;
+            .map_err(|e| WorkerError::stream(format!("update {name}"), e))?;
         info!(stream = name, "stream settings updated");
         handle = js
             .get_stream(&name)
             .await
-            .map_err(|e| WorkerError::stream("get", e))?;
+            .map_err(|e| WorkerError::stream(format!("get {name}"), e))?;
     }
     Ok(handle)
 }
