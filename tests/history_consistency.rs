@@ -300,6 +300,75 @@ async fn one_user_cannot_hold_every_replay_slot() -> Result<()> {
     mesh.stop().await
 }
 
+/// Many accounts from one address cannot hold every replay slot either: with
+/// `max_replays_per_ip` 2 of `max_replays` 4 (behind a trusted proxy, the address is the
+/// forwarded client), two accounts' sessions from 203.0.113.9 that never read keep two big
+/// replays running; a third account's join with `since` from that address is refused
+/// `rate_limited` at once while the gateway still has free slots, and bob, from another
+/// address, gets a slot and every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_replay_slot() -> Result<()> {
+    const CROWD: &str = "203.0.113.9";
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.max_replays = 4;
+    config.gateway.max_replays_per_ip = 2;
+    config.gateway.replay_wait_ms = 300;
+    config.gateway.limits.outbound_queue = 64;
+    config.gateway.trusted_proxies = vec![[127, 0, 0, 1].into()];
+    let mesh = start_mesh(dir.path(), config).await?;
+    let (api, ann, mut c) = owner(&mesh, "big1").await?;
+    api.room(&ann, "big2", "public").await?;
+    api.room(&ann, "small", "public").await?;
+    let big = vec!["y".repeat(8 * 1024); 800];
+    c.fill("big1", &big).await?;
+    c.fill("big2", &big).await?;
+    let small: Vec<u64> = c
+        .fill("small", &vec!["z".into(); 50])
+        .await?
+        .iter()
+        .map(|a| a.0)
+        .collect();
+
+    // Two accounts from one address, neither reading, each replaying a big room.
+    let mut sessions = Vec::new();
+    for (user, room) in [("cat", "big1"), ("dan", "big2")] {
+        let token = api.user(user).await?;
+        let mut s = Client::login_from(&mesh.ws_url(), &token, CROWD).await?;
+        s.send_with_ref(frame::join_since(room, 0), 1).await?;
+        sessions.push(s);
+    }
+    api.metric_reaches(RUNNING, 2.0).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        api.metric(RUNNING).await?,
+        2.0,
+        "the crowd's replays running"
+    );
+    let eve = api.user("eve").await?;
+    let mut third = Client::login_from(&mesh.ws_url(), &eve, CROWD).await?;
+    let refused = third.request(frame::join_since("small", 0)).await?;
+    assert_eq!(
+        error_code(&refused),
+        Some(ErrorCode::RateLimited),
+        "{refused:?}"
+    );
+
+    let bob = api.user("bob").await?;
+    let mut b = Client::login_from(&mesh.ws_url(), &bob, "203.0.113.10").await?;
+    let joined = b.request(frame::join_since("small", 0)).await?;
+    assert_eq!(joined.frame_type(), FrameType::Joined, "{joined:?}");
+    let got: Vec<u64> = b
+        .messages("small", small.len())
+        .await?
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(got, small);
+    drop(sessions);
+    mesh.stop().await
+}
+
 /// With `max_replays_per_session` 2, a session's third replay at once is refused
 /// `rate_limited` while a re-join of a room it replays is not (it replaces that replay);
 /// with `max_replays` 3, a join with `since` that finds every slot taken waits

@@ -143,6 +143,11 @@ pub struct GatewayConfig {
     /// one more is refused with `rate_limited` (one user's slow readers cannot hold every
     /// slot).
     pub max_replays_per_user: usize,
+    /// Replays the sessions of one client address (an IPv6 client by its /64; behind a
+    /// trusted proxy, the forwarded client) may have running at once on this gateway, over
+    /// all their accounts; one more is refused with `rate_limited` (many accounts from one
+    /// address cannot hold every slot). Trusted proxies themselves are exempt.
+    pub max_replays_per_ip: usize,
     /// How long a `join` with `since` waits for one of `max_replays` to free up before it
     /// is refused with `unavailable`, milliseconds.
     pub replay_wait_ms: u64,
@@ -217,6 +222,7 @@ impl Default for GatewayConfig {
             max_replays_per_session: 4,
             max_replays: 32,
             max_replays_per_user: 8,
+            max_replays_per_ip: 16,
             replay_wait_ms: 1_000,
             replay_min_bytes_per_sec: 16 * 1024,
             recheck_hold_ms: 5_000,
@@ -288,6 +294,9 @@ impl GatewayConfig {
         }
         if !(1..=100_000).contains(&self.max_replays_per_user) {
             out.push("gateway.max_replays_per_user must be between 1 and 100000".into());
+        }
+        if !(1..=100_000).contains(&self.max_replays_per_ip) {
+            out.push("gateway.max_replays_per_ip must be between 1 and 100000".into());
         }
         if self.replay_wait_ms > 60_000 {
             out.push("gateway.replay_wait_ms must be at most 60000".into());
@@ -512,13 +521,14 @@ mod tests {
             max_replays_per_session: 0,
             max_replays: 0,
             max_replays_per_user: 0,
+            max_replays_per_ip: 0,
             replay_wait_ms: 60_001,
             replay_min_bytes_per_sec: 0,
             recheck_hold_ms: 60_001,
             ..base()
         };
         let p = c.problems();
-        assert_eq!(p.len(), 6, "{p:?}");
+        assert_eq!(p.len(), 7, "{p:?}");
         assert!(p.iter().any(|p| p.contains("recheck_hold_ms")), "{p:?}");
     }
 

@@ -21,7 +21,7 @@ use crate::error::GatewayError;
 use crate::fanout::{Fanout, RoomEnv};
 use crate::jsread::JsReader;
 use crate::receipts::Receipts;
-use crate::replay_slots::ReplaySlots;
+use crate::replay_slots::{ReplaySlots, Shares};
 use crate::revocation::Revocation;
 use crate::services::Services;
 use crate::throttle::Throttle;
@@ -132,9 +132,13 @@ impl AppState {
             losses,
         ));
         let throttle = Throttle::new(&cfg);
+        let shares = Shares {
+            per_user: cfg.max_replays_per_user,
+            per_ip: cfg.max_replays_per_ip,
+        };
         let replay_slots = ReplaySlots::new(
             cfg.max_replays,
-            cfg.max_replays_per_user,
+            shares,
             Duration::from_millis(cfg.replay_wait_ms),
         );
         let state = Arc::new(Self {

@@ -38,9 +38,18 @@ pub enum Ended {
 
 impl Client {
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_as(url, None).await
+    }
+
+    /// Connects saying, as a proxy would, that it carries `forwarded_for`'s connection
+    /// (`X-Forwarded-For`; believed only from a trusted proxy).
+    async fn connect_as(url: &str, forwarded_for: Option<&str>) -> Result<Self> {
         let mut req = url.into_client_request()?;
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", "chatmesh.v1".parse()?);
+        if let Some(client) = forwarded_for {
+            req.headers_mut().insert("X-Forwarded-For", client.parse()?);
+        }
         let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
         let proto = resp
             .headers()
@@ -58,7 +67,16 @@ impl Client {
 
     /// Connects and authenticates with `hello`.
     pub async fn login(url: &str, token: &str) -> Result<Self> {
-        let mut c = Self::connect(url).await?;
+        Self::login_as(url, token, None).await
+    }
+
+    /// Connects for `forwarded_for` (see [`Self::connect_as`]) and authenticates.
+    pub async fn login_from(url: &str, token: &str, forwarded_for: &str) -> Result<Self> {
+        Self::login_as(url, token, Some(forwarded_for)).await
+    }
+
+    async fn login_as(url: &str, token: &str, forwarded_for: Option<&str>) -> Result<Self> {
+        let mut c = Self::connect_as(url, forwarded_for).await?;
         let welcome = c.request(frame::hello(token)).await?;
         if !matches!(welcome, ServerFrame::Welcome { .. }) {
             bail!("expected welcome, got {welcome:?}");

@@ -21,6 +21,7 @@ use super::peer::client_ip;
 use super::reply::{self, Body};
 use crate::session::{self, Admission};
 use crate::state::AppState;
+use crate::throttle::client_key;
 
 /// The subprotocol of protocol v1.
 pub const SUBPROTOCOL: &str = "chatmesh.v1";
@@ -75,7 +76,7 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
             .map(|t| state.tokens.verify(t.trim()))
         {
             Some(Ok(identity)) => match state.revocation.check(&identity).await {
-                Ok(()) => Some(Box::new(identity)),
+                Ok(()) => Some(identity),
                 Err(e) => return reply::error(&e),
             },
             _ => {
@@ -90,11 +91,20 @@ pub async fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>) -> Respon
         Ok(pair) => pair,
         Err(e) => return reply::error(&ApiError::bad_request(format!("bad upgrade: {e}"))),
     };
+    // Counted for its share of the replay slots, unless it is a trusted proxy that named no
+    // client (it carries many).
+    let client = client_ip(&req);
+    let client = (!state.cfg.trusted_proxies.contains(&client)).then(|| client_key(client));
+    let admission = Box::new(Admission {
+        identity,
+        refuse,
+        client,
+    });
     let state2 = state.clone();
     state.tasks.spawn(async move {
         let _slots = (slot, client_slot);
         match fut.await {
-            Ok(ws) => session::run(state2, ws.into_inner(), Admission { identity, refuse }).await,
+            Ok(ws) => session::run(state2, ws.into_inner(), admission).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +55,8 @@ pub struct Session {
     typing: Option<Box<Typing>>,
     /// Replays in progress; created at the first `join` with `since`.
     replays: Option<Box<Running>>,
+    /// The client's address, counted for its share of the replay slots.
+    client: Option<IpAddr>,
     /// Sends waiting for their PubAck (see `acks.rs`); created at the first `send`.
     pub acks: Acks,
 }
@@ -75,6 +78,7 @@ impl Session {
         state: Arc<AppState>,
         link: Arc<SessionLink>,
         identity: Option<Identity>,
+        client: Option<IpAddr>,
     ) -> Self {
         let l = &state.cfg.limits;
         let sends = RateLimiter::direct(quota(l.sends_per_second, l.send_burst));
@@ -92,6 +96,7 @@ impl Session {
             inflight: None,
             typing: None,
             replays: None,
+            client,
             acks: None,
         };
         if let Some(identity) = identity {
@@ -435,7 +440,13 @@ impl Session {
         let user: Arc<str> = Arc::from(self.user());
         let replays = self.replays.get_or_insert_with(Default::default);
         replays
-            .admit(room, per_session, &self.state.replay_slots, &user)
+            .admit(
+                room,
+                per_session,
+                &self.state.replay_slots,
+                &user,
+                self.client,
+            )
             .await
     }
 
