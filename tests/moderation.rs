@@ -283,6 +283,9 @@ enum Log {
     Marked,
     /// Marked, then the log made anew while the gateway was away: it cannot say.
     RemadeWhileAway,
+    /// Marked, and the log refusing to store anything new at the ban (full, discarding new
+    /// events), then taking them again.
+    RefusingAtTheBan,
 }
 
 async fn banned_while_cut_off(log: Log, bystanders: usize) -> Result<CutOff> {
@@ -323,8 +326,15 @@ async fn banned_while_cut_off(log: Log, bystanders: usize) -> Result<CutOff> {
         ))
         .await?;
     }
+    let refusing = match log {
+        Log::RefusingAtTheBan => Some(RefusingLog::start(&mesh).await?),
+        _ => None,
+    };
     let (s, v) = ban(&api, &ann, "hall", json!({"user": "bob"})).await?;
     assert_eq!(s, 204, "{v}");
+    if let Some(refusing) = refusing {
+        refusing.stop().await?;
+    }
     Ok(CutOff {
         _dir: dir,
         mesh,
@@ -334,6 +344,33 @@ async fn banned_while_cut_off(log: Log, bystanders: usize) -> Result<CutOff> {
         owner,
         _bystanders: others,
     })
+}
+
+/// The event log made to refuse new events (full, with `discard: new`) until stopped.
+struct RefusingLog {
+    js: async_nats::jetstream::Context,
+    had: async_nats::jetstream::stream::Config,
+}
+
+impl RefusingLog {
+    async fn start(mesh: &chatmesh::Mesh) -> Result<Self> {
+        let js = async_nats::jetstream::new(mesh.nats.connect().await?);
+        let mut log = js
+            .get_stream(chatmesh_protocol::subjects::EVENT_LOG)
+            .await?;
+        let info = log.info().await?;
+        let had = info.config.clone();
+        let mut full = had.clone();
+        full.max_messages = i64::try_from(info.state.messages)?;
+        full.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+        js.update_stream(full).await?;
+        Ok(Self { js, had })
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.js.update_stream(self.had).await?;
+        Ok(())
+    }
 }
 
 /// Waits for bob's `left` of `hall` and checks that nothing of the room reached him before.
@@ -471,6 +508,88 @@ async fn when_the_event_log_cannot_say_every_user_here_is_asked_about_again() ->
     assert_eq!(api.metric("chatmesh_event_log_catchups_total").await?, 0.0);
     not_delivered_after(&mut owner, &mut banned, "hall", "a2").await?;
     far.stop().await;
+    mesh.stop().await
+}
+
+/// An event the event log did not store when it was published (the log refused it) is
+/// published again, late, until the log has it: a gateway that was cut off at the ban still
+/// learns of it from the log or from the late event, without asking about everyone, and
+/// nothing posted after the ban reaches the banned user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_log_refused_is_stored_late_and_the_cut_gateway_learns_of_it() -> Result<()> {
+    let CutOff {
+        _dir,
+        mesh,
+        api,
+        far,
+        mut banned,
+        mut owner,
+        _bystanders,
+    } = banned_while_cut_off(Log::RefusingAtTheBan, 3).await?;
+    owner
+        .post("hall", "a2", "while cut off, after the ban")
+        .await?;
+    let retries = "chatmesh_event_log_retries_total";
+    api.metric_at_least(retries, 1.0).await?;
+    far.proxy.restore();
+    left_without_a_message(&mut banned).await?;
+    assert_eq!(api.metric("chatmesh_event_log_fallbacks_total").await?, 0.0);
+    api.metric_reaches("chatmesh_event_log_unstored", 0.0)
+        .await?;
+    not_delivered_after(&mut owner, &mut banned, "hall", "a3").await?;
+    far.stop().await;
+    mesh.stop().await
+}
+
+/// A late event (published again for the event log) may be older than what a gateway has
+/// heard since, so it is checked with the workers, not applied: a late removal of bob, who
+/// is a member, leaves him in the room (no `left`, the next message reaches him), while
+/// the same event not marked late takes him out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_is_checked_with_the_workers_not_applied() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "hall", "private").await?;
+    let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
+    assert_eq!(s, 204, "{v}");
+    let mut member = Client::login(&mesh.ws_url(), &bob).await?;
+    member.join("hall").await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("hall").await?;
+
+    let bus = mesh.nats.connect().await?;
+    let removal = serde_json::to_vec(&json!({"room": "hall", "user": "bob", "role": null}))?;
+    let mut late = async_nats::HeaderMap::new();
+    late.insert(chatmesh_protocol::subjects::LATE_HEADER, "1");
+    let subject = chatmesh_protocol::subjects::member_subject("hall");
+    let rechecks = "chatmesh_access_rechecks_total";
+    let before = api.metric(rechecks).await?;
+    bus.publish_with_headers(subject.clone(), late, removal.clone().into())
+        .await?;
+    bus.flush().await?;
+    api.metric_at_least("chatmesh_event_log_late_events_total", 1.0)
+        .await?;
+    api.metric_at_least(rechecks, before + 1.0).await?;
+    owner.post("hall", "a1", "after the late event").await?;
+    let got = member.messages("hall", 1).await?;
+    assert_eq!(got[0].body, "after the late event");
+    assert!(
+        !member
+            .backlog
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Left { .. })),
+        "{:?}",
+        member.backlog
+    );
+
+    bus.publish(subject, removal.into()).await?;
+    bus.flush().await?;
+    member
+        .wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "hall"))
+        .await?;
     mesh.stop().await
 }
 

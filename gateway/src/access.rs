@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
 use crate::fanout::Fanout;
+use crate::late::Late;
 use crate::services::Services;
 
 /// Cached room access.
@@ -117,17 +118,18 @@ pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
 
 /// Listens to membership events until `drain`: drops cached access, evicts removed users'
 /// sessions from `fanout`, and hands every event to `notify` (which tells the user's
-/// sessions).
+/// sessions). A late event (published again for the event log) is handed to `late`
+/// instead: it may be older than what was heard since.
 ///
 /// The events are core NATS: those published while this gateway's connection was down are
 /// lost (and so are those the client drops for a slow subscription). What was missed is
 /// caught up after each such loss by [`crate::catchup`], which calls [`recheck`].
 pub async fn spawn_member_listener(
     nats: &async_nats::Client,
-    access: AccessCache,
-    fanout: Fanout,
+    (access, fanout): (AccessCache, Fanout),
     drain: CancellationToken,
     notify: Notify,
+    late: Arc<Late>,
 ) -> Result<(), GatewayError> {
     let mut sub = nats
         .subscribe(MEMBER_ALL)
@@ -139,6 +141,10 @@ pub async fn spawn_member_listener(
                 _ = drain.cancelled() => break,
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
+            if Late::is_late(msg.headers.as_ref()) {
+                late.add(&msg.subject, &msg.payload);
+                continue;
+            }
             let Ok(ev) = serde_json::from_slice::<MemberEvent>(&msg.payload) else {
                 tracing::warn!(subject = %msg.subject, "malformed membership event");
                 continue;

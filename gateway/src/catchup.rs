@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::{AccessCache, Notify};
 use crate::eventlog::{EventLog, Missed};
 use crate::fanout::Fanout;
+use crate::late::Late;
 use crate::reconnects::Rechecked;
 use crate::revocation::Revocation;
 
@@ -32,14 +33,17 @@ pub struct Parts {
 
 /// Catches up after every loss `connects` counts on `nats` until `drain`, telling
 /// `rechecked` the count each run answered for; a run that could not ask everyone it had to
-/// runs again (see [`crate::reconnects::on_reconnect`]).
+/// runs again (see [`crate::reconnects::on_reconnect`]). Beside it, asks again about what
+/// `late` events name.
 pub fn spawn(
     parts: Parts,
+    late: Arc<Late>,
     nats: &async_nats::Client,
     drain: CancellationToken,
     (connects, rechecked): (watch::Receiver<u64>, Arc<Rechecked>),
 ) {
     let parts = Arc::new(parts);
+    tokio::spawn(ask_about_late(parts.clone(), late, drain.clone()));
     let stats = nats.statistics();
     crate::reconnects::on_reconnect(connects, drain, move || {
         let (parts, stats, rechecked) = (parts.clone(), stats.clone(), rechecked.clone());
@@ -53,6 +57,27 @@ pub fn spawn(
             unanswered
         }
     });
+}
+
+/// Until `drain`, asks again about the pairs and users late events name: all named while
+/// the last round was asked, in one round.
+async fn ask_about_late(parts: Arc<Parts>, late: Arc<Late>, drain: CancellationToken) {
+    let (access, fanout, notify) = (&parts.access, &parts.fanout, &parts.notify);
+    loop {
+        let named = tokio::select! {
+            _ = drain.cancelled() => return,
+            named = late.next() => named,
+        };
+        tracing::info!(
+            pairs = named.members.len(),
+            users = named.users.len(),
+            "asking again about what late events name"
+        );
+        tokio::join!(
+            crate::access::recheck(access, fanout, notify, Some(&named.members)),
+            parts.revocation.recheck(Some(&named.users)),
+        );
+    }
 }
 
 /// One catch-up for the losses counted up to `seen`; returns how many could not be asked.

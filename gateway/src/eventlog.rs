@@ -216,7 +216,7 @@ impl EventLog {
 
 impl Named {
     /// Takes the (room, user) or user an event on `subject` names.
-    fn add(&mut self, subject: &str, payload: &[u8]) {
+    pub(crate) fn add(&mut self, subject: &str, payload: &[u8]) {
         if subject.starts_with("chat.mem.") {
             match serde_json::from_slice::<MemberEvent>(payload) {
                 Ok(ev) => {

@@ -17,6 +17,7 @@ pub mod fanout;
 pub mod files;
 pub mod http;
 pub mod jsread;
+pub mod late;
 pub mod link;
 pub mod presence;
 pub mod procstat;

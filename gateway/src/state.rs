@@ -20,6 +20,7 @@ use crate::cursors::OwnReads;
 use crate::error::GatewayError;
 use crate::fanout::{Fanout, RoomEnv};
 use crate::jsread::JsReader;
+use crate::late::Late;
 use crate::receipts::Receipts;
 use crate::replay_slots::{ReplaySlots, Shares};
 use crate::revocation::Revocation;
@@ -169,19 +170,20 @@ impl AppState {
             ready: tokio::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&state);
+        let late = Arc::new(Late::default());
         crate::access::spawn_member_listener(
             &state.nats,
-            state.access.clone(),
-            state.fanout.clone(),
+            (state.access.clone(), state.fanout.clone()),
             state.drain.clone(),
             Arc::new(move |ev| {
                 if let Some(state) = weak.upgrade() {
                     state.membership_changed(ev);
                 }
             }),
+            late.clone(),
         )
         .await?;
-        spawn_user_listener(state.clone()).await?;
+        spawn_user_listener(state.clone(), late.clone()).await?;
         let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
         state.event_log.spawn_looks(state.drain.clone());
         let weak = Arc::downgrade(&state);
@@ -197,6 +199,7 @@ impl AppState {
                     }
                 }),
             },
+            late,
             &state.nats,
             state.drain.clone(),
             (connects, rechecks),
@@ -314,8 +317,8 @@ fn rand_id() -> u64 {
 }
 
 /// Listens to account events: applies generation bumps to the revocation registry (what was
-/// missed is caught up by [`crate::catchup`]).
-async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
+/// missed is caught up by [`crate::catchup`]); a late event is handed to `late` instead.
+async fn spawn_user_listener(state: Arc<AppState>, late: Arc<Late>) -> Result<(), GatewayError> {
     let mut sub = state
         .nats
         .subscribe(USER_ALL)
@@ -328,6 +331,10 @@ async fn spawn_user_listener(state: Arc<AppState>) -> Result<(), GatewayError> {
                 _ = drain.cancelled() => break,
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
+            if Late::is_late(msg.headers.as_ref()) {
+                late.add(&msg.subject, &msg.payload);
+                continue;
+            }
             match serde_json::from_slice::<UserEvent>(&msg.payload) {
                 Ok(ev) => {
                     state

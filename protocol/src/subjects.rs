@@ -197,6 +197,11 @@ pub const MEMBER_ALL: &str = "chat.mem.*";
 /// rooms. Its name does not start with `CHAT_`, so no region's stream can take it.
 pub const EVENT_LOG: &str = "MESH_EVENTS";
 
+/// Header of an event published again because the event log had not confirmed storing it:
+/// it may be older than what a gateway knows since, so gateways ask the workers again about
+/// what it names instead of applying it.
+pub const LATE_HEADER: &str = "Chatmesh-Late";
+
 /// Account changes of a user (token generation bumps by `logout_all`), published by the
 /// worker that made them; gateways drop cached generations and close revoked sessions.
 pub fn user_subject(user: &str) -> String {

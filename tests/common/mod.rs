@@ -148,14 +148,30 @@ impl Api {
 
     /// Polls metric `name` (see [`Api::metric`]) until it is `want`.
     pub async fn metric_reaches(&self, name: &str, want: f64) -> Result<()> {
+        self.metric_until(name, &format!("never {want}"), |got| got == want)
+            .await
+    }
+
+    /// Waits until metric `name` is at least `least`.
+    pub async fn metric_at_least(&self, name: &str, least: f64) -> Result<()> {
+        self.metric_until(name, &format!("never at least {least}"), |got| got >= least)
+            .await
+    }
+
+    async fn metric_until(
+        &self,
+        name: &str,
+        never: &str,
+        done: impl Fn(f64) -> bool,
+    ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let got = self.metric(name).await?;
-            if got == want {
+            if done(got) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("{name} is {got}, never {want}");
+                bail!("{name} is {got}, {never}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -13,6 +13,7 @@ pub mod config;
 mod consumer;
 pub mod edits;
 pub mod error;
+pub mod events;
 pub mod export;
 pub mod files;
 pub mod metrics;

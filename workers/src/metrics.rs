@@ -59,6 +59,18 @@ pub const HISTORY_WAITS: &str = "chatmesh_worker_history_waits_total";
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(BATCHES, "store-writer batches committed");
+    describe_gauge!(
+        "chatmesh_event_log_unstored",
+        "membership and account events the event log has not confirmed storing yet"
+    );
+    describe_counter!(
+        "chatmesh_event_log_retries_total",
+        "late copies published of events the event log had not confirmed"
+    );
+    describe_counter!(
+        "chatmesh_event_log_given_up_total",
+        "events given up storing in the event log (too many waiting)"
+    );
     describe_histogram!(BATCH_SIZE, Unit::Count, "messages per committed batch");
     describe_histogram!(STORE_COMMIT, Unit::Seconds, "duration of one batch commit");
     describe_histogram!(

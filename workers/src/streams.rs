@@ -33,6 +33,7 @@ use crate::error::WorkerError;
 pub struct Streams {
     topology: Topology,
     streams: std::sync::Arc<[Option<stream::Stream>]>,
+    event_log: bool,
 }
 
 impl Streams {
@@ -52,6 +53,12 @@ impl Streams {
     pub fn of_room(&self, room: &str) -> Option<(u32, &stream::Stream)> {
         let g = self.topology.partition_of(room)?;
         Some((g, self.of_partition(g)?))
+    }
+
+    /// Whether the event log is there to confirm events: made or brought up to date by the
+    /// primary's workers, taken to be there by a region's own (the primary makes it).
+    pub fn event_log(&self) -> bool {
+        self.event_log
     }
 
     /// Each stream served here with its stream index.
@@ -162,8 +169,10 @@ pub async fn ensure_served(
     // Without the event log gateways still catch up, by asking about everyone: a bus whose
     // permissions predate it (an `auth.conf` from an older `chatmesh nats-auth`) does not
     // stop the workers.
+    let mut event_log = true;
     if mirrors_required {
         if let Err(e) = ensure_event_log(js, mesh).await {
+            event_log = false;
             tracing::warn!(
                 stream = EVENT_LOG,
                 error = %chatmesh_protocol::error::Chain(&e),
@@ -188,6 +197,7 @@ pub async fn ensure_served(
     Ok(Streams {
         topology,
         streams: streams.into(),
+        event_log,
     })
 }
 

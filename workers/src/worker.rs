@@ -25,6 +25,7 @@ use crate::cache::Caches;
 use crate::config::WorkerConfig;
 use crate::consumer::{self, ConsumerSettings, Writer};
 use crate::error::WorkerError;
+use crate::events::Events;
 use crate::model::Model;
 use crate::ownership::SpawnPartition;
 use crate::progress::Progress;
@@ -139,7 +140,8 @@ impl Worker {
         let partitions = topology.count();
         let caches = Arc::new(Caches::new(cfg.cache_sizes()));
         let progress = Arc::new(Progress::new(partitions));
-        let service = Service::new(model.clone(), caches.clone(), &cfg, Some(nats.clone()))?;
+        let events = Events::new(nats.clone(), streams.event_log());
+        let service = Service::new(model.clone(), caches.clone(), &cfg, Some(events))?;
         let search = cfg
             .search
             .enabled

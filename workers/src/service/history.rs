@@ -53,7 +53,7 @@ impl Service {
             .inner
             .events
             .as_ref()
-            .map_or(0, |nats| nats.server_info().max_payload);
+            .map_or(0, |events| events.nats().server_info().max_payload);
         budget::page_budget(self.inner.history_page_max_bytes, max_payload)
     }
 

@@ -32,15 +32,15 @@ mod trim;
 
 use std::sync::{Arc, OnceLock};
 
-use async_nats::Client;
 use chatmesh_protocol::service::{MemberEvent, Role, UserEvent};
 use chatmesh_protocol::subjects::{member_subject, user_subject};
 use chatmesh_protocol::{validate_name, ApiError};
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::cache::Caches;
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
+use crate::events::Events;
 use crate::model::{Model, RoomMeta};
 use crate::store::StoreError;
 
@@ -71,7 +71,7 @@ struct Inner {
     caches: Arc<Caches>,
     locks: KeyLocks,
     passwords: Passwords,
-    events: Option<Client>,
+    events: Option<Events>,
     /// Set when serving over NATS: history then waits for the store to catch up.
     tail: OnceLock<StreamTail>,
     /// Set when `[files]` is enabled (`crate::files::start`).
@@ -123,7 +123,7 @@ impl Service {
         model: Model,
         caches: Arc<Caches>,
         cfg: &WorkerConfig,
-        events: Option<Client>,
+        events: Option<Events>,
     ) -> Result<Self, WorkerError> {
         let passwords = Passwords::new(
             cfg.argon2_memory_kib,
@@ -232,7 +232,7 @@ impl Service {
     /// tell the gateways (`refresh`: only access changed, not the membership).
     async fn access_changed(&self, room: &str, user: &str, role: Option<Role>, refresh: bool) {
         self.caches().role_changed(room, user).await;
-        let Some(nats) = &self.inner.events else {
+        let Some(events) = &self.inner.events else {
             return;
         };
         let event = MemberEvent {
@@ -242,9 +242,7 @@ impl Service {
             refresh,
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
-        if let Err(e) = nats.publish(member_subject(room), body.into()).await {
-            warn!(room, user, error = %chatmesh_protocol::error::Chain(&e), "could not publish a membership event");
-        }
+        events.publish(member_subject(room), body.into()).await;
     }
 }
 
@@ -256,7 +254,7 @@ impl Service {
 
     /// Publishes a user's token generation and whether it is disabled on `chat.user.<user>`.
     async fn user_event(&self, user: &str, gen: u64, disabled: bool) {
-        let Some(nats) = &self.inner.events else {
+        let Some(events) = &self.inner.events else {
             return;
         };
         let event = UserEvent {
@@ -265,9 +263,7 @@ impl Service {
             disabled,
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
-        if let Err(e) = nats.publish(user_subject(user), body.into()).await {
-            warn!(user, error = %chatmesh_protocol::error::Chain(&e), "could not publish a user event");
-        }
+        events.publish(user_subject(user), body.into()).await;
     }
 }
 
