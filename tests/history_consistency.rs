@@ -249,9 +249,46 @@ async fn one_user_cannot_hold_every_replay_slot() -> Result<()> {
     config.gateway.max_replays_per_session = 2;
     config.gateway.max_replays = 4;
     config.gateway.max_replays_per_user = 2;
+    let Slots {
+        mesh,
+        api,
+        ann,
+        small,
+    } = replay_slots(dir.path(), config).await?;
+
+    // Two sessions of ann's, neither reading, each asking for both big rooms.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let mut s = Client::login(&mesh.ws_url(), &ann).await?;
+        for (r, room) in [(1, "big1"), (2, "big2")] {
+            s.send_with_ref(frame::join_since(room, 0), r).await?;
+        }
+        sessions.push(s);
+    }
+    held_and_refused(&api, Client::login(&mesh.ws_url(), &ann).await?).await?;
+    let bob = api.user("bob").await?;
+    still_served(&small, Client::login(&mesh.ws_url(), &bob).await?).await?;
+    drop(sessions);
+    mesh.stop().await
+}
+
+/// A gateway with `config`'s replay bounds, ann's rooms `big1` and `big2` (800 messages of
+/// 8 KiB each) and `small` (50).
+struct Slots {
+    mesh: chatmesh::Mesh,
+    api: Api,
+    ann: String,
+    /// The seqs of `small`.
+    small: Vec<u64>,
+}
+
+async fn replay_slots(
+    dir: &std::path::Path,
+    mut config: chatmesh::config::Config,
+) -> Result<Slots> {
     config.gateway.replay_wait_ms = 300;
     config.gateway.limits.outbound_queue = 64;
-    let mesh = start_mesh(dir.path(), config).await?;
+    let mesh = start_mesh(dir, config).await?;
     let (api, ann, mut c) = owner(&mesh, "big1").await?;
     api.room(&ann, "big2", "public").await?;
     api.room(&ann, "small", "public").await?;
@@ -264,40 +301,41 @@ async fn one_user_cannot_hold_every_replay_slot() -> Result<()> {
         .iter()
         .map(|a| a.0)
         .collect();
+    Ok(Slots {
+        mesh,
+        api,
+        ann,
+        small,
+    })
+}
 
-    // Two sessions of ann's, neither reading, each asking for both big rooms.
-    let mut sessions = Vec::new();
-    for _ in 0..2 {
-        let mut s = Client::login(&mesh.ws_url(), &ann).await?;
-        for (r, room) in [(1, "big1"), (2, "big2")] {
-            s.send_with_ref(frame::join_since(room, 0), r).await?;
-        }
-        sessions.push(s);
-    }
+/// Two replays (of sessions that never read) keep running, and `third`'s join with
+/// `since` is refused `rate_limited` at once.
+async fn held_and_refused(api: &Api, mut third: Client) -> Result<()> {
     api.metric_reaches(RUNNING, 2.0).await?;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(api.metric(RUNNING).await?, 2.0, "ann's replays running");
-    let mut third = Client::login(&mesh.ws_url(), &ann).await?;
+    assert_eq!(api.metric(RUNNING).await?, 2.0, "the replays running");
     let refused = third.request(frame::join_since("small", 0)).await?;
     assert_eq!(
         error_code(&refused),
         Some(ErrorCode::RateLimited),
         "{refused:?}"
     );
+    Ok(())
+}
 
-    let bob = api.user("bob").await?;
-    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
-    let joined = b.request(frame::join_since("small", 0)).await?;
+/// `c`'s resume of `small` still gets a slot and every message.
+async fn still_served(small: &[u64], mut c: Client) -> Result<()> {
+    let joined = c.request(frame::join_since("small", 0)).await?;
     assert_eq!(joined.frame_type(), FrameType::Joined, "{joined:?}");
-    let got: Vec<u64> = b
+    let got: Vec<u64> = c
         .messages("small", small.len())
         .await?
         .iter()
         .map(|m| m.seq)
         .collect();
     assert_eq!(got, small);
-    drop(sessions);
-    mesh.stop().await
+    Ok(())
 }
 
 /// Many accounts from one address cannot hold every replay slot either: with
@@ -313,22 +351,10 @@ async fn one_address_cannot_hold_every_replay_slot() -> Result<()> {
     let mut config = fast_config();
     config.gateway.max_replays = 4;
     config.gateway.max_replays_per_ip = 2;
-    config.gateway.replay_wait_ms = 300;
-    config.gateway.limits.outbound_queue = 64;
     config.gateway.trusted_proxies = vec![[127, 0, 0, 1].into()];
-    let mesh = start_mesh(dir.path(), config).await?;
-    let (api, ann, mut c) = owner(&mesh, "big1").await?;
-    api.room(&ann, "big2", "public").await?;
-    api.room(&ann, "small", "public").await?;
-    let big = vec!["y".repeat(8 * 1024); 800];
-    c.fill("big1", &big).await?;
-    c.fill("big2", &big).await?;
-    let small: Vec<u64> = c
-        .fill("small", &vec!["z".into(); 50])
-        .await?
-        .iter()
-        .map(|a| a.0)
-        .collect();
+    let Slots {
+        mesh, api, small, ..
+    } = replay_slots(dir.path(), config).await?;
 
     // Two accounts from one address, neither reading, each replaying a big room.
     let mut sessions = Vec::new();
@@ -338,33 +364,14 @@ async fn one_address_cannot_hold_every_replay_slot() -> Result<()> {
         s.send_with_ref(frame::join_since(room, 0), 1).await?;
         sessions.push(s);
     }
-    api.metric_reaches(RUNNING, 2.0).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(
-        api.metric(RUNNING).await?,
-        2.0,
-        "the crowd's replays running"
-    );
     let eve = api.user("eve").await?;
-    let mut third = Client::login_from(&mesh.ws_url(), &eve, CROWD).await?;
-    let refused = third.request(frame::join_since("small", 0)).await?;
-    assert_eq!(
-        error_code(&refused),
-        Some(ErrorCode::RateLimited),
-        "{refused:?}"
-    );
-
+    held_and_refused(&api, Client::login_from(&mesh.ws_url(), &eve, CROWD).await?).await?;
     let bob = api.user("bob").await?;
-    let mut b = Client::login_from(&mesh.ws_url(), &bob, "203.0.113.10").await?;
-    let joined = b.request(frame::join_since("small", 0)).await?;
-    assert_eq!(joined.frame_type(), FrameType::Joined, "{joined:?}");
-    let got: Vec<u64> = b
-        .messages("small", small.len())
-        .await?
-        .iter()
-        .map(|m| m.seq)
-        .collect();
-    assert_eq!(got, small);
+    still_served(
+        &small,
+        Client::login_from(&mesh.ws_url(), &bob, "203.0.113.10").await?,
+    )
+    .await?;
     drop(sessions);
     mesh.stop().await
 }

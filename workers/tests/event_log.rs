@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
+use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType, Stream};
 use chatmesh_protocol::subjects::{member_subject, user_subject, EVENT_LOG, LATE_HEADER, STREAM};
 use chatmesh_workers::ensure_stream;
 use chatmesh_workers::events::Events;
@@ -51,15 +51,7 @@ async fn the_event_log_keeps_the_events_and_its_absence_stops_nothing() {
         .await
         .unwrap();
     nats.flush().await.unwrap();
-    let kept = eventually(10, "the log to keep both events", || {
-        let log = log.clone();
-        async move {
-            let mut log = log;
-            let n = log.info().await.ok()?.state.messages;
-            (n >= 2).then_some(n)
-        }
-    })
-    .await;
+    let kept = kept_at_least(&log, 2, 10).await;
     assert_eq!(kept, 2, "only the events are kept");
     assert_eq!(log.info().await.unwrap().state.last_sequence, 2);
 }
@@ -79,14 +71,7 @@ async fn an_event_the_log_refused_is_published_again_late_until_it_is_stored() {
         .await
         .unwrap();
     let mut log = js.get_stream(EVENT_LOG).await.unwrap();
-    eventually(10, "the log to keep the first event", || {
-        let log = log.clone();
-        async move {
-            let mut log = log;
-            (log.info().await.ok()?.state.messages == 1).then_some(())
-        }
-    })
-    .await;
+    kept_at_least(&log, 1, 10).await;
     let had = log.info().await.unwrap().config.clone();
     let full = Config {
         max_messages: 1,
@@ -116,16 +101,7 @@ async fn an_event_the_log_refused_is_published_again_late_until_it_is_stored() {
     );
 
     js.update_stream(had).await.unwrap();
-    let kept = eventually(20, "the log to keep the late event", || {
-        let log = log.clone();
-        async move {
-            let mut log = log;
-            let n = log.info().await.ok()?.state.messages;
-            (n >= 2).then_some(n)
-        }
-    })
-    .await;
-    assert_eq!(kept, 2);
+    assert_eq!(kept_at_least(&log, 2, 20).await, 2);
     let stored = log.direct_get(2).await.unwrap();
     assert_eq!(stored.subject.as_str(), member_subject("hall"));
     assert!(stored.headers.get(LATE_HEADER).is_some());
@@ -149,4 +125,16 @@ async fn an_event_the_log_refused_is_published_again_late_until_it_is_stored() {
     assert!(late >= 1, "the late copy reached subscribers");
     let more = tokio::time::timeout(Duration::from_secs(1), live.next()).await;
     assert!(more.is_err(), "published again: {more:?}");
+}
+
+/// How many events `log` keeps, once at least `n` (waiting up to `secs`).
+async fn kept_at_least(log: &Stream, n: u64, secs: u64) -> u64 {
+    eventually(secs, &format!("the log to keep {n} events"), || {
+        let mut log = log.clone();
+        async move {
+            let kept = log.info().await.ok()?.state.messages;
+            (kept >= n).then_some(kept)
+        }
+    })
+    .await
 }
