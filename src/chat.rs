@@ -112,6 +112,7 @@ const HELP: &str = "\
 /room ROOM     make a joined room current          /rooms         your rooms and public ones
 /history [N]   last N messages of the current room /who           who is online here
 /dm USER       open the DM with USER               /quit          leave (Ctrl-D too)
+/accept ROOM   accept an invitation to ROOM        /decline ROOM  decline it
 e2ee rooms:    /add USER, /remove USER (room and group), /fingerprint (this device's)
 anything else is sent to the current room";
 
@@ -391,6 +392,18 @@ async fn interact(
                 }),
                 Err(e) => Err(e.into()),
             },
+            ("accept", Some(room)) => client
+                .http()
+                .accept_invitation(room)
+                .await
+                .map_err(Into::into)
+                .map(|()| out.note(&format!("you are a member of {room} (/join {room})"))),
+            ("decline", Some(room)) => client
+                .http()
+                .decline_invitation(room)
+                .await
+                .map_err(Into::into)
+                .map(|()| out.note(&format!("declined the invitation to {room}"))),
             _ => Err(anyhow::anyhow!("unknown command; /help lists them")),
         };
         if let Err(e) = result {
@@ -452,6 +465,9 @@ async fn print_events(mut events: Events, out: Output, news: mpsc::Sender<String
                 Some(role) => out.note(&format!("you are now {role:?} of {room} (/join {room})")),
                 None => out.note(&format!("you are no longer a member of {room}")),
             },
+            Event::Invitation { room, by, role } => out.note(&format!(
+                "{by} invited you to {room} as {role:?} (/accept {room} or /decline {room})"
+            )),
             Event::Error(e) => out.note(&format!("error: {e}")),
             Event::Disconnected { code, .. } => {
                 out.note(&format!("disconnected ({code}), reconnecting"))
@@ -479,6 +495,9 @@ fn event_json(event: &Event) -> serde_json::Value {
         Event::Removed { room } => json!({"event": "removed", "room": room}),
         Event::Membership { room, role } => {
             json!({"event": "membership", "room": room, "role": role})
+        }
+        Event::Invitation { room, by, role } => {
+            json!({"event": "invitation", "room": room, "by": by, "role": role})
         }
         Event::Error(e) => json!({"event": "error", "code": e.code, "message": e.message}),
         Event::Disconnected { code, reason } => {

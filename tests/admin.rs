@@ -476,7 +476,7 @@ async fn a_deleted_room_is_gone_everywhere() -> Result<()> {
 }
 
 /// A user's export: the account without its password hash, memberships, cursors, push
-/// settings, blocks and the messages it sent (not others'), closed by an `end` line; audited.
+/// settings, blocks, invitations and the messages it sent (not others'), closed by an `end` line; audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_data_is_exported() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -498,6 +498,19 @@ async fn a_users_data_is_exported() -> Result<()> {
         .call("PUT", "/v1/users/me/blocks/bob", Some(&ann), None)
         .await?;
     assert_eq!(s, 204, "{v}");
+    let takes = json!({"adds": "invitations"});
+    let (s, v) = api
+        .call("PUT", "/v1/users/me/adds", Some(&ann), Some(takes))
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    // ann blocked bob: cat invites her.
+    let cat = api.user("cat").await?;
+    api.room(&cat, "attic", "private").await?;
+    let invite = json!({"user": "ann", "role": "member"});
+    let (s, v) = api
+        .call("POST", "/v1/rooms/attic/members", Some(&cat), Some(invite))
+        .await?;
+    assert_eq!(s, 202, "{v}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     let resp = reqwest::Client::new()
@@ -521,6 +534,11 @@ async fn a_users_data_is_exported() -> Result<()> {
     assert_eq!(of("push_settings").len(), 1);
     let blocked: Vec<&Value> = of("block").iter().map(|l| &l["user"]).collect();
     assert_eq!(blocked, [&Value::from("bob")], "{lines:?}");
+    let invited: Vec<(&Value, &Value)> = of("invitation")
+        .iter()
+        .map(|l| (&l["room"], &l["by"]))
+        .collect();
+    assert_eq!(invited, [(&Value::from("attic"), &Value::from("cat"))]);
     let bodies: Vec<&str> = of("message")
         .iter()
         .map(|l| l["body"].as_str().unwrap_or(""))

@@ -374,6 +374,11 @@ impl Driver {
                 room: room.into_owned(),
                 role,
             },
+            ServerFrame::Invitation { room, by, role } => Event::Invitation {
+                room: room.into_owned(),
+                by: by.into_owned(),
+                role,
+            },
             ServerFrame::Gap { room, from, to } => Event::Gap {
                 room: room.into_owned(),
                 from,

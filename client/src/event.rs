@@ -36,6 +36,13 @@ pub enum Event {
     /// role changed, or (`role` `None`) removed. Sent to every session of the user, joined
     /// to the room or not: refresh a room list on it.
     Membership { room: String, role: Option<Role> },
+    /// `by` invited the user to `room` with `role` (the user takes invitations): accept it
+    /// with [`crate::Http::accept_invitation`]. Sent to every session of the user.
+    Invitation {
+        room: String,
+        by: String,
+        role: Role,
+    },
     /// The user's membership of `room` was removed (or a resume found it gone): no more of
     /// its messages come.
     Removed { room: String },

@@ -41,6 +41,7 @@ mod e2ee;
 mod error;
 mod event;
 mod http;
+mod invitations;
 mod moderation;
 
 pub use admin::ExportSummary;
@@ -54,6 +55,7 @@ pub use chatmesh_protocol::e2ee::{
     UserDevices,
 };
 pub use chatmesh_protocol::frames::{ClientFrame, ServerFrame};
+pub use chatmesh_protocol::invitations::{Adds, Invitation, InvitationPage};
 pub use chatmesh_protocol::message::{Change, Edited, Message};
 pub use chatmesh_protocol::moderation::{BanInfo, BanPage, RoomEvent};
 pub use chatmesh_protocol::reactions::Reaction;
@@ -68,3 +70,4 @@ pub use event::{Event, Events};
 pub use http::{
     Http, Login, Page, RoomInfo, RoomKind, SearchQuery, RATE_LIMIT_RETRIES, RATE_LIMIT_WAIT,
 };
+pub use invitations::Added;

@@ -106,6 +106,15 @@ const ANSWERS = /** @type {const} */ ({
  */
 
 /**
+ * An invitation to a room (extension; `GET /v1/users/me/invitations`, the `invitation` event).
+ * @typedef {object} Invitation
+ * @property {string} room
+ * @property {string} by who invited
+ * @property {"member"|"admin"} role the role it is a member with once accepted
+ * @property {number} [ts] when, ms since the Unix epoch (not in the event)
+ */
+
+/**
  * One ban of a room (`GET /v1/rooms/{room}/bans`).
  * @typedef {object} Ban
  * @property {string} user
@@ -303,6 +312,7 @@ const ANSWERS = /** @type {const} */ ({
  * @property {{room: string, user: string}} typing
  * @property {{room: string, user: string, seq: number}} receipt `user` has read `room` up to `seq`
  * @property {{room: string, role: ("member"|"admin"|"owner"|null)}} membership the user's membership of the room changed (added, invited, a DM opened, a role changed; role null: removed); every session of the user gets it, joined to the room or not: refresh a room list on it
+ * @property {Invitation} invitation `by` invited the user to `room` (the user takes invitations: `setAdds("invitations")`); accept with `acceptInvitation(room)`. Every session of the user gets it
  * @property {{room: string, topic: string | null, by: string}} topic `by` set the topic of a joined room (null: cleared)
  * @property {{room: string}} removed the user's membership of the room was removed (or a resume found it gone): no more of its messages come
  * @property {ChatmeshError} error an error the server sent without a request waiting for it (e.g. a refused `typing`: `error.request` says which)
@@ -328,6 +338,7 @@ export const EVENT_TYPES = /** @type {const} */ ([
   "typing",
   "receipt",
   "membership",
+  "invitation",
   "topic",
   "removed",
   "error",
@@ -611,13 +622,78 @@ export class Http {
   }
 
   /**
-   * `POST /v1/rooms/{room}/members` (owner or admin; only the owner grants `admin`).
+   * `POST /v1/rooms/{room}/members` (owner or admin; only the owner grants `admin`). A user
+   * who takes invitations (extension) is invited instead: `{invited: true, invitation}`.
    * @param {string} room
    * @param {string} user
    * @param {"member" | "admin"} [role]
+   * @returns {Promise<{invited: boolean, invitation?: Invitation}>}
    */
   async addMember(room, user, role = "member") {
-    await this.#call("POST", `/v1/rooms/${seg(room, "room")}/members`, { user, role });
+    const data = /** @type {{invited?: boolean, invitation?: Invitation} | null} */ (
+      await this.#call("POST", `/v1/rooms/${seg(room, "room")}/members`, { user, role })
+    );
+    // 202 (extension): the user takes invitations, and is invited instead.
+    if (data && data.invited === true && data.invitation) {
+      return { invited: true, invitation: data.invitation };
+    }
+    return { invited: false };
+  }
+
+  /**
+   * `GET /v1/users/me/adds` (extension): who may add the caller to rooms: `anyone` (an owner
+   * or admin adds it) or `invitations` (an add is an invitation the caller accepts).
+   * @returns {Promise<"anyone" | "invitations">}
+   */
+  async adds() {
+    const data = /** @type {{adds?: string}} */ (await this.#call("GET", "/v1/users/me/adds"));
+    return data.adds === "invitations" ? "invitations" : "anyone";
+  }
+
+  /**
+   * `PUT /v1/users/me/adds` (extension): sets who may add the caller to rooms.
+   * @param {"anyone" | "invitations"} adds
+   * @returns {Promise<"anyone" | "invitations">}
+   */
+  async setAdds(adds) {
+    const data = /** @type {{adds?: string}} */ (await this.#call("PUT", "/v1/users/me/adds", { adds }));
+    return data.adds === "invitations" ? "invitations" : "anyone";
+  }
+
+  /**
+   * `GET /v1/users/me/invitations` (extension): one page of the caller's invitations by room,
+   * after `after`.
+   * @param {{after?: string, limit?: number}} [options] limit 1–200 (100 by default)
+   * @returns {Promise<{invitations: Invitation[], more: boolean}>}
+   */
+  async invitations(options = {}) {
+    const q = new URLSearchParams();
+    if (options.after) q.set("after", options.after);
+    if (options.limit) q.set("limit", String(Math.min(200, Math.max(1, Math.floor(options.limit)))));
+    const query = q.size ? `?${q}` : "";
+    const data = /** @type {{invitations?: Invitation[], more?: boolean}} */ (
+      await this.#call("GET", `/v1/users/me/invitations${query}`)
+    );
+    return { invitations: Array.isArray(data.invitations) ? data.invitations : [], more: !!data.more };
+  }
+
+  /**
+   * `POST /v1/users/me/invitations/{room}` (extension): accepts the invitation; the caller is
+   * a member with its role. 403, 404 or 409 when it is no longer valid (it is gone then).
+   * @param {string} room
+   * @returns {Promise<void>}
+   */
+  async acceptInvitation(room) {
+    await this.#call("POST", `/v1/users/me/invitations/${seg(room, "room")}`);
+  }
+
+  /**
+   * `DELETE /v1/users/me/invitations/{room}` (extension): declines the invitation.
+   * @param {string} room
+   * @returns {Promise<void>}
+   */
+  async declineInvitation(room) {
+    await this.#call("DELETE", `/v1/users/me/invitations/${seg(room, "room")}`);
   }
 
   /** `DELETE /v1/rooms/{room}/members/{user}` (owner/admin, or the user itself). */
@@ -2210,6 +2286,13 @@ export class Client {
         this.#emit("membership", { room: String(f.room), role });
         return;
       }
+      case "invitation":
+        this.#emit("invitation", {
+          room: String(f.room),
+          by: String(f.by),
+          role: f.role === "admin" ? "admin" : "member",
+        });
+        return;
       case "topic":
         this.#emit("topic", {
           room: String(f.room),

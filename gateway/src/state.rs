@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatmesh_protocol::invitations::{Invitation, INVITATION_EVENT};
 use chatmesh_protocol::service::UserEvent;
 use chatmesh_protocol::subjects::USER_ALL;
 use chatmesh_protocol::MeshConfig;
@@ -290,6 +291,25 @@ impl AppState {
 }
 
 impl AppState {
+    /// Tells every session here of the user of `subject` (`chat.user.<user>`) of the
+    /// invitation in `payload` (`invitation {room, by, role}`).
+    fn invited(&self, subject: &str, payload: &[u8]) {
+        let user = subject.strip_prefix("chat.user.").unwrap_or_default();
+        let Ok(invitation) = serde_json::from_slice::<Invitation>(payload) else {
+            tracing::warn!(subject, "malformed invitation event");
+            return;
+        };
+        let frame = chatmesh_protocol::frames::ServerFrame::Invitation {
+            room: invitation.room.as_str().into(),
+            by: invitation.by.as_str().into(),
+            role: invitation.role,
+        };
+        let frame = bytes::Bytes::from(frame.encode());
+        for link in self.revocation.sessions_of(user) {
+            link.offer(crate::link::Out::Frame(frame.clone()));
+        }
+    }
+
     /// Sets `[admin]`: who may call the admin API (the workers check it again). Once; later
     /// calls are ignored.
     pub fn set_admin(&self, cfg: chatmesh_protocol::admin::AdminConfig) {
@@ -331,7 +351,13 @@ async fn spawn_user_listener(state: Arc<AppState>, late: Arc<Late>) -> Result<()
                 _ = drain.cancelled() => break,
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
-            if Late::is_late(msg.headers.as_ref()) {
+            let headers = msg.headers.as_ref();
+            if headers.is_some_and(|h| h.get(INVITATION_EVENT).is_some()) {
+                // Not an account change: tells the user's sessions (late or not).
+                state.invited(&msg.subject, &msg.payload);
+                continue;
+            }
+            if Late::is_late(headers) {
                 late.add(&msg.subject, &msg.payload);
                 continue;
             }

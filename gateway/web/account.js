@@ -1,5 +1,5 @@
 // chatmesh web client — account.js: the settings dialog: display name, password change,
-// notification settings and push (this browser's opt-in; previews, DMs only and the shown
+// who may add the user to rooms (invitations), notification settings and push (this browser's opt-in; previews, DMs only and the shown
 // room's mute, kept by the server for all the user's devices). It talks HTTP through the
 // page's Api and hands results back through callbacks (a new profile; a new login after a
 // password change); it owns no chat state.
@@ -184,6 +184,36 @@ async function onPasswordSubmit(ev) {
   }
 }
 
+/** Shows who may add the user to rooms, as the server has it (invitations extension). */
+async function renderAdds() {
+  const box = $("adds-invitations");
+  box.disabled = true;
+  try {
+    box.checked = (await hooks.api().adds()) === "invitations";
+    box.disabled = false;
+  } catch (e) {
+    // An older server, or an account of another issuer: nothing to choose.
+    box.checked = false;
+  }
+}
+
+async function onAddsChange(ev) {
+  const box = ev.target;
+  box.disabled = true;
+  try {
+    const adds = await hooks.api().setAdds(box.checked ? "invitations" : "anyone");
+    box.checked = adds === "invitations";
+    status(box.checked
+      ? "Others now invite you to rooms; you accept or decline each invitation."
+      : "Room owners and admins now add you to rooms directly.");
+  } catch (e) {
+    box.checked = !box.checked;
+    status(`Cannot save who may add you to rooms: ${describe(e)}`, true);
+  } finally {
+    box.disabled = false;
+  }
+}
+
 /** Opens the dialog with the current profile filled in; `room` ({id, title}) is the room shown. */
 export function openSettings(user, profile, room) {
   const dialog = $("settings");
@@ -194,6 +224,7 @@ export function openSettings(user, profile, room) {
   status("");
   renderNotify();
   renderPush();
+  renderAdds();
   if (!dialog.open) dialog.showModal();
   $("display-name").focus();
 }
@@ -215,6 +246,7 @@ export function initSettings(h) {
   $("push-preview").addEventListener("change", (ev) => patchPush({ preview: ev.target.checked }));
   $("push-dms-only").addEventListener("change", (ev) => patchPush({ dms_only: ev.target.checked }));
   $("push-mute-room").addEventListener("change", onMuteRoom);
+  $("adds-invitations").addEventListener("change", onAddsChange);
   dialog.addEventListener("close", () => {
     const opener = $("settings-open");
     if (!opener.hidden) opener.focus();

@@ -164,6 +164,28 @@ export class Api {
     return this.call((h) => h.blocks(options));
   }
 
+  /** Resolves to "anyone" or "invitations": who may add the caller to rooms (invitations extension). */
+  adds() {
+    return this.call((h) => h.adds());
+  }
+
+  setAdds(adds) {
+    return this.call((h) => h.setAdds(adds));
+  }
+
+  /** Resolves to {invitations: [{room, by, role, ts}], more}: the caller's invitations, by room. */
+  invitations(options) {
+    return this.call((h) => h.invitations(options));
+  }
+
+  acceptInvitation(room) {
+    return this.call((h) => h.acceptInvitation(room));
+  }
+
+  declineInvitation(room) {
+    return this.call((h) => h.declineInvitation(room));
+  }
+
   /** Resolves to the file's info {id, name, size, content_type, thumbnail, …}. */
   fileInfo(room, id) {
     return this.call((h) => h.fileInfo(room, id));

@@ -23,6 +23,7 @@ import { hideViewer, initAttachments } from "./attachments.js";
 import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
 import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
 import { MEMBER_EVENTS, applyRoomEvent, eventKind, isEvent } from "./events.js";
+import { initInvitations, loadInvitations, resetInvitations } from "./invites.js";
 import { initModeration } from "./moderate.js";
 import { initSearch, resetSearch } from "./search.js";
 import { cancelReply, initThreads, resetThreads, takeReply } from "./threads.js";
@@ -139,6 +140,7 @@ function startSession(session) {
   renderMe();
   loadProfile();
   loadBlocks();
+  loadInvitations();
   const client = createClient({
     token: session.token,
     user: session.user,
@@ -170,6 +172,8 @@ function startSession(session) {
     // Our role changed: so may what we see (removed: nothing to load any more).
     if (r && ev.room === r.id && ev.role) loadMembers(r);
   });
+  // Invited to a room (the user takes invitations): the list above the rooms follows.
+  on("invitation", () => loadInvitations());
   on("topic", onTopic);
   on("error", onServerError);
   app.conn = client;
@@ -205,6 +209,7 @@ async function openRoomFromPush(id) {
 function endSession(message) {
   resetChanges();
   resetThreads();
+  resetInvitations();
   const client = app.conn;
   app.conn = null;
   if (client) client.close();
@@ -1204,6 +1209,12 @@ function main() {
   $("settings-open").addEventListener("click", () => {
     const r = app.current;
     openSettings(app.session && app.session.user, app.profile, r && r.member ? { id: r.id, title: r.title } : null);
+  });
+  initInvitations({
+    api: () => app.api,
+    notice: (text) => notice(text, "side"),
+    describe,
+    onAccepted: () => refreshRooms(),
   });
   initSettings({
     api: () => app.api,

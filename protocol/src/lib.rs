@@ -15,6 +15,7 @@ pub mod e2ee;
 pub mod error;
 pub mod files;
 pub mod frames;
+pub mod invitations;
 pub mod limits;
 pub mod mentions;
 pub mod message;

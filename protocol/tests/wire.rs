@@ -224,6 +224,10 @@ fn server_frames_golden() {
             r#"{"type":"membership","room":"general","role":null}"#.into(),
         ),
         (
+            ServerFrame::Invitation { room: b("general"), by: b("ann"), role: Role::Member },
+            r#"{"type":"invitation","room":"general","by":"ann","role":"member"}"#.into(),
+        ),
+        (
             ServerFrame::Topic { room: b("general"), topic: Some(b("Zoë's room")), by: b("ann") },
             r#"{"type":"topic","room":"general","topic":"Zoë's room","by":"ann"}"#.into(),
         ),
@@ -434,6 +438,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame<'static>> {
             ]
         )
             .prop_map(|(room, role)| ServerFrame::Membership { room, role }),
+        (s(), s(), prop_oneof![Just(Role::Member), Just(Role::Admin)])
+            .prop_map(|(room, by, role)| ServerFrame::Invitation { room, by, role }),
         (s(), prop::option::of(s()), s()).prop_map(|(room, topic, by)| ServerFrame::Topic {
             room,
             topic,
@@ -559,6 +565,7 @@ fn view_of(frame: &ServerFrame<'_>) -> Fields {
         | ServerFrame::Presence { room, .. }
         | ServerFrame::PresenceDiff { room, .. }
         | ServerFrame::Membership { room, .. }
+        | ServerFrame::Invitation { room, .. }
         | ServerFrame::Topic { room, .. } => Fields {
             room: s(room),
             ..Fields::default()

@@ -667,6 +667,42 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     }
   });
 
+  it("invitations: with “only by invitation” on, an add is an invitation bob accepts or declines in the sidebar", async () => {
+    const b = bob.page;
+    await b.locator("#settings-open").click();
+    await b.locator("#settings").waitFor();
+    const box = b.locator("#adds-invitations");
+    await eventually("the setting is read from the server", async () => !(await box.isDisabled()));
+    assert.equal(await box.isChecked(), false);
+    await box.check();
+    await b.locator("#settings-status").filter({ hasText: "Others now invite you" }).waitFor();
+    await b.keyboard.press("Escape");
+    await b.locator("#settings").waitFor({ state: "hidden" });
+    assert.equal((await apiAs(bob, "GET", "v1/users/me/adds")).adds, "invitations");
+
+    const [kept, declined] = [`${roomName}-inv1`, `${roomName}-inv2`];
+    for (const r of [kept, declined]) {
+      await apiAs(alice, "POST", "v1/rooms", { room: r, kind: "private" });
+      const answer = await apiAs(alice, "POST", `v1/rooms/${r}/members`, { user: "bob", role: "member" });
+      assert.equal(answer.invited, true, `${r}: ${JSON.stringify(answer)}`);
+    }
+    // Live: the `invitation` events bring both into the list without a reload.
+    const items = b.locator('#invitation-list [data-testid="invitation"]');
+    await eventually("both invitations are listed", async () => (await items.count()) === 2);
+    assert.match(await items.first().textContent(), /from alice/);
+    assert.equal(await b.locator(`#room-list li[data-room="${kept}"]`).count(), 0, "not a member yet");
+    await b.locator(`#invitation-list li[data-room="${declined}"] [data-testid="invitation-decline"]`).click();
+    await b.locator(`#invitation-list li[data-room="${declined}"]`).waitFor({ state: "detached" });
+    await b.locator(`#invitation-list li[data-room="${kept}"] [data-testid="invitation-accept"]`).click();
+    await b.locator(`#room-list li[data-room="${kept}"]`).waitFor();
+    await b.locator("#invitations").waitFor({ state: "hidden" });
+    assert.deepEqual((await apiAs(bob, "GET", "v1/users/me/invitations")).invitations, []);
+    const members = await apiAs(alice, "GET", `v1/rooms/${declined}/members`);
+    assert.deepEqual(members.members.map((m) => m.user), ["alice"], "a declined invitation adds nobody");
+    // Back to adds, as the later tests expect.
+    await apiAs(bob, "PUT", "v1/users/me/adds", { adds: "anyone" });
+  });
+
   it("renders a safe markdown subset as DOM nodes; markup inside markdown stays text", async () => {
     const text = "**bold <b>x</b>** and *it* and `<script>alert(1)</script>` and [docs](https://example.com/d) "
       + "and [bad](javascript:alert(1)) and **<img src=x onerror=alert(1)>** and snake_case_name";

@@ -66,6 +66,8 @@ struct Logged {
 #[derive(Debug, Clone)]
 struct Event {
     subject: String,
+    /// A header naming what kind of event it is, for events other than the usual ones.
+    kind: Option<&'static str>,
     body: Bytes,
     /// Its `Nats-Msg-Id`: a retry whose first store went through is not kept twice.
     id: String,
@@ -110,14 +112,29 @@ impl Events {
 
     /// Publishes `body` on `subject` to the gateways and the event log.
     pub async fn publish(&self, subject: String, body: Bytes) {
+        self.publish_kind(subject, None, body).await;
+    }
+
+    /// Like [`Self::publish`], with header `kind` (set to `1`) saying what kind of event it is.
+    pub async fn publish_kind(&self, subject: String, kind: Option<&'static str>, body: Bytes) {
         let Some(logged) = &self.logged else {
-            if let Err(e) = self.nats.publish(subject.clone(), body).await {
+            let sent = match kind {
+                None => self.nats.publish(subject.clone(), body).await,
+                Some(kind) => {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(kind, "1");
+                    let subject = subject.clone();
+                    self.nats.publish_with_headers(subject, headers, body).await
+                }
+            };
+            if let Err(e) = sent {
                 tracing::warn!(subject, error = %chatmesh_protocol::error::Chain(&e), "could not publish an event");
             }
             return;
         };
         let event = Event {
             subject,
+            kind,
             body,
             id: format!(
                 "{}-{}",
@@ -146,9 +163,12 @@ impl Events {
 
 /// The message of `event`, marked `late` when published again.
 fn message(event: &Event, late: bool) -> PublishMessage {
-    let msg = PublishMessage::build()
+    let mut msg = PublishMessage::build()
         .payload(event.body.clone())
         .message_id(&event.id);
+    if let Some(kind) = event.kind {
+        msg = msg.header(kind, "1");
+    }
     match late {
         true => msg.header(LATE_HEADER, "1"),
         false => msg,
@@ -274,6 +294,7 @@ mod tests {
     fn event(n: u32) -> Event {
         Event {
             subject: format!("chat.mem.r{n}"),
+            kind: None,
             body: Bytes::new(),
             id: n.to_string(),
         }

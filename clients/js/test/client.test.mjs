@@ -369,6 +369,39 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     await mal.http().addMember("malroom", "bea");
   });
 
+  it("invitations: a user who takes them is invited, told live, and a member once it accepts", async () => {
+    const inez = await user("inez");
+    const ruth = await user("ruth");
+    assert.equal(await ruth.http().adds(), "anyone");
+    assert.equal(await ruth.http().setAdds("invitations"), "invitations");
+    await inez.http().createRoom("inezroom", "private");
+    await inez.http().createRoom("inezspam", "private");
+    const told = nextEvent(ruth, "invitation", (i) => (i.room === "inezroom" ? i : undefined));
+    const added = await inez.http().addMember("inezroom", "ruth");
+    assert.equal(added.invited, true);
+    assert.deepEqual([added.invitation?.room, added.invitation?.by, added.invitation?.role], ["inezroom", "inez", "member"]);
+    assert.deepEqual(await told, { room: "inezroom", by: "inez", role: "member" });
+    await inez.http().addMember("inezspam", "ruth");
+    const pending = await ruth.http().invitations();
+    assert.deepEqual(pending.invitations.map((i) => i.room), ["inezroom", "inezspam"]);
+    assert.equal(pending.more, false);
+    let e = await refusal(ruth.join("inezroom"));
+    assert.equal(e.code, "forbidden", "not a member before accepting");
+
+    await ruth.http().declineInvitation("inezspam");
+    const member = nextEvent(ruth, "membership", (m) => (m.room === "inezroom" ? m : undefined));
+    await ruth.http().acceptInvitation("inezroom");
+    assert.deepEqual(await member, { room: "inezroom", role: "member" });
+    await ruth.join("inezroom");
+    assert.deepEqual((await ruth.http().invitations()).invitations, []);
+    e = await refusal(ruth.http().acceptInvitation("inezspam"));
+    assert.deepEqual([e.code, e.status], ["not_found", 404], "declined: gone");
+    // Adds of a user who takes them stay adds.
+    const seth = await user("seth");
+    assert.deepEqual(await inez.http().addMember("inezroom", "seth"), { invited: false });
+    await seth.join("inezroom");
+  });
+
   it("closing a DM marks it closed in the closer's list until a newer message or an open", async () => {
     const vic = await user("vic");
     const kai = await user("kai");

@@ -25,7 +25,7 @@ use super::request::{
     body, caller, caller_identity, name, page_params, password_queue_full, query_pairs, Answer,
     Refusal,
 };
-use super::{account, moderation, push, room_info, threads};
+use super::{account, invitations, moderation, push, room_info, threads};
 use crate::state::AppState;
 
 /// Routes `/v1/...` (segments after `v1`).
@@ -38,6 +38,15 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
         (&Method::POST, ["auth", "password"]) => account::change_password(state, req).await,
         (&Method::GET, ["users", "me"]) => account::profile(state, req).await,
         (&Method::PATCH, ["users", "me"]) => account::set_profile(state, req).await,
+        (&Method::GET, ["users", "me", "adds"]) => invitations::adds(state, req).await,
+        (&Method::PUT, ["users", "me", "adds"]) => invitations::set_adds(state, req).await,
+        (&Method::GET, ["users", "me", "invitations"]) => invitations::list(state, req).await,
+        (&Method::POST, ["users", "me", "invitations", room]) => {
+            invitations::accept(state, req, room).await
+        }
+        (&Method::DELETE, ["users", "me", "invitations", room]) => {
+            invitations::decline(state, req, room).await
+        }
         (&Method::GET, ["users", "me", "blocks"]) => super::blocks::list(state, req).await,
         (&Method::PUT, ["users", "me", "blocks", user]) => {
             super::blocks::set(state, req, user, true).await
@@ -299,12 +308,23 @@ async fn add_member(state: &AppState, req: Request<Incoming>, room: &str) -> Ans
     if new.user != actor {
         super::blocks::refuse_blocked_add(state, &new.user, &actor).await?;
     }
+    let self_add = new.user == actor;
     let req = AddMemberRequest {
         room: room.to_owned(),
         user: new.user,
         role: new.role,
         actor,
     };
+    if !self_add {
+        match super::invitations::invite_instead(state, &req).await? {
+            None => {}
+            Some(None) => return Ok(reply::empty(204)),
+            Some(Some(invitation)) => {
+                let answer = serde_json::json!({ "invited": true, "invitation": invitation });
+                return Ok(reply::json(202, &answer));
+            }
+        }
+    }
     state.services.ask::<AddMember>(room, &req).await?;
     Ok(reply::empty(204))
 }

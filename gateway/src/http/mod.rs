@@ -9,6 +9,7 @@ mod blocks;
 mod conn;
 mod e2ee;
 mod files;
+mod invitations;
 mod limits;
 mod moderation;
 mod peer;

@@ -87,6 +87,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../web/account.js"),
     ),
     (
+        "/invites.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/invites.js"),
+    ),
+    (
         "/layout.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/layout.js"),

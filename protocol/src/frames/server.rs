@@ -110,6 +110,15 @@ pub enum ServerFrame<'a> {
         room: Cow<'a, str>,
         role: Option<Role>,
     },
+    /// `by` invited the user to `room` with `role` (invitations extension: the user takes
+    /// invitations instead of adds), sent to every session of the user.
+    Invitation {
+        #[serde(borrow)]
+        room: Cow<'a, str>,
+        #[serde(borrow)]
+        by: Cow<'a, str>,
+        role: Role,
+    },
     /// The room's topic was set (`topic` null: cleared) by `by`; sent to the sessions that
     /// joined the room.
     Topic {
@@ -251,6 +260,11 @@ impl<'a> ServerFrame<'a> {
             },
             Self::Membership { room, role } => ServerFrame::Membership {
                 room: own(room),
+                role,
+            },
+            Self::Invitation { room, by, role } => ServerFrame::Invitation {
+                room: own(room),
+                by: own(by),
                 role,
             },
             Self::Topic { room, topic, by } => ServerFrame::Topic {

@@ -40,6 +40,7 @@
 //! | KeyPackage (e2ee) | `P h16(user) user 00 device 00 be64(n)` | the package's bytes |
 //! | block | `B h16(user) user 00 other` | [`BlockRecord`](super::records::BlockRecord): `user` blocked `other` |
 //! | closed DM | `C h16(user) user 00 room` | be64(the DM's last seq when `user` closed it) |
+//! | invitation | `N h16(user) user 00 room` | [`InvitationRecord`](super::records::InvitationRecord): `user` is invited to `room` |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -79,6 +80,7 @@ const DEVICE: u8 = b'V';
 const KEY_PACKAGE: u8 = b'P';
 const BLOCK: u8 = b'B';
 const DM_CLOSED: u8 = b'C';
+const INVITATION: u8 = b'N';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -428,12 +430,27 @@ pub fn block(user: &str, other: &str) -> Vec<u8> {
 
 /// The blocks of `user` whose users sort after `after` (all with `None`).
 pub fn blocks_after(user: &str, after: Option<&str>) -> Range<Vec<u8>> {
-    let prefix = pair_prefix(BLOCK, user, 0);
+    pairs_after(BLOCK, user, after)
+}
+
+/// `user`'s invitation to `room`.
+pub fn invitation(user: &str, room: &str) -> Vec<u8> {
+    pair(INVITATION, user, room)
+}
+
+/// The invitations of `user` to rooms that sort after `after` (all with `None`).
+pub fn invitations_after(user: &str, after: Option<&str>) -> Range<Vec<u8>> {
+    pairs_after(INVITATION, user, after)
+}
+
+/// The keys `tag a 00 b` of `a` whose `b` sorts after `after` (all with `None`).
+fn pairs_after(tag: u8, a: &str, after: Option<&str>) -> Range<Vec<u8>> {
+    let prefix = pair_prefix(tag, a, 0);
     let end = prefix_end(&prefix);
     let start = match after {
         // The smallest key above `after`'s own: names never contain a 0 byte.
-        Some(other) => {
-            let mut k = block(user, other);
+        Some(b) => {
+            let mut k = pair(tag, a, b);
             k.push(0);
             k
         }

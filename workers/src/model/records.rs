@@ -165,6 +165,15 @@ pub struct BlockRecord {
     pub ts: u64,
 }
 
+/// An invitation of a user to a room (invitations extension); both names are in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationRecord {
+    pub by: String,
+    pub role: chatmesh_protocol::service::Role,
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
 /// A mute of a member (moderation extension); room and user are in the key. It outlives a
 /// leave and a re-join (so leaving is no way out of it) and is lifted by an unmute, a ban,
 /// or its end.
@@ -306,6 +315,10 @@ pub struct UserRecord {
     /// Disabled by a server admin: login refused, every token refused (admin API).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Added to rooms only by invitation (invitations extension): an add keeps an
+    /// invitation instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invitations_only: bool,
 }
 
 /// A registered push target; its user and id are in the key.

@@ -1,6 +1,6 @@
 //! Users of the built-in identity provider and their read cursors.
 
-use super::records::{self, BlockRecord, Cursor, UserRecord};
+use super::records::{self, BlockRecord, Cursor, InvitationRecord, UserRecord};
 use super::{keys, Model};
 use crate::store::{KvStore, StoreError, WriteBatch};
 
@@ -35,6 +35,34 @@ impl Model {
 
     pub fn delete_block(batch: &mut WriteBatch, user: &str, other: &str) {
         batch.delete(keys::block(user, other));
+    }
+
+    /// `user`'s invitation to `room`, if there is one.
+    pub async fn invitation(
+        &self,
+        user: &str,
+        room: &str,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
+        self.get_json(&keys::invitation(user, room)).await
+    }
+
+    /// Up to `limit` of `user`'s invitations, by room, after `after`.
+    pub async fn invitations_after(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, InvitationRecord)>, StoreError> {
+        self.scan_named(keys::invitations_after(user, after), limit)
+            .await
+    }
+
+    pub fn put_invitation(batch: &mut WriteBatch, user: &str, room: &str, rec: &InvitationRecord) {
+        batch.put(keys::invitation(user, room), records::encode(rec));
+    }
+
+    pub fn delete_invitation(batch: &mut WriteBatch, user: &str, room: &str) {
+        batch.delete(keys::invitation(user, room));
     }
 
     /// The last seq DM `room` had when `user` closed it, if `user` closed it.

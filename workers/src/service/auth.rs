@@ -54,6 +54,7 @@ impl Service {
             gen: 0,
             display_name: None,
             disabled: false,
+            invitations_only: false,
         };
         Model::put_user(&mut batch, &req.username, &rec);
         self.model().write(batch).await?;

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use async_nats::{Client, Message};
 use chatmesh_protocol::blocks;
+use chatmesh_protocol::invitations as inv;
 use chatmesh_protocol::service::{self as ops, Op, Reply};
 use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
@@ -172,6 +173,23 @@ impl Service {
             }
             blocks::ListBlocks::NAME => {
                 call::<blocks::ListBlocks, _>(payload, |r| self.blocks_list(r)).await
+            }
+            inv::GetAdds::NAME => call::<inv::GetAdds, _>(payload, |r| self.adds_get(r)).await,
+            inv::SetAdds::NAME => call::<inv::SetAdds, _>(payload, |r| self.adds_set(r)).await,
+            inv::InviteMember::NAME => {
+                call::<inv::InviteMember, _>(payload, |r| self.member_invite(r)).await
+            }
+            inv::PutInvitation::NAME => {
+                call::<inv::PutInvitation, _>(payload, |r| self.invitation_put(r)).await
+            }
+            inv::GetInvitation::NAME => {
+                call::<inv::GetInvitation, _>(payload, |r| self.invitation_get(r)).await
+            }
+            inv::DeleteInvitation::NAME => {
+                call::<inv::DeleteInvitation, _>(payload, |r| self.invitation_delete(r)).await
+            }
+            inv::ListInvitations::NAME => {
+                call::<inv::ListInvitations, _>(payload, |r| self.invitations_list(r)).await
             }
             ops::History::NAME => call::<ops::History, _>(payload, |r| self.history(r)).await,
             ops::SetCursor::NAME => call::<ops::SetCursor, _>(payload, |r| self.cursor(r)).await,

@@ -7,8 +7,11 @@
 //!   owner may remove an admin; nobody removes the owner;
 //! - a DM has exactly its two users: no adds, no removes;
 //! - a user banned from the room is not added (`conflict`: unban it first);
+//! - a user who takes invitations is not added by others (`member_invite`): the checks are
+//!   the same, and the gateway keeps an invitation instead (`invitations.rs`);
 //! - decisions read roles from the store under the room's lock, never from a cache.
 
+use chatmesh_protocol::invitations::InviteCheck;
 use chatmesh_protocol::service::{AddMemberRequest, Done, RemoveMemberRequest, Role, RoomKind};
 use chatmesh_protocol::ApiError;
 
@@ -19,6 +22,21 @@ use crate::store::WriteBatch;
 impl Service {
     /// Adds `user` to the room with `role`, or changes its role.
     pub async fn member_add(&self, req: AddMemberRequest) -> Result<Done, ApiError> {
+        self.add_or_invite(req, false).await.map(|_| Done {})
+    }
+
+    /// An add of a user who takes invitations (invitations extension): the same checks as
+    /// [`Self::member_add`]; a member's role changes as asked, anyone else is not added but
+    /// is to be invited (`invite: true`, the gateway keeps the invitation).
+    pub async fn member_invite(&self, req: AddMemberRequest) -> Result<InviteCheck, ApiError> {
+        self.add_or_invite(req, true).await
+    }
+
+    async fn add_or_invite(
+        &self,
+        req: AddMemberRequest,
+        invite: bool,
+    ) -> Result<InviteCheck, ApiError> {
         valid("room", &req.room)?;
         valid("user name", &req.user)?;
         valid("user name", &req.actor)?;
@@ -50,6 +68,7 @@ impl Service {
                     "the user is banned from this room: unban it first",
                 ));
             }
+            let kept = InviteCheck { invite: false };
             match self.model().role(&req.room, &req.user).await? {
                 Some(Role::Owner) => {
                     return Err(ApiError::forbidden("the owner's role cannot change"))
@@ -57,7 +76,8 @@ impl Service {
                 Some(Role::Admin) if actor != Some(Role::Owner) => {
                     return Err(ApiError::forbidden("only the owner may change an admin"))
                 }
-                Some(current) if current == req.role => return Ok(Done {}),
+                Some(current) if current == req.role => return Ok(kept),
+                None if invite => return Ok(InviteCheck { invite: true }),
                 _ => {}
             }
             let mut batch = WriteBatch::new();
@@ -66,7 +86,7 @@ impl Service {
         }
         self.member_changed(&req.room, &req.user, Some(req.role))
             .await;
-        Ok(Done {})
+        Ok(InviteCheck { invite: false })
     }
 
     /// Removes `user` from the room.

@@ -18,6 +18,7 @@ mod edits;
 pub(crate) mod files;
 mod fresh;
 mod history;
+mod invitations;
 mod locks;
 mod members;
 mod moderation;

@@ -3,7 +3,8 @@
 //!
 //! Lines, in order: `account` (record without the password hash), `membership` (room, role),
 //! `cursor` (room, seq), `push_target` (id, kind, label: never the endpoint's keys),
-//! `push_settings`, `block` (user, ts: the users it blocked), then `message` for each message the user sent in the rooms it is a
+//! `push_settings`, `block` (user, ts: the users it blocked), `invitation` (room, by, role,
+//! ts: the invitations it holds), then `message` for each message the user sent in the rooms it is a
 //! member of or has a read cursor in (a room it left keeps its cursor): at most
 //! [`MAX_ROOMS`] of each, and in each room the newest `[admin] export_scan_per_room`
 //! messages are read (newest first), so one export's work is bounded; a room whose scan
@@ -14,6 +15,7 @@
 
 use chatmesh_protocol::admin::{ExportCursor, ExportMembership, ExportPage, ExportRequest};
 use chatmesh_protocol::blocks::MAX_BLOCKS;
+use chatmesh_protocol::invitations::MAX_PENDING;
 use chatmesh_protocol::ApiError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -113,6 +115,12 @@ impl Service {
                 lines.push(line("push_settings", &settings));
                 for (other, rec) in self.model().blocks_after(user, None, MAX_BLOCKS).await? {
                     lines.push(json!({"type": "block", "user": other, "ts": rec.ts}));
+                }
+                let held = self.model().invitations_after(user, None, MAX_PENDING);
+                for (room, rec) in held.await? {
+                    let (by, role, ts) = (rec.by, rec.role, rec.ts);
+                    let line = json!({"type": "invitation", "room": room, "by": by, "role": role, "ts": ts});
+                    lines.push(line);
                 }
                 at.section = MESSAGES;
             }
