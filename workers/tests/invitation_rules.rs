@@ -72,6 +72,13 @@ async fn invitations_are_kept_bounded_listed_and_dropped() {
     s.invitation_put(again).await.unwrap();
     let got = s.invitation_get(query("bob", "r007")).await.unwrap();
     assert_eq!((got.by.as_str(), got.role), ("ann", Role::Admin));
+    // The same invitation again is the one kept (not stored, nor told, again).
+    let same = InviteRequest {
+        role: Role::Admin,
+        ..invite("bob", "r007", "ann")
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.invitation_put(same).await.unwrap(), got);
 
     let first = s.invitations_list(page("bob", None, 2)).await.unwrap();
     let rooms: Vec<&str> = first.invitations.iter().map(|i| i.room.as_str()).collect();

@@ -46,8 +46,9 @@ impl Service {
         Ok(setting(only))
     }
 
-    /// Keeps an invitation (replacing one to the same room) and tells the user's sessions;
-    /// `conflict` when the user holds [`MAX_PENDING`] others.
+    /// Keeps an invitation (replacing one to the same room by someone else or with another
+    /// role; the same one again changes nothing) and tells the user's sessions; `conflict`
+    /// when the user holds [`MAX_PENDING`] others.
     pub async fn invitation_put(&self, req: InviteRequest) -> Result<Invitation, ApiError> {
         valid("user name", &req.user)?;
         valid("room", &req.room)?;
@@ -69,12 +70,15 @@ impl Service {
             if self.model().user(&req.user).await?.is_none() {
                 return Err(ApiError::not_found("no such user"));
             }
-            if self
-                .model()
-                .invitation(&req.user, &req.room)
-                .await?
-                .is_none()
+            let existing = self.model().invitation(&req.user, &req.room).await?;
+            if let Some(same) = existing
+                .as_ref()
+                .filter(|e| e.by == rec.by && e.role == rec.role)
             {
+                // The same invitation again: nothing to store or tell.
+                return Ok(invitation(req.room, same.clone()));
+            }
+            if existing.is_none() {
                 let held = self
                     .model()
                     .invitations_after(&req.user, None, MAX_PENDING)
