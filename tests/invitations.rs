@@ -39,6 +39,21 @@ async fn answer(api: &Api, token: &str, room: &str, accept: bool) -> Result<(u16
     api.call(method, &path, Some(token), None).await
 }
 
+/// The members of `room` as `token` reads them: (user, role).
+async fn members(api: &Api, token: &str, room: &str) -> Result<Vec<(String, String)>> {
+    let path = format!("/v1/rooms/{room}/members");
+    let (s, v) = api.call("GET", &path, Some(token), None).await?;
+    assert_eq!(s, 200, "{v}");
+    let list = v["members"].as_array().cloned().unwrap_or_default();
+    Ok(list
+        .iter()
+        .map(|m| {
+            let text = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (text("user"), text("role"))
+        })
+        .collect())
+}
+
 /// Makes `user` (by `token`) take invitations.
 async fn takes_invitations(api: &Api, token: &str) -> Result<()> {
     let (s, v) = api
@@ -104,22 +119,9 @@ async fn a_user_who_takes_invitations_is_invited_told_and_added_once_it_accepts(
     // A member's role changes without an invitation; the caller adding itself needs none.
     let (s, v) = add(&api, &ann, "hall", "bob", "member").await?;
     assert_eq!(s, 204, "{v}");
-    let (s, v) = api
-        .call("GET", "/v1/rooms/hall/members", Some(&ann), None)
-        .await?;
-    assert_eq!(s, 200, "{v}");
-    let roles: Vec<(&str, &str)> = v["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            (
-                m["user"].as_str().unwrap_or(""),
-                m["role"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
-    assert_eq!(roles, vec![("ann", "owner"), ("bob", "member")]);
+    let roles = members(&api, &ann, "hall").await?;
+    let want = [("ann", "owner"), ("bob", "member")].map(|(u, r)| (u.to_owned(), r.to_owned()));
+    assert_eq!(roles, want);
     // A user who takes adds is added as before.
     let cat = api.user("cat").await?;
     let (s, v) = add(&api, &ann, "hall", "cat", "member").await?;
@@ -185,22 +187,8 @@ async fn declined_and_void_invitations_add_nobody() -> Result<()> {
     );
 
     for room in ["one", "two", "three"] {
-        let (s, v) = api
-            .call(
-                "GET",
-                &format!("/v1/rooms/{room}/members"),
-                Some(&ann),
-                None,
-            )
-            .await?;
-        assert_eq!(s, 200, "{v}");
-        let names: Vec<&str> = v["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["user"].as_str())
-            .collect();
-        assert!(!names.contains(&"bob"), "{room}: {names:?}");
+        let names = members(&api, &ann, room).await?;
+        assert!(!names.iter().any(|(u, _)| u == "bob"), "{room}: {names:?}");
     }
     // A bad setting is refused.
     let (s, v) = api

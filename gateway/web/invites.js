@@ -13,6 +13,16 @@ let shown = [];
 /** Bumped per load: an older answer arriving late is dropped. */
 let loads = 0;
 
+function button(label, className, testid, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = label;
+  b.dataset.testid = testid;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
 function render() {
   const list = $("invitation-list");
   list.replaceChildren();
@@ -25,19 +35,11 @@ function render() {
     text.className = "invite-text";
     const role = inv.role === "admin" ? " as admin" : "";
     text.textContent = `${inv.room} — from ${inv.by}${role}`;
-    const accept = document.createElement("button");
-    accept.type = "button";
-    accept.className = "small";
-    accept.textContent = "Accept";
-    accept.dataset.testid = "invitation-accept";
-    accept.addEventListener("click", () => answer(inv.room, true));
-    const decline = document.createElement("button");
-    decline.type = "button";
-    decline.className = "small secondary";
-    decline.textContent = "Decline";
-    decline.dataset.testid = "invitation-decline";
-    decline.addEventListener("click", () => answer(inv.room, false));
-    li.append(text, accept, decline);
+    li.append(
+      text,
+      button("Accept", "small", "invitation-accept", () => answer(inv.room, true)),
+      button("Decline", "small secondary", "invitation-decline", () => answer(inv.room, false)),
+    );
     list.append(li);
   }
 }
