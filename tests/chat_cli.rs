@@ -97,7 +97,7 @@ async fn read_until(
 }
 
 /// On a terminal: messages and presence print as they come, a typed line is sent to the
-/// current room, `/who` and `/quit` work.
+/// current room, `/who`, `/accept` (of an invitation shown as it came) and `/quit` work.
 #[tokio::test]
 async fn interactive_on_a_pty() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -110,6 +110,7 @@ async fn interactive_on_a_pty() -> Result<()> {
     let mut ann = sdk(&url, "ann").await?;
     let mut ann_events = ann.events().context("events")?;
     ann.join("general").await?;
+    let bob_sdk = sdk(&url, "bob").await?;
 
     // `script` runs the client on a pseudo-terminal and relays our pipe to it.
     let inner = format!(
@@ -149,6 +150,18 @@ async fn interactive_on_a_pty() -> Result<()> {
 
     stdin.write_all(b"/who\n").await?;
     read_until(&mut stdout, &mut seen, "online in general: ann, bob").await?;
+    // bob takes invitations: ann's add is an invitation, shown, and accepted from here.
+    bob_sdk
+        .http()
+        .set_adds(chatmesh_client::Adds::Invitations)
+        .await?;
+    ann.http()
+        .create_room("den", chatmesh_protocol::service::RoomKind::Private)
+        .await?;
+    ann.http().add_or_invite("den", "bob", false).await?;
+    read_until(&mut stdout, &mut seen, "ann invited you to den as Member").await?;
+    stdin.write_all(b"/accept den\n").await?;
+    read_until(&mut stdout, &mut seen, "you are a member of den").await?;
     stdin.write_all(b"/nonsense\n").await?;
     read_until(&mut stdout, &mut seen, "unknown command").await?;
     stdin.write_all(b"/quit\n").await?;

@@ -546,12 +546,15 @@ async function onAddMember(ev) {
   const role = $("member-role").value;
   if (!NAME_RE.test(user)) return notice("User names are 1–64 letters, digits, _ or -.");
   try {
-    await app.api.addMember(r.id, user, role);
+    const added = await app.api.addMember(r.id, user, role);
     $("member-user").value = "";
-    notice(`${user} was added to ${r.title} as ${role}.`);
+    // A user who takes invitations (extension) is invited, and a member once it accepts.
+    if (added && added.invited) notice(`${user} takes invitations: they were invited to ${r.title} as ${role}.`);
+    else notice(`${user} was added to ${r.title} as ${role}.`);
     loadMembers(r);
   } catch (e) {
     if (e.status === 404) notice(`There is no user ${user}.`);
+    else if (e.status === 403 && /does not accept/.test(e.message || "")) notice(`${user} does not accept being added by you.`);
     else if (e.status === 403) notice("Only the owner and admins can add members.");
     else notice(`cannot add ${user}: ${describe(e)}`);
   }

@@ -681,11 +681,20 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal((await apiAs(bob, "GET", "v1/users/me/adds")).adds, "invitations");
 
     const [kept, declined] = [`${roomName}-inv1`, `${roomName}-inv2`];
-    for (const r of [kept, declined]) {
-      await apiAs(alice, "POST", "v1/rooms", { room: r, kind: "private" });
-      const answer = await apiAs(alice, "POST", `v1/rooms/${r}/members`, { user: "bob", role: "member" });
-      assert.equal(answer.invited, true, `${r}: ${JSON.stringify(answer)}`);
-    }
+    await apiAs(alice, "POST", "v1/rooms", { room: declined, kind: "private" });
+    const answer = await apiAs(alice, "POST", `v1/rooms/${declined}/members`, { user: "bob", role: "member" });
+    assert.equal(answer.invited, true, JSON.stringify(answer));
+    // alice adds bob through the room's form: the page says he was invited.
+    const a = alice.page;
+    await a.locator("#new-room-name").fill(kept);
+    await a.locator("#new-room-kind").selectOption("private");
+    await a.locator("#new-room-submit").click();
+    await a.locator("#room-title").filter({ hasText: kept }).waitFor();
+    await a.locator("#manage-room summary").click();
+    await a.locator("#member-user").fill("bob");
+    await a.locator("#member-submit").click();
+    await a.locator("#room-notice").filter({ hasText: "bob takes invitations: they were invited" }).waitFor();
+    await a.locator("#manage-room summary").click();
     // Live: the `invitation` events bring both into the list without a reload.
     const items = b.locator('#invitation-list [data-testid="invitation"]');
     await eventually("both invitations are listed", async () => (await items.count()) === 2);
@@ -701,6 +710,10 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.deepEqual(members.members.map((m) => m.user), ["alice"], "a declined invitation adds nobody");
     // Back to adds, as the later tests expect.
     await apiAs(bob, "PUT", "v1/users/me/adds", { adds: "anyone" });
+    for (const user of [alice, bob]) {
+      await user.page.locator(`#room-list li[data-room="${roomName}"] button`).click();
+      await user.page.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
+    }
   });
 
   it("renders a safe markdown subset as DOM nodes; markup inside markdown stays text", async () => {
