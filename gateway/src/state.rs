@@ -283,8 +283,14 @@ impl AppState {
             room: ev.room.as_str().into(),
             role: ev.role,
         };
+        self.tell_user(&ev.user, &frame);
+    }
+
+    /// Offers `frame` to every session of `user` on this gateway (a session that cannot take
+    /// it is closed as a slow consumer, as for any frame).
+    fn tell_user(&self, user: &str, frame: &chatmesh_protocol::frames::ServerFrame<'_>) {
         let frame = bytes::Bytes::from(frame.encode());
-        for link in self.revocation.sessions_of(&ev.user) {
+        for link in self.revocation.sessions_of(user) {
             link.offer(crate::link::Out::Frame(frame.clone()));
         }
     }
@@ -304,10 +310,7 @@ impl AppState {
             by: invitation.by.as_str().into(),
             role: invitation.role,
         };
-        let frame = bytes::Bytes::from(frame.encode());
-        for link in self.revocation.sessions_of(user) {
-            link.offer(crate::link::Out::Frame(frame.clone()));
-        }
+        self.tell_user(user, &frame);
     }
 
     /// Sets `[admin]`: who may call the admin API (the workers check it again). Once; later
