@@ -22,7 +22,7 @@ import { Api, ApiError, NAME_RE, ROOM_RE, clearSession, loadSession, saveSession
 import { hideViewer, initAttachments } from "./attachments.js";
 import { initChanges, onEditKey, resetChanges, submitEdit } from "./changes.js";
 import { initCompletion, onCompletionKey, updateCompletion } from "./complete.js";
-import { MEMBER_EVENTS, applyRoomEvent, eventKind, isEvent } from "./events.js";
+import { MEMBER_EVENTS, applyRoomEvent, eventKind, eventSubject, isEvent } from "./events.js";
 import { initInvitations, loadInvitations, resetInvitations } from "./invites.js";
 import { initModeration } from "./moderate.js";
 import { initSearch, resetSearch } from "./search.js";
@@ -799,8 +799,11 @@ function onMessage(m) {
   // An MLS handshake message (commit, proposal, welcome) is no news, like a room event.
   const event = isEvent(m) || Boolean(m.mls && m.mls.kind !== "app");
   if (fresh && applyRoomEvent(r, m)) render("rooms", "pane");
-  // A ban, a mute or their end changes the member list: shown, it follows.
-  if (fresh && r === app.current && MEMBER_EVENTS.includes(eventKind(m))) loadMembers(r);
+  // A ban, a mute or their end changes the member list: shown, it follows. Not for our own
+  // ban: the room is no longer ours to read (its `left` frame follows).
+  const kind = eventKind(m);
+  const ownBan = kind === "ban" && eventSubject(m) === me;
+  if (fresh && r === app.current && MEMBER_EVENTS.includes(kind) && !ownBan) loadMembers(r);
   if (m.from === me && r.pending.has(m.id)) {
     // Our own message came back: the pending bubble becomes the stored message.
     const node = r.nodes.get(`p:${m.id}`);

@@ -25,6 +25,12 @@ function subject(detail) {
   return detail && typeof detail === "object" && typeof detail.user === "string" ? detail.user : "";
 }
 
+/** The user event message `m` is about (the banned, the muted …), or "" when none. */
+export function eventSubject(m) {
+  const kind = eventKind(m);
+  return kind ? subject(m.event[kind]) : "";
+}
+
 /**
  * What the notice of event message `m` says, e.g. "ann banned bob (spam)". `nameOf(user)`
  * is how a user is shown (a display name, or the user name). Always text, never markup.
