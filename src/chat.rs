@@ -157,7 +157,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
         if e2ee.is_sealed(room) {
             let sealed = e2ee.device(&client).await?;
             if created {
-                sealed.create_group(room).await?;
+                sealed.create_group(&client, room).await?;
             }
             if printing || args.history > 0 {
                 for line in sealed.read(&client, room).await? {

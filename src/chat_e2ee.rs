@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chatmesh_client::{Client, ErrorCode};
-use chatmesh_e2ee::{catch_up, claim, commit, publish, send_text, Change, Device, Event};
+use chatmesh_e2ee::{
+    catch_up, claim, commit, hand_over_group, publish, send_text, Change, Device, Event,
+};
 use tokio::sync::Mutex;
 
 /// KeyPackages a new device publishes (plus a last-resort one).
@@ -56,11 +58,17 @@ impl Sealed {
         })
     }
 
-    /// Creates the room's group (its creator, right after creating the room).
-    pub async fn create_group(&self, room: &str) -> anyhow::Result<()> {
+    /// Creates the room's group (its creator, right after creating the room) and hands it
+    /// to the server, which then checks the room's commits.
+    pub async fn create_group(&self, client: &Client, room: &str) -> anyhow::Result<()> {
         let mut device = self.device.lock().await;
         if device.epoch(room).is_none() {
             device.create_group(room)?;
+        }
+        if device.epoch(room) == Some(0) {
+            hand_over_group(&mut device, &client.http(), room)
+                .await
+                .context("handing the room's group to the server")?;
         }
         Ok(())
     }

@@ -177,7 +177,7 @@ async fn interactive_on_a_pty() -> Result<()> {
 async fn an_e2ee_room_from_the_terminal() -> Result<()> {
     use chatmesh_client::RoomKind;
     use chatmesh_e2ee::{
-        catch_up, claim, commit, publish, send_text, Change, Device, Event as Sealed,
+        catch_up, claim, commit, create_group, publish, send_text, Change, Device, Event as Sealed,
     };
 
     let dir = tempfile::tempdir()?;
@@ -191,7 +191,7 @@ async fn an_e2ee_room_from_the_terminal() -> Result<()> {
     ann.http().add_member("vault", "bob", false).await?;
     let mut ann_dev = Device::create(dir.path().join("ann-device"), "ann", "laptop", None)?;
     publish(&mut ann_dev, &ann.http(), 2).await?;
-    ann_dev.create_group("vault")?;
+    create_group(&mut ann_dev, &ann.http(), "vault").await?;
     let bob_dir = dir.path().join("bob-device");
 
     // bob's first run: his device is created and published; nothing to read yet.
@@ -254,5 +254,23 @@ async fn an_e2ee_room_from_the_terminal() -> Result<()> {
         .messages
         .iter()
         .all(|m| m.body.is_empty() && m.mls.is_some()));
+
+    // A room bob creates encrypted from the terminal: its group is handed to the server,
+    // which checks its commits from then on.
+    let out = chat(&url, "bob")
+        .args(["--room", "bobs", "--create", "--e2ee", "--device-dir"])
+        .arg(&bob_dir)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "chat failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = sdk(&url, "bob").await?;
+    let group = bob.http().e2ee_group("bobs").await?;
+    assert!(group.checked, "{group:?}");
+    assert_eq!(group.members, ["bob/cli"]);
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! crate holds no keys and does no cryptography; `chatmesh-e2ee` does.
 
 use chatmesh_protocol::e2ee::{
-    Claimed, DeviceInfo, Identity, KeyPackageCount, KeyPackagesBody, Mls, UserDevices,
+    Claimed, DeviceInfo, GroupBody, Identity, KeyPackageCount, KeyPackagesBody, Mls, RoomGroup,
+    UserDevices,
 };
 use chatmesh_protocol::frames::ClientFrame;
 use serde_json::json;
@@ -64,6 +65,22 @@ impl Http {
     pub async fn e2ee_claim(&self, user: &str) -> Result<Claimed> {
         let path = format!("/v1/e2ee/users/{user}/claim");
         self.call(reqwest::Method::POST, &path, None).await
+    }
+
+    /// `PUT /v1/e2ee/rooms/{room}/group`: hands the room's new group (epoch 0) to the
+    /// server, which then checks every commit of the room (the room's creator, before its
+    /// first commit).
+    pub async fn e2ee_put_group(&self, room: &str, group: &GroupBody) -> Result<RoomGroup> {
+        let path = format!("/v1/e2ee/rooms/{room}/group");
+        let body = json!({ "group_info": group.group_info, "ratchet_tree": group.ratchet_tree });
+        self.call(reqwest::Method::PUT, &path, Some(body)).await
+    }
+
+    /// `GET /v1/e2ee/rooms/{room}/group`: whether the server checks the room's commits, and
+    /// the group's epoch and members as it tracks them.
+    pub async fn e2ee_group(&self, room: &str) -> Result<RoomGroup> {
+        let path = format!("/v1/e2ee/rooms/{room}/group");
+        self.call(reqwest::Method::GET, &path, None).await
     }
 }
 

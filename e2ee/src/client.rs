@@ -7,7 +7,9 @@
 //! way in, such a message's file is downloaded, so the SDK always sees `data`.
 
 use chatmesh_client::{Client, ErrorCode, Http};
-use chatmesh_protocol::e2ee::{ClaimedPackage, KeyPackagesBody, Mls, UserDevices, MAX_MLS_CHARS};
+use chatmesh_protocol::e2ee::{
+    ClaimedPackage, GroupBody, KeyPackagesBody, Mls, UserDevices, MAX_MLS_CHARS,
+};
 
 use crate::directory::Directory;
 use crate::error::{TransportError, TransportErrorKind};
@@ -60,6 +62,11 @@ impl Directory for Http {
 
     async fn claim(&self, user: &str) -> Result<Vec<ClaimedPackage>, TransportError> {
         Ok(self.e2ee_claim(user).await.map_err(transport)?.key_packages)
+    }
+
+    async fn put_group(&self, room: &str, group: &GroupBody) -> Result<(), TransportError> {
+        self.e2ee_put_group(room, group).await.map_err(transport)?;
+        Ok(())
     }
 }
 

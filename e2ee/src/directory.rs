@@ -11,7 +11,7 @@ use std::future::Future;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
-use chatmesh_protocol::e2ee::{ClaimedPackage, KeyPackagesBody, UserDevices};
+use chatmesh_protocol::e2ee::{ClaimedPackage, GroupBody, KeyPackagesBody, UserDevices};
 
 use crate::device::{Device, MemberId};
 use crate::error::{Error, TransportError};
@@ -49,6 +49,13 @@ pub trait Directory {
         &self,
         user: &str,
     ) -> impl Future<Output = Result<Vec<ClaimedPackage>, TransportError>> + Send;
+    /// `PUT /v1/e2ee/rooms/{room}/group`: hands the room's new group to the server, which
+    /// then checks the room's commits.
+    fn put_group(
+        &self,
+        room: &str,
+        group: &GroupBody,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
 impl Device {

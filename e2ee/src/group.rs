@@ -8,6 +8,7 @@
 //! A staged commit is saved with the device, so that after a crash between the send and the
 //! ack its echo in the room's history still merges it (`process.rs`).
 
+use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 
@@ -15,7 +16,7 @@ use crate::device::{group_id, Device, MemberId, CIPHERSUITE};
 use crate::directory::VerifiedKeyPackage;
 use crate::error::Error;
 use crate::state::Provider;
-use crate::wire::{check_size, mls_message, Mls, MlsKind};
+use crate::wire::{check_size, encode, mls_message, GroupBody, Mls, MlsKind};
 
 /// Epochs whose secrets a group keeps, so that an application message sent just before a
 /// commit (and ordered after it) still decrypts.
@@ -28,8 +29,15 @@ pub struct Staged {
     pub welcome: Option<Mls>,
 }
 
+/// Handshake messages (commits, proposals) go out as MLS `PublicMessage`s, so that the
+/// server can check a commit's sender before ordering it (docs/E2EE.md, "Checked commits");
+/// both kinds come in (groups made before kept ciphertext handshakes). Application messages
+/// are always encrypted.
+const WIRE_FORMAT: WireFormatPolicy = MIXED_PLAINTEXT_WIRE_FORMAT_POLICY;
+
 pub(crate) fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
+        .wire_format_policy(WIRE_FORMAT)
         .max_past_epochs(PAST_EPOCHS)
         .use_ratchet_tree_extension(true)
         .build()
@@ -38,6 +46,7 @@ pub(crate) fn join_config() -> MlsGroupJoinConfig {
 fn create_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .wire_format_policy(WIRE_FORMAT)
         .max_past_epochs(PAST_EPOCHS)
         .use_ratchet_tree_extension(true)
         .build()
@@ -73,6 +82,24 @@ impl Device {
         self.groups.insert(room.to_owned(), group);
         self.meta.rooms.entry(room.to_owned()).or_default().member = true;
         self.save()
+    }
+
+    /// The room's group as the server needs it to check commits (`PUT
+    /// /v1/e2ee/rooms/{room}/group`): its GroupInfo, signed by this device, and its ratchet
+    /// tree. Handed over by the creator at epoch 0 ([`crate::create_group`] does it).
+    pub fn group_body(&self, room: &str) -> Result<GroupBody, Error> {
+        let group = self.group(room)?;
+        let info = group
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .map_err(|e| Error::mls("export group info", e))?;
+        let tree = group
+            .export_ratchet_tree()
+            .tls_serialize_detached()
+            .map_err(|e| Error::mls("serialize", e))?;
+        Ok(GroupBody {
+            group_info: encode(&out_bytes(&info)?),
+            ratchet_tree: encode(&tree),
+        })
     }
 
     pub(crate) fn group(&self, room: &str) -> Result<&MlsGroup, Error> {

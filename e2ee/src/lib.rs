@@ -31,8 +31,8 @@ pub use event::{Event, Ignored};
 pub use group::Staged;
 pub use identity::{fingerprint, same_fingerprint, verify_device, IdentityKey};
 pub use sync::{
-    catch_up, claim, commit, publish, send_text, verify_members, Change, Committed, RoomTransport,
-    MAX_COMMIT_ATTEMPTS,
+    catch_up, claim, commit, create_group, hand_over_group, publish, send_text, verify_members,
+    Change, Committed, RoomTransport, MAX_COMMIT_ATTEMPTS,
 };
 pub use wire::{
     check_handshake_size, check_size, device_statement, mls_bytes, mls_message, Incoming, Mls,
@@ -40,5 +40,5 @@ pub use wire::{
 };
 // the directory's records, re-exported for callers of this crate
 pub use chatmesh_protocol::e2ee::{
-    ClaimedPackage, DeviceBody, DeviceInfo, KeyPackagesBody, UserDevices,
+    ClaimedPackage, DeviceBody, DeviceInfo, GroupBody, KeyPackagesBody, RoomGroup, UserDevices,
 };

@@ -139,9 +139,17 @@ impl Device {
         }
         let provider = &self.provider;
         let group = self.groups.get_mut(room).expect("checked above");
-        let processed = group
-            .process_message(provider, proto)
-            .map_err(|e| Error::mls("process", e))?;
+        let processed = match group.process_message(provider, proto) {
+            Ok(processed) => processed,
+            // this device's own commit (a PublicMessage), stored by the server, while its
+            // staged commit is gone
+            Err(ProcessMessageError::InvalidCommit(StageCommitError::OwnCommitMismatch)) => {
+                return Err(Error::OwnCommitLost {
+                    room: room.to_owned(),
+                })
+            }
+            Err(e) => return Err(Error::mls("process", e)),
+        };
         let from = MemberId::from_credential(processed.credential())?;
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
@@ -172,9 +180,14 @@ impl Device {
                     removed,
                 })
             }
-            ProcessedMessageContent::OwnPrivateMessage if msg.mls.kind == MlsKind::Commit => {
+            ProcessedMessageContent::OwnPendingCommit
+            | ProcessedMessageContent::OwnPrivateMessage
+                if msg.mls.kind == MlsKind::Commit =>
+            {
                 // the server stored this device's commit, but the ack never arrived (a crash
-                // or a lost connection after the send): the staged commit is the one
+                // or a lost connection after the send): the staged commit is the one (openmls
+                // says so of a PublicMessage commit; a PrivateMessage one of an older group
+                // it cannot decrypt at all)
                 let Some(staged) = group.pending_commit() else {
                     return Err(Error::OwnCommitLost {
                         room: room.to_owned(),

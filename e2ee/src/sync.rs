@@ -74,6 +74,32 @@ pub async fn publish(device: &mut Device, dir: &impl Directory, n: usize) -> Res
     Ok(())
 }
 
+/// Creates the room's group with this device alone in it (epoch 0) and hands it to the
+/// server, which from then on checks every commit of the room before ordering it
+/// (docs/E2EE.md, "Checked commits"). The room must be of kind `e2ee`, created by this user,
+/// with no commit yet. If the hand-over fails the group exists on the device; calling
+/// [`hand_over_group`] again finishes it.
+pub async fn create_group(
+    device: &mut Device,
+    dir: &impl Directory,
+    room: &str,
+) -> Result<(), Error> {
+    device.create_group(room)?;
+    hand_over_group(device, dir, room).await
+}
+
+/// Hands the room's group, still at epoch 0, to the server (again: the same group twice is
+/// fine).
+pub async fn hand_over_group(
+    device: &mut Device,
+    dir: &impl Directory,
+    room: &str,
+) -> Result<(), Error> {
+    let body = device.group_body(room)?;
+    dir.put_group(room, &body).await?;
+    Ok(())
+}
+
 /// Claims one KeyPackage per device of each of `users` and checks them (see
 /// [`Device::verify_claims`]). The users must already be members of the room server-side.
 pub async fn claim(

@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-pub use chatmesh_protocol::e2ee::{device_statement, Mls, MlsKind, MAX_MLS_CHARS};
+pub use chatmesh_protocol::e2ee::{device_statement, GroupBody, Mls, MlsKind, MAX_MLS_CHARS};
 use chatmesh_protocol::message::Message;
 use serde::{Deserialize, Serialize};
 

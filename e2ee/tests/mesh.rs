@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chatmesh::{Config, Mesh, MeshOptions};
-use chatmesh_client::{Client, Http, RoomKind};
+use chatmesh_client::{Client, ErrorCode, Http, RoomKind};
 use chatmesh_e2ee::{
-    catch_up, claim, commit, publish, send_text, verify_members, Change, Device, Event,
-    RoomTransport,
+    catch_up, claim, commit, create_group, mls_message, publish, send_text, verify_members, Change,
+    Device, Event, MlsKind, RoomTransport,
 };
 
 const ROOM: &str = "secret";
 
 async fn mesh(dir: &std::path::Path) -> Mesh {
-    // One test registers 150 users from 127.0.0.1.
+    // One test registers 170 users from 127.0.0.1.
     Mesh::start(MeshOptions::local(dir.join("mesh"), Config::for_tests()))
         .await
         .expect("mesh starts")
@@ -79,7 +79,7 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     publish(&mut ann_dev, &ann.http(), 5).await?;
     publish(&mut bob_dev, &bob.http(), 5).await?;
 
-    ann_dev.create_group(ROOM)?;
+    create_group(&mut ann_dev, &ann.http(), ROOM).await?;
     let packages = claim(&mut ann_dev, &ann.http(), &["bob"]).await?;
     let added = commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
     assert_eq!((added.epoch, added.attempts), (1, 1));
@@ -115,6 +115,128 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     }
     send_text(&mut bob_dev, &bob, ROOM, "one group").await?;
     until(&mut ann_dev, &ann, |e| text(e, "one group")).await?;
+    Ok(())
+}
+
+/// The refusal code of `sent`, which must have been refused.
+fn refused<T: std::fmt::Debug>(sent: chatmesh_client::Result<T>) -> Result<ErrorCode> {
+    match sent {
+        Ok(v) => anyhow::bail!("accepted: {v:?}"),
+        Err(e) => e.code().with_context(|| format!("not a refusal: {e}")),
+    }
+}
+
+/// A member of the room who is not in its MLS group cannot stall the group: its creator
+/// handed the group to the server, which checks every commit before ordering it. Junk, a
+/// well-formed commit of another group under the room's id, and a member's real commit sent
+/// by someone else are refused; the room's epoch stays where it was and the group goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let ann = user(&base, "ann").await?;
+    let bob = user(&base, "bob").await?;
+    let mal = user(&base, "mal").await?;
+    ann.http().create_room(ROOM, RoomKind::E2ee).await?;
+    for u in ["bob", "mal"] {
+        ann.http().add_member(ROOM, u, false).await?;
+    }
+    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
+    let mut bob_dev = Device::create(dir.path().join("bob"), "bob", "phone", None)?;
+    let mut mal_dev = Device::create(dir.path().join("mal"), "mal", "box", None)?;
+    publish(&mut ann_dev, &ann.http(), 2).await?;
+    publish(&mut bob_dev, &bob.http(), 2).await?;
+    publish(&mut mal_dev, &mal.http(), 2).await?;
+
+    // Only the creator hands the group over, once, before the first commit.
+    create_group(&mut ann_dev, &ann.http(), ROOM).await?;
+    let body = ann_dev.group_body(ROOM)?;
+    ann.http().e2ee_put_group(ROOM, &body).await?; // the same group again: a retry
+    assert_eq!(
+        refused(bob.http().e2ee_put_group(ROOM, &body).await)?,
+        ErrorCode::Forbidden
+    );
+    mal_dev.create_group(ROOM)?; // a group of mal's own, under the room's id
+    let other = mal_dev.group_body(ROOM)?;
+    assert_eq!(
+        refused(ann.http().e2ee_put_group(ROOM, &other).await)?,
+        ErrorCode::Forbidden,
+        "another creator's group"
+    );
+    let group = ann.http().e2ee_group(ROOM).await?;
+    assert!(group.checked);
+    assert_eq!(
+        (group.epoch, group.members),
+        (0, vec!["ann/laptop".to_owned()])
+    );
+
+    let packages = claim(&mut ann_dev, &ann.http(), &["bob"]).await?;
+    commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
+    until(&mut bob_dev, &bob, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Joined { epoch: 1, .. }))
+    })
+    .await?;
+
+    // 1. junk for the room's epoch
+    let junk = mls_message(MlsKind::Commit, 1, b"no MLS message at all");
+    assert_eq!(
+        refused(mal.send_mls(ROOM, junk).await)?,
+        ErrorCode::BadRequest
+    );
+    // 2. a well-formed commit for epoch 1 of mal's own group with the room's id
+    let staged = mal_dev.stage_self_update(ROOM)?;
+    mal_dev.confirm_commit(ROOM, 0)?;
+    let forged = mal_dev.stage_self_update(ROOM)?;
+    assert_eq!((staged.commit.epoch, forged.commit.epoch), (0, 1));
+    assert_eq!(
+        refused(mal.send_mls(ROOM, forged.commit).await)?,
+        ErrorCode::Forbidden
+    );
+    // 3. bob's real commit, sent by mal
+    let bobs = bob_dev.stage_self_update(ROOM)?;
+    bob_dev.abort_commit(ROOM)?;
+    assert_eq!(
+        refused(mal.send_mls(ROOM, bobs.commit).await)?,
+        ErrorCode::Forbidden
+    );
+    let group = ann.http().e2ee_group(ROOM).await?;
+    assert_eq!(group.epoch, 1, "no refused commit moved the room on");
+    assert_eq!(group.members, ["ann/laptop", "bob/phone"]);
+
+    // The group goes on: bob's own commit is taken at once, ann follows, both read.
+    let done = commit(&mut bob_dev, &bob, ROOM, &Change::SelfUpdate).await?;
+    assert_eq!((done.epoch, done.attempts), (2, 1));
+    send_text(&mut bob_dev, &bob, ROOM, "still one group").await?;
+    until(&mut ann_dev, &ann, |e| text(e, "still one group")).await?;
+    assert_eq!(ann_dev.epoch(ROOM), Some(2));
+    let done = commit(
+        &mut ann_dev,
+        &ann,
+        ROOM,
+        &Change::Remove(vec!["bob".into()]),
+    )
+    .await?;
+    assert_eq!(done.epoch, 3);
+    // (the worker stores the commit a moment after the ack)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let group = loop {
+        let group = ann.http().e2ee_group(ROOM).await?;
+        if group.epoch == 3 || Instant::now() > deadline {
+            break group;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (group.epoch, group.members),
+        (3, vec!["ann/laptop".to_owned()])
+    );
+    assert_eq!(
+        refused(ann.http().e2ee_put_group(ROOM, &body).await)?,
+        ErrorCode::Conflict,
+        "a group on record is not replaced"
+    );
     Ok(())
 }
 
@@ -197,7 +319,7 @@ async fn three_members_and_the_server_never_sees_plaintext() -> Result<()> {
     publish(&mut bob_dev, &bob.http(), 3).await?;
     publish(&mut carl_dev, &carl.http(), 3).await?;
 
-    ann_dev.create_group(room)?;
+    create_group(&mut ann_dev, &ann.http(), room).await?;
     let packages = claim(&mut ann_dev, &ann.http(), &["bob", "carl"]).await?;
     let added = commit(&mut ann_dev, &ann, room, &Change::Add(packages)).await?;
     assert_eq!(added.epoch, 1);
@@ -368,13 +490,14 @@ async fn three_members_and_the_server_never_sees_plaintext() -> Result<()> {
     Ok(())
 }
 
-/// A group whose welcome is larger than a message may carry inline (150 members: about
-/// 66,000 base64 characters against 61,440): the SDK uploads it as a file of the room, the
-/// server relays the reference (the file lives as the message's attachment), and the new
-/// member downloads it, joins and reads.
+/// A group whose welcome and commit are larger than a message may carry inline (170 members:
+/// a commit of about 68,000 base64 characters against 61,440): the SDK uploads them as files
+/// of the room, the server relays the references (the file lives as the message's
+/// attachment) and reads the commit's file to check it, and the new member downloads the
+/// welcome, joins and reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_welcome_too_large_to_send_inline_travels_as_a_file() -> Result<()> {
-    const MEMBERS: usize = 150;
+    const MEMBERS: usize = 170;
     let dir = tempfile::tempdir()?;
     let mesh = mesh(dir.path()).await;
     let base = mesh.url();
@@ -383,7 +506,7 @@ async fn a_welcome_too_large_to_send_inline_travels_as_a_file() -> Result<()> {
     ann.http().create_room(room, RoomKind::E2ee).await?;
     let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
     publish(&mut ann_dev, &ann.http(), 2).await?;
-    ann_dev.create_group(room)?;
+    create_group(&mut ann_dev, &ann.http(), room).await?;
 
     // Members that only publish a device (HTTP); the first also reads (a session).
     let mut names = Vec::new();
@@ -420,6 +543,28 @@ async fn a_welcome_too_large_to_send_inline_travels_as_a_file() -> Result<()> {
         .context("the welcome is in history")?;
     let mls = welcome.mls.as_ref().context("mls")?;
     assert!(mls.data.is_empty() && mls.file.is_some(), "{mls:?}");
+    // The commit too (170 KeyPackages): the server read it from the file to check it, and
+    // again to follow the group.
+    let commit_msg = page
+        .messages
+        .iter()
+        .find_map(|m| {
+            m.mls
+                .as_ref()
+                .filter(|x| x.kind == chatmesh_client::MlsKind::Commit)
+        })
+        .context("the commit is in history")?;
+    assert!(commit_msg.file.is_some(), "{commit_msg:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let group = loop {
+        let group = ann.http().e2ee_group(room).await?;
+        if group.epoch == 1 || Instant::now() > deadline {
+            break group;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(group.checked);
+    assert_eq!((group.epoch, group.members.len()), (1, MEMBERS + 1));
     assert_eq!(welcome.attachments.len(), 1);
     assert!(
         welcome.attachments[0].size > 61_440 / 4 * 3,
@@ -444,11 +589,11 @@ async fn a_welcome_too_large_to_send_inline_travels_as_a_file() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(m0.members(room)?.len(), MEMBERS + 1);
-    send_text(&mut ann_dev, &ann, room, "welcome, all 150").await?;
+    send_text(&mut ann_dev, &ann, room, "welcome, all 170").await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let seen = catch_up(&mut m0, &m0_client, room).await?;
-        if text(&seen, "welcome, all 150") {
+        if text(&seen, "welcome, all 170") {
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "m0 never read it");

@@ -297,6 +297,67 @@ pub struct RoomEpoch {
     pub commit: Option<CommitRef>,
 }
 
+/// `room_epoch`'s request: the room, the caller and, for a commit, the commit itself, which
+/// the worker checks against the room's group when the room has one on record
+/// ([`GroupBody`]) and the commit is for the room's epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEpochRequest {
+    pub room: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<Mls>,
+}
+
+/// Largest `group_info` or `ratchet_tree` of [`GroupBody`], in base64 characters (a group
+/// of one device at epoch 0 needs about 1,000).
+pub const MAX_GROUP_CHARS: usize = 16 * 1024;
+
+/// `PUT /v1/e2ee/rooms/{room}/group`: the room's MLS group as its creator made it (epoch 0,
+/// one member): the TLS-serialized `MLSMessage` of its GroupInfo and its ratchet tree, in
+/// base64. With it on record the server checks every commit's sender before ordering it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupBody {
+    pub group_info: String,
+    pub ratchet_tree: String,
+}
+
+impl GroupBody {
+    /// Checks the sizes (the bytes are checked by the room's worker).
+    pub fn validate(&self) -> Result<(), ApiError> {
+        for (what, text) in [
+            ("group_info", &self.group_info),
+            ("ratchet_tree", &self.ratchet_tree),
+        ] {
+            if text.is_empty() || text.len() > MAX_GROUP_CHARS {
+                return Err(ApiError::bad_request(format!(
+                    "{what} is 1 to {MAX_GROUP_CHARS} base64 characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `e2ee_group_put`: [`GroupBody`] for `room`, from `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPutRequest {
+    pub room: String,
+    pub user: String,
+    #[serde(flatten)]
+    pub body: GroupBody,
+}
+
+/// `GET /v1/e2ee/rooms/{room}/group`: whether the server checks the room's commits, the
+/// epoch it tracks the group at, and the group's members as their credentials name them
+/// (`user/device`; empty when not checked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomGroup {
+    pub room: String,
+    pub checked: bool,
+    pub epoch: u64,
+    pub members: Vec<String>,
+}
+
 /// A stored commit: its seq, sender, client id and ts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRef {

@@ -651,7 +651,19 @@ op!(
     mls::KeyPackageCount
 );
 op!(Claim, "e2ee_claim", mls::DeviceRequest, mls::Claimed);
-op!(RoomEpochGet, "room_epoch", RoomUserRequest, mls::RoomEpoch);
+op!(
+    RoomEpochGet,
+    "room_epoch",
+    mls::RoomEpochRequest,
+    mls::RoomEpoch
+);
+op!(
+    GroupPut,
+    "e2ee_group_put",
+    mls::GroupPutRequest,
+    mls::RoomGroup
+);
+op!(GroupGet, "e2ee_group_get", RoomUserRequest, mls::RoomGroup);
 
 #[cfg(test)]
 mod tests {

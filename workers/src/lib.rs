@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod files;
+pub mod groups;
 pub mod metrics;
 pub mod model;
 pub mod notifier;

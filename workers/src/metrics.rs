@@ -14,6 +14,12 @@ pub const STORED: &str = "chatmesh_worker_messages_stored_total";
 /// Deliveries skipped because they were already stored (redeliveries).
 pub const SKIPPED: &str = "chatmesh_worker_messages_skipped_total";
 pub const CHANGES_VOID: &str = "chatmesh_worker_changes_void_total";
+/// Commits of checked e2ee rooms refused before ordering, label `why` (`malformed`,
+/// `private`, `refused`).
+pub const MLS_COMMITS_REFUSED: &str = "chatmesh_worker_mls_commits_refused_total";
+/// Rooms whose MLS group record was dropped because it could not follow the room: their
+/// commits are no longer checked.
+pub const MLS_GROUPS_UNTRACKED: &str = "chatmesh_worker_mls_groups_untracked_total";
 pub const ERASED: &str = "chatmesh_worker_erased_total";
 /// Rooms whose subject was full, trimmed of what the store holds (`room_trim`).
 pub const ROOM_TRIMS: &str = "chatmesh_worker_room_trims_total";
@@ -84,6 +90,14 @@ pub fn describe() {
     describe_counter!(
         CHANGES_VOID,
         "edits and deletes refused when stored (kept as void markers)"
+    );
+    describe_counter!(
+        MLS_COMMITS_REFUSED,
+        "commits of checked e2ee rooms refused before ordering (no member could have made them)"
+    );
+    describe_counter!(
+        MLS_GROUPS_UNTRACKED,
+        "e2ee rooms whose group record could not follow the room (commits no longer checked)"
     );
     describe_counter!(
         ERASED,

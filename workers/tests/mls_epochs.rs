@@ -37,9 +37,10 @@ async fn history(l: &Local) -> Vec<Message> {
 }
 
 async fn epoch(l: &Local) -> chatmesh_protocol::e2ee::RoomEpoch {
-    let req = RoomUserRequest {
+    let req = chatmesh_protocol::e2ee::RoomEpochRequest {
         room: "r".into(),
         user: "ann".into(),
+        commit: None,
     };
     l.service.room_epoch(req).await.unwrap()
 }

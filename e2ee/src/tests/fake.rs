@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    ClaimedPackage, DeviceInfo, Directory, Incoming, KeyPackagesBody, Mls, MlsKind, RoomTransport,
-    TransportError, TransportErrorKind, UserDevices,
+    ClaimedPackage, DeviceInfo, Directory, GroupBody, Incoming, KeyPackagesBody, Mls, MlsKind,
+    RoomTransport, TransportError, TransportErrorKind, UserDevices,
 };
 
 #[derive(Default)]
@@ -23,6 +23,8 @@ struct Inner {
     devices: HashMap<String, Vec<DeviceInfo>>,
     /// (user, device) → unclaimed packages, last resort
     packages: HashMap<(String, String), (Vec<String>, Option<String>)>,
+    /// Groups handed over (the real server checks commits against them; this one keeps them)
+    groups: HashMap<String, GroupBody>,
 }
 
 #[derive(Clone, Default)]
@@ -121,6 +123,17 @@ impl RoomTransport for Conn {
 }
 
 impl Directory for Conn {
+    async fn put_group(&self, room: &str, group: &GroupBody) -> Result<(), TransportError> {
+        let mut inner = self.server.0.lock().unwrap();
+        match inner.groups.get(room) {
+            Some(g) if g != group => Err(conflict("the room's group is on record already".into())),
+            _ => {
+                inner.groups.insert(room.to_owned(), group.clone());
+                Ok(())
+            }
+        }
+    }
+
     async fn put_identity(&self, key: &str) -> Result<(), TransportError> {
         let mut inner = self.server.0.lock().unwrap();
         match inner.identities.get(&self.user) {

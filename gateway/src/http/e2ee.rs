@@ -3,7 +3,8 @@
 //! (`PUT`/`DELETE /v1/e2ee/devices/{device}`) and their KeyPackages
 //! (`POST /v1/e2ee/devices/{device}/key-packages`), a user's devices
 //! (`GET /v1/e2ee/users/{user}`) and claiming one KeyPackage per device of a user to add it
-//! to a group (`POST /v1/e2ee/users/{user}/claim`, throttled per caller).
+//! to a group (`POST /v1/e2ee/users/{user}/claim`, throttled per caller), and a room's
+//! group as the server tracks it to check commits (`PUT`/`GET /v1/e2ee/rooms/{room}/group`).
 //!
 //! Shapes are checked here (a clear 400 without a round trip); the worker that owns the
 //! user's partition stores them and checks each device's signature by the identity key.
@@ -12,11 +13,12 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
 use chatmesh_protocol::e2ee::{
-    validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, IdentityBody,
-    KeyPackagesBody, PutDeviceRequest, SetIdentityRequest,
+    validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, GroupBody, GroupPutRequest,
+    IdentityBody, KeyPackagesBody, PutDeviceRequest, SetIdentityRequest,
 };
 use chatmesh_protocol::service::{
-    Claim, DeviceDelete, DevicePut, Devices, IdentitySet, KeyPackagesAdd,
+    Claim, DeviceDelete, DevicePut, Devices, GroupGet, GroupPut, IdentitySet, KeyPackagesAdd,
+    RoomUserRequest,
 };
 use chatmesh_protocol::ApiError;
 
@@ -40,13 +42,16 @@ pub(super) async fn handle(
         }
         (&Method::GET, ["users", user]) => devices(state, req, user).await,
         (&Method::POST, ["users", user, "claim"]) => claim(state, req, user).await,
+        (&Method::PUT, ["rooms", room, "group"]) => put_group(state, req, room).await,
+        (&Method::GET, ["rooms", room, "group"]) => get_group(state, req, room).await,
         (
             _,
             ["identity"]
             | ["devices", _]
             | ["devices", _, "key-packages"]
             | ["users", _]
-            | ["users", _, "claim"],
+            | ["users", _, "claim"]
+            | ["rooms", _, "group"],
         ) => Err(ApiError::bad_request("method not allowed here").into()),
         _ => Err(ApiError::not_found("no such endpoint").into()),
     };
@@ -124,4 +129,29 @@ async fn claim(state: &AppState, req: Request<Incoming>, user: &str) -> Answer {
     };
     let claimed = state.services.ask::<Claim>(&req.user, &req).await?;
     Ok(reply::json(200, &claimed))
+}
+
+async fn put_group(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
+    let user = caller(state, &req).await?;
+    name("room", room)?;
+    let b: GroupBody = body(req).await?;
+    b.validate()?;
+    let req = GroupPutRequest {
+        room: room.to_owned(),
+        user,
+        body: b,
+    };
+    let group = state.services.ask::<GroupPut>(&req.room, &req).await?;
+    Ok(reply::json(200, &group))
+}
+
+async fn get_group(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
+    let user = caller(state, &req).await?;
+    name("room", room)?;
+    let req = RoomUserRequest {
+        room: room.to_owned(),
+        user,
+    };
+    let group = state.services.ask::<GroupGet>(&req.room, &req).await?;
+    Ok(reply::json(200, &group))
 }

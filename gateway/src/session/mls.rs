@@ -12,13 +12,16 @@
 //! two commits racing past the first check JetStream stores one and answers the other as a
 //! duplicate of it: that one is refused here. Behind both, the worker stores a commit for any
 //! other epoch as a void marker, so clients that apply the same rule in seq order never fork.
+//!
+//! The first half carries the commit: in a room whose group the server tracks (docs/E2EE.md,
+//! "Checked commits") the worker refuses one that no member of the group could have made.
 
 use std::time::Duration;
 
 use chatmesh_protocol::backoff::Backoff;
-use chatmesh_protocol::e2ee::{commit_msg_id, Mls, MlsKind};
+use chatmesh_protocol::e2ee::{commit_msg_id, Mls, MlsKind, RoomEpochRequest};
 use chatmesh_protocol::message::Payload;
-use chatmesh_protocol::service::{RoomEpochGet, RoomKind, RoomUserRequest};
+use chatmesh_protocol::service::{RoomEpochGet, RoomKind};
 use chatmesh_protocol::ApiError;
 
 use tokio::time::Instant;
@@ -65,9 +68,11 @@ pub(super) async fn check(
     if mls.kind != MlsKind::Commit {
         return Ok(Commit::No);
     }
-    let req = RoomUserRequest {
+    // The worker checks the commit against the room's group when it tracks it.
+    let req = RoomEpochRequest {
         room: room.to_owned(),
         user: user.to_owned(),
+        commit: Some(mls.clone()),
     };
     // A commit made right after the one that started its epoch may get here before the
     // worker stored that one: wait for the worker a little before calling it early.

@@ -1,7 +1,8 @@
 //! The key-package directory of end-to-end encrypted rooms: a user's identity key, its
 //! devices and their unclaimed KeyPackages (numbered in upload order, claimed oldest first).
 //! Opaque bytes to the server: it checks only a device's signature by the identity key
-//! (`crate::service::e2ee`).
+//! (`crate::service::e2ee`). Beside them, per room, the public state of the room's MLS group
+//! when the server checks its commits (`crate::groups`).
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,19 @@ pub struct DeviceRecord {
 }
 
 impl Model {
+    /// The public state of an e2ee room's MLS group, when the server checks its commits.
+    pub async fn mls_group(&self, room: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(&keys::mls_group(room)).await
+    }
+
+    pub fn put_mls_group(batch: &mut WriteBatch, room: &str, state: Vec<u8>) {
+        batch.put(keys::mls_group(room), state);
+    }
+
+    pub fn delete_mls_group(batch: &mut WriteBatch, room: &str) {
+        batch.delete(keys::mls_group(room));
+    }
+
     pub async fn identity(&self, user: &str) -> Result<Option<IdentityRecord>, StoreError> {
         self.get_json(&keys::identity(user)).await
     }

@@ -41,6 +41,7 @@
 //! | block | `B h16(user) user 00 other` | [`BlockRecord`](super::records::BlockRecord): `user` blocked `other` |
 //! | closed DM | `C h16(user) user 00 room` | be64(the DM's last seq when `user` closed it) |
 //! | invitation | `N h16(user) user 00 room` | [`InvitationRecord`](super::records::InvitationRecord): `user` is invited to `room` |
+//! | MLS group of an e2ee room | `G h16(room) room` | its public state ([`crate::groups::Tracked::save`]) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -81,6 +82,7 @@ const KEY_PACKAGE: u8 = b'P';
 const BLOCK: u8 = b'B';
 const DM_CLOSED: u8 = b'C';
 const INVITATION: u8 = b'N';
+const MLS_GROUP: u8 = b'G';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -484,6 +486,10 @@ pub fn mutes_of(room: &str) -> Range<Vec<u8>> {
 /// A room's display name: apart from [`room`], like the topic.
 pub fn room_name(room: &str) -> Vec<u8> {
     named(ROOM_NAME, room, 0)
+}
+
+pub fn mls_group(room: &str) -> Vec<u8> {
+    named(MLS_GROUP, room, 0)
 }
 
 /// A user's identity key (e2ee).

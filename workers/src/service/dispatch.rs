@@ -278,6 +278,12 @@ impl Service {
                 call::<ops::KeyPackagesAdd, _>(payload, |r| self.e2ee_key_packages(r)).await
             }
             ops::Claim::NAME => call::<ops::Claim, _>(payload, |r| self.e2ee_claim(r)).await,
+            ops::GroupPut::NAME => {
+                call::<ops::GroupPut, _>(payload, |r| self.e2ee_group_put(r)).await
+            }
+            ops::GroupGet::NAME => {
+                call::<ops::GroupGet, _>(payload, |r| self.e2ee_group_get(r)).await
+            }
             ops::RoomEpochGet::NAME => {
                 call::<ops::RoomEpochGet, _>(payload, |r| self.room_epoch(r)).await
             }

@@ -12,11 +12,11 @@
 use chatmesh_protocol::e2ee::{
     decode, device_statement, encode, AddKeyPackagesRequest, Claimed, ClaimedPackage, CommitRef,
     DeviceInfo, DeviceRequest, Identity, KeyPackageCount, PutDeviceRequest, RoomEpoch,
-    SetIdentityRequest, UserDevices, ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, MAX_DEVICES,
-    MAX_KEY_PACKAGES, MAX_SIGNATURE_KEY_BYTES,
+    RoomEpochRequest, SetIdentityRequest, UserDevices, ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES,
+    MAX_DEVICES, MAX_KEY_PACKAGES, MAX_SIGNATURE_KEY_BYTES,
 };
 use chatmesh_protocol::message::now_ms;
-use chatmesh_protocol::service::{Done, RoomUserRequest};
+use chatmesh_protocol::service::Done;
 use chatmesh_protocol::ApiError;
 use ed25519_dalek::{Signature, VerifyingKey};
 
@@ -208,10 +208,16 @@ impl Service {
         })
     }
 
-    /// The room's epoch as stored: commits for other epochs are refused by gateways.
-    pub async fn room_epoch(&self, req: RoomUserRequest) -> Result<RoomEpoch, ApiError> {
+    /// The room's epoch as stored: commits for other epochs are refused by gateways. A
+    /// commit for this epoch, when the request carries it, is checked against the room's
+    /// group when the server tracks it (`groups.rs`).
+    pub async fn room_epoch(&self, req: RoomEpochRequest) -> Result<RoomEpoch, ApiError> {
         valid("room", &req.room)?;
         let stats = self.caches().stats(self.model(), &req.room).await?;
+        if let Some(commit) = req.commit.as_ref().filter(|c| c.epoch == stats.epoch) {
+            self.check_commit(&req.room, &req.user, &stats, commit)
+                .await?;
+        }
         let commit = match stats.commit {
             0 => None,
             seq => self

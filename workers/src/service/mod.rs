@@ -17,6 +17,7 @@ mod e2ee;
 mod edits;
 pub(crate) mod files;
 mod fresh;
+mod groups;
 mod history;
 mod invitations;
 mod locks;

@@ -127,6 +127,7 @@ impl Service {
         batch.delete(keys::public(room));
         batch.delete(keys::topic(room));
         batch.delete(keys::room_name(room));
+        Model::delete_mls_group(&mut batch, room);
         Model::put_deletion(&mut batch, room, &state);
         self.model().write(batch).await?;
         self.caches().room_deleted(room).await;

@@ -1,0 +1,212 @@
+//! Checked commits of `e2ee` rooms (docs/E2EE.md, "Checked commits"), served by the room's
+//! worker: the creator hands the room's group over at epoch 0 (`e2ee_group_put`); from then
+//! on `room_epoch` checks a commit for the room's epoch against the group before the gateway
+//! publishes it, so a commit no member could have made (junk, another group's, signed by a
+//! leaf that is not the sender's) is refused instead of moving the room's epoch on.
+//!
+//! The record follows the room lazily: the store writer does not touch it. A check finds it
+//! at the room's epoch or one behind (every commit the store holds passed a check at its
+//! epoch, which brought the record to that epoch), and one behind is caught up by applying
+//! the commit that started the room's epoch (`RoomStats::commit`). A record that cannot be
+//! caught up (damaged, the commit trimmed away) is dropped, logged and counted: the room
+//! goes back to unchecked ordering rather than refusing every commit.
+
+use chatmesh_protocol::e2ee::{decode, GroupPutRequest, Mls, RoomGroup};
+use chatmesh_protocol::service::{RoomKind, RoomUserRequest};
+use chatmesh_protocol::ApiError;
+use tracing::warn;
+
+use super::{valid, Service};
+use crate::groups::{GroupError, Tracked};
+use crate::metrics as m;
+use crate::model::{Model, RoomStats};
+use crate::store::WriteBatch;
+
+/// Lock kind of a room's group record.
+const LOCK_GROUP: u8 = b'g';
+
+/// Largest commit read from a file of the room (as the SDK sends one: 8 MiB).
+const MAX_COMMIT_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+impl Service {
+    /// Takes the group of an `e2ee` room from its creator, before the room's first commit.
+    pub async fn e2ee_group_put(&self, req: GroupPutRequest) -> Result<RoomGroup, ApiError> {
+        valid("room", &req.room)?;
+        req.body.validate()?;
+        let meta = self.room_meta(&req.room).await?;
+        if meta.kind != RoomKind::E2ee {
+            return Err(ApiError::bad_request("only an e2ee room has a group"));
+        }
+        if meta.owner.as_deref() != Some(req.user.as_str()) {
+            return Err(ApiError::forbidden(
+                "only the room's creator hands its group over",
+            ));
+        }
+        let info = decode(&req.body.group_info, "group_info")?;
+        let tree = decode(&req.body.ratchet_tree, "ratchet_tree")?;
+        let tracked = Tracked::create(&req.room, &req.user, &info, &tree).map_err(refusal)?;
+        let state = tracked.save();
+        let _guard = self.inner.locks.lock(LOCK_GROUP, &req.room, "").await;
+        let stats = self.caches().stats(self.model(), &req.room).await?;
+        match self.model().mls_group(&req.room).await? {
+            // The same group again (a retry) is fine.
+            Some(old) if old == state => {}
+            Some(_) => return Err(ApiError::conflict("the room's group is on record already")),
+            None if stats.epoch != 0 || stats.commit != 0 => {
+                return Err(ApiError::conflict(
+                    "the group is handed over before the room's first commit",
+                ))
+            }
+            None => {
+                let mut batch = WriteBatch::new();
+                Model::put_mls_group(&mut batch, &req.room, state);
+                self.model().write(batch).await?;
+            }
+        }
+        Ok(view(&req.room, Some(&tracked), stats.epoch))
+    }
+
+    /// Whether the room's commits are checked, and the group as the server tracks it
+    /// (members of the room only).
+    pub async fn e2ee_group_get(&self, req: RoomUserRequest) -> Result<RoomGroup, ApiError> {
+        valid("room", &req.room)?;
+        if self.room_meta(&req.room).await?.kind != RoomKind::E2ee {
+            return Err(ApiError::bad_request("only an e2ee room has a group"));
+        }
+        if self.model().role(&req.room, &req.user).await?.is_none() {
+            return Err(ApiError::forbidden("only members see the room's group"));
+        }
+        let stats = self.caches().stats(self.model(), &req.room).await?;
+        let tracked = self.tracked(&req.room, &stats).await?;
+        Ok(view(&req.room, tracked.as_ref(), stats.epoch))
+    }
+
+    /// Checks a commit `user` sends for the room's epoch (`stats.epoch`) against the room's
+    /// group, when the room has one on record.
+    pub(super) async fn check_commit(
+        &self,
+        room: &str,
+        user: &str,
+        stats: &RoomStats,
+        commit: &Mls,
+    ) -> Result<(), ApiError> {
+        let Some(tracked) = self.tracked(room, stats).await? else {
+            return Ok(());
+        };
+        if tracked.epoch() > stats.epoch {
+            // The room moved on while this request was read.
+            return Err(ApiError::conflict(format!(
+                "stale epoch: the room is at epoch {}",
+                tracked.epoch()
+            )));
+        }
+        let bytes = self.commit_bytes(room, commit).await?;
+        match tracked.check(user, &bytes) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let why = match e {
+                    GroupError::Malformed { .. } => "malformed",
+                    GroupError::Private => "private",
+                    _ => "refused",
+                };
+                metrics::counter!(m::MLS_COMMITS_REFUSED, "why" => why).increment(1);
+                Err(refusal(e))
+            }
+        }
+    }
+
+    /// The room's group record, caught up to the room's epoch; `None` when the room's
+    /// commits are not checked.
+    async fn tracked(&self, room: &str, stats: &RoomStats) -> Result<Option<Tracked>, ApiError> {
+        if self.model().mls_group(room).await?.is_none() {
+            return Ok(None);
+        }
+        let _guard = self.inner.locks.lock(LOCK_GROUP, room, "").await;
+        let Some(state) = self.model().mls_group(room).await? else {
+            return Ok(None);
+        };
+        let mut tracked = match Tracked::load(room, &state) {
+            Ok(t) => t,
+            Err(e) => return self.untrack(room, &e.to_string()).await,
+        };
+        if tracked.epoch() >= stats.epoch {
+            return Ok(Some(tracked));
+        }
+        if tracked.epoch() + 1 != stats.epoch {
+            let why = format!(
+                "the record is at epoch {}, the room at {}",
+                tracked.epoch(),
+                stats.epoch
+            );
+            return self.untrack(room, &why).await;
+        }
+        // One behind: apply the commit that started the room's epoch.
+        let Some(stored) = self.model().message(room, stats.commit).await? else {
+            return self.untrack(room, "the last commit is not stored").await;
+        };
+        let Some(mls) = &stored.mls else {
+            return self
+                .untrack(room, "the last commit has no MLS message")
+                .await;
+        };
+        let bytes = self.commit_bytes(room, mls).await?;
+        let applied = tracked
+            .check(&stored.from, &bytes)
+            .and_then(|c| tracked.apply(c));
+        if let Err(e) = applied {
+            return self.untrack(room, &e.to_string()).await;
+        }
+        let mut batch = WriteBatch::new();
+        Model::put_mls_group(&mut batch, room, tracked.save());
+        self.model().write(batch).await?;
+        Ok(Some(tracked))
+    }
+
+    /// Drops a group record that cannot be caught up: the room's commits are no longer
+    /// checked.
+    async fn untrack(&self, room: &str, why: &str) -> Result<Option<Tracked>, ApiError> {
+        warn!(
+            room,
+            why, "dropping the room's MLS group record: its commits are no longer checked"
+        );
+        metrics::counter!(m::MLS_GROUPS_UNTRACKED).increment(1);
+        let mut batch = WriteBatch::new();
+        Model::delete_mls_group(&mut batch, room);
+        self.model().write(batch).await?;
+        Ok(None)
+    }
+
+    /// The MLS message bytes of a commit: inline, or the room's file it names.
+    async fn commit_bytes(&self, room: &str, mls: &Mls) -> Result<Vec<u8>, ApiError> {
+        let Some(file) = &mls.file else {
+            return decode(&mls.data, "mls.data");
+        };
+        let files = self.files()?;
+        let store = &files.files.store;
+        let bytes = store
+            .read_all(&store.object(room, file), MAX_COMMIT_FILE_BYTES)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("the commit's file: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+}
+
+fn view(room: &str, tracked: Option<&Tracked>, epoch: u64) -> RoomGroup {
+    RoomGroup {
+        room: room.to_owned(),
+        checked: tracked.is_some(),
+        epoch: tracked.map_or(epoch, Tracked::epoch),
+        members: tracked.map(Tracked::members).unwrap_or_default(),
+    }
+}
+
+fn refusal(e: GroupError) -> ApiError {
+    match e {
+        GroupError::Malformed { .. } | GroupError::Private => ApiError::bad_request(e.to_string()),
+        GroupError::Refused(_) => ApiError::forbidden(e.to_string()),
+        GroupError::Record(_) => {
+            warn!(error = %e, "an MLS group record does not load");
+            ApiError::internal()
+        }
+    }
+}
