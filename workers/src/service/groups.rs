@@ -101,8 +101,10 @@ impl Service {
             )));
         }
         let bytes = self.commit_bytes(room, commit).await?;
-        match tracked.check(user, &bytes) {
-            Ok(_) => Ok(()),
+        let user = user.to_owned();
+        let checked = off_thread(move || tracked.check(&user, &bytes).map(drop)).await?;
+        match checked {
+            Ok(()) => Ok(()),
             Err(e) => {
                 let why = match e {
                     GroupError::Malformed { .. } => "malformed",
@@ -150,9 +152,13 @@ impl Service {
                 .await;
         };
         let bytes = self.commit_bytes(room, mls).await?;
-        let applied = tracked
-            .check(&stored.from, &bytes)
-            .and_then(|c| tracked.apply(c));
+        let (tracked, applied) = off_thread(move || {
+            let applied = tracked
+                .check(&stored.from, &bytes)
+                .and_then(|c| tracked.apply(c));
+            (tracked, applied)
+        })
+        .await?;
         if let Err(e) = applied {
             return self.untrack(room, &e.to_string()).await;
         }
@@ -189,6 +195,17 @@ impl Service {
             .map_err(|e| ApiError::bad_request(format!("the commit's file: {e}")))?;
         Ok(bytes.to_vec())
     }
+}
+
+/// Runs MLS work (signatures, tree hashes: milliseconds for a large group) on a blocking
+/// thread, off the worker's async tasks.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        warn!(error = %e, "an MLS check did not finish");
+        ApiError::internal()
+    })
 }
 
 fn view(room: &str, tracked: Option<&Tracked>, epoch: u64) -> RoomGroup {
