@@ -2,7 +2,8 @@
 //! room's epoch moves it on and becomes the epoch's commit; a commit for any other epoch
 //! (one that got past the gateway's checks, e.g. after the duplicate window) is stored as a
 //! void marker that keeps the `prev` chain and changes nothing; other MLS kinds never move
-//! the epoch; the worker answers `room_epoch` with the epoch and its commit.
+//! the epoch; the worker answers `room_epoch` with the epoch and its commit. A room's group
+//! record (checked commits) that cannot follow the room is dropped.
 
 mod common;
 
@@ -97,4 +98,94 @@ async fn only_a_commit_for_the_rooms_epoch_moves_it() {
     assert_eq!(e.epoch, 2);
     let c = e.commit.expect("the epoch's commit");
     assert_eq!((c.seq, c.from.as_str(), c.id.as_str()), (7, "bob", "m7"));
+}
+
+/// ann's group of room `r` at epoch 0, as the SDK hands it over.
+fn ann_group() -> chatmesh_protocol::e2ee::GroupBody {
+    use openmls::prelude::tls_codec::Serialize as _;
+    use openmls::prelude::*;
+    use openmls_basic_credential::SignatureKeyPair;
+    use openmls_rust_crypto::OpenMlsRustCrypto;
+
+    let suite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+    let provider = OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(suite.signature_algorithm()).unwrap();
+    let cred = CredentialWithKey {
+        credential: BasicCredential::new(b"ann/laptop".to_vec()).into(),
+        signature_key: signer.public().into(),
+    };
+    let group = MlsGroup::builder()
+        .ciphersuite(suite)
+        .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .with_group_id(GroupId::from_slice(b"r"))
+        .build(&provider, &signer, cred)
+        .unwrap();
+    let info = group
+        .export_group_info(provider.crypto(), &signer, false)
+        .unwrap();
+    chatmesh_protocol::e2ee::GroupBody {
+        group_info: encode(&info.to_bytes().unwrap()),
+        ratchet_tree: encode(
+            &group
+                .export_ratchet_tree()
+                .tls_serialize_detached()
+                .unwrap(),
+        ),
+    }
+}
+
+async fn check(l: &Local, epoch: u64) -> Result<(), chatmesh_protocol::ApiError> {
+    let req = chatmesh_protocol::e2ee::RoomEpochRequest {
+        room: "r".into(),
+        user: "bob".into(),
+        commit: Some(Mls {
+            kind: MlsKind::Commit,
+            epoch,
+            data: encode(b"junk"),
+            file: None,
+        }),
+    };
+    l.service.room_epoch(req).await.map(drop)
+}
+
+async fn checked(l: &Local) -> bool {
+    let req = RoomUserRequest {
+        room: "r".into(),
+        user: "ann".into(),
+    };
+    l.service.e2ee_group_get(req).await.unwrap().checked
+}
+
+/// A group record that cannot follow its room (here: a commit stored without a check, as a
+/// gateway of an older version would) is dropped and the room goes back to unchecked
+/// ordering, rather than refusing every commit from then on.
+#[tokio::test]
+async fn a_group_record_that_cannot_follow_the_room_is_dropped() {
+    let l = Local::new().await;
+    users(&l, &["ann", "bob"]).await;
+    create(&l, "r", RoomKind::E2ee, "ann").await;
+    let put = chatmesh_protocol::e2ee::GroupPutRequest {
+        room: "r".into(),
+        user: "ann".into(),
+        body: ann_group(),
+    };
+    l.service.e2ee_group_put(put).await.unwrap();
+    assert!(checked(&l).await);
+    let e = check(&l, 0).await.unwrap_err();
+    assert_eq!(e.code, chatmesh_protocol::ErrorCode::BadRequest, "{e:?}");
+
+    let mut cp = 0;
+    store_batch(
+        &l.model,
+        &l.caches,
+        0,
+        &mut cp,
+        vec![d(1, "bob", MlsKind::Commit, 0)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(epoch(&l).await.epoch, 1);
+    // The record cannot apply the stored junk: dropped, and commits are not checked.
+    check(&l, 1).await.unwrap();
+    assert!(!checked(&l).await);
 }
