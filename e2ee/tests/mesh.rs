@@ -118,6 +118,43 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     Ok(())
 }
 
+/// Three users, each with a device that published 3 KeyPackages; the first creates `room`
+/// (kind `e2ee`) and adds the other two.
+async fn three_in(
+    dir: &std::path::Path,
+    base: &str,
+    room: &str,
+    names: [(&str, &str); 3],
+) -> Result<[(Client, Device); 3]> {
+    let mut out = Vec::with_capacity(3);
+    for (name, device) in names {
+        let client = user(base, name).await?;
+        let mut dev = Device::create(dir.join(name), name, device, None)?;
+        publish(&mut dev, &client.http(), 3).await?;
+        out.push((client, dev));
+    }
+    let creator = out[0].0.http();
+    creator.create_room(room, RoomKind::E2ee).await?;
+    for (name, _) in &names[1..] {
+        creator.add_member(room, name, false).await?;
+    }
+    out.try_into()
+        .map_err(|_| anyhow::anyhow!("three users, three devices"))
+}
+
+/// The room's group as the server tracks it, once at `epoch` (the worker stores a commit a
+/// moment after its ack), within 10 s.
+async fn group_at(client: &Client, room: &str, epoch: u64) -> Result<chatmesh_e2ee::RoomGroup> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let group = client.http().e2ee_group(room).await?;
+        if group.epoch == epoch || Instant::now() > deadline {
+            return Ok(group);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The refusal code of `sent`, which must have been refused.
 fn refused<T: std::fmt::Debug>(sent: chatmesh_client::Result<T>) -> Result<ErrorCode> {
     match sent {
@@ -135,19 +172,13 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
     let dir = tempfile::tempdir()?;
     let mesh = mesh(dir.path()).await;
     let base = mesh.url();
-    let ann = user(&base, "ann").await?;
-    let bob = user(&base, "bob").await?;
-    let mal = user(&base, "mal").await?;
-    ann.http().create_room(ROOM, RoomKind::E2ee).await?;
-    for u in ["bob", "mal"] {
-        ann.http().add_member(ROOM, u, false).await?;
-    }
-    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
-    let mut bob_dev = Device::create(dir.path().join("bob"), "bob", "phone", None)?;
-    let mut mal_dev = Device::create(dir.path().join("mal"), "mal", "box", None)?;
-    publish(&mut ann_dev, &ann.http(), 2).await?;
-    publish(&mut bob_dev, &bob.http(), 2).await?;
-    publish(&mut mal_dev, &mal.http(), 2).await?;
+    let [(ann, mut ann_dev), (bob, mut bob_dev), (mal, mut mal_dev)] = three_in(
+        dir.path(),
+        &base,
+        ROOM,
+        [("ann", "laptop"), ("bob", "phone"), ("mal", "box")],
+    )
+    .await?;
 
     // Only the creator hands the group over, once, before the first commit.
     create_group(&mut ann_dev, &ann.http(), ROOM).await?;
@@ -219,15 +250,7 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
     )
     .await?;
     assert_eq!(done.epoch, 3);
-    // (the worker stores the commit a moment after the ack)
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let group = loop {
-        let group = ann.http().e2ee_group(ROOM).await?;
-        if group.epoch == 3 || Instant::now() > deadline {
-            break group;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let group = group_at(&ann, ROOM, 3).await?;
     assert_eq!(
         (group.epoch, group.members),
         (3, vec!["ann/laptop".to_owned()])
@@ -305,19 +328,13 @@ async fn three_members_and_the_server_never_sees_plaintext() -> Result<()> {
         }
     });
 
-    let ann = user(&base, "ann").await?;
-    let bob = user(&base, "bob").await?;
-    let carl = user(&base, "carl").await?;
-    ann.http().create_room(room, RoomKind::E2ee).await?;
-    for u in ["bob", "carl"] {
-        ann.http().add_member(room, u, false).await?;
-    }
-    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
-    let mut bob_dev = Device::create(dir.path().join("bob"), "bob", "phone", None)?;
-    let mut carl_dev = Device::create(dir.path().join("carl"), "carl", "tablet", None)?;
-    publish(&mut ann_dev, &ann.http(), 3).await?;
-    publish(&mut bob_dev, &bob.http(), 3).await?;
-    publish(&mut carl_dev, &carl.http(), 3).await?;
+    let [(ann, mut ann_dev), (bob, mut bob_dev), (carl, mut carl_dev)] = three_in(
+        dir.path(),
+        &base,
+        room,
+        [("ann", "laptop"), ("bob", "phone"), ("carl", "tablet")],
+    )
+    .await?;
 
     create_group(&mut ann_dev, &ann.http(), room).await?;
     let packages = claim(&mut ann_dev, &ann.http(), &["bob", "carl"]).await?;
@@ -555,14 +572,7 @@ async fn a_welcome_too_large_to_send_inline_travels_as_a_file() -> Result<()> {
         })
         .context("the commit is in history")?;
     assert!(commit_msg.file.is_some(), "{commit_msg:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let group = loop {
-        let group = ann.http().e2ee_group(room).await?;
-        if group.epoch == 1 || Instant::now() > deadline {
-            break group;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let group = group_at(&ann, room, 1).await?;
     assert!(group.checked);
     assert_eq!((group.epoch, group.members.len()), (1, MEMBERS + 1));
     assert_eq!(welcome.attachments.len(), 1);
