@@ -104,7 +104,7 @@ impl Sealed {
         }
         let mut device = self.device.lock().await;
         catch_up(&mut device, client, room).await?;
-        let packages = claim(&mut device, &client.http(), &[user]).await?;
+        let packages = claim(&mut device, &client.http(), room, &[user]).await?;
         commit(&mut device, client, room, &Change::Add(packages)).await?;
         Ok(())
     }

@@ -224,7 +224,7 @@ async fn an_e2ee_room_from_the_terminal() -> Result<()> {
     assert_eq!(devices.devices[0].device, "cli");
 
     // ann adds bob's device to the group and writes to him.
-    let packages = claim(&mut ann_dev, &ann.http(), &["bob"]).await?;
+    let packages = claim(&mut ann_dev, &ann.http(), "vault", &["bob"]).await?;
     commit(&mut ann_dev, &ann, "vault", &Change::Add(packages)).await?;
     send_text(&mut ann_dev, &ann, "vault", "hello bob, sealed").await?;
 

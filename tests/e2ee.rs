@@ -449,3 +449,82 @@ async fn the_key_package_directory_hands_out_each_package_once() -> Result<()> {
     assert_eq!(s, 409);
     Ok(())
 }
+
+/// `POST /v1/e2ee/users/{user}/claim{query}` by `token`: status and body.
+async fn claim_of(api: &Api, token: &str, user: &str, query: &str) -> Result<(u16, Value)> {
+    let path = format!("/v1/e2ee/users/{user}/claim{query}");
+    api.call("POST", &path, Some(token), None).await
+}
+
+/// `POST /v1/rooms` by `token`: status and body.
+async fn create_room(api: &Api, token: &str, room: &str, kind: &str) -> Result<(u16, Value)> {
+    let body = json!({ "room": room, "kind": kind });
+    api.call("POST", "/v1/rooms", Some(token), Some(body)).await
+}
+
+/// A user who takes adds by invitation only (`PUT /v1/users/me/adds`) has its KeyPackages
+/// claimed only for an `e2ee` room that the caller and the user are both members of
+/// (`POST /v1/e2ee/users/{user}/claim?room=`): accounts it never let in cannot drain them.
+/// A user who keeps the default (`anyone`) is claimed as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_a_user_who_takes_invitations_need_a_shared_e2ee_room() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let dora = api.user("dora").await?;
+    let mal = api.user("mal").await?;
+    let keys = Keys::new(9);
+    assert_eq!(put_identity(&api, &dora, keys.public()).await?.0, 200);
+    let record = keys.device("dora", "phone", b"sk");
+    assert_eq!(put_device(&api, &dora, "phone", record).await?.0, 200);
+    let packages: Vec<String> = (0..5u8).map(|i| b64(&[i; 64])).collect();
+    let body = json!({"key_packages": packages});
+    assert_eq!(post_packages(&api, &dora, "phone", body).await?.0, 200);
+    let adds = |adds: &'static str| {
+        let body = json!({ "adds": adds });
+        api.call("PUT", "/v1/users/me/adds", Some(&dora), Some(body))
+    };
+    assert_eq!(adds("invitations").await?.0, 200);
+    let claim = |token, query| claim_of(&api, token, "dora", query);
+    let room = |token, room, kind| create_room(&api, token, room, kind);
+
+    // Without a room: refused.
+    let (s, v) = claim(&mal, "").await?;
+    assert_eq!(
+        (s, http_error(&v)),
+        (403, Some(ErrorCode::Forbidden)),
+        "{v}"
+    );
+    // ann's e2ee room: dora is only invited, then a member once she accepts.
+    assert_eq!(room(&ann, "vault", "e2ee").await?.0, 201);
+    let body = json!({"user": "dora", "role": "member"});
+    let (s, v) = api
+        .call("POST", "/v1/rooms/vault/members", Some(&ann), Some(body))
+        .await?;
+    assert_eq!(s, 202, "invited: {v}");
+    let (s, v) = claim(&ann, "?room=vault").await?;
+    assert_eq!(s, 403, "dora is not a member yet: {v}");
+    let (s, v) = api
+        .call("POST", "/v1/users/me/invitations/vault", Some(&dora), None)
+        .await?;
+    assert!(s < 300, "accepted: {s} {v}");
+    let (s, v) = claim(&ann, "?room=vault").await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["key_packages"][0]["key_package"], json!(b64(&[0; 64])));
+    // Not for a room the caller is not in, one dora is not in, or one that is not e2ee.
+    let (s, _) = claim(&mal, "?room=vault").await?;
+    assert_eq!(s, 403, "mal is not in vault");
+    assert_eq!(room(&mal, "den", "e2ee").await?.0, 201);
+    let (s, _) = claim(&mal, "?room=den").await?;
+    assert_eq!(s, 403, "dora is not in den");
+    assert_eq!(room(&ann, "plain", "private").await?.0, 201);
+    let (s, _) = claim(&ann, "?room=plain").await?;
+    assert_eq!(s, 400, "not an e2ee room");
+    // Back to `anyone`: claimed without a room, as before (the next package).
+    assert_eq!(adds("anyone").await?.0, 200);
+    let (s, v) = claim(&mal, "").await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["key_packages"][0]["key_package"], json!(b64(&[1; 64])));
+    Ok(())
+}

@@ -67,6 +67,14 @@ impl Http {
         self.call(reqwest::Method::POST, &path, None).await
     }
 
+    /// `POST /v1/e2ee/users/{user}/claim?room={room}`: [`Http::e2ee_claim`] for `room`, an
+    /// e2ee room the caller and `user` are both members of (needed for a user who takes adds
+    /// by invitation only).
+    pub async fn e2ee_claim_for(&self, user: &str, room: &str) -> Result<Claimed> {
+        let path = format!("/v1/e2ee/users/{user}/claim?room={room}");
+        self.call(reqwest::Method::POST, &path, None).await
+    }
+
     /// `PUT /v1/e2ee/rooms/{room}/group`: hands the room's new group (epoch 0) to the
     /// server, which then checks every commit of the room (the room's creator, before its
     /// first commit).

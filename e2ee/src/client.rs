@@ -60,8 +60,12 @@ impl Directory for Http {
         self.e2ee_devices(user).await.map_err(transport)
     }
 
-    async fn claim(&self, user: &str) -> Result<Vec<ClaimedPackage>, TransportError> {
-        Ok(self.e2ee_claim(user).await.map_err(transport)?.key_packages)
+    async fn claim(&self, room: &str, user: &str) -> Result<Vec<ClaimedPackage>, TransportError> {
+        Ok(self
+            .e2ee_claim_for(user, room)
+            .await
+            .map_err(transport)?
+            .key_packages)
     }
 
     async fn put_group(&self, room: &str, group: &GroupBody) -> Result<(), TransportError> {

@@ -44,9 +44,11 @@ pub trait Directory {
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// `GET /v1/e2ee/users/{user}`.
     fn user(&self, user: &str) -> impl Future<Output = Result<UserDevices, TransportError>> + Send;
-    /// `POST /v1/e2ee/users/{user}/claim`.
+    /// `POST /v1/e2ee/users/{user}/claim?room={room}`: for `room`, which the caller and
+    /// `user` are both members of.
     fn claim(
         &self,
+        room: &str,
         user: &str,
     ) -> impl Future<Output = Result<Vec<ClaimedPackage>, TransportError>> + Send;
     /// `PUT /v1/e2ee/rooms/{room}/group`: hands the room's new group to the server, which

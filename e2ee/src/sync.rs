@@ -100,17 +100,19 @@ pub async fn hand_over_group(
     Ok(())
 }
 
-/// Claims one KeyPackage per device of each of `users` and checks them (see
-/// [`Device::verify_claims`]). The users must already be members of the room server-side.
+/// Claims one KeyPackage per device of each of `users` for `room` and checks them (see
+/// [`Device::verify_claims`]). The users must already be members of the room server-side
+/// (a user who takes adds by invitation only is claimed only for a room it is in).
 pub async fn claim(
     device: &mut Device,
     dir: &impl Directory,
+    room: &str,
     users: &[&str],
 ) -> Result<Vec<VerifiedKeyPackage>, Error> {
     let mut out = Vec::new();
     for user in users {
         let record = dir.user(user).await?;
-        let claims = dir.claim(user).await?;
+        let claims = dir.claim(room, user).await?;
         if claims.is_empty() {
             return Err(Error::NoKeyPackages((*user).to_owned()));
         }

@@ -80,7 +80,7 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     publish(&mut bob_dev, &bob.http(), 5).await?;
 
     create_group(&mut ann_dev, &ann.http(), ROOM).await?;
-    let packages = claim(&mut ann_dev, &ann.http(), &["bob"]).await?;
+    let packages = claim(&mut ann_dev, &ann.http(), ROOM, &["bob"]).await?;
     let added = commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
     assert_eq!((added.epoch, added.attempts), (1, 1));
     until(&mut bob_dev, &bob, |e| {
@@ -202,7 +202,7 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
         (0, vec!["ann/laptop".to_owned()])
     );
 
-    let packages = claim(&mut ann_dev, &ann.http(), &["bob"]).await?;
+    let packages = claim(&mut ann_dev, &ann.http(), ROOM, &["bob"]).await?;
     commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
     until(&mut bob_dev, &bob, |e| {
         e.iter()
@@ -337,7 +337,7 @@ async fn three_members_and_the_server_never_sees_plaintext() -> Result<()> {
     .await?;
 
     create_group(&mut ann_dev, &ann.http(), room).await?;
-    let packages = claim(&mut ann_dev, &ann.http(), &["bob", "carl"]).await?;
+    let packages = claim(&mut ann_dev, &ann.http(), room, &["bob", "carl"]).await?;
     let added = commit(&mut ann_dev, &ann, room, &Change::Add(packages)).await?;
     assert_eq!(added.epoch, 1);
     let joined = |e: &[Event]| {
@@ -543,7 +543,7 @@ async fn a_welcome_too_large_to_send_inline_travels_as_a_file() -> Result<()> {
         names.push(name);
     }
     let users: Vec<&str> = names.iter().map(String::as_str).collect();
-    let packages = claim(&mut ann_dev, &ann.http(), &users).await?;
+    let packages = claim(&mut ann_dev, &ann.http(), room, &users).await?;
     let added = commit(&mut ann_dev, &ann, room, &Change::Add(packages)).await?;
     assert_eq!(added.epoch, 1);
 

@@ -190,7 +190,7 @@ impl Directory for Conn {
         })
     }
 
-    async fn claim(&self, user: &str) -> Result<Vec<ClaimedPackage>, TransportError> {
+    async fn claim(&self, _room: &str, user: &str) -> Result<Vec<ClaimedPackage>, TransportError> {
         let mut inner = self.server.0.lock().unwrap();
         let mut out = Vec::new();
         for ((u, device), (packages, last_resort)) in inner.packages.iter_mut() {

@@ -37,7 +37,7 @@ impl Member {
     }
 
     pub fn add(&mut self, users: &[&str]) {
-        let packages = block_on(claim(&mut self.device, &self.conn, users)).unwrap();
+        let packages = block_on(claim(&mut self.device, &self.conn, ROOM, users)).unwrap();
         block_on(commit(
             &mut self.device,
             &self.conn,

@@ -86,13 +86,13 @@ fn lying_directory_is_caught() {
     let _eve = Member::new(&server, "eve");
     let eves = server.peek_package("eve", "phone");
     server.replace_packages("bob", "phone", eves);
-    let err = block_on(claim(&mut alice.device, &alice.conn, &["bob"])).unwrap_err();
+    let err = block_on(claim(&mut alice.device, &alice.conn, ROOM, &["bob"])).unwrap_err();
     assert!(matches!(err, Error::BadDevice { .. }), "{err:?}");
 
     let known = alice.device.known_fingerprint("bob").unwrap();
     let eve_id = crate::wire::decode(&_eve.device.identity_public(), "k").unwrap();
     server.set_identity("bob", &_eve.device.identity_public());
-    let err = block_on(claim(&mut alice.device, &alice.conn, &["bob"])).unwrap_err();
+    let err = block_on(claim(&mut alice.device, &alice.conn, ROOM, &["bob"])).unwrap_err();
     assert!(
         matches!(&err, Error::IdentityChanged { was, now, .. } if *was == known && *now == fingerprint(&eve_id))
     );

@@ -3,7 +3,8 @@
 //! (`PUT`/`DELETE /v1/e2ee/devices/{device}`) and their KeyPackages
 //! (`POST /v1/e2ee/devices/{device}/key-packages`), a user's devices
 //! (`GET /v1/e2ee/users/{user}`) and claiming one KeyPackage per device of a user to add it
-//! to a group (`POST /v1/e2ee/users/{user}/claim`, throttled per caller), and a room's
+//! to a group (`POST /v1/e2ee/users/{user}/claim[?room=]`, throttled per caller; a user who
+//! takes adds by invitation only is claimed only for an e2ee room both are members of), and a room's
 //! group as the server tracks it to check commits (`PUT`/`GET /v1/e2ee/rooms/{room}/group`).
 //!
 //! Shapes are checked here (a clear 400 without a round trip); the worker that owns the
@@ -16,14 +17,15 @@ use chatmesh_protocol::e2ee::{
     validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, GroupBody, GroupPutRequest,
     IdentityBody, KeyPackagesBody, PutDeviceRequest, SetIdentityRequest,
 };
+use chatmesh_protocol::invitations::{Adds, GetAdds};
 use chatmesh_protocol::service::{
     Claim, DeviceDelete, DevicePut, Devices, GroupGet, GroupPut, IdentitySet, KeyPackagesAdd,
-    RoomUserRequest,
+    RoomKind, RoomUserRequest, UserRequest,
 };
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
 
 use super::reply::{self, Body};
-use super::request::{body, caller, name, Answer, Refusal};
+use super::request::{body, caller, name, query_pairs, Answer, Refusal};
 use crate::state::AppState;
 
 /// Routes `/v1/e2ee/...` (segments after `e2ee`).
@@ -122,13 +124,64 @@ async fn devices(state: &AppState, req: Request<Incoming>, user: &str) -> Answer
 async fn claim(state: &AppState, req: Request<Incoming>, user: &str) -> Answer {
     let me = caller(state, &req).await?;
     name("user", user)?;
+    let room = query_pairs(&req)
+        .find(|(k, _)| *k == "room")
+        .map(|(_, v)| v.to_owned());
     state.throttle.claim_allowed(&me, user).await?;
+    match &room {
+        Some(room) => shared_e2ee_room(state, room, &me, user).await?,
+        None => claimable_by_anyone(state, user).await?,
+    }
     let req = DeviceRequest {
         user: user.to_owned(),
         device: String::new(),
     };
     let claimed = state.services.ask::<Claim>(&req.user, &req).await?;
     Ok(reply::json(200, &claimed))
+}
+
+/// A claim that names no room: refused for a user who takes adds by invitation only (its
+/// packages are for rooms it is in, not for anyone who asks).
+async fn claimable_by_anyone(state: &AppState, user: &str) -> Result<(), ApiError> {
+    let req = UserRequest {
+        user: user.to_owned(),
+    };
+    // A user without an account here (an external issuer's) takes adds.
+    match state.services.ask::<GetAdds>(&req.user, &req).await {
+        Ok(setting) if setting.adds == Adds::Invitations => Err(ApiError::forbidden(format!(
+            "{user} takes adds by invitation only: claim its KeyPackages for an e2ee room you \
+             are both members of (?room=ROOM)"
+        ))),
+        Err(e) if e.code != ErrorCode::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that `room` is an `e2ee` room both `me` and `user` are members of (a claim for
+/// it may take the KeyPackages of a user who takes adds by invitation only).
+async fn shared_e2ee_room(
+    state: &AppState,
+    room: &str,
+    me: &str,
+    user: &str,
+) -> Result<(), ApiError> {
+    name("room", room)?;
+    let mine = state.access.get(room, me).await?;
+    if mine.kind != RoomKind::E2ee {
+        return Err(ApiError::bad_request(
+            "claims name an e2ee room (?room=): this room is not one",
+        ));
+    }
+    if !mine.can_post() {
+        return Err(ApiError::forbidden("you are not a member of this room"));
+    }
+    let theirs = state.access.get(room, user).await?;
+    if !theirs.can_post() {
+        return Err(ApiError::forbidden(format!(
+            "{user} is not a member of this room: add them first"
+        )));
+    }
+    Ok(())
 }
 
 async fn put_group(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
