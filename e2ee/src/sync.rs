@@ -88,8 +88,10 @@ pub async fn create_group(
     hand_over_group(device, dir, room).await
 }
 
-/// Hands the room's group, still at epoch 0, to the server (again: the same group twice is
-/// fine).
+/// Hands the room's group to the server: a new room's at epoch 0 (again: the same group
+/// twice is fine), or, by the room's owner, an older room's at the room's epoch (this device
+/// caught up) while the server has none on record. From then on the server checks the
+/// room's commits.
 pub async fn hand_over_group(
     device: &mut Device,
     dir: &impl Directory,

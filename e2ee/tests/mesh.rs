@@ -263,6 +263,58 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
     Ok(())
 }
 
+/// A room whose group was not handed over at creation (an older SDK made it) is checked
+/// from the moment its owner hands the group over at the room's epoch: before, `GET .../group`
+/// says it is not checked; a member who is not the owner cannot hand it over; after, junk
+/// is refused and the members' commits go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_rooms_group_is_handed_over_later_and_checked_from_then_on() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let [(ann, mut ann_dev), (bob, mut bob_dev), (mal, _)] = three_in(
+        dir.path(),
+        &base,
+        ROOM,
+        [("ann", "laptop"), ("bob", "phone"), ("mal", "box")],
+    )
+    .await?;
+    ann_dev.create_group(ROOM)?; // on the device only
+    let packages = claim(&mut ann_dev, &ann.http(), ROOM, &["bob"]).await?;
+    commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
+    until(&mut bob_dev, &bob, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Joined { epoch: 1, .. }))
+    })
+    .await?;
+    let group = group_at(&ann, ROOM, 1).await?;
+    assert!(!group.checked && group.members.is_empty(), "{group:?}");
+
+    let body = bob_dev.group_body(ROOM)?;
+    assert_eq!(
+        refused(bob.http().e2ee_put_group(ROOM, &body).await)?,
+        ErrorCode::Forbidden,
+        "only the owner hands it over"
+    );
+    chatmesh_e2ee::hand_over_group(&mut ann_dev, &ann.http(), ROOM).await?;
+    let group = ann.http().e2ee_group(ROOM).await?;
+    assert!(group.checked);
+    assert_eq!(
+        (group.epoch, group.members),
+        (1, vec!["ann/laptop".to_owned(), "bob/phone".to_owned()])
+    );
+
+    let junk = mls_message(MlsKind::Commit, 1, b"no MLS message at all");
+    assert_eq!(
+        refused(mal.send_mls(ROOM, junk).await)?,
+        ErrorCode::BadRequest
+    );
+    let done = commit(&mut bob_dev, &bob, ROOM, &Change::SelfUpdate).await?;
+    assert_eq!((done.epoch, done.attempts), (2, 1));
+    assert_eq!(group_at(&ann, ROOM, 2).await?.epoch, 2);
+    Ok(())
+}
+
 /// Catches up `device` in `room` (any room) until `want` holds, within 10 s.
 async fn until_in(
     device: &mut Device,

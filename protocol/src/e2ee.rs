@@ -309,12 +309,14 @@ pub struct RoomEpochRequest {
 }
 
 /// Largest `group_info` or `ratchet_tree` of [`GroupBody`], in base64 characters (a group
-/// of one device at epoch 0 needs about 1,000).
-pub const MAX_GROUP_CHARS: usize = 16 * 1024;
+/// of one device at epoch 0 needs about 1,000; a ratchet tree takes about 440 per member,
+/// and the whole request is at most 64 KiB).
+pub const MAX_GROUP_CHARS: usize = 60 * 1024;
 
-/// `PUT /v1/e2ee/rooms/{room}/group`: the room's MLS group as its creator made it (epoch 0,
-/// one member): the TLS-serialized `MLSMessage` of its GroupInfo and its ratchet tree, in
-/// base64. With it on record the server checks every commit's sender before ordering it.
+/// `PUT /v1/e2ee/rooms/{room}/group`: the room's MLS group at the room's epoch, from its
+/// owner (at creation: epoch 0, one member): the TLS-serialized `MLSMessage` of its
+/// GroupInfo and its ratchet tree, in base64. With it on record the server checks every
+/// commit's sender before ordering it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupBody {
     pub group_info: String,

@@ -2,7 +2,8 @@
 //! group's public state (ratchet tree, group context, transcript hash) as openmls's
 //! `PublicGroup` keeps it for a delivery service, with no secret in it.
 //!
-//! The room's creator hands it over at epoch 0 ([`Tracked::create`]); from then on every
+//! The room's owner hands it over, at creation (epoch 0) or later at the room's epoch
+//! ([`Tracked::create`]); from then on every
 //! commit for the room is checked before it is ordered ([`Tracked::check`]): it must be an
 //! MLS `PublicMessage` of the group at its epoch, signed by a member's leaf whose credential
 //! names the user the server authenticated, and valid as far as public state can tell (the
@@ -26,6 +27,9 @@ pub enum GroupError {
     /// A handshake sent as a `PrivateMessage`: the server cannot check it.
     #[error("commits in this room are checked by the server: send them as MLS PublicMessages")]
     Private,
+    /// A group handed over at another epoch than the room's.
+    #[error("the group is at epoch {group}, the room at {room}: catch up and hand it over again")]
+    Epoch { group: u64, room: u64 },
     /// Parsed, but not acceptable (wrong group, epoch, sender, signature, ...).
     #[error("{0}")]
     Refused(String),
@@ -70,12 +74,14 @@ impl std::fmt::Debug for Checked {
 }
 
 impl Tracked {
-    /// The group of `room` as its creator `user` made it: epoch 0, one member, a device of
-    /// `user`. `group_info` is a TLS-serialized `MLSMessage` holding a GroupInfo,
+    /// The group of `room` at `epoch` (the room's), as its owner `user` hands it over: a
+    /// group a device of `user` is in; at epoch 0 (as created) that device alone.
+    /// `group_info` is a TLS-serialized `MLSMessage` holding a GroupInfo (signed by a member),
     /// `ratchet_tree` a TLS-serialized ratchet tree.
     pub fn create(
         room: &str,
         user: &str,
+        epoch: u64,
         group_info: &[u8],
         ratchet_tree: &[u8],
     ) -> Result<Self, GroupError> {
@@ -106,19 +112,23 @@ impl Tracked {
                 "the group's id is not the room's name".into(),
             ));
         }
-        if group.group_context().epoch().as_u64() != 0 {
-            return Err(GroupError::Refused(
-                "the group is handed over at epoch 0, as created".into(),
-            ));
+        let at = group.group_context().epoch().as_u64();
+        if at != epoch {
+            return Err(GroupError::Epoch {
+                group: at,
+                room: epoch,
+            });
         }
         let members: Vec<String> = member_names(&group).collect();
-        match members.as_slice() {
-            [one] if one.split_once('/').is_some_and(|(u, _)| u == user) => {}
-            _ => {
-                return Err(GroupError::Refused(format!(
-                "a new group has one member, a device of its creator {user} (it has {members:?})"
-            )))
-            }
+        let owners = members
+            .iter()
+            .filter(|m| m.split_once('/').is_some_and(|(u, _)| u == user))
+            .count();
+        if owners == 0 || (epoch == 0 && members.len() != 1) {
+            return Err(GroupError::Refused(format!(
+                "the group is handed over by its owner {user}, a member (at epoch 0 its only \
+                 member); it has {members:?}"
+            )));
         }
         Ok(Self { storage, group })
     }
@@ -314,7 +324,7 @@ mod tests {
 
     fn tracked(ann: &Dev, group: &MlsGroup) -> Tracked {
         let (info, tree) = ann.hand_over(group);
-        Tracked::create(ROOM, "ann", &info, &tree).unwrap()
+        Tracked::create(ROOM, "ann", 0, &info, &tree).unwrap()
     }
 
     #[test]
@@ -373,26 +383,36 @@ mod tests {
     }
 
     #[test]
-    fn only_a_new_group_of_its_creator_is_taken() {
+    fn only_the_owners_group_at_the_rooms_epoch_is_taken() {
         let (ann, bob) = (dev("ann/laptop"), dev("bob/phone"));
         let mut group = ann.group(ROOM, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY);
         let (info, tree) = ann.hand_over(&group);
         assert!(
-            Tracked::create(ROOM, "bob", &info, &tree).is_err(),
+            Tracked::create(ROOM, "bob", 0, &info, &tree).is_err(),
             "not bob's"
         );
         assert!(
-            Tracked::create("other", "ann", &info, &tree).is_err(),
+            Tracked::create("other", "ann", 0, &info, &tree).is_err(),
             "another room's"
         );
         assert!(
-            Tracked::create(ROOM, "ann", &tree, &info).is_err(),
+            Tracked::create(ROOM, "ann", 0, &tree, &info).is_err(),
             "swapped"
         );
         ann.add(&mut group, &bob);
         group.merge_pending_commit(&ann.provider).unwrap();
+        // Later, at the room's epoch, by the owner, a member: taken (an older room's group).
         let (info, tree) = ann.hand_over(&group);
-        let err = Tracked::create(ROOM, "ann", &info, &tree).unwrap_err();
-        assert!(err.to_string().contains("epoch 0"), "{err}");
+        let err = Tracked::create(ROOM, "ann", 0, &info, &tree).unwrap_err();
+        assert!(
+            matches!(err, GroupError::Epoch { group: 1, room: 0 }),
+            "{err}"
+        );
+        let t = Tracked::create(ROOM, "ann", 1, &info, &tree).unwrap();
+        assert_eq!(t.members(), ["ann/laptop", "bob/phone"]);
+        assert!(
+            Tracked::create(ROOM, "carl", 1, &info, &tree).is_err(),
+            "carl is no member"
+        );
     }
 }

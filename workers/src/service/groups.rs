@@ -1,5 +1,6 @@
 //! Checked commits of `e2ee` rooms (docs/E2EE.md, "Checked commits"), served by the room's
-//! worker: the creator hands the room's group over at epoch 0 (`e2ee_group_put`); from then
+//! worker: the owner hands the room's group over (`e2ee_group_put`; at creation, epoch 0,
+//! or later at the room's epoch while none is on record); from then
 //! on `room_epoch` checks a commit for the room's epoch against the group before the gateway
 //! publishes it, so a commit no member could have made (junk, another group's, signed by a
 //! leaf that is not the sender's) is refused instead of moving the room's epoch on.
@@ -29,7 +30,9 @@ const LOCK_GROUP: u8 = b'g';
 const MAX_COMMIT_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 impl Service {
-    /// Takes the group of an `e2ee` room from its creator, before the room's first commit.
+    /// Takes the group of an `e2ee` room from its owner, at the room's epoch, while the
+    /// server has none on record (a new room's at epoch 0; an older room's, or one whose
+    /// record was dropped, later).
     pub async fn e2ee_group_put(&self, req: GroupPutRequest) -> Result<RoomGroup, ApiError> {
         valid("room", &req.room)?;
         req.body.validate()?;
@@ -39,24 +42,22 @@ impl Service {
         }
         if meta.owner.as_deref() != Some(req.user.as_str()) {
             return Err(ApiError::forbidden(
-                "only the room's creator hands its group over",
+                "only the room's owner hands its group over",
             ));
         }
         let info = decode(&req.body.group_info, "group_info")?;
         let tree = decode(&req.body.ratchet_tree, "ratchet_tree")?;
-        let tracked = Tracked::create(&req.room, &req.user, &info, &tree).map_err(refusal)?;
-        let state = tracked.save();
         let _guard = self.inner.locks.lock(LOCK_GROUP, &req.room, "").await;
         let stats = self.caches().stats(self.model(), &req.room).await?;
+        let (room, user, epoch) = (req.room.clone(), req.user.clone(), stats.epoch);
+        let tracked = off_thread(move || Tracked::create(&room, &user, epoch, &info, &tree))
+            .await?
+            .map_err(refusal)?;
+        let state = tracked.save();
         match self.model().mls_group(&req.room).await? {
             // The same group again (a retry) is fine.
             Some(old) if old == state => {}
             Some(_) => return Err(ApiError::conflict("the room's group is on record already")),
-            None if stats.epoch != 0 || stats.commit != 0 => {
-                return Err(ApiError::conflict(
-                    "the group is handed over before the room's first commit",
-                ))
-            }
             None => {
                 let mut batch = WriteBatch::new();
                 Model::put_mls_group(&mut batch, &req.room, state);
@@ -219,6 +220,7 @@ fn view(room: &str, tracked: Option<&Tracked>, epoch: u64) -> RoomGroup {
 
 fn refusal(e: GroupError) -> ApiError {
     match e {
+        GroupError::Epoch { .. } => ApiError::conflict(e.to_string()),
         GroupError::Malformed { .. } | GroupError::Private => ApiError::bad_request(e.to_string()),
         GroupError::Refused(_) => ApiError::forbidden(e.to_string()),
         GroupError::Record(_) => {
