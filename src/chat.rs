@@ -113,7 +113,8 @@ const HELP: &str = "\
 /history [N]   last N messages of the current room /who           who is online here
 /dm USER       open the DM with USER               /quit          leave (Ctrl-D too)
 /accept ROOM   accept an invitation to ROOM        /decline ROOM  decline it
-e2ee rooms:    /add USER, /remove USER (room and group), /fingerprint (this device's)
+e2ee rooms:    /add USER, /remove USER (room and group), /fingerprint (this device's, and
+               the current room's group code: the same for every member, or forked)
 anything else is sent to the current room";
 
 /// Runs the client until the input ends (and, with `follow`, until Ctrl-C).
@@ -334,7 +335,13 @@ async fn interact(
                     "this device's fingerprint: {}",
                     sealed.fingerprint().await
                 ));
-                Ok(())
+                match &current {
+                    Some(room) if e2ee.is_sealed(room) => sealed
+                        .epoch_code(client, room)
+                        .await
+                        .map(|code| out.note(&format!("the group's code: {code}"))),
+                    _ => Ok(()),
+                }
             }
             ("quit" | "exit", _) => return Ok(()),
             ("help", _) => {

@@ -128,6 +128,15 @@ impl Sealed {
     pub async fn fingerprint(&self) -> String {
         self.device.lock().await.fingerprint()
     }
+
+    /// The room's group epoch and its code (to compare with the other members': a
+    /// different code at the same epoch means the group was forked), after catching up.
+    pub async fn epoch_code(&self, client: &Client, room: &str) -> anyhow::Result<String> {
+        let mut device = self.device.lock().await;
+        catch_up(&mut device, client, room).await?;
+        let (epoch, code) = device.epoch_code(room)?;
+        Ok(format!("{room} at epoch {epoch}: {code}"))
+    }
 }
 
 /// The lines for what a catch-up saw.

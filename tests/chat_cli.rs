@@ -255,6 +255,34 @@ async fn an_e2ee_room_from_the_terminal() -> Result<()> {
         .iter()
         .all(|m| m.body.is_empty() && m.mls.is_some()));
 
+    // On a terminal, /fingerprint also prints the group's code: the one ann's device has
+    // (one group, not forked).
+    let (epoch, code) = ann_dev.epoch_code("vault")?;
+    let inner = format!(
+        "{} chat --url {url} --user bob --room vault --device-dir {}",
+        env!("CARGO_BIN_EXE_chatmesh"),
+        bob_dir.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .env("CHATMESH_PASSWORD", PASSWORD)
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("script (util-linux) runs the client on a pty")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut seen = String::new();
+    read_until(&mut stdout, &mut seen, "connected as bob").await?;
+    stdin.write_all(b"/fingerprint\n").await?;
+    let want = format!("the group's code: vault at epoch {epoch}: {code}");
+    read_until(&mut stdout, &mut seen, &want).await?;
+    stdin.write_all(b"/quit\n").await?;
+    drop(stdin);
+    tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
+
     // A room bob creates encrypted from the terminal: its group is handed to the server,
     // which checks its commits from then on.
     let out = chat(&url, "bob")

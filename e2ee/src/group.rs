@@ -108,6 +108,21 @@ impl Device {
             .ok_or_else(|| Error::UnknownRoom(room.to_owned()))
     }
 
+    /// The room's group's epoch and a short code of it (the first 8 bytes of MLS's epoch
+    /// authenticator, hex in groups of four): members who see the same code at the same
+    /// epoch are in the same group; a server that showed them different commits (a fork of
+    /// the group) gives them different codes. Compared out of band, like fingerprints.
+    pub fn epoch_code(&self, room: &str) -> Result<(u64, String), Error> {
+        let group = self.group(room)?;
+        let auth = group.epoch_authenticator().as_slice();
+        let hex = hex::encode(&auth[..auth.len().min(8)]);
+        let groups: Vec<&str> = (0..hex.len())
+            .step_by(4)
+            .map(|i| &hex[i..(i + 4).min(hex.len())])
+            .collect();
+        Ok((group.epoch().as_u64(), groups.join(" ")))
+    }
+
     /// The group's epoch, if this device is in the room's group.
     pub fn epoch(&self, room: &str) -> Option<u64> {
         self.groups.get(room).map(|g| g.epoch().as_u64())

@@ -143,3 +143,44 @@ fn replayed_message_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err:?}");
     assert_eq!(carol.device.last_seq(ROOM), again.seq);
 }
+
+/// A server that shows members different commits for one epoch forks the group: the forks
+/// go on, but their epoch codes differ, so members who compare them find out; members in
+/// one group share one code.
+#[test]
+fn a_forked_group_shows_different_epoch_codes() {
+    let (_server, mut alice, mut bob, mut carol) = three();
+    let code = |m: &Member| m.device.epoch_code(ROOM).unwrap();
+    let (epoch, at_start) = code(&alice);
+    assert_eq!(epoch, 1);
+    assert_eq!(code(&bob), (1, at_start.clone()));
+    assert_eq!(code(&carol), (1, at_start.clone()));
+    assert_eq!(
+        at_start.len(),
+        19,
+        "four groups of four hex digits: {at_start}"
+    );
+
+    // alice's commit A and bob's commit B for epoch 1, each merged by its maker; carol is
+    // shown A.
+    let a = alice.device.stage_self_update(ROOM).unwrap();
+    alice.device.confirm_commit(ROOM, 10).unwrap();
+    bob.device.stage_self_update(ROOM).unwrap();
+    bob.device.confirm_commit(ROOM, 10).unwrap();
+    let shown = crate::Incoming {
+        room: ROOM.into(),
+        seq: 10,
+        from: "alice".into(),
+        mls: a.commit,
+    };
+    assert!(matches!(
+        carol.device.process(&shown),
+        Ok(Event::Committed { epoch: 2, .. })
+    ));
+    let (_, alices) = code(&alice);
+    assert_eq!(code(&carol), (2, alices.clone()), "one group, one code");
+    let (bobs_epoch, bobs) = code(&bob);
+    assert_eq!(bobs_epoch, 2);
+    assert_ne!(bobs, alices, "a fork: another code at the same epoch");
+    assert_ne!(alices, at_start);
+}
