@@ -75,6 +75,30 @@ async fn piped_lines_are_sent_in_order_and_acked() -> Result<()> {
 }
 
 /// Reads the pty output until it contains `needle` (at most 20 s); returns all read so far.
+/// Runs the command line `inner` on a pseudo-terminal (`script`, util-linux, relays our
+/// pipes to it): the child, its input and its output.
+fn on_a_pty(
+    inner: &str,
+) -> Result<(
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::process::ChildStdout,
+)> {
+    let mut child = Command::new("script")
+        .args(["-qfec", inner, "/dev/null"])
+        .env("CHATMESH_PASSWORD", PASSWORD)
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("script (util-linux) runs the client on a pty")?;
+    let stdin = child.stdin.take().context("stdin")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    Ok((child, stdin, stdout))
+}
+
 async fn read_until(
     out: &mut tokio::process::ChildStdout,
     seen: &mut String,
@@ -117,18 +141,7 @@ async fn interactive_on_a_pty() -> Result<()> {
         "{} chat --url {url} --user bob --room general",
         env!("CARGO_BIN_EXE_chatmesh")
     );
-    let mut child = Command::new("script")
-        .args(["-qfec", &inner, "/dev/null"])
-        .env("CHATMESH_PASSWORD", PASSWORD)
-        .env("TERM", "dumb")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("script (util-linux) runs the client on a pty")?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let mut stdout = child.stdout.take().context("stdout")?;
+    let (mut child, mut stdin, mut stdout) = on_a_pty(&inner)?;
     let mut seen = String::new();
     read_until(&mut stdout, &mut seen, "connected as bob").await?;
 
@@ -263,17 +276,7 @@ async fn an_e2ee_room_from_the_terminal() -> Result<()> {
         env!("CARGO_BIN_EXE_chatmesh"),
         bob_dir.display()
     );
-    let mut child = Command::new("script")
-        .args(["-qfec", &inner, "/dev/null"])
-        .env("CHATMESH_PASSWORD", PASSWORD)
-        .env("TERM", "dumb")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("script (util-linux) runs the client on a pty")?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let mut stdout = child.stdout.take().context("stdout")?;
+    let (mut child, mut stdin, mut stdout) = on_a_pty(&inner)?;
     let mut seen = String::new();
     read_until(&mut stdout, &mut seen, "connected as bob").await?;
     stdin.write_all(b"/fingerprint\n").await?;

@@ -54,6 +54,25 @@ async fn until(
     }
 }
 
+/// ann (in the room's group) adds bob's device to it; bob joins by the welcome.
+async fn ann_adds_bob(
+    ann: &Client,
+    ann_dev: &mut Device,
+    bob: &Client,
+    bob_dev: &mut Device,
+) -> Result<chatmesh_e2ee::Committed> {
+    let packages = claim(ann_dev, &ann.http(), ROOM, &["bob"]).await?;
+    let added = commit(ann_dev, ann, ROOM, &Change::Add(packages)).await?;
+    let epoch = added.epoch;
+    until(bob_dev, bob, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Joined { epoch: at, .. } if *at == epoch))
+    })
+    .await
+    .context("bob joins by the welcome")?;
+    Ok(added)
+}
+
 fn text(events: &[Event], want: &str) -> bool {
     events
         .iter()
@@ -80,15 +99,8 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     publish(&mut bob_dev, &bob.http(), 5).await?;
 
     create_group(&mut ann_dev, &ann.http(), ROOM).await?;
-    let packages = claim(&mut ann_dev, &ann.http(), ROOM, &["bob"]).await?;
-    let added = commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
+    let added = ann_adds_bob(&ann, &mut ann_dev, &bob, &mut bob_dev).await?;
     assert_eq!((added.epoch, added.attempts), (1, 1));
-    until(&mut bob_dev, &bob, |e| {
-        e.iter()
-            .any(|e| matches!(e, Event::Joined { epoch: 1, .. }))
-    })
-    .await
-    .context("bob joins by the welcome")?;
 
     send_text(&mut ann_dev, &ann, ROOM, "hello bob").await?;
     until(&mut bob_dev, &bob, |e| text(e, "hello bob")).await?;
@@ -202,13 +214,7 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
         (0, vec!["ann/laptop".to_owned()])
     );
 
-    let packages = claim(&mut ann_dev, &ann.http(), ROOM, &["bob"]).await?;
-    commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
-    until(&mut bob_dev, &bob, |e| {
-        e.iter()
-            .any(|e| matches!(e, Event::Joined { epoch: 1, .. }))
-    })
-    .await?;
+    ann_adds_bob(&ann, &mut ann_dev, &bob, &mut bob_dev).await?;
 
     // 1. junk for the room's epoch
     let junk = mls_message(MlsKind::Commit, 1, b"no MLS message at all");
@@ -280,13 +286,7 @@ async fn an_older_rooms_group_is_handed_over_later_and_checked_from_then_on() ->
     )
     .await?;
     ann_dev.create_group(ROOM)?; // on the device only
-    let packages = claim(&mut ann_dev, &ann.http(), ROOM, &["bob"]).await?;
-    commit(&mut ann_dev, &ann, ROOM, &Change::Add(packages)).await?;
-    until(&mut bob_dev, &bob, |e| {
-        e.iter()
-            .any(|e| matches!(e, Event::Joined { epoch: 1, .. }))
-    })
-    .await?;
+    ann_adds_bob(&ann, &mut ann_dev, &bob, &mut bob_dev).await?;
     let group = group_at(&ann, ROOM, 1).await?;
     assert!(!group.checked && group.members.is_empty(), "{group:?}");
 
