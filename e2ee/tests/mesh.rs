@@ -238,6 +238,13 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
         refused(mal.send_mls(ROOM, bobs.commit).await)?,
         ErrorCode::Forbidden
     );
+    // 4. a proposal alone (the members would queue it; the server could not check the
+    // commits that then carry it by reference)
+    let proposal = mls_message(MlsKind::Proposal, 1, b"any proposal");
+    assert_eq!(
+        refused(mal.send_mls(ROOM, proposal).await)?,
+        ErrorCode::BadRequest
+    );
     let group = ann.http().e2ee_group(ROOM).await?;
     assert_eq!(group.epoch, 1, "no refused commit moved the room on");
     assert_eq!(group.members, ["ann/laptop", "bob/phone"]);

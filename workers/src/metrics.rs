@@ -15,7 +15,7 @@ pub const STORED: &str = "chatmesh_worker_messages_stored_total";
 pub const SKIPPED: &str = "chatmesh_worker_messages_skipped_total";
 pub const CHANGES_VOID: &str = "chatmesh_worker_changes_void_total";
 /// Commits of checked e2ee rooms refused before ordering, label `why` (`malformed`,
-/// `private`, `refused`).
+/// `private`, `refused`; `proposal` for a standalone proposal).
 pub const MLS_COMMITS_REFUSED: &str = "chatmesh_worker_mls_commits_refused_total";
 /// Rooms whose MLS group record was dropped because it could not follow the room: their
 /// commits are no longer checked.

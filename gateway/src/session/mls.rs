@@ -65,15 +65,20 @@ pub(super) async fn check(
     id: &str,
     mls: &Mls,
 ) -> Result<Commit, ApiError> {
-    if mls.kind != MlsKind::Commit {
+    if !matches!(mls.kind, MlsKind::Commit | MlsKind::Proposal) {
         return Ok(Commit::No);
     }
-    // The worker checks the commit against the room's group when it tracks it.
+    // The worker checks the commit against the room's group when it tracks it (and refuses
+    // a standalone proposal there).
     let req = RoomEpochRequest {
         room: room.to_owned(),
         user: user.to_owned(),
         commit: Some(mls.clone()),
     };
+    if mls.kind == MlsKind::Proposal {
+        state.services.ask::<RoomEpochGet>(room, &req).await?;
+        return Ok(Commit::No);
+    }
     // A commit made right after the one that started its epoch may get here before the
     // worker stored that one: wait for the worker a little before calling it early.
     let give_up = Instant::now() + FUTURE_WAIT;

@@ -11,7 +11,7 @@
 
 use chatmesh_protocol::e2ee::{
     decode, device_statement, encode, AddKeyPackagesRequest, Claimed, ClaimedPackage, CommitRef,
-    DeviceInfo, DeviceRequest, Identity, KeyPackageCount, PutDeviceRequest, RoomEpoch,
+    DeviceInfo, DeviceRequest, Identity, KeyPackageCount, MlsKind, PutDeviceRequest, RoomEpoch,
     RoomEpochRequest, SetIdentityRequest, UserDevices, ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES,
     MAX_DEVICES, MAX_KEY_PACKAGES, MAX_SIGNATURE_KEY_BYTES,
 };
@@ -214,9 +214,13 @@ impl Service {
     pub async fn room_epoch(&self, req: RoomEpochRequest) -> Result<RoomEpoch, ApiError> {
         valid("room", &req.room)?;
         let stats = self.caches().stats(self.model(), &req.room).await?;
-        if let Some(commit) = req.commit.as_ref().filter(|c| c.epoch == stats.epoch) {
-            self.check_commit(&req.room, &req.user, &stats, commit)
-                .await?;
+        match &req.commit {
+            Some(m) if m.kind == MlsKind::Proposal => self.check_proposal(&req.room).await?,
+            Some(commit) if commit.epoch == stats.epoch => {
+                self.check_commit(&req.room, &req.user, &stats, commit)
+                    .await?;
+            }
+            _ => {}
         }
         let commit = match stats.commit {
             0 => None,

@@ -118,6 +118,19 @@ impl Service {
         }
     }
 
+    /// A standalone proposal is refused in a room whose commits are checked: its members'
+    /// commits carry their proposals inline. (One queued by the members from a proposal the
+    /// server never saw would make their next commit fail the server's check.)
+    pub(super) async fn check_proposal(&self, room: &str) -> Result<(), ApiError> {
+        if self.model().mls_group(room).await?.is_none() {
+            return Ok(());
+        }
+        metrics::counter!(m::MLS_COMMITS_REFUSED, "why" => "proposal").increment(1);
+        Err(ApiError::bad_request(
+            "commits in this room carry their proposals inline: a proposal alone is refused",
+        ))
+    }
+
     /// The room's group record, caught up to the room's epoch; `None` when the room's
     /// commits are not checked.
     async fn tracked(&self, room: &str, stats: &RoomStats) -> Result<Option<Tracked>, ApiError> {
