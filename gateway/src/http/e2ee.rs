@@ -17,13 +17,14 @@ use chatmesh_protocol::e2ee::{
     validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, GroupBody, GroupPutRequest,
     IdentityBody, KeyPackagesBody, PutDeviceRequest, SetIdentityRequest,
 };
-use chatmesh_protocol::invitations::{Adds, GetAdds};
+use chatmesh_protocol::invitations::Adds;
 use chatmesh_protocol::service::{
     Claim, DeviceDelete, DevicePut, Devices, GroupGet, GroupPut, IdentitySet, KeyPackagesAdd,
-    RoomKind, RoomUserRequest, UserRequest,
+    RoomKind, RoomUserRequest,
 };
-use chatmesh_protocol::{ApiError, ErrorCode};
+use chatmesh_protocol::ApiError;
 
+use super::invitations::adds_of;
 use super::reply::{self, Body};
 use super::request::{body, caller, name, query_pairs, Answer, Refusal};
 use crate::state::AppState;
@@ -143,18 +144,13 @@ async fn claim(state: &AppState, req: Request<Incoming>, user: &str) -> Answer {
 /// A claim that names no room: refused for a user who takes adds by invitation only (its
 /// packages are for rooms it is in, not for anyone who asks).
 async fn claimable_by_anyone(state: &AppState, user: &str) -> Result<(), ApiError> {
-    let req = UserRequest {
-        user: user.to_owned(),
-    };
-    // A user without an account here (an external issuer's) takes adds.
-    match state.services.ask::<GetAdds>(&req.user, &req).await {
-        Ok(setting) if setting.adds == Adds::Invitations => Err(ApiError::forbidden(format!(
+    if adds_of(state, user).await? == Adds::Invitations {
+        return Err(ApiError::forbidden(format!(
             "{user} takes adds by invitation only: claim its KeyPackages for an e2ee room you \
              are both members of (?room=ROOM)"
-        ))),
-        Err(e) if e.code != ErrorCode::NotFound => Err(e),
-        _ => Ok(()),
+        )));
     }
+    Ok(())
 }
 
 /// Checks that `room` is an `e2ee` room both `me` and `user` are members of (a claim for

@@ -133,6 +133,19 @@ async fn drop_invitation(state: &AppState, query: &InvitationQuery) -> Result<()
     }
 }
 
+/// Whom `user` takes adds from. A user without an account here (an external issuer's)
+/// takes adds from anyone.
+pub(super) async fn adds_of(state: &AppState, user: &str) -> Result<Adds, ApiError> {
+    let req = UserRequest {
+        user: user.to_owned(),
+    };
+    match state.services.ask::<GetAdds>(&req.user, &req).await {
+        Ok(setting) => Ok(setting.adds),
+        Err(e) if e.code == ErrorCode::NotFound => Ok(Adds::Anyone),
+        Err(e) => Err(e),
+    }
+}
+
 /// For an add of `req.user` by `req.actor`: `None` if the user takes adds (add it as
 /// usual); else the room's worker checks the add, a member's role changes as asked
 /// (`Some(None)`), and anyone else gets an invitation (`Some(Some(invitation))`).
@@ -140,16 +153,7 @@ pub(super) async fn invite_instead(
     state: &AppState,
     req: &AddMemberRequest,
 ) -> Result<Option<Option<Invitation>>, ApiError> {
-    let user = UserRequest {
-        user: req.user.clone(),
-    };
-    // A user without an account here (an external issuer's) takes adds.
-    let adds = match state.services.ask::<GetAdds>(&user.user, &user).await {
-        Ok(setting) => setting.adds,
-        Err(e) if e.code == ErrorCode::NotFound => Adds::Anyone,
-        Err(e) => return Err(e),
-    };
-    if adds != Adds::Invitations {
+    if adds_of(state, &req.user).await? != Adds::Invitations {
         return Ok(None);
     }
     if !state
