@@ -178,7 +178,8 @@ fn refused<T: std::fmt::Debug>(sent: chatmesh_client::Result<T>) -> Result<Error
 /// A member of the room who is not in its MLS group cannot stall the group: its creator
 /// handed the group to the server, which checks every commit before ordering it. Junk, a
 /// well-formed commit of another group under the room's id, and a member's real commit sent
-/// by someone else are refused; the room's epoch stays where it was and the group goes on.
+/// by someone else are refused, and so is junk sent for the next epoch just before a real
+/// commit starts it; the room's epoch stays where it was and the group goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -250,8 +251,16 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
     assert_eq!(group.members, ["ann/laptop", "bob/phone"]);
 
     // The group goes on: bob's own commit is taken at once, ann follows, both read.
-    let done = commit(&mut bob_dev, &bob, ROOM, &Change::SelfUpdate).await?;
+    // 5. Junk for the epoch bob's commit starts, sent just before it: the gateway waits for
+    // the room to reach that epoch and the worker checks it then.
+    let early = mls_message(MlsKind::Commit, 2, b"junk for the next epoch");
+    let (early, done) = tokio::join!(mal.send_mls(ROOM, early), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        commit(&mut bob_dev, &bob, ROOM, &Change::SelfUpdate).await
+    });
+    let done = done?;
     assert_eq!((done.epoch, done.attempts), (2, 1));
+    assert_eq!(refused(early)?, ErrorCode::BadRequest, "checked at its epoch");
     send_text(&mut bob_dev, &bob, ROOM, "still one group").await?;
     until(&mut ann_dev, &ann, |e| text(e, "still one group")).await?;
     assert_eq!(ann_dev.epoch(ROOM), Some(2));

@@ -81,15 +81,23 @@ pub(super) async fn check(
     }
     // A commit made right after the one that started its epoch may get here before the
     // worker stored that one: wait for the worker a little before calling it early.
+    // The worker checks the commit only at its epoch, so the polls while it catches up
+    // leave the commit (up to 60 KiB inline) out and the one that finds the epoch there
+    // is followed by a check with it.
     let give_up = Instant::now() + FUTURE_WAIT;
     let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
-    let stored = loop {
-        let stored = state.services.ask::<RoomEpochGet>(room, &req).await?;
-        if mls.epoch <= stored.epoch || Instant::now() >= give_up {
-            break stored;
-        }
-        tokio::time::sleep(backoff.next_delay()).await;
+    let mut stored = state.services.ask::<RoomEpochGet>(room, &req).await?;
+    let poll = RoomEpochRequest {
+        commit: None,
+        ..req.clone()
     };
+    while mls.epoch > stored.epoch && Instant::now() < give_up {
+        tokio::time::sleep(backoff.next_delay()).await;
+        stored = state.services.ask::<RoomEpochGet>(room, &poll).await?;
+        if mls.epoch == stored.epoch {
+            stored = state.services.ask::<RoomEpochGet>(room, &req).await?;
+        }
+    }
     if let Some(c) = &stored.commit {
         if mls.epoch.checked_add(1) == Some(stored.epoch) && c.from == user && c.id == id {
             return Ok(Commit::Stored {
