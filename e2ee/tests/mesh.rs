@@ -260,7 +260,11 @@ async fn commits_no_member_could_make_are_refused_and_the_group_goes_on() -> Res
     });
     let done = done?;
     assert_eq!((done.epoch, done.attempts), (2, 1));
-    assert_eq!(refused(early)?, ErrorCode::BadRequest, "checked at its epoch");
+    assert_eq!(
+        refused(early)?,
+        ErrorCode::BadRequest,
+        "checked at its epoch"
+    );
     send_text(&mut bob_dev, &bob, ROOM, "still one group").await?;
     until(&mut ann_dev, &ann, |e| text(e, "still one group")).await?;
     assert_eq!(ann_dev.epoch(ROOM), Some(2));
