@@ -280,3 +280,45 @@ async fn deletes_leave_tombstones_and_erase_bodies() -> Result<()> {
     assert_eq!(text.matches("\"deleted\":").count(), 2, "{text}");
     Ok(())
 }
+
+/// A message edited 20 times with bodies of control characters (60 KB each once
+/// JSON-escaped): its 21 versions are over NATS's 1 MiB payload limit. The edit history
+/// answers with the newest versions that fit, the current one last, and `more` (before:
+/// 500 `internal`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_versions_of_a_long_message_are_cut_to_fit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("hall").await?;
+    // A send frame must stay under max_message_bytes (64 KiB) once escaped itself.
+    let noise = "\u{1}".repeat(10_000);
+    let first = a.post("hall", "m", &format!("0{noise}")).await?;
+    let mut seqs = vec![first.seq];
+    for i in 1..=20 {
+        let f = a
+            .request(frame::edit(
+                "hall",
+                &format!("e{i}"),
+                first.seq,
+                &format!("{i:02}{noise}"),
+            ))
+            .await?;
+        seqs.push(acked(&f).seq);
+    }
+    let path = format!("/v1/rooms/hall/messages/{}/edits", first.seq);
+    let (s, v) = api.call("GET", &path, Some(&ann), None).await?;
+    assert_eq!(s, 200, "{}", v["error"]);
+    assert!(v.to_string().len() < 1 << 20, "over 1 MiB");
+    let h: EditHistory = serde_json::from_value(v)?;
+    assert!(h.more, "cut");
+    let kept = h.versions.len();
+    assert!((1..21).contains(&kept), "{kept} versions");
+    let got: Vec<u64> = h.versions.iter().map(|v| v.seq).collect();
+    assert_eq!(got, seqs[21 - kept..], "the newest, oldest first");
+    assert_eq!(h.versions.last().map(|v| &v.body[..2]), Some("20"));
+    Ok(())
+}

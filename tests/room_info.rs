@@ -338,3 +338,59 @@ async fn the_room_list_pages_past_rooms_one_was_added_to() -> Result<()> {
     }
     mesh.stop().await
 }
+
+/// A room list of long topics (256 four-byte characters each) is cut at the worker's page
+/// budget, not only at `rooms_list_max`: every page is under the budget and says `more`
+/// until the last, and paging with `after` lists each room once (before: a list over NATS's
+/// payload limit, 1,000 such rooms, answered 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_list_is_cut_at_its_byte_budget() -> Result<()> {
+    const BUDGET: usize = 16 * 1024;
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.worker.history_page_max_bytes = BUDGET;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let topic = "🦀".repeat(256);
+    let rooms: Vec<String> = (0..30).map(|i| format!("long{i:02}")).collect();
+    for room in &rooms {
+        api.room(&ann, room, "private").await?;
+        let (s, v) = api
+            .call(
+                "PATCH",
+                &format!("/v1/rooms/{room}"),
+                Some(&ann),
+                Some(json!({ "topic": topic })),
+            )
+            .await?;
+        assert_eq!(s, 200, "{v}");
+    }
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    let mut after = String::new();
+    loop {
+        let (s, v) = api
+            .call("GET", &format!("/v1/rooms{after}"), Some(&ann), None)
+            .await?;
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            v["rooms"].to_string().len() <= BUDGET,
+            "page over the budget"
+        );
+        let page = http_rooms(&v).expect("rooms");
+        assert!(!page.is_empty(), "a page makes progress");
+        assert!(page
+            .iter()
+            .all(|r| r.topic.as_deref() == Some(topic.as_str())));
+        pages += 1;
+        after = format!("?after={}", page.last().expect("a room").room);
+        listed.extend(page.into_iter().map(|r| r.room));
+        if v["more"] != json!(true) {
+            break;
+        }
+    }
+    assert_eq!(listed, rooms, "each room once, in order");
+    assert!(pages >= 3, "cut at the budget: {pages} pages");
+    Ok(())
+}

@@ -275,3 +275,60 @@ async fn a_search_flood_is_refused_rate_limited() -> Result<()> {
     );
     mesh.stop().await
 }
+
+/// 30 messages of control characters with one word each (44 KB a message once
+/// JSON-escaped): 20 hits would be over NATS's 1 MiB payload limit. The hits come in pages
+/// under it instead, newest first, each with at least one hit and `more` until the last,
+/// and paging with `before` finds every message once (before: 500 `internal` for anyone in
+/// the room searching for that word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_of_long_messages_come_in_pages_that_fit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    a.join("hall").await?;
+    b.join("hall").await?;
+    // A send frame must stay under max_message_bytes (64 KiB) once escaped itself.
+    let noise: String = "\u{1}\u{7}\u{1f}\"\\"
+        .chars()
+        .cycle()
+        .take(10_000)
+        .collect();
+    let body = format!("zebra {noise}");
+    let bodies = vec![body.clone(); 30];
+    let mut sent: Vec<u64> = a
+        .fill("hall", &bodies)
+        .await?
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    sent.reverse();
+    until(&api, &bob, "q=zebra&limit=1", |r| {
+        r.hits.first().map(|h| h.seq) == sent.first().copied()
+    })
+    .await?;
+    let mut got = Vec::new();
+    let mut pages = 0;
+    let mut before = String::new();
+    loop {
+        let (s, v) = search(&api, &bob, &format!("q=zebra&limit=50{before}")).await?;
+        assert_eq!(s, 200, "{}", v["error"]);
+        assert!(v.to_string().len() < 1 << 20, "page over 1 MiB");
+        let page: SearchResults = serde_json::from_value(v)?;
+        assert!(!page.hits.is_empty(), "a page makes progress");
+        assert!(page.hits.iter().all(|h| h.body == body));
+        pages += 1;
+        before = format!("&before={}", page.hits.last().expect("a hit").seq);
+        got.extend(seqs(&page));
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(got, sent, "every message once, newest first");
+    assert!(pages >= 2, "{pages} pages");
+    Ok(())
+}

@@ -247,3 +247,54 @@ async fn thread_cursors_are_for_threads_and_clamped() -> Result<()> {
     assert_eq!((p.unread, seqs(&p).last()), (1, Some(&r2.seq)));
     mesh.stop().await
 }
+
+/// 30 replies of control characters (most of them 6 bytes once JSON-escaped, 44 KB a
+/// reply): one page of 100 would be over NATS's 1 MiB payload limit. The thread comes in
+/// pages under it instead, each with at least one reply and `more` until the last, and
+/// together they hold every reply once (before: 500 `internal` for every reader).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_of_long_replies_comes_in_pages_that_fit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "hall", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("hall").await?;
+    let root = a.post("hall", "root", "a long thread").await?;
+    // A send frame must stay under max_message_bytes (64 KiB) once escaped itself.
+    let long: String = "\u{1}\u{7}\u{1f}\"\\"
+        .chars()
+        .cycle()
+        .take(10_000)
+        .collect();
+    let mut replies = Vec::new();
+    for i in 0..30 {
+        let f = a
+            .request(frame::reply("hall", &format!("r{i}"), root.seq, &long))
+            .await?;
+        replies.push(acked(&f).seq);
+    }
+    let base = format!("/v1/rooms/hall/messages/{}/thread?limit=100", root.seq);
+    let mut got = Vec::new();
+    let mut pages = 0;
+    let mut after = String::new();
+    loop {
+        let (s, v) = thread(&api, &bob, &format!("{base}{after}")).await?;
+        assert_eq!(s, 200, "{}", v["error"]);
+        assert!(v.to_string().len() < 1 << 20, "page over 1 MiB");
+        let page: ThreadPage = serde_json::from_value(v)?;
+        assert!(!page.messages.is_empty(), "a page makes progress");
+        assert!(page.messages.iter().all(|m| m.body == long));
+        assert_eq!(page.root.as_ref().map(|r| r.seq), Some(root.seq));
+        pages += 1;
+        after = format!("&after={}", page.messages.last().expect("a reply").seq);
+        got.extend(seqs(&page));
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(got, replies, "every reply once, in order");
+    assert!(pages >= 2, "{pages} pages");
+    Ok(())
+}

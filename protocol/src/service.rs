@@ -349,12 +349,15 @@ pub struct Version {
     pub body: String,
 }
 
-/// Every version of a message, oldest first; the last one is its current body.
+/// Every version of a message, oldest first; the last one is its current body. `more`:
+/// the oldest versions were left out to keep the reply within its byte budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EditHistory {
     pub room: String,
     pub seq: u64,
     pub versions: Vec<Version>,
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// May `user` reply to message `reply_to` of `room`? Asked by a gateway before it publishes

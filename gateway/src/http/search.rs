@@ -114,11 +114,21 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
 }
 
 /// The newest `limit` hits of all partitions' answers (each newest first, each with up to
-/// `limit` hits); `more` when any hit was left out.
+/// `limit` hits, fewer when its worker cut the page at its byte budget); `more` when any hit
+/// was left out. No hit older than the last of a partition's cut page is kept: the next page
+/// (`before` = the last hit's seq) would skip that partition's hits between the two.
 fn merge(answers: Vec<SearchResults>, limit: usize) -> SearchResults {
     let mut more = answers.iter().any(|a| a.more);
+    let cut = answers
+        .iter()
+        .filter(|a| a.more)
+        .filter_map(|a| a.hits.last().map(|h| h.seq))
+        .max();
     let mut hits: Vec<_> = answers.into_iter().flat_map(|a| a.hits).collect();
     hits.sort_by_key(|h| std::cmp::Reverse(h.seq));
+    if let Some(cut) = cut {
+        hits.retain(|h| h.seq >= cut);
+    }
     if hits.len() > limit {
         hits.truncate(limit);
         more = true;
@@ -157,5 +167,22 @@ mod tests {
         let all = merge(vec![a, b], 10);
         assert_eq!(all.hits.len(), 5);
         assert!(!all.more);
+    }
+
+    /// A partition whose page was cut short (its byte budget) bounds the merged page: hits
+    /// older than its last one wait for the next page, which starts below the last kept.
+    #[test]
+    fn a_page_cut_short_bounds_the_merged_page() {
+        let cut = SearchResults {
+            hits: vec![hit(9), hit(6)],
+            more: true,
+        };
+        let full = SearchResults {
+            hits: vec![hit(8), hit(5), hit(2)],
+            more: false,
+        };
+        let m = merge(vec![cut, full], 10);
+        assert_eq!(m.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [9, 8, 6]);
+        assert!(m.more);
     }
 }

@@ -1,12 +1,13 @@
-//! History pages bounded by bytes as well as by count. A page travels as one NATS reply,
-//! and nats-server refuses payloads over its `max_payload` (1 MiB by default): 100 messages
-//! at the 16 KiB body limit, or 20 of control characters (6 bytes each once JSON-escaped),
-//! are already over it. So a page holds as many messages as fit in the byte budget, at
-//! least one (paging always progresses), and says `more` when it had to stop early.
+//! Pages bounded by bytes as well as by count. A page travels as one NATS reply, and
+//! nats-server refuses payloads over its `max_payload` (1 MiB by default): 100 messages at
+//! the 16 KiB body limit, or 20 of control characters (6 bytes each once JSON-escaped), are
+//! already over it. So a page (of history, of a thread, of search hits, of the room list)
+//! holds as many items as fit in the byte budget, at least one (paging always progresses),
+//! and says `more` when it had to stop early.
 
 use std::io;
 
-use chatmesh_protocol::message::Message;
+use serde::Serialize;
 
 /// Room left in a reply for the envelope around the messages (`{"ok":{"messages":[..]}}`).
 const ENVELOPE: usize = 4 * 1024;
@@ -20,19 +21,19 @@ pub(super) fn page_budget(configured: usize, max_payload: usize) -> usize {
     configured.min(max_payload.saturating_sub(ENVELOPE))
 }
 
-/// Cuts `msgs` (oldest first) to the messages that fit in `budget` bytes of JSON, keeping
-/// the newest ones when `keep_newest` (a page read backwards from `before`) and the oldest
-/// otherwise (a page read forwards from `after`); never fewer than one. Returns the page and
-/// its `more`.
-pub(super) fn fit(
-    mut msgs: Vec<Message>,
+/// Cuts `msgs` (in page order) to the items that fit in `budget` bytes of JSON, keeping
+/// the last ones when `keep_last` (a history page read backwards from `before`, oldest
+/// first) and the first ones otherwise (a page read on from `after`); never fewer than one.
+/// Returns the page and its `more`.
+pub(super) fn fit<T: Serialize>(
+    mut msgs: Vec<T>,
     more: bool,
     budget: usize,
-    keep_newest: bool,
-) -> (Vec<Message>, bool) {
+    keep_last: bool,
+) -> (Vec<T>, bool) {
     // In the order messages are kept: from the end the page is read from.
     let mut sizes: Vec<usize> = msgs.iter().map(|m| encoded_len(m) + 1).collect();
-    if keep_newest {
+    if keep_last {
         sizes.reverse();
     }
     let mut used = 0usize;
@@ -47,7 +48,7 @@ pub(super) fn fit(
     if fits == msgs.len() {
         return (msgs, more);
     }
-    if keep_newest {
+    if keep_last {
         msgs.drain(..msgs.len() - fits);
     } else {
         msgs.truncate(fits);
@@ -56,9 +57,9 @@ pub(super) fn fit(
 }
 
 /// Bytes `m` takes as JSON.
-fn encoded_len(m: &Message) -> usize {
+pub(super) fn encoded_len<T: Serialize>(m: &T) -> usize {
     let mut count = Count(0);
-    // Writing to a counter cannot fail, and a `Message` always serialises.
+    // Writing to a counter cannot fail, and the replies' types always serialise.
     let _ = serde_json::to_writer(&mut count, m);
     count.0
 }
@@ -80,6 +81,7 @@ impl io::Write for Count {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatmesh_protocol::message::Message;
 
     fn msg(seq: u64, body: &str) -> Message {
         Message {

@@ -7,7 +7,7 @@ use chatmesh_protocol::service::{
 };
 use chatmesh_protocol::ApiError;
 
-use super::{valid, Service};
+use super::{budget, valid, Service};
 use crate::{edits, reactions};
 
 impl Service {
@@ -48,11 +48,17 @@ impl Service {
     }
 
     /// Every version of message `req.seq`, oldest first: its original, then each edit still
-    /// stored (retention may have trimmed old edits). At most `1 + MAX_EDITS` versions. Who
-    /// may read the room is the gateway's check.
+    /// stored (retention may have trimmed old edits). At most `1 + MAX_EDITS` versions, and
+    /// the newest that fit in the page budget (`more` when cut). Who may read the room is
+    /// the gateway's check.
     pub async fn edits(&self, req: EditsRequest) -> Result<EditHistory, ApiError> {
         valid("room", &req.room)?;
         self.room_meta(&req.room).await?;
+        // Every edit acked when asked is stored first (the caller's own newest one too).
+        if let Some(tail) = self.inner.tail.get() {
+            let stats = self.caches().stats(self.model(), &req.room).await?;
+            tail.caught_up(&req.room, None, stats.last_seq).await?;
+        }
         let not_found = || ApiError::not_found(format!("no message {} in this room", req.seq));
         let m = self
             .model()
@@ -80,10 +86,14 @@ impl Service {
                 });
             }
         }
+        // 21 versions of 16 KiB of control characters are over nats-server's payload limit:
+        // the newest that fit are kept (`budget.rs`).
+        let (versions, more) = budget::fit(versions, false, self.page_budget(), true);
         Ok(EditHistory {
             room: req.room,
             seq: req.seq,
             versions,
+            more,
         })
     }
 }

@@ -47,8 +47,8 @@ impl Service {
         Ok(HistoryPage { messages, more })
     }
 
-    /// Bytes of messages one page may hold (see `budget.rs`).
-    fn page_budget(&self) -> usize {
+    /// Bytes of items one page may hold (see `budget.rs`).
+    pub(super) fn page_budget(&self) -> usize {
         let max_payload = self
             .inner
             .events

@@ -22,7 +22,7 @@ use chatmesh_protocol::service::{
 use chatmesh_protocol::ApiError;
 use tracing::{error, warn};
 
-use super::{valid, Service, LOCK_ROOM, LOCK_USER};
+use super::{budget, valid, Service, LOCK_ROOM, LOCK_USER};
 use crate::model::{dm_room, Cursor, Model, RoomMeta, RoomStats, DM_PREFIX};
 use crate::store::WriteBatch;
 
@@ -204,10 +204,15 @@ impl Service {
             .model()
             .rooms_of_after(&req.user, after, max + 1)
             .await?;
-        let more = mine.len() > max;
+        let mut more = mine.len() > max;
         mine.truncate(max);
+        // The page is also cut at its byte budget (`budget.rs`: 1,000 long topics are over
+        // nats-server's payload limit); the next one starts after its last room.
+        let budget = self.page_budget();
+        let mut used = 0usize;
         let mut rooms = Vec::with_capacity(mine.len());
-        for (room, role) in &mine {
+        let mut cut = None;
+        for (i, (room, role)) in mine.iter().enumerate() {
             let Some(meta) = self.caches().room(self.model(), room).await? else {
                 warn!(
                     room,
@@ -254,6 +259,16 @@ impl Service {
                 name: self.model().room_name(room).await?,
                 closed,
             });
+            used = used.saturating_add(rooms.last().map_or(0, budget::encoded_len) + 1);
+            if used > budget && rooms.len() > 1 {
+                rooms.pop();
+                cut = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = cut {
+            mine.truncate(i);
+            more = true;
         }
         let member_of: HashSet<&str> = mine.iter().map(|(r, _)| r.as_str()).collect();
         // Public rooms come on the last page, after every room of the user's.
@@ -287,7 +302,7 @@ impl Service {
                 *n += 1;
                 tail += 1;
                 let stats = self.caches().stats(self.model(), room).await?;
-                rooms.push(RoomListing {
+                let listing = RoomListing {
                     room: room.clone(),
                     kind: RoomKind::Public,
                     role: None,
@@ -298,7 +313,13 @@ impl Service {
                     topic: self.model().topic(room).await?,
                     name: self.model().room_name(room).await?,
                     closed: false,
-                });
+                };
+                // The public rooms offered are a sample: those past the budget are left out.
+                used = used.saturating_add(budget::encoded_len(&listing) + 1);
+                if used > budget {
+                    break;
+                }
+                rooms.push(listing);
             }
         }
         Ok(RoomList {

@@ -8,7 +8,7 @@ use chatmesh_protocol::search::{
 use chatmesh_protocol::ApiError;
 use tracing::warn;
 
-use super::{valid, Service};
+use super::{budget, valid, Service};
 
 impl Service {
     /// The newest messages of `req.rooms` matching `req`, from their partition's index.
@@ -48,9 +48,12 @@ impl Service {
         if let Some(from) = &req.from {
             valid("user name", from)?;
         }
-        search.search(req).await.map_err(|e| {
+        let found = search.search(req).await.map_err(|e| {
             warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
             ApiError::internal()
-        })
+        })?;
+        // Newest first: a cut page keeps the newest hits and the next starts below them.
+        let (hits, more) = budget::fit(found.hits, found.more, self.page_budget(), false);
+        Ok(SearchResults { hits, more })
     }
 }

@@ -9,7 +9,7 @@ use chatmesh_protocol::service::{
 };
 use chatmesh_protocol::ApiError;
 
-use super::{valid, Service, LOCK_CURSOR};
+use super::{budget, valid, Service, LOCK_CURSOR};
 use crate::model::Model;
 use crate::store::WriteBatch;
 
@@ -92,13 +92,18 @@ impl Service {
                 messages.push(m.into_message(&req.room, seq));
             }
         }
+        let root = root.map(|r| r.into_message(&req.room, req.root));
+        let budget = self
+            .page_budget()
+            .saturating_sub(root.as_ref().map_or(0, budget::encoded_len));
+        let (messages, more) = budget::fit(messages, more, budget, false);
         let read = model.thread_cursor(&req.user, &req.room, req.root).await?;
         let unread = model
             .replies_unread(&req.room, req.root, &req.user, read, MAX_UNREAD)
             .await?;
         Ok(ThreadPage {
             room: req.room.clone(),
-            root: root.map(|r| r.into_message(&req.room, req.root)),
+            root,
             messages,
             more,
             unread,
