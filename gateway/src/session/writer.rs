@@ -49,10 +49,16 @@ impl Writer {
         }
     }
 
-    /// Runs until the session is killed, its token expires (4001) or the socket breaks.
+    /// Runs until the session is killed, its token expires (4001) or the socket breaks. A
+    /// broken socket (or a peer that takes nothing for `WRITE_TIMEOUT`) ends the session:
+    /// its reader must not go on taking requests nobody can be answered for.
     pub async fn run<W: AsyncWrite + Unpin>(self, io: W, link: &SessionLink) -> Stop {
         let stop = self.write_until_closed(io, link).await;
         link.close_queue();
+        if stop == Stop::Broken {
+            // Never sent (1006 means no close frame); the first reason given wins.
+            link.close(1006, "the socket broke or took nothing for 30 s");
+        }
         stop
     }
 
@@ -244,6 +250,20 @@ mod tests {
             i += 2 + len;
         }
         out
+    }
+
+    /// A peer that takes no bytes for `WRITE_TIMEOUT` ends the whole session, not only its
+    /// writer: the reader (which also watches the kill) stops taking requests, so the
+    /// session leaves its rooms, and a token that expires later cannot go on sending.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_nothing_ends_the_session() {
+        let link = SessionLink::new(1, 16, tokio_util::sync::CancellationToken::new());
+        let (io, _peer) = tokio::io::duplex(64);
+        assert!(link.offer(Out::Frame(Bytes::from(vec![b'x'; 1024]))));
+        let stop = Writer::new(100).run(io, &link).await;
+        assert_eq!(stop, Stop::Broken);
+        assert!(link.killed().is_cancelled(), "the reader is told");
+        assert!(!link.offer(Out::Frame(Bytes::from_static(b"y"))));
     }
 
     /// Replay and held live frames meet without a gap or a duplicate at the seam.
