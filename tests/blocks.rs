@@ -54,8 +54,15 @@ async fn a_blocked_user_cannot_add_dm_or_write_to_the_blocker() -> Result<()> {
     her.join(&dm).await?;
     let mut him = Client::login(&mesh.ws_url(), &mallory).await?;
     him.join(&dm).await?;
-    him.post(&dm, "m1", "hi").await?;
+    let hi = him.post(&dm, "m1", "hi").await?;
     her.messages(&dm, 1).await?;
+    // Before the block his typing and his receipts reach her.
+    him.send(frame::typing(&dm)).await?;
+    her.wait_for(|f| matches!(f, ServerFrame::Typing { user, .. } if user == "mallory"))
+        .await?;
+    him.send(frame::read(&dm, hi.seq)).await?;
+    her.wait_for(|f| matches!(f, ServerFrame::Receipt { user, .. } if user == "mallory"))
+        .await?;
 
     let (s, v) = set_block(&api, &ann, "mallory", true).await?;
     assert_eq!(s, 204, "{v}");
@@ -98,6 +105,25 @@ async fn a_blocked_user_cannot_add_dm_or_write_to_the_blocker() -> Result<()> {
     let note = her.post(&dm, "a1", "stop").await?;
     him.wait_for(|f| matches!(f, ServerFrame::Message(m) if m.seq == note.seq))
         .await?;
+    // His typing is refused; his reads move his own cursor but tell her nothing (the first
+    // within the receipt interval of his last, the second after it).
+    let f = him.request(frame::typing(&dm)).await?;
+    assert_eq!(error_code(&f), Some(ErrorCode::Forbidden), "{f:?}");
+    him.send(frame::read(&dm, note.seq)).await?;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    him.send(frame::read(&dm, note.seq + 1)).await?;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let pong = her.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }));
+    let reached = her.backlog.iter().filter(|f| {
+        matches!(f, ServerFrame::Typing { user, .. } | ServerFrame::Receipt { user, .. } if user == "mallory")
+    });
+    assert_eq!(reached.count(), 0, "his typing or receipts reached her");
+    let (s, v) = api.call("GET", "/v1/rooms", Some(&mallory), None).await?;
+    assert_eq!(s, 200, "{v}");
+    let listing = http_rooms(&v).unwrap_or_default();
+    let unread = listing.iter().find(|r| r.room == dm).map(|r| r.unread);
+    assert_eq!(unread, Some(0), "his reads still count for him: {v}");
 
     // No new DM, no adds; others are not affected.
     let (s, v) = api.call("POST", "/v1/dm/ann", Some(&mallory), None).await?;

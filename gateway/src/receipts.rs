@@ -31,6 +31,9 @@ struct Entry {
     at: Instant,
     /// The latest seq waiting for the interval to end.
     pending: Option<u64>,
+    /// The latest read was of a user who may not reach the room's members (blocked in a
+    /// DM): its cursor is written, no receipt goes out.
+    quiet: bool,
 }
 
 impl Entry {
@@ -71,8 +74,9 @@ impl Receipts {
         }
     }
 
-    /// Decides about `user`'s `read` of `seq` in `room` at `now`.
-    pub fn offer(&self, room: &str, user: &str, seq: u64, now: Instant) -> Decision {
+    /// Decides about `user`'s `read` of `seq` in `room` at `now`; a `quiet` read moves the
+    /// cursor as usual, and the flusher announces nothing for it.
+    pub fn offer(&self, room: &str, user: &str, seq: u64, quiet: bool, now: Instant) -> Decision {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let key: Key = (Arc::from(room), Arc::from(user));
         let Some(entry) = entries.get_mut(&key) else {
@@ -83,10 +87,12 @@ impl Receipts {
                     announced: seq,
                     at: now,
                     pending: None,
+                    quiet,
                 },
             );
             return Decision::Now { persist: true };
         };
+        entry.quiet = quiet;
         match entry.pending {
             Some(held) if held == seq => return Decision::Repeat,
             None if entry.announced == seq => return Decision::Repeat,
@@ -103,7 +109,7 @@ impl Receipts {
     /// The held reads whose interval has ended, marked announced, each with whether it
     /// moves the cursor; forgets entries idle for longer than an interval (memory stays
     /// proportional to active readers).
-    fn due(&self, now: Instant) -> Vec<(Key, u64, bool)> {
+    fn due(&self, now: Instant) -> Vec<(Key, u64, bool, bool)> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         entries.retain(|key, entry| {
@@ -111,7 +117,7 @@ impl Receipts {
             match entry.pending {
                 Some(seq) if elapsed => {
                     let persist = entry.announce(seq, now);
-                    out.push((key.clone(), seq, persist));
+                    out.push((key.clone(), seq, persist, entry.quiet));
                     true
                 }
                 Some(_) => true,
@@ -137,7 +143,7 @@ impl Receipts {
                     _ = stop.cancelled() => break,
                     _ = every.tick() => {}
                 }
-                for ((room, user), seq, persist) in this.due(Instant::now()) {
+                for ((room, user), seq, persist, quiet) in this.due(Instant::now()) {
                     if persist {
                         let req = SetCursorRequest {
                             room: room.to_string(),
@@ -145,6 +151,9 @@ impl Receipts {
                             seq,
                         };
                         services.notify::<SetCursor>(&room, &req).await;
+                    }
+                    if quiet {
+                        continue;
                     }
                     let _ = publish(&nats, &room, &user, receipt(&room, &user, seq)).await;
                 }
@@ -188,29 +197,41 @@ mod tests {
     fn a_burst_of_reads_becomes_two_sends() {
         let r = Receipts::new(Duration::from_secs(1));
         let t0 = Instant::now();
-        assert_eq!(r.offer("room", "ann", 1, t0), NOW);
-        assert_eq!(r.offer("room", "ann", 1, t0), Decision::Repeat);
+        assert_eq!(r.offer("room", "ann", 1, false, t0), NOW);
+        assert_eq!(r.offer("room", "ann", 1, false, t0), Decision::Repeat);
         let held = (2..=180)
-            .filter(|seq| r.offer("room", "ann", *seq, t0) == Decision::Later)
+            .filter(|seq| r.offer("room", "ann", *seq, false, t0) == Decision::Later)
             .count();
         assert_eq!(held, 179);
-        assert_eq!(r.offer("room", "ann", 180, t0), Decision::Repeat);
+        assert_eq!(r.offer("room", "ann", 180, false, t0), Decision::Repeat);
         assert!(r.due(t0 + Duration::from_millis(500)).is_empty());
         let due = r.due(t0 + Duration::from_secs(1));
         assert_eq!(due.len(), 1);
         assert_eq!((due[0].1, due[0].2), (180, true));
         assert_eq!(
-            r.offer("room", "ann", 180, t0 + Duration::from_secs(1)),
+            r.offer("room", "ann", 180, false, t0 + Duration::from_secs(1)),
             Decision::Repeat
         );
         assert_eq!(
-            r.offer("room", "ann", 181, t0 + Duration::from_secs(3)),
+            r.offer("room", "ann", 181, false, t0 + Duration::from_secs(3)),
             NOW
         );
-        assert_eq!(r.offer("room", "bob", 1, t0), NOW, "per user");
+        assert_eq!(r.offer("room", "bob", 1, false, t0), NOW, "per user");
         // Idle entries are forgotten.
         r.due(t0 + Duration::from_secs(10));
         assert!(r.entries.lock().unwrap().is_empty());
+    }
+
+    /// A quiet read held for the interval's end is written when due and marked quiet (the
+    /// flusher announces nothing for it).
+    #[test]
+    fn a_held_quiet_read_stays_quiet() {
+        let r = Receipts::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(r.offer("room", "ann", 1, false, t0), NOW);
+        assert_eq!(r.offer("room", "ann", 5, true, t0), Decision::Later);
+        let due = r.due(t0 + Duration::from_secs(1));
+        assert_eq!((due[0].1, due[0].2, due[0].3), (5, true, true));
     }
 
     /// A read below the cursor is announced (coalesced like any read) but never written.
@@ -218,17 +239,17 @@ mod tests {
     fn a_backward_read_is_announced_not_written() {
         let r = Receipts::new(Duration::from_secs(1));
         let t0 = Instant::now();
-        assert_eq!(r.offer("room", "ann", 10, t0), NOW);
-        assert_eq!(r.offer("room", "ann", 4, t0), Decision::Later);
+        assert_eq!(r.offer("room", "ann", 10, false, t0), NOW);
+        assert_eq!(r.offer("room", "ann", 4, false, t0), Decision::Later);
         let due = r.due(t0 + Duration::from_secs(1));
         assert_eq!((due[0].1, due[0].2), (4, false));
         let later = t0 + Duration::from_secs(3);
         assert_eq!(
-            r.offer("room", "ann", 7, later),
+            r.offer("room", "ann", 7, false, later),
             Decision::Now { persist: false }
         );
         assert_eq!(
-            r.offer("room", "ann", 11, later + Duration::from_secs(1)),
+            r.offer("room", "ann", 11, false, later + Duration::from_secs(1)),
             NOW
         );
     }

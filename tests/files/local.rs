@@ -318,6 +318,44 @@ async fn bad_uploads_are_refused_and_leave_nothing() -> Result<()> {
         v["error"]["message"].as_str().unwrap().contains("quota"),
         "{v}"
     );
+
+    // Members who may not send may not share files either: a muted member, and a user
+    // blocked by the other member of a DM (each 403, the file's bytes never read).
+    let bob = api.user("bob").await?;
+    api.room(&bob, "yard", "private").await?;
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/rooms/yard/members",
+            Some(&bob),
+            Some(serde_json::json!({"user": "ann", "role": "member"})),
+        )
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = files.upload(&ann, "yard", "ok.txt", b"x".to_vec()).await?;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/rooms/yard/mutes",
+            Some(&bob),
+            Some(serde_json::json!({"user": "ann"})),
+        )
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = files.upload(&ann, "yard", "no.txt", b"x".to_vec()).await?;
+    assert_eq!(s, 403, "muted: {v}");
+    let (s, v) = api.call("POST", "/v1/dm/bob", Some(&ann), None).await?;
+    assert_eq!(s, 200, "{v}");
+    let dm = v["room"].as_str().unwrap_or_default().to_owned();
+    let (s, v) = files.upload(&ann, &dm, "hi.txt", b"x".to_vec()).await?;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api
+        .call("PUT", "/v1/users/me/blocks/ann", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = files.upload(&ann, &dm, "hi.txt", b"x".to_vec()).await?;
+    assert_eq!(s, 403, "blocked: {v}");
     mesh.stop().await
 }
 

@@ -60,8 +60,16 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
     let actor = caller(state, &req).await?;
     name("room", room)?;
     let file_name = upload_name(&req)?;
-    if !state.access.get(room, &actor).await?.can_post() {
+    let access = state.access.get(room, &actor).await?;
+    if !access.can_post() {
         return Err(ApiError::forbidden("only members may share files in this room").into());
+    }
+    // A file is shared to be sent: who may not send may not fill the room's quota either.
+    if access.muted(crate::auth::now_secs()) {
+        return Err(ApiError::forbidden("muted in this room").into());
+    }
+    if access.blocked {
+        return Err(ApiError::forbidden("the other member of this DM has blocked you").into());
     }
     let size = declared_length(&req)?;
     if size > files.cfg.max_file_bytes {

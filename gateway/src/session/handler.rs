@@ -673,6 +673,11 @@ impl Session {
         if !access.can_post() {
             return Err(ApiError::forbidden("only members may type here"));
         }
+        if access.blocked {
+            return Err(ApiError::forbidden(
+                "the other member of this DM has blocked you",
+            ));
+        }
         let now = Instant::now();
         let cfg = &self.state.cfg;
         let every = Duration::from_secs(1) / cfg.typing_per_second.max(1);
@@ -729,7 +734,11 @@ impl Session {
             return Ok(());
         }
         let now = tokio::time::Instant::now();
-        let Decision::Now { persist } = self.state.receipts.offer(room, &user, seq, now) else {
+        // A user the other member of a DM blocked still reads it (its cursor moves) but
+        // tells the blocker nothing.
+        let quiet = access.blocked;
+        let offer = self.state.receipts.offer(room, &user, seq, quiet, now);
+        let Decision::Now { persist } = offer else {
             metrics::counter!("chatmesh_events_dropped_total", "kind" => "receipt").increment(1);
             return Ok(());
         };
@@ -740,6 +749,9 @@ impl Session {
                 seq,
             };
             self.state.services.ask::<SetCursor>(room, &req).await?;
+        }
+        if quiet {
+            return Ok(());
         }
         self.event(room, receipts::receipt(room, &user, seq)).await
     }
