@@ -19,14 +19,9 @@ async fn count_frames(
     kind: FrameType,
     window: Duration,
 ) -> Vec<ServerFrame<'static>> {
-    let until = tokio::time::Instant::now() + window;
-    let mut out = Vec::new();
-    while let Ok(Ok(v)) = tokio::time::timeout_at(until, c.next()).await {
-        if v.frame_type() == kind {
-            out.push(v);
-        }
-    }
-    out
+    let mut all = count_frames_of(c, window).await;
+    all.retain(|v| v.frame_type() == kind);
+    all
 }
 
 fn strict_config() -> chatmesh::Config {
@@ -183,4 +178,59 @@ async fn typing_is_bounded_per_session() -> Result<()> {
         typing.len()
     );
     mesh.stop().await
+}
+
+/// Requests that reach the workers count against their user's API budget over WebSocket as
+/// over HTTP (`api_per_user_per_minute`, `api_user_burst`): one account's `history` loop,
+/// over any number of sessions, is answered `rate_limited` past it, and another user is
+/// served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_requests_over_websocket_share_the_users_api_budget() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.api_per_user_per_minute = 1;
+    config.gateway.api_user_burst = 10;
+    config.gateway.rate_limit_strikes = 1000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let greedy = api.user("greedy").await?;
+    let ann = api.user("ann").await?;
+    api.room(&ann, "hall", "public").await?;
+    let mut c = Client::login(&mesh.ws_url(), &greedy).await?;
+    let mut d = Client::login(&mesh.ws_url(), &greedy).await?;
+    c.join("hall").await?;
+    for i in 0..15 {
+        c.send_with_ref(frame::history("hall"), format!("c{i}"))
+            .await?;
+        d.send_with_ref(frame::history("hall"), format!("d{i}"))
+            .await?;
+    }
+    let mut answered = 0;
+    let mut limited = 0;
+    for s in [&mut c, &mut d] {
+        for f in count_frames_of(s, Duration::from_secs(2)).await {
+            match f.frame_type() {
+                FrameType::History => answered += 1,
+                FrameType::Error if error_code(&f) == Some(ErrorCode::RateLimited) => limited += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(answered <= 10, "{answered} answered past a burst of 10");
+    assert_eq!(answered + limited, 30, "every request answered");
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("hall").await?;
+    let f = a.request(frame::history("hall")).await?;
+    assert_eq!(f.frame_type(), FrameType::History, "another user: {f:?}");
+    mesh.stop().await
+}
+
+/// Every frame that arrives within `window`.
+async fn count_frames_of(c: &mut Client, window: Duration) -> Vec<ServerFrame<'static>> {
+    let until = tokio::time::Instant::now() + window;
+    let mut out = Vec::new();
+    while let Ok(Ok(v)) = tokio::time::timeout_at(until, c.next()).await {
+        out.push(v);
+    }
+    out
 }

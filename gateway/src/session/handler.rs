@@ -222,6 +222,18 @@ impl Session {
             .await;
     }
 
+    /// Charges a request that reaches a worker or JetStream to its user's API budget
+    /// (`api_per_user_per_minute`, shared with HTTP and by all the user's sessions on this
+    /// gateway); false, and the request refused as rate-limited, when it is spent.
+    async fn api_budget(&mut self, r#ref: &Ref) -> bool {
+        let user = self.user().to_owned();
+        if self.state.throttle.api_allowed(&user).await.is_ok() {
+            return true;
+        }
+        self.strike(r#ref).await;
+        false
+    }
+
     pub async fn on_text(&mut self, text: &[u8]) {
         metrics::counter!("chatmesh_frames_in_total").increment(1);
         if self.frames.check().is_err() {
@@ -246,6 +258,11 @@ impl Session {
         match frame {
             ClientFrame::Hello { token } => self.hello(&r#ref, &token).await,
             ClientFrame::Ping => self.reply(pong(&r#ref)).await,
+            ClientFrame::Join { .. }
+            | ClientFrame::History { .. }
+            | ClientFrame::Read { .. }
+            | ClientFrame::Presence { .. }
+                if !self.api_budget(&r#ref).await => {}
             ClientFrame::Join { room, since } => {
                 if let Err(e) = self.join(&r#ref, &room, since).await {
                     self.error(&r#ref, &e).await;
