@@ -586,3 +586,53 @@ async fn presence_refresh_costs_one_message_per_room_and_gateway() -> Result<()>
     assert_eq!(online(&p).len(), 40);
     mesh.stop().await
 }
+
+/// A member that joins and leaves a room in a loop costs the others at most about one
+/// `presence_diff` a second (changes that undo each other within a second none), and the
+/// presence bucket about one write a second, instead of one of each per flip; when the loop
+/// ends the members learn where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_leave_loop_is_announced_at_most_once_a_second() -> Result<()> {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, mal) = (api.user("ann").await?, api.user("mal").await?);
+    api.room(&ann, "lobby", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("lobby").await?;
+    let nats = mesh.nats.connect().await?;
+    let mut writes = nats.subscribe("chat.pres.lobby.*").await?;
+    nats.flush().await?;
+    let mut m = Client::login(&mesh.ws_url(), &mal).await?;
+    let started = Instant::now();
+    for _ in 0..100 {
+        m.send(frame::join("lobby")).await?;
+        m.send(frame::leave("lobby")).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m.request(frame::join("lobby")).await?;
+    let flips = started.elapsed();
+    a.wait_for(|f| diff(f, false, |j| j == ["mal"])).await?;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    a.request(frame::ping()).await?;
+    let diffs = a
+        .backlog
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::PresenceDiff { .. }))
+        .count()
+        + 1;
+    let mut n = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(10), writes.next()).await {
+        n += 1;
+    }
+    let most = flips.as_secs() as usize + 4;
+    assert!(
+        diffs <= most,
+        "{diffs} presence_diff frames for 201 flips in {flips:?}"
+    );
+    assert!(n <= most, "{n} presence writes for 201 flips in {flips:?}");
+    let p = a.request(frame::presence("lobby")).await?;
+    assert_eq!(online(&p), ["ann", "mal"]);
+    mesh.stop().await
+}

@@ -25,6 +25,12 @@ use crate::presence::{self, PresenceState};
 /// Header naming the user an ephemeral event is from.
 pub const EVENT_USER: &str = "Chatmesh-User";
 
+/// Presence changes of a room go out (to the presence bucket, and as `presence_diff` to its
+/// local members) at once, then at most once per this interval, with everything that
+/// changed meanwhile: a member joining and leaving in a loop costs each member at most one
+/// frame a second (and changes that undo each other within it none), not one per change.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+
 /// Messages read from JetStream per request while filling a gap.
 const FILL_BATCH: usize = 256;
 /// Pauses before reading a gap again when the read ended short (a mirror behind its origin).
@@ -206,6 +212,12 @@ impl Room {
         let mut seen_losses = natskit::lossy::losses(&stats);
         // A room started after a reconnect, before the re-check, waits for it too.
         let mut cleared = *env.rechecked.borrow();
+        // Presence: a change waits for `quiet_until` (`PRESENCE_EVERY` after the last one
+        // went out); `due` while one waits.
+        let mut quiet_until = tokio::time::Instant::now();
+        let mut due = false;
+        let flush = tokio::time::sleep_until(quiet_until);
+        tokio::pin!(flush);
         loop {
             tokio::select! {
                 biased;
@@ -218,14 +230,25 @@ impl Room {
                     None => break,
                 },
                 Some(msg) = events.next() => self.on_event(msg),
-                Some(msg) = pres.next() => self.on_presence(&env, &msg),
-                _ = self.dirty.notified() => {
+                Some(msg) = pres.next() => {
+                    if self.on_presence(&env, &msg) && !due {
+                        due = true;
+                        flush.as_mut().reset(quiet_until);
+                    }
+                }
+                _ = self.dirty.notified(), if !due => {
+                    due = true;
+                    flush.as_mut().reset(quiet_until);
+                }
+                () = &mut flush, if due => {
+                    due = false;
                     let local = self.read().presence.local_users();
                     if local != published {
                         self.publish_presence(&env, &local).await;
                         published = local;
                     }
                     self.announce();
+                    quiet_until = tokio::time::Instant::now() + PRESENCE_EVERY;
                 }
                 _ = refresh.tick() => {
                     if !published.is_empty() {
@@ -262,18 +285,20 @@ impl Room {
         }
     }
 
-    /// Another gateway's presence of this room changed (or expired).
-    fn on_presence(&self, env: &RoomEnv, msg: &async_nats::Message) {
+    /// Another gateway's presence of this room changed (or expired): kept at once (for
+    /// `presence` requests); true when it is to be announced.
+    fn on_presence(&self, env: &RoomEnv, msg: &async_nats::Message) -> bool {
         let Some(gw) = msg.subject.as_str().rsplit('.').next() else {
-            return;
+            return false;
         };
-        if gw != &*env.gateway {
-            let users = presence::parse_users(&msg.payload);
-            self.write()
-                .presence
-                .set_remote(gw, users, std::time::Instant::now());
-            self.announce();
+        if gw == &*env.gateway {
+            return false;
         }
+        let users = presence::parse_users(&msg.payload);
+        self.write()
+            .presence
+            .set_remote(gw, users, std::time::Instant::now());
+        true
     }
 
     /// Tells local members who came and went since the last announcement.
