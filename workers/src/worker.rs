@@ -334,14 +334,26 @@ impl Worker {
         &self.service
     }
 
-    /// Resolves when a partition task fails (they run until shutdown otherwise).
+    /// Resolves when a partition task fails (they run until shutdown otherwise) or the
+    /// store can no longer write: nothing more would be stored, and a new process (or a
+    /// standby) recovers from the journal.
     pub async fn failed(&mut self) -> WorkerError {
-        loop {
-            match self.tasks.join_next().await {
-                Some(Ok(Ok(()))) => continue,
-                Some(Ok(Err(e))) => return e,
-                Some(Err(e)) => return WorkerError::Task(e),
-                None => std::future::pending::<()>().await,
+        let store = self.store.clone();
+        let tasks = async {
+            loop {
+                match self.tasks.join_next().await {
+                    Some(Ok(Ok(()))) => continue,
+                    Some(Ok(Err(e))) => return e,
+                    Some(Err(e)) => return WorkerError::Task(e),
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        };
+        tokio::select! {
+            e = tasks => e,
+            e = store.failed() => {
+                tracing::error!(error = %e, "the store failed: the worker stops");
+                WorkerError::Store(e)
             }
         }
     }

@@ -227,3 +227,77 @@ async fn a_lost_consumer_is_recreated_from_the_checkpoint() {
     .await;
     worker.stop().await.unwrap();
 }
+
+/// The environment variable that makes [`a_store_that_can_no_longer_write_stops_the_worker`]
+/// run its body (in a child process of its own: the file size limit it sets must not reach
+/// the other tests of this binary under `cargo test`).
+const FSIZE_CHILD: &str = "CHATMESH_TEST_FSIZE_CHILD";
+
+/// A store whose journal write fails (here the file size limit; ENOSPC or EIO in
+/// production) is poisoned for good: fjall refuses every later write. The worker then
+/// stops with the store's error, so that its process exits and a supervisor or a standby
+/// takes over (a restart recovers the journal), instead of retrying forever while its
+/// health checks stay green and nothing more is stored.
+#[test]
+fn a_store_that_can_no_longer_write_stops_the_worker() {
+    if std::env::var_os(FSIZE_CHILD).is_some() {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(stops_when_the_store_fails());
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_store_that_can_no_longer_write_stops_the_worker",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(FSIZE_CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn stops_when_the_store_fails() {
+    // nats-server first: a child started later would inherit the limit.
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let (nats, _model, mut worker, _dir) = start_worker(&server).await;
+    let js = mesh::js(&nats);
+    publish(&js, "general", "ann", "before").await;
+    // Writes past 256 KiB of any file fail with EFBIG (the store's journal is a sparse
+    // file of 64 MiB, written from its start: a few KiB of it are in use now); the signal
+    // that would kill the process is ignored, as a full disk sends none.
+    let _ignored =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).unwrap(); // SIGXFSZ
+    let limit = format!("--fsize={}:unlimited", 256 << 10);
+    let pid = std::process::id().to_string();
+    let set = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(set.success());
+    let failed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let publishing = async {
+            for i in 0..100_000 {
+                let room = ROOMS[i % ROOMS.len()];
+                publish(&js, room, "ann", &format!("m{i}-{}", "x".repeat(500))).await;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            e = worker.failed() => e,
+            () = publishing => unreachable!(),
+        }
+    })
+    .await
+    .expect("the worker went on with a store that cannot write");
+    let text = chatmesh_protocol::error::Chain(&failed).to_string();
+    assert!(text.contains("can no longer write"), "{text}");
+}

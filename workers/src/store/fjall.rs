@@ -9,8 +9,10 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use tokio::sync::watch;
 
 use super::{BatchOp, Direction, FsyncPolicy, KvPair, KvStore, StoreError, WriteBatch};
 
@@ -49,6 +51,9 @@ pub struct FjallStore {
     db: Database,
     ks: Keyspace,
     persist: Option<PersistMode>,
+    /// Set by the first write that failed for good (fjall poisons itself after a failed
+    /// journal write or fsync and refuses every later write).
+    failed: Arc<watch::Sender<Option<String>>>,
 }
 
 impl FjallStore {
@@ -77,7 +82,24 @@ impl FjallStore {
             FsyncPolicy::SyncData => Some(PersistMode::SyncData),
             FsyncPolicy::Buffered => Some(PersistMode::Buffer),
         };
-        Ok(Self { db, ks, persist })
+        Ok(Self {
+            db,
+            ks,
+            persist,
+            failed: Arc::new(watch::channel(None).0),
+        })
+    }
+
+    /// Resolves once a write failed for good (see the field `failed`).
+    pub async fn failed(&self) -> StoreError {
+        let mut rx = self.failed.subscribe();
+        // The sender lives as long as the store, and this clone holds it.
+        let why = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|why| why.clone().unwrap_or_default())
+            .unwrap_or_default();
+        StoreError::Fatal(why)
     }
 
     /// Whether another opener (this process or another) holds the database in `dir` now: a
@@ -108,7 +130,19 @@ impl FjallStore {
                 BatchOp::Delete(k) => batch.remove(&self.ks, k),
             }
         }
-        Ok(batch.commit()?)
+        batch.commit().map_err(|e| {
+            // The write that failed (EIO, ENOSPC) poisons the database: it is the cause;
+            // every later write only says `Poisoned`.
+            if matches!(e, fjall::Error::Poisoned | fjall::Error::Io(_)) {
+                let why = e.to_string();
+                self.failed.send_if_modified(|failed| {
+                    let first = failed.is_none();
+                    failed.get_or_insert(why);
+                    first
+                });
+            }
+            StoreError::from(e)
+        })
     }
 
     fn scan_blocking(

@@ -58,6 +58,21 @@ pub enum StoreError {
     /// An error of a cache loader, shared by every caller that waited for that load.
     #[error("{0}")]
     Shared(Arc<StoreError>),
+    /// A write failed in a way that leaves the store refusing every later one (fjall after a
+    /// failed journal write or fsync: a full disk, an I/O error).
+    #[error("the store can no longer write ({0}): restart the worker (its journal recovers what was committed)")]
+    Fatal(String),
+}
+
+impl StoreError {
+    /// A backend error after which the store takes no more writes.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            StoreError::Fatal(_) | StoreError::Fjall(::fjall::Error::Poisoned) => true,
+            StoreError::Shared(e) => e.is_fatal(),
+            _ => false,
+        }
+    }
 }
 
 /// How to reach a TiKV cluster (`[worker.tikv]`, used when `backend = "tikv"`).
@@ -256,6 +271,16 @@ pub enum Store {
 }
 
 impl Store {
+    /// Resolves once a write failed for good ([`StoreError::is_fatal`]): this store takes
+    /// no more writes, and a worker on it stops so that its process can be restarted.
+    pub async fn failed(&self) -> StoreError {
+        match self {
+            Store::Fjall(s) => s.failed().await,
+            #[cfg(feature = "tikv")]
+            Store::Tikv(_) => std::future::pending().await,
+        }
+    }
+
     /// Whether a reader can never see part of a [`WriteBatch`] (fjall: yes; TiKV raw: only
     /// stage by stage, see [`WriteBatch::barrier`]).
     pub fn atomic_batches(&self) -> bool {
