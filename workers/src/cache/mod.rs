@@ -196,6 +196,16 @@ impl Caches {
         self.pages.invalidate(room).await;
     }
 
+    /// Store writer only: a partition came to this worker or left it. Another worker wrote
+    /// (or will write) its rooms meanwhile, so nothing cached of them can be trusted: the
+    /// stats the writer computes `prev` from, the recent pages, roles and room records. All
+    /// are forgotten (every partition's: this is rare, and they load again from the store).
+    pub(crate) fn partition_moved(&self) {
+        self.rooms.invalidate_all();
+        self.access.changed_all();
+        self.reset_written();
+    }
+
     /// Store writer only: after a failed commit, forget every stat and page (the store may
     /// hold more than they say).
     pub(crate) fn reset_written(&self) {

@@ -173,9 +173,17 @@ pub(crate) async fn run_partition(
 }
 
 async fn write_partition(w: Writer, p: u32, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
+    // This worker runs the partition from now until it returns; before and after, another
+    // worker may write its rooms (ownership "shared").
+    w.caches.partition_moved();
+    write_sessions(&w, p, &ready, &shutdown).await;
+    w.caches.partition_moved();
+}
+
+async fn write_sessions(w: &Writer, p: u32, ready: &AtomicBool, shutdown: &CancellationToken) {
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
-        let result = session(&w, p, &ready, &shutdown, &mut backoff).await;
+        let result = session(w, p, ready, shutdown, &mut backoff).await;
         ready.store(false, Ordering::Release);
         let Err(e) = result else { return };
         warn!(partition = p, error = %Chain(&e), "store writer restarts from its checkpoint");
