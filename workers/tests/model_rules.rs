@@ -268,3 +268,29 @@ async fn malformed_requests_get_bad_request() {
     assert_eq!(outcome, "ok");
     assert_eq!(reply, br#"{"ok":{"user":"ann"}}"#);
 }
+
+/// A file's references are deleted in bounded chunks, not gathered into the caller's batch
+/// (the sweeper's): a file attached to 10,000 messages leaves a batch of one operation (its
+/// record's deletion), and no reference behind.
+#[tokio::test]
+async fn a_files_references_are_deleted_in_chunks() {
+    use chatmesh_workers::model::Model;
+    use chatmesh_workers::store::WriteBatch;
+    let l = Local::new().await;
+    let seqs: Vec<u64> = (1..=10_000).collect();
+    for chunk in seqs.chunks(1_000) {
+        let mut batch = WriteBatch::new();
+        for seq in chunk {
+            Model::put_file_ref(&mut batch, "hall", "f1", *seq);
+        }
+        l.model.write(batch).await.unwrap();
+    }
+    assert_eq!(
+        l.model.last_file_ref("hall", "f1").await.unwrap(),
+        Some(10_000)
+    );
+    let mut batch = WriteBatch::new();
+    l.model.delete_file(&mut batch, "hall", "f1").await.unwrap();
+    assert_eq!(batch.len(), 1, "only the record's deletion");
+    assert_eq!(l.model.last_file_ref("hall", "f1").await.unwrap(), None);
+}

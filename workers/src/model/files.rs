@@ -15,21 +15,17 @@ impl Model {
         batch.put(keys::file(room, id), records::encode(file));
     }
 
-    /// Deletes a file's record and its references.
+    /// Deletes a file's references now, a bounded chunk of keys at a time (a file attached to
+    /// a million messages has a million), and adds its record's deletion to `batch`. A crash
+    /// in between leaves the record without references: the next sweep deletes it again.
     pub async fn delete_file(
         &self,
         batch: &mut WriteBatch,
         room: &str,
         id: &str,
     ) -> Result<(), StoreError> {
+        self.store.delete_range(keys::file_refs(room, id)).await?;
         batch.delete(keys::file(room, id));
-        for (k, _) in self
-            .store
-            .scan(keys::file_refs(room, id), Direction::Forward, usize::MAX)
-            .await?
-        {
-            batch.delete(k);
-        }
         Ok(())
     }
 
