@@ -25,6 +25,8 @@ pub const ERASED: &str = "chatmesh_worker_erased_total";
 pub const ROOM_TRIMS: &str = "chatmesh_worker_room_trims_total";
 /// Batches the search index could not take (missing from search), and unreadable indexes.
 pub const SEARCH_ERRORS: &str = "chatmesh_worker_search_errors_total";
+/// Search hits of messages the store no longer holds, left out and removed from the index.
+pub const SEARCH_STALE_HITS: &str = "chatmesh_worker_search_stale_hits_total";
 /// Stream messages that could not be decoded (skipped and acked).
 pub const DECODE_ERRORS: &str = "chatmesh_worker_decode_errors_total";
 /// Store-writer restarts from the checkpoint, label `reason`.
@@ -111,6 +113,10 @@ pub fn describe() {
     describe_counter!(
         SEARCH_ERRORS,
         "stored batches the search index could not take, and unreadable indexes"
+    );
+    describe_counter!(
+        SEARCH_STALE_HITS,
+        "search hits of messages the store no longer holds (left out, removed from the index)"
     );
     describe_counter!(WRITER_RESTARTS, "store-writer restarts from the checkpoint");
     describe_counter!(REQUESTS, "service requests by op and outcome");

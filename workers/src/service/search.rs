@@ -3,7 +3,7 @@
 //! its check, at query time.
 
 use chatmesh_protocol::search::{
-    SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
+    SearchHit, SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
 };
 use chatmesh_protocol::ApiError;
 use tracing::warn;
@@ -52,8 +52,43 @@ impl Service {
             warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
             ApiError::internal()
         })?;
+        let hits = self.still_stored(search, found.hits).await?;
         // Newest first: a cut page keeps the newest hits and the next starts below them.
-        let (hits, more) = budget::fit(found.hits, found.more, self.page_budget(), false);
+        let (hits, more) = budget::fit(hits, found.more, self.page_budget(), false);
         Ok(SearchResults { hits, more })
+    }
+
+    /// The hits whose message the store still holds as found, in its current version. The
+    /// index may hold messages the store no longer does: after a crash lost the removals
+    /// retention had queued, or an index rebuilt (or a partition's caught up on another
+    /// worker) from a stream that still holds what retention deleted from the store. Those
+    /// are left out, and removed from the index.
+    async fn still_stored(
+        &self,
+        search: &crate::search::Indexes,
+        hits: Vec<SearchHit>,
+    ) -> Result<Vec<SearchHit>, ApiError> {
+        let mut kept = Vec::with_capacity(hits.len());
+        let mut gone = Vec::new();
+        for hit in hits {
+            match self.model().message(&hit.room, hit.seq).await? {
+                Some(m) if m.change().is_none() && !m.void && m.deleted.is_none() => {
+                    kept.push(SearchHit {
+                        from: m.from,
+                        ts: m.ts,
+                        body: m.body,
+                        ..hit
+                    });
+                }
+                _ => gone.push(hit.seq),
+            }
+        }
+        if !gone.is_empty() {
+            metrics::counter!(crate::metrics::SEARCH_STALE_HITS).increment(gone.len() as u64);
+            if let Err(e) = search.remove(gone).await {
+                warn!(error = %chatmesh_protocol::error::Chain(&e), "removing stale search hits failed");
+            }
+        }
+        Ok(kept)
     }
 }
