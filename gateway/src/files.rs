@@ -2,11 +2,13 @@
 //! bound on uploads streaming at once. The endpoints are in `http/files.rs`.
 //!
 //! **Upload slots.** An upload holds one of [`MAX_UPLOADS`] slots while its body streams.
-//! One user holds at most [`MAX_UPLOADS_PER_USER`] of them, and an upload must arrive at
+//! One user holds at most [`MAX_UPLOADS_PER_USER`] of them and one client address (over all
+//! its accounts) at most [`MAX_UPLOADS_PER_ADDRESS`], and an upload must arrive at
 //! [`MIN_UPLOAD_BYTES_PER_SEC`] or better on the whole (beside the idle timeout between
 //! two chunks): a client trickling bytes just under the idle timeout would otherwise keep
 //! every slot for hours, and every other upload on the gateway would be refused.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ pub struct GatewayFiles {
     uploads: Arc<Semaphore>,
     /// Uploads in progress per user.
     per_user: Counts<String>,
+    /// Uploads in progress per client address ([`crate::throttle::client_key`]).
+    per_address: Counts<IpAddr>,
 }
 
 /// Uploads one gateway streams at once; more are refused with 429 (each holds up to a few
@@ -30,6 +34,9 @@ pub struct GatewayFiles {
 pub const MAX_UPLOADS: usize = 16;
 /// Uploads one user streams at once on one gateway; more are refused with 429.
 pub const MAX_UPLOADS_PER_USER: usize = 2;
+/// Uploads one client address streams at once on one gateway, whatever its accounts: it
+/// takes four addresses to hold every slot, not one address with eight accounts.
+pub const MAX_UPLOADS_PER_ADDRESS: usize = 4;
 /// The slowest an upload may arrive on the whole (128 kbit/s): an upload of `size` bytes
 /// must be received within the idle timeout plus `size` at this rate.
 pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 16 * 1024;
@@ -41,6 +48,8 @@ pub enum NoSlot {
     Gateway,
     /// The user has [`MAX_UPLOADS_PER_USER`] uploads in progress.
     User,
+    /// The client address has [`MAX_UPLOADS_PER_ADDRESS`] uploads in progress.
+    Address,
 }
 
 /// An upload slot, given back on drop.
@@ -48,6 +57,7 @@ pub enum NoSlot {
 pub struct UploadSlot {
     _permit: OwnedSemaphorePermit,
     _user: Counted<String>,
+    _address: Counted<IpAddr>,
 }
 
 impl GatewayFiles {
@@ -57,15 +67,20 @@ impl GatewayFiles {
             cfg,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             per_user: Counts::default(),
+            per_address: Counts::default(),
         }
     }
 
-    /// A slot for an upload by `user`, or why not.
-    pub fn upload_slot(&self, user: &str) -> Result<UploadSlot, NoSlot> {
+    /// A slot for an upload by `user` from client address `ip`, or why not.
+    pub fn upload_slot(&self, user: &str, ip: IpAddr) -> Result<UploadSlot, NoSlot> {
         let counted = self
             .per_user
             .take(&user.to_owned(), MAX_UPLOADS_PER_USER)
             .ok_or(NoSlot::User)?;
+        let address = self
+            .per_address
+            .take(&crate::throttle::client_key(ip), MAX_UPLOADS_PER_ADDRESS)
+            .ok_or(NoSlot::Address)?;
         let permit = self
             .uploads
             .clone()
@@ -74,6 +89,7 @@ impl GatewayFiles {
         Ok(UploadSlot {
             _permit: permit,
             _user: counted,
+            _address: address,
         })
     }
 }

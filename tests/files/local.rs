@@ -359,12 +359,68 @@ async fn bad_uploads_are_refused_and_leave_nothing() -> Result<()> {
     mesh.stop().await
 }
 
+/// One client address holds at most four upload slots, whatever its accounts: a fifth
+/// upload from it is refused at once (429), one from another address goes through.
+#[tokio::test]
+async fn one_address_holds_at_most_four_upload_slots() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.body_read_timeout_ms = 5_000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "box", "private").await?;
+    let addr = mesh.url().trim_start_matches("http://").to_owned();
+    let mut tokens = Vec::new();
+    for name in ["u0", "u1", "u2"] {
+        let token = api.user(name).await?;
+        let (s, v) = api
+            .call(
+                "POST",
+                "/v1/rooms/box/members",
+                Some(&ann),
+                Some(json!({"user": name})),
+            )
+            .await?;
+        assert_eq!(s, 204, "{v}");
+        tokens.push(token);
+    }
+    let big = format!("content-length: {}\r\n", 4096 * KIB);
+    let mut slow = Vec::new();
+    for (i, token) in tokens[..2].iter().enumerate() {
+        for j in 0..2 {
+            let h = head(token, &format!("slow{i}-{j}.bin"), &big);
+            slow.push(tokio::spawn(trickle(addr.clone(), h)));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = head(&tokens[2], "fifth.bin", &big);
+    let (code, took) = trickle(addr.clone(), h).await?;
+    assert_eq!(code, 429, "a fifth upload from one address, after {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let h = head(&tokens[2], "other.bin", "content-length: 1\r\n");
+    let (code, _) = trickle_from([127, 0, 0, 2], addr, h).await?;
+    assert_eq!(code, 201, "an upload from another address");
+    for task in slow {
+        assert!(!task.is_finished(), "a slow upload ended early");
+        task.abort();
+    }
+    mesh.stop().await
+}
+
 /// An upload whose body trickles in: its head, then a byte every 300 ms (under the idle
 /// timeout) until it is answered or 30 s pass. Returns the status code (0: no answer) and
 /// how long the answer took.
 async fn trickle(addr: String, head: String) -> Result<(u16, Duration)> {
+    trickle_from([127, 0, 0, 1], addr, head).await
+}
+
+/// [`trickle`] from the loopback address `from`.
+async fn trickle_from(from: [u8; 4], addr: String, head: String) -> Result<(u16, Duration)> {
     let t0 = std::time::Instant::now();
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(from), 0).into())?;
+    let mut s = socket.connect(addr.parse()?).await?;
     s.write_all(head.as_bytes()).await?;
     let mut buf = vec![0u8; 4096];
     while t0.elapsed() < Duration::from_secs(30) {
@@ -457,10 +513,11 @@ async fn a_trickling_uploader_cannot_hold_the_upload_slots() -> Result<()> {
     mesh.stop().await
 }
 
-/// Eight accounts trickling two uploads each (a byte every 300 ms, under the 500 ms idle
-/// timeout) take all 16 upload slots, but only until each falls the idle timeout behind the
-/// minimum rate, not for as long as its whole size would take at that rate (4 MiB: over four
-/// minutes): every one is cut within seconds, and the slots are free again.
+/// Eight accounts on four addresses trickling two uploads each (a byte every 300 ms, under
+/// the 500 ms idle timeout) take all 16 upload slots, but only until each falls the idle
+/// timeout behind the minimum rate, not for as long as its whole size would take at that
+/// rate (4 MiB: over four minutes): every one is cut within seconds, and the slots are free
+/// again.
 #[tokio::test]
 async fn trickling_uploads_of_many_accounts_are_cut_early() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -478,13 +535,14 @@ async fn trickling_uploads_of_many_accounts_are_cut_early() -> Result<()> {
             )
             .await?;
         assert_eq!(s, 204, "{v}");
+        let from = [127, 0, 0, 1 + u / 2];
         for i in 0..2 {
             let h = head(
                 &token,
                 &format!("slow{u}-{i}.bin"),
                 &format!("content-length: {}\r\n", 4096 * KIB),
             );
-            slow.push(tokio::spawn(trickle(addr.clone(), h)));
+            slow.push(tokio::spawn(trickle_from(from, addr.clone(), h)));
         }
     }
     for task in slow {

@@ -36,7 +36,8 @@ use chatmesh_protocol::{ApiError, ErrorCode};
 use super::reply::{self, Body};
 use super::request::{caller, name, Answer};
 use crate::files::{
-    upload_deadline, GatewayFiles, NoSlot, MAX_UPLOADS_PER_USER, MIN_UPLOAD_BYTES_PER_SEC,
+    upload_deadline, GatewayFiles, NoSlot, MAX_UPLOADS_PER_ADDRESS, MAX_UPLOADS_PER_USER,
+    MIN_UPLOAD_BYTES_PER_SEC,
 };
 use crate::state::AppState;
 
@@ -82,7 +83,7 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
         )
         .into());
     }
-    let _slot = match files.upload_slot(&actor) {
+    let _slot = match files.upload_slot(&actor, super::client_ip(&req)) {
         Ok(slot) => slot,
         Err(why) => {
             let (what, message) = match why {
@@ -94,6 +95,13 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
                     "uploads_per_user",
                     format!(
                         "you have {MAX_UPLOADS_PER_USER} uploads in progress; retry when one ends"
+                    ),
+                ),
+                NoSlot::Address => (
+                    "uploads_per_address",
+                    format!(
+                        "{MAX_UPLOADS_PER_ADDRESS} uploads are in progress from your address; \
+                         retry when one ends"
                     ),
                 ),
             };
