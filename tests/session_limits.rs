@@ -100,6 +100,26 @@ async fn a_ping_flood_is_closed_with_4008() -> Result<()> {
     mesh.stop().await
 }
 
+/// Unsolicited pongs count too (they are never answered): a flood of them is closed with
+/// 4008 instead of being read without limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pong_flood_is_closed_with_4008() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), strict_config()).await?;
+    let token = Api::new(&mesh).user("ann").await?;
+    let mut c = Client::login(&mesh.ws_url(), &token).await?;
+    for _ in 0..200 {
+        if c.send_raw(WsMessage::Pong(vec![1u8; 8].into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(c.ended().await, Ended::Closed(4008));
+    mesh.stop().await
+}
+
 /// 180 `read` frames (and one at u64::MAX) make at most two receipts for the other members,
 /// the last at the room's real last seq; the reader's unread count is not pinned: a new
 /// message counts as unread.

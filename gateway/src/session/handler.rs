@@ -186,8 +186,9 @@ impl Session {
         self.error(&None, &e).await;
     }
 
-    /// A WebSocket ping: counted by the flood guard; whether to answer it. A ping over the
-    /// rate is a strike without an error frame (answering a flood would amplify it).
+    /// A WebSocket ping (or pong): counted by the flood guard; whether to answer it. One
+    /// over the rate is a strike without an error frame (answering a flood would amplify
+    /// it).
     pub fn on_ping(&mut self) -> bool {
         metrics::counter!("chatmesh_frames_in_total").increment(1);
         if self.frames.check().is_ok() {

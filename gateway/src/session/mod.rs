@@ -167,6 +167,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
         match event {
             Event::Text(text) => Box::pin(session.on_text(&text)).await,
             Event::Binary => Box::pin(session.on_binary()).await,
+            // Counted like a ping (a flood of unsolicited pongs is closed with 4008).
+            Event::Pong => {
+                session.on_ping();
+            }
             Event::Ping(payload) => {
                 if session.on_ping() {
                     session.link.pong(payload.into());

@@ -17,6 +17,10 @@ use tokio::io::{AsyncRead, ReadBuf};
 const READ_CHUNK: usize = 4096;
 /// Largest payload of a control frame.
 const MAX_CONTROL: u64 = 125;
+/// Most frames one message may come in: frames are counted by the session's flood guard as
+/// messages, so a message of many empty fragments must not cost the gateway without bound
+/// (1,024 fragments of a 64 KiB message are 64 bytes each).
+const MAX_FRAGMENTS: u32 = 1024;
 
 const CONTINUATION: u8 = 0x0;
 const TEXT: u8 = 0x1;
@@ -34,6 +38,8 @@ pub enum Event {
     Binary,
     /// A ping with its payload (at most 125 bytes).
     Ping(Vec<u8>),
+    /// A pong (its payload is not kept): nothing to answer, but counted like any frame.
+    Pong,
     /// A close frame and its status code, if it had one.
     Close(Option<u16>),
 }
@@ -76,6 +82,8 @@ struct Message {
     /// Payload of a text message (binary payloads are only counted).
     buf: Vec<u8>,
     len: usize,
+    /// Frames received so far (at most [`MAX_FRAGMENTS`]).
+    fragments: u32,
     /// How much of `buf` is known to be valid UTF-8: all of it but a sequence that may
     /// still be completed by the next bytes.
     valid: usize,
@@ -270,6 +278,7 @@ impl Decoder {
                     text: opcode == TEXT,
                     buf,
                     len: len as usize,
+                    fragments: 1,
                     valid: 0,
                 });
             }
@@ -280,6 +289,10 @@ impl Decoder {
                 if len > max || m.len as u64 + len > max {
                     return Err(violation(1009, "message too large"));
                 }
+                if m.fragments >= MAX_FRAGMENTS {
+                    return Err(violation(1008, "too many fragments in one message"));
+                }
+                m.fragments += 1;
                 m.len += len as usize;
                 if m.text {
                     m.buf.reserve((len as usize).min(READ_CHUNK));
@@ -317,7 +330,7 @@ impl Decoder {
             CLOSE => Some(close_event(&std::mem::take(&mut self.control))),
             PONG => {
                 self.control = Vec::new();
-                None
+                Some(Ok(Event::Pong))
             }
             _ => None,
         }
@@ -544,10 +557,11 @@ mod tests {
             all(&masked(true, PING, &[7; 125])),
             [Ok(Event::Ping(vec![7; 125]))]
         );
-        // A pong is read and dropped; a close without a code has none.
+        // A pong is an event of its own (its payload is dropped); a close without a code
+        // has none.
         let mut input = masked(true, PONG, b"late");
         input.extend(masked(true, CLOSE, b""));
-        assert_eq!(all(&input), [Ok(Event::Close(None))]);
+        assert_eq!(all(&input), [Ok(Event::Pong), Ok(Event::Close(None))]);
     }
 
     #[test]
@@ -565,6 +579,27 @@ mod tests {
         let mut input = masked(false, BINARY, b"a");
         input.extend(masked(true, TEXT, b"b"));
         assert_eq!(code(&all(&input)), 1002);
+    }
+
+    /// A message may come in at most `MAX_FRAGMENTS` frames (empty ones too): one more is a
+    /// policy violation, so a flood of empty fragments cannot go around the frame limit.
+    #[test]
+    fn fragments_of_one_message_are_bounded() {
+        let mut input = masked(false, TEXT, b"a");
+        for _ in 1..MAX_FRAGMENTS - 1 {
+            input.extend(masked(false, CONTINUATION, b""));
+        }
+        input.extend(masked(true, CONTINUATION, b"b"));
+        assert_eq!(all(&input), [Ok(Event::Text(b"ab".to_vec()))]);
+        let mut input = masked(false, TEXT, b"a");
+        for _ in 1..MAX_FRAGMENTS {
+            input.extend(masked(false, CONTINUATION, b""));
+        }
+        input.extend(masked(true, CONTINUATION, b"b"));
+        assert_eq!(
+            all(&input),
+            [Err(violation(1008, "too many fragments in one message"))]
+        );
     }
 
     #[test]
