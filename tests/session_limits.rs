@@ -254,3 +254,41 @@ async fn count_frames_of(c: &mut Client, window: Duration) -> Vec<ServerFrame<'s
     }
     out
 }
+
+/// A room the session was removed from (evicted: it got `left`) no longer counts towards
+/// the session's `max_rooms`: with a limit of two, a session in two rooms that is removed
+/// from one may join another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_one_was_removed_from_frees_its_place() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.limits.max_rooms = 2;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    for room in ["one", "two", "three"] {
+        api.room(&ann, room, "private").await?;
+        let (s, v) = api
+            .call(
+                "POST",
+                &format!("/v1/rooms/{room}/members"),
+                Some(&ann),
+                Some(serde_json::json!({"user": "bob", "role": "member"})),
+            )
+            .await?;
+        assert_eq!(s, 204, "{v}");
+    }
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    b.join("one").await?;
+    b.join("two").await?;
+    let f = b.request(frame::join("three")).await?;
+    assert_eq!(error_code(&f), Some(ErrorCode::BadRequest), "{f:?}");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/one/members/bob", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    b.wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "one"))
+        .await?;
+    b.join("three").await?;
+    mesh.stop().await
+}

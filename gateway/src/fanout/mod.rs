@@ -121,6 +121,12 @@ impl Fanout {
         }
     }
 
+    /// Whether session `session` is in room `name` on this gateway (an evicted one is not).
+    pub fn holds(&self, name: &str, session: u64) -> bool {
+        let rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.get(name).is_some_and(|room| room.holds(session))
+    }
+
     /// Removes every session of `user` from a room (membership revoked) and tells them.
     pub fn evict_user(&self, name: &str, user: &str, left: impl Fn() -> bytes::Bytes) {
         let room = {

@@ -152,6 +152,11 @@ impl Room {
         }
     }
 
+    /// Whether session `session` is a member here (not left, not evicted).
+    pub(super) fn holds(&self, session: u64) -> bool {
+        self.read().members.iter().any(|m| m.link.id == session)
+    }
+
     /// Everyone online in the room, as this gateway knows it.
     pub fn online(&self) -> BTreeSet<String> {
         self.read().presence.current()

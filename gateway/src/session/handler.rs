@@ -363,9 +363,29 @@ impl Session {
         }
     }
 
+    /// Forgets the rooms the session was removed from (their fan-out evicted it and sent
+    /// `left`; the session itself is not told), so they no longer count towards `max_rooms`.
+    fn forget_evicted(&mut self) {
+        let fanout = &self.state.fanout;
+        let gone: Vec<Arc<str>> = self
+            .rooms
+            .keys()
+            .filter(|room| !fanout.holds(room, self.link.id))
+            .cloned()
+            .collect();
+        for room in gone {
+            self.rooms.remove(&room);
+            self.cancel_replay(&room);
+        }
+    }
+
     async fn join(&mut self, r#ref: &Ref, room: &str, since: Option<u64>) -> Result<(), ApiError> {
         let user = self.user().to_owned();
-        if self.rooms.len() >= self.state.cfg.limits.max_rooms && !self.rooms.contains_key(room) {
+        let max = self.state.cfg.limits.max_rooms;
+        if self.rooms.len() >= max && !self.rooms.contains_key(room) {
+            self.forget_evicted();
+        }
+        if self.rooms.len() >= max && !self.rooms.contains_key(room) {
             return Err(ApiError::bad_request(format!(
                 "a session may join at most {} rooms",
                 self.state.cfg.limits.max_rooms
