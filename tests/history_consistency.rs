@@ -147,12 +147,7 @@ async fn pages_of_large_messages_stay_under_the_payload_limit() -> Result<()> {
     let max_body = config.gateway.limits.max_body_bytes;
     let mesh = start_mesh(dir.path(), config).await?;
     let (api, ann, mut c) = owner(&mesh, "big").await?;
-    // A send frame must stay under max_message_bytes (64 KiB) once escaped itself.
-    let control: String = "\u{1}\u{7}\u{1f}\"\\"
-        .chars()
-        .cycle()
-        .take(10_000)
-        .collect();
+    let control = escape_heavy();
     let bodies: Vec<String> = (0..130)
         .map(|i| match i % 13 {
             0..=2 => control.clone(),

@@ -223,14 +223,21 @@ async fn a_lost_index_is_rebuilt_from_the_stream() -> Result<()> {
     mesh.stop().await
 }
 
-/// What retention deletes from the store is not found any more.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_removes_what_it_deletes() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+/// A config whose retention keeps each room's newest three messages, checked every 100 ms.
+fn retention_of_three() -> chatmesh::Config {
     let mut config = fast_config();
     config.worker.retention.max_messages = 3;
     config.worker.retention.interval_ms = 100;
-    let mesh = start_mesh(dir.path(), config).await?;
+    config
+}
+
+/// A mesh on `config` in `dir` where ann posted "walrus 0" to "walrus 5" in her public
+/// room `hall`: the mesh, the API, ann's token, her session and the acks.
+async fn walruses(
+    dir: &std::path::Path,
+    config: chatmesh::Config,
+) -> Result<(chatmesh::Mesh, Api, String, Client, Vec<Acked>)> {
+    let mesh = start_mesh(dir, config).await?;
     let api = Api::new(&mesh);
     let ann = api.user("ann").await?;
     api.room(&ann, "hall", "public").await?;
@@ -243,6 +250,14 @@ async fn retention_removes_what_it_deletes() -> Result<()> {
                 .await?,
         );
     }
+    Ok((mesh, api, ann, a, acks))
+}
+
+/// What retention deletes from the store is not found any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_what_it_deletes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (mesh, api, ann, _a, acks) = walruses(dir.path(), retention_of_three()).await?;
     let left = until(&api, &ann, "q=walrus", |r| r.hits.len() == 3).await?;
     assert_eq!(seqs(&left), [acks[5].seq, acks[4].seq, acks[3].seq]);
     mesh.stop().await
@@ -292,12 +307,7 @@ async fn hits_of_long_messages_come_in_pages_that_fit() -> Result<()> {
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
     a.join("hall").await?;
     b.join("hall").await?;
-    // A send frame must stay under max_message_bytes (64 KiB) once escaped itself.
-    let noise: String = "\u{1}\u{7}\u{1f}\"\\"
-        .chars()
-        .cycle()
-        .take(10_000)
-        .collect();
+    let noise = escape_heavy();
     let body = format!("zebra {noise}");
     let bodies = vec![body.clone(); 30];
     let mut sent: Vec<u64> = a
@@ -340,22 +350,8 @@ async fn hits_of_long_messages_come_in_pages_that_fit() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_rebuilt_after_retention_finds_nothing_it_deleted() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut config = fast_config();
-    config.worker.retention.max_messages = 3;
-    config.worker.retention.interval_ms = 100;
-    let mesh = start_mesh(dir.path(), config.clone()).await?;
-    let api = Api::new(&mesh);
-    let ann = api.user("ann").await?;
-    api.room(&ann, "hall", "public").await?;
-    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
-    a.join("hall").await?;
-    let mut acks = Vec::new();
-    for i in 0..6 {
-        acks.push(
-            a.post("hall", &format!("m{i}"), &format!("walrus {i}"))
-                .await?,
-        );
-    }
+    let config = retention_of_three();
+    let (mesh, api, ann, a, acks) = walruses(dir.path(), config.clone()).await?;
     let kept = [acks[5].seq, acks[4].seq, acks[3].seq];
     until(&api, &ann, "q=walrus", |r| seqs(r) == kept).await?;
     a.close().await;

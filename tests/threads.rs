@@ -262,12 +262,7 @@ async fn a_thread_of_long_replies_comes_in_pages_that_fit() -> Result<()> {
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     a.join("hall").await?;
     let root = a.post("hall", "root", "a long thread").await?;
-    // A send frame must stay under max_message_bytes (64 KiB) once escaped itself.
-    let long: String = "\u{1}\u{7}\u{1f}\"\\"
-        .chars()
-        .cycle()
-        .take(10_000)
-        .collect();
+    let long = escape_heavy();
     let mut replies = Vec::new();
     for i in 0..30 {
         let f = a

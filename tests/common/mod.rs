@@ -220,3 +220,14 @@ pub fn http_error(v: &Value) -> Option<ErrorCode> {
 pub fn credentials(username: &str, password: &str) -> Value {
     json!(Credentials::new(username, password))
 }
+
+/// 10,000 characters that JSON escapes (control characters, 6 bytes each, quotes and
+/// backslashes, 2): about 44 KB once escaped, so the send frame carrying them stays under
+/// `max_message_bytes` (64 KiB) while 24 of them are over NATS's 1 MiB payload limit.
+pub fn escape_heavy() -> String {
+    "\u{1}\u{7}\u{1f}\"\\"
+        .chars()
+        .cycle()
+        .take(10_000)
+        .collect()
+}
