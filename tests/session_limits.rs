@@ -268,15 +268,7 @@ async fn a_room_one_was_removed_from_frees_its_place() -> Result<()> {
     let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
     for room in ["one", "two", "three"] {
         api.room(&ann, room, "private").await?;
-        let (s, v) = api
-            .call(
-                "POST",
-                &format!("/v1/rooms/{room}/members"),
-                Some(&ann),
-                Some(serde_json::json!({"user": "bob", "role": "member"})),
-            )
-            .await?;
-        assert_eq!(s, 204, "{v}");
+        api.add(&ann, room, "bob").await?;
     }
     let mut b = Client::login(&mesh.ws_url(), &bob).await?;
     b.join("one").await?;

@@ -193,6 +193,22 @@ impl Api {
         }
         Ok(())
     }
+
+    /// `POST /v1/rooms/{room}/members` of `user` as a member, by `token`'s user: added (204).
+    pub async fn add(&self, token: &str, room: &str, user: &str) -> Result<()> {
+        let (s, v) = self
+            .call(
+                "POST",
+                &format!("/v1/rooms/{room}/members"),
+                Some(token),
+                Some(json!({"user": user, "role": "member"})),
+            )
+            .await?;
+        if s != 204 {
+            bail!("add {user} to {room}: {s} {v}");
+        }
+        Ok(())
+    }
 }
 
 /// The body of `GET /v1/rooms/{room}/messages`; a body that is not a page fails the test.

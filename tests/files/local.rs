@@ -323,15 +323,7 @@ async fn bad_uploads_are_refused_and_leave_nothing() -> Result<()> {
     // blocked by the other member of a DM (each 403, the file's bytes never read).
     let bob = api.user("bob").await?;
     api.room(&bob, "yard", "private").await?;
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/rooms/yard/members",
-            Some(&bob),
-            Some(serde_json::json!({"user": "ann", "role": "member"})),
-        )
-        .await?;
-    assert_eq!(s, 204, "{v}");
+    api.add(&bob, "yard", "ann").await?;
     let (s, v) = files.upload(&ann, "yard", "ok.txt", b"x".to_vec()).await?;
     assert_eq!(s, 201, "{v}");
     let (s, v) = api
@@ -374,15 +366,7 @@ async fn one_address_holds_at_most_four_upload_slots() -> Result<()> {
     let mut tokens = Vec::new();
     for name in ["u0", "u1", "u2"] {
         let token = api.user(name).await?;
-        let (s, v) = api
-            .call(
-                "POST",
-                "/v1/rooms/box/members",
-                Some(&ann),
-                Some(json!({"user": name})),
-            )
-            .await?;
-        assert_eq!(s, 204, "{v}");
+        api.add(&ann, "box", name).await?;
         tokens.push(token);
     }
     let big = format!("content-length: {}\r\n", 4096 * KIB);
