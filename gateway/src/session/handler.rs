@@ -225,13 +225,20 @@ impl Session {
 
     /// Charges a request that reaches a worker or JetStream to its user's API budget
     /// (`api_per_user_per_minute`, shared with HTTP and by all the user's sessions on this
-    /// gateway); false, and the request refused as rate-limited, when it is spent.
+    /// gateway); false, and the request refused as rate-limited, when it is spent. Not a
+    /// strike towards 4008, as over HTTP it is only a 429: a client resuming hundreds of
+    /// rooms on several devices may run into it and must not be closed for it.
     async fn api_budget(&mut self, r#ref: &Ref) -> bool {
         let user = self.user().to_owned();
-        if self.state.throttle.api_allowed(&user).await.is_ok() {
+        let Err(refused) = self.state.throttle.api_allowed(&user).await else {
             return true;
-        }
-        self.strike(r#ref).await;
+        };
+        let wait = refused.retry_after.as_millis().max(1);
+        let e = ApiError::new(
+            ErrorCode::RateLimited,
+            format!("over your request rate: retry in {wait} ms"),
+        );
+        self.error(r#ref, &e).await;
         false
     }
 
