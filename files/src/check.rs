@@ -37,6 +37,9 @@ impl FilesConfig {
         if self.upload_timeout_secs == 0 {
             out.push("files.upload_timeout_secs must be at least 1".into());
         }
+        if !(1..=100_000).contains(&self.uploads_per_address) {
+            out.push("files.uploads_per_address must be between 1 and 100000".into());
+        }
         if !(1..=64).contains(&self.thumbnail_concurrency) {
             out.push("files.thumbnail_concurrency must be between 1 and 64".into());
         }

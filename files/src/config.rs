@@ -45,6 +45,11 @@ pub struct FilesConfig {
     /// the largest file takes at the gateways' minimum upload rate (16 KiB/s: 100 MiB in
     /// 1 h 47 min).
     pub upload_timeout_secs: u64,
+    /// Uploads one client address (an IPv6 client by its /64; behind a trusted proxy, the
+    /// forwarded client) may stream at once on one gateway, over all its accounts; one more
+    /// is refused with 429 (a gateway streams at most 16). Trusted proxies that name no
+    /// client are exempt.
+    pub uploads_per_address: usize,
     /// How often a worker's sweeper looks for files to delete.
     pub sweep_interval_secs: u64,
     /// Images larger than this get no thumbnail (they are read whole to be decoded).
@@ -73,6 +78,7 @@ impl Default for FilesConfig {
             redirect_secs: 300,
             unattached_grace_secs: 24 * 3600,
             upload_timeout_secs: 7200,
+            uploads_per_address: 4,
             sweep_interval_secs: 300,
             thumbnail_max_input_bytes: 32 * MIB,
             thumbnail_concurrency: 1,

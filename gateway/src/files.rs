@@ -3,7 +3,7 @@
 //!
 //! **Upload slots.** An upload holds one of [`MAX_UPLOADS`] slots while its body streams.
 //! One user holds at most [`MAX_UPLOADS_PER_USER`] of them and one client address (over all
-//! its accounts) at most [`MAX_UPLOADS_PER_ADDRESS`], and an upload must arrive at
+//! its accounts) at most `[files] uploads_per_address`, and an upload must arrive at
 //! [`MIN_UPLOAD_BYTES_PER_SEC`] or better on the whole (beside the idle timeout between
 //! two chunks): a client trickling bytes just under the idle timeout would otherwise keep
 //! every slot for hours, and every other upload on the gateway would be refused.
@@ -34,9 +34,6 @@ pub struct GatewayFiles {
 pub const MAX_UPLOADS: usize = 16;
 /// Uploads one user streams at once on one gateway; more are refused with 429.
 pub const MAX_UPLOADS_PER_USER: usize = 2;
-/// Uploads one client address streams at once on one gateway, whatever its accounts: it
-/// takes four addresses to hold every slot, not one address with eight accounts.
-pub const MAX_UPLOADS_PER_ADDRESS: usize = 4;
 /// The slowest an upload may arrive on the whole (128 kbit/s): an upload of `size` bytes
 /// must be received within the idle timeout plus `size` at this rate.
 pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 16 * 1024;
@@ -48,7 +45,7 @@ pub enum NoSlot {
     Gateway,
     /// The user has [`MAX_UPLOADS_PER_USER`] uploads in progress.
     User,
-    /// The client address has [`MAX_UPLOADS_PER_ADDRESS`] uploads in progress.
+    /// The client address has `uploads_per_address` uploads in progress.
     Address,
 }
 
@@ -57,7 +54,7 @@ pub enum NoSlot {
 pub struct UploadSlot {
     _permit: OwnedSemaphorePermit,
     _user: Counted<String>,
-    _address: Counted<IpAddr>,
+    _address: Option<Counted<IpAddr>>,
 }
 
 impl GatewayFiles {
@@ -71,16 +68,24 @@ impl GatewayFiles {
         }
     }
 
-    /// A slot for an upload by `user` from client address `ip`, or why not.
-    pub fn upload_slot(&self, user: &str, ip: IpAddr) -> Result<UploadSlot, NoSlot> {
+    /// A slot for an upload by `user` from client address `ip` (`None`: a trusted proxy
+    /// that named no client, not counted), or why not.
+    pub fn upload_slot(&self, user: &str, ip: Option<IpAddr>) -> Result<UploadSlot, NoSlot> {
         let counted = self
             .per_user
             .take(&user.to_owned(), MAX_UPLOADS_PER_USER)
             .ok_or(NoSlot::User)?;
-        let address = self
-            .per_address
-            .take(&crate::throttle::client_key(ip), MAX_UPLOADS_PER_ADDRESS)
-            .ok_or(NoSlot::Address)?;
+        let address = match ip {
+            Some(ip) => Some(
+                self.per_address
+                    .take(
+                        &crate::throttle::client_key(ip),
+                        self.cfg.uploads_per_address,
+                    )
+                    .ok_or(NoSlot::Address)?,
+            ),
+            None => None,
+        };
         let permit = self
             .uploads
             .clone()

@@ -36,8 +36,7 @@ use chatmesh_protocol::{ApiError, ErrorCode};
 use super::reply::{self, Body};
 use super::request::{caller, name, Answer};
 use crate::files::{
-    upload_deadline, GatewayFiles, NoSlot, MAX_UPLOADS_PER_ADDRESS, MAX_UPLOADS_PER_USER,
-    MIN_UPLOAD_BYTES_PER_SEC,
+    upload_deadline, GatewayFiles, NoSlot, MAX_UPLOADS_PER_USER, MIN_UPLOAD_BYTES_PER_SEC,
 };
 use crate::state::AppState;
 
@@ -83,7 +82,10 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
         )
         .into());
     }
-    let _slot = match files.upload_slot(&actor, super::client_ip(&req)) {
+    // A trusted proxy that named no client carries many: it is not counted as one address.
+    let ip = super::client_ip(&req);
+    let ip = (!state.cfg.trusted_proxies.contains(&ip)).then_some(ip);
+    let _slot = match files.upload_slot(&actor, ip) {
         Ok(slot) => slot,
         Err(why) => {
             let (what, message) = match why {
@@ -100,8 +102,8 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
                 NoSlot::Address => (
                     "uploads_per_address",
                     format!(
-                        "{MAX_UPLOADS_PER_ADDRESS} uploads are in progress from your address; \
-                         retry when one ends"
+                        "{} uploads are in progress from your address; retry when one ends",
+                        files.cfg.uploads_per_address
                     ),
                 ),
             };
