@@ -10,6 +10,9 @@ use tracing::warn;
 
 use super::{budget, valid, Service};
 
+/// Searches of one request when every hit of a page was stale (see [`Service::search`]).
+const STALE_ROUNDS: usize = 4;
+
 impl Service {
     /// The newest messages of `req.rooms` matching `req`, from their partition's index.
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, ApiError> {
@@ -48,13 +51,28 @@ impl Service {
         if let Some(from) = &req.from {
             valid("user name", from)?;
         }
-        let found = search.search(req).await.map_err(|e| {
-            warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
-            ApiError::internal()
-        })?;
-        let hits = self.still_stored(search, found.hits).await?;
+        let mut req = req;
+        let mut rounds = 0;
+        // A page whose hits were all stale says nothing of where this partition's next hit
+        // is (the gateway's merge cuts at a page's last hit): search on below them, a few
+        // times (their removal reaches the index at its next commit).
+        let (hits, more) = loop {
+            let found = search.search(req.clone()).await.map_err(|e| {
+                warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
+                ApiError::internal()
+            })?;
+            let oldest = found.hits.last().map(|h| h.seq);
+            let kept = self.still_stored(search, found.hits).await?;
+            rounds += 1;
+            match oldest {
+                Some(oldest) if kept.is_empty() && found.more && rounds < STALE_ROUNDS => {
+                    req.before = Some(oldest);
+                }
+                _ => break (kept, found.more),
+            }
+        };
         // Newest first: a cut page keeps the newest hits and the next starts below them.
-        let (hits, more) = budget::fit(hits, found.more, self.page_budget(), false);
+        let (hits, more) = budget::fit(hits, more, self.page_budget(), false);
         Ok(SearchResults { hits, more })
     }
 
