@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(Event::Ping(p)) => assert!(p.len() <= 125, "ping over 125 bytes"),
             Ok(_) => {}
-            Err(code) => assert!(matches!(code, 1002 | 1007 | 1009), "close code {code}"),
+            Err(code) => assert!(
+                matches!(code, 1002 | 1007 | 1008 | 1009),
+                "close code {code}"
+            ),
         }
     }
     let pieces = events(input, usize::from(split % 17) + 1);
