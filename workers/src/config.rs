@@ -58,7 +58,8 @@ pub struct WorkerConfig {
     /// Entries of the room stats cache.
     pub stats_cache_entries: u64,
     /// Service requests handled at once (password requests are admitted apart: see
-    /// `password_queue`).
+    /// `password_queue`). At most half of them wait for the stream or the store writer
+    /// longer than 50 ms (docs/OPERATIONS.md).
     pub service_concurrency: usize,
     /// argon2id memory cost, KiB (OWASP minimum: 19,456).
     pub argon2_memory_kib: u32,

@@ -58,7 +58,8 @@ pub const PUSH_SKIPPED: &str = "chatmesh_push_skipped_total";
 pub const PUSH_PENDING: &str = "chatmesh_push_pending_users";
 
 /// History reads that found the store behind the stream, label `outcome` (`caught_up`
-/// after a wait, `timed_out`, `stream_error`): both refusals are answered `unavailable`;
+/// after a wait, `timed_out`, `stream_error`, `too_many_waiting`: half the service slots
+/// were already waiting): the refusals are answered `unavailable`;
 /// `no_leader`: the stream's leader did not answer, a direct get (the stream or its local
 /// mirror) told the room's last seq.
 pub const HISTORY_WAITS: &str = "chatmesh_worker_history_waits_total";

@@ -161,6 +161,7 @@ impl Worker {
             progress: progress.clone(),
             partitions: mesh.partitions,
             wait: Duration::from_millis(cfg.history_wait_ms),
+            waiters: StreamTail::waiters(cfg.service_concurrency),
         });
         let retention = crate::retention::Retention::new(
             model.clone(),

@@ -221,3 +221,82 @@ async fn push_intake_reads_a_remote_rooms_kind_and_members_page_by_page() {
     assert_eq!(intake.members("big", "ann").await.unwrap().len(), 10);
     worker.stop().await.unwrap();
 }
+
+/// Requests waiting for the store writer (history right after a send) hold at most half the
+/// worker's service slots: beyond them they are refused `unavailable` at once, and an access
+/// check is answered while the others still wait. The store writer is held back by a
+/// one-second group-commit window, so the wait is long and certain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_the_store_leave_service_slots_free() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let mesh = mesh::mesh(server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.service_concurrency = 4;
+    cfg.batch_linger_ms = 1_000;
+    cfg.history_wait_ms = 10_000;
+    let store = open_store(&cfg).await.unwrap();
+    let worker = Worker::start(cfg, mesh, nats.clone(), store).await.unwrap();
+    call::<Register>(&nats, "ann", &creds("ann", "ann password"))
+        .await
+        .unwrap();
+    let create = CreateRoomRequest {
+        room: "town".into(),
+        kind: RoomKind::Public,
+        actor: "ann".into(),
+    };
+    call::<CreateRoom>(&nats, "town", &create).await.unwrap();
+
+    let js = mesh::js(&nats);
+    let (seq, _) = publish(&js, "town", "ann", "m1").await;
+    let started = std::time::Instant::now();
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let nats = nats.clone();
+        reads.spawn(async move {
+            let req = HistoryRequest {
+                room: "town".into(),
+                before: None,
+                after: None,
+                limit: 10,
+            };
+            let page = call::<History>(&nats, "town", &req).await;
+            (page, std::time::Instant::now())
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ann_in = RoomUserRequest {
+        room: "town".into(),
+        user: "ann".into(),
+    };
+    call::<JoinRoom>(&nats, "town", &ann_in).await.unwrap();
+    let joined = std::time::Instant::now();
+
+    let (mut pages, mut refused) = (Vec::new(), 0);
+    while let Some(read) = reads.join_next().await {
+        match read.unwrap() {
+            (Ok(page), at) => pages.push((page, at)),
+            (Err(e), _) => {
+                assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (pages.len(), refused),
+        (2, 6),
+        "two of the four slots wait, the other reads are refused"
+    );
+    for (page, at) in &pages {
+        let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [seq], "a read that waited has the acked message");
+        assert!(
+            *at > joined,
+            "the access check ({:?}) was answered while the reads waited (one took {:?})",
+            joined - started,
+            *at - started
+        );
+    }
+    worker.stop().await.unwrap();
+}

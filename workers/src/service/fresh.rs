@@ -15,7 +15,14 @@
 //! seq comes from a direct get instead: the stream itself where it lives, or its local
 //! mirror. History of a cut region's rooms is then what this side holds (read-only), and the
 //! rooms of the working side keep their history.
+//!
+//! A wait holds one of the worker's service slots (`service_concurrency`). So that waits
+//! cannot take them all (a leader election, a store writer behind), a request waits
+//! [`FREE_WAIT`] on its own; a longer wait needs one of the worker's waiter permits (half
+//! the slots), and without one the request is refused `unavailable` at once: access
+//! checks, joins and room lists keep the other half.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +30,7 @@ use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind,
 use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::ApiError;
 use metrics::counter;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{debug, warn};
 
 use crate::metrics as m;
@@ -31,6 +39,10 @@ use crate::progress::Progress;
 /// How long the stream's leader may take to tell a room's last seq (a WAN round trip when
 /// the stream lives in another region) before a direct get answers instead.
 const LEADER_WAIT: Duration = Duration::from_millis(1_500);
+
+/// How long a request waits for the stream or the store writer before it needs a waiter
+/// permit: a healthy leader answers and a healthy store writer catches up well within it.
+const FREE_WAIT: Duration = Duration::from_millis(50);
 
 /// What a worker needs to tell whether its store is behind the stream.
 #[derive(Debug)]
@@ -43,9 +55,40 @@ pub struct StreamTail {
     pub partitions: u32,
     /// Longest wait for the store writer (`worker.history_wait_ms`).
     pub wait: Duration,
+    /// Requests that may wait longer than [`FREE_WAIT`] at once (see [`StreamTail::waiters`]).
+    pub waiters: Semaphore,
 }
 
 impl StreamTail {
+    /// The waiter permits for a worker with `service_concurrency` slots: half of them, at
+    /// least one.
+    pub fn waiters(service_concurrency: usize) -> Semaphore {
+        Semaphore::new((service_concurrency / 2).max(1))
+    }
+
+    /// `wait` to its end if it ends within [`FREE_WAIT`] or a waiter permit is `held` or
+    /// free (then held for the request's later waits too); else `unavailable` at once.
+    async fn bounded<'a, T>(
+        &'a self,
+        held: &mut Option<SemaphorePermit<'a>>,
+        wait: impl Future<Output = T>,
+    ) -> Result<T, ApiError> {
+        tokio::pin!(wait);
+        if held.is_none() {
+            if let Ok(done) = tokio::time::timeout(FREE_WAIT, &mut wait).await {
+                return Ok(done);
+            }
+            let Ok(permit) = self.waiters.try_acquire() else {
+                counter!(m::HISTORY_WAITS, "outcome" => "too_many_waiting").increment(1);
+                return Err(ApiError::unavailable(
+                    "too many requests are waiting for recent messages; retry shortly",
+                ));
+            };
+            *held = Some(permit);
+        }
+        Ok(wait.await)
+    }
+
     /// Returns once the store holds every message of `room` the stream had when asked (with
     /// `before`, only those below it); `stored_last` is the room's last stored seq as the
     /// caller read it. `Ok(true)`: the store moved past what the caller read (read again).
@@ -63,7 +106,10 @@ impl StreamTail {
             .streams
             .of_room(room)
             .ok_or_else(|| ApiError::not_found("no such room"))?;
-        let last = self.last_seq(stream, room).await?;
+        let mut held = None;
+        let last = self
+            .bounded(&mut held, self.last_seq(stream, room))
+            .await??;
         let target = before.map_or(last, |b| last.min(b - 1));
         if target <= stored_last {
             return Ok(false);
@@ -72,7 +118,8 @@ impl StreamTail {
             return Ok(true);
         }
         let deadline = tokio::time::Instant::now() + self.wait;
-        if self.progress.reached(p, target, deadline).await {
+        let reached = self.progress.reached(p, target, deadline);
+        if self.bounded(&mut held, reached).await? {
             counter!(m::HISTORY_WAITS, "outcome" => "caught_up").increment(1);
             return Ok(true);
         }
@@ -93,7 +140,11 @@ impl StreamTail {
     /// far is at or below it. `None` if this worker does not serve the room's stream.
     pub(super) async fn room_last_seq(&self, room: &str) -> Option<Result<u64, ApiError>> {
         let (_, stream) = self.streams.of_room(room)?;
-        Some(self.last_seq(stream, room).await)
+        Some(
+            self.bounded(&mut None, self.last_seq(stream, room))
+                .await
+                .and_then(|last| last),
+        )
     }
 
     /// The seq of the room's last message in the stream (0 if none), from the stream's
