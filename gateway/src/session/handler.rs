@@ -229,8 +229,7 @@ impl Session {
     /// strike towards 4008, as over HTTP it is only a 429: a client resuming hundreds of
     /// rooms on several devices may run into it and must not be closed for it.
     async fn api_budget(&mut self, r#ref: &Ref) -> bool {
-        let user = self.user().to_owned();
-        let Err(refused) = self.state.throttle.api_allowed(&user).await else {
+        let Err(refused) = self.state.throttle.api_allowed(self.user()).await else {
             return true;
         };
         let wait = refused.retry_after.as_millis().max(1);
@@ -389,14 +388,15 @@ impl Session {
     async fn join(&mut self, r#ref: &Ref, room: &str, since: Option<u64>) -> Result<(), ApiError> {
         let user = self.user().to_owned();
         let max = self.state.cfg.limits.max_rooms;
-        if self.rooms.len() >= max && !self.rooms.contains_key(room) {
+        let full = |rooms: &RoomMap<u64>| rooms.len() >= max && !rooms.contains_key(room);
+        if full(&self.rooms) {
+            // Rooms the session was removed from do not count.
             self.forget_evicted();
-        }
-        if self.rooms.len() >= max && !self.rooms.contains_key(room) {
-            return Err(ApiError::bad_request(format!(
-                "a session may join at most {} rooms",
-                self.state.cfg.limits.max_rooms
-            )));
+            if full(&self.rooms) {
+                return Err(ApiError::bad_request(format!(
+                    "a session may join at most {max} rooms"
+                )));
+            }
         }
         let mut access = self.state.access.get(room, &user).await?;
         crate::access::readable(&access)?;

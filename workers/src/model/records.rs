@@ -115,6 +115,12 @@ impl StoredMessage {
         self.change().is_none() && !self.void && self.event.is_none()
     }
 
+    /// A message search may find: not a change, not void, not deleted (room events are
+    /// never indexed).
+    pub fn is_searchable(&self) -> bool {
+        self.change().is_none() && !self.void && self.deleted.is_none()
+    }
+
     pub fn into_message(self, room: &str, seq: u64) -> Message {
         let edited = self.edits.last().map(|e| Edited {
             seq: e.seq,

@@ -48,6 +48,7 @@ use tracing::{info, warn};
 
 use crate::metrics as m;
 use crate::model::Model;
+use crate::model::StoredMessage;
 use crate::store::StoreError;
 use index::{Change, Doc, MessageIndex};
 
@@ -271,14 +272,12 @@ impl Indexes {
                 },
                 IndexOp::Refresh { room, seq } => {
                     let now = model.message(&room, seq).await?;
-                    let doc = now
-                        .filter(|m| m.change().is_none() && !m.void && m.deleted.is_none())
-                        .map(|m| Doc {
-                            room,
-                            from: m.from,
-                            ts: m.ts,
-                            body: m.body,
-                        });
+                    let doc = now.filter(StoredMessage::is_searchable).map(|m| Doc {
+                        room,
+                        from: m.from,
+                        ts: m.ts,
+                        body: m.body,
+                    });
                     Change::Replace { seq, doc }
                 }
             });

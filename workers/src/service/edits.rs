@@ -21,10 +21,7 @@ impl Service {
         valid("user name", &req.user)?;
         self.room_meta(&req.room).await?;
         let target = req.change.target();
-        if let Some(tail) = self.inner.tail.get() {
-            let stats = self.caches().stats(self.model(), &req.room).await?;
-            tail.caught_up(&req.room, None, stats.last_seq).await?;
-        }
+        self.caught_up_now(&req.room).await?;
         let stored = self.model().message(&req.room, target).await?;
         let role = self
             .caches()
@@ -55,10 +52,7 @@ impl Service {
         valid("room", &req.room)?;
         self.room_meta(&req.room).await?;
         // Every edit acked when asked is stored first (the caller's own newest one too).
-        if let Some(tail) = self.inner.tail.get() {
-            let stats = self.caches().stats(self.model(), &req.room).await?;
-            tail.caught_up(&req.room, None, stats.last_seq).await?;
-        }
+        self.caught_up_now(&req.room).await?;
         let not_found = || ApiError::not_found(format!("no message {} in this room", req.seq));
         let m = self
             .model()

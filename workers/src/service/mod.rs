@@ -225,6 +225,16 @@ impl Service {
             .ok_or_else(|| ApiError::not_found("no such room"))
     }
 
+    /// Waits (bounded, [`StreamTail`]) until the store holds every message of `room` the
+    /// stream held when asked, so a message, edit or delete acked a moment ago counts.
+    async fn caught_up_now(&self, room: &str) -> Result<(), ApiError> {
+        if let Some(tail) = self.inner.tail.get() {
+            let stats = self.caches().stats(self.model(), room).await?;
+            tail.caught_up(room, None, stats.last_seq).await?;
+        }
+        Ok(())
+    }
+
     /// After a membership change is stored: drop cached access here, tell the gateways.
     async fn member_changed(&self, room: &str, user: &str, role: Option<Role>) {
         self.access_changed(room, user, role, false).await;

@@ -90,7 +90,7 @@ impl Service {
         let mut gone = Vec::new();
         for hit in hits {
             match self.model().message(&hit.room, hit.seq).await? {
-                Some(m) if m.change().is_none() && !m.void && m.deleted.is_none() => {
+                Some(m) if m.is_searchable() => {
                     kept.push(SearchHit {
                         from: m.from,
                         ts: m.ts,

@@ -23,10 +23,7 @@ impl Service {
         valid("room", &req.room)?;
         valid("user name", &req.user)?;
         self.room_meta(&req.room).await?;
-        if let Some(tail) = self.inner.tail.get() {
-            let stats = self.caches().stats(self.model(), &req.room).await?;
-            tail.caught_up(&req.room, None, stats.last_seq).await?;
-        }
+        self.caught_up_now(&req.room).await?;
         let seq = req.reply_to;
         let target = self
             .model()
@@ -57,10 +54,7 @@ impl Service {
             )));
         }
         self.room_meta(&req.room).await?;
-        if let Some(tail) = self.inner.tail.get() {
-            let stats = self.caches().stats(self.model(), &req.room).await?;
-            tail.caught_up(&req.room, None, stats.last_seq).await?;
-        }
+        self.caught_up_now(&req.room).await?;
         let model = self.model();
         let root = model.message(&req.room, req.root).await?;
         if root.as_ref().is_some_and(|r| r.thread_root.is_some()) {
