@@ -71,6 +71,9 @@ pub struct GatewayConfig {
     pub tls_handshake_timeout_ms: u64,
     /// Time a client has to send a whole request body, milliseconds (then 408 and close).
     pub body_read_timeout_ms: u64,
+    /// Time a response body (a file download, an export) may wait for the client to read
+    /// on, milliseconds: when none of it could be sent for this long, the connection closes.
+    pub body_write_timeout_ms: u64,
     /// Time a client has to send a request's headers, milliseconds (then the connection closes).
     pub header_read_timeout_ms: u64,
     /// A keep-alive HTTP connection with no request in flight is closed after this,
@@ -193,6 +196,7 @@ impl Default for GatewayConfig {
             hsts_max_age_secs: 31_536_000,
             tls_handshake_timeout_ms: 10_000,
             body_read_timeout_ms: 10_000,
+            body_write_timeout_ms: 30_000,
             header_read_timeout_ms: 10_000,
             http_idle_timeout_ms: 60_000,
             max_connections_per_ip: 256,
@@ -360,6 +364,7 @@ impl GatewayConfig {
         let deadlines = [
             ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
             ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("body_write_timeout_ms", self.body_write_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("http_idle_timeout_ms", self.http_idle_timeout_ms),
         ];

@@ -741,3 +741,54 @@ async fn file_sharing_can_be_turned_off() -> Result<()> {
     );
     mesh.stop().await
 }
+
+/// A download whose client stops reading is cut once its body has made no progress for
+/// `body_write_timeout_ms`: the connection (and the file it streams) is not held forever.
+#[tokio::test]
+async fn a_download_nobody_reads_is_cut() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.body_write_timeout_ms = 1_000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let files = Files::new(&mesh.url());
+    let ann = api.user("ann").await?;
+    api.room(&ann, "box", "private").await?;
+    // Far more than the socket buffers on both sides and hyper's own can hold.
+    let size = 32 * 1024 * KIB as usize;
+    let info = files
+        .stored(&ann, "box", "big.bin", vec![9u8; size])
+        .await?;
+    let id = info["id"].as_str().unwrap_or_default();
+
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(16 * 1024)?;
+    let addr = mesh.url().trim_start_matches("http://").to_owned();
+    let mut s = socket.connect(addr.parse()?).await?;
+    let get = format!(
+        "GET /v1/rooms/box/files/{id} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ann}\r\n\r\n"
+    );
+    s.write_all(get.as_bytes()).await?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).await?;
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The client reads nothing for three times the timeout, then all it can.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = n;
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => got += n,
+            }
+        }
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(30), read_all).await;
+    assert_eq!(ended, Ok(true), "the server closed the connection");
+    assert!(
+        got < size,
+        "the body was cut: {got} bytes of {size} came (headers included)"
+    );
+    mesh.stop().await
+}

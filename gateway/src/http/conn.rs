@@ -1,6 +1,6 @@
 //! One accepted TCP connection: the TLS handshake (bounded in time), hyper's HTTP/1.1 with
-//! header and idle deadlines, the per-request extensions (peer, client IP, slot, body
-//! deadline) and HSTS.
+//! header and idle deadlines, a deadline for response bodies the client stops reading, the
+//! per-request extensions (peer, client IP, slot, body deadline) and HSTS.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -41,6 +41,7 @@ pub struct Edge {
     header_timeout: Duration,
     body_timeout: Duration,
     idle_timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl Edge {
@@ -71,6 +72,7 @@ impl Edge {
             header_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
             body_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
             idle_timeout: Duration::from_millis(cfg.http_idle_timeout_ms),
+            write_timeout: Duration::from_millis(cfg.body_write_timeout_ms),
         })
     }
 }
@@ -137,8 +139,16 @@ async fn serve_http<I>(
                     resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, hsts);
                 }
                 // The connection counts as busy until the body is sent (a long download is
-                // not idle).
-                let resp = resp.map(|body| Guarded { body, _busy: busy }.boxed());
+                // not idle), as long as the client reads it.
+                let sending = busy.0.sending();
+                let resp = resp.map(|body| {
+                    Guarded {
+                        body,
+                        sending,
+                        _busy: busy,
+                    }
+                    .boxed()
+                });
                 Ok::<_, Infallible>(resp)
             }
         })
@@ -150,6 +160,7 @@ async fn serve_http<I>(
         .with_upgrades();
     tokio::pin!(conn);
     let idle = activity.idled_out(edge.idle_timeout);
+    let stalled = activity.stalled(edge.write_timeout);
     tokio::select! {
         r = conn.as_mut() => if let Err(e) = r {
             if e.is_timeout() {
@@ -166,13 +177,21 @@ async fn serve_http<I>(
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
         }
+        // Dropped with its response: a graceful close would wait for the body.
+        _ = stalled => {
+            metrics::counter!("chatmesh_http_timeouts_total", "kind" => "body_write").increment(1);
+            tracing::debug!(%peer, "response body not read: connection closed");
+        }
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is sent. Its size
-/// and end are the body's own, so a fixed body still gets a `Content-Length`.
+/// A response body that keeps its request counted as in flight until it is sent, and tells
+/// when hyper last took a frame of it (it takes one when its buffer has room, so a client
+/// that stops reading stops the frames). Its size and end are the body's own, so a fixed
+/// body still gets a `Content-Length`.
 struct Guarded {
     body: super::Body,
+    sending: Sending,
     _busy: Busy,
 }
 
@@ -184,7 +203,11 @@ impl hyper::body::Body for Guarded {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let frame = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(_)) = &frame {
+            self.sending.progressed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -196,11 +219,33 @@ impl hyper::body::Body for Guarded {
     }
 }
 
-/// Requests in flight on one connection and when the last one ended.
+/// Requests in flight on one connection and when the last one ended; response bodies
+/// being sent and when one last made progress.
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
     last: Mutex<Instant>,
+    sending: AtomicUsize,
+    progress: Mutex<Instant>,
+}
+
+/// Marks a response body being sent until dropped.
+struct Sending(Arc<Activity>);
+
+impl Sending {
+    fn progressed(&self) {
+        *self
+            .0
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Marks a request in flight until dropped.
@@ -218,6 +263,28 @@ impl Activity {
         Self {
             in_flight: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
+            sending: AtomicUsize::new(0),
+            progress: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// A response body starts: counted as progress.
+    fn sending(self: &Arc<Self>) -> Sending {
+        self.sending.fetch_add(1, Ordering::Relaxed);
+        let sending = Sending(self.clone());
+        sending.progressed();
+        sending
+    }
+
+    /// Resolves once a response body has been sent and has made no progress for `timeout`.
+    async fn stalled(&self, timeout: Duration) {
+        loop {
+            let progress = *self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            if self.sending.load(Ordering::Relaxed) > 0 && now >= progress + timeout {
+                return;
+            }
+            tokio::time::sleep_until(progress.max(now) + timeout / 4).await;
         }
     }
 
