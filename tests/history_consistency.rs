@@ -507,3 +507,58 @@ async fn a_slow_reader_of_a_replay_is_closed_and_frees_its_slot() -> Result<()> 
     assert_eq!(got, big);
     mesh.stop().await
 }
+
+/// Sessions from one address share `reply_bytes_per_address` of queued replies: two of its
+/// clients asking for big history pages and reading none fill it, and a third session of
+/// that address waits for its page until they are gone, while a session from another address
+/// is answered at once. Without the share, each of an address's 256 sessions could hold 4 MiB
+/// of unread replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_a_bounded_share_of_queued_replies() -> Result<()> {
+    const CROWD: &str = "203.0.113.9";
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.reply_bytes_per_address = 6 << 20;
+    config.gateway.trusted_proxies = vec![[127, 0, 0, 1].into()];
+    let mesh = start_mesh(dir.path(), config).await?;
+    let (api, ann, mut writer) = owner(&mesh, "big").await?;
+    let body = "y".repeat(15 * 1024);
+    for i in 0..40 {
+        writer.post("big", &format!("m{i}"), &body).await?;
+    }
+
+    let mut hoarders = Vec::new();
+    for user in ["cat", "dan"] {
+        let token = api.user(user).await?;
+        let mut s = Client::login_from(&mesh.ws_url(), &token, CROWD).await?;
+        for _ in 0..40 {
+            s.send(frame::history("big")).await?;
+        }
+        hoarders.push(s);
+    }
+    // Until the gateway stops reading their requests.
+    let mut read = api.metric("chatmesh_frames_in_total").await?;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = api.metric("chatmesh_frames_in_total").await?;
+        if now == read {
+            break;
+        }
+        read = now;
+    }
+    let eve = api.user("eve").await?;
+    let mut third = Client::login_from(&mesh.ws_url(), &eve, CROWD).await?;
+    third.send_with_ref(frame::history("big"), 7).await?;
+    let mut other = Client::login_from(&mesh.ws_url(), &ann, "203.0.113.10").await?;
+    let page = other.request(frame::history("big")).await?;
+    assert_eq!(page.frame_type(), FrameType::History, "{page:?}");
+    let is_page = |f: &ServerFrame| f.frame_type() == FrameType::History;
+    let early = tokio::time::timeout(std::time::Duration::from_secs(2), third.wait_for(is_page));
+    assert!(
+        early.await.is_err(),
+        "the third session of the address waits while two hold its share"
+    );
+    drop(hoarders);
+    third.wait_for(is_page).await?;
+    mesh.stop().await
+}

@@ -151,6 +151,11 @@ pub struct GatewayConfig {
     /// all their accounts; one more is refused with `rate_limited` (many accounts from one
     /// address cannot hold every slot). Trusted proxies themselves are exempt.
     pub max_replays_per_ip: usize,
+    /// Bytes of replies (history pages, search results, acks) queued at once for all the
+    /// WebSocket sessions of one client address (an IPv6 client by its /64); beyond it
+    /// their replies wait, and their requests with them, until they read. Each session
+    /// also holds at most 4 MiB of its own. Trusted proxies that name no client are exempt.
+    pub reply_bytes_per_address: usize,
     /// How long a `join` with `since` waits for one of `max_replays` to free up before it
     /// is refused with `unavailable`, milliseconds.
     pub replay_wait_ms: u64,
@@ -227,6 +232,7 @@ impl Default for GatewayConfig {
             max_replays: 32,
             max_replays_per_user: 8,
             max_replays_per_ip: 16,
+            reply_bytes_per_address: 32 << 20,
             replay_wait_ms: 1_000,
             replay_min_bytes_per_sec: 16 * 1024,
             recheck_hold_ms: 5_000,
@@ -301,6 +307,12 @@ impl GatewayConfig {
         }
         if !(1..=100_000).contains(&self.max_replays_per_ip) {
             out.push("gateway.max_replays_per_ip must be between 1 and 100000".into());
+        }
+        if !(4 << 20..=1 << 40).contains(&self.reply_bytes_per_address) {
+            out.push(format!(
+                "gateway.reply_bytes_per_address must be between 4 MiB (one session's own) and 1 TiB, not {}",
+                self.reply_bytes_per_address
+            ));
         }
         if self.replay_wait_ms > 60_000 {
             out.push("gateway.replay_wait_ms must be at most 60000".into());
@@ -527,14 +539,19 @@ mod tests {
             max_replays: 0,
             max_replays_per_user: 0,
             max_replays_per_ip: 0,
+            reply_bytes_per_address: 1 << 20,
             replay_wait_ms: 60_001,
             replay_min_bytes_per_sec: 0,
             recheck_hold_ms: 60_001,
             ..base()
         };
         let p = c.problems();
-        assert_eq!(p.len(), 7, "{p:?}");
+        assert_eq!(p.len(), 8, "{p:?}");
         assert!(p.iter().any(|p| p.contains("recheck_hold_ms")), "{p:?}");
+        assert!(
+            p.iter().any(|p| p.contains("reply_bytes_per_address")),
+            "{p:?}"
+        );
     }
 
     #[test]

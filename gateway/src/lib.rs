@@ -25,6 +25,7 @@ pub mod publish;
 pub mod receipts;
 pub mod reconnects;
 pub mod replay_slots;
+pub mod reply_share;
 pub mod revocation;
 pub mod room_events;
 pub mod services;

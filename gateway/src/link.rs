@@ -9,7 +9,8 @@
 //! Frames are counted, and the session's own replies and replays by their bytes too: a
 //! reply waits while [`REPLY_BYTES`] are queued (a backlog at half of it), so a client that
 //! asks for big history pages and reads slowly holds a few MiB of the gateway, not its
-//! whole queue of half-MiB pages.
+//! whole queue of half-MiB pages. The sessions of one client address also share a bound
+//! on their queued replies ([`crate::reply_share`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::reply_share::Held;
 
 /// Bytes queued beyond which a session's replies wait (its replays at half of it): eight
 /// history pages at their 512 KiB cap.
@@ -75,6 +78,9 @@ pub struct SessionLink {
     settled: AtomicBool,
     /// Token expiry, seconds since the Unix epoch (0: not authenticated yet).
     expires_at: AtomicU64,
+    /// The reply bytes shared with the client address's other sessions (`None`: a trusted
+    /// proxy that named no client, or a test).
+    address: Option<Held>,
 }
 
 impl Out {
@@ -90,9 +96,13 @@ impl Out {
 
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<Out>,
+    /// Each frame, and whether its bytes count towards the address's share (replies do,
+    /// live frames do not).
+    items: VecDeque<(Out, bool)>,
     /// The bytes of `items`.
     bytes: usize,
+    /// The bytes of `items` counted towards the address's share.
+    charged: usize,
     /// The payload of the latest ping not answered yet: one slot, outside the queue's
     /// capacity, so a burst of pings is answered by one pong instead of filling the queue.
     pong: Option<Bytes>,
@@ -120,7 +130,14 @@ impl SessionLink {
             close: OnceLock::new(),
             settled: AtomicBool::new(false),
             expires_at: AtomicU64::new(0),
+            address: None,
         }
+    }
+
+    /// This session's replies also count towards its client address's share.
+    pub fn with_address(mut self, held: Option<Held>) -> Self {
+        self.address = held;
+        self
     }
 
     /// Sets when the session's token expires (a new `hello` extends it).
@@ -144,8 +161,9 @@ impl SessionLink {
         (self.capacity / 2).max(1)
     }
 
-    /// Queues `out` unless the queue holds `limit` frames or more, or (with `bytes`) unless
-    /// `out` would take it past that many bytes (an empty queue takes any one frame).
+    /// Queues `out` unless the queue holds `limit` frames or more, or (with `bytes`, a
+    /// reply) unless `out` would take it past that many bytes (an empty queue takes any one
+    /// frame) or the address's share has no room for it.
     fn try_push(&self, out: Out, limit: usize, bytes: Option<usize>) -> Result<(), (Refused, Out)> {
         let mut q = self.lock();
         if q.closed {
@@ -153,11 +171,17 @@ impl SessionLink {
         }
         let size = out.size();
         let too_big = bytes.is_some_and(|max| q.bytes > 0 && q.bytes + size > max);
-        if q.items.len() >= limit || too_big {
+        let share = self.address.as_ref().filter(|_| bytes.is_some());
+        let no_share = share.is_some_and(|a| !a.has_room(size));
+        if q.items.len() >= limit || too_big || no_share {
             return Err((Refused::Full, out));
         }
         q.bytes += size;
-        q.items.push_back(out);
+        if let Some(a) = share {
+            a.charge(size);
+            q.charged += size;
+        }
+        q.items.push_back((out, share.is_some()));
         drop(q);
         self.queued.notify_one();
         Ok(())
@@ -194,15 +218,28 @@ impl SessionLink {
     async fn send_within(&self, mut out: Out, limit: usize, bytes: usize) -> bool {
         loop {
             let room = self.room.notified();
-            tokio::pin!(room);
+            let freed = self.address.as_ref().map(Held::freed);
+            tokio::pin!(room, freed);
             // Registered before the check, so room made after it is not missed.
             room.as_mut().enable();
+            if let Some(freed) = freed.as_mut().as_pin_mut() {
+                freed.enable();
+            }
             match self.try_push(out, limit, Some(bytes)) {
                 Ok(()) => return true,
                 Err((Refused::Closed, _)) => return false,
                 Err((Refused::Full, back)) => out = back,
             }
-            room.await;
+            let freed = async {
+                match freed.as_pin_mut() {
+                    Some(freed) => freed.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = room => {}
+                () = freed => {}
+            }
         }
     }
 
@@ -225,14 +262,21 @@ impl SessionLink {
             return Some(Out::Pong(payload));
         }
         let (before, before_bytes) = (q.items.len(), q.bytes);
-        let out = q.items.pop_front();
-        if let Some(o) = &out {
-            q.bytes -= o.size();
-        }
+        let (out, charged) = match q.items.pop_front() {
+            Some((o, charged)) => (Some(o), charged),
+            None => (None, false),
+        };
+        let size = out.as_ref().map_or(0, Out::size);
+        q.bytes -= size;
+        let charged = if charged { size } else { 0 };
+        q.charged -= charged;
         if q.items.is_empty() && q.items.capacity() > 0 {
             q.items = VecDeque::new();
         }
         drop(q);
+        if let Some(a) = &self.address {
+            a.discharge(charged);
+        }
         // Wake senders waiting for room: at the capacity, at the bulk limit, or while the
         // queued bytes may hold back a reply or a replay.
         if before >= self.capacity || before == self.bulk_limit() || before_bytes > REPLY_BYTES / 4
@@ -261,14 +305,17 @@ impl SessionLink {
 
     /// The writer is gone: drops what is queued and refuses what comes.
     pub fn close_queue(&self) {
-        let items = {
+        let (items, charged) = {
             let mut q = self.lock();
             q.closed = true;
             q.pong = None;
             q.bytes = 0;
-            std::mem::take(&mut q.items)
+            (std::mem::take(&mut q.items), std::mem::take(&mut q.charged))
         };
         drop(items);
+        if let Some(a) = &self.address {
+            a.discharge(charged);
+        }
         self.room.notify_waiters();
     }
 
@@ -304,6 +351,15 @@ impl SessionLink {
 
     pub fn killed(&self) -> &CancellationToken {
         &self.kill
+    }
+}
+
+impl Drop for SessionLink {
+    fn drop(&mut self) {
+        // What is still queued leaves the address's share with the session.
+        if let Some(a) = &self.address {
+            a.discharge(self.lock().charged);
+        }
     }
 }
 

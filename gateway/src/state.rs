@@ -50,6 +50,8 @@ pub struct AppState {
     pub reader: JsReader,
     /// Replays (`join` with `since`) running at once on this gateway.
     pub replay_slots: ReplaySlots,
+    /// Queued reply bytes per client address (`reply_bytes_per_address`).
+    pub reply_shares: crate::reply_share::ReplyShares,
     pub metrics: Option<PrometheusHandle>,
     /// Cancelled when the gateway drains: every session closes with 1001.
     pub drain: CancellationToken,
@@ -143,6 +145,7 @@ impl AppState {
             shares,
             Duration::from_millis(cfg.replay_wait_ms),
         );
+        let reply_shares = crate::reply_share::ReplyShares::new(cfg.reply_bytes_per_address);
         let state = Arc::new(Self {
             gateway,
             cfg,
@@ -158,6 +161,7 @@ impl AppState {
             fanout,
             reader,
             replay_slots,
+            reply_shares,
             metrics,
             drain: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -66,11 +66,15 @@ pub async fn run(state: Arc<AppState>, io: Io, admission: Box<Admission>) {
 
 async fn drive(state: Arc<AppState>, io: Io, admission: Box<Admission>, id: u64) {
     let (mut read_half, write_half) = tokio::io::split(io);
-    let link = Arc::new(SessionLink::new(
-        id,
-        state.cfg.limits.outbound_queue,
-        state.drain.child_token(),
-    ));
+    let share = admission.client.map(|ip| state.reply_shares.hold(ip));
+    let link = Arc::new(
+        SessionLink::new(
+            id,
+            state.cfg.limits.outbound_queue,
+            state.drain.child_token(),
+        )
+        .with_address(share),
+    );
     // Reader and writer run side by side in this one task (a second task per session
     // costs its own allocation); requests waiting for room in the queue wait on the writer.
     let write = Writer::new(state.cfg.limits.outbound_queue).run(write_half, &link);
