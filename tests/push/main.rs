@@ -1068,3 +1068,58 @@ async fn apns_refuses_a_host_it_cannot_verify() -> Result<()> {
     wait_targets(&api, &bob, &[&id]).await?;
     mesh.stop().await
 }
+
+/// Revoking a user's tokens also removes its push targets: a thief who registered one with a
+/// stolen token is not pushed the user's messages after "log out everywhere", a password
+/// change or an admin's disable (the targets are gone from the list too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_users_tokens_removes_its_push_targets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), with_admins(push_config(), &["ann"])).await?;
+    let push = Receiver::start().await?;
+    let api = Api::new(&mesh);
+    let ann = api.server_admin("ann").await?;
+    let mut tokens = HashMap::new();
+    for user in ["bob", "cy", "dee", "eve"] {
+        let token = api.user(user).await?;
+        register(&api, &token, &Subscription::new(push.endpoint(user))).await?;
+        tokens.insert(user, token);
+    }
+    club(&api, &ann, "club", &["bob", "cy", "dee", "eve"]).await?;
+
+    let (s, v) = api
+        .call("POST", "/v1/auth/logout_all", Some(&tokens["bob"]), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let change = json!({"old_password": "correct horse", "new_password": "a new password"});
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/auth/password",
+            Some(&tokens["cy"]),
+            Some(change),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    let cy = v["token"].as_str().unwrap_or_default().to_owned();
+    let (s, v) = api
+        .call("POST", "/v1/admin/users/dee/disable", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200, "{v}");
+
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "after the revocations").await?;
+    push.wait_delivered("eve", 1, WAIT).await?;
+    tokio::time::sleep(Duration::from_millis(COLLAPSE_MS + GRACE_MS)).await;
+    for user in ["bob", "cy", "dee"] {
+        assert!(
+            push.received(user).is_empty(),
+            "{user}'s target is pushed after its tokens were revoked"
+        );
+    }
+    let (s, v) = api.call("GET", "/v1/push/targets", Some(&cy), None).await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["targets"], json!([]), "cy's targets after the change");
+    mesh.stop().await
+}

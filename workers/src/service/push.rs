@@ -176,6 +176,39 @@ impl Service {
         Ok(Done {})
     }
 
+    /// Adds the deletes of every push target of `user` (with their delivery marks) to
+    /// `batch`, for a revocation of the user's tokens (`logout_all`, a password change, a
+    /// disable): a target registered with a token that is revoked now, a thief's included,
+    /// must not go on receiving the user's messages. Call under the user's lock, and
+    /// [`Service::push_targets_dropped`] once the batch is written if this returned true.
+    pub(super) async fn drop_push_targets(
+        &self,
+        batch: &mut WriteBatch,
+        user: &str,
+    ) -> Result<bool, ApiError> {
+        let limit = self
+            .inner
+            .push
+            .get()
+            .map_or(MAX_TARGETS_READ, |r| r.max_targets);
+        let targets = self
+            .model()
+            .push_targets(user, limit.max(MAX_TARGETS_READ))
+            .await?;
+        for (id, _) in &targets {
+            self.model()
+                .delete_push_target(batch, user, id, MAX_MARKS_DELETED)
+                .await?;
+        }
+        Ok(!targets.is_empty())
+    }
+
+    /// After [`Service::drop_push_targets`]'s batch is written.
+    pub(super) async fn push_targets_dropped(&self, user: &str) {
+        self.inner.has_targets.invalidate(user).await;
+        self.inner.anyone.forget();
+    }
+
     pub async fn push_settings_get(&self, req: UserRequest) -> Result<PushSettings, ApiError> {
         valid("user name", &req.user)?;
         self.push_rules()?;
