@@ -58,6 +58,10 @@ async fn members_share_an_image_and_a_pdf() -> Result<()> {
     assert_eq!(h["content-type"], "image/png");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["content-security-policy"], "sandbox");
+    assert_eq!(
+        h["cache-control"], "private, no-store",
+        "a cached copy would skip the access check"
+    );
     assert!(h["content-disposition"].to_str()?.starts_with("inline"));
     assert_eq!(resp.bytes().await?.to_vec(), image);
 

@@ -435,14 +435,13 @@ fn proxied(req: &Request<Incoming>) -> Result<bool, ApiError> {
     Ok(proxy)
 }
 
-/// The headers that keep a shared file from acting as a page of the gateway's origin.
+/// The headers that keep a shared file from acting as a page of the gateway's origin, and
+/// out of the browser's cache: a cached copy would be served without the room's access
+/// check (to the next user of a shared browser, or to a member removed since).
 fn safe_headers(h: &mut hyper::HeaderMap, disposition: String) {
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=3600"),
-    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(CONTENT_DISPOSITION, v);
     }
