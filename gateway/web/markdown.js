@@ -4,7 +4,10 @@
 // The subset: ```fenced code blocks``` (the first line's language word is dropped), `inline
 // code`, **bold** (or __bold__), *italic* (or _italic_ at word boundaries), [text](https://…)
 // links and bare http(s) URLs. Links open in a new tab without the opener or a referrer;
-// only http: and https: become links (javascript:, data:, … stay text). Emphasis nests
+// only http: and https: become links (javascript:, data:, … stay text). A link whose text
+// reads as a URL or a domain of another host than it opens shows its real target instead:
+// "[https://bank.example](https://evil.example)" reads "https://bank.example (https://evil.example)"
+// with only the second a link. Emphasis nests
 // (**bold *and italic***); code is never formatted inside. A marker without its closing
 // twin stays as typed.
 "use strict";
@@ -35,6 +38,23 @@ function safeUrl(url) {
 }
 
 /**
+ * The host that a link's text names, when the text reads as a URL or a domain
+ * ("bank.example/login"); null otherwise.
+ */
+function namedHost(text) {
+  const t = text.trim();
+  let candidate = null;
+  if (/^https?:\/\//i.test(t)) candidate = t;
+  else if (/^[\w-]+(\.[\w-]+)*\.[a-z]{2,}(\/\S*)?$/i.test(t)) candidate = `https://${t}`;
+  if (candidate === null) return null;
+  try {
+    return new URL(candidate).hostname;
+  } catch (_) {
+    return null;
+  }
+}
+
+/**
  * Inline formatting of `text` (no code fences inside) as nodes. `depth` bounds nesting;
  * at the limit the rest is text.
  */
@@ -61,7 +81,12 @@ function inline(text, depth) {
       const m = LINK.exec(text);
       if (m && safeUrl(m[2])) {
         flush();
-        out.push(link(m[2], m[1]));
+        const named = namedHost(m[1]);
+        if (named !== null && named !== new URL(m[2]).hostname) {
+          out.push(`${m[1]} (`, link(m[2], m[2]), ")");
+        } else {
+          out.push(link(m[2], m[1]));
+        }
         i = LINK.lastIndex;
         continue;
       }

@@ -767,6 +767,9 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
         "```one line```",
         "see [the docs](https://example.com/a_b) or https://example.com/x).",
         "[x](data:text/html,<script>alert(1)</script>)",
+        "[https://bank.example/login](https://evil.example/x)",
+        "[bank.example](https://evil.example/x)",
+        "[https://example.com/a](https://example.com/b)",
       ].map((s) => [s, html(s)]));
     });
     assert.deepEqual(got, {
@@ -781,6 +784,13 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
         'see <a href="https://example.com/a_b" target="_blank" rel="noopener noreferrer">the docs</a> or '
         + '<a href="https://example.com/x" target="_blank" rel="noopener noreferrer">https://example.com/x</a>).',
       "[x](data:text/html,<script>alert(1)</script>)": "[x](data:text/html,&lt;script&gt;alert(1)&lt;/script&gt;)",
+      // A link whose text names another site than it opens shows where it goes.
+      "[https://bank.example/login](https://evil.example/x)":
+        'https://bank.example/login (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
+      "[bank.example](https://evil.example/x)":
+        'bank.example (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
+      "[https://example.com/a](https://example.com/b)":
+        '<a href="https://example.com/b" target="_blank" rel="noopener noreferrer">https://example.com/a</a>',
     });
   });
 
