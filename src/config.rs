@@ -59,7 +59,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// e.g. `127.0.0.1:9464`; none by default.
+    /// e.g. `127.0.0.1:9464`; none by default. Where the process serves its Prometheus
+    /// metrics (any path). A gateway (and `chatmesh up`) serves them on its client port
+    /// while this is unset, and only here once it is set: the client port then answers
+    /// `/metrics` with 404, so a gateway facing the internet does not show them to it.
     pub listen: Option<String>,
 }
 

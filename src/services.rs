@@ -112,17 +112,35 @@ impl GatewayHandle {
         } else {
             None
         };
+        let stop = CancellationToken::new();
+        // With `[metrics] listen`, the metrics are served there only, not on the client port.
+        let on_client_port = match &cfg.metrics.listen {
+            Some(listen) => {
+                let metrics_listener = TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding metrics.listen {listen}"))?;
+                if let Some(handle) = metrics() {
+                    tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics");
+                    tokio::spawn(chatmesh_gateway::http::metrics_listener::serve(
+                        metrics_listener,
+                        handle,
+                        stop.clone(),
+                    ));
+                }
+                None
+            }
+            None => metrics(),
+        };
         let state = AppState::new(
             cfg.gateway.clone(),
             cfg.mesh.clone(),
             nats,
-            metrics(),
+            on_client_port,
             files,
         )
         .await
         .context("starting the gateway")?;
         state.set_admin(cfg.admin.clone());
-        let stop = CancellationToken::new();
         let task = tokio::spawn(chatmesh_gateway::serve(
             listener,
             state.clone(),

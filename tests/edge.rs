@@ -671,3 +671,24 @@ async fn web_client_files_have_versioned_immutable_urls() -> Result<()> {
     );
     mesh.stop().await
 }
+
+/// With `[metrics] listen` the gateway serves its metrics there only: the client port, which
+/// may face the internet, answers `/metrics` with 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_off_the_client_port_when_they_have_a_listener() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut config = fast_config();
+    config.metrics.listen = Some(format!("127.0.0.1:{port}"));
+    let mesh = start_mesh(dir.path(), config).await?;
+    let mut s = connect(mesh.gateway.addr).await?;
+    let resp = get(&mut s, "/metrics").await?;
+    assert_eq!(resp.status, 404, "{resp:?}");
+    let mut s = connect(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    let resp = get(&mut s, "/metrics").await?;
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    assert!(resp.body.contains("chatmesh_"), "{}", resp.body);
+    mesh.stop().await
+}

@@ -11,6 +11,7 @@ mod e2ee;
 mod files;
 mod invitations;
 mod limits;
+pub mod metrics_listener;
 mod moderation;
 mod peer;
 mod push;
@@ -120,7 +121,7 @@ pub(crate) async fn route(
                 crate::procstat::record();
                 reply::text(200, &handle.render())
             }
-            None => reply::text(404, "metrics are not enabled"),
+            None => reply::text(404, "metrics are not served here"),
         },
         (&Method::GET, ["v1", "ws"]) => ws::upgrade(state.clone(), req).await,
         (_, ["v1", ..]) => api::handle(&state, req, &segments[1..]).await,
