@@ -528,3 +528,79 @@ async fn claims_of_a_user_who_takes_invitations_need_a_shared_e2ee_room() -> Res
     assert_eq!(v["key_packages"][0]["key_package"], json!(b64(&[1; 64])));
     Ok(())
 }
+
+/// An identity key set with a stolen token is not set for good: once the owner has its
+/// account back (a password change revokes the thief's token), the account's password
+/// replaces the key, and the thief's device and KeyPackages go with it. A token alone never
+/// replaces a key, and a wrong password is refused like a failed login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_key_set_with_a_stolen_token_is_replaced_with_the_password() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let stolen = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let thief = Keys::new(66);
+    assert_eq!(put_identity(&api, &stolen, thief.public()).await?.0, 200);
+    let evil = thief.device("ann", "evil", b"sk");
+    let (s, v) = put_device(&api, &stolen, "evil", evil).await?;
+    assert_eq!(s, 200, "{v}");
+    let body = json!({"key_packages": [b64(&[1; 200])]});
+    assert_eq!(post_packages(&api, &stolen, "evil", body).await?.0, 200);
+
+    let change = json!({"old_password": "correct horse", "new_password": "a new password"});
+    let (s, v) = api
+        .call("POST", "/v1/auth/password", Some(&stolen), Some(change))
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    let ann = v["token"].as_str().unwrap_or_default().to_owned();
+    let mine = Keys::new(67);
+    let (s, v) = put_identity(&api, &ann, mine.public()).await?;
+    assert_eq!(
+        (s, http_error(&v)),
+        (409, Some(ErrorCode::Conflict)),
+        "a token alone: {v}"
+    );
+    let replace = |password: &str| json!({"key": mine.public(), "password": password});
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/identity",
+            Some(&ann),
+            Some(replace("correct horse")),
+        )
+        .await?;
+    assert_eq!(
+        (s, http_error(&v)),
+        (403, Some(ErrorCode::Forbidden)),
+        "{v}"
+    );
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/e2ee/identity",
+            Some(&ann),
+            Some(replace("a new password")),
+        )
+        .await?;
+    assert_eq!(
+        (s, v["key"].as_str()),
+        (200, Some(mine.public().as_str())),
+        "{v}"
+    );
+
+    // The thief's device and packages are gone; ann's own device is vouched for by her key.
+    let (s, v) = api
+        .call("GET", "/v1/e2ee/users/ann", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["identity"].as_str(), Some(mine.public().as_str()));
+    assert_eq!(v["devices"], json!([]), "{v}");
+    let (s, v) = api
+        .call("POST", "/v1/e2ee/users/ann/claim", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 404, "nothing of the thief's to claim: {v}");
+    let (s, v) = put_device(&api, &ann, "phone", mine.device("ann", "phone", b"sk2")).await?;
+    assert_eq!(s, 200, "{v}");
+    mesh.stop().await
+}

@@ -153,6 +153,10 @@ pub fn validate_device(device: &str) -> Result<(), ApiError> {
 pub struct IdentityBody {
     /// Ed25519 public key, base64.
     pub key: String,
+    /// The account's password: replaces an identity key that is set (with every device
+    /// and KeyPackage it vouched for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// A user's identity key, as answered.
@@ -167,6 +171,15 @@ pub struct Identity {
 pub struct SetIdentityRequest {
     pub user: String,
     pub key: String,
+}
+
+/// `e2ee_identity_replace`: replaces `user`'s identity key on the strength of its password
+/// (`unauthorized` when wrong); the devices and KeyPackages of the old key are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaceIdentityRequest {
+    pub user: String,
+    pub key: String,
+    pub password: String,
 }
 
 /// `PUT /v1/e2ee/devices/{device}`: a device's MLS signature key, vouched for by the

@@ -635,6 +635,12 @@ op!(
     mls::Identity
 );
 op!(
+    IdentityReplace,
+    "e2ee_identity_replace",
+    mls::ReplaceIdentityRequest,
+    mls::Identity
+);
+op!(
     DevicePut,
     "e2ee_device_put",
     mls::PutDeviceRequest,

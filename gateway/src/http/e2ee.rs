@@ -15,18 +15,20 @@ use hyper::{Method, Request, Response};
 
 use chatmesh_protocol::e2ee::{
     validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, GroupBody, GroupPutRequest,
-    IdentityBody, KeyPackagesBody, PutDeviceRequest, SetIdentityRequest,
+    IdentityBody, KeyPackagesBody, PutDeviceRequest, ReplaceIdentityRequest, SetIdentityRequest,
 };
 use chatmesh_protocol::invitations::Adds;
 use chatmesh_protocol::service::{
-    Claim, DeviceDelete, DevicePut, Devices, GroupGet, GroupPut, IdentitySet, KeyPackagesAdd,
-    RoomKind, RoomUserRequest,
+    Claim, DeviceDelete, DevicePut, Devices, GroupGet, GroupPut, IdentityReplace, IdentitySet,
+    KeyPackagesAdd, RoomKind, RoomUserRequest,
 };
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
 
 use super::invitations::adds_of;
 use super::reply::{self, Body};
-use super::request::{body, caller, name, query_pairs, Answer, Refusal};
+use super::request::{
+    body, caller, caller_identity, name, password_queue_full, query_pairs, Answer, Refusal,
+};
 use crate::state::AppState;
 
 /// Routes `/v1/e2ee/...` (segments after `e2ee`).
@@ -61,12 +63,46 @@ pub(super) async fn handle(
     result.unwrap_or_else(Refusal::response)
 }
 
+/// Sets the caller's identity key, or with the account's password replaces it. A wrong
+/// password counts as a failed login of (IP, account), with the login's lockouts.
 async fn identity(state: &AppState, req: Request<Incoming>) -> Answer {
-    let user = caller(state, &req).await?;
+    let ip = super::client_ip(&req);
+    let identity = caller_identity(state, &req).await?;
     let b: IdentityBody = body(req).await?;
-    let req = SetIdentityRequest { user, key: b.key };
-    let id = state.services.ask::<IdentitySet>(&req.user, &req).await?;
-    Ok(reply::json(200, &id))
+    let user = identity.user;
+    let Some(password) = b.password else {
+        let req = SetIdentityRequest { user, key: b.key };
+        let id = state.services.ask::<IdentitySet>(&req.user, &req).await?;
+        return Ok(reply::json(200, &id));
+    };
+    if identity.gen.is_none() {
+        return Err(ApiError::bad_request(
+            "an external issuer's users have no password here: their identity key is set once",
+        )
+        .into());
+    }
+    let wrong = || ApiError::forbidden("the password is wrong");
+    state.throttle.login_allowed(ip, &user).await?;
+    let req = ReplaceIdentityRequest {
+        user: user.clone(),
+        key: b.key,
+        password,
+    };
+    match state.services.ask::<IdentityReplace>(&user, &req).await {
+        Ok(id) => {
+            state.throttle.login_succeeded(ip, &user).await;
+            Ok(reply::json(200, &id))
+        }
+        Err(e) if e.code == ErrorCode::Unauthorized => {
+            state.throttle.login_failed(ip, &user).await;
+            Err(wrong().into())
+        }
+        Err(e) => {
+            password_queue_full(&e);
+            state.throttle.login_unanswered(&user).await;
+            Err(e.into())
+        }
+    }
 }
 
 async fn put_device(state: &AppState, req: Request<Incoming>, device: &str) -> Answer {

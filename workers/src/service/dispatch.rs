@@ -91,7 +91,10 @@ fn op_of(msg: &Message) -> &str {
 
 /// Operations that hash a password.
 fn is_password_op(op: &str) -> bool {
-    op == ops::Login::NAME || op == ops::Register::NAME || op == ops::ChangePassword::NAME
+    op == ops::Login::NAME
+        || op == ops::Register::NAME
+        || op == ops::ChangePassword::NAME
+        || op == ops::IdentityReplace::NAME
 }
 
 /// Answers a password request the hashing queue has no room for.
@@ -264,6 +267,9 @@ impl Service {
             ops::ListBans::NAME => call::<ops::ListBans, _>(payload, |r| self.bans_list(r)).await,
             ops::SetName::NAME => call::<ops::SetName, _>(payload, |r| self.room_name(r)).await,
             // End-to-end encrypted rooms (extension).
+            ops::IdentityReplace::NAME => {
+                call::<ops::IdentityReplace, _>(payload, |r| self.e2ee_identity_replace(r)).await
+            }
             ops::IdentitySet::NAME => {
                 call::<ops::IdentitySet, _>(payload, |r| self.e2ee_identity(r)).await
             }

@@ -1,7 +1,9 @@
 //! The key-package directory of end-to-end encrypted rooms (docs/E2EE.md), served by the
 //! worker that owns the user's partition, and a room's epoch as stored.
 //!
-//! A user sets its identity key once. A device is registered with its MLS signature key and
+//! A user sets its identity key once; only its password replaces it (with every device and
+//! KeyPackage the old key vouched for), so a key set with a stolen token is not set for good
+//! and a token alone never changes one. A device is registered with its MLS signature key and
 //! the identity key's Ed25519 signature over [`device_statement`]: checked here, so the
 //! directory only lists devices the identity key vouched for (clients check again: the
 //! server is not trusted with that). Each device uploads KeyPackages, claimed once each,
@@ -11,15 +13,17 @@
 
 use chatmesh_protocol::e2ee::{
     decode, device_statement, encode, AddKeyPackagesRequest, Claimed, ClaimedPackage, CommitRef,
-    DeviceInfo, DeviceRequest, Identity, KeyPackageCount, MlsKind, PutDeviceRequest, RoomEpoch,
-    RoomEpochRequest, SetIdentityRequest, UserDevices, ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES,
-    MAX_DEVICES, MAX_KEY_PACKAGES, MAX_SIGNATURE_KEY_BYTES,
+    DeviceInfo, DeviceRequest, Identity, KeyPackageCount, MlsKind, PutDeviceRequest,
+    ReplaceIdentityRequest, RoomEpoch, RoomEpochRequest, SetIdentityRequest, UserDevices,
+    ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, MAX_DEVICES, MAX_KEY_PACKAGES,
+    MAX_SIGNATURE_KEY_BYTES,
 };
 use chatmesh_protocol::message::now_ms;
 use chatmesh_protocol::service::Done;
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
 use ed25519_dalek::{Signature, VerifyingKey};
 
+use super::auth::MAX_PASSWORD_BYTES;
 use super::{valid, Service, LOCK_USER};
 use crate::model::e2ee::{DeviceRecord, IdentityRecord};
 use crate::model::Model;
@@ -38,7 +42,7 @@ impl Service {
             Some(rec) if rec.key == req.key => {}
             Some(_) => {
                 return Err(ApiError::conflict(
-                    "the identity key is set already and cannot change",
+                    "the identity key is set already: only the account's password replaces it (an external issuer's users cannot)",
                 ))
             }
             None => {
@@ -50,6 +54,57 @@ impl Service {
                 Model::put_identity(&mut batch, &req.user, &rec);
                 self.model().write(batch).await?;
             }
+        }
+        Ok(Identity {
+            user: req.user,
+            key: req.key,
+        })
+    }
+
+    /// Replaces the user's identity key when `req.password` is the account's
+    /// (`unauthorized` otherwise): every device and KeyPackage vouched for by the old key is
+    /// dropped with it. The same key again changes nothing.
+    pub async fn e2ee_identity_replace(
+        &self,
+        req: ReplaceIdentityRequest,
+    ) -> Result<Identity, ApiError> {
+        valid("user name", &req.user)?;
+        identity_key(&req.key)?;
+        let wrong = || ApiError::new(ErrorCode::Unauthorized, "the password is wrong");
+        if req.password.len() > MAX_PASSWORD_BYTES {
+            return Err(wrong());
+        }
+        let Some(account) = self.model().user(&req.user).await? else {
+            return Err(ApiError::not_found("no such account"));
+        };
+        let hash = account.hash;
+        if !self
+            .inner
+            .passwords
+            .verify(req.password, Some(hash.clone()))
+            .await?
+        {
+            return Err(wrong());
+        }
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        // A password changed since it was checked no longer vouches for anything.
+        if self.model().user(&req.user).await?.map(|u| u.hash) != Some(hash) {
+            return Err(wrong());
+        }
+        let old = self.model().identity(&req.user).await?;
+        if old.is_none_or(|o| o.key != req.key) {
+            let mut batch = WriteBatch::new();
+            for (device, _) in self.model().devices(&req.user, MAX_DEVICES).await? {
+                self.model()
+                    .delete_device(&mut batch, &req.user, &device, MAX_KEY_PACKAGES)
+                    .await?;
+            }
+            let rec = IdentityRecord {
+                key: req.key.clone(),
+                ts: now_ms(),
+            };
+            Model::put_identity(&mut batch, &req.user, &rec);
+            self.model().write(batch).await?;
         }
         Ok(Identity {
             user: req.user,
