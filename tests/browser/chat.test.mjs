@@ -770,6 +770,10 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
         "[https://bank.example/login](https://evil.example/x)",
         "[bank.example](https://evil.example/x)",
         "[https://example.com/a](https://example.com/b)",
+        "[bаnk.example](https://evil.example/x)",
+        "[**bank.example:443**](https://evil.example/x)",
+        "[https:/bank.example](https://evil.example/x)",
+        "[the docs](https://evil.example/x)",
       ].map((s) => [s, html(s)]));
     });
     assert.deepEqual(got, {
@@ -791,6 +795,14 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
         'bank.example (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
       "[https://example.com/a](https://example.com/b)":
         '<a href="https://example.com/b" target="_blank" rel="noopener noreferrer">https://example.com/a</a>',
+      "[bаnk.example](https://evil.example/x)":
+        'bаnk.example (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
+      "[**bank.example:443**](https://evil.example/x)":
+        '**bank.example:443** (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
+      "[https:/bank.example](https://evil.example/x)":
+        'https:/bank.example (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
+      "[the docs](https://evil.example/x)":
+        '<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">the docs</a>',
     });
   });
 
@@ -1315,6 +1327,14 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
       (els) => els.map((e) => e.dataset.user),
     );
     await carol.page.locator('#presence-list [data-user="alice"]').waitFor();
+    // Who left in an earlier step may still be listed for a moment: the server sends a
+    // room's presence changes at most once a second.
+    await carol.page.waitForFunction(
+      () => [...document.querySelectorAll('#presence-list [data-testid="presence-item"]')]
+        .map((e) => e.dataset.user).join() === "alice,carol",
+      undefined,
+      { timeout: 5_000 },
+    ).catch(() => {});
     assert.deepEqual(await names(), ["alice", "carol"]);
     proxy.toPage({ type: "presence_diff", room: roomName, joined: ["dave"], left: ["alice"] });
     await carol.page.locator('#presence-list [data-user="dave"]').waitFor();
