@@ -112,25 +112,16 @@ impl GatewayHandle {
         } else {
             None
         };
-        let stop = CancellationToken::new();
         // With `[metrics] listen`, the metrics are served there only, not on the client port.
-        let on_client_port = match &cfg.metrics.listen {
-            Some(listen) => {
-                let metrics_listener = TcpListener::bind(listen)
+        let metrics_listener = match &cfg.metrics.listen {
+            Some(listen) => Some(
+                TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("binding metrics.listen {listen}"))?;
-                if let Some(handle) = metrics() {
-                    tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics");
-                    tokio::spawn(chatmesh_gateway::http::metrics_listener::serve(
-                        metrics_listener,
-                        handle,
-                        stop.clone(),
-                    ));
-                }
-                None
-            }
-            None => metrics(),
+                    .with_context(|| format!("binding metrics.listen {listen}"))?,
+            ),
+            None => None,
         };
+        let on_client_port = metrics().filter(|_| metrics_listener.is_none());
         let state = AppState::new(
             cfg.gateway.clone(),
             cfg.mesh.clone(),
@@ -141,6 +132,15 @@ impl GatewayHandle {
         .await
         .context("starting the gateway")?;
         state.set_admin(cfg.admin.clone());
+        let stop = CancellationToken::new();
+        if let (Some(listener), Some(handle)) = (metrics_listener, metrics()) {
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+            tokio::spawn(chatmesh_gateway::http::metrics_listener::serve(
+                listener,
+                handle,
+                stop.clone(),
+            ));
+        }
         let task = tokio::spawn(chatmesh_gateway::serve(
             listener,
             state.clone(),

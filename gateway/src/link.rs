@@ -161,24 +161,31 @@ impl SessionLink {
         (self.capacity / 2).max(1)
     }
 
-    /// Queues `out` unless the queue holds `limit` frames or more, or (with `bytes`, a
-    /// reply) unless `out` would take it past that many bytes (an empty queue takes any one
-    /// frame) or the address's share has no room for it.
-    fn try_push(&self, out: Out, limit: usize, bytes: Option<usize>) -> Result<(), (Refused, Out)> {
+    /// Queues `out` unless the queue holds `limit` frames or more, or (with `bytes`) unless
+    /// `out` would take it past that many bytes (an empty queue takes any one frame), or
+    /// (`shared`: a reply) unless the address's share has no room for it.
+    fn try_push(
+        &self,
+        out: Out,
+        limit: usize,
+        bytes: Option<usize>,
+        shared: bool,
+    ) -> Result<(), (Refused, Out)> {
         let mut q = self.lock();
         if q.closed {
             return Err((Refused::Closed, out));
         }
         let size = out.size();
         let too_big = bytes.is_some_and(|max| q.bytes > 0 && q.bytes + size > max);
-        let share = self.address.as_ref().filter(|_| bytes.is_some());
-        let no_share = share.is_some_and(|a| !a.has_room(size));
-        if q.items.len() >= limit || too_big || no_share {
+        if q.items.len() >= limit || too_big {
+            return Err((Refused::Full, out));
+        }
+        let share = self.address.as_ref().filter(|_| shared);
+        if share.is_some_and(|a| !a.try_charge(size)) {
             return Err((Refused::Full, out));
         }
         q.bytes += size;
-        if let Some(a) = share {
-            a.charge(size);
+        if share.is_some() {
             q.charged += size;
         }
         q.items.push_back((out, share.is_some()));
@@ -189,7 +196,7 @@ impl SessionLink {
 
     /// Queues `out` without waiting. A full queue closes the session with 1013.
     pub fn offer(&self, out: Out) -> bool {
-        match self.try_push(out, self.capacity, None) {
+        match self.try_push(out, self.capacity, None, false) {
             Ok(()) => true,
             Err((Refused::Full, _)) => {
                 metrics::counter!("chatmesh_slow_consumer_closes_total").increment(1);
@@ -204,28 +211,29 @@ impl SessionLink {
     /// so a client that stops reading stops being read). A closing session still takes
     /// frames until its writer is gone: the acks of sends in flight go out before the close.
     pub async fn send(&self, out: Out) -> bool {
-        self.send_within(out, self.capacity, REPLY_BYTES).await
+        self.send_within(out, self.capacity, REPLY_BYTES, true)
+            .await
     }
 
     /// Like [`SessionLink::send`] for bulk frames (a replayed backlog): waits while the
     /// queue is half full, so a backlog never takes the room that replies and live frames
     /// need (a live frame finding the queue full closes the session as a slow consumer).
     pub async fn send_bulk(&self, out: Out) -> bool {
-        self.send_within(out, self.bulk_limit(), REPLY_BYTES / 2)
+        self.send_within(out, self.bulk_limit(), REPLY_BYTES / 2, false)
             .await
     }
 
-    async fn send_within(&self, mut out: Out, limit: usize, bytes: usize) -> bool {
+    async fn send_within(&self, mut out: Out, limit: usize, bytes: usize, shared: bool) -> bool {
         loop {
             let room = self.room.notified();
-            let freed = self.address.as_ref().map(Held::freed);
+            let freed = self.address.as_ref().filter(|_| shared).map(Held::freed);
             tokio::pin!(room, freed);
             // Registered before the check, so room made after it is not missed.
             room.as_mut().enable();
             if let Some(freed) = freed.as_mut().as_pin_mut() {
                 freed.enable();
             }
-            match self.try_push(out, limit, Some(bytes)) {
+            match self.try_push(out, limit, Some(bytes), shared) {
                 Ok(()) => return true,
                 Err((Refused::Closed, _)) => return false,
                 Err((Refused::Full, back)) => out = back,

@@ -38,19 +38,18 @@ function safeUrl(url) {
 }
 
 /**
- * The host that a link's text names, when the text reads as a URL or a domain
- * ("bank.example/login"); null otherwise.
+ * The host that a link's text names, when the text reads as an address rather than words
+ * (no spaces, a dot, slash or colon in it, emphasis markers ignored: "bank.example/login",
+ * "https:/bank.example", "bаnk.example" in any script); null for words. Text that reads as
+ * an address but names no host a URL parser accepts names "" (no host matches it).
  */
 function namedHost(text) {
-  const t = text.trim();
-  let candidate = null;
-  if (/^https?:\/\//i.test(t)) candidate = t;
-  else if (/^[\w-]+(\.[\w-]+)*\.[a-z]{2,}(\/\S*)?$/i.test(t)) candidate = `https://${t}`;
-  if (candidate === null) return null;
+  const t = text.replace(/[*_`~]/g, "").trim();
+  if (t === "" || /\s/.test(t) || !/[./:]/.test(t)) return null;
   try {
-    return new URL(candidate).hostname;
+    return new URL(/^[a-z][a-z0-9+.-]*:/i.test(t) ? t : `https://${t}`).hostname;
   } catch (_) {
-    return null;
+    return "";
   }
 }
 

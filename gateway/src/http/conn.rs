@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -186,8 +186,8 @@ async fn serve_http<I>(
 }
 
 /// A response body that keeps its request counted as in flight until it is sent, and tells
-/// when hyper last took a frame of it (it takes one when its buffer has room, so a client
-/// that stops reading stops the frames). Its size and end are the body's own, so a fixed
+/// when hyper last asked it for a frame (it asks when its buffer has room, so a client that
+/// stops reading stops the asking) and whether it then waits on its own producer. Its size and end are the body's own, so a fixed
 /// body still gets a `Content-Length`.
 struct Guarded {
     body: super::Body,
@@ -204,9 +204,9 @@ impl hyper::body::Body for Guarded {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         let frame = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        if let std::task::Poll::Ready(Some(_)) = &frame {
-            self.sending.progressed();
-        }
+        // Polled: hyper has room for more, the client reads. Pending: the body waits on its
+        // own producer (an export's next page), which is not the client's stall.
+        self.sending.polled(frame.is_pending());
         frame
     }
 
@@ -227,18 +227,21 @@ struct Activity {
     last: Mutex<Instant>,
     sending: AtomicUsize,
     progress: Mutex<Instant>,
+    /// The body being sent answered its last poll with `Pending`: it waits on its producer.
+    producing: AtomicBool,
 }
 
 /// Marks a response body being sent until dropped.
 struct Sending(Arc<Activity>);
 
 impl Sending {
-    fn progressed(&self) {
+    fn polled(&self, pending: bool) {
         *self
             .0
             .progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.producing.store(pending, Ordering::Relaxed);
     }
 }
 
@@ -265,6 +268,7 @@ impl Activity {
             last: Mutex::new(Instant::now()),
             sending: AtomicUsize::new(0),
             progress: Mutex::new(Instant::now()),
+            producing: AtomicBool::new(false),
         }
     }
 
@@ -272,16 +276,19 @@ impl Activity {
     fn sending(self: &Arc<Self>) -> Sending {
         self.sending.fetch_add(1, Ordering::Relaxed);
         let sending = Sending(self.clone());
-        sending.progressed();
+        sending.polled(false);
         sending
     }
 
-    /// Resolves once a response body has been sent and has made no progress for `timeout`.
+    /// Resolves once a response body is being sent and hyper has not asked it for more for
+    /// `timeout` (the client does not read), unless it waits on its own producer.
     async fn stalled(&self, timeout: Duration) {
         loop {
             let progress = *self.progress.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
-            if self.sending.load(Ordering::Relaxed) > 0 && now >= progress + timeout {
+            let waiting_on_client =
+                self.sending.load(Ordering::Relaxed) > 0 && !self.producing.load(Ordering::Relaxed);
+            if waiting_on_client && now >= progress + timeout {
                 return;
             }
             tokio::time::sleep_until(progress.max(now) + timeout / 4).await;

@@ -38,6 +38,11 @@ impl Model {
         batch.put(keys::push_target(user, id), records::encode(rec));
     }
 
+    /// Adds the delete of a target, without its delivery marks, to `batch`.
+    pub fn delete_push_target_only(batch: &mut WriteBatch, user: &str, id: &str) {
+        batch.delete(keys::push_target(user, id));
+    }
+
     /// Adds the deletes of a target and of its delivery marks (up to `max_marks`, one per
     /// room it was pushed for; marks left over are harmless: a new target gets a new id only
     /// if its address differs) to `batch`.

@@ -33,6 +33,9 @@ const HAS_TARGETS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 const HAS_TARGETS_ENTRIES: u64 = 1_000_000;
 /// Targets read for a user when the push rules are not set (push off: only tests).
 const MAX_TARGETS_READ: usize = 16;
+/// Targets a revocation of the user's tokens deletes at most: far above the most a user may
+/// hold (`max_targets_per_user` is at most 100).
+const MAX_TARGETS_DROPPED: usize = 1_000;
 
 /// Since when users have had push targets (the earliest registration of those they hold, ms
 /// since the Unix epoch; `None`: no target), so that routing a message costs no store read
@@ -176,29 +179,22 @@ impl Service {
         Ok(Done {})
     }
 
-    /// Adds the deletes of every push target of `user` (with their delivery marks) to
-    /// `batch`, for a revocation of the user's tokens (`logout_all`, a password change, a
-    /// disable): a target registered with a token that is revoked now, a thief's included,
-    /// must not go on receiving the user's messages. Call under the user's lock, and
-    /// [`Service::push_targets_dropped`] once the batch is written if this returned true.
+    /// Adds the deletes of every push target of `user` to `batch`, for a revocation of the
+    /// user's tokens (`logout_all`, a password change, a disable): a target registered with
+    /// a token that is revoked now, a thief's included, must not go on receiving the user's
+    /// messages. Every target the store holds goes (more than `max_targets` if the setting
+    /// was lowered since), but not their delivery marks, which could be thousands each in a
+    /// batch the message writer shares: a mark left behind only says a message was pushed.
+    /// Call under the user's lock, and [`Service::push_targets_dropped`] once the batch is
+    /// written if this returned true.
     pub(super) async fn drop_push_targets(
         &self,
         batch: &mut WriteBatch,
         user: &str,
     ) -> Result<bool, ApiError> {
-        let limit = self
-            .inner
-            .push
-            .get()
-            .map_or(MAX_TARGETS_READ, |r| r.max_targets);
-        let targets = self
-            .model()
-            .push_targets(user, limit.max(MAX_TARGETS_READ))
-            .await?;
+        let targets = self.model().push_targets(user, MAX_TARGETS_DROPPED).await?;
         for (id, _) in &targets {
-            self.model()
-                .delete_push_target(batch, user, id, MAX_MARKS_DELETED)
-                .await?;
+            Model::delete_push_target_only(batch, user, id);
         }
         Ok(!targets.is_empty())
     }
