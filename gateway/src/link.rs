@@ -180,7 +180,8 @@ impl SessionLink {
         if q.items.len() >= limit || too_big {
             return Err((Refused::Full, out));
         }
-        let share = self.address.as_ref().filter(|_| shared);
+        // Frames of no bytes (a replay's bookkeeping) take nothing of the share.
+        let share = self.address.as_ref().filter(|_| shared && size > 0);
         if share.is_some_and(|a| !a.try_charge(size)) {
             return Err((Refused::Full, out));
         }

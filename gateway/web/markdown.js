@@ -38,19 +38,24 @@ function safeUrl(url) {
 }
 
 /**
- * The host that a link's text names, when the text reads as an address rather than words
- * (no spaces, a dot, slash or colon in it, emphasis markers ignored: "bank.example/login",
- * "https:/bank.example", "bаnk.example" in any script); null for words. Text that reads as
- * an address but names no host a URL parser accepts names "" (no host matches it).
+ * Whether a link's text passes for another address than its target: the text reads as an
+ * address (no spaces; a dot, slash, colon or @ in it; emphasis markers ignored) and names a
+ * domain other than the target's, in any script ("bаnk.example" is punycode to the URL
+ * parser), or carries a user part ("https://bank.example@evil.example"). Text that names no
+ * domain ("v1.2", "owner/repo", "10:30") is words, not an address.
  */
-function namedHost(text) {
-  const t = text.replace(/[*_`~]/g, "").trim();
-  if (t === "" || /\s/.test(t) || !/[./:]/.test(t)) return null;
+function spoofs(text, href) {
+  const t = text.replace(/[*`~]/g, "").trim();
+  if (t === "" || /\s/.test(t) || !/[./:@]/.test(t)) return false;
+  let named;
   try {
-    return new URL(/^[a-z][a-z0-9+.-]*:/i.test(t) ? t : `https://${t}`).hostname;
+    named = new URL(/^https?:/i.test(t) ? t : `https://${t}`);
   } catch (_) {
-    return "";
+    return false;
   }
+  if (named.username !== "" || named.password !== "") return true;
+  if (!/\.(xn--|\p{L})[^.]*\.?$/u.test(named.hostname)) return false;
+  return named.hostname !== new URL(href).hostname;
 }
 
 /**
@@ -80,8 +85,7 @@ function inline(text, depth) {
       const m = LINK.exec(text);
       if (m && safeUrl(m[2])) {
         flush();
-        const named = namedHost(m[1]);
-        if (named !== null && named !== new URL(m[2]).hostname) {
+        if (spoofs(m[1], m[2])) {
           out.push(`${m[1]} (`, link(m[2], m[2]), ")");
         } else {
           out.push(link(m[2], m[1]));

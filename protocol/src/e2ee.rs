@@ -148,7 +148,7 @@ pub fn validate_device(device: &str) -> Result<(), ApiError> {
 }
 
 /// `PUT /v1/e2ee/identity`: the caller's identity key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityBody {
     /// Ed25519 public key, base64.
@@ -175,11 +175,31 @@ pub struct SetIdentityRequest {
 
 /// `e2ee_identity_replace`: replaces `user`'s identity key on the strength of its password
 /// (`unauthorized` when wrong); the devices and KeyPackages of the old key are dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplaceIdentityRequest {
     pub user: String,
     pub key: String,
     pub password: String,
+}
+
+// The password is never printed (logs, panics), as for `Credentials`.
+impl std::fmt::Debug for IdentityBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityBody")
+            .field("key", &self.key)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ReplaceIdentityRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplaceIdentityRequest")
+            .field("user", &self.user)
+            .field("key", &self.key)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `PUT /v1/e2ee/devices/{device}`: a device's MLS signature key, vouched for by the

@@ -512,11 +512,21 @@ pub struct SetProfileRequest {
 
 /// Changes a password: `unauthorized` if `old_password` is wrong. On success every token
 /// issued so far is revoked (the generation moves, as for `logout_all`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangePasswordRequest {
     pub user: String,
     pub old_password: String,
     pub new_password: String,
+}
+
+impl std::fmt::Debug for ChangePasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangePasswordRequest")
+            .field("user", &self.user)
+            .field("old_password", &"<redacted>")
+            .field("new_password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// An empty response.

@@ -774,6 +774,10 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
         "[**bank.example:443**](https://evil.example/x)",
         "[https:/bank.example](https://evil.example/x)",
         "[the docs](https://evil.example/x)",
+        "[https://bank.example@evil.example](https://evil.example/x)",
+        "[v1.2](https://example.com/r)",
+        "[example.com:8443](https://example.com:8443/)",
+        "[owner/repo](https://example.com/owner/repo)",
       ].map((s) => [s, html(s)]));
     });
     assert.deepEqual(got, {
@@ -803,6 +807,15 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
         'https:/bank.example (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
       "[the docs](https://evil.example/x)":
         '<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">the docs</a>',
+      "[https://bank.example@evil.example](https://evil.example/x)":
+        'https://bank.example@evil.example (<a href="https://evil.example/x" target="_blank" rel="noopener noreferrer">https://evil.example/x</a>)',
+      // Text that names no other domain stays a link.
+      "[v1.2](https://example.com/r)":
+        '<a href="https://example.com/r" target="_blank" rel="noopener noreferrer">v1.2</a>',
+      "[example.com:8443](https://example.com:8443/)":
+        '<a href="https://example.com:8443/" target="_blank" rel="noopener noreferrer">example.com:8443</a>',
+      "[owner/repo](https://example.com/owner/repo)":
+        '<a href="https://example.com/owner/repo" target="_blank" rel="noopener noreferrer">owner/repo</a>',
     });
   });
 

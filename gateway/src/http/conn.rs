@@ -281,14 +281,18 @@ impl Activity {
     }
 
     /// Resolves once a response body is being sent and hyper has not asked it for more for
-    /// `timeout` (the client does not read), unless it waits on its own producer.
+    /// `timeout` (the client does not read), or the body has waited on its own producer (an
+    /// export's next page, an object store) for four times that.
     async fn stalled(&self, timeout: Duration) {
         loop {
             let progress = *self.progress.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
-            let waiting_on_client =
-                self.sending.load(Ordering::Relaxed) > 0 && !self.producing.load(Ordering::Relaxed);
-            if waiting_on_client && now >= progress + timeout {
+            let limit = if self.producing.load(Ordering::Relaxed) {
+                timeout * 4
+            } else {
+                timeout
+            };
+            if self.sending.load(Ordering::Relaxed) > 0 && now >= progress + limit {
                 return;
             }
             tokio::time::sleep_until(progress.max(now) + timeout / 4).await;
@@ -312,5 +316,45 @@ impl Activity {
             let wake = if busy { now + idle / 4 } else { last + idle };
             tokio::time::sleep_until(wake).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `stalled` resolves within `within` (paused clock: time only moves by sleeps).
+    async fn stalls_within(activity: &Activity, timeout: Duration, within: Duration) -> bool {
+        tokio::time::timeout(within, activity.stalled(timeout))
+            .await
+            .is_ok()
+    }
+
+    /// A body the client stops reading is a stall after the timeout; one waiting on its own
+    /// producer gets four times as long; no body in flight is never a stall.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_stalls_on_its_client_after_the_timeout_and_on_its_producer_after_four() {
+        let t = Duration::from_secs(30);
+        let activity = Arc::new(Activity::new());
+        assert!(!stalls_within(&activity, t, t * 10).await, "nothing sent");
+
+        let sending = activity.sending();
+        sending.polled(false);
+        assert!(!stalls_within(&activity, t, t / 2).await);
+        assert!(
+            stalls_within(&activity, t, t).await,
+            "the client reads nothing"
+        );
+
+        sending.polled(true);
+        assert!(
+            !stalls_within(&activity, t, t * 3).await,
+            "the producer is slow"
+        );
+        assert!(
+            stalls_within(&activity, t, t * 2).await,
+            "the producer is stuck"
+        );
+        drop(sending);
     }
 }

@@ -14,8 +14,9 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
 use chatmesh_protocol::e2ee::{
-    validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, GroupBody, GroupPutRequest,
-    IdentityBody, KeyPackagesBody, PutDeviceRequest, ReplaceIdentityRequest, SetIdentityRequest,
+    decode, validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, GroupBody,
+    GroupPutRequest, IdentityBody, KeyPackagesBody, PutDeviceRequest, ReplaceIdentityRequest,
+    SetIdentityRequest, ED25519_KEY_BYTES,
 };
 use chatmesh_protocol::invitations::Adds;
 use chatmesh_protocol::service::{
@@ -80,6 +81,11 @@ async fn identity(state: &AppState, req: Request<Incoming>) -> Answer {
             "an external issuer's users have no password here: their identity key is set once",
         )
         .into());
+    }
+    // A key of the wrong shape is refused before it costs a login attempt.
+    let key = decode(&b.key, "key")?;
+    if key.len() != ED25519_KEY_BYTES {
+        return Err(ApiError::bad_request("key is not a 32-byte Ed25519 public key").into());
     }
     let wrong = || ApiError::forbidden("the password is wrong");
     state.throttle.login_allowed(ip, &user).await?;
