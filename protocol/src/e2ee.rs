@@ -137,6 +137,14 @@ pub fn decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{what} is not base64 (standard, padded)")))
 }
 
+/// The bytes of an identity key (base64 of a 32-byte Ed25519 public key), checked for their
+/// shape only: whether they are a point of the curve is the worker's check.
+pub fn identity_key_bytes(key: &str) -> Result<[u8; ED25519_KEY_BYTES], ApiError> {
+    decode(key, "key")?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("key is not a 32-byte Ed25519 public key"))
+}
+
 /// Encodes standard base64.
 pub fn encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)

@@ -16,10 +16,10 @@ use chatmesh_protocol::service::{
     ChangePassword, ChangePasswordRequest, GetProfile, SetProfile, SetProfileRequest, UserRequest,
 };
 use chatmesh_protocol::text::clean_display_name;
-use chatmesh_protocol::{ApiError, ErrorCode};
+use chatmesh_protocol::ApiError;
 
 use super::reply;
-use super::request::{body, caller, caller_identity, password_queue_full, patch_field, Answer};
+use super::request::{ask_with_password, body, caller, caller_identity, patch_field, Answer};
 use crate::state::AppState;
 
 /// Longest password accepted, in bytes (as at login and registration).
@@ -77,30 +77,19 @@ pub(super) async fn change_password(state: &AppState, req: Request<Incoming>) ->
         ))
         .into());
     }
-    let wrong = || ApiError::forbidden("the old password is wrong");
-    state.throttle.login_allowed(ip, &user).await?;
+    let wrong = "the old password is wrong";
     if change.old_password.len() > MAX_PASSWORD_BYTES {
+        // Counted like any wrong password, so its length tells nothing.
+        state.throttle.login_allowed(ip, &user).await?;
         state.throttle.login_failed(ip, &user).await;
-        return Err(wrong().into());
+        return Err(ApiError::forbidden(wrong).into());
     }
     let req = ChangePasswordRequest {
         user: user.clone(),
         old_password: change.old_password,
         new_password: change.new_password,
     };
-    let gen = match state.services.ask::<ChangePassword>(&user, &req).await {
-        Ok(gen) => gen,
-        Err(e) if e.code == ErrorCode::Unauthorized => {
-            state.throttle.login_failed(ip, &user).await;
-            return Err(wrong().into());
-        }
-        Err(e) => {
-            password_queue_full(&e);
-            state.throttle.login_unanswered(&user).await;
-            return Err(e.into());
-        }
-    };
-    state.throttle.login_succeeded(ip, &user).await;
+    let gen = ask_with_password::<ChangePassword>(state, ip, &user, &req, wrong).await?;
     // The worker's event does the same on every gateway; this one need not wait for it.
     state.revocation.bumped(&user, gen.gen).await;
     let (token, expires_at) = state

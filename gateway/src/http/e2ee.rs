@@ -14,21 +14,21 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
 use chatmesh_protocol::e2ee::{
-    decode, validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest, GroupBody,
-    GroupPutRequest, IdentityBody, KeyPackagesBody, PutDeviceRequest, ReplaceIdentityRequest,
-    SetIdentityRequest, ED25519_KEY_BYTES,
+    identity_key_bytes, validate_device, AddKeyPackagesRequest, DeviceBody, DeviceRequest,
+    GroupBody, GroupPutRequest, IdentityBody, KeyPackagesBody, PutDeviceRequest,
+    ReplaceIdentityRequest, SetIdentityRequest,
 };
 use chatmesh_protocol::invitations::Adds;
 use chatmesh_protocol::service::{
     Claim, DeviceDelete, DevicePut, Devices, GroupGet, GroupPut, IdentityReplace, IdentitySet,
     KeyPackagesAdd, RoomKind, RoomUserRequest,
 };
-use chatmesh_protocol::{ApiError, ErrorCode};
+use chatmesh_protocol::ApiError;
 
 use super::invitations::adds_of;
 use super::reply::{self, Body};
 use super::request::{
-    body, caller, caller_identity, name, password_queue_full, query_pairs, Answer, Refusal,
+    ask_with_password, body, caller, caller_identity, name, query_pairs, Answer, Refusal,
 };
 use crate::state::AppState;
 
@@ -83,32 +83,15 @@ async fn identity(state: &AppState, req: Request<Incoming>) -> Answer {
         .into());
     }
     // A key of the wrong shape is refused before it costs a login attempt.
-    let key = decode(&b.key, "key")?;
-    if key.len() != ED25519_KEY_BYTES {
-        return Err(ApiError::bad_request("key is not a 32-byte Ed25519 public key").into());
-    }
-    let wrong = || ApiError::forbidden("the password is wrong");
-    state.throttle.login_allowed(ip, &user).await?;
+    identity_key_bytes(&b.key)?;
     let req = ReplaceIdentityRequest {
         user: user.clone(),
         key: b.key,
         password,
     };
-    match state.services.ask::<IdentityReplace>(&user, &req).await {
-        Ok(id) => {
-            state.throttle.login_succeeded(ip, &user).await;
-            Ok(reply::json(200, &id))
-        }
-        Err(e) if e.code == ErrorCode::Unauthorized => {
-            state.throttle.login_failed(ip, &user).await;
-            Err(wrong().into())
-        }
-        Err(e) => {
-            password_queue_full(&e);
-            state.throttle.login_unanswered(&user).await;
-            Err(e.into())
-        }
-    }
+    let wrong = "the password is wrong";
+    let id = ask_with_password::<IdentityReplace>(state, ip, &user, &req, wrong).await?;
+    Ok(reply::json(200, &id))
 }
 
 async fn put_device(state: &AppState, req: Request<Incoming>, device: &str) -> Answer {

@@ -10,7 +10,10 @@ use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response};
 use serde::de::DeserializeOwned;
 
+use std::net::IpAddr;
+
 use chatmesh_protocol::frames::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+use chatmesh_protocol::service::Op;
 use chatmesh_protocol::{validate_name, ApiError, ErrorCode};
 
 use super::reply::{self, Body};
@@ -210,6 +213,36 @@ pub(super) fn query_pairs<B>(req: &Request<B>) -> impl Iterator<Item = (&str, &s
 
 pub(super) fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
     validate_name(what, value).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Asks the worker an op that checks `user`'s password, keeping the login throttle's books
+/// for (`ip`, `user`) as a login does: refused while they are locked out; a wrong password
+/// (the worker's `unauthorized`) counts as a failed login and is answered 403 `wrong`; an
+/// answer that says nothing of the password (a full hashing queue, no worker) gives the
+/// attempt back.
+pub(super) async fn ask_with_password<O: Op>(
+    state: &AppState,
+    ip: IpAddr,
+    user: &str,
+    req: &O::Request,
+    wrong: &'static str,
+) -> Result<O::Response, Refusal> {
+    state.throttle.login_allowed(ip, user).await?;
+    match state.services.ask::<O>(user, req).await {
+        Ok(answer) => {
+            state.throttle.login_succeeded(ip, user).await;
+            Ok(answer)
+        }
+        Err(e) if e.code == ErrorCode::Unauthorized => {
+            state.throttle.login_failed(ip, user).await;
+            Err(ApiError::forbidden(wrong).into())
+        }
+        Err(e) => {
+            password_queue_full(&e);
+            state.throttle.login_unanswered(user).await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Counts the worker's refusals of a password request (its hashing queue was full).

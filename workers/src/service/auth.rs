@@ -103,26 +103,39 @@ impl Service {
     /// Revokes every token issued to the user so far ("log out everywhere").
     pub async fn logout_all(&self, req: UserRequest) -> Result<UserGen, ApiError> {
         valid("user name", &req.user)?;
-        let (gen, dropped) = {
+        let gen = {
             let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
             let Some(mut rec) = self.model().user(&req.user).await? else {
                 return Err(ApiError::not_found("no such account"));
             };
-            rec.gen += 1;
-            let mut batch = WriteBatch::new();
-            Model::put_user(&mut batch, &req.user, &rec);
-            let dropped = self.drop_push_targets(&mut batch, &req.user).await?;
-            self.model().write(batch).await?;
-            (rec.gen, dropped)
+            self.revoke_tokens(&req.user, &mut rec).await?
         };
-        if dropped {
-            self.push_targets_dropped(&req.user).await;
-        }
         self.user_changed(&req.user, gen).await;
         Ok(UserGen {
             gen,
             disabled: false,
         })
+    }
+
+    /// Writes `rec` with the next generation, which revokes every token issued to `user` so
+    /// far (`logout_all`, a password change, an admin's disable), and deletes the user's push
+    /// targets in the same write: a target registered with a revoked token, a thief's
+    /// included, must not go on receiving the user's messages. Call under the user's lock;
+    /// returns the new generation.
+    pub(super) async fn revoke_tokens(
+        &self,
+        user: &str,
+        rec: &mut UserRecord,
+    ) -> Result<u64, ApiError> {
+        rec.gen += 1;
+        let mut batch = WriteBatch::new();
+        Model::put_user(&mut batch, user, rec);
+        let dropped = self.drop_push_targets(&mut batch, user).await?;
+        self.model().write(batch).await?;
+        if dropped {
+            self.push_targets_dropped(user).await;
+        }
+        Ok(rec.gen)
     }
 }
 

@@ -12,11 +12,10 @@
 //! get the same package.
 
 use chatmesh_protocol::e2ee::{
-    decode, device_statement, encode, AddKeyPackagesRequest, Claimed, ClaimedPackage, CommitRef,
-    DeviceInfo, DeviceRequest, Identity, KeyPackageCount, MlsKind, PutDeviceRequest,
-    ReplaceIdentityRequest, RoomEpoch, RoomEpochRequest, SetIdentityRequest, UserDevices,
-    ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, MAX_DEVICES, MAX_KEY_PACKAGES,
-    MAX_SIGNATURE_KEY_BYTES,
+    decode, device_statement, encode, identity_key_bytes, AddKeyPackagesRequest, Claimed,
+    ClaimedPackage, CommitRef, DeviceInfo, DeviceRequest, Identity, KeyPackageCount, MlsKind,
+    PutDeviceRequest, ReplaceIdentityRequest, RoomEpoch, RoomEpochRequest, SetIdentityRequest,
+    UserDevices, ED25519_SIGNATURE_BYTES, MAX_DEVICES, MAX_KEY_PACKAGES, MAX_SIGNATURE_KEY_BYTES,
 };
 use chatmesh_protocol::message::now_ms;
 use chatmesh_protocol::service::Done;
@@ -321,10 +320,7 @@ fn info(device: String, rec: &DeviceRecord) -> DeviceInfo {
 
 /// An Ed25519 public key, base64.
 fn identity_key(key: &str) -> Result<VerifyingKey, ApiError> {
-    let bytes: [u8; ED25519_KEY_BYTES] = decode(key, "key")?
-        .try_into()
-        .map_err(|_| ApiError::bad_request("key is not a 32-byte Ed25519 public key"))?;
-    VerifyingKey::from_bytes(&bytes)
+    VerifyingKey::from_bytes(&identity_key_bytes(key)?)
         .map_err(|_| ApiError::bad_request("key is not an Ed25519 public key"))
 }
 

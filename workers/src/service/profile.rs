@@ -79,7 +79,7 @@ impl Service {
             return Err(wrong());
         }
         let hash = self.inner.passwords.hash(req.new_password).await?;
-        let (gen, dropped) = {
+        let gen = {
             let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
             let Some(mut rec) = self.model().user(&req.user).await? else {
                 return Err(ApiError::not_found("no such account"));
@@ -90,16 +90,8 @@ impl Service {
                 return Err(wrong());
             }
             rec.hash = hash;
-            rec.gen += 1;
-            let mut batch = WriteBatch::new();
-            Model::put_user(&mut batch, &req.user, &rec);
-            let dropped = self.drop_push_targets(&mut batch, &req.user).await?;
-            self.model().write(batch).await?;
-            (rec.gen, dropped)
+            self.revoke_tokens(&req.user, &mut rec).await?
         };
-        if dropped {
-            self.push_targets_dropped(&req.user).await;
-        }
         self.user_changed(&req.user, gen).await;
         Ok(UserGen {
             gen,

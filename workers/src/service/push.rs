@@ -174,15 +174,12 @@ impl Service {
             .delete_push_target(&mut batch, &req.user, &req.id, MAX_MARKS_DELETED)
             .await?;
         self.model().write(batch).await?;
-        self.inner.has_targets.invalidate(&req.user).await;
-        self.inner.anyone.forget();
+        self.push_targets_dropped(&req.user).await;
         Ok(Done {})
     }
 
     /// Adds the deletes of every push target of `user` to `batch`, for a revocation of the
-    /// user's tokens (`logout_all`, a password change, a disable): a target registered with
-    /// a token that is revoked now, a thief's included, must not go on receiving the user's
-    /// messages. Every target the store holds goes (more than `max_targets` if the setting
+    /// user's tokens ([`Service::revoke_tokens`]). Every target the store holds goes (more than `max_targets` if the setting
     /// was lowered since), but not their delivery marks, which could be thousands each in a
     /// batch the message writer shares: a mark left behind only says a message was pushed.
     /// Call under the user's lock, and [`Service::push_targets_dropped`] once the batch is
@@ -199,7 +196,8 @@ impl Service {
         Ok(!targets.is_empty())
     }
 
-    /// After [`Service::drop_push_targets`]'s batch is written.
+    /// After a batch that deleted push targets of `user` is written: the caches that say
+    /// whether anyone has targets forget it.
     pub(super) async fn push_targets_dropped(&self, user: &str) {
         self.inner.has_targets.invalidate(user).await;
         self.inner.anyone.forget();

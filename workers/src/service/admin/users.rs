@@ -79,29 +79,24 @@ impl Service {
                         "an admin cannot disable its own account",
                     ));
                 }
-                let (gen, dropped) = {
+                let gen = {
                     let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
                     let Some(mut rec) = self.model().user(&req.user).await? else {
                         return Err(ApiError::not_found("no such account"));
                     };
-                    let mut dropped = false;
                     if rec.disabled != req.disabled {
                         rec.disabled = req.disabled;
-                        let mut batch = WriteBatch::new();
-                        // A disable revokes every token issued so far, as `logout_all` does,
-                        // and the push targets with them.
+                        // A disable revokes every token issued so far, as `logout_all` does.
                         if req.disabled {
-                            rec.gen += 1;
-                            dropped = self.drop_push_targets(&mut batch, &req.user).await?;
+                            self.revoke_tokens(&req.user, &mut rec).await?;
+                        } else {
+                            let mut batch = WriteBatch::new();
+                            Model::put_user(&mut batch, &req.user, &rec);
+                            self.model().write(batch).await?;
                         }
-                        Model::put_user(&mut batch, &req.user, &rec);
-                        self.model().write(batch).await?;
                     }
-                    (rec.gen, dropped)
+                    rec.gen
                 };
-                if dropped {
-                    self.push_targets_dropped(&req.user).await;
-                }
                 // Published again on a repeat too: a gateway that missed the first one learns it.
                 self.user_event(&req.user, gen, req.disabled).await;
                 Ok(AccountState {
