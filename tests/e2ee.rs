@@ -1,6 +1,7 @@
 //! The server's half of end-to-end encrypted rooms against a real mesh, with opaque bytes
 //! for MLS messages (the MLS side is `e2ee/tests`): a room of kind `e2ee` relays only MLS
-//! messages and keeps them intact (live, history, resume, dedupe), commits are ordered one
+//! messages and keeps them intact (live, history, resume, dedupe) until one is deleted
+//! (then its ciphertext goes everywhere; the group's own messages stay), commits are ordered one
 //! epoch at a time (stale, future and racing commits refused, a resend answered with its
 //! seq, nothing stored twice), and the key-package directory (identity keys, signed devices,
 //! claim-once packages, the last-resort one, limits, the claim throttle).
@@ -14,6 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chatmesh_protocol::e2ee::{device_statement, Mls, MlsKind};
 use chatmesh_protocol::service::RoomKind;
+use chatmesh_workers::store::{Direction, KvStore};
+use chatmesh_workers::{open_store, WorkerConfig};
 use common::page as page_of;
 use common::*;
 use ed25519_dalek::{Signer, SigningKey};
@@ -233,6 +236,142 @@ async fn an_e2ee_room_relays_mls_and_orders_commits_one_epoch_at_a_time() -> Res
         }
         assert!(tokio::time::Instant::now() < deadline, "{msg}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// A message of an e2ee room is deleted like any other (by its author, a room admin or the
+/// owner: a moderator can take down a ciphertext it cannot read), with a plain `delete_of`
+/// that carries no `mls`; the tombstone keeps no ciphertext in history, the store or the
+/// stream. The group's own messages (commits, welcomes) cannot be deleted: members catching
+/// up need them. Edits and reactions stay refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_message_of_an_e2ee_room_loses_its_ciphertext() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let cat = api.user("cat").await?;
+    api.room(&ann, "sec", "e2ee").await?;
+    add(&api, &ann, "sec", "bob").await?;
+    add(&api, &ann, "sec", "cat").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    let mut c = Client::login(&mesh.ws_url(), &cat).await?;
+    for x in [&mut a, &mut b, &mut c] {
+        x.join("sec").await?;
+    }
+    let (gone1, gone2, kept) = (
+        b"bobs-first-ciphertext".as_slice(),
+        b"bobs-second-ciphertext".as_slice(),
+        b"anns-kept-ciphertext".as_slice(),
+    );
+    let first = acked(
+        &b.request_json(send_mls("sec", "b1", mls(MlsKind::App, 0, gone1)))
+            .await?,
+    );
+    let second = acked(
+        &b.request_json(send_mls("sec", "b2", mls(MlsKind::App, 0, gone2)))
+            .await?,
+    );
+    let anns = acked(
+        &a.request_json(send_mls("sec", "a1", mls(MlsKind::App, 0, kept)))
+            .await?,
+    );
+    let commit = acked(
+        &a.request_json(send_mls("sec", "c0", mls(MlsKind::Commit, 0, b"k0")))
+            .await?,
+    );
+
+    // A member deletes only its own; the author and the owner (a moderator) may.
+    let f = c.request(frame::delete("sec", "c1", anns.seq)).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::Forbidden);
+    acked(&b.request(frame::delete("sec", "b3", first.seq)).await?);
+    let by_owner = acked(&a.request(frame::delete("sec", "a2", second.seq)).await?);
+    let live = c
+        .wait_for(|f| matches!(f, ServerFrame::Message(m) if m.seq == by_owner.seq))
+        .await?;
+    assert!(
+        matches!(&live, ServerFrame::Message(m) if m.delete_of == Some(second.seq) && m.mls.is_none()),
+        "{live:?}"
+    );
+    // The group's state is not a message to delete.
+    let f = a.request(frame::delete("sec", "a3", commit.seq)).await?;
+    let (code, msg) = refusal(&f);
+    assert_eq!(code, ErrorCode::BadRequest);
+    assert!(msg.contains("MLS"), "{msg}");
+    // A delete carries no mls; edits and reactions are still refused in an e2ee room.
+    let mut with_mls = send_mls("sec", "a4", mls(MlsKind::App, 0, b"x"));
+    with_mls["delete_of"] = json!(anns.seq);
+    assert_eq!(
+        refusal(&a.request_json(with_mls).await?).0,
+        ErrorCode::BadRequest
+    );
+    let f = a
+        .request(frame::edit("sec", "a5", anns.seq, "plain"))
+        .await?;
+    assert_eq!(refusal(&f).0, ErrorCode::BadRequest);
+    let f = b
+        .request(frame::react("sec", "b4", anns.seq, "👍", false))
+        .await?;
+    assert_eq!(refusal(&f).0, ErrorCode::BadRequest);
+
+    // History: tombstones without their ciphertext; the rest intact.
+    let (_, v) = api
+        .call("GET", "/v1/rooms/sec/messages?limit=100", Some(&cat), None)
+        .await?;
+    let h = http_page(&v).messages;
+    let at = |seq: u64| h.iter().find(|m| m.seq == seq).expect("in history");
+    for seq in [first.seq, second.seq] {
+        assert!(at(seq).deleted && at(seq).mls.is_none(), "{:?}", at(seq));
+    }
+    assert_eq!(
+        at(anns.seq).mls.as_ref().map(|m| m.data.clone()),
+        Some(b64(kept))
+    );
+    assert_eq!(
+        at(commit.seq).mls.as_ref().map(|m| m.kind),
+        Some(MlsKind::Commit)
+    );
+
+    // Gone from the stream's files and the store as well.
+    api.metric_at_least("chatmesh_worker_erased_total", 2.0)
+        .await?;
+    mesh.stop().await?;
+    let holds = |bytes: &[u8], what: &str| bytes.windows(what.len()).any(|w| w == what.as_bytes());
+    let mut kept_found = false;
+    for file in files_under(&dir.path().join("nats")) {
+        let bytes = std::fs::read(&file)?;
+        for gone in [gone1, gone2] {
+            let shown = file.display();
+            assert!(
+                !holds(&bytes, &b64(gone)),
+                "a deleted ciphertext in {shown}"
+            );
+        }
+        kept_found |= holds(&bytes, &b64(kept));
+    }
+    assert!(
+        kept_found,
+        "the stream's files hold the ciphertext that was not deleted"
+    );
+    let cfg = WorkerConfig {
+        data_dir: dir.path().join("store"),
+        ..WorkerConfig::default()
+    };
+    let store = open_store(&cfg).await?;
+    let all = store
+        .scan(Vec::new()..vec![0xff; 8], Direction::Forward, 1_000_000)
+        .await?;
+    assert!(
+        all.iter().any(|(_, v)| holds(v, &b64(kept))),
+        "the scan reads the store"
+    );
+    for (k, v) in &all {
+        for gone in [gone1, gone2] {
+            assert!(!holds(v, &b64(gone)), "{}", String::from_utf8_lossy(k));
+        }
     }
     Ok(())
 }

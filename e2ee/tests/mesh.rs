@@ -3,8 +3,9 @@
 //! by claimed KeyPackages, both read each other's messages from history, and a commit that
 //! loses its epoch to the other's is refused `conflict` by the gateway and made again; three
 //! members talk, one offline across two epochs catches up, one removed cannot read on, a
-//! resent ciphertext is stored once, and no plaintext is on the bus, in the stream, in the
-//! store or in any file of the data directory.
+//! resent ciphertext is stored once, a deleted message is skipped by the catch-up and the
+//! next one reads, and no plaintext is on the bus, in the stream, in the store or in any file
+//! of the data directory.
 
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,37 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     }
     send_text(&mut bob_dev, &bob, ROOM, "one group").await?;
     until(&mut ann_dev, &ann, |e| text(e, "one group")).await?;
+    Ok(())
+}
+
+/// A message deleted before a member caught up is skipped by its catch-up (the tombstone
+/// has no ciphertext), and the sender's next message still decrypts: the member's ratchet
+/// steps over the generation it never saw.
+#[tokio::test]
+async fn a_deleted_message_is_skipped_and_the_next_one_reads() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = mesh(dir.path()).await;
+    let base = mesh.url();
+    let ann = user(&base, "ann").await?;
+    let bob = user(&base, "bob").await?;
+    ann.http().create_room(ROOM, RoomKind::E2ee).await?;
+    ann.http().add_member(ROOM, "bob", false).await?;
+    ann.join(ROOM).await?;
+    bob.join(ROOM).await?;
+    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
+    let mut bob_dev = Device::create(dir.path().join("bob"), "bob", "phone", None)?;
+    publish(&mut ann_dev, &ann.http(), 5).await?;
+    publish(&mut bob_dev, &bob.http(), 5).await?;
+    create_group(&mut ann_dev, &ann.http(), ROOM).await?;
+    ann_adds_bob(&ann, &mut ann_dev, &bob, &mut bob_dev).await?;
+
+    let gone = send_text(&mut ann_dev, &ann, ROOM, "sent by mistake").await?;
+    send_text(&mut ann_dev, &ann, ROOM, "and this one stays").await?;
+    ann.delete(ROOM, gone).await?;
+    let events = until(&mut bob_dev, &bob, |e| text(e, "and this one stays")).await?;
+    assert!(!text(&events, "sent by mistake"), "{events:?}");
+    send_text(&mut bob_dev, &bob, ROOM, "read you").await?;
+    until(&mut ann_dev, &ann, |e| text(e, "read you")).await?;
     Ok(())
 }
 

@@ -137,6 +137,7 @@ export class Room {
       t.deleted = true;
       t.body = "";
       delete t.attachments;
+      delete t.mls; // an e2ee room's ciphertext goes with it
       return true;
     }
     if (t.from !== m.from || (t.edited && t.edited.seq >= m.seq)) return false;

@@ -247,3 +247,19 @@ pub fn escape_heavy() -> String {
         .take(10_000)
         .collect()
 }
+
+/// Every file under `dir` (none if it cannot be read).
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

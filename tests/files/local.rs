@@ -6,8 +6,10 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{error_code, fast_config, start_mesh, Api, Client, ErrorCode, ServerFrame};
-use crate::support::{crc32, files_under, pdf, png, Files};
+use crate::common::{
+    error_code, fast_config, files_under, start_mesh, Api, Client, ErrorCode, ServerFrame,
+};
+use crate::support::{crc32, pdf, png, Files};
 
 const KIB: u64 = 1024;
 

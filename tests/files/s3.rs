@@ -7,8 +7,8 @@ use anyhow::Result;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-use crate::common::{fast_config, start_mesh, Api, Client, ServerFrame};
-use crate::support::{files_under, pdf, png, Files};
+use crate::common::{fast_config, files_under, start_mesh, Api, Client, ServerFrame};
+use crate::support::{pdf, png, Files};
 
 const ACCESS_KEY: &str = "AKIACHATMESHTEST";
 const SECRET_KEY: &str = "chatmesh-test-secret-key-0123456789";

@@ -2,7 +2,6 @@
 //! waiting for a thumbnail, and listing what is left in a folder.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -130,20 +129,4 @@ impl Files {
         }
         Ok(resp.bytes().await?.to_vec())
     }
-}
-
-/// Every file under `dir`.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        if e.path().is_dir() {
-            out.extend(files_under(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
 }

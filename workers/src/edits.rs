@@ -6,9 +6,11 @@
 //! An edit or a delete is a message of the room's order that refers to an earlier one (its
 //! target). Only the target's author edits it; its author, the room's admins and its owner
 //! delete it. The target must be a stored message of the room, a normal one (not an edit or
-//! a delete), and not deleted. A message is edited at most [`MAX_EDITS`] times, so its edit
-//! history stays bounded.
+//! a delete), not deleted, and not one of an MLS group's own messages (a commit, proposal
+//! or welcome of an `e2ee` room: members catching up need them). A message is edited at
+//! most [`MAX_EDITS`] times, so its edit history stays bounded.
 
+use chatmesh_protocol::e2ee::MlsKind;
 use chatmesh_protocol::message::Change;
 use chatmesh_protocol::service::{ChangeCheck, Role};
 use chatmesh_protocol::ApiError;
@@ -36,6 +38,11 @@ pub fn check(
     }
     if target.deleted.is_some() {
         return Err(ApiError::not_found(format!("message {seq} was deleted")));
+    }
+    if target.mls.as_ref().is_some_and(|m| m.kind != MlsKind::App) {
+        return Err(ApiError::bad_request(
+            "an MLS commit, proposal or welcome is the group's state: members catching up need it, it cannot be changed",
+        ));
     }
     match change {
         Change::Edit(_) if target.from != user => Err(ApiError::forbidden(
@@ -100,6 +107,8 @@ pub fn apply_edit(target: &mut StoredMessage, seq: u64, edit: &StoredMessage) {
 pub fn apply_delete(target: &mut StoredMessage, seq: u64, delete: &StoredMessage) -> Vec<String> {
     target.body.clear();
     target.original = None;
+    // An e2ee room's ciphertext goes like a body (its file, if it had one, below).
+    target.mls = None;
     // Its reactions go with it (the caller deletes their records); a thread stays readable.
     target.reactions.clear();
     target.deleted = Some(Deletion {
@@ -117,6 +126,7 @@ pub fn apply_delete(target: &mut StoredMessage, seq: u64, delete: &StoredMessage
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatmesh_protocol::e2ee::Mls;
     use chatmesh_protocol::ErrorCode;
 
     fn msg(from: &str, body: &str) -> StoredMessage {
@@ -178,6 +188,31 @@ mod tests {
             code(check(Some(&t), Change::Edit(1), "ann", None)),
             Some(ErrorCode::NotFound)
         );
+    }
+
+    #[test]
+    fn an_mls_groups_own_messages_stay_and_a_deleted_ciphertext_goes() {
+        let mls = |kind| Mls {
+            kind,
+            epoch: 0,
+            data: "Y2lwaGVy".into(),
+            file: None,
+        };
+        let admin = Some(Role::Admin);
+        for kind in [MlsKind::Commit, MlsKind::Proposal, MlsKind::Welcome] {
+            let mut t = msg("ann", "");
+            t.mls = Some(mls(kind));
+            assert_eq!(
+                code(check(Some(&t), Change::Delete(1), "ann", admin)),
+                Some(ErrorCode::BadRequest),
+                "{kind:?}"
+            );
+        }
+        let mut t = msg("ann", "");
+        t.mls = Some(mls(MlsKind::App));
+        assert_eq!(code(check(Some(&t), Change::Delete(1), "bob", admin)), None);
+        apply_delete(&mut t, 2, &msg("bob", ""));
+        assert!(t.mls.is_none() && t.deleted.is_some());
     }
 
     #[test]

@@ -551,7 +551,11 @@ impl Session {
                 "the other member of this DM has blocked you",
             ));
         }
-        mls::fits(access.kind, payload.mls.as_ref())?;
+        mls::fits(
+            access.kind,
+            payload.mls.as_ref(),
+            payload.delete_of.is_some(),
+        )?;
         let commit = match &payload.mls {
             Some(m) => mls::check(&self.state, &room, &user, &payload.id, m).await?,
             None => Commit::No,

@@ -31,15 +31,17 @@ use crate::state::AppState;
 /// How long a commit for an epoch ahead of the worker's waits for the worker to catch up.
 const FUTURE_WAIT: Duration = Duration::from_secs(3);
 
-/// Checks that `mls` fits the room's kind: every send to an `e2ee` room has it, no other
-/// send does.
-pub(super) fn fits(kind: RoomKind, mls: Option<&Mls>) -> Result<(), ApiError> {
+/// Checks that `mls` fits the room's kind: every send to an `e2ee` room has it but a delete
+/// (which carries nothing to encrypt: the frame rules keep `mls` off a change), no other send
+/// does.
+pub(super) fn fits(kind: RoomKind, mls: Option<&Mls>, delete: bool) -> Result<(), ApiError> {
     match (kind, mls) {
         (RoomKind::E2ee, Some(_)) | (RoomKind::Public | RoomKind::Private | RoomKind::Dm, None) => {
             Ok(())
         }
+        (RoomKind::E2ee, None) if delete => Ok(()),
         (RoomKind::E2ee, None) => Err(ApiError::bad_request(
-            "an e2ee room takes only MLS messages: send with mls and an empty body",
+            "an e2ee room takes only MLS messages (and deletes): send with mls and an empty body",
         )),
         (_, Some(_)) => Err(ApiError::bad_request("mls is only for rooms of kind e2ee")),
     }
@@ -161,9 +163,10 @@ mod tests {
             data: encode(b"c"),
             file: None,
         };
-        assert!(fits(RoomKind::E2ee, Some(&m)).is_ok());
-        assert!(fits(RoomKind::E2ee, None).is_err());
-        assert!(fits(RoomKind::Private, Some(&m)).is_err());
-        assert!(fits(RoomKind::Public, None).is_ok());
+        assert!(fits(RoomKind::E2ee, Some(&m), false).is_ok());
+        assert!(fits(RoomKind::E2ee, None, false).is_err());
+        assert!(fits(RoomKind::E2ee, None, true).is_ok(), "a delete");
+        assert!(fits(RoomKind::Private, Some(&m), false).is_err());
+        assert!(fits(RoomKind::Public, None, false).is_ok());
     }
 }
