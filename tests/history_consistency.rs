@@ -562,3 +562,72 @@ async fn one_address_holds_a_bounded_share_of_queued_replies() -> Result<()> {
     third.wait_for(is_page).await?;
     mesh.stop().await
 }
+
+/// All addresses together hold at most `reply_bytes_total` of queued replies: when clients of
+/// many addresses ask for big pages and read none, the address holding the most has its
+/// sessions closed with 1013 (they may reconnect and read sooner), and the others are left
+/// alone. Without it, each of an attacker's addresses (IPv6 /64s are cheap) adds its whole
+/// `reply_bytes_per_address`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_holding_most_is_closed_when_the_gateway_holds_too_much() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.reply_bytes_per_address = 6 << 20;
+    config.gateway.reply_bytes_total = 8 << 20;
+    config.gateway.trusted_proxies = vec![[127, 0, 0, 1].into()];
+    let mesh = start_mesh(dir.path(), config).await?;
+    let (api, _ann, mut writer) = owner(&mesh, "big").await?;
+    let body = "y".repeat(15 * 1024);
+    for i in 0..40 {
+        writer.post("big", &format!("m{i}"), &body).await?;
+    }
+    /// Until the gateway stops reading requests.
+    async fn settled(api: &Api) -> Result<()> {
+        let mut read = api.metric("chatmesh_frames_in_total").await?;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = api.metric("chatmesh_frames_in_total").await?;
+            if now == read {
+                return Ok(());
+            }
+            read = now;
+        }
+    }
+    // Two sessions of one address fill its 6 MiB: under the gateway's 8, nobody is closed.
+    let mut most = Vec::new();
+    for user in ["cat", "dan"] {
+        let token = api.user(user).await?;
+        let mut s = Client::login_from(&mesh.ws_url(), &token, "203.0.113.9").await?;
+        hoard(&mut s).await?;
+        most.push(s);
+    }
+    settled(&api).await?;
+    assert_eq!(api.metric("chatmesh_reply_evictions_total").await?, 0.0);
+    // A session of another address takes its 4 MiB: over 8 in all, the first address goes.
+    let fay = api.user("fay").await?;
+    let mut other = Client::login_from(&mesh.ws_url(), &fay, "203.0.113.20").await?;
+    hoard(&mut other).await?;
+    for s in &mut most {
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), s.ended()).await;
+        assert!(
+            matches!(end, Ok(Ended::Closed(1013))),
+            "the address holding the most is closed: {end:?}"
+        );
+    }
+    // The other address keeps its session and gets every page.
+    for _ in 0..40 {
+        other
+            .wait_for(|f| f.frame_type() == FrameType::History)
+            .await?;
+    }
+    assert_eq!(api.metric("chatmesh_reply_evictions_total").await?, 1.0);
+    mesh.stop().await
+}
+
+/// Asks for 40 history pages of `big` without reading any.
+async fn hoard(s: &mut Client) -> Result<()> {
+    for _ in 0..40 {
+        s.send(frame::history("big")).await?;
+    }
+    Ok(())
+}

@@ -156,6 +156,10 @@ pub struct GatewayConfig {
     /// their replies wait, and their requests with them, until they read. Each session
     /// also holds at most 4 MiB of its own. Trusted proxies that name no client are exempt.
     pub reply_bytes_per_address: usize,
+    /// Bytes of queued replies all sessions of this gateway may hold together (at least
+    /// `reply_bytes_per_address`). Beyond it the sessions of the address holding the most are
+    /// closed with 1013, so many addresses that read nothing cannot add up.
+    pub reply_bytes_total: usize,
     /// How long a `join` with `since` waits for one of `max_replays` to free up before it
     /// is refused with `unavailable`, milliseconds.
     pub replay_wait_ms: u64,
@@ -233,6 +237,7 @@ impl Default for GatewayConfig {
             max_replays_per_user: 8,
             max_replays_per_ip: 16,
             reply_bytes_per_address: 32 << 20,
+            reply_bytes_total: 1 << 30,
             replay_wait_ms: 1_000,
             replay_min_bytes_per_sec: 16 * 1024,
             recheck_hold_ms: 5_000,
@@ -312,6 +317,12 @@ impl GatewayConfig {
             out.push(format!(
                 "gateway.reply_bytes_per_address must be between 4 MiB (one session's own) and 1 TiB, not {}",
                 self.reply_bytes_per_address
+            ));
+        }
+        if !(self.reply_bytes_per_address..=1 << 40).contains(&self.reply_bytes_total) {
+            out.push(format!(
+                "gateway.reply_bytes_total must be between reply_bytes_per_address ({}) and 1 TiB, not {}",
+                self.reply_bytes_per_address, self.reply_bytes_total
             ));
         }
         if self.replay_wait_ms > 60_000 {
@@ -540,14 +551,16 @@ mod tests {
             max_replays_per_user: 0,
             max_replays_per_ip: 0,
             reply_bytes_per_address: 1 << 20,
+            reply_bytes_total: 512 << 10,
             replay_wait_ms: 60_001,
             replay_min_bytes_per_sec: 0,
             recheck_hold_ms: 60_001,
             ..base()
         };
         let p = c.problems();
-        assert_eq!(p.len(), 8, "{p:?}");
+        assert_eq!(p.len(), 9, "{p:?}");
         assert!(p.iter().any(|p| p.contains("recheck_hold_ms")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("reply_bytes_total")), "{p:?}");
         assert!(
             p.iter().any(|p| p.contains("reply_bytes_per_address")),
             "{p:?}"

@@ -140,6 +140,12 @@ impl SessionLink {
         self
     }
 
+    /// The session's address was closed for holding the most unread replies
+    /// ([`Held::evicted`]).
+    pub fn address_evicted(&self) -> bool {
+        self.address.as_ref().is_some_and(Held::evicted)
+    }
+
     /// Sets when the session's token expires (a new `hello` extends it).
     pub fn set_expiry(&self, expires_at: u64) {
         self.expires_at.store(expires_at, Ordering::Release);
@@ -226,8 +232,14 @@ impl SessionLink {
 
     async fn send_within(&self, mut out: Out, limit: usize, bytes: usize, shared: bool) -> bool {
         loop {
+            // A session whose address was closed for holding too much waits for nothing: it
+            // is closing, and what it queued is dropped.
+            if self.address_evicted() {
+                return false;
+            }
             let room = self.room.notified();
-            let freed = self.address.as_ref().filter(|_| shared).map(Held::freed);
+            // The share wakes its waiters when it frees bytes, and when it is closed.
+            let freed = self.address.as_ref().map(Held::freed);
             tokio::pin!(room, freed);
             // Registered before the check, so room made after it is not missed.
             room.as_mut().enable();

@@ -145,7 +145,10 @@ impl AppState {
             shares,
             Duration::from_millis(cfg.replay_wait_ms),
         );
-        let reply_shares = crate::reply_share::ReplyShares::new(cfg.reply_bytes_per_address);
+        let reply_shares = crate::reply_share::ReplyShares::new(
+            cfg.reply_bytes_per_address,
+            cfg.reply_bytes_total,
+        );
         let state = Arc::new(Self {
             gateway,
             cfg,

@@ -66,15 +66,12 @@ pub async fn run(state: Arc<AppState>, io: Io, admission: Box<Admission>) {
 
 async fn drive(state: Arc<AppState>, io: Io, admission: Box<Admission>, id: u64) {
     let (mut read_half, write_half) = tokio::io::split(io);
-    let share = admission.client.map(|ip| state.reply_shares.hold(ip));
-    let link = Arc::new(
-        SessionLink::new(
-            id,
-            state.cfg.limits.outbound_queue,
-            state.drain.child_token(),
-        )
-        .with_address(share),
-    );
+    let kill = state.drain.child_token();
+    let share = admission
+        .client
+        .map(|ip| state.reply_shares.hold(ip, id, kill.clone()));
+    let link =
+        Arc::new(SessionLink::new(id, state.cfg.limits.outbound_queue, kill).with_address(share));
     // Reader and writer run side by side in this one task (a second task per session
     // costs its own allocation); requests waiting for room in the queue wait on the writer.
     let write = Writer::new(state.cfg.limits.outbound_queue).run(write_half, &link);
@@ -109,9 +106,17 @@ async fn drive(state: Arc<AppState>, io: Io, admission: Box<Admission>, id: u64)
     tokio::join!(read, write);
 }
 
-/// Unless a reason was set already, a drain says 1001 and anything else is a normal close.
+/// Unless a reason was set already, a drain says 1001, an address closed for holding the most
+/// unread replies 1013, and anything else is a normal close.
 fn close_reason(state: &AppState, link: &SessionLink) {
-    if state.drain.is_cancelled() {
+    if link.address_evicted() {
+        link.close(
+            1013,
+            "too many unread replies on this gateway: read them sooner",
+        );
+        // What it held goes now, not once its socket has taken it.
+        link.close_queue();
+    } else if state.drain.is_cancelled() {
         link.close(1001, "server going away");
     } else {
         link.close(1000, "");
