@@ -85,6 +85,16 @@ pub enum Error {
     WelcomeReplay { room: String },
     #[error("a welcome names group {got:?}, not room {room:?}")]
     WelcomeRoom { room: String, got: String },
+    /// The server orders and checks a room's commits by their label (`mls.kind`); one that
+    /// carries something else is not applied (a commit labelled `app` would skip the epoch
+    /// order, and could be deleted from history like an application message).
+    #[error("room {room:?}: message {seq} is labelled {label} but carries {content}")]
+    Mislabeled {
+        room: String,
+        seq: u64,
+        label: &'static str,
+        content: &'static str,
+    },
     #[error("room {0:?}: this device has no group for it")]
     UnknownRoom(String),
     #[error("room {0:?}: this device already has a group for it")]
@@ -111,7 +121,8 @@ impl Error {
             | Error::Decode { .. }
             | Error::Mls { .. }
             | Error::BadCredential(_)
-            | Error::WelcomeRoom { .. } => ErrorKind::Rejected,
+            | Error::WelcomeRoom { .. }
+            | Error::Mislabeled { .. } => ErrorKind::Rejected,
             Error::ForgedSender { .. }
             | Error::BadDevice { .. }
             | Error::IdentityChanged { .. }

@@ -151,7 +151,20 @@ impl Device {
             Err(e) => return Err(Error::mls("process", e)),
         };
         let from = MemberId::from_credential(processed.credential())?;
+        let mislabeled = |content| Error::Mislabeled {
+            room: room.to_owned(),
+            seq: msg.seq,
+            label: kind_name(msg.mls.kind),
+            content,
+        };
         match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(_) if msg.mls.kind != MlsKind::App => {
+                Err(mislabeled("an application message"))
+            }
+            // Dropped unmerged: the group stays as it was.
+            ProcessedMessageContent::StagedCommitMessage(_) if msg.mls.kind != MlsKind::Commit => {
+                Err(mislabeled("a commit"))
+            }
             ProcessedMessageContent::ApplicationMessage(app) => {
                 check_sender(&from, &msg.from)?;
                 let text = String::from_utf8(app.into_bytes()).map_err(|e| Error::Decode {
@@ -208,6 +221,16 @@ impl Device {
             ProcessedMessageContent::OwnPrivateMessage => Ok(Event::Ignored(Ignored::OwnMessage)),
             _ => Ok(Event::Ignored(Ignored::Proposal)),
         }
+    }
+}
+
+/// The wire name of a label.
+fn kind_name(kind: MlsKind) -> &'static str {
+    match kind {
+        MlsKind::App => "app",
+        MlsKind::Proposal => "proposal",
+        MlsKind::Commit => "commit",
+        MlsKind::Welcome => "welcome",
     }
 }
 

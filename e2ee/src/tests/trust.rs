@@ -184,3 +184,45 @@ fn a_forked_group_shows_different_epoch_codes() {
     assert_ne!(bobs, alices, "a fork: another code at the same epoch");
     assert_ne!(alices, at_start);
 }
+
+/// A real commit sent with the label `app` (which the server neither orders by epoch nor
+/// keeps from a delete) is not applied: the members stay in their group, and the next
+/// properly labelled message reads.
+#[test]
+fn a_commit_labelled_app_is_not_applied() {
+    let (server, mut alice, mut bob, mut carol) = three();
+    let staged = alice.device.stage_self_update(ROOM).unwrap();
+    let mut disguised = staged.commit.clone();
+    disguised.kind = MlsKind::App;
+    block_on(crate::RoomTransport::send_mls(
+        &server.conn("alice"),
+        ROOM,
+        &disguised,
+    ))
+    .unwrap();
+    let shown = server.messages(ROOM).pop().unwrap();
+    let epoch = bob.epoch();
+    let err = bob.device.process(&shown).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mislabeled {
+                content: "a commit",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+    assert_eq!(bob.epoch(), epoch, "the group is as it was");
+    alice.device.abort_commit(ROOM).unwrap();
+    alice.say("same group");
+    assert!(bob
+        .catch_up()
+        .iter()
+        .any(|e| matches!(e, Event::Text { text, .. } if text == "same group")));
+    assert!(carol
+        .catch_up()
+        .iter()
+        .all(|e| !matches!(e, Event::Committed { .. })));
+}
