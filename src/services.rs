@@ -138,6 +138,7 @@ impl GatewayHandle {
             tokio::spawn(chatmesh_gateway::http::metrics_listener::serve(
                 listener,
                 handle,
+                state.clone(),
                 stop.clone(),
             ));
         }

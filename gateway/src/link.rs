@@ -198,6 +198,9 @@ impl SessionLink {
         q.items.push_back((out, share.is_some()));
         drop(q);
         self.queued.notify_one();
+        if let Some(a) = share {
+            a.rebalance();
+        }
         Ok(())
     }
 
@@ -231,20 +234,22 @@ impl SessionLink {
     }
 
     async fn send_within(&self, mut out: Out, limit: usize, bytes: usize, shared: bool) -> bool {
+        // The kill wakes a frame waiting here when its address is closed for holding too
+        // much (any other kill leaves it waiting as before: it is watched until it fires).
+        let mut watch_kill = self.address.is_some();
         loop {
-            // A session whose address was closed for holding too much waits for nothing: it
-            // is closing, and what it queued is dropped.
-            if self.address_evicted() {
-                return false;
-            }
             let room = self.room.notified();
-            // The share wakes its waiters when it frees bytes, and when it is closed.
-            let freed = self.address.as_ref().map(Held::freed);
+            let freed = self.address.as_ref().filter(|_| shared).map(Held::freed);
             tokio::pin!(room, freed);
-            // Registered before the check, so room made after it is not missed.
+            // Registered before the checks, so room made after them is not missed.
             room.as_mut().enable();
             if let Some(freed) = freed.as_mut().as_pin_mut() {
                 freed.enable();
+            }
+            // A session whose address was closed waits for nothing: it is closing, and what
+            // it queued is dropped.
+            if self.address_evicted() {
+                return false;
             }
             match self.try_push(out, limit, Some(bytes), shared) {
                 Ok(()) => return true,
@@ -257,9 +262,17 @@ impl SessionLink {
                     None => std::future::pending().await,
                 }
             };
+            let killed = async {
+                if watch_kill {
+                    self.kill.cancelled().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 () = room => {}
                 () = freed => {}
+                () = killed => watch_kill = false,
             }
         }
     }
@@ -296,7 +309,7 @@ impl SessionLink {
         }
         drop(q);
         if let Some(a) = &self.address {
-            a.discharge(charged);
+            a.discharge(charged, true);
         }
         // Wake senders waiting for room: at the capacity, at the bulk limit, or while the
         // queued bytes may hold back a reply or a replay.
@@ -335,7 +348,7 @@ impl SessionLink {
         };
         drop(items);
         if let Some(a) = &self.address {
-            a.discharge(charged);
+            a.discharge(charged, false);
         }
         self.room.notify_waiters();
     }
@@ -379,7 +392,7 @@ impl Drop for SessionLink {
     fn drop(&mut self) {
         // What is still queued leaves the address's share with the session.
         if let Some(a) = &self.address {
-            a.discharge(self.lock().charged);
+            a.discharge(self.lock().charged, false);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! bounded in time; the listener stops with the gateway.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -13,11 +14,18 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::state::AppState;
+
 /// Longest a scrape's connection is kept (headers, answer, keep-alive included).
 const CONNECTION_LIMIT: Duration = Duration::from_secs(30);
 
-/// Serves `handle` on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, stop: CancellationToken) {
+/// Serves `handle` (and the gauges of `state` read at scrape time) on `listener` until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    state: Arc<AppState>,
+    stop: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             () = stop.cancelled() => return,
@@ -30,10 +38,10 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, stop: Cancel
                 }
             },
         };
-        let handle = handle.clone();
+        let (handle, state) = (handle.clone(), state.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |_req| {
-                crate::procstat::record();
+                super::record_gauges(&state);
                 let body = handle.render();
                 async move { Ok::<_, Infallible>(super::reply::text(200, &body)) }
             });

@@ -118,7 +118,7 @@ pub(crate) async fn route(
         (&Method::GET, ["readyz"]) => api::readyz(&state).await,
         (&Method::GET, ["metrics"]) => match &state.metrics {
             Some(handle) => {
-                crate::procstat::record();
+                record_gauges(&state);
                 reply::text(200, &handle.render())
             }
             None => reply::text(404, "metrics are not served here"),
@@ -140,4 +140,12 @@ pub fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     resp
+}
+
+/// Updates the gauges read at scrape time: the process's figures ([`crate::procstat`]) and
+/// the reply bytes queued for all WebSocket sessions (`chatmesh_reply_bytes_queued`, what
+/// `gateway.reply_bytes_total` bounds).
+pub(crate) fn record_gauges(state: &AppState) {
+    crate::procstat::record();
+    metrics::gauge!("chatmesh_reply_bytes_queued").set(state.reply_shares.queued() as f64);
 }
