@@ -276,3 +276,67 @@ async fn the_same_id_in_two_rooms_is_two_messages() -> Result<()> {
     assert_eq!((two[0].body.as_str(), two[0].seq), ("in two", second.seq));
     mesh.stop().await
 }
+
+/// A resend after the stream's duplicate window (1 s here): JetStream no longer knows its id,
+/// so without `resend_after` it is a new message (the window's documented bound); with
+/// `resend_after` (the room's seq when it was first written) the gateway finds the stored copy
+/// and acks its seq, nothing is stored or delivered twice, and another sender's message with
+/// the same id is not taken for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_resend_with_resend_after_is_stored_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.mesh.duplicate_window_secs = 1;
+    config.gateway.resend_check_burst = 3;
+    config.gateway.resend_checks_per_minute = 1;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "lobby", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    a.join("lobby").await?;
+    b.join("lobby").await?;
+    let before = a.post("lobby", "x0", "before").await?;
+    let first = a.post("lobby", "m1", "hello").await?;
+    let bobs = b.post("lobby", "m1", "bob's").await?;
+    let plain = a.post("lobby", "m2", "later").await?;
+    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+
+    // Past the window a plain resend is a new message: the case `resend_after` is for.
+    let again = acked(&a.request(frame::send("lobby", "m2", "later")).await?);
+    assert_ne!(again.seq, plain.seq, "the duplicate window is over");
+    let resend = |id: &str, body: &str, after: u64| {
+        serde_json::json!({"type": "send", "room": "lobby", "id": id, "body": body,
+                           "resend_after": after})
+    };
+    let found = acked(&a.request_json(resend("m1", "hello", before.seq)).await?);
+    assert_eq!((found.seq, found.ts), (first.seq, first.ts));
+    let found = acked(&a.request_json(resend("m1", "hello", 0)).await?);
+    assert_eq!(found.seq, first.seq, "0: from the room's start");
+    let found = acked(&b.request_json(resend("m1", "bob's", 0)).await?);
+    assert_eq!(found.seq, bobs.seq, "ids are the sender's own");
+    // Not stored after the seq the sender names: a message of its own.
+    let new = acked(&a.request_json(resend("m3", "new", first.seq)).await?);
+    assert!(new.seq > again.seq);
+    // Each check reads the store: a user has a budget of them (3 at once here).
+    let f = a.request_json(resend("m4", "over", 0)).await?;
+    assert_eq!(error_code(&f), Some(ErrorCode::RateLimited), "{f:?}");
+
+    let h = page(&b.request(frame::history("lobby")).await?).messages;
+    let bodies: Vec<&str> = h.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        ["before", "hello", "bob's", "later", "later", "new"]
+    );
+    // Bob got each live once: the found resends were not published again.
+    let live = b.messages("lobby", h.len()).await?;
+    let seqs = |ms: &[Message]| ms.iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&live), seqs(&h));
+    let more = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        b.messages("lobby", 1),
+    );
+    assert!(more.await.is_err(), "nothing more arrives");
+    mesh.stop().await
+}

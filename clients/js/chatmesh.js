@@ -205,6 +205,9 @@ const ANSWERS = /** @type {const} */ ({
  * @property {number} [replyTo] reply to this message of the room
  * @property {number} [reactTo] put the reaction `body` (an emoji key) on this message
  * @property {number} [unreactTo] take the caller's reaction `body` off this message
+ * @property {number} [resendAfter] this id may have been sent already (a connection broke
+ *   before its ack), when the room was seen up to this seq: the server looks for it among the
+ *   room's messages after it, so a resend is stored once even after the dedupe window
  */
 
 /**
@@ -1664,7 +1667,7 @@ export class Client {
   /**
    * Sends with the caller's id (1–64 printable ASCII characters, unique per sender): a
    * resend with the same id is stored once (within the server's dedupe window, 2 minutes
-   * by default).
+   * by default; later too with `options.resendAfter`).
    * @param {string} room
    * @param {string} id
    * @param {string} body
@@ -1690,6 +1693,11 @@ export class Client {
       const seq = options[k];
       if (seq === undefined) continue;
       frame[wire] = Number(seqSeg(seq));
+    }
+    if (options.resendAfter !== undefined) {
+      const after = Number(options.resendAfter);
+      if (!Number.isSafeInteger(after) || after < 0) throw new ChatmeshError("invalid", "resendAfter must be a seq (0 or more)");
+      frame.resend_after = after;
     }
     const ack = await this.#request(frame);
     return { room: String(ack.room), id: String(ack.id), seq: Number(ack.seq), ts: Number(ack.ts) };

@@ -123,6 +123,12 @@ pub struct GatewayConfig {
     pub searches_per_minute: u32,
     /// Searches a user may make at once before that rate applies.
     pub search_burst: u32,
+    /// Late resends (`send` with `resend_after`) a user may have checked per minute (token
+    /// bucket): each has a worker read up to 10,000 stored messages of the room.
+    pub resend_checks_per_minute: u32,
+    /// Late resends a user may have checked at once before that rate applies (an outbox
+    /// written again after a long disconnect).
+    pub resend_check_burst: u32,
     /// KeyPackages a user may claim per minute (`POST /v1/e2ee/users/{user}/claim`, token
     /// bucket), so no one drains another user's packages down to the last-resort one.
     pub key_claims_per_minute: u32,
@@ -157,8 +163,9 @@ pub struct GatewayConfig {
     /// also holds at most 4 MiB of its own. Trusted proxies that name no client are exempt.
     pub reply_bytes_per_address: usize,
     /// Bytes of queued replies all sessions of this gateway may hold together (at least
-    /// `reply_bytes_per_address`). Beyond it the sessions of the address holding the most are
-    /// closed with 1013, so many addresses that read nothing cannot add up.
+    /// `reply_bytes_per_address`). Beyond it the sessions of the addresses that have gone the
+    /// longest without reading are closed with 1013, so many addresses that read nothing
+    /// cannot add up.
     pub reply_bytes_total: usize,
     /// How long a `join` with `since` waits for one of `max_replays` to free up before it
     /// is refused with `unavailable`, milliseconds.
@@ -227,6 +234,8 @@ impl Default for GatewayConfig {
             api_user_burst: 1_000,
             searches_per_minute: 120,
             search_burst: 20,
+            resend_checks_per_minute: 60,
+            resend_check_burst: 100,
             key_claims_per_minute: 60,
             key_claim_burst: 200,
             key_claims_per_target_per_hour: 20,
@@ -417,6 +426,8 @@ impl GatewayConfig {
             ("api_user_burst", self.api_user_burst),
             ("searches_per_minute", self.searches_per_minute),
             ("search_burst", self.search_burst),
+            ("resend_checks_per_minute", self.resend_checks_per_minute),
+            ("resend_check_burst", self.resend_check_burst),
             ("key_claims_per_minute", self.key_claims_per_minute),
             ("key_claim_burst", self.key_claim_burst),
             (

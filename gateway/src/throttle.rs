@@ -145,6 +145,8 @@ pub struct Throttle {
     /// Authenticated API calls per user.
     api: Buckets<Arc<str>>,
     searches: Buckets<Arc<str>>,
+    /// Checks of late resends per user.
+    resends: Buckets<Arc<str>>,
     claims: Buckets<Arc<str>>,
     /// Claims per (caller, user whose packages are claimed).
     claims_of: Buckets<(Arc<str>, Arc<str>)>,
@@ -181,6 +183,12 @@ impl Throttle {
             dms: Buckets::new(MINUTE, cfg.dms_per_minute, cfg.dm_burst, n),
             api: Buckets::new(MINUTE, cfg.api_per_user_per_minute, cfg.api_user_burst, n),
             searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
+            resends: Buckets::new(
+                MINUTE,
+                cfg.resend_checks_per_minute,
+                cfg.resend_check_burst,
+                n,
+            ),
             claims: Buckets::new(MINUTE, cfg.key_claims_per_minute, cfg.key_claim_burst, n),
             claims_of: Buckets::new(
                 HOUR,
@@ -291,6 +299,14 @@ impl Throttle {
             .check(Arc::from(user), true)
             .await
             .map_err(|wait| Throttled::new("api", wait))
+    }
+
+    /// May `user` have a late resend checked now (`send` with `resend_after`)? Counts it.
+    pub async fn resend_check_allowed(&self, user: &str) -> Result<(), Throttled> {
+        self.resends
+            .check(Arc::from(user), true)
+            .await
+            .map_err(|wait| Throttled::new("resend_check", wait))
     }
 
     /// May `user` search now? Counts it.

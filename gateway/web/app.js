@@ -44,6 +44,9 @@ const TYPING_SEND_EVERY_MS = 2500;
 const TYPING_SHOW_MS = 4000;
 const DEFAULT_MAX_BODY = 16 * 1024;
 const MEMBERS_RELOAD_MS = 5000;
+/** A message written again this long after its first write may be past the server's
+ * duplicate window (2 minutes by default): its resend asks the server to look for it. */
+const RESEND_CHECK_AFTER_MS = 30_000;
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
@@ -975,7 +978,7 @@ function saveOutbox() {
   const out = [];
   for (const r of app.rooms.values()) {
     for (const p of r.pending.values()) {
-      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, files: p.files, created: p.created, replyTo: p.replyTo });
+      if (p.state !== "acked") out.push({ room: r.id, id: p.id, body: p.body, files: p.files, created: p.created, replyTo: p.replyTo, after: p.after });
     }
   }
   writeJson(sessionStorage, storageKey("outbox"), out);
@@ -996,6 +999,9 @@ function loadOutbox() {
       files,
       state: "pending",
       created: p.created || Date.now(),
+      // It may have been sent before the page was left: its resends say since when.
+      tried: true,
+      after: Number.isSafeInteger(p.after) && p.after >= 0 ? p.after : 0,
       ...(Number.isSafeInteger(p.replyTo) && p.replyTo > 0 ? { replyTo: p.replyTo } : {}),
     });
   }
@@ -1027,6 +1033,7 @@ function onComposerSubmit(ev) {
     files,
     state: "pending",
     created: Date.now(),
+    after: r.lastSeq, // what the room had when it was written: a resend is looked for after it
   };
   const replyTo = takeReply(r);
   if (replyTo) p.replyTo = replyTo;
@@ -1056,6 +1063,11 @@ async function pumpPending(r) {
       try {
         const options = p.attachments && p.attachments.length ? { attachments: p.attachments } : {};
         if (p.replyTo) options.replyTo = p.replyTo;
+        // Written before (its ack lost with a connection, or a retry) long enough ago that the
+        // server's duplicate window may be over: the server looks for it among what the room
+        // stored since, so it is stored once however late this is.
+        if (p.tried && Date.now() - p.created > RESEND_CHECK_AFTER_MS) options.resendAfter = p.after || 0;
+        p.tried = true;
         ack = await conn.sendWithId(r.id, p.id, p.body, options);
       } catch (e) {
         if (e.code === "closed" || app.conn !== conn) return; // logged out

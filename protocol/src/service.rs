@@ -334,6 +334,17 @@ pub enum ChangeCheck {
     Duplicate { seq: u64, ts: u64 },
 }
 
+/// Was a message with client id `id` sent by `user` to `room` and stored after seq `after`?
+/// Asked for a `send` with `resend_after`; answered [`ChangeCheck::Duplicate`] with its seq
+/// and ts, or [`ChangeCheck::Allowed`] (publish it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCheckRequest {
+    pub room: String,
+    pub user: String,
+    pub id: String,
+    pub after: u64,
+}
+
 /// The versions of one message (`GET /v1/rooms/{room}/messages/{seq}/edits`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EditsRequest {
@@ -546,6 +557,7 @@ op!(CloseDm, "dm_close", DmRequest, Done);
 op!(History, "history", HistoryRequest, HistoryPage);
 op!(SetCursor, "cursor", SetCursorRequest, Done);
 op!(CheckChange, "change_check", ChangeCheckRequest, ChangeCheck);
+op!(CheckSent, "sent_check", SentCheckRequest, ChangeCheck);
 op!(GetEdits, "edits", EditsRequest, EditHistory);
 op!(
     Search,

@@ -65,6 +65,7 @@ fn client_frames_golden() {
                 unreact_to: None,
                 reply_to: None,
                 mls: None,
+                resend_after: None,
             },
             r(json!(7)),
             r#"{"type":"send","room":"general","id":"m-1","body":"hi \"you\"","ref":7}"#,
@@ -294,18 +295,21 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         text().prop_map(|token| ClientFrame::Hello { token }),
         (name(), any::<Option<u64>>()).prop_map(|(room, since)| ClientFrame::Join { room, since }),
         name().prop_map(|room| ClientFrame::Leave { room }),
-        (name(), "[ -~]{1,64}", text()).prop_map(|(room, id, body)| ClientFrame::Send {
-            room,
-            id,
-            body,
-            attachments: Vec::new(),
-            edit_of: None,
-            delete_of: None,
-            react_to: None,
-            unreact_to: None,
-            reply_to: None,
-            mls: None,
-        }),
+        (name(), "[ -~]{1,64}", text(), any::<Option<u64>>()).prop_map(
+            |(room, id, body, resend_after)| ClientFrame::Send {
+                room,
+                id,
+                body,
+                attachments: Vec::new(),
+                edit_of: None,
+                delete_of: None,
+                react_to: None,
+                unreact_to: None,
+                reply_to: None,
+                mls: None,
+                resend_after,
+            }
+        ),
         (name(), any::<Option<u64>>(), 1u32..=100).prop_map(|(room, before, limit)| {
             ClientFrame::History {
                 room,

@@ -102,6 +102,30 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     }
   });
 
+  it("recognises a resend after the dedupe window when it carries resendAfter", async () => {
+    const brief = await startMesh({ CHATMESH__MESH__DUPLICATE_WINDOW_SECS: "1" });
+    const late = [];
+    try {
+      const http = new Http(brief.url);
+      await http.register("late", PASSWORD);
+      const c = await Client.connect(brief.url, { username: "late", password: PASSWORD, WebSocket: TestWebSocket });
+      late.push(c);
+      await c.http().createRoom("slow", "public");
+      await c.join("slow");
+      const first = await c.sendWithId("slow", "out-1", "sent once");
+      const other = await c.sendWithId("slow", "out-2", "sent twice");
+      await sleep(3000);
+      const again = await c.sendWithId("slow", "out-2", "sent twice");
+      assert.notEqual(again.seq, other.seq, "past the window a plain resend is new");
+      const found = await c.sendWithId("slow", "out-1", "sent once", { resendAfter: first.seq - 1 });
+      assert.deepEqual([found.seq, found.ts], [first.seq, first.ts]);
+      await assert.rejects(c.sendWithId("slow", "out-3", "x", { resendAfter: -1 }), (e) => e instanceof ChatmeshError && e.code === "invalid");
+    } finally {
+      await Promise.all(late.map((c) => c.close()));
+      await brief.stop();
+    }
+  });
+
   it("answers every push call with unavailable (503) where the server has push off", async () => {
     const off = await startMesh({ CHATMESH__PUSH__ENABLED: "false" });
     try {

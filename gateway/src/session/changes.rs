@@ -4,11 +4,12 @@
 //! reaction bounds), so a refused change never enters the room's order. The worker checks
 //! again when it stores the change: what slips through a race (the target deleted, or the
 //! role taken away, between this check and the store) is stored as a void marker. A reply
-//! learns its thread's root here.
+//! learns its thread's root here, and a resend whether it was stored already.
 
 use chatmesh_protocol::message::Change;
 use chatmesh_protocol::service::{
-    ChangeCheck, ChangeCheckRequest, CheckChange, CheckReply, ReplyCheckRequest,
+    ChangeCheck, ChangeCheckRequest, CheckChange, CheckReply, CheckSent, ReplyCheckRequest,
+    SentCheckRequest,
 };
 use chatmesh_protocol::ApiError;
 
@@ -32,6 +33,24 @@ pub(super) async fn check(
         key: key.to_owned(),
     };
     state.services.ask::<CheckChange>(room, &req).await
+}
+
+/// Asks the room's worker whether `user` sent a message with client id `id` that is stored
+/// after seq `after` (a resend: `send` with `resend_after`).
+pub(super) async fn sent(
+    state: &AppState,
+    room: &str,
+    user: &str,
+    id: &str,
+    after: u64,
+) -> Result<ChangeCheck, ApiError> {
+    let req = SentCheckRequest {
+        room: room.to_owned(),
+        user: user.to_owned(),
+        id: id.to_owned(),
+        after,
+    };
+    state.services.ask::<CheckSent>(room, &req).await
 }
 
 /// Asks the room's worker whether `user` may reply to `reply_to`; the thread's root.

@@ -287,6 +287,7 @@ impl Session {
                 unreact_to,
                 reply_to,
                 mls,
+                resend_after,
             } => {
                 if self.sends.check().is_err() {
                     return self.strike(&r#ref).await;
@@ -302,7 +303,10 @@ impl Session {
                     mls,
                     ..Payload::default()
                 };
-                if let Err(e) = self.send(&r#ref, room, payload, attachments).await {
+                let sent = self
+                    .send(&r#ref, room, payload, attachments, resend_after)
+                    .await;
+                if let Err(e) = sent {
                     self.error(&r#ref, &e).await;
                 }
             }
@@ -520,14 +524,38 @@ impl Session {
         self.reply(left.encode()).await;
     }
 
+    /// Acks a send found stored already (a resend) with the stored seq and ts, as JetStream
+    /// acks a duplicate.
+    async fn ack_stored(
+        &self,
+        r#ref: &Ref,
+        room: &str,
+        id: &str,
+        seq: u64,
+        ts: u64,
+    ) -> Result<(), ApiError> {
+        let ack = ServerFrame::Ack {
+            r#ref: Cow::Borrowed(r#ref),
+            room: Cow::Borrowed(room),
+            id: Cow::Borrowed(id),
+            seq,
+            ts,
+        };
+        self.reply(ack.encode()).await;
+        Ok(())
+    }
+
     /// Publishes `payload` (its `id`, `body` and change as sent; `from`, `ts` and the files
-    /// are filled in here) and queues its ack.
+    /// are filled in here) and queues its ack. A new message sent with `resend_after` is
+    /// first looked for among the room's stored messages after that seq: if it is there, it
+    /// is acked with its seq and not published again.
     async fn send(
         &mut self,
         r#ref: &Ref,
         room: String,
         mut payload: Payload,
         files: Vec<String>,
+        resend_after: Option<u64>,
     ) -> Result<(), ApiError> {
         let user = self.user().to_owned();
         let id = payload.id.clone();
@@ -561,15 +589,32 @@ impl Session {
             None => Commit::No,
         };
         if let Commit::Stored { seq, ts } = commit {
-            let ack = ServerFrame::Ack {
-                r#ref: Cow::Borrowed(r#ref),
-                room: Cow::Borrowed(&room),
-                id: Cow::Borrowed(&payload.id),
-                seq,
-                ts,
-            };
-            self.reply(ack.encode()).await;
-            return Ok(());
+            return self.ack_stored(r#ref, &room, &payload.id, seq, ts).await;
+        }
+        if let (Some(after), None, Commit::No) = (resend_after, payload.change(), &commit) {
+            // A worker reads up to `MAX_RESEND_SCAN` messages for it: the user's own bucket.
+            if let Err(refused) = self.state.throttle.resend_check_allowed(&user).await {
+                let wait = refused.retry_after.as_millis().max(1);
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("too many late resends checked: retry in {wait} ms"),
+                ));
+            }
+            match changes::sent(&self.state, &room, &user, &id, after).await {
+                Ok(ChangeCheck::Duplicate { seq, ts }) => {
+                    metrics::counter!("chatmesh_resends_found_total").increment(1);
+                    self.state.own_reads.sent(&room, &user, seq);
+                    return self.ack_stored(r#ref, &room, &id, seq, ts).await;
+                }
+                Ok(ChangeCheck::Allowed) => {}
+                // The room's worker could not look: the send goes on as any other (storing
+                // a message never waits on a worker), deduplicated by JetStream within its
+                // window.
+                Err(e) if e.code == ErrorCode::Unavailable => {
+                    metrics::counter!("chatmesh_resend_checks_failed_total").increment(1);
+                }
+                Err(e) => return Err(e),
+            }
         }
         if let Some(to) = payload.reply_to {
             payload.thread_root = Some(changes::reply_root(&self.state, &room, &user, to).await?);
@@ -584,15 +629,7 @@ impl Session {
                 ChangeCheck::Allowed => {}
                 ChangeCheck::Duplicate { seq, ts } => {
                     // A resend of a change already stored: ack it as JetStream would.
-                    let ack = ServerFrame::Ack {
-                        r#ref: Cow::Borrowed(r#ref),
-                        room: Cow::Borrowed(&room),
-                        id: Cow::Borrowed(&id),
-                        seq,
-                        ts,
-                    };
-                    self.reply(ack.encode()).await;
-                    return Ok(());
+                    return self.ack_stored(r#ref, &room, &id, seq, ts).await;
                 }
             }
         }

@@ -16,6 +16,9 @@ use crate::names::{validate_msg_id, validate_name};
 
 /// A client request. [`parse_client_frame`] reads and validates one; [`ClientFrame::encode`]
 /// writes one.
+// A frame lives from its parse to its handling, one at a time per session: `send`'s many
+// optional fields cost nothing kept, and boxing them would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
@@ -56,6 +59,12 @@ pub enum ClientFrame {
         /// The MLS message of a send to an `e2ee` room (extension; `body` must be empty).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mls: Option<Mls>,
+        /// This `id` may have been sent already (a connection broke before its ack), when the
+        /// sender had seen the room up to this seq: the room's stored messages after it are
+        /// looked through for it, so a resend is recognised after the stream's duplicate
+        /// window too (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resend_after: Option<u64>,
     },
     History {
         room: String,
@@ -104,6 +113,7 @@ impl ClientFrame {
             unreact_to: None,
             reply_to: None,
             mls: None,
+            resend_after: None,
         }
     }
 
@@ -263,6 +273,7 @@ impl ClientFrame {
                 unreact_to,
                 reply_to,
                 mls,
+                resend_after: _,
             } => {
                 room(r)?;
                 validate_msg_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -394,6 +405,7 @@ mod tests {
                 unreact_to: None,
                 reply_to: None,
                 mls: None,
+                resend_after: None,
             }
         );
         let (_, f) =
@@ -564,6 +576,7 @@ mod tests {
             unreact_to: None,
             reply_to: None,
             mls: None,
+            resend_after: None,
         };
         assert_eq!(
             send.encode(&Some(json!(3))),

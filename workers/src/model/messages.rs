@@ -90,6 +90,56 @@ impl Model {
         Ok((msgs, more))
     }
 
+    /// The seq and ts of the message `from` sent to `room` with client id `id`, if it is
+    /// among the first `max` messages stored after seq `after` (read oldest first, from
+    /// where the sender says it first sent it, a page at a time; only a message whose bytes
+    /// hold the id is decoded). Any stored record of that sender and id counts (an edit, a
+    /// void marker too): the stream's dedupe key is the same pair.
+    pub async fn sent_after(
+        &self,
+        room: &str,
+        from: &str,
+        id: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        // Values of e2ee rooms may be tens of KiB each.
+        const PAGE: usize = 100;
+        let Some(oldest) = after.checked_add(1) else {
+            return Ok(None);
+        };
+        let mut needle = b"\"id\":".to_vec();
+        needle.extend(records::encode(&id));
+        // Keys run newest first: seqs above `after` are [all.start, key(after + 1)], read
+        // backwards from its end (the oldest); each next page ends before the last key read.
+        let start = keys::messages_of(room).start;
+        let mut end = keys::message(room, oldest);
+        end.push(0);
+        let mut left = max;
+        while left > 0 {
+            let want = left.min(PAGE);
+            let pairs = self
+                .store
+                .scan(start.clone()..end.clone(), Direction::Reverse, want)
+                .await?;
+            for (k, v) in &pairs {
+                if !v.windows(needle.len()).any(|w| w == needle) {
+                    continue;
+                }
+                let m: StoredMessage = records::decode(k, v)?;
+                if m.from == from && m.id == id {
+                    return Ok(keys::seq_of_message(k).map(|seq| (seq, m.ts)));
+                }
+            }
+            let Some((last, _)) = pairs.last().filter(|_| pairs.len() == want) else {
+                break;
+            };
+            end = last.clone();
+            left -= want;
+        }
+        Ok(None)
+    }
+
     /// The latest `n` messages of `room`, oldest first.
     pub async fn latest(&self, room: &str, n: usize) -> Result<Vec<Message>, StoreError> {
         let q = HistoryQuery {

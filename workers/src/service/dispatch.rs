@@ -199,6 +199,9 @@ impl Service {
             ops::CheckChange::NAME => {
                 call::<ops::CheckChange, _>(payload, |r| self.change_check(r)).await
             }
+            ops::CheckSent::NAME => {
+                call::<ops::CheckSent, _>(payload, |r| self.sent_check(r)).await
+            }
             ops::GetEdits::NAME => call::<ops::GetEdits, _>(payload, |r| self.edits(r)).await,
             ops::Search::NAME => call::<ops::Search, _>(payload, |r| self.search(r)).await,
             ops::CheckReply::NAME => {

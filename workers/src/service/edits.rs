@@ -1,14 +1,18 @@
 //! The services of edits, deletes and reactions: the check a gateway asks before it
 //! publishes one (the rules are [`crate::edits`] and [`crate::reactions`], which the store
-//! writer applies again when it stores it), and the versions of an edited message.
+//! writer applies again when it stores it), the versions of an edited message, and the
+//! check of a resend (`send` with `resend_after`): was its id stored already?
 
 use chatmesh_protocol::service::{
-    ChangeCheck, ChangeCheckRequest, EditHistory, EditsRequest, Version,
+    ChangeCheck, ChangeCheckRequest, EditHistory, EditsRequest, SentCheckRequest, Version,
 };
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{validate_msg_id, ApiError};
 
 use super::{budget, valid, Service};
 use crate::{edits, reactions};
+
+/// Messages a resend's check looks through at most (the first after its `resend_after`).
+pub const MAX_RESEND_SCAN: usize = 10_000;
 
 impl Service {
     /// May `req.user` send this edit, delete or reaction? Checked against everything the stream held
@@ -42,6 +46,27 @@ impl Service {
             );
         }
         edits::check_send(stored.as_ref(), req.change, &req.user, &req.id, role)
+    }
+
+    /// Did `req.user` send a message with client id `req.id` to the room that is stored
+    /// after seq `req.after`? Looked for among the first [`MAX_RESEND_SCAN`] messages after
+    /// it, once the store holds everything the stream held when asked (like a history
+    /// read), so a copy acked a moment ago counts. A resend within the stream's duplicate
+    /// window is recognised by JetStream as well; this finds one after it.
+    pub async fn sent_check(&self, req: SentCheckRequest) -> Result<ChangeCheck, ApiError> {
+        valid("room", &req.room)?;
+        valid("user name", &req.user)?;
+        validate_msg_id(&req.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.room_meta(&req.room).await?;
+        self.caught_up_now(&req.room).await?;
+        let found = self
+            .model()
+            .sent_after(&req.room, &req.user, &req.id, req.after, MAX_RESEND_SCAN)
+            .await?;
+        Ok(match found {
+            Some((seq, ts)) => ChangeCheck::Duplicate { seq, ts },
+            None => ChangeCheck::Allowed,
+        })
     }
 
     /// Every version of message `req.seq`, oldest first: its original, then each edit still
