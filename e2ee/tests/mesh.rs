@@ -74,6 +74,35 @@ async fn ann_adds_bob(
     Ok(added)
 }
 
+/// A mesh with ann and bob, each with a device that published 5 KeyPackages, in the e2ee
+/// room `ROOM` and its group: ann created both and added bob (the commit that did).
+async fn ann_and_bob(
+    dir: &std::path::Path,
+) -> Result<(
+    Mesh,
+    Client,
+    Device,
+    Client,
+    Device,
+    chatmesh_e2ee::Committed,
+)> {
+    let mesh = mesh(dir).await;
+    let base = mesh.url();
+    let ann = user(&base, "ann").await?;
+    let bob = user(&base, "bob").await?;
+    ann.http().create_room(ROOM, RoomKind::E2ee).await?;
+    ann.http().add_member(ROOM, "bob", false).await?;
+    ann.join(ROOM).await?;
+    bob.join(ROOM).await?;
+    let mut ann_dev = Device::create(dir.join("ann"), "ann", "laptop", None)?;
+    let mut bob_dev = Device::create(dir.join("bob"), "bob", "phone", None)?;
+    publish(&mut ann_dev, &ann.http(), 5).await?;
+    publish(&mut bob_dev, &bob.http(), 5).await?;
+    create_group(&mut ann_dev, &ann.http(), ROOM).await?;
+    let added = ann_adds_bob(&ann, &mut ann_dev, &bob, &mut bob_dev).await?;
+    Ok((mesh, ann, ann_dev, bob, bob_dev, added))
+}
+
 fn text(events: &[Event], want: &str) -> bool {
     events
         .iter()
@@ -85,22 +114,7 @@ fn text(events: &[Event], want: &str) -> bool {
 #[tokio::test]
 async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mesh = mesh(dir.path()).await;
-    let base = mesh.url();
-    let ann = user(&base, "ann").await?;
-    let bob = user(&base, "bob").await?;
-    ann.http().create_room(ROOM, RoomKind::E2ee).await?;
-    ann.http().add_member(ROOM, "bob", false).await?;
-    ann.join(ROOM).await?;
-    bob.join(ROOM).await?;
-
-    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
-    let mut bob_dev = Device::create(dir.path().join("bob"), "bob", "phone", None)?;
-    publish(&mut ann_dev, &ann.http(), 5).await?;
-    publish(&mut bob_dev, &bob.http(), 5).await?;
-
-    create_group(&mut ann_dev, &ann.http(), ROOM).await?;
-    let added = ann_adds_bob(&ann, &mut ann_dev, &bob, &mut bob_dev).await?;
+    let (_mesh, ann, mut ann_dev, bob, mut bob_dev, added) = ann_and_bob(dir.path()).await?;
     assert_eq!((added.epoch, added.attempts), (1, 1));
 
     send_text(&mut ann_dev, &ann, ROOM, "hello bob").await?;
@@ -137,20 +151,7 @@ async fn two_users_one_group_through_a_real_mesh() -> Result<()> {
 #[tokio::test]
 async fn a_deleted_message_is_skipped_and_the_next_one_reads() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mesh = mesh(dir.path()).await;
-    let base = mesh.url();
-    let ann = user(&base, "ann").await?;
-    let bob = user(&base, "bob").await?;
-    ann.http().create_room(ROOM, RoomKind::E2ee).await?;
-    ann.http().add_member(ROOM, "bob", false).await?;
-    ann.join(ROOM).await?;
-    bob.join(ROOM).await?;
-    let mut ann_dev = Device::create(dir.path().join("ann"), "ann", "laptop", None)?;
-    let mut bob_dev = Device::create(dir.path().join("bob"), "bob", "phone", None)?;
-    publish(&mut ann_dev, &ann.http(), 5).await?;
-    publish(&mut bob_dev, &bob.http(), 5).await?;
-    create_group(&mut ann_dev, &ann.http(), ROOM).await?;
-    ann_adds_bob(&ann, &mut ann_dev, &bob, &mut bob_dev).await?;
+    let (_mesh, ann, mut ann_dev, bob, mut bob_dev, _) = ann_and_bob(dir.path()).await?;
 
     let gone = send_text(&mut ann_dev, &ann, ROOM, "sent by mistake").await?;
     send_text(&mut ann_dev, &ann, ROOM, "and this one stays").await?;
