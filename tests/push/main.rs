@@ -10,6 +10,7 @@ mod apns;
 mod common;
 mod fcm;
 mod kill;
+mod proxy;
 mod receiver;
 
 use std::collections::HashMap;
@@ -1121,5 +1122,70 @@ async fn revoking_a_users_tokens_removes_its_push_targets() -> Result<()> {
     let (s, v) = api.call("GET", "/v1/push/targets", Some(&cy), None).await?;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["targets"], json!([]), "cy's targets after the change");
+    mesh.stop().await
+}
+
+/// With `[push] proxy` every push goes through the operator's egress proxy: the Web Push
+/// POST and FCM's token and send requests forwarded by it, APNs's TLS connection tunnelled
+/// by `CONNECT` (so the proxy never sees inside it); each still arrives and is checked as
+/// without a proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_push_goes_through_the_configured_proxy() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let egress = proxy::Proxy::start().await?;
+    let web = Receiver::start().await?;
+    let (fcm, account) = FcmStandIn::start(dir.path()).await?;
+    let (apns, key_file, ca_file) = ApnsStandIn::start_tls(dir.path()).await?;
+    let mut config = push_config();
+    config.push.proxy = Some(egress.url());
+    config.push.fcm.credentials_file = Some(account);
+    config.push.fcm.base_url = fcm.base_url();
+    config.push.apns.key_file = Some(key_file);
+    config.push.apns.key_id = Some(apns::KEY_ID.into());
+    config.push.apns.team_id = Some(apns::TEAM_ID.into());
+    config.push.apns.base_url = apns.base_url();
+    config.push.apns.sandbox_base_url = apns.sandbox_url();
+    config.push.apns.ca_file = Some(ca_file);
+    let mesh = start_mesh(&dir.path().join("mesh"), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let browser = Subscription::new(web.endpoint("bob"));
+    register(&api, &bob, &browser).await?;
+    let phone = "a7".repeat(32);
+    for target in [
+        json!({"kind": "fcm", "token": "bob-tablet"}),
+        json!({"kind": "apns", "token": phone, "topic": "com.example.chat"}),
+    ] {
+        let (s, v) = api
+            .call("POST", "/v1/push/targets", Some(&bob), Some(target))
+            .await?;
+        assert_eq!(s, 201, "{v}");
+    }
+    club(&api, &ann, "club", &["bob"]).await?;
+    let key = vapid_key(&api, &ann).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "through the proxy").await?;
+
+    let got = web.wait_delivered("bob", 1, WAIT).await?;
+    let opened = browser.open(&got[0], &key, &web.origin())?;
+    assert_eq!(opened["body"], "through the proxy");
+    let got = fcm.wait_accepted("bob-tablet", 1, WAIT).await?;
+    assert_eq!(got[0].payload["body"], "through the proxy");
+    let got = apns.wait_accepted(&phone, 1, WAIT).await?;
+    assert_eq!(got[0].body["aps"]["alert"]["body"], "through the proxy");
+
+    let seen = egress.seen();
+    let has = |line: String| seen.contains(&line);
+    assert!(has(format!("POST {}", web.endpoint("bob"))), "{seen:?}");
+    assert!(has(format!("POST {}/token", fcm.base_url())), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with(&format!("POST {}/v1/projects/", fcm.base_url()))),
+        "{seen:?}"
+    );
+    let apns_host = apns.base_url().trim_start_matches("https://").to_owned();
+    assert!(has(format!("CONNECT {apns_host}")), "{seen:?}");
     mesh.stop().await
 }

@@ -54,6 +54,10 @@ pub struct PushConfig {
     pub fcm: super::fcm::FcmConfig,
     /// Apple Push Notification service (HTTP/2, token authentication).
     pub apns: super::apns::ApnsConfig,
+    /// An HTTP proxy every request to push services goes through (Web Push endpoints, FCM,
+    /// APNs): `http://host:port` or `https://…`, `user:password@` for basic auth. None:
+    /// straight out. Proxies named by the environment (`HTTPS_PROXY`) are not used.
+    pub proxy: Option<String>,
 }
 
 impl Default for PushConfig {
@@ -77,8 +81,37 @@ impl Default for PushConfig {
             max_ack_pending: 20_000,
             fcm: super::fcm::FcmConfig::default(),
             apns: super::apns::ApnsConfig::default(),
+            proxy: None,
         }
     }
+}
+
+/// What is wrong with `[push] proxy`, if anything.
+fn proxy_problem(proxy: &str) -> Option<String> {
+    let url = match reqwest::Url::parse(proxy) {
+        Ok(url) => url,
+        // Not echoed: it may hold a password.
+        Err(e) => return Some(format!("push.proxy is not a URL ({e})")),
+    };
+    let ok = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && matches!(url.path(), "" | "/")
+        && url.query().is_none();
+    (!ok).then(|| {
+        format!(
+            "push.proxy must be an http:// or https:// proxy address (scheme, host, port): {}",
+            redact(&url)
+        )
+    })
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
 }
 
 impl PushConfig {
@@ -136,6 +169,9 @@ impl PushConfig {
             (1..=1_000_000).contains(&self.max_ack_pending),
             "max_ack_pending must be between 1 and 1000000",
         );
+        if let Some(proxy) = &self.proxy {
+            out.extend(proxy_problem(proxy));
+        }
         self.fcm.problems(&mut out);
         self.apns.problems(&mut out);
         out
@@ -180,5 +216,35 @@ mod tests {
             ..PushConfig::default()
         };
         assert_eq!(bad.problems().len(), 1);
+    }
+
+    /// A proxy is an http(s) address with a host and nothing after it; the message never
+    /// shows its password.
+    #[test]
+    fn the_proxy_must_be_a_proxy_address() {
+        let with = |proxy: &str| PushConfig {
+            proxy: Some(proxy.into()),
+            ..PushConfig::default()
+        };
+        for good in [
+            "http://proxy.internal:3128",
+            "https://10.0.0.5:8443/",
+            "http://user:secret@proxy:3128",
+        ] {
+            assert!(with(good).problems().is_empty(), "{good}");
+        }
+        for bad in [
+            "proxy:3128",
+            "socks5://proxy:1080",
+            "http://proxy:3128/path",
+            "http://proxy:3128/?q=1",
+            "http://user:secret@proxy:3128/x",
+            "not a url",
+        ] {
+            let problems = with(bad).problems();
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(problems[0].starts_with("push.proxy"), "{problems:?}");
+            assert!(!problems[0].contains("secret"), "{problems:?}");
+        }
     }
 }

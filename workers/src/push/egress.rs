@@ -6,6 +6,13 @@
 //! rebinding) gets no further: only public addresses are ever connected to.
 //!
 //! FCM and APNs have their own clients: their base URLs are the operator's settings.
+//!
+//! Behind an egress proxy (`[push] proxy`, [`route`]) every client goes through it and the
+//! proxy resolves the push hosts itself. Then the Web Push client checks an endpoint's name
+//! before each push instead ([`PublicOnly::vet`]: every address it resolves to must be
+//! public), and the proxy is relied on to refuse internal destinations, as egress proxies
+//! are set up to. Proxies named by the environment (`HTTPS_PROXY`, `ALL_PROXY`) are never
+//! used: one would take the Web Push requests past the resolver above unnoticed.
 
 use std::net::SocketAddr;
 
@@ -27,14 +34,65 @@ pub struct PublicOnly {
     pub allow_loopback: bool,
 }
 
+/// A Web Push host that resolved to an internal address (checked before a proxied push).
+#[derive(Debug, thiserror::Error)]
+pub enum Vetted {
+    #[error("push endpoint host {host:?} resolves to an internal address ({addr})")]
+    Internal {
+        host: String,
+        addr: std::net::IpAddr,
+    },
+    #[error("resolving push endpoint host {host:?}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the notifier's clients send: through `proxy` (`[push] proxy`: `http://` or
+/// `https://`, credentials in the URL for basic auth) when set, else directly; never
+/// through a proxy named by the environment.
+pub fn route(
+    builder: reqwest::ClientBuilder,
+    proxy: Option<&str>,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    Ok(match proxy {
+        Some(url) => builder.proxy(reqwest::Proxy::all(url)?),
+        None => builder.no_proxy(),
+    })
+}
+
 impl PublicOnly {
+    /// Before a push through a proxy: `host` must resolve, and only to addresses that may
+    /// be connected to (the proxy may pick any of them, so one internal address refuses
+    /// the name).
+    pub async fn vet(&self, host: &str) -> Result<(), Vetted> {
+        let found = tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(|source| Vetted::Resolve {
+                host: host.to_owned(),
+                source,
+            })?;
+        for a in found {
+            if !self.allows(a.ip()) {
+                return Err(Vetted::Internal {
+                    host: host.to_owned(),
+                    addr: a.ip(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn allows(&self, ip: std::net::IpAddr) -> bool {
+        is_public(ip) || (self.allow_loopback && ip.is_loopback())
+    }
+
     /// The addresses of `found` that may be connected to, or why none may.
     fn keep(&self, host: &str, found: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, InternalOnly> {
         let total = found.len();
-        let kept: Vec<SocketAddr> = found
-            .into_iter()
-            .filter(|a| is_public(a.ip()) || (self.allow_loopback && a.ip().is_loopback()))
-            .collect();
+        let kept: Vec<SocketAddr> = found.into_iter().filter(|a| self.allows(a.ip())).collect();
         if kept.is_empty() {
             return Err(InternalOnly {
                 host: host.to_owned(),
@@ -112,6 +170,29 @@ mod tests {
         );
     }
 
+    /// Before a proxied push: a name resolving to loopback is refused unless loopback is
+    /// allowed, a public IP literal passes.
+    #[tokio::test]
+    async fn vetting_refuses_a_name_with_an_internal_address() {
+        let strict = PublicOnly {
+            allow_loopback: false,
+        };
+        let err = strict.vet("localhost").await.unwrap_err();
+        assert!(
+            matches!(&err, Vetted::Internal { addr, .. } if addr.is_loopback()),
+            "{err}"
+        );
+        assert!(strict.vet("127.0.0.1").await.is_err());
+        strict.vet("93.184.216.34").await.unwrap();
+        strict.vet("2606:4700::1").await.unwrap();
+        PublicOnly {
+            allow_loopback: true,
+        }
+        .vet("localhost")
+        .await
+        .unwrap();
+    }
+
     /// Through the real client: a name that resolves to loopback (`localhost`) is never
     /// connected to, and is when loopback is allowed (so the refusal is the resolver's).
     #[tokio::test]
@@ -123,7 +204,7 @@ mod tests {
         );
         let timeout = std::time::Duration::from_secs(5);
 
-        let strict = crate::push::webpush::client(timeout, false).unwrap();
+        let strict = crate::push::webpush::client(timeout, false, None).unwrap();
         let err = strict.post(&url).send().await.unwrap_err();
         let chain = chatmesh_protocol::error::Chain(&err).to_string();
         assert!(chain.contains("only to internal addresses"), "{chain}");
@@ -131,7 +212,7 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
         assert!(accepted.is_err(), "the refused name was connected to");
 
-        let tests = crate::push::webpush::client(timeout, true).unwrap();
+        let tests = crate::push::webpush::client(timeout, true, None).unwrap();
         let send = tokio::spawn(async move { tests.post(&url).send().await });
         let (conn, _) = tokio::time::timeout(timeout, listener.accept())
             .await

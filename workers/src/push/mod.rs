@@ -67,7 +67,7 @@ pub struct Push {
 #[derive(Debug)]
 struct Providers {
     /// Web Push: to users' endpoints, public addresses only.
-    web_http: reqwest::Client,
+    web: webpush::WebPush,
     fcm: Option<fcm::Fcm>,
     apns: Option<apns::Apns>,
 }
@@ -75,27 +75,45 @@ struct Providers {
 impl Providers {
     fn open(cfg: &PushConfig) -> Result<Self, StartError> {
         let timeout = Duration::from_millis(cfg.request_timeout_ms);
-        let web_http =
-            webpush::client(timeout, cfg.allow_http_loopback).map_err(StartError::Http)?;
+        let ttl = Duration::from_secs(cfg.ttl_secs);
+        let proxy = cfg.proxy.as_deref();
+        if proxy.is_none() {
+            warn_unused_proxy_env();
+        }
+        let web = webpush::WebPush::open(timeout, ttl, cfg.allow_http_loopback, proxy)
+            .map_err(StartError::Http)?;
         let fcm = match &cfg.fcm.credentials_file {
             Some(path) => Some(fcm::Fcm::open(
-                webpush::operator_client(timeout).map_err(StartError::Http)?,
+                webpush::operator_client(timeout, proxy).map_err(StartError::Http)?,
                 path,
                 &cfg.fcm.base_url,
                 cfg.fcm.token_url.as_deref(),
             )?),
             None => None,
         };
-        let ttl = Duration::from_secs(cfg.ttl_secs);
         let apns = match cfg.apns.key_file {
-            Some(_) => Some(apns::Apns::open(&cfg.apns, timeout, ttl)?),
+            Some(_) => Some(apns::Apns::open(&cfg.apns, timeout, ttl, proxy)?),
             None => None,
         };
-        Ok(Self {
-            web_http,
-            fcm,
-            apns,
-        })
+        Ok(Self { web, fcm, apns })
+    }
+}
+
+/// Says so when the environment names a proxy that the notifier does not use (see
+/// [`egress`]: `[push] proxy` is the one it uses).
+fn warn_unused_proxy_env() {
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            tracing::warn!(var, "the push notifier ignores proxies named by the environment; set [push] proxy to send pushes through one");
+            return;
+        }
     }
 }
 
@@ -165,16 +183,11 @@ pub fn spawn_notifier(
         vapid,
         providers,
     } = push;
-    let Providers {
-        web_http,
-        fcm,
-        apns,
-    } = match providers {
+    let Providers { web, fcm, apns } = match providers {
         Some(p) => p,
         None => Providers::open(&cfg)?,
     };
     let ttl = Duration::from_secs(cfg.ttl_secs);
-    let web = webpush::WebPush::new(web_http, ttl);
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),
         presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK).into(),

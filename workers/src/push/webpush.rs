@@ -51,21 +51,36 @@ pub enum BuildError {
 pub struct WebPush {
     http: reqwest::Client,
     ttl: Duration,
+    /// Set when pushes go through a proxy: each endpoint's name is checked first.
+    vet: Option<super::egress::PublicOnly>,
 }
 
 /// The Web Push client: each request bounded by `timeout`, redirects never followed, and
 /// only public addresses connected to ([`super::egress`]; loopback too when
-/// `allow_loopback`, for tests' local receivers).
-pub fn client(timeout: Duration, allow_loopback: bool) -> Result<reqwest::Client, reqwest::Error> {
-    builder(timeout)
-        .dns_resolver(super::egress::PublicOnly { allow_loopback })
-        .build()
+/// `allow_loopback`, for tests' local receivers). Through `proxy` when set: then the proxy
+/// resolves the endpoints' names, and [`WebPush`] vets them before each push.
+pub fn client(
+    timeout: Duration,
+    allow_loopback: bool,
+    proxy: Option<&str>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = super::egress::route(builder(timeout), proxy)?;
+    match proxy {
+        // Only the proxy's own name is resolved here: the operator's, wherever it is.
+        Some(_) => builder.build(),
+        None => builder
+            .dns_resolver(super::egress::PublicOnly { allow_loopback })
+            .build(),
+    }
 }
 
 /// The client of the operator's push services (FCM): as [`client`], but to wherever the
 /// operator's settings point.
-pub fn operator_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    builder(timeout).build()
+pub fn operator_client(
+    timeout: Duration,
+    proxy: Option<&str>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    super::egress::route(builder(timeout), proxy)?.build()
 }
 
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
@@ -77,8 +92,19 @@ fn builder(timeout: Duration) -> reqwest::ClientBuilder {
 }
 
 impl WebPush {
-    pub fn new(http: reqwest::Client, ttl: Duration) -> Self {
-        Self { http, ttl }
+    /// Pushes that the services keep `ttl`, each request bounded by `timeout`, through
+    /// `proxy` when set (loopback endpoints allowed with `allow_loopback`: tests).
+    pub fn open(
+        timeout: Duration,
+        ttl: Duration,
+        allow_loopback: bool,
+        proxy: Option<&str>,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            http: client(timeout, allow_loopback, proxy)?,
+            ttl,
+            vet: proxy.map(|_| super::egress::PublicOnly { allow_loopback }),
+        })
     }
 
     /// One attempt to push `payload` to the subscription at `endpoint`.
@@ -91,9 +117,19 @@ impl WebPush {
     ) -> Result<Outcome, BuildError> {
         let (ua_public, auth) =
             subscription_keys(keys).map_err(|e| BuildError::Subscription(e.to_string()))?;
-        let uri = endpoint
+        let uri: http::Uri = endpoint
             .parse()
             .map_err(|e: http::uri::InvalidUri| BuildError::Subscription(e.to_string()))?;
+        if let (Some(vet), Some(host)) = (&self.vet, uri.host()) {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if let Err(e) = vet.vet(host).await {
+                tracing::debug!(error = %chatmesh_protocol::error::Chain(&e), "push endpoint refused before the proxy");
+                return Ok(Outcome::Retry {
+                    status: None,
+                    retry_after: None,
+                });
+            }
+        }
         let mut req = WebPushBuilder::new(uri, ua_public, auth)
             .with_valid_duration(self.ttl)
             .build(payload.to_vec())

@@ -110,8 +110,14 @@ pub struct Apns {
 
 impl Apns {
     /// Reads the key of `cfg` (whose `key_file` is set); pushes expire `ttl` after they
-    /// are sent and each request is bounded by `timeout`.
-    pub fn open(cfg: &ApnsConfig, timeout: Duration, ttl: Duration) -> Result<Self, ApnsError> {
+    /// are sent and each request is bounded by `timeout`; through `proxy` when set (an
+    /// HTTP CONNECT tunnel carries the TLS connection).
+    pub fn open(
+        cfg: &ApnsConfig,
+        timeout: Duration,
+        ttl: Duration,
+        proxy: Option<&str>,
+    ) -> Result<Self, ApnsError> {
         let (Some(path), Some(key_id), Some(team_id)) = (&cfg.key_file, &cfg.key_id, &cfg.team_id)
         else {
             return Err(ApnsError::Identity);
@@ -126,7 +132,9 @@ impl Apns {
         })?;
         let extra_roots = extra_roots(cfg)?;
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let builder = crate::push::egress::route(reqwest::Client::builder(), proxy)
+            .map_err(ApnsError::Client)?;
+        let http = builder
             .tls_certs_merge(extra_roots)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
