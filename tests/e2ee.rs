@@ -240,6 +240,60 @@ async fn an_e2ee_room_relays_mls_and_orders_commits_one_epoch_at_a_time() -> Res
     Ok(())
 }
 
+/// A welcome is taken only from the member whose commit started the welcome's epoch: a
+/// room member who built a group of their own under the room's id (with a KeyPackage it
+/// claimed) cannot draw a new member into it first. The commit may be the room's latest or
+/// an earlier one (a member may commit between a commit's ack and its welcome); a welcome
+/// for an epoch no commit started is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_welcome_is_taken_only_from_the_sender_of_its_commit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let mal = api.user("mal").await?;
+    api.room(&ann, "sec", "e2ee").await?;
+    add(&api, &ann, "sec", "mal").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let mut m = Client::login(&mesh.ws_url(), &mal).await?;
+    a.join("sec").await?;
+    m.join("sec").await?;
+    let welcome = |epoch: u64| mls(MlsKind::Welcome, epoch, b"w");
+
+    // ann's commit starts epoch 1: mal's welcome to it is refused, ann's is taken.
+    acked(
+        &a.request_json(send_mls("sec", "c0", mls(MlsKind::Commit, 0, b"k0")))
+            .await?,
+    );
+    let f = m.request_json(send_mls("sec", "mw1", welcome(1))).await?;
+    let (code, msg) = refusal(&f);
+    assert_eq!(code, ErrorCode::Forbidden, "{msg}");
+    assert!(msg.contains("whose commit started it"), "{msg}");
+    acked(&a.request_json(send_mls("sec", "aw1", welcome(1))).await?);
+
+    // mal's commit starts epoch 2. ann's welcome to epoch 1 still goes (its commit is
+    // found before the latest); to epoch 2 only mal's.
+    acked(
+        &m.request_json(send_mls("sec", "c1", mls(MlsKind::Commit, 1, b"k1")))
+            .await?,
+    );
+    acked(&m.request_json(send_mls("sec", "mw2", welcome(2))).await?);
+    acked(&a.request_json(send_mls("sec", "aw1b", welcome(1))).await?);
+    let f = a.request_json(send_mls("sec", "aw2", welcome(2))).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::Forbidden);
+    let f = m.request_json(send_mls("sec", "mw1b", welcome(1))).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::Forbidden);
+
+    // No commit starts epoch 0, and none has started epoch 3 (after the wait for one).
+    let f = a.request_json(send_mls("sec", "w0", welcome(0))).await?;
+    assert_eq!(refusal(&f).0, ErrorCode::Conflict);
+    let f = m.request_json(send_mls("sec", "w3", welcome(3))).await?;
+    let (code, msg) = refusal(&f);
+    assert_eq!(code, ErrorCode::Conflict);
+    assert!(msg.contains("future epoch"), "{msg}");
+    mesh.stop().await
+}
+
 /// A message of an e2ee room is deleted like any other (by its author, a room admin or the
 /// owner: a moderator can take down a ciphertext it cannot read), with a plain `delete_of`
 /// that carries no `mls`; the tombstone keeps no ciphertext in history, the store or the

@@ -17,6 +17,9 @@ pub const CHANGES_VOID: &str = "chatmesh_worker_changes_void_total";
 /// Commits of checked e2ee rooms refused before ordering, label `why` (`malformed`,
 /// `private`, `refused`; `proposal` for a standalone proposal).
 pub const MLS_COMMITS_REFUSED: &str = "chatmesh_worker_mls_commits_refused_total";
+/// Welcomes of e2ee rooms refused, label `why` (`sender`: not from the member whose commit
+/// started its epoch; `no_commit`: no such commit found).
+pub const MLS_WELCOMES_REFUSED: &str = "chatmesh_worker_mls_welcomes_refused_total";
 /// Rooms whose MLS group record was dropped because it could not follow the room: their
 /// commits are no longer checked.
 pub const MLS_GROUPS_UNTRACKED: &str = "chatmesh_worker_mls_groups_untracked_total";
@@ -97,6 +100,10 @@ pub fn describe() {
     describe_counter!(
         MLS_COMMITS_REFUSED,
         "commits of checked e2ee rooms refused before ordering (no member could have made them)"
+    );
+    describe_counter!(
+        MLS_WELCOMES_REFUSED,
+        "welcomes of e2ee rooms refused (not from the sender of the commit that started their epoch)"
     );
     describe_counter!(
         MLS_GROUPS_UNTRACKED,

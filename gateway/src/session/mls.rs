@@ -15,11 +15,13 @@
 //!
 //! The first half carries the commit: in a room whose group the server tracks (docs/E2EE.md,
 //! "Checked commits") the worker refuses one that no member of the group could have made.
+//! A welcome waits the same way for its commit's epoch, and the worker refuses it unless
+//! its sender sent the commit that started that epoch.
 
 use std::time::Duration;
 
 use chatmesh_protocol::backoff::Backoff;
-use chatmesh_protocol::e2ee::{commit_msg_id, Mls, MlsKind, RoomEpochRequest};
+use chatmesh_protocol::e2ee::{commit_msg_id, Mls, MlsKind, RoomEpoch, RoomEpochRequest};
 use chatmesh_protocol::message::Payload;
 use chatmesh_protocol::service::{RoomEpochGet, RoomKind};
 use chatmesh_protocol::ApiError;
@@ -67,11 +69,11 @@ pub(super) async fn check(
     id: &str,
     mls: &Mls,
 ) -> Result<Commit, ApiError> {
-    if !matches!(mls.kind, MlsKind::Commit | MlsKind::Proposal) {
+    if mls.kind == MlsKind::App {
         return Ok(Commit::No);
     }
     // The worker checks the commit against the room's group when it tracks it (and refuses
-    // a standalone proposal there).
+    // a standalone proposal there), and a welcome's sender against its commit's.
     let req = RoomEpochRequest {
         room: room.to_owned(),
         user: user.to_owned(),
@@ -81,24 +83,17 @@ pub(super) async fn check(
         state.services.ask::<RoomEpochGet>(room, &req).await?;
         return Ok(Commit::No);
     }
-    // A commit made right after the one that started its epoch may get here before the
-    // worker stored that one: wait for the worker a little before calling it early.
-    // The worker checks the commit only at its epoch, so the polls while it catches up
-    // leave the commit (up to 60 KiB inline) out and the one that finds the epoch there
-    // is followed by a check with it.
-    let give_up = Instant::now() + FUTURE_WAIT;
-    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
-    let mut stored = state.services.ask::<RoomEpochGet>(room, &req).await?;
-    let poll = RoomEpochRequest {
-        commit: None,
-        ..req.clone()
-    };
-    while mls.epoch > stored.epoch && Instant::now() < give_up {
-        tokio::time::sleep(backoff.next_delay()).await;
-        stored = state.services.ask::<RoomEpochGet>(room, &poll).await?;
-        if mls.epoch == stored.epoch {
-            stored = state.services.ask::<RoomEpochGet>(room, &req).await?;
+    let stored = caught_up(state, room, &req).await?;
+    if mls.kind == MlsKind::Welcome {
+        if mls.epoch > stored.epoch {
+            metrics::counter!("chatmesh_mls_welcomes_refused_total", "why" => "future")
+                .increment(1);
+            return Err(ApiError::conflict(format!(
+                "future epoch: the room is at epoch {}, the welcome's commit is not stored yet",
+                stored.epoch
+            )));
         }
+        return Ok(Commit::No);
     }
     if let Some(c) = &stored.commit {
         if mls.epoch.checked_add(1) == Some(stored.epoch) && c.from == user && c.id == id {
@@ -125,6 +120,36 @@ pub(super) async fn check(
         msg_id: commit_msg_id(room, epoch),
         epoch,
     })
+}
+
+/// The room's epoch as its worker has stored it, after waiting up to [`FUTURE_WAIT`] for it to
+/// reach `req`'s (a member commits, or welcomes, as soon as its commit is acked, which may
+/// be before the worker stored it). The worker checked `req`'s message once the epoch was
+/// at or past the message's: the polls while it catches up leave the message (up to 60 KiB
+/// inline) out, and the one that finds the epoch there is followed by an ask with it.
+async fn caught_up(
+    state: &AppState,
+    room: &str,
+    req: &RoomEpochRequest,
+) -> Result<RoomEpoch, ApiError> {
+    let Some(epoch) = req.commit.as_ref().map(|m| m.epoch) else {
+        return state.services.ask::<RoomEpochGet>(room, req).await;
+    };
+    let give_up = Instant::now() + FUTURE_WAIT;
+    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
+    let mut stored = state.services.ask::<RoomEpochGet>(room, req).await?;
+    let poll = RoomEpochRequest {
+        commit: None,
+        ..req.clone()
+    };
+    while epoch > stored.epoch && Instant::now() < give_up {
+        tokio::time::sleep(backoff.next_delay()).await;
+        stored = state.services.ask::<RoomEpochGet>(room, &poll).await?;
+        if epoch <= stored.epoch {
+            stored = state.services.ask::<RoomEpochGet>(room, req).await?;
+        }
+    }
+    Ok(stored)
 }
 
 /// A commit JetStream answered as a duplicate: the sender's own resend (the stored commit

@@ -1,6 +1,7 @@
 //! Messages, room stats and the per-partition checkpoints of the store writers. Only the
 //! store writer puts these; everyone reads them.
 
+use chatmesh_protocol::e2ee::MlsKind;
 use chatmesh_protocol::message::Message;
 
 use super::records::{self, RoomStats, StoredMessage};
@@ -135,6 +136,52 @@ impl Model {
                 break;
             };
             end = last.clone();
+            left -= want;
+        }
+        Ok(None)
+    }
+
+    /// The sender of the commit that started `epoch` (the one not void among those labelled
+    /// `epoch - 1`), if it is among the `max` messages stored before seq `before`, read
+    /// newest first a page at a time (only a value that names a commit is decoded).
+    pub async fn commit_starting(
+        &self,
+        room: &str,
+        epoch: u64,
+        before: u64,
+        max: usize,
+    ) -> Result<Option<String>, StoreError> {
+        const PAGE: usize = 100;
+        let (Some(label), Some(newest)) = (epoch.checked_sub(1), before.checked_sub(1)) else {
+            return Ok(None);
+        };
+        let needle = b"\"kind\":\"commit\"";
+        // Keys run newest first: seqs below `before` are [key(before - 1), all.end).
+        let mut start = keys::message(room, newest);
+        let end = keys::messages_of(room).end;
+        let mut left = max;
+        while left > 0 {
+            let want = left.min(PAGE);
+            let pairs = self
+                .store
+                .scan(start.clone()..end.clone(), Direction::Forward, want)
+                .await?;
+            for (k, v) in &pairs {
+                if !v.windows(needle.len()).any(|w| w == needle) {
+                    continue;
+                }
+                let m: StoredMessage = records::decode(k, v)?;
+                if let Some(mls) = m.mls.as_ref().filter(|_| !m.void) {
+                    if mls.kind == MlsKind::Commit && mls.epoch == label {
+                        return Ok(Some(m.from));
+                    }
+                }
+            }
+            let Some((last, _)) = pairs.last().filter(|_| pairs.len() == want) else {
+                break;
+            };
+            start = last.clone();
+            start.push(0);
             left -= want;
         }
         Ok(None)

@@ -270,7 +270,11 @@ impl Service {
         let stats = self.caches().stats(self.model(), &req.room).await?;
         match &req.commit {
             Some(m) if m.kind == MlsKind::Proposal => self.check_proposal(&req.room).await?,
-            Some(commit) if commit.epoch == stats.epoch => {
+            Some(m) if m.kind == MlsKind::Welcome && m.epoch <= stats.epoch => {
+                self.check_welcome(&req.room, &req.user, &stats, m.epoch)
+                    .await?;
+            }
+            Some(commit) if commit.kind == MlsKind::Commit && commit.epoch == stats.epoch => {
                 self.check_commit(&req.room, &req.user, &stats, commit)
                     .await?;
             }

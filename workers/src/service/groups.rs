@@ -11,6 +11,9 @@
 //! the commit that started the room's epoch (`RoomStats::commit`). A record that cannot be
 //! caught up (damaged, the commit trimmed away) is dropped, logged and counted: the room
 //! goes back to unchecked ordering rather than refusing every commit.
+//!
+//! Welcomes are checked in every `e2ee` room, tracked or not: only the sender of the commit
+//! that started a welcome's epoch may send it (`check_welcome`).
 
 use chatmesh_protocol::e2ee::{decode, GroupPutRequest, Mls, RoomGroup};
 use chatmesh_protocol::service::{RoomKind, RoomUserRequest};
@@ -25,6 +28,9 @@ use crate::store::WriteBatch;
 
 /// Lock kind of a room's group record.
 const LOCK_GROUP: u8 = b'g';
+
+/// How many messages before the room's latest commit a welcome's commit is looked for.
+const MAX_WELCOME_LOOKBACK: usize = 1_000;
 
 /// Largest commit read from a file of the room (as the SDK sends one: 8 MiB).
 const MAX_COMMIT_FILE_BYTES: u64 = 8 * 1024 * 1024;
@@ -129,6 +135,48 @@ impl Service {
         Err(ApiError::bad_request(
             "commits in this room carry their proposals inline: a proposal alone is refused",
         ))
+    }
+
+    /// A welcome starts its new members in the epoch a commit started, and only that
+    /// commit's sender holds the group state to make it: a welcome for `epoch` from anyone
+    /// else (a member who built a group of their own under the room's id with a claimed
+    /// KeyPackage, say) is refused before it can draw a new member into it. The commit is
+    /// the room's latest, or one of the [`MAX_WELCOME_LOOKBACK`] messages before it (a
+    /// member may commit again between the commit's ack and its welcome).
+    pub(super) async fn check_welcome(
+        &self,
+        room: &str,
+        user: &str,
+        stats: &RoomStats,
+        epoch: u64,
+    ) -> Result<(), ApiError> {
+        let from = match (epoch, stats.commit) {
+            (0, _) | (_, 0) => None,
+            (e, seq) if e == stats.epoch => self.model().message(room, seq).await?.map(|m| m.from),
+            (e, seq) => {
+                self.model()
+                    .commit_starting(room, e, seq, MAX_WELCOME_LOOKBACK)
+                    .await?
+            }
+        };
+        let refuse = |why: &'static str| {
+            metrics::counter!(m::MLS_WELCOMES_REFUSED, "why" => why).increment(1);
+        };
+        match from {
+            Some(from) if from == user => Ok(()),
+            Some(_) => {
+                refuse("sender");
+                Err(ApiError::forbidden(format!(
+                    "a welcome to epoch {epoch} is sent by the member whose commit started it"
+                )))
+            }
+            None => {
+                refuse("no_commit");
+                Err(ApiError::conflict(format!(
+                    "no commit that started epoch {epoch} among the room's recent messages"
+                )))
+            }
+        }
     }
 
     /// The room's group record, caught up to the room's epoch; `None` when the room's
