@@ -294,6 +294,57 @@ async fn a_welcome_is_taken_only_from_the_sender_of_its_commit() -> Result<()> {
     mesh.stop().await
 }
 
+/// The group's own messages (commits, proposals, welcomes) cost the worker a check each (a
+/// commit's file of up to 8 MiB read and parsed, a welcome's commit looked for), so each
+/// counts against the sender's request budget: past it they are answered `rate_limited`
+/// before any worker is asked, while application messages go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_messages_count_against_the_request_budget() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.api_per_user_per_minute = 1;
+    config.gateway.api_user_burst = 4;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "sec", "e2ee").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("sec").await?;
+    // Checked (no commit starts epoch 0: conflict) until the budget of four, which the
+    // room's creation and the join drew on too, is spent.
+    let mut codes = Vec::new();
+    for i in 0..6 {
+        let f = a
+            .request_json(send_mls(
+                "sec",
+                &format!("w{i}"),
+                mls(MlsKind::Welcome, 0, b"w"),
+            ))
+            .await?;
+        codes.push(refusal(&f).0);
+    }
+    let checked = codes
+        .iter()
+        .take_while(|c| **c == ErrorCode::Conflict)
+        .count();
+    assert!((1..4).contains(&checked), "{codes:?}");
+    assert!(
+        codes[checked..]
+            .iter()
+            .all(|c| *c == ErrorCode::RateLimited),
+        "{codes:?}"
+    );
+    let f = a
+        .request_json(send_mls("sec", "c", mls(MlsKind::Commit, 0, b"k")))
+        .await?;
+    assert_eq!(refusal(&f).0, ErrorCode::RateLimited);
+    acked(
+        &a.request_json(send_mls("sec", "m", mls(MlsKind::App, 0, b"c")))
+            .await?,
+    );
+    mesh.stop().await
+}
+
 /// A message of an e2ee room is deleted like any other (by its author, a room admin or the
 /// owner: a moderator can take down a ciphertext it cannot read), with a plain `delete_of`
 /// that carries no `mls`; the tombstone keeps no ciphertext in history, the store or the

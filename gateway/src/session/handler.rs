@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chatmesh_protocol::e2ee::MlsKind;
 use chatmesh_protocol::frames::{
     error_frame, parse_client_frame, peek_ref, ClientFrame, Ref, ServerFrame,
 };
@@ -229,16 +230,23 @@ impl Session {
     /// strike towards 4008, as over HTTP it is only a 429: a client resuming hundreds of
     /// rooms on several devices may run into it and must not be closed for it.
     async fn api_budget(&mut self, r#ref: &Ref) -> bool {
-        let Err(refused) = self.state.throttle.api_allowed(self.user()).await else {
+        let Err(e) = self.charge_api().await else {
             return true;
         };
-        let wait = refused.retry_after.as_millis().max(1);
-        let e = ApiError::new(
-            ErrorCode::RateLimited,
-            format!("over your request rate: retry in {wait} ms"),
-        );
         self.error(r#ref, &e).await;
         false
+    }
+
+    /// Counts one request against the user's API budget: `rate_limited` when it is spent.
+    async fn charge_api(&self) -> Result<(), ApiError> {
+        let Err(refused) = self.state.throttle.api_allowed(self.user()).await else {
+            return Ok(());
+        };
+        let wait = refused.retry_after.as_millis().max(1);
+        Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!("over your request rate: retry in {wait} ms"),
+        ))
     }
 
     pub async fn on_text(&mut self, text: &[u8]) {
@@ -585,7 +593,15 @@ impl Session {
             payload.delete_of.is_some(),
         )?;
         let commit = match &payload.mls {
-            Some(m) => mls::check(&self.state, &room, &user, &payload.id, m).await?,
+            Some(m) => {
+                if m.kind != MlsKind::App {
+                    // A worker checks it (a commit against the room's group, read from a
+                    // file of up to 8 MiB; a welcome's commit looked for): the user's
+                    // request budget, as a history read.
+                    self.charge_api().await?;
+                }
+                mls::check(&self.state, &room, &user, &payload.id, m).await?
+            }
             None => Commit::No,
         };
         if let Commit::Stored { seq, ts } = commit {
