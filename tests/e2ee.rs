@@ -296,22 +296,48 @@ async fn a_welcome_is_taken_only_from_the_sender_of_its_commit() -> Result<()> {
 
 /// The group's own messages (commits, proposals, welcomes) cost the worker a check each (a
 /// commit's file of up to 8 MiB read and parsed, a welcome's commit looked for), so each
-/// counts against the sender's request budget: past it they are answered `rate_limited`
-/// before any worker is asked, while application messages go on.
+/// counts against the sender's request budget and against a narrower one of their own
+/// (`mls_check_burst`): past either they are answered `rate_limited` before any worker is
+/// asked, while application messages go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_messages_count_against_the_request_budget() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    // The request budget of four, which the room's creation and the join draw on too.
     let mut config = fast_config();
     config.gateway.api_per_user_per_minute = 1;
     config.gateway.api_user_burst = 4;
+    let (codes, message) = spend_handshakes(config).await?;
+    let checked = codes
+        .iter()
+        .take_while(|c| **c == ErrorCode::Conflict)
+        .count();
+    assert!((1..4).contains(&checked), "{codes:?}");
+    assert!(message.contains("over your request rate"), "{message}");
+    // Their own budget of three, the request budget left as it is.
+    let mut config = fast_config();
+    config.gateway.mls_checks_per_minute = 1;
+    config.gateway.mls_check_burst = 3;
+    let (codes, message) = spend_handshakes(config).await?;
+    let checked = codes
+        .iter()
+        .take_while(|c| **c == ErrorCode::Conflict)
+        .count();
+    assert_eq!(checked, 3, "{codes:?}");
+    assert!(message.contains("too many commits"), "{message}");
+    Ok(())
+}
+
+/// Sends six welcomes that a worker refuses (no commit starts epoch 0), then a commit, then
+/// an application message, to a new e2ee room on a mesh with `config`: the welcomes'
+/// answers (checked ones `conflict` until a budget is spent, `rate_limited` after) and the
+/// refusal of the commit, which must be `rate_limited`; the application message is acked.
+async fn spend_handshakes(config: chatmesh::Config) -> Result<(Vec<ErrorCode>, String)> {
+    let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), config).await?;
     let api = Api::new(&mesh);
     let ann = api.user("ann").await?;
     api.room(&ann, "sec", "e2ee").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     a.join("sec").await?;
-    // Checked (no commit starts epoch 0: conflict) until the budget of four, which the
-    // room's creation and the join drew on too, is spent.
     let mut codes = Vec::new();
     for i in 0..6 {
         let f = a
@@ -327,7 +353,6 @@ async fn handshake_messages_count_against_the_request_budget() -> Result<()> {
         .iter()
         .take_while(|c| **c == ErrorCode::Conflict)
         .count();
-    assert!((1..4).contains(&checked), "{codes:?}");
     assert!(
         codes[checked..]
             .iter()
@@ -337,12 +362,14 @@ async fn handshake_messages_count_against_the_request_budget() -> Result<()> {
     let f = a
         .request_json(send_mls("sec", "c", mls(MlsKind::Commit, 0, b"k")))
         .await?;
-    assert_eq!(refusal(&f).0, ErrorCode::RateLimited);
+    let (code, message) = refusal(&f);
+    assert_eq!(code, ErrorCode::RateLimited, "{message}");
     acked(
         &a.request_json(send_mls("sec", "m", mls(MlsKind::App, 0, b"c")))
             .await?,
     );
-    mesh.stop().await
+    mesh.stop().await?;
+    Ok((codes, message))
 }
 
 /// A message of an e2ee room is deleted like any other (by its author, a room admin or the

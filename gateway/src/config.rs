@@ -129,6 +129,12 @@ pub struct GatewayConfig {
     /// Late resends a user may have checked at once before that rate applies (an outbox
     /// written again after a long disconnect).
     pub resend_check_burst: u32,
+    /// Commits, proposals and welcomes of e2ee rooms a user may send per minute (token
+    /// bucket): a worker checks each (a commit against the room's group, read from a file of
+    /// up to 8 MiB). Groups commit on membership changes and key updates, not per message.
+    pub mls_checks_per_minute: u32,
+    /// Commits, proposals and welcomes a user may send at once before that rate applies.
+    pub mls_check_burst: u32,
     /// KeyPackages a user may claim per minute (`POST /v1/e2ee/users/{user}/claim`, token
     /// bucket), so no one drains another user's packages down to the last-resort one.
     pub key_claims_per_minute: u32,
@@ -236,6 +242,8 @@ impl Default for GatewayConfig {
             search_burst: 20,
             resend_checks_per_minute: 60,
             resend_check_burst: 100,
+            mls_checks_per_minute: 60,
+            mls_check_burst: 100,
             key_claims_per_minute: 60,
             key_claim_burst: 200,
             key_claims_per_target_per_hour: 20,
@@ -428,6 +436,8 @@ impl GatewayConfig {
             ("search_burst", self.search_burst),
             ("resend_checks_per_minute", self.resend_checks_per_minute),
             ("resend_check_burst", self.resend_check_burst),
+            ("mls_checks_per_minute", self.mls_checks_per_minute),
+            ("mls_check_burst", self.mls_check_burst),
             ("key_claims_per_minute", self.key_claims_per_minute),
             ("key_claim_burst", self.key_claim_burst),
             (

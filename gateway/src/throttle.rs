@@ -147,6 +147,8 @@ pub struct Throttle {
     searches: Buckets<Arc<str>>,
     /// Checks of late resends per user.
     resends: Buckets<Arc<str>>,
+    /// Commits, proposals and welcomes per user (a worker checks each).
+    handshakes: Buckets<Arc<str>>,
     claims: Buckets<Arc<str>>,
     /// Claims per (caller, user whose packages are claimed).
     claims_of: Buckets<(Arc<str>, Arc<str>)>,
@@ -189,6 +191,7 @@ impl Throttle {
                 cfg.resend_check_burst,
                 n,
             ),
+            handshakes: Buckets::new(MINUTE, cfg.mls_checks_per_minute, cfg.mls_check_burst, n),
             claims: Buckets::new(MINUTE, cfg.key_claims_per_minute, cfg.key_claim_burst, n),
             claims_of: Buckets::new(
                 HOUR,
@@ -307,6 +310,14 @@ impl Throttle {
             .check(Arc::from(user), true)
             .await
             .map_err(|wait| Throttled::new("resend_check", wait))
+    }
+
+    /// May `user` send an e2ee room's commit, proposal or welcome now? Counts it.
+    pub async fn mls_check_allowed(&self, user: &str) -> Result<(), Throttled> {
+        self.handshakes
+            .check(Arc::from(user), true)
+            .await
+            .map_err(|wait| Throttled::new("mls_check", wait))
     }
 
     /// May `user` search now? Counts it.

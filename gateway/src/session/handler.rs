@@ -597,8 +597,15 @@ impl Session {
                 if m.kind != MlsKind::App {
                     // A worker checks it (a commit against the room's group, read from a
                     // file of up to 8 MiB; a welcome's commit looked for): the user's
-                    // request budget, as a history read.
+                    // request budget, as a history read, and a narrower one of its own.
                     self.charge_api().await?;
+                    if let Err(refused) = self.state.throttle.mls_check_allowed(&user).await {
+                        let wait = refused.retry_after.as_millis().max(1);
+                        return Err(ApiError::new(
+                            ErrorCode::RateLimited,
+                            format!("too many commits, proposals or welcomes: retry in {wait} ms"),
+                        ));
+                    }
                 }
                 mls::check(&self.state, &room, &user, &payload.id, m).await?
             }
