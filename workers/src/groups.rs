@@ -218,6 +218,19 @@ impl Tracked {
         }
     }
 
+    /// The key under which the state `commit` leads to from this one is kept: SHA-256 of
+    /// this state (as saved) and the commit's bytes, so a kept state is only ever adopted by
+    /// the state it was checked on, for that very commit.
+    pub fn next_key(&self, commit: &[u8]) -> [u8; 32] {
+        use sha2::Digest as _;
+        let state = self.save();
+        let mut h = sha2::Sha256::new();
+        h.update((state.len() as u64).to_be_bytes());
+        h.update(&state);
+        h.update(commit);
+        h.finalize().into()
+    }
+
     /// Applies a commit [`Tracked::check`] passed on this very state: the group moves on
     /// one epoch.
     pub fn apply(&mut self, commit: Checked) -> Result<(), GroupError> {

@@ -102,35 +102,84 @@ async fn only_a_commit_for_the_rooms_epoch_moves_it() {
 
 /// ann's group of room `r` at epoch 0, as the SDK hands it over.
 fn ann_group() -> chatmesh_protocol::e2ee::GroupBody {
-    use openmls::prelude::tls_codec::Serialize as _;
-    use openmls::prelude::*;
-    use openmls_basic_credential::SignatureKeyPair;
-    use openmls_rust_crypto::OpenMlsRustCrypto;
+    AnnsGroup::new().body()
+}
 
-    let suite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
-    let provider = OpenMlsRustCrypto::default();
-    let signer = SignatureKeyPair::new(suite.signature_algorithm()).unwrap();
-    let cred = CredentialWithKey {
-        credential: BasicCredential::new(b"ann/laptop".to_vec()).into(),
-        signature_key: signer.public().into(),
-    };
-    let group = MlsGroup::builder()
-        .ciphersuite(suite)
-        .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .with_group_id(GroupId::from_slice(b"r"))
-        .build(&provider, &signer, cred)
-        .unwrap();
-    let info = group
-        .export_group_info(provider.crypto(), &signer, false)
-        .unwrap();
-    chatmesh_protocol::e2ee::GroupBody {
-        group_info: encode(&info.to_bytes().unwrap()),
-        ratchet_tree: encode(
-            &group
-                .export_ratchet_tree()
-                .tls_serialize_detached()
-                .unwrap(),
-        ),
+/// ann's device and its group of room `r` (commits framed as PublicMessages).
+struct AnnsGroup {
+    provider: openmls_rust_crypto::OpenMlsRustCrypto,
+    signer: openmls_basic_credential::SignatureKeyPair,
+    group: openmls::prelude::MlsGroup,
+}
+
+const SUITE: openmls::prelude::Ciphersuite =
+    openmls::prelude::Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+impl AnnsGroup {
+    fn new() -> Self {
+        use openmls::prelude::*;
+        use openmls_basic_credential::SignatureKeyPair;
+
+        let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+        let cred = CredentialWithKey {
+            credential: BasicCredential::new(b"ann/laptop".to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        let group = MlsGroup::builder()
+            .ciphersuite(SUITE)
+            .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .with_group_id(GroupId::from_slice(b"r"))
+            .build(&provider, &signer, cred)
+            .unwrap();
+        Self {
+            provider,
+            signer,
+            group,
+        }
+    }
+
+    /// The group as handed over: GroupInfo and ratchet tree.
+    fn body(&self) -> chatmesh_protocol::e2ee::GroupBody {
+        use openmls::prelude::tls_codec::Serialize as _;
+        use openmls::prelude::*;
+
+        let info = self
+            .group
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .unwrap();
+        chatmesh_protocol::e2ee::GroupBody {
+            group_info: encode(&info.to_bytes().unwrap()),
+            ratchet_tree: encode(
+                &self
+                    .group
+                    .export_ratchet_tree()
+                    .tls_serialize_detached()
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// A commit adding a device `bob/phone` whose KeyPackage expires `secs` from now.
+    fn add_bob(&mut self, secs: u64) -> Vec<u8> {
+        use openmls::prelude::*;
+        use openmls_basic_credential::SignatureKeyPair;
+
+        let bob = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+        let cred = CredentialWithKey {
+            credential: BasicCredential::new(b"bob/phone".to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        let kp = KeyPackage::builder()
+            .key_package_lifetime(Lifetime::new(secs))
+            .build(SUITE, &bob, &signer, cred)
+            .unwrap();
+        let (commit, _welcome, _) = self
+            .group
+            .add_members(&self.provider, &self.signer, &[kp.key_package().clone()])
+            .unwrap();
+        commit.to_bytes().unwrap()
     }
 }
 
@@ -188,4 +237,59 @@ async fn a_group_record_that_cannot_follow_the_room_is_dropped() {
     // The record cannot apply the stored junk: dropped, and commits are not checked.
     check(&l, 1).await.unwrap();
     assert!(!checked(&l).await);
+}
+
+/// A commit is checked against the clock (an added KeyPackage's lifetime), so checking it
+/// again once it is stored could fail where the check before ordering passed, and drop the
+/// record: a member could add a device whose KeyPackage expires seconds later to switch the
+/// room's checks off. The record adopts the state the check led to instead.
+#[tokio::test]
+async fn a_checked_commit_is_adopted_even_after_its_key_package_expired() {
+    let l = Local::new().await;
+    users(&l, &["ann", "bob"]).await;
+    create(&l, "r", RoomKind::E2ee, "ann").await;
+    let mut ann = AnnsGroup::new();
+    let put = chatmesh_protocol::e2ee::GroupPutRequest {
+        room: "r".into(),
+        user: "ann".into(),
+        body: ann.body(),
+    };
+    l.service.e2ee_group_put(put).await.unwrap();
+    let commit = Mls {
+        kind: MlsKind::Commit,
+        epoch: 0,
+        data: encode(&ann.add_bob(2)),
+        file: None,
+    };
+    let req = chatmesh_protocol::e2ee::RoomEpochRequest {
+        room: "r".into(),
+        user: "ann".into(),
+        commit: Some(commit.clone()),
+    };
+    l.service.room_epoch(req).await.unwrap();
+    let mut p = payload("c0", "ann", "");
+    p.mls = Some(commit);
+    let stored = Delivery {
+        seq: 1,
+        message: Some(("r".to_owned(), p)),
+    };
+    let mut cp = 0;
+    store_batch(&l.model, &l.caches, 0, &mut cp, vec![stored])
+        .await
+        .unwrap();
+    // Past the KeyPackage's `not_after` (whole seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    let req = RoomUserRequest {
+        room: "r".into(),
+        user: "ann".into(),
+    };
+    let group = l.service.e2ee_group_get(req).await.unwrap();
+    assert!(group.checked, "the record was dropped");
+    assert_eq!(group.epoch, 1);
+    assert!(group.members.iter().any(|m| m == "bob/phone"), "{group:?}");
+    assert_eq!(
+        l.model.mls_nexts("r", 10).await.unwrap(),
+        0,
+        "kept states forgotten"
+    );
 }

@@ -49,6 +49,36 @@ impl Model {
         batch.delete(keys::mls_group(room));
     }
 
+    /// The group state a commit was checked to lead to, by [`keys::mls_next`]'s hash.
+    pub async fn mls_next(
+        &self,
+        room: &str,
+        hash: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(&keys::mls_next(room, hash)).await
+    }
+
+    /// How many checked next states `room` keeps, counted up to `max`.
+    pub async fn mls_nexts(&self, room: &str, max: usize) -> Result<usize, StoreError> {
+        let found = self
+            .store
+            .scan(keys::mls_nexts_of(room), Direction::Forward, max)
+            .await?;
+        Ok(found.len())
+    }
+
+    pub fn put_mls_next(batch: &mut WriteBatch, room: &str, hash: &[u8; 32], state: Vec<u8>) {
+        batch.put(keys::mls_next(room, hash), state);
+    }
+
+    /// Forgets every checked next state of `room` (its group moved on, or is gone).
+    pub async fn delete_mls_nexts(&self, room: &str) -> Result<(), StoreError> {
+        self.store
+            .delete_range(keys::mls_nexts_of(room))
+            .await
+            .map(drop)
+    }
+
     pub async fn identity(&self, user: &str) -> Result<Option<IdentityRecord>, StoreError> {
         self.get_json(&keys::identity(user)).await
     }

@@ -83,6 +83,8 @@ const BLOCK: u8 = b'B';
 const DM_CLOSED: u8 = b'C';
 const INVITATION: u8 = b'N';
 const MLS_GROUP: u8 = b'G';
+/// A group state a commit was checked to lead to (see [`mls_next`]).
+const MLS_NEXT: u8 = b'E';
 
 /// The first two bytes of FNV-1a 32 of `name`.
 pub fn hash16(name: &str) -> [u8; 2] {
@@ -490,6 +492,19 @@ pub fn room_name(room: &str) -> Vec<u8> {
 
 pub fn mls_group(room: &str) -> Vec<u8> {
     named(MLS_GROUP, room, 0)
+}
+
+/// The group state of `room` that a checked commit leads to, under the SHA-256 of the state
+/// it was checked on and the commit's bytes.
+pub fn mls_next(room: &str, hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = pair_prefix(MLS_NEXT, room, hash.len());
+    k.extend_from_slice(hash);
+    k
+}
+
+/// Every [`mls_next`] key of `room`.
+pub fn mls_nexts_of(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(MLS_NEXT, room, 0))
 }
 
 /// A user's identity key (e2ee).

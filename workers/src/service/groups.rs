@@ -8,9 +8,11 @@
 //! The record follows the room lazily: the store writer does not touch it. A check finds it
 //! at the room's epoch or one behind (every commit the store holds passed a check at its
 //! epoch, which brought the record to that epoch), and one behind is caught up by applying
-//! the commit that started the room's epoch (`RoomStats::commit`). A record that cannot be
-//! caught up (damaged, the commit trimmed away) is dropped, logged and counted: the room
-//! goes back to unchecked ordering rather than refusing every commit.
+//! the commit that started the room's epoch (`RoomStats::commit`): the state its check led
+//! to, kept when it passed (`keep_next`), is adopted, since checking it again could fail on
+//! the clock alone. A record that cannot be caught up (damaged, the commit trimmed away) is
+//! dropped, logged and counted: the room goes back to unchecked ordering rather than
+//! refusing every commit.
 //!
 //! Welcomes are checked in every `e2ee` room, tracked or not: only the sender of the commit
 //! that started a welcome's epoch may send it (`check_welcome`).
@@ -31,6 +33,9 @@ const LOCK_GROUP: u8 = b'g';
 
 /// How many messages before the room's latest commit a welcome's commit is looked for.
 const MAX_WELCOME_LOOKBACK: usize = 1_000;
+
+/// Checked next states kept per room at most (see `keep_next`).
+const MAX_NEXT_STATES: usize = 8;
 
 /// Largest commit read from a file of the room (as the SDK sends one: 8 MiB).
 const MAX_COMMIT_FILE_BYTES: u64 = 8 * 1024 * 1024;
@@ -109,9 +114,16 @@ impl Service {
         }
         let bytes = self.commit_bytes(room, commit).await?;
         let user = user.to_owned();
-        let checked = off_thread(move || tracked.check(&user, &bytes).map(drop)).await?;
+        let checked = off_thread(move || {
+            let hash = tracked.next_key(&bytes);
+            let mut next = tracked;
+            let checked = next.check(&user, &bytes)?;
+            next.apply(checked)?;
+            Ok::<_, GroupError>((hash, next.save()))
+        })
+        .await?;
         match checked {
-            Ok(()) => Ok(()),
+            Ok((hash, next)) => self.keep_next(room, &hash, next).await,
             Err(e) => {
                 let why = match e {
                     GroupError::Malformed { .. } => "malformed",
@@ -122,6 +134,21 @@ impl Service {
                 Err(refusal(e))
             }
         }
+    }
+
+    /// Keeps the state a commit that passed its check leads to, so that the record adopts it
+    /// when the commit is stored instead of checking it again then: a check depends on the
+    /// clock (an added KeyPackage's lifetime), and one that passed now could fail later,
+    /// which would drop the record. At most [`MAX_NEXT_STATES`] per room (racing commits for
+    /// one epoch); past that a commit is checked again when stored.
+    async fn keep_next(&self, room: &str, hash: &[u8; 32], next: Vec<u8>) -> Result<(), ApiError> {
+        if self.model().mls_nexts(room, MAX_NEXT_STATES).await? >= MAX_NEXT_STATES {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        Model::put_mls_next(&mut batch, room, hash, next);
+        self.model().write(batch).await?;
+        Ok(())
     }
 
     /// A standalone proposal is refused in a room whose commits are checked: its members'
@@ -214,19 +241,32 @@ impl Service {
                 .await;
         };
         let bytes = self.commit_bytes(room, mls).await?;
-        let (tracked, applied) = off_thread(move || {
-            let applied = tracked
-                .check(&stored.from, &bytes)
-                .and_then(|c| tracked.apply(c));
-            (tracked, applied)
-        })
-        .await?;
-        if let Err(e) = applied {
-            return self.untrack(room, &e.to_string()).await;
-        }
+        // The state its check led to, if kept; else the commit is checked again.
+        let kept = self
+            .model()
+            .mls_next(room, &tracked.next_key(&bytes))
+            .await?;
+        let adopted = kept.and_then(|next| Tracked::load(room, &next).ok());
+        let tracked = match adopted.filter(|t| t.epoch() == stats.epoch) {
+            Some(next) => next,
+            None => {
+                let (tracked, applied) = off_thread(move || {
+                    let applied = tracked
+                        .check(&stored.from, &bytes)
+                        .and_then(|c| tracked.apply(c));
+                    (tracked, applied)
+                })
+                .await?;
+                if let Err(e) = applied {
+                    return self.untrack(room, &e.to_string()).await;
+                }
+                tracked
+            }
+        };
         let mut batch = WriteBatch::new();
         Model::put_mls_group(&mut batch, room, tracked.save());
         self.model().write(batch).await?;
+        self.model().delete_mls_nexts(room).await?;
         Ok(Some(tracked))
     }
 
@@ -241,6 +281,7 @@ impl Service {
         let mut batch = WriteBatch::new();
         Model::delete_mls_group(&mut batch, room);
         self.model().write(batch).await?;
+        self.model().delete_mls_nexts(room).await?;
         Ok(None)
     }
 

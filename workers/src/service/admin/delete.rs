@@ -130,6 +130,7 @@ impl Service {
         Model::delete_mls_group(&mut batch, room);
         Model::put_deletion(&mut batch, room, &state);
         self.model().write(batch).await?;
+        self.model().delete_mls_nexts(room).await?;
         self.caches().room_deleted(room).await;
         info!(room, by = actor, "room deletion started");
         Ok(state)
