@@ -17,9 +17,10 @@
 //! Welcomes are checked in every `e2ee` room, tracked or not: only the sender of the commit
 //! that started a welcome's epoch may send it (`check_welcome`).
 
+use chatmesh_files::FilesError;
 use chatmesh_protocol::e2ee::{decode, GroupPutRequest, Mls, RoomGroup};
 use chatmesh_protocol::service::{RoomKind, RoomUserRequest};
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
 use tracing::warn;
 
 use super::{valid, Service};
@@ -240,7 +241,13 @@ impl Service {
                 .untrack(room, "the last commit has no MLS message")
                 .await;
         };
-        let bytes = self.commit_bytes(room, mls).await?;
+        let bytes = match self.commit_bytes(room, mls).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.code == ErrorCode::NotFound => {
+                return self.untrack(room, "the last commit's file is gone").await;
+            }
+            Err(e) => return Err(e),
+        };
         // The state its check led to, if kept; else the commit is checked again.
         let kept = self
             .model()
@@ -295,7 +302,20 @@ impl Service {
         let bytes = store
             .read_all(&store.object(room, file), MAX_COMMIT_FILE_BYTES)
             .await
-            .map_err(|e| ApiError::bad_request(format!("the commit's file: {e}")))?;
+            .map_err(|e| match e {
+                FilesError::NotFound => ApiError::not_found(format!("the commit's file {file}")),
+                FilesError::TooLarge(max) => {
+                    ApiError::new(
+                        ErrorCode::TooLarge,
+                        format!("the commit's file is larger than {max} bytes"),
+                    )
+                }
+                other => {
+                    // Not the sender's fault: the same commit may be sent again later.
+                    warn!(room, file, error = %chatmesh_protocol::error::Chain(&other), "reading a commit's file failed");
+                    ApiError::unavailable("the commit's file cannot be read now: retry shortly")
+                }
+            })?;
         Ok(bytes.to_vec())
     }
 }
