@@ -551,6 +551,39 @@ impl Keys {
     }
 }
 
+/// A user of an external token issuer has no account record here, and sets an identity key
+/// and devices as any other; others find them in the directory once the key is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_an_account_record_uses_the_directory() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    // As an external issuer's token reaches the worker: a name with no account record.
+    let secret = mesh.config.gateway.jwt_secret.clone();
+    let ext = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "ext", "iss": "chatmesh", "iat": 1000, "exp": 4_000_000_000u64}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?;
+    let (s, v) = api
+        .call("GET", "/v1/e2ee/users/ext", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 404, "nothing to find yet: {v}");
+    let keys = Keys::new(7);
+    let (s, v) = put_identity(&api, &ext, keys.public()).await?;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = put_device(&api, &ext, "phone", keys.device("ext", "phone", b"sig-key")).await?;
+    assert!(s == 200 || s == 201, "{s} {v}");
+    let (s, v) = api
+        .call("GET", "/v1/e2ee/users/ext", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["identity"], json!(keys.public()));
+    assert_eq!(v["devices"][0]["device"], "phone", "{v}");
+    mesh.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_package_directory_hands_out_each_package_once() -> Result<()> {
     let dir = tempfile::tempdir()?;

@@ -30,12 +30,11 @@ use crate::store::WriteBatch;
 
 impl Service {
     /// Sets the user's identity key; the same key again is fine, another one `conflict`.
+    /// `req.user` is the caller the gateway authenticated, with or without an account
+    /// record here (an external issuer's users have none).
     pub async fn e2ee_identity(&self, req: SetIdentityRequest) -> Result<Identity, ApiError> {
         valid("user name", &req.user)?;
         identity_key(&req.key)?;
-        if self.model().user(&req.user).await?.is_none() {
-            return Err(ApiError::not_found("no such user"));
-        }
         let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
         match self.model().identity(&req.user).await? {
             Some(rec) if rec.key == req.key => {}
@@ -205,10 +204,11 @@ impl Service {
     /// The user's identity key and devices.
     pub async fn e2ee_devices(&self, req: DeviceRequest) -> Result<UserDevices, ApiError> {
         valid("user name", &req.user)?;
-        if self.model().user(&req.user).await?.is_none() {
+        let identity = self.model().identity(&req.user).await?.map(|r| r.key);
+        // An external issuer's users have no account record, only their identity key.
+        if identity.is_none() && self.model().user(&req.user).await?.is_none() {
             return Err(ApiError::not_found("no such user"));
         }
-        let identity = self.model().identity(&req.user).await?.map(|r| r.key);
         let devices = self
             .model()
             .devices(&req.user, MAX_DEVICES)
