@@ -7,13 +7,24 @@
 //! [`MIN_UPLOAD_BYTES_PER_SEC`] or better on the whole (beside the idle timeout between
 //! two chunks): a client trickling bytes just under the idle timeout would otherwise keep
 //! every slot for hours, and every other upload on the gateway would be refused.
+//!
+//! **Giving way.** Uploads at the minimum rate are still slow: 16 of them (a few addresses'
+//! worth) would hold the gateway's slots for the better part of two hours. So when every
+//! slot is taken, a new upload cuts the one that has arrived the slowest on the whole, if
+//! that one is past its first [`PREEMPT_GRACE`] and below [`PREEMPT_BELOW_BYTES_PER_SEC`]
+//! (it is answered 503 and may come back), and takes its slot; uploads faster than that
+//! keep theirs, and the new one is refused as before.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatmesh_files::{FileStore, FilesConfig};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::counts::{Counted, Counts};
 
@@ -27,6 +38,36 @@ pub struct GatewayFiles {
     per_user: Counts<String>,
     /// Uploads in progress per client address ([`crate::throttle::client_key`]).
     per_address: Counts<IpAddr>,
+    /// Every upload holding a slot, by a number of its own: what [`GatewayFiles::give_way`]
+    /// chooses from.
+    active: Arc<Mutex<Active>>,
+}
+
+#[derive(Debug, Default)]
+struct Active {
+    next: u64,
+    uploads: HashMap<u64, Arc<Progress>>,
+}
+
+/// One upload in progress as the slots see it.
+#[derive(Debug)]
+struct Progress {
+    started: Instant,
+    received: AtomicU64,
+    /// Cancelled when the upload must give its slot to a new one.
+    cut: CancellationToken,
+}
+
+impl Progress {
+    /// Bytes a second on the whole, at `now`.
+    fn rate(&self, now: Instant) -> u64 {
+        let ms = now
+            .saturating_duration_since(self.started)
+            .as_millis()
+            .max(1);
+        let bytes = u128::from(self.received.load(Ordering::Relaxed));
+        u64::try_from(bytes * 1_000 / ms).unwrap_or(u64::MAX)
+    }
 }
 
 /// Uploads one gateway streams at once; more are refused with 429 (each holds up to a few
@@ -37,6 +78,14 @@ pub const MAX_UPLOADS_PER_USER: usize = 2;
 /// The slowest an upload may arrive on the whole (128 kbit/s): an upload of `size` bytes
 /// must be received within the idle timeout plus `size` at this rate.
 pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 16 * 1024;
+/// An upload slower than this on the whole (2 Mbit/s) gives its slot to a new upload when
+/// every slot is taken.
+pub const PREEMPT_BELOW_BYTES_PER_SEC: u64 = 256 * 1024;
+/// A new upload is never cut for another before this (its rate says little before).
+pub const PREEMPT_GRACE: Duration = Duration::from_secs(5);
+/// How long a new upload waits for the slot of the upload it cut (which aborts its
+/// multipart upload first).
+const PREEMPT_WAIT: Duration = Duration::from_secs(2);
 
 /// Why no upload slot was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +104,31 @@ pub struct UploadSlot {
     _permit: OwnedSemaphorePermit,
     _user: Counted<String>,
     _address: Option<Counted<IpAddr>>,
+    id: u64,
+    progress: Arc<Progress>,
+    active: Arc<Mutex<Active>>,
+}
+
+impl UploadSlot {
+    /// The upload has received `total` bytes so far.
+    pub fn received(&self, total: u64) {
+        self.progress.received.store(total, Ordering::Relaxed);
+    }
+
+    /// Resolves when the upload must give its slot to a new one.
+    pub async fn cut(&self) {
+        self.progress.cut.cancelled().await;
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut active = match self.active.lock() {
+            Ok(a) => a,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        active.uploads.remove(&self.id);
+    }
 }
 
 impl GatewayFiles {
@@ -65,12 +139,14 @@ impl GatewayFiles {
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             per_user: Counts::default(),
             per_address: Counts::default(),
+            active: Arc::default(),
         }
     }
 
     /// A slot for an upload by `user` from client address `ip` (`None`: a trusted proxy
-    /// that named no client, not counted), or why not.
-    pub fn upload_slot(&self, user: &str, ip: Option<IpAddr>) -> Result<UploadSlot, NoSlot> {
+    /// that named no client, not counted), or why not. With every slot taken, the slowest
+    /// upload may give way ([`GatewayFiles::give_way`]).
+    pub async fn upload_slot(&self, user: &str, ip: Option<IpAddr>) -> Result<UploadSlot, NoSlot> {
         let counted = self
             .per_user
             .take(&user.to_owned(), MAX_UPLOADS_PER_USER)
@@ -86,16 +162,59 @@ impl GatewayFiles {
             ),
             None => None,
         };
-        let permit = self
-            .uploads
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| NoSlot::Gateway)?;
+        let permit = match self.uploads.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if self.give_way(Instant::now()) => {
+                let freed = self.uploads.clone().acquire_owned();
+                tokio::time::timeout(PREEMPT_WAIT, freed)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(NoSlot::Gateway)?
+            }
+            Err(_) => return Err(NoSlot::Gateway),
+        };
+        let progress = Arc::new(Progress {
+            started: Instant::now(),
+            received: AtomicU64::new(0),
+            cut: CancellationToken::new(),
+        });
+        let id = {
+            let mut active = self.active.lock().map_err(|_| NoSlot::Gateway)?;
+            active.next += 1;
+            let id = active.next;
+            active.uploads.insert(id, progress.clone());
+            id
+        };
         Ok(UploadSlot {
             _permit: permit,
             _user: counted,
             _address: address,
+            id,
+            progress,
+            active: self.active.clone(),
         })
+    }
+
+    /// Cuts the upload that has arrived the slowest on the whole, if it is past
+    /// [`PREEMPT_GRACE`] and below [`PREEMPT_BELOW_BYTES_PER_SEC`]: true if one was cut.
+    fn give_way(&self, now: Instant) -> bool {
+        let Ok(active) = self.active.lock() else {
+            return false;
+        };
+        let slowest = active
+            .uploads
+            .values()
+            .filter(|p| !p.cut.is_cancelled() && now.duration_since(p.started) >= PREEMPT_GRACE)
+            .min_by_key(|p| p.rate(now));
+        match slowest {
+            Some(p) if p.rate(now) < PREEMPT_BELOW_BYTES_PER_SEC => {
+                p.cut.cancel();
+                metrics::counter!("chatmesh_file_uploads_cut_total").increment(1);
+                true
+            }
+            _ => false,
+        }
     }
 }
 

@@ -407,6 +407,18 @@ async fn trickle(addr: String, head: String) -> Result<(u16, Duration)> {
 
 /// [`trickle`] from the loopback address `from`.
 async fn trickle_from(from: [u8; 4], addr: String, head: String) -> Result<(u16, Duration)> {
+    send_slowly(from, addr, head, b"x", Duration::from_millis(300)).await
+}
+
+/// An upload from the loopback address `from`: its head, then `chunk` every `every` until
+/// it is answered or 30 s pass. The status code (0: no answer) and how long it took.
+async fn send_slowly(
+    from: [u8; 4],
+    addr: String,
+    head: String,
+    chunk: &[u8],
+    every: Duration,
+) -> Result<(u16, Duration)> {
     let t0 = std::time::Instant::now();
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind((std::net::Ipv4Addr::from(from), 0).into())?;
@@ -421,8 +433,8 @@ async fn trickle_from(from: [u8; 4], addr: String, head: String) -> Result<(u16,
                 let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
                 return Ok((code, t0.elapsed()));
             }
-            () = tokio::time::sleep(Duration::from_millis(300)) => {
-                if s.write_all(b"x").await.is_err() {
+            () = tokio::time::sleep(every) => {
+                if s.write_all(chunk).await.is_err() {
                     break;
                 }
             }
@@ -545,6 +557,70 @@ async fn trickling_uploads_of_many_accounts_are_cut_early() -> Result<()> {
         .await?;
     assert_eq!(s, 201, "{v}");
     mesh.stop().await
+}
+
+/// Uploads above the minimum rate but slow (40 KiB a second, 4 MiB each: well over a
+/// minute) from eight accounts on four addresses take all 16 upload slots. A new upload does
+/// not wait for them: the slowest one past its first 5 s gives its slot way (answered 503,
+/// to be sent again) and the new one goes through; the others go on.
+#[tokio::test]
+async fn slow_uploads_give_way_to_a_new_one_when_every_slot_is_taken() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.body_read_timeout_ms = 3_000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "box", "private").await?;
+    let addr = mesh.url().trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for u in 0..8u8 {
+        let name = format!("u{u}");
+        let token = api.user(&name).await?;
+        api.add(&ann, "box", &name).await?;
+        let from = [127, 0, 0, 1 + u / 2];
+        for i in 0..2 {
+            let h = head(
+                &token,
+                &format!("slow{u}-{i}.bin"),
+                &format!("content-length: {}\r\n", 4096 * KIB),
+            );
+            slow.push(tokio::spawn(stream_from(from, addr.clone(), h)));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        slow.iter().all(|t| !t.is_finished()),
+        "every slow upload holds its slot"
+    );
+    // From an address of its own (its own slot counts are free).
+    let bob = api.user("bob").await?;
+    api.add(&ann, "box", "bob").await?;
+    let h = head(&bob, "note.bin", "content-length: 1\r\n");
+    let (code, took) = trickle_from([127, 0, 0, 9], addr, h).await?;
+    assert_eq!(
+        code, 201,
+        "a new upload with every slot taken, after {took:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut cut = 0;
+    for task in slow {
+        if task.is_finished() {
+            let (code, _) = task.await??;
+            assert_eq!(code, 503, "a slow upload was answered {code}");
+            cut += 1;
+        } else {
+            task.abort();
+        }
+    }
+    assert_eq!(cut, 1, "one slow upload gave way");
+    mesh.stop().await
+}
+
+/// An upload from the loopback address `from` whose body arrives at 40 KiB a second (4 KiB
+/// every 100 ms), as [`send_slowly`].
+async fn stream_from(from: [u8; 4], addr: String, head: String) -> Result<(u16, Duration)> {
+    send_slowly(from, addr, head, &[b'x'; 4096], Duration::from_millis(100)).await
 }
 
 #[tokio::test]

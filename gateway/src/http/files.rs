@@ -36,7 +36,8 @@ use chatmesh_protocol::{ApiError, ErrorCode};
 use super::reply::{self, Body};
 use super::request::{caller, name, Answer};
 use crate::files::{
-    upload_deadline, GatewayFiles, NoSlot, MAX_UPLOADS_PER_USER, MIN_UPLOAD_BYTES_PER_SEC,
+    upload_deadline, GatewayFiles, NoSlot, UploadSlot, MAX_UPLOADS_PER_USER,
+    MIN_UPLOAD_BYTES_PER_SEC,
 };
 use crate::state::AppState;
 
@@ -85,7 +86,7 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
     // A trusted proxy that named no client carries many: it is not counted as one address.
     let ip = super::client_ip(&req);
     let ip = (!state.cfg.trusted_proxies.contains(&ip)).then_some(ip);
-    let _slot = match files.upload_slot(&actor, ip) {
+    let slot = match files.upload_slot(&actor, ip).await {
         Ok(slot) => slot,
         Err(why) => {
             let (what, message) = match why {
@@ -122,7 +123,8 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
     state.services.ask::<FileBegin>(room, &begin).await?;
     let idle = Duration::from_millis(state.cfg.body_read_timeout_ms);
     let path = files.store.object(room, &id);
-    match receive(files, &path, &file_name, req.into_body(), size, idle).await {
+    let body = req.into_body();
+    match receive(files, &slot, &path, &file_name, body, size, idle).await {
         Ok(sniffed) => {
             let commit = FileCommitRequest {
                 room: room.to_owned(),
@@ -155,6 +157,7 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
 /// Streams the body into the store; the sniffed type once all of it is stored.
 async fn receive(
     files: &GatewayFiles,
+    slot: &UploadSlot,
     path: &ObjectPath,
     file_name: &str,
     mut body: Incoming,
@@ -171,7 +174,20 @@ async fn receive(
         // whole: a byte every few seconds would otherwise hold an upload slot for hours.
         let due = started + upload_deadline(received, idle);
         let wait = idle.min(due.saturating_duration_since(tokio::time::Instant::now()));
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
+        let next = tokio::select! {
+            biased;
+            () = slot.cut() => {
+                abort(upload).await;
+                let secs = started.elapsed().as_secs().max(1);
+                return Err(ApiError::unavailable(format!(
+                    "every upload slot of this gateway was taken and this upload was the \
+                     slowest ({} bytes a second): it gave its slot to another; send it again",
+                    received / secs
+                )));
+            }
+            next = tokio::time::timeout(wait, body.frame()) => next,
+        };
+        let frame = match next {
             Err(_) if wait < idle => {
                 abort(upload).await;
                 return Err(ApiError::bad_request(format!(
@@ -201,6 +217,7 @@ async fn receive(
             continue;
         };
         received += data.len() as u64;
+        slot.received(received);
         if received > size {
             abort(upload).await;
             return Err(ApiError::bad_request(
