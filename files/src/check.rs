@@ -1,7 +1,11 @@
 //! Checking `[files]` at start (`--check-config`): every problem at once, as
 //! `files.<key>: why`. A URL is opened (not contacted) to find a bad scheme or option.
 
-use crate::config::FilesConfig;
+use crate::config::{FilesConfig, MIN_UPLOAD_BYTES_PER_SEC};
+
+/// Slack of `upload_timeout_secs` beyond the largest file at the minimum rate (covers a
+/// gateway's idle timeout and the store's last part).
+const UPLOAD_SLACK_SECS: u64 = 300;
 
 impl FilesConfig {
     /// Everything wrong with this config, as `files.<key>: why`.
@@ -34,8 +38,14 @@ impl FilesConfig {
         if !(1..=3600 * 24 * 7).contains(&self.sweep_interval_secs) {
             out.push("files.sweep_interval_secs must be between 1 and 604800".into());
         }
-        if self.upload_timeout_secs == 0 {
-            out.push("files.upload_timeout_secs must be at least 1".into());
+        let slowest = self.max_file_bytes / MIN_UPLOAD_BYTES_PER_SEC + UPLOAD_SLACK_SECS;
+        if self.upload_timeout_secs < slowest {
+            out.push(format!(
+                "files.upload_timeout_secs ({}) must be at least {slowest}: max_file_bytes at \
+                 the slowest upload rate allowed ({MIN_UPLOAD_BYTES_PER_SEC} bytes a second) \
+                 plus {UPLOAD_SLACK_SECS} s, or the sweeper removes uploads still arriving",
+                self.upload_timeout_secs
+            ));
         }
         if !(1..=100_000).contains(&self.uploads_per_address) {
             out.push("files.uploads_per_address must be between 1 and 100000".into());
@@ -84,6 +94,28 @@ mod tests {
                 "{per_user}"
             );
         }
+    }
+
+    /// An upload of the largest file at the slowest allowed rate must end before the
+    /// sweeper takes it for abandoned.
+    #[test]
+    fn the_upload_timeout_leaves_the_largest_file_time_to_arrive() {
+        let cfg = FilesConfig {
+            max_file_bytes: 2 * 1024 * 1024 * 1024,
+            ..FilesConfig::default()
+        };
+        let problems = cfg.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("upload_timeout_secs (7200) must be at least 131372")),
+            "{problems:?}"
+        );
+        let cfg = FilesConfig {
+            upload_timeout_secs: 131_372,
+            ..cfg
+        };
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
     }
 
     #[test]

@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
 const MIB: u64 = 1024 * 1024;
 
 /// `[files]`.
+/// The slowest an upload may arrive on the whole (128 kbit/s): gateways cut one that falls
+/// further behind than their idle timeout, and `upload_timeout_secs` must leave the largest
+/// file time to arrive at this rate.
+pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 16 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilesConfig {

@@ -21,7 +21,7 @@ pub mod sniff;
 pub mod store;
 pub mod thumb;
 
-pub use config::FilesConfig;
+pub use config::{FilesConfig, MIN_UPLOAD_BYTES_PER_SEC};
 pub use error::FilesError;
 /// The object storage crate, for the types in this crate's API (paths, streams).
 pub use object_store;

@@ -77,7 +77,7 @@ pub const MAX_UPLOADS: usize = 16;
 pub const MAX_UPLOADS_PER_USER: usize = 2;
 /// The slowest an upload may arrive on the whole (128 kbit/s): an upload of `size` bytes
 /// must be received within the idle timeout plus `size` at this rate.
-pub const MIN_UPLOAD_BYTES_PER_SEC: u64 = 16 * 1024;
+pub use chatmesh_files::MIN_UPLOAD_BYTES_PER_SEC;
 /// An upload slower than this on the whole (2 Mbit/s) gives its slot to a new upload when
 /// every slot is taken.
 pub const PREEMPT_BELOW_BYTES_PER_SEC: u64 = 256 * 1024;
