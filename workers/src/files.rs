@@ -12,6 +12,7 @@
 //! every `sweep_interval_secs`, and deletes (bytes, thumbnail, record, references, quota):
 //! - an upload not finished within `upload_timeout_secs` (its gateway died mid-upload);
 //! - a file of a room that no longer exists;
+//! - a file whose last carrying message a delete took (detached: at once, no grace);
 //! - a file no stored message carries, `unattached_grace_secs` after its upload;
 //! - a file whose last carrying message retention has deleted.
 
@@ -131,6 +132,7 @@ fn transient(e: &FilesError) -> bool {
 enum Why {
     UploadAbandoned,
     RoomGone,
+    Detached,
     Unattached,
     Trimmed,
 }
@@ -140,6 +142,7 @@ impl Why {
         match self {
             Why::UploadAbandoned => "upload_abandoned",
             Why::RoomGone => "room_gone",
+            Why::Detached => "message_deleted",
             Why::Unattached => "unattached",
             Why::Trimmed => "trimmed",
         }
@@ -241,6 +244,8 @@ impl Service {
                     (age > cfg.upload_timeout_secs * 1000).then_some(Why::UploadAbandoned)
                 } else if self.model().room(room).await?.is_none() {
                     Some(Why::RoomGone)
+                } else if self.model().file_detached(room, id).await? {
+                    Some(Why::Detached)
                 } else {
                     match self.model().last_file_ref(room, id).await? {
                         None => (age > cfg.unattached_grace_secs * 1000).then_some(Why::Unattached),
