@@ -7,9 +7,12 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::common::{
-    acked, error_code, fast_config, files_under, frame, start_mesh, Api, Client, ErrorCode,
+    acked, error_code, fast_config, files_under, frame, start_mesh, with_admins, Api, Client,
+    ErrorCode, ServerFrame,
 };
 use crate::support::{pdf, png, send_with, Files};
+
+const KIB: usize = 1024;
 
 /// A room owner deletes a member's message with an image and a document: the image, which
 /// no other message carries, goes with it. Its id cannot be attached again (404), it cannot
@@ -75,5 +78,56 @@ async fn a_moderated_message_takes_its_file_with_it() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    mesh.stop().await
+}
+
+/// An admin deletes a room with a file attached in it; another user creates the name
+/// again at once. The old file's id is unknown in the new room (404, download and attach),
+/// its bytes are gone, and the new room's file quota starts from zero.
+#[tokio::test]
+async fn a_deleted_rooms_files_do_not_come_back_with_its_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = with_admins(fast_config(), &["root"]);
+    config.files.room_quota_bytes = 100 * KIB as u64;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let files = Files::new(&mesh.url());
+    let root = api.server_admin("root").await?;
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "doomed", "private").await?;
+    let old = files
+        .stored(&ann, "doomed", "big.bin", vec![1u8; 80 * KIB])
+        .await?;
+    let old = old["id"].as_str().unwrap();
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("doomed").await?;
+    let ack = a
+        .request_json(send_with("doomed", "m1", "here", &[old]))
+        .await?;
+    assert!(matches!(ack, ServerFrame::Ack { .. }), "{ack:?}");
+
+    let (s, v) = api
+        .call("DELETE", "/v1/admin/rooms/doomed", Some(&root), None)
+        .await?;
+    assert_eq!((s, v["done"].as_bool()), (200, Some(true)), "{v}");
+    api.room(&bob, "doomed", "private").await?;
+
+    for suffix in ["", "/info"] {
+        let resp = files.get(&bob, "doomed", old, suffix, None).await?;
+        assert_eq!(resp.status(), 404, "the old file{suffix} in the new room");
+    }
+    let mut b = Client::login(&mesh.ws_url(), &bob).await?;
+    b.join("doomed").await?;
+    let again = b
+        .request_json(send_with("doomed", "m1", "", &[old]))
+        .await?;
+    assert_eq!(error_code(&again), Some(ErrorCode::NotFound), "{again:?}");
+    let left = files_under(&dir.path().join("files"));
+    assert!(left.is_empty(), "the old room's bytes are left: {left:?}");
+    // The old room's 80 KiB are not counted against the new room's 100 KiB.
+    let (s, v) = files
+        .upload(&bob, "doomed", "new.bin", vec![2u8; 80 * KIB])
+        .await?;
+    assert_eq!(s, 201, "{v}");
     mesh.stop().await
 }

@@ -234,6 +234,11 @@ pub fn file(room: &str, id: &str) -> Vec<u8> {
     pair(FILE, room, id)
 }
 
+/// Every file key of `room`.
+pub fn files_of(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(FILE, room, 0))
+}
+
 /// File `id` of `room` lost its last carrying message to a delete.
 pub fn file_detached(room: &str, id: &str) -> Vec<u8> {
     pair(FILE_DETACHED, room, id)
@@ -279,6 +284,11 @@ pub fn room_file_bytes(room: &str) -> Vec<u8> {
 
 pub fn user_file_bytes(room: &str, user: &str) -> Vec<u8> {
     pair(USER_FILE_BYTES, room, user)
+}
+
+/// The file bytes of every user in `room`.
+pub fn user_file_bytes_of(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(USER_FILE_BYTES, room, 0))
 }
 
 pub fn push_target(user: &str, id: &str) -> Vec<u8> {
