@@ -31,6 +31,8 @@ impl Service {
         let mut batch = WriteBatch::new();
         for (k, _) in &pairs {
             let Some((_, id)) = keys::room_and_file(k) else {
+                // Not a key this code writes: it goes, or the last step would find it for ever.
+                batch.delete(k.clone());
                 continue;
             };
             self.delete_objects(room, id).await?;
