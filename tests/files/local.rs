@@ -3,19 +3,15 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
     error_code, fast_config, files_under, start_mesh, Api, Client, ErrorCode, ServerFrame,
 };
-use crate::support::{crc32, pdf, png, Files};
+use crate::support::{crc32, pdf, png, send_with, Files};
 
 const KIB: u64 = 1024;
-
-fn send_with(room: &str, id: &str, body: &str, files: &[&str]) -> Value {
-    json!({"type": "send", "room": room, "id": id, "body": body, "attachments": files})
-}
 
 #[tokio::test]
 async fn members_share_an_image_and_a_pdf() -> Result<()> {
@@ -723,19 +719,7 @@ async fn the_sweeper_deletes_unattached_and_trimmed_files() -> Result<()> {
     files.thumbnail_ready(&ann, "s", kept).await?;
 
     // The unattached file goes after its grace; the attached one stays.
-    let gone = |id: &str| {
-        let (files, ann, id) = (&files, &ann, id.to_owned());
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while tokio::time::Instant::now() < deadline {
-                if files.get(ann, "s", &id, "/info", None).await?.status() == 404 {
-                    return Ok::<bool, anyhow::Error>(true);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(false)
-        }
-    };
+    let gone = |id| files.gone(&ann, "s", id);
     assert!(gone(lonely).await?, "the unattached file was not swept");
     assert_eq!(files.get(&ann, "s", kept, "", None).await?.status(), 200);
     let objects = files_under(&dir.path().join("files"));

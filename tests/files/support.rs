@@ -5,7 +5,12 @@ use std::io::Cursor;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// A `send` frame carrying the files `files`.
+pub fn send_with(room: &str, id: &str, body: &str, files: &[&str]) -> Value {
+    json!({"type": "send", "room": room, "id": id, "body": body, "attachments": files})
+}
 
 /// A PNG of `w` x `h` pixels.
 pub fn png(w: u32, h: u32) -> Vec<u8> {
@@ -128,5 +133,17 @@ impl Files {
             bail!("thumbnail: {}", resp.status());
         }
         Ok(resp.bytes().await?.to_vec())
+    }
+
+    /// Waits until the file's info answers 404 (true), or 20 s pass (false).
+    pub async fn gone(&self, token: &str, room: &str, id: &str) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            if self.get(token, room, id, "/info", None).await?.status() == 404 {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(false)
     }
 }

@@ -12,6 +12,7 @@
 //! every `sweep_interval_secs`, and deletes (bytes, thumbnail, record, references, quota):
 //! - an upload not finished within `upload_timeout_secs` (its gateway died mid-upload);
 //! - a file of a room that no longer exists;
+//! - a file whose last carrying message a delete took (detached: at once, no grace);
 //! - a file no stored message carries, `unattached_grace_secs` after its upload;
 //! - a file whose last carrying message retention has deleted.
 
@@ -115,11 +116,23 @@ async fn sweeper(svc: Service, owns: Owns, interval: Duration, shutdown: Cancell
     }
 }
 
+/// Whether a thumbnail failed for a reason other than its image: a store read that failed,
+/// or a decode thread cancelled (the runtime shutting down). A decode thread that panicked
+/// is the image's doing (a decoder bug it found) and would panic again: that one is final.
+fn transient(e: &FilesError) -> bool {
+    match e {
+        FilesError::Store { .. } => true,
+        FilesError::Join(join) => join.is_cancelled(),
+        _ => false,
+    }
+}
+
 /// Why the sweeper deletes a file (metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
     UploadAbandoned,
     RoomGone,
+    Detached,
     Unattached,
     Trimmed,
 }
@@ -129,6 +142,7 @@ impl Why {
         match self {
             Why::UploadAbandoned => "upload_abandoned",
             Why::RoomGone => "room_gone",
+            Why::Detached => "message_deleted",
             Why::Unattached => "unattached",
             Why::Trimmed => "trimmed",
         }
@@ -169,6 +183,12 @@ impl Service {
                 }
             },
             Err(FilesError::NotFound) => return,
+            Err(e) if transient(&e) => {
+                // Nor is a read that failed or a decode thread cancelled by a shutdown: the
+                // thumbnail stays pending and the sweeper queues it again.
+                warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "could not make a thumbnail; will retry");
+                return;
+            }
             Err(e) => {
                 debug!(room, id, error = %chatmesh_protocol::error::Chain(&e), "no thumbnail");
                 None
@@ -224,6 +244,8 @@ impl Service {
                     (age > cfg.upload_timeout_secs * 1000).then_some(Why::UploadAbandoned)
                 } else if self.model().room(room).await?.is_none() {
                     Some(Why::RoomGone)
+                } else if self.model().file_detached(room, id).await? {
+                    Some(Why::Detached)
                 } else {
                     match self.model().last_file_ref(room, id).await? {
                         None => (age > cfg.unattached_grace_secs * 1000).then_some(Why::Unattached),
@@ -465,6 +487,25 @@ mod tests {
             left += usize::from(state("r", n).await == Thumbnail::Pending);
         }
         assert_eq!(left, 40 - per_user);
+    }
+
+    /// A thumbnail whose image the store cannot read for a reason other than "not found"
+    /// (here the object is a symlink loop, which the folder store reports as a read error)
+    /// stays `pending` for the sweeper to queue again: storage trouble is not the image's
+    /// fault, and `failed` would be for good.
+    #[tokio::test]
+    async fn a_store_read_error_leaves_the_thumbnail_pending() {
+        let f = fixture().await;
+        let svc = &f.svc;
+        image(svc, "r", &id(1), "ann").await;
+        let object = f.files_dir.join("rooms").join("r").join(id(1));
+        assert!(object.is_file(), "{} is not the object", object.display());
+        std::fs::remove_file(&object).unwrap();
+        std::os::unix::fs::symlink(&object, &object).unwrap();
+
+        svc.make_thumbnail("r", &id(1)).await;
+        let record = svc.model().file("r", &id(1)).await.unwrap().unwrap();
+        assert_eq!(record.thumbnail, Thumbnail::Pending);
     }
 
     fn id(n: u8) -> String {

@@ -1,6 +1,7 @@
 //! Edits and deletes in the store writer and the services, in process (no NATS): an edit
 //! rewrites its target's body and is listed in its versions; a delete leaves a tombstone
-//! (body, earlier versions, the edits' bodies and the file references gone from the store);
+//! (body, earlier versions, the edits' bodies and the file references gone from the store)
+//! and detaches the files whose last carrying message it took;
 //! a change the rules refuse when stored becomes a void marker that keeps the `prev` chain;
 //! the gateway's check answers a resent change with the stored seq.
 
@@ -270,4 +271,51 @@ async fn the_check_applies_the_rules_and_finds_resends() {
         code(check("carl", "new", Change::Delete(2)).await),
         ErrorCode::BadRequest
     );
+}
+
+/// Message `seq` of room `r` from ann carrying file `id`.
+fn with_file(seq: u64, id: &str) -> Delivery {
+    let mut m = d(seq, "ann", "", None);
+    if let Some((_, p)) = m.message.as_mut() {
+        p.attachments = vec![Attachment {
+            id: id.into(),
+            name: format!("{id}.txt"),
+            size: 3,
+            content_type: "text/plain".into(),
+            width: None,
+            height: None,
+        }];
+    }
+    m
+}
+
+async fn detached(l: &Local, id: &str) -> bool {
+    l.model.file_detached("r", id).await.unwrap()
+}
+
+/// A delete detaches a file (it answers 404 and cannot be attached again) only when it takes
+/// the file's last carrying message: not while an older stored message carries it, nor when
+/// a new message of the delete's own batch does; a message and its delete in one batch do.
+#[tokio::test]
+async fn a_delete_detaches_a_file_only_with_its_last_carrying_message() {
+    let l = room().await;
+    let mut cp = 0;
+    let detached = |id| detached(&l, id);
+    store(&l, &mut cp, vec![with_file(1, "fa"), with_file(2, "fa")]).await;
+    store(&l, &mut cp, vec![with_file(3, "fb")]).await;
+
+    store(&l, &mut cp, vec![d(4, "ann", "", Some(Change::Delete(1)))]).await;
+    assert!(!detached("fa").await, "message 2 still carries it");
+    let sent_again = vec![d(5, "ann", "", Some(Change::Delete(3))), with_file(6, "fb")];
+    store(&l, &mut cp, sent_again).await;
+    assert!(
+        !detached("fb").await,
+        "message 6 of the same batch carries it"
+    );
+
+    store(&l, &mut cp, vec![d(7, "ann", "", Some(Change::Delete(2)))]).await;
+    assert!(detached("fa").await);
+    let at_once = vec![with_file(8, "fc"), d(9, "ann", "", Some(Change::Delete(8)))];
+    store(&l, &mut cp, at_once).await;
+    assert!(detached("fc").await);
 }

@@ -270,8 +270,8 @@ async fn malformed_requests_get_bad_request() {
 }
 
 /// A file's references are deleted in bounded chunks, not gathered into the caller's batch
-/// (the sweeper's): a file attached to 10,000 messages leaves a batch of one operation (its
-/// record's deletion), and no reference behind.
+/// (the sweeper's): a file attached to 10,000 messages leaves a batch of two operations (the
+/// deletions of its record and of its detached mark), and no reference behind.
 #[tokio::test]
 async fn a_files_references_are_deleted_in_chunks() {
     use chatmesh_workers::model::Model;
@@ -291,6 +291,6 @@ async fn a_files_references_are_deleted_in_chunks() {
     );
     let mut batch = WriteBatch::new();
     l.model.delete_file(&mut batch, "hall", "f1").await.unwrap();
-    assert_eq!(batch.len(), 1, "only the record's deletion");
+    assert_eq!(batch.len(), 2, "only the record's and the mark's deletions");
     assert_eq!(l.model.last_file_ref("hall", "f1").await.unwrap(), None);
 }

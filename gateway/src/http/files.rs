@@ -225,7 +225,16 @@ async fn receive(
             ));
         }
         match &mut upload {
-            Some((up, _)) => up.write(data).await.map_err(storage)?,
+            Some((up, _)) => {
+                if let Err(e) = up.write(data).await {
+                    // A part the store refused: the parts already stored (up to the whole
+                    // size cap) would stay in the bucket, unseen, until a lifecycle rule
+                    // freed them, unless the multipart upload is aborted here. (`finish`
+                    // aborts by itself when it fails; `write` does not.)
+                    abort(upload.take()).await;
+                    return Err(storage(e));
+                }
+            }
             None => {
                 head.extend_from_slice(&data);
                 if head.len() >= head_len {

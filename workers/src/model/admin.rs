@@ -46,6 +46,8 @@ pub enum DeletePhase {
     Stream,
     /// The room's messages in the store with what hangs on them, a page per step.
     Messages,
+    /// The room's files (bytes, records, quota use), a page per step.
+    Files,
     /// Read cursors of former members: a scan of every cursor, a page per step.
     Cursors,
     /// Stats and the marker; then the name is free.
@@ -58,6 +60,7 @@ impl DeletePhase {
             Self::Members => "members",
             Self::Stream => "stream",
             Self::Messages => "messages",
+            Self::Files => "files",
             Self::Cursors => "cursors",
             Self::Finish => "finish",
         }

@@ -1,6 +1,8 @@
 //! Shared files: their records, the references messages hold to them (written by the store
 //! writer with the messages, so a file is known to be in use exactly when a stored message
-//! carries it), and the bytes of files each room and each user in a room holds (quotas).
+//! carries it), the mark of a file whose last carrying message a delete took (it is gone
+//! for good: a moderator's delete must not be undone by attaching the file again), and the
+//! bytes of files each room and each user in a room holds (quotas).
 
 use super::records::{self, FileRecord};
 use super::{keys, Model};
@@ -25,8 +27,53 @@ impl Model {
         id: &str,
     ) -> Result<(), StoreError> {
         self.store.delete_range(keys::file_refs(room, id)).await?;
+        batch.delete(keys::file_detached(room, id));
         batch.delete(keys::file(room, id));
         Ok(())
+    }
+
+    /// File `id` of `room` if it can be read and attached: complete, and not detached.
+    pub async fn live_file(&self, room: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        let Some(file) = self.file(room, id).await?.filter(|f| f.complete) else {
+            return Ok(None);
+        };
+        Ok((!self.file_detached(room, id).await?).then_some(file))
+    }
+
+    /// Whether a delete took the last message that carried file `id` of `room`.
+    pub async fn file_detached(&self, room: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .get(&keys::file_detached(room, id))
+            .await?
+            .is_some())
+    }
+
+    /// A delete took the last message that carried file `id` of `room` (store writer only).
+    pub fn put_file_detached(batch: &mut WriteBatch, room: &str, id: &str) {
+        batch.put(keys::file_detached(room, id), Vec::new());
+    }
+
+    /// Whether a stored message other than those of `seqs` carries file `id` of `room`.
+    pub async fn file_carried_besides(
+        &self,
+        room: &str,
+        id: &str,
+        seqs: &[u64],
+    ) -> Result<bool, StoreError> {
+        // Enough references that one is not of `seqs`, if there is one.
+        let refs = self
+            .store
+            .scan(
+                keys::file_refs(room, id),
+                Direction::Forward,
+                seqs.len() + 1,
+            )
+            .await?;
+        Ok(refs
+            .iter()
+            .filter_map(|(k, _)| keys::seq_of_file_ref(k))
+            .any(|seq| !seqs.contains(&seq)))
     }
 
     /// Message `seq` of `room` carries file `id`.

@@ -19,6 +19,7 @@
 //! | checkpoint | `k be32(partition)` | be64(last stream seq stored) |
 //! | file | `f h16(room) room 00 id` | [`FileRecord`](super::records::FileRecord) |
 //! | file reference | `g h16(room) room 00 id 00 be64(seq)` | empty: message `seq` carries the file |
+//! | detached file | `F h16(room) room 00 id` | empty: a delete took the file's last carrying message (store writer only) |
 //! | file bytes of a room | `q h16(room) room` | be64(bytes) |
 //! | file bytes of a user in a room | `v h16(room) room 00 user` | be64(bytes) |
 //! | push target | `n h16(user) user 00 id` | [`PushTargetRecord`](super::records::PushTargetRecord) |
@@ -62,6 +63,7 @@ const PUBLIC: u8 = b'p';
 const CHECKPOINT: u8 = b'k';
 const FILE: u8 = b'f';
 const FILE_REF: u8 = b'g';
+const FILE_DETACHED: u8 = b'F';
 const ROOM_FILE_BYTES: u8 = b'q';
 const USER_FILE_BYTES: u8 = b'v';
 const PUSH_TARGET: u8 = b'n';
@@ -234,6 +236,16 @@ pub fn file(room: &str, id: &str) -> Vec<u8> {
     pair(FILE, room, id)
 }
 
+/// Every file key of `room`.
+pub fn files_of(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(FILE, room, 0))
+}
+
+/// File `id` of `room` lost its last carrying message to a delete.
+pub fn file_detached(room: &str, id: &str) -> Vec<u8> {
+    pair(FILE_DETACHED, room, id)
+}
+
 /// Every file key, all rooms.
 pub fn files_all() -> Range<Vec<u8>> {
     prefix_range(vec![FILE])
@@ -274,6 +286,11 @@ pub fn room_file_bytes(room: &str) -> Vec<u8> {
 
 pub fn user_file_bytes(room: &str, user: &str) -> Vec<u8> {
     pair(USER_FILE_BYTES, room, user)
+}
+
+/// The file bytes of every user in `room`.
+pub fn user_file_bytes_of(room: &str) -> Range<Vec<u8>> {
+    prefix_range(pair_prefix(USER_FILE_BYTES, room, 0))
 }
 
 pub fn push_target(user: &str, id: &str) -> Vec<u8> {

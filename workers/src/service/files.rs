@@ -1,8 +1,10 @@
 //! Shared files' service operations: a gateway reserves a new file (`file_begin`: the
 //! uploader may post, the size cap and the room's and uploader's quotas hold), stores the
 //! bytes in object storage itself, then completes it (`file_commit`: what the bytes are) or
-//! gives it up (`file_abort`). `file_get` and `file_attach` read complete files; the gateway
-//! checks the reader's access before asking.
+//! gives it up (`file_abort`). `file_get` and `file_attach` read complete files that no
+//! delete detached (`Model::live_file`); the gateway checks the reader's access before
+//! asking. Any member may attach a room's file, not only its uploader (docs/PROTOCOL.md,
+//! "Files"): what a delete detached is refused to everyone.
 //!
 //! The worker that owns the room is the only writer of its files' records and byte counts:
 //! every change runs under the room's file lock, so two uploads never both fit in the last
@@ -167,9 +169,8 @@ impl Service {
         valid("room", &req.room)?;
         validate_file_id(&req.id)?;
         self.model()
-            .file(&req.room, &req.id)
+            .live_file(&req.room, &req.id)
             .await?
-            .filter(|f| f.complete)
             .map(|f| f.info(&req.room, &req.id))
             .ok_or_else(|| ApiError::not_found("no such file"))
     }
@@ -181,9 +182,8 @@ impl Service {
             validate_file_id(id)?;
             let file = self
                 .model()
-                .file(&req.room, id)
+                .live_file(&req.room, id)
                 .await?
-                .filter(|f| f.complete)
                 .ok_or_else(|| ApiError::not_found(format!("no file {id} in this room")))?;
             attachments.push(file.info(&req.room, id).attachment());
         }

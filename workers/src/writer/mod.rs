@@ -12,13 +12,16 @@
 //! batch) in the same store write, after checking the rules again ([`crate::edits`]); a
 //! refused one is stored as a void marker. A reaction does the same to its target's
 //! aggregate and to its sender's reaction record ([`crate::reactions`]); a reply is recorded
-//! in its root's thread and counted on the root. A room event is quiet (not unread); a topic
-//! or name event sets the room's topic or name, in stream order. A commit of an `e2ee` room
-//! moves the room's epoch on when it is for the room's epoch, and is void otherwise.
+//! in its root's thread and counted on the root. A delete that takes a file's last
+//! carrying message marks the file detached ([`files`]). A room event is quiet (not
+//! unread); a topic or name event sets the room's topic or name, in stream order. A commit
+//! of an `e2ee` room moves the room's epoch on when it is for the room's epoch, and is void
+//! otherwise.
 
+mod files;
 mod pending;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chatmesh_protocol::e2ee::{next_epoch, MlsKind};
 use chatmesh_protocol::mentions::Mentions;
@@ -159,11 +162,14 @@ pub async fn store_batch(
     } = pending;
     let mut write = WriteBatch::new();
     let mut fresh: HashMap<String, Vec<Message>> = HashMap::new();
+    // Files the batch's new messages carry (a delete of the batch emptied its targets').
+    let mut carried = HashSet::new();
     for (room, (_, new)) in &mut rooms {
         let msgs = fresh.entry(room.clone()).or_default();
         for (seq, mut stored) in new.drain(..) {
             for file in &stored.attachments {
                 Model::put_file_ref(&mut write, room, &file.id, seq);
+                carried.insert((room.clone(), file.id.clone()));
             }
             if stored.deleted.is_some() {
                 stored.mentions = Mentions::default();
@@ -188,6 +194,9 @@ pub async fn store_batch(
     }
     for (room, file, seq) in &unrefs {
         Model::delete_file_ref(&mut write, room, file, *seq);
+    }
+    for (room, file) in files::detached(model, &unrefs, &carried).await? {
+        Model::put_file_detached(&mut write, room, file);
     }
     for ((room, seq, user), mine) in &marks {
         Model::put_user_reactions(&mut write, room, *seq, user, mine);

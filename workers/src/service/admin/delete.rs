@@ -12,15 +12,18 @@
 //! 3. messages in the store, [`MESSAGES_PAGE`] per step, with their mention, reply and
 //!    file-reference records and their search documents; then the room's reaction and
 //!    thread records (one range each);
-//! 4. read cursors of former members: a scan of every cursor of the store,
+//! 4. files, [`super::delete_files::FILES_PAGE`] per step: bytes and thumbnails in object
+//!    storage, records, then the room's and its uploaders' byte counters, so that a name
+//!    created again has none of the old room's files or quota use;
+//! 5. read cursors of former members: a scan of every cursor of the store,
 //!    [`CURSORS_PAGE`] keys per step (cursors are keyed by user, so this is the one phase
 //!    whose cost grows with the store, not the room);
-//! 5. the room's stats, the caches, the marker: the name is free.
+//! 6. the room's stats, the caches, the marker: the name is free.
 //!
-//! The room's files lose their references and are deleted by the files sweeper (a file of
-//! a room that no longer exists, or that nothing carries). A message a gateway accepted in
-//! the instant before its sender was told (phase 1) may be stored after phase 3 read the
-//! room: phase 5 looks again and goes back to phase 3 if it finds one.
+//! A message a gateway accepted in the instant before its sender was told (phase 1) may be
+//! stored after phase 3 read the room, and an upload that began before the deletion may
+//! write its record after phase 4: phase 6 looks again and goes back to phase 3 if it finds
+//! either.
 
 use chatmesh_protocol::admin::{DeleteProgress, DeleteRoomRequest};
 use chatmesh_protocol::message::now_ms;
@@ -89,6 +92,7 @@ impl Service {
                 state.phase = DeletePhase::Messages;
             }
             DeletePhase::Messages => self.delete_messages(room, &mut state).await?,
+            DeletePhase::Files => self.delete_files(room, &mut state).await?,
             DeletePhase::Cursors => self.delete_cursors(room, &mut state).await?,
             DeletePhase::Finish => done = self.finish_deletion(room, &mut state).await?,
         }
@@ -218,7 +222,7 @@ impl Service {
             let store = self.model().store();
             store.delete_range(keys::reactions_all(room)).await?;
             store.delete_range(keys::replies_all(room)).await?;
-            state.phase = DeletePhase::Cursors;
+            state.phase = DeletePhase::Files;
             state.resume = Vec::new();
         }
         Ok(())
@@ -260,23 +264,21 @@ impl Service {
         Ok(())
     }
 
-    /// The last step: unless a late message appeared, drops stats, caches and the marker.
+    /// The last step: unless a late message or file appeared, drops stats, caches and the
+    /// marker.
     async fn finish_deletion(
         &self,
         room: &str,
         state: &mut RoomDeletion,
     ) -> Result<bool, ApiError> {
-        let late = self
-            .model()
-            .store()
-            .scan(keys::messages_of(room), Direction::Forward, 1)
-            .await?;
-        if !late.is_empty() {
-            state.phase = DeletePhase::Messages;
-            return Ok(false);
+        let store = self.model().store();
+        for late in [keys::messages_of(room), keys::files_of(room)] {
+            if !store.scan(late, Direction::Forward, 1).await?.is_empty() {
+                state.phase = DeletePhase::Messages;
+                return Ok(false);
+            }
         }
         // Moderation records: at most `max_bans_per_room` bans, and the mutes of members.
-        let store = self.model().store();
         store.delete_range(keys::bans_after(room, None)).await?;
         store.delete_range(keys::mutes_of(room)).await?;
         let mut batch = WriteBatch::new();

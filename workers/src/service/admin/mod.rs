@@ -8,6 +8,7 @@
 
 mod audit;
 mod delete;
+mod delete_files;
 mod export;
 mod users;
 
