@@ -91,7 +91,10 @@ async fn all_acked(js: &jetstream::Context) -> Result<bool> {
         else {
             return Ok(false);
         };
-        let info = c.info().await?;
+        // A starting worker may replace its consumer between the two calls.
+        let Ok(info) = c.info().await else {
+            return Ok(false);
+        };
         if info.num_pending > 0 || info.num_ack_pending > 0 {
             return Ok(false);
         }
@@ -108,8 +111,9 @@ async fn in_flight(js: &jetstream::Context) -> Result<u64> {
             .get_consumer::<pull::Config>(&store_consumer(p))
             .await
         {
-            let info = c.info().await?;
-            n += info.num_pending + info.num_ack_pending as u64;
+            if let Ok(info) = c.info().await {
+                n += info.num_pending + info.num_ack_pending as u64;
+            }
         }
     }
     Ok(n)
@@ -123,7 +127,10 @@ async fn stored_some(js: &jetstream::Context) -> Result<bool> {
             .get_consumer::<pull::Config>(&store_consumer(p))
             .await
         {
-            if c.info().await?.ack_floor.stream_sequence > 0 {
+            if c.info()
+                .await
+                .is_ok_and(|i| i.ack_floor.stream_sequence > 0)
+            {
                 return Ok(true);
             }
         }
