@@ -548,19 +548,38 @@ function renderMessages() {
   actions.maybeRead(r);
 }
 
-/** An end-to-end encrypted message as a one-line notice (the web client cannot read it). */
+/**
+ * An end-to-end encrypted message as a one-line notice (the web client cannot read it). Its
+ * author and the room's owner and admins may delete it (a plain delete: the server drops the
+ * ciphertext), confirmed in place as any message's delete.
+ */
 function sealedNode(r, m) {
   const key = `x:${m.seq}`;
   const who = app.names.get(m.from) || m.from || "someone";
   const text = `🔒 ${who} sent an encrypted message`;
+  const me = app.session && app.session.user;
+  const mayDelete = r.member && (m.from === me || r.role === "owner" || r.role === "admin");
+  const confirming = app.confirmDelete === `${r.id}:${m.seq}`;
+  const version = `${text}|${mayDelete ? (confirming ? "confirm" : "delete") : ""}`;
   let node = r.nodes.get(key);
-  if (node && node.dataset.text === text) return node;
+  if (node && node.dataset.version === version) return node;
+  const button = (label, aria, testid, onClick, extra = "") => {
+    const b = h("button", { type: "button", className: `link ${extra}`.trim(), textContent: label, dataset: { testid }, attrs: { "aria-label": aria } });
+    b.addEventListener("click", () => onClick(r, m));
+    return b;
+  };
+  const controls = !mayDelete ? [] : confirming
+    ? [" ", h("span", { textContent: "Delete this message? " }),
+      button("Delete", "Delete this message for everyone", "confirm-delete", actions.confirmDelete, "danger"), " ",
+      button("Cancel", "Keep this message", "cancel-delete", actions.cancelDelete)]
+    : [" ", button("Delete", "Delete this encrypted message", "delete-message", actions.askDelete)];
   node = h(
     "li",
-    { className: "event muted small", dataset: { testid: "sealed-message", seq: String(m.seq), from: m.from || "", text } },
+    { className: "event muted small", dataset: { testid: "sealed-message", seq: String(m.seq), from: m.from || "", text, version } },
     h("span", { className: "event-text", textContent: text }),
     " ",
     h("time", { className: "ts", textContent: formatTime(m.ts || 0) }),
+    ...controls,
   );
   r.nodes.set(key, node);
   return node;

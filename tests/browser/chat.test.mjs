@@ -2139,6 +2139,23 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.equal(await b.locator("#message-input").isDisabled(), true);
     assert.match(await b.locator("#message-input").getAttribute("placeholder"), /End-to-end encrypted/);
     assert.equal(await b.locator("#send-button").isDisabled(), true);
+
+    // Its author (and the room's owner and admins) may delete it, confirmed in place; bob
+    // may not. Deleted, it is a tombstone for everyone, its ciphertext gone.
+    assert.equal(await sealed.locator('[data-testid="delete-message"]').count(), 0, "not bob's to delete");
+    await a.locator(`#room-list li[data-room="${vault}"] button`).click();
+    await a.locator("#room-title").filter({ hasText: `#${vault}` }).waitFor();
+    const mine = a.locator('#message-list li[data-testid="sealed-message"]');
+    await mine.locator('[data-testid="delete-message"]').click();
+    await mine.locator('[data-testid="cancel-delete"]').click();
+    await mine.locator('[data-testid="delete-message"]').click();
+    await mine.locator('[data-testid="confirm-delete"]').click();
+    await b.locator("#message-list li.msg.deleted").filter({ hasText: "This message was deleted." }).waitFor();
+    assert.equal(await sealed.count(), 0, "no notice of the deleted message");
+    await a.locator("#message-list li.msg.deleted").filter({ hasText: "This message was deleted." }).waitFor();
+    const history = await apiAs(bob, "GET", `/v1/rooms/${vault}/messages?limit=10`);
+    const gone = history.messages.find((m) => m.deleted);
+    assert.ok(gone && !gone.mls, JSON.stringify(history.messages));
   });
 
   it("raised no page errors, console errors or dialogs", () => {
