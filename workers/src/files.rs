@@ -244,7 +244,12 @@ impl Service {
                     (age > cfg.upload_timeout_secs * 1000).then_some(Why::UploadAbandoned)
                 } else if self.model().room(room).await?.is_none() {
                     Some(Why::RoomGone)
-                } else if self.model().file_detached(room, id).await? {
+                } else if self.model().file_detached(room, id).await?
+                    && self.model().last_file_ref(room, id).await?.is_none()
+                {
+                    // A message stored after the detach may carry it still (its attach was
+                    // checked before the delete was stored): kept while one does, unreadable
+                    // all the same (an e2ee room's record may need a commit's file).
                     Some(Why::Detached)
                 } else {
                     match self.model().last_file_ref(room, id).await? {
@@ -510,6 +515,40 @@ mod tests {
 
     fn id(n: u8) -> String {
         format!("f{:032x}", n)
+    }
+
+    /// A detached file goes at the next pass, but not while a message stored after the
+    /// detach carries it (one whose attach was checked in the instant before the delete was
+    /// stored: an e2ee room's commit may be read from it when the room's group record
+    /// catches up); it stays unreadable, and goes once nothing carries it.
+    #[tokio::test]
+    async fn a_detached_file_a_later_message_carries_is_kept_until_nothing_does() {
+        let f = fixture().await;
+        let svc = &f.svc;
+        let all = |_: &str| true;
+        file(svc, &id(1), false).await; // detached, nothing carries it
+        file(svc, &id(2), false).await; // detached, a later message carries it
+        let t = now_ms();
+        let message = StoredMessage {
+            id: "m".into(),
+            from: "ann".into(),
+            ts: t,
+            ..Default::default()
+        };
+        let mut batch = WriteBatch::new();
+        Model::put_message(&mut batch, "r", 7, &message);
+        Model::put_file_detached(&mut batch, "r", &id(1));
+        Model::put_file_detached(&mut batch, "r", &id(2));
+        Model::put_file_ref(&mut batch, "r", &id(2), 7);
+        svc.model().write(batch).await.unwrap();
+        assert_eq!(svc.sweep_files(&all, t).await.unwrap(), 1);
+        assert!(!exists(svc, 1).await && exists(svc, 2).await);
+        assert!(svc.model().live_file("r", &id(2)).await.unwrap().is_none());
+        let mut batch = WriteBatch::new();
+        Model::delete_file_ref(&mut batch, "r", &id(2), 7);
+        svc.model().write(batch).await.unwrap();
+        assert_eq!(svc.sweep_files(&all, t).await.unwrap(), 1);
+        assert!(!exists(svc, 2).await);
     }
 
     async fn exists(svc: &Service, n: u8) -> bool {

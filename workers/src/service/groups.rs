@@ -33,7 +33,7 @@ use crate::store::WriteBatch;
 const LOCK_GROUP: u8 = b'g';
 
 /// How many messages before the room's latest commit a welcome's commit is looked for.
-const MAX_WELCOME_LOOKBACK: usize = 1_000;
+const MAX_WELCOME_LOOKBACK: usize = 200;
 
 /// Checked next states kept per room at most (see `keep_next`).
 const MAX_NEXT_STATES: usize = 8;
@@ -113,6 +113,12 @@ impl Service {
                 tracked.epoch()
             )));
         }
+        // Only a file that can still be attached: a detached one would never be published.
+        if let Some(file) = &commit.file {
+            if self.model().live_file(room, file).await?.is_none() {
+                return Err(ApiError::not_found(format!("no file {file} in this room")));
+            }
+        }
         let bytes = self.commit_bytes(room, commit).await?;
         let user = user.to_owned();
         let checked = off_thread(move || {
@@ -141,10 +147,13 @@ impl Service {
     /// when the commit is stored instead of checking it again then: a check depends on the
     /// clock (an added KeyPackage's lifetime), and one that passed now could fail later,
     /// which would drop the record. At most [`MAX_NEXT_STATES`] per room (racing commits for
-    /// one epoch); past that a commit is checked again when stored.
+    /// one epoch): when they are all taken they are forgotten for the new one, so none can
+    /// be kept out by filling them.
     async fn keep_next(&self, room: &str, hash: &[u8; 32], next: Vec<u8>) -> Result<(), ApiError> {
         if self.model().mls_nexts(room, MAX_NEXT_STATES).await? >= MAX_NEXT_STATES {
-            return Ok(());
+            // The oldest are those of commits that lost their race (or were never sent):
+            // forgetting them costs only a check when the room catches up.
+            self.model().delete_mls_nexts(room).await?;
         }
         let mut batch = WriteBatch::new();
         Model::put_mls_next(&mut batch, room, hash, next);
