@@ -13,7 +13,9 @@
 //! slot is taken, a new upload cuts the one that has arrived the slowest on the whole, if
 //! that one is past its first [`PREEMPT_GRACE`] and below [`PREEMPT_BELOW_BYTES_PER_SEC`]
 //! (it is answered 503 and may come back), and takes its slot; uploads faster than that
-//! keep theirs, and the new one is refused as before.
+//! keep theirs, and the new one is refused as before. One user, and one client address,
+//! cuts at most one upload per [`CUT_EVERY`], so nobody can cut others' uploads over and
+//! over by starting new ones.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,6 +43,8 @@ pub struct GatewayFiles {
     /// Every upload holding a slot, by a number of its own: what [`GatewayFiles::give_way`]
     /// chooses from.
     active: Arc<Mutex<Active>>,
+    /// When each user (`u:`) and client address (`a:`) last cut an upload.
+    cutters: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +90,10 @@ pub const PREEMPT_GRACE: Duration = Duration::from_secs(5);
 /// How long a new upload waits for the slot of the upload it cut (which aborts its
 /// multipart upload first).
 const PREEMPT_WAIT: Duration = Duration::from_secs(2);
+/// One user, or one client address, cuts at most one upload this often.
+pub const CUT_EVERY: Duration = Duration::from_secs(30);
+/// Cutters remembered at most (older ones are forgotten first).
+const MAX_CUTTERS: usize = 100_000;
 
 /// Why no upload slot was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +148,7 @@ impl GatewayFiles {
             per_user: Counts::default(),
             per_address: Counts::default(),
             active: Arc::default(),
+            cutters: Mutex::default(),
         }
     }
 
@@ -164,7 +173,7 @@ impl GatewayFiles {
         };
         let permit = match self.uploads.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) if self.give_way(Instant::now()) => {
+            Err(_) if self.cut_for(user, ip, Instant::now()) => {
                 let freed = self.uploads.clone().acquire_owned();
                 tokio::time::timeout(PREEMPT_WAIT, freed)
                     .await
@@ -194,6 +203,29 @@ impl GatewayFiles {
             progress,
             active: self.active.clone(),
         })
+    }
+
+    /// Cuts an upload for a new one of `user` from `ip` ([`GatewayFiles::give_way`]),
+    /// unless either cut one within [`CUT_EVERY`]: true if one was cut (their cut).
+    fn cut_for(&self, user: &str, ip: Option<IpAddr>, now: Instant) -> bool {
+        let Ok(mut cutters) = self.cutters.lock() else {
+            return false;
+        };
+        let mut keys = vec![format!("u:{user}")];
+        if let Some(ip) = ip {
+            keys.push(format!("a:{}", crate::throttle::client_key(ip)));
+        }
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < CUT_EVERY;
+        if keys.iter().any(|k| cutters.get(k).is_some_and(recent)) || !self.give_way(now) {
+            return false;
+        }
+        if cutters.len() >= MAX_CUTTERS {
+            cutters.retain(|_, at| recent(at));
+        }
+        for k in keys {
+            cutters.insert(k, now);
+        }
+        true
     }
 
     /// Cuts the upload that has arrived the slowest on the whole, if it is past
@@ -238,5 +270,85 @@ mod tests {
             idle + Duration::from_secs(60)
         );
         assert!(upload_deadline(u64::MAX, idle) > Duration::from_secs(1 << 40));
+    }
+
+    fn files() -> GatewayFiles {
+        let cfg = FilesConfig {
+            url: Some("memory:///".into()),
+            ..FilesConfig::default()
+        };
+        GatewayFiles::new(FileStore::open(&cfg).unwrap(), cfg)
+    }
+
+    fn ip(n: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([10, 0, 0, n]))
+    }
+
+    /// Drops the slots that were cut (as their uploads end), keeping the others.
+    fn drop_cut(slots: &mut Vec<UploadSlot>) -> usize {
+        let before = slots.len();
+        slots.retain(|s| !s.progress.cut.is_cancelled());
+        before - slots.len()
+    }
+
+    /// With every slot taken by slow uploads past their grace, a new upload cuts the
+    /// slowest; the same user (or address) cannot cut another for `CUT_EVERY`, another one
+    /// can; an upload still in its grace, or a fast one, is never cut.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_upload_cuts_the_slowest_once_per_cutter() {
+        let f = files();
+        let mut slots = Vec::new();
+        for n in 0..MAX_UPLOADS {
+            let user = format!("u{}", n / MAX_UPLOADS_PER_USER);
+            let address = ip(u8::try_from(n / 4).unwrap());
+            slots.push(f.upload_slot(&user, address).await.unwrap());
+        }
+        // All within their grace: nothing is cut.
+        assert_eq!(
+            f.upload_slot("new", ip(100)).await.unwrap_err(),
+            NoSlot::Gateway
+        );
+        tokio::time::advance(PREEMPT_GRACE + Duration::from_secs(1)).await;
+        // Every one slow but the first, which is fast and must never be the one cut.
+        slots[0].received(100 * 1024 * 1024);
+        for (n, slot) in slots.iter().enumerate().skip(1) {
+            slot.received(20 * 1024 * u64::try_from(n).unwrap());
+        }
+        let waiting = f.upload_slot("new", ip(100));
+        tokio::pin!(waiting);
+        assert!(
+            futures::poll!(&mut waiting).is_pending(),
+            "waits for the cut one's slot"
+        );
+        assert_eq!(drop_cut(&mut slots), 1);
+        assert!(!slots
+            .iter()
+            .any(|s| s.progress.received.load(Ordering::Relaxed) == 20 * 1024));
+        slots.push(waiting.await.unwrap());
+        // The same user from another address, and another user from the same address: no.
+        assert_eq!(
+            f.upload_slot("new", ip(101)).await.unwrap_err(),
+            NoSlot::Gateway
+        );
+        assert_eq!(
+            f.upload_slot("other", ip(100)).await.unwrap_err(),
+            NoSlot::Gateway
+        );
+        assert_eq!(drop_cut(&mut slots), 0);
+        // Another user from another address may; so may the first after CUT_EVERY.
+        let waiting = f.upload_slot("other", ip(102));
+        tokio::pin!(waiting);
+        assert!(futures::poll!(&mut waiting).is_pending());
+        assert_eq!(drop_cut(&mut slots), 1);
+        slots.push(waiting.await.unwrap());
+        tokio::time::advance(CUT_EVERY).await;
+        for slot in &slots {
+            slot.received(100 * 1024 * 1024);
+        }
+        assert_eq!(
+            f.upload_slot("new", ip(100)).await.unwrap_err(),
+            NoSlot::Gateway,
+            "all fast now"
+        );
     }
 }

@@ -124,7 +124,10 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
     let idle = Duration::from_millis(state.cfg.body_read_timeout_ms);
     let path = files.store.object(room, &id);
     let body = req.into_body();
-    match receive(files, &slot, &path, &file_name, body, size, idle).await {
+    let received = receive(files, &slot, &path, &file_name, body, size, idle).await;
+    // The slot is free from here: a cut upload's successor is waiting for it.
+    drop(slot);
+    match received {
         Ok(sniffed) => {
             let commit = FileCommitRequest {
                 room: room.to_owned(),
