@@ -296,41 +296,65 @@ async fn a_welcome_is_taken_only_from_the_sender_of_its_commit() -> Result<()> {
 
 /// The group's own messages (commits, proposals, welcomes) cost the worker a check each (a
 /// commit's file of up to 8 MiB read and parsed, a welcome's commit looked for), so each
-/// counts against the sender's request budget and against a narrower one of their own
-/// (`mls_check_burst`): past either they are answered `rate_limited` before any worker is
-/// asked, while application messages go on.
+/// counts against the sender's request budget, and commits and proposals against a narrower
+/// one of their own (`mls_check_burst`; a welcome follows a commit that paid): past either
+/// they are answered `rate_limited` before any worker is asked, while application messages
+/// go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_messages_count_against_the_request_budget() -> Result<()> {
-    // The request budget of four, which the room's creation and the join draw on too.
+    // The request budget of six, which the room's creation and the join draw on too.
     let mut config = fast_config();
     config.gateway.api_per_user_per_minute = 1;
-    config.gateway.api_user_burst = 4;
-    let (codes, message) = spend_handshakes(config).await?;
-    let checked = codes
+    config.gateway.api_user_burst = 6;
+    let spent = spend_handshakes(config).await?;
+    let checked = spent
+        .codes
         .iter()
         .take_while(|c| **c == ErrorCode::Conflict)
         .count();
-    assert!((1..4).contains(&checked), "{codes:?}");
-    assert!(message.contains("over your request rate"), "{message}");
-    // Their own budget of three, the request budget left as it is.
+    assert!((1..5).contains(&checked), "{:?}", spent.codes);
+    assert!(
+        spent.message.contains("over your request rate"),
+        "{}",
+        spent.message
+    );
+    assert_eq!(spent.welcome, Some(ErrorCode::RateLimited), "a welcome too");
+    // Their own budget of four, the request budget left as it is.
     let mut config = fast_config();
     config.gateway.mls_checks_per_minute = 1;
-    config.gateway.mls_check_burst = 3;
-    let (codes, message) = spend_handshakes(config).await?;
-    let checked = codes
+    config.gateway.mls_check_burst = 4;
+    let spent = spend_handshakes(config).await?;
+    let checked = spent
+        .codes
         .iter()
         .take_while(|c| **c == ErrorCode::Conflict)
         .count();
-    assert_eq!(checked, 3, "{codes:?}");
-    assert!(message.contains("too many commits"), "{message}");
+    assert_eq!(checked, 3, "{:?}", spent.codes);
+    assert!(
+        spent.message.contains("too many commits"),
+        "{}",
+        spent.message
+    );
+    assert_eq!(spent.welcome, None, "a welcome is not held to it");
     Ok(())
 }
 
-/// Sends six welcomes that a worker refuses (no commit starts epoch 0), then a commit, then
-/// an application message, to a new e2ee room on a mesh with `config`: the welcomes'
-/// answers (checked ones `conflict` until a budget is spent, `rate_limited` after) and the
-/// refusal of the commit, which must be `rate_limited`; the application message is acked.
-async fn spend_handshakes(config: chatmesh::Config) -> Result<(Vec<ErrorCode>, String)> {
+/// What [`spend_handshakes`] was answered.
+struct Spent {
+    /// The stale commits' answers: `conflict` while checked, `rate_limited` once a budget
+    /// is spent.
+    codes: Vec<ErrorCode>,
+    /// The message of the last commit's refusal (which must be `rate_limited`).
+    message: String,
+    /// The welcome's refusal (`None`: acked).
+    welcome: Option<ErrorCode>,
+}
+
+/// In a new e2ee room on a mesh with `config`, ann sends a commit (acked: the room moves to
+/// epoch 1), six more for epoch 0 (refused `conflict` while a worker checks them), one
+/// more (which must be `rate_limited`), the welcome of her first commit, and an application
+/// message (which must be acked).
+async fn spend_handshakes(config: chatmesh::Config) -> Result<Spent> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), config).await?;
     let api = Api::new(&mesh);
@@ -338,13 +362,17 @@ async fn spend_handshakes(config: chatmesh::Config) -> Result<(Vec<ErrorCode>, S
     api.room(&ann, "sec", "e2ee").await?;
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     a.join("sec").await?;
+    acked(
+        &a.request_json(send_mls("sec", "c0", mls(MlsKind::Commit, 0, b"k")))
+            .await?,
+    );
     let mut codes = Vec::new();
     for i in 0..6 {
         let f = a
             .request_json(send_mls(
                 "sec",
-                &format!("w{i}"),
-                mls(MlsKind::Welcome, 0, b"w"),
+                &format!("c{}", i + 1),
+                mls(MlsKind::Commit, 0, b"k"),
             ))
             .await?;
         codes.push(refusal(&f).0);
@@ -360,16 +388,27 @@ async fn spend_handshakes(config: chatmesh::Config) -> Result<(Vec<ErrorCode>, S
         "{codes:?}"
     );
     let f = a
-        .request_json(send_mls("sec", "c", mls(MlsKind::Commit, 0, b"k")))
+        .request_json(send_mls("sec", "c9", mls(MlsKind::Commit, 1, b"k")))
         .await?;
     let (code, message) = refusal(&f);
     assert_eq!(code, ErrorCode::RateLimited, "{message}");
+    let welcome = match a
+        .request_json(send_mls("sec", "w1", mls(MlsKind::Welcome, 1, b"w")))
+        .await?
+    {
+        ServerFrame::Ack { .. } => None,
+        other => Some(refusal(&other).0),
+    };
     acked(
-        &a.request_json(send_mls("sec", "m", mls(MlsKind::App, 0, b"c")))
+        &a.request_json(send_mls("sec", "m", mls(MlsKind::App, 1, b"c")))
             .await?,
     );
     mesh.stop().await?;
-    Ok((codes, message))
+    Ok(Spent {
+        codes,
+        message,
+        welcome,
+    })
 }
 
 /// A message of an e2ee room is deleted like any other (by its author, a room admin or the

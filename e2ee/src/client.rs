@@ -22,6 +22,7 @@ const PAGE: u32 = 100;
 fn transport(e: chatmesh_client::Error) -> TransportError {
     let kind = match e.code() {
         Some(ErrorCode::Conflict) => TransportErrorKind::Conflict,
+        Some(ErrorCode::RateLimited | ErrorCode::Unavailable) => TransportErrorKind::Busy,
         _ => TransportErrorKind::Other,
     };
     TransportError::new(kind, e)

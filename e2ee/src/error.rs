@@ -154,6 +154,8 @@ pub enum TransportErrorKind {
     /// `conflict`: a commit for a stale or future epoch, or another commit won the epoch
     /// (also a 409 of the directory).
     Conflict,
+    /// `rate_limited` or `unavailable`: the same request may be taken a little later.
+    Busy,
     /// Any other refusal or failure.
     Other,
 }

@@ -32,7 +32,7 @@ pub use group::Staged;
 pub use identity::{fingerprint, same_fingerprint, verify_device, IdentityKey};
 pub use sync::{
     catch_up, claim, commit, create_group, hand_over_group, publish, send_text, verify_members,
-    Change, Committed, RoomTransport, MAX_COMMIT_ATTEMPTS,
+    Change, Committed, RoomTransport, MAX_COMMIT_ATTEMPTS, MAX_WELCOME_ATTEMPTS,
 };
 pub use wire::{
     check_handshake_size, check_size, device_statement, mls_bytes, mls_message, Incoming, Mls,

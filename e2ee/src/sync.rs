@@ -9,13 +9,15 @@ use std::future::Future;
 
 use crate::device::Device;
 use crate::directory::{Directory, VerifiedKeyPackage};
-use crate::error::{Error, TransportError};
+use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::event::Event;
 use crate::group::Staged;
 use crate::wire::{check_handshake_size, Incoming, Mls};
 
 /// How many times a commit is staged and sent before the SDK gives up on an epoch race.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
+/// Most sends of one welcome (see [`commit`]).
+pub const MAX_WELCOME_ATTEMPTS: u32 = 5;
 
 /// The room calls the SDK makes, over the application's session.
 pub trait RoomTransport {
@@ -216,7 +218,7 @@ pub async fn commit(
             Ok(seq) => {
                 device.confirm_commit(name, seq)?;
                 if let Some(welcome) = &staged.welcome {
-                    room.send_mls(name, welcome).await?;
+                    send_welcome(room, name, welcome).await?;
                 }
                 let epoch = device.epoch(name).unwrap_or_default();
                 return Ok(Committed {
@@ -245,6 +247,27 @@ pub async fn commit(
         room: name.to_owned(),
         attempts: MAX_COMMIT_ATTEMPTS,
     })
+}
+
+/// Sends a commit's welcome. The server takes it once the room's worker has stored the
+/// commit (`conflict` "future epoch" until then, after a wait of its own) and within the
+/// sender's budgets (`rate_limited`), so it is sent again on those answers and on
+/// `unavailable`, after [`RoomTransport::pause`], at most [`MAX_WELCOME_ATTEMPTS`] times: the
+/// commit is merged already, and a welcome never sent leaves the added members in the
+/// group with no way in (the application must then remove and add them again).
+async fn send_welcome(room: &impl RoomTransport, name: &str, welcome: &Mls) -> Result<(), Error> {
+    let mut attempt = 1;
+    loop {
+        match room.send_mls(name, welcome).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind != TransportErrorKind::Other && attempt < MAX_WELCOME_ATTEMPTS => {
+                tracing::debug!(room = name, attempt, error = %e, "welcome not taken yet; sending it again");
+                attempt += 1;
+                room.pause(attempt).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn stage(device: &mut Device, name: &str, change: &Change) -> Result<Staged, Error> {

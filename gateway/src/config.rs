@@ -129,11 +129,12 @@ pub struct GatewayConfig {
     /// Late resends a user may have checked at once before that rate applies (an outbox
     /// written again after a long disconnect).
     pub resend_check_burst: u32,
-    /// Commits, proposals and welcomes of e2ee rooms a user may send per minute (token
-    /// bucket): a worker checks each (a commit against the room's group, read from a file of
-    /// up to 8 MiB). Groups commit on membership changes and key updates, not per message.
+    /// Commits and proposals of e2ee rooms a user may send per minute (token bucket): a
+    /// worker checks each (a commit against the room's group, read from a file of up to
+    /// 8 MiB); welcomes follow a commit and are not counted. Groups commit on membership
+    /// changes and key updates, not per message.
     pub mls_checks_per_minute: u32,
-    /// Commits, proposals and welcomes a user may send at once before that rate applies.
+    /// Commits and proposals a user may send at once before that rate applies.
     pub mls_check_burst: u32,
     /// KeyPackages a user may claim per minute (`POST /v1/e2ee/users/{user}/claim`, token
     /// bucket), so no one drains another user's packages down to the last-resort one.

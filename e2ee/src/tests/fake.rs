@@ -25,6 +25,9 @@ struct Inner {
     packages: HashMap<(String, String), (Vec<String>, Option<String>)>,
     /// Groups handed over (the real server checks commits against them; this one keeps them)
     groups: HashMap<String, GroupBody>,
+    /// The next welcomes refused as the real server does before its worker stored their
+    /// commit (`conflict`) or past the sender's budget (`rate_limited`: `Busy`).
+    refuse_welcomes: Vec<TransportErrorKind>,
 }
 
 #[derive(Clone, Default)]
@@ -63,6 +66,11 @@ impl Server {
         entry.0 = vec![package];
     }
 
+    /// Refuses the next welcomes, one per kind in `kinds`, in order.
+    pub fn refuse_welcomes(&self, kinds: &[TransportErrorKind]) {
+        self.0.lock().unwrap().refuse_welcomes.extend(kinds);
+    }
+
     /// Forgets a user's device records (a directory that no longer vouches for them).
     pub fn drop_devices(&self, user: &str) {
         self.0.lock().unwrap().devices.remove(user);
@@ -88,6 +96,10 @@ impl RoomTransport for Conn {
     async fn send_mls(&self, room: &str, mls: &Mls) -> Result<u64, TransportError> {
         crate::check_size(mls).map_err(|e| TransportError::new(TransportErrorKind::Other, e))?;
         let mut inner = self.server.0.lock().unwrap();
+        if mls.kind == MlsKind::Welcome && !inner.refuse_welcomes.is_empty() {
+            let kind = inner.refuse_welcomes.remove(0);
+            return Err(TransportError::new(kind, "not now".to_owned()));
+        }
         let log = inner.rooms.entry(room.to_owned()).or_default();
         if mls.kind == MlsKind::Commit {
             if mls.epoch != log.epoch {

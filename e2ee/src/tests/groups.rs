@@ -298,3 +298,29 @@ fn commit_never_sent_is_dropped_by_the_next() {
         [Event::Committed { epoch: 2, .. }]
     ));
 }
+
+/// A welcome the server does not take at once (its worker has not stored the commit yet:
+/// `conflict`; the sender is over its budget: busy) is sent again, and the added member
+/// joins; the commit is merged once.
+#[test]
+fn a_welcome_refused_for_now_is_sent_again() {
+    let server = Server::default();
+    let mut alice = Member::new(&server, "alice");
+    let mut bob = Member::new(&server, "bob");
+    alice.device.create_group(ROOM).unwrap();
+    server.refuse_welcomes(&[
+        crate::TransportErrorKind::Conflict,
+        crate::TransportErrorKind::Busy,
+    ]);
+    alice.add(&["bob"]);
+    assert_eq!(alice.epoch(), Some(1));
+    let events = bob.catch_up();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Joined { epoch: 1, .. })),
+        "{events:?}"
+    );
+    alice.say("welcome in");
+    assert_eq!(texts(&bob.catch_up()), ["alice: welcome in"]);
+}

@@ -597,9 +597,15 @@ impl Session {
                 if m.kind != MlsKind::App {
                     // A worker checks it (a commit against the room's group, read from a
                     // file of up to 8 MiB; a welcome's commit looked for): the user's
-                    // request budget, as a history read, and a narrower one of its own.
+                    // request budget, as a history read; commits and proposals a narrower
+                    // one too (a welcome follows a commit that paid).
                     self.charge_api().await?;
-                    if let Err(refused) = self.state.throttle.mls_check_allowed(&user).await {
+                    let handshake = m.kind != MlsKind::Welcome;
+                    let allowed = match handshake {
+                        true => self.state.throttle.mls_check_allowed(&user).await,
+                        false => Ok(()),
+                    };
+                    if let Err(refused) = allowed {
                         let wait = refused.retry_after.as_millis().max(1);
                         return Err(ApiError::new(
                             ErrorCode::RateLimited,

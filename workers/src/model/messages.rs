@@ -143,7 +143,8 @@ impl Model {
 
     /// The sender of the commit that started `epoch` (the one not void among those labelled
     /// `epoch - 1`), if it is among the `max` messages stored before seq `before`, read
-    /// newest first a page at a time (only a value that names a commit is decoded).
+    /// newest first a page at a time (only a value that names a commit is decoded), up to
+    /// the first commit of an earlier epoch.
     pub async fn commit_starting(
         &self,
         room: &str,
@@ -174,6 +175,11 @@ impl Model {
                 if let Some(mls) = m.mls.as_ref().filter(|_| !m.void) {
                     if mls.kind == MlsKind::Commit && mls.epoch == label {
                         return Ok(Some(m.from));
+                    }
+                    // Commits that moved the epoch have rising labels: one below means
+                    // the commit looked for is not there.
+                    if mls.kind == MlsKind::Commit && mls.epoch < label {
+                        return Ok(None);
                     }
                 }
             }
