@@ -307,11 +307,7 @@ async fn handshake_messages_count_against_the_request_budget() -> Result<()> {
     config.gateway.api_per_user_per_minute = 1;
     config.gateway.api_user_burst = 6;
     let spent = spend_handshakes(config).await?;
-    let checked = spent
-        .codes
-        .iter()
-        .take_while(|c| **c == ErrorCode::Conflict)
-        .count();
+    let checked = spent.checked();
     assert!((1..5).contains(&checked), "{:?}", spent.codes);
     assert!(
         spent.message.contains("over your request rate"),
@@ -324,11 +320,7 @@ async fn handshake_messages_count_against_the_request_budget() -> Result<()> {
     config.gateway.mls_checks_per_minute = 1;
     config.gateway.mls_check_burst = 4;
     let spent = spend_handshakes(config).await?;
-    let checked = spent
-        .codes
-        .iter()
-        .take_while(|c| **c == ErrorCode::Conflict)
-        .count();
+    let checked = spent.checked();
     assert_eq!(checked, 3, "{:?}", spent.codes);
     assert!(
         spent.message.contains("too many commits"),
@@ -348,6 +340,16 @@ struct Spent {
     message: String,
     /// The welcome's refusal (`None`: acked).
     welcome: Option<ErrorCode>,
+}
+
+impl Spent {
+    /// How many stale commits a worker checked before a budget was spent.
+    fn checked(&self) -> usize {
+        self.codes
+            .iter()
+            .take_while(|c| **c == ErrorCode::Conflict)
+            .count()
+    }
 }
 
 /// In a new e2ee room on a mesh with `config`, ann sends a commit (acked: the room moves to
