@@ -94,6 +94,14 @@ impl RoomTransport for Client {
         Ok(ack.seq)
     }
 
+    /// Between two attempts of a commit or a welcome: 100 ms, doubling, at most 2 s (the
+    /// server refuses a welcome until its worker stored the commit, and past the sender's
+    /// budgets until they refill).
+    async fn pause(&self, attempt: u32) {
+        let ms = 100u64 << attempt.saturating_sub(2).min(5);
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(2_000))).await;
+    }
+
     /// Pages back from the newest message until the page that reaches `after`, then hands
     /// the MLS messages above `after` over oldest first.
     async fn messages_after(
