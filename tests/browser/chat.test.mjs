@@ -109,7 +109,8 @@ async function startMesh(port) {
     stdio: ["ignore", "pipe", "pipe"],
     env: {
       ...process.env,
-      RUST_LOG: process.env.RUST_LOG || "warn",
+      // The notifier's decisions too: a push test's failure shows them.
+      RUST_LOG: process.env.RUST_LOG || "warn,chatmesh_workers::push=debug",
       CHATMESH__FILES__MAX_FILE_BYTES: String(MAX_FILE_BYTES),
       // Push on (off by default), to a stand-in push service on http://127.0.0.1, soon.
       CHATMESH__PUSH__ENABLED: "true",
@@ -1741,23 +1742,31 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
   it("push: the whole path: a message to an offline dave reaches the push service encrypted, and the worker shows it", async () => {
     const d = push.dave.page;
     const { public_key: vapidKey } = await apiAs(push.dave, "GET", "v1/push/vapid");
-    // dave goes away: the page leaves the app (its socket closes), staying on the origin.
-    await d.goto(`${url}readyz`);
-    push.receiver.got.length = 0;
     const a = alice.page;
     await a.locator(`#room-list li[data-room="${roomName}"] button`).click();
     await a.locator("#room-title").filter({ hasText: `#${roomName}` }).waitFor();
-    // A member online when the message is stored is not pushed, and the gateway writes a
-    // room's presence at most once a second: wait until dave's leaving is written (alice is
-    // told of it after the bucket holds it), or the message can be stored while he still
-    // counts as online (one CI run of many).
-    await a.locator('#member-list [data-testid="member-item"][data-user="dave"][data-online="false"]')
-      .waitFor({ timeout: 10_000 });
+    // A member online when the message is stored is not pushed. The notifier reads the
+    // presence bucket, which the gateway writes at most once a second per room, while a
+    // `presence` request (as the room's opening sends) is answered from the gateway's own
+    // state, ahead of the bucket. So alice has the room open and sees dave online first:
+    // his leaving then reaches her as a presence change, which the gateway announces only
+    // after the bucket holds it (two CI runs stored the message while he still counted as
+    // online there).
+    const daveIs = (online) => a.locator(`#member-list [data-testid="member-item"][data-user="dave"][data-online="${online}"]`);
+    await daveIs(true).waitFor({ timeout: 10_000 });
+    push.receiver.got.length = 0;
+    // dave goes away: the page leaves the app (its socket closes), staying on the origin.
+    await d.goto(`${url}readyz`);
+    await daveIs(false).waitFor({ timeout: 10_000 });
     const text = "dave, this one reaches you by push";
     await a.locator("#message-input").fill(text);
     await a.locator("#message-input").press("Enter");
     await a.locator('#message-list li.msg.mine[data-state="acked"]').filter({ hasText: text }).waitFor();
-    const got = await eventually("a POST at the push service", async () => push.receiver.got[0], 20_000);
+    const got = await eventually("a POST at the push service", async () => push.receiver.got[0], 20_000)
+      .catch((e) => {
+        const notifier = mesh.stderr.join("").split("\n").filter((l) => /push/.test(l)).slice(-20);
+        throw new Error(`${e.message}; the notifier's last lines:\n${notifier.join("\n")}`);
+      });
     assert.equal(got.method, "POST");
     assert.equal(got.headers["content-encoding"], "aes128gcm");
     assert.ok(Number(got.headers.ttl) > 0, `TTL ${got.headers.ttl}`);

@@ -168,6 +168,7 @@ impl Deliverer {
                 counter!(m::PUSH_SKIPPED, "why" => "muted").increment(1);
             } else if self.online(&r.room).await.contains(&p.user) {
                 counter!(m::PUSH_SKIPPED, "why" => "online").increment(1);
+                debug!(user = %p.user, room = %r.room, "not pushed: back online within the grace");
             } else {
                 rooms.push(r);
             }

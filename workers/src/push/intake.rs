@@ -125,6 +125,7 @@ impl Intake {
                 let away = !online.contains(user);
                 if !away {
                     counter!(m::PUSH_SKIPPED, "why" => "online").increment(1);
+                    tracing::debug!(user = %user, room = %m.room, seq = m.seq, "not pushed: online when stored");
                 }
                 away
             });
