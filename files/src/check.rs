@@ -50,6 +50,12 @@ impl FilesConfig {
         if !(1..=100_000).contains(&self.uploads_per_address) {
             out.push("files.uploads_per_address must be between 1 and 100000".into());
         }
+        if !(1..=100_000).contains(&self.upload_starts_per_minute) {
+            out.push("files.upload_starts_per_minute must be between 1 and 100000".into());
+        }
+        if !(1..=100_000).contains(&self.upload_start_burst) {
+            out.push("files.upload_start_burst must be between 1 and 100000".into());
+        }
         if !(1..=64).contains(&self.thumbnail_concurrency) {
             out.push("files.thumbnail_concurrency must be between 1 and 64".into());
         }
@@ -94,6 +100,20 @@ mod tests {
                 "{per_user}"
             );
         }
+    }
+
+    #[test]
+    fn upload_starts_need_a_rate_and_a_burst() {
+        let cfg = FilesConfig {
+            upload_starts_per_minute: 0,
+            upload_start_burst: 0,
+            ..FilesConfig::default()
+        };
+        let problems = cfg.problems();
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("upload_starts_per_minute")));
+        assert!(problems.iter().any(|p| p.contains("upload_start_burst")));
     }
 
     /// An upload of the largest file at the slowest allowed rate must end before the

@@ -55,6 +55,13 @@ pub struct FilesConfig {
     /// is refused with 429 (a gateway streams at most 16). Trusted proxies that name no
     /// client are exempt.
     pub uploads_per_address: usize,
+    /// Uploads one client address (counted as for `uploads_per_address`) may start per
+    /// minute on one gateway, over all its accounts, after a burst of `upload_start_burst`;
+    /// one more is refused with 429 and a `Retry-After`. Starting uploads over and over
+    /// would otherwise keep the gateway's slots taken by uploads too young to give way.
+    pub upload_starts_per_minute: u32,
+    /// The burst of `upload_starts_per_minute`.
+    pub upload_start_burst: u32,
     /// How often a worker's sweeper looks for files to delete.
     pub sweep_interval_secs: u64,
     /// Images larger than this get no thumbnail (they are read whole to be decoded).
@@ -84,6 +91,8 @@ impl Default for FilesConfig {
             unattached_grace_secs: 24 * 3600,
             upload_timeout_secs: 7200,
             uploads_per_address: 4,
+            upload_starts_per_minute: 60,
+            upload_start_burst: 20,
             sweep_interval_secs: 300,
             thumbnail_max_input_bytes: 32 * MIB,
             thumbnail_concurrency: 1,

@@ -10,12 +10,14 @@
 //!
 //! **Giving way.** Uploads at the minimum rate are still slow: 16 of them (a few addresses'
 //! worth) would hold the gateway's slots for the better part of two hours. So when every
-//! slot is taken, a new upload cuts the one that has arrived the slowest on the whole, if
-//! that one is past its first [`PREEMPT_GRACE`] and below [`PREEMPT_BELOW_BYTES_PER_SEC`]
-//! (it is answered 503 and may come back), and takes its slot; uploads faster than that
-//! keep theirs, and the new one is refused as before. One user, and one client address,
-//! cuts at most one upload per [`CUT_EVERY`], so nobody can cut others' uploads over and
-//! over by starting new ones.
+//! slot is taken, a new upload cuts the slowest of those that are behind
+//! [`PREEMPT_BELOW_BYTES_PER_SEC`] since their first [`PREEMPT_HEAD_START`] (a young upload
+//! is judged by its bytes too, so uploads started over and over do not hold the slots by
+//! being too young to judge); it is answered 503 and may come back, and the new one takes its
+//! slot. Uploads faster than that keep theirs, and the new one is refused as before. One
+//! user, and one client address, cuts at most one upload per [`CUT_EVERY`], so nobody can
+//! cut others' uploads over and over by starting new ones, and one client address starts at
+//! most `[files] upload_starts_per_minute` uploads (after a burst of `upload_start_burst`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::counts::{Counted, Counts};
+use crate::throttle::Buckets;
 
 /// What the gateway needs for files: the store, the rules, and the uploads in progress.
 #[derive(Debug)]
@@ -45,6 +48,8 @@ pub struct GatewayFiles {
     active: Arc<Mutex<Active>>,
     /// When each user (`u:`) and client address (`a:`) last cut an upload.
     cutters: Mutex<HashMap<String, Instant>>,
+    /// Uploads started per client address (`upload_starts_per_minute`).
+    starts: Buckets<IpAddr>,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +77,16 @@ impl Progress {
         let bytes = u128::from(self.received.load(Ordering::Relaxed));
         u64::try_from(bytes * 1_000 / ms).unwrap_or(u64::MAX)
     }
+
+    /// Has it received fewer bytes than [`PREEMPT_BELOW_BYTES_PER_SEC`] would have brought
+    /// since its first [`PREEMPT_HEAD_START`]?
+    fn behind(&self, now: Instant) -> bool {
+        let judged = now
+            .saturating_duration_since(self.started)
+            .saturating_sub(PREEMPT_HEAD_START);
+        let owed = u128::from(PREEMPT_BELOW_BYTES_PER_SEC) * judged.as_millis() / 1_000;
+        !judged.is_zero() && u128::from(self.received.load(Ordering::Relaxed)) < owed
+    }
 }
 
 /// Uploads one gateway streams at once; more are refused with 429 (each holds up to a few
@@ -85,14 +100,17 @@ pub use chatmesh_files::MIN_UPLOAD_BYTES_PER_SEC;
 /// An upload slower than this on the whole (2 Mbit/s) gives its slot to a new upload when
 /// every slot is taken.
 pub const PREEMPT_BELOW_BYTES_PER_SEC: u64 = 256 * 1024;
-/// A new upload is never cut for another before this (its rate says little before).
-pub const PREEMPT_GRACE: Duration = Duration::from_secs(5);
+/// An upload is judged only on what it received after this (its request's round trips and
+/// TCP's slow start come first): it may be cut once it has fewer bytes than
+/// [`PREEMPT_BELOW_BYTES_PER_SEC`] since then.
+pub const PREEMPT_HEAD_START: Duration = Duration::from_secs(1);
 /// How long a new upload waits for the slot of the upload it cut (which aborts its
 /// multipart upload first).
 const PREEMPT_WAIT: Duration = Duration::from_secs(2);
 /// One user, or one client address, cuts at most one upload this often.
 pub const CUT_EVERY: Duration = Duration::from_secs(30);
-/// Cutters remembered at most (older ones are forgotten first).
+/// Cutters remembered at most (older ones are forgotten first), and client addresses
+/// whose upload starts are counted.
 const MAX_CUTTERS: usize = 100_000;
 
 /// Why no upload slot was given.
@@ -104,6 +122,8 @@ pub enum NoSlot {
     User,
     /// The client address has `uploads_per_address` uploads in progress.
     Address,
+    /// The client address started `upload_starts_per_minute` uploads: the wait for the next.
+    Starts(Duration),
 }
 
 /// An upload slot, given back on drop.
@@ -141,9 +161,16 @@ impl Drop for UploadSlot {
 
 impl GatewayFiles {
     pub fn new(store: FileStore, cfg: FilesConfig) -> Self {
+        let starts = Buckets::new(
+            Duration::from_secs(60),
+            cfg.upload_starts_per_minute,
+            cfg.upload_start_burst,
+            MAX_CUTTERS as u64,
+        );
         Self {
             store,
             cfg,
+            starts,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             per_user: Counts::default(),
             per_address: Counts::default(),
@@ -160,28 +187,27 @@ impl GatewayFiles {
             .per_user
             .take(&user.to_owned(), MAX_UPLOADS_PER_USER)
             .ok_or(NoSlot::User)?;
-        let address = match ip {
-            Some(ip) => Some(
+        let key = ip.map(crate::throttle::client_key);
+        let address = match key {
+            Some(key) => Some(
                 self.per_address
-                    .take(
-                        &crate::throttle::client_key(ip),
-                        self.cfg.uploads_per_address,
-                    )
+                    .take(&key, self.cfg.uploads_per_address)
                     .ok_or(NoSlot::Address)?,
             ),
             None => None,
         };
-        let permit = match self.uploads.clone().try_acquire_owned() {
+        if let Some(key) = key {
+            self.starts.check(key, true).await.map_err(NoSlot::Starts)?;
+        }
+        let permit = match self.permit(user, ip).await {
             Ok(permit) => permit,
-            Err(_) if self.cut_for(user, ip, Instant::now()) => {
-                let freed = self.uploads.clone().acquire_owned();
-                tokio::time::timeout(PREEMPT_WAIT, freed)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .ok_or(NoSlot::Gateway)?
+            Err(no) => {
+                // Not started: it does not count against the address's starts.
+                if let Some(key) = key {
+                    self.starts.refund(&key).await;
+                }
+                return Err(no);
             }
-            Err(_) => return Err(NoSlot::Gateway),
         };
         let progress = Arc::new(Progress {
             started: Instant::now(),
@@ -203,6 +229,22 @@ impl GatewayFiles {
             progress,
             active: self.active.clone(),
         })
+    }
+
+    /// A free slot, or the slot of an upload cut for this one.
+    async fn permit(&self, user: &str, ip: Option<IpAddr>) -> Result<OwnedSemaphorePermit, NoSlot> {
+        match self.uploads.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) if self.cut_for(user, ip, Instant::now()) => {
+                let freed = self.uploads.clone().acquire_owned();
+                tokio::time::timeout(PREEMPT_WAIT, freed)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(NoSlot::Gateway)
+            }
+            Err(_) => Err(NoSlot::Gateway),
+        }
     }
 
     /// Cuts an upload for a new one of `user` from `ip` ([`GatewayFiles::give_way`]),
@@ -228,8 +270,8 @@ impl GatewayFiles {
         true
     }
 
-    /// Cuts the upload that has arrived the slowest on the whole, if it is past
-    /// [`PREEMPT_GRACE`] and below [`PREEMPT_BELOW_BYTES_PER_SEC`]: true if one was cut.
+    /// Cuts the upload that has arrived the slowest on the whole among those
+    /// [`Progress::behind`]: true if one was cut.
     fn give_way(&self, now: Instant) -> bool {
         let Ok(active) = self.active.lock() else {
             return false;
@@ -237,16 +279,14 @@ impl GatewayFiles {
         let slowest = active
             .uploads
             .values()
-            .filter(|p| !p.cut.is_cancelled() && now.duration_since(p.started) >= PREEMPT_GRACE)
+            .filter(|p| !p.cut.is_cancelled() && p.behind(now))
             .min_by_key(|p| p.rate(now));
-        match slowest {
-            Some(p) if p.rate(now) < PREEMPT_BELOW_BYTES_PER_SEC => {
-                p.cut.cancel();
-                metrics::counter!("chatmesh_file_uploads_cut_total").increment(1);
-                true
-            }
-            _ => false,
-        }
+        let Some(p) = slowest else {
+            return false;
+        };
+        p.cut.cancel();
+        metrics::counter!("chatmesh_file_uploads_cut_total").increment(1);
+        true
     }
 }
 
@@ -291,9 +331,9 @@ mod tests {
         before - slots.len()
     }
 
-    /// With every slot taken by slow uploads past their grace, a new upload cuts the
-    /// slowest; the same user (or address) cannot cut another for `CUT_EVERY`, another one
-    /// can; an upload still in its grace, or a fast one, is never cut.
+    /// With every slot taken by slow uploads, a new upload cuts the slowest; the same user
+    /// (or address) cannot cut another for `CUT_EVERY`, another one can; an upload still in
+    /// its head start, or a fast one, is never cut.
     #[tokio::test(start_paused = true)]
     async fn a_new_upload_cuts_the_slowest_once_per_cutter() {
         let f = files();
@@ -303,12 +343,12 @@ mod tests {
             let address = ip(u8::try_from(n / 4).unwrap());
             slots.push(f.upload_slot(&user, address).await.unwrap());
         }
-        // All within their grace: nothing is cut.
+        // All within their head start: nothing is cut.
         assert_eq!(
             f.upload_slot("new", ip(100)).await.unwrap_err(),
             NoSlot::Gateway
         );
-        tokio::time::advance(PREEMPT_GRACE + Duration::from_secs(1)).await;
+        tokio::time::advance(Duration::from_secs(6)).await;
         // Every one slow but the first, which is fast and must never be the one cut.
         slots[0].received(100 * 1024 * 1024);
         for (n, slot) in slots.iter().enumerate().skip(1) {
@@ -350,5 +390,95 @@ mod tests {
             NoSlot::Gateway,
             "all fast now"
         );
+    }
+
+    /// An upload too young to have a rate is judged by its bytes once past its head start:
+    /// uploads started over and over cannot keep the slots by being young, and one on track
+    /// keeps its slot.
+    #[tokio::test(start_paused = true)]
+    async fn a_young_upload_behind_gives_way_and_those_on_track_do_not() {
+        let f = files();
+        let mut slots = Vec::new();
+        for n in 0..MAX_UPLOADS {
+            let address = ip(u8::try_from(n).unwrap());
+            slots.push(f.upload_slot(&format!("u{n}"), address).await.unwrap());
+        }
+        tokio::time::advance(PREEMPT_HEAD_START).await;
+        assert_eq!(
+            f.upload_slot("new", ip(100)).await.unwrap_err(),
+            NoSlot::Gateway,
+            "nothing is judged within the head start"
+        );
+        // Half a second past it, 128 KiB are owed: one upload has less.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for (n, slot) in slots.iter().enumerate() {
+            slot.received(if n == 7 { 100 * 1024 } else { 128 * 1024 });
+        }
+        let waiting = f.upload_slot("new", ip(101));
+        tokio::pin!(waiting);
+        assert!(futures::poll!(&mut waiting).is_pending());
+        assert_eq!(drop_cut(&mut slots), 1);
+        assert!(slots
+            .iter()
+            .all(|s| s.progress.received.load(Ordering::Relaxed) == 128 * 1024));
+        slots.push(waiting.await.unwrap());
+        // Everyone on track: the next new upload is refused, nothing is cut.
+        assert_eq!(
+            f.upload_slot("newer", ip(102)).await.unwrap_err(),
+            NoSlot::Gateway
+        );
+        assert_eq!(drop_cut(&mut slots), 0);
+    }
+
+    /// One client address starts `upload_starts_per_minute` uploads after its burst; a
+    /// start refused for a full gateway does not count; other addresses, and a trusted proxy
+    /// that named no client, are not concerned.
+    #[tokio::test(start_paused = true)]
+    async fn one_address_starts_uploads_at_its_rate() {
+        let cfg = FilesConfig {
+            url: Some("memory:///".into()),
+            upload_starts_per_minute: 6,
+            upload_start_burst: 2,
+            ..FilesConfig::default()
+        };
+        let f = GatewayFiles::new(FileStore::open(&cfg).unwrap(), cfg);
+        drop(f.upload_slot("ann", ip(1)).await.unwrap());
+        drop(f.upload_slot("ann", ip(1)).await.unwrap());
+        let Err(NoSlot::Starts(wait)) = f.upload_slot("bob", ip(1)).await else {
+            panic!("a third start within the burst");
+        };
+        assert!(
+            wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        drop(f.upload_slot("bob", ip(2)).await.unwrap());
+        drop(f.upload_slot("bob", None).await.unwrap());
+        tokio::time::advance(wait).await;
+        drop(f.upload_slot("ann", ip(1)).await.unwrap());
+        assert!(matches!(
+            f.upload_slot("ann", ip(1)).await,
+            Err(NoSlot::Starts(_))
+        ));
+        // A full gateway (nothing behind): refused, and the start is given back.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let mut held = Vec::new();
+        for n in 0..MAX_UPLOADS {
+            let address = ip(u8::try_from(10 + n).unwrap());
+            held.push(f.upload_slot(&format!("u{n}"), address).await.unwrap());
+        }
+        for _ in 0..3 {
+            assert_eq!(
+                f.upload_slot("ann", ip(1)).await.unwrap_err(),
+                NoSlot::Gateway
+            );
+        }
+        held.pop();
+        drop(f.upload_slot("ann", ip(1)).await.unwrap());
+        held.pop();
+        drop(f.upload_slot("ann", ip(1)).await.unwrap());
+        assert!(matches!(
+            f.upload_slot("ann", ip(1)).await,
+            Err(NoSlot::Starts(_))
+        ));
     }
 }

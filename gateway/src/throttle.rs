@@ -71,14 +71,14 @@ struct Bucket {
 
 /// Token buckets by key, each refilling at `rate` tokens per second up to `burst`.
 #[derive(Debug)]
-struct Buckets<K: Hash + Eq + Send + Sync + 'static> {
+pub(crate) struct Buckets<K: Hash + Eq + Send + Sync + 'static> {
     cache: Cache<K, Arc<Mutex<Bucket>>>,
     rate: f64,
     burst: f64,
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> Buckets<K> {
-    fn new(per: Duration, count: u32, burst: u32, entries: u64) -> Self {
+    pub(crate) fn new(per: Duration, count: u32, burst: u32, entries: u64) -> Self {
         let rate = f64::from(count.max(1)) / per.as_secs_f64();
         let burst = f64::from(burst.max(1));
         // An entry idle long enough to be full again carries no information.
@@ -94,7 +94,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Buckets<K> {
     }
 
     /// Takes a token (`take`) or only checks that one is there; `Err` is the wait for one.
-    async fn check(&self, key: K, take: bool) -> Result<(), Duration> {
+    pub(crate) async fn check(&self, key: K, take: bool) -> Result<(), Duration> {
         let burst = self.burst;
         let bucket = self
             .cache
@@ -120,7 +120,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Buckets<K> {
     }
 
     /// Gives back a token taken for something that turned out not to count.
-    async fn refund(&self, key: &K) {
+    pub(crate) async fn refund(&self, key: &K) {
         if let Some(bucket) = self.cache.get(key).await {
             let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
             b.tokens = (b.tokens + 1.0).min(self.burst);

@@ -619,6 +619,30 @@ async fn stream_from(from: [u8; 4], addr: String, head: String) -> Result<(u16, 
     send_slowly(from, addr, head, &[b'x'; 4096], Duration::from_millis(100)).await
 }
 
+/// One client address starts at most `upload_starts_per_minute` uploads after its burst,
+/// over all its accounts: the next is 429 `rate_limited`, saying so.
+#[tokio::test]
+async fn upload_starts_are_limited_per_address() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.files.upload_starts_per_minute = 1;
+    config.files.upload_start_burst = 2;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let files = Files::new(&mesh.url());
+    let (ann, bob) = (api.user("ann").await?, api.user("bob").await?);
+    api.room(&ann, "q", "public").await?;
+    api.add(&ann, "q", "bob").await?;
+    files.stored(&ann, "q", "a1", vec![1; 10]).await?;
+    files.stored(&bob, "q", "b1", vec![2; 10]).await?;
+    let (s, v) = files.upload(&bob, "q", "b2", vec![3; 10]).await?;
+    assert_eq!(s, 429, "{v}");
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("may start 1 times a minute"), "{v}");
+    mesh.stop().await
+}
+
 #[tokio::test]
 async fn quotas_hold_per_room_and_per_user() -> Result<()> {
     let dir = tempfile::tempdir()?;

@@ -34,7 +34,7 @@ use chatmesh_protocol::service::{FileAbort, FileBegin, FileCommit, FileGet};
 use chatmesh_protocol::{ApiError, ErrorCode};
 
 use super::reply::{self, Body};
-use super::request::{caller, name, Answer};
+use super::request::{caller, name, Answer, Refusal};
 use crate::files::{
     upload_deadline, GatewayFiles, NoSlot, UploadSlot, MAX_UPLOADS_PER_USER,
     MIN_UPLOAD_BYTES_PER_SEC,
@@ -107,6 +107,16 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
                         files.cfg.uploads_per_address
                     ),
                 ),
+                NoSlot::Starts(wait) => {
+                    metrics::counter!("chatmesh_throttled_total", "what" => "upload_starts")
+                        .increment(1);
+                    let message = format!(
+                        "uploads from your address may start {} times a minute; retry in {} ms",
+                        files.cfg.upload_starts_per_minute,
+                        wait.as_millis().max(1)
+                    );
+                    return Err(Refusal::rate_limited(message, wait));
+                }
             };
             metrics::counter!("chatmesh_throttled_total", "what" => what).increment(1);
             return Err(ApiError::new(ErrorCode::RateLimited, message).into());

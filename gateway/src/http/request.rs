@@ -55,6 +55,14 @@ impl From<Throttled> for Refusal {
 }
 
 impl Refusal {
+    /// `rate_limited` with `message`: retry after `wait`.
+    pub(super) fn rate_limited(message: String, wait: Duration) -> Self {
+        Self {
+            error: ApiError::new(ErrorCode::RateLimited, message),
+            retry_after: Some(wait),
+        }
+    }
+
     pub(super) fn response(self) -> Response<Body> {
         let mut resp = reply::error(&self.error);
         if self.error.code == ErrorCode::RateLimited {
