@@ -11,10 +11,12 @@
 //! **Giving way.** Uploads at the minimum rate are still slow: 16 of them (a few addresses'
 //! worth) would hold the gateway's slots for the better part of two hours. So when every
 //! slot is taken, a new upload cuts the slowest of those that are behind
-//! [`PREEMPT_BELOW_BYTES_PER_SEC`] since their first [`PREEMPT_HEAD_START`] (a young upload
-//! is judged by its bytes too, so uploads started over and over do not hold the slots by
-//! being too young to judge); it is answered 503 and may come back, and the new one takes its
-//! slot. Uploads faster than that keep theirs, and the new one is refused as before. One
+//! [`PREEMPT_BELOW_BYTES_PER_SEC`], judged on the time the gateway has spent waiting for
+//! their bytes past the first [`PREEMPT_HEAD_START`] of it (not the worker's reservation
+//! before the body is read, nor the object store's writes: an honest upload is not judged on
+//! the server's own delays). A young upload is judged by its bytes too, so uploads started
+//! over and over do not hold the slots by being too young to judge. The one cut is answered
+//! 503 and may come back, and the new one takes its slot. Uploads faster than that keep theirs, and the new one is refused as before. One
 //! user, and one client address, cuts at most one upload per [`CUT_EVERY`], so nobody can
 //! cut others' uploads over and over by starting new ones, and one client address starts at
 //! most `[files] upload_starts_per_minute` uploads (after a burst of `upload_start_burst`).
@@ -58,32 +60,49 @@ struct Active {
     uploads: HashMap<u64, Arc<Progress>>,
 }
 
-/// One upload in progress as the slots see it.
+/// One upload in progress as the slots see it. Times are in ms after `base`, kept in
+/// atomics: the upload's task writes them, a new upload looking for one to cut reads them.
 #[derive(Debug)]
 struct Progress {
-    started: Instant,
+    /// When the slot was taken.
+    base: Instant,
     received: AtomicU64,
+    /// Time spent waiting for the client's bytes in waits that ended, ms.
+    waited: AtomicU64,
+    /// When the wait for the client's bytes going on began, ms after `base` plus one; 0 when
+    /// the gateway is not waiting for them (the reservation, the store's writes).
+    waiting_since: AtomicU64,
     /// Cancelled when the upload must give its slot to a new one.
     cut: CancellationToken,
 }
 
 impl Progress {
-    /// Bytes a second on the whole, at `now`.
+    fn at(&self, now: Instant) -> u64 {
+        let ms = now.saturating_duration_since(self.base).as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX)
+    }
+
+    /// Time spent waiting for the client's bytes up to `now`, the wait going on included.
+    fn waited(&self, now: Instant) -> Duration {
+        let done = self.waited.load(Ordering::Relaxed);
+        let current = match self.waiting_since.load(Ordering::Relaxed) {
+            0 => 0,
+            since => self.at(now).saturating_sub(since - 1),
+        };
+        Duration::from_millis(done.saturating_add(current))
+    }
+
+    /// Bytes a second over the time spent waiting for them, at `now`.
     fn rate(&self, now: Instant) -> u64 {
-        let ms = now
-            .saturating_duration_since(self.started)
-            .as_millis()
-            .max(1);
+        let ms = self.waited(now).as_millis().max(1);
         let bytes = u128::from(self.received.load(Ordering::Relaxed));
         u64::try_from(bytes * 1_000 / ms).unwrap_or(u64::MAX)
     }
 
     /// Has it received fewer bytes than [`PREEMPT_BELOW_BYTES_PER_SEC`] would have brought
-    /// since its first [`PREEMPT_HEAD_START`]?
+    /// in the time spent waiting for them past the first [`PREEMPT_HEAD_START`]?
     fn behind(&self, now: Instant) -> bool {
-        let judged = now
-            .saturating_duration_since(self.started)
-            .saturating_sub(PREEMPT_HEAD_START);
+        let judged = self.waited(now).saturating_sub(PREEMPT_HEAD_START);
         let owed = u128::from(PREEMPT_BELOW_BYTES_PER_SEC) * judged.as_millis() / 1_000;
         !judged.is_zero() && u128::from(self.received.load(Ordering::Relaxed)) < owed
     }
@@ -100,10 +119,10 @@ pub use chatmesh_files::MIN_UPLOAD_BYTES_PER_SEC;
 /// An upload slower than this on the whole (2 Mbit/s) gives its slot to a new upload when
 /// every slot is taken.
 pub const PREEMPT_BELOW_BYTES_PER_SEC: u64 = 256 * 1024;
-/// An upload is judged only on what it received after this (its request's round trips and
-/// TCP's slow start come first): it may be cut once it has fewer bytes than
-/// [`PREEMPT_BELOW_BYTES_PER_SEC`] since then.
-pub const PREEMPT_HEAD_START: Duration = Duration::from_secs(1);
+/// The first of the time an upload's bytes are waited for that it is not judged on (the
+/// client's wait for `100 Continue`, round trips, TCP's slow start): past it, it may be cut
+/// once it has fewer bytes than [`PREEMPT_BELOW_BYTES_PER_SEC`] would have brought since.
+pub const PREEMPT_HEAD_START: Duration = Duration::from_secs(2);
 /// How long a new upload waits for the slot of the upload it cut (which aborts its
 /// multipart upload first).
 const PREEMPT_WAIT: Duration = Duration::from_secs(2);
@@ -141,6 +160,30 @@ impl UploadSlot {
     /// The upload has received `total` bytes so far.
     pub fn received(&self, total: u64) {
         self.progress.received.store(total, Ordering::Relaxed);
+    }
+
+    /// The gateway waits for the client's next bytes from now (until [`UploadSlot::idle`]):
+    /// only such time counts when the upload is judged.
+    pub fn waiting(&self) {
+        let at = self.progress.at(Instant::now());
+        self.progress
+            .waiting_since
+            .store(at.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// The wait for the client's bytes is over (they came, or the receive ended).
+    pub fn idle(&self) {
+        let p = &self.progress;
+        let since = p.waiting_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            let spent = p.at(Instant::now()).saturating_sub(since - 1);
+            p.waited.fetch_add(spent, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes a second over the time spent waiting for them so far.
+    pub fn rate(&self) -> u64 {
+        self.progress.rate(Instant::now())
     }
 
     /// Resolves when the upload must give its slot to a new one.
@@ -210,8 +253,10 @@ impl GatewayFiles {
             }
         };
         let progress = Arc::new(Progress {
-            started: Instant::now(),
+            base: Instant::now(),
             received: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            waiting_since: AtomicU64::new(0),
             cut: CancellationToken::new(),
         });
         let id = {
@@ -341,7 +386,9 @@ mod tests {
         for n in 0..MAX_UPLOADS {
             let user = format!("u{}", n / MAX_UPLOADS_PER_USER);
             let address = ip(u8::try_from(n / 4).unwrap());
-            slots.push(f.upload_slot(&user, address).await.unwrap());
+            let slot = f.upload_slot(&user, address).await.unwrap();
+            slot.waiting();
+            slots.push(slot);
         }
         // All within their head start: nothing is cut.
         assert_eq!(
@@ -401,7 +448,9 @@ mod tests {
         let mut slots = Vec::new();
         for n in 0..MAX_UPLOADS {
             let address = ip(u8::try_from(n).unwrap());
-            slots.push(f.upload_slot(&format!("u{n}"), address).await.unwrap());
+            let slot = f.upload_slot(&format!("u{n}"), address).await.unwrap();
+            slot.waiting();
+            slots.push(slot);
         }
         tokio::time::advance(PREEMPT_HEAD_START).await;
         assert_eq!(
@@ -480,5 +529,46 @@ mod tests {
             f.upload_slot("ann", ip(1)).await,
             Err(NoSlot::Starts(_))
         ));
+    }
+
+    /// Only the time spent waiting for the client's bytes is judged: an upload whose body is
+    /// not read yet (the worker's reservation) or whose bytes wait on the store is not behind
+    /// for that time; once read again, it is judged on what it had plus what comes.
+    #[tokio::test(start_paused = true)]
+    async fn only_the_wait_for_the_clients_bytes_is_judged() {
+        let f = files();
+        let mut slots = Vec::new();
+        for n in 0..MAX_UPLOADS {
+            let address = ip(u8::try_from(n).unwrap());
+            slots.push(f.upload_slot(&format!("u{n}"), address).await.unwrap());
+        }
+        // Slot 0 is never read; slot 1 is read for 1 s, then waits on the store; the others
+        // are read and fast.
+        for slot in &slots[1..] {
+            slot.waiting();
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        slots[1].received(300 * 1024);
+        slots[1].idle();
+        for slot in &slots[2..] {
+            slot.received(100 * 1024 * 1024);
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(
+            f.upload_slot("new", ip(100)).await.unwrap_err(),
+            NoSlot::Gateway
+        );
+        assert_eq!(drop_cut(&mut slots), 0);
+        // Read again: 3.5 s of waiting in all, 1.5 s past the head start, owe 384 KiB.
+        slots[1].waiting();
+        tokio::time::advance(Duration::from_millis(2_500)).await;
+        let waiting = f.upload_slot("new", ip(101));
+        tokio::pin!(waiting);
+        assert!(futures::poll!(&mut waiting).is_pending());
+        assert_eq!(drop_cut(&mut slots), 1);
+        assert!(!slots
+            .iter()
+            .any(|s| s.progress.received.load(Ordering::Relaxed) == 300 * 1024));
+        waiting.await.unwrap();
     }
 }

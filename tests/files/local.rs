@@ -557,8 +557,8 @@ async fn trickling_uploads_of_many_accounts_are_cut_early() -> Result<()> {
 
 /// Uploads above the minimum rate but slow (40 KiB a second, 4 MiB each: well over a
 /// minute) from eight accounts on four addresses take all 16 upload slots. A new upload does
-/// not wait for them: the slowest one past its first 5 s gives its slot way (answered 503,
-/// to be sent again) and the new one goes through; the others go on.
+/// not wait for them: the slowest one, all being behind 256 KiB/s, gives its slot way
+/// (answered 503, to be sent again) and the new one goes through; the others go on.
 #[tokio::test]
 async fn slow_uploads_give_way_to_a_new_one_when_every_slot_is_taken() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -639,7 +639,7 @@ async fn upload_starts_are_limited_per_address() -> Result<()> {
     assert_eq!(s, 429, "{v}");
     assert_eq!(v["error"]["code"], "rate_limited", "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("may start 1 times a minute"), "{v}");
+    assert!(message.contains("limited to 1 a minute"), "{v}");
     mesh.stop().await
 }
 

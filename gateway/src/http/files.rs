@@ -111,7 +111,7 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
                     metrics::counter!("chatmesh_throttled_total", "what" => "upload_starts")
                         .increment(1);
                     let message = format!(
-                        "uploads from your address may start {} times a minute; retry in {} ms",
+                        "upload starts from your address are limited to {} a minute; retry in {} ms",
                         files.cfg.upload_starts_per_minute,
                         wait.as_millis().max(1)
                     );
@@ -187,19 +187,22 @@ async fn receive(
         // whole: a byte every few seconds would otherwise hold an upload slot for hours.
         let due = started + upload_deadline(received, idle);
         let wait = idle.min(due.saturating_duration_since(tokio::time::Instant::now()));
+        // Only this wait counts when the slots judge the upload, not the store's writes.
+        slot.waiting();
         let next = tokio::select! {
             biased;
             () = slot.cut() => {
+                slot.idle();
                 abort(upload).await;
-                let secs = started.elapsed().as_secs().max(1);
                 return Err(ApiError::unavailable(format!(
                     "every upload slot of this gateway was taken and this upload was the \
                      slowest ({} bytes a second): it gave its slot to another; send it again",
-                    received / secs
+                    slot.rate()
                 )));
             }
             next = tokio::time::timeout(wait, body.frame()) => next,
         };
+        slot.idle();
         let frame = match next {
             Err(_) if wait < idle => {
                 abort(upload).await;
