@@ -149,7 +149,10 @@ fn lines(room: &str, events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Text { from, text } => Some(format!("[{room}] {}: {}", from.user, clean(text))),
+            Event::Text { from, text, .. } => {
+                Some(format!("[{room}] {}: {}", from.user, clean(text)))
+            }
+            Event::Deleted { seq, by } => Some(format!("* {by} deleted message #{seq} of {room}")),
             Event::Joined { by, epoch, .. } => Some(format!(
                 "* joined {room}'s encrypted group (added by {by}, epoch {epoch})"
             )),

@@ -251,7 +251,7 @@ async fn an_e2ee_room_from_the_terminal() -> Result<()> {
     loop {
         let events = catch_up(&mut ann_dev, &ann, "vault").await?;
         let read = events.iter().any(|e| {
-            matches!(e, Sealed::Text { from, text } if from.user == "bob" && text == "hello ann, from the terminal")
+            matches!(e, Sealed::Text { from, text, .. } if from.user == "bob" && text == "hello ann, from the terminal")
         });
         if read {
             break;

@@ -14,7 +14,7 @@ use chatmesh_protocol::e2ee::{
 use crate::directory::Directory;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::sync::RoomTransport;
-use crate::wire::{decode, encode, Incoming};
+use crate::wire::{decode, encode, Stored};
 
 /// History page size when catching up (the server's maximum).
 const PAGE: u32 = 100;
@@ -104,11 +104,7 @@ impl RoomTransport for Client {
 
     /// Pages back from the newest message until the page that reaches `after`, then hands
     /// the MLS messages above `after` over oldest first.
-    async fn messages_after(
-        &self,
-        room: &str,
-        after: u64,
-    ) -> Result<Vec<Incoming>, TransportError> {
+    async fn messages_after(&self, room: &str, after: u64) -> Result<Vec<Stored>, TransportError> {
         let mut pages = Vec::new();
         let mut before = None;
         loop {
@@ -123,14 +119,17 @@ impl RoomTransport for Client {
             }
             before = Some(first);
         }
-        let mut out: Vec<Incoming> = pages
+        let mut out: Vec<Stored> = pages
             .into_iter()
             .rev()
             .flatten()
             .filter(|m| m.seq > after)
-            .filter_map(|m| Incoming::from_message(&m))
+            .filter_map(|m| Stored::from_message(&m))
             .collect();
         for msg in &mut out {
+            let Stored::Mls(msg) = msg else {
+                continue;
+            };
             if let Some(file) = msg.mls.file.take() {
                 let bytes = self.http().download(room, &file).await.map_err(transport)?;
                 msg.mls.data = encode(&bytes);

@@ -5,8 +5,17 @@ use crate::device::MemberId;
 /// The outcome of [`Device::process`](crate::Device::process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A chat message from a member whose credential matches the server-attested sender.
-    Text { from: MemberId, text: String },
+    /// A chat message from a member whose credential matches the server-attested sender,
+    /// stored at `seq` (what a later [`Event::Deleted`] names).
+    Text {
+        seq: u64,
+        from: MemberId,
+        text: String,
+    },
+    /// The message at `seq` was deleted by `by` (its author, a room admin or the owner, as
+    /// the server authenticated and checked them): an application that shows it takes it
+    /// down. Reported for any seq, shown or not.
+    Deleted { seq: u64, by: String },
     /// This device joined the room's group through a welcome.
     Joined {
         by: MemberId,

@@ -35,8 +35,8 @@ pub use sync::{
     Change, Committed, RoomTransport, MAX_COMMIT_ATTEMPTS, MAX_WELCOME_ATTEMPTS,
 };
 pub use wire::{
-    check_handshake_size, check_size, device_statement, mls_bytes, mls_message, Incoming, Mls,
-    MlsKind, MAX_HANDSHAKE_BYTES, MAX_MLS_CHARS,
+    check_handshake_size, check_size, device_statement, mls_bytes, mls_message, Deletion, Incoming,
+    Mls, MlsKind, Stored, MAX_HANDSHAKE_BYTES, MAX_MLS_CHARS,
 };
 // the directory's records, re-exported for callers of this crate
 pub use chatmesh_protocol::e2ee::{

@@ -9,9 +9,34 @@ use crate::device::{Device, MemberId};
 use crate::error::Error;
 use crate::event::{Event, Ignored};
 use crate::group::join_config;
-use crate::wire::{mls_bytes, Incoming, MlsKind};
+use crate::wire::{mls_bytes, Deletion, Incoming, MlsKind, Stored};
 
 impl Device {
+    /// Processes the next stored message of a room ([`Stored::from_message`]): an MLS message
+    /// as [`Device::process`] does, a deletion as [`Device::process_deletion`].
+    pub fn process_stored(&mut self, msg: &Stored) -> Result<Event, Error> {
+        match msg {
+            Stored::Mls(m) => self.process(m),
+            Stored::Deletion(d) => self.process_deletion(d),
+        }
+    }
+
+    /// Takes a deletion in seq order: [`Event::Deleted`] (or a duplicate, at or below
+    /// [`Device::last_seq`]), and the room's cursor moves past it. Nothing of the group
+    /// changes: only application messages are deleted (the server keeps commits, proposals
+    /// and welcomes from deletes).
+    pub fn process_deletion(&mut self, msg: &Deletion) -> Result<Event, Error> {
+        if msg.seq <= self.last_seq(&msg.room) {
+            return Ok(Event::Ignored(Ignored::Duplicate));
+        }
+        self.advance(&msg.room, msg.seq);
+        self.save()?;
+        Ok(Event::Deleted {
+            seq: msg.delete_of,
+            by: msg.from.clone(),
+        })
+    }
+
     /// Processes the next message of a room, in seq order (live or from history). Messages at
     /// or below [`Device::last_seq`] are ignored as duplicates. An error leaves the cursor
     /// where it was unless the message itself is at fault ([`crate::ErrorKind::Rejected`],
@@ -171,7 +196,11 @@ impl Device {
                     what: "text",
                     source: e.into(),
                 })?;
-                Ok(Event::Text { from, text })
+                Ok(Event::Text {
+                    seq: msg.seq,
+                    from,
+                    text,
+                })
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 check_sender(&from, &msg.from)?;

@@ -12,7 +12,7 @@ use crate::directory::{Directory, VerifiedKeyPackage};
 use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::event::Event;
 use crate::group::Staged;
-use crate::wire::{check_handshake_size, Incoming, Mls};
+use crate::wire::{check_handshake_size, Mls, Stored};
 
 /// How many times a commit is staged and sent before the SDK gives up on an epoch race.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
@@ -29,12 +29,13 @@ pub trait RoomTransport {
         room: &str,
         mls: &Mls,
     ) -> impl Future<Output = Result<u64, TransportError>> + Send;
-    /// The room's messages with seq > `after`, oldest first, up to the newest (history pages).
+    /// The room's MLS messages and deletions with seq > `after`, oldest first, up to the
+    /// newest (history pages, read with [`Stored::from_message`]).
     fn messages_after(
         &self,
         room: &str,
         after: u64,
-    ) -> impl Future<Output = Result<Vec<Incoming>, TransportError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Stored>, TransportError>> + Send;
     /// Waits before commit attempt `attempt` (2, 3, ...) after a `conflict`; a "future
     /// epoch" conflict means the server's worker is behind. No wait by default; an
     /// application on tokio sleeps a little, growing with `attempt`.
@@ -168,7 +169,7 @@ pub async fn catch_up(
     let messages = room.messages_after(name, device.last_seq(name)).await?;
     let mut events = Vec::with_capacity(messages.len());
     for msg in &messages {
-        match device.process(msg) {
+        match device.process_stored(msg) {
             Ok(event) => events.push(event),
             Err(e)
                 if matches!(
@@ -176,7 +177,7 @@ pub async fn catch_up(
                     crate::ErrorKind::Rejected | crate::ErrorKind::Untrusted
                 ) =>
             {
-                tracing::warn!(room = name, seq = msg.seq, error = %e, "e2ee message skipped");
+                tracing::warn!(room = name, seq = msg.seq(), error = %e, "e2ee message skipped");
             }
             Err(e) => return Err(e),
         }

@@ -69,6 +69,50 @@ pub struct Incoming {
     pub mls: Mls,
 }
 
+/// A deletion in an e2ee room: `message {room, seq, from, delete_of}` without `mls`, sent by
+/// the deleted message's author, a room admin or the owner (the server checked who may, and
+/// erased the deleted message's ciphertext).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub room: String,
+    pub seq: u64,
+    /// Who deleted, as the server authenticated it.
+    pub from: String,
+    /// The seq of the message deleted.
+    pub delete_of: u64,
+}
+
+/// A stored message of an e2ee room the SDK reads: an MLS message or a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Mls(Incoming),
+    Deletion(Deletion),
+}
+
+impl Stored {
+    /// What the SDK reads of a `message` of an e2ee room: `None` for a message it has no use
+    /// for (a deleted message's tombstone, a void marker, a message of another kind).
+    pub fn from_message(message: &Message) -> Option<Self> {
+        match (message.delete_of, &message.mls) {
+            (Some(delete_of), None) => Some(Stored::Deletion(Deletion {
+                room: message.room.clone(),
+                seq: message.seq,
+                from: message.from.clone(),
+                delete_of,
+            })),
+            _ => Incoming::from_message(message).map(Stored::Mls),
+        }
+    }
+
+    /// Its seq in the room.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Stored::Mls(m) => m.seq,
+            Stored::Deletion(d) => d.seq,
+        }
+    }
+}
+
 impl Incoming {
     /// The MLS part of a `message` of an e2ee room: `None` for a message without one, and
     /// for a void marker (a commit the server's epoch rule voided: it changes nothing, and a

@@ -156,7 +156,16 @@ async fn a_deleted_message_is_skipped_and_the_next_one_reads() -> Result<()> {
     let gone = send_text(&mut ann_dev, &ann, ROOM, "sent by mistake").await?;
     send_text(&mut ann_dev, &ann, ROOM, "and this one stays").await?;
     ann.delete(ROOM, gone).await?;
-    let events = until(&mut bob_dev, &bob, |e| text(e, "and this one stays")).await?;
+    // The deletion is reported with the seq it removed, by whom the server says.
+    let deleted = |events: &[Event]| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Deleted { seq, by } if *seq == gone && by == "ann"))
+    };
+    let events = until(&mut bob_dev, &bob, |e| {
+        text(e, "and this one stays") && deleted(e)
+    })
+    .await?;
     assert!(!text(&events, "sent by mistake"), "{events:?}");
     send_text(&mut bob_dev, &bob, ROOM, "read you").await?;
     until(&mut ann_dev, &ann, |e| text(e, "read you")).await?;

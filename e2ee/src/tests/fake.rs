@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    ClaimedPackage, DeviceInfo, Directory, GroupBody, Incoming, KeyPackagesBody, Mls, MlsKind,
-    RoomTransport, TransportError, TransportErrorKind, UserDevices,
+    ClaimedPackage, Deletion, DeviceInfo, Directory, GroupBody, Incoming, KeyPackagesBody, Mls,
+    MlsKind, RoomTransport, Stored, TransportError, TransportErrorKind, UserDevices,
 };
 
 #[derive(Default)]
 struct Room {
     epoch: u64,
-    messages: Vec<Incoming>,
+    /// Every message by seq - 1; a deleted one is `None` (its tombstone: the SDK skips it).
+    messages: Vec<Option<Stored>>,
 }
 
 #[derive(Default)]
@@ -41,12 +42,24 @@ impl Server {
         }
     }
 
+    /// The room's MLS messages, deleted ones left out.
     pub fn messages(&self, room: &str) -> Vec<Incoming> {
+        self.stored(room)
+            .into_iter()
+            .filter_map(|m| match m {
+                Stored::Mls(m) => Some(m),
+                Stored::Deletion(_) => None,
+            })
+            .collect()
+    }
+
+    /// The room's MLS messages and deletions, deleted messages left out.
+    pub fn stored(&self, room: &str) -> Vec<Stored> {
         let inner = self.0.lock().unwrap();
         inner
             .rooms
             .get(room)
-            .map(|r| r.messages.clone())
+            .map(|r| r.messages.iter().flatten().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -88,6 +101,24 @@ pub struct Conn {
     user: String,
 }
 
+impl Conn {
+    /// `send {room, delete_of: seq}` as the server takes it from anyone allowed: the message
+    /// becomes a tombstone and a deletion is stored. The seq of the deletion.
+    pub fn delete(&self, room: &str, seq: u64) -> u64 {
+        let mut inner = self.server.0.lock().unwrap();
+        let log = inner.rooms.get_mut(room).unwrap();
+        log.messages[usize::try_from(seq - 1).unwrap()] = None;
+        let at = log.messages.len() as u64 + 1;
+        log.messages.push(Some(Stored::Deletion(Deletion {
+            room: room.to_owned(),
+            seq: at,
+            from: self.user.clone(),
+            delete_of: seq,
+        })));
+        at
+    }
+}
+
 fn conflict(msg: String) -> TransportError {
     TransportError::new(TransportErrorKind::Conflict, msg)
 }
@@ -111,25 +142,21 @@ impl RoomTransport for Conn {
             log.epoch += 1;
         }
         let seq = log.messages.len() as u64 + 1;
-        log.messages.push(Incoming {
+        log.messages.push(Some(Stored::Mls(Incoming {
             room: room.to_owned(),
             seq,
             from: self.user.clone(),
             mls: mls.clone(),
-        });
+        })));
         Ok(seq)
     }
 
-    async fn messages_after(
-        &self,
-        room: &str,
-        after: u64,
-    ) -> Result<Vec<Incoming>, TransportError> {
+    async fn messages_after(&self, room: &str, after: u64) -> Result<Vec<Stored>, TransportError> {
         Ok(self
             .server
-            .messages(room)
+            .stored(room)
             .into_iter()
-            .filter(|m| m.seq > after)
+            .filter(|m| m.seq() > after)
             .collect())
     }
 }

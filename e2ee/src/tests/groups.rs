@@ -56,7 +56,7 @@ fn texts(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Text { from, text } => Some(format!("{}: {text}", from.user)),
+            Event::Text { from, text, .. } => Some(format!("{}: {text}", from.user)),
             _ => None,
         })
         .collect()
@@ -106,6 +106,62 @@ fn three_members_exchange_messages() {
         ["alice: hi from alice", "bob: hi from bob"]
     );
     assert_eq!(bob.device.members(ROOM).unwrap().len(), 3);
+}
+
+/// A text comes with its seq, and a deletion of it (by its author or by a moderator) is
+/// reported as `Deleted` with that seq, once: a member that showed the text live can take it
+/// down after catching up; the next messages read as before.
+#[test]
+fn deletions_are_reported_with_the_seq_of_the_message_they_remove() {
+    let (_server, mut alice, mut bob, mut carol) = three();
+    let first = alice.say("sent by mistake");
+    let second = alice.say("a keeper");
+    let events = bob.catch_up();
+    assert!(
+        matches!(&events[..], [Event::Text { seq, text, .. }, Event::Text { seq: s2, .. }]
+            if *seq == first && text == "sent by mistake" && *s2 == second),
+        "{events:?}"
+    );
+    let deletion = alice.conn.delete(ROOM, first);
+    // bob (a moderator, as the server allowed) takes down alice's second one.
+    let moderated = bob.conn.delete(ROOM, second);
+    assert_eq!(
+        bob.catch_up(),
+        [
+            Event::Deleted {
+                seq: first,
+                by: "alice".into()
+            },
+            Event::Deleted {
+                seq: second,
+                by: "bob".into()
+            }
+        ]
+    );
+    assert_eq!(bob.device.last_seq(ROOM), moderated);
+    assert!(bob.catch_up().is_empty(), "reported once");
+    let again = crate::Stored::Deletion(crate::Deletion {
+        room: ROOM.into(),
+        seq: deletion,
+        from: "alice".into(),
+        delete_of: first,
+    });
+    assert_eq!(
+        bob.device.process_stored(&again).unwrap(),
+        Event::Ignored(Ignored::Duplicate)
+    );
+    // carol caught up only now: the deleted texts are gone, their deletions reported.
+    let events = carol.catch_up();
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Deleted { .. }))
+            .count(),
+        2
+    );
+    carol.say("still reading");
+    assert_eq!(texts(&alice.catch_up()), ["carol: still reading"]);
 }
 
 /// A removed member's group is gone, and a copy of its state from before the removal cannot
