@@ -152,7 +152,9 @@ fn lines(room: &str, events: &[Event]) -> Vec<String> {
             Event::Text { from, text, .. } => {
                 Some(format!("[{room}] {}: {}", from.user, clean(text)))
             }
-            Event::Deleted { seq, by } => Some(format!("* {by} deleted message #{seq} of {room}")),
+            Event::Deleted { seq, by } => {
+                Some(format!("* {} deleted message #{seq} of {room}", clean(by)))
+            }
             Event::Joined { by, epoch, .. } => Some(format!(
                 "* joined {room}'s encrypted group (added by {by}, epoch {epoch})"
             )),

@@ -103,7 +103,7 @@ impl RoomTransport for Client {
     }
 
     /// Pages back from the newest message until the page that reaches `after`, then hands
-    /// the MLS messages above `after` over oldest first.
+    /// the MLS messages and deletions above `after` over oldest first.
     async fn messages_after(&self, room: &str, after: u64) -> Result<Vec<Stored>, TransportError> {
         let mut pages = Vec::new();
         let mut before = None;

@@ -2,8 +2,10 @@
 
 use crate::device::MemberId;
 
-/// The outcome of [`Device::process`](crate::Device::process).
+/// The outcome of [`Device::process`](crate::Device::process). More kinds may come:
+/// applications match the ones they show and ignore the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A chat message from a member whose credential matches the server-attested sender,
     /// stored at `seq` (what a later [`Event::Deleted`] names).
@@ -13,8 +15,9 @@ pub enum Event {
         text: String,
     },
     /// The message at `seq` was deleted by `by` (its author, a room admin or the owner, as
-    /// the server authenticated and checked them): an application that shows it takes it
-    /// down. Reported for any seq, shown or not.
+    /// the server authenticated and checked them: the server's word, nothing end to end
+    /// vouches for it): an application that shows it takes it down. Reported for any seq,
+    /// shown or not, and possibly more than once (see [`Device::process_deletion`](crate::Device::process_deletion)).
     Deleted { seq: u64, by: String },
     /// This device joined the room's group through a welcome.
     Joined {

@@ -21,20 +21,37 @@ impl Device {
         }
     }
 
-    /// Takes a deletion in seq order: [`Event::Deleted`] (or a duplicate, at or below
-    /// [`Device::last_seq`]), and the room's cursor moves past it. Nothing of the group
-    /// changes: only application messages are deleted (the server keeps commits, proposals
-    /// and welcomes from deletes).
+    /// Takes a deletion: [`Event::Deleted`], or ignored at or below [`Device::last_seq`]
+    /// (`Duplicate`) and in a room whose group this device is not in (`NotMember`). Nothing
+    /// of the group changes (only application messages are deleted: the server keeps
+    /// commits, proposals and welcomes from deletes), and the room's cursor does not move: a
+    /// deletion carries no epoch, so one that came past a message this device never saw
+    /// must not skip it. A later [`crate::catch_up`] may report the deletion again (taking
+    /// a message down twice is harmless) and moves the cursor past it.
     pub fn process_deletion(&mut self, msg: &Deletion) -> Result<Event, Error> {
         if msg.seq <= self.last_seq(&msg.room) {
             return Ok(Event::Ignored(Ignored::Duplicate));
         }
-        self.advance(&msg.room, msg.seq);
-        self.save()?;
+        if !self.groups.contains_key(&msg.room) {
+            return Ok(Event::Ignored(Ignored::NotMember));
+        }
         Ok(Event::Deleted {
             seq: msg.delete_of,
             by: msg.from.clone(),
         })
+    }
+
+    /// [`Device::process_stored`] for a message of a catch-up, which reads the room's
+    /// history from the cursor on, every message in order: a deletion moves the cursor too.
+    pub(crate) fn process_in_order(&mut self, msg: &Stored) -> Result<Event, Error> {
+        let event = self.process_stored(msg)?;
+        if let Stored::Deletion(d) = msg {
+            if d.seq > self.last_seq(&d.room) {
+                self.advance(&d.room, d.seq);
+                self.save()?;
+            }
+        }
+        Ok(event)
     }
 
     /// Processes the next message of a room, in seq order (live or from history). Messages at

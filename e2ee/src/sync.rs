@@ -169,7 +169,7 @@ pub async fn catch_up(
     let messages = room.messages_after(name, device.last_seq(name)).await?;
     let mut events = Vec::with_capacity(messages.len());
     for msg in &messages {
-        match device.process_stored(msg) {
+        match device.process_in_order(msg) {
             Ok(event) => events.push(event),
             Err(e)
                 if matches!(

@@ -91,9 +91,14 @@ pub enum Stored {
 
 impl Stored {
     /// What the SDK reads of a `message` of an e2ee room: `None` for a message it has no use
-    /// for (a deleted message's tombstone, a void marker, a message of another kind).
+    /// for (a deleted message's tombstone, a void marker: a delete or commit the server
+    /// refused, a deletion of a seq not before its own).
     pub fn from_message(message: &Message) -> Option<Self> {
+        if message.void {
+            return None;
+        }
         match (message.delete_of, &message.mls) {
+            (Some(delete_of), None) if delete_of >= message.seq => None,
             (Some(delete_of), None) => Some(Stored::Deletion(Deletion {
                 room: message.room.clone(),
                 seq: message.seq,

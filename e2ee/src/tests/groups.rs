@@ -164,6 +164,78 @@ fn deletions_are_reported_with_the_seq_of_the_message_they_remove() {
     assert_eq!(texts(&alice.catch_up()), ["carol: still reading"]);
 }
 
+/// What the SDK takes as a deletion: not a void marker (a delete the server refused), not
+/// one naming its own or a later seq; a deletion of a room whose group the device is not in
+/// is ignored; a live deletion past a message the device never saw reports the deletion but
+/// leaves the cursor, so the catch-up still reads that message (a commit here) and the
+/// device stays in the group.
+#[test]
+fn deletions_are_taken_only_in_order_and_never_skip_a_message() {
+    use crate::Stored;
+    let delete = |seq: u64, delete_of: u64, void: bool| chatmesh_protocol::message::Message {
+        room: ROOM.into(),
+        seq,
+        from: "alice".into(),
+        delete_of: Some(delete_of),
+        void,
+        ..Default::default()
+    };
+    assert!(Stored::from_message(&delete(9, 4, true)).is_none(), "void");
+    assert!(
+        Stored::from_message(&delete(9, 9, false)).is_none(),
+        "itself"
+    );
+    assert!(
+        Stored::from_message(&delete(9, 12, false)).is_none(),
+        "later"
+    );
+    let Some(Stored::Deletion(d)) = Stored::from_message(&delete(9, 4, false)) else {
+        panic!("a deletion of an earlier seq");
+    };
+    let mut elsewhere = d.clone();
+    elsewhere.room = "another".into();
+
+    let (_server, mut alice, mut bob, _carol) = three();
+    assert_eq!(
+        bob.device.process_deletion(&elsewhere).unwrap(),
+        Event::Ignored(Ignored::NotMember)
+    );
+    let text = alice.say("soon gone");
+    bob.catch_up();
+    // alice renews her keys (a commit bob has not seen), then a deletion comes live.
+    block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap();
+    let at = alice.conn.delete(ROOM, text);
+    let before = bob.device.last_seq(ROOM);
+    let live = crate::Deletion {
+        room: ROOM.into(),
+        seq: at,
+        from: "alice".into(),
+        delete_of: text,
+    };
+    assert_eq!(
+        bob.device.process_deletion(&live).unwrap(),
+        Event::Deleted {
+            seq: text,
+            by: "alice".into()
+        }
+    );
+    assert_eq!(bob.device.last_seq(ROOM), before, "the cursor stays");
+    let events = bob.catch_up();
+    assert!(
+        matches!(&events[..], [Event::Committed { .. }, Event::Deleted { seq, .. }] if *seq == text),
+        "{events:?}"
+    );
+    assert_eq!(bob.epoch(), alice.epoch());
+    alice.say("after the update");
+    assert_eq!(texts(&bob.catch_up()), ["alice: after the update"]);
+}
+
 /// A removed member's group is gone, and a copy of its state from before the removal cannot
 /// read what is sent after it.
 #[test]
