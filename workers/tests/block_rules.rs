@@ -83,7 +83,8 @@ async fn blocks_are_set_listed_and_lifted() {
     assert_eq!(left.blocks.len(), 2);
 }
 
-/// A user blocks at most `MAX_BLOCKS` others (`conflict` beyond); unblocking one makes room.
+/// A user blocks at most `MAX_BLOCKS` others (`conflict` beyond, whether the name has an
+/// account or not); unblocking one makes room.
 #[tokio::test]
 async fn a_user_blocks_a_bounded_number_of_others() {
     let l = Local::new().await;
@@ -103,6 +104,10 @@ async fn a_user_blocks_a_bounded_number_of_others() {
     let e = s.block_set(set("ann", "bob", true)).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Conflict);
     assert!(e.message.contains("unblock one first"), "{}", e.message);
+    // A full list answers the same for a name without an account: it tells no one which
+    // names exist.
+    let e = s.block_set(set("ann", "nobody", true)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Conflict, "{}", e.message);
     s.block_set(set("ann", "u0000", false)).await.unwrap();
     s.block_set(set("ann", "bob", true)).await.unwrap();
 }

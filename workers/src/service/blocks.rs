@@ -38,9 +38,8 @@ impl Service {
             match (req.blocked, existing) {
                 (true, Some(_)) => return Ok(BlockState { blocked: true }),
                 (true, None) => {
-                    if !self.user_exists(&req.other).await? {
-                        return Err(ApiError::not_found("no such user"));
-                    }
+                    // The cap first: a full list must not answer, free of any side effect,
+                    // which names have an account.
                     let held = self
                         .model()
                         .blocks_after(&req.user, None, MAX_BLOCKS)
@@ -49,6 +48,9 @@ impl Service {
                         return Err(ApiError::conflict(format!(
                             "you block {MAX_BLOCKS} users already: unblock one first"
                         )));
+                    }
+                    if !self.user_exists(&req.other).await? {
+                        return Err(ApiError::not_found("no such user"));
                     }
                     let rec = BlockRecord { ts: now_ms() };
                     Model::put_block(&mut batch, &req.user, &req.other, &rec);
