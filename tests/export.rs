@@ -37,7 +37,7 @@ async fn fill(dir: &Path) -> Result<()> {
     let mut b = WriteBatch::new();
     let meta = RoomMeta {
         kind: RoomKind::Private,
-        owner: Some("ann".into()),
+        owner: Some("user-000".into()),
         created: 42,
     };
     Model::put_room(&mut b, "lobby", &meta);
@@ -171,5 +171,70 @@ async fn a_locked_store_is_refused() -> Result<()> {
     drop(held);
     let out = chatmesh(&["export", "--room", "nobody", "--data", &dir])?;
     ensure!(String::from_utf8_lossy(&out.stderr).contains("no room nobody"));
+    Ok(())
+}
+
+/// An export file is checked as it would have been made: a DM planted with a third member,
+/// or under an id not made of its two users, a DM's id on another kind of room, and a
+/// second owner are refused, and nothing of them is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_export_files_are_refused() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    let dm = chatmesh_workers::model::dm_room("alice", "bob");
+    let room = |name: &str, kind: &str, owner: &str| {
+        format!(
+            r#"{{"type":"room","format":1,"room":"{name}","meta":{{"kind":"{kind}","owner":{owner},"created":1}},"stats":{{"last_seq":0,"count":0}}}}"#
+        )
+    };
+    let member =
+        |user: &str, role: &str| format!(r#"{{"type":"member","user":"{user}","role":"{role}"}}"#);
+    let cases = [
+        (
+            "a DM with a third member",
+            vec![
+                room(&dm, "dm", "null"),
+                member("alice", "member"),
+                member("bob", "member"),
+                member("mallory", "member"),
+            ],
+            "exactly the two users",
+        ),
+        (
+            "a DM of other users",
+            vec![
+                room(&dm, "dm", "null"),
+                member("alice", "member"),
+                member("mallory", "member"),
+            ],
+            "exactly the two users",
+        ),
+        (
+            "a DM id on a private room",
+            vec![room(&dm, "private", r#""alice""#), member("alice", "owner")],
+            "do not agree",
+        ),
+        (
+            "a second owner",
+            vec![
+                room("club", "private", r#""ann""#),
+                member("ann", "owner"),
+                member("mallory", "owner"),
+            ],
+            "has the owner's role",
+        ),
+    ];
+    for (what, lines, refusal) in cases {
+        let file = tmp.path().join("crafted.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n")?;
+        let out = chatmesh(&["import", "--in", &s(&file), "--data", &s(&data)])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "{what}: imported");
+        ensure!(err.contains(refusal), "{what}: {err}");
+    }
+    let model = Model::new(open_store(&cfg(&data)).await?);
+    ensure!(model.room(&dm).await?.is_none(), "the DM was stored");
+    ensure!(model.room("club").await?.is_none(), "the room was stored");
     Ok(())
 }

@@ -13,9 +13,9 @@
 //! (`attachments`), but the files' records and bytes stay in the source's object storage,
 //! so their downloads answer 404 in the target (docs/FILES.md).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
-use chatmesh_protocol::service::Role;
+use chatmesh_protocol::service::{Role, RoomKind};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{keys, records, Model, RoomMeta, RoomStats, StoredMessage, UserReactions};
@@ -24,6 +24,9 @@ use crate::store::{Direction, KvStore, StoreError, WriteBatch};
 /// Version of the line format, in the first line.
 pub const FORMAT: u32 = 1;
 const PAGE: usize = 1_000;
+/// The longest line import reads (a message with its edits, far above what a gateway
+/// takes): a file of one endless line must not take the importer's memory.
+pub const MAX_LINE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// One line of an export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,18 +190,83 @@ pub async fn export_room<W: Write>(
     Ok(moved)
 }
 
-/// Reads one export from `input` into the store; refuses a room the store already has.
+/// What a DM holds: its two users, as members.
+const DM_MEMBERS: &str = "a DM holds exactly the two users its id is made of, as members";
+
+/// Whether `user` with `role` may be the next member of a room of `meta`, after `members`:
+/// a DM's are its two users, whose names its id is made of, as members; another room has no
+/// owner but the one its record names. Checked line by line, before anything is written.
+fn check_member(
+    room: &str,
+    meta: Option<&RoomMeta>,
+    members: &std::collections::HashMap<String, Role>,
+    user: &str,
+    role: Role,
+) -> Result<(), String> {
+    if members.contains_key(user) {
+        return Err(format!("{user} is listed twice"));
+    }
+    let Some(meta) = meta else {
+        return Ok(());
+    };
+    if meta.kind == RoomKind::Dm {
+        let pair = members
+            .keys()
+            .next()
+            .is_none_or(|other| crate::model::dm_room(other, user) == room);
+        if role != Role::Member || members.len() >= 2 || !pair {
+            return Err(DM_MEMBERS.into());
+        }
+        return Ok(());
+    }
+    if role == Role::Owner && meta.owner.as_deref() != Some(user) {
+        return Err(format!(
+            "{user} has the owner's role, but the room's owner is {:?}",
+            meta.owner
+        ));
+    }
+    Ok(())
+}
+
+/// The next line of `input` without its end, `None` at the end; a line longer than
+/// [`MAX_LINE_BYTES`] is an error.
+fn next_line<R: BufRead>(input: &mut R, no: u64) -> Result<Option<String>, ExportError> {
+    let mut buf = Vec::new();
+    let read = Read::take(&mut *input, MAX_LINE_BYTES + 1).read_until(b'\n', &mut buf)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if read as u64 > MAX_LINE_BYTES {
+        return Err(ExportError::Format {
+            line: no,
+            detail: format!("longer than {MAX_LINE_BYTES} bytes"),
+        });
+    }
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|e| ExportError::Format {
+            line: no,
+            detail: e.to_string(),
+        })
+}
+
+/// Reads one export from `input` into the store; refuses a room the store already has. The
+/// file is checked as it would have been made, before anything of it is written: names
+/// valid, a DM room holding the two users its id is made of (and nobody else), no owner of
+/// another room but the one its record names, messages from valid names in an unbroken
+/// chain.
 pub async fn import_room<R: BufRead>(
     model: &Model,
-    input: R,
+    mut input: R,
     every: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(String, Moved), ExportError> {
-    let mut lines = input.lines();
     // Members so far (they come before messages): mentions are recorded for them only.
-    let mut members = std::collections::HashSet::new();
+    let mut members = std::collections::HashMap::new();
     let bad = |line: u64, detail: String| ExportError::Format { line, detail };
-    let first = lines.next().ok_or_else(|| bad(1, "empty input".into()))??;
+    let first = next_line(&mut input, 1)?.ok_or_else(|| bad(1, "empty input".into()))?;
     let (room, meta, stats, topic) =
         match serde_json::from_str(&first).map_err(|e| bad(1, e.to_string()))? {
             Line::Room {
@@ -221,28 +289,46 @@ pub async fn import_room<R: BufRead>(
     if model.room(&room).await?.is_some() || model.stats(&room).await?.count > 0 {
         return Err(ExportError::RoomExists(room));
     }
+    let dm = room.starts_with(crate::model::DM_PREFIX);
+    let agree = match &meta {
+        Some(meta) => dm == (meta.kind == RoomKind::Dm) && !(dm && meta.owner.is_some()),
+        None => !dm,
+    };
+    if !agree {
+        return Err(bad(1, "a DM's id, kind and owner do not agree".into()));
+    }
     let mut moved = Moved::default();
     let mut batch = WriteBatch::new();
     let mut last: Option<(u64, u64)> = None;
-    for (i, text) in lines.enumerate() {
-        let no = i as u64 + 2;
-        let text = text?;
-        match serde_json::from_str(&text).map_err(|e| bad(no, e.to_string()))? {
+    let mut no = 1;
+    while let Some(text) = next_line(&mut input, no + 1)? {
+        no += 1;
+        let line = serde_json::from_str(&text).map_err(|e| bad(no, e.to_string()))?;
+        // Members come first: a DM's two are all there before anything else is (or could
+        // be, a page later) written.
+        if dm && members.len() != 2 && !matches!(line, Line::Member { .. }) {
+            return Err(bad(no, DM_MEMBERS.into()));
+        }
+        match line {
             Line::Member { user, role } => {
                 chatmesh_protocol::validate_name("user", &user)
                     .map_err(|e| bad(no, e.to_string()))?;
+                check_member(&room, meta.as_ref(), &members, &user, role)
+                    .map_err(|detail| bad(no, detail))?;
+                members.insert(user.clone(), role);
                 Model::put_member(&mut batch, &room, &user, role);
-                members.insert(user);
                 moved.members += 1;
             }
             Line::Message { seq, message: m } => {
+                chatmesh_protocol::validate_name("user", &m.from)
+                    .map_err(|e| bad(no, e.to_string()))?;
                 if let Some((last_seq, last_n)) = last {
                     if m.prev != last_seq || m.n <= last_n {
                         return Err(bad(no, format!("seq {seq} does not continue the chain")));
                     }
                 }
                 last = Some((seq, m.n));
-                let is_member = |u: &str| members.contains(u);
+                let is_member = |u: &str| members.contains_key(u);
                 Model::put_mentions_of(&mut batch, &room, seq, &m.from, &m.mentions, is_member);
                 if let Some(root) = m.thread_root {
                     Model::put_reply(&mut batch, &room, root, seq, &m.from);
@@ -270,6 +356,9 @@ pub async fn import_room<R: BufRead>(
     }
     if last.is_some_and(|(seq, _)| seq != stats.last_seq) {
         return Err(bad(0, "the last message is not the room's last_seq".into()));
+    }
+    if dm && members.len() != 2 {
+        return Err(bad(0, DM_MEMBERS.into()));
     }
     // Record and stats last: until they exist the import may be run again.
     batch.barrier();
