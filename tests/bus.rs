@@ -125,7 +125,7 @@ async fn clients_without_a_known_key_are_refused() -> Result<()> {
 
 /// The gateway's key sends and calls services (its job) but cannot answer service
 /// requests (which would let it forge a worker's answers), consume the stream, change or
-/// delete it, or take a partition lease.
+/// delete it, take a partition lease, or change the presence bucket's settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_key_cannot_act_as_a_worker() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -157,6 +157,16 @@ async fn a_gateway_key_cannot_act_as_a_worker() -> Result<()> {
         .publish("$KV.CHAT_LEASES.p0", "gateway-thief".into())
         .await?;
     gw.violation("$KV.CHAT_LEASES.p0").await?;
+
+    // The presence bucket: a gateway writes its keys but cannot change its settings (taking
+    // the service subjects, or republishing on the workers' subjects).
+    let mut presence = js.get_stream("KV_CHAT_PRESENCE").await?;
+    let mut config = presence.info().await?.config.clone();
+    config.subjects.push("chat.svc.>".into());
+    let updated = tokio::time::timeout(WAIT, js.update_stream(config)).await?;
+    assert!(updated.is_err(), "a gateway changed the presence bucket");
+    gw.violation("$JS.API.STREAM.UPDATE.KV_CHAT_PRESENCE")
+        .await?;
 
     // The room still works for its owner: nothing the attempts did took effect.
     assert!(stream_last_seq(&mesh).await? >= 1);

@@ -17,27 +17,37 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use chatmesh_protocol::subjects::{PRESENCE_BUCKET, PRESENCE_REPUBLISH};
+use chatmesh_protocol::subjects::PRESENCE_BUCKET;
 
 use crate::error::GatewayError;
 
-/// Creates or updates the presence bucket (idempotent). With regions it lives in the primary
-/// region (`cluster`), wherever the first gateway to create it runs.
-pub async fn ensure_bucket(
-    js: &jetstream::Context,
-    replicas: usize,
-    cluster: Option<&str>,
-) -> Result<(), GatewayError> {
-    natskit::ensure_ttl_bucket(
-        js,
-        PRESENCE_BUCKET,
-        replicas,
-        Some(PRESENCE_REPUBLISH),
-        cluster,
-    )
-    .await
-    .map_err(|e| GatewayError::jetstream("creating the presence bucket", e))
+/// Waits up to `patience` for the presence bucket, which the primary region's workers make
+/// (a gateway's key may write and read it, not make it or change its settings): true once
+/// it exists. A gateway started before any worker waits here; after `patience` it goes on
+/// (logged), and its presence writes fail until the bucket is made.
+pub async fn await_bucket(js: &jetstream::Context, patience: Duration) -> bool {
+    let stream = format!("KV_{PRESENCE_BUCKET}");
+    let give_up = tokio::time::Instant::now() + patience;
+    let mut said = false;
+    loop {
+        match js.get_stream(&stream).await {
+            Ok(_) => return true,
+            Err(e) if tokio::time::Instant::now() >= give_up => {
+                tracing::warn!(error = %crate::error::Chain(&e), "the presence bucket does not exist: presence stays empty until a worker of the primary region makes it");
+                return false;
+            }
+            Err(e) if !said => {
+                said = true;
+                tracing::info!(error = %crate::error::Chain(&e), "waiting for a worker to make the presence bucket");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(BUCKET_POLL).await;
+    }
 }
+
+/// How often a starting gateway looks for the presence bucket.
+const BUCKET_POLL: Duration = Duration::from_millis(250);
 
 /// Writes this gateway's users of `room` with a TTL (an empty list expires like any other).
 pub async fn publish(

@@ -77,6 +77,8 @@ pub struct AppState {
 /// flood of it must not become a flood of JetStream API requests (nats-server's API queue
 /// is shared with every send's consumer and stream calls).
 const READY_FOR: Duration = Duration::from_secs(1);
+/// How long a starting gateway waits for the presence bucket, which the workers make.
+const PRESENCE_PATIENCE: Duration = Duration::from_secs(30);
 /// How long each of the stream and worker checks may take.
 const READY_WAIT: Duration = Duration::from_secs(2);
 
@@ -105,8 +107,7 @@ impl AppState {
         );
         let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Tokens(e.into()))?;
         let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
-        let primary = mesh.regions.first().map(String::as_str);
-        crate::presence::ensure_bucket(&js, mesh.replicas, primary).await?;
+        crate::presence::await_bucket(&js, PRESENCE_PATIENCE).await;
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
         // The rooms' hold after a reconnect until the access re-check has run.
         let losses = natskit::lossy::losses(&nats.statistics());

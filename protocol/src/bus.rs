@@ -116,8 +116,16 @@ fn direct_get(stream: &str) -> Vec<String> {
 
 /// Creating, checking and writing a KV bucket of TTL keys, reading it by direct get.
 fn kv_bucket(bucket: &str) -> Vec<String> {
+    let mut out = js_api(&["STREAM.CREATE", "STREAM.UPDATE"], &format!("KV_{bucket}"));
+    out.extend(kv_use(bucket));
+    out
+}
+
+/// Checking, writing and reading a KV bucket another role makes: not changing its settings
+/// (a stream's settings name its subjects and where it republishes them).
+fn kv_use(bucket: &str) -> Vec<String> {
     let stream = format!("KV_{bucket}");
-    let mut out = js_api(&["STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE"], &stream);
+    let mut out = js_api(&["STREAM.INFO"], &stream);
     out.extend(direct_get(&stream));
     out.push(format!("$KV.{bucket}.>"));
     out
@@ -135,7 +143,9 @@ fn gateway(streams: &[String]) -> Permissions {
         publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
         publish.extend(direct_get(stream));
     }
-    publish.extend(kv_bucket(PRESENCE_BUCKET));
+    // The presence bucket is the workers' to make: a gateway key that could change its
+    // settings could have it take `chat.svc.>` or republish on the workers' subjects.
+    publish.extend(kv_use(PRESENCE_BUCKET));
     Permissions {
         publish,
         subscribe: vec![
@@ -180,7 +190,12 @@ fn worker(streams: &[String], mirrors: &[String], regions: &[String]) -> Permiss
             mirror,
         ));
     }
-    // The push notifier reads who is online (never writes presence: that is the gateways').
+    // The primary's workers make the presence bucket; the push notifier reads who is online
+    // (never writes presence: that is the gateways').
+    publish.extend(js_api(
+        &["STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE"],
+        &format!("KV_{PRESENCE_BUCKET}"),
+    ));
     publish.extend(direct_get(&format!("KV_{PRESENCE_BUCKET}")));
     let mut subscribe = vec![
         "chat.svc.>".to_owned(),
@@ -290,8 +305,17 @@ mod tests {
             .publish
             .contains(&format!("$JS.API.STREAM.CREATE.{EVENT_LOG}")));
         assert!(!wk.publish.iter().any(|s| log(s) && s.contains("CONSUMER")));
-        let writes_presence = |s: &String| s.contains(PRESENCE_BUCKET) && !s.contains("DIRECT.GET");
+        // Presence: workers make the bucket and read it, never write keys; gateways write
+        // and read keys, never change the bucket's settings.
+        let writes_presence = |s: &String| s.starts_with(&format!("$KV.{PRESENCE_BUCKET}"));
         assert!(!wk.publish.iter().any(writes_presence));
+        assert!(gw.publish.iter().any(writes_presence));
+        let changes_presence = |s: &String| {
+            s.contains(&format!("KV_{PRESENCE_BUCKET}"))
+                && (s.contains("STREAM.CREATE") || s.contains("STREAM.UPDATE"))
+        };
+        assert!(!gw.publish.iter().any(changes_presence));
+        assert!(wk.publish.iter().any(changes_presence));
         for role in [Role::Gateway, Role::Worker, Role::Loadtest] {
             let p = role.permissions().unwrap();
             assert!(!p.publish.iter().any(|s| s == ">" || s.ends_with("API.>")));

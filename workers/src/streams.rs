@@ -20,7 +20,8 @@ use async_nats::jetstream::stream::{Placement, Source};
 use async_nats::jetstream::Context;
 use chatmesh_protocol::regions::Topology;
 use chatmesh_protocol::subjects::{
-    mirror_name, stream_republish, stream_subjects, EVENT_LOG, MEMBER_ALL, USER_ALL,
+    mirror_name, stream_republish, stream_subjects, EVENT_LOG, MEMBER_ALL, PRESENCE_BUCKET,
+    PRESENCE_REPUBLISH, USER_ALL,
 };
 use chatmesh_protocol::MeshConfig;
 use tracing::info;
@@ -171,6 +172,14 @@ pub async fn ensure_served(
     // stop the workers.
     let mut event_log = true;
     if mirrors_required {
+        // The gateways write the presence bucket but cannot make it (their key cannot change
+        // a stream's settings): without it, presence stays empty until it is made.
+        if let Err(e) = ensure_presence(js, mesh).await {
+            tracing::warn!(
+                error = %chatmesh_protocol::error::Chain(&e),
+                "the presence bucket could not be made or updated: presence and push's online check stay empty until it is (an auth.conf older than this: run `chatmesh nats-auth` again and reload the servers)"
+            );
+        }
         if let Err(e) = ensure_event_log(js, mesh).await {
             event_log = false;
             tracing::warn!(
@@ -239,6 +248,21 @@ pub async fn ensure_event_log(js: &Context, mesh: &MeshConfig) -> Result<(), Wor
     managed(js, event_log_config(mesh), |cfg| apply_event_log(cfg, mesh))
         .await
         .map(drop)
+}
+
+/// Creates or updates the gateways' presence bucket (`CHAT_PRESENCE`, keys with a TTL,
+/// every change republished to the gateways), in the primary region with regions.
+pub async fn ensure_presence(js: &Context, mesh: &MeshConfig) -> Result<(), WorkerError> {
+    let primary = mesh.regions.first().map(String::as_str);
+    natskit::ensure_ttl_bucket(
+        js,
+        PRESENCE_BUCKET,
+        mesh.replicas,
+        Some(PRESENCE_REPUBLISH),
+        primary,
+    )
+    .await
+    .map_err(|e| WorkerError::stream("creating or updating the presence bucket", e))
 }
 
 /// Creates the mirror of stream `s` in `region` if it does not exist (a mirror's settings
