@@ -660,3 +660,25 @@ async fn jwt_secret_file_is_private() -> Result<()> {
     assert_eq!(mesh.config.gateway.jwt_secret, secret);
     mesh.stop().await
 }
+
+/// A gateway that takes an external issuer's tokens keeps no accounts of its own: sign-up
+/// and login answer 400 at once (no account record is made, no password is checked).
+#[tokio::test]
+async fn an_external_issuers_gateway_neither_signs_up_nor_logs_in() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys":[]}"#)?;
+    let mut config = fast_config();
+    config.gateway.jwks_file = Some(jwks);
+    config.gateway.jwt_audience = Some("chatmesh".into());
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let creds = json!({"username": "ann", "password": "ann password"});
+    for path in ["/v1/auth/register", "/v1/auth/login"] {
+        let (status, body) = api.call("POST", path, None, Some(creds.clone())).await?;
+        assert_eq!(status, 400, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("external issuer"), "{path}: {body}");
+    }
+    mesh.stop().await
+}

@@ -117,6 +117,11 @@ impl Tokens {
         })
     }
 
+    /// Whether this gateway issues tokens (built-in accounts), or takes an external issuer's.
+    pub fn issues(&self) -> bool {
+        self.encoding.is_some()
+    }
+
     /// Issues a token for `user` at token generation `gen`; `None` when tokens come from an
     /// external issuer.
     pub fn issue(&self, user: &str, gen: u64) -> Option<(String, u64)> {

@@ -21,7 +21,8 @@ pub struct GatewayConfig {
     /// Validate tokens of an external OIDC issuer with the keys of this JWKS file instead of
     /// the built-in HS256 secret (keys are looked up by `kid`).
     pub jwks_file: Option<PathBuf>,
-    /// Audience an external issuer's tokens must carry, if any.
+    /// Audience an external issuer's tokens must carry (required with `jwks_file`: an issuer
+    /// serves many applications, and a token for another one must not sign in here).
     pub jwt_audience: Option<String>,
     /// Origins allowed to open WebSockets besides the gateway's own host; `*` allows any.
     pub allowed_origins: Vec<String>,
@@ -285,6 +286,13 @@ impl GatewayConfig {
                     path.display()
                 ));
             }
+            if self.jwt_audience.as_deref().is_none_or(str::is_empty) {
+                out.push(
+                    "gateway.jwt_audience must be set with gateway.jwks_file: without it every \
+                     token the issuer makes for any of its applications is taken here"
+                        .into(),
+                );
+            }
         }
         let l = &self.limits;
         if l.max_message_bytes < 1024 || l.max_message_bytes > 16 << 20 {
@@ -485,6 +493,28 @@ mod tests {
     #[test]
     fn the_defaults_have_no_edge_problems() {
         assert_eq!(base().problems(), Vec::<String>::new());
+    }
+
+    /// An external issuer's tokens are taken only for this audience: one the issuer made for
+    /// another of its applications is not.
+    #[test]
+    fn an_external_issuer_needs_an_audience() {
+        let dir = tempfile_dir("jwks");
+        let jwks = dir.join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+        let mut c = base();
+        c.jwks_file = Some(jwks);
+        let p = c.problems();
+        assert!(p.iter().any(|p| p.contains("jwt_audience")), "{p:?}");
+        c.jwt_audience = Some("chatmesh".into());
+        assert_eq!(c.problems(), Vec::<String>::new());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir(what: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("chatmesh-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

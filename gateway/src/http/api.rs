@@ -131,7 +131,20 @@ pub async fn handle(state: &AppState, req: Request<Incoming>, seg: &[&str]) -> R
     result.unwrap_or_else(Refusal::response)
 }
 
+/// Accounts of an external issuer are the issuer's: no built-in account is made or signed
+/// in to here (a password checked for nothing would only answer who has one).
+fn built_in_accounts(state: &AppState) -> Result<(), Refusal> {
+    if state.tokens.issues() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "this gateway takes an external issuer's tokens: sign up and log in there",
+    )
+    .into())
+}
+
 async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
+    built_in_accounts(state)?;
     let ip = super::client_ip(&req);
     let creds: Credentials = body(req).await?;
     name("username", &creds.username)?;
@@ -158,6 +171,7 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
 }
 
 async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
+    built_in_accounts(state)?;
     let ip = super::client_ip(&req);
     let creds: Credentials = body(req).await?;
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "wrong user name or password");
