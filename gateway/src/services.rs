@@ -178,6 +178,7 @@ impl Services {
         let reply = loop {
             let request = async_nats::Request::new()
                 .payload(payload.clone())
+                .headers(natskit::deadline::headers(self.timeout))
                 .timeout(Some(self.timeout));
             match self.nats.send_request(subject.clone(), request).await {
                 Ok(reply) => break reply,

@@ -8,8 +8,10 @@
 //! - [`put_ttl`]: a KV write with a per-key TTL (`Nats-TTL`, on a bucket with
 //!   `limit_markers`), optionally compare-and-set on the key's last sequence, or a delete;
 //! - [`trace`]: W3C trace context in message headers (a send is one trace across processes);
-//! - [`lossy`]: when core NATS may have lost messages (reconnects, slow-consumer drops).
+//! - [`lossy`]: when core NATS may have lost messages (reconnects, slow-consumer drops);
+//! - [`deadline`]: when the caller of a service request stops waiting for its answer.
 
+pub mod deadline;
 pub mod lossy;
 pub mod trace;
 

@@ -35,6 +35,7 @@ impl Peers {
         let payload = serde_json::to_vec(req).map_err(|_| ApiError::internal())?;
         let request = async_nats::Request::new()
             .payload(payload.into())
+            .headers(natskit::deadline::headers(ASK_TIMEOUT))
             .timeout(Some(ASK_TIMEOUT));
         let reply = self
             .nats

@@ -300,3 +300,61 @@ async fn requests_waiting_for_the_store_leave_service_slots_free() {
     }
     worker.stop().await.unwrap();
 }
+
+/// A request that reaches the worker after its caller stopped waiting (its deadline header,
+/// past by more than the slack) is dropped unrun: no answer, and what it asked for does not
+/// happen; one within its deadline is answered as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_caller_gave_up_is_not_run() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&config(dir.path())).await.unwrap();
+    let worker = Worker::start(
+        config(dir.path()),
+        mesh::mesh(server.url()),
+        nats.clone(),
+        store,
+    )
+    .await
+    .unwrap();
+    call::<Register>(&nats, "ann", &creds("ann", "ann password"))
+        .await
+        .unwrap();
+    let create = |room: &str| CreateRoomRequest {
+        room: room.into(),
+        kind: RoomKind::Private,
+        actor: "ann".into(),
+    };
+    let ask = |room: &str, headers: async_nats::HeaderMap| {
+        let body = serde_json::to_vec(&create(room)).unwrap();
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .headers(headers)
+            .timeout(Some(Duration::from_secs(2)));
+        nats.send_request(svc_subject(PARTITIONS, room, CreateRoom::NAME), request)
+    };
+    let mut past = async_nats::HeaderMap::new();
+    let then = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 5_000;
+    past.insert(natskit::deadline::HEADER, then.to_string().as_str());
+    let late = ask("late", past).await;
+    assert_eq!(
+        late.map(drop).unwrap_err().kind(),
+        async_nats::RequestErrorKind::TimedOut,
+        "no answer to a request nobody waits for"
+    );
+    // Not created: creating it now works.
+    call::<CreateRoom>(&nats, "late", &create("late"))
+        .await
+        .unwrap();
+    let timely = ask("timely", natskit::deadline::headers(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let reply: Reply<RoomInfo> = serde_json::from_slice(&timely.payload).unwrap();
+    assert_eq!(reply.into_result().unwrap().owner, "ann");
+    worker.stop().await.unwrap();
+}

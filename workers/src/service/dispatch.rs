@@ -5,7 +5,9 @@
 //!
 //! The task polling a subscription only reads and spawns: work runs on its own task under a
 //! semaphore shared by all partitions, so a slow request never stalls the subscription, and
-//! the number of requests in progress stays bounded. Password requests (`register`,
+//! the number of requests in progress stays bounded. A request that reaches its turn after its
+//! caller stopped waiting ([`natskit::deadline`]) is dropped unanswered rather than run, so an
+//! overloaded worker spends itself on requests someone still waits for. Password requests (`register`,
 //! `login`, `password_change`: argon2) do not take that semaphore: they are admitted by the hashing queue of
 //! `password.rs`, or refused at once with `rate_limited` when it is full, so a login flood
 //! never makes other services wait.
@@ -74,6 +76,12 @@ pub(crate) async fn serve_partition(
             let Ok(permit) = permit else { break };
             permit
         };
+        // Its caller stopped waiting while it queued: not run (see natskit::deadline).
+        if msg.reply.is_some() && natskit::deadline::expired(msg.headers.as_ref()) {
+            let op = op_of(&msg).to_owned();
+            counter!(m::REQUESTS, "op" => op, "outcome" => "expired").increment(1);
+            continue;
+        }
         tasks.spawn(handle(svc.clone(), nats.clone(), msg, permit));
         while tasks.try_join_next().is_some() {}
     }
