@@ -99,7 +99,8 @@ async fn non_admins_are_refused_everywhere_and_audited() -> Result<()> {
 
 /// A name of `[admin] users` without an account is not anyone's for the taking: registering
 /// it without the bootstrap token, or with a wrong one, is refused (403) and leaves no
-/// account; the operator's registration with the token makes the server admin.
+/// account; the operator's registration with the token makes the server admin, and is
+/// audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_admin_name_is_not_taken_by_whoever_registers_first() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -136,6 +137,15 @@ async fn a_listed_admin_name_is_not_taken_by_whoever_registers_first() -> Result
         .await?;
     assert_eq!(s, 400, "{v}");
 
+    // The operator registers it with the token (naming an address of its own, which the
+    // gateway replaces with the one it saw).
+    let mut body = credentials("root", PASSWORD);
+    body["admin_token"] = json!(ADMIN_TOKEN);
+    body["ip"] = json!("198.51.100.7");
+    let (s, v) = api
+        .call("POST", "/v1/auth/register", None, Some(body))
+        .await?;
+    assert_eq!(s, 201, "{v}");
     let root = api.server_admin("root").await?;
     let (s, v) = api
         .call("GET", "/v1/admin/users", Some(&root), None)
@@ -145,6 +155,15 @@ async fn a_listed_admin_name_is_not_taken_by_whoever_registers_first() -> Result
         .call("POST", "/v1/auth/register", None, Some(register(None)))
         .await?;
     assert_eq!(s, 409, "the admin's account exists now");
+    // The admin's registration is in the audit log, with the address the gateway saw (not
+    // one a client names).
+    audited(&api, &root, |e| {
+        e.actor == "root"
+            && e.action == "register_admin"
+            && e.outcome == "ok"
+            && e.ip == "127.0.0.1"
+    })
+    .await?;
     mesh.stop().await
 }
 

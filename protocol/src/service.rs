@@ -90,6 +90,10 @@ pub struct Credentials {
     /// be registered, so nobody else takes a server admin's name first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    /// The client address the gateway saw (set by the gateway, never taken from a client):
+    /// the audit log's record of a server admin's registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 impl Credentials {
@@ -99,6 +103,7 @@ impl Credentials {
             username: username.into(),
             password: password.into(),
             admin_token: None,
+            ip: None,
         }
     }
 }
@@ -113,6 +118,7 @@ impl std::fmt::Debug for Credentials {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("ip", &self.ip)
             .finish()
     }
 }

@@ -146,7 +146,9 @@ fn built_in_accounts(state: &AppState) -> Result<(), Refusal> {
 async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
     built_in_accounts(state)?;
     let ip = super::client_ip(&req);
-    let creds: Credentials = body(req).await?;
+    let mut creds: Credentials = body(req).await?;
+    // The gateway's word only: a client's `ip` is replaced.
+    creds.ip = Some(ip.to_string());
     name("username", &creds.username)?;
     if creds.password.chars().count() < 8 {
         return Err(ApiError::bad_request("password must have at least 8 characters").into());

@@ -58,6 +58,10 @@ impl Service {
         };
         Model::put_user(&mut batch, &req.username, &rec);
         self.model().write(batch).await?;
+        if self.admin_cfg().is_admin(&req.username) {
+            let ip = req.ip.as_deref().unwrap_or_default();
+            self.audit_admin_registration(&req.username, ip).await;
+        }
         Ok(UserInfo { user: req.username })
     }
 

@@ -104,12 +104,35 @@ impl Service {
             (None, true) => "register it with the admin bootstrap token (admin_token)",
             (Some(_), true) => "the admin bootstrap token is wrong",
         };
+        // Logged, not kept in the audit log: refusals come at the sign-up rate of anyone.
+        tracing::warn!(
+            target: "audit",
+            user = %req.username,
+            ip = req.ip.as_deref().unwrap_or(""),
+            why,
+            "a server admin's name was refused at registration"
+        );
         Err(ApiError::forbidden(format!(
             "this name is reserved for a server admin; {why}"
         )))
     }
 
-    fn admin_cfg(&self) -> AdminConfig {
+    /// Writes a server admin's registration (with the bootstrap token) to the audit log.
+    pub(super) async fn audit_admin_registration(&self, user: &str, ip: &str) {
+        let caller = Caller {
+            actor: user.to_owned(),
+            ip: ip.to_owned(),
+        };
+        let act = Act {
+            caller: &caller,
+            action: "register_admin",
+            target: user,
+        };
+        self.audit(&act, "ok", "registered with the admin bootstrap token")
+            .await;
+    }
+
+    pub(super) fn admin_cfg(&self) -> AdminConfig {
         self.inner.admin.cfg.get().cloned().unwrap_or_default()
     }
 
