@@ -172,6 +172,58 @@ async fn a_worker_stops_promptly_when_nats_is_gone() {
     );
 }
 
+/// A renewal round that hangs (the lease bucket's server stops answering but keeps the
+/// connection) does not keep the partitions running past their margin (two thirds of the
+/// TTL since the last renewal): by then another worker may take their leases. They stop
+/// within it, not after the round's request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_lease_renewal_stops_the_partitions_within_their_margin() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = shared(dir.path());
+    let store = open_store(&cfg).await.unwrap();
+    let w = Worker::start(
+        cfg,
+        mesh(server.url()),
+        server.connect().await.unwrap(),
+        store,
+    )
+    .await
+    .unwrap();
+    eventually(10, "the worker runs every partition", || async {
+        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
+    })
+    .await;
+    // The server is frozen (our own child, by pid): requests go out, nothing comes back.
+    let pid = server
+        .pid()
+        .expect("the test's nats-server runs")
+        .to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // TTL 3 s: stopped 2 s after the last renewal at most (plus a round's tick); a round's
+    // requests would have waited out their 10 s timeout first.
+    let stopped = tokio::time::timeout(Duration::from_secs(6), async {
+        while !w.partitions().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    signal("-CONT");
+    assert!(
+        stopped.is_ok(),
+        "partitions still running: {:?}",
+        w.partitions()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(60), w.stop()).await;
+}
+
 /// A worker whose view of the registry missed a departure (an expiry marker published while
 /// it was cut off from NATS: the registry's events are core NATS, at most once) still ends
 /// up running the departed worker's partitions: it reads the registry again every lease

@@ -206,8 +206,8 @@ impl Caches {
         self.reset_written();
     }
 
-    /// Store writer only: after a failed commit, forget every stat and page (the store may
-    /// hold more than they say).
+    /// Store writer only: after a session ended in error (a failed commit, a replaced
+    /// consumer), forget every stat and page (the store may hold more than they say).
     pub(crate) fn reset_written(&self) {
         self.stats.invalidate_all();
         self.pages.invalidate_all();

@@ -188,9 +188,10 @@ async fn write_sessions(w: &Writer, p: u32, ready: &AtomicBool, shutdown: &Cance
         let Err(e) = result else { return };
         warn!(partition = p, error = %Chain(&e), "store writer restarts from its checkpoint");
         counter!(m::WRITER_RESTARTS, "reason" => e.reason()).increment(1);
-        if matches!(e, SessionError::Store(_)) {
-            w.caches.reset_written();
-        }
+        // Whatever ended it (a failed commit, or a consumer another worker replaced while
+        // both held the partition for a moment), the store may hold more than the cached
+        // stats and pages say: they are read again.
+        w.caches.reset_written();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff.next_delay()) => {}

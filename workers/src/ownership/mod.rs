@@ -207,10 +207,31 @@ pub async fn run(
                     registry.heartbeat(),
                     futures::future::join_all(held.iter().map(|(p, rev)| leases.renew(*p, *rev))),
                 );
+                // With shared partitions, a round that hangs (a lease bucket electing a
+                // leader) must not keep a partition running past its margin: by then
+                // another worker may take it. A round still gets a third of the TTL: a
+                // worker that was starved past its margin asks first (and takes its leases
+                // straight back if nobody else has). A worker that runs every partition
+                // has no one to hand them to: it waits for the round.
+                let margin = running
+                    .values()
+                    .map(|r| r.renewed)
+                    .min()
+                    .filter(|_| cfg.mode == OwnershipMode::Shared)
+                    .map(|at| (at + ttl * 2 / 3).max(asked + ttl / 3));
                 let renewals = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     ((), renewals) = round => renewals,
+                    () = sleep_until_some(margin) => {
+                        for (p, r) in running.iter_mut() {
+                            if r.renewed.elapsed() >= ttl * 2 / 3 {
+                                warn!(partition = p, "the partition lease's renewal is taking too long; stopping it");
+                                r.stop.cancel();
+                            }
+                        }
+                        Vec::new()
+                    }
                 };
                 for ((p, _), renewal) in held.iter().zip(renewals) {
                     let Some(r) = running.get_mut(p) else { continue };
@@ -358,6 +379,14 @@ fn failed(running: &mut HashMap<u32, Running>) -> Option<WorkerError> {
         }
     }
     None
+}
+
+/// Sleeps until `at`, forever if `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
