@@ -132,7 +132,26 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Buckets<K> {
 struct Lockout {
     failures: u32,
     until: Option<Instant>,
+    /// Attempts whose password is being checked now ([`Attempt`]).
+    pending: u32,
 }
+
+/// A login attempt of an (IP, account) pair in flight: counted toward the pair's free
+/// failures until dropped, so attempts sent all at once cannot pass the lockout check
+/// before the first failure is counted. Hold it until the result is recorded.
+#[derive(Debug)]
+#[must_use = "hold it until the attempt's result is recorded"]
+pub struct Attempt(Arc<Mutex<Lockout>>);
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let mut l = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        l.pending = l.pending.saturating_sub(1);
+    }
+}
+
+/// How long an attempt refused for others in flight waits: about one password check.
+const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 
 /// The throttles of one gateway.
 #[derive(Debug)]
@@ -225,16 +244,29 @@ impl Throttle {
     /// one from the account's bucket up front (so concurrent guesses cannot all slip in
     /// before the first failure is known); a success or an unanswered attempt gives it back
     /// ([`Throttle::login_succeeded`], [`Throttle::login_unanswered`]).
-    pub async fn login_allowed(&self, ip: IpAddr, user: &str) -> Result<(), Throttled> {
+    pub async fn login_allowed(&self, ip: IpAddr, user: &str) -> Result<Attempt, Throttled> {
         let ip = client_key(ip);
         let key = (ip, Arc::<str>::from(user));
-        if let Some(lock) = self.lockouts.get(&key).await {
-            let until = lock.lock().unwrap_or_else(|e| e.into_inner()).until;
-            let wait = until.and_then(|u| u.checked_duration_since(Instant::now()));
+        let lock = self
+            .lockouts
+            .get_with(key.clone(), async { Arc::default() })
+            .await;
+        let attempt = {
+            let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let wait = l
+                .until
+                .and_then(|u| u.checked_duration_since(Instant::now()));
             if let Some(wait) = wait.filter(|w| !w.is_zero()) {
                 return Err(Throttled::new("login_lockout", wait));
             }
-        }
+            // Failures and attempts still being checked together stay within the free
+            // failures (past them, one attempt at a time): the next waits for an answer.
+            if l.pending > 0 && l.failures.saturating_add(l.pending) >= self.free_failures {
+                return Err(Throttled::new("login_in_flight", IN_FLIGHT_RETRY));
+            }
+            l.pending += 1;
+            Attempt(lock.clone())
+        };
         self.login_ip
             .check(ip, true)
             .await
@@ -242,7 +274,8 @@ impl Throttle {
         self.login_account
             .check(key.1, true)
             .await
-            .map_err(|wait| Throttled::new("login_account", wait))
+            .map_err(|wait| Throttled::new("login_account", wait))?;
+        Ok(attempt)
     }
 
     /// A wrong password from `ip` for `user`: counts toward the pair's lockout (the account's
@@ -403,10 +436,10 @@ mod tests {
     async fn lockout_grows_per_pair_and_stays_there() {
         let t = throttle();
         for _ in 0..2 {
-            t.login_allowed(A, "ann").await.unwrap();
+            let _ = t.login_allowed(A, "ann").await.unwrap();
             t.login_failed(A, "ann").await;
         }
-        t.login_allowed(A, "ann").await.unwrap();
+        let _ = t.login_allowed(A, "ann").await.unwrap();
         t.login_failed(A, "ann").await;
         let e = t.login_allowed(A, "ann").await.unwrap_err();
         assert_eq!(
@@ -416,7 +449,7 @@ mod tests {
         assert!(t.login_allowed(A, "bob").await.is_ok(), "other account");
         assert!(t.login_allowed(B, "ann").await.is_ok(), "other IP");
         tokio::time::advance(Duration::from_secs(2)).await;
-        t.login_allowed(A, "ann").await.unwrap();
+        let _ = t.login_allowed(A, "ann").await.unwrap();
         t.login_failed(A, "ann").await;
         let e = t.login_allowed(A, "ann").await.unwrap_err();
         assert_eq!(e.retry_after, Duration::from_secs(4), "doubled");
@@ -436,13 +469,47 @@ mod tests {
         );
     }
 
+    /// Attempts sent all at once count toward the free failures while they are checked: with
+    /// three free, a fourth at the same time waits (it would pass the lockout check before
+    /// the first failure is counted); one answered makes room; past the free failures, one
+    /// at a time after the lockout.
+    #[tokio::test(start_paused = true)]
+    async fn attempts_in_flight_count_toward_the_free_failures() {
+        let t = throttle();
+        let held: Vec<Attempt> =
+            futures::future::join_all((0..3).map(|_| t.login_allowed(A, "ann")))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        let e = t.login_allowed(A, "ann").await.unwrap_err();
+        assert_eq!(e.what, "login_in_flight");
+        assert!(t.login_allowed(B, "ann").await.is_ok(), "another IP");
+        t.login_unanswered("ann").await;
+        for attempt in held {
+            t.login_failed(A, "ann").await;
+            drop(attempt);
+        }
+        let e = t.login_allowed(A, "ann").await.unwrap_err();
+        assert_eq!(e.what, "login_lockout");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let one = t.login_allowed(A, "ann").await.unwrap();
+        let e = t.login_allowed(A, "ann").await.unwrap_err();
+        assert_eq!(
+            e.what, "login_in_flight",
+            "one at a time past the free failures"
+        );
+        drop(one);
+        assert!(t.login_allowed(A, "ann").await.is_ok());
+    }
+
     /// Successes and unanswered attempts give the account's token back.
     #[tokio::test(start_paused = true)]
     async fn only_failures_spend_the_account_bucket() {
         let t = throttle();
         for i in 0..20u8 {
             let ip = IpAddr::V4(Ipv4Addr::new(10, 2, 0, i));
-            t.login_allowed(ip, "ann").await.unwrap();
+            let _ = t.login_allowed(ip, "ann").await.unwrap();
             if i % 2 == 0 {
                 t.login_succeeded(ip, "ann").await;
             } else {
@@ -450,7 +517,7 @@ mod tests {
             }
         }
         for _ in 0..5 {
-            t.login_allowed(B, "ann").await.unwrap();
+            let _ = t.login_allowed(B, "ann").await.unwrap();
         }
         assert!(
             t.login_allowed(B, "ann").await.is_err(),
@@ -464,7 +531,7 @@ mod tests {
         let t = throttle();
         for i in 0..5u8 {
             let ip = IpAddr::V4(Ipv4Addr::new(10, 1, 0, i));
-            t.login_allowed(ip, "ann").await.unwrap();
+            let _ = t.login_allowed(ip, "ann").await.unwrap();
             t.login_failed(ip, "ann").await;
         }
         let e = t.login_allowed(B, "ann").await.unwrap_err();

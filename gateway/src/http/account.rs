@@ -80,7 +80,7 @@ pub(super) async fn change_password(state: &AppState, req: Request<Incoming>) ->
     let wrong = "the old password is wrong";
     if change.old_password.len() > MAX_PASSWORD_BYTES {
         // Counted like any wrong password, so its length tells nothing.
-        state.throttle.login_allowed(ip, &user).await?;
+        let _attempt = state.throttle.login_allowed(ip, &user).await?;
         state.throttle.login_failed(ip, &user).await;
         return Err(ApiError::forbidden(wrong).into());
     }

@@ -180,7 +180,7 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
     if validate_name("username", &creds.username).is_err() || creds.password.len() > 1024 {
         return Err(unauthorized().into());
     }
-    state.throttle.login_allowed(ip, &creds.username).await?;
+    let _attempt = state.throttle.login_allowed(ip, &creds.username).await?;
     let user = match state.services.ask::<Login>(&creds.username, &creds).await {
         Ok(user) => user,
         Err(e) if e.code == ErrorCode::Unauthorized => {

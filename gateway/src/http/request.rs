@@ -235,7 +235,7 @@ pub(super) async fn ask_with_password<O: Op>(
     req: &O::Request,
     wrong: &'static str,
 ) -> Result<O::Response, Refusal> {
-    state.throttle.login_allowed(ip, user).await?;
+    let _attempt = state.throttle.login_allowed(ip, user).await?;
     match state.services.ask::<O>(user, req).await {
         Ok(answer) => {
             state.throttle.login_succeeded(ip, user).await;
