@@ -198,43 +198,53 @@ pub async fn run(
                 // All at once, and never past a shutdown: one after another, with NATS
                 // unreachable, each renewal waited out its request timeout (16 partitions:
                 // minutes in which nothing else, not even a shutdown, was looked at).
-                let held: Vec<(u32, u64)> =
-                    running.iter().map(|(p, r)| (*p, r.revision)).collect();
+                let held: Vec<(u32, u64, tokio::time::Instant)> = running
+                    .iter()
+                    .map(|(p, r)| (*p, r.revision, r.renewed))
+                    .collect();
                 // A renewal counts from before it was asked (the round also reads the
                 // registry, which may take longer than the renewals themselves).
                 let asked = tokio::time::Instant::now();
-                let round = futures::future::join(
-                    registry.heartbeat(),
-                    futures::future::join_all(held.iter().map(|(p, rev)| leases.renew(*p, *rev))),
-                );
-                // With shared partitions, a round that hangs (a lease bucket electing a
-                // leader) must not keep a partition running past its margin: by then
-                // another worker may take it. A round still gets a third of the TTL: a
-                // worker that was starved past its margin asks first (and takes its leases
-                // straight back if nobody else has). A worker that runs every partition
-                // has no one to hand them to: it waits for the round.
-                let margin = running
-                    .values()
-                    .map(|r| r.renewed)
-                    .min()
-                    .filter(|_| cfg.mode == OwnershipMode::Shared)
-                    .map(|at| (at + ttl * 2 / 3).max(asked + ttl / 3));
+                // With shared partitions, a renewal that hangs (a lease bucket electing a
+                // leader) must not keep its partition running past its margin, two thirds of
+                // the TTL since it was last renewed: by then another worker may take it. Each
+                // renewal is cut there on its own (still given a third of the TTL, so a
+                // worker that was starved past its margin asks first and takes its leases
+                // straight back if nobody else has), and the registry's heartbeat, another
+                // bucket, is bounded by a third of the TTL beside them rather than holding
+                // them up. A worker that runs every partition has no one to hand them to: it
+                // waits for the round.
+                let shared = cfg.mode == OwnershipMode::Shared;
+                let heartbeat = async {
+                    if shared {
+                        let _ = tokio::time::timeout(ttl / 3, registry.heartbeat()).await;
+                    } else {
+                        registry.heartbeat().await;
+                    }
+                };
+                let renewals = held.iter().map(|(p, rev, renewed)| {
+                    let cut = (*renewed + ttl * 2 / 3).max(asked + ttl / 3);
+                    let renewal = leases.renew(*p, *rev);
+                    async move {
+                        if !shared {
+                            return Some(renewal.await);
+                        }
+                        tokio::time::timeout_at(cut, renewal).await.ok()
+                    }
+                });
+                let round = futures::future::join(heartbeat, futures::future::join_all(renewals));
                 let renewals = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     ((), renewals) = round => renewals,
-                    () = sleep_until_some(margin) => {
-                        for (p, r) in running.iter_mut() {
-                            if r.renewed.elapsed() >= ttl * 2 / 3 {
-                                warn!(partition = p, "the partition lease's renewal is taking too long; stopping it");
-                                r.stop.cancel();
-                            }
-                        }
-                        Vec::new()
-                    }
                 };
-                for ((p, _), renewal) in held.iter().zip(renewals) {
+                for ((p, _, _), renewal) in held.iter().zip(renewals) {
                     let Some(r) = running.get_mut(p) else { continue };
+                    let Some(renewal) = renewal else {
+                        warn!(partition = p, "the partition lease's renewal is taking too long; stopping it");
+                        r.stop.cancel();
+                        continue;
+                    };
                     match renewal {
                         Renewal::Renewed(rev) => {
                             r.revision = rev;
@@ -379,14 +389,6 @@ fn failed(running: &mut HashMap<u32, Running>) -> Option<WorkerError> {
         }
     }
     None
-}
-
-/// Sleeps until `at`, forever if `None`.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
