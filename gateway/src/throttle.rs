@@ -153,6 +153,17 @@ impl Drop for Attempt {
 /// How long an attempt refused for others in flight waits: about one password check.
 const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 
+/// `login_lockout` while `l` is locked out.
+fn locked_out(l: &Lockout) -> Result<(), Throttled> {
+    let wait = l
+        .until
+        .and_then(|u| u.checked_duration_since(Instant::now()));
+    match wait.filter(|w| !w.is_zero()) {
+        Some(wait) => Err(Throttled::new("login_lockout", wait)),
+        None => Ok(()),
+    }
+}
+
 /// The throttles of one gateway.
 #[derive(Debug)]
 pub struct Throttle {
@@ -247,35 +258,44 @@ impl Throttle {
     pub async fn login_allowed(&self, ip: IpAddr, user: &str) -> Result<Attempt, Throttled> {
         let ip = client_key(ip);
         let key = (ip, Arc::<str>::from(user));
-        let lock = self
-            .lockouts
-            .get_with(key.clone(), async { Arc::default() })
-            .await;
-        let attempt = {
-            let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let wait = l
-                .until
-                .and_then(|u| u.checked_duration_since(Instant::now()));
-            if let Some(wait) = wait.filter(|w| !w.is_zero()) {
-                return Err(Throttled::new("login_lockout", wait));
-            }
-            // Failures and attempts still being checked together stay within the free
-            // failures (past them, one attempt at a time): the next waits for an answer.
-            if l.pending > 0 && l.failures.saturating_add(l.pending) >= self.free_failures {
-                return Err(Throttled::new("login_in_flight", IN_FLIGHT_RETRY));
-            }
-            l.pending += 1;
-            Attempt(lock.clone())
-        };
+        if let Some(lock) = self.lockouts.get(&key).await {
+            let l = lock.lock().unwrap_or_else(|e| e.into_inner());
+            locked_out(&l)?;
+        }
         self.login_ip
             .check(ip, true)
             .await
             .map_err(|wait| Throttled::new("login_ip", wait))?;
         self.login_account
-            .check(key.1, true)
+            .check(key.1.clone(), true)
             .await
             .map_err(|wait| Throttled::new("login_account", wait))?;
-        Ok(attempt)
+        // Past the buckets only: a refused request leaves no entry behind.
+        let lock = self
+            .lockouts
+            .get_with(key.clone(), async { Arc::default() })
+            .await;
+        let refused = {
+            let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
+            // Failures and attempts still being checked together stay within the free
+            // failures (past them, one attempt at a time): the next waits for an answer.
+            let in_flight =
+                l.pending > 0 && l.failures.saturating_add(l.pending) >= self.free_failures;
+            let refused = locked_out(&l)
+                .err()
+                .or_else(|| in_flight.then(|| Throttled::new("login_in_flight", IN_FLIGHT_RETRY)));
+            if refused.is_none() {
+                l.pending += 1;
+            }
+            refused
+        };
+        if let Some(refused) = refused {
+            // Not attempted: the tokens go back.
+            self.login_ip.refund(&ip).await;
+            self.login_account.refund(&key.1).await;
+            return Err(refused);
+        }
+        Ok(Attempt(lock))
     }
 
     /// A wrong password from `ip` for `user`: counts toward the pair's lockout (the account's
