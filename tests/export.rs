@@ -175,8 +175,9 @@ async fn a_locked_store_is_refused() -> Result<()> {
 }
 
 /// An export file is checked as it would have been made: a DM planted with a third member,
-/// or under an id not made of its two users, a DM's id on another kind of room, and a
-/// second owner are refused, and nothing of them is stored.
+/// or under an id not made of its two users, a DM's id on another kind of room, a second
+/// owner, and an owner of a room without a record (a trap for whoever creates the name) are
+/// refused, and nothing of them is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crafted_export_files_are_refused() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -223,6 +224,14 @@ async fn crafted_export_files_are_refused() -> Result<()> {
                 member("mallory", "owner"),
             ],
             "has the owner's role",
+        ),
+        (
+            "an owner of a room without a record",
+            vec![
+                r#"{"type":"room","format":1,"room":"later","meta":null,"stats":{"last_seq":0,"count":0}}"#.to_owned(),
+                member("mallory", "owner"),
+            ],
+            "above member in a room without a record",
         ),
     ];
     for (what, lines, refusal) in cases {

@@ -207,6 +207,13 @@ fn check_member(
         return Err(format!("{user} is listed twice"));
     }
     let Some(meta) = meta else {
+        // A room without a record has no owner, and nobody grants admin without one: a
+        // file must not make someone the owner of a name for whoever creates it later.
+        if role != Role::Member {
+            return Err(format!(
+                "{user} has a role above member in a room without a record"
+            ));
+        }
         return Ok(());
     };
     if meta.kind == RoomKind::Dm {
