@@ -369,6 +369,16 @@ mod tests {
         Some(IpAddr::from([10, 0, 0, n]))
     }
 
+    /// Every slot of the gateway, one per user (`u0`, `u1`, …) and address (from `ip(first)`).
+    async fn every_slot(f: &GatewayFiles, first: u8) -> Vec<UploadSlot> {
+        let mut slots = Vec::new();
+        for n in 0..MAX_UPLOADS {
+            let address = ip(first + u8::try_from(n).unwrap());
+            slots.push(f.upload_slot(&format!("u{n}"), address).await.unwrap());
+        }
+        slots
+    }
+
     /// Drops the slots that were cut (as their uploads end), keeping the others.
     fn drop_cut(slots: &mut Vec<UploadSlot>) -> usize {
         let before = slots.len();
@@ -445,12 +455,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_young_upload_behind_gives_way_and_those_on_track_do_not() {
         let f = files();
-        let mut slots = Vec::new();
-        for n in 0..MAX_UPLOADS {
-            let address = ip(u8::try_from(n).unwrap());
-            let slot = f.upload_slot(&format!("u{n}"), address).await.unwrap();
+        let mut slots = every_slot(&f, 0).await;
+        for slot in &slots {
             slot.waiting();
-            slots.push(slot);
         }
         tokio::time::advance(PREEMPT_HEAD_START).await;
         assert_eq!(
@@ -510,11 +517,7 @@ mod tests {
         ));
         // A full gateway (nothing behind): refused, and the start is given back.
         tokio::time::advance(Duration::from_secs(20)).await;
-        let mut held = Vec::new();
-        for n in 0..MAX_UPLOADS {
-            let address = ip(u8::try_from(10 + n).unwrap());
-            held.push(f.upload_slot(&format!("u{n}"), address).await.unwrap());
-        }
+        let mut held = every_slot(&f, 10).await;
         for _ in 0..3 {
             assert_eq!(
                 f.upload_slot("ann", ip(1)).await.unwrap_err(),
@@ -537,11 +540,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn only_the_wait_for_the_clients_bytes_is_judged() {
         let f = files();
-        let mut slots = Vec::new();
-        for n in 0..MAX_UPLOADS {
-            let address = ip(u8::try_from(n).unwrap());
-            slots.push(f.upload_slot(&format!("u{n}"), address).await.unwrap());
-        }
+        let mut slots = every_slot(&f, 0).await;
         // Slot 0 is never read; slot 1 is read for 1 s, then waits on the store; the others
         // are read and fast.
         for slot in &slots[1..] {

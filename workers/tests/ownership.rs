@@ -27,6 +27,24 @@ fn all() -> BTreeSet<u32> {
     (0..PARTITIONS).collect()
 }
 
+/// A worker on its own store (`cfg`), running every partition.
+async fn lone_worker(server: &natsd::NatsServer, cfg: chatmesh_workers::WorkerConfig) -> Worker {
+    let store = open_store(&cfg).await.unwrap();
+    let w = Worker::start(
+        cfg,
+        mesh(server.url()),
+        server.connect().await.unwrap(),
+        store,
+    )
+    .await
+    .unwrap();
+    eventually(10, "the worker runs every partition", || async {
+        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
+    })
+    .await;
+    w
+}
+
 /// Two workers split the partitions when the second joins; when one crashes, the other
 /// runs them all within the lease TTL; no message is lost or stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,20 +159,7 @@ async fn partitions_rebalance_on_join_and_move_on_crash() {
 async fn a_worker_stops_promptly_when_nats_is_gone() {
     let mut server = natsd::NatsServer::start_temp().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let store = open_store(&cfg).await.unwrap();
-    let w = Worker::start(
-        cfg,
-        mesh(server.url()),
-        server.connect().await.unwrap(),
-        store,
-    )
-    .await
-    .unwrap();
-    eventually(10, "the worker runs every partition", || async {
-        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
-    })
-    .await;
+    let w = lone_worker(&server, config(dir.path())).await;
     server.kill();
     // A renewal round starts without an answer (the TTL is 3 s: a round every second).
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -180,20 +185,7 @@ async fn a_worker_stops_promptly_when_nats_is_gone() {
 async fn a_hanging_lease_renewal_stops_the_partitions_within_their_margin() {
     let server = natsd::NatsServer::start_temp().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = shared(dir.path());
-    let store = open_store(&cfg).await.unwrap();
-    let w = Worker::start(
-        cfg,
-        mesh(server.url()),
-        server.connect().await.unwrap(),
-        store,
-    )
-    .await
-    .unwrap();
-    eventually(10, "the worker runs every partition", || async {
-        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
-    })
-    .await;
+    let w = lone_worker(&server, shared(dir.path())).await;
     // The server is frozen (our own child, by pid): requests go out, nothing comes back.
     let pid = server
         .pid()
