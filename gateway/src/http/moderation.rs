@@ -47,6 +47,10 @@ pub(super) async fn ban(state: &AppState, req: Request<Incoming>, room: &str) ->
         reason: new.reason,
     };
     let event = state.services.ask::<Ban>(room, &req).await?;
+    // The banned user's sessions here leave the room before its event is published, so the
+    // event does not reach them (other gateways take them out on the worker's membership
+    // event, which it published before answering).
+    crate::access::evict(&state.fanout, room, &req.user);
     room_events::announce(state, room, &req.actor, event).await;
     Ok(reply::empty(204))
 }
