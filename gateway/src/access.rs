@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_coherent::Coherent;
-use chatmesh_protocol::frames::ServerFrame;
 use chatmesh_protocol::service::{
     Access, GetAccess, History, HistoryPage, HistoryRequest, MemberEvent, RoomUserRequest,
 };
@@ -165,21 +164,8 @@ pub async fn spawn_member_listener(
 fn apply(fanout: &Fanout, notify: &Notify, ev: &MemberEvent) {
     notify(ev);
     if ev.role.is_none() {
-        evict(fanout, &ev.room, &ev.user);
+        fanout.evict_user(&ev.room, &ev.user);
     }
-}
-
-/// Takes `user`'s sessions here out of `room`'s fan-out and tells them `left`.
-pub fn evict(fanout: &Fanout, room: &str, user: &str) {
-    let name = room.to_owned();
-    fanout.evict_user(room, user, move || {
-        ServerFrame::Left {
-            r#ref: std::borrow::Cow::Owned(None),
-            room: std::borrow::Cow::Borrowed(&name),
-        }
-        .encode()
-        .into()
-    });
 }
 
 /// Asks again whether users with a session in a room here may still read it, and removes

@@ -6,13 +6,15 @@
 //! publishes (workers may not publish into the stream: `protocol::bus`).
 //!
 //! An event's client id is `evt-<gateway>-<n>`, its `Nats-Msg-Id` starts with `!`, which no
-//! user name does, so it never collides with a user's sends.
+//! user name does, so it never collides with a user's sends. Every gateway's fan-out takes
+//! a banned user's sessions out of the room when it reaches the ban's event, before it
+//! hands that event or anything stored after it to anyone (`fanout::room`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chatmesh_protocol::message::{now_ms, Payload};
-use chatmesh_protocol::moderation::RoomEvent;
+use chatmesh_protocol::moderation::{RoomEvent, EVENT_ID_PREFIX};
 use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::ApiError;
 
@@ -32,7 +34,7 @@ pub async fn publish(
 ) -> Result<u64, ApiError> {
     let kind = event.kind();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let id = format!("evt-{}-{n:x}", state.gateway);
+    let id = format!("{EVENT_ID_PREFIX}{}-{n:x}", state.gateway);
     let payload = Payload {
         id,
         from: actor.to_owned(),

@@ -166,3 +166,106 @@ async fn what_was_stored_during_a_reconnect_reaches_a_quiet_room() -> Result<()>
     assert_eq!(got, seqs);
     Ok(())
 }
+
+/// Stores `payload` and hands the gateway its live copy (there is no republish here).
+async fn store_and_go_live(
+    nats: &async_nats::Client,
+    js: &jetstream::Context,
+    room: &str,
+    payload: &chatmesh_protocol::message::Payload,
+    prev: u64,
+) -> Result<u64> {
+    let bytes = bytes::Bytes::from(serde_json::to_vec(payload)?);
+    let seq = js
+        .publish(in_subject(P, room), bytes.clone())
+        .await?
+        .await?
+        .sequence;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Sequence", seq.to_string().as_str());
+    headers.insert("Nats-Last-Sequence", prev.to_string().as_str());
+    nats.publish_with_headers(live_subject(P, room), headers, bytes)
+        .await?;
+    nats.flush().await?;
+    Ok(seq)
+}
+
+/// Everything queued for `link` until it stays quiet for a moment.
+async fn drain(link: &SessionLink) -> Vec<Out> {
+    let mut out = Vec::new();
+    while let Ok(o) = tokio::time::timeout(Duration::from_millis(300), link.recv()).await {
+        out.push(o);
+    }
+    out
+}
+
+/// A ban takes effect in the room's order on every gateway, whenever the membership event
+/// arrives (none does here): the banned user's sessions leave the room when the fan-out
+/// reaches the ban's event message, and neither it nor what follows reaches them; the
+/// others get all of it. A user's send whose id looks like an event's bans no one.
+#[tokio::test]
+async fn a_ban_evicts_the_banned_in_the_rooms_order() -> Result<()> {
+    use chatmesh_protocol::message::Payload;
+    use chatmesh_protocol::moderation::RoomEvent;
+
+    let (_server, nats, js, fanout) = fanout(Duration::from_secs(30)).await?;
+    let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
+    let mut links = Vec::new();
+    for (id, user) in [(1, "bob"), (2, "carol"), (3, "bob")] {
+        let link = Arc::new(SessionLink::new(id, 64, CancellationToken::new()));
+        link.user.set(Arc::from(user)).expect("set once");
+        fanout.join("room1", &link, 1, 0, None, &joined).await?;
+        links.push(link);
+    }
+    let send = |id: &str, from: &str, body: &str| Payload {
+        id: id.into(),
+        from: from.into(),
+        ts: 1,
+        body: body.into(),
+        ..Payload::default()
+    };
+    let lookalike = send("evt-x-1", "carol", r#"{"ban":{"user":"bob"}}"#);
+    let s1 = store_and_go_live(&nats, &js, "room1", &lookalike, 0).await?;
+    let ban = Payload {
+        event: Some(RoomEvent::Ban {
+            user: "bob".into(),
+            reason: None,
+        }),
+        ..send("evt-gw2-1", "ann", "")
+    };
+    let s2 = store_and_go_live(&nats, &js, "room1", &ban, s1).await?;
+    let s3 = store_and_go_live(&nats, &js, "room1", &send("m3", "carol", "after"), s2).await?;
+
+    let live = |outs: &[Out]| -> Vec<u64> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Live { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    };
+    let carol = drain(&links[1]).await;
+    assert_eq!(live(&carol), [s1, s2, s3], "carol gets everything");
+    for bob in [&links[0], &links[2]] {
+        let outs = drain(bob).await;
+        assert_eq!(live(&outs), [s1], "bob gets what came before his ban only");
+        let after = outs
+            .iter()
+            .position(|o| matches!(o, Out::Live { .. }))
+            .expect("s1");
+        assert!(
+            matches!(outs[after + 1], Out::Untrack { .. }),
+            "then leaves the room: {:?}",
+            outs[after + 1]
+        );
+        let Out::Frame(left) = &outs[after + 2] else {
+            panic!("then is told: {:?}", outs[after + 2]);
+        };
+        let left: serde_json::Value = serde_json::from_slice(left)?;
+        assert_eq!(left["type"], "left");
+        assert_eq!(left["room"], "room1");
+        assert!(!fanout.holds("room1", bob.id));
+    }
+    assert!(fanout.holds("room1", links[1].id));
+    Ok(())
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chatmesh_protocol::ApiError;
 
 use crate::jsread::JsReader;
-use crate::link::{Out, SessionLink};
+use crate::link::SessionLink;
 pub use room::{Room, EVENT_USER};
 
 /// The rooms with local members.
@@ -127,20 +127,15 @@ impl Fanout {
         rooms.get(name).is_some_and(|room| room.holds(session))
     }
 
-    /// Removes every session of `user` from a room (membership revoked) and tells them.
-    pub fn evict_user(&self, name: &str, user: &str, left: impl Fn() -> bytes::Bytes) {
+    /// Removes every session of `user` from a room (membership revoked) and tells them
+    /// `left`.
+    pub fn evict_user(&self, name: &str, user: &str) {
         let room = {
             let rooms = self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
             rooms.get(name).cloned()
         };
         if let Some(room) = room {
-            for (link, gen) in room.remove_user(user) {
-                link.offer(Out::Untrack {
-                    room: room.name.clone(),
-                    gen,
-                });
-                link.offer(Out::Frame(left()));
-            }
+            room.evict(user);
             self.reap(&room);
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chatmesh_protocol::frames::ServerFrame;
 use chatmesh_protocol::message::encode_message_frame;
+use chatmesh_protocol::moderation::ban_in;
 use chatmesh_protocol::subjects::{evt_subject, in_subject, live_subject, presence_live};
 use chatmesh_protocol::ApiError;
 use futures::StreamExt;
@@ -167,21 +168,42 @@ impl Room {
         self.read().presence.local_users()
     }
 
-    pub(super) fn remove_user(&self, user: &str) -> Vec<(Arc<SessionLink>, u64)> {
-        let mut state = self.write();
-        let mut out = Vec::new();
-        state.members.retain(|m| {
-            let hit = m.link.user.get().is_some_and(|u| &**u == user);
-            if hit {
-                out.push((m.link.clone(), m.gen));
+    /// Takes every session of `user` out of the room (membership revoked) and tells each
+    /// `left`; returns how many there were.
+    pub(super) fn evict(&self, user: &str) -> usize {
+        let mut evicted = Vec::new();
+        {
+            let mut state = self.write();
+            state.members.retain(|m| {
+                let hit = m.link.user.get().is_some_and(|u| &**u == user);
+                if hit {
+                    evicted.push((m.link.clone(), m.gen));
+                }
+                !hit
+            });
+            for _ in &evicted {
+                state.presence.session_left(user);
             }
-            !hit
-        });
-        for _ in &out {
-            state.presence.session_left(user);
+        }
+        if evicted.is_empty() {
+            return 0;
         }
         self.dirty.notify_one();
-        out
+        let left = Bytes::from(
+            ServerFrame::Left {
+                r#ref: Cow::Owned(None),
+                room: Cow::Borrowed(&self.name),
+            }
+            .encode(),
+        );
+        for (link, gen) in &evicted {
+            link.offer(Out::Untrack {
+                room: self.name.clone(),
+                gen: *gen,
+            });
+            link.offer(Out::Frame(left.clone()));
+        }
+        evicted.len()
     }
 
     /// Marks the room closed if it has no members; true if it is closed now.
@@ -534,6 +556,13 @@ impl Room {
     }
 
     fn dispatch(&self, seq: u64, prev: u64, payload: &[u8]) {
+        // A ban's event: the banned user's sessions here leave the room before it, so
+        // neither it nor anything stored after it reaches them, whenever the membership
+        // event that also evicts them ([`crate::access`]) arrives.
+        if let Some(user) = ban_in(payload) {
+            let evicted = self.evict(&user);
+            metrics::counter!("chatmesh_fanout_ban_evictions_total").increment(evicted as u64);
+        }
         let state = self.read();
         let Some(frame) = encode_message_frame(&self.name, seq, prev, payload) else {
             tracing::warn!(room = %self.name, seq, "stored payload is not a JSON object; skipped");

@@ -47,10 +47,11 @@ pub(super) async fn ban(state: &AppState, req: Request<Incoming>, room: &str) ->
         reason: new.reason,
     };
     let event = state.services.ask::<Ban>(room, &req).await?;
-    // The banned user's sessions here leave the room before its event is published, so the
-    // event does not reach them (other gateways take them out on the worker's membership
-    // event, which it published before answering).
-    crate::access::evict(&state.fanout, room, &req.user);
+    // The banned user's sessions here leave the room at once (every gateway's fan-out also
+    // takes them out when it reaches the event, before delivering it: `fanout::room`; and
+    // on the worker's membership event, published before it answered). Should the event
+    // not be published, they are out all the same.
+    state.fanout.evict_user(room, &req.user);
     room_events::announce(state, room, &req.actor, event).await;
     Ok(reply::empty(204))
 }
