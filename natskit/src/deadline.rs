@@ -22,28 +22,36 @@ fn now_ms() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The deadline of a caller that waits `timeout` from now, ms since the Unix epoch.
+pub fn after(timeout: Duration) -> u64 {
+    let timeout = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    now_ms().saturating_add(timeout)
+}
+
 /// Headers of a request whose caller waits `timeout` for its answer.
 pub fn headers(timeout: Duration) -> HeaderMap {
-    let timeout = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     let mut headers = HeaderMap::new();
-    headers.insert(
-        HEADER,
-        now_ms().saturating_add(timeout).to_string().as_str(),
-    );
+    headers.insert(HEADER, after(timeout).to_string().as_str());
     headers
+}
+
+/// The deadline a request with `headers` carries, if any (one that does not parse is none).
+pub fn of(headers: Option<&HeaderMap>) -> Option<u64> {
+    headers
+        .and_then(|h| h.get(HEADER))
+        .and_then(|v| v.as_str().parse::<u64>().ok())
+}
+
+/// Has `deadline` (ms since the Unix epoch) passed, beyond [`SLACK`]?
+pub fn passed(deadline: u64) -> bool {
+    let slack = u64::try_from(SLACK.as_millis()).unwrap_or(0);
+    now_ms() > deadline.saturating_add(slack)
 }
 
 /// Has the caller of a request with `headers` stopped waiting (beyond [`SLACK`])? A request
 /// without the header (or with one that does not parse) has no deadline.
 pub fn expired(headers: Option<&HeaderMap>) -> bool {
-    let Some(deadline) = headers
-        .and_then(|h| h.get(HEADER))
-        .and_then(|v| v.as_str().parse::<u64>().ok())
-    else {
-        return false;
-    };
-    let slack = u64::try_from(SLACK.as_millis()).unwrap_or(0);
-    now_ms() > deadline.saturating_add(slack)
+    of(headers).is_some_and(passed)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! overloaded worker spends itself on requests someone still waits for. Password requests (`register`,
 //! `login`, `password_change`: argon2) do not take that semaphore: they are admitted by the hashing queue of
 //! `password.rs`, or refused at once with `rate_limited` when it is full, so a login flood
-//! never makes other services wait.
+//! never makes other services wait; their deadline is checked again when a hashing thread
+//! takes them up (`password.rs`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -123,7 +124,8 @@ async fn refuse_busy(nats: &Client, msg: Message) {
 
 async fn handle(svc: Service, nats: Client, msg: Message, _permit: OwnedSemaphorePermit) {
     let op = op_of(&msg);
-    let (body, _) = svc.dispatch(op, &msg.payload).await;
+    let deadline = natskit::deadline::of(msg.headers.as_ref());
+    let (body, _) = super::password::with_deadline(deadline, svc.dispatch(op, &msg.payload)).await;
     if let Some(reply) = msg.reply.clone() {
         let body = within_max_payload(&nats, op, body);
         if let Err(e) = nats.publish(reply, body.into()).await {

@@ -113,6 +113,10 @@ impl From<StoreError> for ApiError {
 
 impl From<PasswordError> for ApiError {
     fn from(e: PasswordError) -> Self {
+        if matches!(e, PasswordError::Expired) {
+            // Its caller no longer waits; said for whoever reads the reply all the same.
+            return ApiError::unavailable("the password check waited too long; retry");
+        }
         error!(error = %chatmesh_protocol::error::Chain(&e), "service request failed hashing a password");
         ApiError::internal()
     }

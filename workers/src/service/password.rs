@@ -8,6 +8,11 @@
 //! (hashing or waiting for a thread), and one more fails at once with `rate_limited` instead
 //! of queueing. They never hold the worker's shared service permits, so history, room lists
 //! and access checks never wait behind hashing (a login flood answered 503 to everyone).
+//!
+//! A request admitted in time can still wait for a thread past the moment its caller gives
+//! up ([`natskit::deadline`]): the deadline it came with ([`with_deadline`]) is checked
+//! again when a thread takes its job, and an expired job is not hashed (`expired`), so a
+//! queue filled by a flood does not spend the threads on answers nobody reads.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +22,20 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+tokio::task_local! {
+    /// The deadline of the request being served (ms since the Unix epoch), if it has one.
+    static DEADLINE: Option<u64>;
+}
+
+/// Runs `fut`, a request's service call, with the request's `deadline`: hashing it asks for
+/// is skipped if a thread takes it up only after the deadline.
+pub(crate) async fn with_deadline<F: std::future::Future>(
+    deadline: Option<u64>,
+    fut: F,
+) -> F::Output {
+    DEADLINE.scope(deadline, fut).await
+}
 
 /// A few threads that do all the hashing, so only they ever hold argon2's memory.
 struct HashPool {
@@ -50,15 +69,25 @@ impl HashPool {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         let (tx, rx) = oneshot::channel();
+        let deadline = DEADLINE.try_with(|d| *d).ok().flatten();
         let job: Job = Box::new(move || {
-            let _ = tx.send(f());
+            let done = match deadline {
+                Some(d) if natskit::deadline::passed(d) => None,
+                _ => Some(f()),
+            };
+            let _ = tx.send(done);
         });
         self.jobs
             .send(job)
             .await
             .map_err(|_| PasswordError::Task("hashing threads are gone"))?;
-        rx.await
-            .map_err(|_| PasswordError::Task("hashing job dropped"))
+        let done = rx
+            .await
+            .map_err(|_| PasswordError::Task("hashing job dropped"))?;
+        done.ok_or_else(|| {
+            metrics::counter!("chatmesh_password_jobs_expired_total").increment(1);
+            PasswordError::Expired
+        })
     }
 }
 
@@ -84,6 +113,9 @@ pub(crate) enum PasswordError {
     Spawn(#[source] std::io::Error),
     #[error("hashing task failed: {0}")]
     Task(&'static str),
+    /// The request's caller gave up before a hashing thread was free; not hashed.
+    #[error("the request's deadline passed while it waited for a hashing thread")]
+    Expired,
 }
 
 /// Hashing threads when `password_threads = 0`: one core is left to everything else (the
@@ -182,5 +214,32 @@ mod tests {
         assert!(p.admit().is_none(), "over threads + queue");
         drop(held);
         assert!(p.admit().is_some());
+    }
+
+    /// A job whose request's deadline passes while it waits for the only thread is not
+    /// hashed when the thread takes it up; one with time left is.
+    #[tokio::test]
+    async fn a_job_whose_caller_gave_up_is_not_hashed() {
+        let p = Passwords::new(8, 1, 1, 2).unwrap();
+        let busy = {
+            let pool = p.pool.clone();
+            tokio::spawn(async move {
+                pool.run(|| std::thread::sleep(std::time::Duration::from_millis(800)))
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Passes (beyond the slack) 200 ms from now, long before the thread is free.
+        let slack = natskit::deadline::SLACK.as_millis() as u64;
+        let soon = natskit::deadline::after(std::time::Duration::from_millis(200)) - slack;
+        let late = with_deadline(Some(soon), p.hash("pw".into()));
+        let later = natskit::deadline::after(std::time::Duration::from_secs(60));
+        let in_time = with_deadline(Some(later), p.hash("pw".into()));
+        let (late, in_time) = tokio::join!(late, in_time);
+        assert!(matches!(late, Err(PasswordError::Expired)), "{late:?}");
+        assert!(in_time.expect("hashed").starts_with("$argon2id$"));
+        busy.await.unwrap().unwrap();
+        // Without a deadline (requests from older gateways, tests) everything is hashed.
+        assert!(p.hash("pw".into()).await.is_ok());
     }
 }
