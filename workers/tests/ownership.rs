@@ -216,6 +216,71 @@ async fn a_hanging_lease_renewal_stops_the_partitions_within_their_margin() {
     let _ = tokio::time::timeout(Duration::from_secs(60), w.stop()).await;
 }
 
+/// Partitions stop within their margin even while the ownership loop is held up elsewhere:
+/// here it is waiting on a lease read of another partition (one it wants but a ghost holds)
+/// when the server stops answering, and a round of renewals cannot start until that read
+/// times out (10 s). Each partition's own watchdog stops it two thirds of the TTL after its
+/// last renewal instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_stop_within_their_margin_while_the_loop_waits_on_another() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = lone_worker(&server, shared(dir.path())).await;
+    // A ghost takes partition 0's lease and keeps it: the worker loses the partition, and
+    // every loop tick (250 ms) reads the lease again, wanting it back.
+    let ghost_nats = server.connect().await.unwrap();
+    let ghost_js = js(&ghost_nats);
+    let ghost = tokio::spawn(async move {
+        loop {
+            let put = natskit::put_ttl(
+                &ghost_js,
+                format!("$KV.{}.p0", chatmesh_protocol::subjects::LEASES_BUCKET),
+                "ghost".into(),
+                Duration::from_secs(3),
+                natskit::Expect::Any,
+            );
+            let _ = put.await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let rest: BTreeSet<u32> = (1..PARTITIONS).collect();
+    eventually(10, "the ghost's partition stops", || async {
+        (w.partitions().into_iter().collect::<BTreeSet<_>>() == rest).then_some(())
+    })
+    .await;
+    ghost.abort();
+    let pid = server
+        .pid()
+        .expect("the test's nats-server runs")
+        .to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let frozen = Instant::now();
+    // TTL 3 s: stopped 2 s after the last renewal at most (renewals every second); the
+    // loop's lease read of partition 0 waits 10 s for its answer.
+    let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+        while !w.partitions().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let took = frozen.elapsed();
+    signal("-CONT");
+    assert!(
+        stopped.is_ok(),
+        "partitions still running {took:?} after the freeze: {:?}",
+        w.partitions()
+    );
+    eprintln!("partitions stopped {took:?} after the freeze");
+    let _ = tokio::time::timeout(Duration::from_secs(60), w.stop()).await;
+}
+
 /// A worker whose view of the registry missed a departure (an expiry marker published while
 /// it was cut off from NATS: the registry's events are core NATS, at most once) still ends
 /// up running the departed worker's partitions: it reads the registry again every lease

@@ -15,7 +15,9 @@
 //! as the dead holder's expires (tried every 250 ms), or at once after a graceful release.
 //! A worker whose renewal comes late (a starved or paused process: its lease expired) takes
 //! the lease straight back unless another worker holds it by then, so starvation never makes
-//! the only worker drop its own partitions.
+//! the only worker drop its own partitions. With shared partitions each one also has a
+//! watchdog that stops it two thirds of the TTL after its last renewal (or at the end of a
+//! round of renewals under way), whatever holds the ownership loop up meanwhile.
 
 mod lease;
 mod registry;
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -126,6 +129,47 @@ struct Running {
     tasks: JoinSet<Result<(), WorkerError>>,
     revision: u64,
     renewed: tokio::time::Instant,
+    /// With shared partitions: the moment the partition's [`watchdog`] stops it unless this
+    /// moves on first (a renewal, or a round of renewals under way).
+    cut: Option<watch::Sender<tokio::time::Instant>>,
+}
+
+impl Running {
+    /// Moves the watchdog's moment (with shared partitions).
+    fn cut_at(&self, at: tokio::time::Instant) {
+        if let Some(cut) = &self.cut {
+            cut.send_replace(at);
+        }
+    }
+}
+
+/// Stops a shared partition (cancels `stop`) when the moment in `cut` passes without having
+/// moved on: its lease may be taken by another worker from then on. Whatever holds the
+/// ownership loop up meanwhile (a lease read of another partition that waits out its request
+/// timeout, a stopping partition's batch), the partition does not run past its margin.
+async fn watchdog(
+    p: u32,
+    stop: CancellationToken,
+    mut cut: watch::Receiver<tokio::time::Instant>,
+) -> Result<(), WorkerError> {
+    loop {
+        let at = *cut.borrow_and_update();
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            changed = cut.changed() => if changed.is_err() {
+                return Ok(());
+            },
+            () = tokio::time::sleep_until(at) => {
+                if *cut.borrow() > at {
+                    continue;
+                }
+                warn!(partition = p, "the partition lease was not renewed within its margin; stopping it");
+                metrics::counter!("chatmesh_partition_lease_margin_stops_total").increment(1);
+                stop.cancel();
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// What one group of workers shares: the primary's workers, or a region's own
@@ -224,6 +268,9 @@ pub async fn run(
                 };
                 let renewals = held.iter().map(|(p, rev, renewed)| {
                     let cut = (*renewed + ttl * 2 / 3).max(asked + ttl / 3);
+                    if let Some(r) = running.get(p) {
+                        r.cut_at(cut);
+                    }
                     let renewal = leases.renew(*p, *rev);
                     async move {
                         if !shared {
@@ -249,6 +296,7 @@ pub async fn run(
                         Renewal::Renewed(rev) => {
                             r.revision = rev;
                             r.renewed = asked;
+                            r.cut_at(asked + ttl * 2 / 3);
                         }
                         Renewal::Lost => {
                             warn!(partition = p, "another worker holds the partition lease; stopping it");
@@ -293,7 +341,19 @@ pub async fn run(
             .into_iter()
             .filter(|p| !running.contains_key(p))
             .collect();
-        let taking = futures::future::join_all(free.iter().map(|p| leases.acquire(*p)));
+        // With shared partitions each take is bounded by a third of the TTL, so a lease
+        // read that hangs holds the next round of renewals up no longer (a take that timed
+        // out but was written leaves our own id on the lease: the next take finds it).
+        let taking = futures::future::join_all(free.iter().map(|p| async {
+            if cfg.mode == OwnershipMode::Shared {
+                tokio::time::timeout(ttl / 3, leases.acquire(*p))
+                    .await
+                    .ok()
+                    .flatten()
+            } else {
+                leases.acquire(*p).await
+            }
+        }));
         let taken = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -304,8 +364,13 @@ pub async fn run(
                 info!(partition = p, "partition acquired");
                 metrics::counter!("chatmesh_partition_acquired_total").increment(1);
                 let stop = CancellationToken::new();
-                let tasks = spawn(p, stop.clone());
+                let mut tasks = spawn(p, stop.clone());
                 let renewed = tokio::time::Instant::now();
+                let cut = (cfg.mode == OwnershipMode::Shared).then(|| {
+                    let (cut, watched) = watch::channel(renewed + ttl * 2 / 3);
+                    tasks.spawn(watchdog(p, stop.clone(), watched));
+                    cut
+                });
                 running.insert(
                     p,
                     Running {
@@ -313,6 +378,7 @@ pub async fn run(
                         tasks,
                         revision,
                         renewed,
+                        cut,
                     },
                 );
             }
