@@ -8,6 +8,8 @@
 //! load in flight). So each value carries the epoch of its key's stripe read before the load,
 //! a change bumps the epoch after it is stored, and a value whose epoch is behind is dropped
 //! and loaded again.
+//!
+//! Beside it, [`Buckets`]: token buckets by key in the same kind of bounded cache.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,9 @@ use std::time::Duration;
 
 use chatmesh_protocol::subjects::fnv1a32;
 use moka::future::Cache;
+
+pub mod buckets;
+pub use buckets::Buckets;
 
 const STRIPES: usize = 4096;
 const ATTEMPTS: usize = 3;

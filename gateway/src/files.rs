@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::counts::{Counted, Counts};
-use crate::throttle::Buckets;
+use chatmesh_coherent::Buckets;
 
 /// What the gateway needs for files: the store, the rules, and the uploads in progress.
 #[derive(Debug)]

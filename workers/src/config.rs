@@ -83,6 +83,12 @@ pub struct WorkerConfig {
     pub password_queue: usize,
     /// Threads that hash passwords; 0: one less than the cores, at least 1, at most 4.
     pub password_threads: usize,
+    /// Wrong passwords per account per minute from every gateway together (the owner of the
+    /// account's partition counts them); past `login_account_burst`, logins of the account
+    /// are refused `rate_limited` before any hashing. Each gateway has its own bucket too.
+    pub login_account_failures_per_minute: u32,
+    /// Wrong passwords an account may take at once before the per-minute rate applies.
+    pub login_account_burst: u32,
     /// Most rooms one user may create (`forbidden` beyond it).
     pub max_rooms_per_user: u64,
     /// Most users one room may hold banned (`forbidden` beyond it; unban someone first).
@@ -128,6 +134,8 @@ impl Default for WorkerConfig {
             standby: false,
             password_queue: 64,
             password_threads: 0,
+            login_account_failures_per_minute: 20,
+            login_account_burst: 40,
             max_rooms_per_user: 100,
             max_bans_per_room: chatmesh_protocol::moderation::DEFAULT_MAX_BANS_PER_ROOM,
             rooms_list_public_max: 100,
@@ -241,6 +249,14 @@ impl WorkerConfig {
         check(
             self.password_threads <= 64,
             "password_threads must be at most 64 (0: automatic)",
+        );
+        check(
+            (1..=100_000).contains(&self.login_account_failures_per_minute),
+            "login_account_failures_per_minute must be between 1 and 100000",
+        );
+        check(
+            (1..=100_000).contains(&self.login_account_burst),
+            "login_account_burst must be between 1 and 100000",
         );
         check(
             (1..=1_000_000).contains(&self.max_rooms_per_user),

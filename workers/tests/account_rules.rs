@@ -35,6 +35,44 @@ async fn logout_all_bumps_the_generation() {
     assert_eq!(stored.gen, 2, "kept with the user record");
 }
 
+/// The worker owning an account's partition counts its wrong passwords from every gateway
+/// together: past the burst, the account's logins are refused `rate_limited` before any
+/// hashing, the right password's too (the documented tradeoff), while other accounts and
+/// names without an account keep their own counts. Right passwords spend nothing.
+#[tokio::test]
+async fn wrong_passwords_are_counted_per_account_on_the_worker() {
+    let l = Local::with(|c| {
+        c.login_account_failures_per_minute = 1;
+        c.login_account_burst = 3;
+    })
+    .await;
+    let s = &l.service;
+    users(&l, &["ann", "bob"]).await;
+    let wrong = |u: &str| Credentials::new(u, "wrong horse");
+    for _ in 0..5 {
+        s.login(creds("ann"))
+            .await
+            .expect("right passwords spend nothing");
+    }
+    for _ in 0..3 {
+        assert_eq!(code(s.login(wrong("ann")).await), ErrorCode::Unauthorized);
+    }
+    let refused = s.login(wrong("ann")).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert!(refused.message.contains("retry in"), "{}", refused.message);
+    assert_eq!(code(s.login(creds("ann")).await), ErrorCode::RateLimited);
+    s.login(creds("bob"))
+        .await
+        .expect("another account is not touched");
+    for _ in 0..3 {
+        assert_eq!(
+            code(s.login(wrong("nobody")).await),
+            ErrorCode::Unauthorized
+        );
+    }
+    assert_eq!(code(s.login(wrong("nobody")).await), ErrorCode::RateLimited);
+}
+
 /// A user creates at most `max_rooms_per_user` rooms; a refused or conflicting create does
 /// not count, and another user has its own quota.
 #[tokio::test]

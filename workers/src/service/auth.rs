@@ -1,12 +1,15 @@
 //! `register`, `login` and token revocation for the built-in accounts. Login answers the same
 //! `unauthorized` for an unknown user and a wrong password, after the same amount of hashing
-//! work. Each user record holds a token generation: login hands it to the gateway (which
+//! work; the wrong passwords of one account, from every gateway together, are bounded here
+//! (`worker.login_account_failures_per_minute`, `login_account_burst`): each gateway's own
+//! bucket alone would let a mesh of N gateways take N times as many guesses. Each user record holds a token generation: login hands it to the gateway (which
 //! writes it into the token), `logout_all` bumps it and tells the gateways on
 //! `chat.user.<user>`, and `user_gen` answers the gateways' cache misses.
 
 use chatmesh_protocol::message::now_ms;
 use chatmesh_protocol::service::{Credentials, LoginInfo, UserGen, UserInfo, UserRequest};
-use chatmesh_protocol::ApiError;
+use chatmesh_protocol::{ApiError, ErrorCode};
+use std::sync::Arc;
 
 use super::{valid, Service, LOCK_USER};
 use crate::model::{Model, UserRecord};
@@ -67,20 +70,38 @@ impl Service {
 
     /// Checks a user's password; answers its token generation.
     pub async fn login(&self, req: Credentials) -> Result<LoginInfo, ApiError> {
-        let denied = || {
-            ApiError::new(
-                chatmesh_protocol::ErrorCode::Unauthorized,
-                "invalid user name or password",
-            )
-        };
+        let denied = || ApiError::new(ErrorCode::Unauthorized, "invalid user name or password");
         if valid("user name", &req.username).is_err() || req.password.len() > MAX_PASSWORD_BYTES {
             return Err(denied());
         }
-        let record = self.model().user(&req.username).await?;
+        // Taken up front (so guesses checked at once cannot all slip in), given back by a
+        // right password or a check that gave no verdict: what stays counts wrong passwords,
+        // from every gateway, for names with an account or without alike.
+        let account = Arc::<str>::from(req.username.as_str());
+        if let Err(wait) = self.inner.login_failures.check(account.clone(), true).await {
+            metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("too many wrong passwords for this account; retry in {secs} s"),
+            ));
+        }
+        let record = self.model().user(&req.username).await;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                self.inner.login_failures.refund(&account).await;
+                return Err(e.into());
+            }
+        };
         let gen = record.as_ref().map_or(0, |u| u.gen);
         let disabled = record.as_ref().is_some_and(|u| u.disabled);
         let hash = record.map(|u| u.hash);
-        if self.inner.passwords.verify(req.password, hash).await? {
+        let verified = self.inner.passwords.verify(req.password, hash).await;
+        if !matches!(verified, Ok(false)) {
+            self.inner.login_failures.refund(&account).await;
+        }
+        if verified? {
             // Said only to whoever knows the password: nobody else learns the account's state.
             if disabled {
                 return Err(super::admin::account_disabled());

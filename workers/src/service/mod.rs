@@ -58,6 +58,8 @@ pub(crate) use push::{origin, subscription_keys};
 
 /// Lock kinds of [`KeyLocks`].
 const LOCK_USER: u8 = b'u';
+/// Accounts whose wrong passwords one worker keeps count of (the least used are forgotten).
+const LOGIN_ACCOUNTS_COUNTED: u64 = 100_000;
 const LOCK_ROOM: u8 = b'r';
 const LOCK_CURSOR: u8 = b'c';
 const LOCK_FILES: u8 = b'f';
@@ -73,6 +75,8 @@ struct Inner {
     caches: Arc<Caches>,
     locks: KeyLocks,
     passwords: Passwords,
+    /// Wrong passwords per account from every gateway ([`WorkerConfig::login_account_burst`]).
+    login_failures: chatmesh_coherent::Buckets<Arc<str>>,
     events: Option<Events>,
     /// Set when serving over NATS: history then waits for the store to catch up.
     tail: OnceLock<StreamTail>,
@@ -144,6 +148,12 @@ impl Service {
                 caches,
                 locks: KeyLocks::new(),
                 passwords,
+                login_failures: chatmesh_coherent::Buckets::new(
+                    std::time::Duration::from_secs(60),
+                    cfg.login_account_failures_per_minute,
+                    cfg.login_account_burst,
+                    LOGIN_ACCOUNTS_COUNTED,
+                ),
                 events,
                 tail: OnceLock::new(),
                 trimmed: trim::Trimmed::default(),
