@@ -115,6 +115,13 @@ impl<V: Clone + Send + Sync + 'static> Coherent<V> {
         self.cache.invalidate(&(a.to_owned(), b.to_owned())).await;
     }
 
+    /// [`Coherent::changed`] for a caller that cannot wait: the value cached now is no
+    /// longer served (the next read finds its stamp behind and loads again), nor is one
+    /// loading now kept; the entry itself goes at that read.
+    pub fn changed_now(&self, a: &str, b: &str) {
+        self.epoch(a, b).fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Call when changes may have been missed (their announcements lost): every later read
     /// loads again, and no load in flight now is kept.
     pub fn changed_all(&self) {
@@ -186,6 +193,31 @@ mod tests {
             "removed"
         );
         assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    /// After [`Coherent::changed_now`] (no await) the cached value is not served again.
+    #[tokio::test]
+    async fn changed_now_drops_the_cached_value() {
+        let cache: Coherent<&'static str> = Coherent::new(100);
+        let value = std::sync::Mutex::new("member");
+        let load = || {
+            let v = *value.lock().unwrap();
+            async move { Ok::<_, ()>(v) }
+        };
+        assert_eq!(
+            cache.get_or_load("room", "ann", load).await.unwrap(),
+            "member"
+        );
+        *value.lock().unwrap() = "banned";
+        assert_eq!(
+            cache.get_or_load("room", "ann", load).await.unwrap(),
+            "member"
+        );
+        cache.changed_now("room", "ann");
+        assert_eq!(
+            cache.get_or_load("room", "ann", load).await.unwrap(),
+            "banned"
+        );
     }
 
     /// After [`Coherent::changed_all`] every key is loaded again.

@@ -77,6 +77,12 @@ impl AccessCache {
         self.cache.changed(room, user).await;
     }
 
+    /// [`AccessCache::forget`] at once, for a caller that cannot wait (the fan-out reaching
+    /// a ban's event): the next read asks the worker again.
+    pub fn forget_now(&self, room: &str, user: &str) {
+        self.cache.changed_now(room, user);
+    }
+
     /// Changes may have been missed: every later read asks the worker again.
     pub fn forget_all(&self) {
         self.cache.changed_all();

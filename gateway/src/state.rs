@@ -112,6 +112,11 @@ impl AppState {
         // The rooms' hold after a reconnect until the access re-check has run.
         let losses = natskit::lossy::losses(&nats.statistics());
         let (rechecks, rechecked) = crate::reconnects::Rechecked::new(losses);
+        let access = AccessCache::new(services.clone());
+        let on_ban = {
+            let access = access.clone();
+            crate::fanout::OnBan::new(move |room, user| access.forget_now(room, user))
+        };
         let fanout = Fanout::new(RoomEnv {
             nats: nats.clone(),
             js: js.clone(),
@@ -122,8 +127,8 @@ impl AppState {
             timeout: service_timeout,
             rechecked,
             recheck_hold: Duration::from_millis(cfg.recheck_hold_ms),
+            on_ban,
         });
-        let access = AccessCache::new(services.clone());
         let cfg_receipts = cfg.receipt_interval_ms;
         let (cfg_inflight, cfg_admission) = (cfg.max_inflight_sends, cfg.admission_wait_ms);
         let revocation = Arc::new(Revocation::new(

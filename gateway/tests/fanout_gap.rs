@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
-use chatmesh_gateway::fanout::{Fanout, RoomEnv};
+use chatmesh_gateway::fanout::{Fanout, OnBan, RoomEnv};
 use chatmesh_gateway::jsread::JsReader;
 use chatmesh_gateway::link::{Out, SessionLink};
 use chatmesh_protocol::subjects::{in_subject, live_subject, STREAM};
@@ -36,6 +36,19 @@ async fn fanout(
     jetstream::Context,
     Fanout,
 )> {
+    fanout_with(presence_ttl, OnBan::default()).await
+}
+
+/// [`fanout`], telling `on_ban` of the bans its rooms reach.
+async fn fanout_with(
+    presence_ttl: Duration,
+    on_ban: OnBan,
+) -> Result<(
+    natsd::NatsServer,
+    async_nats::Client,
+    jetstream::Context,
+    Fanout,
+)> {
     let server = natsd::NatsServer::start_temp().await?;
     let nats = server.connect().await?;
     let js = jetstream::new(nats.clone());
@@ -52,6 +65,7 @@ async fn fanout(
         // No access re-check here: the rooms never hold their messages for one.
         rechecked: tokio::sync::watch::channel(u64::MAX).1,
         recheck_hold: Duration::ZERO,
+        on_ban,
     });
     Ok((server, nats, js, fanout))
 }
@@ -202,13 +216,20 @@ async fn drain(link: &SessionLink) -> Vec<Out> {
 /// A ban takes effect in the room's order on every gateway, whenever the membership event
 /// arrives (none does here): the banned user's sessions leave the room when the fan-out
 /// reaches the ban's event message, and neither it nor what follows reaches them; the
-/// others get all of it. A user's send whose id looks like an event's bans no one.
+/// others get all of it. The gateway is told first (it drops the user's cached access), and
+/// a room the ban leaves empty closes. A user's send whose id looks like an event's bans no
+/// one.
 #[tokio::test]
 async fn a_ban_evicts_the_banned_in_the_rooms_order() -> Result<()> {
     use chatmesh_protocol::message::Payload;
     use chatmesh_protocol::moderation::RoomEvent;
 
-    let (_server, nats, js, fanout) = fanout(Duration::from_secs(30)).await?;
+    let told = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let on_ban = {
+        let told = told.clone();
+        OnBan::new(move |room, user| told.lock().unwrap().push((room.into(), user.into())))
+    };
+    let (_server, nats, js, fanout) = fanout_with(Duration::from_secs(30), on_ban).await?;
     let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
     let mut links = Vec::new();
     for (id, user) in [(1, "bob"), (2, "carol"), (3, "bob")] {
@@ -248,24 +269,44 @@ async fn a_ban_evicts_the_banned_in_the_rooms_order() -> Result<()> {
     assert_eq!(live(&carol), [s1, s2, s3], "carol gets everything");
     for bob in [&links[0], &links[2]] {
         let outs = drain(bob).await;
-        assert_eq!(live(&outs), [s1], "bob gets what came before his ban only");
-        let after = outs
+        // What bob's session sees of the room's order (presence frames aside).
+        let seen: Vec<String> = outs
             .iter()
-            .position(|o| matches!(o, Out::Live { .. }))
-            .expect("s1");
-        assert!(
-            matches!(outs[after + 1], Out::Untrack { .. }),
-            "then leaves the room: {:?}",
-            outs[after + 1]
+            .filter_map(|o| match o {
+                Out::Live { seq, .. } => Some(format!("live {seq}")),
+                Out::Untrack { .. } => Some("untrack".into()),
+                Out::Frame(f) => {
+                    let v: serde_json::Value = serde_json::from_slice(f).ok()?;
+                    (v["type"] == "left").then(|| format!("left {}", v["room"]))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                format!("live {s1}"),
+                "untrack".into(),
+                "left \"room1\"".into()
+            ],
+            "bob gets what came before his ban only, then leaves the room and is told"
         );
-        let Out::Frame(left) = &outs[after + 2] else {
-            panic!("then is told: {:?}", outs[after + 2]);
-        };
-        let left: serde_json::Value = serde_json::from_slice(left)?;
-        assert_eq!(left["type"], "left");
-        assert_eq!(left["room"], "room1");
         assert!(!fanout.holds("room1", bob.id));
     }
     assert!(fanout.holds("room1", links[1].id));
+    assert_eq!(*told.lock().unwrap(), [("room1".into(), "bob".into())]);
+
+    // Bob alone in another room: banned there, the room closes.
+    let lone = Arc::new(SessionLink::new(4, 64, CancellationToken::new()));
+    lone.user.set(Arc::from("bob")).expect("set once");
+    fanout.join("room2", &lone, 1, 0, None, &joined).await?;
+    let ban2 = Payload {
+        id: "evt-gw2-2".into(),
+        ..ban
+    };
+    store_and_go_live(&nats, &js, "room2", &ban2, 0).await?;
+    let outs = drain(&lone).await;
+    assert!(live(&outs).is_empty(), "{outs:?}");
+    assert!(fanout.get("room2").is_none(), "the emptied room is closed");
     Ok(())
 }

@@ -53,6 +53,38 @@ pub struct RoomEnv {
     pub rechecked: tokio::sync::watch::Receiver<u64>,
     /// `gateway.recheck_hold_ms`: the longest such hold; zero holds nothing.
     pub recheck_hold: Duration,
+    /// Told (room, user) when a room's fan-out reaches a ban's event, before it evicts the
+    /// user's sessions: the gateway drops its cached access, so the evicted cannot join
+    /// again on an answer given before the ban.
+    pub on_ban: OnBan,
+}
+
+/// See [`RoomEnv::on_ban`]; the default does nothing (tests of the fan-out alone).
+#[derive(Clone, Default)]
+pub struct OnBan(Option<Arc<BanHook>>);
+
+type BanHook = dyn Fn(&str, &str) + Send + Sync;
+
+impl OnBan {
+    pub fn new(f: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    pub(crate) fn call(&self, room: &str, user: &str) {
+        if let Some(f) = &self.0 {
+            f(room, user);
+        }
+    }
+}
+
+impl std::fmt::Debug for OnBan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnBan(set)"
+        } else {
+            "OnBan(none)"
+        })
+    }
 }
 
 impl Fanout {

@@ -68,6 +68,8 @@ pub struct Room {
     stop: CancellationToken,
     /// Local membership changed: republish presence.
     dirty: Notify,
+    /// [`RoomEnv::on_ban`].
+    on_ban: super::OnBan,
 }
 
 impl Room {
@@ -80,6 +82,7 @@ impl Room {
             ready,
             stop: CancellationToken::new(),
             dirty: Notify::new(),
+            on_ban: env.on_ban.clone(),
         });
         let task = room.clone();
         tokio::spawn(async move {
@@ -559,9 +562,16 @@ impl Room {
         // A ban's event: the banned user's sessions here leave the room before it, so
         // neither it nor anything stored after it reaches them, whenever the membership
         // event that also evicts them ([`crate::access`]) arrives.
+        // The gateway's cached access is dropped first, so a session told `left` cannot join
+        // again on an answer from before the ban. A room left empty closes (the membership
+        // event, should it come, finds it closed and takes it off the gateway's list).
         if let Some(user) = ban_in(payload) {
+            self.on_ban.call(&self.name, &user);
             let evicted = self.evict(&user);
             metrics::counter!("chatmesh_fanout_ban_evictions_total").increment(evicted as u64);
+            if evicted > 0 {
+                self.close_if_empty();
+            }
         }
         let state = self.read();
         let Some(frame) = encode_message_frame(&self.name, seq, prev, payload) else {
