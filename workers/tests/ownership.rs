@@ -218,9 +218,10 @@ async fn a_hanging_lease_renewal_stops_the_partitions_within_their_margin() {
 
 /// Partitions stop within their margin even while the ownership loop is held up elsewhere:
 /// here it is waiting on a lease read of another partition (one it wants but a ghost holds)
-/// when the server stops answering, and a round of renewals cannot start until that read
-/// times out (10 s). Each partition's own watchdog stops it two thirds of the TTL after its
-/// last renewal instead.
+/// when the server stops answering, which would wait out its 10 s request timeout before a
+/// round of renewals could start. Takes are cut at a third of the TTL, and each partition's
+/// own watchdog stops it two thirds of the TTL after its last renewal (its unit tests, in
+/// `ownership/mod.rs`, cover the watchdog alone; this one, either mechanism).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_stop_within_their_margin_while_the_loop_waits_on_another() {
     let server = natsd::NatsServer::start_temp().await.unwrap();
@@ -262,8 +263,8 @@ async fn partitions_stop_within_their_margin_while_the_loop_waits_on_another() {
     };
     signal("-STOP");
     let frozen = Instant::now();
-    // TTL 3 s: stopped 2 s after the last renewal at most (renewals every second); the
-    // loop's lease read of partition 0 waits 10 s for its answer.
+    // TTL 3 s: stopped 2 s after the last renewal at most (renewals every second), not
+    // after the lease read's 10 s.
     let stopped = tokio::time::timeout(Duration::from_secs(5), async {
         while !w.partitions().is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;

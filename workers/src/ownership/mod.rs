@@ -147,20 +147,34 @@ impl Running {
 /// moved on: its lease may be taken by another worker from then on. Whatever holds the
 /// ownership loop up meanwhile (a lease read of another partition that waits out its request
 /// timeout, a stopping partition's batch), the partition does not run past its margin.
+///
+/// A watchdog that wakes late (the process was starved or paused: the renewal round is
+/// waking too) gives the round `grace` to move the moment first: a starved worker asks for
+/// its leases before it stops anything, and takes them straight back if nobody else has.
 async fn watchdog(
     p: u32,
     stop: CancellationToken,
     mut cut: watch::Receiver<tokio::time::Instant>,
+    grace: Duration,
 ) -> Result<(), WorkerError> {
+    let mut graced = None;
     loop {
-        let at = *cut.borrow_and_update();
+        let at = graced.unwrap_or(*cut.borrow_and_update());
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            changed = cut.changed() => if changed.is_err() {
-                return Ok(());
-            },
+            changed = cut.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                graced = None;
+            }
             () = tokio::time::sleep_until(at) => {
-                if *cut.borrow() > at {
+                if graced.is_none() && *cut.borrow() > at {
+                    continue;
+                }
+                let now = tokio::time::Instant::now();
+                if graced.is_none() && now.duration_since(at) > grace / 4 {
+                    graced = Some(now + grace);
                     continue;
                 }
                 warn!(partition = p, "the partition lease was not renewed within its margin; stopping it");
@@ -308,7 +322,8 @@ pub async fn run(
                             warn!(partition = p, "cannot renew the partition lease; stopping it");
                             r.stop.cancel();
                         }
-                        Renewal::Unreachable => {}
+                        // Its margin again, not the round's cut (which may lie later).
+                        Renewal::Unreachable => r.cut_at(r.renewed + ttl * 2 / 3),
                     }
                 }
             }
@@ -368,7 +383,7 @@ pub async fn run(
                 let renewed = tokio::time::Instant::now();
                 let cut = (cfg.mode == OwnershipMode::Shared).then(|| {
                     let (cut, watched) = watch::channel(renewed + ttl * 2 / 3);
-                    tasks.spawn(watchdog(p, stop.clone(), watched));
+                    tasks.spawn(watchdog(p, stop.clone(), watched, ttl / 3));
                     cut
                 });
                 running.insert(
@@ -460,6 +475,62 @@ fn failed(running: &mut HashMap<u32, Running>) -> Option<WorkerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GRACE: Duration = Duration::from_secs(1);
+
+    fn watched(
+        at: tokio::time::Instant,
+    ) -> (
+        CancellationToken,
+        watch::Sender<tokio::time::Instant>,
+        tokio::task::JoinHandle<Result<(), WorkerError>>,
+    ) {
+        let stop = CancellationToken::new();
+        let (cut, rx) = watch::channel(at);
+        let task = tokio::spawn(watchdog(0, stop.clone(), rx, GRACE));
+        (stop, cut, task)
+    }
+
+    /// The watchdog stops its partition when the moment passes unmoved, not while it keeps
+    /// moving on.
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_stops_at_an_unmoved_cut() {
+        let start = tokio::time::Instant::now();
+        let (stop, cut, task) = watched(start + Duration::from_secs(2));
+        for i in 1..=5 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cut.send_replace(start + Duration::from_secs(i + 2));
+        }
+        assert!(!stop.is_cancelled(), "renewed in time, kept");
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        assert!(stop.is_cancelled(), "stopped at its unmoved cut");
+        task.await.unwrap().unwrap();
+    }
+
+    /// A watchdog that wakes late (a starved process) waits `grace` for the renewal round
+    /// to move the cut before it stops anything; unmoved, it stops then.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_watchdog_gives_the_round_its_grace() {
+        let start = tokio::time::Instant::now();
+        let (stop, cut, task) = watched(start + Duration::from_secs(2));
+        // The runtime is stalled past the cut: the timer fires 3 s late.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::advance(Duration::from_secs(5)).await;
+        tokio::task::yield_now().await;
+        assert!(!stop.is_cancelled(), "late: the round gets its grace first");
+        cut.send_replace(tokio::time::Instant::now() + Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(
+            !stop.is_cancelled(),
+            "the round renewed within the grace: kept"
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        tokio::task::yield_now().await;
+        // Late again and never renewed: stopped after the grace.
+        tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
+        assert!(stop.is_cancelled(), "no renewal within the grace: stopped");
+        task.await.unwrap().unwrap();
+    }
 
     /// Rendezvous hashing spreads partitions and moves only the leaver's on a departure.
     #[test]
