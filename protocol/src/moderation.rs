@@ -19,28 +19,8 @@ pub const DEFAULT_BANS_PAGE: u32 = 100;
 pub const MAX_MUTE_SECS: u64 = 10 * 366 * 24 * 3600;
 /// How the client id of every event message starts (`evt-<gateway>-<n>`); the id is the
 /// first field of a stored payload, so a gateway's fan-out tells an event from a user's
-/// message by its first bytes ([`ban_in`]).
+/// message by its first bytes ([`crate::message::ban_in`]).
 pub const EVENT_ID_PREFIX: &str = "evt-";
-
-/// The user a stored payload bans, if it is a ban's event message. Costs a compare of its
-/// first bytes for any other message (an event's id is first and starts with
-/// [`EVENT_ID_PREFIX`]); only users' sends whose own id starts so are parsed in vain.
-/// Users' sends never carry `event` (the gateway builds their payloads).
-pub fn ban_in(payload: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct EventOnly {
-        event: Option<RoomEvent>,
-    }
-    const HEAD: &[u8] = b"{\"id\":\"";
-    let id = payload.strip_prefix(HEAD)?;
-    if !id.starts_with(EVENT_ID_PREFIX.as_bytes()) {
-        return None;
-    }
-    match serde_json::from_slice::<EventOnly>(payload).ok()?.event? {
-        RoomEvent::Ban { user, .. } => Some(user),
-        _ => None,
-    }
-}
 
 /// What happened to a room, as carried by an event message (`"event": {...}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,44 +163,5 @@ mod tests {
             assert_eq!(serde_json::to_string(&event).unwrap(), json);
             assert_eq!(serde_json::from_str::<RoomEvent>(json).unwrap(), event);
         }
-    }
-
-    /// A ban's event message as the gateway stores it names its user; nothing else does:
-    /// other events, a user's send whose id looks like an event's, or whose body spells one.
-    #[test]
-    fn only_a_bans_event_message_names_a_banned_user() {
-        use crate::message::Payload;
-        let event = |id: &str, event: Option<RoomEvent>, body: &str| {
-            let payload = Payload {
-                id: id.into(),
-                from: "ann".into(),
-                ts: 1,
-                body: body.into(),
-                event,
-                ..Payload::default()
-            };
-            serde_json::to_vec(&payload).unwrap()
-        };
-        let ban = RoomEvent::Ban {
-            user: "bob".into(),
-            reason: Some("spam".into()),
-        };
-        assert_eq!(
-            ban_in(&event("evt-gw1-a", Some(ban.clone()), "")),
-            Some("bob".into())
-        );
-        let mute = RoomEvent::Mute {
-            user: "bob".into(),
-            until: None,
-        };
-        assert_eq!(ban_in(&event("evt-gw1-b", Some(mute), "")), None);
-        let spelled = r#"{"event":{"ban":{"user":"bob"}}}"#;
-        assert_eq!(ban_in(&event("evt-mine", None, spelled)), None);
-        assert_eq!(ban_in(&event("m1", None, spelled)), None);
-        // The id is first in what the gateway stores: the compare that skips every other
-        // message relies on it.
-        let stored = event("evt-gw1-c", Some(ban), "");
-        assert!(stored.starts_with(br#"{"id":"evt-"#));
-        assert_eq!(ban_in(b"{\"id\":\"evt-"), None);
     }
 }

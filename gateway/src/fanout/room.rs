@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chatmesh_protocol::frames::ServerFrame;
+use chatmesh_protocol::message::ban_in;
 use chatmesh_protocol::message::encode_message_frame;
-use chatmesh_protocol::moderation::ban_in;
 use chatmesh_protocol::subjects::{evt_subject, in_subject, live_subject, presence_live};
 use chatmesh_protocol::ApiError;
 use futures::StreamExt;
