@@ -268,6 +268,95 @@ async fn guessing_and_registration_are_throttled() -> Result<()> {
     mesh.stop().await
 }
 
+/// A login hands out a device token; a login that brings it back is a known device's
+/// (OWASP's device cookies): while guessing from other addresses keeps the account's limit
+/// spent, its owner without the token is refused 429, with it logs in. The token is no
+/// access token, another account's is no device for this one, and a device has its own
+/// lockout: wrong passwords with it lock it out, the right one included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_device_logs_in_while_guessing_holds_its_account() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.login_free_failures = 3;
+    config.gateway.login_account_failures_per_minute = 1;
+    config.gateway.login_account_burst = 4;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let base = mesh.url();
+    let (login, register) = (
+        format!("{base}/v1/auth/login"),
+        format!("{base}/v1/auth/register"),
+    );
+    let owner = client_from(30)?;
+    for user in ["ann", "bob"] {
+        let (s, _, v) = post(&owner, &register, None, credentials(user, PASSWORD)).await?;
+        assert_eq!(s, 201, "{v}");
+    }
+    let device_of = |v: &Value| v["device"].as_str().map(str::to_owned);
+    let (s, _, v) = post(&owner, &login, None, credentials("ann", PASSWORD)).await?;
+    assert_eq!(s, 200, "{v}");
+    let device = device_of(&v).context("a login hands out a device token")?;
+    let (s, _, v) = post(&owner, &login, None, credentials("bob", PASSWORD)).await?;
+    assert_eq!(s, 200, "{v}");
+    let bobs = device_of(&v).context("bob's device token")?;
+
+    let rooms = owner
+        .get(format!("{base}/v1/rooms"))
+        .bearer_auth(&device)
+        .send()
+        .await?;
+    assert_eq!(
+        rooms.status().as_u16(),
+        401,
+        "a device token is no access token"
+    );
+
+    // Guessing from other addresses spends the account's limit.
+    let mut statuses = Vec::new();
+    for i in 0..12u8 {
+        let guesser = client_from(40 + i)?;
+        let (s, _, _) = post(&guesser, &login, None, credentials("ann", "wrong password")).await?;
+        statuses.push(s);
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let (s, _, v) = post(&owner, &login, None, credentials("ann", PASSWORD)).await?;
+    assert_eq!(
+        s, 429,
+        "the owner without the device token is held too: {v}"
+    );
+
+    let with = |password: &str, device: &str| json!({"username": "ann", "password": password, "device": device});
+    let (s, _, v) = post(&owner, &login, None, with(PASSWORD, &device)).await?;
+    assert_eq!(s, 200, "the known device logs in: {v}");
+    let renewed = device_of(&v).context("a new device token")?;
+    assert_ne!(renewed, device);
+    let by_sdk = chatmesh_client::Http::new(&base)?
+        .login_known("ann", PASSWORD, &renewed)
+        .await?;
+    assert!(
+        by_sdk.device.is_some(),
+        "the Rust client brings it back too"
+    );
+    let (s, _, _) = post(&owner, &login, None, with(PASSWORD, &bobs)).await?;
+    assert_eq!(s, 429, "bob's device token is no device for ann");
+    let (s, _, _) = post(&owner, &login, None, with(PASSWORD, "not.a.token")).await?;
+    assert_eq!(s, 429, "nor is a made-up one");
+
+    // The device's own lockout: three free failures, then even the right password waits.
+    for _ in 0..3 {
+        let (s, _, v) = post(&owner, &login, None, with("wrong password", &renewed)).await?;
+        assert_eq!(s, 401, "{v}");
+    }
+    let (s, retry, v) = post(&owner, &login, None, with(PASSWORD, &renewed)).await?;
+    assert_eq!((s, http_error(&v)), (429, Some(ErrorCode::RateLimited)));
+    assert!(retry.is_some_and(|r| r >= 1), "{retry:?}");
+    let (s, _, v) = post(&owner, &login, None, with(PASSWORD, &device)).await?;
+    assert_eq!(
+        s, 200,
+        "another device of the owner is not locked by it: {v}"
+    );
+    mesh.stop().await
+}
+
 /// A host holds a whole IPv6 /64: registrations from its addresses (forwarded here by a
 /// trusted proxy) share one bucket, so new addresses do not buy new accounts; another /64
 /// has its own bucket.

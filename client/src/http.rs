@@ -30,6 +30,10 @@ pub const RATE_LIMIT_RETRIES: u32 = 3;
 pub struct Login {
     pub token: String,
     pub expires_at: u64,
+    /// The device token to bring back at the next login of this account on this device
+    /// ([`Http::login_known`]; extension, absent from servers without it).
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 /// A page of history, oldest first; `more` when older messages exist.
@@ -118,6 +122,15 @@ impl Http {
     /// `POST /v1/auth/login`.
     pub async fn login(&self, username: &str, password: &str) -> Result<Login> {
         let body = json!({"username": username, "password": password});
+        self.call(reqwest::Method::POST, "/v1/auth/login", Some(body))
+            .await
+    }
+
+    /// `POST /v1/auth/login` of a known device: with `device`, the [`Login::device`] of an
+    /// earlier login of this account here, which lockouts set off by guessing from
+    /// elsewhere do not hold (docs/SECURITY.md).
+    pub async fn login_known(&self, username: &str, password: &str, device: &str) -> Result<Login> {
+        let body = json!({"username": username, "password": password, "device": device});
         self.call(reqwest::Method::POST, "/v1/auth/login", Some(body))
             .await
     }

@@ -227,10 +227,13 @@ const ANSWERS = /** @type {const} */ ({
  */
 
 /**
- * A login: the token and when it expires (seconds since the Unix epoch).
+ * A login: the token and when it expires (seconds since the Unix epoch), and a device token
+ * to bring back at the next login of this account on this device (extension): such a login
+ * is a known device's, not held by the lockouts that guessing from elsewhere sets off.
  * @typedef {object} Login
  * @property {string} token
  * @property {number} expires_at
+ * @property {string} [device]
  */
 
 /** @typedef {"public" | "private" | "dm"} RoomKind */
@@ -548,9 +551,17 @@ export class Http {
     await this.#call("POST", "/v1/auth/register", { username, password });
   }
 
-  /** `POST /v1/auth/login`. @returns {Promise<Login>} */
-  async login(/** @type {string} */ username, /** @type {string} */ password) {
-    return /** @type {Login} */ (await this.#call("POST", "/v1/auth/login", { username, password }));
+  /**
+   * `POST /v1/auth/login`; `device`: the `device` of an earlier login of this account here.
+   * @returns {Promise<Login>}
+   */
+  async login(
+    /** @type {string} */ username,
+    /** @type {string} */ password,
+    /** @type {string | undefined} */ device = undefined,
+  ) {
+    const body = device ? { username, password, device } : { username, password };
+    return /** @type {Login} */ (await this.#call("POST", "/v1/auth/login", body));
   }
 
   /** `POST /v1/auth/logout_all`: revokes every token of the caller, this one included. */

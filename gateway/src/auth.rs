@@ -64,6 +64,25 @@ enum Verifier {
     Jwks(HashMap<String, (DecodingKey, Algorithm)>),
 }
 
+/// Claims of a device token (extension): which account logged in on the device, and the
+/// device's id (its own lockout's key).
+#[derive(Debug, Serialize, Deserialize)]
+struct DeviceClaims {
+    sub: String,
+    exp: u64,
+    iat: u64,
+    iss: String,
+    jti: String,
+}
+
+/// What a device token handed back at login says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub user: String,
+    /// The device's id: the key of its own lockout.
+    pub id: String,
+}
+
 /// Issues and verifies tokens.
 pub struct Tokens {
     issuer: String,
@@ -71,6 +90,17 @@ pub struct Tokens {
     ttl_secs: u64,
     encoding: Option<EncodingKey>,
     verifier: Verifier,
+    /// Device tokens: HS256 under a key derived from the secret, so that neither kind of
+    /// token passes for the other.
+    devices: Option<(EncodingKey, DecodingKey)>,
+    device_ttl_secs: u64,
+}
+
+/// The key of device tokens, derived from the built-in accounts' secret.
+fn device_key(secret: &str) -> Vec<u8> {
+    let mut key = b"chatmesh device token\0".to_vec();
+    key.extend_from_slice(secret.as_bytes());
+    key
 }
 
 impl std::fmt::Debug for Tokens {
@@ -108,12 +138,53 @@ impl Tokens {
                 Verifier::Hs256(DecodingKey::from_secret(cfg.jwt_secret.as_bytes())),
             ),
         };
+        let devices = encoding.is_some().then(|| {
+            let key = device_key(&cfg.jwt_secret);
+            (
+                EncodingKey::from_secret(&key),
+                DecodingKey::from_secret(&key),
+            )
+        });
         Ok(Self {
             issuer: cfg.jwt_issuer.clone(),
             audience: cfg.jwt_audience.clone(),
             ttl_secs: cfg.token_ttl_secs,
             encoding,
             verifier,
+            devices,
+            device_ttl_secs: cfg.device_token_ttl_secs,
+        })
+    }
+
+    /// A device token for a login of `user` (a new device id each time); `None` when
+    /// tokens come from an external issuer.
+    pub fn issue_device(&self, user: &str) -> Option<String> {
+        let (key, _) = self.devices.as_ref()?;
+        let now = now_secs();
+        let claims = DeviceClaims {
+            sub: user.to_owned(),
+            iat: now,
+            exp: now + self.device_ttl_secs,
+            iss: self.issuer.clone(),
+            jti: format!("{:032x}", rand::random::<u128>()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()
+    }
+
+    /// The device a device token names, if it is one of this deployment's and unexpired.
+    pub fn verify_device(&self, token: &str) -> Option<Device> {
+        let (_, key) = self.devices.as_ref()?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.validate_aud = false;
+        let data = jsonwebtoken::decode::<DeviceClaims>(token, key, &validation).ok()?;
+        let c = data.claims;
+        let sane = c.jti.len() == 32 && c.iat <= now_secs() + LEEWAY_SECS;
+        sane.then_some(Device {
+            user: c.sub,
+            id: c.jti,
         })
     }
 
@@ -211,6 +282,29 @@ mod tests {
         assert_eq!(id.user, "ann");
         assert_eq!(id.expires_at, exp);
         assert_eq!(id.gen, Some(7), "the generation round-trips");
+    }
+
+    /// Device tokens name their account and a fresh id each; neither kind of token passes
+    /// for the other, nor does another deployment's (another secret) device token.
+    #[test]
+    fn device_tokens_are_apart_from_access_tokens() {
+        let t = tokens(&"d".repeat(32));
+        let one = t.issue_device("ann").unwrap();
+        let two = t.issue_device("ann").unwrap();
+        let (a, b) = (
+            t.verify_device(&one).unwrap(),
+            t.verify_device(&two).unwrap(),
+        );
+        assert_eq!((a.user.as_str(), b.user.as_str()), ("ann", "ann"));
+        assert_ne!(a.id, b.id, "a new device id each login");
+        assert!(t.verify(&one).is_err(), "a device token is no access token");
+        let (access, _) = t.issue("ann", 0).unwrap();
+        assert!(
+            t.verify_device(&access).is_none(),
+            "an access token is no device token"
+        );
+        assert!(tokens(&"e".repeat(32)).verify_device(&one).is_none());
+        assert!(t.verify_device("not.a.token").is_none());
     }
 
     /// A built-in token signed with `claims` (any JSON).

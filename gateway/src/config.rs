@@ -16,6 +16,9 @@ pub struct GatewayConfig {
     pub jwt_secret: String,
     /// Lifetime of issued tokens, seconds.
     pub token_ttl_secs: u64,
+    /// Lifetime of the device tokens a login hands out (extension), seconds: a login that
+    /// brings one back is a known device's, not held by lockouts others set off.
+    pub device_token_ttl_secs: u64,
     /// Issuer of tokens; tokens from another issuer are refused.
     pub jwt_issuer: String,
     /// Validate tokens of an external OIDC issuer with the keys of this JWKS file instead of
@@ -196,6 +199,7 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             jwt_secret: String::new(),
             token_ttl_secs: 24 * 3600,
+            device_token_ttl_secs: 90 * 24 * 3600,
             jwt_issuer: "chatmesh".into(),
             jwks_file: None,
             jwt_audience: None,
@@ -390,6 +394,11 @@ impl GatewayConfig {
         }
         if self.max_connections == 0 || self.token_ttl_secs == 0 {
             out.push("gateway.max_connections and token_ttl_secs must be positive".into());
+        }
+        if !(60..=400 * 24 * 3600).contains(&self.device_token_ttl_secs) {
+            out.push(
+                "gateway.device_token_ttl_secs must be between 60 and 34560000 (400 days)".into(),
+            );
         }
         out.extend(self.edge_problems());
         out

@@ -14,6 +14,12 @@
 //!   touches no other account. We chose bounded guessing over availability of one attacked
 //!   account's login.
 //!
+//! A login that brings back a valid device token of its account (a known device, see
+//! `auth::Tokens::issue_device`) passes none of these: only the device's own lockout
+//! (`login_free_failures`, then the same doubling windows) applies to it, so a flood of
+//! guesses from elsewhere, which keeps the IP, (IP, account) and account limits spent, does
+//! not hold the account's owner out (OWASP's device cookies).
+//!
 //! Registrations have a bucket per IP; room creation, searches, KeyPackage claims and the
 //! audit records of refused admin calls one per user. Every table is a bounded
 //! moka cache (`throttle_max_entries`, least used evicted, idle entries expire), so an
@@ -88,16 +94,19 @@ impl Drop for Attempt {
 /// How long an attempt refused for others in flight waits: about one password check.
 const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 
-/// `login_lockout` while `l` is locked out.
-fn locked_out(l: &Lockout) -> Result<(), Throttled> {
+/// `what` (`login_lockout`, `login_device_lockout`) while `l` is locked out.
+fn locked_out(l: &Lockout, what: &'static str) -> Result<(), Throttled> {
     let wait = l
         .until
         .and_then(|u| u.checked_duration_since(Instant::now()));
     match wait.filter(|w| !w.is_zero()) {
-        Some(wait) => Err(Throttled::new("login_lockout", wait)),
+        Some(wait) => Err(Throttled::new(what, wait)),
         None => Ok(()),
     }
 }
+
+/// A known device's lockout key: (device id, account).
+type DeviceKey = (Arc<str>, Arc<str>);
 
 /// The throttles of one gateway.
 #[derive(Debug)]
@@ -120,6 +129,9 @@ pub struct Throttle {
     refusals: Buckets<Arc<str>>,
     refusals_here: Buckets<()>,
     lockouts: Cache<(IpAddr, Arc<str>), Arc<Mutex<Lockout>>>,
+    /// Lockouts of known devices, per (device id, account) (only valid device tokens make
+    /// entries: their ids cannot be made up).
+    device_lockouts: Cache<DeviceKey, Arc<Mutex<Lockout>>>,
     free_failures: u32,
     lockout_base: Duration,
     lockout_max: Duration,
@@ -180,6 +192,10 @@ impl Throttle {
                 .max_capacity(n)
                 .time_to_idle(lockout_max.max(MINUTE) * 2)
                 .build(),
+            device_lockouts: Cache::builder()
+                .max_capacity(n)
+                .time_to_idle(lockout_max.max(MINUTE) * 2)
+                .build(),
             free_failures: cfg.login_free_failures.max(1),
             lockout_base: Duration::from_secs(cfg.login_lockout_base_secs.max(1)),
             lockout_max,
@@ -195,7 +211,7 @@ impl Throttle {
         let key = (ip, Arc::<str>::from(user));
         if let Some(lock) = self.lockouts.get(&key).await {
             let l = lock.lock().unwrap_or_else(|e| e.into_inner());
-            locked_out(&l)?;
+            locked_out(&l, "login_lockout")?;
         }
         self.login_ip
             .check(ip, true)
@@ -210,27 +226,38 @@ impl Throttle {
             .lockouts
             .get_with(key.clone(), async { Arc::default() })
             .await;
-        let refused = {
-            let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
-            // Failures and attempts still being checked together stay within the free
-            // failures (past them, one attempt at a time): the next waits for an answer.
-            let in_flight =
-                l.pending > 0 && l.failures.saturating_add(l.pending) >= self.free_failures;
-            let refused = locked_out(&l)
-                .err()
-                .or_else(|| in_flight.then(|| Throttled::new("login_in_flight", IN_FLIGHT_RETRY)));
-            if refused.is_none() {
-                l.pending += 1;
-            }
-            refused
-        };
-        if let Some(refused) = refused {
+        if let Err(refused) = self.enter(&lock, "login_lockout") {
             // Not attempted: the tokens go back.
             self.login_ip.refund(&ip).await;
             self.login_account.refund(&key.1).await;
             return Err(refused);
         }
         Ok(Attempt(lock))
+    }
+
+    /// Lets an attempt in under the lockout `lock` (refused as `what` while it is locked
+    /// out): failures and attempts still being checked together stay within the free
+    /// failures (past them, one attempt at a time: the next waits for an answer).
+    fn enter(&self, lock: &Arc<Mutex<Lockout>>, what: &'static str) -> Result<(), Throttled> {
+        let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let in_flight = l.pending > 0 && l.failures.saturating_add(l.pending) >= self.free_failures;
+        locked_out(&l, what)?;
+        if in_flight {
+            return Err(Throttled::new("login_in_flight", IN_FLIGHT_RETRY));
+        }
+        l.pending += 1;
+        Ok(())
+    }
+
+    /// Counts a wrong password toward the lockout `lock`.
+    fn fail(&self, lock: &Mutex<Lockout>) {
+        let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
+        l.failures = l.failures.saturating_add(1);
+        if l.failures >= self.free_failures {
+            let doublings = (l.failures - self.free_failures).min(20);
+            let window = self.lockout_base.saturating_mul(1 << doublings);
+            l.until = Some(Instant::now() + window.min(self.lockout_max));
+        }
     }
 
     /// A wrong password from `ip` for `user`: counts toward the pair's lockout (the account's
@@ -242,13 +269,40 @@ impl Throttle {
             .lockouts
             .get_with((ip, user), async { Arc::default() })
             .await;
-        let mut l = lock.lock().unwrap_or_else(|e| e.into_inner());
-        l.failures = l.failures.saturating_add(1);
-        if l.failures >= self.free_failures {
-            let doublings = (l.failures - self.free_failures).min(20);
-            let window = self.lockout_base.saturating_mul(1 << doublings);
-            l.until = Some(Instant::now() + window.min(self.lockout_max));
-        }
+        self.fail(&lock);
+    }
+
+    /// May a known device (a valid device token of `user`, with id `device`) try a
+    /// password for `user` now? Only the device's own lockout applies: the IP's and the
+    /// account's limits, which guessing from elsewhere spends, do not hold its owner out.
+    pub async fn device_login_allowed(
+        &self,
+        device: &str,
+        user: &str,
+    ) -> Result<Attempt, Throttled> {
+        let key = (Arc::<str>::from(device), Arc::<str>::from(user));
+        let lock = self
+            .device_lockouts
+            .get_with(key, async { Arc::default() })
+            .await;
+        self.enter(&lock, "login_device_lockout")?;
+        Ok(Attempt(lock))
+    }
+
+    /// A wrong password from a known device: counts toward its own lockout.
+    pub async fn device_login_failed(&self, device: &str, user: &str) {
+        let key = (Arc::<str>::from(device), Arc::<str>::from(user));
+        let lock = self
+            .device_lockouts
+            .get_with(key, async { Arc::default() })
+            .await;
+        self.fail(&lock);
+    }
+
+    /// A right password from a known device: its lockout starts afresh.
+    pub async fn device_login_succeeded(&self, device: &str, user: &str) {
+        let key = (Arc::<str>::from(device), Arc::<str>::from(user));
+        self.device_lockouts.invalidate(&key).await;
     }
 
     /// A right password from `ip` for `user`: the pair starts afresh and the account's

@@ -10,6 +10,8 @@ import { ChatmeshError as ApiError, Http, NAME_RE, ROOM_RE } from "./chatmesh.js
 export { ApiError, NAME_RE, ROOM_RE };
 
 const SESSION_KEY = "chatmesh.session";
+/** Where this browser keeps its device token of each account (`.<user>` appended). */
+const DEVICE_KEY = "chatmesh.device";
 
 /** The stored login ({user, token, expires_at}) or null when absent or expired. */
 export function loadSession() {
@@ -61,9 +63,28 @@ export class Api {
     return this.call((h) => h.register(username, password));
   }
 
-  /** Resolves to {token, expires_at}. */
-  login(username, password) {
-    return this.call((h) => h.login(username, password));
+  /**
+   * Resolves to {token, expires_at}. Brings back this browser's device token of the account
+   * (a known device logs in while guessing from elsewhere holds the account) and keeps the
+   * new one.
+   */
+  async login(username, password) {
+    const key = `${DEVICE_KEY}.${username}`;
+    let device;
+    try {
+      device = localStorage.getItem(key) || undefined;
+    } catch (_) {
+      device = undefined;
+    }
+    const answer = await this.call((h) => h.login(username, password, device));
+    if (answer && typeof answer.device === "string") {
+      try {
+        localStorage.setItem(key, answer.device);
+      } catch (_) {
+        // Storage full or refused: the next login is an unknown device's.
+      }
+    }
+    return answer;
   }
 
   /** Resolves to [{room, kind, role, last_seq, unread, peer?}]. */

@@ -94,6 +94,15 @@ pub struct Credentials {
     /// the audit log's record of a server admin's registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// `login` (extension): the device token an earlier login of this account on this
+    /// device was given. With a valid one the login is a known device's: it is not held by
+    /// the lockouts and limits that guessing from elsewhere set off (docs/SECURITY.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Set by the gateway, never taken from a client: the login came with a valid device
+    /// token of this account (the worker admits it to its reserved hashing places).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trusted: bool,
 }
 
 impl Credentials {
@@ -104,6 +113,8 @@ impl Credentials {
             password: password.into(),
             admin_token: None,
             ip: None,
+            device: None,
+            trusted: false,
         }
     }
 }
@@ -119,6 +130,8 @@ impl std::fmt::Debug for Credentials {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("ip", &self.ip)
+            .field("device", &self.device.as_ref().map(|_| "<redacted>"))
+            .field("trusted", &self.trusted)
             .finish()
     }
 }

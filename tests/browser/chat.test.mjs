@@ -400,9 +400,13 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
   });
 
-  it("registers two users through the login form", async () => {
+  it("registers two users through the login form; each keeps its device token", async () => {
     await register(alice, url);
     await register(bob, url);
+    for (const user of [alice, bob]) {
+      const device = await user.page.evaluate((name) => localStorage.getItem(`chatmesh.device.${name}`), user.name);
+      assert.match(device || "", /^[\w-]+\.[\w-]+\.[\w-]+$/, `${user.name}'s device token`);
+    }
   });
 
   it("creates a public room and both users join it", async () => {

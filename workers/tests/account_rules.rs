@@ -37,8 +37,9 @@ async fn logout_all_bumps_the_generation() {
 
 /// The worker owning an account's partition counts its wrong passwords from every gateway
 /// together: past the burst, the account's logins are refused `rate_limited` before any
-/// hashing, the right password's too (the documented tradeoff), while other accounts and
-/// names without an account keep their own counts. Right passwords spend nothing.
+/// hashing, the right password's too (the documented tradeoff) unless it comes from a known
+/// device, while other accounts and names without an account keep their own counts. Right
+/// passwords spend nothing.
 #[tokio::test]
 async fn wrong_passwords_are_counted_per_account_on_the_worker() {
     let l = Local::with(|c| {
@@ -61,6 +62,15 @@ async fn wrong_passwords_are_counted_per_account_on_the_worker() {
     assert_eq!(refused.code, ErrorCode::RateLimited);
     assert!(refused.message.contains("retry in"), "{}", refused.message);
     assert_eq!(code(s.login(creds("ann")).await), ErrorCode::RateLimited);
+    // A known device's login (the gateway checked its device token) is not held by it.
+    let known = |c: Credentials| Credentials { trusted: true, ..c };
+    s.login(known(creds("ann")))
+        .await
+        .expect("the owner's known device");
+    assert_eq!(
+        code(s.login(known(wrong("ann"))).await),
+        ErrorCode::Unauthorized
+    );
     s.login(creds("bob"))
         .await
         .expect("another account is not touched");

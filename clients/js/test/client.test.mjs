@@ -38,7 +38,7 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     if (mesh) await mesh.stop();
   });
 
-  it("registers and logs in over HTTP; errors carry code, message and status", async () => {
+  it("registers and logs in over HTTP (with a device token to bring back); errors carry code, message and status", async () => {
     const http = new Http(url);
     await http.register("hana", PASSWORD);
     let e = await refusal(http.register("hana", PASSWORD));
@@ -58,6 +58,13 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     assert.deepEqual(await http.withToken(login.token).rooms(), []);
     // One region: every region answered, none is named unavailable.
     assert.deepEqual(await http.withToken(login.token).roomList(), { rooms: [], unavailable: [] });
+    // A device token to bring back: a known device's login, handed a new one.
+    assert.equal(typeof login.device, "string");
+    const again = await http.login("hana", PASSWORD, login.device);
+    assert.equal(typeof again.device, "string");
+    assert.notEqual(again.device, login.device);
+    e = await refusal(http.withToken(login.device).rooms());
+    assert.deepEqual([e.code, e.status], ["unauthorized", 401], "a device token is no access token");
     e = await refusal(new Http("http://127.0.0.1:1").login("hana", PASSWORD));
     assert.deepEqual([e.code, e.status], ["network", 0]);
     assert.throws(() => new Http("ftp://x"), (err) => err instanceof ChatmeshError && err.code === "invalid");

@@ -147,8 +147,10 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
     built_in_accounts(state)?;
     let ip = super::client_ip(&req);
     let mut creds: Credentials = body(req).await?;
-    // The gateway's word only: a client's `ip` is replaced.
+    // The gateway's word only: a client's `ip` is replaced (and a login's fields dropped).
     creds.ip = Some(ip.to_string());
+    creds.trusted = false;
+    creds.device = None;
     name("username", &creds.username)?;
     if creds.password.chars().count() < 8 {
         return Err(ApiError::bad_request("password must have at least 8 characters").into());
@@ -176,43 +178,77 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
     built_in_accounts(state)?;
     let ip = super::client_ip(&req);
     let mut creds: Credentials = body(req).await?;
-    // Only the gateway names addresses (a login's is not used by the worker).
+    // Only the gateway names addresses (a login's is not used by the worker) and says
+    // whether a device is known.
     creds.ip = None;
+    creds.trusted = false;
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "wrong user name or password");
     if validate_name("username", &creds.username).is_err() || creds.password.len() > 1024 {
         return Err(unauthorized().into());
     }
-    let _attempt = state.throttle.login_allowed(ip, &creds.username).await?;
-    let user = match state.services.ask::<Login>(&creds.username, &creds).await {
-        Ok(user) => user,
-        Err(e) if e.code == ErrorCode::Unauthorized => {
-            state.throttle.login_failed(ip, &creds.username).await;
-            return Err(unauthorized().into());
+    // A device token of another account, expired or not ours is no device: the login goes
+    // the way of any other.
+    let device = creds
+        .device
+        .take()
+        .filter(|d| d.len() <= MAX_DEVICE_TOKEN_BYTES)
+        .and_then(|d| state.tokens.verify_device(&d))
+        .filter(|d| d.user == creds.username);
+    let outcome = match &device {
+        Some(d) => {
+            let _attempt = state.throttle.device_login_allowed(&d.id, &d.user).await?;
+            creds.trusted = true;
+            let outcome = state.services.ask::<Login>(&creds.username, &creds).await;
+            match &outcome {
+                Err(e) if e.code == ErrorCode::Unauthorized => {
+                    state.throttle.device_login_failed(&d.id, &d.user).await;
+                }
+                Ok(_) => state.throttle.device_login_succeeded(&d.id, &d.user).await,
+                Err(_) => {}
+            }
+            outcome
         }
-        // The right password for an account a server admin disabled (admin API).
-        Err(e) if e.code == ErrorCode::Forbidden => {
-            state.throttle.login_succeeded(ip, &creds.username).await;
-            return Err(e.into());
-        }
-        Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::RateLimited) => {
-            password_queue_full(&e);
-            state.throttle.login_unanswered(&creds.username).await;
-            return Err(e.into());
-        }
-        Err(_) => {
-            state.throttle.login_unanswered(&creds.username).await;
-            return Err(unauthorized().into());
+        None => {
+            let _attempt = state.throttle.login_allowed(ip, &creds.username).await?;
+            let outcome = state.services.ask::<Login>(&creds.username, &creds).await;
+            match &outcome {
+                Err(e) if e.code == ErrorCode::Unauthorized => {
+                    state.throttle.login_failed(ip, &creds.username).await;
+                }
+                // The right password (for an account a server admin disabled: `forbidden`).
+                Ok(_) => state.throttle.login_succeeded(ip, &creds.username).await,
+                Err(e) if e.code == ErrorCode::Forbidden => {
+                    state.throttle.login_succeeded(ip, &creds.username).await;
+                }
+                Err(_) => state.throttle.login_unanswered(&creds.username).await,
+            }
+            outcome
         }
     };
-    state.throttle.login_succeeded(ip, &user.user).await;
+    let user = match outcome {
+        Ok(user) => user,
+        Err(e) if e.code == ErrorCode::Unauthorized => return Err(unauthorized().into()),
+        // The right password for an account a server admin disabled (admin API).
+        Err(e) if e.code == ErrorCode::Forbidden => return Err(e.into()),
+        Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::RateLimited) => {
+            password_queue_full(&e);
+            return Err(e.into());
+        }
+        Err(_) => return Err(unauthorized().into()),
+    };
     let (token, expires_at) = state.tokens.issue(&user.user, user.gen).ok_or_else(|| {
         ApiError::bad_request("this gateway accepts tokens of an external issuer only")
     })?;
+    // A new device token each login (the one brought, if any, stays valid until it expires).
+    let device = state.tokens.issue_device(&user.user);
     Ok(reply::json(
         200,
-        &serde_json::json!({ "token": token, "expires_at": expires_at }),
+        &serde_json::json!({ "token": token, "expires_at": expires_at, "device": device }),
     ))
 }
+
+/// Longest device token looked at (the ones this gateway issues are about 250 bytes).
+const MAX_DEVICE_TOKEN_BYTES: usize = 1024;
 
 /// Revokes every token of the caller issued so far, this one included (built-in tokens).
 async fn logout_all(state: &AppState, req: Request<Incoming>) -> Answer {

@@ -77,8 +77,17 @@ impl Service {
         // Taken up front (so guesses checked at once cannot all slip in), given back by a
         // right password or a check that gave no verdict: what stays counts wrong passwords,
         // from every gateway, for names with an account or without alike.
+        // A known device's login (the gateway checked its device token; its own lockout
+        // bounds its guesses) is not held by the others' guessing: its wrong password
+        // counts, but the count does not refuse it.
         let account = Arc::<str>::from(req.username.as_str());
-        if let Err(wait) = self.inner.login_failures.check(account.clone(), true).await {
+        let known = req.trusted;
+        let counted = if known {
+            Ok(())
+        } else {
+            self.inner.login_failures.check(account.clone(), true).await
+        };
+        if let Err(wait) = counted {
             metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Err(ApiError::new(
@@ -90,7 +99,9 @@ impl Service {
         let record = match record {
             Ok(record) => record,
             Err(e) => {
-                self.inner.login_failures.refund(&account).await;
+                if !known {
+                    self.inner.login_failures.refund(&account).await;
+                }
                 return Err(e.into());
             }
         };
@@ -98,8 +109,13 @@ impl Service {
         let disabled = record.as_ref().is_some_and(|u| u.disabled);
         let hash = record.map(|u| u.hash);
         let verified = self.inner.passwords.verify(req.password, hash).await;
-        if !matches!(verified, Ok(false)) {
-            self.inner.login_failures.refund(&account).await;
+        match (&verified, known) {
+            (Ok(false), true) => {
+                let _ = self.inner.login_failures.check(account, true).await;
+            }
+            (Ok(false), false) => {}
+            (_, true) => {}
+            (_, false) => self.inner.login_failures.refund(&account).await,
         }
         if verified? {
             // Said only to whoever knows the password: nobody else learns the account's state.

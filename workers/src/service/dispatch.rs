@@ -60,8 +60,14 @@ pub(crate) async fn serve_partition(
                 "subscription {subject} closed"
             )));
         };
-        let permit = if is_password_op(op_of(&msg)) {
-            match svc.password_slot() {
+        let op = op_of(&msg);
+        let permit = if is_password_op(op) {
+            let slot = if op == ops::Login::NAME && known_device(&msg.payload) {
+                svc.known_device_slot()
+            } else {
+                svc.password_slot()
+            };
+            match slot {
                 Some(permit) => permit,
                 None => {
                     refuse_busy(&nats, msg).await;
@@ -104,6 +110,16 @@ fn is_password_op(op: &str) -> bool {
         || op == ops::Register::NAME
         || op == ops::ChangePassword::NAME
         || op == ops::IdentityReplace::NAME
+}
+
+/// Whether a login request says (as only the gateway may) that it comes from a known device.
+fn known_device(payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Known {
+        #[serde(default)]
+        trusted: bool,
+    }
+    serde_json::from_slice::<Known>(payload).is_ok_and(|k| k.trusted)
 }
 
 /// Answers a password request the hashing queue has no room for.

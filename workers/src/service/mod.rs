@@ -223,6 +223,11 @@ impl Service {
         self.inner.passwords.admit()
     }
 
+    /// [`Service::password_slot`] for a known device's login (its reserved places too).
+    pub(crate) fn known_device_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.passwords.admit_known()
+    }
+
     pub(crate) fn model(&self) -> &Model {
         &self.inner.model
     }

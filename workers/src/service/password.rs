@@ -6,7 +6,9 @@
 //!
 //! Password requests are admitted before they run: at most `threads + queue` are in progress
 //! (hashing or waiting for a thread), and one more fails at once with `rate_limited` instead
-//! of queueing. They never hold the worker's shared service permits, so history, room lists
+//! of queueing. Logins of known devices (a valid device token, checked by the gateway) have
+//! a quarter of the queue more, at least four places, that nothing else takes: a flood of
+//! guesses from many addresses cannot keep an account's owner out. They never hold the worker's shared service permits, so history, room lists
 //! and access checks never wait behind hashing (a login flood answered 503 to everyone).
 //!
 //! A request admitted in time can still wait for a thread past the moment its caller gives
@@ -101,6 +103,14 @@ pub(crate) struct Passwords {
     dummy: Arc<OnceCell<String>>,
     /// Password requests in progress: hashing, or waiting for a hashing thread.
     slots: Arc<Semaphore>,
+    /// More places, for logins of known devices only ([`Passwords::admit_known`]).
+    reserved: Arc<Semaphore>,
+}
+
+/// Places kept for logins of known devices beside a queue of `queue`: a quarter of it, at
+/// least four.
+pub(crate) fn reserved_places(queue: usize) -> usize {
+    (queue / 4).max(4)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,11 +152,13 @@ impl Passwords {
         } else {
             threads
         };
+        let reserved = reserved_places(queue);
         Ok(Self {
             params,
-            pool: Arc::new(HashPool::new(threads, queue)?),
+            pool: Arc::new(HashPool::new(threads, queue + reserved)?),
             dummy: Arc::new(OnceCell::new()),
             slots: Arc::new(Semaphore::new(threads + queue)),
+            reserved: Arc::new(Semaphore::new(reserved)),
         })
     }
 
@@ -154,6 +166,14 @@ impl Passwords {
     /// thread is busy and the queue is full: the caller answers `rate_limited` at once.
     pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
         self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// [`Passwords::admit`] for the login of a known device (the gateway checked its device
+    /// token): when the shared places are taken (a flood of guesses from elsewhere), one of
+    /// the places kept for known devices.
+    pub fn admit_known(&self) -> Option<OwnedSemaphorePermit> {
+        self.admit()
+            .or_else(|| self.reserved.clone().try_acquire_owned().ok())
     }
 
     /// The PHC string of a new hash of `password`.
@@ -214,6 +234,24 @@ mod tests {
         assert!(p.admit().is_none(), "over threads + queue");
         drop(held);
         assert!(p.admit().is_some());
+    }
+
+    /// When a flood holds every shared place, a known device's login still gets one of the
+    /// places kept for it; once those are taken too, it is refused like the rest.
+    #[test]
+    fn known_devices_have_places_of_their_own() {
+        let p = Passwords::new(8, 1, 1, 8).unwrap();
+        let flood: Vec<_> = std::iter::from_fn(|| p.admit()).take(100).collect();
+        assert_eq!(flood.len(), 1 + 8, "threads + queue");
+        assert!(p.admit().is_none());
+        let known: Vec<_> = std::iter::from_fn(|| p.admit_known()).take(100).collect();
+        assert_eq!(known.len(), reserved_places(8));
+        assert!(p.admit_known().is_none());
+        drop(flood);
+        assert!(
+            p.admit_known().is_some(),
+            "the shared places first once free"
+        );
     }
 
     /// A job whose request's deadline passes while it waits for the only thread is not
