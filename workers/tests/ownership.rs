@@ -45,6 +45,21 @@ async fn lone_worker(server: &natsd::NatsServer, cfg: chatmesh_workers::WorkerCo
     w
 }
 
+/// Sends a signal (`-STOP`, `-CONT`) to the test's own nats-server child, by pid.
+fn signaller(server: &natsd::NatsServer) -> impl Fn(&str) {
+    let pid = server
+        .pid()
+        .expect("the test's nats-server runs")
+        .to_string();
+    move |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+}
+
 /// Two workers split the partitions when the second joins; when one crashes, the other
 /// runs them all within the lease TTL; no message is lost or stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,17 +202,7 @@ async fn a_hanging_lease_renewal_stops_the_partitions_within_their_margin() {
     let dir = tempfile::tempdir().unwrap();
     let w = lone_worker(&server, shared(dir.path())).await;
     // The server is frozen (our own child, by pid): requests go out, nothing comes back.
-    let pid = server
-        .pid()
-        .expect("the test's nats-server runs")
-        .to_string();
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {sig} {pid}");
-    };
+    let signal = signaller(&server);
     signal("-STOP");
     // TTL 3 s: stopped 2 s after the last renewal at most (plus a round's tick); a round's
     // requests would have waited out their 10 s timeout first.
@@ -250,17 +255,7 @@ async fn partitions_stop_within_their_margin_while_the_loop_waits_on_another() {
     })
     .await;
     ghost.abort();
-    let pid = server
-        .pid()
-        .expect("the test's nats-server runs")
-        .to_string();
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {sig} {pid}");
-    };
+    let signal = signaller(&server);
     signal("-STOP");
     let frozen = Instant::now();
     // TTL 3 s: stopped 2 s after the last renewal at most (renewals every second), not
