@@ -269,10 +269,12 @@ async fn guessing_and_registration_are_throttled() -> Result<()> {
 }
 
 /// A login hands out a device token; a login that brings it back is a known device's
-/// (OWASP's device cookies): while guessing from other addresses keeps the account's limit
-/// spent, its owner without the token is refused 429, with it logs in. The token is no
-/// access token, another account's is no device for this one, and a device has its own
-/// lockout: wrong passwords with it lock it out, the right one included.
+/// (OWASP's device cookies): while guessing from other addresses keeps the account's limits
+/// spent (the gateway's and the worker's, both at 4 here), its owner without the token is
+/// refused 429, with it logs in. The token is no access token; another account's, a
+/// made-up one or a client's own `known_device` are no device; a device has its own
+/// lockout, which another device of the owner does not share; `logout_all` makes every
+/// device unknown again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_device_logs_in_while_guessing_holds_its_account() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -280,6 +282,8 @@ async fn a_known_device_logs_in_while_guessing_holds_its_account() -> Result<()>
     config.gateway.login_free_failures = 3;
     config.gateway.login_account_failures_per_minute = 1;
     config.gateway.login_account_burst = 4;
+    config.worker.login_account_failures_per_minute = 1;
+    config.worker.login_account_burst = 4;
     let mesh = start_mesh(dir.path(), config).await?;
     let base = mesh.url();
     let (login, register) = (
@@ -292,16 +296,21 @@ async fn a_known_device_logs_in_while_guessing_holds_its_account() -> Result<()>
         assert_eq!(s, 201, "{v}");
     }
     let device_of = |v: &Value| v["device"].as_str().map(str::to_owned);
-    let (s, _, v) = post(&owner, &login, None, credentials("ann", PASSWORD)).await?;
-    assert_eq!(s, 200, "{v}");
-    let device = device_of(&v).context("a login hands out a device token")?;
+    // The owner's phone and laptop log in once each: two devices.
+    let mut devices = Vec::new();
+    for _ in 0..2 {
+        let (s, _, v) = post(&owner, &login, None, credentials("ann", PASSWORD)).await?;
+        assert_eq!(s, 200, "{v}");
+        devices.push(device_of(&v).context("a login hands out a device token")?);
+    }
+    let (phone, laptop) = (devices[0].clone(), devices[1].clone());
     let (s, _, v) = post(&owner, &login, None, credentials("bob", PASSWORD)).await?;
     assert_eq!(s, 200, "{v}");
     let bobs = device_of(&v).context("bob's device token")?;
 
     let rooms = owner
         .get(format!("{base}/v1/rooms"))
-        .bearer_auth(&device)
+        .bearer_auth(&phone)
         .send()
         .await?;
     assert_eq!(
@@ -310,7 +319,7 @@ async fn a_known_device_logs_in_while_guessing_holds_its_account() -> Result<()>
         "a device token is no access token"
     );
 
-    // Guessing from other addresses spends the account's limit.
+    // Guessing from other addresses spends the account's limits.
     let mut statuses = Vec::new();
     for i in 0..12u8 {
         let guesser = client_from(40 + i)?;
@@ -319,40 +328,58 @@ async fn a_known_device_logs_in_while_guessing_holds_its_account() -> Result<()>
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     let (s, _, v) = post(&owner, &login, None, credentials("ann", PASSWORD)).await?;
-    assert_eq!(
-        s, 429,
-        "the owner without the device token is held too: {v}"
-    );
+    assert_eq!(s, 429, "the owner without a device token is held too: {v}");
 
     let with = |password: &str, device: &str| json!({"username": "ann", "password": password, "device": device});
-    let (s, _, v) = post(&owner, &login, None, with(PASSWORD, &device)).await?;
-    assert_eq!(s, 200, "the known device logs in: {v}");
-    let renewed = device_of(&v).context("a new device token")?;
-    assert_ne!(renewed, device);
+    let (s, _, v) = post(&owner, &login, None, with(PASSWORD, &phone)).await?;
+    assert_eq!(s, 200, "the known device logs in past both limits: {v}");
+    let phone = device_of(&v).context("the phone's device token again")?;
     let by_sdk = chatmesh_client::Http::new(&base)?
-        .login_known("ann", PASSWORD, &renewed)
+        .login_known("ann", PASSWORD, &phone)
         .await?;
     assert!(
         by_sdk.device.is_some(),
         "the Rust client brings it back too"
     );
-    let (s, _, _) = post(&owner, &login, None, with(PASSWORD, &bobs)).await?;
-    assert_eq!(s, 429, "bob's device token is no device for ann");
-    let (s, _, _) = post(&owner, &login, None, with(PASSWORD, "not.a.token")).await?;
-    assert_eq!(s, 429, "nor is a made-up one");
+    for (what, body) in [
+        ("bob's device token", with(PASSWORD, &bobs)),
+        ("a made-up token", with(PASSWORD, "not.a.token")),
+        (
+            "a client's own known_device",
+            json!({"username": "ann", "password": PASSWORD, "known_device": "x"}),
+        ),
+    ] {
+        let (s, _, v) = post(&owner, &login, None, body).await?;
+        assert_eq!(s, 429, "{what} is no device for ann: {v}");
+    }
 
-    // The device's own lockout: three free failures, then even the right password waits.
+    // The phone's own lockout: three free failures, then even the right password waits;
+    // the laptop is another device.
     for _ in 0..3 {
-        let (s, _, v) = post(&owner, &login, None, with("wrong password", &renewed)).await?;
+        let (s, _, v) = post(&owner, &login, None, with("wrong password", &phone)).await?;
         assert_eq!(s, 401, "{v}");
     }
-    let (s, retry, v) = post(&owner, &login, None, with(PASSWORD, &renewed)).await?;
+    let (s, retry, v) = post(&owner, &login, None, with(PASSWORD, &phone)).await?;
     assert_eq!((s, http_error(&v)), (429, Some(ErrorCode::RateLimited)));
     assert!(retry.is_some_and(|r| r >= 1), "{retry:?}");
-    let (s, _, v) = post(&owner, &login, None, with(PASSWORD, &device)).await?;
+    let (s, _, v) = post(&owner, &login, None, with(PASSWORD, &laptop)).await?;
+    assert_eq!(s, 200, "the laptop is not locked by the phone: {v}");
+    let token = v["token"].as_str().context("token")?.to_owned();
+    let laptop = device_of(&v).context("the laptop's device token again")?;
+
+    // A logout everywhere (or a password change) makes every device unknown again.
+    let (s, _, v) = post(
+        &owner,
+        &format!("{base}/v1/auth/logout_all"),
+        Some(&token),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, _, v) = post(&owner, &login, None, with(PASSWORD, &laptop)).await?;
     assert_eq!(
-        s, 200,
-        "another device of the owner is not locked by it: {v}"
+        s, 429,
+        "the laptop's token from before the logout is no device: {v}"
     );
     mesh.stop().await
 }

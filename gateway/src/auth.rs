@@ -73,6 +73,9 @@ struct DeviceClaims {
     iat: u64,
     iss: String,
     jti: String,
+    /// The account's token generation when it was issued: a `logout_all` or a password
+    /// change (which raise it) makes the device unknown again.
+    gen: u64,
 }
 
 /// What a device token handed back at login says.
@@ -81,6 +84,8 @@ pub struct Device {
     pub user: String,
     /// The device's id: the key of its own lockout.
     pub id: String,
+    /// The account's token generation when the token was issued.
+    pub gen: u64,
 }
 
 /// Issues and verifies tokens.
@@ -156,9 +161,9 @@ impl Tokens {
         })
     }
 
-    /// A device token for a login of `user` (a new device id each time); `None` when
-    /// tokens come from an external issuer.
-    pub fn issue_device(&self, user: &str) -> Option<String> {
+    /// A device token for a login of `user` at token generation `gen`: the device `id` a
+    /// known device brought, or a new one; `None` when tokens come from an external issuer.
+    pub fn issue_device(&self, user: &str, gen: u64, id: Option<&str>) -> Option<String> {
         let (key, _) = self.devices.as_ref()?;
         let now = now_secs();
         let claims = DeviceClaims {
@@ -166,7 +171,8 @@ impl Tokens {
             iat: now,
             exp: now + self.device_ttl_secs,
             iss: self.issuer.clone(),
-            jti: format!("{:032x}", rand::random::<u128>()),
+            jti: id.map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned),
+            gen,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()
     }
@@ -185,6 +191,7 @@ impl Tokens {
         sane.then_some(Device {
             user: c.sub,
             id: c.jti,
+            gen: c.gen,
         })
     }
 
@@ -284,19 +291,27 @@ mod tests {
         assert_eq!(id.gen, Some(7), "the generation round-trips");
     }
 
-    /// Device tokens name their account and a fresh id each; neither kind of token passes
+    /// Device tokens name their account, generation and device id; neither kind of token passes
     /// for the other, nor does another deployment's (another secret) device token.
     #[test]
     fn device_tokens_are_apart_from_access_tokens() {
         let t = tokens(&"d".repeat(32));
-        let one = t.issue_device("ann").unwrap();
-        let two = t.issue_device("ann").unwrap();
+        let one = t.issue_device("ann", 3, None).unwrap();
+        let two = t.issue_device("ann", 3, None).unwrap();
         let (a, b) = (
             t.verify_device(&one).unwrap(),
             t.verify_device(&two).unwrap(),
         );
         assert_eq!((a.user.as_str(), b.user.as_str()), ("ann", "ann"));
-        assert_ne!(a.id, b.id, "a new device id each login");
+        assert_eq!((a.gen, b.gen), (3, 3));
+        assert_ne!(a.id, b.id, "a new device id for a new device");
+        let again = t.issue_device("ann", 4, Some(&a.id)).unwrap();
+        let c = t.verify_device(&again).unwrap();
+        assert_eq!(
+            (c.id.as_str(), c.gen),
+            (a.id.as_str(), 4),
+            "a known device keeps its id"
+        );
         assert!(t.verify(&one).is_err(), "a device token is no access token");
         let (access, _) = t.issue("ann", 0).unwrap();
         assert!(

@@ -15,10 +15,10 @@
 //!   account's login.
 //!
 //! A login that brings back a valid device token of its account (a known device, see
-//! `auth::Tokens::issue_device`) passes none of these: only the device's own lockout
-//! (`login_free_failures`, then the same doubling windows) applies to it, so a flood of
-//! guesses from elsewhere, which keeps the IP, (IP, account) and account limits spent, does
-//! not hold the account's owner out (OWASP's device cookies).
+//! `auth::Tokens::issue_device`) passes its IP's bucket and the device's own lockout
+//! (`login_free_failures`, then the same doubling windows) instead of the (IP, account)
+//! lockout and the account's bucket, so a flood of guesses from elsewhere, which keeps those
+//! spent, does not hold the account's owner out (OWASP's device cookies).
 //!
 //! Registrations have a bucket per IP; room creation, searches, KeyPackage claims and the
 //! audit records of refused admin calls one per user. Every table is a bounded
@@ -272,20 +272,30 @@ impl Throttle {
         self.fail(&lock);
     }
 
-    /// May a known device (a valid device token of `user`, with id `device`) try a
-    /// password for `user` now? Only the device's own lockout applies: the IP's and the
-    /// account's limits, which guessing from elsewhere spends, do not hold its owner out.
+    /// May a known device (a valid device token of `user`, with id `device`) at `ip` try a
+    /// password for `user` now? The IP's bucket and the device's own lockout apply; the
+    /// (IP, account) lockout and the account's bucket, which guessing from elsewhere
+    /// spends, do not hold the account's owner out.
     pub async fn device_login_allowed(
         &self,
+        ip: IpAddr,
         device: &str,
         user: &str,
     ) -> Result<Attempt, Throttled> {
+        let ip = client_key(ip);
+        self.login_ip
+            .check(ip, true)
+            .await
+            .map_err(|wait| Throttled::new("login_ip", wait))?;
         let key = (Arc::<str>::from(device), Arc::<str>::from(user));
         let lock = self
             .device_lockouts
             .get_with(key, async { Arc::default() })
             .await;
-        self.enter(&lock, "login_device_lockout")?;
+        if let Err(refused) = self.enter(&lock, "login_device_lockout") {
+            self.login_ip.refund(&ip).await;
+            return Err(refused);
+        }
         Ok(Attempt(lock))
     }
 

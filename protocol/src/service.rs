@@ -99,10 +99,12 @@ pub struct Credentials {
     /// the lockouts and limits that guessing from elsewhere set off (docs/SECURITY.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// Set by the gateway, never taken from a client: the login came with a valid device
-    /// token of this account (the worker admits it to its reserved hashing places).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub trusted: bool,
+    /// Set by the gateway, never taken from a client: the id of the known device the login
+    /// comes from (it brought a valid, unrevoked device token of this account). The worker
+    /// admits it to a hashing place kept for known devices (one per account at a time), and
+    /// bounds the device's wrong passwords over every gateway instead of the account's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_device: Option<String>,
 }
 
 impl Credentials {
@@ -114,7 +116,7 @@ impl Credentials {
             admin_token: None,
             ip: None,
             device: None,
-            trusted: false,
+            known_device: None,
         }
     }
 }
@@ -131,7 +133,7 @@ impl std::fmt::Debug for Credentials {
             )
             .field("ip", &self.ip)
             .field("device", &self.device.as_ref().map(|_| "<redacted>"))
-            .field("trusted", &self.trusted)
+            .field("known_device", &self.known_device)
             .finish()
     }
 }

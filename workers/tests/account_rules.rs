@@ -63,7 +63,10 @@ async fn wrong_passwords_are_counted_per_account_on_the_worker() {
     assert!(refused.message.contains("retry in"), "{}", refused.message);
     assert_eq!(code(s.login(creds("ann")).await), ErrorCode::RateLimited);
     // A known device's login (the gateway checked its device token) is not held by it.
-    let known = |c: Credentials| Credentials { trusted: true, ..c };
+    let known = |c: Credentials| Credentials {
+        known_device: Some("d1".into()),
+        ..c
+    };
     s.login(known(creds("ann")))
         .await
         .expect("the owner's known device");
@@ -81,6 +84,53 @@ async fn wrong_passwords_are_counted_per_account_on_the_worker() {
         );
     }
     assert_eq!(code(s.login(wrong("nobody")).await), ErrorCode::RateLimited);
+}
+
+/// A known device's wrong passwords count toward its account's count (an ordinary login is
+/// refused once they spent it) and toward the device's own, over every gateway together:
+/// past `DEVICE_FAILURES_PER_HOUR` that device is refused, another device of the account is
+/// not.
+#[tokio::test]
+async fn a_known_devices_wrong_passwords_count_for_the_account_and_the_device() {
+    let l = Local::with(|c| {
+        c.login_account_failures_per_minute = 1;
+        c.login_account_burst = 3;
+    })
+    .await;
+    let s = &l.service;
+    users(&l, &["cat"]).await;
+    let from = |device: &str, password: &str| Credentials {
+        known_device: Some(device.into()),
+        ..Credentials::new("cat", password)
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            code(s.login(from("d1", "wrong horse")).await),
+            ErrorCode::Unauthorized
+        );
+    }
+    assert_eq!(
+        code(s.login(creds("cat")).await),
+        ErrorCode::RateLimited,
+        "the device's wrong passwords spent the account's count"
+    );
+    let per_device = chatmesh_workers::service::DEVICE_FAILURES_PER_HOUR;
+    for _ in 3..per_device {
+        assert_eq!(
+            code(s.login(from("d1", "wrong horse")).await),
+            ErrorCode::Unauthorized
+        );
+    }
+    let refused = s.login(from("d1", "correct horse")).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert!(
+        refused.message.contains("this device"),
+        "{}",
+        refused.message
+    );
+    s.login(from("d2", "correct horse"))
+        .await
+        .expect("another known device of the account");
 }
 
 /// A user creates at most `max_rooms_per_user` rooms; a refused or conflicting create does

@@ -149,7 +149,7 @@ async fn register(state: &AppState, req: Request<Incoming>) -> Answer {
     let mut creds: Credentials = body(req).await?;
     // The gateway's word only: a client's `ip` is replaced (and a login's fields dropped).
     creds.ip = Some(ip.to_string());
-    creds.trusted = false;
+    creds.known_device = None;
     creds.device = None;
     name("username", &creds.username)?;
     if creds.password.chars().count() < 8 {
@@ -181,23 +181,22 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
     // Only the gateway names addresses (a login's is not used by the worker) and says
     // whether a device is known.
     creds.ip = None;
-    creds.trusted = false;
+    creds.known_device = None;
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "wrong user name or password");
     if validate_name("username", &creds.username).is_err() || creds.password.len() > 1024 {
         return Err(unauthorized().into());
     }
     // A device token of another account, expired or not ours is no device: the login goes
     // the way of any other.
-    let device = creds
-        .device
-        .take()
-        .filter(|d| d.len() <= MAX_DEVICE_TOKEN_BYTES)
-        .and_then(|d| state.tokens.verify_device(&d))
-        .filter(|d| d.user == creds.username);
+    let device = known_device(state, &creds).await;
+    creds.device = None;
     let outcome = match &device {
         Some(d) => {
-            let _attempt = state.throttle.device_login_allowed(&d.id, &d.user).await?;
-            creds.trusted = true;
+            let _attempt = state
+                .throttle
+                .device_login_allowed(ip, &d.id, &d.user)
+                .await?;
+            creds.known_device = Some(d.id.clone());
             let outcome = state.services.ask::<Login>(&creds.username, &creds).await;
             match &outcome {
                 Err(e) if e.code == ErrorCode::Unauthorized => {
@@ -239,8 +238,12 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
     let (token, expires_at) = state.tokens.issue(&user.user, user.gen).ok_or_else(|| {
         ApiError::bad_request("this gateway accepts tokens of an external issuer only")
     })?;
-    // A new device token each login (the one brought, if any, stays valid until it expires).
-    let device = state.tokens.issue_device(&user.user);
+    // A device token each login: a known device keeps its id, a new one gets one (a token
+    // brought back stays valid until it expires, or until the account's generation moves).
+    let device =
+        state
+            .tokens
+            .issue_device(&user.user, user.gen, device.as_ref().map(|d| d.id.as_str()));
     Ok(reply::json(
         200,
         &serde_json::json!({ "token": token, "expires_at": expires_at, "device": device }),
@@ -249,6 +252,28 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
 
 /// Longest device token looked at (the ones this gateway issues are about 250 bytes).
 const MAX_DEVICE_TOKEN_BYTES: usize = 1024;
+
+/// The known device a login comes from: its device token is this deployment's, unexpired,
+/// of the account logging in, and issued at the account's current token generation (a
+/// `logout_all` or a password change since makes the device unknown again). Any other token
+/// is no device: the login goes the way of any other.
+async fn known_device(state: &AppState, creds: &Credentials) -> Option<crate::auth::Device> {
+    let token = creds.device.as_deref()?;
+    if token.len() > MAX_DEVICE_TOKEN_BYTES {
+        return None;
+    }
+    let device = state.tokens.verify_device(token)?;
+    if device.user != creds.username {
+        return None;
+    }
+    let at = crate::auth::Identity {
+        user: device.user.clone(),
+        expires_at: 0,
+        gen: Some(device.gen),
+    };
+    state.revocation.check(&at).await.ok()?;
+    Some(device)
+}
 
 /// Revokes every token of the caller issued so far, this one included (built-in tokens).
 async fn logout_all(state: &AppState, req: Request<Incoming>) -> Answer {

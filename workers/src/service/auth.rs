@@ -76,32 +76,31 @@ impl Service {
         }
         // Taken up front (so guesses checked at once cannot all slip in), given back by a
         // right password or a check that gave no verdict: what stays counts wrong passwords,
-        // from every gateway, for names with an account or without alike.
-        // A known device's login (the gateway checked its device token; its own lockout
-        // bounds its guesses) is not held by the others' guessing: its wrong password
-        // counts, but the count does not refuse it.
+        // from every gateway, for names with an account or without alike. A known device's
+        // login (the gateway checked its device token) is counted per device instead, so the
+        // others' guessing does not hold it; its wrong passwords count toward the account
+        // too, without refusing it.
         let account = Arc::<str>::from(req.username.as_str());
-        let known = req.trusted;
-        let counted = if known {
-            Ok(())
-        } else {
-            self.inner.login_failures.check(account.clone(), true).await
+        let (bucket, key, whose) = match &req.known_device {
+            Some(device) => (
+                &self.inner.device_failures,
+                Arc::<str>::from(format!("{}\n{device}", req.username)),
+                "this device",
+            ),
+            None => (&self.inner.login_failures, account.clone(), "this account"),
         };
-        if let Err(wait) = counted {
+        if let Err(wait) = bucket.check(key.clone(), true).await {
             metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Err(ApiError::new(
                 ErrorCode::RateLimited,
-                format!("too many wrong passwords for this account; retry in {secs} s"),
+                format!("too many wrong passwords from {whose}; retry in {secs} s"),
             ));
         }
-        let record = self.model().user(&req.username).await;
-        let record = match record {
+        let record = match self.model().user(&req.username).await {
             Ok(record) => record,
             Err(e) => {
-                if !known {
-                    self.inner.login_failures.refund(&account).await;
-                }
+                bucket.refund(&key).await;
                 return Err(e.into());
             }
         };
@@ -109,13 +108,12 @@ impl Service {
         let disabled = record.as_ref().is_some_and(|u| u.disabled);
         let hash = record.map(|u| u.hash);
         let verified = self.inner.passwords.verify(req.password, hash).await;
-        match (&verified, known) {
-            (Ok(false), true) => {
+        match &verified {
+            Ok(false) if req.known_device.is_some() => {
                 let _ = self.inner.login_failures.check(account, true).await;
             }
-            (Ok(false), false) => {}
-            (_, true) => {}
-            (_, false) => self.inner.login_failures.refund(&account).await,
+            Ok(false) => {}
+            _ => bucket.refund(&key).await,
         }
         if verified? {
             // Said only to whoever knows the password: nobody else learns the account's state.

@@ -24,11 +24,12 @@ use chatmesh_protocol::service::{self as ops, Op, Reply};
 use chatmesh_protocol::{ApiError, ErrorCode};
 use futures::StreamExt;
 use metrics::{counter, histogram};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use super::password::Place;
 use super::Service;
 use crate::error::WorkerError;
 use crate::metrics as m;
@@ -61,14 +62,16 @@ pub(crate) async fn serve_partition(
             )));
         };
         let op = op_of(&msg);
-        let permit = if is_password_op(op) {
-            let slot = if op == ops::Login::NAME && known_device(&msg.payload) {
-                svc.known_device_slot()
-            } else {
-                svc.password_slot()
+        let known = (op == ops::Login::NAME)
+            .then(|| known_device(&msg.payload))
+            .flatten();
+        let place = if is_password_op(op) {
+            let slot = match &known {
+                Some(user) => svc.known_device_slot(user),
+                None => svc.password_slot(),
             };
             match slot {
-                Some(permit) => permit,
+                Some(place) => place,
                 None => {
                     refuse_busy(&nats, msg).await;
                     continue;
@@ -81,7 +84,7 @@ pub(crate) async fn serve_partition(
                 permit = limit.clone().acquire_owned() => permit,
             };
             let Ok(permit) = permit else { break };
-            permit
+            Place::from(permit)
         };
         // Its caller stopped waiting while it queued: not run (see natskit::deadline).
         if msg.reply.is_some() && natskit::deadline::expired(msg.headers.as_ref()) {
@@ -89,7 +92,13 @@ pub(crate) async fn serve_partition(
             counter!(m::REQUESTS, "op" => op, "outcome" => "expired").increment(1);
             continue;
         }
-        tasks.spawn(handle(svc.clone(), nats.clone(), msg, permit));
+        tasks.spawn(handle(
+            svc.clone(),
+            nats.clone(),
+            msg,
+            place,
+            known.is_some(),
+        ));
         while tasks.try_join_next().is_some() {}
     }
     if let Err(e) = sub.unsubscribe().await {
@@ -112,14 +121,17 @@ fn is_password_op(op: &str) -> bool {
         || op == ops::IdentityReplace::NAME
 }
 
-/// Whether a login request says (as only the gateway may) that it comes from a known device.
-fn known_device(payload: &[u8]) -> bool {
+/// The account a login request names, if it says (as only the gateway may) that it comes
+/// from a known device of it.
+fn known_device(payload: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Known {
+        username: String,
         #[serde(default)]
-        trusted: bool,
+        known_device: Option<String>,
     }
-    serde_json::from_slice::<Known>(payload).is_ok_and(|k| k.trusted)
+    let known = serde_json::from_slice::<Known>(payload).ok()?;
+    known.known_device.map(|_| known.username)
 }
 
 /// Answers a password request the hashing queue has no room for.
@@ -138,10 +150,11 @@ async fn refuse_busy(nats: &Client, msg: Message) {
     }
 }
 
-async fn handle(svc: Service, nats: Client, msg: Message, _permit: OwnedSemaphorePermit) {
+async fn handle(svc: Service, nats: Client, msg: Message, _place: Place, known: bool) {
     let op = op_of(&msg);
     let deadline = natskit::deadline::of(msg.headers.as_ref());
-    let (body, _) = super::password::with_deadline(deadline, svc.dispatch(op, &msg.payload)).await;
+    let served = svc.dispatch(op, &msg.payload);
+    let (body, _) = super::password::with_request(deadline, known, served).await;
     if let Some(reply) = msg.reply.clone() {
         let body = within_max_payload(&nats, op, body);
         if let Err(e) = nats.publish(reply, body.into()).await {
@@ -359,4 +372,21 @@ where
 fn encode<T: serde::Serialize>(reply: &Reply<T>) -> Vec<u8> {
     serde_json::to_vec(reply)
         .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a login request whose `known_device` the gateway set is a known device's.
+    #[test]
+    fn a_known_device_is_what_the_gateway_says() {
+        let req = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        let known =
+            req(serde_json::json!({"username": "ann", "password": "x", "known_device": "d1"}));
+        assert_eq!(known_device(&known).as_deref(), Some("ann"));
+        let plain = req(serde_json::json!({"username": "ann", "password": "x"}));
+        assert_eq!(known_device(&plain), None);
+        assert_eq!(known_device(b"junk"), None);
+    }
 }

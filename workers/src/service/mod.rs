@@ -58,8 +58,13 @@ pub(crate) use push::{origin, subscription_keys};
 
 /// Lock kinds of [`KeyLocks`].
 const LOCK_USER: u8 = b'u';
-/// Accounts whose wrong passwords one worker keeps count of (the least used are forgotten).
+/// Accounts (and known devices) whose wrong passwords one worker keeps count of (the least
+/// used are forgotten).
 const LOGIN_ACCOUNTS_COUNTED: u64 = 100_000;
+/// Wrong passwords one known device may send per hour (and at once) over every gateway
+/// together: each gateway's own lockout of the device would let N gateways take N times
+/// its free failures.
+pub const DEVICE_FAILURES_PER_HOUR: u32 = 10;
 const LOCK_ROOM: u8 = b'r';
 const LOCK_CURSOR: u8 = b'c';
 const LOCK_FILES: u8 = b'f';
@@ -77,6 +82,8 @@ struct Inner {
     passwords: Passwords,
     /// Wrong passwords per account from every gateway ([`WorkerConfig::login_account_burst`]).
     login_failures: chatmesh_coherent::Buckets<Arc<str>>,
+    /// Wrong passwords per known device (account and device id) from every gateway.
+    device_failures: chatmesh_coherent::Buckets<Arc<str>>,
     events: Option<Events>,
     /// Set when serving over NATS: history then waits for the store to catch up.
     tail: OnceLock<StreamTail>,
@@ -154,6 +161,12 @@ impl Service {
                     cfg.login_account_burst,
                     LOGIN_ACCOUNTS_COUNTED,
                 ),
+                device_failures: chatmesh_coherent::Buckets::new(
+                    std::time::Duration::from_secs(3600),
+                    DEVICE_FAILURES_PER_HOUR,
+                    DEVICE_FAILURES_PER_HOUR,
+                    LOGIN_ACCOUNTS_COUNTED,
+                ),
                 events,
                 tail: OnceLock::new(),
                 trimmed: trim::Trimmed::default(),
@@ -219,13 +232,14 @@ impl Service {
 
     /// A place for one password request (`register`, `login`), or `None` when the hashing
     /// queue is full (see `password.rs`).
-    pub(crate) fn password_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    pub(crate) fn password_slot(&self) -> Option<password::Place> {
         self.inner.passwords.admit()
     }
 
-    /// [`Service::password_slot`] for a known device's login (its reserved places too).
-    pub(crate) fn known_device_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.inner.passwords.admit_known()
+    /// [`Service::password_slot`] for the login of a known device of `user` (the places
+    /// kept for known devices too, one per account).
+    pub(crate) fn known_device_slot(&self, user: &str) -> Option<password::Place> {
+        self.inner.passwords.admit_known(user)
     }
 
     pub(crate) fn model(&self) -> &Model {

@@ -6,56 +6,106 @@
 //!
 //! Password requests are admitted before they run: at most `threads + queue` are in progress
 //! (hashing or waiting for a thread), and one more fails at once with `rate_limited` instead
-//! of queueing. Logins of known devices (a valid device token, checked by the gateway) have
-//! a quarter of the queue more, at least four places, that nothing else takes: a flood of
-//! guesses from many addresses cannot keep an account's owner out. They never hold the worker's shared service permits, so history, room lists
+//! of queueing. They never hold the worker's shared service permits, so history, room lists
 //! and access checks never wait behind hashing (a login flood answered 503 to everyone).
 //!
+//! Logins of known devices (a valid device token, checked by the gateway) go first: their
+//! jobs are taken before any other waiting, and when the shared places are all taken (a
+//! flood of guesses from many addresses) one of the places kept for known devices (a quarter
+//! of the queue, at least four; one per account at a time) admits them, so the flood does not
+//! keep an account's owner out.
+//!
 //! A request admitted in time can still wait for a thread past the moment its caller gives
-//! up ([`natskit::deadline`]): the deadline it came with ([`with_deadline`]) is checked
+//! up ([`natskit::deadline`]): the deadline it came with ([`with_request`]) is checked
 //! again when a thread takes its job, and an expired job is not hashed (`expired`), so a
 //! queue filled by a flood does not spend the threads on answers nobody reads.
 
-use std::sync::{Arc, Mutex};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-tokio::task_local! {
-    /// The deadline of the request being served (ms since the Unix epoch), if it has one.
-    static DEADLINE: Option<u64>;
+/// What the hashing of the request being served needs to know of it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Request {
+    /// When its caller stops waiting (ms since the Unix epoch), if it said.
+    deadline: Option<u64>,
+    /// A known device's login: its jobs go first.
+    known: bool,
 }
 
-/// Runs `fut`, a request's service call, with the request's `deadline`: hashing it asks for
-/// is skipped if a thread takes it up only after the deadline.
-pub(crate) async fn with_deadline<F: std::future::Future>(
+tokio::task_local! {
+    static REQUEST: Request;
+}
+
+/// Runs `fut`, a request's service call, with the request's `deadline` (hashing it asks for
+/// is skipped if a thread takes it up only after the deadline) and whether it is a known
+/// device's login (`known`: its hashing goes before other waiting jobs).
+pub(crate) async fn with_request<F: std::future::Future>(
     deadline: Option<u64>,
+    known: bool,
     fut: F,
 ) -> F::Output {
-    DEADLINE.scope(deadline, fut).await
+    REQUEST.scope(Request { deadline, known }, fut).await
 }
 
-/// A few threads that do all the hashing, so only they ever hold argon2's memory.
+#[derive(Default)]
+struct Queues {
+    known: VecDeque<Job>,
+    others: VecDeque<Job>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+}
+
+/// A few threads that do all the hashing, so only they ever hold argon2's memory. Admission
+/// bounds what waits in their queues.
 struct HashPool {
-    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        self.shared
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+        self.shared.ready.notify_all();
+    }
 }
 
 impl HashPool {
-    fn new(threads: usize, queue: usize) -> Result<Self, PasswordError> {
-        // Admission bounds what is queued, so the channel never fills.
-        let (jobs, rx) = mpsc::channel::<Job>(threads + queue + 1);
-        let rx = Arc::new(Mutex::new(rx));
+    fn new(threads: usize) -> Result<Self, PasswordError> {
+        let shared = Arc::new(Shared::default());
         for i in 0..threads {
-            let rx = rx.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || loop {
-                    // One thread waits in recv at a time; the job runs without the lock.
-                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+                    let job = {
+                        let mut q = shared.queues.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            if let Some(job) = q.known.pop_front().or_else(|| q.others.pop_front())
+                            {
+                                break Some(job);
+                            }
+                            if q.closed {
+                                break None;
+                            }
+                            q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+                        }
+                    };
+                    // The job runs without the lock.
                     match job {
                         Some(job) => job(),
                         None => break,
@@ -63,7 +113,7 @@ impl HashPool {
                 })
                 .map_err(PasswordError::Spawn)?;
         }
-        Ok(Self { jobs })
+        Ok(Self { shared })
     }
 
     async fn run<T: Send + 'static>(
@@ -71,18 +121,26 @@ impl HashPool {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         let (tx, rx) = oneshot::channel();
-        let deadline = DEADLINE.try_with(|d| *d).ok().flatten();
+        let request = REQUEST.try_with(|r| *r).unwrap_or_default();
         let job: Job = Box::new(move || {
-            let done = match deadline {
+            let done = match request.deadline {
                 Some(d) if natskit::deadline::passed(d) => None,
                 _ => Some(f()),
             };
             let _ = tx.send(done);
         });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| PasswordError::Task("hashing threads are gone"))?;
+        {
+            let mut q = self.shared.queues.lock().unwrap_or_else(|e| e.into_inner());
+            if q.closed {
+                return Err(PasswordError::Task("hashing threads are gone"));
+            }
+            if request.known {
+                q.known.push_back(job);
+            } else {
+                q.others.push_back(job);
+            }
+        }
+        self.shared.ready.notify_one();
         let done = rx
             .await
             .map_err(|_| PasswordError::Task("hashing job dropped"))?;
@@ -105,6 +163,38 @@ pub(crate) struct Passwords {
     slots: Arc<Semaphore>,
     /// More places, for logins of known devices only ([`Passwords::admit_known`]).
     reserved: Arc<Semaphore>,
+    /// The accounts holding one of those now (one each).
+    reserved_by: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A password request's place, held until it is answered.
+pub(crate) struct Place {
+    _permit: OwnedSemaphorePermit,
+    _reserved: Option<ReservedBy>,
+}
+
+impl From<OwnedSemaphorePermit> for Place {
+    fn from(permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            _permit: permit,
+            _reserved: None,
+        }
+    }
+}
+
+/// An account's hold on a place kept for known devices; let go when dropped.
+struct ReservedBy {
+    by: Arc<Mutex<HashSet<String>>>,
+    user: String,
+}
+
+impl Drop for ReservedBy {
+    fn drop(&mut self) {
+        self.by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.user);
+    }
 }
 
 /// Places kept for logins of known devices beside a queue of `queue`: a quarter of it, at
@@ -152,28 +242,42 @@ impl Passwords {
         } else {
             threads
         };
-        let reserved = reserved_places(queue);
         Ok(Self {
             params,
-            pool: Arc::new(HashPool::new(threads, queue + reserved)?),
+            pool: Arc::new(HashPool::new(threads)?),
             dummy: Arc::new(OnceCell::new()),
             slots: Arc::new(Semaphore::new(threads + queue)),
-            reserved: Arc::new(Semaphore::new(reserved)),
+            reserved: Arc::new(Semaphore::new(reserved_places(queue))),
+            reserved_by: Arc::default(),
         })
     }
 
     /// A place for one password request (held until it is answered), or `None` when every
     /// thread is busy and the queue is full: the caller answers `rate_limited` at once.
-    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+    pub fn admit(&self) -> Option<Place> {
+        self.slots.clone().try_acquire_owned().ok().map(Place::from)
     }
 
-    /// [`Passwords::admit`] for the login of a known device (the gateway checked its device
-    /// token): when the shared places are taken (a flood of guesses from elsewhere), one of
-    /// the places kept for known devices.
-    pub fn admit_known(&self) -> Option<OwnedSemaphorePermit> {
-        self.admit()
-            .or_else(|| self.reserved.clone().try_acquire_owned().ok())
+    /// [`Passwords::admit`] for the login of a known device of `user` (the gateway checked
+    /// its device token): when the shared places are taken (a flood of guesses from
+    /// elsewhere), one of the places kept for known devices, if `user` holds none yet.
+    pub fn admit_known(&self, user: &str) -> Option<Place> {
+        if let Some(place) = self.admit() {
+            return Some(place);
+        }
+        let mut by = self.reserved_by.lock().unwrap_or_else(|e| e.into_inner());
+        if by.contains(user) {
+            return None;
+        }
+        let permit = self.reserved.clone().try_acquire_owned().ok()?;
+        by.insert(user.to_owned());
+        Some(Place {
+            _permit: permit,
+            _reserved: Some(ReservedBy {
+                by: self.reserved_by.clone(),
+                user: user.to_owned(),
+            }),
+        })
     }
 
     /// The PHC string of a new hash of `password`.
@@ -237,21 +341,55 @@ mod tests {
     }
 
     /// When a flood holds every shared place, a known device's login still gets one of the
-    /// places kept for it; once those are taken too, it is refused like the rest.
+    /// places kept for known devices, one per account at a time; once those are taken too,
+    /// it is refused like the rest.
     #[test]
     fn known_devices_have_places_of_their_own() {
         let p = Passwords::new(8, 1, 1, 8).unwrap();
         let flood: Vec<_> = std::iter::from_fn(|| p.admit()).take(100).collect();
         assert_eq!(flood.len(), 1 + 8, "threads + queue");
         assert!(p.admit().is_none());
-        let known: Vec<_> = std::iter::from_fn(|| p.admit_known()).take(100).collect();
-        assert_eq!(known.len(), reserved_places(8));
-        assert!(p.admit_known().is_none());
+        let ann = p.admit_known("ann").expect("a kept place");
+        assert!(p.admit_known("ann").is_none(), "one per account");
+        let others: Vec<_> = (0..100)
+            .map_while(|i| p.admit_known(&format!("u{i}")))
+            .collect();
+        assert_eq!(others.len() + 1, reserved_places(8));
+        drop(ann);
+        assert!(p.admit_known("ann").is_some(), "let go when answered");
         drop(flood);
         assert!(
-            p.admit_known().is_some(),
+            p.admit_known("bob").is_some(),
             "the shared places first once free"
         );
+    }
+
+    /// A known device's hashing goes before the jobs that were waiting.
+    #[tokio::test]
+    async fn a_known_devices_job_goes_first() {
+        let p = Passwords::new(8, 1, 1, 8).unwrap();
+        let busy = {
+            let pool = p.pool.clone();
+            tokio::spawn(async move {
+                pool.run(|| std::thread::sleep(std::time::Duration::from_millis(300)))
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let job = |name: &'static str, known: bool| {
+            let (pool, order) = (p.pool.clone(), order.clone());
+            tokio::spawn(with_request(None, known, async move {
+                pool.run(move || order.lock().unwrap().push(name)).await
+            }))
+        };
+        let waiting = job("waiting", false);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let known = job("known", true);
+        busy.await.unwrap().unwrap();
+        waiting.await.unwrap().unwrap();
+        known.await.unwrap().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["known", "waiting"]);
     }
 
     /// A job whose request's deadline passes while it waits for the only thread is not
@@ -270,9 +408,9 @@ mod tests {
         // Passes (beyond the slack) 200 ms from now, long before the thread is free.
         let slack = natskit::deadline::SLACK.as_millis() as u64;
         let soon = natskit::deadline::after(std::time::Duration::from_millis(200)) - slack;
-        let late = with_deadline(Some(soon), p.hash("pw".into()));
+        let late = with_request(Some(soon), false, p.hash("pw".into()));
         let later = natskit::deadline::after(std::time::Duration::from_secs(60));
-        let in_time = with_deadline(Some(later), p.hash("pw".into()));
+        let in_time = with_request(Some(later), false, p.hash("pw".into()));
         let (late, in_time) = tokio::join!(late, in_time);
         assert!(matches!(late, Err(PasswordError::Expired)), "{late:?}");
         assert!(in_time.expect("hashed").starts_with("$argon2id$"));
