@@ -102,7 +102,8 @@ pub struct Credentials {
     /// Set by the gateway, never taken from a client: the id of the known device the login
     /// comes from (it brought a valid, unrevoked device token of this account). The worker
     /// admits it to a hashing place kept for known devices (one per account at a time), and
-    /// bounds the device's wrong passwords over every gateway instead of the account's.
+    /// refuses it on the device's count of wrong passwords over every gateway rather than
+    /// the account's (its wrong passwords count toward both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_device: Option<String>,
 }

@@ -271,9 +271,20 @@ async fn known_device(state: &AppState, creds: &Credentials) -> Option<crate::au
         expires_at: 0,
         gen: Some(device.gen),
     };
-    state.revocation.check(&at).await.ok()?;
-    Some(device)
+    // Bounded: with the workers slow or away the device is unknown (the login's own
+    // request then finds out), rather than the login waiting twice.
+    match tokio::time::timeout(DEVICE_CHECK_WAIT, state.revocation.check(&at)).await {
+        Ok(Ok(())) => Some(device),
+        Ok(Err(_)) => None,
+        Err(_) => {
+            metrics::counter!("chatmesh_known_device_checks_timed_out_total").increment(1);
+            None
+        }
+    }
 }
+
+/// How long a login waits to learn whether its device token is still current.
+const DEVICE_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Revokes every token of the caller issued so far, this one included (built-in tokens).
 async fn logout_all(state: &AppState, req: Request<Incoming>) -> Answer {

@@ -167,10 +167,11 @@ pub(crate) struct Passwords {
     reserved_by: Arc<Mutex<HashSet<String>>>,
 }
 
-/// A password request's place, held until it is answered.
+/// A password request's place, held until it is answered. The account's hold goes before
+/// the permit (fields drop in order), so a place freed is never seen still held.
 pub(crate) struct Place {
-    _permit: OwnedSemaphorePermit,
     _reserved: Option<ReservedBy>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl From<OwnedSemaphorePermit> for Place {
