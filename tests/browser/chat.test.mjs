@@ -407,6 +407,22 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
       const device = await user.page.evaluate((name) => localStorage.getItem(`chatmesh.device.${name}`), user.name);
       assert.match(device || "", /^[\w-]+\.[\w-]+\.[\w-]+$/, `${user.name}'s device token`);
     }
+    // A second tab of alice's browser logs in with it (and keeps the one it is given).
+    const stored = await alice.page.evaluate(() => localStorage.getItem("chatmesh.device.alice"));
+    const tab = await alice.context.newPage();
+    try {
+      await tab.goto(url);
+      await tab.locator("#login-username").fill("alice");
+      await tab.locator("#login-password").fill("alice-password-1");
+      const sent = tab.waitForRequest((r) => r.url().endsWith("/v1/auth/login") && r.method() === "POST");
+      await tab.locator("#login-submit").click();
+      assert.equal((await sent).postDataJSON().device, stored, "the login brings the device token back");
+      await tab.locator("#chat-view").waitFor({ state: "visible" });
+      const kept = await tab.evaluate(() => localStorage.getItem("chatmesh.device.alice"));
+      assert.match(kept || "", /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    } finally {
+      await tab.close();
+    }
   });
 
   it("creates a public room and both users join it", async () => {
