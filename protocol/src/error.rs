@@ -89,7 +89,32 @@ impl ApiError {
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
     }
+
+    /// `rate_limited` saying `what` and when to retry, in a form [`ApiError::retry_after`]
+    /// reads back: a worker's refusal reaches the gateway as an `ApiError` only, and the
+    /// gateway's `Retry-After` comes from its message.
+    pub fn rate_limited_for(what: &str, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::new(
+            ErrorCode::RateLimited,
+            format!("{what}{RETRY_IN}{}{RETRY_SECS}", secs.max(1)),
+        )
+    }
+
+    /// The wait a `rate_limited` error made by [`ApiError::rate_limited_for`] names.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        if self.code != ErrorCode::RateLimited {
+            return None;
+        }
+        let (_, tail) = self.message.rsplit_once(RETRY_IN)?;
+        let secs = tail.strip_suffix(RETRY_SECS)?.parse::<u64>().ok()?;
+        Some(std::time::Duration::from_secs(secs))
+    }
 }
+
+/// How [`ApiError::rate_limited_for`] writes the wait.
+const RETRY_IN: &str = "; retry in ";
+const RETRY_SECS: &str = " s";
 
 /// Displays an error with every source after it (`a: b: c`), for logs.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
@@ -103,5 +128,32 @@ impl std::fmt::Display for Chain<'_> {
             next = e.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wait written into a worker's refusal is read back by the gateway; other errors
+    /// and messages name none.
+    #[test]
+    fn a_refusals_wait_round_trips() {
+        use std::time::Duration;
+        let e = ApiError::rate_limited_for("too many", Duration::from_millis(90_500));
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(91)));
+        let json = serde_json::to_string(&e).unwrap();
+        let back: ApiError = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.retry_after(), Some(Duration::from_secs(91)));
+        assert_eq!(
+            ApiError::rate_limited_for("x", Duration::ZERO).retry_after(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            ApiError::new(ErrorCode::RateLimited, "busy").retry_after(),
+            None
+        );
+        assert_eq!(ApiError::forbidden("x; retry in 5 s").retry_after(), None);
     }
 }

@@ -37,10 +37,12 @@ pub(super) struct Refusal {
 }
 
 impl From<ApiError> for Refusal {
+    /// A worker's `rate_limited` that names its wait ([`ApiError::rate_limited_for`]) keeps
+    /// it for `Retry-After`.
     fn from(error: ApiError) -> Self {
         Self {
+            retry_after: error.retry_after(),
             error,
-            retry_after: None,
         }
     }
 }
@@ -257,5 +259,24 @@ pub(super) async fn ask_with_password<O: Op>(
 pub(super) fn password_queue_full(e: &ApiError) {
     if e.code == ErrorCode::RateLimited {
         metrics::counter!("chatmesh_throttled_total", "what" => "password_queue").increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker's refusal that names its wait answers it as `Retry-After`; one that does
+    /// not, the default.
+    #[test]
+    fn a_workers_wait_becomes_retry_after() {
+        let named = ApiError::rate_limited_for("too many", Duration::from_secs(90));
+        let resp = Refusal::from(named).response();
+        assert_eq!(resp.status().as_u16(), 429);
+        assert_eq!(resp.headers()[RETRY_AFTER], "90");
+        let plain = ApiError::new(ErrorCode::RateLimited, "busy");
+        let resp = Refusal::from(plain).response();
+        let default = DEFAULT_RETRY_AFTER.as_secs().max(1).to_string();
+        assert_eq!(resp.headers()[RETRY_AFTER], default.as_str());
     }
 }

@@ -91,11 +91,8 @@ impl Service {
         };
         if let Err(wait) = bucket.check(key.clone(), true).await {
             metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!("too many wrong passwords from {whose}; retry in {secs} s"),
-            ));
+            let what = format!("too many wrong passwords from {whose}");
+            return Err(ApiError::rate_limited_for(&what, wait));
         }
         let record = match self.model().user(&req.username).await {
             Ok(record) => record,
