@@ -177,13 +177,20 @@ impl Tokens {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()
     }
 
-    /// The device a device token names, if it is one of this deployment's and unexpired.
-    pub fn verify_device(&self, token: &str) -> Option<Device> {
-        let (_, key) = self.devices.as_ref()?;
-        let mut validation = Validation::new(Algorithm::HS256);
+    /// What every token of this deployment must meet: `alg`, `exp`, `sub` and our issuer,
+    /// with [`LEEWAY_SECS`] of clock skew.
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation
+    }
+
+    /// The device a device token names, if it is one of this deployment's and unexpired.
+    pub fn verify_device(&self, token: &str) -> Option<Device> {
+        let (_, key) = self.devices.as_ref()?;
+        let mut validation = self.validation(Algorithm::HS256);
         validation.validate_aud = false;
         let data = jsonwebtoken::decode::<DeviceClaims>(token, key, &validation).ok()?;
         let c = data.claims;
@@ -229,11 +236,8 @@ impl Tokens {
                 (key, *alg)
             }
         };
-        let mut validation = Validation::new(alg);
-        validation.leeway = LEEWAY_SECS;
+        let mut validation = self.validation(alg);
         validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         match &self.audience {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,

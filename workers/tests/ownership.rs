@@ -286,22 +286,9 @@ async fn partitions_stop_within_their_margin_while_the_loop_waits_on_another() {
 async fn a_missed_departure_does_not_leave_partitions_unowned() {
     let server = natsd::NatsServer::start_temp().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = shared(dir.path());
-    let store = open_store(&cfg).await.unwrap();
     let admin = server.connect().await.unwrap();
     let js = js(&admin);
-    let w = Worker::start(
-        cfg,
-        mesh(server.url()),
-        server.connect().await.unwrap(),
-        store,
-    )
-    .await
-    .unwrap();
-    eventually(10, "the worker runs every partition", || async {
-        (w.partitions().into_iter().collect::<BTreeSet<_>>() == all()).then_some(())
-    })
-    .await;
+    let w = lone_worker(&server, shared(dir.path())).await;
 
     // Another worker that wins at least one partition registers (the worker sees it and
     // gives up that share)...

@@ -190,40 +190,32 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Answer {
     // the way of any other.
     let device = known_device(state, &creds).await;
     creds.device = None;
-    let outcome = match &device {
+    // Held until the outcome is recorded.
+    let attempt = match &device {
         Some(d) => {
-            let _attempt = state
+            state
                 .throttle
                 .device_login_allowed(ip, &d.id, &d.user)
-                .await?;
-            creds.known_device = Some(d.id.clone());
-            let outcome = state.services.ask::<Login>(&creds.username, &creds).await;
-            match &outcome {
-                Err(e) if e.code == ErrorCode::Unauthorized => {
-                    state.throttle.device_login_failed(&d.id, &d.user).await;
-                }
-                Ok(_) => state.throttle.device_login_succeeded(&d.id, &d.user).await,
-                Err(_) => {}
-            }
-            outcome
+                .await?
         }
-        None => {
-            let _attempt = state.throttle.login_allowed(ip, &creds.username).await?;
-            let outcome = state.services.ask::<Login>(&creds.username, &creds).await;
-            match &outcome {
-                Err(e) if e.code == ErrorCode::Unauthorized => {
-                    state.throttle.login_failed(ip, &creds.username).await;
-                }
-                // The right password (for an account a server admin disabled: `forbidden`).
-                Ok(_) => state.throttle.login_succeeded(ip, &creds.username).await,
-                Err(e) if e.code == ErrorCode::Forbidden => {
-                    state.throttle.login_succeeded(ip, &creds.username).await;
-                }
-                Err(_) => state.throttle.login_unanswered(&creds.username).await,
-            }
-            outcome
-        }
+        None => state.throttle.login_allowed(ip, &creds.username).await?,
     };
+    creds.known_device = device.as_ref().map(|d| d.id.clone());
+    let outcome = state.services.ask::<Login>(&creds.username, &creds).await;
+    let (t, user) = (&state.throttle, creds.username.as_str());
+    match (&device, &outcome) {
+        (Some(d), Err(e)) if e.code == ErrorCode::Unauthorized => {
+            t.device_login_failed(&d.id, user).await;
+        }
+        (Some(d), Ok(_)) => t.device_login_succeeded(&d.id, user).await,
+        (Some(_), Err(_)) => {}
+        (None, Err(e)) if e.code == ErrorCode::Unauthorized => t.login_failed(ip, user).await,
+        // The right password (for an account a server admin disabled: `forbidden`).
+        (None, Ok(_)) => t.login_succeeded(ip, user).await,
+        (None, Err(e)) if e.code == ErrorCode::Forbidden => t.login_succeeded(ip, user).await,
+        (None, Err(_)) => t.login_unanswered(user).await,
+    }
+    drop(attempt);
     let user = match outcome {
         Ok(user) => user,
         Err(e) if e.code == ErrorCode::Unauthorized => return Err(unauthorized().into()),
