@@ -63,6 +63,8 @@ pub async fn ensure_stream(cfg: &Config, nats: &async_nats::Client) -> anyhow::R
         let pause = backoff.next_delay();
         match chatmesh_workers::streams::ensure_stream(&js, &cfg.mesh).await {
             Ok(_) => return Ok(()),
+            // Another deployment's stream: waiting does not change that.
+            Err(e @ chatmesh_workers::WorkerError::PartitionsDiffer { .. }) => return Err(e.into()),
             Err(e) if tokio::time::Instant::now() + pause < give_up => {
                 tracing::warn!(error = %e, "creating the message stream failed; retrying");
                 tokio::time::sleep(pause).await;

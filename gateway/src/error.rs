@@ -32,6 +32,9 @@ pub enum GatewayError {
     /// auth error; boxed so this module does not depend on `auth`).
     #[error("token keys")]
     Tokens(#[source] BoxError),
+    /// The message stream belongs to a deployment with another `mesh.partitions`.
+    #[error("{why}")]
+    PartitionsDiffer { why: String },
     #[error("io")]
     Io(#[from] std::io::Error),
 }
@@ -45,7 +48,7 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// A worker's answer made no sense.
     BadReply,
-    /// Configuration (token keys).
+    /// Configuration (token keys, the partition count).
     Config,
     Io,
 }
@@ -72,7 +75,7 @@ impl GatewayError {
             Self::Nats { .. } | Self::JetStream { .. } => ErrorKind::Bus,
             Self::ServiceUnavailable { .. } => ErrorKind::ServiceUnavailable,
             Self::BadReply { .. } => ErrorKind::BadReply,
-            Self::Tokens(_) => ErrorKind::Config,
+            Self::Tokens(_) | Self::PartitionsDiffer { .. } => ErrorKind::Config,
             Self::Io(_) => ErrorKind::Io,
         }
     }

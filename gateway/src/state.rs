@@ -107,6 +107,19 @@ impl AppState {
         );
         let tokens = Tokens::from_config(&cfg).map_err(|e| GatewayError::Tokens(e.into()))?;
         let reader = JsReader::new(nats.clone(), &js, service_timeout).await?;
+        // A stream that is not there yet is checked by `readiness` once it is.
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            READY_WAIT,
+            js.get_stream(chatmesh_protocol::subjects::region_stream(
+                services.local_workers(),
+            )),
+        )
+        .await
+        {
+            if let Some(why) = partitions_differ(stream.cached_info(), mesh.partitions) {
+                return Err(GatewayError::PartitionsDiffer { why });
+            }
+        }
         crate::presence::await_bucket(&js, PRESENCE_PATIENCE).await;
         let gateway: Arc<str> = Arc::from(format!("{:016x}", rand_id()).as_str());
         // The rooms' hold after a reconnect until the access re-check has run.
@@ -265,8 +278,12 @@ impl AppState {
                 .get_stream(chatmesh_protocol::subjects::region_stream(local)),
         )
         .await;
-        if !matches!(stream, Ok(Ok(_))) {
+        let Ok(Ok(stream)) = stream else {
             return Err("jetstream: stream not reachable");
+        };
+        if let Some(why) = partitions_differ(stream.cached_info(), self.mesh.partitions) {
+            tracing::error!(why, "not ready");
+            return Err("config: mesh.partitions differs from the workers' (see the log)");
         }
         // Any answer from a worker (not_found included) proves the worker and its store
         // are up; only a transport failure means they are not.
@@ -389,4 +406,21 @@ async fn spawn_user_listener(state: Arc<AppState>, late: Arc<Late>) -> Result<()
         }
     });
     Ok(())
+}
+
+/// Why this gateway, configured with `partitions`, must not serve with the stream `info`
+/// describes (its workers recorded another count); `None` when it may.
+fn partitions_differ(
+    info: &async_nats::jetstream::stream::Info,
+    partitions: u32,
+) -> Option<String> {
+    let recorded = info
+        .config
+        .metadata
+        .get(chatmesh_protocol::subjects::PARTITIONS_KEY);
+    chatmesh_protocol::subjects::partitions_mismatch(
+        &info.config.name,
+        recorded.map(String::as_str),
+        partitions,
+    )
 }

@@ -21,6 +21,33 @@ pub const LIVE_ALL: &str = "chat.live.>";
 /// Default partition count.
 pub const DEFAULT_PARTITIONS: u32 = 16;
 
+/// The metadata key of a message stream under which its workers record the deployment's
+/// `mesh.partitions` when they make or update it. Gateways and workers that start with
+/// another count refuse to run ([`partitions_mismatch`]): they would publish and serve
+/// rooms on other partitions than the rest of the mesh (two `prev` chains for one room, two
+/// writers of one room's records).
+pub const PARTITIONS_KEY: &str = "chatmesh.partitions";
+
+/// Why a process configured with `partitions` must not use stream `stream`, whose metadata
+/// records `recorded` under [`PARTITIONS_KEY`]; `None` when they agree or nothing is
+/// recorded (a stream made before the record: its workers add it).
+pub fn partitions_mismatch(
+    stream: &str,
+    recorded: Option<&str>,
+    partitions: u32,
+) -> Option<String> {
+    let recorded = recorded?;
+    if recorded.parse::<u32>().ok() == Some(partitions) {
+        return None;
+    }
+    Some(format!(
+        "stream {stream} belongs to a deployment with mesh.partitions = {recorded}, and this \
+         process has {partitions}: every gateway and worker of a deployment needs the same \
+         mesh.partitions (another count moves rooms to other subjects and partitions; \
+         docs/OPERATIONS.md, \"Partitions\")"
+    ))
+}
+
 /// FNV-1a 32-bit hash.
 pub fn fnv1a32(data: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -246,6 +273,16 @@ mod tests {
         assert_eq!(fnv1a32(b""), 0x811c9dc5);
         assert_eq!(fnv1a32(b"a"), 0xe40c292c);
         assert_eq!(fnv1a32(b"foobar"), 0xbf9cf968);
+    }
+
+    #[test]
+    fn a_stream_of_another_partition_count_is_named_with_both_counts() {
+        assert_eq!(partitions_mismatch("CHAT", None, 8), None);
+        assert_eq!(partitions_mismatch("CHAT", Some("16"), 16), None);
+        let why = partitions_mismatch("CHAT", Some("16"), 8).unwrap();
+        assert!(why.contains("mesh.partitions = 16"), "{why}");
+        assert!(why.contains("this process has 8"), "{why}");
+        assert!(partitions_mismatch("CHAT", Some("sixteen"), 16).is_some());
     }
 
     #[test]

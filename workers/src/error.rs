@@ -13,6 +13,9 @@ pub enum WorkerError {
     Config(Vec<String>),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The message streams belong to a deployment with another `mesh.partitions`.
+    #[error("{why}")]
+    PartitionsDiffer { why: String },
     #[error("nats-server {found} is too old: chatmesh needs 2.11 or newer")]
     ServerTooOld { found: String },
     #[error("JetStream stream setup: {what}")]

@@ -20,8 +20,8 @@ use async_nats::jetstream::stream::{Placement, Source};
 use async_nats::jetstream::Context;
 use chatmesh_protocol::regions::Topology;
 use chatmesh_protocol::subjects::{
-    mirror_name, stream_republish, stream_subjects, EVENT_LOG, MEMBER_ALL, PRESENCE_BUCKET,
-    PRESENCE_REPUBLISH, USER_ALL,
+    mirror_name, partitions_mismatch, stream_republish, stream_subjects, EVENT_LOG, MEMBER_ALL,
+    PARTITIONS_KEY, PRESENCE_BUCKET, PRESENCE_REPUBLISH, USER_ALL,
 };
 use chatmesh_protocol::MeshConfig;
 use tracing::info;
@@ -120,6 +120,8 @@ fn apply(cfg: &mut stream::Config, mesh: &MeshConfig, s: u32) {
     cfg.max_messages_per_subject = mesh.stream_max_msgs_per_room;
     cfg.duplicate_window = Duration::from_secs(mesh.duplicate_window_secs);
     cfg.allow_direct = true;
+    cfg.metadata
+        .insert(PARTITIONS_KEY.to_owned(), mesh.partitions.to_string());
     // A room's subject never drops a message to make room: at its cap the stream refuses the
     // next publish of that room (the gateway then asks the room's worker to trim what it has
     // stored: `room_trim`). Dropping the oldest instead lost acked messages the store writer
@@ -245,9 +247,12 @@ fn apply_event_log(cfg: &mut stream::Config, mesh: &MeshConfig) {
 
 /// Creates the event log, or brings its managed settings up to date.
 pub async fn ensure_event_log(js: &Context, mesh: &MeshConfig) -> Result<(), WorkerError> {
-    managed(js, event_log_config(mesh), |cfg| apply_event_log(cfg, mesh))
-        .await
-        .map(drop)
+    managed(js, event_log_config(mesh), |cfg| {
+        apply_event_log(cfg, mesh);
+        Ok(())
+    })
+    .await
+    .map(drop)
 }
 
 /// Creates or updates the gateways' presence bucket (`CHAT_PRESENCE`, keys with a TTL,
@@ -296,16 +301,25 @@ async fn ensure_one(
     mesh: &MeshConfig,
     s: u32,
 ) -> Result<stream::Stream, WorkerError> {
-    managed(js, stream_config(mesh, s), |cfg| apply(cfg, mesh, s)).await
+    managed(js, stream_config(mesh, s), |cfg| {
+        // Checked before anything is updated: a refused process leaves the record as it is.
+        let recorded = cfg.metadata.get(PARTITIONS_KEY).map(String::as_str);
+        if let Some(why) = partitions_mismatch(&cfg.name, recorded, mesh.partitions) {
+            return Err(WorkerError::PartitionsDiffer { why });
+        }
+        apply(cfg, mesh, s);
+        Ok(())
+    })
+    .await
 }
 
 /// Creates stream `cfg` (file storage), or, when it exists, applies `manage` to the config
 /// it has and updates it if that changed something: every field the server chose itself is
-/// kept.
+/// kept. An error of `manage` (the stream is not this deployment's) changes nothing.
 async fn managed(
     js: &Context,
     cfg: stream::Config,
-    manage: impl Fn(&mut stream::Config),
+    manage: impl Fn(&mut stream::Config) -> Result<(), WorkerError>,
 ) -> Result<stream::Stream, WorkerError> {
     let name = cfg.name.clone();
     let mut handle = js
@@ -325,7 +339,7 @@ async fn managed(
         )));
     }
     let mut want = have.clone();
-    manage(&mut want);
+    manage(&mut want)?;
     if want != have {
         js.update_stream(&want)
             .await
