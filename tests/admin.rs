@@ -350,6 +350,58 @@ async fn disable_and_enable_an_account() -> Result<()> {
     mesh.stop().await
 }
 
+/// The events of two changes of one account can cross (workers publish them after they let
+/// go of its lock): the event of a change made before an admin's disable, reaching a gateway
+/// after the disable's, does not undo it there (the account's old tokens stay refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_generations_late_event_does_not_enable_a_disabled_account() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), admin_config()).await?;
+    let api = Api::new(&mesh);
+    let root = api.server_admin("root").await?;
+    let carol = api.user("carol").await?;
+    let (s, v) = api
+        .call("POST", "/v1/admin/users/carol/disable", Some(&root), None)
+        .await?;
+    assert_eq!((s, v["gen"].as_u64()), (200, Some(1)), "{v}");
+    let (s, _) = api.call("GET", "/v1/rooms", Some(&carol), None).await?;
+    assert_eq!(s, 401);
+    // The late event of generation 0, not disabled, then a probe event behind it on the
+    // same subscription (`chat.user.*`): once the probe has taken effect (dave's token of
+    // generation 0 refused), the late event was handled before it.
+    let dave = api.user("dave").await?;
+    let event = |user: &str, gen| chatmesh_protocol::service::UserEvent {
+        user: user.into(),
+        gen,
+        disabled: false,
+    };
+    for ev in [event("carol", 0), event("dave", 5)] {
+        let subject = chatmesh_protocol::subjects::user_subject(&ev.user);
+        mesh.worker_nats
+            .publish(subject, serde_json::to_vec(&ev)?.into())
+            .await?;
+    }
+    mesh.worker_nats.flush().await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (s, _) = api.call("GET", "/v1/rooms", Some(&dave), None).await?;
+        if s == 401 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the probe event never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, v) = api.call("GET", "/v1/rooms", Some(&carol), None).await?;
+    assert_eq!(
+        s, 401,
+        "the disabled account's old token after a late event: {v}"
+    );
+    mesh.stop().await
+}
+
 /// Deleting a room: its members' sessions get `membership {role: null}` and `left`, its
 /// history answers 404, the stream holds nothing of it, search finds nothing of it, and the
 /// name can be created again, empty, with nobody's old cursor or unread count.

@@ -247,8 +247,18 @@ impl Revocation {
     }
 
     /// `user`'s generation is now `gen` and its account `disabled` or not: cache it and
-    /// close the sessions of older tokens (of every token, when disabled).
+    /// close the sessions of older tokens (of every token, when disabled). An event older
+    /// than what is cached (workers publish after they let go of the account's lock, so two
+    /// changes' events can cross) changes nothing.
     pub async fn changed(&self, user: &str, gen: u64, disabled: bool) {
+        if self
+            .gens
+            .get(user)
+            .await
+            .is_some_and(|known| known.gen > gen)
+        {
+            return;
+        }
         let now = UserGen { gen, disabled };
         self.gens.insert(Arc::from(user), now).await;
         if let Some(last_known) = &self.last_known {

@@ -6,6 +6,8 @@ mod common;
 
 use chatmesh_protocol::service::*;
 use chatmesh_protocol::ErrorCode;
+use chatmesh_workers::model::Model;
+use chatmesh_workers::store::WriteBatch;
 use common::{code, create, creds, users, Local};
 
 fn user(name: &str) -> UserRequest {
@@ -33,6 +35,38 @@ async fn logout_all_bumps_the_generation() {
     assert_eq!(code(s.user_gen(user("a.b")).await), ErrorCode::BadRequest);
     let stored = l.model.user("ann").await.unwrap().unwrap();
     assert_eq!(stored.gen, 2, "kept with the user record");
+}
+
+/// An account an admin disabled while its password change or `logout_all` was on its way
+/// (the gateway checked the caller's token just before) is refused under the account's
+/// lock: nothing moves its generation, replaces its password or hands out a new one.
+#[tokio::test]
+async fn a_disabled_account_changes_no_password_and_is_not_logged_out_again() {
+    let l = Local::new().await;
+    let s = &l.service;
+    users(&l, &["ann", "bob"]).await;
+    // The admin's disable, as it leaves the record (`set_disabled` bumps the generation).
+    let mut rec = l.model.user("ann").await.unwrap().unwrap();
+    rec.disabled = true;
+    rec.gen += 1;
+    let mut batch = WriteBatch::new();
+    Model::put_user(&mut batch, "ann", &rec);
+    l.model.write(batch).await.unwrap();
+    let change = |u: &str| ChangePasswordRequest {
+        user: u.into(),
+        old_password: "correct horse".into(),
+        new_password: "another horse staple".into(),
+    };
+    let refused = s.password_change(change("ann")).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
+    assert_eq!(code(s.logout_all(user("ann")).await), ErrorCode::Forbidden);
+    let stored = l.model.user("ann").await.unwrap().unwrap();
+    assert_eq!(stored.gen, rec.gen, "the generation did not move");
+    assert_eq!(stored.hash, rec.hash, "the password was not replaced");
+    assert!(stored.disabled);
+    // An enabled account is not touched by the rule.
+    assert_eq!(s.password_change(change("bob")).await.unwrap().gen, 1);
+    assert_eq!(s.logout_all(user("bob")).await.unwrap().gen, 2);
 }
 
 /// The worker owning an account's partition counts its wrong passwords from every gateway

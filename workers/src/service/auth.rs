@@ -136,7 +136,8 @@ impl Service {
         })
     }
 
-    /// Revokes every token issued to the user so far ("log out everywhere").
+    /// Revokes every token issued to the user so far ("log out everywhere"); a disabled
+    /// account (whose tokens its disable revoked) is refused (`forbidden`).
     pub async fn logout_all(&self, req: UserRequest) -> Result<UserGen, ApiError> {
         valid("user name", &req.user)?;
         let gen = {
@@ -144,6 +145,11 @@ impl Service {
             let Some(mut rec) = self.model().user(&req.user).await? else {
                 return Err(ApiError::not_found("no such account"));
             };
+            // Disabled since the gateway checked the caller's token: its tokens are revoked
+            // already, and the event of a new generation would say it is enabled.
+            if rec.disabled {
+                return Err(super::admin::account_disabled());
+            }
             self.revoke_tokens(&req.user, &mut rec).await?
         };
         self.user_changed(&req.user, gen).await;

@@ -58,7 +58,8 @@ impl Service {
     }
 
     /// Replaces the password when `old_password` is right (`unauthorized` otherwise) and
-    /// revokes every token issued so far; answers the new token generation.
+    /// revokes every token issued so far; answers the new token generation. A disabled
+    /// account is refused (`forbidden`).
     pub async fn password_change(&self, req: ChangePasswordRequest) -> Result<UserGen, ApiError> {
         valid("user name", &req.user)?;
         let wrong = || ApiError::new(ErrorCode::Unauthorized, "the old password is wrong");
@@ -88,6 +89,12 @@ impl Service {
             // password is never replaced on the strength of one that no longer holds.
             if rec.hash != record.hash {
                 return Err(wrong());
+            }
+            // An admin disabled it since the gateway checked the caller's token: a change
+            // now would hand out a token of the disabled account (and tell every gateway the
+            // account is enabled).
+            if rec.disabled {
+                return Err(super::admin::account_disabled());
             }
             rec.hash = hash;
             self.revoke_tokens(&req.user, &mut rec).await?
