@@ -205,6 +205,29 @@ async fn targets_and_settings_are_validated_listed_and_removed() -> Result<()> {
         )
         .await?;
     assert_eq!(s, 400, "room names are checked");
+    // Every list is bounded as it comes (at most MAX_MUTED_ROOMS names, repeats counted),
+    // not only the list that results; within the bound, repeats and a room both muted and
+    // unmuted cost one set operation each.
+    let max = chatmesh_protocol::push::MAX_MUTED_ROOMS;
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&ann),
+            Some(json!({"mute_rooms": vec!["x"; max + 1], "unmute_rooms": vec!["x"; max]})),
+        )
+        .await?;
+    assert_eq!(s, 400, "{} repeats of one room: {v}", max + 1);
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/push/settings",
+            Some(&ann),
+            Some(json!({"mute_rooms": vec!["x"; max], "unmute_rooms": vec!["x"; max]})),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["muted_rooms"], json!(["b"]), "{v}");
     assert_eq!(
         api.call("GET", "/v1/push/targets", None, None).await?.0,
         401

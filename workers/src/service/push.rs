@@ -218,19 +218,29 @@ impl Service {
         valid("user name", &req.user)?;
         self.push_rules()?;
         let p = req.patch;
-        let rooms = p.muted_rooms.iter().flatten();
-        for room in rooms.chain(&p.mute_rooms).chain(&p.unmute_rooms) {
+        // Each list is bounded before any work, and applied as sets: repeats cost nothing.
+        let lists = [
+            p.muted_rooms.as_deref().unwrap_or_default(),
+            &p.mute_rooms,
+            &p.unmute_rooms,
+        ];
+        if lists.iter().any(|l| l.len() > MAX_MUTED_ROOMS) {
+            let e = PushError::TooManyMutedRooms(MAX_MUTED_ROOMS);
+            return Err(ApiError::bad_request(e.to_string()));
+        }
+        for room in lists.into_iter().flatten() {
             valid("room", room)?;
         }
+        let unmute: std::collections::HashSet<String> = p.unmute_rooms.into_iter().collect();
         let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
         let mut s = self.model().push_settings(&req.user).await?;
-        if let Some(rooms) = p.muted_rooms {
-            s.muted_rooms = rooms;
-        }
-        s.muted_rooms.extend(p.mute_rooms);
-        s.muted_rooms.retain(|r| !p.unmute_rooms.contains(r));
-        s.muted_rooms.sort();
-        s.muted_rooms.dedup();
+        let kept = p.muted_rooms.unwrap_or(std::mem::take(&mut s.muted_rooms));
+        let muted: std::collections::BTreeSet<String> = kept
+            .into_iter()
+            .chain(p.mute_rooms)
+            .filter(|r| !unmute.contains(r))
+            .collect();
+        s.muted_rooms = muted.into_iter().collect();
         if s.muted_rooms.len() > MAX_MUTED_ROOMS {
             let e = PushError::TooManyMutedRooms(MAX_MUTED_ROOMS);
             return Err(ApiError::bad_request(e.to_string()));
