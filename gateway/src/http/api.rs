@@ -358,7 +358,8 @@ async fn list_rooms(state: &AppState, req: Request<Incoming>) -> Answer {
     for (k, v) in query_pairs(&req) {
         match k {
             "after" => {
-                name("after", v)?;
+                // A room id, which may name its home region (`us~general`).
+                name("room", v)?;
                 after = Some(v);
             }
             _ => return Err(ApiError::bad_request(format!("unknown parameter {k}")).into()),

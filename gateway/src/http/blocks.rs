@@ -39,7 +39,7 @@ pub(super) async fn set(
 /// `GET /v1/users/me/blocks?after=USER&limit=N`.
 pub(super) async fn list(state: &AppState, req: Request<Incoming>) -> Answer {
     let user = caller(state, &req).await?;
-    let (after, limit) = name_page(&req, DEFAULT_BLOCKS_PAGE, MAX_BLOCKS_PAGE)?;
+    let (after, limit) = name_page(&req, "user name", DEFAULT_BLOCKS_PAGE, MAX_BLOCKS_PAGE)?;
     let req = BlocksRequest { user, after, limit };
     let page = state.services.ask::<ListBlocks>(&req.user, &req).await?;
     Ok(reply::json(200, &page))

@@ -54,7 +54,7 @@ pub(super) async fn set_adds(state: &AppState, req: Request<Incoming>) -> Answer
 /// `GET /v1/users/me/invitations?after=ROOM&limit=N`.
 pub(super) async fn list(state: &AppState, req: Request<Incoming>) -> Answer {
     let user = caller(state, &req).await?;
-    let (after, limit) = name_page(&req, DEFAULT_INVITATIONS_PAGE, MAX_INVITATIONS_PAGE)?;
+    let (after, limit) = name_page(&req, "room", DEFAULT_INVITATIONS_PAGE, MAX_INVITATIONS_PAGE)?;
     let req = InvitationsRequest { user, after, limit };
     let page = state
         .services

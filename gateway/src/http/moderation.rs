@@ -114,7 +114,7 @@ where
 pub(super) async fn bans(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
     let actor = caller(state, &req).await?;
     name("room", room)?;
-    let (after, limit) = name_page(&req, DEFAULT_BANS_PAGE, MAX_BANS_PAGE)?;
+    let (after, limit) = name_page(&req, "user name", DEFAULT_BANS_PAGE, MAX_BANS_PAGE)?;
     let req = BansRequest {
         room: room.to_owned(),
         actor,

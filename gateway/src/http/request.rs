@@ -182,10 +182,12 @@ pub(super) fn page_params<B>(
     Ok((at, limit))
 }
 
-/// `after` (a name: the last one of the previous page) and `limit` (1–`max`, `default`
-/// when absent) of a page of names; any other parameter is refused.
+/// `after` (the last name of the previous page: a `what`, "room" or "user name") and
+/// `limit` (1–`max`, `default` when absent) of a page of names; any other parameter is
+/// refused.
 pub(super) fn name_page<B>(
     req: &Request<B>,
+    what: &'static str,
     default: u32,
     max: u32,
 ) -> Result<(Option<String>, u32), ApiError> {
@@ -193,7 +195,7 @@ pub(super) fn name_page<B>(
     for (k, v) in query_pairs(req) {
         match k {
             "after" => {
-                name("after", v)?;
+                name(what, v)?;
                 after = Some(v.to_owned());
             }
             "limit" => {
@@ -265,6 +267,19 @@ pub(super) fn password_queue_full(e: &ApiError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page's cursor is checked as what the page lists: a room id may name its home
+    /// region (`us~x`, the last room of a page of a user's rooms or invitations), a user name
+    /// may not.
+    #[test]
+    fn a_cursor_is_checked_as_what_the_page_lists() {
+        let req = |q: &str| Request::builder().uri(format!("/x?{q}")).body(()).unwrap();
+        let (after, limit) = name_page(&req("after=us~x&limit=5"), "room", 10, 100).unwrap();
+        assert_eq!((after.as_deref(), limit), (Some("us~x"), 5));
+        assert!(name_page(&req("after=us~x"), "user name", 10, 100).is_err());
+        assert!(name_page(&req("after=bad!"), "room", 10, 100).is_err());
+        assert!(name_page(&req("limit=101"), "room", 10, 100).is_err());
+    }
 
     /// A worker's refusal that names its wait answers it as `Retry-After`; one that does
     /// not, the default.

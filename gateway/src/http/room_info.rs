@@ -28,7 +28,7 @@ const MAX_MEMBERS_PAGE: u32 = 200;
 pub(super) async fn members(state: &AppState, req: Request<Incoming>, room: &str) -> Answer {
     let actor = caller(state, &req).await?;
     name("room", room)?;
-    let (after, limit) = name_page(&req, DEFAULT_MEMBERS_PAGE, MAX_MEMBERS_PAGE)?;
+    let (after, limit) = name_page(&req, "user name", DEFAULT_MEMBERS_PAGE, MAX_MEMBERS_PAGE)?;
     let req = MembersRequest {
         room: room.to_owned(),
         actor,
