@@ -151,6 +151,36 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
         )
         .await?;
     assert_eq!(status, 404, "adding a user without an account: {body}");
+    // So does a ban there (the accounts are eu's; us's store has none); then the ban is
+    // lifted and the member added again.
+    let ban = |user: &str| serde_json::json!({"user": user, "reason": "test"});
+    let bans = "/v1/rooms/us~priv/bans";
+    let (status, body) = api
+        .call("POST", bans, Some(&token), Some(ban(&other)))
+        .await?;
+    assert!(
+        (200..300).contains(&status),
+        "banning {other}: {status} {body}"
+    );
+    let (status, body) = api
+        .call("POST", bans, Some(&token), Some(ban("nobody-at-all")))
+        .await?;
+    assert_eq!(status, 404, "banning a user without an account: {body}");
+    let lifted = format!("{bans}/{other}");
+    let (status, body) = api.call("DELETE", &lifted, Some(&token), None).await?;
+    assert!((200..300).contains(&status), "unbanning: {status} {body}");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/rooms/us~priv/members",
+            Some(&token),
+            Some(add(&other)),
+        )
+        .await?;
+    assert!(
+        (200..300).contains(&status),
+        "adding {other} again: {status} {body}"
+    );
     // The terminal client creates a room in its gateway's region (`--home here`) and
     // writes to it by its id; a second run names the region to join it again.
     for (home, line) in [("here", "from the cli"), ("us", "again")] {

@@ -46,6 +46,9 @@ impl Service {
         if req.role == Role::Owner {
             return Err(ApiError::bad_request("a room has one owner: its creator"));
         }
+        // Asked before the room's lock (with regional workers the primary answers it; an
+        // account is never deleted), told only to whoever may add members.
+        let exists = self.user_exists(&req.user).await?;
         {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
             let actor = self.model().role(&req.room, &req.actor).await?;
@@ -60,7 +63,7 @@ impl Service {
                     ))
                 }
             }
-            if !self.user_exists(&req.user).await? {
+            if !exists {
                 return Err(ApiError::not_found("no such user"));
             }
             if self.model().ban(&req.room, &req.user).await?.is_some() {

@@ -71,11 +71,14 @@ impl Service {
             None => None,
         };
         self.moderated(&req.room, &req.actor, &req.user).await?;
+        // Asked before the room's lock: with regional workers the accounts are the
+        // primary's (an account is never deleted, so the answer holds under the lock).
+        let exists = self.user_exists(&req.user).await?;
         {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
             let actor = self.model().role(&req.room, &req.actor).await?;
             may_moderate("ban", actor, Some(Role::Member))?;
-            if self.model().user(&req.user).await?.is_none() {
+            if !exists {
                 return Err(ApiError::not_found("no such user"));
             }
             let target = self.model().role(&req.room, &req.user).await?;
