@@ -74,7 +74,6 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         tracing::info!(%listen, "serving metrics");
     }
     let nats = crate::nats::connect(&config.mesh, BusRole::Worker, "chatmesh-worker").await?;
-    ensure_stream(&config, &nats).await?;
     // One signal future for both phases: a SIGTERM while standing by ends the wait.
     let shutdown = signal::shutdown();
     tokio::pin!(shutdown);
@@ -85,6 +84,10 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         nats.drain().await?;
         return Ok(());
     };
+    // Only with the store in hand: a standby that made the streams while it waited would
+    // make a deleted stream again under the active worker's store (whose checkpoints are
+    // the old stream's seqs).
+    ensure_stream(&config, &nats).await?;
     let w = WorkerHandle::with_store(&config, nats.clone(), store)?;
     tracing::info!(standby = config.worker.standby, "worker running");
     w.run_until(&mut shutdown).await?;

@@ -48,6 +48,8 @@ pub struct Worker {
     nats: Client,
     store: Store,
     service: Service,
+    /// Told by a store writer that finds the stream replaced under the store.
+    halt: Arc<crate::consumer::Halt>,
 }
 
 impl Worker {
@@ -140,6 +142,7 @@ impl Worker {
         let partitions = topology.count();
         let caches = Arc::new(Caches::new(cfg.cache_sizes()));
         let progress = Arc::new(Progress::new(partitions));
+        let halt = Arc::new(crate::consumer::Halt::default());
         let events = Events::new(nats.clone(), streams.event_log());
         let service = Service::new(model.clone(), caches.clone(), &cfg, Some(events))?;
         let search = cfg
@@ -183,6 +186,7 @@ impl Worker {
             batch_max: cfg.batch_max_messages,
             search: search.clone(),
             trim: crate::consumer::TrimEvery::of(&mesh),
+            halt: halt.clone(),
         };
         let shutdown = CancellationToken::new();
         let limit = Arc::new(Semaphore::new(cfg.service_concurrency));
@@ -298,6 +302,7 @@ impl Worker {
             id: me,
             nats,
             store,
+            halt,
             service,
         })
     }
@@ -335,11 +340,13 @@ impl Worker {
         &self.service
     }
 
-    /// Resolves when a partition task fails (they run until shutdown otherwise) or the
-    /// store can no longer write: nothing more would be stored, and a new process (or a
-    /// standby) recovers from the journal.
+    /// Resolves when a partition task fails (they run until shutdown otherwise), the store
+    /// can no longer write (nothing more would be stored, and a new process or a standby
+    /// recovers from the journal), or a store writer found the stream replaced under the
+    /// store (a start on it is refused too).
     pub async fn failed(&mut self) -> WorkerError {
         let store = self.store.clone();
+        let halt = self.halt.clone();
         let tasks = async {
             loop {
                 match self.tasks.join_next().await {
@@ -356,6 +363,7 @@ impl Worker {
                 tracing::error!(error = %e, "the store failed: the worker stops");
                 WorkerError::Store(e)
             }
+            e = halt.stopped() => e,
         }
     }
 

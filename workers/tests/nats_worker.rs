@@ -301,3 +301,41 @@ async fn stops_when_the_store_fails() {
     let text = chatmesh_protocol::error::Chain(&failed).to_string();
     assert!(text.contains("can no longer write"), "{text}");
 }
+
+/// A stream deleted and made again under a running worker: the store's checkpoints are the
+/// old stream's seqs, so consuming the new one from them would take its messages below them
+/// for stored ones (skipped, then trimmed from the stream). The next store-writer session
+/// finds the stream ending below its checkpoint and stops the worker, as a start on that
+/// stream is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_made_again_under_the_worker_stops_it() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let (nats, model, mut worker, _dir) = start_worker(&server).await;
+    let js = mesh::js(&nats);
+    let mut want: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for i in 0..20 {
+        let (seq, _) = publish(&js, "general", "ann", &format!("general-{i}")).await;
+        want.entry("general".to_owned()).or_default().push(seq);
+    }
+    let _: () = eventually(30, "the messages stored", || async {
+        stored_exactly(&model, &want).await.ok()
+    })
+    .await;
+    js.delete_stream(STREAM).await.unwrap();
+    ensure_stream(&js, &mesh::mesh(server.url())).await.unwrap();
+    publish(&js, "general", "ann", "general-new").await;
+    let failed = tokio::time::timeout(std::time::Duration::from_secs(60), worker.failed())
+        .await
+        .expect("the worker went on consuming a stream that ends below its checkpoints");
+    assert!(
+        matches!(
+            failed,
+            chatmesh_workers::WorkerError::StreamBehindStore {
+                checkpoint: 20,
+                last: 1,
+                ..
+            }
+        ),
+        "{failed}"
+    );
+}

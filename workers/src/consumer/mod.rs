@@ -38,9 +38,10 @@ use chatmesh_protocol::validate_name;
 use futures::{FutureExt, StreamExt};
 use metrics::counter;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn, Instrument as _};
+use tracing::{debug, error, warn, Instrument as _};
 
 use crate::cache::Caches;
+use crate::error::WorkerError;
 use crate::metrics as m;
 use crate::model::Model;
 use crate::progress::Progress;
@@ -95,6 +96,10 @@ pub(crate) enum SessionError {
     Gap { expected: u64, got: u64 },
     #[error("ack")]
     Ack(#[source] BoxError),
+    /// The stream ends below the store's checkpoint: it was deleted and made again (or
+    /// restored from an older copy) under this worker. No session can mend that.
+    #[error("the stream ends at seq {last}, below the store's checkpoint {checkpoint}")]
+    StreamBehind { checkpoint: u64, last: u64 },
 }
 
 /// A NATS client error, kept as the source of a [`SessionError`].
@@ -115,6 +120,7 @@ impl SessionError {
             SessionError::Consumer { .. } => "consumer",
             SessionError::Gap { .. } => "gap",
             SessionError::Ack(_) => "ack",
+            SessionError::StreamBehind { .. } => "stream_behind",
         }
     }
 }
@@ -134,6 +140,34 @@ pub(crate) struct Writer {
     pub search: Option<Indexes>,
     /// When to trim a room's stored messages from the stream.
     pub trim: TrimEvery,
+    /// Stops the worker on what no new session can mend.
+    pub halt: Arc<Halt>,
+}
+
+/// A failure of a store writer that stops the whole worker ([`crate::Worker::failed`]): the
+/// stream was replaced under the store, as a worker would refuse to start on.
+#[derive(Debug, Default)]
+pub(crate) struct Halt {
+    stopped: CancellationToken,
+    why: std::sync::Mutex<Option<WorkerError>>,
+}
+
+impl Halt {
+    /// Stops the worker with `why` (the first reason given is kept).
+    fn stop(&self, why: WorkerError) {
+        self.why
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+        self.stopped.cancel();
+    }
+
+    /// Resolves with the reason once a store writer stopped the worker.
+    pub(crate) async fn stopped(&self) -> WorkerError {
+        self.stopped.cancelled().await;
+        let why = self.why.lock().unwrap_or_else(|e| e.into_inner()).take();
+        why.unwrap_or_else(|| WorkerError::stream_msg("a store writer stopped the worker"))
+    }
 }
 
 /// A room's subject holds at most `stream_max_msgs_per_room` messages and refuses more (see
@@ -186,6 +220,19 @@ async fn write_sessions(w: &Writer, p: u32, ready: &AtomicBool, shutdown: &Cance
         let result = session(w, p, ready, shutdown, &mut backoff).await;
         ready.store(false, Ordering::Release);
         let Err(e) = result else { return };
+        if let SessionError::StreamBehind { checkpoint, last } = e {
+            // Consuming it would take its messages up to the checkpoint for stored ones
+            // (skipped, then trimmed from the stream): stop, as a start on it is refused.
+            counter!(m::WRITER_RESTARTS, "reason" => e.reason()).increment(1);
+            let why = WorkerError::StreamBehindStore {
+                partition: p,
+                checkpoint,
+                last,
+            };
+            error!(partition = p, error = %why, "the stream was replaced under the store: the worker stops");
+            w.halt.stop(why);
+            return;
+        }
         warn!(partition = p, error = %Chain(&e), "store writer restarts from its checkpoint");
         counter!(m::WRITER_RESTARTS, "reason" => e.reason()).increment(1);
         // Whatever ended it (a failed commit, or a consumer another worker replaced while
@@ -230,6 +277,18 @@ async fn session(
                 what: format!("partition {p} belongs to a stream this worker does not serve"),
                 source: None,
             })?;
+        // The checkpoint is a seq of the stream the store was written from: a stream that
+        // ends below it is another one (deleted and made again, or an older copy).
+        let last = stream
+            .clone()
+            .info()
+            .await
+            .map_err(|e| SessionError::consumer("reading the stream's info", e))?
+            .state
+            .last_sequence;
+        if checkpoint > last {
+            return Err(SessionError::StreamBehind { checkpoint, last });
+        }
         let consumer = setup::recreate(stream, p, &filter, start + 1, w.consumer).await?;
         let deliveries = consumer
             .stream()
