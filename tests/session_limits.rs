@@ -252,6 +252,44 @@ async fn worker_requests_over_websocket_share_the_users_api_budget() -> Result<(
     mesh.stop().await
 }
 
+/// `typing` and `send` may come at any rate within the session's own limits, and each that
+/// names a room whose access is not cached (here rooms that do not exist: a refusal is not
+/// cached) asks a worker: each such lookup is charged to the user's request budget, so past
+/// it they are answered `rate_limited` without asking the worker, and the sessions stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_sends_to_rooms_not_cached_share_the_users_api_budget() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.api_per_user_per_minute = 1;
+    config.gateway.api_user_burst = 10;
+    config.gateway.typing_per_session_per_second = 100;
+    config.gateway.rate_limit_strikes = 5;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let greedy = api.user("greedy").await?;
+    let mut c = Client::login(&mesh.ws_url(), &greedy).await?;
+    for i in 0..15 {
+        let room = format!("none-{i}");
+        c.send_with_ref(frame::typing(&room), format!("t{i}"))
+            .await?;
+        c.send_with_ref(frame::send(&room, &format!("m{i}"), "hi"), format!("s{i}"))
+            .await?;
+    }
+    let (mut missing, mut limited) = (0, 0);
+    for f in count_frames_of(&mut c, Duration::from_secs(2)).await {
+        match error_code(&f) {
+            Some(ErrorCode::NotFound) => missing += 1,
+            Some(ErrorCode::RateLimited) => limited += 1,
+            _ => {}
+        }
+    }
+    assert!(missing <= 10, "{missing} lookups past a burst of 10");
+    assert_eq!(missing + limited, 30, "every frame answered");
+    let pong = c.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+    mesh.stop().await
+}
+
 /// Every frame that arrives within `window`.
 async fn count_frames_of(c: &mut Client, window: Duration) -> Vec<ServerFrame<'static>> {
     let until = tokio::time::Instant::now() + window;

@@ -25,6 +25,7 @@ use crate::error::GatewayError;
 use crate::fanout::Fanout;
 use crate::late::Late;
 use crate::services::Services;
+use crate::throttle::Throttle;
 
 /// Cached room access.
 #[derive(Clone)]
@@ -51,6 +52,29 @@ impl AccessCache {
 
     /// What `user` may do in `room` (loaded once per key when cold).
     pub async fn get(&self, room: &str, user: &str) -> Result<Access, ApiError> {
+        self.get_with(room, user, None).await
+    }
+
+    /// [`AccessCache::get`] for the frames a session may send at any rate within its own
+    /// limits (`send`, `typing`): a miss, which asks the worker, is first charged to the
+    /// user's request budget (`rate_limited` once it is spent). Frames naming rooms that are
+    /// not cached, or do not exist (a refusal is not cached), cost what any request to the
+    /// workers costs.
+    pub async fn get_charged(
+        &self,
+        room: &str,
+        user: &str,
+        throttle: &Throttle,
+    ) -> Result<Access, ApiError> {
+        self.get_with(room, user, Some(throttle)).await
+    }
+
+    async fn get_with(
+        &self,
+        room: &str,
+        user: &str,
+        charge: Option<&Throttle>,
+    ) -> Result<Access, ApiError> {
         // The request is built only on a miss: a hit (every send) allocates nothing for it.
         let load = || {
             let req = RoomUserRequest {
@@ -58,7 +82,12 @@ impl AccessCache {
                 user: user.to_owned(),
             };
             let services = self.services.clone();
-            async move { services.ask::<GetAccess>(&req.room, &req).await }
+            async move {
+                if let Some(throttle) = charge {
+                    throttle.charge_api(&req.user).await?;
+                }
+                services.ask::<GetAccess>(&req.room, &req).await
+            }
         };
         let (access, hit) = self
             .cache

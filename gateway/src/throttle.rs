@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatmesh_coherent::Buckets;
+use chatmesh_protocol::{ApiError, ErrorCode};
 use moka::future::Cache;
 use tokio::time::Instant;
 
@@ -354,6 +355,19 @@ impl Throttle {
             .check(Arc::from(user), true)
             .await
             .map_err(|wait| Throttled::new("api", wait))
+    }
+
+    /// [`Throttle::api_allowed`], answered as the protocol error a client gets when its
+    /// request budget is spent.
+    pub async fn charge_api(&self, user: &str) -> Result<(), ApiError> {
+        let Err(refused) = self.api_allowed(user).await else {
+            return Ok(());
+        };
+        let wait = refused.retry_after.as_millis().max(1);
+        Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!("over your request rate: retry in {wait} ms"),
+        ))
     }
 
     /// May `user` have a late resend checked now (`send` with `resend_after`)? Counts it.

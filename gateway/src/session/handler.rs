@@ -239,14 +239,7 @@ impl Session {
 
     /// Counts one request against the user's API budget: `rate_limited` when it is spent.
     async fn charge_api(&self) -> Result<(), ApiError> {
-        let Err(refused) = self.state.throttle.api_allowed(self.user()).await else {
-            return Ok(());
-        };
-        let wait = refused.retry_after.as_millis().max(1);
-        Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!("over your request rate: retry in {wait} ms"),
-        ))
+        self.state.throttle.charge_api(self.user()).await
     }
 
     pub async fn on_text(&mut self, text: &[u8]) {
@@ -574,7 +567,12 @@ impl Session {
         } else {
             tracing::Span::none()
         };
-        let access = self.state.access.get(&room, &user).await?;
+        let throttle = &self.state.throttle;
+        let access = self
+            .state
+            .access
+            .get_charged(&room, &user, throttle)
+            .await?;
         if !access.can_post() {
             return Err(ApiError::forbidden("only members may post to this room"));
         }
@@ -784,15 +782,6 @@ impl Session {
     /// `typing`: members get `typing {room, user}`; never stored; at most
     /// `typing_per_second` per room (more are dropped quietly, as clients send them freely).
     async fn typing(&mut self, room: &str) -> Result<(), ApiError> {
-        let access = self.state.access.get(room, self.user()).await?;
-        if !access.can_post() {
-            return Err(ApiError::forbidden("only members may type here"));
-        }
-        if access.blocked {
-            return Err(ApiError::forbidden(
-                "the other member of this DM has blocked you",
-            ));
-        }
         let now = Instant::now();
         let cfg = &self.state.cfg;
         let every = Duration::from_secs(1) / cfg.typing_per_second.max(1);
@@ -811,6 +800,22 @@ impl Session {
         {
             metrics::counter!("chatmesh_events_dropped_total", "kind" => "typing").increment(1);
             return Ok(());
+        }
+        // After the session's own limits, which cost nothing: a room not cached asks the
+        // worker, charged to the user's request budget.
+        let user = self.identity.as_ref().map_or("", |i| i.user.as_str());
+        let state = &self.state;
+        let access = state
+            .access
+            .get_charged(room, user, &state.throttle)
+            .await?;
+        if !access.can_post() {
+            return Err(ApiError::forbidden("only members may type here"));
+        }
+        if access.blocked {
+            return Err(ApiError::forbidden(
+                "the other member of this DM has blocked you",
+            ));
         }
         if typing.last.len() >= cfg.limits.max_rooms {
             typing.last.clear();
