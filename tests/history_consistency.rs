@@ -413,6 +413,21 @@ async fn replays_are_bounded_per_session_and_per_gateway() -> Result<()> {
         Some(ErrorCode::Unavailable),
         "{refused:?}"
     );
+    // A refused join changes nothing: a user not in the public room is not made a member.
+    let bob = api.user("bob").await?;
+    let mut outsider = Client::login(&mesh.ws_url(), &bob).await?;
+    let refused = outsider.request(frame::join_since("small", 0)).await?;
+    assert_eq!(
+        error_code(&refused),
+        Some(ErrorCode::Unavailable),
+        "{refused:?}"
+    );
+    let (_, rooms) = api.call("GET", "/v1/rooms", Some(&bob), None).await?;
+    let member = http_rooms(&rooms)
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.room == "small" && r.role.is_some());
+    assert!(!member, "a refused join made bob a member: {rooms}");
     a.send_with_ref(frame::leave("big2"), 5).await?;
     api.metric_reaches(RUNNING, 2.0).await?;
     let joined = late.request(frame::join_since("small", 0)).await?;

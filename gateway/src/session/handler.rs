@@ -405,6 +405,15 @@ impl Session {
         }
         let mut access = self.state.access.get(room, &user).await?;
         crate::access::readable(&access)?;
+        // Before anything changes (a first join of a public room stores a membership): a
+        // refused replay leaves the previous join, and the memberships, as they were.
+        let slot = match since {
+            Some(_) => Some(self.replay_slot(room).await?),
+            None => {
+                self.cancel_replay(room);
+                None
+            }
+        };
         if access.role.is_none() && access.kind == RoomKind::Public {
             let req = RoomUserRequest {
                 room: room.to_owned(),
@@ -414,14 +423,6 @@ impl Session {
             // The cached "not a member" is stale now (the worker's event says so too).
             self.state.access.forget(room, &user).await;
         }
-        // Before anything changes: a refused replay leaves the previous join as it was.
-        let slot = match since {
-            Some(_) => Some(self.replay_slot(room).await?),
-            None => {
-                self.cancel_replay(room);
-                None
-            }
-        };
         if self.rooms.remove(room).is_some() {
             self.state.fanout.leave(room, self.link.id);
         }
@@ -445,8 +446,14 @@ impl Session {
         // A removal whose event arrived between the check above and the fan-out join found
         // no session of this user in the room to remove. Its event dropped the cached
         // answer, so asking again sees it: then the join is undone as a removal would have.
-        let still = self.state.access.get(room, &user).await;
-        if !still.as_ref().is_ok_and(Access::can_read) {
+        // Only an answer that says so undoes it: a worker that does not answer in time (under
+        // load; after a first join of a public room the answer is never cached) leaves the
+        // join as the check before it allowed, rather than telling the client it was removed.
+        let removed = match self.state.access.get(room, &user).await {
+            Ok(access) => !access.can_read(),
+            Err(e) => matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound),
+        };
+        if removed {
             self.undo_join(name, gen).await;
             return Ok(());
         }
