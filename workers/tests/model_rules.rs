@@ -32,6 +32,36 @@ fn ru(room: &str, user: &str) -> RoomUserRequest {
     }
 }
 
+/// A room whose record is gone from the store (a deletion removes it first, under the
+/// room's lock) takes no new member, even while a cache loaded before still holds the
+/// record: `join` and `member_add` read the store under the lock (a member written then
+/// would outlive the deletion, into a room made again under that name).
+#[tokio::test]
+async fn no_member_is_written_into_a_room_whose_record_is_gone() {
+    let l = Local::new().await;
+    let s = &l.service;
+    users(&l, &["ann", "bob", "cid"]).await;
+    create(&l, "hall", RoomKind::Public, "ann").await;
+    // The caches hold the room now.
+    assert_eq!(s.access(ru("hall", "bob")).await.unwrap().role, None);
+    // The deletion's first write, as the caches of a worker that loaded the record just
+    // before it would not know it.
+    let mut batch = chatmesh_workers::store::WriteBatch::new();
+    batch.delete(chatmesh_workers::model::keys::room("hall"));
+    l.model.write(batch).await.unwrap();
+    assert_eq!(code(s.join(ru("hall", "bob")).await), ErrorCode::NotFound);
+    let add = AddMemberRequest {
+        room: "hall".into(),
+        user: "cid".into(),
+        role: Role::Member,
+        actor: "ann".into(),
+    };
+    assert_eq!(code(s.member_add(add).await), ErrorCode::NotFound);
+    for user in ["bob", "cid"] {
+        assert_eq!(l.model.role("hall", user).await.unwrap(), None, "{user}");
+    }
+}
+
 /// Who may join, add, promote and remove, for public and private rooms.
 #[tokio::test]
 async fn membership_rules() {

@@ -51,6 +51,7 @@ impl Service {
         let exists = self.user_exists(&req.user).await?;
         {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            self.room_still_there(&req.room).await?;
             let actor = self.model().role(&req.room, &req.actor).await?;
             match (actor, req.role) {
                 (Some(Role::Owner), _) | (Some(Role::Admin), Role::Member) => {}

@@ -258,6 +258,17 @@ impl Service {
             .ok_or_else(|| ApiError::not_found("no such room"))
     }
 
+    /// `not_found` unless the store (not the cache) holds `room`'s record. Call under the
+    /// room's lock before writing a membership: a deletion removes the record under the same
+    /// lock first, so no member is written into a room being deleted, whatever a cache
+    /// loaded before it still says.
+    async fn room_still_there(&self, room: &str) -> Result<(), ApiError> {
+        match self.model().room(room).await? {
+            Some(_) => Ok(()),
+            None => Err(ApiError::not_found("no such room")),
+        }
+    }
+
     /// Waits (bounded, [`StreamTail`]) until the store holds every message of `room` the
     /// stream held when asked, so a message, edit or delete acked a moment ago counts.
     async fn caught_up_now(&self, room: &str) -> Result<(), ApiError> {

@@ -129,6 +129,7 @@ impl Service {
         }
         let added = {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            self.room_still_there(&req.room).await?;
             if self.model().ban(&req.room, &req.user).await?.is_some() {
                 return Err(ApiError::forbidden("banned from this room"));
             }
