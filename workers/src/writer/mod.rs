@@ -234,12 +234,14 @@ pub async fn store_batch(
     counter!(m::STORED).increment(stored as u64);
     *checkpoint = high;
     for (room, new) in &fresh {
+        if changed.contains(room) {
+            // An older message changed: the recent page may hold its old version. Dropped
+            // before the stats move, so no reader meanwhile finds the page extended with the
+            // change (a delete's tombstone) next to the old version (the deleted body).
+            caches.trimmed(room).await;
+        }
         if let Some((stats, _)) = rooms.get(room) {
             caches.stored(room, *stats, new).await;
-        }
-        if changed.contains(room) {
-            // An older message changed: the recent page may hold its old version.
-            caches.trimmed(room).await;
         }
     }
     Ok(erased)
