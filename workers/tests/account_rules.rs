@@ -121,6 +121,45 @@ async fn wrong_passwords_are_counted_per_account_on_the_worker() {
     assert_eq!(code(s.login(wrong("nobody")).await), ErrorCode::RateLimited);
 }
 
+/// A password change proves the old password again: its wrong ones count toward the
+/// account's count on the worker as a login's do (several gateways together), so past the
+/// burst the change and the account's logins are refused `rate_limited`; a right old
+/// password spends nothing.
+#[tokio::test]
+async fn a_password_changes_wrong_old_passwords_count_as_logins_do() {
+    let l = Local::with(|c| {
+        c.login_account_failures_per_minute = 1;
+        c.login_account_burst = 3;
+    })
+    .await;
+    let s = &l.service;
+    users(&l, &["ann", "bob"]).await;
+    let change = |old: &str, new: &str| ChangePasswordRequest {
+        user: "ann".into(),
+        old_password: old.into(),
+        new_password: new.into(),
+    };
+    for _ in 0..4 {
+        s.password_change(change("correct horse", "correct horse"))
+            .await
+            .expect("a right old password spends nothing");
+    }
+    for _ in 0..3 {
+        let wrong = s
+            .password_change(change("wrong horse", "another horse"))
+            .await;
+        assert_eq!(code(wrong), ErrorCode::Unauthorized);
+    }
+    let refused = s
+        .password_change(change("wrong horse", "another horse"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited, "{refused:?}");
+    assert!(refused.retry_after().is_some(), "{refused:?}");
+    assert_eq!(code(s.login(creds("ann")).await), ErrorCode::RateLimited);
+    s.login(creds("bob")).await.expect("another account");
+}
+
 /// A known device's wrong passwords count toward its account's count (an ordinary login is
 /// refused once they spent it) and toward the device's own, over every gateway together:
 /// past `DEVICE_FAILURES_PER_HOUR` that device is refused, another device of the account is

@@ -68,6 +68,31 @@ impl Service {
         Ok(UserInfo { user: req.username })
     }
 
+    /// Whether `password` is `user`'s (its record's `hash`), for a request that proves the
+    /// password again (a password change, an identity replacement): counted in the
+    /// account's wrong passwords on this worker as a login's are, from every gateway
+    /// together (`rate_limited` once they are spent, before any hashing; a right password
+    /// or a check without a verdict gives its token back).
+    pub(super) async fn password_counted(
+        &self,
+        user: &str,
+        password: String,
+        hash: String,
+    ) -> Result<bool, ApiError> {
+        let bucket = &self.inner.login_failures;
+        let key = Arc::<str>::from(user);
+        if let Err(wait) = bucket.check(key.clone(), true).await {
+            metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
+            let what = "too many wrong passwords from this account";
+            return Err(ApiError::rate_limited_for(what, wait));
+        }
+        let verified = self.inner.passwords.verify(password, Some(hash)).await;
+        if !matches!(verified, Ok(false)) {
+            bucket.refund(&key).await;
+        }
+        Ok(verified?)
+    }
+
     /// Checks a user's password; answers its token generation.
     pub async fn login(&self, req: Credentials) -> Result<LoginInfo, ApiError> {
         let denied = || ApiError::new(ErrorCode::Unauthorized, "invalid user name or password");

@@ -77,9 +77,7 @@ impl Service {
         };
         let hash = account.hash;
         if !self
-            .inner
-            .passwords
-            .verify(req.password, Some(hash.clone()))
+            .password_counted(&req.user, req.password, hash.clone())
             .await?
         {
             return Err(wrong());

@@ -71,10 +71,9 @@ impl Service {
         let Some(record) = record else {
             return Err(ApiError::not_found("no such account"));
         };
+        let hash = record.hash.clone();
         if !self
-            .inner
-            .passwords
-            .verify(req.old_password, Some(record.hash.clone()))
+            .password_counted(&req.user, req.old_password, hash)
             .await?
         {
             return Err(wrong());
