@@ -20,6 +20,7 @@ mod harness;
 mod launcher;
 mod regional;
 mod regions;
+mod resume;
 mod run;
 mod traffic;
 mod ws;

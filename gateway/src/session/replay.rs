@@ -113,6 +113,14 @@ impl Replay {
             let page = match state.services.ask::<History>(&self.room, &req).await {
                 Ok(page) => page,
                 Err(e) => {
+                    // The stream lets a room's messages go oldest first (what its store
+                    // writer stored, what aged out): holding the room's message at the
+                    // cursor, it holds every later one. Otherwise what lies between is
+                    // neither here nor known to be gone: the client resumes later (1013).
+                    if !self.stream_holds(state, cursor).await {
+                        tracing::warn!(room = %self.room, cursor, error = %crate::error::Chain(&e), "store unavailable for resume, and the stream no longer holds where it starts");
+                        return None;
+                    }
                     tracing::debug!(room = %self.room, error = %crate::error::Chain(&e), "store unavailable for resume; using JetStream");
                     break;
                 }
@@ -153,6 +161,19 @@ impl Replay {
                 .await?;
         }
         Some(cursor)
+    }
+
+    /// Whether the stream still holds the room's message at `seq` (never for 0: whether it
+    /// holds the room's first message cannot be told from the stream).
+    async fn stream_holds(&self, state: &AppState, seq: u64) -> bool {
+        if seq == 0 {
+            return false;
+        }
+        let subject = in_subject(state.mesh.partitions, &self.room);
+        match state.reader.batch(&subject, seq, 1).await {
+            Ok(batch) => batch.first().is_some_and(|r| r.seq == seq),
+            Err(_) => false,
+        }
     }
 
     /// Replays the room's retained messages with seq in (cursor, below) from JetStream;
