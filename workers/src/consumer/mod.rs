@@ -21,6 +21,7 @@
 //! `max_ack_pending` (4 × `batch_max`) is never reached by the lag, which is at most
 //! `batch_max` messages or the ack interval (at most a quarter of `ack_wait`).
 
+mod erase;
 mod setup;
 
 use chatmesh_protocol::backoff::Backoff;
@@ -55,29 +56,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
-
-/// Erases deleted messages (and their edits) from the stream once the store holds their
-/// tombstones: resumes and gap fills then never read their bodies again. Best effort: what
-/// fails here (or a crash first) stays in the stream until it ages out, and is logged.
-async fn erase(stream: Stream, seqs: Vec<u64>) {
-    for seq in seqs {
-        match stream.delete_message(seq).await {
-            Ok(_) => counter!(m::ERASED).increment(1),
-            // Already gone (aged out, or erased by an earlier attempt): nothing to erase.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    async_nats::jetstream::stream::DeleteMessageErrorKind::JetStream(_)
-                ) =>
-            {
-                debug!(seq, error = %Chain(&e), "deleted message not in the stream");
-            }
-            Err(e) => {
-                warn!(seq, error = %Chain(&e), "could not erase a deleted message from the stream")
-            }
-        }
-    }
-}
 
 /// Why a store-writer session ended (the next one starts from the checkpoint).
 #[derive(Debug, thiserror::Error)]
@@ -373,7 +351,7 @@ async fn session(
             }
         }
         if let (false, Some(stream)) = (erased.is_empty(), w.streams.of_partition(p)) {
-            tokio::spawn(erase(stream.clone(), erased));
+            tokio::spawn(erase::erase(stream.clone(), w.trim.partitions, erased));
         }
         trim_stored(w, p, due, checkpoint);
         w.progress.stored(p, checkpoint);

@@ -45,15 +45,16 @@ pub struct Delivery {
 }
 
 /// Stores `batch` (partition `p`'s deliveries, in stream order) and advances `checkpoint`.
-/// Returns the stream seqs whose bodies a delete of this batch erased from the store (the
-/// deleted messages and their edits), for the caller to erase from the stream too.
+/// Returns the rooms and stream seqs whose bodies a delete of this batch erased from the
+/// store (the deleted messages and their edits), for the caller to erase from the stream
+/// too.
 pub async fn store_batch(
     model: &Model,
     caches: &Caches,
     p: u32,
     checkpoint: &mut u64,
     batch: Vec<Delivery>,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<Vec<(String, u64)>, StoreError> {
     let mut pending = Pending::default();
     let mut high = *checkpoint;
     let mut skipped = 0u64;

@@ -27,8 +27,8 @@ pub(super) struct Pending {
     pub(super) older: HashMap<(String, u64), StoredMessage>,
     pub(super) unrefs: Vec<(String, String, u64)>,
     pub(super) changed: HashSet<String>,
-    /// Seqs whose bodies a delete erased.
-    pub(super) erased: Vec<u64>,
+    /// The rooms and seqs whose bodies a delete erased.
+    pub(super) erased: Vec<(String, u64)>,
     /// Reaction records loaded or changed by this batch, by (room, message seq, user).
     pub(super) marks: HashMap<(String, u64, String), UserReactions>,
     /// Messages deleted by this batch whose reaction records go.
@@ -139,8 +139,9 @@ impl Pending {
         };
         self.changed.insert(room.to_owned());
         if matches!(change, Change::Delete(_)) {
-            self.erased.push(target);
-            self.erased.extend(&edited);
+            self.erased.push((room.to_owned(), target));
+            self.erased
+                .extend(edited.iter().map(|seq| (room.to_owned(), *seq)));
             self.marks
                 .retain(|(r, s, _), _| !(r == room && *s == target));
             self.wiped.push((room.to_owned(), target));
