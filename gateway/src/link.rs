@@ -101,8 +101,13 @@ struct Queue {
     items: VecDeque<(Out, bool)>,
     /// The bytes of `items`.
     bytes: usize,
-    /// The bytes of `items` counted towards the address's share.
+    /// The bytes counted towards the address's share: of `items`, and of what the writer took
+    /// and has not written yet (`writing`).
     charged: usize,
+    /// The charged bytes the writer took and has not written yet: a writer blocked on a
+    /// socket holds a batch (up to a few hundred KiB), which stays the address's until it
+    /// is written ([`SessionLink::written`]).
+    writing: usize,
     /// The payload of the latest ping not answered yet: one slot, outside the queue's
     /// capacity, so a burst of pings is answered by one pong instead of filling the queue.
     pong: Option<Bytes>,
@@ -302,15 +307,13 @@ impl SessionLink {
         };
         let size = out.as_ref().map_or(0, Out::size);
         q.bytes -= size;
-        let charged = if charged { size } else { 0 };
-        q.charged -= charged;
+        if charged {
+            q.writing += size;
+        }
         if q.items.is_empty() && q.items.capacity() > 0 {
             q.items = VecDeque::new();
         }
         drop(q);
-        if let Some(a) = &self.address {
-            a.discharge(charged, true);
-        }
         // Wake senders waiting for room: at the capacity, at the bulk limit, or while the
         // queued bytes may hold back a reply or a replay.
         if before >= self.capacity || before == self.bulk_limit() || before_bytes > REPLY_BYTES / 4
@@ -318,6 +321,20 @@ impl SessionLink {
             self.room.notify_waiters();
         }
         out
+    }
+
+    /// The writer wrote everything it took: its replies' bytes leave the address's share
+    /// (the address reads: progress).
+    pub fn written(&self) {
+        let written = {
+            let mut q = self.lock();
+            let written = std::mem::take(&mut q.writing);
+            q.charged -= written;
+            written
+        };
+        if let Some(a) = &self.address {
+            a.discharge(written, true);
+        }
     }
 
     /// Waits for the next queued frame. Cancel-safe: a frame is taken only when returned.
@@ -344,6 +361,7 @@ impl SessionLink {
             q.closed = true;
             q.pong = None;
             q.bytes = 0;
+            q.writing = 0;
             (std::mem::take(&mut q.items), std::mem::take(&mut q.charged))
         };
         drop(items);
@@ -475,6 +493,30 @@ mod tests {
         assert_eq!(link.lock().bytes, 0);
         let huge = Out::Frame(Bytes::from(vec![0u8; REPLY_BYTES * 2]));
         assert!(link.send(huge).await, "an empty queue takes any one reply");
+    }
+
+    /// A reply the writer took stays charged to its address until it is written: a writer
+    /// blocked on a socket holds its batch, and the address's share counts it. Closing the
+    /// queue gives back what the writer held as well.
+    #[tokio::test]
+    async fn a_reply_stays_charged_to_its_address_until_written() {
+        let shares = crate::reply_share::ReplyShares::new(4 << 20, 64 << 20);
+        let ip = "10.0.0.1".parse().unwrap();
+        let held = shares.hold(ip, 1, CancellationToken::new());
+        let link = SessionLink::new(1, 64, CancellationToken::new()).with_address(Some(held));
+        let reply = |n: usize| Out::Frame(Bytes::from(vec![7u8; n]));
+        assert!(link.send(reply(1024)).await);
+        assert_eq!(shares.queued(), 1024);
+        assert!(link.try_recv().is_some());
+        assert_eq!(shares.queued(), 1024, "taken by the writer, not written");
+        link.written();
+        assert_eq!(shares.queued(), 0);
+        assert!(link.send(reply(10)).await);
+        assert!(link.send(reply(20)).await);
+        assert!(link.try_recv().is_some());
+        assert_eq!(shares.queued(), 30);
+        link.close_queue();
+        assert_eq!(shares.queued(), 0, "queued and held both given back");
     }
 
     /// Pings are answered by one pong slot outside the queue: the latest payload wins and

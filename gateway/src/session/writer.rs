@@ -115,6 +115,7 @@ impl Writer {
                 // Idle sessions keep no write buffer.
                 buf = Vec::new();
             }
+            link.written();
             if overflow {
                 break;
             }
@@ -133,6 +134,7 @@ impl Writer {
         if write(&mut io, &buf).await.is_err() {
             return Stop::Broken;
         }
+        link.written();
         let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
         Stop::Closed(code)
     }
