@@ -162,8 +162,22 @@ impl StreamTail {
             Ok(Err(e)) => chatmesh_protocol::error::Chain(&e).to_string(),
             Err(_) => format!("no answer within {LEADER_WAIT:?}"),
         };
+        // One region: the leader is only being elected (or slow), and a direct get may be
+        // answered by a replica that has not seen the latest acks: a page from it could miss
+        // a message acked before it was asked. Refused; the client retries.
+        if !self.streams.topology().has_regions() {
+            counter!(m::HISTORY_WAITS, "outcome" => "no_leader").increment(1);
+            warn!(
+                room,
+                leader = why,
+                "the stream's leader did not answer: history refused"
+            );
+            return Err(ApiError::unavailable(
+                "history is not available right now (the stream is electing its leader); retry shortly",
+            ));
+        }
         // No leader to ask (its region cut off, or no meta leader): what a direct get reads
-        // here, the stream or its local mirror, is all this side can have.
+        // here, the stream or its local mirror, is all this side can have (docs/REGIONS.md).
         match stream.direct_get_last_for_subject(&subject).await {
             Ok(m) => {
                 counter!(m::HISTORY_WAITS, "outcome" => "no_leader").increment(1);
