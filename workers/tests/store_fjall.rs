@@ -133,3 +133,33 @@ async fn group_commit_keeps_every_write() {
         .unwrap();
     assert_eq!(all.len(), 64 * 4);
 }
+
+/// Two batches in one group window that touch one key: the later one's write lands last,
+/// whatever stage of the earlier batch wrote it (a room deletion's `stats` delete submitted
+/// after a store writer's batch that puts them in its second stage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_batch_in_one_group_writes_its_keys_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Fjall(open(dir.path(), FsyncPolicy::SyncData));
+    let group = GroupCommit::start(store.clone(), std::time::Duration::from_millis(200), 1_000);
+    let mut writer = WriteBatch::new();
+    writer.put(b"m1".to_vec(), vec![1]);
+    writer.barrier();
+    writer.put(b"stats".to_vec(), vec![1]);
+    let mut deletion = WriteBatch::new();
+    deletion.delete(b"stats".to_vec());
+    let first = {
+        let group = group.clone();
+        tokio::spawn(async move { group.write(writer).await })
+    };
+    // Submitted second, within the first one's window.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    group.write(deletion).await.unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!(store.get(b"m1").await.unwrap(), Some(vec![1]));
+    assert_eq!(
+        store.get(b"stats").await.unwrap(),
+        None,
+        "the later delete was undone"
+    );
+}

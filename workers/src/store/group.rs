@@ -5,9 +5,12 @@
 //! writer per partition committed batches of one: one fsync, one blocking-pool hop and
 //! several thread wake-ups per message, which is where most of the worker's CPU went
 //! (docs/PERFORMANCE.md). Here the first batch that arrives opens a window of `linger`; every
-//! batch that arrives before it closes (or until `max_ops` operations) is merged into one
-//! [`WriteBatch`] stage by stage ([`WriteBatch::merge`]), written once, and every submitter
-//! is told the one result. A failed write fails every batch in it, as if each had failed on
+//! batch that arrives before it closes (or until `max_ops` operations) joins one
+//! [`WriteBatch`], written once, and every submitter is told the one result. On an atomic
+//! store (fjall) the batches are concatenated in the order they came
+//! ([`WriteBatch::concat`]), so a later batch's write of a key lands after an earlier one's;
+//! on TiKV they are merged stage by stage ([`WriteBatch::merge`]), and a batch that touches
+//! a key of the group opens the next group instead. A failed write fails every batch in it, as if each had failed on
 //! its own (a store writer restarts from its checkpoint, a request answers `internal`).
 //! Nothing in the committer's loop panics (merging moves vectors; a store write runs on the
 //! blocking pool, whose panics come back as errors), so it lives as long as the model does.
@@ -65,16 +68,33 @@ impl GroupCommit {
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Request>, linger: Duration, max_ops: usize) {
-    while let Some(first) = rx.recv().await {
+    let atomic = store.atomic_batches();
+    // A batch that touches a key of the group before it opens the next group (stages only).
+    let mut next: Option<Request> = None;
+    loop {
+        let first = match next.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
         let mut ops = first.batch.len();
+        let mut keys = KeysOf::new(!atomic);
+        keys.add(&first.batch);
         let mut group = vec![first];
         let close = tokio::time::Instant::now() + linger;
         while ops < max_ops {
             // `timeout_at` polls the queue before the clock: what is queued is taken even
             // with a zero linger.
             match tokio::time::timeout_at(close, rx.recv()).await {
+                Ok(Some(r)) if keys.overlaps(&r.batch) => {
+                    next = Some(r);
+                    break;
+                }
                 Ok(Some(r)) => {
                     ops += r.batch.len();
+                    keys.add(&r.batch);
                     group.push(r);
                 }
                 Ok(None) | Err(_) => break,
@@ -84,14 +104,43 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Request>, linger: Duration, ma
             group.into_iter().map(|r| (r.batch, r.done)).unzip();
         metrics::histogram!(m::GROUP_SIZE).record(batches.len() as f64);
         let started = Instant::now();
-        let result = store
-            .write(WriteBatch::merge(batches))
-            .await
-            .map_err(Arc::new);
+        let merged = match atomic {
+            true => WriteBatch::concat(batches),
+            false => WriteBatch::merge(batches),
+        };
+        let result = store.write(merged).await.map_err(Arc::new);
         metrics::histogram!(m::STORE_COMMIT).record(started.elapsed().as_secs_f64());
         for done in waiters {
             // A writer that gave up (shutdown) no longer listens: nothing to tell it.
             let _ = done.send(result.clone());
         }
+    }
+}
+
+/// The keys of a group merged stage by stage (a backend whose batches are not atomic): two
+/// batches touching one key must not share a group, as merging their stages could apply the
+/// later one's write of it first. Atomic backends concatenate whole batches in order and
+/// track nothing.
+struct KeysOf {
+    keys: Option<std::collections::HashSet<Vec<u8>>>,
+}
+
+impl KeysOf {
+    fn new(track: bool) -> Self {
+        Self {
+            keys: track.then(std::collections::HashSet::new),
+        }
+    }
+
+    fn add(&mut self, batch: &WriteBatch) {
+        if let Some(keys) = &mut self.keys {
+            keys.extend(batch.keys().map(<[u8]>::to_vec));
+        }
+    }
+
+    fn overlaps(&self, batch: &WriteBatch) -> bool {
+        self.keys
+            .as_ref()
+            .is_some_and(|keys| batch.keys().any(|k| keys.contains(k)))
     }
 }
