@@ -55,7 +55,8 @@ pub enum Out {
         seq: u64,
         frame: Bytes,
     },
-    /// The replay of a room is complete: release held live frames.
+    /// The replay of a room (or, for a join without `since`, the access re-check after it)
+    /// is complete: release held live frames.
     ReplayDone { room: Arc<str>, gen: u64 },
     /// Answer a ping frame (never queued: see [`SessionLink::pong`]).
     Pong(Bytes),

@@ -131,11 +131,14 @@ impl Room {
             let old = state.members.remove(i);
             state.presence.session_left(user_of(&old.link));
         }
+        // Live frames are held until the session releases them: after the replay of a join
+        // with `since`, and after the access re-check of any join (a ban dispatched while it
+        // runs must not reach the session).
         link.offer(Out::Track {
             room: self.name.clone(),
             gen,
             last: since.unwrap_or(last),
-            replay: since.is_some(),
+            replay: true,
         });
         link.offer(Out::Frame(joined(last)));
         state.presence.session_joined(user_of(link));

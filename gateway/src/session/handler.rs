@@ -16,7 +16,7 @@ use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
 use chatmesh_protocol::service::{
-    Access, ChangeCheck, JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
+    ChangeCheck, JoinRoom, RoomKind, RoomUserRequest, SetCursor, SetCursorRequest,
 };
 use chatmesh_protocol::subjects::in_subject;
 use chatmesh_protocol::{ApiError, ErrorCode};
@@ -468,6 +468,10 @@ impl Session {
             let (state, link) = (self.state.clone(), self.link.clone());
             let replays = self.replays.get_or_insert_with(Default::default);
             replays.start(name, slot, replay.run(state, link));
+        } else {
+            // The room's live frames were held since the fan-out join (a ban dispatched
+            // during the re-check must not reach the session): the re-check passed.
+            self.link.send(Out::ReplayDone { room: name, gen }).await;
         }
         Ok(())
     }
@@ -789,6 +793,22 @@ impl Session {
     /// `typing`: members get `typing {room, user}`; never stored; at most
     /// `typing_per_second` per room (more are dropped quietly, as clients send them freely).
     async fn typing(&mut self, room: &str) -> Result<(), ApiError> {
+        // A room whose access is not cached asks the worker: charged to the user's request
+        // budget (a refusal is not cached, so typing in rooms that do not exist is too).
+        let throttle = &self.state.throttle;
+        let access = self
+            .state
+            .access
+            .get_charged(room, self.user(), throttle)
+            .await?;
+        if !access.can_post() {
+            return Err(ApiError::forbidden("only members may type here"));
+        }
+        if access.blocked {
+            return Err(ApiError::forbidden(
+                "the other member of this DM has blocked you",
+            ));
+        }
         let now = Instant::now();
         let cfg = &self.state.cfg;
         let every = Duration::from_secs(1) / cfg.typing_per_second.max(1);
@@ -807,22 +827,6 @@ impl Session {
         {
             metrics::counter!("chatmesh_events_dropped_total", "kind" => "typing").increment(1);
             return Ok(());
-        }
-        // After the session's own limits, which cost nothing: a room not cached asks the
-        // worker, charged to the user's request budget.
-        let user = self.identity.as_ref().map_or("", |i| i.user.as_str());
-        let state = &self.state;
-        let access = state
-            .access
-            .get_charged(room, user, &state.throttle)
-            .await?;
-        if !access.can_post() {
-            return Err(ApiError::forbidden("only members may type here"));
-        }
-        if access.blocked {
-            return Err(ApiError::forbidden(
-                "the other member of this DM has blocked you",
-            ));
         }
         if typing.last.len() >= cfg.limits.max_rooms {
             typing.last.clear();

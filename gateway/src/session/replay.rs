@@ -104,6 +104,9 @@ impl Replay {
         }
         // 1. The store: everything it has persisted above `since`.
         loop {
+            if self.evicted(state, link) {
+                return Some(cursor);
+            }
             let req = HistoryRequest {
                 room: self.room.to_string(),
                 before: None,
@@ -142,7 +145,9 @@ impl Replay {
                             from: cursor + 1,
                             to: m.prev,
                         };
-                        self.push(link, pace, Out::Frame(gap.encode().into()))
+                        // Queued as part of this join (dropped once it is over, as after
+                        // an eviction), at the gap's end.
+                        self.push(link, pace, self.out(m.prev, gap.encode().into()))
                             .await?;
                     }
                 }
@@ -188,6 +193,9 @@ impl Replay {
     ) -> Option<u64> {
         let subject = in_subject(state.mesh.partitions, &self.room);
         while cursor + 1 < below {
+            if self.evicted(state, link) {
+                return Some(cursor);
+            }
             let batch = match state.reader.batch(&subject, cursor + 1, JS_BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -203,11 +211,18 @@ impl Replay {
                     return Some(cursor);
                 }
                 let frame = encode_message_frame(&self.room, r.seq, cursor, &r.payload)?;
+                metrics::counter!("chatmesh_replay_messages_total").increment(1);
                 self.push(link, pace, self.out(r.seq, frame)).await?;
                 cursor = r.seq;
             }
         }
         Some(cursor)
+    }
+
+    /// Whether the session is no longer in the room (removed or banned): what is left of the
+    /// backlog is no longer its to read, and the replay's slot goes back at once.
+    fn evicted(&self, state: &AppState, link: &SessionLink) -> bool {
+        !state.fanout.holds(&self.room, link.id)
     }
 
     fn out(&self, seq: u64, frame: Bytes) -> Out {
@@ -229,13 +244,11 @@ impl Replay {
         }
         let payload = serde_json::to_vec(&value).ok()?;
         let frame = encode_message_frame(&self.room, m.seq, m.prev, &payload)?;
+        metrics::counter!("chatmesh_replay_messages_total").increment(1);
         Some(self.out(m.seq, frame))
     }
 
     async fn push(&self, link: &SessionLink, pace: &Pace, out: Out) -> Option<()> {
-        if matches!(out, Out::Replay { .. }) {
-            metrics::counter!("chatmesh_replay_messages_total").increment(1);
-        }
         let bytes = out.size() as u64;
         let started = Instant::now();
         match tokio::time::timeout(STALL, link.send_bulk(out)).await {

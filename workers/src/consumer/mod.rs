@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Message as JsMessage;
 use chatmesh_protocol::message::Payload;
 use chatmesh_protocol::subjects::room_of;
