@@ -205,7 +205,27 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (a == 100 && (64..128).contains(&b)))
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let first = s[0];
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+            };
+            // Addresses that carry an IPv4 address a network may route to it: NAT64
+            // (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16), IPv4-compatible (::/96).
+            if first == 0x0064 && s[1] == 0xff9b && s[2..6] == [0; 4] {
+                return is_public(embedded(s[6], s[7]));
+            }
+            if first == 0x0064 && s[1] == 0xff9b && s[2] == 1 {
+                return false;
+            }
+            if first == 0x2002 {
+                return is_public(embedded(s[1], s[2]));
+            }
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_public(embedded(s[6], s[7]));
+            }
             match v6.to_ipv4_mapped() {
                 Some(v4) => is_public(IpAddr::V4(v4)),
                 None => {
@@ -332,6 +352,28 @@ pub struct PushPayload {
     pub seq: u64,
 }
 
+/// Largest push JSON sent to Web Push or FCM, bytes: a Web Push record holds 4,096 bytes,
+/// 3,993 of them plaintext after aes128gcm's header, tag and padding (RFC 8291, 8188), and
+/// FCM's data message holds 4,096 bytes in all.
+pub const MAX_PUSH_JSON: usize = 3_800;
+
+impl PushPayload {
+    /// The JSON of this push, within `max` bytes: rooms beyond the latest are left out of
+    /// `rooms` while it is over (the counts stay right). A push service refuses a larger
+    /// one outright, and the user would get no notification at all.
+    pub fn json_within(&self, max: usize) -> Vec<u8> {
+        let mut p = std::borrow::Cow::Borrowed(self);
+        loop {
+            let json = serde_json::to_vec(&*p).unwrap_or_default();
+            if json.len() <= max || p.rooms.len() <= 1 {
+                return json;
+            }
+            let keep = p.rooms.len() / 2;
+            p.to_mut().rooms.truncate(keep);
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomCount {
     pub room: String,
@@ -360,6 +402,64 @@ mod tests {
             },
             expiration_time: None,
         }
+    }
+
+    /// IPv6 addresses that carry an IPv4 address are judged by it (NAT64, 6to4,
+    /// IPv4-compatible); local-use NAT64 is never public.
+    #[test]
+    fn ipv6_carrying_ipv4_is_judged_by_the_ipv4() {
+        let public = |s: &str| is_public(s.parse().unwrap());
+        for internal in [
+            "64:ff9b::a00:5",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::808:808",
+            "2002:a00:5::1",
+            "2002:a9fe:a9fe::",
+            "::a00:5",
+            "::ffff:10.0.0.5",
+            "::1",
+            "fd00::1",
+        ] {
+            assert!(!public(internal), "{internal}");
+        }
+        for external in ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111"] {
+            assert!(public(external), "{external}");
+        }
+    }
+
+    /// A push's JSON stays within what Web Push and FCM take: rooms beyond the latest go
+    /// first, the latest room and the counts stay.
+    #[test]
+    fn a_push_for_many_rooms_fits_a_push_message() {
+        let rooms: Vec<RoomCount> = (0..200)
+            .map(|i| RoomCount {
+                room: format!("{i:0>64}"),
+                count: 1,
+                last_seq: i,
+            })
+            .collect();
+        let p = PushPayload {
+            kind: "messages".into(),
+            room: rooms[0].room.clone(),
+            count: 200,
+            rooms,
+            from: Some("ann".into()),
+            body: Some("hello".into()),
+            seq: 9,
+        };
+        let json = p.json_within(MAX_PUSH_JSON);
+        assert!(json.len() <= MAX_PUSH_JSON, "{} bytes", json.len());
+        let back: PushPayload = serde_json::from_slice(&json).unwrap();
+        assert_eq!((back.count, back.room.as_str()), (200, p.room.as_str()));
+        assert!(!back.rooms.is_empty() && back.rooms[0] == p.rooms[0]);
+        let small = PushPayload {
+            rooms: p.rooms[..2].to_vec(),
+            ..p.clone()
+        };
+        assert_eq!(
+            small.json_within(MAX_PUSH_JSON),
+            serde_json::to_vec(&small).unwrap()
+        );
     }
 
     #[test]

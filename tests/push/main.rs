@@ -93,6 +93,7 @@ async fn targets_and_settings_are_validated_listed_and_removed() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = push_config();
     config.push.max_targets_per_user = 2;
+    config.push.apns.topics = vec!["com.example.chat".into()];
     let mesh = start_mesh(dir.path(), config).await?;
     let api = Api::new(&mesh);
     let ann = api.user("ann").await?;
@@ -129,6 +130,10 @@ async fn targets_and_settings_are_validated_listed_and_removed() -> Result<()> {
             .0,
         400
     );
+    // A topic that is not one of `[push.apns] topics` (another app of the team).
+    let (s, v) =
+        bad(json!({"kind": "apns", "token": "ab".repeat(32), "topic": "com.other.app"})).await?;
+    assert_eq!(s, 400, "{v}");
 
     // Loopback http is allowed by this config; FCM and APNs tokens are stored.
     let web = Subscription::new("http://127.0.0.1:9/push/a".into());
@@ -980,7 +985,8 @@ async fn apns_tokens_are_pushed_over_http2_and_bad_ones_removed() -> Result<()> 
     apns.script(&phone, &[(403, "ExpiredProviderToken", None)]);
     sender.post("club", "m4", "again").await?;
     let got = apns.wait_accepted(&phone, 3, WAIT).await?;
-    // (A 403 is final for the retry loop: only a new token sent the fourth.)
+    // (The refused token, younger than 20 minutes, is kept: the push is sent once more with
+    // it, and the stand-in takes it.)
     assert_eq!(
         got.iter().map(|m| m.status).collect::<Vec<_>>(),
         [200, 200, 403, 200]

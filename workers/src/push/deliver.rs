@@ -196,7 +196,7 @@ impl Deliverer {
                 }
             }
             if let Some(payload) = payload(&settings, &todo) {
-                let json = serde_json::to_vec(&payload).unwrap_or_default();
+                let json = payload.json_within(chatmesh_protocol::push::MAX_PUSH_JSON);
                 out.push(Claimed {
                     id,
                     target,

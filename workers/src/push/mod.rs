@@ -164,6 +164,7 @@ pub fn enable(svc: &Service, push: &Push) {
         allow_http_loopback: push.cfg.allow_http_loopback,
         max_targets: push.cfg.max_targets_per_user,
         vapid_public_key: push.vapid.public_key().to_owned(),
+        apns_topics: push.cfg.apns.topics.clone(),
     });
 }
 

@@ -89,6 +89,8 @@ pub struct PushRules {
     pub max_targets: usize,
     /// The VAPID public key, base64url (uncompressed point).
     pub vapid_public_key: String,
+    /// `[push.apns] topics`: the only topics APNs targets may name (empty: any).
+    pub apns_topics: Vec<String>,
 }
 
 impl Service {
@@ -114,6 +116,13 @@ impl Service {
             .map_err(refuse)?;
         if let NewTarget::WebPush { keys, .. } = &req.target {
             subscription_keys(keys).map_err(refuse)?;
+        }
+        if let NewTarget::Apns { topic, .. } = &req.target {
+            if !rules.apns_topics.is_empty() && !rules.apns_topics.contains(topic) {
+                return Err(ApiError::bad_request(format!(
+                    "topic {topic:?} is not one of this deployment's apps"
+                )));
+            }
         }
         let id = target_id(&req.target);
         let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;

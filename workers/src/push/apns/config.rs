@@ -25,6 +25,10 @@ pub struct ApnsConfig {
     /// egress proxy that terminates TLS, or a stand-in. None by default: Apple's hosts
     /// chain to the public roots.
     pub ca_file: Option<PathBuf>,
+    /// The APNs topics (the apps' bundle ids) targets may be registered for; a target with
+    /// another is refused (`bad_request`). Empty: any topic (the provider token signs for
+    /// every app of the team, so list them in production).
+    pub topics: Vec<String>,
 }
 
 impl Default for ApnsConfig {
@@ -36,6 +40,7 @@ impl Default for ApnsConfig {
             base_url: "https://api.push.apple.com".into(),
             sandbox_base_url: "https://api.sandbox.push.apple.com".into(),
             ca_file: None,
+            topics: Vec::new(),
         }
     }
 }
@@ -94,6 +99,7 @@ mod tests {
             base_url: "http://api.push.apple.com".into(),
             sandbox_base_url: "http://127.0.0.1:4000".into(),
             ca_file: None,
+            topics: Vec::new(),
         };
         cfg.problems(&mut out);
         assert_eq!(out.len(), 2, "{out:?}");

@@ -10,7 +10,7 @@
 //! Answers ([`classify`]): 2xx delivered; 410, or 400 `BadDeviceToken` /
 //! `DeviceTokenNotForTopic`, the token is gone; 429 and 5xx retried (honouring
 //! `Retry-After`); 403 `ExpiredProviderToken` / `InvalidProviderToken` drops the provider
-//! token and tries once more with a new one; anything else is refused.
+//! token if it is at least 20 minutes old and tries once more; anything else is refused.
 
 pub mod body;
 pub mod config;

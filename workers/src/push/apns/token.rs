@@ -2,7 +2,7 @@
 //! the key's id, claims `iss` = the team id and `iat`). Apple refuses a token older than an
 //! hour and one renewed more often than every 20 minutes, so one token serves every push
 //! for [`REFRESH_AFTER`]; a push answered `ExpiredProviderToken` or `InvalidProviderToken`
-//! drops it early ([`ProviderToken::refused`]).
+//! drops it early if it is at least [`MIN_RENEWAL`] old ([`ProviderToken::refused`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +13,10 @@ use tokio::time::Instant;
 
 /// A token is signed anew this long after it was made (Apple: between 20 and 60 minutes).
 pub const REFRESH_AFTER: Duration = Duration::from_secs(50 * 60);
+/// A refused token younger than this is kept: Apple refuses provider token updates more
+/// often than every 20 minutes (`TooManyProviderTokenUpdates`) for every push of the team,
+/// and a refusal may come from one target's own doing (a topic of another team).
+pub const MIN_RENEWAL: Duration = Duration::from_secs(20 * 60);
 
 /// The claims Apple reads.
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,10 +74,14 @@ impl ProviderToken {
     }
 
     /// APNs refused `token`: the next [`get`](Self::get) signs a new one, unless another
-    /// push already replaced it (many pushes refused at once make one new token).
+    /// push already replaced it (many pushes refused at once make one new token) or it is
+    /// younger than [`MIN_RENEWAL`] (it is kept: renewing it sooner is refused for everyone).
     pub fn refused(&self, token: &Arc<str>) {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.as_ref().is_some_and(|(t, _)| Arc::ptr_eq(t, token)) {
+        if current
+            .as_ref()
+            .is_some_and(|(t, made)| Arc::ptr_eq(t, token) && made.elapsed() >= MIN_RENEWAL)
+        {
             *current = None;
         }
     }
@@ -142,6 +150,12 @@ VpwOiR1GjEbIaRxk15az/wRpDDkhyJ0lR3iyTFdu3m9NaTK12g0WInehiQ==
             Arc::ptr_eq(&second, &tokens.get().unwrap()),
             "a stale refusal"
         );
+        tokens.refused(&second);
+        assert!(
+            Arc::ptr_eq(&second, &tokens.get().unwrap()),
+            "kept: younger than 20 minutes"
+        );
+        tokio::time::advance(MIN_RENEWAL).await;
         tokens.refused(&second);
         assert!(!Arc::ptr_eq(&second, &tokens.get().unwrap()), "dropped");
     }
