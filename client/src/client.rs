@@ -107,6 +107,7 @@ impl Builder {
             reconnect_max: self.reconnect_max,
             ping_every: self.ping_every,
             hello_timeout: self.request_timeout,
+            limits: Mutex::new(Default::default()),
         });
         let (token, ws, user) = first_session(&settings).await?;
         let token = Arc::new(Mutex::new(token));

@@ -6,7 +6,7 @@
 //! fallback gateways (another region's), a failed attempt moves the next one to the next
 //! gateway; a room's seqs are the same through every region's gateway, so the resume holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +27,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::http::Http;
+use crate::pace::Pace;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) type Reply = oneshot::Sender<Result<ServerFrame<'static>>>;
@@ -37,6 +38,17 @@ const RESEND_AFTER: Duration = Duration::from_millis(250);
 const MAX_SEND_ATTEMPTS: u32 = 40;
 /// How long `close` waits for the server's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// A connection that lasted this long counts as established: the reconnect delay starts
+/// over after it (not after `welcome`, so a server that closes a session right after it
+/// is not asked again ten times a second).
+const STABLE: Duration = Duration::from_secs(10);
+/// `typing` and `read` frames waiting to be written beyond this many are dropped (moot).
+const MAX_QUEUED_FIRES: usize = 256;
+/// Re-joins of a resume written and not answered yet, at most: the gateway replays four
+/// rooms of a session at once by default and refuses the next ones for now, so writing
+/// hundreds at once only had most of them refused and retried, crowding out the
+/// application's own requests.
+const MAX_REJOINS_OUT: usize = 4;
 
 /// How the client authenticates.
 #[derive(Debug, Clone)]
@@ -58,6 +70,8 @@ pub(crate) struct Settings {
     pub reconnect_max: Duration,
     pub ping_every: Duration,
     pub hello_timeout: Duration,
+    /// The limits of the latest `welcome` (the driver paces its writes by them).
+    pub limits: Mutex<chatmesh_protocol::limits::Limits>,
 }
 
 impl Settings {
@@ -104,6 +118,14 @@ struct Pending {
     attempts: u32,
 }
 
+/// A frame waiting to be written, in order, at the [`Pace`].
+enum Queued {
+    /// The frame of pending request `ref`.
+    Request(u64),
+    /// A `typing` or `read`.
+    Fire(ClientFrame),
+}
+
 /// How a connection ended.
 enum End {
     Broken { code: u16, reason: String },
@@ -124,6 +146,13 @@ pub(crate) struct Driver {
     pending: BTreeMap<u64, Pending>,
     next_ref: u64,
     resends: (mpsc::UnboundedSender<u64>, mpsc::UnboundedReceiver<u64>),
+    /// What waits to be written on the connection, in order.
+    outbox: VecDeque<Queued>,
+    fires: usize,
+    pace: Pace,
+    /// Re-joins of the resume not written yet, and how many written are not answered.
+    rejoins: VecDeque<u64>,
+    rejoins_out: usize,
 }
 
 impl Driver {
@@ -144,6 +173,11 @@ impl Driver {
             pending: BTreeMap::new(),
             next_ref: 1,
             resends: mpsc::unbounded_channel(),
+            outbox: VecDeque::new(),
+            fires: 0,
+            pace: Pace::new(&Default::default()),
+            rejoins: VecDeque::new(),
+            rejoins_out: 0,
         }
     }
 
@@ -151,8 +185,14 @@ impl Driver {
     /// ends for good.
     pub async fn run(mut self, mut ws: Ws) {
         let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
+        self.pace = self.fresh_pace();
         loop {
-            let (code, reason) = match self.serve(&mut ws).await {
+            let served = Instant::now();
+            let end = self.serve(&mut ws).await;
+            if served.elapsed() >= STABLE {
+                backoff.reset();
+            }
+            let (code, reason) = match end {
                 End::Close(done) => {
                     close(&mut ws).await;
                     self.finish(1000, "closed by the client");
@@ -193,11 +233,7 @@ impl Driver {
                     Err(e) => tracing::debug!(error = %e, "reconnect failed"),
                 }
             };
-            backoff.reset();
-            if let Err(e) = self.resume(&mut ws).await {
-                tracing::debug!(error = %e, "resume failed");
-                continue;
-            }
+            self.resume();
             self.emit(Event::Reconnected).await;
         }
     }
@@ -252,9 +288,24 @@ impl Driver {
         }
     }
 
-    /// After a reconnect: re-join every room from its last delivered message, then resend
-    /// every request still waiting (sends with their ids, in their order).
-    async fn resume(&mut self, ws: &mut Ws) -> Result<()> {
+    /// After a reconnect: queue a re-join of every room from its last delivered message,
+    /// then every request still waiting (sends with their ids, in their order), to be
+    /// written at the [`Pace`]. A request whose caller gave up waiting (timed out) is
+    /// dropped, not written late.
+    fn resume(&mut self) {
+        self.outbox.clear();
+        self.fires = 0;
+        self.pace = self.fresh_pace();
+        self.rejoins.clear();
+        self.rejoins_out = 0;
+        self.pending
+            .retain(|_, p| !matches!(&p.waiter, Waiter::Caller(reply) if reply.is_closed()));
+        let waiting: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p.waiter, Waiter::Caller(_)))
+            .map(|(r, _)| *r)
+            .collect();
         let rooms: Vec<(String, u64)> = self.rooms.iter().map(|(r, s)| (r.clone(), *s)).collect();
         for (room, since) in rooms {
             let r = self.take_ref();
@@ -262,7 +313,6 @@ impl Driver {
                 room,
                 since: Some(since),
             };
-            write(ws, frame.encode(&Some(json!(r)))).await?;
             self.pending.insert(
                 r,
                 Pending {
@@ -271,19 +321,70 @@ impl Driver {
                     attempts: 0,
                 },
             );
+            self.rejoins.push_back(r);
         }
-        let waiting: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(p.waiter, Waiter::Caller(_)))
-            .map(|(r, _)| *r)
-            .collect();
-        for r in waiting {
-            if let Some(p) = self.pending.get(&r) {
-                write(ws, p.frame.encode(&Some(json!(r)))).await?;
+        self.release_rejoins();
+        self.outbox.extend(waiting.into_iter().map(Queued::Request));
+    }
+
+    /// A full pace at the latest `welcome`'s limits.
+    fn fresh_pace(&self) -> Pace {
+        let limits = self
+            .settings
+            .limits
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        Pace::new(&limits)
+    }
+
+    /// Queues re-joins while fewer than [`MAX_REJOINS_OUT`] wait for their answer.
+    fn release_rejoins(&mut self) {
+        while self.rejoins_out < MAX_REJOINS_OUT {
+            let Some(r) = self.rejoins.pop_front() else {
+                return;
+            };
+            if self.pending.contains_key(&r) {
+                self.rejoins_out += 1;
+                self.outbox.push_back(Queued::Request(r));
             }
         }
+    }
+
+    /// Writes what the [`Pace`] allows now, in order.
+    async fn flush(&mut self, ws: &mut Ws) -> Result<()> {
+        while let Some(next) = self.outbox.front() {
+            let text = match next {
+                Queued::Request(r) => match self.pending.get(r) {
+                    Some(p) => Some((is_send(&p.frame), p.frame.encode(&Some(json!(r))))),
+                    // Answered or given up on meanwhile.
+                    None => None,
+                },
+                Queued::Fire(frame) => Some((false, frame.encode(&None))),
+            };
+            let Some((send, text)) = text else {
+                self.outbox.pop_front();
+                continue;
+            };
+            if self.pace.wait(send) > Duration::ZERO {
+                return Ok(());
+            }
+            if let Some(Queued::Fire(_)) = self.outbox.pop_front() {
+                self.fires -= 1;
+            }
+            self.pace.take(send);
+            write(ws, text).await?;
+        }
         Ok(())
+    }
+
+    /// How long until the next queued frame may be written (`None`: nothing queued).
+    fn next_write(&mut self) -> Option<Duration> {
+        let send = match self.outbox.front()? {
+            Queued::Request(r) => self.pending.get(r).is_some_and(|p| is_send(&p.frame)),
+            Queued::Fire(_) => false,
+        };
+        Some(self.pace.wait(send))
     }
 
     async fn serve(&mut self, ws: &mut Ws) -> End {
@@ -291,28 +392,42 @@ impl Driver {
         ping.tick().await;
         let mut heard = Instant::now();
         loop {
+            let next_write = self.next_write();
             tokio::select! {
-                cmd = self.commands.recv() => {
-                    let sent = match cmd {
-                        None => return End::ClientGone,
-                        Some(Command::Close { done }) => return End::Close(done),
-                        Some(Command::Request { frame, reply }) => {
-                            let r = self.take_ref();
-                            let sent = write(ws, frame.encode(&Some(json!(r)))).await;
-                            self.pending.insert(r, Pending { frame, waiter: Waiter::Caller(reply), attempts: 0 });
-                            sent
-                        }
-                        Some(Command::Fire { frame }) => write(ws, frame.encode(&None)).await,
-                    };
-                    if let Err(e) = sent {
+                () = tokio::time::sleep(next_write.unwrap_or_default()), if next_write.is_some() => {
+                    if let Err(e) = self.flush(ws).await {
                         return End::Broken { code: 1006, reason: e.to_string() };
                     }
                 }
-                Some(r) = self.resends.1.recv() => {
-                    if let Some(p) = self.pending.get(&r) {
-                        if let Err(e) = write(ws, p.frame.encode(&Some(json!(r)))).await {
-                            return End::Broken { code: 1006, reason: e.to_string() };
+                cmd = self.commands.recv() => {
+                    match cmd {
+                        None => return End::ClientGone,
+                        Some(Command::Close { done }) => {
+                            // What the application asked for before closing still goes out.
+                            self.pace = Pace::unlimited();
+                            let _ = self.flush(ws).await;
+                            return End::Close(done);
                         }
+                        Some(Command::Request { frame, reply }) => {
+                            let r = self.take_ref();
+                            self.pending.insert(r, Pending { frame, waiter: Waiter::Caller(reply), attempts: 0 });
+                            self.outbox.push_back(Queued::Request(r));
+                        }
+                        Some(Command::Fire { frame }) if self.fires < MAX_QUEUED_FIRES => {
+                            self.fires += 1;
+                            self.outbox.push_back(Queued::Fire(frame));
+                        }
+                        Some(Command::Fire { .. }) => {}
+                    }
+                }
+                Some(r) = self.resends.1.recv() => {
+                    match self.pending.get(&r).map(|p| matches!(p.waiter, Waiter::Resume)) {
+                        Some(true) => {
+                            self.rejoins.push_back(r);
+                            self.release_rejoins();
+                        }
+                        Some(false) => self.outbox.push_back(Queued::Request(r)),
+                        None => {}
                     }
                 }
                 msg = ws.next() => {
@@ -408,16 +523,28 @@ impl Driver {
     }
 
     /// The answer to request `r`.
-    async fn answer(&mut self, r: u64, mut p: Pending, frame: ServerFrame<'_>) {
+    async fn answer(&mut self, r: u64, p: Pending, frame: ServerFrame<'_>) {
+        let rejoin = matches!(p.waiter, Waiter::Resume);
+        self.answered(r, p, frame).await;
+        if rejoin {
+            self.rejoins_out = self.rejoins_out.saturating_sub(1);
+            self.release_rejoins();
+        }
+    }
+
+    async fn answered(&mut self, r: u64, mut p: Pending, frame: ServerFrame<'_>) {
         if let ServerFrame::Error { code, message, .. } = &frame {
             let send = *code == ErrorCode::Unavailable
                 && matches!(p.frame, ClientFrame::Send { .. })
                 && matches!(&p.waiter, Waiter::Caller(reply) if !reply.is_closed());
             // A resume's re-join refused for now (the session's replay slots are busy, or the
-            // gateway's) is tried again: the room is not gone.
-            let rejoin = matches!(code, ErrorCode::RateLimited | ErrorCode::Unavailable)
-                && matches!(p.waiter, Waiter::Resume);
-            let retry = (send || rejoin) && p.attempts + 1 < MAX_SEND_ATTEMPTS;
+            // gateway's, or the workers do not answer) is tried again as long as the
+            // connection lasts: the room is not gone (only `forbidden` or `not_found` say so).
+            let rejoin = matches!(
+                code,
+                ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Internal
+            ) && matches!(p.waiter, Waiter::Resume);
+            let retry = (send && p.attempts + 1 < MAX_SEND_ATTEMPTS) || rejoin;
             if retry {
                 // Not stored (yet): the protocol asks for a resend with the same id.
                 p.attempts += 1;
@@ -571,7 +698,12 @@ pub(crate) async fn open_as(settings: &Settings, token: &str) -> Result<(Ws, Str
         loop {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(text))) => match ServerFrame::decode(&text) {
-                    Ok(ServerFrame::Welcome { user, .. }) => return Ok(user.into_owned()),
+                    Ok(ServerFrame::Welcome { user, limits, .. }) => {
+                        if let Ok(mut held) = settings.limits.lock() {
+                            *held = limits.into_owned();
+                        }
+                        return Ok(user.into_owned());
+                    }
                     Ok(ServerFrame::Error { code, message, .. }) => {
                         return Err(Error::Api(ApiError::new(code, message.as_ref())))
                     }
@@ -597,4 +729,8 @@ pub(crate) async fn open_as(settings: &Settings, token: &str) -> Result<(Ws, Str
     .await
     .map_err(|_| Error::Timeout(settings.hello_timeout))??;
     Ok((ws, welcome))
+}
+
+fn is_send(frame: &ClientFrame) -> bool {
+    matches!(frame, ClientFrame::Send { .. })
 }

@@ -6,7 +6,10 @@
 //! without its `ack` under the same id, so that each message reaches the application once,
 //! in order, and each send is stored once; given fallback gateways
 //! ([`Builder::fallback`], e.g. another region's) it reconnects through the next one when
-//! one cannot be reached. [`Http`] is the HTTP half (accounts, rooms, DMs,
+//! one cannot be reached. What it writes is paced within the gateway's flood guard and
+//! send rate, so a reconnect that re-joins hundreds of rooms is not closed with 4008; the
+//! reconnect delay starts over only after a connection held 10 s; a re-join refused for now
+//! is retried as long as the connection lasts. [`Http`] is the HTTP half (accounts, rooms, DMs,
 //! shared files: [`Http::upload`], then [`Client::send_files`]); it waits out a 429 with a
 //! short `Retry-After` and sends the call again ([`Http::with_rate_limit_wait`]).
 //!
@@ -43,6 +46,7 @@ mod event;
 mod http;
 mod invitations;
 mod moderation;
+mod pace;
 
 pub use admin::ExportSummary;
 pub use chatmesh_protocol::admin::{

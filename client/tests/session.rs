@@ -356,6 +356,92 @@ async fn a_resume_beyond_the_replay_limit_rejoins_every_room() -> Result<()> {
     Ok(())
 }
 
+/// At the gateway's default flood guard (100 frames a second, burst 200; 50 frames over it
+/// close the session with 4008) and send rate (20 a second, burst 50), a client in 300 rooms
+/// re-joins them all after a reconnect, with the sends written while it was away, without
+/// being closed again: the driver paces what it writes. (Before, every re-join went out at
+/// once and the session was closed with 4008 after each reconnect.)
+#[tokio::test]
+async fn a_client_in_many_rooms_resumes_within_the_flood_guard() -> Result<()> {
+    const ROOMS: usize = 300;
+    const SENDS: usize = 60;
+    let dir = tempfile::tempdir()?;
+    let defaults = Config::default();
+    let mesh = mesh_with(dir.path(), |c| {
+        c.gateway.frames_per_second = defaults.gateway.frames_per_second;
+        c.gateway.limits.sends_per_second = defaults.gateway.limits.sends_per_second;
+        c.gateway.limits.send_burst = defaults.gateway.limits.send_burst;
+        c.worker.max_rooms_per_user = 1_000;
+    })
+    .await;
+    let base = mesh.url();
+    let gateway: SocketAddr = base.trim_start_matches("http://").parse()?;
+    let proxy = Proxy::start(gateway).await?;
+    let ann = user(&base, "ann").await?;
+    Http::new(&base)?.register("bob", "password-1").await?;
+    let mut bob = Client::builder(format!("http://{}", proxy.addr))
+        .login("bob", "password-1")
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .request_timeout(Duration::from_secs(60))
+        .connect()
+        .await?;
+    // The application takes its events as they come (the driver waits on a full queue).
+    let mut events = bob.events().unwrap();
+    let seen = Arc::new(Mutex::new((BTreeSet::new(), Vec::new(), Vec::new())));
+    let reader = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let mut seen = seen.lock().unwrap();
+                match event {
+                    Event::Message(m) if m.from == "ann" => {
+                        seen.0.insert(m.room);
+                    }
+                    Event::Removed { room } => seen.1.push(room),
+                    Event::Disconnected { code, .. } => seen.2.push(code),
+                    _ => {}
+                }
+            }
+        })
+    };
+    let rooms: Vec<String> = (0..ROOMS).map(|r| format!("r{r}")).collect();
+    for room in &rooms {
+        ann.http().create_room(room, RoomKind::Public).await?;
+    }
+    futures::future::try_join_all(rooms.iter().map(|room| bob.join(room))).await?;
+    assert!(proxy.cut() >= 1);
+    let bodies: Vec<String> = (0..SENDS).map(|i| format!("while away {i}")).collect();
+    let sends = futures::future::try_join_all(
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| bob.send(&rooms[i % ROOMS], body)),
+    );
+    let hellos = async {
+        for room in &rooms {
+            ann.send(room, "hello").await?;
+        }
+        anyhow::Ok(())
+    };
+    let (acks, hellos) = tokio::join!(sends, hellos);
+    hellos?;
+    assert!(acks?.iter().all(|a| a.seq > 0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().0.len() < ROOMS && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reader.abort();
+    let (heard, removed, closes) = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(removed.is_empty(), "rooms given up: {removed:?}");
+    assert_eq!(
+        heard.len(),
+        ROOMS,
+        "a message of every room after the resume"
+    );
+    assert!(closes.len() <= 1, "closed again after the cut: {closes:?}");
+    Ok(())
+}
+
 /// Membership changes reach every session of the user at once, joined to the room or not:
 /// added to a private room, a new DM, removed.
 #[tokio::test]

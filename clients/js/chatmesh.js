@@ -25,6 +25,24 @@ export const ROOM_RE = /^(?=.{1,64}$)(?:[a-z0-9]{1,16}~)?[A-Za-z0-9_-]+$/;
 
 /** A send answered `unavailable` is resent after this, times its attempt (at most 8 times). */
 const RESEND_AFTER_MS = 250;
+/**
+ * Frames written per second, and in a burst: half the gateway's flood guard (100 a second,
+ * burst 200, each frame over it a strike towards close 4008), so a reconnect that re-joins
+ * hundreds of rooms and resends its waiting sends never trips it. Sends also keep to the
+ * session's send rate (`welcome.limits`).
+ */
+const FRAMES_PER_SECOND = 50;
+const FRAME_BURST = 100;
+/** `typing` and `read` frames waiting to be written beyond this many are dropped (they are moot). */
+const MAX_QUEUED_FIRES = 256;
+/** A connection counts as established (the reconnect delay starts over) after this long. */
+const STABLE_MS = 10_000;
+/**
+ * Re-joins of a resume written and not answered yet, at most: the gateway replays four rooms
+ * of a session at once by default and refuses the next ones for now, so writing hundreds at
+ * once only had most of them refused and retried, crowding out the application's requests.
+ */
+const MAX_REJOINS_OUT = 4;
 /** Attempts of one send (or one re-join of a resume) before its error counts. */
 const MAX_ATTEMPTS = 40;
 /** How long `close()` waits for the acks of sends in flight, then for the server's close. */
@@ -1382,6 +1400,19 @@ export class Client {
   #waitTimer = null;
   #skipDelay = false;
   #attempt = 0;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  #stableTimer = null;
+  /** Frames to write on the open connection, in order, paced ([`FRAMES_PER_SECOND`]). */
+  /** @type {{ref: number | null, frame: Frame}[]} */
+  #outbox = [];
+  #queuedFires = 0;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  #pumpTimer = null;
+  #pace = { frames: FRAME_BURST, sends: Number.POSITIVE_INFINITY, at: 0 };
+  /** Re-joins of the resume not written yet, and how many written wait for their answer. */
+  /** @type {Pending[]} */
+  #rejoins = [];
+  #rejoinsOut = 0;
 
   /** Joined rooms and the seq of the last message delivered (or the join's `last_seq`). */
   /** @type {Map<string, number>} */
@@ -1942,19 +1973,99 @@ export class Client {
     this.#write(ref, frame);
   }
 
-  /** Writes a frame on the open connection; false when there is none. @param {number | null} ref @param {Frame} frame */
+  /**
+   * Queues a frame for the open connection, written in order at the pace the gateway takes
+   * ([`FRAMES_PER_SECOND`], and the session's send rate for sends); false when there is no
+   * open connection. @param {number | null} ref @param {Frame} frame
+   */
   #write(ref, frame) {
+    if (!this.#ws || this.#phase !== "open") return false;
+    const fire = frame.type === "typing" || frame.type === "read";
+    if (fire && this.#queuedFires >= MAX_QUEUED_FIRES) return false;
+    if (fire) this.#queuedFires += 1;
+    this.#outbox.push({ ref, frame });
+    this.#pump();
+    return true;
+  }
+
+  /** Writes what the pace allows now, and comes back when the next frame may go. */
+  #pump() {
+    if (this.#pumpTimer !== null) return;
     const ws = this.#ws;
-    if (!ws || this.#phase !== "open") return false;
-    try {
-      ws.send(JSON.stringify(ref === null ? frame : { ...frame, ref }));
-      return true;
-    } catch (e) {
-      queueMicrotask(() => {
-        if (this.#ws === ws) this.#lost(1006, `write failed: ${e instanceof Error ? e.message : e}`);
-      });
-      return false;
+    if (!ws || this.#phase !== "open") return;
+    const limits = this.#welcome?.limits ?? {};
+    const sendRate = Math.max(1, Number(limits.sends_per_second) || 20);
+    const sendBurst = Math.max(1, Math.floor((Number(limits.send_burst) || 50) / 2));
+    const maxBytes = Number(limits.max_message_bytes) || 64 * 1024;
+    const pace = this.#pace;
+    const now = Date.now();
+    const elapsed = Math.max(0, now - pace.at) / 1000;
+    pace.frames = Math.min(FRAME_BURST, pace.frames + elapsed * FRAMES_PER_SECOND);
+    pace.sends = Math.min(sendBurst, pace.sends + elapsed * sendRate);
+    pace.at = now;
+    while (this.#outbox.length > 0) {
+      const { ref, frame } = this.#outbox[0];
+      const send = frame.type === "send";
+      if (pace.frames < 1 || (send && pace.sends < 1)) {
+        const wait = Math.max(
+          pace.frames < 1 ? (1 - pace.frames) / FRAMES_PER_SECOND : 0,
+          send && pace.sends < 1 ? (1 - pace.sends) / sendRate : 0,
+        );
+        this.#pumpTimer = setTimeout(() => {
+          this.#pumpTimer = null;
+          if (this.#ws === ws) this.#pump();
+        }, Math.ceil(wait * 1000));
+        return;
+      }
+      this.#outbox.shift();
+      if (frame.type === "typing" || frame.type === "read") this.#queuedFires -= 1;
+      const text = JSON.stringify(ref === null ? frame : { ...frame, ref });
+      // The gateway closes the connection (1009) on a frame over its limit, and every
+      // reconnect would write it again: refused here instead.
+      if (text.length > maxBytes / 6 && new TextEncoder().encode(text).length > maxBytes) {
+        this.#tooLarge(ref, frame, maxBytes);
+        continue;
+      }
+      pace.frames -= 1;
+      if (send) pace.sends -= 1;
+      try {
+        ws.send(text);
+      } catch (e) {
+        queueMicrotask(() => {
+          if (this.#ws === ws) this.#lost(1006, `write failed: ${e instanceof Error ? e.message : e}`);
+        });
+        return;
+      }
     }
+  }
+
+  /** A frame over the gateway's limit: its request fails `too_large`. @param {number | null} ref @param {Frame} frame @param {number} max */
+  #tooLarge(ref, frame, max) {
+    const p = ref === null ? undefined : this.#pending.get(ref);
+    if (!p) return;
+    this.#remove(p);
+    const message = `the ${frame.type} frame is over the ${max} bytes a frame may have`;
+    if (p.kind === "call") p.reject(new ChatmeshError("too_large", message));
+  }
+
+  /** Writes re-joins while fewer than `MAX_REJOINS_OUT` wait for their answer. */
+  #releaseRejoins() {
+    while (this.#rejoinsOut < MAX_REJOINS_OUT && this.#rejoins.length > 0) {
+      const p = /** @type {Pending} */ (this.#rejoins.shift());
+      if (this.#pending.get(p.ref) !== p) continue;
+      this.#rejoinsOut += 1;
+      this.#write(p.ref, p.frame);
+    }
+  }
+
+  /** The connection is gone: what was queued for it is not written. */
+  #dropOutbox() {
+    this.#outbox = [];
+    this.#queuedFires = 0;
+    this.#rejoins = [];
+    this.#rejoinsOut = 0;
+    if (this.#pumpTimer !== null) clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = null;
   }
 
   // -------------------------------------------------------------------------------------
@@ -2118,8 +2229,18 @@ export class Client {
     const { ws, welcome } = opened;
     const first = !this.#everConnected;
     this.#everConnected = true;
-    this.#backoff.reset();
-    this.#attempt = 0;
+    // The reconnect delay starts over once the connection has held a while: one that the
+    // server closes right after `welcome` (a resume refused, a flood guard) backs off.
+    if (this.#stableTimer !== null) clearTimeout(this.#stableTimer);
+    this.#stableTimer = setTimeout(() => {
+      this.#stableTimer = null;
+      if (this.#ws === ws) {
+        this.#backoff.reset();
+        this.#attempt = 0;
+      }
+    }, STABLE_MS);
+    this.#dropOutbox();
+    this.#pace = { frames: FRAME_BURST, sends: Number.POSITIVE_INFINITY, at: Date.now() };
     this.#ws = ws;
     this.#welcome = welcome;
     this.#phase = "open";
@@ -2154,8 +2275,9 @@ export class Client {
         resendTimer: null,
       };
       this.#pending.set(ref, p);
-      this.#write(ref, p.frame);
+      this.#rejoins.push(p);
     }
+    this.#releaseRejoins();
     for (const p of waiting) {
       if (p.resendTimer !== null) clearTimeout(p.resendTimer);
       p.resendTimer = null;
@@ -2188,6 +2310,9 @@ export class Client {
     }
     if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
     this.#pingTimer = null;
+    if (this.#stableTimer !== null) clearTimeout(this.#stableTimer);
+    this.#stableTimer = null;
+    this.#dropOutbox();
     if (this.#closing) {
       if (this.#closeWaiter) this.#closeWaiter();
       return;
@@ -2350,23 +2475,37 @@ export class Client {
    * @param {any} f
    */
   #answer(p, f) {
+    if (p.kind === "resume") {
+      this.#rejoinsOut = Math.max(0, this.#rejoinsOut - 1);
+      queueMicrotask(() => this.#releaseRejoins());
+    }
     const frame = p.frame;
     if (f.type === "error") {
       const code = String(f.code);
       const retry =
-        p.attempts + 1 < MAX_ATTEMPTS &&
-        ((p.kind === "call" && frame.type === "send" && code === "unavailable") ||
-          // A resume's re-join beyond the replays a session or gateway may run at once.
-          (p.kind === "resume" && (code === "unavailable" || code === "rate_limited")));
+        (p.attempts + 1 < MAX_ATTEMPTS && p.kind === "call" && frame.type === "send" && code === "unavailable") ||
+        // A resume's re-join beyond the replays a session or gateway may run at once, or
+        // while the workers do not answer: retried as long as the connection lasts (the
+        // room was never left; only `forbidden` or `not_found` say it is gone).
+        (p.kind === "resume" && (code === "unavailable" || code === "rate_limited" || code === "internal"));
       if (retry) {
         // Not stored (yet): the protocol asks for a resend with the same id.
         p.attempts += 1;
         if (p.resendTimer !== null) clearTimeout(p.resendTimer);
         const ws = this.#ws;
+        // A resume's re-joins may be many at once: spread out a little.
+        const jitter = p.kind === "resume" ? 0.5 + Math.random() / 2 : 1;
+        const delay = RESEND_AFTER_MS * Math.min(p.attempts, 8) * jitter;
         p.resendTimer = setTimeout(() => {
           p.resendTimer = null;
-          if (this.#pending.get(p.ref) === p && this.#ws === ws) this.#write(p.ref, frame);
-        }, RESEND_AFTER_MS * Math.min(p.attempts, 8));
+          if (this.#pending.get(p.ref) !== p || this.#ws !== ws) return;
+          if (p.kind === "resume") {
+            this.#rejoins.push(p);
+            this.#releaseRejoins();
+          } else {
+            this.#write(p.ref, frame);
+          }
+        }, delay);
         return;
       }
       this.#remove(p);
