@@ -123,7 +123,7 @@ enum Queued {
     /// The frame of pending request `ref`.
     Request(u64),
     /// A `typing` or `read`.
-    Fire(ClientFrame),
+    Fire(Box<ClientFrame>),
 }
 
 /// How a connection ended.
@@ -355,11 +355,11 @@ impl Driver {
     async fn flush(&mut self, ws: &mut Ws) -> Result<()> {
         while let Some(next) = self.outbox.front() {
             let text = match next {
-                Queued::Request(r) => match self.pending.get(r) {
-                    Some(p) => Some((is_send(&p.frame), p.frame.encode(&Some(json!(r))))),
-                    // Answered or given up on meanwhile.
-                    None => None,
-                },
+                // `None`: answered or given up on meanwhile.
+                Queued::Request(r) => self
+                    .pending
+                    .get(r)
+                    .map(|p| (is_send(&p.frame), p.frame.encode(&Some(json!(r))))),
                 Queued::Fire(frame) => Some((false, frame.encode(&None))),
             };
             let Some((send, text)) = text else {
@@ -415,7 +415,7 @@ impl Driver {
                         }
                         Some(Command::Fire { frame }) if self.fires < MAX_QUEUED_FIRES => {
                             self.fires += 1;
-                            self.outbox.push_back(Queued::Fire(frame));
+                            self.outbox.push_back(Queued::Fire(Box::new(frame)));
                         }
                         Some(Command::Fire { .. }) => {}
                     }
