@@ -34,7 +34,7 @@ import * as notify from "./notify.js";
 import * as push from "./push.js";
 import { NEAR_EDGE_PX, actions, describe, notice, render, renderConn } from "./render.js";
 import { createClient } from "./socket.js";
-import { app, isChange, readJson, room, storageKey, writeJson } from "./state.js";
+import { app, isChange, newMessageId, readJson, room, storageKey, writeJson } from "./state.js";
 import { initUploads, takeUploads, uploading } from "./uploads.js";
 
 const HISTORY_PAGE = 50;
@@ -55,13 +55,6 @@ function byteLength(s) {
   return new TextEncoder().encode(s).length;
 }
 
-/** A client message id: time plus 64 random bits, printable ASCII, unique per sender. */
-function newMessageId() {
-  const bytes = new Uint8Array(8);
-  crypto.getRandomValues(bytes);
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${Date.now().toString(36)}-${hex}`;
-}
 
 // ---------------------------------------------------------------------------------------
 // Login and logout
@@ -715,7 +708,21 @@ async function loadInitial(r) {
 function learn(r, m) {
   if (!m || typeof m.seq !== "number") return false;
   learnPeer(r, m);
-  return r.insert(m, false);
+  const fresh = r.insert(m, false);
+  // Our own message, stored, may come by history only (its live frame was before the join):
+  // its pending bubble goes, or it would show twice.
+  settleOwn(r, m);
+  return fresh;
+}
+
+/** Our own message `m` is stored: its pending bubble (if any) becomes it. */
+function settleOwn(r, m) {
+  if (!app.session || m.from !== app.session.user || !r.pending.has(m.id)) return;
+  const node = r.nodes.get(`p:${m.id}`);
+  r.pending.delete(m.id);
+  r.nodes.delete(`p:${m.id}`);
+  if (node && !r.nodes.has(`m:${m.seq}`)) r.nodes.set(`m:${m.seq}`, node);
+  saveOutbox();
 }
 
 /** A DM's other user is whoever else writes in it. */
@@ -807,14 +814,8 @@ function onMessage(m) {
   const kind = eventKind(m);
   const ownBan = kind === "ban" && eventSubject(m) === me;
   if (fresh && r === app.current && MEMBER_EVENTS.includes(kind) && !ownBan) loadMembers(r);
-  if (m.from === me && r.pending.has(m.id)) {
-    // Our own message came back: the pending bubble becomes the stored message.
-    const node = r.nodes.get(`p:${m.id}`);
-    r.pending.delete(m.id);
-    r.nodes.delete(`p:${m.id}`);
-    if (node && !r.nodes.has(`m:${m.seq}`)) r.nodes.set(`m:${m.seq}`, node);
-    saveOutbox();
-  }
+  // Our own message came back: the pending bubble becomes the stored message.
+  settleOwn(r, m);
   learnPeer(r, m);
   r.typing.delete(m.from);
   if (r.head !== null) advanceHead(r);

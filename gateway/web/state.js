@@ -8,6 +8,14 @@ import { isEvent } from "./events.js";
 // ---------------------------------------------------------------------------------------
 // Per-user bits kept in the browser: unsent messages, what was seen, DM partners.
 
+/** A client message id: time plus 64 random bits, printable ASCII, unique per sender. */
+export function newMessageId() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${Date.now().toString(36)}-${hex}`;
+}
+
 export function storageKey(what) {
   return `chatmesh.${what}.${app.session ? app.session.user : ""}`;
 }

@@ -10,7 +10,7 @@
 import { $, h, show } from "./dom.js";
 import { formatTime } from "./format.js";
 import { actions, describe, notice, render } from "./render.js";
-import { app } from "./state.js";
+import { app, newMessageId } from "./state.js";
 
 const THREAD_PAGE = 50;
 
@@ -124,16 +124,27 @@ export function openThread(r, root) {
   $("thread-input").focus();
 }
 
+/**
+ * The reply last written and not confirmed: sending the same text again in the same thread
+ * reuses its id, so a retry after a timeout (stored, its ack lost) is stored once.
+ * @type {{room: string, root: number, body: string, id: string} | null}
+ */
+let unconfirmed = null;
+
 async function onThreadReply(ev) {
   ev.preventDefault();
   const body = $("thread-input").value;
   if (!body.trim() || !app.conn || !thread.room) return;
   $("thread-input").value = "";
+  const same = unconfirmed && unconfirmed.room === thread.room && unconfirmed.root === thread.root && unconfirmed.body === body;
+  const id = same && unconfirmed ? unconfirmed.id : newMessageId();
+  unconfirmed = { room: thread.room, root: thread.root, body, id };
   try {
-    await app.conn.reply(thread.room, thread.root, body);
+    await app.conn.sendWithId(thread.room, id, body, { replyTo: thread.root });
+    unconfirmed = null;
     await loadThread(false);
   } catch (e) {
-    $("thread-status").textContent = `Not sent: ${describe(e)}`;
+    $("thread-status").textContent = `Not confirmed: ${describe(e)}`;
     $("thread-input").value = body;
   }
 }
