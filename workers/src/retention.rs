@@ -12,6 +12,11 @@
 //! remaining replies). Age is judged by the gateway's `ts`
 //! in seq order: deletion stops at the first message that is young enough.
 //!
+//! A worker trims only the rooms of the partitions it owns (their store writer is its own),
+//! and each read-and-delete of a page excludes its store writers ([`Caches::trimming`]):
+//! a writer applying an edit, a delete or a reaction reads its target and writes it back,
+//! which would bring back a message deleted in between.
+//!
 //! The same sweep deletes audit entries older than `[admin] audit_retention_days`
 //! ([`Retention::with_audit`]), once a minute, whether message retention is on or not.
 
@@ -118,13 +123,14 @@ pub struct StepReport {
 }
 
 /// The retention walker: it remembers where the last step stopped.
-#[derive(Debug)]
 pub struct Retention {
     model: Model,
     caches: Option<Arc<Caches>>,
     cfg: RetentionConfig,
     resume: Vec<u8>,
     search: Option<crate::search::Indexes>,
+    /// Which rooms this worker owns (`None`: all of them).
+    owns: Option<crate::files::Owns>,
     /// Audit entries are kept this long, ms (0: for ever); trimmed at most once a minute.
     audit_keep_ms: u64,
     audit_trimmed_at: u64,
@@ -146,6 +152,7 @@ impl Retention {
             cfg,
             resume,
             search: None,
+            owns: None,
             audit_keep_ms: 0,
             audit_trimmed_at: 0,
         }
@@ -169,6 +176,13 @@ impl Retention {
         let cut = now_ms.saturating_sub(self.audit_keep_ms);
         let range = crate::model::admin::audit_before(cut);
         self.model.store().delete_range(range).await
+    }
+
+    /// Trims only the rooms `owns` says this worker owns now: another worker's store writer
+    /// is not excluded by this one's gate.
+    pub fn only_owned(mut self, owns: crate::files::Owns) -> Self {
+        self.owns = Some(owns);
+        self
     }
 
     /// Also removes what it deletes from the search indexes.
@@ -198,6 +212,11 @@ impl Retention {
             let Some(room) = keys::room_of_stats(key) else {
                 continue;
             };
+            if self.owns.as_ref().is_some_and(|owns| !owns(room)) {
+                self.resume = key.clone();
+                self.resume.push(0);
+                continue;
+            }
             let stats: crate::model::RoomStats = records::decode(key, value)?;
             let (max_age_ms, max_messages) = self.cfg.limits(room);
             let cut_n = match max_messages {
@@ -244,6 +263,10 @@ impl Retention {
         let mut page = 1usize;
         while deleted < budget {
             let want = page.min(usize::try_from(budget - deleted).unwrap_or(usize::MAX));
+            let trimming = match &self.caches {
+                Some(c) => Some(c.trimming().await),
+                None => None,
+            };
             let oldest = self
                 .model
                 .store()
@@ -279,6 +302,7 @@ impl Retention {
                 let all = keys::reactions_all(room);
                 let upto = keys::reactions_of(room, last.saturating_add(1)).start;
                 self.model.store().delete_range(all.start..upto).await?;
+                drop(trimming);
                 if let Some(search) = &self.search {
                     if let Err(e) = search.remove(seqs).await {
                         counter!(crate::metrics::SEARCH_ERRORS).increment(1);

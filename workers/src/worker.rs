@@ -156,6 +156,16 @@ impl Worker {
             let peers = crate::peers::Peers::new(nats.clone(), mesh.partitions);
             service.accounts_in_primary(crate::service::Primary(peers));
         }
+        let owned: Arc<[AtomicBool]> = (0..partitions).map(|_| AtomicBool::new(false)).collect();
+        let owns: crate::files::Owns = {
+            let (owned, topology) = (owned.clone(), topology.clone());
+            Arc::new(move |room: &str| {
+                topology
+                    .partition_of(room)
+                    .and_then(|p| owned.get(p as usize))
+                    .is_some_and(|o| o.load(Ordering::Acquire))
+            })
+        };
         let audit_days = admin.audit_retention_days;
         service.enable_admin(admin);
         service.warn_unregistered_admins().await;
@@ -172,6 +182,7 @@ impl Worker {
             cfg.retention.clone(),
         )
         .with_search(search.clone())
+        .only_owned(owns.clone())
         .with_audit(audit_days);
         let writer = Writer {
             model,
@@ -207,7 +218,6 @@ impl Worker {
         for _ in 0..partitions {
             writers_ready.push(Arc::new(AtomicBool::new(false)));
         }
-        let owned: Arc<[AtomicBool]> = (0..partitions).map(|_| AtomicBool::new(false)).collect();
         let spawn: SpawnPartition = {
             let (ready, owned, nats) = (writers_ready.clone(), owned.clone(), nats.clone());
             let topology = topology.clone();
@@ -239,13 +249,6 @@ impl Worker {
             })
         };
         if let Some(files) = files {
-            let (owned, topology) = (owned.clone(), topology.clone());
-            let owns: crate::files::Owns = Arc::new(move |room: &str| {
-                topology
-                    .partition_of(room)
-                    .and_then(|p| owned.get(p as usize))
-                    .is_some_and(|o| o.load(Ordering::Acquire))
-            });
             crate::files::start(&service, files, owns, &mut tasks, shutdown.clone());
         }
         if let (Some(_), Some(r)) = (&push, &workers_region) {

@@ -225,3 +225,98 @@ async fn resume_into_a_deleted_range_reveals_the_gap() {
         "prev above the cursor: the client is told about the gap"
     );
 }
+
+/// Retention racing the store writer: an edit of the oldest message, stored while retention
+/// deletes that message, never brings it back. (The writer read its target before the delete
+/// and wrote the edited target after it: a message below deleted ones, outside the kept
+/// suffix, for ever.) Many rounds, the two started at shifted moments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_racing_retention_never_brings_its_target_back() {
+    const ROUNDS: u64 = 200;
+    let l = Local::new().await;
+    fill(&l, &["a"], 100).await;
+    let cfg = RetentionConfig {
+        max_messages: 100,
+        ..RetentionConfig::default()
+    };
+    let mut r = Retention::new(l.model.clone(), Some(l.caches.clone()), cfg);
+    let mut cp = 100u64;
+    let plain = |seq: u64| Delivery {
+        seq,
+        message: Some((
+            "a".to_owned(),
+            common::payload(&format!("m{seq}"), "ann", "b"),
+        )),
+    };
+    for round in 0..ROUNDS {
+        let seq = cp + 1;
+        store_batch(
+            &l.model,
+            &l.caches,
+            0,
+            &mut cp,
+            vec![plain(seq), plain(seq + 1)],
+        )
+        .await
+        .unwrap();
+        // The two oldest are now beyond max_messages: retention deletes them whatever comes.
+        let target = stored(&l, "a").await[0].0;
+        let mut edit = common::payload(&format!("e{round}"), "ann", "edited");
+        edit.edit_of = Some(target);
+        let batch = vec![Delivery {
+            seq: cp + 1,
+            message: Some(("a".to_owned(), edit)),
+        }];
+        let (model, caches) = (l.model.clone(), l.caches.clone());
+        let writer = tokio::spawn(async move {
+            for _ in 0..round % 5 {
+                tokio::task::yield_now().await;
+            }
+            store_batch(&model, &caches, 0, &mut cp, batch)
+                .await
+                .unwrap();
+            cp
+        });
+        let trim = tokio::spawn(async move {
+            for _ in 0..round % 3 {
+                tokio::task::yield_now().await;
+            }
+            r.step(NOW).await.unwrap();
+            r
+        });
+        cp = writer.await.unwrap();
+        r = trim.await.unwrap();
+        let left = stored(&l, "a").await;
+        assert!(
+            left.iter().all(|m| m.0 != target),
+            "round {round}: message {target} was deleted by retention and written back by \
+             the edit (kept: {:?}..)",
+            &left[..3]
+        );
+        assert!(
+            left.windows(2).all(|w| w[1].1 == w[0].0),
+            "round {round}: the kept messages are a suffix of the room"
+        );
+    }
+}
+
+/// A worker trims only the rooms of the partitions it owns: another worker's store writer is
+/// writing the others, outside this one's gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_rooms_this_worker_owns_are_trimmed() {
+    let l = Local::new().await;
+    fill(&l, &["mine", "theirs"], 50).await;
+    let cfg = RetentionConfig {
+        max_messages: 10,
+        ..RetentionConfig::default()
+    };
+    let owns: chatmesh_workers::files::Owns = std::sync::Arc::new(|room: &str| room == "mine");
+    let mut r = Retention::new(l.model.clone(), Some(l.caches.clone()), cfg).only_owned(owns);
+    assert_eq!(run_to_end(&mut r).await, 40);
+    assert_eq!(stored(&l, "mine").await.len(), 10);
+    assert_eq!(
+        stored(&l, "theirs").await.len(),
+        50,
+        "not this worker's room"
+    );
+}

@@ -9,6 +9,10 @@
 //!   checked against the room's last seq on every read, so a page a racing load left behind
 //!   is noticed and dropped.
 //!
+//! Beside them, the one gate between the store writer and retention ([`Caches::writing`]):
+//! the writer reads a change's target and writes it back changed; retention deleting that
+//! target in between would see it written back, below the messages it kept deleted.
+//!
 //! Every lookup is counted in `chatmesh_worker_cache_requests_total{cache, result}` (the
 //! hit ratio of each cache, named like the gateway's `chatmesh_cache_requests_total`).
 
@@ -34,6 +38,8 @@ pub struct Caches {
     stats: Cache<String, RoomStats>,
     pages: Cache<String, Arc<Page>>,
     page_len: usize,
+    /// Held shared by each store writer over a batch, exclusively by retention over a delete.
+    writing: tokio::sync::RwLock<()>,
 }
 
 /// Books one lookup of `cache` in `chatmesh_worker_cache_requests_total` (a miss is a load
@@ -74,7 +80,20 @@ impl Caches {
             stats: Cache::new(cfg.stats_cache_entries),
             pages,
             page_len: cfg.recent_page_len,
+            writing: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Store writer only: held while a batch is read and written (the partitions' writers
+    /// share it).
+    pub(crate) async fn writing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.writing.read().await
+    }
+
+    /// Retention only: held while it reads and deletes a room's oldest messages, so no
+    /// store writer reads one of them before and writes it back after.
+    pub(crate) async fn trimming(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.writing.write().await
     }
 
     /// The record of `room`, if it exists.

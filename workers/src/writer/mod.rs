@@ -55,6 +55,8 @@ pub async fn store_batch(
     checkpoint: &mut u64,
     batch: Vec<Delivery>,
 ) -> Result<Vec<(String, u64)>, StoreError> {
+    // Retention waits while the batch reads targets and writes them back (`Caches::writing`).
+    let _writing = caches.writing().await;
     let mut pending = Pending::default();
     let mut high = *checkpoint;
     let mut skipped = 0u64;
