@@ -660,6 +660,78 @@ async fn reactions_are_not_pushed_and_replies_are() -> Result<()> {
     mesh.stop().await
 }
 
+/// What changes within a collapse window is what is pushed: a message deleted meanwhile is
+/// not pushed (nor its preview), an edit meanwhile is pushed as edited, and a member removed
+/// from the room meanwhile is not pushed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_edits_and_removals_within_the_window_are_honoured() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let push = Receiver::start().await?;
+    let (bob_sub, cat_sub) = (
+        Subscription::new(push.endpoint("bob")),
+        Subscription::new(push.endpoint("cat")),
+    );
+    let mesh = start_mesh(dir.path(), push_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let cat = api.user("cat").await?;
+    register(&api, &bob, &bob_sub).await?;
+    register(&api, &cat, &cat_sub).await?;
+    // The notifier reads new messages as they are stored (not from its lookback).
+    wait_consumer(&mesh, true, WAIT).await?;
+    club(&api, &ann, "club", &["bob", "cat"]).await?;
+    let key = vapid_key(&api, &ann).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    let window = Duration::from_millis(COLLAPSE_MS + GRACE_MS + 700);
+
+    // Sent and deleted at once: nobody is pushed, nothing of it reaches a push service.
+    let secret = sender.post("club", "s1", "the vault code is 1234").await?;
+    acked(
+        &sender
+            .request(frame::delete("club", "d1", secret.seq))
+            .await?,
+    );
+    tokio::time::sleep(window).await;
+    assert_eq!(
+        (push.received("bob").len(), push.received("cat").len()),
+        (0, 0),
+        "a message deleted within its window was pushed"
+    );
+
+    // Edited within the window: pushed once, as edited.
+    let typo = sender.post("club", "t1", "lunch at 1").await?;
+    acked(
+        &sender
+            .request(frame::edit("club", "e1", typo.seq, "lunch at 2"))
+            .await?,
+    );
+    let got = push.wait_delivered("bob", 1, WAIT).await?;
+    let opened = bob_sub.open(&got[0], &key, &push.origin())?;
+    assert_eq!(
+        (opened["count"].clone(), opened["body"].clone()),
+        (json!(1), json!("lunch at 2")),
+        "the edit is what the push shows"
+    );
+    push.wait_delivered("cat", 1, WAIT).await?;
+
+    // Cat removed within the window: bob is pushed, cat is not.
+    sender.post("club", "b1", "cat is out").await?;
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/club/members/cat", Some(&ann), None)
+        .await?;
+    ensure!(s == 204, "remove cat: {s} {v}");
+    push.wait_delivered("bob", 2, WAIT).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        push.received("cat").len(),
+        1,
+        "a member removed within the window was pushed"
+    );
+    mesh.stop().await
+}
+
 /// Whether the notifier's consumer exists now.
 async fn push_consumer_exists(mesh: &Mesh) -> Result<bool> {
     use chatmesh_protocol::subjects::{PUSH_CONSUMER, STREAM};

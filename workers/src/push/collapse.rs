@@ -6,8 +6,13 @@
 //! message is acked once the last of them is claimed ([`release`]), so a notifier that dies
 //! mid-window has its messages redelivered and nothing is lost. Due times only grow with
 //! arrival, so a FIFO of (due, user) is the timer wheel.
+//!
+//! A delete or an edit read while its target waits in windows changes them
+//! ([`Window::revise`]): a deleted message leaves the count, and its preview the push (a push
+//! must not show what its sender took back); an edited latest message is previewed as
+//! edited. The windows holding a room are indexed by room for it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -53,6 +58,17 @@ pub struct Incoming {
     pub mentions: chatmesh_protocol::mentions::Mentions,
     /// When the stream stored it.
     pub stored: SystemTime,
+    /// Its room is stored by another region's workers (membership is asked of them).
+    pub remote: bool,
+}
+
+/// A delete or an edit of message `target` of `room`, read from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub room: String,
+    pub target: u64,
+    /// The edited body's preview; `None` for a delete.
+    pub body: Option<String>,
 }
 
 /// New messages of one room for one user.
@@ -68,6 +84,8 @@ pub struct RoomPending {
     pub last_body: String,
     /// When the latest message was stored (the rooms of a push are ordered by it).
     pub last_stored: SystemTime,
+    /// Stored by another region's workers.
+    pub remote: bool,
 }
 
 impl RoomPending {
@@ -79,6 +97,31 @@ impl RoomPending {
         }
         let kept_above = self.seqs.iter().filter(|s| **s > mark).count() as u32;
         kept_above + self.count.saturating_sub(self.seqs.len() as u32)
+    }
+
+    /// Applies `r` (of this room); false once no message is left to push.
+    fn revise(&mut self, r: &Revision) -> bool {
+        let kept = self.seqs.iter().position(|s| *s == r.target);
+        // Past the first `MAX_SEQS` only the latest is known to be here.
+        if kept.is_none() && r.target != self.last_seq {
+            return true;
+        }
+        match &r.body {
+            Some(body) if r.target == self.last_seq => self.last_body.clone_from(body),
+            Some(_) => {}
+            None => {
+                if let Some(i) = kept {
+                    self.seqs.remove(i);
+                }
+                self.count = self.count.saturating_sub(1);
+                if r.target == self.last_seq {
+                    // What came before it is not kept: the push says how many, not what.
+                    self.last_from.clear();
+                    self.last_body.clear();
+                }
+            }
+        }
+        self.count > 0
     }
 }
 
@@ -117,6 +160,7 @@ impl Pending {
                 last_from: m.from.clone(),
                 last_body: m.body.clone(),
                 last_stored: m.stored,
+                remote: m.remote,
             }),
         }
     }
@@ -129,6 +173,8 @@ pub struct Window {
     max_users: usize,
     pending: HashMap<String, Pending>,
     due: VecDeque<(Instant, String)>,
+    /// The users whose pending notification holds each room.
+    by_room: HashMap<String, HashSet<String>>,
 }
 
 impl Window {
@@ -138,6 +184,7 @@ impl Window {
             max_users,
             pending: HashMap::new(),
             due: VecDeque::new(),
+            by_room: HashMap::new(),
         }
     }
 
@@ -146,6 +193,10 @@ impl Window {
     pub fn add(&mut self, user: &str, m: &Incoming, held: &Held) -> bool {
         if let Some(p) = self.pending.get_mut(user) {
             p.add(m, held.clone());
+            self.by_room
+                .entry(m.room.clone())
+                .or_default()
+                .insert(user.to_owned());
             return true;
         }
         if self.pending.len() >= self.max_users {
@@ -159,6 +210,10 @@ impl Window {
         };
         p.add(m, held.clone());
         self.pending.insert(user.to_owned(), p);
+        self.by_room
+            .entry(m.room.clone())
+            .or_default()
+            .insert(user.to_owned());
         self.due
             .push_back((Instant::now() + self.delay, user.to_owned()));
         true
@@ -177,6 +232,9 @@ impl Window {
             }
             let (_, user) = self.due.pop_front()?;
             if let Some(p) = self.pending.remove(&user) {
+                for r in &p.rooms {
+                    self.unindex(&r.room, &user);
+                }
                 return Some(p);
             }
         }
@@ -190,11 +248,46 @@ impl Window {
     /// Empties the window, returning every held message once per notification.
     pub fn drain(&mut self) -> Vec<Held> {
         self.due.clear();
+        self.by_room.clear();
         self.pending.drain().flat_map(|(_, p)| p.held).collect()
     }
 
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// Applies a delete or an edit to every notification holding its room; answers how many
+    /// lost the room (nothing of it left to push). A notification left without rooms stays
+    /// until it is due, holding its messages (it pushes nothing then).
+    pub fn revise(&mut self, r: &Revision) -> usize {
+        let Some(users) = self.by_room.get(&r.room) else {
+            return 0;
+        };
+        let mut emptied = Vec::new();
+        for user in users {
+            let Some(p) = self.pending.get_mut(user) else {
+                continue;
+            };
+            if let Some(i) = p.rooms.iter().position(|x| x.room == r.room) {
+                if !p.rooms[i].revise(r) {
+                    p.rooms.remove(i);
+                    emptied.push(user.clone());
+                }
+            }
+        }
+        for user in &emptied {
+            self.unindex(&r.room, user);
+        }
+        emptied.len()
+    }
+
+    fn unindex(&mut self, room: &str, user: &str) {
+        if let Some(users) = self.by_room.get_mut(room) {
+            users.remove(user);
+            if users.is_empty() {
+                self.by_room.remove(room);
+            }
+        }
     }
 }
 
@@ -212,6 +305,7 @@ mod tests {
             last_from: "a".into(),
             last_body: "b".into(),
             last_stored: SystemTime::UNIX_EPOCH,
+            remote: false,
         }
     }
 
@@ -225,5 +319,42 @@ mod tests {
         // Two more messages than seqs kept: counted as above any mark below the last.
         let r = room(&[5, 7], 4);
         assert_eq!(r.count_after(7), 2);
+    }
+
+    fn revision(target: u64, body: Option<&str>) -> Revision {
+        Revision {
+            room: "r".into(),
+            target,
+            body: body.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn deletes_and_edits_change_what_waits() {
+        // An edit of the latest is previewed; of an earlier one, changes nothing.
+        let mut r = room(&[5, 7, 9], 3);
+        assert!(r.revise(&revision(9, Some("fixed"))));
+        assert_eq!(r.last_body, "fixed");
+        assert!(r.revise(&revision(5, Some("older"))));
+        assert_eq!((r.last_body.as_str(), r.count), ("fixed", 3));
+        // A delete of an earlier one leaves the count; of the latest, its preview too.
+        assert!(r.revise(&revision(7, None)));
+        assert_eq!((r.count, r.seqs.clone()), (2, vec![5, 9]));
+        assert_eq!(r.count_after(5), 1);
+        assert!(r.revise(&revision(9, None)));
+        assert_eq!(
+            (r.count, r.last_body.as_str(), r.last_from.as_str()),
+            (1, "", "")
+        );
+        // Not in this window: nothing.
+        assert!(r.revise(&revision(3, None)));
+        assert_eq!(r.count, 1);
+        assert!(!r.revise(&revision(5, None)), "nothing left to push");
+        // Past the kept seqs only the latest is known to be here.
+        let mut r = room(&[5, 7], 4);
+        assert!(r.revise(&revision(8, None)));
+        assert_eq!(r.count, 4);
+        assert!(r.revise(&revision(9, None)));
+        assert_eq!((r.count, r.count_after(7)), (3, 1));
     }
 }

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use super::collapse::{give_back, release, Held, Window};
 use super::deliver::Deliverer;
-use super::intake::Intake;
+use super::intake::{Intake, Routed};
 use crate::metrics as m;
 
 /// Closed windows being decided and sent at once, per request slot (`push.concurrency`):
@@ -248,7 +248,14 @@ impl Loop {
             }
         }
         let incoming = match self.intake.decode(&held).await {
-            Ok(Some(m)) => m,
+            Ok(Some(Routed::New(m))) => m,
+            Ok(Some(Routed::Revision(r))) => {
+                let emptied = self.window.revise(&r);
+                if emptied > 0 {
+                    counter!(m::PUSH_SKIPPED, "why" => "deleted").increment(emptied as u64);
+                }
+                return release(held).await;
+            }
             Ok(None) => return release(held).await,
             Err(e) => {
                 // Unacked: redelivered after ack_wait.

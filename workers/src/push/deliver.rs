@@ -1,4 +1,4 @@
-//! Deciding and sending one closed notification: who is still offline and still wants it,
+//! Deciding and sending one closed notification: who is still a member, offline and wants it,
 //! which of its messages each target has not been pushed yet (the delivery marks), then the
 //! pushes themselves with retries: one notification of a user at a time, to two of its
 //! targets at a time, so that one user's stalling push services hold few of the shared
@@ -16,7 +16,7 @@ use chatmesh_protocol::backoff::Backoff;
 use chatmesh_protocol::push::{
     preview_of, NewTarget, PushPayload, PushSettings, RoomCount, TargetRequest,
 };
-use chatmesh_protocol::service::RoomKind;
+use chatmesh_protocol::service::{GetAccess, RoomKind, RoomUserRequest};
 use futures::StreamExt;
 use metrics::{counter, histogram};
 use tokio::time::Instant;
@@ -56,6 +56,9 @@ pub struct Deliverer {
     pub sends: Arc<tokio::sync::Semaphore>,
     /// Users with a notification being sent ([`Deliverer::begin`]): one at a time per user.
     pub busy: Busy,
+    /// The workers of other regions, asked whether a user is still a member of a room they
+    /// store (`None`: every room is stored here).
+    pub peers: Option<crate::peers::Peers>,
 }
 
 /// Targets of one notification sent to at once: one user's stalling push services hold at
@@ -114,7 +117,9 @@ pub fn payload(settings: &PushSettings, rooms: &[(&RoomPending, u32)]) -> Option
                 last_seq: r.last_seq,
             })
             .collect(),
-        from: preview.then(|| latest.last_from.clone()),
+        from: preview
+            .then(|| latest.last_from.clone())
+            .filter(|f| !f.is_empty()),
         body: preview
             .then(|| preview_of(&latest.last_body))
             .filter(|b| !b.is_empty()),
@@ -163,9 +168,12 @@ impl Deliverer {
         let settings = model.push_settings(&p.user).await?;
         let mut rooms = Vec::new();
         for r in std::mem::take(&mut p.rooms) {
-            // Came back within the grace, or muted meanwhile: no push for this room.
+            // Came back within the grace, muted or removed meanwhile: no push for this room.
             if !wanted(&settings, &r.room, r.kind) {
                 counter!(m::PUSH_SKIPPED, "why" => "muted").increment(1);
+            } else if !self.member(&r, &p.user).await? {
+                counter!(m::PUSH_SKIPPED, "why" => "not_member").increment(1);
+                debug!(user = %p.user, room = %r.room, "not pushed: no longer a member");
             } else if self.online(&r.room).await.contains(&p.user) {
                 counter!(m::PUSH_SKIPPED, "why" => "online").increment(1);
                 debug!(user = %p.user, room = %r.room, "not pushed: back online within the grace");
@@ -209,6 +217,26 @@ impl Deliverer {
             model.write(batch).await?;
         }
         Ok(out)
+    }
+
+    /// Whether `user` is still a member of `r`'s room. A room of another region whose
+    /// workers do not answer counts as yes (the user was a member when the message was
+    /// routed; the push is not held back by another region's outage).
+    async fn member(&self, r: &RoomPending, user: &str) -> Result<bool, StoreError> {
+        let Some(peers) = self.peers.as_ref().filter(|_| r.remote) else {
+            return Ok(self.svc.model().role(&r.room, user).await?.is_some());
+        };
+        let req = RoomUserRequest {
+            room: r.room.clone(),
+            user: user.to_owned(),
+        };
+        match peers.ask_found::<GetAccess>(&r.room, &req).await {
+            Ok(access) => Ok(access.is_some_and(|a| a.role.is_some())),
+            Err(e) => {
+                debug!(room = %r.room, error = %e, "membership not checked: the room's region did not answer");
+                Ok(true)
+            }
+        }
     }
 
     async fn online(&self, room: &str) -> Online {
@@ -333,6 +361,7 @@ mod tests {
             last_from: "ann".into(),
             last_body: "secret plans".into(),
             last_stored: SystemTime::UNIX_EPOCH,
+            remote: false,
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::Message;
 use chatmesh_protocol::e2ee::MlsKind;
-use chatmesh_protocol::message::Payload;
+use chatmesh_protocol::message::{Change, Payload};
 use chatmesh_protocol::push::preview_of;
 use chatmesh_protocol::service::{
     GetAccess, ListMembers, MembersRequest, Role, RoomKind, RoomUserRequest,
@@ -16,7 +16,7 @@ use chatmesh_protocol::subjects::room_of;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use metrics::counter;
 
-use super::collapse::Incoming;
+use super::collapse::{Incoming, Revision};
 use super::deliver::wanted;
 use super::presence::Presence;
 use crate::metrics as m;
@@ -54,13 +54,23 @@ pub struct Intake {
     pub remote: Option<Peers>,
 }
 
+/// A stored message as the notifier reads it.
+#[derive(Debug)]
+pub enum Routed {
+    /// A chat message: pushed to its recipients.
+    New(Incoming),
+    /// An edit or a delete: changes the windows holding its target.
+    Revision(Revision),
+}
+
 /// What a push says of a message of an `e2ee` room.
 pub const ENCRYPTED: &str = "🔒 encrypted message";
 
 impl Intake {
-    /// The message as the notifier needs it, or `None` if it is not a chat message or an
-    /// edit, a delete or a reaction (logged and counted; acked by the caller).
-    pub async fn decode(&self, msg: &Message) -> Result<Option<Incoming>, IntakeError> {
+    /// The message as the notifier needs it, or `None` if it is neither a chat message nor
+    /// an edit or a delete (a reaction, an event, an MLS handshake; counted and acked by the
+    /// caller).
+    pub async fn decode(&self, msg: &Message) -> Result<Option<Routed>, IntakeError> {
         let (Some(room), Ok(info)) = (room_of(msg.subject.as_str()), msg.info()) else {
             counter!(m::PUSH_SKIPPED, "why" => "undecodable").increment(1);
             return Ok(None);
@@ -72,9 +82,20 @@ impl Intake {
         let handshake = payload.mls.as_ref().is_some_and(|m| m.kind != MlsKind::App);
         if payload.change().is_some() || payload.event.is_some() || handshake {
             // An edit, a delete, a reaction, a room event or an MLS commit, proposal or
-            // welcome is no news: it is not pushed.
+            // welcome is no news: it is not pushed. An edit or a delete changes what waits.
             counter!(m::PUSH_SKIPPED, "why" => "change").increment(1);
-            return Ok(None);
+            let body = match payload.change() {
+                Some(Change::Edit(_)) => Some(push_body(&payload)),
+                Some(Change::Delete(_)) => None,
+                _ => return Ok(None),
+            };
+            return Ok(payload.change().map(|c| {
+                Routed::Revision(Revision {
+                    room: room.to_owned(),
+                    target: c.target(),
+                    body,
+                })
+            }));
         }
         let Some(kind) = self.room_kind(room, &payload.from).await? else {
             counter!(m::PUSH_SKIPPED, "why" => "no_room").increment(1);
@@ -82,7 +103,7 @@ impl Intake {
         };
         let nanos = u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0);
         let body = push_body(&payload);
-        Ok(Some(Incoming {
+        Ok(Some(Routed::New(Incoming {
             room: room.to_owned(),
             kind,
             seq: info.stream_sequence,
@@ -90,7 +111,8 @@ impl Intake {
             mentions: payload.mentions,
             body,
             stored: SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos),
-        }))
+            remote: self.remote.is_some(),
+        })))
     }
 
     /// The users `m` may push. Members without a target cost no store read (remembered by

@@ -201,6 +201,9 @@ pub fn spawn_notifier(
         retry_max: Duration::from_secs(cfg.retry_max_secs),
         sends: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
         busy: deliver::Busy::default(),
+        peers: (0..topology.streams())
+            .any(|s| topology.serving_region(s).is_some())
+            .then(|| crate::peers::Peers::new(nats.clone(), topology.per_stream())),
     });
     let js = jetstream::ContextBuilder::new()
         .timeout(JS_TIMEOUT)
