@@ -26,13 +26,15 @@ export const ROOM_RE = /^(?=.{1,64}$)(?:[a-z0-9]{1,16}~)?[A-Za-z0-9_-]+$/;
 /** A send answered `unavailable` is resent after this, times its attempt (at most 8 times). */
 const RESEND_AFTER_MS = 250;
 /**
- * Frames written per second, and in a burst: half the gateway's flood guard (100 a second,
- * burst 200, each frame over it a strike towards close 4008), so a reconnect that re-joins
- * hundreds of rooms and resends its waiting sends never trips it. Sends also keep to the
- * session's send rate (`welcome.limits`).
+ * The share of the gateway's flood guard the client writes at, per second and in a burst:
+ * half (`welcome.limits.frames_per_second`, 100 a second by default, burst twice that, each
+ * frame over it a strike towards close 4008), so a reconnect that re-joins hundreds of rooms
+ * and resends its waiting sends never trips it. Sends also keep to the session's send rate
+ * (`welcome.limits`).
  */
-const FRAMES_PER_SECOND = 50;
-const FRAME_BURST = 100;
+const FRAME_SHARE = 0.5;
+/** The flood guard of a gateway that does not report it in `welcome.limits`. */
+const DEFAULT_FRAMES_PER_SECOND = 100;
 /** `typing` and `read` frames waiting to be written beyond this many are dropped (they are moot). */
 const MAX_QUEUED_FIRES = 256;
 /** A connection counts as established (the reconnect delay starts over) after this long. */
@@ -1402,13 +1404,13 @@ export class Client {
   #attempt = 0;
   /** @type {ReturnType<typeof setTimeout> | null} */
   #stableTimer = null;
-  /** Frames to write on the open connection, in order, paced ([`FRAMES_PER_SECOND`]). */
+  /** Frames to write on the open connection, in order, paced ([`FRAME_SHARE`]). */
   /** @type {{ref: number | null, frame: Frame}[]} */
   #outbox = [];
   #queuedFires = 0;
   /** @type {ReturnType<typeof setTimeout> | null} */
   #pumpTimer = null;
-  #pace = { frames: FRAME_BURST, sends: Number.POSITIVE_INFINITY, at: 0 };
+  #pace = { frames: Number.POSITIVE_INFINITY, sends: Number.POSITIVE_INFINITY, at: 0 };
   /** Re-joins of the resume not written yet, and how many written wait for their answer. */
   /** @type {Pending[]} */
   #rejoins = [];
@@ -1975,7 +1977,7 @@ export class Client {
 
   /**
    * Queues a frame for the open connection, written in order at the pace the gateway takes
-   * ([`FRAMES_PER_SECOND`], and the session's send rate for sends); false when there is no
+   * ([`FRAME_SHARE`] of the flood guard, and the session's send rate for sends); false when there is no
    * open connection. @param {number | null} ref @param {Frame} frame
    */
   #write(ref, frame) {
@@ -1994,13 +1996,16 @@ export class Client {
     const ws = this.#ws;
     if (!ws || this.#phase !== "open") return;
     const limits = this.#welcome?.limits ?? {};
+    const guard = Number(limits.frames_per_second) || DEFAULT_FRAMES_PER_SECOND;
+    const frameRate = Math.max(1, guard * FRAME_SHARE);
+    const frameBurst = Math.max(1, Math.floor(2 * guard * FRAME_SHARE));
     const sendRate = Math.max(1, Number(limits.sends_per_second) || 20);
     const sendBurst = Math.max(1, Math.floor((Number(limits.send_burst) || 50) / 2));
     const maxBytes = Number(limits.max_message_bytes) || 64 * 1024;
     const pace = this.#pace;
     const now = Date.now();
     const elapsed = Math.max(0, now - pace.at) / 1000;
-    pace.frames = Math.min(FRAME_BURST, pace.frames + elapsed * FRAMES_PER_SECOND);
+    pace.frames = Math.min(frameBurst, pace.frames + elapsed * frameRate);
     pace.sends = Math.min(sendBurst, pace.sends + elapsed * sendRate);
     pace.at = now;
     while (this.#outbox.length > 0) {
@@ -2008,7 +2013,7 @@ export class Client {
       const send = frame.type === "send";
       if (pace.frames < 1 || (send && pace.sends < 1)) {
         const wait = Math.max(
-          pace.frames < 1 ? (1 - pace.frames) / FRAMES_PER_SECOND : 0,
+          pace.frames < 1 ? (1 - pace.frames) / frameRate : 0,
           send && pace.sends < 1 ? (1 - pace.sends) / sendRate : 0,
         );
         this.#pumpTimer = setTimeout(() => {
@@ -2240,7 +2245,7 @@ export class Client {
       }
     }, STABLE_MS);
     this.#dropOutbox();
-    this.#pace = { frames: FRAME_BURST, sends: Number.POSITIVE_INFINITY, at: Date.now() };
+    this.#pace = { frames: Number.POSITIVE_INFINITY, sends: Number.POSITIVE_INFINITY, at: Date.now() };
     this.#ws = ws;
     this.#welcome = welcome;
     this.#phase = "open";

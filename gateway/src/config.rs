@@ -212,7 +212,7 @@ impl Default for GatewayConfig {
             service_timeout_ms: 5_000,
             drain_timeout_ms: 5_000,
             close_linger_ms: 2_000,
-            frames_per_second: 100,
+            frames_per_second: chatmesh_protocol::limits::DEFAULT_FRAMES_PER_SECOND,
             rate_limit_strikes: 50,
             web_root: None,
             presence_ttl_secs: 30,
@@ -309,6 +309,13 @@ impl GatewayConfig {
         }
         if l.sends_per_second == 0 || l.send_burst == 0 || self.frames_per_second == 0 {
             out.push("gateway rates must be positive".into());
+        }
+        if l.frames_per_second.is_some() {
+            out.push(
+                "gateway.limits.frames_per_second is not a setting: the flood guard is \
+                 gateway.frames_per_second (welcome.limits reports it)"
+                    .into(),
+            );
         }
         if l.outbound_queue < 16 || l.max_rooms == 0 {
             out.push("gateway.limits.outbound_queue must be ≥ 16 and max_rooms ≥ 1".into());
@@ -502,6 +509,19 @@ mod tests {
     #[test]
     fn the_defaults_have_no_edge_problems() {
         assert_eq!(base().problems(), Vec::<String>::new());
+    }
+
+    /// The flood guard has one setting, `gateway.frames_per_second`; `welcome.limits` reports
+    /// it, and a `[gateway.limits]` value would be overwritten there, so it is refused.
+    #[test]
+    fn the_flood_guard_is_not_a_limits_setting() {
+        let mut c = base();
+        c.limits.frames_per_second = Some(50);
+        let p = c.problems();
+        assert!(
+            p.iter().any(|p| p.contains("gateway.frames_per_second")),
+            "{p:?}"
+        );
     }
 
     /// An external issuer's tokens are taken only for this audience: one the issuer made for

@@ -21,6 +21,22 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Seconds a new connection has to send `hello`.
     pub hello_timeout_secs: u64,
+    /// Frames of any kind a session may send per second, burst twice that (each one over is
+    /// a strike toward 4008). Extension: set in `welcome` only (the gateway's
+    /// `frames_per_second`); `None` from a gateway that does not report it, which enforces
+    /// [`DEFAULT_FRAMES_PER_SECOND`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_per_second: Option<u32>,
+}
+
+/// The gateway's flood guard by default, frames a second (burst twice that).
+pub const DEFAULT_FRAMES_PER_SECOND: u32 = 100;
+
+impl Limits {
+    /// The flood guard in force: what `welcome` reported, else the default.
+    pub fn frames_per_second(&self) -> u32 {
+        self.frames_per_second.unwrap_or(DEFAULT_FRAMES_PER_SECOND)
+    }
 }
 
 impl Default for Limits {
@@ -33,6 +49,7 @@ impl Default for Limits {
             max_rooms: 1000,
             outbound_queue: 1024,
             hello_timeout_secs: 10,
+            frames_per_second: None,
         }
     }
 }

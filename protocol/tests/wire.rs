@@ -367,22 +367,30 @@ fn server_frame() -> impl Strategy<Value = ServerFrame<'static>> {
     let list = || proptest::collection::vec(text().prop_map(Cow::Owned), 0..4);
     let rf = || a_ref().prop_map(Cow::Owned);
     prop_oneof![
-        (rf(), s(), s(), any::<(u16, u16, u32, u32, u16, u16, u16)>()).prop_map(
-            |(r#ref, user, session, (a, b, c, d, e, f, g))| ServerFrame::Welcome {
-                r#ref,
-                user,
-                session,
-                limits: Cow::Owned(Limits {
-                    max_message_bytes: a.into(),
-                    max_body_bytes: b.into(),
-                    sends_per_second: c,
-                    send_burst: d,
-                    max_rooms: e.into(),
-                    outbound_queue: f.into(),
-                    hello_timeout_secs: g.into(),
-                }),
-            }
-        ),
+        (
+            rf(),
+            s(),
+            s(),
+            any::<(u16, u16, u32, u32, u16, u16, u16)>(),
+            any::<Option<u32>>()
+        )
+            .prop_map(|(r#ref, user, session, (a, b, c, d, e, f, g), fps)| {
+                ServerFrame::Welcome {
+                    r#ref,
+                    user,
+                    session,
+                    limits: Cow::Owned(Limits {
+                        max_message_bytes: a.into(),
+                        max_body_bytes: b.into(),
+                        sends_per_second: c,
+                        send_burst: d,
+                        max_rooms: e.into(),
+                        outbound_queue: f.into(),
+                        hello_timeout_secs: g.into(),
+                        frames_per_second: fps,
+                    }),
+                }
+            }),
         (rf(), s(), any::<u64>()).prop_map(|(r#ref, room, last_seq)| ServerFrame::Joined {
             r#ref,
             room,

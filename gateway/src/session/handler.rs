@@ -12,6 +12,7 @@ use chatmesh_protocol::e2ee::MlsKind;
 use chatmesh_protocol::frames::{
     error_frame, parse_client_frame, peek_ref, ClientFrame, Ref, ServerFrame,
 };
+use chatmesh_protocol::limits::Limits;
 use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{now_ms, Payload};
 use chatmesh_protocol::names::dedupe_id;
@@ -136,7 +137,10 @@ impl Session {
             r#ref: Cow::Borrowed(r#ref),
             user: Cow::Borrowed(&identity.user),
             session: Cow::Owned(format!("{:x}", self.link.id)),
-            limits: Cow::Borrowed(&self.state.cfg.limits),
+            limits: Cow::Owned(Limits {
+                frames_per_second: Some(self.state.cfg.frames_per_second),
+                ..self.state.cfg.limits.clone()
+            }),
         };
         self.reply(frame.encode()).await;
         // A revocation that landed between the caller's check and `track` was not applied to
