@@ -483,13 +483,20 @@ export class Backoff {
     this.min = Math.max(1, min);
     this.max = Math.max(this.min, max);
     this.bound = this.min;
+    /** The floor of the next delay only ([`atLeast`]), ms. */
+    this.floor = 0;
   }
 
-  /** The next delay in ms, then the bound doubles. */
+  /**
+   * The next delay in ms, drawn between half of `min` and the bound (full jitter above a
+   * floor), then the bound doubles.
+   */
   next() {
     const bound = this.bound;
     this.bound = Math.min(this.bound * 2, this.max);
-    return Math.round(bound / 2 + Math.random() * (bound / 2));
+    const low = Math.min(bound, Math.max(this.min / 2, this.floor));
+    this.floor = 0;
+    return Math.round(low + Math.random() * (bound - low));
   }
 
   /** Back to the shortest delay (after a success). */
@@ -497,9 +504,13 @@ export class Backoff {
     this.bound = this.min;
   }
 
-  /** Raises the bound to at least `ms` (capped at `max`), e.g. after close 4008. */
+  /**
+   * Raises the bound to at least `ms` (capped at `max`), and the next delay to at least half
+   * of it, e.g. after close 4008.
+   */
   atLeast(/** @type {number} */ ms) {
     this.bound = Math.min(this.max, Math.max(this.bound, ms));
+    this.floor = this.bound / 2;
   }
 }
 

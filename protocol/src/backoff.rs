@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// Delays that double from `min` up to `max`, each drawn uniformly below the current bound
-/// (full jitter), so many clients cut off at once do not come back at once.
+/// Delays that double from `min` up to `max`, each drawn uniformly between half of `min` and
+/// the current bound (full jitter, above a floor that keeps a retry from coming at once), so
+/// many clients cut off at once spread over the whole bound rather than its upper half.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     min: Duration,
@@ -25,11 +26,11 @@ impl Backoff {
         }
     }
 
-    /// The next delay (between half the current bound and the bound), then doubles the bound.
+    /// The next delay (between half of `min` and the current bound), then doubles the bound.
     pub fn next_delay(&mut self) -> Duration {
         let bound = self.bound;
         self.bound = (self.bound * 2).min(self.max);
-        let low = bound / 2;
+        let low = self.min / 2;
         let spread = (bound - low).as_micros() as u64;
         low + Duration::from_micros(rand::rng().random_range(0..=spread))
     }
@@ -55,8 +56,17 @@ mod tests {
         let delays: Vec<_> = (0..6).map(|_| b.next_delay()).collect();
         for (d, bound) in delays.iter().zip([100, 200, 400, 800, 800, 800]) {
             let bound = Duration::from_millis(bound);
-            assert!(*d >= bound / 2 && *d <= bound, "{d:?} outside {bound:?}");
+            assert!(
+                *d >= Duration::from_millis(50) && *d <= bound,
+                "{d:?} outside 50 ms..{bound:?}"
+            );
         }
+        // At the cap, the whole range is used: some delays below half the bound (200 draws
+        // all above it would happen with a chance under 1e-50).
+        let low = (0..200)
+            .filter(|_| b.next_delay() < Duration::from_millis(400))
+            .count();
+        assert!(low > 0, "every delay in the upper half: not full jitter");
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }

@@ -58,16 +58,22 @@ function scriptedGateway(answer) {
 const OPTIONS = { token: "t", reconnectMin: 5, reconnectMax: 20 };
 
 describe("unit", () => {
-  it("Backoff doubles its bound up to the cap, draws within [bound/2, bound], resets", () => {
+  it("Backoff doubles its bound up to the cap, draws within [min/2, bound], resets", () => {
     const b = new Backoff(100, 800);
     const delays = Array.from({ length: 6 }, () => b.next());
     [100, 200, 400, 800, 800, 800].forEach((bound, i) => {
-      assert.ok(delays[i] >= bound / 2 && delays[i] <= bound, `${delays[i]} outside ${bound}`);
+      assert.ok(delays[i] >= 50 && delays[i] <= bound, `${delays[i]} outside 50..${bound}`);
     });
+    // At the cap the whole range is used (200 draws all in the upper half: chance < 1e-50).
+    const low = Array.from({ length: 200 }, () => b.next()).filter((d) => d < 400);
+    assert.ok(low.length > 0, "every delay in the upper half: not full jitter");
     b.reset();
     assert.ok(b.next() <= 100);
     b.atLeast(2000);
     assert.equal(b.bound, 800, "capped at max");
+    const slow = new Backoff(100, 10_000);
+    slow.atLeast(2000);
+    assert.ok(slow.next() >= 1000, "after 4008 the next delay is at least half of 2 s");
   });
 
   it("checks its arguments", () => {
