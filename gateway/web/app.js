@@ -38,6 +38,12 @@ import { app, isChange, newMessageId, readJson, room, storageKey, writeJson } fr
 import { initUploads, takeUploads, uploading } from "./uploads.js";
 
 const HISTORY_PAGE = 50;
+/**
+ * Messages held per room (and so in its DOM) while its newest are in view; older ones are
+ * dropped and come back with "load older messages". `localStorage["chatmesh.maxHeld"]`
+ * sets another cap (at least one history page), for tests and for those who want more.
+ */
+const MAX_HELD = 500;
 const GAP_PAGE = 100;
 const GAP_ROUNDS = 20;
 const TYPING_SEND_EVERY_MS = 2500;
@@ -362,6 +368,8 @@ function selectRoom(id) {
   if (app.current !== r) {
     resetChanges();
     resetThreads();
+    // The room left goes back to its newest messages.
+    if (app.current) app.current.trimOldest(heldCap());
   }
   app.current = r;
   r.unread = 0;
@@ -806,6 +814,9 @@ function onMessage(m) {
   if (!r || typeof m.seq !== "number") return;
   const me = app.session.user;
   const fresh = r.insert(m);
+  // Bounded while the newest are in view (or the room is not shown); a reader scrolled up
+  // keeps what they loaded until they come back down.
+  if (fresh && (r !== app.current || atBottom())) r.trimOldest(heldCap());
   // An MLS handshake message (commit, proposal, welcome) is no news, like a room event.
   const event = isEvent(m) || Boolean(m.mls && m.mls.kind !== "app");
   if (fresh && applyRoomEvent(r, m)) render("rooms", "pane");
@@ -931,9 +942,19 @@ function requestPresence(r) {
 }
 
 function isVisible(r) {
-  if (r !== app.current || document.visibilityState !== "visible") return false;
+  return r === app.current && document.visibilityState === "visible" && atBottom();
+}
+
+/** Is the message list scrolled to its newest end? */
+function atBottom() {
   const list = $("message-list");
   return list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_EDGE_PX;
+}
+
+/** Messages held per room: [`MAX_HELD`], or the page's own setting. */
+function heldCap() {
+  const own = Number(readJson(localStorage, "chatmesh.maxHeld", 0));
+  return own >= HISTORY_PAGE ? Math.floor(own) : MAX_HELD;
 }
 
 /** Tells the server (and so the other members) how far we have read, when we can see it. */

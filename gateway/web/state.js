@@ -201,6 +201,27 @@ export class Room {
     return null;
   }
 
+  /**
+   * Drops the oldest messages beyond `max`, with their DOM nodes, so a tab left open holds a
+   * bounded number per room; they come back from history ("load older messages"). Answers
+   * how many went.
+   */
+  trimOldest(max) {
+    const excess = this.order.length - max;
+    if (excess <= 0) return 0;
+    const gone = this.order.splice(0, excess);
+    for (const seq of gone) {
+      this.msgs.delete(seq);
+      for (const kind of ["m", "x", "e"]) this.nodes.delete(`${kind}:${seq}`);
+    }
+    const last = gone[gone.length - 1];
+    // The prev chain is not checked again below what is held.
+    if (this.head !== null && this.head < last) this.head = last;
+    this.notes = this.notes.filter((n) => n.at > last);
+    this.more = true;
+    return excess;
+  }
+
   firstIndexAfter(seq) {
     let lo = 0;
     let hi = this.order.length;

@@ -1455,6 +1455,42 @@ describe("chatmesh web client in a real browser", { timeout: 240_000 }, () => {
     await screenshot(carol, "carol");
   });
 
+  it("holds at most its cap of messages per room while the newest are in view; older ones come back with “load older”", async () => {
+    // The smallest cap (one history page), set the way a user could.
+    await carol.page.evaluate(() => localStorage.setItem("chatmesh.maxHeld", "50"));
+    const N = 70;
+    const text = (i) => `held message #${i}#`;
+    const input = alice.page.locator("#message-input");
+    for (let i = 0; i < N; i++) {
+      await input.fill(text(i));
+      await input.press("Enter");
+    }
+    await messageWithBody(carol, text(N - 1)).waitFor();
+    const shown = () => carol.page.locator("#message-list li.msg").count();
+    await eventually("carol's list holds at most 50 messages", async () => (await shown()) <= 50);
+    let all = await bodies(carol);
+    assert.ok(!all.includes(text(0)), "the oldest went");
+    assert.deepEqual(all.slice(-3), [text(N - 3), text(N - 2), text(N - 1)], "the newest stay, in order");
+    // Scrolled up, older pages come back and stay while they are read.
+    for (let i = 0; i < 5 && !(await bodies(carol)).includes(text(0)); i++) {
+      const older = carol.page.locator('[data-testid="load-older"]');
+      if ((await older.count()) === 0) break;
+      await older.click();
+      await eventually("an older page", () => carol.page.evaluate(() => {
+        const button = document.querySelector('[data-testid="load-older"]');
+        return !button || !button.disabled;
+      }));
+    }
+    all = await bodies(carol);
+    const mine = all.filter((b) => b.startsWith("held message #"));
+    assert.deepEqual(mine, Array.from({ length: N }, (_, i) => text(i)), "every message back, once, in order");
+    assert.ok((await shown()) > 50);
+    await carol.page.evaluate(() => localStorage.removeItem("chatmesh.maxHeld"));
+    await carol.page.locator("#message-list").evaluate((list) => {
+      list.scrollTop = list.scrollHeight;
+    });
+  });
+
   it("puts a date separator before each day's first message; a new day starts a new group", async () => {
     const seps = carol.page.locator('#message-list [data-testid="day-separator"]');
     assert.equal(await seps.count(), 1, "today's messages have one separator");
