@@ -28,6 +28,13 @@ use tracing::info;
 
 use crate::error::WorkerError;
 
+/// The last seq `stream` holds. A store checkpoint above it was written from another stream
+/// (deleted and made again, or an older copy): the worker's start and each store writer's
+/// session check it.
+pub async fn last_seq(stream: &stream::Stream) -> Result<u64, stream::InfoError> {
+    Ok(stream.clone().info().await?.state.last_sequence)
+}
+
 /// The message streams a worker serves, by stream index ([`Topology`]): every stream, or
 /// with `mesh.regional_workers` those of its region's workers.
 #[derive(Debug, Clone)]

@@ -120,13 +120,9 @@ impl Worker {
             cfg.batch_max_messages.saturating_mul(4),
         );
         for (s, stream) in streams.iter() {
-            let last = stream
-                .clone()
-                .info()
+            let last = crate::streams::last_seq(stream)
                 .await
-                .map_err(|e| WorkerError::stream("reading the stream info", e))?
-                .state
-                .last_sequence;
+                .map_err(|e| WorkerError::stream("reading the stream info", e))?;
             let first = s * topology.per_stream();
             for partition in first..first + topology.per_stream() {
                 let checkpoint = model.checkpoint(partition).await?;

@@ -256,13 +256,9 @@ async fn session(
             })?;
         // The checkpoint is a seq of the stream the store was written from: a stream that
         // ends below it is another one (deleted and made again, or an older copy).
-        let last = stream
-            .clone()
-            .info()
+        let last = crate::streams::last_seq(stream)
             .await
-            .map_err(|e| SessionError::consumer("reading the stream's info", e))?
-            .state
-            .last_sequence;
+            .map_err(|e| SessionError::consumer("reading the stream's info", e))?;
         if checkpoint > last {
             return Err(SessionError::StreamBehind { checkpoint, last });
         }

@@ -81,11 +81,7 @@ impl Service {
     ) -> Result<bool, ApiError> {
         let bucket = &self.inner.login_failures;
         let key = Arc::<str>::from(user);
-        if let Err(wait) = bucket.check(key.clone(), true).await {
-            metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
-            let what = "too many wrong passwords from this account";
-            return Err(ApiError::rate_limited_for(what, wait));
-        }
+        take_attempt(bucket, &key, "this account").await?;
         let verified = self.inner.passwords.verify(password, Some(hash)).await;
         if !matches!(verified, Ok(false)) {
             bucket.refund(&key).await;
@@ -114,11 +110,7 @@ impl Service {
             ),
             None => (&self.inner.login_failures, account.clone(), "this account"),
         };
-        if let Err(wait) = bucket.check(key.clone(), true).await {
-            metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
-            let what = format!("too many wrong passwords from {whose}");
-            return Err(ApiError::rate_limited_for(&what, wait));
-        }
+        take_attempt(bucket, &key, whose).await?;
         let record = match self.model().user(&req.username).await {
             Ok(record) => record,
             Err(e) => {
@@ -208,4 +200,18 @@ impl Service {
 
 fn taken() -> ApiError {
     ApiError::conflict("user name is taken")
+}
+
+/// Takes one password attempt of `key` (`whose`: how the refusal names it) from `bucket`:
+/// `rate_limited` once its wrong passwords are spent, before any hashing. A right password
+/// or a check without a verdict gives it back (`refund`).
+async fn take_attempt(
+    bucket: &chatmesh_coherent::Buckets<Arc<str>>,
+    key: &Arc<str>,
+    whose: &str,
+) -> Result<(), ApiError> {
+    bucket.check(key.clone(), true).await.map_err(|wait| {
+        metrics::counter!("chatmesh_worker_login_account_throttled_total").increment(1);
+        ApiError::rate_limited_for(&format!("too many wrong passwords from {whose}"), wait)
+    })
 }
