@@ -275,7 +275,7 @@ impl Retention {
             let mut batch = WriteBatch::new();
             let mut done = oldest.len() < want;
             let mut n = 0u64;
-            let mut seqs = Vec::new();
+            let mut gone = Vec::new();
             let mut last = 0u64;
             for (k, v) in &oldest {
                 let m: StoredMessage = records::decode(k, v)?;
@@ -285,7 +285,7 @@ impl Retention {
                 }
                 if let Some(seq) = keys::seq_of_message(k) {
                     Model::delete_mentions(&mut batch, room, seq, &m.mentions);
-                    seqs.push(seq);
+                    gone.push((room.to_owned(), seq));
                     if let Some(root) = m.thread_root {
                         Model::delete_reply(&mut batch, room, root, seq);
                     }
@@ -304,7 +304,7 @@ impl Retention {
                 self.model.store().delete_range(all.start..upto).await?;
                 drop(trimming);
                 if let Some(search) = &self.search {
-                    if let Err(e) = search.remove(seqs).await {
+                    if let Err(e) = search.remove(gone).await {
                         counter!(crate::metrics::SEARCH_ERRORS).increment(1);
                         warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not remove trimmed messages from the search index");
                     }

@@ -40,8 +40,13 @@ pub enum Change {
     /// a delete per message cost a term look-up in every segment at each commit); a
     /// redelivery replaces the document it wrote before.
     Add { p: u32, seq: u64, doc: Doc },
-    /// Message `seq`'s document replaced (an edit) or removed (`None`: a delete, retention).
-    Replace { seq: u64, doc: Option<Doc> },
+    /// Message `seq` of `room`: its document replaced (an edit) or removed (`None`: a
+    /// delete, retention).
+    Replace {
+        room: String,
+        seq: u64,
+        doc: Option<Doc>,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -65,13 +70,29 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
+/// Deletes the document of message `seq` of `room` (when the next commit applies deletes).
+fn delete(writer: &IndexWriter, f: Fields, room: &str, seq: u64) -> Result<(), SearchError> {
+    let term =
+        |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
+    let both = BooleanQuery::new(vec![
+        (Occur::Must, term(Term::from_field_text(f.room, room))),
+        (Occur::Must, term(Term::from_field_u64(f.seq, seq))),
+    ]);
+    writer
+        .delete_query(Box::new(both))
+        .map(|_| ())
+        .map_err(fail("deleting a document"))
+}
+
 /// What a commit's payload says: the highest stream seq covered, per partition.
 #[derive(Debug, Default, Deserialize)]
 struct Covered {
     covered: Vec<u64>,
 }
 
-/// The worker's one index: every partition's documents (seqs are unique across the stream).
+/// The worker's one index: every partition's documents. A document is a message: its room
+/// and seq (seqs are a stream's, and a worker may serve several streams, one per region, whose
+/// seqs overlap: a seq alone names a message only within its room).
 pub struct MessageIndex {
     index: Index,
     reader: IndexReader,
@@ -179,14 +200,12 @@ impl MessageIndex {
                 Change::Add { p, seq, doc } => {
                     match written.get_mut(p as usize) {
                         Some(r) if *r < seq => *r = seq,
-                        _ => {
-                            writer.delete_term(Term::from_field_u64(f.seq, seq));
-                        }
+                        _ => delete(writer, f, &doc.room, seq)?,
                     }
                     (seq, Some(doc))
                 }
-                Change::Replace { seq, doc } => {
-                    writer.delete_term(Term::from_field_u64(f.seq, seq));
+                Change::Replace { room, seq, doc } => {
+                    delete(writer, f, &room, seq)?;
                     (seq, doc)
                 }
             };
@@ -258,14 +277,16 @@ impl MessageIndex {
             .search(&AllQuery, &DocSetCollector)
             .map_err(fail("reading an old partition index"))?;
         let moved = addresses.len();
-        let seq = self.fields.seq;
+        let fields = self.fields;
+        let seq = fields.seq;
         let writer = self.writer()?;
         for address in addresses {
             let doc: TantivyDocument = searcher
                 .doc(address)
                 .map_err(fail("reading an old partition index"))?;
-            if let Some(s) = doc.get_first(seq).and_then(|v| v.as_u64()) {
-                writer.delete_term(Term::from_field_u64(seq, s));
+            let room = doc.get_first(fields.room).and_then(|v| v.as_str());
+            if let (Some(s), Some(room)) = (doc.get_first(seq).and_then(|v| v.as_u64()), room) {
+                delete(writer, fields, room, s)?;
             }
             writer
                 .add_document(doc)
@@ -424,6 +445,54 @@ mod tests {
             .collect()
     }
 
+    /// A worker serving two streams (the primary's and a region's) sees one seq in each: an
+    /// edit or a delete of one message leaves the other stream's message of that seq alone.
+    /// (Keyed by seq alone, "deploy" was no longer found in `general` after an edit in
+    /// `eu~ops`.)
+    #[test]
+    fn a_seq_of_another_stream_is_another_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut part = MessageIndex::open(dir.path(), 2).expect("open");
+        part.write(
+            &[42, 42],
+            vec![
+                add(0, 42, doc("general", "ann", 100, "deploy plan")),
+                add(1, 42, doc("eu~ops", "bob", 100, "deploy at noon")),
+            ],
+        )
+        .expect("write");
+        part.commit(true, Instant::now()).expect("commit");
+        let both = ask("deploy", &["general", "eu~ops"]);
+        assert_eq!(found(&part, &both), [42, 42]);
+        part.write(
+            &[0, 0],
+            vec![Change::Replace {
+                room: "eu~ops".into(),
+                seq: 42,
+                doc: Some(doc("eu~ops", "bob", 100, "hi")),
+            }],
+        )
+        .expect("edit");
+        part.commit(true, Instant::now()).expect("commit");
+        assert_eq!(found(&part, &ask("deploy", &["general"])), [42]);
+        assert_eq!(found(&part, &ask("hi", &["eu~ops"])), [42]);
+        part.write(
+            &[0, 0],
+            vec![Change::Replace {
+                room: "general".into(),
+                seq: 42,
+                doc: None,
+            }],
+        )
+        .expect("delete");
+        // A redelivery of the other stream's message replaces its own document only.
+        part.write(&[0, 0], vec![add(1, 42, doc("eu~ops", "bob", 100, "hi"))])
+            .expect("redelivery");
+        part.commit(true, Instant::now()).expect("commit");
+        assert!(found(&part, &ask("deploy", &["general", "eu~ops"])).is_empty());
+        assert_eq!(found(&part, &ask("hi", &["eu~ops"])), [42], "one document");
+    }
+
     #[test]
     fn replaces_removes_commits_and_remembers_what_it_covers() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -469,10 +538,15 @@ mod tests {
             &[0, 0, 0, 14],
             vec![
                 Change::Replace {
+                    room: "a".into(),
                     seq: 10,
                     doc: Some(doc("a", "ann", 100, "red pears")),
                 },
-                Change::Replace { seq: 11, doc: None },
+                Change::Replace {
+                    room: "b".into(),
+                    seq: 11,
+                    doc: None,
+                },
             ],
         )
         .expect("write");
@@ -510,6 +584,7 @@ mod tests {
                 add(3, 12, doc("a", "bob", 300, "red wine")),
                 add(3, 15, doc("a", "ann", 500, "blue plums")),
                 Change::Replace {
+                    room: "a".into(),
                     seq: 15,
                     doc: Some(doc("a", "ann", 500, "red plums")),
                 },

@@ -136,8 +136,13 @@ pub enum IndexOp {
 impl IndexOp {
     /// The op of one delivery (`None`: nothing to index: a reaction changes no body).
     pub fn of(seq: u64, room: &str, payload: &Payload) -> Option<Self> {
-        // A reaction changes no body; a room event has none.
-        if payload.react_to.is_some() || payload.unreact_to.is_some() || payload.event.is_some() {
+        // A reaction changes no body; a room event has none; an end-to-end encrypted
+        // message's body is ciphertext (the server cannot read it, nor can search).
+        if payload.react_to.is_some()
+            || payload.unreact_to.is_some()
+            || payload.event.is_some()
+            || payload.mls.is_some()
+        {
             return None;
         }
         if let Some(target) = payload.edit_of.or(payload.delete_of) {
@@ -273,23 +278,28 @@ impl Indexes {
                 IndexOp::Refresh { room, seq } => {
                     let now = model.message(&room, seq).await?;
                     let doc = now.filter(StoredMessage::is_searchable).map(|m| Doc {
-                        room,
+                        room: room.clone(),
                         from: m.from,
                         ts: m.ts,
                         body: m.body,
                     });
-                    Change::Replace { seq, doc }
+                    Change::Replace { room, seq, doc }
                 }
             });
         }
         self.enqueue(p, high, docs).await
     }
 
-    /// Removes the documents of messages retention deleted.
-    pub async fn remove(&self, seqs: Vec<u64>) -> Result<(), SearchError> {
-        let docs = seqs
+    /// Removes the documents of messages (room, seq) the store no longer holds (retention, a
+    /// deleted room, stale hits).
+    pub async fn remove(&self, messages: Vec<(String, u64)>) -> Result<(), SearchError> {
+        let docs = messages
             .into_iter()
-            .map(|seq| Change::Replace { seq, doc: None })
+            .map(|(room, seq)| Change::Replace {
+                room,
+                seq,
+                doc: None,
+            })
             .collect();
         self.enqueue(0, 0, docs).await
     }
@@ -448,6 +458,44 @@ fn write_waiting(inner: &Inner, index: &mut MessageIndex) -> Result<(), SearchEr
 mod tests {
     use super::*;
 
+    /// An end-to-end encrypted message is not indexed (its body is ciphertext), nor are
+    /// reactions and room events; a plain message and an edit are.
+    #[test]
+    fn what_is_indexed() {
+        use chatmesh_protocol::e2ee::{encode, Mls, MlsKind};
+        let plain = Payload {
+            body: "hello".into(),
+            ..Payload::default()
+        };
+        assert!(matches!(
+            IndexOp::of(1, "r", &plain),
+            Some(IndexOp::Add { .. })
+        ));
+        let edit = Payload {
+            edit_of: Some(1),
+            ..plain.clone()
+        };
+        assert!(matches!(
+            IndexOp::of(2, "r", &edit),
+            Some(IndexOp::Refresh { seq: 1, .. })
+        ));
+        let sealed = Payload {
+            mls: Some(Mls {
+                kind: MlsKind::App,
+                epoch: 1,
+                data: encode(b"ciphertext"),
+                file: None,
+            }),
+            ..plain.clone()
+        };
+        assert!(IndexOp::of(3, "r", &sealed).is_none());
+        let reaction = Payload {
+            react_to: Some(1),
+            ..plain
+        };
+        assert!(IndexOp::of(4, "r", &reaction).is_none());
+    }
+
     /// Message `seq` of partition `p` in `room`, as sent.
     fn add(p: u32, seq: u64, room: &str, body: &str) -> Change {
         Change::Add {
@@ -511,7 +559,7 @@ mod tests {
         assert!(!idx.due(later, false), "nothing waits");
 
         // Retention's removals cover nothing new.
-        idx.remove(vec![5]).await.expect("remove");
+        idx.remove(vec![("b".to_owned(), 5)]).await.expect("remove");
         idx.commit().await.expect("commit");
         assert!(idx
             .search(ask("words", "b"))

@@ -98,7 +98,7 @@ impl Service {
                         ..hit
                     });
                 }
-                _ => gone.push(hit.seq),
+                _ => gone.push((hit.room, hit.seq)),
             }
         }
         if !gone.is_empty() {

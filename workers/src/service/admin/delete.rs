@@ -193,7 +193,7 @@ impl Service {
             .scan(keys::messages_of(room), Direction::Forward, MESSAGES_PAGE)
             .await?;
         let mut batch = WriteBatch::new();
-        let mut seqs = Vec::with_capacity(pairs.len());
+        let mut gone = Vec::with_capacity(pairs.len());
         for (k, v) in &pairs {
             let m: StoredMessage = records::decode(k, v)?;
             if let Some(seq) = keys::seq_of_message(k) {
@@ -204,13 +204,13 @@ impl Service {
                 for file in &m.attachments {
                     batch.delete(keys::file_ref(room, &file.id, seq));
                 }
-                seqs.push(seq);
+                gone.push((room.to_owned(), seq));
             }
             batch.delete(k.clone());
         }
         self.model().write(batch).await?;
         if let Some(search) = self.inner.search.get() {
-            if let Err(e) = search.remove(seqs).await {
+            if let Err(e) = search.remove(gone).await {
                 warn!(room, error = %chatmesh_protocol::error::Chain(&e), "could not remove a deleted room's messages from the search index");
                 return Err(ApiError::unavailable(
                     "the search index did not answer; repeat the deletion",
