@@ -53,15 +53,17 @@ pub fn metrics() -> Option<PrometheusHandle> {
 /// The name of the metrics upkeep thread.
 pub const UPKEEP_THREAD: &str = "metrics-upkeep";
 
-/// Creates or updates the message stream (idempotent; every service may call it). While a
-/// NATS cluster is still electing leaders this times out, so it is retried for a minute.
+/// Creates or updates the message streams this process's workers serve (idempotent: all of
+/// them, or a region's own with `mesh.regional_workers`, which so start while the primary is
+/// cut off). While a NATS cluster is still electing leaders this times out, so it is retried
+/// for a minute.
 pub async fn ensure_stream(cfg: &Config, nats: &async_nats::Client) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(nats.clone());
     let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
         let pause = backoff.next_delay();
-        match chatmesh_workers::streams::ensure_stream(&js, &cfg.mesh).await {
+        match chatmesh_workers::streams::ensure_own(&js, &cfg.mesh).await {
             Ok(_) => return Ok(()),
             // Another deployment's stream: waiting does not change that.
             Err(e @ chatmesh_workers::WorkerError::PartitionsDiffer { .. }) => return Err(e.into()),

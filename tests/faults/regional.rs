@@ -359,3 +359,62 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
     println!("regional: us cut: eu lists its rooms (us unavailable), us~own's history refused 503");
     Ok(())
 }
+
+/// Waits (up to `within`) until the first worker of region `k` reports owning `partitions`.
+async fn wait_owned(mesh: &MeshProc, k: u32, partitions: f64, within: Duration) -> Result<()> {
+    let give_up = tokio::time::Instant::now() + within;
+    loop {
+        let owned = mesh
+            .region_worker_metric(k, "chatmesh_partitions_owned")
+            .await
+            .ok()
+            .flatten();
+        if owned == Some(partitions) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < give_up,
+            "region {k}'s worker owns {owned:?} partitions, not {partitions}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Three regions with workers of their own (one cut leaves a meta quorum, docs/REGIONS.md
+/// section 4): `us`'s worker restarts while the primary is cut off, takes its partitions
+/// again and serves its region's rooms; nothing acked is lost. It makes and checks its own
+/// region's stream only (it asked for the primary's too, whose leader is in the cut region,
+/// and gave up after a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regions_worker_restarts_while_the_primary_is_cut() -> Result<()> {
+    let mesh = MeshProc::up_regions_with("127.65.0", 3, &["--regional-workers"], &[]).await?;
+    let us = mesh.region_entry(2);
+    wait_owned(&mesh, 2, 16.0, Duration::from_secs(30)).await?;
+    let run = Run::start(&us, "us~back", 2, 1, RATE).await?;
+    run.wait_acked(20, Duration::from_secs(30)).await?;
+    let (_, token) = run.tokens[0].clone();
+
+    mesh.cut("eu").await?;
+    mesh.kill("us-worker-1").await?;
+    mesh.start("us-worker-1").await?;
+    if let Err(e) = wait_owned(&mesh, 2, 16.0, Duration::from_secs(60)).await {
+        panic!("{e}: {}", mesh.log("us-worker-1"));
+    }
+    let before = run.acked();
+    run.wait_acked(before + 20, Duration::from_secs(30)).await?;
+    let history = run::history(&us, &token, "us~back").await?;
+    assert!(
+        history.len() >= before,
+        "history in us after the restart: {} of {before} acked",
+        history.len()
+    );
+    println!(
+        "regional: us's worker restarted while eu was cut; history of {} messages",
+        history.len()
+    );
+    mesh.heal("eu").await?;
+    let verdict = run.finish().await?;
+    println!("regional: us~back {verdict:?}");
+    verdict.assert_clean();
+    Ok(())
+}

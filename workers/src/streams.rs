@@ -293,6 +293,15 @@ async fn ensure_mirror(
     Ok(())
 }
 
+/// [`ensure_served`] for the streams a worker of `mesh.region` serves: every stream, or with
+/// `mesh.regional_workers` its own region's only, so that a region's worker starts (and
+/// restarts) while the primary is cut off.
+pub async fn ensure_own(js: &Context, mesh: &MeshConfig) -> Result<Streams, WorkerError> {
+    let topology = mesh.topology();
+    let served = topology.served_streams(topology.workers_of(mesh.region.as_deref()));
+    ensure_served(js, mesh, &served).await
+}
+
 /// [`ensure_streams`], returning stream `CHAT`.
 pub async fn ensure_stream(js: &Context, mesh: &MeshConfig) -> Result<stream::Stream, WorkerError> {
     ensure_streams(js, mesh)
