@@ -135,6 +135,8 @@ async fn admitted_from(src: IpAddr, addr: SocketAddr) -> Result<TcpStream> {
 /// Test PKI made by the test: a CA and a server certificate for `localhost`/127.0.0.1.
 struct Pki {
     ca: rustls::pki_types::CertificateDer<'static>,
+    /// The CA as a PEM file (what `SSL_CERT_FILE` names).
+    ca_pem: PathBuf,
     cert: PathBuf,
     key: PathBuf,
 }
@@ -155,8 +157,11 @@ fn make_pki(dir: &Path) -> Result<Pki> {
     let (cert_path, key_path) = (dir.join("gateway.crt"), dir.join("gateway.key"));
     std::fs::write(&cert_path, cert.pem())?;
     std::fs::write(&key_path, key.serialize_pem())?;
+    let ca_pem = dir.join("ca.pem");
+    std::fs::write(&ca_pem, ca.pem())?;
     Ok(Pki {
         ca: ca.der().clone(),
+        ca_pem,
         cert: cert_path,
         key: key_path,
     })
@@ -197,6 +202,45 @@ fn tls_config(pki: &Pki) -> Config {
     c.gateway.tls_cert = Some(pki.cert.clone());
     c.gateway.tls_key = Some(pki.key.clone());
     c
+}
+
+/// The Rust SDK (and so `chatmesh chat`) talks to a TLS gateway: its HTTP calls over
+/// https:// and its session over wss://, verified against the system's roots (here
+/// `SSL_CERT_FILE`, naming the test CA). It had no TLS at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_works_over_tls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = make_pki(dir.path())?;
+    // This test's own process (nextest runs each test in one).
+    std::env::set_var("SSL_CERT_FILE", &pki.ca_pem);
+    let mesh = start_mesh(&dir.path().join("mesh"), tls_config(&pki)).await?;
+    let base = format!("https://localhost:{}", mesh.gateway.addr.port());
+    chatmesh_client::Http::new(&base)?
+        .register("tls-ann", "password-1")
+        .await?;
+    let mut ann = chatmesh_client::Client::builder(&base)
+        .login("tls-ann", "password-1")
+        .connect()
+        .await?;
+    let mut events = ann.events().context("events")?;
+    ann.http()
+        .create_room("secure", chatmesh_client::RoomKind::Public)
+        .await?;
+    ann.join("secure").await?;
+    let ack = ann.send("secure", "over wss").await?;
+    let got = timeout(WAIT, async {
+        while let Some(event) = events.recv().await {
+            if let chatmesh_client::Event::Message(m) = event {
+                return Some(m);
+            }
+        }
+        None
+    })
+    .await?
+    .context("no message")?;
+    assert_eq!((got.seq, got.body.as_str()), (ack.seq, "over wss"));
+    ann.close().await;
+    Ok(())
 }
 
 /// HTTPS and `wss://` work end to end (register, login, hello, join, send, ack) with HSTS on

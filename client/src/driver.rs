@@ -6,7 +6,7 @@
 //! fallback gateways (another region's), a failed attempt moves the next one to the next
 //! gateway; a room's seqs are the same through every region's gateway, so the resume holds.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,6 +153,10 @@ pub(crate) struct Driver {
     /// Re-joins of the resume not written yet, and how many written are not answered.
     rejoins: VecDeque<u64>,
     rejoins_out: usize,
+    /// Rooms whose messages missed before a `prev` break a re-join is fetching, and per room
+    /// the `prev` of the break the latest such re-join was for ([`Driver::fill_gap`]).
+    filling: HashSet<String>,
+    filled: HashMap<String, u64>,
 }
 
 impl Driver {
@@ -178,6 +182,8 @@ impl Driver {
             pace: Pace::new(&Default::default()),
             rejoins: VecDeque::new(),
             rejoins_out: 0,
+            filling: HashSet::new(),
+            filled: HashMap::new(),
         }
     }
 
@@ -298,6 +304,8 @@ impl Driver {
         self.pace = self.fresh_pace();
         self.rejoins.clear();
         self.rejoins_out = 0;
+        self.filling.clear();
+        self.filled.clear();
         self.pending
             .retain(|_, p| !matches!(&p.waiter, Waiter::Caller(reply) if reply.is_closed()));
         let waiting: Vec<u64> = self
@@ -308,20 +316,7 @@ impl Driver {
             .collect();
         let rooms: Vec<(String, u64)> = self.rooms.iter().map(|(r, s)| (r.clone(), *s)).collect();
         for (room, since) in rooms {
-            let r = self.take_ref();
-            let frame = ClientFrame::Join {
-                room,
-                since: Some(since),
-            };
-            self.pending.insert(
-                r,
-                Pending {
-                    frame,
-                    waiter: Waiter::Resume,
-                    attempts: 0,
-                },
-            );
-            self.rejoins.push_back(r);
+            self.queue_rejoin(room, since);
         }
         self.release_rejoins();
         self.outbox.extend(waiting.into_iter().map(Queued::Request));
@@ -336,6 +331,46 @@ impl Driver {
             .map(|l| l.clone())
             .unwrap_or_default();
         Pace::new(&limits)
+    }
+
+    /// Queues a re-join of `room` from `since` (a resume, or a gap fill): answered `joined`,
+    /// the messages after `since` follow in order, then live ones; refused for now, retried.
+    fn queue_rejoin(&mut self, room: String, since: u64) {
+        let r = self.take_ref();
+        let frame = ClientFrame::Join {
+            room,
+            since: Some(since),
+        };
+        self.pending.insert(
+            r,
+            Pending {
+                frame,
+                waiter: Waiter::Resume,
+                attempts: 0,
+            },
+        );
+        self.rejoins.push_back(r);
+    }
+
+    /// A message of `room` whose `prev` is above `last`, the last one delivered: the ones
+    /// between were missed (a gateway's live gap fill gave up, e.g. on a lagging mirror).
+    /// The room is joined again from `last` (docs/PROTOCOL.md: a client that sees such a
+    /// `prev` fills the gap), which brings them, and this one again, in order; meanwhile the
+    /// room's frames are dropped. False when a re-join for a break this far was made already
+    /// and the messages still did not come: they are not to be had, and the message is
+    /// delivered after a [`Event::Gap`].
+    fn fill_gap(&mut self, room: &str, last: u64, prev: u64) -> bool {
+        if self.filling.contains(room) {
+            return true;
+        }
+        if self.filled.get(room).is_some_and(|p| *p >= prev) {
+            return false;
+        }
+        self.filled.insert(room.to_owned(), prev);
+        self.filling.insert(room.to_owned());
+        self.queue_rejoin(room.to_owned(), last);
+        self.release_rejoins();
+        true
     }
 
     /// Queues re-joins while fewer than [`MAX_REJOINS_OUT`] wait for their answer.
@@ -471,14 +506,28 @@ impl Driver {
             }
         }
         let event = match frame {
-            ServerFrame::Message(m) => match self.rooms.get_mut(&m.room) {
-                Some(last) if m.seq > *last => {
-                    *last = m.seq;
-                    Event::Message(m)
-                }
+            ServerFrame::Message(m) => {
                 // Seen already (a replay overlapping live), or a room no longer joined.
-                _ => return,
-            },
+                let Some(last) = self.rooms.get(m.room.as_str()).copied() else {
+                    return;
+                };
+                if m.seq <= last {
+                    return;
+                }
+                if m.prev > last {
+                    if self.fill_gap(&m.room, last, m.prev) {
+                        return;
+                    }
+                    let gap = Event::Gap {
+                        room: m.room.clone(),
+                        from: last + 1,
+                        to: m.prev,
+                    };
+                    self.emit(gap).await;
+                }
+                self.rooms.insert(m.room.clone(), m.seq);
+                Event::Message(m)
+            }
             ServerFrame::Left { room, .. } => {
                 self.rooms.remove(room.as_ref());
                 Event::Removed {
@@ -494,11 +543,18 @@ impl Driver {
                 by: by.into_owned(),
                 role,
             },
-            ServerFrame::Gap { room, from, to } => Event::Gap {
-                room: room.into_owned(),
-                from,
-                to,
-            },
+            ServerFrame::Gap { room, from, to } => {
+                // What the gateway says is gone is not asked for again: the next message's
+                // `prev` is the gap's end.
+                if let Some(last) = self.rooms.get_mut(room.as_ref()) {
+                    *last = (*last).max(to);
+                }
+                Event::Gap {
+                    room: room.into_owned(),
+                    from,
+                    to,
+                }
+            }
             ServerFrame::PresenceDiff { room, joined, left } => Event::Presence {
                 room: room.into_owned(),
                 joined: joined.into_iter().map(Into::into).collect(),
@@ -524,9 +580,16 @@ impl Driver {
 
     /// The answer to request `r`.
     async fn answer(&mut self, r: u64, p: Pending, frame: ServerFrame<'_>) {
-        let rejoin = matches!(p.waiter, Waiter::Resume);
+        let rejoin = match (&p.waiter, &p.frame) {
+            (Waiter::Resume, ClientFrame::Join { room, .. }) => Some(room.clone()),
+            _ => None,
+        };
         self.answered(r, p, frame).await;
-        if rejoin {
+        if let Some(room) = rejoin {
+            // Answered for good (not refused for now and queued again): a gap fill is over.
+            if !self.pending.contains_key(&r) {
+                self.filling.remove(&room);
+            }
             self.rejoins_out = self.rejoins_out.saturating_sub(1);
             self.release_rejoins();
         }
@@ -689,6 +752,7 @@ pub(crate) async fn open(settings: &Settings, token: &str) -> Result<Ws> {
 /// [`open`], with the user the server welcomed.
 pub(crate) async fn open_as(settings: &Settings, token: &str) -> Result<(Ws, String)> {
     let url = ws_url(settings.http().base());
+    crate::tls();
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let hello = ClientFrame::Hello {
         token: token.to_owned(),

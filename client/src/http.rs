@@ -68,6 +68,7 @@ impl Http {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::Url(base.to_owned()));
         }
+        crate::tls();
         Ok(Self {
             base: base.to_owned(),
             http: reqwest::Client::new(),

@@ -4,14 +4,18 @@
 //! WebSocket and then keeps it: when the connection breaks it reconnects with backoff, joins
 //! every room again from the last message it delivered, and resends every send still
 //! without its `ack` under the same id, so that each message reaches the application once,
-//! in order, and each send is stored once; given fallback gateways
+//! in order, and each send is stored once (a message whose `prev` is above the last one
+//! delivered makes it join the room again from that one, which brings what was missed first;
+//! what even that cannot bring is an [`Event::Gap`]); given fallback gateways
 //! ([`Builder::fallback`], e.g. another region's) it reconnects through the next one when
 //! one cannot be reached. What it writes is paced within the gateway's flood guard and
 //! send rate, so a reconnect that re-joins hundreds of rooms is not closed with 4008; the
 //! reconnect delay starts over only after a connection held 10 s; a re-join refused for now
 //! is retried as long as the connection lasts. [`Http`] is the HTTP half (accounts, rooms, DMs,
 //! shared files: [`Http::upload`], then [`Client::send_files`]); it waits out a 429 with a
-//! short `Retry-After` and sends the call again ([`Http::with_rate_limit_wait`]).
+//! short `Retry-After` and sends the call again ([`Http::with_rate_limit_wait`]). Gateways
+//! behind TLS are reached over https:// and wss:// (rustls with ring, the system's roots;
+//! `SSL_CERT_FILE` names others).
 //!
 //! ```no_run
 //! use chatmesh_client::{Client, Event, Http, RoomKind};
@@ -47,6 +51,12 @@ mod http;
 mod invitations;
 mod moderation;
 mod pace;
+
+/// Makes ring the process's TLS crypto provider (https:// and wss:// gateways), unless the
+/// application chose one first.
+pub(crate) fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 pub use admin::ExportSummary;
 pub use chatmesh_protocol::admin::{

@@ -1430,6 +1430,14 @@ export class Client {
   /** Joined rooms and the seq of the last message delivered (or the join's `last_seq`). */
   /** @type {Map<string, number>} */
   #rooms = new Map();
+  /**
+   * Rooms whose messages missed before a `prev` break a re-join is fetching, and per room the
+   * `prev` of the break the latest such re-join was for ([`#fillGap`]).
+   * @type {Set<string>}
+   */
+  #filling = new Set();
+  /** @type {Map<string, number>} */
+  #filled = new Map();
   /** Requests waiting for their answer, by ref; a Map keeps them in ref order. */
   /** @type {Map<number, Pending>} */
   #pending = new Map();
@@ -1967,6 +1975,7 @@ export class Client {
   #remove(p) {
     if (this.#pending.get(p.ref) !== p) return;
     this.#pending.delete(p.ref);
+    if (p.kind === "resume") this.#filling.delete(String(p.frame.room));
     if (p.kind === "call") this.#calls -= 1;
     if (p.timer !== null) clearTimeout(p.timer);
     if (p.resendTimer !== null) clearTimeout(p.resendTimer);
@@ -2062,6 +2071,48 @@ export class Client {
     this.#remove(p);
     const message = `the ${frame.type} frame is over the ${max} bytes a frame may have`;
     if (p.kind === "call") p.reject(new ChatmeshError("too_large", message));
+  }
+
+  /**
+   * Queues a re-join of `room` from `since` (a resume, or a gap fill): answered `joined`,
+   * the messages after `since` follow in order, then live ones; refused for now, retried.
+   * @param {string} room @param {number} since
+   */
+  #queueRejoin(room, since) {
+    const ref = this.#nextRef++;
+    /** @type {Pending} */
+    const p = {
+      kind: "resume",
+      ref,
+      frame: { type: "join", room, since },
+      attempts: 0,
+      resolve: () => {},
+      reject: () => {},
+      timer: null,
+      resendTimer: null,
+    };
+    this.#pending.set(ref, p);
+    this.#rejoins.push(p);
+  }
+
+  /**
+   * A message of `room` whose `prev` is above the last one delivered (`last`): the ones
+   * between were missed (a gateway's live gap fill gave up, e.g. on a lagging mirror). The
+   * room is joined again from `last` (docs/PROTOCOL.md: a client that sees such a `prev`
+   * fills the gap), which brings them, and this one again, in order; meanwhile the room's
+   * frames are dropped. False when a re-join for a break this far was made already and the
+   * messages still did not come: then they are not to be had, and the message is delivered
+   * after a `gap` event.
+   * @param {string} room @param {number} last @param {number} prev
+   */
+  #fillGap(room, last, prev) {
+    if (this.#filling.has(room)) return true;
+    if ((this.#filled.get(room) ?? -1) >= prev) return false;
+    this.#filled.set(room, prev);
+    this.#filling.add(room);
+    this.#queueRejoin(room, last);
+    this.#releaseRejoins();
+    return true;
   }
 
   /** Writes re-joins while fewer than `MAX_REJOINS_OUT` wait for their answer. */
@@ -2277,22 +2328,9 @@ export class Client {
     }, this.#pingEvery);
 
     const waiting = Array.from(this.#pending.values()).filter((p) => p.kind === "call");
-    for (const [room, since] of this.#rooms) {
-      const ref = this.#nextRef++;
-      /** @type {Pending} */
-      const p = {
-        kind: "resume",
-        ref,
-        frame: { type: "join", room, since },
-        attempts: 0,
-        resolve: () => {},
-        reject: () => {},
-        timer: null,
-        resendTimer: null,
-      };
-      this.#pending.set(ref, p);
-      this.#rejoins.push(p);
-    }
+    this.#filling.clear();
+    this.#filled.clear();
+    for (const [room, since] of this.#rooms) this.#queueRejoin(room, since);
     this.#releaseRejoins();
     for (const p of waiting) {
       if (p.resendTimer !== null) clearTimeout(p.resendTimer);
@@ -2418,6 +2456,11 @@ export class Client {
         const last = this.#rooms.get(f.room);
         // Seen already (a replay overlapping live), or a room no longer joined.
         if (last === undefined || typeof f.seq !== "number" || f.seq <= last) return;
+        const prev = Number(f.prev) || 0;
+        if (prev > last) {
+          if (this.#fillGap(f.room, last, prev)) return;
+          this.#emit("gap", { room: String(f.room), from: last + 1, to: prev });
+        }
         this.#rooms.set(f.room, f.seq);
         this.#emit("message", {
           room: f.room,
@@ -2460,9 +2503,15 @@ export class Client {
           by: String(f.by),
         });
         return;
-      case "gap":
-        this.#emit("gap", { room: String(f.room), from: Number(f.from), to: Number(f.to) });
+      case "gap": {
+        // What the gateway says is gone is not asked for again: the next message's `prev`
+        // is the gap's end.
+        const last = this.#rooms.get(f.room);
+        const to = Number(f.to);
+        if (last !== undefined && to > last) this.#rooms.set(f.room, to);
+        this.#emit("gap", { room: String(f.room), from: Number(f.from), to });
         return;
+      }
       case "presence_diff":
         this.#emit("presence", {
           room: String(f.room),

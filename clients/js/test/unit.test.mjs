@@ -145,6 +145,49 @@ describe("unit", () => {
     await c.close();
   });
 
+  it("fills a prev break with a re-join from the last message delivered; one it cannot fill is a gap", async () => {
+    /** What the scripted gateway replays for a re-join, by its since. */
+    const replays = new Map();
+    const gw = scriptedGateway((f, ws) => {
+      if (f.type !== "join") return;
+      ws.reply({ type: "joined", ref: f.ref, room: f.room, last_seq: 3 });
+      for (const m of replays.get(f.since) ?? []) ws.reply(m);
+    });
+    const msg = (seq, prev) => ({ type: "message", room: "r", seq, prev, id: `i${seq}`, from: "bob", ts: 1, body: `m${seq}` });
+    const c = await Client.connect("http://h:1", { ...OPTIONS, WebSocket: gw.WebSocket });
+    const got = [];
+    const gaps = [];
+    c.on("message", (m) => got.push(m.seq));
+    c.on("gap", (g) => gaps.push([g.from, g.to]));
+    await c.join("r");
+    const ws = gw.sockets[0];
+    ws.reply(msg(4, 3));
+    // 5 and 6 were missed: 7 comes with prev 6. The re-join from 4 brings 5, 6 and 7.
+    replays.set(4, [msg(5, 4), msg(6, 5), msg(7, 6)]);
+    ws.reply(msg(7, 6));
+    ws.reply(msg(8, 7)); // live, before the re-join's answer: dropped, the replay has it
+    replays.get(4).push(msg(8, 7));
+    const deadline = Date.now() + 2000;
+    while (got.length < 5 && Date.now() < deadline) await sleep(5);
+    assert.deepEqual(got, [4, 5, 6, 7, 8], "every message once, in order");
+    const rejoins = gw.frames[0].filter((f) => f.type === "join");
+    assert.deepEqual(rejoins.map((f) => f.since), [undefined, 4]);
+    // A break the re-join cannot fill (the replay brings the same break): a gap, then on.
+    replays.set(8, [msg(11, 10)]);
+    ws.reply(msg(11, 10));
+    while (got.length < 6 && Date.now() < deadline) await sleep(5);
+    assert.deepEqual(got, [4, 5, 6, 7, 8, 11]);
+    assert.deepEqual(gaps, [[9, 10]]);
+    // The gateway's own gap frame moves the cursor: no re-join for the message after it.
+    ws.reply({ type: "gap", room: "r", from: 12, to: 14 });
+    ws.reply(msg(15, 14));
+    while (got.length < 7 && Date.now() < deadline) await sleep(5);
+    await sleep(20);
+    assert.deepEqual(got.slice(-1), [15]);
+    assert.equal(gw.frames[0].filter((f) => f.type === "join").length, 3, "no re-join after a gap frame");
+    await c.close();
+  });
+
   it("retries a re-join refused rate_limited; a re-join refused forbidden removes the room", async () => {
     const refusals = { a: ["rate_limited", "unavailable"], b: ["forbidden"] };
     const gw = scriptedGateway((f, ws) => {
@@ -221,7 +264,8 @@ describe("unit", () => {
     c.on("message", (m) => got.push(m));
     const sock = gw.sockets[gw.sockets.length - 1];
     const image = { id: files[0], name: "cat.png", size: 120, content_type: "image/png", width: 4, height: 3 };
-    sock.reply({ type: "message", room: "r", seq: 5, prev: 4, id: "m5", from: "bob", ts: 1, body: "", attachments: [image, { id: files[1], name: "a.pdf", size: 9, content_type: "application/pdf" }] });
+    // (Its own message, acked as 4, is not echoed by this gateway: 5 follows the join.)
+    sock.reply({ type: "message", room: "r", seq: 5, prev: 0, id: "m5", from: "bob", ts: 1, body: "", attachments: [image, { id: files[1], name: "a.pdf", size: 9, content_type: "application/pdf" }] });
     sock.reply({ type: "message", room: "r", seq: 6, prev: 5, id: "m6", from: "bob", ts: 1, body: "hi" });
     await sleep(20);
     assert.deepEqual(got[0].attachments, [image, { id: files[1], name: "a.pdf", size: 9, content_type: "application/pdf" }]);
