@@ -397,15 +397,30 @@ fn trims_due(w: &Writer, counts: &mut HashMap<String, u64>, batch: &[Delivery]) 
     due
 }
 
-/// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored.
+/// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored,
+/// and, with search, up to what the index has committed (a crash loses what the index had
+/// not committed, which it then catches up from the stream: trimmed, it was lost from search
+/// for good, and an edit lost so left the old words findable). A subject that is full is
+/// trimmed up to the checkpoint anyway (`service/trim.rs`): the index never holds sends back.
 fn trim_stored(w: &Writer, p: u32, rooms: Vec<String>, checkpoint: u64) {
     let Some(stream) = w.streams.of_partition(p) else {
         return;
     };
     for room in rooms {
         let (stream, partitions) = (stream.clone(), w.trim.partitions);
+        let search = w.search.clone();
         tokio::spawn(async move {
-            match crate::streams::trim_below(&stream, partitions, &room, checkpoint + 1).await {
+            let upto = match &search {
+                Some(search) => match search.covered(p).await {
+                    Ok(covered) => checkpoint.min(covered),
+                    Err(e) => {
+                        warn!(room, error = %Chain(&e), "reading what the search index covers failed: not trimmed now");
+                        return;
+                    }
+                },
+                None => checkpoint,
+            };
+            match crate::streams::trim_below(&stream, partitions, &room, upto + 1).await {
                 Ok((below, purged)) => {
                     counter!(m::ROOM_TRIMS, "why" => "stored").increment(1);
                     debug!(
