@@ -193,10 +193,7 @@ impl Window {
     pub fn add(&mut self, user: &str, m: &Incoming, held: &Held) -> bool {
         if let Some(p) = self.pending.get_mut(user) {
             p.add(m, held.clone());
-            self.by_room
-                .entry(m.room.clone())
-                .or_default()
-                .insert(user.to_owned());
+            self.index(&m.room, user);
             return true;
         }
         if self.pending.len() >= self.max_users {
@@ -210,10 +207,7 @@ impl Window {
         };
         p.add(m, held.clone());
         self.pending.insert(user.to_owned(), p);
-        self.by_room
-            .entry(m.room.clone())
-            .or_default()
-            .insert(user.to_owned());
+        self.index(&m.room, user);
         self.due
             .push_back((Instant::now() + self.delay, user.to_owned()));
         true
@@ -279,6 +273,21 @@ impl Window {
             self.unindex(&r.room, user);
         }
         emptied.len()
+    }
+
+    /// Notes that `user`'s notification holds `room` (nothing allocated when it did already:
+    /// every message of a room a user waits on comes here).
+    fn index(&mut self, room: &str, user: &str) {
+        match self.by_room.get_mut(room) {
+            Some(users) if users.contains(user) => {}
+            Some(users) => {
+                users.insert(user.to_owned());
+            }
+            None => {
+                self.by_room
+                    .insert(room.to_owned(), HashSet::from([user.to_owned()]));
+            }
+        }
     }
 
     fn unindex(&mut self, room: &str, user: &str) {

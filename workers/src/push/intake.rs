@@ -84,18 +84,16 @@ impl Intake {
             // An edit, a delete, a reaction, a room event or an MLS commit, proposal or
             // welcome is no news: it is not pushed. An edit or a delete changes what waits.
             counter!(m::PUSH_SKIPPED, "why" => "change").increment(1);
-            let body = match payload.change() {
-                Some(Change::Edit(_)) => Some(push_body(&payload)),
-                Some(Change::Delete(_)) => None,
+            let (target, body) = match payload.change() {
+                Some(Change::Edit(target)) => (target, Some(push_body(&payload))),
+                Some(Change::Delete(target)) => (target, None),
                 _ => return Ok(None),
             };
-            return Ok(payload.change().map(|c| {
-                Routed::Revision(Revision {
-                    room: room.to_owned(),
-                    target: c.target(),
-                    body,
-                })
-            }));
+            return Ok(Some(Routed::Revision(Revision {
+                room: room.to_owned(),
+                target,
+                body,
+            })));
         }
         let Some(kind) = self.room_kind(room, &payload.from).await? else {
             counter!(m::PUSH_SKIPPED, "why" => "no_room").increment(1);
