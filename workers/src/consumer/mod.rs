@@ -400,8 +400,10 @@ fn trims_due(w: &Writer, counts: &mut HashMap<String, u64>, batch: &[Delivery]) 
 /// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored,
 /// and, with search, up to what the index has committed (a crash loses what the index had
 /// not committed, which it then catches up from the stream: trimmed, it was lost from search
-/// for good, and an edit lost so left the old words findable). A subject that is full is
-/// trimmed up to the checkpoint anyway (`service/trim.rs`): the index never holds sends back.
+/// for good, and an edit lost so left the old words findable). The trim waits for the
+/// index's next commit to cover the checkpoint (a room whose last trim came before it went
+/// quiet kept its subject near the cap). A subject that is full is trimmed up to the
+/// checkpoint anyway (`service/trim.rs`): the index never holds sends back.
 fn trim_stored(w: &Writer, p: u32, rooms: Vec<String>, checkpoint: u64) {
     let Some(stream) = w.streams.of_partition(p) else {
         return;
@@ -411,7 +413,7 @@ fn trim_stored(w: &Writer, p: u32, rooms: Vec<String>, checkpoint: u64) {
         let search = w.search.clone();
         tokio::spawn(async move {
             let upto = match &search {
-                Some(search) => match search.covered(p).await {
+                Some(search) => match search.covered_up_to(p, checkpoint).await {
                     Ok(covered) => checkpoint.min(covered),
                     Err(e) => {
                         warn!(room, error = %Chain(&e), "reading what the search index covers failed: not trimmed now");

@@ -247,6 +247,23 @@ impl Indexes {
         self.with(move |index| Ok(index.committed(p))).await
     }
 
+    /// What [`covered`](Self::covered) says once it reaches `seq`, or when that takes longer
+    /// than a commit should (`commit_ms`, two commit ticks and 2 s more): what the index
+    /// committed of partition `p` by then.
+    pub async fn covered_up_to(&self, p: u32, seq: u64) -> Result<u64, SearchError> {
+        let deadline = tokio::time::Instant::now()
+            + self.inner.commit_after
+            + 2 * self.inner.tick
+            + Duration::from_secs(2);
+        loop {
+            let covered = self.covered(p).await?;
+            if covered >= seq || tokio::time::Instant::now() >= deadline {
+                return Ok(covered);
+            }
+            tokio::time::sleep(self.inner.tick).await;
+        }
+    }
+
     /// Applies a stored batch's ops (`high`: its highest stream seq). Edits and deletes
     /// read their targets from `model`, which holds them now.
     pub async fn apply(
