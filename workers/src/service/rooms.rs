@@ -176,6 +176,13 @@ impl Service {
                 error!(room, "a non-DM room holds a DM room id");
                 return Err(ApiError::internal());
             }
+            // An admin is deleting it (its record went first): made again now, it would be
+            // emptied under its users, and what they sent lost.
+            if self.model().deletion(&room).await?.is_some() {
+                return Err(ApiError::conflict(
+                    "this direct message is being deleted; retry when it is done",
+                ));
+            }
             let meta = RoomMeta {
                 kind: RoomKind::Dm,
                 owner: None,

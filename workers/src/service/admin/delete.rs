@@ -34,7 +34,7 @@ use tracing::{info, warn};
 use super::{valid, Act, Service};
 use crate::model::admin::{deleting, DeletePhase, RoomDeletion};
 use crate::model::{keys, records, Model, StoredMessage};
-use crate::service::LOCK_ROOM;
+use crate::service::{LOCK_FILES, LOCK_ROOM};
 use crate::store::{Direction, KvStore, WriteBatch};
 
 /// Members removed per step.
@@ -73,13 +73,20 @@ impl Service {
         .map(|(_, progress)| progress)
     }
 
-    /// Runs one step; answers whether it started the deletion, and the progress.
-    async fn delete_step(
+    /// Runs one step; answers whether it started the deletion, and the progress. It holds
+    /// the room's lock and its files' (the files phase needs both) together: taken one after
+    /// the other, a room whose two stripes are one (one in 1,024) waited for itself for good,
+    /// and two deletions whose stripes crossed waited for each other.
+    pub(crate) async fn delete_step(
         &self,
         room: &str,
         actor: &str,
     ) -> Result<(bool, DeleteProgress), ApiError> {
-        let _guard = self.inner.locks.lock(LOCK_ROOM, room, "").await;
+        let _guards = self
+            .inner
+            .locks
+            .lock_two((LOCK_ROOM, room), (LOCK_FILES, room))
+            .await;
         let (started, mut state) = match self.model().deletion(room).await? {
             Some(state) => (false, state),
             None => (true, self.start_deletion(room, actor).await?),
@@ -284,6 +291,10 @@ impl Service {
         let mut batch = WriteBatch::new();
         batch.delete(keys::ban_count(room));
         batch.delete(keys::stats(room));
+        // Again: a topic or name set by a request that checked the room just before the
+        // first step is not left for whoever creates the name next.
+        batch.delete(keys::topic(room));
+        batch.delete(keys::room_name(room));
         batch.delete(deleting(room));
         self.model().write(batch).await?;
         self.caches().room_deleted(room).await;
@@ -294,5 +305,140 @@ impl Service {
             "room deleted"
         );
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chatmesh_protocol::service::{CreateRoomRequest, DmRequest, RoomKind};
+    use chatmesh_protocol::ErrorCode;
+
+    use super::super::super::locks::KeyLocks;
+    use super::*;
+    use crate::cache::Caches;
+    use crate::model::UserRecord;
+    use crate::WorkerConfig;
+
+    async fn service(dir: &std::path::Path) -> Service {
+        let cfg = WorkerConfig {
+            data_dir: dir.to_path_buf(),
+            ..WorkerConfig::default()
+        };
+        let model = Model::new(crate::open_store(&cfg).await.expect("store"));
+        let mut batch = WriteBatch::new();
+        for user in ["alice", "bob"] {
+            let rec = UserRecord {
+                hash: String::new(),
+                created: 1,
+                gen: 0,
+                display_name: None,
+                disabled: false,
+                invitations_only: false,
+            };
+            Model::put_user(&mut batch, user, &rec);
+        }
+        model.write(batch).await.expect("users");
+        Service::new(model, Arc::new(Caches::new(cfg.cache_sizes())), &cfg, None).expect("service")
+    }
+
+    /// Steps until done, each within 10 s (a step that waits for a lock for ever fails).
+    async fn delete(svc: &Service, room: &str) {
+        for _ in 0..20 {
+            let step = tokio::time::timeout(Duration::from_secs(10), svc.delete_step(room, "root"));
+            let (_, progress) = step
+                .await
+                .unwrap_or_else(|_| panic!("a deletion step of {room} never returned"))
+                .expect("step");
+            if progress.done {
+                return;
+            }
+        }
+        panic!("the deletion of {room} did not finish in 20 steps");
+    }
+
+    /// Two rooms whose room and files lock stripes cross (one room's room stripe is the
+    /// other's files stripe, and the other way round), deleted at once: each files phase took
+    /// its files stripe under its room stripe, so each waited for the other's for good
+    /// (holding both rooms' locks and two service permits).
+    #[tokio::test]
+    async fn deleting_two_rooms_whose_locks_cross_finishes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let svc = service(dir.path()).await;
+        let a = "r0".to_owned();
+        let b = (1..1_000_000)
+            .map(|i| format!("r{i}"))
+            .find(|b| {
+                KeyLocks::stripe(LOCK_ROOM, &a, "") == KeyLocks::stripe(LOCK_FILES, b, "")
+                    && KeyLocks::stripe(LOCK_ROOM, b, "") == KeyLocks::stripe(LOCK_FILES, &a, "")
+            })
+            .expect("a room whose stripes cross r0's");
+        for room in [&a, &b] {
+            let req = CreateRoomRequest {
+                room: room.clone(),
+                kind: RoomKind::Public,
+                actor: "alice".into(),
+            };
+            svc.room_create(req).await.expect("created");
+            for _ in 0..10 {
+                let (_, progress) = svc.delete_step(room, "root").await.expect("step");
+                if progress.phase == DeletePhase::Files.name() {
+                    break;
+                }
+            }
+        }
+        // a's step waits for a's room stripe, held here; b's takes its own and then waits
+        // for its files stripe, the same one, behind a's (tokio's mutexes are fair); then
+        // a's goes first, and each held what the other waited for.
+        let held = svc.inner.locks.lock(LOCK_ROOM, &a, "").await;
+        let step = |room: &String| {
+            let (svc, room) = (svc.clone(), room.clone());
+            tokio::spawn(async move { svc.delete_step(&room, "root").await.map(|_| ()) })
+        };
+        let first = step(&a);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = step(&b);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+        let both = futures::future::join(first, second);
+        let (one, two) = tokio::time::timeout(Duration::from_secs(10), both)
+            .await
+            .expect("the two files phases waited for each other");
+        for step in [one, two] {
+            step.expect("task").expect("step");
+        }
+        delete(&svc, &a).await;
+        delete(&svc, &b).await;
+        assert!(svc.model().room(&b).await.expect("read").is_none());
+    }
+
+    /// A DM asked for while an admin deletes it is refused until the deletion is done (it
+    /// was made again at once, and then emptied under its users); a topic set meanwhile
+    /// goes with the room.
+    #[tokio::test]
+    async fn a_dm_being_deleted_is_not_made_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let svc = service(dir.path()).await;
+        let ask = || DmRequest {
+            a: "alice".into(),
+            b: "bob".into(),
+        };
+        let room = svc.dm(ask()).await.expect("dm").room;
+        let (started, _) = svc.delete_step(&room, "root").await.expect("first step");
+        assert!(started);
+        let refused = svc
+            .dm(ask())
+            .await
+            .expect_err("made again during its deletion");
+        assert_eq!(refused.code, ErrorCode::Conflict, "{refused:?}");
+        let mut batch = WriteBatch::new();
+        Model::put_topic(&mut batch, &room, Some("left behind"));
+        svc.model().write(batch).await.expect("topic");
+        delete(&svc, &room).await;
+        assert_eq!(svc.model().topic(&room).await.expect("read"), None);
+        let again = svc.dm(ask()).await.expect("made again after its deletion");
+        assert_eq!(again.room, room);
     }
 }

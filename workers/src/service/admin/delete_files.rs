@@ -16,13 +16,13 @@ use crate::store::{Direction, KvStore, WriteBatch};
 pub const FILES_PAGE: usize = 100;
 
 impl Service {
-    /// One page of the room's files; the counters and the next phase after the last.
+    /// One page of the room's files; the counters and the next phase after the last. The
+    /// caller holds the room's files lock (with the room's: `delete_step`).
     pub(super) async fn delete_files(
         &self,
         room: &str,
         state: &mut RoomDeletion,
     ) -> Result<(), ApiError> {
-        let _guard = self.lock_files(room).await;
         let pairs = self
             .model()
             .store()
