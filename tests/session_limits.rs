@@ -290,6 +290,61 @@ async fn typing_and_sends_to_rooms_not_cached_share_the_users_api_budget() -> Re
     mesh.stop().await
 }
 
+/// Reactions to and replies to a seq that does not exist, and edits of it, ask the room's
+/// worker before anything is stored: each is charged to the user's request budget, over all
+/// of the user's sessions (before: all 45 were answered `not_found` by the worker, past a
+/// budget of 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_and_replies_share_the_users_api_budget() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.api_per_user_per_minute = 1;
+    config.gateway.api_user_burst = 10;
+    config.gateway.rate_limit_strikes = 5;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let (ann, greedy) = (api.user("ann").await?, api.user("greedy").await?);
+    api.room(&ann, "hall", "public").await?;
+    api.add(&ann, "hall", "greedy").await?;
+    let mut c = Client::login(&mesh.ws_url(), &greedy).await?;
+    c.join("hall").await?;
+    let mut d = Client::login(&mesh.ws_url(), &greedy).await?;
+    d.join("hall").await?;
+    for i in 0..15 {
+        c.send_with_ref(
+            frame::react("hall", &format!("r{i}"), 999_999, "👍", false),
+            format!("r{i}"),
+        )
+        .await?;
+        c.send_with_ref(
+            frame::reply("hall", &format!("p{i}"), 999_999, "x"),
+            format!("p{i}"),
+        )
+        .await?;
+        d.send_with_ref(
+            frame::edit("hall", &format!("e{i}"), 999_999, "y"),
+            format!("e{i}"),
+        )
+        .await?;
+    }
+    let (mut missing, mut limited) = (0, 0);
+    let frames = futures::future::join(
+        count_frames_of(&mut c, Duration::from_secs(3)),
+        count_frames_of(&mut d, Duration::from_secs(3)),
+    )
+    .await;
+    for f in frames.0.iter().chain(&frames.1) {
+        match error_code(f) {
+            Some(ErrorCode::NotFound) => missing += 1,
+            Some(ErrorCode::RateLimited) => limited += 1,
+            _ => {}
+        }
+    }
+    assert!(missing <= 10, "{missing} worker checks past a burst of 10");
+    assert_eq!(missing + limited, 45, "every frame answered");
+    mesh.stop().await
+}
+
 /// Every frame that arrives within `window`.
 async fn count_frames_of(c: &mut Client, window: Duration) -> Vec<ServerFrame<'static>> {
     let until = tokio::time::Instant::now() + window;

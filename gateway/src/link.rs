@@ -223,6 +223,15 @@ impl SessionLink {
         }
     }
 
+    /// Queues `out` when there is room (else it is dropped: the close says why) and closes
+    /// the session with `code`. [`offer`](Self::offer) then `close` turned a full queue's
+    /// close into 1013, "reconnect and resume", for a session that must not come back as it
+    /// was (a revoked token's 4001).
+    pub fn close_with(&self, out: Out, code: u16, reason: &'static str) {
+        let _ = self.try_push(out, self.capacity, None, false);
+        self.close(code, reason);
+    }
+
     /// Queues `out`, waiting for room in the queue (replies to the session's own requests,
     /// so a client that stops reading stops being read). A closing session still takes
     /// frames until its writer is gone: the acks of sends in flight go out before the close.
@@ -429,6 +438,20 @@ mod tests {
             Some(Out::Frame(b)) => Some(b[0]),
             _ => None,
         }
+    }
+
+    /// A session closed for a reason of its own keeps that reason when its queue is full:
+    /// its last frame is dropped instead of the close turning into 1013.
+    #[test]
+    fn a_close_with_a_frame_keeps_its_code_when_the_queue_is_full() {
+        let link = SessionLink::new(1, 2, CancellationToken::new());
+        assert!(link.offer(frame(1)));
+        assert!(link.offer(frame(2)));
+        link.close_with(frame(3), 4001, "token revoked");
+        assert_eq!(link.close_reason().map(|r| r.0), Some(4001));
+        let room = SessionLink::new(2, 2, CancellationToken::new());
+        room.close_with(frame(9), 4001, "token revoked");
+        assert_eq!(byte(room.try_recv()), Some(9), "queued when there is room");
     }
 
     /// A full queue closes the session as a slow consumer; order is kept; an emptied queue

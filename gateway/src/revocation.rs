@@ -293,8 +293,11 @@ impl Revocation {
             revoked()
         };
         for link in closing {
-            link.offer(Out::Frame(error_frame(&None, &error).into()));
-            link.close(4001, "token revoked");
+            link.close_with(
+                Out::Frame(error_frame(&None, &error).into()),
+                4001,
+                "token revoked",
+            );
         }
     }
 }

@@ -28,6 +28,9 @@ use crate::revocation::Revocation;
 use crate::services::Services;
 use crate::throttle::Throttle;
 
+/// How long one JetStream request (a publish's PubAck) is waited for.
+pub const PUBACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Shared state of one gateway.
 #[derive(Debug)]
 pub struct AppState {
@@ -93,7 +96,7 @@ impl AppState {
     ) -> Result<Arc<Self>, GatewayError> {
         let service_timeout = Duration::from_millis(cfg.service_timeout_ms);
         let js = async_nats::jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs(5))
+            .timeout(PUBACK_TIMEOUT)
             .backpressure_on_inflight(true)
             // Above the admission budget, so a publish never blocks here: sends beyond the
             // budget are refused by `admission` with a clear error instead.

@@ -154,10 +154,14 @@ impl Session {
         self.identity = Some(identity);
     }
 
-    /// Waits until every send in flight has its ack (or error) queued, at most the publish
-    /// deadline each of them waits for its PubAck.
+    /// Waits until every send in flight has its ack (or error) queued: at most what one send
+    /// can take, its wait for admission, the publish deadline and the PubAck wait of its
+    /// last attempt, which may begin just before the deadline (the publish deadline alone
+    /// cut off the ack of a message stored in that last attempt).
     pub async fn settle(&mut self) {
-        let deadline = Duration::from_millis(self.state.cfg.publish_deadline_ms);
+        let cfg = &self.state.cfg;
+        let deadline = Duration::from_millis(cfg.admission_wait_ms + cfg.publish_deadline_ms)
+            + crate::state::PUBACK_TIMEOUT;
         if tokio::time::timeout(deadline, acks::drain(&mut self.acks))
             .await
             .is_err()
@@ -658,7 +662,12 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
+        // Each of the worker asks below is charged to the user's request budget, as a
+        // history read is (they were free: a member sending reactions to or replies to a
+        // seq that does not exist, from many sessions, kept the room's worker busy answering
+        // `not_found` with nothing stored, past the budget that holds over all sessions).
         if let Some(to) = payload.reply_to {
+            self.charge_api().await?;
             payload.thread_root = Some(changes::reply_root(&self.state, &room, &user, to).await?);
         }
         if let Some(change) = payload.change() {
@@ -667,6 +676,7 @@ impl Session {
             } else {
                 ""
             };
+            self.charge_api().await?;
             match changes::check(&self.state, &room, &user, &id, change, key).await? {
                 ChangeCheck::Allowed => {}
                 ChangeCheck::Duplicate { seq, ts } => {
@@ -676,11 +686,13 @@ impl Session {
             }
         }
         if !files.is_empty() {
+            self.charge_api().await?;
             payload.attachments = attach(&self.state, &room, files).await?;
         }
         // An MLS message too large to send inline is a file of the room: it must exist, and
         // it rides as the message's attachment, so it lives as long as the message does.
         if let Some(file) = payload.mls.as_ref().and_then(|m| m.file.clone()) {
+            self.charge_api().await?;
             payload.attachments = attach(&self.state, &room, vec![file]).await?;
         }
         let ts = now_ms();

@@ -144,6 +144,9 @@ async fn caught_up(
     };
     while epoch > stored.epoch && Instant::now() < give_up {
         tokio::time::sleep(backoff.next_delay()).await;
+        // Each poll is a worker request of the sender's budget (a welcome for an epoch far
+        // ahead paid one unit for some twenty of them).
+        state.throttle.charge_api(&req.user).await?;
         stored = state.services.ask::<RoomEpochGet>(room, &poll).await?;
         if epoch <= stored.epoch {
             stored = state.services.ask::<RoomEpochGet>(room, req).await?;
