@@ -164,8 +164,12 @@ pub fn apply(
     }
 }
 
-/// Refills the list of users of `key` on `target` from every user's reactions (`all`, by
-/// user name), the earliest reactions first.
+/// Reaction records a refill reads at most ([`refill`]): on a message with more reacting
+/// users, the list is refilled from the first of them by name.
+pub const REFILL_READS: usize = 1_024;
+
+/// Refills the list of users of `key` on `target` from users' reactions (`all`, by user
+/// name; every user's, or the first [`REFILL_READS`]), the earliest reactions first.
 pub fn refill(target: &mut StoredMessage, key: &str, all: &[(String, UserReactions)]) {
     let Some(r) = target.reactions.iter_mut().find(|r| r.key == key) else {
         return;

@@ -512,7 +512,7 @@ async fn export_and_import_carry_reactions_and_threads() {
         .unwrap();
     let l2 = Local::new().await;
     users(&l2, &["ann", "bob", "carl"]).await;
-    chatmesh_workers::export::import_room(&l2.model, &out[..], 0, &mut |_| {})
+    chatmesh_workers::export::import_room(&l2.model, std::io::Cursor::new(out), 0, &mut |_| {})
         .await
         .unwrap();
     let h = history(&l2).await;
@@ -530,4 +530,64 @@ async fn export_and_import_carry_reactions_and_threads() {
         l2.service.change_check(resend).await.unwrap(),
         ChangeCheck::Duplicate { seq: 2, ts: 20 }
     );
+}
+
+/// A listed user taking a reaction back from a message with more reacting users than a
+/// refill reads (1,024) refills the list from the first of them by name: the writer's cost
+/// stays bounded however many react (before: every record on the message was read on each
+/// such removal, which a few accounts could repeat at will). Here the earliest unlisted
+/// reactor sorts after the first 1,024 names, so the list takes the next earliest of those.
+#[tokio::test]
+async fn a_refill_reads_a_bounded_number_of_reaction_records() {
+    let l = room().await;
+    let names: Vec<String> = (0..1_100).map(|i| format!("u{i:04}")).collect();
+    let mut batch = chatmesh_workers::store::WriteBatch::new();
+    for user in names.iter().map(String::as_str).chain(["z-early"]) {
+        chatmesh_workers::model::Model::put_member(&mut batch, "r", user, Role::Member);
+    }
+    l.model.write(batch).await.unwrap();
+    let mut cp = 0;
+    store(&l, &mut cp, vec![d(1, "ann", "viral", None)]).await;
+    // u0000..u0019 are listed; z-early reacts next, then everyone else.
+    let order: Vec<&str> = names[..20]
+        .iter()
+        .map(String::as_str)
+        .chain(["z-early"])
+        .chain(names[20..].iter().map(String::as_str))
+        .collect();
+    let reactions: Vec<Delivery> = order
+        .iter()
+        .enumerate()
+        .map(|(i, user)| d(2 + i as u64, user, "👍", Some(Change::React(1))))
+        .collect();
+    for chunk in reactions.chunks(300) {
+        store(&l, &mut cp, chunk.to_vec()).await;
+    }
+    let first = || async {
+        let req = HistoryRequest {
+            room: "r".into(),
+            before: Some(2),
+            after: None,
+            limit: 1,
+        };
+        l.service.history(req).await.unwrap().messages
+    };
+    let before = agg(&first().await, 1);
+    assert_eq!(before[0].1, 1_101);
+    assert_eq!(before[0].2, names[..20].to_vec());
+    let next = 2 + order.len() as u64;
+    store(
+        &l,
+        &mut cp,
+        vec![d(next, "u0005", "👍", Some(Change::Unreact(1)))],
+    )
+    .await;
+    let after = agg(&first().await, 1);
+    let mut want: Vec<String> = names[..20]
+        .iter()
+        .filter(|u| *u != "u0005")
+        .cloned()
+        .collect();
+    want.push("u0020".into());
+    assert_eq!((after[0].1, &after[0].2), (1_100, &want));
 }

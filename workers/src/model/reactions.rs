@@ -40,10 +40,24 @@ impl Model {
         room: &str,
         seq: u64,
     ) -> Result<Vec<(String, UserReactions)>, StoreError> {
+        self.first_reactions_on(room, seq, usize::MAX).await
+    }
+
+    /// The reactions on message `seq` of `room` of its first `max` reacting users by name
+    /// (rounded up to a page).
+    pub async fn first_reactions_on(
+        &self,
+        room: &str,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<(String, UserReactions)>, StoreError> {
         let range = keys::reactions_of(room, seq);
         let mut out = Vec::new();
         let mut start = range.start.clone();
         loop {
+            if out.len() >= max {
+                return Ok(out);
+            }
             let page = self
                 .store
                 .scan(start.clone()..range.end.clone(), Direction::Forward, PAGE)

@@ -212,7 +212,12 @@ impl Pending {
         self.marks.insert(mark, mine);
         self.changed.insert(room.to_owned());
         if refill {
-            let mut all = model.reactions_on(room, target).await?;
+            // Bounded: a message with many reactors would cost the partition's writer a read
+            // of every record on each unreaction of a listed user, which a few accounts can
+            // repeat at will.
+            let mut all = model
+                .first_reactions_on(room, target, reactions::REFILL_READS)
+                .await?;
             // This batch's records are newer than the store's.
             for (user, mine) in &mut all {
                 if let Some(m) = self.marks.get(&(room.to_owned(), target, user.clone())) {
