@@ -397,31 +397,37 @@ fn trims_due(w: &Writer, counts: &mut HashMap<String, u64>, batch: &[Delivery]) 
     due
 }
 
-/// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored,
-/// and, with search, up to what the index has committed (a crash loses what the index had
-/// not committed, which it then catches up from the stream: trimmed, it was lost from search
-/// for good, and an edit lost so left the old words findable). The trim waits for the
-/// index's next commit to cover the checkpoint (a room whose last trim came before it went
-/// quiet kept its subject near the cap). A subject that is full is trimmed up to the
-/// checkpoint anyway (`service/trim.rs`): the index never holds sends back.
+/// Trims `rooms` from the stream in the background: everything up to `checkpoint` is stored
+/// (and made durable first: with `fsync = "buffered"` a power loss would lose what only the
+/// page cache held, and the stream no longer would), and, with search, up to what the index
+/// has committed (a crash loses what the index had not committed, which it then catches up
+/// from the stream: trimmed, it was lost from search for good, and an edit lost so left the
+/// old words findable). The trims wait for the index's next commit to cover the checkpoint
+/// (a room whose last trim came before it went quiet kept its subject near the cap). A
+/// subject that is full is trimmed up to the checkpoint anyway (`service/trim.rs`): the
+/// index never holds sends back.
 fn trim_stored(w: &Writer, p: u32, rooms: Vec<String>, checkpoint: u64) {
     let Some(stream) = w.streams.of_partition(p) else {
         return;
     };
-    for room in rooms {
-        let (stream, partitions) = (stream.clone(), w.trim.partitions);
-        let search = w.search.clone();
-        tokio::spawn(async move {
-            let upto = match &search {
-                Some(search) => match search.covered_up_to(p, checkpoint).await {
-                    Ok(covered) => checkpoint.min(covered),
-                    Err(e) => {
-                        warn!(room, error = %Chain(&e), "reading what the search index covers failed: not trimmed now");
-                        return;
-                    }
-                },
-                None => checkpoint,
-            };
+    let (stream, partitions) = (stream.clone(), w.trim.partitions);
+    let (model, search) = (w.model.clone(), w.search.clone());
+    tokio::spawn(async move {
+        if let Err(e) = model.store().durable().await {
+            warn!(partition = p, error = %Chain(&e), "syncing the store failed: rooms not trimmed now");
+            return;
+        }
+        let upto = match &search {
+            Some(search) => match search.covered_up_to(p, checkpoint).await {
+                Ok(covered) => checkpoint.min(covered),
+                Err(e) => {
+                    warn!(partition = p, error = %Chain(&e), "reading what the search index covers failed: rooms not trimmed now");
+                    return;
+                }
+            },
+            None => checkpoint,
+        };
+        for room in rooms {
             match crate::streams::trim_below(&stream, partitions, &room, upto + 1).await {
                 Ok((below, purged)) => {
                     counter!(m::ROOM_TRIMS, "why" => "stored").increment(1);
@@ -432,8 +438,8 @@ fn trim_stored(w: &Writer, p: u32, rooms: Vec<String>, checkpoint: u64) {
                 }
                 Err(e) => warn!(room, error = %Chain(&e), "trimming a room from the stream failed"),
             }
-        });
-    }
+        }
+    });
 }
 
 /// The ack a partition owes: the last stored delivery (an `AckPolicy::All` ack of it acks

@@ -66,6 +66,12 @@ impl Service {
                 purged: 0,
             });
         }
+        // Stored is not enough with `fsync = "buffered"`: what leaves the stream must
+        // survive a power loss in the store.
+        self.model().store().durable().await.map_err(|e| {
+            warn!(room = %req.room, error = %chatmesh_protocol::error::Chain(&e), "syncing the store before a trim failed");
+            ApiError::unavailable("the store could not be synced; the room stays full for now")
+        })?;
         let (below, purged) = crate::streams::trim_below(stream, tail.partitions, &req.room, stored_below)
             .await
             .map_err(|e| {

@@ -90,6 +90,15 @@ impl FjallStore {
         })
     }
 
+    /// Makes every commit so far survive a power loss: nothing to do with `sync_data` (each
+    /// commit synced), one fsync with `buffered`.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        match self.persist {
+            Some(PersistMode::Buffer) => self.flush().await,
+            _ => Ok(()),
+        }
+    }
+
     /// Resolves once a write failed for good (see the field `failed`).
     pub async fn failed(&self) -> StoreError {
         let mut rx = self.failed.subscribe();
