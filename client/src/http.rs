@@ -247,8 +247,9 @@ impl Http {
     }
 
     /// `GET /v1/search`: the newest messages of the caller's rooms that match `query`
-    /// (newest first; the next page: `before` = the last hit's seq). Found once the worker's
-    /// index committed them, about a second after their ack.
+    /// (newest first; the next page: `before` = the answer's `next_before`, which a page
+    /// may carry with no hit at all). Found once the worker's index committed them, about a
+    /// second after their ack.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
         let mut params = vec![("q", query.q.clone())];
         let mut opt = |k: &'static str, v: Option<String>| {

@@ -179,6 +179,9 @@ const ANSWERS = /** @type {const} */ ({
  * @typedef {object} SearchResults
  * @property {{room: string, seq: number, from: string, ts: number, body: string}[]} hits
  * @property {boolean} more the page was cut at `limit`
+ * @property {number} [next_before] with `more`: the `before` of the next page (the last hit's
+ *   seq, or below it when the server went on past hits it no longer holds: such a page may
+ *   be empty and still have a next one)
  */
 
 /**
@@ -987,7 +990,8 @@ export class Http {
 
   /**
    * `GET /v1/search`: the newest messages of the caller's rooms matching `q` (all its
-   * words), newest first; the next page: `{before: lastHit.seq}`. Messages are found once
+   * words), newest first; the next page: `{before: results.next_before}` (a server without
+   * it: the last hit's seq). Messages are found once
    * the worker's index committed them, about a second after their ack.
    * @param {string} q
    * @param {SearchOptions} [options]
@@ -1002,7 +1006,13 @@ export class Http {
       if (v !== undefined) p.set(k, String(v));
     }
     const data = /** @type {SearchResults} */ (await this.#call("GET", `/v1/search?${p}`));
-    return { hits: Array.isArray(data.hits) ? data.hits : [], more: !!data.more };
+    const hits = Array.isArray(data.hits) ? data.hits : [];
+    const more = !!data.more;
+    /** @type {SearchResults} */
+    const out = { hits, more };
+    const next = typeof data.next_before === "number" ? data.next_before : hits.length ? hits[hits.length - 1].seq : undefined;
+    if (more && next !== undefined) out.next_before = next;
+    return out;
   }
 
   // -------------------------------------------------------------------------------------

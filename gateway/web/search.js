@@ -49,9 +49,9 @@ async function run(more) {
     const res = await app.api.call((http) => http.search(shown.q, options));
     if (!more) list.replaceChildren();
     list.append(...res.hits.map(resultItem));
-    shown.before = res.hits.length ? res.hits[res.hits.length - 1].seq : shown.before;
+    shown.before = res.next_before ?? shown.before;
     const n = list.children.length;
-    status(n ? `${n} message${n === 1 ? "" : "s"} found${res.more ? "" : ", no more"}.` : "Nothing found.");
+    status(n ? `${n} message${n === 1 ? "" : "s"} found${res.more ? "" : ", no more"}.` : res.more ? "Nothing found yet: look further back." : "Nothing found.");
     show($("search-more"), res.more);
   } catch (e) {
     status(`Search failed: ${describe(e)}`);

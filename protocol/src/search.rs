@@ -50,4 +50,9 @@ pub struct SearchHit {
 pub struct SearchResults {
     pub hits: Vec<SearchHit>,
     pub more: bool,
+    /// With `more`: the `before` of the next page. The last hit's seq, or below it where
+    /// the search went on past hits the store no longer holds (a page of those alone is
+    /// empty and still has a next one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
 }

@@ -568,9 +568,10 @@ describe("chatmesh client against a real mesh", { timeout: 120_000 }, () => {
     const byWes = await vi.http().search("okapi", { from: "wes" });
     assert.deepEqual(byWes.hits.map((h) => [h.room, h.from, h.body]), [["menagerie", "wes", "okapi again"]]);
     const page = await vi.http().search("okapi", { room: "menagerie", limit: 1 });
-    assert.deepEqual([page.hits.length, page.more], [1, true]);
-    const next = await vi.http().search("okapi", { room: "menagerie", before: page.hits[0].seq });
+    assert.deepEqual([page.hits.length, page.more, page.next_before], [1, true, page.hits[0].seq]);
+    const next = await vi.http().search("okapi", { room: "menagerie", before: page.next_before });
     assert.deepEqual(next.hits.map((h) => h.seq), [one.seq]);
+    assert.deepEqual([next.more, next.next_before], [false, undefined]);
     await assert.rejects(wes.http().search("okapi", { room: "strongroom" }), (e) => e instanceof ChatmeshError && e.code === "forbidden");
     await assert.rejects(vi.http().search(""), (e) => e instanceof ChatmeshError && e.code === "bad_request");
   });

@@ -114,26 +114,34 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
 }
 
 /// The newest `limit` hits of all partitions' answers (each newest first, each with up to
-/// `limit` hits, fewer when its worker cut the page at its byte budget); `more` when any hit
-/// was left out. No hit older than the last of a partition's cut page is kept: the next page
-/// (`before` = the last hit's seq) would skip that partition's hits between the two.
+/// `limit` hits, fewer when its worker cut the page at its byte budget or met hits the store
+/// no longer holds); `more` when any hit was left out. No hit older than where a partition's
+/// page with `more` stopped (its `next_before`, else its last hit) is kept: the next page
+/// would skip that partition's hits between the two. `next_before` says where the next page
+/// starts, also when this one is empty.
 fn merge(answers: Vec<SearchResults>, limit: usize) -> SearchResults {
     let mut more = answers.iter().any(|a| a.more);
     let cut = answers
         .iter()
         .filter(|a| a.more)
-        .filter_map(|a| a.hits.last().map(|h| h.seq))
+        .filter_map(|a| a.next_before.or_else(|| a.hits.last().map(|h| h.seq)))
         .max();
     let mut hits: Vec<_> = answers.into_iter().flat_map(|a| a.hits).collect();
     hits.sort_by_key(|h| std::cmp::Reverse(h.seq));
     if let Some(cut) = cut {
         hits.retain(|h| h.seq >= cut);
     }
+    let mut next_before = cut;
     if hits.len() > limit {
         hits.truncate(limit);
         more = true;
+        next_before = hits.last().map(|h| h.seq);
     }
-    SearchResults { hits, more }
+    SearchResults {
+        hits,
+        more,
+        next_before: next_before.filter(|_| more),
+    }
 }
 
 #[cfg(test)]
@@ -156,17 +164,19 @@ mod tests {
         let a = SearchResults {
             hits: vec![hit(9), hit(4)],
             more: false,
+            next_before: None,
         };
         let b = SearchResults {
             hits: vec![hit(7), hit(5), hit(1)],
             more: false,
+            next_before: None,
         };
         let m = merge(vec![a.clone(), b.clone()], 3);
         assert_eq!(m.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [9, 7, 5]);
-        assert!(m.more);
+        assert_eq!((m.more, m.next_before), (true, Some(5)));
         let all = merge(vec![a, b], 10);
         assert_eq!(all.hits.len(), 5);
-        assert!(!all.more);
+        assert_eq!((all.more, all.next_before), (false, None));
     }
 
     /// A partition whose page was cut short (its byte budget) bounds the merged page: hits
@@ -176,13 +186,40 @@ mod tests {
         let cut = SearchResults {
             hits: vec![hit(9), hit(6)],
             more: true,
+            next_before: Some(6),
         };
         let full = SearchResults {
             hits: vec![hit(8), hit(5), hit(2)],
             more: false,
+            next_before: None,
         };
         let m = merge(vec![cut, full], 10);
         assert_eq!(m.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [9, 8, 6]);
-        assert!(m.more);
+        assert_eq!((m.more, m.next_before), (true, Some(6)));
+    }
+
+    /// A partition whose worker met only hits the store no longer holds answers an empty
+    /// page that goes on below them: the merged page keeps nothing older than that, and its
+    /// `next_before` is where the next page starts, even when it has no hit to start from.
+    #[test]
+    fn a_page_of_stale_hits_alone_still_says_where_to_go_on() {
+        let stale = SearchResults {
+            hits: vec![],
+            more: true,
+            next_before: Some(7),
+        };
+        let other = SearchResults {
+            hits: vec![hit(8), hit(5)],
+            more: false,
+            next_before: None,
+        };
+        let m = merge(vec![stale.clone(), other], 10);
+        assert_eq!(m.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [8]);
+        assert_eq!((m.more, m.next_before), (true, Some(7)));
+        let alone = merge(vec![stale], 10);
+        assert_eq!(
+            (alone.hits.len(), alone.more, alone.next_before),
+            (0, true, Some(7))
+        );
     }
 }

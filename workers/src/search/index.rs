@@ -402,7 +402,12 @@ impl Snapshot {
                 body: text(f.body),
             });
         }
-        Ok(SearchResults { hits, more })
+        let next_before = more.then(|| hits.last().map(|h| h.seq)).flatten();
+        Ok(SearchResults {
+            hits,
+            more,
+            next_before,
+        })
     }
 }
 

@@ -54,9 +54,9 @@ impl Service {
         let mut req = req;
         let mut rounds = 0;
         // A page whose hits were all stale says nothing of where this partition's next hit
-        // is (the gateway's merge cuts at a page's last hit): search on below them, a few
-        // times (their removal reaches the index at its next commit).
-        let (hits, more) = loop {
+        // is: search on below them, a few times (their removal reaches the index at its next
+        // commit); then the page is empty, and `next_before` says where the next one starts.
+        let (hits, more, stopped) = loop {
             let found = search.search(req.clone()).await.map_err(|e| {
                 warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
                 ApiError::internal()
@@ -68,12 +68,22 @@ impl Service {
                 Some(oldest) if kept.is_empty() && found.more && rounds < STALE_ROUNDS => {
                     req.before = Some(oldest);
                 }
-                _ => break (kept, found.more),
+                _ => break (kept, found.more, oldest),
             }
         };
         // Newest first: a cut page keeps the newest hits and the next starts below them.
+        let before_fit = hits.len();
         let (hits, more) = budget::fit(hits, more, self.page_budget(), false);
-        Ok(SearchResults { hits, more })
+        let next_before = match (more, hits.len() < before_fit) {
+            (false, _) => None,
+            (true, true) => hits.last().map(|h| h.seq),
+            (true, false) => stopped,
+        };
+        Ok(SearchResults {
+            hits,
+            more,
+            next_before,
+        })
     }
 
     /// The hits whose message the store still holds as found, in its current version. The
