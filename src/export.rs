@@ -4,7 +4,7 @@
 //! and the command says so. Progress goes to stderr; the export itself to stdout or `--out`.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Seek as _, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -61,7 +61,8 @@ pub async fn export(
     Ok(())
 }
 
-/// Reads one export from `input` (stdin if `None`) into the store.
+/// Reads one export from `input` (stdin if `None`, kept in a temporary file: import reads
+/// the file twice, checking it whole before it writes) into the store.
 pub async fn import(
     cfg: &WorkerConfig,
     data: Option<PathBuf>,
@@ -75,7 +76,13 @@ pub async fn import(
             let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
             import_room(&model, BufReader::new(file), every, &mut progress).await?
         }
-        None => import_room(&model, std::io::stdin().lock(), every, &mut progress).await?,
+        None => {
+            let mut spool = tempfile::tempfile().context("making a temporary file for stdin")?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+                .context("reading the export from stdin")?;
+            spool.rewind().context("reading the export back")?;
+            import_room(&model, BufReader::new(spool), every, &mut progress).await?
+        }
     };
     model.store().flush().await?;
     eprintln!(

@@ -177,7 +177,14 @@ async fn a_locked_store_is_refused() -> Result<()> {
 /// An export file is checked as it would have been made: a DM planted with a third member,
 /// or under an id not made of its two users, a DM's id on another kind of room, a second
 /// owner, and an owner of a room without a record (a trap for whoever creates the name) are
-/// refused, and nothing of them is stored.
+/// refused, and nothing of them is stored, also when the refusal comes after a page was
+/// (600 members, then a second owner: before, the members stayed, members of whatever room
+/// was created under that name). So are messages out of order or with a prev not below
+/// their seq (a client resuming met a gap it could not fill), a deleted message that keeps
+/// its body or whose delete marker is not a delete of it (history served the "deleted"
+/// text), and stats that disagree with the last message or pass what seqs allow (a count of
+/// u64::MAX overflowed the store writer; a last_seq far ahead made it skip every new
+/// message as old).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crafted_export_files_are_refused() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -191,7 +198,79 @@ async fn crafted_export_files_are_refused() -> Result<()> {
     };
     let member =
         |user: &str, role: &str| format!(r#"{{"type":"member","user":"{user}","role":"{role}"}}"#);
+    let club = |stats: &str| {
+        format!(
+            r#"{{"type":"room","format":1,"room":"club","meta":{{"kind":"private","owner":"ann","created":1}},"stats":{stats}}}"#
+        )
+    };
+    let msg = |seq: u64, prev: u64, n: u64, rest: &str| {
+        format!(
+            r#"{{"type":"message","seq":{seq},"prev":{prev},"n":{n},"id":"m{seq}","from":"ann","ts":1{rest}}}"#
+        )
+    };
+    let many: Vec<String> = std::iter::once(club(r#"{"last_seq":0,"count":0}"#))
+        .chain(std::iter::once(member("ann", "owner")))
+        .chain((0..600).map(|i| member(&format!("mallory-{i:03}"), "member")))
+        .chain(std::iter::once(member("eve", "owner")))
+        .collect();
+    let deleted = |seq: u64| format!(r#","deleted":{{"seq":{seq},"ts":2,"by":"ann","id":"d"}}"#);
     let cases = [
+        ("a second owner after a page of members", many, "has the owner's role"),
+        (
+            "a message below its prev",
+            vec![
+                club(r#"{"last_seq":50,"count":2}"#),
+                member("ann", "owner"),
+                msg(100, 0, 1, r#","body":"a""#),
+                msg(50, 100, 2, r#","body":"b""#),
+            ],
+            "has prev 100, not below it",
+        ),
+        (
+            "a delete of a message the file holds as not deleted",
+            vec![
+                club(r#"{"last_seq":9,"count":2}"#),
+                member("ann", "owner"),
+                msg(5, 0, 1, r#","body":"secret""#),
+                msg(9, 5, 2, r#","body":"","delete_of":5"#),
+            ],
+            "which the file does not hold as deleted",
+        ),
+        (
+            "a deleted message that keeps its body",
+            vec![
+                club(r#"{"last_seq":9,"count":2}"#),
+                member("ann", "owner"),
+                msg(5, 0, 1, &format!(r#","body":"secret"{}"#, deleted(9))),
+                msg(9, 5, 2, r#","body":"","delete_of":5"#),
+            ],
+            "is deleted but keeps what it said",
+        ),
+        (
+            "stats that disagree with the last message",
+            vec![
+                club(r#"{"last_seq":6,"count":1}"#),
+                member("ann", "owner"),
+                msg(5, 0, 1, r#","body":"hi""#),
+            ],
+            "do not agree with its last message",
+        ),
+        (
+            "a count past what seqs allow",
+            vec![
+                club(r#"{"last_seq":10,"count":18446744073709551615}"#),
+                member("ann", "owner"),
+            ],
+            "stats are out of range",
+        ),
+        (
+            "a last_seq past any stream's",
+            vec![
+                club(r#"{"last_seq":18446744073709551615,"count":1}"#),
+                member("ann", "owner"),
+            ],
+            "stats are out of range",
+        ),
         (
             "a DM with a third member",
             vec![
@@ -245,5 +324,64 @@ async fn crafted_export_files_are_refused() -> Result<()> {
     let model = Model::new(open_store(&cfg(&data)).await?);
     ensure!(model.room(&dm).await?.is_none(), "the DM was stored");
     ensure!(model.room("club").await?.is_none(), "the room was stored");
+    let members = model.members("club", 10).await?;
+    ensure!(members.is_empty(), "members were stored: {members:?}");
+    let q = HistoryQuery {
+        before: None,
+        after: Some(0),
+        limit: 10,
+    };
+    let stored = model.history("club", q).await?.0;
+    ensure!(stored.is_empty(), "messages were stored: {stored:?}");
+
+    // A consistent file with a deleted message goes in, through stdin; while the room is
+    // being deleted in the target store, import waits for that to finish.
+    let good = [
+        club(r#"{"last_seq":9,"count":3}"#),
+        member("ann", "owner"),
+        msg(5, 0, 1, &format!(r#","body":""{}"#, deleted(9))),
+        msg(7, 5, 2, r#","body":"kept""#),
+        msg(9, 7, 3, r#","body":"","delete_of":5"#),
+    ]
+    .join("\n")
+        + "\n";
+    let mut b = WriteBatch::new();
+    let deletion = serde_json::from_str(
+        r#"{"by":"root","ts":1,"phase":"members","members":0,"messages":0,"cursors":0}"#,
+    )?;
+    Model::put_deletion(&mut b, "club", &deletion);
+    model.write(b).await?;
+    drop(model);
+    let piped = |text: &str| -> Result<Output> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+            .args(["import", "--data", &s(&data)])
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    };
+    let out = piped(&good)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("is being deleted"),
+        "{err}"
+    );
+    let model = Model::new(open_store(&cfg(&data)).await?);
+    let mut b = WriteBatch::new();
+    b.delete(chatmesh_workers::model::admin::deleting("club"));
+    model.write(b).await?;
+    drop(model);
+    let out = piped(&good)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{err}");
+    ensure!(err.contains("1 members, 3 messages"), "{err}");
     Ok(())
 }

@@ -24,7 +24,18 @@ async fn until(
     query: &str,
     pred: impl Fn(&SearchResults) -> bool,
 ) -> Result<SearchResults> {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    until_within(api, token, query, WAIT, pred).await
+}
+
+/// [`until`], giving up after `wait`.
+async fn until_within(
+    api: &Api,
+    token: &str,
+    query: &str,
+    wait: Duration,
+    pred: impl Fn(&SearchResults) -> bool,
+) -> Result<SearchResults> {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let (s, v) = search(api, token, query).await?;
         anyhow::ensure!(s == 200, "search {query}: {s} {v}");
@@ -231,11 +242,12 @@ fn retention_of_three() -> chatmesh::Config {
     config
 }
 
-/// A mesh on `config` in `dir` where ann posted "walrus 0" to "walrus 5" in her public
+/// A mesh on `config` in `dir` where ann posted "walrus 0" to "walrus {n-1}" in her public
 /// room `hall`: the mesh, the API, ann's token, her session and the acks.
 async fn walruses(
     dir: &std::path::Path,
     config: chatmesh::Config,
+    n: usize,
 ) -> Result<(chatmesh::Mesh, Api, String, Client, Vec<Acked>)> {
     let mesh = start_mesh(dir, config).await?;
     let api = Api::new(&mesh);
@@ -244,7 +256,7 @@ async fn walruses(
     let mut a = Client::login(&mesh.ws_url(), &ann).await?;
     a.join("hall").await?;
     let mut acks = Vec::new();
-    for i in 0..6 {
+    for i in 0..n {
         acks.push(
             a.post("hall", &format!("m{i}"), &format!("walrus {i}"))
                 .await?,
@@ -257,7 +269,7 @@ async fn walruses(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_removes_what_it_deletes() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (mesh, api, ann, _a, acks) = walruses(dir.path(), retention_of_three()).await?;
+    let (mesh, api, ann, _a, acks) = walruses(dir.path(), retention_of_three(), 6).await?;
     let left = until(&api, &ann, "q=walrus", |r| r.hits.len() == 3).await?;
     assert_eq!(seqs(&left), [acks[5].seq, acks[4].seq, acks[3].seq]);
     mesh.stop().await
@@ -345,14 +357,16 @@ async fn hits_of_long_messages_come_in_pages_that_fit() -> Result<()> {
 
 /// An index rebuilt from the stream after retention deleted messages from the store does
 /// not bring them back: the stream still holds them, the store does not, and a hit is
-/// answered only for what the store holds (before: the rebuilt index found all six again,
-/// bodies included); a page of stale hits alone searches on below them.
+/// answered only for what the store holds (before: the rebuilt index found all ten again,
+/// bodies included); a page of stale hits alone searches on below them, and when there are
+/// too many of them for one request (seven, at one hit a page), the empty page says where
+/// the next one starts (before: `more` with no hit to page on from).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_rebuilt_after_retention_finds_nothing_it_deleted() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let config = retention_of_three();
-    let (mesh, api, ann, a, acks) = walruses(dir.path(), config.clone()).await?;
-    let kept = [acks[5].seq, acks[4].seq, acks[3].seq];
+    let (mesh, api, ann, a, acks) = walruses(dir.path(), config.clone(), 10).await?;
+    let kept = [acks[9].seq, acks[8].seq, acks[7].seq];
     until(&api, &ann, "q=walrus", |r| seqs(r) == kept).await?;
     a.close().await;
     mesh.stop().await?;
@@ -363,19 +377,94 @@ async fn an_index_rebuilt_after_retention_finds_nothing_it_deleted() -> Result<(
     let ann = api.user("ann").await?;
     // The rebuild has read the whole stream by now (it commits about every second).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // A page below the kept messages holds only stale hits (the first search to meet them
-    // removes them): it says it is the last, rather than empty with `more` and nothing to
-    // page on from.
-    let below = format!("q=walrus&limit=1&before={}", acks[3].seq);
-    let (s, v) = search(&api, &ann, &below).await?;
-    assert_eq!(s, 200, "{v}");
-    let r: SearchResults = serde_json::from_value(v)?;
-    assert_eq!((seqs(&r), r.more), (vec![], false), "below the kept ones");
+    // Pages below the kept messages hold only stale hits (the first search to meet them
+    // removes them): empty, each says where the next starts, and the last says it is.
+    let mut before = acks[7].seq;
+    let mut pages = Vec::new();
+    loop {
+        let below = format!("q=walrus&limit=1&before={before}");
+        let (s, v) = search(&api, &ann, &below).await?;
+        assert_eq!(s, 200, "{v}");
+        let r: SearchResults = serde_json::from_value(v)?;
+        assert_eq!(seqs(&r), Vec::<u64>::new(), "below the kept ones");
+        pages.push((r.more, r.next_before));
+        if !r.more {
+            break;
+        }
+        let next = r
+            .next_before
+            .expect("a page with more says where the next starts");
+        assert!(next < before, "{pages:?}");
+        assert!(pages.len() < 8, "{pages:?}");
+        before = next;
+    }
+    assert!(
+        pages.len() >= 2,
+        "seven stale hits take two requests: {pages:?}"
+    );
     for _ in 0..2 {
         let (s, v) = search(&api, &ann, "q=walrus").await?;
         assert_eq!(s, 200, "{v}");
         let r: SearchResults = serde_json::from_value(v)?;
         assert_eq!(seqs(&r), kept, "only what the store holds");
     }
+    mesh.stop().await
+}
+
+/// A room moved into another deployment with `chatmesh import` is found there: import marks
+/// it, and the worker owning it indexes its stored messages within about ten seconds (before:
+/// never; its messages are in no stream the target's index reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_room_is_found() -> Result<()> {
+    use chatmesh_workers::KvStore as _;
+    let (from, to) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (mesh, api, ann, a, acks) = walruses(from.path(), fast_config(), 4).await?;
+    let mut sent: Vec<u64> = acks.iter().map(|k| k.seq).collect();
+    sent.reverse();
+    // Stored (an ack says JetStream has it; the store writer follows), so exported.
+    until(&api, &ann, "q=walrus", |r| seqs(r) == sent).await?;
+    a.close().await;
+    mesh.stop().await?;
+    let worker = |dir: &std::path::Path| chatmesh_workers::WorkerConfig {
+        data_dir: dir.join("store"),
+        ..chatmesh_workers::WorkerConfig::default()
+    };
+    // The stopped worker's last tasks let go of its store a moment after `stop`.
+    let open = |cfg: chatmesh_workers::WorkerConfig| async move {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match chatmesh_workers::open_store(&cfg).await {
+                Err(chatmesh_workers::store::StoreError::Locked { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                opened => return opened,
+            }
+        }
+    };
+    let mut file = Vec::new();
+    {
+        let store = open(worker(from.path())).await?;
+        let model = chatmesh_workers::model::Model::new(store);
+        chatmesh_workers::export::export_room(&model, "hall", &mut file, 0, &mut |_| {}).await?;
+    }
+    {
+        let store = open(worker(to.path())).await?;
+        let model = chatmesh_workers::model::Model::new(store);
+        let input = std::io::Cursor::new(file);
+        chatmesh_workers::export::import_room(&model, input, 0, &mut |_| {}).await?;
+        model.store().flush().await?;
+    }
+
+    let mesh = start_mesh(to.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let wait = chatmesh_workers::search::reindex::EVERY + WAIT;
+    let found = until_within(&api, &ann, "q=walrus", wait, |r| seqs(r) == sent).await?;
+    assert!(found
+        .hits
+        .iter()
+        .all(|h| h.room == "hall" && h.from == "ann"));
     mesh.stop().await
 }

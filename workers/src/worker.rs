@@ -180,6 +180,7 @@ impl Worker {
         .with_search(search.clone())
         .only_owned(owns.clone())
         .with_audit(audit_days);
+        let imported = model.clone();
         let writer = Writer {
             model,
             caches,
@@ -206,8 +207,14 @@ impl Worker {
         });
         if let Some(search) = search {
             let stop = shutdown.clone();
+            let reindex = (search.clone(), owns.clone(), stop.clone());
             tasks.spawn(async move {
                 search.run(stop).await;
+                Ok(())
+            });
+            let (search, owns, stop) = reindex;
+            tasks.spawn(async move {
+                crate::search::reindex::run(imported, search, owns, stop).await;
                 Ok(())
             });
         }

@@ -43,6 +43,7 @@
 //! | closed DM | `C h16(user) user 00 room` | be64(the DM's last seq when `user` closed it) |
 //! | invitation | `N h16(user) user 00 room` | [`InvitationRecord`](super::records::InvitationRecord): `user` is invited to `room` |
 //! | MLS group of an e2ee room | `G h16(room) room` | its public state ([`crate::groups::Tracked::save`]) |
+//! | room to index for search | `R h16(room) room` | empty: its messages came by import ([`crate::search::reindex`]) |
 //!
 //! Messages are newest first (`u64::MAX - seq`), so "the latest N" is a forward scan.
 
@@ -85,6 +86,7 @@ const BLOCK: u8 = b'B';
 const DM_CLOSED: u8 = b'C';
 const INVITATION: u8 = b'N';
 const MLS_GROUP: u8 = b'G';
+const REINDEX: u8 = b'R';
 /// A group state a commit was checked to lead to (see [`mls_next`]).
 const MLS_NEXT: u8 = b'E';
 
@@ -151,6 +153,21 @@ pub fn seq_of_message(key: &[u8]) -> Option<u64> {
 
 pub fn room(room: &str) -> Vec<u8> {
     named(ROOM, room, 0)
+}
+
+/// The mark of a room whose messages the search index has yet to take in.
+pub fn reindex(room: &str) -> Vec<u8> {
+    named(REINDEX, room, 0)
+}
+
+/// Every room's [`reindex`] mark.
+pub fn reindex_all() -> Range<Vec<u8>> {
+    prefix_range(vec![REINDEX])
+}
+
+/// The room of a [`reindex`] mark.
+pub fn room_of_reindex(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(3..)?).ok()
 }
 
 /// A room's topic: apart from [`room`], whose record never changes and is cached as such.

@@ -50,6 +50,56 @@ impl Model {
         self.get_json(&keys::message(room, seq)).await
     }
 
+    /// Up to `limit` of `room`'s stored messages below seq `below` (`u64::MAX`: all), newest
+    /// first, as stored.
+    pub async fn stored_below(
+        &self,
+        room: &str,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, StoredMessage)>, StoreError> {
+        let all = keys::messages_of(room);
+        let start = match below {
+            0 | 1 => return Ok(Vec::new()),
+            u64::MAX => all.start,
+            b => keys::message(room, b - 1),
+        };
+        let pairs = self
+            .store
+            .scan(start..all.end, Direction::Forward, limit)
+            .await?;
+        pairs
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    keys::seq_of_message(&k).unwrap_or_default(),
+                    records::decode(&k, &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks `room` for the search index to take in its stored messages (import).
+    pub fn put_reindex(batch: &mut WriteBatch, room: &str) {
+        batch.put(keys::reindex(room), Vec::new());
+    }
+
+    pub fn delete_reindex(batch: &mut WriteBatch, room: &str) {
+        batch.delete(keys::reindex(room));
+    }
+
+    /// Up to `limit` rooms marked with [`Model::put_reindex`].
+    pub async fn rooms_to_reindex(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let pairs = self
+            .store
+            .scan(keys::reindex_all(), Direction::Forward, limit)
+            .await?;
+        Ok(pairs
+            .iter()
+            .filter_map(|(k, _)| keys::room_of_reindex(k).map(str::to_owned))
+            .collect())
+    }
+
     /// A page of `room`'s history, oldest first, and whether more messages lie beyond it in
     /// the direction read.
     pub async fn history(

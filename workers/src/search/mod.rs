@@ -34,6 +34,7 @@
 //! there is something to write; it is closed after [`IDLE_CLOSE`] without any.
 
 mod index;
+pub mod reindex;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -305,6 +306,31 @@ impl Indexes {
             });
         }
         self.enqueue(p, high, docs).await
+    }
+
+    /// Indexes stored messages of `room` as they are now (each replaces its document, if
+    /// any; what search would not find, as a reaction or ciphertext, is left out): what an
+    /// import brought in ([`reindex`]).
+    pub async fn put(
+        &self,
+        room: &str,
+        msgs: Vec<(u64, StoredMessage)>,
+    ) -> Result<(), SearchError> {
+        let docs = msgs
+            .into_iter()
+            .filter(|(_, m)| m.is_searchable() && m.event.is_none() && m.mls.is_none())
+            .map(|(seq, m)| Change::Replace {
+                room: room.to_owned(),
+                seq,
+                doc: Some(Doc {
+                    room: room.to_owned(),
+                    from: m.from,
+                    ts: m.ts,
+                    body: m.body,
+                }),
+            })
+            .collect();
+        self.enqueue(0, 0, docs).await
     }
 
     /// Removes the documents of messages (room, seq) the store no longer holds (retention, a
