@@ -29,7 +29,7 @@ use super::mls::{self, Commit};
 use super::replay::Replay;
 use super::replays::Running;
 use super::rooms::RoomMap;
-use crate::admission::{Admission, SessionSlots};
+use crate::admission::SessionSlots;
 use crate::auth::Identity;
 use crate::link::{Out, SessionLink};
 use crate::publish::Publish;
@@ -431,9 +431,12 @@ impl Session {
             // The cached "not a member" is stale now (the worker's event says so too).
             self.state.access.forget(room, &user).await;
         }
-        if self.rooms.remove(room).is_some() {
-            self.state.fanout.leave(room, self.link.id);
-        }
+        // A session already in the room stays in it until the fan-out replaces its entry
+        // (`Room::add`, under the room's lock): it used to leave first, which closed a room
+        // it was the only local member of, and when the room could not start again (the bus
+        // not answering) the join failed with the session out of the room's live delivery
+        // and the client, told only `unavailable`, still joined. Now a failed re-join
+        // changes nothing.
         let gen = self.next_gen;
         self.next_gen += 1;
         let joined = |last_seq: u64| -> Bytes {
@@ -704,7 +707,12 @@ impl Session {
             payload.mentions = Mentions::parse(&payload.body);
         }
         let bytes = serde_json::to_vec(&payload).map_err(|_| ApiError::internal())?;
-        let slots = self.inflight.get_or_insert_with(Admission::session_slots);
+        let slots = match &mut self.inflight {
+            Some(slots) => slots,
+            None => self
+                .inflight
+                .insert(self.state.admission.session_slots(&user)),
+        };
         // The session's own acks free the slots this may wait for: they are polled meanwhile.
         let admit = self.state.admission.admit(slots);
         let permit = acks::during(&mut self.acks, admit).await?;
