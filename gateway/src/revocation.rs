@@ -52,6 +52,9 @@ const PRIMARY_DOWN_FOR: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct Revocation {
     gens: Cache<Arc<str>, UserGen>,
+    /// What user events said, kept as long as `gens`: an ask that read the worker before a
+    /// change fills `gens` after the change's event, with the older generation.
+    events: Cache<Arc<str>, UserGen>,
     /// The last generation seen per user, for a region that serves its rooms while the
     /// primary is cut off (`None` elsewhere).
     last_known: Option<Cache<Arc<str>, UserGen>>,
@@ -76,6 +79,10 @@ impl Revocation {
     pub fn new(services: Services, ttl: Duration) -> Self {
         Self {
             gens: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(ttl)
+                .build(),
+            events: Cache::builder()
                 .max_capacity(200_000)
                 .time_to_live(ttl)
                 .build(),
@@ -127,6 +134,10 @@ impl Revocation {
             })
             .await
             .map_err(|e| (*e).clone());
+        let answer = match answer {
+            Ok(fetched) => Ok(self.not_older_than_events(&key, fetched).await),
+            Err(e) => Err(e),
+        };
         let Some(last_known) = &self.last_known else {
             return answer;
         };
@@ -150,6 +161,19 @@ impl Revocation {
                 }
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// `fetched`, or what a user event said meanwhile when that is newer (then cached): an
+    /// ask that read the worker before a bump, answered after the bump's event, cached the
+    /// older generation, and the revoked tokens passed until the cache expired.
+    async fn not_older_than_events(&self, key: &Arc<str>, fetched: UserGen) -> UserGen {
+        match self.events.get(key).await {
+            Some(event) if event.gen > fetched.gen => {
+                self.gens.insert(key.clone(), event).await;
+                event
+            }
+            _ => fetched,
         }
     }
 
@@ -261,6 +285,7 @@ impl Revocation {
         }
         let now = UserGen { gen, disabled };
         self.gens.insert(Arc::from(user), now).await;
+        self.events.insert(Arc::from(user), now).await;
         if let Some(last_known) = &self.last_known {
             last_known.insert(Arc::from(user), now).await;
         }
