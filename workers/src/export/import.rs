@@ -94,6 +94,8 @@ async fn pass<R: BufRead>(
     if !agree {
         return Err(bad(1, "a DM's id, kind and owner do not agree".into()));
     }
+    // The checking pass encodes nothing: only the writing pass fills batches.
+    let writing = write.is_some();
     let mut seen = Seen::default();
     let mut moved = Moved::default();
     let mut batch = WriteBatch::new();
@@ -111,20 +113,24 @@ async fn pass<R: BufRead>(
                     .map_err(|e| bad(no, e.to_string()))?;
                 check_member(&room, meta.as_ref(), &seen.members, &user, role)
                     .map_err(|detail| bad(no, detail))?;
-                seen.members.insert(user.clone(), role);
-                Model::put_member(&mut batch, &room, &user, role);
+                if writing {
+                    Model::put_member(&mut batch, &room, &user, role);
+                }
+                seen.members.insert(user, role);
                 moved.members += 1;
             }
             Line::Message { seq, message: m } => {
                 chatmesh_protocol::validate_name("user", &m.from)
                     .map_err(|e| bad(no, e.to_string()))?;
                 seen.message(seq, &m).map_err(|detail| bad(no, detail))?;
-                let is_member = |u: &str| seen.members.contains_key(u);
-                Model::put_mentions_of(&mut batch, &room, seq, &m.from, &m.mentions, is_member);
-                if let Some(root) = m.thread_root {
-                    Model::put_reply(&mut batch, &room, root, seq, &m.from);
+                if writing {
+                    let is_member = |u: &str| seen.members.contains_key(u);
+                    Model::put_mentions_of(&mut batch, &room, seq, &m.from, &m.mentions, is_member);
+                    if let Some(root) = m.thread_root {
+                        Model::put_reply(&mut batch, &room, root, seq, &m.from);
+                    }
+                    Model::put_message(&mut batch, &room, seq, &m);
                 }
-                Model::put_message(&mut batch, &room, seq, &m);
                 moved.messages += 1;
                 if let Some(every) = write.filter(|e| *e > 0) {
                     if moved.messages % every == 0 {
@@ -139,22 +145,21 @@ async fn pass<R: BufRead>(
             } => {
                 chatmesh_protocol::validate_name("user", &user)
                     .map_err(|e| bad(no, e.to_string()))?;
-                Model::put_user_reactions(&mut batch, &room, seq, &user, &reactions);
+                if writing {
+                    Model::put_user_reactions(&mut batch, &room, seq, &user, &reactions);
+                }
             }
             Line::Room { .. } => return Err(bad(no, "a second room line".into())),
         }
         if batch.len() >= PAGE {
-            let page = std::mem::take(&mut batch);
-            if write.is_some() {
-                model.write(page).await?;
-            }
+            model.write(std::mem::take(&mut batch)).await?;
         }
     }
     seen.end(&stats).map_err(|detail| bad(0, detail))?;
     if dm && seen.members.len() != 2 {
         return Err(bad(0, DM_MEMBERS.into()));
     }
-    if write.is_none() {
+    if !writing {
         return Ok((room, moved));
     }
     // Record and stats last: until they exist the import may be run again.
