@@ -1,17 +1,22 @@
-//! Admission of sends when the bus falls behind. A send holds three slots until its PubAck
+//! Admission of sends when the bus falls behind. A send holds four slots until its PubAck
 //! (or its `unavailable`): one of its session's (at most [`SESSION_INFLIGHT`]), one of its
 //! user's over all the user's sessions on this gateway (an eighth of the gateway's, at least
 //! a session's: one account with many sessions cannot take the whole budget and leave every
-//! other user's sends shed), and one of the gateway's (`max_inflight_sends`). When
-//! JetStream stops answering, slots run out; a send
+//! other user's sends shed), one of its client address's over all the accounts connected
+//! from it (a quarter of the gateway's, at least a user's: many accounts on one address
+//! cannot take it either; not counted for a trusted proxy's own address), and one of the
+//! gateway's (`max_inflight_sends`). When JetStream stops answering, slots run out; a send
 //! then waits at most `admission_wait_ms` for one and is otherwise refused at once with
 //! `unavailable` (resend with the same id), so a client is never left in silence: every send
 //! is answered within the wait plus `publish_deadline_ms`. Once a wait has run out, later
 //! sends that find no free slot are refused without waiting until a slot frees again (the
-//! session's and the gateway's "shedding" state), so a session's reader stops for at most one
-//! wait per stall, not one per queued send, and its pings and other requests are answered.
+//! session's, user's, address's and gateway's "shedding" state), so a session's reader stops
+//! for at most one wait per stall, not one per queued send, and its pings and other requests
+//! are answered.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -23,6 +28,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const SESSION_INFLIGHT: usize = 64;
 /// One user's share of the gateway's budget: this fraction of it (at least a session's).
 const USER_SHARE_DIVISOR: usize = 8;
+/// One client address's share of the gateway's budget: this fraction of it (at least a
+/// user's).
+const ADDRESS_SHARE_DIVISOR: usize = 4;
 
 /// The gateway's budget of sends in flight.
 #[derive(Debug, Clone)]
@@ -33,22 +41,80 @@ pub struct Admission {
     max: usize,
     wait: Duration,
     /// The slots of each user with a session here (gone with the user's last session).
-    users: Arc<Mutex<Users>>,
+    users: Arc<Mutex<Shares<Arc<str>>>>,
+    /// The slots of each client address with a session here.
+    addresses: Arc<Mutex<Shares<IpAddr>>>,
 }
 
-#[derive(Debug, Default)]
-struct Users {
-    slots: HashMap<Arc<str>, Weak<UserSlots>>,
-    /// The map is swept of users without sessions when it reaches this size.
+/// The shares of the sessions' users or addresses, each kept while a session holds it.
+#[derive(Debug)]
+struct Shares<K> {
+    slots: HashMap<K, Weak<Share>>,
+    /// The map is swept of shares without sessions when it reaches this size.
     sweep_at: usize,
 }
 
-/// One user's slots over all its sessions, and whether a wait for them ran out with none
-/// free since.
+impl<K> Default for Shares<K> {
+    fn default() -> Self {
+        Self {
+            slots: HashMap::new(),
+            sweep_at: 0,
+        }
+    }
+}
+
+impl<K: Hash + Eq> Shares<K> {
+    /// The share of `key`, `size` slots if it is new.
+    fn get(&mut self, key: K, size: usize) -> Arc<Share> {
+        if let Some(share) = self.slots.get(&key).and_then(Weak::upgrade) {
+            return share;
+        }
+        if self.slots.len() >= self.sweep_at {
+            self.slots.retain(|_, s| s.strong_count() > 0);
+            self.sweep_at = (self.slots.len() * 2).max(1_024);
+        }
+        let share = Arc::new(Share {
+            slots: Arc::new(Semaphore::new(size)),
+            shedding: AtomicBool::new(false),
+        });
+        self.slots.insert(key, Arc::downgrade(&share));
+        share
+    }
+}
+
+/// One user's or one address's slots over all its sessions, and whether a wait for them
+/// ran out with none free since.
 #[derive(Debug)]
-pub struct UserSlots {
+pub struct Share {
     slots: Arc<Semaphore>,
     shedding: AtomicBool,
+}
+
+/// A slot of a [`Share`], which keeps the share (and so its count) while the send is in
+/// flight, even when its sessions are gone: a user or an address cannot start afresh by
+/// reconnecting.
+#[derive(Debug)]
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _share: Arc<Share>,
+}
+
+impl Share {
+    /// A slot of this share, waiting until `deadline` unless it is shedding; `None` (and
+    /// shedding from then on) when none freed.
+    async fn take(self: &Arc<Self>, deadline: tokio::time::Instant) -> Option<Held> {
+        let shedding = self.shedding.load(Ordering::Relaxed);
+        let permit = take(&self.slots, shedding, deadline).await;
+        match permit {
+            None => self.shedding.store(true, Ordering::Relaxed),
+            Some(_) if shedding => self.shedding.store(false, Ordering::Relaxed),
+            Some(_) => {}
+        }
+        Some(Held {
+            _permit: permit?,
+            _share: self.clone(),
+        })
+    }
 }
 
 /// One session's slots, and whether a wait for them ran out with none free since.
@@ -56,14 +122,17 @@ pub struct UserSlots {
 pub struct SessionSlots {
     slots: Arc<Semaphore>,
     shedding: bool,
-    user: Arc<UserSlots>,
+    user: Arc<Share>,
+    /// `None` for a trusted proxy's own address.
+    address: Option<Arc<Share>>,
 }
 
-/// The three slots one admitted send holds until it is answered.
+/// The slots one admitted send holds until it is answered.
 #[derive(Debug)]
 pub struct Admitted {
     _session: OwnedSemaphorePermit,
-    _user: OwnedSemaphorePermit,
+    _user: Held,
+    _address: Option<Held>,
     _gateway: OwnedSemaphorePermit,
 }
 
@@ -75,19 +144,24 @@ impl Admission {
             max: max_inflight,
             wait,
             users: Arc::default(),
+            addresses: Arc::default(),
         }
     }
 
-    /// The slots of a session of `user`: its own, and its user's.
-    pub fn session_slots(&self, user: &str) -> SessionSlots {
-        self.slots(user, SESSION_INFLIGHT)
+    /// The slots of a session of `user` from client address `address` (`None`: a trusted
+    /// proxy, not counted): its own, its user's and its address's.
+    pub fn session_slots(&self, user: &str, address: Option<IpAddr>) -> SessionSlots {
+        self.slots(user, address, SESSION_INFLIGHT)
     }
 
-    fn slots(&self, user: &str, n: usize) -> SessionSlots {
+    fn slots(&self, user: &str, address: Option<IpAddr>, n: usize) -> SessionSlots {
+        let user_share = self.user_share();
+        let address_share = (self.max / ADDRESS_SHARE_DIVISOR).max(user_share);
         SessionSlots {
             slots: Arc::new(Semaphore::new(n)),
             shedding: false,
-            user: self.user_slots(user),
+            user: lock(&self.users).get(Arc::from(user), user_share),
+            address: address.map(|ip| lock(&self.addresses).get(ip, address_share)),
         }
     }
 
@@ -96,31 +170,14 @@ impl Admission {
         (self.max / USER_SHARE_DIVISOR).max(SESSION_INFLIGHT)
     }
 
-    fn user_slots(&self, user: &str) -> Arc<UserSlots> {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slots) = users.slots.get(user).and_then(Weak::upgrade) {
-            return slots;
-        }
-        if users.slots.len() >= users.sweep_at {
-            users.slots.retain(|_, s| s.strong_count() > 0);
-            users.sweep_at = (users.slots.len() * 2).max(1_024);
-        }
-        let slots = Arc::new(UserSlots {
-            slots: Arc::new(Semaphore::new(self.user_share())),
-            shedding: AtomicBool::new(false),
-        });
-        users.slots.insert(Arc::from(user), Arc::downgrade(&slots));
-        slots
-    }
-
     /// Sends of this gateway in flight now.
     pub fn in_flight(&self) -> usize {
         self.max - self.gateway.available_permits()
     }
 
-    /// Takes a slot of `session`, one of its user and one of the gateway, waiting at most
-    /// the admission wait for all three together (not at all while shedding); `unavailable`
-    /// when none frees in time.
+    /// Takes a slot of `session`, one of its user, one of its address and one of the
+    /// gateway, waiting at most the admission wait for all of them together (not at all
+    /// while shedding); `unavailable` when none frees in time.
     pub async fn admit(&self, session: &mut SessionSlots) -> Result<Admitted, ApiError> {
         let deadline = tokio::time::Instant::now() + self.wait;
         let own = match take(&session.slots, session.shedding, deadline).await {
@@ -131,18 +188,16 @@ impl Admission {
             }
         };
         session.shedding = false;
-        let user = &session.user;
-        let user_shedding = user.shedding.load(Ordering::Relaxed);
-        let theirs = match take(&user.slots, user_shedding, deadline).await {
-            Some(permit) => permit,
-            None => {
-                user.shedding.store(true, Ordering::Relaxed);
-                return Err(shed("send_user"));
-            }
+        let Some(theirs) = session.user.take(deadline).await else {
+            return Err(shed("send_user"));
         };
-        if user_shedding {
-            user.shedding.store(false, Ordering::Relaxed);
-        }
+        let from = match &session.address {
+            None => None,
+            Some(address) => match address.take(deadline).await {
+                Some(permit) => Some(permit),
+                None => return Err(shed("send_address")),
+            },
+        };
         let shedding = self.shedding.load(Ordering::Relaxed);
         let all = match take(&self.gateway, shedding, deadline).await {
             Some(permit) => permit,
@@ -158,9 +213,14 @@ impl Admission {
         Ok(Admitted {
             _session: own,
             _user: theirs,
+            _address: from,
             _gateway: all,
         })
     }
+}
+
+fn lock<K>(shares: &Mutex<Shares<K>>) -> std::sync::MutexGuard<'_, Shares<K>> {
+    shares.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A permit of `slots`: at once if one is free, else (unless `shedding`) the first to free
@@ -199,7 +259,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sheds_after_one_wait_and_admits_when_freed() {
         let admission = Admission::new(2, Duration::from_millis(300));
-        let (mut a, mut b) = (admission.session_slots("a"), admission.session_slots("b"));
+        let (mut a, mut b) = (
+            admission.session_slots("a", None),
+            admission.session_slots("b", None),
+        );
         let first = admission.admit(&mut a).await.expect("first");
         let _second = admission.admit(&mut b).await.expect("second");
         assert_eq!(admission.in_flight(), 2);
@@ -223,14 +286,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_over_its_budget_is_refused_alone() {
         let admission = Admission::new(100, Duration::from_millis(50));
-        let mut one = admission.slots("one", 1);
+        let mut one = admission.slots("one", None, 1);
         let held = admission.admit(&mut one).await.expect("its one slot");
         let started = tokio::time::Instant::now();
         assert!(admission.admit(&mut one).await.is_err());
         assert!(admission.admit(&mut one).await.is_err());
         assert_eq!(started.elapsed(), Duration::from_millis(50), "one wait");
         admission
-            .admit(&mut admission.session_slots("one"))
+            .admit(&mut admission.session_slots("one", None))
             .await
             .expect("another session");
         drop(held);
@@ -245,8 +308,8 @@ mod tests {
     async fn one_user_holds_at_most_its_share_of_the_gateway() {
         let admission = Admission::new(256, Duration::from_millis(50));
         let (mut one, mut two) = (
-            admission.session_slots("greedy"),
-            admission.session_slots("greedy"),
+            admission.session_slots("greedy", None),
+            admission.session_slots("greedy", None),
         );
         let mut held = Vec::new();
         for _ in 0..SESSION_INFLIGHT {
@@ -264,7 +327,7 @@ mod tests {
         );
         assert!(admission.admit(&mut two).await.is_err());
         assert_eq!(started.elapsed(), Duration::from_millis(50), "one wait");
-        let mut other = admission.session_slots("bob");
+        let mut other = admission.session_slots("bob", None);
         admission.admit(&mut other).await.expect("another user");
         held.pop();
         admission
@@ -275,5 +338,47 @@ mod tests {
         drop((one, two));
         let users = admission.users.lock().expect("lock");
         assert_eq!(users.slots.get("greedy").map(Weak::strong_count), Some(0));
+    }
+
+    /// Many accounts from one client address together hold at most the address's share of
+    /// the gateway's slots (here a quarter of 1,024): past it their sends wait once, then are
+    /// refused at once, while an account from another address, and one behind a trusted
+    /// proxy, are admitted (before: four accounts from one address took the whole budget
+    /// during a stall and every other address's sends were shed).
+    #[tokio::test(start_paused = true)]
+    async fn one_address_holds_at_most_its_share_of_the_gateway() {
+        let admission = Admission::new(1_024, Duration::from_millis(50));
+        let crowd: IpAddr = [203, 0, 113, 9].into();
+        let mut held = Vec::new();
+        for account in 0..2 {
+            for _ in 0..2 {
+                let mut session = admission.session_slots(&format!("crowd{account}"), Some(crowd));
+                for _ in 0..SESSION_INFLIGHT {
+                    held.push(admission.admit(&mut session).await.expect("the share"));
+                }
+            }
+        }
+        assert_eq!(admission.in_flight(), 256);
+        let mut late = admission.session_slots("crowd2", Some(crowd));
+        let started = tokio::time::Instant::now();
+        let err = admission
+            .admit(&mut late)
+            .await
+            .expect_err("past the share");
+        assert_eq!(err.code, chatmesh_protocol::ErrorCode::Unavailable);
+        assert!(admission.admit(&mut late).await.is_err());
+        assert_eq!(started.elapsed(), Duration::from_millis(50), "one wait");
+        let mut elsewhere = admission.session_slots("bob", Some([198, 51, 100, 7].into()));
+        admission
+            .admit(&mut elsewhere)
+            .await
+            .expect("another address");
+        let mut proxied = admission.session_slots("carol", None);
+        admission.admit(&mut proxied).await.expect("not counted");
+        held.pop();
+        admission
+            .admit(&mut late)
+            .await
+            .expect("a slot of the address freed");
     }
 }

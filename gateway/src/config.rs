@@ -36,7 +36,8 @@ pub struct GatewayConfig {
     /// How long a send is retried (same id) while JetStream has no leader, milliseconds.
     pub publish_deadline_ms: u64,
     /// Sends of this gateway awaiting their PubAck at once (each session has 64 of them too,
-    /// each user over its sessions an eighth of this, at least 64); past it a send waits
+    /// each user over its sessions an eighth of this, at least 64, each client address
+    /// over its accounts a quarter, at least a user's); past it a send waits
     /// `admission_wait_ms` for a slot, then gets `unavailable`.
     pub max_inflight_sends: usize,
     /// Longest wait of a send for an in-flight slot (its session's or the gateway's) before it

@@ -711,7 +711,7 @@ impl Session {
             Some(slots) => slots,
             None => self
                 .inflight
-                .insert(self.state.admission.session_slots(&user)),
+                .insert(self.state.admission.session_slots(&user, self.client)),
         };
         // The session's own acks free the slots this may wait for: they are polled meanwhile.
         let admit = self.state.admission.admit(slots);
