@@ -90,6 +90,18 @@ impl JsReader {
             .collect())
     }
 
+    /// Whether the stream still holds the message at `seq` on `subject` (`false` when the
+    /// read fails, and for 0).
+    pub async fn holds(&self, subject: &str, seq: u64) -> bool {
+        if seq == 0 {
+            return false;
+        }
+        match self.batch(subject, seq, 1).await {
+            Ok(batch) => batch.first().is_some_and(|r| r.seq == seq),
+            Err(_) => false,
+        }
+    }
+
     /// The payload of `room`'s message with stream sequence `seq`.
     pub async fn get(&self, room: &str, seq: u64) -> Result<Bytes, GatewayError> {
         self.stream(room)

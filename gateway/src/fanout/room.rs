@@ -538,6 +538,16 @@ impl Room {
                     }
                 };
                 let full = batch.len() == FILL_BATCH;
+                // The stream lets a room's messages go oldest first: if it no longer holds
+                // the last one dispatched, what it answered may not follow it (the store
+                // writer trimmed what lay between). Nothing of it is dispatched then: the
+                // frame that showed the gap goes out with its true `prev`, and the clients
+                // fill the gap from the store (history, or a join with `since`).
+                if last > 0 && !batch.is_empty() && !reader.holds(stored, last).await {
+                    metrics::counter!("chatmesh_live_gap_fills_let_go_total").increment(1);
+                    tracing::debug!(room = %self.name, last, "the stream let go of where the gap fill read from; clients will see the gap in prev");
+                    return;
+                }
                 for r in batch {
                     if r.seq >= until {
                         return;

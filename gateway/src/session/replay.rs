@@ -30,6 +30,20 @@ const STALL: Duration = Duration::from_secs(30);
 /// Each time a replay has waited this long in all for its client to take frames, the client
 /// must have taken `replay_min_bytes_per_sec` times as many seconds of bytes meanwhile.
 const PACE_WINDOW: Duration = Duration::from_secs(10);
+/// How many times a replay goes back to the store after the stream let go of where it read
+/// from, before the client is told to resume later (each time, the store has moved on).
+const STORE_ROUNDS: usize = 8;
+
+/// Where a read of the stream stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Everything retained up to here was sent, each with its true `prev`.
+    To(u64),
+    /// The stream no longer holds the message at the cursor, and the store has messages
+    /// after it: what the stream has next may not follow the cursor (the store writer
+    /// trimmed what it stored between them), so nothing of it was sent.
+    Unsure(u64),
+}
 
 /// How fast the client takes its replay while the replay waits for it.
 #[derive(Debug)]
@@ -99,13 +113,32 @@ impl Replay {
     /// Returns the last seq replayed, `None` if the session went away or a source failed.
     async fn replay(&self, state: &AppState, link: &SessionLink, pace: &Pace) -> Option<u64> {
         let mut cursor = self.since;
-        if cursor >= self.until {
-            return Some(cursor);
+        for _ in 0..STORE_ROUNDS {
+            if cursor >= self.until {
+                return Some(cursor);
+            }
+            match self.round(state, link, pace, cursor).await? {
+                Read::To(to) => return Some(to),
+                Read::Unsure(at) => cursor = at,
+            }
         }
+        tracing::warn!(room = %self.room, cursor, "the stream kept letting go of where the resume read from");
+        None
+    }
+
+    /// Replays from the store, then what it lacks yet from JetStream; `Unsure` when the
+    /// stream let go of the cursor meanwhile and the store has to be asked again.
+    async fn round(
+        &self,
+        state: &AppState,
+        link: &SessionLink,
+        pace: &Pace,
+        mut cursor: u64,
+    ) -> Option<Read> {
         // 1. The store: everything it has persisted above `since`.
         loop {
             if self.evicted(state, link) {
-                return Some(cursor);
+                return Some(Read::To(cursor));
             }
             let req = HistoryRequest {
                 room: self.room.to_string(),
@@ -132,13 +165,18 @@ impl Replay {
             let n = page.messages.len();
             for m in page.messages {
                 if m.seq > self.until {
-                    return Some(cursor);
+                    return Some(Read::To(cursor));
                 }
                 if m.prev > cursor {
-                    // The store no longer has (cursor, m.prev]: JetStream may still.
-                    cursor = self
+                    // The store no longer has (cursor, m.prev]: JetStream may still (when
+                    // it too let go of the cursor, what it has cannot be told to follow
+                    // it, and the gap says so).
+                    cursor = match self
                         .fill_from_stream(state, link, pace, cursor, m.seq)
-                        .await?;
+                        .await?
+                    {
+                        Read::To(to) | Read::Unsure(to) => to,
+                    };
                     if m.prev > cursor {
                         let gap = ServerFrame::Gap {
                             room: (&*self.room).into(),
@@ -160,29 +198,44 @@ impl Replay {
             }
         }
         // 2. JetStream: what the store has not persisted yet.
-        if cursor < self.until {
-            cursor = self
-                .fill_from_stream(state, link, pace, cursor, self.until + 1)
-                .await?;
+        if cursor >= self.until {
+            return Some(Read::To(cursor));
         }
-        Some(cursor)
+        self.fill_from_stream(state, link, pace, cursor, self.until + 1)
+            .await
     }
 
     /// Whether the stream still holds the room's message at `seq` (never for 0: whether it
     /// holds the room's first message cannot be told from the stream).
     async fn stream_holds(&self, state: &AppState, seq: u64) -> bool {
-        if seq == 0 {
-            return false;
-        }
         let subject = in_subject(state.mesh.partitions, &self.room);
-        match state.reader.batch(&subject, seq, 1).await {
-            Ok(batch) => batch.first().is_some_and(|r| r.seq == seq),
+        state.reader.holds(&subject, seq).await
+    }
+
+    /// Whether the store has no message after `seq` (`false` when it cannot say).
+    async fn store_has_none_after(&self, state: &AppState, seq: u64) -> bool {
+        let req = HistoryRequest {
+            room: self.room.to_string(),
+            before: None,
+            after: Some(seq),
+            limit: 1,
+        };
+        match state.services.ask::<History>(&self.room, &req).await {
+            Ok(page) => page.messages.is_empty(),
             Err(_) => false,
         }
     }
 
+    /// Whether what a read of the stream from `cursor + 1` answered follows `cursor`: the
+    /// stream let a room's messages go oldest first and only once they are stored (or aged
+    /// out), so if it still holds the message at the cursor, or the store has nothing after
+    /// the cursor, nothing between them was let go before the read.
+    async fn follows(&self, state: &AppState, cursor: u64) -> bool {
+        self.stream_holds(state, cursor).await || self.store_has_none_after(state, cursor).await
+    }
+
     /// Replays the room's retained messages with seq in (cursor, below) from JetStream;
-    /// returns the new cursor.
+    /// where it stopped.
     async fn fill_from_stream(
         &self,
         state: &AppState,
@@ -190,11 +243,11 @@ impl Replay {
         pace: &Pace,
         mut cursor: u64,
         below: u64,
-    ) -> Option<u64> {
+    ) -> Option<Read> {
         let subject = in_subject(state.mesh.partitions, &self.room);
         while cursor + 1 < below {
             if self.evicted(state, link) {
-                return Some(cursor);
+                return Some(Read::To(cursor));
             }
             let batch = match state.reader.batch(&subject, cursor + 1, JS_BATCH).await {
                 Ok(batch) => batch,
@@ -206,9 +259,14 @@ impl Replay {
             if batch.is_empty() {
                 break;
             }
+            // Checked after the read: a trim after it cannot have taken what it answered.
+            if !self.follows(state, cursor).await {
+                metrics::counter!("chatmesh_replay_stream_let_go_total").increment(1);
+                return Some(Read::Unsure(cursor));
+            }
             for r in batch {
                 if r.seq >= below {
-                    return Some(cursor);
+                    return Some(Read::To(cursor));
                 }
                 let frame = encode_message_frame(&self.room, r.seq, cursor, &r.payload)?;
                 metrics::counter!("chatmesh_replay_messages_total").increment(1);
@@ -216,7 +274,7 @@ impl Replay {
                 cursor = r.seq;
             }
         }
-        Some(cursor)
+        Some(Read::To(cursor))
     }
 
     /// Whether the session is no longer in the room (removed or banned): what is left of the
