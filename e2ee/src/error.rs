@@ -11,13 +11,14 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum ErrorKind {
     /// Reading or writing the device's state directory.
     Storage,
-    /// A message or key material that does not decode or verify: drop it, keep going.
+    /// A message or key material that does not decode or verify, or a welcome replayed to
+    /// a device it already let in: drop it, keep going.
     Rejected,
     /// Someone is not who the server or the directory says: show it to the user.
     Untrusted,
     /// The local group is behind the room: catch up from history first.
     OutOfSync,
-    /// The call does not fit the local state (unknown room, not a member, replayed welcome).
+    /// The call does not fit the local state (unknown room, not a member).
     Usage,
     /// Refused before sending: larger than the server relays.
     TooLarge,
@@ -122,6 +123,7 @@ impl Error {
             | Error::Mls { .. }
             | Error::BadCredential(_)
             | Error::WelcomeRoom { .. }
+            | Error::WelcomeReplay { .. }
             | Error::Mislabeled { .. } => ErrorKind::Rejected,
             Error::ForgedSender { .. }
             | Error::BadDevice { .. }
@@ -131,7 +133,6 @@ impl Error {
                 ErrorKind::OutOfSync
             }
             Error::NoKeyPackages(_)
-            | Error::WelcomeReplay { .. }
             | Error::UnknownRoom(_)
             | Error::RoomExists(_)
             | Error::NotMember { .. } => ErrorKind::Usage,

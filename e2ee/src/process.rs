@@ -69,9 +69,10 @@ impl Device {
         } else {
             self.process_group_message(msg)
         };
+        // a replayed welcome is `Rejected` too: skipped, or a resend of it would stop the
+        // catch-up of every member it let in
         let skip = match &result {
             Ok(_) => true,
-            Err(Error::WelcomeReplay { .. }) => false,
             Err(e) => matches!(
                 e.kind(),
                 crate::ErrorKind::Rejected | crate::ErrorKind::Untrusted

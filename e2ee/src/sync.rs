@@ -1,9 +1,10 @@
 //! The SDK's calls that talk to the server: publishing a device, sending, catching up, and
 //! committing with the retry that keeps a room's group from forking. Two members that commit
 //! in the same epoch both send; the server stores one and refuses the other with `conflict`;
-//! the loser drops its staged commit, processes the room's newer messages (the winner's
-//! commit among them), stages its change again on the new epoch and sends it again, a
-//! bounded number of times. A staged commit is merged only after the server acked it.
+//! the loser processes the room's newer messages (the winner's commit among them, whose
+//! merge drops its staged one), stages its change again on the new epoch and sends it again,
+//! a bounded number of times. A staged commit is merged only once the server acked it or its
+//! history shows it stored; it is dropped only once history shows it was not.
 
 use std::future::Future;
 
@@ -166,11 +167,21 @@ pub async fn catch_up(
     room: &impl RoomTransport,
     name: &str,
 ) -> Result<Vec<Event>, Error> {
+    let read = read_on(device, room, name).await?;
+    Ok(read.into_iter().map(|(_, event)| event).collect())
+}
+
+/// [`catch_up`], each event with the seq of its message.
+async fn read_on(
+    device: &mut Device,
+    room: &impl RoomTransport,
+    name: &str,
+) -> Result<Vec<(u64, Event)>, Error> {
     let messages = room.messages_after(name, device.last_seq(name)).await?;
     let mut events = Vec::with_capacity(messages.len());
     for msg in &messages {
         match device.process_in_order(msg) {
-            Ok(event) => events.push(event),
+            Ok(event) => events.push((msg.seq(), event)),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -187,7 +198,9 @@ pub async fn catch_up(
 
 /// Commits `change` to the room's group: stage, send, merge after the ack; on `conflict`
 /// catch up and try again, at most [`MAX_COMMIT_ATTEMPTS`] times. A welcome (for added
-/// members) is sent after the commit is stored.
+/// members) is sent after the commit is stored. On any other error the commit may be stored
+/// (a lost ack): it stays pending, and the next `commit` or [`catch_up`] merges it from
+/// history, or drops it when history shows it was not stored.
 pub async fn commit(
     device: &mut Device,
     room: &impl RoomTransport,
@@ -196,11 +209,8 @@ pub async fn commit(
 ) -> Result<Committed, Error> {
     let mut caught_up = Vec::new();
     if device.has_pending_commit(name) {
-        // staged before a restart: merged if the server stored it, else dropped
-        caught_up.extend(catch_up(device, room, name).await?);
-        if device.has_pending_commit(name) {
-            device.abort_commit(name)?;
-        }
+        // left by a restart or a send that failed: merged if the server stored it
+        settle(device, room, name, &mut caught_up).await?;
     }
     for attempt in 1..=MAX_COMMIT_ATTEMPTS {
         if attempt > 1 {
@@ -215,39 +225,78 @@ pub async fn commit(
             device.abort_commit(name)?;
             return Err(e);
         }
-        match room.send_mls(name, &staged.commit).await {
-            Ok(seq) => {
-                device.confirm_commit(name, seq)?;
-                if let Some(welcome) = &staged.welcome {
-                    send_welcome(room, name, welcome).await?;
-                }
-                let epoch = device.epoch(name).unwrap_or_default();
-                return Ok(Committed {
-                    seq,
-                    epoch,
-                    attempts: attempt,
-                    caught_up,
-                });
+        let Some(seq) = send_commit(device, room, name, &staged.commit, &mut caught_up).await?
+        else {
+            if device.epoch(name).is_none() {
+                // the winner removed this device
+                return Err(Error::UnknownRoom(name.to_owned()));
             }
-            Err(e) if e.is_conflict() => {
-                device.abort_commit(name)?;
-                tracing::debug!(room = name, attempt, "commit lost its epoch; catching up");
-                caught_up.extend(catch_up(device, room, name).await?);
-                if device.epoch(name).is_none() {
-                    // the winner removed this device
-                    return Err(Error::UnknownRoom(name.to_owned()));
-                }
-            }
-            Err(e) => {
-                device.abort_commit(name)?;
-                return Err(e.into());
-            }
+            tracing::debug!(room = name, attempt, "commit lost its epoch; trying again");
+            continue;
+        };
+        if let Some(welcome) = &staged.welcome {
+            send_welcome(room, name, welcome).await?;
         }
+        let epoch = device.epoch(name).unwrap_or_default();
+        return Ok(Committed {
+            seq,
+            epoch,
+            attempts: attempt,
+            caught_up,
+        });
     }
     Err(Error::CommitRaces {
         room: name.to_owned(),
         attempts: MAX_COMMIT_ATTEMPTS,
     })
+}
+
+/// Sends the staged commit: the seq it was stored at (merged), or `None` when another commit
+/// took its epoch (this device caught up; its commit is dropped).
+async fn send_commit(
+    device: &mut Device,
+    room: &impl RoomTransport,
+    name: &str,
+    commit: &Mls,
+    caught_up: &mut Vec<Event>,
+) -> Result<Option<u64>, Error> {
+    match room.send_mls(name, commit).await {
+        Ok(seq) => {
+            device.confirm_commit(name, seq)?;
+            Ok(Some(seq))
+        }
+        // a resend (same id) after a lost ack can be refused so once another commit came on
+        // top of this one: history says which
+        Err(e) if e.is_conflict() => settle(device, room, name, caught_up).await,
+        // the server may have stored it (a lost ack, a timeout, a closed connection): it
+        // stays pending until history says
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Settles this device's pending commit of the room from the room's history: read on with
+/// it pending, it merges if the server stored it (its seq is returned) and goes with the
+/// merge of another commit for its epoch; one still pending after that was never stored and
+/// is dropped. The events read are added to `caught_up`.
+async fn settle(
+    device: &mut Device,
+    room: &impl RoomTransport,
+    name: &str,
+    caught_up: &mut Vec<Event>,
+) -> Result<Option<u64>, Error> {
+    let me = device.id();
+    let mut stored = None;
+    for (seq, event) in read_on(device, room, name).await? {
+        // only a pending commit of this device merges as committed by it
+        if matches!(&event, Event::Committed { by, .. } if *by == me) {
+            stored = Some(seq);
+        }
+        caught_up.push(event);
+    }
+    if device.has_pending_commit(name) {
+        device.abort_commit(name)?;
+    }
+    Ok(stored)
 }
 
 /// Sends a commit's welcome. The server takes it once the room's worker has stored the

@@ -29,6 +29,9 @@ struct Inner {
     /// The next welcomes refused as the real server does before its worker stored their
     /// commit (`conflict`) or past the sender's budget (`rate_limited`: `Busy`).
     refuse_welcomes: Vec<TransportErrorKind>,
+    /// The next commits stored and then answered with an error, as when the ack is lost
+    /// (`Other`) or a resend with the same id comes back `conflict` after another commit.
+    lose_commit_acks: Vec<TransportErrorKind>,
 }
 
 #[derive(Clone, Default)]
@@ -82,6 +85,11 @@ impl Server {
     /// Refuses the next welcomes, one per kind in `kinds`, in order.
     pub fn refuse_welcomes(&self, kinds: &[TransportErrorKind]) {
         self.0.lock().unwrap().refuse_welcomes.extend(kinds);
+    }
+
+    /// Stores the next commits and answers each with an error, one per kind in `kinds`.
+    pub fn lose_commit_acks(&self, kinds: &[TransportErrorKind]) {
+        self.0.lock().unwrap().lose_commit_acks.extend(kinds);
     }
 
     /// Forgets a user's device records (a directory that no longer vouches for them).
@@ -148,6 +156,10 @@ impl RoomTransport for Conn {
             from: self.user.clone(),
             mls: mls.clone(),
         })));
+        if mls.kind == MlsKind::Commit && !inner.lose_commit_acks.is_empty() {
+            let kind = inner.lose_commit_acks.remove(0);
+            return Err(TransportError::new(kind, "stored, ack lost".to_owned()));
+        }
         Ok(seq)
     }
 

@@ -6,8 +6,8 @@ use tempfile::TempDir;
 
 use super::fake::{Conn, Server};
 use crate::{
-    catch_up, claim, commit, publish, send_text, Change, Device, Error, Event, Ignored, Incoming,
-    RoomTransport,
+    catch_up, claim, commit, publish, send_text, Change, Device, Error, ErrorKind, Event, Ignored,
+    Incoming, MlsKind, RoomTransport, TransportErrorKind,
 };
 
 const ROOM: &str = "secret";
@@ -451,4 +451,116 @@ fn a_welcome_refused_for_now_is_sent_again() {
     );
     alice.say("welcome in");
     assert_eq!(texts(&bob.catch_up()), ["alice: welcome in"]);
+}
+
+/// alice's commit is stored but its ack is lost (the send fails): the commit stays pending,
+/// her next catch-up merges it from history, and bob reads what she sends next.
+#[test]
+fn commit_stored_without_its_ack_merges_on_the_next_catch_up() {
+    let (server, mut alice, mut bob, _carol) = three();
+    server.lose_commit_acks(&[TransportErrorKind::Other]);
+    let err = block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
+    let events = block_on(catch_up(&mut alice.device, &alice.conn, ROOM));
+    assert!(
+        matches!(&events, Ok(e) if matches!(e.last(), Some(Event::Committed { epoch: 2, .. }))),
+        "{events:?}"
+    );
+    assert_eq!(alice.epoch(), Some(2));
+    assert!(matches!(
+        &bob.catch_up()[..],
+        [Event::Committed { epoch: 2, .. }]
+    ));
+    alice.say("after the lost ack");
+    assert_eq!(texts(&bob.catch_up()), ["alice: after the lost ack"]);
+}
+
+/// alice's commit is stored without its ack and bob commits on top of it: alice's next
+/// commit merges hers and bob's from history, then commits on bob's epoch; all three end in
+/// one group and read each other.
+#[test]
+fn commit_stored_without_its_ack_then_overtaken_settles_on_the_next_commit() {
+    let (server, mut alice, mut bob, mut carol) = three();
+    server.lose_commit_acks(&[TransportErrorKind::Other]);
+    block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap_err();
+    bob.catch_up();
+    block_on(commit(
+        &mut bob.device,
+        &bob.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap();
+    let done = block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ));
+    assert!(
+        matches!(&done, Ok(c) if c.epoch == 4 && matches!(&c.caught_up[..],
+            [.., Event::Committed { epoch: 2, .. }, Event::Committed { epoch: 3, .. }])),
+        "{done:?}"
+    );
+    bob.catch_up();
+    carol.catch_up();
+    assert_eq!([alice.epoch(), bob.epoch(), carol.epoch()], [Some(4); 3]);
+    alice.say("from alice");
+    bob.say("from bob");
+    assert_eq!(texts(&bob.catch_up()), ["alice: from alice"]);
+    assert_eq!(texts(&alice.catch_up()), ["bob: from bob"]);
+}
+
+/// alice's commit adding dave is stored, but the answer she gets is `conflict` (a resend
+/// of the send after the ack was lost): the commit merges from history instead of being
+/// made again, its seq is reported, the welcome goes out and dave joins and reads her.
+#[test]
+fn commit_stored_but_answered_conflict_merges_once_and_sends_its_welcome() {
+    let (server, mut alice, mut bob, _carol) = three();
+    let mut dave = Member::new(&server, "dave");
+    let packages = block_on(claim(&mut alice.device, &alice.conn, ROOM, &["dave"])).unwrap();
+    server.lose_commit_acks(&[TransportErrorKind::Conflict]);
+    let done = block_on(commit(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &Change::Add(packages),
+    ));
+    let stored = server
+        .messages(ROOM)
+        .into_iter()
+        .rfind(|m| m.mls.kind == MlsKind::Commit)
+        .unwrap();
+    assert!(
+        matches!(&done, Ok(c) if (c.seq, c.epoch, c.attempts) == (stored.seq, 2, 1)),
+        "{done:?}"
+    );
+    let events = bob.catch_up();
+    assert!(
+        matches!(&events[..],
+            [Event::Committed { epoch: 2, added, .. }, Event::Ignored(Ignored::NotForMe)]
+                if added[0].user == "dave"),
+        "{events:?}"
+    );
+    let joined = dave.catch_up();
+    assert!(
+        joined
+            .iter()
+            .any(|e| matches!(e, Event::Joined { epoch: 2, .. })),
+        "{joined:?}"
+    );
+    alice.say("hi dave");
+    assert_eq!(texts(&dave.catch_up()), ["alice: hi dave"]);
 }

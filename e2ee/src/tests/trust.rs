@@ -5,7 +5,8 @@ use futures::executor::block_on;
 
 use super::groups::{three, Member};
 use crate::{
-    claim, fingerprint, same_fingerprint, verify_members, Device, Error, ErrorKind, Event, MlsKind,
+    catch_up, claim, fingerprint, same_fingerprint, verify_members, Device, Error, ErrorKind,
+    Event, MlsKind, RoomTransport,
 };
 
 const ROOM: &str = "secret";
@@ -25,9 +26,10 @@ fn forged_sender_is_refused() {
     assert_eq!(carol.device.last_seq(ROOM), msg.seq);
 }
 
-/// The welcome that added bob, again at a later seq: a clear error, nothing changes.
+/// The welcome that added bob, again at a later seq: refused as a message at fault
+/// (`Rejected`), so it is skipped: the group is unchanged and the cursor moves past it.
 #[test]
-fn replayed_welcome_changes_nothing() {
+fn replayed_welcome_is_refused_and_skipped() {
     let (server, _alice, mut bob, _carol) = three();
     let mut welcome = server
         .messages(ROOM)
@@ -35,11 +37,33 @@ fn replayed_welcome_changes_nothing() {
         .find(|m| m.mls.kind == MlsKind::Welcome)
         .unwrap();
     welcome.seq = 100;
-    let (epoch, seq) = (bob.epoch(), bob.device.last_seq(ROOM));
+    let epoch = bob.epoch();
     let err = bob.device.process(&welcome).unwrap_err();
     assert!(matches!(err, Error::WelcomeReplay { .. }), "{err:?}");
-    assert_eq!((bob.epoch(), bob.device.last_seq(ROOM)), (epoch, seq));
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+    assert_eq!((bob.epoch(), bob.device.last_seq(ROOM)), (epoch, 100));
     bob.say("still fine");
+}
+
+/// The committer's welcome stored a second time (a resend under a fresh id): the members it
+/// already let in skip the copy, and their catch-up reads on past it.
+#[test]
+fn a_welcome_stored_twice_does_not_stop_the_catch_up() {
+    let (server, mut alice, mut bob, mut carol) = three();
+    let welcome = server
+        .messages(ROOM)
+        .into_iter()
+        .find(|m| m.mls.kind == MlsKind::Welcome)
+        .unwrap();
+    block_on(alice.conn.send_mls(ROOM, &welcome.mls)).unwrap();
+    alice.say("after");
+    for m in [&mut bob, &mut carol] {
+        let events = block_on(catch_up(&mut m.device, &m.conn, ROOM));
+        assert!(
+            matches!(&events, Ok(e) if matches!(&e[..], [Event::Text { text, .. }] if text == "after")),
+            "{events:?}"
+        );
+    }
 }
 
 /// Drop bob's device, reopen it from its directory: it keeps reading and sending.
