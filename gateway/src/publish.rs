@@ -27,9 +27,26 @@ use chatmesh_protocol::{ApiError, ErrorCode};
 
 use crate::services::Services;
 
+/// Queues `msg` on the connection, waiting until `until` at most for a PubAck permit.
+async fn queue(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    msg: PublishMessage,
+    until: tokio::time::Instant,
+) -> Result<PublishAckFuture, PublishErrorKind> {
+    match tokio::time::timeout_at(until, js.send_publish(subject.to_owned(), msg)).await {
+        Ok(sent) => sent.map_err(|e| e.kind()),
+        Err(_) => Err(PublishErrorKind::TimedOut),
+    }
+}
+
 /// How long the stream of a room homed in another region may have no responder before a
 /// send to it is refused: longer than a gateway link's reconnect.
 const REMOTE_UNREACHABLE: Duration = Duration::from_secs(2);
+/// Longest wait of a first attempt for one of the context's PubAck permits (admission keeps
+/// sends below them; this bounds the wait should anything else hold them): then it is retried
+/// as a timed-out publish until the deadline.
+const PERMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// One message on its way to JetStream.
 #[derive(Debug)]
@@ -57,10 +74,13 @@ impl Publish {
             natskit::trace::inject(span, &mut headers);
             headers
         });
-        let first = js
-            .send_publish(subject.clone(), message(&msg_id, &payload, trace.as_ref()))
-            .await
-            .map_err(|e| e.kind());
+        let first = queue(
+            js,
+            &subject,
+            message(&msg_id, &payload, trace.as_ref()),
+            tokio::time::Instant::now() + PERMIT_WAIT,
+        )
+        .await;
         Self {
             subject,
             msg_id,
@@ -87,13 +107,10 @@ impl Publish {
             attempt += 1;
             let sent = match self.first.take() {
                 Some(first) => first,
-                None => js
-                    .send_publish(
-                        self.subject.clone(),
-                        message(&self.msg_id, &self.payload, self.trace.as_ref()),
-                    )
-                    .await
-                    .map_err(|e| e.kind()),
+                None => {
+                    let msg = message(&self.msg_id, &self.payload, self.trace.as_ref());
+                    queue(js, &self.subject, msg, give_up).await
+                }
             };
             let (err, room_full) = match sent {
                 Ok(ack) => match ack.await {

@@ -85,6 +85,21 @@ const PRESENCE_PATIENCE: Duration = Duration::from_secs(30);
 /// How long each of the stream and worker checks may take.
 const READY_WAIT: Duration = Duration::from_secs(2);
 
+/// The gateway's JetStream context: PubAcks awaited `PUBACK_TIMEOUT`, at most
+/// `max_inflight_sends` + 64 publishes awaiting theirs.
+pub fn bus_context(
+    nats: async_nats::Client,
+    max_inflight_sends: usize,
+) -> async_nats::jetstream::Context {
+    async_nats::jetstream::ContextBuilder::new()
+        .timeout(PUBACK_TIMEOUT)
+        .backpressure_on_inflight(true)
+        // Above the admission budget, so a publish never blocks here: sends beyond the
+        // budget are refused by `admission` with a clear error instead.
+        .max_ack_inflight(max_inflight_sends + 64)
+        .build(nats)
+}
+
 impl AppState {
     /// Builds the state and starts the background listeners (membership changes).
     pub async fn new(
@@ -95,13 +110,7 @@ impl AppState {
         files: Option<crate::files::GatewayFiles>,
     ) -> Result<Arc<Self>, GatewayError> {
         let service_timeout = Duration::from_millis(cfg.service_timeout_ms);
-        let js = async_nats::jetstream::ContextBuilder::new()
-            .timeout(PUBACK_TIMEOUT)
-            .backpressure_on_inflight(true)
-            // Above the admission budget, so a publish never blocks here: sends beyond the
-            // budget are refused by `admission` with a clear error instead.
-            .max_ack_inflight(cfg.max_inflight_sends + 64)
-            .build(nats.clone());
+        let js = bus_context(nats.clone(), cfg.max_inflight_sends);
         let services = Services::new(
             nats.clone(),
             mesh.topology(),

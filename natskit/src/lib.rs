@@ -157,8 +157,8 @@ pub enum Expect {
 }
 
 /// Writes `value` to `subject` (a KV key's `$KV.<bucket>.<key>`) with a TTL; an empty value
-/// is written as a delete. Returns the new sequence (with [`Expect::Any`] the write is not
-/// awaited: `Ok(0)`).
+/// is written as a delete. Returns the new sequence (with [`Expect::Any`] the write is a
+/// core publish, not awaited: `Ok(0)`).
 pub async fn put_ttl(
     js: &async_nats::jetstream::Context,
     subject: String,
@@ -177,13 +177,21 @@ pub async fn put_ttl(
             seq.to_string().as_str(),
         );
     }
+    if expect == Expect::Any {
+        // Nothing waits for its ack: a core publish, which takes none of the context's
+        // PubAck permits (a JetStream publish whose ack future is dropped keeps its permit
+        // until async-nats gives up on the ack, 30 s when the bucket does not answer, and
+        // such writes would take the permits that awaited publishes need).
+        js.client()
+            .publish_with_headers(subject, headers, value)
+            .await
+            .map_err(|e| nats_error("publishing a KV write", e))?;
+        return Ok(0);
+    }
     let ack = js
         .publish_with_headers(subject, headers, value)
         .await
         .map_err(|e| nats_error("publishing a KV write", e))?;
-    if expect == Expect::Any {
-        return Ok(0);
-    }
     ack.await.map(|a| a.sequence).map_err(|e| {
         if e.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence {
             Error::WrongLastSequence
