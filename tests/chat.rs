@@ -340,3 +340,64 @@ async fn a_late_resend_with_resend_after_is_stored_once() -> Result<()> {
     assert!(more.await.is_err(), "nothing more arrives");
     mesh.stop().await
 }
+
+/// A room whose messages all aged out of the stream (`stream_max_age_secs`) still chains:
+/// the next message's `prev` is the room's last stored message, whether the room's fan-out
+/// ran all along on the gateway or starts again after the age-out (before: `prev` 0, "the
+/// room's first message", while history said otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_after_the_stream_aged_out_chains_to_the_last_stored() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.mesh.stream_max_age_secs = 2;
+    config.mesh.duplicate_window_secs = 1;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "open", "public").await?;
+    api.room(&ann, "restarted", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("open").await?;
+    let open = a.post("open", "o1", "before").await?.seq;
+    a.messages("open", 1).await?;
+    let mut b = Client::login(&mesh.ws_url(), &ann).await?;
+    b.join("restarted").await?;
+    let restarted = b.post("restarted", "r1", "before").await?.seq;
+    b.close().await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+
+    a.post("open", "o2", "after").await?;
+    let live = a.messages("open", 1).await?;
+    assert_eq!(live[0].prev, open, "the room's fan-out ran all along");
+
+    // Someone who has not joined it yet: the gateway has no cached answer from before r1.
+    let cat = api.user("cat").await?;
+    let mut c = Client::login(&mesh.ws_url(), &cat).await?;
+    assert_eq!(c.join("restarted").await?, restarted);
+    c.post("restarted", "r2", "after").await?;
+    let live = c.messages("restarted", 1).await?;
+    assert_eq!(live[0].prev, restarted, "the room's fan-out started again");
+    Ok(())
+}
+
+/// A `join` whose `since` lies beyond the room's last message (a client's stale or corrupt
+/// cursor) still delivers what is sent after it: `joined` says the room's real `last_seq`,
+/// and live messages above it arrive (before: every live message up to `since` was dropped
+/// without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_beyond_the_room_still_gets_live_messages() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "ahead", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    let first = a.post("ahead", "m1", "one").await?.seq;
+    let mut b = Client::login(&mesh.ws_url(), &ann).await?;
+    let f = b.request(frame::join_since("ahead", 1_000_000)).await?;
+    assert_eq!(joined(&f), first);
+    let next = a.post("ahead", "m2", "two").await?.seq;
+    let live = b.messages("ahead", 1).await?;
+    assert_eq!((live[0].seq, live[0].prev), (next, first));
+    Ok(())
+}

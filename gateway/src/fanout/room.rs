@@ -64,6 +64,10 @@ pub struct Room {
     state: RwLock<State>,
     /// Last seq dispatched; written only by the room task, under the state's read lock.
     last: AtomicU64,
+    /// The highest seq the store said the room had when a session joined: the `prev` of a
+    /// message whose subject was empty before it (everything earlier aged out of the stream),
+    /// when this fan-out started after the age-out and dispatched nothing since.
+    floor: AtomicU64,
     ready: watch::Receiver<Readiness>,
     stop: CancellationToken,
     /// Local membership changed: republish presence.
@@ -79,6 +83,7 @@ impl Room {
             name,
             state: RwLock::new(State::default()),
             last: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
             ready,
             stop: CancellationToken::new(),
             dirty: Notify::new(),
@@ -126,6 +131,7 @@ impl Room {
         if state.closed {
             return None;
         }
+        self.floor.fetch_max(floor, Ordering::AcqRel);
         let last = self.last.load(Ordering::Acquire).max(floor);
         if let Some(i) = state.members.iter().position(|m| m.link.id == link.id) {
             let old = state.members.remove(i);
@@ -137,7 +143,9 @@ impl Room {
         link.offer(Out::Track {
             room: self.name.clone(),
             gen,
-            last: since.unwrap_or(last),
+            // A `since` beyond the room's last message (a stale or corrupt cursor) would
+            // drop every live message up to it: what is sent next is above `last`.
+            last: since.map_or(last, |since| since.min(last)),
             replay: true,
         });
         link.offer(Out::Frame(joined(last)));
@@ -442,6 +450,14 @@ impl Room {
         if prev > last {
             self.fill_gap(reader, stored, last, seq, prev).await;
         }
+        // The subject was empty before this message: everything earlier aged out of the
+        // stream (trims keep a room's last message). It follows the room's last message
+        // all the same, the one this fan-out dispatched or the store had when a session
+        // joined, as its stored copy says.
+        let prev = match prev {
+            0 => last.max(self.floor.load(Ordering::Acquire)),
+            prev => prev,
+        };
         if let Some(stored_at) = msg
             .headers
             .as_ref()

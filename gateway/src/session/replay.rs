@@ -34,6 +34,15 @@ const PACE_WINDOW: Duration = Duration::from_secs(10);
 /// from, before the client is told to resume later (each time, the store has moved on).
 const STORE_ROUNDS: usize = 8;
 
+/// Why a replay reads the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The store no longer has what lies between the cursor and its next message.
+    InStoreGap,
+    /// The store has nothing after the cursor yet (or does not answer).
+    PastStore,
+}
+
 /// Where a read of the stream stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
@@ -172,7 +181,7 @@ impl Replay {
                     // it too let go of the cursor, what it has cannot be told to follow
                     // it, and the gap says so).
                     cursor = match self
-                        .fill_from_stream(state, link, pace, cursor, m.seq)
+                        .fill_from_stream(state, link, pace, cursor, m.seq, Reading::InStoreGap)
                         .await?
                     {
                         Read::To(to) | Read::Unsure(to) => to,
@@ -201,8 +210,15 @@ impl Replay {
         if cursor >= self.until {
             return Some(Read::To(cursor));
         }
-        self.fill_from_stream(state, link, pace, cursor, self.until + 1)
-            .await
+        self.fill_from_stream(
+            state,
+            link,
+            pace,
+            cursor,
+            self.until + 1,
+            Reading::PastStore,
+        )
+        .await
     }
 
     /// Whether the stream still holds the room's message at `seq` (never for 0: whether it
@@ -230,8 +246,17 @@ impl Replay {
     /// stream let a room's messages go oldest first and only once they are stored (or aged
     /// out), so if it still holds the message at the cursor, or the store has nothing after
     /// the cursor, nothing between them was let go before the read.
-    async fn follows(&self, state: &AppState, cursor: u64) -> bool {
-        self.stream_holds(state, cursor).await || self.store_has_none_after(state, cursor).await
+    async fn follows(&self, state: &AppState, cursor: u64, from: Reading) -> bool {
+        match from {
+            // The store's retention gap starts at the room's beginning: what the stream
+            // holds of it is the room's oldest messages, as far as can be told.
+            Reading::InStoreGap if cursor == 0 => true,
+            Reading::InStoreGap => self.stream_holds(state, cursor).await,
+            Reading::PastStore => {
+                self.stream_holds(state, cursor).await
+                    || self.store_has_none_after(state, cursor).await
+            }
+        }
     }
 
     /// Replays the room's retained messages with seq in (cursor, below) from JetStream;
@@ -243,6 +268,7 @@ impl Replay {
         pace: &Pace,
         mut cursor: u64,
         below: u64,
+        from: Reading,
     ) -> Option<Read> {
         let subject = in_subject(state.mesh.partitions, &self.room);
         while cursor + 1 < below {
@@ -260,7 +286,7 @@ impl Replay {
                 break;
             }
             // Checked after the read: a trim after it cannot have taken what it answered.
-            if !self.follows(state, cursor).await {
+            if !self.follows(state, cursor, from).await {
                 metrics::counter!("chatmesh_replay_stream_let_go_total").increment(1);
                 return Some(Read::Unsure(cursor));
             }
