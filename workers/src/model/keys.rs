@@ -69,6 +69,8 @@ const ROOM_FILE_BYTES: u8 = b'q';
 const USER_FILE_BYTES: u8 = b'v';
 const PUSH_TARGET: u8 = b'n';
 const PUSH_SETTINGS: u8 = b'e';
+/// A push address's (a target id's) current user.
+const PUSH_OWNER: u8 = b'O';
 const PUSH_MARK: u8 = b'd';
 const MENTION: u8 = b'x';
 const ROOM_MENTION: u8 = b'y';
@@ -322,6 +324,11 @@ pub fn push_targets_all() -> Range<Vec<u8>> {
 /// Every push target key of `user`.
 pub fn push_targets_of(user: &str) -> Range<Vec<u8>> {
     prefix_range(pair_prefix(PUSH_TARGET, user, 0))
+}
+
+/// The user a push target id (one device's address) was last registered by.
+pub fn push_owner(id: &str) -> Vec<u8> {
+    named(PUSH_OWNER, id, 0)
 }
 
 pub fn push_settings(user: &str) -> Vec<u8> {

@@ -38,6 +38,19 @@ impl Model {
         batch.put(keys::push_target(user, id), records::encode(rec));
     }
 
+    /// The user that last registered push target `id` (one device's address), if any.
+    pub async fn push_owner(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.get_json(&keys::push_owner(id)).await
+    }
+
+    pub fn put_push_owner(batch: &mut WriteBatch, id: &str, user: &str) {
+        batch.put(keys::push_owner(id), records::encode(&user));
+    }
+
+    pub fn delete_push_owner(batch: &mut WriteBatch, id: &str) {
+        batch.delete(keys::push_owner(id));
+    }
+
     /// Adds the delete of a target, without its delivery marks, to `batch`.
     pub fn delete_push_target_only(batch: &mut WriteBatch, user: &str, id: &str) {
         batch.delete(keys::push_target(user, id));

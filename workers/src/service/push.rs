@@ -126,6 +126,17 @@ impl Service {
         }
         let id = target_id(&req.target);
         let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let mut batch = WriteBatch::new();
+        // One device's address belongs to the user who registered it last: a shared device
+        // whose previous user did not log out (an expired session) stops getting that
+        // user's pushes, previews included, once the next user turns push on.
+        let previous = self.model().push_owner(&id).await?;
+        let previous = previous.filter(|owner| *owner != req.user);
+        if let Some(previous) = &previous {
+            self.model()
+                .delete_push_target(&mut batch, previous, &id, MAX_MARKS_DELETED)
+                .await?;
+        }
         if self.model().push_target(&req.user, &id).await?.is_none() {
             let held = self
                 .model()
@@ -142,9 +153,13 @@ impl Service {
             target: req.target,
             created: now_ms(),
         };
-        let mut batch = WriteBatch::new();
         Model::put_push_target(&mut batch, &req.user, &id, &rec);
+        Model::put_push_owner(&mut batch, &id, &req.user);
         self.model().write(batch).await?;
+        if let Some(previous) = &previous {
+            metrics::counter!("chatmesh_push_targets_moved_total").increment(1);
+            self.push_targets_dropped(previous).await;
+        }
         self.inner.has_targets.invalidate(&req.user).await;
         self.inner.anyone.set(true);
         Ok(info(id, &rec))
@@ -182,6 +197,9 @@ impl Service {
         self.model()
             .delete_push_target(&mut batch, &req.user, &req.id, MAX_MARKS_DELETED)
             .await?;
+        if self.model().push_owner(&req.id).await?.as_deref() == Some(req.user.as_str()) {
+            Model::delete_push_owner(&mut batch, &req.id);
+        }
         self.model().write(batch).await?;
         self.push_targets_dropped(&req.user).await;
         Ok(Done {})
@@ -391,6 +409,71 @@ mod tests {
         assert_eq!(anyone.get(), Some(true));
         *anyone.0.lock().unwrap() = Some((true, std::time::Instant::now() - SOMEONE_TTL));
         assert_eq!(anyone.get(), None, "a stale yes is asked again");
+    }
+
+    /// One device's address registered by bob after alice (a shared phone whose last user's
+    /// session expired instead of logging out) is bob's alone: alice's target for it is gone,
+    /// so her messages, previews included, no longer reach the device (before: both users
+    /// held it and it showed alice's pushes to bob). Alice registering it again takes it back.
+    #[tokio::test]
+    async fn a_device_address_belongs_to_its_last_user() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = crate::WorkerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..crate::WorkerConfig::default()
+        };
+        let model = Model::new(crate::open_store(&cfg).await.expect("store"));
+        let caches = std::sync::Arc::new(crate::cache::Caches::new(cfg.cache_sizes()));
+        let svc = Service::new(model, caches, &cfg, None).expect("service");
+        svc.enable_push(PushRules {
+            allow_http_loopback: true,
+            max_targets: 10,
+            vapid_public_key: String::new(),
+            apns_topics: Vec::new(),
+        });
+        let phone = NewTarget::Fcm {
+            token: "shared-phone".into(),
+        };
+        let add = |user: &str| AddTargetRequest {
+            user: user.into(),
+            target: phone.clone(),
+        };
+        let targets = |user: &str| UserRequest { user: user.into() };
+        let id = svc.push_target_add(add("alice")).await.expect("alice").id;
+        svc.push_target_add(add("bob")).await.expect("bob");
+        assert!(svc
+            .push_targets(targets("alice"))
+            .await
+            .unwrap()
+            .targets
+            .is_empty());
+        assert_eq!(
+            svc.push_targets(targets("bob"))
+                .await
+                .unwrap()
+                .targets
+                .len(),
+            1
+        );
+
+        svc.push_target_add(add("alice"))
+            .await
+            .expect("alice again");
+        assert!(svc
+            .push_targets(targets("bob"))
+            .await
+            .unwrap()
+            .targets
+            .is_empty());
+        let remove = TargetRequest {
+            user: "alice".into(),
+            id,
+        };
+        svc.push_target_remove(remove).await.expect("removed");
+        assert_eq!(
+            svc.model().push_owner(&target_id(&phone)).await.unwrap(),
+            None
+        );
     }
 
     #[test]
