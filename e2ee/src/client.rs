@@ -4,7 +4,8 @@
 //!
 //! An MLS message longer than the server takes inline ([`MAX_MLS_CHARS`]: a welcome or a
 //! commit of a large group) is uploaded as a file of the room and sent as `mls.file`; on the
-//! way in, such a message's file is downloaded, so the SDK always sees `data`.
+//! way in, such a message's file is downloaded (a commit's or a welcome's within
+//! [`MAX_HANDSHAKE_BYTES`] only, `files.rs`), so the SDK sees `data`.
 
 use chatmesh_client::{Client, ErrorCode, Http};
 use chatmesh_protocol::e2ee::{
@@ -13,8 +14,9 @@ use chatmesh_protocol::e2ee::{
 
 use crate::directory::Directory;
 use crate::error::{TransportError, TransportErrorKind};
+use crate::files::{read_messages, RoomFiles};
 use crate::sync::RoomTransport;
-use crate::wire::{decode, encode, Stored};
+use crate::wire::{decode, Stored, MAX_HANDSHAKE_BYTES};
 
 /// History page size when catching up (the server's maximum).
 const PAGE: u32 = 100;
@@ -75,6 +77,14 @@ impl Directory for Http {
     }
 }
 
+/// `chatmesh_client` reads a download whole: the bound is kept by checking the message's
+/// attachment before (files.rs) and the length after.
+impl RoomFiles for Http {
+    async fn download(&self, room: &str, id: &str, _max: usize) -> Result<Vec<u8>, TransportError> {
+        Http::download(self, room, id).await.map_err(transport)
+    }
+}
+
 impl RoomTransport for Client {
     async fn send_mls(&self, room: &str, mls: &Mls) -> Result<u64, TransportError> {
         let mut mls = mls.clone();
@@ -119,22 +129,12 @@ impl RoomTransport for Client {
             }
             before = Some(first);
         }
-        let mut out: Vec<Stored> = pages
+        let messages = pages
             .into_iter()
             .rev()
             .flatten()
             .filter(|m| m.seq > after)
-            .filter_map(|m| Stored::from_message(&m))
             .collect();
-        for msg in &mut out {
-            let Stored::Mls(msg) = msg else {
-                continue;
-            };
-            if let Some(file) = msg.mls.file.take() {
-                let bytes = self.http().download(room, &file).await.map_err(transport)?;
-                msg.mls.data = encode(&bytes);
-            }
-        }
-        Ok(out)
+        read_messages(room, messages, &self.http(), MAX_HANDSHAKE_BYTES).await
     }
 }

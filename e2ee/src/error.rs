@@ -96,6 +96,18 @@ pub enum Error {
         label: &'static str,
         content: &'static str,
     },
+    /// The message's MLS part is in a file the catch-up refused to read: only a commit's or
+    /// a welcome's is read, at most [`crate::MAX_HANDSHAKE_BYTES`] (files.rs).
+    #[error("room {room:?}: message {seq} ({label}) names a file that is not read")]
+    FileRefused {
+        room: String,
+        seq: u64,
+        label: &'static str,
+    },
+    /// The message's MLS part is in a file not downloaded yet (a live `message`): a
+    /// [`crate::catch_up`] reads it.
+    #[error("room {room:?}: message {seq} is in a file; catch up to read it")]
+    FileNotRead { room: String, seq: u64 },
     #[error("room {0:?}: this device has no group for it")]
     UnknownRoom(String),
     #[error("room {0:?}: this device already has a group for it")]
@@ -124,14 +136,16 @@ impl Error {
             | Error::BadCredential(_)
             | Error::WelcomeRoom { .. }
             | Error::WelcomeReplay { .. }
-            | Error::Mislabeled { .. } => ErrorKind::Rejected,
+            | Error::Mislabeled { .. }
+            | Error::FileRefused { .. } => ErrorKind::Rejected,
             Error::ForgedSender { .. }
             | Error::BadDevice { .. }
             | Error::IdentityChanged { .. }
             | Error::NoIdentity(_) => ErrorKind::Untrusted,
-            Error::EpochGap { .. } | Error::CommitRaces { .. } | Error::OwnCommitLost { .. } => {
-                ErrorKind::OutOfSync
-            }
+            Error::EpochGap { .. }
+            | Error::CommitRaces { .. }
+            | Error::OwnCommitLost { .. }
+            | Error::FileNotRead { .. } => ErrorKind::OutOfSync,
             Error::NoKeyPackages(_)
             | Error::UnknownRoom(_)
             | Error::RoomExists(_)

@@ -19,7 +19,9 @@ pub enum Event {
     /// vouches for it): an application that shows it takes it down. Reported for any seq,
     /// shown or not, and possibly more than once (see [`Device::process_deletion`](crate::Device::process_deletion)).
     Deleted { seq: u64, by: String },
-    /// This device joined the room's group through a welcome.
+    /// This device joined the room's group through a welcome, and is at `epoch`: the
+    /// welcome's, or later when commits made after the welcome's own were stored before it
+    /// (the device applied them, see docs/E2EE.md).
     Joined {
         by: MemberId,
         epoch: u64,
@@ -51,7 +53,8 @@ pub enum Ignored {
     StaleCommit,
     /// A welcome for other devices.
     NotForMe,
-    /// This device has no group for the room (before its welcome, after its removal).
+    /// This device has no group for the room (before its welcome, after its removal); a
+    /// commit is kept for a welcome that may follow (docs/E2EE.md, "Epochs").
     NotMember,
     /// A standalone proposal (the SDK commits its changes directly and makes none).
     Proposal,

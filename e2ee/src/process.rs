@@ -62,12 +62,14 @@ impl Device {
         if msg.seq <= self.last_seq(&msg.room) {
             return Ok(Event::Ignored(Ignored::Duplicate));
         }
-        let result = if msg.mls.kind == MlsKind::Welcome {
-            self.process_welcome(msg)
-        } else if !self.groups.contains_key(&msg.room) {
-            Ok(Event::Ignored(Ignored::NotMember))
-        } else {
-            self.process_group_message(msg)
+        let result = match check_read(msg) {
+            Err(e) => Err(e),
+            Ok(()) if msg.mls.kind == MlsKind::Welcome => self.process_welcome(msg),
+            Ok(()) if !self.groups.contains_key(&msg.room) => {
+                self.keep_commit(msg);
+                Ok(Event::Ignored(Ignored::NotMember))
+            }
+            Ok(()) => self.process_group_message(msg),
         };
         // a replayed welcome is `Rejected` too: skipped, or a resend of it would stop the
         // catch-up of every member it let in
@@ -144,14 +146,18 @@ impl Device {
             self.meta.key_packages.remove(&kp_ref);
             self.meta.used_key_packages.insert(kp_ref);
         }
-        let epoch = group.epoch().as_u64();
+        let joined = group.epoch().as_u64();
         self.groups.insert(msg.room.clone(), group);
         self.meta.rooms.entry(msg.room.clone()).or_default().member = true;
+        if let Some(by) = self.apply_kept(&msg.room, joined) {
+            return Ok(Event::Removed { by });
+        }
+        let epoch = self.group(&msg.room)?.epoch().as_u64();
         let members = self.members(&msg.room)?;
         Ok(Event::Joined { by, epoch, members })
     }
 
-    fn process_group_message(&mut self, msg: &Incoming) -> Result<Event, Error> {
+    pub(crate) fn process_group_message(&mut self, msg: &Incoming) -> Result<Event, Error> {
         let bytes = mls_bytes(&msg.mls)?;
         let proto = MlsMessageIn::tls_deserialize_exact(bytes)
             .map_err(|e| Error::Decode {
@@ -269,6 +275,26 @@ impl Device {
             _ => Ok(Event::Ignored(Ignored::Proposal)),
         }
     }
+}
+
+/// The MLS part of `msg` is here: not in a file nobody downloaded yet (a live `message`:
+/// left for the catch-up), nor in one the catch-up refused to read (files.rs: neither data
+/// nor file is left; the server takes no empty `data`).
+fn check_read(msg: &Incoming) -> Result<(), Error> {
+    if msg.mls.file.is_some() {
+        return Err(Error::FileNotRead {
+            room: msg.room.clone(),
+            seq: msg.seq,
+        });
+    }
+    if msg.mls.data.is_empty() {
+        return Err(Error::FileRefused {
+            room: msg.room.clone(),
+            seq: msg.seq,
+            label: kind_name(msg.mls.kind),
+        });
+    }
+    Ok(())
 }
 
 /// The wire name of a label.

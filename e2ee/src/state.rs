@@ -17,7 +17,7 @@ use openmls_traits::OpenMlsProvider;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::wire::{decode, encode};
+use crate::wire::{decode, encode, Incoming};
 
 const FILE: &str = "state.json";
 const TMP: &str = "state.json.tmp";
@@ -76,6 +76,9 @@ pub(crate) struct RoomState {
     pub last_seq: u64,
     /// This device has a group for the room.
     pub member: bool,
+    /// Commits seen while not in the group, oldest first (`kept.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Incoming>,
 }
 
 /// Everything but the openmls store.

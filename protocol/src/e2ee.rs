@@ -57,6 +57,14 @@ impl MlsKind {
             MlsKind::Welcome => "welcome",
         }
     }
+
+    /// Whether a message of this kind may travel as a file of the room (`mls.file`): a
+    /// commit or a welcome, which grow with the group. An application message is bounded
+    /// like a body and a proposal by its KeyPackage, so they always fit inline; a file on
+    /// them would only make every member download it.
+    pub fn may_be_a_file(self) -> bool {
+        matches!(self, MlsKind::Commit | MlsKind::Welcome)
+    }
 }
 
 /// The MLS part of a message of an `e2ee` room: `send {room, id, body: "", mls}` and
@@ -78,11 +86,17 @@ pub struct Mls {
 }
 
 impl Mls {
-    /// The checks a gateway makes before it relays one: size and base64.
+    /// The checks a gateway makes before it relays one: size and base64, and a file only
+    /// for a kind that may need one ([`MlsKind::may_be_a_file`]).
     pub fn validate(&self) -> Result<(), ApiError> {
         if let Some(file) = &self.file {
             if !self.data.is_empty() {
                 return Err(ApiError::bad_request("mls has data or a file, not both"));
+            }
+            if !self.kind.may_be_a_file() {
+                return Err(ApiError::bad_request(
+                    "only a commit or a welcome may travel as a file (mls.file)",
+                ));
             }
             return crate::files::validate_file_id(file);
         }
@@ -463,6 +477,26 @@ mod tests {
             ..filed
         };
         assert!(bad_id.validate().is_err());
+    }
+
+    /// Only a commit or a welcome may travel as a file (they alone outgrow a message); an
+    /// application message or a proposal naming one is refused `bad_request`, so no member
+    /// can make the others download a file with a message that never needs one.
+    #[test]
+    fn a_file_is_taken_only_for_a_commit_or_a_welcome() {
+        let filed = |kind| Mls {
+            kind,
+            epoch: 0,
+            data: String::new(),
+            file: Some("f0123456789abcdef0123456789abcdef".into()),
+        };
+        for kind in [MlsKind::Commit, MlsKind::Welcome] {
+            assert!(filed(kind).validate().is_ok(), "{kind:?}");
+        }
+        for kind in [MlsKind::App, MlsKind::Proposal] {
+            let err = filed(kind).validate().unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{kind:?}");
+        }
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! An in-memory server for the SDK's tests: rooms that keep messages in seq order and apply
 //! the epoch rule to commits (`conflict` for any other epoch), and a key-package directory.
-//! Each [`Conn`] is one authenticated user: what it sends gets its name as `from`.
+//! Each [`Conn`] is one authenticated user: what it sends gets its name as `from`. An MLS
+//! message sent as a file ([`Conn::send_file`]) carries the file as its attachment, as the
+//! real server's do, and the catch-up reads it through the SDK's own path (`files.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chatmesh_protocol::files::Attachment;
+use chatmesh_protocol::message::Message;
+
+use crate::files::{read_messages, RoomFiles};
 use crate::{
     ClaimedPackage, Deletion, DeviceInfo, Directory, GroupBody, Incoming, KeyPackagesBody, Mls,
     MlsKind, RoomTransport, Stored, TransportError, TransportErrorKind, UserDevices,
+    MAX_HANDSHAKE_BYTES,
 };
 
 #[derive(Default)]
@@ -15,6 +22,8 @@ struct Room {
     epoch: u64,
     /// Every message by seq - 1; a deleted one is `None` (its tombstone: the SDK skips it).
     messages: Vec<Option<Stored>>,
+    /// The attachment of each message sent as a file, by seq.
+    attachments: HashMap<u64, Attachment>,
 }
 
 #[derive(Default)]
@@ -32,6 +41,12 @@ struct Inner {
     /// The next commits stored and then answered with an error, as when the ack is lost
     /// (`Other`) or a resend with the same id comes back `conflict` after another commit.
     lose_commit_acks: Vec<TransportErrorKind>,
+    /// Uploaded files by id.
+    files: HashMap<String, Vec<u8>>,
+    /// The ids of the files downloaded, in order.
+    downloads: Vec<String>,
+    /// The largest MLS file a catch-up reads (`None`: the SDK's, `MAX_HANDSHAKE_BYTES`).
+    file_bound: Option<usize>,
 }
 
 #[derive(Clone, Default)]
@@ -92,6 +107,30 @@ impl Server {
         self.0.lock().unwrap().lose_commit_acks.extend(kinds);
     }
 
+    /// The ids of the files downloaded so far, in order.
+    pub fn downloads(&self) -> Vec<String> {
+        self.0.lock().unwrap().downloads.clone()
+    }
+
+    /// Catch-ups read MLS files of at most `max` bytes (to test the bound with small files).
+    pub fn bound_files(&self, max: usize) {
+        self.0.lock().unwrap().file_bound = Some(max);
+    }
+
+    /// The room's messages as history gives them: MLS messages with their attachments,
+    /// deletions; deleted messages left out.
+    fn history(&self, room: &str) -> Vec<Message> {
+        let inner = self.0.lock().unwrap();
+        let Some(log) = inner.rooms.get(room) else {
+            return Vec::new();
+        };
+        log.messages
+            .iter()
+            .flatten()
+            .map(|m| as_message(m, log.attachments.get(&m.seq())))
+            .collect()
+    }
+
     /// Forgets a user's device records (a directory that no longer vouches for them).
     pub fn drop_devices(&self, user: &str) {
         self.0.lock().unwrap().devices.remove(user);
@@ -124,6 +163,77 @@ impl Conn {
             delete_of: seq,
         })));
         at
+    }
+
+    /// Uploads `bytes` as a file of `room` whose recorded size is `size` (a server's record
+    /// may say anything) and sends `mls {kind, epoch, file}` with it as the attachment,
+    /// unchecked (as a server that takes a file on any kind would). The seq.
+    pub fn send_file(&self, room: &str, kind: MlsKind, epoch: u64, bytes: &[u8], size: u64) -> u64 {
+        let mut inner = self.server.0.lock().unwrap();
+        let id = format!("f{:032x}", inner.files.len());
+        inner.files.insert(id.clone(), bytes.to_vec());
+        let log = inner.rooms.entry(room.to_owned()).or_default();
+        let seq = log.messages.len() as u64 + 1;
+        let mls = Mls {
+            kind,
+            epoch,
+            data: String::new(),
+            file: Some(id.clone()),
+        };
+        log.messages.push(Some(Stored::Mls(Incoming {
+            room: room.to_owned(),
+            seq,
+            from: self.user.clone(),
+            mls,
+        })));
+        let attachment = Attachment {
+            id,
+            name: format!("mls-{}-{epoch}", kind.as_str()),
+            size,
+            content_type: "application/octet-stream".into(),
+            width: None,
+            height: None,
+        };
+        log.attachments.insert(seq, attachment);
+        seq
+    }
+}
+
+impl RoomFiles for Conn {
+    async fn download(
+        &self,
+        _room: &str,
+        id: &str,
+        _max: usize,
+    ) -> Result<Vec<u8>, TransportError> {
+        let mut inner = self.server.0.lock().unwrap();
+        inner.downloads.push(id.to_owned());
+        inner
+            .files
+            .get(id)
+            .cloned()
+            .ok_or_else(|| TransportError::new(TransportErrorKind::Other, format!("no file {id}")))
+    }
+}
+
+/// A stored message as a `message` of history.
+fn as_message(stored: &Stored, attachment: Option<&Attachment>) -> Message {
+    match stored {
+        Stored::Mls(m) => Message {
+            room: m.room.clone(),
+            seq: m.seq,
+            from: m.from.clone(),
+            mls: Some(m.mls.clone()),
+            attachments: attachment.into_iter().cloned().collect(),
+            ..Default::default()
+        },
+        Stored::Deletion(d) => Message {
+            room: d.room.clone(),
+            seq: d.seq,
+            from: d.from.clone(),
+            delete_of: Some(d.delete_of),
+            ..Default::default()
+        },
     }
 }
 
@@ -164,12 +274,14 @@ impl RoomTransport for Conn {
     }
 
     async fn messages_after(&self, room: &str, after: u64) -> Result<Vec<Stored>, TransportError> {
-        Ok(self
+        let messages = self
             .server
-            .stored(room)
+            .history(room)
             .into_iter()
-            .filter(|m| m.seq() > after)
-            .collect())
+            .filter(|m| m.seq > after)
+            .collect();
+        let max = self.server.0.lock().unwrap().file_bound;
+        read_messages(room, messages, self, max.unwrap_or(MAX_HANDSHAKE_BYTES)).await
     }
 }
 

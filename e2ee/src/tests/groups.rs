@@ -564,3 +564,53 @@ fn commit_stored_but_answered_conflict_merges_once_and_sends_its_welcome() {
     alice.say("hi dave");
     assert_eq!(texts(&dave.catch_up()), ["alice: hi dave"]);
 }
+
+/// The server takes a welcome for an earlier epoch than the room's: here alice's welcome of
+/// bob and dave (for epoch 2) is stored after carol's commit of epoch 3. The new members join
+/// at epoch 2, apply carol's commit, which they saw before their welcome, and read what comes
+/// after: bob in one catch-up, dave across a restart between the commit and the welcome.
+#[test]
+fn a_welcome_stored_after_a_later_commit_lets_its_members_read_on() {
+    let server = Server::default();
+    let mut alice = Member::new(&server, "alice");
+    let mut bob = Member::new(&server, "bob");
+    let mut carol = Member::new(&server, "carol");
+    let mut dave = Member::new(&server, "dave");
+    alice.device.create_group(ROOM).unwrap();
+    alice.add(&["carol"]);
+    carol.catch_up();
+    let packages = block_on(claim(
+        &mut alice.device,
+        &alice.conn,
+        ROOM,
+        &["bob", "dave"],
+    ))
+    .unwrap();
+    let staged = alice.device.stage_add(ROOM, &packages).unwrap();
+    let seq = block_on(alice.conn.send_mls(ROOM, &staged.commit)).unwrap();
+    alice.device.confirm_commit(ROOM, seq).unwrap();
+    carol.catch_up();
+    block_on(commit(
+        &mut carol.device,
+        &carol.conn,
+        ROOM,
+        &Change::SelfUpdate,
+    ))
+    .unwrap();
+    dave.catch_up();
+    dave.device = Device::open(dave.dir.path()).unwrap();
+    block_on(alice.conn.send_mls(ROOM, &staged.welcome.unwrap())).unwrap();
+    alice.catch_up();
+    alice.say("hi");
+    for m in [&mut bob, &mut dave] {
+        let events = m.catch_up();
+        assert_eq!(texts(&events), ["alice: hi"], "{events:?}");
+        assert!(
+            events.iter().any(
+                |e| matches!(e, Event::Joined { epoch: 3, members, .. } if members.len() == 4)
+            ),
+            "{events:?}"
+        );
+        assert_eq!(m.epoch(), Some(3));
+    }
+}

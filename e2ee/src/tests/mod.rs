@@ -2,5 +2,6 @@
 //! server (`fake.rs`): no gateway, no NATS.
 
 mod fake;
+mod files;
 mod groups;
 mod trust;
