@@ -3,7 +3,8 @@
 //! with the account's public key, `iss`, `aud`, `scope`) and hands out an access token;
 //! `POST /v1/projects/<project>/messages:send` checks the bearer is one it handed out, keeps
 //! the message, and answers what a test scripted for that device token (then 200). The
-//! service account's key pair is made by the test.
+//! service account's key pair is made by the test. The token endpoint can be made to fail
+//! or to hold its requests; the tests here check what the notifier does then.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
@@ -22,6 +23,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+
+use super::common::{start_mesh, Api, Client, WAIT};
+use super::receiver::{Receiver, Subscription};
+use super::{club, dan_is_pushed_at_once, push_config, register};
 
 pub const PROJECT: &str = "chatmesh-test";
 const CLIENT_EMAIL: &str = "notifier@chatmesh-test.iam.gserviceaccount.com";
@@ -44,6 +49,12 @@ struct Shared {
     sent: Vec<Sent>,
     refused_bearers: usize,
     script: HashMap<String, VecDeque<u16>>,
+    /// Requests to the token endpoint so far, answered or not.
+    token_requests: usize,
+    /// The token endpoint answers this status instead of a token.
+    token_status: Option<u16>,
+    /// The token endpoint answers only this long after a request arrives.
+    token_hold: Option<Duration>,
 }
 
 pub struct FcmStandIn {
@@ -120,6 +131,35 @@ impl FcmStandIn {
             .collect()
     }
 
+    /// The token endpoint answers `status` (`None`: tokens again).
+    pub fn fail_tokens(&self, status: Option<u16>) {
+        self.shared.lock().unwrap().token_status = status;
+    }
+
+    /// The token endpoint answers `after` a request arrives (`None`: at once again), as a
+    /// token endpoint that hangs would.
+    pub fn hold_tokens(&self, after: Option<Duration>) {
+        self.shared.lock().unwrap().token_hold = after;
+    }
+
+    /// Requests the token endpoint has had, answered or not.
+    pub fn token_requests(&self) -> usize {
+        self.shared.lock().unwrap().token_requests
+    }
+
+    /// Waits (bounded) until the token endpoint has had a request.
+    pub async fn wait_token_request(&self, within: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.token_requests() == 0 {
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no token request after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
     /// Access tokens handed out so far, and sends refused for a bad bearer.
     pub fn tokens(&self) -> (usize, usize) {
         let s = self.shared.lock().unwrap();
@@ -171,8 +211,19 @@ async fn handle(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
+    let hold = {
+        let mut s = shared.lock().unwrap();
+        s.token_requests += usize::from(path == "/token");
+        s.token_hold.filter(|_| path == "/token")
+    };
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
     let mut s = shared.lock().unwrap();
     if path == "/token" {
+        if let Some(status) = s.token_status {
+            return Ok(answer(status, json!({"error": "temporarily_unavailable"})));
+        }
         let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
         if form.get("grant_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
@@ -231,4 +282,91 @@ async fn handle(
     } else {
         Ok(answer(404, json!({})))
     }
+}
+
+/// A notifier configured for FCM at `fcm`, with `concurrency` request slots; the mesh's data
+/// under `dir`.
+async fn mesh_with_fcm(
+    dir: &Path,
+    fcm: &FcmStandIn,
+    account: std::path::PathBuf,
+    concurrency: usize,
+) -> Result<chatmesh::Mesh> {
+    let mut config = push_config();
+    config.push.concurrency = concurrency;
+    // Well past `dan_is_pushed_at_once`'s bound, so waiting for a held request shows.
+    config.push.request_timeout_ms = 8_000;
+    config.push.fcm.credentials_file = Some(account);
+    config.push.fcm.base_url = fcm.base_url();
+    start_mesh(&dir.join("mesh"), config).await
+}
+
+/// Registers FCM `tokens` for `user`.
+async fn register_fcm(api: &Api, user: &str, tokens: &[&str]) -> Result<()> {
+    for token in tokens {
+        let target = json!({"kind": "fcm", "token": token});
+        let (s, v) = api
+            .call("POST", "/v1/push/targets", Some(user), Some(target))
+            .await?;
+        ensure!(s == 201, "register {token}: {s} {v}");
+    }
+    Ok(())
+}
+
+/// An OAuth2 token endpoint that takes requests and never answers holds none of the request
+/// slots: with a single one (`concurrency = 1`, so FCM's share of it is all of it) and a
+/// user with two FCM tokens waiting for an access token, a Web Push user is pushed at once.
+/// Before, the FCM sends held the slots (with two: one in the token call and one queued
+/// behind it), each for the whole request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_fcm_token_endpoint_does_not_hold_up_web_push() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (fcm, account) = FcmStandIn::start(dir.path()).await?;
+    fcm.hold_tokens(Some(Duration::from_secs(60)));
+    let mesh = mesh_with_fcm(dir.path(), &fcm, account, 1).await?;
+    let push = Receiver::start().await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    register_fcm(&api, &bob, &["bob-phone", "bob-tablet"]).await?;
+    let dan = api.user("dan").await?;
+    register(&api, &dan, &Subscription::new(push.endpoint("dan"))).await?;
+    club(&api, &ann, "down", &["bob"]).await?;
+    club(&api, &ann, "fine", &["dan"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("down").await?;
+    sender.join("fine").await?;
+    sender.post("down", "m1", "anyone?").await?;
+    fcm.wait_token_request(WAIT).await?;
+    dan_is_pushed_at_once(&mut sender, &push, "the hanging token endpoint").await?;
+    mesh.stop().await
+}
+
+/// A token endpoint that fails is remembered as failing for a few seconds: the FCM sends
+/// meanwhile are put off without asking it again (before, every send and every retry of
+/// each made its own call, one after the other), and once it answers again the pushes go
+/// out with one access token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_fcm_token_endpoint_is_not_asked_by_every_send() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (fcm, account) = FcmStandIn::start(dir.path()).await?;
+    fcm.fail_tokens(Some(503));
+    let mesh = mesh_with_fcm(dir.path(), &fcm, account, 4).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    register_fcm(&api, &bob, &["bob-phone", "bob-tablet"]).await?;
+    club(&api, &ann, "club", &["bob"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("club").await?;
+    sender.post("club", "m1", "hi").await?;
+    fcm.wait_token_request(WAIT).await?;
+    // Long enough for several retries of both sends (backoff from 250 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fcm.token_requests(), 1, "token requests while it fails");
+    fcm.fail_tokens(None);
+    fcm.wait_accepted("bob-phone", 1, WAIT).await?;
+    fcm.wait_accepted("bob-tablet", 1, WAIT).await?;
+    assert_eq!(fcm.tokens(), (1, 0), "one access token, never refused");
+    mesh.stop().await
 }

@@ -472,12 +472,14 @@ async fn a_failing_push_service_does_not_hold_up_other_users() -> Result<()> {
 /// coming for it: a user's notification is sent to at most two of its targets at once, one
 /// notification of a user at a time (newer ones are skipped while it is out), so another
 /// user's push goes out at once. Before, each of its windows queued ten requests for the
-/// shared slots, each held for the whole request timeout.
+/// shared slots, each held for the whole request timeout. Here the other user's endpoint is
+/// on the same push service, whose share of the slots (a quarter of 16: four) is more than
+/// one user's two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_with_stalling_targets_does_not_starve_other_users() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = push_config();
-    config.push.concurrency = 4;
+    config.push.concurrency = 16;
     config.push.request_timeout_ms = 5_000;
     let mesh = start_mesh(dir.path(), config).await?;
     let push = Receiver::start().await?;
@@ -506,6 +508,52 @@ async fn a_user_with_stalling_targets_does_not_starve_other_users() -> Result<()
         .filter(|i| !push.received(&format!("bob{i}")).is_empty())
         .count();
     assert!(at_once <= 4, "bob's targets asked so far: {at_once}");
+    mesh.stop().await
+}
+
+/// Users whose endpoints are on one push service that takes every request and never answers
+/// (a vendor's outage, or one host behind many accounts) hold at most that origin's share of
+/// the request slots (a quarter of `concurrency` 4: one), so a user of another push service
+/// is pushed at once. Before, two such users held all four slots for the whole request
+/// timeout, and every other push waited behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_push_service_does_not_starve_users_of_other_services() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = push_config();
+    config.push.concurrency = 4;
+    // Well past `dan_is_pushed_at_once`'s bound, so waiting for a held request shows.
+    config.push.request_timeout_ms = 8_000;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let hanging = Receiver::start().await?;
+    let push = Receiver::start().await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let stalled = ["bob", "cat"];
+    let mut names = Vec::new();
+    for user in stalled {
+        let token = api.user(user).await?;
+        for i in 0..2 {
+            let name = format!("{user}{i}");
+            hanging.hold(&name, Some(Duration::from_secs(60)));
+            register(&api, &token, &Subscription::new(hanging.endpoint(&name))).await?;
+            names.push(name);
+        }
+    }
+    let dan = api.user("dan").await?;
+    register(&api, &dan, &Subscription::new(push.endpoint("dan"))).await?;
+    club(&api, &ann, "down", &stalled).await?;
+    club(&api, &ann, "fine", &["dan"]).await?;
+    let mut sender = Client::login(&mesh.ws_url(), &ann).await?;
+    sender.join("down").await?;
+    sender.join("fine").await?;
+    sender.post("down", "m1", "anyone?").await?;
+    hanging.wait_for_requests(1, WAIT).await?;
+    dan_is_pushed_at_once(&mut sender, &push, "the hanging push service").await?;
+    let asked = names
+        .iter()
+        .filter(|n| !hanging.received(n).is_empty())
+        .count();
+    assert_eq!(asked, 1, "requests held by the hanging service");
     mesh.stop().await
 }
 

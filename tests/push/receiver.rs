@@ -130,6 +130,18 @@ impl Receiver {
         Ok(())
     }
 
+    /// Waits (bounded) until the receiver has had `n` requests, to any name.
+    pub async fn wait_for_requests(&self, n: usize, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        while self.shared.lock().unwrap().received.len() < n {
+            if Instant::now() > deadline {
+                bail!("fewer than {n} requests after {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
     /// Waits (bounded) until `name` has `n` requests answered 2xx; returns all of its requests.
     pub async fn wait_delivered(
         &self,

@@ -40,7 +40,7 @@ pub struct PushConfig {
     /// Most users waiting in their collapse window; a message for one more is not pushed.
     pub max_pending_users: usize,
     /// Requests to push services in flight at once (each attempt takes one; a retry's wait
-    /// holds none).
+    /// holds none); the requests to one push service (origin) at most a quarter of them.
     pub concurrency: usize,
     /// One HTTP request to a push service, ms.
     pub request_timeout_ms: u64,

@@ -2,7 +2,8 @@
 //! which of its messages each target has not been pushed yet (the delivery marks), then the
 //! pushes themselves with retries: one notification of a user at a time, to two of its
 //! targets at a time, so that one user's stalling push services hold few of the shared
-//! request slots.
+//! request slots; and each request first takes a slot of its push service's origin
+//! ([`super::origins`]), so that a push service that hangs holds at most its share of them.
 //!
 //! At most once per (message, target): the marks of a target are written, in one store
 //! write, BEFORE its push is attempted, and the stream messages are acked only after that
@@ -24,7 +25,8 @@ use tracing::{debug, warn};
 
 use super::apns::Apns;
 use super::collapse::{release, Pending, RoomPending};
-use super::fcm::Fcm;
+use super::fcm::{Access, Fcm};
+use super::origins::{origin_of, OriginSlot, Origins};
 use super::presence::{Online, Presence};
 use super::vapid::Vapid;
 use super::webpush::{Outcome, WebPush};
@@ -52,8 +54,10 @@ pub struct Deliverer {
     pub retry_max: Duration,
     /// Requests to push services in flight at once (`push.concurrency`): taken for each
     /// attempt, never across a retry's wait, so a push service that keeps failing delays
-    /// only its own pushes.
+    /// only its own pushes; one that hangs holds at most its origin's share of them.
     pub sends: Arc<tokio::sync::Semaphore>,
+    /// Each push service origin's share of `sends`, taken before one of them.
+    pub origins: Origins,
     /// Users with a notification being sent ([`Deliverer::begin`]): one at a time per user.
     pub busy: Busy,
     /// The workers of other regions, asked whether a user is still a member of a room they
@@ -80,6 +84,20 @@ impl Drop for Turn {
     fn drop(&mut self) {
         let mut busy = self.busy.0.lock().unwrap_or_else(|e| e.into_inner());
         busy.remove(&self.user);
+    }
+}
+
+/// Why a push can never be made, whichever its provider.
+type PushError = Box<dyn std::error::Error + Send + Sync>;
+/// What one attempt came to.
+type Attempt = Result<Outcome, PushError>;
+
+/// The provider a target is pushed through, as metrics name it.
+fn provider(target: &NewTarget) -> &'static str {
+    match target {
+        NewTarget::WebPush { .. } => "web_push",
+        NewTarget::Fcm { .. } => "fcm",
+        NewTarget::Apns { .. } => "apns",
     }
 }
 
@@ -246,45 +264,17 @@ impl Deliverer {
     /// Sends one push, retrying 429/5xx/transport failures with backoff (or as long as
     /// `Retry-After` says) until `retry_max` after the first attempt.
     async fn push(&self, user: &str, c: &Claimed, first_stored: SystemTime) {
-        let (id, body) = (c.id.as_str(), c.json.as_slice());
+        let id = c.id.as_str();
+        let provider = provider(&c.target.target);
+        let Some(origin) = self.origin(&c.target.target) else {
+            return;
+        };
         let give_up = Instant::now() + self.retry_max;
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         loop {
-            let Ok(slot) = self.sends.acquire().await else {
+            let Some(attempt) = self.attempt(c, &origin).await else {
                 return;
             };
-            let (provider, attempt) = match &c.target.target {
-                NewTarget::WebPush { endpoint, keys, .. } => (
-                    "web_push",
-                    self.web
-                        .send(&self.vapid, endpoint, keys, body)
-                        .await
-                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-                ),
-                NewTarget::Fcm { token } => match &self.fcm {
-                    Some(fcm) => (
-                        "fcm",
-                        fcm.send(token, body, self.ttl)
-                            .await
-                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-                    ),
-                    None => return,
-                },
-                NewTarget::Apns {
-                    token,
-                    topic,
-                    sandbox,
-                } => match &self.apns {
-                    Some(apns) => (
-                        "apns",
-                        apns.send(token, topic, *sandbox, &c.payload)
-                            .await
-                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-                    ),
-                    None => return,
-                },
-            };
-            drop(slot);
             let outcome = match attempt {
                 Ok(outcome) => outcome,
                 Err(e) => {
@@ -329,6 +319,61 @@ impl Deliverer {
             counter!(m::PUSH_RETRIES).increment(1);
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The origin of the push service `target` is pushed to (`None`: its provider is not
+    /// configured).
+    fn origin(&self, target: &NewTarget) -> Option<String> {
+        match target {
+            NewTarget::WebPush { endpoint, .. } => Some(origin_of(endpoint)),
+            NewTarget::Fcm { .. } => self.fcm.as_ref().map(|f| origin_of(f.send_url())),
+            NewTarget::Apns { sandbox, .. } => {
+                self.apns.as_ref().map(|a| origin_of(a.base_url(*sandbox)))
+            }
+        }
+    }
+
+    /// One request of `c`'s push, to its push service at `origin` (`None`: it cannot be
+    /// sent, its provider gone or the notifier stopping).
+    async fn attempt(&self, c: &Claimed, origin: &str) -> Option<Attempt> {
+        let body = c.json.as_slice();
+        Some(match &c.target.target {
+            NewTarget::WebPush { endpoint, keys, .. } => {
+                let _slots = self.slots(origin).await?;
+                let sent = self.web.send(&self.vapid, endpoint, keys, body).await;
+                sent.map_err(PushError::from)
+            }
+            NewTarget::Fcm { token } => {
+                let fcm = self.fcm.as_ref()?;
+                // The access token first, holding no slot: its endpoint may hang.
+                let access = match fcm.access().await {
+                    Ok(Access::Granted(access)) => access,
+                    Ok(Access::Later(outcome)) => return Some(Ok(outcome)),
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let _slots = self.slots(origin).await?;
+                let sent = fcm.send(&access, token, body, self.ttl).await;
+                sent.map_err(PushError::from)
+            }
+            NewTarget::Apns {
+                token,
+                topic,
+                sandbox,
+            } => {
+                let apns = self.apns.as_ref()?;
+                let _slots = self.slots(origin).await?;
+                let sent = apns.send(token, topic, *sandbox, &c.payload).await;
+                sent.map_err(PushError::from)
+            }
+        })
+    }
+
+    /// A request slot of `origin`'s share, then one of the shared ones: a push waiting for
+    /// its origin holds none of the shared slots. `None` once those are closed.
+    async fn slots(&self, origin: &str) -> Option<(OriginSlot, tokio::sync::SemaphorePermit<'_>)> {
+        let mine = self.origins.take(origin).await;
+        let shared = self.sends.acquire().await.ok()?;
+        Some((mine, shared))
     }
 
     /// The push service says the subscription is gone: forget it.

@@ -3,6 +3,11 @@
 //! with OAuth2: an RS256 JWT assertion (RFC 7523) exchanged at the account's `token_uri` for
 //! an access token, kept until a minute before it expires. No legacy FCM API.
 //!
+//! The access token is fetched before a request slot is taken ([`Fcm::access`]), one call
+//! to the token endpoint at a time; a failed call is remembered for [`FAILED_TOKEN_PAUSE`],
+//! during which sends are put off at once (retried after it) instead of each making its own
+//! call: a token endpoint that hangs or fails costs one call per pause and holds no slot.
+//!
 //! A push is a data message: `data.payload` holds the same JSON a Web Push carries, so the
 //! app builds the notification itself (and shows nothing the user's settings exclude).
 //! Answers map to [`Outcome`] as for Web Push, plus FCM's own: `UNREGISTERED` (404, or 400
@@ -22,6 +27,8 @@ use super::webpush::{classify, retry_after, Outcome};
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// An access token is renewed this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(60);
+/// After a failed call to the token endpoint, no other is made for this long.
+const FAILED_TOKEN_PAUSE: Duration = Duration::from_secs(5);
 /// Most bytes of an FCM answer read (its error code is near the start).
 const ERROR_BODY_MAX: usize = 4096;
 
@@ -44,6 +51,8 @@ pub enum FcmError {
     Sign(#[source] jsonwebtoken::errors::Error),
     #[error("getting an OAuth2 access token: {0}")]
     Token(String),
+    #[error("the OAuth2 token endpoint failed moments ago; asked again in {0:?}")]
+    TokenPaused(Duration),
     #[error("calling FCM")]
     Http(#[source] reqwest::Error),
 }
@@ -72,6 +81,24 @@ struct TokenAnswer {
     expires_in: u64,
 }
 
+/// What the last call to the token endpoint left.
+enum Cached {
+    /// An access token, used until the instant.
+    Token(String, Instant),
+    /// The call failed: no other is made before the instant.
+    Failed(Instant),
+}
+
+/// What a send needs first: an access token, or why there is none for now.
+#[derive(Debug)]
+pub enum Access {
+    /// The access token to send with.
+    Granted(String),
+    /// The token endpoint failed (now or moments ago): the push is retried, as after an
+    /// outage of FCM itself.
+    Later(Outcome),
+}
+
 /// Sends FCM messages for one project.
 pub struct Fcm {
     http: reqwest::Client,
@@ -79,7 +106,7 @@ pub struct Fcm {
     token_uri: String,
     client_email: String,
     key: EncodingKey,
-    token: Mutex<Option<(String, Instant)>>,
+    token: Mutex<Option<Cached>>,
 }
 
 impl std::fmt::Debug for Fcm {
@@ -125,14 +152,57 @@ impl Fcm {
         })
     }
 
-    /// A valid access token: the cached one, or a new one from the token endpoint.
+    /// Where messages are sent (its origin is FCM's).
+    pub fn send_url(&self) -> &str {
+        &self.send_url
+    }
+
+    /// The access token for a send: the cached one, or a new one from the token endpoint
+    /// (unless its last call failed less than [`FAILED_TOKEN_PAUSE`] ago). Taken before a
+    /// request slot: the token endpoint may be slow.
+    pub async fn access(&self) -> Result<Access, FcmError> {
+        match self.access_token().await {
+            Ok(access) => Ok(Access::Granted(access)),
+            // The token endpoint down is an outage like any other: retried.
+            Err(FcmError::Http(_) | FcmError::Token(_)) => Ok(Access::Later(Outcome::Retry {
+                status: None,
+                retry_after: None,
+            })),
+            Err(FcmError::TokenPaused(left)) => Ok(Access::Later(Outcome::Retry {
+                status: None,
+                retry_after: Some(left),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A valid access token: the cached one or a new one, or the remembered failure.
     async fn access_token(&self) -> Result<String, FcmError> {
         let mut cached = self.token.lock().await;
-        if let Some((token, until)) = &*cached {
-            if Instant::now() < *until {
-                return Ok(token.clone());
+        let now = Instant::now();
+        match &*cached {
+            Some(Cached::Token(token, until)) if now < *until => return Ok(token.clone()),
+            Some(Cached::Failed(until)) if now < *until => {
+                return Err(FcmError::TokenPaused(*until - now))
+            }
+            _ => {}
+        }
+        match self.fetch_token().await {
+            Ok((token, life)) => {
+                *cached = Some(Cached::Token(token.clone(), Instant::now() + life));
+                Ok(token)
+            }
+            Err(e) => {
+                if matches!(e, FcmError::Http(_) | FcmError::Token(_)) {
+                    *cached = Some(Cached::Failed(Instant::now() + FAILED_TOKEN_PAUSE));
+                }
+                Err(e)
             }
         }
+    }
+
+    /// One call to the token endpoint: a new access token and how long to use it.
+    async fn fetch_token(&self) -> Result<(String, Duration), FcmError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -166,28 +236,18 @@ impl Fcm {
         }
         let answer: TokenAnswer = resp.json().await.map_err(FcmError::Http)?;
         let life = Duration::from_secs(answer.expires_in).saturating_sub(RENEW_BEFORE);
-        *cached = Some((answer.access_token.clone(), Instant::now() + life));
-        Ok(answer.access_token)
+        Ok((answer.access_token, life))
     }
 
-    /// One attempt to push `payload` (the push's JSON) to the device with `token`.
+    /// One attempt to push `payload` (the push's JSON) to the device with `token`, with
+    /// the `access` token of [`Fcm::access`].
     pub async fn send(
         &self,
+        access: &str,
         token: &str,
         payload: &[u8],
         ttl: Duration,
     ) -> Result<Outcome, FcmError> {
-        let access = match self.access_token().await {
-            Ok(access) => access,
-            // The token endpoint down is an outage like any other: retried.
-            Err(FcmError::Http(_)) | Err(FcmError::Token(_)) => {
-                return Ok(Outcome::Retry {
-                    status: None,
-                    retry_after: None,
-                })
-            }
-            Err(e) => return Err(e),
-        };
         let body = serde_json::json!({
             "message": {
                 "token": token,
@@ -214,8 +274,12 @@ impl Fcm {
         let status = resp.status().as_u16();
         let retry_after = retry_after(&resp);
         if status == 401 {
-            // The access token was refused (revoked, clock skew): get a new one.
-            *self.token.lock().await = None;
+            // The access token was refused (revoked, clock skew): get a new one, unless
+            // another send already did.
+            let mut cached = self.token.lock().await;
+            if matches!(&*cached, Some(Cached::Token(t, _)) if t == access) {
+                *cached = None;
+            }
             return Ok(Outcome::Retry {
                 status: Some(status),
                 retry_after: None,

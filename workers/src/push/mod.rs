@@ -5,9 +5,10 @@
 //! device tokens.
 //!
 //! Layers, bottom up: [`config`], [`vapid`] (the deployment's key), [`webpush`], [`fcm`]
-//! and [`apns`] (one push each), [`presence`] (who is online), [`collapse`] (the window), [`intake`] (who a message
-//! may push), [`deliver`] (decide, mark, send, retry), [`consumer`] (the loop). It runs in
-//! the worker because it reads members, targets and settings from the worker's store (an
+//! and [`apns`] (one push each), [`presence`] (who is online), [`collapse`] (the window),
+//! [`intake`] (who a message may push), [`origins`] (each push service's share of the
+//! request slots), [`deliver`] (decide, mark, send, retry), [`consumer`] (the loop). It runs
+//! in the worker because it reads members, targets and settings from the worker's store (an
 //! embedded fjall store belongs to one process), under the worker's bus role.
 
 pub mod apns;
@@ -18,6 +19,7 @@ pub mod deliver;
 pub mod egress;
 pub mod fcm;
 pub mod intake;
+pub mod origins;
 pub mod presence;
 pub mod vapid;
 pub mod webpush;
@@ -200,6 +202,7 @@ pub fn spawn_notifier(
         max_targets: cfg.max_targets_per_user,
         retry_max: Duration::from_secs(cfg.retry_max_secs),
         sends: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
+        origins: origins::Origins::new(cfg.concurrency),
         busy: deliver::Busy::default(),
         peers: (0..topology.streams())
             .any(|s| topology.serving_region(s).is_some())

@@ -153,6 +153,14 @@ impl Apns {
         })
     }
 
+    /// The APNs host pushes go to: the sandbox's for development builds of the app.
+    pub fn base_url(&self, sandbox: bool) -> &str {
+        match sandbox {
+            true => &self.sandbox_base_url,
+            false => &self.base_url,
+        }
+    }
+
     /// One push of `payload` to the device `token` of the app `topic`: one request, or two
     /// when the first is refused for its provider token.
     pub async fn send(
@@ -162,12 +170,7 @@ impl Apns {
         sandbox: bool,
         payload: &PushPayload,
     ) -> Result<Outcome, ApnsError> {
-        let base = if sandbox {
-            &self.sandbox_base_url
-        } else {
-            &self.base_url
-        };
-        let url = format!("{base}/3/device/{device}");
+        let url = format!("{}/3/device/{device}", self.base_url(sandbox));
         let body = body::request(payload);
         let collapse_id = body::collapse_id(payload);
         let expiration = (SystemTime::now() + self.ttl)
