@@ -310,3 +310,82 @@ async fn a_ban_evicts_the_banned_in_the_rooms_order() -> Result<()> {
     assert!(fanout.get("room2").is_none(), "the emptied room is closed");
     Ok(())
 }
+
+/// When core NATS dropped the messages between the room's last dispatched one and a live
+/// message, and the stream has since been purged up to and past that last one, the gap fill
+/// does not hand the session what the stream holds next labelled `prev` = last: each message
+/// the session gets follows the one before it, or shows the gap with a `prev` above it.
+#[tokio::test]
+async fn a_gap_fill_after_a_purge_past_the_last_dispatched_shows_the_gap() -> Result<()> {
+    use chatmesh_protocol::message::Payload;
+
+    let (_server, nats, js, fanout) = fanout(Duration::from_secs(30)).await?;
+    let link = Arc::new(SessionLink::new(1, 64, CancellationToken::new()));
+    let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
+    fanout.join("room1", &link, 1, 0, None, &joined).await?;
+    let send = |body: &str| Payload {
+        id: body.into(),
+        from: "ann".into(),
+        ts: 1,
+        body: body.into(),
+        ..Payload::default()
+    };
+
+    // The first message comes live: the room's last dispatched seq.
+    let mut seqs = vec![store_and_go_live(&nats, &js, "room1", &send("m0"), 0).await?];
+    let first: Vec<u64> = drain(&link)
+        .await
+        .into_iter()
+        .filter_map(|o| match o {
+            Out::Live { seq, .. } => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first, seqs, "the first message came live");
+
+    // Four are stored but core NATS drops their live copies ...
+    for i in 1..5 {
+        seqs.push(publish(&js, "room1", &format!("m{i}")).await?);
+    }
+    // ... and the store writer trims the room below the fourth: the last dispatched
+    // message and the two after it are gone.
+    let purged = js
+        .get_stream(STREAM)
+        .await?
+        .purge()
+        .filter(in_subject(P, "room1"))
+        .sequence(seqs[3])
+        .await?;
+    assert_eq!(purged.purged, 3);
+    // A live message then names the last stored one as its prev.
+    let prev = *seqs.last().expect("published");
+    seqs.push(store_and_go_live(&nats, &js, "room1", &send("m5"), prev).await?);
+
+    let mut got = Vec::new();
+    for out in drain(&link).await {
+        if let Out::Live { seq, frame, .. } = out {
+            let v: serde_json::Value = serde_json::from_slice(&frame)?;
+            assert_eq!(v["seq"], seq);
+            got.push((seq, v["prev"].as_u64().context("a prev")?));
+        }
+    }
+    assert_eq!(got.last().map(|g| g.0), Some(seqs[5]), "{got:?}");
+    let mut before = seqs[0];
+    for &(seq, prev) in &got {
+        if prev == before {
+            let next = seqs.iter().find(|&&s| s > before).copied();
+            assert_eq!(
+                Some(seq),
+                next,
+                "{seq} claims to follow {before} but {next:?} was published after it; got {got:?}"
+            );
+        } else {
+            assert!(
+                prev > before,
+                "{seq} has prev {prev} below the last received {before}; got {got:?}"
+            );
+        }
+        before = seq;
+    }
+    Ok(())
+}
