@@ -32,6 +32,14 @@ pub const EVENT_USER: &str = "Chatmesh-User";
 /// frame a second (and changes that undo each other within it none), not one per change.
 const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 
+/// When a room reads the stream's last seq for it again after it started (counted from its
+/// start). In a NATS cluster the room's new subscription reaches the node leading the stream
+/// a little after the room's own node confirmed it, and the starting seq may come from a
+/// follower a little behind the leader: a message stored in that window is neither live here
+/// nor counted before the first join, and in a room that then goes quiet no later message
+/// would reveal it (live delivery finds a gap only from the next message's `prev`).
+const SETTLE_CHECKS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
+
 /// Messages read from JetStream per request while filling a gap.
 const FILL_BATCH: usize = 256;
 /// Pauses before reading a gap again when the read ended short (a mirror behind its origin).
@@ -247,6 +255,11 @@ impl Room {
             }
         };
         let _ = ready.send(Some(Ok(())));
+        let started = tokio::time::Instant::now();
+        let mut settle_checks = SETTLE_CHECKS.iter();
+        let settle = tokio::time::sleep(SETTLE_CHECKS[0]);
+        tokio::pin!(settle);
+        let mut settling = settle_checks.next().is_some();
         let mut published = BTreeSet::new();
         let mut refresh = tokio::time::interval(env.presence_ttl / 3);
         let stats = env.nats.statistics();
@@ -270,6 +283,14 @@ impl Room {
                     }
                     None => break,
                 },
+                () = &mut settle, if settling => {
+                    self.await_recheck(&env, &stats, &mut cleared).await;
+                    self.catch_up(&env.reader, &stored, CatchUp::Start).await;
+                    match settle_checks.next() {
+                        Some(at) => settle.as_mut().reset(started + *at),
+                        None => settling = false,
+                    }
+                }
                 Some(msg) = events.next() => self.on_event(msg),
                 Some(msg) = pres.next() => {
                     if self.on_presence(&env, &msg) && !due {
@@ -307,7 +328,7 @@ impl Room {
                     if now_losses != seen_losses {
                         seen_losses = now_losses;
                         self.await_recheck(&env, &stats, &mut cleared).await;
-                        self.catch_up(&env.reader, &stored).await;
+                        self.catch_up(&env.reader, &stored, CatchUp::Reconnect).await;
                     }
                 }
             }
@@ -512,19 +533,21 @@ impl Room {
         *cleared = losses;
     }
 
-    /// Delivers what the stream holds for the room beyond what was dispatched (after a
-    /// reconnect of the bus: the live messages published meanwhile were lost).
-    async fn catch_up(&self, reader: &JsReader, stored: &str) {
+    /// Delivers what the stream holds for the room beyond what was dispatched: after a
+    /// reconnect of the bus (the live messages published meanwhile were lost), or shortly
+    /// after the room started ([`SETTLE_CHECKS`]).
+    async fn catch_up(&self, reader: &JsReader, stored: &str, why: CatchUp) {
         let stream_last = match reader.last_seq(stored).await {
             Ok(seq) => seq,
             Err(e) => {
-                tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "reading the room's last seq after a reconnect failed");
+                tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), after = why.as_str(), "reading the room's last seq to catch up failed");
                 return;
             }
         };
         let last = self.last.load(Ordering::Acquire);
         if stream_last > last {
-            metrics::counter!("chatmesh_live_catch_ups_total").increment(1);
+            metrics::counter!("chatmesh_live_catch_ups_total", "after" => why.as_str())
+                .increment(1);
             self.fill_gap(reader, stored, last, stream_last + 1, stream_last)
                 .await;
         }
@@ -568,7 +591,13 @@ impl Room {
                     if r.seq >= until {
                         return;
                     }
-                    self.dispatch(r.seq, last, &r.payload);
+                    // Nothing dispatched yet and the subject was empty when the room started
+                    // (everything earlier aged out): the first follows the floor, as live.
+                    let prev = match last {
+                        0 => self.floor.load(Ordering::Acquire).min(r.seq - 1),
+                        last => last,
+                    };
+                    self.dispatch(r.seq, prev, &r.payload);
                     last = r.seq;
                 }
                 if !full {
@@ -619,6 +648,24 @@ impl Room {
         self.last.store(seq, Ordering::Release);
         metrics::counter!("chatmesh_deliveries_total").increment(state.members.len() as u64);
         metrics::counter!("chatmesh_messages_out_total").increment(1);
+    }
+}
+
+/// Why a room reads the stream's last seq for it outside of live delivery.
+#[derive(Debug, Clone, Copy)]
+enum CatchUp {
+    /// A NATS reconnect or slow-consumer drop.
+    Reconnect,
+    /// The room's start ([`SETTLE_CHECKS`]).
+    Start,
+}
+
+impl CatchUp {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reconnect => "reconnect",
+            Self::Start => "start",
+        }
     }
 }
 
