@@ -197,6 +197,7 @@ async fn a_worker_key_cannot_impersonate_a_gateway_session() -> Result<()> {
         user: "mallory".into(),
         role: MemberRole::Admin,
         actor: "ann".into(),
+        invited_at: None,
     };
     wk.nats
         .publish(add.clone(), serde_json::to_vec(&req)?.into())

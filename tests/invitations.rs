@@ -1,7 +1,7 @@
 //! Invitations (extension, docs/PROTOCOL.md "Invitations") against the whole mesh: a user who
 //! takes invitations is invited, not added, told live, and a member once it accepts; a
 //! declined invitation adds nobody; an invitation whose inviter lost the right to add (or
-//! whose user was banned meanwhile) is void and gone when accepted.
+//! whose user was banned or removed by someone else meanwhile) is void and gone when accepted.
 
 mod common;
 
@@ -200,6 +200,81 @@ async fn declined_and_void_invitations_add_nobody() -> Result<()> {
         )
         .await?;
     assert_eq!(s, 400, "{v}");
+    mesh.stop().await
+}
+
+/// A kick voids the invitations made before it: bob, invited to a public room as admin,
+/// joins it by himself as a plain member, misbehaves and is removed by the owner; his old
+/// invitation then adds nobody (it made him admin before). One made after the kick still
+/// counts, and bob leaving by himself voids nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_voids_the_invitations_made_before_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "open", "public").await?;
+    takes_invitations(&api, &bob).await?;
+    let (s, v) = add(&api, &ann, "open", "bob", "admin").await?;
+    assert_eq!(s, 202, "{v}");
+    let join = |token: String| {
+        let url = mesh.ws_url();
+        async move {
+            let mut c = Client::login(&url, &token).await?;
+            c.join("open").await?;
+            anyhow::Ok(())
+        }
+    };
+    join(bob.clone()).await?;
+    assert!(members(&api, &ann, "open")
+        .await?
+        .contains(&("bob".into(), "member".into())));
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/open/members/bob", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+
+    let (s, v) = answer(&api, &bob, "open", true).await?;
+    assert_eq!(
+        (s, http_error(&v)),
+        (403, Some(ErrorCode::Forbidden)),
+        "{v}"
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("no longer valid"));
+    assert!(
+        invitations(&api, &bob).await?.is_empty(),
+        "the void one is gone"
+    );
+    assert!(!members(&api, &ann, "open")
+        .await?
+        .iter()
+        .any(|(u, _)| u == "bob"));
+
+    // Invited again after the kick: that one counts. Leaving by himself voids nothing.
+    let (s, v) = add(&api, &ann, "open", "bob", "member").await?;
+    assert_eq!(s, 202, "{v}");
+    let (s, v) = answer(&api, &bob, "open", true).await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/open/members/bob", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = add(&api, &ann, "open", "bob", "admin").await?;
+    assert_eq!(s, 202, "{v}");
+    join(bob.clone()).await?;
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/open/members/bob", Some(&bob), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = answer(&api, &bob, "open", true).await?;
+    assert_eq!(s, 204, "{v}");
+    assert!(members(&api, &ann, "open")
+        .await?
+        .contains(&("bob".into(), "admin".into())));
     mesh.stop().await
 }
 

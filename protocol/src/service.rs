@@ -241,6 +241,10 @@ pub struct AddMemberRequest {
     pub user: String,
     pub role: Role,
     pub actor: String,
+    /// Set when the add accepts an invitation: the invitation's `ts` (unix ms). The add is
+    /// refused (`forbidden`) when someone else removed the user from the room since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,6 +63,7 @@ async fn room() -> Local {
             user: user.into(),
             role,
             actor: "ann".into(),
+            invited_at: None,
         };
         l.service.member_add(req).await.unwrap();
     }

@@ -119,6 +119,7 @@ async fn the_room_check_of_an_invitation_is_an_add_that_adds_nobody_new() {
         user: user.into(),
         role,
         actor: actor.into(),
+        invited_at: None,
     };
     assert!(
         s.member_invite(add("bob", Role::Member, "ann"))

@@ -14,6 +14,7 @@ fn add(room: &str, user: &str, role: Role, actor: &str) -> AddMemberRequest {
         user: user.into(),
         role,
         actor: actor.into(),
+        invited_at: None,
     }
 }
 
@@ -55,6 +56,7 @@ async fn no_member_is_written_into_a_room_whose_record_is_gone() {
         user: "cid".into(),
         role: Role::Member,
         actor: "ann".into(),
+        invited_at: None,
     };
     assert_eq!(code(s.member_add(add).await), ErrorCode::NotFound);
     for user in ["bob", "cid"] {

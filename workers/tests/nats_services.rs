@@ -69,6 +69,7 @@ async fn services_answer_over_request_reply() {
         user: "bob".into(),
         role: Role::Member,
         actor: "ann".into(),
+        invited_at: None,
     };
     call::<AddMember>(&nats, "team", &add).await.unwrap();
     let ev = tokio::time::timeout(Duration::from_secs(5), events.next())

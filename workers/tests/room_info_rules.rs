@@ -31,6 +31,7 @@ fn add(room: &str, user: &str, role: Role) -> AddMemberRequest {
         user: user.into(),
         role,
         actor: "ann".into(),
+        invited_at: None,
     }
 }
 

@@ -397,6 +397,7 @@ async fn add_member(state: &AppState, req: Request<Incoming>, room: &str) -> Ans
         user: new.user,
         role: new.role,
         actor,
+        invited_at: None,
     };
     if !self_add {
         match super::invitations::invite_instead(state, &req).await? {

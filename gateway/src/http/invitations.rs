@@ -81,6 +81,7 @@ pub(super) async fn accept(state: &AppState, req: Request<Incoming>, room: &str)
         user: query.user.clone(),
         role: invitation.role,
         actor: invitation.by,
+        invited_at: Some(invitation.ts),
     };
     match state.services.ask::<AddMember>(room, &add).await {
         Ok(_) => {}

@@ -33,6 +33,7 @@
 //! | ban | `w h16(room) room 00 user` | [`BanRecord`](super::records::BanRecord) |
 //! | bans of a room | `W h16(room) room` | be64(count) |
 //! | mute | `i h16(room) room 00 user` | [`MuteRecord`](super::records::MuteRecord) |
+//! | removal by another | `K h16(room) room 00 user` | be64(unix ms of the last time someone else removed `user` from `room`): invitations made before it are void |
 //! | room display name | `z h16(room) room` | the name, UTF-8 (absent: none) |
 //! | audit entry | `Z be64(u64::MAX - ts) be64(node) be64(n)` | [`AuditEntry`](chatmesh_protocol::admin::AuditEntry) (`super::admin`) |
 //! | room being deleted | `D h16(room) room` | [`RoomDeletion`](super::admin::RoomDeletion) (`super::admin`) |
@@ -80,6 +81,7 @@ const THREAD_CURSOR: u8 = b'l';
 const BAN: u8 = b'w';
 const BAN_COUNT: u8 = b'W';
 const MUTE: u8 = b'i';
+const REMOVED: u8 = b'K';
 const ROOM_NAME: u8 = b'z';
 const IDENTITY: u8 = b'I';
 const DEVICE: u8 = b'V';
@@ -522,6 +524,18 @@ pub fn mute(room: &str, user: &str) -> Vec<u8> {
 /// Every mute of `room`.
 pub fn mutes_of(room: &str) -> Range<Vec<u8>> {
     let prefix = pair_prefix(MUTE, room, 0);
+    let end = prefix_end(&prefix);
+    prefix..end
+}
+
+/// When someone else last removed `user` from `room`.
+pub fn removed(room: &str, user: &str) -> Vec<u8> {
+    pair(REMOVED, room, user)
+}
+
+/// Every removal record of `room`.
+pub fn removals_of(room: &str) -> Range<Vec<u8>> {
+    let prefix = pair_prefix(REMOVED, room, 0);
     let end = prefix_end(&prefix);
     prefix..end
 }

@@ -1,4 +1,5 @@
-//! Bans and mutes of a room and its display name (moderation extension). A ban record and
+//! Bans and mutes of a room, when members were last removed by someone else, and the room's
+//! display name (moderation extension). A ban record and
 //! its room's ban count change in the same batch; the rules (who bans whom, the bound on
 //! bans) are the service's.
 
@@ -47,6 +48,20 @@ impl Model {
     /// [`MuteRecord::holds`]).
     pub async fn mute(&self, room: &str, user: &str) -> Result<Option<MuteRecord>, StoreError> {
         self.get_json(&keys::mute(room, user)).await
+    }
+
+    /// When someone else last removed `user` from `room` (unix ms), if ever.
+    pub async fn removed_at(&self, room: &str, user: &str) -> Result<Option<u64>, StoreError> {
+        let key = keys::removed(room, user);
+        match self.store.get(&key).await? {
+            Some(bytes) => records::decode_u64(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Records that someone else removed `user` from `room` at `ts` (unix ms).
+    pub fn put_removed(batch: &mut WriteBatch, room: &str, user: &str, ts: u64) {
+        batch.put(keys::removed(room, user), records::encode_u64(ts));
     }
 
     pub fn put_mute(batch: &mut WriteBatch, room: &str, user: &str, mute: &MuteRecord) {

@@ -7,11 +7,14 @@
 //!   owner may remove an admin; nobody removes the owner;
 //! - a DM has exactly its two users: no adds, no removes;
 //! - a user banned from the room is not added (`conflict`: unban it first);
+//! - an invitation made before someone else removed the user from the room adds nobody
+//!   (`forbidden`): a kick voids it;
 //! - a user who takes invitations is not added by others (`member_invite`): the checks are
 //!   the same, and the gateway keeps an invitation instead (`invitations.rs`);
 //! - decisions read roles from the store under the room's lock, never from a cache.
 
 use chatmesh_protocol::invitations::InviteCheck;
+use chatmesh_protocol::message::now_ms;
 use chatmesh_protocol::service::{AddMemberRequest, Done, RemoveMemberRequest, Role, RoomKind};
 use chatmesh_protocol::ApiError;
 
@@ -72,6 +75,14 @@ impl Service {
                     "the user is banned from this room: unban it first",
                 ));
             }
+            if let Some(invited) = req.invited_at {
+                let removed = self.model().removed_at(&req.room, &req.user).await?;
+                if removed.is_some_and(|removed| removed >= invited) {
+                    return Err(ApiError::forbidden(
+                        "the user was removed from the room after the invitation was made",
+                    ));
+                }
+            }
             let kept = InviteCheck { invite: false };
             match self.model().role(&req.room, &req.user).await? {
                 Some(Role::Owner) => {
@@ -123,6 +134,11 @@ impl Service {
             }
             let mut batch = WriteBatch::new();
             Model::delete_member(&mut batch, &req.room, &req.user);
+            if req.actor != req.user {
+                // Invitations made before a kick are void (`add_or_invite`): one to be an
+                // admin, made before the user joined by himself, must not bring him back.
+                Model::put_removed(&mut batch, &req.room, &req.user, now_ms());
+            }
             self.model().write(batch).await?;
         }
         self.member_changed(&req.room, &req.user, None).await;

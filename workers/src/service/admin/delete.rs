@@ -285,9 +285,11 @@ impl Service {
                 return Ok(false);
             }
         }
-        // Moderation records: at most `max_bans_per_room` bans, and the mutes of members.
+        // Moderation records: at most `max_bans_per_room` bans, the mutes of members, and
+        // when members were removed by others (at most one per user ever added).
         store.delete_range(keys::bans_after(room, None)).await?;
         store.delete_range(keys::mutes_of(room)).await?;
+        store.delete_range(keys::removals_of(room)).await?;
         let mut batch = WriteBatch::new();
         batch.delete(keys::ban_count(room));
         batch.delete(keys::stats(room));
