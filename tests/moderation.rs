@@ -730,6 +730,52 @@ async fn who_may_ban_whom() -> Result<()> {
     Ok(())
 }
 
+/// A muted admin's topic and room name changes are refused `forbidden` too: each would put
+/// its text, from the muted, in front of every member. Lifted, they are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_admin_cannot_speak_through_the_topic_or_the_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "hall", "public").await?;
+    let (s, v) = add(&api, &ann, "hall", "bob", "admin").await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = mute(&api, &ann, "hall", json!({"user": "bob"})).await?;
+    assert_eq!(s, 204, "{v}");
+    for body in [json!({"topic": "buy now"}), json!({"name": "buy now"})] {
+        let (s, v) = api
+            .call("PATCH", "/v1/rooms/hall", Some(&bob), Some(body.clone()))
+            .await?;
+        refused(s, &v, 403, "forbidden");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("muted"),
+            "{body}: {v}"
+        );
+    }
+    let msgs = history(&api, &ann, "hall").await?;
+    assert!(!msgs.iter().any(|m| m.from == "bob"), "{msgs:?}");
+
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/mutes/bob", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api
+        .call(
+            "PATCH",
+            "/v1/rooms/hall",
+            Some(&bob),
+            Some(json!({"topic": "welcome"})),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    Ok(())
+}
+
 /// A muted member's sends of every kind are refused `forbidden` and not stored, while it
 /// still reads; the member list shows the mute; an unmute lifts it; a mute with `until`
 /// ends by itself.

@@ -171,6 +171,17 @@ impl Service {
         })
     }
 
+    /// `forbidden` while `user` is muted in `room`: a topic or a room name is text in front of
+    /// every member, which a muted admin may not put there any more than a message. Called
+    /// under the room's lock.
+    pub(super) async fn refuse_muted(&self, room: &str, user: &str) -> Result<(), ApiError> {
+        let mute = self.model().mute(room, user).await?;
+        if mute.is_some_and(|m| m.holds(now_secs())) {
+            return Err(ApiError::forbidden("muted in this room"));
+        }
+        Ok(())
+    }
+
     /// Lifts `user`'s mute.
     pub async fn unmute(&self, req: LiftRequest) -> Result<RoomEvent, ApiError> {
         self.moderated(&req.room, &req.actor, &req.user).await?;
@@ -254,6 +265,7 @@ impl Service {
                     ))
                 }
             }
+            self.refuse_muted(&req.room, &req.actor).await?;
             let mut batch = WriteBatch::new();
             Model::put_room_name(&mut batch, &req.room, name.as_deref());
             self.model().write(batch).await?;

@@ -88,6 +88,7 @@ impl Service {
                     ))
                 }
             }
+            self.refuse_muted(&req.room, &req.actor).await?;
             let mut batch = WriteBatch::new();
             Model::put_topic(&mut batch, &req.room, topic.as_deref());
             self.model().write(batch).await?;
