@@ -6,7 +6,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod gate;
+mod hold;
 mod lifecycle;
 mod local;
+mod races;
 mod s3;
 mod support;

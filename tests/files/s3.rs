@@ -8,11 +8,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::common::{fast_config, files_under, start_mesh, Api, Client, ServerFrame};
+use crate::gate::{ACCESS_KEY, BUCKET, SECRET_KEY};
 use crate::support::{pdf, png, Files};
-
-const ACCESS_KEY: &str = "AKIACHATMESHTEST";
-const SECRET_KEY: &str = "chatmesh-test-secret-key-0123456789";
-const BUCKET: &str = "chatmesh";
 
 /// Starts s3s-fs on `root` (bucket folders are created by the caller); its address.
 async fn s3_server(root: &std::path::Path) -> Result<SocketAddr> {

@@ -13,8 +13,14 @@
 //! - an upload not finished within `upload_timeout_secs` (its gateway died mid-upload);
 //! - a file of a room that no longer exists;
 //! - a file whose last carrying message a delete took (detached: at once, no grace);
-//! - a file no stored message carries, `unattached_grace_secs` after its upload;
-//! - a file whose last carrying message retention has deleted.
+//! - a file no stored message carries, `unattached_grace_secs` after its upload and its
+//!   last attach (the message it was attached to may not be stored yet);
+//! - a file whose last carrying message retention has deleted (its grace after its last
+//!   attach passed).
+//!
+//! A file is decided on again under the room's file lock, and marked detached there before
+//! its objects go: attaches (which stamp the record under that lock), commits and thumbnail
+//! makers then see it as gone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +165,9 @@ impl Service {
         if !record.complete || record.thumbnail != Thumbnail::Pending {
             return;
         }
+        if self.model().file_detached(room, id).await.unwrap_or(true) {
+            return;
+        }
         let store = &handle.files.store;
         let made = match store
             .read_all(
@@ -196,8 +205,17 @@ impl Service {
         };
         counter!("chatmesh_file_thumbnails_total", "outcome" => if outcome.is_some() { "ready" } else { "failed" }).increment(1);
         let _guard = self.lock_files(room).await;
-        let Ok(Some(mut record)) = self.model().file(room, id).await else {
-            // Deleted meanwhile: so is what was just made.
+        // Deleted meanwhile, or being deleted (the sweeper marks a file detached before it
+        // deletes its objects, and may have deleted the thumbnail before it was stored
+        // here): so is what was just made.
+        let record = match self.model().file(room, id).await {
+            Ok(Some(record)) => match self.model().file_detached(room, id).await {
+                Ok(false) => Some(record),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(mut record) = record else {
             let _ = store.delete(&store.thumbnail(room, id)).await;
             return;
         };
@@ -223,10 +241,9 @@ impl Service {
         owns: &(dyn Fn(&str) -> bool + Send + Sync),
         now: u64,
     ) -> Result<u64, crate::store::StoreError> {
-        let Ok(handle) = self.files() else {
+        if self.files().is_err() {
             return Ok(0);
-        };
-        let cfg = &handle.files.cfg;
+        }
         let mut from = keys::files_all().start;
         let mut deleted = 0;
         loop {
@@ -240,30 +257,13 @@ impl Service {
                 }
                 let record: FileRecord = records::decode(key, value)?;
                 let age = now.saturating_sub(record.ts);
-                let why = if !record.complete {
-                    (age > cfg.upload_timeout_secs * 1000).then_some(Why::UploadAbandoned)
-                } else if self.model().room(room).await?.is_none() {
-                    Some(Why::RoomGone)
-                } else if self.model().file_detached(room, id).await?
-                    && self.model().last_file_ref(room, id).await?.is_none()
-                {
-                    // A message stored after the detach may carry it still (its attach was
-                    // checked before the delete was stored): kept while one does, unreadable
-                    // all the same (an e2ee room's record may need a commit's file).
-                    Some(Why::Detached)
-                } else {
-                    match self.model().last_file_ref(room, id).await? {
-                        None => (age > cfg.unattached_grace_secs * 1000).then_some(Why::Unattached),
-                        Some(last) => match self.model().oldest_seq(room).await? {
-                            Some(oldest) if last >= oldest => None,
-                            _ => Some(Why::Trimmed),
-                        },
-                    }
-                };
-                match why {
-                    Some(why) if self.delete_file(room, id, why).await => deleted += 1,
+                match self.why_delete(room, id, &record, now).await? {
+                    Some(_) if self.delete_file(room, id, now).await => deleted += 1,
                     Some(_) => {}
-                    None if record.thumbnail == Thumbnail::Pending && age > THUMBNAIL_RETRY_MS => {
+                    None if record.thumbnail == Thumbnail::Pending
+                        && age > THUMBNAIL_RETRY_MS
+                        && !self.model().file_detached(room, id).await? =>
+                    {
                         self.queue_thumbnail(room, id, &record.by);
                     }
                     None => {}
@@ -279,10 +279,74 @@ impl Service {
         }
     }
 
-    /// Deletes a file's objects, then its record (so a failure leaves the record to retry).
-    async fn delete_file(&self, room: &str, id: &str, why: Why) -> bool {
+    /// Why file `id` of `room` (its record `record`) is to be deleted at `now`, if it is.
+    async fn why_delete(
+        &self,
+        room: &str,
+        id: &str,
+        record: &FileRecord,
+        now: u64,
+    ) -> Result<Option<Why>, crate::store::StoreError> {
+        let Ok(handle) = self.files() else {
+            return Ok(None);
+        };
+        let cfg = &handle.files.cfg;
+        let grace = cfg.unattached_grace_secs * 1000;
+        // A message attached it a moment ago may not be stored yet: the grace counts from the
+        // last attach too.
+        let attached_lately = now.saturating_sub(record.attached) <= grace;
+        let age = now.saturating_sub(record.ts);
+        Ok(if !record.complete {
+            (age > cfg.upload_timeout_secs * 1000).then_some(Why::UploadAbandoned)
+        } else if self.model().room(room).await?.is_none() {
+            Some(Why::RoomGone)
+        } else if self.model().file_detached(room, id).await?
+            && self.model().last_file_ref(room, id).await?.is_none()
+        {
+            // A message stored after the detach may carry it still (its attach was
+            // checked before the delete was stored): kept while one does, unreadable
+            // all the same (an e2ee room's record may need a commit's file).
+            Some(Why::Detached)
+        } else {
+            match self.model().last_file_ref(room, id).await? {
+                None => (age > grace && !attached_lately).then_some(Why::Unattached),
+                Some(last) => match self.model().oldest_seq(room).await? {
+                    Some(oldest) if last >= oldest => None,
+                    _ => (!attached_lately).then_some(Why::Trimmed),
+                },
+            }
+        })
+    }
+
+    /// Deletes a file the sweeper chose: decided again under the room's file lock (an
+    /// attach or a commit since the page was read wins) and marked detached there, so that
+    /// from then on no attach, download or commit finds it and a thumbnail stored meanwhile
+    /// is deleted by its maker; then its objects, then its record (a failure leaves the
+    /// marked record for the next pass).
+    async fn delete_file(&self, room: &str, id: &str, now: u64) -> bool {
         let Ok(handle) = self.files() else {
             return false;
+        };
+        let why = {
+            let _guard = self.lock_files(room).await;
+            let Ok(Some(record)) = self.model().file(room, id).await else {
+                return false;
+            };
+            let why = match self.why_delete(room, id, &record, now).await {
+                Ok(Some(why)) => why,
+                Ok(None) => return false,
+                Err(e) => {
+                    warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "could not decide on a file");
+                    return false;
+                }
+            };
+            let mut batch = WriteBatch::new();
+            Model::put_file_detached(&mut batch, room, id);
+            if let Err(e) = self.model().write(batch).await {
+                warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "could not mark a file for deletion");
+                return false;
+            }
+            why
         };
         let store = &handle.files.store;
         for path in [store.object(room, id), store.thumbnail(room, id)] {

@@ -134,7 +134,17 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
     let idle = Duration::from_millis(state.cfg.body_read_timeout_ms);
     let path = files.store.object(room, &id);
     let body = req.into_body();
-    let received = receive(files, &slot, &path, &file_name, body, size, idle).await;
+    let received = receive(
+        files,
+        &slot,
+        &path,
+        &file_name,
+        body,
+        size,
+        idle,
+        &state.drain,
+    )
+    .await;
     // The slot is free from here: a cut upload's successor is waiting for it.
     drop(slot);
     match received {
@@ -146,16 +156,23 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
                 width: sniffed.dimensions.map(|d| d.0),
                 height: sniffed.dimensions.map(|d| d.1),
             };
-            match state.services.ask::<FileCommit>(room, &commit).await {
-                Ok(info) => {
+            match state.services.call::<FileCommit>(room, &commit).await {
+                Ok(Ok(info)) => {
                     metrics::counter!("chatmesh_file_uploads_total", "outcome" => "stored")
                         .increment(1);
                     metrics::counter!("chatmesh_file_upload_bytes_total").increment(size);
                     Ok(reply::json(201, &info))
                 }
-                Err(e) => {
+                // The worker answered no: nothing was committed, nothing will be.
+                Ok(Err(e)) => {
                     give_up(state, files, room, &id).await;
                     Err(e.into())
+                }
+                // No answer in time: the worker may have committed it all the same.
+                Err(e) => {
+                    tracing::warn!(op = "file_commit", error = %crate::error::Chain(&e), "worker service call failed");
+                    give_up_unknown(state, files, room, &id).await;
+                    Err(e.api().into())
                 }
             }
         }
@@ -167,7 +184,11 @@ pub(super) async fn upload(state: &AppState, req: Request<Incoming>, room: &str)
     }
 }
 
-/// Streams the body into the store; the sniffed type once all of it is stored.
+/// Streams the body into the store; the sniffed type once all of it is stored. A drain
+/// (`drain`) ends it at once, aborted: the connection is dropped soon after, and a dropped
+/// upload would leave its multipart parts in the bucket and its reservation held until
+/// `upload_timeout_secs`.
+#[allow(clippy::too_many_arguments)]
 async fn receive(
     files: &GatewayFiles,
     slot: &UploadSlot,
@@ -176,6 +197,7 @@ async fn receive(
     mut body: Incoming,
     size: u64,
     idle: Duration,
+    drain: &tokio_util::sync::CancellationToken,
 ) -> Result<sniff::Sniffed, ApiError> {
     let head_len = usize::try_from(size).map_or(HEAD_BYTES, |s| s.min(HEAD_BYTES));
     let mut head = BytesMut::with_capacity(head_len);
@@ -191,6 +213,13 @@ async fn receive(
         slot.waiting();
         let next = tokio::select! {
             biased;
+            () = drain.cancelled() => {
+                slot.idle();
+                abort(upload).await;
+                return Err(ApiError::unavailable(
+                    "the gateway is shutting down: send the upload again",
+                ));
+            }
             () = slot.cut() => {
                 slot.idle();
                 abort(upload).await;
@@ -304,19 +333,44 @@ async fn abort(upload: Option<(Upload, sniff::Sniffed)>) {
     }
 }
 
-/// After a failed upload: its bytes (if any made it) and its reservation go.
+/// After a failed upload that was never committed: its bytes (if any made it) and its
+/// reservation go.
 async fn give_up(state: &AppState, files: &GatewayFiles, room: &str, id: &str) {
+    delete_object(files, room, id).await;
+    if let Err(e) = abort_reservation(state, room, id).await {
+        // The sweeper deletes it after files.upload_timeout_secs.
+        tracing::warn!(room, id, error = %e, "could not give back a failed upload's reservation");
+    }
+}
+
+/// After a `file_commit` whose answer did not come: the worker may have committed the file,
+/// or may yet (a request it reached before the deadline runs, however late its answer).
+/// Only a `file_abort` the worker grants settles it: from then on no commit can find the
+/// upload, and the bytes can go. Anything else keeps them: a committed file's record must
+/// never point at deleted bytes, and what is not committed the sweeper deletes after
+/// `upload_timeout_secs` (bytes included).
+async fn give_up_unknown(state: &AppState, files: &GatewayFiles, room: &str, id: &str) {
+    match abort_reservation(state, room, id).await {
+        Ok(()) => delete_object(files, room, id).await,
+        Err(e) => {
+            tracing::warn!(room, id, error = %e, "an upload's commit is in doubt: its bytes are kept");
+        }
+    }
+}
+
+async fn delete_object(files: &GatewayFiles, room: &str, id: &str) {
     if let Err(e) = files.store.delete(&files.store.object(room, id)).await {
         tracing::warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "could not delete a failed upload");
     }
+}
+
+/// Gives an unfinished upload's reservation back (`file_abort`).
+async fn abort_reservation(state: &AppState, room: &str, id: &str) -> Result<(), ApiError> {
     let req = FileRequest {
         room: room.to_owned(),
         id: id.to_owned(),
     };
-    if let Err(e) = state.services.ask::<FileAbort>(room, &req).await {
-        // The sweeper deletes it after files.upload_timeout_secs.
-        tracing::warn!(room, id, error = %e, "could not give back a failed upload's reservation");
-    }
+    state.services.ask::<FileAbort>(room, &req).await.map(drop)
 }
 
 fn storage(e: FilesError) -> ApiError {

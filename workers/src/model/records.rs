@@ -254,6 +254,11 @@ pub struct FileRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
     pub thumbnail: Thumbnail,
+    /// When a message last had it attached (`file_attach`), ms since the Unix epoch; 0:
+    /// never. The message is stored a moment after the attach: the sweeper's grace counts
+    /// from here too, so it never deletes a file a message is on its way to carry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attached: u64,
 }
 
 impl FileRecord {

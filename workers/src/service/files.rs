@@ -106,6 +106,7 @@ impl Service {
             width: None,
             height: None,
             thumbnail: Thumbnail::None,
+            attached: 0,
         };
         let mut batch = WriteBatch::new();
         Model::put_file(&mut batch, &req.room, &req.id, &record);
@@ -131,6 +132,10 @@ impl Service {
                 .await?
                 .filter(|f| !f.complete)
                 .ok_or_else(|| ApiError::not_found("no such upload"))?;
+            // The sweeper marks what it deletes before it deletes the bytes.
+            if self.model().file_detached(&req.room, &req.id).await? {
+                return Err(ApiError::not_found("no such upload"));
+            }
             record.complete = true;
             record.thumbnail = if is_inline_image(&req.content_type) {
                 Thumbnail::Pending
@@ -175,18 +180,31 @@ impl Service {
             .ok_or_else(|| ApiError::not_found("no such file"))
     }
 
+    /// Checks the files a message will carry and stamps each record with the attach, under
+    /// the room's file lock: the sweeper decides under the same lock and counts its grace
+    /// from the last attach, so the message (stored a moment later by the store writer)
+    /// never carries a file the sweeper is deleting. A file the sweeper has begun to delete
+    /// is marked detached first, and refused here.
     pub async fn file_attach(&self, req: AttachRequest) -> Result<Attachments, ApiError> {
         valid("room", &req.room)?;
-        let mut attachments = Vec::with_capacity(req.ids.len());
         for id in &req.ids {
             validate_file_id(id)?;
-            let file = self
+        }
+        let _guard = self.lock_files(&req.room).await;
+        let now = now_ms();
+        let mut batch = WriteBatch::new();
+        let mut attachments = Vec::with_capacity(req.ids.len());
+        for id in &req.ids {
+            let mut file = self
                 .model()
                 .live_file(&req.room, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("no file {id} in this room")))?;
             attachments.push(file.info(&req.room, id).attachment());
+            file.attached = now;
+            Model::put_file(&mut batch, &req.room, id, &file);
         }
+        self.model().write(batch).await?;
         Ok(Attachments { attachments })
     }
 
