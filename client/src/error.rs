@@ -29,6 +29,10 @@ pub enum Error {
     /// A base URL that is not `http://` or `https://`.
     #[error("invalid base URL {0:?}")]
     Url(String),
+    /// A download longer than the caller takes: its `Content-Length` (`declared`) said so
+    /// before any of it was read, or more than `max` bytes arrived; reading stopped there.
+    #[error("the download is over the {max} bytes taken (Content-Length: {declared:?})")]
+    TooLarge { max: u64, declared: Option<u64> },
     /// Writing what the server sent (an export) failed.
     #[error("writing the output failed")]
     Io(#[source] std::io::Error),

@@ -311,13 +311,6 @@ impl Http {
         Ok(res.json().await?)
     }
 
-    /// `GET /v1/rooms/{room}/files/{id}`: the file's bytes.
-    pub async fn download(&self, room: &str, id: &str) -> Result<Vec<u8>> {
-        let path = format!("/v1/rooms/{room}/files/{id}");
-        let res = self.send(reqwest::Method::GET, &path, None).await?;
-        Ok(res.bytes().await?.to_vec())
-    }
-
     pub(crate) async fn call_empty(
         &self,
         method: reqwest::Method,

@@ -12,7 +12,8 @@
 //! send rate, so a reconnect that re-joins hundreds of rooms is not closed with 4008; the
 //! reconnect delay starts over only after a connection held 10 s; a re-join refused for now
 //! is retried as long as the connection lasts. [`Http`] is the HTTP half (accounts, rooms, DMs,
-//! shared files: [`Http::upload`], then [`Client::send_files`]); it waits out a 429 with a
+//! shared files: [`Http::upload`], then [`Client::send_files`]; [`Http::download`] reads at
+//! most [`MAX_DOWNLOAD_BYTES`], [`Http::download_max`] the caller's bound); it waits out a 429 with a
 //! short `Retry-After` and sends the call again ([`Http::with_rate_limit_wait`]). Gateways
 //! behind TLS are reached over https:// and wss:// (rustls with ring, the system's roots;
 //! `SSL_CERT_FILE` names others).
@@ -43,6 +44,7 @@
 mod admin;
 mod blocks;
 mod client;
+mod download;
 mod driver;
 mod e2ee;
 mod error;
@@ -79,6 +81,7 @@ pub use chatmesh_protocol::service::{EditHistory, ThreadPage, Version};
 pub use chatmesh_protocol::threads::ThreadSummary;
 pub use chatmesh_protocol::{ApiError, ErrorCode};
 pub use client::{Ack, Builder, Client};
+pub use download::MAX_DOWNLOAD_BYTES;
 pub use error::{Error, Result};
 pub use event::{Event, Events};
 pub use http::{

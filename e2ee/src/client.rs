@@ -77,11 +77,20 @@ impl Directory for Http {
     }
 }
 
-/// `chatmesh_client` reads a download whole: the bound is kept by checking the message's
-/// attachment before (files.rs) and the length after.
+/// The bound is kept twice: by the message's attachment before (files.rs), and by a download
+/// that stops reading past it.
 impl RoomFiles for Http {
-    async fn download(&self, room: &str, id: &str, _max: usize) -> Result<Vec<u8>, TransportError> {
-        Http::download(self, room, id).await.map_err(transport)
+    async fn download(
+        &self,
+        room: &str,
+        id: &str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        match Http::download_max(self, room, id, max).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(chatmesh_client::Error::TooLarge { .. }) => Ok(None),
+            Err(e) => Err(transport(e)),
+        }
     }
 }
 

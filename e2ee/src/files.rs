@@ -19,14 +19,15 @@ use crate::wire::{encode, Incoming, MlsKind, Stored};
 
 /// Reads a room's files (`GET /v1/rooms/{room}/files/{id}`).
 pub(crate) trait RoomFiles {
-    /// The bytes of file `id` of `room`. `max` is what the caller takes: an implementation
-    /// that can stop reading past it should (more is refused after the read anyway).
+    /// The bytes of file `id` of `room` if there are at most `max` of them; `None` when there
+    /// are more, found without reading past `max` (a lying or endless server holds no more
+    /// than that here).
     fn download(
         &self,
         room: &str,
         id: &str,
         max: usize,
-    ) -> impl Future<Output = Result<Vec<u8>, TransportError>> + Send;
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> + Send;
 }
 
 /// Why a message's file is left unread.
@@ -38,6 +39,8 @@ pub(crate) enum Refusal {
     NoAttachment,
     #[error("the file has {size} bytes, over the {max} taken")]
     TooLarge { size: u64, max: usize },
+    #[error("the file turned out longer than the {max} bytes taken (its attachment said less)")]
+    Longer { max: usize },
 }
 
 /// The messages of `messages` (one room's, oldest first) the SDK reads
@@ -79,11 +82,9 @@ async fn fetch(
     if let Err(why) = check_file(message, msg.mls.kind, file, max) {
         return Ok(Err(why));
     }
-    let bytes = files.download(&msg.room, file, max).await?;
-    if bytes.len() > max {
-        let size = bytes.len() as u64;
-        return Ok(Err(Refusal::TooLarge { size, max }));
-    }
+    let Some(bytes) = files.download(&msg.room, file, max).await? else {
+        return Ok(Err(Refusal::Longer { max }));
+    };
     msg.mls.data = encode(&bytes);
     msg.mls.file = None;
     Ok(Ok(()))

@@ -204,15 +204,15 @@ impl RoomFiles for Conn {
         &self,
         _room: &str,
         id: &str,
-        _max: usize,
-    ) -> Result<Vec<u8>, TransportError> {
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
         let mut inner = self.server.0.lock().unwrap();
         inner.downloads.push(id.to_owned());
-        inner
-            .files
-            .get(id)
-            .cloned()
-            .ok_or_else(|| TransportError::new(TransportErrorKind::Other, format!("no file {id}")))
+        let bytes = inner.files.get(id).cloned().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Other, format!("no file {id}"))
+        })?;
+        // As the real download: nothing past `max` is taken.
+        Ok((bytes.len() <= max).then_some(bytes))
     }
 }
 
