@@ -247,7 +247,8 @@ pub struct TargetInfo {
     /// The endpoint's origin (Web Push) or the token's last 8 characters, to tell devices
     /// apart without showing the whole address again.
     pub label: String,
-    /// When it was registered (last), ms since the Unix epoch.
+    /// When it was first registered by its user (a refresh keeps it), ms since the Unix
+    /// epoch: it is pushed what was stored after that.
     pub created: u64,
 }
 

@@ -77,8 +77,8 @@ pub struct RoomPending {
     pub room: String,
     pub kind: RoomKind,
     pub count: u32,
-    /// The first `MAX_SEQS` seqs, in order.
-    pub seqs: Vec<u64>,
+    /// The first `MAX_SEQS` seqs, in order, each with when it was stored.
+    pub seqs: Vec<(u64, SystemTime)>,
     pub last_seq: u64,
     pub last_from: String,
     pub last_body: String,
@@ -89,19 +89,25 @@ pub struct RoomPending {
 }
 
 impl RoomPending {
-    /// How many of these messages are above `mark` (already pushed up to it). Messages past
-    /// the first `MAX_SEQS` are all counted as above.
-    pub fn count_after(&self, mark: u64) -> u32 {
-        if mark >= self.last_seq {
+    /// How many of these messages are above `mark` (already pushed up to it) and were
+    /// stored at or after `since` (a target is pushed only what came after it was
+    /// registered). Messages past the first `MAX_SEQS` are all counted when the latest was
+    /// stored since: a room's messages are stored in seq order, so none is when it was not.
+    pub fn count_after(&self, mark: u64, since: SystemTime) -> u32 {
+        if mark >= self.last_seq || self.last_stored < since {
             return 0;
         }
-        let kept_above = self.seqs.iter().filter(|s| **s > mark).count() as u32;
+        let kept_above = self
+            .seqs
+            .iter()
+            .filter(|(seq, stored)| *seq > mark && *stored >= since)
+            .count() as u32;
         kept_above + self.count.saturating_sub(self.seqs.len() as u32)
     }
 
     /// Applies `r` (of this room); false once no message is left to push.
     fn revise(&mut self, r: &Revision) -> bool {
-        let kept = self.seqs.iter().position(|s| *s == r.target);
+        let kept = self.seqs.iter().position(|(seq, _)| *seq == r.target);
         // Past the first `MAX_SEQS` only the latest is known to be here.
         if kept.is_none() && r.target != self.last_seq {
             return true;
@@ -144,7 +150,7 @@ impl Pending {
             Some(r) => {
                 r.count += 1;
                 if r.seqs.len() < MAX_SEQS {
-                    r.seqs.push(m.seq);
+                    r.seqs.push((m.seq, m.stored));
                 }
                 r.last_seq = m.seq;
                 r.last_from.clone_from(&m.from);
@@ -155,7 +161,7 @@ impl Pending {
                 room: m.room.clone(),
                 kind: m.kind,
                 count: 1,
-                seqs: vec![m.seq],
+                seqs: vec![(m.seq, m.stored)],
                 last_seq: m.seq,
                 last_from: m.from.clone(),
                 last_body: m.body.clone(),
@@ -304,30 +310,56 @@ impl Window {
 mod tests {
     use super::*;
 
+    /// Message `seq` was stored `seq` seconds after the epoch.
+    fn stored(seq: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seq)
+    }
+
     fn room(seqs: &[u64], count: u32) -> RoomPending {
+        let last_seq = seqs.last().copied().unwrap_or(0) + u64::from(count) - seqs.len() as u64;
         RoomPending {
             room: "r".into(),
             kind: RoomKind::Private,
             count,
-            seqs: seqs.to_vec(),
-            last_seq: seqs.last().copied().unwrap_or(0) + u64::from(count) - seqs.len() as u64,
+            seqs: seqs.iter().map(|s| (*s, stored(*s))).collect(),
+            last_seq,
             last_from: "a".into(),
             last_body: "b".into(),
-            last_stored: SystemTime::UNIX_EPOCH,
+            last_stored: stored(last_seq),
             remote: false,
         }
     }
 
+    fn seqs(r: &RoomPending) -> Vec<u64> {
+        r.seqs.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    const EPOCH: SystemTime = SystemTime::UNIX_EPOCH;
+
     #[test]
     fn counts_above_a_mark() {
         let r = room(&[5, 7, 9], 3);
-        assert_eq!(r.count_after(0), 3);
-        assert_eq!(r.count_after(5), 2);
-        assert_eq!(r.count_after(9), 0);
-        assert_eq!(r.count_after(100), 0);
+        assert_eq!(r.count_after(0, EPOCH), 3);
+        assert_eq!(r.count_after(5, EPOCH), 2);
+        assert_eq!(r.count_after(9, EPOCH), 0);
+        assert_eq!(r.count_after(100, EPOCH), 0);
         // Two more messages than seqs kept: counted as above any mark below the last.
         let r = room(&[5, 7], 4);
-        assert_eq!(r.count_after(7), 2);
+        assert_eq!(r.count_after(7, EPOCH), 2);
+    }
+
+    /// Only what was stored at or after a target's registration counts for it; past the
+    /// kept seqs, whether the latest was.
+    #[test]
+    fn counts_only_what_was_stored_since() {
+        let r = room(&[5, 7, 9], 3);
+        assert_eq!(r.count_after(0, stored(6)), 2);
+        assert_eq!(r.count_after(0, stored(9)), 1);
+        assert_eq!(r.count_after(0, stored(10)), 0, "all stored before");
+        assert_eq!(r.count_after(7, stored(6)), 1);
+        let r = room(&[5, 7], 4);
+        assert_eq!(r.count_after(0, stored(6)), 3);
+        assert_eq!(r.count_after(0, stored(10)), 0, "the latest, 9, before too");
     }
 
     fn revision(target: u64, body: Option<&str>) -> Revision {
@@ -348,8 +380,8 @@ mod tests {
         assert_eq!((r.last_body.as_str(), r.count), ("fixed", 3));
         // A delete of an earlier one leaves the count; of the latest, its preview too.
         assert!(r.revise(&revision(7, None)));
-        assert_eq!((r.count, r.seqs.clone()), (2, vec![5, 9]));
-        assert_eq!(r.count_after(5), 1);
+        assert_eq!((r.count, seqs(&r)), (2, vec![5, 9]));
+        assert_eq!(r.count_after(5, EPOCH), 1);
         assert!(r.revise(&revision(9, None)));
         assert_eq!(
             (r.count, r.last_body.as_str(), r.last_from.as_str()),
@@ -364,6 +396,6 @@ mod tests {
         assert!(r.revise(&revision(8, None)));
         assert_eq!(r.count, 4);
         assert!(r.revise(&revision(9, None)));
-        assert_eq!((r.count, r.count_after(7)), (3, 1));
+        assert_eq!((r.count, r.count_after(7, EPOCH)), (3, 1));
     }
 }

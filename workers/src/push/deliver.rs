@@ -1,5 +1,6 @@
 //! Deciding and sending one closed notification: who is still a member, offline and wants it,
-//! which of its messages each target has not been pushed yet (the delivery marks), then the
+//! which of its messages each target has not been pushed yet (the delivery marks) and was
+//! registered before (a device added now is not pushed what came earlier), then the
 //! pushes themselves with retries: one notification of a user at a time, to two of its
 //! targets at a time, so that one user's stalling push services hold few of the shared
 //! request slots; and each request first takes a slot of its push service's origin
@@ -26,6 +27,7 @@ use tracing::{debug, warn};
 use super::apns::Apns;
 use super::collapse::{release, Pending, RoomPending};
 use super::fcm::{Access, Fcm};
+use super::intake::pushed_since;
 use super::origins::{origin_of, OriginSlot, Origins};
 use super::presence::{Online, Presence};
 use super::vapid::Vapid;
@@ -40,8 +42,8 @@ use crate::store::{StoreError, WriteBatch};
 pub struct Deliverer {
     pub svc: Service,
     /// Who is online, read again for each closed window (shared briefly by the windows of
-    /// one room's members that close together).
-    pub presence: tokio::sync::Mutex<Presence>,
+    /// one room's members that close together; a room's read holds up no other room's).
+    pub presence: Presence,
     pub vapid: Vapid,
     pub web: WebPush,
     /// FCM, when a service account is configured.
@@ -213,9 +215,12 @@ impl Deliverer {
                 counter!(m::PUSH_FAILED, "reason" => "unsupported").increment(1);
                 continue;
             }
+            // Each target only what was stored after it was registered: a device added now
+            // is not pushed what its user's older devices are.
+            let since = pushed_since(target.created);
             let mut todo = Vec::new();
             for r in &rooms {
-                let n = r.count_after(model.push_mark(&p.user, &id, &r.room).await?);
+                let n = r.count_after(model.push_mark(&p.user, &id, &r.room).await?, since);
                 if n > 0 {
                     Model::put_push_mark(&mut batch, &p.user, &id, &r.room, r.last_seq);
                     todo.push((r, n));
@@ -258,7 +263,7 @@ impl Deliverer {
     }
 
     async fn online(&self, room: &str) -> Online {
-        self.presence.lock().await.online(room).await
+        self.presence.online(room).await
     }
 
     /// Sends one push, retrying 429/5xx/transport failures with backoff (or as long as
@@ -393,6 +398,11 @@ impl Deliverer {
 }
 
 #[cfg(test)]
+mod claim_tests;
+#[cfg(test)]
+mod presence_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -401,7 +411,7 @@ mod tests {
             room: name.into(),
             kind,
             count: 2,
-            seqs: vec![3, 4],
+            seqs: vec![(3, SystemTime::UNIX_EPOCH), (4, SystemTime::UNIX_EPOCH)],
             last_seq: 4,
             last_from: "ann".into(),
             last_body: "secret plans".into(),

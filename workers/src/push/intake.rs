@@ -1,6 +1,7 @@
 //! Who a stored message may push: the room's members but the sender, minus those online in
 //! the room now, minus those without a target (or whose targets were all registered after
-//! the message was stored) or whose settings mute it. (Whether they are
+//! the message was stored: which of them it may push is decided per target when the window
+//! closes) or whose settings mute it. (Whether they are
 //! still offline, and still want it, is asked again when the window closes: `deliver.rs`.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +42,14 @@ pub enum IntakeError {
 /// How far the stream's clock (a message's stored time) and the worker's (a target's
 /// registration time) may disagree.
 const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
+/// The stored time from which messages are pushed to a target registered at `created` (ms
+/// since the Unix epoch): each target only what came after it was registered, with
+/// [`CLOCK_SLACK`] for the two clocks.
+pub fn pushed_since(created: u64) -> SystemTime {
+    let at = UNIX_EPOCH + Duration::from_millis(created);
+    at.checked_sub(CLOCK_SLACK).unwrap_or(UNIX_EPOCH)
+}
 
 /// Reads what a message needs to be routed.
 #[derive(Debug)]
@@ -115,7 +124,7 @@ impl Intake {
 
     /// The users `m` may push. Members without a target cost no store read (remembered by
     /// the service), and presence is read only when someone is left to push.
-    pub async fn recipients(&mut self, m: &Incoming) -> Result<Vec<String>, IntakeError> {
+    pub async fn recipients(&self, m: &Incoming) -> Result<Vec<String>, IntakeError> {
         let members = self.members(&m.room, &m.from).await?;
         let mut out = Vec::new();
         for (user, _) in members {
@@ -123,9 +132,10 @@ impl Intake {
                 continue;
             }
             // No target, or none yet when the message was stored (a target is pushed only
-            // for what came after it was registered; `CLOCK_SLACK` for the two clocks).
+            // for what came after it was registered, [`pushed_since`]: each target's own
+            // registration is checked when the window closes, `deliver.rs`).
             match self.svc.push_targets_since(&user).await? {
-                Some(ms) if m.stored + CLOCK_SLACK >= UNIX_EPOCH + Duration::from_millis(ms) => {}
+                Some(ms) if m.stored >= pushed_since(ms) => {}
                 _ => continue,
             }
             let settings = self.model.push_settings(&user).await?;

@@ -193,7 +193,7 @@ pub fn spawn_notifier(
     let ttl = Duration::from_secs(cfg.ttl_secs);
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),
-        presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK).into(),
+        presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK),
         vapid,
         web,
         fcm,

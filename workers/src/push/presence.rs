@@ -4,56 +4,50 @@
 //! the gateways' to write.
 //!
 //! Answers are kept for a short while per room ([`Presence::online`]), so a busy room costs
-//! one read per `fresh_for`, not one per message; the cache is bounded and simply emptied
-//! when full.
+//! one read per `fresh_for`, not one per message; the cache is bounded. Rooms are read
+//! independently, each by one read at a time: the checks of a room wait for its read in
+//! flight, never for another room's (a read that hangs holds up only its own room's checks,
+//! for at most its timeout).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chatmesh_protocol::subjects::PRESENCE_BUCKET;
-use tokio::time::Instant;
 
 /// Rooms whose presence is remembered at most.
-const MAX_ROOMS: usize = 10_000;
+const MAX_ROOMS: u64 = 10_000;
 /// How long one batch direct get may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Users online in a room.
 pub type Online = Arc<HashSet<String>>;
 
-/// Presence reads with a short per-room memory.
+/// Presence reads with a short per-room memory; shared by the tasks that check (`&self`).
 #[derive(Debug)]
 pub struct Presence {
     nats: async_nats::Client,
-    fresh_for: Duration,
-    rooms: HashMap<String, (Instant, Online)>,
+    /// Each room's answer for `fresh_for`; a room being read has its one read in flight,
+    /// which its other checks wait for (moka's per-key single flight), and no lock is held
+    /// across a read.
+    rooms: moka::future::Cache<String, Online>,
 }
 
 impl Presence {
     pub fn new(nats: async_nats::Client, fresh_for: Duration) -> Self {
-        Self {
-            nats,
-            fresh_for,
-            rooms: HashMap::new(),
-        }
+        let rooms = moka::future::Cache::builder()
+            .max_capacity(MAX_ROOMS)
+            .time_to_live(fresh_for)
+            .build();
+        Self { nats, rooms }
     }
 
     /// The users with a session joined to `room` on any gateway, read at most `fresh_for`
     /// ago (see [`read`]).
-    pub async fn online(&mut self, room: &str) -> Online {
-        if let Some((at, users)) = self.rooms.get(room) {
-            if at.elapsed() < self.fresh_for {
-                return users.clone();
-            }
-        }
-        let users = Arc::new(read(&self.nats, room).await);
-        if self.rooms.len() >= MAX_ROOMS {
-            self.rooms.clear();
-        }
+    pub async fn online(&self, room: &str) -> Online {
         self.rooms
-            .insert(room.to_owned(), (Instant::now(), users.clone()));
-        users
+            .get_with_by_ref(room, async { Arc::new(read(&self.nats, room).await) })
+            .await
     }
 }
 

@@ -137,7 +137,8 @@ impl Service {
                 .delete_push_target(&mut batch, previous, &id, MAX_MARKS_DELETED)
                 .await?;
         }
-        if self.model().push_target(&req.user, &id).await?.is_none() {
+        let existing = self.model().push_target(&req.user, &id).await?;
+        if existing.is_none() {
             let held = self
                 .model()
                 .push_targets(&req.user, rules.max_targets)
@@ -149,9 +150,12 @@ impl Service {
                 )));
             }
         }
+        // A refresh (the same user, the same address: a web client subscribes again on
+        // every start) keeps when the target was first registered: a target is pushed what
+        // was stored after that, and a refresh must not drop what waits for it.
         let rec = PushTargetRecord {
             target: req.target,
-            created: now_ms(),
+            created: existing.map_or_else(now_ms, |t| t.created),
         };
         Model::put_push_target(&mut batch, &req.user, &id, &rec);
         Model::put_push_owner(&mut batch, &id, &req.user);
@@ -415,6 +419,7 @@ mod tests {
     /// session expired instead of logging out) is bob's alone: alice's target for it is gone,
     /// so her messages, previews included, no longer reach the device (before: both users
     /// held it and it showed alice's pushes to bob). Alice registering it again takes it back.
+    /// A refresh by the same user keeps the target's registration time.
     #[tokio::test]
     async fn a_device_address_belongs_to_its_last_user() {
         let dir = tempfile::tempdir().expect("dir");
@@ -474,6 +479,22 @@ mod tests {
             svc.model().push_owner(&target_id(&phone)).await.unwrap(),
             None
         );
+
+        // A refresh by the same user keeps when the target was first registered (it is
+        // pushed what was stored after that); a new owner's starts anew.
+        let first = svc
+            .push_target_add(add("alice"))
+            .await
+            .expect("alice")
+            .created;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let again = svc.push_target_add(add("alice")).await.expect("refresh");
+        assert_eq!(
+            again.created, first,
+            "a refresh keeps its registration time"
+        );
+        let moved = svc.push_target_add(add("bob")).await.expect("bob");
+        assert!(moved.created > first, "{} > {first}", moved.created);
     }
 
     #[test]
