@@ -278,6 +278,45 @@ async fn a_kick_voids_the_invitations_made_before_it() -> Result<()> {
     mesh.stop().await
 }
 
+/// Inviters cannot flood a user with one room's invitation: one replacement soon after it
+/// (a role corrected) is taken, then replacing it again (another role or another inviter)
+/// within a minute is refused `rate_limited` with a `Retry-After`, and the user keeps the
+/// one it has; the same invitation again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inviter_cannot_flood_a_user_with_one_rooms_invitation() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    let dan = api.user("dan").await?;
+    api.room(&ann, "club", "private").await?;
+    let (s, v) = add(&api, &ann, "club", "dan", "admin").await?;
+    assert_eq!(s, 204, "{v}");
+    takes_invitations(&api, &bob).await?;
+    let (s, v) = add(&api, &dan, "club", "bob", "member").await?;
+    assert_eq!(s, 202, "{v}");
+    let (s, v) = add(&api, &dan, "club", "bob", "member").await?;
+    assert_eq!(s, 202, "the same one again: {v}");
+    let (s, v) = add(&api, &ann, "club", "bob", "admin").await?;
+    assert_eq!(s, 202, "the owner corrects the role: {v}");
+    for (by, role) in [(&dan, "member"), (&ann, "member")] {
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/rooms/club/members", api.base))
+            .bearer_auth(by)
+            .json(&json!({"user": "bob", "role": role}))
+            .send()
+            .await?;
+        assert_eq!(res.status(), 429, "replaced within a minute ({role})");
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    assert_eq!(
+        invitations(&api, &bob).await?,
+        vec![("club".into(), "ann".into(), "admin".into())]
+    );
+    mesh.stop().await
+}
+
 /// The Rust SDK's side: `set_adds`, `add_or_invite` (`Added::Invited`), the session's
 /// `Event::Invitation`, `invitations`, `accept_invitation` and `decline_invitation`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

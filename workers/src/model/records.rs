@@ -178,6 +178,10 @@ pub struct InvitationRecord {
     pub role: chatmesh_protocol::service::Role,
     /// When, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// It replaced one made less than a minute before it: the next replacement waits until
+    /// a minute after it (the service's bound on invitation frames).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quick: bool,
 }
 
 /// A mute of a member (moderation extension); room and user are in the key. It outlives a

@@ -20,6 +20,10 @@ use crate::model::records::InvitationRecord;
 use crate::model::Model;
 use crate::store::WriteBatch;
 
+/// After an invitation replaced one less than this before it (ms), it is not replaced again
+/// until this after it.
+const REPLACE_EVERY_MS: u64 = 60_000;
+
 impl Service {
     /// Who may add `user` to rooms; `not_found` without an account.
     pub async fn adds_get(&self, req: UserRequest) -> Result<AddsSetting, ApiError> {
@@ -47,8 +51,9 @@ impl Service {
     }
 
     /// Keeps an invitation (replacing one to the same room by someone else or with another
-    /// role; the same one again changes nothing) and tells the user's sessions; `conflict`
-    /// when the user holds [`MAX_PENDING`] others.
+    /// role; once soon after it was made, then at most once a minute: `rate_limited`; the
+    /// same one again changes nothing) and
+    /// tells the user's sessions; `conflict` when the user holds [`MAX_PENDING`] others.
     pub async fn invitation_put(&self, req: InviteRequest) -> Result<Invitation, ApiError> {
         valid("user name", &req.user)?;
         valid("room", &req.room)?;
@@ -56,10 +61,11 @@ impl Service {
         if req.role == Role::Owner {
             return Err(ApiError::bad_request("a room has one owner: its creator"));
         }
-        let rec = InvitationRecord {
+        let mut rec = InvitationRecord {
             by: req.by,
             role: req.role,
             ts: now_ms(),
+            quick: false,
         };
         {
             let _guard = self
@@ -77,6 +83,20 @@ impl Service {
             {
                 // The same invitation again: nothing to store or tell.
                 return Ok(invitation(req.room, same.clone()));
+            }
+            // Each replacement tells the user's sessions: one soon after the invitation (a
+            // role corrected) is taken, then at most one a minute, or inviters switching
+            // roles (or taking turns) would flood the user with frames.
+            if let Some(previous) = &existing {
+                let wait = (previous.ts + REPLACE_EVERY_MS).saturating_sub(rec.ts);
+                if wait > 0 && previous.quick {
+                    return Err(ApiError::rate_limited_for(
+                        "this user's invitation to this room was replaced less than a minute \
+                         ago",
+                        std::time::Duration::from_millis(wait),
+                    ));
+                }
+                rec.quick = wait > 0;
             }
             if existing.is_none() {
                 let held = self
