@@ -730,6 +730,52 @@ async fn who_may_ban_whom() -> Result<()> {
     Ok(())
 }
 
+/// Only the owner bans or mutes an admin, and only the owner lifts it: another admin's
+/// unban of an admin the owner banned, or unmute of one who left the room since, is refused
+/// `forbidden` (before, the banned admin's role was gone, and with it the check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_owner_lifts_a_ban_or_mute_of_an_admin() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let xan = api.user("xan").await?;
+    let yul = api.user("yul").await?;
+    api.room(&ann, "hall", "public").await?;
+    for user in ["xan", "yul"] {
+        let (s, v) = add(&api, &ann, "hall", user, "admin").await?;
+        assert_eq!(s, 204, "{v}");
+    }
+    let (s, v) = ban(&api, &ann, "hall", json!({"user": "xan"})).await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/bans/xan", Some(&yul), None)
+        .await?;
+    refused(s, &v, 403, "forbidden");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/bans/xan", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+
+    let (s, v) = add(&api, &ann, "hall", "xan", "admin").await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = mute(&api, &ann, "hall", json!({"user": "xan"})).await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/members/xan", Some(&xan), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/mutes/xan", Some(&yul), None)
+        .await?;
+    refused(s, &v, 403, "forbidden");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/hall/mutes/xan", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    mesh.stop().await
+}
+
 /// A muted admin's topic and room name changes are refused `forbidden` too: each would put
 /// its text, from the muted, in front of every member. Lifted, they are accepted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

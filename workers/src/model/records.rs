@@ -162,6 +162,9 @@ pub struct BanRecord {
     pub reason: Option<String>,
     /// When, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The user was an admin when banned: only the owner lifts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// A user's block of another user (`blocks` extension); both names are in the key.
@@ -195,6 +198,9 @@ pub struct MuteRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<u64>,
     pub ts: u64,
+    /// The user was an admin when muted: only the owner lifts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl MuteRecord {

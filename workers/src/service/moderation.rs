@@ -46,6 +46,17 @@ fn may_moderate(verb: &str, actor: Option<Role>, target: Option<Role>) -> Result
     }
 }
 
+/// Only the owner lifts a ban or a mute made of an admin (`admin`), whatever the user's role
+/// is now.
+fn lift_of_admin(verb: &str, actor: Option<Role>, admin: bool) -> Result<(), ApiError> {
+    if admin && actor != Some(Role::Owner) {
+        return Err(ApiError::forbidden(format!(
+            "only the owner may {verb} an admin"
+        )));
+    }
+    Ok(())
+}
+
 impl Service {
     /// The checks every moderation request starts with: names, the room (not a DM), not
     /// oneself.
@@ -97,6 +108,7 @@ impl Service {
                 by: req.actor.clone(),
                 reason: reason.clone(),
                 ts: now_ms(),
+                admin: target == Some(Role::Admin),
             };
             let mut batch = WriteBatch::new();
             if target.is_some() {
@@ -121,9 +133,11 @@ impl Service {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
             let actor = self.model().role(&req.room, &req.actor).await?;
             may_moderate("unban", actor, None)?;
-            if self.model().ban(&req.room, &req.user).await?.is_none() {
+            let Some(ban) = self.model().ban(&req.room, &req.user).await? else {
                 return Err(ApiError::not_found("not banned from this room"));
-            }
+            };
+            // The banned admin has no role left to check: the ban remembers it.
+            lift_of_admin("unban", actor, ban.admin)?;
             let count = self.model().ban_count(&req.room).await?;
             let mut batch = WriteBatch::new();
             Model::delete_ban(&mut batch, &req.room, &req.user, count.saturating_sub(1));
@@ -157,6 +171,7 @@ impl Service {
                 by: req.actor.clone(),
                 until: req.until,
                 ts: now_ms(),
+                admin: target == Some(Role::Admin),
             };
             let mut batch = WriteBatch::new();
             Model::put_mute(&mut batch, &req.room, &req.user, &mute);
@@ -192,9 +207,11 @@ impl Service {
             let target = self.model().role(&req.room, &req.user).await?;
             may_moderate("unmute", actor, target)?;
             let muted = self.model().mute(&req.room, &req.user).await?;
-            if !muted.is_some_and(|m| m.holds(now_secs())) {
+            let Some(muted) = muted.filter(|m| m.holds(now_secs())) else {
                 return Err(ApiError::not_found("not muted in this room"));
-            }
+            };
+            // An admin muted and gone from the room since has no role left to check.
+            lift_of_admin("unmute", actor, muted.admin)?;
             let mut batch = WriteBatch::new();
             Model::delete_mute(&mut batch, &req.room, &req.user);
             self.model().write(batch).await?;
