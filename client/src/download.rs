@@ -1,6 +1,7 @@
-//! Downloads of shared files (`GET /v1/rooms/{room}/files/{id}`), read within a bound: a
-//! server (or a presigned URL's storage) that lies or never stops cannot make the SDK hold
-//! more than the caller takes. The length a server declares is checked before the body is
+//! Bodies read within a bound: downloads of shared files (`GET /v1/rooms/{room}/files/{id}`,
+//! at most what the caller takes) and every JSON answer ([`MAX_ANSWER_BYTES`], an error's
+//! [`MAX_ERROR_BYTES`]), so a server (or a presigned URL's storage) that lies or never stops
+//! cannot make the SDK hold more. The length a server declares is checked before the body is
 //! read, and what arrives is counted as it arrives.
 
 use crate::error::{Error, Result};
@@ -8,6 +9,11 @@ use crate::http::Http;
 
 /// The most [`Http::download`] takes: the server's default `files.max_file_bytes`.
 pub const MAX_DOWNLOAD_BYTES: usize = 100 * 1024 * 1024;
+/// The most a JSON answer may hold: far above the largest page the server sends (history
+/// pages stop at 512 KiB).
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// The most an error answer's body may hold (`{"error": {code, message}}`).
+pub(crate) const MAX_ERROR_BYTES: usize = 64 * 1024;
 /// The most a download reserves before its bytes arrive.
 const MAX_RESERVED: usize = 1024 * 1024;
 
@@ -27,9 +33,15 @@ impl Http {
     }
 }
 
+/// The JSON answer `res` holds, read within [`MAX_ANSWER_BYTES`].
+pub(crate) async fn json<T: serde::de::DeserializeOwned>(res: reqwest::Response) -> Result<T> {
+    let body = read_within(res, MAX_ANSWER_BYTES).await?;
+    serde_json::from_slice(&body).map_err(Error::Decode)
+}
+
 /// The body of `res`, if it is at most `max` bytes; dropping `res` early closes the
 /// connection, so a refused body is read no further.
-async fn read_within(mut res: reqwest::Response, max: usize) -> Result<Vec<u8>> {
+pub(crate) async fn read_within(mut res: reqwest::Response, max: usize) -> Result<Vec<u8>> {
     let declared = res.content_length();
     let too_large = || Error::TooLarge {
         max: max as u64,

@@ -33,6 +33,9 @@ pub enum Error {
     /// before any of it was read, or more than `max` bytes arrived; reading stopped there.
     #[error("the download is over the {max} bytes taken (Content-Length: {declared:?})")]
     TooLarge { max: u64, declared: Option<u64> },
+    /// An answer that is not the JSON the call expects.
+    #[error("the answer does not parse")]
+    Decode(#[source] serde_json::Error),
     /// Writing what the server sent (an export) failed.
     #[error("writing the output failed")]
     Io(#[source] std::io::Error),

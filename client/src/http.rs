@@ -269,7 +269,7 @@ impl Http {
         let res = self
             .execute(|| self.authorized(self.http.get(url.clone())))
             .await?;
-        Ok(res.json().await?)
+        crate::download::json(res).await
     }
 
     /// `GET /v1/rooms/{room}/messages/{root}/thread?after=&limit=`: the root, up to `limit`
@@ -308,7 +308,7 @@ impl Http {
         let res = self
             .execute(|| self.authorized(self.http.post(url.clone()).body(bytes.clone())))
             .await?;
-        Ok(res.json().await?)
+        crate::download::json(res).await
     }
 
     pub(crate) async fn call_empty(
@@ -326,7 +326,7 @@ impl Http {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T> {
-        Ok(self.send(method, path, body).await?.json().await?)
+        crate::download::json(self.send(method, path, body).await?).await
     }
 
     pub(crate) async fn send(
@@ -392,9 +392,10 @@ async fn checked(res: reqwest::Response) -> Result<reqwest::Response> {
         return Ok(res);
     }
     let status = res.status();
-    match res.json::<ErrorBody>().await {
-        Ok(body) => Err(Error::Api(body.error)),
-        Err(_) => Err(Error::Protocol(format!(
+    let body = crate::download::read_within(res, crate::download::MAX_ERROR_BYTES).await;
+    match body.map(|b| serde_json::from_slice::<ErrorBody>(&b)) {
+        Ok(Ok(body)) => Err(Error::Api(body.error)),
+        _ => Err(Error::Protocol(format!(
             "HTTP {status} without an error body"
         ))),
     }

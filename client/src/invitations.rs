@@ -31,7 +31,7 @@ impl Http {
         let body = json!({"user": user, "role": role});
         let resp = self.send(reqwest::Method::POST, &path, Some(body)).await?;
         if resp.status() == reqwest::StatusCode::ACCEPTED {
-            let answer: Answer = resp.json().await?;
+            let answer: Answer = crate::download::json(resp).await?;
             return Ok(Added::Invited(answer.invitation));
         }
         Ok(Added::Member)

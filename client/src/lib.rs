@@ -13,7 +13,8 @@
 //! reconnect delay starts over only after a connection held 10 s; a re-join refused for now
 //! is retried as long as the connection lasts. [`Http`] is the HTTP half (accounts, rooms, DMs,
 //! shared files: [`Http::upload`], then [`Client::send_files`]; [`Http::download`] reads at
-//! most [`MAX_DOWNLOAD_BYTES`], [`Http::download_max`] the caller's bound); it waits out a 429 with a
+//! most [`MAX_DOWNLOAD_BYTES`], [`Http::download_max`] the caller's bound, and every JSON answer
+//! at most [`MAX_ANSWER_BYTES`]); it waits out a 429 with a
 //! short `Retry-After` and sends the call again ([`Http::with_rate_limit_wait`]). Gateways
 //! behind TLS are reached over https:// and wss:// (rustls with ring, the system's roots;
 //! `SSL_CERT_FILE` names others).
@@ -81,7 +82,7 @@ pub use chatmesh_protocol::service::{EditHistory, ThreadPage, Version};
 pub use chatmesh_protocol::threads::ThreadSummary;
 pub use chatmesh_protocol::{ApiError, ErrorCode};
 pub use client::{Ack, Builder, Client};
-pub use download::MAX_DOWNLOAD_BYTES;
+pub use download::{MAX_ANSWER_BYTES, MAX_DOWNLOAD_BYTES};
 pub use error::{Error, Result};
 pub use event::{Event, Events};
 pub use http::{

@@ -140,3 +140,39 @@ async fn a_body_within_the_bound_is_read_whole() {
         .expect("within the bound");
     assert_eq!(body.len(), MAX);
 }
+
+/// A JSON answer that never ends is refused once past [`crate::download::MAX_ANSWER_BYTES`],
+/// and an error answer's body once past its own small bound: neither is read on.
+#[tokio::test]
+async fn endless_answers_and_error_bodies_are_not_read_on() {
+    for (head, limit) in [
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close",
+            crate::download::MAX_ANSWER_BYTES,
+        ),
+        (
+            "HTTP/1.1 500 Internal Server Error\r\nConnection: close",
+            crate::download::MAX_ERROR_BYTES,
+        ),
+    ] {
+        let (base, task) = server(head).await;
+        let http = Http::new(&base).unwrap();
+        let got = tokio::time::timeout(WITHIN, http.thread("r", 1, None, 10))
+            .await
+            .expect("the call ends");
+        let written = tokio::time::timeout(WITHIN, task)
+            .await
+            .expect("the server ends")
+            .unwrap();
+        match got {
+            Err(Error::TooLarge { max, .. }) => assert_eq!(max, limit as u64),
+            Err(Error::Protocol(_)) => assert_eq!(limit, crate::download::MAX_ERROR_BYTES),
+            Err(e) => panic!("{head}: {e:?}"),
+            Ok(page) => panic!("{head}: read a page {page:?}"),
+        }
+        assert!(
+            written < OFFERED / 2,
+            "{head}: the client read on: {written} bytes sent"
+        );
+    }
+}
