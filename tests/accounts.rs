@@ -747,6 +747,37 @@ async fn nothing_posted_after_a_missed_logout_all_reaches_the_old_tokens_session
     mesh.stop().await
 }
 
+/// A `logout_all` whose event never reaches a gateway that saw no loss (a NATS route that
+/// dropped it; here a proxy that drops the `chat.user.*` messages on their way to the
+/// gateway and keeps its connection up) still closes the old token's session there, 4001,
+/// by the periodic re-check (`gateway.session_recheck_secs`): before, nothing asked again
+/// and the session worked until its token expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_all_whose_event_never_arrived_closes_the_session_all_the_same() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.session_recheck_secs = 2;
+    config.gateway.user_gen_cache_secs = 1;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let old = api.user("ann").await?;
+    let far = FarGateway::start(&mesh).await?;
+    let mut session = Client::login(&far.ws_url(), &old).await?;
+    far.proxy.drop_subjects("chat.user.");
+    let (s, v) = api
+        .call("POST", "/v1/auth/logout_all", Some(&old), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    let closed = tokio::time::timeout(WAIT, session.ended()).await;
+    assert_eq!(
+        closed.ok(),
+        Some(Ended::Closed(4001)),
+        "old token's session"
+    );
+    far.stop().await;
+    mesh.stop().await
+}
+
 /// A mesh started in a fresh data dir writes `jwt-secret` with mode 0600 and leaves no
 /// temporary file beside it; a second start reads the same secret. A `jwt-secret` symlink
 /// planted in the dir is replaced, not followed (the secret never lands in its target).

@@ -156,6 +156,13 @@ pub struct GatewayConfig {
     /// How long a user's token generation is cached, seconds (revocation events clear it
     /// sooner; this bounds how long a lost event leaves a revoked token usable).
     pub user_gen_cache_secs: u64,
+    /// How often every open session's token is checked again against its user's
+    /// generation, seconds (0: never): a revocation or disable whose event never reached
+    /// this gateway without it noticing a loss (a NATS route that dropped it, a worker that
+    /// stopped before publishing it) closes the session within this. Each pass is spread
+    /// over half the period, one worker request per user with a session here whose
+    /// generation is not cached (at most 86400).
+    pub session_recheck_secs: u64,
     /// Replays (`join` with `since`) one session may have running at once; one more is
     /// refused with `rate_limited`. A re-join of a room replaces that room's replay.
     pub max_replays_per_session: usize,
@@ -257,6 +264,7 @@ impl Default for GatewayConfig {
             key_claims_per_target_per_hour: 20,
             throttle_max_entries: 100_000,
             user_gen_cache_secs: 30,
+            session_recheck_secs: 300,
             max_replays_per_session: 4,
             max_replays: 32,
             max_replays_per_user: 8,
@@ -493,6 +501,9 @@ impl GatewayConfig {
         if !(1..=3_600).contains(&self.user_gen_cache_secs) {
             out.push("gateway.user_gen_cache_secs must be between 1 and 3600".into());
         }
+        if self.session_recheck_secs > 86_400 {
+            out.push("gateway.session_recheck_secs must be at most 86400".into());
+        }
         out
     }
 }
@@ -662,8 +673,9 @@ mod tests {
             rooms_per_minute: 0,
             login_lockout_max_secs: 1,
             user_gen_cache_secs: 0,
+            session_recheck_secs: 86_401,
             ..ok
         };
-        assert_eq!(bad.problems().len(), 4, "{:?}", bad.problems());
+        assert_eq!(bad.problems().len(), 5, "{:?}", bad.problems());
     }
 }

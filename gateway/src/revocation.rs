@@ -220,6 +220,55 @@ impl Revocation {
     /// generations of the users missed events named (`only`), or every one, asks again about
     /// each of them with a session here and closes the sessions of tokens revoked meanwhile.
     /// Returns how many users could not be asked.
+    /// Until `drain`, every `every` asks again about each user with a session here holding
+    /// a built-in token (spread over half of `every`, [`crate::reconnects::CONCURRENCY`] at a
+    /// time) and closes the sessions whose token a revocation or disable has made stale:
+    /// the one way such a session closes when the event of it never arrived and nothing
+    /// told this gateway it may have been lost.
+    pub async fn sweep(
+        self: Arc<Self>,
+        every: Duration,
+        drain: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = drain.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let users: Vec<Arc<str>> = {
+                let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                sessions
+                    .iter()
+                    .filter(|(_, list)| list.iter().any(|(_, gen, _)| gen.is_some()))
+                    .map(|(user, _)| user.clone())
+                    .collect()
+            };
+            let batches = users.len().div_ceil(crate::reconnects::CONCURRENCY).max(1);
+            let pause = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
+            let mut closed = 0usize;
+            for batch in users.chunks(crate::reconnects::CONCURRENCY) {
+                let this = &self;
+                let answers = batch
+                    .iter()
+                    .map(|user| async move { (user, this.current(user).await) });
+                for (user, answer) in futures::future::join_all(answers).await {
+                    if let Ok(now) = answer {
+                        closed += self.close_older(user, now.gen, now.disabled);
+                    }
+                }
+                tokio::select! {
+                    _ = drain.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            metrics::counter!("chatmesh_session_rechecks_total").increment(1);
+            if closed > 0 {
+                metrics::counter!("chatmesh_session_recheck_closes_total").increment(closed as u64);
+                tracing::warn!(closed, "sessions of revoked tokens closed by the periodic re-check: their events never arrived");
+            }
+        }
+    }
+
     pub async fn recheck(&self, only: Option<&HashSet<String>>) -> usize {
         let users: Vec<Arc<str>> = {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,7 +300,9 @@ impl Revocation {
         let mut unanswered = 0usize;
         while let Some((user, answer)) = answers.next().await {
             match answer {
-                Ok(now) => self.close_older(&user, now.gen, now.disabled),
+                Ok(now) => {
+                    self.close_older(&user, now.gen, now.disabled);
+                }
                 Err(_) => unanswered += 1,
             }
         }
@@ -293,11 +344,11 @@ impl Revocation {
     }
 
     /// Closes `user`'s sessions of tokens older than `gen` (every one, when `disabled`).
-    fn close_older(&self, user: &str, gen: u64, disabled: bool) {
+    fn close_older(&self, user: &str, gen: u64, disabled: bool) -> usize {
         let closing: Vec<Arc<SessionLink>> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let Some(list) = sessions.get_mut(user) else {
-                return;
+                return 0;
             };
             let mut closing = Vec::new();
             list.retain(|(_, g, link)| {
@@ -317,6 +368,7 @@ impl Revocation {
         } else {
             revoked()
         };
+        let closed = closing.len();
         for link in closing {
             link.close_with(
                 Out::Frame(error_frame(&None, &error).into()),
@@ -324,5 +376,6 @@ impl Revocation {
                 "token revoked",
             );
         }
+        closed
     }
 }

@@ -223,6 +223,10 @@ impl AppState {
         )
         .await?;
         spawn_user_listener(state.clone(), late.clone()).await?;
+        if state.cfg.session_recheck_secs > 0 {
+            let every = Duration::from_secs(state.cfg.session_recheck_secs);
+            tokio::spawn(state.revocation.clone().sweep(every, state.drain.clone()));
+        }
         let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
         state.event_log.spawn_looks(state.drain.clone());
         let weak = Arc::downgrade(&state);

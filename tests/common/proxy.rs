@@ -1,7 +1,9 @@
 //! A TCP proxy on loopback that a test can cut: [`Proxy::cut`] closes every connection
 //! through it and closes new ones at once (as a broken network path would), until
 //! [`Proxy::restore`]. Put between a service and nats-server, it cuts that one service off
-//! the bus while everything else stays connected.
+//! the bus while everything else stays connected. [`Proxy::drop_subjects`] instead keeps
+//! the connection and drops the messages of some subjects on their way to the service (as
+//! a NATS route that lost them would: the service sees no disconnect).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +17,8 @@ use tokio::task::JoinHandle;
 pub struct Proxy {
     pub addr: SocketAddr,
     open: Arc<AtomicBool>,
+    /// Messages on subjects starting with this are dropped on their way to the client.
+    deaf: Arc<Mutex<Option<String>>>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -25,18 +29,25 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let open = Arc::new(AtomicBool::new(true));
+        let deaf: Arc<Mutex<Option<String>>> = Arc::default();
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
-            let (open, conns) = (open.clone(), conns.clone());
+            let (open, conns, deaf) = (open.clone(), conns.clone(), deaf.clone());
             tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if !open.load(Ordering::SeqCst) {
                         continue; // dropped: closed at once
                     }
+                    let deaf = deaf.clone();
                     let conn = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = TcpStream::connect(target).await {
+                            let (client_read, client_write) = inbound.into_split();
+                            let (server_read, mut server_write) = outbound.into_split();
+                            let mut client_read = client_read;
+                            tokio::select! {
+                                _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+                                _ = to_client(server_read, client_write, deaf) => {}
+                            }
                         }
                     });
                     conns.lock().unwrap().push(conn);
@@ -46,9 +57,16 @@ impl Proxy {
         Ok(Self {
             addr,
             open,
+            deaf,
             conns,
             accept,
         })
+    }
+
+    /// From now on, drops every message on a subject starting with `prefix` on its way to
+    /// the client, and nothing else: the connection stays up.
+    pub fn drop_subjects(&self, prefix: &str) {
+        *self.deaf.lock().unwrap() = Some(prefix.to_owned());
     }
 
     /// `nats://` URL of the proxy.
@@ -67,6 +85,51 @@ impl Proxy {
     /// Lets connections through again.
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies what nats-server sends to the client, op by op, leaving out the `MSG` and `HMSG`
+/// ops (with their payloads) whose subject `deaf` names.
+async fn to_client(
+    server: tokio::net::tcp::OwnedReadHalf,
+    mut client: tokio::net::tcp::OwnedWriteHalf,
+    deaf: Arc<Mutex<Option<String>>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let mut server = tokio::io::BufReader::new(server);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if server.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let payload = match fields.first() {
+            Some(&"MSG") | Some(&"HMSG") => {
+                let total: usize = fields
+                    .last()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| std::io::Error::other(format!("bad op {text:?}")))?;
+                let mut payload = vec![0; total + 2];
+                server.read_exact(&mut payload).await?;
+                let subject = fields.get(1).copied().unwrap_or_default();
+                let dropped = deaf
+                    .lock()
+                    .unwrap()
+                    .as_deref()
+                    .is_some_and(|prefix| subject.starts_with(prefix));
+                if dropped {
+                    continue;
+                }
+                Some(payload)
+            }
+            _ => None,
+        };
+        client.write_all(&line).await?;
+        if let Some(payload) = payload {
+            client.write_all(&payload).await?;
+        }
     }
 }
 
