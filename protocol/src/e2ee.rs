@@ -343,7 +343,10 @@ pub struct Claimed {
 }
 
 /// `room_epoch`: the room's epoch as its worker has stored it, and the commit that started
-/// it (so that a sender's resend of that commit is answered with its seq, not refused).
+/// it (so that a sender's resend of that commit is answered with its seq, not refused). Asked
+/// with a commit that is not stale, the worker answers once its store holds every message
+/// of the room the stream held when asked (`unavailable` if it does not catch up in time):
+/// a commit checked against a store far behind could be acked and then stored void.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomEpoch {
     pub room: String,

@@ -10,8 +10,16 @@
 //! before the worker has stored it). The commit is then published
 //! under the id [`commit_msg_id`], shared by every commit for that epoch of that room, so of
 //! two commits racing past the first check JetStream stores one and answers the other as a
-//! duplicate of it: that one is refused here. Behind both, the worker stores a commit for any
-//! other epoch as a void marker, so clients that apply the same rule in seq order never fork.
+//! duplicate of it: that one is refused here. That holds only while the earlier commit's id
+//! is in JetStream's duplicate window (`mesh.duplicate_window_secs`): a store further behind
+//! than the window would still say epoch E while a commit for E, older than the window, waits
+//! in the stream, and a second commit for E would be acked and then stored void (its sender
+//! forked). So the worker answers an ask that carries a commit only once its store holds
+//! every message the stream had of the room when it asked the stream's leader (waiting up to
+//! `worker.history_wait_ms`, then `unavailable`, which is passed on to the sender): any
+//! commit its epoch does not reflect reached the stream after that, within the window of the
+//! publish here. Behind all this, the worker stores a commit for any other epoch as a void
+//! marker, so clients that apply the same rule in seq order never fork.
 //!
 //! The first half carries the commit: in a room whose group the server tracks (docs/E2EE.md,
 //! "Checked commits") the worker refuses one that no member of the group could have made.

@@ -25,7 +25,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use super::auth::MAX_PASSWORD_BYTES;
 use super::{valid, Service, LOCK_USER};
 use crate::model::e2ee::{DeviceRecord, IdentityRecord};
-use crate::model::Model;
+use crate::model::{Model, RoomStats};
 use crate::store::WriteBatch;
 
 impl Service {
@@ -262,10 +262,17 @@ impl Service {
 
     /// The room's epoch as stored: commits for other epochs are refused by gateways. A
     /// commit for this epoch, when the request carries it, is checked against the room's
-    /// group when the server tracks it (`groups.rs`).
+    /// group when the server tracks it (`groups.rs`). For a commit not already stale the
+    /// epoch is told only once the store holds every message the stream has of the room
+    /// ([`Service::commit_stats`]).
     pub async fn room_epoch(&self, req: RoomEpochRequest) -> Result<RoomEpoch, ApiError> {
         valid("room", &req.room)?;
-        let stats = self.caches().stats(self.model(), &req.room).await?;
+        let mut stats = self.caches().stats(self.model(), &req.room).await?;
+        if let Some(m) = &req.commit {
+            if m.kind == MlsKind::Commit && m.epoch >= stats.epoch {
+                stats = self.commit_stats(&req.room, stats).await?;
+            }
+        }
         match &req.commit {
             Some(m) if m.kind == MlsKind::Proposal => self.check_proposal(&req.room).await?,
             Some(m) if m.kind == MlsKind::Welcome && m.epoch <= stats.epoch => {
@@ -296,6 +303,30 @@ impl Service {
             epoch: stats.epoch,
             commit,
         })
+    }
+
+    /// The room's stats once the store holds every message of the room the stream held
+    /// when asked (the history's wait, `fresh.rs`), `unavailable` if it does not catch up
+    /// in time (`worker.history_wait_ms`). A gateway publishes a commit under an id shared
+    /// by every commit for its epoch, so that of two racing commits JetStream takes one;
+    /// but an id leaves the duplicate window (`mesh.duplicate_window_secs`), and a store
+    /// further behind than that could tell epoch E while an earlier commit for E waits in
+    /// the stream: a commit for E then checked here would be acked and stored void. With
+    /// the wait, a commit the epoch told here does not reflect reached the stream after the
+    /// leader was asked, which is within the window of the gateway's publish (while the
+    /// window is longer than this wait).
+    async fn commit_stats(&self, room: &str, stats: RoomStats) -> Result<RoomStats, ApiError> {
+        let Some(tail) = self.inner.tail.get() else {
+            return Ok(stats);
+        };
+        match tail.caught_up(room, None, stats.last_seq).await {
+            Ok(false) => Ok(stats),
+            Ok(true) => Ok(self.caches().stats(self.model(), room).await?),
+            Err(e) if e.code == ErrorCode::Unavailable => Err(ApiError::unavailable(
+                "the room's store is catching up with recent messages: send the commit again shortly",
+            )),
+            Err(e) => Err(e),
+        }
     }
 }
 
