@@ -4,7 +4,8 @@
 //! pushes themselves with retries: one notification of a user at a time, to two of its
 //! targets at a time, so that one user's stalling push services hold few of the shared
 //! request slots; and each request first takes a slot of its push service's origin
-//! ([`super::origins`]), so that a push service that hangs holds at most its share of them.
+//! ([`super::origins`]), so that a push service that hangs holds at most its share of them,
+//! and the push services not known to answer hold at most one share together.
 //!
 //! At most once per (message, target): the marks of a target are written, in one store
 //! write, BEFORE its push is attempted, and the stream messages are acked only after that
@@ -56,7 +57,8 @@ pub struct Deliverer {
     pub retry_max: Duration,
     /// Requests to push services in flight at once (`push.concurrency`): taken for each
     /// attempt, never across a retry's wait, so a push service that keeps failing delays
-    /// only its own pushes; one that hangs holds at most its origin's share of them.
+    /// only its own pushes; one that hangs holds at most its origin's share of them, and all
+    /// those not known to answer together at most one such share.
     pub sends: Arc<tokio::sync::Semaphore>,
     /// Each push service origin's share of `sends`, taken before one of them.
     pub origins: Origins,
@@ -344,8 +346,9 @@ impl Deliverer {
         let body = c.json.as_slice();
         Some(match &c.target.target {
             NewTarget::WebPush { endpoint, keys, .. } => {
-                let _slots = self.slots(origin).await?;
+                let slots = self.slots(origin).await?;
                 let sent = self.web.send(&self.vapid, endpoint, keys, body).await;
+                slots.0.settle(&sent).await;
                 sent.map_err(PushError::from)
             }
             NewTarget::Fcm { token } => {
@@ -356,8 +359,9 @@ impl Deliverer {
                     Ok(Access::Later(outcome)) => return Some(Ok(outcome)),
                     Err(e) => return Some(Err(e.into())),
                 };
-                let _slots = self.slots(origin).await?;
+                let slots = self.slots(origin).await?;
                 let sent = fcm.send(&access, token, body, self.ttl).await;
+                slots.0.settle(&sent).await;
                 sent.map_err(PushError::from)
             }
             NewTarget::Apns {
@@ -366,15 +370,18 @@ impl Deliverer {
                 sandbox,
             } => {
                 let apns = self.apns.as_ref()?;
-                let _slots = self.slots(origin).await?;
+                let slots = self.slots(origin).await?;
                 let sent = apns.send(token, topic, *sandbox, &c.payload).await;
+                slots.0.settle(&sent).await;
                 sent.map_err(PushError::from)
             }
         })
     }
 
-    /// A request slot of `origin`'s share, then one of the shared ones: a push waiting for
-    /// its origin holds none of the shared slots. `None` once those are closed.
+    /// A request slot of `origin`'s share (and an unproven one, when it is not known to
+    /// answer), then one of the shared ones: a push waiting for its origin holds none of the
+    /// shared slots. `None` once those are closed. What the request came to is settled on
+    /// the origin's slot, before the slots are given back.
     async fn slots(&self, origin: &str) -> Option<(OriginSlot, tokio::sync::SemaphorePermit<'_>)> {
         let mine = self.origins.take(origin).await;
         let shared = self.sends.acquire().await.ok()?;

@@ -11,6 +11,7 @@
 //! in the worker because it reads members, targets and settings from the worker's store (an
 //! embedded fjall store belongs to one process), under the worker's bus role.
 
+pub mod answering;
 pub mod apns;
 pub mod collapse;
 pub mod config;
@@ -191,6 +192,12 @@ pub fn spawn_notifier(
         None => Providers::open(&cfg)?,
     };
     let ttl = Duration::from_secs(cfg.ttl_secs);
+    // The operator's own push services: known to answer from the start.
+    let fcm_origin = fcm.iter().map(|f| origins::origin_of(f.send_url()));
+    let apns_origins = apns
+        .iter()
+        .flat_map(|a| [false, true].map(|sandbox| origins::origin_of(a.base_url(sandbox))));
+    let operator: Vec<String> = fcm_origin.chain(apns_origins).collect();
     let deliverer = Arc::new(deliver::Deliverer {
         svc: svc.clone(),
         presence: presence::Presence::new(nats.clone(), PRESENCE_RECHECK),
@@ -202,7 +209,7 @@ pub fn spawn_notifier(
         max_targets: cfg.max_targets_per_user,
         retry_max: Duration::from_secs(cfg.retry_max_secs),
         sends: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
-        origins: origins::Origins::new(cfg.concurrency),
+        origins: origins::Origins::new(cfg.concurrency, operator),
         busy: deliver::Busy::default(),
         peers: (0..topology.streams())
             .any(|s| topology.serving_region(s).is_some())

@@ -77,7 +77,7 @@ pub(super) async fn deliverer(dir: &std::path::Path, nats: async_nats::Client) -
         max_targets: 10,
         retry_max: timeout,
         sends: Arc::new(tokio::sync::Semaphore::new(4)),
-        origins: origins::Origins::new(4),
+        origins: origins::Origins::new(4, []),
         busy: Busy::default(),
         peers: None,
     }
