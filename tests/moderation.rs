@@ -730,6 +730,42 @@ async fn who_may_ban_whom() -> Result<()> {
     Ok(())
 }
 
+/// A removal whose membership event never reaches a gateway that saw no loss (a NATS route
+/// that dropped it; here a proxy that drops the `chat.mem.*` messages on their way to the
+/// gateway and keeps its connection up) still takes the removed member's session out of the
+/// private room there (`left`) by the periodic re-check (`gateway.session_recheck_secs`),
+/// and nothing posted after that reaches it: before, it kept getting the room's messages for
+/// as long as it stayed connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_whose_event_never_arrived_takes_the_session_out_all_the_same() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = fast_config();
+    config.gateway.session_recheck_secs = 2;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    let bob = api.user("bob").await?;
+    api.room(&ann, "den", "private").await?;
+    let (s, v) = add(&api, &ann, "den", "bob", "member").await?;
+    assert_eq!(s, 204, "{v}");
+    let far = FarGateway::start(&mesh).await?;
+    let mut removed = Client::login(&far.ws_url(), &bob).await?;
+    removed.join("den").await?;
+    far.proxy.drop_subjects("chat.mem.");
+    let (s, v) = api
+        .call("DELETE", "/v1/rooms/den/members/bob", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 204, "{v}");
+    removed
+        .wait_for(|f| matches!(f, ServerFrame::Left { room, .. } if room == "den"))
+        .await?;
+    let mut owner = Client::login(&mesh.ws_url(), &ann).await?;
+    owner.join("den").await?;
+    not_delivered_after(&mut owner, &mut removed, "den", "a1").await?;
+    far.stop().await;
+    mesh.stop().await
+}
+
 /// Only the owner bans or mutes an admin, and only the owner lifts it: another admin's
 /// unban of an admin the owner banned, or unmute of one who left the room since, is refused
 /// `forbidden` (before, the banned admin's role was gone, and with it the check).

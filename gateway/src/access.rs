@@ -4,7 +4,9 @@
 //! those sent while a gateway's connection was down are lost, so after a reconnect the
 //! gateway asks again about the pairs the missed events named, read from the event log, or
 //! about every user of its rooms when the log cannot say ([`crate::catchup`]); answers also
-//! expire after a minute. The cache is
+//! expire after a minute, and every `gateway.session_recheck_secs` each (room, user) joined
+//! here is asked about again ([`sweep`]: an event lost where the gateway cannot notice). The
+//! cache is
 //! epoch-stamped ([`Coherent`]): an answer loaded while an event for its key arrived is not
 //! kept, so a load racing a removal cannot put the old role back for the TTL.
 
@@ -203,6 +205,93 @@ fn apply(fanout: &Fanout, notify: &Notify, ev: &MemberEvent) {
     }
 }
 
+/// What an answer about a (room, user) pair with a session here did.
+enum Settled {
+    /// May no longer read: removed, as its missed event would have.
+    Removed,
+    /// The worker did not answer: left as it was.
+    Unanswered,
+    Stays,
+}
+
+/// Removes `user` from `room` here when `answer` says it may no longer read it.
+fn settle(
+    fanout: &Fanout,
+    notify: &Notify,
+    room: Arc<str>,
+    user: String,
+    answer: &Result<Access, ApiError>,
+) -> Settled {
+    let gone = match answer {
+        Ok(access) => !access.can_read(),
+        Err(e) => matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound),
+    };
+    if gone {
+        let ev = MemberEvent {
+            room: room.to_string(),
+            user,
+            role: None,
+            refresh: false,
+        };
+        apply(fanout, notify, &ev);
+        return Settled::Removed;
+    }
+    if answer.is_err() {
+        return Settled::Unanswered;
+    }
+    Settled::Stays
+}
+
+/// Until `drain`, every `every` asks the workers again about every (room, user) pair with a
+/// session here (its cached answer dropped first; [`crate::reconnects::CONCURRENCY`] at a
+/// time, spread over half of `every`) and removes those who may no longer read the room:
+/// the one way a removal takes effect here when its event never arrived and nothing told
+/// this gateway it may have been lost (a NATS route that dropped it).
+pub async fn sweep(
+    access: AccessCache,
+    fanout: Fanout,
+    notify: Notify,
+    every: Duration,
+    drain: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = drain.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let local = fanout.local_users();
+        let batches = local.len().div_ceil(crate::reconnects::CONCURRENCY).max(1);
+        let pause = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
+        let mut removed = 0usize;
+        for batch in local.chunks(crate::reconnects::CONCURRENCY) {
+            let answers = batch.iter().map(|(room, user)| {
+                let access = &access;
+                async move {
+                    access.forget(room, user).await;
+                    (room.clone(), user.clone(), access.get(room, user).await)
+                }
+            });
+            for (room, user, answer) in futures::future::join_all(answers).await {
+                if let Settled::Removed = settle(&fanout, &notify, room, user, &answer) {
+                    removed += 1;
+                }
+            }
+            tokio::select! {
+                _ = drain.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        metrics::counter!("chatmesh_access_sweeps_total").increment(1);
+        if removed > 0 {
+            metrics::counter!("chatmesh_access_sweep_removals_total").increment(removed as u64);
+            tracing::warn!(
+                removed,
+                "removals found by the periodic access re-check: their events never arrived"
+            );
+        }
+    }
+}
+
 /// Asks again whether users with a session in a room here may still read it, and removes
 /// those who may not, as their missed event would have: with `only`, the (room, user) pairs
 /// missed events named (their cached answers dropped); without, everyone (every cached
@@ -240,21 +329,10 @@ pub async fn recheck(
     futures::pin_mut!(answers);
     let (mut removed, mut unanswered) = (0usize, 0usize);
     while let Some((room, user, answer)) = answers.next().await {
-        let gone = match &answer {
-            Ok(access) => !access.can_read(),
-            Err(e) => matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound),
-        };
-        if gone {
-            removed += 1;
-            let ev = MemberEvent {
-                room: room.to_string(),
-                user,
-                role: None,
-                refresh: false,
-            };
-            apply(fanout, notify, &ev);
-        } else if answer.is_err() {
-            unanswered += 1;
+        match settle(fanout, notify, room, user, &answer) {
+            Settled::Removed => removed += 1,
+            Settled::Unanswered => unanswered += 1,
+            Settled::Stays => {}
         }
     }
     let took = started.elapsed();

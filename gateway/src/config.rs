@@ -157,11 +157,12 @@ pub struct GatewayConfig {
     /// sooner; this bounds how long a lost event leaves a revoked token usable).
     pub user_gen_cache_secs: u64,
     /// How often every open session's token is checked again against its user's
-    /// generation, seconds (0: never): a revocation or disable whose event never reached
-    /// this gateway without it noticing a loss (a NATS route that dropped it, a worker that
-    /// stopped before publishing it) closes the session within this. Each pass is spread
-    /// over half the period, one worker request per user with a session here whose
-    /// generation is not cached (at most 86400).
+    /// generation, and every session's access to the rooms it joined, seconds (0: never): a
+    /// revocation, disable or removal whose event never reached this gateway without it
+    /// noticing a loss (a NATS route that dropped it, a worker that stopped before
+    /// publishing it) closes the session, or takes it out of the room, within this. Each
+    /// pass is spread over half the period: one worker request per user with a session here
+    /// whose generation is not cached, and one per (room, user) joined here (at most 86400).
     pub session_recheck_secs: u64,
     /// Replays (`join` with `since`) one session may have running at once; one more is
     /// refused with `rate_limited`. A re-join of a room replaces that room's replay.

@@ -226,6 +226,19 @@ impl AppState {
         if state.cfg.session_recheck_secs > 0 {
             let every = Duration::from_secs(state.cfg.session_recheck_secs);
             tokio::spawn(state.revocation.clone().sweep(every, state.drain.clone()));
+            let weak = Arc::downgrade(&state);
+            let notify: crate::access::Notify = Arc::new(move |ev| {
+                if let Some(state) = weak.upgrade() {
+                    state.membership_changed(ev);
+                }
+            });
+            tokio::spawn(crate::access::sweep(
+                state.access.clone(),
+                state.fanout.clone(),
+                notify,
+                every,
+                state.drain.clone(),
+            ));
         }
         let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
         state.event_log.spawn_looks(state.drain.clone());
