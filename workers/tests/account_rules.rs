@@ -399,3 +399,28 @@ async fn without_a_bootstrap_token_a_listed_name_cannot_be_registered() {
     }
     assert!(l.model.user("root").await.unwrap().is_none());
 }
+
+/// A right password whose stored hash was made with other argon2 costs than the worker's
+/// (the operator changed them) is hashed again with the current ones and stored: accounts
+/// that log in move to the new costs, and a wrong password changes nothing.
+#[tokio::test]
+async fn a_login_moves_a_hash_of_old_costs_to_the_current_ones() {
+    let l = Local::new().await;
+    users(&l, &["ann"]).await;
+    let before = l.model.user("ann").await.unwrap().unwrap().hash;
+    assert!(before.contains("m=64,t=1"), "{before}");
+    let mut cfg = common::config(l.dir.path());
+    cfg.argon2_iterations = 2;
+    let caches = std::sync::Arc::new(chatmesh_workers::cache::Caches::new(cfg.cache_sizes()));
+    let tuned = chatmesh_workers::Service::new(l.model.clone(), caches, &cfg, None).unwrap();
+
+    let mut wrong = creds("ann");
+    wrong.password = "wrong horse".into();
+    assert_eq!(code(tuned.login(wrong).await), ErrorCode::Unauthorized);
+    assert_eq!(l.model.user("ann").await.unwrap().unwrap().hash, before);
+    tuned.login(creds("ann")).await.unwrap();
+    let after = l.model.user("ann").await.unwrap().unwrap().hash;
+    assert!(after.contains("m=64,t=2"), "{after}");
+    tuned.login(creds("ann")).await.unwrap();
+    l.service.login(creds("ann")).await.unwrap();
+}

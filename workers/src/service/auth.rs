@@ -121,6 +121,10 @@ impl Service {
         let gen = record.as_ref().map_or(0, |u| u.gen);
         let disabled = record.as_ref().is_some_and(|u| u.disabled);
         let hash = record.map(|u| u.hash);
+        let stale = hash
+            .as_deref()
+            .filter(|h| self.inner.passwords.outdated(h))
+            .map(|h| (h.to_owned(), req.password.clone()));
         let verified = self.inner.passwords.verify(req.password, hash).await;
         match &verified {
             Ok(false) if req.known_device.is_some() => {
@@ -134,12 +138,46 @@ impl Service {
             if disabled {
                 return Err(super::admin::account_disabled());
             }
+            if let Some((old, password)) = stale {
+                self.rehash(&req.username, &old, password).await;
+            }
             Ok(LoginInfo {
                 user: req.username,
                 gen,
             })
         } else {
             Err(denied())
+        }
+    }
+
+    /// Stores a new hash of `user`'s right `password` with the current costs, in place of
+    /// `old` (unless the password changed meanwhile). A failure only leaves the old hash: the
+    /// login succeeds all the same.
+    async fn rehash(&self, user: &str, old: &str, password: String) {
+        let hash = match self.inner.passwords.hash(password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::warn!(user, error = %chatmesh_protocol::error::Chain(&e), "could not hash a password again with the current costs");
+                return;
+            }
+        };
+        let _guard = self.inner.locks.lock(LOCK_USER, user, "").await;
+        let stored = match self.model().user(user).await {
+            Ok(Some(rec)) if rec.hash == old => rec,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(user, error = %chatmesh_protocol::error::Chain(&e), "could not read an account to store its new hash");
+                return;
+            }
+        };
+        let rec = UserRecord { hash, ..stored };
+        let mut batch = WriteBatch::new();
+        Model::put_user(&mut batch, user, &rec);
+        match self.model().write(batch).await {
+            Ok(()) => metrics::counter!("chatmesh_worker_password_rehashes_total").increment(1),
+            Err(e) => {
+                tracing::warn!(user, error = %chatmesh_protocol::error::Chain(&e), "could not store a password's new hash");
+            }
         }
     }
 

@@ -295,6 +295,27 @@ impl Passwords {
             .await?
     }
 
+    /// Whether `phc` was made otherwise than [`Self::hash`] makes a hash now (other costs,
+    /// algorithm or version, or it does not parse): a login with the right password then
+    /// stores a new hash, so accounts move to costs the operator raised (and their logins
+    /// take the time an unknown name's does again).
+    pub fn outdated(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let current = Params::try_from(&parsed).ok();
+        parsed.algorithm != Algorithm::Argon2id.ident()
+            || parsed.version != Some(Version::V0x13.into())
+            || current.is_none_or(|p| {
+                (p.m_cost(), p.t_cost(), p.p_cost())
+                    != (
+                        self.params.m_cost(),
+                        self.params.t_cost(),
+                        self.params.p_cost(),
+                    )
+            })
+    }
+
     /// Whether `password` matches `phc`; with no hash, burns the same time and says no.
     pub async fn verify(
         &self,
