@@ -5,12 +5,14 @@
 //! `iat` must not lie in the future (both with [`LEEWAY_SECS`]). Built-in tokens carry the
 //! user's token generation (`gen`, absent in tokens issued before it existed: 0); tokens of
 //! an external issuer have none, so `logout_all` revocation applies to built-in tokens only.
+//! The external issuer's keys, and how a rewritten JWKS file is taken: [`jwks`].
 
-use std::collections::HashMap;
+pub mod jwks;
 
-use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use self::jwks::{Jwks, JwksError};
 use crate::config::GatewayConfig;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.
@@ -53,15 +55,14 @@ pub enum AuthError {
     BadSubject,
     #[error("unknown key id")]
     UnknownKey,
-    #[error("cannot read the JWKS file")]
-    JwksRead(#[source] std::io::Error),
-    #[error("the JWKS file is not a JWK set")]
-    JwksParse(#[source] serde_json::Error),
+    #[error("the JWKS file cannot be used")]
+    Jwks(#[from] JwksError),
 }
 
 enum Verifier {
     Hs256(DecodingKey),
-    Jwks(HashMap<String, (DecodingKey, Algorithm)>),
+    /// The external issuer's keys, taken again when its file changes.
+    Jwks(Jwks),
 }
 
 /// Claims of a device token (extension): which account logged in on the device, and the
@@ -119,25 +120,7 @@ impl std::fmt::Debug for Tokens {
 impl Tokens {
     pub fn from_config(cfg: &GatewayConfig) -> Result<Self, AuthError> {
         let (encoding, verifier) = match &cfg.jwks_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(AuthError::JwksRead)?;
-                let set: JwkSet = serde_json::from_str(&text).map_err(AuthError::JwksParse)?;
-                let mut keys = HashMap::new();
-                for jwk in &set.keys {
-                    let (Some(kid), Ok(key)) =
-                        (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk))
-                    else {
-                        continue;
-                    };
-                    let alg = jwk
-                        .common
-                        .key_algorithm
-                        .and_then(|a| a.to_string().parse::<Algorithm>().ok())
-                        .unwrap_or(Algorithm::RS256);
-                    keys.insert(kid, (key, alg));
-                }
-                (None, Verifier::Jwks(keys))
-            }
+            Some(path) => (None, Verifier::Jwks(Jwks::load(path)?)),
             None => (
                 Some(EncodingKey::from_secret(cfg.jwt_secret.as_bytes())),
                 Verifier::Hs256(DecodingKey::from_secret(cfg.jwt_secret.as_bytes())),
@@ -227,11 +210,13 @@ impl Tokens {
 
     /// Verifies a token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let keys;
         let (key, alg) = match &self.verifier {
             Verifier::Hs256(key) => (key, Algorithm::HS256),
-            Verifier::Jwks(keys) => {
+            Verifier::Jwks(jwks) => {
                 let header = jsonwebtoken::decode_header(token).map_err(AuthError::Invalid)?;
                 let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+                keys = jwks.keys();
                 let (key, alg) = keys.get(&kid).ok_or(AuthError::UnknownKey)?;
                 (key, *alg)
             }
@@ -426,60 +411,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod jwks_tests {
-    use super::*;
-    use base64::Engine;
-
-    /// Tokens of an external issuer verify against its JWKS by `kid`; an unknown `kid`, a
-    /// wrong issuer or audience, or a key not in the set are refused, and no token is issued.
-    #[test]
-    fn external_issuer_tokens_verify_by_kid() {
-        let secret = b"an external issuer's shared secret";
-        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
-        let jwks =
-            serde_json::json!({"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": k}]});
-        let dir = std::env::temp_dir().join(format!("chatmesh-jwks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("jwks.json");
-        std::fs::write(&path, jwks.to_string()).unwrap();
-        let cfg = GatewayConfig {
-            jwks_file: Some(path),
-            jwt_issuer: "https://idp.example".into(),
-            jwt_audience: Some("chatmesh".into()),
-            ..GatewayConfig::default()
-        };
-        let tokens = Tokens::from_config(&cfg).unwrap();
-        assert!(
-            tokens.issue("ann", 0).is_none(),
-            "an external issuer issues the tokens"
-        );
-        let sign = |kid: &str, iss: &str, aud: &str, key: &[u8]| {
-            let mut header = Header::new(Algorithm::HS256);
-            header.kid = Some(kid.into());
-            let claims = serde_json::json!({"sub": "ann", "iss": iss, "aud": aud, "iat": now_secs(), "exp": now_secs() + 60});
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key)).unwrap()
-        };
-        let good = sign("k1", "https://idp.example", "chatmesh", secret);
-        let id = tokens.verify(&good).unwrap();
-        assert_eq!(id.user, "ann");
-        assert_eq!(id.gen, None, "external tokens carry no generation");
-        assert!(tokens
-            .verify(&sign("k2", "https://idp.example", "chatmesh", secret))
-            .is_err());
-        assert!(tokens
-            .verify(&sign("k1", "https://evil.example", "chatmesh", secret))
-            .is_err());
-        assert!(tokens
-            .verify(&sign("k1", "https://idp.example", "other", secret))
-            .is_err());
-        assert!(tokens
-            .verify(&sign(
-                "k1",
-                "https://idp.example",
-                "chatmesh",
-                b"another key"
-            ))
-            .is_err());
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
+mod jwks_tests;
