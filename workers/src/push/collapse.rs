@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::Message;
 use chatmesh_protocol::service::RoomKind;
@@ -69,6 +69,18 @@ pub struct Revision {
     pub target: u64,
     /// The edited body's preview; `None` for a delete.
     pub body: Option<String>,
+}
+
+/// How far the stream's clock (a message's stored time) and the worker's (a target's
+/// registration time) may disagree.
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
+/// The stored time from which messages are pushed to a target registered at `created` (ms
+/// since the Unix epoch): each target only what came after it was registered, with
+/// [`CLOCK_SLACK`] for the two clocks.
+pub fn pushed_since(created: u64) -> SystemTime {
+    let at = UNIX_EPOCH + Duration::from_millis(created);
+    at.checked_sub(CLOCK_SLACK).unwrap_or(UNIX_EPOCH)
 }
 
 /// New messages of one room for one user.

@@ -26,9 +26,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::apns::Apns;
-use super::collapse::{release, Pending, RoomPending};
+use super::collapse::{pushed_since, release, Pending, RoomPending};
 use super::fcm::{Access, Fcm};
-use super::intake::pushed_since;
 use super::origins::{origin_of, OriginSlot, Origins};
 use super::presence::{Online, Presence};
 use super::vapid::Vapid;

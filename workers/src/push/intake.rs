@@ -4,7 +4,7 @@
 //! closes) or whose settings mute it. (Whether they are
 //! still offline, and still want it, is asked again when the window closes: `deliver.rs`.)
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::Message;
 use chatmesh_protocol::e2ee::MlsKind;
@@ -17,7 +17,7 @@ use chatmesh_protocol::subjects::room_of;
 use chatmesh_protocol::{ApiError, ErrorCode};
 use metrics::counter;
 
-use super::collapse::{Incoming, Revision};
+use super::collapse::{pushed_since, Incoming, Revision};
 use super::deliver::wanted;
 use super::presence::Presence;
 use crate::metrics as m;
@@ -37,18 +37,6 @@ pub enum IntakeError {
     /// The workers of the room's region did not answer or refused.
     #[error("asking the room's region: {0}")]
     Region(ApiError),
-}
-
-/// How far the stream's clock (a message's stored time) and the worker's (a target's
-/// registration time) may disagree.
-const CLOCK_SLACK: Duration = Duration::from_secs(1);
-
-/// The stored time from which messages are pushed to a target registered at `created` (ms
-/// since the Unix epoch): each target only what came after it was registered, with
-/// [`CLOCK_SLACK`] for the two clocks.
-pub fn pushed_since(created: u64) -> SystemTime {
-    let at = UNIX_EPOCH + Duration::from_millis(created);
-    at.checked_sub(CLOCK_SLACK).unwrap_or(UNIX_EPOCH)
 }
 
 /// Reads what a message needs to be routed.
