@@ -808,6 +808,61 @@ async fn jwt_secret_file_is_private() -> Result<()> {
     mesh.stop().await
 }
 
+/// An external issuer's key withdrawn from the JWKS file (after a leak) closes the open
+/// sessions of its tokens, 4001, at the next periodic re-check once the gateway has read the
+/// file again: external tokens have no generation to revoke, and before, such a session
+/// lasted until its token's `exp`, which a forger picks. Sessions of the keys still in the
+/// set stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_issuer_key_closes_the_sessions_of_its_tokens() -> Result<()> {
+    use base64::Engine;
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    let key = |kid: &str, secret: &[u8]| {
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        json!({"kty": "oct", "kid": kid, "alg": "HS256", "k": k})
+    };
+    let (leaked, kept) = (
+        b"a leaked signing secret".as_slice(),
+        b"a kept one".as_slice(),
+    );
+    let both = json!({"keys": [key("k1", leaked), key("k2", kept)]});
+    std::fs::write(&jwks, both.to_string())?;
+    let mut config = fast_config();
+    config.gateway.jwks_file = Some(jwks.clone());
+    config.gateway.jwt_issuer = "https://idp.example".into();
+    config.gateway.jwt_audience = Some("chatmesh".into());
+    config.gateway.session_recheck_secs = 2;
+    let mesh = start_mesh(dir.path(), config).await?;
+    let token = |kid: &str, secret: &[u8]| -> Result<String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(kid.into());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let claims = json!({"sub": "ann", "iss": "https://idp.example", "aud": "chatmesh",
+            "iat": now, "exp": now + 3600});
+        let key = jsonwebtoken::EncodingKey::from_secret(secret);
+        Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+    };
+    let mut forged = Client::login(&mesh.ws_url(), &token("k1", leaked)?).await?;
+    let mut fine = Client::login(&mesh.ws_url(), &token("k2", kept)?).await?;
+
+    let only_kept = json!({"keys": [key("k2", kept)]});
+    let tmp = jwks.with_extension("tmp");
+    std::fs::write(&tmp, only_kept.to_string())?;
+    std::fs::rename(&tmp, &jwks)?;
+    let closed = tokio::time::timeout(WAIT, forged.ended()).await;
+    assert_eq!(
+        closed.ok(),
+        Some(Ended::Closed(4001)),
+        "the withdrawn key's session"
+    );
+    let pong = fine.request(frame::ping()).await?;
+    assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+    mesh.stop().await
+}
+
 /// A gateway that takes an external issuer's tokens keeps no accounts of its own: sign-up
 /// and login answer 400 at once (no account record is made, no password is checked).
 #[tokio::test]

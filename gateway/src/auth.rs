@@ -42,6 +42,9 @@ pub struct Identity {
     /// Token generation of a built-in token (revoked when below the user's current one);
     /// `None` for an external issuer's token, which cannot be revoked here.
     pub gen: Option<u64>,
+    /// The key id of an external issuer's token: its sessions close once the key leaves
+    /// the key set ([`Tokens::knows_key`]).
+    pub kid: Option<String>,
 }
 
 /// Why a token was refused (all map to `unauthorized`).
@@ -211,6 +214,7 @@ impl Tokens {
     /// Verifies a token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let keys;
+        let mut key_id = None;
         let (key, alg) = match &self.verifier {
             Verifier::Hs256(key) => (key, Algorithm::HS256),
             Verifier::Jwks(jwks) => {
@@ -218,6 +222,7 @@ impl Tokens {
                 let kid = header.kid.ok_or(AuthError::UnknownKey)?;
                 keys = jwks.keys();
                 let (key, alg) = keys.get(&kid).ok_or(AuthError::UnknownKey)?;
+                key_id = Some(kid);
                 (key, *alg)
             }
         };
@@ -246,7 +251,17 @@ impl Tokens {
             user: data.claims.sub,
             expires_at: data.claims.exp,
             gen,
+            kid: key_id,
         })
+    }
+
+    /// Whether an external issuer's key `kid` is in the key set now (the file is read
+    /// again when due); always true for built-in tokens.
+    pub fn knows_key(&self, kid: &str) -> bool {
+        match &self.verifier {
+            Verifier::Hs256(_) => true,
+            Verifier::Jwks(jwks) => jwks.keys().get(kid).is_some(),
+        }
     }
 }
 

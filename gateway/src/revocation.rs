@@ -38,9 +38,18 @@ use crate::auth::Identity;
 use crate::link::{Out, SessionLink};
 use crate::services::Services;
 
-/// A tracked session: its id, the generation of its token (`None`: a token of an external
-/// issuer, never revoked here), its link.
-type Tracked = (u64, Option<u64>, Weak<SessionLink>);
+/// A tracked session.
+#[derive(Debug)]
+struct Tracked {
+    id: u64,
+    /// The generation of its token (`None`: a token of an external issuer, never revoked
+    /// here).
+    gen: Option<u64>,
+    /// The key id of an external issuer's token: the session closes when the key leaves
+    /// the issuer's key set ([`Revocation::sweep`]).
+    kid: Option<Arc<str>>,
+    link: Weak<SessionLink>,
+}
 
 /// How long a generation is kept as the last known one (used while the primary is cut off).
 pub const LAST_KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
@@ -192,15 +201,20 @@ impl Revocation {
         let gen = id.gen;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let list = sessions.entry(Arc::from(id.user.as_str())).or_default();
-        list.retain(|(session, _, _)| *session != link.id);
-        list.push((link.id, gen, Arc::downgrade(link)));
+        list.retain(|t| t.id != link.id);
+        list.push(Tracked {
+            id: link.id,
+            gen,
+            kid: id.kid.as_deref().map(Arc::from),
+            link: Arc::downgrade(link),
+        });
     }
 
     /// Forgets a session that ended.
     pub fn untrack(&self, user: &str, session: u64) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(list) = sessions.get_mut(user) {
-            list.retain(|(s, _, _)| *s != session);
+            list.retain(|t| t.id != session);
             if list.is_empty() {
                 sessions.remove(user);
             }
@@ -212,7 +226,7 @@ impl Revocation {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions
             .get(user)
-            .map(|list| list.iter().filter_map(|(_, _, l)| l.upgrade()).collect())
+            .map(|list| list.iter().filter_map(|t| t.link.upgrade()).collect())
             .unwrap_or_default()
     }
 
@@ -224,10 +238,12 @@ impl Revocation {
     /// a built-in token (spread over half of `every`, [`crate::reconnects::CONCURRENCY`] at a
     /// time) and closes the sessions whose token a revocation or disable has made stale:
     /// the one way such a session closes when the event of it never arrived and nothing
-    /// told this gateway it may have been lost.
+    /// told this gateway it may have been lost. First, the sessions of external issuers'
+    /// tokens whose key `knows_key` no longer knows close (the key was withdrawn).
     pub async fn sweep(
         self: Arc<Self>,
         every: Duration,
+        knows_key: impl Fn(&str) -> bool,
         drain: tokio_util::sync::CancellationToken,
     ) {
         loop {
@@ -235,11 +251,20 @@ impl Revocation {
                 _ = drain.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
+            let withdrawn = self.close_withdrawn_keys(&knows_key);
+            if withdrawn > 0 {
+                metrics::counter!("chatmesh_session_recheck_closes_total")
+                    .increment(withdrawn as u64);
+                tracing::warn!(
+                    withdrawn,
+                    "sessions of tokens whose key left the issuer's key set closed"
+                );
+            }
             let users: Vec<Arc<str>> = {
                 let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 sessions
                     .iter()
-                    .filter(|(_, list)| list.iter().any(|(_, gen, _)| gen.is_some()))
+                    .filter(|(_, list)| list.iter().any(|t| t.gen.is_some()))
                     .map(|(user, _)| user.clone())
                     .collect()
             };
@@ -343,6 +368,39 @@ impl Revocation {
         self.close_older(user, gen, disabled);
     }
 
+    /// Closes the sessions of external issuers' tokens whose key `knows_key` no longer
+    /// knows (taken out of the JWKS file after a leak); how many.
+    fn close_withdrawn_keys(&self, knows_key: &impl Fn(&str) -> bool) -> usize {
+        let closing: Vec<Arc<SessionLink>> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut closing = Vec::new();
+            sessions.retain(|_, list| {
+                list.retain(|t| {
+                    if t.kid.as_deref().is_none_or(knows_key) {
+                        return true;
+                    }
+                    closing.extend(t.link.upgrade());
+                    false
+                });
+                !list.is_empty()
+            });
+            closing
+        };
+        let closed = closing.len();
+        let error = ApiError::new(
+            ErrorCode::Unauthorized,
+            "the token's signing key was withdrawn: log in again",
+        );
+        for link in closing {
+            link.close_with(
+                Out::Frame(error_frame(&None, &error).into()),
+                4001,
+                "token key withdrawn",
+            );
+        }
+        closed
+    }
+
     /// Closes `user`'s sessions of tokens older than `gen` (every one, when `disabled`).
     fn close_older(&self, user: &str, gen: u64, disabled: bool) -> usize {
         let closing: Vec<Arc<SessionLink>> = {
@@ -351,11 +409,11 @@ impl Revocation {
                 return 0;
             };
             let mut closing = Vec::new();
-            list.retain(|(_, g, link)| {
-                if !disabled && g.is_none_or(|g| g >= gen) {
+            list.retain(|t| {
+                if !disabled && t.gen.is_none_or(|g| g >= gen) {
                     return true;
                 }
-                closing.extend(link.upgrade());
+                closing.extend(t.link.upgrade());
                 false
             });
             if list.is_empty() {

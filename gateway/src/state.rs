@@ -225,7 +225,17 @@ impl AppState {
         spawn_user_listener(state.clone(), late.clone()).await?;
         if state.cfg.session_recheck_secs > 0 {
             let every = Duration::from_secs(state.cfg.session_recheck_secs);
-            tokio::spawn(state.revocation.clone().sweep(every, state.drain.clone()));
+            let weak = Arc::downgrade(&state);
+            let knows_key = move |kid: &str| {
+                weak.upgrade()
+                    .is_none_or(|state| state.tokens.knows_key(kid))
+            };
+            tokio::spawn(
+                state
+                    .revocation
+                    .clone()
+                    .sweep(every, knows_key, state.drain.clone()),
+            );
             let weak = Arc::downgrade(&state);
             let notify: crate::access::Notify = Arc::new(move |ev| {
                 if let Some(state) = weak.upgrade() {

@@ -262,6 +262,7 @@ async fn known_device(state: &AppState, creds: &Credentials) -> Option<crate::au
         user: device.user.clone(),
         expires_at: 0,
         gen: Some(device.gen),
+        kid: None,
     };
     // Bounded: with the workers slow or away the device is unknown (the login's own
     // request then finds out), rather than the login waiting twice.
