@@ -255,13 +255,11 @@ pub async fn sweep(
     drain: CancellationToken,
 ) {
     loop {
-        tokio::select! {
-            _ = drain.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+        if !crate::reconnects::pause(every, &drain).await {
+            return;
         }
         let local = fanout.local_users();
-        let batches = local.len().div_ceil(crate::reconnects::CONCURRENCY).max(1);
-        let pause = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
+        let pause = crate::reconnects::pass_pause(every, local.len());
         let mut removed = 0usize;
         for batch in local.chunks(crate::reconnects::CONCURRENCY) {
             let answers = batch.iter().map(|(room, user)| {
@@ -276,9 +274,8 @@ pub async fn sweep(
                     removed += 1;
                 }
             }
-            tokio::select! {
-                _ = drain.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
+            if !crate::reconnects::pause(pause, &drain).await {
+                return;
             }
         }
         metrics::counter!("chatmesh_access_sweeps_total").increment(1);

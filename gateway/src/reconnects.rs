@@ -19,6 +19,22 @@ const RETRY: Duration = Duration::from_secs(5);
 /// Questions a re-check asks the workers at once.
 pub const CONCURRENCY: usize = 16;
 
+/// The pause after each batch of [`CONCURRENCY`] questions of a periodic pass over `n` of
+/// them, so that the pass takes about half of `every` (the periodic re-checks:
+/// [`crate::revocation::Revocation::sweep`], [`crate::access::sweep`]).
+pub fn pass_pause(every: Duration, n: usize) -> Duration {
+    let batches = n.div_ceil(CONCURRENCY).max(1);
+    (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX)
+}
+
+/// Waits `wait`; false if `drain` came first.
+pub async fn pause(wait: Duration, drain: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = drain.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
 /// The count of losses (see [`watch`]) after which the catch-up ([`crate::catchup`]: room
 /// access and token generations both) has run: what the rooms wait for before they deliver
 /// again ([`crate::fanout::RoomEnv::rechecked`]), so neither a user removed from a room nor a

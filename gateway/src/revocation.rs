@@ -247,9 +247,8 @@ impl Revocation {
         drain: tokio_util::sync::CancellationToken,
     ) {
         loop {
-            tokio::select! {
-                _ = drain.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
+            if !crate::reconnects::pause(every, &drain).await {
+                return;
             }
             let withdrawn = self.close_withdrawn_keys(&knows_key);
             if withdrawn > 0 {
@@ -268,8 +267,7 @@ impl Revocation {
                     .map(|(user, _)| user.clone())
                     .collect()
             };
-            let batches = users.len().div_ceil(crate::reconnects::CONCURRENCY).max(1);
-            let pause = (every / 2) / u32::try_from(batches).unwrap_or(u32::MAX);
+            let pause = crate::reconnects::pass_pause(every, users.len());
             let mut closed = 0usize;
             for batch in users.chunks(crate::reconnects::CONCURRENCY) {
                 let this = &self;
@@ -281,9 +279,8 @@ impl Revocation {
                         closed += self.close_older(user, now.gen, now.disabled);
                     }
                 }
-                tokio::select! {
-                    _ = drain.cancelled() => return,
-                    () = tokio::time::sleep(pause) => {}
+                if !crate::reconnects::pause(pause, &drain).await {
+                    return;
                 }
             }
             metrics::counter!("chatmesh_session_rechecks_total").increment(1);

@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-pub const ACCESS_KEY: &str = "AKIACHATMESHTEST";
-pub const SECRET_KEY: &str = "chatmesh-test-secret-key-0123456789";
+const ACCESS_KEY: &str = "AKIACHATMESHTEST";
+const SECRET_KEY: &str = "chatmesh-test-secret-key-0123456789";
 pub const BUCKET: &str = "chatmesh";
 
 /// When a held request waits.

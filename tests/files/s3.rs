@@ -1,49 +1,17 @@
-//! Files on S3: a real S3 server (s3s-fs over a temp folder, SigV4 signatures checked) that
-//! the test starts on a loopback port; the mesh reaches it with `[files] url = "s3://..."`.
-
-use std::net::SocketAddr;
+//! Files on S3: a real S3 server (s3s-fs over a temp folder, SigV4 signatures checked:
+//! [`GatedS3`], nothing held) that the test starts on a loopback port; the mesh reaches it
+//! with `[files] url = "s3://..."`.
 
 use anyhow::Result;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::common::{fast_config, files_under, start_mesh, Api, Client, ServerFrame};
-use crate::gate::{ACCESS_KEY, BUCKET, SECRET_KEY};
+use crate::gate::{GatedS3, BUCKET};
 use crate::support::{pdf, png, Files};
 
-/// Starts s3s-fs on `root` (bucket folders are created by the caller); its address.
-async fn s3_server(root: &std::path::Path) -> Result<SocketAddr> {
-    let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let service = service.clone();
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(sock), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-fn s3_config(addr: SocketAddr, redirect: bool) -> chatmesh::Config {
-    let mut config = fast_config();
-    config.files.url = Some(format!("s3://{BUCKET}/shared"));
-    for (k, v) in [
-        ("aws_endpoint", format!("http://{addr}")),
-        ("aws_access_key_id", ACCESS_KEY.to_owned()),
-        ("aws_secret_access_key", SECRET_KEY.to_owned()),
-        ("aws_region", "us-east-1".to_owned()),
-        ("aws_allow_http", "true".to_owned()),
-    ] {
-        config.files.options.insert(k.into(), v);
-    }
+/// The mesh's config on `s3`, its downloads answered in place or redirected.
+fn s3_config(s3: &GatedS3, redirect: bool) -> chatmesh::Config {
+    let mut config = s3.config(fast_config());
     config.files.redirect = redirect;
     config
 }
@@ -51,10 +19,9 @@ fn s3_config(addr: SocketAddr, redirect: bool) -> chatmesh::Config {
 #[tokio::test]
 async fn files_live_on_s3() -> Result<()> {
     let s3_root = tempfile::tempdir()?;
-    std::fs::create_dir(s3_root.path().join(BUCKET))?;
-    let addr = s3_server(s3_root.path()).await?;
+    let s3 = GatedS3::start(s3_root.path()).await?;
     let dir = tempfile::tempdir()?;
-    let mesh = start_mesh(dir.path(), s3_config(addr, false)).await?;
+    let mesh = start_mesh(dir.path(), s3_config(&s3, false)).await?;
     let api = Api::new(&mesh);
     let files = Files::new(&mesh.url());
     let (ann, carl) = (api.user("ann").await?, api.user("carl").await?);
@@ -115,10 +82,9 @@ async fn files_live_on_s3() -> Result<()> {
 #[tokio::test]
 async fn downloads_redirect_to_presigned_urls() -> Result<()> {
     let s3_root = tempfile::tempdir()?;
-    std::fs::create_dir(s3_root.path().join(BUCKET))?;
-    let addr = s3_server(s3_root.path()).await?;
+    let s3 = GatedS3::start(s3_root.path()).await?;
     let dir = tempfile::tempdir()?;
-    let mesh = start_mesh(dir.path(), s3_config(addr, true)).await?;
+    let mesh = start_mesh(dir.path(), s3_config(&s3, true)).await?;
     let api = Api::new(&mesh);
     let files = Files::new(&mesh.url());
     let (ann, carl) = (api.user("ann").await?, api.user("carl").await?);
@@ -131,7 +97,7 @@ async fn downloads_redirect_to_presigned_urls() -> Result<()> {
     assert_eq!(resp.status(), 302);
     let location = resp.headers()["location"].to_str()?.to_owned();
     assert!(
-        location.starts_with(&format!("http://{addr}/")),
+        location.starts_with(&format!("http://{}/", s3.addr)),
         "{location}"
     );
     assert!(location.contains("X-Amz-Signature="), "{location}");
