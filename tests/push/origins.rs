@@ -85,5 +85,9 @@ async fn many_hanging_push_services_together_hold_a_quarter_of_the_slots() -> Re
     );
     let held = asked(&hanging, &names);
     assert!(held <= 2, "requests held by the hanging services: {held}");
+    // The others wait for the unproven slots, and the notifier says so: each of the six
+    // origins' shares (two) has room for its own pushes, so eight wait there.
+    api.metric_reaches("chatmesh_push_unproven_waiting", 8.0)
+        .await?;
     mesh.stop().await
 }

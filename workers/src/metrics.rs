@@ -59,6 +59,9 @@ pub const PUSH_RETRIES: &str = "chatmesh_push_retries_total";
 pub const PUSH_SKIPPED: &str = "chatmesh_push_skipped_total";
 /// Users with a notification waiting for its collapse window (gauge).
 pub const PUSH_PENDING: &str = "chatmesh_push_pending_users";
+/// Pushes to origins not known to answer waiting for one of the slots they share (gauge):
+/// high while others go out means origins that stall hold those slots (docs/PUSH.md).
+pub const PUSH_UNPROVEN_WAITING: &str = "chatmesh_push_unproven_waiting";
 
 /// History reads that found the store behind the stream, label `outcome` (`caught_up`
 /// after a wait, `timed_out`, `stream_error`, `too_many_waiting`: half the service slots

@@ -165,6 +165,16 @@ impl Worker {
         let audit_days = admin.audit_retention_days;
         service.enable_admin(admin);
         service.warn_unregistered_admins().await;
+        if cfg.history_wait_ms >= mesh.duplicate_window_secs.saturating_mul(1_000) {
+            warn!(
+                history_wait_ms = cfg.history_wait_ms,
+                duplicate_window_secs = mesh.duplicate_window_secs,
+                "worker.history_wait_ms is not shorter than mesh.duplicate_window_secs: two \
+                 commits for one epoch of an e2ee room, the first waiting in a lagging store \
+                 longer than the window, can both be acked (docs/E2EE.md); keep the wait well \
+                 under the window"
+            );
+        }
         service.follow_stream(StreamTail {
             streams: streams.clone(),
             progress: progress.clone(),

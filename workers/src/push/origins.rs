@@ -20,11 +20,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use metrics::gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::answering::Answering;
 use super::webpush::Outcome;
+use crate::metrics as m;
 
 /// One origin's share of the request slots, and the share of all origins not known to
 /// answer: this fraction of `concurrency` (at least one).
@@ -67,6 +69,23 @@ struct User {
     slots: Arc<Semaphore>,
 }
 
+/// A push waiting for an unproven slot, counted in [`m::PUSH_UNPROVEN_WAITING`] from
+/// [`UnprovenWait::start`] until dropped (also when the wait is given up).
+struct UnprovenWait;
+
+impl UnprovenWait {
+    fn start() -> Self {
+        gauge!(m::PUSH_UNPROVEN_WAITING).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for UnprovenWait {
+    fn drop(&mut self) {
+        gauge!(m::PUSH_UNPROVEN_WAITING).decrement(1.0);
+    }
+}
+
 impl Drop for User {
     fn drop(&mut self) {
         let mut entries = self.origins.lock();
@@ -105,7 +124,10 @@ impl Origins {
         let permit = user.slots.clone().acquire_owned().await.ok();
         let unproven = match self.answering.answers(origin).await {
             true => None,
-            false => self.unproven.clone().acquire_owned().await.ok(),
+            false => {
+                let _waiting = UnprovenWait::start();
+                self.unproven.clone().acquire_owned().await.ok()
+            }
         };
         OriginSlot {
             _unproven: unproven,
