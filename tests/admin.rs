@@ -632,6 +632,44 @@ async fn a_users_data_is_exported() -> Result<()> {
     mesh.stop().await
 }
 
+/// A user whose messages are large is exported whole: a page stops at its byte budget in
+/// the middle of the store keys it read, and the next one goes on from there. Before, a
+/// page took every message of the 2,000 keys it read, 80 of 16 KiB here, more than the bus
+/// carries in one reply, and the export ended with an `error` line at the same place every
+/// time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_of_large_messages_is_exported_whole() -> Result<()> {
+    const LARGE: usize = 80;
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), admin_config()).await?;
+    let api = Api::new(&mesh);
+    let root = api.server_admin("root").await?;
+    let ann = api.user("ann").await?;
+    api.room(&ann, "general", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("general").await?;
+    let body = "x".repeat(16 * 1024);
+    for i in 0..LARGE {
+        a.post("general", &format!("m{i}"), &body).await?;
+    }
+    let text = reqwest::Client::new()
+        .get(format!("{}/v1/admin/users/ann/export", mesh.url()))
+        .bearer_auth(&root)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let last = lines.last().map(|l| l["type"].clone());
+    assert_eq!(last, Some(Value::from("end")), "{:?}", lines.last());
+    let messages = lines.iter().filter(|l| l["type"] == "message").count();
+    assert_eq!(messages, LARGE, "every message once");
+    mesh.stop().await
+}
+
 /// A loop of refused admin calls does not grow the audit log without end (nor bury the real
 /// entries): one user's refusals are written at most ten a minute; another user's refusal
 /// is still written.

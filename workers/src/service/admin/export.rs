@@ -9,7 +9,8 @@
 //! [`MAX_ROOMS`] of each, and in each room the newest `[admin] export_scan_per_room`
 //! messages are read (newest first), so one export's work is bounded; a room whose scan
 //! stopped there gets a `scan_limit` line. A page holds at most [`PAGE_KEYS`] store keys
-//! read and about [`PAGE_BYTES`] of lines, below the bus's payload limit. With
+//! read and about [`PAGE_BYTES`] of lines (it ends at the first message past them, in the
+//! middle of the keys it read if need be), below the bus's payload limit. With
 //! `mesh.regional_workers` the gateway asks the primary's workers, then each region's for
 //! the user's part in that region's rooms (no `account` or push lines there).
 
@@ -175,9 +176,15 @@ impl Service {
                     .scan(start..all.end, Direction::Forward, want)
                     .await?
             };
-            read += pairs.len();
-            at.scanned += pairs.len() as u64;
+            // The keys taken into this page: all that were read, unless the page's bytes
+            // ran out first (a message is at most a body and its edits, well under the
+            // bus's limit, so one more than the budget still fits).
+            let mut taken = 0;
             for (k, v) in &pairs {
+                if bytes >= PAGE_BYTES {
+                    break;
+                }
+                taken += 1;
                 let m: StoredMessage = records::decode(k, v)?;
                 if m.from != user {
                     continue;
@@ -191,7 +198,10 @@ impl Service {
                 bytes += l.to_string().len();
                 lines.push(l);
             }
-            let room_done = pairs.len() < want || want == 0;
+            read += taken;
+            at.scanned += taken as u64;
+            let room_done = taken == pairs.len() && (pairs.len() < want || want == 0);
+            let pairs = &pairs[..taken];
             if room_done {
                 if at.scanned >= cap && want == 0 {
                     lines.push(json!({"type": "scan_limit", "room": room, "scanned": at.scanned}));
