@@ -124,9 +124,18 @@ impl Services {
         for (region, answer) in futures::future::join_all(asks).await {
             match answer {
                 Ok(Ok(list)) => {
-                    let (m, p): (Vec<_>, Vec<_>) =
+                    let (mut m, mut p): (Vec<_>, Vec<_>) =
                         list.rooms.into_iter().partition(|r| r.role.is_some());
-                    pages.push((m, list.more));
+                    // Where this region's page ends, stale rooms or not.
+                    let last = m.last().map(|r| r.room.clone());
+                    let serves = |r: &RoomListing| serves(&self.topology, &region, &r.room);
+                    m.retain(serves);
+                    p.retain(serves);
+                    pages.push(Page {
+                        rooms: m,
+                        more: list.more,
+                        last,
+                    });
                     public.extend(p);
                 }
                 Ok(Err(e)) => {
@@ -245,17 +254,38 @@ fn unknown_home(topology: &Topology, key: &str) -> Option<ApiError> {
     })
 }
 
-/// Merges one page of the user's rooms from each region (each by name, `true` when more
-/// follow there) into one page by name: it ends at the smallest last room of the regions
-/// with more, so that the next page, `after` its last room, skips none of any region's.
-fn merge_pages(pages: Vec<(Vec<RoomListing>, bool)>) -> (Vec<RoomListing>, bool) {
+/// Whether `region`'s workers serve `room` (its home region's when that region runs workers
+/// of its own, the primary's otherwise). A region's store can hold rooms it no longer
+/// serves: those of a region that got workers of its own later stay in the primary's store
+/// after their import there (docs/REGIONS.md), with the memberships they had then; listing
+/// them would show rooms the user left, and search, which trusts this list, would read the
+/// current messages of a room the user was removed from since.
+fn serves(topology: &Topology, region: &str, room: &str) -> bool {
+    let server = topology.workers_of(home_region(room));
+    server.unwrap_or(topology.regions()[0].as_str()) == region
+}
+
+/// One region's page of the user's rooms.
+struct Page {
+    /// By name: those the region serves.
+    rooms: Vec<RoomListing>,
+    /// More follow in the region.
+    more: bool,
+    /// The last room of the region's page as it answered (where its next page starts).
+    last: Option<String>,
+}
+
+/// Merges one page of the user's rooms from each region into one page by name: it ends at
+/// the smallest last room of the regions with more, so that the next page, `after` its last
+/// room, skips none of any region's.
+fn merge_pages(pages: Vec<Page>) -> (Vec<RoomListing>, bool) {
     let cut = pages
         .iter()
-        .filter(|(_, more)| *more)
-        .filter_map(|(rooms, _)| rooms.last().map(|r| r.room.clone()))
+        .filter(|p| p.more)
+        .filter_map(|p| p.last.clone())
         .min();
-    let more = pages.iter().any(|(_, more)| *more);
-    let mut rooms: Vec<RoomListing> = pages.into_iter().flat_map(|(rooms, _)| rooms).collect();
+    let more = pages.iter().any(|p| p.more);
+    let mut rooms: Vec<RoomListing> = pages.into_iter().flat_map(|p| p.rooms).collect();
     rooms.sort_by(|a, b| a.room.cmp(&b.room));
     if let Some(cut) = cut {
         rooms.retain(|r| r.room <= cut);
@@ -268,8 +298,8 @@ mod tests {
     use super::*;
     use chatmesh_protocol::service::{Role, RoomKind};
 
-    fn page(rooms: &[&str], more: bool) -> (Vec<RoomListing>, bool) {
-        let rooms = rooms
+    fn page(rooms: &[&str], more: bool) -> Page {
+        let rooms: Vec<RoomListing> = rooms
             .iter()
             .map(|r| RoomListing {
                 room: (*r).to_owned(),
@@ -284,11 +314,30 @@ mod tests {
                 closed: false,
             })
             .collect();
-        (rooms, more)
+        let last = rooms.last().map(|r| r.room.clone());
+        Page { rooms, more, last }
     }
 
     fn names(merged: &(Vec<RoomListing>, bool)) -> (Vec<&str>, bool) {
         (merged.0.iter().map(|r| r.room.as_str()).collect(), merged.1)
+    }
+
+    /// A region's answer keeps only the rooms its workers serve: the primary's stale copy
+    /// of a room of a region with workers of its own is left out, and where that region's
+    /// page stops still bounds the merged page.
+    #[test]
+    fn a_region_lists_only_the_rooms_it_serves() {
+        let regions = ["eu".to_owned(), "us".to_owned(), "ap".to_owned()];
+        let t = Topology::new(4, &regions).with_regional_workers(&["us".to_owned()]);
+        assert!(serves(&t, "eu", "general") && serves(&t, "eu", "ap~x"));
+        assert!(!serves(&t, "eu", "us~x"), "a stale copy in the primary");
+        assert!(serves(&t, "us", "us~x"));
+        assert!(!serves(&t, "us", "general") && !serves(&t, "us", "ap~x"));
+        let mut primary = page(&["a", "us~z"], true);
+        primary.rooms.retain(|r| serves(&t, "eu", &r.room));
+        let merged = merge_pages(vec![primary, page(&["us~a", "us~zz"], false)]);
+        // Cut where the primary's page stopped ("us~z", left out): "us~zz" comes next page.
+        assert_eq!(names(&merged), (vec!["a", "us~a"], true));
     }
 
     /// A merged page ends where the first region with more stops, so no room of any region
