@@ -161,6 +161,29 @@ async fn refused_changes_are_void_markers() {
     );
 }
 
+/// An edit refused when stored (here: its target deleted first, the edit's race lost) is
+/// erased from the stream with the delete's target: its body is the text its author meant
+/// to put in place of the deleted one, and the stream's files kept it for a gap fill to read.
+/// A refused delete carries no text and is not erased.
+#[tokio::test]
+async fn a_refused_edit_is_erased_from_the_stream_too() {
+    let l = room().await;
+    let mut cp = 0;
+    let batch = vec![
+        d(1, "ann", "mine", None),
+        d(2, "bob", "", Some(Change::Delete(1))),
+        d(3, "ann", "late words", Some(Change::Edit(1))),
+        d(4, "carl", "", Some(Change::Delete(1))),
+    ];
+    let mut erased = store_batch(&l.model, &l.caches, 0, &mut cp, batch)
+        .await
+        .unwrap();
+    erased.sort();
+    assert_eq!(erased, [("r".to_owned(), 1), ("r".to_owned(), 3)]);
+    let h = history(&l).await;
+    assert!(at(&h, 3).void && at(&h, 3).body.is_empty());
+}
+
 /// A delete erases the body, the versions, the edits' bodies and the file references from
 /// the store itself, not only from what history shows.
 #[tokio::test]

@@ -27,7 +27,7 @@ pub(super) struct Pending {
     pub(super) older: HashMap<(String, u64), StoredMessage>,
     pub(super) unrefs: Vec<(String, String, u64)>,
     pub(super) changed: HashSet<String>,
-    /// The rooms and seqs whose bodies a delete erased.
+    /// The rooms and seqs whose bodies a delete erased, and the refused edits' (void).
     pub(super) erased: Vec<(String, u64)>,
     /// Reaction records loaded or changed by this batch, by (room, message seq, user).
     pub(super) marks: HashMap<(String, u64, String), UserReactions>,
@@ -118,10 +118,10 @@ impl Pending {
         };
         let (files, edited) = {
             let Some(t) = found.then(|| self.get_mut(room, target)).flatten() else {
-                return Self::void(msg, room, seq, "no such message");
+                return self.void_change(msg, room, seq, "no such message");
             };
             if let Err(e) = edits::check(Some(t), change, &msg.from, role) {
-                return Self::void(msg, room, seq, &e.message);
+                return self.void_change(msg, room, seq, &e.message);
             }
             match change {
                 Change::Edit(_) => {
@@ -268,6 +268,23 @@ impl Pending {
         self.replies
             .push((room.to_owned(), root, seq, msg.from.clone()));
         Ok(())
+    }
+
+    /// [`Pending::void`] for a refused edit or delete, whose body (an edit's new text) is
+    /// erased from the stream too: an edit that lost its race with the delete of its target
+    /// would otherwise keep the text its author meant to replace the deleted one with in the
+    /// stream's files, and a gap fill would still read it.
+    fn void_change(
+        &mut self,
+        msg: &mut StoredMessage,
+        room: &str,
+        seq: u64,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        if !msg.body.is_empty() {
+            self.erased.push((room.to_owned(), seq));
+        }
+        Self::void(msg, room, seq, why)
     }
 
     fn void(msg: &mut StoredMessage, room: &str, seq: u64, why: &str) -> Result<(), StoreError> {
