@@ -303,6 +303,33 @@ async fn a_search_flood_is_refused_rate_limited() -> Result<()> {
     mesh.stop().await
 }
 
+/// A query of more than 16 words is refused before any worker reads its index: a long
+/// phrase of a word a room repeats costs its words times their places in every candidate
+/// message, seconds of a worker's CPU per query. 16 words are searched; so is a 256-byte
+/// query of few words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_of_too_many_words_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "r", "private").await?;
+    let words = |n: usize| vec!["a"; n].join("%20");
+    let (s, v) = search(&api, &ann, &format!("q=%22{}%22&room=r", words(17))).await?;
+    assert_eq!(
+        (s, http_error(&v)),
+        (400, Some(ErrorCode::BadRequest)),
+        "{v}"
+    );
+    let (s, v) = search(&api, &ann, "q=a-a-a-a-a-a-a-a-a-a-a-a-a-a-a-a-a&room=r").await?;
+    assert_eq!(s, 400, "words as the index splits them: {v}");
+    let (s, v) = search(&api, &ann, &format!("q=%22{}%22&room=r", words(16))).await?;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = search(&api, &ann, &format!("q={}&room=r", "w".repeat(256))).await?;
+    assert_eq!(s, 200, "{v}");
+    mesh.stop().await
+}
+
 /// 30 messages of control characters with one word each (44 KB a message once
 /// JSON-escaped): 20 hits would be over NATS's 1 MiB payload limit. The hits come in pages
 /// under it instead, newest first, each with at least one hit and `more` until the last,

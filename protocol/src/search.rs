@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 
 /// Longest query, in bytes.
 pub const MAX_QUERY_BYTES: usize = 256;
+/// Most words (runs of letters and digits, as the index splits text) in one query: a
+/// phrase's cost grows with its words times their places in each candidate message, so a
+/// long phrase of a word a room repeats could hold a worker's cores for seconds.
+pub const MAX_QUERY_WORDS: usize = 16;
+
+/// The words of `q` as the index splits text (runs of letters and digits).
+pub fn query_words(q: &str) -> usize {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .count()
+}
+
 /// Most hits one page returns.
 pub const MAX_SEARCH_LIMIT: usize = 50;
 /// Most rooms one search covers (the caller's rooms, as `rooms_list` lists them).

@@ -11,7 +11,8 @@ use hyper::body::Incoming;
 use hyper::Request;
 
 use chatmesh_protocol::search::{
-    SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
+    query_words, SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_QUERY_WORDS, MAX_SEARCH_LIMIT,
+    MAX_SEARCH_ROOMS,
 };
 use chatmesh_protocol::service::Search;
 use chatmesh_protocol::ApiError;
@@ -61,6 +62,11 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
     if ask.q.trim().is_empty() || ask.q.len() > MAX_QUERY_BYTES {
         return Err(
             ApiError::bad_request(format!("q must be 1 to {MAX_QUERY_BYTES} bytes")).into(),
+        );
+    }
+    if query_words(&ask.q) > MAX_QUERY_WORDS {
+        return Err(
+            ApiError::bad_request(format!("q may have at most {MAX_QUERY_WORDS} words")).into(),
         );
     }
     if !(1..=MAX_SEARCH_LIMIT).contains(&ask.limit) {

@@ -117,7 +117,15 @@ pub enum SearchError {
     Store(#[from] StoreError),
     #[error("search index: the task was cancelled")]
     Cancelled,
+    #[error("search index: every search slot stayed busy for {SEARCH_WAIT:?}")]
+    Busy,
 }
+
+/// Searches one worker runs at once (each on a blocking thread): about the cores of a
+/// small machine, so that queries never take every core from the send path and the store.
+const SEARCHES: usize = 2;
+/// Longest a search waits for one of [`SEARCHES`] slots; then it is refused `unavailable`.
+const SEARCH_WAIT: Duration = Duration::from_secs(3);
 
 /// What a stored batch does to the index, in stream order.
 #[derive(Debug, Clone)]
@@ -177,6 +185,8 @@ struct Inner {
     waiting: Mutex<Waiting>,
     commit_after: Duration,
     tick: Duration,
+    /// Searches running at once ([`SEARCHES`]).
+    searching: Arc<tokio::sync::Semaphore>,
 }
 
 /// Documents not yet handed to the index, in stream order per partition.
@@ -216,6 +226,7 @@ impl Indexes {
                 }),
                 commit_after: Duration::from_millis(config.commit_ms),
                 tick: Duration::from_secs(1) / config.commits_per_second.max(1),
+                searching: Arc::new(tokio::sync::Semaphore::new(SEARCHES)),
             }),
         }
     }
@@ -388,12 +399,22 @@ impl Indexes {
             .is_some_and(|since| all || now.duration_since(since) >= self.inner.commit_after)
     }
 
-    /// Answers a search (of rooms the gateway checked).
+    /// Answers a search (of rooms the gateway checked), once one of the [`SEARCHES`] slots
+    /// is free (waiting at most [`SEARCH_WAIT`]: then [`SearchError::Busy`]). The slot is
+    /// held by the blocking search itself, which runs on when its caller gives up: a flood
+    /// of costly queries holds at most those threads, not the service's every slot.
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, SearchError> {
-        let snapshot = self.with(|index| Ok(index.snapshot())).await?;
-        tokio::task::spawn_blocking(move || snapshot.search(&req))
+        let slot = tokio::time::timeout(SEARCH_WAIT, self.inner.searching.clone().acquire_owned())
             .await
-            .map_err(|_| SearchError::Cancelled)?
+            .map_err(|_| SearchError::Busy)?
+            .map_err(|_| SearchError::Cancelled)?;
+        let snapshot = self.with(|index| Ok(index.snapshot())).await?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            snapshot.search(&req)
+        })
+        .await
+        .map_err(|_| SearchError::Cancelled)?
     }
 
     /// Commits what is due, checking every tick (`1 / commits_per_second`), and closes the
@@ -611,6 +632,28 @@ mod tests {
             .hits
             .is_empty());
         assert_eq!(idx.covered(1).await.expect("covered"), 5);
+    }
+
+    /// While every search slot is held (searches still running on their threads, their
+    /// callers gone or not), another search waits at most SEARCH_WAIT and is refused busy;
+    /// a freed slot lets the next one run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searches_beyond_the_slots_wait_then_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = indexes(dir.path(), 60_000, 4);
+        let held = idx
+            .inner
+            .searching
+            .clone()
+            .acquire_many_owned(SEARCHES as u32)
+            .await
+            .expect("slots");
+        let asked = Instant::now();
+        let busy = idx.search(ask("words", "a")).await;
+        assert!(matches!(busy, Err(SearchError::Busy)), "{busy:?}");
+        assert!(asked.elapsed() >= SEARCH_WAIT, "it waited for a slot");
+        drop(held);
+        assert!(idx.search(ask("words", "a")).await.is_ok());
     }
 
     /// Past MAX_WAITING documents the send path hands them to the index writer itself;

@@ -3,7 +3,8 @@
 //! its check, at query time.
 
 use chatmesh_protocol::search::{
-    SearchHit, SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
+    query_words, SearchHit, SearchRequest, SearchResults, MAX_QUERY_BYTES, MAX_QUERY_WORDS,
+    MAX_SEARCH_LIMIT, MAX_SEARCH_ROOMS,
 };
 use chatmesh_protocol::ApiError;
 use tracing::warn;
@@ -24,6 +25,11 @@ impl Service {
         if req.q.trim().is_empty() || req.q.len() > MAX_QUERY_BYTES {
             return Err(ApiError::bad_request(format!(
                 "q must be 1 to {MAX_QUERY_BYTES} bytes"
+            )));
+        }
+        if query_words(&req.q) > MAX_QUERY_WORDS {
+            return Err(ApiError::bad_request(format!(
+                "q may have at most {MAX_QUERY_WORDS} words"
             )));
         }
         if req.limit == 0 || req.limit > MAX_SEARCH_LIMIT {
@@ -57,9 +63,14 @@ impl Service {
         // is: search on below them, a few times (their removal reaches the index at its next
         // commit); then the page is empty, and `next_before` says where the next one starts.
         let (hits, more, stopped) = loop {
-            let found = search.search(req.clone()).await.map_err(|e| {
-                warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
-                ApiError::internal()
+            let found = search.search(req.clone()).await.map_err(|e| match e {
+                crate::search::SearchError::Busy => {
+                    ApiError::unavailable("too many searches right now; retry shortly")
+                }
+                e => {
+                    warn!(partition = p, error = %chatmesh_protocol::error::Chain(&e), "search failed");
+                    ApiError::internal()
+                }
             })?;
             let oldest = found.hits.last().map(|h| h.seq);
             let kept = self.still_stored(search, found.hits).await?;
