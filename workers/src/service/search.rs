@@ -101,7 +101,10 @@ impl Service {
     /// index may hold messages the store no longer does: after a crash lost the removals
     /// retention had queued, or an index rebuilt (or a partition's caught up on another
     /// worker) from a stream that still holds what retention deleted from the store. Those
-    /// are left out, and removed from the index.
+    /// are left out, and removed from the index. A hit whose indexed body is not the
+    /// message's body now (an edit the index missed: its batch failed to index, or it is
+    /// not committed yet) was found by words the message may no longer have: left out, and
+    /// the message indexed again as it is, so that an edited-out word never finds it.
     async fn still_stored(
         &self,
         search: &crate::search::Indexes,
@@ -109,8 +112,12 @@ impl Service {
     ) -> Result<Vec<SearchHit>, ApiError> {
         let mut kept = Vec::with_capacity(hits.len());
         let mut gone = Vec::new();
+        let mut changed = Vec::new();
         for hit in hits {
             match self.model().message(&hit.room, hit.seq).await? {
+                Some(m) if m.is_searchable() && m.body != hit.body => {
+                    changed.push((hit.room, hit.seq, m));
+                }
                 Some(m) if m.is_searchable() => {
                     kept.push(SearchHit {
                         from: m.from,
@@ -122,6 +129,14 @@ impl Service {
                 _ => gone.push((hit.room, hit.seq)),
             }
         }
+        if !changed.is_empty() {
+            metrics::counter!(crate::metrics::SEARCH_STALE_HITS).increment(changed.len() as u64);
+        }
+        for (room, seq, m) in changed {
+            if let Err(e) = search.put(&room, vec![(seq, m)]).await {
+                warn!(error = %chatmesh_protocol::error::Chain(&e), "indexing a changed message again failed");
+            }
+        }
         if !gone.is_empty() {
             metrics::counter!(crate::metrics::SEARCH_STALE_HITS).increment(gone.len() as u64);
             if let Err(e) = search.remove(gone).await {
@@ -129,5 +144,102 @@ impl Service {
             }
         }
         Ok(kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chatmesh_protocol::message::Payload;
+
+    use super::*;
+    use crate::cache::Caches;
+    use crate::config::WorkerConfig;
+    use crate::model::Model;
+    use crate::search::{IndexOp, Indexes, SearchConfig};
+    use crate::writer::{store_batch, Delivery};
+
+    fn ask(q: &str) -> SearchRequest {
+        SearchRequest {
+            q: q.into(),
+            rooms: vec!["r".into()],
+            from: None,
+            since: None,
+            until: None,
+            before: None,
+            limit: 10,
+        }
+    }
+
+    fn sent(seq: u64, body: &str, edit_of: Option<u64>) -> Delivery {
+        let payload = Payload {
+            id: format!("m{seq}"),
+            from: "ann".into(),
+            ts: seq,
+            body: body.into(),
+            edit_of,
+            ..Payload::default()
+        };
+        Delivery {
+            seq,
+            message: Some(("r".into(), payload)),
+        }
+    }
+
+    /// An edit the index missed (its batch failed to index) no longer lets the words it
+    /// took out find the message: before, `hunter2` found it, showing the new body, which
+    /// told anyone searching what the edit removed. The message is indexed again as it is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_edit_the_index_missed_does_not_let_its_old_words_find_the_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = WorkerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..WorkerConfig::default()
+        };
+        let model = Model::new(crate::open_store(&cfg).await.expect("store"));
+        let caches = Arc::new(Caches::new(cfg.cache_sizes()));
+        let svc = Service::new(model.clone(), caches.clone(), &cfg, None).expect("service");
+        let search = Indexes::new(&dir.path().join("search"), 1, &SearchConfig::default());
+        svc.enable_search(search.clone());
+        let mut checkpoint = 0;
+        let first = vec![sent(1, "pw hunter2", None)];
+        store_batch(&model, &caches, 0, &mut checkpoint, first)
+            .await
+            .expect("stored");
+        let add = IndexOp::Add {
+            seq: 1,
+            room: "r".into(),
+            from: "ann".into(),
+            ts: 1,
+            body: "pw hunter2".into(),
+        };
+        search
+            .apply(&model, 0, 1, vec![add])
+            .await
+            .expect("indexed");
+        search.commit().await.expect("commit");
+        assert_eq!(
+            svc.search(ask("hunter2")).await.expect("search").hits.len(),
+            1
+        );
+
+        // The edit is stored; the index never hears of it.
+        let edit = vec![sent(2, "pw removed", Some(1))];
+        store_batch(&model, &caches, 0, &mut checkpoint, edit)
+            .await
+            .expect("stored");
+        let found = svc.search(ask("hunter2")).await.expect("search");
+        assert!(found.hits.is_empty(), "{:?}", found.hits);
+        search.commit().await.expect("commit");
+        let found = svc.search(ask("removed")).await.expect("search");
+        let seqs: Vec<u64> = found.hits.iter().map(|h| h.seq).collect();
+        assert_eq!(seqs, [1], "indexed again as it is");
+        assert!(svc
+            .search(ask("hunter2"))
+            .await
+            .expect("search")
+            .hits
+            .is_empty());
     }
 }
