@@ -38,9 +38,8 @@ pub async fn up(
         data.join("creds").display(),
         data.display()
     ));
-    shutdown.await;
-    say("draining… (Ctrl-C again stops at once)");
-    mesh.stop().await?;
+    mesh.run_until(shutdown, || say("draining… (Ctrl-C again stops at once)"))
+        .await?;
     say("stopped");
     Ok(())
 }

@@ -149,6 +149,32 @@ impl Mesh {
     }
 
     /// Graceful stop: gateway drain (1001), worker flush, NATS drain, nats-server SIGTERM.
+    /// Runs until `shutdown` resolves, then stops gracefully. If the worker stops by itself
+    /// first (its store can no longer write, the stream was made again under it, a
+    /// partition's task failed), the gateway and the nats-server are stopped too and the
+    /// worker's error returned, so that the process exits non-zero and its supervisor
+    /// starts it again: the gateway would otherwise go on acking sends that nothing stores.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        draining: impl FnOnce(),
+    ) -> anyhow::Result<()> {
+        let failed = tokio::select! {
+            _ = shutdown => None,
+            e = self.worker.ended() => Some(e),
+        };
+        let Some(failed) = failed else {
+            draining();
+            return self.stop().await;
+        };
+        tracing::error!(error = %format!("{failed:#}"), "the worker stopped: stopping the mesh");
+        self.gateway.stop().await;
+        let _ = self.gateway_nats.drain().await;
+        let _ = self.worker_nats.drain().await;
+        self.nats.stop().await;
+        Err(failed)
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.gateway.stop().await;
         let _ = self.gateway_nats.drain().await;

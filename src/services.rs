@@ -242,15 +242,19 @@ impl WorkerHandle {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let ended = tokio::select! {
-            _ = shutdown => None,
-            r = &mut self.task => Some(r),
-        };
-        match ended {
-            None => self.stop().await,
-            Some(Ok(Ok(()))) => anyhow::bail!("the worker stopped by itself"),
-            Some(Ok(Err(e))) => Err(e).context("the worker failed"),
-            Some(Err(e)) => Err(e).context("worker task"),
+        tokio::select! {
+            _ = shutdown => self.stop().await,
+            e = self.ended() => Err(e),
+        }
+    }
+
+    /// Waits until the worker stops by itself, and says why. Once it returns the worker is
+    /// gone: the handle is only to be dropped (not stopped).
+    pub async fn ended(&mut self) -> anyhow::Error {
+        match (&mut self.task).await {
+            Ok(Ok(())) => anyhow::anyhow!("the worker stopped by itself"),
+            Ok(Err(e)) => anyhow::Error::new(e).context("the worker failed"),
+            Err(e) => anyhow::Error::new(e).context("worker task"),
         }
     }
 

@@ -103,6 +103,56 @@ async fn up_serves_and_drains_on_sigterm() -> Result<()> {
     Ok(())
 }
 
+/// `chatmesh up` whose worker stops by itself (here: the stream made again under it, which
+/// it must not consume from its checkpoints) stops the rest too and exits non-zero, so that
+/// its supervisor starts it again. Before, its gateway went on acking sends into JetStream
+/// that nothing stored, and the process ran on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_exits_when_its_worker_stops() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log_path = dir.path().join("stderr.log");
+    let mut child = up(dir.path())
+        .stderr(std::fs::File::create(&log_path)?)
+        .spawn()?;
+    let _reap = Reap(child.id());
+    let urls = up_urls(&mut child).await?;
+    let api = Api::at(&urls.web);
+    let ann = api.user("ann").await?;
+    api.room(&ann, "general", "public").await?;
+    let ws = format!("{}/v1/ws", urls.web.replacen("http", "ws", 1));
+    let mut a = Client::login(&ws, &ann).await?;
+    a.join("general").await?;
+    for i in 0..3 {
+        a.post("general", &format!("m{i}"), "hello").await?;
+    }
+    // A history read answers once the store holds them.
+    let (s, v) = api
+        .call("GET", "/v1/rooms/general/messages", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200, "{v}");
+
+    let seed = std::fs::read_to_string(dir.path().join("data/creds/admin.nk"))?;
+    let admin = async_nats::ConnectOptions::with_nkey(seed.trim().to_owned())
+        .connect(urls.nats.as_str())
+        .await?;
+    let js = async_nats::jetstream::new(admin);
+    let config = js.get_stream("CHAT").await?.cached_info().config.clone();
+    js.delete_stream("CHAT").await?;
+    js.create_stream(config).await?;
+    // Into the new stream, below the store's checkpoint (the send may or may not be acked).
+    let _ = tokio::time::timeout(WAIT, a.post("general", "m-new", "again")).await;
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .context("up ran on without its worker")???;
+    assert!(!status.success(), "exit status {status}");
+    let log = std::fs::read_to_string(&log_path)?;
+    assert!(log.contains("the worker stopped"), "{log}");
+    Ok(())
+}
+
 /// Ctrl-C in a terminal signals the whole foreground process group. `up` drains first and
 /// stops its nats-server last: the server, in a group of its own, does not quit under the
 /// draining sessions and store writers (it did, and the stop then took minutes, every

@@ -25,6 +25,20 @@ pub fn up(dir: &std::path::Path) -> Command {
 /// The web client URL `up` prints (within 60 s). Its stdout is read to the end on a thread
 /// of its own: `up` keeps printing after the URL.
 pub async fn web_client_url(child: &mut Child) -> Result<String> {
+    Ok(up_urls(child).await?.web)
+}
+
+/// What `up` prints of where it serves.
+pub struct UpUrls {
+    /// The web client (and HTTP API), without a trailing `/`.
+    pub web: String,
+    /// Its nats-server's client URL.
+    pub nats: String,
+}
+
+/// The URLs `up` prints (within 60 s), its stdout read to the end as for
+/// [`web_client_url`].
+pub async fn up_urls(child: &mut Child) -> Result<UpUrls> {
     let stdout = child.stdout.take().context("stdout")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -32,12 +46,22 @@ pub async fn web_client_url(child: &mut Child) -> Result<String> {
             let _ = tx.send(line);
         }
     });
+    let mut web = None;
     loop {
         let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
             .await?
-            .context("up exited before printing its URL")?;
-        if let Some(url) = line.trim().strip_prefix("web client:") {
-            return Ok(url.trim().trim_end_matches('/').to_owned());
+            .context("up exited before printing its URLs")?;
+        let line = line.trim();
+        if let Some(url) = line.strip_prefix("web client:") {
+            web = Some(url.trim().trim_end_matches('/').to_owned());
+        } else if let Some(rest) = line.strip_prefix("NATS:") {
+            let nats = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let web = web.context("NATS printed before the web client")?;
+            return Ok(UpUrls { web, nats });
         }
     }
 }
