@@ -116,7 +116,7 @@ impl Replay {
             room: self.room.clone(),
             gen: self.gen,
         };
-        let _ = tokio::time::timeout(STALL, link.send(done)).await;
+        release(&link, done).await;
     }
 
     /// Returns the last seq replayed, `None` if the session went away or a source failed.
@@ -342,9 +342,43 @@ impl Replay {
     }
 }
 
+/// Queues `done`, which releases the room's live frames held during the replay; a session
+/// that does not take it within [`STALL`] is closed (1013), as for a replay that failed:
+/// otherwise the room's live frames stayed held until a thousand of them closed the session,
+/// hours in a quiet room, while the user counted as present (no push either).
+async fn release(link: &SessionLink, done: Out) {
+    if !matches!(tokio::time::timeout(STALL, link.send(done)).await, Ok(true)) {
+        metrics::counter!("chatmesh_replays_unreleased_total").increment(1);
+        link.close(1013, "resume failed: reconnect and resume");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session whose queue stays full when its replay ends is closed 1013 rather than
+    /// left with the room's live frames held (before: the `ReplayDone` was dropped and the
+    /// session went on).
+    #[tokio::test(start_paused = true)]
+    async fn a_replay_whose_end_cannot_be_queued_closes_the_session() {
+        let link = SessionLink::new(1, 1, tokio_util::sync::CancellationToken::new());
+        assert!(link.offer(Out::Frame(bytes::Bytes::from_static(b"x"))));
+        let done = Out::ReplayDone {
+            room: Arc::from("r"),
+            gen: 1,
+        };
+        release(&link, done).await;
+        assert_eq!(link.close_reason().map(|r| r.0), Some(1013));
+
+        let room = SessionLink::new(2, 4, tokio_util::sync::CancellationToken::new());
+        let done = Out::ReplayDone {
+            room: Arc::from("r"),
+            gen: 1,
+        };
+        release(&room, done).await;
+        assert_eq!(room.close_reason(), None, "queued: the session goes on");
+    }
 
     /// The client must take its bytes a second over each window of waiting; quick queueing
     /// counts little toward a window, and a window met starts a new one.
