@@ -255,18 +255,16 @@ impl Service {
                 if !owns(room) {
                     continue;
                 }
-                let record: FileRecord = records::decode(key, value)?;
-                let age = now.saturating_sub(record.ts);
-                match self.why_delete(room, id, &record, now).await? {
-                    Some(_) if self.delete_file(room, id, now).await => deleted += 1,
-                    Some(_) => {}
-                    None if record.thumbnail == Thumbnail::Pending
-                        && age > THUMBNAIL_RETRY_MS
-                        && !self.model().file_detached(room, id).await? =>
-                    {
-                        self.queue_thumbnail(room, id, &record.by);
+                match self.sweep_file(room, id, key, value, now).await {
+                    Ok(true) => deleted += 1,
+                    Ok(false) => {}
+                    // A record that cannot be read (written by another version, damaged)
+                    // holds up its own file, not every file after it.
+                    Err(e @ crate::store::StoreError::Corrupt { .. }) => {
+                        metrics::counter!(crate::metrics::FILES_SWEEP_SKIPPED).increment(1);
+                        warn!(room, id, error = %chatmesh_protocol::error::Chain(&e), "the file sweeper skipped a file it cannot read");
                     }
-                    None => {}
+                    Err(e) => return Err(e),
                 }
             }
             match page.last() {
@@ -277,6 +275,31 @@ impl Service {
                 _ => return Ok(deleted),
             }
         }
+    }
+
+    /// The sweeper's look at file `id` of `room` (its record `key`, `value`) at `now`: deletes
+    /// it if nothing needs it (true), or queues its thumbnail again if that is overdue.
+    async fn sweep_file(
+        &self,
+        room: &str,
+        id: &str,
+        key: &[u8],
+        value: &[u8],
+        now: u64,
+    ) -> Result<bool, crate::store::StoreError> {
+        let record: FileRecord = records::decode(key, value)?;
+        let age = now.saturating_sub(record.ts);
+        match self.why_delete(room, id, &record, now).await? {
+            Some(_) => return Ok(self.delete_file(room, id, now).await),
+            None if record.thumbnail == Thumbnail::Pending
+                && age > THUMBNAIL_RETRY_MS
+                && !self.model().file_detached(room, id).await? =>
+            {
+                self.queue_thumbnail(room, id, &record.by);
+            }
+            None => {}
+        }
+        Ok(false)
     }
 
     /// Why file `id` of `room` (its record `record`) is to be deleted at `now`, if it is.
@@ -613,6 +636,23 @@ mod tests {
         svc.model().write(batch).await.unwrap();
         assert_eq!(svc.sweep_files(&all, t).await.unwrap(), 1);
         assert!(!exists(svc, 2).await);
+    }
+
+    /// A file whose record cannot be read is skipped: the files after it are swept all the
+    /// same (before, every pass failed at it, and nothing after it was ever deleted).
+    #[tokio::test]
+    async fn a_file_the_sweeper_cannot_read_holds_up_no_other_file() {
+        let f = fixture().await;
+        let svc = &f.svc;
+        let all = |_: &str| true;
+        file(svc, &id(1), false).await;
+        file(svc, &id(2), false).await;
+        let mut batch = WriteBatch::new();
+        batch.put(keys::file("r", &id(1)), b"junk".to_vec());
+        svc.model().write(batch).await.unwrap();
+        let later = now_ms() + 25 * HOUR_MS;
+        assert_eq!(svc.sweep_files(&all, later).await.unwrap(), 1);
+        assert!(!exists(svc, 2).await, "the file after it was swept");
     }
 
     async fn exists(svc: &Service, n: u8) -> bool {

@@ -40,6 +40,12 @@ pub const REQUESTS: &str = "chatmesh_worker_requests_total";
 pub const REQUEST_SECONDS: &str = "chatmesh_worker_request_seconds";
 /// Messages deleted by retention.
 pub const RETENTION_DELETED: &str = "chatmesh_worker_retention_deleted_total";
+/// Rooms a retention step skipped because a record of theirs cannot be read (logged with
+/// the key): they keep their old messages until the record is repaired.
+pub const RETENTION_SKIPPED: &str = "chatmesh_worker_retention_skipped_total";
+/// Files the sweeper skipped because their record cannot be read (logged with the room
+/// and id): they are kept until the record is repaired.
+pub const FILES_SWEEP_SKIPPED: &str = "chatmesh_worker_file_sweep_skipped_total";
 /// 1 while this worker waits as a standby for the embedded store's lock, 0 once it runs.
 pub const STANDBY: &str = "chatmesh_worker_standby";
 /// Cache lookups, labels `cache` (`room`, `access`, `stats`, `page`) and `result` (`hit` or
@@ -95,6 +101,14 @@ pub fn describe() {
     );
     describe_counter!(STORED, "messages stored");
     describe_counter!(RETENTION_DELETED, "messages deleted by retention");
+    describe_counter!(
+        FILES_SWEEP_SKIPPED,
+        "files the sweeper skipped: their record cannot be read"
+    );
+    describe_counter!(
+        RETENTION_SKIPPED,
+        "rooms retention skipped: a record of theirs cannot be read"
+    );
     describe_counter!(SKIPPED, "redelivered messages skipped as already stored");
     describe_counter!(
         CHANGES_VOID,

@@ -217,17 +217,17 @@ impl Retention {
                 self.resume.push(0);
                 continue;
             }
-            let stats: crate::model::RoomStats = records::decode(key, value)?;
-            let (max_age_ms, max_messages) = self.cfg.limits(room);
-            let cut_n = match max_messages {
-                0 => 0,
-                m => stats.count.saturating_sub(m),
+            let deleted = match self.room_step(room, key, value, now_ms, budget).await {
+                Ok(deleted) => deleted,
+                // A record that cannot be read (written by another version, damaged) holds
+                // up its own room, not every room after it in key order.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    counter!(crate::metrics::RETENTION_SKIPPED).increment(1);
+                    warn!(room, error = %chatmesh_protocol::error::Chain(&e), "retention skipped a room it cannot read");
+                    0
+                }
+                Err(e) => return Err(e),
             };
-            let cut_ts = match max_age_ms {
-                0 => 0,
-                a => now_ms.saturating_sub(a),
-            };
-            let deleted = self.trim(room, cut_n, cut_ts, budget).await?;
             budget -= deleted;
             report.deleted += deleted;
             report.rooms += 1;
@@ -244,6 +244,29 @@ impl Retention {
             self.resume = all.start;
         }
         Ok(report)
+    }
+
+    /// Trims `room` (its stats record `key`, `value`) to its limits as of `now_ms`, deleting
+    /// at most `budget` messages.
+    async fn room_step(
+        &self,
+        room: &str,
+        key: &[u8],
+        value: &[u8],
+        now_ms: u64,
+        budget: u64,
+    ) -> Result<u64, StoreError> {
+        let stats: crate::model::RoomStats = records::decode(key, value)?;
+        let (max_age_ms, max_messages) = self.cfg.limits(room);
+        let cut_n = match max_messages {
+            0 => 0,
+            m => stats.count.saturating_sub(m),
+        };
+        let cut_ts = match max_age_ms {
+            0 => 0,
+            a => now_ms.saturating_sub(a),
+        };
+        self.trim(room, cut_n, cut_ts, budget).await
     }
 
     /// Deletes `room`'s oldest messages while `n <= cut_n` or `ts < cut_ts`, at most `budget`.

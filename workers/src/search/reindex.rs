@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{Indexes, SearchError};
 use crate::model::Model;
-use crate::store::WriteBatch;
+use crate::store::{StoreError, WriteBatch};
 
 /// How often the marks are looked for.
 pub const EVERY: Duration = Duration::from_secs(10);
@@ -56,27 +56,74 @@ pub async fn sweep(
         if !owns(&room) {
             continue;
         }
-        let mut below = u64::MAX;
-        let mut messages = 0usize;
-        loop {
-            let page = model.stored_below(&room, below, PAGE).await?;
-            let Some(&(oldest, _)) = page.last() else {
-                break;
-            };
-            let full = page.len() == PAGE;
-            messages += page.len();
-            search.put(&room, page).await?;
-            if !full {
-                break;
+        match index_room(model, search, &room).await {
+            Ok(messages) => info!(room, messages, "indexed an imported room for search"),
+            // A record that cannot be read (written by another version, damaged) holds up
+            // its own room, which stays marked, not every room after it.
+            Err(e @ SearchError::Store(StoreError::Corrupt { .. })) => {
+                counter!(crate::metrics::SEARCH_ERRORS).increment(1);
+                warn!(room, error = %Chain(&e), "an imported room has a record that cannot be read: not indexed");
             }
-            below = oldest;
+            Err(e) => return Err(e),
         }
-        // Committed before the mark goes: a crash in between indexes the room again.
-        search.commit().await?;
-        let mut batch = WriteBatch::new();
-        Model::delete_reindex(&mut batch, &room);
-        model.write(batch).await?;
-        info!(room, messages, "indexed an imported room for search");
     }
     Ok(())
+}
+
+/// Indexes `room`'s stored messages, commits, then unmarks it; how many it indexed.
+async fn index_room(model: &Model, search: &Indexes, room: &str) -> Result<usize, SearchError> {
+    let mut below = u64::MAX;
+    let mut messages = 0usize;
+    loop {
+        let page = model.stored_below(room, below, PAGE).await?;
+        let Some(&(oldest, _)) = page.last() else {
+            break;
+        };
+        let full = page.len() == PAGE;
+        messages += page.len();
+        search.put(room, page).await?;
+        if !full {
+            break;
+        }
+        below = oldest;
+    }
+    // Committed before the mark goes: a crash in between indexes the room again.
+    search.commit().await?;
+    let mut batch = WriteBatch::new();
+    Model::delete_reindex(&mut batch, room);
+    model.write(batch).await?;
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::keys;
+    use crate::search::SearchConfig;
+    use crate::WorkerConfig;
+
+    /// An imported room with a message record that cannot be read stays marked and is
+    /// skipped; the marked rooms after it are indexed all the same (before, every look
+    /// failed at it, and no room after it was ever searchable).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_room_it_cannot_read_holds_up_no_other_room() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = WorkerConfig {
+            data_dir: dir.path().join("store"),
+            ..WorkerConfig::default()
+        };
+        let model = Model::new(crate::open_store(&cfg).await.expect("store"));
+        let search = Indexes::new(&dir.path().join("search"), 1, &SearchConfig::default());
+        let mut batch = WriteBatch::new();
+        batch.put(keys::message("a", 1), b"junk".to_vec());
+        Model::put_reindex(&mut batch, "a");
+        Model::put_reindex(&mut batch, "b");
+        model.write(batch).await.expect("write");
+        let owns: Owns = Arc::new(|_: &str| true);
+        sweep(&model, &search, &owns, &CancellationToken::new())
+            .await
+            .expect("a look at the marks");
+        let left = model.rooms_to_reindex(ROOMS).await.expect("marks");
+        assert_eq!(left, ["a"], "b indexed and unmarked, a still marked");
+    }
 }
