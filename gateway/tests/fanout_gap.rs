@@ -341,6 +341,63 @@ async fn a_ban_evicts_the_banned_in_the_rooms_order() -> Result<()> {
     Ok(())
 }
 
+/// A room whose fan-out task ends unasked (here: it panics on a ban) closes its sessions
+/// with 1013, to resume, and is not joined again: the next join starts a new fan-out that
+/// gets live messages. Before, the dead room kept its members and took new ones, none of
+/// which got another live message.
+#[tokio::test]
+async fn a_room_whose_fan_out_fails_closes_its_sessions_and_starts_anew() -> Result<()> {
+    use chatmesh_protocol::message::Payload;
+    use chatmesh_protocol::moderation::RoomEvent;
+
+    let on_ban = OnBan::new(|_, _| panic!("a fan-out task that fails"));
+    let (_server, nats, js, fanout) = fanout_with(Duration::from_secs(30), on_ban).await?;
+    let joined = |last: u64| bytes::Bytes::from(format!("joined {last}"));
+    let carol = Arc::new(SessionLink::new(1, 64, CancellationToken::new()));
+    carol.user.set(Arc::from("carol")).expect("set once");
+    fanout.join("room1", &carol, 1, 0, None, &joined).await?;
+    let ban = Payload {
+        id: "evt-gw2-1".into(),
+        from: "ann".into(),
+        ts: 1,
+        event: Some(RoomEvent::Ban {
+            user: "bob".into(),
+            reason: None,
+        }),
+        ..Payload::default()
+    };
+    let s1 = store_and_go_live(&nats, &js, "room1", &ban, 0).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while carol.close_reason().is_none() {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "carol never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(carol.close_reason().map(|r| r.0), Some(1013));
+    assert!(fanout.get("room1").is_none(), "the failed room is closed");
+
+    let dan = Arc::new(SessionLink::new(2, 64, CancellationToken::new()));
+    dan.user.set(Arc::from("dan")).expect("set once");
+    fanout.join("room1", &dan, 1, 0, None, &joined).await?;
+    let hello = Payload {
+        id: "m2".into(),
+        from: "ann".into(),
+        ts: 1,
+        body: "hello".into(),
+        ..Payload::default()
+    };
+    let s2 = store_and_go_live(&nats, &js, "room1", &hello, s1).await?;
+    let live: Vec<u64> = drain(&dan)
+        .await
+        .iter()
+        .filter_map(|o| match o {
+            Out::Live { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(live, [s2], "the new fan-out delivers");
+    Ok(())
+}
+
 /// When core NATS dropped the messages between the room's last dispatched one and a live
 /// message, and the stream has since been purged up to and past that last one, the gap fill
 /// does not hand the session what the stream holds next labelled `prev` = last: each message

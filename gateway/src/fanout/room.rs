@@ -84,6 +84,37 @@ pub struct Room {
     on_ban: super::OnBan,
 }
 
+/// Ends a room when its task ends, however it ends (a panic too): marked closed, so that no
+/// session joins a room nobody feeds (the next join starts a new one), and, unless the room
+/// was stopped, its members closed 1013 so that their clients reconnect and resume. Before,
+/// a task that panicked left the room open with its members, and later joins, in it: none
+/// of them got another live message.
+struct Ended(Arc<Room>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let room = &self.0;
+        let members = {
+            let mut state = room.write();
+            state.closed = true;
+            match room.stop.is_cancelled() {
+                true => Vec::new(),
+                false => std::mem::take(&mut state.members),
+            }
+        };
+        if !members.is_empty() {
+            tracing::error!(room = %room.name, members = members.len(), "a room's fan-out ended unasked: its sessions are closed to resume");
+            metrics::counter!("chatmesh_fanout_rooms_failed_total").increment(1);
+        }
+        for m in members {
+            m.link.close(
+                1013,
+                "the room's live messages stopped: reconnect and resume",
+            );
+        }
+    }
+}
+
 impl Room {
     pub(super) fn start(name: Arc<str>, env: RoomEnv) -> Arc<Self> {
         let (ready_tx, ready) = watch::channel(None);
@@ -99,6 +130,7 @@ impl Room {
         });
         let task = room.clone();
         tokio::spawn(async move {
+            let _ended = Ended(task.clone());
             task.run(env, ready_tx).await;
         });
         room
