@@ -4,12 +4,14 @@
 //! Limits are global (`[worker.retention]`) with per-room overrides in the same section
 //! (`[worker.retention.rooms.<room>]`): config, not the room record, so an operator changes
 //! them without a service call and every worker agrees after a restart. Only the oldest end of
-//! a room is ever deleted, oldest first, and nothing else is rewritten: the remaining messages
+//! a room is ever deleted, oldest first, and nothing else is rewritten but edits' bodies: the remaining messages
 //! keep their `prev`, so a resume from a deleted seq sees the first remaining message's `prev`
 //! above its cursor and the gateway answers `gap`. Room stats (`last_seq`, `count`) are not
 //! touched: positions (`n`) and unread counts stay valid. A trimmed message's mention,
 //! reaction and thread records go with it (a thread whose root is trimmed keeps its
-//! remaining replies). Age is judged by the gateway's `ts`
+//! remaining replies), and the bodies of its edits, which are later messages that stay
+//! (their author could not delete them any more: their target is gone). Age is judged by
+//! the gateway's `ts`
 //! in seq order: deletion stops at the first message that is young enough.
 //!
 //! A worker trims only the rooms of the partitions it owns (their store writer is its own),
@@ -300,12 +302,14 @@ impl Retention {
             let mut n = 0u64;
             let mut gone = Vec::new();
             let mut last = 0u64;
+            let mut edits = Vec::new();
             for (k, v) in &oldest {
                 let m: StoredMessage = records::decode(k, v)?;
                 if m.n > cut_n && m.ts >= cut_ts {
                     done = true;
                     break;
                 }
+                edits.extend(m.edits.iter().map(|e| e.seq));
                 if let Some(seq) = keys::seq_of_message(k) {
                     Model::delete_mentions(&mut batch, room, seq, &m.mentions);
                     gone.push((room.to_owned(), seq));
@@ -316,6 +320,20 @@ impl Retention {
                 }
                 batch.delete(k.clone());
                 n += 1;
+            }
+            // The edits of a trimmed message outlive it (their seqs are later) and hold its
+            // later versions, which its author could no longer delete (the target is gone):
+            // their bodies go with it.
+            for seq in edits {
+                if gone.iter().any(|(_, s)| *s == seq) {
+                    continue;
+                }
+                if let Some(mut e) = self.model.message(room, seq).await? {
+                    if !e.body.is_empty() {
+                        e.body.clear();
+                        Model::put_message(&mut batch, room, seq, &e);
+                    }
+                }
             }
             if n > 0 {
                 self.model.write(batch).await?;

@@ -343,3 +343,51 @@ async fn a_room_it_cannot_read_holds_up_no_other_room() {
         assert_eq!(stored(&l, room).await.len(), 100, "{room} trimmed");
     }
 }
+
+/// An edit outlives the message it edited when retention trims the message (the edit's seq
+/// is later): its body, the message's later version, goes with the message, since its
+/// author can no longer delete it (the target is gone). Before, it stayed in history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edits_of_a_trimmed_message_lose_their_bodies() {
+    let l = Local::new().await;
+    let mut cp = 0;
+    let send = |seq: u64, body: &str, edit_of: Option<u64>| Delivery {
+        seq,
+        message: Some((
+            "r".to_owned(),
+            Payload {
+                id: format!("m{seq}"),
+                from: "ann".into(),
+                ts: NOW,
+                body: body.into(),
+                edit_of,
+                ..Default::default()
+            },
+        )),
+    };
+    let batch = vec![
+        send(1, "hello", None),
+        send(2, "hello, I live at 1 Main St", Some(1)),
+        send(3, "later", None),
+    ];
+    store_batch(&l.model, &l.caches, 0, &mut cp, batch)
+        .await
+        .unwrap();
+    let cfg = RetentionConfig {
+        max_messages: 2,
+        ..RetentionConfig::default()
+    };
+    let mut r = Retention::new(l.model.clone(), Some(l.caches.clone()), cfg);
+    assert_eq!(run_to_end(&mut r).await, 1);
+    let left = stored(&l, "r").await;
+    assert_eq!(left.iter().map(|m| m.0).collect::<Vec<_>>(), [2, 3]);
+    let edit = l
+        .model
+        .message("r", 2)
+        .await
+        .unwrap()
+        .expect("the edit stays");
+    assert_eq!(edit.body, "", "the trimmed message's later version is gone");
+    let kept = l.model.message("r", 3).await.unwrap().expect("kept");
+    assert_eq!(kept.body, "later");
+}
