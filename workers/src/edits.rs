@@ -88,6 +88,10 @@ pub fn check_send(
             }
         }
     }
+    if role.is_none() {
+        // As for any send: the gateway's cached access may be older than a removal.
+        return Err(ApiError::forbidden("only members may post to this room"));
+    }
     check(target, change, user, role).map(|()| ChangeCheck::Allowed)
 }
 

@@ -297,6 +297,52 @@ async fn the_check_applies_the_rules_and_finds_resends() {
     );
 }
 
+/// The check refuses a change by someone who is no longer a member (the gateway's cached
+/// access may be older than the removal), as for any send; a resend of a change stored
+/// before the removal is still a duplicate. Before, carl's edit of his own message was
+/// allowed after he was removed.
+#[tokio::test]
+async fn the_check_refuses_a_change_by_a_former_member() {
+    let l = room().await;
+    let mut cp = 0;
+    store(
+        &l,
+        &mut cp,
+        vec![
+            d(1, "carl", "hi", None),
+            d(2, "carl", "hi!", Some(Change::Edit(1))),
+        ],
+    )
+    .await;
+    let remove = RemoveMemberRequest {
+        room: "r".into(),
+        user: "carl".into(),
+        actor: "ann".into(),
+    };
+    l.service.member_remove(remove).await.unwrap();
+    let check = |id: &str, change: Change| {
+        l.service.change_check(ChangeCheckRequest {
+            room: "r".into(),
+            user: "carl".into(),
+            id: id.into(),
+            change,
+            key: String::new(),
+        })
+    };
+    assert_eq!(
+        code(check("new", Change::Edit(1)).await),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        code(check("new", Change::Delete(1)).await),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        check("m2", Change::Edit(1)).await.unwrap(),
+        ChangeCheck::Duplicate { seq: 2, ts: 20 }
+    );
+}
+
 /// Message `seq` of room `r` from ann carrying file `id`.
 fn with_file(seq: u64, id: &str) -> Delivery {
     let mut m = d(seq, "ann", "", None);
