@@ -82,12 +82,27 @@ pub async fn run_beside(
     )
     .map_err(|e| WorkerError::Push(Box::new(e)))?;
     info!("push notifier running");
-    shutdown.await;
-    stop.cancel();
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(Err(e)) = done {
-            return Err(e);
+    // A loop that ends before the shutdown (an error, a panic) stops the process, so that
+    // its supervisor starts it again: pushes would otherwise stop while it looks healthy.
+    let failed = {
+        let failed = crate::worker::first_failure(&mut tasks);
+        tokio::select! {
+            _ = shutdown => None,
+            e = failed => Some(e),
         }
+    };
+    stop.cancel();
+    let mut first = failed;
+    if let Some(e) = &first {
+        tracing::error!(error = %e, "a push notifier loop stopped: the notifier stops");
     }
-    Ok(())
+    while let Some(done) = tasks.join_next().await {
+        let e = match done {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) => WorkerError::Task(e),
+        };
+        first.get_or_insert(e);
+    }
+    first.map_or(Ok(()), Err)
 }

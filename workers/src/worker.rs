@@ -363,16 +363,7 @@ impl Worker {
     pub async fn failed(&mut self) -> WorkerError {
         let store = self.store.clone();
         let halt = self.halt.clone();
-        let tasks = async {
-            loop {
-                match self.tasks.join_next().await {
-                    Some(Ok(Ok(()))) => continue,
-                    Some(Ok(Err(e))) => return e,
-                    Some(Err(e)) => return WorkerError::Task(e),
-                    None => std::future::pending::<()>().await,
-                }
-            }
-        };
+        let tasks = first_failure(&mut self.tasks);
         tokio::select! {
             e = tasks => e,
             e = store.failed() => {
@@ -449,4 +440,39 @@ fn check_server(nats: &Client) -> Result<(), WorkerError> {
         return Err(WorkerError::ServerTooOld { found });
     }
     Ok(())
+}
+
+/// Resolves with the first of `tasks` to fail (an error, or a panic as
+/// [`WorkerError::Task`]); tasks that end well are let go, and with none left it waits for
+/// ever. The tasks it watches run until shutdown, so an end like that is a part of the
+/// process that stopped working.
+pub(crate) async fn first_failure(
+    tasks: &mut tokio::task::JoinSet<Result<(), WorkerError>>,
+) -> WorkerError {
+    loop {
+        match tasks.join_next().await {
+            Some(Ok(Ok(()))) => continue,
+            Some(Ok(Err(e))) => return e,
+            Some(Err(e)) => return WorkerError::Task(e),
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that panics or fails is reported; one that ends well is let go.
+    #[tokio::test]
+    async fn the_first_failing_task_is_reported() {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async { Ok(()) });
+        tasks.spawn(async { panic!("a loop that broke") });
+        let e = first_failure(&mut tasks).await;
+        assert!(matches!(e, WorkerError::Task(_)), "{e}");
+        tasks.spawn(async { Err(WorkerError::nats_msg("gone")) });
+        let e = first_failure(&mut tasks).await;
+        assert!(matches!(e, WorkerError::Nats { .. }), "{e}");
+    }
 }
