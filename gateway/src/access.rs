@@ -163,7 +163,7 @@ pub type Notify = Arc<dyn Fn(&MemberEvent) + Send + Sync>;
 pub async fn spawn_member_listener(
     nats: &async_nats::Client,
     (access, fanout): (AccessCache, Fanout),
-    drain: CancellationToken,
+    background: &crate::supervise::Supervisor,
     notify: Notify,
     late: Arc<Late>,
 ) -> Result<(), GatewayError> {
@@ -171,7 +171,8 @@ pub async fn spawn_member_listener(
         .subscribe(MEMBER_ALL)
         .await
         .map_err(|e| GatewayError::nats("subscribing to membership events", e))?;
-    tokio::spawn(async move {
+    let drain = background.drain().clone();
+    background.spawn("membership events", async move {
         loop {
             let msg = tokio::select! {
                 _ = drain.cancelled() => break,

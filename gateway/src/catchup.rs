@@ -39,13 +39,14 @@ pub fn spawn(
     parts: Parts,
     late: Arc<Late>,
     nats: &async_nats::Client,
-    drain: CancellationToken,
+    background: &crate::supervise::Supervisor,
     (connects, rechecked): (watch::Receiver<u64>, Arc<Rechecked>),
 ) {
     let parts = Arc::new(parts);
-    tokio::spawn(ask_about_late(parts.clone(), late, drain.clone()));
+    let drain = background.drain().clone();
+    background.spawn("late events", ask_about_late(parts.clone(), late, drain));
     let stats = nats.statistics();
-    crate::reconnects::on_reconnect(connects, drain, move || {
+    crate::reconnects::on_reconnect(connects, background, move || {
         let (parts, stats, rechecked) = (parts.clone(), stats.clone(), rechecked.clone());
         async move {
             // The count this run answers for: a loss during the run makes another.

@@ -19,7 +19,6 @@ use std::time::Duration;
 use async_nats::jetstream::context::GetStreamError;
 use chatmesh_protocol::service::MemberEvent;
 use chatmesh_protocol::subjects::EVENT_LOG;
-use tokio_util::sync::CancellationToken;
 
 /// How often the log's last seq is read for the mark.
 pub const LOOK: Duration = Duration::from_secs(2);
@@ -100,10 +99,11 @@ impl EventLog {
     }
 
     /// Reads the log's last seq every [`LOOK`] until `drain`, moving the mark.
-    pub fn spawn_looks(self: &std::sync::Arc<Self>, drain: CancellationToken) {
+    pub fn spawn_looks(self: &std::sync::Arc<Self>, background: &crate::supervise::Supervisor) {
         let log = std::sync::Arc::downgrade(self);
         let stats = self.nats.statistics();
-        tokio::spawn(async move {
+        let drain = background.drain().clone();
+        background.spawn("event log looks", async move {
             let mut look = tokio::time::interval(LOOK);
             look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

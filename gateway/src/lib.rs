@@ -31,6 +31,7 @@ pub mod room_events;
 pub mod services;
 pub mod session;
 pub mod state;
+pub mod supervise;
 pub mod throttle;
 pub mod tls;
 

@@ -71,11 +71,12 @@ impl Rechecked {
 pub fn watch(
     nats: &async_nats::Client,
     since: u64,
-    drain: CancellationToken,
+    background: &crate::supervise::Supervisor,
 ) -> watch::Receiver<u64> {
     let stats = nats.statistics();
     let (tx, rx) = watch::channel(since);
-    tokio::spawn(async move {
+    let drain = background.drain().clone();
+    background.spawn("loss watch", async move {
         let mut look = tokio::time::interval(LOOK);
         loop {
             tokio::select! {
@@ -97,14 +98,15 @@ pub fn watch(
 /// that is not zero, it runs again after [`RETRY`].
 pub fn on_reconnect<F, Fut>(
     mut connects: watch::Receiver<u64>,
-    drain: CancellationToken,
+    background: &crate::supervise::Supervisor,
     recheck: F,
 ) where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = usize> + Send,
 {
     connects.mark_unchanged();
-    tokio::spawn(async move {
+    let drain = background.drain().clone();
+    background.spawn("catch-up", async move {
         loop {
             tokio::select! {
                 _ = drain.cancelled() => return,

@@ -60,6 +60,8 @@ pub struct AppState {
     pub drain: CancellationToken,
     /// Connections and sessions, awaited on drain.
     pub tasks: TaskTracker,
+    /// The background tasks the gateway cannot do without (listeners, periodic passes).
+    pub background: crate::supervise::Supervisor,
     pub sessions: AtomicUsize,
     /// Senders' own cursor moves, flushed to the workers once a second.
     pub own_reads: OwnReads,
@@ -180,6 +182,7 @@ impl AppState {
             cfg.reply_bytes_per_address,
             cfg.reply_bytes_total,
         );
+        let drain = CancellationToken::new();
         let state = Arc::new(Self {
             gateway,
             cfg,
@@ -197,7 +200,8 @@ impl AppState {
             replay_slots,
             reply_shares,
             metrics,
-            drain: CancellationToken::new(),
+            drain: drain.clone(),
+            background: crate::supervise::Supervisor::new(drain),
             tasks: TaskTracker::new(),
             sessions: AtomicUsize::new(0),
             own_reads: OwnReads::default(),
@@ -213,7 +217,7 @@ impl AppState {
         crate::access::spawn_member_listener(
             &state.nats,
             (state.access.clone(), state.fanout.clone()),
-            state.drain.clone(),
+            &state.background,
             Arc::new(move |ev| {
                 if let Some(state) = weak.upgrade() {
                     state.membership_changed(ev);
@@ -230,7 +234,8 @@ impl AppState {
                 weak.upgrade()
                     .is_none_or(|state| state.tokens.knows_key(kid))
             };
-            tokio::spawn(
+            state.background.spawn(
+                "session re-check",
                 state
                     .revocation
                     .clone()
@@ -242,16 +247,19 @@ impl AppState {
                     state.membership_changed(ev);
                 }
             });
-            tokio::spawn(crate::access::sweep(
-                state.access.clone(),
-                state.fanout.clone(),
-                notify,
-                every,
-                state.drain.clone(),
-            ));
+            state.background.spawn(
+                "access sweep",
+                crate::access::sweep(
+                    state.access.clone(),
+                    state.fanout.clone(),
+                    notify,
+                    every,
+                    state.drain.clone(),
+                ),
+            );
         }
-        let connects = crate::reconnects::watch(&state.nats, losses, state.drain.clone());
-        state.event_log.spawn_looks(state.drain.clone());
+        let connects = crate::reconnects::watch(&state.nats, losses, &state.background);
+        state.event_log.spawn_looks(&state.background);
         let weak = Arc::downgrade(&state);
         crate::catchup::spawn(
             crate::catchup::Parts {
@@ -267,7 +275,7 @@ impl AppState {
             },
             late,
             &state.nats,
-            state.drain.clone(),
+            &state.background,
             (connects, rechecks),
         );
         state
@@ -288,6 +296,9 @@ impl AppState {
         use async_nats::connection::State;
         if self.drain.is_cancelled() {
             return Err("draining");
+        }
+        if self.background.ended().is_some() {
+            return Err("a background task stopped (see the log): restart the gateway");
         }
         if self.nats.connection_state() != State::Connected {
             return Err("nats: not connected");
@@ -417,7 +428,8 @@ async fn spawn_user_listener(state: Arc<AppState>, late: Arc<Late>) -> Result<()
         .await
         .map_err(|e| GatewayError::nats("subscribing to user events", e))?;
     let drain = state.drain.clone();
-    tokio::spawn(async move {
+    let background = state.background.clone();
+    background.spawn("account events", async move {
         loop {
             let msg = tokio::select! {
                 _ = drain.cancelled() => break,

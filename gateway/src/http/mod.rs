@@ -114,7 +114,11 @@ pub(crate) async fn route(
         (method, _) => method,
     };
     let response = match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => reply::text(200, "ok"),
+        (&Method::GET, ["healthz"]) => match state.background.ended() {
+            None => reply::text(200, "ok"),
+            // Restart: a listener or periodic pass the gateway needs has stopped.
+            Some(task) => reply::text(503, &format!("background task stopped: {task}")),
+        },
         (&Method::GET, ["readyz"]) => api::readyz(&state).await,
         (&Method::GET, ["metrics"]) => match &state.metrics {
             Some(handle) => {
