@@ -230,6 +230,10 @@ pub struct AuditEntry {
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub more: bool,
+    /// With regions that run workers of their own: those whose part of the log did not
+    /// answer (their entries are missing from this page).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
 }
 
 /// A gateway refused an admin request itself (the caller is not an admin): the worker

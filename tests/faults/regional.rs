@@ -256,6 +256,20 @@ async fn a_cut_primary_leaves_the_rooms_of_a_region_with_its_own_workers_working
         member_of("eu~elsewhere") && member_of("us~own") && member_of("us~priv"),
         "{text}"
     );
+    // The audit log merges both regions' parts: each audited its part of the export (before,
+    // the API read the primary's part only).
+    let (status, audit) = api
+        .call("GET", "/v1/admin/audit", Some(&token), None)
+        .await?;
+    let exports = audit["entries"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["action"] == "export_user" && e["target"] == owner.as_str())
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!((status, exports), (200, 2), "{audit}");
     // The room list merges both regions' stores.
     let (_, list) = api.call("GET", "/v1/rooms", Some(&token), None).await?;
     let (rooms, unavailable) = listed(&list);

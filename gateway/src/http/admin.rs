@@ -17,7 +17,7 @@ use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Method, Request, Response};
 
 use chatmesh_protocol::admin::{
-    AuditRefusal, AuditRequest, Caller, DeleteRoomRequest, DeleteRoomStep, ExportCursor,
+    AuditPage, AuditRefusal, AuditRequest, Caller, DeleteRoomRequest, DeleteRoomStep, ExportCursor,
     ExportRequest, ExportUser, ListUsers, ListUsersRequest, ReadAudit, RefusedRequest, SetDisabled,
     SetDisabledRequest, DEFAULT_AUDIT_PAGE, DEFAULT_USERS_PAGE, MAX_AUDIT_PAGE, MAX_USERS_PAGE,
 };
@@ -173,8 +173,73 @@ async fn audit(state: &AppState, req: &Request<Incoming>, who: Caller) -> Answer
         before: before.map(str::to_owned),
         limit,
     };
-    let page = state.services.ask::<ReadAudit>(&key, &ask).await?;
+    let regions = state.services.topology().regional_workers().to_vec();
+    if regions.is_empty() {
+        let page = state.services.ask::<ReadAudit>(&key, &ask).await?;
+        return Ok(reply::json(200, &page));
+    }
+    // Each region with workers of its own keeps the log of what its workers did (a room
+    // deleted there, its part of an export): asked beside the primary's, and merged.
+    let sep = chatmesh_protocol::subjects::HOME_SEP;
+    let keys = std::iter::once((None, key.clone())).chain(
+        regions
+            .into_iter()
+            .map(|r| (Some(r.clone()), format!("{r}{sep}{key}"))),
+    );
+    let asks = keys.map(|(region, key)| {
+        let (services, ask) = (&state.services, &ask);
+        async move { (region, services.call::<ReadAudit>(&key, ask).await) }
+    });
+    let mut pages = Vec::new();
+    let mut unavailable = Vec::new();
+    for (region, answer) in futures::future::join_all(asks).await {
+        match (region, answer) {
+            (_, Ok(Ok(page))) => pages.push(page),
+            // The primary's answer decides: a refusal there (not an admin) or its absence
+            // is the answer.
+            (None, Ok(Err(e))) => return Err(e.into()),
+            (None, Err(e)) => return Err(e.api().into()),
+            (Some(region), Ok(Err(e))) => {
+                tracing::warn!(region, error = %e.message, "a region's audit log refused");
+                unavailable.push(region);
+            }
+            (Some(region), Err(e)) => {
+                tracing::warn!(region, error = %crate::error::Chain(&e), "a region's audit log is unavailable");
+                unavailable.push(region);
+            }
+        }
+    }
+    let mut page = merge_audit(pages, limit as usize);
+    page.unavailable = unavailable;
     Ok(reply::json(200, &page))
+}
+
+/// Merges one page of each region's audit log (each newest first, `before` the same id)
+/// into one page, newest first, of at most `limit` entries. Ids sort newest first (their
+/// key starts with the time counted down), across regions too. The page goes no further
+/// than the last entry of any region with more (its next entries come after that, unread):
+/// the next page, `before` this one's last entry, skips none of any region's.
+fn merge_audit(pages: Vec<AuditPage>, limit: usize) -> AuditPage {
+    let bound = pages
+        .iter()
+        .filter(|p| p.more)
+        .filter_map(|p| p.entries.last().map(|e| e.id.clone()))
+        .min();
+    let mut more = pages.iter().any(|p| p.more);
+    let mut entries: Vec<_> = pages.into_iter().flat_map(|p| p.entries).collect();
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(bound) = bound {
+        entries.retain(|e| e.id <= bound);
+    }
+    if entries.len() > limit {
+        entries.truncate(limit);
+        more = true;
+    }
+    AuditPage {
+        entries,
+        more,
+        unavailable: Vec::new(),
+    }
 }
 
 /// Streams the export: the first page is asked before answering (so a refusal or an
@@ -275,4 +340,59 @@ fn jsonl(lines: &[serde_json::Value]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use chatmesh_protocol::admin::AuditEntry;
+
+    use super::*;
+
+    fn page(ids: &[&str], more: bool) -> AuditPage {
+        let entries = ids
+            .iter()
+            .map(|id| AuditEntry {
+                id: (*id).to_owned(),
+                ts: 0,
+                actor: "root".into(),
+                action: "a".into(),
+                target: String::new(),
+                outcome: "ok".into(),
+                ip: String::new(),
+                detail: String::new(),
+            })
+            .collect();
+        AuditPage {
+            entries,
+            more,
+            unavailable: Vec::new(),
+        }
+    }
+
+    fn ids(p: &AuditPage) -> (Vec<&str>, bool) {
+        (p.entries.iter().map(|e| e.id.as_str()).collect(), p.more)
+    }
+
+    /// The regions' pages merge newest first (smaller ids are newer), at most `limit`,
+    /// never past where a region with more stopped; paging on from the last entry reads
+    /// every entry once.
+    #[test]
+    fn audit_pages_of_the_regions_merge_without_skipping_any() {
+        let merged = merge_audit(
+            vec![page(&["1", "5", "6"], true), page(&["2", "8"], false)],
+            3,
+        );
+        assert_eq!(ids(&merged), (vec!["1", "2", "5"], true));
+        let merged = merge_audit(
+            vec![page(&["1", "3"], true), page(&["2", "4", "9"], false)],
+            10,
+        );
+        assert_eq!(
+            ids(&merged),
+            (vec!["1", "2", "3"], true),
+            "not past 3: the first region's next are unread"
+        );
+        let merged = merge_audit(vec![page(&["7"], false), page(&["8", "9"], false)], 10);
+        assert_eq!(ids(&merged), (vec!["7", "8", "9"], false));
+    }
 }

@@ -129,7 +129,11 @@ impl Service {
             |_| None,
             || async {
                 let (entries, more) = self.model().audit(range, limit as usize).await?;
-                Ok(AuditPage { entries, more })
+                Ok(AuditPage {
+                    entries,
+                    more,
+                    unavailable: Vec::new(),
+                })
             },
         )
         .await
