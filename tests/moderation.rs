@@ -812,10 +812,11 @@ async fn only_the_owner_lifts_a_ban_or_mute_of_an_admin() -> Result<()> {
     mesh.stop().await
 }
 
-/// A muted admin's topic and room name changes are refused `forbidden` too: each would put
-/// its text, from the muted, in front of every member. Lifted, they are accepted again.
+/// A muted admin's topic and room name changes, and a ban with a reason, are refused
+/// `forbidden` too: each would put its text, from the muted, in front of every member.
+/// Lifted, they are accepted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_muted_admin_cannot_speak_through_the_topic_or_the_name() -> Result<()> {
+async fn a_muted_admin_cannot_speak_through_the_topic_the_name_or_a_ban() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mesh = start_mesh(dir.path(), fast_config()).await?;
     let api = Api::new(&mesh);
@@ -839,6 +840,17 @@ async fn a_muted_admin_cannot_speak_through_the_topic_or_the_name() -> Result<()
             "{body}: {v}"
         );
     }
+    // Nor through a ban's reason, which every member sees too (mal: his own second
+    // account, banned ahead). Before, the ban was stored and its reason shown to all.
+    api.user("mal").await?;
+    let (s, v) = ban(
+        &api,
+        &bob,
+        "hall",
+        json!({"user": "mal", "reason": "buy now"}),
+    )
+    .await?;
+    refused(s, &v, 403, "forbidden");
     let msgs = history(&api, &ann, "hall").await?;
     assert!(!msgs.iter().any(|m| m.from == "bob"), "{msgs:?}");
 

@@ -89,6 +89,10 @@ impl Service {
             let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
             let actor = self.model().role(&req.room, &req.actor).await?;
             may_moderate("ban", actor, Some(Role::Member))?;
+            if reason.is_some() {
+                // A reason is text in front of every member, as a topic is.
+                self.refuse_muted(&req.room, &req.actor).await?;
+            }
             if !exists {
                 return Err(ApiError::not_found("no such user"));
             }
