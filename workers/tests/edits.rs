@@ -389,3 +389,41 @@ async fn a_delete_detaches_a_file_only_with_its_last_carrying_message() {
     store(&l, &mut cp, at_once).await;
     assert!(detached("fc").await);
 }
+
+/// The late-resend check reads at most its byte budget of stored messages (here: ann's
+/// copy lies past 30 KiB of others' large ones, found with a budget of 64 KiB, not with one
+/// of 24 KiB), and lets the runtime's other tasks run between its pages: the embedded store
+/// reads on the calling thread, and 10,000 of the largest messages took a runtime thread
+/// for seconds (before, the ticker below was never polled during the look).
+#[tokio::test(flavor = "current_thread")]
+async fn a_late_resend_check_is_bounded_in_bytes_and_yields() {
+    let l = room().await;
+    let mut cp = 0;
+    let big = "x".repeat(10 * 1024);
+    let mut batch: Vec<Delivery> = (1..=3).map(|seq| d(seq, "bob", &big, None)).collect();
+    batch.push(d(4, "ann", "mine", None));
+    batch.extend((5..=505).map(|seq| d(seq, "carl", "short", None)));
+    store(&l, &mut cp, batch).await;
+    let found = |max_bytes: usize| l.model.sent_after("r", "ann", "m4", 0, (10_000, max_bytes));
+    assert_eq!(found(64 * 1024).await.unwrap(), Some((4, 40)));
+    assert_eq!(found(24 * 1024).await.unwrap(), None, "past the budget");
+
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ticker = {
+        let polls = polls.clone();
+        tokio::spawn(async move {
+            loop {
+                polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    // Not there: every page (100 messages) of the 505 is read.
+    let none = l
+        .model
+        .sent_after("r", "ann", "zz", 0, (10_000, usize::MAX));
+    assert_eq!(none.await.unwrap(), None);
+    let polled = polls.load(std::sync::atomic::Ordering::Relaxed);
+    ticker.abort();
+    assert!(polled >= 4, "the ticker ran {polled} times during the look");
+}

@@ -142,17 +142,19 @@ impl Model {
     }
 
     /// The seq and ts of the message `from` sent to `room` with client id `id`, if it is
-    /// among the first `max` messages stored after seq `after` (read oldest first, from
-    /// where the sender says it first sent it, a page at a time; only a message whose bytes
-    /// hold the id is decoded). Any stored record of that sender and id counts (an edit, a
-    /// void marker too): the stream's dedupe key is the same pair.
+    /// among the first `max` messages stored after seq `after`, and within their first
+    /// `max_bytes` (read oldest first, from where the sender says it first sent it, a page
+    /// at a time; only a message whose bytes hold the id is decoded). Any stored record of
+    /// that sender and id counts (an edit, a void marker too): the stream's dedupe key is
+    /// the same pair. The task yields between pages: a look of many large messages (the
+    /// embedded store reads on the calling thread) must not hold a runtime thread.
     pub async fn sent_after(
         &self,
         room: &str,
         from: &str,
         id: &str,
         after: u64,
-        max: usize,
+        (max, max_bytes): (usize, usize),
     ) -> Result<Option<(u64, u64)>, StoreError> {
         // Values of e2ee rooms may be tens of KiB each.
         const PAGE: usize = 100;
@@ -166,7 +168,9 @@ impl Model {
         let start = keys::messages_of(room).start;
         let mut end = keys::message(room, oldest);
         end.push(0);
+        let finder = memchr::memmem::Finder::new(&needle);
         let mut left = max;
+        let mut bytes = 0usize;
         while left > 0 {
             let want = left.min(PAGE);
             let pairs = self
@@ -174,7 +178,11 @@ impl Model {
                 .scan(start.clone()..end.clone(), Direction::Reverse, want)
                 .await?;
             for (k, v) in &pairs {
-                if !v.windows(needle.len()).any(|w| w == needle) {
+                bytes += v.len();
+                if bytes > max_bytes {
+                    return Ok(None);
+                }
+                if finder.find(v).is_none() {
                     continue;
                 }
                 let m: StoredMessage = records::decode(k, v)?;
@@ -187,6 +195,7 @@ impl Model {
             };
             end = last.clone();
             left -= want;
+            tokio::task::yield_now().await;
         }
         Ok(None)
     }

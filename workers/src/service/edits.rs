@@ -13,6 +13,9 @@ use crate::{edits, reactions};
 
 /// Messages a resend's check looks through at most (the first after its `resend_after`).
 pub const MAX_RESEND_SCAN: usize = 10_000;
+/// Most bytes of stored messages a late resend's check reads: 10,000 short messages fit,
+/// 10,000 of the largest (16 KiB bodies, more JSON-escaped) would be a gigabyte.
+pub const MAX_RESEND_SCAN_BYTES: usize = 16 * 1024 * 1024;
 
 impl Service {
     /// May `req.user` send this edit, delete or reaction? Checked against everything the stream held
@@ -61,7 +64,13 @@ impl Service {
         self.caught_up_now(&req.room).await?;
         let found = self
             .model()
-            .sent_after(&req.room, &req.user, &req.id, req.after, MAX_RESEND_SCAN)
+            .sent_after(
+                &req.room,
+                &req.user,
+                &req.id,
+                req.after,
+                (MAX_RESEND_SCAN, MAX_RESEND_SCAN_BYTES),
+            )
             .await?;
         Ok(match found {
             Some((seq, ts)) => ChangeCheck::Duplicate { seq, ts },
