@@ -48,6 +48,13 @@ pub fn passed(deadline: u64) -> bool {
     now_ms() > deadline.saturating_add(slack)
 }
 
+/// How long until `deadline` (ms since the Unix epoch) passes, with [`SLACK`]; zero once it
+/// has.
+pub fn left(deadline: u64) -> Duration {
+    let slack = u64::try_from(SLACK.as_millis()).unwrap_or(0);
+    Duration::from_millis(deadline.saturating_add(slack).saturating_sub(now_ms()))
+}
+
 /// Has the caller of a request with `headers` stopped waiting (beyond [`SLACK`])? A request
 /// without the header (or with one that does not parse) has no deadline.
 pub fn expired(headers: Option<&HeaderMap>) -> bool {

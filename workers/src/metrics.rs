@@ -43,6 +43,10 @@ pub const RETENTION_DELETED: &str = "chatmesh_worker_retention_deleted_total";
 /// Rooms a retention step skipped because a record of theirs cannot be read (logged with
 /// the key): they keep their old messages until the record is repaired.
 pub const RETENTION_SKIPPED: &str = "chatmesh_worker_retention_skipped_total";
+/// Requests refused while waiting for a room's or a user's lock, label `why` (`busy`: a
+/// quarter of the service slots already waited for it; `deadline`: the caller stopped
+/// waiting).
+pub const LOCK_REFUSED: &str = "chatmesh_worker_lock_refused_total";
 /// Files the sweeper skipped because their record cannot be read (logged with the room
 /// and id): they are kept until the record is repaired.
 pub const FILES_SWEEP_SKIPPED: &str = "chatmesh_worker_file_sweep_skipped_total";

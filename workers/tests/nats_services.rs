@@ -223,6 +223,74 @@ async fn push_intake_reads_a_remote_rooms_kind_and_members_page_by_page() {
     worker.stop().await.unwrap();
 }
 
+/// Requests about one room wait for its lock only a quarter of the service slots at a time
+/// (beyond: `rate_limited` at once, so one room's owner cannot hold every slot of the worker
+/// with a flood of topic changes), and only until their caller stops waiting (then
+/// `unavailable`, and the change is not made: before, it was made after its caller had been
+/// told it failed). Each write under the lock waits a one-second group-commit window here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_wait_for_a_rooms_lock_within_bounds() {
+    let server = natsd::NatsServer::start_temp().await.unwrap();
+    let nats = server.connect().await.unwrap();
+    let mesh = mesh::mesh(server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.service_concurrency = 8; // two may wait for one lock
+    cfg.batch_linger_ms = 1_000;
+    let store = open_store(&cfg).await.unwrap();
+    let worker = Worker::start(cfg, mesh, nats.clone(), store).await.unwrap();
+    call::<Register>(&nats, "ann", &creds("ann", "ann password"))
+        .await
+        .unwrap();
+    let create = CreateRoomRequest {
+        room: "town".into(),
+        kind: RoomKind::Public,
+        actor: "ann".into(),
+    };
+    call::<CreateRoom>(&nats, "town", &create).await.unwrap();
+
+    let topic = |t: &str, deadline: u64| {
+        let (nats, t) = (nats.clone(), t.to_owned());
+        async move {
+            let req = SetTopicRequest {
+                room: "town".into(),
+                actor: "ann".into(),
+                topic: Some(t),
+            };
+            mesh::call_by::<SetTopic>(&nats, "town", &req, deadline).await
+        }
+    };
+    let later = natskit::deadline::after(Duration::from_secs(30));
+    let holder = tokio::spawn(topic("a", later));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let waiter = tokio::spawn(topic("b", later));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Its caller waits half a second more (with the deadline's second of slack).
+    let hasty = natskit::deadline::after(Duration::ZERO) - 500;
+    let late = tokio::spawn(topic("c", hasty));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for t in ["d", "e", "f"] {
+        let e = topic(t, later).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::RateLimited, "{t}: {e:?}");
+    }
+    let e = late.await.unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+    holder.await.unwrap().unwrap();
+    waiter.await.unwrap().unwrap();
+    let list = ListRoomsRequest {
+        user: "ann".into(),
+        after: None,
+    };
+    let rooms = call::<ListRooms>(&nats, "ann", &list).await.unwrap();
+    let town = rooms.rooms.iter().find(|r| r.room == "town").unwrap();
+    assert_eq!(
+        town.topic.as_deref(),
+        Some("b"),
+        "c gave up, d-f were refused"
+    );
+    worker.stop().await.unwrap();
+}
+
 /// Requests waiting for the store writer (history right after a send) hold at most half the
 /// worker's service slots: beyond them they are refused `unavailable` at once, and an access
 /// check is answered while the others still wait. The store writer is held back by a

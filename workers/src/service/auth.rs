@@ -46,7 +46,7 @@ impl Service {
         self.check_admin_registration(&req)?;
         // Hash before taking the lock: it is the slow part.
         let hash = self.inner.passwords.hash(req.password).await?;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.username, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.username, "").await?;
         if self.model().user(&req.username).await?.is_some() {
             return Err(taken());
         }
@@ -161,7 +161,10 @@ impl Service {
                 return;
             }
         };
-        let _guard = self.inner.locks.lock(LOCK_USER, user, "").await;
+        // Best effort: a busy account keeps its old hash until a later login.
+        let Ok(_guard) = self.inner.locks.lock(LOCK_USER, user, "").await else {
+            return;
+        };
         let stored = match self.model().user(user).await {
             Ok(Some(rec)) if rec.hash == old => rec,
             Ok(_) => return,
@@ -196,7 +199,7 @@ impl Service {
     pub async fn logout_all(&self, req: UserRequest) -> Result<UserGen, ApiError> {
         valid("user name", &req.user)?;
         let gen = {
-            let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+            let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
             let Some(mut rec) = self.model().user(&req.user).await? else {
                 return Err(ApiError::not_found("no such account"));
             };

@@ -35,7 +35,7 @@ impl Service {
     pub async fn e2ee_identity(&self, req: SetIdentityRequest) -> Result<Identity, ApiError> {
         valid("user name", &req.user)?;
         identity_key(&req.key)?;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         match self.model().identity(&req.user).await? {
             Some(rec) if rec.key == req.key => {}
             Some(_) => {
@@ -82,7 +82,7 @@ impl Service {
         {
             return Err(wrong());
         }
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         // A password changed since it was checked no longer vouches for anything.
         if self.model().user(&req.user).await?.map(|u| u.hash) != Some(hash) {
             return Err(wrong());
@@ -112,7 +112,7 @@ impl Service {
     pub async fn e2ee_device_put(&self, req: PutDeviceRequest) -> Result<DeviceInfo, ApiError> {
         valid("user name", &req.user)?;
         valid("device", &req.device)?;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         let Some(identity) = self.model().identity(&req.user).await? else {
             return Err(ApiError::conflict("set the identity key first"));
         };
@@ -149,7 +149,7 @@ impl Service {
     pub async fn e2ee_device_delete(&self, req: DeviceRequest) -> Result<Done, ApiError> {
         valid("user name", &req.user)?;
         valid("device", &req.device)?;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         if self.model().device(&req.user, &req.device).await?.is_none() {
             return Err(ApiError::not_found("no such device"));
         }
@@ -170,7 +170,7 @@ impl Service {
         valid("user name", &req.user)?;
         valid("device", &req.device)?;
         req.body.validate()?;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         let Some(mut rec) = self.model().device(&req.user, &req.device).await? else {
             return Err(ApiError::not_found("no such device: register it first"));
         };
@@ -226,7 +226,7 @@ impl Service {
     /// with no device.
     pub async fn e2ee_claim(&self, req: DeviceRequest) -> Result<Claimed, ApiError> {
         valid("user name", &req.user)?;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         let devices = self.model().devices(&req.user, MAX_DEVICES).await?;
         if devices.is_empty() {
             return Err(ApiError::not_found("the user has no e2ee device"));

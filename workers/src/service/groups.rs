@@ -59,7 +59,7 @@ impl Service {
         }
         let info = decode(&req.body.group_info, "group_info")?;
         let tree = decode(&req.body.ratchet_tree, "ratchet_tree")?;
-        let _guard = self.inner.locks.lock(LOCK_GROUP, &req.room, "").await;
+        let _guard = self.inner.locks.lock(LOCK_GROUP, &req.room, "").await?;
         let stats = self.caches().stats(self.model(), &req.room).await?;
         let (room, user, epoch) = (req.room.clone(), req.user.clone(), stats.epoch);
         let tracked = off_thread(move || Tracked::create(&room, &user, epoch, &info, &tree))
@@ -222,7 +222,7 @@ impl Service {
         if self.model().mls_group(room).await?.is_none() {
             return Ok(None);
         }
-        let _guard = self.inner.locks.lock(LOCK_GROUP, room, "").await;
+        let _guard = self.inner.locks.lock(LOCK_GROUP, room, "").await?;
         let Some(state) = self.model().mls_group(room).await? else {
             return Ok(None);
         };

@@ -37,7 +37,7 @@ impl Service {
     pub async fn adds_set(&self, req: SetAddsRequest) -> Result<AddsSetting, ApiError> {
         valid("user name", &req.user)?;
         let only = req.adds == Adds::Invitations;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         let Some(mut rec) = self.model().user(&req.user).await? else {
             return Err(ApiError::not_found("no such account"));
         };

@@ -53,7 +53,7 @@ impl Service {
         // account is never deleted), told only to whoever may add members.
         let exists = self.user_exists(&req.user).await?;
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             self.room_still_there(&req.room).await?;
             let actor = self.model().role(&req.room, &req.actor).await?;
             match (actor, req.role) {
@@ -113,7 +113,7 @@ impl Service {
             return Err(ApiError::forbidden("a DM has exactly its two users"));
         }
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             let target = self.model().role(&req.room, &req.user).await?;
             let target = target.ok_or_else(|| ApiError::not_found("not a member"))?;
             if target == Role::Owner {

@@ -153,7 +153,8 @@ impl Service {
             inner: Arc::new(Inner {
                 model,
                 caches,
-                locks: KeyLocks::new(),
+                // A quarter of the service slots for one key's waiting requests.
+                locks: KeyLocks::new(cfg.service_concurrency / 4),
                 passwords,
                 login_failures: chatmesh_coherent::Buckets::new(
                     std::time::Duration::from_secs(60),
@@ -227,7 +228,7 @@ impl Service {
 
     /// The lock under which a room's file records and byte counts change.
     pub(crate) async fn lock_files(&self, room: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        self.inner.locks.lock(LOCK_FILES, room, "").await
+        self.inner.locks.lock_unbounded(LOCK_FILES, room, "").await
     }
 
     /// A place for one password request (`register`, `login`), or `None` when the hashing

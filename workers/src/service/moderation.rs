@@ -86,7 +86,7 @@ impl Service {
         // primary's (an account is never deleted, so the answer holds under the lock).
         let exists = self.user_exists(&req.user).await?;
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             let actor = self.model().role(&req.room, &req.actor).await?;
             may_moderate("ban", actor, Some(Role::Member))?;
             if reason.is_some() {
@@ -134,7 +134,7 @@ impl Service {
     pub async fn unban(&self, req: LiftRequest) -> Result<RoomEvent, ApiError> {
         self.moderated(&req.room, &req.actor, &req.user).await?;
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             let actor = self.model().role(&req.room, &req.actor).await?;
             may_moderate("unban", actor, None)?;
             let Some(ban) = self.model().ban(&req.room, &req.user).await? else {
@@ -163,7 +163,7 @@ impl Service {
         }
         self.moderated(&req.room, &req.actor, &req.user).await?;
         let target = {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             let actor = self.model().role(&req.room, &req.actor).await?;
             may_moderate("mute", actor, Some(Role::Member))?;
             let target = self.model().role(&req.room, &req.user).await?;
@@ -205,7 +205,7 @@ impl Service {
     pub async fn unmute(&self, req: LiftRequest) -> Result<RoomEvent, ApiError> {
         self.moderated(&req.room, &req.actor, &req.user).await?;
         let target = {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             let actor = self.model().role(&req.room, &req.actor).await?;
             may_moderate("unmute", actor, Some(Role::Member))?;
             let target = self.model().role(&req.room, &req.user).await?;
@@ -277,7 +277,7 @@ impl Service {
         };
         self.room_meta(&req.room).await?;
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             match self.model().role(&req.room, &req.actor).await? {
                 Some(Role::Owner | Role::Admin) => {}
                 _ => {

@@ -54,6 +54,11 @@ pub(crate) async fn with_request<F: std::future::Future>(
     REQUEST.scope(Request { deadline, known }, fut).await
 }
 
+/// The deadline of the request being served (ms since the Unix epoch), if it has one.
+pub(crate) fn request_deadline() -> Option<u64> {
+    REQUEST.try_with(|r| r.deadline).ok().flatten()
+}
+
 #[derive(Default)]
 struct Queues {
     known: VecDeque<Job>,

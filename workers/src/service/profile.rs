@@ -41,7 +41,7 @@ impl Service {
             }
             None => None,
         };
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         let Some(mut rec) = self.model().user(&req.user).await? else {
             return Err(ApiError::not_found("no such account"));
         };
@@ -80,7 +80,7 @@ impl Service {
         }
         let hash = self.inner.passwords.hash(req.new_password).await?;
         let gen = {
-            let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+            let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
             let Some(mut rec) = self.model().user(&req.user).await? else {
                 return Err(ApiError::not_found("no such account"));
             };

@@ -125,7 +125,7 @@ impl Service {
             }
         }
         let id = target_id(&req.target);
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         let mut batch = WriteBatch::new();
         // One device's address belongs to the user who registered it last: a shared device
         // whose previous user did not log out (an expired session) stops getting that
@@ -188,7 +188,7 @@ impl Service {
         valid("user name", &req.user)?;
         valid("target id", &req.id)?;
         self.push_rules()?;
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         if self
             .model()
             .push_target(&req.user, &req.id)
@@ -263,7 +263,7 @@ impl Service {
             valid("room", room)?;
         }
         let unmute: std::collections::HashSet<String> = p.unmute_rooms.into_iter().collect();
-        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await;
+        let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "").await?;
         let mut s = self.model().push_settings(&req.user).await?;
         let kept = p.muted_rooms.unwrap_or(std::mem::take(&mut s.muted_rooms));
         let muted: std::collections::BTreeSet<String> = kept

@@ -79,7 +79,7 @@ impl Service {
         };
         self.room_meta(&req.room).await?;
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await?;
             match self.model().role(&req.room, &req.actor).await? {
                 Some(Role::Owner | Role::Admin) => {}
                 _ => {

@@ -128,7 +128,11 @@ impl Service {
             return Err(ApiError::forbidden("this room is open to its members only"));
         }
         let added = {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &req.room, "").await;
+            let _guard = self
+                .inner
+                .locks
+                .lock_crowd(LOCK_ROOM, &req.room, "")
+                .await?;
             self.room_still_there(&req.room).await?;
             if self.model().ban(&req.room, &req.user).await?.is_some() {
                 return Err(ApiError::forbidden("banned from this room"));
@@ -167,7 +171,7 @@ impl Service {
         }
         let room = dm_room(&req.a, &req.b);
         {
-            let _guard = self.inner.locks.lock(LOCK_ROOM, &room, "").await;
+            let _guard = self.inner.locks.lock(LOCK_ROOM, &room, "").await?;
             if let Some(meta) = self.model().room(&room).await? {
                 if meta.kind == RoomKind::Dm {
                     self.dm_reopen(&req.a, &room).await?;

@@ -58,6 +58,27 @@ pub async fn call<O: Op>(
         .into_result()
 }
 
+/// [`call`] as a gateway makes it: with the moment its caller stops waiting (ms since the
+/// Unix epoch, `natskit::deadline`).
+pub async fn call_by<O: Op>(
+    nats: &async_nats::Client,
+    key: &str,
+    req: &O::Request,
+    deadline: u64,
+) -> Result<O::Response, ApiError> {
+    let subject = svc_subject(PARTITIONS, key, O::NAME);
+    let body = serde_json::to_vec(req).unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(natskit::deadline::HEADER, deadline.to_string().as_str());
+    let reply = nats
+        .request_with_headers(subject, headers, body.into())
+        .await
+        .unwrap();
+    serde_json::from_slice::<Reply<O::Response>>(&reply.payload)
+        .unwrap()
+        .into_result()
+}
+
 /// A worker running through [`run`] on its own task.
 pub struct Running {
     stop: oneshot::Sender<()>,

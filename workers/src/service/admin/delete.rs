@@ -394,7 +394,7 @@ mod tests {
         // a's step waits for a's room stripe, held here; b's takes its own and then waits
         // for its files stripe, the same one, behind a's (tokio's mutexes are fair); then
         // a's goes first, and each held what the other waited for.
-        let held = svc.inner.locks.lock(LOCK_ROOM, &a, "").await;
+        let held = svc.inner.locks.lock_unbounded(LOCK_ROOM, &a, "").await;
         let step = |room: &String| {
             let (svc, room) = (svc.clone(), room.clone());
             tokio::spawn(async move { svc.delete_step(&room, "root").await.map(|_| ()) })
