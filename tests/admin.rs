@@ -11,8 +11,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chatmesh::Config;
-use chatmesh_protocol::admin::{AuditPage, UserPage};
+use chatmesh_protocol::admin::{
+    AuditPage, Caller, DeleteProgress, DeleteRoomRequest, DeleteRoomStep, UserPage,
+};
 use chatmesh_protocol::search::SearchResults;
+use chatmesh_protocol::service::{Op, Reply};
+use chatmesh_protocol::subjects::{in_subject, svc_subject};
 use common::*;
 use serde_json::{json, Value};
 
@@ -788,4 +792,107 @@ fn page_messages(f: &ServerFrame) -> Vec<Message> {
         ServerFrame::History { messages, .. } => messages.to_vec(),
         other => panic!("not a history page: {other:?}"),
     }
+}
+
+/// One step of deleting `room`, asked of its worker as the gateway asks it (as `root`).
+async fn delete_step(mesh: &chatmesh::Mesh, room: &str) -> Result<DeleteProgress> {
+    let ask = DeleteRoomRequest {
+        caller: Caller {
+            actor: "root".into(),
+            ip: "127.0.0.1".into(),
+        },
+        room: room.into(),
+    };
+    let subject = svc_subject(mesh.config.mesh.partitions, room, DeleteRoomStep::NAME);
+    let reply = mesh
+        .gateway_nats
+        .request(subject, serde_json::to_vec(&ask)?.into())
+        .await?;
+    let reply: Reply<DeleteProgress> = serde_json::from_slice(&reply.payload)?;
+    reply.into_result().map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
+/// A message acked after the deletion purged the room from the stream (its send passed the
+/// gateway's check before the deletion began) and stored by a store writer that lags
+/// behind the deletion is deleted too: the last step waits for the store to hold what the
+/// stream has of the room. Before, the deletion finished first, the message was stored
+/// after it, and whoever created the name again found it in the new room's history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_stored_after_its_room_was_deleted_does_not_outlive_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), admin_config()).await?;
+    let api = Api::new(&mesh);
+    api.server_admin("root").await?;
+    let ann = api.user("ann").await?;
+    api.room(&ann, "late", "public").await?;
+    let mut a = Client::login(&mesh.ws_url(), &ann).await?;
+    a.join("late").await?;
+    a.post("late", "m1", "before").await?;
+    let writer = StoreWriter::of(&mesh, "late").await?;
+    let mut progress = delete_step(&mesh, "late").await?;
+    while progress.phase != "messages" {
+        progress = delete_step(&mesh, "late").await?;
+    }
+    // Purged from the stream; now a send that got past the gateway's check before the
+    // deletion is acked, and the store writer is behind.
+    writer.pause().await?;
+    let late = json!({"id": "m2", "from": "ann", "ts": 1, "body": "a late word"});
+    let js = async_nats::jetstream::new(mesh.gateway_nats.clone());
+    let subject = in_subject(mesh.config.mesh.partitions, "late");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "ann:late:m2");
+    js.publish_with_headers(subject.clone(), headers, late.to_string().into())
+        .await?
+        .await?;
+    while progress.phase != "finish" {
+        progress = delete_step(&mesh, "late").await?;
+    }
+    writer.resume().await?;
+    // The last step waits for the store writer, which takes a moment to start again: a
+    // step refused `unavailable` meanwhile is repeated, as an admin would.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !progress.done {
+        match delete_step(&mesh, "late").await {
+            Ok(p) => progress = p,
+            Err(e) if e.to_string().contains("repeat the deletion") => {
+                anyhow::ensure!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    api.room(&ann, "late", "public").await?;
+    // History answers once the store holds what the stream has (the store writer takes a
+    // while to start again after its pause).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        let (s, v) = api
+            .call("GET", "/v1/rooms/late/messages", Some(&ann), None)
+            .await?;
+        if s == 200 {
+            break v;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{s} {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // And the late message, if it was stored after the deletion, is stored by now.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (s, v2) = api
+        .call("GET", "/v1/rooms/late/messages", Some(&ann), None)
+        .await?;
+    assert_eq!(s, 200, "{v2}");
+    assert_eq!(
+        (&v["messages"], &v2["messages"]),
+        (&json!([]), &json!([])),
+        "the new room has no old message"
+    );
+    let stream = js.get_stream(chatmesh_protocol::subjects::STREAM).await?;
+    assert!(
+        stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .is_err(),
+        "the stream keeps nothing of the deleted room"
+    );
+    mesh.stop().await
 }

@@ -8,6 +8,7 @@ mod client;
 mod frames;
 pub mod process;
 mod proxy;
+mod store_writer;
 
 pub use chatmesh_client::Page;
 pub use chatmesh_protocol::frames::{ClientFrame, FrameType, ServerFrame};
@@ -17,6 +18,7 @@ pub use chatmesh_protocol::ErrorCode;
 pub use client::{assert_chain, Client, Ended};
 pub use frames::{acked, decode, error_code, frame, joined, online, page, replies_to, Acked};
 pub use proxy::{FarGateway, Proxy};
+pub use store_writer::StoreWriter;
 
 use std::path::Path;
 use std::time::Duration;

@@ -21,9 +21,10 @@
 //! 6. the room's stats, the caches, the marker: the name is free.
 //!
 //! A message a gateway accepted in the instant before its sender was told (phase 1) may be
-//! stored after phase 3 read the room, and an upload that began before the deletion may
-//! write its record after phase 4: phase 6 looks again and goes back to phase 3 if it finds
-//! either.
+//! stored after phase 3 read the room (or acked after phase 2, and stored by a lagging
+//! store writer later still: phase 6 waits until the store holds what the stream has of
+//! the room), and an upload that began before the deletion may write its record after
+//! phase 4: phase 6 looks again and goes back to phase 3 if it finds either.
 
 use chatmesh_protocol::admin::{DeleteProgress, DeleteRoomRequest};
 use chatmesh_protocol::message::now_ms;
@@ -272,12 +273,28 @@ impl Service {
     }
 
     /// The last step: unless a late message or file appeared, drops stats, caches and the
-    /// marker.
+    /// marker. A message acked after the stream was purged (its send passed the gateway's
+    /// check before the deletion began) is first waited for in the store: a store writer
+    /// further behind than the deletion took stored it after the marker went, and whoever
+    /// created the name next found it in the new room's history. The room's subject is then
+    /// purged again, so the stream keeps nothing of it either.
     async fn finish_deletion(
         &self,
         room: &str,
         state: &mut RoomDeletion,
     ) -> Result<bool, ApiError> {
+        if let Some(tail) = self.inner.tail.get() {
+            tail.caught_up(room, None, 0)
+                .await
+                .map_err(|e| {
+                    match e.code {
+                chatmesh_protocol::ErrorCode::Unavailable => ApiError::unavailable(
+                    "the room's store is catching up with its last messages; repeat the deletion",
+                ),
+                _ => e,
+            }
+                })?;
+        }
         let store = self.model().store();
         for late in [keys::messages_of(room), keys::files_of(room)] {
             if !store.scan(late, Direction::Forward, 1).await?.is_empty() {
@@ -285,6 +302,7 @@ impl Service {
                 return Ok(false);
             }
         }
+        self.purge_stream(room).await?;
         // Moderation records: at most `max_bans_per_room` bans, the mutes of members, and
         // when members were removed by others (at most one per user ever added).
         store.delete_range(keys::bans_after(room, None)).await?;
