@@ -120,6 +120,8 @@ pub struct Throttle {
     /// Authenticated API calls per user.
     api: Buckets<Arc<str>>,
     searches: Buckets<Arc<str>>,
+    /// Searches running now, per user: one at a time ([`Throttle::search_running`]).
+    searching: crate::counts::Counts<Arc<str>>,
     /// Checks of late resends per user.
     resends: Buckets<Arc<str>>,
     /// Commits, proposals and welcomes per user (a worker checks each).
@@ -163,6 +165,7 @@ impl Throttle {
             dms: Buckets::new(MINUTE, cfg.dms_per_minute, cfg.dm_burst, n),
             api: Buckets::new(MINUTE, cfg.api_per_user_per_minute, cfg.api_user_burst, n),
             searches: Buckets::new(MINUTE, cfg.searches_per_minute, cfg.search_burst, n),
+            searching: crate::counts::Counts::default(),
             resends: Buckets::new(
                 MINUTE,
                 cfg.resend_checks_per_minute,
@@ -394,6 +397,19 @@ impl Throttle {
             .map_err(|wait| Throttled::new("search", wait))
     }
 
+    /// `user`'s search, running while the answer is held: one at a time per user on this
+    /// gateway. A worker runs few searches at once (docs/PROTOCOL.md, Search), and one
+    /// user's costly queries sent together held them all, so that everyone else's search on
+    /// that worker was refused for as long as the user kept sending.
+    pub fn search_running(
+        &self,
+        user: &str,
+    ) -> Result<crate::counts::Counted<Arc<str>>, Throttled> {
+        self.searching
+            .take(&Arc::from(user), 1)
+            .ok_or_else(|| Throttled::new("search_running", Duration::from_secs(1)))
+    }
+
     /// May `user` claim `target`'s KeyPackages now? Counts it, per caller and per (caller,
     /// target).
     pub async fn claim_allowed(&self, user: &str, target: &str) -> Result<(), Throttled> {
@@ -619,5 +635,21 @@ mod tests {
             "the caller's burst of 5"
         );
         assert!(t.claim_allowed("carl", "ann").await.is_ok());
+    }
+
+    /// One search at a time per user: a second while the first runs is refused (a 429 a
+    /// second later), another user's goes on, and the user's next one once the first ended.
+    #[test]
+    fn one_search_runs_at_a_time_per_user() {
+        let t = throttle();
+        let first = t.search_running("ann").expect("the first");
+        let second = t.search_running("ann").expect_err("while the first runs");
+        assert_eq!(
+            (second.what, second.retry_after),
+            ("search_running", Duration::from_secs(1))
+        );
+        let _bob = t.search_running("bob").expect("another user's");
+        drop(first);
+        assert!(t.search_running("ann").is_ok(), "once the first ended");
     }
 }

@@ -75,6 +75,7 @@ pub(super) async fn search(state: &AppState, req: Request<Incoming>) -> Answer {
         ))
         .into());
     }
+    let _running = state.throttle.search_running(&user)?;
     state.throttle.search_allowed(&user).await?;
     // Membership at query time: the rooms the caller is in now (the first page of its
     // room list for a search of all of them).
