@@ -66,7 +66,7 @@ impl Service {
             .inner
             .locks
             .lock(LOCK_CURSOR, &req.user, &req.room)
-            .await;
+            .await?;
         let current = self.model().cursor(&req.user, &req.room).await?;
         if current.is_some_and(|c| c.seq >= req.seq) {
             return Ok(Done {});

@@ -72,7 +72,7 @@ impl Service {
                 .inner
                 .locks
                 .lock(LOCK_USER, &req.user, "invitations")
-                .await;
+                .await?;
             if self.model().user(&req.user).await?.is_none() {
                 return Err(ApiError::not_found("no such user"));
             }
@@ -143,7 +143,7 @@ impl Service {
             .inner
             .locks
             .lock(LOCK_USER, &req.user, "invitations")
-            .await;
+            .await?;
         if self
             .model()
             .invitation(&req.user, &req.room)

@@ -46,7 +46,7 @@ impl Service {
                 .inner
                 .locks
                 .lock_two((LOCK_USER, &req.actor), (LOCK_ROOM, &req.room))
-                .await;
+                .await?;
             if self.model().room(&req.room).await?.is_some() {
                 return Err(ApiError::conflict("room already exists"));
             }

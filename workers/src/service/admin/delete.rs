@@ -87,7 +87,7 @@ impl Service {
             .inner
             .locks
             .lock_two((LOCK_ROOM, room), (LOCK_FILES, room))
-            .await;
+            .await?;
         let (started, mut state) = match self.model().deletion(room).await? {
             Some(state) => (false, state),
             None => (true, self.start_deletion(room, actor).await?),
