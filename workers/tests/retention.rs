@@ -391,3 +391,72 @@ async fn the_edits_of_a_trimmed_message_lose_their_bodies() {
     let kept = l.model.message("r", 3).await.unwrap().expect("kept");
     assert_eq!(kept.body, "later");
 }
+
+/// A reader whose cursor's messages retention has all removed still has its place: one new
+/// message is one unread. Bob's cursor (seq 12) was set while the store had stored up to
+/// seq 10 only (so it holds no exact position); retention then removed seqs 1-12. Before,
+/// his unread count was every message the room ever had (13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_whose_messages_were_trimmed_keeps_its_place() {
+    use chatmesh_protocol::service::{
+        AddMemberRequest, CreateRoomRequest, ListRoomsRequest, Role, SetCursorRequest,
+    };
+    let l = Local::new().await;
+    common::users(&l, &["ann", "bob"]).await;
+    let create = CreateRoomRequest {
+        room: "r".into(),
+        kind: RoomKind::Private,
+        actor: "ann".into(),
+    };
+    l.service.room_create(create).await.unwrap();
+    let add = AddMemberRequest {
+        room: "r".into(),
+        user: "bob".into(),
+        role: Role::Member,
+        actor: "ann".into(),
+        invited_at: None,
+    };
+    l.service.member_add(add).await.unwrap();
+    let mut cp = 0;
+    let send = |seq: u64, ts: u64| Delivery {
+        seq,
+        message: Some((
+            "r".to_owned(),
+            Payload {
+                id: format!("m{seq}"),
+                from: "ann".into(),
+                ts,
+                body: "hello".into(),
+                ..Default::default()
+            },
+        )),
+    };
+    let old = NOW - 2 * DAY_MS;
+    let first: Vec<Delivery> = (1..=10).map(|seq| send(seq, old)).collect();
+    store_batch(&l.model, &l.caches, 0, &mut cp, first)
+        .await
+        .unwrap();
+    let read = SetCursorRequest {
+        room: "r".into(),
+        user: "bob".into(),
+        seq: 12,
+    };
+    l.service.cursor(read).await.unwrap();
+    let later = vec![send(11, old), send(12, old), send(13, NOW)];
+    store_batch(&l.model, &l.caches, 0, &mut cp, later)
+        .await
+        .unwrap();
+    let cfg = RetentionConfig {
+        max_age_secs: DAY_MS / 1_000,
+        ..RetentionConfig::default()
+    };
+    let mut r = Retention::new(l.model.clone(), Some(l.caches.clone()), cfg);
+    assert_eq!(run_to_end(&mut r).await, 12);
+    let list = ListRoomsRequest {
+        user: "bob".into(),
+        after: None,
+    };
+    let rooms = l.service.rooms_list(list).await.unwrap();
+    let room = rooms.rooms.iter().find(|r| r.room == "r").expect("listed");
+    assert_eq!(room.unread, 1, "{room:?}");
+}

@@ -262,15 +262,26 @@ impl Model {
         Ok(self.history(room, q).await?.0)
     }
 
-    /// Position (`n`, `quiet`) of the newest stored message of `room` with seq <= `seq`;
-    /// zeros if none.
+    /// Position (`n`, `quiet`) of the room's messages up to seq `seq`: those of the newest
+    /// stored message with seq <= `seq`; when retention removed every one of those, the
+    /// position just before the oldest stored message above `seq` (zeros if none is
+    /// stored). Before, a cursor whose messages retention had all removed counted as
+    /// position 0, and the room's unread count became every message it ever had.
     pub async fn position_at(&self, room: &str, seq: u64) -> Result<(u64, u64), StoreError> {
-        let range = keys::message(room, seq)..keys::messages_of(room).end;
+        let all = keys::messages_of(room);
+        let range = keys::message(room, seq)..all.end.clone();
         let pairs = self.store.scan(range, Direction::Forward, 1).await?;
+        if let Some((k, v)) = pairs.first() {
+            let m = records::decode::<StoredMessage>(k, v)?;
+            return Ok((m.n, m.quiet));
+        }
+        let above = all.start..keys::message(room, seq);
+        let pairs = self.store.scan(above, Direction::Reverse, 1).await?;
         match pairs.first() {
             Some((k, v)) => {
                 let m = records::decode::<StoredMessage>(k, v)?;
-                Ok((m.n, m.quiet))
+                let own = u64::from(m.is_quiet());
+                Ok((m.n.saturating_sub(1), m.quiet.saturating_sub(own)))
             }
             None => Ok((0, 0)),
         }

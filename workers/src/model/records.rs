@@ -115,6 +115,17 @@ impl StoredMessage {
         self.change().is_none() && !self.void && self.event.is_none()
     }
 
+    /// Whether this message itself counts in [`StoredMessage::quiet`] (not unread): a
+    /// reaction or its removal, a room event, an MLS handshake message. The store writer's
+    /// rule ([`crate::writer`]).
+    pub fn is_quiet(&self) -> bool {
+        let handshake = self
+            .mls
+            .as_ref()
+            .is_some_and(|m| m.kind != chatmesh_protocol::e2ee::MlsKind::App);
+        self.react_to.is_some() || self.unreact_to.is_some() || self.event.is_some() || handshake
+    }
+
     /// A message search may find: not a change, not void, not deleted (room events are
     /// never indexed).
     pub fn is_searchable(&self) -> bool {

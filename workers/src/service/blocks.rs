@@ -32,7 +32,11 @@ impl Service {
             return Err(ApiError::bad_request("you cannot block yourself"));
         }
         {
-            let _guard = self.inner.locks.lock(LOCK_USER, &req.user, "blocks").await?;
+            let _guard = self
+                .inner
+                .locks
+                .lock(LOCK_USER, &req.user, "blocks")
+                .await?;
             let existing = self.model().block(&req.user, &req.other).await?;
             let mut batch = WriteBatch::new();
             match (req.blocked, existing) {
