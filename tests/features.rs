@@ -587,6 +587,39 @@ async fn presence_refresh_costs_one_message_per_room_and_gateway() -> Result<()>
     mesh.stop().await
 }
 
+/// A join/leave loop of a room's only session on its gateway (the room's fan-out closes and
+/// starts again at each flip) still costs the presence bucket about one write a second, two
+/// at most (a room started again waits out the last one's quiet window, and one that never
+/// wrote writes nothing when it stops). Before, each start and each stop wrote: two a flip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_join_leave_loop_writes_presence_about_once_a_second() -> Result<()> {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir()?;
+    let mesh = start_mesh(dir.path(), fast_config()).await?;
+    let api = Api::new(&mesh);
+    let (ann, mal) = (api.user("ann").await?, api.user("mal").await?);
+    api.room(&ann, "lobby", "public").await?;
+    let nats = mesh.nats.connect().await?;
+    let mut writes = nats.subscribe("chat.pres.lobby.*").await?;
+    nats.flush().await?;
+    let mut m = Client::login(&mesh.ws_url(), &mal).await?;
+    let started = Instant::now();
+    for _ in 0..60 {
+        m.request(frame::join("lobby")).await?;
+        m.request(frame::leave("lobby")).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let flips = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut n = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(10), writes.next()).await {
+        n += 1;
+    }
+    let most = 2 * (flips.as_secs() as usize + 2);
+    assert!(n <= most, "{n} presence writes for 120 flips in {flips:?}");
+    mesh.stop().await
+}
+
 /// A member that joins and leaves a room in a loop costs the others at most about one
 /// `presence_diff` a second (changes that undo each other within a second none), and the
 /// presence bucket about one write a second, instead of one of each per flip; when the loop

@@ -30,6 +30,8 @@ pub struct Fanout {
 struct Inner {
     env: RoomEnv,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    /// When the rooms last wrote their presence (a room started again keeps the pace).
+    writes: room::PresenceWrites,
 }
 
 /// What every room task of a gateway needs.
@@ -93,6 +95,7 @@ impl Fanout {
             inner: Arc::new(Inner {
                 env,
                 rooms: Mutex::new(HashMap::new()),
+                writes: room::PresenceWrites::default(),
             }),
         }
     }
@@ -110,7 +113,11 @@ impl Fanout {
                 return room.clone();
             }
         }
-        let room = Room::start(Arc::from(name), self.inner.env.clone());
+        let room = Room::start(
+            Arc::from(name),
+            self.inner.env.clone(),
+            self.inner.writes.clone(),
+        );
         rooms.insert(room.name.clone(), room.clone());
         metrics::gauge!("chatmesh_rooms_subscribed").set(rooms.len() as f64);
         room

@@ -82,6 +82,44 @@ pub struct Room {
     dirty: Notify,
     /// [`RoomEnv::on_ban`].
     on_ban: super::OnBan,
+    /// When this gateway's rooms last wrote their presence.
+    writes: PresenceWrites,
+}
+
+/// When each room last wrote its presence on this gateway, for those that did within the
+/// last [`PRESENCE_EVERY`]: a room that closes and starts again (its one session here
+/// joining and leaving in a loop) takes up the quiet window where the last one left it, so
+/// the presence bucket still gets about one write a second. Before, each new room wrote at
+/// once and its stop wrote again: two writes a flip.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PresenceWrites(
+    Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, tokio::time::Instant>>>,
+);
+
+impl PresenceWrites {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Arc<str>, tokio::time::Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `room` wrote its presence now. Entries older than the window go when there are many.
+    fn wrote(&self, room: &Arc<str>) {
+        let now = tokio::time::Instant::now();
+        let mut writes = self.lock();
+        if writes.len() >= 1_024 {
+            writes.retain(|_, at| now.duration_since(*at) < PRESENCE_EVERY);
+        }
+        writes.insert(room.clone(), now);
+    }
+
+    /// When `room` may write its presence next.
+    fn quiet_until(&self, room: &str) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        self.lock()
+            .get(room)
+            .map_or(now, |at| (*at + PRESENCE_EVERY).max(now))
+    }
 }
 
 /// Ends a room when its task ends, however it ends (a panic too): marked closed, so that no
@@ -116,7 +154,7 @@ impl Drop for Ended {
 }
 
 impl Room {
-    pub(super) fn start(name: Arc<str>, env: RoomEnv) -> Arc<Self> {
+    pub(super) fn start(name: Arc<str>, env: RoomEnv, writes: PresenceWrites) -> Arc<Self> {
         let (ready_tx, ready) = watch::channel(None);
         let room = Arc::new(Self {
             name,
@@ -127,6 +165,7 @@ impl Room {
             stop: CancellationToken::new(),
             dirty: Notify::new(),
             on_ban: env.on_ban.clone(),
+            writes,
         });
         let task = room.clone();
         tokio::spawn(async move {
@@ -300,7 +339,7 @@ impl Room {
         let mut cleared = *env.rechecked.borrow();
         // Presence: a change waits for `quiet_until` (`PRESENCE_EVERY` after the last one
         // went out); `due` while one waits.
-        let mut quiet_until = tokio::time::Instant::now();
+        let mut quiet_until = self.writes.quiet_until(&self.name);
         let mut due = false;
         let flush = tokio::time::sleep_until(quiet_until);
         tokio::pin!(flush);
@@ -374,6 +413,7 @@ impl Room {
 
     async fn publish_presence(&self, env: &RoomEnv, users: &BTreeSet<String>) {
         let ttl = env.presence_ttl;
+        self.writes.wrote(&self.name);
         if let Err(e) = presence::publish(&env.js, &self.name, &env.gateway, users, ttl).await {
             tracing::warn!(room = %self.name, error = %crate::error::Chain(&e), "presence update failed");
         }
