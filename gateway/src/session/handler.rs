@@ -130,6 +130,16 @@ impl Session {
     async fn welcome(&mut self, r#ref: &Ref, identity: Identity) {
         // Tracked before the welcome: a revocation from now on closes the session.
         self.state.revocation.track(&identity, &self.link);
+        // A revocation that landed between the caller's check and `track` was not applied to
+        // this session; the cache has it by now. Asked before the welcome, so that the
+        // `hello` is answered once, by an error with its `ref`.
+        if let Err(e) = self.state.revocation.check(&identity).await {
+            if e.code == ErrorCode::Unauthorized {
+                self.error(r#ref, &e).await;
+                self.link.close(4001, "token revoked");
+                return;
+            }
+        }
         let _ = self.link.user.set(Arc::from(identity.user.as_str()));
         self.link.set_expiry(identity.expires_at);
         tracing::Span::current().record("user", identity.user.as_str());
@@ -143,14 +153,6 @@ impl Session {
             }),
         };
         self.reply(frame.encode()).await;
-        // A revocation that landed between the caller's check and `track` was not applied to
-        // this session; the cache has it by now.
-        if let Err(e) = self.state.revocation.check(&identity).await {
-            if e.code == ErrorCode::Unauthorized {
-                self.error(&None, &e).await;
-                self.link.close(4001, "token revoked");
-            }
-        }
         self.identity = Some(identity);
     }
 
