@@ -200,6 +200,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             if let (true, Some(last)) = (page.more, page.entries.last()) {
                 say(&format!("… more: --before {}", last.id));
             }
+            if !page.unavailable.is_empty() {
+                say(&format!(
+                    "not read (did not answer): the log of {}",
+                    page.unavailable.join(", ")
+                ));
+            }
         }
     }
     Ok(())
