@@ -55,6 +55,24 @@ async fn fill(l: &Local, rooms: &[&str], n: u64) -> BTreeMap<String, Vec<u64>> {
     seqs
 }
 
+/// Message `seq` of room `r` from ann at `ts`, an edit of `edit_of` if given.
+fn ann_in_r(seq: u64, ts: u64, body: &str, edit_of: Option<u64>) -> Delivery {
+    Delivery {
+        seq,
+        message: Some((
+            "r".to_owned(),
+            Payload {
+                id: format!("m{seq}"),
+                from: "ann".into(),
+                ts,
+                body: body.into(),
+                edit_of,
+                ..Default::default()
+            },
+        )),
+    }
+}
+
 async fn stored(l: &Local, room: &str) -> Vec<(u64, u64)> {
     let q = HistoryQuery {
         before: None,
@@ -351,20 +369,7 @@ async fn a_room_it_cannot_read_holds_up_no_other_room() {
 async fn the_edits_of_a_trimmed_message_lose_their_bodies() {
     let l = Local::new().await;
     let mut cp = 0;
-    let send = |seq: u64, body: &str, edit_of: Option<u64>| Delivery {
-        seq,
-        message: Some((
-            "r".to_owned(),
-            Payload {
-                id: format!("m{seq}"),
-                from: "ann".into(),
-                ts: NOW,
-                body: body.into(),
-                edit_of,
-                ..Default::default()
-            },
-        )),
-    };
+    let send = |seq: u64, body: &str, edit_of: Option<u64>| ann_in_r(seq, NOW, body, edit_of);
     let batch = vec![
         send(1, "hello", None),
         send(2, "hello, I live at 1 Main St", Some(1)),
@@ -418,19 +423,7 @@ async fn a_cursor_whose_messages_were_trimmed_keeps_its_place() {
     };
     l.service.member_add(add).await.unwrap();
     let mut cp = 0;
-    let send = |seq: u64, ts: u64| Delivery {
-        seq,
-        message: Some((
-            "r".to_owned(),
-            Payload {
-                id: format!("m{seq}"),
-                from: "ann".into(),
-                ts,
-                body: "hello".into(),
-                ..Default::default()
-            },
-        )),
-    };
+    let send = |seq: u64, ts: u64| ann_in_r(seq, ts, "hello", None);
     let old = NOW - 2 * DAY_MS;
     let first: Vec<Delivery> = (1..=10).map(|seq| send(seq, old)).collect();
     store_batch(&l.model, &l.caches, 0, &mut cp, first)

@@ -116,8 +116,8 @@ impl StoredMessage {
     }
 
     /// Whether this message itself counts in [`StoredMessage::quiet`] (not unread): a
-    /// reaction or its removal, a room event, an MLS handshake message. The store writer's
-    /// rule ([`crate::writer`]).
+    /// reaction or its removal, a room event, an MLS handshake message. The store writer
+    /// counts it so ([`crate::writer`]).
     pub fn is_quiet(&self) -> bool {
         let handshake = self
             .mls

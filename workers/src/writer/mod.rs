@@ -23,7 +23,7 @@ mod pending;
 
 use std::collections::{HashMap, HashSet};
 
-use chatmesh_protocol::e2ee::{next_epoch, MlsKind};
+use chatmesh_protocol::e2ee::next_epoch;
 use chatmesh_protocol::mentions::Mentions;
 use chatmesh_protocol::message::{Message, Payload};
 use metrics::{counter, histogram};
@@ -86,16 +86,10 @@ pub async fn store_batch(
             skipped += 1;
             continue;
         }
-        // Reactions, room events and MLS handshake messages are not unread.
-        let handshake = payload.mls.as_ref().is_some_and(|m| m.kind != MlsKind::App);
-        let quiet = payload.react_to.is_some()
-            || payload.unreact_to.is_some()
-            || payload.event.is_some()
-            || handshake;
         let mut stored = StoredMessage {
             prev: stats.last_seq,
             n: stats.count + 1,
-            quiet: stats.quiet + u64::from(quiet),
+            quiet: stats.quiet,
             id: payload.id,
             from: payload.from,
             ts: payload.ts,
@@ -112,6 +106,8 @@ pub async fn store_batch(
             mls: payload.mls,
             ..Default::default()
         };
+        // Reactions, room events and MLS handshake messages are not unread.
+        stored.quiet += u64::from(stored.is_quiet());
         let (epoch, void) = match &stored.mls {
             Some(mls) => next_epoch(stats.epoch, mls),
             None => (stats.epoch, false),
